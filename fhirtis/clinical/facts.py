@@ -1,0 +1,194 @@
+"""Typed facts: what the clinical core reads. No FHIR here.
+
+``fhirtis.fhir.extract`` turns FHIR resources into these; the calculator builds them from JSON.
+Every fact carries ``source``, an opaque reference to where it came from (for FHIR, a versioned
+relative reference such as ``Observation/17/_history/2``), so that every result can cite its
+evidence. Values are :class:`~decimal.Decimal` in the canonical unit named by the field.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
+from enum import StrEnum
+
+
+class Measure(StrEnum):
+    """The six IMACS core set measures (DOMAIN.md §1)."""
+
+    PGA = "pga"
+    PTGA = "ptga"
+    MMT8 = "mmt8"
+    HAQ = "haq"
+    ENZYME = "enzyme"
+    EXTRAMUSCULAR = "extramuscular"
+
+
+MEASURES: tuple[Measure, ...] = tuple(Measure)
+
+
+class Instrument(StrEnum):
+    """An instrument measuring one core set measure. Two values are comparable only when they
+    come from the same instrument."""
+
+    VAS = "vas"  # 0–10 cm visual analogue scale (mm are converted to cm before this point)
+    LIKERT = "likert"  # 0–4 Likert scale for the global activities
+    MMT8_80 = "mmt8-80"
+    MMT8_150 = "mmt8-150"
+    CMAS = "cmas"  # juvenile alternative to MMT-8, 0–52
+    HAQ_DI = "haq-di"
+    CHAQ = "chaq"
+    CHQ_PHS = "chq-phs"  # juvenile alternative to the enzyme
+    DAS = "das"  # juvenile alternative to extramuscular, 0–20
+    CK = "ck"
+    ALDOLASE = "aldolase"
+    LDH = "ldh"
+    AST = "ast"
+    ALT = "alt"
+
+
+ENZYMES: frozenset[Instrument] = frozenset(
+    {Instrument.CK, Instrument.ALDOLASE, Instrument.LDH, Instrument.AST, Instrument.ALT}
+)
+
+
+class ResultStatus(StrEnum):
+    """Observation.status values the core distinguishes (DOMAIN.md §2.5)."""
+
+    FINAL = "final"
+    AMENDED = "amended"
+    CORRECTED = "corrected"
+    PRELIMINARY = "preliminary"
+    REGISTERED = "registered"
+    ENTERED_IN_ERROR = "entered-in-error"
+    CANCELLED = "cancelled"
+    UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True, slots=True)
+class MeasureValue:
+    """One recorded value of a core set measure, already in the instrument's canonical unit
+    (cm for VAS, U/L for enzymes, score points otherwise)."""
+
+    measure: Measure
+    instrument: Instrument
+    value: Decimal
+    day: date
+    source: str
+    status: ResultStatus = ResultStatus.FINAL
+    issued: datetime | None = None
+    uln: Decimal | None = None  # enzymes: upper limit of normal in U/L, if the result gave one
+
+
+@dataclass(frozen=True, slots=True)
+class IvigAdministration:
+    """One intravenous immune globulin administration (a MedicationAdministration).
+
+    The dose is given either as a mass (``dose_g``) or as a volume (``dose_ml``) to be multiplied
+    by ``concentration_mg_per_ml``; the rate either as a volume rate (``rate_ml_per_h``) or as a
+    mass rate (``rate_mg_per_min``). Unit conversion is done before this point.
+    """
+
+    source: str
+    start: datetime
+    end: datetime | None = None
+    in_progress: bool = False
+    dose_g: Decimal | None = None
+    dose_ml: Decimal | None = None
+    concentration_mg_per_ml: Decimal | None = None
+    rate_ml_per_h: Decimal | None = None
+    rate_mg_per_min: Decimal | None = None
+    product: str | None = None  # display name, for reports
+
+
+@dataclass(frozen=True, slots=True)
+class BodyWeight:
+    source: str
+    when: datetime
+    kg: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class BodyHeight:
+    source: str
+    when: datetime
+    cm: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class BodyMassIndex:
+    source: str
+    when: datetime
+    kg_per_m2: Decimal
+
+
+class Sex(StrEnum):
+    MALE = "male"
+    FEMALE = "female"
+    OTHER = "other"
+    UNKNOWN = "unknown"
+
+
+class RiskFactorKind(StrEnum):
+    """Thrombosis risk factors (DOMAIN.md §5.1)."""
+
+    ADVANCED_AGE = "advanced-age"
+    IMMOBILISATION = "immobilisation"
+    HYPERCOAGULABLE = "hypercoagulable"
+    THROMBOSIS_HISTORY = "thrombosis-history"
+    ESTROGEN = "estrogen"
+    CENTRAL_VENOUS_CATHETER = "central-venous-catheter"
+    HYPERVISCOSITY = "hyperviscosity"
+    CARDIOVASCULAR = "cardiovascular"
+    OBESITY = "obesity"
+    MALIGNANCY = "malignancy"
+    INFLAMMATION = "inflammation"
+
+
+@dataclass(frozen=True, slots=True)
+class RiskEvidence:
+    """A coded finding that shows a risk factor (a Condition, a medication, a device, a
+    procedure), active from ``start`` (None: since before any record) to ``end`` (None: still)."""
+
+    kind: RiskFactorKind
+    source: str
+    start: date | None = None
+    end: date | None = None
+    display: str | None = None
+
+
+class TeeKind(StrEnum):
+    """Thromboembolic events (DOMAIN.md §5.3)."""
+
+    DVT = "deep-vein-thrombosis"
+    PE = "pulmonary-embolism"
+    MI = "myocardial-infarction"
+    ISCHAEMIC_STROKE = "ischaemic-stroke"
+    TIA = "transient-ischaemic-attack"
+    PERIPHERAL_ARTERIAL = "peripheral-arterial-thrombosis"
+    CVST = "cerebral-venous-sinus-thrombosis"
+    RETINAL_OCCLUSION = "retinal-vascular-occlusion"
+
+
+ARTERIAL_TEE: frozenset[TeeKind] = frozenset(
+    {TeeKind.MI, TeeKind.ISCHAEMIC_STROKE, TeeKind.TIA, TeeKind.PERIPHERAL_ARTERIAL}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class TeeEvent:
+    """A thromboembolic event (a Condition or an existing AdverseEvent) with its onset."""
+
+    kind: TeeKind
+    source: str
+    onset: datetime
+    display: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PatientFacts:
+    """What the core needs to know of the patient themself."""
+
+    birth_date: date | None = None
+    sex: Sex = Sex.UNKNOWN

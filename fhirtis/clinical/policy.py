@@ -1,0 +1,156 @@
+"""Every configurable clinical choice of DOMAIN.md, with its documented default.
+
+DOMAIN.md marks a rule **[choice]** where no source fixes it. Each such rule is a field of
+:class:`Policy` below, named as in DOMAIN.md, with the default DOMAIN.md gives. Every result the
+clinical core returns records the policy it used (:meth:`Policy.as_record`), so a number can always
+be traced to the choices behind it.
+
+Fields that are not marked [choice] in DOMAIN.md but are still numbers a site may need to see
+(the regimen target, the boxed-warning rate limits) live here too, documented as fixed by their
+source; changing them is possible but is a deliberate departure from the specification.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Population(StrEnum):
+    """Which ACR/EULAR response criteria apply."""
+
+    ADULT = "adult"
+    JUVENILE = "juvenile"
+
+
+class EnzymeChange(StrEnum):
+    """How the enzyme's percent improvement is computed (DOMAIN.md §2.1)."""
+
+    RELATIVE = "relative"
+    """(baseline − follow-up) / baseline × 100 — the default."""
+    ABOVE_ULN = "above_uln"
+    """(baseline − follow-up) / (baseline − ULN) × 100, defined only when baseline > ULN."""
+
+
+class EnzymeNormalBaseline(StrEnum):
+    """What to do with an enzyme that is normal (≤ ULN) at baseline (DOMAIN.md §2.1)."""
+
+    SCORE = "score"
+    """Compute the percent improvement as for any other baseline — the default."""
+    NO_CREDIT = "no_credit"
+    """The enzyme measure scores 0."""
+
+
+class WorseningBasis(StrEnum):
+    """Basis of percent worsening in the deterioration rules (DOMAIN.md §3)."""
+
+    RELATIVE = "relative"
+    """Relative to the baseline value — the default (falls back to absolute when baseline is 0)."""
+    ABSOLUTE = "absolute"
+    """Relative to the instrument's range, like the TIS."""
+
+
+class DosingWeightBasis(StrEnum):
+    """Body weight used to express IVIG doses and rates per kg (DOMAIN.md §4)."""
+
+    ACTUAL = "actual"
+    IDEAL = "ideal"
+    ADJUSTED = "adjusted"
+
+
+ENZYME_TIE_ORDER_DEFAULT: tuple[str, ...] = ("ck", "aldolase", "ldh", "ast", "alt")
+
+
+class Policy(BaseModel):
+    """The clinical choices in force for one computation.
+
+    Field names match DOMAIN.md so a site can read the spec and set the same names
+    (``FHIRTIS_POLICY__CYCLE_GAP_DAYS=10``, a settings file, or an operation parameter).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    # §1 most abnormal enzyme
+    enzyme_tie_order: tuple[str, ...] = Field(
+        ENZYME_TIE_ORDER_DEFAULT,
+        description="[choice] order that breaks ties of value/ULN when choosing the most "
+        "abnormal enzyme at baseline",
+    )
+    # §2.1 percent improvement
+    enzyme_change: EnzymeChange = Field(
+        EnzymeChange.RELATIVE, description="[choice] enzyme percent improvement formula"
+    )
+    enzyme_normal_baseline: EnzymeNormalBaseline = Field(
+        EnzymeNormalBaseline.SCORE,
+        description="[choice] scoring of an enzyme that is ≤ ULN at baseline",
+    )
+    # §2.3 population
+    juvenile_onset_age: int = Field(
+        18, ge=0, le=120,
+        description="[choice] age at onset (years) below which juvenile criteria apply",
+    )
+    # §2.5 assessments
+    assessment_window_days: int = Field(
+        7, ge=0, le=90, description="[choice] ± days around an anchor date for the other measures"
+    )
+    baseline_lookback_days: int = Field(
+        28, ge=0, le=365, description="[choice] how long before the first IVIG a baseline may be"
+    )
+    # §3 deterioration
+    worsening_basis: WorseningBasis = Field(
+        WorseningBasis.RELATIVE, description="[choice] basis of percent worsening"
+    )
+    # §4 IVIG exposure
+    cycle_gap_days: int = Field(
+        7, ge=1, le=60, description="[choice] a gap of more than this many days starts a new cycle"
+    )
+    weight_max_age_days: int = Field(
+        30, ge=0, le=3650, description="[choice] older weights are used with a stale-weight warning"
+    )
+    dosing_weight: DosingWeightBasis = Field(
+        DosingWeightBasis.ACTUAL, description="[choice] dosing weight basis"
+    )
+    target_dose_g_per_kg: Decimal = Field(
+        Decimal(2), gt=0, description="regimen target per cycle (2 g/kg, Octagam PI; 1 g/kg in "
+        "ProDERM's extension)",
+    )
+    dose_tolerance_percent: Decimal = Field(
+        Decimal(10), ge=0, description="warn when a cycle's g/kg is more than this % off target"
+    )
+    cycle_interval_days: int = Field(28, ge=1, description="expected days between cycle starts")
+    cycle_interval_tolerance_days: int = Field(7, ge=0, description="± tolerance on that interval")
+    max_cycle_span_days: int = Field(5, ge=1, description="warn when a cycle spans more days")
+    # §5 thrombosis
+    advanced_age_years: int = Field(
+        65, ge=0, le=120,
+        description="[choice] age at or above which advanced age is a risk factor",
+    )
+    inflammation_pga_cm: Decimal = Field(
+        Decimal(7), ge=0, le=10,
+        description="[choice] PGA (cm) at or above which inflammation counts as poorly controlled",
+    )
+    obesity_bmi: Decimal = Field(Decimal(30), gt=0, description="BMI at or above which obesity")
+    max_rate_mg_kg_min: Decimal = Field(
+        Decimal(4), gt=0, description="maximum IVIG rate in dermatomyositis (Octagam 10% PI)"
+    )
+    max_rate_with_risk_mg_kg_min: Decimal = Field(
+        Decimal("3.3"), gt=0, description="maximum rate with any thrombosis risk factor (PI)"
+    )
+    tee_window_days: int = Field(
+        14, ge=0, le=90,
+        description="[choice] days after a cycle's last administration within which a TEE is "
+        "temporally associated",
+    )
+    tee_early_hours: int = Field(24, ge=0, description="onset within this many hours is 'early'")
+
+    def as_record(self) -> dict[str, str]:
+        """The policy as flat strings, for results, reports and derived resources."""
+        out: dict[str, str] = {}
+        for name, value in self.model_dump(mode="json").items():
+            out[name] = ",".join(value) if isinstance(value, list) else str(value)
+        return out
+
+
+DEFAULT_POLICY = Policy()
