@@ -88,7 +88,9 @@ class Policy(BaseModel):
     )
     # §2.3 population
     juvenile_onset_age: int = Field(
-        18, ge=0, le=120,
+        18,
+        ge=0,
+        le=120,
         description="[choice] age at onset (years) below which juvenile criteria apply",
     )
     # §2.5 assessments
@@ -113,8 +115,9 @@ class Policy(BaseModel):
         DosingWeightBasis.ACTUAL, description="[choice] dosing weight basis"
     )
     target_dose_g_per_kg: Decimal = Field(
-        Decimal(2), gt=0, description="regimen target per cycle (2 g/kg, Octagam PI; 1 g/kg in "
-        "ProDERM's extension)",
+        Decimal(2),
+        gt=0,
+        description="regimen target per cycle (2 g/kg, Octagam PI; 1 g/kg in ProDERM's extension)",
     )
     dose_tolerance_percent: Decimal = Field(
         Decimal(10), ge=0, description="warn when a cycle's g/kg is more than this % off target"
@@ -124,11 +127,15 @@ class Policy(BaseModel):
     max_cycle_span_days: int = Field(5, ge=1, description="warn when a cycle spans more days")
     # §5 thrombosis
     advanced_age_years: int = Field(
-        65, ge=0, le=120,
+        65,
+        ge=0,
+        le=120,
         description="[choice] age at or above which advanced age is a risk factor",
     )
     inflammation_pga_cm: Decimal = Field(
-        Decimal(7), ge=0, le=10,
+        Decimal(7),
+        ge=0,
+        le=10,
         description="[choice] PGA (cm) at or above which inflammation counts as poorly controlled",
     )
     obesity_bmi: Decimal = Field(Decimal(30), gt=0, description="BMI at or above which obesity")
@@ -139,7 +146,9 @@ class Policy(BaseModel):
         Decimal("3.3"), gt=0, description="maximum rate with any thrombosis risk factor (PI)"
     )
     tee_window_days: int = Field(
-        14, ge=0, le=90,
+        14,
+        ge=0,
+        le=90,
         description="[choice] days after a cycle's last administration within which a TEE is "
         "temporally associated",
     )

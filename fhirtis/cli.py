@@ -1,0 +1,112 @@
+"""The ``fhirtis`` command line."""
+
+from __future__ import annotations
+
+import sys
+from decimal import Decimal
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from fhirtis import __version__
+from fhirtis.calculator import CalculatorInputError, calculate, parse_input, result_record
+from fhirtis.jsonout import dumps
+
+app = typer.Typer(
+    name="fhirtis",
+    help="Myositis Total Improvement Score and IVIG safety over HL7 FHIR R4.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+EXIT_BAD_INPUT = 2
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"fhirtis {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
+    ] = False,
+) -> None:
+    """fhirtis: measure response (TIS) and watch IVIG clot risk from FHIR data."""
+
+
+def _read(path: str) -> bytes:
+    if path == "-":
+        return sys.stdin.buffer.read()
+    return Path(path).read_bytes()
+
+
+def _fmt(value: Decimal | None) -> str:
+    return "—" if value is None else format(value.normalize(), "f")
+
+
+@app.command()
+def calc(
+    path: Annotated[str, typer.Argument(help="JSON input file, or - for standard input.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Compute the ACR/EULAR Total Improvement Score from baseline and follow-up values,
+    like the IMACS web calculators."""
+    err = Console(stderr=True)
+    try:
+        raw = _read(path)
+    except OSError as exc:
+        err.print(f"fhirtis calc: cannot read {path}: {exc.strerror}")
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    try:
+        result = calculate(parse_input(raw))
+    except CalculatorInputError as exc:
+        err.print("fhirtis calc: invalid input", markup=False)
+        for where, what in exc.problems:
+            err.print(f"  {where}: {what}", markup=False)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    record = result_record(result)
+    if as_json:
+        sys.stdout.write(dumps(record) + "\n")
+        return
+    _print_table(record)
+
+
+def _print_table(record: dict[str, Any]) -> None:
+    out = Console()
+    table = Table(title=f"Total Improvement Score — {record['population']} criteria")
+    for col in ("measure", "instrument", "baseline", "follow-up", "% improvement", "score"):
+        table.add_column(col, justify="left" if col in {"measure", "instrument"} else "right")
+    for name, m in record["measures"].items():
+        score = _fmt(m["score"]) if m["score"] is not None else f"missing ({m['missing']})"
+        table.add_row(
+            name,
+            m["instrument"] or "—",
+            _fmt(m["baseline"]),
+            _fmt(m["followup"]),
+            _fmt(m["percent_improvement"]),
+            score,
+        )
+    out.print(table)
+    if record["partial"]:
+        possible = " or ".join(record["possible_categories"])
+        category = record["category"] or f"unknown ({possible})"
+        out.print(
+            f"TIS: partial [{_fmt(record['tis_lower'])}, {_fmt(record['tis_upper'])}] — "
+            f"missing: {', '.join(record['missing_measures'])}; category: {category}",
+            markup=False,
+        )
+    else:
+        out.print(f"TIS: {_fmt(record['tis'])}; category: {record['category']}", markup=False)
+    for note in record["notes"]:
+        out.print(f"{note['severity']}: {note['message']}", markup=False)
+
+
+def main() -> None:
+    app()

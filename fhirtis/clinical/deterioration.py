@@ -1,0 +1,192 @@
+"""IMACS deterioration, confirmed deterioration and the ProDERM responder rule (DOMAIN.md §3).
+
+Three-valued where data is missing: a clause is True when the data shows it, False when the data
+rules it out, and None when missing measures leave it open. Deterioration is True when any clause
+is True, False when every clause is False, else None (unknown) — never guessed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
+from fractions import Fraction
+
+from fhirtis.clinical.facts import Instrument, Measure, MeasureValue
+from fhirtis.clinical.measures import check_value, spec_for
+from fhirtis.clinical.notes import Note, missing
+from fhirtis.clinical.policy import Policy, WorseningBasis
+from fhirtis.clinical.tis import THRESHOLDS, TisResult
+
+NON_ENZYME: tuple[Measure, ...] = (
+    Measure.PGA,
+    Measure.PTGA,
+    Measure.MMT8,
+    Measure.HAQ,
+    Measure.EXTRAMUSCULAR,
+)
+VAS_WORSE_CM = Decimal(2)
+MMT_WORSE_PERCENT = Fraction(20)
+ANY_THREE_PERCENT = Fraction(30)
+
+
+@dataclass(frozen=True, slots=True)
+class Worsening:
+    """How much one measure worsened: in its own units and in percent (per the policy basis)."""
+
+    measure: Measure
+    instrument: Instrument
+    amount: Decimal  # in the instrument's unit, positive = worse
+    percent: Fraction  # positive = worse
+    basis: WorseningBasis
+
+
+@dataclass(frozen=True, slots=True)
+class DeteriorationResult:
+    day: date
+    deteriorated: bool | None
+    clauses: Mapping[str, bool | None]  # "pga+mmt8", "extramuscular", "any-3-of-5"
+    worsening: Mapping[Measure, Worsening]
+    notes: tuple[Note, ...]
+
+
+def worsening(
+    measure: Measure, baseline: MeasureValue, followup: MeasureValue, policy: Policy
+) -> Worsening | Note:
+    """Worsening of one measure, or the reason it cannot be computed."""
+    for value in (baseline, followup):
+        problem = check_value(value)
+        if problem is not None:
+            return problem
+    if baseline.instrument is not followup.instrument:
+        return missing(
+            "instrument-mismatch",
+            f"{measure.value}: {baseline.instrument.value} vs {followup.instrument.value}",
+            followup.source,
+        )
+    spec = spec_for(measure, baseline.instrument)
+    amount = (
+        baseline.value - followup.value
+        if spec.higher_is_better
+        else followup.value - baseline.value
+    )
+    basis = policy.worsening_basis
+    if basis is WorseningBasis.RELATIVE and baseline.value == 0:
+        basis = WorseningBasis.ABSOLUTE  # DOMAIN.md §3: a baseline of 0 uses the range basis
+    if basis is WorseningBasis.RELATIVE:
+        percent = Fraction(amount) * 100 / Fraction(baseline.value)
+    else:
+        assert spec.span is not None
+        percent = Fraction(amount) * 100 / Fraction(spec.span)
+    return Worsening(measure, baseline.instrument, amount, percent, basis)
+
+
+def assess_deterioration(
+    day: date,
+    baseline: Mapping[Measure, MeasureValue],
+    followup: Mapping[Measure, MeasureValue],
+    policy: Policy,
+) -> DeteriorationResult:
+    """Deterioration at one follow-up assessment versus baseline (DOMAIN.md §3)."""
+    notes: list[Note] = []
+    worse: dict[Measure, Worsening] = {}
+    for measure in NON_ENZYME:
+        b, f = baseline.get(measure), followup.get(measure)
+        if b is None or f is None:
+            notes.append(missing("missing", f"{measure.value} missing for deterioration"))
+            continue
+        result = worsening(measure, b, f, policy)
+        if isinstance(result, Note):
+            notes.append(result)
+        else:
+            worse[measure] = result
+
+    def vas_worse(measure: Measure) -> bool | None:
+        w = worse.get(measure)
+        if w is None:
+            return None
+        if w.instrument is not Instrument.VAS:
+            notes.append(
+                missing(
+                    "not-vas",
+                    f"{measure.value} is not on a 0–10 cm VAS; the 2 cm rule cannot apply",
+                )
+            )
+            return None
+        return w.amount >= VAS_WORSE_CM
+
+    pga = vas_worse(Measure.PGA)
+    mmt = worse.get(Measure.MMT8)
+    mmt_worse = None if mmt is None else mmt.percent >= MMT_WORSE_PERCENT
+    clause1 = _and(pga, mmt_worse)
+    clause2 = vas_worse(Measure.EXTRAMUSCULAR)
+    n_worse = sum(1 for w in worse.values() if w.percent >= ANY_THREE_PERCENT)
+    n_unknown = len(NON_ENZYME) - len(worse)
+    clause3: bool | None
+    if n_worse >= 3:
+        clause3 = True
+    elif n_worse + n_unknown < 3:
+        clause3 = False
+    else:
+        clause3 = None
+    clauses = {"pga+mmt8": clause1, "extramuscular": clause2, "any-3-of-5": clause3}
+    return DeteriorationResult(day, _or(clauses.values()), clauses, worse, tuple(notes))
+
+
+def _and(a: bool | None, b: bool | None) -> bool | None:
+    if a is False or b is False:
+        return False
+    if a is True and b is True:
+        return True
+    return None
+
+
+def _or(values: Iterable[bool | None]) -> bool | None:
+    items = list(values)
+    if any(v is True for v in items):
+        return True
+    if all(v is False for v in items):
+        return False
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class Confirmation:
+    """Confirmed deterioration over a sequence of follow-up assessments: ``confirmed_on`` is the
+    date of the second of the first two consecutive deteriorations; ``status`` per assessment is
+    True (confirmed at or before it), False (not), or None (cannot tell: missing data)."""
+
+    confirmed_on: date | None
+    status: tuple[tuple[date, bool | None], ...]
+
+
+def confirm(results: Sequence[DeteriorationResult]) -> Confirmation:
+    """Deterioration at two consecutive follow-up assessments confirms it, dated the second."""
+    status: list[tuple[date, bool | None]] = []
+    confirmed_on: date | None = None
+    unknown = False  # could a confirmation have happened already, hidden by missing data?
+    for i, current in enumerate(results):
+        if confirmed_on is None and i > 0:
+            prev = results[i - 1].deteriorated
+            pair = _and(prev, current.deteriorated)
+            if pair is True:
+                confirmed_on = current.day
+            elif pair is None:
+                unknown = True
+        if confirmed_on is not None:
+            status.append((current.day, True))
+        else:
+            status.append((current.day, None if unknown else False))
+    return Confirmation(confirmed_on, tuple(status))
+
+
+def is_responder(tis: TisResult, confirmed: bool | None) -> bool | None:
+    """ProDERM responder: TIS ≥ the minimal threshold and no confirmed deterioration at or
+    before the assessment. None when missing data leaves it open."""
+    minimal = THRESHOLDS[tis.population][0]
+    if confirmed is True or tis.upper < minimal:
+        return False
+    if tis.lower >= minimal and confirmed is False:
+        return True
+    return None

@@ -1,0 +1,186 @@
+"""The six IMACS core set measures: instruments, ranges, directions, range checks, and the
+choice of the most abnormal muscle enzyme (DOMAIN.md §1)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from fractions import Fraction
+
+from fhirtis.clinical.facts import ENZYMES, Instrument, Measure, MeasureValue
+from fhirtis.clinical.notes import Note, excluded, missing, warning
+from fhirtis.clinical.policy import Policy
+
+UKAT_PER_L_TO_U_PER_L = Decimal(60)
+"""1 µkat/L = 60 U/L (1 U = 1 µmol/min; 1 kat = 1 mol/s)."""
+
+
+@dataclass(frozen=True, slots=True)
+class InstrumentSpec:
+    """An instrument's scale. ``high`` is None for open-ended scales (the enzymes)."""
+
+    instrument: Instrument
+    measure: Measure
+    low: Decimal
+    high: Decimal | None
+    higher_is_better: bool
+    label: str
+
+    @property
+    def span(self) -> Decimal | None:
+        return None if self.high is None else self.high - self.low
+
+    def in_range(self, value: Decimal) -> bool:
+        if value < self.low:
+            return False
+        return self.high is None or value <= self.high
+
+
+def _spec(
+    instrument: Instrument, measure: Measure, low: int, high: int | None, higher: bool, label: str
+) -> InstrumentSpec:
+    return InstrumentSpec(
+        instrument, measure, Decimal(low), None if high is None else Decimal(high), higher, label
+    )
+
+
+INSTRUMENTS: Mapping[Instrument, InstrumentSpec] = {
+    s.instrument: s
+    for s in (
+        _spec(Instrument.VAS, Measure.PGA, 0, 10, False, "VAS 0–10 cm"),
+        _spec(Instrument.LIKERT, Measure.PGA, 0, 4, False, "Likert 0–4"),
+        _spec(Instrument.MMT8_80, Measure.MMT8, 0, 80, True, "MMT-8 0–80"),
+        _spec(Instrument.MMT8_150, Measure.MMT8, 0, 150, True, "MMT-8 0–150"),
+        _spec(Instrument.CMAS, Measure.MMT8, 0, 52, True, "CMAS 0–52"),
+        _spec(Instrument.HAQ_DI, Measure.HAQ, 0, 3, False, "HAQ-DI 0–3"),
+        _spec(Instrument.CHAQ, Measure.HAQ, 0, 3, False, "CHAQ 0–3"),
+        # CHQ physical summary score: a norm-based 0–100 summary scale, higher is better.
+        # DOMAIN.md names it as the juvenile alternative to the enzyme but gives no range; the
+        # theoretical 0–100 range is used and every result that uses it carries a warning.
+        _spec(Instrument.CHQ_PHS, Measure.ENZYME, 0, 100, True, "CHQ-PhS 0–100"),
+        _spec(Instrument.DAS, Measure.EXTRAMUSCULAR, 0, 20, False, "DAS 0–20"),
+        _spec(Instrument.CK, Measure.ENZYME, 0, None, False, "creatine kinase U/L"),
+        _spec(Instrument.ALDOLASE, Measure.ENZYME, 0, None, False, "aldolase U/L"),
+        _spec(Instrument.LDH, Measure.ENZYME, 0, None, False, "LDH U/L"),
+        _spec(Instrument.AST, Measure.ENZYME, 0, None, False, "AST U/L"),
+        _spec(Instrument.ALT, Measure.ENZYME, 0, None, False, "ALT U/L"),
+    )
+}
+
+# The VAS instrument serves three measures; the table above keys PGA. These are its twins.
+_VAS_FOR: Mapping[Measure, InstrumentSpec] = {
+    m: InstrumentSpec(Instrument.VAS, m, Decimal(0), Decimal(10), False, "VAS 0–10 cm")
+    for m in (Measure.PGA, Measure.PTGA, Measure.EXTRAMUSCULAR)
+}
+_LIKERT_FOR: Mapping[Measure, InstrumentSpec] = {
+    m: InstrumentSpec(Instrument.LIKERT, m, Decimal(0), Decimal(4), False, "Likert 0–4")
+    for m in (Measure.PGA, Measure.PTGA)
+}
+
+ALLOWED: Mapping[Measure, frozenset[Instrument]] = {
+    Measure.PGA: frozenset({Instrument.VAS, Instrument.LIKERT}),
+    Measure.PTGA: frozenset({Instrument.VAS, Instrument.LIKERT}),
+    Measure.MMT8: frozenset({Instrument.MMT8_80, Instrument.MMT8_150, Instrument.CMAS}),
+    Measure.HAQ: frozenset({Instrument.HAQ_DI, Instrument.CHAQ}),
+    Measure.ENZYME: ENZYMES | {Instrument.CHQ_PHS},
+    Measure.EXTRAMUSCULAR: frozenset({Instrument.VAS, Instrument.DAS}),
+}
+
+
+def spec_for(measure: Measure, instrument: Instrument) -> InstrumentSpec:
+    """The scale of ``instrument`` when it measures ``measure``.
+
+    Raises ValueError when the instrument does not measure that measure (a VAS for MMT-8, say).
+    """
+    if instrument not in ALLOWED[measure]:
+        raise ValueError(f"instrument {instrument.value} does not measure {measure.value}")
+    if instrument is Instrument.VAS:
+        return _VAS_FOR[measure]
+    if instrument is Instrument.LIKERT:
+        return _LIKERT_FOR[measure]
+    return INSTRUMENTS[instrument]
+
+
+def check_value(value: MeasureValue) -> Note | None:
+    """None when the value is possible on its instrument; else why it is excluded."""
+    try:
+        spec = spec_for(value.measure, value.instrument)
+    except ValueError as exc:
+        return excluded("wrong-instrument", str(exc), value.source)
+    if not spec.in_range(value.value):
+        upper = "∞" if spec.high is None else str(spec.high)
+        return excluded(
+            "out-of-range",
+            f"{value.measure.value} value outside {spec.label} range [{spec.low}, {upper}]",
+            value.source,
+        )
+    if value.uln is not None and value.uln <= 0:
+        return excluded("bad-uln", "upper limit of normal must be positive", value.source)
+    return None
+
+
+def enzyme_ratio(value: MeasureValue) -> Fraction | None:
+    """value ÷ ULN, exactly; None without a ULN."""
+    if value.uln is None or value.uln <= 0:
+        return None
+    return Fraction(value.value) / Fraction(value.uln)
+
+
+@dataclass(frozen=True, slots=True)
+class EnzymeChoice:
+    """The most abnormal enzyme at baseline (DOMAIN.md §1), or None with the reason."""
+
+    instrument: Instrument | None
+    ratio: Fraction | None
+    notes: tuple[Note, ...]
+
+
+def choose_enzyme(candidates: Mapping[Instrument, MeasureValue], policy: Policy) -> EnzymeChoice:
+    """Choose, once at baseline, the enzyme with the highest value ÷ ULN.
+
+    Ties are broken by ``policy.enzyme_tie_order`` (default CK, aldolase, LDH, AST, ALT).
+    An enzyme with no known ULN cannot be ranked: with other enzymes it is left out (noted); when
+    it is the only enzyme it is chosen, with a warning that its abnormality is unknown.
+    """
+    notes: list[Note] = []
+    ranked: list[tuple[Fraction, int, Instrument]] = []
+    order = {name: i for i, name in enumerate(policy.enzyme_tie_order)}
+    for instrument, value in candidates.items():
+        ratio = enzyme_ratio(value)
+        if ratio is None:
+            continue
+        ranked.append((ratio, -order.get(instrument.value, len(order)), instrument))
+    if ranked:
+        best = max(ranked)
+        for instrument, value in candidates.items():
+            if enzyme_ratio(value) is None:
+                notes.append(
+                    warning(
+                        "enzyme-uln-unknown",
+                        f"{instrument.value} has no upper limit of normal; not ranked",
+                        value.source,
+                    )
+                )
+        return EnzymeChoice(best[2], best[0], tuple(notes))
+    if len(candidates) == 1:
+        ((instrument, value),) = candidates.items()
+        notes.append(
+            warning(
+                "enzyme-uln-unknown",
+                f"{instrument.value} is the only enzyme and has no upper limit of normal",
+                value.source,
+            )
+        )
+        return EnzymeChoice(instrument, None, tuple(notes))
+    if not candidates:
+        return EnzymeChoice(
+            None, None, (missing("enzyme-missing", "no muscle enzyme at baseline"),)
+        )
+    notes.append(
+        missing(
+            "enzyme-uln-unknown",
+            "several enzymes at baseline and none has an upper limit of normal",
+        )
+    )
+    return EnzymeChoice(None, None, tuple(notes))

@@ -1,0 +1,339 @@
+"""The ACR/EULAR Total Improvement Score (DOMAIN.md §2).
+
+All arithmetic is exact: values arrive as :class:`~decimal.Decimal` and every ratio is a
+:class:`~fractions.Fraction`, so PGA 2.2 → 0.7 is exactly 15 % and lands in the >5–15 band.
+Nothing is rounded before banding; rounding happens only when a percent is shown.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from enum import StrEnum
+from fractions import Fraction
+
+from fhirtis.clinical.facts import ENZYMES, MEASURES, Instrument, Measure, MeasureValue
+from fhirtis.clinical.measures import EnzymeChoice, check_value, choose_enzyme, spec_for
+from fhirtis.clinical.notes import Note, missing, warning
+from fhirtis.clinical.policy import EnzymeChange, EnzymeNormalBaseline, Policy, Population
+
+_D = Decimal
+
+# Upper band edges, inclusive; the last band (above the last edge) is open. [2, Table 3]
+STANDARD_EDGES: tuple[Fraction, ...] = (Fraction(5), Fraction(15), Fraction(25), Fraction(40))
+MMT_EDGES: tuple[Fraction, ...] = (Fraction(2), Fraction(10), Fraction(20), Fraction(30))
+
+LEVEL_SCORES: Mapping[Measure, tuple[Decimal, ...]] = {
+    Measure.PGA: (_D(0), _D("7.5"), _D(15), _D("17.5"), _D(20)),
+    Measure.PTGA: (_D(0), _D("2.5"), _D(5), _D("7.5"), _D(10)),
+    Measure.MMT8: (_D(0), _D(10), _D(20), _D("27.5"), _D("32.5")),
+    Measure.HAQ: (_D(0), _D(5), _D("7.5"), _D("7.5"), _D(10)),
+    Measure.ENZYME: (_D(0), _D("2.5"), _D(5), _D("7.5"), _D("7.5")),
+    Measure.EXTRAMUSCULAR: (_D(0), _D("7.5"), _D("12.5"), _D(15), _D(20)),
+}
+MAX_SCORE: Mapping[Measure, Decimal] = {m: scores[-1] for m, scores in LEVEL_SCORES.items()}
+
+
+class Category(StrEnum):
+    NONE = "none"
+    MINIMAL = "minimal"
+    MODERATE = "moderate"
+    MAJOR = "major"
+
+
+_CATEGORY_ORDER = (Category.NONE, Category.MINIMAL, Category.MODERATE, Category.MAJOR)
+
+THRESHOLDS: Mapping[Population, tuple[Decimal, Decimal, Decimal]] = {
+    Population.ADULT: (_D(20), _D(40), _D(60)),  # [1]
+    Population.JUVENILE: (_D(30), _D(45), _D(70)),  # [2]
+}
+
+
+def band_edges(measure: Measure) -> tuple[Fraction, ...]:
+    return MMT_EDGES if measure is Measure.MMT8 else STANDARD_EDGES
+
+
+def level_score(measure: Measure, percent: Fraction) -> Decimal:
+    """The level score of a percent improvement. Bands exclude their lower edge and include
+    their upper edge; worsening (negative) falls in the first band."""
+    scores = LEVEL_SCORES[measure]
+    for i, edge in enumerate(band_edges(measure)):
+        if percent <= edge:
+            return scores[i]
+    return scores[-1]
+
+
+def category_for(tis: Decimal, population: Population) -> Category:
+    minimal, moderate, major = THRESHOLDS[population]
+    if tis >= major:
+        return Category.MAJOR
+    if tis >= moderate:
+        return Category.MODERATE
+    if tis >= minimal:
+        return Category.MINIMAL
+    return Category.NONE
+
+
+def categories_between(
+    lower: Decimal, upper: Decimal, population: Population
+) -> tuple[Category, ...]:
+    lo = _CATEGORY_ORDER.index(category_for(lower, population))
+    hi = _CATEGORY_ORDER.index(category_for(upper, population))
+    return _CATEGORY_ORDER[lo : hi + 1]
+
+
+@dataclass(frozen=True, slots=True)
+class AssessmentValues:
+    """The values of one assessment, one per measure. ``enzymes`` holds every lab enzyme of the
+    assessment (the most abnormal is chosen at baseline); ``values[Measure.ENZYME]`` is used only
+    for the juvenile CHQ-PhS alternative."""
+
+    values: Mapping[Measure, MeasureValue] = field(default_factory=dict)
+    enzymes: Mapping[Instrument, MeasureValue] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class MeasureScore:
+    """One measure's contribution. ``score`` is None when the measure is missing; then
+    ``reason`` says why, and the measure counts 0 in ``lower`` and its maximum in ``upper``."""
+
+    measure: Measure
+    instrument: Instrument | None
+    baseline: MeasureValue | None
+    followup: MeasureValue | None
+    percent_improvement: Fraction | None
+    score: Decimal | None
+    max_score: Decimal
+    reason: Note | None = None
+
+    @property
+    def missing(self) -> bool:
+        return self.score is None
+
+
+@dataclass(frozen=True, slots=True)
+class TisResult:
+    population: Population
+    measures: tuple[MeasureScore, ...]
+    lower: Decimal
+    upper: Decimal
+    category: Category | None
+    possible_categories: tuple[Category, ...]
+    notes: tuple[Note, ...]
+    policy: Mapping[str, str]
+
+    @property
+    def partial(self) -> bool:
+        return any(m.missing for m in self.measures)
+
+    @property
+    def tis(self) -> Decimal | None:
+        """The TIS, or None when partial (a partial TIS is never a plain number)."""
+        return None if self.partial else self.lower
+
+    @property
+    def missing_measures(self) -> tuple[Measure, ...]:
+        return tuple(m.measure for m in self.measures if m.missing)
+
+    def measure(self, measure: Measure) -> MeasureScore:
+        return next(m for m in self.measures if m.measure is measure)
+
+
+def percent_improvement_bounded(
+    measure: Measure, instrument: Instrument, baseline: Decimal, followup: Decimal
+) -> Fraction:
+    """Absolute percent change relative to the instrument's range (DOMAIN.md §2.1)."""
+    spec = spec_for(measure, instrument)
+    assert spec.span is not None, "bounded instruments only"
+    change = followup - baseline if spec.higher_is_better else baseline - followup
+    return Fraction(change) * 100 / Fraction(spec.span)
+
+
+def _missing_score(
+    measure: Measure,
+    reason: Note,
+    instrument: Instrument | None = None,
+    baseline: MeasureValue | None = None,
+    followup: MeasureValue | None = None,
+) -> MeasureScore:
+    return MeasureScore(
+        measure, instrument, baseline, followup, None, None, MAX_SCORE[measure], reason
+    )
+
+
+def _instrument_of(*values: MeasureValue | None) -> Instrument | None:
+    return next((v.instrument for v in values if v is not None), None)
+
+
+def _check_pair(
+    measure: Measure, baseline: MeasureValue | None, followup: MeasureValue | None
+) -> Note | None:
+    if baseline is None:
+        return missing("missing-baseline", f"{measure.value} missing at baseline")
+    if followup is None:
+        return missing("missing-followup", f"{measure.value} missing at follow-up")
+    for value in (baseline, followup):
+        problem = check_value(value)
+        if problem is not None:
+            return problem
+    if baseline.instrument is not followup.instrument:
+        return missing(
+            "instrument-mismatch",
+            f"{measure.value} measured with {baseline.instrument.value} at baseline and "
+            f"{followup.instrument.value} at follow-up; they cannot be compared",
+            followup.source,
+        )
+    return None
+
+
+def score_bounded(
+    measure: Measure, baseline: MeasureValue | None, followup: MeasureValue | None
+) -> MeasureScore:
+    problem = _check_pair(measure, baseline, followup)
+    if problem is not None:
+        instrument = _instrument_of(baseline, followup)
+        return _missing_score(measure, problem, instrument, baseline, followup)
+    assert baseline is not None and followup is not None
+    pct = percent_improvement_bounded(measure, baseline.instrument, baseline.value, followup.value)
+    return MeasureScore(
+        measure,
+        baseline.instrument,
+        baseline,
+        followup,
+        pct,
+        level_score(measure, pct),
+        MAX_SCORE[measure],
+    )
+
+
+def score_enzyme(
+    baseline: MeasureValue | None, followup: MeasureValue | None, policy: Policy
+) -> MeasureScore:
+    """Relative percent change of the chosen enzyme, with the enzyme [choice]s of the policy."""
+    measure = Measure.ENZYME
+    problem = _check_pair(measure, baseline, followup)
+    if problem is not None:
+        instrument = _instrument_of(baseline, followup)
+        return _missing_score(measure, problem, instrument, baseline, followup)
+    assert baseline is not None and followup is not None
+    b, f = Fraction(baseline.value), Fraction(followup.value)
+    uln = None if baseline.uln is None else Fraction(baseline.uln)
+    normal_at_baseline = uln is not None and b <= uln
+
+    def scored(pct: Fraction, score: Decimal | None = None) -> MeasureScore:
+        return MeasureScore(
+            measure,
+            baseline.instrument,
+            baseline,
+            followup,
+            pct,
+            level_score(measure, pct) if score is None else score,
+            MAX_SCORE[measure],
+        )
+
+    if normal_at_baseline and policy.enzyme_normal_baseline is EnzymeNormalBaseline.NO_CREDIT:
+        return scored((b - f) * 100 / b if b else Fraction(0), _D(0))
+    if policy.enzyme_change is EnzymeChange.ABOVE_ULN:
+        if uln is None:
+            reason = missing(
+                "enzyme-uln-unknown",
+                "enzyme_change=above_uln needs the upper limit of normal at baseline",
+                baseline.source,
+            )
+            return _missing_score(measure, reason, baseline.instrument, baseline, followup)
+        if b <= uln:
+            reason = missing(
+                "enzyme-change-undefined",
+                "enzyme_change=above_uln is undefined when the baseline is not above the ULN",
+                baseline.source,
+            )
+            return _missing_score(measure, reason, baseline.instrument, baseline, followup)
+        return scored((b - f) * 100 / (b - uln))
+    if b == 0:
+        reason = missing(
+            "enzyme-baseline-zero",
+            "relative change is undefined for a baseline enzyme of 0",
+            baseline.source,
+        )
+        return _missing_score(measure, reason, baseline.instrument, baseline, followup)
+    return scored((b - f) * 100 / b)
+
+
+def compute_tis(
+    baseline: AssessmentValues,
+    followup: AssessmentValues,
+    population: Population,
+    policy: Policy,
+    enzyme: EnzymeChoice | None = None,
+) -> TisResult:
+    """The TIS of ``followup`` against ``baseline``.
+
+    ``enzyme`` is the most abnormal enzyme chosen once at baseline; when None it is chosen here
+    from ``baseline.enzymes``. The chosen enzyme is followed at that enzyme only: if it is missing
+    at follow-up the enzyme measure is missing (enzymes are never switched).
+    """
+    notes: list[Note] = []
+    scores: list[MeasureScore] = []
+    for measure in MEASURES:
+        if measure is Measure.ENZYME:
+            scores.append(_enzyme_measure(baseline, followup, policy, enzyme, notes))
+        else:
+            scores.append(
+                score_bounded(measure, baseline.values.get(measure), followup.values.get(measure))
+            )
+    lower = sum((s.score for s in scores if s.score is not None), _D(0))
+    upper = lower + sum((s.max_score for s in scores if s.score is None), _D(0))
+    possible = categories_between(lower, upper, population)
+    category = possible[0] if len(possible) == 1 else None
+    return TisResult(
+        population=population,
+        measures=tuple(scores),
+        lower=lower,
+        upper=upper,
+        category=category,
+        possible_categories=possible,
+        notes=tuple(notes),
+        policy=policy.as_record(),
+    )
+
+
+def _enzyme_measure(
+    baseline: AssessmentValues,
+    followup: AssessmentValues,
+    policy: Policy,
+    enzyme: EnzymeChoice | None,
+    notes: list[Note],
+) -> MeasureScore:
+    alt_b = baseline.values.get(Measure.ENZYME)
+    alt_f = followup.values.get(Measure.ENZYME)
+    if alt_b is not None or alt_f is not None:
+        # The juvenile CHQ-PhS alternative (a bounded scale) in place of a lab enzyme.
+        result = score_bounded(Measure.ENZYME, alt_b, alt_f)
+        if result.instrument is Instrument.CHQ_PHS:
+            notes.append(
+                warning(
+                    "chq-phs-range-assumed",
+                    "CHQ-PhS scored on an assumed 0–100 range (DOMAIN.md gives none)",
+                )
+            )
+        return result
+    choice = enzyme if enzyme is not None else choose_enzyme(baseline.enzymes, policy)
+    notes.extend(choice.notes)
+    if choice.instrument is None:
+        reason = next(
+            (n for n in choice.notes if n.severity.value == "missing"),
+            missing("enzyme-missing", "no muscle enzyme at baseline"),
+        )
+        return _missing_score(Measure.ENZYME, reason)
+    assert choice.instrument in ENZYMES
+    b = baseline.enzymes.get(choice.instrument)
+    f = followup.enzymes.get(choice.instrument)
+    if f is None and b is not None:
+        reason = missing(
+            "missing-followup",
+            f"{choice.instrument.value} (the most abnormal enzyme at baseline) missing at "
+            "follow-up; enzymes are never switched",
+        )
+        return _missing_score(Measure.ENZYME, reason, choice.instrument, b, None)
+    return score_enzyme(b, f, policy)
