@@ -58,10 +58,22 @@ def test_table_output_and_stdin() -> None:
 
 def test_decimal_strings_and_float_trap() -> None:
     doc = {
-        "baseline": {"pga": "2.2", "ptga": 5, "mmt8": 100, "haq": 1, "extramuscular": 2,
-                     "enzyme": {"name": "ck", "value": 500, "uln": 200}},
-        "followup": {"pga": 0.7, "ptga": 5, "mmt8": 100, "haq": 1, "extramuscular": 2,
-                     "enzyme": {"name": "ck", "value": 500, "uln": 200}},
+        "baseline": {
+            "pga": "2.2",
+            "ptga": 5,
+            "mmt8": 100,
+            "haq": 1,
+            "extramuscular": 2,
+            "enzyme": {"name": "ck", "value": 500, "uln": 200},
+        },
+        "followup": {
+            "pga": 0.7,
+            "ptga": 5,
+            "mmt8": 100,
+            "haq": 1,
+            "extramuscular": 2,
+            "enzyme": {"name": "ck", "value": 500, "uln": 200},
+        },
         "mmt8_max": 150,
     }
     code, out, _ = _run("calc", "--json", "-", stdin=json.dumps(doc))
@@ -87,10 +99,14 @@ def test_ukat_enzyme_units() -> None:
     [
         ({"baseline": {"pga": 11}, "followup": {}}, "baseline.pga"),
         ({"baseline": {"bogus": 1}, "followup": {}}, "baseline.bogus"),
-        ({"baseline": {"enzyme": {"name": "ck", "value": -5}}, "followup": {}},
-         "baseline.enzyme.0.value"),
-        ({"baseline": {"mmt8": 70, "mmt8_max": 80}, "followup": {"mmt8": 70, "mmt8_max": 150}},
-         "followup.mmt8_max"),
+        (
+            {"baseline": {"enzyme": {"name": "ck", "value": -5}}, "followup": {}},
+            "baseline.enzyme.0.value",
+        ),
+        (
+            {"baseline": {"mmt8": 70, "mmt8_max": 80}, "followup": {"mmt8": 70, "mmt8_max": 150}},
+            "followup.mmt8_max",
+        ),
         ({"baseline": {"mmt8": 70}, "followup": {}}, "baseline.mmt8"),
         ({"baseline": {}, "followup": {}, "population": "child"}, "population"),
         ({"baseline": {"mmt8": 70, "cmas": 30}, "followup": {}}, "baseline"),

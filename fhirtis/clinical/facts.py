@@ -87,7 +87,8 @@ class IvigAdministration:
 
     The dose is given either as a mass (``dose_g``) or as a volume (``dose_ml``) to be multiplied
     by ``concentration_mg_per_ml``; the rate either as a volume rate (``rate_ml_per_h``) or as a
-    mass rate (``rate_mg_per_min``). Unit conversion is done before this point.
+    mass rate (``rate_mg_per_h``). Unit conversion is done before this point; canonical
+    rates are per hour so that every realistic unit converts into them exactly.
     """
 
     source: str
@@ -98,7 +99,7 @@ class IvigAdministration:
     dose_ml: Decimal | None = None
     concentration_mg_per_ml: Decimal | None = None
     rate_ml_per_h: Decimal | None = None
-    rate_mg_per_min: Decimal | None = None
+    rate_mg_per_h: Decimal | None = None
     product: str | None = None  # display name, for reports
 
 

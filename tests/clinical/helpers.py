@@ -55,8 +55,8 @@ def av(**values: str | int | tuple[str | int, str | int]) -> AssessmentValues:
     """av(pga=6, mmt8_150=100, ck=(3000, 200)) — enzymes as (value, ULN)."""
     measures: dict[Measure, MeasureValue] = {}
     enzymes: dict[Instrument, MeasureValue] = {}
-    for key, value in values.items():
-        key = key.replace("_", "-")
+    for name, value in values.items():
+        key = name.replace("_", "-")
         if key in ENZYME_KEYS:
             assert isinstance(value, tuple)
             enzymes[Instrument(key)] = mv(key, value[0], uln=value[1])

@@ -63,7 +63,9 @@ def test_nearest_value_wins_and_ties_go_to_earlier() -> None:
     g = group_assessments(values, P)
     first, second = g.assessments
     assert first.values[Measure.HAQ].source == "Observation/near"
-    assert Measure.HAQ not in second.values or second.values[Measure.HAQ].source == "Observation/tie"
+    assert (
+        Measure.HAQ not in second.values or second.values[Measure.HAQ].source == "Observation/tie"
+    )
     # the tie (5 days from both) went to the earlier assessment, where a nearer one won
     assert any(n.code == "not-nearest" and n.source == "Observation/tie" for n in g.notes)
 
@@ -72,11 +74,27 @@ def test_status_preference_and_conflicts() -> None:
     t1 = datetime(2024, 1, 10, 9, tzinfo=UTC)
     t2 = datetime(2024, 1, 10, 15, tzinfo=UTC)
     values = [
-        MeasureValue(Measure.PGA, Instrument.VAS, Decimal(5), D0, "O/prelim", ResultStatus.PRELIMINARY, t2),
-        MeasureValue(Measure.PGA, Instrument.VAS, Decimal(6), D0, "O/final-early", ResultStatus.FINAL, t1),
-        MeasureValue(Measure.PGA, Instrument.VAS, Decimal(7), D0, "O/amended-late", ResultStatus.AMENDED, t2),
-        MeasureValue(Measure.PGA, Instrument.VAS, Decimal(1), D0, "O/error", ResultStatus.ENTERED_IN_ERROR, t2),
-        MeasureValue(Measure.PGA, Instrument.VAS, Decimal(1), D0, "O/cancel", ResultStatus.CANCELLED, t2),
+        MeasureValue(
+            Measure.PGA, Instrument.VAS, Decimal(5), D0, "O/prelim", ResultStatus.PRELIMINARY, t2
+        ),
+        MeasureValue(
+            Measure.PGA, Instrument.VAS, Decimal(6), D0, "O/final-early", ResultStatus.FINAL, t1
+        ),
+        MeasureValue(
+            Measure.PGA, Instrument.VAS, Decimal(7), D0, "O/amended-late", ResultStatus.AMENDED, t2
+        ),
+        MeasureValue(
+            Measure.PGA,
+            Instrument.VAS,
+            Decimal(1),
+            D0,
+            "O/error",
+            ResultStatus.ENTERED_IN_ERROR,
+            t2,
+        ),
+        MeasureValue(
+            Measure.PGA, Instrument.VAS, Decimal(1), D0, "O/cancel", ResultStatus.CANCELLED, t2
+        ),
     ]
     g = group_assessments(values, P)
     assert g.assessments[0].values[Measure.PGA].source == "O/amended-late"
@@ -116,8 +134,12 @@ def test_course_prod_erm_like() -> None:
     start = date(2024, 1, 1)
     values = [
         *_visit(start, 6, 100, ptga=7, haq="1.5", extramuscular=4, ck=(3000, 200)),
-        *_visit(start + timedelta(weeks=4), 5, 110, ptga=6, haq="1.4", extramuscular=4, ck=(2000, 200)),
-        *_visit(start + timedelta(weeks=8), 3, 130, ptga=5, haq="1.2", extramuscular=3, ck=(1200, 200)),
+        *_visit(
+            start + timedelta(weeks=4), 5, 110, ptga=6, haq="1.4", extramuscular=4, ck=(2000, 200)
+        ),
+        *_visit(
+            start + timedelta(weeks=8), 3, 130, ptga=5, haq="1.2", extramuscular=3, ck=(1200, 200)
+        ),
     ]
     course = evaluate_course(values, Population.ADULT, P, first_ivig=start + timedelta(days=1))
     assert course.baseline is not None and course.baseline.day == start
@@ -157,5 +179,9 @@ def test_population_rules() -> None:
     assert unknown.population is Population.ADULT and unknown.notes[0].code == "onset-age-unknown"
     over = decide_population(P, jdm_coded=True, override=Population.ADULT)
     assert over.population is Population.ADULT and over.reason == "override"
-    assert decide_population(Policy(juvenile_onset_age=16), birth_date=date(2000, 1, 1),
-                             dm_onset=date(2016, 6, 1)).population is Population.ADULT
+    assert (
+        decide_population(
+            Policy(juvenile_onset_age=16), birth_date=date(2000, 1, 1), dm_onset=date(2016, 6, 1)
+        ).population
+        is Population.ADULT
+    )

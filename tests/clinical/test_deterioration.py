@@ -24,7 +24,10 @@ BASE = dict(pga=3, ptga=3, mmt8_80=60, haq=1, extramuscular=2)
 
 def _det(follow: dict[str, object], base: dict[str, object] = BASE, policy: Policy = P):
     return assess_deterioration(
-        DAY, av(**base).values, av(**follow).values, policy  # type: ignore[arg-type]
+        DAY,
+        av(**base).values,
+        av(**follow).values,
+        policy,  # type: ignore[arg-type]
     )
 
 
@@ -63,7 +66,7 @@ def test_clause3_three_of_five_by_30_percent_relative() -> None:
 def test_zero_baseline_uses_range_basis() -> None:
     base = {**BASE, "haq": 0, "ptga": 0}
     r = _det({**base, "haq": "0.9", "ptga": 3, "mmt8_80": 42}, base)
-    haq = [w for w in r.worsening.values() if w.measure.value == "haq"][0]
+    haq = next(w for w in r.worsening.values() if w.measure.value == "haq")
     assert haq.basis is WorseningBasis.ABSOLUTE
     assert haq.percent == 30
     assert r.clauses["any-3-of-5"] is True
@@ -86,7 +89,8 @@ def test_missing_measures_leave_it_unknown() -> None:
 
 def _results(*flags: bool | None) -> list[DeteriorationResult]:
     return [
-        DeteriorationResult(DAY + timedelta(weeks=4 * i), f, {}, {}, ()) for i, f in enumerate(flags)
+        DeteriorationResult(DAY + timedelta(weeks=4 * i), f, {}, {}, ())
+        for i, f in enumerate(flags)
     ]
 
 

@@ -1,0 +1,747 @@
+"""IVIG exposure (DOMAIN.md §4): administrations → cycles, grams, g/kg, dosing weight, rates.
+
+Pure rules over :mod:`fhirtis.clinical.facts`; no FHIR, no I/O. All arithmetic is
+:class:`~decimal.Decimal` in :data:`DECIMAL_CONTEXT` (28 significant digits, half-even), whatever
+the caller's thread context is; nothing is rounded here (rounding is for display only).
+
+Definitions and choices (each one is what the code does; the policy values used travel with the
+result as :attr:`Exposure.policy`):
+
+* **Administrations** are sorted by start (then by source, for a stable order). An administration
+  marked ``in_progress`` is counted like a completed one, and marked: it carries an
+  ``in-progress`` warning and its cycle counts it in :attr:`Cycle.in_progress_count`.
+* **Cycles** — day granularity: an administration whose start *date* is more than
+  ``cycle_gap_days`` calendar days after the start date of the *previous administration* starts a
+  new cycle. With the default 7: exactly 7 days apart → same cycle; 8 days → new cycle.
+* **Cycle start** is its first administration's start; **cycle end** is the latest of its
+  administrations' ends (an administration without an end counts with its start).
+* **Span** — "a cycle spans more than ``max_cycle_span_days`` days" means the number of calendar
+  days from the first to the last administration's start date, *both inclusive*, is more than
+  ``max_cycle_span_days``; i.e. ``(last start date − first start date) ≥ max_cycle_span_days``.
+  With the default 5: days 1–5 (a difference of 4) is fine; days 1–6 (5) is warned.
+* **Interval** — a cycle whose start date is not within ``cycle_interval_days ±
+  cycle_interval_tolerance_days`` calendar days (inclusive) of the previous cycle's start date is
+  warned. With the defaults: 21 and 35 are fine; 20 and 36 are warned.
+* **Off target** — a cycle whose g/kg differs from ``target_dose_g_per_kg`` by *more than*
+  ``dose_tolerance_percent`` percent of the target is warned (exactly 10% off is not).
+* **Grams** of an administration: ``dose_g`` when given; otherwise ``dose_ml ×
+  concentration_mg_per_ml / 1000``. A volume without a concentration leaves the grams unknown,
+  with that reason: a concentration is never assumed. When both a mass and a volume with a
+  concentration are given, the mass is used and a disagreement between the two is warned.
+  A cycle's grams are unknown when any of its administrations' grams are; the sum of the known
+  grams is still reported (:attr:`Cycle.grams_known`) as a lower bound, never as the total.
+* **Dosing weight** of a cycle: the latest body weight measured on or before the cycle's start
+  *date* (a weight taken later on the start day counts). It is "stale", and used with a
+  ``stale-weight`` warning, when it is more than ``weight_max_age_days`` days older than the cycle
+  start date. No weight at all → no dosing weight, and g/kg and rates are unknown, with the reason.
+  Weights measured after the cycle start are never used for it.
+* **Basis** (``dosing_weight``): ``actual`` is the weight itself; ``ideal`` is Devine's ideal
+  body weight, 50 kg (male) or 45.5 kg (female) + 2.3 kg per inch above 60 inches (1 in =
+  2.54 cm exactly); ``adjusted`` = ideal + 0.4 × (actual − ideal). Ideal and adjusted need a
+  height (the latest on or before the cycle start date; any age — its date is reported), a sex
+  of male or female, and a height of at least 152.4 cm (60 in). When one is lacking, the basis
+  is *unavailable*: the dosing weight is ``None`` with the reason; the code never falls back to
+  the actual weight. The basis asked for is always reported (:attr:`DosingWeight.basis`).
+  An adjusted weight below ideal (actual < ideal) is computed as the formula says, with a warning.
+* **Rate** of an administration in mg/kg/min, with its cycle's dosing weight:
+  ``rate_mg_per_h / (60 × kg)`` when a mass rate is given; otherwise
+  ``rate_ml_per_h × concentration_mg_per_ml / (60 × kg)``.
+  (10% product = 100 mg/mL, 70 kg, 300 mL/h → 30000 / 4200 = 7.142857… mg/kg/min.) A
+  cycle's maximum rate is the maximum over the administrations whose rate is known; how many are
+  unknown is reported beside it.
+* **Cumulative**: grams = the sum of all administrations' grams, ``None`` when any is unknown
+  (with :attr:`Exposure.cumulative_grams_known`, the known sum, beside it); g/kg = the sum of the
+  cycles' g/kg, ``None`` when any cycle's is unknown (with the known sum beside it). A partial
+  cumulative result is marked partial with a note, never given as a plain total.
+* Values that cannot be real (a non-finite, zero or negative dose, volume, concentration, rate,
+  weight or height) are excluded with a note.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import ROUND_HALF_EVEN, Context, Decimal, localcontext
+from typing import TypeVar
+
+from fhirtis.clinical.facts import BodyHeight, BodyWeight, IvigAdministration, PatientFacts, Sex
+from fhirtis.clinical.notes import Note, excluded, missing, warning
+from fhirtis.clinical.policy import DEFAULT_POLICY, DosingWeightBasis, Policy
+
+__all__ = [
+    "ADJUSTED_WEIGHT_FACTOR",
+    "CM_PER_INCH",
+    "DECIMAL_CONTEXT",
+    "DEVINE_BASE_KG",
+    "DEVINE_KG_PER_INCH",
+    "DEVINE_MIN_HEIGHT_CM",
+    "AdministrationExposure",
+    "Cycle",
+    "DosingWeight",
+    "Exposure",
+    "adjusted_body_weight",
+    "compute_exposure",
+    "dosing_weight",
+    "format_decimal",
+    "grams_given",
+    "group_cycles",
+    "ideal_body_weight",
+    "infusion_rate_mg_kg_min",
+    "is_positive_finite",
+]
+
+DECIMAL_CONTEXT = Context(prec=28, rounding=ROUND_HALF_EVEN)
+"""The arithmetic context of the IVIG and thrombosis rules (independent of the caller's)."""
+
+CM_PER_INCH = Decimal("2.54")
+DEVINE_BASE_KG: Mapping[Sex, Decimal] = {Sex.MALE: Decimal(50), Sex.FEMALE: Decimal("45.5")}
+DEVINE_KG_PER_INCH = Decimal("2.3")
+DEVINE_BASE_INCHES = Decimal(60)
+DEVINE_MIN_HEIGHT_CM = Decimal("152.4")  # 60 in × 2.54 cm/in
+ADJUSTED_WEIGHT_FACTOR = Decimal("0.4")
+_MG_PER_G = Decimal(1000)
+_MIN_PER_H = Decimal(60)
+_HUNDRED = Decimal(100)
+
+
+def is_positive_finite(value: Decimal | None) -> bool:
+    """A quantity that can be real: present, finite and positive."""
+    return value is not None and value.is_finite() and value > 0
+
+
+def format_decimal(value: Decimal) -> str:
+    """A Decimal for a human message (at most 2 decimals); never used in arithmetic."""
+    exponent = value.as_tuple().exponent
+    if not isinstance(exponent, int):
+        return str(value)
+    with localcontext(DECIMAL_CONTEXT):
+        shown = value.quantize(Decimal("0.01")) if exponent < -2 else value
+        return f"{shown.normalize():f}"
+
+
+# --------------------------------------------------------------------------------------------
+# results
+
+
+@dataclass(frozen=True, slots=True)
+class DosingWeight:
+    """The weight a cycle's g/kg and mg/kg/min are expressed with, and where it came from.
+
+    ``kg`` is ``None`` when the asked-for ``basis`` cannot be computed (``notes`` say why); it is
+    never silently replaced by another basis.
+    """
+
+    basis: DosingWeightBasis
+    kg: Decimal | None
+    actual_kg: Decimal | None
+    weight_source: str | None
+    weight_when: datetime | None
+    weight_age_days: int | None
+    stale: bool
+    ideal_kg: Decimal | None
+    height_cm: Decimal | None
+    height_source: str | None
+    height_when: datetime | None
+    sex: Sex
+    notes: tuple[Note, ...]
+
+    @property
+    def available(self) -> bool:
+        return self.kg is not None
+
+    @property
+    def sources(self) -> tuple[str, ...]:
+        """The facts the dosing weight was computed from (weight, then height if used)."""
+        out: list[str] = []
+        if self.weight_source is not None:
+            out.append(self.weight_source)
+        if self.basis is not DosingWeightBasis.ACTUAL and self.height_source is not None:
+            out.append(self.height_source)
+        return tuple(out)
+
+
+@dataclass(frozen=True, slots=True)
+class AdministrationExposure:
+    """One administration with what was computed for it."""
+
+    administration: IvigAdministration
+    cycle_index: int
+    grams: Decimal | None
+    dosing_weight_kg: Decimal | None
+    rate_mg_kg_min: Decimal | None
+    notes: tuple[Note, ...]
+
+    @property
+    def source(self) -> str:
+        return self.administration.source
+
+    @property
+    def start(self) -> datetime:
+        return self.administration.start
+
+    @property
+    def in_progress(self) -> bool:
+        return self.administration.in_progress
+
+
+@dataclass(frozen=True, slots=True)
+class Cycle:
+    """One IVIG cycle (course day 1 to its last administration)."""
+
+    index: int  # 1-based, in order of start
+    start: datetime
+    last_start: datetime
+    end: datetime
+    administrations: tuple[AdministrationExposure, ...]
+    administration_count: int
+    in_progress_count: int
+    grams: Decimal | None  # None when any administration's grams is unknown
+    grams_known: Decimal  # the sum of the known grams (equals ``grams`` when complete)
+    dosing_weight: DosingWeight
+    g_per_kg: Decimal | None
+    max_rate_mg_kg_min: Decimal | None  # over the administrations whose rate is known
+    rate_unknown_count: int
+    span_days: int  # calendar days from first to last administration start, both inclusive
+    days_since_previous: int | None  # start date − previous cycle's start date
+    notes: tuple[Note, ...]
+
+    @property
+    def sources(self) -> tuple[str, ...]:
+        return tuple(a.source for a in self.administrations)
+
+
+@dataclass(frozen=True, slots=True)
+class Exposure:
+    """The IVIG exposure of one patient: cycles and cumulative dose."""
+
+    cycles: tuple[Cycle, ...]
+    cycle_count: int
+    administration_count: int
+    cumulative_grams: Decimal | None  # None when any administration's grams is unknown
+    cumulative_grams_known: Decimal
+    cumulative_g_per_kg: Decimal | None  # sum of per-cycle g/kg; None when any is unknown
+    cumulative_g_per_kg_known: Decimal
+    policy: Mapping[str, str]
+    notes: tuple[Note, ...]
+
+    @property
+    def grams_partial(self) -> bool:
+        return self.cumulative_grams is None
+
+    @property
+    def g_per_kg_partial(self) -> bool:
+        return self.cumulative_g_per_kg is None
+
+    @property
+    def administrations(self) -> tuple[AdministrationExposure, ...]:
+        return tuple(a for c in self.cycles for a in c.administrations)
+
+    def all_notes(self) -> tuple[Note, ...]:
+        """Every note: administrations', dosing weights', cycles', then the overall ones."""
+        out: list[Note] = []
+        for cycle in self.cycles:
+            for admin in cycle.administrations:
+                out.extend(admin.notes)
+            out.extend(cycle.dosing_weight.notes)
+            out.extend(cycle.notes)
+        out.extend(self.notes)
+        return tuple(out)
+
+
+# --------------------------------------------------------------------------------------------
+# building blocks
+
+
+def ideal_body_weight(height_cm: Decimal, sex: Sex) -> Decimal:
+    """Devine ideal body weight in kg: 50 (male) or 45.5 (female) + 2.3 per inch above 60 in.
+
+    Raises :class:`ValueError` for a sex other than male/female or a height below 152.4 cm,
+    where the formula is not defined.
+    """
+    base = DEVINE_BASE_KG.get(sex)
+    if base is None:
+        raise ValueError("Devine ideal body weight needs sex male or female")
+    if not height_cm.is_finite() or height_cm < DEVINE_MIN_HEIGHT_CM:
+        raise ValueError("Devine ideal body weight needs a height of at least 152.4 cm")
+    with localcontext(DECIMAL_CONTEXT):
+        inches = height_cm / CM_PER_INCH
+        return base + DEVINE_KG_PER_INCH * (inches - DEVINE_BASE_INCHES)
+
+
+def adjusted_body_weight(actual_kg: Decimal, ideal_kg: Decimal) -> Decimal:
+    """Adjusted body weight = ideal + 0.4 × (actual − ideal)."""
+    with localcontext(DECIMAL_CONTEXT):
+        return ideal_kg + ADJUSTED_WEIGHT_FACTOR * (actual_kg - ideal_kg)
+
+
+def grams_given(admin: IvigAdministration) -> tuple[Decimal | None, tuple[Note, ...]]:
+    """Grams of immune globulin given by one administration, or ``None`` with the reason."""
+    notes: list[Note] = []
+    src = admin.source
+    with localcontext(DECIMAL_CONTEXT):
+        by_volume: Decimal | None = None
+        volume_ok = is_positive_finite(admin.dose_ml)
+        conc_ok = is_positive_finite(admin.concentration_mg_per_ml)
+        if admin.dose_ml is not None and not volume_ok:
+            notes.append(
+                excluded(
+                    "dose-volume-implausible",
+                    "dose volume is not a positive finite number; not used",
+                    src,
+                )
+            )
+        if admin.concentration_mg_per_ml is not None and not conc_ok:
+            notes.append(
+                excluded(
+                    "concentration-implausible",
+                    "product concentration is not a positive finite number; not used",
+                    src,
+                )
+            )
+        if volume_ok and conc_ok:
+            assert admin.dose_ml is not None and admin.concentration_mg_per_ml is not None
+            by_volume = admin.dose_ml * admin.concentration_mg_per_ml / _MG_PER_G
+
+        if admin.dose_g is not None:
+            if not is_positive_finite(admin.dose_g):
+                notes.append(
+                    excluded(
+                        "dose-implausible",
+                        "dose mass is not a positive finite number; not used",
+                        src,
+                    )
+                )
+            else:
+                if by_volume is not None and by_volume != admin.dose_g:
+                    notes.append(
+                        warning(
+                            "dose-disagrees",
+                            f"dose mass {format_decimal(admin.dose_g)} g differs from volume × "
+                            f"concentration {format_decimal(by_volume)} g; the mass is used",
+                            src,
+                        )
+                    )
+                return admin.dose_g, tuple(notes)
+
+        if by_volume is not None:
+            return by_volume, tuple(notes)
+        if volume_ok and not conc_ok:
+            notes.append(
+                missing(
+                    "concentration-unknown",
+                    "dose given as a volume but the product concentration is unknown; grams "
+                    "unknown (a concentration is never assumed)",
+                    src,
+                )
+            )
+        elif not notes:
+            notes.append(missing("dose-unknown", "no dose recorded; grams unknown", src))
+        else:
+            notes.append(missing("dose-unknown", "no usable dose; grams unknown", src))
+        return None, tuple(notes)
+
+
+def infusion_rate_mg_kg_min(
+    admin: IvigAdministration, kg: Decimal | None
+) -> tuple[Decimal | None, tuple[Note, ...]]:
+    """The administration's rate in mg/kg/min with dosing weight ``kg``, or ``None`` with why.
+
+    ``rate_mg_per_h / (60 × kg)``, else ``rate_ml_per_h × mg/mL / (60 × kg)``.
+    """
+    notes: list[Note] = []
+    src = admin.source
+    with localcontext(DECIMAL_CONTEXT):
+        mass_ok = is_positive_finite(admin.rate_mg_per_h)
+        volume_ok = is_positive_finite(admin.rate_ml_per_h)
+        conc_ok = is_positive_finite(admin.concentration_mg_per_ml)
+        if admin.rate_mg_per_h is not None and not mass_ok:
+            notes.append(
+                excluded(
+                    "rate-implausible", "mass rate is not a positive finite number; not used", src
+                )
+            )
+        if admin.rate_ml_per_h is not None and not volume_ok:
+            notes.append(
+                excluded(
+                    "rate-implausible", "volume rate is not a positive finite number; not used", src
+                )
+            )
+        mg_per_min: Decimal | None = None
+        if volume_ok and conc_ok:
+            assert admin.rate_ml_per_h is not None and admin.concentration_mg_per_ml is not None
+            mg_per_min = admin.rate_ml_per_h * admin.concentration_mg_per_ml / _MIN_PER_H
+        if mass_ok:
+            assert admin.rate_mg_per_h is not None
+            mass_mg_per_min = admin.rate_mg_per_h / _MIN_PER_H
+            if mg_per_min is not None and mg_per_min != mass_mg_per_min:
+                notes.append(
+                    warning(
+                        "rate-disagrees",
+                        f"mass rate {format_decimal(mass_mg_per_min)} mg/min differs from "
+                        f"volume rate × concentration {format_decimal(mg_per_min)} mg/min; the "
+                        "mass rate is used",
+                        src,
+                    )
+                )
+            mg_per_min = mass_mg_per_min
+        if mg_per_min is None:
+            if volume_ok:
+                notes.append(
+                    missing(
+                        "rate-concentration-unknown",
+                        "rate given as a volume but the product concentration is unknown; rate in "
+                        "mg/kg/min unknown",
+                        src,
+                    )
+                )
+            else:
+                notes.append(missing("rate-unknown", "no usable infusion rate recorded", src))
+            return None, tuple(notes)
+        if kg is None:
+            notes.append(
+                missing(
+                    "rate-weight-unknown",
+                    "no dosing weight for this cycle; rate in mg/kg/min unknown",
+                    src,
+                )
+            )
+            return None, tuple(notes)
+        return mg_per_min / kg, tuple(notes)
+
+
+def group_cycles(
+    administrations: Iterable[IvigAdministration], policy: Policy = DEFAULT_POLICY
+) -> tuple[tuple[IvigAdministration, ...], ...]:
+    """Administrations sorted by start and cut into cycles by the ``cycle_gap_days`` rule."""
+    ordered = sorted(administrations, key=lambda a: (a.start, a.source))
+    cycles: list[list[IvigAdministration]] = []
+    previous: IvigAdministration | None = None
+    for admin in ordered:
+        if previous is None or (
+            (admin.start.date() - previous.start.date()).days > policy.cycle_gap_days
+        ):
+            cycles.append([admin])
+        else:
+            cycles[-1].append(admin)
+        previous = admin
+    return tuple(tuple(c) for c in cycles)
+
+
+_Dated = TypeVar("_Dated", BodyWeight, BodyHeight)
+
+
+def _latest_on_or_before(facts: Sequence[_Dated], at: datetime) -> _Dated | None:
+    candidates = [f for f in facts if f.when.date() <= at.date()]
+    if not candidates:
+        return None
+    return max(candidates, key=lambda f: (f.when, f.source))
+
+
+def dosing_weight(
+    at: datetime,
+    weights: Iterable[BodyWeight],
+    heights: Iterable[BodyHeight],
+    patient: PatientFacts,
+    policy: Policy = DEFAULT_POLICY,
+) -> DosingWeight:
+    """The dosing weight for a cycle starting at ``at``, on the policy's basis."""
+    notes: list[Note] = []
+    basis = policy.dosing_weight
+    usable_weights: list[BodyWeight] = []
+    for w in weights:
+        if is_positive_finite(w.kg):
+            usable_weights.append(w)
+        elif w.when.date() <= at.date():
+            notes.append(
+                excluded(
+                    "weight-implausible",
+                    "body weight is not a positive finite number; not used",
+                    w.source,
+                )
+            )
+    usable_heights: list[BodyHeight] = []
+    for h in heights:
+        if is_positive_finite(h.cm):
+            usable_heights.append(h)
+        elif basis is not DosingWeightBasis.ACTUAL and h.when.date() <= at.date():
+            notes.append(
+                excluded(
+                    "height-implausible",
+                    "body height is not a positive finite number; not used",
+                    h.source,
+                )
+            )
+
+    weight = _latest_on_or_before(usable_weights, at)
+    actual: Decimal | None = None
+    age_days: int | None = None
+    stale = False
+    if weight is None:
+        notes.append(
+            missing(
+                "weight-missing",
+                "no body weight on or before the cycle start; dosing weight unknown",
+            )
+        )
+    else:
+        actual = weight.kg
+        age_days = (at.date() - weight.when.date()).days
+        if age_days > policy.weight_max_age_days:
+            stale = True
+            notes.append(
+                warning(
+                    "stale-weight",
+                    f"latest body weight is {age_days} days before the cycle start (more than "
+                    f"{policy.weight_max_age_days}); used",
+                    weight.source,
+                )
+            )
+
+    height = _latest_on_or_before(usable_heights, at)
+    ideal: Decimal | None = None
+    kg: Decimal | None = None
+    if basis is DosingWeightBasis.ACTUAL:
+        kg = actual
+    else:
+        reason: str | None = None
+        if patient.sex not in DEVINE_BASE_KG:
+            reason = "sex is not recorded as male or female"
+        elif height is None:
+            reason = "no body height on or before the cycle start"
+        elif height.cm < DEVINE_MIN_HEIGHT_CM:
+            reason = "height is below 152.4 cm (60 in), where the Devine formula is not defined"
+        if reason is not None:
+            notes.append(
+                missing(
+                    "dosing-weight-basis-unavailable",
+                    f"{basis.value} body weight unavailable: {reason}; no fallback to actual "
+                    "weight",
+                    height.source if height is not None else None,
+                )
+            )
+        else:
+            assert height is not None
+            ideal = ideal_body_weight(height.cm, patient.sex)
+            if basis is DosingWeightBasis.IDEAL:
+                kg = ideal
+            elif actual is not None:
+                kg = adjusted_body_weight(actual, ideal)
+                if actual < ideal:
+                    notes.append(
+                        warning(
+                            "actual-below-ideal",
+                            "actual body weight is below ideal; adjusted weight computed by the "
+                            "formula (below ideal)",
+                            weight.source if weight else None,
+                        )
+                    )
+    return DosingWeight(
+        basis=basis,
+        kg=kg,
+        actual_kg=actual,
+        weight_source=weight.source if weight is not None else None,
+        weight_when=weight.when if weight is not None else None,
+        weight_age_days=age_days,
+        stale=stale,
+        ideal_kg=ideal,
+        height_cm=height.cm if height is not None else None,
+        height_source=height.source if height is not None else None,
+        height_when=height.when if height is not None else None,
+        sex=patient.sex,
+        notes=tuple(notes),
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# the whole exposure
+
+
+def _cycle(
+    index: int,
+    admins: tuple[IvigAdministration, ...],
+    previous_start: datetime | None,
+    weights: Sequence[BodyWeight],
+    heights: Sequence[BodyHeight],
+    patient: PatientFacts,
+    policy: Policy,
+) -> Cycle:
+    start = admins[0].start
+    last_start = admins[-1].start
+    end = max(a.end if a.end is not None and a.end > a.start else a.start for a in admins)
+    weight = dosing_weight(start, weights, heights, patient, policy)
+
+    exposures: list[AdministrationExposure] = []
+    for admin in admins:
+        notes: list[Note] = []
+        if admin.in_progress:
+            notes.append(
+                warning("in-progress", "administration still in progress; counted", admin.source)
+            )
+        admin_grams, gram_notes = grams_given(admin)
+        rate, rate_notes = infusion_rate_mg_kg_min(admin, weight.kg)
+        notes.extend(gram_notes)
+        notes.extend(rate_notes)
+        exposures.append(
+            AdministrationExposure(
+                administration=admin,
+                cycle_index=index,
+                grams=admin_grams,
+                dosing_weight_kg=weight.kg,
+                rate_mg_kg_min=rate,
+                notes=tuple(notes),
+            )
+        )
+
+    cycle_notes: list[Note] = []
+    known = [e.grams for e in exposures if e.grams is not None]
+    grams_known = sum(known, Decimal(0))
+    grams: Decimal | None = grams_known
+    if len(known) < len(exposures):
+        grams = None
+        cycle_notes.append(
+            missing(
+                "cycle-grams-unknown",
+                f"grams unknown for {len(exposures) - len(known)} of {len(exposures)} "
+                f"administrations of cycle {index}; cycle grams and g/kg unknown",
+            )
+        )
+    g_per_kg: Decimal | None = None
+    if grams is not None and weight.kg is not None:
+        g_per_kg = grams / weight.kg
+    elif grams is not None:
+        cycle_notes.append(
+            missing("cycle-g-per-kg-unknown", f"no dosing weight for cycle {index}; g/kg unknown")
+        )
+
+    rates = [e.rate_mg_kg_min for e in exposures if e.rate_mg_kg_min is not None]
+    max_rate = max(rates) if rates else None
+    rate_unknown = len(exposures) - len(rates)
+    if rate_unknown and rates:
+        cycle_notes.append(
+            missing(
+                "cycle-max-rate-partial",
+                f"rate unknown for {rate_unknown} of {len(exposures)} administrations of cycle "
+                f"{index}; maximum rate is over the known ones only",
+            )
+        )
+    elif rate_unknown:
+        cycle_notes.append(
+            missing("cycle-max-rate-unknown", f"no administration rate known in cycle {index}")
+        )
+
+    span_days = (last_start.date() - start.date()).days + 1
+    if span_days > policy.max_cycle_span_days:
+        cycle_notes.append(
+            warning(
+                "cycle-span",
+                f"cycle {index} spans {span_days} calendar days (more than "
+                f"{policy.max_cycle_span_days})",
+            )
+        )
+
+    if g_per_kg is not None:
+        off = abs(g_per_kg - policy.target_dose_g_per_kg) * _HUNDRED / policy.target_dose_g_per_kg
+        if off > policy.dose_tolerance_percent:
+            cycle_notes.append(
+                warning(
+                    "dose-off-target",
+                    f"cycle {index} dose {format_decimal(g_per_kg)} g/kg is "
+                    f"{format_decimal(off)}% off the target "
+                    f"{format_decimal(policy.target_dose_g_per_kg)} g/kg (tolerance "
+                    f"{format_decimal(policy.dose_tolerance_percent)}%)",
+                )
+            )
+
+    days_since: int | None = None
+    if previous_start is not None:
+        days_since = (start.date() - previous_start.date()).days
+        low = policy.cycle_interval_days - policy.cycle_interval_tolerance_days
+        high = policy.cycle_interval_days + policy.cycle_interval_tolerance_days
+        if not low <= days_since <= high:
+            cycle_notes.append(
+                warning(
+                    "cycle-interval",
+                    f"cycle {index} starts {days_since} days after the previous cycle (expected "
+                    f"{policy.cycle_interval_days} ± {policy.cycle_interval_tolerance_days})",
+                )
+            )
+
+    return Cycle(
+        index=index,
+        start=start,
+        last_start=last_start,
+        end=end,
+        administrations=tuple(exposures),
+        administration_count=len(exposures),
+        in_progress_count=sum(1 for a in admins if a.in_progress),
+        grams=grams,
+        grams_known=grams_known,
+        dosing_weight=weight,
+        g_per_kg=g_per_kg,
+        max_rate_mg_kg_min=max_rate,
+        rate_unknown_count=rate_unknown,
+        span_days=span_days,
+        days_since_previous=days_since,
+        notes=tuple(cycle_notes),
+    )
+
+
+def compute_exposure(
+    administrations: Iterable[IvigAdministration],
+    weights: Iterable[BodyWeight],
+    heights: Iterable[BodyHeight],
+    patient: PatientFacts,
+    policy: Policy = DEFAULT_POLICY,
+) -> Exposure:
+    """Cycles, per-cycle dose and rates, and the cumulative dose of one patient's IVIG."""
+    weight_list = tuple(weights)
+    height_list = tuple(heights)
+    with localcontext(DECIMAL_CONTEXT):
+        cycles: list[Cycle] = []
+        previous_start: datetime | None = None
+        for i, admins in enumerate(group_cycles(administrations, policy), start=1):
+            cycle = _cycle(i, admins, previous_start, weight_list, height_list, patient, policy)
+            cycles.append(cycle)
+            previous_start = cycle.start
+
+        notes: list[Note] = []
+        all_admins = [a for c in cycles for a in c.administrations]
+        known_grams = [a.grams for a in all_admins if a.grams is not None]
+        grams_known = sum(known_grams, Decimal(0))
+        cumulative_grams: Decimal | None = grams_known
+        if len(known_grams) < len(all_admins):
+            cumulative_grams = None
+            notes.append(
+                missing(
+                    "cumulative-grams-partial",
+                    f"grams unknown for {len(all_admins) - len(known_grams)} of {len(all_admins)} "
+                    f"administrations; cumulative grams is partial (known sum "
+                    f"{format_decimal(grams_known)} g is a lower bound)",
+                )
+            )
+        known_gpk = [c.g_per_kg for c in cycles if c.g_per_kg is not None]
+        gpk_known = sum(known_gpk, Decimal(0))
+        cumulative_gpk: Decimal | None = gpk_known
+        if len(known_gpk) < len(cycles):
+            cumulative_gpk = None
+            notes.append(
+                missing(
+                    "cumulative-g-per-kg-partial",
+                    f"g/kg unknown for {len(cycles) - len(known_gpk)} of {len(cycles)} cycles; "
+                    f"cumulative g/kg is partial (known sum {format_decimal(gpk_known)} g/kg is a "
+                    "lower bound)",
+                )
+            )
+
+    return Exposure(
+        cycles=tuple(cycles),
+        cycle_count=len(cycles),
+        administration_count=len(all_admins),
+        cumulative_grams=cumulative_grams,
+        cumulative_grams_known=grams_known,
+        cumulative_g_per_kg=cumulative_gpk,
+        cumulative_g_per_kg_known=gpk_known,
+        policy=policy.as_record(),
+        notes=tuple(notes),
+    )

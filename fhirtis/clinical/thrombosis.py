@@ -1,0 +1,578 @@
+"""Thromboembolism (DOMAIN.md §5): risk factors, the applicable maximum rate, rate findings and
+events temporally associated with IVIG.
+
+Pure rules over :mod:`fhirtis.clinical.facts` and an :class:`~fhirtis.clinical.ivig.Exposure`;
+no FHIR, no I/O. Arithmetic is :class:`~decimal.Decimal` in
+:data:`~fhirtis.clinical.ivig.DECIMAL_CONTEXT`.
+
+Definitions and choices (what the code does; the policy used travels with every result):
+
+* **Risk factors at a time ``t``** (an administration's start, or the assessment's ``as_of``);
+  one :class:`RiskFactor` per kind, citing every fact that shows it:
+
+  - coded evidence (:class:`~fhirtis.clinical.facts.RiskEvidence`) active at ``t``:
+    ``start`` is None or ≤ the date of ``t``, and ``end`` is None or ≥ the date of ``t`` (both
+    inclusive). Evidence of a *history* of thrombosis has no end: once started it counts, even
+    after the recorded event resolved;
+  - **advanced age**: age in completed years on the date of ``t`` ≥ ``advanced_age_years``
+    (from the birth date; cites the patient's source). Someone born on 29 February turns a year
+    older on 1 March in common years. No birth date: not assessable, with a note;
+  - **obesity**: BMI ≥ ``obesity_bmi``. The BMI is the latest recorded one on or before the date
+    of ``t``, unless a body weight is more recent than it and a height is known, in which case it
+    is computed as kg / m² from the latest weight and height (citing both). None: not assessable;
+  - **poorly controlled inflammation**: the latest physician global activity on the VAS (cm) on
+    or before the date of ``t`` is ≥ ``inflammation_pga_cm``. On a day with several values,
+    final/amended/corrected beats preliminary, then the latest issued; ``entered-in-error`` and
+    ``cancelled`` values, and values outside 0–10 cm, are never used. Likert PGA values are
+    not on this scale and not used;
+  - **history of thrombosis**: a thromboembolic event with onset strictly before ``t`` — an
+    event before any IVIG is history; an event during treatment is history from its onset on,
+    i.e. for every later administration (including later ones of the same cycle) and cycle.
+
+* **Applicable maximum rate** at ``t``: ``max_rate_with_risk_mg_kg_min`` when any risk factor is
+  present, else ``max_rate_mg_kg_min``; the reason names the factors, and the factors that could
+  not be assessed (so a 4 mg/kg/min limit says what it rests on).
+* **Rate finding**: an administration whose rate (mg/kg/min, from the exposure) is strictly
+  greater than the maximum applicable at its start. An administration with an unknown rate cannot
+  be checked: a note says so.
+* **Temporal association**: a TEE is associated with a cycle when its onset is at or after the
+  cycle's first administration start and on or before the calendar day ``tee_window_days`` days
+  after the cycle's last administration (its end, or its start when no end is recorded) — both
+  ends inclusive. It is associated with every cycle whose window holds it; the suspects are the
+  administrations of those cycles. It is **early** when ``0 ≤ onset − start ≤ tee_early_hours``
+  for the start of any of those administrations.
+* An event with onset before the first IVIG administration (or with no IVIG at all) is
+  **history** only. An event after IVIG began but outside every window is neither associated nor
+  pre-treatment history; it is listed as unassociated (with a note) and, like any event, is a
+  history risk factor from its onset on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal, localcontext
+
+from fhirtis.clinical.facts import (
+    ARTERIAL_TEE,
+    BodyHeight,
+    BodyMassIndex,
+    BodyWeight,
+    Instrument,
+    Measure,
+    MeasureValue,
+    PatientFacts,
+    ResultStatus,
+    RiskEvidence,
+    RiskFactorKind,
+    TeeEvent,
+)
+from fhirtis.clinical.ivig import (
+    DECIMAL_CONTEXT,
+    Cycle,
+    Exposure,
+    format_decimal,
+    is_positive_finite,
+)
+from fhirtis.clinical.measures import check_value
+from fhirtis.clinical.notes import Note, missing, warning
+from fhirtis.clinical.policy import DEFAULT_POLICY, Policy
+from fhirtis.clinical.population import age_in_years
+
+__all__ = [
+    "AssociatedEvent",
+    "RateFinding",
+    "RateLimit",
+    "RiskFactor",
+    "RiskInputs",
+    "RiskProfile",
+    "ThrombosisAssessment",
+    "UnassessedRiskFactor",
+    "applicable_max_rate",
+    "assess_thrombosis",
+    "associate_events",
+    "risk_profile",
+]
+
+_UNUSABLE_STATUS = frozenset({ResultStatus.ENTERED_IN_ERROR, ResultStatus.CANCELLED})
+_PREFERRED_STATUS = frozenset({ResultStatus.FINAL, ResultStatus.AMENDED, ResultStatus.CORRECTED})
+_KIND_ORDER = {kind: i for i, kind in enumerate(RiskFactorKind)}
+_CM_PER_M = Decimal(100)
+_SECONDS_PER_HOUR = Decimal(3600)
+
+
+def _hours(delta: timedelta) -> Decimal:
+    """A timedelta in hours, exactly (no float)."""
+    with localcontext(DECIMAL_CONTEXT):
+        seconds = Decimal(delta.days * 86400 + delta.seconds) + Decimal(delta.microseconds) / (
+            Decimal(1_000_000)
+        )
+        return seconds / _SECONDS_PER_HOUR
+
+
+# --------------------------------------------------------------------------------------------
+# results
+
+
+@dataclass(frozen=True, slots=True)
+class RiskFactor:
+    """A thrombosis risk factor present at some time, with the facts that show it."""
+
+    kind: RiskFactorKind
+    evidence: tuple[str, ...]  # sources of the facts
+    detail: str  # why, in words (e.g. "age 67 years (≥ 65)")
+
+
+@dataclass(frozen=True, slots=True)
+class UnassessedRiskFactor:
+    """A computed risk factor that could not be assessed for lack of data."""
+
+    kind: RiskFactorKind
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class RiskProfile:
+    """The risk factors present at ``at``."""
+
+    at: datetime
+    factors: tuple[RiskFactor, ...]
+    unassessed: tuple[UnassessedRiskFactor, ...]
+    notes: tuple[Note, ...]
+
+    @property
+    def any(self) -> bool:
+        return bool(self.factors)
+
+    @property
+    def kinds(self) -> tuple[RiskFactorKind, ...]:
+        return tuple(f.kind for f in self.factors)
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimit:
+    """The maximum infusion rate applicable at ``at``, and why."""
+
+    at: datetime
+    limit_mg_kg_min: Decimal
+    with_risk: bool
+    factors: tuple[RiskFactor, ...]
+    unassessed: tuple[UnassessedRiskFactor, ...]
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class RateFinding:
+    """An administration infused faster than the maximum applicable at its start."""
+
+    administration_source: str
+    start: datetime
+    cycle_index: int
+    rate_mg_kg_min: Decimal
+    limit: RateLimit
+
+    @property
+    def limit_mg_kg_min(self) -> Decimal:
+        return self.limit.limit_mg_kg_min
+
+    @property
+    def reason(self) -> str:
+        return (
+            f"rate {format_decimal(self.rate_mg_kg_min)} mg/kg/min is above the maximum "
+            f"{self.limit.reason}"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class AssociatedEvent:
+    """A TEE temporally associated with one or more IVIG cycles."""
+
+    event: TeeEvent
+    cycle_indexes: tuple[int, ...]
+    suspects: tuple[str, ...]  # sources of the administrations of those cycles
+    early: bool
+    early_after: tuple[str, ...]  # administrations started ≤ tee_early_hours before onset
+    hours_after_last_start: Decimal  # onset − the latest suspect start at or before onset
+    arterial: bool
+    reason: str
+
+    @property
+    def onset(self) -> datetime:
+        return self.event.onset
+
+
+@dataclass(frozen=True, slots=True)
+class ThrombosisAssessment:
+    """Everything §5 says about one patient as of ``as_of``."""
+
+    as_of: datetime
+    current: RiskProfile  # risk factors at as_of (the tee-risk Flag)
+    max_rate_now: RateLimit
+    rate_findings: tuple[RateFinding, ...]
+    associated_events: tuple[AssociatedEvent, ...]
+    history_events: tuple[TeeEvent, ...]  # before any IVIG
+    unassociated_events: tuple[TeeEvent, ...]  # after IVIG began, outside every window
+    unchecked_administrations: tuple[str, ...]  # rate unknown: could not be checked
+    policy: Mapping[str, str]
+    notes: tuple[Note, ...]
+
+    @property
+    def risk_factors(self) -> tuple[RiskFactor, ...]:
+        return self.current.factors
+
+
+@dataclass(frozen=True, slots=True)
+class RiskInputs:
+    """The patient's facts that risk factors are computed from."""
+
+    patient: PatientFacts
+    patient_source: str
+    evidence: tuple[RiskEvidence, ...] = ()
+    weights: tuple[BodyWeight, ...] = ()
+    heights: tuple[BodyHeight, ...] = ()
+    bmis: tuple[BodyMassIndex, ...] = ()
+    pga: tuple[MeasureValue, ...] = ()
+    events: tuple[TeeEvent, ...] = ()
+
+
+# --------------------------------------------------------------------------------------------
+# risk factors
+
+
+def _active(e: RiskEvidence, on: date) -> bool:
+    if e.start is not None and e.start > on:
+        return False
+    # a history of thrombosis does not end when the thrombosis resolves
+    return e.kind is RiskFactorKind.THROMBOSIS_HISTORY or e.end is None or e.end >= on
+
+
+def _latest_pga(values: Iterable[MeasureValue], on: date) -> tuple[MeasureValue | None, bool]:
+    """The latest usable VAS PGA on or before ``on``, and whether same-day candidates disagree."""
+    candidates = [
+        v
+        for v in values
+        if v.measure is Measure.PGA
+        and v.instrument is Instrument.VAS
+        and v.status not in _UNUSABLE_STATUS
+        and v.day <= on
+        and v.value.is_finite()
+        and check_value(v) is None
+    ]
+    if not candidates:
+        return None, False
+
+    def key(v: MeasureValue) -> tuple[date, bool, bool, datetime | None, str]:
+        issued = v.issued
+        if issued is not None and issued.tzinfo is not None:
+            issued = issued.astimezone(UTC).replace(tzinfo=None)
+        return (v.day, v.status in _PREFERRED_STATUS, issued is not None, issued, v.source)
+
+    best = max(candidates, key=key)
+    same_day = {v.value for v in candidates if v.day == best.day}
+    return best, len(same_day) > 1
+
+
+def risk_profile(at: datetime, inputs: RiskInputs, policy: Policy = DEFAULT_POLICY) -> RiskProfile:
+    """The thrombosis risk factors present at ``at``."""
+    on = at.date()
+    evidence: dict[RiskFactorKind, list[str]] = {}
+    details: dict[RiskFactorKind, list[str]] = {}
+    unassessed: list[UnassessedRiskFactor] = []
+    notes: list[Note] = []
+
+    def add(kind: RiskFactorKind, sources: Iterable[str], detail: str) -> None:
+        ev = evidence.setdefault(kind, [])
+        ev.extend(s for s in sources if s not in ev)
+        details.setdefault(kind, []).append(detail)
+
+    with localcontext(DECIMAL_CONTEXT):
+        for e in sorted(inputs.evidence, key=lambda e: e.source):
+            if _active(e, on):
+                add(e.kind, (e.source,), e.display or f"recorded {e.kind.value}")
+
+        # advanced age
+        birth = inputs.patient.birth_date
+        if birth is None:
+            reason = "no birth date"
+            unassessed.append(UnassessedRiskFactor(RiskFactorKind.ADVANCED_AGE, reason))
+            notes.append(
+                missing(
+                    "age-unknown",
+                    "no birth date; advanced age not assessable",
+                    inputs.patient_source,
+                )
+            )
+        else:
+            age = age_in_years(birth, on)
+            if age >= policy.advanced_age_years:
+                add(
+                    RiskFactorKind.ADVANCED_AGE,
+                    (inputs.patient_source,),
+                    f"age {age} years (≥ {policy.advanced_age_years})",
+                )
+
+        # obesity
+        bmi_value, bmi_sources, bmi_how = _bmi(inputs, on)
+        if bmi_value is None:
+            unassessed.append(
+                UnassessedRiskFactor(
+                    RiskFactorKind.OBESITY, "no BMI, nor weight and height, on or before this date"
+                )
+            )
+            notes.append(
+                missing("bmi-unknown", "no BMI, nor body weight and height; obesity not assessable")
+            )
+        elif bmi_value >= policy.obesity_bmi:
+            add(
+                RiskFactorKind.OBESITY,
+                bmi_sources,
+                f"BMI {format_decimal(bmi_value)} kg/m² {bmi_how} "
+                f"(≥ {format_decimal(policy.obesity_bmi)})",
+            )
+
+        # poorly controlled inflammation
+        pga, disagree = _latest_pga(inputs.pga, on)
+        if pga is None:
+            unassessed.append(
+                UnassessedRiskFactor(
+                    RiskFactorKind.INFLAMMATION,
+                    "no physician global activity (VAS) on or before this date",
+                )
+            )
+            notes.append(
+                missing(
+                    "pga-unknown",
+                    "no physician global activity (VAS cm); poorly "
+                    "controlled inflammation not assessable",
+                )
+            )
+        else:
+            if disagree:
+                notes.append(
+                    warning(
+                        "pga-same-day-disagree",
+                        "several physician global "
+                        "activity values on the latest day disagree; the preferred "
+                        "one is used",
+                        pga.source,
+                    )
+                )
+            if pga.value >= policy.inflammation_pga_cm:
+                add(
+                    RiskFactorKind.INFLAMMATION,
+                    (pga.source,),
+                    f"PGA {format_decimal(pga.value)} cm on {pga.day.isoformat()} "
+                    f"(≥ {format_decimal(policy.inflammation_pga_cm)})",
+                )
+
+        # history of thrombosis
+        for ev in sorted(inputs.events, key=lambda e: (e.onset, e.source)):
+            if ev.onset < at:
+                add(
+                    RiskFactorKind.THROMBOSIS_HISTORY,
+                    (ev.source,),
+                    f"{ev.display or ev.kind.value} with onset {ev.onset.date().isoformat()}",
+                )
+
+    factors = tuple(
+        RiskFactor(kind, tuple(evidence[kind]), "; ".join(details[kind]))
+        for kind in sorted(evidence, key=lambda k: _KIND_ORDER[k])
+    )
+    return RiskProfile(at=at, factors=factors, unassessed=tuple(unassessed), notes=tuple(notes))
+
+
+def _bmi(inputs: RiskInputs, on: date) -> tuple[Decimal | None, tuple[str, ...], str]:
+    """The BMI to judge obesity on ``on``: value, sources and how it was obtained."""
+    bmis = [b for b in inputs.bmis if b.when.date() <= on and is_positive_finite(b.kg_per_m2)]
+    weights = [w for w in inputs.weights if w.when.date() <= on and is_positive_finite(w.kg)]
+    heights = [h for h in inputs.heights if h.when.date() <= on and is_positive_finite(h.cm)]
+    bmi = max(bmis, key=lambda b: (b.when, b.source)) if bmis else None
+    weight = max(weights, key=lambda w: (w.when, w.source)) if weights else None
+    height = max(heights, key=lambda h: (h.when, h.source)) if heights else None
+    if weight is not None and height is not None and (bmi is None or weight.when > bmi.when):
+        metres = height.cm / _CM_PER_M
+        value = weight.kg / (metres * metres)
+        return value, (weight.source, height.source), "computed from weight and height"
+    if bmi is not None:
+        return bmi.kg_per_m2, (bmi.source,), "recorded"
+    return None, (), ""
+
+
+def _unassessed_text(unassessed: tuple[UnassessedRiskFactor, ...]) -> str:
+    return "; ".join(f"{u.kind.value} ({u.reason})" for u in unassessed)
+
+
+def applicable_max_rate(profile: RiskProfile, policy: Policy = DEFAULT_POLICY) -> RateLimit:
+    """The maximum infusion rate (mg/kg/min) at the profile's time, with its reason."""
+    if profile.factors:
+        limit = policy.max_rate_with_risk_mg_kg_min
+        named = ", ".join(f"{f.kind.value} ({f.detail})" for f in profile.factors)
+        reason = (
+            f"{format_decimal(limit)} mg/kg/min applicable with thrombosis risk factor(s): {named}"
+        )
+    else:
+        limit = policy.max_rate_mg_kg_min
+        reason = f"{format_decimal(limit)} mg/kg/min applicable: no thrombosis risk factor found"
+        if profile.unassessed:
+            reason += f"; not assessable: {_unassessed_text(profile.unassessed)}"
+    return RateLimit(
+        at=profile.at,
+        limit_mg_kg_min=limit,
+        with_risk=bool(profile.factors),
+        factors=profile.factors,
+        unassessed=profile.unassessed,
+        reason=reason,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# events
+
+
+def _in_window(onset: datetime, cycle: Cycle, policy: Policy) -> bool:
+    last_day = cycle.end.date() + timedelta(days=policy.tee_window_days)
+    return cycle.start <= onset and onset.date() <= last_day
+
+
+def associate_events(
+    events: Iterable[TeeEvent], exposure: Exposure, policy: Policy = DEFAULT_POLICY
+) -> tuple[tuple[AssociatedEvent, ...], tuple[TeeEvent, ...], tuple[TeeEvent, ...]]:
+    """Events → (temporally associated, history before any IVIG, after IVIG but unassociated)."""
+    starts = [a.start for a in exposure.administrations]
+    first_ivig = min(starts) if starts else None
+    early_limit = timedelta(hours=policy.tee_early_hours)
+    associated: list[AssociatedEvent] = []
+    history: list[TeeEvent] = []
+    other: list[TeeEvent] = []
+    for ev in sorted(events, key=lambda e: (e.onset, e.source)):
+        if first_ivig is None or ev.onset < first_ivig:
+            history.append(ev)
+            continue
+        cycles = [c for c in exposure.cycles if _in_window(ev.onset, c, policy)]
+        if not cycles:
+            other.append(ev)
+            continue
+        admins = [a for c in cycles for a in c.administrations]
+        early_after = tuple(
+            a.source for a in admins if timedelta(0) <= ev.onset - a.start <= early_limit
+        )
+        last_before = max(a.start for a in admins if a.start <= ev.onset)
+        latest = cycles[-1]
+        days_after_end = (ev.onset.date() - latest.end.date()).days
+        where = (
+            f"{days_after_end} day(s) after cycle {latest.index}'s last administration"
+            if days_after_end > 0
+            else f"during cycle {latest.index}"
+        )
+        reason = (
+            f"onset {where}; window: cycle start to {policy.tee_window_days} days after "
+            f"its last administration, inclusive"
+        )
+        if early_after:
+            reason += f"; early: within {policy.tee_early_hours} h of an administration start"
+        associated.append(
+            AssociatedEvent(
+                event=ev,
+                cycle_indexes=tuple(c.index for c in cycles),
+                suspects=tuple(a.source for a in admins),
+                early=bool(early_after),
+                early_after=early_after,
+                hours_after_last_start=_hours(ev.onset - last_before),
+                arterial=ev.kind in ARTERIAL_TEE,
+                reason=reason,
+            )
+        )
+    return tuple(associated), tuple(history), tuple(other)
+
+
+# --------------------------------------------------------------------------------------------
+# the whole assessment
+
+
+def assess_thrombosis(
+    *,
+    patient: PatientFacts,
+    patient_source: str,
+    evidence: Iterable[RiskEvidence],
+    weights: Iterable[BodyWeight],
+    heights: Iterable[BodyHeight],
+    bmis: Iterable[BodyMassIndex],
+    pga: Iterable[MeasureValue],
+    exposure: Exposure,
+    events: Iterable[TeeEvent],
+    as_of: datetime,
+    policy: Policy = DEFAULT_POLICY,
+) -> ThrombosisAssessment:
+    """Risk factors now, the maximum rate now, rate findings, and events, for one patient."""
+    inputs = RiskInputs(
+        patient=patient,
+        patient_source=patient_source,
+        evidence=tuple(evidence),
+        weights=tuple(weights),
+        heights=tuple(heights),
+        bmis=tuple(bmis),
+        pga=tuple(pga),
+        events=tuple(events),
+    )
+    notes: list[Note] = []
+    record = policy.as_record()
+    if dict(exposure.policy) != record:
+        notes.append(
+            warning(
+                "policy-mismatch",
+                "the IVIG exposure was computed with a different policy than this assessment",
+            )
+        )
+
+    current = risk_profile(as_of, inputs, policy)
+    notes.extend(current.notes)
+    max_rate_now = applicable_max_rate(current, policy)
+
+    findings: list[RateFinding] = []
+    unchecked: list[str] = []
+    for admin in exposure.administrations:
+        if admin.rate_mg_kg_min is None:
+            unchecked.append(admin.source)
+            notes.append(
+                missing(
+                    "rate-not-checked",
+                    "infusion rate in mg/kg/min unknown; not checked against the maximum rate",
+                    admin.source,
+                )
+            )
+            continue
+        limit = applicable_max_rate(risk_profile(admin.start, inputs, policy), policy)
+        if admin.rate_mg_kg_min > limit.limit_mg_kg_min:
+            findings.append(
+                RateFinding(
+                    administration_source=admin.source,
+                    start=admin.start,
+                    cycle_index=admin.cycle_index,
+                    rate_mg_kg_min=admin.rate_mg_kg_min,
+                    limit=limit,
+                )
+            )
+
+    associated, history, other = associate_events(inputs.events, exposure, policy)
+    notes.extend(
+        warning(
+            "tee-not-associated",
+            "thromboembolic event after IVIG began but outside every "
+            "cycle's window; not temporally associated (a history risk factor from its onset)",
+            ev.source,
+        )
+        for ev in other
+    )
+    return ThrombosisAssessment(
+        as_of=as_of,
+        current=current,
+        max_rate_now=max_rate_now,
+        rate_findings=tuple(findings),
+        associated_events=associated,
+        history_events=history,
+        unassociated_events=other,
+        unchecked_administrations=tuple(unchecked),
+        policy=record,
+        notes=tuple(notes),
+    )
