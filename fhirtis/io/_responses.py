@@ -1,0 +1,66 @@
+"""Turning HTTP answers into dicts or errors (pure)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import orjson
+
+from fhirtis.io import _urls
+from fhirtis.io.errors import (
+    FhirServerError,
+    Forbidden,
+    MalformedResponse,
+    NotFound,
+    PreconditionFailed,
+    Unauthorized,
+)
+
+_BY_STATUS: dict[int, type[FhirServerError]] = {
+    401: Unauthorized,
+    403: Forbidden,
+    404: NotFound,
+    410: NotFound,
+    412: PreconditionFailed,
+}
+
+
+def error_for(method: str, url: httpx.URL, status: int, content: bytes) -> FhirServerError:
+    """The error for a non-success answer; an OperationOutcome body is kept as data only."""
+    where = _urls.redact(url)
+    cls = _BY_STATUS.get(status, FhirServerError)
+    return cls(
+        f"HTTP {status} for {method} {where}",
+        status=status,
+        url=where,
+        operation_outcome=operation_outcome(content),
+    )
+
+
+def operation_outcome(content: bytes) -> dict[str, Any] | None:
+    if not content:
+        return None
+    try:
+        data = orjson.loads(content)
+    except orjson.JSONDecodeError:
+        return None
+    if isinstance(data, dict) and data.get("resourceType") == "OperationOutcome":
+        return data
+    return None
+
+
+def json_object(
+    content: bytes, *, what: str, method: str, url: httpx.URL, status: int
+) -> dict[str, Any]:
+    """A 2xx body that must be a JSON object."""
+    where = _urls.redact(url)
+    try:
+        data = orjson.loads(content)
+    except orjson.JSONDecodeError:
+        data = None  # the decode error holds the body: do not chain it
+    if not isinstance(data, dict):
+        raise MalformedResponse(
+            f"{what} from {method} {where} is not a JSON object", status=status, url=where
+        )
+    return data

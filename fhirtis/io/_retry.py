@@ -1,0 +1,144 @@
+"""Retry decisions (pure): which requests may be re-sent, after which failures, how long to wait.
+
+Nothing here sleeps or sends; the client asks and acts.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+#: Statuses that mean "try again later".
+RETRYABLE_STATUSES = frozenset({429, 502, 503, 504})
+#: Of those, the ones that say the origin server did not process the request. 502 and 504 come
+#: from a gateway that may already have forwarded it, so a non-idempotent request that got one
+#: has an unknown outcome.
+NOT_PROCESSED_STATUSES = frozenset({429, 503})
+
+_READ_METHODS = frozenset({"GET", "HEAD"})
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Exponential backoff with full jitter, capped by attempts and by a total time budget."""
+
+    max_attempts: int
+    backoff_base: float
+    backoff_max: float
+    budget: float
+
+    def next_delay(
+        self,
+        attempt: int,
+        elapsed: float,
+        retry_after: float | None,
+        rand: Callable[[], float],
+    ) -> float | None:
+        """Seconds to wait before attempt ``attempt + 1``, or None to give up.
+
+        ``attempt`` is the number of attempts made so far (1 after the first failure) and
+        ``elapsed`` the seconds since the first one started. A server's ``Retry-After`` is
+        honoured as is; if it would overrun the budget we give up now instead of sleeping.
+        """
+        if attempt >= self.max_attempts:
+            return None
+        if retry_after is not None:
+            delay = max(0.0, retry_after)
+        else:
+            cap = min(self.backoff_max, self.backoff_base * math.pow(2.0, attempt - 1))
+            delay = rand() * cap
+        if elapsed + delay > self.budget:
+            return None
+        return delay
+
+
+def parse_retry_after(value: str | None, now: float) -> float | None:
+    """``Retry-After`` as seconds from ``now`` (a Unix time): delta-seconds or an HTTP-date.
+
+    A date in the past gives 0; an unparseable value gives None (fall back to backoff).
+    """
+    if value is None:
+        return None
+    text = value.strip()
+    if text.isdigit():
+        return float(int(text))
+    try:
+        when = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:  # RFC 9110 dates are GMT; "-0000" parses as naive
+        return None
+    return max(0.0, when.timestamp() - now)
+
+
+def is_idempotent(
+    method: str,
+    url: httpx.URL,
+    headers: Mapping[str, str] | httpx.Headers,
+    body: Any = None,
+) -> bool:
+    """May this request be sent twice without changing the outcome?
+
+    - GET, HEAD, DELETE (HTTP idempotent; a second FHIR delete is a no-op);
+    - PUT or PATCH with ``If-Match`` (a repeat after success fails with 412, never overwrites);
+    - POST with ``If-None-Exist`` (conditional create);
+    - POST to ``.../_search``;
+    - POST of a ``batch`` Bundle whose entries are all reads.
+
+    Anything else (plain create, unconditional update, transaction, operations) is not.
+    """
+    method = method.upper()
+    h = httpx.Headers(headers)
+    if method in _READ_METHODS or method == "DELETE":
+        return True
+    if method in {"PUT", "PATCH"}:
+        return "if-match" in h
+    if method == "POST":
+        if "if-none-exist" in h:
+            return True
+        if url.path.rstrip("/").endswith("/_search"):
+            return True
+        return is_read_only_batch(body)
+    return False
+
+
+def is_read_only_batch(body: Any) -> bool:
+    if not isinstance(body, Mapping):
+        return False
+    if body.get("resourceType") != "Bundle" or body.get("type") != "batch":
+        return False
+    entries = body.get("entry") or []
+    if not isinstance(entries, Sequence):
+        return False
+    for entry in entries:
+        request = entry.get("request") if isinstance(entry, Mapping) else None
+        method = request.get("method") if isinstance(request, Mapping) else None
+        if not isinstance(method, str) or method.upper() not in _READ_METHODS:
+            return False
+    return True
+
+
+def is_retryable_transport_error(exc: httpx.TransportError) -> bool:
+    """Network failures and timeouts; not protocol misuse (bad scheme, local protocol error)."""
+    return isinstance(exc, httpx.TimeoutException | httpx.NetworkError | httpx.RemoteProtocolError)
+
+
+def may_have_reached_server(exc: httpx.TransportError, request: httpx.Request) -> bool:
+    """Could the server have received ``request`` before ``exc`` happened?
+
+    No if the failure was on another request (the auth flow's token or discovery request, sent
+    first) or before a connection existed (connect error or timeout, pool timeout). Yes for
+    everything after that: write and read timeouts, a connection dropped mid-exchange.
+    """
+    try:
+        failed = exc.request
+    except RuntimeError:  # no request attached: assume the worst
+        return True
+    if failed is not request:
+        return False
+    return not isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout)

@@ -1,0 +1,479 @@
+"""An async FHIR R4 client over one shared ``httpx.AsyncClient``.
+
+The decisions live in pure modules and are only driven here: the paging walk
+(``_paging.walk_pages``), retries and idempotency (``_retry``), auth (``auth``, an
+``httpx.Auth`` flow). Resources are plain dicts parsed with orjson.
+
+Retries: 429, 502, 503, 504, timeouts and connection errors are retried with exponential backoff
+and full jitter (``Retry-After`` honoured), up to ``retry_max_attempts`` and within
+``retry_budget_seconds``, for idempotent requests. A non-idempotent request (plain create,
+transaction) is retried only when the server cannot have processed it: a connect error or pool
+timeout before sending, a failed token fetch, a 429 or a 503. After a read/write timeout, a
+dropped connection, a 502 or a 504 it raises :class:`WriteOutcomeUnknown` without re-sending.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import logging
+import random
+import time
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, Self
+from urllib.parse import urlencode
+
+import httpx
+import orjson
+
+from fhirtis.io import _responses, _urls
+from fhirtis.io._paging import PageRequest, parse_page, walk_pages
+from fhirtis.io._retry import (
+    NOT_PROCESSED_STATUSES,
+    RETRYABLE_STATUSES,
+    RetryPolicy,
+    is_idempotent,
+    is_read_only_batch,
+    is_retryable_transport_error,
+    may_have_reached_server,
+    parse_retry_after,
+)
+from fhirtis.io.auth import build_auth
+from fhirtis.io.config import FhirClientConfig
+from fhirtis.io.errors import (
+    ForeignUrl,
+    MalformedResponse,
+    TokenEndpointUnavailable,
+    TooManyRetries,
+    WriteOutcomeUnknown,
+)
+
+__all__ = ["FhirClient", "FhirResponse", "SearchParams", "Timing"]
+
+log = logging.getLogger("fhirtis.io")
+
+FHIR_JSON = "application/fhir+json"
+FORM = "application/x-www-form-urlencoded"
+
+#: Search parameters: a mapping (a sequence value repeats the parameter, as in
+#: ``{"date": ["ge2020-01-01", "le2020-12-31"]}``) or a sequence of (name, value) pairs.
+SearchParams = (
+    Mapping[str, str | int | Sequence[str | int]] | Sequence[tuple[str, str | int]] | None
+)
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Time sources, injectable so tests never really sleep.
+
+    ``sleep`` and ``random`` drive backoff; ``monotonic`` measures the retry budget; ``time``
+    (Unix time) reads HTTP-date ``Retry-After`` values and dates tokens and JWT assertions.
+    """
+
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+    random: Callable[[], float] = random.random
+    monotonic: Callable[[], float] = time.monotonic
+    time: Callable[[], float] = time.time
+
+
+@dataclass(frozen=True)
+class FhirResponse:
+    """What :meth:`FhirClient.request` returns: status, headers and the JSON body, if any."""
+
+    status: int
+    headers: httpx.Headers
+    body: dict[str, Any] | None = field(default=None)
+
+    @property
+    def etag(self) -> str | None:
+        value: str | None = self.headers.get("ETag")
+        return value
+
+    @property
+    def location(self) -> str | None:
+        value: str | None = self.headers.get("Location") or self.headers.get("Content-Location")
+        return value
+
+
+class FhirClient:
+    """Async FHIR client for one server (``config.base_url``).
+
+    ``http``: an ``httpx.AsyncClient`` to share (the caller closes it); by default the client
+    creates and owns one. ``auth``: overrides the auth built from ``config``. Use as
+    ``async with FhirClient(config) as fhir: ...`` or call :meth:`aclose`.
+    """
+
+    def __init__(
+        self,
+        config: FhirClientConfig,
+        *,
+        http: httpx.AsyncClient | None = None,
+        auth: httpx.Auth | None = None,
+        timing: Timing | None = None,
+    ) -> None:
+        self._config = config
+        self._base = config.base
+        self._timing = timing if timing is not None else Timing()
+        self._auth = auth if auth is not None else build_auth(config, clock=self._timing.time)
+        self._owns_http = http is None
+        if http is None:
+            limits = httpx.Limits(
+                max_connections=config.concurrency,
+                max_keepalive_connections=config.concurrency,
+            )
+            http = httpx.AsyncClient(timeout=config.timeout, limits=limits)
+        self._http = http
+        self._policy = RetryPolicy(
+            max_attempts=config.retry_max_attempts,
+            backoff_base=config.retry_backoff_base_seconds,
+            backoff_max=config.retry_backoff_max_seconds,
+            budget=config.retry_budget_seconds,
+        )
+        self._in_flight = asyncio.Semaphore(config.concurrency)
+
+    @property
+    def config(self) -> FhirClientConfig:
+        return self._config
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the HTTP client if this client created it."""
+        if self._owns_http:
+            await self._http.aclose()
+
+    # -- reads -------------------------------------------------------------------------------
+
+    async def read(self, resource_type: str, resource_id: str) -> dict[str, Any]:
+        """``GET [base]/[type]/[id]``; raises :class:`NotFound` for 404 and 410."""
+        url = _urls.join(
+            self._base,
+            _urls.check_resource_type(resource_type),
+            _urls.check_resource_id(resource_id),
+        )
+        response = await self._send("GET", url, idempotent=True)
+        resource = self._json_body(response, "GET", url, what="resource")
+        if resource.get("resourceType") != resource_type:
+            where = _urls.redact(url)
+            raise MalformedResponse(
+                f"GET {where} did not return a {resource_type}",
+                status=response.status_code,
+                url=where,
+            )
+        return resource
+
+    async def search(
+        self,
+        resource_type: str,
+        params: SearchParams = None,
+        *,
+        count: int | None = None,
+        use_post: bool = False,
+    ) -> AsyncGenerator[dict[str, Any], None]:
+        """Every entry of every page (``fullUrl``, ``resource``, ``search``), fetched lazily.
+
+        ``search.mode`` tells matches from ``_include``-d resources. See
+        :meth:`search_bundle_pages` for the parameters.
+        """
+        async for bundle in self.search_bundle_pages(
+            resource_type, params, count=count, use_post=use_post
+        ):
+            for entry in bundle.get("entry") or []:
+                yield entry
+
+    async def search_bundle_pages(
+        self,
+        resource_type: str,
+        params: SearchParams = None,
+        *,
+        count: int | None = None,
+        use_post: bool = False,
+    ) -> AsyncGenerator[dict[str, Any], None]:
+        """Each searchset Bundle page, following ``next`` links lazily.
+
+        ``_count`` is ``params["_count"]`` if given, else ``count``, else ``config.page_size``.
+        ``use_post`` sends the first page as ``POST [type]/_search`` (parameters in the body,
+        not in URLs or logs); later pages follow the server's ``next`` links with GET.
+        A ``next`` link off the base's origin raises :class:`ForeignNextLink` and one already
+        fetched raises :class:`PagingLoop`, both before anything is sent.
+        """
+        first = self._first_page(resource_type, params, count, use_post)
+        walk = walk_pages(self._base, first)
+        try:
+            page = next(walk)
+            while True:
+                bundle = await self._fetch_page(page)
+                # the walk only needs the links; copy them before the caller can touch the page
+                links = {"link": copy.deepcopy(bundle.get("link"))}
+                yield bundle
+                try:
+                    page = walk.send(links)
+                except StopIteration:
+                    return
+        finally:
+            walk.close()
+
+    # -- writes ------------------------------------------------------------------------------
+
+    async def batch(self, entries: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+        """POST a ``batch`` Bundle of ``entries``; returns the batch-response Bundle.
+
+        Retried like a read if every entry is a GET or HEAD, otherwise like a write.
+        Entry-level failures are in the response's ``entry[].response.status``.
+        """
+        bundle: dict[str, Any] = {
+            "resourceType": "Bundle",
+            "type": "batch",
+            "entry": [dict(e) for e in entries],
+        }
+        return await self._post_bundle(bundle, idempotent=is_read_only_batch(bundle))
+
+    async def transaction(self, bundle: Mapping[str, Any]) -> dict[str, Any]:
+        """POST a ``transaction`` Bundle; returns the transaction-response Bundle.
+
+        Never re-sent once it may have reached the server: if no answer comes back,
+        :class:`WriteOutcomeUnknown` is raised and the caller should re-read and re-plan.
+        """
+        if bundle.get("resourceType") != "Bundle" or bundle.get("type") != "transaction":
+            raise ValueError("transaction() needs a Bundle of type 'transaction'")
+        return await self._post_bundle(bundle, idempotent=False)
+
+    # -- anything else -------------------------------------------------------------------------
+
+    async def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        params: SearchParams = None,
+        json: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+        idempotent: bool | None = None,
+    ) -> FhirResponse:
+        """Any request to the server: ``url`` relative to the base (``"Patient/1/$everything"``,
+        ``"metadata"``) or absolute on the base's origin.
+
+        ``idempotent`` defaults to the rules of :func:`fhirtis.io._retry.is_idempotent`
+        (GET, HEAD, DELETE, If-Match updates, If-None-Exist creates, ``_search``, read-only
+        batches). Raises a :class:`FhirServerError` subclass for statuses of 400 and above.
+        """
+        method = method.upper()
+        target = self._resolve(url)
+        items = _param_items(params)
+        if items:
+            target = target.copy_with(
+                params=httpx.QueryParams([*target.params.multi_items(), *items])
+            )
+        content = orjson.dumps(json) if json is not None else None
+        extra = dict(headers or {})
+        if content is not None:
+            extra.setdefault("Content-Type", FHIR_JSON)
+        if idempotent is None:
+            idempotent = is_idempotent(method, target, extra, json)
+        response = await self._send(
+            method, target, content=content, headers=extra, idempotent=idempotent
+        )
+        if response.status_code >= 400:
+            raise _responses.error_for(method, target, response.status_code, response.content)
+        body = None
+        if response.content:
+            body = _responses.json_object(
+                response.content,
+                what="body",
+                method=method,
+                url=target,
+                status=response.status_code,
+            )
+        return FhirResponse(status=response.status_code, headers=response.headers, body=body)
+
+    # -- internals -----------------------------------------------------------------------------
+
+    def _resolve(self, url: str) -> httpx.URL:
+        target = httpx.URL(url)
+        if target.is_relative_url and not url.startswith("//"):
+            path, _, query = url.lstrip("/").partition("?")
+            resolved = _urls.join(self._base, path) if path else self._base
+            return resolved.copy_with(query=query.encode() or None)
+        if target.is_relative_url:
+            target = httpx.URL(f"{self._base.scheme}:{url}")
+        self._check_origin(target)
+        return target
+
+    def _check_origin(self, url: httpx.URL) -> None:
+        if not _urls.same_origin(url, self._base):
+            foreign = _urls.origin_text(url)
+            raise ForeignUrl(
+                f"refused request to {foreign}: not the configured FHIR server "
+                f"{_urls.origin_text(self._base)}",
+                origin=foreign,
+            )
+
+    def _first_page(
+        self,
+        resource_type: str,
+        params: SearchParams,
+        count: int | None,
+        use_post: bool,
+    ) -> PageRequest:
+        items = _param_items(params)
+        if not any(name == "_count" for name, _ in items):
+            items.append(("_count", str(count if count is not None else self._config.page_size)))
+        type_url = _urls.join(self._base, _urls.check_resource_type(resource_type))
+        if use_post:
+            return PageRequest("POST", _urls.join(type_url, "_search"), tuple(items))
+        return PageRequest("GET", type_url.copy_with(params=httpx.QueryParams(tuple(items))))
+
+    async def _fetch_page(self, page: PageRequest) -> dict[str, Any]:
+        if page.method == "POST":
+            response = await self._send(
+                "POST",
+                page.url,
+                content=urlencode(page.form or ()).encode(),
+                headers={"Content-Type": FORM},
+                idempotent=True,
+            )
+        else:
+            response = await self._send("GET", page.url, idempotent=True)
+        if not response.is_success:
+            raise _responses.error_for(
+                page.method, page.url, response.status_code, response.content
+            )
+        return parse_page(response.content, page.url, response.status_code)
+
+    async def _post_bundle(self, bundle: Mapping[str, Any], *, idempotent: bool) -> dict[str, Any]:
+        response = await self._send(
+            "POST",
+            self._base,
+            content=orjson.dumps(bundle),
+            headers={"Content-Type": FHIR_JSON},
+            idempotent=idempotent,
+        )
+        result = self._json_body(response, "POST", self._base, what="Bundle response")
+        if result.get("resourceType") != "Bundle":
+            where = _urls.redact(self._base)
+            raise MalformedResponse(
+                f"POST {where} did not return a Bundle", status=response.status_code, url=where
+            )
+        return result
+
+    def _json_body(
+        self, response: httpx.Response, method: str, url: httpx.URL, *, what: str
+    ) -> dict[str, Any]:
+        if not response.is_success:
+            raise _responses.error_for(method, url, response.status_code, response.content)
+        return _responses.json_object(
+            response.content, what=what, method=method, url=url, status=response.status_code
+        )
+
+    async def _send(
+        self,
+        method: str,
+        url: httpx.URL,
+        *,
+        content: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+        idempotent: bool,
+    ) -> httpx.Response:
+        """Send with retries; returns the first answer that is not a retryable status."""
+        self._check_origin(url)
+        merged = {"Accept": FHIR_JSON, "User-Agent": self._config.user_agent, **(headers or {})}
+        target = _urls.log_target(url)
+        where = _urls.redact(url)
+        timing = self._timing
+        started = timing.monotonic()
+        attempt = 0
+        while True:
+            attempt += 1
+            request = self._http.build_request(
+                method, url, content=content, headers=merged, timeout=self._config.timeout
+            )
+            retry_after: str | None = None
+            try:
+                async with self._in_flight:
+                    response = await self._http.send(
+                        request, auth=self._auth, follow_redirects=False
+                    )
+            except TokenEndpointUnavailable as exc:
+                # the FHIR request was not sent: safe to retry whatever it is
+                outcome = f"HTTP {exc.status} from the token endpoint"
+                last_status = exc.status
+                retry_after = exc.retry_after
+                log.info("%s %s: token endpoint answered %s", method, target, exc.status)
+                cause: BaseException | None = exc
+            except httpx.TransportError as exc:
+                kind = type(exc).__name__
+                if not is_retryable_transport_error(exc):
+                    raise
+                if not idempotent and may_have_reached_server(exc, request):
+                    log.warning("%s %s: %s; outcome unknown, not re-sent", method, target, kind)
+                    raise WriteOutcomeUnknown(
+                        f"{method} {where} may have reached the server but no answer came back "
+                        f"({kind}); it was not re-sent: re-read and plan again",
+                        method=method,
+                        url=where,
+                    ) from exc
+                log.info("%s %s: %s", method, target, kind)
+                outcome, last_status, cause = kind, None, exc
+            else:
+                status = response.status_code
+                log.debug("%s %s -> %d", method, target, status)
+                if status not in RETRYABLE_STATUSES:
+                    return response
+                if not idempotent and status not in NOT_PROCESSED_STATUSES:
+                    log.warning("%s %s -> %d; outcome unknown, not re-sent", method, target, status)
+                    raise WriteOutcomeUnknown(
+                        f"{method} {where} got HTTP {status} from a gateway; the server may have "
+                        "processed it. It was not re-sent: re-read and plan again",
+                        method=method,
+                        url=where,
+                    )
+                outcome, last_status, cause = f"HTTP {status}", status, None
+                retry_after = response.headers.get("Retry-After")
+            delay = self._policy.next_delay(
+                attempt,
+                timing.monotonic() - started,
+                parse_retry_after(retry_after, timing.time()),
+                timing.random,
+            )
+            if delay is None:
+                raise TooManyRetries(
+                    f"{method} {where} failed after {attempt} attempt(s); last: {outcome}",
+                    url=where,
+                    attempts=attempt,
+                    last_status=last_status,
+                ) from cause
+            log.info(
+                "%s %s: %s; retry %d/%d in %.2f s",
+                method,
+                target,
+                outcome,
+                attempt + 1,
+                self._policy.max_attempts,
+                delay,
+            )
+            await timing.sleep(delay)
+
+
+def _param_items(params: SearchParams) -> list[tuple[str, str]]:
+    if params is None:
+        return []
+    if isinstance(params, Mapping):
+        items: list[tuple[str, str]] = []
+        for name, value in params.items():
+            if isinstance(value, str | int):
+                items.append((name, str(value)))
+            else:
+                items.extend((name, str(v)) for v in value)
+        return items
+    return [(name, str(value)) for name, value in params]

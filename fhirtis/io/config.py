@@ -1,0 +1,96 @@
+"""Configuration of the FHIR client: a plain pydantic model, nested later in the settings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal, Self
+
+import httpx
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+from fhirtis import __version__
+from fhirtis.io import _urls
+
+AuthMode = Literal["none", "bearer", "smart-backend"]
+SigningAlg = Literal["RS384", "ES384"]
+
+
+class FhirClientConfig(BaseModel):
+    """Everything a site may change about talking to its FHIR server.
+
+    ``auth_mode``:
+    - ``none``: no Authorization header;
+    - ``bearer``: a static ``bearer_token`` (e.g. passed through from a caller);
+    - ``smart-backend``: SMART Backend Services (client_credentials + private_key_jwt), needing
+      ``client_id``, ``kid``, ``scope`` and one of ``private_key_pem`` / ``private_key_path``;
+      ``token_url`` is discovered from ``{base_url}/.well-known/smart-configuration`` if unset.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    base_url: str
+
+    auth_mode: AuthMode = "none"
+    bearer_token: SecretStr | None = None
+    client_id: str | None = None
+    private_key_pem: SecretStr | None = None
+    private_key_path: Path | None = None
+    kid: str | None = None
+    alg: SigningAlg = "RS384"
+    scope: str | None = None
+    token_url: str | None = None
+
+    page_size: int = Field(default=100, ge=1, le=10_000, description="default _count")
+    connect_timeout_seconds: float = Field(default=5.0, gt=0)
+    read_timeout_seconds: float = Field(default=60.0, gt=0)
+
+    retry_max_attempts: int = Field(default=5, ge=1, le=100)
+    retry_backoff_base_seconds: float = Field(default=0.5, gt=0)
+    retry_backoff_max_seconds: float = Field(default=30.0, gt=0)
+    retry_budget_seconds: float = Field(default=120.0, ge=0)
+
+    concurrency: int = Field(default=8, ge=1, le=256)
+    user_agent: str = f"fhirtis/{__version__}"
+
+    @field_validator("base_url")
+    @classmethod
+    def _check_base_url(cls, value: str) -> str:
+        return str(_urls.normalize_base(value))
+
+    @field_validator("token_url")
+    @classmethod
+    def _check_token_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        url = httpx.URL(value)
+        if url.scheme not in {"http", "https"} or not url.host:
+            raise ValueError("token_url must be an absolute http(s) URL")
+        return value
+
+    @model_validator(mode="after")
+    def _check_auth(self) -> Self:
+        if self.auth_mode == "bearer" and self.bearer_token is None:
+            raise ValueError("auth_mode 'bearer' needs bearer_token")
+        if self.auth_mode == "smart-backend":
+            missing = [name for name in ("client_id", "kid", "scope") if not getattr(self, name)]
+            if missing:
+                raise ValueError(f"auth_mode 'smart-backend' needs {', '.join(missing)}")
+            if (self.private_key_pem is None) == (self.private_key_path is None):
+                raise ValueError(
+                    "auth_mode 'smart-backend' needs exactly one of private_key_pem, "
+                    "private_key_path"
+                )
+        return self
+
+    @property
+    def base(self) -> httpx.URL:
+        return httpx.URL(self.base_url)
+
+    @property
+    def timeout(self) -> httpx.Timeout:
+        """Connect timeout for connecting and for waiting on the pool; read for the rest."""
+        return httpx.Timeout(
+            self.read_timeout_seconds,
+            connect=self.connect_timeout_seconds,
+            pool=self.connect_timeout_seconds,
+        )

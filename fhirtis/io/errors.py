@@ -1,0 +1,138 @@
+"""Errors raised by the FHIR I/O layer.
+
+Messages carry a method, a status, a URL (query values redacted, see ``_urls.redact``) and
+resource ids only: never a token, never a request or response body. A server's
+OperationOutcome is kept on :class:`FhirServerError` as data (``operation_outcome``) for the
+caller to inspect, but it is never put into the message, because servers echo patient data
+in ``diagnostics``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "FhirClientError",
+    "FhirServerError",
+    "Forbidden",
+    "ForeignNextLink",
+    "ForeignUrl",
+    "MalformedResponse",
+    "NotFound",
+    "PagingLoop",
+    "PreconditionFailed",
+    "TokenEndpointUnavailable",
+    "TooManyRetries",
+    "Unauthorized",
+    "WriteOutcomeUnknown",
+]
+
+
+class FhirClientError(Exception):
+    """Base class of every error raised by ``fhirtis.io``."""
+
+
+class FhirServerError(FhirClientError):
+    """A server answered with an error status or an unusable body.
+
+    ``url`` is the redacted URL (query values replaced) of the request that failed.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None,
+        url: str,
+        operation_outcome: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.url = url
+        self.operation_outcome = operation_outcome
+
+
+class NotFound(FhirServerError):  # noqa: N818 - names fixed by the API
+    """404 Not Found or 410 Gone."""
+
+
+class PreconditionFailed(FhirServerError):  # noqa: N818 - names fixed by the API
+    """412: a failed ``If-Match`` (version changed) or a conditional operation that matched
+    several resources. Which one it was is in ``operation_outcome``, not guessed here."""
+
+
+class Unauthorized(FhirServerError):  # noqa: N818 - names fixed by the API
+    """401 from the FHIR server (after one token refresh), or the token endpoint refused us."""
+
+
+class Forbidden(FhirServerError):  # noqa: N818 - names fixed by the API
+    """403: authenticated but not allowed (e.g. a missing scope)."""
+
+
+class MalformedResponse(FhirServerError):  # noqa: N818 - names fixed by the API
+    """A 2xx answer whose body is not what was asked for (not JSON, not a Bundle, ...)."""
+
+
+class TokenEndpointUnavailable(FhirServerError):  # noqa: N818 - names fixed by the API
+    """The SMART discovery or token endpoint answered 429/502/503/504.
+
+    The FHIR request itself was not sent, so the client may retry it whatever its method.
+    ``retry_after`` is the raw ``Retry-After`` header, if any.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None,
+        url: str,
+        retry_after: str | None = None,
+    ) -> None:
+        super().__init__(message, status=status, url=url)
+        self.retry_after = retry_after
+
+
+class TooManyRetries(FhirClientError):  # noqa: N818 - names fixed by the API
+    """Transient failures went on past the attempt limit or the retry time budget."""
+
+    def __init__(self, message: str, *, url: str, attempts: int, last_status: int | None) -> None:
+        super().__init__(message)
+        self.url = url
+        self.attempts = attempts
+        self.last_status = last_status
+
+
+class ForeignUrl(FhirClientError):  # noqa: N818 - names fixed by the API
+    """A URL outside the configured base's origin (scheme, host, port) was refused.
+
+    Nothing was sent to it, so no credential can leak there.
+    """
+
+    def __init__(self, message: str, *, origin: str) -> None:
+        super().__init__(message)
+        self.origin = origin
+
+
+class ForeignNextLink(ForeignUrl):
+    """A search page's ``next`` link points outside the configured base's origin."""
+
+
+class PagingLoop(FhirClientError):  # noqa: N818 - names fixed by the API
+    """A search page's ``next`` link points to a page already fetched in this search."""
+
+    def __init__(self, message: str, *, url: str) -> None:
+        super().__init__(message)
+        self.url = url
+
+
+class WriteOutcomeUnknown(FhirClientError):  # noqa: N818 - names fixed by the API
+    """A non-idempotent request (plain create, transaction) may have reached the server, but
+    no answer came back (timeout, dropped connection, 502/504 from a gateway).
+
+    It was not re-sent. Re-read the affected resources (by identifier) and plan again.
+    """
+
+    def __init__(self, message: str, *, method: str, url: str) -> None:
+        super().__init__(message)
+        self.method = method
+        self.url = url

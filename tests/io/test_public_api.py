@@ -1,0 +1,62 @@
+"""Freeze the public API of fhirtis.io: a change here is a deliberate API change."""
+
+from __future__ import annotations
+
+import fhirtis.io
+from fhirtis.io import errors
+
+EXPECTED = {
+    "AuthMode",
+    "BearerTokenAuth",
+    "FhirClient",
+    "FhirClientConfig",
+    "FhirClientError",
+    "FhirResponse",
+    "FhirServerError",
+    "Forbidden",
+    "ForeignNextLink",
+    "ForeignUrl",
+    "MalformedResponse",
+    "NoAuth",
+    "NotFound",
+    "PagingLoop",
+    "PreconditionFailed",
+    "SearchParams",
+    "SigningAlg",
+    "SmartBackendAuth",
+    "Timing",
+    "TokenEndpointUnavailable",
+    "TooManyRetries",
+    "Unauthorized",
+    "WriteOutcomeUnknown",
+    "build_auth",
+    "load_private_key",
+}
+
+
+def test_public_api_is_frozen() -> None:
+    assert set(fhirtis.io.__all__) == EXPECTED
+    for name in fhirtis.io.__all__:
+        assert hasattr(fhirtis.io, name), name
+
+
+def test_error_hierarchy() -> None:
+    server_errors = [
+        errors.NotFound,
+        errors.PreconditionFailed,
+        errors.Unauthorized,
+        errors.Forbidden,
+        errors.MalformedResponse,
+        errors.TokenEndpointUnavailable,
+    ]
+    for cls in server_errors:
+        assert issubclass(cls, errors.FhirServerError)
+    for cls in [
+        errors.FhirServerError,
+        errors.TooManyRetries,
+        errors.ForeignUrl,
+        errors.PagingLoop,
+        errors.WriteOutcomeUnknown,
+    ]:
+        assert issubclass(cls, errors.FhirClientError)
+    assert issubclass(errors.ForeignNextLink, errors.ForeignUrl)
