@@ -1,0 +1,46 @@
+"""OperationOutcome-style issues: every problem with input data, with its location.
+
+Messages name resource types, ids, element paths and units — never names, identifiers or
+clinical values of a patient.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+Severity = Literal["fatal", "error", "warning", "information"]
+
+
+@dataclass(frozen=True, slots=True)
+class Issue:
+    severity: Severity
+    code: str  # FHIR IssueType: invalid, structure, required, value, code-invalid, not-supported …
+    diagnostics: str
+    expression: str | None = None
+
+    def as_fhir(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "severity": self.severity,
+            "code": self.code,
+            "diagnostics": self.diagnostics,
+        }
+        if self.expression:
+            out["expression"] = [self.expression]
+        return out
+
+
+def operation_outcome(issues: Iterable[Issue]) -> dict[str, Any]:
+    items = [i.as_fhir() for i in issues]
+    if not items:
+        items = [{"severity": "information", "code": "informational", "diagnostics": "no issues"}]
+    return {"resourceType": "OperationOutcome", "issue": items}
+
+
+class InputError(Exception):
+    """Input that cannot be evaluated at all (not FHIR JSON, no patient, two patients …)."""
+
+    def __init__(self, issues: list[Issue]) -> None:
+        self.issues = issues
+        super().__init__("; ".join(i.diagnostics for i in issues))

@@ -1,0 +1,79 @@
+"""FHIR R4 primitive types, parsed strictly (the regexes are the specification's)."""
+
+from __future__ import annotations
+
+import math
+import re
+from datetime import UTC, date, datetime
+from decimal import Decimal, InvalidOperation
+
+_DATE_TIME = re.compile(
+    r"([0-9]([0-9]([0-9][1-9]|[1-9]0)|[1-9]00)|[1-9]000)"
+    r"(-(0[1-9]|1[0-2])(-(0[1-9]|[1-2][0-9]|3[0-1])"
+    r"(T([01][0-9]|2[0-3]):[0-5][0-9]:([0-5][0-9]|60)(\.[0-9]+)?"
+    r"(Z|(\+|-)((0[0-9]|1[0-3]):[0-5][0-9]|14:00)))?)?)?"
+)
+_ID = re.compile(r"[A-Za-z0-9\-\.]{1,64}")
+
+
+class PrimitiveError(ValueError):
+    pass
+
+
+def is_id(value: object) -> bool:
+    return isinstance(value, str) and _ID.fullmatch(value) is not None
+
+
+def parse_date_time(value: object) -> tuple[datetime, bool]:
+    """A FHIR dateTime/instant as an aware datetime, and whether it was only a date.
+
+    A date without a time is taken as the start of that day in UTC (flagged). A partial date
+    (year, or year-month) is refused: fhirtis needs at least the day.
+    """
+    if not isinstance(value, str) or not _DATE_TIME.fullmatch(value):
+        raise PrimitiveError("not a FHIR dateTime")
+    if len(value) == 10:
+        d = date.fromisoformat(value)
+        return datetime(d.year, d.month, d.day, tzinfo=UTC), True
+    if len(value) < 10:
+        raise PrimitiveError("a partial date (year or year-month); the day is needed")
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise PrimitiveError(f"not a valid dateTime ({exc})") from None
+    return parsed, False
+
+
+def parse_date(value: object) -> date:
+    """A FHIR date or dateTime as the calendar date it was recorded on (its own offset)."""
+    if isinstance(value, str) and len(value) >= 10:
+        when, _ = parse_date_time(value)
+        return when.date()
+    raise PrimitiveError("not a full FHIR date")
+
+
+def parse_decimal(value: object) -> Decimal:
+    """A JSON number (or a decimal string from a non-conformant sender) as an exact Decimal.
+
+    orjson gives floats; ``repr`` of a float is the shortest text that reads back to it, which
+    is the number as written for every value of up to 15 significant digits.
+    """
+    if isinstance(value, bool):
+        raise PrimitiveError("a boolean is not a decimal")
+    if isinstance(value, int):
+        return Decimal(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise PrimitiveError("not a finite number")
+        return Decimal(repr(value))
+    raise PrimitiveError("not a JSON number")
+
+
+def parse_decimal_text(value: str) -> Decimal:
+    try:
+        d = Decimal(value)
+    except InvalidOperation:
+        raise PrimitiveError("not a decimal") from None
+    if not d.is_finite():
+        raise PrimitiveError("not a finite number")
+    return d

@@ -1,0 +1,98 @@
+"""UCUM unit conversion, exact.
+
+Conversion factors come from the UCUM definitions through ``ucumvert`` (a pint registry built
+from the UCUM grammar), run with ``Fraction`` magnitudes so that a factor such as 1 [lb_av] =
+0.45359237 kg or 1 g/h = 50/3 mg/min is exact. Factors are computed once per unit pair and cached.
+
+Canonical units are chosen so that every realistic conversion into them is an exact decimal:
+rates are per hour (mL/h, mg/h), never per minute. Where a factor is not a finite decimal the
+result is rounded to 28 significant digits (``Decimal``'s default precision).
+
+Two equivalences UCUM itself does not make are applied first (DOMAIN.md §1, §6): ``[IU]/L`` is
+``U/L`` for enzymes, and the FHIR/UCUM annotation units such as ``{score}`` are the unit 1.
+"""
+
+from __future__ import annotations
+
+import threading
+from decimal import Decimal
+from fractions import Fraction
+from functools import lru_cache
+from typing import Any
+
+# Units that mean the same thing for fhirtis's purposes, before UCUM is asked.
+_ALIASES: dict[str, str] = {
+    "[IU]/L": "U/L",
+    "[iU]/L": "U/L",
+    "IU/L": "U/L",
+    "u/L": "U/L",
+    "ukat/L": "ukat/L",
+    "µkat/L": "ukat/L",
+}
+
+_lock = threading.Lock()
+_registry: Any = None
+
+
+class UnitError(ValueError):
+    """A unit that UCUM does not know, or that cannot convert to the unit wanted."""
+
+
+def _ucum() -> Any:
+    global _registry  # noqa: PLW0603 - one registry per process; building it costs ~0.5 s
+    with _lock:
+        if _registry is None:
+            from ucumvert import PintUcumRegistry  # noqa: PLC0415 - slow import, only when needed
+
+            _registry = PintUcumRegistry(non_int_type=Fraction)
+        return _registry
+
+
+def normalise(unit: str) -> str:
+    unit = unit.strip()
+    if unit.startswith("{") and unit.endswith("}"):
+        return "1"
+    return _ALIASES.get(unit, unit)
+
+
+@lru_cache(maxsize=512)
+def factor(from_unit: str, to_unit: str) -> Fraction:
+    """The exact factor f such that x [from_unit] = x·f [to_unit]; UnitError if impossible."""
+    a, b = normalise(from_unit), normalise(to_unit)
+    if a == b:
+        return Fraction(1)
+    if a == "1" or b == "1":
+        raise UnitError(f"cannot convert {from_unit!r} to {to_unit!r}")
+    ureg = _ucum()
+    try:
+        q = ureg.Quantity(Fraction(1), ureg.from_ucum(a)).to(ureg.from_ucum(b))
+    except Exception as exc:  # ucumvert raises lark and pint errors of many kinds
+        raise UnitError(
+            f"cannot convert {from_unit!r} to {to_unit!r}: {type(exc).__name__}"
+        ) from None
+    magnitude = q.magnitude
+    return magnitude if isinstance(magnitude, Fraction) else Fraction(magnitude)
+
+
+def to_decimal(value: Fraction) -> Decimal:
+    """A Fraction as a Decimal: exact when it is a finite decimal, else 28 significant digits."""
+    d = value.denominator
+    for p in (2, 5):
+        while d % p == 0:
+            d //= p
+    if d == 1:
+        # exact: scale to a power-of-ten denominator
+        den = value.denominator
+        k = 0
+        while 10**k % den:
+            k += 1
+        return Decimal(value.numerator * (10**k // den)).scaleb(-k)
+    return Decimal(value.numerator) / Decimal(value.denominator)
+
+
+def convert(value: Decimal, from_unit: str, to_unit: str) -> Decimal:
+    """Convert a decimal value between UCUM units, exactly where the factor allows."""
+    f = factor(from_unit, to_unit)
+    if f == 1:
+        return value
+    return to_decimal(Fraction(value) * f)
