@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 from datetime import date
 from decimal import Decimal
-from fractions import Fraction
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -35,7 +34,7 @@ from pydantic import (
 from fhirtis.clinical.facts import Instrument, Measure, MeasureValue
 from fhirtis.clinical.measures import UKAT_PER_L_TO_U_PER_L, spec_for
 from fhirtis.clinical.policy import Policy, Population
-from fhirtis.clinical.tis import AssessmentValues, TisResult, compute_tis
+from fhirtis.clinical.tis import AssessmentValues, TisResult, compute_tis, percent_text
 
 _DAY = date(2000, 1, 1)  # the calculator has no dates; facts need one
 
@@ -191,15 +190,6 @@ def calculate(doc: CalculatorIn) -> TisResult:
     if problems:
         raise CalculatorInputError(problems)
     return compute_tis(baseline, followup, doc.population, doc.policy)
-
-
-def percent_text(value: Fraction | None, places: int = 4) -> Decimal | None:
-    """A percent for display, rounded half-even to ``places`` (the score used the exact value)."""
-    if value is None:
-        return None
-    return (Decimal(value.numerator) / Decimal(value.denominator)).quantize(
-        Decimal(1).scaleb(-places)
-    )
 
 
 def result_record(result: TisResult) -> dict[str, Any]:

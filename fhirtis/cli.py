@@ -3,17 +3,25 @@
 from __future__ import annotations
 
 import sys
+from datetime import date
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any
 
+import orjson
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from fhirtis import __version__
 from fhirtis.calculator import CalculatorInputError, calculate, parse_input, result_record
+from fhirtis.clinical.policy import Population
+from fhirtis.fhir.outcome import InputError, operation_outcome
 from fhirtis.jsonout import dumps
+from fhirtis.pipeline import Options, evaluate_bundle_file
+from fhirtis.report import print_failure, print_patient
+from fhirtis.settings import load_settings
+from fhirtis.summary import patient_summary
 
 app = typer.Typer(
     name="fhirtis",
@@ -106,6 +114,90 @@ def _print_table(record: dict[str, Any]) -> None:
         out.print(f"TIS: {_fmt(record['tis'])}; category: {record['category']}", markup=False)
     for note in record["notes"]:
         out.print(f"{note['severity']}: {note['message']}", markup=False)
+
+
+def _collect(paths: list[Path]) -> list[Path]:
+    files: list[Path] = []
+    for p in paths:
+        if p.is_dir():
+            files.extend(sorted(p.glob("*.json")))
+        else:
+            files.append(p)
+    return files
+
+
+@app.command()
+def evaluate(
+    paths: Annotated[
+        list[Path], typer.Argument(help="Patient Bundle files (one patient each), or folders.")
+    ],
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out", help="Write each patient's transaction Bundle of derived resources here."
+        ),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    population: Annotated[
+        Population | None, typer.Option(help="Override adult/juvenile criteria.")
+    ] = None,
+    baseline_date: Annotated[
+        str | None, typer.Option(help="Use the assessment on this date (YYYY-MM-DD) as baseline.")
+    ] = None,
+    settings_file: Annotated[
+        Path | None, typer.Option("--settings", help="Settings file (TOML or JSON).")
+    ] = None,
+) -> None:
+    """Evaluate patient Bundles offline: TIS per assessment, deterioration, IVIG cycles and
+    rates, thromboembolism risk and events. Exit 0 when all were evaluated, 1 when some inputs
+    had errors (reported), 2 for bad usage."""
+    err = Console(stderr=True)
+    try:
+        settings = load_settings(settings_file)
+        baseline = date.fromisoformat(baseline_date) if baseline_date else None
+    except (ValueError, FileNotFoundError) as exc:
+        err.print(f"fhirtis evaluate: {exc}", markup=False)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    files = _collect(paths)
+    missing = [f for f in files if not f.is_file()]
+    if missing or not files:
+        err.print(
+            f"fhirtis evaluate: no such file: {missing[0] if missing else paths[0]}", markup=False
+        )
+        raise typer.Exit(EXIT_BAD_INPUT)
+    options = Options(population=population, baseline_day=baseline)
+    summaries: list[dict[str, Any]] = []
+    failures: list[dict[str, Any]] = []
+    for file in files:
+        try:
+            result = evaluate_bundle_file(file, settings, options)
+        except InputError as exc:
+            failures.append({"file": str(file), "outcome": operation_outcome(exc.issues)})
+            continue
+        summary = patient_summary(result.patient_ref, result.evaluation, result.issues)
+        summary["file"] = str(file)
+        if out is not None:
+            out.mkdir(parents=True, exist_ok=True)
+            plan = result.plan()
+            name = result.patient_ref.replace("/", "-") + ".transaction.json"
+            if plan.bundle is not None:
+                (out / name).write_bytes(
+                    orjson.dumps(plan.bundle, option=orjson.OPT_INDENT_2) + b"\n"
+                )
+                summary["output"] = str(out / name)
+        summaries.append(summary)
+    partial_inputs = any(
+        i["severity"] in {"error", "fatal"} for s in summaries for i in s["issues"]
+    )
+    if as_json:
+        sys.stdout.write(dumps({"results": summaries, "errors": failures}) + "\n")
+    else:
+        for summary in summaries:
+            print_patient(Console(), summary)
+        for failure in failures:
+            print_failure(Console(), failure)
+    if failures or partial_inputs:
+        raise typer.Exit(1)
 
 
 def main() -> None:

@@ -337,3 +337,12 @@ def _enzyme_measure(
         )
         return _missing_score(Measure.ENZYME, reason, choice.instrument, b, None)
     return score_enzyme(b, f, policy)
+
+
+def percent_text(value: Fraction | None, places: int = 4) -> Decimal | None:
+    """A percent for display, rounded half-even to ``places`` (the score used the exact value)."""
+    if value is None:
+        return None
+    return (Decimal(value.numerator) / Decimal(value.denominator)).quantize(
+        Decimal(1).scaleb(-places)
+    )

@@ -274,6 +274,7 @@ class Extractor:
                         exc.issue_code,
                         f"{_ref_of(resource)} excluded: {exc.message}",
                         exc.path,
+                        _ref_of(resource),
                     )
                 )
         return data

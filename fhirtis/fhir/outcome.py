@@ -19,6 +19,7 @@ class Issue:
     code: str  # FHIR IssueType: invalid, structure, required, value, code-invalid, not-supported …
     diagnostics: str
     expression: str | None = None
+    resource: str | None = None  # "Type/id" of the resource the issue is about, if one
 
     def as_fhir(self) -> dict[str, Any]:
         out: dict[str, Any] = {

@@ -1,0 +1,96 @@
+"""One patient, all of DOMAIN.md: population, response course, IVIG exposure, thrombosis."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+
+from fhirtis.clinical.course import Course, evaluate_course
+from fhirtis.clinical.facts import (
+    BodyHeight,
+    BodyMassIndex,
+    BodyWeight,
+    IvigAdministration,
+    Measure,
+    MeasureValue,
+    PatientFacts,
+    RiskEvidence,
+    TeeEvent,
+)
+from fhirtis.clinical.ivig import Exposure, compute_exposure
+from fhirtis.clinical.policy import Policy, Population
+from fhirtis.clinical.population import PopulationDecision, decide_population
+from fhirtis.clinical.thrombosis import ThrombosisAssessment, assess_thrombosis
+
+
+@dataclass(frozen=True, slots=True)
+class PatientFactsBundle:
+    """Everything known of one patient, as facts (what ``fhirtis.fhir.extract`` produces)."""
+
+    patient: PatientFacts
+    patient_source: str
+    measures: Sequence[MeasureValue] = ()
+    administrations: Sequence[IvigAdministration] = ()
+    weights: Sequence[BodyWeight] = ()
+    heights: Sequence[BodyHeight] = ()
+    bmis: Sequence[BodyMassIndex] = ()
+    evidence: Sequence[RiskEvidence] = ()
+    events: Sequence[TeeEvent] = ()
+    jdm_coded: bool = False
+    dm_onset: date | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PatientEvaluation:
+    population: PopulationDecision
+    course: Course
+    exposure: Exposure
+    thrombosis: ThrombosisAssessment
+    as_of: datetime
+    policy: Policy
+
+
+def evaluate_patient(
+    facts: PatientFactsBundle,
+    policy: Policy,
+    *,
+    as_of: datetime,
+    population: Population | None = None,
+    baseline_day: date | None = None,
+) -> PatientEvaluation:
+    """Evaluate one patient. ``as_of`` is the time "now" means for the current risk factors
+    and the applicable maximum rate; pass a time derived from the data (not the wall clock)
+    to keep results reproducible."""
+    decision = decide_population(
+        policy,
+        jdm_coded=facts.jdm_coded,
+        birth_date=facts.patient.birth_date,
+        dm_onset=facts.dm_onset,
+        override=population,
+    )
+    exposure = compute_exposure(
+        facts.administrations, facts.weights, facts.heights, facts.patient, policy
+    )
+    first_ivig = exposure.cycles[0].start.date() if exposure.cycles else None
+    course = evaluate_course(
+        facts.measures,
+        decision.population,
+        policy,
+        first_ivig=first_ivig,
+        baseline_day=baseline_day,
+    )
+    thrombosis = assess_thrombosis(
+        patient=facts.patient,
+        patient_source=facts.patient_source,
+        evidence=facts.evidence,
+        weights=facts.weights,
+        heights=facts.heights,
+        bmis=facts.bmis,
+        pga=[m for m in facts.measures if m.measure is Measure.PGA],
+        exposure=exposure,
+        events=facts.events,
+        as_of=as_of,
+        policy=policy,
+    )
+    return PatientEvaluation(decision, course, exposure, thrombosis, as_of, policy)

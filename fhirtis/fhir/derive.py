@@ -1,0 +1,470 @@
+"""Results → the derived FHIR resources of DOMAIN.md §7, built and validated with the
+``fhir.resources`` R4B models (R4B leaves these resources as R4 has them).
+
+Every resource carries a deterministic business identifier: what it is, for whom, over which
+dates, and the algorithm version — never the values, so changed inputs update the same resource.
+The same evaluation always gives the same resources, byte for byte: nothing here reads a clock.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from fhir.resources.R4B.adverseevent import AdverseEvent
+from fhir.resources.R4B.detectedissue import DetectedIssue
+from fhir.resources.R4B.flag import Flag
+from fhir.resources.R4B.observation import Observation
+from fhir.resources.R4B.provenance import Provenance
+from fhir.resources.R4B.resource import Resource
+
+from fhirtis import __version__
+from fhirtis.clinical.ivig import Cycle, Exposure
+from fhirtis.clinical.patient import PatientEvaluation
+from fhirtis.clinical.thrombosis import AssociatedEvent, RateFinding, ThrombosisAssessment
+from fhirtis.clinical.tis import TisResult, percent_text
+from fhirtis.fhir.codes import (
+    BASE,
+    BASIS_SYSTEM,
+    CATEGORY_SYSTEM,
+    FHIRTIS_SYSTEM,
+    IDENTIFIER_SYSTEM,
+    RISK_FACTOR_SYSTEM,
+    UCUM,
+)
+
+Json = dict[str, Any]
+
+ALGORITHM_VERSION = "1"
+"""Changes only when a derived value's algorithm changes (then identifiers change too)."""
+
+_UUID_NAMESPACE = uuid.UUID("4f6f6c0e-6d79-6f73-6974-69732d666869")  # fixed: fhirtis namespace
+_DAR = "http://terminology.hl7.org/CodeSystem/data-absent-reason"
+EXT = f"{BASE}/StructureDefinition"
+PROFILE = f"{BASE}/StructureDefinition"
+
+_MODELS: dict[str, type[Resource]] = {
+    "Observation": Observation,
+    "Flag": Flag,
+    "DetectedIssue": DetectedIssue,
+    "AdverseEvent": AdverseEvent,
+    "Provenance": Provenance,
+}
+
+
+@dataclass(frozen=True)
+class Derived:
+    """One derived resource and its business identifier value."""
+
+    resource: Json
+    identifier: str
+
+    @property
+    def full_url(self) -> str:
+        return f"urn:uuid:{uuid.uuid5(_UUID_NAMESPACE, self.identifier)}"
+
+    @property
+    def resource_type(self) -> str:
+        return str(self.resource["resourceType"])
+
+
+def identifier_value(kind: str, patient_ref: str, *parts: str) -> str:
+    key = "|".join((kind, patient_ref, *parts, f"v{ALGORITHM_VERSION}"))
+    return f"{kind}-{hashlib.sha256(key.encode()).hexdigest()[:24]}"
+
+
+def _q(value: Decimal, places: int = 4) -> Decimal:
+    quantized = value.quantize(Decimal(1).scaleb(-places))
+    return quantized.normalize() if quantized != 0 else Decimal(0)
+
+
+def _quantity(value: Decimal, unit: str, places: int = 4) -> Json:
+    return {"value": _q(value, places), "unit": unit, "system": UCUM, "code": unit}
+
+
+def _code(system: str, code: str, display: str | None = None) -> Json:
+    coding: Json = {"system": system, "code": code}
+    if display:
+        coding["display"] = display
+    return {"coding": [coding]}
+
+
+def _absent(reason: str, code: str = "unknown") -> Json:
+    return {"coding": [{"system": _DAR, "code": code}], "text": reason}
+
+
+def _day(d: date) -> str:
+    return d.isoformat()
+
+
+def _instant(t: datetime) -> str:
+    return t.isoformat()
+
+
+def _validated(resource: Json) -> Json:
+    """Build the fhir.resources model (validating every element) and return its JSON form."""
+    model = _MODELS[resource["resourceType"]].model_validate(resource)
+    out: Json = model.model_dump(mode="json", by_alias=True, exclude_none=True)
+    return out
+
+
+def _policy_note(evaluation: PatientEvaluation) -> Json:
+    record = evaluation.policy.as_record()
+    return {"text": "fhirtis policy: " + "; ".join(f"{k}={v}" for k, v in record.items())}
+
+
+# -- TIS ---------------------------------------------------------------------------------------
+
+
+def _tis_components(tis: TisResult) -> list[Json]:
+    out: list[Json] = []
+    for m in tis.measures:
+        key = m.measure.value
+        improvement: Json = {"code": _code(FHIRTIS_SYSTEM, f"improvement-{key}")}
+        score: Json = {"code": _code(FHIRTIS_SYSTEM, f"score-{key}")}
+        pct = percent_text(m.percent_improvement)
+        if m.score is None or pct is None:
+            reason = m.reason.message if m.reason else "missing"
+            improvement["dataAbsentReason"] = _absent(reason)
+            score["dataAbsentReason"] = _absent(reason)
+        else:
+            improvement["valueQuantity"] = _quantity(pct, "%")
+            score["valueQuantity"] = _quantity(m.score, "{score}")
+        out.extend((improvement, score))
+    return out
+
+
+def _tis_observation(
+    evaluation: PatientEvaluation,
+    patient_ref: str,
+    baseline: date,
+    day: date,
+    tis: TisResult,
+    sources: Sequence[str],
+) -> Derived:
+    ident = identifier_value("tis", patient_ref, _day(baseline), _day(day))
+    obs: Json = {
+        "resourceType": "Observation",
+        "meta": {"profile": [f"{PROFILE}/fhirtis-tis"]},
+        "identifier": [{"system": IDENTIFIER_SYSTEM, "value": ident}],
+        "status": "final",
+        "code": _code(FHIRTIS_SYSTEM, "tis", "Total Improvement Score (ACR/EULAR 2016)"),
+        "subject": {"reference": patient_ref},
+        "effectivePeriod": {"start": _day(baseline), "end": _day(day)},
+        "method": _code(FHIRTIS_SYSTEM, f"{tis.population.value}-criteria"),
+        "derivedFrom": [{"reference": s} for s in sorted(set(sources))],
+        "component": _tis_components(tis),
+    }
+    if tis.partial:
+        obs["valueRange"] = {
+            "low": _quantity(tis.lower, "{score}"),
+            "high": _quantity(tis.upper, "{score}"),
+        }
+    else:
+        obs["valueQuantity"] = _quantity(tis.lower, "{score}")
+    if tis.category is not None:
+        obs["interpretation"] = [_code(CATEGORY_SYSTEM, tis.category.value)]
+    else:
+        possible = " or ".join(c.value for c in tis.possible_categories)
+        obs["interpretation"] = [{"text": f"undetermined: {possible}"}]
+    notes = [_policy_note(evaluation)]
+    if tis.partial:
+        missing = "; ".join(
+            f"{m.measure.value}: {m.reason.message if m.reason else 'missing'}"
+            for m in tis.measures
+            if m.score is None
+        )
+        notes.insert(
+            0, {"text": f"partial TIS (missing measures score 0 to their maximum): {missing}"}
+        )
+    obs["note"] = notes
+    return Derived(_validated(obs), ident)
+
+
+def _deterioration_observation(evaluation: PatientEvaluation, patient_ref: str) -> Derived | None:
+    course = evaluation.course
+    if course.baseline is None or not course.followups:
+        return None
+    ident = identifier_value("confirmed-deterioration", patient_ref, _day(course.baseline.day))
+    confirmed_on = course.confirmation.confirmed_on
+    last = course.followups[-1]
+    obs: Json = {
+        "resourceType": "Observation",
+        "meta": {"profile": [f"{PROFILE}/fhirtis-confirmed-deterioration"]},
+        "identifier": [{"system": IDENTIFIER_SYSTEM, "value": ident}],
+        "status": "final",
+        "code": _code(FHIRTIS_SYSTEM, "confirmed-deterioration", "Confirmed deterioration"),
+        "subject": {"reference": patient_ref},
+        "effectiveDateTime": _day(confirmed_on or last.assessment.day),
+        "derivedFrom": [
+            {"reference": s}
+            for s in sorted(
+                {
+                    *course.baseline.sources,
+                    *(x for f in course.followups for x in f.assessment.sources),
+                }
+            )
+        ],
+        "note": [_policy_note(evaluation)],
+    }
+    if confirmed_on is not None:
+        obs["valueBoolean"] = True
+    elif last.confirmed_deterioration is False:
+        obs["valueBoolean"] = False
+    else:
+        obs["dataAbsentReason"] = _absent(
+            "missing measures leave confirmed deterioration undetermined"
+        )
+    return Derived(_validated(obs), ident)
+
+
+# -- IVIG exposure -----------------------------------------------------------------------------
+
+
+def _cycle_observation(evaluation: PatientEvaluation, patient_ref: str, cycle: Cycle) -> Derived:
+    ident = identifier_value("ivig-cycle-dose", patient_ref, _day(cycle.start.date()))
+    dw = cycle.dosing_weight
+    grams: Json = {"code": _code(FHIRTIS_SYSTEM, "ivig-grams")}
+    if cycle.grams is not None:
+        grams["valueQuantity"] = _quantity(cycle.grams, "g")
+    else:
+        grams["dataAbsentReason"] = _absent(
+            f"dose of some administrations unknown (known: {_q(cycle.grams_known)} g)"
+        )
+    weight: Json = {"code": _code(FHIRTIS_SYSTEM, "dosing-weight")}
+    if dw.kg is not None:
+        weight["valueQuantity"] = _quantity(dw.kg, "kg")
+    else:
+        reason = "; ".join(n.message for n in dw.notes) or "no dosing weight"
+        weight["dataAbsentReason"] = _absent(reason)
+    rate: Json = {"code": _code(FHIRTIS_SYSTEM, "max-infusion-rate")}
+    if cycle.max_rate_mg_kg_min is not None:
+        rate["valueQuantity"] = _quantity(cycle.max_rate_mg_kg_min, "mg/kg/min")
+    else:
+        rate["dataAbsentReason"] = _absent("no administration of the cycle has a known rate")
+    components = [
+        grams,
+        weight,
+        {
+            "code": _code(FHIRTIS_SYSTEM, "dosing-weight-basis"),
+            "valueCodeableConcept": _code(BASIS_SYSTEM, dw.basis.value),
+        },
+        rate,
+        {
+            "code": _code(FHIRTIS_SYSTEM, "administration-count"),
+            "valueInteger": cycle.administration_count,
+        },
+    ]
+    sources = [*cycle.sources, *(s for s in (dw.weight_source, dw.height_source) if s)]
+    obs: Json = {
+        "resourceType": "Observation",
+        "meta": {"profile": [f"{PROFILE}/fhirtis-ivig-cycle-dose"]},
+        "identifier": [{"system": IDENTIFIER_SYSTEM, "value": ident}],
+        "status": "final",
+        "code": _code(FHIRTIS_SYSTEM, "ivig-cycle-dose", "IVIG dose of one cycle"),
+        "subject": {"reference": patient_ref},
+        "effectivePeriod": {"start": _instant(cycle.start), "end": _instant(cycle.end)},
+        "derivedFrom": [{"reference": s} for s in sorted(set(sources))],
+        "component": components,
+    }
+    if cycle.g_per_kg is not None:
+        obs["valueQuantity"] = _quantity(cycle.g_per_kg, "g/kg")
+    else:
+        obs["dataAbsentReason"] = _absent("g/kg unknown: grams or dosing weight unknown")
+    notes = [{"text": n.message} for n in cycle.notes]
+    obs["note"] = [*notes, _policy_note(evaluation)]
+    return Derived(_validated(obs), ident)
+
+
+def _cumulative_observation(
+    evaluation: PatientEvaluation, patient_ref: str, exposure: Exposure
+) -> Derived | None:
+    if not exposure.cycles:
+        return None
+    ident = identifier_value("ivig-cumulative-dose", patient_ref)
+    per_kg: Json = {"code": _code(FHIRTIS_SYSTEM, "cumulative-g-per-kg")}
+    if exposure.cumulative_g_per_kg is not None:
+        per_kg["valueQuantity"] = _quantity(exposure.cumulative_g_per_kg, "g/kg")
+    else:
+        per_kg["dataAbsentReason"] = _absent(
+            f"g/kg of some cycles unknown (known: {_q(exposure.cumulative_g_per_kg_known)} g/kg)"
+        )
+    obs: Json = {
+        "resourceType": "Observation",
+        "meta": {"profile": [f"{PROFILE}/fhirtis-ivig-cumulative-dose"]},
+        "identifier": [{"system": IDENTIFIER_SYSTEM, "value": ident}],
+        "status": "final",
+        "code": _code(FHIRTIS_SYSTEM, "ivig-cumulative-dose", "Cumulative IVIG dose"),
+        "subject": {"reference": patient_ref},
+        "effectivePeriod": {
+            "start": _instant(exposure.cycles[0].start),
+            "end": _instant(exposure.cycles[-1].end),
+        },
+        "derivedFrom": [
+            {"reference": s} for s in sorted({s for c in exposure.cycles for s in c.sources})
+        ],
+        "component": [
+            per_kg,
+            {"code": _code(FHIRTIS_SYSTEM, "cycle-count"), "valueInteger": exposure.cycle_count},
+        ],
+        "note": [_policy_note(evaluation)],
+    }
+    if exposure.cumulative_grams is not None:
+        obs["valueQuantity"] = _quantity(exposure.cumulative_grams, "g")
+    else:
+        obs["dataAbsentReason"] = _absent(
+            f"partial: dose of some administrations unknown (known: "
+            f"{_q(exposure.cumulative_grams_known)} g)"
+        )
+    return Derived(_validated(obs), ident)
+
+
+# -- thrombosis ---------------------------------------------------------------------------------
+
+
+def _risk_flag(evaluation: PatientEvaluation, patient_ref: str, t: ThrombosisAssessment) -> Derived:
+    ident = identifier_value("tee-risk", patient_ref)
+    extensions: list[Json] = []
+    for factor in t.risk_factors:
+        sub: list[Json] = [
+            {"url": "factor", "valueCodeableConcept": _code(RISK_FACTOR_SYSTEM, factor.kind.value)},
+            *({"url": "evidence", "valueReference": {"reference": e}} for e in factor.evidence),
+            {"url": "detail", "valueString": factor.detail},
+        ]
+        extensions.append({"url": f"{EXT}/tee-risk-factor", "extension": sub})
+    extensions.append(
+        {
+            "url": f"{EXT}/applicable-max-rate",
+            "valueQuantity": _quantity(t.max_rate_now.limit_mg_kg_min, "mg/kg/min"),
+        }
+    )
+    kinds = ", ".join(f.kind.value for f in t.risk_factors) or "none found"
+    flag: Json = {
+        "resourceType": "Flag",
+        "meta": {"profile": [f"{PROFILE}/fhirtis-tee-risk"]},
+        "extension": extensions,
+        "identifier": [{"system": IDENTIFIER_SYSTEM, "value": ident}],
+        "status": "active" if t.risk_factors else "inactive",
+        "code": {
+            "coding": [{"system": FHIRTIS_SYSTEM, "code": "tee-risk"}],
+            "text": f"Thromboembolism risk with IVIG: {kinds}; maximum rate "
+            f"{_q(t.max_rate_now.limit_mg_kg_min)} mg/kg/min",
+        },
+        "subject": {"reference": patient_ref},
+        "period": {"start": _instant(evaluation.as_of)},
+    }
+    return Derived(_validated(flag), ident)
+
+
+def _rate_issue(patient_ref: str, finding: RateFinding) -> Derived:
+    ident = identifier_value(
+        "infusion-rate-above-max", patient_ref, finding.administration_source.split("/_history")[0]
+    )
+    issue: Json = {
+        "resourceType": "DetectedIssue",
+        "meta": {"profile": [f"{PROFILE}/fhirtis-infusion-rate-above-max"]},
+        "extension": [
+            {
+                "url": f"{EXT}/infusion-rate",
+                "valueQuantity": _quantity(finding.rate_mg_kg_min, "mg/kg/min"),
+            },
+            {
+                "url": f"{EXT}/applicable-max-rate",
+                "valueQuantity": _quantity(finding.limit_mg_kg_min, "mg/kg/min"),
+            },
+        ],
+        "identifier": [{"system": IDENTIFIER_SYSTEM, "value": ident}],
+        "status": "final",
+        "code": _code(
+            FHIRTIS_SYSTEM, "infusion-rate-above-max", "IVIG infusion rate above the maximum"
+        ),
+        "severity": "high",
+        "patient": {"reference": patient_ref},
+        "identifiedDateTime": _instant(finding.start),
+        "implicated": [{"reference": finding.administration_source}],
+        "detail": finding.reason,
+    }
+    return Derived(_validated(issue), ident)
+
+
+def _adverse_event(patient_ref: str, assoc: AssociatedEvent) -> Derived:
+    event_ref = assoc.event.source.split("/_history")[0]
+    ident = identifier_value("tee-temporally-associated", patient_ref, event_ref)
+    causality = {"assessment": {"text": "temporally associated with IVIG"}}
+    ae: Json = {
+        "resourceType": "AdverseEvent",
+        "meta": {"profile": [f"{PROFILE}/fhirtis-tee-temporally-associated"]},
+        "extension": [{"url": f"{EXT}/tee-early-onset", "valueBoolean": assoc.early}],
+        "identifier": {"system": IDENTIFIER_SYSTEM, "value": ident},
+        "actuality": "actual",
+        "category": [_code(FHIRTIS_SYSTEM, "tee-temporally-associated")],
+        "event": {"text": assoc.event.display or assoc.event.kind.value},
+        "subject": {"reference": patient_ref},
+        "date": _instant(assoc.onset),
+        "suspectEntity": [
+            {"instance": {"reference": s}, "causality": [causality]} for s in assoc.suspects
+        ],
+    }
+    if event_ref.startswith("Condition/"):
+        ae["resultingCondition"] = [{"reference": assoc.event.source}]
+    return Derived(_validated(ae), ident)
+
+
+# -- all of it ---------------------------------------------------------------------------------
+
+
+def derive_resources(evaluation: PatientEvaluation, patient_ref: str) -> list[Derived]:
+    """Every derived resource of one patient's evaluation, in a stable order."""
+    out: list[Derived] = []
+    course = evaluation.course
+    if course.baseline is not None:
+        for f in course.followups:
+            sources = [*course.baseline.sources, *f.assessment.sources]
+            out.append(
+                _tis_observation(
+                    evaluation, patient_ref, course.baseline.day, f.assessment.day, f.tis, sources
+                )
+            )
+    det = _deterioration_observation(evaluation, patient_ref)
+    if det is not None:
+        out.append(det)
+    for cycle in evaluation.exposure.cycles:
+        out.append(_cycle_observation(evaluation, patient_ref, cycle))
+    cumulative = _cumulative_observation(evaluation, patient_ref, evaluation.exposure)
+    if cumulative is not None:
+        out.append(cumulative)
+    out.append(_risk_flag(evaluation, patient_ref, evaluation.thrombosis))
+    out.extend(_rate_issue(patient_ref, f) for f in evaluation.thrombosis.rate_findings)
+    out.extend(_adverse_event(patient_ref, a) for a in evaluation.thrombosis.associated_events)
+    return out
+
+
+def provenance(targets: Iterable[str], sources: Iterable[str], recorded: datetime) -> Json:
+    """One Provenance: the derived resources as targets (references or urn:uuids), the source
+    resources with versions as entities, fhirtis as the agent, activity derivation."""
+    prov: Json = {
+        "resourceType": "Provenance",
+        "meta": {"profile": [f"{PROFILE}/fhirtis-provenance"]},
+        "target": [{"reference": t} for t in targets],
+        "recorded": _instant(recorded),
+        "activity": _code(FHIRTIS_SYSTEM, "derivation", "Derivation"),
+        "agent": [
+            {
+                "type": _code(
+                    "http://terminology.hl7.org/CodeSystem/provenance-participant-type",
+                    "assembler",
+                ),
+                "who": {
+                    "identifier": {"system": f"{BASE}/identifier/software", "value": "fhirtis"},
+                    "display": f"fhirtis {__version__}",
+                },
+            }
+        ],
+        "entity": [{"role": "source", "what": {"reference": s}} for s in sorted(set(sources))],
+    }
+    return _validated(prov)

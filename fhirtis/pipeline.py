@@ -1,0 +1,115 @@
+"""Evaluate one patient: resources → facts → results → derived resources → write plan.
+
+The offline half (this module's :func:`evaluate_patient_resources`) is pure; reading from and
+writing to a FHIR server is ``fhirtis.io``'s business and joins here through the same steps.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from fhirtis.clinical.facts import Instrument
+from fhirtis.clinical.patient import PatientEvaluation, PatientFactsBundle, evaluate_patient
+from fhirtis.clinical.policy import Policy, Population
+from fhirtis.fhir.bundle import PatientResources, read_patient_bundle
+from fhirtis.fhir.codes import Terminology, load_concept_map, terminology
+from fhirtis.fhir.derive import Derived, derive_resources
+from fhirtis.fhir.extract import Extractor, ExtractSettings, PatientData
+from fhirtis.fhir.outcome import Issue
+from fhirtis.fhir.plan import WritePlan, plan_writes
+from fhirtis.settings import Settings
+
+Json = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Options:
+    """Per-run choices a caller may make (the CLI's flags, an operation's parameters)."""
+
+    population: Population | None = None
+    baseline_day: date | None = None
+    as_of: datetime | None = None
+
+
+@dataclass
+class PatientResult:
+    patient_ref: str
+    data: PatientData
+    evaluation: PatientEvaluation
+    derived: list[Derived]
+    issues: list[Issue] = field(default_factory=list)
+
+    def plan(self, existing: Mapping[str, Json] | None = None) -> WritePlan:
+        sources = sorted(self.data.used.values())
+        return plan_writes(self.derived, sources, self.evaluation.as_of, existing)
+
+
+@cache
+def _terminology_for(concept_map: Path | None) -> Terminology:
+    base = terminology()
+    return base.with_concept_map(load_concept_map(concept_map)) if concept_map else base
+
+
+def extractor_for(settings: Settings) -> Extractor:
+    ulns: dict[Instrument, Decimal] = {Instrument(k): v for k, v in settings.default_uln.items()}
+    return Extractor(
+        _terminology_for(settings.concept_map), ExtractSettings(default_uln_u_per_l=ulns)
+    )
+
+
+def as_of_for(data: PatientData) -> datetime:
+    """ "Now" for the current risk factors: the latest clinical time in the data, so that the
+    same data always gives the same results. Without any, the start of today (UTC)."""
+    if data.latest is not None:
+        return data.latest
+    today = datetime.now(UTC).date()
+    return datetime(today.year, today.month, today.day, tzinfo=UTC)
+
+
+def evaluate_patient_resources(
+    resources: PatientResources,
+    settings: Settings,
+    options: Options | None = None,
+    extractor: Extractor | None = None,
+) -> PatientResult:
+    options = options or Options()
+    extractor = extractor or extractor_for(settings)
+    data = extractor.extract(resources.patient_ref, resources.resources, resources.resolve)
+    data.issues[:0] = resources.issues
+    facts = PatientFactsBundle(
+        patient=data.patient,
+        patient_source=data.patient_source,
+        measures=data.measures,
+        administrations=data.administrations,
+        weights=data.weights,
+        heights=data.heights,
+        bmis=data.bmis,
+        evidence=data.evidence,
+        events=data.events,
+        jdm_coded=data.jdm_coded,
+        dm_onset=data.dm_onset,
+    )
+    policy: Policy = settings.policy
+    evaluation = evaluate_patient(
+        facts,
+        policy,
+        as_of=options.as_of or as_of_for(data),
+        population=options.population,
+        baseline_day=options.baseline_day,
+    )
+    derived = derive_resources(evaluation, data.patient_ref)
+    return PatientResult(data.patient_ref, data, evaluation, derived, list(data.issues))
+
+
+def evaluate_bundle_file(
+    path: Path, settings: Settings, options: Options | None = None
+) -> PatientResult:
+    """One patient's Bundle file. Raises InputError when the file is not one patient's Bundle."""
+    resources = read_patient_bundle(path.read_bytes(), path.name)
+    return evaluate_patient_resources(resources, settings, options)

@@ -1,0 +1,71 @@
+"""Every knob of fhirtis, from environment variables and an optional settings file.
+
+Environment variables have the prefix ``FHIRTIS_`` and ``__`` between nested names, e.g.
+``FHIRTIS_POLICY__CYCLE_GAP_DAYS=10``, ``FHIRTIS_FHIR__BASE_URL=https://ehr.example.org/fhir``,
+``FHIRTIS_CONCEPT_MAP=site/conceptmap.json``. A settings file (TOML or JSON) is named by
+``FHIRTIS_SETTINGS_FILE`` or the CLI's ``--settings``; environment variables override it.
+"""
+
+from __future__ import annotations
+
+import os
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+from pydantic_settings import (
+    BaseSettings,
+    JsonConfigSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from fhirtis.clinical.policy import Policy
+from fhirtis.io.config import FhirClientConfig
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="FHIRTIS_", env_nested_delimiter="__", extra="forbid", frozen=True
+    )
+
+    policy: Policy = Field(default_factory=Policy, description="clinical choices (DOMAIN.md)")
+    concept_map: Path | None = Field(
+        None, description="ConceptMap (R4 JSON) from a site's local codes to fhirtis's codes"
+    )
+    default_uln: dict[str, Decimal] = Field(
+        default_factory=dict,
+        description="upper limit of normal (U/L) per enzyme (ck, aldolase, ldh, ast, alt), used "
+        "when an Observation has no referenceRange.high",
+    )
+    fhir: FhirClientConfig | None = Field(None, description="the FHIR server to read and write")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        file = os.environ.get("FHIRTIS_SETTINGS_FILE")
+        if file:
+            path = Path(file)
+            if path.suffix == ".toml":
+                sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+            else:
+                sources.append(JsonConfigSettingsSource(settings_cls, json_file=path))
+        return tuple(sources)
+
+
+def load_settings(settings_file: Path | None = None, **overrides: Any) -> Settings:
+    """Settings from the environment, the settings file and explicit overrides (which win)."""
+    if settings_file is not None:
+        if not settings_file.is_file():
+            raise FileNotFoundError(f"settings file {settings_file} not found")
+        os.environ["FHIRTIS_SETTINGS_FILE"] = str(settings_file)
+    return Settings(**overrides)
