@@ -1,0 +1,305 @@
+"""FHIR resources → facts: every mapping path, and how bad input is reported."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any
+
+import orjson
+import pytest
+
+from fhirtis.clinical.facts import Instrument, Measure, RiskFactorKind, Sex, TeeKind
+from fhirtis.fhir.bundle import read_patient_bundle
+from fhirtis.fhir.codes import terminology
+from fhirtis.fhir.extract import Extractor, ExtractSettings, PatientData
+from fhirtis.fhir.outcome import InputError
+from tests.fhir.builders import (
+    ATC,
+    ICD,
+    LOINC,
+    SCT,
+    administration,
+    bundle,
+    condition,
+    enzyme,
+    medication,
+    obs,
+    patient,
+    qty,
+)
+
+D = Decimal
+
+
+def _extract(
+    *resources: dict[str, Any],
+    concept_map: dict[str, Any] | None = None,
+    ulns: dict[Instrument, Decimal] | None = None,
+) -> PatientData:
+    pr = read_patient_bundle(orjson.dumps(bundle(*resources)))
+    t = terminology().with_concept_map(concept_map)
+    ex = Extractor(t, ExtractSettings(default_uln_u_per_l=ulns or {}))
+    return ex.extract(pr.patient_ref, pr.resources, pr.resolve)
+
+
+def test_core_set_measures_and_units() -> None:
+    data = _extract(
+        patient(),
+        obs("a", "pga", 45, "mm", "2024-01-02"),
+        obs("b", "mmt8-80", 70, "{score}", "2024-01-02T10:00:00+01:00"),
+        obs("c", "haq-di", 1.25, "{score}", "2024-01-02"),
+        obs("d", "cmas", 40, "{score}", "2024-01-02"),
+        obs("e", "extramuscular", "3.5", "cm", "2024-01-02"),
+    )
+    by = {m.source: m for m in data.measures}
+    assert by["Observation/a"].value == D("4.5")
+    assert by["Observation/a"].instrument is Instrument.VAS
+    assert by["Observation/b"].instrument is Instrument.MMT8_80
+    assert by["Observation/b"].day == date(2024, 1, 2)
+    assert by["Observation/c"].value == D("1.25")
+    assert by["Observation/d"].measure is Measure.MMT8
+    # A decimal string is not a JSON number: excluded with its location.
+    assert "Observation/e" not in by
+    assert [(i.resource, i.expression) for i in data.issues] == [
+        ("Observation/e", "Bundle.entry[5].resource.valueQuantity.value")
+    ]
+
+
+def test_versioned_sources_and_latest() -> None:
+    o = obs("a", "pga", 5, "cm", "2024-03-01T08:00:00Z", meta={"versionId": "3"})
+    data = _extract(patient(), o)
+    assert data.measures[0].source == "Observation/a/_history/3"
+    assert data.used["Observation/a"] == "Observation/a/_history/3"
+    assert data.latest == datetime(2024, 3, 1, 8, tzinfo=UTC)
+
+
+def test_enzymes_ukat_and_uln() -> None:
+    data = _extract(
+        patient(),
+        enzyme("ck", "2157-6", 50, "2024-01-02", uln=3.3, unit="ukat/L"),
+        enzyme("ald", "1761-6", 12, "2024-01-02", uln=None),
+        ulns={Instrument.ALDOLASE: D("7.7")},
+    )
+    by = {m.instrument: m for m in data.measures}
+    assert by[Instrument.CK].value == D(3000)
+    assert by[Instrument.CK].uln == D(198)
+    assert by[Instrument.ALDOLASE].uln == D("7.7")  # the configured default
+
+
+def test_unknown_and_incompatible_units_are_excluded() -> None:
+    data = _extract(
+        patient(),
+        obs("a", "pga", 5, "furlong", "2024-01-02"),
+        obs("b", "mmt8-150", 100, "cm", "2024-01-02"),
+        enzyme("c", "2157-6", 300, "2024-01-02", unit="mg"),
+    )
+    assert data.measures == []
+    assert {i.resource for i in data.issues} == {"Observation/a", "Observation/b", "Observation/c"}
+    assert all("valueQuantity" in (i.expression or "") for i in data.issues)
+
+
+def test_local_codes_through_concept_map() -> None:
+    cmap = {
+        "resourceType": "ConceptMap",
+        "group": [
+            {
+                "source": "http://hospital.example.org/codes",
+                "target": "http://fhirtis.org/fhir/CodeSystem/myositis-core-set",
+                "element": [
+                    {"code": "PGA-VAS", "target": [{"code": "pga", "equivalence": "equivalent"}]},
+                    {"code": "MMT", "target": [{"code": "mmt8-150", "equivalence": "wider"}]},
+                ],
+            }
+        ],
+    }
+    local = "http://hospital.example.org/codes"
+    data = _extract(
+        patient(),
+        obs("a", "PGA-VAS", 60, "mm", "2024-01-02", system=local),
+        obs("b", "MMT", 100, "{score}", "2024-01-02", system=local),
+        concept_map=cmap,
+    )
+    assert [(m.measure, m.value) for m in data.measures] == [(Measure.PGA, D(6))]  # "wider" unused
+
+
+def test_unrelated_observations_are_ignored_silently() -> None:
+    bp = obs("bp", "8480-6", 120, "mm[Hg]", "2024-01-02", system=LOINC)
+    data = _extract(patient(), bp)
+    assert data.measures == [] and data.issues == []
+
+
+def test_subject_missing_or_another_patient() -> None:
+    o1 = obs("a", "pga", 5, "cm", "2024-01-02")
+    del o1["subject"]
+    o2 = obs("b", "pga", 5, "cm", "2024-01-02", subject="Patient/p1")
+    data = _extract(patient(), o1, o2)
+    assert [m.source for m in data.measures] == ["Observation/b"]
+    assert data.issues[0].resource == "Observation/a"
+    assert data.issues[0].expression == "Bundle.entry[1].resource.subject"
+
+
+def test_weight_height_and_patient() -> None:
+    data = _extract(
+        patient(gender="male", birth="1950-06-15"),
+        obs("w", "29463-7", 154, "[lb_av]", "2024-01-01", system=LOINC),
+        obs("h", "8302-2", 70, "[in_i]", "2024-01-01", system=LOINC),
+        obs("bmi", "39156-5", 31, "kg/m2", "2024-01-01", system=LOINC),
+    )
+    assert data.weights[0].kg == D("69.85322498")
+    assert data.heights[0].cm == D("177.8")
+    assert data.bmis[0].kg_per_m2 == D(31)
+    assert data.patient.sex is Sex.MALE
+    assert data.patient.birth_date == date(1950, 6, 15)
+    assert data.patient_source == "Patient/p1"
+
+
+def test_ivig_administrations_dose_and_rates() -> None:
+    data = _extract(
+        patient(),
+        medication(),
+        administration(
+            "a1",
+            "2024-01-03T09:00:00+01:00",
+            "2024-01-03T11:20:00+01:00",
+            dose=qty(350, "mL"),
+            rate=qty(150, "mL/h"),
+        ),
+        administration(
+            "a2",
+            "2024-01-04T09:00:00+01:00",
+            dose=qty(35, "g"),
+            rate=qty(5, "mL/min"),
+            status="in-progress",
+        ),
+        administration(
+            "a3",
+            "2024-01-05T09:00:00+01:00",
+            dose=qty(35000, "mg"),
+            dosage={
+                "dose": qty(35000, "mg"),
+                "rateRatio": {"numerator": qty(16.8, "g"), "denominator": qty(1, "h")},
+            },
+        ),
+        administration("a4", "2024-01-06T09:00:00+01:00", status="not-done", dose=qty(35, "g")),
+    )
+    by = {a.source: a for a in data.administrations}
+    a1, a2, a3 = (
+        by["MedicationAdministration/a1"],
+        by["MedicationAdministration/a2"],
+        by["MedicationAdministration/a3"],
+    )
+    assert (a1.dose_ml, a1.concentration_mg_per_ml, a1.rate_ml_per_h) == (D(350), D(100), D(150))
+    assert a1.end is not None and a1.product == "Octagam 10%"
+    assert (a2.dose_g, a2.rate_ml_per_h, a2.in_progress) == (D(35), D(300), True)
+    assert (a3.dose_g, a3.rate_mg_per_h) == (D(35), D(16800))
+    assert "MedicationAdministration/a4" not in by
+    assert data.used["Medication/octa"] == "Medication/octa"
+
+
+def test_contained_medication_scig_and_unresolvable() -> None:
+    contained = medication("m1")
+    a1 = administration("a1", "2024-01-03", med="#m1", dose=qty(35, "g"), contained=[contained])
+    scig = medication("hiz", code=(ATC, "J06BA01"), text="Hizentra 20%")
+    a2 = administration("a2", "2024-01-03", med="Medication/hiz", dose=qty(10, "g"))
+    a3 = administration("a3", "2024-01-03", med="Medication/nowhere", dose=qty(10, "g"))
+    named = medication(
+        "txt",
+        code=("http://www.nlm.nih.gov/research/umls/rxnorm", "000"),
+        text="Privigen 10% infusion",
+    )
+    a4 = administration("a4", "2024-01-04", med="Medication/txt", dose=qty(10, "g"))
+    data = _extract(patient(), scig, named, a1, a2, a3, a4)
+    assert sorted(a.source for a in data.administrations) == [
+        "MedicationAdministration/a1",
+        "MedicationAdministration/a4",
+    ]
+    assert [i.resource for i in data.issues] == ["MedicationAdministration/a3"]
+    assert data.issues[0].code == "not-found"
+    a1_fact = next(a for a in data.administrations if a.source.endswith("a1"))
+    assert a1_fact.start == datetime(2024, 1, 3, tzinfo=UTC)  # a date alone: start of day, UTC
+
+
+def test_conditions_events_and_risk_factors() -> None:
+    data = _extract(
+        patient(),
+        condition("dm", SCT, "396230008", "2023-05-01"),
+        condition("dvt", SCT, "128053003", "2024-02-10T08:00:00Z"),
+        condition("htn", ICD, "I10", "2015-01-01"),
+        condition(
+            "ca", ICD, "C50.911", "2019-01-01", clinicalStatus={"coding": [{"code": "resolved"}]}
+        ),
+        condition(
+            "ref", ICD, "I26.99", "2024-01-01", verificationStatus={"coding": [{"code": "refuted"}]}
+        ),
+        condition("jdm", ICD, "M33.01", "2010-01-01"),
+    )
+    assert data.dm_onset == date(2010, 1, 1)  # the earliest DM onset (the JDM code counts)
+    assert data.jdm_coded is True
+    assert [(e.kind, e.source) for e in data.events] == [(TeeKind.DVT, "Condition/dvt")]
+    kinds = {e.kind for e in data.evidence}
+    assert RiskFactorKind.CARDIOVASCULAR in kinds
+    assert RiskFactorKind.MALIGNANCY not in kinds  # resolved, no abatement date
+
+
+def test_own_adverse_events_are_not_read_back() -> None:
+    own = {
+        "resourceType": "AdverseEvent",
+        "id": "x",
+        "actuality": "actual",
+        "identifier": {"system": "http://fhirtis.org/fhir/identifier/derived", "value": "v"},
+        "event": {"coding": [{"system": SCT, "code": "128053003"}]},
+        "subject": {"reference": "Patient/p1"},
+        "date": "2024-01-01",
+    }
+    theirs = {**own, "id": "y", "identifier": {"system": "urn:other", "value": "1"}}
+    data = _extract(patient(), own, theirs)
+    assert [e.source for e in data.events] == ["AdverseEvent/y"]
+    assert [r["id"] for r in data.existing_derived] == ["x"]
+
+
+def test_estrogen_statement_and_cvc_device() -> None:
+    ms = {
+        "resourceType": "MedicationStatement",
+        "id": "ms",
+        "status": "active",
+        "medicationCodeableConcept": {"coding": [{"system": ATC, "code": "G03AA01"}]},
+        "subject": {"reference": "Patient/p1"},
+        "effectivePeriod": {"start": "2023-01-01"},
+    }
+    dev = {
+        "resourceType": "Device",
+        "id": "cvc",
+        "status": "active",
+        "type": {"coding": [{"system": SCT, "code": "52124006"}]},
+        "patient": {"reference": "Patient/p1"},
+    }
+    data = _extract(patient(), ms, dev)
+    assert {(e.kind, e.source) for e in data.evidence} == {
+        (RiskFactorKind.ESTROGEN, "MedicationStatement/ms"),
+        (RiskFactorKind.CENTRAL_VENOUS_CATHETER, "Device/cvc"),
+    }
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        (b"{not json", "not JSON"),
+        (b"[1, 2, 3]", "expected a FHIR Bundle"),
+        (orjson.dumps({"resourceType": "Patient", "id": "x"}), "expected a FHIR Bundle"),
+        (
+            orjson.dumps(
+                bundle(
+                    obs("a", "pga", 1, "cm", "2024-01-01", subject="Patient/p1"),
+                    obs("b", "pga", 1, "cm", "2024-01-01", subject="Patient/p2"),
+                )
+            ),
+            "2 patients",
+        ),
+        (orjson.dumps({"resourceType": "Bundle", "type": "collection", "entry": []}), "no Patient"),
+    ],
+)
+def test_unusable_bundles(raw: bytes, expected: str) -> None:
+    with pytest.raises(InputError) as info:
+        read_patient_bundle(raw)
+    assert any(expected in i.diagnostics for i in info.value.issues)
