@@ -1,0 +1,159 @@
+"""Derived resources and the transaction write plan."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from fhirtis.fhir.bundle import read_patient_bundle
+from fhirtis.fhir.codes import IDENTIFIER_SYSTEM
+from fhirtis.pipeline import PatientResult, evaluate_patient_resources
+from fhirtis.settings import Settings
+from tests.fhir.patients import responder
+
+Json = dict[str, Any]
+
+
+def _evaluate(doc: Json) -> PatientResult:
+    return evaluate_patient_resources(read_patient_bundle(orjson.dumps(doc)), Settings())
+
+
+def _by_code(result: PatientResult) -> dict[str, list[Json]]:
+    out: dict[str, list[Json]] = {}
+    for d in result.derived:
+        code = d.resource["code"]["coding"][0]["code"]
+        out.setdefault(code, []).append(d.resource)
+    return out
+
+
+def test_derived_resources_of_a_responder() -> None:
+    result = _evaluate(responder())
+    assert result.issues == []
+    by = _by_code(result)
+    tis = by["tis"]
+    assert [t["effectivePeriod"]["end"] for t in tis] == ["2024-02-04", "2024-03-03", "2024-03-31"]
+    last = tis[-1]
+    assert last["valueQuantity"]["value"] == 62.5
+    assert last["interpretation"][0]["coding"][0]["code"] == "major"
+    assert last["method"]["coding"][0]["code"] == "adult-criteria"
+    assert len(last["component"]) == 12
+    assert "Observation/pga0" in {r["reference"] for r in last["derivedFrom"]}
+    assert by["confirmed-deterioration"][0]["valueBoolean"] is False
+    cycles = by["ivig-cycle-dose"]
+    assert len(cycles) == 4
+    assert cycles[0]["valueQuantity"] == {
+        "value": 2,
+        "unit": "g/kg",
+        "system": "http://unitsofmeasure.org",
+        "code": "g/kg",
+    }
+    comps = {c["code"]["coding"][0]["code"]: c for c in cycles[0]["component"]}
+    assert comps["ivig-grams"]["valueQuantity"]["value"] == 140
+    assert comps["max-infusion-rate"]["valueQuantity"]["value"] == 3.5714
+    assert comps["dosing-weight-basis"]["valueCodeableConcept"]["coding"][0]["code"] == "actual"
+    cumulative = by["ivig-cumulative-dose"][0]
+    assert cumulative["valueQuantity"]["value"] == 560
+    flag = by["tee-risk"][0]
+    assert flag["status"] == "inactive"
+    assert "DetectedIssue" not in {d.resource_type for d in result.derived}
+
+
+def test_partial_tis_is_a_range_never_a_number() -> None:
+    result = _evaluate(responder(missing_haq_week=12))
+    last = _by_code(result)["tis"][-1]
+    assert "valueQuantity" not in last
+    assert last["valueRange"]["low"]["value"] == 57.5
+    assert last["valueRange"]["high"]["value"] == 67.5
+    assert last["interpretation"] == [{"text": "undetermined: moderate or major"}]
+    haq = next(c for c in last["component"] if c["code"]["coding"][0]["code"] == "score-haq")
+    assert "dataAbsentReason" in haq
+
+
+def test_rate_finding_and_associated_event() -> None:
+    result = _evaluate(responder(dvt_after_cycle=2, fast_admin=True))
+    issues = {
+        d.resource["implicated"][0]["reference"]: {
+            e["url"].rsplit("/", 1)[1]: e["valueQuantity"]["value"] for e in d.resource["extension"]
+        }
+        for d in result.derived
+        if d.resource_type == "DetectedIssue"
+    }
+    # 300 mL/h in cycle 2 (before the DVT): 7.1429 > 4. After the DVT (cycle 2, day 36) the
+    # history risk factor lowers the limit to 3.3, which 150 mL/h (3.5714) in cycles 3–4 exceeds.
+    assert issues.pop("MedicationAdministration/ma10") == {
+        "infusion-rate": 7.1429,
+        "applicable-max-rate": 4,
+    }
+    assert sorted(issues) == [
+        f"MedicationAdministration/ma{c}{k}" for c in (2, 3) for k in range(4)
+    ]
+    assert all(v == {"infusion-rate": 3.5714, "applicable-max-rate": 3.3} for v in issues.values())
+    ae = next(d.resource for d in result.derived if d.resource_type == "AdverseEvent")
+    assert ae["resultingCondition"] == [{"reference": "Condition/dvt"}]
+    assert len(ae["suspectEntity"]) == 4
+    flag = next(d.resource for d in result.derived if d.resource_type == "Flag")
+    assert flag["status"] == "active"
+    factors = [e for e in flag["extension"] if e["url"].endswith("tee-risk-factor")]
+    assert factors[0]["extension"][0]["valueCodeableConcept"]["coding"][0]["code"] == (
+        "thrombosis-history"
+    )
+
+
+def test_same_input_gives_byte_identical_output() -> None:
+    a = orjson.dumps(_evaluate(responder()).plan().bundle)
+    b = orjson.dumps(_evaluate(responder()).plan().bundle)
+    assert a == b
+
+
+def test_offline_plan_is_conditional_creates_with_one_provenance() -> None:
+    result = _evaluate(responder())
+    bundle = result.plan().bundle
+    assert bundle is not None and bundle["type"] == "transaction"
+    entries = bundle["entry"]
+    creates, prov = entries[:-1], entries[-1]
+    assert all(e["request"]["method"] == "POST" for e in creates)
+    assert all(
+        e["request"]["ifNoneExist"]
+        == f"identifier={IDENTIFIER_SYSTEM}|" + e["resource"]["identifier"][0]["value"]
+        if isinstance(e["resource"]["identifier"], list)
+        else e["request"]["ifNoneExist"].endswith(e["resource"]["identifier"]["value"])
+        for e in creates
+    )
+    assert len({e["fullUrl"] for e in creates}) == len(creates)
+    p = prov["resource"]
+    assert p["resourceType"] == "Provenance"
+    assert {t["reference"] for t in p["target"]} == {e["fullUrl"] for e in creates}
+    entities = {e["what"]["reference"] for e in p["entity"]}
+    assert "Observation/pga0" in entities and "MedicationAdministration/ma00" in entities
+    assert p["agent"][0]["who"]["display"].startswith("fhirtis ")
+
+
+def test_plan_against_existing_state() -> None:
+    result = _evaluate(responder())
+    stored = {
+        d.identifier: {
+            **d.resource,
+            "id": f"x{i}",
+            "meta": {**d.resource.get("meta", {}), "versionId": "1"},
+        }
+        for i, d in enumerate(result.derived)
+    }
+    unchanged = result.plan(stored)
+    assert unchanged.bundle is None
+    assert unchanged.summary == {"create": 0, "update": 0, "unchanged": len(result.derived)}
+    # One source value changes: exactly the affected TIS is updated, with If-Match.
+    changed_doc = responder()
+    for e in changed_doc["entry"]:
+        if e["resource"]["id"] == "pga3":
+            e["resource"]["valueQuantity"]["value"] = 1  # 6 → 1: 50 %, 20 points
+    changed = _evaluate(changed_doc).plan(stored)
+    assert changed.summary["update"] == 1
+    assert changed.bundle is not None
+    put = changed.bundle["entry"][0]
+    assert put["request"]["method"] == "PUT"
+    assert put["request"]["ifMatch"] == 'W/"1"'
+    assert put["resource"]["valueQuantity"]["value"] == 65
+    assert changed.bundle["entry"][-1]["resource"]["target"] == [
+        {"reference": put["request"]["url"]}
+    ]
