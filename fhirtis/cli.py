@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from datetime import date
 from decimal import Decimal
@@ -17,10 +18,12 @@ from fhirtis import __version__
 from fhirtis.calculator import CalculatorInputError, calculate, parse_input, result_record
 from fhirtis.clinical.policy import Population
 from fhirtis.fhir.outcome import InputError, operation_outcome
+from fhirtis.io import FhirClient, FhirClientConfig
 from fhirtis.jsonout import dumps
 from fhirtis.pipeline import Options, evaluate_bundle_file
-from fhirtis.report import print_failure, print_patient
-from fhirtis.settings import load_settings
+from fhirtis.remote import PatientRun, RunStatus, run_patient
+from fhirtis.report import print_failure, print_patient, print_run, run_record
+from fhirtis.settings import Settings, load_settings
 from fhirtis.summary import patient_summary
 
 app = typer.Typer(
@@ -198,6 +201,66 @@ def evaluate(
             print_failure(Console(), failure)
     if failures or partial_inputs:
         raise typer.Exit(1)
+
+
+@app.command()
+def run(
+    patient: Annotated[list[str], typer.Option("--patient", help="Patient id (repeatable).")],
+    server: Annotated[
+        str | None, typer.Option("--server", help="FHIR base URL (else FHIRTIS_FHIR__BASE_URL).")
+    ] = None,
+    write: Annotated[
+        bool, typer.Option("--write/--dry-run", help="Write back, or only show the plan.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    population: Annotated[
+        Population | None, typer.Option(help="Override adult/juvenile criteria.")
+    ] = None,
+    settings_file: Annotated[
+        Path | None, typer.Option("--settings", help="Settings file (TOML or JSON).")
+    ] = None,
+) -> None:
+    """Evaluate patients on a FHIR server. Dry run by default: prints the plan (create /
+    update / unchanged per derived resource). With --write, writes back idempotently.
+    Exit 0 when every patient is done, 1 when some are incomplete (reported)."""
+    err = Console(stderr=True)
+    try:
+        settings = load_settings(settings_file)
+        fhir = settings.fhir
+        if server is not None:
+            fhir = (
+                FhirClientConfig(base_url=server)
+                if fhir is None
+                else fhir.model_copy(
+                    update={"base_url": FhirClientConfig(base_url=server).base_url}
+                )
+            )
+        if fhir is None:
+            raise ValueError("no FHIR server: give --server or FHIRTIS_FHIR__BASE_URL")
+    except (ValueError, FileNotFoundError) as exc:
+        err.print(f"fhirtis run: {exc}", markup=False)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    options = Options(population=population)
+    runs = asyncio.run(_run_all(fhir, patient, settings, options, write))
+    records = [run_record(r) for r in runs]
+    if as_json:
+        sys.stdout.write(dumps({"runs": records}) + "\n")
+    else:
+        for record in records:
+            print_run(Console(), record)
+    if any(r.status in {RunStatus.FAILED, RunStatus.NOT_FOUND} for r in runs):
+        raise typer.Exit(1)
+
+
+async def _run_all(
+    fhir: FhirClientConfig, patients: list[str], settings: Settings, options: Options, write: bool
+) -> list[PatientRun]:
+    async with FhirClient(fhir) as client:
+        return list(
+            await asyncio.gather(
+                *(run_patient(client, p, settings, options, write=write) for p in patients)
+            )
+        )
 
 
 def main() -> None:

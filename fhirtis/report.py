@@ -8,6 +8,9 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from fhirtis.remote import PatientRun
+from fhirtis.summary import patient_summary
+
 
 def _n(value: Decimal | None) -> str:
     return "—" if value is None else format(value, "f")
@@ -115,3 +118,42 @@ def print_failure(console: Console, failure: dict[str, Any]) -> None:
     for issue in failure["outcome"]["issue"]:
         where = f" at {', '.join(issue.get('expression', []))}" if issue.get("expression") else ""
         console.print(f"{issue['severity']}: {issue['diagnostics']}{where}", markup=False)
+
+
+def run_record(run: PatientRun) -> dict[str, Any]:
+    """A server run as a plain record (no patient data: ids, actions, counts)."""
+    record: dict[str, Any] = {
+        "patient": f"Patient/{run.patient_id}",
+        "status": run.status.value,
+        "requests": dict(run.requests),
+        "plan": [
+            {"resourceType": rtype, "identifier": ident, "action": action.value}
+            for rtype, ident, action in run.planned
+        ],
+    }
+    if run.plan is not None:
+        record["summary"] = dict(run.plan.summary)
+    if run.error:
+        record["error"] = run.error
+    if run.result is not None:
+        record["evaluation"] = patient_summary(
+            run.result.patient_ref, run.result.evaluation, run.result.issues
+        )
+    return record
+
+
+def print_run(console: Console, record: dict[str, Any]) -> None:
+    if "evaluation" in record:
+        print_patient(console, record["evaluation"])
+    else:
+        console.rule(record["patient"])
+    summary = record.get("summary")
+    counts = ", ".join(f"{k} {v}" for k, v in summary.items()) if summary else ""
+    console.print(f"{record['patient']}: {record['status']} ({counts})", markup=False)
+    if record["status"] == "dry-run":
+        for item in record["plan"]:
+            console.print(
+                f"  {item['action']:9} {item['resourceType']} {item['identifier']}", markup=False
+            )
+    if record.get("error"):
+        console.print(f"  incomplete: {record['error']}", markup=False)

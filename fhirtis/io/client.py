@@ -29,7 +29,7 @@ import httpx
 import orjson
 
 from fhirtis.io import _responses, _urls
-from fhirtis.io._paging import PageRequest, parse_page, walk_pages
+from fhirtis.io._paging import PageRequest, next_link, parse_page, resolve_next, walk_pages
 from fhirtis.io._retry import (
     NOT_PROCESSED_STATUSES,
     RETRYABLE_STATUSES,
@@ -209,6 +209,22 @@ class FhirClient:
         fetched raises :class:`PagingLoop`, both before anything is sent.
         """
         first = self._first_page(resource_type, params, count, use_post)
+        async for bundle in self._walk(first):
+            yield bundle
+
+    async def following_pages(
+        self, page: Mapping[str, Any]
+    ) -> AsyncGenerator[dict[str, Any], None]:
+        """The pages after ``page``, a searchset already in hand (e.g. an entry of a batch
+        response), following ``next`` links with the same origin and loop checks."""
+        link = next_link(dict(page))
+        if link is None:
+            return
+        first = PageRequest("GET", resolve_next(self._base, self._base, link))
+        async for bundle in self._walk(first):
+            yield bundle
+
+    async def _walk(self, first: PageRequest) -> AsyncGenerator[dict[str, Any], None]:
         walk = walk_pages(self._base, first)
         try:
             page = next(walk)
