@@ -175,6 +175,7 @@ async def run_patient(
         log.warning("pull failed for Patient/%s: %s", patient_id, type(exc).__name__)
         return PatientRun(patient_id, RunStatus.FAILED, error=str(exc), requests=requests)
     result = evaluate_patient_resources(resources, settings, options)
+    sent_before = False  # a write was sent whose outcome we learn only by re-reading
     for attempt in range(MAX_REPLANS + 1):
         try:
             existing = await existing_derived(client, result.derived, requests)
@@ -184,7 +185,7 @@ async def run_patient(
             )
         plan = result.plan(existing)
         if plan.bundle is None:
-            status = RunStatus.UNCHANGED
+            status = RunStatus.WRITTEN if sent_before else RunStatus.UNCHANGED
             return PatientRun(patient_id, status, result, plan, requests=requests)
         if not write:
             return PatientRun(patient_id, RunStatus.DRY_RUN, result, plan, requests=requests)
@@ -199,6 +200,7 @@ async def run_patient(
             return PatientRun(patient_id, RunStatus.WRITTEN, result, plan, requests=requests)
         except (PreconditionFailed, WriteOutcomeUnknown) as exc:
             requests["write"] = requests.get("write", 0) + 1
+            sent_before = sent_before or isinstance(exc, WriteOutcomeUnknown)
             log.info(
                 "Patient/%s write attempt %d: %s; re-reading and re-planning",
                 patient_id,

@@ -1,0 +1,133 @@
+"""Faults mid-write against the real engine: re-running converges, never duplicates."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import httpx
+
+from fhirtis.io import FhirClient, FhirClientConfig
+from fhirtis.remote import PatientRun, RunStatus, run_patient
+from fhirtis.settings import Settings
+from tests.e2e.conftest import FhirTestServer
+from tests.e2e.test_run import load, search
+from tests.fhir.patients import responder
+
+Hook = Callable[[httpx.Request, int], httpx.Response | None]
+
+
+class FaultyTransport(httpx.AsyncBaseTransport):
+    """Forwards to the real server; ``before``/``after`` may interfere with transactions."""
+
+    def __init__(self, before: Hook | None = None, drop_after: bool = False) -> None:
+        self.inner = httpx.AsyncHTTPTransport()
+        self.before = before
+        self.drop_after = drop_after
+        self.transactions = 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        is_tx = request.method == "POST" and b'"transaction"' in request.content
+        if is_tx:
+            self.transactions += 1
+            if self.before is not None:
+                forged = self.before(request, self.transactions)
+                if forged is not None:
+                    return forged
+        response = await self.inner.handle_async_request(request)
+        if is_tx and self.drop_after and self.transactions == 1:
+            await response.aread()
+            raise httpx.ReadTimeout(
+                "connection dropped after the request was sent", request=request
+            )
+        return response
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+def run_with(base: str, transport: FaultyTransport) -> PatientRun:
+    async def go() -> PatientRun:
+        config = FhirClientConfig(base_url=base, retry_budget_seconds=5)
+        async with (
+            httpx.AsyncClient(transport=transport) as http,
+            FhirClient(config, http=http) as client,
+        ):
+            return await run_patient(client, "p1", Settings(), write=True)
+
+    return asyncio.run(go())
+
+
+def _derived_counts(base: str) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for rtype in ("Observation", "Flag", "DetectedIssue", "AdverseEvent", "Provenance"):
+        resources = search(base, rtype)
+        out[rtype] = sum(
+            1 for r in resources if rtype == "Provenance" or "derived" in str(r.get("identifier"))
+        )
+    return out
+
+
+def test_connection_dropped_after_sending_converges(fhir_base: str) -> None:
+    load(fhir_base, responder(dvt_after_cycle=2))
+    transport = FaultyTransport(drop_after=True)
+    result = run_with(fhir_base, transport)
+    # The transaction reached the server; the client only learnt that by re-reading.
+    assert result.status is RunStatus.WRITTEN, result.error
+    assert transport.transactions == 1
+    counts = _derived_counts(fhir_base)
+    assert counts["Provenance"] == 1
+    clean = run_with(fhir_base, FaultyTransport())
+    assert clean.status is RunStatus.UNCHANGED
+    assert _derived_counts(fhir_base) == counts
+
+
+def test_rejected_transaction_reports_incomplete_then_converges(fhir_base: str) -> None:
+    load(fhir_base, responder())
+
+    def reject(request: httpx.Request, n: int) -> httpx.Response | None:
+        return httpx.Response(
+            500,
+            json={
+                "resourceType": "OperationOutcome",
+                "issue": [{"severity": "error", "code": "exception"}],
+            },
+            request=request,
+        )
+
+    failed = run_with(fhir_base, FaultyTransport(before=reject))
+    assert failed.status is RunStatus.FAILED
+    assert failed.error is not None and "500" in failed.error
+    assert _derived_counts(fhir_base)["Provenance"] == 0
+    again = run_with(fhir_base, FaultyTransport())
+    assert again.status is RunStatus.WRITTEN
+    first_counts = _derived_counts(fhir_base)
+    assert first_counts["Provenance"] == 1
+    assert run_with(fhir_base, FaultyTransport()).status is RunStatus.UNCHANGED
+    assert _derived_counts(fhir_base) == first_counts
+
+
+def test_concurrent_change_412_replans(fhir_base: str, fhir_server: FhirTestServer) -> None:
+    load(fhir_base, responder())
+    assert run_with(fhir_base, FaultyTransport()).status is RunStatus.WRITTEN
+    pga3 = httpx.get(f"{fhir_base}/Observation/pga3").json()
+    pga3["valueQuantity"]["value"] = 1
+    httpx.put(f"{fhir_base}/Observation/pga3", json=pga3).raise_for_status()
+
+    def meddle(request: httpx.Request, n: int) -> httpx.Response | None:
+        if n == 1:  # someone else updates a derived TIS between our read and our write
+            tis = search(
+                fhir_base, "Observation", code="http://fhirtis.org/fhir/CodeSystem/fhirtis|tis"
+            )
+            target = max(tis, key=lambda o: o["effectivePeriod"]["end"])
+            target["note"] = [{"text": "edited by someone else"}]
+            httpx.put(f"{fhir_base}/Observation/{target['id']}", json=target).raise_for_status()
+        return None
+
+    transport = FaultyTransport(before=meddle)
+    result = run_with(fhir_base, transport)
+    assert result.status is RunStatus.WRITTEN, result.error
+    assert transport.transactions == 2  # 412 on the first, re-planned, then written
+    tis = search(fhir_base, "Observation", code="http://fhirtis.org/fhir/CodeSystem/fhirtis|tis")
+    assert len(tis) == 3
+    assert max(tis, key=lambda o: o["effectivePeriod"]["end"])["valueQuantity"]["value"] == 65
