@@ -13,7 +13,7 @@ from fhirtis.summary import patient_summary
 
 
 def _n(value: Decimal | None) -> str:
-    return "—" if value is None else format(value, "f")
+    return "—" if value is None else format(value.normalize(), "f")
 
 
 def _tis_text(a: dict[str, Any]) -> str:

@@ -71,7 +71,7 @@ def patient_summary(patient_ref: str, evaluation: PatientEvaluation, issues: lis
             "in_progress": c.in_progress_count,
             "grams": _q(c.grams),
             "g_per_kg": _q(c.g_per_kg),
-            "dosing_weight_kg": _q(c.dosing_weight.kg),
+            "dosing_weight_kg": c.dosing_weight.kg,
             "dosing_weight_basis": c.dosing_weight.basis.value,
             "max_rate_mg_kg_min": _q(c.max_rate_mg_kg_min),
             "warnings": [n.code for n in c.notes],
