@@ -20,7 +20,12 @@ CORE = "http://fhirtis.org/fhir/CodeSystem/myositis-core-set"
 LOINC = "http://loinc.org"
 SNOMED = "http://snomed.info/sct"
 ICD10CM = "http://hl7.org/fhir/sid/icd-10-cm"
-UNRELATED_LABS = (("718-7", "g/dL"), ("2160-0", "mg/dL"), ("2345-7", "mg/dL"), ("6690-2", "10*3/uL"))
+UNRELATED_LABS = (
+    ("718-7", "g/dL"),
+    ("2160-0", "mg/dL"),
+    ("2345-7", "mg/dL"),
+    ("6690-2", "10*3/uL"),
+)
 
 
 def _q(value: float | int, unit: str) -> Json:
@@ -42,7 +47,9 @@ class _Patient:
         self.n += 1
         return f"{self.pid}-{prefix}{self.n}"
 
-    def obs(self, system: str, code: str, value: float | int, unit: str, day: date, **extra: Any) -> None:
+    def obs(
+        self, system: str, code: str, value: float | int, unit: str, day: date, **extra: Any
+    ) -> None:
         r: Json = {
             "resourceType": "Observation",
             "id": self.next_id("o"),
@@ -91,8 +98,10 @@ def make_patient(rng: random.Random, index: int) -> Json:
         {
             "resourceType": "Medication",
             "id": f"{p.pid}-med",
-            "code": {"coding": [{"system": "http://www.whocc.no/atc", "code": "J06BA02"}],
-                     "text": f"IVIG {concentration}%"},
+            "code": {
+                "coding": [{"system": "http://www.whocc.no/atc", "code": "J06BA02"}],
+                "text": f"IVIG {concentration}%",
+            },
             "ingredient": [
                 {
                     "itemCodeableConcept": {"text": "human normal immunoglobulin"},
@@ -104,27 +113,55 @@ def make_patient(rng: random.Random, index: int) -> Json:
     # visits: baseline 1–7 days before the first infusion, then every 4 weeks
     n_visits = rng.randint(3, 6)
     pga, ptga, mmt, haq, extra, ck = (
-        rng.uniform(4, 8), rng.uniform(4, 8), rng.randint(90, 125), rng.uniform(0.8, 2.2),
-        rng.uniform(2, 6), rng.randint(400, 6000),
+        rng.uniform(4, 8),
+        rng.uniform(4, 8),
+        rng.randint(90, 125),
+        rng.uniform(0.8, 2.2),
+        rng.uniform(2, 6),
+        rng.randint(400, 6000),
     )
     trend = rng.uniform(-0.1, 0.35)  # most improve, some worsen
     for v in range(n_visits):
-        day = start - timedelta(days=rng.randint(1, 7)) if v == 0 else start + timedelta(weeks=4 * v)
+        day = (
+            start - timedelta(days=rng.randint(1, 7)) if v == 0 else start + timedelta(weeks=4 * v)
+        )
         factor = max(0.0, 1 - trend * v)
         mm = rng.random() < 0.2
-        p.obs(CORE, "pga", round(min(10, pga * factor) * (10 if mm else 1), 1), "mm" if mm else "cm", day)
+        p.obs(
+            CORE,
+            "pga",
+            round(min(10, pga * factor) * (10 if mm else 1), 1),
+            "mm" if mm else "cm",
+            day,
+        )
         if rng.random() > 0.08:
             p.obs(CORE, "ptga", round(min(10, ptga * factor), 1), "cm", day)
-        p.obs(CORE, "cmas" if juvenile else "mmt8-150",
-              min(52 if juvenile else 150, round((40 if juvenile else mmt) / max(factor, 0.5))),
-              "{score}", day)
+        p.obs(
+            CORE,
+            "cmas" if juvenile else "mmt8-150",
+            min(52 if juvenile else 150, round((40 if juvenile else mmt) / max(factor, 0.5))),
+            "{score}",
+            day,
+        )
         if rng.random() > 0.1:
-            p.obs(CORE, "chaq" if juvenile else "haq-di", round(min(3, haq * factor), 3), "{score}", day)
+            p.obs(
+                CORE,
+                "chaq" if juvenile else "haq-di",
+                round(min(3, haq * factor), 3),
+                "{score}",
+                day,
+            )
         p.obs(CORE, "extramuscular", round(min(10, extra * factor), 1), "cm", day)
         rr = {"referenceRange": [{"high": _q(200, "U/L")}]}
         p.obs(LOINC, "2157-6", max(20, round(ck * factor)), "U/L", day, **rr)
-        p.obs(LOINC, "1761-6", round(rng.uniform(5, 20) * factor, 1), "U/L", day,
-              referenceRange=[{"high": _q(8, "U/L")}])
+        p.obs(
+            LOINC,
+            "1761-6",
+            round(rng.uniform(5, 20) * factor, 1),
+            "U/L",
+            day,
+            referenceRange=[{"high": _q(8, "U/L")}],
+        )
         p.obs(LOINC, "29463-7", round(kg + rng.uniform(-1, 1), 1), "kg", day - timedelta(days=1))
         for code, unit in UNRELATED_LABS:
             p.obs(LOINC, code, round(rng.uniform(1, 15), 1), unit, day)
@@ -151,26 +188,39 @@ def make_patient(rng: random.Random, index: int) -> Json:
                         "start": f"{day.isoformat()}T09:00:00+01:00",
                         "end": f"{day.isoformat()}T13:00:00+01:00",
                     },
-                    "dosage": {"dose": _q(round(ml), "mL"), "rateQuantity": _q(round(rate), "mL/h")},
+                    "dosage": {
+                        "dose": _q(round(ml), "mL"),
+                        "rateQuantity": _q(round(rate), "mL/h"),
+                    },
                 }
             )
     if rng.random() < 0.3:
-        p.add({
-            "resourceType": "Condition", "id": f"{p.pid}-htn",
-            "code": {"coding": [{"system": ICD10CM, "code": "I10"}]},
-            "subject": {"reference": p.ref}, "onsetDateTime": "2015-01-01",
-        })
+        p.add(
+            {
+                "resourceType": "Condition",
+                "id": f"{p.pid}-htn",
+                "code": {"coding": [{"system": ICD10CM, "code": "I10"}]},
+                "subject": {"reference": p.ref},
+                "onsetDateTime": "2015-01-01",
+            }
+        )
     if rng.random() < 0.06:
         onset = start + timedelta(weeks=4 * rng.randint(0, 2), days=rng.randint(2, 12))
-        p.add({
-            "resourceType": "Condition", "id": f"{p.pid}-dvt",
-            "code": {"coding": [{"system": SNOMED, "code": "128053003"}]},
-            "subject": {"reference": p.ref}, "onsetDateTime": f"{onset.isoformat()}T08:00:00Z",
-        })
+        p.add(
+            {
+                "resourceType": "Condition",
+                "id": f"{p.pid}-dvt",
+                "code": {"coding": [{"system": SNOMED, "code": "128053003"}]},
+                "subject": {"reference": p.ref},
+                "onsetDateTime": f"{onset.isoformat()}T08:00:00Z",
+            }
+        )
     return {
         "resourceType": "Bundle",
         "type": "collection",
-        "entry": [{"fullUrl": f"{r['resourceType']}/{r['id']}", "resource": r} for r in p.resources],
+        "entry": [
+            {"fullUrl": f"{r['resourceType']}/{r['id']}", "resource": r} for r in p.resources
+        ],
     }
 
 
