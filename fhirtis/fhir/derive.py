@@ -83,8 +83,14 @@ def _q(value: Decimal, places: int = 4) -> Decimal:
     return quantized.normalize() if quantized != 0 else Decimal(0)
 
 
+def _number(value: Decimal) -> int | float:
+    """A JSON number for a decimal of few digits: an int, or the float whose shortest repr is
+    the decimal's text (exact for every value written here: ≤ 4 places, < 10^9)."""
+    return int(value) if value == value.to_integral_value() else float(value)
+
+
 def _quantity(value: Decimal, unit: str, places: int = 4) -> Json:
-    return {"value": _q(value, places), "unit": unit, "system": UCUM, "code": unit}
+    return {"value": _number(_q(value, places)), "unit": unit, "system": UCUM, "code": unit}
 
 
 def _code(system: str, code: str, display: str | None = None) -> Json:
@@ -107,10 +113,11 @@ def _instant(t: datetime) -> str:
 
 
 def _validated(resource: Json) -> Json:
-    """Build the fhir.resources model (validating every element) and return its JSON form."""
-    model = _MODELS[resource["resourceType"]].model_validate(resource)
-    out: Json = model.model_dump(mode="json", by_alias=True, exclude_none=True)
-    return out
+    """Validate the resource with its fhir.resources R4B model (every element, every type) and
+    return it. The dict itself is kept as the output: dumping the model again would double the
+    cost of deriving for no change in content."""
+    _MODELS[resource["resourceType"]].model_validate(resource)
+    return resource
 
 
 def _policy_note(evaluation: PatientEvaluation) -> Json:

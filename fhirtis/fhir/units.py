@@ -55,21 +55,27 @@ def normalise(unit: str) -> str:
     return _ALIASES.get(unit, unit)
 
 
-@lru_cache(maxsize=512)
 def factor(from_unit: str, to_unit: str) -> Fraction:
     """The exact factor f such that x [from_unit] = x·f [to_unit]; UnitError if impossible."""
+    found = _factor(from_unit, to_unit)
+    if isinstance(found, str):
+        raise UnitError(found)
+    return found
+
+
+@lru_cache(maxsize=1024)
+def _factor(from_unit: str, to_unit: str) -> Fraction | str:
+    """The factor, or why there is none (failures are cached too: parsing is the slow part)."""
     a, b = normalise(from_unit), normalise(to_unit)
     if a == b:
         return Fraction(1)
     if a == "1" or b == "1":
-        raise UnitError(f"cannot convert {from_unit!r} to {to_unit!r}")
+        return f"cannot convert {from_unit!r} to {to_unit!r}"
     ureg = _ucum()
     try:
         q = ureg.Quantity(Fraction(1), ureg.from_ucum(a)).to(ureg.from_ucum(b))
     except Exception as exc:  # ucumvert raises lark and pint errors of many kinds
-        raise UnitError(
-            f"cannot convert {from_unit!r} to {to_unit!r}: {type(exc).__name__}"
-        ) from None
+        return f"cannot convert {from_unit!r} to {to_unit!r}: {type(exc).__name__}"
     magnitude = q.magnitude
     return magnitude if isinstance(magnitude, Fraction) else Fraction(magnitude)
 

@@ -1,0 +1,106 @@
+"""Offline evaluation throughput on one core, beside the JSON parsing floor.
+
+A seeded synthetic cohort (``fhirtis.synthetic``) is serialised to bytes once; then, on the same
+bytes, this measures ``json.loads`` alone, ``orjson.loads`` alone, and the full evaluation (parse,
+extract facts, compute, derive the R4B-validated resources, plan the transaction), and the time
+spent in each stage.
+
+    uv run --frozen python benchmarks/evaluate.py [--patients 300]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import orjson
+
+from fhirtis.clinical.patient import PatientFactsBundle, evaluate_patient
+from fhirtis.fhir.bundle import read_patient_bundle
+from fhirtis.fhir.derive import derive_resources
+from fhirtis.fhir.plan import plan_writes
+from fhirtis.pipeline import as_of_for, extractor_for
+from fhirtis.settings import Settings
+from fhirtis.synthetic import make_cohort
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--patients", type=int, default=300)
+    args = parser.parse_args()
+    blobs = [orjson.dumps(b) for b in make_cohort(args.patients)]
+    n_resources = sum(len(orjson.loads(b)["entry"]) for b in blobs)
+    megabytes = sum(len(b) for b in blobs) / 1e6
+    settings = Settings()
+    extractor = extractor_for(settings)
+    # warm up: the UCUM registry and the grammar are built once per process, not per patient
+    warm = read_patient_bundle(blobs[0])
+    extractor.extract(warm.patient_ref, warm.resources, warm.resolve)
+
+    t0 = time.perf_counter()
+    for b in blobs:
+        json.loads(b)
+    t_json = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    for b in blobs:
+        orjson.loads(b)
+    t_orjson = time.perf_counter() - t0
+
+    stages = {"read bundle": 0.0, "extract": 0.0, "compute": 0.0, "derive": 0.0, "plan": 0.0}
+    derived_count = 0
+    t0 = time.perf_counter()
+    for b in blobs:
+        s = time.perf_counter()
+        resources = read_patient_bundle(b)
+        s1 = time.perf_counter()
+        data = extractor.extract(resources.patient_ref, resources.resources, resources.resolve)
+        s2 = time.perf_counter()
+        facts = PatientFactsBundle(
+            data.patient,
+            data.patient_source,
+            data.measures,
+            data.administrations,
+            data.weights,
+            data.heights,
+            data.bmis,
+            data.evidence,
+            data.events,
+            data.jdm_coded,
+            data.dm_onset,
+        )
+        evaluation = evaluate_patient(facts, settings.policy, as_of=as_of_for(data))
+        s3 = time.perf_counter()
+        derived = derive_resources(evaluation, data.patient_ref)
+        s4 = time.perf_counter()
+        plan_writes(derived, sorted(data.used.values()), evaluation.as_of)
+        s5 = time.perf_counter()
+        derived_count += len(derived)
+        for name, (a, z) in zip(
+            stages, ((s, s1), (s1, s2), (s2, s3), (s3, s4), (s4, s5)), strict=True
+        ):
+            stages[name] += z - a
+    t_full = time.perf_counter() - t0
+
+    print(
+        f"offline evaluation, one core: {args.patients} synthetic patients, "
+        f"{n_resources:,} input resources ({megabytes:.1f} MB), {derived_count:,} derived"
+    )
+    print(f"{'':28}{'seconds':>10}{'patients/s':>12}{'resources/s':>14}{'× json.loads':>14}")
+    for label, t in (
+        ("json.loads only", t_json),
+        ("orjson.loads only", t_orjson),
+        ("fhirtis evaluate", t_full),
+    ):
+        print(
+            f"{label:28}{t:>10.3f}{args.patients / t:>12,.0f}"
+            f"{n_resources / t:>14,.0f}{t / t_json:>14.1f}"
+        )
+    print("where the time goes (fhirtis evaluate):")
+    for name, t in stages.items():
+        print(f"  {name:26}{t:>10.3f}  {100 * t / t_full:5.1f} %")
+
+
+if __name__ == "__main__":
+    main()
