@@ -88,6 +88,11 @@ def index_value_set(resource: Mapping[str, Any]) -> ValueSetIndex:
             names.extend(
                 d["value"].lower() for d in concept.get("designation", []) if d.get("value")
             )
+        if not include.get("concept") and not include.get("filter"):
+            raise TerminologyError(
+                f"ValueSet {vs_id}: an include of a whole code system needs an expansion; "
+                "list its concepts"
+            )
         for flt in include.get("filter", []):
             if flt.get("property") != "code" or flt.get("op") != "regex":
                 raise TerminologyError(

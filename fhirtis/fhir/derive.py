@@ -267,7 +267,7 @@ def _cycle_observation(evaluation: PatientEvaluation, patient_ref: str, cycle: C
             "valueInteger": cycle.administration_count,
         },
     ]
-    sources = [*cycle.sources, *(s for s in (dw.weight_source, dw.height_source) if s)]
+    measured = sorted({s for s in (dw.weight_source, dw.height_source) if s})
     obs: Json = {
         "resourceType": "Observation",
         "meta": {"profile": [f"{PROFILE}/fhirtis-ivig-cycle-dose"]},
@@ -276,9 +276,13 @@ def _cycle_observation(evaluation: PatientEvaluation, patient_ref: str, cycle: C
         "code": _code(FHIRTIS_SYSTEM, "ivig-cycle-dose", "IVIG dose of one cycle"),
         "subject": {"reference": patient_ref},
         "effectivePeriod": {"start": _instant(cycle.start), "end": _instant(cycle.end)},
-        "derivedFrom": [{"reference": s} for s in sorted(set(sources))],
         "component": components,
     }
+    # R4: derivedFrom may name Observations only; the administrations the dose sums are the
+    # events this Observation is part of (partOf allows MedicationAdministration).
+    obs["partOf"] = [{"reference": s} for s in sorted(set(cycle.sources))]
+    if measured:
+        obs["derivedFrom"] = [{"reference": s} for s in measured]
     if cycle.g_per_kg is not None:
         obs["valueQuantity"] = _quantity(cycle.g_per_kg, "g/kg")
     else:
@@ -312,7 +316,7 @@ def _cumulative_observation(
             "start": _instant(exposure.cycles[0].start),
             "end": _instant(exposure.cycles[-1].end),
         },
-        "derivedFrom": [
+        "partOf": [
             {"reference": s} for s in sorted({s for c in exposure.cycles for s in c.sources})
         ],
         "component": [
