@@ -89,6 +89,12 @@ const app = createApp({
 const server = http.createServer((req, res) => {
   void app.handle(req, res);
 });
+// Node closes idle keep-alive connections after 5 s by default, racing clients that reuse a
+// pooled connection just then (a spurious "connection reset"). Production servers keep them
+// longer; so does this one.
+server.keepAliveTimeout = 75_000;
+server.headersTimeout = 76_000;
+server.requestTimeout = 0;
 
 let shuttingDown = false;
 function shutdown() {
