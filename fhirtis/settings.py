@@ -9,6 +9,7 @@ Environment variables have the prefix ``FHIRTIS_`` and ``__`` between nested nam
 from __future__ import annotations
 
 import os
+from contextvars import ContextVar
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,8 @@ from pydantic_settings import (
 
 from fhirtis.clinical.policy import Policy
 from fhirtis.io.config import FhirClientConfig
+
+_settings_file: ContextVar[str | None] = ContextVar("fhirtis_settings_file", default=None)
 
 
 class Settings(BaseSettings):
@@ -52,7 +55,7 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
-        file = os.environ.get("FHIRTIS_SETTINGS_FILE")
+        file = _settings_file.get() or os.environ.get("FHIRTIS_SETTINGS_FILE")
         if file:
             path = Path(file)
             if path.suffix == ".toml":
@@ -64,8 +67,10 @@ class Settings(BaseSettings):
 
 def load_settings(settings_file: Path | None = None, **overrides: Any) -> Settings:
     """Settings from the environment, the settings file and explicit overrides (which win)."""
-    if settings_file is not None:
-        if not settings_file.is_file():
-            raise FileNotFoundError(f"settings file {settings_file} not found")
-        os.environ["FHIRTIS_SETTINGS_FILE"] = str(settings_file)
-    return Settings(**overrides)
+    if settings_file is not None and not settings_file.is_file():
+        raise FileNotFoundError(f"settings file {settings_file} not found")
+    token = _settings_file.set(str(settings_file) if settings_file is not None else None)
+    try:
+        return Settings(**overrides)
+    finally:
+        _settings_file.reset(token)
