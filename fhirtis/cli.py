@@ -263,5 +263,35 @@ async def _run_all(
         )
 
 
+@app.command()
+def serve(
+    host: Annotated[
+        str | None, typer.Option(help="Interface (default: settings, 127.0.0.1).")
+    ] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default: settings, 8080).")] = None,
+    settings_file: Annotated[
+        Path | None, typer.Option("--settings", help="Settings file (TOML or JSON).")
+    ] = None,
+) -> None:
+    """Run the HTTP service: FHIR operations, CDS Hooks and the clinician's page (uvicorn)."""
+    import uvicorn  # noqa: PLC0415 - only the service needs it
+
+    from fhirtis.api.app import create_app  # noqa: PLC0415
+
+    try:
+        settings = load_settings(settings_file)
+        application = create_app(settings)
+    except (ValueError, FileNotFoundError) as exc:
+        Console(stderr=True).print(f"fhirtis serve: {exc}", markup=False)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    uvicorn.run(
+        application,
+        host=host or settings.service.host,
+        port=port or settings.service.port,
+        log_level="info",
+        access_log=False,  # access lines carry query strings; fhirtis logs ids and counts itself
+    )
+
+
 def main() -> None:
     app()

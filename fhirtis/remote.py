@@ -26,8 +26,11 @@ from fhirtis.io import FhirClient
 from fhirtis.io.errors import (
     FhirClientError,
     FhirServerError,
+    Forbidden,
     NotFound,
     PreconditionFailed,
+    TooManyRetries,
+    Unauthorized,
     WriteOutcomeUnknown,
 )
 from fhirtis.pipeline import (
@@ -60,6 +63,7 @@ class PatientRun:
     plan: WritePlan | None = None
     error: str | None = None
     requests: dict[str, int] = field(default_factory=dict)
+    error_status: int | None = None  # the HTTP status that best describes the failure
 
     @property
     def planned(self) -> list[tuple[str, str, Action]]:
@@ -70,6 +74,21 @@ class PatientRun:
 
 class PullError(FhirClientError):
     """A read the evaluation needs failed; the patient is not evaluated."""
+
+
+def status_for(exc: FhirClientError) -> int:
+    """The HTTP status a caller of fhirtis should see for a failure of the FHIR server."""
+    if isinstance(exc, Unauthorized):
+        return 401
+    if isinstance(exc, Forbidden):
+        return 403
+    if isinstance(exc, NotFound):
+        return 404
+    if isinstance(exc, WriteOutcomeUnknown):
+        return 504
+    if isinstance(exc, TooManyRetries):
+        return 504 if exc.last_status is None else 502
+    return 502
 
 
 def _entry_ok(entry: Mapping[str, Any]) -> bool:
@@ -173,7 +192,13 @@ async def run_patient(
         )
     except FhirClientError as exc:
         log.warning("pull failed for Patient/%s: %s", patient_id, type(exc).__name__)
-        return PatientRun(patient_id, RunStatus.FAILED, error=str(exc), requests=requests)
+        return PatientRun(
+            patient_id,
+            RunStatus.FAILED,
+            error=str(exc),
+            requests=requests,
+            error_status=status_for(exc),
+        )
     result = evaluate_patient_resources(resources, settings, options)
     sent_before = False  # a write was sent whose outcome we learn only by re-reading
     for attempt in range(MAX_REPLANS + 1):
@@ -181,7 +206,12 @@ async def run_patient(
             existing = await existing_derived(client, result.derived, requests)
         except FhirClientError as exc:
             return PatientRun(
-                patient_id, RunStatus.FAILED, result, error=str(exc), requests=requests
+                patient_id,
+                RunStatus.FAILED,
+                result,
+                error=str(exc),
+                requests=requests,
+                error_status=status_for(exc),
             )
         plan = result.plan(existing)
         if plan.bundle is None:
@@ -211,11 +241,23 @@ async def run_patient(
         except FhirServerError as exc:
             requests["write"] = requests.get("write", 0) + 1
             return PatientRun(
-                patient_id, RunStatus.FAILED, result, plan, error=str(exc), requests=requests
+                patient_id,
+                RunStatus.FAILED,
+                result,
+                plan,
+                error=str(exc),
+                requests=requests,
+                error_status=status_for(exc),
             )
         except FhirClientError as exc:
             return PatientRun(
-                patient_id, RunStatus.FAILED, result, plan, error=str(exc), requests=requests
+                patient_id,
+                RunStatus.FAILED,
+                result,
+                plan,
+                error=str(exc),
+                requests=requests,
+                error_status=status_for(exc),
             )
     return PatientRun(
         patient_id,
@@ -223,5 +265,6 @@ async def run_patient(
         result,
         None,
         error=f"still conflicting after {MAX_REPLANS} re-plans",
+        error_status=409,
         requests=requests,
     )

@@ -12,9 +12,9 @@ import os
 from contextvars import ContextVar
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field
 from pydantic_settings import (
     BaseSettings,
     JsonConfigSettingsSource,
@@ -25,6 +25,34 @@ from pydantic_settings import (
 
 from fhirtis.clinical.policy import Policy
 from fhirtis.io.config import FhirClientConfig
+
+
+class ServiceSettings(BaseModel):
+    """The HTTP service (``fhirtis serve``): who may call it and which FHIR servers it talks to.
+
+    ``auth_mode``:
+    - ``pass-through``: the caller's bearer token (a SMART access token of the EHR) is used to
+      read the EHR's FHIR server, so the EHR's own access control decides;
+    - ``validate``: the service validates the token itself (signature against ``jwks``/
+      ``jwks_path``, ``issuer``, ``audience``, expiry, SMART scopes, patient context) and reads
+      with its own backend-services credentials (``fhir``).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    auth_mode: Literal["pass-through", "validate"] = "pass-through"
+    issuer: str | None = None
+    audience: str | None = None
+    jwks: str | None = Field(None, description="a JWKS as JSON text")
+    jwks_path: Path | None = Field(None, description="a file holding the JWKS")
+    allowed_fhir_servers: list[str] = Field(
+        default_factory=list,
+        description="FHIR base URLs the service may talk to; the first is the default. Empty: "
+        "only fhir.base_url.",
+    )
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=1, le=65535)
+
 
 _settings_file: ContextVar[str | None] = ContextVar("fhirtis_settings_file", default=None)
 
@@ -44,6 +72,7 @@ class Settings(BaseSettings):
         "when an Observation has no referenceRange.high",
     )
     fhir: FhirClientConfig | None = Field(None, description="the FHIR server to read and write")
+    service: ServiceSettings = Field(default_factory=ServiceSettings)
 
     @classmethod
     def settings_customise_sources(

@@ -1,0 +1,136 @@
+"""Who may call the service, and what they may do.
+
+Bearer tokens are required. In ``pass-through`` mode the token is the caller's SMART access
+token for the EHR's FHIR server: the service does not read it, it forwards it, and the EHR
+decides. In ``validate`` mode the service checks the token itself: a JWT signed by a key of the
+configured JWKS, from the configured issuer, for the configured audience, not expired, with the
+SMART scopes the operation needs; a token with a ``patient`` context may only evaluate that
+patient. Tokens are never logged.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fastapi import Request
+from joserfc import jwt
+from joserfc.errors import JoseError
+from joserfc.jwk import KeySet
+
+from fhirtis.api.errors import ApiError
+from fhirtis.settings import ServiceSettings
+
+READ_FOR_EVALUATE = ("Patient", "Observation", "MedicationAdministration", "Condition")
+WRITE_FOR_EVALUATE = ("Observation", "Flag", "DetectedIssue", "AdverseEvent", "Provenance")
+_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="fhirtis"'}
+
+
+@dataclass(frozen=True)
+class Caller:
+    token: str
+    scopes: frozenset[str] = frozenset()
+    patient: str | None = None  # the SMART patient context of the token, if any
+    validated: bool = False
+    claims: dict[str, Any] = field(default_factory=dict)
+
+
+def bearer_token(request: Request) -> str:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise ApiError(401, "a bearer token is required", headers=_CHALLENGE)
+    return token.strip()
+
+
+def _grants(scope: str, resource: str, want: str) -> bool:
+    """SMART v1 (``patient/Observation.read``) and v2 (``patient/Observation.rs``) scopes."""
+    context, _, rest = scope.partition("/")
+    if context not in {"patient", "user", "system"} or not rest:
+        return False
+    rtype, _, perm = rest.partition(".")
+    if rtype not in {resource, "*"}:
+        return False
+    if perm in {"*", want}:
+        return True
+    if want == "read":
+        return perm.isalpha() and "r" in perm and "s" in perm and set(perm) <= set("cruds")
+    return perm.isalpha() and "c" in perm and "u" in perm and set(perm) <= set("cruds")
+
+
+def missing_scopes(scopes: Iterable[str], *, write: bool) -> list[str]:
+    have = list(scopes)
+    needed = [(r, "read") for r in READ_FOR_EVALUATE]
+    if write:
+        needed += [(r, "write") for r in WRITE_FOR_EVALUATE]
+    return [f"{r}.{w}" for r, w in needed if not any(_grants(s, r, w) for s in have)]
+
+
+class TokenValidator:
+    """Validates JWT access tokens against a JWKS, issuer and audience."""
+
+    def __init__(self, settings: ServiceSettings, clock: Any = time.time) -> None:
+        text = settings.jwks
+        if text is None and settings.jwks_path is not None:
+            text = Path(settings.jwks_path).read_text()
+        if not text or not settings.issuer or not settings.audience:
+            raise ValueError("validate mode needs service.jwks (or jwks_path), issuer and audience")
+        self._keys = KeySet.import_key_set(_json(text))  # type: ignore[arg-type]
+        self._issuer = settings.issuer
+        self._audience = settings.audience
+        self._clock = clock
+
+    def validate(self, token: str) -> Caller:
+        try:
+            decoded = jwt.decode(token, self._keys, algorithms=["RS256", "RS384", "ES256", "ES384"])
+        except (JoseError, ValueError):
+            raise ApiError(401, "the bearer token is not valid", headers=_CHALLENGE) from None
+        claims = decoded.claims
+        now = int(self._clock())
+        problems = []
+        if claims.get("iss") != self._issuer:
+            problems.append("issuer")
+        aud = claims.get("aud")
+        audiences = aud if isinstance(aud, list) else [aud]
+        if self._audience not in audiences:
+            problems.append("audience")
+        exp = claims.get("exp")
+        if not isinstance(exp, int | float) or exp <= now:
+            problems.append("expiry")
+        nbf = claims.get("nbf")
+        if isinstance(nbf, int | float) and nbf > now + 60:
+            problems.append("not yet valid")
+        if problems:
+            raise ApiError(
+                401, f"the bearer token is not valid ({', '.join(problems)})", headers=_CHALLENGE
+            )
+        scope = claims.get("scope", "")
+        scopes = frozenset(scope.split()) if isinstance(scope, str) else frozenset()
+        patient = claims.get("patient")
+        return Caller(token, scopes, patient if isinstance(patient, str) else None, True, claims)
+
+
+def _json(text: str) -> dict[str, Any]:
+    import json  # noqa: PLC0415 - tiny, only at start-up
+
+    data = json.loads(text)
+    if not isinstance(data, dict):
+        raise ValueError("the JWKS must be a JSON object")
+    return data
+
+
+def authorize(caller: Caller, patient_id: str, *, write: bool) -> None:
+    """403 unless a validated caller may evaluate (and, with ``write``, write for) this patient."""
+    if not caller.validated:
+        return  # pass-through: the FHIR server decides
+    lacking = missing_scopes(caller.scopes, write=write)
+    if lacking:
+        raise ApiError(403, f"the token lacks the scopes: {', '.join(lacking)}")
+    patient_scoped = any(s.startswith("patient/") for s in caller.scopes)
+    if caller.patient is not None and caller.patient != patient_id:
+        raise ApiError(403, "the token's patient context is another patient")
+    if patient_scoped and caller.patient is None:
+        raise ApiError(403, "patient-level scopes without a patient context")

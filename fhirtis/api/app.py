@@ -1,0 +1,307 @@
+"""The HTTP service: FHIR operations for SMART apps and EHRs (``fhirtis serve``)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import httpx
+from fastapi import APIRouter, Body, FastAPI, Header, Query, Request
+from fastapi.responses import JSONResponse
+
+from fhirtis import __version__
+from fhirtis.api.access import Caller, TokenValidator, authorize, bearer_token
+from fhirtis.api.errors import FHIR_JSON, ApiError, install_error_handlers
+from fhirtis.api.evaluate import (
+    EvaluateParameters,
+    parameters_from_resource,
+    parse_parameters,
+    result_bundle,
+)
+from fhirtis.fhir.codes import profiles_dir
+from fhirtis.io import BearerTokenAuth, FhirClient, FhirClientConfig
+from fhirtis.io._urls import normalize_base
+from fhirtis.remote import RunStatus, run_patient
+from fhirtis.settings import Settings, load_settings
+
+log = logging.getLogger("fhirtis.api")
+OPERATION = "myositis-evaluate"
+
+
+class ServiceState:
+    """What the service shares between requests: settings, one HTTP connection pool, the token
+    validator, and (validate mode) one FHIR client per server with its cached backend token."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        service = settings.service
+        allowed = list(service.allowed_fhir_servers)
+        if not allowed and settings.fhir is not None:
+            allowed = [settings.fhir.base_url]
+        self.allowed = [str(normalize_base(u)) for u in allowed]
+        self.validator = TokenValidator(service) if service.auth_mode == "validate" else None
+        self.http = httpx.AsyncClient(
+            timeout=(settings.fhir.timeout if settings.fhir else httpx.Timeout(30.0))
+        )
+        self._backend_clients: dict[str, FhirClient] = {}
+
+    def server_for(self, requested: str | None) -> str:
+        if not self.allowed:
+            raise ApiError(503, "no FHIR server is configured for the service")
+        if requested is None:
+            return self.allowed[0]
+        try:
+            wanted = str(normalize_base(requested))
+        except Exception:
+            raise ApiError(400, "server is not a valid URL", expression="server") from None
+        if wanted not in self.allowed:
+            raise ApiError(
+                403, "that FHIR server is not on the service's allow-list", expression="server"
+            )
+        return wanted
+
+    def config_for(self, server: str) -> FhirClientConfig:
+        fhir = self.settings.fhir
+        if fhir is not None and fhir.base_url == server:
+            return fhir
+        return FhirClientConfig(base_url=server)
+
+    def client_for(self, server: str, caller: Caller) -> tuple[FhirClient, bool]:
+        """A FHIR client for ``server``, and whether the caller must close it."""
+        config = self.config_for(server)
+        if self.validator is None:
+            auth = BearerTokenAuth(caller.token, base_url=server)
+            return FhirClient(config, http=self.http, auth=auth), True
+        client = self._backend_clients.get(server)
+        if client is None:
+            client = FhirClient(config, http=self.http)
+            self._backend_clients[server] = client
+        return client, False
+
+    def caller(self, request: Request) -> Caller:
+        token = bearer_token(request)
+        if self.validator is not None:
+            return self.validator.validate(token)
+        return Caller(token)
+
+    async def aclose(self) -> None:
+        for client in self._backend_clients.values():
+            await client.aclose()
+        await self.http.aclose()
+
+
+def _state(request: Request) -> ServiceState:
+    state: ServiceState = request.app.state.fhirtis
+    return state
+
+
+router = APIRouter()
+
+
+def capability_statement(state: ServiceState) -> dict[str, Any]:
+    """What the service offers, and nothing it does not."""
+    op = {
+        "name": OPERATION,
+        "definition": "http://fhirtis.org/fhir/OperationDefinition/myositis-evaluate",
+        "documentation": "Evaluate one patient (TIS, deterioration, IVIG exposure, thrombosis) "
+        "from the configured FHIR server; write=true writes the derived resources back.",
+    }
+    security: dict[str, Any] = {
+        "cors": False,
+        "service": [
+            {
+                "coding": [
+                    {
+                        "system": "http://terminology.hl7.org/CodeSystem/restful-security-service",
+                        "code": "SMART-on-FHIR",
+                    }
+                ]
+            }
+        ],
+        "description": (
+            "Bearer tokens required. "
+            + (
+                "Tokens are validated by the service (issuer, audience, expiry, SMART scopes, "
+                "patient context)."
+                if state.validator is not None
+                else "Tokens are passed through to the FHIR server, whose access control decides."
+            )
+        ),
+    }
+    return {
+        "resourceType": "CapabilityStatement",
+        "status": "active",
+        "date": "2026-11-25",
+        "kind": "instance",
+        "software": {"name": "fhirtis", "version": __version__},
+        "implementation": {"description": "fhirtis: myositis TIS and IVIG safety service"},
+        "fhirVersion": "4.0.1",
+        "format": ["application/fhir+json", "json"],
+        "rest": [
+            {
+                "mode": "server",
+                "security": security,
+                "resource": [{"type": "Patient", "operation": [op]}],
+                "operation": [op],
+            }
+        ],
+    }
+
+
+@router.get("/metadata", summary="CapabilityStatement")
+async def metadata(request: Request) -> JSONResponse:
+    return JSONResponse(capability_statement(_state(request)), media_type=FHIR_JSON)
+
+
+@router.get("/OperationDefinition/myositis-evaluate", summary="The operation's definition")
+async def operation_definition() -> JSONResponse:
+    path = profiles_dir() / "OperationDefinition-myositis-evaluate.json"
+    return JSONResponse(json.loads(path.read_text()), media_type=FHIR_JSON)
+
+
+async def _evaluate(
+    request: Request, patient_id: str, params: EvaluateParameters, server_header: str | None
+) -> JSONResponse:
+    state = _state(request)
+    caller = state.caller(request)
+    if params.server is not None and server_header is not None and params.server != server_header:
+        raise ApiError(400, "server given twice, differently", expression="server")
+    server = state.server_for(params.server or server_header)
+    authorize(caller, patient_id, write=params.write)
+    settings = state.settings.model_copy(
+        update={"policy": params.policy_over(state.settings.policy)}
+    )
+    client, owned = state.client_for(server, caller)
+    try:
+        run = await run_patient(client, patient_id, settings, params.options(), write=params.write)
+    finally:
+        if owned:
+            await client.aclose()
+    log.info("evaluate Patient/%s: %s", patient_id, run.status.value)
+    if run.status is RunStatus.NOT_FOUND:
+        raise ApiError(404, f"Patient/{patient_id} not found on the FHIR server")
+    if run.status is RunStatus.FAILED:
+        status = run.error_status or 502
+        raise ApiError(
+            status,
+            f"the FHIR server failed: {run.error}"
+            if status >= 500
+            else f"the FHIR server refused: {run.error}",
+        )
+    assert run.result is not None
+    evaluation = run.result.evaluation
+    if not evaluation.course.assessments and not evaluation.exposure.cycles:
+        missing = [
+            {
+                "severity": "error",
+                "code": "required",
+                "diagnostics": "no core set measure (PGA, PtGA, MMT-8, HAQ, enzymes, "
+                "extramuscular) and no IVIG administration could be read",
+            },
+            *(i.as_fhir() for i in run.result.issues),
+        ]
+        raise ApiError(422, "this patient's data cannot be evaluated", issues=missing)
+    return JSONResponse(result_bundle(run, write=params.write), media_type=FHIR_JSON)
+
+
+_SERVER_HEADER = Header(alias="X-FHIR-Server", description="A FHIR base on the allow-list")
+
+
+@router.get(f"/Patient/{{patient_id}}/${OPERATION}", summary="Evaluate a patient (dry run)")
+async def evaluate_get(
+    request: Request,
+    patient_id: str,
+    write: Annotated[bool, Query()] = False,
+    baseline_date: Annotated[str | None, Query(alias="baseline-date")] = None,
+    population: Annotated[str | None, Query()] = None,
+    x_fhir_server: Annotated[str | None, _SERVER_HEADER] = None,
+) -> JSONResponse:
+    if write:
+        raise ApiError(400, "write=true needs POST", expression="write")
+    pairs: list[tuple[str, Any]] = []
+    if baseline_date is not None:
+        pairs.append(("baseline-date", baseline_date))
+    if population is not None:
+        pairs.append(("population", population))
+    return await _evaluate(request, _patient_id(patient_id), parse_parameters(pairs), x_fhir_server)
+
+
+@router.post(f"/Patient/{{patient_id}}/${OPERATION}", summary="Evaluate a patient")
+async def evaluate_instance(
+    request: Request,
+    patient_id: str,
+    body: Annotated[dict[str, Any] | None, Body()] = None,
+    x_fhir_server: Annotated[str | None, _SERVER_HEADER] = None,
+) -> JSONResponse:
+    params = parse_parameters(parameters_from_resource(body))
+    if params.patient is not None and params.patient != patient_id:
+        raise ApiError(
+            400, "parameter patient differs from the Patient in the URL", expression="patient"
+        )
+    return await _evaluate(request, _patient_id(patient_id), params, x_fhir_server)
+
+
+@router.post(f"/Patient/${OPERATION}", summary="Evaluate a patient (type level)")
+async def evaluate_type(
+    request: Request,
+    body: Annotated[dict[str, Any] | None, Body()] = None,
+    x_fhir_server: Annotated[str | None, _SERVER_HEADER] = None,
+) -> JSONResponse:
+    params = parse_parameters(parameters_from_resource(body))
+    if params.patient is None:
+        raise ApiError(400, "parameter patient is required", expression="patient")
+    return await _evaluate(request, params.patient, params, x_fhir_server)
+
+
+def _patient_id(value: str) -> str:
+    from fhirtis.fhir.primitives import is_id  # noqa: PLC0415
+
+    if not is_id(value):
+        raise ApiError(400, "not a valid Patient id", expression="id")
+    return value
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or load_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.fhirtis = ServiceState(settings)
+        try:
+            yield
+        finally:
+            await app.state.fhirtis.aclose()
+
+    app = FastAPI(
+        title="fhirtis",
+        version=__version__,
+        description="Myositis Total Improvement Score and IVIG safety over HL7 FHIR R4: FHIR "
+        "operations for SMART apps and EHRs, and CDS Hooks for IVIG orders.",
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    app.include_router(router)
+    _include_optional(app)
+    return app
+
+
+def _include_optional(app: FastAPI) -> None:
+    """Routers of the CDS Hooks service and the clinician's page, when present."""
+    import importlib  # noqa: PLC0415
+
+    for name in ("fhirtis.api.cds_hooks", "fhirtis.api.web"):
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:
+                raise
+            continue
+        module.install(app)
+
+
+def static_dir() -> Path:
+    return Path(__file__).resolve().parent / "static"

@@ -1,0 +1,157 @@
+"""``$myositis-evaluate``: pull a patient from the configured FHIR server, compute, and return
+the derived resources (and, with ``write=true``, write them back idempotently)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+from pydantic import ValidationError
+
+from fhirtis.api.errors import ApiError
+from fhirtis.clinical.policy import Policy, Population
+from fhirtis.fhir.primitives import is_id
+from fhirtis.pipeline import Options
+from fhirtis.remote import PatientRun, RunStatus
+
+_POLICY_FIELDS = frozenset(Policy.model_fields)
+_VALUE_KEYS = (
+    "valueBoolean",
+    "valueInteger",
+    "valueDecimal",
+    "valueString",
+    "valueCode",
+    "valueDate",
+    "valueId",
+    "valueReference",
+    "valueUri",
+)
+
+
+@dataclass
+class EvaluateParameters:
+    patient: str | None = None
+    write: bool = False
+    baseline_date: date | None = None
+    population: Population | None = None
+    server: str | None = None
+    policy: dict[str, Any] = field(default_factory=dict)
+
+    def options(self) -> Options:
+        return Options(population=self.population, baseline_day=self.baseline_date)
+
+    def policy_over(self, base: Policy) -> Policy:
+        if not self.policy:
+            return base
+        try:
+            return Policy.model_validate({**base.model_dump(), **self.policy})
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            raise ApiError(400, f"parameter {where}: {first['msg']}", expression=where) from None
+
+
+def _value(param: dict[str, Any], name: str) -> Any:
+    present = [k for k in _VALUE_KEYS if k in param]
+    if len(present) != 1:
+        raise ApiError(400, f"parameter {name} needs exactly one value[x]", expression=name)
+    return param[present[0]]
+
+
+def _bool(value: Any, name: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value in {"true", "false"}:
+        return value == "true"
+    raise ApiError(400, f"parameter {name} must be true or false", expression=name)
+
+
+def parse_parameters(pairs: list[tuple[str, Any]]) -> EvaluateParameters:
+    """(name, value) pairs from a Parameters resource or a query string."""
+    out = EvaluateParameters()
+    seen: set[str] = set()
+    for name, value in pairs:
+        if name in seen:
+            raise ApiError(400, f"parameter {name} given twice", expression=name)
+        seen.add(name)
+        if name == "patient":
+            ref = value.get("reference") if isinstance(value, dict) else value
+            if not isinstance(ref, str):
+                raise ApiError(
+                    400, "parameter patient must be a Patient reference or id", expression=name
+                )
+            pid = ref.removeprefix("Patient/")
+            if not is_id(pid):
+                raise ApiError(400, "parameter patient is not a valid Patient id", expression=name)
+            out.patient = pid
+        elif name == "write":
+            out.write = _bool(value, name)
+        elif name == "baseline-date":
+            try:
+                out.baseline_date = date.fromisoformat(str(value))
+            except ValueError:
+                raise ApiError(
+                    400, "parameter baseline-date must be a date (YYYY-MM-DD)", expression=name
+                ) from None
+        elif name == "population":
+            try:
+                out.population = Population(str(value))
+            except ValueError:
+                raise ApiError(
+                    400, "parameter population must be adult or juvenile", expression=name
+                ) from None
+        elif name == "server":
+            out.server = str(value)
+        elif name in _POLICY_FIELDS:
+            out.policy[name] = value
+        else:
+            raise ApiError(400, f"unknown parameter {name}", expression=name)
+    return out
+
+
+def parameters_from_resource(body: Any) -> list[tuple[str, Any]]:
+    if body is None:
+        return []
+    if not isinstance(body, dict) or body.get("resourceType") != "Parameters":
+        raise ApiError(400, "the body must be a FHIR Parameters resource")
+    params = body.get("parameter", [])
+    if not isinstance(params, list):
+        raise ApiError(400, "Parameters.parameter must be an array")
+    pairs = []
+    for i, p in enumerate(params):
+        if not isinstance(p, dict) or not isinstance(p.get("name"), str):
+            raise ApiError(400, "each parameter needs a name", expression=f"parameter[{i}]")
+        pairs.append((p["name"], _value(p, p["name"])))
+    return pairs
+
+
+def result_bundle(run: PatientRun, *, write: bool) -> dict[str, Any]:
+    """The operation's answer: a collection Bundle with an OperationOutcome first (issues of the
+    input data, and what was created, updated or left), then the derived resources."""
+    assert run.result is not None
+    issues: list[dict[str, Any]] = [i.as_fhir() for i in run.result.issues]
+    if run.plan is not None:
+        verb = {"create": "created", "update": "updated", "unchanged": "unchanged"}
+        for rtype, ident, action in run.planned:
+            what = verb[action.value] if write else f"would be {verb[action.value]}"
+            if action.value == "unchanged":
+                what = "unchanged"
+            issues.append(
+                {
+                    "severity": "information",
+                    "code": "informational",
+                    "diagnostics": f"{rtype} {ident}: {what}",
+                }
+            )
+    status = {
+        RunStatus.WRITTEN: "written",
+        RunStatus.UNCHANGED: "nothing to write: the server already holds these results",
+        RunStatus.DRY_RUN: "dry run: nothing was written",
+    }.get(run.status, run.status.value)
+    issues.insert(0, {"severity": "information", "code": "informational", "diagnostics": status})
+    entries: list[dict[str, Any]] = [
+        {"resource": {"resourceType": "OperationOutcome", "issue": issues}}
+    ]
+    entries += [{"fullUrl": d.full_url, "resource": d.resource} for d in run.result.derived]
+    return {"resourceType": "Bundle", "type": "collection", "entry": entries}
