@@ -14,7 +14,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol
 
 from fhirtis.fhir.bundle import PatientResources
 from fhirtis.fhir.derive import Derived
@@ -74,6 +74,22 @@ class PatientRun:
 
 class PullError(FhirClientError):
     """A read the evaluation needs failed; the patient is not evaluated."""
+
+
+def describe(exc: FhirClientError) -> str:
+    """The error, with the server's OperationOutcome issue codes and locations (not its
+    diagnostics, which may echo patient data)."""
+    text = str(exc)
+    outcome = getattr(exc, "operation_outcome", None)
+    if isinstance(outcome, dict):
+        parts = []
+        for issue in outcome.get("issue", [])[:5]:
+            if isinstance(issue, dict):
+                where = ",".join(str(e) for e in issue.get("expression", []) or [])
+                parts.append(f"{issue.get('code', '?')}" + (f" at {where}" if where else ""))
+        if parts:
+            text += f" ({'; '.join(parts)})"
+    return text
 
 
 def status_for(exc: FhirClientError) -> int:
@@ -195,25 +211,52 @@ async def run_patient(
         return PatientRun(
             patient_id,
             RunStatus.FAILED,
-            error=str(exc),
+            error=describe(exc),
             requests=requests,
             error_status=status_for(exc),
         )
     result = evaluate_patient_resources(resources, settings, options)
+    run = await settle(client, patient_id, result, write=write, requests=requests)
+    run.result = result
+    return run
+
+
+class Plannable(Protocol):
+    """An evaluated patient whose derived resources can be planned against a server's state."""
+
+    @property
+    def derived(self) -> Sequence[Derived]: ...
+
+    def plan(self, existing: Mapping[str, Json] | None = None) -> WritePlan: ...
+
+
+async def settle(
+    client: FhirClient,
+    patient_id: str,
+    evaluated: Plannable,
+    *,
+    write: bool,
+    requests: dict[str, int] | None = None,
+) -> PatientRun:
+    """Plan the derived resources against what the server holds and, with ``write``, write what
+    changed (re-reading and re-planning on 412 or an unknown outcome). The returned run has no
+    ``result``; :func:`run_patient` sets it."""
+    requests = {} if requests is None else requests
+    result = None
     sent_before = False  # a write was sent whose outcome we learn only by re-reading
     for attempt in range(MAX_REPLANS + 1):
         try:
-            existing = await existing_derived(client, result.derived, requests)
+            existing = await existing_derived(client, evaluated.derived, requests)
         except FhirClientError as exc:
             return PatientRun(
                 patient_id,
                 RunStatus.FAILED,
                 result,
-                error=str(exc),
+                error=describe(exc),
                 requests=requests,
                 error_status=status_for(exc),
             )
-        plan = result.plan(existing)
+        plan = evaluated.plan(existing)
         if plan.bundle is None:
             status = RunStatus.WRITTEN if sent_before else RunStatus.UNCHANGED
             return PatientRun(patient_id, status, result, plan, requests=requests)
@@ -245,7 +288,7 @@ async def run_patient(
                 RunStatus.FAILED,
                 result,
                 plan,
-                error=str(exc),
+                error=describe(exc),
                 requests=requests,
                 error_status=status_for(exc),
             )
@@ -255,7 +298,7 @@ async def run_patient(
                 RunStatus.FAILED,
                 result,
                 plan,
-                error=str(exc),
+                error=describe(exc),
                 requests=requests,
                 error_status=status_for(exc),
             )

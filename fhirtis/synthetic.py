@@ -12,6 +12,7 @@ from __future__ import annotations
 import random
 from collections.abc import Iterator
 from datetime import date, timedelta
+from pathlib import Path
 from typing import Any
 
 Json = dict[str, Any]
@@ -229,3 +230,26 @@ def make_cohort(n: int, seed: int = 20221006) -> Iterator[Json]:
     rng = random.Random(seed)
     for i in range(n):
         yield make_patient(rng, i)
+
+
+def write_ndjson(bundles: Iterator[Json], folder: Path) -> dict[str, int]:
+    """Write patient Bundles as a Bulk Data export would: one NDJSON file per resource type.
+    Streams: one patient in memory at a time. Returns resources per type."""
+    import orjson  # noqa: PLC0415
+
+    folder.mkdir(parents=True, exist_ok=True)
+    handles: dict[str, Any] = {}
+    counts: dict[str, int] = {}
+    try:
+        for b in bundles:
+            for entry in b["entry"]:
+                r = entry["resource"]
+                rtype = r["resourceType"]
+                if rtype not in handles:
+                    handles[rtype] = (folder / f"{rtype}.ndjson").open("wb")
+                handles[rtype].write(orjson.dumps(r) + b"\n")
+                counts[rtype] = counts.get(rtype, 0) + 1
+    finally:
+        for h in handles.values():
+            h.close()
+    return counts

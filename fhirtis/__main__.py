@@ -1,0 +1,3 @@
+from fhirtis.cli import main
+
+main()

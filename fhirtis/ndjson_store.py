@@ -1,0 +1,175 @@
+"""Group a cohort's NDJSON resources by patient, on disk, in bounded memory.
+
+A Bulk Data export is one NDJSON file per resource type; evaluating a patient needs all of that
+patient's resources together. Loading the cohort into memory does not scale, so the resources
+are streamed line by line into an embedded SQLite database (one table, indexed by patient), and
+read back one patient at a time. SQLite is chosen over an external sort because it is in the
+standard library, survives a crash (the store is reusable by a resumed run), and answers "every
+resource of patient X" and "resource Type/id" (for Medications, which belong to no patient)
+with an index look-up. Memory stays bounded by the largest patient, not the cohort.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from fhirtis.fhir.bundle import PatientResources
+from fhirtis.fhir.outcome import Issue
+
+Json = dict[str, Any]
+_PATIENT_KEYS = ("subject", "patient")
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS resource (
+    key TEXT PRIMARY KEY,          -- "Type/id"
+    patient TEXT,                  -- "Patient/id", or NULL for shared resources (Medication)
+    body BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS resource_patient ON resource (patient);
+CREATE TABLE IF NOT EXISTS problem (file TEXT, line INTEGER, message TEXT);
+"""
+
+
+def patient_of(resource: Json) -> str | None:
+    if resource.get("resourceType") == "Patient" and isinstance(resource.get("id"), str):
+        return f"Patient/{resource['id']}"
+    for key in _PATIENT_KEYS:
+        value = resource.get(key)
+        ref = value.get("reference") if isinstance(value, dict) else None
+        if isinstance(ref, str) and "Patient/" in ref:
+            return "Patient/" + ref.rsplit("Patient/", 1)[1]
+    return None
+
+
+@dataclass(frozen=True)
+class LoadStats:
+    files: int
+    resources: int
+    patients: int
+    problems: int
+
+
+class NdjsonStore:
+    """An on-disk store of a cohort's resources, grouped by patient."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._db = sqlite3.connect(path)
+        self._db.executescript(_SCHEMA)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> NdjsonStore:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def load_lines(self, name: str, lines: Iterable[bytes | str], batch: int = 2000) -> int:
+        """Stream one NDJSON source in; a bad line is recorded (file and line), not fatal."""
+        rows: list[tuple[str, str | None, bytes]] = []
+        count = 0
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            try:
+                resource = orjson.loads(line)
+                if not isinstance(resource, dict):
+                    raise ValueError("not a JSON object")
+                key = f"{resource['resourceType']}/{resource['id']}"
+            except (orjson.JSONDecodeError, ValueError, KeyError, TypeError) as exc:
+                self._db.execute(
+                    "INSERT INTO problem VALUES (?, ?, ?)",
+                    (name, number, f"not a FHIR resource: {type(exc).__name__}"),
+                )
+                continue
+            rows.append((key, patient_of(resource), orjson.dumps(resource)))
+            count += 1
+            if len(rows) >= batch:
+                self._insert(rows)
+                rows = []
+        if rows:
+            self._insert(rows)
+        self._db.commit()
+        return count
+
+    def _insert(self, rows: list[tuple[str, str | None, bytes]]) -> None:
+        self._db.executemany(
+            "INSERT INTO resource (key, patient, body) VALUES (?, ?, ?) "
+            "ON CONFLICT(key) DO UPDATE SET patient = excluded.patient, body = excluded.body",
+            rows,
+        )
+
+    def load_folder(self, folder: Path) -> LoadStats:
+        files = sorted(folder.glob("*.ndjson"))
+        total = 0
+        for file in files:
+            with file.open("rb") as handle:
+                total += self.load_lines(file.name, handle)
+        return LoadStats(len(files), total, len(self.patients()), len(self.problems()))
+
+    def patients(self) -> list[str]:
+        rows = self._db.execute(
+            "SELECT DISTINCT patient FROM resource WHERE patient IS NOT NULL ORDER BY patient"
+        )
+        return [r[0] for r in rows]
+
+    def problems(self) -> list[tuple[str, int, str]]:
+        return [tuple(r) for r in self._db.execute("SELECT file, line, message FROM problem")]
+
+    def resources_of(self, patient: str) -> list[tuple[str, bytes]]:
+        rows = self._db.execute(
+            "SELECT key, body FROM resource WHERE patient = ? ORDER BY key", (patient,)
+        )
+        return [(r[0], r[1]) for r in rows]
+
+    def shared(self, keys: Iterable[str]) -> dict[str, Json]:
+        """Resources by "Type/id" (the Medications a patient's resources reference)."""
+        wanted = list(dict.fromkeys(keys))
+        out: dict[str, Json] = {}
+        for i in range(0, len(wanted), 500):
+            chunk = wanted[i : i + 500]
+            marks = ",".join("?" * len(chunk))
+            for key, body in self._db.execute(
+                f"SELECT key, body FROM resource WHERE key IN ({marks})", chunk
+            ):
+                out[key] = orjson.loads(body)
+        return out
+
+    def patient_resources(self, patient: str) -> tuple[PatientResources, str]:
+        """One patient's resources ready for the pipeline, and a digest of exactly that input."""
+        rows = self.resources_of(patient)
+        digest = hashlib.sha256()
+        listed: list[tuple[str, Json]] = []
+        for key, body in rows:
+            digest.update(key.encode())
+            digest.update(body)
+            listed.append((key, orjson.loads(body)))
+        refs = [ref for _, r in listed for ref in _medication_refs(r)]
+        shared = self.shared(refs)
+        for key in sorted(shared):
+            digest.update(key.encode())
+            digest.update(orjson.dumps(shared[key]))
+        resolve = {key: r for key, r in listed}
+        resolve.update(shared)
+        issues: list[Issue] = []
+        return PatientResources(patient, listed, resolve, issues), digest.hexdigest()
+
+    def iter_patients(self) -> Iterator[str]:
+        yield from self.patients()
+
+
+def _medication_refs(resource: Json) -> Iterator[str]:
+    ref = resource.get("medicationReference")
+    target = ref.get("reference") if isinstance(ref, dict) else None
+    if isinstance(target, str) and target.startswith("Medication/"):
+        yield target
