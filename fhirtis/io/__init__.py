@@ -1,5 +1,5 @@
 """fhirtis.io: talking to a FHIR R4 server (search and paging, batch, transaction, auth,
-retries). No clinical rules live here.
+retries, Bulk Data $export). No clinical rules live here.
 
 The public API is this module's ``__all__``; modules starting with ``_`` are private.
 """
@@ -11,14 +11,18 @@ from fhirtis.io.auth import (
     build_auth,
     load_private_key,
 )
+from fhirtis.io.bulk import BulkExportClient, Manifest, ManifestFile
 from fhirtis.io.client import FhirClient, FhirResponse, SearchParams, Timing
 from fhirtis.io.config import AuthMode, FhirClientConfig, SigningAlg
 from fhirtis.io.errors import (
+    BulkExportFailed,
+    BulkExportTimeout,
     FhirClientError,
     FhirServerError,
     Forbidden,
     ForeignNextLink,
     ForeignUrl,
+    MalformedNdjson,
     MalformedResponse,
     NotFound,
     PagingLoop,
@@ -32,6 +36,9 @@ from fhirtis.io.errors import (
 __all__ = [
     "AuthMode",
     "BearerTokenAuth",
+    "BulkExportClient",
+    "BulkExportFailed",
+    "BulkExportTimeout",
     "FhirClient",
     "FhirClientConfig",
     "FhirClientError",
@@ -40,7 +47,10 @@ __all__ = [
     "Forbidden",
     "ForeignNextLink",
     "ForeignUrl",
+    "MalformedNdjson",
     "MalformedResponse",
+    "Manifest",
+    "ManifestFile",
     "NoAuth",
     "NotFound",
     "PagingLoop",

@@ -26,12 +26,24 @@ _BY_STATUS: dict[int, type[FhirServerError]] = {
 }
 
 
-def error_for(method: str, url: httpx.URL, status: int, content: bytes) -> FhirServerError:
-    """The error for a non-success answer; an OperationOutcome body is kept as data only."""
+def error_for(
+    method: str,
+    url: httpx.URL,
+    status: int,
+    content: bytes,
+    *,
+    default: type[FhirServerError] = FhirServerError,
+    prefix: str = "",
+) -> FhirServerError:
+    """The error for a non-success answer; an OperationOutcome body is kept as data only.
+
+    401, 403, 404, 410 and 412 have their own classes; any other status gives ``default``.
+    ``prefix`` (e.g. ``"bulk export failed: "``) starts the message.
+    """
     where = _urls.redact(url)
-    cls = _BY_STATUS.get(status, FhirServerError)
+    cls = _BY_STATUS.get(status, default)
     return cls(
-        f"HTTP {status} for {method} {where}",
+        f"{prefix}HTTP {status} for {method} {where}",
         status=status,
         url=where,
         operation_outcome=operation_outcome(content),

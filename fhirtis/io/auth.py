@@ -116,7 +116,9 @@ class SmartBackendAuth(httpx.Auth):
     """
 
     requires_request_body = True  # so the request can be sent again after a 401
-    requires_response_body = True
+    # The drivers below read the discovery and token answers themselves and leave the FHIR
+    # server's answer unread: a streamed response (a Bulk Data file) stays streamed.
+    requires_response_body = False
 
     def __init__(
         self,
@@ -310,40 +312,41 @@ class SmartBackendAuth(httpx.Auth):
     def sync_auth_flow(
         self, request: httpx.Request
     ) -> Generator[httpx.Request, httpx.Response, None]:
+        request.read()
         if self._valid_token() is None:
             with self._thread_lock:
                 if self._valid_token() is None:
                     yield from _drive_sync(self._fetch_token())
-        yield from super().sync_auth_flow(request)
+        yield from _drive_sync(self.auth_flow(request), unread=request)
 
     async def async_auth_flow(
         self, request: httpx.Request
     ) -> AsyncGenerator[httpx.Request, httpx.Response]:
+        await request.aread()
         if self._valid_token() is None:
             if self._async_lock is None:
                 self._async_lock = asyncio.Lock()
             async with self._async_lock:
                 if self._valid_token() is None:
-                    flow = self._fetch_token()
-                    pending = next(flow)
+                    token_flow = self._fetch_token()
+                    pending = next(token_flow)
                     while True:
                         response = yield pending
                         await response.aread()
                         try:
-                            pending = flow.send(response)
+                            pending = token_flow.send(response)
                         except StopIteration:
                             break
-        inner = super().async_auth_flow(request)
-        try:
-            pending = await inner.__anext__()
-            while True:
-                response = yield pending
-                try:
-                    pending = await inner.asend(response)
-                except StopAsyncIteration:
-                    break
-        finally:
-            await inner.aclose()
+        flow = self.auth_flow(request)
+        pending = next(flow)
+        while True:
+            response = yield pending
+            if pending is not request:  # a token request made after a 401: its body is needed
+                await response.aread()
+            try:
+                pending = flow.send(response)
+            except StopIteration:
+                break
 
 
 def _lifetime(expires_in: Any) -> float:
@@ -356,12 +359,16 @@ def _lifetime(expires_in: Any) -> float:
 
 
 def _drive_sync(
-    flow: Generator[httpx.Request, httpx.Response, str],
+    flow: Generator[httpx.Request, httpx.Response, object],
+    *,
+    unread: httpx.Request | None = None,
 ) -> Generator[httpx.Request, httpx.Response, None]:
+    """Drive ``flow``, reading each answer's body except the answer to ``unread``."""
     pending = next(flow)
     while True:
         response = yield pending
-        response.read()
+        if pending is not unread:
+            response.read()
         try:
             pending = flow.send(response)
         except StopIteration:

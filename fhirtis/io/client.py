@@ -400,9 +400,24 @@ class FhirClient:
         content: bytes | None = None,
         headers: Mapping[str, str] | None = None,
         idempotent: bool,
+        stream: bool = False,
+        auth: httpx.Auth | None = None,
+        check_origin: bool = True,
+        policy: RetryPolicy | None = None,
     ) -> httpx.Response:
-        """Send with retries; returns the first answer that is not a retryable status."""
-        self._check_origin(url)
+        """Send with retries; returns the first answer that is not a retryable status.
+
+        For :mod:`fhirtis.io.bulk`: ``stream`` returns the answer with its body unread (the
+        caller closes it); ``auth`` replaces the client's auth for this request;
+        ``check_origin=False`` allows another origin (only with an ``auth`` that sends no
+        credentials); ``policy`` replaces the retry policy (e.g. a shorter budget).
+        """
+        if check_origin:
+            self._check_origin(url)
+        elif auth is None:
+            raise ValueError("a request off the FHIR server's origin needs its own auth")
+        send_auth = auth if auth is not None else self._auth
+        retry_policy = policy if policy is not None else self._policy
         merged = {"Accept": FHIR_JSON, "User-Agent": self._config.user_agent, **(headers or {})}
         target = _urls.log_target(url)
         where = _urls.redact(url)
@@ -418,7 +433,7 @@ class FhirClient:
             try:
                 async with self._in_flight:
                     response = await self._http.send(
-                        request, auth=self._auth, follow_redirects=False
+                        request, auth=send_auth, follow_redirects=False, stream=stream
                     )
             except TokenEndpointUnavailable as exc:
                 # the FHIR request was not sent: safe to retry whatever it is
@@ -446,6 +461,8 @@ class FhirClient:
                 log.debug("%s %s -> %d", method, target, status)
                 if status not in RETRYABLE_STATUSES:
                     return response
+                if stream:
+                    await response.aclose()
                 if not idempotent and status not in NOT_PROCESSED_STATUSES:
                     log.warning("%s %s -> %d; outcome unknown, not re-sent", method, target, status)
                     raise WriteOutcomeUnknown(
@@ -456,7 +473,7 @@ class FhirClient:
                     )
                 outcome, last_status, cause = f"HTTP {status}", status, None
                 retry_after = response.headers.get("Retry-After")
-            delay = self._policy.next_delay(
+            delay = retry_policy.next_delay(
                 attempt,
                 timing.monotonic() - started,
                 parse_retry_after(retry_after, timing.time()),
@@ -475,7 +492,7 @@ class FhirClient:
                 target,
                 outcome,
                 attempt + 1,
-                self._policy.max_attempts,
+                retry_policy.max_attempts,
                 delay,
             )
             await timing.sleep(delay)

@@ -50,6 +50,16 @@ class FhirClientConfig(BaseModel):
     retry_budget_seconds: float = Field(default=120.0, ge=0)
 
     concurrency: int = Field(default=8, ge=1, le=256)
+
+    bulk_poll_interval_seconds: float = Field(
+        default=5.0, gt=0, description="first wait between $export status polls without Retry-After"
+    )
+    bulk_poll_max_interval_seconds: float = Field(
+        default=120.0, gt=0, description="cap of the growing wait between status polls"
+    )
+    bulk_budget_seconds: float = Field(
+        default=6 * 3600.0, gt=0, description="total time to wait for an $export to complete"
+    )
     user_agent: str = f"fhirtis/{__version__}"
 
     @field_validator("base_url")
@@ -66,6 +76,14 @@ class FhirClientConfig(BaseModel):
         if url.scheme not in {"http", "https"} or not url.host:
             raise ValueError("token_url must be an absolute http(s) URL")
         return value
+
+    @model_validator(mode="after")
+    def _check_bulk(self) -> Self:
+        if self.bulk_poll_max_interval_seconds < self.bulk_poll_interval_seconds:
+            raise ValueError(
+                "bulk_poll_max_interval_seconds must not be less than bulk_poll_interval_seconds"
+            )
+        return self
 
     @model_validator(mode="after")
     def _check_auth(self) -> Self:

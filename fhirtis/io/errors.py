@@ -12,11 +12,14 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = [
+    "BulkExportFailed",
+    "BulkExportTimeout",
     "FhirClientError",
     "FhirServerError",
     "Forbidden",
     "ForeignNextLink",
     "ForeignUrl",
+    "MalformedNdjson",
     "MalformedResponse",
     "NotFound",
     "PagingLoop",
@@ -136,3 +139,42 @@ class WriteOutcomeUnknown(FhirClientError):  # noqa: N818 - names fixed by the A
         super().__init__(message)
         self.method = method
         self.url = url
+
+
+class BulkExportFailed(FhirServerError):  # noqa: N818 - names fixed by the API
+    """A Bulk Data ``$export`` was refused at kick-off, or its status request reports that the
+    export failed (4xx/5xx other than 401, 403, 404 and 410, which keep their own classes).
+
+    The server's OperationOutcome, if any, is in ``operation_outcome`` (never in the message).
+    """
+
+
+class BulkExportTimeout(FhirClientError):  # noqa: N818 - names fixed by the API
+    """Polling a Bulk Data export did not see it complete within the time budget.
+
+    The export may still be running on the server: poll the status URL again later, or cancel
+    it. ``url`` is the redacted status URL, ``elapsed`` the seconds spent polling, ``progress``
+    the last ``X-Progress`` the server sent (kept as data only).
+    """
+
+    def __init__(
+        self, message: str, *, url: str, elapsed: float, budget: float, progress: str | None
+    ) -> None:
+        super().__init__(message)
+        self.url = url
+        self.elapsed = elapsed
+        self.budget = budget
+        self.progress = progress
+
+
+class MalformedNdjson(MalformedResponse):
+    """A line of a Bulk Data NDJSON file is not a JSON resource of the file's type (or is too
+    long). ``url`` is the redacted file URL, ``line`` the 1-based line number; the line's
+    content is never put into the message or the exception."""
+
+    def __init__(
+        self, message: str, *, url: str, line: int, resource_type: str, status: int | None = None
+    ) -> None:
+        super().__init__(message, status=status, url=url)
+        self.line = line
+        self.resource_type = resource_type

@@ -8,6 +8,9 @@ from fhirtis.io import errors
 EXPECTED = {
     "AuthMode",
     "BearerTokenAuth",
+    "BulkExportClient",
+    "BulkExportFailed",
+    "BulkExportTimeout",
     "FhirClient",
     "FhirClientConfig",
     "FhirClientError",
@@ -16,7 +19,10 @@ EXPECTED = {
     "Forbidden",
     "ForeignNextLink",
     "ForeignUrl",
+    "MalformedNdjson",
     "MalformedResponse",
+    "Manifest",
+    "ManifestFile",
     "NoAuth",
     "NotFound",
     "PagingLoop",
@@ -48,6 +54,8 @@ def test_error_hierarchy() -> None:
         errors.Forbidden,
         errors.MalformedResponse,
         errors.TokenEndpointUnavailable,
+        errors.BulkExportFailed,
+        errors.MalformedNdjson,
     ]
     for cls in server_errors:
         assert issubclass(cls, errors.FhirServerError)
@@ -57,6 +65,8 @@ def test_error_hierarchy() -> None:
         errors.ForeignUrl,
         errors.PagingLoop,
         errors.WriteOutcomeUnknown,
+        errors.BulkExportTimeout,
     ]:
         assert issubclass(cls, errors.FhirClientError)
     assert issubclass(errors.ForeignNextLink, errors.ForeignUrl)
+    assert issubclass(errors.MalformedNdjson, errors.MalformedResponse)
