@@ -1,0 +1,280 @@
+"""Draft IVIG orders (MedicationRequest) → what the CDS Hooks service checks. Pure: no network.
+
+An order is IVIG exactly when an administration of the same medication would be (the same
+codes, product names and ``Medication`` resolution as :mod:`fhirtis.fhir.extract`); its
+concentration is the Medication's ``ingredient.strength`` (never assumed). Its rates are every
+``dosageInstruction[].doseAndRate[].rate[x]``: ``rateQuantity``, ``rateRatio`` or the ``high``
+of a ``rateRange``, in one of four kinds, converted exactly with UCUM:
+
+========================  =============  =========================================
+kind                      canonical      e.g.
+========================  =============  =========================================
+``volume``                mL/h           300 mL/h, 5 mL/min
+``mass``                  mg/h           12 g/h
+``volume-per-kg``         mL/kg/h        2 mL/kg/h
+``mass-per-kg``           mg/kg/h        4 mg/kg/min (= 240 mg/kg/h)
+========================  =============  =========================================
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from decimal import Decimal, localcontext
+from enum import StrEnum
+from typing import Any
+
+from fhirtis.clinical.ivig import DECIMAL_CONTEXT, is_positive_finite
+from fhirtis.fhir.codes import UCUM
+from fhirtis.fhir.extract import Extractor, _ExcludedError, _quantity
+from fhirtis.fhir.primitives import is_id
+from fhirtis.fhir.units import UnitError, convert
+
+Json = dict[str, Any]
+
+__all__ = [
+    "IvigOrder",
+    "OrderedRate",
+    "RateKind",
+    "draft_medication_requests",
+    "medication_reference",
+    "read_ivig_order",
+    "with_rates",
+]
+
+_MIN_PER_H = Decimal(60)
+_VOID = {"entered-in-error", "cancelled", "revoked"}
+
+
+class RateKind(StrEnum):
+    VOLUME = "volume"  # mL/h
+    MASS = "mass"  # mg/h
+    VOLUME_PER_KG = "volume-per-kg"  # mL/kg/h
+    MASS_PER_KG = "mass-per-kg"  # mg/kg/h
+
+    @property
+    def canonical(self) -> str:
+        return _CANONICAL[self]
+
+
+_CANONICAL = {
+    RateKind.VOLUME: "mL/h",
+    RateKind.MASS: "mg/h",
+    RateKind.VOLUME_PER_KG: "mL/kg/h",
+    RateKind.MASS_PER_KG: "mg/kg/h",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class OrderedRate:
+    """One rate of an order, in its kind's canonical unit."""
+
+    kind: RateKind
+    value: Decimal
+    location: tuple[int, int]  # (dosageInstruction index, doseAndRate index)
+    element: str  # "rateQuantity", "rateRatio" or "rateRange"
+    text: str  # as ordered, e.g. "300 mL/h"
+
+    @property
+    def path(self) -> str:
+        i, j = self.location
+        return f"dosageInstruction[{i}].doseAndRate[{j}].{self.element}"
+
+    def mg_kg_min(self, concentration: Decimal | None, kg: Decimal | None) -> Decimal | None:
+        """The rate in mg/kg/min, or None when the concentration or weight it needs is unknown."""
+        with localcontext(DECIMAL_CONTEXT):
+            if self.kind is RateKind.MASS_PER_KG:
+                return self.value / _MIN_PER_H
+            if self.kind is RateKind.VOLUME_PER_KG:
+                if not is_positive_finite(concentration):
+                    return None
+                assert concentration is not None
+                return self.value * concentration / _MIN_PER_H
+            if not is_positive_finite(kg):
+                return None
+            assert kg is not None
+            if self.kind is RateKind.MASS:
+                return self.value / (_MIN_PER_H * kg)
+            if not is_positive_finite(concentration):
+                return None
+            assert concentration is not None
+            return self.value * concentration / (_MIN_PER_H * kg)
+
+
+@dataclass(frozen=True, slots=True)
+class IvigOrder:
+    """A draft MedicationRequest of IVIG, as read."""
+
+    ref: str  # "MedicationRequest/id" (or the entry's fullUrl when the order has no id)
+    resource: Json
+    product: str | None
+    concentration_mg_per_ml: Decimal | None
+    concentration_problem: str | None  # why the concentration is unknown, when it is
+    rates: tuple[OrderedRate, ...]
+    rate_problems: tuple[str, ...]  # rates that could not be read, and why
+
+
+def draft_medication_requests(
+    draft_orders: Mapping[str, Any], selections: Sequence[str] | None = None
+) -> list[tuple[str, Json]]:
+    """The MedicationRequests of a ``draftOrders`` Bundle as (reference, resource); with
+    ``selections`` (order-select), only the selected ones."""
+    out: list[tuple[str, Json]] = []
+    entries = draft_orders.get("entry")
+    for entry in entries if isinstance(entries, list) else []:
+        resource = entry.get("resource") if isinstance(entry, dict) else None
+        if not isinstance(resource, dict) or resource.get("resourceType") != "MedicationRequest":
+            continue
+        if resource.get("status") in _VOID:
+            continue
+        own = f"MedicationRequest/{resource['id']}" if is_id(resource.get("id")) else None
+        full_url = entry.get("fullUrl") if isinstance(entry.get("fullUrl"), str) else None
+        ref = own or full_url
+        if ref is None:
+            continue
+        if selections is not None and not {own, full_url} & set(selections):
+            continue
+        out.append((ref, resource))
+    return out
+
+
+def medication_reference(request: Mapping[str, Any]) -> str | None:
+    """The ``medicationReference.reference`` of an order, unless it is a contained one."""
+    ref = request.get("medicationReference")
+    target = ref.get("reference") if isinstance(ref, dict) else None
+    if isinstance(target, str) and not target.startswith("#"):
+        return target
+    return None
+
+
+def read_ivig_order(
+    extractor: Extractor, ref: str, request: Json, resolve: Mapping[str, Json]
+) -> IvigOrder | None:
+    """The order as an :class:`IvigOrder`, or None when it is not an order of IVIG (or its
+    medication cannot be identified: an unresolved ``medicationReference``)."""
+    # The extractor's own reading of medication[x] and its IVIG rule: an order is IVIG exactly
+    # when an administration of it would be.
+    try:
+        med, codings, text = extractor._medication(request, "MedicationRequest", resolve)
+    except _ExcludedError:
+        return None
+    if not extractor._is_ivig(codings, text):
+        return None
+    concentration: Decimal | None = None
+    problem: str | None = None
+    if med is None:
+        problem = "the order names no Medication with an ingredient strength"
+    else:
+        try:
+            concentration = extractor._concentration(med, "MedicationRequest")
+        except _ExcludedError as exc:
+            problem = f"the Medication's strength cannot be read ({exc.message})"
+        else:
+            if concentration is None:
+                problem = "the Medication has no ingredient strength"
+            elif not is_positive_finite(concentration):
+                concentration, problem = None, "the Medication's strength is not positive"
+    rates, rate_problems = _rates(request)
+    return IvigOrder(
+        ref=ref,
+        resource=request,
+        product=text or None,
+        concentration_mg_per_ml=concentration,
+        concentration_problem=problem,
+        rates=tuple(rates),
+        rate_problems=tuple(rate_problems),
+    )
+
+
+def _classify(value: Decimal, unit: str | None) -> tuple[RateKind, Decimal] | None:
+    if unit is None:
+        return None
+    per_kg = "kg" in unit or "[lb" in unit
+    for kind in RateKind:
+        if (kind in {RateKind.VOLUME_PER_KG, RateKind.MASS_PER_KG}) != per_kg:
+            continue
+        try:
+            return kind, convert(value, unit, kind.canonical)
+        except UnitError:
+            continue
+    return None
+
+
+def _shown(value: Decimal, unit: str | None) -> str:
+    return f"{value.normalize():f} {unit or '(no unit)'}"
+
+
+def _rates(request: Mapping[str, Any]) -> tuple[list[OrderedRate], list[str]]:
+    rates: list[OrderedRate] = []
+    problems: list[str] = []
+    instructions = request.get("dosageInstruction")
+    for i, dosage in enumerate(instructions if isinstance(instructions, list) else []):
+        dose_and_rate = dosage.get("doseAndRate") if isinstance(dosage, dict) else None
+        for j, dr in enumerate(dose_and_rate if isinstance(dose_and_rate, list) else []):
+            if not isinstance(dr, dict):
+                continue
+            where = f"dosageInstruction[{i}].doseAndRate[{j}]"
+            try:
+                found = _rate_of(dr, where)
+            except _ExcludedError as exc:
+                problems.append(f"{exc.path}: {exc.message}")
+                continue
+            if found is None:
+                continue
+            element, value, unit = found
+            classified = _classify(value, unit)
+            if classified is None:
+                problems.append(
+                    f"{where}.{element}: {_shown(value, unit)} is not an infusion rate "
+                    "(volume or mass per time, optionally per kg)"
+                )
+                continue
+            kind, canonical = classified
+            if not is_positive_finite(canonical):
+                problems.append(f"{where}.{element}: the rate is not positive")
+                continue
+            rates.append(OrderedRate(kind, canonical, (i, j), element, _shown(value, unit)))
+    return rates, problems
+
+
+def _rate_of(dr: Mapping[str, Any], where: str) -> tuple[str, Decimal, str | None] | None:
+    """(element, value, UCUM unit) of one doseAndRate's rate[x], or None when it has none."""
+    if "rateQuantity" in dr:
+        value, unit = _quantity(dr["rateQuantity"], f"{where}.rateQuantity")
+        return "rateQuantity", value, unit
+    if "rateRange" in dr:
+        rng = dr["rateRange"]
+        if not isinstance(rng, dict) or "high" not in rng:
+            raise _ExcludedError("required", "rateRange has no high", f"{where}.rateRange")
+        value, unit = _quantity(rng["high"], f"{where}.rateRange.high")
+        return "rateRange", value, unit
+    if "rateRatio" in dr:
+        ratio = dr["rateRatio"]
+        path = f"{where}.rateRatio"
+        if not isinstance(ratio, dict) or "numerator" not in ratio or "denominator" not in ratio:
+            raise _ExcludedError("structure", "rateRatio needs numerator and denominator", path)
+        num, num_unit = _quantity(ratio["numerator"], f"{path}.numerator")
+        den, den_unit = _quantity(ratio["denominator"], f"{path}.denominator")
+        if not is_positive_finite(den):
+            raise _ExcludedError("value", "rateRatio denominator must be positive", path)
+        if num_unit is None or den_unit is None:
+            raise _ExcludedError("required", "rateRatio needs units", path)
+        with localcontext(DECIMAL_CONTEXT):
+            return "rateRatio", num / den, f"({num_unit})/({den_unit})"
+    return None
+
+
+def with_rates(
+    request: Json, locations: Iterable[tuple[int, int]], value: Decimal, unit: str
+) -> Json:
+    """A copy of the order whose rate at each of ``locations`` is ``value`` ``unit`` (as a
+    ``rateQuantity``, replacing whatever rate[x] was there); nothing else changes."""
+    updated = copy.deepcopy(request)
+    quantity = {"value": value, "unit": unit, "system": UCUM, "code": unit}
+    for i, j in locations:
+        dr = updated["dosageInstruction"][i]["doseAndRate"][j]
+        for key in ("rateQuantity", "rateRatio", "rateRange"):
+            dr.pop(key, None)
+        dr["rateQuantity"] = dict(quantity)
+    return updated

@@ -1,0 +1,705 @@
+"""CDS Hooks 2.0 for IVIG orders: discovery, cards, prefetch versus reading, errors."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+from pytest_httpx import HTTPXMock
+
+from fhirtis.api.app import create_app
+from fhirtis.api.cds_hooks import SERVICES, evaluate
+from fhirtis.fhir.bundle import PatientResources
+from fhirtis.io import FhirClientConfig
+from fhirtis.pipeline import Options, evaluate_patient_resources
+from fhirtis.settings import ServiceSettings, Settings
+from tests.e2e.conftest import FhirTestServer
+from tests.e2e.test_run import load
+from tests.fhir.builders import (
+    LOINC,
+    SCT,
+    bundle,
+    condition,
+    medication,
+    obs,
+    patient,
+    qty,
+)
+from tests.fhir.patients import responder
+
+Json = dict[str, Any]
+SIGN = "/cds-services/fhirtis-ivig-order-sign"
+SELECT = "/cds-services/fhirtis-ivig-order-select"
+ALLOWED = "http://fhir.test/fhir"
+TODAY = datetime.now(UTC).date()
+
+
+def _day(days_ago: int) -> str:
+    return (TODAY - timedelta(days=days_ago)).isoformat()
+
+
+# -- building hook calls -------------------------------------------------------------------------
+
+
+def ivig_order(
+    oid: str = "rx1",
+    rate: Json | None = None,
+    *,
+    grams_per_100ml: int | None = 10,
+    rate_key: str = "rateQuantity",
+    med: Json | None = None,
+) -> Json:
+    """A draft MedicationRequest of IVIG with a contained Medication (or ``med``)."""
+    r: Json = {
+        "resourceType": "MedicationRequest",
+        "id": oid,
+        "status": "draft",
+        "intent": "order",
+        "subject": {"reference": "Patient/p1"},
+        "dosageInstruction": [
+            {"text": "IVIG 2 g/kg over 2 days", "doseAndRate": [{"doseQuantity": qty(70, "g")}]}
+        ],
+    }
+    if med is None:
+        r["contained"] = [medication("m", grams_per_100ml, text="Privigen")]
+        r["medicationReference"] = {"reference": "#m"}
+    else:
+        r.update(med)
+    if rate is not None:
+        r["dosageInstruction"][0]["doseAndRate"][0][rate_key] = rate
+    return r
+
+
+def other_order(oid: str = "rx9") -> Json:
+    return {
+        "resourceType": "MedicationRequest",
+        "id": oid,
+        "status": "draft",
+        "intent": "order",
+        "subject": {"reference": "Patient/p1"},
+        "medicationCodeableConcept": {
+            "coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "161"}],
+            "text": "acetaminophen 500 MG",
+        },
+        "dosageInstruction": [{"doseAndRate": [{"doseQuantity": qty(500, "mg")}]}],
+    }
+
+
+def searchset(resources: list[Json]) -> Json | None:
+    if not resources:
+        return None  # CDS Hooks: null when there are no data
+    return {
+        "resourceType": "Bundle",
+        "type": "searchset",
+        "total": len(resources),
+        "entry": [
+            {"fullUrl": f"{ALLOWED}/{r['resourceType']}/{r['id']}", "resource": r}
+            for r in resources
+        ],
+    }
+
+
+_OBS_KEY = {"29463-7": "weights", "8302-2": "height", "39156-5": "bmi"}
+_TYPE_KEY = {
+    "MedicationAdministration": "administrations",
+    "Medication": "administrations",
+    "Condition": "conditions",
+    "MedicationStatement": "medicationStatements",
+    "Device": "devices",
+    "Procedure": "procedures",
+    "AdverseEvent": "adverseEvents",
+}
+KEYS = (
+    "patient",
+    "weights",
+    "height",
+    "bmi",
+    "measures",
+    "administrations",
+    "conditions",
+    "medicationStatements",
+    "medicationRequests",
+    "devices",
+    "procedures",
+    "adverseEvents",
+)
+
+
+def full_prefetch(resources: list[Json]) -> Json:
+    """What a CDS client sends for the service's templates, from the patient's resources."""
+    groups: dict[str, list[Json]] = {k: [] for k in KEYS}
+    found_patient: Json | None = None
+    for r in resources:
+        rtype = r["resourceType"]
+        if rtype == "Patient":
+            found_patient = r
+        elif rtype == "Observation":
+            code = r["code"]["coding"][0]["code"]
+            groups[_OBS_KEY.get(code, "measures")].append(r)
+        else:
+            groups[_TYPE_KEY[rtype]].append(r)
+    groups["weights"].sort(key=lambda o: o["effectiveDateTime"], reverse=True)
+    out: Json = {k: searchset(v) for k, v in groups.items() if k != "patient"}
+    out["patient"] = found_patient
+    return out
+
+
+def patient_70kg(*extra: Json, weighed_days_ago: int = 3) -> list[Json]:
+    return [
+        patient(),
+        obs("w1", "29463-7", 70, "kg", _day(weighed_days_ago), system=LOINC),
+        obs("w0", "29463-7", 74, "kg", _day(400), system=LOINC),
+        *extra,
+    ]
+
+
+DVT = condition("dvt", SCT, "128053003", "2024-02-13T10:00:00Z")
+
+
+def call(
+    orders: list[Json],
+    prefetch: Json | None,
+    *,
+    hook: str = "order-sign",
+    server: str | None = None,
+    token: str | None = None,
+    selections: list[str] | None = None,
+) -> Json:
+    body: Json = {
+        "hook": hook,
+        "hookInstance": "d1577c69-dfbe-44ad-ba6d-3e05e953b2ea",
+        "context": {
+            "userId": "Practitioner/dr1",
+            "patientId": "p1",
+            "draftOrders": {
+                "resourceType": "Bundle",
+                "type": "collection",
+                "entry": [{"resource": o} for o in orders],
+            },
+        },
+    }
+    if selections is not None:
+        body["context"]["selections"] = selections
+    if prefetch is not None:
+        body["prefetch"] = prefetch
+    if server is not None:
+        body["fhirServer"] = server
+    if token is not None:
+        body["fhirAuthorization"] = {
+            "access_token": token,
+            "token_type": "Bearer",
+            "expires_in": 300,
+            "scope": "patient/Patient.read patient/Observation.read",
+            "subject": "fhirtis-cds",
+        }
+    return body
+
+
+# -- the app in-process --------------------------------------------------------------------------
+
+
+@dataclass
+class Api:
+    client: httpx.AsyncClient
+    sent: list[httpx.Request] = field(default_factory=list)  # the app's own outgoing requests
+
+    async def post(self, url: str, body: Json) -> httpx.Response:
+        return await self.client.post(url, json=body)
+
+
+@asynccontextmanager
+async def cds(base: str = ALLOWED, page_size: int = 100, **service: Any) -> AsyncIterator[Api]:
+    settings = Settings(
+        fhir=FhirClientConfig(
+            base_url=base,
+            retry_max_attempts=2,
+            retry_budget_seconds=2,
+            read_timeout_seconds=5,
+            page_size=page_size,
+        ),
+        service=ServiceSettings(**service),
+    )
+    app = create_app(settings)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://fhirtis.test"
+        ) as client,
+    ):
+        api = Api(client)
+
+        async def record(request: httpx.Request) -> None:
+            api.sent.append(request)
+
+        app.state.fhirtis.http.event_hooks = {"request": [record], "response": []}
+        yield api
+
+
+def cards_of(r: httpx.Response) -> list[Json]:
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"].startswith("application/json")
+    body = r.json()
+    assert set(body) == {"cards"}
+    for card in body["cards"]:
+        assert len(card["summary"]) < 140
+        assert card["indicator"] in {"info", "warning", "critical"}
+        assert card["source"]["label"]
+        assert card["uuid"]
+    return list(body["cards"])
+
+
+def card_with(cards: list[Json], text: str) -> Json:
+    found = [c for c in cards if text in c["summary"]]
+    assert len(found) == 1, [c["summary"] for c in cards]
+    return found[0]
+
+
+# -- discovery -----------------------------------------------------------------------------------
+
+
+async def test_discovery_lists_one_service_per_hook() -> None:
+    async with cds() as api:
+        r = await api.client.get("/cds-services")
+    assert r.status_code == 200
+    services = r.json()["services"]
+    assert {s["hook"]: s["id"] for s in services} == {
+        "order-sign": "fhirtis-ivig-order-sign",
+        "order-select": "fhirtis-ivig-order-select",
+    }
+    for s in services:
+        assert s["title"] and s["description"] and s["usageRequirements"]
+        prefetch = s["prefetch"]
+        assert set(prefetch) == set(KEYS)
+        assert prefetch["patient"] == "Patient/{{context.patientId}}"
+        assert prefetch["weights"] == (
+            "Observation?patient={{context.patientId}}&code=http://loinc.org|29463-7"
+            "&_sort=-date&_count=5"
+        )
+        assert "_include=MedicationAdministration:medication" in prefetch["administrations"]
+        assert "myositis-core-set|pga" in prefetch["measures"]
+        assert all("{{context.patientId}}" in q for q in prefetch.values())
+    assert set(SERVICES) == {s["id"] for s in services}
+
+
+# -- cards from prefetch -------------------------------------------------------------------------
+
+
+async def test_dvt_history_fast_rate_warns_and_suggests_138_ml_h(httpx_mock: HTTPXMock) -> None:
+    order = ivig_order(rate=qty(300, "mL/h"))
+    body = call([order], full_prefetch(patient_70kg(DVT)), server=ALLOWED, token="must-not-be-used")
+    async with cds() as api:
+        cards = cards_of(await api.post(SIGN, body))
+        assert api.sent == []
+    assert httpx_mock.get_requests() == []  # nothing left the service
+
+    risk = card_with(cards, "TEE risk")
+    assert risk["indicator"] == "warning"
+    assert "History of venous or arterial thrombosis" in risk["summary"]
+    assert "`Condition/dvt`" in risk["detail"]
+    assert "Obesity" in risk["detail"]  # not assessable: no BMI, no height
+
+    limit = card_with(cards, "Max IVIG rate")
+    assert limit["summary"] == "Max IVIG rate 3.3 mg/kg/min = 138 mL/h for 70 kg of 100 mg/mL"
+    assert limit["indicator"] == "info"
+    assert "7.14 mg/kg/min: above the maximum" in limit["detail"]
+
+    fast = card_with(cards, "exceeds")
+    assert fast["indicator"] == "warning"
+    assert fast["summary"] == (
+        "Ordered IVIG rate 300 mL/h (7.14 mg/kg/min) exceeds the max 3.3 mg/kg/min (138 mL/h)"
+    )
+    assert fast["selectionBehavior"] == "at-most-one"
+    (suggestion,) = fast["suggestions"]
+    assert suggestion["isRecommended"] is True
+    (action,) = suggestion["actions"]
+    assert action["type"] == "update"
+    updated = action["resource"]
+    assert updated["id"] == "rx1" and updated["resourceType"] == "MedicationRequest"
+    dr = updated["dosageInstruction"][0]["doseAndRate"][0]
+    assert dr["rateQuantity"] == {
+        "value": 138,
+        "unit": "mL/h",
+        "system": "http://unitsofmeasure.org",
+        "code": "mL/h",
+    }
+    assert dr["doseQuantity"] == order["dosageInstruction"][0]["doseAndRate"][0]["doseQuantity"]
+    assert {k: v for k, v in updated.items() if k != "dosageInstruction"} == {
+        k: v for k, v in order.items() if k != "dosageInstruction"
+    }
+    assert not any("TIS" in c["summary"] for c in cards)  # no core set measures
+
+
+async def test_no_risk_factor_max_4_is_168_ml_h() -> None:
+    body = call([ivig_order(rate=qty(300, "mL/h"))], full_prefetch(patient_70kg()))
+    async with cds() as api:
+        cards = cards_of(await api.post(SIGN, body))
+    risk = card_with(cards, "TEE risk")
+    assert risk["indicator"] == "info"
+    assert "no thrombosis risk factor found" in risk["summary"]
+    assert card_with(cards, "Max IVIG rate")["summary"].startswith(
+        "Max IVIG rate 4 mg/kg/min = 168 mL/h"
+    )
+    fast = card_with(cards, "exceeds")
+    action = fast["suggestions"][0]["actions"][0]
+    assert (
+        action["resource"]["dosageInstruction"][0]["doseAndRate"][0]["rateQuantity"]["value"] == 168
+    )
+
+
+async def test_within_the_maximum_no_warning() -> None:
+    body = call([ivig_order(rate=qty(150, "mL/h"))], full_prefetch(patient_70kg()))
+    async with cds() as api:
+        cards = cards_of(await api.post(SIGN, body))
+    assert not any("exceeds" in c["summary"] for c in cards)
+    assert "3.57 mg/kg/min: within the maximum" in card_with(cards, "Max IVIG rate")["detail"]
+
+
+async def test_a_5_percent_product_doubles_the_ml_h() -> None:
+    body = call(
+        [ivig_order(rate=qty(300, "mL/h"), grams_per_100ml=5)],
+        full_prefetch(patient_70kg(DVT)),
+    )
+    async with cds() as api:
+        cards = cards_of(await api.post(SIGN, body))
+    # 3.3 × 70 × 60 / 50 = 277.2 (twice 138.6), rounded down
+    assert card_with(cards, "Max IVIG rate")["summary"] == (
+        "Max IVIG rate 3.3 mg/kg/min = 277 mL/h for 70 kg of 50 mg/mL"
+    )
+    fast = card_with(cards, "exceeds")  # 300 mL/h of 5% = 3.57 mg/kg/min
+    assert "(3.57 mg/kg/min)" in fast["summary"]
+    rate = fast["suggestions"][0]["actions"][0]["resource"]["dosageInstruction"][0]["doseAndRate"]
+    assert rate[0]["rateQuantity"]["value"] == 277
+
+
+async def test_unknown_weight_says_ml_h_cannot_be_computed() -> None:
+    body = call([ivig_order(rate=qty(300, "mL/h"))], full_prefetch([patient(), DVT]))
+    assert body["prefetch"]["weights"] is None
+    async with cds() as api:
+        cards = cards_of(await api.post(SIGN, body))
+    limit = card_with(cards, "Max IVIG rate")
+    assert limit["summary"] == (
+        "Max IVIG rate 3.3 mg/kg/min; mL/h cannot be computed: no body weight"
+    )
+    assert limit["indicator"] == "warning"
+    assert "**cannot be checked** — the dosing weight unknown" in limit["detail"]
+    assert not any("exceeds" in c["summary"] for c in cards)  # not guessed
+
+
+async def test_unknown_concentration_is_never_assumed() -> None:
+    order = ivig_order(
+        rate=qty(300, "mL/h"),
+        med={
+            "medicationCodeableConcept": {
+                "coding": [{"system": "http://www.whocc.no/atc", "code": "J06BA02"}],
+                "text": "Octagam 10%",
+            }
+        },
+    )
+    async with cds() as api:
+        cards = cards_of(await api.post(SIGN, call([order], full_prefetch(patient_70kg()))))
+    limit = card_with(cards, "Max IVIG rate")
+    assert limit["summary"] == (
+        "Max IVIG rate 4 mg/kg/min; mL/h cannot be computed: product concentration unknown"
+    )
+    assert "16.8 g/h" in limit["detail"]  # what can be said: 4 × 70 × 60 mg/h
+    assert not any("exceeds" in c["summary"] for c in cards)
+
+
+async def test_stale_weight_is_used_and_said() -> None:
+    body = call(
+        [ivig_order(rate=qty(100, "mL/h"))], full_prefetch(patient_70kg(weighed_days_ago=45))
+    )
+    async with cds() as api:
+        cards = cards_of(await api.post(SIGN, body))
+    detail = card_with(cards, "Max IVIG rate")["detail"]
+    assert "**stale**: 45 days" in detail and "`Observation/w1`" in detail
+
+
+async def test_per_kg_and_mass_rates() -> None:
+    # 5 mg/kg/min needs no weight nor concentration to be too fast; suggested 4 mg/kg/min
+    per_kg = ivig_order("rx1", qty(5, "mg/kg/min"))
+    # 12 g/h for 70 kg = 2.857 mg/kg/min: within
+    mass = ivig_order(
+        "rx2", {"numerator": qty(12, "g"), "denominator": qty(1, "h")}, rate_key="rateRatio"
+    )
+    async with cds() as api:
+        cards = cards_of(await api.post(SIGN, call([per_kg, mass], full_prefetch(patient_70kg()))))
+    fast = card_with(cards, "exceeds")
+    assert fast["summary"].startswith("Ordered IVIG rate 5 mg/kg/min (5 mg/kg/min) exceeds")
+    rate = fast["suggestions"][0]["actions"][0]["resource"]["dosageInstruction"][0]["doseAndRate"]
+    assert rate[0]["rateQuantity"]["value"] == 4 and rate[0]["rateQuantity"]["unit"] == "mg/kg/min"
+    limits = [c for c in cards if c["summary"].startswith("Max IVIG rate")]
+    assert len(limits) == 2
+    assert any("2.86 mg/kg/min: within the maximum" in c["detail"] for c in limits)
+
+
+async def test_medication_by_reference_in_draft_orders() -> None:
+    med = medication("priv", 10, text="Privigen")
+    order = ivig_order(
+        rate=qty(300, "mL/h"), med={"medicationReference": {"reference": "urn:uuid:1"}}
+    )
+    body = call([order], full_prefetch(patient_70kg()))
+    body["context"]["draftOrders"]["entry"].append({"fullUrl": "urn:uuid:1", "resource": med})
+    async with cds() as api:
+        cards = cards_of(await api.post(SIGN, body))
+    assert "= 168 mL/h" in card_with(cards, "Max IVIG rate")["summary"]
+
+
+async def test_latest_tis_card() -> None:
+    resources = [e["resource"] for e in responder()["entry"]]
+    async with cds() as api:
+        cards = cards_of(
+            await api.post(
+                SIGN, call([ivig_order(rate=qty(150, "mL/h"))], full_prefetch(resources))
+            )
+        )
+        tis = card_with(cards, "TIS")
+        assert tis["summary"] == "Latest TIS 62.5 on 2024-03-31: major improvement"
+        assert tis["indicator"] == "info"
+        partial = [e["resource"] for e in responder(missing_haq_week=12)["entry"]]
+        cards = cards_of(
+            await api.post(SIGN, call([ivig_order(rate=qty(150, "mL/h"))], full_prefetch(partial)))
+        )
+    tis = card_with(cards, "TIS")
+    assert "(partial)" in tis["summary"] and "–" in tis["summary"]
+    assert "haq" in tis["detail"]
+
+
+async def test_non_ivig_order_has_no_cards(httpx_mock: HTTPXMock) -> None:
+    async with cds() as api:
+        r = await api.post(SIGN, call([other_order()], None, server=ALLOWED, token="t"))
+        assert cards_of(r) == []
+        assert api.sent == []
+    assert httpx_mock.get_requests() == []
+
+
+async def test_order_select_uses_the_selections() -> None:
+    orders = [ivig_order(rate=qty(300, "mL/h")), other_order()]
+    prefetch = full_prefetch(patient_70kg())
+    async with cds() as api:
+        selected = cards_of(
+            await api.post(
+                SELECT,
+                call(orders, prefetch, hook="order-select", selections=["MedicationRequest/rx1"]),
+            )
+        )
+        assert card_with(selected, "exceeds")
+        other = await api.post(
+            SELECT,
+            call(orders, prefetch, hook="order-select", selections=["MedicationRequest/rx9"]),
+        )
+        assert cards_of(other) == []
+
+
+def test_evaluation_is_the_pipelines() -> None:
+    """The CDS evaluation is the pipeline's, minus the derived resources."""
+    resources_list = [e["resource"] for e in responder(dvt_after_cycle=2)["entry"]]
+    listed = [(f"{r['resourceType']}/{r['id']}", r) for r in resources_list]
+    resources = PatientResources("Patient/p1", listed, dict(listed), [])
+    now = datetime.now(UTC)
+    ours = evaluate(resources, Settings(), now)
+    theirs = evaluate_patient_resources(resources, Settings(), Options(as_of=now))
+    assert ours.evaluation == theirs.evaluation
+    assert ours.weight.kg == 70 and ours.weight.stale
+
+
+# -- reading what prefetch lacks -----------------------------------------------------------------
+
+
+async def test_missing_prefetch_is_read_from_the_fhir_server(
+    fhir_base: str, fhir_server: FhirTestServer
+) -> None:
+    load(fhir_base, bundle(*patient_70kg(DVT), medication()))
+    partial = {"patient": patient(), "weights": None}  # weights: null, yet the server has some
+    body = call([ivig_order(rate=qty(300, "mL/h"))], partial, server=fhir_base, token="cds-token")
+    fhir_server.reset_stats()
+    async with cds(fhir_base) as api:
+        cards = cards_of(await api.post(SIGN, body))
+        sent = list(api.sent)
+    assert "History of venous or arterial thrombosis" in card_with(cards, "TEE risk")["summary"]
+    # weights were said to be none (null): not read again, so the mL/h is unknown
+    assert "mL/h cannot be computed" in card_with(cards, "Max IVIG rate")["summary"]
+    assert sent, "the service read from the FHIR server"
+    assert all(str(r.url).startswith(fhir_base) for r in sent)
+    assert all(r.headers["authorization"] == "Bearer cds-token" for r in sent)
+    assert fhir_server.stats()["committed_writes"] == 0
+
+    nothing = {"patient": patient()}  # everything else is read
+    async with cds(fhir_base) as api:
+        cards = cards_of(
+            await api.post(
+                SIGN,
+                call([ivig_order(rate=qty(300, "mL/h"))], nothing, server=fhir_base, token="t2"),
+            )
+        )
+        assert api.sent
+        assert all(str(r.url).startswith(fhir_base) for r in api.sent)
+        assert all(r.headers["authorization"] == "Bearer t2" for r in api.sent)
+    assert card_with(cards, "exceeds")["suggestions"][0]["label"] == (
+        "Lower the infusion rate to 138 mL/h"
+    )
+
+
+async def test_everything_read_page_by_page(
+    fhir_base: str, fhir_server: FhirTestServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    load(fhir_base, responder(dvt_after_cycle=2))
+    body = call([ivig_order(rate=qty(150, "mL/h"))], None, server=fhir_base, token="tok-42")
+    caplog.set_level(logging.DEBUG)
+    async with cds(fhir_base, page_size=5) as api:
+        cards = cards_of(await api.post(SIGN, body))
+        pages = [r for r in api.sent if r.method == "GET"]
+    assert pages, "later pages are followed"
+    # the same cards as from a full prefetch: 24 measures and 16 administrations, in pages of 5
+    assert card_with(cards, "TIS")["summary"] == "Latest TIS 62.5 on 2024-03-31: major improvement"
+    assert "History of venous" in card_with(cards, "TEE risk")["summary"]
+    assert card_with(cards, "exceeds")["suggestions"][0]["label"] == (
+        "Lower the infusion rate to 138 mL/h"  # 150 mL/h = 3.57 > 3.3 mg/kg/min
+    )
+    # fhirtis's own log lines (httpx's INFO lines name every URL: a deployment's log config
+    # keeps the "httpx" logger at WARNING)
+    logged = "\n".join(r.getMessage() for r in caplog.records if r.name.startswith("fhirtis"))
+    assert "fhirtis-ivig-order-sign" in logged
+    for secret in ("tok-42", "p1", "dvt", "Condition/", "Observation/", "70 kg", "138"):
+        assert secret not in logged, secret
+
+
+async def test_patient_not_on_the_fhir_server_is_412(fhir_base: str) -> None:
+    body = call([ivig_order(rate=qty(150, "mL/h"))], None, server=fhir_base, token="t")
+    async with cds(fhir_base) as api:
+        r = await api.post(SIGN, body)
+    assert r.status_code == 412, r.text
+
+
+@pytest.mark.parametrize(
+    ("failure", "status"),
+    [(httpx.Response(500, json={}), 502), (httpx.ReadTimeout("slow"), 504)],
+)
+async def test_fhir_server_failures(
+    httpx_mock: HTTPXMock, failure: httpx.Response | Exception, status: int
+) -> None:
+    if isinstance(failure, Exception):
+        httpx_mock.add_exception(failure, is_reusable=True)
+    else:
+        httpx_mock.add_response(
+            url=ALLOWED, method="POST", status_code=failure.status_code, json={}, is_reusable=True
+        )
+    body = call([ivig_order(rate=qty(150, "mL/h"))], None, server=ALLOWED, token="tok-7")
+    async with cds() as api:
+        r = await api.post(SIGN, body)
+    assert r.status_code == status
+    assert "tok-7" not in r.text and "resourceType" not in r.json()
+
+
+async def test_a_server_off_the_allow_list_is_never_contacted(httpx_mock: HTTPXMock) -> None:
+    order = ivig_order(rate=qty(300, "mL/h"))
+    elsewhere = "http://evil.test/fhir"
+    secret = "secret-token-1"
+    async with cds() as api:
+        r = await api.post(
+            SIGN, call([order], {"patient": patient()}, server=elsewhere, token=secret)
+        )
+        assert r.status_code == 412
+        assert r.headers["content-type"].startswith("application/json")
+        assert "allow-list" in r.json()["message"]
+        assert secret not in r.text
+        # with every prefetch key, the same call is answered without reading anything
+        full = call([order], full_prefetch(patient_70kg()), server=elsewhere, token=secret)
+        assert card_with(cards_of(await api.post(SIGN, full)), "exceeds")
+        assert api.sent == []
+    assert httpx_mock.get_requests() == []
+
+
+async def test_missing_prefetch_without_a_server_is_412() -> None:
+    async with cds() as api:
+        r = await api.post(SIGN, call([ivig_order(rate=qty(300, "mL/h"))], {"patient": patient()}))
+    assert r.status_code == 412
+    assert r.json()["error"] == "precondition-failed"
+    assert "weights" in r.json()["message"]
+
+
+async def test_a_failed_prefetch_counts_as_missing() -> None:
+    failed = {"resourceType": "OperationOutcome", "issue": []}
+    prefetch = {**full_prefetch(patient_70kg()), "conditions": failed}
+    async with cds() as api:
+        r = await api.post(SIGN, call([ivig_order(rate=qty(300, "mL/h"))], prefetch))
+    assert r.status_code == 412
+    assert "prefetch lacks conditions" in r.json()["message"]
+
+
+async def test_fhir_server_refusal_is_412(httpx_mock: HTTPXMock) -> None:
+    httpx_mock.add_response(url=ALLOWED, method="POST", status_code=401, json={})
+    async with cds() as api:
+        r = await api.post(
+            SIGN,
+            call(
+                [ivig_order(rate=qty(300, "mL/h"))],
+                {"patient": patient()},
+                server=ALLOWED,
+                token="tok",
+            ),
+        )
+    assert r.status_code == 412
+    assert "tok" not in r.text
+    sent = httpx_mock.get_requests()
+    assert sent and all(req.headers["authorization"] == "Bearer tok" for req in sent)
+
+
+# -- malformed requests --------------------------------------------------------------------------
+
+
+def _without(body: Json, *path: str) -> Json:
+    body = json.loads(json.dumps(body))
+    where = body
+    for key in path[:-1]:
+        where = where[key]
+    del where[path[-1]]
+    return body
+
+
+GOOD = call([ivig_order(rate=qty(300, "mL/h"))], {"patient": patient()})
+
+
+@pytest.mark.parametrize(
+    ("body", "says"),
+    [
+        (_without(GOOD, "hookInstance"), "hookInstance"),
+        (_without(GOOD, "hook"), "hook"),
+        ({**GOOD, "hook": "patient-view"}, "order-sign"),
+        (_without(GOOD, "context", "patientId"), "patientId"),
+        (_without(GOOD, "context", "draftOrders"), "draftOrders"),
+        (
+            {**GOOD, "fhirAuthorization": {"access_token": "x", "token_type": "Bearer"}},
+            "fhirServer",
+        ),
+        ({**GOOD, "prefetch": {"patient": patient("p2")}}, "patient"),
+        ({**GOOD, "prefetch": {"weights": ["not", "a", "resource"]}}, "prefetch.weights"),
+        ({**GOOD, "prefetch": {"conditions": searchset([patient("p2")])}}, "another patient"),
+        ({**GOOD, "prefetch": {"patient": {"resourceType": "Condition"}}}, "prefetch.patient"),
+        ([1, 2], "JSON object"),
+    ],
+)
+async def test_malformed_requests_are_400(body: Any, says: str) -> None:
+    async with cds() as api:
+        r = await api.post(SIGN, body)
+    assert r.status_code == 400
+    answer = r.json()
+    assert "resourceType" not in answer
+    assert answer["error"] == "invalid-request" and says in answer["message"]
+
+
+async def test_not_json_and_unknown_service() -> None:
+    async with cds() as api:
+        r = await api.client.post(
+            SIGN, content=b"{not json", headers={"content-type": "application/json"}
+        )
+        assert r.status_code == 400 and "not JSON" in r.json()["message"]
+        r = await api.post("/cds-services/nope", GOOD)
+        assert r.status_code == 404 and r.json()["error"] == "unknown-service"
