@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
+from urllib.parse import quote
 
 from fhir.resources.R4B.adverseevent import AdverseEvent
 from fhir.resources.R4B.detectedissue import DetectedIssue
@@ -57,12 +58,24 @@ _MODELS: dict[str, type[Resource]] = {
 }
 
 
+# R4 resources whose business identifier has no ``identifier`` search parameter: they are
+# matched by other search parameters instead (and checked by identifier on the client).
+NO_IDENTIFIER_SEARCH = frozenset({"AdverseEvent"})
+
+
 @dataclass(frozen=True)
 class Derived:
-    """One derived resource and its business identifier value."""
+    """One derived resource, its business identifier value, and (for types without an
+    ``identifier`` search parameter) the search that finds it."""
 
     resource: Json
     identifier: str
+    match: str | None = None
+
+    @property
+    def if_none_exist(self) -> str:
+        """The conditional-create query that finds this resource if it already exists."""
+        return self.match or f"identifier={IDENTIFIER_SYSTEM}|{self.identifier}"
 
     @property
     def full_url(self) -> str:
@@ -421,9 +434,16 @@ def _adverse_event(patient_ref: str, assoc: AssociatedEvent) -> Derived:
             {"instance": {"reference": s}, "causality": [causality]} for s in assoc.suspects
         ],
     }
+    # R4 AdverseEvent has no identifier search parameter: match on patient, fhirtis's category,
+    # the onset and (when the event is a Condition) the resulting condition.
+    match = (
+        f"subject={patient_ref}&category={FHIRTIS_SYSTEM}|tee-temporally-associated"
+        f"&date={ae['date']}"
+    )
     if event_ref.startswith("Condition/"):
         ae["resultingCondition"] = [{"reference": assoc.event.source}]
-    return Derived(_validated(ae), ident)
+        match += f"&resultingcondition={event_ref}"
+    return Derived(_validated(ae), ident, quote(match, safe="=&|:/"))
 
 
 # -- all of it ---------------------------------------------------------------------------------

@@ -16,7 +16,6 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from fhirtis.fhir.codes import IDENTIFIER_SYSTEM
 from fhirtis.fhir.derive import Derived, provenance
 
 Json = dict[str, Any]
@@ -92,7 +91,7 @@ def plan_writes(
                     "request": {
                         "method": "POST",
                         "url": d.resource_type,
-                        "ifNoneExist": f"identifier={IDENTIFIER_SYSTEM}|{d.identifier}",
+                        "ifNoneExist": d.if_none_exist,
                     },
                 }
             )

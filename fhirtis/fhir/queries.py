@@ -14,7 +14,7 @@ from typing import Any
 from urllib.parse import quote
 
 from fhirtis.fhir.codes import CORE_SET_SYSTEM, IDENTIFIER_SYSTEM, Terminology
-from fhirtis.fhir.derive import Derived
+from fhirtis.fhir.derive import NO_IDENTIFIER_SEARCH, Derived
 from fhirtis.fhir.extract import CORE_SET_CODES, ENZYME_VALUE_SETS
 
 Json = dict[str, Any]
@@ -61,11 +61,17 @@ def patient_read_entries(patient_id: str, terminology: Terminology, count: int) 
 
 
 def existing_entries(derived: Sequence[Derived], count: int) -> list[Json]:
-    """Batch entries finding fhirtis's earlier output by business identifier, per type."""
+    """Batch entries finding fhirtis's earlier output by business identifier, per type (types
+    without an ``identifier`` search parameter by their own match query; the caller keeps only
+    resources with the right identifier)."""
     by_type: dict[str, list[str]] = {}
-    for d in derived:
-        by_type.setdefault(d.resource_type, []).append(_token(IDENTIFIER_SYSTEM, d.identifier))
     entries = []
+    for d in derived:
+        if d.resource_type in NO_IDENTIFIER_SEARCH:
+            url = f"{d.resource_type}?{d.if_none_exist}&_count={count}"
+            entries.append({"request": {"method": "GET", "url": url}})
+            continue
+        by_type.setdefault(d.resource_type, []).append(_token(IDENTIFIER_SYSTEM, d.identifier))
     for rtype in sorted(by_type):
         for chunk in _chunks(by_type[rtype], MAX_QUERY_VALUES):
             url = f"{rtype}?identifier={','.join(chunk)}&_count={count}"

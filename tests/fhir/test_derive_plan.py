@@ -8,6 +8,7 @@ import orjson
 
 from fhirtis.fhir.bundle import read_patient_bundle
 from fhirtis.fhir.codes import IDENTIFIER_SYSTEM
+from fhirtis.fhir.queries import existing_entries
 from fhirtis.pipeline import PatientResult, evaluate_patient_resources
 from fhirtis.settings import Settings
 from tests.fhir.patients import responder
@@ -100,6 +101,25 @@ def test_rate_finding_and_associated_event() -> None:
     )
 
 
+def test_adverse_events_are_matched_without_an_identifier_search() -> None:
+    """R4 AdverseEvent has no identifier search parameter: conditional creates and look-ups use
+    patient, category, onset and the resulting Condition."""
+    result = _evaluate(responder(dvt_after_cycle=2))
+    bundle = result.plan().bundle
+    assert bundle is not None
+    ae = next(e for e in bundle["entry"] if e["resource"]["resourceType"] == "AdverseEvent")
+    assert ae["request"]["ifNoneExist"] == (
+        "subject=Patient/p1&category=http://fhirtis.org/fhir/CodeSystem/fhirtis"
+        "|tee-temporally-associated&date=2024-02-13T10:00:00%2B00:00"
+        "&resultingcondition=Condition/dvt"
+    )
+    lookups = existing_entries(result.derived, 50)
+    assert any(
+        e["request"]["url"].startswith("AdverseEvent?subject=Patient/p1&category=") for e in lookups
+    )
+    assert not any(e["request"]["url"].startswith("AdverseEvent?identifier") for e in lookups)
+
+
 def test_same_input_gives_byte_identical_output() -> None:
     a = orjson.dumps(_evaluate(responder()).plan().bundle)
     b = orjson.dumps(_evaluate(responder()).plan().bundle)
@@ -113,13 +133,9 @@ def test_offline_plan_is_conditional_creates_with_one_provenance() -> None:
     entries = bundle["entry"]
     creates, prov = entries[:-1], entries[-1]
     assert all(e["request"]["method"] == "POST" for e in creates)
-    assert all(
-        e["request"]["ifNoneExist"]
-        == f"identifier={IDENTIFIER_SYSTEM}|" + e["resource"]["identifier"][0]["value"]
-        if isinstance(e["resource"]["identifier"], list)
-        else e["request"]["ifNoneExist"].endswith(e["resource"]["identifier"]["value"])
-        for e in creates
-    )
+    for e in creates:
+        ident = e["resource"]["identifier"]
+        assert e["request"]["ifNoneExist"] == f"identifier={IDENTIFIER_SYSTEM}|" + ident[0]["value"]
     assert len({e["fullUrl"] for e in creates}) == len(creates)
     p = prov["resource"]
     assert p["resourceType"] == "Provenance"

@@ -1,0 +1,181 @@
+"""Cohort runs: NDJSON grouped on disk, the ledger, resume, write-back, and a real SIGKILL."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import orjson
+from typer.testing import CliRunner
+
+from fhirtis.cli import app
+from fhirtis.ledger import Ledger
+from fhirtis.ndjson_store import NdjsonStore
+from fhirtis.synthetic import make_cohort, write_ndjson
+from tests.e2e.test_run import search
+
+runner = CliRunner()
+
+
+def _export(tmp_path: Path, n: int, seed: int = 7) -> Path:
+    folder = tmp_path / "export"
+    write_ndjson(make_cohort(n, seed), folder)
+    return folder
+
+
+def _load(base: str, folder: Path) -> None:
+    """Load an NDJSON export into the server (what a registry's EHR would hold)."""
+    entries = []
+    for file in sorted(folder.glob("*.ndjson")):
+        for line in file.read_bytes().splitlines():
+            r = orjson.loads(line)
+            url = f"{r['resourceType']}/{r['id']}"
+            entries.append({"resource": r, "request": {"method": "PUT", "url": url}})
+    for i in range(0, len(entries), 400):
+        bundle = {"resourceType": "Bundle", "type": "transaction", "entry": entries[i : i + 400]}
+        httpx.post(base, json=bundle, timeout=300).raise_for_status()
+
+
+def test_store_groups_by_patient_and_reports_bad_lines(tmp_path: Path) -> None:
+    folder = _export(tmp_path, 3)
+    (folder / "Broken.ndjson").write_text('{"resourceType": "Observation"}\nnot json\n')
+    with NdjsonStore(tmp_path / "s.sqlite") as store:
+        stats = store.load_folder(folder)
+        assert stats.patients == 3
+        assert stats.problems == 2
+        assert store.problems()[0][:2] == ("Broken.ndjson", 1)
+        pr, digest = store.patient_resources(store.patients()[0])
+        kinds = {r["resourceType"] for _, r in pr.resources}
+        assert {"Patient", "Observation", "MedicationAdministration"} <= kinds
+        assert any(k.startswith("Medication/") for k in pr.resolve)  # shared, by reference
+        assert store.patient_resources(store.patients()[0])[1] == digest
+
+
+def test_offline_cohort_and_resume(tmp_path: Path) -> None:
+    folder = _export(tmp_path, 6)
+    ledger = tmp_path / "ledger.sqlite"
+    args = [
+        "cohort",
+        "--ndjson",
+        str(folder),
+        "--ledger",
+        str(ledger),
+        "--work-dir",
+        str(tmp_path / "work"),
+        "--summaries",
+        str(tmp_path / "s.ndjson"),
+    ]
+    first = runner.invoke(app, args)
+    assert first.exit_code == 0, first.output
+    assert "6 patients: evaluated 6; skipped (unchanged since the ledger) 0" in first.stdout
+    summaries = [orjson.loads(x) for x in (tmp_path / "s.ndjson").read_bytes().splitlines()]
+    assert len(summaries) == 6 and all("assessments" in s for s in summaries)
+    again = runner.invoke(app, args)
+    assert "skipped (unchanged since the ledger) 6" in again.stdout
+    # One patient's data changes: only that patient is evaluated again.
+    obs = (folder / "Observation.ndjson").read_bytes().splitlines()
+    changed = orjson.loads(obs[0])
+    changed["valueQuantity"]["value"] = 1
+    obs[0] = orjson.dumps(changed)
+    (folder / "Observation.ndjson").write_bytes(b"\n".join(obs) + b"\n")
+    third = runner.invoke(app, args)
+    assert "evaluated 1; skipped (unchanged since the ledger) 5" in third.stdout
+
+
+def test_cohort_writes_back_idempotently(tmp_path: Path, fhir_base: str) -> None:
+    folder = _export(tmp_path, 5)
+    _load(fhir_base, folder)
+    common = ["cohort", "--ndjson", str(folder), "--server", fhir_base, "--write"]
+    result = runner.invoke(
+        app, [*common, "--ledger", str(tmp_path / "l.sqlite"), "--work-dir", str(tmp_path / "w")]
+    )
+    assert result.exit_code == 0, result.output
+    assert "written 5" in result.stdout
+    assert len(search(fhir_base, "Provenance")) == 5
+    fresh = runner.invoke(
+        app, [*common, "--ledger", str(tmp_path / "l2.sqlite"), "--work-dir", str(tmp_path / "w2")]
+    )
+    assert "unchanged 5" in fresh.stdout  # a new ledger: all re-checked, nothing written
+    assert len(search(fhir_base, "Provenance")) == 5
+
+
+def test_patient_list_source(tmp_path: Path, fhir_base: str) -> None:
+    folder = _export(tmp_path, 3, seed=11)
+    _load(fhir_base, folder)
+    ids = ",".join(f"syn{i:06d}" for i in range(3)) + ",ghost"
+    r = runner.invoke(
+        app,
+        [
+            "cohort",
+            "--patients",
+            ids,
+            "--server",
+            fhir_base,
+            "--write",
+            "--ledger",
+            str(tmp_path / "l.sqlite"),
+        ],
+    )
+    assert r.exit_code == 1  # the ghost is reported incomplete
+    assert "written 3" in r.stdout and "Patient/ghost" in r.stdout
+    with Ledger(tmp_path / "l.sqlite") as ledger:
+        assert ledger.counts() == {"written": 3, "not-found": 1}
+
+
+def test_sigkill_mid_write_then_resume(tmp_path: Path, fhir_base: str) -> None:
+    n = 30
+    folder = _export(tmp_path, n, seed=23)
+    _load(fhir_base, folder)
+    ledger = tmp_path / "l.sqlite"
+    cmd = [
+        sys.executable,
+        "-m",
+        "fhirtis",
+        "cohort",
+        "--ndjson",
+        str(folder),
+        "--server",
+        fhir_base,
+        "--write",
+        "--ledger",
+        str(ledger),
+        "--work-dir",
+        str(tmp_path / "w"),
+        "--concurrency",
+        "4",
+        "--no-progress",
+    ]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:  # kill once some, not all, patients are written
+            time.sleep(0.1)
+            if ledger.exists():
+                with Ledger(ledger) as book:
+                    if 3 <= sum(book.counts().values()) < n:
+                        break
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+    with Ledger(ledger) as book:
+        done_before = sum(book.counts().values())
+    assert 0 < done_before < n
+    resumed = subprocess.run(cmd, capture_output=True, text=True, timeout=900, check=False)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    with Ledger(ledger) as book:
+        counts = book.counts()
+    assert counts.get("written", 0) + counts.get("unchanged", 0) == n
+    assert f"skipped (unchanged since the ledger) {done_before}" in resumed.stdout
+    # No duplicates: every derived identifier once, one risk Flag and one cumulative dose each.
+    derived = search(
+        fhir_base, "Observation", identifier="http://fhirtis.org/fhir/identifier/derived|"
+    )
+    idents = [o["identifier"][0]["value"] for o in derived]
+    assert idents and len(idents) == len(set(idents))
+    assert len(search(fhir_base, "Flag")) == n
