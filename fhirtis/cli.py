@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import sys
 from datetime import date
 from decimal import Decimal
@@ -440,4 +441,6 @@ def _fhir_config(settings: Settings, server: str | None) -> FhirClientConfig | N
 
 
 def main() -> None:
+    # httpx logs every request URL at INFO; fhirtis logs what it does itself (ids and counts).
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     app()
