@@ -321,6 +321,9 @@ def cohort(
         str | None, typer.Option(help="Dask scheduler address (default: a local cluster).")
     ] = None,
     concurrency: Annotated[int, typer.Option(min=1, max=256)] = 8,
+    max_rate: Annotated[
+        float | None, typer.Option(help="Never send more than this many requests per second.")
+    ] = None,
     since: Annotated[
         str | None, typer.Option("--since", help="Bulk _since (default: the ledger's last run).")
     ] = None,
@@ -356,6 +359,10 @@ def cohort(
             ids = [line.strip() for line in patient_file.read_text().splitlines() if line.strip()]
         if ndjson is not None and not ndjson.is_dir():
             raise ValueError(f"{ndjson} is not a folder")
+        if fhir is not None:
+            fhir = fhir.model_copy(
+                update={"concurrency": concurrency, "max_requests_per_second": max_rate}
+            )
     except (ValueError, FileNotFoundError) as exc:
         err.print(f"fhirtis cohort: {exc}", markup=False)
         raise typer.Exit(EXIT_BAD_INPUT) from None

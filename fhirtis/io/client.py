@@ -132,6 +132,8 @@ class FhirClient:
             budget=config.retry_budget_seconds,
         )
         self._in_flight = asyncio.Semaphore(config.concurrency)
+        self._next_slot = 0.0  # the earliest monotonic time the next request may start
+        self._pace_lock = asyncio.Lock()
 
     @property
     def config(self) -> FhirClientConfig:
@@ -392,6 +394,18 @@ class FhirClient:
             response.content, what=what, method=method, url=url, status=response.status_code
         )
 
+    async def _pace(self) -> None:
+        """Keep to ``max_requests_per_second``: each request takes the next free time slot."""
+        rate = self._config.max_requests_per_second
+        if rate is None:
+            return
+        async with self._pace_lock:
+            now = self._timing.monotonic()
+            slot = max(now, self._next_slot)
+            self._next_slot = slot + 1.0 / rate
+        if slot > now:
+            await self._timing.sleep(slot - now)
+
     async def _send(
         self,
         method: str,
@@ -431,6 +445,7 @@ class FhirClient:
             )
             retry_after: str | None = None
             try:
+                await self._pace()
                 async with self._in_flight:
                     response = await self._http.send(
                         request, auth=send_auth, follow_redirects=False, stream=stream

@@ -50,6 +50,9 @@ class FhirClientConfig(BaseModel):
     retry_budget_seconds: float = Field(default=120.0, ge=0)
 
     concurrency: int = Field(default=8, ge=1, le=256)
+    max_requests_per_second: float | None = Field(
+        default=None, gt=0, description="never send more requests than this per second"
+    )
 
     bulk_poll_interval_seconds: float = Field(
         default=5.0, gt=0, description="first wait between $export status polls without Retry-After"
