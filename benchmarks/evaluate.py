@@ -16,7 +16,7 @@ import time
 
 import orjson
 
-from fhirtis.clinical.patient import PatientFactsBundle, evaluate_patient
+from fhirtis.clinical.patient import evaluate_patient
 from fhirtis.fhir.bundle import read_patient_bundle
 from fhirtis.fhir.derive import derive_resources
 from fhirtis.fhir.plan import plan_writes
@@ -57,19 +57,7 @@ def main() -> None:
         s1 = time.perf_counter()
         data = extractor.extract(resources.patient_ref, resources.resources, resources.resolve)
         s2 = time.perf_counter()
-        facts = PatientFactsBundle(
-            data.patient,
-            data.patient_source,
-            data.measures,
-            data.administrations,
-            data.weights,
-            data.heights,
-            data.bmis,
-            data.evidence,
-            data.events,
-            data.jdm_coded,
-            data.dm_onset,
-        )
+        facts = data.facts()
         evaluation = evaluate_patient(facts, settings.policy, as_of=as_of_for(data))
         s3 = time.perf_counter()
         derived = derive_resources(evaluation, data.patient_ref)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from fhirtis.clinical.facts import Instrument
-from fhirtis.clinical.patient import PatientEvaluation, PatientFactsBundle, evaluate_patient
+from fhirtis.clinical.patient import PatientEvaluation, evaluate_patient
 from fhirtis.clinical.policy import Policy, Population
 from fhirtis.fhir.bundle import PatientResources, read_patient_bundle
 from fhirtis.fhir.codes import Terminology, load_concept_map, terminology
@@ -82,19 +82,7 @@ def evaluate_patient_resources(
     extractor = extractor or extractor_for(settings)
     data = extractor.extract(resources.patient_ref, resources.resources, resources.resolve)
     data.issues[:0] = resources.issues
-    facts = PatientFactsBundle(
-        patient=data.patient,
-        patient_source=data.patient_source,
-        measures=data.measures,
-        administrations=data.administrations,
-        weights=data.weights,
-        heights=data.heights,
-        bmis=data.bmis,
-        evidence=data.evidence,
-        events=data.events,
-        jdm_coded=data.jdm_coded,
-        dm_onset=data.dm_onset,
-    )
+    facts = data.facts()
     policy: Policy = settings.policy
     evaluation = evaluate_patient(
         facts,

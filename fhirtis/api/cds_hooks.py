@@ -36,7 +36,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import ROUND_DOWN, ROUND_UP, Decimal, localcontext
 from functools import cache
@@ -48,7 +48,7 @@ from fastapi.responses import Response
 
 from fhirtis.api.errors import ApiError
 from fhirtis.clinical.ivig import DECIMAL_CONTEXT, DosingWeight, dosing_weight, format_decimal
-from fhirtis.clinical.patient import PatientEvaluation, PatientFactsBundle, evaluate_patient
+from fhirtis.clinical.patient import PatientEvaluation, evaluate_patient
 from fhirtis.clinical.thrombosis import RateLimit, RiskProfile
 from fhirtis.fhir.bundle import PatientResources
 from fhirtis.fhir.codes import CORE_SET_SYSTEM, Terminology, profiles_dir, terminology
@@ -482,10 +482,7 @@ def evaluate(resources: PatientResources, settings: Settings, now: datetime) -> 
     the derived resources; and the dosing weight now (DOMAIN.md §4)."""
     extractor = extractor_for(settings)
     data = extractor.extract(resources.patient_ref, resources.resources, resources.resolve)
-    facts = PatientFactsBundle(
-        **{f.name: getattr(data, f.name) for f in fields(PatientFactsBundle)}
-    )
-    evaluation = evaluate_patient(facts, settings.policy, as_of=now)
+    evaluation = evaluate_patient(data.facts(), settings.policy, as_of=now)
     weight = dosing_weight(now, data.weights, data.heights, data.patient, settings.policy)
     return _Evaluated(data, evaluation, weight, now)
 

@@ -10,7 +10,7 @@ over without a word.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
@@ -31,6 +31,7 @@ from fhirtis.clinical.facts import (
     TeeEvent,
     TeeKind,
 )
+from fhirtis.clinical.patient import PatientFactsBundle
 from fhirtis.fhir.codes import (
     CORE_SET_SYSTEM,
     IDENTIFIER_SYSTEM,
@@ -99,6 +100,12 @@ class PatientData:
     used: dict[str, str] = field(default_factory=dict)  # ref → versioned ref, every source used
     existing_derived: list[Json] = field(default_factory=list)  # fhirtis's own earlier output
     latest: datetime | None = None  # the latest clinical time seen (the default "as of")
+
+    def facts(self) -> PatientFactsBundle:
+        """What the clinical core reads of this patient."""
+        return PatientFactsBundle(
+            **{f.name: getattr(self, f.name) for f in fields(PatientFactsBundle)}
+        )
 
 
 @dataclass(frozen=True)
