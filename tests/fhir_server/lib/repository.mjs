@@ -21,9 +21,13 @@ import { FhirRepository } from '@medplum/fhir-router';
 import { applyPatch } from 'rfc6902';
 import {
   badRequestError,
+  filterIndexKeys,
+  indexKeys,
+  isIndexableParam,
   isKnownResourceType,
   localReferences,
   matchesFilter,
+  referenceIndexKey,
   sortResources,
   subsetResource,
 } from './search.mjs';
@@ -44,6 +48,36 @@ import { checkRequiredBindings } from './terminology.mjs';
  */
 
 export const ID_PATTERN = /^[A-Za-z0-9\-.]{1,64}$/;
+
+/**
+ * Parameters indexed as soon as a resource type has resources (the patient compartment and
+ * business identifiers: what most searches and conditional creates use). Any other token or
+ * reference parameter is indexed on its first use in a search, `_revinclude` or `_has`.
+ */
+export const EAGER_INDEX_CODES = ['subject', 'patient', 'identifier', 'code'];
+
+/**
+ * Secondary index of one token or reference search parameter of one resource type.
+ * @typedef {object} ParamIndex
+ * @property {import('@medplum/fhirtypes').SearchParameter} param - The parameter.
+ * @property {Map<string, Set<string>>} ids - Index key (see search.mjs `indexKeys`) -> ids.
+ * @property {Set<string>} unindexable - Ids whose keys could not be computed (evaluation
+ *   error): candidates of every search, so the matcher raises the same error as a full scan.
+ */
+
+/**
+ * @param {Set<string>} a - Set.
+ * @param {Set<string>} b - Set.
+ * @returns {Set<string>} Intersection (a new set).
+ */
+function intersect(a, b) {
+  const [small, large] = a.size <= b.size ? [a, b] : [b, a];
+  const result = new Set();
+  for (const id of small) {
+    if (large.has(id)) result.add(id);
+  }
+  return result;
+}
 
 /**
  * @param {OperationOutcome} base - One of Medplum's outcome constants (its `id` gives the status).
@@ -99,21 +133,49 @@ export class HarnessRepository extends FhirRepository {
   constructor(options = {}) {
     super();
     this.validate = options.validate ?? true;
-    /** Absolute FHIR base URL, set once the HTTP server knows its port. */
-    this.baseUrl = '';
+    this.currentBaseUrl = '';
     this.transactionDepth = 0;
+    /**
+     * Undo log of the running transaction (undefined outside transactions): one entry per
+     * change of `current`, `history` or the set of types, undone in reverse order on rollback.
+     * @type {object[] | undefined}
+     */
+    this.undoLog = undefined;
+    /** Counter giving every (type, id) entering `current` its position in store order. */
+    this.nextSeq = 0;
     this.lastTimestamp = 0;
     /** Versions (create/update/patch/delete) committed since the counter was last zeroed. */
     this.committedWrites = 0;
     this.clear();
   }
 
+  /** Absolute FHIR base URL, set once the HTTP server knows its port. */
+  get baseUrl() {
+    return this.currentBaseUrl;
+  }
+
+  set baseUrl(url) {
+    if (url !== this.currentBaseUrl) {
+      this.currentBaseUrl = url;
+      // Reference keys depend on the base (absolute references to this server are local).
+      for (const byCode of this.indexes?.values() ?? []) byCode.clear();
+    }
+  }
+
   /** Empties the store. */
   clear() {
-    /** @type {Map<string, Map<string, Resource>>} current (non-deleted) resources by type and id */
+    /**
+     * Current (non-deleted) resources by type and id. Each type's Map is in store order (the
+     * order a search without `_sort` returns): ids in the order they (re)entered the store.
+     * @type {Map<string, Map<string, Resource>>}
+     */
     this.current = new Map();
     /** @type {Map<string, Version[]>} all versions by "Type/id" */
     this.history = new Map();
+    /** @type {Map<string, Map<string, number>>} position in store order, by type and id */
+    this.seqs = new Map();
+    /** @type {Map<string, Map<string, ParamIndex>>} secondary indexes by type and parameter code */
+    this.indexes = new Map();
   }
 
   /** @returns {Record<string, number>} Number of current resources per type. */
@@ -152,6 +214,247 @@ export class HarnessRepository extends FhirRepository {
    */
   resourcesOfType(type) {
     return this.current.get(type)?.values() ?? [];
+  }
+
+  /**
+   * @param {string} type - Resource type.
+   * @param {string} code - Reference search parameter of `type`.
+   * @param {string} reference - Local `Type/id` reference.
+   * @returns {Resource[] | undefined} Resources of `type` that may hold the reference in that
+   *   parameter (a superset, in store order), or undefined when the parameter is not indexable.
+   */
+  resourcesReferencing(type, code, reference) {
+    const index = this.paramIndex(type, code);
+    if (!index || index.param.type !== 'reference') {
+      return undefined;
+    }
+    return this.inStoreOrder(type, this.lookup(index, [referenceIndexKey(reference)]));
+  }
+
+  // Store and indexes --------------------------------------------------------------------------
+
+  /**
+   * Sets the current version of a resource, maintaining store order, indexes and the undo log.
+   * @param {string} type - Resource type.
+   * @param {string} id - Id.
+   * @param {Resource} resource - Stored version (never mutated afterwards).
+   */
+  putCurrent(type, id, resource) {
+    let resources = this.current.get(type);
+    if (!resources) {
+      resources = new Map();
+      this.current.set(type, resources);
+      this.seqs.set(type, new Map());
+      this.undoLog?.push({ op: 'type', type });
+      this.ensureEagerIndexes(type);
+    }
+    const seqs = this.seqs.get(type);
+    this.undoLog?.push({ op: 'current', type, id, resource: resources.get(id), seq: seqs.get(id) });
+    this.setCurrentRaw(type, id, resource, seqs.get(id) ?? this.nextSeq++);
+  }
+
+  /**
+   * Removes the current version of a resource (delete), maintaining indexes and the undo log.
+   * @param {string} type - Resource type.
+   * @param {string} id - Id.
+   */
+  removeCurrent(type, id) {
+    const seqs = this.seqs.get(type);
+    this.undoLog?.push({ op: 'current', type, id, resource: this.current.get(type)?.get(id), seq: seqs?.get(id) });
+    this.setCurrentRaw(type, id, undefined, undefined);
+  }
+
+  /**
+   * @param {string} type - Resource type (its Map exists).
+   * @param {string} id - Id.
+   * @param {Resource | undefined} resource - New current version, undefined to remove.
+   * @param {number | undefined} seq - Position in store order.
+   * @returns {boolean} Whether an absent entry was (re)inserted with an older position, so the
+   *   type's Map is no longer in store order.
+   */
+  setCurrentRaw(type, id, resource, seq) {
+    const resources = this.current.get(type);
+    const seqs = this.seqs.get(type);
+    const previous = resources.get(id);
+    const byCode = this.indexes.get(type);
+    if (byCode) {
+      for (const index of byCode.values()) {
+        if (previous) this.unindex(index, id, previous);
+        if (resource) this.index(index, id, resource);
+      }
+    }
+    if (resource) {
+      resources.set(id, resource);
+      seqs.set(id, seq);
+      return !previous && resources.size > 1 && seq < this.nextSeq - 1;
+    }
+    resources.delete(id);
+    seqs.delete(id);
+    return false;
+  }
+
+  /**
+   * @param {ParamIndex} index - Index.
+   * @param {string} id - Id.
+   * @param {Resource} resource - Resource to add.
+   */
+  index(index, id, resource) {
+    let keys;
+    try {
+      keys = indexKeys(index.param, resource, this.baseUrl);
+    } catch {
+      index.unindexable.add(id);
+      return;
+    }
+    for (const key of keys) {
+      let ids = index.ids.get(key);
+      if (!ids) {
+        ids = new Set();
+        index.ids.set(key, ids);
+      }
+      ids.add(id);
+    }
+  }
+
+  /**
+   * @param {ParamIndex} index - Index.
+   * @param {string} id - Id.
+   * @param {Resource} resource - The resource as it was indexed (keys are recomputed).
+   */
+  unindex(index, id, resource) {
+    if (index.unindexable.delete(id)) {
+      return;
+    }
+    let keys;
+    try {
+      keys = indexKeys(index.param, resource, this.baseUrl);
+    } catch {
+      keys = [...index.ids.keys()]; // not expected (indexing the same resource succeeded)
+    }
+    for (const key of keys) {
+      const ids = index.ids.get(key);
+      if (ids) {
+        ids.delete(id);
+        if (ids.size === 0) index.ids.delete(key);
+      }
+    }
+  }
+
+  /**
+   * The index of a token or reference parameter, built from the current resources on first use.
+   * @param {string} type - Resource type.
+   * @param {string} code - Parameter code.
+   * @returns {ParamIndex | undefined} The index, or undefined for other parameters.
+   */
+  paramIndex(type, code) {
+    let byCode = this.indexes.get(type);
+    let index = byCode?.get(code);
+    if (index) {
+      return index;
+    }
+    const param = isKnownResourceType(type) ? getSearchParameter(type, code) : undefined;
+    if (!isIndexableParam(param)) {
+      return undefined;
+    }
+    if (!byCode) {
+      byCode = new Map();
+      this.indexes.set(type, byCode);
+    }
+    index = { param, ids: new Map(), unindexable: new Set() };
+    for (const [id, resource] of this.current.get(type) ?? []) {
+      this.index(index, id, resource);
+    }
+    byCode.set(code, index);
+    return index;
+  }
+
+  /** Creates the eager indexes of a resource type (when its first resource is stored). */
+  ensureEagerIndexes(type) {
+    for (const code of EAGER_INDEX_CODES) {
+      this.paramIndex(type, code);
+    }
+  }
+
+  /**
+   * @param {ParamIndex} index - Index.
+   * @param {string[]} keys - Keys (any of them).
+   * @returns {Set<string>} Ids holding one of the keys, plus the unindexable ones (may be a set
+   *   owned by the index: do not mutate).
+   */
+  lookup(index, keys) {
+    const sets = keys.map((key) => index.ids.get(key)).filter(Boolean);
+    if (index.unindexable.size > 0) sets.push(index.unindexable);
+    if (sets.length === 1) return sets[0];
+    const result = new Set();
+    for (const ids of sets) {
+      for (const id of ids) result.add(id);
+    }
+    return result;
+  }
+
+  /**
+   * @param {string} type - Resource type.
+   * @param {Set<string>} ids - Ids of current resources of that type.
+   * @returns {Resource[]} The resources, in store order.
+   */
+  inStoreOrder(type, ids) {
+    const resources = this.current.get(type);
+    if (!resources || ids.size === 0) {
+      return [];
+    }
+    if (ids.size * 16 >= resources.size) {
+      const result = [];
+      for (const [id, resource] of resources) {
+        if (ids.has(id)) result.push(resource);
+      }
+      return result;
+    }
+    const seqs = this.seqs.get(type);
+    const found = [];
+    for (const id of ids) {
+      const resource = resources.get(id);
+      if (resource) found.push([seqs.get(id), resource]);
+    }
+    found.sort((a, b) => a[0] - b[0]);
+    return found.map(([, resource]) => resource);
+  }
+
+  /**
+   * The resources a search must run its filters on: a superset of the matches, in store order.
+   * Filters on token/reference parameters without modifier (`subject=Patient/1`,
+   * `identifier=sys|val`, `code=a,b`) at the start of the filter list narrow the candidates
+   * through the indexes. Only a leading run of such filters is used, so that every resource the
+   * full scan would have raised an error on (a later filter) is still evaluated.
+   * @param {string} type - Resource type.
+   * @param {import('@medplum/core').Filter[]} filters - Parsed filters.
+   * @returns {Iterable<Resource>} Candidates.
+   */
+  candidates(type, filters) {
+    const resources = this.current.get(type);
+    if (!resources || resources.size === 0) {
+      return [];
+    }
+    let narrowed; // ids passing the indexed filters so far (undefined = all)
+    let errors; // ids whose evaluation of a filter throws, after passing the filters before it
+    for (const filter of filters) {
+      if (typeof filter.code !== 'string' || filter.code.includes('.') || filter.code.startsWith('_has:')) break;
+      const index = this.paramIndex(type, filter.code);
+      const keys = index && filterIndexKeys(index.param, filter, this.baseUrl);
+      if (!keys) break;
+      if (index.unindexable.size > 0) {
+        const failing = narrowed ? intersect(narrowed, index.unindexable) : new Set(index.unindexable);
+        errors = errors ? new Set([...errors, ...failing]) : failing;
+      }
+      const ids = this.lookup(index, keys);
+      narrowed = narrowed ? intersect(narrowed, ids) : ids;
+    }
+    if (!narrowed) {
+      return resources.values();
+    }
+    if (errors) {
+      narrowed = new Set([...narrowed, ...errors]);
+    }
+    return this.inStoreOrder(type, narrowed);
   }
 
   // Helpers -----------------------------------------------------------------------------------
@@ -211,15 +514,21 @@ export class HarnessRepository extends FhirRepository {
     }
     stored.meta.lastUpdated = this.nextTimestamp();
     this.committedWrites++;
-    versions.push({ versionId, lastUpdated: stored.meta.lastUpdated, method, resource: stored });
-    this.history.set(key, versions);
-    let resources = this.current.get(resourceType);
-    if (!resources) {
-      resources = new Map();
-      this.current.set(resourceType, resources);
-    }
-    resources.set(id, stored);
+    this.pushVersion(key, versions, { versionId, lastUpdated: stored.meta.lastUpdated, method, resource: stored });
+    this.putCurrent(resourceType, id, stored);
     return deepClone(stored);
+  }
+
+  /**
+   * Appends a version to a resource's history (recorded in the undo log).
+   * @param {string} key - "Type/id".
+   * @param {Version[]} versions - Its versions (possibly a new, empty array).
+   * @param {Version} version - The new version.
+   */
+  pushVersion(key, versions, version) {
+    this.undoLog?.push({ op: 'history', key, length: versions.length });
+    versions.push(version);
+    this.history.set(key, versions);
   }
 
   // FhirRepository ----------------------------------------------------------------------------
@@ -377,13 +686,13 @@ export class HarnessRepository extends FhirRepository {
     const key = `${resourceType}/${id}`;
     const versions = this.history.get(key);
     this.committedWrites++;
-    versions.push({
+    this.pushVersion(key, versions, {
       versionId: String(versions.length + 1),
       lastUpdated: this.nextTimestamp(),
       method: 'DELETE',
       resource: undefined,
     });
-    this.current.get(resourceType).delete(id);
+    this.removeCurrent(resourceType, id);
   }
 
   /**
@@ -406,8 +715,9 @@ export class HarnessRepository extends FhirRepository {
     const matches = [];
     for (const request of requests) {
       this.assertType(request.resourceType);
-      for (const resource of this.resourcesOfType(request.resourceType)) {
-        if ((request.filters ?? []).every((filter) => matchesFilter(resource, filter, this))) {
+      const filters = request.filters ?? [];
+      for (const resource of this.candidates(request.resourceType, filters)) {
+        if (filters.every((filter) => matchesFilter(resource, filter, this))) {
           matches.push(resource);
         }
       }
@@ -478,7 +788,11 @@ export class HarnessRepository extends FhirRepository {
           frontier.filter((r) => !target.targetType || r.resourceType === target.targetType).map(key)
         );
         if (wanted.size === 0) continue;
-        for (const candidate of this.resourcesOfType(target.resourceType)) {
+        const index = this.paramIndex(target.resourceType, target.searchParam);
+        const candidates = index
+          ? this.inStoreOrder(target.resourceType, this.lookup(index, [...wanted].map(referenceIndexKey)))
+          : this.resourcesOfType(target.resourceType);
+        for (const candidate of candidates) {
           const candidateKey = key(candidate);
           if (seen.has(candidateKey)) continue;
           if (localReferences(param, candidate, this.baseUrl).some((r) => wanted.has(r))) {
@@ -523,7 +837,8 @@ export class HarnessRepository extends FhirRepository {
   }
 
   /**
-   * Runs the callback atomically: on error, every write made inside it is rolled back.
+   * Runs the callback atomically: on error, every write made inside it is rolled back (store,
+   * history, store order and indexes, from an undo log: no copy of the store is made).
    * Nested calls join the outermost transaction. Requests are serialised by the HTTP layer, so
    * there is no concurrent writer.
    */
@@ -531,22 +846,52 @@ export class HarnessRepository extends FhirRepository {
     if (this.transactionDepth > 0) {
       return callback(undefined);
     }
-    const snapshot = {
-      current: new Map([...this.current].map(([type, resources]) => [type, new Map(resources)])),
-      history: new Map([...this.history].map(([key, versions]) => [key, versions.slice()])),
-      committedWrites: this.committedWrites,
-    };
+    const committedWrites = this.committedWrites;
+    this.undoLog = [];
     this.transactionDepth++;
     try {
       return await callback(undefined);
     } catch (err) {
-      this.current = snapshot.current;
-      this.history = snapshot.history;
-      this.committedWrites = snapshot.committedWrites;
+      this.rollback(this.undoLog);
+      this.committedWrites = committedWrites;
       throw err;
     } finally {
+      this.undoLog = undefined;
       this.transactionDepth--;
     }
   }
-}
 
+  /**
+   * Undoes the logged changes, newest first.
+   * @param {object[]} log - Undo log of the failed transaction.
+   */
+  rollback(log) {
+    this.undoLog = undefined;
+    const reorder = new Set();
+    for (let i = log.length - 1; i >= 0; i--) {
+      const entry = log[i];
+      if (entry.op === 'current') {
+        if (this.setCurrentRaw(entry.type, entry.id, entry.resource, entry.seq)) {
+          reorder.add(entry.type);
+        }
+      } else if (entry.op === 'history') {
+        const versions = this.history.get(entry.key);
+        versions.length = entry.length;
+        if (entry.length === 0) this.history.delete(entry.key);
+      } else if (entry.op === 'type') {
+        this.current.delete(entry.type);
+        this.seqs.delete(entry.type);
+        this.indexes.delete(entry.type);
+      }
+    }
+    // A resource deleted (or replaced after a delete) in the transaction was re-inserted at the
+    // end of its type's Map: restore store order.
+    for (const type of reorder) {
+      const resources = this.current.get(type);
+      const seqs = this.seqs.get(type);
+      if (resources) {
+        this.current.set(type, new Map([...resources].sort((a, b) => seqs.get(a[0]) - seqs.get(b[0]))));
+      }
+    }
+  }
+}

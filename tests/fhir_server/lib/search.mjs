@@ -8,14 +8,23 @@
 // implemented here, following https://hl7.org/fhir/R4/search.html.
 
 import {
+  AsAtom,
+  DotAtom,
+  EmptySetAtom,
+  FhirPathAtom,
+  FunctionAtom,
   OperationOutcomeError,
   Operator,
+  SymbolAtom,
+  UnionAtom,
   badRequest,
   evalFhirPathTyped,
   getDataType,
   getResourceTypes,
+  getElementDefinition,
   getSearchParameter,
   isResourceType,
+  parseFhirPath,
   parseSearchRequest,
   toPeriod,
   toTypedValue,
@@ -32,6 +41,9 @@ import {
  * @property {string} baseUrl - Absolute FHIR base URL of this server (no trailing slash).
  * @property {(type: string, id: string) => Resource | undefined} resolve - Current version or undefined.
  * @property {(type: string) => Iterable<Resource>} resourcesOfType - Current resources of a type.
+ * @property {(type: string, code: string, reference: string) => Iterable<Resource> | undefined}
+ *   [resourcesReferencing] - Optional: the current resources of `type` that may hold `reference`
+ *   (`Type/id`) in reference parameter `code` (a superset, in store order), or undefined.
  */
 
 /** Search parameter definitions by canonical URL (needed for composite components). */
@@ -241,7 +253,144 @@ function searchView(resource, baseUrl) {
  * @returns {TypedValue[]} Values.
  */
 function evalParam(expression, resource, baseUrl) {
-  return expression ? evalFhirPathTyped(expression, [toTypedValue(searchView(resource, baseUrl))]) : [];
+  if (!expression) {
+    return [];
+  }
+  const view = searchView(resource, baseUrl);
+  const compiled = compiledExpression(resource.resourceType, expression);
+  const ast = compiled.pruned && !hasUppercaseKey(view) ? compiled.pruned : compiled.full;
+  return ast === EMPTY_EXPRESSION ? [] : evalFhirPathTyped(ast, [toTypedValue(view)]);
+}
+
+// FHIRPath compilation. Medplum's `evalFhirPathTyped` re-parses a string expression on every
+// call, and the official R4 expressions of multi-type parameters (`identifier`, `code`,
+// `patient`, ...) are unions of up to ~60 branches, one per resource type
+// (`AllergyIntolerance.identifier | CarePlan.identifier | ...`). Evaluating a branch rooted at
+// another type's name is expensive (Medplum probes the resource for that name combined with
+// every FHIR type name) and always yields nothing, so each expression is parsed once and, per
+// resource type, such branches are replaced by the empty collection `{}`. The tree shape is
+// kept (`a | {}` still removes duplicates like `a | b` does), so results are identical.
+
+/** Marks an expression with no branch for the resource type: it evaluates to `[]`. */
+const EMPTY_EXPRESSION = Symbol('empty expression');
+
+/** Functions that return an empty collection for an empty input, whatever their arguments. */
+const EMPTY_PRESERVING_FUNCTIONS = new Set(['where', 'ofType', 'as', 'resolve', 'first', 'last']);
+
+const PLAIN_NAME = /^[A-Za-z][A-Za-z0-9_]*$/;
+
+/** expression -> parsed tree */
+const parsedExpressions = new Map();
+
+/** "resourceType\nexpression" -> {full, pruned} */
+const compiledExpressions = new Map();
+
+/**
+ * @param {string} expression - FHIRPath expression (of a SearchParameter or a component).
+ * @returns {import('@medplum/core').FhirPathAtom} Its syntax tree (parsed once, immutable).
+ */
+function parsedExpression(expression) {
+  let ast = parsedExpressions.get(expression);
+  if (!ast) {
+    ast = parseFhirPath(expression);
+    parsedExpressions.set(expression, ast);
+  }
+  return ast;
+}
+
+/**
+ * @param {unknown} atom - A FHIRPath syntax tree node.
+ * @returns {string | undefined} The name of the symbol at the root of a navigation chain made
+ *   only of steps that map an empty collection to an empty collection (`.name`, `.where(...)`,
+ *   `as T`, `.ofType(T)`, `.resolve()`, ...), or undefined for any other expression.
+ */
+function chainRoot(atom) {
+  if (atom instanceof SymbolAtom) {
+    return PLAIN_NAME.test(atom.name) ? atom.name : undefined;
+  }
+  if (atom instanceof AsAtom) {
+    return chainRoot(atom.left);
+  }
+  if (atom instanceof DotAtom) {
+    const step = atom.right;
+    const safe =
+      (step instanceof SymbolAtom && PLAIN_NAME.test(step.name)) ||
+      (step instanceof FunctionAtom && EMPTY_PRESERVING_FUNCTIONS.has(step.name));
+    return safe ? chainRoot(atom.left) : undefined;
+  }
+  return undefined;
+}
+
+/**
+ * Replaces, inside the top-level union, the branches that cannot yield anything for a resource
+ * of `resourceType` by `{}`: a chain rooted at a capitalised name other than the resource type
+ * that is no element of the type. (FHIR element names start in lower case; the root is looked up
+ * as a property only, and evaluation falls back to the full tree for resources with an
+ * upper-case property, see `hasUppercaseKey`.)
+ * @param {unknown} atom - Node of the parsed expression.
+ * @param {string} resourceType - Type of the resources the expression is evaluated on.
+ * @returns {unknown} The node, a pruned copy, or an EmptySetAtom.
+ */
+function pruneUnion(atom, resourceType) {
+  if (atom instanceof UnionAtom) {
+    const left = pruneUnion(atom.left, resourceType);
+    const right = pruneUnion(atom.right, resourceType);
+    if (left instanceof EmptySetAtom && right instanceof EmptySetAtom) {
+      return left;
+    }
+    return left === atom.left && right === atom.right ? atom : new UnionAtom(left, right);
+  }
+  const root = chainRoot(atom);
+  if (
+    root !== undefined &&
+    root !== resourceType &&
+    /^[A-Z]/.test(root) &&
+    getElementDefinition(resourceType, root) === undefined
+  ) {
+    return new EmptySetAtom();
+  }
+  return atom;
+}
+
+/**
+ * @param {string} resourceType - Resource type the expression is evaluated on.
+ * @param {string} expression - FHIRPath expression of a SearchParameter.
+ * @returns {{full: unknown, pruned: unknown}} The parsed expression and, when some branches
+ *   can be skipped for this type, the pruned one (EMPTY_EXPRESSION when nothing is left).
+ */
+function compiledExpression(resourceType, expression) {
+  const key = `${resourceType}\n${expression}`;
+  let compiled = compiledExpressions.get(key);
+  if (!compiled) {
+    const full = parsedExpression(expression);
+    let pruned;
+    if (typeof resourceType === 'string' && full instanceof FhirPathAtom && full.child instanceof UnionAtom) {
+      const child = pruneUnion(full.child, resourceType);
+      if (child instanceof EmptySetAtom) {
+        pruned = EMPTY_EXPRESSION;
+      } else if (child !== full.child) {
+        pruned = new FhirPathAtom(full.original, child);
+      }
+    }
+    compiled = { full, pruned };
+    compiledExpressions.set(key, compiled);
+  }
+  return compiled;
+}
+
+/**
+ * @param {object} resource - Resource (or its search view).
+ * @returns {boolean} Whether a top-level property name starts with an upper-case letter (never the
+ *   case for valid FHIR JSON; then the pruned expressions are not used).
+ */
+function hasUppercaseKey(resource) {
+  for (const key of Object.keys(resource)) {
+    const c = key.charCodeAt(0);
+    if (c >= 65 && c <= 90) {
+      return true;
+    }
+  }
+  return false;
 }
 
 /**
@@ -666,7 +815,7 @@ function matchComposite(param, items, raw, ctx) {
         if (!componentParam) {
           throw badRequestError(`Unknown composite component ${component.definition}`);
         }
-        const values = evalFhirPathTyped(component.expression, [item]);
+        const values = evalFhirPathTyped(parsedExpression(component.expression), [item]);
         let operator = Operator.EQUALS;
         let value = parts[i];
         if (['number', 'date', 'quantity'].includes(componentParam.type)) {
@@ -803,12 +952,121 @@ function matchesHas(resource, key, value, ctx) {
   }
   const me = `${resource.resourceType}/${resource.id}`;
   const filter = parseSingleFilter(sourceType, rest, value);
-  for (const source of ctx.resourcesOfType(sourceType)) {
+  const sources = ctx.resourcesReferencing?.(sourceType, refCode, me) ?? ctx.resourcesOfType(sourceType);
+  for (const source of sources) {
     if (localReferences(refParam, source, ctx.baseUrl).includes(me) && matchesFilter(source, filter, ctx)) {
       return true;
     }
   }
   return false;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Index keys
+//
+// The repository keeps, per resource type and token/reference parameter, a map from index keys
+// to the ids of the resources holding them. The keys of a resource come from the very values the
+// matcher compares (`evalParam` + `extractTokens` / `extractReferences`), and the keys of a search
+// value are chosen so that every resource the matcher can accept holds at least one of them:
+// the index only narrows the candidates, `matchesFilter` still decides.
+
+/**
+ * @param {SearchParameter} param - Token or reference parameter.
+ * @returns {boolean} Whether `indexKeys` / `filterIndexKeys` support the parameter.
+ */
+export function isIndexableParam(param) {
+  return param?.type === 'token' || param?.type === 'reference';
+}
+
+/**
+ * Index keys of a resource for a token or reference parameter. May throw like `matchesFilter`
+ * (FHIRPath evaluation); the caller then treats the resource as a candidate for every search.
+ * @param {SearchParameter} param - Token or reference parameter.
+ * @param {Resource} resource - Resource.
+ * @param {string} baseUrl - This server's FHIR base.
+ * @returns {Set<string>} Keys.
+ */
+export function indexKeys(param, resource, baseUrl) {
+  const keys = new Set();
+  const values = evalParam(param.expression, resource, baseUrl);
+  if (param.type === 'token') {
+    for (const token of extractTokens(values)) {
+      const hasValue = token.value !== undefined && token.value !== null;
+      if (hasValue) {
+        keys.add(`v\0${token.value}`);
+      }
+      if (token.primitive) {
+        if (hasValue) keys.add(`p\0${token.value}`);
+      } else if (token.system !== undefined && token.system !== null) {
+        keys.add(`s\0${token.system}`);
+        if (hasValue) keys.add(`sv\0${token.system}\0${token.value}`);
+      }
+    }
+  } else if (param.type === 'reference') {
+    for (const { reference } of extractReferences(values, baseUrl)) {
+      if (typeof reference !== 'string') continue;
+      keys.add(`r\0${reference}`);
+      // `wanted|...` (versioned canonical) matches a search for `wanted`.
+      for (let i = reference.indexOf('|'); i >= 0; i = reference.indexOf('|', i + 1)) {
+        keys.add(`r\0${reference.slice(0, i)}`);
+      }
+      keys.add(`l\0${reference.split('/').pop()}`);
+    }
+  }
+  return keys;
+}
+
+/**
+ * Index keys for one search filter: every resource that `matchesFilter` accepts for it holds at
+ * least one of them (see `tokenMatches` and `matchReference`).
+ * @param {SearchParameter} param - The filter's parameter (token or reference).
+ * @param {Filter} filter - Parsed filter on a plain parameter code.
+ * @param {string} baseUrl - This server's FHIR base.
+ * @returns {string[] | undefined} Keys, or undefined when the filter cannot be narrowed by keys
+ *   (modifiers such as `:not`, `:text`, `:of-type`, `:identifier`, `:missing`).
+ */
+export function filterIndexKeys(param, filter, baseUrl) {
+  if (filter.operator !== Operator.EQUALS || typeof filter.value !== 'string') {
+    return undefined;
+  }
+  const keys = [];
+  if (param.type === 'token') {
+    for (const alternative of splitEscaped(filter.value, ',')) {
+      const parts = splitEscaped(alternative, '|');
+      if (parts.length === 1) {
+        keys.push(`v\0${unescapeValue(parts[0])}`);
+        continue;
+      }
+      const system = unescapeValue(parts[0]);
+      const code = unescapeValue(parts.slice(1).join('|'));
+      if (system === '') {
+        keys.push(`v\0${code}`); // also covers primitive tokens
+        continue;
+      }
+      if (code !== '') {
+        keys.push(`p\0${code}`, `sv\0${system}\0${code}`);
+      } else {
+        keys.push(`s\0${system}`);
+      }
+    }
+    return keys;
+  }
+  if (param.type === 'reference') {
+    for (const alternative of splitEscaped(filter.value, ',')) {
+      const wanted = normalizeReference(unescapeValue(alternative), baseUrl);
+      keys.push(wanted.includes('/') ? `r\0${wanted}` : `l\0${wanted}`);
+    }
+    return keys;
+  }
+  return undefined;
+}
+
+/**
+ * @param {string} reference - A local `Type/id` reference.
+ * @returns {string} The index key of resources holding exactly that reference.
+ */
+export function referenceIndexKey(reference) {
+  return `r\0${reference}`;
 }
 
 // ---------------------------------------------------------------------------------------------
