@@ -16,7 +16,7 @@ fresh server is started, the cohort is loaded with one PUT ``transaction`` per p
 * identifier batch      - fhirtis's ``existing_entries`` batch (identifier searches per type)
 
     npm ci --prefix tests/fhir_server   # once
-    uv run --frozen python benchmarks/fhir_server_load.py [--sizes 20,200,1000] [--samples 10]
+    uv run --frozen python -m benchmarks.fhir_server_load [--sizes 20,200,1000] [--samples 10]
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import shutil
 import statistics
 import subprocess
 import time
@@ -35,6 +34,7 @@ from urllib.parse import quote
 
 import httpx
 
+from benchmarks.pull import start_server
 from fhirtis.fhir.codes import IDENTIFIER_SYSTEM
 from fhirtis.fhir.queries import existing_entries, patient_read_entries
 from fhirtis.io import FhirClient, FhirClientConfig
@@ -45,25 +45,6 @@ from fhirtis.synthetic import make_cohort
 
 SERVER = Path(__file__).resolve().parent.parent / "tests" / "fhir_server"
 Json = dict[str, Any]
-
-
-def start_server() -> tuple[subprocess.Popen[str], str]:
-    node = shutil.which("node")
-    if node is None or not (SERVER / "node_modules").is_dir():
-        raise SystemExit("needs node and `npm ci --prefix tests/fhir_server`")
-    proc = subprocess.Popen(
-        [node, "server.mjs", "--port", "0", "--watch-stdin"],
-        cwd=SERVER,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    if not line.startswith("LISTENING "):
-        raise SystemExit(f"server did not start: {line!r}")
-    return proc, f"http://{line.split()[1]}"
 
 
 def stop_server(proc: subprocess.Popen[str]) -> None:
@@ -128,8 +109,8 @@ async def concurrent_batches(base: str, bodies: list[Json], conc: int) -> list[f
         return list(await asyncio.gather(*(one(b) for b in bodies)))
 
 
-def run_size(n: int, samples: int) -> dict[str, list[float]]:
-    proc, root = start_server()
+def run_size(n: int, samples: int, cond_samples: int, server: Path) -> dict[str, list[float]]:
+    proc, root = start_server(server)
     base = f"{root}/fhir"
     results: dict[str, list[float]] = {}
     settings = Settings()
@@ -174,12 +155,15 @@ def run_size(n: int, samples: int) -> dict[str, list[float]]:
                 concurrent_batches(base, [batches[pid] for pid in sample] * 4, 8)
             )
 
-            pulled = asyncio.run(pull_all(base, sample))
-            evaluated = {pid: evaluate_patient_resources(pulled[pid], settings) for pid in sample}
-            plans = {pid: evaluated[pid].plan().bundle for pid in sample}
+            cond_sample = sample[:cond_samples]
+            pulled = asyncio.run(pull_all(base, cond_sample))
+            evaluated = {
+                pid: evaluate_patient_resources(pulled[pid], settings) for pid in cond_sample
+            }
+            plans = {pid: evaluated[pid].plan().bundle for pid in cond_sample}
             first, again, ident, ident_batch = [], [], [], []
             sizes = []
-            for pid in sample:
+            for pid in cond_sample:
                 bundle = plans[pid]
                 if bundle is None:
                     continue
@@ -223,11 +207,20 @@ def main() -> None:
     )
     parser.add_argument("--sizes", default="20,200,1000", help="comma-separated patient counts")
     parser.add_argument("--samples", type=int, default=10, help="patients measured per size")
+    parser.add_argument(
+        "--cond-samples",
+        type=int,
+        help="patients for the conditional-create and identifier timings (default: --samples)",
+    )
+    parser.add_argument(
+        "--server-dir", type=Path, default=SERVER, help="server directory (to compare versions)"
+    )
     parser.add_argument("--json", type=Path, help="also write the raw timings here")
     args = parser.parse_args()
     raw: dict[int, dict[str, list[float]]] = {}
     for n in (int(s) for s in args.sizes.split(",")):
-        results = run_size(n, args.samples)
+        cond = args.samples if args.cond_samples is None else args.cond_samples
+        results = run_size(n, args.samples, cond, args.server_dir)
         raw[n] = results
         print(f"\n== {n} patients, {int(results['resources stored'][0])} resources ==", flush=True)
         print(f"  {'load total':32}{results['load total (s)'][0]:9.1f} s")

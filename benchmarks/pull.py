@@ -32,13 +32,14 @@ from fhirtis.synthetic import make_cohort
 SERVER = Path(__file__).resolve().parent.parent / "tests" / "fhir_server"
 
 
-def start_server() -> tuple[subprocess.Popen[str], str]:
+def start_server(server: Path = SERVER) -> tuple[subprocess.Popen[str], str]:
+    """Start ``server.mjs`` of the test FHIR server (or of a copy of it) on a free port."""
     node = shutil.which("node")
-    if node is None or not (SERVER / "node_modules").is_dir():
+    if node is None or not (server / "node_modules").is_dir():
         raise SystemExit("needs node and `npm ci --prefix tests/fhir_server`")
     proc = subprocess.Popen(
         [node, "server.mjs", "--port", "0", "--watch-stdin"],
-        cwd=SERVER,
+        cwd=server,
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,

@@ -6,7 +6,6 @@ import json
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Annotated, Any
 
 import httpx
@@ -14,6 +13,7 @@ from fastapi import APIRouter, Body, FastAPI, Header, Query, Request
 from fastapi.responses import JSONResponse
 
 from fhirtis import __version__
+from fhirtis.api import cds_hooks, web
 from fhirtis.api.access import Caller, TokenValidator, authorize, bearer_token
 from fhirtis.api.errors import FHIR_JSON, ApiError, install_error_handlers
 from fhirtis.api.evaluate import (
@@ -285,23 +285,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     install_error_handlers(app)
     app.include_router(router)
-    _include_optional(app)
+    cds_hooks.install(app)
+    web.install(app)
     return app
-
-
-def _include_optional(app: FastAPI) -> None:
-    """Routers of the CDS Hooks service and the clinician's page, when present."""
-    import importlib  # noqa: PLC0415
-
-    for name in ("fhirtis.api.cds_hooks", "fhirtis.api.web"):
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name != name:
-                raise
-            continue
-        module.install(app)
-
-
-def static_dir() -> Path:
-    return Path(__file__).resolve().parent / "static"

@@ -17,6 +17,7 @@ a crafted launch link cannot send the user to an unknown authorization server.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request
@@ -82,9 +83,12 @@ async def app_root(request: Request) -> RedirectResponse:
     return RedirectResponse("app/" + (f"?{query}" if query else ""), status_code=307)
 
 
+def static_dir() -> Path:
+    return Path(__file__).resolve().parent / "static"
+
+
 def install(app: FastAPI) -> None:
     """Serve the page under ``/app/`` (called by :func:`fhirtis.api.app.create_app`)."""
-    from fhirtis.api.app import static_dir  # noqa: PLC0415 - app imports this module lazily
 
     app.include_router(router)
     app.mount("/app", _PageFiles(directory=static_dir(), html=True), name="app")
