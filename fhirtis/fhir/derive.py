@@ -133,6 +133,18 @@ def _validated(resource: Json) -> Json:
     return resource
 
 
+def _observation_head(profile: str, ident: str, code: str, display: str, patient_ref: str) -> Json:
+    """What every derived Observation starts with: profile, identifier, status, code, subject."""
+    return {
+        "resourceType": "Observation",
+        "meta": {"profile": [f"{PROFILE}/{profile}"]},
+        "identifier": [{"system": IDENTIFIER_SYSTEM, "value": ident}],
+        "status": "final",
+        "code": _code(FHIRTIS_SYSTEM, code, display),
+        "subject": {"reference": patient_ref},
+    }
+
+
 def _policy_note(evaluation: PatientEvaluation) -> Json:
     record = evaluation.policy.as_record()
     return {"text": "fhirtis policy: " + "; ".join(f"{k}={v}" for k, v in record.items())}
@@ -169,12 +181,9 @@ def _tis_observation(
 ) -> Derived:
     ident = identifier_value("tis", patient_ref, _day(baseline), _day(day))
     obs: Json = {
-        "resourceType": "Observation",
-        "meta": {"profile": [f"{PROFILE}/fhirtis-tis"]},
-        "identifier": [{"system": IDENTIFIER_SYSTEM, "value": ident}],
-        "status": "final",
-        "code": _code(FHIRTIS_SYSTEM, "tis", "Total Improvement Score (ACR/EULAR 2016)"),
-        "subject": {"reference": patient_ref},
+        **_observation_head(
+            "fhirtis-tis", ident, "tis", "Total Improvement Score (ACR/EULAR 2016)", patient_ref
+        ),
         "effectivePeriod": {"start": _day(baseline), "end": _day(day)},
         "method": _code(FHIRTIS_SYSTEM, f"{tis.population.value}-criteria"),
         "derivedFrom": [{"reference": s} for s in sorted(set(sources))],
@@ -214,12 +223,13 @@ def _deterioration_observation(evaluation: PatientEvaluation, patient_ref: str) 
     confirmed_on = course.confirmation.confirmed_on
     last = course.followups[-1]
     obs: Json = {
-        "resourceType": "Observation",
-        "meta": {"profile": [f"{PROFILE}/fhirtis-confirmed-deterioration"]},
-        "identifier": [{"system": IDENTIFIER_SYSTEM, "value": ident}],
-        "status": "final",
-        "code": _code(FHIRTIS_SYSTEM, "confirmed-deterioration", "Confirmed deterioration"),
-        "subject": {"reference": patient_ref},
+        **_observation_head(
+            "fhirtis-confirmed-deterioration",
+            ident,
+            "confirmed-deterioration",
+            "Confirmed deterioration",
+            patient_ref,
+        ),
         "effectiveDateTime": _day(confirmed_on or last.assessment.day),
         "derivedFrom": [
             {"reference": s}
@@ -282,12 +292,13 @@ def _cycle_observation(evaluation: PatientEvaluation, patient_ref: str, cycle: C
     ]
     measured = sorted({s for s in (dw.weight_source, dw.height_source) if s})
     obs: Json = {
-        "resourceType": "Observation",
-        "meta": {"profile": [f"{PROFILE}/fhirtis-ivig-cycle-dose"]},
-        "identifier": [{"system": IDENTIFIER_SYSTEM, "value": ident}],
-        "status": "final",
-        "code": _code(FHIRTIS_SYSTEM, "ivig-cycle-dose", "IVIG dose of one cycle"),
-        "subject": {"reference": patient_ref},
+        **_observation_head(
+            "fhirtis-ivig-cycle-dose",
+            ident,
+            "ivig-cycle-dose",
+            "IVIG dose of one cycle",
+            patient_ref,
+        ),
         "effectivePeriod": {"start": _instant(cycle.start), "end": _instant(cycle.end)},
         "component": components,
     }
@@ -319,12 +330,13 @@ def _cumulative_observation(
             f"g/kg of some cycles unknown (known: {_q(exposure.cumulative_g_per_kg_known)} g/kg)"
         )
     obs: Json = {
-        "resourceType": "Observation",
-        "meta": {"profile": [f"{PROFILE}/fhirtis-ivig-cumulative-dose"]},
-        "identifier": [{"system": IDENTIFIER_SYSTEM, "value": ident}],
-        "status": "final",
-        "code": _code(FHIRTIS_SYSTEM, "ivig-cumulative-dose", "Cumulative IVIG dose"),
-        "subject": {"reference": patient_ref},
+        **_observation_head(
+            "fhirtis-ivig-cumulative-dose",
+            ident,
+            "ivig-cumulative-dose",
+            "Cumulative IVIG dose",
+            patient_ref,
+        ),
         "effectivePeriod": {
             "start": _instant(exposure.cycles[0].start),
             "end": _instant(exposure.cycles[-1].end),
