@@ -29,6 +29,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from fhirtis.fhir.bundle import PatientResources
 from fhirtis.fhir.derive import Derived
 from fhirtis.fhir.plan import WritePlan, plan_writes
+from fhirtis.fhir.queries import identifier_of
 from fhirtis.io import FhirClient, FhirClientConfig
 from fhirtis.io.errors import FhirClientError, NotFound
 from fhirtis.jsonout import dumps
@@ -215,6 +216,17 @@ async def _evaluate(
         await asyncio.sleep(0)  # let writes in flight progress
 
 
+def _has_source_data(store: NdjsonStore, patient: str) -> bool:
+    """Whether a patient's exported resources include source data, not only fhirtis's own
+    derived resources and Provenance (which change whenever fhirtis writes)."""
+    for key, body in store.resources_of(patient):
+        if key.startswith("Provenance/"):
+            continue
+        if identifier_of(orjson.loads(body)) is None:
+            return True
+    return False
+
+
 def _medication_refs(own: Iterable[tuple[str, bytes]]) -> list[str]:
     refs = []
     for key, body in own:
@@ -327,7 +339,11 @@ async def run_cohort(
                     # A _since export holds only what changed: the patients it names are read
                     # whole from the server; every other patient is unchanged.
                     assert client is not None
-                    changed = [p.removeprefix("Patient/") for p in store.patients()]
+                    changed = [
+                        p.removeprefix("Patient/")
+                        for p in store.patients()
+                        if _has_source_data(store, p)
+                    ]
                     return await run_patient_list(changed, settings, options, client)
                 return await run_store(store, settings, options, client)
             finally:

