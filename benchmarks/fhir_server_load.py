@@ -12,6 +12,8 @@ fresh server is started, the cohort is loaded with one PUT ``transaction`` per p
                           ``ifNoneExist: identifier=system|value`` per derived resource, plus
                           one Provenance (first run: everything is created)
 * cond-create txn again - the same Bundle re-posted: every conditional create matches
+* identifier search, no match - ``GET Observation?identifier=system|value`` matching nothing
+                          (what each conditional create of a first write-back looks up)
 * identifier search     - ``GET Type?identifier=system|value`` for one derived resource
 * identifier batch      - fhirtis's ``existing_entries`` batch (identifier searches per type)
 
@@ -27,7 +29,6 @@ import json
 import statistics
 import subprocess
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -57,6 +58,16 @@ def stop_server(proc: subprocess.Popen[str]) -> None:
         proc.wait(timeout=10)
 
 
+def rss_mb(pid: int) -> float:
+    """Resident memory of a process (Linux; NaN elsewhere)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return float("nan")
+    kb = next((line.split()[1] for line in status.splitlines() if line.startswith("VmRSS:")), "nan")
+    return float(kb) / 1024
+
+
 def put_transaction(bundle: Json) -> Json:
     entries = [
         {
@@ -78,10 +89,20 @@ def post_ok(http: httpx.Client, url: str, body: Json) -> Json:
     return data
 
 
-def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
+def timed_post(http: httpx.Client, url: str, body: Json) -> tuple[float, Json]:
+    """POST a JSON body (raising on an HTTP error): milliseconds and the response body."""
     t0 = time.perf_counter()
-    result = fn()
-    return (time.perf_counter() - t0) * 1000, result
+    data = post_ok(http, url, body)
+    return (time.perf_counter() - t0) * 1000, data
+
+
+def timed_get(http: httpx.Client, url: str) -> tuple[float, Json]:
+    """GET (raising on an HTTP error): milliseconds and the response body."""
+    t0 = time.perf_counter()
+    response = http.get(url)
+    response.raise_for_status()
+    data: Json = response.json()
+    return (time.perf_counter() - t0) * 1000, data
 
 
 def summary(ms: list[float]) -> str:
@@ -121,8 +142,7 @@ def run_size(n: int, samples: int, cond_samples: int, server: Path) -> dict[str,
             load_ms: list[float] = []
             t_load0 = time.perf_counter()
             for bundle in make_cohort(n):
-                ms, _ = timed(lambda b=bundle: post_ok(http, base, put_transaction(b)))
-                load_ms.append(ms)
+                load_ms.append(timed_post(http, base, put_transaction(bundle))[0])
                 ids.append(
                     next(
                         e["resource"]["id"]
@@ -135,6 +155,7 @@ def run_size(n: int, samples: int, cond_samples: int, server: Path) -> dict[str,
             results["load transaction, last 10%"] = load_ms[-max(1, n // 10) :]
             stats = http.get(f"{root}/admin/stats").json()
             results["resources stored"] = [sum(stats["resources"].values())]
+            results["server RSS after load (MB)"] = [rss_mb(proc.pid)]
 
             step = max(1, n // samples)
             sample = ids[::step][:samples]
@@ -148,12 +169,17 @@ def run_size(n: int, samples: int, cond_samples: int, server: Path) -> dict[str,
             }
             # warm-up (FHIRPath/JIT caches), not measured
             post_ok(http, base, batches[sample[0]])
-            results["patient batch"] = [
-                timed(lambda b=batches[pid]: post_ok(http, base, b))[0] for pid in sample
-            ]
+            results["patient batch"] = [timed_post(http, base, batches[pid])[0] for pid in sample]
             results["patient batch x8 concurrent"] = asyncio.run(
                 concurrent_batches(base, [batches[pid] for pid in sample] * 4, 8)
             )
+
+            miss_url = f"{base}/Observation?identifier=" + quote(
+                f"{IDENTIFIER_SYSTEM}|no-such-identifier", safe="|:/"
+            )
+            results["identifier search, no match"] = [
+                timed_get(http, miss_url)[0] for _ in range(3)
+            ]
 
             cond_sample = sample[:cond_samples]
             pulled = asyncio.run(pull_all(base, cond_sample))
@@ -161,18 +187,21 @@ def run_size(n: int, samples: int, cond_samples: int, server: Path) -> dict[str,
                 pid: evaluate_patient_resources(pulled[pid], settings) for pid in cond_sample
             }
             plans = {pid: evaluated[pid].plan().bundle for pid in cond_sample}
-            first, again, ident, ident_batch = [], [], [], []
-            sizes = []
+            first: list[float] = []
+            again: list[float] = []
+            ident: list[float] = []
+            ident_batch: list[float] = []
+            sizes: list[float] = []
             for pid in cond_sample:
-                bundle = plans[pid]
-                if bundle is None:
+                plan = plans[pid]
+                if plan is None:
                     continue
-                sizes.append(len(bundle["entry"]))
-                ms, response = timed(lambda b=bundle: post_ok(http, base, b))
-                statuses = {e["response"]["status"] for e in response["entry"]}
+                sizes.append(len(plan["entry"]))
+                ms, response = timed_post(http, base, plan)
+                statuses = [e["response"]["status"] for e in response["entry"]]
                 assert all(s.startswith("201") for s in statuses), statuses
                 first.append(ms)
-                ms, response = timed(lambda b=bundle: post_ok(http, base, b))
+                ms, response = timed_post(http, base, plan)
                 statuses = [e["response"]["status"] for e in response["entry"]]
                 assert statuses.count("201 Created") == 1, statuses  # only the Provenance
                 again.append(ms)
@@ -181,17 +210,16 @@ def run_size(n: int, samples: int, cond_samples: int, server: Path) -> dict[str,
                 url = f"{base}/{d.resource_type}?identifier=" + quote(
                     f"{IDENTIFIER_SYSTEM}|{d.identifier}", safe="|:/"
                 )
-                ms, response = timed(lambda u=url: http.get(u))
-                response.raise_for_status()
-                assert response.json()["total"] == 1
+                ms, found = timed_get(http, url)
+                assert found["total"] == 1
                 ident.append(ms)
                 body = {
                     "resourceType": "Bundle",
                     "type": "batch",
                     "entry": existing_entries(derived, 100),
                 }
-                ident_batch.append(timed(lambda b=body: post_ok(http, base, b))[0])
-            results["cond-create txn (entries/bundle)"] = [float(s) for s in sizes]
+                ident_batch.append(timed_post(http, base, body)[0])
+            results["cond-create txn (entries/bundle)"] = sizes
             results["cond-create txn"] = first
             results["cond-create txn again"] = again
             results["identifier search"] = ident
@@ -224,11 +252,13 @@ def main() -> None:
         raw[n] = results
         print(f"\n== {n} patients, {int(results['resources stored'][0])} resources ==", flush=True)
         print(f"  {'load total':32}{results['load total (s)'][0]:9.1f} s")
+        print(f"  {'server RSS after load':32}{results['server RSS after load (MB)'][0]:9.0f} MB")
         for key, values in results.items():
-            if key in ("load total (s)", "resources stored"):
+            if key in ("load total (s)", "resources stored", "server RSS after load (MB)"):
                 continue
             if key.endswith("(entries/bundle)"):
-                print(f"  {key:32}median {statistics.median(values):9.0f}" if values else "")
+                size = f"median {statistics.median(values):9.0f}" if values else "-"
+                print(f"  {'cond-create txn entries':32}{size}")
                 continue
             print(f"  {key:32}{summary(values)}", flush=True)
     if args.json:

@@ -66,6 +66,19 @@ export const EAGER_INDEX_CODES = ['subject', 'patient', 'identifier', 'code'];
  */
 
 /**
+ * @param {Set<string>[]} sets - Sets.
+ * @returns {Set<string>} Their union (the set itself when there is only one: do not mutate).
+ */
+function union(sets) {
+  if (sets.length === 1) return sets[0];
+  const result = new Set();
+  for (const ids of sets) {
+    for (const id of ids) result.add(id);
+  }
+  return result;
+}
+
+/**
  * @param {Set<string>} a - Set.
  * @param {Set<string>} b - Set.
  * @returns {Set<string>} Intersection (a new set).
@@ -378,18 +391,27 @@ export class HarnessRepository extends FhirRepository {
   /**
    * @param {ParamIndex} index - Index.
    * @param {string[]} keys - Keys (any of them).
+   * @returns {Set<string>[]} The id sets of the keys present, plus the unindexable ids (sets
+   *   owned by the index: do not mutate).
+   */
+  lookupSets(index, keys) {
+    const sets = [];
+    for (const key of new Set(keys)) {
+      const ids = index.ids.get(key);
+      if (ids) sets.push(ids);
+    }
+    if (index.unindexable.size > 0) sets.push(index.unindexable);
+    return sets;
+  }
+
+  /**
+   * @param {ParamIndex} index - Index.
+   * @param {string[]} keys - Keys (any of them).
    * @returns {Set<string>} Ids holding one of the keys, plus the unindexable ones (may be a set
    *   owned by the index: do not mutate).
    */
   lookup(index, keys) {
-    const sets = keys.map((key) => index.ids.get(key)).filter(Boolean);
-    if (index.unindexable.size > 0) sets.push(index.unindexable);
-    if (sets.length === 1) return sets[0];
-    const result = new Set();
-    for (const ids of sets) {
-      for (const id of ids) result.add(id);
-    }
-    return result;
+    return union(this.lookupSets(index, keys));
   }
 
   /**
@@ -424,7 +446,7 @@ export class HarnessRepository extends FhirRepository {
    * Filters on token/reference parameters without modifier (`subject=Patient/1`,
    * `identifier=sys|val`, `code=a,b`) at the start of the filter list narrow the candidates
    * through the indexes. Only a leading run of such filters is used, so that every resource the
-   * full scan would have raised an error on (a later filter) is still evaluated.
+   * full scan would have raised an error on (in a later filter) is still evaluated.
    * @param {string} type - Resource type.
    * @param {import('@medplum/core').Filter[]} filters - Parsed filters.
    * @returns {Iterable<Resource>} Candidates.
@@ -434,25 +456,46 @@ export class HarnessRepository extends FhirRepository {
     if (!resources || resources.size === 0) {
       return [];
     }
-    let narrowed; // ids passing the indexed filters so far (undefined = all)
-    let errors; // ids whose evaluation of a filter throws, after passing the filters before it
+    /** @type {{sets: Set<string>[], size: number, unindexable: Set<string>}[]} */
+    const narrowing = [];
     for (const filter of filters) {
       if (typeof filter.code !== 'string' || filter.code.includes('.') || filter.code.startsWith('_has:')) break;
       const index = this.paramIndex(type, filter.code);
       const keys = index && filterIndexKeys(index.param, filter, this.baseUrl);
       if (!keys) break;
-      if (index.unindexable.size > 0) {
-        const failing = narrowed ? intersect(narrowed, index.unindexable) : new Set(index.unindexable);
-        errors = errors ? new Set([...errors, ...failing]) : failing;
-      }
-      const ids = this.lookup(index, keys);
-      narrowed = narrowed ? intersect(narrowed, ids) : ids;
+      const sets = this.lookupSets(index, keys);
+      narrowing.push({ sets, size: sets.reduce((n, ids) => n + ids.size, 0), unindexable: index.unindexable });
     }
-    if (!narrowed) {
+    if (narrowing.length === 0) {
       return resources.values();
     }
+    // Ids a filter cannot be evaluated on (never seen in practice) must stay candidates when they
+    // pass the filters before it, where the full scan would raise the error: keep filter order.
+    const ordered = narrowing.some((n) => n.unindexable.size > 0)
+      ? narrowing
+      : narrowing.slice().sort((a, b) => a.size - b.size);
+    let narrowed;
+    let errors;
+    for (const { sets, size, unindexable } of ordered) {
+      if (unindexable.size > 0) {
+        const failing = narrowed ? intersect(narrowed, unindexable) : new Set(unindexable);
+        errors = union([errors ?? new Set(), failing]);
+      }
+      if (!narrowed) {
+        narrowed = union(sets);
+      } else if (narrowed.size <= size) {
+        // Few candidates left: test them against the key sets instead of building the union.
+        const kept = new Set();
+        for (const id of narrowed) {
+          if (sets.some((ids) => ids.has(id))) kept.add(id);
+        }
+        narrowed = kept;
+      } else {
+        narrowed = intersect(narrowed, union(sets));
+      }
+    }
     if (errors) {
-      narrowed = new Set([...narrowed, ...errors]);
+      narrowed = union([narrowed, errors]);
     }
     return this.inStoreOrder(type, narrowed);
   }
