@@ -34,7 +34,7 @@ from fhirtis.io import FhirClient, FhirClientConfig
 from fhirtis.io.errors import FhirClientError, NotFound
 from fhirtis.jsonout import dumps
 from fhirtis.ledger import Ledger
-from fhirtis.ndjson_store import NdjsonStore
+from fhirtis.ndjson_store import NdjsonStore, input_digest
 from fhirtis.pipeline import evaluate_patient_resources
 from fhirtis.remote import RunStatus, pull_patient, settle
 from fhirtis.settings import Settings
@@ -178,7 +178,7 @@ async def run_store(
                 shared = {
                     k: orjson.dumps(v) for k, v in store.shared(_medication_refs(own)).items()
                 }
-                digest = _digest(own, shared)
+                digest = input_digest(own, shared)
                 if ledger.is_done(patient, digest, write=options.write):
                     result.skipped += 1
                     bar.advance(task)
@@ -238,17 +238,6 @@ def _medication_refs(own: Iterable[tuple[str, bytes]]) -> list[str]:
             if isinstance(ref, str) and ref.startswith("Medication/"):
                 refs.append(ref)
     return refs
-
-
-def _digest(own: Iterable[tuple[str, bytes]], shared: Mapping[str, bytes]) -> str:
-    h = hashlib.sha256()
-    for key, body in own:
-        h.update(key.encode())
-        h.update(body)
-    for key in sorted(shared):
-        h.update(key.encode())
-        h.update(shared[key])
-    return h.hexdigest()
 
 
 async def run_patient_list(

@@ -148,24 +148,29 @@ class NdjsonStore:
     def patient_resources(self, patient: str) -> tuple[PatientResources, str]:
         """One patient's resources ready for the pipeline, and a digest of exactly that input."""
         rows = self.resources_of(patient)
-        digest = hashlib.sha256()
-        listed: list[tuple[str, Json]] = []
-        for key, body in rows:
-            digest.update(key.encode())
-            digest.update(body)
-            listed.append((key, orjson.loads(body)))
+        listed = [(key, orjson.loads(body)) for key, body in rows]
         refs = [ref for _, r in listed for ref in _medication_refs(r)]
         shared = self.shared(refs)
-        for key in sorted(shared):
-            digest.update(key.encode())
-            digest.update(orjson.dumps(shared[key]))
+        digest = input_digest(rows, {k: orjson.dumps(v) for k, v in shared.items()})
         resolve = {key: r for key, r in listed}
         resolve.update(shared)
         issues: list[Issue] = []
-        return PatientResources(patient, listed, resolve, issues), digest.hexdigest()
+        return PatientResources(patient, listed, resolve, issues), digest
 
     def iter_patients(self) -> Iterator[str]:
         yield from self.patients()
+
+
+def input_digest(own: Iterable[tuple[str, bytes]], shared: dict[str, bytes]) -> str:
+    """A digest of exactly one patient's input: its resources and the shared ones it names."""
+    h = hashlib.sha256()
+    for key, body in own:
+        h.update(key.encode())
+        h.update(body)
+    for key in sorted(shared):
+        h.update(key.encode())
+        h.update(shared[key])
+    return h.hexdigest()
 
 
 def _medication_refs(resource: Json) -> Iterator[str]:
