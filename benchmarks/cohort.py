@@ -22,7 +22,7 @@ from pathlib import Path
 import httpx
 import orjson
 
-from fhirtis.synthetic import make_cohort, write_ndjson
+from tests.synthetic import make_cohort, write_ndjson
 
 
 def peak_mb() -> float:
@@ -41,7 +41,7 @@ def phase_parse(folder: Path) -> dict[str, float]:
 
 
 def phase_ndjson(folder: Path, work: Path) -> dict[str, float]:
-    from fhirtis.cohort import CohortOptions, run_cohort  # noqa: PLC0415
+    from fhirtis.registry.cohort import CohortOptions, run_cohort  # noqa: PLC0415
     from fhirtis.settings import Settings  # noqa: PLC0415
 
     options = CohortOptions(ledger=work / "ledger.sqlite", work_dir=work, progress=False)
@@ -56,8 +56,8 @@ def phase_ndjson(folder: Path, work: Path) -> dict[str, float]:
 
 
 def phase_server(folder: Path, work: Path, base: str) -> dict[str, float]:
-    from fhirtis.cohort import CohortOptions, run_cohort  # noqa: PLC0415
     from fhirtis.io import FhirClientConfig  # noqa: PLC0415
+    from fhirtis.registry.cohort import CohortOptions, run_cohort  # noqa: PLC0415
     from fhirtis.settings import Settings  # noqa: PLC0415
 
     ids = []
@@ -83,7 +83,7 @@ def phase_server(folder: Path, work: Path, base: str) -> dict[str, float]:
 
 def phase_bare(folder: Path, base: str) -> dict[str, float]:
     from fhirtis.fhir.queries import patient_read_entries  # noqa: PLC0415
-    from fhirtis.pipeline import extractor_for  # noqa: PLC0415
+    from fhirtis.pipeline.offline import extractor_for  # noqa: PLC0415
     from fhirtis.settings import Settings  # noqa: PLC0415
 
     terminology = extractor_for(Settings()).t

@@ -1,6 +1,6 @@
 """Offline evaluation throughput on one core, beside the JSON parsing floor.
 
-A seeded synthetic cohort (``fhirtis.synthetic``) is serialised to bytes once; then, on the same
+A seeded synthetic cohort (``tests.synthetic``) is serialised to bytes once; then, on the same
 bytes, this measures ``json.loads`` alone, ``orjson.loads`` alone, and the full evaluation (parse,
 extract facts, compute, derive the R4B-validated resources, plan the transaction), and the time
 spent in each stage.
@@ -20,9 +20,9 @@ from fhirtis.clinical.patient import evaluate_patient
 from fhirtis.fhir.bundle import read_patient_bundle
 from fhirtis.fhir.derive import derive_resources
 from fhirtis.fhir.plan import plan_writes
-from fhirtis.pipeline import as_of_for, extractor_for
+from fhirtis.pipeline.offline import as_of_for, extractor_for
 from fhirtis.settings import Settings
-from fhirtis.synthetic import make_cohort
+from tests.synthetic import make_cohort
 
 
 def main() -> None:

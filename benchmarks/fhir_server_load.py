@@ -39,10 +39,10 @@ from benchmarks.pull import start_server
 from fhirtis.fhir.codes import IDENTIFIER_SYSTEM
 from fhirtis.fhir.queries import existing_entries, patient_read_entries
 from fhirtis.io import FhirClient, FhirClientConfig
-from fhirtis.pipeline import evaluate_patient_resources, extractor_for
-from fhirtis.remote import pull_patient
+from fhirtis.pipeline.offline import evaluate_patient_resources, extractor_for
+from fhirtis.pipeline.server import pull_patient
 from fhirtis.settings import Settings
-from fhirtis.synthetic import make_cohort
+from tests.synthetic import make_cohort
 
 SERVER = Path(__file__).resolve().parent.parent / "tests" / "fhir_server"
 Json = dict[str, Any]

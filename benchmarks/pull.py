@@ -24,10 +24,10 @@ import httpx
 
 from fhirtis.fhir.queries import existing_entries, patient_read_entries
 from fhirtis.io import FhirClient, FhirClientConfig
-from fhirtis.pipeline import evaluate_patient_resources, extractor_for
-from fhirtis.remote import PatientRun, RunStatus, pull_patient, run_patient
+from fhirtis.pipeline.offline import evaluate_patient_resources, extractor_for
+from fhirtis.pipeline.server import PatientRun, RunStatus, pull_patient, run_patient
 from fhirtis.settings import Settings
-from fhirtis.synthetic import make_cohort
+from tests.synthetic import make_cohort
 
 SERVER = Path(__file__).resolve().parent.parent / "tests" / "fhir_server"
 

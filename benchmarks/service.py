@@ -25,9 +25,9 @@ import httpx
 
 from benchmarks.pull import load, start_server
 from fhirtis.fhir.queries import patient_read_entries
-from fhirtis.pipeline import extractor_for
+from fhirtis.pipeline.offline import extractor_for
 from fhirtis.settings import Settings
-from fhirtis.synthetic import make_cohort
+from tests.synthetic import make_cohort
 
 
 def free_port() -> int:

@@ -24,7 +24,7 @@ from pydantic_settings import (
 )
 
 from fhirtis.clinical.policy import Policy
-from fhirtis.io.config import FhirClientConfig
+from fhirtis.io._config import FhirClientConfig
 
 
 class ServiceSettings(BaseModel):

@@ -15,8 +15,11 @@ import orjson
 import pytest
 from rich.console import Console
 
-from fhirtis import jsonout
-from fhirtis.cohort_report import (
+from fhirtis.pipeline import jsonout
+from fhirtis.fhir.bundle import read_patient_bundle
+from fhirtis.pipeline.offline import evaluate_patient_resources
+from fhirtis.pipeline.records import patient_summary
+from fhirtis.registry.report import (
     CSV_COLUMNS,
     PLOT_FILES,
     Proportion,
@@ -32,11 +35,8 @@ from fhirtis.cohort_report import (
     write_json,
     write_plots,
 )
-from fhirtis.fhir.bundle import read_patient_bundle
-from fhirtis.pipeline import evaluate_patient_resources
 from fhirtis.settings import Settings
-from fhirtis.summary import patient_summary
-from fhirtis.synthetic import make_cohort
+from tests.synthetic import make_cohort
 
 Json = dict[str, Any]
 BASE = date(2024, 1, 1)

@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 
 from fhirtis.fhir.outcome import InputError
-from fhirtis.jsonout import dumps
-from fhirtis.pipeline import evaluate_bundle_file
+from fhirtis.pipeline.jsonout import dumps
+from fhirtis.pipeline.offline import evaluate_bundle_file
+from fhirtis.pipeline.records import patient_summary
 from fhirtis.settings import Settings
-from fhirtis.summary import patient_summary
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 EXPECTED = sorted((EXAMPLES / "expected").glob("*.json"))

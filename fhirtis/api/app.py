@@ -25,7 +25,7 @@ from fhirtis.api.evaluate import (
 from fhirtis.fhir.codes import profiles_dir
 from fhirtis.io import BearerTokenAuth, FhirClient, FhirClientConfig
 from fhirtis.io._urls import normalize_base
-from fhirtis.remote import RunStatus, run_patient
+from fhirtis.pipeline.server import RunStatus, run_patient
 from fhirtis.settings import Settings, load_settings
 
 log = logging.getLogger("fhirtis.api")

@@ -65,10 +65,10 @@ from fhirtis.fhir.orders import (
 from fhirtis.fhir.primitives import is_id
 from fhirtis.fhir.units import UnitError, convert
 from fhirtis.io import BearerTokenAuth, FhirClient
-from fhirtis.io.errors import FhirClientError
-from fhirtis.jsonout import dumps
-from fhirtis.pipeline import extractor_for
-from fhirtis.remote import status_for
+from fhirtis.io._errors import FhirClientError
+from fhirtis.pipeline.jsonout import dumps
+from fhirtis.pipeline.offline import extractor_for
+from fhirtis.pipeline.server import status_for
 from fhirtis.settings import Settings
 
 __all__ = ["SERVICES", "CdsService", "install", "prefetch_templates"]
@@ -478,8 +478,8 @@ def _now() -> datetime:
 
 
 def evaluate(resources: PatientResources, settings: Settings, now: datetime) -> _Evaluated:
-    """What :func:`fhirtis.pipeline.evaluate_patient_resources` computes "as of" ``now``, minus
-    the derived resources; and the dosing weight now (DOMAIN.md §4)."""
+    """What :func:`fhirtis.pipeline.offline.evaluate_patient_resources` computes "as of" ``now``,
+    minus the derived resources; and the dosing weight now (DOMAIN.md §4)."""
     extractor = extractor_for(settings)
     data = extractor.extract(resources.patient_ref, resources.resources, resources.resolve)
     evaluation = evaluate_patient(data.facts(), settings.policy, as_of=now)

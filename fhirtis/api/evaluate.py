@@ -12,8 +12,8 @@ from pydantic import ValidationError
 from fhirtis.api.errors import ApiError
 from fhirtis.clinical.policy import Policy, Population
 from fhirtis.fhir.primitives import is_id
-from fhirtis.pipeline import Options
-from fhirtis.remote import PatientRun, RunStatus
+from fhirtis.pipeline.offline import Options
+from fhirtis.pipeline.server import PatientRun, RunStatus
 
 _POLICY_FIELDS = frozenset(Policy.model_fields)
 _VALUE_KEYS = (

@@ -4,17 +4,17 @@ retries, Bulk Data $export). No clinical rules live here.
 The public API is this module's ``__all__``; modules starting with ``_`` are private.
 """
 
-from fhirtis.io.auth import (
+from fhirtis.io._auth import (
     BearerTokenAuth,
     NoAuth,
     SmartBackendAuth,
     build_auth,
     load_private_key,
 )
-from fhirtis.io.bulk import BulkExportClient, Manifest, ManifestFile
-from fhirtis.io.client import FhirClient, FhirResponse, SearchParams, Timing
-from fhirtis.io.config import AuthMode, FhirClientConfig, SigningAlg
-from fhirtis.io.errors import (
+from fhirtis.io._bulk_client import BulkExportClient, Manifest, ManifestFile
+from fhirtis.io._client import FhirClient, FhirResponse, SearchParams, Timing
+from fhirtis.io._config import AuthMode, FhirClientConfig, SigningAlg
+from fhirtis.io._errors import (
     BulkExportFailed,
     BulkExportTimeout,
     FhirClientError,

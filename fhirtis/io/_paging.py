@@ -16,7 +16,7 @@ import httpx
 import orjson
 
 from fhirtis.io import _urls
-from fhirtis.io.errors import ForeignNextLink, MalformedResponse, PagingLoop
+from fhirtis.io._errors import ForeignNextLink, MalformedResponse, PagingLoop
 
 Bundle = dict[str, Any]
 

@@ -8,7 +8,7 @@ import httpx
 import orjson
 
 from fhirtis.io import _urls
-from fhirtis.io.errors import (
+from fhirtis.io._errors import (
     FhirServerError,
     Forbidden,
     MalformedResponse,

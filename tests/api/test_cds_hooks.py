@@ -18,7 +18,7 @@ from fhirtis.api.app import create_app
 from fhirtis.api.cds_hooks import SERVICES, evaluate
 from fhirtis.fhir.bundle import PatientResources
 from fhirtis.io import FhirClientConfig
-from fhirtis.pipeline import Options, evaluate_patient_resources
+from fhirtis.pipeline.offline import Options, evaluate_patient_resources
 from fhirtis.settings import ServiceSettings, Settings
 from tests.e2e.conftest import FhirTestServer
 from tests.e2e.test_run import load

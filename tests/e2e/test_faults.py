@@ -8,7 +8,7 @@ from collections.abc import Callable
 import httpx
 
 from fhirtis.io import FhirClient, FhirClientConfig
-from fhirtis.remote import PatientRun, RunStatus, run_patient
+from fhirtis.pipeline.server import PatientRun, RunStatus, run_patient
 from fhirtis.settings import Settings
 from tests.e2e.conftest import FhirTestServer
 from tests.e2e.test_run import load, search

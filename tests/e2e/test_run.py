@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 
 from fhirtis.io import FhirClient, FhirClientConfig
-from fhirtis.remote import PatientRun, RunStatus, run_patient
+from fhirtis.pipeline.server import PatientRun, RunStatus, run_patient
 from fhirtis.settings import Settings
 from tests.e2e.conftest import FhirTestServer
 from tests.fhir.patients import responder

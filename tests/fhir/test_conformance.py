@@ -32,7 +32,7 @@ import pytest
 from fhirtis.clinical.facts import RiskFactorKind, TeeKind
 from fhirtis.fhir.bundle import read_patient_bundle
 from fhirtis.fhir.codes import terminology
-from fhirtis.pipeline import PatientResult, evaluate_patient_resources
+from fhirtis.pipeline.offline import PatientResult, evaluate_patient_resources
 from fhirtis.settings import Settings
 
 Json = dict[str, Any]

@@ -9,7 +9,7 @@ import orjson
 from fhirtis.fhir.bundle import read_patient_bundle
 from fhirtis.fhir.codes import IDENTIFIER_SYSTEM
 from fhirtis.fhir.queries import existing_entries
-from fhirtis.pipeline import PatientResult, evaluate_patient_resources
+from fhirtis.pipeline.offline import PatientResult, evaluate_patient_resources
 from fhirtis.settings import Settings
 from tests.fhir.patients import responder
 

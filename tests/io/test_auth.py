@@ -25,7 +25,7 @@ from fhirtis.io import (
     Unauthorized,
     load_private_key,
 )
-from fhirtis.io.auth import CLIENT_ASSERTION_TYPE, BearerTokenAuth, _lifetime
+from fhirtis.io._auth import CLIENT_ASSERTION_TYPE, BearerTokenAuth, _lifetime
 from tests.io._support import (
     BASE,
     START_WALL,

@@ -27,7 +27,7 @@ from fhirtis.io import (
     NotFound,
     TooManyRetries,
 )
-from fhirtis.io._bulk import (
+from fhirtis.io._bulk_protocol import (
     NdjsonLines,
     PollSchedule,
     PollWait,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import fhirtis.io
-from fhirtis.io import errors
+import fhirtis.io as errors
 
 EXPECTED = {
     "AuthMode",

@@ -14,10 +14,10 @@ import orjson
 from typer.testing import CliRunner
 
 from fhirtis.cli import app
-from fhirtis.ledger import Ledger
-from fhirtis.ndjson_store import NdjsonStore
-from fhirtis.synthetic import make_cohort, write_ndjson
+from fhirtis.registry.ledger import Ledger
+from fhirtis.registry.ndjson_store import NdjsonStore
 from tests.e2e.test_run import search
+from tests.synthetic import make_cohort, write_ndjson
 
 runner = CliRunner()
 

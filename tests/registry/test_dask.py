@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from fhirtis.cohort import CohortOptions, run_cohort
-from fhirtis.ledger import Ledger
+from fhirtis.registry.cohort import CohortOptions, run_cohort
+from fhirtis.registry.ledger import Ledger
 from fhirtis.settings import Settings
-from fhirtis.synthetic import make_cohort, write_ndjson
+from tests.synthetic import make_cohort, write_ndjson
 
 
 def test_dask_engine_matches_the_local_engine(tmp_path: Path) -> None:

@@ -11,9 +11,9 @@ import orjson
 from typer.testing import CliRunner
 
 from fhirtis.cli import app
-from fhirtis.ledger import Ledger
-from fhirtis.synthetic import make_cohort
+from fhirtis.registry.ledger import Ledger
 from tests.e2e.conftest import FhirTestServer
+from tests.synthetic import make_cohort
 
 runner = CliRunner()
 

@@ -25,8 +25,7 @@ import httpx
 import orjson
 
 from fhirtis.io import _responses, _urls
-from fhirtis.io._retry import RETRYABLE_STATUSES, RetryPolicy, parse_retry_after
-from fhirtis.io.errors import (
+from fhirtis.io._errors import (
     BulkExportFailed,
     BulkExportTimeout,
     ForeignUrl,
@@ -34,6 +33,7 @@ from fhirtis.io.errors import (
     MalformedResponse,
     TooManyRetries,
 )
+from fhirtis.io._retry import RETRYABLE_STATUSES, RetryPolicy, parse_retry_after
 
 ExportLevel = Literal["group", "patient", "system"]
 

@@ -31,16 +31,16 @@ from fhirtis.fhir.derive import Derived
 from fhirtis.fhir.plan import WritePlan, plan_writes
 from fhirtis.fhir.queries import identifier_of
 from fhirtis.io import FhirClient, FhirClientConfig
-from fhirtis.io.errors import FhirClientError, NotFound
-from fhirtis.jsonout import dumps
-from fhirtis.ledger import Ledger
-from fhirtis.ndjson_store import NdjsonStore, input_digest
-from fhirtis.pipeline import evaluate_patient_resources
-from fhirtis.remote import RunStatus, pull_patient, settle
+from fhirtis.io._errors import FhirClientError, NotFound
+from fhirtis.pipeline.jsonout import dumps
+from fhirtis.pipeline.offline import evaluate_patient_resources
+from fhirtis.pipeline.records import patient_summary
+from fhirtis.pipeline.server import RunStatus, pull_patient, settle
+from fhirtis.registry.ledger import Ledger
+from fhirtis.registry.ndjson_store import NdjsonStore, input_digest
 from fhirtis.settings import Settings
-from fhirtis.summary import patient_summary
 
-log = logging.getLogger("fhirtis.cohort")
+log = logging.getLogger("fhirtis.registry.cohort")
 Json = dict[str, Any]
 Row = tuple[str, list[tuple[str, bytes]], dict[str, bytes], str]  # patient, own, shared, digest
 
@@ -205,7 +205,7 @@ async def _evaluate(
 ) -> AsyncIterator[EvaluatedPatient]:
     settings_json = settings.model_dump_json()
     if options.engine == "dask":
-        from fhirtis.distributed import evaluate_on_dask  # noqa: PLC0415 - optional engine
+        from fhirtis.registry.dask_engine import evaluate_on_dask  # noqa: PLC0415 - optional engine
 
         async for evaluated in evaluate_on_dask(partitions, settings_json, options.scheduler):
             yield evaluated
@@ -348,7 +348,7 @@ async def export_group(client: FhirClient, group: str, options: CohortOptions) -
     """Bulk Data ``Group/[id]/$export`` into ``work_dir/export``; remembers the transaction
     time so that the next run asks only for what changed since (``_since``). Returns the folder
     and whether the export was incremental."""
-    from fhirtis.io.bulk import BulkExportClient  # noqa: PLC0415
+    from fhirtis.io._bulk_client import BulkExportClient  # noqa: PLC0415
 
     with Ledger(options.ledger) as ledger:
         since = options.since or ledger.get_value("bulk_transaction_time")

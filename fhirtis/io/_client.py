@@ -29,6 +29,15 @@ import httpx
 import orjson
 
 from fhirtis.io import _responses, _urls
+from fhirtis.io._auth import build_auth
+from fhirtis.io._config import FhirClientConfig
+from fhirtis.io._errors import (
+    ForeignUrl,
+    MalformedResponse,
+    TokenEndpointUnavailable,
+    TooManyRetries,
+    WriteOutcomeUnknown,
+)
 from fhirtis.io._paging import PageRequest, next_link, parse_page, resolve_next, walk_pages
 from fhirtis.io._retry import (
     NOT_PROCESSED_STATUSES,
@@ -39,15 +48,6 @@ from fhirtis.io._retry import (
     is_retryable_transport_error,
     may_have_reached_server,
     parse_retry_after,
-)
-from fhirtis.io.auth import build_auth
-from fhirtis.io.config import FhirClientConfig
-from fhirtis.io.errors import (
-    ForeignUrl,
-    MalformedResponse,
-    TokenEndpointUnavailable,
-    TooManyRetries,
-    WriteOutcomeUnknown,
 )
 
 __all__ = ["FhirClient", "FhirResponse", "SearchParams", "Timing"]
@@ -421,7 +421,7 @@ class FhirClient:
     ) -> httpx.Response:
         """Send with retries; returns the first answer that is not a retryable status.
 
-        For :mod:`fhirtis.io.bulk`: ``stream`` returns the answer with its body unread (the
+        For :mod:`fhirtis.io._bulk_client`: ``stream`` returns the answer with its body unread (the
         caller closes it); ``auth`` replaces the client's auth for this request;
         ``check_origin=False`` allows another origin (only with an ``auth`` that sends no
         credentials); ``policy`` replaces the retry policy (e.g. a shorter budget).

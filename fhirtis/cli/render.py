@@ -8,8 +8,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from fhirtis.remote import PatientRun
-from fhirtis.summary import patient_summary
+from fhirtis.pipeline.records import patient_summary
+from fhirtis.pipeline.server import PatientRun
 
 
 def _n(value: Decimal | None) -> str:

@@ -33,7 +33,7 @@ from typing import Any
 import httpx
 
 from fhirtis.io import _responses, _urls
-from fhirtis.io._bulk import (
+from fhirtis.io._bulk_protocol import (
     DEFAULT_MAX_LINE_BYTES,
     FILE_HEADERS,
     KICKOFF_HEADERS,
@@ -55,9 +55,9 @@ from fhirtis.io._bulk import (
     poll_timeout,
     resolve_status_url,
 )
+from fhirtis.io._client import FhirClient
+from fhirtis.io._errors import MalformedNdjson, TooManyRetries
 from fhirtis.io._retry import is_retryable_transport_error
-from fhirtis.io.client import FhirClient
-from fhirtis.io.errors import MalformedNdjson, TooManyRetries
 
 __all__ = ["BulkExportClient", "ExportLevel", "Manifest", "ManifestFile"]
 

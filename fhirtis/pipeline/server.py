@@ -23,7 +23,7 @@ from fhirtis.fhir.outcome import Issue
 from fhirtis.fhir.plan import Action, WritePlan
 from fhirtis.fhir.queries import existing_entries, identifier_of, patient_read_entries
 from fhirtis.io import FhirClient
-from fhirtis.io.errors import (
+from fhirtis.io._errors import (
     FhirClientError,
     FhirServerError,
     Forbidden,
@@ -33,7 +33,7 @@ from fhirtis.io.errors import (
     Unauthorized,
     WriteOutcomeUnknown,
 )
-from fhirtis.pipeline import (
+from fhirtis.pipeline.offline import (
     Options,
     PatientResult,
     evaluate_patient_resources,
@@ -42,7 +42,7 @@ from fhirtis.pipeline import (
 from fhirtis.settings import Settings
 
 Json = dict[str, Any]
-log = logging.getLogger("fhirtis.remote")
+log = logging.getLogger("fhirtis.pipeline.server")
 
 MAX_REPLANS = 3
 

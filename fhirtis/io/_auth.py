@@ -7,7 +7,7 @@ caller's transport, proxies and mocks like any other request. The only sync/asyn
 code is a lock around fetching a token, so that concurrent requests share one fetch.
 
 Tokens are attached only to requests on the configured FHIR server's origin; a request
-anywhere else raises :class:`~fhirtis.io.errors.ForeignUrl` before it is sent.
+anywhere else raises :class:`~fhirtis.io._errors.ForeignUrl` before it is sent.
 """
 
 from __future__ import annotations
@@ -31,14 +31,14 @@ from joserfc.jwk import ECKey, RSAKey, import_key
 from pydantic import SecretStr
 
 from fhirtis.io import _responses, _urls
-from fhirtis.io._retry import RETRYABLE_STATUSES
-from fhirtis.io.config import FhirClientConfig, SigningAlg
-from fhirtis.io.errors import (
+from fhirtis.io._config import FhirClientConfig, SigningAlg
+from fhirtis.io._errors import (
     ForeignUrl,
     MalformedResponse,
     TokenEndpointUnavailable,
     Unauthorized,
 )
+from fhirtis.io._retry import RETRYABLE_STATUSES
 
 __all__ = [
     "CLIENT_ASSERTION_TYPE",

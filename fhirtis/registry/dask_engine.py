@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from fhirtis.cohort import EvaluatedPatient, Row
+    from fhirtis.registry.cohort import EvaluatedPatient, Row
 
 MAX_IN_FLIGHT = 8  # partitions submitted ahead of the results consumed (bounds driver memory)
 
@@ -29,7 +29,7 @@ async def evaluate_on_dask(
 ) -> AsyncIterator[EvaluatedPatient]:
     from distributed import Client, LocalCluster, as_completed  # noqa: PLC0415
 
-    from fhirtis.cohort import evaluate_rows  # noqa: PLC0415
+    from fhirtis.registry.cohort import evaluate_rows  # noqa: PLC0415
 
     cluster: Any = None
     if scheduler is None:

@@ -1,0 +1,161 @@
+"""``fhirtis cohort`` and ``fhirtis report``: registry runs (need the ``[registry]`` extra)."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import orjson
+import typer
+from rich.console import Console
+
+from fhirtis.cli._common import EXIT_BAD_INPUT, fhir_config, require_extra
+from fhirtis.pipeline.jsonout import dumps
+from fhirtis.settings import load_settings
+
+
+def cohort(
+    ndjson: Annotated[
+        Path | None, typer.Option("--ndjson", help="A folder of NDJSON files (a Bulk export).")
+    ] = None,
+    group: Annotated[
+        str | None, typer.Option("--group", help="A FHIR Group id: export it with Bulk Data.")
+    ] = None,
+    patients: Annotated[
+        str | None, typer.Option("--patients", help="Patient ids, comma-separated.")
+    ] = None,
+    patient_file: Annotated[
+        Path | None, typer.Option("--patient-file", help="A file of patient ids, one a line.")
+    ] = None,
+    server: Annotated[str | None, typer.Option("--server", help="FHIR base URL.")] = None,
+    write: Annotated[bool, typer.Option("--write/--dry-run", help="Write back.")] = False,
+    ledger: Annotated[Path, typer.Option(help="The resumable ledger (SQLite).")] = Path(
+        "fhirtis-ledger.sqlite"
+    ),
+    work_dir: Annotated[Path, typer.Option(help="Where NDJSON is grouped on disk.")] = Path(
+        ".fhirtis-work"
+    ),
+    engine: Annotated[str, typer.Option(help="local, or dask (a Dask cluster).")] = "local",
+    scheduler: Annotated[
+        str | None, typer.Option(help="Dask scheduler address (default: a local cluster).")
+    ] = None,
+    concurrency: Annotated[int, typer.Option(min=1, max=256)] = 8,
+    max_rate: Annotated[
+        float | None, typer.Option(help="Never send more than this many requests per second.")
+    ] = None,
+    since: Annotated[
+        str | None, typer.Option("--since", help="Bulk _since (default: the ledger's last run).")
+    ] = None,
+    summaries: Annotated[
+        Path | None, typer.Option(help="Write every patient's summary (NDJSON) here.")
+    ] = None,
+    progress: Annotated[bool | None, typer.Option("--progress/--no-progress")] = None,
+    settings_file: Annotated[
+        Path | None, typer.Option("--settings", help="Settings file (TOML or JSON).")
+    ] = None,
+) -> None:
+    """Evaluate a cohort: resumable (a ledger), bounded concurrency, optional Dask engine.
+    Exit 0 when every patient is done, 1 when some failed (listed), 2 for bad usage."""
+    require_extra("cohort", "registry")
+    from fhirtis.registry import cohort as cohort_mod  # noqa: PLC0415 - the [registry] extra
+
+    err = Console(stderr=True)
+    sources = [x for x in (ndjson, group, patients, patient_file) if x is not None]
+    if len(sources) != 1 or engine not in {"local", "dask"}:
+        err.print(
+            "fhirtis cohort: give exactly one of --ndjson, --group, --patients, "
+            "--patient-file; --engine local or dask"
+        )
+        raise typer.Exit(EXIT_BAD_INPUT)
+    try:
+        settings = load_settings(settings_file)
+        fhir = fhir_config(settings, server)
+        if (write or group or patients or patient_file) and fhir is None:
+            raise ValueError("a FHIR server is needed: give --server or FHIRTIS_FHIR__BASE_URL")
+        ids: list[str] = []
+        if patients:
+            ids = [p.strip() for p in patients.split(",") if p.strip()]
+        if patient_file:
+            ids = [line.strip() for line in patient_file.read_text().splitlines() if line.strip()]
+        if ndjson is not None and not ndjson.is_dir():
+            raise ValueError(f"{ndjson} is not a folder")
+        if fhir is not None:
+            fhir = fhir.model_copy(
+                update={"concurrency": concurrency, "max_requests_per_second": max_rate}
+            )
+    except (ValueError, FileNotFoundError) as exc:
+        err.print(f"fhirtis cohort: {exc}", markup=False)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    options = cohort_mod.CohortOptions(
+        write=write,
+        concurrency=concurrency,
+        ledger=ledger,
+        work_dir=work_dir,
+        engine=engine,
+        scheduler=scheduler,
+        progress=progress,
+        since=since,
+    )
+    result = asyncio.run(
+        cohort_mod.run_cohort(settings, options, fhir, ndjson=ndjson, group=group, ids=ids)
+    )
+    if summaries is not None:
+        from fhirtis.registry.ledger import Ledger  # noqa: PLC0415
+
+        with Ledger(ledger) as book, summaries.open("wb") as out:
+            for record in book.summaries():
+                out.write(orjson.dumps(record) + b"\n")
+    console = Console()
+    counts = ", ".join(f"{k} {v}" for k, v in sorted(result.statuses.items())) or "none"
+    console.print(
+        f"{result.patients} patients: {counts}; skipped (unchanged since the ledger) "
+        f"{result.skipped}; input problems {result.problems}",
+        markup=False,
+    )
+    for patient_ref, error in result.failed:
+        console.print(f"  incomplete: {patient_ref}: {error}", markup=False)
+    if result.failed:
+        raise typer.Exit(1)
+
+
+def report(
+    path: Annotated[
+        Path,
+        typer.Argument(
+            help="Summaries: `fhirtis evaluate --json` output, or the NDJSON of "
+            "`fhirtis cohort --summaries`."
+        ),
+    ],
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Write patients.csv, summary.json and PNG plots.")
+    ] = None,
+    week: Annotated[
+        int | None, typer.Option(help="Also report response at this week after baseline.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+) -> None:
+    """Summarise a cohort like the ProDERM reports: response categories and responders, confirmed
+    deteriorations, IVIG cycles and dose, TEEs per patient and per 100 cycles, TEE by maximum
+    infusion rate, risk factors."""
+    require_extra("report", "registry")
+    from fhirtis.registry import report as cohort_report  # noqa: PLC0415 - [registry]
+
+    err = Console(stderr=True)
+    try:
+        records = cohort_report.load_summaries(path)
+        built = cohort_report.build_report(records, week=week)
+    except (cohort_report.ReportInputError, OSError) as exc:
+        err.print(f"fhirtis report: {exc}", markup=False)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    if as_json:
+        sys.stdout.write(dumps(built.as_record()) + "\n")
+    else:
+        cohort_report.print_report(Console(), built)
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        cohort_report.write_csv(built, out / "patients.csv")
+        cohort_report.write_json(built, out / "summary.json")
+        for png in cohort_report.write_plots(built, out):
+            Console(stderr=True).print(f"wrote {png}", markup=False)

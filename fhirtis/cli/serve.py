@@ -1,0 +1,42 @@
+"""``fhirtis serve``: the HTTP service (needs the ``[serve]`` extra)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from fhirtis.cli._common import EXIT_BAD_INPUT, require_extra
+from fhirtis.settings import load_settings
+
+
+def serve(
+    host: Annotated[
+        str | None, typer.Option(help="Interface (default: settings, 127.0.0.1).")
+    ] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default: settings, 8080).")] = None,
+    settings_file: Annotated[
+        Path | None, typer.Option("--settings", help="Settings file (TOML or JSON).")
+    ] = None,
+) -> None:
+    """Run the HTTP service: FHIR operations, CDS Hooks and the clinician's page (uvicorn)."""
+    require_extra("serve", "serve")
+    import uvicorn  # noqa: PLC0415 - the [serve] extra
+
+    from fhirtis.api.app import create_app  # noqa: PLC0415
+
+    try:
+        settings = load_settings(settings_file)
+        application = create_app(settings)
+    except (ValueError, FileNotFoundError) as exc:
+        Console(stderr=True).print(f"fhirtis serve: {exc}", markup=False)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    uvicorn.run(
+        application,
+        host=host or settings.service.host,
+        port=port or settings.service.port,
+        log_level="info",
+        access_log=False,  # access lines carry query strings; fhirtis logs ids and counts itself
+    )
