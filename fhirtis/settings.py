@@ -4,15 +4,20 @@ Environment variables have the prefix ``FHIRTIS_`` and ``__`` between nested nam
 ``FHIRTIS_POLICY__CYCLE_GAP_DAYS=10``, ``FHIRTIS_FHIR__BASE_URL=https://ehr.example.org/fhir``,
 ``FHIRTIS_CONCEPT_MAP=site/conceptmap.json``. A settings file (TOML or JSON) is named by
 ``FHIRTIS_SETTINGS_FILE`` or the CLI's ``--settings``; environment variables override it.
+A relative path inside a settings file (``concept_map``, ``service.jwks_path``,
+``fhir.private_key_path``, …) is relative to that file's folder, so a settings file works from
+any working directory; a relative path in an environment variable is relative to the working
+directory.
 """
 
 from __future__ import annotations
 
 import os
+import types
 from contextvars import ContextVar
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic_settings import (
@@ -54,6 +59,55 @@ class ServiceSettings(BaseModel):
     port: int = Field(8080, ge=1, le=65535)
 
 
+def _is_path(annotation: Any) -> bool:
+    if annotation is Path:
+        return True
+    if get_origin(annotation) in {Union, types.UnionType}:
+        return any(_is_path(a) for a in get_args(annotation))
+    return False
+
+
+def _model_of(annotation: Any) -> type[BaseModel] | None:
+    candidates = get_args(annotation) if get_origin(annotation) in {Union, types.UnionType} else ()
+    for candidate in (annotation, *candidates):
+        if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+            return candidate
+    return None
+
+
+def _resolve_paths(model: type[BaseModel], values: dict[str, Any], folder: Path) -> dict[str, Any]:
+    """``values`` (read from a settings file in ``folder``) with every relative path made
+    relative to ``folder``; walks nested models by their field annotations."""
+    out = dict(values)
+    for name, field in model.model_fields.items():
+        value = out.get(name)
+        if value is None:
+            continue
+        if _is_path(field.annotation) and isinstance(value, str | Path):
+            path = Path(value).expanduser()
+            out[name] = path if path.is_absolute() else folder / path
+        elif (sub := _model_of(field.annotation)) is not None and isinstance(value, dict):
+            out[name] = _resolve_paths(sub, value, folder)
+    return out
+
+
+class _FileRelativePaths(PydanticBaseSettingsSource):
+    """A settings-file source whose relative paths are relative to the file."""
+
+    def __init__(
+        self, settings_cls: type[BaseSettings], inner: PydanticBaseSettingsSource, folder: Path
+    ):
+        super().__init__(settings_cls)
+        self._inner = inner
+        self._folder = folder
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # unused: __call__ reads the whole file at once
+
+    def __call__(self) -> dict[str, Any]:
+        return _resolve_paths(self.settings_cls, self._inner(), self._folder)
+
+
 _settings_file: ContextVar[str | None] = ContextVar("fhirtis_settings_file", default=None)
 
 
@@ -87,10 +141,12 @@ class Settings(BaseSettings):
         file = _settings_file.get() or os.environ.get("FHIRTIS_SETTINGS_FILE")
         if file:
             path = Path(file)
-            if path.suffix == ".toml":
-                sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
-            else:
-                sources.append(JsonConfigSettingsSource(settings_cls, json_file=path))
+            inner: PydanticBaseSettingsSource = (
+                TomlConfigSettingsSource(settings_cls, toml_file=path)
+                if path.suffix == ".toml"
+                else JsonConfigSettingsSource(settings_cls, json_file=path)
+            )
+            sources.append(_FileRelativePaths(settings_cls, inner, path.resolve().parent))
         return tuple(sources)
 
 

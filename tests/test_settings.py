@@ -36,3 +36,55 @@ def test_bad_values_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("FHIRTIS_POLICY__CYCLE_GAP_DAYS")
     with pytest.raises(FileNotFoundError):
         load_settings(Path("/nonexistent/settings.toml"))
+
+
+def test_relative_paths_in_a_settings_file_are_relative_to_that_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "keys").mkdir()
+    file = site / "fhirtis.toml"
+    file.write_text(
+        'concept_map = "local-codes.json"\n'
+        '[service]\njwks_path = "keys/jwks.json"\n'
+        '[fhir]\nbase_url = "https://ehr.example.org/fhir"\nauth_mode = "smart-backend"\n'
+        'client_id = "fhirtis"\nkid = "k1"\nscope = "system/*.rs"\n'
+        'private_key_path = "keys/private.pem"\n'
+    )
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    monkeypatch.delenv("FHIRTIS_SETTINGS_FILE", raising=False)
+    settings = load_settings(Path("../site/fhirtis.toml"))
+    assert settings.concept_map == site.resolve() / "local-codes.json"
+    assert settings.service.jwks_path == site.resolve() / "keys" / "jwks.json"
+    assert settings.fhir is not None
+    assert settings.fhir.private_key_path == site.resolve() / "keys" / "private.pem"
+    # a relative path from the environment stays relative to the working directory
+    monkeypatch.setenv("FHIRTIS_CONCEPT_MAP", "from-env.json")
+    assert load_settings(Path("../site/fhirtis.toml")).concept_map == Path("from-env.json")
+
+
+def test_readme_main_command_works_from_another_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner  # noqa: PLC0415
+
+    from fhirtis.cli import app  # noqa: PLC0415
+
+    examples = Path(__file__).resolve().parent.parent / "examples"
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("FHIRTIS_SETTINGS_FILE", raising=False)
+    result = CliRunner().invoke(
+        app,
+        [
+            "evaluate",
+            str(examples / "bundles" / "mixed-units-local-codes.json"),
+            "--settings",
+            str(examples / "settings.toml"),
+            "--json",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert '"mmt8"' in result.output
