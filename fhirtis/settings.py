@@ -29,7 +29,7 @@ from pydantic_settings import (
 )
 
 from fhirtis.clinical.policy import Policy
-from fhirtis.io._config import FhirClientConfig
+from fhirtis.io import FhirClientConfig
 
 
 class ServiceSettings(BaseModel):

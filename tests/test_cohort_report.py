@@ -15,8 +15,8 @@ import orjson
 import pytest
 from rich.console import Console
 
-from fhirtis.pipeline import jsonout
 from fhirtis.fhir.bundle import read_patient_bundle
+from fhirtis.pipeline import jsonout
 from fhirtis.pipeline.offline import evaluate_patient_resources
 from fhirtis.pipeline.records import patient_summary
 from fhirtis.registry.report import (

@@ -23,8 +23,7 @@ from fhirtis.api.evaluate import (
     result_bundle,
 )
 from fhirtis.fhir.codes import profiles_dir
-from fhirtis.io import BearerTokenAuth, FhirClient, FhirClientConfig
-from fhirtis.io._urls import normalize_base
+from fhirtis.io import BearerTokenAuth, FhirClient, FhirClientConfig, normalize_base
 from fhirtis.pipeline.server import RunStatus, run_patient
 from fhirtis.settings import Settings, load_settings
 

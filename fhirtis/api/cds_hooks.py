@@ -64,8 +64,7 @@ from fhirtis.fhir.orders import (
 )
 from fhirtis.fhir.primitives import is_id
 from fhirtis.fhir.units import UnitError, convert
-from fhirtis.io import BearerTokenAuth, FhirClient
-from fhirtis.io._errors import FhirClientError
+from fhirtis.io import BearerTokenAuth, FhirClient, FhirClientError
 from fhirtis.pipeline.jsonout import dumps
 from fhirtis.pipeline.offline import extractor_for
 from fhirtis.pipeline.server import status_for

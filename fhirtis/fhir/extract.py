@@ -115,7 +115,7 @@ class ExtractSettings:
     default_uln_u_per_l: Mapping[Instrument, Decimal] = field(default_factory=dict)
 
 
-class _ExcludedError(Exception):
+class ExcludedError(Exception):
     def __init__(self, code: str, message: str, path: str) -> None:
         self.issue_code, self.message, self.path = code, message, path
         super().__init__(message)
@@ -135,19 +135,19 @@ def _codings(concept: object, path: str) -> list[tuple[str | None, str | None]]:
     if concept is None:
         return []
     if not isinstance(concept, dict):
-        raise _ExcludedError("structure", "CodeableConcept must be an object", path)
+        raise ExcludedError("structure", "CodeableConcept must be an object", path)
     codings = concept.get("coding", [])
     if not isinstance(codings, list):
-        raise _ExcludedError("structure", "coding must be an array", f"{path}.coding")
+        raise ExcludedError("structure", "coding must be an array", f"{path}.coding")
     out: list[tuple[str | None, str | None]] = []
     for i, c in enumerate(codings):
         if not isinstance(c, dict):
-            raise _ExcludedError("structure", "Coding must be an object", f"{path}.coding[{i}]")
+            raise ExcludedError("structure", "Coding must be an object", f"{path}.coding[{i}]")
         system, code = c.get("system"), c.get("code")
         if (system is not None and not isinstance(system, str)) or (
             code is not None and not isinstance(code, str)
         ):
-            raise _ExcludedError(
+            raise ExcludedError(
                 "value", "Coding system and code must be strings", f"{path}.coding[{i}]"
             )
         out.append((system, code))
@@ -165,20 +165,20 @@ def _text(concept: object) -> str:
     return ""
 
 
-def _quantity(q: object, path: str) -> tuple[Decimal, str | None]:
+def read_quantity(q: object, path: str) -> tuple[Decimal, str | None]:
     """(value, UCUM unit or None). The UCUM ``code`` is preferred; a bare ``unit`` is used
     only when no system is given or the system is UCUM."""
     if not isinstance(q, dict):
-        raise _ExcludedError("structure", "Quantity must be an object", path)
+        raise ExcludedError("structure", "Quantity must be an object", path)
     if "value" not in q:
-        raise _ExcludedError("required", "Quantity has no value", f"{path}.value")
+        raise ExcludedError("required", "Quantity has no value", f"{path}.value")
     try:
         value = parse_decimal(q["value"])
     except PrimitiveError as exc:
-        raise _ExcludedError("value", f"Quantity.value: {exc}", f"{path}.value") from None
+        raise ExcludedError("value", f"Quantity.value: {exc}", f"{path}.value") from None
     system, code, unit = q.get("system"), q.get("code"), q.get("unit")
     if system is not None and system != UCUM:
-        raise _ExcludedError("code-invalid", "Quantity unit is not a UCUM unit", f"{path}.system")
+        raise ExcludedError("code-invalid", "Quantity unit is not a UCUM unit", f"{path}.system")
     chosen = code if isinstance(code, str) and code else unit if isinstance(unit, str) else None
     return value, chosen
 
@@ -187,11 +187,11 @@ def _convert(value: Decimal, unit: str | None, target: str, path: str) -> Decima
     if unit is None:
         if target == "1":
             return value
-        raise _ExcludedError("required", f"Quantity has no unit (expected {target})", path)
+        raise ExcludedError("required", f"Quantity has no unit (expected {target})", path)
     try:
         return convert(value, unit, target)
     except UnitError:
-        raise _ExcludedError(
+        raise ExcludedError(
             "value", f"unit {unit!r} is unknown or cannot convert to {target!r}", path
         ) from None
 
@@ -209,9 +209,9 @@ def _when(resource: Json, keys: Sequence[str], path: str) -> tuple[datetime, boo
         try:
             when, date_only = parse_date_time(value)
         except PrimitiveError as exc:
-            raise _ExcludedError("value", f"{key}: {exc}", f"{path}.{key}") from None
+            raise ExcludedError("value", f"{key}: {exc}", f"{path}.{key}") from None
         return when, date_only, key
-    raise _ExcludedError("required", f"no {' or '.join(keys)}", path)
+    raise ExcludedError("required", f"no {' or '.join(keys)}", path)
 
 
 class Extractor:
@@ -274,7 +274,7 @@ class Extractor:
                 continue
             try:
                 handler(data, path, resource, resolve)
-            except _ExcludedError as exc:
+            except ExcludedError as exc:
                 data.issues.append(
                     Issue(
                         "error",
@@ -299,13 +299,13 @@ class Extractor:
         subject = resource.get(key)
         ref = subject.get("reference") if isinstance(subject, dict) else None
         if not isinstance(ref, str):
-            raise _ExcludedError("required", f"no {key}.reference", f"{path}.{key}")
+            raise ExcludedError("required", f"no {key}.reference", f"{path}.{key}")
         if ref != data.patient_ref and not ref.endswith("/" + data.patient_ref):
-            raise _ExcludedError("invalid", f"{key} is another patient", f"{path}.{key}")
+            raise ExcludedError("invalid", f"{key} is another patient", f"{path}.{key}")
 
     def _require_id(self, resource: Json, path: str) -> None:
         if not is_id(resource.get("id")):
-            raise _ExcludedError("required", "resource has no valid id", f"{path}.id")
+            raise ExcludedError("required", "resource has no valid id", f"{path}.id")
 
     # -- Patient -----------------------------------------------------------------------------
 
@@ -362,7 +362,7 @@ class Extractor:
         self._require_id(r, path)
         status = _OBS_STATUS.get(r.get("status"))  # type: ignore[arg-type]
         if status is None:
-            raise _ExcludedError(
+            raise ExcludedError(
                 "code-invalid", "status is not an Observation status", f"{path}.status"
             )
         self._check_subject(data, r, "subject", path)
@@ -371,8 +371,8 @@ class Extractor:
         )
         if "valueQuantity" not in r:
             reason = "dataAbsentReason given" if "dataAbsentReason" in r else "no valueQuantity"
-            raise _ExcludedError("required", reason, f"{path}.valueQuantity")
-        value, unit = _quantity(r["valueQuantity"], f"{path}.valueQuantity")
+            raise ExcludedError("required", reason, f"{path}.valueQuantity")
+        value, unit = read_quantity(r["valueQuantity"], f"{path}.valueQuantity")
         qpath = f"{path}.valueQuantity"
         tag, detail = kind
         if tag == "measure":
@@ -412,7 +412,7 @@ class Extractor:
             try:
                 issued, _ = parse_date_time(r["issued"])
             except PrimitiveError:
-                raise _ExcludedError("value", "issued is not an instant", "issued") from None
+                raise ExcludedError("value", "issued is not an instant", "issued") from None
         source = self._use(data, r, when)
         # the date as recorded, in the offset it was recorded in
         day = when.date()
@@ -423,13 +423,13 @@ class Extractor:
     def _uln(self, r: Json, path: str, instrument: Instrument) -> Decimal | None:
         ranges = r.get("referenceRange") or []
         if not isinstance(ranges, list):
-            raise _ExcludedError(
+            raise ExcludedError(
                 "structure", "referenceRange must be an array", f"{path}.referenceRange"
             )
         for i, rr in enumerate(ranges):
             if isinstance(rr, dict) and "high" in rr:
                 hpath = f"{path}.referenceRange[{i}].high"
-                value, unit = _quantity(rr["high"], hpath)
+                value, unit = read_quantity(rr["high"], hpath)
                 return _convert(value, unit, "U/L", hpath)
         return self.settings.default_uln_u_per_l.get(instrument)
 
@@ -445,7 +445,7 @@ class Extractor:
         ref = r.get("medicationReference")
         target = ref.get("reference") if isinstance(ref, dict) else None
         if not isinstance(target, str):
-            raise _ExcludedError("required", "no medication[x]", f"{path}.medication[x]")
+            raise ExcludedError("required", "no medication[x]", f"{path}.medication[x]")
         med: Json | None = None
         if target.startswith("#"):
             for c in r.get("contained", []) or []:
@@ -454,7 +454,7 @@ class Extractor:
         else:
             med = resolve.get(target)
         if med is None or med.get("resourceType") != "Medication":
-            raise _ExcludedError(
+            raise ExcludedError(
                 "not-found",
                 "medicationReference does not resolve to a Medication",
                 f"{path}.medicationReference",
@@ -505,7 +505,7 @@ class Extractor:
         dose_g = dose_ml = rate_ml_h = rate_mg_h = None
         dosage = r.get("dosage") or {}
         if not isinstance(dosage, dict):
-            raise _ExcludedError("structure", "dosage must be an object", f"{path}.dosage")
+            raise ExcludedError("structure", "dosage must be an object", f"{path}.dosage")
         if "dose" in dosage:
             dose_g, dose_ml = self._mass_or_volume(dosage["dose"], f"{path}.dosage.dose")
         if "rateQuantity" in dosage:
@@ -532,9 +532,9 @@ class Extractor:
         )
 
     def _mass_or_volume(self, q: object, path: str) -> tuple[Decimal | None, Decimal | None]:
-        value, unit = _quantity(q, path)
+        value, unit = read_quantity(q, path)
         if unit is None:
-            raise _ExcludedError("required", "dose has no unit", path)
+            raise ExcludedError("required", "dose has no unit", path)
         try:
             return convert(value, unit, "g"), None
         except UnitError:
@@ -542,9 +542,9 @@ class Extractor:
         return None, _convert(value, unit, "mL", path)
 
     def _rate(self, q: object, path: str) -> tuple[Decimal | None, Decimal | None]:
-        value, unit = _quantity(q, path)
+        value, unit = read_quantity(q, path)
         if unit is None:
-            raise _ExcludedError("required", "rate has no unit", path)
+            raise ExcludedError("required", "rate has no unit", path)
         try:
             return convert(value, unit, "mg/h"), None
         except UnitError:
@@ -553,16 +553,16 @@ class Extractor:
 
     def _rate_ratio(self, ratio: object, path: str) -> tuple[Decimal | None, Decimal | None]:
         if not isinstance(ratio, dict) or "numerator" not in ratio or "denominator" not in ratio:
-            raise _ExcludedError("structure", "rateRatio needs numerator and denominator", path)
-        num, num_unit = _quantity(ratio["numerator"], f"{path}.numerator")
-        den, den_unit = _quantity(ratio["denominator"], f"{path}.denominator")
+            raise ExcludedError("structure", "rateRatio needs numerator and denominator", path)
+        num, num_unit = read_quantity(ratio["numerator"], f"{path}.numerator")
+        den, den_unit = read_quantity(ratio["denominator"], f"{path}.denominator")
         if den <= 0:
-            raise _ExcludedError(
+            raise ExcludedError(
                 "value", "rateRatio denominator must be positive", f"{path}.denominator"
             )
         hours = _convert(den, den_unit, "h", f"{path}.denominator")
         if num_unit is None:
-            raise _ExcludedError("required", "rateRatio numerator has no unit", f"{path}.numerator")
+            raise ExcludedError("required", "rateRatio numerator has no unit", f"{path}.numerator")
         try:
             return convert(num, num_unit, "mg") / hours, None
         except UnitError:
@@ -576,11 +576,11 @@ class Extractor:
                 continue
             spath = f"Medication.ingredient[{i}].strength"
             if "numerator" not in strength or "denominator" not in strength:
-                raise _ExcludedError("structure", "strength needs numerator and denominator", spath)
-            num, num_unit = _quantity(strength["numerator"], f"{spath}.numerator")
-            den, den_unit = _quantity(strength["denominator"], f"{spath}.denominator")
+                raise ExcludedError("structure", "strength needs numerator and denominator", spath)
+            num, num_unit = read_quantity(strength["numerator"], f"{spath}.numerator")
+            den, den_unit = read_quantity(strength["denominator"], f"{spath}.denominator")
             if den <= 0:
-                raise _ExcludedError("value", "strength denominator must be positive", spath)
+                raise ExcludedError("value", "strength denominator must be positive", spath)
             mg = _convert(num, num_unit, "mg", f"{spath}.numerator")
             ml = _convert(den, den_unit, "mL", f"{spath}.denominator")
             return mg / ml
@@ -612,7 +612,7 @@ class Extractor:
         onset: datetime | None = None
         try:
             onset, _, _ = _when(r, ("onsetDateTime", "onsetPeriod.start"), path)
-        except _ExcludedError as exc:
+        except ExcludedError as exc:
             if exc.issue_code != "required":
                 raise
         end: date | None = None
@@ -626,7 +626,7 @@ class Extractor:
                 data.dm_onset = onset.date()
         if tee is not None and r.get("id") and f"Condition/{r['id']}" not in self._skip_conditions:
             if onset is None:
-                raise _ExcludedError(
+                raise ExcludedError(
                     "required", "a thromboembolic event needs its onset", f"{path}.onset[x]"
                 )
             source = self._use(data, r, onset)
@@ -679,7 +679,7 @@ class Extractor:
             try:
                 start = _when(r, (key,), path)[0].date()
                 break
-            except _ExcludedError as exc:
+            except ExcludedError as exc:
                 if exc.issue_code != "required":
                     raise
         period = r.get("effectivePeriod")

@@ -32,6 +32,7 @@ from fhirtis.io._errors import (
     Unauthorized,
     WriteOutcomeUnknown,
 )
+from fhirtis.io._urls import normalize_base
 
 __all__ = [
     "AuthMode",
@@ -65,4 +66,5 @@ __all__ = [
     "WriteOutcomeUnknown",
     "build_auth",
     "load_private_key",
+    "normalize_base",
 ]

@@ -22,8 +22,8 @@ from fhirtis.fhir.extract import patient_refs
 from fhirtis.fhir.outcome import Issue
 from fhirtis.fhir.plan import Action, WritePlan
 from fhirtis.fhir.queries import existing_entries, identifier_of, patient_read_entries
-from fhirtis.io import FhirClient
-from fhirtis.io._errors import (
+from fhirtis.io import (
+    FhirClient,
     FhirClientError,
     FhirServerError,
     Forbidden,

@@ -30,8 +30,7 @@ from fhirtis.fhir.bundle import PatientResources
 from fhirtis.fhir.derive import Derived
 from fhirtis.fhir.plan import WritePlan, plan_writes
 from fhirtis.fhir.queries import identifier_of
-from fhirtis.io import FhirClient, FhirClientConfig
-from fhirtis.io._errors import FhirClientError, NotFound
+from fhirtis.io import FhirClient, FhirClientConfig, FhirClientError, NotFound
 from fhirtis.pipeline.jsonout import dumps
 from fhirtis.pipeline.offline import evaluate_patient_resources
 from fhirtis.pipeline.records import patient_summary
@@ -348,7 +347,7 @@ async def export_group(client: FhirClient, group: str, options: CohortOptions) -
     """Bulk Data ``Group/[id]/$export`` into ``work_dir/export``; remembers the transaction
     time so that the next run asks only for what changed since (``_since``). Returns the folder
     and whether the export was incremental."""
-    from fhirtis.io._bulk_client import BulkExportClient  # noqa: PLC0415
+    from fhirtis.io import BulkExportClient  # noqa: PLC0415
 
     with Ledger(options.ledger) as ledger:
         since = options.since or ledger.get_value("bulk_transaction_time")

@@ -37,6 +37,7 @@ EXPECTED = {
     "WriteOutcomeUnknown",
     "build_auth",
     "load_private_key",
+    "normalize_base",
 }
 
 
