@@ -17,6 +17,7 @@ import pytest
 from typer.testing import CliRunner
 
 from fhirtis.cli import app
+from tests.api.test_cds_hooks import ivig_order, qty
 from tests.api.test_evaluate_api import service
 from tests.e2e.test_run import load
 
@@ -43,7 +44,7 @@ def _sensitive(bundles: list[dict[str, Any]]) -> set[str]:
 
 
 def test_full_run_logs_no_patient_data(
-    fhir_base: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    fhir_base: str, fhir_server: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     files = sorted((EXAMPLES / "bundles").glob("*.json"))
     bundles = [json.loads(f.read_text()) for f in files]
@@ -58,6 +59,9 @@ def test_full_run_logs_no_patient_data(
     ]
     auth = {"Authorization": f"Bearer {TOKEN}"}
     write = {"resourceType": "Parameters", "parameter": [{"name": "write", "valueBoolean": True}]}
+
+    draft = ivig_order(rate=qty(300, "mL/h"))
+    draft["subject"] = {"reference": f"Patient/{patients[0]}"}
 
     async def through_the_service() -> None:
         async with service(fhir_base) as api:
@@ -80,15 +84,24 @@ def test_full_run_logs_no_patient_data(
                 "context": {
                     "userId": "Practitioner/1",
                     "patientId": patients[0],
-                    "draftOrders": {"resourceType": "Bundle", "type": "collection", "entry": []},
+                    "draftOrders": {
+                        "resourceType": "Bundle",
+                        "type": "collection",
+                        "entry": [{"resource": draft}],
+                    },
                 },
             }
-            assert (await api.post(f"/cds-services/{sign}", json=hook)).status_code in {200, 412}
+            # no prefetch: the service must read the patient's data from the FHIR server
+            fhir_server.reset_stats()
+            answer = await api.post(f"/cds-services/{sign}", json=hook)
+            assert answer.status_code == 200, answer.text
+            assert answer.json()["cards"], "an IVIG draft order gets cards"
+            assert fhir_server.stats()["requests"] > 0, "the CDS fetch was not reached"
 
     asyncio.run(through_the_service())
     runner = CliRunner()
     ids = ",".join(patients)
-    runner.invoke(
+    cohort = runner.invoke(
         app,
         [
             "cohort",
@@ -101,7 +114,9 @@ def test_full_run_logs_no_patient_data(
             str(tmp_path / "l.sqlite"),
         ],
     )
-    runner.invoke(
+    assert cohort.exit_code == 0, cohort.output
+    assert f"{len(patients)} patients" in cohort.output
+    evaluated = runner.invoke(
         app,
         [
             "evaluate",
@@ -112,6 +127,8 @@ def test_full_run_logs_no_patient_data(
             str(tmp_path / "out"),
         ],
     )
+    assert evaluated.exit_code == 0, evaluated.output
+    assert len(list((tmp_path / "out").glob("*.transaction.json"))) == len(patients)
     lines = [f"{rec.name} {rec.getMessage()}" for rec in caplog.records]
     assert lines, "the run logged nothing: the scan would prove nothing"
     leaks = [(s, line) for line in lines for s in sensitive if s in line]
