@@ -52,14 +52,24 @@ def _dvt_like() -> ValueSetIndex:
     return index_value_set(
         _vs(
             include=[
-                {"system": SNOMED, "filter": [{"property": "concept", "op": "is-a", "value": PARENT}]},
-                {"system": ICD10CM, "filter": [{"property": "code", "op": "regex", "value": r"I82\.4.+"}]},
+                {
+                    "system": SNOMED,
+                    "filter": [{"property": "concept", "op": "is-a", "value": PARENT}],
+                },
+                {
+                    "system": ICD10CM,
+                    "filter": [{"property": "code", "op": "regex", "value": r"I82\.4.+"}],
+                },
             ],
             exclude=[{"system": SNOMED, "concept": [{"code": "FAKE-excluded-child"}]}],
             expansion=[
                 {"system": SNOMED, "code": PARENT},
-                {"system": SNOMED, "code": "FAKE-group", "abstract": True,
-                 "contains": [{"system": SNOMED, "code": LISTED_CHILD}]},
+                {
+                    "system": SNOMED,
+                    "code": "FAKE-group",
+                    "abstract": True,
+                    "contains": [{"system": SNOMED, "code": LISTED_CHILD}],
+                },
             ],
         )
     )
@@ -118,8 +128,16 @@ def test_an_excluded_code_is_never_a_member_even_if_the_oracle_subsumes_it() -> 
 
 def test_descendent_of_does_not_include_the_parent_itself() -> None:
     vs = index_value_set(
-        _vs(include=[{"system": SNOMED, "filter": [
-            {"property": "concept", "op": "descendent-of", "value": "FAKE-parent"}]}])
+        _vs(
+            include=[
+                {
+                    "system": SNOMED,
+                    "filter": [
+                        {"property": "concept", "op": "descendent-of", "value": "FAKE-parent"}
+                    ],
+                }
+            ]
+        )
     )
     oracle = Oracle({"FAKE-child": {"FAKE-parent"}})
     assert vs.classify(SNOMED, "FAKE-parent", oracle) is Membership.NOT_MEMBER
@@ -128,7 +146,9 @@ def test_descendent_of_does_not_include_the_parent_itself() -> None:
 
 def test_classify_any_prefers_member_then_unclassified() -> None:
     vs = _dvt_like()
-    assert vs.classify_any([(ICD10CM, "E11.9"), (SNOMED, UNLISTED_CHILD)]) is Membership.UNCLASSIFIED
+    assert (
+        vs.classify_any([(ICD10CM, "E11.9"), (SNOMED, UNLISTED_CHILD)]) is Membership.UNCLASSIFIED
+    )
     assert vs.classify_any([(SNOMED, UNLISTED_CHILD), (ICD10CM, "I82.401")]) is Membership.MEMBER
     assert vs.classify_any([(ICD10CM, "E11.9")]) is Membership.NOT_MEMBER
     assert vs.classify_any([]) is Membership.NOT_MEMBER
@@ -189,7 +209,9 @@ def test_problem_list_value_sets_use_snomed_hierarchy_and_ship_an_expansion() ->
             for inc in resource["compose"]["include"]
             for c in inc.get("concept", [])
         }
-        shipped = {(c["system"], c["code"]) for c in resource.get("expansion", {}).get("contains", [])}
+        shipped = {
+            (c["system"], c["code"]) for c in resource.get("expansion", {}).get("contains", [])
+        }
         if vs.hierarchies:
             by_hierarchy += 1
             assert vs.hierarchy_systems == {SNOMED}
@@ -224,9 +246,9 @@ def test_a_popliteal_dvt_is_a_dvt_and_an_unlisted_code_is_reported_as_unclassifi
         Membership.MEMBER
     )
     # the concept map keeps the oracle, and the cached plain terminology is untouched
-    assert with_server.with_concept_map(
-        {"resourceType": "ConceptMap", "group": []}
-    ).oracle is oracle
+    assert (
+        with_server.with_concept_map({"resourceType": "ConceptMap", "group": []}).oracle is oracle
+    )
     assert t.oracle is None
 
 
@@ -254,4 +276,5 @@ def test_immune_globulin_route_and_product_value_sets() -> None:
     dual = t.value_set("ivig-dual-route-products").names
     assert "gamunex-c" in dual and "privigen" not in dual
     generic = t.value_set("immune-globulin-names").names
-    assert {"ivig", "igiv", "immune globulin intravenous", "immunoglobulin g, human"} <= set(generic)
+    expected = {"ivig", "igiv", "immune globulin intravenous", "immunoglobulin g, human"}
+    assert expected <= set(generic)
