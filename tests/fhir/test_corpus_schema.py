@@ -26,8 +26,10 @@ Json = dict[str, Any]
 REPO = Path(__file__).resolve().parents[2]
 DATA = REPO / "tests" / "data"
 SCHEMA = (
-    REPO / "tests" / "fhir_server" / "node_modules" / "@medplum" / "definitions" / "dist" / "fhir"
-) / "r4" / "fhir.schema.json"
+    (REPO / "tests" / "fhir_server" / "node_modules" / "@medplum" / "definitions" / "dist" / "fhir")
+    / "r4"
+    / "fhir.schema.json"
+)
 CORPUS = sorted(p for p in DATA.glob("*.json") if p.name != "expected.json")
 
 
@@ -87,9 +89,7 @@ def test_each_file_is_a_bundle_of_valid_r4_resources(path: Path) -> None:
 
 @pytest.mark.parametrize("path", CORPUS, ids=lambda p: p.name)
 def test_each_file_is_one_patients_data(path: Path) -> None:
-    patients = {
-        r["id"] for r in _resources(_load(path)) if r.get("resourceType") == "Patient"
-    }
+    patients = {r["id"] for r in _resources(_load(path)) if r.get("resourceType") == "Patient"}
     assert len(patients) == 1, patients
 
 
