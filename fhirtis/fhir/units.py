@@ -18,6 +18,7 @@ import threading
 from decimal import Decimal
 from fractions import Fraction
 from functools import lru_cache
+from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 # Units that mean the same thing for fhirtis's purposes, before UCUM is asked.
@@ -38,14 +39,39 @@ class UnitError(ValueError):
     """A unit that UCUM does not know, or that cannot convert to the unit wanted."""
 
 
+# The pint versions ucumvert's UCUM definitions load with (pint 0.26 rejects the alias "i.U.").
+_PINT_SUPPORTED = "pint>=0.24,<0.26"
+
+
+def _installed(distribution: str) -> str:
+    try:
+        return version(distribution)
+    except PackageNotFoundError:
+        return "(not installed)"
+
+
 def _ucum() -> Any:
     global _registry  # noqa: PLW0603 - one registry per process; building it costs ~0.5 s
     with _lock:
         if _registry is None:
-            from ucumvert import PintUcumRegistry  # noqa: PLC0415 - slow import, only when needed
+            try:
+                from ucumvert import PintUcumRegistry  # noqa: PLC0415 - slow, only when needed
 
-            _registry = PintUcumRegistry(non_int_type=Fraction)
+                _registry = PintUcumRegistry(non_int_type=Fraction)
+            except Exception as exc:  # pint raises definition errors of many kinds
+                raise RuntimeError(
+                    "fhirtis cannot build its UCUM unit registry with "
+                    f"ucumvert {_installed('ucumvert')} and pint {_installed('pint')}: "
+                    f"{type(exc).__name__}: {exc}. fhirtis needs {_PINT_SUPPORTED}; install "
+                    f"fhirtis's locked versions (`uv sync --frozen`) or `pip install "
+                    f"'{_PINT_SUPPORTED}'`."
+                ) from exc
         return _registry
+
+
+def check_registry() -> None:
+    """Build the unit registry now (a start-up check); RuntimeError saying why if it cannot."""
+    _ucum()
 
 
 def normalise(unit: str) -> str:
