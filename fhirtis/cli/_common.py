@@ -17,7 +17,7 @@ EXIT_BAD_INPUT = 2
 
 #: The optional extras and the modules each brings (``pip install 'fhirtis[NAME]'``).
 EXTRAS: dict[str, tuple[str, ...]] = {
-    "serve": ("fastapi", "uvicorn"),
+    "serve": ("fastapi", "uvicorn", "prometheus_client"),
     "registry": ("distributed", "matplotlib"),
 }
 
@@ -26,10 +26,10 @@ def require_extra(command: str, extra: str) -> None:
     """Exit with a clear message when ``command`` needs an extra that is not installed."""
     missing = [m for m in EXTRAS[extra] if importlib.util.find_spec(m) is None]
     if missing:
-        Console(stderr=True).print(
+        typer.echo(
             f"fhirtis {command} needs the optional extra [{extra}] "
             f"(missing: {', '.join(missing)}): pip install 'fhirtis[{extra}]'",
-            markup=False,
+            err=True,
         )
         raise typer.Exit(EXIT_BAD_INPUT)
 
