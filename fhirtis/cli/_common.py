@@ -8,7 +8,6 @@ from decimal import Decimal
 from pathlib import Path
 
 import typer
-from rich.console import Console
 
 from fhirtis.io import FhirClientConfig
 from fhirtis.settings import Settings
