@@ -27,7 +27,7 @@ from typing import Any
 
 from fhirtis.clinical.ivig import DECIMAL_CONTEXT, is_positive_finite
 from fhirtis.fhir.codes import UCUM
-from fhirtis.fhir.extract import Extractor, _ExcludedError, _quantity
+from fhirtis.fhir.extract import ExcludedError, Extractor, read_quantity
 from fhirtis.fhir.primitives import is_id
 from fhirtis.fhir.units import UnitError, convert
 
@@ -157,7 +157,7 @@ def read_ivig_order(
     # when an administration of it would be.
     try:
         med, codings, text = extractor._medication(request, "MedicationRequest", resolve)
-    except _ExcludedError:
+    except ExcludedError:
         return None
     if not extractor._is_ivig(codings, text):
         return None
@@ -168,7 +168,7 @@ def read_ivig_order(
     else:
         try:
             concentration = extractor._concentration(med, "MedicationRequest")
-        except _ExcludedError as exc:
+        except ExcludedError as exc:
             problem = f"the Medication's strength cannot be read ({exc.message})"
         else:
             if concentration is None:
@@ -217,7 +217,7 @@ def _rates(request: Mapping[str, Any]) -> tuple[list[OrderedRate], list[str]]:
             where = f"dosageInstruction[{i}].doseAndRate[{j}]"
             try:
                 found = _rate_of(dr, where)
-            except _ExcludedError as exc:
+            except ExcludedError as exc:
                 problems.append(f"{exc.path}: {exc.message}")
                 continue
             if found is None:
@@ -241,25 +241,25 @@ def _rates(request: Mapping[str, Any]) -> tuple[list[OrderedRate], list[str]]:
 def _rate_of(dr: Mapping[str, Any], where: str) -> tuple[str, Decimal, str | None] | None:
     """(element, value, UCUM unit) of one doseAndRate's rate[x], or None when it has none."""
     if "rateQuantity" in dr:
-        value, unit = _quantity(dr["rateQuantity"], f"{where}.rateQuantity")
+        value, unit = read_quantity(dr["rateQuantity"], f"{where}.rateQuantity")
         return "rateQuantity", value, unit
     if "rateRange" in dr:
         rng = dr["rateRange"]
         if not isinstance(rng, dict) or "high" not in rng:
-            raise _ExcludedError("required", "rateRange has no high", f"{where}.rateRange")
-        value, unit = _quantity(rng["high"], f"{where}.rateRange.high")
+            raise ExcludedError("required", "rateRange has no high", f"{where}.rateRange")
+        value, unit = read_quantity(rng["high"], f"{where}.rateRange.high")
         return "rateRange", value, unit
     if "rateRatio" in dr:
         ratio = dr["rateRatio"]
         path = f"{where}.rateRatio"
         if not isinstance(ratio, dict) or "numerator" not in ratio or "denominator" not in ratio:
-            raise _ExcludedError("structure", "rateRatio needs numerator and denominator", path)
-        num, num_unit = _quantity(ratio["numerator"], f"{path}.numerator")
-        den, den_unit = _quantity(ratio["denominator"], f"{path}.denominator")
+            raise ExcludedError("structure", "rateRatio needs numerator and denominator", path)
+        num, num_unit = read_quantity(ratio["numerator"], f"{path}.numerator")
+        den, den_unit = read_quantity(ratio["denominator"], f"{path}.denominator")
         if not is_positive_finite(den):
-            raise _ExcludedError("value", "rateRatio denominator must be positive", path)
+            raise ExcludedError("value", "rateRatio denominator must be positive", path)
         if num_unit is None or den_unit is None:
-            raise _ExcludedError("required", "rateRatio needs units", path)
+            raise ExcludedError("required", "rateRatio needs units", path)
         with localcontext(DECIMAL_CONTEXT):
             return "rateRatio", num / den, f"({num_unit})/({den_unit})"
     return None
