@@ -2,10 +2,26 @@
 
 Nothing here hard-codes a clinical code: the value sets in ``profiles/`` (each code confirmed
 from a terminology source, see ``profiles/TERMINOLOGY.md``) are loaded once and indexed for
-O(1) membership tests. Supported ValueSet composition: ``include`` with explicit ``concept``
-lists, and ``filter`` with the FHIR ``regex`` operator on ``code`` (a full match); anything
-else (``is-a`` and other hierarchy filters) needs a terminology server and is refused at load
-time, so a value set can never silently match less than it says.
+O(1) membership tests.
+
+Supported ValueSet content:
+
+- ``compose.include`` with explicit ``concept`` lists;
+- ``compose.include.filter`` with the FHIR ``regex`` operator on ``code`` (a full match);
+- ``compose.include.filter`` on ``concept`` with ``is-a`` or ``descendent-of`` (subsumption,
+  e.g. SNOMED CT): answered from the shipped enumerated ``expansion.contains``; a code of that
+  system which the expansion does not list cannot be classified without a terminology service
+  and is **unclassified** (:class:`Membership`), never silently "not a member";
+- ``compose.exclude`` with explicit ``concept`` lists;
+- ``expansion.contains`` (nested ``contains`` included; ``abstract`` entries skipped).
+
+Everything else (``include.valueSet``, other filter operators, several filters in one include,
+an include of a whole code system) is refused at load time, so a value set can never silently
+match less than it says.
+
+Unclassified codes can be put to a :class:`SubsumptionOracle` — the terminology *port*; its
+implementation (a FHIR terminology server's ``$subsumes`` / ``$validate-code``, with caching)
+lives in ``fhirtis.io``. This module does no I/O.
 
 A site's local codes reach these through a ConceptMap (R4) given in settings: only mappings
 whose ``equivalence`` is ``equivalent`` or ``equal`` are used.
@@ -13,12 +29,13 @@ whose ``equivalence`` is ``equivalent`` or ``equal`` are used.
 
 from __future__ import annotations
 
+import enum
 import re
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field, replace
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
@@ -35,10 +52,42 @@ ICD10CM = "http://hl7.org/fhir/sid/icd-10-cm"
 UCUM = "http://unitsofmeasure.org"
 
 _MAPPED_EQUIVALENCE = frozenset({"equivalent", "equal"})
+# filter operators answered by subsumption; "is-a" includes the parent itself
+_HIERARCHY_OPS = frozenset({"is-a", "descendent-of"})
+
+Coding = tuple[str | None, str | None]
 
 
 class TerminologyError(ValueError):
     """A conformance resource fhirtis cannot use as it says."""
+
+
+class Membership(enum.Enum):
+    """Three-valued answer to "is this code in the value set?"."""
+
+    MEMBER = "member"
+    NOT_MEMBER = "not-member"
+    UNCLASSIFIED = "unclassified"  # a hierarchy filter covers its system; nothing could decide
+
+
+class SubsumptionOracle(Protocol):
+    """The terminology port: is ``code`` subsumed by ``parent`` in ``system``?
+
+    ``True``: ``code`` is ``parent`` or one of its descendants; ``False``: it is not; ``None``:
+    the oracle cannot tell (system unknown to it, server unreachable, ...). Implementations
+    cache their answers; they are asked only for codes the shipped expansion does not list.
+    """
+
+    def is_a(self, system: str, code: str, parent: str) -> bool | None: ...
+
+
+@dataclass(frozen=True)
+class Hierarchy:
+    """One ``compose.include.filter`` on ``concept`` by subsumption."""
+
+    system: str
+    parent: str
+    include_self: bool  # True for is-a, False for descendent-of
 
 
 def profiles_dir() -> Path:
@@ -54,54 +103,141 @@ def profiles_dir() -> Path:
 class ValueSetIndex:
     id: str
     url: str
-    codes: frozenset[tuple[str, str]]
+    codes: frozenset[tuple[str, str]]  # explicit concepts and the shipped expansion
     patterns: tuple[tuple[str, re.Pattern[str]], ...] = ()
     names: tuple[str, ...] = ()  # lower-case displays and designations, for text matching
+    hierarchies: tuple[Hierarchy, ...] = ()
+    excluded: frozenset[tuple[str, str]] = frozenset()
 
     def contains(self, system: str | None, code: str | None) -> bool:
-        if system is None or code is None:
+        """Member by the explicit concepts, regex filters and shipped expansion (no oracle)."""
+        if system is None or code is None or (system, code) in self.excluded:
             return False
         if (system, code) in self.codes:
             return True
         return any(s == system and p.fullmatch(code) for s, p in self.patterns)
 
-    def matches_any(self, codings: Iterable[tuple[str | None, str | None]]) -> bool:
+    def matches_any(self, codings: Iterable[Coding]) -> bool:
         return any(self.contains(s, c) for s, c in codings)
+
+    @property
+    def hierarchy_systems(self) -> frozenset[str]:
+        """Systems covered by an ``is-a``/``descendent-of`` filter."""
+        return frozenset(h.system for h in self.hierarchies)
+
+    def classify(
+        self, system: str | None, code: str | None, oracle: SubsumptionOracle | None = None
+    ) -> Membership:
+        """Member, not a member, or unclassified (see :class:`Membership`).
+
+        A code the shipped content does not list is a non-member unless a hierarchy filter
+        covers its system; then ``oracle`` (when given) decides, else it stays unclassified.
+        """
+        if system is None or code is None or (system, code) in self.excluded:
+            return Membership.NOT_MEMBER
+        if self.contains(system, code):
+            return Membership.MEMBER
+        parents = [h for h in self.hierarchies if h.system == system]
+        if not parents:
+            return Membership.NOT_MEMBER
+        if oracle is None:
+            return Membership.UNCLASSIFIED
+        undecided = False
+        for h in parents:
+            if h.parent == code:
+                if h.include_self:
+                    return Membership.MEMBER
+                continue
+            answer = oracle.is_a(system, code, h.parent)
+            if answer is True:
+                return Membership.MEMBER
+            if answer is None:
+                undecided = True
+        return Membership.UNCLASSIFIED if undecided else Membership.NOT_MEMBER
+
+    def classify_any(
+        self, codings: Iterable[Coding], oracle: SubsumptionOracle | None = None
+    ) -> Membership:
+        """MEMBER if any coding is; else UNCLASSIFIED if any coding is; else NOT_MEMBER."""
+        result = Membership.NOT_MEMBER
+        for system, code in codings:
+            answer = self.classify(system, code, oracle)
+            if answer is Membership.MEMBER:
+                return answer
+            if answer is Membership.UNCLASSIFIED:
+                result = answer
+        return result
+
+
+def _concept_names(concept: Mapping[str, Any]) -> Iterator[str]:
+    if concept.get("display"):
+        yield str(concept["display"]).lower()
+    for d in concept.get("designation", []):
+        if d.get("value"):
+            yield str(d["value"]).lower()
+
+
+def _expansion(contains: Iterable[Mapping[str, Any]]) -> Iterator[tuple[str, str]]:
+    for c in contains:
+        if c.get("system") and c.get("code") and not c.get("abstract"):
+            yield str(c["system"]), str(c["code"])
+        yield from _expansion(c.get("contains", []))
 
 
 def index_value_set(resource: Mapping[str, Any]) -> ValueSetIndex:
     codes: set[tuple[str, str]] = set()
+    excluded: set[tuple[str, str]] = set()
     patterns: list[tuple[str, re.Pattern[str]]] = []
+    hierarchies: list[Hierarchy] = []
     names: list[str] = []
     vs_id = str(resource.get("id"))
     compose = resource.get("compose") or {}
-    if compose.get("exclude"):
-        raise TerminologyError(f"ValueSet {vs_id}: compose.exclude is not supported")
+    for exclude in compose.get("exclude", []):
+        system = exclude.get("system")
+        if not system or exclude.get("valueSet") or exclude.get("filter"):
+            raise TerminologyError(
+                f"ValueSet {vs_id}: compose.exclude supports explicit concepts of a system only"
+            )
+        excluded.update((system, c["code"]) for c in exclude.get("concept", []))
     for include in compose.get("include", []):
         system = include.get("system")
         if not system or include.get("valueSet"):
             raise TerminologyError(f"ValueSet {vs_id}: only include by system is supported")
         for concept in include.get("concept", []):
             codes.add((system, concept["code"]))
-            if concept.get("display"):
-                names.append(concept["display"].lower())
-            names.extend(
-                d["value"].lower() for d in concept.get("designation", []) if d.get("value")
-            )
-        if not include.get("concept") and not include.get("filter"):
+            names.extend(_concept_names(concept))
+        filters = include.get("filter", [])
+        if not include.get("concept") and not filters:
             raise TerminologyError(
                 f"ValueSet {vs_id}: an include of a whole code system needs an expansion; "
                 "list its concepts"
             )
-        for flt in include.get("filter", []):
-            if flt.get("property") != "code" or flt.get("op") != "regex":
+        if len(filters) > 1:
+            raise TerminologyError(
+                f"ValueSet {vs_id}: filters in one include are combined with AND, which is not "
+                "supported; give each filter its own include"
+            )
+        for flt in filters:
+            prop, op = flt.get("property"), flt.get("op")
+            if prop == "code" and op == "regex":
+                patterns.append((system, re.compile(flt["value"])))
+            elif prop == "concept" and op in _HIERARCHY_OPS:
+                hierarchies.append(Hierarchy(system, str(flt["value"]), op == "is-a"))
+            else:
                 raise TerminologyError(
-                    f"ValueSet {vs_id}: filter {flt.get('property')} {flt.get('op')} needs a "
-                    "terminology server; only 'code regex' is supported"
+                    f"ValueSet {vs_id}: filter {prop} {op} is not supported; only 'code regex' "
+                    "and 'concept is-a / descendent-of' are"
                 )
-            patterns.append((system, re.compile(flt["value"])))
+    expansion = resource.get("expansion") or {}
+    codes.update(_expansion(expansion.get("contains", [])))
     return ValueSetIndex(
-        vs_id, str(resource.get("url")), frozenset(codes), tuple(patterns), tuple(names)
+        vs_id,
+        str(resource.get("url")),
+        frozenset(codes - excluded),
+        tuple(patterns),
+        tuple(names),
+        tuple(hierarchies),
+        frozenset(excluded),
     )
 
 
@@ -110,6 +246,7 @@ class Terminology:
     value_sets: Mapping[str, ValueSetIndex]
     code_systems: Mapping[str, frozenset[str]]  # url → codes
     concept_map: Mapping[tuple[str, str], tuple[str, str]] = field(default_factory=dict)
+    oracle: SubsumptionOracle | None = None  # asked for codes the shipped expansions lack
 
     def value_set(self, vs_id: str) -> ValueSetIndex:
         try:
@@ -129,10 +266,18 @@ class Terminology:
     def defines(self, system: str, code: str) -> bool:
         return code in self.code_systems.get(system, frozenset())
 
+    def classify(self, vs_id: str, codings: Iterable[Coding]) -> Membership:
+        """:meth:`ValueSetIndex.classify_any` on ``vs_id``, consulting this oracle if any."""
+        return self.value_set(vs_id).classify_any(codings, self.oracle)
+
     def with_concept_map(self, concept_map: Mapping[str, Any] | None) -> Terminology:
         if concept_map is None:
             return self
-        return Terminology(self.value_sets, self.code_systems, index_concept_map(concept_map))
+        return replace(self, concept_map=index_concept_map(concept_map))
+
+    def with_oracle(self, oracle: SubsumptionOracle | None) -> Terminology:
+        """The same terminology, asking ``oracle`` about codes the expansions do not list."""
+        return replace(self, oracle=oracle)
 
 
 def index_concept_map(resource: Mapping[str, Any]) -> dict[tuple[str, str], tuple[str, str]]:
