@@ -191,10 +191,28 @@ class Exposure:
 # building blocks
 
 
-def grams_given(admin: IvigAdministration) -> tuple[Decimal | None, tuple[Note, ...]]:
-    """Grams of immune globulin given by one administration, or ``None`` with the reason."""
+def grams_given(
+    admin: IvigAdministration, kg: Decimal | None = None
+) -> tuple[Decimal | None, tuple[Note, ...]]:
+    """Grams of immune globulin given by one administration, or ``None`` with the reason.
+    A dose per kg (``dose_g_per_kg``) is multiplied by the dosing weight ``kg``."""
     notes: list[Note] = []
     src = admin.source
+    if admin.dose_g is None and admin.dose_ml is None and admin.dose_g_per_kg is not None:
+        if not is_positive_finite(admin.dose_g_per_kg):
+            return None, (
+                excluded("dose-implausible", "dose per kg is not a positive finite number", src),
+            )
+        if kg is None:
+            return None, (
+                missing(
+                    "dose-weight-unknown",
+                    "dose given per kg but no dosing weight for this cycle; grams unknown",
+                    src,
+                ),
+            )
+        with localcontext(DECIMAL_CONTEXT):
+            return admin.dose_g_per_kg * kg, ()
     with localcontext(DECIMAL_CONTEXT):
         by_volume: Decimal | None = None
         volume_ok = is_positive_finite(admin.dose_ml)
@@ -283,6 +301,9 @@ def infusion_rate_mg_kg_min(
                     "rate-implausible", "volume rate is not a positive finite number; not used", src
                 )
             )
+        per_kg = _rate_per_kg(admin)
+        if per_kg is not None:
+            return per_kg, tuple(notes)
         mg_per_min: Decimal | None = None
         if volume_ok and conc_ok:
             assert admin.rate_ml_per_h is not None and admin.concentration_mg_per_ml is not None
@@ -324,6 +345,20 @@ def infusion_rate_mg_kg_min(
             )
             return None, tuple(notes)
         return mg_per_min / kg, tuple(notes)
+
+
+def _rate_per_kg(admin: IvigAdministration) -> Decimal | None:
+    """A rate already per kg (mg/kg/h, or mL/kg/h with the concentration) in mg/kg/min."""
+    if is_positive_finite(admin.rate_mg_per_kg_per_h):
+        assert admin.rate_mg_per_kg_per_h is not None
+        return admin.rate_mg_per_kg_per_h / _MIN_PER_H
+    if is_positive_finite(admin.rate_ml_per_kg_per_h) and is_positive_finite(
+        admin.concentration_mg_per_ml
+    ):
+        assert admin.rate_ml_per_kg_per_h is not None
+        assert admin.concentration_mg_per_ml is not None
+        return admin.rate_ml_per_kg_per_h * admin.concentration_mg_per_ml / _MIN_PER_H
+    return None
 
 
 def group_cycles(
@@ -369,7 +404,15 @@ def _cycle(
             notes.append(
                 warning("in-progress", "administration still in progress; counted", admin.source)
             )
-        admin_grams, gram_notes = grams_given(admin)
+        if admin.stopped:
+            notes.append(
+                warning(
+                    "stopped",
+                    "administration stopped; counted for the dose and rate recorded",
+                    admin.source,
+                )
+            )
+        admin_grams, gram_notes = grams_given(admin, weight.kg)
         rate, rate_notes = infusion_rate_mg_kg_min(admin, weight.kg)
         notes.extend(gram_notes)
         notes.extend(rate_notes)

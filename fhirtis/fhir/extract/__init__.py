@@ -70,6 +70,7 @@ class Extractor(PatientReader, ObservationReader, EventReader):
                     if isinstance(rc, dict) and isinstance(rc.get("reference"), str):
                         ae_conditions.add(rc["reference"])
         self._skip_conditions = ae_conditions
+        self._resolve = resolve
         for path, resource in resources:
             handler = handlers.get(str(resource.get("resourceType")))
             if handler is None:

@@ -35,7 +35,7 @@ from fhirtis.fhir.primitives import (
     parse_date_time,
     parse_decimal,
 )
-from fhirtis.fhir.units import UnitError, convert
+from fhirtis.fhir.units import UnitError, convert, unit_from_text
 
 Json = dict[str, Any]
 
@@ -150,9 +150,20 @@ def concept_text(concept: object) -> str:
     return ""
 
 
+def concept_names(concept: object) -> list[str]:
+    """Every name a CodeableConcept gives: its text and its codings' displays."""
+    if not isinstance(concept, dict):
+        return []
+    out = [concept["text"]] if isinstance(concept.get("text"), str) else []
+    for c in concept.get("coding", []) or []:
+        if isinstance(c, dict) and isinstance(c.get("display"), str):
+            out.append(c["display"])
+    return out
+
+
 def read_quantity(q: object, path: str) -> tuple[Decimal, str | None]:
-    """(value, UCUM unit or None). The UCUM ``code`` is preferred; a bare ``unit`` is used
-    only when no system is given or the system is UCUM."""
+    """(value, UCUM unit or None). The UCUM ``code`` is preferred; a bare ``unit`` text is used
+    only when no system is given or the system is UCUM, read through the unit alias table."""
     if not isinstance(q, dict):
         raise ExcludedError("structure", "Quantity must be an object", path)
     if "value" not in q:
@@ -164,8 +175,10 @@ def read_quantity(q: object, path: str) -> tuple[Decimal, str | None]:
     system, code, unit = q.get("system"), q.get("code"), q.get("unit")
     if system is not None and system != UCUM:
         raise ExcludedError("code-invalid", "Quantity unit is not a UCUM unit", f"{path}.system")
-    chosen = code if isinstance(code, str) and code else unit if isinstance(unit, str) else None
-    return value, chosen
+    if isinstance(code, str) and code:
+        return value, code
+    # unit text only: the documented alias table (mL/hr, lbs, Units/L …), else the text as UCUM
+    return value, unit_from_text(unit) if isinstance(unit, str) and unit.strip() else None
 
 
 def to_unit(value: Decimal, unit: str | None, target: str, path: str) -> Decimal:
@@ -217,6 +230,17 @@ class ExtractorBase:
         self._risk = {RiskFactorKind(k): v for k, v in terminology.with_value_sets("risk-").items()}
         self._ivig = terminology.value_set("ivig-products")
         self._scig = terminology.value_sets.get("scig-products")
+        self._ig_names = terminology.value_sets.get("immune-globulin-names")
+        self._dual = terminology.value_sets.get("ivig-dual-route-products")
+        self._routes = {
+            kind: terminology.value_sets[vs]
+            for kind, vs in (
+                ("iv", "route-intravenous"),
+                ("sc", "route-subcutaneous"),
+                ("im", "route-intramuscular"),
+            )
+            if vs in terminology.value_sets
+        }
         self._dm = [
             terminology.value_sets[v]
             for v in ("dermatomyositis", "juvenile-dermatomyositis")
@@ -225,6 +249,7 @@ class ExtractorBase:
         self._jdm = terminology.value_sets.get("juvenile-dermatomyositis")
 
         self._skip_conditions: set[str] = set()
+        self._resolve: Mapping[str, Json] = {}
 
     # -- helpers -----------------------------------------------------------------------------
 
@@ -241,7 +266,10 @@ class ExtractorBase:
         if not isinstance(ref, str):
             raise ExcludedError("required", f"no {key}.reference", f"{path}.{key}")
         if ref != data.patient_ref and not ref.endswith("/" + data.patient_ref):
-            raise ExcludedError("invalid", f"{key} is another patient", f"{path}.{key}")
+            # a Bundle's entries may reference each other by fullUrl (urn:uuid:…, absolute URLs)
+            target = self._resolve.get(ref)
+            if target is None or ref_of(target) != data.patient_ref:
+                raise ExcludedError("invalid", f"{key} is another patient", f"{path}.{key}")
 
     def _require_id(self, resource: Json, path: str) -> None:
         if not is_id(resource.get("id")):

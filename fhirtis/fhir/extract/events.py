@@ -15,8 +15,6 @@ from fhirtis.clinical.facts import (
 from fhirtis.fhir.codes import (
     IDENTIFIER_SYSTEM,
 )
-
-# core set code → (measure, instrument, canonical unit)
 from fhirtis.fhir.extract.common import (
     ExcludedError,
     Json,

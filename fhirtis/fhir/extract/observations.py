@@ -19,8 +19,6 @@ from fhirtis.clinical.facts import (
 from fhirtis.fhir.codes import (
     CORE_SET_SYSTEM,
 )
-
-# core set code → (measure, instrument, canonical unit)
 from fhirtis.fhir.extract.common import (
     CORE_SET_CODES,
     ENZYME_VALUE_SETS,

@@ -9,8 +9,6 @@ from fhirtis.clinical.facts import (
     PatientFacts,
     Sex,
 )
-
-# core set code → (measure, instrument, canonical unit)
 from fhirtis.fhir.extract.common import (
     ExtractorBase,
     Json,
