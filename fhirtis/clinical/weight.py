@@ -24,7 +24,7 @@ from datetime import datetime
 from decimal import Decimal, localcontext
 from typing import TypeVar
 
-from fhirtis.clinical.decimals import DECIMAL_CONTEXT, is_positive_finite
+from fhirtis.clinical.decimals import DECIMAL_CONTEXT, format_decimal, is_positive_finite
 from fhirtis.clinical.facts import BodyHeight, BodyWeight, PatientFacts, Sex
 from fhirtis.clinical.notes import Note, excluded, missing, warning
 from fhirtis.clinical.policy import DEFAULT_POLICY, DosingWeightBasis, Policy
@@ -39,6 +39,8 @@ __all__ = [
     "adjusted_body_weight",
     "dosing_weight",
     "ideal_body_weight",
+    "plausible_heights",
+    "plausible_weights",
 ]
 
 CM_PER_INCH = Decimal("2.54")
@@ -118,6 +120,67 @@ def _latest_on_or_before(facts: Sequence[_Dated], at: datetime) -> _Dated | None
     return max(candidates, key=lambda f: (f.when, f.source))
 
 
+JUMP_WINDOW_DAYS = 14  # DOMAIN.md §1: a jump against the previous weight within 14 days
+
+
+def plausible_weights(
+    weights: Iterable[BodyWeight], policy: Policy = DEFAULT_POLICY
+) -> tuple[list[BodyWeight], list[tuple[Note, BodyWeight]]]:
+    """The weights that can be real, and a note for each one excluded (DOMAIN.md §1): not a
+    positive finite number, outside ``weight_plausible_kg``, or more than
+    ``weight_jump_percent`` off the previous plausible weight measured within 14 days."""
+    low, high = policy.weight_plausible_kg
+    kept: list[BodyWeight] = []
+    notes: list[tuple[Note, BodyWeight]] = []
+    for w in sorted(weights, key=lambda w: (w.when, w.source)):
+        reason: str | None = None
+        if not is_positive_finite(w.kg):
+            reason = "body weight is not a positive finite number; not used"
+        elif not low <= w.kg <= high:
+            reason = (
+                f"body weight {format_decimal(w.kg)} kg is implausible (outside "
+                f"{format_decimal(low)}-{format_decimal(high)} kg); not used"
+            )
+        elif kept and (w.when.date() - kept[-1].when.date()).days <= JUMP_WINDOW_DAYS:
+            previous = kept[-1].kg
+            with localcontext(DECIMAL_CONTEXT):
+                change = abs(w.kg - previous) * 100 / previous
+            if change > policy.weight_jump_percent:
+                reason = (
+                    f"body weight {format_decimal(w.kg)} kg is implausible: "
+                    f"{format_decimal(change)}% off the previous weight within "
+                    f"{JUMP_WINDOW_DAYS} days (more than "
+                    f"{format_decimal(policy.weight_jump_percent)}%); not used"
+                )
+        if reason is None:
+            kept.append(w)
+        else:
+            notes.append((excluded("weight-implausible", reason, w.source), w))
+    return kept, notes
+
+
+def plausible_heights(
+    heights: Iterable[BodyHeight], policy: Policy = DEFAULT_POLICY
+) -> tuple[list[BodyHeight], list[tuple[Note, BodyHeight]]]:
+    """The heights that can be real, and a note for each one excluded (DOMAIN.md §1)."""
+    low, high = policy.height_plausible_cm
+    kept: list[BodyHeight] = []
+    notes: list[tuple[Note, BodyHeight]] = []
+    for h in heights:
+        if not is_positive_finite(h.cm):
+            reason = "body height is not a positive finite number; not used"
+        elif not low <= h.cm <= high:
+            reason = (
+                f"body height {format_decimal(h.cm)} cm is implausible (outside "
+                f"{format_decimal(low)}-{format_decimal(high)} cm); not used"
+            )
+        else:
+            kept.append(h)
+            continue
+        notes.append((excluded("height-implausible", reason, h.source), h))
+    return kept, notes
+
+
 def dosing_weight(
     at: datetime,
     weights: Iterable[BodyWeight],
@@ -128,30 +191,11 @@ def dosing_weight(
     """The dosing weight for a cycle starting at ``at``, on the policy's basis."""
     notes: list[Note] = []
     basis = policy.dosing_weight
-    usable_weights: list[BodyWeight] = []
-    for w in weights:
-        if is_positive_finite(w.kg):
-            usable_weights.append(w)
-        elif w.when.date() <= at.date():
-            notes.append(
-                excluded(
-                    "weight-implausible",
-                    "body weight is not a positive finite number; not used",
-                    w.source,
-                )
-            )
-    usable_heights: list[BodyHeight] = []
-    for h in heights:
-        if is_positive_finite(h.cm):
-            usable_heights.append(h)
-        elif basis is not DosingWeightBasis.ACTUAL and h.when.date() <= at.date():
-            notes.append(
-                excluded(
-                    "height-implausible",
-                    "body height is not a positive finite number; not used",
-                    h.source,
-                )
-            )
+    usable_weights, weight_notes = plausible_weights(weights, policy)
+    notes.extend(n for n, w in weight_notes if w.when.date() <= at.date())
+    usable_heights, height_notes = plausible_heights(heights, policy)
+    if basis is not DosingWeightBasis.ACTUAL:
+        notes.extend(n for n, h in height_notes if h.when.date() <= at.date())
 
     weight = _latest_on_or_before(usable_weights, at)
     actual: Decimal | None = None
