@@ -69,6 +69,7 @@ class ObservationReader(ExtractorBase):
     ) -> None:
         kind = self._classify_observation(concept_codings(r.get("code"), f"{path}.code"))
         if kind is None:
+            self._panel(data, path, r, _resolve)
             return
         self._require_id(r, path)
         status = _OBS_STATUS.get(r.get("status"))  # type: ignore[arg-type]
@@ -106,6 +107,29 @@ class ObservationReader(ExtractorBase):
             else:
                 bmi = to_unit(value, unit, "kg/m2", qpath)
                 data.bmis.append(BodyMassIndex(self._use(data, r, when), when, bmi))
+
+    def _panel(self, data: PatientData, path: str, r: Json, resolve: Mapping[str, Json]) -> None:
+        """A panel (e.g. vital signs 85353-1) whose values fhirtis uses are its ``component``s
+        or contained ``hasMember`` Observations: each is read as an Observation of the panel
+        (its source is the panel). Members that are resources of their own are read as such."""
+        for i, comp in enumerate(r.get("component", []) or []):
+            if not isinstance(comp, dict) or "valueQuantity" not in comp:
+                continue
+            cpath = f"{path}.component[{i}]"
+            if self._classify_observation(concept_codings(comp.get("code"), f"{cpath}.code")):
+                as_obs = {k: v for k, v in r.items() if k not in {"component", "hasMember"}}
+                as_obs["code"], as_obs["valueQuantity"] = comp.get("code"), comp["valueQuantity"]
+                self._observation(data, cpath, as_obs, resolve)
+        contained = {c.get("id"): c for c in r.get("contained", []) or [] if isinstance(c, dict)}
+        for i, member in enumerate(r.get("hasMember", []) or []):
+            ref = member.get("reference") if isinstance(member, dict) else None
+            target = contained.get(ref[1:]) if isinstance(ref, str) and ref[:1] == "#" else None
+            if target is None or target.get("resourceType") != "Observation":
+                continue
+            as_obs = dict(target)
+            as_obs["id"], as_obs["meta"] = r.get("id"), r.get("meta")
+            as_obs.setdefault("subject", r.get("subject"))
+            self._observation(data, f"{path}.hasMember[{i}]", as_obs, resolve)
 
     def _measure(
         self,
