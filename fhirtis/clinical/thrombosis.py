@@ -478,7 +478,7 @@ def associate_events(
             AssociatedEvent(
                 event=ev,
                 cycle_indexes=tuple(c.index for c in cycles),
-                suspects=tuple(a.source for a in admins),
+                suspects=tuple(a.source for a in admins if a.start < ev.onset),
                 early=bool(early_after),
                 early_after=early_after,
                 hours_after_last_start=_hours(ev.onset - last_before),

@@ -63,13 +63,9 @@ class Extractor(PatientReader, ObservationReader, EventReader):
             "Device": self._device,
             "Procedure": self._procedure,
         }
-        ae_conditions: set[str] = set()
-        for _, resource in resources:
-            if resource.get("resourceType") == "AdverseEvent":
-                for rc in resource.get("resultingCondition", []) or []:
-                    if isinstance(rc, dict) and isinstance(rc.get("reference"), str):
-                        ae_conditions.add(rc["reference"])
-        self._skip_conditions = ae_conditions
+        # a Condition an AdverseEvent cites as its resultingCondition is the same event: the
+        # Condition carries it, and the AdverseEvent is not counted a second time
+        self._conditions = {ref_of(r) for _, r in resources if r.get("resourceType") == "Condition"}
         self._resolve = resolve
         for path, resource in resources:
             handler = handlers.get(str(resource.get("resourceType")))

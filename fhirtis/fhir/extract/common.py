@@ -248,7 +248,7 @@ class ExtractorBase:
         ]
         self._jdm = terminology.value_sets.get("juvenile-dermatomyositis")
 
-        self._skip_conditions: set[str] = set()
+        self._conditions: set[str] = set()
         self._resolve: Mapping[str, Json] = {}
 
     # -- helpers -----------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from fhirtis.fhir.extract.common import (
     concept_codings,
     concept_text,
     first_time,
+    ref_of,
 )
 from fhirtis.fhir.extract.medications import MedicationReader
 
@@ -70,7 +71,7 @@ class EventReader(MedicationReader):
                 data.jdm_coded = True
             if onset is not None and (data.dm_onset is None or onset.date() < data.dm_onset):
                 data.dm_onset = onset.date()
-        if tee is not None and r.get("id") and f"Condition/{r['id']}" not in self._skip_conditions:
+        if tee is not None and r.get("id"):
             if onset is None:
                 raise ExcludedError(
                     "required", "a thromboembolic event needs its onset", f"{path}.onset[x]"
@@ -101,6 +102,13 @@ class EventReader(MedicationReader):
         self._require_id(r, path)
         if r.get("actuality") == "potential":
             return
+        for rc in r.get("resultingCondition", []) or []:
+            ref = rc.get("reference") if isinstance(rc, dict) else None
+            if not isinstance(ref, str):
+                continue
+            target = self._resolve.get(ref)
+            if (ref_of(target) if target is not None else ref) in self._conditions:
+                return  # the same event as a Condition read here: counted once, there
         self._check_subject(data, r, "subject", path)
         onset, _, _ = first_time(r, ("date", "detected"), path)
         source = self._use(data, r, onset)
