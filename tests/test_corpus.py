@@ -25,7 +25,6 @@ PENDING: set[tuple[str, str]] = {
     ("thrombosis", "problem-list-snomed-descendants.json"),
     ("tis", "labs-between-screening-and-baseline.json"),
     ("says", "date-only-times.json"),
-    ("says", "enzymes-several-no-uln.json"),
 }
 
 
@@ -55,6 +54,8 @@ def _messages(result: PatientResult) -> list[str]:
     notes = [n.message + " " + (n.source or "") for n in result.evaluation.exposure.all_notes()]
     notes += [n.message + " " + (n.source or "") for n in result.evaluation.thrombosis.notes]
     notes += [n.message for n in result.evaluation.course.notes]
+    if result.evaluation.course.enzyme is not None:
+        notes += [n.message for n in result.evaluation.course.enzyme.notes]
     return notes + [
         f"{i.diagnostics} {i.resource or ''} {i.expression or ''}" for i in result.issues
     ]
