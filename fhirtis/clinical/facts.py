@@ -101,6 +101,10 @@ class IvigAdministration:
     rate_ml_per_h: Decimal | None = None
     rate_mg_per_h: Decimal | None = None
     product: str | None = None  # display name, for reports
+    dose_g_per_kg: Decimal | None = None  # a dose per kg of the dosing weight
+    rate_mg_per_kg_per_h: Decimal | None = None  # a rate already per kg: needs no weight
+    rate_ml_per_kg_per_h: Decimal | None = None
+    stopped: bool = False  # a stopped infusion: counted for the dose and rate recorded
 
 
 @dataclass(frozen=True, slots=True)

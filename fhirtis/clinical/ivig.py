@@ -30,19 +30,7 @@ result as :attr:`Exposure.policy`):
   concentration are given, the mass is used and a disagreement between the two is warned.
   A cycle's grams are unknown when any of its administrations' grams are; the sum of the known
   grams is still reported (:attr:`Cycle.grams_known`) as a lower bound, never as the total.
-* **Dosing weight** of a cycle: the latest body weight measured on or before the cycle's start
-  *date* (a weight taken later on the start day counts). It is "stale", and used with a
-  ``stale-weight`` warning, when it is more than ``weight_max_age_days`` days older than the cycle
-  start date. No weight at all → no dosing weight, and g/kg and rates are unknown, with the reason.
-  Weights measured after the cycle start are never used for it.
-* **Basis** (``dosing_weight``): ``actual`` is the weight itself; ``ideal`` is Devine's ideal
-  body weight, 50 kg (male) or 45.5 kg (female) + 2.3 kg per inch above 60 inches (1 in =
-  2.54 cm exactly); ``adjusted`` = ideal + 0.4 × (actual − ideal). Ideal and adjusted need a
-  height (the latest on or before the cycle start date; any age — its date is reported), a sex
-  of male or female, and a height of at least 152.4 cm (60 in). When one is lacking, the basis
-  is *unavailable*: the dosing weight is ``None`` with the reason; the code never falls back to
-  the actual weight. The basis asked for is always reported (:attr:`DosingWeight.basis`).
-  An adjusted weight below ideal (actual < ideal) is computed as the formula says, with a warning.
+* **Dosing weight** of a cycle, on the policy's basis: :mod:`fhirtis.clinical.weight`.
 * **Rate** of an administration in mg/kg/min, with its cycle's dosing weight:
   ``rate_mg_per_h / (60 × kg)`` when a mass rate is given; otherwise
   ``rate_ml_per_h × concentration_mg_per_ml / (60 × kg)``.
@@ -62,12 +50,23 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import ROUND_HALF_EVEN, Context, Decimal, localcontext
-from typing import TypeVar
+from decimal import Decimal, localcontext
 
-from fhirtis.clinical.facts import BodyHeight, BodyWeight, IvigAdministration, PatientFacts, Sex
+from fhirtis.clinical.decimals import DECIMAL_CONTEXT, format_decimal, is_positive_finite
+from fhirtis.clinical.facts import BodyHeight, BodyWeight, IvigAdministration, PatientFacts
 from fhirtis.clinical.notes import Note, excluded, missing, warning
-from fhirtis.clinical.policy import DEFAULT_POLICY, DosingWeightBasis, Policy
+from fhirtis.clinical.policy import DEFAULT_POLICY, Policy
+from fhirtis.clinical.weight import (
+    ADJUSTED_WEIGHT_FACTOR,
+    CM_PER_INCH,
+    DEVINE_BASE_KG,
+    DEVINE_KG_PER_INCH,
+    DEVINE_MIN_HEIGHT_CM,
+    DosingWeight,
+    adjusted_body_weight,
+    dosing_weight,
+    ideal_body_weight,
+)
 
 __all__ = [
     "ADJUSTED_WEIGHT_FACTOR",
@@ -91,74 +90,13 @@ __all__ = [
     "is_positive_finite",
 ]
 
-DECIMAL_CONTEXT = Context(prec=28, rounding=ROUND_HALF_EVEN)
-"""The arithmetic context of the IVIG and thrombosis rules (independent of the caller's)."""
-
-CM_PER_INCH = Decimal("2.54")
-DEVINE_BASE_KG: Mapping[Sex, Decimal] = {Sex.MALE: Decimal(50), Sex.FEMALE: Decimal("45.5")}
-DEVINE_KG_PER_INCH = Decimal("2.3")
-DEVINE_BASE_INCHES = Decimal(60)
-DEVINE_MIN_HEIGHT_CM = Decimal("152.4")  # 60 in × 2.54 cm/in
-ADJUSTED_WEIGHT_FACTOR = Decimal("0.4")
 _MG_PER_G = Decimal(1000)
 _MIN_PER_H = Decimal(60)
 _HUNDRED = Decimal(100)
 
 
-def is_positive_finite(value: Decimal | None) -> bool:
-    """A quantity that can be real: present, finite and positive."""
-    return value is not None and value.is_finite() and value > 0
-
-
-def format_decimal(value: Decimal) -> str:
-    """A Decimal for a human message (at most 2 decimals); never used in arithmetic."""
-    exponent = value.as_tuple().exponent
-    if not isinstance(exponent, int):
-        return str(value)
-    with localcontext(DECIMAL_CONTEXT):
-        shown = value.quantize(Decimal("0.01")) if exponent < -2 else value
-        return f"{shown.normalize():f}"
-
-
 # --------------------------------------------------------------------------------------------
 # results
-
-
-@dataclass(frozen=True, slots=True)
-class DosingWeight:
-    """The weight a cycle's g/kg and mg/kg/min are expressed with, and where it came from.
-
-    ``kg`` is ``None`` when the asked-for ``basis`` cannot be computed (``notes`` say why); it is
-    never silently replaced by another basis.
-    """
-
-    basis: DosingWeightBasis
-    kg: Decimal | None
-    actual_kg: Decimal | None
-    weight_source: str | None
-    weight_when: datetime | None
-    weight_age_days: int | None
-    stale: bool
-    ideal_kg: Decimal | None
-    height_cm: Decimal | None
-    height_source: str | None
-    height_when: datetime | None
-    sex: Sex
-    notes: tuple[Note, ...]
-
-    @property
-    def available(self) -> bool:
-        return self.kg is not None
-
-    @property
-    def sources(self) -> tuple[str, ...]:
-        """The facts the dosing weight was computed from (weight, then height if used)."""
-        out: list[str] = []
-        if self.weight_source is not None:
-            out.append(self.weight_source)
-        if self.basis is not DosingWeightBasis.ACTUAL and self.height_source is not None:
-            out.append(self.height_source)
-        return tuple(out)
 
 
 @dataclass(frozen=True, slots=True)
@@ -253,32 +191,28 @@ class Exposure:
 # building blocks
 
 
-def ideal_body_weight(height_cm: Decimal, sex: Sex) -> Decimal:
-    """Devine ideal body weight in kg: 50 (male) or 45.5 (female) + 2.3 per inch above 60 in.
-
-    Raises :class:`ValueError` for a sex other than male/female or a height below 152.4 cm,
-    where the formula is not defined.
-    """
-    base = DEVINE_BASE_KG.get(sex)
-    if base is None:
-        raise ValueError("Devine ideal body weight needs sex male or female")
-    if not height_cm.is_finite() or height_cm < DEVINE_MIN_HEIGHT_CM:
-        raise ValueError("Devine ideal body weight needs a height of at least 152.4 cm")
-    with localcontext(DECIMAL_CONTEXT):
-        inches = height_cm / CM_PER_INCH
-        return base + DEVINE_KG_PER_INCH * (inches - DEVINE_BASE_INCHES)
-
-
-def adjusted_body_weight(actual_kg: Decimal, ideal_kg: Decimal) -> Decimal:
-    """Adjusted body weight = ideal + 0.4 × (actual − ideal)."""
-    with localcontext(DECIMAL_CONTEXT):
-        return ideal_kg + ADJUSTED_WEIGHT_FACTOR * (actual_kg - ideal_kg)
-
-
-def grams_given(admin: IvigAdministration) -> tuple[Decimal | None, tuple[Note, ...]]:
-    """Grams of immune globulin given by one administration, or ``None`` with the reason."""
+def grams_given(
+    admin: IvigAdministration, kg: Decimal | None = None
+) -> tuple[Decimal | None, tuple[Note, ...]]:
+    """Grams of immune globulin given by one administration, or ``None`` with the reason.
+    A dose per kg (``dose_g_per_kg``) is multiplied by the dosing weight ``kg``."""
     notes: list[Note] = []
     src = admin.source
+    if admin.dose_g is None and admin.dose_ml is None and admin.dose_g_per_kg is not None:
+        if not is_positive_finite(admin.dose_g_per_kg):
+            return None, (
+                excluded("dose-implausible", "dose per kg is not a positive finite number", src),
+            )
+        if kg is None:
+            return None, (
+                missing(
+                    "dose-weight-unknown",
+                    "dose given per kg but no dosing weight for this cycle; grams unknown",
+                    src,
+                ),
+            )
+        with localcontext(DECIMAL_CONTEXT):
+            return admin.dose_g_per_kg * kg, ()
     with localcontext(DECIMAL_CONTEXT):
         by_volume: Decimal | None = None
         volume_ok = is_positive_finite(admin.dose_ml)
@@ -367,6 +301,9 @@ def infusion_rate_mg_kg_min(
                     "rate-implausible", "volume rate is not a positive finite number; not used", src
                 )
             )
+        per_kg = _rate_per_kg(admin)
+        if per_kg is not None:
+            return per_kg, tuple(notes)
         mg_per_min: Decimal | None = None
         if volume_ok and conc_ok:
             assert admin.rate_ml_per_h is not None and admin.concentration_mg_per_ml is not None
@@ -410,6 +347,20 @@ def infusion_rate_mg_kg_min(
         return mg_per_min / kg, tuple(notes)
 
 
+def _rate_per_kg(admin: IvigAdministration) -> Decimal | None:
+    """A rate already per kg (mg/kg/h, or mL/kg/h with the concentration) in mg/kg/min."""
+    if is_positive_finite(admin.rate_mg_per_kg_per_h):
+        assert admin.rate_mg_per_kg_per_h is not None
+        return admin.rate_mg_per_kg_per_h / _MIN_PER_H
+    if is_positive_finite(admin.rate_ml_per_kg_per_h) and is_positive_finite(
+        admin.concentration_mg_per_ml
+    ):
+        assert admin.rate_ml_per_kg_per_h is not None
+        assert admin.concentration_mg_per_ml is not None
+        return admin.rate_ml_per_kg_per_h * admin.concentration_mg_per_ml / _MIN_PER_H
+    return None
+
+
 def group_cycles(
     administrations: Iterable[IvigAdministration], policy: Policy = DEFAULT_POLICY
 ) -> tuple[tuple[IvigAdministration, ...], ...]:
@@ -426,131 +377,6 @@ def group_cycles(
             cycles[-1].append(admin)
         previous = admin
     return tuple(tuple(c) for c in cycles)
-
-
-_Dated = TypeVar("_Dated", BodyWeight, BodyHeight)
-
-
-def _latest_on_or_before(facts: Sequence[_Dated], at: datetime) -> _Dated | None:
-    candidates = [f for f in facts if f.when.date() <= at.date()]
-    if not candidates:
-        return None
-    return max(candidates, key=lambda f: (f.when, f.source))
-
-
-def dosing_weight(
-    at: datetime,
-    weights: Iterable[BodyWeight],
-    heights: Iterable[BodyHeight],
-    patient: PatientFacts,
-    policy: Policy = DEFAULT_POLICY,
-) -> DosingWeight:
-    """The dosing weight for a cycle starting at ``at``, on the policy's basis."""
-    notes: list[Note] = []
-    basis = policy.dosing_weight
-    usable_weights: list[BodyWeight] = []
-    for w in weights:
-        if is_positive_finite(w.kg):
-            usable_weights.append(w)
-        elif w.when.date() <= at.date():
-            notes.append(
-                excluded(
-                    "weight-implausible",
-                    "body weight is not a positive finite number; not used",
-                    w.source,
-                )
-            )
-    usable_heights: list[BodyHeight] = []
-    for h in heights:
-        if is_positive_finite(h.cm):
-            usable_heights.append(h)
-        elif basis is not DosingWeightBasis.ACTUAL and h.when.date() <= at.date():
-            notes.append(
-                excluded(
-                    "height-implausible",
-                    "body height is not a positive finite number; not used",
-                    h.source,
-                )
-            )
-
-    weight = _latest_on_or_before(usable_weights, at)
-    actual: Decimal | None = None
-    age_days: int | None = None
-    stale = False
-    if weight is None:
-        notes.append(
-            missing(
-                "weight-missing",
-                "no body weight on or before the cycle start; dosing weight unknown",
-            )
-        )
-    else:
-        actual = weight.kg
-        age_days = (at.date() - weight.when.date()).days
-        if age_days > policy.weight_max_age_days:
-            stale = True
-            notes.append(
-                warning(
-                    "stale-weight",
-                    f"latest body weight is {age_days} days before the cycle start (more than "
-                    f"{policy.weight_max_age_days}); used",
-                    weight.source,
-                )
-            )
-
-    height = _latest_on_or_before(usable_heights, at)
-    ideal: Decimal | None = None
-    kg: Decimal | None = None
-    if basis is DosingWeightBasis.ACTUAL:
-        kg = actual
-    else:
-        reason: str | None = None
-        if patient.sex not in DEVINE_BASE_KG:
-            reason = "sex is not recorded as male or female"
-        elif height is None:
-            reason = "no body height on or before the cycle start"
-        elif height.cm < DEVINE_MIN_HEIGHT_CM:
-            reason = "height is below 152.4 cm (60 in), where the Devine formula is not defined"
-        if reason is not None:
-            notes.append(
-                missing(
-                    "dosing-weight-basis-unavailable",
-                    f"{basis.value} body weight unavailable: {reason}; no fallback to actual "
-                    "weight",
-                    height.source if height is not None else None,
-                )
-            )
-        else:
-            assert height is not None
-            ideal = ideal_body_weight(height.cm, patient.sex)
-            if basis is DosingWeightBasis.IDEAL:
-                kg = ideal
-            elif actual is not None:
-                kg = adjusted_body_weight(actual, ideal)
-                if actual < ideal:
-                    notes.append(
-                        warning(
-                            "actual-below-ideal",
-                            "actual body weight is below ideal; adjusted weight computed by the "
-                            "formula (below ideal)",
-                            weight.source if weight else None,
-                        )
-                    )
-    return DosingWeight(
-        basis=basis,
-        kg=kg,
-        actual_kg=actual,
-        weight_source=weight.source if weight is not None else None,
-        weight_when=weight.when if weight is not None else None,
-        weight_age_days=age_days,
-        stale=stale,
-        ideal_kg=ideal,
-        height_cm=height.cm if height is not None else None,
-        height_source=height.source if height is not None else None,
-        height_when=height.when if height is not None else None,
-        sex=patient.sex,
-        notes=tuple(notes),
-    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -578,7 +404,15 @@ def _cycle(
             notes.append(
                 warning("in-progress", "administration still in progress; counted", admin.source)
             )
-        admin_grams, gram_notes = grams_given(admin)
+        if admin.stopped:
+            notes.append(
+                warning(
+                    "stopped",
+                    "administration stopped; counted for the dose and rate recorded",
+                    admin.source,
+                )
+            )
+        admin_grams, gram_notes = grams_given(admin, weight.kg)
         rate, rate_notes = infusion_rate_mg_kg_min(admin, weight.kg)
         notes.extend(gram_notes)
         notes.extend(rate_notes)

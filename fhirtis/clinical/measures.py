@@ -180,7 +180,9 @@ def choose_enzyme(candidates: Mapping[Instrument, MeasureValue], policy: Policy)
     notes.append(
         missing(
             "enzyme-uln-unknown",
-            "several enzymes at baseline and none has an upper limit of normal",
+            f"several enzymes at baseline ({', '.join(i.value for i in candidates)}) and none "
+            "has an upper limit of normal (ULN): they cannot be ranked; the enzyme measure is "
+            "missing",
         )
     )
     return EnzymeChoice(None, None, tuple(notes))

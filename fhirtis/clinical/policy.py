@@ -111,6 +111,20 @@ class Policy(BaseModel):
     weight_max_age_days: int = Field(
         30, ge=0, le=3650, description="[choice] older weights are used with a stale-weight warning"
     )
+    weight_plausible_kg: tuple[Decimal, Decimal] = Field(
+        (Decimal("0.5"), Decimal(350)),
+        description="[choice] a body weight outside this range (kg) is implausible: excluded",
+    )
+    height_plausible_cm: tuple[Decimal, Decimal] = Field(
+        (Decimal(30), Decimal(250)),
+        description="[choice] a body height outside this range (cm) is implausible: excluded",
+    )
+    weight_jump_percent: Decimal = Field(
+        Decimal(25),
+        gt=0,
+        description="[choice] a weight differing from the previous one within 14 days by more "
+        "than this % is implausible: excluded",
+    )
     dosing_weight: DosingWeightBasis = Field(
         DosingWeightBasis.ACTUAL, description="[choice] dosing weight basis"
     )

@@ -79,6 +79,7 @@ from fhirtis.clinical.measures import check_value
 from fhirtis.clinical.notes import Note, missing, warning
 from fhirtis.clinical.policy import DEFAULT_POLICY, Policy
 from fhirtis.clinical.population import age_in_years
+from fhirtis.clinical.weight import plausible_heights, plausible_weights
 
 __all__ = [
     "AssociatedEvent",
@@ -313,7 +314,7 @@ def risk_profile(at: datetime, inputs: RiskInputs, policy: Policy = DEFAULT_POLI
                 )
 
         # obesity
-        bmi_value, bmi_sources, bmi_how = _bmi(inputs, on)
+        bmi_value, bmi_sources, bmi_how = _bmi(inputs, on, policy)
         if bmi_value is None:
             unassessed.append(
                 UnassessedRiskFactor(
@@ -382,11 +383,13 @@ def risk_profile(at: datetime, inputs: RiskInputs, policy: Policy = DEFAULT_POLI
     return RiskProfile(at=at, factors=factors, unassessed=tuple(unassessed), notes=tuple(notes))
 
 
-def _bmi(inputs: RiskInputs, on: date) -> tuple[Decimal | None, tuple[str, ...], str]:
+def _bmi(
+    inputs: RiskInputs, on: date, policy: Policy
+) -> tuple[Decimal | None, tuple[str, ...], str]:
     """The BMI to judge obesity on ``on``: value, sources and how it was obtained."""
     bmis = [b for b in inputs.bmis if b.when.date() <= on and is_positive_finite(b.kg_per_m2)]
-    weights = [w for w in inputs.weights if w.when.date() <= on and is_positive_finite(w.kg)]
-    heights = [h for h in inputs.heights if h.when.date() <= on and is_positive_finite(h.cm)]
+    weights = [w for w in plausible_weights(inputs.weights, policy)[0] if w.when.date() <= on]
+    heights = [h for h in plausible_heights(inputs.heights, policy)[0] if h.when.date() <= on]
     bmi = max(bmis, key=lambda b: (b.when, b.source)) if bmis else None
     weight = max(weights, key=lambda w: (w.when, w.source)) if weights else None
     height = max(heights, key=lambda h: (h.when, h.source)) if heights else None
@@ -475,7 +478,7 @@ def associate_events(
             AssociatedEvent(
                 event=ev,
                 cycle_indexes=tuple(c.index for c in cycles),
-                suspects=tuple(a.source for a in admins),
+                suspects=tuple(a.source for a in admins if a.start < ev.onset),
                 early=bool(early_after),
                 early_after=early_after,
                 hours_after_last_start=_hours(ev.onset - last_before),

@@ -159,7 +159,7 @@ def read_ivig_order(
         med, codings, text = extractor._medication(request, "MedicationRequest", resolve)
     except ExcludedError:
         return None
-    if not extractor._is_ivig(codings, text):
+    if not extractor.is_ivig_product(med, codings, text):
         return None
     concentration: Decimal | None = None
     problem: str | None = None

@@ -8,8 +8,10 @@ Canonical units are chosen so that every realistic conversion into them is an ex
 rates are per hour (mL/h, mg/h), never per minute. Where a factor is not a finite decimal the
 result is rounded to 28 significant digits (``Decimal``'s default precision).
 
-Two equivalences UCUM itself does not make are applied first (DOMAIN.md §1, §6): ``[IU]/L`` is
-``U/L`` for enzymes, and the FHIR/UCUM annotation units such as ``{score}`` are the unit 1.
+Unit text without a UCUM code is read through one documented table, :data:`UNIT_TEXT_ALIASES`
+(``mL/hr``, ``lbs``, ``Units/L`` …). Two equivalences UCUM itself does not make are applied
+first (DOMAIN.md §1, §6): ``[IU]/L`` is ``U/L`` for enzymes, and the FHIR/UCUM annotation
+units such as ``{score}`` are the unit 1.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from functools import lru_cache
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
-# Units that mean the same thing for fhirtis's purposes, before UCUM is asked.
+# Units that mean the same thing for fhirtis's purposes, before UCUM is asked (UCUM codes).
 _ALIASES: dict[str, str] = {
     "[IU]/L": "U/L",
     "[iU]/L": "U/L",
@@ -30,6 +32,70 @@ _ALIASES: dict[str, str] = {
     "ukat/L": "ukat/L",
     "µkat/L": "ukat/L",
 }
+
+UNIT_TEXT_ALIASES: dict[str, str] = {
+    # volume and volume rates
+    "ml": "mL",
+    "milliliter": "mL",
+    "milliliters": "mL",
+    "millilitre": "mL",
+    "millilitres": "mL",
+    "milliliter (iso1000)": "mL",
+    "ml/hr": "mL/h",
+    "ml/hour": "mL/h",
+    "ml/h": "mL/h",
+    "ml/min": "mL/min",
+    "ml/kg/hr": "mL/kg/h",
+    "ml/kg/h": "mL/kg/h",
+    "ml/kg/min": "mL/kg/min",
+    # time
+    "hr": "h",
+    "hrs": "h",
+    "hour": "h",
+    "hours": "h",
+    "minute": "min",
+    "minutes": "min",
+    # mass, mass rates and doses
+    "gram": "g",
+    "grams": "g",
+    "gm": "g",
+    "milligram": "mg",
+    "milligrams": "mg",
+    "g/hr": "g/h",
+    "mg/hr": "mg/h",
+    "mg/kg/hr": "mg/kg/h",
+    "gm/kg": "g/kg",
+    # body weight and height
+    "kilogram": "kg",
+    "kilograms": "kg",
+    "kgs": "kg",
+    "lb": "[lb_av]",
+    "lbs": "[lb_av]",
+    "pound": "[lb_av]",
+    "pounds": "[lb_av]",
+    "centimeter": "cm",
+    "centimeters": "cm",
+    "in": "[in_i]",
+    "inch": "[in_i]",
+    "inches": "[in_i]",
+    # enzyme activity
+    "units/l": "U/L",
+    "unit/l": "U/L",
+    "iu/l": "U/L",
+    "u/l": "U/L",
+}
+"""Unit *text* (``Quantity.unit`` given without a UCUM ``code``) → the UCUM code it means
+(DOMAIN.md §4, "units as EHRs write them"). Keys are lower case and matched after trimming and
+lower-casing; only unambiguous spellings are listed (``IU/L`` for an enzyme activity is U/L by
+DOMAIN.md §1). Text that is not here is tried as UCUM itself (``mL``, ``kg``, ``mg/kg/min``); a
+unit known to neither makes only that value unknown."""
+
+
+def unit_from_text(text: str) -> str:
+    """The UCUM code a ``Quantity.unit`` text means: the alias table first, else the text."""
+    stripped = text.strip()
+    return UNIT_TEXT_ALIASES.get(stripped.lower(), stripped)
+
 
 _lock = threading.Lock()
 _registry: Any = None

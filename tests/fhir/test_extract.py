@@ -214,8 +214,12 @@ def test_contained_medication_scig_and_unresolvable() -> None:
         "MedicationAdministration/a1",
         "MedicationAdministration/a4",
     ]
-    assert [i.resource for i in data.issues] == ["MedicationAdministration/a3"]
-    assert data.issues[0].code == "not-found"
+    # the subcutaneous product is reported, never passed over silently (DOMAIN §4, revision 2)
+    assert [(i.resource, i.code) for i in data.issues] == [
+        ("MedicationAdministration/a2", "business-rule"),
+        ("MedicationAdministration/a3", "not-found"),
+    ]
+    assert "subcutaneous immune globulin product" in data.issues[0].diagnostics
     a1_fact = next(a for a in data.administrations if a.source.endswith("a1"))
     assert a1_fact.start == datetime(2024, 1, 3, tzinfo=UTC)  # a date alone: start of day, UTC
 

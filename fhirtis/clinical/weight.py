@@ -1,0 +1,277 @@
+"""Dosing weight (DOMAIN.md §1, §4): actual, ideal and adjusted body weight, staleness and
+plausibility. Pure rules over :mod:`fhirtis.clinical.facts`; no FHIR, no I/O.
+
+* **Dosing weight** of a cycle: the latest body weight measured on or before the cycle's start
+  *date* (a weight taken later on the start day counts). It is "stale", and used with a
+  ``stale-weight`` warning, when it is more than ``weight_max_age_days`` days older than the cycle
+  start date. No weight at all → no dosing weight, and g/kg and rates are unknown, with the reason.
+  Weights measured after the cycle start are never used for it.
+* **Basis** (``dosing_weight``): ``actual`` is the weight itself; ``ideal`` is Devine's ideal
+  body weight, 50 kg (male) or 45.5 kg (female) + 2.3 kg per inch above 60 inches (1 in =
+  2.54 cm exactly); ``adjusted`` = ideal + 0.4 × (actual − ideal). Ideal and adjusted need a
+  height (the latest on or before the cycle start date; any age — its date is reported), a sex
+  of male or female, and a height of at least 152.4 cm (60 in). When one is lacking, the basis
+  is *unavailable*: the dosing weight is ``None`` with the reason; the code never falls back to
+  the actual weight. The basis asked for is always reported (:attr:`DosingWeight.basis`).
+  An adjusted weight below ideal (actual < ideal) is computed as the formula says, with a warning.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal, localcontext
+from typing import TypeVar
+
+from fhirtis.clinical.decimals import DECIMAL_CONTEXT, format_decimal, is_positive_finite
+from fhirtis.clinical.facts import BodyHeight, BodyWeight, PatientFacts, Sex
+from fhirtis.clinical.notes import Note, excluded, missing, warning
+from fhirtis.clinical.policy import DEFAULT_POLICY, DosingWeightBasis, Policy
+
+__all__ = [
+    "ADJUSTED_WEIGHT_FACTOR",
+    "CM_PER_INCH",
+    "DEVINE_BASE_KG",
+    "DEVINE_KG_PER_INCH",
+    "DEVINE_MIN_HEIGHT_CM",
+    "DosingWeight",
+    "adjusted_body_weight",
+    "dosing_weight",
+    "ideal_body_weight",
+    "plausible_heights",
+    "plausible_weights",
+]
+
+CM_PER_INCH = Decimal("2.54")
+DEVINE_BASE_KG: Mapping[Sex, Decimal] = {Sex.MALE: Decimal(50), Sex.FEMALE: Decimal("45.5")}
+DEVINE_KG_PER_INCH = Decimal("2.3")
+DEVINE_BASE_INCHES = Decimal(60)
+DEVINE_MIN_HEIGHT_CM = Decimal("152.4")  # 60 in × 2.54 cm/in
+ADJUSTED_WEIGHT_FACTOR = Decimal("0.4")
+
+
+@dataclass(frozen=True, slots=True)
+class DosingWeight:
+    """The weight a cycle's g/kg and mg/kg/min are expressed with, and where it came from.
+
+    ``kg`` is ``None`` when the asked-for ``basis`` cannot be computed (``notes`` say why); it is
+    never silently replaced by another basis.
+    """
+
+    basis: DosingWeightBasis
+    kg: Decimal | None
+    actual_kg: Decimal | None
+    weight_source: str | None
+    weight_when: datetime | None
+    weight_age_days: int | None
+    stale: bool
+    ideal_kg: Decimal | None
+    height_cm: Decimal | None
+    height_source: str | None
+    height_when: datetime | None
+    sex: Sex
+    notes: tuple[Note, ...]
+
+    @property
+    def available(self) -> bool:
+        return self.kg is not None
+
+    @property
+    def sources(self) -> tuple[str, ...]:
+        """The facts the dosing weight was computed from (weight, then height if used)."""
+        out: list[str] = []
+        if self.weight_source is not None:
+            out.append(self.weight_source)
+        if self.basis is not DosingWeightBasis.ACTUAL and self.height_source is not None:
+            out.append(self.height_source)
+        return tuple(out)
+
+
+def ideal_body_weight(height_cm: Decimal, sex: Sex) -> Decimal:
+    """Devine ideal body weight in kg: 50 (male) or 45.5 (female) + 2.3 per inch above 60 in.
+
+    Raises :class:`ValueError` for a sex other than male/female or a height below 152.4 cm,
+    where the formula is not defined.
+    """
+    base = DEVINE_BASE_KG.get(sex)
+    if base is None:
+        raise ValueError("Devine ideal body weight needs sex male or female")
+    if not height_cm.is_finite() or height_cm < DEVINE_MIN_HEIGHT_CM:
+        raise ValueError("Devine ideal body weight needs a height of at least 152.4 cm")
+    with localcontext(DECIMAL_CONTEXT):
+        inches = height_cm / CM_PER_INCH
+        return base + DEVINE_KG_PER_INCH * (inches - DEVINE_BASE_INCHES)
+
+
+def adjusted_body_weight(actual_kg: Decimal, ideal_kg: Decimal) -> Decimal:
+    """Adjusted body weight = ideal + 0.4 × (actual − ideal)."""
+    with localcontext(DECIMAL_CONTEXT):
+        return ideal_kg + ADJUSTED_WEIGHT_FACTOR * (actual_kg - ideal_kg)
+
+
+_Dated = TypeVar("_Dated", BodyWeight, BodyHeight)
+
+
+def _latest_on_or_before(facts: Sequence[_Dated], at: datetime) -> _Dated | None:
+    candidates = [f for f in facts if f.when.date() <= at.date()]
+    if not candidates:
+        return None
+    return max(candidates, key=lambda f: (f.when, f.source))
+
+
+JUMP_WINDOW_DAYS = 14  # DOMAIN.md §1: a jump against the previous weight within 14 days
+
+
+def plausible_weights(
+    weights: Iterable[BodyWeight], policy: Policy = DEFAULT_POLICY
+) -> tuple[list[BodyWeight], list[tuple[Note, BodyWeight]]]:
+    """The weights that can be real, and a note for each one excluded (DOMAIN.md §1): not a
+    positive finite number, outside ``weight_plausible_kg``, or more than
+    ``weight_jump_percent`` off the previous plausible weight measured within 14 days."""
+    low, high = policy.weight_plausible_kg
+    kept: list[BodyWeight] = []
+    notes: list[tuple[Note, BodyWeight]] = []
+    for w in sorted(weights, key=lambda w: (w.when, w.source)):
+        reason: str | None = None
+        if not is_positive_finite(w.kg):
+            reason = "body weight is not a positive finite number; not used"
+        elif not low <= w.kg <= high:
+            reason = (
+                f"body weight {format_decimal(w.kg)} kg is implausible (outside "
+                f"{format_decimal(low)}-{format_decimal(high)} kg); not used"
+            )
+        elif kept and (w.when.date() - kept[-1].when.date()).days <= JUMP_WINDOW_DAYS:
+            previous = kept[-1].kg
+            with localcontext(DECIMAL_CONTEXT):
+                change = abs(w.kg - previous) * 100 / previous
+            if change > policy.weight_jump_percent:
+                reason = (
+                    f"body weight {format_decimal(w.kg)} kg is implausible: "
+                    f"{format_decimal(change)}% off the previous weight within "
+                    f"{JUMP_WINDOW_DAYS} days (more than "
+                    f"{format_decimal(policy.weight_jump_percent)}%); not used"
+                )
+        if reason is None:
+            kept.append(w)
+        else:
+            notes.append((excluded("weight-implausible", reason, w.source), w))
+    return kept, notes
+
+
+def plausible_heights(
+    heights: Iterable[BodyHeight], policy: Policy = DEFAULT_POLICY
+) -> tuple[list[BodyHeight], list[tuple[Note, BodyHeight]]]:
+    """The heights that can be real, and a note for each one excluded (DOMAIN.md §1)."""
+    low, high = policy.height_plausible_cm
+    kept: list[BodyHeight] = []
+    notes: list[tuple[Note, BodyHeight]] = []
+    for h in heights:
+        if not is_positive_finite(h.cm):
+            reason = "body height is not a positive finite number; not used"
+        elif not low <= h.cm <= high:
+            reason = (
+                f"body height {format_decimal(h.cm)} cm is implausible (outside "
+                f"{format_decimal(low)}-{format_decimal(high)} cm); not used"
+            )
+        else:
+            kept.append(h)
+            continue
+        notes.append((excluded("height-implausible", reason, h.source), h))
+    return kept, notes
+
+
+def dosing_weight(
+    at: datetime,
+    weights: Iterable[BodyWeight],
+    heights: Iterable[BodyHeight],
+    patient: PatientFacts,
+    policy: Policy = DEFAULT_POLICY,
+) -> DosingWeight:
+    """The dosing weight for a cycle starting at ``at``, on the policy's basis."""
+    notes: list[Note] = []
+    basis = policy.dosing_weight
+    usable_weights, weight_notes = plausible_weights(weights, policy)
+    notes.extend(n for n, w in weight_notes if w.when.date() <= at.date())
+    usable_heights, height_notes = plausible_heights(heights, policy)
+    if basis is not DosingWeightBasis.ACTUAL:
+        notes.extend(n for n, h in height_notes if h.when.date() <= at.date())
+
+    weight = _latest_on_or_before(usable_weights, at)
+    actual: Decimal | None = None
+    age_days: int | None = None
+    stale = False
+    if weight is None:
+        notes.append(
+            missing(
+                "weight-missing",
+                "no body weight on or before the cycle start; dosing weight unknown",
+            )
+        )
+    else:
+        actual = weight.kg
+        age_days = (at.date() - weight.when.date()).days
+        if age_days > policy.weight_max_age_days:
+            stale = True
+            notes.append(
+                warning(
+                    "stale-weight",
+                    f"latest body weight is {age_days} days before the cycle start (more than "
+                    f"{policy.weight_max_age_days}); used",
+                    weight.source,
+                )
+            )
+
+    height = _latest_on_or_before(usable_heights, at)
+    ideal: Decimal | None = None
+    kg: Decimal | None = None
+    if basis is DosingWeightBasis.ACTUAL:
+        kg = actual
+    else:
+        reason: str | None = None
+        if patient.sex not in DEVINE_BASE_KG:
+            reason = "sex is not recorded as male or female"
+        elif height is None:
+            reason = "no body height on or before the cycle start"
+        elif height.cm < DEVINE_MIN_HEIGHT_CM:
+            reason = "height is below 152.4 cm (60 in), where the Devine formula is not defined"
+        if reason is not None:
+            notes.append(
+                missing(
+                    "dosing-weight-basis-unavailable",
+                    f"{basis.value} body weight unavailable: {reason}; no fallback to actual "
+                    "weight",
+                    height.source if height is not None else None,
+                )
+            )
+        else:
+            assert height is not None
+            ideal = ideal_body_weight(height.cm, patient.sex)
+            if basis is DosingWeightBasis.IDEAL:
+                kg = ideal
+            elif actual is not None:
+                kg = adjusted_body_weight(actual, ideal)
+                if actual < ideal:
+                    notes.append(
+                        warning(
+                            "actual-below-ideal",
+                            "actual body weight is below ideal; adjusted weight computed by the "
+                            "formula (below ideal)",
+                            weight.source if weight else None,
+                        )
+                    )
+    return DosingWeight(
+        basis=basis,
+        kg=kg,
+        actual_kg=actual,
+        weight_source=weight.source if weight is not None else None,
+        weight_when=weight.when if weight is not None else None,
+        weight_age_days=age_days,
+        stale=stale,
+        ideal_kg=ideal,
+        height_cm=height.cm if height is not None else None,
+        height_source=height.source if height is not None else None,
+        height_when=height.when if height is not None else None,
+        sex=patient.sex,
+        notes=tuple(notes),
+    )

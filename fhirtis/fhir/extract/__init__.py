@@ -1,0 +1,86 @@
+"""FHIR R4 resources → the clinical core's facts. Pure: no network, no clinical rules.
+
+Reading is the hot path of registry runs, so resources stay plain dicts (from ``orjson``) and
+only the elements the computation uses are validated — strictly: type, format, code system
+membership, unit. A resource that fails is excluded with an :class:`Issue` naming where; the
+rest still counts. Resources fhirtis does not use (a blood pressure, an antibiotic) are passed
+over without a word.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from fhirtis.fhir.extract.common import (
+    CORE_SET_CODES,
+    ENZYME_VALUE_SETS,
+    ExcludedError,
+    ExtractSettings,
+    Json,
+    PatientData,
+    read_quantity,
+    ref_of,
+)
+from fhirtis.fhir.extract.events import EventReader
+from fhirtis.fhir.extract.observations import ObservationReader
+from fhirtis.fhir.extract.patient import PatientReader, patient_refs
+from fhirtis.fhir.outcome import Issue
+
+__all__ = [
+    "CORE_SET_CODES",
+    "ENZYME_VALUE_SETS",
+    "ExcludedError",
+    "ExtractSettings",
+    "Extractor",
+    "PatientData",
+    "patient_refs",
+    "read_quantity",
+]
+
+
+class Extractor(PatientReader, ObservationReader, EventReader):
+    """Reads one patient's resources. Create one per patient."""
+
+    # -- entry point -------------------------------------------------------------------------
+
+    def extract(
+        self,
+        patient_ref: str,
+        resources: Sequence[tuple[str, Json]],
+        resolve: Mapping[str, Json],
+    ) -> PatientData:
+        """``resources``: (location, resource) pairs of one patient; ``resolve``: every resource
+        reachable by reference ("Medication/1", "urn:uuid:…")."""
+        data = PatientData(patient_ref=patient_ref, patient_source=patient_ref)
+        handlers = {
+            "Patient": self._patient,
+            "Observation": self._observation,
+            "MedicationAdministration": self._administration,
+            "Condition": self._condition,
+            "AdverseEvent": self._adverse_event,
+            "MedicationStatement": self._medication_use,
+            "MedicationRequest": self._medication_use,
+            "Device": self._device,
+            "Procedure": self._procedure,
+        }
+        # a Condition an AdverseEvent cites as its resultingCondition is the same event: the
+        # Condition carries it, and the AdverseEvent is not counted a second time
+        self._conditions = {ref_of(r) for _, r in resources if r.get("resourceType") == "Condition"}
+        self._resolve = resolve
+        for path, resource in resources:
+            handler = handlers.get(str(resource.get("resourceType")))
+            if handler is None:
+                continue
+            try:
+                handler(data, path, resource, resolve)
+            except ExcludedError as exc:
+                data.issues.append(
+                    Issue(
+                        "error",
+                        exc.issue_code,
+                        f"{ref_of(resource)} excluded: {exc.message}",
+                        exc.path,
+                        ref_of(resource),
+                    )
+                )
+        return data

@@ -1,0 +1,276 @@
+"""Shared pieces of the FHIR → facts mapping: the result type, the exclusion error, element
+readers and the state every resource-family reader uses. Pure: no network."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from fhirtis.clinical.facts import (
+    BodyHeight,
+    BodyMassIndex,
+    BodyWeight,
+    Instrument,
+    IvigAdministration,
+    Measure,
+    MeasureValue,
+    PatientFacts,
+    RiskEvidence,
+    RiskFactorKind,
+    TeeEvent,
+    TeeKind,
+)
+from fhirtis.clinical.patient import PatientFactsBundle
+from fhirtis.fhir.codes import (
+    UCUM,
+    Terminology,
+)
+from fhirtis.fhir.outcome import Issue
+from fhirtis.fhir.primitives import (
+    PrimitiveError,
+    is_id,
+    parse_date_time,
+    parse_decimal,
+)
+from fhirtis.fhir.units import UnitError, convert, unit_from_text
+
+Json = dict[str, Any]
+
+# core set code → (measure, instrument, canonical unit)
+CORE_SET_CODES: Mapping[str, tuple[Measure, Instrument, str]] = {
+    "pga": (Measure.PGA, Instrument.VAS, "cm"),
+    "ptga": (Measure.PTGA, Instrument.VAS, "cm"),
+    "extramuscular": (Measure.EXTRAMUSCULAR, Instrument.VAS, "cm"),
+    "pga-likert": (Measure.PGA, Instrument.LIKERT, "1"),
+    "ptga-likert": (Measure.PTGA, Instrument.LIKERT, "1"),
+    "mmt8-80": (Measure.MMT8, Instrument.MMT8_80, "1"),
+    "mmt8-150": (Measure.MMT8, Instrument.MMT8_150, "1"),
+    "cmas": (Measure.MMT8, Instrument.CMAS, "1"),
+    "haq-di": (Measure.HAQ, Instrument.HAQ_DI, "1"),
+    "chaq": (Measure.HAQ, Instrument.CHAQ, "1"),
+    "das": (Measure.EXTRAMUSCULAR, Instrument.DAS, "1"),
+    "chq-phs": (Measure.ENZYME, Instrument.CHQ_PHS, "1"),
+}
+ENZYME_VALUE_SETS: Mapping[str, Instrument] = {
+    "enzyme-ck": Instrument.CK,
+    "enzyme-aldolase": Instrument.ALDOLASE,
+    "enzyme-ldh": Instrument.LDH,
+    "enzyme-ast": Instrument.AST,
+    "enzyme-alt": Instrument.ALT,
+}
+
+
+@dataclass
+class PatientData:
+    """Everything of one patient that the clinical core needs, as facts, with the issues met."""
+
+    patient_ref: str
+    patient_source: str
+    patient: PatientFacts = field(default_factory=PatientFacts)
+    measures: list[MeasureValue] = field(default_factory=list)
+    administrations: list[IvigAdministration] = field(default_factory=list)
+    weights: list[BodyWeight] = field(default_factory=list)
+    heights: list[BodyHeight] = field(default_factory=list)
+    bmis: list[BodyMassIndex] = field(default_factory=list)
+    evidence: list[RiskEvidence] = field(default_factory=list)
+    events: list[TeeEvent] = field(default_factory=list)
+    jdm_coded: bool = False
+    dm_onset: date | None = None
+    issues: list[Issue] = field(default_factory=list)
+    used: dict[str, str] = field(default_factory=dict)  # ref → versioned ref, every source used
+    existing_derived: list[Json] = field(default_factory=list)  # fhirtis's own earlier output
+    latest: datetime | None = None  # the latest clinical time seen (the default "as of")
+
+    def facts(self) -> PatientFactsBundle:
+        """What the clinical core reads of this patient."""
+        return PatientFactsBundle(
+            **{f.name: getattr(self, f.name) for f in fields(PatientFactsBundle)}
+        )
+
+
+@dataclass(frozen=True)
+class ExtractSettings:
+    """Site settings the mapping needs."""
+
+    default_uln_u_per_l: Mapping[Instrument, Decimal] = field(default_factory=dict)
+
+
+class ExcludedError(Exception):
+    """A resource (or the element at ``path``) cannot be used; becomes an :class:`Issue`."""
+
+    def __init__(self, code: str, message: str, path: str) -> None:
+        self.issue_code, self.message, self.path = code, message, path
+        super().__init__(message)
+
+
+def ref_of(resource: Json) -> str:
+    return f"{resource.get('resourceType')}/{resource.get('id')}"
+
+
+def versioned(resource: Json) -> str:
+    version = (resource.get("meta") or {}).get("versionId")
+    base = ref_of(resource)
+    return f"{base}/_history/{version}" if isinstance(version, str) and version else base
+
+
+def concept_codings(concept: object, path: str) -> list[tuple[str | None, str | None]]:
+    if concept is None:
+        return []
+    if not isinstance(concept, dict):
+        raise ExcludedError("structure", "CodeableConcept must be an object", path)
+    codings = concept.get("coding", [])
+    if not isinstance(codings, list):
+        raise ExcludedError("structure", "coding must be an array", f"{path}.coding")
+    out: list[tuple[str | None, str | None]] = []
+    for i, c in enumerate(codings):
+        if not isinstance(c, dict):
+            raise ExcludedError("structure", "Coding must be an object", f"{path}.coding[{i}]")
+        system, code = c.get("system"), c.get("code")
+        if (system is not None and not isinstance(system, str)) or (
+            code is not None and not isinstance(code, str)
+        ):
+            raise ExcludedError(
+                "value", "Coding system and code must be strings", f"{path}.coding[{i}]"
+            )
+        out.append((system, code))
+    return out
+
+
+def concept_text(concept: object) -> str:
+    if isinstance(concept, dict):
+        text = concept.get("text")
+        if isinstance(text, str):
+            return text
+        for c in concept.get("coding", []) or []:
+            if isinstance(c, dict) and isinstance(c.get("display"), str):
+                return str(c["display"])
+    return ""
+
+
+def concept_names(concept: object) -> list[str]:
+    """Every name a CodeableConcept gives: its text and its codings' displays."""
+    if not isinstance(concept, dict):
+        return []
+    out = [concept["text"]] if isinstance(concept.get("text"), str) else []
+    for c in concept.get("coding", []) or []:
+        if isinstance(c, dict) and isinstance(c.get("display"), str):
+            out.append(c["display"])
+    return out
+
+
+def read_quantity(q: object, path: str) -> tuple[Decimal, str | None]:
+    """(value, UCUM unit or None). The UCUM ``code`` is preferred; a bare ``unit`` text is used
+    only when no system is given or the system is UCUM, read through the unit alias table."""
+    if not isinstance(q, dict):
+        raise ExcludedError("structure", "Quantity must be an object", path)
+    if "value" not in q:
+        raise ExcludedError("required", "Quantity has no value", f"{path}.value")
+    try:
+        value = parse_decimal(q["value"])
+    except PrimitiveError as exc:
+        raise ExcludedError("value", f"Quantity.value: {exc}", f"{path}.value") from None
+    system, code, unit = q.get("system"), q.get("code"), q.get("unit")
+    if system is not None and system != UCUM:
+        raise ExcludedError("code-invalid", "Quantity unit is not a UCUM unit", f"{path}.system")
+    if isinstance(code, str) and code:
+        return value, code
+    # unit text only: the documented alias table (mL/hr, lbs, Units/L …), else the text as UCUM
+    return value, unit_from_text(unit) if isinstance(unit, str) and unit.strip() else None
+
+
+def to_unit(value: Decimal, unit: str | None, target: str, path: str) -> Decimal:
+    if unit is None:
+        if target == "1":
+            return value
+        raise ExcludedError("required", f"Quantity has no unit (expected {target})", path)
+    try:
+        return convert(value, unit, target)
+    except UnitError:
+        raise ExcludedError(
+            "value", f"unit {unit!r} is unknown or cannot convert to {target!r}", path
+        ) from None
+
+
+def first_time(resource: Json, keys: Sequence[str], path: str) -> tuple[datetime, bool, str]:
+    """The first present of the time elements in ``keys`` ("effectiveDateTime",
+    "effectivePeriod.start" …) as (aware datetime, date-only?, element path)."""
+    for key in keys:
+        head, _, tail = key.partition(".")
+        value = resource.get(head)
+        if tail and isinstance(value, dict):
+            value = value.get(tail)
+        if value is None:
+            continue
+        try:
+            when, date_only = parse_date_time(value)
+        except PrimitiveError as exc:
+            raise ExcludedError("value", f"{key}: {exc}", f"{path}.{key}") from None
+        return when, date_only, key
+    raise ExcludedError("required", f"no {' or '.join(keys)}", path)
+
+
+class ExtractorBase:
+    """State and helpers shared by the resource-family readers."""
+
+    def __init__(
+        self,
+        terminology: Terminology,
+        settings: ExtractSettings | None = None,
+    ) -> None:
+        self.t = terminology
+        self.settings = settings or ExtractSettings()
+        self._enzymes = {vs: terminology.value_set(vs) for vs in ENZYME_VALUE_SETS}
+        self._weight = terminology.value_set("body-weight")
+        self._height = terminology.value_set("body-height")
+        self._bmi = terminology.value_set("body-mass-index")
+        self._tee = {TeeKind(k): v for k, v in terminology.with_value_sets("tee-").items()}
+        self._risk = {RiskFactorKind(k): v for k, v in terminology.with_value_sets("risk-").items()}
+        self._ivig = terminology.value_set("ivig-products")
+        self._scig = terminology.value_sets.get("scig-products")
+        self._ig_names = terminology.value_sets.get("immune-globulin-names")
+        self._dual = terminology.value_sets.get("ivig-dual-route-products")
+        self._routes = {
+            kind: terminology.value_sets[vs]
+            for kind, vs in (
+                ("iv", "route-intravenous"),
+                ("sc", "route-subcutaneous"),
+                ("im", "route-intramuscular"),
+            )
+            if vs in terminology.value_sets
+        }
+        self._dm = [
+            terminology.value_sets[v]
+            for v in ("dermatomyositis", "juvenile-dermatomyositis")
+            if v in terminology.value_sets
+        ]
+        self._jdm = terminology.value_sets.get("juvenile-dermatomyositis")
+
+        self._conditions: set[str] = set()
+        self._resolve: Mapping[str, Json] = {}
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    def _use(self, data: PatientData, resource: Json, when: datetime | None = None) -> str:
+        ref = ref_of(resource)
+        data.used[ref] = versioned(resource)
+        if when is not None and (data.latest is None or when > data.latest):
+            data.latest = when
+        return data.used[ref]
+
+    def _check_subject(self, data: PatientData, resource: Json, key: str, path: str) -> None:
+        subject = resource.get(key)
+        ref = subject.get("reference") if isinstance(subject, dict) else None
+        if not isinstance(ref, str):
+            raise ExcludedError("required", f"no {key}.reference", f"{path}.{key}")
+        if ref != data.patient_ref and not ref.endswith("/" + data.patient_ref):
+            # a Bundle's entries may reference each other by fullUrl (urn:uuid:…, absolute URLs)
+            target = self._resolve.get(ref)
+            if target is None or ref_of(target) != data.patient_ref:
+                raise ExcludedError("invalid", f"{key} is another patient", f"{path}.{key}")
+
+    def _require_id(self, resource: Json, path: str) -> None:
+        if not is_id(resource.get("id")):
+            raise ExcludedError("required", "resource has no valid id", f"{path}.id")

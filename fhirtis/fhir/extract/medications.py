@@ -1,0 +1,401 @@
+"""MedicationAdministrations → IVIG administrations; medications as risk evidence.
+Pure: no network."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import Decimal
+
+from fhirtis.clinical.facts import (
+    IvigAdministration,
+    RiskEvidence,
+    RiskFactorKind,
+)
+from fhirtis.fhir.extract.common import (
+    ExcludedError,
+    ExtractorBase,
+    Json,
+    PatientData,
+    concept_codings,
+    concept_names,
+    concept_text,
+    first_time,
+    read_quantity,
+    ref_of,
+    to_unit,
+    versioned,
+)
+from fhirtis.fhir.outcome import Issue
+from fhirtis.fhir.units import UnitError, convert
+
+_MA_USED = {"completed", "in-progress", "stopped"}
+_MED_VOID = {"entered-in-error", "not-taken", "cancelled", "draft"}
+
+
+Coding = tuple[str | None, str | None]
+_RATE_UNITS = ("mg/h", "mL/h", "mg/kg/h", "mL/kg/h")
+_ROUTE_NAMES = {
+    "sc": "subcutaneous (SNOMED CT 34206005)",
+    "im": "intramuscular (SNOMED CT 78421000)",
+}
+_ROUTE_WORDS = {
+    "iv": {"iv", "intravenous", "intravenously", "ivpb"},
+    "sc": {"sc", "sq", "subq", "subcut", "subcutaneous", "subcutaneously"},
+    "im": {"im", "intramuscular", "intramuscularly"},
+}
+_IV_WORDS = re.compile(r"\b(intravenous|ivig|igiv|iv)\b")
+# Antigen-specific (hyperimmune) globulins are not normal human immune globulin (ATC J06BB).
+_HYPERIMMUNE = re.compile(
+    r"\b(hepatitis|rho|anti-d|tetanus|rabies|cytomegalovirus|cmv|varicella|zoster|botulism|"
+    r"vaccinia|anthrax|rsv)\b"
+)
+
+
+def _named(known: Sequence[str], names: Sequence[str]) -> bool:
+    """A known name (lower case) in one of the product's names: short names (IgG, IVIG) only as
+    whole words, longer ones anywhere."""
+    for name in names:
+        for k in known:
+            if not k:
+                continue
+            if len(k) <= 5:
+                if re.search(rf"(?<![a-z0-9]){re.escape(k)}(?![a-z0-9])", name):
+                    return True
+            elif k in name:
+                return True
+    return False
+
+
+def _first_convertible(
+    value: Decimal, unit: str, targets: Sequence[str], path: str
+) -> tuple[str, Decimal]:
+    for target in targets:
+        try:
+            return target, convert(value, unit, target)
+        except UnitError:
+            continue
+    raise ExcludedError(
+        "value", f"unit {unit!r} is unknown or not one of {', '.join(targets)}", path
+    )
+
+
+@dataclass
+class _Amounts:
+    values: dict[str, Decimal] = field(default_factory=dict)
+
+
+class MedicationReader(ExtractorBase):
+    # -- MedicationAdministration -----------------------------------------------------------
+
+    def _medication(
+        self, r: Json, path: str, resolve: Mapping[str, Json]
+    ) -> tuple[Json | None, list[tuple[str | None, str | None]], str]:
+        """The Medication resource (if referenced), its codings and text."""
+        if "medicationCodeableConcept" in r:
+            concept = r["medicationCodeableConcept"]
+            return (
+                None,
+                concept_codings(concept, f"{path}.medicationCodeableConcept"),
+                concept_text(concept),
+            )
+        ref = r.get("medicationReference")
+        target = ref.get("reference") if isinstance(ref, dict) else None
+        if not isinstance(target, str):
+            raise ExcludedError("required", "no medication[x]", f"{path}.medication[x]")
+        med: Json | None = None
+        if target.startswith("#"):
+            for c in r.get("contained", []) or []:
+                if isinstance(c, dict) and c.get("id") == target[1:]:
+                    med = c
+        else:
+            med = resolve.get(target)
+        if med is None or med.get("resourceType") != "Medication":
+            raise ExcludedError(
+                "not-found",
+                "medicationReference does not resolve to a Medication",
+                f"{path}.medicationReference",
+            )
+        code = med.get("code")
+        return med, concept_codings(code, "Medication.code"), concept_text(code)
+
+    def _product(
+        self, med: Json | None, codings: list[Coding], text: str
+    ) -> tuple[list[Coding], list[str]]:
+        """Every coding and name of the product: its code, then its ingredients' codes."""
+        all_codings = list(codings)
+        names = [text.lower()] if text else []
+        for i, ing in enumerate((med or {}).get("ingredient", []) or []):
+            item = ing.get("itemCodeableConcept") if isinstance(ing, dict) else None
+            if item is not None:
+                all_codings += concept_codings(item, f"Medication.ingredient[{i}]")
+                names += [n.lower() for n in concept_names(item)]
+        return all_codings, names
+
+    def _immune_globulin(self, codings: list[Coding], names: list[str]) -> str | None:
+        """What kind of immune globulin the product is: ``scig`` (a subcutaneous product),
+        ``ivig`` (an intravenous product), ``generic`` (immune globulin by a generic name:
+        the route decides), or None (not an immune globulin)."""
+        if self._scig is not None and (
+            self._scig.matches_any(codings) or _named(self._scig.names, names)
+        ):
+            return "scig"
+        if self._ivig.matches_any(codings) or _named(self._ivig.names, names):
+            return "ivig"
+        if any(_HYPERIMMUNE.search(n) for n in names):
+            return None  # an antigen-specific (hyperimmune) globulin, not normal immune globulin
+        if self._ig_names is not None and _named(self._ig_names.names, names):
+            return "generic"
+        return None
+
+    def _route(self, dosage: Json, path: str) -> str | None:
+        """``iv``, ``sc``, ``im``, ``other`` (a route recorded but none of these), or None."""
+        route = dosage.get("route")
+        if route is None:
+            return None
+        codings = concept_codings(route, f"{path}.dosage.route")
+        for kind, index in self._routes.items():
+            if index.matches_any(codings):
+                return kind
+        words = set(re.findall(r"[a-z]+", concept_text(route).lower()))
+        for kind, spelled in _ROUTE_WORDS.items():
+            if words & spelled:
+                return kind
+        return "other"
+
+    def is_ivig_product(self, med: Json | None, codings: list[Coding], text: str) -> bool:
+        """Whether a medication (as :meth:`_medication` reads it) is an intravenous immune
+        globulin or an immune globulin by a generic name (its route then decides)."""
+        product_codings, names = self._product(med, codings, text)
+        return self._immune_globulin(product_codings, names) in {"ivig", "generic"}
+
+    def _excluded_ig(self, data: PatientData, r: Json, path: str, reason: str) -> None:
+        message = f"{ref_of(r)} not counted: {reason}"
+        data.issues.append(Issue("warning", "business-rule", message, path, ref_of(r)))
+
+    def _administration(
+        self, data: PatientData, path: str, r: Json, resolve: Mapping[str, Json]
+    ) -> None:
+        med, codings, text = self._medication(r, path, resolve)
+        if self._risk_medication(data, r, codings, path):
+            return
+        product_codings, names = self._product(med, codings, text)
+        kind = self._immune_globulin(product_codings, names)
+        if kind is None:
+            return
+        self._require_id(r, path)
+        shown = text or ", ".join(f"{s} {c}" for s, c in product_codings if c) or "immune globulin"
+        if kind == "scig":
+            self._excluded_ig(
+                data, r, path, f"subcutaneous immune globulin product ({shown}), not IVIG"
+            )
+            return
+        status = r.get("status")
+        if status not in _MA_USED:
+            data.issues.append(
+                Issue(
+                    "information",
+                    "informational",
+                    f"{ref_of(r)} not counted: status {status}",
+                    f"{path}.status",
+                )
+            )
+            return
+        dosage = r.get("dosage") or {}
+        if not isinstance(dosage, dict):
+            raise ExcludedError("structure", "dosage must be an object", f"{path}.dosage")
+        route = self._route(dosage, path)
+        if route in {"sc", "im"}:
+            word = _ROUTE_NAMES[route]
+            self._excluded_ig(data, r, f"{path}.dosage.route", f"route {word}: not IVIG")
+            return
+        if route == "other":
+            self._excluded_ig(
+                data, r, f"{path}.dosage.route", "route recorded is not intravenous: not IVIG"
+            )
+            return
+        if route is None and (
+            (kind == "generic" and not any(_IV_WORDS.search(n) for n in names))
+            or (
+                self._dual is not None
+                and (self._dual.matches_any(product_codings) or _named(self._dual.names, names))
+            )
+        ):
+            data.issues.append(
+                Issue(
+                    "warning",
+                    "incomplete",
+                    f"route not recorded on {ref_of(r)} of a product given by more than one "
+                    f"route ({shown}): counted as IVIG",
+                    f"{path}.dosage.route",
+                    ref_of(r),
+                )
+            )
+        self._check_subject(data, r, "subject", path)
+        start, _, _ = first_time(r, ("effectiveDateTime", "effectivePeriod.start"), path)
+        end: datetime | None = None
+        period = r.get("effectivePeriod")
+        if isinstance(period, dict) and period.get("end") is not None:
+            end, _, _ = first_time(r, ("effectivePeriod.end",), path)
+        amounts = _Amounts()
+        if "dose" in dosage:
+            self._value(data, r, "dose", self._dose, dosage["dose"], f"{path}.dosage.dose", amounts)
+        if "rateQuantity" in dosage:
+            rpath = f"{path}.dosage.rateQuantity"
+            self._value(data, r, "rate", self._rate, dosage["rateQuantity"], rpath, amounts)
+        elif "rateRatio" in dosage:
+            rpath = f"{path}.dosage.rateRatio"
+            self._value(data, r, "rate", self._rate_ratio, dosage["rateRatio"], rpath, amounts)
+        concentration = self._concentration(med, path) if med is not None else None
+        source = self._use(data, r, start)
+        if med is not None and isinstance(med.get("id"), str) and med is not r:
+            data.used.setdefault(ref_of(med), versioned(med))
+        if status == "stopped":
+            data.issues.append(
+                Issue(
+                    "warning",
+                    "informational",
+                    f"{ref_of(r)} is stopped: counted for the dose and rate recorded",
+                    f"{path}.status",
+                    ref_of(r),
+                )
+            )
+        data.administrations.append(
+            IvigAdministration(
+                source,
+                start,
+                end,
+                in_progress=status == "in-progress",
+                dose_g=amounts.values.get("g"),
+                dose_ml=amounts.values.get("mL"),
+                concentration_mg_per_ml=concentration,
+                rate_ml_per_h=amounts.values.get("mL/h"),
+                rate_mg_per_h=amounts.values.get("mg/h"),
+                product=text or None,
+                dose_g_per_kg=amounts.values.get("g/kg"),
+                rate_mg_per_kg_per_h=amounts.values.get("mg/kg/h"),
+                rate_ml_per_kg_per_h=amounts.values.get("mL/kg/h"),
+                stopped=status == "stopped",
+            )
+        )
+
+    def _value(
+        self,
+        data: PatientData,
+        r: Json,
+        what: str,
+        read: Callable[[object, str], tuple[str, Decimal]],
+        element: object,
+        path: str,
+        into: _Amounts,
+    ) -> None:
+        """Read one dose or rate; an unknown unit makes only that value unknown, reported."""
+        try:
+            unit, value = read(element, path)
+        except ExcludedError as exc:
+            data.issues.append(
+                Issue(
+                    "warning",
+                    exc.issue_code,
+                    f"{ref_of(r)}: its {what} is unknown ({exc.message}); the administration "
+                    "still counts",
+                    exc.path,
+                    ref_of(r),
+                )
+            )
+            return
+        into.values[unit] = value
+
+    def _dose(self, q: object, path: str) -> tuple[str, Decimal]:
+        value, unit = read_quantity(q, path)
+        if unit is None:
+            raise ExcludedError("required", "dose has no unit", path)
+        return _first_convertible(value, unit, ("g", "mL", "g/kg"), path)
+
+    def _rate(self, q: object, path: str) -> tuple[str, Decimal]:
+        value, unit = read_quantity(q, path)
+        if unit is None:
+            raise ExcludedError("required", "rate has no unit", path)
+        return _first_convertible(value, unit, _RATE_UNITS, path)
+
+    def _rate_ratio(self, ratio: object, path: str) -> tuple[str, Decimal]:
+        if not isinstance(ratio, dict) or "numerator" not in ratio or "denominator" not in ratio:
+            raise ExcludedError("structure", "rateRatio needs numerator and denominator", path)
+        num, num_unit = read_quantity(ratio["numerator"], f"{path}.numerator")
+        den, den_unit = read_quantity(ratio["denominator"], f"{path}.denominator")
+        if den <= 0:
+            raise ExcludedError(
+                "value", "rateRatio denominator must be positive", f"{path}.denominator"
+            )
+        hours = to_unit(den, den_unit, "h", f"{path}.denominator")
+        if num_unit is None:
+            raise ExcludedError("required", "rateRatio numerator has no unit", f"{path}.numerator")
+        unit, amount = _first_convertible(
+            num, num_unit, ("mg", "mL", "mg/kg", "mL/kg"), f"{path}.numerator"
+        )
+        return f"{unit}/h", amount / hours
+
+    def _concentration(self, med: Json, path: str) -> Decimal | None:
+        """The strength of the immunoglobulin ingredient, identified by its code or name (never
+        simply the first ingredient listed; a diluent or a stabiliser is passed over). With no
+        ingredient identified, a single active ingredient with a strength is taken."""
+        with_strength: list[tuple[int, Json, bool]] = []
+        for i, ing in enumerate(med.get("ingredient", []) or []):
+            if not isinstance(ing, dict) or not isinstance(ing.get("strength"), dict):
+                continue
+            item = ing.get("itemCodeableConcept")
+            codings = concept_codings(item, f"Medication.ingredient[{i}].itemCodeableConcept")
+            names = [n.lower() for n in concept_names(item)]
+            is_ig = self._immune_globulin(codings, names) is not None
+            with_strength.append((i, ing, is_ig))
+        chosen = [(i, ing) for i, ing, is_ig in with_strength if is_ig]
+        if not chosen:
+            active = [(i, ing) for i, ing, _ in with_strength if ing.get("isActive") is not False]
+            chosen = active if len(active) == 1 else []
+        if not chosen:
+            return None
+        i, ing = chosen[0]
+        strength = ing["strength"]
+        spath = f"Medication.ingredient[{i}].strength"
+        if "numerator" not in strength or "denominator" not in strength:
+            raise ExcludedError("structure", "strength needs numerator and denominator", spath)
+        num, num_unit = read_quantity(strength["numerator"], f"{spath}.numerator")
+        den, den_unit = read_quantity(strength["denominator"], f"{spath}.denominator")
+        if den <= 0:
+            raise ExcludedError("value", "strength denominator must be positive", spath)
+        mg = to_unit(num, num_unit, "mg", f"{spath}.numerator")
+        ml = to_unit(den, den_unit, "mL", f"{spath}.denominator")
+        return mg / ml
+
+    # -- medications, devices and procedures as risk evidence ---------------------------------
+
+    def _risk_medication(
+        self, data: PatientData, r: Json, codings: list[tuple[str | None, str | None]], path: str
+    ) -> bool:
+        index = self._risk.get(RiskFactorKind.ESTROGEN)
+        if index is None or not index.matches_any(codings):
+            return False
+        if r.get("status") in _MED_VOID:
+            return True
+        self._require_id(r, path)
+        subject_key = "subject"
+        self._check_subject(data, r, subject_key, path)
+        start: date | None = None
+        end: date | None = None
+        for key in ("effectivePeriod.start", "effectiveDateTime", "authoredOn"):
+            try:
+                start = first_time(r, (key,), path)[0].date()
+                break
+            except ExcludedError as exc:
+                if exc.issue_code != "required":
+                    raise
+        period = r.get("effectivePeriod")
+        if isinstance(period, dict) and period.get("end") is not None:
+            end = first_time(r, ("effectivePeriod.end",), path)[0].date()
+        elif r.get("status") in {"completed", "stopped"}:
+            end = start
+        source = self._use(data, r)
+        data.evidence.append(RiskEvidence(RiskFactorKind.ESTROGEN, source, start, end))
+        return True

@@ -1,0 +1,169 @@
+"""Observations → core set measures, enzymes, weights, heights and BMIs. Pure: no network."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from fhirtis.clinical.facts import (
+    BodyHeight,
+    BodyMassIndex,
+    BodyWeight,
+    Instrument,
+    Measure,
+    MeasureValue,
+    ResultStatus,
+)
+from fhirtis.fhir.codes import (
+    CORE_SET_SYSTEM,
+)
+from fhirtis.fhir.extract.common import (
+    CORE_SET_CODES,
+    ENZYME_VALUE_SETS,
+    ExcludedError,
+    ExtractorBase,
+    Json,
+    PatientData,
+    concept_codings,
+    first_time,
+    read_quantity,
+    to_unit,
+)
+from fhirtis.fhir.primitives import (
+    PrimitiveError,
+    parse_date_time,
+)
+
+_OBS_STATUS = {s.value: s for s in ResultStatus}
+
+
+class ObservationReader(ExtractorBase):
+    # -- Observation -------------------------------------------------------------------------
+
+    def _classify_observation(
+        self, codings: list[tuple[str | None, str | None]]
+    ) -> tuple[str, Any] | None:
+        candidates = list(codings)
+        for system, code in codings:
+            mapped = self.t.translate(system, code)
+            if mapped is not None:
+                candidates.append(mapped)
+        for system, code in candidates:
+            if system == CORE_SET_SYSTEM and code is not None and code in CORE_SET_CODES:
+                return ("measure", CORE_SET_CODES[code])
+        for vs_id, index in self._enzymes.items():
+            if index.matches_any(candidates):
+                return ("enzyme", ENZYME_VALUE_SETS[vs_id])
+        if self._weight.matches_any(candidates):
+            return ("weight", None)
+        if self._height.matches_any(candidates):
+            return ("height", None)
+        if self._bmi.matches_any(candidates):
+            return ("bmi", None)
+        return None
+
+    def _observation(
+        self, data: PatientData, path: str, r: Json, _resolve: Mapping[str, Json]
+    ) -> None:
+        kind = self._classify_observation(concept_codings(r.get("code"), f"{path}.code"))
+        if kind is None:
+            self._panel(data, path, r, _resolve)
+            return
+        self._require_id(r, path)
+        status = _OBS_STATUS.get(r.get("status"))  # type: ignore[arg-type]
+        if status is None:
+            raise ExcludedError(
+                "code-invalid", "status is not an Observation status", f"{path}.status"
+            )
+        self._check_subject(data, r, "subject", path)
+        when, _date_only, _key = first_time(
+            r, ("effectiveDateTime", "effectivePeriod.start", "effectiveInstant"), path
+        )
+        if "valueQuantity" not in r:
+            reason = "dataAbsentReason given" if "dataAbsentReason" in r else "no valueQuantity"
+            raise ExcludedError("required", reason, f"{path}.valueQuantity")
+        value, unit = read_quantity(r["valueQuantity"], f"{path}.valueQuantity")
+        qpath = f"{path}.valueQuantity"
+        tag, detail = kind
+        if tag == "measure":
+            measure, instrument, target = detail
+            value = to_unit(value, unit, target, qpath)
+            self._measure(data, r, status, when, measure, instrument, value, None)
+        elif tag == "enzyme":
+            value = to_unit(value, unit, "U/L", qpath)
+            uln = self._uln(r, path, detail)
+            self._measure(data, r, status, when, Measure.ENZYME, detail, value, uln)
+        else:
+            if status in {ResultStatus.ENTERED_IN_ERROR, ResultStatus.CANCELLED}:
+                return
+            if tag == "weight":
+                kg = to_unit(value, unit, "kg", qpath)
+                data.weights.append(BodyWeight(self._use(data, r, when), when, kg))
+            elif tag == "height":
+                cm = to_unit(value, unit, "cm", qpath)
+                data.heights.append(BodyHeight(self._use(data, r, when), when, cm))
+            else:
+                bmi = to_unit(value, unit, "kg/m2", qpath)
+                data.bmis.append(BodyMassIndex(self._use(data, r, when), when, bmi))
+
+    def _panel(self, data: PatientData, path: str, r: Json, resolve: Mapping[str, Json]) -> None:
+        """A panel (e.g. vital signs 85353-1) whose values fhirtis uses are its ``component``s
+        or contained ``hasMember`` Observations: each is read as an Observation of the panel
+        (its source is the panel). Members that are resources of their own are read as such."""
+        for i, comp in enumerate(r.get("component", []) or []):
+            if not isinstance(comp, dict) or "valueQuantity" not in comp:
+                continue
+            cpath = f"{path}.component[{i}]"
+            if self._classify_observation(concept_codings(comp.get("code"), f"{cpath}.code")):
+                as_obs = {k: v for k, v in r.items() if k not in {"component", "hasMember"}}
+                as_obs["code"], as_obs["valueQuantity"] = comp.get("code"), comp["valueQuantity"]
+                self._observation(data, cpath, as_obs, resolve)
+        contained = {c.get("id"): c for c in r.get("contained", []) or [] if isinstance(c, dict)}
+        for i, member in enumerate(r.get("hasMember", []) or []):
+            ref = member.get("reference") if isinstance(member, dict) else None
+            target = contained.get(ref[1:]) if isinstance(ref, str) and ref[:1] == "#" else None
+            if target is None or target.get("resourceType") != "Observation":
+                continue
+            as_obs = dict(target)
+            as_obs["id"], as_obs["meta"] = r.get("id"), r.get("meta")
+            as_obs.setdefault("subject", r.get("subject"))
+            self._observation(data, f"{path}.hasMember[{i}]", as_obs, resolve)
+
+    def _measure(
+        self,
+        data: PatientData,
+        r: Json,
+        status: ResultStatus,
+        when: datetime,
+        measure: Measure,
+        instrument: Instrument,
+        value: Decimal,
+        uln: Decimal | None,
+    ) -> None:
+        issued: datetime | None = None
+        if "issued" in r:
+            try:
+                issued, _ = parse_date_time(r["issued"])
+            except PrimitiveError:
+                raise ExcludedError("value", "issued is not an instant", "issued") from None
+        source = self._use(data, r, when)
+        # the date as recorded, in the offset it was recorded in
+        day = when.date()
+        data.measures.append(
+            MeasureValue(measure, instrument, value, day, source, status, issued, uln)
+        )
+
+    def _uln(self, r: Json, path: str, instrument: Instrument) -> Decimal | None:
+        ranges = r.get("referenceRange") or []
+        if not isinstance(ranges, list):
+            raise ExcludedError(
+                "structure", "referenceRange must be an array", f"{path}.referenceRange"
+            )
+        for i, rr in enumerate(ranges):
+            if isinstance(rr, dict) and "high" in rr:
+                hpath = f"{path}.referenceRange[{i}].high"
+                value, unit = read_quantity(rr["high"], hpath)
+                return to_unit(value, unit, "U/L", hpath)
+        return self.settings.default_uln_u_per_l.get(instrument)
