@@ -17,7 +17,7 @@ def test_the_three_lists_name_the_same_types() -> None:
     read_types = {url.split("?")[0].split("/")[0] for _, url in patient_read_urls("p1", terms, 50)}
     prefetch_types = {t.resource_type for t in prefetch_templates(terms)}
     assert read_types == prefetch_types == SEARCHED | {"Patient"}
-    assert EXPORT_TYPES == export_types()
+    assert export_types() == EXPORT_TYPES
     assert set(EXPORT_TYPES) == SEARCHED | {"Patient", "Medication"}
 
 
