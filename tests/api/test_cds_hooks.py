@@ -20,7 +20,7 @@ from fhirtis.fhir.bundle import PatientResources
 from fhirtis.io import FhirClientConfig
 from fhirtis.pipeline.offline import Options, evaluate_patient_resources
 from fhirtis.settings import ServiceSettings, Settings
-from tests.e2e.conftest import FhirTestServer
+from tests.fhir_test_server import FhirTestServer
 from tests.e2e.test_run import load
 from tests.fhir.builders import (
     LOINC,

@@ -17,7 +17,7 @@ from pytest_httpx import HTTPXMock
 from fhirtis.api.app import create_app
 from fhirtis.io import FhirClientConfig
 from fhirtis.settings import ServiceSettings, Settings
-from tests.e2e.conftest import FhirTestServer
+from tests.fhir_test_server import FhirTestServer
 from tests.e2e.test_run import load
 from tests.fhir.builders import bundle, patient
 from tests.fhir.patients import responder

@@ -10,7 +10,7 @@ import httpx
 from fhirtis.io import FhirClient, FhirClientConfig
 from fhirtis.pipeline.server import PatientRun, RunStatus, run_patient
 from fhirtis.settings import Settings
-from tests.e2e.conftest import FhirTestServer
+from tests.fhir_test_server import FhirTestServer
 from tests.fhir.patients import responder
 
 Json = dict[str, Any]
