@@ -13,7 +13,6 @@ import selectors
 import shutil
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 

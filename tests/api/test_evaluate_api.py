@@ -17,10 +17,10 @@ from pytest_httpx import HTTPXMock
 from fhirtis.api.app import create_app
 from fhirtis.io import FhirClientConfig
 from fhirtis.settings import ServiceSettings, Settings
-from tests.fhir_test_server import FhirTestServer
 from tests.e2e.test_run import load
 from tests.fhir.builders import bundle, patient
 from tests.fhir.patients import responder
+from tests.fhir_test_server import FhirTestServer
 
 OP = "/Patient/p1/$myositis-evaluate"
 AUTH = {"Authorization": "Bearer caller-token"}

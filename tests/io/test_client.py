@@ -228,15 +228,15 @@ async def test_one_connection_pool_is_reused_across_calls() -> None:
     connections: list[tuple[str, int]] = []
     server = await _keep_alive_server(connections)
     port = server.sockets[0].getsockname()[1]
-    async with server:
-        async with FhirClient(FhirClientConfig(base_url=f"http://127.0.0.1:{port}/fhir")) as fhir:
-            for _ in range(3):
-                assert (await fhir.read("Patient", "p1"))["id"] == "p1"
-            sequential = len(connections)
-            # concurrent reads may open up to `concurrency` connections, never more
-            await asyncio.gather(*(fhir.read("Patient", "p1") for _ in range(20)))
+    config = FhirClientConfig(base_url=f"http://127.0.0.1:{port}/fhir")
+    async with server, FhirClient(config) as fhir:
+        for _ in range(3):
+            assert (await fhir.read("Patient", "p1"))["id"] == "p1"
+        sequential = len(connections)
+        # concurrent reads may open up to `concurrency` connections, never more
+        await asyncio.gather(*(fhir.read("Patient", "p1") for _ in range(20)))
     assert sequential == 1
-    assert len(connections) <= FhirClientConfig(base_url="http://x").concurrency
+    assert len(connections) <= config.concurrency
 
 
 async def test_concurrency_limits_requests_in_flight(

@@ -16,7 +16,6 @@ from fhirtis.settings import ServiceSettings, Settings
 from tests.fhir_test_server import FhirTestServer
 from tests.web.auth_server import SmartAuthServer, loopback_socket, serving, url_of
 
-
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--no-sandbox",
