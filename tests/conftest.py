@@ -15,7 +15,15 @@ from collections.abc import Iterator
 
 import pytest
 
+from fhirtis.io._capabilities import CACHE
 from tests.fhir_test_server import FhirTestServer, start_fhir_test_server
+
+
+@pytest.fixture(autouse=True)
+def _forget_capabilities() -> None:
+    """Each test starts without fhirtis's cached knowledge of any server (servers are faked
+    differently, or switch profile, from one test to the next)."""
+    CACHE.forget()
 
 
 @pytest.fixture(scope="session")
