@@ -12,7 +12,7 @@ business identifier.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +33,7 @@ __all__ = [
     "MAX_QUERY_VALUES",
     "OBSERVATION_VALUE_SETS",
     "SearchChoice",
+    "existing_by_patient_urls",
     "existing_entries",
     "existing_urls",
     "identifier_of",
@@ -136,6 +137,33 @@ def existing_urls(
     for rtype in sorted(by_type):
         for chunk in _chunks(by_type[rtype], MAX_QUERY_VALUES):
             urls.append(f"{rtype}?identifier={','.join(chunk)}&_count={count}")
+    return urls
+
+
+def existing_by_patient_urls(
+    derived: Sequence[Derived], patient_param: Callable[[str], str | None], count: int
+) -> list[str]:
+    """For servers without an ``identifier`` search on a type: one search per type by patient
+    and the derived resources' codes (the caller keeps only resources with the right
+    identifier). ``patient_param``: the parameter naming the patient for a type (None: the type
+    cannot be searched, nothing is sent)."""
+    by_type: dict[tuple[str, str], set[str]] = {}
+    for d in derived:
+        subject = d.resource.get("subject") or d.resource.get("patient") or {}
+        ref = subject.get("reference") if isinstance(subject, dict) else None
+        codings = (d.resource.get("code") or {}).get("coding") or []
+        if not isinstance(ref, str) or not codings:
+            continue
+        by_type.setdefault((d.resource_type, ref), set()).add(
+            _token(str(codings[0].get("system")), str(codings[0].get("code")))
+        )
+    urls = []
+    for (rtype, ref), codes in sorted(by_type.items()):
+        param = patient_param(rtype)
+        if param is None:
+            continue
+        for chunk in _chunks(sorted(codes), MAX_QUERY_VALUES):
+            urls.append(f"{rtype}?{param}={ref}&code={','.join(chunk)}&_count={count}")
     return urls
 
 

@@ -23,7 +23,14 @@ from fhirtis.fhir.needs import NEEDS, PATIENT
 from fhirtis.fhir.queries import SearchChoice
 from fhirtis.io._capabilities import Capabilities
 
-__all__ = ["ReadPlan", "WritePlanShape", "describe", "read_plan", "write_plan"]
+__all__ = [
+    "ReadPlan",
+    "WritePlanShape",
+    "describe_reads",
+    "describe_writes",
+    "read_plan",
+    "write_plan",
+]
 
 ReadMode = Literal["batch", "get"]
 WriteMode = Literal["transaction", "batch", "single"]
@@ -96,11 +103,11 @@ def write_plan(caps: Capabilities, types: Iterable[str]) -> WritePlanShape:
     return WritePlanShape(mode, conditional, not_written, provenance)
 
 
-def describe(caps: Capabilities, page_size: int, derived_types: Iterable[str]) -> list[str]:
-    """What fhirtis will do with this server, in lines of text (``fhirtis capabilities``)."""
+def describe_reads(caps: Capabilities, page_size: int) -> list[str]:
+    """How fhirtis reads a patient on this server, in lines of text."""
     reads = read_plan(caps, page_size)
-    writes = write_plan(caps, derived_types)
-    lines = [f"capabilities: from {caps.source}" + (f" ({caps.software})" if caps.software else "")]
+    source = f"capabilities: from {caps.source}"
+    lines = [source + (f" ({caps.software})" if caps.software else "")]
     lines += [f"  note: {n}" for n in caps.notes]
     how = (
         "one batch of searches"
@@ -124,12 +131,18 @@ def describe(caps: Capabilities, page_size: int, derived_types: Iterable[str]) -
         lines.append(
             f"  {need.resource_type}: by {choice.patient_param}, _count={choice.count}{extra}"
         )
+    return lines
+
+
+def describe_writes(caps: Capabilities, derived_types: Iterable[str]) -> list[str]:
+    """How fhirtis writes derived resources to this server, and what it cannot write there."""
+    writes = write_plan(caps, derived_types)
     mode = {
         "transaction": "one transaction (conditional creates, If-Match updates, one Provenance)",
         "batch": "one batch of creates and If-Match updates, then one Provenance",
         "single": "single requests: creates, If-Match updates, then one Provenance",
     }[writes.mode]
-    lines.append(f"write plan: {mode}")
+    lines = [f"write plan: {mode}"]
     for rtype, conditional in sorted(writes.conditional_create.items()):
         how_create = "conditional create" if conditional else "search-then-create"
         lines.append(f"  {rtype}: {how_create}")

@@ -28,12 +28,13 @@ from enum import StrEnum
 from typing import Any, Protocol
 
 from fhirtis.fhir.bundle import PatientResources
-from fhirtis.fhir.derive import Derived
+from fhirtis.fhir.derive import NO_IDENTIFIER_SEARCH, Derived
 from fhirtis.fhir.extract import patient_refs
 from fhirtis.fhir.needs import NEEDS, Need
 from fhirtis.fhir.outcome import Issue
 from fhirtis.fhir.plan import Action, PlannedWrite, WritePlan
 from fhirtis.fhir.queries import (
+    existing_by_patient_urls,
     existing_urls,
     identifier_of,
     medication_urls,
@@ -439,19 +440,44 @@ async def pull_patient(
     return PatientResources(patient_ref, listed, dict(unique), issues)
 
 
+async def _find_existing(
+    client: FhirClient, derived: Sequence[Derived], requests: dict[str, int]
+) -> list[Json]:
+    """Stored resources that may be fhirtis's earlier output of ``derived`` (types the server
+    lacks are not searched; a type without an ``identifier`` search is searched by patient and
+    code). The caller matches them by identifier."""
+    for _ in range(MAX_LEARN):
+        caps = await client.capabilities()
+        absent = {d.resource_type for d in derived if not caps.has_type(d.resource_type)}
+        by_patient = {
+            d.resource_type
+            for d in derived
+            if d.resource_type not in absent
+            and d.resource_type not in NO_IDENTIFIER_SEARCH
+            and caps.search_param(d.resource_type, ("identifier",)) is None
+        }
+        known = caps
+        urls = existing_urls(derived, client.config.page_size, absent | by_patient)
+        urls += existing_by_patient_urls(
+            [d for d in derived if d.resource_type in by_patient],
+            lambda rtype, known=known: known.search_param(rtype, ("patient", "subject")),  # type: ignore[misc]
+            client.config.page_size,
+        )
+        if not urls:
+            return []
+        try:
+            return await _read_urls(client, [(EXISTING_NEED, u) for u in urls], requests)
+        except _Learned as learned:
+            client.learn(learned.refused)
+    raise PullError("the server kept refusing the searches for fhirtis's earlier output")
+
+
 async def existing_derived(
     client: FhirClient, derived: Sequence[Derived], requests: dict[str, int]
 ) -> dict[str, Json]:
-    """fhirtis's earlier output on the server, by business identifier (types the server lacks
-    are not searched)."""
-    caps = await client.capabilities()
-    absent = {d.resource_type for d in derived if not caps.has_type(d.resource_type)}
-    urls = existing_urls(derived, client.config.page_size, absent)
-    if not urls:
-        return {}
+    """fhirtis's earlier output on the server, by business identifier."""
     out: dict[str, Json] = {}
-    found = await _read_urls(client, [(EXISTING_NEED, u) for u in urls], requests)
-    for r in found:
+    for r in await _find_existing(client, derived, requests):
         ident = identifier_of(r)
         if ident is not None:
             if ident in out:
@@ -544,6 +570,7 @@ async def settle(
                 not_written=not_written,
             )
         provenance = _provenance_of(plan) if shape.provenance else None
+        writes_before = requests.get("write", 0)
         try:
             if shape.mode == "transaction":
                 await _write_transaction(writer, writes, provenance, requests)
@@ -553,6 +580,7 @@ async def settle(
                 await _write_singles(writer, writes, provenance, shape, requests)
         except _Learned as learned:
             writer.learn(learned.refused)
+            sent_before = sent_before or requests.get("write", 0) > writes_before
             continue
         except (PreconditionFailed, WriteOutcomeUnknown) as exc:
             sent_before = sent_before or isinstance(exc, WriteOutcomeUnknown)
@@ -803,12 +831,12 @@ async def _check_duplicates(
     if not created:
         return
     caps = await writer.capabilities()
-    urls = existing_urls([w.derived for w in created], writer.config.page_size)
-    found = await _read_urls(writer, [(EXISTING_NEED, u) for u in urls], requests)
+    found = await _find_existing(writer, [w.derived for w in created], requests)
+    wanted = {w.derived.identifier for w in created}
     by_ident: dict[str, list[Json]] = {}
     for r in found:
         ident = identifier_of(r)
-        if ident is not None:
+        if ident in wanted:
             by_ident.setdefault(ident, []).append(r)
     for _, copies in sorted(by_ident.items()):
         if len(copies) < 2:
