@@ -14,8 +14,15 @@ from rich.console import Console
 
 from fhirtis.cli._common import EXIT_BAD_INPUT, fhir_config
 from fhirtis.fhir.derive import DERIVED_TYPES
-from fhirtis.io import FhirClient, FhirClientConfig, FhirClientError
-from fhirtis.io._plans import describe_reads, describe_writes, read_plan, write_plan
+from fhirtis.io import (
+    FhirClient,
+    FhirClientConfig,
+    FhirClientError,
+    describe_reads,
+    describe_writes,
+    read_plan,
+    write_plan,
+)
 from fhirtis.settings import load_settings
 
 

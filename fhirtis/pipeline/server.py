@@ -40,8 +40,15 @@ from fhirtis.fhir.queries import (
     medication_urls,
     patient_read_urls,
 )
-from fhirtis.io import FhirClient
-from fhirtis.io._capabilities import Capabilities, Refused, is_refusal
+from fhirtis.io import (
+    Capabilities,
+    FhirClient,
+    Refused,
+    WritePlanShape,
+    is_refusal,
+    read_plan,
+    write_plan,
+)
 from fhirtis.io._errors import (
     FhirClientError,
     FhirServerError,
@@ -52,7 +59,6 @@ from fhirtis.io._errors import (
     Unauthorized,
     WriteOutcomeUnknown,
 )
-from fhirtis.io._plans import WritePlanShape, read_plan, write_plan
 from fhirtis.pipeline.offline import (
     Options,
     PatientResult,
