@@ -14,7 +14,7 @@ Where the server has no conditional create, the create follows the search by ide
 (search-then-create): two writers racing between that search and their POST can both create;
 after its creates fhirtis searches their identifiers again, keeps the copy with the lowest id
 and deletes the others where the server allows delete (else it logs the duplicate; the next run
-updates the kept copy). ``tests/pipeline/test_write_paths.py`` runs that race.
+updates the kept copy).
 """
 
 from __future__ import annotations
