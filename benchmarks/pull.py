@@ -7,6 +7,12 @@ them a bare httpx loop sending the same reads (the ceiling the server allows).
 
     npm ci --prefix tests/fhir_server   # once
     uv run --frozen python benchmarks/pull.py [--patients 100]
+    uv run --frozen python benchmarks/pull.py --patients 30 --profile full --profile oracle-like
+
+With ``--profile NAME`` (repeatable; ``all`` for every profile) it measures instead, per server
+profile of the test server: requests per patient and patients/s of a fhirtis dry run
+(concurrency 8) beside a bare httpx loop sending the same reads the profile allows (one batch,
+or the same searches as GETs at concurrency 8 per patient).
 """
 
 from __future__ import annotations
@@ -22,8 +28,16 @@ from typing import Any
 
 import httpx
 
-from fhirtis.fhir.queries import existing_entries, patient_read_entries
+from fhirtis.fhir.queries import (
+    existing_by_patient_urls,
+    existing_entries,
+    existing_urls,
+    patient_read_entries,
+    patient_read_urls,
+)
 from fhirtis.io import FhirClient, FhirClientConfig
+from fhirtis.io._capabilities import CACHE
+from fhirtis.io._plans import read_plan
 from fhirtis.pipeline.offline import evaluate_patient_resources, extractor_for
 from fhirtis.pipeline.server import PatientRun, RunStatus, pull_patient, run_patient
 from fhirtis.settings import Settings
@@ -136,11 +150,97 @@ def timed(coro_fn: Callable[[], Awaitable[Any]]) -> tuple[float, Any]:
     return time.perf_counter() - t0, result
 
 
+PROFILES = ("full", "google-like", "no-transaction", "read-only-for-derived-types", "oracle-like")
+
+
+async def prepare_bare(base: str, ids: list[str]) -> tuple[Any, dict[str, list[str]]]:
+    """The profile's read plan and, per patient, the lookups of earlier output (as fhirtis
+    would send them), computed before the bare pass is timed."""
+    settings = Settings()
+    async with FhirClient(FhirClientConfig(base_url=base)) as client:
+        caps = await client.capabilities()
+        existing_by_id = {}
+        for pid in ids:
+            res = evaluate_patient_resources(
+                await pull_patient(client, pid, settings, {}), settings
+            )
+            absent = {d.resource_type for d in res.derived if not caps.has_type(d.resource_type)}
+            no_ident = {
+                d.resource_type
+                for d in res.derived
+                if d.resource_type != "AdverseEvent"
+                and caps.search_param(d.resource_type, ("identifier",)) is None
+            }
+            existing_by_id[pid] = existing_urls(res.derived, 100, absent | no_ident)
+            existing_by_id[pid] += existing_by_patient_urls(
+                [d for d in res.derived if d.resource_type in no_ident - absent],
+                lambda t, c=caps: c.search_param(t, ("patient", "subject")),
+                100,
+            )
+    return read_plan(caps, 100), existing_by_id
+
+
+async def bare_profile_pass(
+    base: str, ids: list[str], conc: int, plan: Any, existing_by_id: dict[str, list[str]]
+) -> None:
+    """What the profile allows, without fhirtis: the same searches (its read plan), as one
+    batch where searches in a batch work, else as GETs; plus the lookup of earlier output."""
+    terminology = extractor_for(Settings()).t
+    async with httpx.AsyncClient(timeout=60) as http:
+
+        async def one(pid: str) -> None:
+            reads = [u for _, u in patient_read_urls(pid, terminology, 100, plan.choices)]
+            for urls in (reads, existing_by_id[pid]):
+                if plan.mode == "batch":
+                    entries = [{"request": {"method": "GET", "url": u}} for u in urls]
+                    bundle = {"resourceType": "Bundle", "type": "batch", "entry": entries}
+                    (await http.post(base, json=bundle)).raise_for_status()
+                else:
+                    got = await asyncio.gather(*(http.get(f"{base}/{u}") for u in urls))
+                    for r in got:
+                        if r.status_code != 200:
+                            raise SystemExit(f"bare GET refused: {r.status_code}")
+
+        await bounded(conc, ids, one)
+
+
+def profile_main(root: str, ids: list[str], profiles: list[str]) -> None:
+    base = f"{root}/fhir"
+    n = len(ids)
+    print(f"{n} synthetic patients, concurrency 8, dry runs (pull + evaluate + plan)")
+    print(f"{'profile':30}{'bare req/pt':>12}{'bare pt/s':>10}{'fhirtis req/pt':>16}{'pt/s':>8}")
+    for profile in profiles:
+        httpx.post(f"{root}/admin/profile", json={"profile": profile}).raise_for_status()
+        CACHE.forget()
+        plan, existing_by_id = asyncio.run(prepare_bare(base, ids))
+        reset_stats(root)
+        t_bare, _ = timed(lambda p=plan, e=existing_by_id: bare_profile_pass(base, ids, 8, p, e))
+        bare_requests = stats(root)["requests"]
+        reset_stats(root)
+        t_dry, runs = timed(lambda: fhirtis_pass(base, ids, 8, False))
+        assert all(r.status is RunStatus.DRY_RUN for r in runs), {r.status for r in runs}
+        dry_requests = stats(root)["requests"]
+        print(
+            f"{profile:30}{bare_requests / n:>12.1f}{n / t_bare:>10.1f}"
+            f"{dry_requests / n:>16.1f}{n / t_dry:>8.1f}"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--patients", type=int, default=100)
+    parser.add_argument("--profile", action="append", default=[], help="server profile(s)")
     args = parser.parse_args()
     proc, root = start_server()
+    if args.profile:
+        profiles = list(PROFILES) if "all" in args.profile else args.profile
+        try:
+            profile_main(root, load(root, list(make_cohort(args.patients))), profiles)
+        finally:
+            if proc.stdin:
+                proc.stdin.close()
+            proc.wait(timeout=10)
+        return
     base = f"{root}/fhir"
     try:
         ids = load(root, list(make_cohort(args.patients)))

@@ -183,15 +183,16 @@ async def _evaluate(
     log.info("evaluate Patient/%s: %s", patient_id, run.status.value)
     if run.status is RunStatus.NOT_FOUND:
         raise ApiError(404, f"Patient/{patient_id} not found on the FHIR server")
-    if run.status is RunStatus.FAILED:
+    if run.status is RunStatus.FAILED and run.result is None:
         status = run.error_status or 502
         raise ApiError(
             status,
             f"the FHIR server failed: {run.error}"
             if status >= 500
             else f"the FHIR server refused: {run.error}",
+            code=run.error_code,
         )
-    assert run.result is not None
+    assert run.result is not None  # a failed write still returns the computed result
     evaluation = run.result.evaluation
     if not evaluation.course.assessments and not evaluation.exposure.cycles:
         missing = [

@@ -41,7 +41,6 @@ from datetime import UTC, datetime
 from decimal import ROUND_DOWN, ROUND_UP, Decimal, localcontext
 from functools import cache
 from typing import Any
-from urllib.parse import quote
 
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
@@ -51,8 +50,9 @@ from fhirtis.clinical.ivig import DECIMAL_CONTEXT, DosingWeight, dosing_weight, 
 from fhirtis.clinical.patient import PatientEvaluation, evaluate_patient
 from fhirtis.clinical.thrombosis import RateLimit, RiskProfile
 from fhirtis.fhir.bundle import PatientResources
-from fhirtis.fhir.codes import CORE_SET_SYSTEM, Terminology, profiles_dir, terminology
-from fhirtis.fhir.extract import CORE_SET_CODES, ENZYME_VALUE_SETS, PatientData
+from fhirtis.fhir.codes import Terminology, profiles_dir, terminology
+from fhirtis.fhir.extract import PatientData
+from fhirtis.fhir.needs import prefetch_queries
 from fhirtis.fhir.orders import (
     IvigOrder,
     OrderedRate,
@@ -143,70 +143,10 @@ class Template:
         return self.query.split("?")[0].split("/")[0]
 
 
-def _token(system: str, code: str) -> str:
-    return quote(f"{system}|{code}", safe="|:/")
-
-
 def prefetch_templates(terms: Terminology) -> tuple[Template, ...]:
-    """Everything the risk factors, the dosing weight now and the TIS course need."""
-    weight = terms.value_set("body-weight")
-    height = terms.value_set("body-height")
-    bmi = terms.value_set("body-mass-index")
-    groups: dict[str, set[tuple[str, str]]] = {
-        "weights": set(weight.codes),
-        "height": set(height.codes),
-        "bmi": set(bmi.codes),
-        "measures": {(CORE_SET_SYSTEM, c) for c in CORE_SET_CODES},
-    }
-    for vs in ENZYME_VALUE_SETS:
-        groups["measures"] |= terms.value_set(vs).codes
-    for source, target in terms.concept_map.items():  # a site's local codes
-        key = next(
-            (
-                k
-                for k, vs in (("weights", weight), ("height", height), ("bmi", bmi))
-                if vs.contains(*target)
-            ),
-            "measures",
-        )
-        groups[key].add(source)
-
-    def codes(key: str) -> str:
-        return ",".join(_token(s, c) for s, c in sorted(groups[key]))
-
-    p = PATIENT_TOKEN
-    return (
-        Template("patient", f"Patient/{p}", False),
-        Template(
-            "weights",
-            f"Observation?patient={p}&code={codes('weights')}&_sort=-date&_count=5",
-            False,
-        ),
-        Template(
-            "height", f"Observation?patient={p}&code={codes('height')}&_sort=-date&_count=3", False
-        ),
-        Template("bmi", f"Observation?patient={p}&code={codes('bmi')}&_sort=-date&_count=3", False),
-        Template("measures", f"Observation?patient={p}&code={codes('measures')}", True),
-        Template(
-            "administrations",
-            f"MedicationAdministration?patient={p}&_include=MedicationAdministration:medication",
-            True,
-        ),
-        Template("conditions", f"Condition?patient={p}", True),
-        Template(
-            "medicationStatements",
-            f"MedicationStatement?patient={p}&_include=MedicationStatement:medication",
-            True,
-        ),
-        Template(
-            "medicationRequests",
-            f"MedicationRequest?patient={p}&_include=MedicationRequest:medication",
-            True,
-        ),
-        Template("devices", f"Device?patient={p}", True),
-        Template("procedures", f"Procedure?patient={p}", True),
-        Template("adverseEvents", f"AdverseEvent?subject=Patient/{p}", True),
-    )
+    """Everything the risk factors, the dosing weight now and the TIS course need (from
+    :mod:`fhirtis.fhir.needs`, the single list of a patient's reads)."""
+    return tuple(Template(*q) for q in prefetch_queries(terms, PATIENT_TOKEN))
 
 
 @dataclass

@@ -144,10 +144,21 @@ def result_bundle(run: PatientRun, *, write: bool) -> dict[str, Any]:
                     "diagnostics": f"{rtype} {ident}: {what}",
                 }
             )
+    for nw in run.not_written:
+        issues.append({"severity": "warning", "code": "not-supported", "diagnostics": nw.message()})
+    if run.status is RunStatus.FAILED:  # only the write failed: the result stands
+        issues.append(
+            {
+                "severity": "error",
+                "code": run.error_code or "exception",
+                "diagnostics": f"the derived resources were not written: {run.error}",
+            }
+        )
     status = {
         RunStatus.WRITTEN: "written",
         RunStatus.UNCHANGED: "nothing to write: the server already holds these results",
         RunStatus.DRY_RUN: "dry run: nothing was written",
+        RunStatus.FAILED: "write failed: the result was computed but not (fully) written",
     }.get(run.status, run.status.value)
     issues.insert(0, {"severity": "information", "code": "informational", "diagnostics": status})
     entries: list[dict[str, Any]] = [

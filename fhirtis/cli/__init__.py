@@ -1,8 +1,9 @@
 """The ``fhirtis`` command line: one module per command family.
 
 ``calc`` (the IMACS calculator), ``evaluate`` and ``run`` (Bundles on disk, patients on a
-server), ``serve`` (the HTTP service, extra ``[serve]``), ``cohort`` and ``report`` (registries,
-extra ``[registry]``). A command whose extra is missing says which one to install.
+server), ``capabilities`` (what fhirtis will do with a server), ``serve`` (the HTTP service,
+extra ``[serve]``), ``cohort`` and ``report`` (registries, extra ``[registry]``).
+A command whose extra is missing says which one to install.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Annotated
 import typer
 
 from fhirtis import __version__
-from fhirtis.cli import calc, evaluate, registry, serve
+from fhirtis.cli import calc, capabilities, evaluate, registry, serve
 
 app = typer.Typer(
     name="fhirtis",
@@ -42,6 +43,7 @@ def _root(
 app.command()(calc.calc)
 app.command()(evaluate.evaluate)
 app.command()(evaluate.run)
+app.command()(capabilities.capabilities)
 app.command()(serve.serve)
 app.command()(registry.cohort)
 app.command()(registry.report)

@@ -133,8 +133,15 @@ def run_record(run: PatientRun) -> dict[str, Any]:
     }
     if run.plan is not None:
         record["summary"] = dict(run.plan.summary)
+    if run.not_written:
+        record["not_written"] = [
+            {"resourceType": n.resource_type, "identifier": n.identifier, "reason": n.reason}
+            for n in run.not_written
+        ]
     if run.error:
         record["error"] = run.error
+    if run.error_code:
+        record["error_code"] = run.error_code
     if run.result is not None:
         record["evaluation"] = patient_summary(
             run.result.patient_ref, run.result.evaluation, run.result.issues
@@ -155,5 +162,8 @@ def print_run(console: Console, record: dict[str, Any]) -> None:
             console.print(
                 f"  {item['action']:9} {item['resourceType']} {item['identifier']}", markup=False
             )
+    for item in record.get("not_written", []):
+        what = f"{item['resourceType']} {item['identifier']}".strip()
+        console.print(f"  {what}: not written: {item['reason']}", markup=False)
     if record.get("error"):
         console.print(f"  incomplete: {record['error']}", markup=False)

@@ -56,6 +56,8 @@ _MODELS: dict[str, type[Resource]] = {
     "AdverseEvent": AdverseEvent,
     "Provenance": Provenance,
 }
+#: The resource types fhirtis derives and writes back (each write adds one Provenance).
+DERIVED_TYPES: tuple[str, ...] = tuple(t for t in _MODELS if t != "Provenance")
 
 
 # R4 resources whose business identifier has no ``identifier`` search parameter: they are

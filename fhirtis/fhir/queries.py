@@ -1,38 +1,59 @@
-"""What to ask a FHIR server for one patient (pure: builds batch entries, sends nothing).
+"""What to ask a FHIR server for one patient (pure: builds requests, sends nothing).
 
-One ``batch`` Bundle reads everything the computation needs: the Patient, the Observations with
-the codes fhirtis maps (the core set, the enzymes, weight, height, BMI, and a site's mapped local
-codes), IVIG administrations with their Medications (``_include``), Conditions, medication use
-with Medications, Devices, Procedures and AdverseEvents. A second batch looks up fhirtis's own
-earlier output by business identifier.
+The searches come from :data:`fhirtis.fhir.needs.NEEDS`: the Patient read, then per needed type a
+search by patient (the Observations by the codes fhirtis maps), with the ``_include`` of the
+Medications they reference. How each search is shaped on a given server (which patient
+parameter, ``_include`` or not, which ``_count``, left out when the server lacks the type) is a
+:class:`SearchChoice` decided by the read plan of :mod:`fhirtis.io` from the server's
+capabilities; without one, every search has the default shape (the first patient parameter,
+``_include``, ``count``). A second set of searches looks up fhirtis's own earlier output by
+business identifier.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote
 
-from fhirtis.fhir.codes import CORE_SET_SYSTEM, IDENTIFIER_SYSTEM, Terminology
+from fhirtis.fhir.codes import IDENTIFIER_SYSTEM, Terminology
 from fhirtis.fhir.derive import NO_IDENTIFIER_SEARCH, Derived
-from fhirtis.fhir.extract import CORE_SET_CODES, ENZYME_VALUE_SETS
+from fhirtis.fhir.needs import (
+    NEEDS,
+    OBSERVATION_VALUE_SETS,
+    PATIENT,
+    Need,
+    observation_codes,
+    token,
+)
 
 Json = dict[str, Any]
 
-OBSERVATION_VALUE_SETS = (*ENZYME_VALUE_SETS, "body-weight", "body-height", "body-mass-index")
+__all__ = [
+    "MAX_QUERY_VALUES",
+    "OBSERVATION_VALUE_SETS",
+    "SearchChoice",
+    "existing_by_patient_urls",
+    "existing_entries",
+    "existing_urls",
+    "identifier_of",
+    "medication_urls",
+    "observation_codes",
+    "patient_read_entries",
+    "patient_read_urls",
+]
+
 MAX_QUERY_VALUES = 40  # values of one token parameter per search URL (keeps URLs short)
+_token = token
 
 
-def _token(system: str, code: str) -> str:
-    return quote(f"{system}|{code}", safe="|:/")
+@dataclass(frozen=True)
+class SearchChoice:
+    """How one needed search is sent to a given server."""
 
-
-def observation_codes(terminology: Terminology) -> list[tuple[str, str]]:
-    codes = [(CORE_SET_SYSTEM, c) for c in CORE_SET_CODES]
-    for vs in OBSERVATION_VALUE_SETS:
-        codes.extend(sorted(terminology.value_set(vs).codes))
-    codes.extend(source for source in sorted(terminology.concept_map))
-    return codes
+    patient_param: str
+    include: bool
+    count: int
 
 
 def _chunks(items: Sequence[str], size: int) -> Iterable[Sequence[str]]:
@@ -40,43 +61,115 @@ def _chunks(items: Sequence[str], size: int) -> Iterable[Sequence[str]]:
         yield items[i : i + size]
 
 
+def default_choice(need: Need, count: int) -> SearchChoice:
+    return SearchChoice(need.patient_params[0], need.include is not None, count)
+
+
+def patient_read_urls(
+    patient_id: str,
+    terminology: Terminology,
+    count: int,
+    choices: Mapping[str, SearchChoice | None] | None = None,
+) -> list[tuple[Need | None, str]]:
+    """(need, relative URL) of every read of one patient; the first is the Patient read (need
+    None). ``choices``: per resource type, its shape on this server, or None to leave the type
+    out (the server lacks it); types not in ``choices`` get the default shape."""
+    urls: list[tuple[Need | None, str]] = [(None, f"{PATIENT}/{patient_id}")]
+    for need in NEEDS:
+        choice = (
+            default_choice(need, count)
+            if choices is None or need.resource_type not in choices
+            else choices[need.resource_type]
+        )
+        if choice is None:
+            continue
+        who = f"{choice.patient_param}=Patient/{patient_id}"
+        include = f"&_include={need.include}" if choice.include and need.include else ""
+        if need.by_code:
+            codes = [_token(s, c) for s, c in observation_codes(terminology)]
+            for chunk in _chunks(codes, MAX_QUERY_VALUES):
+                urls.append(
+                    (
+                        need,
+                        f"{need.resource_type}?{who}&code={','.join(chunk)}{include}"
+                        f"&_count={choice.count}",
+                    )
+                )
+        else:
+            urls.append((need, f"{need.resource_type}?{who}{include}&_count={choice.count}"))
+    return urls
+
+
 def patient_read_entries(patient_id: str, terminology: Terminology, count: int) -> list[Json]:
-    """Batch entries reading one patient's data. The first entry is the Patient read."""
-    subject = f"Patient/{patient_id}"
-    urls = [f"Patient/{patient_id}"]
-    codes = [_token(s, c) for s, c in observation_codes(terminology)]
-    for chunk in _chunks(codes, MAX_QUERY_VALUES):
-        urls.append(f"Observation?subject={subject}&code={','.join(chunk)}&_count={count}")
-    urls += [
-        f"MedicationAdministration?subject={subject}"
-        f"&_include=MedicationAdministration:medication&_count={count}",
-        f"Condition?subject={subject}&_count={count}",
-        f"MedicationStatement?subject={subject}&_include=MedicationStatement:medication&_count={count}",
-        f"MedicationRequest?subject={subject}&_include=MedicationRequest:medication&_count={count}",
-        f"Device?patient={subject}&_count={count}",
-        f"Procedure?subject={subject}&_count={count}",
-        f"AdverseEvent?subject={subject}&_count={count}",
+    """Batch entries reading one patient's data (default shapes). The first is the Patient
+    read."""
+    return [
+        {"request": {"method": "GET", "url": url}}
+        for _, url in patient_read_urls(patient_id, terminology, count)
     ]
-    return [{"request": {"method": "GET", "url": url}} for url in urls]
 
 
-def existing_entries(derived: Sequence[Derived], count: int) -> list[Json]:
-    """Batch entries finding fhirtis's earlier output by business identifier, per type (types
+def medication_urls(ids: Iterable[str], count: int) -> list[str]:
+    """``Medication?_id=a,b,…`` searches (chunked) resolving referenced Medications."""
+    unique = sorted(set(ids))
+    return [
+        f"Medication?_id={','.join(chunk)}&_count={min(count, max(len(chunk), 1))}"
+        for chunk in _chunks(unique, MAX_QUERY_VALUES)
+    ]
+
+
+def existing_urls(
+    derived: Sequence[Derived], count: int, skip_types: Iterable[str] = ()
+) -> list[str]:
+    """Searches finding fhirtis's earlier output by business identifier, per type (types
     without an ``identifier`` search parameter by their own match query; the caller keeps only
-    resources with the right identifier)."""
+    resources with the right identifier). ``skip_types``: types the server lacks."""
+    skip = set(skip_types)
     by_type: dict[str, list[str]] = {}
-    entries = []
+    urls = []
     for d in derived:
+        if d.resource_type in skip:
+            continue
         if d.resource_type in NO_IDENTIFIER_SEARCH:
-            url = f"{d.resource_type}?{d.if_none_exist}&_count={count}"
-            entries.append({"request": {"method": "GET", "url": url}})
+            urls.append(f"{d.resource_type}?{d.if_none_exist}&_count={count}")
             continue
         by_type.setdefault(d.resource_type, []).append(_token(IDENTIFIER_SYSTEM, d.identifier))
     for rtype in sorted(by_type):
         for chunk in _chunks(by_type[rtype], MAX_QUERY_VALUES):
-            url = f"{rtype}?identifier={','.join(chunk)}&_count={count}"
-            entries.append({"request": {"method": "GET", "url": url}})
-    return entries
+            urls.append(f"{rtype}?identifier={','.join(chunk)}&_count={count}")
+    return urls
+
+
+def existing_by_patient_urls(
+    derived: Sequence[Derived], patient_param: Callable[[str], str | None], count: int
+) -> list[str]:
+    """For servers without an ``identifier`` search on a type: one search per type by patient
+    and the derived resources' codes (the caller keeps only resources with the right
+    identifier). ``patient_param``: the parameter naming the patient for a type (None: the type
+    cannot be searched, nothing is sent)."""
+    by_type: dict[tuple[str, str], set[str]] = {}
+    for d in derived:
+        subject = d.resource.get("subject") or d.resource.get("patient") or {}
+        ref = subject.get("reference") if isinstance(subject, dict) else None
+        codings = (d.resource.get("code") or {}).get("coding") or []
+        if not isinstance(ref, str) or not codings:
+            continue
+        by_type.setdefault((d.resource_type, ref), set()).add(
+            _token(str(codings[0].get("system")), str(codings[0].get("code")))
+        )
+    urls = []
+    for (rtype, ref), codes in sorted(by_type.items()):
+        param = patient_param(rtype)
+        if param is None:
+            continue
+        for chunk in _chunks(sorted(codes), MAX_QUERY_VALUES):
+            urls.append(f"{rtype}?{param}={ref}&code={','.join(chunk)}&_count={count}")
+    return urls
+
+
+def existing_entries(derived: Sequence[Derived], count: int) -> list[Json]:
+    """:func:`existing_urls` as batch entries."""
+    return [{"request": {"method": "GET", "url": url}} for url in existing_urls(derived, count)]
 
 
 def identifier_of(resource: Json) -> str | None:

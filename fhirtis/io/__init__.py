@@ -1,5 +1,6 @@
 """fhirtis.io: talking to a FHIR R4 server (search and paging, batch, transaction, auth,
-retries, Bulk Data $export). No clinical rules live here.
+retries, Bulk Data $export, what a server can do and the read/write plans decided from it). No
+clinical rules live here.
 
 The public API is this module's ``__all__``; modules starting with ``_`` are private.
 """
@@ -12,6 +13,7 @@ from fhirtis.io._auth import (
     load_private_key,
 )
 from fhirtis.io._bulk_client import BulkExportClient, Manifest, ManifestFile
+from fhirtis.io._capabilities import Capabilities, Refused, is_refusal, parse_statement
 from fhirtis.io._client import FhirClient, FhirResponse, SearchParams, Timing
 from fhirtis.io._config import AuthMode, FhirClientConfig, SigningAlg
 from fhirtis.io._errors import (
@@ -32,6 +34,14 @@ from fhirtis.io._errors import (
     Unauthorized,
     WriteOutcomeUnknown,
 )
+from fhirtis.io._plans import (
+    ReadPlan,
+    WritePlanShape,
+    describe_reads,
+    describe_writes,
+    read_plan,
+    write_plan,
+)
 from fhirtis.io._urls import normalize_base
 
 __all__ = [
@@ -40,6 +50,7 @@ __all__ = [
     "BulkExportClient",
     "BulkExportFailed",
     "BulkExportTimeout",
+    "Capabilities",
     "FhirClient",
     "FhirClientConfig",
     "FhirClientError",
@@ -56,6 +67,8 @@ __all__ = [
     "NotFound",
     "PagingLoop",
     "PreconditionFailed",
+    "ReadPlan",
+    "Refused",
     "SearchParams",
     "SigningAlg",
     "SmartBackendAuth",
@@ -64,7 +77,14 @@ __all__ = [
     "TooManyRetries",
     "Unauthorized",
     "WriteOutcomeUnknown",
+    "WritePlanShape",
     "build_auth",
+    "describe_reads",
+    "describe_writes",
+    "is_refusal",
     "load_private_key",
     "normalize_base",
+    "parse_statement",
+    "read_plan",
+    "write_plan",
 ]

@@ -28,10 +28,12 @@ from urllib.parse import urlencode
 import httpx
 import orjson
 
-from fhirtis.io import _responses, _urls
+from fhirtis.io import _capabilities, _responses, _urls
 from fhirtis.io._auth import build_auth
+from fhirtis.io._capabilities import Capabilities, Refused
 from fhirtis.io._config import FhirClientConfig
 from fhirtis.io._errors import (
+    FhirServerError,
     ForeignUrl,
     MalformedResponse,
     TokenEndpointUnavailable,
@@ -132,6 +134,8 @@ class FhirClient:
             budget=config.retry_budget_seconds,
         )
         self._in_flight = asyncio.Semaphore(config.concurrency)
+        self._capabilities_lock = asyncio.Lock()
+        self._writer: FhirClient | None = None
         self._next_slot = 0.0  # the earliest monotonic time the next request may start
         self._pace_lock = asyncio.Lock()
 
@@ -154,6 +158,60 @@ class FhirClient:
         """Close the HTTP client if this client created it."""
         if self._owns_http:
             await self._http.aclose()
+
+    # -- what the server can do ------------------------------------------------------------------
+
+    async def capabilities(self, *, refresh: bool = False) -> Capabilities:
+        """What this server can do: its CapabilityStatement (``GET [base]/metadata``, read once
+        per server and process, cached for ``capabilities_ttl_seconds``) plus what it refused
+        since. A missing or malformed statement falls back to "unknown" (everything is tried and
+        learned from refusals); it never raises for a statement's content."""
+        key = self._config.base_url
+        cache = _capabilities.CACHE
+        found = None if refresh else cache.get(key)
+        if found is not None:
+            return found
+        async with self._capabilities_lock:
+            found = None if refresh else cache.get(key)
+            if found is not None:
+                return found
+            try:
+                response = await self.request("GET", "metadata")
+                caps = _capabilities.parse_statement(response.body)
+            except MalformedResponse:
+                caps = _capabilities.unknown(
+                    "malformed", "the server's /metadata is not JSON: assumed nothing"
+                )
+            except FhirServerError as exc:
+                caps = _capabilities.unknown(
+                    "missing",
+                    f"no CapabilityStatement (HTTP {exc.status} for /metadata): assumed nothing",
+                )
+            for note in caps.notes:
+                log.info("capabilities of %s: %s", _urls.origin_text(self._base), note)
+            return cache.put(key, caps)
+
+    def learn(self, refused: Refused) -> None:
+        """Remember that this server refused something (for every client of the server)."""
+        caps = _capabilities.CACHE.learn(self._config.base_url, refused)
+        if caps is None:
+            caps = _capabilities.CACHE.put(
+                self._config.base_url, _capabilities.unknown("assumed", "not read yet")
+            )
+            _capabilities.CACHE.learn(self._config.base_url, refused)
+        log.info(
+            "capabilities of %s: learned %s", _urls.origin_text(self._base), refused.describe()
+        )
+
+    def writer(self) -> FhirClient:
+        """The client derived resources are written with: this one, or one for
+        ``write_base_url`` sharing this client's connection pool."""
+        target = self._config.for_writes()
+        if target is self._config:
+            return self
+        if self._writer is None:
+            self._writer = FhirClient(target, http=self._http, timing=self._timing)
+        return self._writer
 
     # -- reads -------------------------------------------------------------------------------
 
@@ -222,12 +280,12 @@ class FhirClient:
         link = next_link(dict(page))
         if link is None:
             return
-        first = PageRequest("GET", resolve_next(self._base, self._base, link))
+        first = PageRequest("GET", resolve_next(self._base, self._base, link, self._config.aliases))
         async for bundle in self._walk(first):
             yield bundle
 
     async def _walk(self, first: PageRequest) -> AsyncGenerator[dict[str, Any], None]:
-        walk = walk_pages(self._base, first)
+        walk = walk_pages(self._base, first, self._config.aliases)
         try:
             page = next(walk)
             while True:

@@ -65,6 +65,33 @@ class FhirClientConfig(BaseModel):
     )
     user_agent: str = f"fhirtis/{__version__}"
 
+    write_base_url: str | None = Field(
+        default=None,
+        description="send derived resources to this FHIR server instead of base_url (e.g. a "
+        "registry's own store); reads stay on base_url. Same idempotence; the same auth settings "
+        "are used against it",
+    )
+    equivalent_origins: list[str] = Field(
+        default_factory=list,
+        description="other origins of the same server (scheme://host[:port]) that its search "
+        "next links may use, e.g. http://127.0.0.1:8080 for a server configured as localhost, "
+        "or an internal base behind a gateway; such a link is fetched from base_url's origin "
+        "(same path and query), so the token never leaves it",
+    )
+    capabilities_ttl_seconds: float = Field(
+        default=3600.0, ge=0, description="how long a server's CapabilityStatement is cached"
+    )
+
+    @field_validator("write_base_url")
+    @classmethod
+    def _check_write_base_url(cls, value: str | None) -> str | None:
+        return None if value is None else str(_urls.normalize_base(value))
+
+    @field_validator("equivalent_origins")
+    @classmethod
+    def _check_equivalent_origins(cls, value: list[str]) -> list[str]:
+        return [_urls.origin_text(_urls.normalize_base(v)) for v in value]
+
     @field_validator("base_url")
     @classmethod
     def _check_base_url(cls, value: str) -> str:
@@ -106,6 +133,19 @@ class FhirClientConfig(BaseModel):
     @property
     def base(self) -> httpx.URL:
         return httpx.URL(self.base_url)
+
+    @property
+    def aliases(self) -> tuple[httpx.URL, ...]:
+        """The equivalent origins, as URLs."""
+        return tuple(httpx.URL(o) for o in self.equivalent_origins)
+
+    def for_writes(self) -> FhirClientConfig:
+        """The configuration of the server derived resources go to."""
+        if self.write_base_url is None or self.write_base_url == self.base_url:
+            return self
+        return self.model_copy(
+            update={"base_url": self.write_base_url, "write_base_url": None, "token_url": None}
+        )
 
     @property
     def timeout(self) -> httpx.Timeout:

@@ -8,7 +8,7 @@ and tested without a server.
 
 from __future__ import annotations
 
-from collections.abc import Generator
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -30,7 +30,9 @@ class PageRequest:
     form: tuple[tuple[str, str], ...] | None = None
 
 
-def walk_pages(base: httpx.URL, first: PageRequest) -> Generator[PageRequest, Bundle, None]:
+def walk_pages(
+    base: httpx.URL, first: PageRequest, aliases: Sequence[httpx.URL] = ()
+) -> Generator[PageRequest, Bundle, None]:
     """Yield ``first``, then each page's ``next`` link until a page has none.
 
     Raises :class:`ForeignNextLink` for a link off the base's origin and :class:`PagingLoop`
@@ -44,7 +46,7 @@ def walk_pages(base: httpx.URL, first: PageRequest) -> Generator[PageRequest, Bu
         link = next_link(bundle)
         if link is None:
             return
-        url = resolve_next(base, request.url, link)
+        url = resolve_next(base, request.url, link, aliases)
         request = PageRequest("GET", url)
         if _loop_key(request) in seen:
             raise PagingLoop(
@@ -69,8 +71,14 @@ def next_link(bundle: Bundle) -> str | None:
     return None
 
 
-def resolve_next(base: httpx.URL, page_url: httpx.URL, link: str) -> httpx.URL:
+def resolve_next(
+    base: httpx.URL, page_url: httpx.URL, link: str, aliases: Sequence[httpx.URL] = ()
+) -> httpx.URL:
     """Resolve a ``next`` link and refuse it unless it is on the base's origin.
+
+    A link on one of ``aliases`` (``FHIRTIS_FHIR__EQUIVALENT_ORIGINS``: other origins of the
+    same server) is moved onto the base's origin, path and query kept: the request, and the
+    token with it, still goes to the configured origin only.
 
     - absolute (``https://host/...``): taken as is;
     - ``/path?...``: on the base's origin;
@@ -96,11 +104,16 @@ def resolve_next(base: httpx.URL, page_url: httpx.URL, link: str) -> httpx.URL:
             resolved = base.copy_with(path=base.path.rstrip("/") + "/").join(link)
     else:
         resolved = target
+    if not _urls.same_origin(resolved, base) and any(
+        _urls.same_origin(resolved, a) for a in aliases
+    ):
+        resolved = resolved.copy_with(scheme=base.scheme, host=base.host, port=base.port)
     if not _urls.same_origin(resolved, base):
         foreign = _urls.origin_text(resolved)
         raise ForeignNextLink(
             f"refused next link to {foreign}: not the configured FHIR server "
-            f"{_urls.origin_text(base)}; no request was sent to it",
+            f"{_urls.origin_text(base)}; no request was sent to it (if it is the same server, "
+            "list its origin in the setting FHIRTIS_FHIR__EQUIVALENT_ORIGINS)",
             origin=foreign,
         )
     return resolved

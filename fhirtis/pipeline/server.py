@@ -1,37 +1,61 @@
 """Evaluate a patient on a FHIR server and write the derived resources back, idempotently.
 
-pull (one batch of searches, every ``next`` link followed) → evaluate (pure) → look up what
-exists by business identifier (one batch) → plan (creates, changed updates, nothing else) →
-one ``transaction`` with one Provenance. Re-running converges: a 412 on ``If-Match`` (someone
-changed a resource meanwhile) or a write whose outcome is unknown (the connection dropped after
-sending) re-reads what exists and re-plans, a bounded number of times. Conditional creates make
-a repeated create harmless, so no failure leaves a duplicate.
+pull → evaluate (pure) → look up what exists by business identifier → plan (creates, changed
+updates, nothing else) → write, with one Provenance. *How* each step talks to the server is
+decided from its capabilities (:mod:`fhirtis.io`: its CapabilityStatement, then what it refused):
+one batch of searches or individual GETs, ``_include`` or Medications by id; one transaction, or
+one batch, or single requests (creates, If-Match updates, then the Provenance). A derived type
+the server lacks is not attempted and the run says so per resource (``not_written``).
+
+Re-running converges: a 412 on ``If-Match`` (someone changed a resource meanwhile) or a write
+whose outcome is unknown (the connection dropped after sending) re-reads what exists and
+re-plans, a bounded number of times. Conditional creates make a repeated create harmless.
+Where the server has no conditional create, the create follows the search by identifier
+(search-then-create): two writers racing between that search and their POST can both create;
+after its creates fhirtis searches their identifiers again, keeps the copy with the lowest id
+and deletes the others where the server allows delete (else it logs the duplicate; the next run
+updates the kept copy).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
 
 from fhirtis.fhir.bundle import PatientResources
-from fhirtis.fhir.derive import Derived
+from fhirtis.fhir.derive import NO_IDENTIFIER_SEARCH, Derived
 from fhirtis.fhir.extract import patient_refs
+from fhirtis.fhir.needs import NEEDS, Need
 from fhirtis.fhir.outcome import Issue
-from fhirtis.fhir.plan import Action, WritePlan
-from fhirtis.fhir.queries import existing_entries, identifier_of, patient_read_entries
+from fhirtis.fhir.plan import Action, PlannedWrite, WritePlan
+from fhirtis.fhir.queries import (
+    existing_by_patient_urls,
+    existing_urls,
+    identifier_of,
+    medication_urls,
+    patient_read_urls,
+)
 from fhirtis.io import (
+    Capabilities,
     FhirClient,
     FhirClientError,
     FhirServerError,
     Forbidden,
     NotFound,
     PreconditionFailed,
+    Refused,
     TooManyRetries,
     Unauthorized,
     WriteOutcomeUnknown,
+    WritePlanShape,
+    is_refusal,
+    read_plan,
+    write_plan,
 )
 from fhirtis.pipeline.offline import (
     Options,
@@ -45,6 +69,25 @@ Json = dict[str, Any]
 log = logging.getLogger("fhirtis.pipeline.server")
 
 MAX_REPLANS = 3
+MAX_LEARN = 6  # refusals learned while reading or writing one patient (each changes the plan)
+MEDICATION_USERS = frozenset(n.resource_type for n in NEEDS if n.include is not None)
+MEDICATION_NEED = Need("medications", "Medication", ("_id",))
+EXISTING_NEED = Need("existing", "", ("identifier",))
+IMMUNE_GLOBULIN_WORDS = ("globulin", "ivig", "igiv", "immunoglobulin")
+
+
+@dataclass(frozen=True)
+class NotWritten:
+    """A derived resource the server cannot store (``reason``: "the server does not support
+    Flag")."""
+
+    resource_type: str
+    identifier: str
+    reason: str
+
+    def message(self) -> str:
+        what = f"{self.resource_type} {self.identifier}".strip()
+        return f"{what}: not written: {self.reason}"
 
 
 class RunStatus(StrEnum):
@@ -64,6 +107,8 @@ class PatientRun:
     error: str | None = None
     requests: dict[str, int] = field(default_factory=dict)
     error_status: int | None = None  # the HTTP status that best describes the failure
+    error_code: str | None = None  # FHIR issue code: not-supported (permanent refusal), …
+    not_written: list[NotWritten] = field(default_factory=list)
 
     @property
     def planned(self) -> list[tuple[str, str, Action]]:
@@ -107,79 +152,336 @@ def status_for(exc: FhirClientError) -> int:
     return 502
 
 
+def code_for(exc: FhirClientError) -> str | None:
+    """The FHIR issue code of a failure of the FHIR server when the status alone would mislead:
+    a permanent refusal (405, 501, ``not-supported``) or another 4xx is never ``transient``."""
+    if isinstance(exc, FhirServerError) and exc.status is not None:
+        if is_refusal(exc.status, exc.operation_outcome):
+            return "not-supported"
+        if 400 <= exc.status < 500 and exc.status not in (401, 403, 404, 412):
+            return "processing"
+    return None
+
+
 def _entry_ok(entry: Mapping[str, Any]) -> bool:
     status = str((entry.get("response") or {}).get("status", ""))
     return status[:1] == "2"
 
 
-async def _gather(client: FhirClient, batch: Json, entries: Sequence[Json]) -> list[Json]:
-    """Every resource of a batch-response of searches and reads, all pages followed."""
+def _entry_status(entry: Mapping[str, Any]) -> int | None:
+    status = str((entry.get("response") or {}).get("status", ""))[:3]
+    return int(status) if status.isdigit() else None
+
+
+def _entry_outcome(entry: Mapping[str, Any]) -> Json | None:
+    outcome = (entry.get("response") or {}).get("outcome") or entry.get("resource")
+    if isinstance(outcome, dict) and outcome.get("resourceType") == "OperationOutcome":
+        return outcome
+    return None
+
+
+class _Learned(Exception):  # noqa: N818 - internal signal, not an error
+    """A refusal taught something about the server: learn it and plan again."""
+
+    def __init__(self, refused: Refused) -> None:
+        super().__init__(refused.describe())
+        self.refused = refused
+
+
+def _matches(page: Json) -> list[Json]:
+    return [e["resource"] for e in page.get("entry") or [] if isinstance(e.get("resource"), dict)]
+
+
+def _diagnose(need: Need | None, url: str, status: int | None) -> Refused:
+    """What a refused search taught: the type is absent (404), the search is not allowed (405),
+    else its ``_include``, else its patient parameter (400 ``not-supported``)."""
+    rtype = url.split("?", maxsplit=1)[0].split("/", maxsplit=1)[0]
+    if need is None:
+        return Refused("interaction", rtype, "read")
+    if status == 404:
+        return Refused("type", rtype)
+    if status in (405, 501):
+        return Refused("interaction", rtype, "search-type")
+    if need.include is not None and f"_include={need.include}" in url:
+        return Refused("include", rtype, need.include)
+    param = url.split("?", 1)[1].split("=", 1)[0]
+    return Refused("search-param", rtype, param)
+
+
+async def _get_search(client: FhirClient, need: Need | None, url: str) -> list[Json]:
+    """One search (every page) or, for ``need`` None, one read, as individual GETs."""
+    try:
+        response = await client.request("GET", url)
+    except FhirServerError as exc:
+        if need is not None and is_refusal(exc.status, exc.operation_outcome):
+            raise _Learned(_diagnose(need, url, exc.status)) from exc
+        raise
+    body = response.body or {}
+    if need is None:
+        return [body]
+    out = _matches(body)
+    async for page in client.following_pages(body):
+        out.extend(_matches(page))
+    return out
+
+
+async def _get_all(
+    client: FhirClient, urls: Sequence[tuple[Need | None, str]], requests: dict[str, int]
+) -> list[Json]:
+    """The searches as individual GETs, at most ``concurrency`` at a time."""
+    slots = asyncio.Semaphore(client.config.concurrency)
+
+    async def one(need: Need | None, url: str) -> list[Json]:
+        async with slots:
+            requests["read"] = requests.get("read", 0) + 1
+            return await _get_search(client, need, url)
+
+    results = await asyncio.gather(*(one(n, u) for n, u in urls), return_exceptions=True)
+    for r in results:  # a learned refusal first: it changes the plan
+        if isinstance(r, _Learned):
+            raise r
     out: list[Json] = []
+    for r in results:
+        if isinstance(r, BaseException):
+            raise r
+        out.extend(r)
+    return out
+
+
+async def _batch_all(
+    client: FhirClient, urls: Sequence[tuple[Need | None, str]], requests: dict[str, int]
+) -> list[Json]:
+    """The searches as one batch, every page followed. A refused batch, or a search refused
+    inside it that works as a GET, teaches the server's limits."""
+    entries = [{"request": {"method": "GET", "url": url}} for _, url in urls]
+    try:
+        batch = await client.batch(entries)
+    except FhirServerError as exc:
+        if is_refusal(exc.status, exc.operation_outcome):
+            raise _Learned(Refused("batch")) from exc
+        raise
+    finally:
+        requests["read"] = requests.get("read", 0) + 1
     responses = batch.get("entry") or []
     if batch.get("resourceType") != "Bundle" or len(responses) != len(entries):
         raise PullError("the server's batch response does not answer every request")
-    for sent, entry in zip(entries, responses, strict=True):
-        url = sent["request"]["url"].split("?")[0]
+    out: list[Json] = []
+    for (need, url), entry in zip(urls, responses, strict=True):
+        where = url.split("?")[0]
         if not _entry_ok(entry):
-            status = (entry.get("response") or {}).get("status", "?")
-            raise PullError(f"batch entry {url} failed with status {status}")
+            status = _entry_status(entry)
+            if (
+                need is None
+                and status in (404, 410)
+                and not is_refusal(status, _entry_outcome(entry))
+            ):
+                raise NotFound(f"{where} not found", status=404, url=where)
+            if is_refusal(status, _entry_outcome(entry)):
+                # refused in the batch: as a GET too (a search limit), or only in a batch?
+                requests["read"] = requests.get("read", 0) + 1
+                await _get_search(client, need, url)
+                raise _Learned(Refused("batch-search"))
+            raise PullError(f"batch entry {where} failed with status {status or '?'}")
         resource = entry.get("resource")
         if not isinstance(resource, dict):
-            raise PullError(f"batch entry {url} has no resource")
+            raise PullError(f"batch entry {where} has no resource")
         if resource.get("resourceType") != "Bundle":
             out.append(resource)
             continue
-        out.extend(
-            e["resource"]
-            for e in resource.get("entry") or []
-            if isinstance(e.get("resource"), dict)
-        )
+        out.extend(_matches(resource))
         async for page in client.following_pages(resource):
-            out.extend(
-                e["resource"]
-                for e in page.get("entry") or []
-                if isinstance(e.get("resource"), dict)
-            )
+            out.extend(_matches(page))
     return out
+
+
+async def _read_urls(
+    client: FhirClient, urls: Sequence[tuple[Need | None, str]], requests: dict[str, int]
+) -> list[Json]:
+    """Execute reads the way the server's capabilities allow, learning from refusals."""
+    for _ in range(MAX_LEARN):
+        caps = await client.capabilities()
+        try:
+            if caps.supports_batch_search():
+                return await _batch_all(client, urls, requests)
+            return await _get_all(client, urls, requests)
+        except _Learned as learned:
+            if learned.refused.kind not in ("batch", "batch-search"):
+                raise
+            client.learn(learned.refused)
+    raise PullError("the server kept refusing its reads")
+
+
+def _medication_refs(resources: Iterable[Json]) -> dict[str, list[Json]]:
+    """Medication references (``Medication/id``) of medication resources → who references."""
+    out: dict[str, list[Json]] = {}
+    for r in resources:
+        if r.get("resourceType") not in MEDICATION_USERS:
+            continue
+        ref = r.get("medicationReference")
+        target = ref.get("reference") if isinstance(ref, dict) else None
+        if isinstance(target, str) and target.startswith("Medication/"):
+            out.setdefault(target, []).append(r)
+    return out
+
+
+def _looks_like_immune_globulin(resource: Json, names: Sequence[str]) -> bool:
+    ref = resource.get("medicationReference")
+    text = str(ref.get("display") or "") if isinstance(ref, dict) else ""
+    lowered = text.lower()
+    return bool(lowered) and (
+        any(word in lowered for word in IMMUNE_GLOBULIN_WORDS)
+        or any(n and n in lowered for n in names)
+    )
+
+
+async def _resolve_medications(
+    client: FhirClient,
+    unique: dict[str, Json],
+    requests: dict[str, int],
+    ivig_names: Sequence[str],
+) -> list[Issue]:
+    """Medications the searches did not bring (no ``_include`` on this server): one
+    ``Medication?_id=a,b,…`` search per 40, else reads by id. What stays unresolved is an error
+    only where the medication looks like an immune globulin."""
+    wanted = {
+        ref: users for ref, users in _medication_refs(unique.values()).items() if ref not in unique
+    }
+    if not wanted:
+        return []
+    ids = [ref.split("/", 1)[1] for ref in wanted]
+    found: list[Json] = []
+    try:
+        found = await _read_urls(
+            client,
+            [(MEDICATION_NEED, u) for u in medication_urls(ids, client.config.page_size)],
+            requests,
+        )
+    except _Learned:  # no search by _id: read them one by one
+        for mid in ids:
+            requests["read"] = requests.get("read", 0) + 1
+            try:
+                found.append(await client.read("Medication", mid))
+            except NotFound:
+                continue
+    for m in found:
+        if m.get("resourceType") == "Medication":
+            unique.setdefault(f"Medication/{m.get('id')}", m)
+    issues: list[Issue] = []
+    for ref, users in wanted.items():
+        if ref in unique:
+            continue
+        for user in users:
+            where = f"{user.get('resourceType')}/{user.get('id')}"
+            if _looks_like_immune_globulin(user, ivig_names):
+                issues.append(
+                    Issue(
+                        "error",
+                        "not-found",
+                        f"{where}: its Medication ({ref}) could not be read from the server, and "
+                        "it looks like an immune globulin",
+                        "medicationReference",
+                        where,
+                    )
+                )
+            else:
+                issues.append(
+                    Issue(
+                        "information",
+                        "not-found",
+                        f"{where}: its Medication ({ref}) could not be read from the server",
+                        "medicationReference",
+                        where,
+                    )
+                )
+    return issues
 
 
 async def pull_patient(
     client: FhirClient, patient_id: str, settings: Settings, requests: dict[str, int]
 ) -> PatientResources:
-    """Read everything of one patient the computation needs."""
+    """Read everything of one patient the computation needs, as the server allows (its read
+    plan: one batch or individual GETs, its parameters, ``_include`` or Medications by id)."""
     extractor = extractor_for(settings)
-    entries = patient_read_entries(patient_id, extractor.t, client.config.page_size)
-    batch = await client.batch(entries)
-    requests["read"] = requests.get("read", 0) + 1
-    first = (batch.get("entry") or [{}])[0]
-    if str((first.get("response") or {}).get("status", "")).startswith("404"):
-        raise NotFound(f"Patient/{patient_id} not found", status=404, url=f"Patient/{patient_id}")
-    resources = await _gather(client, batch, entries)
+    skipped: Mapping[str, str] = {}
+    resources: list[Json] = []
+    for _ in range(MAX_LEARN):
+        caps = await client.capabilities()
+        plan = read_plan(caps, client.config.page_size)
+        urls = patient_read_urls(patient_id, extractor.t, client.config.page_size, plan.choices)
+        try:
+            resources = await _read_urls(client, urls, requests)
+        except _Learned as learned:
+            client.learn(learned.refused)
+            continue
+        except NotFound:
+            raise
+        except FhirServerError as exc:
+            if exc.status in (404, 410) and exc.url.split("?")[0].endswith(
+                f"/Patient/{patient_id}"
+            ):
+                raise NotFound(
+                    f"Patient/{patient_id} not found", status=404, url=f"Patient/{patient_id}"
+                ) from None
+            raise
+        skipped = plan.skipped
+        break
+    else:
+        raise PullError("the server kept refusing the reads the evaluation needs")
     unique: dict[str, Json] = {}
     for r in resources:
         unique.setdefault(f"{r.get('resourceType')}/{r.get('id')}", r)
+    ivig = extractor.t.value_sets.get("ivig-products")
+    issues = await _resolve_medications(client, unique, requests, ivig.names if ivig else ())
     listed = [(key, r) for key, r in unique.items()]
     patient_ref = f"Patient/{patient_id}"
     others = patient_refs(r for _, r in listed) - {patient_ref}
-    issues = (
-        [Issue("warning", "business-rule", f"{len(others)} other patients referenced; ignored")]
-        if others
-        else []
-    )
+    if others:
+        issues.append(
+            Issue("warning", "business-rule", f"{len(others)} other patients referenced; ignored")
+        )
+    for rtype, why in sorted(skipped.items()):
+        issues.append(Issue("warning", "not-supported", f"{rtype} not read: {why}"))
     return PatientResources(patient_ref, listed, dict(unique), issues)
+
+
+async def _find_existing(
+    client: FhirClient, derived: Sequence[Derived], requests: dict[str, int]
+) -> list[Json]:
+    """Stored resources that may be fhirtis's earlier output of ``derived`` (types the server
+    lacks are not searched; a type without an ``identifier`` search is searched by patient and
+    code). The caller matches them by identifier."""
+    for _ in range(MAX_LEARN):
+        caps = await client.capabilities()
+        absent = {d.resource_type for d in derived if not caps.has_type(d.resource_type)}
+        by_patient = {
+            d.resource_type
+            for d in derived
+            if d.resource_type not in absent
+            and d.resource_type not in NO_IDENTIFIER_SEARCH
+            and caps.search_param(d.resource_type, ("identifier",)) is None
+        }
+        known = caps
+        urls = existing_urls(derived, client.config.page_size, absent | by_patient)
+        urls += existing_by_patient_urls(
+            [d for d in derived if d.resource_type in by_patient],
+            lambda rtype, known=known: known.search_param(rtype, ("patient", "subject")),  # type: ignore[misc]
+            client.config.page_size,
+        )
+        if not urls:
+            return []
+        try:
+            return await _read_urls(client, [(EXISTING_NEED, u) for u in urls], requests)
+        except _Learned as learned:
+            client.learn(learned.refused)
+    raise PullError("the server kept refusing the searches for fhirtis's earlier output")
 
 
 async def existing_derived(
     client: FhirClient, derived: Sequence[Derived], requests: dict[str, int]
 ) -> dict[str, Json]:
     """fhirtis's earlier output on the server, by business identifier."""
-    entries = existing_entries(derived, client.config.page_size)
-    if not entries:
-        return {}
-    batch = await client.batch(entries)
-    requests["read"] = requests.get("read", 0) + 1
     out: dict[str, Json] = {}
-    for r in await _gather(client, batch, entries):
+    for r in await _find_existing(client, derived, requests):
         ident = identifier_of(r)
         if ident is not None:
             if ident in out:
@@ -214,6 +516,7 @@ async def run_patient(
             error=describe(exc),
             requests=requests,
             error_status=status_for(exc),
+            error_code=code_for(exc),
         )
     result = evaluate_patient_resources(resources, settings, options)
     run = await settle(client, patient_id, result, write=write, requests=requests)
@@ -238,41 +541,52 @@ async def settle(
     write: bool,
     requests: dict[str, int] | None = None,
 ) -> PatientRun:
-    """Plan the derived resources against what the server holds and, with ``write``, write what
-    changed (re-reading and re-planning on 412 or an unknown outcome). The returned run has no
-    ``result``; :func:`run_patient` sets it."""
+    """Plan the derived resources against what the write server holds (``client.writer()``:
+    ``write_base_url`` if set) and, with ``write``, write what changed the way the server allows
+    (transaction, batch, or single requests), re-reading and re-planning on 412, an unknown
+    outcome or a refusal that taught something. Types the server cannot store are not attempted
+    (``not_written``). The returned run has no ``result``; :func:`run_patient` sets it."""
     requests = {} if requests is None else requests
-    result = None
+    writer = client.writer()
     sent_before = False  # a write was sent whose outcome we learn only by re-reading
-    for attempt in range(MAX_REPLANS + 1):
+    plan: WritePlan | None = None
+    for attempt in range(MAX_REPLANS + MAX_LEARN + 1):
         try:
-            existing = await existing_derived(client, evaluated.derived, requests)
+            existing = await existing_derived(writer, evaluated.derived, requests)
+            caps = await writer.capabilities()
         except FhirClientError as exc:
+            return _failed(patient_id, plan, exc, requests)
+        plan = evaluated.plan(existing)
+        shape = write_plan(caps, {d.resource_type for d in evaluated.derived})
+        writes, not_written = _writable(plan, caps, shape)
+        if not writes:
+            status = RunStatus.WRITTEN if sent_before else RunStatus.UNCHANGED
+            return PatientRun(
+                patient_id, status, None, plan, requests=requests, not_written=not_written
+            )
+        if not write:
             return PatientRun(
                 patient_id,
-                RunStatus.FAILED,
-                result,
-                error=describe(exc),
+                RunStatus.DRY_RUN,
+                None,
+                plan,
                 requests=requests,
-                error_status=status_for(exc),
+                not_written=not_written,
             )
-        plan = evaluated.plan(existing)
-        if plan.bundle is None:
-            status = RunStatus.WRITTEN if sent_before else RunStatus.UNCHANGED
-            return PatientRun(patient_id, status, result, plan, requests=requests)
-        if not write:
-            return PatientRun(patient_id, RunStatus.DRY_RUN, result, plan, requests=requests)
+        provenance = _provenance_of(plan) if shape.provenance else None
+        writes_before = requests.get("write", 0)
         try:
-            await client.transaction(plan.bundle)
-            requests["write"] = requests.get("write", 0) + 1
-            log.info(
-                "Patient/%s written: %s",
-                patient_id,
-                ", ".join(f"{k}={v}" for k, v in plan.summary.items()),
-            )
-            return PatientRun(patient_id, RunStatus.WRITTEN, result, plan, requests=requests)
+            if shape.mode == "transaction":
+                await _write_transaction(writer, writes, provenance, requests)
+            elif shape.mode == "batch":
+                await _write_batch(writer, writes, provenance, shape, requests)
+            else:
+                await _write_singles(writer, writes, provenance, shape, requests)
+        except _Learned as learned:
+            writer.learn(learned.refused)
+            sent_before = sent_before or requests.get("write", 0) > writes_before
+            continue
         except (PreconditionFailed, WriteOutcomeUnknown) as exc:
-            requests["write"] = requests.get("write", 0) + 1
             sent_before = sent_before or isinstance(exc, WriteOutcomeUnknown)
             log.info(
                 "Patient/%s write attempt %d: %s; re-reading and re-planning",
@@ -281,33 +595,277 @@ async def settle(
                 type(exc).__name__,
             )
             continue
-        except FhirServerError as exc:
-            requests["write"] = requests.get("write", 0) + 1
-            return PatientRun(
-                patient_id,
-                RunStatus.FAILED,
-                result,
-                plan,
-                error=describe(exc),
-                requests=requests,
-                error_status=status_for(exc),
-            )
         except FhirClientError as exc:
-            return PatientRun(
-                patient_id,
-                RunStatus.FAILED,
-                result,
-                plan,
-                error=describe(exc),
-                requests=requests,
-                error_status=status_for(exc),
-            )
+            run = _failed(patient_id, plan, exc, requests)
+            run.not_written = not_written
+            return run
+        log.info(
+            "Patient/%s written (%s): %s",
+            patient_id,
+            shape.mode,
+            ", ".join(f"{k}={v}" for k, v in plan.summary.items()),
+        )
+        return PatientRun(
+            patient_id, RunStatus.WRITTEN, None, plan, requests=requests, not_written=not_written
+        )
     return PatientRun(
         patient_id,
         RunStatus.FAILED,
-        result,
+        None,
         None,
         error=f"still conflicting after {MAX_REPLANS} re-plans",
         error_status=409,
         requests=requests,
     )
+
+
+def _failed(
+    patient_id: str, plan: WritePlan | None, exc: FhirClientError, requests: dict[str, int]
+) -> PatientRun:
+    return PatientRun(
+        patient_id,
+        RunStatus.FAILED,
+        None,
+        plan,
+        error=describe(exc),
+        requests=requests,
+        error_status=status_for(exc),
+        error_code=code_for(exc),
+    )
+
+
+def _writable(
+    plan: WritePlan, caps: Capabilities, shape: WritePlanShape
+) -> tuple[list[PlannedWrite], list[NotWritten]]:
+    """The changed writes the server can take, and the others with why they are not written."""
+    writes: list[PlannedWrite] = []
+    not_written: list[NotWritten] = []
+    for w in plan.writes:
+        rtype = w.derived.resource_type
+        reason = shape.not_written.get(rtype)
+        if reason is None and w.action is Action.UPDATE and not caps.allows(rtype, "update"):
+            reason = f"the server does not allow updating {rtype}"
+        if reason is not None:
+            if w.action is not Action.UNCHANGED:
+                not_written.append(NotWritten(rtype, w.derived.identifier, reason))
+            continue
+        if w.action is not Action.UNCHANGED:
+            writes.append(w)
+    if "Provenance" in shape.not_written and writes:
+        not_written.append(NotWritten("Provenance", "", shape.not_written["Provenance"]))
+    return writes, not_written
+
+
+def _provenance_of(plan: WritePlan) -> Json | None:
+    """The plan's Provenance (its sources and time), to be re-targeted at what is written."""
+    if plan.bundle is None:
+        return None
+    last = (plan.bundle.get("entry") or [{}])[-1].get("resource") or {}
+    return dict(last) if last.get("resourceType") == "Provenance" else None
+
+
+def _entry(w: PlannedWrite, conditional: bool) -> Json:
+    d = w.derived
+    if w.action is Action.CREATE:
+        request: Json = {"method": "POST", "url": d.resource_type}
+        if conditional:
+            request["ifNoneExist"] = d.if_none_exist
+        return {"fullUrl": d.full_url, "resource": d.resource, "request": request}
+    request = {"method": "PUT", "url": f"{d.resource_type}/{w.existing_id}"}
+    if w.existing_version:
+        request["ifMatch"] = f'W/"{w.existing_version}"'
+    return {"resource": {**d.resource, "id": w.existing_id}, "request": request}
+
+
+def _target(w: PlannedWrite) -> str:
+    d = w.derived
+    return d.full_url if w.action is Action.CREATE else f"{d.resource_type}/{w.existing_id}"
+
+
+async def _write_transaction(
+    writer: FhirClient,
+    writes: Sequence[PlannedWrite],
+    provenance: Json | None,
+    requests: dict[str, int],
+) -> None:
+    entries = [_entry(w, conditional=True) for w in writes]
+    if provenance is not None:
+        prov = {**provenance, "target": [{"reference": _target(w)} for w in writes]}
+        entries.append({"resource": prov, "request": {"method": "POST", "url": "Provenance"}})
+    requests["write"] = requests.get("write", 0) + 1
+    try:
+        await writer.transaction(
+            {"resourceType": "Bundle", "type": "transaction", "entry": entries}
+        )
+    except FhirServerError as exc:
+        if is_refusal(exc.status, exc.operation_outcome) and not isinstance(exc, NotFound):
+            raise _Learned(Refused("transaction")) from exc
+        raise
+
+
+def _reference(location: str | None, fallback: str) -> str:
+    """``Type/id`` from a Location (``[base/]Type/id/_history/v``)."""
+    if not location:
+        return fallback
+    parts = location.split("/_history")[0].rstrip("/").split("/")
+    return "/".join(parts[-2:]) if len(parts) >= 2 else fallback
+
+
+async def _write_batch(
+    writer: FhirClient,
+    writes: Sequence[PlannedWrite],
+    provenance: Json | None,
+    shape: WritePlanShape,
+    requests: dict[str, int],
+) -> None:
+    """One batch of creates (conditional where the server has it) and If-Match updates, then
+    one Provenance naming what the batch changed."""
+    entries = [
+        _entry(w, shape.conditional_create.get(w.derived.resource_type, False)) for w in writes
+    ]
+    requests["write"] = requests.get("write", 0) + 1
+    try:
+        response = await writer.batch(entries)
+    except FhirServerError as exc:
+        if is_refusal(exc.status, exc.operation_outcome):
+            raise _Learned(Refused("batch")) from exc
+        raise
+    answers = response.get("entry") or []
+    if len(answers) != len(entries):
+        raise WriteOutcomeUnknown(
+            "the server's batch response does not answer every entry", method="POST", url="(batch)"
+        )
+    changed: list[str] = []
+    conflict = False
+    plain: list[PlannedWrite] = []
+    for w, entry in zip(writes, answers, strict=True):
+        status = _entry_status(entry)
+        if status is not None and 200 <= status < 300:
+            location = (entry.get("response") or {}).get("location")
+            if w.action is Action.UPDATE or status == 201:
+                changed.append(_reference(location, _target(w)))
+            if w.action is Action.CREATE and not shape.conditional_create.get(
+                w.derived.resource_type, False
+            ):
+                plain.append(w)
+            continue
+        outcome = _entry_outcome(entry)
+        if status == 412:
+            conflict = True
+        elif is_refusal(status, outcome):
+            rtype = w.derived.resource_type
+            if w.action is Action.CREATE and shape.conditional_create.get(rtype, False):
+                raise _Learned(Refused("conditional-create", rtype))
+            raise _Learned(
+                Refused("interaction", rtype, "create" if w.action is Action.CREATE else "update")
+            )
+        else:
+            raise FhirServerError(
+                f"batch entry {w.derived.resource_type} failed with status {status or '?'}",
+                status=status,
+                url=w.derived.resource_type,
+                operation_outcome=outcome,
+            )
+    await _check_duplicates(writer, plain, requests)
+    await _post_provenance(writer, provenance, changed, requests)
+    if conflict:
+        raise PreconditionFailed(
+            "a resource changed since it was read (If-Match)", status=412, url="(batch)"
+        )
+
+
+async def _write_singles(
+    writer: FhirClient,
+    writes: Sequence[PlannedWrite],
+    provenance: Json | None,
+    shape: WritePlanShape,
+    requests: dict[str, int],
+) -> None:
+    """Single requests in a safe order: creates, then If-Match updates, then the Provenance
+    (last, so it names only what was written)."""
+    changed: list[str] = []
+    plain: list[PlannedWrite] = []
+    ordered = sorted(writes, key=lambda w: w.action is not Action.CREATE)
+    try:
+        for w in ordered:
+            d = w.derived
+            rtype = d.resource_type
+            requests["write"] = requests.get("write", 0) + 1
+            if w.action is Action.CREATE:
+                conditional = shape.conditional_create.get(rtype, False)
+                headers = {"If-None-Exist": d.if_none_exist} if conditional else None
+                try:
+                    answer = await writer.request("POST", rtype, json=d.resource, headers=headers)
+                except FhirServerError as exc:
+                    if is_refusal(exc.status, exc.operation_outcome):
+                        kind = Refused("conditional-create", rtype) if conditional else None
+                        raise _Learned(kind or Refused("interaction", rtype, "create")) from exc
+                    raise
+                if not conditional:
+                    plain.append(w)
+                if answer.status == 201:
+                    changed.append(_reference(answer.location, _target(w)))
+            else:
+                headers = {"If-Match": f'W/"{w.existing_version}"'} if w.existing_version else {}
+                url = f"{rtype}/{w.existing_id}"
+                try:
+                    answer = await writer.request(
+                        "PUT", url, json={**d.resource, "id": w.existing_id}, headers=headers
+                    )
+                except FhirServerError as exc:
+                    if is_refusal(exc.status, exc.operation_outcome):
+                        raise _Learned(Refused("interaction", rtype, "update")) from exc
+                    raise
+                changed.append(url)
+    finally:
+        # what was written is written: name it in the one Provenance even if a later write fails
+        if changed:
+            await _check_duplicates(writer, plain, requests)
+            await _post_provenance(writer, provenance, changed, requests)
+
+
+async def _check_duplicates(
+    writer: FhirClient, created: Sequence[PlannedWrite], requests: dict[str, int]
+) -> None:
+    """Search-then-create (no conditional create on the server) has a race: another writer may
+    create the same resource between our search by identifier and our POST. After the creates,
+    one search per type by their identifiers finds such duplicates; the one with the lowest id
+    is kept (every writer picks the same) and the others are deleted where the server allows
+    it, else reported (the next run updates the kept one and leaves the rest)."""
+    if not created:
+        return
+    caps = await writer.capabilities()
+    found = await _find_existing(writer, [w.derived for w in created], requests)
+    wanted = {w.derived.identifier for w in created}
+    by_ident: dict[str, list[Json]] = {}
+    for r in found:
+        ident = identifier_of(r)
+        if ident in wanted:
+            by_ident.setdefault(ident, []).append(r)
+    for _, copies in sorted(by_ident.items()):
+        if len(copies) < 2:
+            continue
+        copies.sort(key=lambda r: str(r.get("id")))
+        rtype = str(copies[0].get("resourceType"))
+        if not caps.allows(rtype, "delete"):
+            log.warning(
+                "%d %s resources share a derived identifier (a concurrent create); kept all",
+                len(copies),
+                rtype,
+            )
+            continue
+        for extra in copies[1:]:
+            requests["write"] = requests.get("write", 0) + 1
+            with contextlib.suppress(NotFound):
+                await writer.request("DELETE", f"{rtype}/{extra.get('id')}")
+        log.warning("a concurrent create duplicated a %s; the extra copies were deleted", rtype)
+
+
+async def _post_provenance(
+    writer: FhirClient, provenance: Json | None, changed: Sequence[str], requests: dict[str, int]
+) -> None:
+    if provenance is None or not changed:
+        return
+    prov = {**provenance, "target": [{"reference": t} for t in changed]}
+    requests["write"] = requests.get("write", 0) + 1
+    await writer.request("POST", "Provenance", json=prov)

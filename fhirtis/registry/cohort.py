@@ -28,6 +28,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from fhirtis.fhir.bundle import PatientResources
 from fhirtis.fhir.derive import Derived
+from fhirtis.fhir.needs import export_types
 from fhirtis.fhir.plan import WritePlan, plan_writes
 from fhirtis.fhir.queries import identifier_of
 from fhirtis.io import FhirClient, FhirClientConfig, FhirClientError, NotFound
@@ -367,15 +368,4 @@ async def export_group(client: FhirClient, group: str, options: CohortOptions) -
     return folder, since is not None
 
 
-EXPORT_TYPES = (
-    "Patient",
-    "Observation",
-    "MedicationAdministration",
-    "Medication",
-    "Condition",
-    "MedicationStatement",
-    "MedicationRequest",
-    "Device",
-    "Procedure",
-    "AdverseEvent",
-)
+EXPORT_TYPES = export_types()  # fhirtis.fhir.needs: what a patient's evaluation reads

@@ -20,7 +20,6 @@ from fhirtis.fhir.bundle import PatientResources
 from fhirtis.io import FhirClientConfig
 from fhirtis.pipeline.offline import Options, evaluate_patient_resources
 from fhirtis.settings import ServiceSettings, Settings
-from tests.e2e.conftest import FhirTestServer
 from tests.e2e.test_run import load
 from tests.fhir.builders import (
     LOINC,
@@ -33,6 +32,7 @@ from tests.fhir.builders import (
     qty,
 )
 from tests.fhir.patients import responder
+from tests.fhir_test_server import FhirTestServer
 
 Json = dict[str, Any]
 SIGN = "/cds-services/fhirtis-ivig-order-sign"

@@ -17,10 +17,10 @@ from pytest_httpx import HTTPXMock
 from fhirtis.api.app import create_app
 from fhirtis.io import FhirClientConfig
 from fhirtis.settings import ServiceSettings, Settings
-from tests.e2e.conftest import FhirTestServer
 from tests.e2e.test_run import load
 from tests.fhir.builders import bundle, patient
 from tests.fhir.patients import responder
+from tests.fhir_test_server import FhirTestServer
 
 OP = "/Patient/p1/$myositis-evaluate"
 AUTH = {"Authorization": "Bearer caller-token"}
@@ -180,6 +180,7 @@ async def test_422_when_nothing_can_be_evaluated(fhir_base: str) -> None:
 
 async def test_upstream_failure_and_timeout(httpx_mock: HTTPXMock) -> None:
     base = "http://fhir.test/fhir"
+    httpx_mock.add_response(url=f"{base}/metadata", status_code=404, json={})
     httpx_mock.add_response(url=base, method="POST", status_code=500, json={})
     async with service(base) as api:
         assert (await api.post(OP, headers=AUTH)).status_code == 502
@@ -193,6 +194,7 @@ async def test_upstream_failure_and_timeout(httpx_mock: HTTPXMock) -> None:
 
 async def test_pass_through_forwards_the_callers_token(httpx_mock: HTTPXMock) -> None:
     base = "http://fhir.test/fhir"
+    httpx_mock.add_response(url=f"{base}/metadata", status_code=404, json={})
     httpx_mock.add_response(url=base, method="POST", status_code=401, json={})
     async with service(base) as api:
         r = await api.post(OP, headers=AUTH)

@@ -10,9 +10,9 @@ import httpx
 from fhirtis.io import FhirClient, FhirClientConfig
 from fhirtis.pipeline.server import PatientRun, RunStatus, run_patient
 from fhirtis.settings import Settings
-from tests.e2e.conftest import FhirTestServer
 from tests.e2e.test_run import load, search
 from tests.fhir.patients import responder
+from tests.fhir_test_server import FhirTestServer
 
 Hook = Callable[[httpx.Request, int], httpx.Response | None]
 

@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.conftest import FhirTestServer
+from tests.fhir_test_server import FhirTestServer
 
 Json = dict[str, Any]
 

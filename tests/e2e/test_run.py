@@ -10,8 +10,8 @@ import httpx
 from fhirtis.io import FhirClient, FhirClientConfig
 from fhirtis.pipeline.server import PatientRun, RunStatus, run_patient
 from fhirtis.settings import Settings
-from tests.e2e.conftest import FhirTestServer
 from tests.fhir.patients import responder
+from tests.fhir_test_server import FhirTestServer
 
 Json = dict[str, Any]
 

@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.conftest import (
+from tests.fhir_test_server import (
     SERVER_DIR,
     SERVER_SCRIPT,
     STARTUP_TIMEOUT_S,

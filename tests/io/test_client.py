@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Callable
 
 import httpx
+import orjson
 import pytest
 from pytest_httpx import HTTPXMock
 
@@ -198,16 +199,44 @@ async def test_owned_http_client_is_closed_and_a_shared_one_is_not(
         assert not shared.is_closed
 
 
-async def test_one_connection_pool_is_reused_across_calls(
-    httpx_mock: HTTPXMock, make_config: ConfigFactory
-) -> None:
-    httpx_mock.add_response(url=PATIENT_URL, json=patient(1), is_reusable=True)
-    async with FhirClient(make_config()) as fhir:
-        http = fhir._http
-        await fhir.read("Patient", "p1")
-        await fhir.read("Patient", "p1")
-        assert fhir._http is http
-    assert len(httpx_mock.get_requests()) == 2
+async def _keep_alive_server(connections: list[tuple[str, int]]) -> asyncio.Server:
+    """A minimal HTTP/1.1 server on 127.0.0.1 answering every request with a Patient, keeping
+    connections open; it records the peer address of each new TCP connection."""
+    body = orjson.dumps(patient(1))
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connections.append(writer.get_extra_info("peername")[:2])
+        try:
+            while await reader.readuntil(b"\r\n\r\n"):
+                writer.write(
+                    b"HTTP/1.1 200 OK\r\nContent-Type: application/fhir+json\r\n"
+                    + f"Content-Length: {len(body)}\r\n\r\n".encode()
+                    + body
+                )
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    return await asyncio.start_server(handle, "127.0.0.1", 0)
+
+
+async def test_one_connection_pool_is_reused_across_calls() -> None:
+    """Sequential reads travel over one kept-alive TCP connection: a client that opened a new
+    connection (or a new pool) per request would show one connection per read here."""
+    connections: list[tuple[str, int]] = []
+    server = await _keep_alive_server(connections)
+    port = server.sockets[0].getsockname()[1]
+    config = FhirClientConfig(base_url=f"http://127.0.0.1:{port}/fhir")
+    async with server, FhirClient(config) as fhir:
+        for _ in range(3):
+            assert (await fhir.read("Patient", "p1"))["id"] == "p1"
+        sequential = len(connections)
+        # concurrent reads may open up to `concurrency` connections, never more
+        await asyncio.gather(*(fhir.read("Patient", "p1") for _ in range(20)))
+    assert sequential == 1
+    assert len(connections) <= config.concurrency
 
 
 async def test_concurrency_limits_requests_in_flight(

@@ -6,6 +6,16 @@ import fhirtis.io
 import fhirtis.io as errors
 
 EXPECTED = {
+    "Capabilities",
+    "Refused",
+    "ReadPlan",
+    "WritePlanShape",
+    "describe_reads",
+    "describe_writes",
+    "is_refusal",
+    "parse_statement",
+    "read_plan",
+    "write_plan",
     "AuthMode",
     "BearerTokenAuth",
     "BulkExportClient",

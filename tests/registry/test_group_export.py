@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from fhirtis.cli import app
 from fhirtis.registry.ledger import Ledger
-from tests.e2e.conftest import FhirTestServer
+from tests.fhir_test_server import FhirTestServer
 from tests.synthetic import make_cohort
 
 runner = CliRunner()

@@ -13,10 +13,8 @@ import pytest
 from fhirtis.api.app import create_app
 from fhirtis.api.web import DEFAULT_CLIENT_ID
 from fhirtis.settings import ServiceSettings, Settings
-from tests.e2e.conftest import FhirTestServer, fhir_base, fhir_server
+from tests.fhir_test_server import FhirTestServer
 from tests.web.auth_server import SmartAuthServer, loopback_socket, serving, url_of
-
-__all__ = ["fhir_base", "fhir_server"]
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [

@@ -1,4 +1,5 @@
-"""Fixtures for end-to-end tests against the in-memory FHIR R4 test server.
+"""The in-memory FHIR R4 test server as a process: start, reset, stats, stop. The session-wide
+fixtures using it are in ``tests/conftest.py``.
 
 The server lives in ``tests/fhir_server`` (Node.js, Medplum's FHIR router). Install it once with::
 
@@ -12,14 +13,13 @@ import selectors
 import shutil
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
 import httpx
 import pytest
 
-REPO_ROOT: Path = Path(__file__).resolve().parents[2]
+REPO_ROOT: Path = Path(__file__).resolve().parents[1]
 SERVER_DIR: Path = REPO_ROOT / "tests" / "fhir_server"
 SERVER_SCRIPT: Path = SERVER_DIR / "server.mjs"
 INSTALL_HINT: str = "npm ci --prefix tests/fhir_server"
@@ -39,8 +39,16 @@ class FhirTestServer:
         self._admin: httpx.Client = httpx.Client(base_url=f"{root_url}/admin", timeout=10.0)
 
     def reset(self) -> None:
-        """Delete every resource (and its history) from the store."""
+        """Delete every resource (and its history) from the store; back to the start-up
+        profile."""
         self._admin.post("/reset").raise_for_status()
+
+    def set_profile(self, profile: str, capability_statement: str = "truthful") -> None:
+        """Switch the server's vendor profile (and how its CapabilityStatement behaves:
+        truthful, lie, missing, malformed) until the next :meth:`reset`."""
+        self._admin.post(
+            "/profile", json={"profile": profile, "capabilityStatement": capability_statement}
+        ).raise_for_status()
 
     def reset_stats(self) -> None:
         """Zero the request counters."""
@@ -124,9 +132,9 @@ def _wait_until_ready(root_url: str, process: subprocess.Popen[str], deadline: f
     return False
 
 
-@pytest.fixture(scope="session")
-def fhir_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FhirTestServer]:
-    """Start the FHIR test server once per session on a free port."""
+def start_fhir_test_server(log_dir: Path, *extra_args: str) -> FhirTestServer:
+    """Start ``server.mjs`` on a free port (``extra_args``: e.g. ``--profile oracle-like``);
+    fails the test (pytest.fail) with the server log when it cannot start."""
     node = shutil.which("node")
     if node is None:
         pytest.fail("Node.js (>= 20.19) is required for the e2e tests but `node` is not on PATH.")
@@ -136,10 +144,18 @@ def fhir_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FhirTestSe
             f"is missing). Run `{INSTALL_HINT}` from the repository root."
         )
 
-    log_path = tmp_path_factory.mktemp("fhir_server") / "server.log"
+    log_path = log_dir / "server.log"
     with log_path.open("w", encoding="utf-8") as log_file:
         process: subprocess.Popen[str] = subprocess.Popen(
-            [node, str(SERVER_SCRIPT), "--port", "0", "--watch-stdin", "--log-requests"],
+            [
+                node,
+                str(SERVER_SCRIPT),
+                "--port",
+                "0",
+                "--watch-stdin",
+                "--log-requests",
+                *extra_args,
+            ],
             cwd=SERVER_DIR,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
@@ -158,16 +174,4 @@ def fhir_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FhirTestSe
             f"If dependencies are missing, run `{INSTALL_HINT}`.\nServer log:\n{log}"
         )
 
-    server = FhirTestServer(process, root_url, log_path)
-    try:
-        yield server
-    finally:
-        server.close()
-
-
-@pytest.fixture
-def fhir_base(fhir_server: FhirTestServer) -> str:
-    """An empty store with zeroed statistics; returns the FHIR base URL."""
-    fhir_server.reset()
-    fhir_server.reset_stats()
-    return fhir_server.base_url
+    return FhirTestServer(process, root_url, log_path)

@@ -1,0 +1,93 @@
+"""``fhirtis capabilities``: what fhirtis will do with a FHIR server (read plan, write plan, what
+it cannot write), decided from the server's CapabilityStatement."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import orjson
+import typer
+from rich.console import Console
+
+from fhirtis.cli._common import EXIT_BAD_INPUT, fhir_config
+from fhirtis.fhir.derive import DERIVED_TYPES
+from fhirtis.io import (
+    FhirClient,
+    FhirClientConfig,
+    FhirClientError,
+    describe_reads,
+    describe_writes,
+    read_plan,
+    write_plan,
+)
+from fhirtis.settings import load_settings
+
+
+def capabilities(
+    server: Annotated[
+        str | None, typer.Option("--server", help="FHIR base URL (else FHIRTIS_FHIR__BASE_URL).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    settings_file: Annotated[
+        Path | None, typer.Option("--settings", help="Settings file (TOML or JSON).")
+    ] = None,
+) -> None:
+    """Read a FHIR server's CapabilityStatement and print what fhirtis will do with it: how it
+    reads a patient, how it writes derived resources, and what it cannot write there. Exit 0,
+    or 1 when the server cannot be reached."""
+    err = Console(stderr=True)
+    try:
+        config = fhir_config(load_settings(settings_file), server)
+        if config is None:
+            raise ValueError("no FHIR server: give --server or FHIRTIS_FHIR__BASE_URL")
+    except (ValueError, FileNotFoundError) as exc:
+        err.print(f"fhirtis capabilities: {exc}", markup=False)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    try:
+        lines, record = asyncio.run(_describe(config))
+    except FhirClientError as exc:
+        err.print(f"fhirtis capabilities: {exc}", markup=False)
+        raise typer.Exit(1) from None
+    if as_json:
+        sys.stdout.write(orjson.dumps(record).decode() + "\n")
+    else:
+        for line in lines:
+            Console().print(line, markup=False, highlight=False)
+
+
+async def _describe(config: FhirClientConfig) -> tuple[list[str], dict[str, object]]:
+    async with FhirClient(config) as client:
+        reader = await client.capabilities()
+        writer = client.writer()
+        caps = reader if writer is client else await writer.capabilities()
+    lines = describe_reads(reader, config.page_size)
+    if writer is not client:
+        lines.append(f"writes go to {config.write_base_url} (capabilities: from {caps.source})")
+    lines += describe_writes(caps, DERIVED_TYPES)
+    reads = read_plan(reader, config.page_size)
+    writes = write_plan(caps, DERIVED_TYPES)
+    record: dict[str, object] = {
+        "server": config.base_url,
+        "write_server": config.write_base_url or config.base_url,
+        "source": reader.source,
+        "notes": list(reader.notes),
+        "read": {
+            "mode": reads.mode,
+            "searches": {
+                t: None
+                if c is None
+                else {"patient": c.patient_param, "include": c.include, "count": c.count}
+                for t, c in reads.choices.items()
+            },
+            "not_read": dict(reads.skipped),
+        },
+        "write": {
+            "mode": writes.mode,
+            "conditional_create": dict(writes.conditional_create),
+            "not_written": dict(writes.not_written),
+        },
+    }
+    return lines, record

@@ -1,0 +1,158 @@
+"""What one patient's evaluation reads: the single list (pure).
+
+Three users derive their requests from it, so the list cannot drift:
+
+- the server pipeline's searches (:mod:`fhirtis.fhir.queries`, adapted per server by the read
+  plan of :mod:`fhirtis.io`),
+- the CDS Hooks prefetch templates (:func:`prefetch_queries`),
+- the Bulk Data ``$export`` ``_type`` list of the cohort (:func:`export_types`).
+
+A :class:`Need` is one resource type searched by patient: the search parameters that name the
+patient (in order of preference: a server may support only some of them), the ``_include`` that
+brings the resources it references (the Medications), and for Observations the code groups.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from urllib.parse import quote
+
+from fhirtis.fhir.codes import CORE_SET_SYSTEM, Terminology
+from fhirtis.fhir.extract import CORE_SET_CODES, ENZYME_VALUE_SETS
+
+__all__ = [
+    "NEEDS",
+    "OBSERVATION_VALUE_SETS",
+    "PATIENT",
+    "Need",
+    "export_types",
+    "observation_code_groups",
+    "observation_codes",
+    "prefetch_queries",
+    "token",
+]
+
+PATIENT = "Patient"
+
+
+@dataclass(frozen=True)
+class Need:
+    """One resource type of a patient's record that the evaluation reads."""
+
+    key: str  # the CDS Hooks prefetch key (Observations: one key per code group)
+    resource_type: str
+    patient_params: tuple[str, ...]  # search parameters naming the patient, preferred first
+    include: str | None = None  # e.g. "MedicationAdministration:medication"
+    by_code: bool = False  # searched with the Observation codes fhirtis maps
+
+    @property
+    def included_type(self) -> str | None:
+        """The resource type ``include`` brings (the target of the reference)."""
+        return None if self.include is None else "Medication"
+
+
+#: Every search of one patient's record, in the order they are sent. The Patient itself is
+#: read by id before these (see :data:`PATIENT`).
+NEEDS: tuple[Need, ...] = (
+    Need("measures", "Observation", ("subject", "patient"), by_code=True),
+    Need(
+        "administrations",
+        "MedicationAdministration",
+        ("subject", "patient"),
+        "MedicationAdministration:medication",
+    ),
+    Need("conditions", "Condition", ("subject", "patient")),
+    Need(
+        "medicationStatements",
+        "MedicationStatement",
+        ("subject", "patient"),
+        "MedicationStatement:medication",
+    ),
+    Need(
+        "medicationRequests",
+        "MedicationRequest",
+        ("subject", "patient"),
+        "MedicationRequest:medication",
+    ),
+    Need("devices", "Device", ("patient",)),
+    Need("procedures", "Procedure", ("subject", "patient")),
+    Need("adverseEvents", "AdverseEvent", ("subject",)),
+)
+
+#: Observation value sets read beside the core set (weight, height and BMI for dosing).
+OBSERVATION_VALUE_SETS = (*ENZYME_VALUE_SETS, "body-weight", "body-height", "body-mass-index")
+
+# The CDS prefetch reads the latest few weights, heights and BMIs (newest first) and all
+# measures; the value set of each "latest" group and how many it keeps.
+_LATEST: tuple[tuple[str, str, int], ...] = (
+    ("weights", "body-weight", 5),
+    ("height", "body-height", 3),
+    ("bmi", "body-mass-index", 3),
+)
+
+
+def token(system: str, code: str) -> str:
+    """A ``system|code`` token for a search URL."""
+    return quote(f"{system}|{code}", safe="|:/")
+
+
+def observation_codes(terminology: Terminology) -> list[tuple[str, str]]:
+    """Every Observation code the evaluation reads: the core set, the enzymes, weight, height,
+    BMI, and a site's mapped local codes."""
+    codes = [(CORE_SET_SYSTEM, c) for c in CORE_SET_CODES]
+    for vs in OBSERVATION_VALUE_SETS:
+        codes.extend(sorted(terminology.value_set(vs).codes))
+    codes.extend(source for source in sorted(terminology.concept_map))
+    return codes
+
+
+def observation_code_groups(terminology: Terminology) -> dict[str, set[tuple[str, str]]]:
+    """The same codes split into the CDS prefetch groups: weights, height, bmi and measures (a
+    site's local codes join the group of the code they map to)."""
+    sets = {key: terminology.value_set(vs) for key, vs, _ in _LATEST}
+    groups: dict[str, set[tuple[str, str]]] = {key: set(vs.codes) for key, vs in sets.items()}
+    groups["measures"] = {(CORE_SET_SYSTEM, c) for c in CORE_SET_CODES}
+    for vs in ENZYME_VALUE_SETS:
+        groups["measures"] |= terminology.value_set(vs).codes
+    for source, target in terminology.concept_map.items():
+        key = next((k for k, vs in sets.items() if vs.contains(*target)), "measures")
+        groups[key].add(source)
+    return groups
+
+
+def prefetch_queries(terminology: Terminology, patient: str) -> list[tuple[str, str, bool]]:
+    """CDS Hooks prefetch templates as (key, query, all pages wanted); ``patient`` is the
+    template token (``{{context.patientId}}``). "Latest n" queries want only their first page."""
+    groups = observation_code_groups(terminology)
+
+    def codes(key: str) -> str:
+        return ",".join(token(s, c) for s, c in sorted(groups[key]))
+
+    out = [("patient", f"{PATIENT}/{patient}", False)]
+    for need in NEEDS:
+        param = "patient" if "patient" in need.patient_params else need.patient_params[0]
+        who = f"{param}={patient}" if param == "patient" else f"{param}=Patient/{patient}"
+        query = f"{need.resource_type}?{who}"
+        if need.by_code:
+            for key, _, latest in _LATEST:
+                out.append((key, f"{query}&code={codes(key)}&_sort=-date&_count={latest}", False))
+            query += f"&code={codes('measures')}"
+        if need.include is not None:
+            query += f"&_include={need.include}"
+        out.append((need.key, query, True))
+    return out
+
+
+def export_types() -> tuple[str, ...]:
+    """The Bulk Data ``_type`` list: the Patient, every searched type and what they include."""
+    out: list[str] = [PATIENT]
+    for need in NEEDS:
+        _add(out, (need.resource_type, need.included_type))
+    return tuple(out)
+
+
+def _add(out: list[str], types: Iterable[str | None]) -> None:
+    for t in types:
+        if t is not None and t not in out:
+            out.append(t)

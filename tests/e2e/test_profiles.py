@@ -1,0 +1,138 @@
+"""fhirtis against every vendor profile of the test server: the same clinical result; only the
+requests differ, and what a server cannot store is reported, not attempted."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import httpx
+import pytest
+from typer.testing import CliRunner
+
+from fhirtis.cli import app
+from fhirtis.fhir.derive import DERIVED_TYPES
+from tests.e2e.test_run import load
+from tests.fhir.patients import responder
+from tests.fhir_test_server import FhirTestServer
+
+Json = dict[str, Any]
+LACKS: dict[str, set[str]] = {
+    "full": set(),
+    "google-like": set(),
+    "no-transaction": set(),
+    "read-only-for-derived-types": {"Flag", "DetectedIssue", "AdverseEvent", "Provenance"},
+    "oracle-like": {"Flag", "DetectedIssue", "AdverseEvent"},
+}
+PROFILES = sorted(LACKS)
+WRITTEN = (*DERIVED_TYPES, "Provenance")
+
+
+def _counts(server: FhirTestServer) -> dict[str, int]:
+    resources: dict[str, int] = server.stats()["resources"]
+    return {t: resources.get(t, 0) for t in WRITTEN}
+
+
+def _cli_run(base: str, *extra: str) -> tuple[int, Json]:
+    result = CliRunner().invoke(app, ["run", "--patient", "p1", "--server", base, "--json", *extra])
+    return result.exit_code, json.loads(result.stdout)
+
+
+@pytest.fixture(scope="module")
+def full_written(fhir_server: FhirTestServer) -> dict[str, int]:
+    """What `fhirtis run --write` stores on the full profile (the reference)."""
+    fhir_server.reset()
+    load(fhir_server.base_url, responder(dvt_after_cycle=2))
+    before = _counts(fhir_server)
+    code, _ = _cli_run(fhir_server.base_url, "--write")
+    assert code == 0
+    after = _counts(fhir_server)
+    return {t: after[t] - before[t] for t in WRITTEN}
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_run_write_then_rerun_commits_nothing(
+    fhir_server: FhirTestServer, fhir_base: str, full_written: dict[str, int], profile: str
+) -> None:
+    load(fhir_base, responder(dvt_after_cycle=2))  # loaded on the full profile
+    fhir_server.set_profile(profile)
+    before = _counts(fhir_server)
+    code, out = _cli_run(fhir_base, "--write")
+    run = out["runs"][0]
+    assert run["status"] == "written", run.get("error")
+    assert code == 0
+    written = {t: _counts(fhir_server)[t] - before[t] for t in WRITTEN}
+    expected = {t: (0 if t in LACKS[profile] else n) for t, n in full_written.items()}
+    assert written == expected
+    not_written = {n["resourceType"] for n in run.get("not_written", [])}
+    assert not_written == {t for t in LACKS[profile] if full_written[t]}
+    for n in run.get("not_written", []):
+        if n["resourceType"] in {"Flag", "DetectedIssue"}:
+            assert n["reason"].startswith("the server does not")
+    fhir_server.reset_stats()
+    code, out = _cli_run(fhir_base, "--write")
+    assert out["runs"][0]["status"] == "unchanged"
+    assert fhir_server.stats()["committed_writes"] == 0
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_operation_with_write_per_profile(
+    fhir_server: FhirTestServer, fhir_base: str, full_written: dict[str, int], profile: str
+) -> None:
+    from tests.api.test_evaluate_api import AUTH, OP, service  # noqa: PLC0415
+
+    load(fhir_base, responder(dvt_after_cycle=2))
+    fhir_server.set_profile(profile)
+
+    async def go() -> httpx.Response:
+        async with service(fhir_base) as api:
+            body = {
+                "resourceType": "Parameters",
+                "parameter": [{"name": "write", "valueBoolean": True}],
+            }
+            return await api.post(OP, headers=AUTH, json=body)
+
+    before = _counts(fhir_server)
+    r = asyncio.run(go())
+    assert r.status_code == 200, r.text
+    written = {t: _counts(fhir_server)[t] - before[t] for t in WRITTEN}
+    assert written == {t: (0 if t in LACKS[profile] else n) for t, n in full_written.items()}
+    issues = r.json()["entry"][0]["resource"]["issue"]
+    reported = [i for i in issues if i["code"] == "not-supported"]
+    for t in LACKS[profile] - {"Provenance"}:
+        if full_written[t]:
+            assert any(
+                f"{t} " in i["diagnostics"] and "not written" in i["diagnostics"] for i in reported
+            )
+
+
+@pytest.mark.parametrize("statement", ["lie", "missing", "malformed"])
+def test_a_bad_capability_statement_falls_back(
+    fhir_server: FhirTestServer, fhir_base: str, full_written: dict[str, int], statement: str
+) -> None:
+    load(fhir_base, responder(dvt_after_cycle=2))
+    fhir_server.set_profile("no-transaction", statement)
+    before = _counts(fhir_server)
+    _, out = _cli_run(fhir_base, "--write")
+    assert out["runs"][0]["status"] == "written", out["runs"][0].get("error")
+    written = {t: _counts(fhir_server)[t] - before[t] for t in WRITTEN}
+    assert written == full_written
+    result = CliRunner().invoke(app, ["capabilities", "--server", fhir_base])
+    assert result.exit_code == 0
+    assert "read plan:" in result.stdout and "write plan:" in result.stdout
+
+
+def test_capabilities_command_on_oracle_like(fhir_server: FhirTestServer, fhir_base: str) -> None:
+    fhir_server.set_profile("oracle-like")
+    result = CliRunner().invoke(app, ["capabilities", "--server", fhir_base, "--json"])
+    assert result.exit_code == 0
+    record = json.loads(result.stdout)
+    assert record["read"]["mode"] == "get"
+    ma = record["read"]["searches"]["MedicationAdministration"]
+    assert ma == {"patient": "patient", "include": False, "count": 100}
+    assert record["read"]["searches"]["Observation"]["count"] == 100
+    assert record["read"]["searches"]["AdverseEvent"] is None
+    assert record["write"]["mode"] == "single"
+    assert record["write"]["conditional_create"]["Observation"] is False
+    assert record["write"]["not_written"]["Flag"] == "the server does not support Flag"
