@@ -64,6 +64,7 @@ def visit(
         "category": category,
         "possible_categories": [],
         "missing_measures": ["haq"] if partial else [],
+        "measures": {},
         "deterioration": bool(confirmed),
         "confirmed_deterioration": confirmed,
         "responder": None,
@@ -102,6 +103,7 @@ def record(
     ]
     return {
         "patient": f"Patient/{ref}",
+        "as_of": "2024-06-01T00:00:00+00:00",
         "population": population,
         "population_reason": "adult-default",
         "baseline": BASE.isoformat(),
@@ -136,6 +138,7 @@ def record(
         },
         "issues": [],
         "notes": [],
+        "policy": {},
     }
 
 

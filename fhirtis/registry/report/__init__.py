@@ -1,6 +1,6 @@
 """The registry report of a cohort, in the manner of ProDERM (NEJM 2022; Arthritis Res Ther 2024).
 
-Input: the per-patient summary records of :func:`fhirtis.pipeline.records.patient_summary`, as
+Input: the per-patient summary records (:class:`fhirtis.pipeline.records.PatientSummary`), as
 `fhirtis evaluate --json` prints them (``{"results": [...]}``) or as NDJSON (one record a line,
 what `fhirtis cohort --summaries` writes). No FHIR is read here: :func:`load_summaries` reads
 the records, :func:`build_report` computes the :class:`Report`, and the writers print it

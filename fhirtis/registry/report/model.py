@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from fhirtis.clinical.policy import Population
 from fhirtis.clinical.tis import THRESHOLDS, categories_between
+from fhirtis.pipeline.records import AssessmentRecord, PatientSummary
 from fhirtis.registry.report.stats import (
     Proportion,
     Spread,
@@ -79,120 +80,45 @@ class _Patient:
     events: tuple[_Event, ...]
 
 
-def _dec(value: Any, where: str) -> Decimal:
-    if isinstance(value, bool) or not isinstance(value, int | float | Decimal | str):
-        raise ReportInputError(f"{where}: expected a number, got {value!r}")
-    try:
-        out = Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
-    except ArithmeticError:
-        raise ReportInputError(f"{where}: not a number: {value!r}") from None
-    if not out.is_finite():
-        raise ReportInputError(f"{where}: not a finite number: {value!r}")
-    return out
-
-
-def _opt_dec(value: Any, where: str) -> Decimal | None:
-    return None if value is None else _dec(value, where)
-
-
-def _day(value: Any, where: str) -> date:
-    try:
-        return date.fromisoformat(str(value)[:10])
-    except ValueError:
-        raise ReportInputError(f"{where}: not a date: {value!r}") from None
-
-
-def _opt_bool(value: Any, where: str) -> bool | None:
-    if value is None or isinstance(value, bool):
-        return value
-    raise ReportInputError(f"{where}: expected true, false or null, got {value!r}")
-
-
-def _assessment(a: Json, where: str) -> _Assessment:
-    partial = bool(a.get("partial", False))
-    tis = _opt_dec(a.get("tis"), f"{where}.tis")
-    lower = _opt_dec(a.get("tis_lower"), f"{where}.tis_lower")
-    upper = _opt_dec(a.get("tis_upper"), f"{where}.tis_upper")
-    if partial:
-        if lower is None or upper is None:
-            raise ReportInputError(f"{where}: a partial TIS needs tis_lower and tis_upper")
-        tis = None  # a partial TIS is never a plain number
-    else:
-        if tis is None:
-            raise ReportInputError(f"{where}: a complete TIS needs tis")
-        if (lower is not None and lower != tis) or (upper is not None and upper != tis):
-            raise ReportInputError(f"{where}: tis_lower/tis_upper differ from a complete tis")
-        lower = upper = tis
-    if lower > upper:
-        raise ReportInputError(f"{where}: tis_lower > tis_upper")
+def _assessment(a: AssessmentRecord) -> _Assessment:
+    lower, upper = a.bounds
     return _Assessment(
-        day=_day(a["date"], f"{where}.date"),
-        tis=tis,
+        day=a.date,
+        tis=None if a.partial else a.tis,  # a partial TIS is never a plain number
         lower=lower,
         upper=upper,
-        partial=partial,
-        recorded_category=a.get("category"),
-        confirmed=_opt_bool(a.get("confirmed_deterioration"), f"{where}.confirmed_deterioration"),
-        recorded_responder=_opt_bool(a.get("responder"), f"{where}.responder"),
+        partial=a.partial,
+        recorded_category=a.category,
+        confirmed=a.confirmed_deterioration,
+        recorded_responder=a.responder,
     )
 
 
-def _patient(record: Json, position: int) -> _Patient:
+def _patient(record: Any, position: int) -> _Patient:
+    """A summary record (validated by :class:`PatientSummary`) as the report needs it."""
     if not isinstance(record, dict):
         raise ReportInputError(f"record {position}: not a JSON object")
     ref = str(record.get("patient") or f"record {position}")
     try:
-        try:
-            population = Population(record["population"])
-        except ValueError:
-            raise ReportInputError(
-                f"{ref}: population must be adult or juvenile, got {record['population']!r}"
-            ) from None
-        assessments = tuple(
-            sorted(
-                (
-                    _assessment(a, f"{ref}: assessments[{i}]")
-                    for i, a in enumerate(record.get("assessments") or [])
-                ),
-                key=lambda a: a.day,
-            )
-        )
-        ivig = record.get("ivig") or {}
-        cycles = tuple(
-            _Cycle(
-                int(c["index"]),
-                _opt_dec(c.get("max_rate_mg_kg_min"), f"{ref}: cycle {c['index']} rate"),
-            )
-            for c in ivig.get("cycles") or []
-        )
-        thr = record.get("thrombosis") or {}
-        events = tuple(
-            _Event(str(e["kind"]), bool(e.get("early")), tuple(int(i) for i in e["cycles"]))
-            for e in thr.get("associated_events") or []
-        )
-        cycle_count = int(ivig.get("cycle_count", len(cycles)))
-        baseline = record.get("baseline")
-        confirmed = record.get("confirmed_deterioration")
-        return _Patient(
-            ref=ref,
-            population=population,
-            baseline=None if baseline is None else _day(baseline, f"{ref}: baseline"),
-            assessments=assessments,
-            confirmed_on=None if confirmed is None else _day(confirmed, f"{ref}: confirmed"),
-            cycle_count=cycle_count,
-            cumulative_grams=_opt_dec(ivig.get("cumulative_grams"), f"{ref}: cumulative_grams"),
-            cumulative_g_per_kg=_opt_dec(
-                ivig.get("cumulative_g_per_kg"), f"{ref}: cumulative_g_per_kg"
-            ),
-            cycles=cycles,
-            risk_factors=tuple(str(f) for f in thr.get("risk_factors") or []),
-            rate_findings=len(thr.get("rate_findings") or []),
-            events=events,
-        )
-    except (KeyError, TypeError, AttributeError) as exc:
-        raise ReportInputError(
-            f"{ref}: not a summary record ({type(exc).__name__}: {exc})"
-        ) from None
+        s = PatientSummary.read(record)
+    except ValueError as exc:
+        raise ReportInputError(f"{ref}: not a summary record: {exc}") from None
+    return _Patient(
+        ref=s.patient,
+        population=Population(s.population),
+        baseline=s.baseline,
+        assessments=tuple(sorted((_assessment(a) for a in s.assessments), key=lambda a: a.day)),
+        confirmed_on=s.confirmed_deterioration,
+        cycle_count=s.ivig.cycle_count,
+        cumulative_grams=s.ivig.cumulative_grams,
+        cumulative_g_per_kg=s.ivig.cumulative_g_per_kg,
+        cycles=tuple(_Cycle(c.index, c.max_rate_mg_kg_min) for c in s.ivig.cycles),
+        risk_factors=tuple(s.thrombosis.risk_factors),
+        rate_findings=len(s.thrombosis.rate_findings),
+        events=tuple(
+            _Event(e.kind, e.early, tuple(e.cycles)) for e in s.thrombosis.associated_events
+        ),
+    )
 
 
 def _ndjson(text: str, p: Path) -> list[Json]:
