@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from decimal import Decimal
+from functools import lru_cache
 from typing import Annotated, Any, ClassVar, Self
 
 from pydantic import (
@@ -29,7 +30,7 @@ from pydantic import (
 
 from fhirtis.clinical.notes import Note
 from fhirtis.clinical.patient import PatientEvaluation
-from fhirtis.clinical.policy import Population
+from fhirtis.clinical.policy import Policy, Population
 from fhirtis.clinical.tis import percent_text
 from fhirtis.fhir.outcome import Issue
 
@@ -214,6 +215,11 @@ class PatientSummary(_Record):
         return summary
 
 
+@lru_cache(maxsize=64)
+def _policy_record(policy: Policy) -> dict[str, str]:
+    return policy.as_record()
+
+
 def _q(value: Decimal | None, places: int = 4) -> Decimal | None:
     if value is None:
         return None
@@ -326,7 +332,7 @@ def summarise(
         ),
         issues=[_issue(i) for i in issues],
         notes=_notes(course.notes) + _notes(exposure.all_notes()) + _notes(thr.notes),
-        policy=evaluation.policy.as_record(),
+        policy=_policy_record(evaluation.policy),
     )
 
 
