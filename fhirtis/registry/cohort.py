@@ -246,6 +246,8 @@ async def run_ndjson(
     ranges = byte_ranges(folder)
     key = run_key(settings, "" if client is None else str(client.config.base_url))
     workers = options.workers or os.cpu_count() or 1
+    if options.engine == "dask" and len(ranges) < 4 * workers:  # enough reading tasks for all
+        ranges = byte_ranges(folder, max(1 << 20, total_bytes(ranges) // (4 * workers)))
     partitions = options.partitions or partition_count(total_bytes(ranges), workers)
     out_dir = options.work_dir / "partitions"
     if out_dir.exists():
