@@ -55,7 +55,7 @@ from fhirtis.registry.report.model import (
     build_report,
     load_summaries,
 )
-from fhirtis.registry.report.plots import PLOT_FILES, write_plots
+from fhirtis.registry.report.plots import PLOT_FILES, figures, write_plots
 from fhirtis.registry.report.render import CSV_COLUMNS, print_report, write_csv, write_json
 from fhirtis.registry.report.stats import (
     Proportion,
@@ -85,6 +85,7 @@ __all__ = [
     "Trajectory",
     "TrajectoryPoint",
     "build_report",
+    "figures",
     "load_summaries",
     "print_report",
     "round_half_up",

@@ -376,6 +376,9 @@ class Report:
     options: ReportOptions
     warnings: tuple[str, ...]
 
+    def population_count(self, population: Population) -> int:
+        return self.adult if population is Population.ADULT else self.juvenile
+
     def as_record(self) -> Json:
         """The summary (no per-patient rows) as plain data; Decimals stay Decimals."""
         return {

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -29,13 +28,19 @@ _POP_COLOURS = {"adult": "#2b2b2b", "juvenile": "#d95f02"}
 _BIN = 5
 
 
-def _plot_categories(report: Report, path: Path) -> None:
-    fig = Figure(figsize=(12, 5.2), layout="constrained")
-    ax, bx = fig.subplots(1, 2, width_ratios=(2.3, 1))
+def _populations(report: Report) -> list[Population]:
+    present = [p for p in (Population.ADULT, Population.JUVENILE) if report.population_count(p)]
+    return present or [Population.ADULT]
+
+
+def _histogram(ax: Axes, report: Report, population: Population) -> None:
+    """Last-visit TIS of one population, coloured by category, against its own thresholds."""
     n_bins = 100 // _BIN
     counts = {c: [0] * n_bins for c in CATEGORIES}
     complete = partial = 0
     for row in report.rows:
+        if row.population != population.value:
+            continue
         if row.last_tis is None or row.last_category not in counts:
             partial += row.last_partial is True
             continue
@@ -58,51 +63,48 @@ def _plot_categories(report: Report, path: Path) -> None:
         )
         bottom = [b + h for b, h in zip(bottom, counts[c], strict=True)]
     top = max(bottom, default=0) or 1
-    ax.set_ylim(0, top * 1.2)
-    handles: list[Any] = [Patch(color=COLOURS[c], label=c) for c in CATEGORIES]
-    for t, name in zip(THRESHOLDS[Population.ADULT], ("minimal", "moderate", "major"), strict=True):
-        ax.axvline(float(t), color="black", linestyle="--", linewidth=1.2)
+    ax.set_ylim(0, top * 1.25)
+    colour = _POP_COLOURS[population.value]
+    for t, name in zip(THRESHOLDS[population], ("minimal", "moderate", "major"), strict=True):
+        ax.axvline(float(t), color=colour, linestyle="--", linewidth=1.2, gid=f"threshold-{name}")
         ax.text(
             float(t) + 0.8,
-            top * 1.17,
-            f"adult {name}\n≥ {number_text(t)}",
+            top * 1.22,
+            f"{name}\n≥ {number_text(t)}",
             fontsize=8,
             va="top",
             ha="left",
             bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.85, "pad": 1.5},
         )
-    handles.append(Line2D([], [], color="black", linestyle="--", label="adult thresholds"))
-    if report.juvenile:
-        for t in THRESHOLDS[Population.JUVENILE]:
-            ax.axvline(float(t), color=_POP_COLOURS["juvenile"], linestyle=":", linewidth=1.2)
-        handles.append(
-            Line2D(
-                [],
-                [],
-                color=_POP_COLOURS["juvenile"],
-                linestyle=":",
-                label="juvenile thresholds (30/45/70)",
-            )
-        )
     ax.set_xlim(0, 100)
     ax.set_xticks(range(0, 101, 10))
     ax.yaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_xlabel("Total Improvement Score at last follow-up (bins of 5; left edge included)")
+    ax.set_xlabel("TIS at last follow-up (bins of 5; left edge included)")
     ax.set_ylabel("patients")
+    limits = "/".join(number_text(t) for t in THRESHOLDS[population])
     ax.set_title(
-        f"Last-visit TIS, coloured by each patient's category (n={complete} complete; "
-        f"{partial} partial TIS not shown as a number)",
+        f"{population.value} (thresholds {limits}): n={complete} complete, "
+        f"{partial} partial TIS not shown as a number",
         fontsize=10,
     )
-    ax.legend(
-        handles=handles,
-        loc="upper center",
-        bbox_to_anchor=(0.5, -0.13),
-        ncol=len(handles),
-        fontsize=8,
-        frameon=False,
-    )
 
+
+def _plot_categories(report: Report) -> Figure:
+    pops_present = _populations(report)
+    fig = Figure(figsize=(12, 4.2 * len(pops_present) + 1), layout="constrained")
+    grid = fig.add_gridspec(len(pops_present), 2, width_ratios=(2.3, 1))
+    for i, population in enumerate(pops_present):
+        ax = fig.add_subplot(grid[i, 0])
+        ax.set_gid(f"tis-{population.value}")
+        _histogram(ax, report, population)
+    bx = fig.add_subplot(grid[:, 1])
+    bx.set_gid("categories")
+    handles: list[Any] = [Patch(color=COLOURS[c], label=c) for c in CATEGORIES]
+    handles += [
+        Line2D([], [], color=_POP_COLOURS[p.value], linestyle="--", label=f"{p.value} thresholds")
+        for p in pops_present
+    ]
+    fig.legend(handles=handles, loc="outside lower center", ncol=len(handles), fontsize=8)
     pops = [("adult", report.adult), ("juvenile", report.juvenile)]
     pops = [(name, n) for name, n in pops if n]
     labels = [f"{name}\n(n={n})" for name, n in pops]
@@ -157,26 +159,24 @@ def _plot_categories(report: Report, path: Path) -> None:
     if not pops:
         bx.set_xticks([])
         bx.text(0.5, 0.5, "no patients", transform=bx.transAxes, ha="center", va="center")
-    fig.savefig(path, dpi=110)
+    return fig
 
 
-def _plot_trajectories(report: Report, path: Path) -> None:
-    fig = Figure(figsize=(11, 6), layout="constrained")
-    ax: Axes = fig.subplots()
-    minimal, moderate, major = (float(t) for t in THRESHOLDS[Population.ADULT])
+def _trajectories(ax: Axes, report: Report, population: Population, max_weeks: float) -> None:
+    """One population's TIS over time, on the category bands of its own thresholds."""
+    minimal, moderate, major = (float(t) for t in THRESHOLDS[population])
     bands = (
         (0.0, minimal, "none", f"none (<{minimal:g})"),
         (minimal, moderate, "minimal", f"minimal ({minimal:g}–<{moderate:g})"),
         (moderate, major, "moderate", f"moderate ({moderate:g}–<{major:g})"),
         (major, 100.0, "major", f"major (≥{major:g})"),
     )
-    max_weeks = max((float(pt.weeks) for t in report.trajectories for pt in t.points), default=1.0)
     for low, high, c, label in bands:
-        ax.axhspan(low, high, color=COLOURS[c], alpha=0.22, linewidth=0)
+        ax.axhspan(low, high, color=COLOURS[c], alpha=0.22, linewidth=0, gid=f"band-{c}")
         ax.text(max_weeks * 1.025, (low + high) / 2, label, fontsize=8, va="center", ha="left")
-    counts = Counter(t.population for t in report.trajectories)
-    for t in report.trajectories:
-        colour = _POP_COLOURS.get(t.population, "black")
+    colour = _POP_COLOURS[population.value]
+    mine = [t for t in report.trajectories if t.population == population.value]
+    for t in mine:
         xs = [float(pt.weeks) for pt in t.points if not pt.partial]
         ys = [float(pt.lower) for pt in t.points if not pt.partial]
         ax.plot(xs, ys, color=colour, linewidth=0.6, alpha=0.35, marker="o", markersize=1.5)
@@ -191,77 +191,76 @@ def _plot_trajectories(report: Report, path: Path) -> None:
                     alpha=0.3,
                 )
     handles: list[Any] = [
-        Line2D([], [], color=_POP_COLOURS[p], linewidth=1.2, label=f"{p} (n={counts[p]})")
-        for p in ("adult", "juvenile")
-        if counts[p]
-    ]
-    handles.append(
-        Line2D(
-            [],
-            [],
-            color="grey",
-            linewidth=0,
-            marker="|",
-            markersize=12,
-            label="partial TIS: interval [lower, upper]",
-        )
-    )
+        Line2D([], [], color=colour, linewidth=1.2, label=f"{population.value} (n={len(mine)})"),
+        Line2D([], [], color="grey", linewidth=0, marker="|", markersize=12,
+               label="partial TIS: interval [lower, upper]"),
+    ]  # fmt: skip
     ax.legend(handles=handles, loc="upper left", fontsize=8, framealpha=0.9)
     ax.set_xlim(0, max_weeks * 1.2)
     ax.set_ylim(0, 100)
     ax.set_xlabel("weeks since baseline")
     ax.set_ylabel("Total Improvement Score")
-    ax.set_title(
-        "TIS trajectories per patient (bands: adult thresholds 20/40/60; juvenile criteria "
-        "use 30/45/70)",
-        fontsize=10,
-    )
-    fig.savefig(path, dpi=110)
+    limits = "/".join(f"{float(t):g}" for t in THRESHOLDS[population])
+    ax.set_title(f"TIS trajectories, {population.value} (bands: {limits})", fontsize=10)
 
 
-def _plot_tee(report: Report, path: Path) -> None:
-    fig = Figure(figsize=(8, 5.4), layout="constrained")
-    ax: Axes = fig.subplots()
+def _plot_trajectories(report: Report) -> Figure:
+    pops = _populations(report)
+    fig = Figure(figsize=(11, 4.6 * len(pops)), layout="constrained")
+    axes = fig.subplots(len(pops), 1, squeeze=False)
+    max_weeks = max((float(pt.weeks) for t in report.trajectories for pt in t.points), default=1.0)
+    for ax, population in zip(axes[:, 0], pops, strict=True):
+        ax.set_gid(f"trajectories-{population.value}")
+        _trajectories(ax, report, population, max_weeks or 1.0)
+    return fig
+
+
+def _plot_tee(report: Report) -> Figure:
+    """TEE per 100 cycles by rate stratum. Readable when one stratum holds nearly all cycles:
+    each stratum's counts are in its tick label (not floating above a bar of any height), the
+    y axis is set by the confidence intervals, and a second panel shows the cycles themselves
+    on a log scale, so a stratum of 10 cycles beside one of 10,000 stays visible."""
+    fig = Figure(figsize=(11, 5.4), layout="constrained")
+    ax, cx = fig.subplots(1, 2, width_ratios=(1.6, 1))
+    ax.set_gid("tee-rate")
+    cx.set_gid("tee-cycles")
     tee = report.tee
     strata = tee.strata
-    labels = [s.label for s in strata]
-    heights = [float(s.per_100_cycles) if s.per_100_cycles is not None else 0.0 for s in strata]
     colours = ["#4292c6", "#cb181d", "#969696"][: len(strata)]
+    labels = [
+        f"{s.label}\n{s.events} TEE / {s.cycles} cycle{'' if s.cycles == 1 else 's'}"
+        for s in strata
+    ]
+    heights = [float(s.per_100_cycles) if s.per_100_cycles is not None else 0.0 for s in strata]
     bars = ax.bar(labels, heights, color=colours, width=0.55)
-    highs = [heights[i] for i in range(len(strata))]
+    tops = list(heights)
     for i, (rect, s) in enumerate(zip(bars, strata, strict=True)):
         ci = s.ci95_per_100
-        if ci is None:
-            continue
         x = rect.get_x() + rect.get_width() / 2
-        ax.errorbar(
-            x,
-            heights[i],
-            yerr=[[heights[i] - ci[0]], [ci[1] - heights[i]]],
-            color="black",
-            capsize=6,
-            linewidth=1.2,
-        )
-        highs[i] = ci[1]
-    top = max(highs, default=0.0) or 1.0
-    for rect, s, h in zip(bars, strata, highs, strict=True):
-        ci = s.ci95_per_100
-        text = (
-            "no cycles"
-            if s.per_100_cycles is None
-            else f"{s.events} TEE / {s.cycles} cycle{'' if s.cycles == 1 else 's'}\n"
-            f"= {rate_text(s.per_100_cycles)} per 100"
-            + ("" if ci is None else f"\n95% CI {ci[0]:.2f}–{ci[1]:.2f}")
-        )
-        ax.text(
-            rect.get_x() + rect.get_width() / 2,
-            h + top * 0.02,
+        if ci is not None:
+            ax.errorbar(
+                x,
+                heights[i],
+                yerr=[[heights[i] - ci[0]], [ci[1] - heights[i]]],
+                color="black",
+                capsize=6,
+                linewidth=1.2,
+            )
+            tops[i] = ci[1]
+        text = "no cycles" if s.per_100_cycles is None else f"{rate_text(s.per_100_cycles)}"
+        if ci is not None:
+            text += f"\n({ci[0]:.2f}–{ci[1]:.2f})"
+        ax.annotate(
             text,
+            (x, tops[i]),
+            xytext=(0, 4),
+            textcoords="offset points",
             ha="center",
             va="bottom",
             fontsize=9,
         )
-    ax.set_ylim(0, top * 1.3)
+    top = max(tops, default=0.0) or 1.0
+    ax.set_ylim(0, top * 1.35)
     ax.set_ylabel("temporally associated TEE per 100 infusion cycles")
     ax.set_xlabel("maximum infusion rate of the cycle (error bars: Wilson 95% CI)")
     ax.set_title(
@@ -270,16 +269,29 @@ def _plot_tee(report: Report, path: Path) -> None:
         fontsize=10,
     )
     if tee.events_in_several_strata:
-        ax.text(
-            0.99,
-            0.98,
-            f"{tee.events_in_several_strata} event(s) counted in two strata",
-            transform=ax.transAxes,
-            ha="right",
-            va="top",
-            fontsize=8,
-        )
-    fig.savefig(path, dpi=110)
+        ax.text(0.99, 0.98, f"{tee.events_in_several_strata} event(s) counted in two strata",
+                transform=ax.transAxes, ha="right", va="top", fontsize=8)  # fmt: skip
+    cycles = [s.cycles for s in strata]
+    cx.barh([s.label for s in strata], cycles, color=colours)
+    if any(cycles):
+        cx.set_xscale("log")
+        cx.set_xlim(0.8, max(cycles) * 3)
+    for y, n in enumerate(cycles):
+        cx.annotate(f"{n}", (max(n, 1), y), xytext=(3, 0), textcoords="offset points",
+                    va="center", fontsize=9)  # fmt: skip
+    cx.invert_yaxis()
+    cx.set_xlabel("cycles (log scale)")
+    cx.set_title("cycles per stratum", fontsize=10)
+    return fig
+
+
+def figures(report: Report) -> dict[str, Figure]:
+    """The report's figures by file name (:data:`PLOT_FILES`), not yet written."""
+    return {
+        "tis_by_category.png": _plot_categories(report),
+        "tis_trajectories.png": _plot_trajectories(report),
+        "tee_by_infusion_rate.png": _plot_tee(report),
+    }
 
 
 PLOT_FILES: tuple[str, ...] = (
@@ -293,8 +305,8 @@ def write_plots(report: Report, directory: str | Path) -> list[Path]:
     """Write the three PNGs (:data:`PLOT_FILES`) into ``directory``; returns their paths."""
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
-    paths = [d / name for name in PLOT_FILES]
-    _plot_categories(report, paths[0])
-    _plot_trajectories(report, paths[1])
-    _plot_tee(report, paths[2])
+    paths = []
+    for name, fig in figures(report).items():
+        fig.savefig(d / name, dpi=110)
+        paths.append(d / name)
     return paths
