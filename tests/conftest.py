@@ -7,6 +7,9 @@ The server lives in ``tests/fhir_server`` (Node.js, Medplum's FHIR router). Inst
 It starts once per session (on first use) and is reset before each test that asks for
 ``fhir_base``: empty store, zeroed statistics, the start-up profile (``full``), and fhirtis's
 cache of what each server can do forgotten.
+
+Every test also validates everything fhirtis writes with the fhir.resources R4B models (derived
+resources and Provenance); the CLI runs the tests start inherit the switch.
 """
 
 from __future__ import annotations
@@ -15,8 +18,11 @@ from collections.abc import Iterator
 
 import pytest
 
+from fhirtis.fhir.validation import enable
 from fhirtis.io._capabilities import CACHE
 from tests.fhir_test_server import FhirTestServer, start_fhir_test_server
+
+enable()
 
 
 @pytest.fixture(autouse=True)

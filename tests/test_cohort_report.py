@@ -26,6 +26,7 @@ from fhirtis.registry.report import (
     Report,
     ReportInputError,
     build_report,
+    figures,
     load_summaries,
     print_report,
     round_half_up,
@@ -64,6 +65,7 @@ def visit(
         "category": category,
         "possible_categories": [],
         "missing_measures": ["haq"] if partial else [],
+        "measures": {},
         "deterioration": bool(confirmed),
         "confirmed_deterioration": confirmed,
         "responder": None,
@@ -102,6 +104,7 @@ def record(
     ]
     return {
         "patient": f"Patient/{ref}",
+        "as_of": "2024-06-01T00:00:00+00:00",
         "population": population,
         "population_reason": "adult-default",
         "baseline": BASE.isoformat(),
@@ -136,6 +139,7 @@ def record(
         },
         "issues": [],
         "notes": [],
+        "policy": {},
     }
 
 
@@ -484,6 +488,35 @@ def _check_pngs(paths: list[Path]) -> None:
 
 def test_plots(report: Report, tmp_path: Path) -> None:
     _check_pngs(write_plots(report, tmp_path / "plots"))
+
+
+def _axes(fig: Any, gid: str) -> Any:
+    return next(ax for ax in fig.axes if ax.get_gid() == gid)
+
+
+def test_plotted_data_and_juvenile_thresholds() -> None:
+    """The figures hold the report's numbers: bar heights, threshold lines of each population,
+    the juvenile bands, the TEE rates and cycle counts."""
+    juvenile = record("j1", [visit(8, 35)], population="juvenile")  # minimal by 30/45/70
+    figs = figures(build_report([*ten_patients(), juvenile]))
+    cat = figs["tis_by_category.png"]
+    adult_ax, juv_ax = _axes(cat, "tis-adult"), _axes(cat, "tis-juvenile")
+    lines = {ax: sorted(ln.get_xdata()[0] for ln in ax.get_lines()) for ax in (adult_ax, juv_ax)}
+    assert lines[adult_ax] == [20, 40, 60] and lines[juv_ax] == [30, 45, 70]
+    adult_heights = sum(p.get_height() for p in adult_ax.patches)
+    assert adult_heights == 8  # ten adults, two partial TIS not drawn as a number
+    juv_bars = [p for p in juv_ax.patches if p.get_height() > 0]
+    assert [(p.get_x(), p.get_height()) for p in juv_bars] == [(35, 1)]
+    assert juv_bars[0].get_facecolor()[:3] == pytest.approx((0x9E / 255, 0xCA / 255, 0xE1 / 255))
+    traj = _axes(figs["tis_trajectories.png"], "trajectories-juvenile")
+    bands = sorted(p.get_y() for p in traj.patches if str(p.get_gid()).startswith("band-"))
+    assert bands == pytest.approx([0, 30, 45, 70])
+    tee = figs["tee_by_infusion_rate.png"]
+    rate_ax, cycles_ax = _axes(tee, "tee-rate"), _axes(tee, "tee-cycles")
+    heights = [round(p.get_height(), 2) for p in rate_ax.patches]
+    assert heights == [11.11, 25.0, 0.0]  # ≤ 4, > 4, rate unknown (see test_tee_by_rate_stratum)
+    assert [p.get_width() for p in cycles_ax.patches] == [27, 8, 1]
+    assert cycles_ax.get_xscale() == "log"
 
 
 def test_empty_cohort_still_writes_everything(tmp_path: Path) -> None:

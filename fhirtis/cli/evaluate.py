@@ -16,6 +16,7 @@ from fhirtis.cli._common import EXIT_BAD_INPUT
 from fhirtis.cli.render import print_failure, print_patient, print_run, run_record
 from fhirtis.clinical.policy import Population
 from fhirtis.fhir.outcome import InputError, operation_outcome
+from fhirtis.fhir.validation import enable as enable_validation
 from fhirtis.io import FhirClient, FhirClientConfig
 from fhirtis.pipeline.jsonout import dumps
 from fhirtis.pipeline.offline import Options, evaluate_bundle_file
@@ -54,6 +55,10 @@ def evaluate(
     settings_file: Annotated[
         Path | None, typer.Option("--settings", help="Settings file (TOML or JSON).")
     ] = None,
+    validate: Annotated[
+        bool,
+        typer.Option("--validate", help="Validate every derived resource with the R4B models."),
+    ] = False,
 ) -> None:
     """Evaluate patient Bundles offline: TIS per assessment, deterioration, IVIG cycles and
     rates, thromboembolism risk and events. Exit 0 when all were evaluated, 1 when some inputs
@@ -72,6 +77,8 @@ def evaluate(
             f"fhirtis evaluate: no such file: {missing[0] if missing else paths[0]}", markup=False
         )
         raise typer.Exit(EXIT_BAD_INPUT)
+    if validate:
+        enable_validation()
     options = Options(population=population, baseline_day=baseline)
     summaries: list[dict[str, Any]] = []
     failures: list[dict[str, Any]] = []

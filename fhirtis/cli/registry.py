@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
 
-import orjson
 import typer
 from rich.console import Console
 
 from fhirtis.cli._common import EXIT_BAD_INPUT, fhir_config, require_extra
+from fhirtis.fhir.validation import enable as enable_validation
 from fhirtis.pipeline.jsonout import dumps
 from fhirtis.settings import load_settings
 
@@ -34,13 +35,24 @@ def cohort(
     ledger: Annotated[Path, typer.Option(help="The resumable ledger (SQLite).")] = Path(
         "fhirtis-ledger.sqlite"
     ),
-    work_dir: Annotated[Path, typer.Option(help="Where NDJSON is grouped on disk.")] = Path(
-        ".fhirtis-work"
-    ),
+    work_dir: Annotated[
+        Path, typer.Option(help="Where NDJSON is grouped by patient (removed after a run).")
+    ] = Path(".fhirtis-work"),
+    keep_work_dir: Annotated[
+        bool, typer.Option("--keep-work-dir", help="Keep the work folder after the run.")
+    ] = False,
     engine: Annotated[str, typer.Option(help="local, or dask (a Dask cluster).")] = "local",
     scheduler: Annotated[
         str | None, typer.Option(help="Dask scheduler address (default: a local cluster).")
     ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(min=1, help="Worker processes of the local Dask cluster (default: CPUs)."),
+    ] = None,
+    validate: Annotated[
+        bool,
+        typer.Option("--validate", help="Validate every written resource with the R4B models."),
+    ] = False,
     concurrency: Annotated[int, typer.Option(min=1, max=256)] = 8,
     max_rate: Annotated[
         float | None, typer.Option(help="Never send more than this many requests per second.")
@@ -49,7 +61,7 @@ def cohort(
         str | None, typer.Option("--since", help="Bulk _since (default: the ledger's last run).")
     ] = None,
     summaries: Annotated[
-        Path | None, typer.Option(help="Write every patient's summary (NDJSON) here.")
+        Path | None, typer.Option(help="Write this run's patients' summaries (NDJSON) here.")
     ] = None,
     progress: Annotated[bool | None, typer.Option("--progress/--no-progress")] = None,
     settings_file: Annotated[
@@ -57,9 +69,11 @@ def cohort(
     ] = None,
 ) -> None:
     """Evaluate a cohort: resumable (a ledger), bounded concurrency, optional Dask engine.
-    Exit 0 when every patient is done, 1 when some failed (listed), 2 for bad usage."""
+    Exit 0 when every patient is done, 1 when some failed or the input had problems (listed) or
+    the run stopped on a fault (said plainly; run again to resume), 2 for bad usage."""
     require_extra("cohort", "registry")
     from fhirtis.registry import cohort as cohort_mod  # noqa: PLC0415 - the [registry] extra
+    from fhirtis.registry.errors import CohortError  # noqa: PLC0415
 
     err = Console(stderr=True)
     sources = [x for x in (ndjson, group, patients, patient_file) if x is not None]
@@ -93,31 +107,55 @@ def cohort(
         concurrency=concurrency,
         ledger=ledger,
         work_dir=work_dir,
+        keep_work_dir=keep_work_dir,
         engine=engine,
         scheduler=scheduler,
+        workers=workers,
         progress=progress,
         since=since,
+        validate=validate,
     )
-    result = asyncio.run(
-        cohort_mod.run_cohort(settings, options, fhir, ndjson=ndjson, group=group, ids=ids)
-    )
-    if summaries is not None:
-        from fhirtis.registry.ledger import Ledger  # noqa: PLC0415
-
-        with Ledger(ledger) as book, summaries.open("wb") as out:
-            for record in book.summaries():
-                out.write(orjson.dumps(record) + b"\n")
+    if validate:
+        enable_validation()
+    try:
+        result = asyncio.run(
+            cohort_mod.run_cohort(settings, options, fhir, ndjson=ndjson, group=group, ids=ids)
+        )
+        if summaries is not None:
+            _write_summaries(ledger, summaries, result.run)
+    except CohortError as exc:
+        err.print(f"fhirtis cohort: {exc}", markup=False)
+        err.print("fhirtis cohort: stopped; run the same command again to resume", markup=False)
+        raise typer.Exit(1) from None
     console = Console()
     counts = ", ".join(f"{k} {v}" for k, v in sorted(result.statuses.items())) or "none"
     console.print(
         f"{result.patients} patients: {counts}; skipped (unchanged since the ledger) "
-        f"{result.skipped}; input problems {result.problems}",
+        f"{result.skipped}; input problems {len(result.problems)}",
         markup=False,
     )
+    for file, where, why in result.problems[:20]:
+        console.print(f"  input problem: {file} {where}: {why}", markup=False)
     for patient_ref, error in result.failed:
         console.print(f"  incomplete: {patient_ref}: {error}", markup=False)
-    if result.failed:
+    if result.failed or result.problems:
         raise typer.Exit(1)
+
+
+def _write_summaries(ledger: Path, path: Path, run: int) -> None:
+    """This run's patients' summary records, one a line, in a file only the user can read."""
+    from fhirtis.registry.errors import describe  # noqa: PLC0415
+    from fhirtis.registry.ledger import Ledger  # noqa: PLC0415
+
+    try:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(path, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
+        os.fchmod(fd, 0o600)
+        with Ledger(ledger) as book, os.fdopen(fd, "wb") as out:
+            for body in book.summaries(run):
+                out.write(body + b"\n")
+    except OSError as exc:
+        raise describe(exc, "cannot write the summaries") from None
 
 
 def report(

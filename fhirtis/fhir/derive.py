@@ -1,5 +1,6 @@
-"""Results → the derived FHIR resources of DOMAIN.md §7, built and validated with the
-``fhir.resources`` R4B models (R4B leaves these resources as R4 has them).
+"""Results → the derived FHIR resources of DOMAIN.md §7, as plain JSON of the R4 shapes
+(``fhirtis.fhir.validation`` checks them with the ``fhir.resources`` R4B models on demand, and
+the test suite always does).
 
 Every resource carries a deterministic business identifier: what it is, for whom, over which
 dates, and the algorithm version — never the values, so changed inputs update the same resource.
@@ -14,19 +15,14 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any
 from urllib.parse import quote
-
-from fhir.resources.R4B.adverseevent import AdverseEvent
-from fhir.resources.R4B.detectedissue import DetectedIssue
-from fhir.resources.R4B.flag import Flag
-from fhir.resources.R4B.observation import Observation
-from fhir.resources.R4B.provenance import Provenance
-from fhir.resources.R4B.resource import Resource
 
 from fhirtis import __version__
 from fhirtis.clinical.ivig import Cycle, Exposure
 from fhirtis.clinical.patient import PatientEvaluation
+from fhirtis.clinical.policy import Policy
 from fhirtis.clinical.thrombosis import AssociatedEvent, RateFinding, ThrombosisAssessment
 from fhirtis.clinical.tis import TisResult, percent_text
 from fhirtis.fhir.codes import (
@@ -38,6 +34,8 @@ from fhirtis.fhir.codes import (
     RISK_FACTOR_SYSTEM,
     UCUM,
 )
+from fhirtis.fhir.validation import enabled as validation_enabled
+from fhirtis.fhir.validation import validate
 
 Json = dict[str, Any]
 
@@ -49,15 +47,8 @@ _DAR = "http://terminology.hl7.org/CodeSystem/data-absent-reason"
 EXT = f"{BASE}/StructureDefinition"
 PROFILE = f"{BASE}/StructureDefinition"
 
-_MODELS: dict[str, type[Resource]] = {
-    "Observation": Observation,
-    "Flag": Flag,
-    "DetectedIssue": DetectedIssue,
-    "AdverseEvent": AdverseEvent,
-    "Provenance": Provenance,
-}
 #: The resource types fhirtis derives and writes back (each write adds one Provenance).
-DERIVED_TYPES: tuple[str, ...] = tuple(t for t in _MODELS if t != "Provenance")
+DERIVED_TYPES: tuple[str, ...] = ("Observation", "Flag", "DetectedIssue", "AdverseEvent")
 
 
 # R4 resources whose business identifier has no ``identifier`` search parameter: they are
@@ -127,14 +118,6 @@ def _instant(t: datetime) -> str:
     return t.isoformat()
 
 
-def _validated(resource: Json) -> Json:
-    """Validate the resource with its fhir.resources R4B model (every element, every type) and
-    return it. The dict itself is kept as the output: dumping the model again would double the
-    cost of deriving for no change in content."""
-    _MODELS[resource["resourceType"]].model_validate(resource)
-    return resource
-
-
 def _observation_head(profile: str, ident: str, code: str, display: str, patient_ref: str) -> Json:
     """What every derived Observation starts with: profile, identifier, status, code, subject."""
     return {
@@ -148,8 +131,15 @@ def _observation_head(profile: str, ident: str, code: str, display: str, patient
 
 
 def _policy_note(evaluation: PatientEvaluation) -> Json:
-    record = evaluation.policy.as_record()
-    return {"text": "fhirtis policy: " + "; ".join(f"{k}={v}" for k, v in record.items())}
+    return {"text": _policy_text(evaluation.policy)}
+
+
+@lru_cache(maxsize=64)
+def _policy_text(policy: Policy) -> str:
+    """The policy in force, as the note every derived resource carries (one run has one
+    policy: made once, not once per resource)."""
+    record = policy.as_record()
+    return "fhirtis policy: " + "; ".join(f"{k}={v}" for k, v in record.items())
 
 
 # -- TIS ---------------------------------------------------------------------------------------
@@ -214,7 +204,7 @@ def _tis_observation(
             0, {"text": f"partial TIS (missing measures score 0 to their maximum): {missing}"}
         )
     obs["note"] = notes
-    return Derived(_validated(obs), ident)
+    return Derived(obs, ident)
 
 
 def _deterioration_observation(evaluation: PatientEvaluation, patient_ref: str) -> Derived | None:
@@ -252,7 +242,7 @@ def _deterioration_observation(evaluation: PatientEvaluation, patient_ref: str) 
         obs["dataAbsentReason"] = _absent(
             "missing measures leave confirmed deterioration undetermined"
         )
-    return Derived(_validated(obs), ident)
+    return Derived(obs, ident)
 
 
 # -- IVIG exposure -----------------------------------------------------------------------------
@@ -315,7 +305,7 @@ def _cycle_observation(evaluation: PatientEvaluation, patient_ref: str, cycle: C
         obs["dataAbsentReason"] = _absent("g/kg unknown: grams or dosing weight unknown")
     notes = [{"text": n.message} for n in cycle.notes]
     obs["note"] = [*notes, _policy_note(evaluation)]
-    return Derived(_validated(obs), ident)
+    return Derived(obs, ident)
 
 
 def _cumulative_observation(
@@ -359,7 +349,7 @@ def _cumulative_observation(
             f"partial: dose of some administrations unknown (known: "
             f"{_q(exposure.cumulative_grams_known)} g)"
         )
-    return Derived(_validated(obs), ident)
+    return Derived(obs, ident)
 
 
 # -- thrombosis ---------------------------------------------------------------------------------
@@ -396,7 +386,7 @@ def _risk_flag(evaluation: PatientEvaluation, patient_ref: str, t: ThrombosisAss
         "subject": {"reference": patient_ref},
         "period": {"start": _instant(evaluation.as_of)},
     }
-    return Derived(_validated(flag), ident)
+    return Derived(flag, ident)
 
 
 def _rate_issue(patient_ref: str, finding: RateFinding) -> Derived:
@@ -427,7 +417,7 @@ def _rate_issue(patient_ref: str, finding: RateFinding) -> Derived:
         "implicated": [{"reference": finding.administration_source}],
         "detail": finding.reason,
     }
-    return Derived(_validated(issue), ident)
+    return Derived(issue, ident)
 
 
 def _adverse_event(patient_ref: str, assoc: AssociatedEvent) -> Derived:
@@ -457,7 +447,7 @@ def _adverse_event(patient_ref: str, assoc: AssociatedEvent) -> Derived:
     if event_ref.startswith("Condition/"):
         ae["resultingCondition"] = [{"reference": assoc.event.source}]
         match += f"&resultingcondition={event_ref}"
-    return Derived(_validated(ae), ident, quote(match, safe="=&|:/"))
+    return Derived(ae, ident, quote(match, safe="=&|:/"))
 
 
 # -- all of it ---------------------------------------------------------------------------------
@@ -486,6 +476,9 @@ def derive_resources(evaluation: PatientEvaluation, patient_ref: str) -> list[De
     out.append(_risk_flag(evaluation, patient_ref, evaluation.thrombosis))
     out.extend(_rate_issue(patient_ref, f) for f in evaluation.thrombosis.rate_findings)
     out.extend(_adverse_event(patient_ref, a) for a in evaluation.thrombosis.associated_events)
+    if validation_enabled():
+        for d in out:
+            validate(d.resource)
     return out
 
 
@@ -512,4 +505,4 @@ def provenance(targets: Iterable[str], sources: Iterable[str], recorded: datetim
         ],
         "entity": [{"role": "source", "what": {"reference": s}} for s in sorted(set(sources))],
     }
-    return _validated(prov)
+    return validate(prov) if validation_enabled() else prov

@@ -1,17 +1,223 @@
-"""A patient's evaluation as a plain record: what `fhirtis evaluate --json` prints, what the
-report shows and what the examples' expected results are checked against."""
+"""A patient's evaluation as a plain record: what `fhirtis evaluate --json` prints, what a cohort
+run stores and writes (`fhirtis cohort --summaries`), what the report reads and what the
+examples' expected results are checked against.
+
+One versioned schema, :class:`PatientSummary` (pydantic): the writers build it from an
+evaluation (:func:`summarise`), the readers validate records with it
+(:meth:`PatientSummary.read`). Numbers are :class:`~decimal.Decimal` (JSON numbers on output,
+see ``jsonout``), days are dates, times keep the text they were written with. A key that is
+absent when it has no value (``missing``, ``expression``, ``resource``, ``source``, ``file``,
+``output``) stays absent, so the JSON is exactly what it was before the schema existed.
+"""
 
 from __future__ import annotations
 
+from datetime import date, datetime
 from decimal import Decimal
-from typing import Any
+from functools import lru_cache
+from typing import Annotated, Any, ClassVar, Self
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    PlainSerializer,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    model_serializer,
+    model_validator,
+)
 
 from fhirtis.clinical.notes import Note
 from fhirtis.clinical.patient import PatientEvaluation
+from fhirtis.clinical.policy import Policy, Population
 from fhirtis.clinical.tis import percent_text
 from fhirtis.fhir.outcome import Issue
 
 Record = dict[str, Any]
+
+SCHEMA_VERSION = 1
+"""The version of :class:`PatientSummary`. Records without ``schema_version`` are version 1
+(``fhirtis evaluate --json`` leaves it out so that its output is unchanged); a record of a newer
+version is refused by :meth:`PatientSummary.read`."""
+
+
+def _iso_time(value: str) -> str:
+    datetime.fromisoformat(value)  # raises ValueError: not an ISO 8601 date or time
+    return value
+
+
+Day = Annotated[date, PlainSerializer(date.isoformat, return_type=str)]
+Time = Annotated[str, AfterValidator(_iso_time)]
+"""A date-time (or date) as written: the text is kept, so that it reads back unchanged."""
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore", use_enum_values=True)
+    _omit_none: ClassVar[frozenset[str]] = frozenset()
+
+    @model_serializer(mode="wrap")
+    def _drop_absent(self, handler: SerializerFunctionWrapHandler) -> Record:
+        out: Record = handler(self)
+        for key in self._omit_none:
+            if out.get(key) is None:
+                out.pop(key, None)
+        return out
+
+
+class MeasureRecord(_Record):
+    _omit_none = frozenset({"missing"})
+    percent_improvement: Decimal | None
+    score: Decimal | None
+    missing: str | None = None
+
+
+class AssessmentRecord(_Record):
+    date: Day
+    tis: Decimal | None
+    tis_lower: Decimal | None
+    tis_upper: Decimal | None
+    partial: bool
+    category: str | None
+    possible_categories: list[str]
+    missing_measures: list[str]
+    measures: dict[str, MeasureRecord]
+    deterioration: bool | None
+    confirmed_deterioration: bool | None
+    responder: bool | None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if self.partial:
+            if self.tis_lower is None or self.tis_upper is None:
+                raise ValueError("a partial TIS needs tis_lower and tis_upper")
+        elif self.tis is None:
+            raise ValueError("a complete TIS needs tis")
+        elif self.tis_lower not in (None, self.tis) or self.tis_upper not in (None, self.tis):
+            raise ValueError("tis_lower/tis_upper differ from a complete tis")
+        lower, upper = self.bounds
+        if lower > upper:
+            raise ValueError("tis_lower > tis_upper")
+        return self
+
+    @property
+    def bounds(self) -> tuple[Decimal, Decimal]:
+        """The TIS interval: both ends equal for a complete TIS."""
+        if self.partial:
+            assert self.tis_lower is not None and self.tis_upper is not None
+            return self.tis_lower, self.tis_upper
+        assert self.tis is not None
+        return self.tis, self.tis
+
+
+class CycleRecord(_Record):
+    index: int
+    start: Time
+    end: Time
+    administrations: int
+    in_progress: int
+    grams: Decimal | None
+    g_per_kg: Decimal | None
+    dosing_weight_kg: Decimal | None
+    dosing_weight_basis: str
+    max_rate_mg_kg_min: Decimal | None
+    warnings: list[str]
+
+
+class IvigRecord(_Record):
+    cycle_count: int
+    cumulative_grams: Decimal | None
+    cumulative_g_per_kg: Decimal | None
+    cycles: list[CycleRecord]
+
+
+class RateFindingRecord(_Record):
+    administration: str
+    rate: Decimal
+    limit: Decimal
+    cycle: int | None = None
+
+
+class AssociatedEventRecord(_Record):
+    event: str
+    kind: str
+    onset: Time
+    early: bool
+    cycles: list[int]
+    suspects: list[str]
+
+
+class ThrombosisRecord(_Record):
+    risk_factors: list[str]
+    risk_evidence: dict[str, list[str]]
+    max_rate_now: Decimal | None
+    rate_findings: list[RateFindingRecord]
+    associated_events: list[AssociatedEventRecord]
+    history_events: list[str]
+
+
+class IssueRecord(_Record):
+    _omit_none = frozenset({"expression", "resource"})
+    severity: str
+    code: str
+    diagnostics: str
+    expression: str | None = None
+    resource: str | None = None
+
+
+class NoteRecord(_Record):
+    _omit_none = frozenset({"source"})
+    severity: str
+    code: str
+    message: str
+    source: str | None = None
+
+
+class PatientSummary(_Record):
+    """One patient's evaluation: the summary record (version :data:`SCHEMA_VERSION`)."""
+
+    _omit_none = frozenset({"file", "output", "schema_version"})
+    patient: str
+    as_of: Time
+    population: Population
+    population_reason: str
+    baseline: Day | None
+    assessments: list[AssessmentRecord]
+    confirmed_deterioration: Day | None
+    ivig: IvigRecord
+    thrombosis: ThrombosisRecord
+    issues: list[IssueRecord]
+    notes: list[NoteRecord]
+    policy: dict[str, str]
+    file: str | None = None  # `fhirtis evaluate`: the Bundle file read
+    output: str | None = None  # `fhirtis evaluate --out`: the transaction Bundle written
+    schema_version: int | None = None  # None: version 1 (what `fhirtis evaluate --json` prints)
+
+    def record(self) -> Record:
+        """The record as plain data (Decimals stay Decimals; ``jsonout.dumps`` writes it)."""
+        return self.model_dump()
+
+    @classmethod
+    def read(cls, data: Any) -> PatientSummary:
+        """Validate one record; raises ValueError with the place and the reason."""
+        try:
+            summary = cls.model_validate(data)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"]) or "record"
+            raise ValueError(f"{where}: {first['msg']}") from None
+        version = summary.schema_version or 1
+        if version > SCHEMA_VERSION:
+            raise ValueError(
+                f"summary schema version {version} is newer than this fhirtis reads "
+                f"({SCHEMA_VERSION}): upgrade fhirtis"
+            )
+        return summary
+
+
+@lru_cache(maxsize=64)
+def _policy_record(policy: Policy) -> dict[str, str]:
+    return policy.as_record()
 
 
 def _q(value: Decimal | None, places: int = 4) -> Decimal | None:
@@ -20,111 +226,116 @@ def _q(value: Decimal | None, places: int = 4) -> Decimal | None:
     return value.quantize(Decimal(1).scaleb(-places)).normalize() + 0
 
 
-def _issue(issue: Issue) -> Record:
-    out: Record = {"severity": issue.severity, "code": issue.code, "diagnostics": issue.diagnostics}
-    if issue.expression:
-        out["expression"] = issue.expression
-    if issue.resource:
-        out["resource"] = issue.resource
-    return out
+def _issue(issue: Issue) -> IssueRecord:
+    return IssueRecord(
+        severity=issue.severity,
+        code=issue.code,
+        diagnostics=issue.diagnostics,
+        expression=issue.expression or None,
+        resource=issue.resource or None,
+    )
 
 
-def _notes(notes: tuple[Note, ...]) -> list[Record]:
-    return [n.as_record() for n in notes]
+def _notes(notes: tuple[Note, ...]) -> list[NoteRecord]:
+    return [NoteRecord(**n.as_record()) for n in notes]
 
 
-def patient_summary(patient_ref: str, evaluation: PatientEvaluation, issues: list[Issue]) -> Record:
+def summarise(
+    patient_ref: str, evaluation: PatientEvaluation, issues: list[Issue]
+) -> PatientSummary:
+    """The summary record of one patient's evaluation."""
     course = evaluation.course
     assessments = []
     for f in course.followups:
         t = f.tis
         assessments.append(
-            {
-                "date": f.assessment.day.isoformat(),
-                "tis": t.tis,
-                "tis_lower": t.lower,
-                "tis_upper": t.upper,
-                "partial": t.partial,
-                "category": t.category.value if t.category else None,
-                "possible_categories": [c.value for c in t.possible_categories],
-                "missing_measures": [m.value for m in t.missing_measures],
-                "measures": {
-                    m.measure.value: {
-                        "percent_improvement": percent_text(m.percent_improvement),
-                        "score": m.score,
-                        **({"missing": m.reason.code} if m.reason else {}),
-                    }
+            AssessmentRecord(
+                date=f.assessment.day,
+                tis=t.tis,
+                tis_lower=t.lower,
+                tis_upper=t.upper,
+                partial=t.partial,
+                category=t.category.value if t.category else None,
+                possible_categories=[c.value for c in t.possible_categories],
+                missing_measures=[m.value for m in t.missing_measures],
+                measures={
+                    m.measure.value: MeasureRecord(
+                        percent_improvement=percent_text(m.percent_improvement),
+                        score=m.score,
+                        missing=m.reason.code if m.reason else None,
+                    )
                     for m in t.measures
                 },
-                "deterioration": f.deterioration.deteriorated,
-                "confirmed_deterioration": f.confirmed_deterioration,
-                "responder": f.responder,
-            }
+                deterioration=f.deterioration.deteriorated,
+                confirmed_deterioration=f.confirmed_deterioration,
+                responder=f.responder,
+            )
         )
     exposure = evaluation.exposure
     cycles = [
-        {
-            "index": c.index,
-            "start": c.start.isoformat(),
-            "end": c.end.isoformat(),
-            "administrations": c.administration_count,
-            "in_progress": c.in_progress_count,
-            "grams": _q(c.grams),
-            "g_per_kg": _q(c.g_per_kg),
-            "dosing_weight_kg": c.dosing_weight.kg,
-            "dosing_weight_basis": c.dosing_weight.basis.value,
-            "max_rate_mg_kg_min": _q(c.max_rate_mg_kg_min),
-            "warnings": [n.code for n in c.notes],
-        }
+        CycleRecord(
+            index=c.index,
+            start=c.start.isoformat(),
+            end=c.end.isoformat(),
+            administrations=c.administration_count,
+            in_progress=c.in_progress_count,
+            grams=_q(c.grams),
+            g_per_kg=_q(c.g_per_kg),
+            dosing_weight_kg=c.dosing_weight.kg,
+            dosing_weight_basis=c.dosing_weight.basis.value,
+            max_rate_mg_kg_min=_q(c.max_rate_mg_kg_min),
+            warnings=[n.code for n in c.notes],
+        )
         for c in exposure.cycles
     ]
     thr = evaluation.thrombosis
     baseline = course.baseline
-    return {
-        "patient": patient_ref,
-        "as_of": evaluation.as_of.isoformat(),
-        "population": evaluation.population.population.value,
-        "population_reason": evaluation.population.reason,
-        "baseline": baseline.day.isoformat() if baseline else None,
-        "assessments": assessments,
-        "confirmed_deterioration": (
-            course.confirmed_deterioration_on.isoformat()
-            if course.confirmed_deterioration_on
-            else None
+    return PatientSummary(
+        patient=patient_ref,
+        as_of=evaluation.as_of.isoformat(),
+        population=evaluation.population.population,
+        population_reason=evaluation.population.reason,
+        baseline=baseline.day if baseline else None,
+        assessments=assessments,
+        confirmed_deterioration=course.confirmed_deterioration_on,
+        ivig=IvigRecord(
+            cycle_count=exposure.cycle_count,
+            cumulative_grams=_q(exposure.cumulative_grams),
+            cumulative_g_per_kg=_q(exposure.cumulative_g_per_kg),
+            cycles=cycles,
         ),
-        "ivig": {
-            "cycle_count": exposure.cycle_count,
-            "cumulative_grams": _q(exposure.cumulative_grams),
-            "cumulative_g_per_kg": _q(exposure.cumulative_g_per_kg),
-            "cycles": cycles,
-        },
-        "thrombosis": {
-            "risk_factors": [f.kind.value for f in thr.risk_factors],
-            "risk_evidence": {f.kind.value: list(f.evidence) for f in thr.risk_factors},
-            "max_rate_now": _q(thr.max_rate_now.limit_mg_kg_min),
-            "rate_findings": [
-                {
-                    "administration": f.administration_source,
-                    "rate": _q(f.rate_mg_kg_min),
-                    "limit": _q(f.limit_mg_kg_min),
-                    "cycle": f.cycle_index,
-                }
+        thrombosis=ThrombosisRecord(
+            risk_factors=[f.kind.value for f in thr.risk_factors],
+            risk_evidence={f.kind.value: list(f.evidence) for f in thr.risk_factors},
+            max_rate_now=_q(thr.max_rate_now.limit_mg_kg_min),
+            rate_findings=[
+                RateFindingRecord(
+                    administration=f.administration_source,
+                    rate=_q(f.rate_mg_kg_min),
+                    limit=_q(f.limit_mg_kg_min),
+                    cycle=f.cycle_index,
+                )
                 for f in thr.rate_findings
             ],
-            "associated_events": [
-                {
-                    "event": a.event.source,
-                    "kind": a.event.kind.value,
-                    "onset": a.onset.isoformat(),
-                    "early": a.early,
-                    "cycles": list(a.cycle_indexes),
-                    "suspects": list(a.suspects),
-                }
+            associated_events=[
+                AssociatedEventRecord(
+                    event=a.event.source,
+                    kind=a.event.kind.value,
+                    onset=a.onset.isoformat(),
+                    early=a.early,
+                    cycles=list(a.cycle_indexes),
+                    suspects=list(a.suspects),
+                )
                 for a in thr.associated_events
             ],
-            "history_events": [e.source for e in thr.history_events],
-        },
-        "issues": [_issue(i) for i in issues],
-        "notes": _notes(course.notes) + _notes(exposure.all_notes()) + _notes(thr.notes),
-        "policy": evaluation.policy.as_record(),
-    }
+            history_events=[e.source for e in thr.history_events],
+        ),
+        issues=[_issue(i) for i in issues],
+        notes=_notes(course.notes) + _notes(exposure.all_notes()) + _notes(thr.notes),
+        policy=_policy_record(evaluation.policy),
+    )
+
+
+def patient_summary(patient_ref: str, evaluation: PatientEvaluation, issues: list[Issue]) -> Record:
+    """The summary record as plain data (:meth:`PatientSummary.record` of :func:`summarise`)."""
+    return summarise(patient_ref, evaluation, issues).record()

@@ -1,12 +1,18 @@
 """Registry runs: many patients, resumable, with bounded concurrency and a ledger.
 
 Sources: a folder of NDJSON files (a Bulk Data export already on disk), a FHIR Group exported
-with Bulk Data ``$export``, or a list of patient ids read from the server one by one. The NDJSON
-is grouped by patient on disk (``NdjsonStore``); each patient is evaluated by the pure pipeline
-— in this process, or on the workers of a Dask cluster (``engine="dask"``) — and its derived
-resources are written through the same idempotent path as ``fhirtis run`` (``remote.settle``).
-The ledger records each patient's final outcome and input digest: a killed run resumes where it
-stopped, and a later run skips patients whose data did not change.
+with Bulk Data ``$export``, or a list of patient ids read from the server one by one. NDJSON is
+grouped by patient with hash partitions on disk (``partition``), each partition is evaluated by
+the pure pipeline (``evaluate``) — in this process, or on the workers of a Dask cluster
+(``engine="dask"``, ``dask_engine``) — and the derived resources are written through the same
+idempotent path as ``fhirtis run`` (``pipeline.server.settle``). The ledger records each
+patient's final outcome with its input digest, the server, the policy digest and the algorithm
+version, in batches: a killed run resumes where it stopped, and a later run skips exactly the
+patients for which none of the four changed.
+
+Everything a run writes holds patient data: files are created 0600 in 0700 folders, and the
+work folder's partitions (and a Group export's files) are removed after a successful run unless
+``keep_work_dir``.
 """
 
 from __future__ import annotations
@@ -15,81 +21,56 @@ import asyncio
 import hashlib
 import logging
 import os
+import shutil
+import signal
 import sys
 import time
-from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import orjson
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from fhirtis.fhir.bundle import PatientResources
-from fhirtis.fhir.derive import Derived
+from fhirtis import __version__
+from fhirtis.fhir.derive import ALGORITHM_VERSION
 from fhirtis.fhir.needs import export_types
-from fhirtis.fhir.plan import WritePlan, plan_writes
 from fhirtis.fhir.queries import identifier_of
+from fhirtis.fhir.validation import enabled as validation_enabled
 from fhirtis.io import FhirClient, FhirClientConfig, FhirClientError, NotFound
-from fhirtis.pipeline.jsonout import dumps
-from fhirtis.pipeline.offline import evaluate_patient_resources
-from fhirtis.pipeline.records import patient_summary
 from fhirtis.pipeline.server import RunStatus, pull_patient, settle
-from fhirtis.registry.ledger import Ledger
-from fhirtis.registry.ndjson_store import NdjsonStore, input_digest
+from fhirtis.registry.errors import CohortError, describe
+from fhirtis.registry.evaluate import (
+    EvaluatedPatient,
+    Outcome,
+    PartitionResult,
+    evaluate_partition,
+    evaluate_resources,
+)
+from fhirtis.registry.ledger import Ledger, RunKey
+from fhirtis.registry.ndjson_store import NdjsonStore
+from fhirtis.registry.partition import (
+    ByteRange,
+    RangeResult,
+    byte_ranges,
+    partition_count,
+    partition_range,
+    private_dir,
+    total_bytes,
+)
 from fhirtis.settings import Settings
 
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from fhirtis.fhir.bundle import PatientResources
+
 log = logging.getLogger("fhirtis.registry.cohort")
-Json = dict[str, Any]
-Row = tuple[str, list[tuple[str, bytes]], dict[str, bytes], str]  # patient, own, shared, digest
-
-
-@dataclass(frozen=True)
-class EvaluatedPatient:
-    """One patient's evaluation, in a form that crosses process boundaries (Dask workers)."""
-
-    patient: str
-    digest: str
-    summary: Json
-    derived: Sequence[Derived]
-    sources: Sequence[str]
-    as_of: datetime
-
-    def plan(self, existing: Mapping[str, Json] | None = None) -> WritePlan:
-        return plan_writes(self.derived, self.sources, self.as_of, existing)
-
-
-def evaluate_resources(
-    resources: PatientResources, digest: str, settings: Settings
-) -> EvaluatedPatient:
-    """Pure: one patient's resources → its evaluation (what runs on a worker)."""
-    result = evaluate_patient_resources(resources, settings)
-    summary = orjson.loads(
-        dumps(patient_summary(result.patient_ref, result.evaluation, result.issues))
-    )
-    return EvaluatedPatient(
-        resources.patient_ref,
-        digest,
-        summary,
-        tuple(result.derived),
-        tuple(sorted(result.data.used.values())),
-        result.evaluation.as_of,
-    )
-
-
-def evaluate_rows(rows: Sequence[Row], settings_json: str) -> list[EvaluatedPatient]:
-    """A partition of patients, as raw rows (so a worker needs no access to the store)."""
-    settings = Settings.model_validate_json(settings_json)
-    out = []
-    for patient, own, shared, digest in rows:
-        listed = [(key, orjson.loads(body)) for key, body in own]
-        resolve = {key: r for key, r in listed}
-        resolve.update({key: orjson.loads(body) for key, body in shared.items()})
-        out.append(
-            evaluate_resources(PatientResources(patient, listed, resolve, ()), digest, settings)
-        )
-    return out
+KILL_HOOK = "FHIRTIS_TEST_KILL_AFTER_WRITES"
+"""Tests only: SIGKILL this process right after the N-th patient's transaction reached the
+server, before the ledger records it (the worst moment for a crash, at a point the test picks)."""
 
 
 @dataclass
@@ -98,11 +79,14 @@ class CohortOptions:
     concurrency: int = 8
     ledger: Path = Path("fhirtis-ledger.sqlite")
     work_dir: Path = Path(".fhirtis-work")
+    keep_work_dir: bool = False
     engine: str = "local"  # local | dask
     scheduler: str | None = None  # a Dask scheduler address; None: a local cluster
-    partition_size: int = 50
+    workers: int | None = None  # worker processes of a local Dask cluster (None: the CPUs)
+    partitions: int | None = None  # hash partitions (None: from the input size and workers)
     progress: bool | None = None  # None: on a TTY and not in CI
     since: str | None = None
+    validate: bool = False  # validate every written resource with the R4B models
 
 
 @dataclass
@@ -111,10 +95,26 @@ class CohortResult:
     skipped: int = 0
     statuses: dict[str, int] = field(default_factory=dict)
     failed: list[tuple[str, str]] = field(default_factory=list)
-    problems: int = 0
+    problems: list[tuple[str, str, str]] = field(default_factory=list)  # file, where, why
+    run: int = 0  # the ledger's number for this run (``Ledger.summaries(run)``)
+    worker_pids: set[int] = field(default_factory=set)  # processes that evaluated partitions
+    seconds: float = 0.0
 
     def count(self, status: str) -> None:
         self.statuses[status] = self.statuses.get(status, 0) + 1
+
+
+def run_key(settings: Settings, server: str) -> RunKey:
+    """The ledger's key besides the input: the server, a digest of every value that changes
+    results (the clinical policy, default ULNs, the concept map's content), the version."""
+    h = hashlib.sha256(settings.policy.model_dump_json().encode())
+    h.update(orjson.dumps({k: str(v) for k, v in sorted(settings.default_uln.items())}))
+    if settings.concept_map is not None:
+        try:
+            h.update(settings.concept_map.read_bytes())
+        except OSError as exc:
+            raise describe(exc, "cannot read the concept map") from None
+    return RunKey(server, h.hexdigest(), f"{__version__}+algorithm.{ALGORITHM_VERSION}")
 
 
 def _show_progress(option: bool | None) -> bool:
@@ -125,7 +125,7 @@ def _show_progress(option: bool | None) -> bool:
 
 def _progress(enabled: bool) -> Progress:
     return Progress(
-        TextColumn("[bold]patients"),
+        TextColumn("[bold]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
         TextColumn("{task.fields[rate]}"),
@@ -135,85 +135,169 @@ def _progress(enabled: bool) -> Progress:
     )
 
 
-async def _settle_and_record(
-    client: FhirClient | None,
-    evaluated: EvaluatedPatient,
-    ledger: Ledger,
-    options: CohortOptions,
-    result: CohortResult,
-) -> None:
-    pid = evaluated.patient.removeprefix("Patient/")
-    if client is None:
-        ledger.record(evaluated.patient, evaluated.digest, "evaluated", evaluated.summary)
-        result.count("evaluated")
-        return
-    run = await settle(client, pid, evaluated, write=options.write)
-    status = {RunStatus.DRY_RUN: "evaluated"}.get(run.status, run.status.value)
-    if run.status is RunStatus.FAILED:
-        ledger.record(evaluated.patient, evaluated.digest, "failed", None, run.error)
-        result.failed.append((evaluated.patient, run.error or "failed"))
-    else:
-        ledger.record(evaluated.patient, evaluated.digest, status, evaluated.summary)
-    result.count(status)
+class _Recorder:
+    """Settles evaluated patients with the server (bounded concurrency) and records outcomes in
+    the ledger (batched commits)."""
+
+    def __init__(
+        self,
+        client: FhirClient | None,
+        ledger: Ledger,
+        key: RunKey,
+        options: CohortOptions,
+        result: CohortResult,
+    ) -> None:
+        self.client, self.ledger, self.key = client, ledger, key
+        self.options, self.result = options, result
+        self._slots = asyncio.Semaphore(options.concurrency)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._kill_after = int(os.environ.get(KILL_HOOK, "0"))
+        self._writes = 0
+
+    async def add(self, outcomes: Sequence[Outcome]) -> None:
+        skipped = [o.patient for o in outcomes if o.skipped]
+        if skipped:
+            self.ledger.seen(skipped)
+            self.result.skipped += len(skipped)
+        for o in outcomes:
+            if o.error is not None:
+                self.ledger.record(o.patient, o.digest, "failed", self.key, None, o.error)
+                self.result.count("failed")
+                self.result.failed.append((o.patient, o.error))
+            elif o.evaluated is not None:
+                if self.client is None:
+                    self.ledger.record(
+                        o.patient, o.digest, "evaluated", self.key, o.evaluated.summary
+                    )
+                    self.result.count("evaluated")
+                    continue
+                await self._slots.acquire()
+                task = asyncio.create_task(self._settle(self.client, o.evaluated))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+
+    async def _settle(self, client: FhirClient, evaluated: EvaluatedPatient) -> None:
+        try:
+            run = await settle(
+                client,
+                evaluated.patient.removeprefix("Patient/"),
+                evaluated,
+                write=self.options.write,
+            )
+            status = {RunStatus.DRY_RUN: "evaluated"}.get(run.status, run.status.value)
+            if self._kill_after and run.status is RunStatus.WRITTEN:
+                self._writes += 1
+                if self._writes >= self._kill_after:
+                    os.kill(os.getpid(), signal.SIGKILL)
+            if run.status is RunStatus.FAILED:
+                error = run.error or "failed"
+                self.ledger.record(
+                    evaluated.patient, evaluated.digest, "failed", self.key, None, error
+                )
+                self.result.failed.append((evaluated.patient, error))
+            else:
+                self.ledger.record(
+                    evaluated.patient, evaluated.digest, status, self.key, evaluated.summary
+                )
+            self.result.count(status)
+        finally:
+            self._slots.release()
+
+    async def drain(self) -> None:
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks))
 
 
-async def run_store(
-    store: NdjsonStore,
+async def _local_partitions(
+    ranges: list[ByteRange],
+    out_dir: Path,
+    partitions: int,
+    settings_json: str,
+    done: dict[str, str],
+    *,
+    keep_derived: bool,
+    validate: bool,
+    problems: list[tuple[str, str, str]],
+) -> AsyncIterator[PartitionResult]:
+    """The local engine: the same two steps as on Dask, in this process, one after the other
+    (in a thread, so that writes in flight progress meanwhile)."""
+    for r in ranges:
+        part: RangeResult = await asyncio.to_thread(partition_range, r, str(out_dir), partitions)
+        problems.extend(part.problems)
+    for bucket in range(partitions):
+        yield await asyncio.to_thread(
+            evaluate_partition,
+            str(out_dir),
+            bucket,
+            settings_json,
+            done,
+            keep_derived=keep_derived,
+            validate=validate,
+        )
+
+
+async def run_ndjson(
+    folder: Path,
     settings: Settings,
     options: CohortOptions,
     client: FhirClient | None,
 ) -> CohortResult:
-    """Evaluate every patient of an NDJSON store (and write back, with a client)."""
-    result = CohortResult(problems=len(store.problems()))
-    patients = store.patients()
-    result.patients = len(patients)
+    """Evaluate every patient of an NDJSON export (and write back, with a client)."""
+    started = time.perf_counter()
+    ranges = byte_ranges(folder)
+    key = run_key(settings, "" if client is None else str(client.config.base_url))
+    workers = options.workers or os.cpu_count() or 1
+    if options.engine == "dask" and len(ranges) < 4 * workers:  # enough reading tasks for all
+        ranges = byte_ranges(folder, max(1 << 20, total_bytes(ranges) // (4 * workers)))
+    partitions = options.partitions or partition_count(total_bytes(ranges), workers)
+    out_dir = options.work_dir / "partitions"
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    private_dir(out_dir)
+    result = CohortResult()
+    validate = options.validate or validation_enabled()
     with Ledger(options.ledger) as ledger, _progress(_show_progress(options.progress)) as bar:
-        task = bar.add_task("evaluate", total=len(patients), rate="")
+        result.run = ledger.start_run()
+        done = ledger.done(key, write=options.write)
+        recorder = _Recorder(client, ledger, key, options, result)
+        task = bar.add_task("partitions", total=partitions, rate="")
+        settings_json = settings.model_dump_json()
+        keep_derived = client is not None
+        if options.engine == "dask":
+            from fhirtis.registry.dask_engine import evaluate_on_dask  # noqa: PLC0415
 
-        def partitions() -> Iterator[list[Row]]:
-            """Patients still to do, a partition at a time: memory holds one partition."""
-            chunk: list[Row] = []
-            for patient in patients:
-                own = store.resources_of(patient)
-                shared = {
-                    k: orjson.dumps(v) for k, v in store.shared(_medication_refs(own)).items()
-                }
-                digest = input_digest(own, shared)
-                if ledger.is_done(patient, digest, write=options.write):
-                    result.skipped += 1
-                    bar.advance(task)
-                    continue
-                chunk.append((patient, own, shared, digest))
-                if len(chunk) >= options.partition_size:
-                    yield chunk
-                    chunk = []
-            if chunk:
-                yield chunk
-
-        started = time.monotonic()
-        done = 0
-        async for evaluated in _evaluate(partitions(), settings, options):
-            await _settle_and_record(client, evaluated, ledger, options, result)
-            done += 1
-            elapsed = max(time.monotonic() - started, 1e-9)
-            bar.update(task, advance=1, rate=f"{done / elapsed:,.1f}/s")
+            stream = evaluate_on_dask(
+                ranges,
+                out_dir,
+                partitions,
+                settings_json,
+                done,
+                keep_derived=keep_derived,
+                validate=validate,
+                scheduler=options.scheduler,
+                workers=workers,
+                problems=result.problems,
+            )
+        else:
+            stream = _local_partitions(
+                ranges,
+                out_dir,
+                partitions,
+                settings_json,
+                done,
+                keep_derived=keep_derived,
+                validate=validate,
+                problems=result.problems,
+            )
+        async for part in stream:
+            result.worker_pids.add(part.pid)
+            result.patients += len(part.outcomes)
+            await recorder.add(part.outcomes)
+            elapsed = max(time.perf_counter() - started, 1e-9)
+            bar.update(task, advance=1, rate=f"{result.patients / elapsed:,.1f} patients/s")
+        await recorder.drain()
+    result.seconds = time.perf_counter() - started
     return result
-
-
-async def _evaluate(
-    partitions: Iterator[list[Row]], settings: Settings, options: CohortOptions
-) -> AsyncIterator[EvaluatedPatient]:
-    settings_json = settings.model_dump_json()
-    if options.engine == "dask":
-        from fhirtis.registry.dask_engine import evaluate_on_dask  # noqa: PLC0415 - optional engine
-
-        async for evaluated in evaluate_on_dask(partitions, settings_json, options.scheduler):
-            yield evaluated
-        return
-    for chunk in partitions:
-        for evaluated in evaluate_rows(chunk, settings_json):
-            yield evaluated
-        await asyncio.sleep(0)  # let writes in flight progress
 
 
 def _has_source_data(store: NdjsonStore, patient: str) -> bool:
@@ -227,19 +311,6 @@ def _has_source_data(store: NdjsonStore, patient: str) -> bool:
     return False
 
 
-def _medication_refs(own: Iterable[tuple[str, bytes]]) -> list[str]:
-    refs = []
-    for key, body in own:
-        if key.startswith(
-            ("MedicationAdministration/", "MedicationStatement/", "MedicationRequest/")
-        ):
-            r = orjson.loads(body)
-            ref = (r.get("medicationReference") or {}).get("reference")
-            if isinstance(ref, str) and ref.startswith("Medication/"):
-                refs.append(ref)
-    return refs
-
-
 async def run_patient_list(
     ids: Sequence[str],
     settings: Settings,
@@ -248,9 +319,12 @@ async def run_patient_list(
 ) -> CohortResult:
     """Patients read from the server one by one (bounded concurrency), evaluated, written."""
     result = CohortResult(patients=len(ids))
+    key = run_key(settings, str(client.config.base_url))
     sem = asyncio.Semaphore(options.concurrency)
     with Ledger(options.ledger) as ledger, _progress(_show_progress(options.progress)) as bar:
-        task = bar.add_task("evaluate", total=len(ids), rate="")
+        result.run = ledger.start_run()
+        recorder = _Recorder(client, ledger, key, options, result)
+        task = bar.add_task("patients", total=len(ids), rate="")
 
         async def one(pid: str) -> None:
             async with sem:
@@ -258,21 +332,22 @@ async def run_patient_list(
                 try:
                     resources = await pull_patient(client, pid, settings, {})
                 except NotFound:
-                    ledger.record(ref, "", "not-found", None, "patient not found")
+                    ledger.record(ref, "", "not-found", key, None, "patient not found")
                     result.count("not-found")
                     result.failed.append((ref, "not found"))
                     return
                 except FhirClientError as exc:
-                    ledger.record(ref, "", "failed", None, str(exc))
+                    ledger.record(ref, "", "failed", key, None, str(exc))
                     result.count("failed")
                     result.failed.append((ref, str(exc)))
                     return
                 digest = _resources_digest(resources)
-                if ledger.is_done(ref, digest, write=options.write):
+                if ledger.is_done(ref, digest, key, write=options.write):
+                    ledger.seen([ref])
                     result.skipped += 1
                     return
                 evaluated = evaluate_resources(resources, digest, settings)
-                await _settle_and_record(client, evaluated, ledger, options, result)
+            await recorder.add([Outcome(ref, digest, evaluated)])
 
         async def tracked(pid: str) -> None:
             try:
@@ -281,6 +356,7 @@ async def run_patient_list(
                 bar.advance(task)
 
         await asyncio.gather(*(tracked(p) for p in ids))
+        await recorder.drain()
     return result
 
 
@@ -295,13 +371,34 @@ def _resources_digest(resources: PatientResources) -> str:
 
 
 def load_store(folder: Path, work_dir: Path) -> NdjsonStore:
-    work_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(work_dir)
     path = work_dir / "store.sqlite"
     if path.exists():
         path.unlink()
+    os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
     store = NdjsonStore(path)
     store.load_folder(folder)
     return store
+
+
+@contextmanager
+def _private_files() -> Iterator[None]:
+    """Files and folders created meanwhile (SQLite's journals, downloads) are 0600 / 0700."""
+    old = os.umask(0o077)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+def _remove_work(work_dir: Path) -> None:
+    """Remove what a run put in the work folder (patient data), and the folder when empty."""
+    for name in ("partitions", "export"):
+        shutil.rmtree(work_dir / name, ignore_errors=True)
+    for name in ("store.sqlite", "store.sqlite-wal", "store.sqlite-shm"):
+        (work_dir / name).unlink(missing_ok=True)
+    with suppress(OSError):  # not empty: something else lives there
+        work_dir.rmdir()
 
 
 async def run_cohort(
@@ -313,35 +410,50 @@ async def run_cohort(
     group: str | None = None,
     ids: Sequence[str] = (),
 ) -> CohortResult:
-    """The whole run, from whichever source was given."""
+    """The whole run, from whichever source was given. Raises CohortError for a fault that
+    stops the run (unreadable input, full disk, a refused export): the ledger stays valid."""
     client = FhirClient(fhir) if fhir is not None else None
     try:
-        if ndjson is not None or group is not None:
-            folder, incremental = ndjson, False
-            if group is not None:
-                assert client is not None
-                folder, incremental = await export_group(client, group, options)
-            assert folder is not None
-            store = load_store(folder, options.work_dir)
-            try:
-                if incremental:
-                    # A _since export holds only what changed: the patients it names are read
-                    # whole from the server; every other patient is unchanged.
-                    assert client is not None
-                    changed = [
-                        p.removeprefix("Patient/")
-                        for p in store.patients()
-                        if _has_source_data(store, p)
-                    ]
-                    return await run_patient_list(changed, settings, options, client)
-                return await run_store(store, settings, options, client)
-            finally:
-                store.close()
-        assert client is not None
-        return await run_patient_list(ids, settings, options, client)
+        with _private_files():
+            result = await _run(settings, options, client, ndjson, group, ids)
+    except OSError as exc:
+        raise describe(exc, "cannot go on") from None
+    except FhirClientError as exc:
+        raise CohortError(f"the FHIR server refused: {exc}") from None
     finally:
         if client is not None:
             await client.aclose()
+    if not options.keep_work_dir and not result.failed:
+        _remove_work(options.work_dir)
+    return result
+
+
+async def _run(
+    settings: Settings,
+    options: CohortOptions,
+    client: FhirClient | None,
+    ndjson: Path | None,
+    group: str | None,
+    ids: Sequence[str],
+) -> CohortResult:
+    if ndjson is not None:
+        return await run_ndjson(ndjson, settings, options, client)
+    assert client is not None
+    if group is None:
+        return await run_patient_list(ids, settings, options, client)
+    folder, incremental = await export_group(client, group, options)
+    if not incremental:
+        return await run_ndjson(folder, settings, options, client)
+    # A _since export holds only what changed: the patients it names are read whole from the
+    # server; every other patient is unchanged.
+    store = load_store(folder, options.work_dir)
+    try:
+        changed = [
+            p.removeprefix("Patient/") for p in store.patients() if _has_source_data(store, p)
+        ]
+    finally:
+        store.close()
+    return await run_patient_list(changed, settings, options, client)
 
 
 async def export_group(client: FhirClient, group: str, options: CohortOptions) -> tuple[Path, bool]:
@@ -361,7 +473,7 @@ async def export_group(client: FhirClient, group: str, options: CohortOptions) -
     if folder.exists():
         for old in folder.glob("*.ndjson"):
             old.unlink()
-    folder.mkdir(parents=True, exist_ok=True)
+    private_dir(folder)
     await bulk.download_to(manifest, folder)
     with Ledger(options.ledger) as ledger:
         ledger.set_value("bulk_transaction_time", str(manifest.transaction_time))

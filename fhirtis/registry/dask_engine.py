@@ -1,62 +1,91 @@
-"""The same evaluation on a Dask cluster, for registries that outgrow one machine.
+"""The same evaluation on a Dask cluster, for registries that outgrow one core or one machine.
 
 Dask distributed is used rather than Ray: it is pure Python (installs from PyPI in seconds, no
 platform wheels of hundreds of MB), its ``LocalCluster`` starts in-process for tests, and its
-``Client.submit``/``as_completed`` fit a stream of independent partitions. The driver reads
-partitions of patients from the on-disk store and ships their raw rows to workers, so workers
-need no shared file system; workers run only the pure evaluation; every write goes back through
-the driver's idempotent path (``remote.settle``) and the ledger.
+``Client.map``/``as_completed`` fit two stages of independent tasks.
 
-Point it at a real cluster with ``fhirtis cohort --engine dask --scheduler tcp://host:8786``
-(the workers need fhirtis installed, the same version); without ``--scheduler`` a local cluster
-of worker processes is started for the run.
+Ingest is parallel: the driver only cuts the NDJSON files into byte ranges; workers read their
+ranges themselves and hash-partition the lines by patient into files (``partition``), then each
+worker evaluates whole partitions and returns compact outcomes (summary bytes, and the derived
+resources only when they are to be written). The driver coordinates, records outcomes in the
+ledger in batches, and writes through the same idempotent path as the local engine. The set of
+patients already done (patient → input digest) is scattered to the workers once, so unchanged
+patients are skipped where they are read.
+
+Point it at a real cluster with ``fhirtis cohort --engine dask --scheduler tcp://host:8786``:
+the workers need fhirtis installed (the same version), and the NDJSON folder and the work folder
+at the same path on every machine (a shared file system). Without ``--scheduler`` a local
+cluster of ``--workers`` processes is started for the run.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
 
-if TYPE_CHECKING:
-    from fhirtis.registry.cohort import EvaluatedPatient, Row
+from fhirtis.registry.evaluate import PartitionResult, evaluate_partition
+from fhirtis.registry.partition import ByteRange, RangeResult, partition_range
 
-MAX_IN_FLIGHT = 8  # partitions submitted ahead of the results consumed (bounds driver memory)
+
+def local_cluster(workers: int) -> Any:
+    """A local cluster of ``workers`` single-threaded worker processes."""
+    from distributed import LocalCluster  # noqa: PLC0415 - the [registry] extra
+
+    return LocalCluster(
+        n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
+    )
 
 
 async def evaluate_on_dask(
-    partitions: Iterator[list[Row]], settings_json: str, scheduler: str | None
-) -> AsyncIterator[EvaluatedPatient]:
-    from distributed import Client, LocalCluster, as_completed  # noqa: PLC0415
-
-    from fhirtis.registry.cohort import evaluate_rows  # noqa: PLC0415
+    ranges: list[ByteRange],
+    out_dir: Path,
+    partitions: int,
+    settings_json: str,
+    done: dict[str, str],
+    *,
+    keep_derived: bool,
+    validate: bool,
+    scheduler: str | None,
+    workers: int,
+    problems: list[tuple[str, str, str]],
+) -> AsyncIterator[PartitionResult]:
+    from distributed import Client, as_completed  # noqa: PLC0415
 
     cluster: Any = None
     if scheduler is None:
-        cluster = LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
-        )
+        cluster = await asyncio.to_thread(local_cluster, workers)
         scheduler = cluster.scheduler_address
-    client = Client(scheduler)
+    client = await asyncio.to_thread(Client, scheduler)
     try:
-        pending = as_completed()
-        in_flight = 0
-        exhausted = False
-        while True:
-            while not exhausted and in_flight < MAX_IN_FLIGHT:
-                chunk = next(partitions, None)
-                if chunk is None:
-                    exhausted = True
-                    break
-                pending.add(client.submit(evaluate_rows, chunk, settings_json, pure=False))
-                in_flight += 1
-            if in_flight == 0:
-                return
+        mapped = client.map(
+            partition_range, ranges, out_dir=str(out_dir), partitions=partitions, pure=False
+        )
+        parts: list[RangeResult] = await asyncio.to_thread(client.gather, mapped)
+        for part in sorted(parts, key=lambda p: p.index):
+            problems.extend(part.problems)
+        # a list of one: a dict given to scatter would be taken as many named values
+        [done_on_workers] = await asyncio.to_thread(client.scatter, [done], broadcast=True)
+        futures = [
+            client.submit(
+                evaluate_partition,
+                str(out_dir),
+                bucket,
+                settings_json,
+                done_on_workers,
+                keep_derived=keep_derived,
+                validate=validate,
+                pure=False,
+            )
+            for bucket in range(partitions)
+        ]
+        pending = as_completed(futures)
+        for _ in range(len(futures)):
             future = await asyncio.to_thread(next, pending)
-            in_flight -= 1
-            for evaluated in future.result():
-                yield evaluated
+            result: PartitionResult = future.result()
+            yield result
     finally:
-        client.close()
+        await asyncio.to_thread(client.close)
         if cluster is not None:
-            cluster.close()
+            await asyncio.to_thread(cluster.close)

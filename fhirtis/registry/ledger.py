@@ -1,15 +1,23 @@
-"""The cohort ledger: per patient, what was evaluated and written, for which input.
+"""The cohort ledger: per patient, what was evaluated and written, for which input, where, under
+which clinical policy and by which fhirtis.
 
-An embedded SQLite database (the default; a file beside the run). A patient is recorded only
-after its outcome is final (written, unchanged, evaluated offline, or failed), in a committed
-transaction, so a run killed at any moment — even with SIGKILL mid-write — loses at most the
-patients in flight; the next run redoes those and, because writes are idempotent (conditional
-creates, identifiers, re-planning against what the server holds), never duplicates anything.
-The input digest lets a later run skip patients whose data did not change.
+An embedded SQLite database (the default; a file beside the run, created 0600). A patient is
+recorded only after its outcome is final (written, unchanged, evaluated offline, or failed).
+Records are committed in batches (every :data:`BATCH` records or :data:`BATCH_SECONDS`, and at
+the end), so a run killed at any moment — even with SIGKILL mid-write — loses at most the
+patients in flight and the last uncommitted batch; the next run redoes those and, because writes
+are idempotent (conditional creates, identifiers, re-planning against what the server holds),
+never duplicates anything.
+
+A later run skips a patient only when all four of its :class:`RunKey` are unchanged: the input
+digest, the server written to, the digest of the clinical policy in force and the fhirtis
+algorithm version. Every patient a run sees (evaluated or skipped) is stamped with the run's
+number, so that ``summaries(run)`` gives exactly the patients of one run.
 """
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -30,7 +38,28 @@ CREATE TABLE IF NOT EXISTS patient (
 );
 CREATE TABLE IF NOT EXISTS run (key TEXT PRIMARY KEY, value TEXT);
 """
+# Columns added after the first release: an older ledger gains them (empty), so that none of its
+# patients matches a run key and every one is done again.
+_ADDED = (
+    ("server", "TEXT NOT NULL DEFAULT ''"),
+    ("policy", "TEXT NOT NULL DEFAULT ''"),
+    ("version", "TEXT NOT NULL DEFAULT ''"),
+    ("run", "INTEGER NOT NULL DEFAULT 0"),
+)
 FINAL_OK = frozenset({"evaluated", "written", "unchanged"})
+BATCH = 500
+BATCH_SECONDS = 2.0
+PRIVATE_FILE = 0o600
+
+
+@dataclass(frozen=True)
+class RunKey:
+    """What a patient's result depends on besides its input: where it is written ('' offline),
+    the clinical policy (a digest of every value) and the fhirtis algorithm version."""
+
+    server: str
+    policy: str
+    version: str
 
 
 @dataclass(frozen=True)
@@ -41,17 +70,35 @@ class Entry:
     error: str | None
 
 
+def _private(path: Path) -> None:
+    for p in (path, Path(f"{path}-wal"), Path(f"{path}-shm"), Path(f"{path}-journal")):
+        if p.exists():
+            os.chmod(p, PRIVATE_FILE)
+
+
 class Ledger:
     def __init__(self, path: Path) -> None:
         self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if not path.exists():
+            os.close(os.open(path, os.O_CREAT | os.O_WRONLY, PRIVATE_FILE))
         self._db = sqlite3.connect(path)
         self._db.executescript(_SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(patient)")}
+        for name, kind in _ADDED:
+            if name not in columns:
+                self._db.execute(f"ALTER TABLE patient ADD COLUMN {name} {kind}")
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.commit()
+        _private(path)
+        self._pending = 0
+        self._last_commit = time.monotonic()
+        self.run = 0
 
     def close(self) -> None:
+        self.commit()
         self._db.close()
+        _private(self.path)
 
     def __enter__(self) -> Ledger:
         return self
@@ -59,46 +106,113 @@ class Ledger:
     def __exit__(self, *_: object) -> None:
         self.close()
 
+    def commit(self) -> None:
+        self._db.commit()
+        self._pending = 0
+        self._last_commit = time.monotonic()
+
+    def _written(self, n: int = 1) -> None:
+        self._pending += n
+        if self._pending >= BATCH or time.monotonic() - self._last_commit >= BATCH_SECONDS:
+            self.commit()
+
+    def start_run(self) -> int:
+        """A new run number: the patients this run sees are stamped with it."""
+        last = int(self.get_value("last_run") or 0)
+        self.run = last + 1
+        self.set_value("last_run", str(self.run))
+        return self.run
+
     def get(self, patient: str) -> Entry | None:
         row = self._db.execute(
             "SELECT patient, digest, status, error FROM patient WHERE patient = ?", (patient,)
         ).fetchone()
         return None if row is None else Entry(*row)
 
-    def is_done(self, patient: str, digest: str | None, *, write: bool) -> bool:
-        """Done with this exact input: a final success, and written if writing was asked."""
-        entry = self.get(patient)
-        if entry is None or entry.status not in FINAL_OK:
+    def done(self, key: RunKey, *, write: bool) -> dict[str, str]:
+        """patient → input digest, for every patient whose final outcome under ``key`` needs no
+        new run (a success, and written if writing is asked)."""
+        statuses = ("written", "unchanged") if write else tuple(FINAL_OK)
+        marks = ",".join("?" * len(statuses))
+        rows = self._db.execute(
+            f"SELECT patient, digest FROM patient WHERE status IN ({marks}) "
+            "AND server = ? AND policy = ? AND version = ?",
+            (*statuses, key.server, key.policy, key.version),
+        )
+        return dict(rows)
+
+    def is_done(self, patient: str, digest: str, key: RunKey, *, write: bool) -> bool:
+        """Done with this exact input, server, policy and version: a final success, and
+        written if writing was asked."""
+        row = self._db.execute(
+            "SELECT digest, status, server, policy, version FROM patient WHERE patient = ?",
+            (patient,),
+        ).fetchone()
+        if row is None:
             return False
-        if digest is not None and entry.digest != digest:
+        d, status, server, policy, version = row
+        if status not in FINAL_OK or (d, server, policy, version) != (
+            digest,
+            key.server,
+            key.policy,
+            key.version,
+        ):
             return False
-        return not (write and entry.status == "evaluated")
+        return not (write and status == "evaluated")
 
     def record(
         self,
         patient: str,
         digest: str,
         status: str,
-        summary: dict[str, Any] | None = None,
+        key: RunKey,
+        summary: bytes | dict[str, Any] | None = None,
         error: str | None = None,
     ) -> None:
-        body = orjson.dumps(summary, default=str) if summary is not None else None
+        """One patient's final outcome (committed with its batch). ``summary``: the record as
+        JSON bytes, or as a dict."""
+        body = summary if isinstance(summary, bytes | None) else orjson.dumps(summary, default=str)
         self._db.execute(
-            "INSERT INTO patient VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(patient) DO UPDATE SET "
-            "digest = excluded.digest, status = excluded.status, recorded = excluded.recorded, "
-            "error = excluded.error, summary = excluded.summary",
-            (patient, digest, status, time.time(), error, body),
+            "INSERT INTO patient (patient, digest, status, recorded, error, summary, server, "
+            "policy, version, run) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT(patient) DO UPDATE SET digest = excluded.digest, "
+            "status = excluded.status, recorded = excluded.recorded, error = excluded.error, "
+            "summary = excluded.summary, server = excluded.server, policy = excluded.policy, "
+            "version = excluded.version, run = excluded.run",
+            (
+                patient,
+                digest,
+                status,
+                time.time(),
+                error,
+                body,
+                key.server,
+                key.policy,
+                key.version,
+                self.run,
+            ),
         )
-        self._db.commit()
+        self._written()
+
+    def seen(self, patients: list[str]) -> None:
+        """Stamp patients skipped as unchanged with this run (their summary stays valid)."""
+        self._db.executemany(
+            "UPDATE patient SET run = ? WHERE patient = ?", [(self.run, p) for p in patients]
+        )
+        self._written(len(patients))
 
     def counts(self) -> dict[str, int]:
         return dict(self._db.execute("SELECT status, count(*) FROM patient GROUP BY status"))
 
-    def summaries(self) -> Iterator[dict[str, Any]]:
-        for (body,) in self._db.execute(
-            "SELECT summary FROM patient WHERE summary IS NOT NULL ORDER BY patient"
-        ):
-            yield orjson.loads(body)
+    def summaries(self, run: int | None = None) -> Iterator[bytes]:
+        """The summary records (JSON bytes), of one run's patients or (None) of all."""
+        sql = "SELECT summary FROM patient WHERE summary IS NOT NULL"
+        args: tuple[int, ...] = ()
+        if run is not None:
+            sql += " AND run = ?"
+            args = (run,)
+        for (body,) in self._db.execute(sql + " ORDER BY patient", args):
+            yield bytes(body)
 
     def failed(self) -> list[Entry]:
         rows = self._db.execute(
@@ -116,4 +230,4 @@ class Ledger:
             "INSERT INTO run VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
             (key, value),
         )
-        self._db.commit()
+        self.commit()

@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -14,6 +13,7 @@ import orjson
 from typer.testing import CliRunner
 
 from fhirtis.cli import app
+from fhirtis.registry.cohort import KILL_HOOK
 from fhirtis.registry.ledger import Ledger
 from fhirtis.registry.ndjson_store import NdjsonStore
 from tests.e2e.test_run import search
@@ -128,7 +128,10 @@ def test_patient_list_source(tmp_path: Path, fhir_base: str) -> None:
 
 
 def test_sigkill_mid_write_then_resume(tmp_path: Path, fhir_base: str) -> None:
-    n = 30
+    """Killed by SIGKILL right after the 10th patient's transaction reached the server (the
+    test hook ``FHIRTIS_TEST_KILL_AFTER_WRITES``, no timing): the resumed run finishes the
+    cohort, skips exactly what the ledger had committed, and duplicates nothing."""
+    n, kill_after = 30, 10
     folder = _export(tmp_path, n, seed=23)
     _load(fhir_base, folder)
     ledger = tmp_path / "l.sqlite"
@@ -147,31 +150,25 @@ def test_sigkill_mid_write_then_resume(tmp_path: Path, fhir_base: str) -> None:
         "--work-dir",
         str(tmp_path / "w"),
         "--concurrency",
-        "4",
+        "1",
         "--no-progress",
     ]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline:  # kill once some, not all, patients are written
-            time.sleep(0.1)
-            if ledger.exists():
-                with Ledger(ledger) as book:
-                    if 3 <= sum(book.counts().values()) < n:
-                        break
-        os.kill(proc.pid, signal.SIGKILL)
-    finally:
-        proc.wait(timeout=30)
-    assert proc.returncode == -signal.SIGKILL
+    env = {**os.environ, KILL_HOOK: str(kill_after)}
+    killed = subprocess.run(cmd, capture_output=True, timeout=600, check=False, env=env)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert len(search(fhir_base, "Provenance")) == kill_after  # one transaction per patient
     with Ledger(ledger) as book:
         done_before = sum(book.counts().values())
-    assert 0 < done_before < n
+    assert done_before < kill_after  # the killed patient's write was never recorded
     resumed = subprocess.run(cmd, capture_output=True, text=True, timeout=900, check=False)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     with Ledger(ledger) as book:
         counts = book.counts()
     assert counts.get("written", 0) + counts.get("unchanged", 0) == n
     assert f"skipped (unchanged since the ledger) {done_before}" in resumed.stdout
+    # written but not recorded before the kill: found unchanged on the server, not written again
+    assert f"unchanged {kill_after - done_before}" in resumed.stdout
+    assert len(search(fhir_base, "Provenance")) == n
     # No duplicates: every derived identifier once, one risk Flag and one cumulative dose each.
     derived = search(
         fhir_base, "Observation", identifier="http://fhirtis.org/fhir/identifier/derived|"

@@ -1,8 +1,11 @@
-"""The same cohort evaluated on a Dask cluster (a local cluster started by the test)."""
+"""The same cohort evaluated on a Dask cluster (a local cluster of worker processes started by
+the test): the same summaries as the local engine, and evaluated by the workers, not by a
+fallback in the driver."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 from pathlib import Path
 
 from fhirtis.registry.cohort import CohortOptions, run_cohort
@@ -14,17 +17,27 @@ from tests.synthetic import make_cohort, write_ndjson
 def test_dask_engine_matches_the_local_engine(tmp_path: Path) -> None:
     folder = tmp_path / "export"
     write_ndjson(make_cohort(8, seed=5), folder)
+    with (folder / "Observation.ndjson").open("ab") as f:
+        f.write(b"{broken\n")
     results = {}
+    pids = {}
+    problems = {}
     for engine in ("local", "dask"):
         options = CohortOptions(
             ledger=tmp_path / f"{engine}.sqlite",
             work_dir=tmp_path / engine,
             engine=engine,
-            partition_size=3,
+            workers=2,
+            partitions=3,
             progress=False,
         )
         result = asyncio.run(run_cohort(Settings(), options, None, ndjson=folder))
         assert result.statuses == {"evaluated": 8}
+        pids[engine] = result.worker_pids
+        problems[engine] = result.problems
         with Ledger(options.ledger) as ledger:
-            results[engine] = {s["patient"]: s for s in ledger.summaries()}
-    assert results["dask"] == results["local"]
+            results[engine] = list(ledger.summaries())
+    assert len(results["local"]) == 8 and results["dask"] == results["local"]
+    assert problems["dask"] == problems["local"] and len(problems["local"]) == 1
+    assert pids["local"] == {os.getpid()}
+    assert pids["dask"] and os.getpid() not in pids["dask"]  # evaluated by worker processes

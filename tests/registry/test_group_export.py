@@ -68,6 +68,7 @@ def test_group_export_cohort_then_since(
         str(ledger),
         "--work-dir",
         str(work),
+        "--keep-work-dir",
         "--no-progress",
     ]
     first = runner.invoke(app, args)

@@ -1,0 +1,136 @@
+"""The pure part of a registry run: one partition of patients → their outcomes (what runs on a
+worker, or in the driver's process for the local engine)."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+from fhirtis.fhir.bundle import PatientResources
+from fhirtis.fhir.derive import Derived
+from fhirtis.fhir.plan import WritePlan, plan_writes
+from fhirtis.fhir.validation import enable as enable_validation
+from fhirtis.pipeline.jsonout import dumps
+from fhirtis.pipeline.offline import evaluate_patient_resources
+from fhirtis.pipeline.records import summarise
+from fhirtis.registry.ndjson_store import input_digest
+from fhirtis.registry.partition import partition_patients, shared_resources
+from fhirtis.settings import Settings
+
+Json = dict[str, Any]
+_MEDICATION_TYPES = ("MedicationAdministration/", "MedicationStatement/", "MedicationRequest/")
+
+
+@dataclass(frozen=True)
+class EvaluatedPatient:
+    """One patient's evaluation, in a form that crosses process boundaries (Dask workers)."""
+
+    patient: str
+    digest: str
+    summary: bytes  # the summary record, compact JSON
+    derived: Sequence[Derived]
+    sources: Sequence[str]
+    as_of: datetime
+
+    def plan(self, existing: Mapping[str, Json] | None = None) -> WritePlan:
+        return plan_writes(self.derived, self.sources, self.as_of, existing)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A patient of a partition: skipped (unchanged), evaluated, or failed (with why)."""
+
+    patient: str
+    digest: str
+    evaluated: EvaluatedPatient | None = None
+    error: str | None = None
+
+    @property
+    def skipped(self) -> bool:
+        return self.evaluated is None and self.error is None
+
+
+@dataclass
+class PartitionResult:
+    bucket: int
+    outcomes: list[Outcome] = field(default_factory=list)
+    pid: int = 0  # the process that evaluated it (the driver's own for the local engine)
+    seconds: float = 0.0
+
+
+def evaluate_resources(
+    resources: PatientResources, digest: str, settings: Settings, *, keep_derived: bool = True
+) -> EvaluatedPatient:
+    """Pure: one patient's resources → its evaluation."""
+    result = evaluate_patient_resources(resources, settings)
+    record = summarise(result.patient_ref, result.evaluation, result.issues).record()
+    return EvaluatedPatient(
+        resources.patient_ref,
+        digest,
+        dumps(record, indent=None).encode(),
+        tuple(result.derived) if keep_derived else (),
+        tuple(sorted(result.data.used.values())),
+        result.evaluation.as_of,
+    )
+
+
+def medication_refs(own: Iterable[tuple[str, bytes]]) -> list[str]:
+    """The Medications a patient's medication resources name (shared, not the patient's)."""
+    refs = []
+    for key, body in own:
+        if key.startswith(_MEDICATION_TYPES) and b"medicationReference" in body:
+            ref = (orjson.loads(body).get("medicationReference") or {}).get("reference")
+            if isinstance(ref, str) and ref.startswith("Medication/"):
+                refs.append(ref)
+    return refs
+
+
+def evaluate_partition(
+    out_dir: str,
+    bucket: int,
+    settings_json: str,
+    done: Mapping[str, str],
+    *,
+    keep_derived: bool,
+    validate: bool = False,
+) -> PartitionResult:
+    """Every patient of one partition: skipped when ``done`` holds its input digest, else
+    evaluated; a patient whose evaluation fails is an outcome with the reason, never a crash of
+    the partition. ``keep_derived``: keep the derived resources (to write them)."""
+    started = time.perf_counter()
+    if validate:
+        enable_validation()
+    settings = Settings.model_validate_json(settings_json)
+    shared = shared_resources(out_dir)
+    result = PartitionResult(bucket, pid=os.getpid())
+    for patient, own in partition_patients(out_dir, bucket):
+        refs = medication_refs(own)
+        theirs = {k: shared[k] for k in refs if k in shared}
+        digest = input_digest(own, theirs)
+        if done.get(patient) == digest:
+            result.outcomes.append(Outcome(patient, digest))
+            continue
+        try:
+            listed = [(key, orjson.loads(body)) for key, body in own]
+            resolve = dict(listed)
+            resolve.update((k, orjson.loads(v)) for k, v in theirs.items())
+            evaluated = evaluate_resources(
+                PatientResources(patient, listed, resolve, []),
+                digest,
+                settings,
+                keep_derived=keep_derived,
+            )
+        except Exception as exc:
+            result.outcomes.append(
+                Outcome(patient, digest, error=f"evaluation failed: {type(exc).__name__}")
+            )
+            continue
+        result.outcomes.append(Outcome(patient, digest, evaluated))
+    result.seconds = time.perf_counter() - started
+    return result

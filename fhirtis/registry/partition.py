@@ -1,0 +1,201 @@
+"""Group a cohort's NDJSON by patient, in parallel: byte ranges in, hash partitions out.
+
+A Bulk Data export is one NDJSON file per resource type; evaluating a patient needs all of that
+patient's resources together. The files are cut into byte ranges (:func:`byte_ranges`, cut at
+line ends); each range is read by one task (:func:`partition_range`), which writes every line,
+tagged with its patient, to the partition ``crc32(patient) mod N`` — one file per range and
+partition, so that tasks never share a file and need no lock. Resources that belong to no
+patient (Medication) go to a ``shared`` partition that every patient may reference. Then each
+partition is read whole (:func:`partition_patients`): memory holds one partition (the cohort ÷
+N), never the cohort.
+
+Hash partitioning to files, rather than a Dask bag or dataframe shuffle: the grouping needs no
+scheduler-side shuffle (each range task writes its own files in one pass, each partition task
+reads its own folder), the partitions survive the workers, and the same two functions are the
+local engine (in one process, in order) and the Dask engine (on workers). The folder must be a
+path every worker can read and write: a local path for a local cluster, a shared file system
+(NFS, a cluster volume) for a cluster of machines.
+
+Files are created 0600 in 0700 folders: they hold patient data.
+"""
+
+from __future__ import annotations
+
+import os
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import orjson
+
+from fhirtis.registry.errors import CohortError, describe
+from fhirtis.registry.ndjson_store import patient_of
+
+RANGE_BYTES = 32 * 1024 * 1024
+SHARED = "shared"
+PRIVATE_DIR = 0o700
+PRIVATE_FILE = 0o600
+Rows = list[tuple[str, bytes]]  # ("Type/id", the resource's NDJSON line), sorted by key
+
+
+@dataclass(frozen=True)
+class ByteRange:
+    path: str
+    start: int
+    end: int
+    index: int  # the range's place among all ranges: later ranges win for a repeated key
+
+
+@dataclass
+class RangeResult:
+    index: int
+    resources: int = 0
+    bytes: int = 0
+    problems: list[tuple[str, str, str]] = field(default_factory=list)  # file, where, message
+
+
+def byte_ranges(folder: Path, target: int = RANGE_BYTES) -> list[ByteRange]:
+    """The NDJSON files of ``folder`` (sorted by name) cut into ranges of about ``target``
+    bytes. Raises CohortError when the folder or a file cannot be read."""
+    try:
+        files = sorted(p for p in folder.iterdir() if p.suffix == ".ndjson")
+        sizes = [(p, p.stat().st_size) for p in files]
+    except OSError as exc:
+        raise describe(exc, "cannot read the NDJSON folder") from None
+    out: list[ByteRange] = []
+    for path, size in sizes:
+        for start in range(0, max(size, 1), target):
+            out.append(ByteRange(str(path), start, min(size, start + target), len(out)))
+    return out
+
+
+def private_dir(path: Path) -> Path:
+    path.mkdir(mode=PRIVATE_DIR, parents=True, exist_ok=True)
+    os.chmod(path, PRIVATE_DIR)
+    return path
+
+
+def _open_private(path: Path) -> int:
+    return os.open(path, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, PRIVATE_FILE)
+
+
+def bucket_of(patient: str, partitions: int) -> int:
+    return zlib.crc32(patient.encode()) % partitions
+
+
+def partition_range(r: ByteRange, out_dir: str, partitions: int) -> RangeResult:
+    """One range of one NDJSON file → its lines, tagged ``patient\\tkey\\tline``, appended to
+    one file per partition. A bad line is a problem (file, byte offset, why), not fatal; a file
+    that cannot be read, or a work folder that cannot be written, stops the run (CohortError)."""
+    result = RangeResult(r.index)
+    name = os.path.basename(r.path)
+    buffers: dict[str, list[bytes]] = {}
+    try:
+        with open(r.path, "rb") as f:
+            if r.start > 0:
+                f.seek(r.start - 1)
+                f.readline()  # the line that began before this range belongs to the previous one
+            pos = f.tell()
+            while pos < r.end:
+                line = f.readline()
+                if not line:
+                    break
+                offset, pos = pos, pos + len(line)
+                line = line.strip()
+                if not line:
+                    continue
+                try:
+                    resource = orjson.loads(line)
+                    if not isinstance(resource, dict):
+                        raise ValueError("not a JSON object")
+                    key = f"{resource['resourceType']}/{resource['id']}"
+                except (orjson.JSONDecodeError, ValueError, KeyError, TypeError) as exc:
+                    result.problems.append(
+                        (name, f"byte {offset}", f"not a FHIR resource: {type(exc).__name__}")
+                    )
+                    continue
+                patient = patient_of(resource)
+                target = SHARED if patient is None else str(bucket_of(patient, partitions))
+                buffers.setdefault(target, []).append(
+                    b"\t".join(((patient or "").encode(), key.encode(), line))
+                )
+                result.resources += 1
+                result.bytes += len(line)
+    except OSError as exc:
+        raise describe(exc, "cannot read the NDJSON file") from None
+    root = Path(out_dir)
+    try:
+        for target, lines in buffers.items():
+            folder = private_dir(root / target)
+            fd = _open_private(folder / f"r{r.index:06d}.tsv")
+            with os.fdopen(fd, "wb") as out:
+                out.write(b"\n".join(lines) + b"\n")
+    except OSError as exc:
+        raise describe(exc, "cannot write the work folder") from None
+    return result
+
+
+def _lines(folder: Path) -> Iterator[bytes]:
+    if not folder.is_dir():
+        return
+    for file in sorted(folder.iterdir()):  # in range order: a later range wins for a key
+        with file.open("rb") as f:
+            for line in f:
+                if line.strip():
+                    yield line.rstrip(b"\n")
+
+
+def shared_resources(out_dir: str) -> dict[str, bytes]:
+    """The resources that belong to no patient (Medications), by "Type/id"."""
+    out: dict[str, bytes] = {}
+    for line in _lines(Path(out_dir) / SHARED):
+        _, key, body = line.split(b"\t", 2)
+        out[key.decode()] = body
+    return out
+
+
+def partition_patients(out_dir: str, bucket: int) -> Iterator[tuple[str, Rows]]:
+    """The patients of one partition, each with its resources sorted by key, patients in order."""
+    grouped: dict[str, dict[str, bytes]] = {}
+    try:
+        for line in _lines(Path(out_dir) / str(bucket)):
+            ref, key, body = line.split(b"\t", 2)
+            grouped.setdefault(ref.decode(), {})[key.decode()] = body
+    except OSError as exc:
+        raise describe(exc, "cannot read the work folder") from None
+    for patient in sorted(grouped):
+        rows = grouped.pop(patient)
+        yield patient, sorted(rows.items())
+
+
+def partition_count(total_bytes: int, workers: int) -> int:
+    """Enough partitions to spread the work (4 per worker) and to keep each one small (≤ 16 MB
+    of NDJSON in memory at once)."""
+    return max(4 * workers, -(-total_bytes // (16 * 1024 * 1024)), 1)
+
+
+def total_bytes(ranges: list[ByteRange]) -> int:
+    return sum(r.end - r.start for r in ranges)
+
+
+def ensure_readable(ranges: list[ByteRange]) -> None:
+    """Every file still there and readable before anything is evaluated."""
+    for path in sorted({r.path for r in ranges}):
+        try:
+            with open(path, "rb"):
+                pass
+        except OSError as exc:
+            raise describe(exc, "cannot read the NDJSON file") from None
+
+
+__all__ = [
+    "ByteRange",
+    "CohortError",
+    "RangeResult",
+    "byte_ranges",
+    "partition_count",
+    "partition_patients",
+    "partition_range",
+    "shared_resources",
+]

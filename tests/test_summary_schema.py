@@ -1,0 +1,50 @@
+"""The per-patient summary record is one versioned schema: what evaluate/cohort write reads back
+through it unchanged, and a record it cannot vouch for is refused with the place and reason."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from fhirtis.pipeline.jsonout import dumps
+from fhirtis.pipeline.offline import evaluate_bundle_file
+from fhirtis.pipeline.records import SCHEMA_VERSION, PatientSummary, summarise
+from fhirtis.settings import load_settings
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+@pytest.mark.parametrize("bundle", sorted((EXAMPLES / "bundles").glob("*.json")), ids=str)
+def test_written_records_read_back_unchanged(bundle: Path) -> None:
+    settings = load_settings(EXAMPLES / "settings.toml")
+    result = evaluate_bundle_file(bundle, settings)
+    written = dumps(summarise(result.patient_ref, result.evaluation, result.issues).record())
+    read = PatientSummary.read(json.loads(written, parse_float=Decimal))
+    assert dumps(read.record()) == written
+
+
+def _record() -> dict[str, object]:
+    result = evaluate_bundle_file(EXAMPLES / "bundles" / "adult-responder.json", load_settings())
+    record = summarise(result.patient_ref, result.evaluation, result.issues).record()
+    return json.loads(dumps(record), parse_float=Decimal)  # type: ignore[no-any-return]
+
+
+def test_newer_schema_version_is_refused() -> None:
+    record = _record()
+    assert PatientSummary.read({**record, "schema_version": SCHEMA_VERSION}).schema_version == 1
+    with pytest.raises(ValueError, match="schema version 2 is newer"):
+        PatientSummary.read({**record, "schema_version": SCHEMA_VERSION + 1})
+
+
+def test_an_inconsistent_record_is_refused_with_its_place() -> None:
+    record = _record()
+    first = dict(record["assessments"][0])  # type: ignore[index]
+    first["tis_lower"] = Decimal(99)
+    bad = {**record, "assessments": [first]}
+    with pytest.raises(ValueError, match=r"assessments\.0.*differ from a complete tis"):
+        PatientSummary.read(bad)
+    with pytest.raises(ValueError, match="as_of"):
+        PatientSummary.read({**record, "as_of": "yesterday"})
