@@ -62,12 +62,18 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import ROUND_HALF_EVEN, Context, Decimal, localcontext
+from decimal import Decimal, localcontext
 from typing import TypeVar
 
 from fhirtis.clinical.facts import BodyHeight, BodyWeight, IvigAdministration, PatientFacts, Sex
 from fhirtis.clinical.notes import Note, excluded, missing, warning
 from fhirtis.clinical.policy import DEFAULT_POLICY, DosingWeightBasis, Policy
+from fhirtis.clinical.rates import (
+    DECIMAL_CONTEXT,
+    format_decimal,
+    infusion_rate_mg_kg_min,
+    is_positive_finite,
+)
 
 __all__ = [
     "ADJUSTED_WEIGHT_FACTOR",
@@ -91,9 +97,6 @@ __all__ = [
     "is_positive_finite",
 ]
 
-DECIMAL_CONTEXT = Context(prec=28, rounding=ROUND_HALF_EVEN)
-"""The arithmetic context of the IVIG and thrombosis rules (independent of the caller's)."""
-
 CM_PER_INCH = Decimal("2.54")
 DEVINE_BASE_KG: Mapping[Sex, Decimal] = {Sex.MALE: Decimal(50), Sex.FEMALE: Decimal("45.5")}
 DEVINE_KG_PER_INCH = Decimal("2.3")
@@ -103,21 +106,6 @@ ADJUSTED_WEIGHT_FACTOR = Decimal("0.4")
 _MG_PER_G = Decimal(1000)
 _MIN_PER_H = Decimal(60)
 _HUNDRED = Decimal(100)
-
-
-def is_positive_finite(value: Decimal | None) -> bool:
-    """A quantity that can be real: present, finite and positive."""
-    return value is not None and value.is_finite() and value > 0
-
-
-def format_decimal(value: Decimal) -> str:
-    """A Decimal for a human message (at most 2 decimals); never used in arithmetic."""
-    exponent = value.as_tuple().exponent
-    if not isinstance(exponent, int):
-        return str(value)
-    with localcontext(DECIMAL_CONTEXT):
-        shown = value.quantize(Decimal("0.01")) if exponent < -2 else value
-        return f"{shown.normalize():f}"
 
 
 # --------------------------------------------------------------------------------------------
@@ -340,74 +328,6 @@ def grams_given(admin: IvigAdministration) -> tuple[Decimal | None, tuple[Note, 
         else:
             notes.append(missing("dose-unknown", "no usable dose; grams unknown", src))
         return None, tuple(notes)
-
-
-def infusion_rate_mg_kg_min(
-    admin: IvigAdministration, kg: Decimal | None
-) -> tuple[Decimal | None, tuple[Note, ...]]:
-    """The administration's rate in mg/kg/min with dosing weight ``kg``, or ``None`` with why.
-
-    ``rate_mg_per_h / (60 × kg)``, else ``rate_ml_per_h × mg/mL / (60 × kg)``.
-    """
-    notes: list[Note] = []
-    src = admin.source
-    with localcontext(DECIMAL_CONTEXT):
-        mass_ok = is_positive_finite(admin.rate_mg_per_h)
-        volume_ok = is_positive_finite(admin.rate_ml_per_h)
-        conc_ok = is_positive_finite(admin.concentration_mg_per_ml)
-        if admin.rate_mg_per_h is not None and not mass_ok:
-            notes.append(
-                excluded(
-                    "rate-implausible", "mass rate is not a positive finite number; not used", src
-                )
-            )
-        if admin.rate_ml_per_h is not None and not volume_ok:
-            notes.append(
-                excluded(
-                    "rate-implausible", "volume rate is not a positive finite number; not used", src
-                )
-            )
-        mg_per_min: Decimal | None = None
-        if volume_ok and conc_ok:
-            assert admin.rate_ml_per_h is not None and admin.concentration_mg_per_ml is not None
-            mg_per_min = admin.rate_ml_per_h * admin.concentration_mg_per_ml / _MIN_PER_H
-        if mass_ok:
-            assert admin.rate_mg_per_h is not None
-            mass_mg_per_min = admin.rate_mg_per_h / _MIN_PER_H
-            if mg_per_min is not None and mg_per_min != mass_mg_per_min:
-                notes.append(
-                    warning(
-                        "rate-disagrees",
-                        f"mass rate {format_decimal(mass_mg_per_min)} mg/min differs from "
-                        f"volume rate × concentration {format_decimal(mg_per_min)} mg/min; the "
-                        "mass rate is used",
-                        src,
-                    )
-                )
-            mg_per_min = mass_mg_per_min
-        if mg_per_min is None:
-            if volume_ok:
-                notes.append(
-                    missing(
-                        "rate-concentration-unknown",
-                        "rate given as a volume but the product concentration is unknown; rate in "
-                        "mg/kg/min unknown",
-                        src,
-                    )
-                )
-            else:
-                notes.append(missing("rate-unknown", "no usable infusion rate recorded", src))
-            return None, tuple(notes)
-        if kg is None:
-            notes.append(
-                missing(
-                    "rate-weight-unknown",
-                    "no dosing weight for this cycle; rate in mg/kg/min unknown",
-                    src,
-                )
-            )
-            return None, tuple(notes)
-        return mg_per_min / kg, tuple(notes)
 
 
 def group_cycles(

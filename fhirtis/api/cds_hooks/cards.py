@@ -6,12 +6,21 @@ import json
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import ROUND_DOWN, ROUND_UP, Decimal, localcontext
+from decimal import ROUND_UP, Decimal, localcontext
 from functools import cache
 from typing import Any
 
-from fhirtis.clinical.ivig import DECIMAL_CONTEXT, DosingWeight, format_decimal
+from fhirtis.clinical.ivig import DosingWeight
 from fhirtis.clinical.patient import PatientEvaluation
+from fhirtis.clinical.rates import (
+    DECIMAL_CONTEXT,
+    DISPLAY,
+    format_decimal,
+    max_rate_in,
+    max_rate_text,
+    plain,
+    round_down,
+)
 from fhirtis.clinical.thrombosis import RateLimit, RiskProfile
 from fhirtis.fhir.codes import profiles_dir
 from fhirtis.fhir.orders import (
@@ -25,8 +34,6 @@ Json = dict[str, Any]
 
 SOURCE = {"label": "fhirtis: IVIG infusion safety in myositis"}
 _SUMMARY_MAX = 139  # CDS Hooks: "<140-character summary"
-_MIN_PER_H = Decimal(60)
-_MG_PER_G = Decimal(1000)
 
 # --------------------------------------------------------------------------------------------
 # cards
@@ -59,22 +66,13 @@ def _card(summary: str, indicator: str, detail: str, **extra: Any) -> Json:
     return card
 
 
-def _down(value: Decimal, places: int) -> Decimal:
-    with localcontext(DECIMAL_CONTEXT):
-        return value.quantize(Decimal(1).scaleb(-places), rounding=ROUND_DOWN)
-
-
-def _num(value: Decimal) -> str:
-    return f"{value.normalize():f}"
-
-
 def _rate_text(value: Decimal, limit: Decimal) -> str:
     """An ordered rate in mg/kg/min to 2 places, or to 4 (rounded away from the limit) where 2
     would show a rate above the limit as equal to it."""
     shown = format_decimal(value)
     if value > limit and shown == format_decimal(limit):
         with localcontext(DECIMAL_CONTEXT):
-            return _num(value.quantize(Decimal("0.0001"), rounding=ROUND_UP))
+            return plain(value.quantize(Decimal("0.0001"), rounding=ROUND_UP))
     return shown
 
 
@@ -115,37 +113,11 @@ class _Limits:
 
     def in_kind(self, kind: RateKind) -> Decimal | None:
         """The maximum in the kind's display unit (mL/h, g/h, mL/kg/h, mg/kg/min), exact."""
-        with localcontext(DECIMAL_CONTEXT):
-            if kind is RateKind.MASS_PER_KG:
-                return self.mg_kg_min
-            if kind is RateKind.VOLUME_PER_KG:
-                if self.concentration is None:
-                    return None
-                return self.mg_kg_min * _MIN_PER_H / self.concentration
-            if self.kg is None:
-                return None
-            if kind is RateKind.MASS:
-                return self.mg_kg_min * self.kg * _MIN_PER_H / _MG_PER_G
-            if self.concentration is None:
-                return None
-            return self.mg_kg_min * self.kg * _MIN_PER_H / self.concentration
-
-
-# display unit and decimals (rounded down) of a suggested or shown maximum, per kind
-_DISPLAY = {
-    RateKind.VOLUME: ("mL/h", 0),
-    RateKind.MASS: ("g/h", 2),
-    RateKind.VOLUME_PER_KG: ("mL/kg/h", 2),
-    RateKind.MASS_PER_KG: ("mg/kg/min", 2),
-}
+        return max_rate_in(kind, self.mg_kg_min, self.kg, self.concentration)
 
 
 def _max_text(limits: _Limits, kind: RateKind) -> str | None:
-    value = limits.in_kind(kind)
-    if value is None:
-        return None
-    unit, places = _DISPLAY[kind]
-    return f"{_num(_down(value, places))} {unit}"
+    return max_rate_text(kind, limits.mg_kg_min, limits.kg, limits.concentration)
 
 
 def _weight_text(weight: DosingWeight, now: datetime) -> str:
@@ -209,7 +181,7 @@ def max_rate_card(
     order, limits = check.order, check.limits
     product = order.product or "IVIG"
     conc = limits.concentration
-    mg = _num(limits.mg_kg_min)
+    mg = plain(limits.mg_kg_min)
     ml_h = _max_text(limits, RateKind.VOLUME)
     if ml_h is not None:
         assert limits.kg is not None and conc is not None
@@ -239,7 +211,7 @@ def max_rate_card(
     for kind in RateKind:
         text = _max_text(limits, kind)
         if text is not None and kind is not RateKind.MASS_PER_KG:
-            lines.append(f"- Maximum as {_DISPLAY[kind][0]}: {text} (rounded down)")
+            lines.append(f"- Maximum as {DISPLAY[kind][0]}: {text} (rounded down)")
     if ml_h is None:
         lines.append("- Maximum as mL/h: **cannot be computed** without the missing value above")
     lines.append("")
@@ -276,7 +248,7 @@ def exceeded_card(check: _OrderCheck, limit: RateLimit) -> Json | None:
     summary = (
         f"Ordered IVIG rate {fastest_rate.text} ({_rate_text(fastest, limits.mg_kg_min)} "
         "mg/kg/min) exceeds "
-        f"the max {_num(limits.mg_kg_min)} mg/kg/min" + (f" ({max_here})" if max_here else "")
+        f"the max {plain(limits.mg_kg_min)} mg/kg/min" + (f" ({max_here})" if max_here else "")
     )
     lines = [
         f"The ordered rate is above the maximum infusion rate: {limit.reason}.",
@@ -299,12 +271,12 @@ def exceeded_card(check: _OrderCheck, limit: RateLimit) -> Json | None:
     for kind, locations in changes.items():
         exact = limits.in_kind(kind)
         assert exact is not None  # the rate was checked, so what it needed is known
-        unit, places = _DISPLAY[kind]
-        value = _down(exact, places)
+        unit, places = DISPLAY[kind]
+        value = round_down(exact, places)
         if value <= 0:
             return _card(summary, "warning", "\n".join(lines))
         updated = with_rates(updated, locations, value, unit)
-        parts.append(f"{_num(value)} {unit}")
+        parts.append(f"{plain(value)} {unit}")
     new_rate = " / ".join(parts)
     suggestion = {
         "label": f"Lower the infusion rate to {new_rate}",
@@ -314,7 +286,7 @@ def exceeded_card(check: _OrderCheck, limit: RateLimit) -> Json | None:
             {
                 "type": "update",
                 "description": f"Set the infusion rate of {order.ref} to {new_rate} "
-                f"(at most {_num(limits.mg_kg_min)} mg/kg/min)",
+                f"(at most {plain(limits.mg_kg_min)} mg/kg/min)",
                 "resource": updated,
             }
         ],
