@@ -18,15 +18,21 @@ that server is on the service's allow-list, and the token goes to that server on
 are missing and cannot be read, the answer is 412 (CDS Hooks' "Precondition Failed"). A call
 whose orders hold no IVIG is answered ``{"cards": []}`` without reading anything.
 
+Callers: in ``validate`` mode (and in ``pass-through`` mode when ``cds.trusted_clients`` is set)
+every service call carries a JWT signed by a trusted CDS client (CDS Hooks 2.0 "Trusting CDS
+Clients", :mod:`.trust`), else 401; discovery stays public.
+
 Errors are plain HTTP statuses with a small JSON body ``{"error", "message"}`` (CDS Hooks does
-not use OperationOutcome): 400 malformed request, 404 unknown service, 412 data missing and not
+not use OperationOutcome): 400 malformed request, 401 no trusted
+client's JWT, 404 unknown service, 412 data missing and not
 obtainable, 502/504 the FHIR server failed. Logs never hold patient data or tokens.
 
 Nothing is written and no FHIR resource is derived: the evaluation runs the pipeline's
 extraction and clinical rules only.
 
 Layout: ``request`` (services, prefetch templates, the checked call), ``fetch`` (reading what
-prefetch lacked), ``cards`` (the cards), ``service`` (the endpoints).
+prefetch lacked), ``cards`` (the cards), ``service`` (the endpoints),
+``trust`` (the CDS clients' JWTs).
 """
 
 from __future__ import annotations

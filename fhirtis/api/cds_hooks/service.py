@@ -39,6 +39,7 @@ from fhirtis.api.cds_hooks.request import (
     prefetch_templates,
     take_prefetch,
 )
+from fhirtis.api.cds_hooks.trust import CdsClientVerifier
 from fhirtis.clinical.ivig import DosingWeight, dosing_weight, format_decimal
 from fhirtis.clinical.patient import PatientEvaluation, evaluate_patient
 from fhirtis.fhir.bundle import PatientResources
@@ -233,6 +234,16 @@ def _is_medication_ref(ref: str) -> bool:
     return kind == "Medication" and is_id(rid)
 
 
+def client_verifier(state: Any) -> CdsClientVerifier | None:
+    """The check of CDS clients' JWTs: always in ``validate`` mode (no trusted client: every
+    call is refused), in ``pass-through`` mode when trusted clients are configured."""
+    settings: Settings = state.settings
+    clients = settings.cds.trusted_clients
+    if settings.service.auth_mode != "validate" and not clients:
+        return None
+    return CdsClientVerifier(clients, state.http)
+
+
 def install(app: FastAPI) -> None:
     """Add the CDS Hooks discovery and service endpoints to ``app``."""
 
@@ -247,6 +258,10 @@ def install(app: FastAPI) -> None:
         if service is None:
             return _error(CdsError(404, "unknown-service", "no CDS service has that id"))
         try:
+            verifier: CdsClientVerifier | None = request.app.state.fhirtis_cds_verifier
+            if verifier is not None:
+                audience = str(request.url.replace(query=None, fragment=None))
+                await verifier.verify(request.headers.get("authorization"), audience)
             answer, stats = await _answer(request, service)
         except CdsError as exc:
             log.info("cds %s: %d %s", service.id, exc.status, exc.error)
@@ -272,6 +287,7 @@ def install(app: FastAPI) -> None:
     @asynccontextmanager
     async def lifespan(app_: Any) -> AsyncIterator[Any]:
         async with inner(app_) as state:
+            app_.state.fhirtis_cds_verifier = client_verifier(app_.state.fhirtis)
             await asyncio.to_thread(warm_up)
             yield state
 

@@ -1,0 +1,241 @@
+"""Issue 12: what a hospital's security review asks of ``fhirtis serve``, tested against the real
+app (its ASGI app with its lifespan, or uvicorn on a loopback port) with real JWTs (joserfc) and
+the test FHIR server."""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from joserfc import jwt
+from joserfc.jwk import ECKey, RSAKey
+
+from fhirtis.api.app import create_app
+from fhirtis.io import FhirClientConfig
+from fhirtis.settings import CdsSettings, ServiceSettings, Settings, TrustedCdsClient
+from tests.api.test_cds_hooks import (
+    DVT,
+    SIGN,
+    call,
+    full_prefetch,
+    ivig_order,
+    patient_70kg,
+    qty,
+)
+from tests.e2e.test_run import load
+from tests.fhir.builders import bundle, medication
+
+Json = dict[str, Any]
+BASE = "http://fhirtis.test"
+EHR_ISS = "https://ehr.test"
+CDS_KEY = ECKey.generate_key("P-384", parameters={"kid": "cds-1"})
+CDS_RSA = RSAKey.generate_key(2048, parameters={"kid": "cds-2"})
+ROGUE_KEY = ECKey.generate_key("P-384", parameters={"kid": "cds-1"})
+SMART_KEY = RSAKey.generate_key(2048, parameters={"kid": "k1"})
+SMART_ISS = "https://auth.test"
+ALL_READ = "patient/*.rs"
+
+
+def jwks(*keys: ECKey | RSAKey) -> str:
+    return json.dumps({"keys": [k.as_dict(private=False) for k in keys]})
+
+
+def cds_jwt(
+    *,
+    key: ECKey | RSAKey = CDS_KEY,
+    alg: str = "ES384",
+    aud: Any = BASE + SIGN,
+    **claims: Any,
+) -> str:
+    """A CDS client's JWT (CDS Hooks 2.0, "Trusting CDS Clients")."""
+    now = int(time.time())
+    body: Json = {
+        "iss": EHR_ISS,
+        "sub": "ehr-client",
+        "aud": aud,
+        "exp": now + 240,
+        "iat": now,
+        "jti": str(uuid.uuid4()),
+    }
+    body.update(claims)
+    body = {k: v for k, v in body.items() if v is not None}
+    header = {"alg": alg, "kid": key.kid, "typ": "JWT"}
+    return jwt.encode(header, body, key, algorithms=[alg])
+
+
+def smart_token(**claims: Any) -> str:
+    now = int(time.time())
+    body: Json = {
+        "iss": SMART_ISS,
+        "aud": BASE,
+        "exp": now + 300,
+        "iat": now,
+        "scope": ALL_READ,
+        "patient": "p1",
+        "sub": "clinician-app",
+    }
+    body.update(claims)
+    body = {k: v for k, v in body.items() if v is not None}
+    return jwt.encode({"alg": "RS384", "kid": "k1"}, body, SMART_KEY, algorithms=["RS384"])
+
+
+@asynccontextmanager
+async def app_client(
+    fhir_base: str, *, cds: CdsSettings | None = None, **service: Any
+) -> AsyncIterator[httpx.AsyncClient]:
+    settings = Settings(
+        fhir=FhirClientConfig(
+            base_url=fhir_base, retry_max_attempts=2, retry_budget_seconds=2, read_timeout_seconds=5
+        ),
+        service=ServiceSettings(**service),
+        cds=cds or CdsSettings(),
+    )
+    app = create_app(settings)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=BASE) as client,
+    ):
+        yield client
+
+
+def validate_mode(tmp_path: Path) -> Json:
+    path = tmp_path / "ehr-jwks.json"
+    path.write_text(jwks(CDS_KEY, CDS_RSA))
+    return {
+        "auth_mode": "validate",
+        "issuer": SMART_ISS,
+        "audience": BASE,
+        "jwks": jwks(SMART_KEY),
+        "cds": CdsSettings(trusted_clients=[TrustedCdsClient(iss=EHR_ISS, jwks_path=path)]),
+    }
+
+
+def hook_call(fhir_base: str) -> Json:
+    return call([ivig_order(rate=qty(300, "mL/h"))], full_prefetch(patient_70kg(DVT)))
+
+
+# -- 1. CDS Hooks: trusting CDS clients ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("authorization", "why"),
+    [
+        (None, "no Authorization"),
+        ("Bearer garbage", "not a JWT"),
+        ("Basic dXNlcjpwYXNz", "not a bearer JWT"),
+        (lambda: f"Bearer {cds_jwt(key=ROGUE_KEY)}", "signed by another key"),
+        (lambda: f"Bearer {cds_jwt(iss='https://rogue.test')}", "untrusted issuer"),
+        (lambda: f"Bearer {cds_jwt(aud=BASE + '/cds-services/other')}", "another audience"),
+        (lambda: f"Bearer {cds_jwt(exp=int(time.time()) + 3600)}", "exp an hour ahead"),
+        (lambda: f"Bearer {cds_jwt(exp=int(time.time()) - 5)}", "expired"),
+        (lambda: f"Bearer {cds_jwt(exp=math.nan)}", "exp NaN"),
+        (lambda: f"Bearer {cds_jwt(exp=math.inf)}", "exp Infinity"),
+        (lambda: f"Bearer {cds_jwt(nbf=math.nan)}", "nbf NaN"),
+        (lambda: f"Bearer {cds_jwt(jti=None)}", "no jti"),
+        (lambda: f"Bearer {cds_jwt(key=CDS_RSA, alg='RS256')}", "RS256 is not a CDS Hooks alg"),
+    ],
+)
+async def test_cds_calls_need_a_trusted_clients_jwt(
+    fhir_base: str, tmp_path: Path, authorization: Any, why: str
+) -> None:
+    settings = validate_mode(tmp_path)
+    async with app_client(fhir_base, **settings) as client:
+        value = authorization() if callable(authorization) else authorization
+        headers = {"Authorization": value} if value is not None else {}
+        r = await client.post(SIGN, json=hook_call(fhir_base), headers=headers)
+        assert r.status_code == 401, (why, r.text)
+        assert "cards" not in r.json()
+        assert r.json()["error"] == "unauthorized"
+
+
+async def test_a_trusted_clients_jwt_gets_cards_once(fhir_base: str, tmp_path: Path) -> None:
+    async with app_client(fhir_base, **validate_mode(tmp_path)) as client:
+        assert (await client.get("/cds-services")).status_code == 200  # discovery is public
+        for token in (cds_jwt(), cds_jwt(key=CDS_RSA, alg="RS384")):
+            auth = {"Authorization": f"Bearer {token}"}
+            r = await client.post(SIGN, json=hook_call(fhir_base), headers=auth)
+            assert r.status_code == 200, r.text
+            assert any("exceeds" in c["summary"] for c in r.json()["cards"])
+            replay = await client.post(SIGN, json=hook_call(fhir_base), headers=auth)
+            assert replay.status_code == 401 and "replayed" in replay.json()["message"]
+
+
+async def test_pass_through_checks_cds_jwts_when_clients_are_trusted(
+    fhir_base: str, tmp_path: Path
+) -> None:
+    cds = validate_mode(tmp_path)["cds"]
+    async with app_client(fhir_base, cds=cds) as client:
+        assert (await client.post(SIGN, json=hook_call(fhir_base))).status_code == 401
+        auth = {"Authorization": f"Bearer {cds_jwt()}"}
+        assert (await client.post(SIGN, json=hook_call(fhir_base), headers=auth)).status_code == 200
+
+
+class _JwksHandler(BaseHTTPRequestHandler):
+    body = b""
+    hits = 0
+
+    def do_GET(self) -> None:
+        type(self).hits += 1
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(self.body)))
+        self.end_headers()
+        self.wfile.write(self.body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def jwks_url() -> Iterator[str]:
+    _JwksHandler.body = jwks(CDS_KEY).encode()
+    _JwksHandler.hits = 0
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _JwksHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}/jwks.json"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+async def test_trusted_client_keys_from_a_jwks_url(fhir_base: str, jwks_url: str) -> None:
+    cds = CdsSettings(trusted_clients=[TrustedCdsClient(iss=EHR_ISS, jwks_url=jwks_url)])
+    async with app_client(fhir_base, cds=cds) as client:
+        for _ in range(2):
+            auth = {"Authorization": f"Bearer {cds_jwt()}"}
+            r = await client.post(SIGN, json=hook_call(fhir_base), headers=auth)
+            assert r.status_code == 200, r.text
+        bad = {"Authorization": f"Bearer {cds_jwt(key=ROGUE_KEY)}"}
+        assert (await client.post(SIGN, json=hook_call(fhir_base), headers=bad)).status_code == 401
+    assert _JwksHandler.hits == 1  # kept, not read per call
+
+
+def test_trusted_client_settings_need_one_key_source() -> None:
+    with pytest.raises(ValueError, match="exactly one"):
+        TrustedCdsClient(iss=EHR_ISS)
+    with pytest.raises(ValueError, match="exactly one"):
+        TrustedCdsClient(iss=EHR_ISS, jwks_url="https://x.test/j", jwks_path=Path("j.json"))
+
+
+async def test_cds_reads_from_the_fhir_server_for_a_trusted_client(
+    fhir_base: str, tmp_path: Path
+) -> None:
+    load(fhir_base, bundle(*patient_70kg(DVT), medication()))
+    body = call([ivig_order(rate=qty(300, "mL/h"))], {"patient": None}, server=fhir_base, token="t")
+    body["prefetch"] = {}
+    async with app_client(fhir_base, cds=validate_mode(tmp_path)["cds"]) as client:
+        r = await client.post(SIGN, json=body, headers={"Authorization": f"Bearer {cds_jwt()}"})
+        assert r.status_code == 200, r.text
+        assert any("thrombosis" in c["summary"] or "TEE" in c["summary"] for c in r.json()["cards"])
