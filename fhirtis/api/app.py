@@ -18,6 +18,7 @@ from fhirtis.api.access import Caller, TokenValidator, authorize, bearer_token
 from fhirtis.api.errors import FHIR_JSON, ApiError, install_error_handlers
 from fhirtis.api.evaluate import (
     EvaluateParameters,
+    check_policy_override_on_write,
     parameters_from_resource,
     parse_parameters,
     result_bundle,
@@ -171,9 +172,10 @@ async def _evaluate(
         raise ApiError(400, "server given twice, differently", expression="server")
     server = state.server_for(params.server or server_header)
     authorize(caller, patient_id, write=params.write)
-    settings = state.settings.model_copy(
-        update={"policy": params.policy_over(state.settings.policy)}
-    )
+    policy = params.policy_over(state.settings.policy)  # 400: invalid, or a raised label limit
+    if params.write and params.policy:
+        check_policy_override_on_write(params, state.settings.service)
+    settings = state.settings.model_copy(update={"policy": policy})
     client, owned = state.client_for(server, caller)
     try:
         run = await run_patient(client, patient_id, settings, params.options(), write=params.write)

@@ -32,8 +32,10 @@ from tests.api.test_cds_hooks import (
     patient_70kg,
     qty,
 )
+from tests.e2e.conftest import FhirTestServer
 from tests.e2e.test_run import load
 from tests.fhir.builders import bundle, medication
+from tests.fhir.patients import responder
 
 Json = dict[str, Any]
 BASE = "http://fhirtis.test"
@@ -239,3 +241,74 @@ async def test_cds_reads_from_the_fhir_server_for_a_trusted_client(
         r = await client.post(SIGN, json=body, headers={"Authorization": f"Bearer {cds_jwt()}"})
         assert r.status_code == 200, r.text
         assert any("thrombosis" in c["summary"] or "TEE" in c["summary"] for c in r.json()["cards"])
+
+
+# -- 3. safety limits cannot be changed by a caller ---------------------------------------------
+
+OP = "/Patient/p1/$myositis-evaluate"
+CALLER = {"Authorization": "Bearer caller-token"}
+
+
+def parameters(*params: Json, write: bool = False) -> Json:
+    return {
+        "resourceType": "Parameters",
+        "parameter": [{"name": "write", "valueBoolean": write}, *params],
+    }
+
+
+def test_no_setting_raises_the_labels_maximum_rates(monkeypatch: pytest.MonkeyPatch) -> None:
+    from fhirtis.clinical.policy import Policy  # noqa: PLC0415
+    from fhirtis.settings import load_settings  # noqa: PLC0415
+
+    for name, value in (("max_rate_mg_kg_min", "4.01"), ("max_rate_with_risk_mg_kg_min", "3.4")):
+        with pytest.raises(ValueError, match="less than or equal"):
+            Policy.model_validate({name: value})
+        monkeypatch.setenv(f"FHIRTIS_POLICY__{name.upper()}", value)
+        with pytest.raises(ValueError, match=name):
+            load_settings()
+        monkeypatch.delenv(f"FHIRTIS_POLICY__{name.upper()}")
+    lowered = load_settings(policy={"max_rate_mg_kg_min": "3", "max_rate_with_risk_mg_kg_min": "2"})
+    assert lowered.policy.max_rate_mg_kg_min == 3  # a site may lower them
+
+
+@pytest.mark.parametrize("write", [False, True])
+@pytest.mark.parametrize(
+    "param",
+    [
+        {"name": "max_rate_mg_kg_min", "valueDecimal": 50},
+        {"name": "max_rate_with_risk_mg_kg_min", "valueDecimal": 3.31},
+        {"name": "max_rate_mg_kg_min", "valueDecimal": 1e30},
+    ],
+)
+async def test_no_request_raises_the_labels_maximum_rates(
+    fhir_base: str, write: bool, param: Json
+) -> None:
+    load(fhir_base, responder())
+    async with app_client(fhir_base, allow_policy_override_on_write=True) as client:
+        r = await client.post(OP, headers=CALLER, json=parameters(param, write=write))
+        assert r.status_code == 400, r.text
+        assert r.json()["issue"][0]["expression"] == [param["name"]]
+
+
+async def test_policy_overrides_with_write_are_refused_unless_allowed(
+    fhir_base: str, fhir_server: FhirTestServer
+) -> None:
+    load(fhir_base, responder())
+    gap = {"name": "cycle_gap_days", "valueInteger": 10}
+    lower = {"name": "max_rate_mg_kg_min", "valueDecimal": 3}
+    fhir_server.reset_stats()
+    async with app_client(fhir_base) as client:
+        r = await client.post(OP, headers=CALLER, json=parameters(gap, write=True))
+        assert r.status_code == 403, r.text
+        assert "ALLOW_POLICY_OVERRIDE_ON_WRITE" in r.json()["issue"][0]["diagnostics"]
+        assert (await client.post(OP, headers=CALLER, json=parameters(gap))).status_code == 200
+        assert (await client.post(OP, headers=CALLER, json=parameters(lower))).status_code == 200
+    assert fhir_server.stats()["committed_writes"] == 0
+    async with app_client(fhir_base, allow_policy_override_on_write=True) as client:
+        # the label's limits: never changed for a result that is written, even lowered
+        r = await client.post(OP, headers=CALLER, json=parameters(lower, write=True))
+        assert r.status_code == 403 and "label" in r.json()["issue"][0]["diagnostics"]
+        assert fhir_server.stats()["committed_writes"] == 0
+        r = await client.post(OP, headers=CALLER, json=parameters(gap, write=True))
+        assert r.status_code == 200, r.text
+    assert fhir_server.stats()["committed_writes"] > 0
