@@ -4,15 +4,19 @@ Bearer tokens are required. In ``pass-through`` mode the token is the caller's S
 token for the EHR's FHIR server: the service does not read it, it forwards it, and the EHR
 decides. In ``validate`` mode the service checks the token itself: a JWT signed by a key of the
 configured JWKS, from the configured issuer, for the configured audience, not expired, with the
-SMART scopes the operation needs; a token with a ``patient`` context may only evaluate that
-patient. Tokens are never logged.
+SMART scopes for every resource type the evaluation reads (:func:`read_for_evaluate`) and, to
+write, writes. A token lacking any of them is refused (403, naming the missing scopes): fhirtis
+never returns a result from part of the record because a token could not read the rest. A token
+with a ``patient`` context may only evaluate that patient. Tokens are never logged.
 """
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -22,10 +26,30 @@ from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 
 from fhirtis.api.errors import ApiError
+from fhirtis.fhir.codes import terminology
+from fhirtis.fhir.queries import patient_read_entries
 from fhirtis.settings import ServiceSettings
 
-READ_FOR_EVALUATE = ("Patient", "Observation", "MedicationAdministration", "Condition")
 WRITE_FOR_EVALUATE = ("Observation", "Flag", "DetectedIssue", "AdverseEvent", "Provenance")
+_INCLUDE = re.compile(r"_include=[A-Za-z]+:([a-z]+)")
+_INCLUDED_TYPE = {"medication": "Medication"}
+
+
+@cache
+def read_for_evaluate() -> tuple[str, ...]:
+    """Every resource type one evaluation reads, so every one a token's scopes must cover: the
+    searches of :func:`fhirtis.fhir.queries.patient_read_entries` and what they ``_include``,
+    and the derived types looked up to plan the write (fhirtis's earlier output).
+
+    The one function to switch to ``fhirtis.fhir.needs`` (the single list) when it lands.
+    """
+    found: list[str] = []
+    for entry in patient_read_entries("p", terminology(), 1):
+        url = entry["request"]["url"]
+        found.append(url.split("?")[0].split("/")[0])
+        found += [_INCLUDED_TYPE.get(m, m) for m in _INCLUDE.findall(url)]
+    found += [t for t in WRITE_FOR_EVALUATE if t != "Provenance"]
+    return tuple(dict.fromkeys(found))
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="fhirtis"'}
 
 
@@ -63,7 +87,7 @@ def _grants(scope: str, resource: str, want: str) -> bool:
 
 def missing_scopes(scopes: Iterable[str], *, write: bool) -> list[str]:
     have = list(scopes)
-    needed = [(r, "read") for r in READ_FOR_EVALUATE]
+    needed = [(r, "read") for r in read_for_evaluate()]
     if write:
         needed += [(r, "write") for r in WRITE_FOR_EVALUATE]
     return [f"{r}.{w}" for r, w in needed if not any(_grants(s, r, w) for s in have)]
@@ -128,7 +152,12 @@ def authorize(caller: Caller, patient_id: str, *, write: bool) -> None:
         return  # pass-through: the FHIR server decides
     lacking = missing_scopes(caller.scopes, write=write)
     if lacking:
-        raise ApiError(403, f"the token lacks the scopes: {', '.join(lacking)}")
+        raise ApiError(
+            403,
+            f"the token lacks the scopes: {', '.join(lacking)}. fhirtis reads every one of these "
+            "types to evaluate a patient and refuses rather than give a result from part of the "
+            "record",
+        )
     patient_scoped = any(s.startswith("patient/") for s in caller.scopes)
     if caller.patient is not None and caller.patient != patient_id:
         raise ApiError(403, "the token's patient context is another patient")

@@ -312,3 +312,41 @@ async def test_policy_overrides_with_write_are_refused_unless_allowed(
         r = await client.post(OP, headers=CALLER, json=parameters(gap, write=True))
         assert r.status_code == 200, r.text
     assert fhir_server.stats()["committed_writes"] > 0
+
+
+# -- 2. scopes cover every resource type the evaluation reads -----------------------------------
+
+READ_TYPES = (
+    "Patient",
+    "Observation",
+    "MedicationAdministration",
+    "Medication",
+    "Condition",
+    "MedicationStatement",
+    "MedicationRequest",
+    "Device",
+    "Procedure",
+    "AdverseEvent",
+    "Flag",
+    "DetectedIssue",
+)
+
+
+@pytest.mark.parametrize("lacking", ["Device", "Procedure", "MedicationStatement", "Flag"])
+async def test_a_token_must_cover_every_type_read(
+    fhir_base: str, tmp_path: Path, lacking: str
+) -> None:
+    """Refused (403, naming the missing scopes), never a result from part of the record: a
+    token without Device scope got a central-line risk factor before."""
+    load(fhir_base, responder())
+    settings = validate_mode(tmp_path)
+    scopes = " ".join(f"patient/{t}.rs" for t in READ_TYPES if t != lacking)
+    async with app_client(fhir_base, **settings) as client:
+        auth = {"Authorization": f"Bearer {smart_token(scope=scopes)}"}
+        r = await client.post(OP, headers=auth)
+        assert r.status_code == 403, r.text
+        diagnostics = r.json()["issue"][0]["diagnostics"]
+        assert f"{lacking}.read" in diagnostics and "refuses" in diagnostics
+        full = " ".join(f"patient/{t}.rs" for t in READ_TYPES)
+        ok = await client.post(OP, headers={"Authorization": f"Bearer {smart_token(scope=full)}"})
+        assert ok.status_code == 200, ok.text
