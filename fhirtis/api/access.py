@@ -50,6 +50,8 @@ def read_for_evaluate() -> tuple[str, ...]:
         found += [_INCLUDED_TYPE.get(m, m) for m in _INCLUDE.findall(url)]
     found += [t for t in WRITE_FOR_EVALUATE if t != "Provenance"]
     return tuple(dict.fromkeys(found))
+
+
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="fhirtis"'}
 
 

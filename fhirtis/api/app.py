@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -23,6 +24,7 @@ from fhirtis.api.evaluate import (
     parse_parameters,
     result_bundle,
 )
+from fhirtis.api.limits import BodyLimit
 from fhirtis.fhir.codes import profiles_dir
 from fhirtis.io import BearerTokenAuth, FhirClient, FhirClientConfig, normalize_base
 from fhirtis.pipeline.server import RunStatus, run_patient
@@ -177,8 +179,18 @@ async def _evaluate(
         check_policy_override_on_write(params, state.settings.service)
     settings = state.settings.model_copy(update={"policy": policy})
     client, owned = state.client_for(server, caller)
+    budget = state.settings.service.evaluation_timeout_seconds
     try:
-        run = await run_patient(client, patient_id, settings, params.options(), write=params.write)
+        async with asyncio.timeout(budget):  # on expiry the reads in flight are cancelled
+            run = await run_patient(
+                client, patient_id, settings, params.options(), write=params.write
+            )
+    except TimeoutError:
+        raise ApiError(
+            504,
+            f"reading and evaluating the patient took longer than {budget:g} s "
+            "(service.evaluation_timeout_seconds); stopped",
+        ) from None
     finally:
         if owned:
             await client.aclose()
@@ -284,6 +296,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         "operations for SMART apps and EHRs, and CDS Hooks for IVIG orders.",
         lifespan=lifespan,
     )
+    app.add_middleware(BodyLimit, max_bytes=settings.service.max_body_bytes)
     install_error_handlers(app)
     app.include_router(router)
     cds_hooks.install(app)

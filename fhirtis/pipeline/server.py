@@ -108,20 +108,32 @@ def status_for(exc: FhirClientError) -> int:
 
 
 def _entry_ok(entry: Mapping[str, Any]) -> bool:
-    status = str((entry.get("response") or {}).get("status", ""))
+    response = entry.get("response")
+    status = str(response.get("status", "")) if isinstance(response, dict) else ""
     return status[:1] == "2"
+
+
+def _entries(bundle: Json) -> list[Json]:
+    entries = bundle.get("entry")
+    return [e for e in entries if isinstance(e, dict)] if isinstance(entries, list) else []
 
 
 async def _gather(client: FhirClient, batch: Json, entries: Sequence[Json]) -> list[Json]:
     """Every resource of a batch-response of searches and reads, all pages followed."""
     out: list[Json] = []
     responses = batch.get("entry") or []
-    if batch.get("resourceType") != "Bundle" or len(responses) != len(entries):
+    if (
+        batch.get("resourceType") != "Bundle"
+        or not isinstance(responses, list)
+        or len(responses) != len(entries)
+        or not all(isinstance(e, dict) for e in responses)
+    ):
         raise PullError("the server's batch response does not answer every request")
     for sent, entry in zip(entries, responses, strict=True):
         url = sent["request"]["url"].split("?")[0]
         if not _entry_ok(entry):
-            status = (entry.get("response") or {}).get("status", "?")
+            response = entry.get("response")
+            status = response.get("status", "?") if isinstance(response, dict) else "?"
             raise PullError(f"batch entry {url} failed with status {status}")
         resource = entry.get("resource")
         if not isinstance(resource, dict):
@@ -129,17 +141,9 @@ async def _gather(client: FhirClient, batch: Json, entries: Sequence[Json]) -> l
         if resource.get("resourceType") != "Bundle":
             out.append(resource)
             continue
-        out.extend(
-            e["resource"]
-            for e in resource.get("entry") or []
-            if isinstance(e.get("resource"), dict)
-        )
+        out.extend(e["resource"] for e in _entries(resource) if isinstance(e.get("resource"), dict))
         async for page in client.following_pages(resource):
-            out.extend(
-                e["resource"]
-                for e in page.get("entry") or []
-                if isinstance(e.get("resource"), dict)
-            )
+            out.extend(e["resource"] for e in _entries(page) if isinstance(e.get("resource"), dict))
     return out
 
 
@@ -151,8 +155,9 @@ async def pull_patient(
     entries = patient_read_entries(patient_id, extractor.t, client.config.page_size)
     batch = await client.batch(entries)
     requests["read"] = requests.get("read", 0) + 1
-    first = (batch.get("entry") or [{}])[0]
-    if str((first.get("response") or {}).get("status", "")).startswith("404"):
+    first = (_entries(batch) or [{}])[0]
+    response = first.get("response")
+    if isinstance(response, dict) and str(response.get("status", "")).startswith("404"):
         raise NotFound(f"Patient/{patient_id} not found", status=404, url=f"Patient/{patient_id}")
     resources = await _gather(client, batch, entries)
     unique: dict[str, Json] = {}

@@ -350,3 +350,187 @@ async def test_a_token_must_cover_every_type_read(
         full = " ".join(f"patient/{t}.rs" for t in READ_TYPES)
         ok = await client.post(OP, headers={"Authorization": f"Bearer {smart_token(scope=full)}"})
         assert ok.status_code == 200, ok.text
+
+
+# -- 4. bounded work ----------------------------------------------------------------------------
+
+
+class Hostile(BaseHTTPRequestHandler):
+    """A FHIR server that misbehaves in one ``mode``: ``hang`` (never answers), ``endless``
+    (every search has one more page), ``gone2`` (page 2 of a search answers 404), ``huge`` (a
+    200 MB batch response), ``strings`` (a batch response whose entries are strings)."""
+
+    mode = "endless"
+    pages = 0
+    bytes_sent = 0
+    release = threading.Event()
+    protocol_version = "HTTP/1.1"
+
+    def _json(self, status: int, body: Any) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/fhir+json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _page(self, n: int) -> Json:
+        base = f"http://127.0.0.1:{self.server.server_address[1]}"
+        return {
+            "resourceType": "Bundle",
+            "type": "searchset",
+            "link": [{"relation": "next", "url": f"{base}/Observation?page={n + 1}"}],
+            "entry": [],
+        }
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length", "0"))
+        sent = json.loads(self.rfile.read(length))
+        if self.mode == "hang":
+            self.release.wait(30)
+            return
+        if self.mode == "huge":
+            self.send_response(200)
+            self.send_header("Content-Type", "application/fhir+json")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            chunk = b" " * 1_000_000
+            try:
+                for _ in range(200):
+                    self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                    type(self).bytes_sent += len(chunk)
+                self.wfile.write(b"0\r\n\r\n")
+            except OSError:
+                pass
+            return
+        entries: list[Any] = []
+        for e in sent["entry"]:
+            url = e["request"]["url"]
+            if url.startswith("Patient/"):
+                resource: Json = {"resourceType": "Patient", "id": url.split("/")[1]}
+            else:
+                resource = self._page(1)
+            entries.append({"response": {"status": "200 OK"}, "resource": resource})
+        if self.mode == "strings":
+            entries = ["200 OK" for _ in entries]
+        self._json(200, {"resourceType": "Bundle", "type": "batch-response", "entry": entries})
+
+    def do_GET(self) -> None:
+        type(self).pages += 1
+        if self.mode == "gone2":
+            self._json(404, {"resourceType": "OperationOutcome", "issue": []})
+            return
+        n = int(self.path.rsplit("=", 1)[1]) if "page=" in self.path else 1
+        self._json(200, self._page(n))
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def hostile() -> Iterator[str]:
+    Hostile.pages = 0
+    Hostile.bytes_sent = 0
+    Hostile.release = threading.Event()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Hostile)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        Hostile.release.set()
+        server.shutdown()
+        server.server_close()
+
+
+async def test_a_large_body_is_refused_unread(fhir_base: str) -> None:
+    consumed = 0
+
+    async def endless_body() -> Any:
+        nonlocal consumed
+        for _ in range(10_000):  # 640 MB if read whole
+            consumed += 1
+            yield b"x" * 65_536
+
+    async with app_client(fhir_base, max_body_bytes=1_000_000) as client:
+        r = await client.post(OP, headers=CALLER, content=endless_body())
+        assert r.status_code == 413
+        assert consumed < 100
+        declared = await client.post(
+            OP, headers={**CALLER, "Content-Type": "application/fhir+json"}, content=b"{}" * 600_000
+        )
+        assert declared.status_code == 413
+        assert declared.json()["resourceType"] == "OperationOutcome"
+        cds = await client.post(SIGN, content=b" " * 1_200_000)
+        assert cds.status_code == 413 and cds.json()["error"] == "request-refused"
+        assert (await client.post(OP, headers=CALLER, json=parameters())).status_code != 413
+
+
+async def test_a_hanging_fhir_server_is_504_and_fetching_stops(hostile: str) -> None:
+    Hostile.mode = "hang"
+    async with app_client(hostile, evaluation_timeout_seconds=1.5) as client:
+        started = time.monotonic()
+        r = await client.post(OP, headers=CALLER)
+        assert r.status_code == 504, r.text
+        assert time.monotonic() - started < 5
+
+
+async def test_endless_next_links_stop_at_the_timeout(hostile: str) -> None:
+    Hostile.mode = "endless"
+    async with app_client(hostile, evaluation_timeout_seconds=1.5) as client:
+        r = await client.post(OP, headers=CALLER)
+        assert r.status_code == 504, r.text
+        after = Hostile.pages
+        time.sleep(1.0)
+        assert Hostile.pages <= after + 1  # nothing is fetched after the caller got its answer
+
+
+async def test_a_cap_on_pages_per_search(hostile: str) -> None:
+    Hostile.mode = "endless"
+    settings = Settings(
+        fhir=FhirClientConfig(base_url=hostile, max_pages_per_search=5, retry_max_attempts=1),
+    )
+    app = create_app(settings)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=BASE) as client,
+    ):
+        r = await client.post(OP, headers=CALLER)
+    assert r.status_code == 502, r.text
+    assert "max_pages_per_search" in r.json()["issue"][0]["diagnostics"]
+    assert Hostile.pages <= 5
+
+
+async def test_a_huge_fhir_answer_is_refused_as_it_arrives(hostile: str) -> None:
+    Hostile.mode = "huge"
+    settings = Settings(
+        fhir=FhirClientConfig(base_url=hostile, max_response_bytes=5_000_000, retry_max_attempts=1)
+    )
+    app = create_app(settings)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=BASE) as client,
+    ):
+        r = await client.post(OP, headers=CALLER)
+    assert r.status_code == 502, r.text
+    assert "max_response_bytes" in r.json()["issue"][0]["diagnostics"]
+    assert Hostile.bytes_sent < 100_000_000
+
+
+# -- 5. clean errors everywhere -----------------------------------------------------------------
+
+
+async def test_a_batch_response_of_strings_is_502(hostile: str) -> None:
+    Hostile.mode = "strings"
+    async with app_client(hostile) as client:
+        r = await client.post(OP, headers=CALLER)
+    assert r.status_code == 502, r.text
+
+
+async def test_a_gone_page_2_is_not_patient_not_found(hostile: str) -> None:
+    Hostile.mode = "gone2"
+    async with app_client(hostile) as client:
+        r = await client.post(OP, headers=CALLER)
+    assert r.status_code == 502, r.text
+    assert "not found" not in r.json()["issue"][0]["diagnostics"]

@@ -17,6 +17,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from fhirtis.api.cds_hooks.cards import (
     check_order,
@@ -141,7 +142,7 @@ async def _answer(request: Request, service: CdsService) -> tuple[Json, dict[str
     ctx = _context(request)
     try:
         body = json.loads(await request.body())
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise bad("the request body is not JSON") from None
     call = parse_call(body, service)
     stats = {"orders": 0, "ivig": 0, "fetched": 0}
@@ -234,6 +235,11 @@ def _is_medication_ref(ref: str) -> bool:
     return kind == "Medication" and is_id(rid)
 
 
+def ctx_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.fhirtis.settings
+    return settings
+
+
 def client_verifier(state: Any) -> CdsClientVerifier | None:
     """The check of CDS clients' JWTs: always in ``validate`` mode (no trusted client: every
     call is refused), in ``pass-through`` mode when trusted clients are configured."""
@@ -262,7 +268,17 @@ def install(app: FastAPI) -> None:
             if verifier is not None:
                 audience = str(request.url.replace(query=None, fragment=None))
                 await verifier.verify(request.headers.get("authorization"), audience)
-            answer, stats = await _answer(request, service)
+            budget = ctx_settings(request).service.evaluation_timeout_seconds
+            async with asyncio.timeout(budget):
+                answer, stats = await _answer(request, service)
+        except TimeoutError:
+            exc = CdsError(504, "timeout", f"the answer took longer than {budget:g} s; stopped")
+            log.info("cds %s: %d %s", service.id, exc.status, exc.error)
+            return _error(exc)
+        except StarletteHTTPException as http_exc:  # 413 from the body limit
+            exc = CdsError(http_exc.status_code, "request-refused", str(http_exc.detail))
+            log.info("cds %s: %d %s", service.id, exc.status, exc.error)
+            return _error(exc)
         except CdsError as exc:
             log.info("cds %s: %d %s", service.id, exc.status, exc.error)
             return _error(exc)
