@@ -19,7 +19,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_settings import (
     BaseSettings,
     JsonConfigSettingsSource,
@@ -218,5 +218,19 @@ def load_settings(settings_file: Path | None = None, **overrides: Any) -> Settin
     token = _settings_file.set(str(settings_file) if settings_file is not None else None)
     try:
         return Settings(**overrides)
+    except ValidationError as exc:
+        raise SettingsError(exc) from None
     finally:
         _settings_file.reset(token)
+
+
+class SettingsError(ValueError):
+    """Invalid settings, described by where and what is wrong, never by the values given (a
+    settings error must not echo a token or a private key into a terminal or a log)."""
+
+    def __init__(self, exc: ValidationError) -> None:
+        lines = []
+        for err in exc.errors(include_url=False, include_input=False, include_context=False):
+            where = ".".join(str(p) for p in err["loc"]) or "(settings)"
+            lines.append(f"{where}: {err['msg']}")
+        super().__init__(f"{len(lines)} invalid setting(s):\n" + "\n".join(lines))

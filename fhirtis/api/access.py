@@ -12,6 +12,7 @@ with a ``patient`` context may only evaluate that patient. Tokens are never logg
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from collections.abc import Iterable
@@ -69,7 +70,18 @@ def bearer_token(request: Request) -> str:
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise ApiError(401, "a bearer token is required", headers=_CHALLENGE)
+    if not is_b64token(token.strip()):
+        raise ApiError(401, "the bearer token is not valid", headers=_CHALLENGE)
     return token.strip()
+
+
+_B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
+
+
+def is_b64token(token: str) -> bool:
+    """A bearer token as RFC 6750 §2.1 allows it (no spaces, CR, LF or other characters that
+    could not be sent on in an Authorization header)."""
+    return len(token) <= 16_384 and _B64TOKEN.fullmatch(token) is not None
 
 
 def _grants(scope: str, resource: str, want: str) -> bool:
@@ -123,11 +135,11 @@ class TokenValidator:
         audiences = aud if isinstance(aud, list) else [aud]
         if self._audience not in audiences:
             problems.append("audience")
-        exp = claims.get("exp")
-        if not isinstance(exp, int | float) or exp <= now:
+        exp: Any = claims.get("exp")
+        if not _finite(exp) or exp <= now:
             problems.append("expiry")
-        nbf = claims.get("nbf")
-        if isinstance(nbf, int | float) and nbf > now + 60:
+        nbf: Any = claims.get("nbf")
+        if nbf is not None and (not _finite(nbf) or nbf > now + 60):
             problems.append("not yet valid")
         if problems:
             raise ApiError(
@@ -137,6 +149,11 @@ class TokenValidator:
         scopes = frozenset(scope.split()) if isinstance(scope, str) else frozenset()
         patient = claims.get("patient")
         return Caller(token, scopes, patient if isinstance(patient, str) else None, True, claims)
+
+
+def _finite(value: Any) -> bool:
+    """A JSON number that is a real time: not a boolean, NaN or ±Infinity."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _json(text: str) -> dict[str, Any]:

@@ -174,7 +174,12 @@ class Policy(BaseModel):
         """The policy as flat strings, for results, reports and derived resources."""
         out: dict[str, str] = {}
         for name, value in self.model_dump(mode="json").items():
-            out[name] = ",".join(value) if isinstance(value, list) else str(value)
+            if isinstance(value, list):
+                out[name] = ",".join(value)
+            elif isinstance(raw := getattr(self, name), Decimal) and raw.is_finite():
+                out[name] = f"{raw:f}"  # never in exponent notation ("50", not "5E+1")
+            else:
+                out[name] = str(value)
         return out
 
 

@@ -83,23 +83,32 @@ def plain(value: Decimal) -> str:
     """``value`` without trailing zeros and never in exponent notation ("490", not "4.9E+2")."""
     if not value.is_finite():
         return str(value)
-    return f"{value.normalize():f}"
+    return f"{value.normalize(Context(prec=max(28, len(value.as_tuple().digits)))):f}"
+
+
+def _quantize(value: Decimal, places: int, rounding: str) -> Decimal:
+    """``value`` to ``places`` decimals, with the digits that needs (a huge value, e.g. from a
+    weight of 1e300 kg, is never an error)."""
+    digits = max(DECIMAL_CONTEXT.prec, value.adjusted() + places + 2)
+    with localcontext(Context(prec=digits, rounding=rounding)):
+        return value.quantize(Decimal(1).scaleb(-places))
 
 
 def format_decimal(value: Decimal) -> str:
-    """A Decimal for a human message (at most 2 decimals); never used in arithmetic."""
+    """A Decimal for a human message (at most 2 decimals, never in exponent notation); never
+    used in arithmetic."""
     exponent = value.as_tuple().exponent
     if not isinstance(exponent, int):
         return str(value)
-    with localcontext(DECIMAL_CONTEXT):
-        shown = value.quantize(Decimal("0.01")) if exponent < -2 else value
-        return f"{shown.normalize():f}"
+    shown = _quantize(value, 2, ROUND_HALF_EVEN) if exponent < -2 else value
+    return f"{shown.normalize(Context(prec=max(28, len(shown.as_tuple().digits)))):f}"
 
 
 def round_down(value: Decimal, places: int) -> Decimal:
     """``value`` rounded towards zero to ``places`` decimals (a maximum is never exceeded)."""
-    with localcontext(DECIMAL_CONTEXT):
-        return value.quantize(Decimal(1).scaleb(-places), rounding=ROUND_DOWN)
+    if not value.is_finite():
+        return value
+    return _quantize(value, places, ROUND_DOWN)
 
 
 def rate_mg_kg_min(

@@ -534,3 +534,119 @@ async def test_a_gone_page_2_is_not_patient_not_found(hostile: str) -> None:
         r = await client.post(OP, headers=CALLER)
     assert r.status_code == 502, r.text
     assert "not found" not in r.json()["issue"][0]["diagnostics"]
+
+
+@pytest.mark.parametrize("url", [OP, SIGN])
+async def test_a_200000_deep_json_body_is_400(fhir_base: str, url: str) -> None:
+    deep = b"[" * 200_000 + b"]" * 200_000
+    async with app_client(fhir_base) as client:
+        r = await client.post(
+            url, content=deep, headers={**CALLER, "Content-Type": "application/json"}
+        )
+    assert r.status_code == 400, r.text
+
+
+@pytest.mark.parametrize("case", ["weight 1e300 kg", "strength 1e-30"])
+async def test_absurd_numbers_in_cds_prefetch_are_not_500(fhir_base: str, case: str) -> None:
+    resources = patient_70kg(DVT)
+    order = ivig_order(rate=qty(300, "mL/h"))
+    if case.startswith("weight"):
+        resources[1]["valueQuantity"]["value"] = 1e300
+    else:
+        order["contained"][0]["ingredient"][0]["strength"]["numerator"]["value"] = 1e-30
+    async with app_client(fhir_base) as client:
+        r = await client.post(SIGN, json=call([order], full_prefetch(resources)))
+    assert r.status_code < 500, r.text
+    assert "E+" not in r.text and "E-" not in r.text  # no exponent in what a clinician reads
+
+
+async def _raw(app: Any, path: str, headers: list[tuple[bytes, bytes]]) -> int:
+    """One request straight into the ASGI app (httpx refuses to send CR/LF in a header)."""
+    sent: list[Json] = []
+
+    async def receive() -> Json:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: Json) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "headers": [(b"host", b"fhirtis.test"), *headers],
+        "server": ("fhirtis.test", 80),
+        "client": ("127.0.0.1", 1),
+        "root_path": "",
+    }
+    await app(scope, receive, send)
+    return int(sent[0]["status"])
+
+
+async def test_a_token_with_cr_lf_is_refused_not_500(fhir_base: str) -> None:
+    load(fhir_base, responder())
+    app = create_app(Settings(fhir=FhirClientConfig(base_url=fhir_base, retry_max_attempts=1)))
+    async with app.router.lifespan_context(app):
+        status = await _raw(app, OP, [(b"authorization", b"Bearer abc\r\nX-Evil: 1")])
+        assert status == 401
+    async with app_client(fhir_base) as client:
+        body = call([ivig_order(rate=qty(300, "mL/h"))], {}, server=fhir_base, token="a\r\nb")
+        r = await client.post(SIGN, json=body)
+        assert r.status_code == 400 and "access_token" in r.json()["message"]
+
+
+@pytest.mark.parametrize(
+    "claims",
+    [{"exp": math.nan}, {"exp": math.inf}, {"nbf": math.nan}, {"exp": True}],
+)
+async def test_smart_jwt_times_must_be_real_numbers(
+    fhir_base: str, tmp_path: Path, claims: Json
+) -> None:
+    load(fhir_base, responder())
+    async with app_client(fhir_base, **validate_mode(tmp_path)) as client:
+        auth = {"Authorization": f"Bearer {smart_token(**claims)}"}
+        r = await client.post(OP, headers=auth)
+        assert r.status_code == 401, r.text
+
+
+def test_settings_errors_never_echo_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
+    from fhirtis.settings import load_settings  # noqa: PLC0415
+
+    secret = "s3cr3t-t0ken-value"
+    monkeypatch.setenv("FHIRTIS_FHIR__BASE_URL", "https://ehr.test/fhir")
+    monkeypatch.setenv("FHIRTIS_FHIR__AUTH_MODE", "smart-backend")
+    monkeypatch.setenv("FHIRTIS_FHIR__BEARER_TOKEN", secret)
+    monkeypatch.setenv("FHIRTIS_FHIR__PRIVATE_KEY_PEM", "-----BEGIN PRIVATE KEY-----\nMIIsecret")
+    with pytest.raises(ValueError, match="client_id") as caught:
+        load_settings()
+    text = str(caught.value) + repr(caught.value)
+    assert secret not in text and "MIIsecret" not in text
+
+
+async def test_numbers_in_text_written_to_the_ehr_have_no_exponent(fhir_base: str) -> None:
+    """A cycle whose known grams are 490: "known: 490 g", never "4.9E+2 g"."""
+    from tests.fhir.builders import LOINC, administration, obs, patient  # noqa: PLC0415
+
+    load(
+        fhir_base,
+        bundle(
+            patient(),
+            obs("w1", "29463-7", 70, "kg", "2026-01-01", system=LOINC),
+            medication(),
+            administration(
+                "a1", "2026-01-05T08:00:00Z", "2026-01-05T14:00:00Z", dose=qty(490, "g")
+            ),
+            administration("a2", "2026-01-06T08:00:00Z", "2026-01-06T14:00:00Z"),
+        ),
+    )
+    async with app_client(fhir_base) as client:
+        r = await client.post(OP, headers=CALLER)
+    assert r.status_code == 200, r.text
+    text = r.text
+    assert "known: 490 g" in text, text
+    assert "E+" not in text

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
+from fhirtis.api.access import is_b64token
 from fhirtis.fhir.codes import CORE_SET_SYSTEM, Terminology
 from fhirtis.fhir.extract import CORE_SET_CODES, ENZYME_VALUE_SETS
 from fhirtis.fhir.primitives import is_id
@@ -213,6 +214,8 @@ def parse_call(body: Any, service: CdsService) -> HookCall:
         token = auth.get("access_token")
         if not isinstance(token, str) or not token:
             raise bad("fhirAuthorization.access_token is required")
+        if not is_b64token(token):
+            raise bad("fhirAuthorization.access_token is not a valid bearer token")
         token_type = auth.get("token_type")
         if not isinstance(token_type, str) or token_type.lower() != "bearer":
             raise bad("fhirAuthorization.token_type must be Bearer")
