@@ -13,13 +13,21 @@ directory.
 from __future__ import annotations
 
 import os
+import re
 import types
 from contextvars import ContextVar
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     JsonConfigSettingsSource,
@@ -30,6 +38,8 @@ from pydantic_settings import (
 
 from fhirtis.clinical.policy import Policy
 from fhirtis.io import FhirClientConfig
+
+_ORIGIN = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?")
 
 
 class ServiceSettings(BaseModel):
@@ -77,6 +87,18 @@ class ServiceSettings(BaseModel):
         description="the EHR origins allowed to embed the clinician's page (CSP frame-ancestors); "
         "empty: none",
     )
+
+    @field_validator("frame_ancestors")
+    @classmethod
+    def _origins(cls, values: list[str]) -> list[str]:
+        for value in values:
+            if not _ORIGIN.fullmatch(value):
+                raise ValueError(
+                    "frame_ancestors holds origins such as https://ehr.example.org (scheme, host "
+                    "and optional port; no path, spaces or quotes)"
+                )
+        return values
+
     docs_enabled: bool = Field(
         True, description="serve /docs (its assets served by fhirtis itself) and /openapi.json"
     )

@@ -50,12 +50,25 @@ SECURITY_HEADERS = {
 }
 
 
+def security_headers(frame_ancestors: list[str]) -> dict[str, str]:
+    """The page's headers; ``frame-ancestors``: the EHR origins that may embed it (none when the
+    setting is empty)."""
+    ancestors = " ".join(frame_ancestors) or "'none'"
+    headers = dict(SECURITY_HEADERS)
+    headers["Content-Security-Policy"] += f"; frame-ancestors {ancestors}"
+    return headers
+
+
 class _PageFiles(StaticFiles):
     """The page's files, with the security headers on every answer."""
 
+    def __init__(self, *, headers: dict[str, str], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._headers = headers
+
     async def get_response(self, path: str, scope: Scope) -> Response:
         response = await super().get_response(path, scope)
-        response.headers.update(SECURITY_HEADERS)
+        response.headers.update(self._headers)
         return response
 
 
@@ -104,7 +117,7 @@ router = APIRouter(include_in_schema=False)
 
 @router.get("/app/config.json")
 async def config(request: Request) -> JSONResponse:
-    return JSONResponse(page_config(request), headers=SECURITY_HEADERS)
+    return JSONResponse(page_config(request), headers=SECURITY_HEADERS)  # no frame: JSON
 
 
 @router.get("/app")
@@ -117,8 +130,8 @@ def static_dir() -> Path:
     return Path(__file__).resolve().parent / "static"
 
 
-def install(app: FastAPI) -> None:
+def install(app: FastAPI, frame_ancestors: list[str] | None = None) -> None:
     """Serve the page under ``/app/`` (called by :func:`fhirtis.api.app.create_app`)."""
-
+    headers = security_headers(list(frame_ancestors or []))
     app.include_router(router)
-    app.mount("/app", _PageFiles(directory=static_dir(), html=True), name="app")
+    app.mount("/app", _PageFiles(headers=headers, directory=static_dir(), html=True), name="app")

@@ -6,6 +6,10 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import socket
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -650,3 +654,142 @@ async def test_numbers_in_text_written_to_the_ehr_have_no_exponent(fhir_base: st
     text = r.text
     assert "known: 490 g" in text, text
     assert "E+" not in text
+
+
+# -- 6. operations ------------------------------------------------------------------------------
+
+
+async def test_health_endpoints_need_no_authentication(fhir_base: str, tmp_path: Path) -> None:
+    async with app_client(fhir_base, **validate_mode(tmp_path)) as client:
+        live = await client.get("/livez")
+        assert live.status_code == 200 and live.json()["status"] == "live"
+        ready = await client.get("/readyz")
+        assert ready.status_code == 200, ready.text
+        assert ready.json()["checks"] == {"settings": "ok", "profiles": "ok", "fhir_server": "ok"}
+    async with app_client("http://127.0.0.1:9/fhir") as client:  # nothing listens there
+        assert (await client.get("/livez")).status_code == 200
+        ready = await client.get("/readyz")
+        assert ready.status_code == 503
+        assert ready.json()["checks"]["fhir_server"].startswith("failed")
+
+
+async def test_metrics_count_requests_latency_and_fhir_outcomes(fhir_base: str) -> None:
+    load(fhir_base, responder())
+    async with app_client(fhir_base) as client:
+        assert (await client.post(OP, headers=CALLER)).status_code == 200
+        assert (await client.post("/Patient/p2/$myositis-evaluate", headers=CALLER)).status_code
+        text = (await client.get("/metrics")).text
+    assert (
+        'fhirtis_http_requests_total{method="POST",route="/Patient/{patient_id}/$myositis-evaluate"'
+        ',status="200"} 1.0' in text
+    )
+    assert 'fhirtis_evaluation_seconds_count{kind="evaluate"} 2.0' in text
+    assert 'fhirtis_fhir_requests_total{outcome="2xx"}' in text
+    assert "p1" not in text and "p2" not in text  # route templates, never ids
+
+
+async def test_an_audit_line_per_access(
+    fhir_base: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    load(fhir_base, responder())
+    caplog.set_level("INFO", logger="fhirtis.audit")
+    settings = validate_mode(tmp_path)
+    token = smart_token(scope=ALL_READ)
+    async with app_client(fhir_base, **settings) as client:
+        assert (await client.post(OP, headers={"Authorization": f"Bearer {token}"})).status_code
+        other = smart_token(scope=ALL_READ, patient="p2")
+        r = await client.post(OP, headers={"Authorization": f"Bearer {other}"})
+        assert r.status_code == 403
+        cds = await client.post(
+            SIGN, json=hook_call(fhir_base), headers={"Authorization": f"Bearer {cds_jwt()}"}
+        )
+        assert cds.status_code == 200
+    lines = [r.audit for r in caplog.records if r.name == "fhirtis.audit"]  # type: ignore[attr-defined]
+    assert [(a["action"], a["patient"], a["status"]) for a in lines] == [
+        ("evaluate", "p1", 200),
+        ("evaluate", "p1", 403),
+        ("cds", "p1", 200),
+    ]
+    assert lines[0]["who"] == {"verified": True, "sub": "clinician-app", "iss": SMART_ISS}
+    assert lines[2]["who"] == {"verified": True, "iss": EHR_ISS, "sub": "ehr-client"}
+    logged = "\n".join(
+        r.getMessage() + json.dumps(r.audit) for r in caplog.records if r.name == "fhirtis.audit"
+    )  # type: ignore[attr-defined]
+    assert token not in logged and other not in logged
+
+
+async def test_answers_with_patient_data_are_not_stored_or_sniffed(fhir_base: str) -> None:
+    load(fhir_base, responder())
+    async with app_client(fhir_base) as client:
+        for r in (
+            await client.post(OP, headers=CALLER),
+            await client.post(SIGN, json=hook_call(fhir_base)),
+            await client.get("/metadata"),
+        ):
+            assert r.status_code == 200
+            assert r.headers["cache-control"] == "no-store"
+            assert r.headers["x-content-type-options"] == "nosniff"
+
+
+async def test_the_page_names_the_ehr_origins_that_may_frame_it(fhir_base: str) -> None:
+    async with app_client(fhir_base) as client:
+        csp = (await client.get("/app/")).headers["content-security-policy"]
+        assert "frame-ancestors 'none'" in csp
+    ehr = "https://ehr.example.org"
+    async with app_client(fhir_base, frame_ancestors=[ehr, "https://ehr2.test:8443"]) as client:
+        csp = (await client.get("/app/")).headers["content-security-policy"]
+        assert f"frame-ancestors {ehr} https://ehr2.test:8443" in csp
+    with pytest.raises(ValueError, match="origins"):
+        ServiceSettings(frame_ancestors=["https://ehr.test; script-src *"])
+
+
+async def test_docs_are_served_offline_and_can_be_disabled(fhir_base: str) -> None:
+    async with app_client(fhir_base) as client:
+        page = await client.get("/docs")
+        assert page.status_code == 200
+        assert "cdn" not in page.text.lower()
+        scripts = [s for s in page.text.split('"') if s.endswith((".js", ".css"))]
+        assert scripts and all(s.startswith("/") for s in scripts), scripts
+        for asset in scripts:
+            assert (await client.get(asset)).status_code == 200, asset
+        assert (await client.get("/openapi.json")).status_code == 200
+    async with app_client(fhir_base, docs_enabled=False) as client:
+        assert (await client.get("/docs")).status_code == 404
+        assert (await client.get("/openapi.json")).status_code == 404
+
+
+def test_fhirtis_serve_logs_json_lines_with_an_audit_line(fhir_base: str) -> None:
+    """The real thing: ``fhirtis serve`` (uvicorn on a loopback port) and its stderr."""
+    load(fhir_base, responder())
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "FHIRTIS_FHIR__BASE_URL": fhir_base}
+    env.pop("FHIRTIS_SETTINGS_FILE", None)
+    command = [sys.executable, "-m", "fhirtis", "serve", "--host", "127.0.0.1", "--port", str(port)]
+    process = subprocess.Popen(
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    root = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{root}/livez", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline and process.poll() is None, "serve did not start"
+            time.sleep(0.2)
+        r = httpx.post(f"{root}{OP}", headers=CALLER, timeout=60)
+        assert r.status_code == 200, r.text
+    finally:
+        process.terminate()
+        _, stderr = process.communicate(timeout=30)
+    records = [json.loads(line) for line in stderr.splitlines() if line.strip()]
+    assert all({"time", "level", "logger", "message"} <= set(r) for r in records)
+    audits = [r["audit"] for r in records if r["logger"] == "fhirtis.audit"]
+    assert audits == [
+        {"action": "evaluate", "patient": "p1", "who": {"verified": False}, "status": 200}
+    ]
+    assert "caller-token" not in stderr

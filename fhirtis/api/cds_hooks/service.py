@@ -41,6 +41,7 @@ from fhirtis.api.cds_hooks.request import (
     take_prefetch,
 )
 from fhirtis.api.cds_hooks.trust import CdsClientVerifier
+from fhirtis.api.ops import Metrics, Timer, audit
 from fhirtis.clinical.ivig import DosingWeight, dosing_weight, format_decimal
 from fhirtis.clinical.patient import PatientEvaluation, evaluate_patient
 from fhirtis.fhir.bundle import PatientResources
@@ -138,13 +139,16 @@ def _error(exc: CdsError) -> Response:
     return _json({"error": exc.error, "message": exc.message}, exc.status)
 
 
-async def _answer(request: Request, service: CdsService) -> tuple[Json, dict[str, int]]:
+async def _answer(
+    request: Request, service: CdsService, audit_to: dict[str, Any]
+) -> tuple[Json, dict[str, int]]:
     ctx = _context(request)
     try:
         body = json.loads(await request.body())
     except (ValueError, UnicodeDecodeError, RecursionError):
         raise bad("the request body is not JSON") from None
     call = parse_call(body, service)
+    audit_to["patient"] = call.patient_id
     stats = {"orders": 0, "ivig": 0, "fetched": 0}
     requests = draft_medication_requests(call.draft_orders, call.selections)
     stats["orders"] = len(requests)
@@ -259,18 +263,27 @@ def install(app: FastAPI) -> None:
 
     @app.post("/cds-services/{service_id}", tags=["CDS Hooks"], summary="Call a CDS service")
     async def call_service(request: Request, service_id: str) -> Response:
-        started = time.perf_counter()
         service = SERVICES.get(service_id)
         if service is None:
             return _error(CdsError(404, "unknown-service", "no CDS service has that id"))
+        audit_to: dict[str, Any] = {"who": {"verified": False}, "patient": None}
+        metrics: Metrics = request.app.state.fhirtis_metrics
+        with Timer(metrics, "cds"):
+            response = await _call(request, service, audit_to)
+        audit("cds", audit_to["patient"], audit_to["who"], response.status_code, service=service.id)
+        return response
+
+    async def _call(request: Request, service: CdsService, audit_to: dict[str, Any]) -> Response:
+        started = time.perf_counter()
         try:
             verifier: CdsClientVerifier | None = request.app.state.fhirtis_cds_verifier
             if verifier is not None:
                 audience = str(request.url.replace(query=None, fragment=None))
-                await verifier.verify(request.headers.get("authorization"), audience)
+                caller = await verifier.verify(request.headers.get("authorization"), audience)
+                audit_to["who"] = {"verified": True, "iss": caller.iss, "sub": caller.sub}
             budget = ctx_settings(request).service.evaluation_timeout_seconds
             async with asyncio.timeout(budget):
-                answer, stats = await _answer(request, service)
+                answer, stats = await _answer(request, service, audit_to)
         except TimeoutError:
             exc = CdsError(504, "timeout", f"the answer took longer than {budget:g} s; stopped")
             log.info("cds %s: %d %s", service.id, exc.status, exc.error)
