@@ -13,13 +13,21 @@ directory.
 from __future__ import annotations
 
 import os
+import re
 import types
 from contextvars import ContextVar
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     JsonConfigSettingsSource,
@@ -30,6 +38,8 @@ from pydantic_settings import (
 
 from fhirtis.clinical.policy import Policy
 from fhirtis.io import FhirClientConfig
+
+_ORIGIN = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?")
 
 
 class ServiceSettings(BaseModel):
@@ -57,6 +67,70 @@ class ServiceSettings(BaseModel):
     )
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=1, le=65535)
+    max_body_bytes: int = Field(
+        10_000_000, ge=1, description="larger request bodies are answered 413, unread"
+    )
+    evaluation_timeout_seconds: float = Field(
+        60.0,
+        gt=0,
+        le=3600,
+        description="reading and evaluating one patient (or a CDS call) longer than this is "
+        "answered 504, and fetching stops",
+    )
+    allow_policy_override_on_write: bool = Field(
+        False,
+        description="whether a request may change a policy value (a clinical choice) and write "
+        "the result (write=true); no request can raise the label's maximum infusion rates",
+    )
+    frame_ancestors: list[str] = Field(
+        default_factory=list,
+        description="the EHR origins allowed to embed the clinician's page (CSP frame-ancestors); "
+        "empty: none",
+    )
+
+    @field_validator("frame_ancestors")
+    @classmethod
+    def _origins(cls, values: list[str]) -> list[str]:
+        for value in values:
+            if not _ORIGIN.fullmatch(value):
+                raise ValueError(
+                    "frame_ancestors holds origins such as https://ehr.example.org (scheme, host "
+                    "and optional port; no path, spaces or quotes)"
+                )
+        return values
+
+    docs_enabled: bool = Field(
+        True, description="serve /docs (its assets served by fhirtis itself) and /openapi.json"
+    )
+
+
+class TrustedCdsClient(BaseModel):
+    """A CDS client (an EHR) whose signed JWTs the CDS services accept: its ``iss`` and its
+    public keys, a JWKS at ``jwks_url`` or in the file ``jwks_path``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    iss: str = Field(min_length=1)
+    jwks_url: str | None = None
+    jwks_path: Path | None = None
+
+    @model_validator(mode="after")
+    def _one_key_source(self) -> TrustedCdsClient:
+        if (self.jwks_url is None) == (self.jwks_path is None):
+            raise ValueError("a trusted CDS client needs exactly one of jwks_url and jwks_path")
+        if self.jwks_url is not None and not self.jwks_url.startswith(("https://", "http://")):
+            raise ValueError("jwks_url must be an http(s) URL")
+        return self
+
+
+class CdsSettings(BaseModel):
+    """CDS Hooks (``/cds-services``): the trusted CDS clients (CDS Hooks 2.0, "Trusting CDS
+    Clients"). In ``validate`` mode every service call must carry a JWT of one of them; in
+    ``pass-through`` mode too when any is configured. Discovery stays public."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    trusted_clients: list[TrustedCdsClient] = Field(default_factory=list)
 
 
 def _is_path(annotation: Any) -> bool:
@@ -88,6 +162,14 @@ def _resolve_paths(model: type[BaseModel], values: dict[str, Any], folder: Path)
             out[name] = path if path.is_absolute() else folder / path
         elif (sub := _model_of(field.annotation)) is not None and isinstance(value, dict):
             out[name] = _resolve_paths(sub, value, folder)
+        elif (
+            get_origin(field.annotation) is list
+            and (sub := _model_of(get_args(field.annotation)[0])) is not None
+            and isinstance(value, list)
+        ):  # e.g. cds.trusted_clients[].jwks_path
+            out[name] = [
+                _resolve_paths(sub, v, folder) if isinstance(v, dict) else v for v in value
+            ]
     return out
 
 
@@ -127,6 +209,7 @@ class Settings(BaseSettings):
     )
     fhir: FhirClientConfig | None = Field(None, description="the FHIR server to read and write")
     service: ServiceSettings = Field(default_factory=ServiceSettings)
+    cds: CdsSettings = Field(default_factory=CdsSettings)
 
     @classmethod
     def settings_customise_sources(
@@ -157,5 +240,19 @@ def load_settings(settings_file: Path | None = None, **overrides: Any) -> Settin
     token = _settings_file.set(str(settings_file) if settings_file is not None else None)
     try:
         return Settings(**overrides)
+    except ValidationError as exc:
+        raise SettingsError(exc) from None
     finally:
         _settings_file.reset(token)
+
+
+class SettingsError(ValueError):
+    """Invalid settings, described by where and what is wrong, never by the values given (a
+    settings error must not echo a token or a private key into a terminal or a log)."""
+
+    def __init__(self, exc: ValidationError) -> None:
+        lines = []
+        for err in exc.errors(include_url=False, include_input=False, include_context=False):
+            where = ".".join(str(p) for p in err["loc"]) or "(settings)"
+            lines.append(f"{where}: {err['msg']}")
+        super().__init__(f"{len(lines)} invalid setting(s):\n" + "\n".join(lines))

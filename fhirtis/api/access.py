@@ -4,15 +4,20 @@ Bearer tokens are required. In ``pass-through`` mode the token is the caller's S
 token for the EHR's FHIR server: the service does not read it, it forwards it, and the EHR
 decides. In ``validate`` mode the service checks the token itself: a JWT signed by a key of the
 configured JWKS, from the configured issuer, for the configured audience, not expired, with the
-SMART scopes the operation needs; a token with a ``patient`` context may only evaluate that
-patient. Tokens are never logged.
+SMART scopes for every resource type the evaluation reads (:func:`read_for_evaluate`) and, to
+write, writes. A token lacking any of them is refused (403, naming the missing scopes): fhirtis
+never returns a result from part of the record because a token could not read the rest. A token
+with a ``patient`` context may only evaluate that patient. Tokens are never logged.
 """
 
 from __future__ import annotations
 
+import math
+import re
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -22,10 +27,24 @@ from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 
 from fhirtis.api.errors import ApiError
+from fhirtis.fhir.needs import export_types
 from fhirtis.settings import ServiceSettings
 
-READ_FOR_EVALUATE = ("Patient", "Observation", "MedicationAdministration", "Condition")
 WRITE_FOR_EVALUATE = ("Observation", "Flag", "DetectedIssue", "AdverseEvent", "Provenance")
+_INCLUDE = re.compile(r"_include=[A-Za-z]+:([a-z]+)")
+_INCLUDED_TYPE = {"medication": "Medication"}
+
+
+@cache
+def read_for_evaluate() -> tuple[str, ...]:
+    """Every resource type one evaluation reads, so every one a token's scopes must cover:
+    :mod:`fhirtis.fhir.needs` (the single list of a patient's reads and what they include), and
+    the derived types looked up to plan the write (fhirtis's earlier output)."""
+    found = list(export_types())
+    found += [t for t in WRITE_FOR_EVALUATE if t != "Provenance"]
+    return tuple(dict.fromkeys(found))
+
+
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="fhirtis"'}
 
 
@@ -43,7 +62,18 @@ def bearer_token(request: Request) -> str:
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise ApiError(401, "a bearer token is required", headers=_CHALLENGE)
+    if not is_b64token(token.strip()):
+        raise ApiError(401, "the bearer token is not valid", headers=_CHALLENGE)
     return token.strip()
+
+
+_B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
+
+
+def is_b64token(token: str) -> bool:
+    """A bearer token as RFC 6750 §2.1 allows it (no spaces, CR, LF or other characters that
+    could not be sent on in an Authorization header)."""
+    return len(token) <= 16_384 and _B64TOKEN.fullmatch(token) is not None
 
 
 def _grants(scope: str, resource: str, want: str) -> bool:
@@ -63,7 +93,7 @@ def _grants(scope: str, resource: str, want: str) -> bool:
 
 def missing_scopes(scopes: Iterable[str], *, write: bool) -> list[str]:
     have = list(scopes)
-    needed = [(r, "read") for r in READ_FOR_EVALUATE]
+    needed = [(r, "read") for r in read_for_evaluate()]
     if write:
         needed += [(r, "write") for r in WRITE_FOR_EVALUATE]
     return [f"{r}.{w}" for r, w in needed if not any(_grants(s, r, w) for s in have)]
@@ -97,11 +127,11 @@ class TokenValidator:
         audiences = aud if isinstance(aud, list) else [aud]
         if self._audience not in audiences:
             problems.append("audience")
-        exp = claims.get("exp")
-        if not isinstance(exp, int | float) or exp <= now:
+        exp: Any = claims.get("exp")
+        if not _finite(exp) or exp <= now:
             problems.append("expiry")
-        nbf = claims.get("nbf")
-        if isinstance(nbf, int | float) and nbf > now + 60:
+        nbf: Any = claims.get("nbf")
+        if nbf is not None and (not _finite(nbf) or nbf > now + 60):
             problems.append("not yet valid")
         if problems:
             raise ApiError(
@@ -111,6 +141,11 @@ class TokenValidator:
         scopes = frozenset(scope.split()) if isinstance(scope, str) else frozenset()
         patient = claims.get("patient")
         return Caller(token, scopes, patient if isinstance(patient, str) else None, True, claims)
+
+
+def _finite(value: Any) -> bool:
+    """A JSON number that is a real time: not a boolean, NaN or ±Infinity."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _json(text: str) -> dict[str, Any]:
@@ -128,7 +163,12 @@ def authorize(caller: Caller, patient_id: str, *, write: bool) -> None:
         return  # pass-through: the FHIR server decides
     lacking = missing_scopes(caller.scopes, write=write)
     if lacking:
-        raise ApiError(403, f"the token lacks the scopes: {', '.join(lacking)}")
+        raise ApiError(
+            403,
+            f"the token lacks the scopes: {', '.join(lacking)}. fhirtis reads every one of these "
+            "types to evaluate a patient and refuses rather than give a result from part of the "
+            "record",
+        )
     patient_scoped = any(s.startswith("patient/") for s in caller.scopes)
     if caller.patient is not None and caller.patient != patient_id:
         raise ApiError(403, "the token's patient context is another patient")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -11,16 +12,27 @@ from typing import Annotated, Any
 import httpx
 from fastapi import APIRouter, Body, FastAPI, Header, Query, Request
 from fastapi.responses import JSONResponse
+from fastapi_offline import FastAPIOffline
 
 from fhirtis import __version__
-from fhirtis.api import cds_hooks, web
+from fhirtis.api import cds_hooks, ops, web
 from fhirtis.api.access import Caller, TokenValidator, authorize, bearer_token
 from fhirtis.api.errors import FHIR_JSON, ApiError, install_error_handlers
 from fhirtis.api.evaluate import (
     EvaluateParameters,
+    check_policy_override_on_write,
     parameters_from_resource,
     parse_parameters,
     result_bundle,
+)
+from fhirtis.api.limits import BodyLimit
+from fhirtis.api.ops import (
+    CountingTransport,
+    Metrics,
+    SecurityHeaders,
+    Timer,
+    audit,
+    who_of_claims,
 )
 from fhirtis.fhir.codes import profiles_dir
 from fhirtis.io import BearerTokenAuth, FhirClient, FhirClientConfig, normalize_base
@@ -35,8 +47,9 @@ class ServiceState:
     """What the service shares between requests: settings, one HTTP connection pool, the token
     validator, and (validate mode) one FHIR client per server with its cached backend token."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, metrics: Metrics | None = None) -> None:
         self.settings = settings
+        self.metrics = metrics or Metrics()
         service = settings.service
         allowed = list(service.allowed_fhir_servers)
         if not allowed and settings.fhir is not None:
@@ -44,7 +57,8 @@ class ServiceState:
         self.allowed = [str(normalize_base(u)) for u in allowed]
         self.validator = TokenValidator(service) if service.auth_mode == "validate" else None
         self.http = httpx.AsyncClient(
-            timeout=(settings.fhir.timeout if settings.fhir else httpx.Timeout(30.0))
+            timeout=(settings.fhir.timeout if settings.fhir else httpx.Timeout(30.0)),
+            transport=CountingTransport(self.metrics),
         )
         self._backend_clients: dict[str, FhirClient] = {}
 
@@ -165,18 +179,53 @@ async def operation_definition() -> JSONResponse:
 async def _evaluate(
     request: Request, patient_id: str, params: EvaluateParameters, server_header: str | None
 ) -> JSONResponse:
+    """:func:`_evaluate_for`, timed, with its audit line (who, which patient, what, outcome)."""
     state = _state(request)
-    caller = state.caller(request)
+    who: dict[str, Any] = {"verified": False}
+    status = 500
+    try:
+        with Timer(state.metrics, "evaluate"):
+            caller = state.caller(request)
+            who = who_of_claims(caller.claims, verified=caller.validated)
+            response = await _evaluate_for(request, caller, patient_id, params, server_header)
+        status = response.status_code
+        return response
+    except ApiError as exc:
+        status = exc.status
+        raise
+    finally:
+        audit("write" if params.write else "evaluate", patient_id, who, status)
+
+
+async def _evaluate_for(
+    request: Request,
+    caller: Caller,
+    patient_id: str,
+    params: EvaluateParameters,
+    server_header: str | None,
+) -> JSONResponse:
+    state = _state(request)
     if params.server is not None and server_header is not None and params.server != server_header:
         raise ApiError(400, "server given twice, differently", expression="server")
     server = state.server_for(params.server or server_header)
     authorize(caller, patient_id, write=params.write)
-    settings = state.settings.model_copy(
-        update={"policy": params.policy_over(state.settings.policy)}
-    )
+    policy = params.policy_over(state.settings.policy)  # 400: invalid, or a raised label limit
+    if params.write and params.policy:
+        check_policy_override_on_write(params, state.settings.service)
+    settings = state.settings.model_copy(update={"policy": policy})
     client, owned = state.client_for(server, caller)
+    budget = state.settings.service.evaluation_timeout_seconds
     try:
-        run = await run_patient(client, patient_id, settings, params.options(), write=params.write)
+        async with asyncio.timeout(budget):  # on expiry the reads in flight are cancelled
+            run = await run_patient(
+                client, patient_id, settings, params.options(), write=params.write
+            )
+    except TimeoutError:
+        raise ApiError(
+            504,
+            f"reading and evaluating the patient took longer than {budget:g} s "
+            "(service.evaluation_timeout_seconds); stopped",
+        ) from None
     finally:
         if owned:
             await client.aclose()
@@ -268,23 +317,35 @@ def _patient_id(value: str) -> str:
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or load_settings()
 
+    metrics = Metrics()
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.fhirtis = ServiceState(settings)
+        app.state.fhirtis = ServiceState(settings, metrics)
         try:
             yield
         finally:
             await app.state.fhirtis.aclose()
 
-    app = FastAPI(
-        title="fhirtis",
-        version=__version__,
-        description="Myositis Total Improvement Score and IVIG safety over HL7 FHIR R4: FHIR "
+    about: dict[str, Any] = {
+        "title": "fhirtis",
+        "version": __version__,
+        "description": "Myositis Total Improvement Score and IVIG safety over HL7 FHIR R4: FHIR "
         "operations for SMART apps and EHRs, and CDS Hooks for IVIG orders.",
-        lifespan=lifespan,
+        "lifespan": lifespan,
+    }
+    app = (
+        # /docs with its assets served by fhirtis (fastapi-offline), never from a CDN
+        FastAPIOffline(docs_url="/docs", redoc_url=None, **about)
+        if settings.service.docs_enabled
+        else FastAPI(docs_url=None, redoc_url=None, openapi_url=None, **about)
     )
+    app.state.fhirtis_metrics = metrics
+    app.add_middleware(BodyLimit, max_bytes=settings.service.max_body_bytes)
+    app.add_middleware(SecurityHeaders, metrics=metrics)
     install_error_handlers(app)
     app.include_router(router)
+    app.include_router(ops.router)
     cds_hooks.install(app)
-    web.install(app)
+    web.install(app, settings.service.frame_ancestors)
     return app

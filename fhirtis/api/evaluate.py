@@ -10,10 +10,11 @@ from typing import Any
 from pydantic import ValidationError
 
 from fhirtis.api.errors import ApiError
-from fhirtis.clinical.policy import Policy, Population
+from fhirtis.clinical.policy import LABEL_LIMIT_FIELDS, Policy, Population
 from fhirtis.fhir.primitives import is_id
 from fhirtis.pipeline.offline import Options
 from fhirtis.pipeline.server import PatientRun, RunStatus
+from fhirtis.settings import ServiceSettings
 
 _POLICY_FIELDS = frozenset(Policy.model_fields)
 _VALUE_KEYS = (
@@ -50,6 +51,29 @@ class EvaluateParameters:
             first = exc.errors()[0]
             where = ".".join(str(p) for p in first["loc"])
             raise ApiError(400, f"parameter {where}: {first['msg']}", expression=where) from None
+
+
+def check_policy_override_on_write(params: EvaluateParameters, service: ServiceSettings) -> None:
+    """403 when a request that writes (``write=true``) changes a policy value: the label's
+    maximum rates never (DOMAIN.md §5.2), the other clinical choices only where
+    ``service.allow_policy_override_on_write`` is set."""
+    names = sorted(params.policy)
+    limits = [n for n in names if n in LABEL_LIMIT_FIELDS]
+    if limits:
+        raise ApiError(
+            403,
+            f"{', '.join(limits)}: the label's maximum infusion rates cannot be changed by a "
+            "request whose result is written back (write=true)",
+            expression=limits[0],
+        )
+    if not service.allow_policy_override_on_write:
+        raise ApiError(
+            403,
+            f"{', '.join(names)}: policy values cannot be changed by a request that writes "
+            "(write=true); this service does not allow it "
+            "(FHIRTIS_SERVICE__ALLOW_POLICY_OVERRIDE_ON_WRITE)",
+            expression=names[0],
+        )
 
 
 def _value(param: dict[str, Any], name: str) -> Any:

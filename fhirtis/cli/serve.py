@@ -26,6 +26,7 @@ def serve(
     import uvicorn  # noqa: PLC0415 - the [serve] extra
 
     from fhirtis.api.app import create_app  # noqa: PLC0415
+    from fhirtis.api.ops import log_config  # noqa: PLC0415
 
     try:
         settings = load_settings(settings_file)
@@ -38,5 +39,6 @@ def serve(
         host=host or settings.service.host,
         port=port or settings.service.port,
         log_level="info",
+        log_config=log_config("INFO"),  # JSON lines on stderr, with an audit line per access
         access_log=False,  # access lines carry query strings; fhirtis logs ids and counts itself
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from decimal import ROUND_HALF_EVEN, Context, Decimal, localcontext
 
-__all__ = ["DECIMAL_CONTEXT", "format_decimal", "is_positive_finite"]
+__all__ = ["DECIMAL_CONTEXT", "format_decimal", "is_positive_finite", "plain", "quantize"]
 
 DECIMAL_CONTEXT = Context(prec=28, rounding=ROUND_HALF_EVEN)
 """The arithmetic context of the IVIG and thrombosis rules (independent of the caller's)."""
@@ -15,11 +15,26 @@ def is_positive_finite(value: Decimal | None) -> bool:
     return value is not None and value.is_finite() and value > 0
 
 
+def plain(value: Decimal) -> str:
+    """``value`` without trailing zeros and never in exponent notation ("490", not "4.9E+2")."""
+    if not value.is_finite():
+        return str(value)
+    return f"{value.normalize(Context(prec=max(28, len(value.as_tuple().digits)))):f}"
+
+
+def quantize(value: Decimal, places: int, rounding: str) -> Decimal:
+    """``value`` to ``places`` decimals, with the digits that needs (a huge value, e.g. from a
+    weight of 1e300 kg, is never an error)."""
+    digits = max(DECIMAL_CONTEXT.prec, value.adjusted() + places + 2)
+    with localcontext(Context(prec=digits, rounding=rounding)):
+        return value.quantize(Decimal(1).scaleb(-places))
+
+
 def format_decimal(value: Decimal) -> str:
-    """A Decimal for a human message (at most 2 decimals); never used in arithmetic."""
+    """A Decimal for a human message (at most 2 decimals, never in exponent notation); never
+    used in arithmetic."""
     exponent = value.as_tuple().exponent
     if not isinstance(exponent, int):
         return str(value)
-    with localcontext(DECIMAL_CONTEXT):
-        shown = value.quantize(Decimal("0.01")) if exponent < -2 else value
-        return f"{shown.normalize():f}"
+    shown = quantize(value, 2, ROUND_HALF_EVEN) if exponent < -2 else value
+    return f"{shown.normalize(Context(prec=max(28, len(shown.as_tuple().digits)))):f}"

@@ -56,6 +56,7 @@ from fhirtis.clinical.decimals import DECIMAL_CONTEXT, format_decimal, is_positi
 from fhirtis.clinical.facts import BodyHeight, BodyWeight, IvigAdministration, PatientFacts
 from fhirtis.clinical.notes import Note, excluded, missing, warning
 from fhirtis.clinical.policy import DEFAULT_POLICY, Policy
+from fhirtis.clinical.rates import infusion_rate_mg_kg_min
 from fhirtis.clinical.weight import (
     ADJUSTED_WEIGHT_FACTOR,
     CM_PER_INCH,
@@ -274,91 +275,6 @@ def grams_given(
         else:
             notes.append(missing("dose-unknown", "no usable dose; grams unknown", src))
         return None, tuple(notes)
-
-
-def infusion_rate_mg_kg_min(
-    admin: IvigAdministration, kg: Decimal | None
-) -> tuple[Decimal | None, tuple[Note, ...]]:
-    """The administration's rate in mg/kg/min with dosing weight ``kg``, or ``None`` with why.
-
-    ``rate_mg_per_h / (60 × kg)``, else ``rate_ml_per_h × mg/mL / (60 × kg)``.
-    """
-    notes: list[Note] = []
-    src = admin.source
-    with localcontext(DECIMAL_CONTEXT):
-        mass_ok = is_positive_finite(admin.rate_mg_per_h)
-        volume_ok = is_positive_finite(admin.rate_ml_per_h)
-        conc_ok = is_positive_finite(admin.concentration_mg_per_ml)
-        if admin.rate_mg_per_h is not None and not mass_ok:
-            notes.append(
-                excluded(
-                    "rate-implausible", "mass rate is not a positive finite number; not used", src
-                )
-            )
-        if admin.rate_ml_per_h is not None and not volume_ok:
-            notes.append(
-                excluded(
-                    "rate-implausible", "volume rate is not a positive finite number; not used", src
-                )
-            )
-        per_kg = _rate_per_kg(admin)
-        if per_kg is not None:
-            return per_kg, tuple(notes)
-        mg_per_min: Decimal | None = None
-        if volume_ok and conc_ok:
-            assert admin.rate_ml_per_h is not None and admin.concentration_mg_per_ml is not None
-            mg_per_min = admin.rate_ml_per_h * admin.concentration_mg_per_ml / _MIN_PER_H
-        if mass_ok:
-            assert admin.rate_mg_per_h is not None
-            mass_mg_per_min = admin.rate_mg_per_h / _MIN_PER_H
-            if mg_per_min is not None and mg_per_min != mass_mg_per_min:
-                notes.append(
-                    warning(
-                        "rate-disagrees",
-                        f"mass rate {format_decimal(mass_mg_per_min)} mg/min differs from "
-                        f"volume rate × concentration {format_decimal(mg_per_min)} mg/min; the "
-                        "mass rate is used",
-                        src,
-                    )
-                )
-            mg_per_min = mass_mg_per_min
-        if mg_per_min is None:
-            if volume_ok:
-                notes.append(
-                    missing(
-                        "rate-concentration-unknown",
-                        "rate given as a volume but the product concentration is unknown; rate in "
-                        "mg/kg/min unknown",
-                        src,
-                    )
-                )
-            else:
-                notes.append(missing("rate-unknown", "no usable infusion rate recorded", src))
-            return None, tuple(notes)
-        if kg is None:
-            notes.append(
-                missing(
-                    "rate-weight-unknown",
-                    "no dosing weight for this cycle; rate in mg/kg/min unknown",
-                    src,
-                )
-            )
-            return None, tuple(notes)
-        return mg_per_min / kg, tuple(notes)
-
-
-def _rate_per_kg(admin: IvigAdministration) -> Decimal | None:
-    """A rate already per kg (mg/kg/h, or mL/kg/h with the concentration) in mg/kg/min."""
-    if is_positive_finite(admin.rate_mg_per_kg_per_h):
-        assert admin.rate_mg_per_kg_per_h is not None
-        return admin.rate_mg_per_kg_per_h / _MIN_PER_H
-    if is_positive_finite(admin.rate_ml_per_kg_per_h) and is_positive_finite(
-        admin.concentration_mg_per_ml
-    ):
-        assert admin.rate_ml_per_kg_per_h is not None
-        assert admin.concentration_mg_per_ml is not None
-        return admin.rate_ml_per_kg_per_h * admin.concentration_mg_per_ml / _MIN_PER_H
-    return None
 
 
 def group_cycles(

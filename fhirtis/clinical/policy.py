@@ -62,6 +62,14 @@ class DosingWeightBasis(StrEnum):
 
 ENZYME_TIE_ORDER_DEFAULT: tuple[str, ...] = ("ck", "aldolase", "ldh", "ast", "alt")
 
+LABEL_MAX_RATE_MG_KG_MIN = Decimal(4)
+"""The label's maximum IVIG rate in dermatomyositis (Octagam 10% PI; DOMAIN.md §5.2)."""
+LABEL_MAX_RATE_WITH_RISK_MG_KG_MIN = Decimal("3.3")
+"""The label's maximum with any thrombosis risk factor (DOMAIN.md §5.2)."""
+LABEL_LIMIT_FIELDS = frozenset({"max_rate_mg_kg_min", "max_rate_with_risk_mg_kg_min"})
+"""Policy fields holding the label's limits: a site may lower them, nothing may raise them, and
+no request may change them for a result that is written back (DOMAIN.md §5.2)."""
+
 
 class Policy(BaseModel):
     """The clinical choices in force for one computation.
@@ -154,10 +162,18 @@ class Policy(BaseModel):
     )
     obesity_bmi: Decimal = Field(Decimal(30), gt=0, description="BMI at or above which obesity")
     max_rate_mg_kg_min: Decimal = Field(
-        Decimal(4), gt=0, description="maximum IVIG rate in dermatomyositis (Octagam 10% PI)"
+        LABEL_MAX_RATE_MG_KG_MIN,
+        gt=0,
+        le=LABEL_MAX_RATE_MG_KG_MIN,
+        description="maximum IVIG rate in dermatomyositis (Octagam 10% PI); may be lowered, "
+        "never raised",
     )
     max_rate_with_risk_mg_kg_min: Decimal = Field(
-        Decimal("3.3"), gt=0, description="maximum rate with any thrombosis risk factor (PI)"
+        LABEL_MAX_RATE_WITH_RISK_MG_KG_MIN,
+        gt=0,
+        le=LABEL_MAX_RATE_WITH_RISK_MG_KG_MIN,
+        description="maximum rate with any thrombosis risk factor (PI); may be lowered, never "
+        "raised",
     )
     tee_window_days: int = Field(
         14,
@@ -172,7 +188,12 @@ class Policy(BaseModel):
         """The policy as flat strings, for results, reports and derived resources."""
         out: dict[str, str] = {}
         for name, value in self.model_dump(mode="json").items():
-            out[name] = ",".join(value) if isinstance(value, list) else str(value)
+            if isinstance(value, list):
+                out[name] = ",".join(value)
+            elif isinstance(raw := getattr(self, name), Decimal) and raw.is_finite():
+                out[name] = f"{raw:f}"  # never in exponent notation ("50", not "5E+1")
+            else:
+                out[name] = str(value)
         return out
 
 

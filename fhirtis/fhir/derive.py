@@ -256,7 +256,7 @@ def _cycle_observation(evaluation: PatientEvaluation, patient_ref: str, cycle: C
         grams["valueQuantity"] = _quantity(cycle.grams, "g")
     else:
         grams["dataAbsentReason"] = _absent(
-            f"dose of some administrations unknown (known: {_q(cycle.grams_known)} g)"
+            f"dose of some administrations unknown (known: {_q(cycle.grams_known):f} g)"
         )
     weight: Json = {"code": _code(FHIRTIS_SYSTEM, "dosing-weight")}
     if dw.kg is not None:
@@ -319,7 +319,7 @@ def _cumulative_observation(
         per_kg["valueQuantity"] = _quantity(exposure.cumulative_g_per_kg, "g/kg")
     else:
         per_kg["dataAbsentReason"] = _absent(
-            f"g/kg of some cycles unknown (known: {_q(exposure.cumulative_g_per_kg_known)} g/kg)"
+            f"g/kg of some cycles unknown (known: {_q(exposure.cumulative_g_per_kg_known):f} g/kg)"
         )
     obs: Json = {
         **_observation_head(
@@ -347,7 +347,7 @@ def _cumulative_observation(
     else:
         obs["dataAbsentReason"] = _absent(
             f"partial: dose of some administrations unknown (known: "
-            f"{_q(exposure.cumulative_grams_known)} g)"
+            f"{_q(exposure.cumulative_grams_known):f} g)"
         )
     return Derived(obs, ident)
 
@@ -381,7 +381,7 @@ def _risk_flag(evaluation: PatientEvaluation, patient_ref: str, t: ThrombosisAss
         "code": {
             "coding": [{"system": FHIRTIS_SYSTEM, "code": "tee-risk"}],
             "text": f"Thromboembolism risk with IVIG: {kinds}; maximum rate "
-            f"{_q(t.max_rate_now.limit_mg_kg_min)} mg/kg/min",
+            f"{_q(t.max_rate_now.limit_mg_kg_min):f} mg/kg/min",
         },
         "subject": {"reference": patient_ref},
         "period": {"start": _instant(evaluation.as_of)},

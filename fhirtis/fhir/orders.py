@@ -22,10 +22,10 @@ import copy
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal, localcontext
-from enum import StrEnum
 from typing import Any
 
 from fhirtis.clinical.ivig import DECIMAL_CONTEXT, is_positive_finite
+from fhirtis.clinical.rates import RateKind, rate_mg_kg_min
 from fhirtis.fhir.codes import UCUM
 from fhirtis.fhir.extract import ExcludedError, Extractor, read_quantity
 from fhirtis.fhir.primitives import is_id
@@ -47,25 +47,6 @@ _MIN_PER_H = Decimal(60)
 _VOID = {"entered-in-error", "cancelled", "revoked"}
 
 
-class RateKind(StrEnum):
-    VOLUME = "volume"  # mL/h
-    MASS = "mass"  # mg/h
-    VOLUME_PER_KG = "volume-per-kg"  # mL/kg/h
-    MASS_PER_KG = "mass-per-kg"  # mg/kg/h
-
-    @property
-    def canonical(self) -> str:
-        return _CANONICAL[self]
-
-
-_CANONICAL = {
-    RateKind.VOLUME: "mL/h",
-    RateKind.MASS: "mg/h",
-    RateKind.VOLUME_PER_KG: "mL/kg/h",
-    RateKind.MASS_PER_KG: "mg/kg/h",
-}
-
-
 @dataclass(frozen=True, slots=True)
 class OrderedRate:
     """One rate of an order, in its kind's canonical unit."""
@@ -83,23 +64,7 @@ class OrderedRate:
 
     def mg_kg_min(self, concentration: Decimal | None, kg: Decimal | None) -> Decimal | None:
         """The rate in mg/kg/min, or None when the concentration or weight it needs is unknown."""
-        with localcontext(DECIMAL_CONTEXT):
-            if self.kind is RateKind.MASS_PER_KG:
-                return self.value / _MIN_PER_H
-            if self.kind is RateKind.VOLUME_PER_KG:
-                if not is_positive_finite(concentration):
-                    return None
-                assert concentration is not None
-                return self.value * concentration / _MIN_PER_H
-            if not is_positive_finite(kg):
-                return None
-            assert kg is not None
-            if self.kind is RateKind.MASS:
-                return self.value / (_MIN_PER_H * kg)
-            if not is_positive_finite(concentration):
-                return None
-            assert concentration is not None
-            return self.value * concentration / (_MIN_PER_H * kg)
+        return rate_mg_kg_min(self.kind, self.value, concentration, kg)
 
 
 @dataclass(frozen=True, slots=True)

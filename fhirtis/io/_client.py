@@ -36,6 +36,7 @@ from fhirtis.io._errors import (
     FhirServerError,
     ForeignUrl,
     MalformedResponse,
+    NotFound,
     TokenEndpointUnavailable,
     TooManyRetries,
     WriteOutcomeUnknown,
@@ -281,15 +282,37 @@ class FhirClient:
         if link is None:
             return
         first = PageRequest("GET", resolve_next(self._base, self._base, link, self._config.aliases))
-        async for bundle in self._walk(first):
+        async for bundle in self._walk(first, continues=True):
             yield bundle
 
-    async def _walk(self, first: PageRequest) -> AsyncGenerator[dict[str, Any], None]:
+    async def _walk(
+        self, first: PageRequest, *, continues: bool = False
+    ) -> AsyncGenerator[dict[str, Any], None]:
+        """The pages from ``first`` on (``continues``: ``first`` is itself a later page)."""
         walk = walk_pages(self._base, first, self._config.aliases)
+        pages = 0
         try:
             page = next(walk)
             while True:
-                bundle = await self._fetch_page(page)
+                pages += 1
+                if pages > self._config.max_pages_per_search:
+                    raise MalformedResponse(
+                        f"a search went on past {self._config.max_pages_per_search} pages "
+                        "(max_pages_per_search); stopped",
+                        status=None,
+                        url=_urls.redact(page.url),
+                    )
+                try:
+                    bundle = await self._fetch_page(page)
+                except NotFound as exc:
+                    if page is first and not continues:
+                        raise
+                    # a later page gone (an expired paging session) is not a missing resource
+                    raise FhirServerError(
+                        f"a later page of a search answered {exc.status}: {exc}",
+                        status=exc.status,
+                        url=exc.url,
+                    ) from None
                 # the walk only needs the links; copy them before the caller can touch the page
                 links = {"link": copy.deepcopy(bundle.get("link"))}
                 yield bundle
@@ -452,6 +475,33 @@ class FhirClient:
             response.content, what=what, method=method, url=url, status=response.status_code
         )
 
+    async def _read_capped(self, response: httpx.Response, method: str, where: str) -> None:
+        """Read ``response``'s body, refusing it as it arrives once it passes
+        ``config.max_response_bytes`` (a 200 MB answer is never held whole)."""
+        cap = self._config.max_response_bytes
+        try:
+            declared = response.headers.get("Content-Length", "")
+            too_large = declared.isdigit() and int(declared) > cap
+            chunks: list[bytes] = []
+            size = 0
+            if not too_large:
+                async for chunk in response.aiter_bytes():
+                    size += len(chunk)
+                    if size > cap:
+                        too_large = True
+                        break
+                    chunks.append(chunk)
+            if too_large:
+                raise MalformedResponse(
+                    f"{method} {where}: the answer is larger than {cap} bytes "
+                    "(max_response_bytes); not read",
+                    status=response.status_code,
+                    url=where,
+                )
+            response._content = b"".join(chunks)  # what httpx's aread() sets
+        finally:
+            await response.aclose()
+
     async def _pace(self) -> None:
         """Keep to ``max_requests_per_second``: each request takes the next free time slot."""
         rate = self._config.max_requests_per_second
@@ -506,8 +556,12 @@ class FhirClient:
                 await self._pace()
                 async with self._in_flight:
                     response = await self._http.send(
-                        request, auth=send_auth, follow_redirects=False, stream=stream
+                        request, auth=send_auth, follow_redirects=False, stream=True
                     )
+                    if not stream and response.status_code in RETRYABLE_STATUSES:
+                        await response.aread()  # a gateway's error page, read for the retry
+                    elif not stream:
+                        await self._read_capped(response, method, where)
             except TokenEndpointUnavailable as exc:
                 # the FHIR request was not sent: safe to retry whatever it is
                 outcome = f"HTTP {exc.status} from the token endpoint"

@@ -41,6 +41,15 @@ class FhirClientConfig(BaseModel):
     token_url: str | None = None
 
     page_size: int = Field(default=100, ge=1, le=10_000, description="default _count")
+    max_response_bytes: int = Field(
+        default=100_000_000,
+        ge=1,
+        description="a larger answer (a page, a batch response) is refused as it arrives, "
+        "never read whole",
+    )
+    max_pages_per_search: int = Field(
+        default=1000, ge=1, description="a search with more pages than this is stopped"
+    )
     connect_timeout_seconds: float = Field(default=5.0, gt=0)
     read_timeout_seconds: float = Field(default=60.0, gt=0)
 

@@ -164,17 +164,23 @@ def code_for(exc: FhirClientError) -> str | None:
 
 
 def _entry_ok(entry: Mapping[str, Any]) -> bool:
-    status = str((entry.get("response") or {}).get("status", ""))
+    response = entry.get("response")
+    status = str(response.get("status", "")) if isinstance(response, dict) else ""
     return status[:1] == "2"
 
 
+def _response(entry: Mapping[str, Any]) -> Mapping[str, Any]:
+    response = entry.get("response")
+    return response if isinstance(response, dict) else {}
+
+
 def _entry_status(entry: Mapping[str, Any]) -> int | None:
-    status = str((entry.get("response") or {}).get("status", ""))[:3]
+    status = str(_response(entry).get("status", ""))[:3]
     return int(status) if status.isdigit() else None
 
 
 def _entry_outcome(entry: Mapping[str, Any]) -> Json | None:
-    outcome = (entry.get("response") or {}).get("outcome") or entry.get("resource")
+    outcome = _response(entry).get("outcome") or entry.get("resource")
     if isinstance(outcome, dict) and outcome.get("resourceType") == "OperationOutcome":
         return outcome
     return None
@@ -189,7 +195,15 @@ class _Learned(Exception):  # noqa: N818 - internal signal, not an error
 
 
 def _matches(page: Json) -> list[Json]:
-    return [e["resource"] for e in page.get("entry") or [] if isinstance(e.get("resource"), dict)]
+    """The resources of a searchset page (entries that are not objects are ignored)."""
+    entries = page.get("entry")
+    if not isinstance(entries, list):
+        return []
+    return [
+        e["resource"]
+        for e in entries
+        if isinstance(e, dict) and isinstance(e.get("resource"), dict)
+    ]
 
 
 def _diagnose(need: Need | None, url: str, status: int | None) -> Refused:
@@ -263,7 +277,12 @@ async def _batch_all(
     finally:
         requests["read"] = requests.get("read", 0) + 1
     responses = batch.get("entry") or []
-    if batch.get("resourceType") != "Bundle" or len(responses) != len(entries):
+    if (
+        batch.get("resourceType") != "Bundle"
+        or not isinstance(responses, list)
+        or len(responses) != len(entries)
+        or not all(isinstance(e, dict) for e in responses)
+    ):
         raise PullError("the server's batch response does not answer every request")
     out: list[Json] = []
     for (need, url), entry in zip(urls, responses, strict=True):

@@ -565,10 +565,15 @@ async def test_everything_read_page_by_page(
     )
     # fhirtis's own log lines (httpx's INFO lines name every URL: a deployment's log config
     # keeps the "httpx" logger at WARNING)
-    logged = "\n".join(r.getMessage() for r in caplog.records if r.name.startswith("fhirtis"))
+    # The audit line (issue 12) is the one place a patient id is written: ids only.
+    ours = [r for r in caplog.records if r.name.startswith("fhirtis") and r.name != "fhirtis.audit"]
+    logged = "\n".join(r.getMessage() for r in ours)
     assert "fhirtis-ivig-order-sign" in logged
     for secret in ("tok-42", "p1", "dvt", "Condition/", "Observation/", "70 kg", "138"):
         assert secret not in logged, secret
+    (audit,) = [r for r in caplog.records if r.name == "fhirtis.audit"]
+    assert audit.audit["action"] == "cds" and audit.audit["patient"] == "p1"  # type: ignore[attr-defined]
+    assert "tok-42" not in audit.getMessage() + json.dumps(audit.audit)  # type: ignore[attr-defined]
 
 
 async def test_patient_not_on_the_fhir_server_is_412(fhir_base: str) -> None:

@@ -207,9 +207,22 @@ async def test_pass_through_forwards_the_callers_token(httpx_mock: HTTPXMock) ->
 
 KEY = RSAKey.generate_key(2048, parameters={"kid": "k1"})
 OTHER = RSAKey.generate_key(2048, parameters={"kid": "k1"})
-SCOPES = (
-    "patient/Patient.read patient/Observation.read patient/MedicationAdministration.read "
-    "patient/Condition.read"
+SCOPES = " ".join(
+    f"patient/{t}.read"
+    for t in (
+        "Patient",
+        "Observation",
+        "MedicationAdministration",
+        "Medication",
+        "Condition",
+        "MedicationStatement",
+        "MedicationRequest",
+        "Device",
+        "Procedure",
+        "AdverseEvent",
+        "Flag",
+        "DetectedIssue",
+    )
 )
 
 

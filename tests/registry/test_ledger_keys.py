@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from fhirtis.cli import app
 from fhirtis.registry import cohort, partition
-from tests.e2e.conftest import FhirTestServer
+from tests.fhir_test_server import FhirTestServer
 from tests.registry.test_cohort import _export, _load
 
 runner = CliRunner()

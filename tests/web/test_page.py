@@ -274,11 +274,55 @@ def test_without_a_launch_the_page_says_how_to_open_it(stack: Stack, browsing: B
     assert "from a patient's chart in your EHR" in text(browsing.page, "#status")
 
 
+def test_clinical_numbers_on_the_page_come_from_the_service(
+    stack: Stack, fhir_base: str, browsing: Browsing
+) -> None:
+    """The page draws the thresholds and maxima the service gives it (config.json), so that
+    they have one home (fhirtis.clinical); altered in transit, the page shows the altered ones."""
+    load(fhir_base, responder())
+
+    def altered(route: Route) -> None:
+        response = route.fetch()
+        body = response.json()
+        body["clinical"]["category_thresholds"]["adult"] = {
+            "minimal": 21,
+            "moderate": 41,
+            "major": 61,
+        }
+        body["clinical"]["measure_max"]["pga"] = 19
+        route.fulfill(response=response, json=body)
+
+    browsing.page.route("**/app/config.json", altered)
+    launch(browsing, stack)
+    page = browsing.page
+    assert page.locator("body").get_attribute("data-state") == "ready", text(page, "#status")
+    desc = page.locator("#tis-chart desc").text_content() or ""
+    assert "Category thresholds: minimal 21, moderate 41, major 61." in desc
+    pga = page.locator("table.measures tbody tr").first
+    assert "/ 19" in pga.inner_text()
+    assert not browsing.console_errors
+
+
 def test_page_files_and_config(stack: Stack) -> None:
     with httpx.Client(base_url=stack.fhirtis) as client:
         config = client.get("/app/config.json").json()
         assert config["client_id"] == DEFAULT_CLIENT_ID
         assert config["fhir_servers"] == [stack.iss]
+        clinical = config["clinical"]
+        assert clinical["category_thresholds"] == {
+            "adult": {"minimal": 20, "moderate": 40, "major": 60},
+            "juvenile": {"minimal": 30, "moderate": 45, "major": 70},
+        }
+        assert clinical["measure_max"] == {
+            "pga": 20,
+            "ptga": 10,
+            "mmt8": 32.5,
+            "haq": 10,
+            "enzyme": 7.5,
+            "extramuscular": 20,
+        }
+        assert clinical["policy"]["max_rate_mg_kg_min"] == 4
+        assert clinical["policy"]["max_rate_with_risk_mg_kg_min"] == 3.3
         page = client.get("/app/")
         assert page.status_code == 200 and "<h1>" in page.text
         assert "script-src 'self'" in page.headers["content-security-policy"]

@@ -12,10 +12,12 @@
   const EXT = "http://fhirtis.org/fhir/StructureDefinition/";
   const SVG_NS = "http://www.w3.org/2000/svg";
 
-  // ACR/EULAR 2016 category thresholds (Aggarwal 2017 adult; Rider 2017 juvenile).
-  const THRESHOLDS = {
-    adult: { minimal: 20, moderate: 40, major: 60 },
-    juvenile: { minimal: 30, moderate: 45, major: 70 },
+  // The clinical numbers (category thresholds, measure maxima, maximum rates, dose target) come
+  // from the service (config.json's "clinical"), never from this file: one home per rule.
+  let CLINICAL = null;
+  const clinical = () => {
+    if (!CLINICAL) throw new AppError("The fhirtis service did not give the page its clinical settings.");
+    return CLINICAL;
   };
   const CATEGORIES = ["none", "minimal", "moderate", "major"];
   const CATEGORY_LABEL = {
@@ -25,12 +27,12 @@
     major: "Major improvement",
   };
   const MEASURES = [
-    { key: "pga", name: "Physician global activity", abbr: "PGA", max: 20 },
-    { key: "ptga", name: "Patient global activity", abbr: "PtGA", max: 10 },
-    { key: "mmt8", name: "Manual muscle testing, 8 groups", abbr: "MMT-8", max: 32.5 },
-    { key: "haq", name: "Physical function (HAQ / CHAQ)", abbr: "HAQ", max: 10 },
-    { key: "enzyme", name: "Most abnormal muscle enzyme", abbr: "Enzyme", max: 7.5 },
-    { key: "extramuscular", name: "Extramuscular activity (MDAAT)", abbr: "Extramuscular", max: 20 },
+    { key: "pga", name: "Physician global activity", abbr: "PGA" },
+    { key: "ptga", name: "Patient global activity", abbr: "PtGA" },
+    { key: "mmt8", name: "Manual muscle testing, 8 groups", abbr: "MMT-8" },
+    { key: "haq", name: "Physical function (HAQ / CHAQ)", abbr: "HAQ" },
+    { key: "enzyme", name: "Most abnormal muscle enzyme", abbr: "Enzyme" },
+    { key: "extramuscular", name: "Extramuscular activity (MDAAT)", abbr: "Extramuscular" },
   ];
   const RISK_FACTOR_LABEL = {
     "advanced-age": "Advanced age",
@@ -41,7 +43,7 @@
     "central-venous-catheter": "Indwelling central venous catheter",
     hyperviscosity: "Hyperviscosity",
     cardiovascular: "Cardiovascular risk factors",
-    obesity: "Obesity (BMI ≥ 30)",
+    obesity: "Obesity",
     malignancy: "Active malignancy",
     inflammation: "Poorly controlled systemic inflammation",
   };
@@ -443,7 +445,7 @@
     return {
       baseline: obs.effectivePeriod && obs.effectivePeriod.start,
       date: obs.effectivePeriod && obs.effectivePeriod.end,
-      population: THRESHOLDS[population] ? population : "adult",
+      population: clinical().category_thresholds[population] ? population : "adult",
       partial: Boolean(range),
       value: qty(obs),
       low: range && range.low ? range.low.value : null,
@@ -492,7 +494,9 @@
         : "unknown";
       return {
         code: factorCode,
-        label: RISK_FACTOR_LABEL[factorCode] || prettyCode(factorCode),
+        label: factorCode === "obesity"
+          ? `Obesity (BMI ≥ ${clinical().policy.obesity_bmi})`
+          : RISK_FACTOR_LABEL[factorCode] || prettyCode(factorCode),
         detail: (sub.find((x) => x.url === "detail") || {}).valueString || "",
         evidence: sub.filter((x) => x.url === "evidence").map((x) => stripHistory(x.valueReference.reference)),
       };
@@ -702,7 +706,7 @@
       return;
     }
     const population = points[points.length - 1].population;
-    const t = THRESHOLDS[population];
+    const t = clinical().category_thresholds[population];
     const W = 760;
     const H = 400;
     const m = { left: 44, right: 150, top: 22, bottom: 96 };
@@ -859,7 +863,8 @@
     const rows = MEASURES.map((m) => {
       const v = latest.measures[m.key];
       const missing = v.score === null;
-      const frac = missing ? 0 : v.score / m.max;
+      const max = clinical().measure_max[m.key];
+      const frac = missing ? 0 : v.score / max;
       return h("tr", { class: missing ? "missing" : null },
         h("th", { scope: "row" }, h("span", { class: "measure-abbr" }, m.abbr),
           h("span", { class: "measure-name" }, m.name)),
@@ -867,8 +872,8 @@
         h("td", { class: "score-cell" }, missing
           ? h("span", { class: "absent small" }, `missing: ${v.absent || "no value"}`)
           : [
-            h("span", { class: "score" }, num(v.score), h("span", { class: "muted" }, ` / ${m.max}`)),
-            h("span", { class: "meter", role: "img", "aria-label": `${num(v.score)} of ${m.max} points` },
+            h("span", { class: "score" }, num(v.score), h("span", { class: "muted" }, ` / ${max}`)),
+            h("span", { class: "meter", role: "img", "aria-label": `${num(v.score)} of ${max} points` },
               h("span", { class: "meter-fill", "data-frac": frac.toFixed(3) })),
           ]));
     });
@@ -956,10 +961,11 @@
       return;
     }
     const policy = model.policy;
-    const target = Number(policy.target_dose_g_per_kg || 2);
-    const tolerance = Number(policy.dose_tolerance_percent || 10);
-    const standardMax = Number(policy.max_rate_mg_kg_min || 4);
-    const riskMax = Number(policy.max_rate_with_risk_mg_kg_min || 3.3);
+    const service = clinical().policy;
+    const target = Number(policy.target_dose_g_per_kg || service.target_dose_g_per_kg);
+    const tolerance = Number(policy.dose_tolerance_percent || service.dose_tolerance_percent);
+    const standardMax = Number(policy.max_rate_mg_kg_min || service.max_rate_mg_kg_min);
+    const riskMax = Number(policy.max_rate_with_risk_mg_kg_min || service.max_rate_with_risk_mg_kg_min);
     const nowMax = model.flag && model.flag.maxRate !== null ? model.flag.maxRate : null;
 
     const doseChart = barChart({
@@ -1220,6 +1226,8 @@
         return;
       }
       setStatus(`Evaluating patient ${session.patient}…`);
+      CLINICAL = (await loadConfig()).clinical || null;
+      clinical();
       const bundle = await evaluate(session);
       render(bundle, session);
     } catch (err) {

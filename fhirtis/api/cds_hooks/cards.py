@@ -1,0 +1,333 @@
+"""The cards: TEE risk factors, the maximum rate (and a lower-rate suggestion), the latest TIS."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import ROUND_UP, Decimal, localcontext
+from functools import cache
+from typing import Any
+
+from fhirtis.clinical.ivig import DosingWeight
+from fhirtis.clinical.patient import PatientEvaluation
+from fhirtis.clinical.rates import (
+    DECIMAL_CONTEXT,
+    DISPLAY,
+    format_decimal,
+    max_rate_in,
+    max_rate_text,
+    plain,
+    round_down,
+)
+from fhirtis.clinical.thrombosis import RateLimit, RiskProfile
+from fhirtis.fhir.codes import profiles_dir
+from fhirtis.fhir.orders import (
+    IvigOrder,
+    OrderedRate,
+    RateKind,
+    with_rates,
+)
+
+Json = dict[str, Any]
+
+SOURCE = {"label": "fhirtis: IVIG infusion safety in myositis"}
+_SUMMARY_MAX = 139  # CDS Hooks: "<140-character summary"
+
+# --------------------------------------------------------------------------------------------
+# cards
+
+
+@cache
+def risk_labels() -> dict[str, str]:
+    path = profiles_dir() / "CodeSystem-tee-risk-factor.json"
+    doc = json.loads(path.read_text(encoding="utf-8"))
+    return {c["code"]: c.get("display", c["code"]) for c in doc.get("concept", [])}
+
+
+def _label(kind: str) -> str:
+    return risk_labels().get(kind, kind)
+
+
+def _summary(text: str) -> str:
+    return text if len(text) <= _SUMMARY_MAX else text[: _SUMMARY_MAX - 1].rstrip() + "…"
+
+
+def _card(summary: str, indicator: str, detail: str, **extra: Any) -> Json:
+    card: Json = {
+        "uuid": str(uuid.uuid4()),
+        "summary": _summary(summary),
+        "indicator": indicator,
+        "detail": detail,
+        "source": dict(SOURCE),
+    }
+    card.update(extra)
+    return card
+
+
+def _rate_text(value: Decimal, limit: Decimal) -> str:
+    """An ordered rate in mg/kg/min to 2 places, or to 4 (rounded away from the limit) where 2
+    would show a rate above the limit as equal to it."""
+    shown = format_decimal(value)
+    if value > limit and shown == format_decimal(limit):
+        with localcontext(DECIMAL_CONTEXT):
+            return plain(value.quantize(Decimal("0.0001"), rounding=ROUND_UP))
+    return shown
+
+
+def risk_card(profile: RiskProfile, excluded: int) -> Json:
+    factors = profile.factors
+    if factors:
+        names = ", ".join(_label(f.kind.value) for f in factors)
+        summary = f"TEE risk with IVIG: {len(factors)} risk factor(s): {names}"
+    else:
+        summary = "TEE risk with IVIG: no thrombosis risk factor found"
+        if profile.unassessed:
+            summary += " (some could not be assessed)"
+    lines = [f"Thrombosis risk factors for IVIG as of {profile.at.date().isoformat()}:", ""]
+    for f in factors:
+        evidence = ", ".join(f"`{e}`" for e in f.evidence)
+        lines.append(f"- **{_label(f.kind.value)}**: {f.detail} (evidence: {evidence})")
+    if not factors:
+        lines.append("- none found in the data available")
+    if profile.unassessed:
+        lines += ["", "Not assessable:"]
+        lines += [f"- {_label(u.kind.value)}: {u.reason}" for u in profile.unassessed]
+    if excluded:
+        lines += [
+            "",
+            f"{excluded} resource(s) could not be read and were not used; a risk factor they "
+            "record would be missed.",
+        ]
+    return _card(summary, "warning" if factors else "info", "\n".join(lines))
+
+
+@dataclass(frozen=True)
+class _Limits:
+    """The applicable maximum for one order, in every unit that can be computed."""
+
+    mg_kg_min: Decimal
+    kg: Decimal | None
+    concentration: Decimal | None
+
+    def in_kind(self, kind: RateKind) -> Decimal | None:
+        """The maximum in the kind's display unit (mL/h, g/h, mL/kg/h, mg/kg/min), exact."""
+        return max_rate_in(kind, self.mg_kg_min, self.kg, self.concentration)
+
+
+def _max_text(limits: _Limits, kind: RateKind) -> str | None:
+    return max_rate_text(kind, limits.mg_kg_min, limits.kg, limits.concentration)
+
+
+def _weight_text(weight: DosingWeight, now: datetime) -> str:
+    if weight.kg is None:
+        reasons = "; ".join(n.message for n in weight.notes) or "no body weight"
+        return f"unknown ({reasons})"
+    text = f"{format_decimal(weight.kg)} kg ({weight.basis.value} body weight"
+    if weight.weight_when is not None:
+        text += f", weighed {weight.weight_when.date().isoformat()}"
+    if weight.weight_source is not None:
+        text += f", `{weight.weight_source}`"
+    text += ")"
+    if weight.stale:
+        text += (
+            f" **stale**: {weight.weight_age_days} days before {now.date().isoformat()}; "
+            "weigh the patient before the infusion"
+        )
+    return text
+
+
+def _weight_unknown_reason(weight: DosingWeight) -> str:
+    for n in weight.notes:
+        if n.code in {"weight-missing", "dosing-weight-basis-unavailable"}:
+            return "no body weight" if n.code == "weight-missing" else n.message
+    return "the dosing weight is unknown"
+
+
+@dataclass
+class _OrderCheck:
+    order: IvigOrder
+    limits: _Limits
+    checked: list[tuple[OrderedRate, Decimal]]  # rates in mg/kg/min
+    unchecked: list[tuple[OrderedRate, str]]  # rates that need what is unknown, and what
+
+    @property
+    def exceeding(self) -> list[tuple[OrderedRate, Decimal]]:
+        return [(r, v) for r, v in self.checked if v > self.limits.mg_kg_min]
+
+
+def check_order(order: IvigOrder, limit: RateLimit, weight: DosingWeight) -> _OrderCheck:
+    limits = _Limits(limit.limit_mg_kg_min, weight.kg, order.concentration_mg_per_ml)
+    checked: list[tuple[OrderedRate, Decimal]] = []
+    unchecked: list[tuple[OrderedRate, str]] = []
+    for rate in order.rates:
+        value = rate.mg_kg_min(limits.concentration, limits.kg)
+        if value is not None:
+            checked.append((rate, value))
+            continue
+        needs = []
+        if rate.kind in {RateKind.VOLUME, RateKind.VOLUME_PER_KG} and limits.concentration is None:
+            needs.append("the product concentration")
+        if rate.kind in {RateKind.VOLUME, RateKind.MASS} and limits.kg is None:
+            needs.append("the dosing weight")
+        unchecked.append((rate, " and ".join(needs) or "unknown"))
+    return _OrderCheck(order, limits, checked, unchecked)
+
+
+def max_rate_card(
+    check: _OrderCheck, limit: RateLimit, weight: DosingWeight, now: datetime
+) -> Json:
+    order, limits = check.order, check.limits
+    product = order.product or "IVIG"
+    conc = limits.concentration
+    mg = plain(limits.mg_kg_min)
+    ml_h = _max_text(limits, RateKind.VOLUME)
+    if ml_h is not None:
+        assert limits.kg is not None and conc is not None
+        summary = (
+            f"Max IVIG rate {mg} mg/kg/min = {ml_h} for {format_decimal(limits.kg)} kg of "
+            f"{format_decimal(conc)} mg/mL"
+        )
+    else:
+        why = []
+        if limits.kg is None:
+            why.append(_weight_unknown_reason(weight))
+        if conc is None:
+            why.append("product concentration unknown")
+        summary = f"Max IVIG rate {mg} mg/kg/min; mL/h cannot be computed: {', '.join(why)}"
+    lines = [
+        f"**Maximum infusion rate: {mg} mg/kg/min**: {limit.reason}.",
+        "",
+        f"- Order: `{order.ref}`, {product}",
+        f"- Dosing weight now: {_weight_text(weight, now)}",
+        "- Concentration: "
+        + (
+            f"{format_decimal(conc)} mg/mL (Medication ingredient strength)"
+            if conc is not None
+            else f"unknown: {order.concentration_problem}; never assumed"
+        ),
+    ]
+    for kind in RateKind:
+        text = _max_text(limits, kind)
+        if text is not None and kind is not RateKind.MASS_PER_KG:
+            lines.append(f"- Maximum as {DISPLAY[kind][0]}: {text} (rounded down)")
+    if ml_h is None:
+        lines.append("- Maximum as mL/h: **cannot be computed** without the missing value above")
+    lines.append("")
+    if not order.rates and not order.rate_problems:
+        lines.append("The order gives no infusion rate; the maximum applies when it is set.")
+    for rate, value in check.checked:
+        verdict = "above the maximum" if value > limits.mg_kg_min else "within the maximum"
+        lines.append(
+            f"- Ordered {rate.text} = {_rate_text(value, limits.mg_kg_min)} mg/kg/min: {verdict} "
+            f"(`{rate.path}`)"
+        )
+    for rate, needs in check.unchecked:
+        lines.append(
+            f"- Ordered {rate.text}: **cannot be checked** — {needs} unknown (`{rate.path}`)"
+        )
+    for problem in order.rate_problems:
+        lines.append(f"- A rate could not be read: {problem}")
+    lines += [
+        "",
+        "mL/h = mg/kg/min × kg × 60 / (mg/mL); the maximum is rounded down so that it is never "
+        "exceeded.",
+    ]
+    cannot_check = bool(check.unchecked or order.rate_problems)
+    return _card(summary, "warning" if cannot_check else "info", "\n".join(lines))
+
+
+def exceeded_card(check: _OrderCheck, limit: RateLimit) -> Json | None:
+    exceeding = check.exceeding
+    if not exceeding:
+        return None
+    order, limits = check.order, check.limits
+    fastest_rate, fastest = max(exceeding, key=lambda rv: rv[1])
+    max_here = _max_text(limits, fastest_rate.kind)
+    summary = (
+        f"Ordered IVIG rate {fastest_rate.text} ({_rate_text(fastest, limits.mg_kg_min)} "
+        "mg/kg/min) exceeds "
+        f"the max {plain(limits.mg_kg_min)} mg/kg/min" + (f" ({max_here})" if max_here else "")
+    )
+    lines = [
+        f"The ordered rate is above the maximum infusion rate: {limit.reason}.",
+        "",
+    ]
+    lines += [
+        f"- {rate.text} = {_rate_text(v, limits.mg_kg_min)} mg/kg/min (`{rate.path}`)"
+        for rate, v in exceeding
+    ]
+    lines += [
+        "",
+        "Thromboembolic events with IVIG are related to the infusion rate; ProDERM lowered its "
+        "maximum rate after such events.",
+    ]
+    changes: dict[RateKind, list[tuple[int, int]]] = {}
+    for rate, _ in exceeding:
+        changes.setdefault(rate.kind, []).append(rate.location)
+    updated = order.resource
+    parts = []
+    for kind, locations in changes.items():
+        exact = limits.in_kind(kind)
+        assert exact is not None  # the rate was checked, so what it needed is known
+        unit, places = DISPLAY[kind]
+        value = round_down(exact, places)
+        if value <= 0:
+            return _card(summary, "warning", "\n".join(lines))
+        updated = with_rates(updated, locations, value, unit)
+        parts.append(f"{plain(value)} {unit}")
+    new_rate = " / ".join(parts)
+    suggestion = {
+        "label": f"Lower the infusion rate to {new_rate}",
+        "uuid": str(uuid.uuid4()),
+        "isRecommended": True,
+        "actions": [
+            {
+                "type": "update",
+                "description": f"Set the infusion rate of {order.ref} to {new_rate} "
+                f"(at most {plain(limits.mg_kg_min)} mg/kg/min)",
+                "resource": updated,
+            }
+        ],
+    }
+    return _card(
+        summary,
+        "warning",
+        "\n".join(lines),
+        suggestions=[suggestion],
+        selectionBehavior="at-most-one",
+    )
+
+
+def tis_card(evaluation: PatientEvaluation) -> Json | None:
+    course = evaluation.course
+    if course.baseline is None or not course.followups:
+        return None
+    last = course.followups[-1]
+    t = last.tis
+    day = last.assessment.day.isoformat()
+    population = t.population.value
+    if t.tis is not None:
+        category = t.category.value if t.category else "unknown"
+        summary = f"Latest TIS {format_decimal(t.tis)} on {day}: {category} improvement"
+        score = f"{format_decimal(t.tis)}"
+    else:
+        cats = [c.value for c in t.possible_categories]
+        span = cats[0] if len(cats) == 1 else f"{cats[0]} to {cats[-1]}"
+        score = f"{format_decimal(t.lower)}–{format_decimal(t.upper)} (partial)"
+        summary = f"Latest TIS {score} on {day}: {span} improvement"
+    lines = [
+        f"Total Improvement Score ({population} criteria) on {day}, against the baseline of "
+        f"{course.baseline.day.isoformat()}: **{score}**.",
+    ]
+    if t.partial:
+        missing = ", ".join(m.value for m in t.missing_measures)
+        lines.append(
+            f"Missing: {missing}; each counts 0 in the lower and its maximum in the upper bound."
+        )
+    confirmed = course.confirmed_deterioration_on
+    if confirmed is not None:
+        lines.append(f"Confirmed deterioration on {confirmed.isoformat()}.")
+    lines.append(f"{len(course.followups)} follow-up assessment(s) since baseline.")
+    return _card(summary, "info", "\n".join(lines))

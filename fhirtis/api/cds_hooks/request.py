@@ -1,0 +1,233 @@
+"""A CDS Hooks call: the services, their prefetch templates, the checked request, and the
+prefetched data gathered by reference."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote
+
+from fhirtis.api.access import is_b64token
+from fhirtis.fhir.codes import Terminology
+from fhirtis.fhir.needs import prefetch_queries
+from fhirtis.fhir.primitives import is_id
+
+Json = dict[str, Any]
+
+PATIENT_TOKEN = "{{context.patientId}}"
+
+
+@dataclass(frozen=True)
+class CdsService:
+    id: str
+    hook: str
+    title: str
+    description: str
+
+
+_DESCRIPTION = (
+    "the patient's thromboembolism risk factors, the maximum infusion rate that applies ({max} "
+    "mg/kg/min, or {max_risk} with any risk factor) in mg/kg/min and mL/h, a suggestion to "
+    "lower a faster ordered rate, and the latest myositis Total Improvement Score."
+)
+SERVICES: Mapping[str, CdsService] = {
+    s.id: s
+    for s in (
+        CdsService(
+            "fhirtis-ivig-order-sign",
+            "order-sign",
+            "IVIG infusion rate and thromboembolism risk (order-sign)",
+            "For each draft IVIG order being signed: " + _DESCRIPTION,
+        ),
+        CdsService(
+            "fhirtis-ivig-order-select",
+            "order-select",
+            "IVIG infusion rate and thromboembolism risk (order-select)",
+            "For each selected draft IVIG order: " + _DESCRIPTION,
+        ),
+    )
+}
+
+USAGE_REQUIREMENTS = (
+    "Provide every prefetch key (null where there are no data), or fhirServer with "
+    "fhirAuthorization for a FHIR server on this service's allow-list so that the service can "
+    "read what is missing; otherwise the service answers 412. Draft IVIG orders should name "
+    "a Medication with ingredient.strength so that rates can be given in mL/h."
+)
+
+
+# --------------------------------------------------------------------------------------------
+# prefetch templates
+
+
+@dataclass(frozen=True)
+class Template:
+    key: str
+    query: str  # with the {{context.patientId}} token
+    all_pages: bool  # False: a "latest n" query, its first page is all that is wanted
+
+    def for_patient(self, patient_id: str, page_size: int) -> str:
+        url = self.query.replace(PATIENT_TOKEN, patient_id)
+        if self.all_pages and "?" in url:
+            url += f"&_count={page_size}"
+        return url
+
+    @property
+    def resource_type(self) -> str:
+        return self.query.split("?")[0].split("/")[0]
+
+
+def _token(system: str, code: str) -> str:
+    return quote(f"{system}|{code}", safe="|:/")
+
+
+def prefetch_templates(terms: Terminology) -> tuple[Template, ...]:
+    """Everything the risk factors, the dosing weight now and the TIS course need (from
+    :mod:`fhirtis.fhir.needs`, the single list of a patient's reads)."""
+    return tuple(Template(*q) for q in prefetch_queries(terms, PATIENT_TOKEN))
+
+
+# --------------------------------------------------------------------------------------------
+# the request
+
+
+class CdsError(Exception):
+    """A CDS Hooks error: a plain HTTP status with a short JSON body."""
+
+    def __init__(self, status: int, error: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.error, self.message = status, error, message
+
+
+def bad(message: str) -> CdsError:
+    return CdsError(400, "invalid-request", message)
+
+
+@dataclass
+class HookCall:
+    hook: str
+    patient_id: str
+    draft_orders: Json
+    selections: list[str] | None
+    fhir_server: str | None
+    access_token: str | None
+    prefetch: dict[str, Any]
+
+
+def parse_call(body: Any, service: CdsService) -> HookCall:
+    """The hook call, checked; raises a 400 :class:`CdsError` naming what is wrong."""
+    if not isinstance(body, dict):
+        raise bad("the request body must be a JSON object")
+    hook = body.get("hook")
+    if not isinstance(hook, str) or not hook:
+        raise bad("hook is required")
+    if hook != service.hook:
+        raise bad(f"service {service.id} answers the {service.hook} hook, not {hook}")
+    instance = body.get("hookInstance")
+    if not isinstance(instance, str) or not instance:
+        raise bad("hookInstance is required")
+    context = body.get("context")
+    if not isinstance(context, dict):
+        raise bad("context is required and must be an object")
+    patient_id = context.get("patientId")
+    if not is_id(patient_id):
+        raise bad("context.patientId is required and must be a FHIR id")
+    assert isinstance(patient_id, str)
+    draft = context.get("draftOrders")
+    if not isinstance(draft, dict) or draft.get("resourceType") != "Bundle":
+        raise bad("context.draftOrders is required and must be a Bundle")
+    if not isinstance(draft.get("entry", []), list):
+        raise bad("context.draftOrders.entry must be an array")
+    selections: list[str] | None = None
+    if hook == "order-select" and "selections" in context:
+        raw = context["selections"]
+        if not isinstance(raw, list) or not all(isinstance(s, str) for s in raw):
+            raise bad("context.selections must be an array of references")
+        selections = list(raw)
+    server = body.get("fhirServer")
+    if server is not None and (not isinstance(server, str) or not server):
+        raise bad("fhirServer must be a URL")
+    auth = body.get("fhirAuthorization")
+    token: str | None = None
+    if auth is not None:
+        if not isinstance(auth, dict):
+            raise bad("fhirAuthorization must be an object")
+        if server is None:
+            raise bad("fhirAuthorization needs fhirServer")
+        token = auth.get("access_token")
+        if not isinstance(token, str) or not token:
+            raise bad("fhirAuthorization.access_token is required")
+        if not is_b64token(token):
+            raise bad("fhirAuthorization.access_token is not a valid bearer token")
+        token_type = auth.get("token_type")
+        if not isinstance(token_type, str) or token_type.lower() != "bearer":
+            raise bad("fhirAuthorization.token_type must be Bearer")
+    prefetch = body.get("prefetch", {})
+    if prefetch is None:
+        prefetch = {}
+    if not isinstance(prefetch, dict):
+        raise bad("prefetch must be an object")
+    return HookCall(hook, patient_id, draft, selections, server, token, prefetch)
+
+
+@dataclass
+class Gathered:
+    """The patient's resources so far, and every resource by reference."""
+
+    listed: dict[str, Json] = field(default_factory=dict)  # "Type/id" (or a fullUrl) → resource
+    resolve: dict[str, Json] = field(default_factory=dict)
+
+    def add(self, resource: Json, full_url: str | None = None) -> None:
+        rtype, rid = resource.get("resourceType"), resource.get("id")
+        key = f"{rtype}/{rid}" if isinstance(rid, str) else full_url or f"#{id(resource)}"
+        self.listed.setdefault(key, resource)
+        self.resolve.setdefault(key, resource)
+        if full_url:
+            self.resolve.setdefault(full_url, resource)
+
+    def merge(self, other: Gathered) -> None:
+        for key, resource in other.listed.items():
+            self.listed.setdefault(key, resource)
+        for key, resource in other.resolve.items():
+            self.resolve.setdefault(key, resource)
+
+    def add_bundle(self, bundle: Mapping[str, Any]) -> None:
+        entries = bundle.get("entry")
+        for entry in entries if isinstance(entries, list) else []:
+            resource = entry.get("resource") if isinstance(entry, dict) else None
+            if isinstance(resource, dict) and isinstance(resource.get("resourceType"), str):
+                full_url = entry.get("fullUrl")
+                self.add(resource, full_url if isinstance(full_url, str) else None)
+
+
+def take_prefetch(call: HookCall, templates: Sequence[Template], into: Gathered) -> list[Template]:
+    """Put the prefetched data into ``into``; return the templates prefetch did not satisfy."""
+    missing: list[Template] = []
+    for t in templates:
+        if t.key not in call.prefetch:
+            missing.append(t)
+            continue
+        value = call.prefetch[t.key]
+        if value is None:
+            continue  # the client has no data for this template
+        if not isinstance(value, dict) or not isinstance(value.get("resourceType"), str):
+            raise bad(f"prefetch.{t.key} must be a FHIR resource, a Bundle or null")
+        kind = value["resourceType"]
+        if kind == "OperationOutcome":
+            missing.append(t)  # the client failed to prefetch; read it if possible
+            continue
+        if kind not in {"Bundle", t.resource_type}:
+            raise bad(f"prefetch.{t.key} is a {kind}, not what its template asks for")
+        found = Gathered()
+        if kind == "Bundle":
+            found.add_bundle(value)
+        else:
+            found.add(value)
+        if any(
+            r.get("resourceType") == "Patient" and r.get("id") != call.patient_id
+            for r in found.listed.values()
+        ):
+            raise bad(f"prefetch.{t.key} holds another patient than context.patientId")
+        into.merge(found)
+    return missing

@@ -1,0 +1,340 @@
+"""The CDS Hooks endpoints: discovery, a service call (prefetch, fetch, evaluate, cards), and
+the warm-up at start-up."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from fhirtis.api.cds_hooks.cards import (
+    check_order,
+    exceeded_card,
+    max_rate_card,
+    risk_card,
+    risk_labels,
+    tis_card,
+)
+from fhirtis.api.cds_hooks.fetch import fetch_missing, reader
+from fhirtis.api.cds_hooks.request import (
+    SERVICES,
+    USAGE_REQUIREMENTS,
+    CdsError,
+    CdsService,
+    Gathered,
+    Template,
+    bad,
+    parse_call,
+    prefetch_templates,
+    take_prefetch,
+)
+from fhirtis.api.cds_hooks.trust import CdsClientVerifier
+from fhirtis.api.ops import Metrics, Timer, audit
+from fhirtis.clinical.ivig import DosingWeight, dosing_weight, format_decimal
+from fhirtis.clinical.patient import PatientEvaluation, evaluate_patient
+from fhirtis.fhir.bundle import PatientResources
+from fhirtis.fhir.codes import terminology
+from fhirtis.fhir.extract import PatientData
+from fhirtis.fhir.orders import (
+    IvigOrder,
+    RateKind,
+    draft_medication_requests,
+    medication_reference,
+    read_ivig_order,
+)
+from fhirtis.fhir.primitives import is_id
+from fhirtis.fhir.units import UnitError, convert
+from fhirtis.pipeline.jsonout import dumps
+from fhirtis.pipeline.offline import extractor_for
+from fhirtis.settings import Settings
+
+log = logging.getLogger("fhirtis.api.cds")
+Json = dict[str, Any]
+
+
+@dataclass
+class _CdsContext:
+    """Per app: built once from its settings."""
+
+    settings: Settings
+    templates: tuple[Template, ...]
+    discovery: Json
+
+
+def _context(request: Request) -> _CdsContext:
+    app_state = request.app.state
+    ctx: _CdsContext | None = getattr(app_state, "fhirtis_cds", None)
+    if ctx is None:
+        settings: Settings = app_state.fhirtis.settings
+        templates = prefetch_templates(extractor_for(settings).t)
+        prefetch = {t.key: t.query for t in templates}
+        discovery = {
+            "services": [
+                {
+                    "hook": s.hook,
+                    "id": s.id,
+                    "title": s.title,
+                    "description": s.description.format(
+                        max=format_decimal(settings.policy.max_rate_mg_kg_min),
+                        max_risk=format_decimal(settings.policy.max_rate_with_risk_mg_kg_min),
+                    ),
+                    "prefetch": prefetch,
+                    "usageRequirements": USAGE_REQUIREMENTS,
+                }
+                for s in SERVICES.values()
+            ]
+        }
+        ctx = _CdsContext(settings, templates, discovery)
+        app_state.fhirtis_cds = ctx
+    return ctx
+
+
+# --------------------------------------------------------------------------------------------
+# evaluation (the pipeline's extraction and rules, without deriving resources)
+
+
+@dataclass
+class _Evaluated:
+    data: PatientData
+    evaluation: PatientEvaluation
+    weight: DosingWeight
+    now: datetime
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def evaluate(resources: PatientResources, settings: Settings, now: datetime) -> _Evaluated:
+    """What :func:`fhirtis.pipeline.offline.evaluate_patient_resources` computes "as of" ``now``,
+    minus the derived resources; and the dosing weight now (DOMAIN.md §4)."""
+    extractor = extractor_for(settings)
+    data = extractor.extract(resources.patient_ref, resources.resources, resources.resolve)
+    evaluation = evaluate_patient(data.facts(), settings.policy, as_of=now)
+    weight = dosing_weight(now, data.weights, data.heights, data.patient, settings.policy)
+    return _Evaluated(data, evaluation, weight, now)
+
+
+# --------------------------------------------------------------------------------------------
+# the endpoints
+
+
+def _json(body: Any, status: int = 200) -> Response:
+    return Response(dumps(body, indent=None), status_code=status, media_type="application/json")
+
+
+def _error(exc: CdsError) -> Response:
+    return _json({"error": exc.error, "message": exc.message}, exc.status)
+
+
+async def _answer(
+    request: Request, service: CdsService, audit_to: dict[str, Any]
+) -> tuple[Json, dict[str, int]]:
+    ctx = _context(request)
+    try:
+        body = json.loads(await request.body())
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        raise bad("the request body is not JSON") from None
+    call = parse_call(body, service)
+    audit_to["patient"] = call.patient_id
+    stats = {"orders": 0, "ivig": 0, "fetched": 0}
+    requests = draft_medication_requests(call.draft_orders, call.selections)
+    stats["orders"] = len(requests)
+    if not requests:
+        return {"cards": []}, stats
+
+    gathered = Gathered()
+    missing = take_prefetch(call, ctx.templates, gathered)
+    draft_resolve = dict(gathered.resolve)
+    drafts = Gathered()
+    drafts.add_bundle(call.draft_orders)
+    draft_resolve.update(drafts.resolve)
+
+    extractor = extractor_for(ctx.settings)
+
+    def ivig_orders(resolve: Mapping[str, Json]) -> list[IvigOrder]:
+        found = (read_ivig_order(extractor, ref, r, resolve) for ref, r in requests)
+        return [o for o in found if o is not None]
+
+    orders = ivig_orders(draft_resolve)
+    # an order naming a Medication that is neither contained, in draftOrders nor prefetched
+    unresolved = sorted(
+        {
+            ref
+            for _, r in requests
+            if (ref := medication_reference(r)) is not None
+            and ref not in draft_resolve
+            and _is_medication_ref(ref)
+        }
+    )
+    if not orders and not unresolved:
+        return {"cards": []}, stats
+    if missing or unresolved:
+        source = reader(request, call)
+        if isinstance(source, str):
+            if missing and orders:
+                keys = ", ".join(t.key for t in missing)
+                raise CdsError(412, "precondition-failed", f"prefetch lacks {keys}, and {source}")
+            if missing:
+                return {"cards": []}, stats  # no order is known to be IVIG
+            unresolved = []  # answer for the orders known; the others cannot be identified
+        else:
+            page = ctx.settings.fhir.page_size if ctx.settings.fhir else 100
+            to_read = [(t.for_patient(call.patient_id, page), t.all_pages) for t in missing]
+            to_read += [(ref, False) for ref in unresolved]
+            server, token = source
+            for _, resource in await fetch_missing(request, server, token, to_read):
+                if resource is None:
+                    continue
+                if resource.get("resourceType") == "Bundle":
+                    gathered.add_bundle(resource)
+                else:
+                    gathered.add(resource)
+            stats["fetched"] = len(to_read)
+            orders = ivig_orders({**gathered.resolve, **drafts.resolve})
+    stats["ivig"] = len(orders)
+    if not orders:
+        return {"cards": []}, stats
+
+    patient_ref = f"Patient/{call.patient_id}"
+    listed = [
+        (key, r)
+        for key, r in gathered.listed.items()
+        if r.get("resourceType") not in {"Bundle", "OperationOutcome"}
+        and (r.get("resourceType") != "Patient" or r.get("id") == call.patient_id)
+    ]
+    resources = PatientResources(patient_ref, listed, gathered.resolve, [])
+    result = evaluate(resources, ctx.settings, _now())
+    thr = result.evaluation.thrombosis
+    limit = thr.max_rate_now
+    excluded = sum(1 for i in result.data.issues if i.severity in {"error", "fatal"})
+
+    cards = [risk_card(thr.current, excluded)]
+    for order in orders:
+        check = check_order(order, limit, result.weight)
+        cards.append(max_rate_card(check, limit, result.weight, result.now))
+        exceeded = exceeded_card(check, limit)
+        if exceeded is not None:
+            cards.append(exceeded)
+    tis = tis_card(result.evaluation)
+    if tis is not None:
+        cards.append(tis)
+    return {"cards": cards}, stats
+
+
+def _is_medication_ref(ref: str) -> bool:
+    kind, _, rid = ref.partition("/")
+    return kind == "Medication" and is_id(rid)
+
+
+def ctx_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.fhirtis.settings
+    return settings
+
+
+def client_verifier(state: Any) -> CdsClientVerifier | None:
+    """The check of CDS clients' JWTs: always in ``validate`` mode (no trusted client: every
+    call is refused), in ``pass-through`` mode when trusted clients are configured."""
+    settings: Settings = state.settings
+    clients = settings.cds.trusted_clients
+    if settings.service.auth_mode != "validate" and not clients:
+        return None
+    return CdsClientVerifier(clients, state.http)
+
+
+def install(app: FastAPI) -> None:
+    """Add the CDS Hooks discovery and service endpoints to ``app``."""
+
+    @app.get("/cds-services", tags=["CDS Hooks"], summary="CDS Hooks discovery")
+    async def discovery(request: Request) -> Response:
+        return _json(_context(request).discovery)
+
+    @app.post("/cds-services/{service_id}", tags=["CDS Hooks"], summary="Call a CDS service")
+    async def call_service(request: Request, service_id: str) -> Response:
+        service = SERVICES.get(service_id)
+        if service is None:
+            return _error(CdsError(404, "unknown-service", "no CDS service has that id"))
+        audit_to: dict[str, Any] = {"who": {"verified": False}, "patient": None}
+        metrics: Metrics = request.app.state.fhirtis_metrics
+        with Timer(metrics, "cds"):
+            response = await _call(request, service, audit_to)
+        audit("cds", audit_to["patient"], audit_to["who"], response.status_code, service=service.id)
+        return response
+
+    async def _call(request: Request, service: CdsService, audit_to: dict[str, Any]) -> Response:
+        started = time.perf_counter()
+        try:
+            verifier: CdsClientVerifier | None = request.app.state.fhirtis_cds_verifier
+            if verifier is not None:
+                audience = str(request.url.replace(query=None, fragment=None))
+                caller = await verifier.verify(request.headers.get("authorization"), audience)
+                audit_to["who"] = {"verified": True, "iss": caller.iss, "sub": caller.sub}
+            budget = ctx_settings(request).service.evaluation_timeout_seconds
+            async with asyncio.timeout(budget):
+                answer, stats = await _answer(request, service, audit_to)
+        except TimeoutError:
+            exc = CdsError(504, "timeout", f"the answer took longer than {budget:g} s; stopped")
+            log.info("cds %s: %d %s", service.id, exc.status, exc.error)
+            return _error(exc)
+        except StarletteHTTPException as http_exc:  # 413 from the body limit
+            exc = CdsError(http_exc.status_code, "request-refused", str(http_exc.detail))
+            log.info("cds %s: %d %s", service.id, exc.status, exc.error)
+            return _error(exc)
+        except CdsError as exc:
+            log.info("cds %s: %d %s", service.id, exc.status, exc.error)
+            return _error(exc)
+        except Exception as exc:
+            log.error("cds %s: unexpected error: %s", service.id, type(exc).__name__)
+            return _error(CdsError(500, "internal-error", "internal error"))
+        log.info(
+            "cds %s: %d order(s), %d IVIG, %d read(s), %d card(s) in %.0f ms",
+            service.id,
+            stats["orders"],
+            stats["ivig"],
+            stats["fetched"],
+            len(answer["cards"]),
+            (time.perf_counter() - started) * 1000,
+        )
+        return _json(answer)
+
+    # Load the code tables and the UCUM registry (about 3 s) while the app starts, so that the
+    # first hook call is as fast as the others.
+    inner = app.router.lifespan_context
+
+    @asynccontextmanager
+    async def lifespan(app_: Any) -> AsyncIterator[Any]:
+        async with inner(app_) as state:
+            app_.state.fhirtis_cds_verifier = client_verifier(app_.state.fhirtis)
+            await asyncio.to_thread(warm_up)
+            yield state
+
+    app.router.lifespan_context = lifespan
+
+
+_WARM_UNITS = ("mL/h", "mL/min", "g/h", "mg/h", "mg/min", "mg/kg/min", "mg/kg/h", "mL/kg/h")
+
+
+def warm_up() -> None:
+    """Load what the first call would otherwise load: profiles/ and the UCUM conversions of the
+    usual infusion rate units."""
+    try:
+        terminology()
+        risk_labels()
+        for unit in _WARM_UNITS:
+            for kind in RateKind:
+                with contextlib.suppress(UnitError):
+                    convert(Decimal(1), unit, kind.canonical)
+    except Exception as exc:  # the same failure shows, properly, on the first call
+        log.warning("cds warm-up failed: %s", type(exc).__name__)
