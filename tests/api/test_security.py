@@ -36,10 +36,10 @@ from tests.api.test_cds_hooks import (
     patient_70kg,
     qty,
 )
-from tests.e2e.conftest import FhirTestServer
 from tests.e2e.test_run import load
 from tests.fhir.builders import bundle, medication
 from tests.fhir.patients import responder
+from tests.fhir_test_server import FhirTestServer
 
 Json = dict[str, Any]
 BASE = "http://fhirtis.test"
