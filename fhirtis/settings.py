@@ -70,6 +70,14 @@ class ServiceSettings(BaseModel):
     max_body_bytes: int = Field(
         10_000_000, ge=1, description="larger request bodies are answered 413, unread"
     )
+    fhir_wait_seconds: float = Field(
+        25.0,
+        gt=0,
+        le=600,
+        description="the longest the service waits on the FHIR server for one request, retries "
+        "included (it caps fhir.read_timeout_seconds and fhir.retry_budget_seconds for the "
+        "service): a hanging FHIR server is answered 504 within 30 s by default",
+    )
     evaluation_timeout_seconds: float = Field(
         60.0,
         gt=0,

@@ -78,10 +78,19 @@ class ServiceState:
         return wanted
 
     def config_for(self, server: str) -> FhirClientConfig:
+        """The client configuration for ``server``: the settings' for the configured server,
+        else the defaults; either way waiting on one request, retries included, is capped by
+        ``service.fhir_wait_seconds`` (a caller is answered, 504, rather than kept waiting)."""
         fhir = self.settings.fhir
-        if fhir is not None and fhir.base_url == server:
-            return fhir
-        return FhirClientConfig(base_url=server)
+        config = fhir if fhir is not None and fhir.base_url == server else None
+        config = config or FhirClientConfig(base_url=server)
+        wait = self.settings.service.fhir_wait_seconds
+        return config.model_copy(
+            update={
+                "read_timeout_seconds": min(config.read_timeout_seconds, wait),
+                "retry_budget_seconds": min(config.retry_budget_seconds, wait),
+            }
+        )
 
     def client_for(self, server: str, caller: Caller) -> tuple[FhirClient, bool]:
         """A FHIR client for ``server``, and whether the caller must close it."""

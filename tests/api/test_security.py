@@ -420,6 +420,9 @@ class Hostile(BaseHTTPRequestHandler):
         self._json(200, {"resourceType": "Bundle", "type": "batch-response", "entry": entries})
 
     def do_GET(self) -> None:
+        if self.path.split("?")[0].endswith("/metadata"):  # no CapabilityStatement: defaults
+            self._json(404, {"resourceType": "OperationOutcome", "issue": []})
+            return
         type(self).pages += 1
         if self.mode == "gone2":
             self._json(404, {"resourceType": "OperationOutcome", "issue": []})
@@ -478,6 +481,36 @@ async def test_a_hanging_fhir_server_is_504_and_fetching_stops(hostile: str) -> 
         r = await client.post(OP, headers=CALLER)
         assert r.status_code == 504, r.text
         assert time.monotonic() - started < 5
+
+
+async def test_a_hanging_fhir_server_is_answered_504_by_the_wait_cap(hostile: str) -> None:
+    """With the evaluation timeout at its default (60 s), the cap on waiting for one FHIR
+    request (``service.fhir_wait_seconds``, 25 s by default, 1 s here) answers first."""
+    Hostile.mode = "hang"
+    settings = Settings(
+        fhir=FhirClientConfig(base_url=hostile), service=ServiceSettings(fhir_wait_seconds=1)
+    )
+    assert settings.service.evaluation_timeout_seconds == 60
+    app = create_app(settings)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=BASE) as client,
+    ):
+        started = time.monotonic()
+        r = await client.post(OP, headers=CALLER)
+        assert r.status_code == 504, r.text
+        assert time.monotonic() - started < 5
+
+
+async def test_by_default_one_fhir_request_waits_under_30_seconds() -> None:
+    settings = Settings(fhir=FhirClientConfig(base_url="https://ehr.example.org/fhir"))
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        state = app.state.fhirtis
+        for server in ("https://ehr.example.org/fhir", "https://other.example.org/fhir"):
+            config = state.config_for(server)
+            assert config.read_timeout_seconds <= 25
+            assert config.retry_budget_seconds <= 25
 
 
 async def test_endless_next_links_stop_at_the_timeout(hostile: str) -> None:

@@ -61,7 +61,7 @@ def test_policy_change_version_change_and_summaries_of_this_run(
     assert "skipped (unchanged since the ledger) 3" in plain.stdout
     assert len(out.read_bytes().splitlines()) == 3  # the skipped patients are this run's too
     settings = tmp_path / "policy.toml"
-    settings.write_text("[policy]\nmax_rate_mg_kg_min = 5\n")
+    settings.write_text("[policy]\nmax_rate_mg_kg_min = 3\n")
     policy = runner.invoke(app, _cohort(folder, tmp_path, "--settings", str(settings)))
     assert "evaluated 3; skipped (unchanged since the ledger) 0" in policy.stdout, policy.output
     monkeypatch.setattr(cohort, "__version__", "99.0")
