@@ -41,4 +41,7 @@ def serve(
         log_level="info",
         log_config=log_config("INFO"),  # JSON lines on stderr, with an audit line per access
         access_log=False,  # access lines carry query strings; fhirtis logs ids and counts itself
+        # one process: uvicorn would read WEB_CONCURRENCY and refuse an app object; scale with
+        # more processes behind the proxy (docs/operations.md)
+        workers=1,
     )

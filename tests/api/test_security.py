@@ -797,7 +797,8 @@ def test_fhirtis_serve_logs_json_lines_with_an_audit_line(fhir_base: str) -> Non
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    env = {**os.environ, "FHIRTIS_FHIR__BASE_URL": fhir_base}
+    # WEB_CONCURRENCY (set by many platforms) must not stop it: fhirtis serve is one process
+    env = {**os.environ, "FHIRTIS_FHIR__BASE_URL": fhir_base, "WEB_CONCURRENCY": "2"}
     env.pop("FHIRTIS_SETTINGS_FILE", None)
     command = [sys.executable, "-m", "fhirtis", "serve", "--host", "127.0.0.1", "--port", str(port)]
     process = subprocess.Popen(
