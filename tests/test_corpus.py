@@ -23,7 +23,6 @@ Json = dict[str, Any]
 PENDING: set[tuple[str, str]] = {
     ("thrombosis", "date-only-times.json"),
     ("thrombosis", "problem-list-snomed-descendants.json"),
-    ("tis", "labs-between-screening-and-baseline.json"),
     ("says", "date-only-times.json"),
 }
 
