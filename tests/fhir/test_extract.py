@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 import pytest
 
-from fhirtis.clinical.facts import Instrument, Measure, RiskFactorKind, Sex, TeeKind
+from fhirtis.clinical.facts import FhirTime, Instrument, Measure, RiskFactorKind, Sex, TeeKind
 from fhirtis.fhir.bundle import read_patient_bundle
 from fhirtis.fhir.codes import terminology
 from fhirtis.fhir.extract import Extractor, ExtractSettings, PatientData
@@ -221,7 +221,7 @@ def test_contained_medication_scig_and_unresolvable() -> None:
     ]
     assert "subcutaneous immune globulin product" in data.issues[0].diagnostics
     a1_fact = next(a for a in data.administrations if a.source.endswith("a1"))
-    assert a1_fact.start == datetime(2024, 1, 3, tzinfo=UTC)  # a date alone: start of day, UTC
+    assert a1_fact.start == FhirTime(date(2024, 1, 3))  # a date alone stays a date (DOMAIN §5.3)
 
 
 def test_conditions_events_and_risk_factors() -> None:

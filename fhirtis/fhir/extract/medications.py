@@ -6,10 +6,11 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date
 from decimal import Decimal
 
 from fhirtis.clinical.facts import (
+    FhirTime,
     IvigAdministration,
     RiskEvidence,
     RiskFactorKind,
@@ -22,6 +23,7 @@ from fhirtis.fhir.extract.common import (
     concept_codings,
     concept_names,
     concept_text,
+    first_fhir_time,
     first_time,
     read_quantity,
     ref_of,
@@ -234,11 +236,11 @@ class MedicationReader(ExtractorBase):
                 )
             )
         self._check_subject(data, r, "subject", path)
-        start, _, _ = first_time(r, ("effectiveDateTime", "effectivePeriod.start"), path)
-        end: datetime | None = None
+        start = first_fhir_time(r, ("effectiveDateTime", "effectivePeriod.start"), path)
+        end: FhirTime | None = None
         period = r.get("effectivePeriod")
         if isinstance(period, dict) and period.get("end") is not None:
-            end, _, _ = first_time(r, ("effectivePeriod.end",), path)
+            end = first_fhir_time(r, ("effectivePeriod.end",), path)
         amounts = _Amounts()
         if "dose" in dosage:
             self._value(data, r, "dose", self._dose, dosage["dose"], f"{path}.dosage.dose", amounts)
