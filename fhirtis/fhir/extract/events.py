@@ -26,7 +26,7 @@ from fhirtis.fhir.extract.common import (
     first_time,
     ref_of,
 )
-from fhirtis.fhir.extract.medications import MedicationReader
+from fhirtis.fhir.extract.medications import MedicationReader, UnresolvedMedicationError
 
 _CONDITION_VOID = {"entered-in-error", "refuted"}
 _CONDITION_ENDED = {"inactive", "remission", "resolved"}
@@ -142,7 +142,10 @@ class EventReader(MedicationReader):
     def _medication_use(
         self, data: PatientData, path: str, r: Json, resolve: Mapping[str, Json]
     ) -> None:
-        _, codings, _ = self._medication(r, path, resolve)
+        try:
+            _, codings, _ = self._medication(r, path, resolve)
+        except UnresolvedMedicationError:
+            return  # an unknown medication shows no risk factor
         self._risk_medication(data, r, codings, path)
 
     def _device(self, data: PatientData, path: str, r: Json, _resolve: Mapping[str, Json]) -> None:
