@@ -25,13 +25,6 @@ PENDING: set[tuple[str, str]] = {
 }
 
 
-# Where expected.json disagrees with DOMAIN.md, DOMAIN.md wins (reported to the corpus author):
-# enzymes-several-no-uln has PGA 7.0 cm the day before its cycle: poorly controlled inflammation
-# (DOMAIN §5.1, PGA >= 7 cm at the latest assessment) is a risk factor, so its cycle's limit is
-# 3.3, not 4 (its rate 2.353 is below both: no finding either way).
-LIMIT_CORRECTIONS: dict[str, float] = {"enzymes-several-no-uln.json": 3.3}
-
-
 def _pending(request: pytest.FixtureRequest, test: str, name: str) -> None:
     if (test, name) in PENDING:
         request.applymarker(pytest.mark.xfail(reason="issue 10 item not fixed yet", strict=True))
@@ -125,7 +118,7 @@ def test_thrombosis(
     if "limits_by_cycle" in want:
         assert limits == want["limits_by_cycle"]
     else:
-        assert set(limits.values()) <= {LIMIT_CORRECTIONS.get(name, want["max_rate_limit"])}
+        assert set(limits.values()) <= {want["max_rate_limit"]}
     findings = [
         {
             "administration": f.administration_source,
@@ -135,7 +128,7 @@ def test_thrombosis(
         for f in t.rate_findings
     ]
     assert findings == want["rate_findings"]
-    if "risk_factors" in want and "limits_by_cycle" not in want and name not in LIMIT_CORRECTIONS:
+    if "risk_factors" in want and "limits_by_cycle" not in want:
         factors = {
             (f.kind.value, e)
             for c in result.evaluation.exposure.cycles[:1]
