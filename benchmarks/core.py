@@ -18,6 +18,7 @@ from decimal import Decimal
 
 from fhirtis.clinical.facts import (
     BodyWeight,
+    FhirTime,
     Instrument,
     IvigAdministration,
     Measure,
@@ -113,7 +114,7 @@ def _course(
             admins.append(
                 IvigAdministration(
                     f"MedicationAdministration/{cycle}-{day}",
-                    cstart + timedelta(days=day),
+                    FhirTime.of(cstart + timedelta(days=day)),
                     dose_ml=Decimal(350),
                     concentration_mg_per_ml=Decimal(100),
                     rate_ml_per_h=Decimal(rng.choice((120, 150, 180, 200))),

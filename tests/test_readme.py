@@ -38,6 +38,16 @@ def test_main_command_runs_on_the_examples(tmp_path: Path, monkeypatch: pytest.M
     written = sorted(p.name for p in (tmp_path / "out").iterdir())
     assert written == sorted(
         f"Patient-{pid}.transaction.json"
-        for pid in ("resp", "juv", "mhaq", "det", "rate", "dvt", "mix")
+        for pid in (
+            "resp",
+            "juv",
+            "mhaq",
+            "det",
+            "rate",
+            "dvt",
+            "mix",
+            "0147afec-781c-5c2d-8f4d-24e46840b359",  # synthea-style.json (urn:uuid ids)
+            "12745901",  # us-ehr-ivig-course.json
+        )
     ), written
     assert "Patient/mix" in result.stdout and "major" in result.stdout

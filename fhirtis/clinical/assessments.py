@@ -12,9 +12,11 @@ Rules, in order:
    recorded on different days within ``assessment_window_days`` of each other, with no repeat of
    either, are one visit split over days: they make one assessment, dated at the first. (Without
    this rule one visit would count twice and could "confirm" a deterioration by itself.)
-4. Every other value joins the nearest assessment within ± ``assessment_window_days`` (ties: the
-   earlier assessment); within an assessment each measure takes the value nearest its date (ties:
-   the earlier value). A value is used by at most one assessment; unused values are noted.
+4. Each assessment takes, for every other measure (and every enzyme), the value nearest its date
+   within ± ``assessment_window_days`` (ties: the earlier value). A value may serve several
+   assessments: laboratory values drawn between a screening visit and the baseline visit serve
+   the baseline too. A value that serves no assessment is noted (outside every window, or
+   another value was nearer).
 5. Baseline: the last assessment on or before the first IVIG administration and no more than
    ``baseline_lookback_days`` before it; or the assessment on the date a caller names. With
    neither an IVIG start nor a named date there is no baseline, and the result says so.
@@ -150,18 +152,30 @@ def group_assessments(values: Iterable[MeasureValue], policy: Policy) -> Groupin
                 continue
         groups.append((day, dict(found)))
 
-    # Rule 4: the other values join the nearest assessment.
+    # Rule 4: each assessment takes, per slot, the value nearest to it; a value may serve several.
     slots: list[dict[Slot, MeasureValue]] = [
-        {m: v for m, v in anchored.items()} for _, anchored in groups
+        {m: v for m, v in anchored.items()}  # widens the key type to Slot
+        for _, anchored in groups
     ]
-    for value in sorted(others, key=lambda v: (v.day, v.source)):
-        best_i: int | None = None
-        best_d = window + 1
-        for i, (day, _) in enumerate(groups):
-            d = abs((value.day - day).days)
-            if d < best_d:
-                best_i, best_d = i, d
-        if best_i is None:
+    ordered = sorted(others, key=lambda v: (v.day, v.source))
+    used: set[int] = set()
+    for i, (anchor, _) in enumerate(groups):
+        for value in ordered:
+            distance = abs((value.day - anchor).days)
+            if distance > window:
+                continue
+            slot = slot_of(value)
+            held_value = slots[i].get(slot)
+            # strictly nearer wins: on a tie the earlier value (seen first) stays
+            if held_value is None or distance < abs((held_value.day - anchor).days):
+                slots[i][slot] = value
+        used.update(id(v) for v in slots[i].values())
+    for value in ordered:
+        if id(value) in used:
+            continue
+        if any(abs((value.day - anchor).days) <= window for anchor, _ in groups):
+            notes.append(_not_nearest(value))
+        else:
             notes.append(
                 excluded(
                     "outside-assessment-window",
@@ -169,18 +183,6 @@ def group_assessments(values: Iterable[MeasureValue], policy: Policy) -> Groupin
                     value.source,
                 )
             )
-            continue
-        slot = slot_of(value)
-        held_value = slots[best_i].get(slot)
-        anchor = groups[best_i][0]
-        if held_value is None or abs((value.day - anchor).days) < abs(
-            (held_value.day - anchor).days
-        ):
-            if held_value is not None:
-                notes.append(_not_nearest(held_value))
-            slots[best_i][slot] = value
-        else:
-            notes.append(_not_nearest(value))
 
     assessments = []
     for (day, _), slot_values in zip(groups, slots, strict=True):

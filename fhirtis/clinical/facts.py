@@ -9,9 +9,59 @@ evidence. Values are :class:`~decimal.Decimal` in the canonical unit named by th
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from decimal import Decimal
 from enum import StrEnum
+
+
+@dataclass(frozen=True, slots=True)
+class FhirTime:
+    """A FHIR ``date`` or ``dateTime`` kept at the precision it was recorded with (DOMAIN §5.3).
+
+    ``instant`` is the aware datetime when a time was recorded; a date-only time has none and
+    is never placed at midnight: it stands for every instant of ``day``. ``day`` is the calendar
+    date as recorded (in the record's own offset).
+    """
+
+    day: date
+    instant: datetime | None = None
+
+    @classmethod
+    def of(cls, value: date | datetime) -> FhirTime:
+        if isinstance(value, datetime):
+            if value.tzinfo is None:
+                raise ValueError("a time without a time zone is not an instant")
+            return cls(value.date(), value)
+        return cls(value)
+
+    @property
+    def date_only(self) -> bool:
+        return self.instant is None
+
+    def isoformat(self) -> str:
+        """As FHIR writes it, at the precision it was given."""
+        return self.instant.isoformat() if self.instant is not None else self.day.isoformat()
+
+    def sort_key(self) -> tuple[date, datetime]:
+        """An order for sorting (by calendar date, then instant); not a clinical comparison."""
+        at = self.instant.astimezone(UTC) if self.instant is not None else _MIN_UTC
+        return (self.day, at)
+
+    def span(self, zone: tzinfo | None) -> tuple[datetime, datetime]:
+        """The first and the last instant this time may stand for (equal for an instant); a
+        date-only time's day is taken in ``zone`` (the time zone of what it is compared with;
+        UTC when nothing gives one)."""
+        if self.instant is not None:
+            return self.instant, self.instant
+        first = datetime.combine(self.day, time(0), zone or UTC)
+        return first, first + timedelta(days=1) - timedelta(microseconds=1)
+
+    @property
+    def zone(self) -> tzinfo | None:
+        return self.instant.tzinfo if self.instant is not None else None
+
+
+_MIN_UTC = datetime.min.replace(tzinfo=UTC)
 
 
 class Measure(StrEnum):
@@ -92,8 +142,8 @@ class IvigAdministration:
     """
 
     source: str
-    start: datetime
-    end: datetime | None = None
+    start: FhirTime
+    end: FhirTime | None = None
     in_progress: bool = False
     dose_g: Decimal | None = None
     dose_ml: Decimal | None = None
@@ -187,8 +237,9 @@ class TeeEvent:
 
     kind: TeeKind
     source: str
-    onset: datetime
+    onset: FhirTime
     display: str | None = None
+    coding: tuple[str, str] | None = None  # (system, code) of the event as recorded
 
 
 @dataclass(frozen=True, slots=True)

@@ -49,11 +49,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from decimal import Decimal, localcontext
 
 from fhirtis.clinical.decimals import DECIMAL_CONTEXT, format_decimal, is_positive_finite
-from fhirtis.clinical.facts import BodyHeight, BodyWeight, IvigAdministration, PatientFacts
+from fhirtis.clinical.facts import (
+    BodyHeight,
+    BodyWeight,
+    FhirTime,
+    IvigAdministration,
+    PatientFacts,
+)
 from fhirtis.clinical.notes import Note, excluded, missing, warning
 from fhirtis.clinical.policy import DEFAULT_POLICY, Policy
 from fhirtis.clinical.rates import infusion_rate_mg_kg_min
@@ -116,7 +121,7 @@ class AdministrationExposure:
         return self.administration.source
 
     @property
-    def start(self) -> datetime:
+    def start(self) -> FhirTime:
         return self.administration.start
 
     @property
@@ -129,9 +134,9 @@ class Cycle:
     """One IVIG cycle (course day 1 to its last administration)."""
 
     index: int  # 1-based, in order of start
-    start: datetime
-    last_start: datetime
-    end: datetime
+    start: FhirTime
+    last_start: FhirTime
+    end: FhirTime  # the latest end (or start) of its administrations, at its recorded precision
     administrations: tuple[AdministrationExposure, ...]
     administration_count: int
     in_progress_count: int
@@ -281,12 +286,12 @@ def group_cycles(
     administrations: Iterable[IvigAdministration], policy: Policy = DEFAULT_POLICY
 ) -> tuple[tuple[IvigAdministration, ...], ...]:
     """Administrations sorted by start and cut into cycles by the ``cycle_gap_days`` rule."""
-    ordered = sorted(administrations, key=lambda a: (a.start, a.source))
+    ordered = sorted(administrations, key=lambda a: (a.start.sort_key(), a.source))
     cycles: list[list[IvigAdministration]] = []
     previous: IvigAdministration | None = None
     for admin in ordered:
         if previous is None or (
-            (admin.start.date() - previous.start.date()).days > policy.cycle_gap_days
+            (admin.start.day - previous.start.day).days > policy.cycle_gap_days
         ):
             cycles.append([admin])
         else:
@@ -299,10 +304,19 @@ def group_cycles(
 # the whole exposure
 
 
+def _latest_end(admins: tuple[IvigAdministration, ...]) -> FhirTime:
+    """The latest end (or start, when no end is recorded) of the administrations."""
+    ends = [
+        a.end if a.end is not None and a.end.sort_key() > a.start.sort_key() else a.start
+        for a in admins
+    ]
+    return max(ends, key=FhirTime.sort_key)
+
+
 def _cycle(
     index: int,
     admins: tuple[IvigAdministration, ...],
-    previous_start: datetime | None,
+    previous_start: FhirTime | None,
     weights: Sequence[BodyWeight],
     heights: Sequence[BodyHeight],
     patient: PatientFacts,
@@ -310,8 +324,8 @@ def _cycle(
 ) -> Cycle:
     start = admins[0].start
     last_start = admins[-1].start
-    end = max(a.end if a.end is not None and a.end > a.start else a.start for a in admins)
-    weight = dosing_weight(start, weights, heights, patient, policy)
+    end = _latest_end(admins)
+    weight = dosing_weight(start.day, weights, heights, patient, policy)
 
     exposures: list[AdministrationExposure] = []
     for admin in admins:
@@ -380,7 +394,7 @@ def _cycle(
             missing("cycle-max-rate-unknown", f"no administration rate known in cycle {index}")
         )
 
-    span_days = (last_start.date() - start.date()).days + 1
+    span_days = (last_start.day - start.day).days + 1
     if span_days > policy.max_cycle_span_days:
         cycle_notes.append(
             warning(
@@ -405,7 +419,7 @@ def _cycle(
 
     days_since: int | None = None
     if previous_start is not None:
-        days_since = (start.date() - previous_start.date()).days
+        days_since = (start.day - previous_start.day).days
         low = policy.cycle_interval_days - policy.cycle_interval_tolerance_days
         high = policy.cycle_interval_days + policy.cycle_interval_tolerance_days
         if not low <= days_since <= high:
@@ -449,7 +463,7 @@ def compute_exposure(
     height_list = tuple(heights)
     with localcontext(DECIMAL_CONTEXT):
         cycles: list[Cycle] = []
-        previous_start: datetime | None = None
+        previous_start: FhirTime | None = None
         for i, admins in enumerate(group_cycles(administrations, policy), start=1):
             cycle = _cycle(i, admins, previous_start, weight_list, height_list, patient, policy)
             cycles.append(cycle)

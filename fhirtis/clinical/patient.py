@@ -72,7 +72,7 @@ def evaluate_patient(
     exposure = compute_exposure(
         facts.administrations, facts.weights, facts.heights, facts.patient, policy
     )
-    first_ivig = exposure.cycles[0].start.date() if exposure.cycles else None
+    first_ivig = exposure.cycles[0].start.day if exposure.cycles else None
     course = evaluate_course(
         facts.measures,
         decision.population,

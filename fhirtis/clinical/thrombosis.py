@@ -39,8 +39,14 @@ Definitions and choices (what the code does; the policy used travels with every 
   cycle's first administration start and on or before the calendar day ``tee_window_days`` days
   after the cycle's last administration (its end, or its start when no end is recorded) — both
   ends inclusive. It is associated with every cycle whose window holds it; the suspects are the
-  administrations of those cycles. It is **early** when ``0 ≤ onset − start ≤ tee_early_hours``
-  for the start of any of those administrations.
+  administrations of those cycles that started before the onset. Dates are compared as the
+  calendar dates the records give (their own time zones).
+* **Early**: the onset is at or after the start of one of those administrations and no more
+  than ``tee_early_hours`` after its end (its start when no end is recorded). A date-only onset
+  stands for its whole day (never midnight): early is ``True`` only when every instant of that
+  day qualifies for some administration, ``False`` only when no instant does for any, and
+  otherwise ``None`` (unknown, said so in a note). A date-only administration time likewise
+  stands for its whole day.
 * An event with onset before the first IVIG administration (or with no IVIG at all) is
   **history** only. An event after IVIG began but outside every window is neither associated nor
   pre-treatment history; it is listed as unassociated (with a note) and, like any event, is a
@@ -51,7 +57,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, tzinfo
 from decimal import Decimal, localcontext
 
 from fhirtis.clinical.facts import (
@@ -59,6 +65,7 @@ from fhirtis.clinical.facts import (
     BodyHeight,
     BodyMassIndex,
     BodyWeight,
+    FhirTime,
     Instrument,
     Measure,
     MeasureValue,
@@ -70,6 +77,7 @@ from fhirtis.clinical.facts import (
 )
 from fhirtis.clinical.ivig import (
     DECIMAL_CONTEXT,
+    AdministrationExposure,
     Cycle,
     Exposure,
     format_decimal,
@@ -137,7 +145,7 @@ class UnassessedRiskFactor:
 class RiskProfile:
     """The risk factors present at ``at``."""
 
-    at: datetime
+    at: FhirTime
     factors: tuple[RiskFactor, ...]
     unassessed: tuple[UnassessedRiskFactor, ...]
     notes: tuple[Note, ...]
@@ -155,7 +163,7 @@ class RiskProfile:
 class RateLimit:
     """The maximum infusion rate applicable at ``at``, and why."""
 
-    at: datetime
+    at: FhirTime
     limit_mg_kg_min: Decimal
     with_risk: bool
     factors: tuple[RiskFactor, ...]
@@ -168,7 +176,7 @@ class RateFinding:
     """An administration infused faster than the maximum applicable at its start."""
 
     administration_source: str
-    start: datetime
+    start: FhirTime
     cycle_index: int
     rate_mg_kg_min: Decimal
     limit: RateLimit
@@ -191,15 +199,15 @@ class AssociatedEvent:
 
     event: TeeEvent
     cycle_indexes: tuple[int, ...]
-    suspects: tuple[str, ...]  # sources of the administrations of those cycles
-    early: bool
-    early_after: tuple[str, ...]  # administrations started ≤ tee_early_hours before onset
-    hours_after_last_start: Decimal  # onset − the latest suspect start at or before onset
+    suspects: tuple[str, ...]  # administrations of those cycles started before the onset
+    early: bool | None  # None: unknown (a date-only time, only part of the day qualifies)
+    early_after: tuple[str, ...]  # administrations the whole onset is early after
+    hours_after_last_start: Decimal | None  # onset − the latest suspect start (None: date-only)
     arterial: bool
     reason: str
 
     @property
-    def onset(self) -> datetime:
+    def onset(self) -> FhirTime:
         return self.event.onset
 
 
@@ -274,9 +282,13 @@ def _latest_pga(values: Iterable[MeasureValue], on: date) -> tuple[MeasureValue 
     return best, len(same_day) > 1
 
 
-def risk_profile(at: datetime, inputs: RiskInputs, policy: Policy = DEFAULT_POLICY) -> RiskProfile:
+def risk_profile(
+    at: datetime | FhirTime, inputs: RiskInputs, policy: Policy = DEFAULT_POLICY
+) -> RiskProfile:
     """The thrombosis risk factors present at ``at``."""
-    on = at.date()
+    if isinstance(at, datetime):
+        at = FhirTime.of(at)
+    on = at.day
     evidence: dict[RiskFactorKind, list[str]] = {}
     details: dict[RiskFactorKind, list[str]] = {}
     unassessed: list[UnassessedRiskFactor] = []
@@ -368,12 +380,12 @@ def risk_profile(at: datetime, inputs: RiskInputs, policy: Policy = DEFAULT_POLI
                 )
 
         # history of thrombosis
-        for ev in sorted(inputs.events, key=lambda e: (e.onset, e.source)):
-            if ev.onset < at:
+        for ev in sorted(inputs.events, key=lambda e: (e.onset.sort_key(), e.source)):
+            if surely_before(ev.onset, at):
                 add(
                     RiskFactorKind.THROMBOSIS_HISTORY,
                     (ev.source,),
-                    f"{ev.display or ev.kind.value} with onset {ev.onset.date().isoformat()}",
+                    f"{ev.display or ev.kind.value} with onset {ev.onset.day.isoformat()}",
                 )
 
     factors = tuple(
@@ -433,9 +445,45 @@ def applicable_max_rate(profile: RiskProfile, policy: Policy = DEFAULT_POLICY) -
 # events
 
 
-def _in_window(onset: datetime, cycle: Cycle, policy: Policy) -> bool:
-    last_day = cycle.end.date() + timedelta(days=policy.tee_window_days)
-    return cycle.start <= onset and onset.date() <= last_day
+def _zone(*times: FhirTime | None) -> tzinfo | None:
+    """The time zone to read a date-only time in: that of the first time with an instant."""
+    return next((t.zone for t in times if t is not None and t.zone is not None), None)
+
+
+def surely_before(a: FhirTime, b: FhirTime) -> bool:
+    """Whether every instant ``a`` may stand for is before every instant of ``b``."""
+    zone = _zone(a, b)
+    return a.span(zone)[1] < b.span(zone)[0]
+
+
+def _in_window(onset: FhirTime, cycle: Cycle, policy: Policy) -> bool:
+    """Calendar dates as the records give them, both ends inclusive (DOMAIN §5.3)."""
+    last_day = cycle.end.day + timedelta(days=policy.tee_window_days)
+    return cycle.start.day <= onset.day <= last_day
+
+
+def early_after(
+    onset: FhirTime, start: FhirTime, end: FhirTime | None, policy: Policy
+) -> bool | None:
+    """Whether an onset is early after one administration: at or after its start and no more
+    than ``tee_early_hours`` after its end (its start when no end is recorded). ``None`` when
+    only part of what the onset may stand for qualifies."""
+    last = end if end is not None else start
+    zone = _zone(onset, last, start)
+    onset_first, onset_last = onset.span(zone)
+    start_first, start_last = start.span(zone)
+    limit_first, limit_last = (t + timedelta(hours=policy.tee_early_hours) for t in last.span(zone))
+    if onset_first >= start_last and onset_last <= limit_first:
+        return True
+    if onset_last < start_first or onset_first > limit_last:
+        return False
+    return None
+
+
+def _early_limit(admin: AdministrationExposure, zone: tzinfo | None, policy: Policy) -> str:
+    last = admin.administration.end or admin.start
+    limit = last.span(_zone(last) or zone)[1] + timedelta(hours=policy.tee_early_hours)
+    return limit.isoformat(timespec="minutes") if last.instant else limit.date().isoformat()
 
 
 def associate_events(
@@ -443,13 +491,16 @@ def associate_events(
 ) -> tuple[tuple[AssociatedEvent, ...], tuple[TeeEvent, ...], tuple[TeeEvent, ...]]:
     """Events → (temporally associated, history before any IVIG, after IVIG but unassociated)."""
     starts = [a.start for a in exposure.administrations]
-    first_ivig = min(starts) if starts else None
-    early_limit = timedelta(hours=policy.tee_early_hours)
+    first_ivig = min(starts, key=FhirTime.sort_key) if starts else None
     associated: list[AssociatedEvent] = []
     history: list[TeeEvent] = []
     other: list[TeeEvent] = []
-    for ev in sorted(events, key=lambda e: (e.onset, e.source)):
-        if first_ivig is None or ev.onset < first_ivig:
+    for ev in sorted(events, key=lambda e: (e.onset.sort_key(), e.source)):
+        if (
+            first_ivig is None
+            or ev.onset.day < first_ivig.day
+            or (ev.onset.day == first_ivig.day and surely_before(ev.onset, first_ivig))
+        ):
             history.append(ev)
             continue
         cycles = [c for c in exposure.cycles if _in_window(ev.onset, c, policy)]
@@ -457,12 +508,29 @@ def associate_events(
             other.append(ev)
             continue
         admins = [a for c in cycles for a in c.administrations]
-        early_after = tuple(
-            a.source for a in admins if timedelta(0) <= ev.onset - a.start <= early_limit
+        early_by = {
+            a.source: early_after(ev.onset, a.start, a.administration.end, policy) for a in admins
+        }
+        surely_early = tuple(src for src, e in early_by.items() if e is True)
+        early: bool | None = (
+            True
+            if surely_early
+            else (False if all(e is False for e in early_by.values()) else None)
         )
-        last_before = max(a.start for a in admins if a.start <= ev.onset)
+        zone = _zone(ev.onset)
+        suspects = tuple(
+            a.source
+            for a in admins
+            if a.start.span(_zone(ev.onset, a.start))[0]
+            < ev.onset.span(_zone(ev.onset, a.start))[1]
+        )
+        started = [a.start for a in admins if surely_before(a.start, ev.onset)]
+        last_before = max(started, key=FhirTime.sort_key) if started else None
+        hours: Decimal | None = None
+        if last_before is not None and last_before.instant and ev.onset.instant:
+            hours = _hours(ev.onset.instant - last_before.instant)
         latest = cycles[-1]
-        days_after_end = (ev.onset.date() - latest.end.date()).days
+        days_after_end = (ev.onset.day - latest.end.day).days
         where = (
             f"{days_after_end} day(s) after cycle {latest.index}'s last administration"
             if days_after_end > 0
@@ -470,18 +538,29 @@ def associate_events(
         )
         reason = (
             f"onset {where}; window: cycle start to {policy.tee_window_days} days after "
-            f"its last administration, inclusive"
+            f"its last administration, calendar dates, inclusive"
         )
-        if early_after:
-            reason += f"; early: within {policy.tee_early_hours} h of an administration start"
+        if early is True:
+            reason += f"; early: within {policy.tee_early_hours} h of the end of an administration"
+        elif early is None:
+            partly = [a for a in admins if early_by[a.source] is None]
+            bounds = ", ".join(
+                f"up to {_early_limit(a, zone, policy)}, {policy.tee_early_hours} h after the end "
+                f"of {a.source.split('/')[1] if '/' in a.source else a.source}"
+                for a in partly
+            )
+            reason += (
+                f"; early onset unknown: date-only onset {ev.onset.day.isoformat()}; only part "
+                f"of that day ({bounds}) is early"
+            )
         associated.append(
             AssociatedEvent(
                 event=ev,
                 cycle_indexes=tuple(c.index for c in cycles),
-                suspects=tuple(a.source for a in admins if a.start < ev.onset),
-                early=bool(early_after),
-                early_after=early_after,
-                hours_after_last_start=_hours(ev.onset - last_before),
+                suspects=suspects,
+                early=early,
+                early_after=surely_early,
+                hours_after_last_start=hours,
                 arterial=ev.kind in ARTERIAL_TEE,
                 reason=reason,
             )
@@ -566,6 +645,15 @@ def assess_thrombosis(
             ev.source,
         )
         for ev in other
+    )
+    notes.extend(
+        warning(
+            "tee-early-unknown",
+            a.reason[a.reason.index("early onset unknown") :],
+            a.event.source,
+        )
+        for a in associated
+        if a.early is None
     )
     return ThrombosisAssessment(
         as_of=as_of,

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal, localcontext
 from typing import TypeVar
 
@@ -113,8 +113,8 @@ def adjusted_body_weight(actual_kg: Decimal, ideal_kg: Decimal) -> Decimal:
 _Dated = TypeVar("_Dated", BodyWeight, BodyHeight)
 
 
-def _latest_on_or_before(facts: Sequence[_Dated], at: datetime) -> _Dated | None:
-    candidates = [f for f in facts if f.when.date() <= at.date()]
+def _latest_on_or_before(facts: Sequence[_Dated], on: date) -> _Dated | None:
+    candidates = [f for f in facts if f.when.date() <= on]
     if not candidates:
         return None
     return max(candidates, key=lambda f: (f.when, f.source))
@@ -182,22 +182,24 @@ def plausible_heights(
 
 
 def dosing_weight(
-    at: datetime,
+    at: date,
     weights: Iterable[BodyWeight],
     heights: Iterable[BodyHeight],
     patient: PatientFacts,
     policy: Policy = DEFAULT_POLICY,
 ) -> DosingWeight:
-    """The dosing weight for a cycle starting at ``at``, on the policy's basis."""
+    """The dosing weight for a cycle starting on ``at`` (a date, or the date of a datetime), on
+    the policy's basis."""
+    on = at.date() if isinstance(at, datetime) else at
     notes: list[Note] = []
     basis = policy.dosing_weight
     usable_weights, weight_notes = plausible_weights(weights, policy)
-    notes.extend(n for n, w in weight_notes if w.when.date() <= at.date())
+    notes.extend(n for n, w in weight_notes if w.when.date() <= on)
     usable_heights, height_notes = plausible_heights(heights, policy)
     if basis is not DosingWeightBasis.ACTUAL:
-        notes.extend(n for n, h in height_notes if h.when.date() <= at.date())
+        notes.extend(n for n, h in height_notes if h.when.date() <= on)
 
-    weight = _latest_on_or_before(usable_weights, at)
+    weight = _latest_on_or_before(usable_weights, on)
     actual: Decimal | None = None
     age_days: int | None = None
     stale = False
@@ -210,7 +212,7 @@ def dosing_weight(
         )
     else:
         actual = weight.kg
-        age_days = (at.date() - weight.when.date()).days
+        age_days = (on - weight.when.date()).days
         if age_days > policy.weight_max_age_days:
             stale = True
             notes.append(
@@ -222,7 +224,7 @@ def dosing_weight(
                 )
             )
 
-    height = _latest_on_or_before(usable_heights, at)
+    height = _latest_on_or_before(usable_heights, on)
     ideal: Decimal | None = None
     kg: Decimal | None = None
     if basis is DosingWeightBasis.ACTUAL:

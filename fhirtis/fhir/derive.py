@@ -20,6 +20,7 @@ from typing import Any
 from urllib.parse import quote
 
 from fhirtis import __version__
+from fhirtis.clinical.facts import FhirTime
 from fhirtis.clinical.ivig import Cycle, Exposure
 from fhirtis.clinical.patient import PatientEvaluation
 from fhirtis.clinical.policy import Policy
@@ -114,7 +115,8 @@ def _day(d: date) -> str:
     return d.isoformat()
 
 
-def _instant(t: datetime) -> str:
+def _instant(t: datetime | FhirTime) -> str:
+    """As FHIR writes it; a date-only time stays a date (never midnight)."""
     return t.isoformat()
 
 
@@ -249,7 +251,7 @@ def _deterioration_observation(evaluation: PatientEvaluation, patient_ref: str) 
 
 
 def _cycle_observation(evaluation: PatientEvaluation, patient_ref: str, cycle: Cycle) -> Derived:
-    ident = identifier_value("ivig-cycle-dose", patient_ref, _day(cycle.start.date()))
+    ident = identifier_value("ivig-cycle-dose", patient_ref, _day(cycle.start.day))
     dw = cycle.dosing_weight
     grams: Json = {"code": _code(FHIRTIS_SYSTEM, "ivig-grams")}
     if cycle.grams is not None:
@@ -420,6 +422,15 @@ def _rate_issue(patient_ref: str, finding: RateFinding) -> Derived:
     return Derived(issue, ident)
 
 
+def _event_concept(assoc: AssociatedEvent) -> Json:
+    """The event's own coding as recorded (DOMAIN §5.3), and its text."""
+    concept: Json = {"text": assoc.event.display or assoc.event.kind.value}
+    if assoc.event.coding is not None:
+        system, code = assoc.event.coding
+        concept = {"coding": [{"system": system, "code": code}], **concept}
+    return concept
+
+
 def _adverse_event(patient_ref: str, assoc: AssociatedEvent) -> Derived:
     event_ref = assoc.event.source.split("/_history")[0]
     ident = identifier_value("tee-temporally-associated", patient_ref, event_ref)
@@ -427,17 +438,19 @@ def _adverse_event(patient_ref: str, assoc: AssociatedEvent) -> Derived:
     ae: Json = {
         "resourceType": "AdverseEvent",
         "meta": {"profile": [f"{PROFILE}/fhirtis-tee-temporally-associated"]},
-        "extension": [{"url": f"{EXT}/tee-early-onset", "valueBoolean": assoc.early}],
+        # early unknown (a date-only onset of which only part qualifies): no extension
         "identifier": {"system": IDENTIFIER_SYSTEM, "value": ident},
         "actuality": "actual",
         "category": [_code(FHIRTIS_SYSTEM, "tee-temporally-associated")],
-        "event": {"text": assoc.event.display or assoc.event.kind.value},
+        "event": _event_concept(assoc),
         "subject": {"reference": patient_ref},
         "date": _instant(assoc.onset),
         "suspectEntity": [
             {"instance": {"reference": s}, "causality": [causality]} for s in assoc.suspects
         ],
     }
+    if assoc.early is not None:  # unknown (part of a date-only onset's day): no extension
+        ae["extension"] = [{"url": f"{EXT}/tee-early-onset", "valueBoolean": assoc.early}]
     # R4 AdverseEvent has no identifier search parameter: match on patient, fhirtis's category,
     # the onset and (when the event is a Condition) the resulting condition.
     match = (

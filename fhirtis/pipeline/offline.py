@@ -81,6 +81,22 @@ def evaluate_patient_resources(
     options = options or Options()
     extractor = extractor or extractor_for(settings)
     data = extractor.extract(resources.patient_ref, resources.resources, resources.resolve)
+    # A read path that could not fetch a Medication has reported it (code not-found at
+    # "medicationReference"): the extractor's report of the same administration is not repeated.
+    fetched_not = {
+        i.resource
+        for i in resources.issues
+        if i.code == "not-found" and i.expression == "medicationReference"
+    }
+    data.issues[:] = [
+        i
+        for i in data.issues
+        if not (
+            i.code == "not-found"
+            and i.resource in fetched_not
+            and (i.expression or "").endswith(".medicationReference")
+        )
+    ]
     data.issues[:0] = resources.issues
     facts = data.facts()
     policy: Policy = settings.policy

@@ -63,11 +63,40 @@ def test_nearest_value_wins_and_ties_go_to_earlier() -> None:
     g = group_assessments(values, P)
     first, second = g.assessments
     assert first.values[Measure.HAQ].source == "Observation/near"
-    assert (
-        Measure.HAQ not in second.values or second.values[Measure.HAQ].source == "Observation/tie"
-    )
-    # the tie (5 days from both) went to the earlier assessment, where a nearer one won
-    assert any(n.code == "not-nearest" and n.source == "Observation/tie" for n in g.notes)
+    # "near" is 9 days from the second assessment (outside the window): "tie" serves it.
+    assert second.values[Measure.HAQ].source == "Observation/tie"
+    assert not any(n.source in {"Observation/tie", "Observation/near"} for n in g.notes)
+
+
+def test_a_value_serves_every_assessment_it_is_nearest_for() -> None:
+    # DOMAIN §2.5: labs between a screening and the baseline visit serve both.
+    screening, baseline = D0, D0 + timedelta(days=10)
+    values = [
+        *_visit(screening, 6, 100),
+        *_visit(baseline, 5, 110),
+        mv("ck", 2400, D0 + timedelta(days=4), uln=200, source="Observation/ck"),
+        mv("haq", 1, D0 + timedelta(days=5), source="Observation/haq-mid"),
+        mv("haq", 2, baseline + timedelta(days=1), source="Observation/haq-late"),
+    ]
+    g = group_assessments(values, P)
+    first, second = g.assessments
+    assert first.enzymes[Instrument.CK].source == "Observation/ck"
+    assert second.enzymes[Instrument.CK].source == "Observation/ck"
+    # each assessment takes the value nearest to it: ties go to the earlier value
+    assert first.values[Measure.HAQ].source == "Observation/haq-mid"
+    assert second.values[Measure.HAQ].source == "Observation/haq-late"
+    assert [n.code for n in g.notes] == []
+
+
+def test_a_value_nearest_to_no_assessment_is_noted() -> None:
+    values = [
+        *_visit(D0, 6, 100),
+        mv("haq", 1, D0 + timedelta(days=2), source="Observation/near"),
+        mv("haq", 2, D0 + timedelta(days=5), source="Observation/far"),
+    ]
+    g = group_assessments(values, P)
+    assert g.assessments[0].values[Measure.HAQ].source == "Observation/near"
+    assert [(n.code, n.source) for n in g.notes] == [("not-nearest", "Observation/far")]
 
 
 def test_status_preference_and_conflicts() -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import itertools
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal, localcontext
 from fractions import Fraction
 from typing import Any
@@ -12,7 +12,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fhirtis.clinical.facts import BodyHeight, BodyWeight, IvigAdministration, PatientFacts, Sex
+from fhirtis.clinical.facts import (
+    BodyHeight,
+    BodyWeight,
+    FhirTime,
+    IvigAdministration,
+    PatientFacts,
+    Sex,
+)
 from fhirtis.clinical.ivig import (
     DECIMAL_CONTEXT,
     Exposure,
@@ -25,8 +32,10 @@ from fhirtis.clinical.ivig import (
 from fhirtis.clinical.notes import Severity
 from fhirtis.clinical.policy import DosingWeightBasis, Policy
 
+T = FhirTime.of
+
 D = Decimal
-DAY0 = datetime(2024, 3, 1, 9, 0)
+DAY0 = datetime(2024, 3, 1, 9, 0, tzinfo=UTC)
 MALE = PatientFacts(sex=Sex.MALE)
 FEMALE = PatientFacts(sex=Sex.FEMALE)
 TEN_PERCENT = D(100)  # mg/mL
@@ -38,7 +47,7 @@ def at(day: int, hour: int = 9) -> datetime:
 
 
 def admin(day: int, *, n: str | None = None, **kw: Any) -> IvigAdministration:
-    return IvigAdministration(source=n or f"MedicationAdministration/{day}", start=at(day), **kw)
+    return IvigAdministration(source=n or f"MedicationAdministration/{day}", start=T(at(day)), **kw)
 
 
 def weight(kg: str, day: int = -1) -> BodyWeight:
@@ -195,7 +204,7 @@ def test_no_dose_and_implausible_dose() -> None:
 
 def test_exactly_seven_days_apart_is_same_cycle() -> None:
     cycles = group_cycles([admin(7), admin(0)])
-    assert [[a.start for a in c] for c in cycles] == [[at(0), at(7)]]
+    assert [[a.start for a in c] for c in cycles] == [[T(at(0)), T(at(7))]]
 
 
 def test_eight_days_apart_is_a_new_cycle() -> None:
@@ -209,7 +218,7 @@ def test_gap_is_measured_from_the_previous_administration_not_the_cycle_start() 
 
 
 def test_gap_uses_calendar_days() -> None:
-    late = IvigAdministration(source="late", start=at(7, hour=23))
+    late = IvigAdministration(source="late", start=T(at(7, hour=23)))
     assert len(group_cycles([admin(0), late])) == 1
 
 
@@ -225,7 +234,7 @@ def test_cycle_fields_and_in_progress_marked() -> None:
     admins.append(admin(4, dose_g=D(28), rate_mg_per_h=60 * D(210), in_progress=True))
     e = exposure(admins)
     (c,) = e.cycles
-    assert (c.index, c.start, c.last_start, c.end) == (1, at(0), at(4), at(4))
+    assert (c.index, c.start, c.last_start, c.end) == (1, T(at(0)), T(at(4)), T(at(4)))
     assert (c.administration_count, c.in_progress_count) == (5, 1)
     assert c.grams == D(140) and c.g_per_kg == D(2)
     assert c.dosing_weight.kg == D(70) and c.dosing_weight.basis is DosingWeightBasis.ACTUAL
@@ -238,9 +247,9 @@ def test_cycle_fields_and_in_progress_marked() -> None:
 
 
 def test_cycle_end_is_the_latest_administration_end() -> None:
-    a = IvigAdministration(source="a", start=at(0), end=at(0, hour=14), dose_g=D(70))
-    b = IvigAdministration(source="b", start=at(1), end=at(1, hour=13), dose_g=D(70))
-    assert exposure([b, a]).cycles[0].end == at(1, hour=13)
+    a = IvigAdministration(source="a", start=T(at(0)), end=T(at(0, hour=14)), dose_g=D(70))
+    b = IvigAdministration(source="b", start=T(at(1)), end=T(at(1, hour=13)), dose_g=D(70))
+    assert exposure([b, a]).cycles[0].end == T(at(1, hour=13))
 
 
 def test_max_rate_partial_when_some_rates_unknown() -> None:
@@ -489,7 +498,7 @@ _admins = st.lists(
     st.builds(
         lambda day, hour, grams, i: IvigAdministration(
             source=f"MA/{i}",
-            start=DAY0 + timedelta(days=day, hours=hour),
+            start=T(DAY0 + timedelta(days=day, hours=hour)),
             dose_g=None if grams is None else D(grams),
         ),
         st.integers(0, 200),
@@ -507,14 +516,14 @@ def test_cycles_partition_administrations(admins: list[IvigAdministration], gap:
     policy = Policy(cycle_gap_days=gap)
     e = exposure(admins, policy=policy)
     flat = [a.administration for a in e.administrations]
-    assert flat == sorted(admins, key=lambda a: (a.start, a.source))
+    assert flat == sorted(admins, key=lambda a: (a.start.sort_key(), a.source))
     assert [c.index for c in e.cycles] == list(range(1, e.cycle_count + 1))
     for c in e.cycles:
-        starts = [a.start.date() for a in c.administrations]
+        starts = [a.start.day for a in c.administrations]
         assert all((b - a).days <= gap for a, b in itertools.pairwise(starts))
         assert c.administration_count == len(c.administrations)
     for prev, nxt in itertools.pairwise(e.cycles):
-        assert (nxt.start.date() - prev.last_start.date()).days > gap
+        assert (nxt.start.day - prev.last_start.day).days > gap
 
 
 @given(_admins)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
@@ -14,6 +14,7 @@ from fhirtis.clinical.facts import (
     BodyHeight,
     BodyMassIndex,
     BodyWeight,
+    FhirTime,
     Instrument,
     IvigAdministration,
     Measure,
@@ -36,8 +37,10 @@ from fhirtis.clinical.thrombosis import (
     risk_profile,
 )
 
+T = FhirTime.of
+
 D = Decimal
-DAY0 = datetime(2024, 3, 1, 9, 0)
+DAY0 = datetime(2024, 3, 1, 9, 0, tzinfo=UTC)
 PATIENT_SRC = "Patient/p1/_history/1"
 YOUNG = PatientFacts(birth_date=date(1980, 6, 15), sex=Sex.FEMALE)
 WEIGHT = BodyWeight("Observation/w", DAY0 - timedelta(days=1), D(70))
@@ -53,7 +56,7 @@ def admin(day: int, rate: str = "140", hour: int = 9) -> IvigAdministration:
     """An administration of 35 g at a mass rate in mg/min (70 kg → rate/70 mg/kg/min)."""
     return IvigAdministration(
         source=f"MedicationAdministration/{day}",
-        start=at(day, hour),
+        start=T(at(day, hour)),
         dose_g=D(35),
         rate_mg_per_h=60 * D(rate),
     )
@@ -127,7 +130,7 @@ def test_no_risk_factor_4_01_is_above() -> None:
     (f,) = a.rate_findings
     assert f.administration_source == "MedicationAdministration/0"
     assert (f.rate_mg_kg_min, f.limit_mg_kg_min, f.cycle_index) == (D("4.01"), D(4), 1)
-    assert f.start == at(0)
+    assert f.start == T(at(0))
     assert "no thrombosis risk factor" in f.limit.reason
     assert "4.01" in f.reason and "4 mg/kg/min" in f.reason
 
@@ -135,7 +138,7 @@ def test_no_risk_factor_4_01_is_above() -> None:
 def test_ml_per_h_rate_at_the_worked_example_is_above() -> None:
     a10 = IvigAdministration(
         source="MA/x",
-        start=at(0),
+        start=T(at(0)),
         dose_g=D(140),
         rate_ml_per_h=D(300),
         concentration_mg_per_ml=D(100),
@@ -189,7 +192,7 @@ def test_a_resolved_thrombosis_is_still_history() -> None:
 
 
 def test_rate_unknown_is_not_checked_but_said() -> None:
-    unknown = IvigAdministration(source="MA/u", start=at(0), dose_g=D(70))
+    unknown = IvigAdministration(source="MA/u", start=T(at(0)), dose_g=D(70))
     a = assess([unknown])
     assert a.rate_findings == () and a.unchecked_administrations == ("MA/u",)
     assert {n.code for n in a.notes} == {"rate-not-checked"}
@@ -287,13 +290,13 @@ def test_inflammation_uses_the_latest_usable_vas_pga_at_or_before_the_time() -> 
 
 
 def test_history_of_thrombosis_before_the_time() -> None:
-    old_dvt = TeeEvent(TeeKind.DVT, "Condition/dvt", at(-400))
+    old_dvt = TeeEvent(TeeKind.DVT, "Condition/dvt", T(at(-400)))
     (f,) = risk_profile(at(0), inputs(events=(old_dvt,))).factors
     assert f.kind is RiskFactorKind.THROMBOSIS_HISTORY and f.evidence == ("Condition/dvt",)
 
 
 def test_applicable_max_rate_follows_policy() -> None:
-    old_dvt = TeeEvent(TeeKind.PE, "Condition/pe", at(-400))
+    old_dvt = TeeEvent(TeeKind.PE, "Condition/pe", T(at(-400)))
     policy = Policy(max_rate_with_risk_mg_kg_min=D(2))
     limit = applicable_max_rate(risk_profile(at(0), inputs(events=(old_dvt,)), policy), policy)
     assert limit.limit_mg_kg_min == D(2) and limit.with_risk
@@ -303,7 +306,7 @@ def test_applicable_max_rate_follows_policy() -> None:
 
 
 def test_tee_5_days_after_the_last_administration_is_associated_not_early() -> None:
-    pe = TeeEvent(TeeKind.PE, "Condition/pe", at(3 + 5, hour=12))
+    pe = TeeEvent(TeeKind.PE, "Condition/pe", T(at(3 + 5, hour=12)))
     a = assess(cycle(0), events=[pe])
     (ev,) = a.associated_events
     assert ev.event is pe and ev.cycle_indexes == (1,)
@@ -314,8 +317,8 @@ def test_tee_5_days_after_the_last_administration_is_associated_not_early() -> N
 
 
 def test_tee_on_day_14_is_associated_15_is_not() -> None:
-    d14 = TeeEvent(TeeKind.DVT, "Condition/d14", at(3 + 14, hour=23))
-    d15 = TeeEvent(TeeKind.DVT, "Condition/d15", at(3 + 15, hour=0))
+    d14 = TeeEvent(TeeKind.DVT, "Condition/d14", T(at(3 + 14, hour=23)))
+    d15 = TeeEvent(TeeKind.DVT, "Condition/d15", T(at(3 + 15, hour=0)))
     a = assess(cycle(0), events=[d14, d15])
     assert [e.event.source for e in a.associated_events] == ["Condition/d14"]
     assert a.unassociated_events == (d15,)
@@ -327,15 +330,15 @@ def test_tee_on_day_14_is_associated_15_is_not() -> None:
 
 def test_window_counts_from_the_last_administration_end() -> None:
     last = IvigAdministration(
-        "MA/last", at(3), end=at(4, hour=2), dose_g=D(35), rate_mg_per_h=60 * D(140)
+        "MA/last", T(at(3)), end=T(at(4, hour=2)), dose_g=D(35), rate_mg_per_h=60 * D(140)
     )
-    ev = TeeEvent(TeeKind.DVT, "Condition/d", at(18))  # 14 days after day 4
+    ev = TeeEvent(TeeKind.DVT, "Condition/d", T(at(18)))  # 14 days after day 4
     a = assess([*cycle(0, days=3), last], events=[ev])
     assert len(a.associated_events) == 1
 
 
 def test_onset_3_hours_after_an_administration_is_early() -> None:
-    mi = TeeEvent(TeeKind.MI, "Condition/mi", at(2, hour=12))
+    mi = TeeEvent(TeeKind.MI, "Condition/mi", T(at(2, hour=12)))
     a = assess(cycle(0), events=[mi])
     (ev,) = a.associated_events
     assert ev.early and ev.arterial
@@ -346,14 +349,14 @@ def test_onset_3_hours_after_an_administration_is_early() -> None:
 
 
 def test_onset_exactly_24_hours_after_is_early_25_is_not() -> None:
-    e24 = TeeEvent(TeeKind.TIA, "Condition/24", at(4, hour=9))
-    e25 = TeeEvent(TeeKind.TIA, "Condition/25", at(4, hour=10))
+    e24 = TeeEvent(TeeKind.TIA, "Condition/24", T(at(4, hour=9)))
+    e25 = TeeEvent(TeeKind.TIA, "Condition/25", T(at(4, hour=10)))
     a = assess(cycle(0), events=[e24, e25])
     assert [e.early for e in a.associated_events] == [True, False]
 
 
 def test_event_before_any_ivig_is_history_only() -> None:
-    dvt = TeeEvent(TeeKind.DVT, "Condition/dvt", at(-2))
+    dvt = TeeEvent(TeeKind.DVT, "Condition/dvt", T(at(-2)))
     a = assess(cycle(0, "240"), events=[dvt])  # 240 / 70 = 3.43
     assert a.history_events == (dvt,)
     assert a.associated_events == () and a.unassociated_events == ()
@@ -363,7 +366,7 @@ def test_event_before_any_ivig_is_history_only() -> None:
 
 
 def test_event_with_no_ivig_at_all_is_history() -> None:
-    dvt = TeeEvent(TeeKind.DVT, "Condition/dvt", at(-2))
+    dvt = TeeEvent(TeeKind.DVT, "Condition/dvt", T(at(-2)))
     a = assess([], events=[dvt])
     assert a.history_events == (dvt,) and a.max_rate_now.limit_mg_kg_min == D("3.3")
 
@@ -371,7 +374,7 @@ def test_event_with_no_ivig_at_all_is_history() -> None:
 def test_dvt_during_cycle_2_makes_cycle_3_use_the_3_3_limit() -> None:
     # 245 / 70 = 3.5 mg/kg/min throughout: fine under 4, above 3.3
     admins = cycle(0, "245") + cycle(28, "245") + cycle(56, "245")
-    dvt = TeeEvent(TeeKind.DVT, "Condition/dvt", at(31, hour=20))  # after cycle 2's last start
+    dvt = TeeEvent(TeeKind.DVT, "Condition/dvt", T(at(31, hour=20)))  # after cycle 2's last start
     a = assess(admins, events=[dvt])
     (ev,) = a.associated_events
     assert ev.cycle_indexes == (2,) and ev.early  # 11 h after day 31 09:00
@@ -387,7 +390,7 @@ def test_dvt_during_cycle_2_makes_cycle_3_use_the_3_3_limit() -> None:
 
 def test_history_counts_from_onset_within_the_same_cycle() -> None:
     admins = cycle(0, "245")
-    dvt = TeeEvent(TeeKind.DVT, "Condition/dvt", at(1, hour=12))
+    dvt = TeeEvent(TeeKind.DVT, "Condition/dvt", T(at(1, hour=12)))
     a = assess(admins, events=[dvt])
     assert [f.administration_source for f in a.rate_findings] == [
         "MedicationAdministration/2",
@@ -397,7 +400,7 @@ def test_history_counts_from_onset_within_the_same_cycle() -> None:
 
 def test_event_associated_with_two_overlapping_windows() -> None:
     admins = cycle(0, days=2) + cycle(10, days=2)
-    ev = TeeEvent(TeeKind.DVT, "Condition/d", at(12))
+    ev = TeeEvent(TeeKind.DVT, "Condition/d", T(at(12)))
     (assoc,) = assess(admins, events=[ev]).associated_events
     assert assoc.cycle_indexes == (1, 2)
     assert len(assoc.suspects) == 4
@@ -409,7 +412,7 @@ def test_current_profile_as_of() -> None:
     assert a.risk_factors == () and a.max_rate_now.limit_mg_kg_min == D(4)
     b = assess(cycle(0), bmis=[bmi], as_of=at(100))
     assert kinds(b) == {RiskFactorKind.OBESITY} and b.max_rate_now.limit_mg_kg_min == D("3.3")
-    assert b.as_of == at(100) and b.current.at == at(100)
+    assert b.as_of == at(100) and b.current.at == T(at(100))
     assert b.policy == Policy().as_record()
 
 
@@ -447,7 +450,7 @@ def test_findings_are_exactly_the_administrations_above_their_limit(
 
 @given(st.integers(-60, 120), st.integers(0, 23))
 def test_every_event_lands_in_exactly_one_list(day: int, hour: int) -> None:
-    ev = TeeEvent(TeeKind.DVT, "Condition/e", at(day, hour=hour))
+    ev = TeeEvent(TeeKind.DVT, "Condition/e", T(at(day, hour=hour)))
     a = assess(cycle(0) + cycle(28), events=[ev])
     lists = [
         [x.event for x in a.associated_events],
@@ -455,4 +458,56 @@ def test_every_event_lands_in_exactly_one_list(day: int, hour: int) -> None:
         list(a.unassociated_events),
     ]
     assert sum(len(x) for x in lists) == 1
-    assert (a.history_events == (ev,)) is (ev.onset < at(0))
+    assert (a.history_events == (ev,)) is (ev.onset.instant < at(0))
+
+
+# -- DOMAIN §5.3 (revision 2): early from the end; date-only onsets; calendar-date window ------
+
+
+def _infusion(day: int, start_hour: int, end_day: int, end_hour: int) -> IvigAdministration:
+    return IvigAdministration(
+        source=f"MedicationAdministration/i{day}",
+        start=T(at(day, start_hour)),
+        end=T(at(end_day, end_hour)),
+        dose_g=D(70),
+        rate_mg_per_h=60 * D(140),
+    )
+
+
+def test_early_is_measured_from_the_end_of_the_administration() -> None:
+    # 31 h after the start but 23 h after the end: early
+    onset = TeeEvent(TeeKind.MI, "Condition/mi", T(at(1, hour=16)))
+    (ev,) = assess([_infusion(0, 9, 0, 17)], events=[onset]).associated_events
+    assert ev.early is True
+    late = TeeEvent(TeeKind.MI, "Condition/mi2", T(at(1, hour=18)))  # 25 h after the end
+    (ev2,) = assess([_infusion(0, 9, 0, 17)], events=[late]).associated_events
+    assert ev2.early is False
+
+
+def test_date_only_onset_early_only_when_the_whole_day_qualifies() -> None:
+    day1 = TeeEvent(TeeKind.DVT, "Condition/d1", FhirTime(at(1).date()))
+    # infusion day 0 09:00 to day 1 00:00: every instant of day 1 is within 24 h of its end
+    (whole,) = assess([_infusion(0, 9, 1, 0)], events=[day1]).associated_events
+    assert whole.early is True
+    # infusion day 0 09:00–17:00: day 1 qualifies only up to 17:00: unknown, and said so
+    a = assess([_infusion(0, 9, 0, 17)], events=[day1])
+    (part,) = a.associated_events
+    assert part.early is None and part.hours_after_last_start is None
+    assert any(n.code == "tee-early-unknown" and n.source == "Condition/d1" for n in a.notes)
+    # day 5: no instant qualifies
+    day5 = TeeEvent(TeeKind.DVT, "Condition/d5", FhirTime(at(5).date()))
+    (none,) = assess([_infusion(0, 9, 0, 17)], events=[day5]).associated_events
+    assert none.early is False
+
+
+def test_window_compares_calendar_dates_as_recorded() -> None:
+    # an onset recorded on the 14th day after the last administration, late in its own
+    # evening (the next day in UTC), is inside the window, both ends inclusive
+    minus5 = timezone(timedelta(hours=-5))
+    last_day = at(3).date() + timedelta(days=14)
+    late_evening = datetime(last_day.year, last_day.month, last_day.day, 22, tzinfo=minus5)
+    ev = TeeEvent(TeeKind.DVT, "Condition/late", T(late_evening))
+    assert len(assess(cycle(0), events=[ev]).associated_events) == 1
+    date_only_first_day = TeeEvent(TeeKind.DVT, "Condition/first", FhirTime(at(0).date()))
+    (first,) = assess(cycle(0), events=[date_only_first_day]).associated_events
+    assert first.suspects == ("MedicationAdministration/0",)  # may have started before it

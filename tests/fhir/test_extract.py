@@ -9,11 +9,13 @@ from typing import Any
 import orjson
 import pytest
 
-from fhirtis.clinical.facts import Instrument, Measure, RiskFactorKind, Sex, TeeKind
-from fhirtis.fhir.bundle import read_patient_bundle
+from fhirtis.clinical.facts import FhirTime, Instrument, Measure, RiskFactorKind, Sex, TeeKind
+from fhirtis.fhir.bundle import PatientResources, read_patient_bundle
 from fhirtis.fhir.codes import terminology
 from fhirtis.fhir.extract import Extractor, ExtractSettings, PatientData
-from fhirtis.fhir.outcome import InputError
+from fhirtis.fhir.outcome import InputError, Issue
+from fhirtis.pipeline.offline import evaluate_patient_resources
+from fhirtis.settings import Settings
 from tests.fhir.builders import (
     ATC,
     ICD,
@@ -203,6 +205,7 @@ def test_contained_medication_scig_and_unresolvable() -> None:
     scig = medication("hiz", code=(ATC, "J06BA01"), text="Hizentra 20%")
     a2 = administration("a2", "2024-01-03", med="Medication/hiz", dose=qty(10, "g"))
     a3 = administration("a3", "2024-01-03", med="Medication/nowhere", dose=qty(10, "g"))
+    a3["medicationReference"]["display"] = "Octagam 10%"  # looks like an immune globulin
     named = medication(
         "txt",
         code=("http://www.nlm.nih.gov/research/umls/rxnorm", "000"),
@@ -220,8 +223,47 @@ def test_contained_medication_scig_and_unresolvable() -> None:
         ("MedicationAdministration/a3", "not-found"),
     ]
     assert "subcutaneous immune globulin product" in data.issues[0].diagnostics
+    assert data.issues[1].severity == "error" and "immune globulin" in data.issues[1].diagnostics
     a1_fact = next(a for a in data.administrations if a.source.endswith("a1"))
-    assert a1_fact.start == datetime(2024, 1, 3, tzinfo=UTC)  # a date alone: start of day, UTC
+    assert a1_fact.start == FhirTime(date(2024, 1, 3))  # a date alone stays a date (DOMAIN §5.3)
+
+
+def test_unresolvable_medication_is_not_ivig_unless_it_looks_like_one() -> None:
+    # issue 11 (extractor side): an unresolvable medicationReference is "not IVIG", no error,
+    # unless its display or the reference's text names an immune globulin: then one error.
+    plain = administration("p1", "2024-01-03", med="Medication/gone", dose=qty(1, "g"))
+    plain["medicationReference"]["display"] = "Paracetamol 1 g"
+    bare = administration("p2", "2024-01-03", med="Medication/gone2", dose=qty(1, "g"))
+    igiv = administration("p3", "2024-01-03", med="Medication/gone3", dose=qty(1, "g"))
+    igiv["medicationReference"]["display"] = "immune globulin intravenous (human) 10%"
+    data = _extract(patient(), plain, bare, igiv)
+    assert data.administrations == []
+    assert [(i.severity, i.code, i.resource) for i in data.issues] == [
+        ("error", "not-found", "MedicationAdministration/p3")
+    ]
+
+
+def test_a_medication_the_server_could_not_fetch_is_reported_once() -> None:
+    igiv = administration("p3", "2024-01-03", med="Medication/gone3", dose=qty(1, "g"))
+    igiv["medicationReference"]["display"] = "Gamunex-C"
+    # as pipeline/server.py marks a Medication it could not read
+    server = Issue(
+        "error",
+        "not-found",
+        "MedicationAdministration/p3: its Medication (Medication/gone3) could not be read from "
+        "the server, and it looks like an immune globulin",
+        "medicationReference",
+        "MedicationAdministration/p3",
+    )
+    pat = patient()
+    resources = PatientResources(
+        "Patient/p1",
+        [("Bundle.entry[0].resource", pat), ("Bundle.entry[1].resource", igiv)],
+        {"Patient/p1": pat, "MedicationAdministration/p3": igiv},
+        [server],
+    )
+    result = evaluate_patient_resources(resources, Settings())
+    assert [i for i in result.issues if i.resource == "MedicationAdministration/p3"] == [server]
 
 
 def test_conditions_events_and_risk_factors() -> None:

@@ -85,7 +85,7 @@ def risk_card(profile: RiskProfile, excluded: int) -> Json:
         summary = "TEE risk with IVIG: no thrombosis risk factor found"
         if profile.unassessed:
             summary += " (some could not be assessed)"
-    lines = [f"Thrombosis risk factors for IVIG as of {profile.at.date().isoformat()}:", ""]
+    lines = [f"Thrombosis risk factors for IVIG as of {profile.at.day.isoformat()}:", ""]
     for f in factors:
         evidence = ", ".join(f"`{e}`" for e in f.evidence)
         lines.append(f"- **{_label(f.kind.value)}**: {f.detail} (evidence: {evidence})")

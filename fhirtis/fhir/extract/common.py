@@ -13,6 +13,7 @@ from fhirtis.clinical.facts import (
     BodyHeight,
     BodyMassIndex,
     BodyWeight,
+    FhirTime,
     Instrument,
     IvigAdministration,
     Measure,
@@ -212,6 +213,12 @@ def first_time(resource: Json, keys: Sequence[str], path: str) -> tuple[datetime
     raise ExcludedError("required", f"no {' or '.join(keys)}", path)
 
 
+def first_fhir_time(resource: Json, keys: Sequence[str], path: str) -> FhirTime:
+    """Like :func:`first_time`, at the precision recorded: a date-only value stays a date."""
+    when, date_only, _ = first_time(resource, keys, path)
+    return FhirTime(when.date()) if date_only else FhirTime.of(when)
+
+
 class ExtractorBase:
     """State and helpers shared by the resource-family readers."""
 
@@ -253,8 +260,12 @@ class ExtractorBase:
 
     # -- helpers -----------------------------------------------------------------------------
 
-    def _use(self, data: PatientData, resource: Json, when: datetime | None = None) -> str:
+    def _use(
+        self, data: PatientData, resource: Json, when: datetime | FhirTime | None = None
+    ) -> str:
         ref = ref_of(resource)
+        if isinstance(when, FhirTime):  # a date-only time counts up to the end of its day
+            when = when.span(None)[1]
         data.used[ref] = versioned(resource)
         if when is not None and (data.latest is None or when > data.latest):
             data.latest = when

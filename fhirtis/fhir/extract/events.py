@@ -4,9 +4,10 @@ and risk evidence. Pure: no network."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import date, datetime
+from datetime import date
 
 from fhirtis.clinical.facts import (
+    FhirTime,
     RiskEvidence,
     RiskFactorKind,
     TeeEvent,
@@ -21,10 +22,11 @@ from fhirtis.fhir.extract.common import (
     PatientData,
     concept_codings,
     concept_text,
+    first_fhir_time,
     first_time,
     ref_of,
 )
-from fhirtis.fhir.extract.medications import MedicationReader
+from fhirtis.fhir.extract.medications import MedicationReader, UnresolvedMedicationError
 
 _CONDITION_VOID = {"entered-in-error", "refuted"}
 _CONDITION_ENDED = {"inactive", "remission", "resolved"}
@@ -37,6 +39,13 @@ class EventReader(MedicationReader):
         for kind, index in self._tee.items():
             if index.matches_any(codings):
                 return kind
+        return None
+
+    def _tee_coding(self, codings: list[tuple[str | None, str | None]]) -> tuple[str, str] | None:
+        """The event's own coding (the first that a TEE ValueSet holds), for the AdverseEvent."""
+        for system, code in codings:
+            if system and code and any(i.matches_any([(system, code)]) for i in self._tee.values()):
+                return (system, code)
         return None
 
     def _condition(
@@ -56,9 +65,9 @@ class EventReader(MedicationReader):
         clinical = {
             code for _, code in concept_codings(r.get("clinicalStatus"), f"{path}.clinicalStatus")
         }
-        onset: datetime | None = None
+        onset: FhirTime | None = None
         try:
-            onset, _, _ = first_time(r, ("onsetDateTime", "onsetPeriod.start"), path)
+            onset = first_fhir_time(r, ("onsetDateTime", "onsetPeriod.start"), path)
         except ExcludedError as exc:
             if exc.issue_code != "required":
                 raise
@@ -69,21 +78,29 @@ class EventReader(MedicationReader):
             self._use(data, r)
             if self._jdm is not None and self._jdm.matches_any(codings):
                 data.jdm_coded = True
-            if onset is not None and (data.dm_onset is None or onset.date() < data.dm_onset):
-                data.dm_onset = onset.date()
+            if onset is not None and (data.dm_onset is None or onset.day < data.dm_onset):
+                data.dm_onset = onset.day
         if tee is not None and r.get("id"):
             if onset is None:
                 raise ExcludedError(
                     "required", "a thromboembolic event needs its onset", f"{path}.onset[x]"
                 )
             source = self._use(data, r, onset)
-            data.events.append(TeeEvent(tee, source, onset, concept_text(r.get("code")) or None))
+            data.events.append(
+                TeeEvent(
+                    tee,
+                    source,
+                    onset,
+                    concept_text(r.get("code")) or None,
+                    self._tee_coding(codings),
+                )
+            )
         ended = bool(clinical & _CONDITION_ENDED)
         for kind in risks:
             if ended and end is None and kind is not RiskFactorKind.THROMBOSIS_HISTORY:
                 continue  # resolved, with no date: not active at any time we can name
             source = self._use(data, r)
-            start = onset.date() if onset is not None else None
+            start = onset.day if onset is not None else None
             data.evidence.append(
                 RiskEvidence(kind, source, start, end, concept_text(r.get("code")) or None)
             )
@@ -110,14 +127,25 @@ class EventReader(MedicationReader):
             if (ref_of(target) if target is not None else ref) in self._conditions:
                 return  # the same event as a Condition read here: counted once, there
         self._check_subject(data, r, "subject", path)
-        onset, _, _ = first_time(r, ("date", "detected"), path)
+        onset = first_fhir_time(r, ("date", "detected"), path)
         source = self._use(data, r, onset)
-        data.events.append(TeeEvent(tee, source, onset, concept_text(r.get("event")) or None))
+        data.events.append(
+            TeeEvent(
+                tee,
+                source,
+                onset,
+                concept_text(r.get("event")) or None,
+                self._tee_coding(concept_codings(r.get("event"), f"{path}.event")),
+            )
+        )
 
     def _medication_use(
         self, data: PatientData, path: str, r: Json, resolve: Mapping[str, Json]
     ) -> None:
-        _, codings, _ = self._medication(r, path, resolve)
+        try:
+            _, codings, _ = self._medication(r, path, resolve)
+        except UnresolvedMedicationError:
+            return  # an unknown medication shows no risk factor
         self._risk_medication(data, r, codings, path)
 
     def _device(self, data: PatientData, path: str, r: Json, _resolve: Mapping[str, Json]) -> None:

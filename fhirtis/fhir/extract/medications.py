@@ -6,10 +6,11 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date
 from decimal import Decimal
 
 from fhirtis.clinical.facts import (
+    FhirTime,
     IvigAdministration,
     RiskEvidence,
     RiskFactorKind,
@@ -22,6 +23,7 @@ from fhirtis.fhir.extract.common import (
     concept_codings,
     concept_names,
     concept_text,
+    first_fhir_time,
     first_time,
     read_quantity,
     ref_of,
@@ -87,6 +89,13 @@ class _Amounts:
     values: dict[str, Decimal] = field(default_factory=dict)
 
 
+_IG_WORDS = ("globulin", "ivig", "igiv", "immunoglobulin")
+
+
+class UnresolvedMedicationError(ExcludedError):
+    """A medicationReference that resolves to no Medication."""
+
+
 class MedicationReader(ExtractorBase):
     # -- MedicationAdministration -----------------------------------------------------------
 
@@ -113,9 +122,9 @@ class MedicationReader(ExtractorBase):
         else:
             med = resolve.get(target)
         if med is None or med.get("resourceType") != "Medication":
-            raise ExcludedError(
+            raise UnresolvedMedicationError(
                 "not-found",
-                "medicationReference does not resolve to a Medication",
+                f"its Medication ({target}) cannot be resolved",
                 f"{path}.medicationReference",
             )
         code = med.get("code")
@@ -175,10 +184,42 @@ class MedicationReader(ExtractorBase):
         message = f"{ref_of(r)} not counted: {reason}"
         data.issues.append(Issue("warning", "business-rule", message, path, ref_of(r)))
 
+    def _looks_like_immune_globulin(self, r: Json) -> str | None:
+        """The medicationReference's display (or the administration's text) when it names an
+        immune globulin; None otherwise."""
+        ref = r.get("medicationReference")
+        texts = [ref.get("display") if isinstance(ref, dict) else None]
+        texts.append(concept_text(r.get("code")) if isinstance(r.get("code"), dict) else None)
+        for text in texts:
+            if not isinstance(text, str) or not text.strip():
+                continue
+            lowered = text.lower()
+            if any(w in lowered for w in _IG_WORDS) or self._immune_globulin([], [lowered]):
+                return text
+        return None
+
     def _administration(
         self, data: PatientData, path: str, r: Json, resolve: Mapping[str, Json]
     ) -> None:
-        med, codings, text = self._medication(r, path, resolve)
+        try:
+            med, codings, text = self._medication(r, path, resolve)
+        except UnresolvedMedicationError as exc:
+            # issue 11: not IVIG, silently, unless it looks like an immune globulin (DOMAIN §4:
+            # reported, never ignored). A server read path that could not fetch the Medication
+            # reports it itself (the pipeline keeps one issue per administration).
+            shown = self._looks_like_immune_globulin(r)
+            if shown is not None:
+                data.issues.append(
+                    Issue(
+                        "error",
+                        exc.issue_code,
+                        f"{ref_of(r)} not counted: {exc.message}, and it looks like an immune "
+                        f"globulin ({shown})",
+                        exc.path,
+                        ref_of(r),
+                    )
+                )
+            return
         if self._risk_medication(data, r, codings, path):
             return
         product_codings, names = self._product(med, codings, text)
@@ -234,11 +275,11 @@ class MedicationReader(ExtractorBase):
                 )
             )
         self._check_subject(data, r, "subject", path)
-        start, _, _ = first_time(r, ("effectiveDateTime", "effectivePeriod.start"), path)
-        end: datetime | None = None
+        start = first_fhir_time(r, ("effectiveDateTime", "effectivePeriod.start"), path)
+        end: FhirTime | None = None
         period = r.get("effectivePeriod")
         if isinstance(period, dict) and period.get("end") is not None:
-            end, _, _ = first_time(r, ("effectivePeriod.end",), path)
+            end = first_fhir_time(r, ("effectivePeriod.end",), path)
         amounts = _Amounts()
         if "dose" in dosage:
             self._value(data, r, "dose", self._dose, dosage["dose"], f"{path}.dosage.dose", amounts)
