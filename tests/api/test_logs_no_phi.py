@@ -34,7 +34,9 @@ def _sensitive(bundles: list[dict[str, Any]]) -> set[str]:
             for name in r.get("name", []) if r["resourceType"] == "Patient" else []:
                 out.add(name.get("family", ""))
             for ident in r.get("identifier", []) if isinstance(r.get("identifier"), list) else []:
-                out.add(str(ident.get("value")))
+                # Synthea repeats the resource id as an identifier: ids are logged by design
+                if str(ident.get("value")) != r.get("id"):
+                    out.add(str(ident.get("value")))
             if r["resourceType"] == "Patient" and r.get("birthDate"):
                 out.add(r["birthDate"])
             value = (r.get("valueQuantity") or {}).get("value")
