@@ -5,7 +5,7 @@
 
 Standard library only, deterministic: the same files every run. Every patient is synthetic
 ("Example Responder" …); no real person. The expected results in ``examples/expected/`` are
-written by hand from DOMAIN.md and are NOT produced by this script (nor by fhirtis).
+written by hand from the clinical spec and are NOT produced by this script (nor by fhirtis).
 
 Conventions of every bundle:
 
@@ -573,7 +573,7 @@ def juvenile() -> list[Json]:
 
 
 def missing_haq() -> list[Json]:
-    """DOMAIN.md §8 example E at week 8: the HAQ questionnaire was not returned."""
+    """clinical spec §8 example E at week 8: the HAQ questionnaire was not returned."""
     pt = Patient("mhaq")
     pt.patient("Missinghaq", "Example", "male", date(1968, 9, 2), "EX-0003")
     pt.dermatomyositis(date(2023, 11, 20), date(2023, 12, 12))

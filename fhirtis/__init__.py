@@ -10,6 +10,9 @@ else is internal and may change between releases. Names are imported lazily, so 
 - The IMACS calculator without FHIR: :func:`parse_calculator_input`, :func:`calculate`.
 - The clinical core on facts: :func:`evaluate_patient`, with a :class:`Policy`.
 - Settings: :func:`load_settings` → :class:`Settings`.
+
+"The clinical spec §N" in fhirtis's docstrings and messages is ``docs/clinical-specification.md``
+(the clinical specification as fhirtis implements it), section N.
 """
 
 from __future__ import annotations

@@ -206,7 +206,7 @@ class Settings(BaseSettings):
         env_prefix="FHIRTIS_", env_nested_delimiter="__", extra="forbid", frozen=True
     )
 
-    policy: Policy = Field(default_factory=Policy, description="clinical choices (DOMAIN.md)")
+    policy: Policy = Field(default_factory=Policy, description="clinical choices (clinical spec)")
     concept_map: Path | None = Field(
         None, description="ConceptMap (R4 JSON) from a site's local codes to fhirtis's codes"
     )

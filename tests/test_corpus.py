@@ -229,7 +229,7 @@ def test_panel_values_are_read(name: str, results: dict[str, PatientResult]) -> 
 
 @pytest.mark.parametrize("name", sorted(n for n in EXPECTED if "written_precision" in EXPECTED[n]))
 def test_written_times_keep_their_precision(name: str, results: dict[str, PatientResult]) -> None:
-    # DOMAIN §5.3 / issue 10 item 7: a date-only time is written as a date, never as midnight.
+    # clinical spec §5.3 / issue 10 item 7: a date-only time is written as a date, not midnight.
     for what, period in EXPECTED[name]["written_precision"].items():
         code, _, index = what.split(" ")[:3]
         cycles = [

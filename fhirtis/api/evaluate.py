@@ -55,7 +55,7 @@ class EvaluateParameters:
 
 def check_policy_override_on_write(params: EvaluateParameters, service: ServiceSettings) -> None:
     """403 when a request that writes (``write=true``) changes a policy value: the label's
-    maximum rates never (DOMAIN.md §5.2), the other clinical choices only where
+    maximum rates never (clinical spec §5.2), the other clinical choices only where
     ``service.allow_policy_override_on_write`` is set."""
     names = sorted(params.policy)
     limits = [n for n in names if n in LABEL_LIMIT_FIELDS]

@@ -1,4 +1,4 @@
-"""Which values are compared: assessments and the baseline (DOMAIN.md §2.5, all [choice]).
+"""Which values are compared: assessments and the baseline (clinical spec §2.5, all [choice]).
 
 Rules, in order:
 

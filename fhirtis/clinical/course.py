@@ -1,5 +1,5 @@
 """A patient's response course: baseline, TIS at each follow-up, deterioration and responder
-status over time — the core set measure half of DOMAIN.md (§1–§3) put together."""
+status over time — the core set measure half of the clinical spec (§1–§3) put together."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""IMACS deterioration, confirmed deterioration and the ProDERM responder rule (DOMAIN.md §3).
+"""IMACS deterioration, confirmed deterioration and the ProDERM responder rule (clinical spec §3).
 
 Three-valued where data is missing: a clause is True when the data shows it, False when the data
 rules it out, and None when missing measures leave it open. Deterioration is True when any clause
@@ -73,7 +73,7 @@ def worsening(
     )
     basis = policy.worsening_basis
     if basis is WorseningBasis.RELATIVE and baseline.value == 0:
-        basis = WorseningBasis.ABSOLUTE  # DOMAIN.md §3: a baseline of 0 uses the range basis
+        basis = WorseningBasis.ABSOLUTE  # clinical spec §3: a baseline of 0 uses the range basis
     if basis is WorseningBasis.RELATIVE:
         percent = Fraction(amount) * 100 / Fraction(baseline.value)
     else:
@@ -88,7 +88,7 @@ def assess_deterioration(
     followup: Mapping[Measure, MeasureValue],
     policy: Policy,
 ) -> DeteriorationResult:
-    """Deterioration at one follow-up assessment versus baseline (DOMAIN.md §3)."""
+    """Deterioration at one follow-up assessment versus baseline (clinical spec §3)."""
     notes: list[Note] = []
     worse: dict[Measure, Worsening] = {}
     for measure in NON_ENZYME:

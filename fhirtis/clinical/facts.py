@@ -16,7 +16,7 @@ from enum import StrEnum
 
 @dataclass(frozen=True, slots=True)
 class FhirTime:
-    """A FHIR ``date`` or ``dateTime`` kept at the precision it was recorded with (DOMAIN §5.3).
+    """A FHIR ``date`` or ``dateTime`` kept at the precision it was recorded (clinical spec §5.3).
 
     ``instant`` is the aware datetime when a time was recorded; a date-only time has none and
     is never placed at midnight: it stands for every instant of ``day``. ``day`` is the calendar
@@ -65,7 +65,7 @@ _MIN_UTC = datetime.min.replace(tzinfo=UTC)
 
 
 class Measure(StrEnum):
-    """The six IMACS core set measures (DOMAIN.md §1)."""
+    """The six IMACS core set measures (clinical spec §1)."""
 
     PGA = "pga"
     PTGA = "ptga"
@@ -104,7 +104,7 @@ ENZYMES: frozenset[Instrument] = frozenset(
 
 
 class ResultStatus(StrEnum):
-    """Observation.status values the core distinguishes (DOMAIN.md §2.5)."""
+    """Observation.status values the core distinguishes (clinical spec §2.5)."""
 
     FINAL = "final"
     AMENDED = "amended"
@@ -186,7 +186,7 @@ class Sex(StrEnum):
 
 
 class RiskFactorKind(StrEnum):
-    """Thrombosis risk factors (DOMAIN.md §5.1)."""
+    """Thrombosis risk factors (clinical spec §5.1)."""
 
     ADVANCED_AGE = "advanced-age"
     IMMOBILISATION = "immobilisation"
@@ -214,7 +214,7 @@ class RiskEvidence:
 
 
 class TeeKind(StrEnum):
-    """Thromboembolic events (DOMAIN.md §5.3)."""
+    """Thromboembolic events (clinical spec §5.3)."""
 
     DVT = "deep-vein-thrombosis"
     PE = "pulmonary-embolism"

@@ -1,4 +1,4 @@
-"""IVIG exposure (DOMAIN.md §4): administrations → cycles, grams, g/kg, dosing weight, rates.
+"""IVIG exposure (clinical spec §4): administrations → cycles, grams, g/kg, dosing weight, rates.
 
 Pure rules over :mod:`fhirtis.clinical.facts`; no FHIR, no I/O. All arithmetic is
 :class:`~decimal.Decimal` in :data:`DECIMAL_CONTEXT` (28 significant digits, half-even), whatever

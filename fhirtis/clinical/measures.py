@@ -1,5 +1,5 @@
 """The six IMACS core set measures: instruments, ranges, directions, range checks, and the
-choice of the most abnormal muscle enzyme (DOMAIN.md §1)."""
+choice of the most abnormal muscle enzyme (clinical spec §1)."""
 
 from __future__ import annotations
 
@@ -56,7 +56,7 @@ INSTRUMENTS: Mapping[Instrument, InstrumentSpec] = {
         _spec(Instrument.HAQ_DI, Measure.HAQ, 0, 3, False, "HAQ-DI 0–3"),
         _spec(Instrument.CHAQ, Measure.HAQ, 0, 3, False, "CHAQ 0–3"),
         # CHQ physical summary score: a norm-based 0–100 summary scale, higher is better.
-        # DOMAIN.md names it as the juvenile alternative to the enzyme but gives no range; the
+        # the clinical spec names it as the juvenile alternative to the enzyme, with no range; the
         # theoretical 0–100 range is used and every result that uses it carries a warning.
         _spec(Instrument.CHQ_PHS, Measure.ENZYME, 0, 100, True, "CHQ-PhS 0–100"),
         _spec(Instrument.DAS, Measure.EXTRAMUSCULAR, 0, 20, False, "DAS 0–20"),
@@ -129,7 +129,7 @@ def enzyme_ratio(value: MeasureValue) -> Fraction | None:
 
 @dataclass(frozen=True, slots=True)
 class EnzymeChoice:
-    """The most abnormal enzyme at baseline (DOMAIN.md §1), or None with the reason."""
+    """The most abnormal enzyme at baseline (clinical spec §1), or None with the reason."""
 
     instrument: Instrument | None
     ratio: Fraction | None

@@ -1,4 +1,4 @@
-"""One patient, all of DOMAIN.md: population, response course, IVIG exposure, thrombosis."""
+"""One patient, all of the clinical spec: population, response course, IVIG exposure, thrombosis."""
 
 from __future__ import annotations
 

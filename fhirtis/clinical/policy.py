@@ -1,11 +1,11 @@
-"""Every configurable clinical choice of DOMAIN.md, with its documented default.
+"""Every configurable clinical choice of the clinical spec, with its documented default.
 
-DOMAIN.md marks a rule **[choice]** where no source fixes it. Each such rule is a field of
-:class:`Policy` below, named as in DOMAIN.md, with the default DOMAIN.md gives. Every result the
-clinical core returns records the policy it used (:meth:`Policy.as_record`), so a number can always
-be traced to the choices behind it.
+The clinical spec marks a rule **[choice]** where no source fixes it. Each such rule is a field of
+:class:`Policy` below, named as in the clinical spec, with the default it gives. Every result
+the clinical core returns records the policy it used (:meth:`Policy.as_record`), so a number
+can always be traced to the choices behind it.
 
-Fields that are not marked [choice] in DOMAIN.md but are still numbers a site may need to see
+Fields not marked [choice] in the clinical spec but still numbers a site may need to see
 (the regimen target, the boxed-warning rate limits) live here too, documented as fixed by their
 source; changing them is possible but is a deliberate departure from the specification.
 """
@@ -26,7 +26,7 @@ class Population(StrEnum):
 
 
 class EnzymeChange(StrEnum):
-    """How the enzyme's percent improvement is computed (DOMAIN.md §2.1)."""
+    """How the enzyme's percent improvement is computed (clinical spec §2.1)."""
 
     RELATIVE = "relative"
     """(baseline − follow-up) / baseline × 100 — the default."""
@@ -35,7 +35,7 @@ class EnzymeChange(StrEnum):
 
 
 class EnzymeNormalBaseline(StrEnum):
-    """What to do with an enzyme that is normal (≤ ULN) at baseline (DOMAIN.md §2.1)."""
+    """What to do with an enzyme that is normal (≤ ULN) at baseline (clinical spec §2.1)."""
 
     SCORE = "score"
     """Compute the percent improvement as for any other baseline — the default."""
@@ -44,7 +44,7 @@ class EnzymeNormalBaseline(StrEnum):
 
 
 class WorseningBasis(StrEnum):
-    """Basis of percent worsening in the deterioration rules (DOMAIN.md §3)."""
+    """Basis of percent worsening in the deterioration rules (clinical spec §3)."""
 
     RELATIVE = "relative"
     """Relative to the baseline value — the default (falls back to absolute when baseline is 0)."""
@@ -53,7 +53,7 @@ class WorseningBasis(StrEnum):
 
 
 class DosingWeightBasis(StrEnum):
-    """Body weight used to express IVIG doses and rates per kg (DOMAIN.md §4)."""
+    """Body weight used to express IVIG doses and rates per kg (clinical spec §4)."""
 
     ACTUAL = "actual"
     IDEAL = "ideal"
@@ -63,18 +63,18 @@ class DosingWeightBasis(StrEnum):
 ENZYME_TIE_ORDER_DEFAULT: tuple[str, ...] = ("ck", "aldolase", "ldh", "ast", "alt")
 
 LABEL_MAX_RATE_MG_KG_MIN = Decimal(4)
-"""The label's maximum IVIG rate in dermatomyositis (Octagam 10% PI; DOMAIN.md §5.2)."""
+"""The label's maximum IVIG rate in dermatomyositis (Octagam 10% PI; clinical spec §5.2)."""
 LABEL_MAX_RATE_WITH_RISK_MG_KG_MIN = Decimal("3.3")
-"""The label's maximum with any thrombosis risk factor (DOMAIN.md §5.2)."""
+"""The label's maximum with any thrombosis risk factor (clinical spec §5.2)."""
 LABEL_LIMIT_FIELDS = frozenset({"max_rate_mg_kg_min", "max_rate_with_risk_mg_kg_min"})
 """Policy fields holding the label's limits: a site may lower them, nothing may raise them, and
-no request may change them for a result that is written back (DOMAIN.md §5.2)."""
+no request may change them for a result that is written back (clinical spec §5.2)."""
 
 
 class Policy(BaseModel):
     """The clinical choices in force for one computation.
 
-    Field names match DOMAIN.md so a site can read the spec and set the same names
+    Field names match the clinical spec so a site can read the spec and set the same names
     (``FHIRTIS_POLICY__CYCLE_GAP_DAYS=10``, a settings file, or an operation parameter).
     """
 

@@ -1,4 +1,4 @@
-"""Adult or juvenile criteria (DOMAIN.md §2.3)."""
+"""Adult or juvenile criteria (clinical spec §2.3)."""
 
 from __future__ import annotations
 

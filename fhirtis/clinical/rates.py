@@ -1,7 +1,7 @@
 """Infusion-rate arithmetic: the one home for it (ARCHITECTURE.md, "one home per rule").
 
 * an administration's rate in mg/kg/min (``rate_mg_per_h / (60 × kg)``, else
-  ``rate_ml_per_h × mg/mL / (60 × kg)``; DOMAIN.md §4);
+  ``rate_ml_per_h × mg/mL / (60 × kg)``; clinical spec §4);
 * an ordered rate of any kind (mL/h, mg/h, mL/kg/h, mg/kg/h) in mg/kg/min;
 * a maximum in mg/kg/min in an order's units: ``mL/h = mg/kg/min × kg × 60 / (mg/mL)``,
   ``g/h = mg/kg/min × kg × 60 / 1000``, ``mL/kg/h = mg/kg/min × 60 / (mg/mL)``;

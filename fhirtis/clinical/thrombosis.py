@@ -1,4 +1,4 @@
-"""Thromboembolism (DOMAIN.md §5): risk factors, the applicable maximum rate, rate findings and
+"""Thromboembolism (clinical spec §5): risk factors, the applicable maximum rate, rate findings and
 events temporally associated with IVIG.
 
 Pure rules over :mod:`fhirtis.clinical.facts` and an :class:`~fhirtis.clinical.ivig.Exposure`;
@@ -457,7 +457,7 @@ def surely_before(a: FhirTime, b: FhirTime) -> bool:
 
 
 def _in_window(onset: FhirTime, cycle: Cycle, policy: Policy) -> bool:
-    """Calendar dates as the records give them, both ends inclusive (DOMAIN §5.3)."""
+    """Calendar dates as the records give them, both ends inclusive (clinical spec §5.3)."""
     last_day = cycle.end.day + timedelta(days=policy.tee_window_days)
     return cycle.start.day <= onset.day <= last_day
 

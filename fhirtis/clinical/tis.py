@@ -1,4 +1,4 @@
-"""The ACR/EULAR Total Improvement Score (DOMAIN.md §2).
+"""The ACR/EULAR Total Improvement Score (clinical spec §2).
 
 All arithmetic is exact: values arrive as :class:`~decimal.Decimal` and every ratio is a
 :class:`~fractions.Fraction`, so PGA 2.2 → 0.7 is exactly 15 % and lands in the >5–15 band.
@@ -143,7 +143,7 @@ class TisResult:
 def percent_improvement_bounded(
     measure: Measure, instrument: Instrument, baseline: Decimal, followup: Decimal
 ) -> Fraction:
-    """Absolute percent change relative to the instrument's range (DOMAIN.md §2.1)."""
+    """Absolute percent change relative to the instrument's range (clinical spec §2.1)."""
     spec = spec_for(measure, instrument)
     assert spec.span is not None, "bounded instruments only"
     change = followup - baseline if spec.higher_is_better else baseline - followup
@@ -314,7 +314,8 @@ def _enzyme_measure(
             notes.append(
                 warning(
                     "chq-phs-range-assumed",
-                    "CHQ-PhS scored on an assumed 0–100 range (DOMAIN.md gives none)",
+                    "CHQ-PhS scored on an assumed 0–100 range (the clinical specification gives "
+                    "none)",
                 )
             )
         return result

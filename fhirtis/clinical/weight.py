@@ -1,4 +1,4 @@
-"""Dosing weight (DOMAIN.md §1, §4): actual, ideal and adjusted body weight, staleness and
+"""Dosing weight (clinical spec §1, §4): actual, ideal and adjusted body weight, staleness and
 plausibility. Pure rules over :mod:`fhirtis.clinical.facts`; no FHIR, no I/O.
 
 * **Dosing weight** of a cycle: the latest body weight measured on or before the cycle's start
@@ -120,13 +120,13 @@ def _latest_on_or_before(facts: Sequence[_Dated], on: date) -> _Dated | None:
     return max(candidates, key=lambda f: (f.when, f.source))
 
 
-JUMP_WINDOW_DAYS = 14  # DOMAIN.md §1: a jump against the previous weight within 14 days
+JUMP_WINDOW_DAYS = 14  # clinical spec §1: a jump against the previous weight within 14 days
 
 
 def plausible_weights(
     weights: Iterable[BodyWeight], policy: Policy = DEFAULT_POLICY
 ) -> tuple[list[BodyWeight], list[tuple[Note, BodyWeight]]]:
-    """The weights that can be real, and a note for each one excluded (DOMAIN.md §1): not a
+    """The weights that can be real, and a note for each one excluded (clinical spec §1): not a
     positive finite number, outside ``weight_plausible_kg``, or more than
     ``weight_jump_percent`` off the previous plausible weight measured within 14 days."""
     low, high = policy.weight_plausible_kg
@@ -162,7 +162,7 @@ def plausible_weights(
 def plausible_heights(
     heights: Iterable[BodyHeight], policy: Policy = DEFAULT_POLICY
 ) -> tuple[list[BodyHeight], list[tuple[Note, BodyHeight]]]:
-    """The heights that can be real, and a note for each one excluded (DOMAIN.md §1)."""
+    """The heights that can be real, and a note for each one excluded (clinical spec §1)."""
     low, high = policy.height_plausible_cm
     kept: list[BodyHeight] = []
     notes: list[tuple[Note, BodyHeight]] = []

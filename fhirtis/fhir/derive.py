@@ -1,4 +1,4 @@
-"""Results → the derived FHIR resources of DOMAIN.md §7, as plain JSON of the R4 shapes
+"""Results → the derived FHIR resources of clinical spec §7, as plain JSON of the R4 shapes
 (``fhirtis.fhir.validation`` checks them with the ``fhir.resources`` R4B models on demand, and
 the test suite always does).
 
@@ -423,7 +423,7 @@ def _rate_issue(patient_ref: str, finding: RateFinding) -> Derived:
 
 
 def _event_concept(assoc: AssociatedEvent) -> Json:
-    """The event's own coding as recorded (DOMAIN §5.3), and its text."""
+    """The event's own coding as recorded (clinical spec §5.3), and its text."""
     concept: Json = {"text": assoc.event.display or assoc.event.kind.value}
     if assoc.event.coding is not None:
         system, code = assoc.event.coding

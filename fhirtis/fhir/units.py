@@ -10,7 +10,7 @@ result is rounded to 28 significant digits (``Decimal``'s default precision).
 
 Unit text without a UCUM code is read through one documented table, :data:`UNIT_TEXT_ALIASES`
 (``mL/hr``, ``lbs``, ``Units/L`` …). Two equivalences UCUM itself does not make are applied
-first (DOMAIN.md §1, §6): ``[IU]/L`` is ``U/L`` for enzymes, and the FHIR/UCUM annotation
+first (clinical spec §1, §6): ``[IU]/L`` is ``U/L`` for enzymes, and the FHIR/UCUM annotation
 units such as ``{score}`` are the unit 1.
 """
 
@@ -85,9 +85,9 @@ UNIT_TEXT_ALIASES: dict[str, str] = {
     "u/l": "U/L",
 }
 """Unit *text* (``Quantity.unit`` given without a UCUM ``code``) → the UCUM code it means
-(DOMAIN.md §4, "units as EHRs write them"). Keys are lower case and matched after trimming and
+(clinical spec §4, "units as EHRs write them"). Keys are lower case and matched after trimming and
 lower-casing; only unambiguous spellings are listed (``IU/L`` for an enzyme activity is U/L by
-DOMAIN.md §1). Text that is not here is tried as UCUM itself (``mL``, ``kg``, ``mg/kg/min``); a
+clinical spec §1). Text that is not here is tried as UCUM itself (``mL``, ``kg``, ``mg/kg/min``); a
 unit known to neither makes only that value unknown."""
 
 

@@ -1,4 +1,4 @@
-"""Assessments, duplicates and baseline (DOMAIN.md §2.5) and the whole course."""
+"""Assessments, duplicates and baseline (clinical spec §2.5) and the whole course."""
 
 from __future__ import annotations
 
@@ -69,7 +69,7 @@ def test_nearest_value_wins_and_ties_go_to_earlier() -> None:
 
 
 def test_a_value_serves_every_assessment_it_is_nearest_for() -> None:
-    # DOMAIN §2.5: labs between a screening and the baseline visit serve both.
+    # clinical spec §2.5: labs between a screening and the baseline visit serve both.
     screening, baseline = D0, D0 + timedelta(days=10)
     values = [
         *_visit(screening, 6, 100),

@@ -1,4 +1,4 @@
-"""Deterioration, confirmation and responder (DOMAIN.md §3)."""
+"""Deterioration, confirmation and responder (clinical spec §3)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""IVIG exposure (DOMAIN.md §4) with hand-worked numbers."""
+"""IVIG exposure (clinical spec §4) with hand-worked numbers."""
 
 from __future__ import annotations
 

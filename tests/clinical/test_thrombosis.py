@@ -1,4 +1,4 @@
-"""Thromboembolism (DOMAIN.md §5): risk factors, maximum rate, findings, events."""
+"""Thromboembolism (clinical spec §5): risk factors, maximum rate, findings, events."""
 
 from __future__ import annotations
 
@@ -461,7 +461,7 @@ def test_every_event_lands_in_exactly_one_list(day: int, hour: int) -> None:
     assert (a.history_events == (ev,)) is (ev.onset.instant < at(0))
 
 
-# -- DOMAIN §5.3 (revision 2): early from the end; date-only onsets; calendar-date window ------
+# -- clinical spec §5.3 (revision 2): early from the end; date-only onsets; calendar dates ----
 
 
 def _infusion(day: int, start_hour: int, end_day: int, end_hour: int) -> IvigAdministration:

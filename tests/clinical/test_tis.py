@@ -1,4 +1,4 @@
-"""TIS against DOMAIN.md §2 and §8: worked examples, every band edge, exactness, partials."""
+"""TIS against clinical spec §2 and §8: worked examples, every band edge, exactness, partials."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Conformance of the derived resources (DOMAIN.md §7) to FHIR R4 and to fhirtis's profiles.
+"""Conformance of the derived resources (clinical spec §7) to FHIR R4 and to fhirtis's profiles.
 
 Two realistic patients go through the whole offline pipeline; everything they produce (every
 derived resource and the transaction Bundles with their Provenance) is checked three ways:

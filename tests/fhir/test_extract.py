@@ -217,7 +217,7 @@ def test_contained_medication_scig_and_unresolvable() -> None:
         "MedicationAdministration/a1",
         "MedicationAdministration/a4",
     ]
-    # the subcutaneous product is reported, never passed over silently (DOMAIN §4, revision 2)
+    # the subcutaneous product is reported, never passed over silently (clinical spec §4)
     assert [(i.resource, i.code) for i in data.issues] == [
         ("MedicationAdministration/a2", "business-rule"),
         ("MedicationAdministration/a3", "not-found"),
@@ -225,7 +225,7 @@ def test_contained_medication_scig_and_unresolvable() -> None:
     assert "subcutaneous immune globulin product" in data.issues[0].diagnostics
     assert data.issues[1].severity == "error" and "immune globulin" in data.issues[1].diagnostics
     a1_fact = next(a for a in data.administrations if a.source.endswith("a1"))
-    assert a1_fact.start == FhirTime(date(2024, 1, 3))  # a date alone stays a date (DOMAIN §5.3)
+    assert a1_fact.start == FhirTime(date(2024, 1, 3))  # a date alone stays a date (spec §5.3)
 
 
 def test_unresolvable_medication_is_not_ivig_unless_it_looks_like_one() -> None:

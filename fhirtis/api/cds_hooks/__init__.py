@@ -4,7 +4,7 @@
 ``POST /cds-services/{id}`` answers a hook call with cards for every draft MedicationRequest of
 IVIG in ``context.draftOrders`` (for ``order-select``: the selected ones):
 
-1. the patient's thromboembolism (TEE) risk factors now, each with its evidence (DOMAIN.md §5.1);
+1. the patient's thromboembolism (TEE) risk factors now, with its evidence (clinical spec §5.1);
 2. the maximum infusion rate that applies (§5.2), in mg/kg/min and — for this patient's dosing
    weight now (§4) and the ordered product's concentration — in mL/h, rounded *down*; what is
    unknown (weight, concentration) is said, never guessed;

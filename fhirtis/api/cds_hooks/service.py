@@ -119,7 +119,7 @@ def _now() -> datetime:
 
 def evaluate(resources: PatientResources, settings: Settings, now: datetime) -> _Evaluated:
     """What :func:`fhirtis.pipeline.offline.evaluate_patient_resources` computes "as of" ``now``,
-    minus the derived resources; and the dosing weight now (DOMAIN.md §4)."""
+    minus the derived resources; and the dosing weight now (clinical spec §4)."""
     extractor = extractor_for(settings)
     data = extractor.extract(resources.patient_ref, resources.resources, resources.resolve)
     evaluation = evaluate_patient(data.facts(), settings.policy, as_of=now)

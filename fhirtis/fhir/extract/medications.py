@@ -204,7 +204,7 @@ class MedicationReader(ExtractorBase):
         try:
             med, codings, text = self._medication(r, path, resolve)
         except UnresolvedMedicationError as exc:
-            # issue 11: not IVIG, silently, unless it looks like an immune globulin (DOMAIN §4:
+            # issue 11: not IVIG, silently, unless it looks like an immune globulin (spec §4:
             # reported, never ignored). A server read path that could not fetch the Medication
             # reports it itself (the pipeline keeps one issue per administration).
             shown = self._looks_like_immune_globulin(r)

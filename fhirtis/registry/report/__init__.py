@@ -7,14 +7,14 @@ the records, :func:`build_report` computes the :class:`Report`, and the writers 
 (:func:`print_report`), save it (:func:`write_csv`, :func:`write_json`) and plot it
 (:func:`write_plots`).
 
-How each figure is counted (DOMAIN.md §2.3, §2.4, §3, §4, §5):
+How each figure is counted (clinical spec §2.3, §2.4, §3, §4, §5):
 
 * **Response** is taken at each patient's last follow-up assessment (and, when asked, at the
   assessment nearest a named week after baseline, within ``week_window_days``). The category is
   recomputed from the TIS with the patient's own population thresholds (adult 20/40/60, juvenile
   30/45/70, :data:`fhirtis.clinical.tis.THRESHOLDS`).
 * A **partial TIS** is never turned into a number. ``partial_policy="interval"`` (default,
-  DOMAIN.md §2.4) counts it in a category only when both ends of its interval fall in that same
+  clinical spec §2.4) counts it in a category only when both ends of its interval fall in that same
   category, else as *undetermined*; ``partial_policy="undetermined"`` counts every partial TIS as
   undetermined. Partial TIS are always counted separately as well.
 * **Responder** (ProDERM): TIS ≥ the minimal threshold and no confirmed deterioration at or

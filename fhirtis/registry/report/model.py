@@ -32,7 +32,7 @@ PartialPolicy = Literal["interval", "undetermined"]
 CATEGORIES: tuple[str, ...] = ("none", "minimal", "moderate", "major")
 UNDETERMINED = "undetermined"
 CATEGORY_COLUMNS: tuple[str, ...] = (*CATEGORIES, UNDETERMINED)
-DEFAULT_RATE_THRESHOLD = Decimal(4)  # mg/kg/min, DOMAIN.md §5.2
+DEFAULT_RATE_THRESHOLD = Decimal(4)  # mg/kg/min, clinical spec §5.2
 
 
 class ReportInputError(ValueError):
@@ -407,7 +407,7 @@ def _category(a: _Assessment, population: Population, policy: PartialPolicy) -> 
 
 
 def _responder(a: _Assessment, population: Population) -> bool | None:
-    """ProDERM responder (DOMAIN.md §3), on the TIS interval; None when data leave it open."""
+    """ProDERM responder (clinical spec §3), on the TIS interval; None when data leave it open."""
     minimal = THRESHOLDS[population][0]
     if a.confirmed is True or a.upper < minimal:
         return False
