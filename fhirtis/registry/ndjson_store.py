@@ -36,6 +36,21 @@ CREATE TABLE IF NOT EXISTS problem (file TEXT, line INTEGER, message TEXT);
 """
 
 
+class BadLineError(ValueError):
+    """An NDJSON line that is not a FHIR resource (the message says why, without its content)."""
+
+
+def read_line(line: bytes) -> tuple[dict[str, Any], str]:
+    """One NDJSON line as a resource and its ``Type/id`` key, or :class:`BadLineError`."""
+    try:
+        resource = orjson.loads(line)
+        if not isinstance(resource, dict):
+            raise ValueError("not a JSON object")
+        return resource, f"{resource['resourceType']}/{resource['id']}"
+    except (orjson.JSONDecodeError, ValueError, KeyError, TypeError) as exc:
+        raise BadLineError(f"not a FHIR resource: {type(exc).__name__}") from None
+
+
 def patient_of(resource: Json) -> str | None:
     if resource.get("resourceType") == "Patient" and isinstance(resource.get("id"), str):
         return f"Patient/{resource['id']}"
@@ -82,15 +97,9 @@ class NdjsonStore:
             if not line.strip():
                 continue
             try:
-                resource = orjson.loads(line)
-                if not isinstance(resource, dict):
-                    raise ValueError("not a JSON object")
-                key = f"{resource['resourceType']}/{resource['id']}"
-            except (orjson.JSONDecodeError, ValueError, KeyError, TypeError) as exc:
-                self._db.execute(
-                    "INSERT INTO problem VALUES (?, ?, ?)",
-                    (name, number, f"not a FHIR resource: {type(exc).__name__}"),
-                )
+                resource, key = read_line(line)
+            except BadLineError as exc:
+                self._db.execute("INSERT INTO problem VALUES (?, ?, ?)", (name, number, str(exc)))
                 continue
             rows.append((key, patient_of(resource), orjson.dumps(resource)))
             count += 1

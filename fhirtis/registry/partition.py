@@ -27,10 +27,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import orjson
-
 from fhirtis.registry.errors import CohortError, describe
-from fhirtis.registry.ndjson_store import patient_of
+from fhirtis.registry.ndjson_store import BadLineError, patient_of, read_line
 
 RANGE_BYTES = 32 * 1024 * 1024
 SHARED = "shared"
@@ -106,14 +104,9 @@ def partition_range(r: ByteRange, out_dir: str, partitions: int) -> RangeResult:
                 if not line:
                     continue
                 try:
-                    resource = orjson.loads(line)
-                    if not isinstance(resource, dict):
-                        raise ValueError("not a JSON object")
-                    key = f"{resource['resourceType']}/{resource['id']}"
-                except (orjson.JSONDecodeError, ValueError, KeyError, TypeError) as exc:
-                    result.problems.append(
-                        (name, f"byte {offset}", f"not a FHIR resource: {type(exc).__name__}")
-                    )
+                    resource, key = read_line(line)
+                except BadLineError as exc:
+                    result.problems.append((name, f"byte {offset}", str(exc)))
                     continue
                 patient = patient_of(resource)
                 target = SHARED if patient is None else str(bucket_of(patient, partitions))
