@@ -69,6 +69,7 @@ class Extractor(PatientReader, ObservationReader, EventReader):
         self._conditions = {ref_of(r) for _, r in resources if r.get("resourceType") == "Condition"}
         self._resolve = resolve
         self._unclassified.clear()
+        self._recognised.clear()
         for path, resource in resources:
             handler = handlers.get(str(resource.get("resourceType")))
             if handler is None:

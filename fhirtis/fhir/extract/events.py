@@ -98,7 +98,9 @@ class EventReader(MedicationReader):
     ) -> list[K]:
         """The kinds whose ValueSet holds one of ``codings`` (asking the oracle, if any, about
         codes the expansions lack). When none does but a code could not be classified, the
-        code is remembered for one warning per code (see :meth:`_report_unclassified`)."""
+        code is remembered for one warning per code (see :meth:`_report_unclassified`), unless
+        the concept is recognised in another family (a DVT Condition is not also reported as
+        an unclassified risk factor)."""
         kinds: list[K] = []
         pending: set[tuple[str, str]] = set()
         for kind, index in indexes.items():
@@ -114,7 +116,9 @@ class EventReader(MedicationReader):
                     and not any(v.contains(s, c) for v in self._dm)
                     and index.classify(s, c, self.t.oracle) is Membership.UNCLASSIFIED
                 )
-        if not kinds:
+        if kinds:  # a recognised concept is not reported for the other families
+            self._recognised.update((s, c) for s, c in codings if s is not None and c is not None)
+        else:
             for coding in pending:
                 families, _, _ = self._unclassified.setdefault(
                     coding, (set(), ref_of(resource), path)
@@ -130,6 +134,8 @@ class EventReader(MedicationReader):
             else "no terminology server is configured (FHIRTIS_TERMINOLOGY__BASE_URL)"
         )
         for (system, code), (families, ref, path) in sorted(self._unclassified.items()):
+            if (system, code) in self._recognised:
+                continue
             name = f"SNOMED CT {code}" if system == SNOMED else f"{system}|{code}"
             data.issues.append(
                 Issue(
@@ -142,6 +148,7 @@ class EventReader(MedicationReader):
                 )
             )
         self._unclassified.clear()
+        self._recognised.clear()
 
     # -- Condition and AdverseEvent -----------------------------------------------------------
 
