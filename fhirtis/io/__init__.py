@@ -1,7 +1,6 @@
 """fhirtis.io: talking to a FHIR R4 server (search and paging, batch, transaction, auth,
 retries, Bulk Data $export, what a server can do and the read/write plans decided from it; a
-terminology server's ``$subsumes``). No
-clinical rules live here.
+terminology server's ``$subsumes``). No clinical rules live here.
 
 The public API is this module's ``__all__``; modules starting with ``_`` are private.
 """
