@@ -37,7 +37,7 @@ from pydantic_settings import (
 )
 
 from fhirtis.clinical.policy import Policy
-from fhirtis.io import FhirClientConfig
+from fhirtis.io import FhirClientConfig, TerminologyConfig
 
 _ORIGIN = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?")
 
@@ -216,6 +216,11 @@ class Settings(BaseSettings):
         "when an Observation has no referenceRange.high",
     )
     fhir: FhirClientConfig | None = Field(None, description="the FHIR server to read and write")
+    terminology: TerminologyConfig | None = Field(
+        None,
+        description="a FHIR terminology server asked ($subsumes) about SNOMED CT codes the "
+        "shipped ValueSet expansions do not list (FHIRTIS_TERMINOLOGY__BASE_URL)",
+    )
     service: ServiceSettings = Field(default_factory=ServiceSettings)
     cds: CdsSettings = Field(default_factory=CdsSettings)
 

@@ -20,9 +20,11 @@ Json = dict[str, Any]
 
 
 # Items of issue 10 not yet fixed on this branch: these fail today and are expected to.
-PENDING: set[tuple[str, str]] = {
-    ("thrombosis", "problem-list-snomed-descendants.json"),
-}
+PENDING: set[tuple[str, str]] = set()
+
+# Files whose codes only a terminology server classifies (issue 10 item 11): evaluated with the
+# test FHIR server's $subsumes (tests/fhir_server/fixtures/snomed-hierarchy.json) configured.
+NEEDS_TERMINOLOGY = {"problem-list-snomed-descendants.json"}
 
 
 def _pending(request: pytest.FixtureRequest, test: str, name: str) -> None:
@@ -96,6 +98,10 @@ def test_thrombosis(
     _pending(request, "thrombosis", name)
     want = EXPECTED[name]["thrombosis"]
     result = results[name]
+    if name in NEEDS_TERMINOLOGY:
+        base = request.getfixturevalue("fhir_base")
+        result = evaluate_bundle_file(DATA / name, Settings(terminology={"base_url": base}))
+        assert [i for i in result.issues if "classified" in i.diagnostics] == []
     facts = result.data.facts()
     t = result.evaluation.thrombosis
     inputs = RiskInputs(
@@ -211,6 +217,27 @@ def test_what_cannot_be_used_is_said(
     messages = _messages(results[name])
     for words in SAYS[name]:
         assert any(all(w in m for w in words) for m in messages), (words, messages)
+
+
+def test_codes_no_terminology_server_classifies_are_reported(
+    results: dict[str, PatientResult],
+) -> None:
+    # Without a terminology server, the problem-list codes the shipped expansions lack are
+    # reported (one warning per code, naming the ValueSet families), and not counted.
+    result = results["problem-list-snomed-descendants.json"]
+    unclassified = {
+        i.resource: i.diagnostics
+        for i in result.issues
+        if "could not be classified" in i.diagnostics
+    }
+    assert set(unclassified) == {"Condition/plist-sclc", "Condition/plist-olddvt"}
+    assert "SNOMED CT 254632001" in unclassified["Condition/plist-sclc"]
+    assert "SNOMED CT 132281000119108" in unclassified["Condition/plist-olddvt"]
+    for message in unclassified.values():
+        assert "thromboembolic events" in message and "risk factors" in message
+        assert "no terminology server is configured" in message
+    assert all(i.severity == "warning" for i in result.issues)
+    assert not result.data.evidence  # neither is a risk factor without a classification
 
 
 def test_excluded_administrations_are_not_counted(results: dict[str, PatientResult]) -> None:

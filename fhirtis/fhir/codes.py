@@ -82,6 +82,18 @@ class SubsumptionOracle(Protocol):
 
 
 @dataclass(frozen=True)
+class AnsweredOracle:
+    """An oracle answering from answers obtained beforehand (e.g. from a terminology server,
+    asked before a pure extraction): ``(system, code, parent)`` → True / False / None; a
+    question not answered is ``None`` (cannot tell)."""
+
+    answers: Mapping[tuple[str, str, str], bool | None]
+
+    def is_a(self, system: str, code: str, parent: str) -> bool | None:
+        return self.answers.get((system, code, parent))
+
+
+@dataclass(frozen=True)
 class Hierarchy:
     """One ``compose.include.filter`` on ``concept`` by subsumption."""
 
@@ -154,6 +166,18 @@ class ValueSetIndex:
             if answer is None:
                 undecided = True
         return Membership.UNCLASSIFIED if undecided else Membership.NOT_MEMBER
+
+    def questions(self, system: str | None, code: str | None) -> list[tuple[str, str, str]]:
+        """The ``(system, code, parent)`` questions :meth:`classify` would put to an oracle."""
+        if system is None or code is None or self.contains(system, code):
+            return []
+        if (system, code) in self.excluded:
+            return []
+        return [
+            (system, code, h.parent)
+            for h in self.hierarchies
+            if h.system == system and h.parent != code
+        ]
 
     def classify_any(
         self, codings: Iterable[Coding], oracle: SubsumptionOracle | None = None

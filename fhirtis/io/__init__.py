@@ -1,6 +1,6 @@
 """fhirtis.io: talking to a FHIR R4 server (search and paging, batch, transaction, auth,
-retries, Bulk Data $export, what a server can do and the read/write plans decided from it). No
-clinical rules live here.
+retries, Bulk Data $export, what a server can do and the read/write plans decided from it; a
+terminology server's ``$subsumes``). No clinical rules live here.
 
 The public API is this module's ``__all__``; modules starting with ``_`` are private.
 """
@@ -42,6 +42,7 @@ from fhirtis.io._plans import (
     read_plan,
     write_plan,
 )
+from fhirtis.io._terminology import TerminologyClient, TerminologyConfig
 from fhirtis.io._urls import normalize_base
 
 __all__ = [
@@ -72,6 +73,8 @@ __all__ = [
     "SearchParams",
     "SigningAlg",
     "SmartBackendAuth",
+    "TerminologyClient",
+    "TerminologyConfig",
     "Timing",
     "TokenEndpointUnavailable",
     "TooManyRetries",

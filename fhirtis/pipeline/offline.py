@@ -6,6 +6,7 @@ writing to a FHIR server is ``fhirtis.io``'s business and joins here through the
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -18,14 +19,19 @@ from fhirtis.clinical.facts import Instrument
 from fhirtis.clinical.patient import PatientEvaluation, evaluate_patient
 from fhirtis.clinical.policy import Policy, Population
 from fhirtis.fhir.bundle import PatientResources, read_patient_bundle
-from fhirtis.fhir.codes import Terminology, load_concept_map, terminology
+from fhirtis.fhir.codes import AnsweredOracle, Terminology, load_concept_map, terminology
 from fhirtis.fhir.derive import Derived, derive_resources
-from fhirtis.fhir.extract import Extractor, ExtractSettings, PatientData
+from fhirtis.fhir.extract import Extractor, ExtractSettings, PatientData, hierarchy_questions
 from fhirtis.fhir.outcome import Issue
 from fhirtis.fhir.plan import WritePlan, plan_writes
+from fhirtis.io import TerminologyClient
 from fhirtis.settings import Settings
 
 Json = dict[str, Any]
+Answers = Mapping[tuple[str, str, str], bool | None]
+
+# definite $subsumes answers per terminology server, shared by the patients of a process
+_TERMINOLOGY_CACHES: dict[str, dict[tuple[str, str, str], bool]] = {}
 
 
 @dataclass(frozen=True)
@@ -56,11 +62,29 @@ def _terminology_for(concept_map: Path | None) -> Terminology:
     return base.with_concept_map(load_concept_map(concept_map)) if concept_map else base
 
 
-def extractor_for(settings: Settings) -> Extractor:
+def extractor_for(settings: Settings, answers: Answers | None = None) -> Extractor:
+    """The extractor for these settings; with ``answers`` (from :func:`ask_terminology`), codes
+    the shipped expansions do not list are classified by them."""
     ulns: dict[Instrument, Decimal] = {Instrument(k): v for k, v in settings.default_uln.items()}
-    return Extractor(
-        _terminology_for(settings.concept_map), ExtractSettings(default_uln_u_per_l=ulns)
-    )
+    t = _terminology_for(settings.concept_map)
+    if answers is not None:
+        t = t.with_oracle(AnsweredOracle(answers))
+    return Extractor(t, ExtractSettings(default_uln_u_per_l=ulns))
+
+
+async def ask_terminology(resources: PatientResources, settings: Settings) -> Answers | None:
+    """Pre-classification: the subsumption questions this patient's codes leave open, asked of
+    the configured terminology server concurrently (cached per server). ``None`` without one.
+    The extraction itself stays pure: it reads the answers through an ``AnsweredOracle``."""
+    config = settings.terminology
+    if config is None:
+        return None
+    questions = hierarchy_questions(_terminology_for(settings.concept_map), resources.resources)
+    if not questions:
+        return {}
+    cache = _TERMINOLOGY_CACHES.setdefault(config.base_url, {})
+    async with TerminologyClient(config, cache=cache) as client:
+        return await client.answer_all(questions)
 
 
 def as_of_for(data: PatientData) -> datetime:
@@ -77,9 +101,12 @@ def evaluate_patient_resources(
     settings: Settings,
     options: Options | None = None,
     extractor: Extractor | None = None,
+    answers: Answers | None = None,
 ) -> PatientResult:
+    """``answers``: the terminology server's, from :func:`ask_terminology` (ignored when an
+    ``extractor`` is given)."""
     options = options or Options()
-    extractor = extractor or extractor_for(settings)
+    extractor = extractor or extractor_for(settings, answers)
     data = extractor.extract(resources.patient_ref, resources.resources, resources.resolve)
     # A read path that could not fetch a Medication has reported it (code not-found at
     # "medicationReference"): the extractor's report of the same administration is not repeated.
@@ -116,4 +143,5 @@ def evaluate_bundle_file(
 ) -> PatientResult:
     """One patient's Bundle file. Raises InputError when the file is not one patient's Bundle."""
     resources = read_patient_bundle(path.read_bytes(), path.name)
-    return evaluate_patient_resources(resources, settings, options)
+    answers = asyncio.run(ask_terminology(resources, settings)) if settings.terminology else None
+    return evaluate_patient_resources(resources, settings, options, answers=answers)

@@ -60,6 +60,7 @@ from fhirtis.io import (
 from fhirtis.pipeline.offline import (
     Options,
     PatientResult,
+    ask_terminology,
     evaluate_patient_resources,
     extractor_for,
 )
@@ -537,7 +538,8 @@ async def run_patient(
             error_status=status_for(exc),
             error_code=code_for(exc),
         )
-    result = evaluate_patient_resources(resources, settings, options)
+    answers = await ask_terminology(resources, settings)  # before the pure evaluation
+    result = evaluate_patient_resources(resources, settings, options, answers=answers)
     run = await settle(client, patient_id, result, write=write, requests=requests)
     run.result = result
     return run

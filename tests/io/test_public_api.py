@@ -41,6 +41,8 @@ EXPECTED = {
     "SigningAlg",
     "SmartBackendAuth",
     "Timing",
+    "TerminologyClient",  # issue 10 item 11: the terminology port's $subsumes client
+    "TerminologyConfig",
     "TokenEndpointUnavailable",
     "TooManyRetries",
     "Unauthorized",

@@ -21,7 +21,7 @@ from fhirtis.fhir.extract.common import (
     read_quantity,
     ref_of,
 )
-from fhirtis.fhir.extract.events import EventReader
+from fhirtis.fhir.extract.events import EventReader, hierarchy_questions
 from fhirtis.fhir.extract.observations import ObservationReader
 from fhirtis.fhir.extract.patient import PatientReader, patient_refs
 from fhirtis.fhir.outcome import Issue
@@ -33,6 +33,7 @@ __all__ = [
     "ExtractSettings",
     "Extractor",
     "PatientData",
+    "hierarchy_questions",
     "patient_refs",
     "read_quantity",
 ]
@@ -67,6 +68,8 @@ class Extractor(PatientReader, ObservationReader, EventReader):
         # Condition carries it, and the AdverseEvent is not counted a second time
         self._conditions = {ref_of(r) for _, r in resources if r.get("resourceType") == "Condition"}
         self._resolve = resolve
+        self._unclassified.clear()
+        self._recognised.clear()
         for path, resource in resources:
             handler = handlers.get(str(resource.get("resourceType")))
             if handler is None:
@@ -83,4 +86,5 @@ class Extractor(PatientReader, ObservationReader, EventReader):
                         ref_of(resource),
                     )
                 )
+        self._report_unclassified(data)
         return data

@@ -256,6 +256,9 @@ class ExtractorBase:
         self._jdm = terminology.value_sets.get("juvenile-dermatomyositis")
 
         self._conditions: set[str] = set()
+        # (system, code) not classifiable → (ValueSet families, first resource, path)
+        self._unclassified: dict[tuple[str, str], tuple[set[str], str, str]] = {}
+        self._recognised: set[tuple[str, str]] = set()  # codes of recognised concepts
         self._resolve: Mapping[str, Json] = {}
 
     # -- helpers -----------------------------------------------------------------------------

@@ -3,8 +3,9 @@ and risk evidence. Pure: no network."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import date
+from typing import TypeVar
 
 from fhirtis.clinical.facts import (
     FhirTime,
@@ -15,6 +16,11 @@ from fhirtis.clinical.facts import (
 )
 from fhirtis.fhir.codes import (
     IDENTIFIER_SYSTEM,
+    SNOMED,
+    Coding,
+    Membership,
+    Terminology,
+    ValueSetIndex,
 )
 from fhirtis.fhir.extract.common import (
     ExcludedError,
@@ -27,24 +33,140 @@ from fhirtis.fhir.extract.common import (
     ref_of,
 )
 from fhirtis.fhir.extract.medications import MedicationReader, UnresolvedMedicationError
+from fhirtis.fhir.outcome import Issue
 
 _CONDITION_VOID = {"entered-in-error", "refuted"}
 _CONDITION_ENDED = {"inactive", "remission", "resolved"}
 
+K = TypeVar("K")
+
+# the ValueSet families defined by hierarchy (DOMAIN §6), as a report names them
+TEE_FAMILY = "thromboembolic events (ValueSets tee-*)"
+RISK_FAMILY = "thrombosis risk factors (ValueSets risk-*)"
+
+# codes recognised as dermatomyositis are neither asked about nor reported as unclassified
+_DM_VALUE_SETS = ("dermatomyositis", "juvenile-dermatomyositis")
+
+# where the codes classified by hierarchy are: resource type → CodeableConcept element
+_CODED: Mapping[str, str] = {
+    "Condition": "code",
+    "AdverseEvent": "event",
+    "Procedure": "code",
+    "Device": "type",
+}
+
+
+def hierarchy_questions(
+    terminology: Terminology, resources: Iterable[tuple[str, Json]]
+) -> set[tuple[str, str, str]]:
+    """Every ``(system, code, parent)`` subsumption question the shipped expansions leave open
+    for the codes of these Conditions, AdverseEvents, Procedures and Devices (their codes are
+    classified into the TEE and risk-factor ValueSets). Asked of a terminology server before the
+    pure extraction; the answers become an :class:`~fhirtis.fhir.codes.AnsweredOracle`."""
+    indexes = [
+        *terminology.with_value_sets("tee-").values(),
+        *terminology.with_value_sets("risk-").values(),
+    ]
+    dm = [terminology.value_sets[v] for v in _DM_VALUE_SETS if v in terminology.value_sets]
+    out: set[tuple[str, str, str]] = set()
+    for path, r in resources:
+        element = _CODED.get(str(r.get("resourceType")))
+        if element is None:
+            continue
+        try:
+            codings = concept_codings(r.get(element), f"{path}.{element}")
+        except ExcludedError:
+            continue  # reported by the extraction itself
+        for system, code in codings:
+            if any(v.contains(system, code) for v in dm):
+                continue  # recognised as dermatomyositis: not a thromboembolism or risk factor
+            for index in indexes:
+                out.update(index.questions(system, code))
+    return out
+
 
 class EventReader(MedicationReader):
+    # -- classification by hierarchy ------------------------------------------------------------
+
+    def _members(
+        self,
+        family: str,
+        indexes: Mapping[K, ValueSetIndex],
+        codings: Sequence[Coding],
+        resource: Json,
+        path: str,
+    ) -> list[K]:
+        """The kinds whose ValueSet holds one of ``codings`` (asking the oracle, if any, about
+        codes the expansions lack). When none does but a code could not be classified, the
+        code is remembered for one warning per code (see :meth:`_report_unclassified`), unless
+        the concept is recognised in another family (a DVT Condition is not also reported as
+        an unclassified risk factor)."""
+        kinds: list[K] = []
+        pending: set[tuple[str, str]] = set()
+        for kind, index in indexes.items():
+            answer = index.classify_any(codings, self.t.oracle)
+            if answer is Membership.MEMBER:
+                kinds.append(kind)
+            elif answer is Membership.UNCLASSIFIED:
+                pending.update(
+                    (s, c)
+                    for s, c in codings
+                    if s is not None
+                    and c is not None
+                    and not any(v.contains(s, c) for v in self._dm)
+                    and index.classify(s, c, self.t.oracle) is Membership.UNCLASSIFIED
+                )
+        if kinds:  # a recognised concept is not reported for the other families
+            self._recognised.update((s, c) for s, c in codings if s is not None and c is not None)
+        else:
+            for coding in pending:
+                families, _, _ = self._unclassified.setdefault(
+                    coding, (set(), ref_of(resource), path)
+                )
+                families.add(family)
+        return kinds
+
+    def _report_unclassified(self, data: PatientData) -> None:
+        """One warning per code that could not be classified, naming its ValueSet families."""
+        how = (
+            "the terminology server did not answer"
+            if self.t.oracle is not None
+            else "no terminology server is configured (FHIRTIS_TERMINOLOGY__BASE_URL)"
+        )
+        for (system, code), (families, ref, path) in sorted(self._unclassified.items()):
+            if (system, code) in self._recognised:
+                continue
+            name = f"SNOMED CT {code}" if system == SNOMED else f"{system}|{code}"
+            data.issues.append(
+                Issue(
+                    "warning",
+                    "incomplete",
+                    f"{name} could not be classified for {' and '.join(sorted(families))}: "
+                    f"the shipped expansions do not list it and {how}; it is not counted there",
+                    path,
+                    ref,
+                )
+            )
+        self._unclassified.clear()
+        self._recognised.clear()
+
     # -- Condition and AdverseEvent -----------------------------------------------------------
 
-    def _tee_kind(self, codings: list[tuple[str | None, str | None]]) -> TeeKind | None:
-        for kind, index in self._tee.items():
-            if index.matches_any(codings):
-                return kind
-        return None
+    def _tee_kind(self, codings: list[Coding], resource: Json, path: str) -> TeeKind | None:
+        kinds = self._members(TEE_FAMILY, self._tee, codings, resource, path)
+        return kinds[0] if kinds else None
 
-    def _tee_coding(self, codings: list[tuple[str | None, str | None]]) -> tuple[str, str] | None:
+    def _tee_coding(self, codings: list[Coding]) -> tuple[str, str] | None:
         """The event's own coding (the first that a TEE ValueSet holds), for the AdverseEvent."""
         for system, code in codings:
-            if system and code and any(i.matches_any([(system, code)]) for i in self._tee.values()):
+            if (
+                system
+                and code
+                and any(
+                    i.classify(system, code, self.t.oracle) is Membership.MEMBER
+                    for i in self._tee.values()
+                )
+            ):
                 return (system, code)
         return None
 
@@ -52,8 +174,8 @@ class EventReader(MedicationReader):
         self, data: PatientData, path: str, r: Json, _resolve: Mapping[str, Json]
     ) -> None:
         codings = concept_codings(r.get("code"), f"{path}.code")
-        tee = self._tee_kind(codings)
-        risks = [k for k, index in self._risk.items() if index.matches_any(codings)]
+        tee = self._tee_kind(codings, r, f"{path}.code")
+        risks = self._members(RISK_FAMILY, self._risk, codings, r, f"{path}.code")
         is_dm = any(vs.matches_any(codings) for vs in self._dm)
         if tee is None and not risks and not is_dm:
             return
@@ -113,7 +235,8 @@ class EventReader(MedicationReader):
         if any(isinstance(i, dict) and i.get("system") == IDENTIFIER_SYSTEM for i in idents):
             data.existing_derived.append(r)
             return  # fhirtis's own output is never read back as an input event
-        tee = self._tee_kind(concept_codings(r.get("event"), f"{path}.event"))
+        event_codings = concept_codings(r.get("event"), f"{path}.event")
+        tee = self._tee_kind(event_codings, r, f"{path}.event")
         if tee is None:
             return
         self._require_id(r, path)
@@ -135,7 +258,7 @@ class EventReader(MedicationReader):
                 source,
                 onset,
                 concept_text(r.get("event")) or None,
-                self._tee_coding(concept_codings(r.get("event"), f"{path}.event")),
+                self._tee_coding(event_codings),
             )
         )
 
@@ -150,7 +273,13 @@ class EventReader(MedicationReader):
 
     def _device(self, data: PatientData, path: str, r: Json, _resolve: Mapping[str, Json]) -> None:
         index = self._risk.get(RiskFactorKind.CENTRAL_VENOUS_CATHETER)
-        if index is None or not index.matches_any(concept_codings(r.get("type"), f"{path}.type")):
+        if index is None or not self._members(
+            RISK_FAMILY,
+            {RiskFactorKind.CENTRAL_VENOUS_CATHETER: index},
+            concept_codings(r.get("type"), f"{path}.type"),
+            r,
+            f"{path}.type",
+        ):
             return
         self._require_id(r, path)
         if r.get("status") != "active":
@@ -171,7 +300,7 @@ class EventReader(MedicationReader):
         self, data: PatientData, path: str, r: Json, _resolve: Mapping[str, Json]
     ) -> None:
         codings = concept_codings(r.get("code"), f"{path}.code")
-        kinds = [k for k, index in self._risk.items() if index.matches_any(codings)]
+        kinds = self._members(RISK_FAMILY, self._risk, codings, r, f"{path}.code")
         if not kinds:
             return
         self._require_id(r, path)
