@@ -40,7 +40,7 @@ class BadLineError(ValueError):
     """An NDJSON line that is not a FHIR resource (the message says why, without its content)."""
 
 
-def read_line(line: bytes) -> tuple[dict[str, Any], str]:
+def read_line(line: bytes | str) -> tuple[dict[str, Any], str]:
     """One NDJSON line as a resource and its ``Type/id`` key, or :class:`BadLineError`."""
     try:
         resource = orjson.loads(line)
