@@ -40,7 +40,7 @@ _CONDITION_ENDED = {"inactive", "remission", "resolved"}
 
 K = TypeVar("K")
 
-# the ValueSet families defined by hierarchy (DOMAIN §6), as a report names them
+# the ValueSet families defined by hierarchy (clinical spec §6), as a report names them
 TEE_FAMILY = "thromboembolic events (ValueSets tee-*)"
 RISK_FAMILY = "thrombosis risk factors (ValueSets risk-*)"
 
