@@ -40,6 +40,9 @@ from fhirtis.fhir.units import UnitError, convert, unit_from_text
 
 Json = dict[str, Any]
 
+MEMO_LIMIT = 50_000
+"""Entries a terminology memo keeps before it starts afresh (distinct codings met)."""
+
 # core set code → (measure, instrument, canonical unit)
 CORE_SET_CODES: Mapping[str, tuple[Measure, Instrument, str]] = {
     "pga": (Measure.PGA, Instrument.VAS, "cm"),
@@ -254,6 +257,10 @@ class ExtractorBase:
             if v in terminology.value_sets
         ]
         self._jdm = terminology.value_sets.get("juvenile-dermatomyositis")
+
+        # answers that depend on the terminology only, shared by every extractor using it
+        self._kinds: dict[Any, Any] = terminology.memo_for("extract.observation-kind")
+        self._ig_kinds: dict[Any, Any] = terminology.memo_for("extract.immune-globulin")
 
         self._conditions: set[str] = set()
         self._resolve: Mapping[str, Json] = {}

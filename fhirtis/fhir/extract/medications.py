@@ -16,6 +16,7 @@ from fhirtis.clinical.facts import (
     RiskFactorKind,
 )
 from fhirtis.fhir.extract.common import (
+    MEMO_LIMIT,
     ExcludedError,
     ExtractorBase,
     Json,
@@ -147,6 +148,18 @@ class MedicationReader(ExtractorBase):
         """What kind of immune globulin the product is: ``scig`` (a subcutaneous product),
         ``ivig`` (an intravenous product), ``generic`` (immune globulin by a generic name:
         the route decides), or None (not an immune globulin)."""
+        key = (tuple(codings), tuple(names))
+        try:
+            return self._ig_kinds[key]  # type: ignore[no-any-return]
+        except KeyError:
+            pass
+        kind = self._immune_globulin_kind(codings, names)
+        if len(self._ig_kinds) >= MEMO_LIMIT:
+            self._ig_kinds.clear()
+        self._ig_kinds[key] = kind
+        return kind
+
+    def _immune_globulin_kind(self, codings: list[Coding], names: list[str]) -> str | None:
         if self._scig is not None and (
             self._scig.matches_any(codings) or _named(self._scig.names, names)
         ):
