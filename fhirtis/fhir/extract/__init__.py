@@ -67,6 +67,7 @@ class Extractor(PatientReader, ObservationReader, EventReader):
         # Condition carries it, and the AdverseEvent is not counted a second time
         self._conditions = {ref_of(r) for _, r in resources if r.get("resourceType") == "Condition"}
         self._resolve = resolve
+        self._strengths = {}
         for path, resource in resources:
             handler = handlers.get(str(resource.get("resourceType")))
             if handler is None:

@@ -263,6 +263,8 @@ class ExtractorBase:
         self._ig_kinds: dict[Any, Any] = terminology.memo_for("extract.immune-globulin")
 
         self._conditions: set[str] = set()
+        # per patient: a Medication's strength, by the Medication resource read
+        self._strengths: dict[int, tuple[Json, Decimal | ExcludedError | None]] = {}
         self._resolve: Mapping[str, Json] = {}
 
     # -- helpers -----------------------------------------------------------------------------

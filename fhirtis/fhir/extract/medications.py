@@ -392,6 +392,21 @@ class MedicationReader(ExtractorBase):
         return f"{unit}/h", amount / hours
 
     def _concentration(self, med: Json, path: str) -> Decimal | None:
+        """:meth:`_medication_strength`, once per Medication of the patient (administrations
+        of one product share it); an exclusion is raised again for each administration."""
+        found = self._strengths.get(id(med))
+        if found is None or found[0] is not med:
+            try:
+                found = (med, self._medication_strength(med))
+            except ExcludedError as exc:
+                found = (med, exc)
+            self._strengths[id(med)] = found
+        strength = found[1]
+        if isinstance(strength, ExcludedError):
+            raise ExcludedError(strength.issue_code, strength.message, strength.path)
+        return strength
+
+    def _medication_strength(self, med: Json) -> Decimal | None:
         """The strength of the immunoglobulin ingredient, identified by its code or name (never
         simply the first ingredient listed; a diluent or a stabiliser is passed over). With no
         ingredient identified, a single active ingredient with a strength is taken."""
