@@ -646,6 +646,7 @@ def assess_thrombosis(
     max_rate_now = applicable_max_rate(current, policy)
 
     findings: list[RateFinding] = []
+    lowest_limit = min(policy.max_rate_mg_kg_min, policy.max_rate_with_risk_mg_kg_min)
     unchecked: list[str] = []
     for admin in exposure.administrations:
         if admin.rate_mg_kg_min is None:
@@ -658,6 +659,8 @@ def assess_thrombosis(
                 )
             )
             continue
+        if admin.rate_mg_kg_min <= lowest_limit:
+            continue  # within every limit that could apply: its risk profile cannot matter
         limit = applicable_max_rate(_risk_profile(admin.start, inputs, prepared, policy), policy)
         if admin.rate_mg_kg_min > limit.limit_mg_kg_min:
             findings.append(
