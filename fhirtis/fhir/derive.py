@@ -15,7 +15,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from typing import Any
 from urllib.parse import quote
 
@@ -71,8 +71,9 @@ class Derived:
         """The conditional-create query that finds this resource if it already exists."""
         return self.match or f"identifier={IDENTIFIER_SYSTEM}|{self.identifier}"
 
-    @property
+    @cached_property
     def full_url(self) -> str:
+        """A urn:uuid from the identifier (the same every time: made once per resource)."""
         return f"urn:uuid:{uuid.uuid5(_UUID_NAMESPACE, self.identifier)}"
 
     @property
