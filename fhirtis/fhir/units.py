@@ -188,9 +188,24 @@ def to_decimal(value: Fraction) -> Decimal:
     return Decimal(value.numerator) / Decimal(value.denominator)
 
 
+@lru_cache(maxsize=1024)
+def _conversion(from_unit: str, to_unit: str) -> Fraction | str | None:
+    """The factor, why there is none (str), or None when it is 1 (the value is kept as is)."""
+    found = _factor(from_unit, to_unit)
+    return None if not isinstance(found, str) and found == 1 else found
+
+
 def convert(value: Decimal, from_unit: str, to_unit: str) -> Decimal:
     """Convert a decimal value between UCUM units, exactly where the factor allows."""
-    f = factor(from_unit, to_unit)
-    if f == 1:
+    f = _conversion(from_unit, to_unit)
+    if f is None:
         return value
+    if isinstance(f, str):
+        raise UnitError(f)
     return to_decimal(Fraction(value) * f)
+
+
+@lru_cache(maxsize=1024)
+def first_convertible(from_unit: str, targets: tuple[str, ...]) -> str | None:
+    """The first of ``targets`` that ``from_unit`` converts to, or None."""
+    return next((t for t in targets if not isinstance(_factor(from_unit, t), str)), None)

@@ -273,12 +273,14 @@ class ExtractorBase:
         self, data: PatientData, resource: Json, when: datetime | FhirTime | None = None
     ) -> str:
         ref = ref_of(resource)
+        version = (resource.get("meta") or {}).get("versionId")
+        used = f"{ref}/_history/{version}" if isinstance(version, str) and version else ref
         if isinstance(when, FhirTime):  # a date-only time counts up to the end of its day
             when = when.span(None)[1]
-        data.used[ref] = versioned(resource)
+        data.used[ref] = used
         if when is not None and (data.latest is None or when > data.latest):
             data.latest = when
-        return data.used[ref]
+        return used
 
     def _check_subject(self, data: PatientData, resource: Json, key: str, path: str) -> None:
         subject = resource.get(key)

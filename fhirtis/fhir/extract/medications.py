@@ -32,7 +32,7 @@ from fhirtis.fhir.extract.common import (
     versioned,
 )
 from fhirtis.fhir.outcome import Issue
-from fhirtis.fhir.units import UnitError, convert
+from fhirtis.fhir.units import convert, first_convertible
 
 _MA_USED = {"completed", "in-progress", "stopped"}
 _MED_VOID = {"entered-in-error", "not-taken", "cancelled", "draft"}
@@ -75,11 +75,9 @@ def _named(known: Sequence[str], names: Sequence[str]) -> bool:
 def _first_convertible(
     value: Decimal, unit: str, targets: Sequence[str], path: str
 ) -> tuple[str, Decimal]:
-    for target in targets:
-        try:
-            return target, convert(value, unit, target)
-        except UnitError:
-            continue
+    target = first_convertible(unit, tuple(targets))
+    if target is not None:
+        return target, convert(value, unit, target)
     raise ExcludedError(
         "value", f"unit {unit!r} is unknown or not one of {', '.join(targets)}", path
     )
