@@ -97,8 +97,15 @@ def _number(value: Decimal) -> int | float:
     return int(value) if value == value.to_integral_value() else float(value)
 
 
+@lru_cache(maxsize=4096)
+def _json_number(value: Decimal, places: int) -> int | float:
+    """:func:`_number` of :func:`_q`: determined by the value's number alone (7.5 and 7.50 give
+    the same), so it is made once per distinct value (scores and doses repeat)."""
+    return _number(_q(value, places))
+
+
 def _quantity(value: Decimal, unit: str, places: int = 4) -> Json:
-    return {"value": _number(_q(value, places)), "unit": unit, "system": UCUM, "code": unit}
+    return {"value": _json_number(value, places), "unit": unit, "system": UCUM, "code": unit}
 
 
 def _code(system: str, code: str, display: str | None = None) -> Json:
