@@ -6,6 +6,8 @@ from decimal import Decimal
 from fractions import Fraction
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from fhirtis.fhir.units import UnitError, convert, factor, first_convertible, to_decimal
 
@@ -37,3 +39,31 @@ def test_first_convertible_target_in_order() -> None:
     assert first_convertible("g", ("g", "mL")) == "g"
     assert first_convertible("mg/min", ("mg/h", "mL/h")) == "mg/h"
     assert first_convertible("kg", ("mg/h", "mL/h")) is None
+
+
+def _plain_to_decimal(value: Fraction) -> Decimal:
+    """The conversion as first written: the Fraction product, then the fewest exact places."""
+    d = value.denominator
+    for p in (2, 5):
+        while d % p == 0:
+            d //= p
+    if d == 1:
+        k = 0
+        while 10**k % value.denominator:
+            k += 1
+        return Decimal(value.numerator * (10**k // value.denominator)).scaleb(-k)
+    return Decimal(value.numerator) / Decimal(value.denominator)
+
+
+@given(
+    st.decimals(min_value=-(10**7), max_value=10**7, places=6, allow_nan=False),
+    st.sampled_from(
+        [("mm", "cm"), ("[lb_av]", "kg"), ("mL/min", "mL/h"), ("g/h", "mg/min"), ("mg", "g")]
+    ),
+)
+def test_convert_equals_the_fraction_arithmetic_text_for_text(
+    value: Decimal, units: tuple[str, str]
+) -> None:
+    expected = _plain_to_decimal(Fraction(value) * factor(*units))
+    assert str(convert(value, *units)) == str(expected)
+    assert str(to_decimal(Fraction(value) * factor(*units))) == str(expected)
