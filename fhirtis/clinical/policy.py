@@ -188,7 +188,10 @@ class Policy(BaseModel):
     def as_record(self) -> dict[str, str]:
         """The policy as flat strings, for results, reports and derived resources (a fresh
         dict each time, made once per distinct policy: the policy is frozen)."""
-        return dict(_record_of(self))
+        try:
+            return dict(_record_of(self))
+        except TypeError:  # a value that cannot be hashed: made afresh
+            return _record_of.__wrapped__(self)
 
 
 @lru_cache(maxsize=64)
