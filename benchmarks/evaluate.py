@@ -20,6 +20,7 @@ from fhirtis.clinical.patient import evaluate_patient
 from fhirtis.fhir.bundle import read_patient_bundle
 from fhirtis.fhir.derive import derive_resources
 from fhirtis.fhir.plan import plan_writes
+from fhirtis.fhir.units import check_registry
 from fhirtis.pipeline.offline import as_of_for, extractor_for
 from fhirtis.settings import Settings
 from tests.synthetic import make_cohort
@@ -35,6 +36,7 @@ def main() -> None:
     settings = Settings()
     extractor = extractor_for(settings)
     # warm up: the UCUM registry and the grammar are built once per process, not per patient
+    check_registry()
     warm = read_patient_bundle(blobs[0])
     extractor.extract(warm.patient_ref, warm.resources, warm.resolve)
 

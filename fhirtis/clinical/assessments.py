@@ -101,10 +101,11 @@ def _one_per_day(values: Iterable[MeasureValue], notes: list[Note]) -> list[Meas
     for (slot, _day), candidates in sorted(
         by_day.items(), key=lambda kv: (kv[0][1], str(kv[0][0]))
     ):
+        if len(candidates) == 1:
+            chosen.append(candidates[0])
+            continue
         best = max(candidates, key=_rank)
         chosen.append(best)
-        if len(candidates) == 1:
-            continue
         tier = [
             c for c in candidates if (c.status in _BEST_STATUS) == (best.status in _BEST_STATUS)
         ]

@@ -3,8 +3,16 @@
 from __future__ import annotations
 
 from decimal import ROUND_HALF_EVEN, Context, Decimal, localcontext
+from fractions import Fraction
 
-__all__ = ["DECIMAL_CONTEXT", "format_decimal", "is_positive_finite", "plain", "quantize"]
+__all__ = [
+    "DECIMAL_CONTEXT",
+    "format_decimal",
+    "is_positive_finite",
+    "percent_of",
+    "plain",
+    "quantize",
+]
 
 DECIMAL_CONTEXT = Context(prec=28, rounding=ROUND_HALF_EVEN)
 """The arithmetic context of the IVIG and thrombosis rules (independent of the caller's)."""
@@ -13,6 +21,14 @@ DECIMAL_CONTEXT = Context(prec=28, rounding=ROUND_HALF_EVEN)
 def is_positive_finite(value: Decimal | None) -> bool:
     """A quantity that can be real: present, finite and positive."""
     return value is not None and value.is_finite() and value > 0
+
+
+def percent_of(part: Decimal, whole: Decimal) -> Fraction:
+    """``part`` as an exact percent of ``whole``: Fraction(part) × 100 / Fraction(whole), made
+    from the two integer ratios with one reduction (ZeroDivisionError when ``whole`` is 0)."""
+    pn, pd = part.as_integer_ratio()
+    wn, wd = whole.as_integer_ratio()
+    return Fraction(pn * 100 * wd, pd * wn)
 
 
 def plain(value: Decimal) -> str:

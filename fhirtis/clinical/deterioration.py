@@ -13,6 +13,7 @@ from datetime import date
 from decimal import Decimal
 from fractions import Fraction
 
+from fhirtis.clinical.decimals import percent_of
 from fhirtis.clinical.facts import Instrument, Measure, MeasureValue
 from fhirtis.clinical.measures import check_value, spec_for
 from fhirtis.clinical.notes import Note, missing
@@ -75,10 +76,10 @@ def worsening(
     if basis is WorseningBasis.RELATIVE and baseline.value == 0:
         basis = WorseningBasis.ABSOLUTE  # clinical spec §3: a baseline of 0 uses the range basis
     if basis is WorseningBasis.RELATIVE:
-        percent = Fraction(amount) * 100 / Fraction(baseline.value)
+        percent = percent_of(amount, baseline.value)
     else:
         assert spec.span is not None
-        percent = Fraction(amount) * 100 / Fraction(spec.span)
+        percent = percent_of(amount, spec.span)
     return Worsening(measure, baseline.instrument, amount, percent, basis)
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 from enum import StrEnum
+from functools import lru_cache
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -185,16 +186,25 @@ class Policy(BaseModel):
     tee_early_hours: int = Field(24, ge=0, description="onset within this many hours is 'early'")
 
     def as_record(self) -> dict[str, str]:
-        """The policy as flat strings, for results, reports and derived resources."""
-        out: dict[str, str] = {}
-        for name, value in self.model_dump(mode="json").items():
-            if isinstance(value, list):
-                out[name] = ",".join(value)
-            elif isinstance(raw := getattr(self, name), Decimal) and raw.is_finite():
-                out[name] = f"{raw:f}"  # never in exponent notation ("50", not "5E+1")
-            else:
-                out[name] = str(value)
-        return out
+        """The policy as flat strings, for results, reports and derived resources (a fresh
+        dict each time, made once per distinct policy: the policy is frozen)."""
+        try:
+            return dict(_record_of(self))
+        except TypeError:  # a value that cannot be hashed: made afresh
+            return _record_of.__wrapped__(self)
+
+
+@lru_cache(maxsize=64)
+def _record_of(policy: Policy) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for name, value in policy.model_dump(mode="json").items():
+        if isinstance(value, list):
+            out[name] = ",".join(value)
+        elif isinstance(raw := getattr(policy, name), Decimal) and raw.is_finite():
+            out[name] = f"{raw:f}"  # never in exponent notation ("50", not "5E+1")
+        else:
+            out[name] = str(value)
+    return out
 
 
 DEFAULT_POLICY = Policy()

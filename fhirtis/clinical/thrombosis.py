@@ -55,7 +55,7 @@ Definitions and choices (what the code does; the policy used travels with every 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from decimal import Decimal, localcontext
@@ -256,18 +256,23 @@ def _active(e: RiskEvidence, on: date) -> bool:
     return e.kind is RiskFactorKind.THROMBOSIS_HISTORY or e.end is None or e.end >= on
 
 
-def _latest_pga(values: Iterable[MeasureValue], on: date) -> tuple[MeasureValue | None, bool]:
-    """The latest usable VAS PGA on or before ``on``, and whether same-day candidates disagree."""
-    candidates = [
+def _usable_pga(values: Iterable[MeasureValue]) -> list[MeasureValue]:
+    """The VAS PGA values that can judge inflammation, on any day, in their order."""
+    return [
         v
         for v in values
         if v.measure is Measure.PGA
         and v.instrument is Instrument.VAS
         and v.status not in _UNUSABLE_STATUS
-        and v.day <= on
         and v.value.is_finite()
         and check_value(v) is None
     ]
+
+
+def _latest_pga(usable: Sequence[MeasureValue], on: date) -> tuple[MeasureValue | None, bool]:
+    """The latest of the usable VAS PGA values (:func:`_usable_pga`) on or before ``on``, and
+    whether same-day candidates disagree."""
+    candidates = [v for v in usable if v.day <= on]
     if not candidates:
         return None, False
 
@@ -282,10 +287,40 @@ def _latest_pga(values: Iterable[MeasureValue], on: date) -> tuple[MeasureValue 
     return best, len(same_day) > 1
 
 
+@dataclass(frozen=True, slots=True)
+class _Prepared:
+    """What of :class:`RiskInputs` does not depend on the time judged: made once per
+    assessment, not once per administration."""
+
+    evidence: list[RiskEvidence]  # by source
+    events: list[TeeEvent]  # by onset, then source
+    bmis: list[BodyMassIndex]  # positive finite
+    weights: list[BodyWeight]  # plausible
+    heights: list[BodyHeight]  # plausible
+    pga: list[MeasureValue]  # usable VAS PGA
+
+    @classmethod
+    def of(cls, inputs: RiskInputs, policy: Policy) -> _Prepared:
+        return cls(
+            evidence=sorted(inputs.evidence, key=lambda e: e.source),
+            events=sorted(inputs.events, key=lambda e: (e.onset.sort_key(), e.source)),
+            bmis=[b for b in inputs.bmis if is_positive_finite(b.kg_per_m2)],
+            weights=plausible_weights(inputs.weights, policy)[0],
+            heights=plausible_heights(inputs.heights, policy)[0],
+            pga=_usable_pga(inputs.pga),
+        )
+
+
 def risk_profile(
     at: datetime | FhirTime, inputs: RiskInputs, policy: Policy = DEFAULT_POLICY
 ) -> RiskProfile:
     """The thrombosis risk factors present at ``at``."""
+    return _risk_profile(at, inputs, _Prepared.of(inputs, policy), policy)
+
+
+def _risk_profile(
+    at: datetime | FhirTime, inputs: RiskInputs, prepared: _Prepared, policy: Policy
+) -> RiskProfile:
     if isinstance(at, datetime):
         at = FhirTime.of(at)
     on = at.day
@@ -300,7 +335,7 @@ def risk_profile(
         details.setdefault(kind, []).append(detail)
 
     with localcontext(DECIMAL_CONTEXT):
-        for e in sorted(inputs.evidence, key=lambda e: e.source):
+        for e in prepared.evidence:
             if _active(e, on):
                 add(e.kind, (e.source,), e.display or f"recorded {e.kind.value}")
 
@@ -326,7 +361,7 @@ def risk_profile(
                 )
 
         # obesity
-        bmi_value, bmi_sources, bmi_how = _bmi(inputs, on, policy)
+        bmi_value, bmi_sources, bmi_how = _bmi(prepared, on)
         if bmi_value is None:
             unassessed.append(
                 UnassessedRiskFactor(
@@ -345,7 +380,7 @@ def risk_profile(
             )
 
         # poorly controlled inflammation
-        pga, disagree = _latest_pga(inputs.pga, on)
+        pga, disagree = _latest_pga(prepared.pga, on)
         if pga is None:
             unassessed.append(
                 UnassessedRiskFactor(
@@ -380,7 +415,7 @@ def risk_profile(
                 )
 
         # history of thrombosis
-        for ev in sorted(inputs.events, key=lambda e: (e.onset.sort_key(), e.source)):
+        for ev in prepared.events:
             if surely_before(ev.onset, at):
                 add(
                     RiskFactorKind.THROMBOSIS_HISTORY,
@@ -395,13 +430,11 @@ def risk_profile(
     return RiskProfile(at=at, factors=factors, unassessed=tuple(unassessed), notes=tuple(notes))
 
 
-def _bmi(
-    inputs: RiskInputs, on: date, policy: Policy
-) -> tuple[Decimal | None, tuple[str, ...], str]:
+def _bmi(prepared: _Prepared, on: date) -> tuple[Decimal | None, tuple[str, ...], str]:
     """The BMI to judge obesity on ``on``: value, sources and how it was obtained."""
-    bmis = [b for b in inputs.bmis if b.when.date() <= on and is_positive_finite(b.kg_per_m2)]
-    weights = [w for w in plausible_weights(inputs.weights, policy)[0] if w.when.date() <= on]
-    heights = [h for h in plausible_heights(inputs.heights, policy)[0] if h.when.date() <= on]
+    bmis = [b for b in prepared.bmis if b.when.date() <= on]
+    weights = [w for w in prepared.weights if w.when.date() <= on]
+    heights = [h for h in prepared.heights if h.when.date() <= on]
     bmi = max(bmis, key=lambda b: (b.when, b.source)) if bmis else None
     weight = max(weights, key=lambda w: (w.when, w.source)) if weights else None
     height = max(heights, key=lambda h: (h.when, h.source)) if heights else None
@@ -607,11 +640,13 @@ def assess_thrombosis(
             )
         )
 
-    current = risk_profile(as_of, inputs, policy)
+    prepared = _Prepared.of(inputs, policy)
+    current = _risk_profile(as_of, inputs, prepared, policy)
     notes.extend(current.notes)
     max_rate_now = applicable_max_rate(current, policy)
 
     findings: list[RateFinding] = []
+    lowest_limit = min(policy.max_rate_mg_kg_min, policy.max_rate_with_risk_mg_kg_min)
     unchecked: list[str] = []
     for admin in exposure.administrations:
         if admin.rate_mg_kg_min is None:
@@ -624,7 +659,9 @@ def assess_thrombosis(
                 )
             )
             continue
-        limit = applicable_max_rate(risk_profile(admin.start, inputs, policy), policy)
+        if admin.rate_mg_kg_min <= lowest_limit:
+            continue  # within every limit that could apply: its risk profile cannot matter
+        limit = applicable_max_rate(_risk_profile(admin.start, inputs, prepared, policy), policy)
         if admin.rate_mg_kg_min > limit.limit_mg_kg_min:
             findings.append(
                 RateFinding(

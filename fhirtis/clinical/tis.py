@@ -13,6 +13,7 @@ from decimal import Decimal
 from enum import StrEnum
 from fractions import Fraction
 
+from fhirtis.clinical.decimals import percent_of
 from fhirtis.clinical.facts import ENZYMES, MEASURES, Instrument, Measure, MeasureValue
 from fhirtis.clinical.measures import EnzymeChoice, check_value, choose_enzyme, spec_for
 from fhirtis.clinical.notes import Note, missing, warning
@@ -58,8 +59,10 @@ def level_score(measure: Measure, percent: Fraction) -> Decimal:
     """The level score of a percent improvement. Bands exclude their lower edge and include
     their upper edge; worsening (negative) falls in the first band."""
     scores = LEVEL_SCORES[measure]
+    # percent ≤ edge by exact integer cross-multiplication (denominators are positive)
+    num, den = percent.numerator, percent.denominator
     for i, edge in enumerate(band_edges(measure)):
-        if percent <= edge:
+        if num * edge.denominator <= edge.numerator * den:
             return scores[i]
     return scores[-1]
 
@@ -147,7 +150,7 @@ def percent_improvement_bounded(
     spec = spec_for(measure, instrument)
     assert spec.span is not None, "bounded instruments only"
     change = followup - baseline if spec.higher_is_better else baseline - followup
-    return Fraction(change) * 100 / Fraction(spec.span)
+    return percent_of(change, spec.span)
 
 
 def _missing_score(

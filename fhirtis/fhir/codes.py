@@ -271,6 +271,18 @@ class Terminology:
     code_systems: Mapping[str, frozenset[str]]  # url → codes
     concept_map: Mapping[tuple[str, str], tuple[str, str]] = field(default_factory=dict)
     oracle: SubsumptionOracle | None = None  # asked for codes the shipped expansions lack
+    # answers derived from this content alone (e.g. "which kind of Observation is this
+    # coding?"), kept by their users so that one terminology answers each question once
+    memo: dict[str, dict[Any, Any]] = field(
+        default_factory=dict, init=False, compare=False, hash=False, repr=False
+    )
+
+    def memo_for(self, name: str) -> dict[Any, Any]:
+        """A cache of answers that depend on this terminology only (bounded by its user)."""
+        found = self.memo.get(name)
+        if found is None:
+            found = self.memo[name] = {}
+        return found
 
     def value_set(self, vs_id: str) -> ValueSetIndex:
         try:

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from typing import Any
 from urllib.parse import quote
 
@@ -71,8 +71,9 @@ class Derived:
         """The conditional-create query that finds this resource if it already exists."""
         return self.match or f"identifier={IDENTIFIER_SYSTEM}|{self.identifier}"
 
-    @property
+    @cached_property
     def full_url(self) -> str:
+        """A urn:uuid from the identifier (the same every time: made once per resource)."""
         return f"urn:uuid:{uuid.uuid5(_UUID_NAMESPACE, self.identifier)}"
 
     @property
@@ -96,8 +97,15 @@ def _number(value: Decimal) -> int | float:
     return int(value) if value == value.to_integral_value() else float(value)
 
 
+@lru_cache(maxsize=4096)
+def _json_number(value: Decimal, places: int) -> int | float:
+    """:func:`_number` of :func:`_q`: determined by the value's number alone (7.5 and 7.50 give
+    the same), so it is made once per distinct value (scores and doses repeat)."""
+    return _number(_q(value, places))
+
+
 def _quantity(value: Decimal, unit: str, places: int = 4) -> Json:
-    return {"value": _number(_q(value, places)), "unit": unit, "system": UCUM, "code": unit}
+    return {"value": _json_number(value, places), "unit": unit, "system": UCUM, "code": unit}
 
 
 def _code(system: str, code: str, display: str | None = None) -> Json:

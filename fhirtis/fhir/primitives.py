@@ -6,6 +6,7 @@ import math
 import re
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
+from functools import lru_cache
 
 _DATE_TIME = re.compile(
     r"([0-9]([0-9]([0-9][1-9]|[1-9]0)|[1-9]00)|[1-9]000)"
@@ -30,7 +31,16 @@ def parse_date_time(value: object) -> tuple[datetime, bool]:
     A date without a time is taken as the start of that day in UTC (flagged). A partial date
     (year, or year-month) is refused: fhirtis needs at least the day.
     """
-    if not isinstance(value, str) or not _DATE_TIME.fullmatch(value):
+    if not isinstance(value, str):
+        raise PrimitiveError("not a FHIR dateTime")
+    return _parse_date_time(value)
+
+
+@lru_cache(maxsize=16384)
+def _parse_date_time(value: str) -> tuple[datetime, bool]:
+    """:func:`parse_date_time` of a string, once per distinct text (a patient's records share
+    their dates; the results are immutable). Errors are not cached: they are raised again."""
+    if not _DATE_TIME.fullmatch(value):
         raise PrimitiveError("not a FHIR dateTime")
     if len(value) == 10:
         d = date.fromisoformat(value)

@@ -21,6 +21,7 @@ from decimal import Decimal
 from fractions import Fraction
 from functools import lru_cache
 from importlib.metadata import PackageNotFoundError, version
+from math import gcd
 from typing import Any
 
 # Units that mean the same thing for fhirtis's purposes, before UCUM is asked (UCUM codes).
@@ -174,23 +175,48 @@ def _factor(from_unit: str, to_unit: str) -> Fraction | str:
 
 def to_decimal(value: Fraction) -> Decimal:
     """A Fraction as a Decimal: exact when it is a finite decimal, else 28 significant digits."""
-    d = value.denominator
-    for p in (2, 5):
-        while d % p == 0:
-            d //= p
+    return _ratio_to_decimal(value.numerator, value.denominator)
+
+
+def _ratio_to_decimal(numerator: int, denominator: int) -> Decimal:
+    """numerator/denominator (in lowest terms, denominator > 0) as :func:`to_decimal` gives it:
+    exact, at the fewest decimal places, when the denominator divides a power of ten."""
+    d, twos, fives = denominator, 0, 0
+    while d % 2 == 0:
+        d //= 2
+        twos += 1
+    while d % 5 == 0:
+        d //= 5
+        fives += 1
     if d == 1:
-        # exact: scale to a power-of-ten denominator
-        den = value.denominator
-        k = 0
-        while 10**k % den:
-            k += 1
-        return Decimal(value.numerator * (10**k // den)).scaleb(-k)
-    return Decimal(value.numerator) / Decimal(value.denominator)
+        # exact: the fewest places k with denominator | 10**k
+        k = max(twos, fives)
+        return Decimal(numerator * (10**k // denominator)).scaleb(-k)
+    return Decimal(numerator) / Decimal(denominator)
+
+
+@lru_cache(maxsize=1024)
+def _conversion(from_unit: str, to_unit: str) -> Fraction | str | None:
+    """The factor, why there is none (str), or None when it is 1 (the value is kept as is)."""
+    found = _factor(from_unit, to_unit)
+    return None if not isinstance(found, str) and found == 1 else found
 
 
 def convert(value: Decimal, from_unit: str, to_unit: str) -> Decimal:
     """Convert a decimal value between UCUM units, exactly where the factor allows."""
-    f = factor(from_unit, to_unit)
-    if f == 1:
+    f = _conversion(from_unit, to_unit)
+    if f is None:
         return value
-    return to_decimal(Fraction(value) * f)
+    if isinstance(f, str):
+        raise UnitError(f)
+    # Fraction(value) * f, reduced, without making the intermediate Fractions
+    vn, vd = value.as_integer_ratio()
+    n, d = vn * f.numerator, vd * f.denominator
+    g = gcd(n, d)
+    return _ratio_to_decimal(n // g, d // g)
+
+
+@lru_cache(maxsize=1024)
+def first_convertible(from_unit: str, targets: tuple[str, ...]) -> str | None:
+    """The first of ``targets`` that ``from_unit`` converts to, or None."""
+    return next((t for t in targets if not isinstance(_factor(from_unit, t), str)), None)

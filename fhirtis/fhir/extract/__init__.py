@@ -70,6 +70,7 @@ class Extractor(PatientReader, ObservationReader, EventReader):
         self._resolve = resolve
         self._unclassified.clear()
         self._recognised.clear()
+        self._strengths = {}
         for path, resource in resources:
             handler = handlers.get(str(resource.get("resourceType")))
             if handler is None:

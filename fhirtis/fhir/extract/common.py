@@ -40,6 +40,9 @@ from fhirtis.fhir.units import UnitError, convert, unit_from_text
 
 Json = dict[str, Any]
 
+MEMO_LIMIT = 50_000
+"""Entries a terminology memo keeps before it starts afresh (distinct codings met)."""
+
 # core set code → (measure, instrument, canonical unit)
 CORE_SET_CODES: Mapping[str, tuple[Measure, Instrument, str]] = {
     "pga": (Measure.PGA, Instrument.VAS, "cm"),
@@ -255,10 +258,16 @@ class ExtractorBase:
         ]
         self._jdm = terminology.value_sets.get("juvenile-dermatomyositis")
 
+        # answers that depend on the terminology only, shared by every extractor using it
+        self._kinds: dict[Any, Any] = terminology.memo_for("extract.observation-kind")
+        self._ig_kinds: dict[Any, Any] = terminology.memo_for("extract.immune-globulin")
+
         self._conditions: set[str] = set()
         # (system, code) not classifiable → (ValueSet families, first resource, path)
         self._unclassified: dict[tuple[str, str], tuple[set[str], str, str]] = {}
         self._recognised: set[tuple[str, str]] = set()  # codes of recognised concepts
+        # per patient: a Medication's strength, by the Medication resource read
+        self._strengths: dict[int, tuple[Json, Decimal | ExcludedError | None]] = {}
         self._resolve: Mapping[str, Json] = {}
 
     # -- helpers -----------------------------------------------------------------------------
@@ -267,12 +276,14 @@ class ExtractorBase:
         self, data: PatientData, resource: Json, when: datetime | FhirTime | None = None
     ) -> str:
         ref = ref_of(resource)
+        version = (resource.get("meta") or {}).get("versionId")
+        used = f"{ref}/_history/{version}" if isinstance(version, str) and version else ref
         if isinstance(when, FhirTime):  # a date-only time counts up to the end of its day
             when = when.span(None)[1]
-        data.used[ref] = versioned(resource)
+        data.used[ref] = used
         if when is not None and (data.latest is None or when > data.latest):
             data.latest = when
-        return data.used[ref]
+        return used
 
     def _check_subject(self, data: PatientData, resource: Json, key: str, path: str) -> None:
         subject = resource.get(key)

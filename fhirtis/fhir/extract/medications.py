@@ -16,6 +16,7 @@ from fhirtis.clinical.facts import (
     RiskFactorKind,
 )
 from fhirtis.fhir.extract.common import (
+    MEMO_LIMIT,
     ExcludedError,
     ExtractorBase,
     Json,
@@ -31,7 +32,7 @@ from fhirtis.fhir.extract.common import (
     versioned,
 )
 from fhirtis.fhir.outcome import Issue
-from fhirtis.fhir.units import UnitError, convert
+from fhirtis.fhir.units import convert, first_convertible
 
 _MA_USED = {"completed", "in-progress", "stopped"}
 _MED_VOID = {"entered-in-error", "not-taken", "cancelled", "draft"}
@@ -74,11 +75,9 @@ def _named(known: Sequence[str], names: Sequence[str]) -> bool:
 def _first_convertible(
     value: Decimal, unit: str, targets: Sequence[str], path: str
 ) -> tuple[str, Decimal]:
-    for target in targets:
-        try:
-            return target, convert(value, unit, target)
-        except UnitError:
-            continue
+    target = first_convertible(unit, tuple(targets))
+    if target is not None:
+        return target, convert(value, unit, target)
     raise ExcludedError(
         "value", f"unit {unit!r} is unknown or not one of {', '.join(targets)}", path
     )
@@ -147,6 +146,18 @@ class MedicationReader(ExtractorBase):
         """What kind of immune globulin the product is: ``scig`` (a subcutaneous product),
         ``ivig`` (an intravenous product), ``generic`` (immune globulin by a generic name:
         the route decides), or None (not an immune globulin)."""
+        key = (tuple(codings), tuple(names))
+        try:
+            return self._ig_kinds[key]  # type: ignore[no-any-return]
+        except KeyError:
+            pass
+        kind = self._immune_globulin_kind(codings, names)
+        if len(self._ig_kinds) >= MEMO_LIMIT:
+            self._ig_kinds.clear()
+        self._ig_kinds[key] = kind
+        return kind
+
+    def _immune_globulin_kind(self, codings: list[Coding], names: list[str]) -> str | None:
         if self._scig is not None and (
             self._scig.matches_any(codings) or _named(self._scig.names, names)
         ):
@@ -379,6 +390,21 @@ class MedicationReader(ExtractorBase):
         return f"{unit}/h", amount / hours
 
     def _concentration(self, med: Json, path: str) -> Decimal | None:
+        """:meth:`_medication_strength`, once per Medication of the patient (administrations
+        of one product share it); an exclusion is raised again for each administration."""
+        found = self._strengths.get(id(med))
+        if found is None or found[0] is not med:
+            try:
+                found = (med, self._medication_strength(med))
+            except ExcludedError as exc:
+                found = (med, exc)
+            self._strengths[id(med)] = found
+        strength = found[1]
+        if isinstance(strength, ExcludedError):
+            raise ExcludedError(strength.issue_code, strength.message, strength.path)
+        return strength
+
+    def _medication_strength(self, med: Json) -> Decimal | None:
         """The strength of the immunoglobulin ingredient, identified by its code or name (never
         simply the first ingredient listed; a diluent or a stabiliser is passed over). With no
         ingredient identified, a single active ingredient with a strength is taken."""

@@ -22,6 +22,7 @@ from fhirtis.fhir.codes import (
 from fhirtis.fhir.extract.common import (
     CORE_SET_CODES,
     ENZYME_VALUE_SETS,
+    MEMO_LIMIT,
     ExcludedError,
     ExtractorBase,
     Json,
@@ -43,6 +44,20 @@ class ObservationReader(ExtractorBase):
     # -- Observation -------------------------------------------------------------------------
 
     def _classify_observation(
+        self, codings: list[tuple[str | None, str | None]]
+    ) -> tuple[str, Any] | None:
+        key = tuple(codings)
+        try:
+            return self._kinds[key]  # type: ignore[no-any-return]
+        except KeyError:
+            pass
+        kind = self._classify_codings(codings)
+        if len(self._kinds) >= MEMO_LIMIT:
+            self._kinds.clear()
+        self._kinds[key] = kind
+        return kind
+
+    def _classify_codings(
         self, codings: list[tuple[str | None, str | None]]
     ) -> tuple[str, Any] | None:
         candidates = list(codings)
