@@ -132,26 +132,28 @@ def _whole_day_within(start: FhirTime, end: FhirTime | None) -> bool:
     return start.instant <= first_instant and last_instant <= limit
 
 
+EXPLICIT = [
+    (
+        FhirTime.of(datetime(2025, 3, 4, 23, tzinfo=UTC)),
+        FhirTime.of(datetime(2025, 3, 5, 1, tzinfo=UTC)),
+    ),
+    (
+        FhirTime.of(datetime(2025, 3, 5, 9, tzinfo=timezone(timedelta(hours=14)))),
+        FhirTime.of(datetime(2025, 3, 5, 11, tzinfo=timezone(timedelta(hours=14)))),
+    ),
+]
+"""The whole day is early (UTC), and the same infusion read in UTC+14 (not all of it)."""
+
+
 @settings(max_examples=300, deadline=None)
 @given(admins=st.lists(administrations(), min_size=1, max_size=4))
-@example(  # the whole day is early (UTC), and the same infusion read in UTC+14 (not all of it)
-    admins=[
-        (
-            FhirTime.of(datetime(2025, 3, 4, 23, tzinfo=UTC)),
-            FhirTime.of(datetime(2025, 3, 5, 1, tzinfo=UTC)),
-        ),
-        (
-            FhirTime.of(datetime(2025, 3, 5, 9, tzinfo=timezone(timedelta(hours=14)))),
-            FhirTime.of(datetime(2025, 3, 5, 11, tzinfo=timezone(timedelta(hours=14)))),
-        ),
-    ]
-)
+@example(admins=EXPLICIT)
 def test_date_only_onset_is_early_only_when_the_whole_day_is(
     admins: list[tuple[FhirTime, FhirTime | None]],
 ) -> None:
     onset = FhirTime(ONSET)
     answers = [early_after(onset, start, end, P) for start, end in admins]
-    if admins[0][0].instant == datetime(2025, 3, 4, 23, tzinfo=UTC):
+    if admins == EXPLICIT:
         assert answers[:2] == [True, None]  # the explicit example: the property is not vacuous
     whole = [_whole_day_within(start, end) for start, end in admins]
     for answer, within in zip(answers, whole, strict=True):
