@@ -136,3 +136,37 @@ def test_capabilities_command_on_oracle_like(fhir_server: FhirTestServer, fhir_b
     assert record["write"]["mode"] == "single"
     assert record["write"]["conditional_create"]["Observation"] is False
     assert record["write"]["not_written"]["Flag"] == "the server does not support Flag"
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_cohort_patients_write_per_profile(
+    fhir_server: FhirTestServer,
+    fhir_base: str,
+    full_written: dict[str, int],
+    profile: str,
+    tmp_path: Any,
+) -> None:
+    """`fhirtis cohort --patients … --write` on every profile: what is stored equals the full
+    profile's minus the types the profile lacks, and a second run (a fresh ledger, so every
+    patient is read and planned again) commits nothing."""
+    load(fhir_base, responder(dvt_after_cycle=2))
+    fhir_server.set_profile(profile)
+    before = _counts(fhir_server)
+
+    def cohort(ledger: str) -> Any:
+        return CliRunner().invoke(
+            app,
+            [
+                "cohort", "--patients", "p1", "--server", fhir_base, "--write",
+                "--ledger", str(tmp_path / ledger), "--work-dir", str(tmp_path / "work"),
+            ],
+        )  # fmt: skip
+
+    first = cohort("first.sqlite")
+    assert first.exit_code == 0, first.output
+    written = {t: _counts(fhir_server)[t] - before[t] for t in WRITTEN}
+    assert written == {t: (0 if t in LACKS[profile] else n) for t, n in full_written.items()}
+    fhir_server.reset_stats()
+    again = cohort("second.sqlite")
+    assert again.exit_code == 0, again.output
+    assert fhir_server.stats()["committed_writes"] == 0
