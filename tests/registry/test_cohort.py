@@ -10,6 +10,7 @@ from pathlib import Path
 
 import httpx
 import orjson
+import pytest
 from typer.testing import CliRunner
 
 from fhirtis.cli import app
@@ -17,6 +18,7 @@ from fhirtis.registry.cohort import KILL_HOOK
 from fhirtis.registry.ledger import Ledger
 from fhirtis.registry.ndjson_store import NdjsonStore
 from tests.e2e.test_run import search
+from tests.fhir_test_server import FhirTestServer
 from tests.synthetic import make_cohort, write_ndjson
 
 runner = CliRunner()
@@ -127,13 +129,18 @@ def test_patient_list_source(tmp_path: Path, fhir_base: str) -> None:
         assert ledger.counts() == {"written": 3, "not-found": 1}
 
 
-def test_sigkill_mid_write_then_resume(tmp_path: Path, fhir_base: str) -> None:
-    """Killed by SIGKILL right after the 10th patient's transaction reached the server (the
-    test hook ``FHIRTIS_TEST_KILL_AFTER_WRITES``, no timing): the resumed run finishes the
-    cohort, skips exactly what the ledger had committed, and duplicates nothing."""
+@pytest.mark.parametrize("profile", ["full", "no-transaction"])
+def test_sigkill_mid_write_then_resume(
+    tmp_path: Path, fhir_base: str, fhir_server: FhirTestServer, profile: str
+) -> None:
+    """Killed by SIGKILL right after the 10th patient's write reached the server (the test hook
+    ``FHIRTIS_TEST_KILL_AFTER_WRITES``, no timing): the resumed run finishes the cohort, skips
+    exactly what the ledger had committed, and duplicates nothing — with one transaction per
+    patient (full) and with single requests on a server without batch or transaction."""
     n, kill_after = 30, 10
     folder = _export(tmp_path, n, seed=23)
     _load(fhir_base, folder)
+    fhir_server.set_profile(profile)
     ledger = tmp_path / "l.sqlite"
     cmd = [
         sys.executable,
@@ -156,7 +163,7 @@ def test_sigkill_mid_write_then_resume(tmp_path: Path, fhir_base: str) -> None:
     env = {**os.environ, KILL_HOOK: str(kill_after)}
     killed = subprocess.run(cmd, capture_output=True, timeout=600, check=False, env=env)
     assert killed.returncode == -signal.SIGKILL, killed.stderr
-    assert len(search(fhir_base, "Provenance")) == kill_after  # one transaction per patient
+    assert len(search(fhir_base, "Provenance")) == kill_after  # one Provenance per patient
     with Ledger(ledger) as book:
         done_before = sum(book.counts().values())
     assert done_before < kill_after  # the killed patient's write was never recorded
