@@ -13,8 +13,9 @@ re-plans, a bounded number of times. Conditional creates make a repeated create 
 Where the server has no conditional create, the create follows the search by identifier
 (search-then-create): two writers racing between that search and their POST can both create;
 after its creates fhirtis searches their identifiers again, keeps the copy with the lowest id
-and deletes the others where the server allows delete (else it logs the duplicate; the next run
-updates the kept copy).
+and deletes the others where the server allows delete, else marks them ``entered-in-error``
+where it allows updates (Observation, Flag, DetectedIssue), else logs the duplicate by type; every
+writer keeps the same copy, and later runs read and update only that one.
 """
 
 from __future__ import annotations
@@ -501,9 +502,10 @@ async def existing_derived(
 ) -> dict[str, Json]:
     """fhirtis's earlier output on the server, by business identifier."""
     out: dict[str, Json] = {}
-    for r in await _find_existing(client, derived, requests):
+    found = await _find_existing(client, derived, requests)
+    for r in sorted(found, key=lambda r: str(r.get("id"))):  # every writer keeps the same copy
         ident = identifier_of(r)
-        if ident is not None:
+        if ident is not None and r.get("status") != RETIRED:  # a race's retired copy is not it
             if ident in out:
                 log.warning(
                     "two stored resources share a derived identifier (%s)", r.get("resourceType")
@@ -852,7 +854,7 @@ async def _check_duplicates(
     create the same resource between our search by identifier and our POST. After the creates,
     one search per type by their identifiers finds such duplicates; the one with the lowest id
     is kept (every writer picks the same) and the others are deleted where the server allows
-    it, else reported (the next run updates the kept one and leaves the rest)."""
+    it, else marked ``entered-in-error`` where it allows updates, else reported."""
     if not created:
         return
     caps = await writer.capabilities()
@@ -869,17 +871,40 @@ async def _check_duplicates(
         copies.sort(key=lambda r: str(r.get("id")))
         rtype = str(copies[0].get("resourceType"))
         if not caps.allows(rtype, "delete"):
-            log.warning(
-                "%d %s resources share a derived identifier (a concurrent create); kept all",
-                len(copies),
-                rtype,
-            )
+            if rtype in RETIRABLE and caps.allows(rtype, "update"):
+                for extra in copies[1:]:  # no delete: the extra copies are marked retired
+                    await _retire(writer, extra, requests)
+                log.warning("a concurrent create duplicated a %s; the extra copies retired", rtype)
+            else:
+                log.warning(
+                    "%d %s resources share a derived identifier (a concurrent create); kept all",
+                    len(copies),
+                    rtype,
+                )
             continue
         for extra in copies[1:]:
             requests["write"] = requests.get("write", 0) + 1
             with contextlib.suppress(NotFound):
                 await writer.request("DELETE", f"{rtype}/{extra.get('id')}")
         log.warning("a concurrent create duplicated a %s; the extra copies were deleted", rtype)
+
+
+RETIRED = "entered-in-error"
+#: Derived types whose ``status`` can say a copy is void (R4 AdverseEvent has no such status).
+RETIRABLE = frozenset({"Observation", "Flag", "DetectedIssue"})
+
+
+async def _retire(writer: FhirClient, copy: Json, requests: dict[str, int]) -> None:
+    """Mark a duplicate that a race created ``entered-in-error`` (where delete is refused): the
+    kept copy (lowest id) stays the one every later run reads and updates."""
+    rtype, rid = copy.get("resourceType"), copy.get("id")
+    version = (copy.get("meta") or {}).get("versionId")
+    headers = {"If-Match": f'W/"{version}"'} if version else None
+    requests["write"] = requests.get("write", 0) + 1
+    with contextlib.suppress(NotFound, PreconditionFailed):  # gone, or the other writer did it
+        await writer.request(
+            "PUT", f"{rtype}/{rid}", json={**copy, "status": RETIRED}, headers=headers
+        )
 
 
 async def _post_provenance(

@@ -170,3 +170,43 @@ def test_cohort_patients_write_per_profile(
     again = cohort("second.sqlite")
     assert again.exit_code == 0, again.output
     assert fhir_server.stats()["committed_writes"] == 0
+
+
+async def test_two_writers_racing_without_conditional_create_leave_no_duplicate(
+    fhir_server: FhirTestServer, fhir_base: str
+) -> None:
+    """oracle-like has no conditional create, so fhirtis searches by identifier, then creates.
+    Two writers of the same patient at once race between that search and their POSTs; after
+    both, every derived Observation is live once (oracle-like refuses delete, so the copies a
+    race made are marked entered-in-error), and a later run changes nothing."""
+    from fhirtis.io import FhirClient, FhirClientConfig  # noqa: PLC0415
+    from fhirtis.pipeline.server import run_patient  # noqa: PLC0415
+    from fhirtis.settings import Settings  # noqa: PLC0415
+    from tests.e2e.test_run import search  # noqa: PLC0415
+
+    load(fhir_base, responder(dvt_after_cycle=2))
+    fhir_server.set_profile("oracle-like")
+
+    async def writer() -> str:
+        async with FhirClient(FhirClientConfig(base_url=fhir_base)) as client:
+            run = await run_patient(client, "p1", Settings(), write=True)
+            return run.status.value
+
+    statuses = await asyncio.gather(writer(), writer())
+    assert set(statuses) <= {"written", "unchanged"}, statuses
+    observations = search(fhir_base, "Observation", subject="Patient/p1")
+    mine = [
+        o
+        for o in observations
+        if o.get("identifier") and "derived" in o["identifier"][0].get("system", "")
+    ]
+    live = [o["identifier"][0]["value"] for o in mine if o["status"] != "entered-in-error"]
+    assert live and len(live) == len(set(live)), "a derived Observation is duplicated"
+    # copies the race made (if it made any: oracle-like refuses delete) are marked void
+    retired = [o for o in mine if o["status"] == "entered-in-error"]
+    assert len(mine) == len(live) + len(retired)
+    fhir_server.reset_stats()
+    async with FhirClient(FhirClientConfig(base_url=fhir_base)) as client:
+        again = await run_patient(client, "p1", Settings(), write=True)
+    assert again.status.value == "unchanged"
+    assert fhir_server.stats()["committed_writes"] == 0
