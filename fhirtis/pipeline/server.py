@@ -208,6 +208,14 @@ def _matches(page: Json) -> list[Json]:
     ]
 
 
+async def _all_matches(client: FhirClient, searchset: Json) -> list[Json]:
+    """The matches of a searchset and of every page after it."""
+    out = _matches(searchset)
+    async for page in client.following_pages(searchset):
+        out.extend(_matches(page))
+    return out
+
+
 def _diagnose(need: Need | None, url: str, status: int | None) -> Refused:
     """What a refused search taught: the type is absent (404), the search is not allowed (405),
     else its ``_include``, else its patient parameter (400 ``not-supported``)."""
@@ -235,10 +243,7 @@ async def _get_search(client: FhirClient, need: Need | None, url: str) -> list[J
     body = response.body or {}
     if need is None:
         return [body]
-    out = _matches(body)
-    async for page in client.following_pages(body):
-        out.extend(_matches(page))
-    return out
+    return await _all_matches(client, body)
 
 
 async def _get_all(
@@ -309,9 +314,7 @@ async def _batch_all(
         if resource.get("resourceType") != "Bundle":
             out.append(resource)
             continue
-        out.extend(_matches(resource))
-        async for page in client.following_pages(resource):
-            out.extend(_matches(page))
+        out.extend(await _all_matches(client, resource))
     return out
 
 
