@@ -40,6 +40,7 @@ from fhirtis.fhir.needs import export_types
 from fhirtis.fhir.queries import identifier_of
 from fhirtis.fhir.validation import enabled as validation_enabled
 from fhirtis.io import FhirClient, FhirClientConfig, FhirClientError, NotFound
+from fhirtis.pipeline.offline import ask_terminology
 from fhirtis.pipeline.server import RunStatus, pull_patient, settle
 from fhirtis.registry.errors import CohortError, describe
 from fhirtis.registry.evaluate import (
@@ -346,7 +347,10 @@ async def run_patient_list(
                     ledger.seen([ref])
                     result.skipped += 1
                     return
-                evaluated = evaluate_resources(resources, digest, settings)
+                answers = (
+                    await ask_terminology(resources, settings) if settings.terminology else None
+                )
+                evaluated = evaluate_resources(resources, digest, settings, answers=answers)
             await recorder.add([Outcome(ref, digest, evaluated)])
 
         async def tracked(pid: str) -> None:

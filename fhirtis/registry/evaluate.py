@@ -3,6 +3,7 @@ worker, or in the driver's process for the local engine)."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -17,7 +18,7 @@ from fhirtis.fhir.derive import Derived
 from fhirtis.fhir.plan import WritePlan, plan_writes
 from fhirtis.fhir.validation import enable as enable_validation
 from fhirtis.pipeline.jsonout import dumps
-from fhirtis.pipeline.offline import evaluate_patient_resources
+from fhirtis.pipeline.offline import Answers, ask_terminology, evaluate_patient_resources
 from fhirtis.pipeline.records import summarise
 from fhirtis.registry.ndjson_store import input_digest
 from fhirtis.registry.partition import partition_patients, shared_resources
@@ -65,10 +66,16 @@ class PartitionResult:
 
 
 def evaluate_resources(
-    resources: PatientResources, digest: str, settings: Settings, *, keep_derived: bool = True
+    resources: PatientResources,
+    digest: str,
+    settings: Settings,
+    *,
+    keep_derived: bool = True,
+    answers: Answers | None = None,
 ) -> EvaluatedPatient:
-    """Pure: one patient's resources → its evaluation."""
-    result = evaluate_patient_resources(resources, settings)
+    """Pure: one patient's resources (and the terminology server's ``answers`` for its codes the
+    shipped ValueSets leave unclassified, when one is configured) → its evaluation."""
+    result = evaluate_patient_resources(resources, settings, answers=answers)
     record = summarise(result.patient_ref, result.evaluation, result.issues).record()
     return EvaluatedPatient(
         resources.patient_ref,
@@ -120,11 +127,13 @@ def evaluate_partition(
             listed = [(key, orjson.loads(body)) for key, body in own]
             resolve = dict(listed)
             resolve.update((k, orjson.loads(v)) for k, v in theirs.items())
+            resources = PatientResources(patient, listed, resolve, [])
+            # a worker asks the terminology server itself (it needs no shared state for it)
+            answers = (
+                asyncio.run(ask_terminology(resources, settings)) if settings.terminology else None
+            )
             evaluated = evaluate_resources(
-                PatientResources(patient, listed, resolve, []),
-                digest,
-                settings,
-                keep_derived=keep_derived,
+                resources, digest, settings, keep_derived=keep_derived, answers=answers
             )
         except Exception as exc:
             result.outcomes.append(

@@ -183,3 +183,42 @@ def test_sigkill_mid_write_then_resume(
     idents = [o["identifier"][0]["value"] for o in derived]
     assert idents and len(idents) == len(set(idents))
     assert len(search(fhir_base, "Flag")) == n
+
+
+def test_cohort_asks_the_terminology_server_for_unlisted_codes(
+    tmp_path: Path, fhir_base: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A registry run classifies the problem-list codes the shipped ValueSets lack through the
+    configured terminology server (here the test FHIR server's $subsumes), as `evaluate` does;
+    without one they are reported as unclassified and give no risk factor."""
+    bundle = orjson.loads(
+        (Path(__file__).parents[1] / "data" / "problem-list-snomed-descendants.json").read_bytes()
+    )
+    folder = tmp_path / "export"
+    folder.mkdir()
+    by_type: dict[str, list[bytes]] = {}
+    for entry in bundle["entry"]:
+        resource = entry["resource"]
+        by_type.setdefault(resource["resourceType"], []).append(orjson.dumps(resource))
+    for rtype, lines in by_type.items():
+        (folder / f"{rtype}.ndjson").write_bytes(b"\n".join(lines) + b"\n")
+    monkeypatch.delenv("FHIRTIS_SETTINGS_FILE", raising=False)
+
+    def summary(run: str) -> str:
+        out = tmp_path / f"{run}.ndjson"
+        result = CliRunner().invoke(
+            app,
+            [
+                "cohort", "--ndjson", str(folder), "--summaries", str(out),
+                "--ledger", str(tmp_path / f"{run}.sqlite"), "--work-dir", str(tmp_path / run),
+            ],
+        )  # fmt: skip
+        assert result.exit_code == 0, result.output
+        return out.read_text()
+
+    without = summary("without")
+    assert "malignancy" not in without and "no terminology server is configured" in without
+    monkeypatch.setenv("FHIRTIS_TERMINOLOGY__BASE_URL", fhir_base)
+    with_server = summary("with")
+    assert "malignancy" in with_server and "thrombosis-history" in with_server
+    assert "no terminology server" not in with_server
