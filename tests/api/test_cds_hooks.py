@@ -215,8 +215,11 @@ class Api:
 
 
 @asynccontextmanager
-async def cds(base: str = ALLOWED, page_size: int = 100, **service: Any) -> AsyncIterator[Api]:
+async def cds(
+    base: str = ALLOWED, page_size: int = 100, terminology: str | None = None, **service: Any
+) -> AsyncIterator[Api]:
     settings = Settings(
+        terminology={"base_url": terminology} if terminology else None,
         fhir=FhirClientConfig(
             base_url=base,
             retry_max_attempts=2,
@@ -708,3 +711,16 @@ async def test_not_json_and_unknown_service() -> None:
         assert r.status_code == 400 and "not JSON" in r.json()["message"]
         r = await api.post("/cds-services/nope", GOOD)
         assert r.status_code == 404 and r.json()["error"] == "unknown-service"
+
+
+async def test_a_problem_list_code_is_classified_by_the_terminology_server(fhir_base: str) -> None:
+    """A small cell lung carcinoma (SNOMED CT 254632001, below 'malignant neoplastic disease',
+    absent from the shipped expansion) is a risk factor when a terminology server says so."""
+    cancer = condition("sclc", SCT, "254632001", "2024-01-10T10:00:00Z")
+    body = call([ivig_order(rate=qty(300, "mL/h"))], full_prefetch(patient_70kg(cancer)))
+    async with cds() as api:
+        without = card_with(cards_of(await api.post(SIGN, body)), "TEE risk")
+    async with cds(terminology=fhir_base) as api:
+        with_server = card_with(cards_of(await api.post(SIGN, body)), "TEE risk")
+    assert "malignancy" not in without["summary"].lower()
+    assert "malignan" in (with_server["summary"] + with_server["detail"]).lower()

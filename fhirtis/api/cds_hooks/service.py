@@ -57,7 +57,7 @@ from fhirtis.fhir.orders import (
 from fhirtis.fhir.primitives import is_id
 from fhirtis.fhir.units import UnitError, convert
 from fhirtis.pipeline.jsonout import dumps
-from fhirtis.pipeline.offline import extractor_for
+from fhirtis.pipeline.offline import Answers, ask_terminology, extractor_for
 from fhirtis.settings import Settings
 
 log = logging.getLogger("fhirtis.api.cds")
@@ -117,10 +117,13 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def evaluate(resources: PatientResources, settings: Settings, now: datetime) -> _Evaluated:
+def evaluate(
+    resources: PatientResources, settings: Settings, now: datetime, answers: Answers | None = None
+) -> _Evaluated:
     """What :func:`fhirtis.pipeline.offline.evaluate_patient_resources` computes "as of" ``now``,
-    minus the derived resources; and the dosing weight now (clinical spec §4)."""
-    extractor = extractor_for(settings)
+    minus the derived resources; and the dosing weight now (clinical spec §4). ``answers``: the
+    terminology server's, for codes the shipped ValueSets leave unclassified."""
+    extractor = extractor_for(settings, answers)
     data = extractor.extract(resources.patient_ref, resources.resources, resources.resolve)
     evaluation = evaluate_patient(data.facts(), settings.policy, as_of=now)
     weight = dosing_weight(now, data.weights, data.heights, data.patient, settings.policy)
@@ -216,7 +219,8 @@ async def _answer(
         and (r.get("resourceType") != "Patient" or r.get("id") == call.patient_id)
     ]
     resources = PatientResources(patient_ref, listed, gathered.resolve, [])
-    result = evaluate(resources, ctx.settings, _now())
+    answers = await ask_terminology(resources, ctx.settings)  # None without a server
+    result = evaluate(resources, ctx.settings, _now(), answers)
     thr = result.evaluation.thrombosis
     limit = thr.max_rate_now
     excluded = sum(1 for i in result.data.issues if i.severity in {"error", "fatal"})
