@@ -157,3 +157,25 @@ def test_write_base_url_sends_derived_resources_elsewhere(
         assert registry.stats()["resources"] == stored
     finally:
         registry.close()
+
+
+def test_next_links_on_an_alias_of_the_server(
+    fhir_base: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The test server writes absolute `next` links on 127.0.0.1; configured as `localhost`, a
+    second page is on another origin: refused, naming the setting, until
+    FHIRTIS_FHIR__EQUIVALENT_ORIGINS says the two are the same server."""
+    load(fhir_base, responder(dvt_after_cycle=2))
+    alias = fhir_base.replace("127.0.0.1", "localhost")
+    monkeypatch.delenv("FHIRTIS_SETTINGS_FILE", raising=False)
+    monkeypatch.setenv("FHIRTIS_FHIR__BASE_URL", alias)
+    monkeypatch.setenv("FHIRTIS_FHIR__PAGE_SIZE", "2")  # several pages per search
+    refused = CliRunner().invoke(app, ["run", "--patient", "p1", "--json"])
+    run = json.loads(refused.stdout)["runs"][0]
+    assert refused.exit_code == 1 and run["status"] == "failed"
+    assert "FHIRTIS_FHIR__EQUIVALENT_ORIGINS" in run["error"]
+    origin = fhir_base.split("/fhir", maxsplit=1)[0]
+    monkeypatch.setenv("FHIRTIS_FHIR__EQUIVALENT_ORIGINS", json.dumps([origin]))
+    allowed = CliRunner().invoke(app, ["run", "--patient", "p1", "--json"])
+    assert allowed.exit_code == 0, allowed.output
+    assert json.loads(allowed.stdout)["runs"][0]["evaluation"]["assessments"]
