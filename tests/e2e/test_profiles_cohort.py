@@ -30,6 +30,7 @@ from typer.testing import CliRunner
 
 from fhirtis.cli import app
 from fhirtis.fhir.derive import DERIVED_TYPES
+from fhirtis.io._capabilities import CACHE
 from fhirtis.registry.ledger import Ledger
 from tests.e2e.test_profiles import LACKS, PROFILES
 from tests.e2e.test_run import load, search
@@ -94,6 +95,7 @@ def full_cohort_written(
 ) -> dict[str, int]:
     """What ``fhirtis cohort --patients … --write`` stores on the full profile (the reference)."""
     fhir_server.reset()
+    CACHE.forget()  # module scope: set up before the per-test autouse fixture forgets it
     _load_cohort(fhir_server.base_url)
     before = _counts(fhir_server)
     code, out = _cohort(fhir_server.base_url, tmp_path_factory.mktemp("full") / "l.sqlite")
