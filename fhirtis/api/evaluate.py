@@ -170,6 +170,8 @@ def result_bundle(run: PatientRun, *, write: bool) -> dict[str, Any]:
             )
     for nw in run.not_written:
         issues.append({"severity": "warning", "code": "not-supported", "diagnostics": nw.message()})
+    for dup in run.duplicates:
+        issues.append({"severity": "warning", "code": "duplicate", "diagnostics": dup})
     if run.status is RunStatus.FAILED:  # only the write failed: the result stands
         issues.append(
             {

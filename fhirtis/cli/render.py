@@ -138,6 +138,8 @@ def run_record(run: PatientRun) -> dict[str, Any]:
             {"resourceType": n.resource_type, "identifier": n.identifier, "reason": n.reason}
             for n in run.not_written
         ]
+    if run.duplicates:
+        record["duplicates"] = list(run.duplicates)
     if run.error:
         record["error"] = run.error
     if run.error_code:
@@ -165,5 +167,7 @@ def print_run(console: Console, record: dict[str, Any]) -> None:
     for item in record.get("not_written", []):
         what = f"{item['resourceType']} {item['identifier']}".strip()
         console.print(f"  {what}: not written: {item['reason']}", markup=False)
+    for item in record.get("duplicates", []):
+        console.print(f"  duplicate: {item}", markup=False)
     if record.get("error"):
         console.print(f"  incomplete: {record['error']}", markup=False)

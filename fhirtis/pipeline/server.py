@@ -10,12 +10,28 @@ the server lacks is not attempted and the run says so per resource (``not_writte
 Re-running converges: a 412 on ``If-Match`` (someone changed a resource meanwhile) or a write
 whose outcome is unknown (the connection dropped after sending) re-reads what exists and
 re-plans, a bounded number of times. Conditional creates make a repeated create harmless.
-Where the server has no conditional create, the create follows the search by identifier
-(search-then-create): two writers racing between that search and their POST can both create;
-after its creates fhirtis searches their identifiers again, keeps the copy with the lowest id
-and deletes the others where the server allows delete, else marks them ``entered-in-error``
-where it allows updates (Observation, Flag, DetectedIssue), else logs the duplicate by type; every
-writer keeps the same copy, and later runs read and update only that one.
+
+**The search-then-create race.** Where the server has no conditional create (its statement
+says ``conditionalCreate: false``, or it refused ``If-None-Exist``; e.g. Oracle Health
+Millennium), a create follows the search by business identifier. Two writers of the same
+patient (two ``fhirtis run --write``, a cohort run and ``$myositis-evaluate write=true``) that
+both search before either creates will both create. fhirtis handles it after the fact:
+
+- after its plain creates, the writer searches their identifiers again; where it finds several
+  copies it keeps the one with the lowest id (every writer picks the same) and deletes the
+  others where the server allows ``delete`` on the type;
+- where the server refuses delete but allows updates of the type (Observation, Flag,
+  DetectedIssue), the other copies are marked ``entered-in-error`` and later runs ignore them;
+  otherwise every copy stays; either way the run reports each duplicated resource (``PatientRun.duplicates``: ``fhirtis run --json`` "duplicates", a ``duplicate``
+  warning issue in the HTTP answer); later runs match the copy with the lowest id, so they
+  update that one only and commit nothing while the result does not change;
+- each writer that changed something posts exactly one Provenance naming what *it* wrote (so
+  a race leaves two Provenances, one per write; a Provenance may name a copy the other writer
+  deleted).
+
+Tested in ``tests/e2e/test_write_race.py`` (a second writer run between the first's search
+and its first create, on the ``oracle-like``, ``no-transaction`` and ``full`` test-server
+profiles; and two writers started together).
 """
 
 from __future__ import annotations
@@ -111,6 +127,9 @@ class PatientRun:
     error_status: int | None = None  # the HTTP status that best describes the failure
     error_code: str | None = None  # FHIR issue code: not-supported (permanent refusal), …
     not_written: list[NotWritten] = field(default_factory=list)
+    # derived resources stored more than once after a search-then-create race, on a server that
+    # refuses delete ("Observation <identifier>: 2 copies …"); the next run updates the lowest id
+    duplicates: list[str] = field(default_factory=list)
 
     @property
     def planned(self) -> list[tuple[str, str, Action]]:
@@ -513,7 +532,9 @@ async def existing_derived(
                 log.warning(
                     "two stored resources share a derived identifier (%s)", r.get("resourceType")
                 )
-            out.setdefault(ident, r)
+                if str(r.get("id")) >= str(out[ident].get("id")):
+                    continue  # the copy with the lowest id is the one kept (see _check_duplicates)
+            out[ident] = r
     return out
 
 
@@ -576,6 +597,7 @@ async def settle(
     writer = client.writer()
     sent_before = False  # a write was sent whose outcome we learn only by re-reading
     plan: WritePlan | None = None
+    duplicates: list[str] = []  # found after search-then-create, kept (delete refused)
     for attempt in range(MAX_REPLANS + MAX_LEARN + 1):
         try:
             existing = await existing_derived(writer, evaluated.derived, requests)
@@ -588,7 +610,13 @@ async def settle(
         if not writes:
             status = RunStatus.WRITTEN if sent_before else RunStatus.UNCHANGED
             return PatientRun(
-                patient_id, status, None, plan, requests=requests, not_written=not_written
+                patient_id,
+                status,
+                None,
+                plan,
+                requests=requests,
+                not_written=not_written,
+                duplicates=duplicates,
             )
         if not write:
             return PatientRun(
@@ -605,9 +633,9 @@ async def settle(
             if shape.mode == "transaction":
                 await _write_transaction(writer, writes, provenance, requests)
             elif shape.mode == "batch":
-                await _write_batch(writer, writes, provenance, shape, requests)
+                await _write_batch(writer, writes, provenance, shape, requests, duplicates)
             else:
-                await _write_singles(writer, writes, provenance, shape, requests)
+                await _write_singles(writer, writes, provenance, shape, requests, duplicates)
         except _Learned as learned:
             writer.learn(learned.refused)
             sent_before = sent_before or requests.get("write", 0) > writes_before
@@ -624,6 +652,7 @@ async def settle(
         except FhirClientError as exc:
             run = _failed(patient_id, plan, exc, requests)
             run.not_written = not_written
+            run.duplicates = duplicates
             return run
         log.info(
             "Patient/%s written (%s): %s",
@@ -632,7 +661,13 @@ async def settle(
             ", ".join(f"{k}={v}" for k, v in plan.summary.items()),
         )
         return PatientRun(
-            patient_id, RunStatus.WRITTEN, None, plan, requests=requests, not_written=not_written
+            patient_id,
+            RunStatus.WRITTEN,
+            None,
+            plan,
+            requests=requests,
+            not_written=not_written,
+            duplicates=duplicates,
         )
     return PatientRun(
         patient_id,
@@ -743,6 +778,7 @@ async def _write_batch(
     provenance: Json | None,
     shape: WritePlanShape,
     requests: dict[str, int],
+    duplicates: list[str],
 ) -> None:
     """One batch of creates (conditional where the server has it) and If-Match updates, then
     one Provenance naming what the batch changed."""
@@ -792,7 +828,7 @@ async def _write_batch(
                 url=w.derived.resource_type,
                 operation_outcome=outcome,
             )
-    await _check_duplicates(writer, plain, requests)
+    await _check_duplicates(writer, plain, requests, duplicates)
     await _post_provenance(writer, provenance, changed, requests)
     if conflict:
         raise PreconditionFailed(
@@ -806,6 +842,7 @@ async def _write_singles(
     provenance: Json | None,
     shape: WritePlanShape,
     requests: dict[str, int],
+    duplicates: list[str],
 ) -> None:
     """Single requests in a safe order: creates, then If-Match updates, then the Provenance
     (last, so it names only what was written)."""
@@ -846,18 +883,22 @@ async def _write_singles(
     finally:
         # what was written is written: name it in the one Provenance even if a later write fails
         if changed:
-            await _check_duplicates(writer, plain, requests)
+            await _check_duplicates(writer, plain, requests, duplicates)
             await _post_provenance(writer, provenance, changed, requests)
 
 
 async def _check_duplicates(
-    writer: FhirClient, created: Sequence[PlannedWrite], requests: dict[str, int]
+    writer: FhirClient,
+    created: Sequence[PlannedWrite],
+    requests: dict[str, int],
+    duplicates: list[str],
 ) -> None:
     """Search-then-create (no conditional create on the server) has a race: another writer may
     create the same resource between our search by identifier and our POST. After the creates,
     one search per type by their identifiers finds such duplicates; the one with the lowest id
     is kept (every writer picks the same) and the others are deleted where the server allows
-    it, else marked ``entered-in-error`` where it allows updates, else reported."""
+    it, else marked ``entered-in-error`` where it allows updates, else kept; each is reported in
+    ``duplicates`` (later runs update the kept one only)."""
     if not created:
         return
     caps = await writer.capabilities()
@@ -866,24 +907,33 @@ async def _check_duplicates(
     by_ident: dict[str, list[Json]] = {}
     for r in found:
         ident = identifier_of(r)
-        if ident in wanted:
+        if ident in wanted and r.get("status") != RETIRED:  # a copy already retired is settled
             by_ident.setdefault(ident, []).append(r)
-    for _, copies in sorted(by_ident.items()):
+    for ident, copies in sorted(by_ident.items()):
         if len(copies) < 2:
             continue
         copies.sort(key=lambda r: str(r.get("id")))
         rtype = str(copies[0].get("resourceType"))
         if not caps.allows(rtype, "delete"):
             if rtype in RETIRABLE and caps.allows(rtype, "update"):
-                for extra in copies[1:]:  # no delete: the extra copies are marked retired
+                for extra in copies[1:]:  # no delete: the extra copies are marked void
                     await _retire(writer, extra, requests)
                 log.warning("a concurrent create duplicated a %s; the extra copies retired", rtype)
-            else:
-                log.warning(
-                    "%d %s resources share a derived identifier (a concurrent create); kept all",
-                    len(copies),
-                    rtype,
+                duplicates.append(
+                    f"{rtype} {ident}: {len(copies)} copies (a concurrent create); the server "
+                    "refuses delete, so the others were marked entered-in-error (the one with "
+                    "the lowest id is kept and updated)"
                 )
+                continue
+            log.warning(
+                "%d %s resources share a derived identifier (a concurrent create); kept all",
+                len(copies),
+                rtype,
+            )
+            duplicates.append(
+                f"{rtype} {ident}: {len(copies)} copies (a concurrent create); the server "
+                f"refuses delete, so all were kept (the one with the lowest id is updated)"
+            )
             continue
         for extra in copies[1:]:
             requests["write"] = requests.get("write", 0) + 1

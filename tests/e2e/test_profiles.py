@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from fhirtis.cli import app
 from fhirtis.fhir.derive import DERIVED_TYPES
+from fhirtis.io._capabilities import CACHE
 from tests.e2e.test_run import load
 from tests.fhir.patients import responder
 from tests.fhir_test_server import FhirTestServer
@@ -43,6 +44,7 @@ def _cli_run(base: str, *extra: str) -> tuple[int, Json]:
 def full_written(fhir_server: FhirTestServer) -> dict[str, int]:
     """What `fhirtis run --write` stores on the full profile (the reference)."""
     fhir_server.reset()
+    CACHE.forget()  # module scope: set up before the per-test autouse fixture forgets it
     load(fhir_server.base_url, responder(dvt_after_cycle=2))
     before = _counts(fhir_server)
     code, _ = _cli_run(fhir_server.base_url, "--write")
