@@ -22,8 +22,9 @@ both search before either creates will both create. fhirtis handles it after the
   others where the server allows ``delete`` on the type;
 - where the server refuses delete but allows updates of the type (Observation, Flag,
   DetectedIssue), the other copies are marked ``entered-in-error`` and later runs ignore them;
-  otherwise every copy stays; either way the run reports each duplicated resource (``PatientRun.duplicates``: ``fhirtis run --json`` "duplicates", a ``duplicate``
-  warning issue in the HTTP answer); later runs match the copy with the lowest id, so they
+  otherwise every copy stays; either way the run reports each duplicated resource
+  (``PatientRun.duplicates``: ``fhirtis run --json`` "duplicates", a ``duplicate`` warning
+  issue in the HTTP answer); later runs match the copy with the lowest id, so they
   update that one only and commit nothing while the result does not change;
 - each writer that changed something posts exactly one Provenance naming what *it* wrote (so
   a race leaves two Provenances, one per write; a Provenance may name a copy the other writer
