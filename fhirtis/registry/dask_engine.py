@@ -13,9 +13,10 @@ patients already done (patient → input digest) is scattered to the workers onc
 patients are skipped where they are read.
 
 Point it at a real cluster with ``fhirtis cohort --engine dask --scheduler tcp://host:8786``:
-the workers need fhirtis installed (the same version), and the NDJSON folder and the work folder
-at the same path on every machine (a shared file system). Without ``--scheduler`` a local
-cluster of ``--workers`` processes is started for the run.
+the workers need fhirtis installed (the same version), started with ``--preload
+fhirtis.registry.dask_worker`` (so that they are ready before their first task), and the NDJSON
+folder and the work folder at the same path on every machine (a shared file system). Without
+``--scheduler`` a local cluster of ``--workers`` processes is started for the run.
 """
 
 from __future__ import annotations
@@ -28,13 +29,20 @@ from typing import Any
 from fhirtis.registry.evaluate import PartitionResult, evaluate_partition
 from fhirtis.registry.partition import ByteRange, RangeResult, partition_range
 
+PRELOAD = "fhirtis.registry.dask_worker"  # what every worker imports when it starts
+
 
 def local_cluster(workers: int) -> Any:
-    """A local cluster of ``workers`` single-threaded worker processes."""
+    """A local cluster of ``workers`` single-threaded worker processes, each made ready for
+    fhirtis when it starts (``dask_worker``), not on its first task."""
     from distributed import LocalCluster  # noqa: PLC0415 - the [registry] extra
 
     return LocalCluster(
-        n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
+        n_workers=workers,
+        threads_per_worker=1,
+        processes=True,
+        dashboard_address=None,
+        preload=[PRELOAD],
     )
 
 
