@@ -71,6 +71,8 @@ class Extractor(PatientReader, ObservationReader, EventReader):
         self._unclassified.clear()
         self._recognised.clear()
         self._strengths = {}
+        self._medication_codes = {}
+        self._products = {}
         for path, resource in resources:
             handler = handlers.get(str(resource.get("resourceType")))
             if handler is None:

@@ -3,10 +3,11 @@ readers and the state every resource-family reader uses. Pure: no network."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from datetime import date, datetime
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any
 
 from fhirtis.clinical.facts import (
@@ -27,6 +28,7 @@ from fhirtis.clinical.facts import (
 from fhirtis.clinical.patient import PatientFactsBundle
 from fhirtis.fhir.codes import (
     UCUM,
+    Coding,
     Terminology,
 )
 from fhirtis.fhir.outcome import Issue
@@ -198,27 +200,65 @@ def to_unit(value: Decimal, unit: str | None, target: str, path: str) -> Decimal
         ) from None
 
 
-def first_time(resource: Json, keys: Sequence[str], path: str) -> tuple[datetime, bool, str]:
-    """The first present of the time elements in ``keys`` ("effectiveDateTime",
-    "effectivePeriod.start" …) as (aware datetime, date-only?, element path)."""
-    for key in keys:
-        head, _, tail = key.partition(".")
+@dataclass(frozen=True)
+class TimeElements:
+    """Time elements tried in turn ("effectiveDateTime", "effectivePeriod.start" …), each split
+    once into its element and its part (a module constant per use, not split per resource)."""
+
+    keys: tuple[str, ...]
+    parts: tuple[tuple[str, str, str], ...]  # (key, element, part or "")
+    missing: str  # the message when none is present
+
+    @classmethod
+    def of(cls, *keys: str) -> TimeElements:
+        parts = tuple((key, *key.split(".", 1)) if "." in key else (key, key, "") for key in keys)
+        return cls(keys, parts, f"no {' or '.join(keys)}")  # type: ignore[arg-type]
+
+
+def _first_present(resource: Json, elements: TimeElements) -> tuple[object, str] | None:
+    for key, head, tail in elements.parts:
         value = resource.get(head)
         if tail and isinstance(value, dict):
             value = value.get(tail)
-        if value is None:
-            continue
-        try:
-            when, date_only = parse_date_time(value)
-        except PrimitiveError as exc:
-            raise ExcludedError("value", f"{key}: {exc}", f"{path}.{key}") from None
-        return when, date_only, key
-    raise ExcludedError("required", f"no {' or '.join(keys)}", path)
+        if value is not None:
+            return value, key
+    return None
 
 
-def first_fhir_time(resource: Json, keys: Sequence[str], path: str) -> FhirTime:
+def first_time(resource: Json, elements: TimeElements, path: str) -> tuple[datetime, bool, str]:
+    """The first present of the time ``elements`` as (aware datetime, date-only?, element
+    path)."""
+    found = _first_present(resource, elements)
+    if found is None:
+        raise ExcludedError("required", elements.missing, path)
+    value, key = found
+    try:
+        when, date_only = parse_date_time(value)
+    except PrimitiveError as exc:
+        raise ExcludedError("value", f"{key}: {exc}", f"{path}.{key}") from None
+    return when, date_only, key
+
+
+def first_fhir_time(resource: Json, elements: TimeElements, path: str) -> FhirTime:
     """Like :func:`first_time`, at the precision recorded: a date-only value stays a date."""
-    when, date_only, _ = first_time(resource, keys, path)
+    found = _first_present(resource, elements)
+    if found is None:
+        raise ExcludedError("required", elements.missing, path)
+    value, key = found
+    try:
+        if isinstance(value, str):
+            return _fhir_time(value)
+        parse_date_time(value)  # not a string: raises, saying so
+    except PrimitiveError as exc:
+        raise ExcludedError("value", f"{key}: {exc}", f"{path}.{key}") from None
+    raise AssertionError("unreachable: parse_date_time refuses what is not a string")
+
+
+@lru_cache(maxsize=16384)
+def _fhir_time(value: str) -> FhirTime:
+    """A dateTime text as a FhirTime, once per distinct text (a FhirTime is immutable; errors
+    are raised again, not kept)."""
+    when, date_only = parse_date_time(value)
     return FhirTime(when.date()) if date_only else FhirTime.of(when)
 
 
@@ -268,6 +308,10 @@ class ExtractorBase:
         self._recognised: set[tuple[str, str]] = set()  # codes of recognised concepts
         # per patient: a Medication's strength, by the Medication resource read
         self._strengths: dict[int, tuple[Json, Decimal | ExcludedError | None]] = {}
+        # per patient: a Medication's codings and text, and what it is as a product, by the
+        # Medication resource read (the administrations of one product share them)
+        self._medication_codes: dict[int, tuple[Json, list[Coding], str]] = {}
+        self._products: dict[int, tuple[Json, Any]] = {}
         self._resolve: Mapping[str, Json] = {}
 
     # -- helpers -----------------------------------------------------------------------------

@@ -26,6 +26,7 @@ from fhirtis.fhir.extract.common import (
     ExcludedError,
     Json,
     PatientData,
+    TimeElements,
     concept_codings,
     concept_text,
     first_fhir_time,
@@ -39,6 +40,11 @@ _CONDITION_VOID = {"entered-in-error", "refuted"}
 _CONDITION_ENDED = {"inactive", "remission", "resolved"}
 
 K = TypeVar("K")
+
+_ONSET = TimeElements.of("onsetDateTime", "onsetPeriod.start")
+_ABATEMENT = TimeElements.of("abatementDateTime")
+_EVENT_DATE = TimeElements.of("date", "detected")
+_PERFORMED = TimeElements.of("performedDateTime", "performedPeriod.start")
 
 # the ValueSet families defined by hierarchy (clinical spec §6), as a report names them
 TEE_FAMILY = "thromboembolic events (ValueSets tee-*)"
@@ -189,13 +195,13 @@ class EventReader(MedicationReader):
         }
         onset: FhirTime | None = None
         try:
-            onset = first_fhir_time(r, ("onsetDateTime", "onsetPeriod.start"), path)
+            onset = first_fhir_time(r, _ONSET, path)
         except ExcludedError as exc:
             if exc.issue_code != "required":
                 raise
         end: date | None = None
         if r.get("abatementDateTime") is not None:
-            end = first_time(r, ("abatementDateTime",), path)[0].date()
+            end = first_time(r, _ABATEMENT, path)[0].date()
         if is_dm:
             self._use(data, r)
             if self._jdm is not None and self._jdm.matches_any(codings):
@@ -250,7 +256,7 @@ class EventReader(MedicationReader):
             if (ref_of(target) if target is not None else ref) in self._conditions:
                 return  # the same event as a Condition read here: counted once, there
         self._check_subject(data, r, "subject", path)
-        onset = first_fhir_time(r, ("date", "detected"), path)
+        onset = first_fhir_time(r, _EVENT_DATE, path)
         source = self._use(data, r, onset)
         data.events.append(
             TeeEvent(
@@ -307,7 +313,7 @@ class EventReader(MedicationReader):
         if r.get("status") in {"entered-in-error", "not-done", "preparation"}:
             return
         self._check_subject(data, r, "subject", path)
-        start = first_time(r, ("performedDateTime", "performedPeriod.start"), path)[0].date()
+        start = first_time(r, _PERFORMED, path)[0].date()
         source = self._use(data, r)
         for kind in kinds:
             data.evidence.append(

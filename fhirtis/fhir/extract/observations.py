@@ -27,6 +27,7 @@ from fhirtis.fhir.extract.common import (
     ExtractorBase,
     Json,
     PatientData,
+    TimeElements,
     concept_codings,
     first_time,
     read_quantity,
@@ -38,6 +39,7 @@ from fhirtis.fhir.primitives import (
 )
 
 _OBS_STATUS = {s.value: s for s in ResultStatus}
+_EFFECTIVE = TimeElements.of("effectiveDateTime", "effectivePeriod.start", "effectiveInstant")
 
 
 class ObservationReader(ExtractorBase):
@@ -93,9 +95,7 @@ class ObservationReader(ExtractorBase):
                 "code-invalid", "status is not an Observation status", f"{path}.status"
             )
         self._check_subject(data, r, "subject", path)
-        when, _date_only, _key = first_time(
-            r, ("effectiveDateTime", "effectivePeriod.start", "effectiveInstant"), path
-        )
+        when, _date_only, _key = first_time(r, _EFFECTIVE, path)
         if "valueQuantity" not in r:
             reason = "dataAbsentReason given" if "dataAbsentReason" in r else "no valueQuantity"
             raise ExcludedError("required", reason, f"{path}.valueQuantity")
