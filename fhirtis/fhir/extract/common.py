@@ -3,7 +3,7 @@ readers and the state every resource-family reader uses. Pure: no network."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import date, datetime
 from decimal import Decimal
@@ -301,8 +301,10 @@ class ExtractorBase:
         # answers that depend on the terminology only, shared by every extractor using it
         self._kinds: dict[Any, Any] = terminology.memo_for("extract.observation-kind")
         self._ig_kinds: dict[Any, Any] = terminology.memo_for("extract.immune-globulin")
+        self._members_memo: dict[Any, Any] = terminology.memo_for("extract.value-set-members")
 
-        self._conditions: set[str] = set()
+        self._listed: Sequence[tuple[str, Json]] = ()  # the patient's resources
+        self._conditions: set[str] | None = None  # see _condition_refs
         # (system, code) not classifiable → (ValueSet families, first resource, path)
         self._unclassified: dict[tuple[str, str], tuple[set[str], str, str]] = {}
         self._recognised: set[tuple[str, str]] = set()  # codes of recognised concepts
@@ -319,7 +321,7 @@ class ExtractorBase:
     def _use(
         self, data: PatientData, resource: Json, when: datetime | FhirTime | None = None
     ) -> str:
-        ref = ref_of(resource)
+        ref = f"{resource.get('resourceType')}/{resource.get('id')}"  # ref_of(resource)
         version = (resource.get("meta") or {}).get("versionId")
         used = f"{ref}/_history/{version}" if isinstance(version, str) and version else ref
         if isinstance(when, FhirTime):  # a date-only time counts up to the end of its day
@@ -332,6 +334,8 @@ class ExtractorBase:
     def _check_subject(self, data: PatientData, resource: Json, key: str, path: str) -> None:
         subject = resource.get(key)
         ref = subject.get("reference") if isinstance(subject, dict) else None
+        if ref == data.patient_ref:  # the usual case, first
+            return
         if not isinstance(ref, str):
             raise ExcludedError("required", f"no {key}.reference", f"{path}.{key}")
         if ref != data.patient_ref and not ref.endswith("/" + data.patient_ref):
@@ -339,6 +343,16 @@ class ExtractorBase:
             target = self._resolve.get(ref)
             if target is None or ref_of(target) != data.patient_ref:
                 raise ExcludedError("invalid", f"{key} is another patient", f"{path}.{key}")
+
+    def _condition_refs(self) -> set[str]:
+        """The patient's Conditions ("Type/id"), found once per patient when first asked: a
+        Condition an AdverseEvent cites as its resultingCondition is the same event, carried
+        by the Condition, and the AdverseEvent is not counted a second time."""
+        if self._conditions is None:
+            self._conditions = {
+                ref_of(r) for _, r in self._listed if r.get("resourceType") == "Condition"
+            }
+        return self._conditions
 
     def _require_id(self, resource: Json, path: str) -> None:
         if not is_id(resource.get("id")):

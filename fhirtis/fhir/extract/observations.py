@@ -39,11 +39,27 @@ from fhirtis.fhir.primitives import (
 )
 
 _OBS_STATUS = {s.value: s for s in ResultStatus}
+_UNKNOWN = object()  # not in a memo
 _EFFECTIVE = TimeElements.of("effectiveDateTime", "effectivePeriod.start", "effectiveInstant")
 
 
 class ObservationReader(ExtractorBase):
     # -- Observation -------------------------------------------------------------------------
+
+    def _observation_kind(self, concept: object, path: str) -> tuple[str, Any] | None:
+        """:meth:`_classify_observation` of a CodeableConcept. A concept of one well-formed
+        coding (the usual case) is looked up in the memo directly: a key found there was stored
+        from the same coding, which :func:`concept_codings` reads without complaint as
+        ``[(system, code)]``; anything else is read by :func:`concept_codings`."""
+        if type(concept) is dict:
+            codings = concept.get("coding")
+            if type(codings) is list and len(codings) == 1 and type(codings[0]) is dict:
+                system, code = codings[0].get("system"), codings[0].get("code")
+                if (system is None or type(system) is str) and (code is None or type(code) is str):
+                    found = self._kinds.get(((system, code),), _UNKNOWN)
+                    if found is not _UNKNOWN:
+                        return found  # type: ignore[no-any-return]
+        return self._classify_observation(concept_codings(concept, f"{path}.code"))
 
     def _classify_observation(
         self, codings: list[tuple[str | None, str | None]]
@@ -84,7 +100,7 @@ class ObservationReader(ExtractorBase):
     def _observation(
         self, data: PatientData, path: str, r: Json, _resolve: Mapping[str, Json]
     ) -> None:
-        kind = self._classify_observation(concept_codings(r.get("code"), f"{path}.code"))
+        kind = self._observation_kind(r.get("code"), path)
         if kind is None:
             self._panel(data, path, r, _resolve)
             return
