@@ -187,6 +187,27 @@ def read_quantity(q: object, path: str) -> tuple[Decimal, str | None]:
     return value, unit_from_text(unit) if isinstance(unit, str) and unit.strip() else None
 
 
+def coded_quantity(q: object) -> tuple[Decimal, str | None] | None:
+    """:func:`read_quantity` of the usual Quantity (a JSON number, UCUM or no system, a UCUM
+    ``code``) without the checks' function calls; None for anything else, which
+    :func:`read_quantity` then reads (and refuses, saying where). Where this gives a result,
+    read_quantity gives the same: every check it makes passes for such a Quantity."""
+    if type(q) is not dict:
+        return None
+    value, code, system = q.get("value"), q.get("code"), q.get("system")
+    if (
+        (type(value) is float or type(value) is int)
+        and type(code) is str
+        and code
+        and (system is None or system == UCUM)
+    ):
+        try:
+            return parse_decimal(value), code
+        except PrimitiveError:  # not finite: read_quantity says so
+            return None
+    return None
+
+
 def to_unit(value: Decimal, unit: str | None, target: str, path: str) -> Decimal:
     if unit is None:
         if target == "1":

@@ -22,6 +22,7 @@ from fhirtis.fhir.extract.common import (
     Json,
     PatientData,
     TimeElements,
+    coded_quantity,
     concept_codings,
     concept_names,
     concept_text,
@@ -409,13 +410,13 @@ class MedicationReader(ExtractorBase):
         into.values[unit] = value
 
     def _dose(self, q: object, path: str) -> tuple[str, Decimal]:
-        value, unit = read_quantity(q, path)
+        value, unit = coded_quantity(q) or read_quantity(q, path)
         if unit is None:
             raise ExcludedError("required", "dose has no unit", path)
         return _first_convertible(value, unit, ("g", "mL", "g/kg"), path)
 
     def _rate(self, q: object, path: str) -> tuple[str, Decimal]:
-        value, unit = read_quantity(q, path)
+        value, unit = coded_quantity(q) or read_quantity(q, path)
         if unit is None:
             raise ExcludedError("required", "rate has no unit", path)
         return _first_convertible(value, unit, _RATE_UNITS, path)

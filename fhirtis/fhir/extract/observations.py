@@ -28,6 +28,7 @@ from fhirtis.fhir.extract.common import (
     Json,
     PatientData,
     TimeElements,
+    coded_quantity,
     concept_codings,
     first_time,
     read_quantity,
@@ -115,8 +116,9 @@ class ObservationReader(ExtractorBase):
         if "valueQuantity" not in r:
             reason = "dataAbsentReason given" if "dataAbsentReason" in r else "no valueQuantity"
             raise ExcludedError("required", reason, f"{path}.valueQuantity")
-        value, unit = read_quantity(r["valueQuantity"], f"{path}.valueQuantity")
+        quantity = r["valueQuantity"]
         qpath = f"{path}.valueQuantity"
+        value, unit = coded_quantity(quantity) or read_quantity(quantity, qpath)
         tag, detail = kind
         if tag == "measure":
             measure, instrument, target = detail
@@ -143,6 +145,8 @@ class ObservationReader(ExtractorBase):
         """A panel (e.g. vital signs 85353-1) whose values fhirtis uses are its ``component``s
         or contained ``hasMember`` Observations: each is read as an Observation of the panel
         (its source is the panel). Members that are resources of their own are read as such."""
+        if "component" not in r and "hasMember" not in r and "contained" not in r:
+            return  # not a panel (most Observations fhirtis does not use): nothing to read
         for i, comp in enumerate(r.get("component", []) or []):
             if not isinstance(comp, dict) or "valueQuantity" not in comp:
                 continue
