@@ -8,16 +8,18 @@ no patient, two patients) raise :class:`InputError` listing every problem with i
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
-from fhirtis.fhir.extract import patient_refs
+from fhirtis.fhir.extract.patient import patient_ref_in
 from fhirtis.fhir.outcome import InputError, Issue
 from fhirtis.fhir.primitives import is_id
 
 Json = dict[str, Any]
+
+_SUBJECT_KEYS = ("subject", "patient")
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,53 @@ def bundle_entries(doc: Any) -> tuple[list[tuple[str, Json]], list[Issue]]:
     searchset entry with ``search.mode = outcome`` is an OperationOutcome about the search: it is
     surfaced as a warning (the data may be incomplete), never dropped silently.
     """
+    found = _read_entries(doc)
+    return found.resources, found.issues
+
+
+@dataclass
+class _Found:
+    """What one pass over a Bundle finds: the listed resources and the structure's problems,
+    the reference table (:meth:`resolve`) and the patient references (:meth:`patient_refs`).
+
+    One pass does what three did (the entries, then the reference table, then the patients):
+    each entry is looked at once, and a location is formatted only for a listed resource or an
+    issue."""
+
+    resources: list[tuple[str, Json]] = field(default_factory=list)
+    issues: list[Issue] = field(default_factory=list)
+    listed_by_ref: dict[str, Json] = field(default_factory=dict)  # "Type/id": the last listed
+    other_by_ref: dict[str, Json] = field(default_factory=dict)  # "Type/id": the first other
+    by_full_url: dict[str, Json] = field(default_factory=dict)  # entry.fullUrl: the last
+    patients: set[str] = field(default_factory=set)  # "Patient/id" of the listed Patients
+    references: set[str] = field(default_factory=set)  # listed subject/patient references
+
+    def resolve(self) -> dict[str, Json]:
+        """Every resource by "Type/id" and by its entry's fullUrl (nested Bundles included).
+
+        The precedence is the one of filling a single table in turn (the listed resources, then
+        every resource in document order without replacing a key, then every fullUrl): a fullUrl
+        (the last entry giving it) wins over a listed resource's "Type/id" (the last listed),
+        which wins over another resource's (the first in document order: a nested Bundle, a
+        resource excluded for its id, a search outcome)."""
+        table = dict(self.listed_by_ref)
+        for key, resource in self.other_by_ref.items():
+            table.setdefault(key, resource)
+        table.update(self.by_full_url)
+        return table
+
+    def patient_refs(self) -> set[str]:
+        """:func:`~fhirtis.fhir.extract.patient_refs` of the listed resources: the Patients'
+        ids and the patients their subject/patient references name (each distinct text once)."""
+        refs = set(self.patients)
+        for reference in self.references:
+            patient = patient_ref_in(reference)
+            if patient is not None:
+                refs.add(patient)
+        return refs
+
+
+def _read_entries(doc: Any) -> _Found:
     if not isinstance(doc, dict) or doc.get("resourceType") != "Bundle":
         kind = doc.get("resourceType") if isinstance(doc, dict) else type(doc).__name__
         raise InputError(
@@ -53,55 +102,77 @@ def bundle_entries(doc: Any) -> tuple[list[tuple[str, Json]], list[Issue]]:
         raise InputError(
             [Issue("fatal", "structure", "Bundle.entry must be an array", "Bundle.entry")]
         )
-    out: list[tuple[str, Json]] = []
-    issues: list[Issue] = []
-    _walk(doc, "Bundle", out, issues, None)
-    return out, issues
+    found = _Found()
+    _collect(doc, "Bundle", found, listed=True)
+    return found
 
 
-def _walk(
-    doc: Json,
-    where: str,
-    out: list[tuple[str, Json]],
-    issues: list[Issue],
-    table: dict[str, Json] | None,
-) -> None:
+def _collect(doc: Json, where: str, found: _Found, *, listed: bool) -> None:
+    """Record the entries of ``doc`` (at ``where``) in ``found``. ``listed``: its resources are
+    the patient's (else only referable: the entries of a nested Bundle that is itself excluded,
+    whose problems are not reported)."""
     entries = doc.get("entry", [])
     if not isinstance(entries, list):
-        issues.append(
-            Issue("error", "structure", "Bundle.entry must be an array", f"{where}.entry")
-        )
+        if listed:
+            found.issues.append(
+                Issue("error", "structure", "Bundle.entry must be an array", f"{where}.entry")
+            )
         return
     for i, entry in enumerate(entries):
-        loc = f"{where}.entry[{i}]"
         resource = entry.get("resource") if isinstance(entry, dict) else None
         if not isinstance(resource, dict) or not isinstance(resource.get("resourceType"), str):
-            if table is None:
-                issues.append(
-                    Issue("error", "structure", "entry has no resource", f"{loc}.resource")
+            if listed:
+                found.issues.append(
+                    Issue(
+                        "error",
+                        "structure",
+                        "entry has no resource",
+                        f"{where}.entry[{i}].resource",
+                    )
                 )
             continue
-        if table is not None:
-            if isinstance(resource.get("id"), str):
-                table.setdefault(f"{resource['resourceType']}/{resource['id']}", resource)
-            if isinstance(entry.get("fullUrl"), str):
-                table[entry["fullUrl"]] = resource
-            if resource["resourceType"] == "Bundle":
-                _walk(resource, f"{loc}.resource", out, issues, table)
-            continue
-        if "id" in resource and not is_id(resource["id"]):
-            issues.append(
-                Issue("error", "value", "resource id is not a valid FHIR id", f"{loc}.resource.id")
+        resource_type: str = resource["resourceType"]
+        resource_id = resource.get("id")
+        full_url = entry.get("fullUrl")
+        if isinstance(full_url, str):
+            found.by_full_url[full_url] = resource
+        keep = listed
+        if keep and "id" in resource and not is_id(resource_id):
+            found.issues.append(
+                Issue(
+                    "error",
+                    "value",
+                    "resource id is not a valid FHIR id",
+                    f"{where}.entry[{i}].resource.id",
+                )
             )
+            keep = False
+        if keep:
+            search = entry.get("search")
+            if isinstance(search, dict) and search.get("mode") == "outcome":
+                found.issues.append(_search_outcome(resource, f"{where}.entry[{i}].resource"))
+                keep = False
+        if resource_type == "Bundle":
+            if isinstance(resource_id, str):
+                found.other_by_ref.setdefault(f"Bundle/{resource_id}", resource)
+            _collect(resource, f"{where}.entry[{i}].resource", found, listed=keep)
             continue
-        search = entry.get("search")
-        if isinstance(search, dict) and search.get("mode") == "outcome":
-            issues.append(_search_outcome(resource, f"{loc}.resource"))
+        if not keep:
+            if isinstance(resource_id, str):
+                found.other_by_ref.setdefault(f"{resource_type}/{resource_id}", resource)
             continue
-        if resource["resourceType"] == "Bundle":
-            _walk(resource, f"{loc}.resource", out, issues, None)
-            continue
-        out.append((f"{loc}.resource", resource))
+        found.resources.append((f"{where}.entry[{i}].resource", resource))
+        if isinstance(resource_id, str):
+            found.listed_by_ref[f"{resource_type}/{resource_id}"] = resource
+            if resource_type == "Patient":
+                found.patients.add(f"Patient/{resource_id}")
+                continue
+        for key in _SUBJECT_KEYS:
+            value = resource.get(key)
+            if isinstance(value, dict):
+                reference = value.get("reference")
+                if isinstance(reference, str):
+                    found.references.add(reference)
 
 
 def _search_outcome(resource: Json, loc: str) -> Issue:
@@ -128,16 +199,20 @@ def resolver(entries: Sequence[tuple[str, Json]], doc: Any) -> dict[str, Json]:
     for _, r in entries:
         if isinstance(r.get("id"), str):
             table[f"{r['resourceType']}/{r['id']}"] = r
-    if isinstance(doc, dict):
-        _walk(doc, "Bundle", [], [], table)
+    if isinstance(doc, dict) and isinstance(doc.get("entry", []), list):
+        found = _Found()
+        _collect(doc, "Bundle", found, listed=False)
+        for key, resource in found.other_by_ref.items():
+            table.setdefault(key, resource)
+        table.update(found.by_full_url)
     return table
 
 
 def read_patient_bundle(raw: bytes | str, where: str = "(input)") -> PatientResources:
     """One patient's Bundle → its resources; InputError when it is not one patient's Bundle."""
-    doc = parse_json(raw, where)
-    entries, issues = bundle_entries(doc)
-    refs = patient_refs(r for _, r in entries)
+    found = _read_entries(parse_json(raw, where))
+    entries, issues = found.resources, found.issues
+    refs = found.patient_refs()
     if not refs:
         raise InputError(
             [*issues, Issue("fatal", "required", "no Patient and no subject reference", "Bundle")]
@@ -154,4 +229,4 @@ def read_patient_bundle(raw: bytes | str, where: str = "(input)") -> PatientReso
                 ),
             ]
         )
-    return PatientResources(refs.pop(), entries, resolver(entries, doc), issues)
+    return PatientResources(refs.pop(), entries, found.resolve(), issues)

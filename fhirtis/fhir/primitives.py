@@ -15,6 +15,7 @@ _DATE_TIME = re.compile(
     r"(Z|(\+|-)((0[0-9]|1[0-3]):[0-5][0-9]|14:00)))?)?)?"
 )
 _ID = re.compile(r"[A-Za-z0-9\-\.]{1,64}")
+_ID_MATCH = _ID.fullmatch  # bound once: is_id runs twice per resource
 
 
 class PrimitiveError(ValueError):
@@ -22,7 +23,7 @@ class PrimitiveError(ValueError):
 
 
 def is_id(value: object) -> bool:
-    return isinstance(value, str) and _ID.fullmatch(value) is not None
+    return isinstance(value, str) and _ID_MATCH(value) is not None
 
 
 def parse_date_time(value: object) -> tuple[datetime, bool]:
@@ -73,10 +74,28 @@ def parse_decimal(value: object) -> Decimal:
     if isinstance(value, int):
         return Decimal(value)
     if isinstance(value, float):
+        found = _FLOAT_DECIMALS.get(value) if type(value) is float else None
+        if found is not None:
+            return found
         if not math.isfinite(value):
             raise PrimitiveError("not a finite number")
-        return Decimal(repr(value))
+        exact = Decimal(repr(value))
+        if (
+            value and type(value) is float
+        ):  # 0.0 and -0.0 are one key but two Decimals: zeros are not kept
+            if len(_FLOAT_DECIMALS) >= _FLOAT_DECIMALS_LIMIT:
+                _FLOAT_DECIMALS.clear()
+            _FLOAT_DECIMALS[value] = exact
+        return exact
     raise PrimitiveError("not a JSON number")
+
+
+_FLOAT_DECIMALS: dict[float, Decimal] = {}
+""":func:`parse_decimal` of a float, once per distinct value (records share their values; a
+Decimal is immutable). Keyed by the float itself (plain floats only, as orjson gives): equal
+floats have the same ``repr`` except 0.0 and -0.0, which are never kept; NaN is never kept (it is
+refused), so a hit is always the same finite value."""
+_FLOAT_DECIMALS_LIMIT = 65_536
 
 
 def parse_decimal_text(value: str) -> Decimal:

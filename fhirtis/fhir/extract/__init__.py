@@ -9,8 +9,9 @@ over without a word.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
+from fhirtis.fhir.codes import Terminology
 from fhirtis.fhir.extract.common import (
     CORE_SET_CODES,
     ENZYME_VALUE_SETS,
@@ -42,6 +43,20 @@ __all__ = [
 class Extractor(PatientReader, ObservationReader, EventReader):
     """Reads one patient's resources. Create one per patient."""
 
+    def __init__(self, terminology: Terminology, settings: ExtractSettings | None = None) -> None:
+        super().__init__(terminology, settings)
+        self._handlers: dict[str, Callable[[PatientData, str, Json, Mapping[str, Json]], None]] = {
+            "Patient": self._patient,
+            "Observation": self._observation,
+            "MedicationAdministration": self._administration,
+            "Condition": self._condition,
+            "AdverseEvent": self._adverse_event,
+            "MedicationStatement": self._medication_use,
+            "MedicationRequest": self._medication_use,
+            "Device": self._device,
+            "Procedure": self._procedure,
+        }
+
     # -- entry point -------------------------------------------------------------------------
 
     def extract(
@@ -53,26 +68,18 @@ class Extractor(PatientReader, ObservationReader, EventReader):
         """``resources``: (location, resource) pairs of one patient; ``resolve``: every resource
         reachable by reference ("Medication/1", "urn:uuid:…")."""
         data = PatientData(patient_ref=patient_ref, patient_source=patient_ref)
-        handlers = {
-            "Patient": self._patient,
-            "Observation": self._observation,
-            "MedicationAdministration": self._administration,
-            "Condition": self._condition,
-            "AdverseEvent": self._adverse_event,
-            "MedicationStatement": self._medication_use,
-            "MedicationRequest": self._medication_use,
-            "Device": self._device,
-            "Procedure": self._procedure,
-        }
-        # a Condition an AdverseEvent cites as its resultingCondition is the same event: the
-        # Condition carries it, and the AdverseEvent is not counted a second time
-        self._conditions = {ref_of(r) for _, r in resources if r.get("resourceType") == "Condition"}
+        handlers = self._handlers
+        self._listed = resources
+        self._conditions = None  # found when an AdverseEvent asks (see _condition_refs)
         self._resolve = resolve
         self._unclassified.clear()
         self._recognised.clear()
         self._strengths = {}
+        self._medication_codes = {}
+        self._products = {}
         for path, resource in resources:
-            handler = handlers.get(str(resource.get("resourceType")))
+            kind = resource.get("resourceType")
+            handler = handlers.get(kind if isinstance(kind, str) else str(kind))
             if handler is None:
                 continue
             try:

@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import date, datetime
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any
 
 from fhirtis.clinical.facts import (
@@ -27,6 +28,7 @@ from fhirtis.clinical.facts import (
 from fhirtis.clinical.patient import PatientFactsBundle
 from fhirtis.fhir.codes import (
     UCUM,
+    Coding,
     Terminology,
 )
 from fhirtis.fhir.outcome import Issue
@@ -185,6 +187,27 @@ def read_quantity(q: object, path: str) -> tuple[Decimal, str | None]:
     return value, unit_from_text(unit) if isinstance(unit, str) and unit.strip() else None
 
 
+def coded_quantity(q: object) -> tuple[Decimal, str | None] | None:
+    """:func:`read_quantity` of the usual Quantity (a JSON number, UCUM or no system, a UCUM
+    ``code``) without the checks' function calls; None for anything else, which
+    :func:`read_quantity` then reads (and refuses, saying where). Where this gives a result,
+    read_quantity gives the same: every check it makes passes for such a Quantity."""
+    if type(q) is not dict:
+        return None
+    value, code, system = q.get("value"), q.get("code"), q.get("system")
+    if (
+        (type(value) is float or type(value) is int)
+        and type(code) is str
+        and code
+        and (system is None or system == UCUM)
+    ):
+        try:
+            return parse_decimal(value), code
+        except PrimitiveError:  # not finite: read_quantity says so
+            return None
+    return None
+
+
 def to_unit(value: Decimal, unit: str | None, target: str, path: str) -> Decimal:
     if unit is None:
         if target == "1":
@@ -198,27 +221,65 @@ def to_unit(value: Decimal, unit: str | None, target: str, path: str) -> Decimal
         ) from None
 
 
-def first_time(resource: Json, keys: Sequence[str], path: str) -> tuple[datetime, bool, str]:
-    """The first present of the time elements in ``keys`` ("effectiveDateTime",
-    "effectivePeriod.start" …) as (aware datetime, date-only?, element path)."""
-    for key in keys:
-        head, _, tail = key.partition(".")
+@dataclass(frozen=True)
+class TimeElements:
+    """Time elements tried in turn ("effectiveDateTime", "effectivePeriod.start" …), each split
+    once into its element and its part (a module constant per use, not split per resource)."""
+
+    keys: tuple[str, ...]
+    parts: tuple[tuple[str, str, str], ...]  # (key, element, part or "")
+    missing: str  # the message when none is present
+
+    @classmethod
+    def of(cls, *keys: str) -> TimeElements:
+        parts = tuple((key, *key.split(".", 1)) if "." in key else (key, key, "") for key in keys)
+        return cls(keys, parts, f"no {' or '.join(keys)}")  # type: ignore[arg-type]
+
+
+def _first_present(resource: Json, elements: TimeElements) -> tuple[object, str] | None:
+    for key, head, tail in elements.parts:
         value = resource.get(head)
         if tail and isinstance(value, dict):
             value = value.get(tail)
-        if value is None:
-            continue
-        try:
-            when, date_only = parse_date_time(value)
-        except PrimitiveError as exc:
-            raise ExcludedError("value", f"{key}: {exc}", f"{path}.{key}") from None
-        return when, date_only, key
-    raise ExcludedError("required", f"no {' or '.join(keys)}", path)
+        if value is not None:
+            return value, key
+    return None
 
 
-def first_fhir_time(resource: Json, keys: Sequence[str], path: str) -> FhirTime:
+def first_time(resource: Json, elements: TimeElements, path: str) -> tuple[datetime, bool, str]:
+    """The first present of the time ``elements`` as (aware datetime, date-only?, element
+    path)."""
+    found = _first_present(resource, elements)
+    if found is None:
+        raise ExcludedError("required", elements.missing, path)
+    value, key = found
+    try:
+        when, date_only = parse_date_time(value)
+    except PrimitiveError as exc:
+        raise ExcludedError("value", f"{key}: {exc}", f"{path}.{key}") from None
+    return when, date_only, key
+
+
+def first_fhir_time(resource: Json, elements: TimeElements, path: str) -> FhirTime:
     """Like :func:`first_time`, at the precision recorded: a date-only value stays a date."""
-    when, date_only, _ = first_time(resource, keys, path)
+    found = _first_present(resource, elements)
+    if found is None:
+        raise ExcludedError("required", elements.missing, path)
+    value, key = found
+    try:
+        if isinstance(value, str):
+            return _fhir_time(value)
+        parse_date_time(value)  # not a string: raises, saying so
+    except PrimitiveError as exc:
+        raise ExcludedError("value", f"{key}: {exc}", f"{path}.{key}") from None
+    raise AssertionError("unreachable: parse_date_time refuses what is not a string")
+
+
+@lru_cache(maxsize=16384)
+def _fhir_time(value: str) -> FhirTime:
+    """A dateTime text as a FhirTime, once per distinct text (a FhirTime is immutable; errors
+    are raised again, not kept)."""
+    when, date_only = parse_date_time(value)
     return FhirTime(when.date()) if date_only else FhirTime.of(when)
 
 
@@ -261,13 +322,19 @@ class ExtractorBase:
         # answers that depend on the terminology only, shared by every extractor using it
         self._kinds: dict[Any, Any] = terminology.memo_for("extract.observation-kind")
         self._ig_kinds: dict[Any, Any] = terminology.memo_for("extract.immune-globulin")
+        self._members_memo: dict[Any, Any] = terminology.memo_for("extract.value-set-members")
 
-        self._conditions: set[str] = set()
+        self._listed: Sequence[tuple[str, Json]] = ()  # the patient's resources
+        self._conditions: set[str] | None = None  # see _condition_refs
         # (system, code) not classifiable → (ValueSet families, first resource, path)
         self._unclassified: dict[tuple[str, str], tuple[set[str], str, str]] = {}
         self._recognised: set[tuple[str, str]] = set()  # codes of recognised concepts
         # per patient: a Medication's strength, by the Medication resource read
         self._strengths: dict[int, tuple[Json, Decimal | ExcludedError | None]] = {}
+        # per patient: a Medication's codings and text, and what it is as a product, by the
+        # Medication resource read (the administrations of one product share them)
+        self._medication_codes: dict[int, tuple[Json, list[Coding], str]] = {}
+        self._products: dict[int, tuple[Json, Any]] = {}
         self._resolve: Mapping[str, Json] = {}
 
     # -- helpers -----------------------------------------------------------------------------
@@ -275,7 +342,7 @@ class ExtractorBase:
     def _use(
         self, data: PatientData, resource: Json, when: datetime | FhirTime | None = None
     ) -> str:
-        ref = ref_of(resource)
+        ref = f"{resource.get('resourceType')}/{resource.get('id')}"  # ref_of(resource)
         version = (resource.get("meta") or {}).get("versionId")
         used = f"{ref}/_history/{version}" if isinstance(version, str) and version else ref
         if isinstance(when, FhirTime):  # a date-only time counts up to the end of its day
@@ -288,6 +355,8 @@ class ExtractorBase:
     def _check_subject(self, data: PatientData, resource: Json, key: str, path: str) -> None:
         subject = resource.get(key)
         ref = subject.get("reference") if isinstance(subject, dict) else None
+        if ref == data.patient_ref:  # the usual case, first
+            return
         if not isinstance(ref, str):
             raise ExcludedError("required", f"no {key}.reference", f"{path}.{key}")
         if ref != data.patient_ref and not ref.endswith("/" + data.patient_ref):
@@ -295,6 +364,16 @@ class ExtractorBase:
             target = self._resolve.get(ref)
             if target is None or ref_of(target) != data.patient_ref:
                 raise ExcludedError("invalid", f"{key} is another patient", f"{path}.{key}")
+
+    def _condition_refs(self) -> set[str]:
+        """The patient's Conditions ("Type/id"), found once per patient when first asked: a
+        Condition an AdverseEvent cites as its resultingCondition is the same event, carried
+        by the Condition, and the AdverseEvent is not counted a second time."""
+        if self._conditions is None:
+            self._conditions = {
+                ref_of(r) for _, r in self._listed if r.get("resourceType") == "Condition"
+            }
+        return self._conditions
 
     def _require_id(self, resource: Json, path: str) -> None:
         if not is_id(resource.get("id")):

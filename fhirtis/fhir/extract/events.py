@@ -23,9 +23,11 @@ from fhirtis.fhir.codes import (
     ValueSetIndex,
 )
 from fhirtis.fhir.extract.common import (
+    MEMO_LIMIT,
     ExcludedError,
     Json,
     PatientData,
+    TimeElements,
     concept_codings,
     concept_text,
     first_fhir_time,
@@ -39,6 +41,11 @@ _CONDITION_VOID = {"entered-in-error", "refuted"}
 _CONDITION_ENDED = {"inactive", "remission", "resolved"}
 
 K = TypeVar("K")
+
+_ONSET = TimeElements.of("onsetDateTime", "onsetPeriod.start")
+_ABATEMENT = TimeElements.of("abatementDateTime")
+_EVENT_DATE = TimeElements.of("date", "detected")
+_PERFORMED = TimeElements.of("performedDateTime", "performedPeriod.start")
 
 # the ValueSet families defined by hierarchy (clinical spec §6), as a report names them
 TEE_FAMILY = "thromboembolic events (ValueSets tee-*)"
@@ -101,6 +108,30 @@ class EventReader(MedicationReader):
         code is remembered for one warning per code (see :meth:`_report_unclassified`), unless
         the concept is recognised in another family (a DVT Condition is not also reported as
         an unclassified risk factor)."""
+        key = (family, tuple(indexes), tuple(codings))
+        known = self._members_memo.get(key)
+        if known is None:
+            known = self._classify_members(indexes, codings)
+            if len(self._members_memo) >= MEMO_LIMIT:
+                self._members_memo.clear()
+            self._members_memo[key] = known
+        kinds, pending = known
+        if kinds:  # a recognised concept is not reported for the other families
+            self._recognised.update((s, c) for s, c in codings if s is not None and c is not None)
+        else:
+            for coding in pending:
+                families, _, _ = self._unclassified.setdefault(
+                    coding, (set(), ref_of(resource), path)
+                )
+                families.add(family)
+        return list(kinds)
+
+    def _classify_members(
+        self, indexes: Mapping[K, ValueSetIndex], codings: Sequence[Coding]
+    ) -> tuple[tuple[K, ...], tuple[tuple[str, str], ...]]:
+        """For :meth:`_members`, once per family and codings (the answers depend on the
+        terminology and its oracle alone): the kinds whose ValueSet holds one of ``codings``,
+        and the codes left unclassified."""
         kinds: list[K] = []
         pending: set[tuple[str, str]] = set()
         for kind, index in indexes.items():
@@ -116,15 +147,7 @@ class EventReader(MedicationReader):
                     and not any(v.contains(s, c) for v in self._dm)
                     and index.classify(s, c, self.t.oracle) is Membership.UNCLASSIFIED
                 )
-        if kinds:  # a recognised concept is not reported for the other families
-            self._recognised.update((s, c) for s, c in codings if s is not None and c is not None)
-        else:
-            for coding in pending:
-                families, _, _ = self._unclassified.setdefault(
-                    coding, (set(), ref_of(resource), path)
-                )
-                families.add(family)
-        return kinds
+        return tuple(kinds), tuple(pending)
 
     def _report_unclassified(self, data: PatientData) -> None:
         """One warning per code that could not be classified, naming its ValueSet families."""
@@ -189,13 +212,13 @@ class EventReader(MedicationReader):
         }
         onset: FhirTime | None = None
         try:
-            onset = first_fhir_time(r, ("onsetDateTime", "onsetPeriod.start"), path)
+            onset = first_fhir_time(r, _ONSET, path)
         except ExcludedError as exc:
             if exc.issue_code != "required":
                 raise
         end: date | None = None
         if r.get("abatementDateTime") is not None:
-            end = first_time(r, ("abatementDateTime",), path)[0].date()
+            end = first_time(r, _ABATEMENT, path)[0].date()
         if is_dm:
             self._use(data, r)
             if self._jdm is not None and self._jdm.matches_any(codings):
@@ -247,10 +270,10 @@ class EventReader(MedicationReader):
             if not isinstance(ref, str):
                 continue
             target = self._resolve.get(ref)
-            if (ref_of(target) if target is not None else ref) in self._conditions:
+            if (ref_of(target) if target is not None else ref) in self._condition_refs():
                 return  # the same event as a Condition read here: counted once, there
         self._check_subject(data, r, "subject", path)
-        onset = first_fhir_time(r, ("date", "detected"), path)
+        onset = first_fhir_time(r, _EVENT_DATE, path)
         source = self._use(data, r, onset)
         data.events.append(
             TeeEvent(
@@ -307,7 +330,7 @@ class EventReader(MedicationReader):
         if r.get("status") in {"entered-in-error", "not-done", "preparation"}:
             return
         self._check_subject(data, r, "subject", path)
-        start = first_time(r, ("performedDateTime", "performedPeriod.start"), path)[0].date()
+        start = first_time(r, _PERFORMED, path)[0].date()
         source = self._use(data, r)
         for kind in kinds:
             data.evidence.append(

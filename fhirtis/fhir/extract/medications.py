@@ -21,6 +21,8 @@ from fhirtis.fhir.extract.common import (
     ExtractorBase,
     Json,
     PatientData,
+    TimeElements,
+    coded_quantity,
     concept_codings,
     concept_names,
     concept_text,
@@ -36,6 +38,11 @@ from fhirtis.fhir.units import convert, first_convertible
 
 _MA_USED = {"completed", "in-progress", "stopped"}
 _MED_VOID = {"entered-in-error", "not-taken", "cancelled", "draft"}
+_EFFECTIVE = TimeElements.of("effectiveDateTime", "effectivePeriod.start")
+_EFFECTIVE_END = TimeElements.of("effectivePeriod.end")
+_USE_STARTS = tuple(
+    TimeElements.of(key) for key in ("effectivePeriod.start", "effectiveDateTime", "authoredOn")
+)
 
 
 Coding = tuple[str | None, str | None]
@@ -91,6 +98,19 @@ class _Amounts:
 _IG_WORDS = ("globulin", "ivig", "igiv", "immunoglobulin")
 
 
+@dataclass(frozen=True, slots=True)
+class _Product:
+    """An administered product as the IVIG rules read it (see
+    :meth:`MedicationReader._product_facts`)."""
+
+    kind: str | None  # :meth:`MedicationReader._immune_globulin`
+    codings: list[Coding]  # its code's codings, then its ingredients'
+    names: list[str]  # lower case
+    shown: str  # its name in messages
+    route_unsure: bool  # given by more than one route: an unrecorded route is reported
+    used: tuple[str, str] | None  # the Medication's reference and versioned reference
+
+
 class UnresolvedMedicationError(ExcludedError):
     """A medicationReference that resolves to no Medication."""
 
@@ -126,8 +146,13 @@ class MedicationReader(ExtractorBase):
                 f"its Medication ({target}) cannot be resolved",
                 f"{path}.medicationReference",
             )
+        known = self._medication_codes.get(id(med))
+        if known is not None and known[0] is med:
+            return med, known[1], known[2]
         code = med.get("code")
-        return med, concept_codings(code, "Medication.code"), concept_text(code)
+        codings, text = concept_codings(code, "Medication.code"), concept_text(code)
+        self._medication_codes[id(med)] = (med, codings, text)
+        return med, codings, text
 
     def _product(
         self, med: Json | None, codings: list[Coding], text: str
@@ -141,6 +166,36 @@ class MedicationReader(ExtractorBase):
                 all_codings += concept_codings(item, f"Medication.ingredient[{i}]")
                 names += [n.lower() for n in concept_names(item)]
         return all_codings, names
+
+    def _product_facts(self, med: Json | None, codings: list[Coding], text: str) -> _Product:
+        """What the administrations of a product need to know of it (:class:`_Product`), once
+        per Medication resource of the patient: it depends on the Medication alone (an inline
+        medicationCodeableConcept is read each time). An exclusion is not kept: it is raised
+        again for each administration."""
+        if med is None:
+            return self._read_product(med, codings, text)
+        known = self._products.get(id(med))
+        if known is None or known[0] is not med:
+            known = (med, self._read_product(med, codings, text))
+            self._products[id(med)] = known
+        return known[1]
+
+    def _read_product(self, med: Json | None, codings: list[Coding], text: str) -> _Product:
+        product_codings, names = self._product(med, codings, text)
+        kind = self._immune_globulin(product_codings, names)
+        if kind is None:
+            return _Product(None, product_codings, names, "", route_unsure=False, used=None)
+        shown = text or ", ".join(f"{s} {c}" for s, c in product_codings if c) or "immune globulin"
+        route_unsure = (kind == "generic" and not any(_IV_WORDS.search(n) for n in names)) or (
+            self._dual is not None
+            and (self._dual.matches_any(product_codings) or _named(self._dual.names, names))
+        )
+        used = (
+            (ref_of(med), versioned(med))
+            if med is not None and isinstance(med.get("id"), str)
+            else None
+        )
+        return _Product(kind, product_codings, names, shown, route_unsure=route_unsure, used=used)
 
     def _immune_globulin(self, codings: list[Coding], names: list[str]) -> str | None:
         """What kind of immune globulin the product is: ``scig`` (a subcutaneous product),
@@ -233,12 +288,12 @@ class MedicationReader(ExtractorBase):
             return
         if self._risk_medication(data, r, codings, path):
             return
-        product_codings, names = self._product(med, codings, text)
-        kind = self._immune_globulin(product_codings, names)
+        product = self._product_facts(med, codings, text)
+        kind = product.kind
         if kind is None:
             return
         self._require_id(r, path)
-        shown = text or ", ".join(f"{s} {c}" for s, c in product_codings if c) or "immune globulin"
+        shown = product.shown
         if kind == "scig":
             self._excluded_ig(
                 data, r, path, f"subcutaneous immune globulin product ({shown}), not IVIG"
@@ -268,13 +323,7 @@ class MedicationReader(ExtractorBase):
                 data, r, f"{path}.dosage.route", "route recorded is not intravenous: not IVIG"
             )
             return
-        if route is None and (
-            (kind == "generic" and not any(_IV_WORDS.search(n) for n in names))
-            or (
-                self._dual is not None
-                and (self._dual.matches_any(product_codings) or _named(self._dual.names, names))
-            )
-        ):
+        if route is None and product.route_unsure:
             data.issues.append(
                 Issue(
                     "warning",
@@ -286,11 +335,11 @@ class MedicationReader(ExtractorBase):
                 )
             )
         self._check_subject(data, r, "subject", path)
-        start = first_fhir_time(r, ("effectiveDateTime", "effectivePeriod.start"), path)
+        start = first_fhir_time(r, _EFFECTIVE, path)
         end: FhirTime | None = None
         period = r.get("effectivePeriod")
         if isinstance(period, dict) and period.get("end") is not None:
-            end = first_fhir_time(r, ("effectivePeriod.end",), path)
+            end = first_fhir_time(r, _EFFECTIVE_END, path)
         amounts = _Amounts()
         if "dose" in dosage:
             self._value(data, r, "dose", self._dose, dosage["dose"], f"{path}.dosage.dose", amounts)
@@ -302,8 +351,8 @@ class MedicationReader(ExtractorBase):
             self._value(data, r, "rate", self._rate_ratio, dosage["rateRatio"], rpath, amounts)
         concentration = self._concentration(med, path) if med is not None else None
         source = self._use(data, r, start)
-        if med is not None and isinstance(med.get("id"), str) and med is not r:
-            data.used.setdefault(ref_of(med), versioned(med))
+        if product.used is not None and med is not r:
+            data.used.setdefault(*product.used)
         if status == "stopped":
             data.issues.append(
                 Issue(
@@ -361,13 +410,13 @@ class MedicationReader(ExtractorBase):
         into.values[unit] = value
 
     def _dose(self, q: object, path: str) -> tuple[str, Decimal]:
-        value, unit = read_quantity(q, path)
+        value, unit = coded_quantity(q) or read_quantity(q, path)
         if unit is None:
             raise ExcludedError("required", "dose has no unit", path)
         return _first_convertible(value, unit, ("g", "mL", "g/kg"), path)
 
     def _rate(self, q: object, path: str) -> tuple[str, Decimal]:
-        value, unit = read_quantity(q, path)
+        value, unit = coded_quantity(q) or read_quantity(q, path)
         if unit is None:
             raise ExcludedError("required", "rate has no unit", path)
         return _first_convertible(value, unit, _RATE_UNITS, path)
@@ -451,16 +500,16 @@ class MedicationReader(ExtractorBase):
         self._check_subject(data, r, subject_key, path)
         start: date | None = None
         end: date | None = None
-        for key in ("effectivePeriod.start", "effectiveDateTime", "authoredOn"):
+        for key in _USE_STARTS:
             try:
-                start = first_time(r, (key,), path)[0].date()
+                start = first_time(r, key, path)[0].date()
                 break
             except ExcludedError as exc:
                 if exc.issue_code != "required":
                     raise
         period = r.get("effectivePeriod")
         if isinstance(period, dict) and period.get("end") is not None:
-            end = first_time(r, ("effectivePeriod.end",), path)[0].date()
+            end = first_time(r, _EFFECTIVE_END, path)[0].date()
         elif r.get("status") in {"completed", "stopped"}:
             end = start
         source = self._use(data, r)

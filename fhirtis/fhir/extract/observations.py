@@ -27,6 +27,8 @@ from fhirtis.fhir.extract.common import (
     ExtractorBase,
     Json,
     PatientData,
+    TimeElements,
+    coded_quantity,
     concept_codings,
     first_time,
     read_quantity,
@@ -38,10 +40,27 @@ from fhirtis.fhir.primitives import (
 )
 
 _OBS_STATUS = {s.value: s for s in ResultStatus}
+_UNKNOWN = object()  # not in a memo
+_EFFECTIVE = TimeElements.of("effectiveDateTime", "effectivePeriod.start", "effectiveInstant")
 
 
 class ObservationReader(ExtractorBase):
     # -- Observation -------------------------------------------------------------------------
+
+    def _observation_kind(self, concept: object, path: str) -> tuple[str, Any] | None:
+        """:meth:`_classify_observation` of a CodeableConcept. A concept of one well-formed
+        coding (the usual case) is looked up in the memo directly: a key found there was stored
+        from the same coding, which :func:`concept_codings` reads without complaint as
+        ``[(system, code)]``; anything else is read by :func:`concept_codings`."""
+        if type(concept) is dict:
+            codings = concept.get("coding")
+            if type(codings) is list and len(codings) == 1 and type(codings[0]) is dict:
+                system, code = codings[0].get("system"), codings[0].get("code")
+                if (system is None or type(system) is str) and (code is None or type(code) is str):
+                    found = self._kinds.get(((system, code),), _UNKNOWN)
+                    if found is not _UNKNOWN:
+                        return found  # type: ignore[no-any-return]
+        return self._classify_observation(concept_codings(concept, f"{path}.code"))
 
     def _classify_observation(
         self, codings: list[tuple[str | None, str | None]]
@@ -82,7 +101,7 @@ class ObservationReader(ExtractorBase):
     def _observation(
         self, data: PatientData, path: str, r: Json, _resolve: Mapping[str, Json]
     ) -> None:
-        kind = self._classify_observation(concept_codings(r.get("code"), f"{path}.code"))
+        kind = self._observation_kind(r.get("code"), path)
         if kind is None:
             self._panel(data, path, r, _resolve)
             return
@@ -93,14 +112,13 @@ class ObservationReader(ExtractorBase):
                 "code-invalid", "status is not an Observation status", f"{path}.status"
             )
         self._check_subject(data, r, "subject", path)
-        when, _date_only, _key = first_time(
-            r, ("effectiveDateTime", "effectivePeriod.start", "effectiveInstant"), path
-        )
+        when, _date_only, _key = first_time(r, _EFFECTIVE, path)
         if "valueQuantity" not in r:
             reason = "dataAbsentReason given" if "dataAbsentReason" in r else "no valueQuantity"
             raise ExcludedError("required", reason, f"{path}.valueQuantity")
-        value, unit = read_quantity(r["valueQuantity"], f"{path}.valueQuantity")
+        quantity = r["valueQuantity"]
         qpath = f"{path}.valueQuantity"
+        value, unit = coded_quantity(quantity) or read_quantity(quantity, qpath)
         tag, detail = kind
         if tag == "measure":
             measure, instrument, target = detail
@@ -127,6 +145,8 @@ class ObservationReader(ExtractorBase):
         """A panel (e.g. vital signs 85353-1) whose values fhirtis uses are its ``component``s
         or contained ``hasMember`` Observations: each is read as an Observation of the panel
         (its source is the panel). Members that are resources of their own are read as such."""
+        if "component" not in r and "hasMember" not in r and "contained" not in r:
+            return  # not a panel (most Observations fhirtis does not use): nothing to read
         for i, comp in enumerate(r.get("component", []) or []):
             if not isinstance(comp, dict) or "valueQuantity" not in comp:
                 continue

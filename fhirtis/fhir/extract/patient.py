@@ -58,7 +58,14 @@ def patient_refs(resources: Iterable[Json]) -> set[str]:
         for key in ("subject", "patient"):
             value = r.get(key)
             if isinstance(value, dict) and isinstance(value.get("reference"), str):
-                ref = value["reference"]
-                if ref.startswith("Patient/") or "/Patient/" in ref:
-                    refs.add("Patient/" + ref.rsplit("Patient/", 1)[1])
+                patient = patient_ref_in(value["reference"])
+                if patient is not None:
+                    refs.add(patient)
     return refs
+
+
+def patient_ref_in(reference: str) -> str | None:
+    """The "Patient/id" a subject/patient reference names (relative or absolute), or None."""
+    if reference.startswith("Patient/") or "/Patient/" in reference:
+        return "Patient/" + reference.rsplit("Patient/", 1)[1]
+    return None

@@ -1,0 +1,77 @@
+"""Reading a patient's Bundle: the reference table's precedence, nested and excluded entries, and
+the patients named, all in one pass (issue 13, one core)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from fhirtis.fhir.bundle import read_patient_bundle, resolver
+
+Json = dict[str, Any]
+SUBJECT = {"reference": "Patient/p"}
+
+
+def _raw(*entries: Json) -> bytes:
+    return orjson.dumps({"resourceType": "Bundle", "type": "collection", "entry": list(entries)})
+
+
+def test_reference_table_precedence_and_nested_entries() -> None:
+    patient = {"resourceType": "Patient", "id": "p"}
+    first = {"resourceType": "Medication", "id": "m", "status": "first"}
+    second = {"resourceType": "Medication", "id": "m", "status": "second"}
+    by_url = {"resourceType": "Medication", "id": "other", "status": "by-url"}
+    bad_id = {"resourceType": "Medication", "id": "bad id!", "status": "bad"}
+    nested_med = {"resourceType": "Medication", "id": "n", "status": "nested"}
+    excluded_nested = {"resourceType": "Medication", "id": "x", "status": "in excluded bundle"}
+    raw = _raw(
+        {"fullUrl": "urn:uuid:p", "resource": patient},
+        {"resource": first},
+        {"resource": second},
+        {"fullUrl": "Medication/m", "resource": by_url},
+        {"resource": bad_id},
+        {"resource": {"resourceType": "Bundle", "id": "b", "entry": [{"resource": nested_med}]}},
+        {
+            "resource": {
+                "resourceType": "Bundle",
+                "id": "no good",
+                "entry": [{"fullUrl": "urn:uuid:x", "resource": excluded_nested}, 7],
+            }
+        },
+        {"resource": 3},
+    )
+    read = read_patient_bundle(raw, "t.json")
+    assert read.patient_ref == "Patient/p"
+    # a fullUrl wins over "Type/id"; among listed resources the last one listed wins
+    assert read.resolve["Medication/m"] == by_url
+    assert read.resolve["Medication/other"] == by_url
+    assert read.resolve["urn:uuid:p"] == patient
+    # excluded and nested resources stay referable; only listed resources are read
+    assert read.resolve["Medication/bad id!"] == bad_id
+    assert read.resolve["Medication/n"] == nested_med
+    assert read.resolve["urn:uuid:x"] == excluded_nested
+    assert read.resolve["Bundle/b"]["id"] == "b"
+    assert [loc for loc, _ in read.resources] == [
+        "Bundle.entry[0].resource",
+        "Bundle.entry[1].resource",
+        "Bundle.entry[2].resource",
+        "Bundle.entry[3].resource",
+        "Bundle.entry[5].resource.entry[0].resource",
+    ]
+    # problems of an excluded nested Bundle's own entries are not reported
+    assert [(i.code, i.expression) for i in read.issues] == [
+        ("value", "Bundle.entry[4].resource.id"),
+        ("value", "Bundle.entry[6].resource.id"),
+        ("structure", "Bundle.entry[7].resource"),
+    ]
+    doc = orjson.loads(raw)
+    assert resolver(read.resources, doc).keys() == read.resolve.keys()
+
+
+def test_patients_named_by_absolute_and_relative_references() -> None:
+    obs = {"resourceType": "Observation", "id": "o", "subject": {"reference": "Patient/p"}}
+    dev = {"resourceType": "Device", "id": "d", "patient": {"reference": "https://x/Patient/p"}}
+    other = {"resourceType": "Observation", "id": "g", "subject": {"reference": "Group/1"}}
+    read = read_patient_bundle(_raw({"resource": obs}, {"resource": dev}, {"resource": other}))
+    assert read.patient_ref == "Patient/p"
