@@ -349,3 +349,31 @@ def test_unusable_bundles(raw: bytes, expected: str) -> None:
     with pytest.raises(InputError) as info:
         read_patient_bundle(raw)
     assert any(expected in i.diagnostics for i in info.value.issues)
+
+
+@pytest.mark.parametrize(
+    ("resource", "element"),
+    [
+        ({**obs("x", "pga", 45, "mm", "2024-01-02"), "status": ["final"]}, "status"),
+        ({**obs("x", "pga", 45, "mm", "2024-01-02"), "status": {"code": "final"}}, "status"),
+        ({**obs("x", "pga", 45, "mm", "2024-01-02"), "meta": "v1"}, "meta"),
+        (
+            {**administration("x", "2024-01-02T10:00:00Z", dose=qty(140, "g")), "status": ["x"]},
+            "status",
+        ),
+        ({**condition("x", SCT, "128053003", "2024-01-02"), "meta": ["v"]}, "meta"),
+    ],
+)
+def test_a_malformed_element_excludes_the_resource_with_an_error(
+    resource: dict[str, Any], element: str
+) -> None:
+    """A status that is not a code, or a meta that is not an object (found by damaging real
+    Bundles at random): the resource is excluded with an error naming the element, never a
+    crash, and the rest of the patient still counts."""
+    data = _extract(patient(), medication(), resource, obs("ok", "pga", 30, "mm", "2024-01-03"))
+    ref = f"{resource['resourceType']}/x"
+    errors = [i for i in data.issues if i.severity == "error" and i.resource == ref]
+    assert len(errors) == 1, data.issues
+    assert errors[0].expression is not None and errors[0].expression.endswith(f".{element}")
+    assert ref not in data.used
+    assert [m.source for m in data.measures] == ["Observation/ok"]

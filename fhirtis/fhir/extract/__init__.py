@@ -83,6 +83,7 @@ class Extractor(PatientReader, ObservationReader, EventReader):
             if handler is None:
                 continue
             try:
+                _check_shared_elements(resource, path)
                 handler(data, path, resource, resolve)
             except ExcludedError as exc:
                 data.issues.append(
@@ -96,3 +97,15 @@ class Extractor(PatientReader, ObservationReader, EventReader):
                 )
         self._report_unclassified(data)
         return data
+
+
+def _check_shared_elements(resource: Json, path: str) -> None:
+    """The elements every handler reads the same way have their JSON type: ``status`` a code
+    (a string), ``meta`` an object. Anything else is malformed FHIR: the resource is excluded
+    with an error naming the element (never a crash further on)."""
+    status = resource.get("status")
+    if status is not None and not isinstance(status, str):
+        raise ExcludedError("structure", "status is not a code", f"{path}.status")
+    meta = resource.get("meta")
+    if meta is not None and not isinstance(meta, dict):
+        raise ExcludedError("structure", "meta is not an object", f"{path}.meta")
