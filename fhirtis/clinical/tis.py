@@ -55,14 +55,27 @@ def band_edges(measure: Measure) -> tuple[Fraction, ...]:
     return MMT_EDGES if measure is Measure.MMT8 else STANDARD_EDGES
 
 
+def _integer_edges(measure: Measure) -> tuple[int, ...]:
+    edges = band_edges(measure)
+    assert all(edge.denominator == 1 for edge in edges), "the band edges are whole percents"
+    return tuple(edge.numerator for edge in edges)
+
+
+_BANDS: Mapping[Measure, tuple[tuple[int, ...], tuple[Decimal, ...]]] = {
+    measure: (_integer_edges(measure), LEVEL_SCORES[measure]) for measure in Measure
+}
+"""Per measure, its band edges as integers (every edge is a whole percent) and its level
+scores: ``percent ≤ edge`` is then ``numerator ≤ edge × denominator``, exactly."""
+
+
 def level_score(measure: Measure, percent: Fraction) -> Decimal:
     """The level score of a percent improvement. Bands exclude their lower edge and include
     their upper edge; worsening (negative) falls in the first band."""
-    scores = LEVEL_SCORES[measure]
-    # percent ≤ edge by exact integer cross-multiplication (denominators are positive)
+    edges, scores = _BANDS[measure]
+    # percent ≤ edge by exact integer cross-multiplication (the denominator is positive)
     num, den = percent.numerator, percent.denominator
-    for i, edge in enumerate(band_edges(measure)):
-        if num * edge.denominator <= edge.numerator * den:
+    for i, edge in enumerate(edges):
+        if num <= edge * den:
             return scores[i]
     return scores[-1]
 
@@ -220,9 +233,15 @@ def score_enzyme(
         instrument = _instrument_of(baseline, followup)
         return _missing_score(measure, problem, instrument, baseline, followup)
     assert baseline is not None and followup is not None
-    b, f = Fraction(baseline.value), Fraction(followup.value)
-    uln = None if baseline.uln is None else Fraction(baseline.uln)
-    normal_at_baseline = uln is not None and b <= uln
+    # Exact rationals as integer pairs (n / d, d > 0): Fraction arithmetic gives the same values
+    # but is several times slower; each percent below becomes one Fraction, which reduces it to
+    # the same canonical numerator and denominator that Fraction arithmetic would.
+    bn, bd = baseline.value.as_integer_ratio()
+    fn, fd = followup.value.as_integer_ratio()
+    uln = None if baseline.uln is None else baseline.uln.as_integer_ratio()
+    normal_at_baseline = uln is not None and bn * uln[1] <= uln[0] * bd
+    # (b − f) × 100 = drop / (bd × fd)
+    drop = (bn * fd - fn * bd) * 100
 
     def scored(pct: Fraction, score: Decimal | None = None) -> MeasureScore:
         return MeasureScore(
@@ -236,7 +255,8 @@ def score_enzyme(
         )
 
     if normal_at_baseline and policy.enzyme_normal_baseline is EnzymeNormalBaseline.NO_CREDIT:
-        return scored((b - f) * 100 / b if b else Fraction(0), _D(0))
+        # (b − f) × 100 / b
+        return scored(Fraction(drop, fd * bn) if bn else Fraction(0), _D(0))
     if policy.enzyme_change is EnzymeChange.ABOVE_ULN:
         if uln is None:
             reason = missing(
@@ -245,22 +265,24 @@ def score_enzyme(
                 baseline.source,
             )
             return _missing_score(measure, reason, baseline.instrument, baseline, followup)
-        if b <= uln:
+        if normal_at_baseline:  # b ≤ ULN
             reason = missing(
                 "enzyme-change-undefined",
                 "enzyme_change=above_uln is undefined when the baseline is not above the ULN",
                 baseline.source,
             )
             return _missing_score(measure, reason, baseline.instrument, baseline, followup)
-        return scored((b - f) * 100 / (b - uln))
-    if b == 0:
+        # (b − f) × 100 / (b − ULN), where b − ULN = (bn × ud − un × bd) / (bd × ud) > 0
+        un, ud = uln
+        return scored(Fraction(drop * ud, fd * (bn * ud - un * bd)))
+    if bn == 0:
         reason = missing(
             "enzyme-baseline-zero",
             "relative change is undefined for a baseline enzyme of 0",
             baseline.source,
         )
         return _missing_score(measure, reason, baseline.instrument, baseline, followup)
-    return scored((b - f) * 100 / b)
+    return scored(Fraction(drop, fd * bn))  # (b − f) × 100 / b
 
 
 def compute_tis(
