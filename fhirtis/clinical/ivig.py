@@ -47,7 +47,7 @@ result as :attr:`Exposure.policy`):
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal, localcontext
 
@@ -61,7 +61,7 @@ from fhirtis.clinical.facts import (
 )
 from fhirtis.clinical.notes import Note, excluded, missing, warning
 from fhirtis.clinical.policy import DEFAULT_POLICY, Policy
-from fhirtis.clinical.rates import infusion_rate_mg_kg_min
+from fhirtis.clinical.rates import infusion_rate_in_context, infusion_rate_mg_kg_min
 from fhirtis.clinical.weight import (
     ADJUSTED_WEIGHT_FACTOR,
     CM_PER_INCH,
@@ -69,8 +69,10 @@ from fhirtis.clinical.weight import (
     DEVINE_KG_PER_INCH,
     DEVINE_MIN_HEIGHT_CM,
     DosingWeight,
+    PlausibleBody,
     adjusted_body_weight,
     dosing_weight,
+    dosing_weight_from,
     ideal_body_weight,
 )
 
@@ -202,6 +204,15 @@ def grams_given(
 ) -> tuple[Decimal | None, tuple[Note, ...]]:
     """Grams of immune globulin given by one administration, or ``None`` with the reason.
     A dose per kg (``dose_g_per_kg``) is multiplied by the dosing weight ``kg``."""
+    with localcontext(DECIMAL_CONTEXT):
+        return _grams_given(admin, kg)
+
+
+def _grams_given(
+    admin: IvigAdministration, kg: Decimal | None
+) -> tuple[Decimal | None, tuple[Note, ...]]:
+    """:func:`grams_given` in the caller's Decimal context, which must be
+    :data:`DECIMAL_CONTEXT` (:func:`compute_exposure` holds it around every cycle)."""
     notes: list[Note] = []
     src = admin.source
     if admin.dose_g is None and admin.dose_ml is None and admin.dose_g_per_kg is not None:
@@ -217,69 +228,67 @@ def grams_given(
                     src,
                 ),
             )
-        with localcontext(DECIMAL_CONTEXT):
-            return admin.dose_g_per_kg * kg, ()
-    with localcontext(DECIMAL_CONTEXT):
-        by_volume: Decimal | None = None
-        volume_ok = is_positive_finite(admin.dose_ml)
-        conc_ok = is_positive_finite(admin.concentration_mg_per_ml)
-        if admin.dose_ml is not None and not volume_ok:
-            notes.append(
-                excluded(
-                    "dose-volume-implausible",
-                    "dose volume is not a positive finite number; not used",
-                    src,
-                )
+        return admin.dose_g_per_kg * kg, ()
+    by_volume: Decimal | None = None
+    volume_ok = is_positive_finite(admin.dose_ml)
+    conc_ok = is_positive_finite(admin.concentration_mg_per_ml)
+    if admin.dose_ml is not None and not volume_ok:
+        notes.append(
+            excluded(
+                "dose-volume-implausible",
+                "dose volume is not a positive finite number; not used",
+                src,
             )
-        if admin.concentration_mg_per_ml is not None and not conc_ok:
-            notes.append(
-                excluded(
-                    "concentration-implausible",
-                    "product concentration is not a positive finite number; not used",
-                    src,
-                )
+        )
+    if admin.concentration_mg_per_ml is not None and not conc_ok:
+        notes.append(
+            excluded(
+                "concentration-implausible",
+                "product concentration is not a positive finite number; not used",
+                src,
             )
-        if volume_ok and conc_ok:
-            assert admin.dose_ml is not None and admin.concentration_mg_per_ml is not None
-            by_volume = admin.dose_ml * admin.concentration_mg_per_ml / _MG_PER_G
+        )
+    if volume_ok and conc_ok:
+        assert admin.dose_ml is not None and admin.concentration_mg_per_ml is not None
+        by_volume = admin.dose_ml * admin.concentration_mg_per_ml / _MG_PER_G
 
-        if admin.dose_g is not None:
-            if not is_positive_finite(admin.dose_g):
+    if admin.dose_g is not None:
+        if not is_positive_finite(admin.dose_g):
+            notes.append(
+                excluded(
+                    "dose-implausible",
+                    "dose mass is not a positive finite number; not used",
+                    src,
+                )
+            )
+        else:
+            if by_volume is not None and by_volume != admin.dose_g:
                 notes.append(
-                    excluded(
-                        "dose-implausible",
-                        "dose mass is not a positive finite number; not used",
+                    warning(
+                        "dose-disagrees",
+                        f"dose mass {format_decimal(admin.dose_g)} g differs from volume × "
+                        f"concentration {format_decimal(by_volume)} g; the mass is used",
                         src,
                     )
                 )
-            else:
-                if by_volume is not None and by_volume != admin.dose_g:
-                    notes.append(
-                        warning(
-                            "dose-disagrees",
-                            f"dose mass {format_decimal(admin.dose_g)} g differs from volume × "
-                            f"concentration {format_decimal(by_volume)} g; the mass is used",
-                            src,
-                        )
-                    )
-                return admin.dose_g, tuple(notes)
+            return admin.dose_g, tuple(notes)
 
-        if by_volume is not None:
-            return by_volume, tuple(notes)
-        if volume_ok and not conc_ok:
-            notes.append(
-                missing(
-                    "concentration-unknown",
-                    "dose given as a volume but the product concentration is unknown; grams "
-                    "unknown (a concentration is never assumed)",
-                    src,
-                )
+    if by_volume is not None:
+        return by_volume, tuple(notes)
+    if volume_ok and not conc_ok:
+        notes.append(
+            missing(
+                "concentration-unknown",
+                "dose given as a volume but the product concentration is unknown; grams "
+                "unknown (a concentration is never assumed)",
+                src,
             )
-        elif not notes:
-            notes.append(missing("dose-unknown", "no dose recorded; grams unknown", src))
-        else:
-            notes.append(missing("dose-unknown", "no usable dose; grams unknown", src))
-        return None, tuple(notes)
+        )
+    elif not notes:
+        notes.append(missing("dose-unknown", "no dose recorded; grams unknown", src))
+    else:
+        notes.append(missing("dose-unknown", "no usable dose; grams unknown", src))
+    return None, tuple(notes)
 
 
 def group_cycles(
@@ -317,15 +326,14 @@ def _cycle(
     index: int,
     admins: tuple[IvigAdministration, ...],
     previous_start: FhirTime | None,
-    weights: Sequence[BodyWeight],
-    heights: Sequence[BodyHeight],
+    body: PlausibleBody,
     patient: PatientFacts,
     policy: Policy,
 ) -> Cycle:
     start = admins[0].start
     last_start = admins[-1].start
     end = _latest_end(admins)
-    weight = dosing_weight(start.day, weights, heights, patient, policy)
+    weight = dosing_weight_from(start.day, body, patient, policy)
 
     exposures: list[AdministrationExposure] = []
     for admin in admins:
@@ -342,8 +350,9 @@ def _cycle(
                     admin.source,
                 )
             )
-        admin_grams, gram_notes = grams_given(admin, weight.kg)
-        rate, rate_notes = infusion_rate_mg_kg_min(admin, weight.kg)
+        # compute_exposure holds DECIMAL_CONTEXT around every cycle
+        admin_grams, gram_notes = _grams_given(admin, weight.kg)
+        rate, rate_notes = infusion_rate_in_context(admin, weight.kg)
         notes.extend(gram_notes)
         notes.extend(rate_notes)
         exposures.append(
@@ -462,10 +471,13 @@ def compute_exposure(
     weight_list = tuple(weights)
     height_list = tuple(heights)
     with localcontext(DECIMAL_CONTEXT):
+        body: PlausibleBody | None = None  # checked once per patient (with a first cycle)
         cycles: list[Cycle] = []
         previous_start: FhirTime | None = None
         for i, admins in enumerate(group_cycles(administrations, policy), start=1):
-            cycle = _cycle(i, admins, previous_start, weight_list, height_list, patient, policy)
+            if body is None:
+                body = PlausibleBody.of(weight_list, height_list, policy)
+            cycle = _cycle(i, admins, previous_start, body, patient, policy)
             cycles.append(cycle)
             previous_start = cycle.start
 

@@ -59,6 +59,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from decimal import Decimal, localcontext
+from typing import TypeVar
 
 from fhirtis.clinical.facts import (
     ARTERIAL_TEE,
@@ -269,45 +270,87 @@ def _usable_pga(values: Iterable[MeasureValue]) -> list[MeasureValue]:
     ]
 
 
-def _latest_pga(usable: Sequence[MeasureValue], on: date) -> tuple[MeasureValue | None, bool]:
+_PgaRank = tuple[date, bool, bool, datetime | None, str]
+
+
+def _pga_rank(v: MeasureValue) -> _PgaRank:
+    """The order of preference of VAS PGA values: the latest day, then final/amended/corrected,
+    then issued (the latest), then source."""
+    issued = v.issued
+    if issued is not None and issued.tzinfo is not None:
+        issued = issued.astimezone(UTC).replace(tzinfo=None)
+    return (v.day, v.status in _PREFERRED_STATUS, issued is not None, issued, v.source)
+
+
+def _latest_pga(prepared: _Prepared, on: date) -> tuple[MeasureValue | None, bool]:
     """The latest of the usable VAS PGA values (:func:`_usable_pga`) on or before ``on``, and
-    whether same-day candidates disagree."""
-    candidates = [v for v in usable if v.day <= on]
-    if not candidates:
+    whether same-day candidates disagree. The first of the best ranked, as ``max`` would pick;
+    each value's rank is made once per assessment, when first needed."""
+    ranks = prepared.pga_ranks
+    best: MeasureValue | None = None
+    best_rank: _PgaRank | None = None
+    for i, v in enumerate(prepared.pga):
+        if v.day > on:
+            continue
+        rank = ranks.get(i)
+        if rank is None:
+            rank = ranks[i] = _pga_rank(v)
+        if best_rank is None or rank > best_rank:
+            best, best_rank = v, rank
+    if best is None:
         return None, False
-
-    def key(v: MeasureValue) -> tuple[date, bool, bool, datetime | None, str]:
-        issued = v.issued
-        if issued is not None and issued.tzinfo is not None:
-            issued = issued.astimezone(UTC).replace(tzinfo=None)
-        return (v.day, v.status in _PREFERRED_STATUS, issued is not None, issued, v.source)
-
-    best = max(candidates, key=key)
-    same_day = {v.value for v in candidates if v.day == best.day}
+    same_day = {v.value for v in prepared.pga if v.day == best.day}
     return best, len(same_day) > 1
+
+
+_T = TypeVar("_T")
+_Dated = tuple[date, tuple[datetime, str], _T]
+
+
+def _latest_on_or_before(dated: Sequence[_Dated[_T]], on: date) -> _T | None:
+    """The fact with the greatest (time, source) among those dated on or before ``on``: the
+    first of them, as ``max`` would pick."""
+    best: _T | None = None
+    best_key: tuple[datetime, str] | None = None
+    for day, key, fact in dated:
+        if day <= on and (best_key is None or key > best_key):
+            best, best_key = fact, key
+    return best
 
 
 @dataclass(frozen=True, slots=True)
 class _Prepared:
     """What of :class:`RiskInputs` does not depend on the time judged: made once per
-    assessment, not once per administration."""
+    assessment, not once per administration (with each fact's date and sort key)."""
 
     evidence: list[RiskEvidence]  # by source
     events: list[TeeEvent]  # by onset, then source
-    bmis: list[BodyMassIndex]  # positive finite
-    weights: list[BodyWeight]  # plausible
-    heights: list[BodyHeight]  # plausible
+    bmis: list[_Dated[BodyMassIndex]]  # positive finite
+    weights: list[_Dated[BodyWeight]]  # plausible
+    heights: list[_Dated[BodyHeight]]  # plausible
     pga: list[MeasureValue]  # usable VAS PGA
+    pga_ranks: dict[int, _PgaRank]  # by position in ``pga``, made when first needed
 
     @classmethod
     def of(cls, inputs: RiskInputs, policy: Policy) -> _Prepared:
         return cls(
             evidence=sorted(inputs.evidence, key=lambda e: e.source),
             events=sorted(inputs.events, key=lambda e: (e.onset.sort_key(), e.source)),
-            bmis=[b for b in inputs.bmis if is_positive_finite(b.kg_per_m2)],
-            weights=plausible_weights(inputs.weights, policy)[0],
-            heights=plausible_heights(inputs.heights, policy)[0],
+            bmis=[
+                (b.when.date(), (b.when, b.source), b)
+                for b in inputs.bmis
+                if is_positive_finite(b.kg_per_m2)
+            ],
+            weights=[
+                (w.when.date(), (w.when, w.source), w)
+                for w in plausible_weights(inputs.weights, policy)[0]
+            ],
+            heights=[
+                (h.when.date(), (h.when, h.source), h)
+                for h in plausible_heights(inputs.heights, policy)[0]
+            ],
             pga=_usable_pga(inputs.pga),
+            pga_ranks={},
         )
 
 
@@ -380,7 +423,7 @@ def _risk_profile(
             )
 
         # poorly controlled inflammation
-        pga, disagree = _latest_pga(prepared.pga, on)
+        pga, disagree = _latest_pga(prepared, on)
         if pga is None:
             unassessed.append(
                 UnassessedRiskFactor(
@@ -430,14 +473,28 @@ def _risk_profile(
     return RiskProfile(at=at, factors=factors, unassessed=tuple(unassessed), notes=tuple(notes))
 
 
+def _any_risk_factor(at: FhirTime, inputs: RiskInputs, prepared: _Prepared, policy: Policy) -> bool:
+    """Whether :func:`_risk_profile` at ``at`` would find any risk factor (its ``any``): the same
+    five tests, without the words, notes and objects a profile is made of. Used for every
+    administration whose rate only the presence of a risk factor decides."""
+    on = at.day
+    with localcontext(DECIMAL_CONTEXT):
+        evidence = any(_active(e, on) for e in prepared.evidence)
+        birth = inputs.patient.birth_date
+        old = birth is not None and age_in_years(birth, on) >= policy.advanced_age_years
+        bmi_value = _bmi(prepared, on)[0]
+        obese = bmi_value is not None and bmi_value >= policy.obesity_bmi
+        pga = _latest_pga(prepared, on)[0]
+        inflamed = pga is not None and pga.value >= policy.inflammation_pga_cm
+        history = any(surely_before(ev.onset, at) for ev in prepared.events)
+    return evidence or old or obese or inflamed or history
+
+
 def _bmi(prepared: _Prepared, on: date) -> tuple[Decimal | None, tuple[str, ...], str]:
     """The BMI to judge obesity on ``on``: value, sources and how it was obtained."""
-    bmis = [b for b in prepared.bmis if b.when.date() <= on]
-    weights = [w for w in prepared.weights if w.when.date() <= on]
-    heights = [h for h in prepared.heights if h.when.date() <= on]
-    bmi = max(bmis, key=lambda b: (b.when, b.source)) if bmis else None
-    weight = max(weights, key=lambda w: (w.when, w.source)) if weights else None
-    height = max(heights, key=lambda h: (h.when, h.source)) if heights else None
+    bmi = _latest_on_or_before(prepared.bmis, on)
+    weight = _latest_on_or_before(prepared.weights, on)
+    height = _latest_on_or_before(prepared.heights, on)
     if weight is not None and height is not None and (bmi is None or weight.when > bmi.when):
         metres = height.cm / _CM_PER_M
         value = weight.kg / (metres * metres)
@@ -661,8 +718,17 @@ def assess_thrombosis(
             continue
         if admin.rate_mg_kg_min <= lowest_limit:
             continue  # within every limit that could apply: its risk profile cannot matter
-        limit = applicable_max_rate(_risk_profile(admin.start, inputs, prepared, policy), policy)
-        if admin.rate_mg_kg_min > limit.limit_mg_kg_min:
+        with_risk = _any_risk_factor(admin.start, inputs, prepared, policy)
+        if with_risk:
+            limit_value = policy.max_rate_with_risk_mg_kg_min
+        else:
+            limit_value = policy.max_rate_mg_kg_min
+        if admin.rate_mg_kg_min > limit_value:
+            # a finding: now the profile and the words of the limit (applicable_max_rate picks
+            # the same limit, as the profile has factors exactly when with_risk)
+            limit = applicable_max_rate(
+                _risk_profile(admin.start, inputs, prepared, policy), policy
+            )
             findings.append(
                 RateFinding(
                     administration_source=admin.source,

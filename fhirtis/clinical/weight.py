@@ -36,8 +36,10 @@ __all__ = [
     "DEVINE_KG_PER_INCH",
     "DEVINE_MIN_HEIGHT_CM",
     "DosingWeight",
+    "PlausibleBody",
     "adjusted_body_weight",
     "dosing_weight",
+    "dosing_weight_from",
     "ideal_body_weight",
     "plausible_heights",
     "plausible_weights",
@@ -181,6 +183,26 @@ def plausible_heights(
     return kept, notes
 
 
+@dataclass(frozen=True, slots=True)
+class PlausibleBody:
+    """A patient's plausible weights and heights, with a note for each one excluded: what every
+    cycle's dosing weight is chosen from, so they are sorted and checked once per patient, not
+    once per cycle (:func:`plausible_weights` and :func:`plausible_heights` read no date)."""
+
+    weights: list[BodyWeight]
+    weight_notes: list[tuple[Note, BodyWeight]]
+    heights: list[BodyHeight]
+    height_notes: list[tuple[Note, BodyHeight]]
+
+    @classmethod
+    def of(
+        cls, weights: Iterable[BodyWeight], heights: Iterable[BodyHeight], policy: Policy
+    ) -> PlausibleBody:
+        usable_weights, weight_notes = plausible_weights(weights, policy)
+        usable_heights, height_notes = plausible_heights(heights, policy)
+        return cls(usable_weights, weight_notes, usable_heights, height_notes)
+
+
 def dosing_weight(
     at: date,
     weights: Iterable[BodyWeight],
@@ -190,14 +212,20 @@ def dosing_weight(
 ) -> DosingWeight:
     """The dosing weight for a cycle starting on ``at`` (a date, or the date of a datetime), on
     the policy's basis."""
+    return dosing_weight_from(at, PlausibleBody.of(weights, heights, policy), patient, policy)
+
+
+def dosing_weight_from(
+    at: date, body: PlausibleBody, patient: PatientFacts, policy: Policy = DEFAULT_POLICY
+) -> DosingWeight:
+    """:func:`dosing_weight` from the patient's plausible weights and heights."""
     on = at.date() if isinstance(at, datetime) else at
     notes: list[Note] = []
     basis = policy.dosing_weight
-    usable_weights, weight_notes = plausible_weights(weights, policy)
-    notes.extend(n for n, w in weight_notes if w.when.date() <= on)
-    usable_heights, height_notes = plausible_heights(heights, policy)
+    usable_weights, usable_heights = body.weights, body.heights
+    notes.extend(n for n, w in body.weight_notes if w.when.date() <= on)
     if basis is not DosingWeightBasis.ACTUAL:
-        notes.extend(n for n, h in height_notes if h.when.date() <= on)
+        notes.extend(n for n, h in body.height_notes if h.when.date() <= on)
 
     weight = _latest_on_or_before(usable_weights, on)
     actual: Decimal | None = None
