@@ -49,6 +49,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import date, datetime
 from decimal import Decimal, localcontext
 
 from fhirtis.clinical.decimals import DECIMAL_CONTEXT, format_decimal, is_positive_finite
@@ -295,44 +296,67 @@ def group_cycles(
     administrations: Iterable[IvigAdministration], policy: Policy = DEFAULT_POLICY
 ) -> tuple[tuple[IvigAdministration, ...], ...]:
     """Administrations sorted by start and cut into cycles by the ``cycle_gap_days`` rule."""
-    ordered = sorted(administrations, key=lambda a: (a.start.sort_key(), a.source))
-    cycles: list[list[IvigAdministration]] = []
+    return tuple(
+        tuple(admin for admin, _ in cycle) for cycle in _keyed_cycles(administrations, policy)
+    )
+
+
+_TimeKey = tuple[date, datetime]  # FhirTime.sort_key()
+
+
+def _keyed_cycles(
+    administrations: Iterable[IvigAdministration], policy: Policy
+) -> list[list[tuple[IvigAdministration, _TimeKey]]]:
+    """:func:`group_cycles`, each administration with its start's sort key (made once: the
+    cycle's latest end compares them again)."""
+    keyed = [(admin, admin.start.sort_key()) for admin in administrations]
+    keyed.sort(key=lambda pair: (pair[1], pair[0].source))
+    cycles: list[list[tuple[IvigAdministration, _TimeKey]]] = []
     previous: IvigAdministration | None = None
-    for admin in ordered:
+    for admin, key in keyed:
         if previous is None or (
             (admin.start.day - previous.start.day).days > policy.cycle_gap_days
         ):
-            cycles.append([admin])
+            cycles.append([(admin, key)])
         else:
-            cycles[-1].append(admin)
+            cycles[-1].append((admin, key))
         previous = admin
-    return tuple(tuple(c) for c in cycles)
+    return cycles
 
 
 # --------------------------------------------------------------------------------------------
 # the whole exposure
 
 
-def _latest_end(admins: tuple[IvigAdministration, ...]) -> FhirTime:
-    """The latest end (or start, when no end is recorded) of the administrations."""
-    ends = [
-        a.end if a.end is not None and a.end.sort_key() > a.start.sort_key() else a.start
-        for a in admins
-    ]
-    return max(ends, key=FhirTime.sort_key)
+def _latest_end(admins: Iterable[tuple[IvigAdministration, _TimeKey]]) -> FhirTime:
+    """The latest end (or start, when no end is recorded or it is not after the start) of the
+    administrations, by sort key; of equal ones the first (as ``max`` picks)."""
+    latest: FhirTime | None = None
+    latest_key: _TimeKey | None = None
+    for admin, start_key in admins:
+        end, end_key = admin.start, start_key
+        if admin.end is not None:
+            key = admin.end.sort_key()
+            if key > start_key:
+                end, end_key = admin.end, key
+        if latest_key is None or end_key > latest_key:
+            latest, latest_key = end, end_key
+    assert latest is not None, "a cycle has administrations"
+    return latest
 
 
 def _cycle(
     index: int,
-    admins: tuple[IvigAdministration, ...],
+    keyed: list[tuple[IvigAdministration, _TimeKey]],
     previous_start: FhirTime | None,
     body: PlausibleBody,
     patient: PatientFacts,
     policy: Policy,
 ) -> Cycle:
+    admins = [admin for admin, _ in keyed]
     start = admins[0].start
     last_start = admins[-1].start
-    end = _latest_end(admins)
+    end = _latest_end(keyed)
     weight = dosing_weight_from(start.day, body, patient, policy)
 
     exposures: list[AdministrationExposure] = []
@@ -474,10 +498,10 @@ def compute_exposure(
         body: PlausibleBody | None = None  # checked once per patient (with a first cycle)
         cycles: list[Cycle] = []
         previous_start: FhirTime | None = None
-        for i, admins in enumerate(group_cycles(administrations, policy), start=1):
+        for i, keyed in enumerate(_keyed_cycles(administrations, policy), start=1):
             if body is None:
                 body = PlausibleBody.of(weight_list, height_list, policy)
-            cycle = _cycle(i, admins, previous_start, body, patient, policy)
+            cycle = _cycle(i, keyed, previous_start, body, patient, policy)
             cycles.append(cycle)
             previous_start = cycle.start
 

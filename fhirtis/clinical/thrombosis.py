@@ -55,11 +55,10 @@ Definitions and choices (what the code does; the policy used travels with every 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from decimal import Decimal, localcontext
-from typing import TypeVar
 
 from fhirtis.clinical.facts import (
     ARTERIAL_TEE,
@@ -88,7 +87,7 @@ from fhirtis.clinical.measures import check_value
 from fhirtis.clinical.notes import Note, missing, warning
 from fhirtis.clinical.policy import DEFAULT_POLICY, Policy
 from fhirtis.clinical.population import age_in_years
-from fhirtis.clinical.weight import plausible_heights, plausible_weights
+from fhirtis.clinical.weight import Dated, PlausibleBody, dated, latest_on_or_before
 
 __all__ = [
     "AssociatedEvent",
@@ -303,21 +302,6 @@ def _latest_pga(prepared: _Prepared, on: date) -> tuple[MeasureValue | None, boo
     return best, len(same_day) > 1
 
 
-_T = TypeVar("_T")
-_Dated = tuple[date, tuple[datetime, str], _T]
-
-
-def _latest_on_or_before(dated: Sequence[_Dated[_T]], on: date) -> _T | None:
-    """The fact with the greatest (time, source) among those dated on or before ``on``: the
-    first of them, as ``max`` would pick."""
-    best: _T | None = None
-    best_key: tuple[datetime, str] | None = None
-    for day, key, fact in dated:
-        if day <= on and (best_key is None or key > best_key):
-            best, best_key = fact, key
-    return best
-
-
 @dataclass(frozen=True, slots=True)
 class _Prepared:
     """What of :class:`RiskInputs` does not depend on the time judged: made once per
@@ -325,33 +309,19 @@ class _Prepared:
 
     evidence: list[RiskEvidence]  # by source
     events: list[TeeEvent]  # by onset, then source
-    bmis: list[_Dated[BodyMassIndex]]  # positive finite
-    weights: list[_Dated[BodyWeight]]  # plausible
-    heights: list[_Dated[BodyHeight]]  # plausible
+    bmis: list[Dated[BodyMassIndex]]  # positive finite
+    weights: list[Dated[BodyWeight]]  # plausible
+    heights: list[Dated[BodyHeight]]  # plausible
     pga: list[MeasureValue]  # usable VAS PGA
     pga_ranks: dict[int, _PgaRank]  # by position in ``pga``, made when first needed
 
     @classmethod
     def of(cls, inputs: RiskInputs, policy: Policy) -> _Prepared:
-        return cls(
-            evidence=sorted(inputs.evidence, key=lambda e: e.source),
-            events=sorted(inputs.events, key=lambda e: (e.onset.sort_key(), e.source)),
-            bmis=[
-                (b.when.date(), (b.when, b.source), b)
-                for b in inputs.bmis
-                if is_positive_finite(b.kg_per_m2)
-            ],
-            weights=[
-                (w.when.date(), (w.when, w.source), w)
-                for w in plausible_weights(inputs.weights, policy)[0]
-            ],
-            heights=[
-                (h.when.date(), (h.when, h.source), h)
-                for h in plausible_heights(inputs.heights, policy)[0]
-            ],
-            pga=_usable_pga(inputs.pga),
-            pga_ranks={},
-        )
+        evidence = sorted(inputs.evidence, key=lambda e: e.source)
+        events = sorted(inputs.events, key=lambda e: (e.onset.sort_key(), e.source))
+        bmis = dated(b for b in inputs.bmis if is_positive_finite(b.kg_per_m2))
+        body = PlausibleBody.of(inputs.weights, inputs.heights, policy)
+        return cls(evidence, events, bmis, body.weights, body.heights, _usable_pga(inputs.pga), {})
 
 
 def risk_profile(
@@ -492,9 +462,9 @@ def _any_risk_factor(at: FhirTime, inputs: RiskInputs, prepared: _Prepared, poli
 
 def _bmi(prepared: _Prepared, on: date) -> tuple[Decimal | None, tuple[str, ...], str]:
     """The BMI to judge obesity on ``on``: value, sources and how it was obtained."""
-    bmi = _latest_on_or_before(prepared.bmis, on)
-    weight = _latest_on_or_before(prepared.weights, on)
-    height = _latest_on_or_before(prepared.heights, on)
+    bmi = latest_on_or_before(prepared.bmis, on)
+    weight = latest_on_or_before(prepared.weights, on)
+    height = latest_on_or_before(prepared.heights, on)
     if weight is not None and height is not None and (bmi is None or weight.when > bmi.when):
         metres = height.cm / _CM_PER_M
         value = weight.kg / (metres * metres)
@@ -580,12 +550,15 @@ def associate_events(
     events: Iterable[TeeEvent], exposure: Exposure, policy: Policy = DEFAULT_POLICY
 ) -> tuple[tuple[AssociatedEvent, ...], tuple[TeeEvent, ...], tuple[TeeEvent, ...]]:
     """Events → (temporally associated, history before any IVIG, after IVIG but unassociated)."""
+    ordered = sorted(events, key=lambda e: (e.onset.sort_key(), e.source))
+    if not ordered:
+        return (), (), ()
     starts = [a.start for a in exposure.administrations]
     first_ivig = min(starts, key=FhirTime.sort_key) if starts else None
     associated: list[AssociatedEvent] = []
     history: list[TeeEvent] = []
     other: list[TeeEvent] = []
-    for ev in sorted(events, key=lambda e: (e.onset.sort_key(), e.source)):
+    for ev in ordered:
         if (
             first_ivig is None
             or ev.onset.day < first_ivig.day
