@@ -15,7 +15,7 @@ from fractions import Fraction
 
 from fhirtis.clinical.decimals import percent_of
 from fhirtis.clinical.facts import ENZYMES, MEASURES, Instrument, Measure, MeasureValue
-from fhirtis.clinical.measures import EnzymeChoice, check_value, choose_enzyme, spec_for
+from fhirtis.clinical.measures import ALLOWED, EnzymeChoice, check_value, choose_enzyme, spec_for
 from fhirtis.clinical.notes import Note, missing, warning
 from fhirtis.clinical.policy import EnzymeChange, EnzymeNormalBaseline, Policy, Population
 
@@ -183,16 +183,20 @@ def _instrument_of(*values: MeasureValue | None) -> Instrument | None:
 
 
 def _check_pair(
-    measure: Measure, baseline: MeasureValue | None, followup: MeasureValue | None
+    measure: Measure,
+    baseline: MeasureValue | None,
+    followup: MeasureValue | None,
+    values_checked: bool = False,
 ) -> Note | None:
     if baseline is None:
         return missing("missing-baseline", f"{measure.value} missing at baseline")
     if followup is None:
         return missing("missing-followup", f"{measure.value} missing at follow-up")
-    for value in (baseline, followup):
-        problem = check_value(value)
-        if problem is not None:
-            return problem
+    if not values_checked:
+        for value in (baseline, followup):
+            problem = check_value(value)
+            if problem is not None:
+                return problem
     if baseline.instrument is not followup.instrument:
         return missing(
             "instrument-mismatch",
@@ -203,15 +207,43 @@ def _check_pair(
     return None
 
 
+_BOUNDED_SCALES: Mapping[tuple[Measure, Instrument], tuple[bool, int, int]] = {
+    (measure, instrument): (spec.higher_is_better, *spec.span.as_integer_ratio())
+    for measure, instruments in ALLOWED.items()
+    for instrument in instruments
+    if (spec := spec_for(measure, instrument)).span is not None
+}
+"""Per bounded scale: whether higher is better, and its span as an exact integer ratio (made
+once, not for every percent)."""
+
+
 def score_bounded(
-    measure: Measure, baseline: MeasureValue | None, followup: MeasureValue | None
+    measure: Measure,
+    baseline: MeasureValue | None,
+    followup: MeasureValue | None,
+    *,
+    values_checked: bool = False,
 ) -> MeasureScore:
-    problem = _check_pair(measure, baseline, followup)
+    """``values_checked``: both values are known to pass :func:`check_value` (they come from
+    :func:`~fhirtis.clinical.assessments.group_assessments`), so they are not checked again."""
+    problem = _check_pair(measure, baseline, followup, values_checked)
     if problem is not None:
         instrument = _instrument_of(baseline, followup)
         return _missing_score(measure, problem, instrument, baseline, followup)
     assert baseline is not None and followup is not None
-    pct = percent_improvement_bounded(measure, baseline.instrument, baseline.value, followup.value)
+    scale = _BOUNDED_SCALES.get((measure, baseline.instrument))
+    if scale is None:  # not a bounded scale: as percent_improvement_bounded says
+        pct = percent_improvement_bounded(
+            measure, baseline.instrument, baseline.value, followup.value
+        )
+    else:
+        # percent_of(change, span), with the span's integer ratio made once
+        higher_is_better, span_n, span_d = scale
+        change = (
+            followup.value - baseline.value if higher_is_better else baseline.value - followup.value
+        )
+        change_n, change_d = change.as_integer_ratio()
+        pct = Fraction(change_n * 100 * span_d, change_d * span_n)
     return MeasureScore(
         measure,
         baseline.instrument,
@@ -224,11 +256,16 @@ def score_bounded(
 
 
 def score_enzyme(
-    baseline: MeasureValue | None, followup: MeasureValue | None, policy: Policy
+    baseline: MeasureValue | None,
+    followup: MeasureValue | None,
+    policy: Policy,
+    *,
+    values_checked: bool = False,
 ) -> MeasureScore:
-    """Relative percent change of the chosen enzyme, with the enzyme [choice]s of the policy."""
+    """Relative percent change of the chosen enzyme, with the enzyme [choice]s of the policy.
+    ``values_checked``: as for :func:`score_bounded`."""
     measure = Measure.ENZYME
-    problem = _check_pair(measure, baseline, followup)
+    problem = _check_pair(measure, baseline, followup, values_checked)
     if problem is not None:
         instrument = _instrument_of(baseline, followup)
         return _missing_score(measure, problem, instrument, baseline, followup)
@@ -291,21 +328,33 @@ def compute_tis(
     population: Population,
     policy: Policy,
     enzyme: EnzymeChoice | None = None,
+    *,
+    values_checked: bool = False,
 ) -> TisResult:
     """The TIS of ``followup`` against ``baseline``.
 
     ``enzyme`` is the most abnormal enzyme chosen once at baseline; when None it is chosen here
     from ``baseline.enzymes``. The chosen enzyme is followed at that enzyme only: if it is missing
     at follow-up the enzyme measure is missing (enzymes are never switched).
+    ``values_checked``: every value is known to pass :func:`check_value` (the assessments of
+    :func:`~fhirtis.clinical.assessments.group_assessments`), so none is checked again.
     """
     notes: list[Note] = []
     scores: list[MeasureScore] = []
+    base_values, follow_values = baseline.values, followup.values
     for measure in MEASURES:
         if measure is Measure.ENZYME:
-            scores.append(_enzyme_measure(baseline, followup, policy, enzyme, notes))
+            scores.append(
+                _enzyme_measure(baseline, followup, policy, enzyme, notes, values_checked)
+            )
         else:
             scores.append(
-                score_bounded(measure, baseline.values.get(measure), followup.values.get(measure))
+                score_bounded(
+                    measure,
+                    base_values.get(measure),
+                    follow_values.get(measure),
+                    values_checked=values_checked,
+                )
             )
     lower = sum((s.score for s in scores if s.score is not None), _D(0))
     upper = lower + sum((s.max_score for s in scores if s.score is None), _D(0))
@@ -329,12 +378,13 @@ def _enzyme_measure(
     policy: Policy,
     enzyme: EnzymeChoice | None,
     notes: list[Note],
+    values_checked: bool,
 ) -> MeasureScore:
     alt_b = baseline.values.get(Measure.ENZYME)
     alt_f = followup.values.get(Measure.ENZYME)
     if alt_b is not None or alt_f is not None:
         # The juvenile CHQ-PhS alternative (a bounded scale) in place of a lab enzyme.
-        result = score_bounded(Measure.ENZYME, alt_b, alt_f)
+        result = score_bounded(Measure.ENZYME, alt_b, alt_f, values_checked=values_checked)
         if result.instrument is Instrument.CHQ_PHS:
             notes.append(
                 warning(
@@ -362,7 +412,7 @@ def _enzyme_measure(
             "follow-up; enzymes are never switched",
         )
         return _missing_score(Measure.ENZYME, reason, choice.instrument, b, None)
-    return score_enzyme(b, f, policy)
+    return score_enzyme(b, f, policy, values_checked=values_checked)
 
 
 def percent_text(value: Fraction | None, places: int = 4) -> Decimal | None:
