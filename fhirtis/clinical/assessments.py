@@ -24,6 +24,7 @@ Rules, in order:
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -154,27 +155,34 @@ def group_assessments(values: Iterable[MeasureValue], policy: Policy) -> Groupin
         groups.append((day, dict(found)))
 
     # Rule 4: each assessment takes, per slot, the value nearest to it; a value may serve several.
-    slots: list[dict[Slot, MeasureValue]] = [
-        {m: v for m, v in anchored.items()}  # widens the key type to Slot
-        for _, anchored in groups
-    ]
+    # Days as ordinals (their difference is the date difference in days); the values by day, so
+    # that those within ±window of an anchor are one slice, found by bisection and visited in
+    # the same order as a walk over all of them would.
     ordered = sorted(others, key=lambda v: (v.day, v.source))
+    ordinals = [v.day.toordinal() for v in ordered]
+    slot_list = [slot_of(v) for v in ordered]
+    slots: list[dict[Slot, MeasureValue]] = []
     used: set[int] = set()
-    for i, (anchor, _) in enumerate(groups):
-        for value in ordered:
-            distance = abs((value.day - anchor).days)
-            if distance > window:
-                continue
-            slot = slot_of(value)
-            held_value = slots[i].get(slot)
+    for anchor, anchored in groups:
+        chosen: dict[Slot, MeasureValue] = {m: v for m, v in anchored.items()}  # keys: Slot
+        distances: dict[Slot, int] = {m: abs((v.day - anchor).days) for m, v in chosen.items()}
+        anchor_at = anchor.toordinal()
+        first = bisect_left(ordinals, anchor_at - window)
+        for k in range(first, bisect_right(ordinals, anchor_at + window)):
+            distance = abs(ordinals[k] - anchor_at)
+            slot = slot_list[k]
+            held_distance = distances.get(slot)
             # strictly nearer wins: on a tie the earlier value (seen first) stays
-            if held_value is None or distance < abs((held_value.day - anchor).days):
-                slots[i][slot] = value
-        used.update(id(v) for v in slots[i].values())
-    for value in ordered:
+            if held_distance is None or distance < held_distance:
+                chosen[slot] = ordered[k]
+                distances[slot] = distance
+        slots.append(chosen)
+        used.update(id(v) for v in chosen.values())
+    anchor_ordinals = [anchor.toordinal() for anchor, _ in groups]
+    for value, value_at in zip(ordered, ordinals, strict=True):
         if id(value) in used:
             continue
-        if any(abs((value.day - anchor).days) <= window for anchor, _ in groups):
+        if any(abs(value_at - a) <= window for a in anchor_ordinals):
             notes.append(_not_nearest(value))
         else:
             notes.append(

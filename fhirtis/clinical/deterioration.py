@@ -53,13 +53,20 @@ class DeteriorationResult:
 
 
 def worsening(
-    measure: Measure, baseline: MeasureValue, followup: MeasureValue, policy: Policy
+    measure: Measure,
+    baseline: MeasureValue,
+    followup: MeasureValue,
+    policy: Policy,
+    *,
+    values_checked: bool = False,
 ) -> Worsening | Note:
-    """Worsening of one measure, or the reason it cannot be computed."""
-    for value in (baseline, followup):
-        problem = check_value(value)
-        if problem is not None:
-            return problem
+    """Worsening of one measure, or the reason it cannot be computed. ``values_checked``: both
+    values are known to pass :func:`check_value`, so they are not checked again."""
+    if not values_checked:
+        for value in (baseline, followup):
+            problem = check_value(value)
+            if problem is not None:
+                return problem
     if baseline.instrument is not followup.instrument:
         return missing(
             "instrument-mismatch",
@@ -88,8 +95,12 @@ def assess_deterioration(
     baseline: Mapping[Measure, MeasureValue],
     followup: Mapping[Measure, MeasureValue],
     policy: Policy,
+    *,
+    values_checked: bool = False,
 ) -> DeteriorationResult:
-    """Deterioration at one follow-up assessment versus baseline (clinical spec §3)."""
+    """Deterioration at one follow-up assessment versus baseline (clinical spec §3).
+    ``values_checked``: every value is known to pass :func:`check_value` (the assessments of
+    :func:`~fhirtis.clinical.assessments.group_assessments`), so none is checked again."""
     notes: list[Note] = []
     worse: dict[Measure, Worsening] = {}
     for measure in NON_ENZYME:
@@ -97,7 +108,7 @@ def assess_deterioration(
         if b is None or f is None:
             notes.append(missing("missing", f"{measure.value} missing for deterioration"))
             continue
-        result = worsening(measure, b, f, policy)
+        result = worsening(measure, b, f, policy, values_checked=values_checked)
         if isinstance(result, Note):
             notes.append(result)
         else:
@@ -119,10 +130,10 @@ def assess_deterioration(
 
     pga = vas_worse(Measure.PGA)
     mmt = worse.get(Measure.MMT8)
-    mmt_worse = None if mmt is None else mmt.percent >= MMT_WORSE_PERCENT
+    mmt_worse = None if mmt is None else _at_least(mmt.percent, MMT_WORSE_PERCENT)
     clause1 = _and(pga, mmt_worse)
     clause2 = vas_worse(Measure.EXTRAMUSCULAR)
-    n_worse = sum(1 for w in worse.values() if w.percent >= ANY_THREE_PERCENT)
+    n_worse = sum(1 for w in worse.values() if _at_least(w.percent, ANY_THREE_PERCENT))
     n_unknown = len(NON_ENZYME) - len(worse)
     clause3: bool | None
     if n_worse >= 3:
@@ -133,6 +144,12 @@ def assess_deterioration(
         clause3 = None
     clauses = {"pga+mmt8": clause1, "extramuscular": clause2, "any-3-of-5": clause3}
     return DeteriorationResult(day, _or(clauses.values()), clauses, worse, tuple(notes))
+
+
+def _at_least(percent: Fraction, threshold: Fraction) -> bool:
+    """``percent >= threshold``, by exact integer cross-multiplication (denominators are
+    positive): what Fraction's comparison does, without its generic dispatch."""
+    return percent.numerator * threshold.denominator >= threshold.numerator * percent.denominator
 
 
 def _and(a: bool | None, b: bool | None) -> bool | None:

@@ -47,8 +47,9 @@ result as :attr:`Exposure.policy`):
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import date, datetime
 from decimal import Decimal, localcontext
 
 from fhirtis.clinical.decimals import DECIMAL_CONTEXT, format_decimal, is_positive_finite
@@ -61,7 +62,7 @@ from fhirtis.clinical.facts import (
 )
 from fhirtis.clinical.notes import Note, excluded, missing, warning
 from fhirtis.clinical.policy import DEFAULT_POLICY, Policy
-from fhirtis.clinical.rates import infusion_rate_mg_kg_min
+from fhirtis.clinical.rates import infusion_rate_in_context, infusion_rate_mg_kg_min
 from fhirtis.clinical.weight import (
     ADJUSTED_WEIGHT_FACTOR,
     CM_PER_INCH,
@@ -69,8 +70,10 @@ from fhirtis.clinical.weight import (
     DEVINE_KG_PER_INCH,
     DEVINE_MIN_HEIGHT_CM,
     DosingWeight,
+    PlausibleBody,
     adjusted_body_weight,
     dosing_weight,
+    dosing_weight_from,
     ideal_body_weight,
 )
 
@@ -202,6 +205,15 @@ def grams_given(
 ) -> tuple[Decimal | None, tuple[Note, ...]]:
     """Grams of immune globulin given by one administration, or ``None`` with the reason.
     A dose per kg (``dose_g_per_kg``) is multiplied by the dosing weight ``kg``."""
+    with localcontext(DECIMAL_CONTEXT):
+        return _grams_given(admin, kg)
+
+
+def _grams_given(
+    admin: IvigAdministration, kg: Decimal | None
+) -> tuple[Decimal | None, tuple[Note, ...]]:
+    """:func:`grams_given` in the caller's Decimal context, which must be
+    :data:`DECIMAL_CONTEXT` (:func:`compute_exposure` holds it around every cycle)."""
     notes: list[Note] = []
     src = admin.source
     if admin.dose_g is None and admin.dose_ml is None and admin.dose_g_per_kg is not None:
@@ -217,115 +229,135 @@ def grams_given(
                     src,
                 ),
             )
-        with localcontext(DECIMAL_CONTEXT):
-            return admin.dose_g_per_kg * kg, ()
-    with localcontext(DECIMAL_CONTEXT):
-        by_volume: Decimal | None = None
-        volume_ok = is_positive_finite(admin.dose_ml)
-        conc_ok = is_positive_finite(admin.concentration_mg_per_ml)
-        if admin.dose_ml is not None and not volume_ok:
-            notes.append(
-                excluded(
-                    "dose-volume-implausible",
-                    "dose volume is not a positive finite number; not used",
-                    src,
-                )
+        return admin.dose_g_per_kg * kg, ()
+    by_volume: Decimal | None = None
+    volume_ok = is_positive_finite(admin.dose_ml)
+    conc_ok = is_positive_finite(admin.concentration_mg_per_ml)
+    if admin.dose_ml is not None and not volume_ok:
+        notes.append(
+            excluded(
+                "dose-volume-implausible",
+                "dose volume is not a positive finite number; not used",
+                src,
             )
-        if admin.concentration_mg_per_ml is not None and not conc_ok:
-            notes.append(
-                excluded(
-                    "concentration-implausible",
-                    "product concentration is not a positive finite number; not used",
-                    src,
-                )
+        )
+    if admin.concentration_mg_per_ml is not None and not conc_ok:
+        notes.append(
+            excluded(
+                "concentration-implausible",
+                "product concentration is not a positive finite number; not used",
+                src,
             )
-        if volume_ok and conc_ok:
-            assert admin.dose_ml is not None and admin.concentration_mg_per_ml is not None
-            by_volume = admin.dose_ml * admin.concentration_mg_per_ml / _MG_PER_G
+        )
+    if volume_ok and conc_ok:
+        assert admin.dose_ml is not None and admin.concentration_mg_per_ml is not None
+        by_volume = admin.dose_ml * admin.concentration_mg_per_ml / _MG_PER_G
 
-        if admin.dose_g is not None:
-            if not is_positive_finite(admin.dose_g):
+    if admin.dose_g is not None:
+        if not is_positive_finite(admin.dose_g):
+            notes.append(
+                excluded(
+                    "dose-implausible",
+                    "dose mass is not a positive finite number; not used",
+                    src,
+                )
+            )
+        else:
+            if by_volume is not None and by_volume != admin.dose_g:
                 notes.append(
-                    excluded(
-                        "dose-implausible",
-                        "dose mass is not a positive finite number; not used",
+                    warning(
+                        "dose-disagrees",
+                        f"dose mass {format_decimal(admin.dose_g)} g differs from volume × "
+                        f"concentration {format_decimal(by_volume)} g; the mass is used",
                         src,
                     )
                 )
-            else:
-                if by_volume is not None and by_volume != admin.dose_g:
-                    notes.append(
-                        warning(
-                            "dose-disagrees",
-                            f"dose mass {format_decimal(admin.dose_g)} g differs from volume × "
-                            f"concentration {format_decimal(by_volume)} g; the mass is used",
-                            src,
-                        )
-                    )
-                return admin.dose_g, tuple(notes)
+            return admin.dose_g, tuple(notes)
 
-        if by_volume is not None:
-            return by_volume, tuple(notes)
-        if volume_ok and not conc_ok:
-            notes.append(
-                missing(
-                    "concentration-unknown",
-                    "dose given as a volume but the product concentration is unknown; grams "
-                    "unknown (a concentration is never assumed)",
-                    src,
-                )
+    if by_volume is not None:
+        return by_volume, tuple(notes)
+    if volume_ok and not conc_ok:
+        notes.append(
+            missing(
+                "concentration-unknown",
+                "dose given as a volume but the product concentration is unknown; grams "
+                "unknown (a concentration is never assumed)",
+                src,
             )
-        elif not notes:
-            notes.append(missing("dose-unknown", "no dose recorded; grams unknown", src))
-        else:
-            notes.append(missing("dose-unknown", "no usable dose; grams unknown", src))
-        return None, tuple(notes)
+        )
+    elif not notes:
+        notes.append(missing("dose-unknown", "no dose recorded; grams unknown", src))
+    else:
+        notes.append(missing("dose-unknown", "no usable dose; grams unknown", src))
+    return None, tuple(notes)
 
 
 def group_cycles(
     administrations: Iterable[IvigAdministration], policy: Policy = DEFAULT_POLICY
 ) -> tuple[tuple[IvigAdministration, ...], ...]:
     """Administrations sorted by start and cut into cycles by the ``cycle_gap_days`` rule."""
-    ordered = sorted(administrations, key=lambda a: (a.start.sort_key(), a.source))
-    cycles: list[list[IvigAdministration]] = []
+    return tuple(
+        tuple(admin for admin, _ in cycle) for cycle in _keyed_cycles(administrations, policy)
+    )
+
+
+_TimeKey = tuple[date, datetime]  # FhirTime.sort_key()
+
+
+def _keyed_cycles(
+    administrations: Iterable[IvigAdministration], policy: Policy
+) -> list[list[tuple[IvigAdministration, _TimeKey]]]:
+    """:func:`group_cycles`, each administration with its start's sort key (made once: the
+    cycle's latest end compares them again)."""
+    keyed = [(admin, admin.start.sort_key()) for admin in administrations]
+    keyed.sort(key=lambda pair: (pair[1], pair[0].source))
+    cycles: list[list[tuple[IvigAdministration, _TimeKey]]] = []
     previous: IvigAdministration | None = None
-    for admin in ordered:
+    for admin, key in keyed:
         if previous is None or (
             (admin.start.day - previous.start.day).days > policy.cycle_gap_days
         ):
-            cycles.append([admin])
+            cycles.append([(admin, key)])
         else:
-            cycles[-1].append(admin)
+            cycles[-1].append((admin, key))
         previous = admin
-    return tuple(tuple(c) for c in cycles)
+    return cycles
 
 
 # --------------------------------------------------------------------------------------------
 # the whole exposure
 
 
-def _latest_end(admins: tuple[IvigAdministration, ...]) -> FhirTime:
-    """The latest end (or start, when no end is recorded) of the administrations."""
-    ends = [
-        a.end if a.end is not None and a.end.sort_key() > a.start.sort_key() else a.start
-        for a in admins
-    ]
-    return max(ends, key=FhirTime.sort_key)
+def _latest_end(admins: Iterable[tuple[IvigAdministration, _TimeKey]]) -> FhirTime:
+    """The latest end (or start, when no end is recorded or it is not after the start) of the
+    administrations, by sort key; of equal ones the first (as ``max`` picks)."""
+    latest: FhirTime | None = None
+    latest_key: _TimeKey | None = None
+    for admin, start_key in admins:
+        end, end_key = admin.start, start_key
+        if admin.end is not None:
+            key = admin.end.sort_key()
+            if key > start_key:
+                end, end_key = admin.end, key
+        if latest_key is None or end_key > latest_key:
+            latest, latest_key = end, end_key
+    assert latest is not None, "a cycle has administrations"
+    return latest
 
 
 def _cycle(
     index: int,
-    admins: tuple[IvigAdministration, ...],
+    keyed: list[tuple[IvigAdministration, _TimeKey]],
     previous_start: FhirTime | None,
-    weights: Sequence[BodyWeight],
-    heights: Sequence[BodyHeight],
+    body: PlausibleBody,
     patient: PatientFacts,
     policy: Policy,
 ) -> Cycle:
+    admins = [admin for admin, _ in keyed]
     start = admins[0].start
     last_start = admins[-1].start
-    end = _latest_end(admins)
-    weight = dosing_weight(start.day, weights, heights, patient, policy)
+    end = _latest_end(keyed)
+    weight = dosing_weight_from(start.day, body, patient, policy)
 
     exposures: list[AdministrationExposure] = []
     for admin in admins:
@@ -342,8 +374,9 @@ def _cycle(
                     admin.source,
                 )
             )
-        admin_grams, gram_notes = grams_given(admin, weight.kg)
-        rate, rate_notes = infusion_rate_mg_kg_min(admin, weight.kg)
+        # compute_exposure holds DECIMAL_CONTEXT around every cycle
+        admin_grams, gram_notes = _grams_given(admin, weight.kg)
+        rate, rate_notes = infusion_rate_in_context(admin, weight.kg)
         notes.extend(gram_notes)
         notes.extend(rate_notes)
         exposures.append(
@@ -462,10 +495,13 @@ def compute_exposure(
     weight_list = tuple(weights)
     height_list = tuple(heights)
     with localcontext(DECIMAL_CONTEXT):
+        body: PlausibleBody | None = None  # checked once per patient (with a first cycle)
         cycles: list[Cycle] = []
         previous_start: FhirTime | None = None
-        for i, admins in enumerate(group_cycles(administrations, policy), start=1):
-            cycle = _cycle(i, admins, previous_start, weight_list, height_list, patient, policy)
+        for i, keyed in enumerate(_keyed_cycles(administrations, policy), start=1):
+            if body is None:
+                body = PlausibleBody.of(weight_list, height_list, policy)
+            cycle = _cycle(i, keyed, previous_start, body, patient, policy)
             cycles.append(cycle)
             previous_start = cycle.start
 

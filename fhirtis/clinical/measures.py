@@ -88,13 +88,7 @@ ALLOWED: Mapping[Measure, frozenset[Instrument]] = {
 }
 
 
-def spec_for(measure: Measure, instrument: Instrument) -> InstrumentSpec:
-    """The scale of ``instrument`` when it measures ``measure``.
-
-    Raises ValueError when the instrument does not measure that measure (a VAS for MMT-8, say).
-    """
-    if instrument not in ALLOWED[measure]:
-        raise ValueError(f"instrument {instrument.value} does not measure {measure.value}")
+def _scale(measure: Measure, instrument: Instrument) -> InstrumentSpec:
     if instrument is Instrument.VAS:
         return _VAS_FOR[measure]
     if instrument is Instrument.LIKERT:
@@ -102,12 +96,37 @@ def spec_for(measure: Measure, instrument: Instrument) -> InstrumentSpec:
     return INSTRUMENTS[instrument]
 
 
+_SPECS: Mapping[tuple[Measure, Instrument], InstrumentSpec] = {
+    (measure, instrument): _scale(measure, instrument)
+    for measure, instruments in ALLOWED.items()
+    for instrument in instruments
+}
+"""Every allowed (measure, instrument) pair and its scale, so that finding a value's scale is one
+dict look-up (it is done for every value of every assessment)."""
+
+
+def _wrong_instrument(measure: Measure, instrument: Instrument) -> str:
+    return f"instrument {instrument.value} does not measure {measure.value}"
+
+
+def spec_for(measure: Measure, instrument: Instrument) -> InstrumentSpec:
+    """The scale of ``instrument`` when it measures ``measure``.
+
+    Raises ValueError when the instrument does not measure that measure (a VAS for MMT-8, say).
+    """
+    spec = _SPECS.get((measure, instrument))
+    if spec is None:
+        raise ValueError(_wrong_instrument(measure, instrument))
+    return spec
+
+
 def check_value(value: MeasureValue) -> Note | None:
     """None when the value is possible on its instrument; else why it is excluded."""
-    try:
-        spec = spec_for(value.measure, value.instrument)
-    except ValueError as exc:
-        return excluded("wrong-instrument", str(exc), value.source)
+    spec = _SPECS.get((value.measure, value.instrument))
+    if spec is None:
+        return excluded(
+            "wrong-instrument", _wrong_instrument(value.measure, value.instrument), value.source
+        )
     if not spec.in_range(value.value):
         upper = "∞" if spec.high is None else str(spec.high)
         return excluded(
@@ -124,7 +143,10 @@ def enzyme_ratio(value: MeasureValue) -> Fraction | None:
     """value ÷ ULN, exactly; None without a ULN."""
     if value.uln is None or value.uln <= 0:
         return None
-    return Fraction(value.value) / Fraction(value.uln)
+    # Fraction(value) / Fraction(uln) from the two exact integer ratios, with one reduction
+    vn, vd = value.value.as_integer_ratio()
+    un, ud = value.uln.as_integer_ratio()
+    return Fraction(vn * ud, vd * un)
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,7 +176,7 @@ def choose_enzyme(candidates: Mapping[Instrument, MeasureValue], policy: Policy)
     if ranked:
         best = max(ranked)
         for instrument, value in candidates.items():
-            if enzyme_ratio(value) is None:
+            if value.uln is None or value.uln <= 0:  # enzyme_ratio(value) is None
                 notes.append(
                     warning(
                         "enzyme-uln-unknown",

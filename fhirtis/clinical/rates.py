@@ -35,6 +35,7 @@ __all__ = [
     "MIN_PER_H",
     "RateKind",
     "format_decimal",
+    "infusion_rate_in_context",
     "infusion_rate_mg_kg_min",
     "is_positive_finite",
     "max_rate_in",
@@ -148,68 +149,75 @@ def infusion_rate_mg_kg_min(
 
     ``rate_mg_per_h / (60 × kg)``, else ``rate_ml_per_h × mg/mL / (60 × kg)``.
     """
+    with localcontext(DECIMAL_CONTEXT):
+        return infusion_rate_in_context(admin, kg)
+
+
+def infusion_rate_in_context(
+    admin: IvigAdministration, kg: Decimal | None
+) -> tuple[Decimal | None, tuple[Note, ...]]:
+    """:func:`infusion_rate_mg_kg_min` in the caller's Decimal context, which must be
+    :data:`DECIMAL_CONTEXT`: for a loop that already holds it (entering it again for every
+    administration only costs time; the flags it would discard are never read)."""
     notes: list[Note] = []
     src = admin.source
-    with localcontext(DECIMAL_CONTEXT):
-        mass_ok = is_positive_finite(admin.rate_mg_per_h)
-        volume_ok = is_positive_finite(admin.rate_ml_per_h)
-        conc_ok = is_positive_finite(admin.concentration_mg_per_ml)
-        if admin.rate_mg_per_h is not None and not mass_ok:
-            notes.append(
-                excluded(
-                    "rate-implausible", "mass rate is not a positive finite number; not used", src
-                )
+    mass_ok = is_positive_finite(admin.rate_mg_per_h)
+    volume_ok = is_positive_finite(admin.rate_ml_per_h)
+    conc_ok = is_positive_finite(admin.concentration_mg_per_ml)
+    if admin.rate_mg_per_h is not None and not mass_ok:
+        notes.append(
+            excluded("rate-implausible", "mass rate is not a positive finite number; not used", src)
+        )
+    if admin.rate_ml_per_h is not None and not volume_ok:
+        notes.append(
+            excluded(
+                "rate-implausible", "volume rate is not a positive finite number; not used", src
             )
-        if admin.rate_ml_per_h is not None and not volume_ok:
+        )
+    per_kg = _rate_per_kg(admin)
+    if per_kg is not None:
+        return per_kg, tuple(notes)
+    mg_per_min: Decimal | None = None
+    if volume_ok and conc_ok:
+        assert admin.rate_ml_per_h is not None and admin.concentration_mg_per_ml is not None
+        mg_per_min = admin.rate_ml_per_h * admin.concentration_mg_per_ml / MIN_PER_H
+    if mass_ok:
+        assert admin.rate_mg_per_h is not None
+        mass_mg_per_min = admin.rate_mg_per_h / MIN_PER_H
+        if mg_per_min is not None and mg_per_min != mass_mg_per_min:
             notes.append(
-                excluded(
-                    "rate-implausible", "volume rate is not a positive finite number; not used", src
-                )
-            )
-        per_kg = _rate_per_kg(admin)
-        if per_kg is not None:
-            return per_kg, tuple(notes)
-        mg_per_min: Decimal | None = None
-        if volume_ok and conc_ok:
-            assert admin.rate_ml_per_h is not None and admin.concentration_mg_per_ml is not None
-            mg_per_min = admin.rate_ml_per_h * admin.concentration_mg_per_ml / MIN_PER_H
-        if mass_ok:
-            assert admin.rate_mg_per_h is not None
-            mass_mg_per_min = admin.rate_mg_per_h / MIN_PER_H
-            if mg_per_min is not None and mg_per_min != mass_mg_per_min:
-                notes.append(
-                    warning(
-                        "rate-disagrees",
-                        f"mass rate {format_decimal(mass_mg_per_min)} mg/min differs from "
-                        f"volume rate × concentration {format_decimal(mg_per_min)} mg/min; the "
-                        "mass rate is used",
-                        src,
-                    )
-                )
-            mg_per_min = mass_mg_per_min
-        if mg_per_min is None:
-            if volume_ok:
-                notes.append(
-                    missing(
-                        "rate-concentration-unknown",
-                        "rate given as a volume but the product concentration is unknown; rate in "
-                        "mg/kg/min unknown",
-                        src,
-                    )
-                )
-            else:
-                notes.append(missing("rate-unknown", "no usable infusion rate recorded", src))
-            return None, tuple(notes)
-        if kg is None:
-            notes.append(
-                missing(
-                    "rate-weight-unknown",
-                    "no dosing weight for this cycle; rate in mg/kg/min unknown",
+                warning(
+                    "rate-disagrees",
+                    f"mass rate {format_decimal(mass_mg_per_min)} mg/min differs from "
+                    f"volume rate × concentration {format_decimal(mg_per_min)} mg/min; the "
+                    "mass rate is used",
                     src,
                 )
             )
-            return None, tuple(notes)
-        return mg_per_min / kg, tuple(notes)
+        mg_per_min = mass_mg_per_min
+    if mg_per_min is None:
+        if volume_ok:
+            notes.append(
+                missing(
+                    "rate-concentration-unknown",
+                    "rate given as a volume but the product concentration is unknown; rate in "
+                    "mg/kg/min unknown",
+                    src,
+                )
+            )
+        else:
+            notes.append(missing("rate-unknown", "no usable infusion rate recorded", src))
+        return None, tuple(notes)
+    if kg is None:
+        notes.append(
+            missing(
+                "rate-weight-unknown",
+                "no dosing weight for this cycle; rate in mg/kg/min unknown",
+                src,
+            )
+        )
+        return None, tuple(notes)
+    return mg_per_min / kg, tuple(notes)
 
 
 def _rate_per_kg(admin: IvigAdministration) -> Decimal | None:

@@ -55,7 +55,7 @@ Definitions and choices (what the code does; the policy used travels with every 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from decimal import Decimal, localcontext
@@ -87,7 +87,7 @@ from fhirtis.clinical.measures import check_value
 from fhirtis.clinical.notes import Note, missing, warning
 from fhirtis.clinical.policy import DEFAULT_POLICY, Policy
 from fhirtis.clinical.population import age_in_years
-from fhirtis.clinical.weight import plausible_heights, plausible_weights
+from fhirtis.clinical.weight import Dated, PlausibleBody, dated, latest_on_or_before
 
 __all__ = [
     "AssociatedEvent",
@@ -269,46 +269,59 @@ def _usable_pga(values: Iterable[MeasureValue]) -> list[MeasureValue]:
     ]
 
 
-def _latest_pga(usable: Sequence[MeasureValue], on: date) -> tuple[MeasureValue | None, bool]:
+_PgaRank = tuple[date, bool, bool, datetime | None, str]
+
+
+def _pga_rank(v: MeasureValue) -> _PgaRank:
+    """The order of preference of VAS PGA values: the latest day, then final/amended/corrected,
+    then issued (the latest), then source."""
+    issued = v.issued
+    if issued is not None and issued.tzinfo is not None:
+        issued = issued.astimezone(UTC).replace(tzinfo=None)
+    return (v.day, v.status in _PREFERRED_STATUS, issued is not None, issued, v.source)
+
+
+def _latest_pga(prepared: _Prepared, on: date) -> tuple[MeasureValue | None, bool]:
     """The latest of the usable VAS PGA values (:func:`_usable_pga`) on or before ``on``, and
-    whether same-day candidates disagree."""
-    candidates = [v for v in usable if v.day <= on]
-    if not candidates:
+    whether same-day candidates disagree. The first of the best ranked, as ``max`` would pick;
+    each value's rank is made once per assessment, when first needed."""
+    ranks = prepared.pga_ranks
+    best: MeasureValue | None = None
+    best_rank: _PgaRank | None = None
+    for i, v in enumerate(prepared.pga):
+        if v.day > on:
+            continue
+        rank = ranks.get(i)
+        if rank is None:
+            rank = ranks[i] = _pga_rank(v)
+        if best_rank is None or rank > best_rank:
+            best, best_rank = v, rank
+    if best is None:
         return None, False
-
-    def key(v: MeasureValue) -> tuple[date, bool, bool, datetime | None, str]:
-        issued = v.issued
-        if issued is not None and issued.tzinfo is not None:
-            issued = issued.astimezone(UTC).replace(tzinfo=None)
-        return (v.day, v.status in _PREFERRED_STATUS, issued is not None, issued, v.source)
-
-    best = max(candidates, key=key)
-    same_day = {v.value for v in candidates if v.day == best.day}
+    same_day = {v.value for v in prepared.pga if v.day == best.day}
     return best, len(same_day) > 1
 
 
 @dataclass(frozen=True, slots=True)
 class _Prepared:
     """What of :class:`RiskInputs` does not depend on the time judged: made once per
-    assessment, not once per administration."""
+    assessment, not once per administration (with each fact's date and sort key)."""
 
     evidence: list[RiskEvidence]  # by source
     events: list[TeeEvent]  # by onset, then source
-    bmis: list[BodyMassIndex]  # positive finite
-    weights: list[BodyWeight]  # plausible
-    heights: list[BodyHeight]  # plausible
+    bmis: list[Dated[BodyMassIndex]]  # positive finite
+    weights: list[Dated[BodyWeight]]  # plausible
+    heights: list[Dated[BodyHeight]]  # plausible
     pga: list[MeasureValue]  # usable VAS PGA
+    pga_ranks: dict[int, _PgaRank]  # by position in ``pga``, made when first needed
 
     @classmethod
     def of(cls, inputs: RiskInputs, policy: Policy) -> _Prepared:
-        return cls(
-            evidence=sorted(inputs.evidence, key=lambda e: e.source),
-            events=sorted(inputs.events, key=lambda e: (e.onset.sort_key(), e.source)),
-            bmis=[b for b in inputs.bmis if is_positive_finite(b.kg_per_m2)],
-            weights=plausible_weights(inputs.weights, policy)[0],
-            heights=plausible_heights(inputs.heights, policy)[0],
-            pga=_usable_pga(inputs.pga),
-        )
+        evidence = sorted(inputs.evidence, key=lambda e: e.source)
+        events = sorted(inputs.events, key=lambda e: (e.onset.sort_key(), e.source))
+        bmis = dated(b for b in inputs.bmis if is_positive_finite(b.kg_per_m2))
+        body = PlausibleBody.of(inputs.weights, inputs.heights, policy)
+        return cls(evidence, events, bmis, body.weights, body.heights, _usable_pga(inputs.pga), {})
 
 
 def risk_profile(
@@ -380,7 +393,7 @@ def _risk_profile(
             )
 
         # poorly controlled inflammation
-        pga, disagree = _latest_pga(prepared.pga, on)
+        pga, disagree = _latest_pga(prepared, on)
         if pga is None:
             unassessed.append(
                 UnassessedRiskFactor(
@@ -430,14 +443,28 @@ def _risk_profile(
     return RiskProfile(at=at, factors=factors, unassessed=tuple(unassessed), notes=tuple(notes))
 
 
+def _any_risk_factor(at: FhirTime, inputs: RiskInputs, prepared: _Prepared, policy: Policy) -> bool:
+    """Whether :func:`_risk_profile` at ``at`` would find any risk factor (its ``any``): the same
+    five tests, without the words, notes and objects a profile is made of. Used for every
+    administration whose rate only the presence of a risk factor decides."""
+    on = at.day
+    with localcontext(DECIMAL_CONTEXT):
+        evidence = any(_active(e, on) for e in prepared.evidence)
+        birth = inputs.patient.birth_date
+        old = birth is not None and age_in_years(birth, on) >= policy.advanced_age_years
+        bmi_value = _bmi(prepared, on)[0]
+        obese = bmi_value is not None and bmi_value >= policy.obesity_bmi
+        pga = _latest_pga(prepared, on)[0]
+        inflamed = pga is not None and pga.value >= policy.inflammation_pga_cm
+        history = any(surely_before(ev.onset, at) for ev in prepared.events)
+    return evidence or old or obese or inflamed or history
+
+
 def _bmi(prepared: _Prepared, on: date) -> tuple[Decimal | None, tuple[str, ...], str]:
     """The BMI to judge obesity on ``on``: value, sources and how it was obtained."""
-    bmis = [b for b in prepared.bmis if b.when.date() <= on]
-    weights = [w for w in prepared.weights if w.when.date() <= on]
-    heights = [h for h in prepared.heights if h.when.date() <= on]
-    bmi = max(bmis, key=lambda b: (b.when, b.source)) if bmis else None
-    weight = max(weights, key=lambda w: (w.when, w.source)) if weights else None
-    height = max(heights, key=lambda h: (h.when, h.source)) if heights else None
+    bmi = latest_on_or_before(prepared.bmis, on)
+    weight = latest_on_or_before(prepared.weights, on)
+    height = latest_on_or_before(prepared.heights, on)
     if weight is not None and height is not None and (bmi is None or weight.when > bmi.when):
         metres = height.cm / _CM_PER_M
         value = weight.kg / (metres * metres)
@@ -523,12 +550,15 @@ def associate_events(
     events: Iterable[TeeEvent], exposure: Exposure, policy: Policy = DEFAULT_POLICY
 ) -> tuple[tuple[AssociatedEvent, ...], tuple[TeeEvent, ...], tuple[TeeEvent, ...]]:
     """Events → (temporally associated, history before any IVIG, after IVIG but unassociated)."""
+    ordered = sorted(events, key=lambda e: (e.onset.sort_key(), e.source))
+    if not ordered:
+        return (), (), ()
     starts = [a.start for a in exposure.administrations]
     first_ivig = min(starts, key=FhirTime.sort_key) if starts else None
     associated: list[AssociatedEvent] = []
     history: list[TeeEvent] = []
     other: list[TeeEvent] = []
-    for ev in sorted(events, key=lambda e: (e.onset.sort_key(), e.source)):
+    for ev in ordered:
         if (
             first_ivig is None
             or ev.onset.day < first_ivig.day
@@ -661,8 +691,17 @@ def assess_thrombosis(
             continue
         if admin.rate_mg_kg_min <= lowest_limit:
             continue  # within every limit that could apply: its risk profile cannot matter
-        limit = applicable_max_rate(_risk_profile(admin.start, inputs, prepared, policy), policy)
-        if admin.rate_mg_kg_min > limit.limit_mg_kg_min:
+        with_risk = _any_risk_factor(admin.start, inputs, prepared, policy)
+        if with_risk:
+            limit_value = policy.max_rate_with_risk_mg_kg_min
+        else:
+            limit_value = policy.max_rate_mg_kg_min
+        if admin.rate_mg_kg_min > limit_value:
+            # a finding: now the profile and the words of the limit (applicable_max_rate picks
+            # the same limit, as the profile has factors exactly when with_risk)
+            limit = applicable_max_rate(
+                _risk_profile(admin.start, inputs, prepared, policy), policy
+            )
             findings.append(
                 RateFinding(
                     administration_source=admin.source,

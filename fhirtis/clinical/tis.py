@@ -15,7 +15,7 @@ from fractions import Fraction
 
 from fhirtis.clinical.decimals import percent_of
 from fhirtis.clinical.facts import ENZYMES, MEASURES, Instrument, Measure, MeasureValue
-from fhirtis.clinical.measures import EnzymeChoice, check_value, choose_enzyme, spec_for
+from fhirtis.clinical.measures import ALLOWED, EnzymeChoice, check_value, choose_enzyme, spec_for
 from fhirtis.clinical.notes import Note, missing, warning
 from fhirtis.clinical.policy import EnzymeChange, EnzymeNormalBaseline, Policy, Population
 
@@ -55,14 +55,27 @@ def band_edges(measure: Measure) -> tuple[Fraction, ...]:
     return MMT_EDGES if measure is Measure.MMT8 else STANDARD_EDGES
 
 
+def _integer_edges(measure: Measure) -> tuple[int, ...]:
+    edges = band_edges(measure)
+    assert all(edge.denominator == 1 for edge in edges), "the band edges are whole percents"
+    return tuple(edge.numerator for edge in edges)
+
+
+_BANDS: Mapping[Measure, tuple[tuple[int, ...], tuple[Decimal, ...]]] = {
+    measure: (_integer_edges(measure), LEVEL_SCORES[measure]) for measure in Measure
+}
+"""Per measure, its band edges as integers (every edge is a whole percent) and its level
+scores: ``percent ≤ edge`` is then ``numerator ≤ edge × denominator``, exactly."""
+
+
 def level_score(measure: Measure, percent: Fraction) -> Decimal:
     """The level score of a percent improvement. Bands exclude their lower edge and include
     their upper edge; worsening (negative) falls in the first band."""
-    scores = LEVEL_SCORES[measure]
-    # percent ≤ edge by exact integer cross-multiplication (denominators are positive)
+    edges, scores = _BANDS[measure]
+    # percent ≤ edge by exact integer cross-multiplication (the denominator is positive)
     num, den = percent.numerator, percent.denominator
-    for i, edge in enumerate(band_edges(measure)):
-        if num * edge.denominator <= edge.numerator * den:
+    for i, edge in enumerate(edges):
+        if num <= edge * den:
             return scores[i]
     return scores[-1]
 
@@ -170,16 +183,20 @@ def _instrument_of(*values: MeasureValue | None) -> Instrument | None:
 
 
 def _check_pair(
-    measure: Measure, baseline: MeasureValue | None, followup: MeasureValue | None
+    measure: Measure,
+    baseline: MeasureValue | None,
+    followup: MeasureValue | None,
+    values_checked: bool = False,
 ) -> Note | None:
     if baseline is None:
         return missing("missing-baseline", f"{measure.value} missing at baseline")
     if followup is None:
         return missing("missing-followup", f"{measure.value} missing at follow-up")
-    for value in (baseline, followup):
-        problem = check_value(value)
-        if problem is not None:
-            return problem
+    if not values_checked:
+        for value in (baseline, followup):
+            problem = check_value(value)
+            if problem is not None:
+                return problem
     if baseline.instrument is not followup.instrument:
         return missing(
             "instrument-mismatch",
@@ -190,15 +207,43 @@ def _check_pair(
     return None
 
 
+_BOUNDED_SCALES: Mapping[tuple[Measure, Instrument], tuple[bool, int, int]] = {
+    (measure, instrument): (spec.higher_is_better, *spec.span.as_integer_ratio())
+    for measure, instruments in ALLOWED.items()
+    for instrument in instruments
+    if (spec := spec_for(measure, instrument)).span is not None
+}
+"""Per bounded scale: whether higher is better, and its span as an exact integer ratio (made
+once, not for every percent)."""
+
+
 def score_bounded(
-    measure: Measure, baseline: MeasureValue | None, followup: MeasureValue | None
+    measure: Measure,
+    baseline: MeasureValue | None,
+    followup: MeasureValue | None,
+    *,
+    values_checked: bool = False,
 ) -> MeasureScore:
-    problem = _check_pair(measure, baseline, followup)
+    """``values_checked``: both values are known to pass :func:`check_value` (they come from
+    :func:`~fhirtis.clinical.assessments.group_assessments`), so they are not checked again."""
+    problem = _check_pair(measure, baseline, followup, values_checked)
     if problem is not None:
         instrument = _instrument_of(baseline, followup)
         return _missing_score(measure, problem, instrument, baseline, followup)
     assert baseline is not None and followup is not None
-    pct = percent_improvement_bounded(measure, baseline.instrument, baseline.value, followup.value)
+    scale = _BOUNDED_SCALES.get((measure, baseline.instrument))
+    if scale is None:  # not a bounded scale: as percent_improvement_bounded says
+        pct = percent_improvement_bounded(
+            measure, baseline.instrument, baseline.value, followup.value
+        )
+    else:
+        # percent_of(change, span), with the span's integer ratio made once
+        higher_is_better, span_n, span_d = scale
+        change = (
+            followup.value - baseline.value if higher_is_better else baseline.value - followup.value
+        )
+        change_n, change_d = change.as_integer_ratio()
+        pct = Fraction(change_n * 100 * span_d, change_d * span_n)
     return MeasureScore(
         measure,
         baseline.instrument,
@@ -211,18 +256,29 @@ def score_bounded(
 
 
 def score_enzyme(
-    baseline: MeasureValue | None, followup: MeasureValue | None, policy: Policy
+    baseline: MeasureValue | None,
+    followup: MeasureValue | None,
+    policy: Policy,
+    *,
+    values_checked: bool = False,
 ) -> MeasureScore:
-    """Relative percent change of the chosen enzyme, with the enzyme [choice]s of the policy."""
+    """Relative percent change of the chosen enzyme, with the enzyme [choice]s of the policy.
+    ``values_checked``: as for :func:`score_bounded`."""
     measure = Measure.ENZYME
-    problem = _check_pair(measure, baseline, followup)
+    problem = _check_pair(measure, baseline, followup, values_checked)
     if problem is not None:
         instrument = _instrument_of(baseline, followup)
         return _missing_score(measure, problem, instrument, baseline, followup)
     assert baseline is not None and followup is not None
-    b, f = Fraction(baseline.value), Fraction(followup.value)
-    uln = None if baseline.uln is None else Fraction(baseline.uln)
-    normal_at_baseline = uln is not None and b <= uln
+    # Exact rationals as integer pairs (n / d, d > 0): Fraction arithmetic gives the same values
+    # but is several times slower; each percent below becomes one Fraction, which reduces it to
+    # the same canonical numerator and denominator that Fraction arithmetic would.
+    bn, bd = baseline.value.as_integer_ratio()
+    fn, fd = followup.value.as_integer_ratio()
+    uln = None if baseline.uln is None else baseline.uln.as_integer_ratio()
+    normal_at_baseline = uln is not None and bn * uln[1] <= uln[0] * bd
+    # (b − f) × 100 = drop / (bd × fd)
+    drop = (bn * fd - fn * bd) * 100
 
     def scored(pct: Fraction, score: Decimal | None = None) -> MeasureScore:
         return MeasureScore(
@@ -236,7 +292,8 @@ def score_enzyme(
         )
 
     if normal_at_baseline and policy.enzyme_normal_baseline is EnzymeNormalBaseline.NO_CREDIT:
-        return scored((b - f) * 100 / b if b else Fraction(0), _D(0))
+        # (b − f) × 100 / b
+        return scored(Fraction(drop, fd * bn) if bn else Fraction(0), _D(0))
     if policy.enzyme_change is EnzymeChange.ABOVE_ULN:
         if uln is None:
             reason = missing(
@@ -245,22 +302,24 @@ def score_enzyme(
                 baseline.source,
             )
             return _missing_score(measure, reason, baseline.instrument, baseline, followup)
-        if b <= uln:
+        if normal_at_baseline:  # b ≤ ULN
             reason = missing(
                 "enzyme-change-undefined",
                 "enzyme_change=above_uln is undefined when the baseline is not above the ULN",
                 baseline.source,
             )
             return _missing_score(measure, reason, baseline.instrument, baseline, followup)
-        return scored((b - f) * 100 / (b - uln))
-    if b == 0:
+        # (b − f) × 100 / (b − ULN), where b − ULN = (bn × ud − un × bd) / (bd × ud) > 0
+        un, ud = uln
+        return scored(Fraction(drop * ud, fd * (bn * ud - un * bd)))
+    if bn == 0:
         reason = missing(
             "enzyme-baseline-zero",
             "relative change is undefined for a baseline enzyme of 0",
             baseline.source,
         )
         return _missing_score(measure, reason, baseline.instrument, baseline, followup)
-    return scored((b - f) * 100 / b)
+    return scored(Fraction(drop, fd * bn))  # (b − f) × 100 / b
 
 
 def compute_tis(
@@ -269,21 +328,33 @@ def compute_tis(
     population: Population,
     policy: Policy,
     enzyme: EnzymeChoice | None = None,
+    *,
+    values_checked: bool = False,
 ) -> TisResult:
     """The TIS of ``followup`` against ``baseline``.
 
     ``enzyme`` is the most abnormal enzyme chosen once at baseline; when None it is chosen here
     from ``baseline.enzymes``. The chosen enzyme is followed at that enzyme only: if it is missing
     at follow-up the enzyme measure is missing (enzymes are never switched).
+    ``values_checked``: every value is known to pass :func:`check_value` (the assessments of
+    :func:`~fhirtis.clinical.assessments.group_assessments`), so none is checked again.
     """
     notes: list[Note] = []
     scores: list[MeasureScore] = []
+    base_values, follow_values = baseline.values, followup.values
     for measure in MEASURES:
         if measure is Measure.ENZYME:
-            scores.append(_enzyme_measure(baseline, followup, policy, enzyme, notes))
+            scores.append(
+                _enzyme_measure(baseline, followup, policy, enzyme, notes, values_checked)
+            )
         else:
             scores.append(
-                score_bounded(measure, baseline.values.get(measure), followup.values.get(measure))
+                score_bounded(
+                    measure,
+                    base_values.get(measure),
+                    follow_values.get(measure),
+                    values_checked=values_checked,
+                )
             )
     lower = sum((s.score for s in scores if s.score is not None), _D(0))
     upper = lower + sum((s.max_score for s in scores if s.score is None), _D(0))
@@ -307,12 +378,13 @@ def _enzyme_measure(
     policy: Policy,
     enzyme: EnzymeChoice | None,
     notes: list[Note],
+    values_checked: bool,
 ) -> MeasureScore:
     alt_b = baseline.values.get(Measure.ENZYME)
     alt_f = followup.values.get(Measure.ENZYME)
     if alt_b is not None or alt_f is not None:
         # The juvenile CHQ-PhS alternative (a bounded scale) in place of a lab enzyme.
-        result = score_bounded(Measure.ENZYME, alt_b, alt_f)
+        result = score_bounded(Measure.ENZYME, alt_b, alt_f, values_checked=values_checked)
         if result.instrument is Instrument.CHQ_PHS:
             notes.append(
                 warning(
@@ -340,7 +412,7 @@ def _enzyme_measure(
             "follow-up; enzymes are never switched",
         )
         return _missing_score(Measure.ENZYME, reason, choice.instrument, b, None)
-    return score_enzyme(b, f, policy)
+    return score_enzyme(b, f, policy, values_checked=values_checked)
 
 
 def percent_text(value: Fraction | None, places: int = 4) -> Decimal | None:

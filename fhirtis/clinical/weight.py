@@ -18,11 +18,11 @@ plausibility. Pure rules over :mod:`fhirtis.clinical.facts`; no FHIR, no I/O.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal, localcontext
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 from fhirtis.clinical.decimals import DECIMAL_CONTEXT, format_decimal, is_positive_finite
 from fhirtis.clinical.facts import BodyHeight, BodyWeight, PatientFacts, Sex
@@ -35,10 +35,15 @@ __all__ = [
     "DEVINE_BASE_KG",
     "DEVINE_KG_PER_INCH",
     "DEVINE_MIN_HEIGHT_CM",
+    "Dated",
     "DosingWeight",
+    "PlausibleBody",
     "adjusted_body_weight",
+    "dated",
     "dosing_weight",
+    "dosing_weight_from",
     "ideal_body_weight",
+    "latest_on_or_before",
     "plausible_heights",
     "plausible_weights",
 ]
@@ -110,14 +115,35 @@ def adjusted_body_weight(actual_kg: Decimal, ideal_kg: Decimal) -> Decimal:
         return ideal_kg + ADJUSTED_WEIGHT_FACTOR * (actual_kg - ideal_kg)
 
 
-_Dated = TypeVar("_Dated", BodyWeight, BodyHeight)
+class _Timed(Protocol):
+    @property
+    def when(self) -> datetime: ...
+
+    @property
+    def source(self) -> str: ...
 
 
-def _latest_on_or_before(facts: Sequence[_Dated], on: date) -> _Dated | None:
-    candidates = [f for f in facts if f.when.date() <= on]
-    if not candidates:
-        return None
-    return max(candidates, key=lambda f: (f.when, f.source))
+_F = TypeVar("_F", bound=_Timed)
+
+Dated = tuple[date, tuple[datetime, str], _F]
+"""A fact with its date and its order among facts of its kind (time, then source): made once
+per patient, so that choosing the latest on a date reads no datetime again."""
+
+
+def dated(facts: Iterable[_F]) -> list[Dated[_F]]:
+    """Each fact with its date and its (time, source) order, in the order given."""
+    return [(f.when.date(), (f.when, f.source), f) for f in facts]
+
+
+def latest_on_or_before(facts: Iterable[Dated[_F]], on: date) -> _F | None:
+    """Of the facts dated on or before ``on``, the one latest in (time, source) order; of equal
+    ones the first (as ``max`` picks); None when there is none."""
+    best: _F | None = None
+    best_order: tuple[datetime, str] | None = None
+    for day, order, fact in facts:
+        if day <= on and (best_order is None or order > best_order):
+            best, best_order = fact, order
+    return best
 
 
 JUMP_WINDOW_DAYS = 14  # clinical spec §1: a jump against the previous weight within 14 days
@@ -181,6 +207,27 @@ def plausible_heights(
     return kept, notes
 
 
+@dataclass(frozen=True, slots=True)
+class PlausibleBody:
+    """A patient's plausible weights and heights (:func:`dated`), with a note for each one
+    excluded: what every cycle's dosing weight is chosen from, so they are sorted and checked
+    once per patient, not once per cycle (:func:`plausible_weights` and
+    :func:`plausible_heights` read no date)."""
+
+    weights: list[Dated[BodyWeight]]
+    weight_notes: list[tuple[Note, BodyWeight]]
+    heights: list[Dated[BodyHeight]]
+    height_notes: list[tuple[Note, BodyHeight]]
+
+    @classmethod
+    def of(
+        cls, weights: Iterable[BodyWeight], heights: Iterable[BodyHeight], policy: Policy
+    ) -> PlausibleBody:
+        usable_weights, weight_notes = plausible_weights(weights, policy)
+        usable_heights, height_notes = plausible_heights(heights, policy)
+        return cls(dated(usable_weights), weight_notes, dated(usable_heights), height_notes)
+
+
 def dosing_weight(
     at: date,
     weights: Iterable[BodyWeight],
@@ -190,16 +237,21 @@ def dosing_weight(
 ) -> DosingWeight:
     """The dosing weight for a cycle starting on ``at`` (a date, or the date of a datetime), on
     the policy's basis."""
+    return dosing_weight_from(at, PlausibleBody.of(weights, heights, policy), patient, policy)
+
+
+def dosing_weight_from(
+    at: date, body: PlausibleBody, patient: PatientFacts, policy: Policy = DEFAULT_POLICY
+) -> DosingWeight:
+    """:func:`dosing_weight` from the patient's plausible weights and heights."""
     on = at.date() if isinstance(at, datetime) else at
     notes: list[Note] = []
     basis = policy.dosing_weight
-    usable_weights, weight_notes = plausible_weights(weights, policy)
-    notes.extend(n for n, w in weight_notes if w.when.date() <= on)
-    usable_heights, height_notes = plausible_heights(heights, policy)
+    notes.extend(n for n, w in body.weight_notes if w.when.date() <= on)
     if basis is not DosingWeightBasis.ACTUAL:
-        notes.extend(n for n, h in height_notes if h.when.date() <= on)
+        notes.extend(n for n, h in body.height_notes if h.when.date() <= on)
 
-    weight = _latest_on_or_before(usable_weights, on)
+    weight = latest_on_or_before(body.weights, on)
     actual: Decimal | None = None
     age_days: int | None = None
     stale = False
@@ -224,7 +276,7 @@ def dosing_weight(
                 )
             )
 
-    height = _latest_on_or_before(usable_heights, on)
+    height = latest_on_or_before(body.heights, on)
     ideal: Decimal | None = None
     kg: Decimal | None = None
     if basis is DosingWeightBasis.ACTUAL:

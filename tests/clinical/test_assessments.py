@@ -5,7 +5,10 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
-from fhirtis.clinical.assessments import choose_baseline, group_assessments
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from fhirtis.clinical.assessments import choose_baseline, group_assessments, slot_of
 from fhirtis.clinical.course import evaluate_course
 from fhirtis.clinical.facts import Instrument, Measure, MeasureValue, ResultStatus
 from fhirtis.clinical.policy import Policy, Population
@@ -214,3 +217,44 @@ def test_population_rules() -> None:
         ).population
         is Population.ADULT
     )
+
+
+_KEYS = ("pga", "mmt8-150", "haq", "ptga", "extramuscular", "ck", "aldolase")
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.tuples(st.sampled_from(_KEYS), st.integers(0, 60)), max_size=25, unique=True),
+    st.integers(0, 10),
+)
+def test_each_assessment_takes_the_nearest_value_of_each_slot(
+    recorded: list[tuple[str, int]], window: int
+) -> None:
+    """Rule 4 against its plain statement: for each assessment and slot, of the values within
+    ±window days the nearest, on a tie the earliest (by day, then source); every other value is
+    noted as not the nearest (within some window) or outside every window."""
+    values = [
+        mv(key, 1, D0 + timedelta(days=day), source=f"Observation/{i:02d}")
+        for i, (key, day) in enumerate(recorded)
+    ]
+    g = group_assessments(values, Policy(assessment_window_days=window))
+    others = sorted(
+        (v for v in values if v.measure not in (Measure.PGA, Measure.MMT8)),
+        key=lambda v: (v.day, v.source),
+    )
+    used: set[str] = set()
+    for a in g.assessments:
+        held = {**a.values, **a.enzymes}
+        for slot in {slot_of(v) for v in others}:
+            near = [v for v in others if slot_of(v) == slot and abs((v.day - a.day).days) <= window]
+            best = min(near, key=lambda v: abs((v.day - a.day).days), default=None)
+            assert held.get(slot) is best
+        used.update(v.source for v in held.values())
+    noted = {n.source: n.code for n in g.notes}
+    for v in others:
+        if v.source in used:
+            assert v.source not in noted
+        elif any(abs((v.day - a.day).days) <= window for a in g.assessments):
+            assert noted[v.source] == "not-nearest"
+        else:
+            assert noted[v.source] == "outside-assessment-window"

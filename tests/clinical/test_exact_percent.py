@@ -7,12 +7,15 @@ from decimal import Decimal
 from fractions import Fraction
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fhirtis.clinical.decimals import percent_of
-from fhirtis.clinical.facts import Measure
-from fhirtis.clinical.tis import LEVEL_SCORES, band_edges, level_score
+from fhirtis.clinical.facts import Instrument, Measure, MeasureValue
+from fhirtis.clinical.measures import ALLOWED, check_value, enzyme_ratio, spec_for
+from fhirtis.clinical.policy import EnzymeChange, EnzymeNormalBaseline, Policy
+from fhirtis.clinical.tis import LEVEL_SCORES, band_edges, level_score, score_enzyme
+from tests.clinical.helpers import DAY
 
 decimals = st.decimals(
     min_value=Decimal("-1e6"), max_value=Decimal("1e6"), allow_nan=False, allow_infinity=False
@@ -38,3 +41,83 @@ def test_level_score_at_and_beside_each_edge(measure: Measure) -> None:
         assert level_score(measure, edge - tiny) == scores[i]
         assert level_score(measure, edge + tiny) == scores[i + 1]  # lower edge excluded
     assert level_score(measure, Fraction(-50)) == scores[0]
+
+
+positive = st.decimals(
+    min_value=Decimal("0.001"), max_value=Decimal("1e6"), allow_nan=False, allow_infinity=False
+)
+non_negative = st.decimals(
+    min_value=Decimal(0), max_value=Decimal("1e6"), allow_nan=False, allow_infinity=False
+)
+
+
+@given(positive | st.just(Decimal(0)), positive)
+def test_enzyme_ratio_is_the_exact_fraction(value: Decimal, uln: Decimal) -> None:
+    ratio = enzyme_ratio(_enzyme(value, uln))
+    assert ratio == Fraction(value) / Fraction(uln)
+    assert (ratio.numerator, ratio.denominator) == (
+        Fraction(value) / Fraction(uln)
+    ).as_integer_ratio()
+
+
+def _enzyme(value: Decimal, uln: Decimal | None) -> MeasureValue:
+    return MeasureValue(Measure.ENZYME, Instrument.CK, value, DAY, "Observation/ck", uln=uln)
+
+
+def _fraction_percent(
+    b: Decimal, f: Decimal, uln: Decimal | None, policy: Policy
+) -> Fraction | None:
+    """The enzyme percent improvement as plain Fraction arithmetic (clinical spec §2.1)."""
+    fb, ff = Fraction(b), Fraction(f)
+    fu = None if uln is None else Fraction(uln)
+    if (
+        fu is not None
+        and fb <= fu
+        and policy.enzyme_normal_baseline is EnzymeNormalBaseline.NO_CREDIT
+    ):
+        return (fb - ff) * 100 / fb if fb else Fraction(0)
+    if policy.enzyme_change is EnzymeChange.ABOVE_ULN:
+        if fu is None or fb <= fu:
+            return None
+        return (fb - ff) * 100 / (fb - fu)
+    return (fb - ff) * 100 / fb if fb else None
+
+
+@settings(max_examples=400)
+@given(
+    non_negative,
+    non_negative,
+    st.none() | positive,
+    st.sampled_from(list(EnzymeChange)),
+    st.sampled_from(list(EnzymeNormalBaseline)),
+)
+def test_score_enzyme_percent_is_the_exact_fraction(
+    b: Decimal,
+    f: Decimal,
+    uln: Decimal | None,
+    change: EnzymeChange,
+    normal: EnzymeNormalBaseline,
+) -> None:
+    policy = Policy(enzyme_change=change, enzyme_normal_baseline=normal)
+    result = score_enzyme(_enzyme(b, uln), _enzyme(f, uln), policy)
+    expected = _fraction_percent(b, f, uln, policy)
+    assert result.percent_improvement == expected
+    if expected is not None:
+        assert result.percent_improvement is not None
+        pct = result.percent_improvement
+        assert (pct.numerator, pct.denominator) == expected.as_integer_ratio()
+
+
+def test_every_allowed_instrument_has_its_scale_and_no_other() -> None:
+    for measure in Measure:
+        for instrument in Instrument:
+            if instrument in ALLOWED[measure]:
+                spec = spec_for(measure, instrument)
+                assert (spec.measure, spec.instrument) == (measure, instrument)
+            else:
+                with pytest.raises(ValueError, match=f"{instrument.value} does not measure"):
+                    spec_for(measure, instrument)
+                note = check_value(
+                    MeasureValue(measure, instrument, Decimal(1), DAY, "Observation/x")
+                )
+                assert note is not None and note.code == "wrong-instrument"
