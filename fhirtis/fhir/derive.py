@@ -91,20 +91,21 @@ class Derived:
 
 
 _UUID5_NAMESPACE_SHA1 = hashlib.sha1(_UUID_NAMESPACE.bytes, usedforsecurity=False)
-# uuid.UUID(bytes=sha1[:16], version=5): version nibble 5, variant bits 10 (RFC 4122 §4.3)
-_UUID5_CLEAR = ~((0xF000 << 64) | (0xC000 << 48))
-_UUID5_SET = (5 << 76) | (0x8000 << 48)
+# The RFC 4122 variant (binary 10xx) of the 17th hex digit's value: (value & 0x3) | 0x8.
+_UUID_VARIANT_DIGIT = {f"{v:x}": f"{(v & 0x3) | 0x8:x}" for v in range(16)}
 
 
 def full_url_of(identifier: str) -> str:
-    """``urn:uuid:`` + ``uuid.uuid5(namespace, identifier)``, computed as ``uuid5`` does (SHA-1
-    of the namespace's bytes then the name's UTF-8, first 16 bytes, version and variant bits
-    set) without building a ``UUID`` object; checked against ``uuid.uuid5`` by the tests."""
+    """``urn:uuid:`` + ``str(uuid.uuid5(namespace, identifier))``, computed as ``uuid5`` does
+    (SHA-1 of the namespace's bytes then the name's UTF-8, the first 16 bytes, version 5 in the
+    13th hex digit, the variant bits in the 17th) on the hex text, without the ``UUID`` object
+    and its 128-bit integer arithmetic; checked against ``uuid.uuid5`` by the tests."""
     sha1 = _UUID5_NAMESPACE_SHA1.copy()
     sha1.update(identifier.encode())
-    bits = (int.from_bytes(sha1.digest()[:16]) & _UUID5_CLEAR) | _UUID5_SET
-    h = f"{bits:032x}"
-    return f"urn:uuid:{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+    h = sha1.hexdigest()
+    return (
+        f"urn:uuid:{h[:8]}-{h[8:12]}-5{h[13:16]}-{_UUID_VARIANT_DIGIT[h[16]]}{h[17:20]}-{h[20:32]}"
+    )
 
 
 _VERSION_PART = f"v{ALGORITHM_VERSION}"

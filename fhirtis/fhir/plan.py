@@ -23,6 +23,9 @@ Json = dict[str, Any]
 # Elements a server adds or owns; they do not make a stored resource "different".
 _SERVER_OWNED = frozenset({"id", "meta", "text"})
 
+# Built once, shared by every Bundle's Provenance entry (read-only, as the derived resources).
+_PROVENANCE_REQUEST: Json = {"method": "POST", "url": "Provenance"}
+
 
 class Action(StrEnum):
     CREATE = "create"
@@ -66,27 +69,18 @@ def plan_writes(
     """The minimal transaction for ``derived`` given what exists (None: unknown → all
     conditional creates)."""
     writes: list[PlannedWrite] = []
+    entries: list[Json] = []
+    targets: list[str] = []
+    counts = dict.fromkeys(Action, 0)
     for d in derived:
         stored = None if existing is None else existing.get(d.identifier)
         if stored is None:
             writes.append(PlannedWrite(d, Action.CREATE))
-        elif same_content(d.resource, stored):
-            writes.append(PlannedWrite(d, Action.UNCHANGED, stored.get("id")))
-        else:
-            version = (stored.get("meta") or {}).get("versionId")
-            writes.append(PlannedWrite(d, Action.UPDATE, stored.get("id"), version))
-    summary = {a.value: sum(1 for w in writes if w.action is a) for a in Action}
-    changed = [w for w in writes if w.action is not Action.UNCHANGED]
-    if not changed:
-        return WritePlan(writes, None, summary)
-    entries: list[Json] = []
-    targets: list[str] = []
-    for w in changed:
-        d = w.derived
-        if w.action is Action.CREATE:
+            counts[Action.CREATE] += 1
+            full_url = d.full_url
             entries.append(
                 {
-                    "fullUrl": d.full_url,
+                    "fullUrl": full_url,
                     "resource": d.resource,
                     "request": {
                         "method": "POST",
@@ -95,18 +89,28 @@ def plan_writes(
                     },
                 }
             )
-            targets.append(d.full_url)
+            targets.append(full_url)
+        elif same_content(d.resource, stored):
+            writes.append(PlannedWrite(d, Action.UNCHANGED, stored.get("id")))
+            counts[Action.UNCHANGED] += 1
         else:
-            ref = f"{d.resource_type}/{w.existing_id}"
+            existing_id = stored.get("id")
+            version = (stored.get("meta") or {}).get("versionId")
+            writes.append(PlannedWrite(d, Action.UPDATE, existing_id, version))
+            counts[Action.UPDATE] += 1
+            ref = f"{d.resource_type}/{existing_id}"
             request: Json = {"method": "PUT", "url": ref}
-            if w.existing_version:
-                request["ifMatch"] = f'W/"{w.existing_version}"'
-            entries.append({"resource": {**d.resource, "id": w.existing_id}, "request": request})
+            if version:
+                request["ifMatch"] = f'W/"{version}"'
+            entries.append({"resource": {**d.resource, "id": existing_id}, "request": request})
             targets.append(ref)
+    summary = {a.value: n for a, n in counts.items()}
+    if not entries:
+        return WritePlan(writes, None, summary)
     entries.append(
         {
             "resource": provenance(targets, sources, recorded),
-            "request": {"method": "POST", "url": "Provenance"},
+            "request": _PROVENANCE_REQUEST,
         }
     )
     bundle = {"resourceType": "Bundle", "type": "transaction", "entry": entries}
