@@ -112,7 +112,11 @@ _VERSION_PART = f"v{ALGORITHM_VERSION}"
 
 
 def identifier_value(kind: str, patient_ref: str, *parts: str) -> str:
-    key = "|".join((kind, patient_ref, *parts, _VERSION_PART))
+    return _identifier(kind, "|".join((kind, patient_ref, *parts, _VERSION_PART)))
+
+
+def _identifier(kind: str, key: str) -> str:
+    """:func:`identifier_value` of an already joined ``key`` (``kind|patient|parts…|v1``)."""
     return f"{kind}-{hashlib.sha256(key.encode()).hexdigest()[:24]}"
 
 
@@ -332,19 +336,24 @@ def _policy_note(policy: Policy) -> Json:
 # -- TIS ---------------------------------------------------------------------------------------
 
 
-def _tis_components(tis: TisResult) -> list[Json]:
+def _tis_components(tis: TisResult) -> tuple[list[Json], list[MeasureScore]]:
+    """The components, and the measures without a score (``tis.partial`` iff there are any)."""
     out: list[Json] = []
+    missing: list[MeasureScore] = []
     for m in tis.measures:
         measure = m.measure
         percent = m.percent_improvement
-        if m.score is None or percent is None:
+        score = m.score
+        if score is None:
+            missing.append(m)
+        if score is None or percent is None:
             reason = m.reason.message if m.reason else "missing"
             out.append({"code": _IMPROVEMENT_CODE[measure], "dataAbsentReason": _absent(reason)})
             out.append({"code": _SCORE_CODE[measure], "dataAbsentReason": _absent(reason)})
         else:
             out.append(_improvement_component(measure, percent))
-            out.append(_score_component(measure, m.score))
-    return out
+            out.append(_score_component(measure, score))
+    return out, missing
 
 
 def _missing_text(m: MeasureScore) -> str:
@@ -360,14 +369,13 @@ def _tis_observation(
     sources: Iterable[str],
 ) -> Derived:
     end = _day(day)
-    ident = identifier_value("tis", patient_ref, baseline_day, end)
+    ident = _identifier("tis", f"tis|{patient_ref}|{baseline_day}|{end}|{_VERSION_PART}")
     obs: Json = _observation_head(_TIS_META, ident, _TIS_CODE, patient_ref)
     obs["effectivePeriod"] = {"start": baseline_day, "end": end}
     obs["method"] = _CRITERIA[tis.population]
     obs["derivedFrom"] = [{"reference": s} for s in sorted(set(sources))]
-    obs["component"] = _tis_components(tis)
-    partial = tis.partial
-    if partial:
+    obs["component"], missing = _tis_components(tis)
+    if missing:
         obs["valueRange"] = {
             "low": _quantity(tis.lower, "{score}"),
             "high": _quantity(tis.upper, "{score}"),
@@ -379,10 +387,10 @@ def _tis_observation(
     else:
         possible = " or ".join(c.value for c in tis.possible_categories)
         obs["interpretation"] = [{"text": f"undetermined: {possible}"}]
-    if partial:
-        missing = "; ".join(_missing_text(m) for m in tis.measures if m.score is None)
+    if missing:
+        missing_text = "; ".join(_missing_text(m) for m in missing)
         obs["note"] = [
-            {"text": f"partial TIS (missing measures score 0 to their maximum): {missing}"},
+            {"text": f"partial TIS (missing measures score 0 to their maximum): {missing_text}"},
             note,
         ]
     else:
@@ -391,24 +399,22 @@ def _tis_observation(
 
 
 def _deterioration_observation(
-    evaluation: PatientEvaluation, note: Json, patient_ref: str
-) -> Derived | None:
+    evaluation: PatientEvaluation,
+    note: Json,
+    patient_ref: str,
+    baseline_day: str,
+    baseline_sources: tuple[str, ...],
+    followup_sources: list[tuple[str, ...]],
+) -> Derived:
+    """For a course with a baseline and follow-ups (their sources given)."""
     course = evaluation.course
-    if course.baseline is None or not course.followups:
-        return None
-    ident = identifier_value("confirmed-deterioration", patient_ref, _day(course.baseline.day))
+    ident = identifier_value("confirmed-deterioration", patient_ref, baseline_day)
     confirmed_on = course.confirmation.confirmed_on
     last = course.followups[-1]
     obs: Json = _observation_head(_DETERIORATION_META, ident, _DETERIORATION_CODE, patient_ref)
     obs["effectiveDateTime"] = _day(confirmed_on or last.assessment.day)
     obs["derivedFrom"] = [
-        {"reference": s}
-        for s in sorted(
-            {
-                *course.baseline.sources,
-                *(x for f in course.followups for x in f.assessment.sources),
-            }
-        )
+        {"reference": s} for s in sorted(set(baseline_sources).union(*followup_sources))
     ]
     obs["note"] = [note]
     if confirmed_on is not None:
@@ -425,8 +431,12 @@ def _deterioration_observation(
 # -- IVIG exposure -----------------------------------------------------------------------------
 
 
-def _cycle_observation(note: Json, patient_ref: str, cycle: Cycle) -> Derived:
-    ident = identifier_value("ivig-cycle-dose", patient_ref, _day(cycle.start.day))
+def _cycle_observation(
+    note: Json, patient_ref: str, cycle: Cycle, period: Json, administrations: set[str]
+) -> Derived:
+    """``period``: the cycle's start and end; ``administrations``: its sources."""
+    day = _day(cycle.start.day)
+    ident = _identifier("ivig-cycle-dose", f"ivig-cycle-dose|{patient_ref}|{day}|{_VERSION_PART}")
     dw = cycle.dosing_weight
     grams: Json
     if cycle.grams is not None:
@@ -462,11 +472,11 @@ def _cycle_observation(note: Json, patient_ref: str, cycle: Cycle) -> Derived:
         {"code": _COUNT_CODE, "valueInteger": cycle.administration_count},
     ]
     obs: Json = _observation_head(_CYCLE_META, ident, _CYCLE_CODE, patient_ref)
-    obs["effectivePeriod"] = {"start": _instant(cycle.start), "end": _instant(cycle.end)}
+    obs["effectivePeriod"] = period
     obs["component"] = components
     # R4: derivedFrom may name Observations only; the administrations the dose sums are the
     # events this Observation is part of (partOf allows MedicationAdministration).
-    obs["partOf"] = [{"reference": s} for s in sorted({a.source for a in cycle.administrations})]
+    obs["partOf"] = [{"reference": s} for s in sorted(administrations)]
     weight_source, height_source = dw.weight_source, dw.height_source
     if weight_source or height_source:
         measured = sorted({s for s in (weight_source, height_source) if s})
@@ -479,9 +489,11 @@ def _cycle_observation(note: Json, patient_ref: str, cycle: Cycle) -> Derived:
     return Derived(obs, ident)
 
 
-def _cumulative_observation(note: Json, patient_ref: str, exposure: Exposure) -> Derived | None:
-    if not exposure.cycles:
-        return None
+def _cumulative_observation(
+    note: Json, patient_ref: str, exposure: Exposure, period: Json, administrations: set[str]
+) -> Derived:
+    """``period``: from the first cycle's start to the last one's end; ``administrations``: the
+    sources of every cycle."""
     ident = identifier_value("ivig-cumulative-dose", patient_ref)
     per_kg: Json
     if exposure.cumulative_g_per_kg is not None:
@@ -498,14 +510,8 @@ def _cumulative_observation(note: Json, patient_ref: str, exposure: Exposure) ->
             ),
         }
     obs: Json = _observation_head(_CUMULATIVE_META, ident, _CUMULATIVE_CODE, patient_ref)
-    obs["effectivePeriod"] = {
-        "start": _instant(exposure.cycles[0].start),
-        "end": _instant(exposure.cycles[-1].end),
-    }
-    obs["partOf"] = [
-        {"reference": s}
-        for s in sorted({a.source for c in exposure.cycles for a in c.administrations})
-    ]
+    obs["effectivePeriod"] = period
+    obs["partOf"] = [{"reference": s} for s in sorted(administrations)]
     obs["component"] = [
         per_kg,
         {"code": _CYCLE_COUNT_CODE, "valueInteger": exposure.cycle_count},
@@ -636,20 +642,37 @@ def derive_resources(evaluation: PatientEvaluation, patient_ref: str) -> list[De
     if baseline is not None:
         baseline_day = _day(baseline.day)
         baseline_sources = baseline.sources
-        for f in course.followups:
-            sources = (*baseline_sources, *f.assessment.sources)
+        followup_sources = [f.assessment.sources for f in course.followups]
+        for f, sources in zip(course.followups, followup_sources, strict=True):
             out.append(
-                _tis_observation(note, patient_ref, baseline_day, f.assessment.day, f.tis, sources)
+                _tis_observation(
+                    note,
+                    patient_ref,
+                    baseline_day,
+                    f.assessment.day,
+                    f.tis,
+                    (*baseline_sources, *sources),
+                )
             )
-    det = _deterioration_observation(evaluation, note, patient_ref)
-    if det is not None:
-        out.append(det)
+        if course.followups:
+            out.append(
+                _deterioration_observation(
+                    evaluation, note, patient_ref, baseline_day, baseline_sources, followup_sources
+                )
+            )
     exposure = evaluation.exposure
-    for cycle in exposure.cycles:
-        out.append(_cycle_observation(note, patient_ref, cycle))
-    cumulative = _cumulative_observation(note, patient_ref, exposure)
-    if cumulative is not None:
-        out.append(cumulative)
+    if exposure.cycles:
+        # each cycle's times and sources are made once: the cumulative dose uses them too
+        all_administrations: set[str] = set()
+        periods: list[Json] = []
+        for cycle in exposure.cycles:
+            period = {"start": _instant(cycle.start), "end": _instant(cycle.end)}
+            administrations = set(cycle.sources)
+            all_administrations |= administrations
+            periods.append(period)
+            out.append(_cycle_observation(note, patient_ref, cycle, period, administrations))
+        whole = {"start": periods[0]["start"], "end": periods[-1]["end"]}
+        out.append(_cumulative_observation(note, patient_ref, exposure, whole, all_administrations))
     thrombosis = evaluation.thrombosis
     out.append(_risk_flag(evaluation, patient_ref, thrombosis))
     out.extend(_rate_issue(patient_ref, f) for f in thrombosis.rate_findings)
