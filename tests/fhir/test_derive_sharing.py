@@ -101,7 +101,7 @@ def test_changing_a_copy_of_a_resource_changes_nothing_else() -> None:
             for c in _containers(changed):
                 if isinstance(c, dict):
                     c["changed"] = True
-                else:
+                elif isinstance(c, list):
                     c.append("changed")
             assert changed != d.resource
     assert [orjson.dumps([d.resource for d in ds]) for ds in derived] == before
