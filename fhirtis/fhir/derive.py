@@ -57,7 +57,8 @@ DERIVED_TYPES: tuple[str, ...] = ("Observation", "Flag", "DetectedIssue", "Adver
 # matched by other search parameters instead (and checked by identifier on the client).
 NO_IDENTIFIER_SEARCH = frozenset({"AdverseEvent"})
 
-_IF_NONE_EXIST_PREFIX = f"identifier={IDENTIFIER_SYSTEM}|"
+IF_NONE_EXIST_PREFIX = f"identifier={IDENTIFIER_SYSTEM}|"
+"""What a conditional create's query on the business identifier starts with."""
 
 
 @dataclass(frozen=True)
@@ -78,7 +79,7 @@ class Derived:
     @property
     def if_none_exist(self) -> str:
         """The conditional-create query that finds this resource if it already exists."""
-        return self.match or _IF_NONE_EXIST_PREFIX + self.identifier
+        return self.match or IF_NONE_EXIST_PREFIX + self.identifier
 
     @property
     def full_url(self) -> str:
@@ -351,8 +352,10 @@ def _tis_components(tis: TisResult) -> tuple[list[Json], list[MeasureScore]]:
             out.append({"code": _IMPROVEMENT_CODE[measure], "dataAbsentReason": _absent(reason)})
             out.append({"code": _SCORE_CODE[measure], "dataAbsentReason": _absent(reason)})
         else:
-            out.append(_improvement_component(measure, percent))
-            out.append(_score_component(measure, score))
+            # the two caches looked up here (a TIS has 12 components): made on a miss only
+            improvement = _IMPROVEMENTS.get((measure, percent.numerator, percent.denominator))
+            out.append(improvement or _improvement_component(measure, percent))
+            out.append(_SCORES.get((measure, score)) or _score_component(measure, score))
     return out, missing
 
 

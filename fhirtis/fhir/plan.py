@@ -16,7 +16,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from fhirtis.fhir.derive import Derived, provenance
+from fhirtis.fhir.derive import IF_NONE_EXIST_PREFIX, Derived, full_url_of, provenance
 
 Json = dict[str, Any]
 
@@ -31,6 +31,9 @@ class Action(StrEnum):
     CREATE = "create"
     UPDATE = "update"
     UNCHANGED = "unchanged"
+
+
+_CREATE = Action.CREATE  # (a module global: looking a member up on its enum class is slower)
 
 
 @dataclass(frozen=True)
@@ -71,40 +74,40 @@ def plan_writes(
     writes: list[PlannedWrite] = []
     entries: list[Json] = []
     targets: list[str] = []
-    counts = dict.fromkeys(Action, 0)
+    created = updated = unchanged = 0
     for d in derived:
         stored = None if existing is None else existing.get(d.identifier)
         if stored is None:
-            writes.append(PlannedWrite(d, Action.CREATE))
-            counts[Action.CREATE] += 1
-            full_url = d.full_url
-            entries.append(
-                {
-                    "fullUrl": full_url,
-                    "resource": d.resource,
-                    "request": {
-                        "method": "POST",
-                        "url": d.resource_type,
-                        "ifNoneExist": d.if_none_exist,
-                    },
-                }
-            )
+            writes.append(PlannedWrite(d, _CREATE))
+            created += 1
+            full_url = full_url_of(d.identifier)  # d.full_url, without the property call
+            resource = d.resource
+            request = {
+                "method": "POST",
+                "url": resource["resourceType"],
+                "ifNoneExist": d.match or IF_NONE_EXIST_PREFIX + d.identifier,
+            }
+            entries.append({"fullUrl": full_url, "resource": resource, "request": request})
             targets.append(full_url)
         elif same_content(d.resource, stored):
             writes.append(PlannedWrite(d, Action.UNCHANGED, stored.get("id")))
-            counts[Action.UNCHANGED] += 1
+            unchanged += 1
         else:
             existing_id = stored.get("id")
             version = (stored.get("meta") or {}).get("versionId")
             writes.append(PlannedWrite(d, Action.UPDATE, existing_id, version))
-            counts[Action.UPDATE] += 1
+            updated += 1
             ref = f"{d.resource_type}/{existing_id}"
-            request: Json = {"method": "PUT", "url": ref}
+            request = {"method": "PUT", "url": ref}
             if version:
                 request["ifMatch"] = f'W/"{version}"'
             entries.append({"resource": {**d.resource, "id": existing_id}, "request": request})
             targets.append(ref)
-    summary = {a.value: n for a, n in counts.items()}
+    summary = {
+        Action.CREATE.value: created,
+        Action.UPDATE.value: updated,
+        Action.UNCHANGED.value: unchanged,
+    }
     if not entries:
         return WritePlan(writes, None, summary)
     entries.append(
