@@ -148,22 +148,26 @@ def _remember(cache: dict[_K, _V], key: _K, value: _V) -> _V:
     return value
 
 
-_NUMBERS: dict[Decimal, int | float] = {}
+_NUMBERS: dict[str, int | float] = {}
 
 
 def _json_number(value: Decimal) -> int | float:
-    """``_number(_q(value))``, made once per distinct value (scores, doses and limits repeat;
-    7.5 and 7.50 are one key and give the same number).
+    """``_number(_q(value))``, made once per distinct value (scores, doses and limits repeat).
+
+    Keyed on the decimal's text, which identifies it exactly (7.5 and 7.50 are two keys giving
+    the same number): hashing a Decimal (modular arithmetic, ~0.4 µs for a new one) costs more
+    than its ``str``, and most values here are new objects.
 
     Computed with one quantize: normalising (as ``_q`` does) changes neither the value nor,
     hence, ``int()`` or the correctly rounded ``float()``; ``float(q).is_integer()`` is only a
     quick first test, the exact one is ``q == q.to_integral_value()``."""
-    number = _NUMBERS.get(value)
+    text = str(value)
+    number = _NUMBERS.get(text)
     if number is None:
         quantized = value.quantize(_FOUR_PLACES)
         as_float = float(quantized)
         integral = as_float.is_integer() and quantized == quantized.to_integral_value()
-        number = _remember(_NUMBERS, value, int(quantized) if integral else as_float)
+        number = _remember(_NUMBERS, text, int(quantized) if integral else as_float)
     return number
 
 
@@ -262,7 +266,7 @@ _EARLY_ONSET_URL = f"{EXT}/tee-early-onset"
 
 _IMPROVEMENTS: dict[tuple[Measure, int, int], Json] = {}
 _SCORES: dict[tuple[Measure, Decimal], Json] = {}
-_VALUE_COMPONENTS: dict[tuple[str, Decimal], Json] = {}
+_VALUE_COMPONENTS: dict[tuple[str, str], Json] = {}
 _MAX_RATE_EXTENSIONS: dict[Decimal, Json] = {}
 
 
@@ -293,8 +297,9 @@ def _score_component(measure: Measure, score: Decimal) -> Json:
 
 
 def _value_component(code: Json, code_key: str, value: Decimal, unit: str) -> Json:
-    """A component ``{code, valueQuantity}`` (``code_key`` names the code and its unit)."""
-    key = (code_key, value)
+    """A component ``{code, valueQuantity}`` (``code_key`` names the code and its unit; the
+    value's text is the other key, as for :func:`_json_number`)."""
+    key = (code_key, str(value))
     component = _VALUE_COMPONENTS.get(key)
     if component is None:
         component = _remember(
