@@ -57,8 +57,7 @@ DERIVED_TYPES: tuple[str, ...] = ("Observation", "Flag", "DetectedIssue", "Adver
 # matched by other search parameters instead (and checked by identifier on the client).
 NO_IDENTIFIER_SEARCH = frozenset({"AdverseEvent"})
 
-IF_NONE_EXIST_PREFIX = f"identifier={IDENTIFIER_SYSTEM}|"
-"""What a conditional create's query on the business identifier starts with."""
+_IF_NONE_EXIST_PREFIX = f"identifier={IDENTIFIER_SYSTEM}|"
 
 
 @dataclass(frozen=True)
@@ -79,7 +78,7 @@ class Derived:
     @property
     def if_none_exist(self) -> str:
         """The conditional-create query that finds this resource if it already exists."""
-        return self.match or IF_NONE_EXIST_PREFIX + self.identifier
+        return self.match or _IF_NONE_EXIST_PREFIX + self.identifier
 
     @property
     def full_url(self) -> str:
@@ -126,12 +125,6 @@ def _q(value: Decimal, places: int = 4) -> Decimal:
     return quantized.normalize() if quantized != 0 else Decimal(0)
 
 
-def _number(value: Decimal) -> int | float:
-    """A JSON number for a decimal of few digits: an int, or the float whose shortest repr is
-    the decimal's text (exact for every value written here: ≤ 4 places, < 10^9)."""
-    return int(value) if value == value.to_integral_value() else float(value)
-
-
 _FOUR_PLACES = Decimal(1).scaleb(-4)
 
 _K = TypeVar("_K")
@@ -152,7 +145,9 @@ _NUMBERS: dict[str, int | float] = {}
 
 
 def _json_number(value: Decimal) -> int | float:
-    """``_number(_q(value))``, made once per distinct value (scores, doses and limits repeat).
+    """The JSON number of ``_q(value)``: an int when integral, else the float whose shortest repr
+    is the decimal's text (exact for every value written here: ≤ 4 places, < 10^9); made once
+    per distinct value (scores, doses and limits repeat).
 
     Keyed on the decimal's text, which identifies it exactly (7.5 and 7.50 are two keys giving
     the same number): hashing a Decimal (modular arithmetic, ~0.4 µs for a new one) costs more

@@ -16,7 +16,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from fhirtis.fhir.derive import IF_NONE_EXIST_PREFIX, Derived, full_url_of, provenance
+from fhirtis.fhir.derive import Derived, provenance
 
 Json = dict[str, Any]
 
@@ -80,14 +80,9 @@ def plan_writes(
         if stored is None:
             writes.append(PlannedWrite(d, _CREATE))
             created += 1
-            full_url = full_url_of(d.identifier)  # d.full_url, without the property call
-            resource = d.resource
-            request = {
-                "method": "POST",
-                "url": resource["resourceType"],
-                "ifNoneExist": d.match or IF_NONE_EXIST_PREFIX + d.identifier,
-            }
-            entries.append({"fullUrl": full_url, "resource": resource, "request": request})
+            full_url = d.full_url  # (computed on each access: once here)
+            request = {"method": "POST", "url": d.resource_type, "ifNoneExist": d.if_none_exist}
+            entries.append({"fullUrl": full_url, "resource": d.resource, "request": request})
             targets.append(full_url)
         elif same_content(d.resource, stored):
             writes.append(PlannedWrite(d, Action.UNCHANGED, stored.get("id")))
