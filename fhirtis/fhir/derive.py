@@ -11,21 +11,22 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
-from functools import cached_property, lru_cache
-from typing import Any
+from fractions import Fraction
+from functools import lru_cache
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 from fhirtis import __version__
-from fhirtis.clinical.facts import FhirTime
+from fhirtis.clinical.facts import FhirTime, Measure
 from fhirtis.clinical.ivig import Cycle, Exposure
 from fhirtis.clinical.patient import PatientEvaluation
-from fhirtis.clinical.policy import Policy
+from fhirtis.clinical.policy import DosingWeightBasis, Policy, Population
 from fhirtis.clinical.thrombosis import AssociatedEvent, RateFinding, ThrombosisAssessment
-from fhirtis.clinical.tis import TisResult, percent_text
+from fhirtis.clinical.tis import Category, MeasureScore, TisResult, percent_text
 from fhirtis.fhir.codes import (
     BASE,
     BASIS_SYSTEM,
@@ -56,11 +57,19 @@ DERIVED_TYPES: tuple[str, ...] = ("Observation", "Flag", "DetectedIssue", "Adver
 # matched by other search parameters instead (and checked by identifier on the client).
 NO_IDENTIFIER_SEARCH = frozenset({"AdverseEvent"})
 
+_IF_NONE_EXIST_PREFIX = f"identifier={IDENTIFIER_SYSTEM}|"
+
 
 @dataclass(frozen=True)
 class Derived:
     """One derived resource, its business identifier value, and (for types without an
-    ``identifier`` search parameter) the search that finds it."""
+    ``identifier`` search parameter) the search that finds it.
+
+    Derived resources are read-only: to save building them again for every resource, resources
+    share constant parts (codings, profiles, the policy note) and parts determined by a value
+    (a component of a given code and value), across resources and patients — never within one
+    resource, so ``copy.deepcopy`` of a resource gives a tree of its own. Copy before changing.
+    """
 
     resource: Json
     identifier: str
@@ -69,20 +78,45 @@ class Derived:
     @property
     def if_none_exist(self) -> str:
         """The conditional-create query that finds this resource if it already exists."""
-        return self.match or f"identifier={IDENTIFIER_SYSTEM}|{self.identifier}"
+        return self.match or _IF_NONE_EXIST_PREFIX + self.identifier
 
-    @cached_property
+    @property
     def full_url(self) -> str:
-        """A urn:uuid from the identifier (the same every time: made once per resource)."""
-        return f"urn:uuid:{uuid.uuid5(_UUID_NAMESPACE, self.identifier)}"
+        """A urn:uuid from the identifier (the same every time)."""
+        return full_url_of(self.identifier)
 
     @property
     def resource_type(self) -> str:
         return str(self.resource["resourceType"])
 
 
+_UUID5_NAMESPACE_SHA1 = hashlib.sha1(_UUID_NAMESPACE.bytes, usedforsecurity=False)
+# The RFC 4122 variant (binary 10xx) of the 17th hex digit's value: (value & 0x3) | 0x8.
+_UUID_VARIANT_DIGIT = {f"{v:x}": f"{(v & 0x3) | 0x8:x}" for v in range(16)}
+
+
+def full_url_of(identifier: str) -> str:
+    """``urn:uuid:`` + ``str(uuid.uuid5(namespace, identifier))``, computed as ``uuid5`` does
+    (SHA-1 of the namespace's bytes then the name's UTF-8, the first 16 bytes, version 5 in the
+    13th hex digit, the variant bits in the 17th) on the hex text, without the ``UUID`` object
+    and its 128-bit integer arithmetic; checked against ``uuid.uuid5`` by the tests."""
+    sha1 = _UUID5_NAMESPACE_SHA1.copy()
+    sha1.update(identifier.encode())
+    h = sha1.hexdigest()
+    return (
+        f"urn:uuid:{h[:8]}-{h[8:12]}-5{h[13:16]}-{_UUID_VARIANT_DIGIT[h[16]]}{h[17:20]}-{h[20:32]}"
+    )
+
+
+_VERSION_PART = f"v{ALGORITHM_VERSION}"
+
+
 def identifier_value(kind: str, patient_ref: str, *parts: str) -> str:
-    key = "|".join((kind, patient_ref, *parts, f"v{ALGORITHM_VERSION}"))
+    return _identifier(kind, "|".join((kind, patient_ref, *parts, _VERSION_PART)))
+
+
+def _identifier(kind: str, key: str) -> str:
+    """:func:`identifier_value` of an already joined ``key`` (``kind|patient|parts…|v1``)."""
     return f"{kind}-{hashlib.sha256(key.encode()).hexdigest()[:24]}"
 
 
@@ -91,21 +125,49 @@ def _q(value: Decimal, places: int = 4) -> Decimal:
     return quantized.normalize() if quantized != 0 else Decimal(0)
 
 
-def _number(value: Decimal) -> int | float:
-    """A JSON number for a decimal of few digits: an int, or the float whose shortest repr is
-    the decimal's text (exact for every value written here: ≤ 4 places, < 10^9)."""
-    return int(value) if value == value.to_integral_value() else float(value)
+_FOUR_PLACES = Decimal(1).scaleb(-4)
+
+_K = TypeVar("_K")
+_V = TypeVar("_V")
+
+_CACHE_LIMIT = 1 << 15
+"""Entries a value cache holds before it is emptied (bounds memory on a long cohort run)."""
 
 
-@lru_cache(maxsize=4096)
-def _json_number(value: Decimal, places: int) -> int | float:
-    """:func:`_number` of :func:`_q`: determined by the value's number alone (7.5 and 7.50 give
-    the same), so it is made once per distinct value (scores and doses repeat)."""
-    return _number(_q(value, places))
+def _remember(cache: dict[_K, _V], key: _K, value: _V) -> _V:
+    if len(cache) >= _CACHE_LIMIT:
+        cache.clear()
+    cache[key] = value
+    return value
 
 
-def _quantity(value: Decimal, unit: str, places: int = 4) -> Json:
-    return {"value": _json_number(value, places), "unit": unit, "system": UCUM, "code": unit}
+_NUMBERS: dict[str, int | float] = {}
+
+
+def _json_number(value: Decimal) -> int | float:
+    """The JSON number of ``_q(value)``: an int when integral, else the float whose shortest repr
+    is the decimal's text (exact for every value written here: ≤ 4 places, < 10^9); made once
+    per distinct value (scores, doses and limits repeat).
+
+    Keyed on the decimal's text, which identifies it exactly (7.5 and 7.50 are two keys giving
+    the same number): hashing a Decimal (modular arithmetic, ~0.4 µs for a new one) costs more
+    than its ``str``, and most values here are new objects.
+
+    Computed with one quantize: normalising (as ``_q`` does) changes neither the value nor,
+    hence, ``int()`` or the correctly rounded ``float()``; ``float(q).is_integer()`` is only a
+    quick first test, the exact one is ``q == q.to_integral_value()``."""
+    text = str(value)
+    number = _NUMBERS.get(text)
+    if number is None:
+        quantized = value.quantize(_FOUR_PLACES)
+        as_float = float(quantized)
+        integral = as_float.is_integer() and quantized == quantized.to_integral_value()
+        number = _remember(_NUMBERS, text, int(quantized) if integral else as_float)
+    return number
+
+
+def _quantity(value: Decimal, unit: str) -> Json:
+    return {"value": _json_number(value), "unit": unit, "system": UCUM, "code": unit}
 
 
 def _code(system: str, code: str, display: str | None = None) -> Json:
@@ -128,70 +190,195 @@ def _instant(t: datetime | FhirTime) -> str:
     return t.isoformat()
 
 
-def _observation_head(profile: str, ident: str, code: str, display: str, patient_ref: str) -> Json:
+# -- shared constant parts (read-only: see Derived) ---------------------------------------------
+
+
+def _fhirtis_code(code: str, display: str | None = None) -> Json:
+    return _code(FHIRTIS_SYSTEM, code, display)
+
+
+def _meta(profile: str) -> Json:
+    return {"profile": [f"{PROFILE}/{profile}"]}
+
+
+_IMPROVEMENT_CODE: Mapping[Measure, Json] = {
+    m: _fhirtis_code(f"improvement-{m.value}") for m in Measure
+}
+_SCORE_CODE: Mapping[Measure, Json] = {m: _fhirtis_code(f"score-{m.value}") for m in Measure}
+_CRITERIA: Mapping[Population, Json] = {p: _fhirtis_code(f"{p.value}-criteria") for p in Population}
+_INTERPRETATION: Mapping[Category, list[Json]] = {
+    c: [_code(CATEGORY_SYSTEM, c.value)] for c in Category
+}
+_BASIS_COMPONENT: Mapping[DosingWeightBasis, Json] = {
+    b: {
+        "code": _fhirtis_code("dosing-weight-basis"),
+        "valueCodeableConcept": _code(BASIS_SYSTEM, b.value),
+    }
+    for b in DosingWeightBasis
+}
+
+_TIS_META = _meta("fhirtis-tis")
+_TIS_CODE = _fhirtis_code("tis", "Total Improvement Score (ACR/EULAR 2016)")
+_DETERIORATION_META = _meta("fhirtis-confirmed-deterioration")
+_DETERIORATION_CODE = _fhirtis_code("confirmed-deterioration", "Confirmed deterioration")
+_CYCLE_META = _meta("fhirtis-ivig-cycle-dose")
+_CYCLE_CODE = _fhirtis_code("ivig-cycle-dose", "IVIG dose of one cycle")
+_GRAMS_CODE = _fhirtis_code("ivig-grams")
+_WEIGHT_CODE = _fhirtis_code("dosing-weight")
+_RATE_CODE = _fhirtis_code("max-infusion-rate")
+_COUNT_CODE = _fhirtis_code("administration-count")
+_CUMULATIVE_META = _meta("fhirtis-ivig-cumulative-dose")
+_CUMULATIVE_CODE = _fhirtis_code("ivig-cumulative-dose", "Cumulative IVIG dose")
+_PER_KG_CODE = _fhirtis_code("cumulative-g-per-kg")
+_CYCLE_COUNT_CODE = _fhirtis_code("cycle-count")
+_FLAG_META = _meta("fhirtis-tee-risk")
+_RATE_ISSUE_META = _meta("fhirtis-infusion-rate-above-max")
+_RATE_ISSUE_CODE = _fhirtis_code("infusion-rate-above-max", "IVIG infusion rate above the maximum")
+_EVENT_META = _meta("fhirtis-tee-temporally-associated")
+_EVENT_CATEGORY = [_fhirtis_code("tee-temporally-associated")]
+_TEMPORAL_ASSOCIATION = "temporally associated with IVIG"
+_PROVENANCE_META = _meta("fhirtis-provenance")
+_PROVENANCE_ACTIVITY = _fhirtis_code("derivation", "Derivation")
+_PROVENANCE_AGENT = [
+    {
+        "type": _code(
+            "http://terminology.hl7.org/CodeSystem/provenance-participant-type",
+            "assembler",
+        ),
+        "who": {
+            "identifier": {"system": f"{BASE}/identifier/software", "value": "fhirtis"},
+            "display": f"fhirtis {__version__}",
+        },
+    }
+]
+_INFUSION_RATE_URL = f"{EXT}/infusion-rate"
+_MAX_RATE_URL = f"{EXT}/applicable-max-rate"
+_RISK_FACTOR_URL = f"{EXT}/tee-risk-factor"
+_EARLY_ONSET_URL = f"{EXT}/tee-early-onset"
+
+
+# -- parts determined by a value, made once per distinct value (read-only: see Derived) ----------
+
+_IMPROVEMENTS: dict[tuple[Measure, int, int], Json] = {}
+_SCORES: dict[tuple[Measure, Decimal], Json] = {}
+_VALUE_COMPONENTS: dict[tuple[str, str], Json] = {}
+_MAX_RATE_EXTENSIONS: dict[Decimal, Json] = {}
+
+
+def _improvement_component(measure: Measure, percent: Fraction) -> Json:
+    """The percent-improvement component (keyed on the exact fraction's integers: hashing a
+    Fraction is slow; percent_text is a function of the fraction alone)."""
+    key = (measure, percent.numerator, percent.denominator)
+    component = _IMPROVEMENTS.get(key)
+    if component is None:
+        text = percent_text(percent)
+        assert text is not None
+        quantity = _quantity(text, "%")
+        component = _remember(
+            _IMPROVEMENTS, key, {"code": _IMPROVEMENT_CODE[measure], "valueQuantity": quantity}
+        )
+    return component
+
+
+def _score_component(measure: Measure, score: Decimal) -> Json:
+    key = (measure, score)
+    component = _SCORES.get(key)
+    if component is None:
+        quantity = _quantity(score, "{score}")
+        component = _remember(
+            _SCORES, key, {"code": _SCORE_CODE[measure], "valueQuantity": quantity}
+        )
+    return component
+
+
+def _value_component(code: Json, code_key: str, value: Decimal, unit: str) -> Json:
+    """A component ``{code, valueQuantity}`` (``code_key`` names the code and its unit; the
+    value's text is the other key, as for :func:`_json_number`)."""
+    key = (code_key, str(value))
+    component = _VALUE_COMPONENTS.get(key)
+    if component is None:
+        component = _remember(
+            _VALUE_COMPONENTS, key, {"code": code, "valueQuantity": _quantity(value, unit)}
+        )
+    return component
+
+
+def _max_rate_extension(limit: Decimal) -> Json:
+    extension = _MAX_RATE_EXTENSIONS.get(limit)
+    if extension is None:
+        extension = _remember(
+            _MAX_RATE_EXTENSIONS,
+            limit,
+            {"url": _MAX_RATE_URL, "valueQuantity": _quantity(limit, "mg/kg/min")},
+        )
+    return extension
+
+
+def _observation_head(meta: Json, ident: str, code: Json, patient_ref: str) -> Json:
     """What every derived Observation starts with: profile, identifier, status, code, subject."""
     return {
         "resourceType": "Observation",
-        "meta": {"profile": [f"{PROFILE}/{profile}"]},
+        "meta": meta,
         "identifier": [{"system": IDENTIFIER_SYSTEM, "value": ident}],
         "status": "final",
-        "code": _code(FHIRTIS_SYSTEM, code, display),
+        "code": code,
         "subject": {"reference": patient_ref},
     }
 
 
-def _policy_note(evaluation: PatientEvaluation) -> Json:
-    return {"text": _policy_text(evaluation.policy)}
-
-
 @lru_cache(maxsize=64)
-def _policy_text(policy: Policy) -> str:
+def _policy_note(policy: Policy) -> Json:
     """The policy in force, as the note every derived resource carries (one run has one
-    policy: made once, not once per resource)."""
+    policy: made once, shared by every resource; read-only, see Derived)."""
     record = policy.as_record()
-    return "fhirtis policy: " + "; ".join(f"{k}={v}" for k, v in record.items())
+    return {"text": "fhirtis policy: " + "; ".join(f"{k}={v}" for k, v in record.items())}
 
 
 # -- TIS ---------------------------------------------------------------------------------------
 
 
-def _tis_components(tis: TisResult) -> list[Json]:
+def _tis_components(tis: TisResult) -> tuple[list[Json], list[MeasureScore]]:
+    """The components, and the measures without a score (``tis.partial`` iff there are any)."""
     out: list[Json] = []
+    missing: list[MeasureScore] = []
     for m in tis.measures:
-        key = m.measure.value
-        improvement: Json = {"code": _code(FHIRTIS_SYSTEM, f"improvement-{key}")}
-        score: Json = {"code": _code(FHIRTIS_SYSTEM, f"score-{key}")}
-        pct = percent_text(m.percent_improvement)
-        if m.score is None or pct is None:
+        measure = m.measure
+        percent = m.percent_improvement
+        score = m.score
+        if score is None:
+            missing.append(m)
+        if score is None or percent is None:
             reason = m.reason.message if m.reason else "missing"
-            improvement["dataAbsentReason"] = _absent(reason)
-            score["dataAbsentReason"] = _absent(reason)
+            out.append({"code": _IMPROVEMENT_CODE[measure], "dataAbsentReason": _absent(reason)})
+            out.append({"code": _SCORE_CODE[measure], "dataAbsentReason": _absent(reason)})
         else:
-            improvement["valueQuantity"] = _quantity(pct, "%")
-            score["valueQuantity"] = _quantity(m.score, "{score}")
-        out.extend((improvement, score))
-    return out
+            # the two caches looked up here (a TIS has 12 components): made on a miss only
+            improvement = _IMPROVEMENTS.get((measure, percent.numerator, percent.denominator))
+            out.append(improvement or _improvement_component(measure, percent))
+            out.append(_SCORES.get((measure, score)) or _score_component(measure, score))
+    return out, missing
+
+
+def _missing_text(m: MeasureScore) -> str:
+    return f"{m.measure.value}: {m.reason.message if m.reason else 'missing'}"
 
 
 def _tis_observation(
-    evaluation: PatientEvaluation,
+    note: Json,
     patient_ref: str,
-    baseline: date,
+    baseline_day: str,
     day: date,
     tis: TisResult,
-    sources: Sequence[str],
+    sources: Iterable[str],
 ) -> Derived:
-    ident = identifier_value("tis", patient_ref, _day(baseline), _day(day))
-    obs: Json = {
-        **_observation_head(
-            "fhirtis-tis", ident, "tis", "Total Improvement Score (ACR/EULAR 2016)", patient_ref
-        ),
-        "effectivePeriod": {"start": _day(baseline), "end": _day(day)},
-        "method": _code(FHIRTIS_SYSTEM, f"{tis.population.value}-criteria"),
-        "derivedFrom": [{"reference": s} for s in sorted(set(sources))],
-        "component": _tis_components(tis),
-    }
-    if tis.partial:
+    end = _day(day)
+    ident = _identifier("tis", f"tis|{patient_ref}|{baseline_day}|{end}|{_VERSION_PART}")
+    obs: Json = _observation_head(_TIS_META, ident, _TIS_CODE, patient_ref)
+    obs["effectivePeriod"] = {"start": baseline_day, "end": end}
+    obs["method"] = _CRITERIA[tis.population]
+    obs["derivedFrom"] = [{"reference": s} for s in sorted(set(sources))]
+    obs["component"], missing = _tis_components(tis)
+    if missing:
         obs["valueRange"] = {
             "low": _quantity(tis.lower, "{score}"),
             "high": _quantity(tis.upper, "{score}"),
@@ -199,51 +386,40 @@ def _tis_observation(
     else:
         obs["valueQuantity"] = _quantity(tis.lower, "{score}")
     if tis.category is not None:
-        obs["interpretation"] = [_code(CATEGORY_SYSTEM, tis.category.value)]
+        obs["interpretation"] = _INTERPRETATION[tis.category]
     else:
         possible = " or ".join(c.value for c in tis.possible_categories)
         obs["interpretation"] = [{"text": f"undetermined: {possible}"}]
-    notes = [_policy_note(evaluation)]
-    if tis.partial:
-        missing = "; ".join(
-            f"{m.measure.value}: {m.reason.message if m.reason else 'missing'}"
-            for m in tis.measures
-            if m.score is None
-        )
-        notes.insert(
-            0, {"text": f"partial TIS (missing measures score 0 to their maximum): {missing}"}
-        )
-    obs["note"] = notes
+    if missing:
+        missing_text = "; ".join(_missing_text(m) for m in missing)
+        obs["note"] = [
+            {"text": f"partial TIS (missing measures score 0 to their maximum): {missing_text}"},
+            note,
+        ]
+    else:
+        obs["note"] = [note]
     return Derived(obs, ident)
 
 
-def _deterioration_observation(evaluation: PatientEvaluation, patient_ref: str) -> Derived | None:
+def _deterioration_observation(
+    evaluation: PatientEvaluation,
+    note: Json,
+    patient_ref: str,
+    baseline_day: str,
+    baseline_sources: tuple[str, ...],
+    followup_sources: list[tuple[str, ...]],
+) -> Derived:
+    """For a course with a baseline and follow-ups (their sources given)."""
     course = evaluation.course
-    if course.baseline is None or not course.followups:
-        return None
-    ident = identifier_value("confirmed-deterioration", patient_ref, _day(course.baseline.day))
+    ident = identifier_value("confirmed-deterioration", patient_ref, baseline_day)
     confirmed_on = course.confirmation.confirmed_on
     last = course.followups[-1]
-    obs: Json = {
-        **_observation_head(
-            "fhirtis-confirmed-deterioration",
-            ident,
-            "confirmed-deterioration",
-            "Confirmed deterioration",
-            patient_ref,
-        ),
-        "effectiveDateTime": _day(confirmed_on or last.assessment.day),
-        "derivedFrom": [
-            {"reference": s}
-            for s in sorted(
-                {
-                    *course.baseline.sources,
-                    *(x for f in course.followups for x in f.assessment.sources),
-                }
-            )
-        ],
-        "note": [_policy_note(evaluation)],
-    }
+    obs: Json = _observation_head(_DETERIORATION_META, ident, _DETERIORATION_CODE, patient_ref)
+    obs["effectiveDateTime"] = _day(confirmed_on or last.assessment.day)
+    obs["derivedFrom"] = [
+        {"reference": s} for s in sorted(set(baseline_sources).union(*followup_sources))
+    ]
+    obs["note"] = [note]
     if confirmed_on is not None:
         obs["valueBoolean"] = True
     elif last.confirmed_deterioration is False:
@@ -258,100 +434,92 @@ def _deterioration_observation(evaluation: PatientEvaluation, patient_ref: str) 
 # -- IVIG exposure -----------------------------------------------------------------------------
 
 
-def _cycle_observation(evaluation: PatientEvaluation, patient_ref: str, cycle: Cycle) -> Derived:
-    ident = identifier_value("ivig-cycle-dose", patient_ref, _day(cycle.start.day))
+def _cycle_observation(
+    note: Json, patient_ref: str, cycle: Cycle, period: Json, administrations: set[str]
+) -> Derived:
+    """``period``: the cycle's start and end; ``administrations``: its sources."""
+    day = _day(cycle.start.day)
+    ident = _identifier("ivig-cycle-dose", f"ivig-cycle-dose|{patient_ref}|{day}|{_VERSION_PART}")
     dw = cycle.dosing_weight
-    grams: Json = {"code": _code(FHIRTIS_SYSTEM, "ivig-grams")}
+    grams: Json
     if cycle.grams is not None:
-        grams["valueQuantity"] = _quantity(cycle.grams, "g")
+        grams = _value_component(_GRAMS_CODE, "ivig-grams", cycle.grams, "g")
     else:
-        grams["dataAbsentReason"] = _absent(
-            f"dose of some administrations unknown (known: {_q(cycle.grams_known):f} g)"
-        )
-    weight: Json = {"code": _code(FHIRTIS_SYSTEM, "dosing-weight")}
+        grams = {
+            "code": _GRAMS_CODE,
+            "dataAbsentReason": _absent(
+                f"dose of some administrations unknown (known: {_q(cycle.grams_known):f} g)"
+            ),
+        }
+    weight: Json
     if dw.kg is not None:
-        weight["valueQuantity"] = _quantity(dw.kg, "kg")
+        weight = _value_component(_WEIGHT_CODE, "dosing-weight", dw.kg, "kg")
     else:
         reason = "; ".join(n.message for n in dw.notes) or "no dosing weight"
-        weight["dataAbsentReason"] = _absent(reason)
-    rate: Json = {"code": _code(FHIRTIS_SYSTEM, "max-infusion-rate")}
+        weight = {"code": _WEIGHT_CODE, "dataAbsentReason": _absent(reason)}
+    rate: Json
     if cycle.max_rate_mg_kg_min is not None:
-        rate["valueQuantity"] = _quantity(cycle.max_rate_mg_kg_min, "mg/kg/min")
+        rate = _value_component(
+            _RATE_CODE, "max-infusion-rate", cycle.max_rate_mg_kg_min, "mg/kg/min"
+        )
     else:
-        rate["dataAbsentReason"] = _absent("no administration of the cycle has a known rate")
+        rate = {
+            "code": _RATE_CODE,
+            "dataAbsentReason": _absent("no administration of the cycle has a known rate"),
+        }
     components = [
         grams,
         weight,
-        {
-            "code": _code(FHIRTIS_SYSTEM, "dosing-weight-basis"),
-            "valueCodeableConcept": _code(BASIS_SYSTEM, dw.basis.value),
-        },
+        _BASIS_COMPONENT[dw.basis],
         rate,
-        {
-            "code": _code(FHIRTIS_SYSTEM, "administration-count"),
-            "valueInteger": cycle.administration_count,
-        },
+        {"code": _COUNT_CODE, "valueInteger": cycle.administration_count},
     ]
-    measured = sorted({s for s in (dw.weight_source, dw.height_source) if s})
-    obs: Json = {
-        **_observation_head(
-            "fhirtis-ivig-cycle-dose",
-            ident,
-            "ivig-cycle-dose",
-            "IVIG dose of one cycle",
-            patient_ref,
-        ),
-        "effectivePeriod": {"start": _instant(cycle.start), "end": _instant(cycle.end)},
-        "component": components,
-    }
+    obs: Json = _observation_head(_CYCLE_META, ident, _CYCLE_CODE, patient_ref)
+    obs["effectivePeriod"] = period
+    obs["component"] = components
     # R4: derivedFrom may name Observations only; the administrations the dose sums are the
     # events this Observation is part of (partOf allows MedicationAdministration).
-    obs["partOf"] = [{"reference": s} for s in sorted(set(cycle.sources))]
-    if measured:
+    obs["partOf"] = [{"reference": s} for s in sorted(administrations)]
+    weight_source, height_source = dw.weight_source, dw.height_source
+    if weight_source or height_source:
+        measured = sorted({s for s in (weight_source, height_source) if s})
         obs["derivedFrom"] = [{"reference": s} for s in measured]
     if cycle.g_per_kg is not None:
         obs["valueQuantity"] = _quantity(cycle.g_per_kg, "g/kg")
     else:
         obs["dataAbsentReason"] = _absent("g/kg unknown: grams or dosing weight unknown")
-    notes = [{"text": n.message} for n in cycle.notes]
-    obs["note"] = [*notes, _policy_note(evaluation)]
+    obs["note"] = [*({"text": n.message} for n in cycle.notes), note] if cycle.notes else [note]
     return Derived(obs, ident)
 
 
 def _cumulative_observation(
-    evaluation: PatientEvaluation, patient_ref: str, exposure: Exposure
-) -> Derived | None:
-    if not exposure.cycles:
-        return None
+    note: Json, patient_ref: str, exposure: Exposure, period: Json, administrations: set[str]
+) -> Derived:
+    """``period``: from the first cycle's start to the last one's end; ``administrations``: the
+    sources of every cycle."""
     ident = identifier_value("ivig-cumulative-dose", patient_ref)
-    per_kg: Json = {"code": _code(FHIRTIS_SYSTEM, "cumulative-g-per-kg")}
+    per_kg: Json
     if exposure.cumulative_g_per_kg is not None:
-        per_kg["valueQuantity"] = _quantity(exposure.cumulative_g_per_kg, "g/kg")
+        per_kg = {
+            "code": _PER_KG_CODE,
+            "valueQuantity": _quantity(exposure.cumulative_g_per_kg, "g/kg"),
+        }
     else:
-        per_kg["dataAbsentReason"] = _absent(
-            f"g/kg of some cycles unknown (known: {_q(exposure.cumulative_g_per_kg_known):f} g/kg)"
-        )
-    obs: Json = {
-        **_observation_head(
-            "fhirtis-ivig-cumulative-dose",
-            ident,
-            "ivig-cumulative-dose",
-            "Cumulative IVIG dose",
-            patient_ref,
-        ),
-        "effectivePeriod": {
-            "start": _instant(exposure.cycles[0].start),
-            "end": _instant(exposure.cycles[-1].end),
-        },
-        "partOf": [
-            {"reference": s} for s in sorted({s for c in exposure.cycles for s in c.sources})
-        ],
-        "component": [
-            per_kg,
-            {"code": _code(FHIRTIS_SYSTEM, "cycle-count"), "valueInteger": exposure.cycle_count},
-        ],
-        "note": [_policy_note(evaluation)],
-    }
+        per_kg = {
+            "code": _PER_KG_CODE,
+            "dataAbsentReason": _absent(
+                f"g/kg of some cycles unknown (known: "
+                f"{_q(exposure.cumulative_g_per_kg_known):f} g/kg)"
+            ),
+        }
+    obs: Json = _observation_head(_CUMULATIVE_META, ident, _CUMULATIVE_CODE, patient_ref)
+    obs["effectivePeriod"] = period
+    obs["partOf"] = [{"reference": s} for s in sorted(administrations)]
+    obs["component"] = [
+        per_kg,
+        {"code": _CYCLE_COUNT_CODE, "valueInteger": exposure.cycle_count},
+    ]
+    obs["note"] = [note]
     if exposure.cumulative_grams is not None:
         obs["valueQuantity"] = _quantity(exposure.cumulative_grams, "g")
     else:
@@ -374,24 +542,20 @@ def _risk_flag(evaluation: PatientEvaluation, patient_ref: str, t: ThrombosisAss
             *({"url": "evidence", "valueReference": {"reference": e}} for e in factor.evidence),
             {"url": "detail", "valueString": factor.detail},
         ]
-        extensions.append({"url": f"{EXT}/tee-risk-factor", "extension": sub})
-    extensions.append(
-        {
-            "url": f"{EXT}/applicable-max-rate",
-            "valueQuantity": _quantity(t.max_rate_now.limit_mg_kg_min, "mg/kg/min"),
-        }
-    )
+        extensions.append({"url": _RISK_FACTOR_URL, "extension": sub})
+    limit = t.max_rate_now.limit_mg_kg_min
+    extensions.append(_max_rate_extension(limit))
     kinds = ", ".join(f.kind.value for f in t.risk_factors) or "none found"
     flag: Json = {
         "resourceType": "Flag",
-        "meta": {"profile": [f"{PROFILE}/fhirtis-tee-risk"]},
+        "meta": _FLAG_META,
         "extension": extensions,
         "identifier": [{"system": IDENTIFIER_SYSTEM, "value": ident}],
         "status": "active" if t.risk_factors else "inactive",
         "code": {
             "coding": [{"system": FHIRTIS_SYSTEM, "code": "tee-risk"}],
             "text": f"Thromboembolism risk with IVIG: {kinds}; maximum rate "
-            f"{_q(t.max_rate_now.limit_mg_kg_min):f} mg/kg/min",
+            f"{_q(limit):f} mg/kg/min",
         },
         "subject": {"reference": patient_ref},
         "period": {"start": _instant(evaluation.as_of)},
@@ -405,22 +569,17 @@ def _rate_issue(patient_ref: str, finding: RateFinding) -> Derived:
     )
     issue: Json = {
         "resourceType": "DetectedIssue",
-        "meta": {"profile": [f"{PROFILE}/fhirtis-infusion-rate-above-max"]},
+        "meta": _RATE_ISSUE_META,
         "extension": [
             {
-                "url": f"{EXT}/infusion-rate",
+                "url": _INFUSION_RATE_URL,
                 "valueQuantity": _quantity(finding.rate_mg_kg_min, "mg/kg/min"),
             },
-            {
-                "url": f"{EXT}/applicable-max-rate",
-                "valueQuantity": _quantity(finding.limit_mg_kg_min, "mg/kg/min"),
-            },
+            _max_rate_extension(finding.limit.limit_mg_kg_min),
         ],
         "identifier": [{"system": IDENTIFIER_SYSTEM, "value": ident}],
         "status": "final",
-        "code": _code(
-            FHIRTIS_SYSTEM, "infusion-rate-above-max", "IVIG infusion rate above the maximum"
-        ),
+        "code": _RATE_ISSUE_CODE,
         "severity": "high",
         "patient": {"reference": patient_ref},
         "identifiedDateTime": _instant(finding.start),
@@ -442,23 +601,26 @@ def _event_concept(assoc: AssociatedEvent) -> Json:
 def _adverse_event(patient_ref: str, assoc: AssociatedEvent) -> Derived:
     event_ref = assoc.event.source.split("/_history")[0]
     ident = identifier_value("tee-temporally-associated", patient_ref, event_ref)
-    causality = {"assessment": {"text": "temporally associated with IVIG"}}
     ae: Json = {
         "resourceType": "AdverseEvent",
-        "meta": {"profile": [f"{PROFILE}/fhirtis-tee-temporally-associated"]},
+        "meta": _EVENT_META,
         # early unknown (a date-only onset of which only part qualifies): no extension
         "identifier": {"system": IDENTIFIER_SYSTEM, "value": ident},
         "actuality": "actual",
-        "category": [_code(FHIRTIS_SYSTEM, "tee-temporally-associated")],
+        "category": _EVENT_CATEGORY,
         "event": _event_concept(assoc),
         "subject": {"reference": patient_ref},
         "date": _instant(assoc.onset),
         "suspectEntity": [
-            {"instance": {"reference": s}, "causality": [causality]} for s in assoc.suspects
+            {
+                "instance": {"reference": s},
+                "causality": [{"assessment": {"text": _TEMPORAL_ASSOCIATION}}],
+            }
+            for s in assoc.suspects
         ],
     }
     if assoc.early is not None:  # unknown (part of a date-only onset's day): no extension
-        ae["extension"] = [{"url": f"{EXT}/tee-early-onset", "valueBoolean": assoc.early}]
+        ae["extension"] = [{"url": _EARLY_ONSET_URL, "valueBoolean": assoc.early}]
     # R4 AdverseEvent has no identifier search parameter: match on patient, fhirtis's category,
     # the onset and (when the event is a Condition) the resulting condition.
     match = (
@@ -477,26 +639,47 @@ def _adverse_event(patient_ref: str, assoc: AssociatedEvent) -> Derived:
 def derive_resources(evaluation: PatientEvaluation, patient_ref: str) -> list[Derived]:
     """Every derived resource of one patient's evaluation, in a stable order."""
     out: list[Derived] = []
+    note = _policy_note(evaluation.policy)
     course = evaluation.course
-    if course.baseline is not None:
-        for f in course.followups:
-            sources = [*course.baseline.sources, *f.assessment.sources]
+    baseline = course.baseline
+    if baseline is not None:
+        baseline_day = _day(baseline.day)
+        baseline_sources = baseline.sources
+        followup_sources = [f.assessment.sources for f in course.followups]
+        for f, sources in zip(course.followups, followup_sources, strict=True):
             out.append(
                 _tis_observation(
-                    evaluation, patient_ref, course.baseline.day, f.assessment.day, f.tis, sources
+                    note,
+                    patient_ref,
+                    baseline_day,
+                    f.assessment.day,
+                    f.tis,
+                    (*baseline_sources, *sources),
                 )
             )
-    det = _deterioration_observation(evaluation, patient_ref)
-    if det is not None:
-        out.append(det)
-    for cycle in evaluation.exposure.cycles:
-        out.append(_cycle_observation(evaluation, patient_ref, cycle))
-    cumulative = _cumulative_observation(evaluation, patient_ref, evaluation.exposure)
-    if cumulative is not None:
-        out.append(cumulative)
-    out.append(_risk_flag(evaluation, patient_ref, evaluation.thrombosis))
-    out.extend(_rate_issue(patient_ref, f) for f in evaluation.thrombosis.rate_findings)
-    out.extend(_adverse_event(patient_ref, a) for a in evaluation.thrombosis.associated_events)
+        if course.followups:
+            out.append(
+                _deterioration_observation(
+                    evaluation, note, patient_ref, baseline_day, baseline_sources, followup_sources
+                )
+            )
+    exposure = evaluation.exposure
+    if exposure.cycles:
+        # each cycle's times and sources are made once: the cumulative dose uses them too
+        all_administrations: set[str] = set()
+        periods: list[Json] = []
+        for cycle in exposure.cycles:
+            period = {"start": _instant(cycle.start), "end": _instant(cycle.end)}
+            administrations = set(cycle.sources)
+            all_administrations |= administrations
+            periods.append(period)
+            out.append(_cycle_observation(note, patient_ref, cycle, period, administrations))
+        whole = {"start": periods[0]["start"], "end": periods[-1]["end"]}
+        out.append(_cumulative_observation(note, patient_ref, exposure, whole, all_administrations))
+    thrombosis = evaluation.thrombosis
+    out.append(_risk_flag(evaluation, patient_ref, thrombosis))
+    out.extend(_rate_issue(patient_ref, f) for f in thrombosis.rate_findings)
+    out.extend(_adverse_event(patient_ref, a) for a in thrombosis.associated_events)
     if validation_enabled():
         for d in out:
             validate(d.resource)
@@ -508,22 +691,11 @@ def provenance(targets: Iterable[str], sources: Iterable[str], recorded: datetim
     resources with versions as entities, fhirtis as the agent, activity derivation."""
     prov: Json = {
         "resourceType": "Provenance",
-        "meta": {"profile": [f"{PROFILE}/fhirtis-provenance"]},
+        "meta": _PROVENANCE_META,
         "target": [{"reference": t} for t in targets],
         "recorded": _instant(recorded),
-        "activity": _code(FHIRTIS_SYSTEM, "derivation", "Derivation"),
-        "agent": [
-            {
-                "type": _code(
-                    "http://terminology.hl7.org/CodeSystem/provenance-participant-type",
-                    "assembler",
-                ),
-                "who": {
-                    "identifier": {"system": f"{BASE}/identifier/software", "value": "fhirtis"},
-                    "display": f"fhirtis {__version__}",
-                },
-            }
-        ],
+        "activity": _PROVENANCE_ACTIVITY,
+        "agent": _PROVENANCE_AGENT,
         "entity": [{"role": "source", "what": {"reference": s}} for s in sorted(set(sources))],
     }
     return validate(prov) if validation_enabled() else prov

@@ -23,11 +23,17 @@ Json = dict[str, Any]
 # Elements a server adds or owns; they do not make a stored resource "different".
 _SERVER_OWNED = frozenset({"id", "meta", "text"})
 
+# Built once, shared by every Bundle's Provenance entry (read-only, as the derived resources).
+_PROVENANCE_REQUEST: Json = {"method": "POST", "url": "Provenance"}
+
 
 class Action(StrEnum):
     CREATE = "create"
     UPDATE = "update"
     UNCHANGED = "unchanged"
+
+
+_CREATE = Action.CREATE  # (a module global: looking a member up on its enum class is slower)
 
 
 @dataclass(frozen=True)
@@ -66,47 +72,43 @@ def plan_writes(
     """The minimal transaction for ``derived`` given what exists (None: unknown → all
     conditional creates)."""
     writes: list[PlannedWrite] = []
+    entries: list[Json] = []
+    targets: list[str] = []
+    created = updated = unchanged = 0
     for d in derived:
         stored = None if existing is None else existing.get(d.identifier)
         if stored is None:
-            writes.append(PlannedWrite(d, Action.CREATE))
+            writes.append(PlannedWrite(d, _CREATE))
+            created += 1
+            full_url = d.full_url  # (computed on each access: once here)
+            request = {"method": "POST", "url": d.resource_type, "ifNoneExist": d.if_none_exist}
+            entries.append({"fullUrl": full_url, "resource": d.resource, "request": request})
+            targets.append(full_url)
         elif same_content(d.resource, stored):
             writes.append(PlannedWrite(d, Action.UNCHANGED, stored.get("id")))
+            unchanged += 1
         else:
+            existing_id = stored.get("id")
             version = (stored.get("meta") or {}).get("versionId")
-            writes.append(PlannedWrite(d, Action.UPDATE, stored.get("id"), version))
-    summary = {a.value: sum(1 for w in writes if w.action is a) for a in Action}
-    changed = [w for w in writes if w.action is not Action.UNCHANGED]
-    if not changed:
-        return WritePlan(writes, None, summary)
-    entries: list[Json] = []
-    targets: list[str] = []
-    for w in changed:
-        d = w.derived
-        if w.action is Action.CREATE:
-            entries.append(
-                {
-                    "fullUrl": d.full_url,
-                    "resource": d.resource,
-                    "request": {
-                        "method": "POST",
-                        "url": d.resource_type,
-                        "ifNoneExist": d.if_none_exist,
-                    },
-                }
-            )
-            targets.append(d.full_url)
-        else:
-            ref = f"{d.resource_type}/{w.existing_id}"
-            request: Json = {"method": "PUT", "url": ref}
-            if w.existing_version:
-                request["ifMatch"] = f'W/"{w.existing_version}"'
-            entries.append({"resource": {**d.resource, "id": w.existing_id}, "request": request})
+            writes.append(PlannedWrite(d, Action.UPDATE, existing_id, version))
+            updated += 1
+            ref = f"{d.resource_type}/{existing_id}"
+            request = {"method": "PUT", "url": ref}
+            if version:
+                request["ifMatch"] = f'W/"{version}"'
+            entries.append({"resource": {**d.resource, "id": existing_id}, "request": request})
             targets.append(ref)
+    summary = {
+        Action.CREATE.value: created,
+        Action.UPDATE.value: updated,
+        Action.UNCHANGED.value: unchanged,
+    }
+    if not entries:
+        return WritePlan(writes, None, summary)
     entries.append(
         {
             "resource": provenance(targets, sources, recorded),
-            "request": {"method": "POST", "url": "Provenance"},
+            "request": _PROVENANCE_REQUEST,
         }
     )
     bundle = {"resourceType": "Bundle", "type": "transaction", "entry": entries}

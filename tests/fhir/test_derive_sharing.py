@@ -1,0 +1,109 @@
+"""The fast paths of ``derive`` (issue 13, one core) give exactly what the plain code gave, and
+the parts that derived resources share stay safe to copy and change.
+
+Derived resources share constant parts (codings, profiles, the policy note) and parts made once
+per distinct value (a component of a given code and value) across resources: never within one
+resource, so a deep copy of a resource is a tree of its own, and changing it (as the conformance
+tests' negative cases do) changes no other resource and nothing derived later.
+"""
+
+from __future__ import annotations
+
+import copy
+import uuid
+from collections.abc import Iterator
+from decimal import Decimal
+from typing import Any
+
+import orjson
+from hypothesis import example, given
+from hypothesis import strategies as st
+
+from fhirtis.fhir import derive
+from fhirtis.fhir.bundle import read_patient_bundle
+from fhirtis.fhir.derive import Derived
+from fhirtis.pipeline.offline import evaluate_patient_resources
+from fhirtis.settings import Settings
+from tests.fhir.patients import responder
+from tests.synthetic import make_cohort
+
+Json = dict[str, Any]
+
+# fhirtis's fixed uuid5 namespace for fullUrls (fhirtis.fhir.derive)
+NAMESPACE = uuid.UUID("4f6f6c0e-6d79-6f73-6974-69732d666869")
+
+
+def _derived_of(doc: Json) -> list[Derived]:
+    return evaluate_patient_resources(read_patient_bundle(orjson.dumps(doc)), Settings()).derived
+
+
+def _patients() -> Iterator[Json]:
+    # 4 suspects of one AdverseEvent, rate findings, partial TIS, and a varied synthetic cohort
+    yield responder(dvt_after_cycle=2, fast_admin=True)
+    yield responder(missing_haq_week=12)
+    yield from make_cohort(40, seed=13)
+
+
+def _containers(node: object) -> Iterator[object]:
+    if isinstance(node, dict):
+        yield node
+        for v in node.values():
+            yield from _containers(v)
+    elif isinstance(node, list):
+        yield node
+        for v in node:
+            yield from _containers(v)
+
+
+@given(st.text())
+@example("tis-0123456789abcdef01234567")
+def test_full_url_is_the_uuid5_of_the_identifier(identifier: str) -> None:
+    assert Derived({}, identifier).full_url == f"urn:uuid:{uuid.uuid5(NAMESPACE, identifier)}"
+
+
+def _reference_number(value: Decimal) -> int | float:
+    """What derive wrote before the fast path: quantize to 4 places, normalize, int or float."""
+    quantized = value.quantize(Decimal("1E-4"))
+    quantized = quantized.normalize() if quantized != 0 else Decimal(0)
+    return int(quantized) if quantized == quantized.to_integral_value() else float(quantized)
+
+
+@given(st.integers(-(10**14), 10**14), st.integers(0, 8))
+@example(75, 1)
+@example(750, 2)
+@example(-1, 5)  # -0.00001 rounds to -0.0000: written 0
+@example(35714286, 7)
+@example(5, 5)  # 0.00005: half-even to 0.0000
+@example(15, 5)  # 0.00015: half-even to 0.0002
+def test_json_number_is_the_quantized_decimal(coefficient: int, places: int) -> None:
+    value = Decimal(coefficient).scaleb(-places)
+    expected = _reference_number(value)
+    for _ in range(2):  # made, then remembered
+        number = derive._json_number(value)
+        assert type(number) is type(expected)
+        assert number == expected
+
+
+def test_no_container_appears_twice_within_a_resource() -> None:
+    for doc in _patients():
+        for d in _derived_of(doc):
+            ids = [id(c) for c in _containers(d.resource)]
+            assert len(ids) == len(set(ids)), d.resource_type
+
+
+def test_changing_a_copy_of_a_resource_changes_nothing_else() -> None:
+    docs = list(_patients())
+    derived = [_derived_of(doc) for doc in docs]
+    before = [orjson.dumps([d.resource for d in ds]) for ds in derived]
+    for ds in derived:
+        for d in ds:
+            changed = copy.deepcopy(d.resource)
+            for c in _containers(changed):
+                if isinstance(c, dict):
+                    c["changed"] = True
+                elif isinstance(c, list):
+                    c.append("changed")
+            assert changed != d.resource
+    assert [orjson.dumps([d.resource for d in ds]) for ds in derived] == before
+    again = [orjson.dumps([d.resource for d in _derived_of(doc)]) for doc in docs]
+    assert again == before
