@@ -39,17 +39,6 @@ def parse_json(raw: bytes | str, where: str = "(input)") -> Any:
         raise InputError([Issue("fatal", "structure", f"not JSON: {exc}", where)]) from None
 
 
-def bundle_entries(doc: Any) -> tuple[list[tuple[str, Json]], list[Issue]]:
-    """The (location, resource) pairs of a Bundle, and the problems of its structure.
-
-    Resources inside nested Bundles (a saved batch-response holding searchsets) are read too. A
-    searchset entry with ``search.mode = outcome`` is an OperationOutcome about the search: it is
-    surfaced as a warning (the data may be incomplete), never dropped silently.
-    """
-    found = _read_entries(doc)
-    return found.resources, found.issues
-
-
 @dataclass
 class _Found:
     """What one pass over a Bundle finds: the listed resources and the structure's problems,
@@ -191,21 +180,6 @@ def _search_outcome(resource: Json, loc: str) -> Issue:
         f"search outcome: the server reported the data may be incomplete{detail}",
         loc,
     )
-
-
-def resolver(entries: Sequence[tuple[str, Json]], doc: Any) -> dict[str, Json]:
-    """Every resource by "Type/id" and by its entry's fullUrl (nested Bundles included)."""
-    table: dict[str, Json] = {}
-    for _, r in entries:
-        if isinstance(r.get("id"), str):
-            table[f"{r['resourceType']}/{r['id']}"] = r
-    if isinstance(doc, dict) and isinstance(doc.get("entry", []), list):
-        found = _Found()
-        _collect(doc, "Bundle", found, listed=False)
-        for key, resource in found.other_by_ref.items():
-            table.setdefault(key, resource)
-        table.update(found.by_full_url)
-    return table
 
 
 def read_patient_bundle(raw: bytes | str, where: str = "(input)") -> PatientResources:

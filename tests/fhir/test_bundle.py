@@ -7,7 +7,7 @@ from typing import Any
 
 import orjson
 
-from fhirtis.fhir.bundle import read_patient_bundle, resolver
+from fhirtis.fhir.bundle import read_patient_bundle
 
 Json = dict[str, Any]
 SUBJECT = {"reference": "Patient/p"}
@@ -65,8 +65,19 @@ def test_reference_table_precedence_and_nested_entries() -> None:
         ("value", "Bundle.entry[6].resource.id"),
         ("structure", "Bundle.entry[7].resource"),
     ]
-    doc = orjson.loads(raw)
-    assert resolver(read.resources, doc).keys() == read.resolve.keys()
+    # and nothing else is referable: every resource by "Type/id", every entry by its fullUrl
+    assert sorted(read.resolve) == [
+        "Bundle/b",
+        "Bundle/no good",
+        "Medication/bad id!",
+        "Medication/m",
+        "Medication/n",
+        "Medication/other",
+        "Medication/x",
+        "Patient/p",
+        "urn:uuid:p",
+        "urn:uuid:x",
+    ]
 
 
 def test_patients_named_by_absolute_and_relative_references() -> None:
