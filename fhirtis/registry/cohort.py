@@ -44,6 +44,7 @@ from fhirtis.pipeline.offline import ask_terminology
 from fhirtis.pipeline.server import RunStatus, pull_patient, settle
 from fhirtis.registry.errors import CohortError, describe
 from fhirtis.registry.evaluate import (
+    CohortJob,
     EvaluatedPatient,
     Outcome,
     PartitionResult,
@@ -53,7 +54,6 @@ from fhirtis.registry.evaluate import (
 from fhirtis.registry.ledger import Ledger, RunKey
 from fhirtis.registry.ndjson_store import NdjsonStore
 from fhirtis.registry.partition import (
-    ByteRange,
     RangeResult,
     byte_ranges,
     partition_count,
@@ -210,30 +210,23 @@ class _Recorder:
 
 
 async def _local_partitions(
-    ranges: list[ByteRange],
-    out_dir: Path,
-    partitions: int,
-    settings_json: str,
-    done: dict[str, str],
-    *,
-    keep_derived: bool,
-    validate: bool,
-    problems: list[tuple[str, str, str]],
+    job: CohortJob, problems: list[tuple[str, str, str]]
 ) -> AsyncIterator[PartitionResult]:
     """The local engine: the same two steps as on Dask, in this process, one after the other
     (in a thread, so that writes in flight progress meanwhile)."""
-    for r in ranges:
-        part: RangeResult = await asyncio.to_thread(partition_range, r, str(out_dir), partitions)
+    out_dir = str(job.out_dir)
+    for r in job.ranges:
+        part: RangeResult = await asyncio.to_thread(partition_range, r, out_dir, job.partitions)
         problems.extend(part.problems)
-    for bucket in range(partitions):
+    for bucket in range(job.partitions):
         yield await asyncio.to_thread(
             evaluate_partition,
-            str(out_dir),
+            out_dir,
             bucket,
-            settings_json,
-            done,
-            keep_derived=keep_derived,
-            validate=validate,
+            job.settings_json,
+            job.done,
+            keep_derived=job.keep_derived,
+            validate=job.validate,
         )
 
 
@@ -262,34 +255,23 @@ async def run_ndjson(
         done = ledger.done(key, write=options.write)
         recorder = _Recorder(client, ledger, key, options, result)
         task = bar.add_task("partitions", total=partitions, rate="")
-        settings_json = settings.model_dump_json()
-        keep_derived = client is not None
+        job = CohortJob(
+            ranges,
+            out_dir,
+            partitions,
+            settings.model_dump_json(),
+            done,
+            keep_derived=client is not None,
+            validate=validate,
+        )
         if options.engine == "dask":
             from fhirtis.registry.dask_engine import evaluate_on_dask  # noqa: PLC0415
 
             stream = evaluate_on_dask(
-                ranges,
-                out_dir,
-                partitions,
-                settings_json,
-                done,
-                keep_derived=keep_derived,
-                validate=validate,
-                scheduler=options.scheduler,
-                workers=workers,
-                problems=result.problems,
+                job, scheduler=options.scheduler, workers=workers, problems=result.problems
             )
         else:
-            stream = _local_partitions(
-                ranges,
-                out_dir,
-                partitions,
-                settings_json,
-                done,
-                keep_derived=keep_derived,
-                validate=validate,
-                problems=result.problems,
-            )
+            stream = _local_partitions(job, result.problems)
         async for part in stream:
             result.worker_pids.add(part.pid)
             result.patients += len(part.outcomes)

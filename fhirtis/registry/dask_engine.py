@@ -23,11 +23,10 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
-from fhirtis.registry.evaluate import PartitionResult, evaluate_partition
-from fhirtis.registry.partition import ByteRange, RangeResult, partition_range
+from fhirtis.registry.evaluate import CohortJob, PartitionResult, evaluate_partition
+from fhirtis.registry.partition import RangeResult, partition_range
 
 PRELOAD = "fhirtis.registry.dask_worker"  # what every worker imports when it starts
 
@@ -47,14 +46,8 @@ def local_cluster(workers: int) -> Any:
 
 
 async def evaluate_on_dask(
-    ranges: list[ByteRange],
-    out_dir: Path,
-    partitions: int,
-    settings_json: str,
-    done: dict[str, str],
+    job: CohortJob,
     *,
-    keep_derived: bool,
-    validate: bool,
     scheduler: str | None,
     workers: int,
     problems: list[tuple[str, str, str]],
@@ -67,26 +60,27 @@ async def evaluate_on_dask(
         scheduler = cluster.scheduler_address
     client = await asyncio.to_thread(Client, scheduler)
     try:
+        out_dir = str(job.out_dir)
         mapped = client.map(
-            partition_range, ranges, out_dir=str(out_dir), partitions=partitions, pure=False
+            partition_range, job.ranges, out_dir=out_dir, partitions=job.partitions, pure=False
         )
         parts: list[RangeResult] = await asyncio.to_thread(client.gather, mapped)
         for part in sorted(parts, key=lambda p: p.index):
             problems.extend(part.problems)
         # a list of one: a dict given to scatter would be taken as many named values
-        [done_on_workers] = await asyncio.to_thread(client.scatter, [done], broadcast=True)
+        [done_on_workers] = await asyncio.to_thread(client.scatter, [job.done], broadcast=True)
         futures = [
             client.submit(
                 evaluate_partition,
-                str(out_dir),
+                out_dir,
                 bucket,
-                settings_json,
+                job.settings_json,
                 done_on_workers,
-                keep_derived=keep_derived,
-                validate=validate,
+                keep_derived=job.keep_derived,
+                validate=job.validate,
                 pure=False,
             )
-            for bucket in range(partitions)
+            for bucket in range(job.partitions)
         ]
         pending = as_completed(futures)
         for _ in range(len(futures)):

@@ -9,6 +9,7 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -21,7 +22,7 @@ from fhirtis.pipeline.jsonout import dumps
 from fhirtis.pipeline.offline import Answers, ask_terminology, evaluate_patient_resources
 from fhirtis.pipeline.records import summarise
 from fhirtis.registry.ndjson_store import input_digest
-from fhirtis.registry.partition import partition_patients, shared_resources
+from fhirtis.registry.partition import ByteRange, partition_patients, shared_resources
 from fhirtis.settings import Settings
 
 Json = dict[str, Any]
@@ -55,6 +56,21 @@ class Outcome:
     @property
     def skipped(self) -> bool:
         return self.evaluated is None and self.error is None
+
+
+@dataclass(frozen=True)
+class CohortJob:
+    """What either engine runs: cut ``ranges`` into ``partitions`` under ``out_dir``
+    (:func:`~fhirtis.registry.partition.partition_range`), then evaluate each partition
+    (:func:`evaluate_partition`) with these settings, skipping the patients ``done`` holds."""
+
+    ranges: list[ByteRange]
+    out_dir: Path
+    partitions: int
+    settings_json: str
+    done: dict[str, str]
+    keep_derived: bool
+    validate: bool
 
 
 @dataclass
