@@ -17,6 +17,7 @@ from pytest_httpx import HTTPXMock
 from fhirtis.api.app import create_app
 from fhirtis.io import FhirClientConfig
 from fhirtis.settings import ServiceSettings, Settings
+from tests.api.test_security import READ_TYPES
 from tests.e2e.test_run import load
 from tests.fhir.builders import bundle, patient
 from tests.fhir.patients import responder
@@ -207,23 +208,7 @@ async def test_pass_through_forwards_the_callers_token(httpx_mock: HTTPXMock) ->
 
 KEY = RSAKey.generate_key(2048, parameters={"kid": "k1"})
 OTHER = RSAKey.generate_key(2048, parameters={"kid": "k1"})
-SCOPES = " ".join(
-    f"patient/{t}.read"
-    for t in (
-        "Patient",
-        "Observation",
-        "MedicationAdministration",
-        "Medication",
-        "Condition",
-        "MedicationStatement",
-        "MedicationRequest",
-        "Device",
-        "Procedure",
-        "AdverseEvent",
-        "Flag",
-        "DetectedIssue",
-    )
-)
+SCOPES = " ".join(f"patient/{t}.read" for t in READ_TYPES)
 
 
 def token(key: RSAKey = KEY, **claims: Any) -> str:
