@@ -80,20 +80,13 @@ def evaluate_course(
     baseline = grouping.assessments[choice.index]
     enzyme = choose_enzyme(baseline.enzymes, policy) if baseline.enzymes else None
     later = grouping.assessments[choice.index + 1 :]
-    # every value of an assessment has passed check_value (group_assessments, rule 1)
     baseline_values = baseline.for_tis()
     # without enzymes at baseline compute_tis would choose (none) afresh for every follow-up
     tis_enzyme = enzyme if enzyme is not None else choose_enzyme(baseline.enzymes, policy)
     tis_results = [
-        compute_tis(
-            baseline_values, a.for_tis(), population, policy, tis_enzyme, values_checked=True
-        )
-        for a in later
+        compute_tis(baseline_values, a.for_tis(), population, policy, tis_enzyme) for a in later
     ]
-    deteriorations = [
-        assess_deterioration(a.day, baseline.values, a.values, policy, values_checked=True)
-        for a in later
-    ]
+    deteriorations = [assess_deterioration(a.day, baseline.values, a.values, policy) for a in later]
     confirmation = confirm(deteriorations)
     followups = tuple(
         FollowUp(a, t, d, confirmed, is_responder(t, confirmed))

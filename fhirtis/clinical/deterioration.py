@@ -57,16 +57,12 @@ def worsening(
     baseline: MeasureValue,
     followup: MeasureValue,
     policy: Policy,
-    *,
-    values_checked: bool = False,
 ) -> Worsening | Note:
-    """Worsening of one measure, or the reason it cannot be computed. ``values_checked``: both
-    values are known to pass :func:`check_value`, so they are not checked again."""
-    if not values_checked:
-        for value in (baseline, followup):
-            problem = check_value(value)
-            if problem is not None:
-                return problem
+    """Worsening of one measure, or the reason it cannot be computed."""
+    for value in (baseline, followup):
+        problem = check_value(value)
+        if problem is not None:
+            return problem
     if baseline.instrument is not followup.instrument:
         return missing(
             "instrument-mismatch",
@@ -95,12 +91,8 @@ def assess_deterioration(
     baseline: Mapping[Measure, MeasureValue],
     followup: Mapping[Measure, MeasureValue],
     policy: Policy,
-    *,
-    values_checked: bool = False,
 ) -> DeteriorationResult:
-    """Deterioration at one follow-up assessment versus baseline (clinical spec §3).
-    ``values_checked``: every value is known to pass :func:`check_value` (the assessments of
-    :func:`~fhirtis.clinical.assessments.group_assessments`), so none is checked again."""
+    """Deterioration at one follow-up assessment versus baseline (clinical spec §3)."""
     notes: list[Note] = []
     worse: dict[Measure, Worsening] = {}
     for measure in NON_ENZYME:
@@ -108,7 +100,7 @@ def assess_deterioration(
         if b is None or f is None:
             notes.append(missing("missing", f"{measure.value} missing for deterioration"))
             continue
-        result = worsening(measure, b, f, policy, values_checked=values_checked)
+        result = worsening(measure, b, f, policy)
         if isinstance(result, Note):
             notes.append(result)
         else:

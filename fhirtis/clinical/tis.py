@@ -186,17 +186,15 @@ def _check_pair(
     measure: Measure,
     baseline: MeasureValue | None,
     followup: MeasureValue | None,
-    values_checked: bool = False,
 ) -> Note | None:
     if baseline is None:
         return missing("missing-baseline", f"{measure.value} missing at baseline")
     if followup is None:
         return missing("missing-followup", f"{measure.value} missing at follow-up")
-    if not values_checked:
-        for value in (baseline, followup):
-            problem = check_value(value)
-            if problem is not None:
-                return problem
+    for value in (baseline, followup):
+        problem = check_value(value)
+        if problem is not None:
+            return problem
     if baseline.instrument is not followup.instrument:
         return missing(
             "instrument-mismatch",
@@ -221,12 +219,8 @@ def score_bounded(
     measure: Measure,
     baseline: MeasureValue | None,
     followup: MeasureValue | None,
-    *,
-    values_checked: bool = False,
 ) -> MeasureScore:
-    """``values_checked``: both values are known to pass :func:`check_value` (they come from
-    :func:`~fhirtis.clinical.assessments.group_assessments`), so they are not checked again."""
-    problem = _check_pair(measure, baseline, followup, values_checked)
+    problem = _check_pair(measure, baseline, followup)
     if problem is not None:
         instrument = _instrument_of(baseline, followup)
         return _missing_score(measure, problem, instrument, baseline, followup)
@@ -259,13 +253,10 @@ def score_enzyme(
     baseline: MeasureValue | None,
     followup: MeasureValue | None,
     policy: Policy,
-    *,
-    values_checked: bool = False,
 ) -> MeasureScore:
-    """Relative percent change of the chosen enzyme, with the enzyme [choice]s of the policy.
-    ``values_checked``: as for :func:`score_bounded`."""
+    """Relative percent change of the chosen enzyme, with the enzyme [choice]s of the policy."""
     measure = Measure.ENZYME
-    problem = _check_pair(measure, baseline, followup, values_checked)
+    problem = _check_pair(measure, baseline, followup)
     if problem is not None:
         instrument = _instrument_of(baseline, followup)
         return _missing_score(measure, problem, instrument, baseline, followup)
@@ -328,33 +319,22 @@ def compute_tis(
     population: Population,
     policy: Policy,
     enzyme: EnzymeChoice | None = None,
-    *,
-    values_checked: bool = False,
 ) -> TisResult:
     """The TIS of ``followup`` against ``baseline``.
 
     ``enzyme`` is the most abnormal enzyme chosen once at baseline; when None it is chosen here
     from ``baseline.enzymes``. The chosen enzyme is followed at that enzyme only: if it is missing
     at follow-up the enzyme measure is missing (enzymes are never switched).
-    ``values_checked``: every value is known to pass :func:`check_value` (the assessments of
-    :func:`~fhirtis.clinical.assessments.group_assessments`), so none is checked again.
     """
     notes: list[Note] = []
     scores: list[MeasureScore] = []
     base_values, follow_values = baseline.values, followup.values
     for measure in MEASURES:
         if measure is Measure.ENZYME:
-            scores.append(
-                _enzyme_measure(baseline, followup, policy, enzyme, notes, values_checked)
-            )
+            scores.append(_enzyme_measure(baseline, followup, policy, enzyme, notes))
         else:
             scores.append(
-                score_bounded(
-                    measure,
-                    base_values.get(measure),
-                    follow_values.get(measure),
-                    values_checked=values_checked,
-                )
+                score_bounded(measure, base_values.get(measure), follow_values.get(measure))
             )
     lower = sum((s.score for s in scores if s.score is not None), _D(0))
     upper = lower + sum((s.max_score for s in scores if s.score is None), _D(0))
@@ -378,13 +358,12 @@ def _enzyme_measure(
     policy: Policy,
     enzyme: EnzymeChoice | None,
     notes: list[Note],
-    values_checked: bool,
 ) -> MeasureScore:
     alt_b = baseline.values.get(Measure.ENZYME)
     alt_f = followup.values.get(Measure.ENZYME)
     if alt_b is not None or alt_f is not None:
         # The juvenile CHQ-PhS alternative (a bounded scale) in place of a lab enzyme.
-        result = score_bounded(Measure.ENZYME, alt_b, alt_f, values_checked=values_checked)
+        result = score_bounded(Measure.ENZYME, alt_b, alt_f)
         if result.instrument is Instrument.CHQ_PHS:
             notes.append(
                 warning(
@@ -412,7 +391,7 @@ def _enzyme_measure(
             "follow-up; enzymes are never switched",
         )
         return _missing_score(Measure.ENZYME, reason, choice.instrument, b, None)
-    return score_enzyme(b, f, policy, values_checked=values_checked)
+    return score_enzyme(b, f, policy)
 
 
 def percent_text(value: Fraction | None, places: int = 4) -> Decimal | None:

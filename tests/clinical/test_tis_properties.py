@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import date
 from decimal import Decimal
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fhirtis.clinical.deterioration import assess_deterioration
 from fhirtis.clinical.facts import Measure
 from fhirtis.clinical.policy import Policy, Population
 from fhirtis.clinical.tis import (
@@ -115,19 +113,3 @@ def test_empty_assessments_are_fully_partial() -> None:
     assert (r.lower, r.upper) == (0, 100)
     assert len(r.possible_categories) == 4
     assert r.category is None
-
-
-@settings(max_examples=200, deadline=None)
-@given(VISIT, VISIT, st.sets(st.sampled_from([*RANGES, "ck"])), POP)
-def test_values_checked_changes_nothing_for_possible_values(
-    base: dict[str, object], follow: dict[str, object], drop: set[str], pop: Population
-) -> None:
-    """The course passes values_checked=True for its assessments (every value possible on its
-    instrument): the TIS and the deterioration are then those computed with every check."""
-    b = av(**{k: v for k, v in base.items() if k not in drop})  # type: ignore[arg-type]
-    f = av(**follow)  # type: ignore[arg-type]
-    assert compute_tis(b, f, pop, P, values_checked=True) == compute_tis(b, f, pop, P)
-    day = date(2024, 1, 1)
-    assert assess_deterioration(
-        day, b.values, f.values, P, values_checked=True
-    ) == assess_deterioration(day, b.values, f.values, P)
