@@ -443,23 +443,6 @@ def _risk_profile(
     return RiskProfile(at=at, factors=factors, unassessed=tuple(unassessed), notes=tuple(notes))
 
 
-def _any_risk_factor(at: FhirTime, inputs: RiskInputs, prepared: _Prepared, policy: Policy) -> bool:
-    """Whether :func:`_risk_profile` at ``at`` would find any risk factor (its ``any``): the same
-    five tests, without the words, notes and objects a profile is made of. Used for every
-    administration whose rate only the presence of a risk factor decides."""
-    on = at.day
-    with localcontext(DECIMAL_CONTEXT):
-        evidence = any(_active(e, on) for e in prepared.evidence)
-        birth = inputs.patient.birth_date
-        old = birth is not None and age_in_years(birth, on) >= policy.advanced_age_years
-        bmi_value = _bmi(prepared, on)[0]
-        obese = bmi_value is not None and bmi_value >= policy.obesity_bmi
-        pga = _latest_pga(prepared, on)[0]
-        inflamed = pga is not None and pga.value >= policy.inflammation_pga_cm
-        history = any(surely_before(ev.onset, at) for ev in prepared.events)
-    return evidence or old or obese or inflamed or history
-
-
 def _bmi(prepared: _Prepared, on: date) -> tuple[Decimal | None, tuple[str, ...], str]:
     """The BMI to judge obesity on ``on``: value, sources and how it was obtained."""
     bmi = latest_on_or_before(prepared.bmis, on)
@@ -691,17 +674,8 @@ def assess_thrombosis(
             continue
         if admin.rate_mg_kg_min <= lowest_limit:
             continue  # within every limit that could apply: its risk profile cannot matter
-        with_risk = _any_risk_factor(admin.start, inputs, prepared, policy)
-        if with_risk:
-            limit_value = policy.max_rate_with_risk_mg_kg_min
-        else:
-            limit_value = policy.max_rate_mg_kg_min
-        if admin.rate_mg_kg_min > limit_value:
-            # a finding: now the profile and the words of the limit (applicable_max_rate picks
-            # the same limit, as the profile has factors exactly when with_risk)
-            limit = applicable_max_rate(
-                _risk_profile(admin.start, inputs, prepared, policy), policy
-            )
+        limit = applicable_max_rate(_risk_profile(admin.start, inputs, prepared, policy), policy)
+        if admin.rate_mg_kg_min > limit.limit_mg_kg_min:
             findings.append(
                 RateFinding(
                     administration_source=admin.source,

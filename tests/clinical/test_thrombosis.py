@@ -7,7 +7,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from fhirtis.clinical.facts import (
@@ -32,8 +32,6 @@ from fhirtis.clinical.policy import Policy
 from fhirtis.clinical.thrombosis import (
     RiskInputs,
     ThrombosisAssessment,
-    _any_risk_factor,
-    _Prepared,
     applicable_max_rate,
     assess_thrombosis,
     risk_profile,
@@ -513,81 +511,3 @@ def test_window_compares_calendar_dates_as_recorded() -> None:
     date_only_first_day = TeeEvent(TeeKind.DVT, "Condition/first", FhirTime(at(0).date()))
     (first,) = assess(cycle(0), events=[date_only_first_day]).associated_events
     assert first.suspects == ("MedicationAdministration/0",)  # may have started before it
-
-
-# --- the per-administration shortcut ---------------------------------------------------------
-
-_DAYS = st.integers(-400, 400)
-
-
-@settings(max_examples=300, deadline=None)
-@given(
-    st.lists(
-        st.tuples(st.sampled_from(list(RiskFactorKind)), st.none() | _DAYS, st.none() | _DAYS),
-        max_size=3,
-    ),
-    st.none() | st.dates(date(1900, 1, 1), date(2020, 1, 1)),
-    st.lists(st.tuples(_DAYS, st.integers(20, 200)), max_size=3),
-    st.lists(st.tuples(_DAYS, st.integers(140, 200)), max_size=2),
-    st.lists(st.tuples(_DAYS, st.integers(15, 45)), max_size=2),
-    st.lists(
-        st.tuples(_DAYS, st.integers(0, 100), st.sampled_from(list(ResultStatus))), max_size=4
-    ),
-    st.lists(_DAYS, max_size=2),
-    _DAYS,
-    st.booleans(),
-)
-def test_any_risk_factor_agrees_with_the_profile(
-    evidence: list[tuple[RiskFactorKind, int | None, int | None]],
-    birth: date | None,
-    weights: list[tuple[int, int]],
-    heights: list[tuple[int, int]],
-    bmis: list[tuple[int, int]],
-    pgas: list[tuple[int, int, ResultStatus]],
-    events: list[int],
-    when: int,
-    date_only: bool,
-) -> None:
-    """The check made for every fast administration (whether any risk factor is present) is the
-    full risk profile's ``any``, whatever the facts."""
-    facts = RiskInputs(
-        patient=PatientFacts(birth_date=birth, sex=Sex.MALE),
-        patient_source=PATIENT_SRC,
-        evidence=tuple(
-            RiskEvidence(
-                kind,
-                f"Condition/{i}",
-                None if s is None else (DAY0 + timedelta(days=s)).date(),
-                None if e is None else (DAY0 + timedelta(days=e)).date(),
-            )
-            for i, (kind, s, e) in enumerate(evidence)
-        ),
-        weights=tuple(
-            BodyWeight(f"Observation/w{i}", at(d), D(kg)) for i, (d, kg) in enumerate(weights)
-        ),
-        heights=tuple(
-            BodyHeight(f"Observation/h{i}", at(d), D(cm)) for i, (d, cm) in enumerate(heights)
-        ),
-        bmis=tuple(
-            BodyMassIndex(f"Observation/b{i}", at(d), D(v)) for i, (d, v) in enumerate(bmis)
-        ),
-        pga=tuple(
-            MeasureValue(
-                Measure.PGA,
-                Instrument.VAS,
-                D(tenths) / 10,
-                at(d).date(),
-                f"Observation/p{i}",
-                status,
-                at(d, hour=10 + i),
-            )
-            for i, (d, tenths, status) in enumerate(pgas)
-        ),
-        events=tuple(
-            TeeEvent(TeeKind.DVT, f"Condition/tee{i}", T(at(d))) for i, d in enumerate(events)
-        ),
-    )
-    moment = T(at(when).date()) if date_only else T(at(when))
-    policy = Policy()
-    prepared = _Prepared.of(facts, policy)
-    assert _any_risk_factor(moment, facts, prepared, policy) is risk_profile(moment, facts).any
