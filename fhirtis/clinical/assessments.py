@@ -37,6 +37,7 @@ from fhirtis.clinical.facts import (
     MeasureValue,
     ResultStatus,
 )
+from fhirtis.clinical.frozen import fast_frozen_init
 from fhirtis.clinical.measures import check_value
 from fhirtis.clinical.notes import Note, excluded, missing, warning
 from fhirtis.clinical.policy import Policy
@@ -56,6 +57,7 @@ def slot_of(value: MeasureValue) -> Slot:
     return value.measure
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class Assessment:
     day: date
@@ -70,6 +72,7 @@ class Assessment:
         return tuple(v.source for v in (*self.values.values(), *self.enzymes.values()))
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class Grouping:
     assessments: tuple[Assessment, ...]
@@ -219,6 +222,7 @@ class BaselineRule(StrEnum):
     BEFORE_FIRST_IVIG = "before-first-ivig"
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class BaselineChoice:
     index: int | None

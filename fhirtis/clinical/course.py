@@ -21,12 +21,14 @@ from fhirtis.clinical.deterioration import (
     is_responder,
 )
 from fhirtis.clinical.facts import MeasureValue
+from fhirtis.clinical.frozen import fast_frozen_init
 from fhirtis.clinical.measures import EnzymeChoice, choose_enzyme
 from fhirtis.clinical.notes import Note
 from fhirtis.clinical.policy import Policy, Population
 from fhirtis.clinical.tis import TisResult, compute_tis
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class FollowUp:
     assessment: Assessment
@@ -36,6 +38,7 @@ class FollowUp:
     responder: bool | None
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class Course:
     population: Population

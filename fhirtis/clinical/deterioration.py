@@ -15,6 +15,7 @@ from fractions import Fraction
 
 from fhirtis.clinical.decimals import percent_of
 from fhirtis.clinical.facts import Instrument, Measure, MeasureValue
+from fhirtis.clinical.frozen import fast_frozen_init
 from fhirtis.clinical.measures import check_value, spec_for
 from fhirtis.clinical.notes import Note, missing
 from fhirtis.clinical.policy import Policy, WorseningBasis
@@ -32,6 +33,7 @@ MMT_WORSE_PERCENT = Fraction(20)
 ANY_THREE_PERCENT = Fraction(30)
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class Worsening:
     """How much one measure worsened: in its own units and in percent (per the policy basis)."""
@@ -43,6 +45,7 @@ class Worsening:
     basis: WorseningBasis
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class DeteriorationResult:
     day: date
@@ -161,6 +164,7 @@ def _or(values: Iterable[bool | None]) -> bool | None:
     return None
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class Confirmation:
     """Confirmed deterioration over a sequence of follow-up assessments: ``confirmed_on`` is the

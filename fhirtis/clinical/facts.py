@@ -13,7 +13,10 @@ from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from decimal import Decimal
 from enum import StrEnum
 
+from fhirtis.clinical.frozen import fast_frozen_init
 
+
+@fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class FhirTime:
     """A FHIR ``date`` or ``dateTime`` kept at the precision it was recorded (clinical spec §5.3).
@@ -116,6 +119,7 @@ class ResultStatus(StrEnum):
     UNKNOWN = "unknown"
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class MeasureValue:
     """One recorded value of a core set measure, already in the instrument's canonical unit
@@ -131,6 +135,7 @@ class MeasureValue:
     uln: Decimal | None = None  # enzymes: upper limit of normal in U/L, if the result gave one
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class IvigAdministration:
     """One intravenous immune globulin administration (a MedicationAdministration).
@@ -157,6 +162,7 @@ class IvigAdministration:
     stopped: bool = False  # a stopped infusion: counted for the dose and rate recorded
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class BodyWeight:
     source: str
@@ -164,6 +170,7 @@ class BodyWeight:
     kg: Decimal
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class BodyHeight:
     source: str
@@ -171,6 +178,7 @@ class BodyHeight:
     cm: Decimal
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class BodyMassIndex:
     source: str
@@ -201,6 +209,7 @@ class RiskFactorKind(StrEnum):
     INFLAMMATION = "inflammation"
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class RiskEvidence:
     """A coded finding that shows a risk factor (a Condition, a medication, a device, a
@@ -231,6 +240,7 @@ ARTERIAL_TEE: frozenset[TeeKind] = frozenset(
 )
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class TeeEvent:
     """A thromboembolic event (a Condition or an existing AdverseEvent) with its onset."""
@@ -242,6 +252,7 @@ class TeeEvent:
     coding: tuple[str, str] | None = None  # (system, code) of the event as recorded
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class PatientFacts:
     """What the core needs to know of the patient themself."""

@@ -60,6 +60,7 @@ from fhirtis.clinical.facts import (
     IvigAdministration,
     PatientFacts,
 )
+from fhirtis.clinical.frozen import fast_frozen_init
 from fhirtis.clinical.notes import Note, excluded, missing, warning
 from fhirtis.clinical.policy import DEFAULT_POLICY, Policy
 from fhirtis.clinical.rates import infusion_rate_in_context, infusion_rate_mg_kg_min
@@ -108,6 +109,7 @@ _HUNDRED = Decimal(100)
 # results
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class AdministrationExposure:
     """One administration with what was computed for it."""
@@ -132,6 +134,7 @@ class AdministrationExposure:
         return self.administration.in_progress
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class Cycle:
     """One IVIG cycle (course day 1 to its last administration)."""
@@ -158,6 +161,7 @@ class Cycle:
         return tuple(a.source for a in self.administrations)
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class Exposure:
     """The IVIG exposure of one patient: cycles and cumulative dose."""

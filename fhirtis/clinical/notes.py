@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+from fhirtis.clinical.frozen import fast_frozen_init
+
 
 class Severity(StrEnum):
     WARNING = "warning"  # the value was used, but look at it
@@ -17,6 +19,7 @@ class Severity(StrEnum):
     MISSING = "missing"  # a value the rule needs is not there
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class Note:
     severity: Severity

@@ -18,12 +18,14 @@ from fhirtis.clinical.facts import (
     RiskEvidence,
     TeeEvent,
 )
+from fhirtis.clinical.frozen import fast_frozen_init
 from fhirtis.clinical.ivig import Exposure, compute_exposure
 from fhirtis.clinical.policy import Policy, Population
 from fhirtis.clinical.population import PopulationDecision, decide_population
 from fhirtis.clinical.thrombosis import ThrombosisAssessment, assess_thrombosis
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class PatientFactsBundle:
     """Everything known of one patient, as facts (what ``fhirtis.fhir.extract`` produces)."""
@@ -41,6 +43,7 @@ class PatientFactsBundle:
     dm_onset: date | None = None
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class PatientEvaluation:
     population: PopulationDecision

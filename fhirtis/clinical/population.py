@@ -5,10 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 
+from fhirtis.clinical.frozen import fast_frozen_init
 from fhirtis.clinical.notes import Note, missing
 from fhirtis.clinical.policy import Policy, Population
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class PopulationDecision:
     population: Population

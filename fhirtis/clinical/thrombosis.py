@@ -75,6 +75,7 @@ from fhirtis.clinical.facts import (
     RiskFactorKind,
     TeeEvent,
 )
+from fhirtis.clinical.frozen import fast_frozen_init
 from fhirtis.clinical.ivig import (
     DECIMAL_CONTEXT,
     AdministrationExposure,
@@ -124,6 +125,7 @@ def _hours(delta: timedelta) -> Decimal:
 # results
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class RiskFactor:
     """A thrombosis risk factor present at some time, with the facts that show it."""
@@ -133,6 +135,7 @@ class RiskFactor:
     detail: str  # why, in words (e.g. "age 67 years (≥ 65)")
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class UnassessedRiskFactor:
     """A computed risk factor that could not be assessed for lack of data."""
@@ -141,6 +144,7 @@ class UnassessedRiskFactor:
     reason: str
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class RiskProfile:
     """The risk factors present at ``at``."""
@@ -159,6 +163,7 @@ class RiskProfile:
         return tuple(f.kind for f in self.factors)
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class RateLimit:
     """The maximum infusion rate applicable at ``at``, and why."""
@@ -171,6 +176,7 @@ class RateLimit:
     reason: str
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class RateFinding:
     """An administration infused faster than the maximum applicable at its start."""
@@ -193,6 +199,7 @@ class RateFinding:
         )
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class AssociatedEvent:
     """A TEE temporally associated with one or more IVIG cycles."""
@@ -211,6 +218,7 @@ class AssociatedEvent:
         return self.event.onset
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class ThrombosisAssessment:
     """Everything §5 says about one patient as of ``as_of``."""
@@ -231,6 +239,7 @@ class ThrombosisAssessment:
         return self.current.factors
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class RiskInputs:
     """The patient's facts that risk factors are computed from."""
@@ -302,6 +311,7 @@ def _latest_pga(prepared: _Prepared, on: date) -> tuple[MeasureValue | None, boo
     return best, len(same_day) > 1
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class _Prepared:
     """What of :class:`RiskInputs` does not depend on the time judged: made once per

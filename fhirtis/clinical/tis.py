@@ -15,6 +15,7 @@ from fractions import Fraction
 
 from fhirtis.clinical.decimals import percent_of
 from fhirtis.clinical.facts import ENZYMES, MEASURES, Instrument, Measure, MeasureValue
+from fhirtis.clinical.frozen import fast_frozen_init
 from fhirtis.clinical.measures import ALLOWED, EnzymeChoice, check_value, choose_enzyme, spec_for
 from fhirtis.clinical.notes import Note, missing, warning
 from fhirtis.clinical.policy import EnzymeChange, EnzymeNormalBaseline, Policy, Population
@@ -99,6 +100,7 @@ def categories_between(
     return _CATEGORY_ORDER[lo : hi + 1]
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class AssessmentValues:
     """The values of one assessment, one per measure. ``enzymes`` holds every lab enzyme of the
@@ -109,6 +111,7 @@ class AssessmentValues:
     enzymes: Mapping[Instrument, MeasureValue] = field(default_factory=dict)
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class MeasureScore:
     """One measure's contribution. ``score`` is None when the measure is missing; then
@@ -128,6 +131,7 @@ class MeasureScore:
         return self.score is None
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class TisResult:
     population: Population

@@ -26,6 +26,7 @@ from typing import Protocol, TypeVar
 
 from fhirtis.clinical.decimals import DECIMAL_CONTEXT, format_decimal, is_positive_finite
 from fhirtis.clinical.facts import BodyHeight, BodyWeight, PatientFacts, Sex
+from fhirtis.clinical.frozen import fast_frozen_init
 from fhirtis.clinical.notes import Note, excluded, missing, warning
 from fhirtis.clinical.policy import DEFAULT_POLICY, DosingWeightBasis, Policy
 
@@ -56,6 +57,7 @@ DEVINE_MIN_HEIGHT_CM = Decimal("152.4")  # 60 in × 2.54 cm/in
 ADJUSTED_WEIGHT_FACTOR = Decimal("0.4")
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class DosingWeight:
     """The weight a cycle's g/kg and mg/kg/min are expressed with, and where it came from.
@@ -207,6 +209,7 @@ def plausible_heights(
     return kept, notes
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class PlausibleBody:
     """A patient's plausible weights and heights (:func:`dated`), with a note for each one

@@ -10,9 +10,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from fhirtis.clinical.frozen import fast_frozen_init
+
 Severity = Literal["fatal", "error", "warning", "information"]
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class Issue:
     severity: Severity

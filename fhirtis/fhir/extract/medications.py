@@ -15,6 +15,7 @@ from fhirtis.clinical.facts import (
     RiskEvidence,
     RiskFactorKind,
 )
+from fhirtis.clinical.frozen import fast_frozen_init
 from fhirtis.fhir.extract.common import (
     MEMO_LIMIT,
     ExcludedError,
@@ -98,6 +99,7 @@ class _Amounts:
 _IG_WORDS = ("globulin", "ivig", "igiv", "immunoglobulin")
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class _Product:
     """An administered product as the IVIG rules read it (see

@@ -13,6 +13,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any, Literal
 
+from fhirtis.clinical.frozen import fast_frozen_init
 from fhirtis.clinical.policy import Population
 from fhirtis.clinical.tis import THRESHOLDS, categories_between
 from fhirtis.pipeline.records import AssessmentRecord, PatientSummary
@@ -39,6 +40,7 @@ class ReportInputError(ValueError):
     """The summaries cannot be read or are not summary records."""
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class _Assessment:
     day: date
@@ -51,12 +53,14 @@ class _Assessment:
     recorded_responder: bool | None
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class _Cycle:
     index: int
     max_rate: Decimal | None
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class _Event:
     kind: str
@@ -64,6 +68,7 @@ class _Event:
     cycles: tuple[int, ...]
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class _Patient:
     ref: str
@@ -162,6 +167,7 @@ def load_summaries(path: str | Path) -> list[Json]:
     )
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class ResponseSummary:
     """Response at one chosen assessment per patient (the last one, or the one at a week)."""
@@ -195,6 +201,7 @@ class ResponseSummary:
         }
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class IvigSummary:
     exposed: Proportion  # patients with ≥ 1 cycle, of all patients
@@ -217,6 +224,7 @@ class IvigSummary:
         }
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class RateStratum:
     """Cycles whose maximum infusion rate falls in one stratum, and the TEEs attributed to them."""
@@ -249,6 +257,7 @@ class RateStratum:
         }
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class TeeSummary:
     patients_with_event: Proportion  # of exposed patients
@@ -290,6 +299,7 @@ class TeeSummary:
         }
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class TrajectoryPoint:
     days: int  # since baseline
@@ -302,6 +312,7 @@ class TrajectoryPoint:
         return Fraction(self.days, 7)
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class Trajectory:
     patient: str
@@ -309,6 +320,7 @@ class Trajectory:
     points: tuple[TrajectoryPoint, ...]
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class PatientRow:
     """One patient's line of the CSV."""
@@ -341,6 +353,7 @@ class PatientRow:
     rate_findings: int
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class ReportOptions:
     partial_policy: PartialPolicy = "interval"
@@ -361,6 +374,7 @@ class ReportOptions:
         }
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class Report:
     patients: int

@@ -11,6 +11,8 @@ from fractions import Fraction
 from statistics import NormalDist, median, quantiles
 from typing import Any
 
+from fhirtis.clinical.frozen import fast_frozen_init
+
 Json = dict[str, Any]
 _Z95 = NormalDist().inv_cdf(0.975)
 
@@ -36,6 +38,7 @@ def round_half_up(value: Fraction | Decimal | int, places: int) -> Decimal:
     return -out if f < 0 else out
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class Proportion:
     """``count`` of ``total``; the percentage is exact, the Wilson 95 % CI a float pair."""
@@ -74,6 +77,7 @@ class Proportion:
         }
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class Spread:
     """Median and interquartile range (exact; quartiles by ``method="inclusive"``)."""
