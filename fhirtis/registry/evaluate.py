@@ -18,6 +18,7 @@ from fhirtis.fhir.bundle import PatientResources
 from fhirtis.fhir.derive import Derived
 from fhirtis.fhir.plan import WritePlan, plan_writes
 from fhirtis.fhir.validation import enable as enable_validation
+from fhirtis.pipeline.batch_gc import batch_gc
 from fhirtis.pipeline.jsonout import dumps
 from fhirtis.pipeline.offline import Answers, ask_terminology, evaluate_patient_resources
 from fhirtis.pipeline.records import summarise
@@ -130,8 +131,24 @@ def evaluate_partition(
     if validate:
         enable_validation()
     settings = Settings.model_validate_json(settings_json)
-    shared = shared_resources(out_dir)
     result = PartitionResult(bucket, pid=os.getpid())
+    with batch_gc():
+        _evaluate_patients(out_dir, bucket, settings, done, result, keep_derived=keep_derived)
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def _evaluate_patients(
+    out_dir: str,
+    bucket: int,
+    settings: Settings,
+    done: Mapping[str, str],
+    result: PartitionResult,
+    *,
+    keep_derived: bool,
+) -> None:
+    """The loop of :func:`evaluate_partition`: each patient's outcome into ``result``."""
+    shared = shared_resources(out_dir)
     for patient, own in partition_patients(out_dir, bucket):
         refs = medication_refs(own)
         theirs = {k: shared[k] for k in refs if k in shared}
@@ -157,5 +174,3 @@ def evaluate_partition(
             )
             continue
         result.outcomes.append(Outcome(patient, digest, evaluated))
-    result.seconds = time.perf_counter() - started
-    return result
