@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from fhirtis.clinical.decimals import format_decimal
 from fhirtis.clinical.facts import Instrument, Measure, MeasureValue, ResultStatus
+from fhirtis.clinical.measures import _SPECS, check_value
 from fhirtis.clinical.policy import Policy
 from fhirtis.clinical.thrombosis import (
     RiskInputs,
@@ -102,3 +103,22 @@ def test_latest_pga_on_a_day_before_every_value_is_none() -> None:
     prepared = _Prepared.of(RiskInputs(YOUNG, PATIENT_SRC, pga=(value,)), Policy())
     assert _latest_pga(prepared, DAY0 - timedelta(days=1)) == (None, False)
     assert _latest_pga(prepared, DAY0) == (value, False)
+
+
+def test_check_value_range_verdict_is_in_range() -> None:
+    """check_value compares with the bounds held beside each scale; its verdict is the scale's
+    in_range, at and around every edge (and for infinities)."""
+    for (measure, instrument), spec in _SPECS.items():
+        edges = [spec.low, *(() if spec.high is None else (spec.high,))]
+        for edge in edges:
+            for number in (
+                edge - D("0.001"),
+                edge,
+                edge + D("0.001"),
+                D("Infinity"),
+                D("-Infinity"),
+            ):
+                value = MeasureValue(measure, instrument, number, DAY0, "Observation/x")
+                problem = check_value(value)
+                out_of_range = problem is not None and problem.code == "out-of-range"
+                assert out_of_range == (not spec.in_range(number)), (measure, instrument, number)
