@@ -201,10 +201,10 @@ def group_assessments(values: Iterable[MeasureValue], policy: Policy) -> Groupin
         measures: dict[Measure, MeasureValue] = {}
         enzymes: dict[Instrument, MeasureValue] = {}
         for v in slot_values.values():
-            if slot_of(v) is v.measure:
-                measures[v.measure] = v
-            else:
+            if v.measure is Measure.ENZYME and v.instrument in ENZYMES:  # slot_of(v): the enzyme
                 enzymes[v.instrument] = v
+            else:
+                measures[v.measure] = v
         assessments.append(Assessment(day, measures, enzymes))
     return Grouping(tuple(assessments), tuple(notes))
 

@@ -235,8 +235,11 @@ def _grams_given(
             )
         return admin.dose_g_per_kg * kg, ()
     by_volume: Decimal | None = None
-    volume_ok = is_positive_finite(admin.dose_ml)
-    conc_ok = is_positive_finite(admin.concentration_mg_per_ml)
+    # ``x is not None and is_positive_finite(x)``: is_positive_finite(x) without a call for an
+    # absent field
+    volume_ok = admin.dose_ml is not None and is_positive_finite(admin.dose_ml)
+    conc = admin.concentration_mg_per_ml
+    conc_ok = conc is not None and is_positive_finite(conc)
     if admin.dose_ml is not None and not volume_ok:
         notes.append(
             excluded(

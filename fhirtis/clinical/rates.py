@@ -161,9 +161,12 @@ def infusion_rate_in_context(
     administration only costs time; the flags it would discard are never read)."""
     notes: list[Note] = []
     src = admin.source
-    mass_ok = is_positive_finite(admin.rate_mg_per_h)
-    volume_ok = is_positive_finite(admin.rate_ml_per_h)
-    conc_ok = is_positive_finite(admin.concentration_mg_per_ml)
+    # ``x is not None and is_positive_finite(x)`` is is_positive_finite(x), without a call for
+    # the fields that are absent (most of them, for any one administration)
+    mass_ok = admin.rate_mg_per_h is not None and is_positive_finite(admin.rate_mg_per_h)
+    volume_ok = admin.rate_ml_per_h is not None and is_positive_finite(admin.rate_ml_per_h)
+    conc = admin.concentration_mg_per_ml
+    conc_ok = conc is not None and is_positive_finite(conc)
     if admin.rate_mg_per_h is not None and not mass_ok:
         notes.append(
             excluded("rate-implausible", "mass rate is not a positive finite number; not used", src)
@@ -174,9 +177,10 @@ def infusion_rate_in_context(
                 "rate-implausible", "volume rate is not a positive finite number; not used", src
             )
         )
-    per_kg = _rate_per_kg(admin)
-    if per_kg is not None:
-        return per_kg, tuple(notes)
+    if admin.rate_mg_per_kg_per_h is not None or admin.rate_ml_per_kg_per_h is not None:
+        per_kg = _rate_per_kg(admin)  # None when neither is set
+        if per_kg is not None:
+            return per_kg, tuple(notes)
     mg_per_min: Decimal | None = None
     if volume_ok and conc_ok:
         assert admin.rate_ml_per_h is not None and admin.concentration_mg_per_ml is not None

@@ -55,6 +55,7 @@ Definitions and choices (what the code does; the policy used travels with every 
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, tzinfo
@@ -257,6 +258,51 @@ class RiskInputs:
 # --------------------------------------------------------------------------------------------
 # risk factors
 
+# What a risk profile says of a factor it cannot assess: the same for every profile (frozen,
+# so one instance serves them all).
+_OBESITY_UNASSESSED = UnassessedRiskFactor(
+    RiskFactorKind.OBESITY, "no BMI, nor weight and height, on or before this date"
+)
+_BMI_UNKNOWN = missing("bmi-unknown", "no BMI, nor body weight and height; obesity not assessable")
+_INFLAMMATION_UNASSESSED = UnassessedRiskFactor(
+    RiskFactorKind.INFLAMMATION, "no physician global activity (VAS) on or before this date"
+)
+_PGA_UNKNOWN = missing(
+    "pga-unknown",
+    "no physician global activity (VAS cm); poorly controlled inflammation not assessable",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class _PolicyTexts:
+    """The policy's limits as :func:`format_decimal` shows them in details and reasons."""
+
+    obesity_bmi: str
+    inflammation_pga_cm: str
+    max_rate: str
+    max_rate_with_risk: str
+
+
+_TEXTS: dict[int, tuple[Policy, _PolicyTexts]] = {}
+
+
+def _texts_of(policy: Policy) -> _PolicyTexts:
+    """:class:`_PolicyTexts` of ``policy``, made once per policy object (a policy is frozen; the
+    cache holds the policy, so its id is not reused while its entry lives)."""
+    entry = _TEXTS.get(id(policy))
+    if entry is not None and entry[0] is policy:
+        return entry[1]
+    texts = _PolicyTexts(
+        format_decimal(policy.obesity_bmi),
+        format_decimal(policy.inflammation_pga_cm),
+        format_decimal(policy.max_rate_mg_kg_min),
+        format_decimal(policy.max_rate_with_risk_mg_kg_min),
+    )
+    if len(_TEXTS) >= 64:
+        _TEXTS.clear()
+    _TEXTS[id(policy)] = (policy, texts)
+    return texts
+
 
 def _active(e: RiskEvidence, on: date) -> bool:
     if e.start is not None and e.start > on:
@@ -292,23 +338,29 @@ def _pga_rank(v: MeasureValue) -> _PgaRank:
 
 def _latest_pga(prepared: _Prepared, on: date) -> tuple[MeasureValue | None, bool]:
     """The latest of the usable VAS PGA values (:func:`_usable_pga`) on or before ``on``, and
-    whether same-day candidates disagree. The first of the best ranked, as ``max`` would pick;
-    each value's rank is made once per assessment, when first needed."""
-    ranks = prepared.pga_ranks
-    best: MeasureValue | None = None
-    best_rank: _PgaRank | None = None
-    for i, v in enumerate(prepared.pga):
-        if v.day > on:
-            continue
-        rank = ranks.get(i)
-        if rank is None:
-            rank = ranks[i] = _pga_rank(v)
-        if best_rank is None or rank > best_rank:
-            best, best_rank = v, rank
-    if best is None:
+    whether same-day candidates disagree: the first of the best ranked, as ``max`` would pick.
+
+    The rank (:func:`_pga_rank`) begins with the day, so the best value on or before ``on`` is
+    the best of the latest day on or before ``on``: that day is found by bisection, and its best
+    value is chosen once per assessment (ranks are compared only between values of one day)."""
+    found = bisect_right(prepared.pga_days, on)
+    if not found:
         return None, False
-    same_day = {v.value for v in prepared.pga if v.day == best.day}
-    return best, len(same_day) > 1
+    day = prepared.pga_days[found - 1]
+    chosen = prepared.pga_best.get(day)
+    if chosen is None:
+        candidates = prepared.pga_by_day[day]
+        if len(candidates) == 1:
+            chosen = (candidates[0], False)
+        else:
+            best, best_rank = candidates[0], _pga_rank(candidates[0])
+            for v in candidates[1:]:
+                rank = _pga_rank(v)
+                if rank > best_rank:
+                    best, best_rank = v, rank
+            chosen = (best, len({v.value for v in candidates}) > 1)
+        prepared.pga_best[day] = chosen
+    return chosen
 
 
 @fast_frozen_init
@@ -322,8 +374,9 @@ class _Prepared:
     bmis: list[Dated[BodyMassIndex]]  # positive finite
     weights: list[Dated[BodyWeight]]  # plausible
     heights: list[Dated[BodyHeight]]  # plausible
-    pga: list[MeasureValue]  # usable VAS PGA
-    pga_ranks: dict[int, _PgaRank]  # by position in ``pga``, made when first needed
+    pga_days: list[date]  # the days of the usable VAS PGA values, ascending, each once
+    pga_by_day: dict[date, list[MeasureValue]]  # usable VAS PGA values by day, in their order
+    pga_best: dict[date, tuple[MeasureValue, bool]]  # :func:`_latest_pga` per day, when needed
 
     @classmethod
     def of(cls, inputs: RiskInputs, policy: Policy) -> _Prepared:
@@ -331,7 +384,12 @@ class _Prepared:
         events = sorted(inputs.events, key=lambda e: (e.onset.sort_key(), e.source))
         bmis = dated(b for b in inputs.bmis if is_positive_finite(b.kg_per_m2))
         body = PlausibleBody.of(inputs.weights, inputs.heights, policy)
-        return cls(evidence, events, bmis, body.weights, body.heights, _usable_pga(inputs.pga), {})
+        pga_by_day: dict[date, list[MeasureValue]] = {}
+        for v in _usable_pga(inputs.pga):
+            pga_by_day.setdefault(v.day, []).append(v)
+        return cls(
+            evidence, events, bmis, body.weights, body.heights, sorted(pga_by_day), pga_by_day, {}
+        )
 
 
 def risk_profile(
@@ -351,6 +409,8 @@ def _risk_profile(
     details: dict[RiskFactorKind, list[str]] = {}
     unassessed: list[UnassessedRiskFactor] = []
     notes: list[Note] = []
+
+    texts = _texts_of(policy)
 
     def add(kind: RiskFactorKind, sources: Iterable[str], detail: str) -> None:
         ev = evidence.setdefault(kind, [])
@@ -386,38 +446,20 @@ def _risk_profile(
         # obesity
         bmi_value, bmi_sources, bmi_how = _bmi(prepared, on)
         if bmi_value is None:
-            unassessed.append(
-                UnassessedRiskFactor(
-                    RiskFactorKind.OBESITY, "no BMI, nor weight and height, on or before this date"
-                )
-            )
-            notes.append(
-                missing("bmi-unknown", "no BMI, nor body weight and height; obesity not assessable")
-            )
+            unassessed.append(_OBESITY_UNASSESSED)
+            notes.append(_BMI_UNKNOWN)
         elif bmi_value >= policy.obesity_bmi:
             add(
                 RiskFactorKind.OBESITY,
                 bmi_sources,
-                f"BMI {format_decimal(bmi_value)} kg/m² {bmi_how} "
-                f"(≥ {format_decimal(policy.obesity_bmi)})",
+                f"BMI {format_decimal(bmi_value)} kg/m² {bmi_how} (≥ {texts.obesity_bmi})",
             )
 
         # poorly controlled inflammation
         pga, disagree = _latest_pga(prepared, on)
         if pga is None:
-            unassessed.append(
-                UnassessedRiskFactor(
-                    RiskFactorKind.INFLAMMATION,
-                    "no physician global activity (VAS) on or before this date",
-                )
-            )
-            notes.append(
-                missing(
-                    "pga-unknown",
-                    "no physician global activity (VAS cm); poorly "
-                    "controlled inflammation not assessable",
-                )
-            )
+            unassessed.append(_INFLAMMATION_UNASSESSED)
+            notes.append(_PGA_UNKNOWN)
         else:
             if disagree:
                 notes.append(
@@ -434,7 +476,7 @@ def _risk_profile(
                     RiskFactorKind.INFLAMMATION,
                     (pga.source,),
                     f"PGA {format_decimal(pga.value)} cm on {pga.day.isoformat()} "
-                    f"(≥ {format_decimal(policy.inflammation_pga_cm)})",
+                    f"(≥ {texts.inflammation_pga_cm})",
                 )
 
         # history of thrombosis
@@ -473,15 +515,17 @@ def _unassessed_text(unassessed: tuple[UnassessedRiskFactor, ...]) -> str:
 
 def applicable_max_rate(profile: RiskProfile, policy: Policy = DEFAULT_POLICY) -> RateLimit:
     """The maximum infusion rate (mg/kg/min) at the profile's time, with its reason."""
+    texts = _texts_of(policy)
     if profile.factors:
         limit = policy.max_rate_with_risk_mg_kg_min
         named = ", ".join(f"{f.kind.value} ({f.detail})" for f in profile.factors)
         reason = (
-            f"{format_decimal(limit)} mg/kg/min applicable with thrombosis risk factor(s): {named}"
+            f"{texts.max_rate_with_risk} mg/kg/min applicable with thrombosis risk factor(s): "
+            f"{named}"
         )
     else:
         limit = policy.max_rate_mg_kg_min
-        reason = f"{format_decimal(limit)} mg/kg/min applicable: no thrombosis risk factor found"
+        reason = f"{texts.max_rate} mg/kg/min applicable: no thrombosis risk factor found"
         if profile.unassessed:
             reason += f"; not assessable: {_unassessed_text(profile.unassessed)}"
     return RateLimit(

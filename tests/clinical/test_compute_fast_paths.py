@@ -1,0 +1,124 @@
+"""The clinical core's fast paths agree with the plain definitions they replace, on the inputs
+where the two could differ (same-day ties, time zones, missing issued times, several policies)."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta, timezone
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from fhirtis.clinical.decimals import format_decimal
+from fhirtis.clinical.facts import Instrument, Measure, MeasureValue, ResultStatus
+from fhirtis.clinical.measures import _SPECS, check_value
+from fhirtis.clinical.policy import Policy
+from fhirtis.clinical.thrombosis import (
+    RiskInputs,
+    _latest_pga,
+    _pga_rank,
+    _Prepared,
+    _texts_of,
+    _usable_pga,
+    applicable_max_rate,
+    risk_profile,
+)
+from tests.clinical.helpers import D
+
+from .test_thrombosis import PATIENT_SRC, YOUNG, at
+
+DAY0 = date(2024, 3, 1)
+
+_issued = st.one_of(
+    st.none(),
+    st.builds(
+        lambda minutes, offset, aware: (
+            datetime(2024, 3, 1, tzinfo=None) + timedelta(minutes=minutes)
+            if not aware
+            else datetime(2024, 3, 1, tzinfo=timezone(timedelta(hours=offset)))
+            + timedelta(minutes=minutes)
+        ),
+        st.integers(0, 3),
+        st.integers(-2, 2),
+        st.booleans(),
+    ),
+)
+_pga_value = st.builds(
+    lambda day, cm, status, issued, src, instrument: MeasureValue(
+        Measure.PGA,
+        instrument,
+        D(cm),
+        DAY0 + timedelta(days=day),
+        f"Observation/{src}",
+        status,
+        issued,
+    ),
+    st.integers(0, 4),
+    st.sampled_from(["0", "2.5", "4", "4.0", "6", "11"]),
+    st.sampled_from(list(ResultStatus)),
+    _issued,
+    st.integers(0, 3),
+    st.sampled_from([Instrument.VAS, Instrument.VAS, Instrument.LIKERT]),
+)
+
+
+def _latest_pga_by_max(
+    values: tuple[MeasureValue, ...], on: date
+) -> tuple[MeasureValue | None, bool]:
+    """The plain definition: the first best-ranked usable VAS PGA on or before ``on``, and
+    whether the usable values of its day disagree."""
+    usable = [v for v in _usable_pga(values) if v.day <= on]
+    if not usable:
+        return None, False
+    best = max(usable, key=_pga_rank)  # max keeps the first of equal ranks
+    return best, len({v.value for v in _usable_pga(values) if v.day == best.day}) > 1
+
+
+@given(st.lists(_pga_value, max_size=8).map(tuple), st.integers(-1, 5))
+def test_latest_pga_by_day_is_the_best_ranked_value(
+    values: tuple[MeasureValue, ...], day: int
+) -> None:
+    prepared = _Prepared.of(RiskInputs(YOUNG, PATIENT_SRC, pga=values), Policy())
+    on = DAY0 + timedelta(days=day)
+    expected_value, expected_disagree = _latest_pga_by_max(values, on)
+    for _ in range(2):  # the second answer comes from the per-day memo
+        found, disagree = _latest_pga(prepared, on)
+        assert found is expected_value
+        assert disagree == expected_disagree
+
+
+def test_policy_texts_follow_each_policy_object() -> None:
+    default, strict = Policy(), Policy(max_rate_mg_kg_min=D("3.25"), obesity_bmi=D("27.50"))
+    for policy in (default, strict, default):
+        texts = _texts_of(policy)
+        assert texts.max_rate == format_decimal(policy.max_rate_mg_kg_min)
+        assert texts.max_rate_with_risk == format_decimal(policy.max_rate_with_risk_mg_kg_min)
+        assert texts.obesity_bmi == format_decimal(policy.obesity_bmi)
+        assert texts.inflammation_pga_cm == format_decimal(policy.inflammation_pga_cm)
+    limit = applicable_max_rate(risk_profile(at(0), RiskInputs(YOUNG, PATIENT_SRC)), strict)
+    assert limit.reason.startswith("3.25 mg/kg/min applicable: no thrombosis risk factor")
+
+
+def test_latest_pga_on_a_day_before_every_value_is_none() -> None:
+    value = MeasureValue(Measure.PGA, Instrument.VAS, D(6), DAY0, "Observation/p", issued=None)
+    prepared = _Prepared.of(RiskInputs(YOUNG, PATIENT_SRC, pga=(value,)), Policy())
+    assert _latest_pga(prepared, DAY0 - timedelta(days=1)) == (None, False)
+    assert _latest_pga(prepared, DAY0) == (value, False)
+
+
+def test_check_value_range_verdict_is_in_range() -> None:
+    """check_value compares with the bounds held beside each scale; its verdict is the scale's
+    in_range, at and around every edge (and for infinities)."""
+    for (measure, instrument), spec in _SPECS.items():
+        edges = [spec.low, *(() if spec.high is None else (spec.high,))]
+        for edge in edges:
+            for number in (
+                edge - D("0.001"),
+                edge,
+                edge + D("0.001"),
+                D("Infinity"),
+                D("-Infinity"),
+            ):
+                value = MeasureValue(measure, instrument, number, DAY0, "Observation/x")
+                problem = check_value(value)
+                out_of_range = problem is not None and problem.code == "out-of-range"
+                assert out_of_range == (not spec.in_range(number)), (measure, instrument, number)
