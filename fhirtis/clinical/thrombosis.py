@@ -273,6 +273,7 @@ _PGA_UNKNOWN = missing(
 )
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class _PolicyTexts:
     """The policy's limits as :func:`format_decimal` shows them in details and reasons."""
