@@ -6,7 +6,8 @@ from decimal import Decimal
 
 import pytest
 
-from fhirtis.fhir.codes import UCUM
+from fhirtis.fhir.codes import UCUM, terminology
+from fhirtis.fhir.extract import Extractor
 from fhirtis.fhir.extract.common import (
     ExcludedError,
     TimeElements,
@@ -15,6 +16,7 @@ from fhirtis.fhir.extract.common import (
     first_time,
     read_quantity,
 )
+from fhirtis.fhir.extract.medications import _DOSE_UNITS, _RATE_UNITS, _coded_amount
 from fhirtis.fhir.primitives import PrimitiveError, parse_decimal
 
 
@@ -82,3 +84,51 @@ def test_time_elements_in_turn_and_at_their_precision() -> None:
             first_fhir_time({"effectiveDateTime": bad}, elements, "O")
         assert refused.value.message.startswith(f"effectiveDateTime: {message}")
         assert refused.value.path == "O.effectiveDateTime"
+
+
+@pytest.mark.parametrize("what", ["dose", "rate"])
+@pytest.mark.parametrize(
+    "quantity",
+    [
+        {"value": 842, "code": "mL", "system": UCUM},
+        {"value": 30.5, "code": "g"},
+        {"value": 0.4, "code": "g/kg"},
+        {"value": 60, "code": "mL/h"},
+        {"value": 2.5, "code": "mg/kg/min"},
+        {"value": 1.0, "code": "[lb_av]"},  # converts to none of the targets
+        {"value": 5, "code": "furlongs"},  # not UCUM
+        {"value": 5, "unit": "mL/hr"},  # text only: the general reader
+        {"value": 5, "code": "mL", "system": "http://example.org/units"},
+        {"value": "5", "code": "mL"},
+        {"code": "mL"},
+        [5],
+    ],
+)
+def test_coded_amount_agrees_with_the_dose_and_rate_readers(what: str, quantity: object) -> None:
+
+    reader = Extractor(terminology())
+    general_read = reader._dose if what == "dose" else reader._rate
+    fast = _coded_amount(quantity, _DOSE_UNITS if what == "dose" else _RATE_UNITS)
+    try:
+        general: tuple[str, Decimal] | ExcludedError = general_read(quantity, "q")
+    except ExcludedError as exc:
+        general = exc
+    if fast is None:
+        return  # read (and reported) by the general reader itself
+    assert not isinstance(general, ExcludedError)
+    assert (fast[0], str(fast[1])) == (general[0], str(general[1]))
+
+
+def test_the_estrogen_answer_is_kept_per_codings_list_not_per_address() -> None:
+
+    reader = Extractor(terminology())
+    index = reader._risk[next(k for k in reader._risk if k.value == "estrogen")]
+    estrogen = next(iter(index.codes))  # a coding the ValueSet lists
+    yes: list[tuple[str | None, str | None]] = [estrogen]
+    no: list[tuple[str | None, str | None]] = [("http://loinc.org", "2157-6")]
+    assert reader._is_estrogen(yes) is True
+    assert reader._is_estrogen(yes) is True  # remembered
+    assert reader._is_estrogen(no) is False
+    # a list at a reused address is not taken for the one remembered there
+    reader._estrogen_codings[id(no)] = (yes, True)
+    assert reader._is_estrogen(no) is False

@@ -77,6 +77,7 @@ class Extractor(PatientReader, ObservationReader, EventReader):
         self._strengths = {}
         self._medication_codes = {}
         self._products = {}
+        self._estrogen_codings = {}
         for path, resource in resources:
             kind = resource.get("resourceType")
             handler = handlers.get(kind if isinstance(kind, str) else str(kind))

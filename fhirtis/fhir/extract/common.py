@@ -335,6 +335,8 @@ class ExtractorBase:
         # Medication resource read (the administrations of one product share them)
         self._medication_codes: dict[int, tuple[Json, list[Coding], str]] = {}
         self._products: dict[int, tuple[Json, Any]] = {}
+        # per patient: whether a medication's codings are an estrogen's, by the codings list
+        self._estrogen_codings: dict[int, tuple[list[Coding], bool]] = {}
         self._resolve: Mapping[str, Json] = {}
 
     # -- helpers -----------------------------------------------------------------------------
