@@ -15,7 +15,7 @@ _DATE_TIME = re.compile(
     r"(Z|(\+|-)((0[0-9]|1[0-3]):[0-5][0-9]|14:00)))?)?)?"
 )
 _ID = re.compile(r"[A-Za-z0-9\-\.]{1,64}")
-_ID_MATCH = _ID.fullmatch  # bound once: is_id runs twice per resource
+ID_FULLMATCH = _ID.fullmatch  # bound once: is_id runs twice per resource
 
 
 class PrimitiveError(ValueError):
@@ -23,7 +23,7 @@ class PrimitiveError(ValueError):
 
 
 def is_id(value: object) -> bool:
-    return isinstance(value, str) and _ID_MATCH(value) is not None
+    return isinstance(value, str) and ID_FULLMATCH(value) is not None
 
 
 def parse_date_time(value: object) -> tuple[datetime, bool]:

@@ -84,7 +84,11 @@ class Extractor(PatientReader, ObservationReader, EventReader):
             if handler is None:
                 continue
             try:
-                _check_shared_elements(resource, path)
+                status, meta = resource.get("status"), resource.get("meta")
+                if (status is not None and not isinstance(status, str)) or (
+                    meta is not None and not isinstance(meta, dict)
+                ):
+                    _check_shared_elements(resource, path)  # raises, naming the element
                 handler(data, path, resource, resolve)
             except ExcludedError as exc:
                 data.issues.append(

@@ -92,9 +92,11 @@ class PatientData:
 
     def facts(self) -> PatientFactsBundle:
         """What the clinical core reads of this patient."""
-        return PatientFactsBundle(
-            **{f.name: getattr(self, f.name) for f in fields(PatientFactsBundle)}
-        )
+        return PatientFactsBundle(**{name: getattr(self, name) for name in _FACT_NAMES})
+
+
+_FACT_NAMES = tuple(f.name for f in fields(PatientFactsBundle))
+"""The fields of :class:`PatientFactsBundle`, read once (``fields`` builds them per call)."""
 
 
 @dataclass(frozen=True)
