@@ -34,11 +34,11 @@ def parse_date_time(value: object) -> tuple[datetime, bool]:
     """
     if not isinstance(value, str):
         raise PrimitiveError("not a FHIR dateTime")
-    return _parse_date_time(value)
+    return parse_date_time_text(value)
 
 
 @lru_cache(maxsize=16384)
-def _parse_date_time(value: str) -> tuple[datetime, bool]:
+def parse_date_time_text(value: str) -> tuple[datetime, bool]:
     """:func:`parse_date_time` of a string, once per distinct text (a patient's records share
     their dates; the results are immutable). Errors are not cached: they are raised again."""
     if not _DATE_TIME.fullmatch(value):

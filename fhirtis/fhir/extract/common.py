@@ -270,7 +270,7 @@ def first_fhir_time(resource: Json, elements: TimeElements, path: str) -> FhirTi
     value, key = found
     try:
         if isinstance(value, str):
-            return _fhir_time(value)
+            return fhir_time_of(value)
         parse_date_time(value)  # not a string: raises, saying so
     except PrimitiveError as exc:
         raise ExcludedError("value", f"{key}: {exc}", f"{path}.{key}") from None
@@ -278,7 +278,7 @@ def first_fhir_time(resource: Json, elements: TimeElements, path: str) -> FhirTi
 
 
 @lru_cache(maxsize=16384)
-def _fhir_time(value: str) -> FhirTime:
+def fhir_time_of(value: str) -> FhirTime:
     """A dateTime text as a FhirTime, once per distinct text (a FhirTime is immutable; errors
     are raised again, not kept)."""
     when, date_only = parse_date_time(value)

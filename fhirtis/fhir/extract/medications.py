@@ -26,6 +26,7 @@ from fhirtis.fhir.extract.common import (
     concept_codings,
     concept_names,
     concept_text,
+    fhir_time_of,
     first_fhir_time,
     first_time,
     read_quantity,
@@ -34,6 +35,7 @@ from fhirtis.fhir.extract.common import (
     versioned,
 )
 from fhirtis.fhir.outcome import Issue
+from fhirtis.fhir.primitives import PrimitiveError
 from fhirtis.fhir.units import convert, first_convertible
 
 _MA_USED = {"completed", "in-progress", "stopped"}
@@ -92,6 +94,16 @@ def _first_convertible(
 
 
 _IG_WORDS = ("globulin", "ivig", "igiv", "immunoglobulin")
+
+
+def _fhir_time_or_none(value: object) -> FhirTime | None:
+    """:func:`fhir_time_of` of a text, None for anything else or a text it refuses."""
+    if type(value) is not str:
+        return None
+    try:
+        return fhir_time_of(value)
+    except PrimitiveError:
+        return None
 
 
 def _coded_amount(q: object, targets: tuple[str, ...]) -> tuple[str, Decimal] | None:
@@ -349,11 +361,20 @@ class MedicationReader(ExtractorBase):
                 )
             )
         self._check_subject(data, r, "subject", path)
-        start = first_fhir_time(r, _EFFECTIVE, path)
-        end: FhirTime | None = None
+        # the usual texts are read directly (fhir_time_of); anything else, or a text refused,
+        # by first_fhir_time, which reads the same element and raises, saying so
         period = r.get("effectivePeriod")
+        start_text = r.get("effectiveDateTime")
+        if start_text is None and isinstance(period, dict):
+            start_text = period.get("start")
+        start = _fhir_time_or_none(start_text)
+        if start is None:
+            start = first_fhir_time(r, _EFFECTIVE, path)
+        end: FhirTime | None = None
         if isinstance(period, dict) and period.get("end") is not None:
-            end = first_fhir_time(r, _EFFECTIVE_END, path)
+            end = _fhir_time_or_none(period["end"])
+            if end is None:
+                end = first_fhir_time(r, _EFFECTIVE_END, path)
         amounts: dict[str, Decimal] = {}
         if "dose" in dosage:
             dose = dosage["dose"]
