@@ -15,11 +15,9 @@ import orjson
 
 from fhirtis.fhir.extract.patient import patient_ref_in
 from fhirtis.fhir.outcome import InputError, Issue
-from fhirtis.fhir.primitives import is_id
+from fhirtis.fhir.primitives import ID_FULLMATCH, is_id
 
 Json = dict[str, Any]
-
-_SUBJECT_KEYS = ("subject", "patient")
 
 
 @dataclass(frozen=True)
@@ -107,9 +105,19 @@ def _collect(doc: Json, where: str, found: _Found, *, listed: bool) -> None:
                 Issue("error", "structure", "Bundle.entry must be an array", f"{where}.entry")
             )
         return
+    # the top Bundle's resource locations are made once per process, not per entry
+    top_paths = (
+        _top_entry_paths(len(entries))
+        if where == "Bundle" and len(entries) <= _TOP_ENTRY_PATHS_LIMIT
+        else None
+    )
+    # bound once: the loop below runs once per entry
+    resources, by_full_url, listed_by_ref = found.resources, found.by_full_url, found.listed_by_ref
+    references = found.references
     for i, entry in enumerate(entries):
-        resource = entry.get("resource") if isinstance(entry, dict) else None
-        if not isinstance(resource, dict) or not isinstance(resource.get("resourceType"), str):
+        resource: Any = entry.get("resource") if isinstance(entry, dict) else None
+        resource_type = resource.get("resourceType") if isinstance(resource, dict) else None
+        if not isinstance(resource_type, str):
             if listed:
                 found.issues.append(
                     Issue(
@@ -120,13 +128,17 @@ def _collect(doc: Json, where: str, found: _Found, *, listed: bool) -> None:
                     )
                 )
             continue
-        resource_type: str = resource["resourceType"]
         resource_id = resource.get("id")
         full_url = entry.get("fullUrl")
         if isinstance(full_url, str):
-            found.by_full_url[full_url] = resource
+            by_full_url[full_url] = resource
         keep = listed
-        if keep and "id" in resource and not is_id(resource_id):
+        # is_id(resource_id), inlined
+        if (
+            keep
+            and "id" in resource
+            and not (isinstance(resource_id, str) and ID_FULLMATCH(resource_id) is not None)
+        ):
             found.issues.append(
                 Issue(
                     "error",
@@ -150,18 +162,39 @@ def _collect(doc: Json, where: str, found: _Found, *, listed: bool) -> None:
             if isinstance(resource_id, str):
                 found.other_by_ref.setdefault(f"{resource_type}/{resource_id}", resource)
             continue
-        found.resources.append((f"{where}.entry[{i}].resource", resource))
+        resources.append(
+            (top_paths[i] if top_paths is not None else f"{where}.entry[{i}].resource", resource)
+        )
         if isinstance(resource_id, str):
-            found.listed_by_ref[f"{resource_type}/{resource_id}"] = resource
+            listed_by_ref[f"{resource_type}/{resource_id}"] = resource
             if resource_type == "Patient":
                 found.patients.add(f"Patient/{resource_id}")
                 continue
-        for key in _SUBJECT_KEYS:
-            value = resource.get(key)
-            if isinstance(value, dict):
-                reference = value.get("reference")
-                if isinstance(reference, str):
-                    found.references.add(reference)
+        # its subject and patient references (the two keys unrolled)
+        value = resource.get("subject")
+        if isinstance(value, dict):
+            reference = value.get("reference")
+            if isinstance(reference, str):
+                references.add(reference)
+        value = resource.get("patient")
+        if isinstance(value, dict):
+            reference = value.get("reference")
+            if isinstance(reference, str):
+                references.add(reference)
+
+
+_TOP_ENTRY_PATHS: list[str] = []
+"""``Bundle.entry[i].resource`` by i, made once per process and shared by every Bundle read
+(a str is immutable, so sharing the texts is invisible)."""
+_TOP_ENTRY_PATHS_LIMIT = 100_000  # a larger Bundle formats the locations past this itself
+
+
+def _top_entry_paths(count: int) -> list[str]:
+    """:data:`_TOP_ENTRY_PATHS`, holding at least ``min(count, limit)`` locations."""
+    paths = _TOP_ENTRY_PATHS
+    for i in range(len(paths), min(count, _TOP_ENTRY_PATHS_LIMIT)):
+        paths.append(f"Bundle.entry[{i}].resource")
+    return paths
 
 
 def _search_outcome(resource: Json, loc: str) -> Issue:

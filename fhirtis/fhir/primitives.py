@@ -15,7 +15,7 @@ _DATE_TIME = re.compile(
     r"(Z|(\+|-)((0[0-9]|1[0-3]):[0-5][0-9]|14:00)))?)?)?"
 )
 _ID = re.compile(r"[A-Za-z0-9\-\.]{1,64}")
-_ID_MATCH = _ID.fullmatch  # bound once: is_id runs twice per resource
+ID_FULLMATCH = _ID.fullmatch  # bound once: is_id runs twice per resource
 
 
 class PrimitiveError(ValueError):
@@ -23,7 +23,7 @@ class PrimitiveError(ValueError):
 
 
 def is_id(value: object) -> bool:
-    return isinstance(value, str) and _ID_MATCH(value) is not None
+    return isinstance(value, str) and ID_FULLMATCH(value) is not None
 
 
 def parse_date_time(value: object) -> tuple[datetime, bool]:
@@ -34,11 +34,11 @@ def parse_date_time(value: object) -> tuple[datetime, bool]:
     """
     if not isinstance(value, str):
         raise PrimitiveError("not a FHIR dateTime")
-    return _parse_date_time(value)
+    return parse_date_time_text(value)
 
 
 @lru_cache(maxsize=16384)
-def _parse_date_time(value: str) -> tuple[datetime, bool]:
+def parse_date_time_text(value: str) -> tuple[datetime, bool]:
     """:func:`parse_date_time` of a string, once per distinct text (a patient's records share
     their dates; the results are immutable). Errors are not cached: they are raised again."""
     if not _DATE_TIME.fullmatch(value):

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
+import pytest
 
 from fhirtis.fhir.bundle import read_patient_bundle
 
@@ -86,3 +87,26 @@ def test_patients_named_by_absolute_and_relative_references() -> None:
     other = {"resourceType": "Observation", "id": "g", "subject": {"reference": "Group/1"}}
     read = read_patient_bundle(_raw({"resource": obs}, {"resource": dev}, {"resource": other}))
     assert read.patient_ref == "Patient/p"
+
+
+@pytest.mark.parametrize("count", [1, 3, 250, 2])
+def test_listed_locations_are_the_entry_paths_of_each_bundle(count: int) -> None:
+    """The top Bundle's locations come from a table made once per process (grown as larger
+    Bundles come): each is still this Bundle's entry path, and a nested Bundle's are its own."""
+    patient = {"resource": {"resourceType": "Patient", "id": "p"}}
+    observations = [
+        {"resource": {"resourceType": "Observation", "id": f"o{i}"}} for i in range(count)
+    ]
+    nested = {
+        "resource": {
+            "resourceType": "Bundle",
+            "id": "b",
+            "entry": [{"resource": {"resourceType": "Observation", "id": "n"}}],
+        }
+    }
+    read = read_patient_bundle(_raw(patient, *observations, nested))
+    locations = [where for where, _ in read.resources]
+    assert locations == [
+        *(f"Bundle.entry[{i}].resource" for i in range(count + 1)),
+        f"Bundle.entry[{count + 1}].resource.entry[0].resource",
+    ]

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any
 
+import orjson
 import pytest
 
-from fhirtis.fhir.codes import UCUM
+from fhirtis.fhir.bundle import read_patient_bundle
+from fhirtis.fhir.codes import UCUM, terminology
+from fhirtis.fhir.extract import Extractor
 from fhirtis.fhir.extract.common import (
     ExcludedError,
     TimeElements,
@@ -15,7 +19,14 @@ from fhirtis.fhir.extract.common import (
     first_time,
     read_quantity,
 )
+from fhirtis.fhir.extract.medications import _DOSE_UNITS, _RATE_UNITS, _coded_amount
+from fhirtis.fhir.extract.medications import _EFFECTIVE as _MA_EFFECTIVE
+from fhirtis.fhir.extract.medications import _EFFECTIVE_END as _MA_END
+from fhirtis.fhir.extract.observations import _EFFECTIVE as _OBSERVATION_EFFECTIVE
 from fhirtis.fhir.primitives import PrimitiveError, parse_decimal
+from tests.fhir.builders import administration, medication, obs, patient, qty
+
+Json = dict[str, Any]
 
 
 def test_float_decimals_keep_the_sign_of_zero_and_the_digits_written() -> None:
@@ -82,3 +93,121 @@ def test_time_elements_in_turn_and_at_their_precision() -> None:
             first_fhir_time({"effectiveDateTime": bad}, elements, "O")
         assert refused.value.message.startswith(f"effectiveDateTime: {message}")
         assert refused.value.path == "O.effectiveDateTime"
+
+
+@pytest.mark.parametrize("what", ["dose", "rate"])
+@pytest.mark.parametrize(
+    "quantity",
+    [
+        {"value": 842, "code": "mL", "system": UCUM},
+        {"value": 30.5, "code": "g"},
+        {"value": 0.4, "code": "g/kg"},
+        {"value": 60, "code": "mL/h"},
+        {"value": 2.5, "code": "mg/kg/min"},
+        {"value": 1.0, "code": "[lb_av]"},  # converts to none of the targets
+        {"value": 5, "code": "furlongs"},  # not UCUM
+        {"value": 5, "unit": "mL/hr"},  # text only: the general reader
+        {"value": 5, "code": "mL", "system": "http://example.org/units"},
+        {"value": "5", "code": "mL"},
+        {"code": "mL"},
+        [5],
+    ],
+)
+def test_coded_amount_agrees_with_the_dose_and_rate_readers(what: str, quantity: object) -> None:
+
+    reader = Extractor(terminology())
+    general_read = reader._dose if what == "dose" else reader._rate
+    fast = _coded_amount(quantity, _DOSE_UNITS if what == "dose" else _RATE_UNITS)
+    try:
+        general: tuple[str, Decimal] | ExcludedError = general_read(quantity, "q")
+    except ExcludedError as exc:
+        general = exc
+    if fast is None:
+        return  # read (and reported) by the general reader itself
+    assert not isinstance(general, ExcludedError)
+    assert (fast[0], str(fast[1])) == (general[0], str(general[1]))
+
+
+def test_the_estrogen_answer_is_kept_per_codings_list_not_per_address() -> None:
+
+    reader = Extractor(terminology())
+    index = reader._risk[next(k for k in reader._risk if k.value == "estrogen")]
+    estrogen = next(iter(index.codes))  # a coding the ValueSet lists
+    yes: list[tuple[str | None, str | None]] = [estrogen]
+    no: list[tuple[str | None, str | None]] = [("http://loinc.org", "2157-6")]
+    assert reader._is_estrogen(yes) is True
+    assert reader._is_estrogen(yes) is True  # remembered
+    assert reader._is_estrogen(no) is False
+    # a list at a reused address is not taken for the one remembered there
+    reader._estrogen_codings[id(no)] = (yes, True)
+    assert reader._is_estrogen(no) is False
+
+
+_TIMES: list[object] = [
+    "2024-01-02",
+    "2024-01-02T10:00:00+01:00",
+    "2024-01-02T10:00:00Z",
+    "2024",
+    "2024-13-01",
+    "2024-02-30T10:00:00Z",
+    5,
+    None,
+]
+
+
+def _outcome(resources: list[Json]) -> tuple[list[str], list[tuple[str, str | None]]]:
+    bundle = {"resourceType": "Bundle", "entry": [{"resource": r} for r in resources]}
+    read = read_patient_bundle(orjson.dumps(bundle))
+    data = Extractor(terminology()).extract(read.patient_ref, read.resources, read.resolve)
+    times = [m.day.isoformat() for m in data.measures] + [
+        f"{a.start.isoformat()}..{a.end.isoformat() if a.end else None}"
+        for a in data.administrations
+    ]
+    return times, [(i.diagnostics, i.expression) for i in data.issues]
+
+
+@pytest.mark.parametrize("effective", _TIMES)
+@pytest.mark.parametrize("fallback", [None, {"start": "2024-03-04"}, "2024-05-06"])
+def test_observation_times_read_directly_agree_with_first_time(
+    effective: object, fallback: object
+) -> None:
+    """The Observation reads its effectiveDateTime text directly; first_time (the general
+    reader, here through a copy whose text the fast path cannot read) says the same."""
+    r = obs("a", "pga", 45, "mm", "x", issued="2024-01-02T12:00:00Z")
+    del r["effectiveDateTime"]
+    if effective is not None:
+        r["effectiveDateTime"] = effective
+    if isinstance(fallback, dict):
+        r["effectivePeriod"] = fallback
+    elif fallback is not None:
+        r["effectiveInstant"] = fallback
+    fast = _outcome([patient(), r])
+    expected: list[str] = []
+    try:
+        expected = [first_time(r, _OBSERVATION_EFFECTIVE, "")[0].date().isoformat()]
+    except ExcludedError as exc:
+        assert fast[1] == [
+            (f"Observation/a excluded: {exc.message}", "Bundle.entry[1].resource" + exc.path)
+        ]
+    assert fast[0] == expected
+
+
+@pytest.mark.parametrize("start", _TIMES)
+@pytest.mark.parametrize("end", _TIMES)
+@pytest.mark.parametrize("date_time", [None, "2024-01-01T08:00:00Z", "2024-01"])
+def test_administration_times_read_directly_agree_with_first_fhir_time(
+    start: object, end: object, date_time: object
+) -> None:
+    r = administration("m", "x", dose=qty(20, "g"))
+    r["effectivePeriod"] = {"start": start, "end": end}
+    if date_time is not None:
+        r["effectiveDateTime"] = date_time
+    fast = _outcome([patient(), medication(), r])
+    where = "Bundle.entry[2].resource"
+    try:
+        first = first_fhir_time(r, _MA_EFFECTIVE, where)
+        last = first_fhir_time(r, _MA_END, where) if end is not None else None
+    except ExcludedError as exc:
+        assert fast == ([], [(f"MedicationAdministration/m excluded: {exc.message}", exc.path)])
+        return
+    assert fast[0] == [f"{first.isoformat()}..{last.isoformat() if last else None}"]

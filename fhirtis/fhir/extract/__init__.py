@@ -77,13 +77,18 @@ class Extractor(PatientReader, ObservationReader, EventReader):
         self._strengths = {}
         self._medication_codes = {}
         self._products = {}
+        self._estrogen_codings = {}
         for path, resource in resources:
             kind = resource.get("resourceType")
             handler = handlers.get(kind if isinstance(kind, str) else str(kind))
             if handler is None:
                 continue
             try:
-                _check_shared_elements(resource, path)
+                status, meta = resource.get("status"), resource.get("meta")
+                if (status is not None and not isinstance(status, str)) or (
+                    meta is not None and not isinstance(meta, dict)
+                ):
+                    _check_shared_elements(resource, path)  # raises, naming the element
                 handler(data, path, resource, resolve)
             except ExcludedError as exc:
                 data.issues.append(

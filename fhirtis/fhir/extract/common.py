@@ -92,9 +92,11 @@ class PatientData:
 
     def facts(self) -> PatientFactsBundle:
         """What the clinical core reads of this patient."""
-        return PatientFactsBundle(
-            **{f.name: getattr(self, f.name) for f in fields(PatientFactsBundle)}
-        )
+        return PatientFactsBundle(**{name: getattr(self, name) for name in _FACT_NAMES})
+
+
+_FACT_NAMES = tuple(f.name for f in fields(PatientFactsBundle))
+"""The fields of :class:`PatientFactsBundle`, read once (``fields`` builds them per call)."""
 
 
 @dataclass(frozen=True)
@@ -268,7 +270,7 @@ def first_fhir_time(resource: Json, elements: TimeElements, path: str) -> FhirTi
     value, key = found
     try:
         if isinstance(value, str):
-            return _fhir_time(value)
+            return fhir_time_of(value)
         parse_date_time(value)  # not a string: raises, saying so
     except PrimitiveError as exc:
         raise ExcludedError("value", f"{key}: {exc}", f"{path}.{key}") from None
@@ -276,7 +278,7 @@ def first_fhir_time(resource: Json, elements: TimeElements, path: str) -> FhirTi
 
 
 @lru_cache(maxsize=16384)
-def _fhir_time(value: str) -> FhirTime:
+def fhir_time_of(value: str) -> FhirTime:
     """A dateTime text as a FhirTime, once per distinct text (a FhirTime is immutable; errors
     are raised again, not kept)."""
     when, date_only = parse_date_time(value)
@@ -335,6 +337,8 @@ class ExtractorBase:
         # Medication resource read (the administrations of one product share them)
         self._medication_codes: dict[int, tuple[Json, list[Coding], str]] = {}
         self._products: dict[int, tuple[Json, Any]] = {}
+        # per patient: whether a medication's codings are an estrogen's, by the codings list
+        self._estrogen_codings: dict[int, tuple[list[Coding], bool]] = {}
         self._resolve: Mapping[str, Json] = {}
 
     # -- helpers -----------------------------------------------------------------------------

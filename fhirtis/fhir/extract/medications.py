@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 
@@ -27,6 +27,7 @@ from fhirtis.fhir.extract.common import (
     concept_codings,
     concept_names,
     concept_text,
+    fhir_time_of,
     first_fhir_time,
     first_time,
     read_quantity,
@@ -35,6 +36,7 @@ from fhirtis.fhir.extract.common import (
     versioned,
 )
 from fhirtis.fhir.outcome import Issue
+from fhirtis.fhir.primitives import PrimitiveError
 from fhirtis.fhir.units import convert, first_convertible
 
 _MA_USED = {"completed", "in-progress", "stopped"}
@@ -48,6 +50,7 @@ _USE_STARTS = tuple(
 
 Coding = tuple[str | None, str | None]
 _RATE_UNITS = ("mg/h", "mL/h", "mg/kg/h", "mL/kg/h")
+_DOSE_UNITS = ("g", "mL", "g/kg")
 _ROUTE_NAMES = {
     "sc": "subcutaneous (SNOMED CT 34206005)",
     "im": "intramuscular (SNOMED CT 78421000)",
@@ -91,12 +94,35 @@ def _first_convertible(
     )
 
 
-@dataclass
-class _Amounts:
-    values: dict[str, Decimal] = field(default_factory=dict)
-
-
 _IG_WORDS = ("globulin", "ivig", "igiv", "immunoglobulin")
+
+
+def _fhir_time_or_none(value: object) -> FhirTime | None:
+    """:func:`fhir_time_of` of a text, None for anything else or a text it refuses."""
+    if type(value) is not str:
+        return None
+    try:
+        return fhir_time_of(value)
+    except PrimitiveError:
+        return None
+
+
+def _coded_amount(q: object, targets: tuple[str, ...]) -> tuple[str, Decimal] | None:
+    """:meth:`MedicationReader._dose` / :meth:`MedicationReader._rate` of the usual Quantity
+    (see :func:`coded_quantity`) whose unit converts to one of ``targets``, without the path
+    texts an issue would need; None for anything else, which the general reader then reads
+    (and reports). Where this gives a result the general reader gives the same: its unit is a
+    non-empty code (never None) and the first convertible target converts without error."""
+    coded = coded_quantity(q)
+    if coded is None:
+        return None
+    value, unit = coded
+    if unit is None:  # never: coded_quantity gives a non-empty code
+        return None
+    target = first_convertible(unit, targets)
+    if target is None:
+        return None
+    return target, convert(value, unit, target)
 
 
 @fast_frozen_init
@@ -337,17 +363,36 @@ class MedicationReader(ExtractorBase):
                 )
             )
         self._check_subject(data, r, "subject", path)
-        start = first_fhir_time(r, _EFFECTIVE, path)
-        end: FhirTime | None = None
+        # the usual texts are read directly (fhir_time_of); anything else, or a text refused,
+        # by first_fhir_time, which reads the same element and raises, saying so
         period = r.get("effectivePeriod")
+        start_text = r.get("effectiveDateTime")
+        if start_text is None and isinstance(period, dict):
+            start_text = period.get("start")
+        start = _fhir_time_or_none(start_text)
+        if start is None:
+            start = first_fhir_time(r, _EFFECTIVE, path)
+        end: FhirTime | None = None
         if isinstance(period, dict) and period.get("end") is not None:
-            end = first_fhir_time(r, _EFFECTIVE_END, path)
-        amounts = _Amounts()
+            end = _fhir_time_or_none(period["end"])
+            if end is None:
+                end = first_fhir_time(r, _EFFECTIVE_END, path)
+        amounts: dict[str, Decimal] = {}
         if "dose" in dosage:
-            self._value(data, r, "dose", self._dose, dosage["dose"], f"{path}.dosage.dose", amounts)
+            dose = dosage["dose"]
+            found = _coded_amount(dose, _DOSE_UNITS)
+            if found is not None:
+                amounts[found[0]] = found[1]
+            else:
+                self._value(data, r, "dose", self._dose, dose, f"{path}.dosage.dose", amounts)
         if "rateQuantity" in dosage:
-            rpath = f"{path}.dosage.rateQuantity"
-            self._value(data, r, "rate", self._rate, dosage["rateQuantity"], rpath, amounts)
+            rate = dosage["rateQuantity"]
+            found = _coded_amount(rate, _RATE_UNITS)
+            if found is not None:
+                amounts[found[0]] = found[1]
+            else:
+                rpath = f"{path}.dosage.rateQuantity"
+                self._value(data, r, "rate", self._rate, rate, rpath, amounts)
         elif "rateRatio" in dosage:
             rpath = f"{path}.dosage.rateRatio"
             self._value(data, r, "rate", self._rate_ratio, dosage["rateRatio"], rpath, amounts)
@@ -371,15 +416,15 @@ class MedicationReader(ExtractorBase):
                 start,
                 end,
                 in_progress=status == "in-progress",
-                dose_g=amounts.values.get("g"),
-                dose_ml=amounts.values.get("mL"),
+                dose_g=amounts.get("g"),
+                dose_ml=amounts.get("mL"),
                 concentration_mg_per_ml=concentration,
-                rate_ml_per_h=amounts.values.get("mL/h"),
-                rate_mg_per_h=amounts.values.get("mg/h"),
+                rate_ml_per_h=amounts.get("mL/h"),
+                rate_mg_per_h=amounts.get("mg/h"),
                 product=text or None,
-                dose_g_per_kg=amounts.values.get("g/kg"),
-                rate_mg_per_kg_per_h=amounts.values.get("mg/kg/h"),
-                rate_ml_per_kg_per_h=amounts.values.get("mL/kg/h"),
+                dose_g_per_kg=amounts.get("g/kg"),
+                rate_mg_per_kg_per_h=amounts.get("mg/kg/h"),
+                rate_ml_per_kg_per_h=amounts.get("mL/kg/h"),
                 stopped=status == "stopped",
             )
         )
@@ -392,7 +437,7 @@ class MedicationReader(ExtractorBase):
         read: Callable[[object, str], tuple[str, Decimal]],
         element: object,
         path: str,
-        into: _Amounts,
+        into: dict[str, Decimal],
     ) -> None:
         """Read one dose or rate; an unknown unit makes only that value unknown, reported."""
         try:
@@ -409,13 +454,13 @@ class MedicationReader(ExtractorBase):
                 )
             )
             return
-        into.values[unit] = value
+        into[unit] = value
 
     def _dose(self, q: object, path: str) -> tuple[str, Decimal]:
         value, unit = coded_quantity(q) or read_quantity(q, path)
         if unit is None:
             raise ExcludedError("required", "dose has no unit", path)
-        return _first_convertible(value, unit, ("g", "mL", "g/kg"), path)
+        return _first_convertible(value, unit, _DOSE_UNITS, path)
 
     def _rate(self, q: object, path: str) -> tuple[str, Decimal]:
         value, unit = coded_quantity(q) or read_quantity(q, path)
@@ -489,11 +534,23 @@ class MedicationReader(ExtractorBase):
 
     # -- medications, devices and procedures as risk evidence ---------------------------------
 
+    def _is_estrogen(self, codings: list[Coding]) -> bool:
+        """Whether the risk ValueSet of estrogens holds one of ``codings``, once per codings
+        list of the patient: :meth:`_medication` gives the same list object for every
+        administration of one Medication (the list is kept with the answer, so its id is not
+        reused while the entry lives)."""
+        known = self._estrogen_codings.get(id(codings))
+        if known is not None and known[0] is codings:
+            return known[1]
+        index = self._risk.get(RiskFactorKind.ESTROGEN)
+        answer = index is not None and index.matches_any(codings)
+        self._estrogen_codings[id(codings)] = (codings, answer)
+        return answer
+
     def _risk_medication(
         self, data: PatientData, r: Json, codings: list[tuple[str | None, str | None]], path: str
     ) -> bool:
-        index = self._risk.get(RiskFactorKind.ESTROGEN)
-        if index is None or not index.matches_any(codings):
+        if not self._is_estrogen(codings):
             return False
         if r.get("status") in _MED_VOID:
             return True

@@ -37,6 +37,7 @@ from fhirtis.fhir.extract.common import (
 from fhirtis.fhir.primitives import (
     PrimitiveError,
     parse_date_time,
+    parse_date_time_text,
 )
 
 _OBS_STATUS = {s.value: s for s in ResultStatus}
@@ -112,7 +113,13 @@ class ObservationReader(ExtractorBase):
                 "code-invalid", "status is not an Observation status", f"{path}.status"
             )
         self._check_subject(data, r, "subject", path)
-        when, _date_only, _key = first_time(r, _EFFECTIVE, path)
+        effective = r.get("effectiveDateTime")
+        try:  # the usual effectiveDateTime text, without first_time's search and tuples
+            when = parse_date_time_text(effective)[0] if type(effective) is str else None
+        except PrimitiveError:
+            when = None  # first_time raises, saying so
+        if when is None:
+            when = first_time(r, _EFFECTIVE, path)[0]
         if "valueQuantity" not in r:
             reason = "dataAbsentReason given" if "dataAbsentReason" in r else "no valueQuantity"
             raise ExcludedError("required", reason, f"{path}.valueQuantity")
@@ -179,8 +186,11 @@ class ObservationReader(ExtractorBase):
     ) -> None:
         issued: datetime | None = None
         if "issued" in r:
+            text = r["issued"]
             try:
-                issued, _ = parse_date_time(r["issued"])
+                issued = (
+                    parse_date_time_text(text) if type(text) is str else parse_date_time(text)
+                )[0]
             except PrimitiveError:
                 raise ExcludedError("value", "issued is not an instant", "issued") from None
         source = self._use(data, r, when)
