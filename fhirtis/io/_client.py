@@ -81,6 +81,9 @@ class Timing:
     time: Callable[[], float] = time.time
 
 
+_RESENT = "fhirtis.resent"  # set in an answer's httpx extensions: see FhirResponse.resent
+
+
 @dataclass(frozen=True)
 class FhirResponse:
     """What :meth:`FhirClient.request` returns: status, headers and the JSON body, if any."""
@@ -88,6 +91,10 @@ class FhirResponse:
     status: int
     headers: httpx.Headers
     body: dict[str, Any] | None = field(default=None)
+    resent: bool = False
+    """The request was sent again after an earlier try that may have reached the server (its
+    answer was lost, or a gateway answered 502/504): that try may be what made this outcome
+    (a conditional create answered 200 "exists" may have been created by it)."""
 
     @property
     def etag(self) -> str | None:
@@ -394,7 +401,12 @@ class FhirClient:
                 url=target,
                 status=response.status_code,
             )
-        return FhirResponse(status=response.status_code, headers=response.headers, body=body)
+        return FhirResponse(
+            status=response.status_code,
+            headers=response.headers,
+            body=body,
+            resent=bool(response.extensions.get(_RESENT)),
+        )
 
     # -- internals -----------------------------------------------------------------------------
 
@@ -546,6 +558,7 @@ class FhirClient:
         timing = self._timing
         started = timing.monotonic()
         attempt = 0
+        reached = False  # an earlier try may have reached the server
         while True:
             attempt += 1
             request = self._http.build_request(
@@ -583,11 +596,15 @@ class FhirClient:
                     ) from exc
                 log.info("%s %s: %s", method, target, kind)
                 outcome, last_status, cause = kind, None, exc
+                reached = reached or may_have_reached_server(exc, request)
             else:
                 status = response.status_code
                 log.debug("%s %s -> %d", method, target, status)
                 if status not in RETRYABLE_STATUSES:
+                    if reached:
+                        response.extensions[_RESENT] = True
                     return response
+                reached = reached or status not in NOT_PROCESSED_STATUSES
                 if stream:
                     await response.aclose()
                 if not idempotent and status not in NOT_PROCESSED_STATUSES:

@@ -581,6 +581,29 @@ class Plannable(Protocol):
     def plan(self, existing: Mapping[str, Json] | None = None) -> WritePlan: ...
 
 
+@dataclass
+class _Unconfirmed:
+    """Writes of this run whose answer was lost (a plain create or a batch whose answer never
+    came, an If-Match update whose retry met 412): each may have been made. Where the re-plan
+    finds one made (unchanged now), the run's next Provenance names it with what it writes, or
+    on its own when nothing else is to be written, so no derived resource is left unnamed."""
+
+    identifiers: set[str] = field(default_factory=set)  # derived identifiers, outcome unknown
+    targets: list[str] = field(default_factory=list)  # ``Type/id`` found made, to be named
+
+    def lost(self, writes: Iterable[PlannedWrite]) -> None:
+        self.identifiers.update(w.derived.identifier for w in writes)
+
+    def found_in(self, plan: WritePlan) -> None:
+        """The lost writes that ``plan`` finds made; the others are in it to write again."""
+        for w in plan.writes:
+            if w.action is Action.UNCHANGED and w.derived.identifier in self.identifiers:
+                target = f"{w.derived.resource_type}/{w.existing_id}"
+                if target not in self.targets:
+                    self.targets.append(target)
+        self.identifiers.clear()
+
+
 async def settle(
     client: FhirClient,
     patient_id: str,
@@ -597,6 +620,7 @@ async def settle(
     requests = {} if requests is None else requests
     writer = client.writer()
     sent_before = False  # a write was sent whose outcome we learn only by re-reading
+    unconfirmed = _Unconfirmed()
     plan: WritePlan | None = None
     duplicates: list[str] = []  # found after search-then-create, kept (delete refused)
     for attempt in range(MAX_REPLANS + MAX_LEARN + 1):
@@ -606,8 +630,17 @@ async def settle(
         except FhirClientError as exc:
             return _failed(patient_id, plan, exc, requests)
         plan = evaluated.plan(existing)
+        unconfirmed.found_in(plan)
         shape = write_plan(caps, {d.resource_type for d in evaluated.derived})
         writes, not_written = _writable(plan, caps, shape)
+        if not writes and write and unconfirmed.targets and shape.provenance:
+            try:
+                # nothing else to write: the plan has no Provenance; the one of a plan
+                # against nothing has the same sources and time
+                provenance = _provenance_of(evaluated.plan(None))
+                await _post_provenance(writer, provenance, [], requests, unconfirmed)
+            except FhirClientError as exc:
+                return _failed(patient_id, plan, exc, requests)
         if not writes:
             status = RunStatus.WRITTEN if sent_before else RunStatus.UNCHANGED
             return PatientRun(
@@ -632,11 +665,15 @@ async def settle(
         writes_before = requests.get("write", 0)
         try:
             if shape.mode == "transaction":
-                await _write_transaction(writer, writes, provenance, requests)
+                await _write_transaction(writer, writes, provenance, requests, unconfirmed)
             elif shape.mode == "batch":
-                await _write_batch(writer, writes, provenance, shape, requests, duplicates)
+                await _write_batch(
+                    writer, writes, provenance, shape, requests, duplicates, unconfirmed
+                )
             else:
-                await _write_singles(writer, writes, provenance, shape, requests, duplicates)
+                await _write_singles(
+                    writer, writes, provenance, shape, requests, duplicates, unconfirmed
+                )
         except _Learned as learned:
             writer.learn(learned.refused)
             sent_before = sent_before or requests.get("write", 0) > writes_before
@@ -749,10 +786,14 @@ async def _write_transaction(
     writes: Sequence[PlannedWrite],
     provenance: Json | None,
     requests: dict[str, int],
+    unconfirmed: _Unconfirmed,
 ) -> None:
+    """One transaction of the writes and their Provenance (all or nothing: a lost answer
+    leaves nothing unnamed)."""
     entries = [_entry(w, conditional=True) for w in writes]
     if provenance is not None:
-        prov = {**provenance, "target": [{"reference": _target(w)} for w in writes]}
+        targets = [*unconfirmed.targets, *(_target(w) for w in writes)]
+        prov = {**provenance, "target": [{"reference": t} for t in targets]}
         entries.append({"resource": prov, "request": {"method": "POST", "url": "Provenance"}})
     requests["write"] = requests.get("write", 0) + 1
     try:
@@ -763,6 +804,8 @@ async def _write_transaction(
         if is_refusal(exc.status, exc.operation_outcome) and not isinstance(exc, NotFound):
             raise _Learned(Refused("transaction")) from exc
         raise
+    if provenance is not None:
+        unconfirmed.targets.clear()
 
 
 def _reference(location: str | None, fallback: str) -> str:
@@ -780,6 +823,7 @@ async def _write_batch(
     shape: WritePlanShape,
     requests: dict[str, int],
     duplicates: list[str],
+    unconfirmed: _Unconfirmed,
 ) -> None:
     """One batch of creates (conditional where the server has it) and If-Match updates, then
     one Provenance naming what the batch changed."""
@@ -793,8 +837,12 @@ async def _write_batch(
         if is_refusal(exc.status, exc.operation_outcome):
             raise _Learned(Refused("batch")) from exc
         raise
+    except WriteOutcomeUnknown:
+        unconfirmed.lost(writes)
+        raise
     answers = response.get("entry") or []
     if len(answers) != len(entries):
+        unconfirmed.lost(writes)
         raise WriteOutcomeUnknown(
             "the server's batch response does not answer every entry", method="POST", url="(batch)"
         )
@@ -830,7 +878,7 @@ async def _write_batch(
                 operation_outcome=outcome,
             )
     await _check_duplicates(writer, plain, requests, duplicates)
-    await _post_provenance(writer, provenance, changed, requests)
+    await _post_provenance(writer, provenance, changed, requests, unconfirmed)
     if conflict:
         raise PreconditionFailed(
             "a resource changed since it was read (If-Match)", status=412, url="(batch)"
@@ -844,9 +892,11 @@ async def _write_singles(
     shape: WritePlanShape,
     requests: dict[str, int],
     duplicates: list[str],
+    unconfirmed: _Unconfirmed,
 ) -> None:
     """Single requests in a safe order: creates, then If-Match updates, then the Provenance
-    (last, so it names only what was written)."""
+    (last, so it names only what was written). A conditional create answered "exists" after a
+    try whose answer was lost names what that try created."""
     changed: list[str] = []
     plain: list[PlannedWrite] = []
     ordered = sorted(writes, key=lambda w: w.action is not Action.CREATE)
@@ -865,9 +915,12 @@ async def _write_singles(
                         kind = Refused("conditional-create", rtype) if conditional else None
                         raise _Learned(kind or Refused("interaction", rtype, "create")) from exc
                     raise
+                except WriteOutcomeUnknown:
+                    unconfirmed.lost([w])
+                    raise
                 if not conditional:
                     plain.append(w)
-                if answer.status == 201:
+                if answer.status == 201 or answer.resent:
                     changed.append(_reference(answer.location, _target(w)))
             else:
                 headers = {"If-Match": f'W/"{w.existing_version}"'} if w.existing_version else {}
@@ -876,16 +929,22 @@ async def _write_singles(
                     answer = await writer.request(
                         "PUT", url, json={**d.resource, "id": w.existing_id}, headers=headers
                     )
+                except PreconditionFailed:
+                    unconfirmed.lost([w])  # a real change meanwhile, or our lost first try
+                    raise
                 except FhirServerError as exc:
                     if is_refusal(exc.status, exc.operation_outcome):
                         raise _Learned(Refused("interaction", rtype, "update")) from exc
                     raise
+                except WriteOutcomeUnknown:
+                    unconfirmed.lost([w])
+                    raise
                 changed.append(url)
     finally:
         # what was written is written: name it in the one Provenance even if a later write fails
-        if changed:
+        if changed or unconfirmed.targets:
             await _check_duplicates(writer, plain, requests, duplicates)
-            await _post_provenance(writer, provenance, changed, requests)
+            await _post_provenance(writer, provenance, changed, requests, unconfirmed)
 
 
 async def _check_duplicates(
@@ -962,10 +1021,17 @@ async def _retire(writer: FhirClient, copy: Json, requests: dict[str, int]) -> N
 
 
 async def _post_provenance(
-    writer: FhirClient, provenance: Json | None, changed: Sequence[str], requests: dict[str, int]
+    writer: FhirClient,
+    provenance: Json | None,
+    changed: Sequence[str],
+    requests: dict[str, int],
+    unconfirmed: _Unconfirmed,
 ) -> None:
-    if provenance is None or not changed:
+    """One Provenance naming ``changed`` and the lost writes found made (then named)."""
+    targets = [*unconfirmed.targets, *(t for t in changed if t not in unconfirmed.targets)]
+    if provenance is None or not targets:
         return
-    prov = {**provenance, "target": [{"reference": t} for t in changed]}
+    prov = {**provenance, "target": [{"reference": t} for t in targets]}
     requests["write"] = requests.get("write", 0) + 1
     await writer.request("POST", "Provenance", json=prov)
+    unconfirmed.targets.clear()

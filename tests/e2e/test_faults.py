@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import Callable
 
 import httpx
+import pytest
 
 from fhirtis.io import FhirClient, FhirClientConfig
 from fhirtis.pipeline.server import PatientRun, RunStatus, run_patient
@@ -131,3 +133,95 @@ def test_concurrent_change_412_replans(fhir_base: str, fhir_server: FhirTestServ
     tis = search(fhir_base, "Observation", code="http://fhirtis.org/fhir/CodeSystem/fhirtis|tis")
     assert len(tis) == 3
     assert max(tis, key=lambda o: o["effectivePeriod"]["end"])["valueQuantity"]["value"] == 65
+
+
+class DropFirstAnswer(httpx.AsyncBaseTransport):
+    """Forwards to the real server; the answer to the first request ``matches`` picks is lost
+    after the server has processed it (a dropped connection)."""
+
+    def __init__(self, matches: Callable[[httpx.Request], bool]) -> None:
+        self.inner = httpx.AsyncHTTPTransport()
+        self.matches = matches
+        self.dropped: list[str] = []
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        response = await self.inner.handle_async_request(request)
+        if not self.dropped and self.matches(request):
+            await response.aread()
+            self.dropped.append(f"{request.method} {request.url.path}")
+            raise httpx.ReadTimeout(
+                "connection dropped after the request was sent", request=request
+            )
+        return response
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+def _provenance_targets(base: str) -> Counter[str]:
+    """How many Provenances name each target."""
+    return Counter(t["reference"] for p in search(base, "Provenance") for t in p.get("target", []))
+
+
+def _derived_observations(base: str) -> set[str]:
+    return {
+        f"Observation/{o['id']}"
+        for o in search(base, "Observation")
+        if "derived" in str(o.get("identifier"))
+    }
+
+
+def _run_dropping(base: str, transport: DropFirstAnswer) -> PatientRun:
+    async def go() -> PatientRun:
+        config = FhirClientConfig(base_url=base, retry_budget_seconds=5)
+        async with (
+            httpx.AsyncClient(transport=transport) as http,
+            FhirClient(config, http=http) as client,
+        ):
+            return await run_patient(client, "p1", Settings(), write=True)
+
+    return asyncio.run(go())
+
+
+@pytest.mark.parametrize("profile", ["oracle-like", "no-transaction"])
+def test_a_create_whose_answer_was_lost_is_still_named_by_a_provenance(
+    fhir_base: str, fhir_server: FhirTestServer, profile: str
+) -> None:
+    """Single requests; the first create's answer is lost. Plain creates (oracle-like: no
+    conditional create): the re-plan finds it made (unchanged now). Conditional creates
+    (no-transaction): the retry is answered 200 "exists". Either way the run's Provenance names
+    it with the rest, so no derived resource is left without one."""
+    load(fhir_base, responder(dvt_after_cycle=2))
+    fhir_server.set_profile(profile)
+    transport = DropFirstAnswer(
+        lambda r: r.method == "POST" and r.url.path.endswith("/Observation")
+    )
+    result = _run_dropping(fhir_base, transport)
+    assert transport.dropped, "the fault was not injected"
+    assert result.status is RunStatus.WRITTEN, result.error
+    fhir_server.set_profile("full")
+    derived = _derived_observations(fhir_base)
+    assert derived and derived <= set(_provenance_targets(fhir_base))
+
+
+def test_an_update_whose_answer_was_lost_is_still_named_by_a_provenance(
+    fhir_base: str, fhir_server: FhirTestServer
+) -> None:
+    """Single requests: the If-Match update's answer is lost, its retry meets 412 (the update
+    was made), the re-plan finds it unchanged: the run's Provenance still names it."""
+    load(fhir_base, responder(dvt_after_cycle=2))
+    assert run_with(fhir_base, FaultyTransport()).status is RunStatus.WRITTEN
+    tis = search(fhir_base, "Observation", code="http://fhirtis.org/fhir/CodeSystem/fhirtis|tis")
+    tis[0]["note"] = [{"text": "edited by someone else"}]
+    httpx.put(f"{fhir_base}/Observation/{tis[0]['id']}", json=tis[0]).raise_for_status()
+    edited = f"Observation/{tis[0]['id']}"
+    assert _provenance_targets(fhir_base)[edited] == 1  # the first run's
+    fhir_server.set_profile("no-transaction")
+    transport = DropFirstAnswer(lambda r: r.method == "PUT" and r.url.path.endswith(edited))
+    result = _run_dropping(fhir_base, transport)
+    assert transport.dropped, "the fault was not injected"
+    assert result.status is RunStatus.WRITTEN, result.error
+    fhir_server.set_profile("full")
+    notes = httpx.get(f"{fhir_base}/{edited}").json().get("note", [])
+    assert {"text": "edited by someone else"} not in notes  # fhirtis's content again
+    assert _provenance_targets(fhir_base)[edited] == 2

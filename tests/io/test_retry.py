@@ -273,6 +273,50 @@ async def test_conditional_create_timeout_is_retried(
     assert len(httpx_mock.get_requests()) == 2
 
 
+@pytest.mark.parametrize(
+    ("first", "resent"),
+    [
+        (httpx.ReadTimeout("t"), True),  # sent, answer lost: the first try may have created it
+        (httpx.ConnectError("refused"), False),  # never reached the server
+        (502, True),  # a gateway: the server may have processed it
+        (503, False),  # not processed
+    ],
+)
+async def test_an_answer_after_a_try_that_may_have_reached_the_server_says_so(
+    httpx_mock: HTTPXMock, fhir: FhirClient, first: Exception | int, resent: bool
+) -> None:
+    url = f"{BASE}/Observation"
+    if isinstance(first, int):
+        httpx_mock.add_response(method="POST", url=url, status_code=first)
+    else:
+        httpx_mock.add_exception(first, method="POST", url=url)
+    httpx_mock.add_response(method="POST", url=url, status_code=200)  # "exists"
+    async with fhir:
+        response = await fhir.request(
+            "POST",
+            "Observation",
+            json={"resourceType": "Observation"},
+            headers={"If-None-Exist": "identifier=urn:x|1"},
+        )
+    assert response.status == 200
+    assert response.resent is resent
+    assert len(httpx_mock.get_requests()) == 2
+
+
+async def test_an_answer_to_the_first_try_is_not_resent(
+    httpx_mock: HTTPXMock, fhir: FhirClient
+) -> None:
+    httpx_mock.add_response(method="POST", url=f"{BASE}/Observation", status_code=201)
+    async with fhir:
+        response = await fhir.request(
+            "POST",
+            "Observation",
+            json={"resourceType": "Observation"},
+            headers={"If-None-Exist": "identifier=urn:x|1"},
+        )
+    assert response.status == 201 and response.resent is False
+
+
 async def test_if_match_update_timeout_is_retried(httpx_mock: HTTPXMock, fhir: FhirClient) -> None:
     url = f"{BASE}/Observation/o1"
     httpx_mock.add_exception(httpx.ReadTimeout("t"), method="PUT", url=url)
