@@ -181,13 +181,44 @@ def _absent(reason: str, code: str = "unknown") -> Json:
     return {"coding": [{"system": _DAR, "code": code}], "text": reason}
 
 
+_DAY_TEXTS: dict[date, str] = {}
+_DATETIME_TEXTS: dict[int, tuple[datetime, str]] = {}
+
+
 def _day(d: date) -> str:
-    return d.isoformat()
+    """``d.isoformat()``, made once per distinct date (the dates of a cohort recur, and
+    ``date.isoformat`` costs several dict lookups). Keyed on the date: equal dates are written
+    alike."""
+    text = _DAY_TEXTS.get(d)
+    if text is None:
+        text = _remember(_DAY_TEXTS, d, d.isoformat())
+    return text
+
+
+def _datetime_text(t: datetime) -> str:
+    """``t.isoformat()``, made once per datetime object (``datetime.isoformat`` of an aware time
+    costs as much as ~30 dict lookups; the facts share one datetime object per distinct text
+    read, so most times here are objects met before).
+
+    Keyed on the object's identity, not its value: two equal datetimes (one instant) in two
+    offsets are written differently. The entry holds the object, so no other object can have
+    its id while the entry exists, and a datetime never changes: the text is the object's."""
+    entry = _DATETIME_TEXTS.get(id(t))
+    if entry is not None and entry[0] is t:
+        return entry[1]
+    text = t.isoformat()
+    _remember(_DATETIME_TEXTS, id(t), (t, text))
+    return text
 
 
 def _instant(t: datetime | FhirTime) -> str:
-    """As FHIR writes it; a date-only time stays a date (never midnight)."""
-    return t.isoformat()
+    """As FHIR writes it; a date-only time stays a date (never midnight): ``t.isoformat()``
+    (``FhirTime.isoformat``: its instant's text when it has one, else its day's), each text
+    remembered as :func:`_datetime_text` and :func:`_day` say."""
+    if isinstance(t, datetime):
+        return _datetime_text(t)
+    instant = t.instant
+    return _datetime_text(instant) if instant is not None else _day(t.day)
 
 
 # -- shared constant parts (read-only: see Derived) ---------------------------------------------

@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import uuid
 from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
@@ -19,6 +20,7 @@ import orjson
 from hypothesis import example, given
 from hypothesis import strategies as st
 
+from fhirtis.clinical.facts import FhirTime
 from fhirtis.fhir import derive
 from fhirtis.fhir.bundle import read_patient_bundle
 from fhirtis.fhir.derive import Derived
@@ -107,3 +109,34 @@ def test_changing_a_copy_of_a_resource_changes_nothing_else() -> None:
     assert [orjson.dumps([d.resource for d in ds]) for ds in derived] == before
     again = [orjson.dumps([d.resource for d in _derived_of(doc)]) for doc in docs]
     assert again == before
+
+
+_OFFSETS = st.sampled_from([timedelta(0), timedelta(hours=1), timedelta(hours=-5, minutes=-30)])
+
+
+@given(
+    st.datetimes(min_value=datetime(1900, 1, 1), max_value=datetime(2100, 1, 1)),
+    _OFFSETS,
+    _OFFSETS,
+)
+def test_time_texts_are_the_isoformat_of_each_object(
+    local: datetime, offset: timedelta, other_offset: timedelta
+) -> None:
+    """Remembered per object, not per value: one instant in two offsets is two texts."""
+    t = local.replace(tzinfo=timezone(offset))
+    same_instant = t.astimezone(timezone(other_offset))
+    assert same_instant == t
+    for _ in range(2):  # made, then remembered
+        assert derive._instant(t) == t.isoformat()
+        assert derive._instant(same_instant) == same_instant.isoformat()
+        assert derive._instant(FhirTime.of(t)) == FhirTime.of(t).isoformat()
+        assert derive._instant(FhirTime.of(t.date())) == t.date().isoformat()
+        assert derive._day(t.date()) == t.date().isoformat()
+
+
+def test_time_texts_of_short_lived_objects() -> None:
+    """Objects made and dropped one after the other (their ids are reused) keep their texts."""
+    start = datetime(2024, 3, 31, 0, 30, tzinfo=timezone(timedelta(hours=2)))
+    for minutes in range(3000):
+        t = start + timedelta(minutes=minutes)
+        assert derive._instant(FhirTime.of(t)) == t.isoformat()
