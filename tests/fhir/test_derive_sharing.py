@@ -12,7 +12,7 @@ from __future__ import annotations
 import copy
 import uuid
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
@@ -21,9 +21,11 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from fhirtis.clinical.facts import FhirTime
+from fhirtis.clinical.policy import Policy
 from fhirtis.fhir import derive
 from fhirtis.fhir.bundle import read_patient_bundle
 from fhirtis.fhir.derive import Derived
+from fhirtis.fhir.plan import plan_writes
 from fhirtis.pipeline.offline import evaluate_patient_resources
 from fhirtis.settings import Settings
 from tests.fhir.patients import responder
@@ -140,3 +142,40 @@ def test_time_texts_of_short_lived_objects() -> None:
     for minutes in range(3000):
         t = start + timedelta(minutes=minutes)
         assert derive._instant(FhirTime.of(t)) == t.isoformat()
+
+
+@given(st.lists(st.sampled_from(["Observation/b", "Observation/a", "Condition/c", "Patient/p"])))
+def test_sorted_unique_is_sorted_set(values: list[str]) -> None:
+    assert derive._sorted_unique(values) == sorted(set(values))
+    assert derive._references(sorted(set(values))) == [
+        {"reference": s} for s in sorted(set(values))
+    ]
+
+
+def test_policy_notes_follow_the_policy_object() -> None:
+    default, other = Policy(), Policy(advanced_age_years=60)
+    note = derive._policy_note(default)
+    assert derive._policy_note(default) is note  # remembered for the same object
+    assert derive._policy_note(other) != note  # another policy: its own note
+    assert "advanced_age_years=60" in derive._policy_note(other)["text"]
+    assert derive._policy_note(Policy()) == note  # an equal policy: an equal note
+    assert derive._policy_note(default) == note
+
+
+def test_planned_entries_are_the_derived_resources_properties() -> None:
+    """plan_writes reads the identifier, resource and match directly: what the properties give."""
+    for doc in _patients():
+        resources = read_patient_bundle(orjson.dumps(doc))
+        result = evaluate_patient_resources(resources, Settings())
+        plan = plan_writes(result.derived, ["Patient/p"], datetime(2025, 1, 1, tzinfo=UTC))
+        assert plan.bundle is not None
+        entries = plan.bundle["entry"][:-1]
+        assert len(entries) == len(result.derived)
+        for d, entry in zip(result.derived, entries, strict=True):
+            assert entry["fullUrl"] == d.full_url
+            assert entry["resource"] is d.resource
+            assert entry["request"] == {
+                "method": "POST",
+                "url": d.resource_type,
+                "ifNoneExist": d.if_none_exist,
+            }
