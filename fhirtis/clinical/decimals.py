@@ -46,9 +46,31 @@ def quantize(value: Decimal, places: int, rounding: str) -> Decimal:
         return value.quantize(Decimal(1).scaleb(-places))
 
 
+_TWO_PLACES = Decimal("0.01")
+_FORMAT_CONTEXT = Context(prec=28, rounding=ROUND_HALF_EVEN)
+_FORMAT_FAST_MAX_ADJUSTED = 24
+"""Up to this adjusted exponent a value to 2 places has at most 27 digits: no rounding at 28."""
+
+
 def format_decimal(value: Decimal) -> str:
     """A Decimal for a human message (at most 2 decimals, never in exponent notation); never
-    used in arithmetic."""
+    used in arithmetic.
+
+    Fast path (a finite value below 10^25, i.e. every value a message shows): quantize to 2
+    places then normalize, both in one 28-digit context made once. It gives what
+    :func:`_format_decimal_general` gives: quantizing a value of 2 places or fewer to 2 places
+    adds only zeros, which normalizing removes again (``normalize`` depends on the value alone
+    when no rounding happens), and the result has at most 27 digits, so neither step rounds
+    at 28 (no fresh context is needed for the precision). Checked against the general path by
+    the tests."""
+    if value.is_finite() and value.adjusted() <= _FORMAT_FAST_MAX_ADJUSTED:
+        shown = value.quantize(_TWO_PLACES, ROUND_HALF_EVEN, _FORMAT_CONTEXT)
+        return f"{shown.normalize(_FORMAT_CONTEXT):f}"
+    return _format_decimal_general(value)
+
+
+def _format_decimal_general(value: Decimal) -> str:
+    """:func:`format_decimal` for any value (infinities, NaNs and huge values included)."""
     exponent = value.as_tuple().exponent
     if not isinstance(exponent, int):
         return str(value)

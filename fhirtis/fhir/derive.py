@@ -57,7 +57,8 @@ DERIVED_TYPES: tuple[str, ...] = ("Observation", "Flag", "DetectedIssue", "Adver
 # matched by other search parameters instead (and checked by identifier on the client).
 NO_IDENTIFIER_SEARCH = frozenset({"AdverseEvent"})
 
-_IF_NONE_EXIST_PREFIX = f"identifier={IDENTIFIER_SYSTEM}|"
+IF_NONE_EXIST_PREFIX = f"identifier={IDENTIFIER_SYSTEM}|"
+"""What a conditional create's query starts with, before the business identifier."""
 
 
 @dataclass(frozen=True)
@@ -78,7 +79,7 @@ class Derived:
     @property
     def if_none_exist(self) -> str:
         """The conditional-create query that finds this resource if it already exists."""
-        return self.match or _IF_NONE_EXIST_PREFIX + self.identifier
+        return self.match or IF_NONE_EXIST_PREFIX + self.identifier
 
     @property
     def full_url(self) -> str:
@@ -181,13 +182,44 @@ def _absent(reason: str, code: str = "unknown") -> Json:
     return {"coding": [{"system": _DAR, "code": code}], "text": reason}
 
 
+_DAY_TEXTS: dict[date, str] = {}
+_DATETIME_TEXTS: dict[int, tuple[datetime, str]] = {}
+
+
 def _day(d: date) -> str:
-    return d.isoformat()
+    """``d.isoformat()``, made once per distinct date (the dates of a cohort recur, and
+    ``date.isoformat`` costs several dict lookups). Keyed on the date: equal dates are written
+    alike."""
+    text = _DAY_TEXTS.get(d)
+    if text is None:
+        text = _remember(_DAY_TEXTS, d, d.isoformat())
+    return text
+
+
+def _datetime_text(t: datetime) -> str:
+    """``t.isoformat()``, made once per datetime object (``datetime.isoformat`` of an aware time
+    costs as much as ~30 dict lookups; the facts share one datetime object per distinct text
+    read, so most times here are objects met before).
+
+    Keyed on the object's identity, not its value: two equal datetimes (one instant) in two
+    offsets are written differently. The entry holds the object, so no other object can have
+    its id while the entry exists, and a datetime never changes: the text is the object's."""
+    entry = _DATETIME_TEXTS.get(id(t))
+    if entry is not None and entry[0] is t:
+        return entry[1]
+    text = t.isoformat()
+    _remember(_DATETIME_TEXTS, id(t), (t, text))
+    return text
 
 
 def _instant(t: datetime | FhirTime) -> str:
-    """As FHIR writes it; a date-only time stays a date (never midnight)."""
-    return t.isoformat()
+    """As FHIR writes it; a date-only time stays a date (never midnight): ``t.isoformat()``
+    (``FhirTime.isoformat``: its instant's text when it has one, else its day's), each text
+    remembered as :func:`_datetime_text` and :func:`_day` say."""
+    if isinstance(t, datetime):
+        return _datetime_text(t)
+    instant = t.instant
+    return _datetime_text(instant) if instant is not None else _day(t.day)
 
 
 # -- shared constant parts (read-only: see Derived) ---------------------------------------------
@@ -259,10 +291,25 @@ _EARLY_ONSET_URL = f"{EXT}/tee-early-onset"
 
 # -- parts determined by a value, made once per distinct value (read-only: see Derived) ----------
 
+_REFERENCES: dict[str, Json] = {}
 _IMPROVEMENTS: dict[tuple[Measure, int, int], Json] = {}
 _SCORES: dict[tuple[Measure, Decimal], Json] = {}
 _VALUE_COMPONENTS: dict[tuple[str, str], Json] = {}
 _MAX_RATE_EXTENSIONS: dict[Decimal, Json] = {}
+
+
+def _new_reference(source: str) -> Json:
+    return _remember(_REFERENCES, source, {"reference": source})
+
+
+def _references(sources: Iterable[str]) -> list[Json]:
+    """``[{"reference": s} for s in sources]``, each ``{"reference": s}`` made once per distinct
+    reference (a source is named by several resources of its patient: the TIS Observations of
+    its baseline, the confirmed deterioration, the cycle and the cumulative dose, and the
+    Provenance). ``sources`` must not repeat a reference (one resource never shares a part
+    with itself, see Derived)."""
+    get = _REFERENCES.get
+    return [get(s) or _new_reference(s) for s in sources]
 
 
 def _improvement_component(measure: Measure, percent: Fraction) -> Json:
@@ -327,11 +374,27 @@ def _observation_head(meta: Json, ident: str, code: Json, patient_ref: str) -> J
 
 
 @lru_cache(maxsize=64)
-def _policy_note(policy: Policy) -> Json:
-    """The policy in force, as the note every derived resource carries (one run has one
-    policy: made once, shared by every resource; read-only, see Derived)."""
+def _policy_note_of(policy: Policy) -> Json:
     record = policy.as_record()
     return {"text": "fhirtis policy: " + "; ".join(f"{k}={v}" for k, v in record.items())}
+
+
+_LAST_POLICY_NOTE: list[tuple[Policy, Json]] = []  # the last policy and its note
+
+
+def _policy_note(policy: Policy) -> Json:
+    """The policy in force, as the note every derived resource carries (one run has one
+    policy: made once, shared by every resource; read-only, see Derived).
+
+    The last policy's note is kept with the policy object itself: a run passes the same object
+    for every patient, and hashing a pydantic model (for the cache of equal policies) costs
+    more than the rest of a patient's Flag. The policy is frozen, so the note is the object's."""
+    last = _LAST_POLICY_NOTE
+    if last and last[0][0] is policy:
+        return last[0][1]
+    note = _policy_note_of(policy)
+    last[:] = [(policy, note)]
+    return note
 
 
 # -- TIS ---------------------------------------------------------------------------------------
@@ -376,7 +439,7 @@ def _tis_observation(
     obs: Json = _observation_head(_TIS_META, ident, _TIS_CODE, patient_ref)
     obs["effectivePeriod"] = {"start": baseline_day, "end": end}
     obs["method"] = _CRITERIA[tis.population]
-    obs["derivedFrom"] = [{"reference": s} for s in sorted(set(sources))]
+    obs["derivedFrom"] = _references(sorted(set(sources)))
     obs["component"], missing = _tis_components(tis)
     if missing:
         obs["valueRange"] = {
@@ -416,9 +479,7 @@ def _deterioration_observation(
     last = course.followups[-1]
     obs: Json = _observation_head(_DETERIORATION_META, ident, _DETERIORATION_CODE, patient_ref)
     obs["effectiveDateTime"] = _day(confirmed_on or last.assessment.day)
-    obs["derivedFrom"] = [
-        {"reference": s} for s in sorted(set(baseline_sources).union(*followup_sources))
-    ]
+    obs["derivedFrom"] = _references(sorted(set(baseline_sources).union(*followup_sources)))
     obs["note"] = [note]
     if confirmed_on is not None:
         obs["valueBoolean"] = True
@@ -479,7 +540,7 @@ def _cycle_observation(
     obs["component"] = components
     # R4: derivedFrom may name Observations only; the administrations the dose sums are the
     # events this Observation is part of (partOf allows MedicationAdministration).
-    obs["partOf"] = [{"reference": s} for s in sorted(administrations)]
+    obs["partOf"] = _references(sorted(administrations))
     weight_source, height_source = dw.weight_source, dw.height_source
     if weight_source or height_source:
         measured = sorted({s for s in (weight_source, height_source) if s})
@@ -514,7 +575,7 @@ def _cumulative_observation(
         }
     obs: Json = _observation_head(_CUMULATIVE_META, ident, _CUMULATIVE_CODE, patient_ref)
     obs["effectivePeriod"] = period
-    obs["partOf"] = [{"reference": s} for s in sorted(administrations)]
+    obs["partOf"] = _references(sorted(administrations))
     obs["component"] = [
         per_kg,
         {"code": _CYCLE_COUNT_CODE, "valueInteger": exposure.cycle_count},
@@ -670,7 +731,8 @@ def derive_resources(evaluation: PatientEvaluation, patient_ref: str) -> list[De
         periods: list[Json] = []
         for cycle in exposure.cycles:
             period = {"start": _instant(cycle.start), "end": _instant(cycle.end)}
-            administrations = set(cycle.sources)
+            # = set(cycle.sources), without the two properties per administration
+            administrations = {a.administration.source for a in cycle.administrations}
             all_administrations |= administrations
             periods.append(period)
             out.append(_cycle_observation(note, patient_ref, cycle, period, administrations))
@@ -686,6 +748,14 @@ def derive_resources(evaluation: PatientEvaluation, patient_ref: str) -> list[De
     return out
 
 
+def _sorted_unique(values: Iterable[str]) -> list[str]:
+    """``sorted(set(values))``: sorting first and then dropping repeats (adjacent once sorted;
+    ``dict.fromkeys`` keeps the first of each, in order) gives the same list, and costs less on
+    the usual input, already sorted and without repeats (sorting it is one pass; sorting a set
+    is a full sort of an unordered one)."""
+    return list(dict.fromkeys(sorted(values)))
+
+
 def provenance(targets: Iterable[str], sources: Iterable[str], recorded: datetime) -> Json:
     """One Provenance: the derived resources as targets (references or urn:uuids), the source
     resources with versions as entities, fhirtis as the agent, activity derivation."""
@@ -696,6 +766,8 @@ def provenance(targets: Iterable[str], sources: Iterable[str], recorded: datetim
         "recorded": _instant(recorded),
         "activity": _PROVENANCE_ACTIVITY,
         "agent": _PROVENANCE_AGENT,
-        "entity": [{"role": "source", "what": {"reference": s}} for s in sorted(set(sources))],
+        "entity": [
+            {"role": "source", "what": what} for what in _references(_sorted_unique(sources))
+        ],
     }
     return validate(prov) if validation_enabled() else prov

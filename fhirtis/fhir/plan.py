@@ -16,7 +16,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from fhirtis.fhir.derive import Derived, provenance
+from fhirtis.fhir.derive import IF_NONE_EXIST_PREFIX, Derived, full_url_of, provenance
 
 Json = dict[str, Any]
 
@@ -34,6 +34,7 @@ class Action(StrEnum):
 
 
 _CREATE = Action.CREATE  # (a module global: looking a member up on its enum class is slower)
+_CREATED, _UPDATED, _UNCHANGED = Action.CREATE.value, Action.UPDATE.value, Action.UNCHANGED.value
 
 
 @dataclass(frozen=True)
@@ -80,9 +81,16 @@ def plan_writes(
         if stored is None:
             writes.append(PlannedWrite(d, _CREATE))
             created += 1
-            full_url = d.full_url  # (computed on each access: once here)
-            request = {"method": "POST", "url": d.resource_type, "ifNoneExist": d.if_none_exist}
-            entries.append({"fullUrl": full_url, "resource": d.resource, "request": request})
+            identifier = d.identifier
+            resource = d.resource
+            # = d.full_url, d.resource_type and d.if_none_exist, without the three properties
+            full_url = full_url_of(identifier)
+            request = {
+                "method": "POST",
+                "url": resource["resourceType"],
+                "ifNoneExist": d.match or IF_NONE_EXIST_PREFIX + identifier,
+            }
+            entries.append({"fullUrl": full_url, "resource": resource, "request": request})
             targets.append(full_url)
         elif same_content(d.resource, stored):
             writes.append(PlannedWrite(d, Action.UNCHANGED, stored.get("id")))
@@ -98,11 +106,7 @@ def plan_writes(
                 request["ifMatch"] = f'W/"{version}"'
             entries.append({"resource": {**d.resource, "id": existing_id}, "request": request})
             targets.append(ref)
-    summary = {
-        Action.CREATE.value: created,
-        Action.UPDATE.value: updated,
-        Action.UNCHANGED.value: unchanged,
-    }
+    summary = {_CREATED: created, _UPDATED: updated, _UNCHANGED: unchanged}
     if not entries:
         return WritePlan(writes, None, summary)
     entries.append(

@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
@@ -19,9 +20,12 @@ import orjson
 from hypothesis import example, given
 from hypothesis import strategies as st
 
+from fhirtis.clinical.facts import FhirTime
+from fhirtis.clinical.policy import Policy
 from fhirtis.fhir import derive
 from fhirtis.fhir.bundle import read_patient_bundle
 from fhirtis.fhir.derive import Derived
+from fhirtis.fhir.plan import plan_writes
 from fhirtis.pipeline.offline import evaluate_patient_resources
 from fhirtis.settings import Settings
 from tests.fhir.patients import responder
@@ -107,3 +111,71 @@ def test_changing_a_copy_of_a_resource_changes_nothing_else() -> None:
     assert [orjson.dumps([d.resource for d in ds]) for ds in derived] == before
     again = [orjson.dumps([d.resource for d in _derived_of(doc)]) for doc in docs]
     assert again == before
+
+
+_OFFSETS = st.sampled_from([timedelta(0), timedelta(hours=1), timedelta(hours=-5, minutes=-30)])
+
+
+@given(
+    st.datetimes(min_value=datetime(1900, 1, 1), max_value=datetime(2100, 1, 1)),
+    _OFFSETS,
+    _OFFSETS,
+)
+def test_time_texts_are_the_isoformat_of_each_object(
+    local: datetime, offset: timedelta, other_offset: timedelta
+) -> None:
+    """Remembered per object, not per value: one instant in two offsets is two texts."""
+    t = local.replace(tzinfo=timezone(offset))
+    same_instant = t.astimezone(timezone(other_offset))
+    assert same_instant == t
+    for _ in range(2):  # made, then remembered
+        assert derive._instant(t) == t.isoformat()
+        assert derive._instant(same_instant) == same_instant.isoformat()
+        assert derive._instant(FhirTime.of(t)) == FhirTime.of(t).isoformat()
+        assert derive._instant(FhirTime.of(t.date())) == t.date().isoformat()
+        assert derive._day(t.date()) == t.date().isoformat()
+
+
+def test_time_texts_of_short_lived_objects() -> None:
+    """Objects made and dropped one after the other (their ids are reused) keep their texts."""
+    start = datetime(2024, 3, 31, 0, 30, tzinfo=timezone(timedelta(hours=2)))
+    for minutes in range(3000):
+        t = start + timedelta(minutes=minutes)
+        assert derive._instant(FhirTime.of(t)) == t.isoformat()
+
+
+@given(st.lists(st.sampled_from(["Observation/b", "Observation/a", "Condition/c", "Patient/p"])))
+def test_sorted_unique_is_sorted_set(values: list[str]) -> None:
+    assert derive._sorted_unique(values) == sorted(set(values))
+    assert derive._references(sorted(set(values))) == [
+        {"reference": s} for s in sorted(set(values))
+    ]
+
+
+def test_policy_notes_follow_the_policy_object() -> None:
+    default, other = Policy(), Policy(advanced_age_years=60)
+    note = derive._policy_note(default)
+    assert derive._policy_note(default) is note  # remembered for the same object
+    assert derive._policy_note(other) != note  # another policy: its own note
+    assert "advanced_age_years=60" in derive._policy_note(other)["text"]
+    assert derive._policy_note(Policy()) == note  # an equal policy: an equal note
+    assert derive._policy_note(default) == note
+
+
+def test_planned_entries_are_the_derived_resources_properties() -> None:
+    """plan_writes reads the identifier, resource and match directly: what the properties give."""
+    for doc in _patients():
+        resources = read_patient_bundle(orjson.dumps(doc))
+        result = evaluate_patient_resources(resources, Settings())
+        plan = plan_writes(result.derived, ["Patient/p"], datetime(2025, 1, 1, tzinfo=UTC))
+        assert plan.bundle is not None
+        entries = plan.bundle["entry"][:-1]
+        assert len(entries) == len(result.derived)
+        for d, entry in zip(result.derived, entries, strict=True):
+            assert entry["fullUrl"] == d.full_url
+            assert entry["resource"] is d.resource
+            assert entry["request"] == {
+                "method": "POST",
+                "url": d.resource_type,
+                "ifNoneExist": d.if_none_exist,
+            }

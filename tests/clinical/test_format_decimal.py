@@ -1,0 +1,44 @@
+"""``format_decimal``'s fast path (issue 13, one core) gives what the general path gives."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from hypothesis import example, given
+from hypothesis import strategies as st
+
+from fhirtis.clinical.decimals import _format_decimal_general, format_decimal
+
+
+@given(st.integers(-(10**40), 10**40), st.integers(-45, 30))
+@example(1, -1)  # 0.1
+@example(125, -1)  # 12.5
+@example(5, -3)  # 0.005: half-even to 0.00
+@example(15, -3)  # 0.015: half-even to 0.02
+@example(0, -7)  # 0E-7
+@example(0, 3)  # 0E+3
+@example(15, 2)  # 1.5E+3
+@example(10**25 - 1, -3)  # adjusted 21, 25 digits
+@example(10**27 - 1, -2)  # adjusted 24: the fast path's last exponent, 27 digits to 2 places
+@example(10**28 - 1, -3)  # adjusted 24, 28 digits rounded to 27 (carry: 10^25)
+@example(10**28 - 1, -2)  # adjusted 25: the general path
+@example(10**30 + 7, -5)  # more than 28 digits
+@example(-(10**27) + 1, -2)
+def test_format_decimal_is_the_general_path(coefficient: int, exponent: int) -> None:
+    value = Decimal(f"{coefficient}E{exponent}")  # exact (scaleb would round to 28 digits)
+    assert format_decimal(value) == _format_decimal_general(value)
+    negative_zero = Decimal(f"-0E{exponent}")
+    assert format_decimal(negative_zero) == _format_decimal_general(negative_zero)
+
+
+def test_format_decimal_of_values_outside_the_fast_path() -> None:
+    for text, shown in (
+        ("Infinity", "Infinity"),
+        ("-Infinity", "-Infinity"),
+        ("NaN", "NaN"),
+        ("1E+30", "1000000000000000000000000000000"),
+        ("123456789012345678901234567.891", "123456789012345678901234567.89"),
+    ):
+        assert format_decimal(Decimal(text)) == shown == _format_decimal_general(Decimal(text))
+    assert format_decimal(Decimal("0.0833333333333333333333333333")) == "0.08"
+    assert format_decimal(Decimal("2.50")) == "2.5"
