@@ -22,6 +22,7 @@ from urllib.parse import quote
 
 from fhirtis import __version__
 from fhirtis.clinical.facts import FhirTime, Measure
+from fhirtis.clinical.frozen import fast_frozen_init
 from fhirtis.clinical.ivig import Cycle, Exposure
 from fhirtis.clinical.patient import PatientEvaluation
 from fhirtis.clinical.policy import DosingWeightBasis, Policy, Population
@@ -61,7 +62,8 @@ IF_NONE_EXIST_PREFIX = f"identifier={IDENTIFIER_SYSTEM}|"
 """What a conditional create's query starts with, before the business identifier."""
 
 
-@dataclass(frozen=True)
+@fast_frozen_init
+@dataclass(frozen=True, slots=True)
 class Derived:
     """One derived resource, its business identifier value, and (for types without an
     ``identifier`` search parameter) the search that finds it.
