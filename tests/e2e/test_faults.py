@@ -48,7 +48,7 @@ class FaultyTransport(httpx.AsyncBaseTransport):
         await self.inner.aclose()
 
 
-def run_with(base: str, transport: FaultyTransport) -> PatientRun:
+def run_with(base: str, transport: httpx.AsyncBaseTransport) -> PatientRun:
     async def go() -> PatientRun:
         config = FhirClientConfig(base_url=base, retry_budget_seconds=5)
         async with (
@@ -171,18 +171,6 @@ def _derived_observations(base: str) -> set[str]:
     }
 
 
-def _run_dropping(base: str, transport: DropFirstAnswer) -> PatientRun:
-    async def go() -> PatientRun:
-        config = FhirClientConfig(base_url=base, retry_budget_seconds=5)
-        async with (
-            httpx.AsyncClient(transport=transport) as http,
-            FhirClient(config, http=http) as client,
-        ):
-            return await run_patient(client, "p1", Settings(), write=True)
-
-    return asyncio.run(go())
-
-
 @pytest.mark.parametrize("profile", ["oracle-like", "no-transaction"])
 def test_a_create_whose_answer_was_lost_is_still_named_by_a_provenance(
     fhir_base: str, fhir_server: FhirTestServer, profile: str
@@ -196,7 +184,7 @@ def test_a_create_whose_answer_was_lost_is_still_named_by_a_provenance(
     transport = DropFirstAnswer(
         lambda r: r.method == "POST" and r.url.path.endswith("/Observation")
     )
-    result = _run_dropping(fhir_base, transport)
+    result = run_with(fhir_base, transport)
     assert transport.dropped, "the fault was not injected"
     assert result.status is RunStatus.WRITTEN, result.error
     fhir_server.set_profile("full")
@@ -218,7 +206,7 @@ def test_an_update_whose_answer_was_lost_is_still_named_by_a_provenance(
     assert _provenance_targets(fhir_base)[edited] == 1  # the first run's
     fhir_server.set_profile("no-transaction")
     transport = DropFirstAnswer(lambda r: r.method == "PUT" and r.url.path.endswith(edited))
-    result = _run_dropping(fhir_base, transport)
+    result = run_with(fhir_base, transport)
     assert transport.dropped, "the fault was not injected"
     assert result.status is RunStatus.WRITTEN, result.error
     fhir_server.set_profile("full")

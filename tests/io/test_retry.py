@@ -13,6 +13,7 @@ from pytest_httpx import HTTPXMock
 from fhirtis.io import (
     FhirClient,
     FhirClientConfig,
+    FhirResponse,
     TooManyRetries,
     WriteOutcomeUnknown,
 )
@@ -255,6 +256,15 @@ async def test_plain_create_timeout_is_not_resent(httpx_mock: HTTPXMock, fhir: F
     assert len(httpx_mock.get_requests()) == 1
 
 
+async def _conditional_create(fhir: FhirClient) -> FhirResponse:
+    return await fhir.request(
+        "POST",
+        "Observation",
+        json={"resourceType": "Observation"},
+        headers={"If-None-Exist": "identifier=urn:x|1"},
+    )
+
+
 async def test_conditional_create_timeout_is_retried(
     httpx_mock: HTTPXMock, fhir: FhirClient
 ) -> None:
@@ -262,12 +272,7 @@ async def test_conditional_create_timeout_is_retried(
     httpx_mock.add_exception(httpx.ReadTimeout("t"), method="POST", url=url)
     httpx_mock.add_response(method="POST", url=url, status_code=201, headers={"ETag": 'W/"1"'})
     async with fhir:
-        response = await fhir.request(
-            "POST",
-            "Observation",
-            json={"resourceType": "Observation"},
-            headers={"If-None-Exist": "identifier=urn:x|1"},
-        )
+        response = await _conditional_create(fhir)
     assert response.status == 201
     assert response.etag == 'W/"1"'
     assert len(httpx_mock.get_requests()) == 2
@@ -292,12 +297,7 @@ async def test_an_answer_after_a_try_that_may_have_reached_the_server_says_so(
         httpx_mock.add_exception(first, method="POST", url=url)
     httpx_mock.add_response(method="POST", url=url, status_code=200)  # "exists"
     async with fhir:
-        response = await fhir.request(
-            "POST",
-            "Observation",
-            json={"resourceType": "Observation"},
-            headers={"If-None-Exist": "identifier=urn:x|1"},
-        )
+        response = await _conditional_create(fhir)
     assert response.status == 200
     assert response.resent is resent
     assert len(httpx_mock.get_requests()) == 2
@@ -308,12 +308,7 @@ async def test_an_answer_to_the_first_try_is_not_resent(
 ) -> None:
     httpx_mock.add_response(method="POST", url=f"{BASE}/Observation", status_code=201)
     async with fhir:
-        response = await fhir.request(
-            "POST",
-            "Observation",
-            json={"resourceType": "Observation"},
-            headers={"If-None-Exist": "identifier=urn:x|1"},
-        )
+        response = await _conditional_create(fhir)
     assert response.status == 201 and response.resent is False
 
 
