@@ -14,6 +14,7 @@ import pytest
 
 import fhirtis
 from fhirtis.clinical.frozen import fast_frozen_init
+from fhirtis.clinical.notes import Note, Severity
 
 
 def _twins() -> tuple[type[Any], type[Any]]:
@@ -79,17 +80,13 @@ def test_bad_calls_fail_as_the_dataclass_does(
 
 
 def test_records_stay_frozen_hashable_replaceable_and_picklable() -> None:
-    from fhirtis.clinical.notes import Note, Severity
-
     note = Note(Severity.WARNING, "code", "message")
     with pytest.raises(dataclasses.FrozenInstanceError):
         note.code = "other"  # type: ignore[misc]
     with pytest.raises(dataclasses.FrozenInstanceError):
         del note.code  # type: ignore[misc]
     assert hash(note) == hash(Note(Severity.WARNING, "code", "message"))
-    assert dataclasses.replace(note, source="s") == Note(
-        Severity.WARNING, "code", "message", "s"
-    )
+    assert dataclasses.replace(note, source="s") == Note(Severity.WARNING, "code", "message", "s")
     assert pickle.loads(pickle.dumps(note)) == note
 
 
@@ -111,8 +108,8 @@ def test_post_init_is_still_called() -> None:
 @pytest.mark.parametrize(
     "decorate",
     [
-        lambda c: dataclass(frozen=True)(c),  # no slots
-        lambda c: dataclass(slots=True)(c),  # not frozen
+        dataclass(frozen=True),  # no slots
+        dataclass(slots=True),  # not frozen
         lambda c: c,  # not a dataclass
     ],
 )
