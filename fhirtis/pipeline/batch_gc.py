@@ -27,16 +27,21 @@ BATCH_GEN0_THRESHOLD = 50_000
 _lock = threading.Lock()
 _active = 0
 _saved: tuple[int, int, int] | None = None
+_froze = False  # this module froze (and so unfreezes) the objects alive at the first batch
 
 
 @contextmanager
 def batch_gc() -> Iterator[None]:
-    """Run the body with the batch settings (see the module's docstring)."""
-    global _active, _saved  # noqa: PLW0603 - the process's collector is one, global state
+    """Run the body with the batch settings (see the module's docstring). Where something else
+    in the process has already frozen objects (a server that freezes after start-up), that
+    freeze is left as it is: the batch neither adds to it nor undoes it."""
+    global _active, _saved, _froze  # noqa: PLW0603 - the process's collector is one, global state
     with _lock:
         if _active == 0:
             _saved = gc.get_threshold()
-            gc.freeze()
+            _froze = gc.get_freeze_count() == 0
+            if _froze:
+                gc.freeze()
             gc.set_threshold(BATCH_GEN0_THRESHOLD, _saved[1], _saved[2])
         _active += 1
     try:
@@ -46,5 +51,6 @@ def batch_gc() -> Iterator[None]:
             _active -= 1
             if _active == 0 and _saved is not None:
                 gc.set_threshold(*_saved)
-                gc.unfreeze()
-                _saved = None
+                if _froze:
+                    gc.unfreeze()
+                _saved, _froze = None, False

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,17 +17,35 @@ from fhirtis.settings import Settings
 from tests.synthetic import make_cohort, write_ndjson
 
 
-def test_batch_settings_hold_inside_and_the_old_ones_come_back() -> None:
+@pytest.fixture
+def nothing_frozen() -> Iterator[None]:
+    """The process's collector with no frozen objects (as at start-up), then as it was."""
+    was_frozen = gc.get_freeze_count() > 0
+    gc.unfreeze()
+    yield
+    if was_frozen:
+        gc.freeze()
+
+
+def test_batch_settings_hold_inside_and_the_old_ones_come_back(nothing_frozen: None) -> None:
     before = gc.get_threshold()
-    frozen_before = gc.get_freeze_count()
     with batch_gc():
         assert gc.get_threshold() == (BATCH_GEN0_THRESHOLD, before[1], before[2])
-        assert gc.get_freeze_count() > frozen_before
+        assert gc.get_freeze_count() > 0
         with batch_gc():  # nested: the outer batch's settings stay
             pass
         assert gc.get_threshold()[0] == BATCH_GEN0_THRESHOLD
     assert gc.get_threshold() == before
-    assert gc.get_freeze_count() == frozen_before
+    assert gc.get_freeze_count() == 0
+
+
+def test_a_freeze_made_by_someone_else_is_left_as_it_is(nothing_frozen: None) -> None:
+    gc.freeze()  # e.g. a server process after its start-up
+    frozen = gc.get_freeze_count()
+    with batch_gc():
+        assert gc.get_freeze_count() == frozen
+        assert gc.get_threshold()[0] == BATCH_GEN0_THRESHOLD
+    assert gc.get_freeze_count() == frozen
 
 
 def test_overlapping_batches_in_threads_restore_once_the_last_ends() -> None:
@@ -76,9 +95,7 @@ def test_a_partition_is_evaluated_under_the_batch_settings(
 
     monkeypatch.setattr(registry_evaluate, "evaluate_resources", spy)
     before = gc.get_threshold()
-    result = evaluate_partition(
-        str(out), 0, Settings().model_dump_json(), {}, keep_derived=False
-    )
+    result = evaluate_partition(str(out), 0, Settings().model_dump_json(), {}, keep_derived=False)
     assert [o.error for o in result.outcomes] == [None, None, None]
     assert seen == [BATCH_GEN0_THRESHOLD] * 3
     assert gc.get_threshold() == before
