@@ -582,14 +582,19 @@ class Plannable(Protocol):
 
 
 @dataclass
-class _Unconfirmed:
-    """Writes of this run whose answer was lost (a plain create or a batch whose answer never
-    came, an If-Match update whose retry met 412): each may have been made. Where the re-plan
-    finds one made (unchanged now), the run's next Provenance names it with what it writes, or
-    on its own when nothing else is to be written, so no derived resource is left unnamed."""
+class _Naming:
+    """What the run's Provenances must still name, and whether the server refused them.
+
+    Writes of this run whose answer was lost (a plain create or a batch whose answer never
+    came, an If-Match update whose retry met 412) may have been made. Where the re-plan finds
+    one made (unchanged now), the run's next Provenance names it with what it writes, or on its
+    own when nothing else is to be written, so no derived resource is left unnamed. A server
+    that refuses the Provenance (its statement said nothing, or was wrong) is learnt from, and
+    the run reports the Provenance "not written"."""
 
     identifiers: set[str] = field(default_factory=set)  # derived identifiers, outcome unknown
     targets: list[str] = field(default_factory=list)  # ``Type/id`` found made, to be named
+    refused: bool = False  # the server refused a Provenance of this run
 
     def lost(self, writes: Iterable[PlannedWrite]) -> None:
         self.identifiers.update(w.derived.identifier for w in writes)
@@ -620,7 +625,7 @@ async def settle(
     requests = {} if requests is None else requests
     writer = client.writer()
     sent_before = False  # a write was sent whose outcome we learn only by re-reading
-    unconfirmed = _Unconfirmed()
+    naming = _Naming()
     plan: WritePlan | None = None
     duplicates: list[str] = []  # found after search-then-create, kept (delete refused)
     for attempt in range(MAX_REPLANS + MAX_LEARN + 1):
@@ -630,15 +635,15 @@ async def settle(
         except FhirClientError as exc:
             return _failed(patient_id, plan, exc, requests)
         plan = evaluated.plan(existing)
-        unconfirmed.found_in(plan)
+        naming.found_in(plan)
         shape = write_plan(caps, {d.resource_type for d in evaluated.derived})
         writes, not_written = _writable(plan, caps, shape)
-        if not writes and write and unconfirmed.targets and shape.provenance:
+        if not writes and write and naming.targets and shape.provenance:
             try:
                 # nothing else to write: the plan has no Provenance; the one of a plan
                 # against nothing has the same sources and time
                 provenance = _provenance_of(evaluated.plan(None))
-                await _post_provenance(writer, provenance, [], requests, unconfirmed)
+                await _post_provenance(writer, provenance, [], requests, naming)
             except FhirClientError as exc:
                 return _failed(patient_id, plan, exc, requests)
         if not writes:
@@ -649,7 +654,7 @@ async def settle(
                 None,
                 plan,
                 requests=requests,
-                not_written=not_written,
+                not_written=_with_refused_provenance(not_written, naming),
                 duplicates=duplicates,
             )
         if not write:
@@ -665,14 +670,12 @@ async def settle(
         writes_before = requests.get("write", 0)
         try:
             if shape.mode == "transaction":
-                await _write_transaction(writer, writes, provenance, requests, unconfirmed)
+                await _write_transaction(writer, writes, provenance, requests, naming)
             elif shape.mode == "batch":
-                await _write_batch(
-                    writer, writes, provenance, shape, requests, duplicates, unconfirmed
-                )
+                await _write_batch(writer, writes, provenance, shape, requests, duplicates, naming)
             else:
                 await _write_singles(
-                    writer, writes, provenance, shape, requests, duplicates, unconfirmed
+                    writer, writes, provenance, shape, requests, duplicates, naming
                 )
         except _Learned as learned:
             writer.learn(learned.refused)
@@ -689,7 +692,7 @@ async def settle(
             continue
         except FhirClientError as exc:
             run = _failed(patient_id, plan, exc, requests)
-            run.not_written = not_written
+            run.not_written = _with_refused_provenance(not_written, naming)
             run.duplicates = duplicates
             return run
         log.info(
@@ -704,7 +707,7 @@ async def settle(
             None,
             plan,
             requests=requests,
-            not_written=not_written,
+            not_written=_with_refused_provenance(not_written, naming),
             duplicates=duplicates,
         )
     return PatientRun(
@@ -731,6 +734,14 @@ def _failed(
         error_status=status_for(exc),
         error_code=code_for(exc),
     )
+
+
+def _with_refused_provenance(not_written: list[NotWritten], naming: _Naming) -> list[NotWritten]:
+    """``not_written`` and, where the server refused a Provenance of this run, the Provenance."""
+    if naming.refused and all(n.resource_type != "Provenance" for n in not_written):
+        reason = "the server does not allow creating Provenance"
+        return [*not_written, NotWritten("Provenance", "", reason)]
+    return not_written
 
 
 def _writable(
@@ -786,13 +797,13 @@ async def _write_transaction(
     writes: Sequence[PlannedWrite],
     provenance: Json | None,
     requests: dict[str, int],
-    unconfirmed: _Unconfirmed,
+    naming: _Naming,
 ) -> None:
     """One transaction of the writes and their Provenance (all or nothing: a lost answer
     leaves nothing unnamed)."""
     entries = [_entry(w, conditional=True) for w in writes]
     if provenance is not None:
-        targets = [*unconfirmed.targets, *(_target(w) for w in writes)]
+        targets = [*naming.targets, *(_target(w) for w in writes)]
         prov = {**provenance, "target": [{"reference": t} for t in targets]}
         entries.append({"resource": prov, "request": {"method": "POST", "url": "Provenance"}})
     requests["write"] = requests.get("write", 0) + 1
@@ -805,7 +816,7 @@ async def _write_transaction(
             raise _Learned(Refused("transaction")) from exc
         raise
     if provenance is not None:
-        unconfirmed.targets.clear()
+        naming.targets.clear()
 
 
 def _reference(location: str | None, fallback: str) -> str:
@@ -823,7 +834,7 @@ async def _write_batch(
     shape: WritePlanShape,
     requests: dict[str, int],
     duplicates: list[str],
-    unconfirmed: _Unconfirmed,
+    naming: _Naming,
 ) -> None:
     """One batch of creates (conditional where the server has it) and If-Match updates, then
     one Provenance naming what the batch changed."""
@@ -838,16 +849,17 @@ async def _write_batch(
             raise _Learned(Refused("batch")) from exc
         raise
     except WriteOutcomeUnknown:
-        unconfirmed.lost(writes)
+        naming.lost(writes)
         raise
     answers = response.get("entry") or []
     if len(answers) != len(entries):
-        unconfirmed.lost(writes)
+        naming.lost(writes)
         raise WriteOutcomeUnknown(
             "the server's batch response does not answer every entry", method="POST", url="(batch)"
         )
     changed: list[str] = []
     conflict = False
+    failure: Exception | None = None  # the first entry that failed, raised once all is named
     plain: list[PlannedWrite] = []
     for w, entry in zip(writes, answers, strict=True):
         status = _entry_status(entry)
@@ -861,24 +873,29 @@ async def _write_batch(
                 plain.append(w)
             continue
         outcome = _entry_outcome(entry)
+        rtype = w.derived.resource_type
         if status == 412:
             conflict = True
+        elif failure is not None:
+            continue
         elif is_refusal(status, outcome):
-            rtype = w.derived.resource_type
             if w.action is Action.CREATE and shape.conditional_create.get(rtype, False):
-                raise _Learned(Refused("conditional-create", rtype))
-            raise _Learned(
-                Refused("interaction", rtype, "create" if w.action is Action.CREATE else "update")
-            )
+                failure = _Learned(Refused("conditional-create", rtype))
+            else:
+                action = "create" if w.action is Action.CREATE else "update"
+                failure = _Learned(Refused("interaction", rtype, action))
         else:
-            raise FhirServerError(
-                f"batch entry {w.derived.resource_type} failed with status {status or '?'}",
+            failure = FhirServerError(
+                f"batch entry {rtype} failed with status {status or '?'}",
                 status=status,
-                url=w.derived.resource_type,
+                url=rtype,
                 operation_outcome=outcome,
             )
+    # what the batch wrote is written: named by the Provenance even if other entries failed
     await _check_duplicates(writer, plain, requests, duplicates)
-    await _post_provenance(writer, provenance, changed, requests, unconfirmed)
+    await _post_provenance(writer, provenance, changed, requests, naming)
+    if failure is not None:
+        raise failure
     if conflict:
         raise PreconditionFailed(
             "a resource changed since it was read (If-Match)", status=412, url="(batch)"
@@ -892,7 +909,7 @@ async def _write_singles(
     shape: WritePlanShape,
     requests: dict[str, int],
     duplicates: list[str],
-    unconfirmed: _Unconfirmed,
+    naming: _Naming,
 ) -> None:
     """Single requests in a safe order: creates, then If-Match updates, then the Provenance
     (last, so it names only what was written). A conditional create answered "exists" after a
@@ -916,7 +933,7 @@ async def _write_singles(
                         raise _Learned(kind or Refused("interaction", rtype, "create")) from exc
                     raise
                 except WriteOutcomeUnknown:
-                    unconfirmed.lost([w])
+                    naming.lost([w])
                     raise
                 if not conditional:
                     plain.append(w)
@@ -930,21 +947,21 @@ async def _write_singles(
                         "PUT", url, json={**d.resource, "id": w.existing_id}, headers=headers
                     )
                 except PreconditionFailed:
-                    unconfirmed.lost([w])  # a real change meanwhile, or our lost first try
+                    naming.lost([w])  # a real change meanwhile, or our lost first try
                     raise
                 except FhirServerError as exc:
                     if is_refusal(exc.status, exc.operation_outcome):
                         raise _Learned(Refused("interaction", rtype, "update")) from exc
                     raise
                 except WriteOutcomeUnknown:
-                    unconfirmed.lost([w])
+                    naming.lost([w])
                     raise
                 changed.append(url)
     finally:
         # what was written is written: name it in the one Provenance even if a later write fails
-        if changed or unconfirmed.targets:
+        if changed or naming.targets:
             await _check_duplicates(writer, plain, requests, duplicates)
-            await _post_provenance(writer, provenance, changed, requests, unconfirmed)
+            await _post_provenance(writer, provenance, changed, requests, naming)
 
 
 async def _check_duplicates(
@@ -1025,13 +1042,20 @@ async def _post_provenance(
     provenance: Json | None,
     changed: Sequence[str],
     requests: dict[str, int],
-    unconfirmed: _Unconfirmed,
+    naming: _Naming,
 ) -> None:
     """One Provenance naming ``changed`` and the lost writes found made (then named)."""
-    targets = [*unconfirmed.targets, *(t for t in changed if t not in unconfirmed.targets)]
+    targets = [*naming.targets, *(t for t in changed if t not in naming.targets)]
     if provenance is None or not targets:
         return
     prov = {**provenance, "target": [{"reference": t} for t in targets]}
     requests["write"] = requests.get("write", 0) + 1
-    await writer.request("POST", "Provenance", json=prov)
-    unconfirmed.targets.clear()
+    try:
+        await writer.request("POST", "Provenance", json=prov)
+    except FhirServerError as exc:
+        if not is_refusal(exc.status, exc.operation_outcome):
+            raise
+        # what it names is written; the server keeps no Provenance: learnt, and reported
+        writer.learn(Refused("interaction", "Provenance", "create"))
+        naming.refused = True
+    naming.targets.clear()

@@ -7,6 +7,7 @@ from collections import Counter
 from collections.abc import Callable
 
 import httpx
+import orjson
 import pytest
 
 from fhirtis.io import FhirClient, FhirClientConfig
@@ -213,3 +214,65 @@ def test_an_update_whose_answer_was_lost_is_still_named_by_a_provenance(
     notes = httpx.get(f"{fhir_base}/{edited}").json().get("note", [])
     assert {"text": "edited by someone else"} not in notes  # fhirtis's content again
     assert _provenance_targets(fhir_base)[edited] == 2
+
+
+class BatchRefusingFlags(httpx.AsyncBaseTransport):
+    """Forwards to the real server (its statement answering 404), but refuses transactions
+    (405) and, inside a batch, every Flag create (its entry answered 405 not-supported, the
+    others processed): a server whose batch takes some types and not others."""
+
+    def __init__(self) -> None:
+        self.inner = httpx.AsyncHTTPTransport()
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if request.method == "GET" and request.url.path.endswith("/metadata"):
+            return httpx.Response(404, request=request)
+        if request.method != "POST" or not request.url.path.rstrip("/").endswith("/fhir"):
+            return await self.inner.handle_async_request(request)
+        bundle = orjson.loads(request.content)
+        if bundle.get("type") == "transaction":
+            return httpx.Response(405, json=_NOT_SUPPORTED, request=request)
+        entries = bundle.get("entry", [])
+        refused = [
+            i
+            for i, e in enumerate(entries)
+            if e["request"]["method"] == "POST" and e["request"]["url"] == "Flag"
+        ]
+        kept = {**bundle, "entry": [e for i, e in enumerate(entries) if i not in refused]}
+        forwarded = httpx.Request(
+            request.method, request.url, headers=request.headers, content=orjson.dumps(kept)
+        )
+        forwarded.headers["Content-Length"] = str(len(forwarded.content))
+        response = await self.inner.handle_async_request(forwarded)
+        answered = orjson.loads(await response.aread())
+        answers = iter(answered.get("entry", []))
+        spliced = [
+            {"response": {"status": "405", "outcome": _NOT_SUPPORTED}}
+            if i in refused
+            else next(answers)
+            for i in range(len(entries))
+        ]
+        return httpx.Response(200, json={**answered, "entry": spliced}, request=request)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+_NOT_SUPPORTED = {
+    "resourceType": "OperationOutcome",
+    "issue": [{"severity": "error", "code": "not-supported"}],
+}
+
+
+def test_what_a_batch_wrote_is_named_even_when_other_entries_were_refused(
+    fhir_base: str,
+) -> None:
+    """One batch writes the Observations and is refused the Flag: the run learns the refusal
+    and reports the Flag not written, and the Observations that batch wrote are named by a
+    Provenance (they were left unnamed: the refusal was raised before the Provenance)."""
+    load(fhir_base, responder(dvt_after_cycle=2))
+    result = run_with(fhir_base, BatchRefusingFlags())
+    assert result.status is RunStatus.WRITTEN, result.error
+    assert {n.resource_type for n in result.not_written} == {"Flag"}
+    derived = _derived_observations(fhir_base)
+    assert derived and derived <= set(_provenance_targets(fhir_base))

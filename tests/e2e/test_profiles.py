@@ -212,3 +212,23 @@ async def test_two_writers_racing_without_conditional_create_leave_no_duplicate(
         again = await run_patient(client, "p1", Settings(), write=True)
     assert again.status.value == "unchanged"
     assert fhir_server.stats()["committed_writes"] == 0
+
+
+@pytest.mark.parametrize("statement", ["missing", "lie"])
+def test_refused_derived_types_are_learnt_and_reported_without_a_statement(
+    fhir_server: FhirTestServer, fhir_base: str, full_written: dict[str, int], statement: str
+) -> None:
+    """A registry store that takes Observations only and says nothing true about it: each
+    refusal teaches the run, the rest is written, and every type refused (Provenance too) is
+    reported "not written"."""
+    load(fhir_base, responder(dvt_after_cycle=2))
+    fhir_server.set_profile("read-only-for-derived-types", statement)
+    before = _counts(fhir_server)
+    code, out = _cli_run(fhir_base, "--write")
+    run = out["runs"][0]
+    assert run["status"] == "written", run.get("error")
+    written = {t: _counts(fhir_server)[t] - before[t] for t in WRITTEN}
+    lacks = LACKS["read-only-for-derived-types"]
+    assert written == {t: (0 if t in lacks else n) for t, n in full_written.items()}
+    not_written = {n["resourceType"] for n in run.get("not_written", [])}
+    assert not_written == {t for t in lacks if full_written[t]}, run
