@@ -616,12 +616,15 @@ async def settle(
     *,
     write: bool,
     requests: dict[str, int] | None = None,
+    name_unnamed: bool = False,
 ) -> PatientRun:
     """Plan the derived resources against what the write server holds (``client.writer()``:
     ``write_base_url`` if set) and, with ``write``, write what changed the way the server allows
     (transaction, batch, or single requests), re-reading and re-planning on 412, an unknown
     outcome or a refusal that taught something. Types the server cannot store are not attempted
-    (``not_written``). The returned run has no ``result``; :func:`run_patient` sets it."""
+    (``not_written``). ``name_unnamed`` (registry runs, which resume after a kill): stored
+    output that no Provenance names is named by this run's (one more search; see
+    :func:`_name_unnamed`). The returned run has no ``result``; :func:`run_patient` sets it."""
     requests = {} if requests is None else requests
     writer = client.writer()
     sent_before = False  # a write was sent whose outcome we learn only by re-reading
@@ -637,6 +640,8 @@ async def settle(
         plan = evaluated.plan(existing)
         naming.found_in(plan)
         shape = write_plan(caps, {d.resource_type for d in evaluated.derived})
+        if name_unnamed and write and attempt == 0 and shape.provenance:
+            await _name_unnamed(writer, plan, caps, requests, naming)
         writes, not_written = _writable(plan, caps, shape)
         if not writes and write and naming.targets and shape.provenance:
             try:
@@ -646,6 +651,7 @@ async def settle(
                 await _post_provenance(writer, provenance, [], requests, naming)
             except FhirClientError as exc:
                 return _failed(patient_id, plan, exc, requests)
+            sent_before = sent_before or not naming.refused
         if not writes:
             status = RunStatus.WRITTEN if sent_before else RunStatus.UNCHANGED
             return PatientRun(
@@ -734,6 +740,40 @@ def _failed(
         error_status=status_for(exc),
         error_code=code_for(exc),
     )
+
+
+async def _name_unnamed(
+    writer: FhirClient,
+    plan: WritePlan,
+    caps: Capabilities,
+    requests: dict[str, int],
+    naming: _Naming,
+) -> None:
+    """Derived resources found unchanged that no Provenance names (a run killed between its
+    writes and its Provenance, or one whose Provenance failed) go into this run's Provenance:
+    one search ``Provenance?target=…`` per run that finds stored output. A server that cannot
+    search Provenance by target leaves them as they are (said in the log)."""
+    stored = [
+        f"{w.derived.resource_type}/{w.existing_id}"
+        for w in plan.writes
+        if w.action is Action.UNCHANGED and w.existing_id
+    ]
+    if not stored or not caps.allows("Provenance", "search-type"):
+        return
+    named: set[str] = set()
+    requests["read"] = requests.get("read", 0) + 1
+    try:
+        async for entry in writer.search("Provenance", {"target": ",".join(stored)}):
+            resource = entry.get("resource") or {}
+            for target in resource.get("target") or []:
+                if isinstance(target, dict) and isinstance(target.get("reference"), str):
+                    named.add(_reference(target["reference"], target["reference"]))
+    except FhirServerError as exc:
+        log.info("Provenance search by target not answered (HTTP %s): not checked", exc.status)
+        return
+    for ref in stored:
+        if ref not in named and ref not in naming.targets:
+            naming.targets.append(ref)
 
 
 def _with_refused_provenance(not_written: list[NotWritten], naming: _Naming) -> list[NotWritten]:

@@ -11,7 +11,8 @@ import orjson
 import pytest
 
 from fhirtis.io import FhirClient, FhirClientConfig
-from fhirtis.pipeline.server import PatientRun, RunStatus, run_patient
+from fhirtis.pipeline.offline import evaluate_patient_resources
+from fhirtis.pipeline.server import PatientRun, RunStatus, pull_patient, run_patient, settle
 from fhirtis.settings import Settings
 from tests.e2e.test_run import load, search
 from tests.fhir.patients import responder
@@ -276,3 +277,48 @@ def test_what_a_batch_wrote_is_named_even_when_other_entries_were_refused(
     assert {n.resource_type for n in result.not_written} == {"Flag"}
     derived = _derived_observations(fhir_base)
     assert derived and derived <= set(_provenance_targets(fhir_base))
+
+
+class FailingProvenance(httpx.AsyncBaseTransport):
+    """Forwards to the real server, but every Provenance create gets a 500 (not a refusal)."""
+
+    def __init__(self) -> None:
+        self.inner = httpx.AsyncHTTPTransport()
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if request.method == "POST" and request.url.path.endswith("/Provenance"):
+            return httpx.Response(500, json=_NOT_SUPPORTED, request=request)
+        return await self.inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+def test_a_registry_settle_names_stored_output_that_no_provenance_names(
+    fhir_base: str, fhir_server: FhirTestServer
+) -> None:
+    """Every derived resource written, its Provenance lost (a 500; a kill would do the same):
+    a plain re-run finds everything unchanged and writes nothing; a registry settle
+    (``name_unnamed``) finds that no Provenance names them and posts one that does."""
+    load(fhir_base, responder(dvt_after_cycle=2))
+    fhir_server.set_profile("no-transaction")
+    failed = run_with(fhir_base, FailingProvenance())
+    assert failed.status is RunStatus.FAILED
+    fhir_server.set_profile("full")
+    derived = _derived_observations(fhir_base)
+    assert derived and not _provenance_targets(fhir_base)
+    assert run_with(fhir_base, httpx.AsyncHTTPTransport()).status is RunStatus.UNCHANGED
+
+    async def registry_settle() -> PatientRun:
+        async with FhirClient(FhirClientConfig(base_url=fhir_base)) as client:
+            settings = Settings()
+            resources = await pull_patient(client, "p1", settings, {})
+            result = evaluate_patient_resources(resources, settings)
+            return await settle(client, "p1", result, write=True, name_unnamed=True)
+
+    named = asyncio.run(registry_settle())
+    assert named.status is RunStatus.WRITTEN, named.error
+    assert derived <= set(_provenance_targets(fhir_base))
+    again = asyncio.run(registry_settle())  # all named now: nothing is written
+    assert again.status is RunStatus.UNCHANGED
+    assert len(search(fhir_base, "Provenance")) == 1

@@ -295,6 +295,14 @@ def test_sigkill_mid_write_then_resume_on_no_transaction(
     targets = [t["reference"] for p in provenances for t in p["target"]]
     assert len(targets) == len(set(targets))
     assert len(provenances) == N  # the killed patient's Provenance was posted on resume
+    # ... and names the two resources written before the kill too: every derived resource is
+    # named by a Provenance
+    stored = {
+        f"{rtype}/{r['id']}"
+        for rtype in DERIVED_TYPES
+        for r in search(fhir_base, rtype, identifier=f"{DERIVED_SYSTEM}|")
+    }
+    assert stored and stored <= set(targets)
 
     # And nothing is left to write: a fresh ledger finds every patient unchanged.
     fhir_server.reset_stats()
