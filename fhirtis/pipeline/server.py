@@ -742,6 +742,11 @@ def _failed(
     )
 
 
+_MAX_PROVENANCES_READ = 1000
+"""Provenances :func:`_name_unnamed` reads at most for one patient (each write of a patient's
+output posts one: a thousand is years of monthly runs; more means the search was not one)."""
+
+
 async def _name_unnamed(
     writer: FhirClient,
     plan: WritePlan,
@@ -758,12 +763,20 @@ async def _name_unnamed(
         for w in plan.writes
         if w.action is Action.UNCHANGED and w.existing_id
     ]
-    if not stored or not caps.allows("Provenance", "search-type"):
+    if (
+        not stored
+        or not caps.allows("Provenance", "search-type")
+        or caps.search_param("Provenance", ("target",)) is None
+    ):
         return
     named: set[str] = set()
-    requests["read"] = requests.get("read", 0) + 1
+    seen = 0
     try:
         async for entry in writer.search("Provenance", {"target": ",".join(stored)}):
+            seen += 1
+            if seen > _MAX_PROVENANCES_READ:  # a server that ignored ``target`` lists them all
+                log.info("Provenance search by target gave too many: not checked")
+                return
             resource = entry.get("resource") or {}
             for target in resource.get("target") or []:
                 if isinstance(target, dict) and isinstance(target.get("reference"), str):
@@ -771,6 +784,8 @@ async def _name_unnamed(
     except FhirServerError as exc:
         log.info("Provenance search by target not answered (HTTP %s): not checked", exc.status)
         return
+    finally:
+        requests["read"] = requests.get("read", 0) + 1
     for ref in stored:
         if ref not in named and ref not in naming.targets:
             naming.targets.append(ref)
