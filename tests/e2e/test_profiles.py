@@ -227,6 +227,7 @@ def test_refused_derived_types_are_learnt_and_reported_without_a_statement(
     code, out = _cli_run(fhir_base, "--write")
     run = out["runs"][0]
     assert run["status"] == "written", run.get("error")
+    assert code == 0
     written = {t: _counts(fhir_server)[t] - before[t] for t in WRITTEN}
     lacks = LACKS["read-only-for-derived-types"]
     assert written == {t: (0 if t in lacks else n) for t, n in full_written.items()}
