@@ -53,28 +53,37 @@ def full_written(fhir_server: FhirTestServer) -> dict[str, int]:
     return {t: after[t] - before[t] for t in WRITTEN}
 
 
+def _written_on(
+    server: FhirTestServer, full_written: dict[str, int], profile: str, statement: str = "truthful"
+) -> Json:
+    """``fhirtis run --write`` on ``profile``: written, exit 0, every type but those the profile
+    lacks stored as on the full profile, and exactly the lacking ones reported not written."""
+    load(server.base_url, responder(dvt_after_cycle=2))  # loaded on the full profile
+    server.set_profile(profile, statement)
+    before = _counts(server)
+    code, out = _cli_run(server.base_url, "--write")
+    run: Json = out["runs"][0]
+    assert run["status"] == "written", run.get("error")
+    assert code == 0
+    written = {t: _counts(server)[t] - before[t] for t in WRITTEN}
+    assert written == {t: (0 if t in LACKS[profile] else n) for t, n in full_written.items()}
+    not_written = {n["resourceType"] for n in run.get("not_written", [])}
+    assert not_written == {t for t in LACKS[profile] if full_written[t]}, run
+    return run
+
+
 @pytest.mark.parametrize("profile", PROFILES)
 def test_run_write_then_rerun_commits_nothing(
     fhir_server: FhirTestServer, fhir_base: str, full_written: dict[str, int], profile: str
 ) -> None:
-    load(fhir_base, responder(dvt_after_cycle=2))  # loaded on the full profile
-    fhir_server.set_profile(profile)
-    before = _counts(fhir_server)
-    code, out = _cli_run(fhir_base, "--write")
-    run = out["runs"][0]
-    assert run["status"] == "written", run.get("error")
-    assert code == 0
-    written = {t: _counts(fhir_server)[t] - before[t] for t in WRITTEN}
-    expected = {t: (0 if t in LACKS[profile] else n) for t, n in full_written.items()}
-    assert written == expected
-    not_written = {n["resourceType"] for n in run.get("not_written", [])}
-    assert not_written == {t for t in LACKS[profile] if full_written[t]}
+    run = _written_on(fhir_server, full_written, profile)
     for n in run.get("not_written", []):
         if n["resourceType"] in {"Flag", "DetectedIssue"}:
             assert n["reason"].startswith("the server does not")
     fhir_server.reset_stats()
     code, out = _cli_run(fhir_base, "--write")
     assert out["runs"][0]["status"] == "unchanged"
+    assert code == 0
     assert fhir_server.stats()["committed_writes"] == 0
 
 
@@ -221,15 +230,4 @@ def test_refused_derived_types_are_learnt_and_reported_without_a_statement(
     """A registry store that takes Observations only and says nothing true about it: each
     refusal teaches the run, the rest is written, and every type refused (Provenance too) is
     reported "not written"."""
-    load(fhir_base, responder(dvt_after_cycle=2))
-    fhir_server.set_profile("read-only-for-derived-types", statement)
-    before = _counts(fhir_server)
-    code, out = _cli_run(fhir_base, "--write")
-    run = out["runs"][0]
-    assert run["status"] == "written", run.get("error")
-    assert code == 0
-    written = {t: _counts(fhir_server)[t] - before[t] for t in WRITTEN}
-    lacks = LACKS["read-only-for-derived-types"]
-    assert written == {t: (0 if t in lacks else n) for t, n in full_written.items()}
-    not_written = {n["resourceType"] for n in run.get("not_written", [])}
-    assert not_written == {t for t in lacks if full_written[t]}, run
+    _written_on(fhir_server, full_written, "read-only-for-derived-types", statement)
