@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from decimal import Decimal
 from enum import StrEnum
-from functools import lru_cache
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -187,14 +186,19 @@ class Policy(BaseModel):
 
     def as_record(self) -> dict[str, str]:
         """The policy as flat strings, for results, reports and derived resources (a fresh
-        dict each time, made once per distinct policy: the policy is frozen)."""
-        try:
-            return dict(_record_of(self))
-        except TypeError:  # a value that cannot be hashed: made afresh
-            return _record_of.__wrapped__(self)
+        dict each time, made once per policy object: the policy is frozen). Kept by the
+        object's identity, not its hash: hashing a model hashes every field, on every call."""
+        entry = _RECORDS.get(id(self))
+        if entry is None or entry[0] is not self:
+            if len(_RECORDS) >= 64:
+                _RECORDS.clear()
+            entry = _RECORDS[id(self)] = (self, _record_of(self))  # holds self: id not reused
+        return dict(entry[1])
 
 
-@lru_cache(maxsize=64)
+_RECORDS: dict[int, tuple[Policy, dict[str, str]]] = {}
+
+
 def _record_of(policy: Policy) -> dict[str, str]:
     out: dict[str, str] = {}
     for name, value in policy.model_dump(mode="json").items():
