@@ -126,15 +126,11 @@ def test_check_value_range_verdict_is_in_range() -> None:
 
 def test_policy_records_follow_the_policy_object_and_are_fresh_dicts() -> None:
     """as_record is made once per policy object (frozen), and every call gets its own dict."""
-    from decimal import Decimal
-
-    from fhirtis.clinical.policy import Policy
-
     policy = Policy()
     first, second = policy.as_record(), policy.as_record()
     assert first == second and first is not second
     first["target_dose_g_per_kg"] = "changed"
     assert policy.as_record()["target_dose_g_per_kg"] == "2"
-    other = Policy(target_dose_g_per_kg=Decimal("1.5"))
+    other = Policy(target_dose_g_per_kg=D("1.5"))
     assert other.as_record()["target_dose_g_per_kg"] == "1.5"
     assert Policy().as_record() == second
