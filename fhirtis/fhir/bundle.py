@@ -19,6 +19,8 @@ from fhirtis.fhir.primitives import ID_FULLMATCH, is_id
 
 Json = dict[str, Any]
 
+_SUBJECT_KEYS = ("subject", "patient")
+
 
 @dataclass(frozen=True)
 class PatientResources:
@@ -170,17 +172,12 @@ def _collect(doc: Json, where: str, found: _Found, *, listed: bool) -> None:
             if resource_type == "Patient":
                 found.patients.add(f"Patient/{resource_id}")
                 continue
-        # its subject and patient references (the two keys unrolled)
-        value = resource.get("subject")
-        if isinstance(value, dict):
-            reference = value.get("reference")
-            if isinstance(reference, str):
-                references.add(reference)
-        value = resource.get("patient")
-        if isinstance(value, dict):
-            reference = value.get("reference")
-            if isinstance(reference, str):
-                references.add(reference)
+        for key in _SUBJECT_KEYS:
+            value = resource.get(key)
+            if isinstance(value, dict):
+                reference = value.get("reference")
+                if isinstance(reference, str):
+                    references.add(reference)
 
 
 _TOP_ENTRY_PATHS: list[str] = []
