@@ -106,6 +106,13 @@ async def app_client(
         service=ServiceSettings(**service),
         cds=cds or CdsSettings(),
     )
+    async with served(settings) as client:
+        yield client
+
+
+@asynccontextmanager
+async def served(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of the service made with ``settings``, its lifespan started."""
     app = create_app(settings)
     async with (
         app.router.lifespan_context(app),
@@ -491,11 +498,7 @@ async def test_a_hanging_fhir_server_is_answered_504_by_the_wait_cap(hostile: st
         fhir=FhirClientConfig(base_url=hostile), service=ServiceSettings(fhir_wait_seconds=1)
     )
     assert settings.service.evaluation_timeout_seconds == 60
-    app = create_app(settings)
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=BASE) as client,
-    ):
+    async with served(settings) as client:
         started = time.monotonic()
         r = await client.post(OP, headers=CALLER)
         assert r.status_code == 504, r.text
@@ -528,11 +531,7 @@ async def test_a_cap_on_pages_per_search(hostile: str) -> None:
     settings = Settings(
         fhir=FhirClientConfig(base_url=hostile, max_pages_per_search=5, retry_max_attempts=1),
     )
-    app = create_app(settings)
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=BASE) as client,
-    ):
+    async with served(settings) as client:
         r = await client.post(OP, headers=CALLER)
     assert r.status_code == 502, r.text
     assert "max_pages_per_search" in r.json()["issue"][0]["diagnostics"]
@@ -544,11 +543,7 @@ async def test_a_huge_fhir_answer_is_refused_as_it_arrives(hostile: str) -> None
     settings = Settings(
         fhir=FhirClientConfig(base_url=hostile, max_response_bytes=5_000_000, retry_max_attempts=1)
     )
-    app = create_app(settings)
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=BASE) as client,
-    ):
+    async with served(settings) as client:
         r = await client.post(OP, headers=CALLER)
     assert r.status_code == 502, r.text
     assert "max_response_bytes" in r.json()["issue"][0]["diagnostics"]
