@@ -21,8 +21,7 @@ import random
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 from urllib.parse import urlencode
 
 import httpx
@@ -31,6 +30,7 @@ import orjson
 from fhirtis.io import _capabilities, _responses, _urls
 from fhirtis.io._auth import build_auth
 from fhirtis.io._capabilities import Capabilities, Refused
+from fhirtis.io._closing import AsyncClosing
 from fhirtis.io._config import FhirClientConfig
 from fhirtis.io._errors import (
     FhirServerError,
@@ -107,7 +107,7 @@ class FhirResponse:
         return value
 
 
-class FhirClient:
+class FhirClient(AsyncClosing):
     """Async FHIR client for one server (``config.base_url``).
 
     ``http``: an ``httpx.AsyncClient`` to share (the caller closes it); by default the client
@@ -150,17 +150,6 @@ class FhirClient:
     @property
     def config(self) -> FhirClientConfig:
         return self._config
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     async def aclose(self) -> None:
         """Close the HTTP client if this client created it."""

@@ -16,14 +16,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Iterable, MutableMapping
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from fhirtis import __version__
 from fhirtis.io import _urls
+from fhirtis.io._closing import AsyncClosing
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ class TerminologyConfig(BaseModel):
         return value
 
 
-class TerminologyClient:
+class TerminologyClient(AsyncClosing):
     """Asks ``$subsumes``; use as ``async with TerminologyClient(config) as client``.
 
     ``cache`` may be shared between clients (e.g. across the patients of one run).
@@ -72,17 +72,6 @@ class TerminologyClient:
             headers=headers, timeout=config.timeout_seconds, transport=transport
         )
         self._limit = asyncio.Semaphore(config.concurrency)
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     async def aclose(self) -> None:
         await self._http.aclose()
