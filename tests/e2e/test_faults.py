@@ -322,3 +322,38 @@ def test_a_registry_settle_names_stored_output_that_no_provenance_names(
     again = asyncio.run(registry_settle())  # all named now: nothing is written
     assert again.status is RunStatus.UNCHANGED
     assert len(search(fhir_base, "Provenance")) == 1
+
+
+class ProvenanceSearchDown(httpx.AsyncBaseTransport):
+    """Forwards to the real server, but a search of Provenance never connects."""
+
+    def __init__(self) -> None:
+        self.inner = httpx.AsyncHTTPTransport()
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if request.method == "GET" and request.url.path.endswith("/Provenance"):
+            raise httpx.ConnectError("unreachable", request=request)
+        return await self.inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+def test_a_failed_provenance_check_leaves_the_registry_settle_as_it_was(fhir_base: str) -> None:
+    """The check for unnamed output is best effort: a search that cannot be made is logged,
+    and the patient's run goes on (nothing to write here: unchanged), never an exception."""
+    load(fhir_base, responder(dvt_after_cycle=2))
+    assert run_with(fhir_base, FaultyTransport()).status is RunStatus.WRITTEN
+
+    async def registry_settle() -> PatientRun:
+        config = FhirClientConfig(base_url=fhir_base, retry_max_attempts=1)
+        async with (
+            httpx.AsyncClient(transport=ProvenanceSearchDown()) as http,
+            FhirClient(config, http=http) as client,
+        ):
+            settings = Settings()
+            resources = await pull_patient(client, "p1", settings, {})
+            result = evaluate_patient_resources(resources, settings)
+            return await settle(client, "p1", result, write=True, name_unnamed=True)
+
+    assert asyncio.run(registry_settle()).status is RunStatus.UNCHANGED
