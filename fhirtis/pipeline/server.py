@@ -599,6 +599,10 @@ class _Naming:
     def lost(self, writes: Iterable[PlannedWrite]) -> None:
         self.identifiers.update(w.derived.identifier for w in writes)
 
+    def and_(self, changed: Iterable[str]) -> list[str]:
+        """What a Provenance names: the lost writes found made, then ``changed`` (each once)."""
+        return [*self.targets, *(t for t in changed if t not in self.targets)]
+
     def found_in(self, plan: WritePlan) -> None:
         """The lost writes that ``plan`` finds made; the others are in it to write again."""
         for w in plan.writes:
@@ -859,7 +863,7 @@ async def _write_transaction(
     leaves nothing unnamed)."""
     entries = [_entry(w, conditional=True) for w in writes]
     if provenance is not None:
-        targets = [*naming.targets, *(_target(w) for w in writes)]
+        targets = naming.and_(_target(w) for w in writes)
         prov = {**provenance, "target": [{"reference": t} for t in targets]}
         entries.append({"resource": prov, "request": {"method": "POST", "url": "Provenance"}})
     requests["write"] = requests.get("write", 0) + 1
@@ -1101,7 +1105,7 @@ async def _post_provenance(
     naming: _Naming,
 ) -> None:
     """One Provenance naming ``changed`` and the lost writes found made (then named)."""
-    targets = [*naming.targets, *(t for t in changed if t not in naming.targets)]
+    targets = naming.and_(changed)
     if provenance is None or not targets:
         return
     prov = {**provenance, "target": [{"reference": t} for t in targets]}
