@@ -12,8 +12,10 @@ source; changing them is possible but is a deliberate departure from the specifi
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from decimal import Decimal
 from enum import StrEnum
+from typing import Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -188,15 +190,29 @@ class Policy(BaseModel):
         """The policy as flat strings, for results, reports and derived resources (a fresh
         dict each time, made once per policy object: the policy is frozen). Kept by the
         object's identity, not its hash: hashing a model hashes every field, on every call."""
-        entry = _RECORDS.get(id(self))
-        if entry is None or entry[0] is not self:
-            if len(_RECORDS) >= 64:
-                _RECORDS.clear()
-            entry = _RECORDS[id(self)] = (self, _record_of(self))  # holds self: id not reused
-        return dict(entry[1])
+        return dict(_RECORDS(self))
 
 
-_RECORDS: dict[int, tuple[Policy, dict[str, str]]] = {}
+_T = TypeVar("_T")
+
+
+class PerPolicy(Generic[_T]):
+    """``make(policy)``, made once per policy object: a policy is frozen, so what is made from
+    it is the object's. Kept by the object's identity, not by its hash (hashing a model hashes
+    every field, on every call); an entry holds its policy, so the id is not reused while the
+    entry lives. At most ``size`` policies are kept (a run has one)."""
+
+    def __init__(self, make: Callable[[Policy], _T], size: int = 64) -> None:
+        self._make, self._size = make, size
+        self._made: dict[int, tuple[Policy, _T]] = {}
+
+    def __call__(self, policy: Policy) -> _T:
+        entry = self._made.get(id(policy))
+        if entry is None or entry[0] is not policy:
+            if len(self._made) >= self._size:
+                self._made.clear()
+            entry = self._made[id(policy)] = (policy, self._make(policy))
+        return entry[1]
 
 
 def _record_of(policy: Policy) -> dict[str, str]:
@@ -210,5 +226,7 @@ def _record_of(policy: Policy) -> dict[str, str]:
             out[name] = str(value)
     return out
 
+
+_RECORDS = PerPolicy(_record_of)
 
 DEFAULT_POLICY = Policy()

@@ -87,7 +87,7 @@ from fhirtis.clinical.ivig import (
 )
 from fhirtis.clinical.measures import check_value
 from fhirtis.clinical.notes import Note, missing, warning
-from fhirtis.clinical.policy import DEFAULT_POLICY, Policy
+from fhirtis.clinical.policy import DEFAULT_POLICY, PerPolicy, Policy
 from fhirtis.clinical.population import age_in_years
 from fhirtis.clinical.weight import Dated, PlausibleBody, dated, latest_on_or_before
 
@@ -284,25 +284,17 @@ class _PolicyTexts:
     max_rate_with_risk: str
 
 
-_TEXTS: dict[int, tuple[Policy, _PolicyTexts]] = {}
-
-
-def _texts_of(policy: Policy) -> _PolicyTexts:
-    """:class:`_PolicyTexts` of ``policy``, made once per policy object (a policy is frozen; the
-    cache holds the policy, so its id is not reused while its entry lives)."""
-    entry = _TEXTS.get(id(policy))
-    if entry is not None and entry[0] is policy:
-        return entry[1]
-    texts = _PolicyTexts(
+def _make_texts(policy: Policy) -> _PolicyTexts:
+    return _PolicyTexts(
         format_decimal(policy.obesity_bmi),
         format_decimal(policy.inflammation_pga_cm),
         format_decimal(policy.max_rate_mg_kg_min),
         format_decimal(policy.max_rate_with_risk_mg_kg_min),
     )
-    if len(_TEXTS) >= 64:
-        _TEXTS.clear()
-    _TEXTS[id(policy)] = (policy, texts)
-    return texts
+
+
+_texts_of = PerPolicy(_make_texts)
+""":class:`_PolicyTexts` of a policy, made once per policy object."""
 
 
 def _active(e: RiskEvidence, on: date) -> bool:

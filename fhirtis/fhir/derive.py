@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 from fractions import Fraction
-from functools import lru_cache
 from typing import Any, TypeVar
 from urllib.parse import quote
 
@@ -25,7 +24,7 @@ from fhirtis.clinical.facts import FhirTime, Measure
 from fhirtis.clinical.frozen import fast_frozen_init
 from fhirtis.clinical.ivig import Cycle, Exposure
 from fhirtis.clinical.patient import PatientEvaluation
-from fhirtis.clinical.policy import DosingWeightBasis, Policy, Population
+from fhirtis.clinical.policy import DosingWeightBasis, PerPolicy, Policy, Population
 from fhirtis.clinical.thrombosis import AssociatedEvent, RateFinding, ThrombosisAssessment
 from fhirtis.clinical.tis import Category, MeasureScore, TisResult, percent_text
 from fhirtis.fhir.codes import (
@@ -375,28 +374,14 @@ def _observation_head(meta: Json, ident: str, code: Json, patient_ref: str) -> J
     }
 
 
-@lru_cache(maxsize=64)
 def _policy_note_of(policy: Policy) -> Json:
     record = policy.as_record()
     return {"text": "fhirtis policy: " + "; ".join(f"{k}={v}" for k, v in record.items())}
 
 
-_LAST_POLICY_NOTE: list[tuple[Policy, Json]] = []  # the last policy and its note
-
-
-def _policy_note(policy: Policy) -> Json:
-    """The policy in force, as the note every derived resource carries (one run has one
-    policy: made once, shared by every resource; read-only, see Derived).
-
-    The last policy's note is kept with the policy object itself: a run passes the same object
-    for every patient, and hashing a pydantic model (for the cache of equal policies) costs
-    more than the rest of a patient's Flag. The policy is frozen, so the note is the object's."""
-    last = _LAST_POLICY_NOTE
-    if last and last[0][0] is policy:
-        return last[0][1]
-    note = _policy_note_of(policy)
-    last[:] = [(policy, note)]
-    return note
+_policy_note = PerPolicy(_policy_note_of)
+"""The policy in force, as the note every derived resource carries (one run has one policy:
+made once per policy object, shared by every resource; read-only, see Derived)."""
 
 
 # -- TIS ---------------------------------------------------------------------------------------
