@@ -21,11 +21,24 @@ from tests.fhir_test_server import FhirTestServer
 Hook = Callable[[httpx.Request, int], httpx.Response | None]
 
 
-class FaultyTransport(httpx.AsyncBaseTransport):
+class Forwarding(httpx.AsyncBaseTransport):
+    """Forwards every request to the real server (subclasses interfere with some)."""
+
+    def __init__(self) -> None:
+        self.inner = httpx.AsyncHTTPTransport()
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        return await self.inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+class FaultyTransport(Forwarding):
     """Forwards to the real server; ``before``/``after`` may interfere with transactions."""
 
     def __init__(self, before: Hook | None = None, drop_after: bool = False) -> None:
-        self.inner = httpx.AsyncHTTPTransport()
+        super().__init__()
         self.before = before
         self.drop_after = drop_after
         self.transactions = 0
@@ -45,9 +58,6 @@ class FaultyTransport(httpx.AsyncBaseTransport):
                 "connection dropped after the request was sent", request=request
             )
         return response
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()
 
 
 def run_with(base: str, transport: httpx.AsyncBaseTransport) -> PatientRun:
@@ -137,12 +147,12 @@ def test_concurrent_change_412_replans(fhir_base: str, fhir_server: FhirTestServ
     assert max(tis, key=lambda o: o["effectivePeriod"]["end"])["valueQuantity"]["value"] == 65
 
 
-class DropFirstAnswer(httpx.AsyncBaseTransport):
+class DropFirstAnswer(Forwarding):
     """Forwards to the real server; the answer to the first request ``matches`` picks is lost
     after the server has processed it (a dropped connection)."""
 
     def __init__(self, matches: Callable[[httpx.Request], bool]) -> None:
-        self.inner = httpx.AsyncHTTPTransport()
+        super().__init__()
         self.matches = matches
         self.dropped: list[str] = []
 
@@ -155,9 +165,6 @@ class DropFirstAnswer(httpx.AsyncBaseTransport):
                 "connection dropped after the request was sent", request=request
             )
         return response
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()
 
 
 def _provenance_targets(base: str) -> Counter[str]:
@@ -217,13 +224,10 @@ def test_an_update_whose_answer_was_lost_is_still_named_by_a_provenance(
     assert _provenance_targets(fhir_base)[edited] == 2
 
 
-class BatchRefusingFlags(httpx.AsyncBaseTransport):
+class BatchRefusingFlags(Forwarding):
     """Forwards to the real server (its statement answering 404), but refuses transactions
     (405) and, inside a batch, every Flag create (its entry answered 405 not-supported, the
     others processed): a server whose batch takes some types and not others."""
-
-    def __init__(self) -> None:
-        self.inner = httpx.AsyncHTTPTransport()
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         if request.method == "GET" and request.url.path.endswith("/metadata"):
@@ -255,9 +259,6 @@ class BatchRefusingFlags(httpx.AsyncBaseTransport):
         ]
         return httpx.Response(200, json={**answered, "entry": spliced}, request=request)
 
-    async def aclose(self) -> None:
-        await self.inner.aclose()
-
 
 _NOT_SUPPORTED = {
     "resourceType": "OperationOutcome",
@@ -279,19 +280,13 @@ def test_what_a_batch_wrote_is_named_even_when_other_entries_were_refused(
     assert derived and derived <= set(_provenance_targets(fhir_base))
 
 
-class FailingProvenance(httpx.AsyncBaseTransport):
+class FailingProvenance(Forwarding):
     """Forwards to the real server, but every Provenance create gets a 500 (not a refusal)."""
-
-    def __init__(self) -> None:
-        self.inner = httpx.AsyncHTTPTransport()
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         if request.method == "POST" and request.url.path.endswith("/Provenance"):
             return httpx.Response(500, json=_NOT_SUPPORTED, request=request)
         return await self.inner.handle_async_request(request)
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()
 
 
 def test_a_registry_settle_names_stored_output_that_no_provenance_names(
@@ -324,19 +319,13 @@ def test_a_registry_settle_names_stored_output_that_no_provenance_names(
     assert len(search(fhir_base, "Provenance")) == 1
 
 
-class ProvenanceSearchDown(httpx.AsyncBaseTransport):
+class ProvenanceSearchDown(Forwarding):
     """Forwards to the real server, but a search of Provenance never connects."""
-
-    def __init__(self) -> None:
-        self.inner = httpx.AsyncHTTPTransport()
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         if request.method == "GET" and request.url.path.endswith("/Provenance"):
             raise httpx.ConnectError("unreachable", request=request)
         return await self.inner.handle_async_request(request)
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()
 
 
 def test_a_failed_provenance_check_leaves_the_registry_settle_as_it_was(fhir_base: str) -> None:
