@@ -127,3 +127,14 @@ def test_no_import_circles_between_modules() -> None:
     for module in sorted(graph):
         if module not in seen:
             visit(module)
+
+
+def test_the_product_has_no_test_hooks() -> None:
+    """No switch that only tests use (an environment variable that kills the process, say) ships
+    in the package: tests reach such moments from outside (tests/registry/kill_after_writes.py)."""
+    hooks = [
+        str(path.relative_to(PACKAGE.parent))
+        for path in PACKAGE.rglob("*.py")
+        if "FHIRTIS_TEST_" in path.read_text()
+    ]
+    assert hooks == []

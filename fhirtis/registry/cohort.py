@@ -22,7 +22,6 @@ import hashlib
 import logging
 import os
 import shutil
-import signal
 import sys
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -69,9 +68,6 @@ if TYPE_CHECKING:
     from fhirtis.fhir.bundle import PatientResources
 
 log = logging.getLogger("fhirtis.registry.cohort")
-KILL_HOOK = "FHIRTIS_TEST_KILL_AFTER_WRITES"
-"""Tests only: SIGKILL this process right after the N-th patient's transaction reached the
-server, before the ledger records it (the worst moment for a crash, at a point the test picks)."""
 
 
 @dataclass
@@ -152,8 +148,6 @@ class _Recorder:
         self.options, self.result = options, result
         self._slots = asyncio.Semaphore(options.concurrency)
         self._tasks: set[asyncio.Task[None]] = set()
-        self._kill_after = int(os.environ.get(KILL_HOOK, "0"))
-        self._writes = 0
 
     async def add(self, outcomes: Sequence[Outcome]) -> None:
         skipped = [o.patient for o in outcomes if o.skipped]
@@ -187,10 +181,6 @@ class _Recorder:
                 name_unnamed=True,  # a resumed patient's output may have no Provenance yet
             )
             status = {RunStatus.DRY_RUN: "evaluated"}.get(run.status, run.status.value)
-            if self._kill_after and run.status is RunStatus.WRITTEN:
-                self._writes += 1
-                if self._writes >= self._kill_after:
-                    os.kill(os.getpid(), signal.SIGKILL)
             if run.status is RunStatus.FAILED:
                 error = run.error or "failed"
                 self.ledger.record(

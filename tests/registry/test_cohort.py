@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -14,7 +13,6 @@ import pytest
 from typer.testing import CliRunner
 
 from fhirtis.cli import app
-from fhirtis.registry.cohort import KILL_HOOK
 from fhirtis.registry.ledger import Ledger
 from fhirtis.registry.ndjson_store import NdjsonStore
 from tests.e2e.test_run import search
@@ -133,8 +131,8 @@ def test_patient_list_source(tmp_path: Path, fhir_base: str) -> None:
 def test_sigkill_mid_write_then_resume(
     tmp_path: Path, fhir_base: str, fhir_server: FhirTestServer, profile: str
 ) -> None:
-    """Killed by SIGKILL right after the 10th patient's write reached the server (the test hook
-    ``FHIRTIS_TEST_KILL_AFTER_WRITES``, no timing): the resumed run finishes the cohort, skips
+    """Killed by SIGKILL right after the 10th patient's write reached the server
+    (tests/registry/kill_after_writes.py, no timing): the resumed run finishes the cohort, skips
     exactly what the ledger had committed, and duplicates nothing — with one transaction per
     patient (full) and with single requests on a server without batch or transaction."""
     n, kill_after = 30, 10
@@ -142,10 +140,7 @@ def test_sigkill_mid_write_then_resume(
     _load(fhir_base, folder)
     fhir_server.set_profile(profile)
     ledger = tmp_path / "l.sqlite"
-    cmd = [
-        sys.executable,
-        "-m",
-        "fhirtis",
+    args = [
         "cohort",
         "--ndjson",
         str(folder),
@@ -160,13 +155,15 @@ def test_sigkill_mid_write_then_resume(
         "1",
         "--no-progress",
     ]
-    env = {**os.environ, KILL_HOOK: str(kill_after)}
-    killed = subprocess.run(cmd, capture_output=True, timeout=600, check=False, env=env)
+    killer = [sys.executable, str(Path(__file__).with_name("kill_after_writes.py"))]
+    killer.append(str(kill_after))
+    killed = subprocess.run([*killer, *args], capture_output=True, timeout=600, check=False)
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     assert len(search(fhir_base, "Provenance")) == kill_after  # one Provenance per patient
     with Ledger(ledger) as book:
         done_before = sum(book.counts().values())
     assert done_before < kill_after  # the killed patient's write was never recorded
+    cmd = [sys.executable, "-m", "fhirtis", *args]
     resumed = subprocess.run(cmd, capture_output=True, text=True, timeout=900, check=False)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     with Ledger(ledger) as book:
