@@ -620,15 +620,15 @@ async def settle(
     *,
     write: bool,
     requests: dict[str, int] | None = None,
-    name_unnamed: bool = False,
 ) -> PatientRun:
     """Plan the derived resources against what the write server holds (``client.writer()``:
     ``write_base_url`` if set) and, with ``write``, write what changed the way the server allows
     (transaction, batch, or single requests), re-reading and re-planning on 412, an unknown
     outcome or a refusal that taught something. Types the server cannot store are not attempted
-    (``not_written``). ``name_unnamed`` (registry runs, which resume after a kill): stored
-    output that no Provenance names is named by this run's (one more search; see
-    :func:`_name_unnamed`). The returned run has no ``result``; :func:`run_patient` sets it."""
+    (``not_written``). Stored output that no Provenance names (an earlier run was killed, or
+    its Provenance failed, between its writes and its Provenance) is named by this run's: one
+    more search, only where output is stored (see :func:`_name_unnamed`). The returned run has
+    no ``result``; :func:`run_patient` sets it."""
     requests = {} if requests is None else requests
     writer = client.writer()
     sent_before = False  # a write was sent whose outcome we learn only by re-reading
@@ -644,7 +644,7 @@ async def settle(
         plan = evaluated.plan(existing)
         naming.found_in(plan)
         shape = write_plan(caps, {d.resource_type for d in evaluated.derived})
-        if name_unnamed and write and attempt == 0 and shape.provenance:
+        if write and attempt == 0 and shape.provenance:
             await _name_unnamed(writer, plan, caps, requests, naming)
         writes, not_written = _writable(plan, caps, shape)
         if not writes and write and naming.targets and shape.provenance:

@@ -178,7 +178,6 @@ class _Recorder:
                 evaluated.patient.removeprefix("Patient/"),
                 evaluated,
                 write=self.options.write,
-                name_unnamed=True,  # a resumed patient's output may have no Provenance yet
             )
             status = {RunStatus.DRY_RUN: "evaluated"}.get(run.status, run.status.value)
             if run.status is RunStatus.FAILED:

@@ -11,8 +11,7 @@ import orjson
 import pytest
 
 from fhirtis.io import FhirClient, FhirClientConfig
-from fhirtis.pipeline.offline import evaluate_patient_resources
-from fhirtis.pipeline.server import PatientRun, RunStatus, pull_patient, run_patient, settle
+from fhirtis.pipeline.server import PatientRun, RunStatus, run_patient
 from fhirtis.settings import Settings
 from tests.e2e.test_run import load, search
 from tests.fhir.patients import responder
@@ -289,12 +288,12 @@ class FailingProvenance(Forwarding):
         return await self.inner.handle_async_request(request)
 
 
-def test_a_registry_settle_names_stored_output_that_no_provenance_names(
+def test_a_rerun_names_stored_output_that_no_provenance_names(
     fhir_base: str, fhir_server: FhirTestServer
 ) -> None:
     """Every derived resource written, its Provenance lost (a 500; a kill would do the same):
-    a plain re-run finds everything unchanged and writes nothing; a registry settle
-    (``name_unnamed``) finds that no Provenance names them and posts one that does."""
+    the next run, a plain ``fhirtis run`` as much as a registry's, finds everything unchanged,
+    finds that no Provenance names it, and posts one that does; the run after writes nothing."""
     load(fhir_base, responder(dvt_after_cycle=2))
     fhir_server.set_profile("no-transaction")
     failed = run_with(fhir_base, FailingProvenance())
@@ -302,19 +301,11 @@ def test_a_registry_settle_names_stored_output_that_no_provenance_names(
     fhir_server.set_profile("full")
     derived = _derived_observations(fhir_base)
     assert derived and not _provenance_targets(fhir_base)
-    assert run_with(fhir_base, httpx.AsyncHTTPTransport()).status is RunStatus.UNCHANGED
 
-    async def registry_settle() -> PatientRun:
-        async with FhirClient(FhirClientConfig(base_url=fhir_base)) as client:
-            settings = Settings()
-            resources = await pull_patient(client, "p1", settings, {})
-            result = evaluate_patient_resources(resources, settings)
-            return await settle(client, "p1", result, write=True, name_unnamed=True)
-
-    named = asyncio.run(registry_settle())
+    named = run_with(fhir_base, httpx.AsyncHTTPTransport())
     assert named.status is RunStatus.WRITTEN, named.error
     assert derived <= set(_provenance_targets(fhir_base))
-    again = asyncio.run(registry_settle())  # all named now: nothing is written
+    again = run_with(fhir_base, httpx.AsyncHTTPTransport())  # all named now: nothing written
     assert again.status is RunStatus.UNCHANGED
     assert len(search(fhir_base, "Provenance")) == 1
 
@@ -328,21 +319,18 @@ class ProvenanceSearchDown(Forwarding):
         return await self.inner.handle_async_request(request)
 
 
-def test_a_failed_provenance_check_leaves_the_registry_settle_as_it_was(fhir_base: str) -> None:
+def test_a_failed_provenance_check_leaves_the_run_as_it_was(fhir_base: str) -> None:
     """The check for unnamed output is best effort: a search that cannot be made is logged,
     and the patient's run goes on (nothing to write here: unchanged), never an exception."""
     load(fhir_base, responder(dvt_after_cycle=2))
     assert run_with(fhir_base, FaultyTransport()).status is RunStatus.WRITTEN
 
-    async def registry_settle() -> PatientRun:
+    async def rerun() -> PatientRun:
         config = FhirClientConfig(base_url=fhir_base, retry_max_attempts=1)
         async with (
             httpx.AsyncClient(transport=ProvenanceSearchDown()) as http,
             FhirClient(config, http=http) as client,
         ):
-            settings = Settings()
-            resources = await pull_patient(client, "p1", settings, {})
-            result = evaluate_patient_resources(resources, settings)
-            return await settle(client, "p1", result, write=True, name_unnamed=True)
+            return await run_patient(client, "p1", Settings(), write=True)
 
-    assert asyncio.run(registry_settle()).status is RunStatus.UNCHANGED
+    assert asyncio.run(rerun()).status is RunStatus.UNCHANGED
