@@ -40,7 +40,11 @@ def _parse_seconds(folder: Path) -> float:
     return time.perf_counter() - started
 
 
-def _run(folder: Path, work: Path, engine: str, workers: int, scheduler: str | None) -> float:
+def _run(
+    folder: Path, work: Path, engine: str, workers: int, scheduler: str | None
+) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of this process: the driver, and a local cluster's scheduler,
+    which runs in it)."""
     shutil.rmtree(work, ignore_errors=True)
     options = CohortOptions(
         ledger=work / "ledger.sqlite",
@@ -50,11 +54,11 @@ def _run(folder: Path, work: Path, engine: str, workers: int, scheduler: str | N
         scheduler=scheduler,
         progress=False,
     )
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     result = asyncio.run(run_cohort(Settings(), options, None, ndjson=folder))
-    seconds = time.perf_counter() - started
+    seconds, cpu = time.perf_counter() - started, time.process_time() - cpu_started
     assert result.statuses.get("evaluated") == result.patients and not result.failed
-    return seconds
+    return seconds, cpu
 
 
 def main() -> None:
@@ -78,11 +82,14 @@ def main() -> None:
         )
         parse = _parse_seconds(folder)
         rows: list[tuple[str, int | None, float]] = []
-        print(f"{'':24}{'seconds':>9}{'patients/s':>12}{'× parse':>9}{'speed-up':>10}{'eff.':>7}")
+        print(
+            f"{'':24}{'seconds':>9}{'patients/s':>12}{'× parse':>9}{'speed-up':>10}{'eff.':>7}"
+            f"{'driver CPU s':>14}"
+        )
         print(f"{'orjson parse, 1 core':24}{parse:>9.2f}{args.patients / parse:>12,.0f}")
         warm()  # the local engine's process, as the Dask workers are when they start
         if not args.skip_local:
-            seconds = _run(folder, root / "local", "local", 1, None)
+            seconds, _ = _run(folder, root / "local", "local", 1, None)
             rows.append(("local engine", None, seconds))
             print(
                 f"{'local engine':24}{seconds:>9.2f}{args.patients / seconds:>12,.0f}"
@@ -91,13 +98,16 @@ def main() -> None:
         from fhirtis.registry.dask_engine import local_cluster  # noqa: PLC0415
 
         base: float | None = None
+        driver_per_patient: list[float] = []  # driver CPU seconds per patient, each Dask run
         for workers in counts:
             if time.monotonic() > deadline:
                 print(f"dask, {workers} workers: skipped (time limit)")
                 continue
             cluster = local_cluster(workers)
             try:
-                seconds = _run(folder, root / "dask", "dask", workers, cluster.scheduler_address)
+                seconds, cpu = _run(
+                    folder, root / "dask", "dask", workers, cluster.scheduler_address
+                )
             finally:
                 cluster.close()
             rate = args.patients / seconds
@@ -106,11 +116,32 @@ def main() -> None:
             speedup = base / seconds
             print(
                 f"{f'dask, {workers} workers':24}{seconds:>9.2f}{rate:>12,.0f}"
-                f"{parse / seconds:>9.3f}{speedup:>10.2f}{speedup / workers:>7.2f}"
+                f"{parse / seconds:>9.3f}{speedup:>10.2f}{speedup / workers:>7.2f}{cpu:>14.2f}"
             )
+            driver_per_patient.append(cpu / args.patients)
         print("speed-up: over Dask with one worker; efficiency: speed-up ÷ workers")
+        if base is not None and driver_per_patient:
+            _print_ceiling(args.patients / base, max(driver_per_patient), counts)
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+def _print_ceiling(worker_rate: float, driver_seconds: float, counts: list[int]) -> None:
+    """The efficiency the driver's own work allows, from figures measured above: the driver (one
+    process) coordinates, records outcomes and runs a local cluster's scheduler; at most
+    ``1 / driver_seconds`` patients/s pass through it, so N workers of ``worker_rate`` each can
+    reach at most ``min(1, 1 / (driver_seconds × worker_rate × N))`` efficiency. A ceiling
+    computed from this machine's measurements (its workers share the cores with the driver),
+    not a measurement on N cores."""
+    ceiling_rate = 1 / driver_seconds
+    print(
+        f"driver CPU per patient (most of the Dask runs): {1000 * driver_seconds:.2f} ms, "
+        f"so at most {ceiling_rate:,.0f} patients/s pass through the driver; "
+        f"one worker evaluates {worker_rate:,.0f} patients/s"
+    )
+    shown = sorted({*counts, 4, 8, 16})
+    ceilings = ", ".join(f"{n}: {min(1.0, ceiling_rate / (worker_rate * n)):.2f}" for n in shown)
+    print(f"efficiency ceiling set by the driver alone (workers: ceiling): {ceilings}")
 
 
 if __name__ == "__main__":
