@@ -1,0 +1,123 @@
+"""Band edges and worked cases of the clinical spec that the other clinical tests leave open
+(an audit of fhirtis against docs/clinical-specification.md, rule by rule). Every expected
+number is computed by hand from the spec; the arithmetic is in the comments."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+
+from fhirtis.clinical.assessments import group_assessments
+from fhirtis.clinical.facts import (
+    BodyHeight,
+    BodyWeight,
+    FhirTime,
+    IvigAdministration,
+    Measure,
+    PatientFacts,
+    Sex,
+)
+from fhirtis.clinical.ivig import compute_exposure
+from fhirtis.clinical.policy import Policy
+from fhirtis.clinical.weight import plausible_heights, plausible_weights
+from tests.clinical.helpers import mv
+
+D = Decimal
+P = Policy()
+DAY0 = datetime(2024, 3, 1, 9, 0, tzinfo=UTC)
+
+
+def _at(day: int, hour: int) -> datetime:
+    return DAY0.replace(hour=hour) + timedelta(days=day)
+
+
+# -- §1 implausible weights and heights ------------------------------------------------------
+
+
+def _w(day: int, kg: str) -> BodyWeight:
+    return BodyWeight(f"Observation/w{day}-{kg}", _at(day, 9), D(kg))
+
+
+@pytest.mark.parametrize(
+    ("kg", "kept"),
+    [("0.5", True), ("0.49", False), ("350", True), ("350.01", False)],
+)
+def test_weight_plausible_range_is_inclusive(kg: str, kept: bool) -> None:
+    # §1: "A weight outside 0.5–350 kg … is implausible": 0.5 and 350 themselves are plausible
+    usable, notes = plausible_weights([_w(0, kg)], P)
+    assert (len(usable) == 1) is kept
+    assert [n.code for n, _ in notes] == ([] if kept else ["weight-implausible"])
+
+
+@pytest.mark.parametrize(
+    ("cm", "kept"),
+    [("30", True), ("29.9", False), ("250", True), ("250.1", False)],
+)
+def test_height_plausible_range_is_inclusive(cm: str, kept: bool) -> None:
+    # §1: "a height outside 30–250 cm … is implausible"
+    usable, notes = plausible_heights([BodyHeight("Observation/h", DAY0, D(cm))], P)
+    assert (len(usable) == 1) is kept
+    assert [n.code for n, _ in notes] == ([] if kept else ["height-implausible"])
+
+
+@pytest.mark.parametrize(
+    ("kg", "kept"),
+    [
+        ("100", True),  # |100 − 80| / 80 = 25 %: not more than 25 %
+        ("100.01", False),  # 20.01 / 80 = 25.0125 % > 25 %
+        ("60", True),  # |60 − 80| / 80 = 25 % (a loss)
+        ("59.99", False),  # 20.01 / 80 = 25.0125 %
+    ],
+)
+def test_weight_jump_edge_within_14_days(kg: str, kept: bool) -> None:
+    # §1: "a weight that differs from the previous one within 14 days by more than 25%"
+    usable, notes = plausible_weights([_w(0, "80"), _w(14, kg)], P)
+    assert [w.kg for w in usable] == ([D(80), D(kg)] if kept else [D(80)])
+    assert [n.code for n, _ in notes] == ([] if kept else ["weight-implausible"])
+
+
+def test_weight_jump_is_not_checked_after_14_days() -> None:
+    # 80 → 120 kg is +50 %, but 15 calendar days apart: not "within 14 days", so kept
+    usable, notes = plausible_weights([_w(0, "80"), _w(15, "120")], P)
+    assert [w.kg for w in usable] == [D(80), D(120)]
+    assert notes == []
+
+
+def test_implausible_weight_is_never_used_for_dose_or_rate() -> None:
+    # 70 kg on day −2, then a typo of 700 kg on day −1 (outside 0.5–350): the cycle on day 0
+    # uses 70 kg. 140 g / 70 kg = 2 g/kg; 300 mL/h × 100 mg/mL / (60 × 70) = 30000/4200
+    # = 7.142857… mg/kg/min
+    admin = IvigAdministration(
+        source="MedicationAdministration/a",
+        start=FhirTime.of(_at(0, 9)),
+        dose_g=D(140),
+        rate_ml_per_h=D(300),
+        concentration_mg_per_ml=D(100),
+    )
+    exposure = compute_exposure(
+        [admin], [_w(-2, "70"), _w(-1, "700")], [], PatientFacts(sex=Sex.MALE), P
+    )
+    (cycle,) = exposure.cycles
+    assert cycle.dosing_weight.kg == D(70)
+    assert cycle.g_per_kg == D(2)
+    assert cycle.max_rate_mg_kg_min is not None
+    assert cycle.max_rate_mg_kg_min.quantize(D("0.01")) == D("7.14")
+    assert any(n.code == "weight-implausible" for n in cycle.dosing_weight.notes)
+
+
+# -- §2.5 split visits -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("days", "assessments"), [(7, 1), (8, 2)])
+def test_split_visit_edge_is_the_assessment_window(days: int, assessments: int) -> None:
+    # §2.5: "A pga and an mmt8 on different days within the window of each other are one
+    # assessment … dated at the earlier anchor" (window ±7 days, inclusive)
+    d0 = date(2024, 1, 10)
+    values = [mv("pga", 6, d0), mv("mmt8-150", 100, d0 + timedelta(days=days))]
+    grouping = group_assessments(values, P)
+    assert len(grouping.assessments) == assessments
+    assert grouping.assessments[0].day == d0
+    if assessments == 1:
+        assert set(grouping.assessments[0].values) == {Measure.PGA, Measure.MMT8}
