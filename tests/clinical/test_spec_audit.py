@@ -18,9 +18,12 @@ from fhirtis.clinical.facts import (
     Measure,
     PatientFacts,
     Sex,
+    TeeEvent,
+    TeeKind,
 )
 from fhirtis.clinical.ivig import compute_exposure
 from fhirtis.clinical.policy import Policy
+from fhirtis.clinical.thrombosis import associate_events
 from fhirtis.clinical.weight import plausible_heights, plausible_weights
 from tests.clinical.helpers import mv
 
@@ -121,3 +124,37 @@ def test_split_visit_edge_is_the_assessment_window(days: int, assessments: int) 
     assert grouping.assessments[0].day == d0
     if assessments == 1:
         assert set(grouping.assessments[0].values) == {Measure.PGA, Measure.MMT8}
+
+
+# -- §5.3 "early" for a date-only onset --------------------------------------------------------
+
+
+def _infusion(day: int, start_hour: int, end_hour: int) -> IvigAdministration:
+    return IvigAdministration(
+        source=f"MedicationAdministration/i{day}",
+        start=FhirTime.of(_at(day, start_hour)),
+        end=FhirTime.of(_at(day, end_hour)),
+        dose_g=D(70),
+        rate_mg_per_h=60 * D(140),
+    )
+
+
+def _associate(onset: FhirTime, admins: list[IvigAdministration]) -> bool | None:
+    exposure = compute_exposure(admins, [_w(-1, "70")], [], PatientFacts(), P)
+    ev = TeeEvent(TeeKind.DVT, "Condition/dvt", onset)
+    (assoc,), _, _ = associate_events([ev], exposure, P)
+    return assoc.early
+
+
+def test_date_only_onset_is_early_when_every_instant_qualifies_by_some_administration() -> None:
+    # §5.3: an onset is early when it is after the start of an administration and no more than
+    # 24 h after its end; a date-only onset is early "only if every instant of that day
+    # qualifies". Day 1 (UTC), 00:00–24:00:
+    #   infusion day 0 09:00–12:00 → instants from day 0 09:00 to day 1 12:00 qualify;
+    #   infusion day 1 11:00–13:00 → instants from day 1 11:00 to day 2 13:00 qualify.
+    # 00:00–12:00 qualify by the first, 11:00–24:00 by the second: every instant does → True.
+    onset = FhirTime(_at(1, 0).date())
+    assert _associate(onset, [_infusion(0, 9, 12), _infusion(1, 11, 13)]) is True
+    # with the second infusion starting at 13:00 instead, 12:00–13:00 of day 1 qualifies by
+    # neither: only part of the day does → unknown
+    assert _associate(onset, [_infusion(0, 9, 12), _infusion(1, 13, 14)]) is None
