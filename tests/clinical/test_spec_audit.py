@@ -14,6 +14,7 @@ from fhirtis.clinical.facts import (
     BodyHeight,
     BodyWeight,
     FhirTime,
+    Instrument,
     IvigAdministration,
     Measure,
     PatientFacts,
@@ -22,10 +23,11 @@ from fhirtis.clinical.facts import (
     TeeKind,
 )
 from fhirtis.clinical.ivig import compute_exposure
-from fhirtis.clinical.policy import Policy
+from fhirtis.clinical.policy import EnzymeChange, EnzymeNormalBaseline, Policy, Population
 from fhirtis.clinical.thrombosis import associate_events
+from fhirtis.clinical.tis import AssessmentValues, compute_tis
 from fhirtis.clinical.weight import plausible_heights, plausible_weights
-from tests.clinical.helpers import mv
+from tests.clinical.helpers import av, mv
 
 D = Decimal
 P = Policy()
@@ -158,3 +160,58 @@ def test_date_only_onset_is_early_when_every_instant_qualifies_by_some_administr
     # with the second infusion starting at 13:00 instead, 12:00–13:00 of day 1 qualifies by
     # neither: only part of the day does → unknown
     assert _associate(onset, [_infusion(0, 9, 12), _infusion(1, 13, 14)]) is None
+
+
+# -- §1 most abnormal enzyme and §2.1 enzyme normal at baseline ----------------------------------
+
+
+def test_enzyme_equal_to_uln_at_baseline_is_normal() -> None:
+    # §2.1: "An enzyme normal at baseline (≤ ULN)": CK 200 with ULN 200 is normal.
+    base, follow = av(ck=(200, 200)), av(ck=(100, 200))
+    # default enzyme_normal_baseline=score: (200 − 100) / 200 × 100 = 50 % (> 40) → 7.5
+    scored = compute_tis(base, follow, Population.ADULT, P).measure(Measure.ENZYME)
+    assert (scored.percent_improvement, scored.score) == (50, D("7.5"))
+    # no_credit: scores 0
+    no_credit = Policy(enzyme_normal_baseline=EnzymeNormalBaseline.NO_CREDIT)
+    assert compute_tis(base, follow, Population.ADULT, no_credit).measure(Measure.ENZYME).score == 0
+    # above_uln: "only defined when baseline > ULN": 200 is not > 200 → missing, with the reason
+    above = Policy(enzyme_change=EnzymeChange.ABOVE_ULN)
+    m = compute_tis(base, follow, Population.ADULT, above).measure(Measure.ENZYME)
+    assert m.score is None and m.reason is not None
+    assert m.reason.code == "enzyme-change-undefined"
+
+
+def test_enzyme_without_uln_is_left_out_of_the_choice_and_said() -> None:
+    # §1: "When several are measured, an enzyme without a ULN cannot be ranked: it is left out
+    # of the choice, and the result says so." CK 5000 (no ULN) beside aldolase 16 (ULN 8):
+    # aldolase is chosen (16/8 = 2), and the result names CK.
+    base = av(aldolase=(16, 8))
+    base = AssessmentValues(
+        base.values, {**base.enzymes, Instrument.CK: mv("ck", 5000, source="Observation/ck")}
+    )
+    follow = av(aldolase=(12, 8))  # (16 − 12) / 16 = 25 % → band >15–25 → 5
+    r = compute_tis(base, follow, Population.ADULT, P)
+    m = r.measure(Measure.ENZYME)
+    assert (m.instrument, m.percent_improvement, m.score) == (Instrument.ALDOLASE, 25, D(5))
+    assert any(n.code == "enzyme-uln-unknown" and n.source == "Observation/ck" for n in r.notes)
+
+
+def test_several_enzymes_none_with_uln_leave_the_enzyme_missing() -> None:
+    base = AssessmentValues({}, {Instrument.CK: mv("ck", 5000), Instrument.LDH: mv("ldh", 400)})
+    follow = AssessmentValues({}, {Instrument.CK: mv("ck", 1000), Instrument.LDH: mv("ldh", 300)})
+    r = compute_tis(base, follow, Population.ADULT, P)
+    m = r.measure(Measure.ENZYME)
+    assert m.score is None and m.reason is not None and m.reason.code == "enzyme-uln-unknown"
+    assert Measure.ENZYME in r.missing_measures and r.tis is None
+
+
+# -- §5.3 an event on the first IVIG day, before the infusion began -------------------------------
+
+
+def test_onset_hours_before_the_first_infusion_on_its_day_is_history_not_an_event() -> None:
+    # §5.3: "An event before any IVIG is a risk factor (history), not an event" — the first
+    # infusion starts day 0 at 09:00; an MI at 07:00 that day is before it.
+    exposure = compute_exposure([_infusion(0, 9, 12)], [_w(-1, "70")], [], PatientFacts(), P)
+    mi = TeeEvent(TeeKind.MI, "Condition/mi", FhirTime.of(_at(0, 7)))
+    associated, history, other = associate_events([mi], exposure, P)
+    assert (associated, history, other) == ((), (mi,), ())
