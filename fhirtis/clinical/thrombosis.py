@@ -570,6 +570,27 @@ def early_after(
     return None
 
 
+def _early_throughout(
+    onset: FhirTime, admins: Iterable[AdministrationExposure], policy: Policy
+) -> bool:
+    """Whether every instant ``onset`` may stand for is early after *some* administration:
+    the union of the spans surely early after each (from its start's last instant to
+    ``tee_early_hours`` after its end's first) covers the onset's whole span (clinical spec
+    §5.3: a date-only onset is early "only if every instant of that day qualifies", and an
+    instant qualifies when it is early after any administration)."""
+    times = [(a.start, a.administration.end or a.start) for a in admins]
+    zone = _zone(onset, *(t for pair in times for t in pair))
+    first, last = onset.span(zone)
+    hours = timedelta(hours=policy.tee_early_hours)
+    spans = sorted((start.span(zone)[1], end.span(zone)[0] + hours) for start, end in times)
+    reach = first  # every instant before ``reach`` is known to qualify
+    for low, high in spans:
+        if low > reach:
+            break
+        reach = max(reach, high + timedelta(microseconds=1))
+    return reach > last
+
+
 def _early_limit(admin: AdministrationExposure, zone: tzinfo | None, policy: Policy) -> str:
     last = admin.administration.end or admin.start
     limit = last.span(_zone(last) or zone)[1] + timedelta(hours=policy.tee_early_hours)
@@ -610,6 +631,8 @@ def associate_events(
             if surely_early
             else (False if all(e is False for e in early_by.values()) else None)
         )
+        if early is None and _early_throughout(ev.onset, admins, policy):
+            early = True  # every instant of the onset qualifies, each by some administration
         zone = _zone(ev.onset)
         suspects = tuple(
             a.source
