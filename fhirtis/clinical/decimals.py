@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from decimal import ROUND_HALF_EVEN, Context, Decimal, localcontext
+from decimal import ROUND_DOWN, ROUND_HALF_EVEN, ROUND_UP, Context, Decimal, localcontext
 from fractions import Fraction
 
 __all__ = [
     "DECIMAL_CONTEXT",
+    "format_beside",
     "format_decimal",
     "is_positive_finite",
     "percent_of",
@@ -67,6 +68,21 @@ def format_decimal(value: Decimal) -> str:
         shown = value.quantize(_TWO_PLACES, ROUND_HALF_EVEN, _FORMAT_CONTEXT)
         return f"{shown.normalize(_FORMAT_CONTEXT):f}"
     return _format_decimal_general(value)
+
+
+_FOUR_PLACES = Decimal("0.0001")
+
+
+def format_beside(value: Decimal, limit: Decimal) -> str:
+    """``value`` for a message that compares it with ``limit`` (a rate beside a maximum): as
+    :func:`format_decimal` gives it, or, where 2 places would show a value that differs from
+    the limit as equal to it (4.001 beside 4), to 4 places rounded away from the limit, so
+    that a message never reads "4 is above the maximum 4"."""
+    shown = format_decimal(value)
+    if value == limit or shown != format_decimal(limit):
+        return shown
+    rounding = ROUND_UP if value > limit else ROUND_DOWN  # positive values: away from the limit
+    return plain(quantize(value, 4, rounding))
 
 
 def _format_decimal_general(value: Decimal) -> str:

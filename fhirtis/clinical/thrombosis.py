@@ -61,6 +61,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from decimal import Decimal, localcontext
 
+from fhirtis.clinical.decimals import format_beside
 from fhirtis.clinical.facts import (
     ARTERIAL_TEE,
     BodyHeight,
@@ -195,7 +196,8 @@ class RateFinding:
     @property
     def reason(self) -> str:
         return (
-            f"rate {format_decimal(self.rate_mg_kg_min)} mg/kg/min is above the maximum "
+            f"rate {format_beside(self.rate_mg_kg_min, self.limit_mg_kg_min)} mg/kg/min is "
+            "above the maximum "
             f"{self.limit.reason}"
         )
 

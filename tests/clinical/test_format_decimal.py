@@ -1,13 +1,15 @@
-"""``format_decimal``'s fast path (issue 13, one core) gives what the general path gives."""
+"""``format_decimal``'s fast path (issue 13, one core) gives what the general path gives;
+``format_beside`` tells a value from the limit it is compared with."""
 
 from __future__ import annotations
 
 from decimal import Decimal
 
+import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from fhirtis.clinical.decimals import _format_decimal_general, format_decimal
+from fhirtis.clinical.decimals import _format_decimal_general, format_beside, format_decimal
 
 
 @given(st.integers(-(10**40), 10**40), st.integers(-45, 30))
@@ -42,3 +44,21 @@ def test_format_decimal_of_values_outside_the_fast_path() -> None:
         assert format_decimal(Decimal(text)) == shown == _format_decimal_general(Decimal(text))
     assert format_decimal(Decimal("0.0833333333333333333333333333")) == "0.08"
     assert format_decimal(Decimal("2.50")) == "2.5"
+
+
+@pytest.mark.parametrize(
+    ("value", "limit", "shown"),
+    [
+        ("4", "4", "4"),
+        ("4.001", "4", "4.001"),
+        ("4.00001", "4", "4.0001"),  # up, away from the limit
+        ("3.999", "4", "3.999"),
+        ("3.99999", "4", "3.9999"),  # down, away from the limit
+        ("3.2", "3.3", "3.2"),  # 2 places tell them apart
+        ("3.304", "3.3", "3.304"),
+    ],
+)
+def test_format_beside_never_shows_a_value_equal_to_a_limit_it_differs_from(
+    value: str, limit: str, shown: str
+) -> None:
+    assert format_beside(Decimal(value), Decimal(limit)) == shown

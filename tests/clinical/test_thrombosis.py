@@ -30,6 +30,8 @@ from fhirtis.clinical.facts import (
 from fhirtis.clinical.ivig import Exposure, compute_exposure
 from fhirtis.clinical.policy import Policy
 from fhirtis.clinical.thrombosis import (
+    RateFinding,
+    RateLimit,
     RiskInputs,
     ThrombosisAssessment,
     applicable_max_rate,
@@ -511,3 +513,16 @@ def test_window_compares_calendar_dates_as_recorded() -> None:
     date_only_first_day = TeeEvent(TeeKind.DVT, "Condition/first", FhirTime(at(0).date()))
     (first,) = assess(cycle(0), events=[date_only_first_day]).associated_events
     assert first.suspects == ("MedicationAdministration/0",)  # may have started before it
+
+
+@pytest.mark.parametrize(
+    ("rate", "shown"),
+    [("4.001", "4.001"), ("4.00001", "4.0001"), ("4.2", "4.2"), ("4.004", "4.004")],
+)
+def test_a_rate_finding_never_shows_the_rate_equal_to_the_maximum(rate: str, shown: str) -> None:
+    """A rate just above the maximum (4.001 mg/kg/min beside 4) is shown with the places that
+    tell them apart (up to 4, rounded away from the maximum), never as "rate 4 … is above the
+    maximum 4"; a rate that 2 places tell apart keeps 2."""
+    limit = RateLimit(T(DAY0), D(4), False, (), (), "4 mg/kg/min applicable: no risk factor")
+    finding = RateFinding("MedicationAdministration/a1", T(DAY0), 1, D(rate), limit)
+    assert finding.reason.startswith(f"rate {shown} mg/kg/min is above the maximum 4 mg/kg/min")

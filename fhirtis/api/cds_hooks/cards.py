@@ -6,14 +6,14 @@ import json
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import ROUND_UP, Decimal, localcontext
+from decimal import Decimal
 from functools import cache
 from typing import Any
 
+from fhirtis.clinical.decimals import format_beside
 from fhirtis.clinical.ivig import DosingWeight
 from fhirtis.clinical.patient import PatientEvaluation
 from fhirtis.clinical.rates import (
-    DECIMAL_CONTEXT,
     DISPLAY,
     format_decimal,
     max_rate_in,
@@ -64,16 +64,6 @@ def _card(summary: str, indicator: str, detail: str, **extra: Any) -> Json:
     }
     card.update(extra)
     return card
-
-
-def _rate_text(value: Decimal, limit: Decimal) -> str:
-    """An ordered rate in mg/kg/min to 2 places, or to 4 (rounded away from the limit) where 2
-    would show a rate above the limit as equal to it."""
-    shown = format_decimal(value)
-    if value > limit and shown == format_decimal(limit):
-        with localcontext(DECIMAL_CONTEXT):
-            return plain(value.quantize(Decimal("0.0001"), rounding=ROUND_UP))
-    return shown
 
 
 def risk_card(profile: RiskProfile, excluded: int) -> Json:
@@ -220,8 +210,8 @@ def max_rate_card(
     for rate, value in check.checked:
         verdict = "above the maximum" if value > limits.mg_kg_min else "within the maximum"
         lines.append(
-            f"- Ordered {rate.text} = {_rate_text(value, limits.mg_kg_min)} mg/kg/min: {verdict} "
-            f"(`{rate.path}`)"
+            f"- Ordered {rate.text} = {format_beside(value, limits.mg_kg_min)} mg/kg/min: "
+            f"{verdict} (`{rate.path}`)"
         )
     for rate, needs in check.unchecked:
         lines.append(
@@ -246,7 +236,7 @@ def exceeded_card(check: _OrderCheck, limit: RateLimit) -> Json | None:
     fastest_rate, fastest = max(exceeding, key=lambda rv: rv[1])
     max_here = _max_text(limits, fastest_rate.kind)
     summary = (
-        f"Ordered IVIG rate {fastest_rate.text} ({_rate_text(fastest, limits.mg_kg_min)} "
+        f"Ordered IVIG rate {fastest_rate.text} ({format_beside(fastest, limits.mg_kg_min)} "
         "mg/kg/min) exceeds "
         f"the max {plain(limits.mg_kg_min)} mg/kg/min" + (f" ({max_here})" if max_here else "")
     )
@@ -255,7 +245,7 @@ def exceeded_card(check: _OrderCheck, limit: RateLimit) -> Json | None:
         "",
     ]
     lines += [
-        f"- {rate.text} = {_rate_text(v, limits.mg_kg_min)} mg/kg/min (`{rate.path}`)"
+        f"- {rate.text} = {format_beside(v, limits.mg_kg_min)} mg/kg/min (`{rate.path}`)"
         for rate, v in exceeding
     ]
     lines += [
