@@ -206,6 +206,7 @@ SAYS: dict[str, list[tuple[str, ...]]] = {
     "implausible-weight-700kg.json": [("typo-wt2", "implausible")],
     "enzymes-several-no-uln.json": [("ULN", "ranked")],
     "date-only-times.json": [("dates-dvt", "early", "unknown")],
+    "lab-comparator-censored-ck.json": [("cens-ck1", "comparator", "not an exact value")],
 }
 
 

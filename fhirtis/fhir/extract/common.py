@@ -171,7 +171,8 @@ def concept_names(concept: object) -> list[str]:
 
 def read_quantity(q: object, path: str) -> tuple[Decimal, str | None]:
     """(value, UCUM unit or None). The UCUM ``code`` is preferred; a bare ``unit`` text is used
-    only when no system is given or the system is UCUM, read through the unit alias table."""
+    only when no system is given or the system is UCUM, read through the unit alias table. A
+    value with a ``comparator`` (``>1200``) is censored, not exact: refused."""
     if not isinstance(q, dict):
         raise ExcludedError("structure", "Quantity must be an object", path)
     if "value" not in q:
@@ -180,6 +181,13 @@ def read_quantity(q: object, path: str) -> tuple[Decimal, str | None]:
         value = parse_decimal(q["value"])
     except PrimitiveError as exc:
         raise ExcludedError("value", f"Quantity.value: {exc}", f"{path}.value") from None
+    comparator = q.get("comparator")
+    if comparator is not None:  # "<", "<=", ">=", ">": a censored value ("above 1200")
+        raise ExcludedError(
+            "value",
+            f"value with comparator {comparator!r} is not an exact value",
+            f"{path}.comparator",
+        )
     system, code, unit = q.get("system"), q.get("code"), q.get("unit")
     if system is not None and system != UCUM:
         raise ExcludedError("code-invalid", "Quantity unit is not a UCUM unit", f"{path}.system")
@@ -198,7 +206,8 @@ def coded_quantity(q: object) -> tuple[Decimal, str | None] | None:
         return None
     value, code, system = q.get("value"), q.get("code"), q.get("system")
     if (
-        (type(value) is float or type(value) is int)
+        "comparator" not in q
+        and (type(value) is float or type(value) is int)
         and type(code) is str
         and code
         and (system is None or system == UCUM)
