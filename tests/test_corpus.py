@@ -207,6 +207,7 @@ SAYS: dict[str, list[tuple[str, ...]]] = {
     "enzymes-several-no-uln.json": [("ULN", "ranked")],
     "date-only-times.json": [("dates-dvt", "early", "unknown")],
     "lab-comparator-censored-ck.json": [("cens-ck1", "comparator", "not an exact value")],
+    "searchset-paged-next-link.json": [("one page of a search", "next link", "incomplete")],
 }
 
 

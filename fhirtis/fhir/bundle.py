@@ -107,6 +107,10 @@ def _collect(doc: Json, where: str, found: _Found, *, listed: bool) -> None:
                 Issue("error", "structure", "Bundle.entry must be an array", f"{where}.entry")
             )
         return
+    if listed and doc.get("type") == "searchset":
+        page = _next_page(doc, where)
+        if page is not None:
+            found.issues.append(page)
     # the top Bundle's resource locations are made once per process, not per entry
     top_paths = (
         _top_entry_paths(len(entries))
@@ -192,6 +196,23 @@ def _top_entry_paths(count: int) -> list[str]:
     for i in range(len(paths), min(count, _TOP_ENTRY_PATHS_LIMIT)):
         paths.append(f"Bundle.entry[{i}].resource")
     return paths
+
+
+def _next_page(doc: Json, where: str) -> Issue | None:
+    """A searchset with a ``next`` link is one page of the results: the rest of the patient's
+    data are on the next pages. A warning at the link (its URL is not copied: its query may name
+    the patient); None on a last page."""
+    links = doc.get("link")
+    for i, link in enumerate(links if isinstance(links, list) else []):
+        if isinstance(link, dict) and link.get("relation") == "next":
+            return Issue(
+                "warning",
+                "incomplete",
+                "the Bundle is one page of a search (it has a next link): the rest of the "
+                "patient's data is not in it and the results may be incomplete",
+                f"{where}.link[{i}]",
+            )
+    return None
 
 
 def _search_outcome(resource: Json, loc: str) -> Issue:

@@ -89,6 +89,39 @@ def test_patients_named_by_absolute_and_relative_references() -> None:
     assert read.patient_ref == "Patient/p"
 
 
+def test_a_page_of_a_search_is_said_to_be_incomplete() -> None:
+    """A searchset with a ``next`` link (R4 bundle-example) is one page: the patient's other
+    data are on the next pages. Said once per page, at its link, without the link's URL (its
+    query may name the patient); a last page (no ``next``) and other Bundle types say nothing."""
+    obs = {"resourceType": "Observation", "id": "o", "subject": SUBJECT}
+    url = "https://x/Observation?patient=p&name=Smith&searchId=1&page=2"
+    page = {
+        "resourceType": "Bundle",
+        "type": "searchset",
+        "link": [
+            {"relation": "self", "url": "https://x/Observation"},
+            {"relation": "next", "url": url},
+        ],
+        "entry": [{"resource": obs}],
+    }
+    read = read_patient_bundle(orjson.dumps(page))
+    (issue,) = read.issues
+    assert (issue.severity, issue.code, issue.expression) == (
+        "warning",
+        "incomplete",
+        "Bundle.link[1]",
+    )
+    assert "one page of a search" in issue.diagnostics and "Smith" not in issue.diagnostics
+    assert [r for _, r in read.resources] == [obs]
+    nested = {"resourceType": "Bundle", "type": "batch-response", "entry": [{"resource": page}]}
+    (issue,) = read_patient_bundle(orjson.dumps(nested)).issues
+    assert issue.expression == "Bundle.entry[0].resource.link[1]"
+    last = page | {"link": page["link"][:1]}
+    assert read_patient_bundle(orjson.dumps(last)).issues == []
+    collection = page | {"type": "collection"}
+    assert read_patient_bundle(orjson.dumps(collection)).issues == []
+
+
 @pytest.mark.parametrize("count", [1, 3, 250, 2])
 def test_listed_locations_are_the_entry_paths_of_each_bundle(count: int) -> None:
     """The top Bundle's locations come from a table made once per process (grown as larger
