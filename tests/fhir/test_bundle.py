@@ -89,6 +89,23 @@ def test_patients_named_by_absolute_and_relative_references() -> None:
     assert read.patient_ref == "Patient/p"
 
 
+def test_version_specific_references_name_the_patient() -> None:
+    """R4 references may be version specific (``Patient/p/_history/2``): the same patient."""
+    obs = {
+        "resourceType": "Observation",
+        "id": "o",
+        "subject": {"reference": "Patient/p/_history/2"},
+    }
+    dev = {
+        "resourceType": "Device",
+        "id": "d",
+        "patient": {"reference": "https://x/fhir/Patient/p/_history/7"},
+    }
+    pat = {"resourceType": "Patient", "id": "p", "meta": {"versionId": "7"}}
+    read = read_patient_bundle(_raw({"resource": pat}, {"resource": obs}, {"resource": dev}))
+    assert read.patient_ref == "Patient/p"
+
+
 def test_a_page_of_a_search_is_said_to_be_incomplete() -> None:
     """A searchset with a ``next`` link (R4 bundle-example) is one page: the patient's other
     data are on the next pages. Said once per page, at its link, without the link's URL (its

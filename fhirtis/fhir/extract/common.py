@@ -118,6 +118,13 @@ def ref_of(resource: Json) -> str:
     return f"{resource.get('resourceType')}/{resource.get('id')}"
 
 
+def unversioned(reference: str) -> str:
+    """A literal reference without its version: ``Patient/1/_history/2`` (absolute or not) →
+    ``Patient/1``. R4 references may be version specific; the resource is the same one."""
+    head, sep, _ = reference.partition("/_history/")
+    return head if sep else reference
+
+
 def versioned(resource: Json) -> str:
     version = (resource.get("meta") or {}).get("versionId")
     base = ref_of(resource)
@@ -372,6 +379,7 @@ class ExtractorBase:
             return
         if not isinstance(ref, str):
             raise ExcludedError("required", f"no {key}.reference", f"{path}.{key}")
+        ref = unversioned(ref)  # Patient/1/_history/2 is Patient/1
         if ref != data.patient_ref and not ref.endswith("/" + data.patient_ref):
             # a Bundle's entries may reference each other by fullUrl (urn:uuid:…, absolute URLs)
             target = self._resolve.get(ref)
