@@ -133,6 +133,14 @@ def test_a_quantity_with_a_comparator_is_not_an_exact_value() -> None:
     messages = [i.diagnostics for i in data.issues if i.resource == "MedicationAdministration/a1"]
     assert len(messages) == 2
     assert all("not an exact value" in m and "still counts" in m for m in messages)
+    # a comparator R4 does not define is not echoed (it is the sender's free text)
+    odd = enzyme("odd", "2157-6", 1200, "2024-01-02", uln=170)
+    odd["valueQuantity"] = censored(odd["valueQuantity"], "about, per Dr Smith")
+    (issue,) = _extract(patient(), odd).issues
+    assert "not an exact value" in issue.diagnostics and "Smith" not in issue.diagnostics
+    odd["valueQuantity"]["comparator"] = [">"]  # not even a string: refused all the same
+    (issue,) = _extract(patient(), odd).issues
+    assert "not an exact value" in issue.diagnostics
 
 
 def test_local_codes_through_concept_map() -> None:

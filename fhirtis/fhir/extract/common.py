@@ -176,6 +176,9 @@ def concept_names(concept: object) -> list[str]:
     return out
 
 
+_COMPARATORS = frozenset({"<", "<=", ">=", ">"})  # R4 quantity-comparator
+
+
 def read_quantity(q: object, path: str) -> tuple[Decimal, str | None]:
     """(value, UCUM unit or None). The UCUM ``code`` is preferred; a bare ``unit`` text is used
     only when no system is given or the system is UCUM, read through the unit alias table. A
@@ -190,10 +193,10 @@ def read_quantity(q: object, path: str) -> tuple[Decimal, str | None]:
         raise ExcludedError("value", f"Quantity.value: {exc}", f"{path}.value") from None
     comparator = q.get("comparator")
     if comparator is not None:  # "<", "<=", ">=", ">": a censored value ("above 1200")
+        ok = isinstance(comparator, str) and comparator in _COMPARATORS
+        shown = repr(comparator) if ok else "(not an R4 comparator)"
         raise ExcludedError(
-            "value",
-            f"value with comparator {comparator!r} is not an exact value",
-            f"{path}.comparator",
+            "value", f"value with comparator {shown} is not an exact value", f"{path}.comparator"
         )
     system, code, unit = q.get("system"), q.get("code"), q.get("unit")
     if system is not None and system != UCUM:
