@@ -53,15 +53,16 @@ def test_reference_table_precedence_and_nested_entries() -> None:
     assert read.resolve["Medication/n"] == nested_med
     assert read.resolve["urn:uuid:x"] == excluded_nested
     assert read.resolve["Bundle/b"]["id"] == "b"
+    # Medication/m is listed twice: read once, the first copy (the second is reported)
     assert [loc for loc, _ in read.resources] == [
         "Bundle.entry[0].resource",
         "Bundle.entry[1].resource",
-        "Bundle.entry[2].resource",
         "Bundle.entry[3].resource",
         "Bundle.entry[5].resource.entry[0].resource",
     ]
     # problems of an excluded nested Bundle's own entries are not reported
     assert [(i.code, i.expression) for i in read.issues] == [
+        ("duplicate", "Bundle.entry[2].resource"),
         ("value", "Bundle.entry[4].resource.id"),
         ("value", "Bundle.entry[6].resource.id"),
         ("structure", "Bundle.entry[7].resource"),
@@ -87,6 +88,48 @@ def test_patients_named_by_absolute_and_relative_references() -> None:
     other = {"resourceType": "Observation", "id": "g", "subject": {"reference": "Group/1"}}
     read = read_patient_bundle(_raw({"resource": obs}, {"resource": dev}, {"resource": other}))
     assert read.patient_ref == "Patient/p"
+
+
+def test_a_resource_listed_twice_is_read_once() -> None:
+    """Two searches of a batch-response (or two pages) may return the same resource: it is read
+    once, the first copy, as the server read path does, and each duplicate is reported (a
+    warning when the copies differ). Counting it twice would double an IVIG dose."""
+    patient = {"resourceType": "Patient", "id": "p"}
+    ma = {"resourceType": "MedicationAdministration", "id": "a", "subject": SUBJECT}
+    changed = ma | {"status": "stopped"}
+
+    def searchset(*resources: Json) -> Json:
+        entries = [{"resource": r, "search": {"mode": "match"}} for r in resources]
+        return {"resource": {"resourceType": "Bundle", "type": "searchset", "entry": entries}}
+
+    raw = orjson.dumps(
+        {
+            "resourceType": "Bundle",
+            "type": "batch-response",
+            "entry": [{"resource": patient}, searchset(ma), searchset(ma), searchset(changed)],
+        }
+    )
+    read = read_patient_bundle(raw)
+    assert [(where, r) for where, r in read.resources] == [
+        ("Bundle.entry[0].resource", patient),
+        ("Bundle.entry[1].resource.entry[0].resource", ma),
+    ]
+    assert [(i.severity, i.code, i.expression, i.resource) for i in read.issues] == [
+        (
+            "information",
+            "duplicate",
+            "Bundle.entry[2].resource.entry[0].resource",
+            "MedicationAdministration/a",
+        ),
+        (
+            "warning",
+            "duplicate",
+            "Bundle.entry[3].resource.entry[0].resource",
+            "MedicationAdministration/a",
+        ),
+    ]
+    assert "read once" in read.issues[0].diagnostics
+    assert "differ" in read.issues[1].diagnostics
 
 
 def test_version_specific_references_name_the_patient() -> None:
