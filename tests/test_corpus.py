@@ -206,6 +206,12 @@ SAYS: dict[str, list[tuple[str, ...]]] = {
     "implausible-weight-700kg.json": [("typo-wt2", "implausible")],
     "enzymes-several-no-uln.json": [("ULN", "ranked")],
     "date-only-times.json": [("dates-dvt", "early", "unknown")],
+    "lab-comparator-censored-ck.json": [("cens-ck1", "comparator", "not an exact value")],
+    "searchset-paged-next-link.json": [("one page of a search", "next link", "incomplete")],
+    "batch-response-duplicate-results.json": [
+        ("MedicationAdministration/ma-9120", "read once"),
+        ("MedicationAdministration/ma-9121", "read once"),
+    ],
 }
 
 

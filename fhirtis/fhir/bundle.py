@@ -51,6 +51,7 @@ class _Found:
     resources: list[tuple[str, Json]] = field(default_factory=list)
     issues: list[Issue] = field(default_factory=list)
     listed_by_ref: dict[str, Json] = field(default_factory=dict)  # "Type/id": the last listed
+    first_listed: dict[str, Json] = field(default_factory=dict)  # "Type/id": the one read
     other_by_ref: dict[str, Json] = field(default_factory=dict)  # "Type/id": the first other
     by_full_url: dict[str, Json] = field(default_factory=dict)  # entry.fullUrl: the last
     patients: set[str] = field(default_factory=set)  # "Patient/id" of the listed Patients
@@ -107,6 +108,10 @@ def _collect(doc: Json, where: str, found: _Found, *, listed: bool) -> None:
                 Issue("error", "structure", "Bundle.entry must be an array", f"{where}.entry")
             )
         return
+    if listed and doc.get("type") == "searchset":
+        page = _next_page(doc, where)
+        if page is not None:
+            found.issues.append(page)
     # the top Bundle's resource locations are made once per process, not per entry
     top_paths = (
         _top_entry_paths(len(entries))
@@ -115,7 +120,7 @@ def _collect(doc: Json, where: str, found: _Found, *, listed: bool) -> None:
     )
     # bound once: the loop below runs once per entry
     resources, by_full_url, listed_by_ref = found.resources, found.by_full_url, found.listed_by_ref
-    references = found.references
+    references, first_listed = found.references, found.first_listed
     for i, entry in enumerate(entries):
         resource: Any = entry.get("resource") if isinstance(entry, dict) else None
         resource_type = resource.get("resourceType") if isinstance(resource, dict) else None
@@ -164,14 +169,20 @@ def _collect(doc: Json, where: str, found: _Found, *, listed: bool) -> None:
             if isinstance(resource_id, str):
                 found.other_by_ref.setdefault(f"{resource_type}/{resource_id}", resource)
             continue
-        resources.append(
-            (top_paths[i] if top_paths is not None else f"{where}.entry[{i}].resource", resource)
-        )
+        location = top_paths[i] if top_paths is not None else f"{where}.entry[{i}].resource"
         if isinstance(resource_id, str):
-            listed_by_ref[f"{resource_type}/{resource_id}"] = resource
+            key = f"{resource_type}/{resource_id}"
+            listed_by_ref[key] = resource
+            first = first_listed.setdefault(key, resource)
+            if first is not resource:  # two searches (or pages) returned it: read once
+                found.issues.append(_duplicate(key, first == resource, location))
+                continue
+            resources.append((location, resource))
             if resource_type == "Patient":
                 found.patients.add(f"Patient/{resource_id}")
                 continue
+        else:
+            resources.append((location, resource))
         for key in _SUBJECT_KEYS:
             value = resource.get(key)
             if isinstance(value, dict):
@@ -192,6 +203,44 @@ def _top_entry_paths(count: int) -> list[str]:
     for i in range(len(paths), min(count, _TOP_ENTRY_PATHS_LIMIT)):
         paths.append(f"Bundle.entry[{i}].resource")
     return paths
+
+
+def _duplicate(key: str, same: bool, location: str) -> Issue:
+    """A resource listed again (two searches of a batch-response, two pages): only its first
+    copy is read, as the server read path does; counting it twice would double a dose."""
+    if same:
+        return Issue(
+            "information",
+            "duplicate",
+            f"{key} is listed more than once in the Bundle: read once",
+            location,
+            key,
+        )
+    return Issue(
+        "warning",
+        "duplicate",
+        f"{key} is listed more than once in the Bundle and the copies differ: the first copy "
+        "is read",
+        location,
+        key,
+    )
+
+
+def _next_page(doc: Json, where: str) -> Issue | None:
+    """A searchset with a ``next`` link is one page of the results: the rest of the patient's
+    data are on the next pages. A warning at the link (its URL is not copied: its query may name
+    the patient); None on a last page."""
+    links = doc.get("link")
+    for i, link in enumerate(links if isinstance(links, list) else []):
+        if isinstance(link, dict) and link.get("relation") == "next":
+            return Issue(
+                "warning",
+                "incomplete",
+                "the Bundle is one page of a search (it has a next link): the rest of the "
+                "patient's data is not in it and the results may be incomplete",
+                f"{where}.link[{i}]",
+            )
+    return None
 
 
 def _search_outcome(resource: Json, loc: str) -> Issue:

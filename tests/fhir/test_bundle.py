@@ -53,15 +53,16 @@ def test_reference_table_precedence_and_nested_entries() -> None:
     assert read.resolve["Medication/n"] == nested_med
     assert read.resolve["urn:uuid:x"] == excluded_nested
     assert read.resolve["Bundle/b"]["id"] == "b"
+    # Medication/m is listed twice: read once, the first copy (the second is reported)
     assert [loc for loc, _ in read.resources] == [
         "Bundle.entry[0].resource",
         "Bundle.entry[1].resource",
-        "Bundle.entry[2].resource",
         "Bundle.entry[3].resource",
         "Bundle.entry[5].resource.entry[0].resource",
     ]
     # problems of an excluded nested Bundle's own entries are not reported
     assert [(i.code, i.expression) for i in read.issues] == [
+        ("duplicate", "Bundle.entry[2].resource"),
         ("value", "Bundle.entry[4].resource.id"),
         ("value", "Bundle.entry[6].resource.id"),
         ("structure", "Bundle.entry[7].resource"),
@@ -87,6 +88,98 @@ def test_patients_named_by_absolute_and_relative_references() -> None:
     other = {"resourceType": "Observation", "id": "g", "subject": {"reference": "Group/1"}}
     read = read_patient_bundle(_raw({"resource": obs}, {"resource": dev}, {"resource": other}))
     assert read.patient_ref == "Patient/p"
+
+
+def test_a_resource_listed_twice_is_read_once() -> None:
+    """Two searches of a batch-response (or two pages) may return the same resource: it is read
+    once, the first copy, as the server read path does, and each duplicate is reported (a
+    warning when the copies differ). Counting it twice would double an IVIG dose."""
+    patient = {"resourceType": "Patient", "id": "p"}
+    ma = {"resourceType": "MedicationAdministration", "id": "a", "subject": SUBJECT}
+    changed = ma | {"status": "stopped"}
+
+    def searchset(*resources: Json) -> Json:
+        entries = [{"resource": r, "search": {"mode": "match"}} for r in resources]
+        return {"resource": {"resourceType": "Bundle", "type": "searchset", "entry": entries}}
+
+    raw = orjson.dumps(
+        {
+            "resourceType": "Bundle",
+            "type": "batch-response",
+            "entry": [{"resource": patient}, searchset(ma), searchset(ma), searchset(changed)],
+        }
+    )
+    read = read_patient_bundle(raw)
+    assert [(where, r) for where, r in read.resources] == [
+        ("Bundle.entry[0].resource", patient),
+        ("Bundle.entry[1].resource.entry[0].resource", ma),
+    ]
+    assert [(i.severity, i.code, i.expression, i.resource) for i in read.issues] == [
+        (
+            "information",
+            "duplicate",
+            "Bundle.entry[2].resource.entry[0].resource",
+            "MedicationAdministration/a",
+        ),
+        (
+            "warning",
+            "duplicate",
+            "Bundle.entry[3].resource.entry[0].resource",
+            "MedicationAdministration/a",
+        ),
+    ]
+    assert "read once" in read.issues[0].diagnostics
+    assert "differ" in read.issues[1].diagnostics
+
+
+def test_version_specific_references_name_the_patient() -> None:
+    """R4 references may be version specific (``Patient/p/_history/2``): the same patient."""
+    obs = {
+        "resourceType": "Observation",
+        "id": "o",
+        "subject": {"reference": "Patient/p/_history/2"},
+    }
+    dev = {
+        "resourceType": "Device",
+        "id": "d",
+        "patient": {"reference": "https://x/fhir/Patient/p/_history/7"},
+    }
+    pat = {"resourceType": "Patient", "id": "p", "meta": {"versionId": "7"}}
+    read = read_patient_bundle(_raw({"resource": pat}, {"resource": obs}, {"resource": dev}))
+    assert read.patient_ref == "Patient/p"
+
+
+def test_a_page_of_a_search_is_said_to_be_incomplete() -> None:
+    """A searchset with a ``next`` link (R4 bundle-example) is one page: the patient's other
+    data are on the next pages. Said once per page, at its link, without the link's URL (its
+    query may name the patient); a last page (no ``next``) and other Bundle types say nothing."""
+    obs = {"resourceType": "Observation", "id": "o", "subject": SUBJECT}
+    url = "https://x/Observation?patient=p&name=Smith&searchId=1&page=2"
+    page = {
+        "resourceType": "Bundle",
+        "type": "searchset",
+        "link": [
+            {"relation": "self", "url": "https://x/Observation"},
+            {"relation": "next", "url": url},
+        ],
+        "entry": [{"resource": obs}],
+    }
+    read = read_patient_bundle(orjson.dumps(page))
+    (issue,) = read.issues
+    assert (issue.severity, issue.code, issue.expression) == (
+        "warning",
+        "incomplete",
+        "Bundle.link[1]",
+    )
+    assert "one page of a search" in issue.diagnostics and "Smith" not in issue.diagnostics
+    assert [r for _, r in read.resources] == [obs]
+    nested = {"resourceType": "Bundle", "type": "batch-response", "entry": [{"resource": page}]}
+    (issue,) = read_patient_bundle(orjson.dumps(nested)).issues
+    assert issue.expression == "Bundle.entry[0].resource.link[1]"
+    last = page | {"link": page["link"][:1]}
+    assert read_patient_bundle(orjson.dumps(last)).issues == []
+    collection = page | {"type": "collection"}
+    assert read_patient_bundle(orjson.dumps(collection)).issues == []
 
 
 @pytest.mark.parametrize("count", [1, 3, 250, 2])

@@ -101,6 +101,48 @@ def test_unknown_and_incompatible_units_are_excluded() -> None:
     assert all("valueQuantity" in (i.expression or "") for i in data.issues)
 
 
+def test_a_quantity_with_a_comparator_is_not_an_exact_value() -> None:
+    # R4 Quantity.comparator (observation-example-f205-egfr: ">60"): a censored value, "above
+    # 1200", is not 1200. The Observation is excluded; a dose or rate only is made unknown.
+    def censored(q: dict[str, Any], comparator: str) -> dict[str, Any]:
+        return q | {"comparator": comparator}
+
+    ck = enzyme("ck", "2157-6", 1200, "2024-01-02", uln=170)
+    ck["valueQuantity"] = censored(ck["valueQuantity"], ">")
+    wt = obs("wt", "29463-7", 70, "kg", "2024-01-02", system=LOINC)
+    wt["valueQuantity"] = censored(wt["valueQuantity"], "<")
+    data = _extract(
+        patient(),
+        ck,
+        wt,
+        medication(),
+        administration(
+            "a1",
+            "2024-01-03T09:00:00+01:00",
+            dose=censored(qty(35, "g"), "<="),
+            rate=censored(qty(150, "mL/h"), ">="),
+        ),
+    )
+    assert data.measures == [] and data.weights == []
+    (a1,) = data.administrations
+    assert (a1.dose_g, a1.rate_ml_per_h) == (None, None)
+    where = {i.resource: (i.expression or "", i.diagnostics) for i in data.issues}
+    assert where["Observation/ck"][0].endswith("valueQuantity.comparator")
+    assert "comparator '>'" in where["Observation/ck"][1]
+    assert where["Observation/wt"][0].endswith("valueQuantity.comparator")
+    messages = [i.diagnostics for i in data.issues if i.resource == "MedicationAdministration/a1"]
+    assert len(messages) == 2
+    assert all("not an exact value" in m and "still counts" in m for m in messages)
+    # a comparator R4 does not define is not echoed (it is the sender's free text)
+    odd = enzyme("odd", "2157-6", 1200, "2024-01-02", uln=170)
+    odd["valueQuantity"] = censored(odd["valueQuantity"], "about, per Dr Smith")
+    (issue,) = _extract(patient(), odd).issues
+    assert "not an exact value" in issue.diagnostics and "Smith" not in issue.diagnostics
+    odd["valueQuantity"]["comparator"] = [">"]  # not even a string: refused all the same
+    (issue,) = _extract(patient(), odd).issues
+    assert "not an exact value" in issue.diagnostics
+
+
 def test_local_codes_through_concept_map() -> None:
     cmap = {
         "resourceType": "ConceptMap",

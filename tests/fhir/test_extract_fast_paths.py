@@ -54,6 +54,7 @@ def test_float_decimals_keep_the_sign_of_zero_and_the_digits_written() -> None:
         {"value": "3", "code": "kg"},
         {"value": float("inf"), "code": "kg"},
         {"value": True, "code": "kg"},
+        {"value": 80, "code": "kg", "comparator": "<"},  # censored: refused
         {"code": "kg"},
         [1],
     ],

@@ -118,6 +118,13 @@ def ref_of(resource: Json) -> str:
     return f"{resource.get('resourceType')}/{resource.get('id')}"
 
 
+def unversioned(reference: str) -> str:
+    """A literal reference without its version: ``Patient/1/_history/2`` (absolute or not) →
+    ``Patient/1``. R4 references may be version specific; the resource is the same one."""
+    head, sep, _ = reference.partition("/_history/")
+    return head if sep else reference
+
+
 def versioned(resource: Json) -> str:
     version = (resource.get("meta") or {}).get("versionId")
     base = ref_of(resource)
@@ -169,9 +176,13 @@ def concept_names(concept: object) -> list[str]:
     return out
 
 
+_COMPARATORS = frozenset({"<", "<=", ">=", ">"})  # R4 quantity-comparator
+
+
 def read_quantity(q: object, path: str) -> tuple[Decimal, str | None]:
     """(value, UCUM unit or None). The UCUM ``code`` is preferred; a bare ``unit`` text is used
-    only when no system is given or the system is UCUM, read through the unit alias table."""
+    only when no system is given or the system is UCUM, read through the unit alias table. A
+    value with a ``comparator`` (``>1200``) is censored, not exact: refused."""
     if not isinstance(q, dict):
         raise ExcludedError("structure", "Quantity must be an object", path)
     if "value" not in q:
@@ -180,6 +191,13 @@ def read_quantity(q: object, path: str) -> tuple[Decimal, str | None]:
         value = parse_decimal(q["value"])
     except PrimitiveError as exc:
         raise ExcludedError("value", f"Quantity.value: {exc}", f"{path}.value") from None
+    comparator = q.get("comparator")
+    if comparator is not None:  # "<", "<=", ">=", ">": a censored value ("above 1200")
+        ok = isinstance(comparator, str) and comparator in _COMPARATORS
+        shown = repr(comparator) if ok else "(not an R4 comparator)"
+        raise ExcludedError(
+            "value", f"value with comparator {shown} is not an exact value", f"{path}.comparator"
+        )
     system, code, unit = q.get("system"), q.get("code"), q.get("unit")
     if system is not None and system != UCUM:
         raise ExcludedError("code-invalid", "Quantity unit is not a UCUM unit", f"{path}.system")
@@ -198,7 +216,8 @@ def coded_quantity(q: object) -> tuple[Decimal, str | None] | None:
         return None
     value, code, system = q.get("value"), q.get("code"), q.get("system")
     if (
-        (type(value) is float or type(value) is int)
+        "comparator" not in q
+        and (type(value) is float or type(value) is int)
         and type(code) is str
         and code
         and (system is None or system == UCUM)
@@ -363,6 +382,7 @@ class ExtractorBase:
             return
         if not isinstance(ref, str):
             raise ExcludedError("required", f"no {key}.reference", f"{path}.{key}")
+        ref = unversioned(ref)  # Patient/1/_history/2 is Patient/1
         if ref != data.patient_ref and not ref.endswith("/" + data.patient_ref):
             # a Bundle's entries may reference each other by fullUrl (urn:uuid:…, absolute URLs)
             target = self._resolve.get(ref)

@@ -33,6 +33,7 @@ from fhirtis.fhir.extract.common import (
     first_fhir_time,
     first_time,
     ref_of,
+    unversioned,
 )
 from fhirtis.fhir.extract.medications import MedicationReader, UnresolvedMedicationError
 from fhirtis.fhir.outcome import Issue
@@ -269,8 +270,10 @@ class EventReader(MedicationReader):
             ref = rc.get("reference") if isinstance(rc, dict) else None
             if not isinstance(ref, str):
                 continue
-            target = self._resolve.get(ref)
-            if (ref_of(target) if target is not None else ref) in self._condition_refs():
+            target = self._resolve.get(ref) or self._resolve.get(unversioned(ref))
+            if (ref_of(target) if target is not None else unversioned(ref)) in (
+                self._condition_refs()
+            ):
                 return  # the same event as a Condition read here: counted once, there
         self._check_subject(data, r, "subject", path)
         onset = first_fhir_time(r, _EVENT_DATE, path)

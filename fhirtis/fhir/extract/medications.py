@@ -33,6 +33,7 @@ from fhirtis.fhir.extract.common import (
     read_quantity,
     ref_of,
     to_unit,
+    unversioned,
     versioned,
 )
 from fhirtis.fhir.outcome import Issue
@@ -167,7 +168,7 @@ class MedicationReader(ExtractorBase):
                 if isinstance(c, dict) and c.get("id") == target[1:]:
                     med = c
         else:
-            med = resolve.get(target)
+            med = resolve.get(target) or resolve.get(unversioned(target))
         if med is None or med.get("resourceType") != "Medication":
             raise UnresolvedMedicationError(
                 "not-found",

@@ -14,6 +14,7 @@ from fhirtis.fhir.extract.common import (
     Json,
     PatientData,
     ref_of,
+    unversioned,
 )
 from fhirtis.fhir.outcome import Issue
 from fhirtis.fhir.primitives import (
@@ -65,7 +66,9 @@ def patient_refs(resources: Iterable[Json]) -> set[str]:
 
 
 def patient_ref_in(reference: str) -> str | None:
-    """The "Patient/id" a subject/patient reference names (relative or absolute), or None."""
+    """The "Patient/id" a subject/patient reference names (relative or absolute, version
+    specific or not), or None."""
+    reference = unversioned(reference)
     if reference.startswith("Patient/") or "/Patient/" in reference:
         return "Patient/" + reference.rsplit("Patient/", 1)[1]
     return None
