@@ -419,3 +419,40 @@ def test_a_malformed_element_excludes_the_resource_with_an_error(
     assert errors[0].expression is not None and errors[0].expression.endswith(f".{element}")
     assert ref not in data.used
     assert [m.source for m in data.measures] == ["Observation/ok"]
+
+
+def test_a_modifier_extension_excludes_the_resource() -> None:
+    """R4 (extensibility.html#modifierExtension): a modifierExtension may change the meaning of
+    the element that holds it, so an application that does not know it SHALL NOT process the
+    element as if it were absent. fhirtis knows none: the resource (an Observation, or an
+    administration whose dosage carries one) is excluded with an error naming where, and the
+    rest of the record still counts."""
+    refuted = {"url": "http://example.org/fhir/StructureDefinition/refuted", "valueBoolean": True}
+    flagged = obs("a", "pga", 5, "cm", "2024-01-02")
+    flagged["modifierExtension"] = [refuted]
+    infusion = administration("a1", "2024-01-03T09:00:00+01:00", dose=qty(35, "g"))
+    infusion["dosage"]["modifierExtension"] = [refuted]
+    data = _extract(
+        patient(), flagged, obs("b", "pga", 4, "cm", "2024-01-02"), medication(), infusion
+    )
+    assert [m.source for m in data.measures] == ["Observation/b"]
+    assert data.administrations == []
+    by_resource = {i.resource: i for i in data.issues}
+    assert by_resource["Observation/a"].severity == "error"
+    assert by_resource["Observation/a"].expression == "Bundle.entry[1].resource.modifierExtension"
+    assert by_resource["MedicationAdministration/a1"].expression == (
+        "Bundle.entry[4].resource.dosage.modifierExtension"
+    )
+    assert "modifierExtension" in by_resource["Observation/a"].diagnostics
+
+
+def test_a_modifier_extension_on_the_reference_range_read_excludes_the_enzyme() -> None:
+    ck = enzyme("ck1", "2157-6", 900, "2024-01-02", uln=200)
+    ck["referenceRange"][0]["modifierExtension"] = [
+        {"url": "http://example.org/fhir/StructureDefinition/range-kind", "valueCode": "x"}
+    ]
+    data = _extract(patient(), ck)
+    assert data.measures == []
+    assert data.issues[0].expression == (
+        "Bundle.entry[1].resource.referenceRange[0].modifierExtension"
+    )

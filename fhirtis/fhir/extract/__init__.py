@@ -83,6 +83,7 @@ class Extractor(PatientReader, ObservationReader, EventReader):
             handler = handlers.get(kind if isinstance(kind, str) else str(kind))
             if handler is None:
                 continue
+            self._path = path
             try:
                 status, meta = resource.get("status"), resource.get("meta")
                 if (status is not None and not isinstance(status, str)) or (

@@ -304,6 +304,19 @@ def fhir_time_of(value: str) -> FhirTime:
     return FhirTime(when.date()) if date_only else FhirTime.of(when)
 
 
+def modifier_extension_error(where: str) -> ExcludedError:
+    """The exclusion of a resource with a modifier extension at ``where`` (on the resource, or
+    on a backbone element fhirtis reads: a dosage, a reference range). R4
+    (extensibility.html#modifierExtension): an application that does not know a modifier
+    extension SHALL NOT process the element that holds it as if it were absent; fhirtis knows
+    none, so such a resource is not used."""
+    return ExcludedError(
+        "not-supported",
+        "has a modifierExtension, which may change its meaning and fhirtis does not know; not used",
+        where,
+    )
+
+
 class ExtractorBase:
     """State and helpers shared by the resource-family readers."""
 
@@ -359,12 +372,18 @@ class ExtractorBase:
         # per patient: whether a medication's codings are an estrogen's, by the codings list
         self._estrogen_codings: dict[int, tuple[list[Coding], bool]] = {}
         self._resolve: Mapping[str, Json] = {}
+        self._path = "Bundle"  # where the resource being read is (set per resource)
 
     # -- helpers -----------------------------------------------------------------------------
 
     def _use(
         self, data: PatientData, resource: Json, when: datetime | FhirTime | None = None
     ) -> str:
+        """Record ``resource`` as a source of the computation (``data.used``, ``data.latest``)
+        and return its versioned reference. A resource that carries a modifier extension is
+        refused here, where it would be used (see :func:`modifier_extension_error`)."""
+        if resource.get("modifierExtension"):
+            raise modifier_extension_error(f"{self._path}.modifierExtension")
         ref = f"{resource.get('resourceType')}/{resource.get('id')}"  # ref_of(resource)
         version = (resource.get("meta") or {}).get("versionId")
         used = f"{ref}/_history/{version}" if isinstance(version, str) and version else ref

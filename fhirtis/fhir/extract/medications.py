@@ -30,6 +30,7 @@ from fhirtis.fhir.extract.common import (
     fhir_time_of,
     first_fhir_time,
     first_time,
+    modifier_extension_error,
     read_quantity,
     ref_of,
     to_unit,
@@ -342,6 +343,8 @@ class MedicationReader(ExtractorBase):
         dosage = r.get("dosage") or {}
         if not isinstance(dosage, dict):
             raise ExcludedError("structure", "dosage must be an object", f"{path}.dosage")
+        if dosage.get("modifierExtension"):
+            raise modifier_extension_error(f"{path}.dosage.modifierExtension")
         route = self._route(dosage, path)
         if route in {"sc", "im"}:
             word = _ROUTE_NAMES[route]

@@ -31,6 +31,7 @@ from fhirtis.fhir.extract.common import (
     coded_quantity,
     concept_codings,
     first_time,
+    modifier_extension_error,
     read_quantity,
     to_unit,
 )
@@ -207,6 +208,8 @@ class ObservationReader(ExtractorBase):
                 "structure", "referenceRange must be an array", f"{path}.referenceRange"
             )
         for i, rr in enumerate(ranges):
+            if isinstance(rr, dict) and rr.get("modifierExtension"):
+                raise modifier_extension_error(f"{path}.referenceRange[{i}].modifierExtension")
             if isinstance(rr, dict) and "high" in rr:
                 hpath = f"{path}.referenceRange[{i}].high"
                 value, unit = read_quantity(rr["high"], hpath)

@@ -45,8 +45,8 @@ class PatientReader(ExtractorBase):
                 )
         gender = r.get("gender")
         sex = _GENDER.get(gender, Sex.UNKNOWN) if isinstance(gender, str) else Sex.UNKNOWN
-        data.patient = PatientFacts(birth_date=birth, sex=sex)
         data.patient_source = self._use(data, r)
+        data.patient = PatientFacts(birth_date=birth, sex=sex)
 
 
 def patient_refs(resources: Iterable[Json]) -> set[str]:
