@@ -255,7 +255,12 @@ class TeeEvent:
 @fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class PatientFacts:
-    """What the core needs to know of the patient themself."""
+    """What the core needs to know of the patient themself.
+
+    ``birth_date`` is the birth date, or, when it is recorded to the year or the month only (a
+    valid FHIR date: "1950", "1950-06"), the first day it may be, and ``birth_date_latest`` the
+    last; ages are then known only within bounds (:func:`age_bounds`)."""
 
     birth_date: date | None = None
     sex: Sex = Sex.UNKNOWN
+    birth_date_latest: date | None = None  # None: the birth date is recorded in full

@@ -69,6 +69,7 @@ def evaluate_patient(
         policy,
         jdm_coded=facts.jdm_coded,
         birth_date=facts.patient.birth_date,
+        birth_date_latest=facts.patient.birth_date_latest,
         dm_onset=facts.dm_onset,
         override=population,
     )

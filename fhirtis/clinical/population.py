@@ -26,6 +26,20 @@ def age_in_years(birth: date, on: date) -> int:
     return years
 
 
+def age_bounds(birth_date: date, birth_date_latest: date | None, on: date) -> tuple[int, int]:
+    """(youngest, oldest) completed years of age on ``on`` of someone born on ``birth_date``,
+    or at some day from ``birth_date`` to ``birth_date_latest`` (a birth date recorded to the
+    year or month only); equal for a birth date recorded in full. Never below 0."""
+    oldest = age_in_years(birth_date, on)
+    youngest = oldest if birth_date_latest is None else age_in_years(birth_date_latest, on)
+    return max(youngest, 0), max(oldest, 0)
+
+
+def age_text(youngest: int, oldest: int) -> str:
+    """ "70" or, for bounds, "64–65" (a birth date recorded to the year or month only)."""
+    return str(youngest) if youngest == oldest else f"{youngest}–{oldest}"
+
+
 def decide_population(
     policy: Policy,
     *,
@@ -33,19 +47,26 @@ def decide_population(
     birth_date: date | None = None,
     dm_onset: date | None = None,
     override: Population | None = None,
+    birth_date_latest: date | None = None,
 ) -> PopulationDecision:
     """Juvenile when a Condition codes juvenile DM or the age at DM onset is below
-    ``policy.juvenile_onset_age``; otherwise adult. A caller's override wins."""
+    ``policy.juvenile_onset_age``; otherwise adult. A caller's override wins. A birth date
+    recorded to the year or month only (``birth_date`` to ``birth_date_latest``) decides when
+    every day it may be gives the same answer; otherwise the age is unknown, as without one."""
     if override is not None:
         return PopulationDecision(override, "override")
     if jdm_coded:
         return PopulationDecision(Population.JUVENILE, "jdm-coded")
+    why = "birth date or onset missing"
     if birth_date is not None and dm_onset is not None:
-        if age_in_years(birth_date, dm_onset) < policy.juvenile_onset_age:
+        youngest, oldest = age_bounds(birth_date, birth_date_latest, dm_onset)
+        if oldest < policy.juvenile_onset_age:
             return PopulationDecision(Population.JUVENILE, "onset-age")
-        return PopulationDecision(Population.ADULT, "onset-age")
+        if youngest >= policy.juvenile_onset_age:
+            return PopulationDecision(Population.ADULT, "onset-age")
+        why = f"birth date not recorded in full: {age_text(youngest, oldest)} years at onset"
     note = missing(
         "onset-age-unknown",
-        "age at dermatomyositis onset unknown (birth date or onset missing); adult criteria used",
+        f"age at dermatomyositis onset unknown ({why}); adult criteria used",
     )
     return PopulationDecision(Population.ADULT, "adult-default", (note,))

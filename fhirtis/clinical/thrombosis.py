@@ -89,7 +89,7 @@ from fhirtis.clinical.ivig import (
 from fhirtis.clinical.measures import check_value
 from fhirtis.clinical.notes import Note, missing, warning
 from fhirtis.clinical.policy import DEFAULT_POLICY, PerPolicy, Policy
-from fhirtis.clinical.population import age_in_years
+from fhirtis.clinical.population import age_bounds, age_text
 from fhirtis.clinical.weight import Dated, PlausibleBody, dated, latest_on_or_before
 
 __all__ = [
@@ -430,12 +430,22 @@ def _risk_profile(
                 )
             )
         else:
-            age = age_in_years(birth, on)
-            if age >= policy.advanced_age_years:
+            youngest, oldest = age_bounds(birth, inputs.patient.birth_date_latest, on)
+            if youngest >= policy.advanced_age_years:
                 add(
                     RiskFactorKind.ADVANCED_AGE,
                     (inputs.patient_source,),
-                    f"age {age} years (≥ {policy.advanced_age_years})",
+                    f"age {age_text(youngest, oldest)} years (≥ {policy.advanced_age_years})",
+                )
+            elif oldest >= policy.advanced_age_years:
+                reason = f"birth date not recorded in full: age {age_text(youngest, oldest)} years"
+                unassessed.append(UnassessedRiskFactor(RiskFactorKind.ADVANCED_AGE, reason))
+                notes.append(
+                    missing(
+                        "age-uncertain",
+                        f"{reason}; advanced age (≥ {policy.advanced_age_years}) not assessable",
+                        inputs.patient_source,
+                    )
                 )
 
         # obesity

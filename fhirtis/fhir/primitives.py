@@ -63,6 +63,27 @@ def parse_date(value: object) -> date:
     raise PrimitiveError("not a full FHIR date")
 
 
+_PARTIAL_DATE = re.compile(r"([0-9]{4})(?:-(0[1-9]|1[0-2]))?")
+"""A FHIR date recorded to the year or the month ("1950", "1950-06"): the spec's date regex
+without its day part (a year of 0000 is refused: ``date`` has none)."""
+
+
+def parse_date_bounds(value: object) -> tuple[date, date | None]:
+    """A FHIR date as (the date, None), or, recorded to the year or month only, as (its first
+    day, its last day). PrimitiveError for anything else."""
+    if isinstance(value, str):
+        partial = _PARTIAL_DATE.fullmatch(value)
+        if partial is None:
+            return parse_date(value), None
+        year, month = int(partial[1]), int(partial[2]) if partial[2] else None
+        if year >= 1:
+            if month is None:
+                return date(year, 1, 1), date(year, 12, 31)
+            after = date(year + 1, 1, 1) if month == 12 else date(year, month + 1, 1)
+            return date(year, month, 1), date.fromordinal(after.toordinal() - 1)
+    raise PrimitiveError("not a FHIR date")
+
+
 def parse_decimal(value: object) -> Decimal:
     """A JSON number (or a decimal string from a non-conformant sender) as an exact Decimal.
 

@@ -24,6 +24,7 @@ from fhirtis.clinical.facts import (
 )
 from fhirtis.clinical.ivig import compute_exposure
 from fhirtis.clinical.policy import EnzymeChange, EnzymeNormalBaseline, Policy, Population
+from fhirtis.clinical.population import decide_population
 from fhirtis.clinical.thrombosis import associate_events
 from fhirtis.clinical.tis import AssessmentValues, compute_tis
 from fhirtis.clinical.weight import plausible_heights, plausible_weights
@@ -215,3 +216,26 @@ def test_onset_hours_before_the_first_infusion_on_its_day_is_history_not_an_even
     mi = TeeEvent(TeeKind.MI, "Condition/mi", FhirTime.of(_at(0, 7)))
     associated, history, other = associate_events([mi], exposure, P)
     assert (associated, history, other) == ((), (mi,), ())
+
+
+@pytest.mark.parametrize(
+    ("first", "last", "population", "reason"),
+    [
+        # onset 2020-06-01; born in 2010 → 9 or 10 at onset: surely < 18 → juvenile
+        (date(2010, 1, 1), date(2010, 12, 31), Population.JUVENILE, "onset-age"),
+        # born in 1990 → 29 or 30: surely ≥ 18 → adult
+        (date(1990, 1, 1), date(1990, 12, 31), Population.ADULT, "onset-age"),
+        # born in 2002 → 17 or 18: not known → adult criteria by default, said so
+        (date(2002, 1, 1), date(2002, 12, 31), Population.ADULT, "adult-default"),
+    ],
+)
+def test_onset_age_from_a_birth_date_recorded_to_the_year(
+    first: date, last: date, population: Population, reason: str
+) -> None:
+    decision = decide_population(
+        P, birth_date=first, birth_date_latest=last, dm_onset=date(2020, 6, 1)
+    )
+    assert (decision.population, decision.reason) == (population, reason)
+    if reason == "adult-default":
+        assert [n.code for n in decision.notes] == ["onset-age-unknown"]
+        assert "17–18" in decision.notes[0].message

@@ -526,3 +526,31 @@ def test_a_rate_finding_never_shows_the_rate_equal_to_the_maximum(rate: str, sho
     limit = RateLimit(T(DAY0), D(4), False, (), (), "4 mg/kg/min applicable: no risk factor")
     finding = RateFinding("MedicationAdministration/a1", T(DAY0), 1, D(rate), limit)
     assert finding.reason.startswith(f"rate {shown} mg/kg/min is above the maximum 4 mg/kg/min")
+
+
+@pytest.mark.parametrize(
+    ("first", "last", "factor", "unassessed"),
+    [
+        # DAY0 is 2024-03-01: born in 1950 → 73 or 74 years old, surely ≥ 65
+        (date(1950, 1, 1), date(1950, 12, 31), True, False),
+        # born in 1959 → 64 (birthday from 2 March on) or 65 (born 1 Jan–1 Mar): not known
+        (date(1959, 1, 1), date(1959, 12, 31), False, True),
+        # born in February 1959 → 65 whichever day: surely ≥ 65
+        (date(1959, 2, 1), date(1959, 2, 28), True, False),
+        # born in 1990 → 33 or 34: surely below 65
+        (date(1990, 1, 1), date(1990, 12, 31), False, False),
+    ],
+)
+def test_advanced_age_from_a_birth_date_recorded_to_the_year_or_month(
+    first: date, last: date, factor: bool, unassessed: bool
+) -> None:
+    """A birthDate of "1950" or "1959-02" (valid FHIR dates) bounds the age: advanced age is a
+    factor when the youngest the patient can be is ≥ 65, absent when the oldest is below, and
+    not assessable (said so) only when the bounds straddle 65."""
+    p = PatientFacts(birth_date=first, birth_date_latest=last)
+    profile = risk_profile(at(0), inputs(patient=p))
+    assert (RiskFactorKind.ADVANCED_AGE in {f.kind for f in profile.factors}) is factor
+    assert (RiskFactorKind.ADVANCED_AGE in {u.kind for u in profile.unassessed}) is unassessed
+    if unassessed:
+        (u,) = (u for u in profile.unassessed if u.kind is RiskFactorKind.ADVANCED_AGE)
+        assert "64–65" in u.reason

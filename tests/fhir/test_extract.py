@@ -456,3 +456,27 @@ def test_a_modifier_extension_on_the_reference_range_read_excludes_the_enzyme() 
     assert data.issues[0].expression == (
         "Bundle.entry[1].resource.referenceRange[0].modifierExtension"
     )
+
+
+@pytest.mark.parametrize(
+    ("birth", "first", "last"),
+    [
+        ("1950", date(1950, 1, 1), date(1950, 12, 31)),
+        ("1952-02", date(1952, 2, 1), date(1952, 2, 29)),
+        ("1950-06-15", date(1950, 6, 15), None),
+    ],
+)
+def test_a_birth_date_to_the_year_or_month_bounds_the_age(
+    birth: str, first: date, last: date | None
+) -> None:
+    """R4 date allows YYYY and YYYY-MM (de-identified exports give the year only): the birth
+    date is read as the first and last day it may be, without a warning."""
+    data = _extract(patient(birth=birth))
+    assert (data.patient.birth_date, data.patient.birth_date_latest) == (first, last)
+    assert data.issues == []
+
+
+def test_a_birth_date_that_is_no_fhir_date_leaves_the_age_unknown() -> None:
+    data = _extract(patient(birth="1950-13"))
+    assert data.patient.birth_date is None
+    assert [i.expression for i in data.issues] == ["Bundle.entry[0].resource.birthDate"]

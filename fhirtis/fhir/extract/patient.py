@@ -19,7 +19,7 @@ from fhirtis.fhir.extract.common import (
 from fhirtis.fhir.outcome import Issue
 from fhirtis.fhir.primitives import (
     PrimitiveError,
-    parse_date,
+    parse_date_bounds,
 )
 
 _GENDER = {"male": Sex.MALE, "female": Sex.FEMALE, "other": Sex.OTHER, "unknown": Sex.UNKNOWN}
@@ -31,22 +31,23 @@ class PatientReader(ExtractorBase):
     def _patient(self, data: PatientData, path: str, r: Json, _resolve: Mapping[str, Json]) -> None:
         self._require_id(r, path)
         birth: date | None = None
+        birth_latest: date | None = None  # a birth date recorded to the year or month only
         if "birthDate" in r:
             try:
-                birth = parse_date(r["birthDate"])
+                birth, birth_latest = parse_date_bounds(r["birthDate"])
             except PrimitiveError:
                 data.issues.append(
                     Issue(
                         "warning",
                         "value",
-                        f"{ref_of(r)}: birthDate is not a full date; age unknown",
+                        f"{ref_of(r)}: birthDate is not a FHIR date; age unknown",
                         f"{path}.birthDate",
                     )
                 )
         gender = r.get("gender")
         sex = _GENDER.get(gender, Sex.UNKNOWN) if isinstance(gender, str) else Sex.UNKNOWN
         data.patient_source = self._use(data, r)
-        data.patient = PatientFacts(birth_date=birth, sex=sex)
+        data.patient = PatientFacts(birth_date=birth, sex=sex, birth_date_latest=birth_latest)
 
 
 def patient_refs(resources: Iterable[Json]) -> set[str]:
