@@ -67,6 +67,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
 
     from fhirtis.fhir.bundle import PatientResources
+    from fhirtis.io import BulkExportClient, Manifest
 
 log = logging.getLogger("fhirtis.registry.cohort")
 KILL_HOOK = "FHIRTIS_TEST_KILL_AFTER_WRITES"
@@ -462,9 +463,40 @@ async def export_group(client: FhirClient, group: str, options: CohortOptions) -
             old.unlink()
     private_dir(folder)
     await bulk.download_to(manifest, folder)
+    await _check_export_errors(bulk, manifest)
     with Ledger(options.ledger) as ledger:
         ledger.set_value("bulk_transaction_time", str(manifest.transaction_time))
     return folder, since is not None
+
+
+async def _check_export_errors(bulk: BulkExportClient, manifest: Manifest) -> None:
+    """Read the manifest's error files (NDJSON OperationOutcomes, Bulk Data IG v2): an issue
+    of severity error or fatal means some data was not exported, so the run stops before
+    anything is evaluated and the transaction time is not recorded (the next run exports the
+    same data again). Information and warnings are logged as counts. Only severities and issue
+    codes are reported: diagnostics may name a patient."""
+    if not manifest.error:
+        return
+    failed: dict[str, int] = {}
+    other = 0
+    async for _, outcome in bulk.download(manifest, manifest.error):
+        for issue in outcome.get("issue") or []:
+            if not isinstance(issue, dict):
+                continue
+            if issue.get("severity") in ("error", "fatal"):
+                code = str(issue.get("code") or "unknown")
+                failed[code] = failed.get(code, 0) + 1
+            else:
+                other += 1
+    if other:
+        log.warning("the bulk export reported %d warning or information issue(s)", other)
+    if failed:
+        count = sum(failed.values())
+        codes = ", ".join(f"{code} {n}" for code, n in sorted(failed.items()))
+        raise CohortError(
+            f"the bulk export reported {count} error(s) ({codes}): some data was not exported, "
+            "so nothing was evaluated; the next run exports the same data again"
+        )
 
 
 EXPORT_TYPES = export_types()  # fhirtis.fhir.needs: what a patient's evaluation reads

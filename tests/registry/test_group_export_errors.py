@@ -1,0 +1,92 @@
+"""A Group ``$export`` whose manifest lists error files (Bulk Data IG v2, export.html:
+"error: array of message file items following the same structure as the output array", each
+an NDJSON file of OperationOutcomes).
+
+A resource the server failed to export is missing from the output: evaluating the cohort on
+that data and recording the export's ``transactionTime`` (from which the next run asks only
+``_since``) would lose it for good. Errors stop the run before anything is evaluated, and the
+transaction time stays where it was; informational or warning outcomes do not.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from pytest_httpx import HTTPXMock
+
+from fhirtis.io import FhirClient, FhirClientConfig
+from fhirtis.registry.cohort import CohortOptions, export_group
+from fhirtis.registry.errors import CohortError
+from fhirtis.registry.ledger import Ledger
+from tests.io._support import BASE, FakeTime
+
+STATUS_URL = f"{BASE}/bulkstatus/job-1"
+PATIENT_FILE = f"{BASE}/bulkfiles/Patient.ndjson"
+ERROR_FILE = f"{BASE}/bulkfiles/errors.ndjson"
+SECRET = "Jane Smith 1970-01-01"  # what a server may put in diagnostics
+
+
+def _outcome(severity: str, code: str) -> dict[str, Any]:
+    return {
+        "resourceType": "OperationOutcome",
+        "issue": [{"severity": severity, "code": code, "diagnostics": SECRET}],
+    }
+
+
+def _serve(httpx_mock: HTTPXMock, outcomes: list[dict[str, Any]]) -> None:
+    httpx_mock.add_response(
+        url=re.compile(re.escape(f"{BASE}/Group/g1/$export") + r".*"),
+        status_code=202,
+        headers={"Content-Location": STATUS_URL},
+    )
+    manifest = {
+        "transactionTime": "2024-05-01T10:00:00Z",
+        "requiresAccessToken": True,
+        "output": [{"type": "Patient", "url": PATIENT_FILE}],
+        "error": [{"type": "OperationOutcome", "url": ERROR_FILE}],
+    }
+    httpx_mock.add_response(url=STATUS_URL, json=manifest)
+    httpx_mock.add_response(
+        url=PATIENT_FILE, content=orjson.dumps({"resourceType": "Patient", "id": "p1"}) + b"\n"
+    )
+    httpx_mock.add_response(
+        url=ERROR_FILE, content=b"".join(orjson.dumps(o) + b"\n" for o in outcomes)
+    )
+
+
+async def _export(tmp_path: Path) -> tuple[Path, bool]:
+    options = CohortOptions(ledger=tmp_path / "ledger.sqlite", work_dir=tmp_path / "work")
+    async with FhirClient(FhirClientConfig(base_url=BASE), timing=FakeTime().timing()) as fhir:
+        return await export_group(fhir, "g1", options)
+
+
+def _transaction_time(tmp_path: Path) -> str | None:
+    with Ledger(tmp_path / "ledger.sqlite") as ledger:
+        return ledger.get_value("bulk_transaction_time")
+
+
+async def test_export_errors_stop_the_run_and_keep_the_transaction_time(
+    httpx_mock: HTTPXMock, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    _serve(httpx_mock, [_outcome("error", "processing"), _outcome("information", "informational")])
+    with pytest.raises(CohortError) as raised:
+        await _export(tmp_path)
+    message = str(raised.value)
+    assert "1 error" in message and "processing" in message, message
+    assert SECRET not in message and SECRET not in caplog.text
+    assert _transaction_time(tmp_path) is None  # the next run exports the same data again
+
+
+async def test_export_warnings_alone_do_not_stop_the_run(
+    httpx_mock: HTTPXMock, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    _serve(httpx_mock, [_outcome("warning", "not-supported")])
+    folder, incremental = await _export(tmp_path)
+    assert not incremental
+    assert [p.name.split(".")[0] for p in sorted(folder.glob("*.ndjson"))] == ["Patient"]
+    assert _transaction_time(tmp_path) == "2024-05-01T10:00:00Z"
+    assert SECRET not in caplog.text
