@@ -447,7 +447,8 @@ async def _run(
 async def export_group(client: FhirClient, group: str, options: CohortOptions) -> tuple[Path, bool]:
     """Bulk Data ``Group/[id]/$export`` into ``work_dir/export``; remembers the transaction
     time so that the next run asks only for what changed since (``_since``). Returns the folder
-    and whether the export was incremental."""
+    and whether the export was incremental (a ``_since`` export that lists deleted resources
+    is followed by a full one)."""
     from fhirtis.io import BulkExportClient  # noqa: PLC0415
 
     with Ledger(options.ledger) as ledger:
@@ -457,6 +458,19 @@ async def export_group(client: FhirClient, group: str, options: CohortOptions) -
         "group", group, types=EXPORT_TYPES, since=since, type_filters=None
     )
     manifest = await bulk.poll(status_url)
+    if since is not None and manifest.deleted:
+        # deleted files name ``Type/id`` only, not whose it was: a patient who only lost a
+        # resource would keep a stale result, so every member is exported and evaluated
+        log.warning(
+            "the _since export lists deleted resources (%d file(s)); exporting the whole "
+            "Group again",
+            len(manifest.deleted),
+        )
+        since = None
+        status_url = await bulk.kick_off(
+            "group", group, types=EXPORT_TYPES, since=None, type_filters=None
+        )
+        manifest = await bulk.poll(status_url)
     folder = options.work_dir / "export"
     if folder.exists():
         for old in folder.glob("*.ndjson"):

@@ -90,3 +90,51 @@ async def test_export_warnings_alone_do_not_stop_the_run(
     assert [p.name.split(".")[0] for p in sorted(folder.glob("*.ndjson"))] == ["Patient"]
     assert _transaction_time(tmp_path) == "2024-05-01T10:00:00Z"
     assert SECRET not in caplog.text
+
+
+async def test_a_since_export_with_deleted_resources_exports_the_whole_group_again(
+    httpx_mock: HTTPXMock, tmp_path: Path
+) -> None:
+    """IG v2: a ``_since`` export may list ``deleted`` files (Bundles of DELETE entries naming
+    ``Type/id`` only). Which patient lost the resource is not said, so evaluating only the
+    patients in ``output`` would leave a stale score; the whole Group is exported instead."""
+    with Ledger(tmp_path / "ledger.sqlite") as ledger:
+        ledger.set_value("bulk_transaction_time", "2024-04-01T00:00:00Z")
+    kickoff = re.escape(f"{BASE}/Group/g1/$export")
+    httpx_mock.add_response(
+        url=re.compile(kickoff + r"\?.*_since=.*"),
+        status_code=202,
+        headers={"Content-Location": STATUS_URL},
+    )
+    httpx_mock.add_response(
+        url=STATUS_URL,
+        json={
+            "transactionTime": "2024-05-01T10:00:00Z",
+            "requiresAccessToken": True,
+            "output": [],
+            "error": [],
+            "deleted": [{"type": "Bundle", "url": f"{BASE}/bulkfiles/deleted.ndjson"}],
+        },
+    )
+    full_status = f"{BASE}/bulkstatus/job-2"
+    httpx_mock.add_response(
+        url=re.compile(kickoff + r"\?(?!.*_since).*"),
+        status_code=202,
+        headers={"Content-Location": full_status},
+    )
+    httpx_mock.add_response(
+        url=full_status,
+        json={
+            "transactionTime": "2024-05-01T10:00:05Z",
+            "requiresAccessToken": True,
+            "output": [{"type": "Patient", "url": PATIENT_FILE}],
+            "error": [],
+        },
+    )
+    httpx_mock.add_response(
+        url=PATIENT_FILE, content=orjson.dumps({"resourceType": "Patient", "id": "p1"}) + b"\n"
+    )
+    folder, incremental = await _export(tmp_path)
+    assert not incremental  # every exported patient is evaluated
+    assert len(list(folder.glob("*.ndjson"))) == 1
+    assert _transaction_time(tmp_path) == "2024-05-01T10:00:05Z"
