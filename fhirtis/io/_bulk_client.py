@@ -137,6 +137,7 @@ class BulkExportClient:
             response.content,
             request_url=url,
             base=fhir._base,
+            aliases=fhir.config.aliases,
         )
         log.info("bulk export started at %s", _urls.log_target(url))
         return str(status_url)
@@ -235,7 +236,7 @@ class BulkExportClient:
         url = httpx.URL(status_url)
         if url.is_relative_url:
             raise ValueError("status_url must be the absolute URL that kick_off returned")
-        return resolve_status_url(self._fhir._base, url, status_url)
+        return resolve_status_url(self._fhir._base, url, status_url, self._fhir.config.aliases)
 
     # -- downloads ---------------------------------------------------------------------------
 
@@ -320,7 +321,7 @@ class BulkExportClient:
         return [
             _FileDownload(
                 file=file,
-                url=file_target(manifest, file, base),
+                url=file_target(manifest, file, base, self._fhir.config.aliases),
                 with_token=manifest.requires_access_token,
             )
             for file in chosen
