@@ -467,6 +467,7 @@ async def export_group(client: FhirClient, group: str, options: CohortOptions) -
             len(manifest.deleted),
         )
         since = None
+        await _release(bulk, status_url)
         status_url = await bulk.kick_off(
             "group", group, types=EXPORT_TYPES, since=None, type_filters=None
         )
@@ -476,11 +477,24 @@ async def export_group(client: FhirClient, group: str, options: CohortOptions) -
         for old in folder.glob("*.ndjson"):
             old.unlink()
     private_dir(folder)
-    await bulk.download_to(manifest, folder)
-    await _check_export_errors(bulk, manifest)
+    try:
+        await bulk.download_to(manifest, folder)
+        await _check_export_errors(bulk, manifest)
+    finally:
+        await _release(bulk, status_url)
     with Ledger(options.ledger) as ledger:
         ledger.set_value("bulk_transaction_time", str(manifest.transaction_time))
     return folder, since is not None
+
+
+async def _release(bulk: BulkExportClient, status_url: str) -> None:
+    """``DELETE`` the export job once its files are read, so that the server removes them
+    (patient data; Oracle Health asks for it, the IG allows it). Best effort: a server that
+    refuses or fails it leaves the files to expire."""
+    try:
+        await bulk.cancel(status_url)
+    except FhirClientError as exc:
+        log.info("the bulk export's files were not released (%s)", type(exc).__name__)
 
 
 async def _check_export_errors(bulk: BulkExportClient, manifest: Manifest) -> None:

@@ -37,7 +37,7 @@ def _outcome(severity: str, code: str) -> dict[str, Any]:
     }
 
 
-def _serve(httpx_mock: HTTPXMock, outcomes: list[dict[str, Any]]) -> None:
+def _serve(httpx_mock: HTTPXMock, outcomes: list[dict[str, Any]], delete_status: int = 202) -> None:
     httpx_mock.add_response(
         url=re.compile(re.escape(f"{BASE}/Group/g1/$export") + r".*"),
         status_code=202,
@@ -56,12 +56,17 @@ def _serve(httpx_mock: HTTPXMock, outcomes: list[dict[str, Any]]) -> None:
     httpx_mock.add_response(
         url=ERROR_FILE, content=b"".join(orjson.dumps(o) + b"\n" for o in outcomes)
     )
+    httpx_mock.add_response(method="DELETE", url=STATUS_URL, status_code=delete_status)
 
 
 async def _export(tmp_path: Path) -> tuple[Path, bool]:
     options = CohortOptions(ledger=tmp_path / "ledger.sqlite", work_dir=tmp_path / "work")
     async with FhirClient(FhirClientConfig(base_url=BASE), timing=FakeTime().timing()) as fhir:
         return await export_group(fhir, "g1", options)
+
+
+def _deleted(httpx_mock: HTTPXMock) -> list[str]:
+    return [str(r.url) for r in httpx_mock.get_requests() if r.method == "DELETE"]
 
 
 def _transaction_time(tmp_path: Path) -> str | None:
@@ -79,6 +84,7 @@ async def test_export_errors_stop_the_run_and_keep_the_transaction_time(
     assert "1 error" in message and "processing" in message, message
     assert SECRET not in message and SECRET not in caplog.text
     assert _transaction_time(tmp_path) is None  # the next run exports the same data again
+    assert _deleted(httpx_mock) == [STATUS_URL]
 
 
 async def test_export_warnings_alone_do_not_stop_the_run(
@@ -90,6 +96,17 @@ async def test_export_warnings_alone_do_not_stop_the_run(
     assert [p.name.split(".")[0] for p in sorted(folder.glob("*.ndjson"))] == ["Patient"]
     assert _transaction_time(tmp_path) == "2024-05-01T10:00:00Z"
     assert SECRET not in caplog.text
+    # Oracle Health: "After the appropriate ndjson files are downloaded, the delete request
+    # should be called to clean up" (fhir.cerner.com, millennium/bulk-data/group-export.md)
+    assert _deleted(httpx_mock) == [STATUS_URL]
+
+
+async def test_a_refused_delete_does_not_fail_the_export(
+    httpx_mock: HTTPXMock, tmp_path: Path
+) -> None:
+    _serve(httpx_mock, [], delete_status=405)
+    await _export(tmp_path)
+    assert _transaction_time(tmp_path) == "2024-05-01T10:00:00Z"
 
 
 async def test_a_since_export_with_deleted_resources_exports_the_whole_group_again(
@@ -134,7 +151,10 @@ async def test_a_since_export_with_deleted_resources_exports_the_whole_group_aga
     httpx_mock.add_response(
         url=PATIENT_FILE, content=orjson.dumps({"resourceType": "Patient", "id": "p1"}) + b"\n"
     )
+    httpx_mock.add_response(method="DELETE", url=STATUS_URL, status_code=202)
+    httpx_mock.add_response(method="DELETE", url=full_status, status_code=202)
     folder, incremental = await _export(tmp_path)
     assert not incremental  # every exported patient is evaluated
+    assert _deleted(httpx_mock) == [STATUS_URL, full_status]  # both jobs' files released
     assert len(list(folder.glob("*.ndjson"))) == 1
     assert _transaction_time(tmp_path) == "2024-05-01T10:00:05Z"
