@@ -183,3 +183,45 @@ def test_writes_answered_without_a_body(fhir_server: FhirTestServer, fhir_base: 
         assert _run(fhir_base, MinimalWrites()).status is RunStatus.UNCHANGED
     finally:
         fhir_server.set_profile("full")
+
+
+class IgnoresIfNoneExist(Forwarding):
+    """A server that does not know ``If-None-Exist`` (an unknown header is ignored, RFC 9110
+    §5.1) and whose answer to the first create is lost after it was stored (read timeout)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.creates = 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        conditional = request.method == "POST" and "if-none-exist" in request.headers
+        if conditional:
+            headers = [(k, v) for k, v in request.headers.raw if k.lower() != b"if-none-exist"]
+            request = httpx.Request("POST", request.url, headers=headers, content=request.content)
+        response = await self.inner.handle_async_request(request)
+        if conditional:
+            self.creates += 1
+            if self.creates == 1:
+                await response.aread()
+                raise httpx.ReadTimeout("answer lost after the create", request=request)
+        return response
+
+
+def test_a_resent_conditional_create_on_a_server_ignoring_it_leaves_no_duplicate(
+    fhir_server: FhirTestServer, fhir_base: str
+) -> None:
+    """The resend of a conditional create (retried as idempotent) creates a second copy where
+    the server ignored ``If-None-Exist``; the run finds and removes it as after a plain
+    create."""
+    load(fhir_base, responder(dvt_after_cycle=2))
+    fhir_server.set_profile("no-transaction")  # single requests, conditional creates declared
+    try:
+        transport = IgnoresIfNoneExist()
+        first = _run(fhir_base, transport)
+        assert first.status is RunStatus.WRITTEN, first.error
+        assert transport.creates >= 2  # the lost create was sent again
+        for rtype, identifiers in _stored(fhir_base).items():
+            assert len(identifiers) == len(set(identifiers)), (rtype, identifiers)
+        assert _run(fhir_base, Forwarding()).status is RunStatus.UNCHANGED
+    finally:
+        fhir_server.set_profile("full")
