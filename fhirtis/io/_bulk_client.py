@@ -56,7 +56,7 @@ from fhirtis.io._bulk_protocol import (
     resolve_status_url,
 )
 from fhirtis.io._client import FhirClient
-from fhirtis.io._errors import MalformedNdjson, TooManyRetries
+from fhirtis.io._errors import MalformedNdjson, MalformedResponse, TooManyRetries
 from fhirtis.io._retry import is_retryable_transport_error
 
 __all__ = ["BulkExportClient", "ExportLevel", "Manifest", "ManifestFile"]
@@ -76,6 +76,9 @@ class _NoCredentials(httpx.Auth):
 
 
 _NO_CREDENTIALS = _NoCredentials()
+#: Redirects a file download follows (to a pre-signed URL, without credentials).
+MAX_FILE_REDIRECTS = 5
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -137,6 +140,7 @@ class BulkExportClient:
             response.content,
             request_url=url,
             base=fhir._base,
+            aliases=fhir.config.aliases,
         )
         log.info("bulk export started at %s", _urls.log_target(url))
         return str(status_url)
@@ -235,7 +239,7 @@ class BulkExportClient:
         url = httpx.URL(status_url)
         if url.is_relative_url:
             raise ValueError("status_url must be the absolute URL that kick_off returned")
-        return resolve_status_url(self._fhir._base, url, status_url)
+        return resolve_status_url(self._fhir._base, url, status_url, self._fhir.config.aliases)
 
     # -- downloads ---------------------------------------------------------------------------
 
@@ -320,7 +324,7 @@ class BulkExportClient:
         return [
             _FileDownload(
                 file=file,
-                url=file_target(manifest, file, base),
+                url=file_target(manifest, file, base, self._fhir.config.aliases),
                 with_token=manifest.requires_access_token,
             )
             for file in chosen
@@ -338,20 +342,7 @@ class BulkExportClient:
         started = timing.monotonic()
         while True:
             delay = 0.0
-            if item.with_token:
-                response = await fhir._send(
-                    "GET", item.url, headers=FILE_HEADERS, idempotent=True, stream=True
-                )
-            else:
-                response = await fhir._send(
-                    "GET",
-                    item.url,
-                    headers=FILE_HEADERS,
-                    idempotent=True,
-                    stream=True,
-                    auth=_NO_CREDENTIALS,
-                    check_origin=False,
-                )
+            response = await self._open(item)
             try:
                 if not response.is_success:
                     await response.aread()
@@ -399,6 +390,57 @@ class BulkExportClient:
             finally:
                 await response.aclose()
             await timing.sleep(delay)
+
+    async def _open(self, item: _FileDownload) -> httpx.Response:
+        """GET the file (streamed), following redirects to a pre-signed URL without
+        credentials: Oracle Health answers a file URL with ``307`` and an object-store
+        ``Location`` that must not get the Authorization header. At most
+        ``MAX_FILE_REDIRECTS``; never from https to http."""
+        fhir = self._fhir
+        url, with_token = item.url, item.with_token
+        for _ in range(MAX_FILE_REDIRECTS + 1):
+            if with_token:
+                response = await fhir._send(
+                    "GET", url, headers=FILE_HEADERS, idempotent=True, stream=True
+                )
+            else:
+                response = await fhir._send(
+                    "GET",
+                    url,
+                    headers=FILE_HEADERS,
+                    idempotent=True,
+                    stream=True,
+                    auth=_NO_CREDENTIALS,
+                    check_origin=False,
+                )
+            location = response.headers.get("Location")
+            if response.status_code not in _REDIRECTS or not location:
+                return response
+            await response.aclose()
+            where = _urls.redact(item.url)
+            try:
+                target = url.join(location.strip())
+            except httpx.InvalidURL:
+                target = httpx.URL()
+            if target.scheme not in {"http", "https"} or not target.host:
+                raise MalformedResponse(
+                    f"GET {where}: the redirect is not to an http(s) URL",
+                    status=response.status_code,
+                    url=where,
+                )
+            if url.scheme == "https" and target.scheme != "https":
+                raise MalformedResponse(
+                    f"GET {where}: refused a redirect from https to http",
+                    status=response.status_code,
+                    url=where,
+                )
+            log.debug("GET %s: redirected to %s", _urls.log_target(url), _urls.origin_text(target))
+            url, with_token = target, False
+        raise MalformedResponse(
+            f"GET {_urls.redact(item.url)}: more than {MAX_FILE_REDIRECTS} redirects",
+            status=None,
+            url=_urls.redact(item.url),
+        )
 
     def _parse(
         self,

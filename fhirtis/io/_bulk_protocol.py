@@ -154,6 +154,7 @@ def accept_kickoff(
     *,
     request_url: httpx.URL,
     base: httpx.URL,
+    aliases: Sequence[httpx.URL] = (),
 ) -> httpx.URL:
     """The status (polling) URL from a kick-off answer, or the error it stands for."""
     where = _urls.redact(request_url)
@@ -179,14 +180,17 @@ def accept_kickoff(
             status=status,
             url=where,
         )
-    return resolve_status_url(base, request_url, location.strip())
+    return resolve_status_url(base, request_url, location.strip(), aliases)
 
 
-def resolve_status_url(base: httpx.URL, request_url: httpx.URL, location: str) -> httpx.URL:
+def resolve_status_url(
+    base: httpx.URL, request_url: httpx.URL, location: str, aliases: Sequence[httpx.URL] = ()
+) -> httpx.URL:
     """Resolve a status URL (RFC 3986, against ``request_url``) and keep it on the FHIR
-    server's origin: status requests carry the access token."""
+    server's origin: status requests carry the access token. A URL on one of ``aliases`` (other
+    origins of the same server) is moved onto the base's origin."""
     try:
-        url = request_url.join(location)
+        url = _urls.onto_base(request_url.join(location), base, aliases)
     except httpx.InvalidURL:
         where = _urls.redact(request_url)
         raise MalformedResponse(
@@ -487,16 +491,21 @@ def parse_manifest(content: bytes, url: httpx.URL, status: int) -> Manifest:
 # -- output files ----------------------------------------------------------------------------
 
 
-def file_target(manifest: Manifest, file: ManifestFile, base: httpx.URL) -> httpx.URL:
+def file_target(
+    manifest: Manifest, file: ManifestFile, base: httpx.URL, aliases: Sequence[httpx.URL] = ()
+) -> httpx.URL:
     """The URL to download ``file`` from, checked before anything is sent.
 
     With ``requiresAccessToken`` the token goes with the request, so the file must be on the
-    FHIR server's origin (:class:`ForeignUrl` otherwise). Without it, no credential is sent
-    and any http(s) host is allowed (e.g. a signed object-store URL).
+    FHIR server's origin (one of ``aliases`` is moved onto it; :class:`ForeignUrl` otherwise).
+    Without it, no credential is sent and any http(s) host is allowed (e.g. a signed
+    object-store URL).
     """
     url = httpx.URL(file.url)
     if url.scheme not in {"http", "https"} or not url.host:
         raise ValueError("a bulk export file URL must be an absolute http(s) URL")
+    if manifest.requires_access_token:
+        url = _urls.onto_base(url, base, aliases)
     if manifest.requires_access_token and not _urls.same_origin(url, base):
         foreign = _urls.origin_text(url)
         raise ForeignUrl(

@@ -83,7 +83,8 @@ class FhirClientConfig(BaseModel):
     equivalent_origins: list[str] = Field(
         default_factory=list,
         description="other origins of the same server (scheme://host[:port]) that its search "
-        "next links may use, e.g. http://127.0.0.1:8080 for a server configured as localhost, "
+        "next links, Bulk Data status URLs and token-protected file URLs may use, e.g. "
+        "http://127.0.0.1:8080 for a server configured as localhost, "
         "or an internal base behind a gateway; such a link is fetched from base_url's origin "
         "(same path and query), so the token never leaves it",
     )

@@ -104,10 +104,7 @@ def resolve_next(
             resolved = base.copy_with(path=base.path.rstrip("/") + "/").join(link)
     else:
         resolved = target
-    if not _urls.same_origin(resolved, base) and any(
-        _urls.same_origin(resolved, a) for a in aliases
-    ):
-        resolved = resolved.copy_with(scheme=base.scheme, host=base.host, port=base.port)
+    resolved = _urls.onto_base(resolved, base, aliases)
     if not _urls.same_origin(resolved, base):
         foreign = _urls.origin_text(resolved)
         raise ForeignNextLink(

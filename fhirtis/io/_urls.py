@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 import httpx
 
@@ -25,6 +26,15 @@ def origin_text(url: httpx.URL) -> str:
 
 def same_origin(a: httpx.URL, b: httpx.URL) -> bool:
     return origin(a) == origin(b)
+
+
+def onto_base(url: httpx.URL, base: httpx.URL, aliases: Sequence[httpx.URL] = ()) -> httpx.URL:
+    """``url`` moved onto ``base``'s origin (path and query kept) when it is on one of
+    ``aliases`` (``FHIRTIS_FHIR__EQUIVALENT_ORIGINS``: other origins of the same server);
+    otherwise ``url`` unchanged."""
+    if not same_origin(url, base) and any(same_origin(url, a) for a in aliases):
+        return url.copy_with(scheme=base.scheme, host=base.host, port=base.port)
+    return url
 
 
 def normalize_base(base_url: str) -> httpx.URL:

@@ -995,7 +995,8 @@ async def _write_singles(
                 except WriteOutcomeUnknown:
                     naming.lost([w])
                     raise
-                if not conditional:
+                if not conditional or answer.resent:
+                    # resent: a server that ignores If-None-Exist created it twice
                     plain.append(w)
                 if answer.status == 201 or answer.resent:
                     changed.append(_reference(answer.location, _target(w)))

@@ -66,6 +66,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
 
     from fhirtis.fhir.bundle import PatientResources
+    from fhirtis.io import BulkExportClient, Manifest
 
 log = logging.getLogger("fhirtis.registry.cohort")
 
@@ -435,7 +436,8 @@ async def _run(
 async def export_group(client: FhirClient, group: str, options: CohortOptions) -> tuple[Path, bool]:
     """Bulk Data ``Group/[id]/$export`` into ``work_dir/export``; remembers the transaction
     time so that the next run asks only for what changed since (``_since``). Returns the folder
-    and whether the export was incremental."""
+    and whether the export was incremental (a ``_since`` export that lists deleted resources
+    is followed by a full one)."""
     from fhirtis.io import BulkExportClient  # noqa: PLC0415
 
     with Ledger(options.ledger) as ledger:
@@ -445,15 +447,73 @@ async def export_group(client: FhirClient, group: str, options: CohortOptions) -
         "group", group, types=EXPORT_TYPES, since=since, type_filters=None
     )
     manifest = await bulk.poll(status_url)
+    if since is not None and manifest.deleted:
+        # deleted files name ``Type/id`` only, not whose it was: a patient who only lost a
+        # resource would keep a stale result, so every member is exported and evaluated
+        log.warning(
+            "the _since export lists deleted resources (%d file(s)); exporting the whole "
+            "Group again",
+            len(manifest.deleted),
+        )
+        since = None
+        await _release(bulk, status_url)
+        status_url = await bulk.kick_off(
+            "group", group, types=EXPORT_TYPES, since=None, type_filters=None
+        )
+        manifest = await bulk.poll(status_url)
     folder = options.work_dir / "export"
     if folder.exists():
         for old in folder.glob("*.ndjson"):
             old.unlink()
     private_dir(folder)
-    await bulk.download_to(manifest, folder)
+    try:
+        await bulk.download_to(manifest, folder)
+        await _check_export_errors(bulk, manifest)
+    finally:
+        await _release(bulk, status_url)
     with Ledger(options.ledger) as ledger:
         ledger.set_value("bulk_transaction_time", str(manifest.transaction_time))
     return folder, since is not None
+
+
+async def _release(bulk: BulkExportClient, status_url: str) -> None:
+    """``DELETE`` the export job once its files are read, so that the server removes them
+    (patient data; Oracle Health asks for it, the IG allows it). Best effort: a server that
+    refuses or fails it leaves the files to expire."""
+    try:
+        await bulk.cancel(status_url)
+    except FhirClientError as exc:
+        log.info("the bulk export's files were not released (%s)", type(exc).__name__)
+
+
+async def _check_export_errors(bulk: BulkExportClient, manifest: Manifest) -> None:
+    """Read the manifest's error files (NDJSON OperationOutcomes, Bulk Data IG v2): an issue
+    of severity error or fatal means some data was not exported, so the run stops before
+    anything is evaluated and the transaction time is not recorded (the next run exports the
+    same data again). Information and warnings are logged as counts. Only severities and issue
+    codes are reported: diagnostics may name a patient."""
+    if not manifest.error:
+        return
+    failed: dict[str, int] = {}
+    other = 0
+    async for _, outcome in bulk.download(manifest, manifest.error):
+        for issue in outcome.get("issue") or []:
+            if not isinstance(issue, dict):
+                continue
+            if issue.get("severity") in ("error", "fatal"):
+                code = str(issue.get("code") or "unknown")
+                failed[code] = failed.get(code, 0) + 1
+            else:
+                other += 1
+    if other:
+        log.warning("the bulk export reported %d warning or information issue(s)", other)
+    if failed:
+        count = sum(failed.values())
+        codes = ", ".join(f"{code} {n}" for code, n in sorted(failed.items()))
+        raise CohortError(
+            f"the bulk export reported {count} error(s) ({codes}): some data was not exported, "
+            "so nothing was evaluated; the next run exports the same data again"
+        )
 
 
 EXPORT_TYPES = export_types()  # fhirtis.fhir.needs: what a patient's evaluation reads

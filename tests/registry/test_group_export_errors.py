@@ -1,0 +1,160 @@
+"""A Group ``$export`` whose manifest lists error files (Bulk Data IG v2, export.html:
+"error: array of message file items following the same structure as the output array", each
+an NDJSON file of OperationOutcomes).
+
+A resource the server failed to export is missing from the output: evaluating the cohort on
+that data and recording the export's ``transactionTime`` (from which the next run asks only
+``_since``) would lose it for good. Errors stop the run before anything is evaluated, and the
+transaction time stays where it was; informational or warning outcomes do not.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from pytest_httpx import HTTPXMock
+
+from fhirtis.io import FhirClient, FhirClientConfig
+from fhirtis.registry.cohort import CohortOptions, export_group
+from fhirtis.registry.errors import CohortError
+from fhirtis.registry.ledger import Ledger
+from tests.io._support import BASE, FakeTime
+
+STATUS_URL = f"{BASE}/bulkstatus/job-1"
+PATIENT_FILE = f"{BASE}/bulkfiles/Patient.ndjson"
+ERROR_FILE = f"{BASE}/bulkfiles/errors.ndjson"
+SECRET = "Jane Smith 1970-01-01"  # what a server may put in diagnostics
+
+
+def _outcome(severity: str, code: str) -> dict[str, Any]:
+    return {
+        "resourceType": "OperationOutcome",
+        "issue": [{"severity": severity, "code": code, "diagnostics": SECRET}],
+    }
+
+
+def _serve(httpx_mock: HTTPXMock, outcomes: list[dict[str, Any]], delete_status: int = 202) -> None:
+    httpx_mock.add_response(
+        url=re.compile(re.escape(f"{BASE}/Group/g1/$export") + r".*"),
+        status_code=202,
+        headers={"Content-Location": STATUS_URL},
+    )
+    manifest = {
+        "transactionTime": "2024-05-01T10:00:00Z",
+        "requiresAccessToken": True,
+        "output": [{"type": "Patient", "url": PATIENT_FILE}],
+        "error": [{"type": "OperationOutcome", "url": ERROR_FILE}],
+    }
+    httpx_mock.add_response(url=STATUS_URL, json=manifest)
+    httpx_mock.add_response(
+        url=PATIENT_FILE, content=orjson.dumps({"resourceType": "Patient", "id": "p1"}) + b"\n"
+    )
+    httpx_mock.add_response(
+        url=ERROR_FILE, content=b"".join(orjson.dumps(o) + b"\n" for o in outcomes)
+    )
+    httpx_mock.add_response(method="DELETE", url=STATUS_URL, status_code=delete_status)
+
+
+async def _export(tmp_path: Path) -> tuple[Path, bool]:
+    options = CohortOptions(ledger=tmp_path / "ledger.sqlite", work_dir=tmp_path / "work")
+    async with FhirClient(FhirClientConfig(base_url=BASE), timing=FakeTime().timing()) as fhir:
+        return await export_group(fhir, "g1", options)
+
+
+def _deleted(httpx_mock: HTTPXMock) -> list[str]:
+    return [str(r.url) for r in httpx_mock.get_requests() if r.method == "DELETE"]
+
+
+def _transaction_time(tmp_path: Path) -> str | None:
+    with Ledger(tmp_path / "ledger.sqlite") as ledger:
+        return ledger.get_value("bulk_transaction_time")
+
+
+async def test_export_errors_stop_the_run_and_keep_the_transaction_time(
+    httpx_mock: HTTPXMock, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    _serve(httpx_mock, [_outcome("error", "processing"), _outcome("information", "informational")])
+    with pytest.raises(CohortError) as raised:
+        await _export(tmp_path)
+    message = str(raised.value)
+    assert "1 error" in message and "processing" in message, message
+    assert SECRET not in message and SECRET not in caplog.text
+    assert _transaction_time(tmp_path) is None  # the next run exports the same data again
+    assert _deleted(httpx_mock) == [STATUS_URL]
+
+
+async def test_export_warnings_alone_do_not_stop_the_run(
+    httpx_mock: HTTPXMock, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    _serve(httpx_mock, [_outcome("warning", "not-supported")])
+    folder, incremental = await _export(tmp_path)
+    assert not incremental
+    assert [p.name.split(".")[0] for p in sorted(folder.glob("*.ndjson"))] == ["Patient"]
+    assert _transaction_time(tmp_path) == "2024-05-01T10:00:00Z"
+    assert SECRET not in caplog.text
+    # Oracle Health: "After the appropriate ndjson files are downloaded, the delete request
+    # should be called to clean up" (fhir.cerner.com, millennium/bulk-data/group-export.md)
+    assert _deleted(httpx_mock) == [STATUS_URL]
+
+
+async def test_a_refused_delete_does_not_fail_the_export(
+    httpx_mock: HTTPXMock, tmp_path: Path
+) -> None:
+    _serve(httpx_mock, [], delete_status=405)
+    await _export(tmp_path)
+    assert _transaction_time(tmp_path) == "2024-05-01T10:00:00Z"
+
+
+async def test_a_since_export_with_deleted_resources_exports_the_whole_group_again(
+    httpx_mock: HTTPXMock, tmp_path: Path
+) -> None:
+    """IG v2: a ``_since`` export may list ``deleted`` files (Bundles of DELETE entries naming
+    ``Type/id`` only). Which patient lost the resource is not said, so evaluating only the
+    patients in ``output`` would leave a stale score; the whole Group is exported instead."""
+    with Ledger(tmp_path / "ledger.sqlite") as ledger:
+        ledger.set_value("bulk_transaction_time", "2024-04-01T00:00:00Z")
+    kickoff = re.escape(f"{BASE}/Group/g1/$export")
+    httpx_mock.add_response(
+        url=re.compile(kickoff + r"\?.*_since=.*"),
+        status_code=202,
+        headers={"Content-Location": STATUS_URL},
+    )
+    httpx_mock.add_response(
+        url=STATUS_URL,
+        json={
+            "transactionTime": "2024-05-01T10:00:00Z",
+            "requiresAccessToken": True,
+            "output": [],
+            "error": [],
+            "deleted": [{"type": "Bundle", "url": f"{BASE}/bulkfiles/deleted.ndjson"}],
+        },
+    )
+    full_status = f"{BASE}/bulkstatus/job-2"
+    httpx_mock.add_response(
+        url=re.compile(kickoff + r"\?(?!.*_since).*"),
+        status_code=202,
+        headers={"Content-Location": full_status},
+    )
+    httpx_mock.add_response(
+        url=full_status,
+        json={
+            "transactionTime": "2024-05-01T10:00:05Z",
+            "requiresAccessToken": True,
+            "output": [{"type": "Patient", "url": PATIENT_FILE}],
+            "error": [],
+        },
+    )
+    httpx_mock.add_response(
+        url=PATIENT_FILE, content=orjson.dumps({"resourceType": "Patient", "id": "p1"}) + b"\n"
+    )
+    httpx_mock.add_response(method="DELETE", url=STATUS_URL, status_code=202)
+    httpx_mock.add_response(method="DELETE", url=full_status, status_code=202)
+    folder, incremental = await _export(tmp_path)
+    assert not incremental  # every exported patient is evaluated
+    assert _deleted(httpx_mock) == [STATUS_URL, full_status]  # both jobs' files released
+    assert len(list(folder.glob("*.ndjson"))) == 1
+    assert _transaction_time(tmp_path) == "2024-05-01T10:00:05Z"
