@@ -925,11 +925,14 @@ async def _write_batch(
         status = _entry_status(entry)
         if status is not None and 200 <= status < 300:
             location = (entry.get("response") or {}).get("location")
-            if w.action is Action.UPDATE or status == 201:
-                changed.append(_reference(location, _target(w)))
-            if w.action is Action.CREATE and not shape.conditional_create.get(
+            plain_create = w.action is Action.CREATE and not shape.conditional_create.get(
                 w.derived.resource_type, False
-            ):
+            )
+            # a conditional create answers 200 when it found the resource; a plain create made
+            # it whatever its 2xx (some servers answer 200)
+            if w.action is Action.UPDATE or status == 201 or plain_create:
+                changed.append(_reference(location, _target(w)))
+            if plain_create:
                 plain.append(w)
             continue
         outcome = _entry_outcome(entry)
@@ -998,7 +1001,9 @@ async def _write_singles(
                 if not conditional or answer.resent:
                     # resent: a server that ignores If-None-Exist created it twice
                     plain.append(w)
-                if answer.status == 201 or answer.resent:
+                # a conditional create answers 200 when it found the resource; a plain create
+                # made it whatever its 2xx (some servers answer 200)
+                if answer.status == 201 or answer.resent or not conditional:
                     changed.append(_reference(answer.location, _target(w)))
             else:
                 headers = {"If-Match": f'W/"{w.existing_version}"'} if w.existing_version else {}

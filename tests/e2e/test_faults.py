@@ -334,3 +334,66 @@ def test_a_failed_provenance_check_leaves_the_run_as_it_was(fhir_base: str) -> N
             return await run_patient(client, "p1", Settings(), write=True)
 
     assert asyncio.run(rerun()).status is RunStatus.UNCHANGED
+
+
+class CreatedAnswered200(Forwarding):
+    """Forwards to the real server, but answers a create's 201 as 200 (a server that says
+    "OK" for a create: still a success, and the resource was made)."""
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        response = await self.inner.handle_async_request(request)
+        if request.method == "POST" and response.status_code == 201:
+            await response.aread()
+            return httpx.Response(
+                200, headers=response.headers, content=response.content, request=request
+            )
+        return response
+
+
+def test_a_plain_create_answered_200_is_named_by_the_provenance(
+    fhir_base: str, fhir_server: FhirTestServer
+) -> None:
+    """Single plain creates (oracle-like: no conditional create) answered 200, not 201: each
+    made a resource, so the run's Provenance names every derived resource."""
+    load(fhir_base, responder(dvt_after_cycle=2))
+    fhir_server.set_profile("oracle-like")
+    result = run_with(fhir_base, CreatedAnswered200())
+    assert result.status is RunStatus.WRITTEN, result.error
+    fhir_server.set_profile("full")
+    derived = _derived_observations(fhir_base)
+    assert derived and derived <= set(_provenance_targets(fhir_base))
+
+
+class BatchWithoutConditionalCreate(Forwarding):
+    """Forwards to the real server, but its CapabilityStatement offers batch without transaction
+    or conditional create, and every batch entry it creates is answered "200 OK"."""
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        response = await self.inner.handle_async_request(request)
+        if request.method == "GET" and request.url.path.endswith("/metadata"):
+            statement = orjson.loads(await response.aread())
+            for rest in statement.get("rest", []):
+                rest["interaction"] = [
+                    i for i in rest.get("interaction", []) if i.get("code") != "transaction"
+                ]
+                for resource in rest.get("resource", []):
+                    resource["conditionalCreate"] = False
+            return httpx.Response(200, json=statement, request=request)
+        if request.method == "POST" and request.url.path.rstrip("/").endswith("/fhir"):
+            answer = orjson.loads(await response.aread())
+            for entry in answer.get("entry", []):
+                if str(entry.get("response", {}).get("status", "")).startswith("201"):
+                    entry["response"]["status"] = "200 OK"
+            return httpx.Response(response.status_code, json=answer, request=request)
+        return response
+
+
+def test_a_batch_create_answered_200_is_named_by_the_provenance(fhir_base: str) -> None:
+    """A batch of plain creates (no transaction, no conditional create) whose entries are
+    answered 200, not 201: each made a resource, so the Provenance names every one."""
+    load(fhir_base, responder(dvt_after_cycle=2))
+    transport = BatchWithoutConditionalCreate()
+    result = run_with(fhir_base, transport)
+    assert result.status is RunStatus.WRITTEN, result.error
+    derived = _derived_observations(fhir_base)
+    assert derived and derived <= set(_provenance_targets(fhir_base))
