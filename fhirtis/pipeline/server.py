@@ -51,6 +51,7 @@ from fhirtis.fhir.extract import patient_refs
 from fhirtis.fhir.needs import NEEDS, Need
 from fhirtis.fhir.outcome import Issue
 from fhirtis.fhir.plan import Action, PlannedWrite, WritePlan
+from fhirtis.fhir.primitives import is_id
 from fhirtis.fhir.queries import (
     existing_by_patient_urls,
     existing_urls,
@@ -847,6 +848,18 @@ def _entry(w: PlannedWrite, conditional: bool) -> Json:
     return {"resource": {**d.resource, "id": w.existing_id}, "request": request}
 
 
+def _made(location: str | None, answered: object, w: PlannedWrite) -> str:
+    """``Type/id`` of what a write made: from the answer's Location, else from the resource the
+    answer holds (a server or gateway that sent no Location), else :func:`_target`."""
+    if location:
+        return _reference(location, _target(w))
+    if isinstance(answered, dict) and answered.get("resourceType") == w.derived.resource_type:
+        made_id = answered.get("id")
+        if is_id(made_id):
+            return f"{w.derived.resource_type}/{made_id}"
+    return _target(w)
+
+
 def _target(w: PlannedWrite) -> str:
     d = w.derived
     return d.full_url if w.action is Action.CREATE else f"{d.resource_type}/{w.existing_id}"
@@ -931,7 +944,7 @@ async def _write_batch(
             # a conditional create answers 200 when it found the resource; a plain create made
             # it whatever its 2xx (some servers answer 200)
             if w.action is Action.UPDATE or status == 201 or plain_create:
-                changed.append(_reference(location, _target(w)))
+                changed.append(_made(location, entry.get("resource"), w))
             if plain_create:
                 plain.append(w)
             continue
@@ -1004,7 +1017,7 @@ async def _write_singles(
                 # a conditional create answers 200 when it found the resource; a plain create
                 # made it whatever its 2xx (some servers answer 200)
                 if answer.status == 201 or answer.resent or not conditional:
-                    changed.append(_reference(answer.location, _target(w)))
+                    changed.append(_made(answer.location, answer.body, w))
             else:
                 headers = {"If-Match": f'W/"{w.existing_version}"'} if w.existing_version else {}
                 url = f"{rtype}/{w.existing_id}"

@@ -397,3 +397,36 @@ def test_a_batch_create_answered_200_is_named_by_the_provenance(fhir_base: str) 
     assert result.status is RunStatus.WRITTEN, result.error
     derived = _derived_observations(fhir_base)
     assert derived and derived <= set(_provenance_targets(fhir_base))
+
+
+class CreatedWithoutLocation(Forwarding):
+    """Forwards to the real server, but drops the Location of every create's answer (R4 says a
+    server SHALL send it; some gateways strip it); the body still holds the resource made."""
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        response = await self.inner.handle_async_request(request)
+        if request.method == "POST" and response.status_code == 201:
+            body = await response.aread()
+            headers = {
+                k: v
+                for k, v in response.headers.items()
+                if k.lower() not in {"location", "content-location", "content-encoding"}
+            }
+            return httpx.Response(201, headers=headers, content=body, request=request)
+        return response
+
+
+def test_a_create_answered_without_location_is_named_by_the_id_it_answered(
+    fhir_base: str, fhir_server: FhirTestServer
+) -> None:
+    """Single plain creates answered without a Location: the Provenance names what each made by
+    the id in the answer's body, never by the Bundle-local urn:uuid that no server resolves."""
+    load(fhir_base, responder(dvt_after_cycle=2))
+    fhir_server.set_profile("oracle-like")
+    result = run_with(fhir_base, CreatedWithoutLocation())
+    assert result.status is RunStatus.WRITTEN, result.error
+    fhir_server.set_profile("full")
+    targets = set(_provenance_targets(fhir_base))
+    assert not any(t.startswith("urn:") for t in targets)
+    derived = _derived_observations(fhir_base)
+    assert derived and derived <= targets
