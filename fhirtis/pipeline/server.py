@@ -968,7 +968,7 @@ async def _write_batch(
                 operation_outcome=outcome,
             )
     # what the batch wrote is written: named by the Provenance even if other entries failed
-    await _check_duplicates(writer, plain, requests, duplicates)
+    await _check_duplicates(writer, plain, requests, duplicates, changed)
     await _post_provenance(writer, provenance, changed, requests, naming)
     if failure is not None:
         raise failure
@@ -1039,7 +1039,7 @@ async def _write_singles(
     finally:
         # what was written is written: name it in the one Provenance even if a later write fails
         if changed or naming.targets:
-            await _check_duplicates(writer, plain, requests, duplicates)
+            await _check_duplicates(writer, plain, requests, duplicates, changed)
             await _post_provenance(writer, provenance, changed, requests, naming)
 
 
@@ -1048,13 +1048,15 @@ async def _check_duplicates(
     created: Sequence[PlannedWrite],
     requests: dict[str, int],
     duplicates: list[str],
+    changed: list[str],
 ) -> None:
     """Search-then-create (no conditional create on the server) has a race: another writer may
     create the same resource between our search by identifier and our POST. After the creates,
     one search per type by their identifiers finds such duplicates; the one with the lowest id
     is kept (every writer picks the same) and the others are deleted where the server allows
     it, else marked ``entered-in-error`` where it allows updates, else kept; each is reported in
-    ``duplicates`` (later runs update the kept one only)."""
+    ``duplicates`` (later runs update the kept one only). ``changed`` (what the Provenance will
+    name) names the kept copy wherever it named another, and no longer names a deleted one."""
     if not created:
         return
     caps = await writer.capabilities()
@@ -1074,6 +1076,7 @@ async def _check_duplicates(
             if rtype in RETIRABLE and caps.allows(rtype, "update"):
                 for extra in copies[1:]:  # no delete: the extra copies are marked void
                     await _retire(writer, extra, requests)
+                _name_kept(changed, copies, deleted=False)
                 log.warning("a concurrent create duplicated a %s; the extra copies retired", rtype)
                 duplicates.append(
                     f"{rtype} {ident}: {len(copies)} copies (a concurrent create); the server "
@@ -1095,7 +1098,21 @@ async def _check_duplicates(
             requests["write"] = requests.get("write", 0) + 1
             with contextlib.suppress(NotFound):
                 await writer.request("DELETE", f"{rtype}/{extra.get('id')}")
+        _name_kept(changed, copies, deleted=True)
         log.warning("a concurrent create duplicated a %s; the extra copies were deleted", rtype)
+
+
+def _name_kept(changed: list[str], copies: Sequence[Json], *, deleted: bool) -> None:
+    """Where ``changed`` names an extra copy of ``copies`` (the first is kept), it names the kept
+    one too, and no longer the extra where that was deleted."""
+    refs = [f"{c.get('resourceType')}/{c.get('id')}" for c in copies]
+    kept, extras = refs[0], set(refs[1:])
+    if not extras & set(changed):
+        return
+    if deleted:
+        changed[:] = [t for t in changed if t not in extras]
+    if kept not in changed:
+        changed.append(kept)
 
 
 RETIRED = "entered-in-error"
