@@ -40,7 +40,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
@@ -991,6 +991,7 @@ async def _write_singles(
     (last, so it names only what was written). A conditional create answered "exists" after a
     try whose answer was lost names what that try created."""
     changed: list[str] = []
+    resent: list[str] = []  # what creates sent again made (their first try may have too)
     plain: list[PlannedWrite] = []
     ordered = sorted(writes, key=lambda w: w.action is not Action.CREATE)
     try:
@@ -1018,6 +1019,8 @@ async def _write_singles(
                 # made it whatever its 2xx (some servers answer 200)
                 if answer.status == 201 or answer.resent or not conditional:
                     changed.append(_made(answer.location, answer.body, w))
+                    if answer.resent:
+                        resent.append(changed[-1])
             else:
                 headers = {"If-Match": f'W/"{w.existing_version}"'} if w.existing_version else {}
                 url = f"{rtype}/{w.existing_id}"
@@ -1039,7 +1042,7 @@ async def _write_singles(
     finally:
         # what was written is written: name it in the one Provenance even if a later write fails
         if changed or naming.targets:
-            await _check_duplicates(writer, plain, requests, duplicates, changed)
+            await _check_duplicates(writer, plain, requests, duplicates, changed, resent)
             await _post_provenance(writer, provenance, changed, requests, naming)
 
 
@@ -1049,6 +1052,7 @@ async def _check_duplicates(
     requests: dict[str, int],
     duplicates: list[str],
     changed: list[str],
+    resent: Collection[str] = (),
 ) -> None:
     """Search-then-create (no conditional create on the server) has a race: another writer may
     create the same resource between our search by identifier and our POST. After the creates,
@@ -1056,7 +1060,9 @@ async def _check_duplicates(
     is kept (every writer picks the same) and the others are deleted where the server allows
     it, else marked ``entered-in-error`` where it allows updates, else kept; each is reported in
     ``duplicates`` (later runs update the kept one only). ``changed`` (what the Provenance will
-    name) names the kept copy wherever it named another, and no longer names a deleted one."""
+    name) no longer names a deleted copy, and names the kept one where the copy it named was
+    made by a resent create (``resent``): the kept one may be what the lost first try made.
+    A kept copy that another writer made is that writer's to name."""
     if not created:
         return
     caps = await writer.capabilities()
@@ -1076,7 +1082,7 @@ async def _check_duplicates(
             if rtype in RETIRABLE and caps.allows(rtype, "update"):
                 for extra in copies[1:]:  # no delete: the extra copies are marked void
                     await _retire(writer, extra, requests)
-                _name_kept(changed, copies, deleted=False)
+                _name_kept(changed, copies, resent, deleted=False)
                 log.warning("a concurrent create duplicated a %s; the extra copies retired", rtype)
                 duplicates.append(
                     f"{rtype} {ident}: {len(copies)} copies (a concurrent create); the server "
@@ -1098,20 +1104,23 @@ async def _check_duplicates(
             requests["write"] = requests.get("write", 0) + 1
             with contextlib.suppress(NotFound):
                 await writer.request("DELETE", f"{rtype}/{extra.get('id')}")
-        _name_kept(changed, copies, deleted=True)
+        _name_kept(changed, copies, resent, deleted=True)
         log.warning("a concurrent create duplicated a %s; the extra copies were deleted", rtype)
 
 
-def _name_kept(changed: list[str], copies: Sequence[Json], *, deleted: bool) -> None:
-    """Where ``changed`` names an extra copy of ``copies`` (the first is kept), it names the kept
-    one too, and no longer the extra where that was deleted."""
+def _name_kept(
+    changed: list[str], copies: Sequence[Json], resent: Collection[str], *, deleted: bool
+) -> None:
+    """Where ``changed`` names an extra copy of ``copies`` (the first is kept): not if it was
+    deleted, and the kept one too if the extra was made by a resent create."""
     refs = [f"{c.get('resourceType')}/{c.get('id')}" for c in copies]
     kept, extras = refs[0], set(refs[1:])
-    if not extras & set(changed):
+    ours = extras.intersection(changed)
+    if not ours:
         return
     if deleted:
         changed[:] = [t for t in changed if t not in extras]
-    if kept not in changed:
+    if not ours.isdisjoint(resent) and kept not in changed:
         changed.append(kept)
 
 
