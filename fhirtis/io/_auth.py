@@ -259,11 +259,8 @@ class SmartBackendAuth(httpx.Auth):
                 status=response.status_code,
                 url=where,
             )
-        try:
-            token_url = httpx.URL(endpoint)
-        except httpx.InvalidURL:
-            token_url = httpx.URL()
-        if token_url.scheme not in {"http", "https"} or not token_url.host:
+        token_url = _urls.absolute_http(endpoint)
+        if token_url is None:
             raise MalformedResponse(
                 f"SMART configuration {where} has an invalid token_endpoint",
                 status=response.status_code,

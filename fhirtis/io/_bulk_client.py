@@ -418,11 +418,8 @@ class BulkExportClient:
                 return response
             await response.aclose()
             where = _urls.redact(item.url)
-            try:
-                target = url.join(location.strip())
-            except httpx.InvalidURL:
-                target = httpx.URL()
-            if target.scheme not in {"http", "https"} or not target.host:
+            target = _urls.absolute_http(location.strip(), url)
+            if target is None:
                 raise MalformedResponse(
                     f"GET {where}: the redirect is not to an http(s) URL",
                     status=response.status_code,

@@ -37,6 +37,16 @@ def onto_base(url: httpx.URL, base: httpx.URL, aliases: Sequence[httpx.URL] = ()
     return url
 
 
+def absolute_http(text: str, against: httpx.URL | None = None) -> httpx.URL | None:
+    """``text`` (resolved against ``against`` when given) as an absolute http(s) URL with a
+    host, or None when it is not one (unparsable, another scheme, no host)."""
+    try:
+        url = against.join(text) if against is not None else httpx.URL(text)
+    except httpx.InvalidURL:
+        return None
+    return url if url.scheme in _DEFAULT_PORTS and url.host else None
+
+
 def normalize_base(base_url: str) -> httpx.URL:
     """Parse and check a FHIR base URL; the result has no trailing slash, query or fragment."""
     url = httpx.URL(base_url)
