@@ -1060,9 +1060,9 @@ async def _check_duplicates(
     is kept (every writer picks the same) and the others are deleted where the server allows
     it, else marked ``entered-in-error`` where it allows updates, else kept; each is reported in
     ``duplicates`` (later runs update the kept one only). ``changed`` (what the Provenance will
-    name) no longer names a deleted copy, and names the kept one where the copy it named was
-    made by a resent create (``resent``): the kept one may be what the lost first try made.
-    A kept copy that another writer made is that writer's to name."""
+    name) names the kept copy too where a copy it names was made by a resent create
+    (``resent``): the kept one may be what the lost first try made. A kept copy that another
+    writer made is that writer's to name."""
     if not created:
         return
     caps = await writer.capabilities()
@@ -1082,7 +1082,7 @@ async def _check_duplicates(
             if rtype in RETIRABLE and caps.allows(rtype, "update"):
                 for extra in copies[1:]:  # no delete: the extra copies are marked void
                     await _retire(writer, extra, requests)
-                _name_kept(changed, copies, resent, deleted=False)
+                _name_kept(changed, copies, resent)
                 log.warning("a concurrent create duplicated a %s; the extra copies retired", rtype)
                 duplicates.append(
                     f"{rtype} {ident}: {len(copies)} copies (a concurrent create); the server "
@@ -1104,24 +1104,18 @@ async def _check_duplicates(
             requests["write"] = requests.get("write", 0) + 1
             with contextlib.suppress(NotFound):
                 await writer.request("DELETE", f"{rtype}/{extra.get('id')}")
-        _name_kept(changed, copies, resent, deleted=True)
+        _name_kept(changed, copies, resent)
         log.warning("a concurrent create duplicated a %s; the extra copies were deleted", rtype)
 
 
-def _name_kept(
-    changed: list[str], copies: Sequence[Json], resent: Collection[str], *, deleted: bool
-) -> None:
-    """Where ``changed`` names an extra copy of ``copies`` (the first is kept): not if it was
-    deleted, and the kept one too if the extra was made by a resent create."""
+def _name_kept(changed: list[str], copies: Sequence[Json], resent: Collection[str]) -> None:
+    """Where ``changed`` names an extra copy of ``copies`` (the first is kept) that a resent
+    create made, it names the kept one too: the create's lost first try may have made it."""
     refs = [f"{c.get('resourceType')}/{c.get('id')}" for c in copies]
-    kept, extras = refs[0], set(refs[1:])
-    ours = extras.intersection(changed)
-    if not ours:
+    if not resent or refs[0] in changed:
         return
-    if deleted:
-        changed[:] = [t for t in changed if t not in extras]
-    if not ours.isdisjoint(resent) and kept not in changed:
-        changed.append(kept)
+    if any(ref in resent and ref in changed for ref in refs[1:]):
+        changed.append(refs[0])
 
 
 RETIRED = "entered-in-error"
