@@ -41,6 +41,14 @@ ALLOWED = "http://fhir.test/fhir"
 TODAY = datetime.now(UTC).date()
 
 
+@pytest.fixture(autouse=True)
+def _service_clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The service's "now" is noon of :data:`TODAY`, the day the test data is dated from, so
+    that "weighed 45 days ago" means 45 days even when the run crosses midnight (UTC)."""
+    noon = datetime(TODAY.year, TODAY.month, TODAY.day, 12, tzinfo=UTC)
+    monkeypatch.setattr("fhirtis.api.cds_hooks.service._now", lambda: noon)
+
+
 def _day(days_ago: int) -> str:
     return (TODAY - timedelta(days=days_ago)).isoformat()
 
