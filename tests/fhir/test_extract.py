@@ -480,3 +480,32 @@ def test_a_birth_date_that_is_no_fhir_date_leaves_the_age_unknown() -> None:
     data = _extract(patient(birth="1950-13"))
     assert data.patient.birth_date is None
     assert [i.expression for i in data.issues] == ["Bundle.entry[0].resource.birthDate"]
+
+
+def test_a_modifier_extension_on_the_ivig_medication_or_a_panel_component_is_refused() -> None:
+    """The Medication an IVIG administration references (its product, its strength) and a
+    panel component read as an Observation are read elements too: a modifierExtension on them
+    excludes what they would give, with an error naming where."""
+    mark = [{"url": "http://example.org/fhir/StructureDefinition/not-this", "valueBoolean": True}]
+    med = medication()
+    med["modifierExtension"] = mark
+    panel = obs("vs", "85353-1", 0, "1", "2024-01-02", system=LOINC)
+    del panel["valueQuantity"]
+    panel["component"] = [
+        {
+            "code": {"coding": [{"system": LOINC, "code": "29463-7"}]},
+            "valueQuantity": qty(70, "kg"),
+            "modifierExtension": mark,
+        }
+    ]
+    infusion = administration("a1", "2024-01-03T09:00:00+01:00", dose=qty(35, "g"))
+    data = _extract(patient(), med, infusion, panel)
+    assert data.administrations == [] and data.weights == []
+    by_resource = {i.resource: i for i in data.issues}
+    assert by_resource["MedicationAdministration/a1"].expression == (
+        "Bundle.entry[2].resource.medicationReference"
+    )
+    assert "modifierExtension" in by_resource["MedicationAdministration/a1"].diagnostics
+    assert by_resource["Observation/vs"].expression == (
+        "Bundle.entry[3].resource.component[0].modifierExtension"
+    )

@@ -99,6 +99,17 @@ def _first_convertible(
 _IG_WORDS = ("globulin", "ivig", "igiv", "immunoglobulin")
 
 
+def _modified(med: Json) -> bool:
+    """Whether a Medication carries a modifierExtension on itself or on an ingredient (where
+    fhirtis reads the product's strength)."""
+    if med.get("modifierExtension"):
+        return True
+    ingredients = med.get("ingredient")
+    return isinstance(ingredients, list) and any(
+        isinstance(i, dict) and i.get("modifierExtension") for i in ingredients
+    )
+
+
 def _fhir_time_or_none(value: object) -> FhirTime | None:
     """:func:`fhir_time_of` of a text, None for anything else or a text it refuses."""
     if type(value) is not str:
@@ -323,6 +334,13 @@ class MedicationReader(ExtractorBase):
         if kind is None:
             return
         self._require_id(r, path)
+        if med is not None and med is not r and _modified(med):
+            raise ExcludedError(
+                "not-supported",
+                "its Medication has a modifierExtension, which may change its meaning and "
+                "fhirtis does not know; not used",
+                f"{path}.medicationReference",
+            )
         shown = product.shown
         if kind == "scig":
             self._excluded_ig(
