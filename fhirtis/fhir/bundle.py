@@ -50,8 +50,7 @@ class _Found:
 
     resources: list[tuple[str, Json]] = field(default_factory=list)
     issues: list[Issue] = field(default_factory=list)
-    listed_by_ref: dict[str, Json] = field(default_factory=dict)  # "Type/id": the last listed
-    first_listed: dict[str, Json] = field(default_factory=dict)  # "Type/id": the one read
+    listed_by_ref: dict[str, Json] = field(default_factory=dict)  # "Type/id": the first listed
     other_by_ref: dict[str, Json] = field(default_factory=dict)  # "Type/id": the first other
     by_full_url: dict[str, Json] = field(default_factory=dict)  # entry.fullUrl: the last
     patients: set[str] = field(default_factory=set)  # "Patient/id" of the listed Patients
@@ -62,9 +61,9 @@ class _Found:
 
         The precedence is the one of filling a single table in turn (the listed resources, then
         every resource in document order without replacing a key, then every fullUrl): a fullUrl
-        (the last entry giving it) wins over a listed resource's "Type/id" (the last listed),
-        which wins over another resource's (the first in document order: a nested Bundle, a
-        resource excluded for its id, a search outcome)."""
+        (the last entry giving it) wins over a listed resource's "Type/id" (the first listed,
+        the copy that is read), which wins over another resource's (the first in document
+        order: a nested Bundle, a resource excluded for its id, a search outcome)."""
         table = dict(self.listed_by_ref)
         for key, resource in self.other_by_ref.items():
             table.setdefault(key, resource)
@@ -120,7 +119,7 @@ def _collect(doc: Json, where: str, found: _Found, *, listed: bool) -> None:
     )
     # bound once: the loop below runs once per entry
     resources, by_full_url, listed_by_ref = found.resources, found.by_full_url, found.listed_by_ref
-    references, first_listed = found.references, found.first_listed
+    references = found.references
     for i, entry in enumerate(entries):
         resource: Any = entry.get("resource") if isinstance(entry, dict) else None
         resource_type = resource.get("resourceType") if isinstance(resource, dict) else None
@@ -172,8 +171,7 @@ def _collect(doc: Json, where: str, found: _Found, *, listed: bool) -> None:
         location = top_paths[i] if top_paths is not None else f"{where}.entry[{i}].resource"
         if isinstance(resource_id, str):
             key = f"{resource_type}/{resource_id}"
-            listed_by_ref[key] = resource
-            first = first_listed.setdefault(key, resource)
+            first = listed_by_ref.setdefault(key, resource)
             if first is not resource:  # two searches (or pages) returned it: read once
                 found.issues.append(_duplicate(key, first == resource, location))
                 continue

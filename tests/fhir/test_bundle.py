@@ -44,7 +44,7 @@ def test_reference_table_precedence_and_nested_entries() -> None:
     )
     read = read_patient_bundle(raw, "t.json")
     assert read.patient_ref == "Patient/p"
-    # a fullUrl wins over "Type/id"; among listed resources the last one listed wins
+    # a fullUrl wins over "Type/id"; among listed resources the first one listed (the one read)
     assert read.resolve["Medication/m"] == by_url
     assert read.resolve["Medication/other"] == by_url
     assert read.resolve["urn:uuid:p"] == patient
@@ -203,3 +203,17 @@ def test_listed_locations_are_the_entry_paths_of_each_bundle(count: int) -> None
         *(f"Bundle.entry[{i}].resource" for i in range(count + 1)),
         f"Bundle.entry[{count + 1}].resource.entry[0].resource",
     ]
+
+
+def test_a_resource_listed_twice_is_read_and_referenced_as_its_first_copy() -> None:
+    """The copy extraction reads is the copy references resolve to: an administration that
+    references a Medication listed twice (copies that differ) sees the one read, never the
+    other (the warning names "the first copy")."""
+    patient = {"resourceType": "Patient", "id": "p"}
+    first = {"resourceType": "Medication", "id": "m", "status": "active"}
+    second = {"resourceType": "Medication", "id": "m", "status": "inactive"}
+    read = read_patient_bundle(
+        _raw({"resource": patient}, {"resource": first}, {"resource": second}), "t.json"
+    )
+    assert [r for _, r in read.resources if r["resourceType"] == "Medication"] == [first]
+    assert read.resolve["Medication/m"] == first
