@@ -20,12 +20,10 @@ from fhirtis.fhir.extract.common import (
     Json,
     PatientData,
     read_quantity,
-    ref_of,
 )
 from fhirtis.fhir.extract.events import EventReader, hierarchy_questions
 from fhirtis.fhir.extract.observations import ObservationReader
 from fhirtis.fhir.extract.patient import PatientReader, patient_refs
-from fhirtis.fhir.outcome import Issue
 
 __all__ = [
     "CORE_SET_CODES",
@@ -92,15 +90,7 @@ class Extractor(PatientReader, ObservationReader, EventReader):
                     _check_shared_elements(resource, path)  # raises, naming the element
                 handler(data, path, resource, resolve)
             except ExcludedError as exc:
-                data.issues.append(
-                    Issue(
-                        "error",
-                        exc.issue_code,
-                        f"{ref_of(resource)} excluded: {exc.message}",
-                        exc.path,
-                        ref_of(resource),
-                    )
-                )
+                data.issues.append(exc.as_issue(resource))
         self._report_unclassified(data)
         return data
 

@@ -113,6 +113,13 @@ class ExcludedError(Exception):
         self.issue_code, self.message, self.path = code, message, path
         super().__init__(message)
 
+    def as_issue(self, resource: Json, part: str = "") -> Issue:
+        """This exclusion as an error about ``resource`` (``part``: what of it is excluded,
+        e.g. "component 2"; the whole resource when empty)."""
+        ref = ref_of(resource)
+        what = f"{ref} {part}" if part else ref
+        return Issue("error", self.issue_code, f"{what} excluded: {self.message}", self.path, ref)
+
 
 def ref_of(resource: Json) -> str:
     return f"{resource.get('resourceType')}/{resource.get('id')}"

@@ -33,10 +33,8 @@ from fhirtis.fhir.extract.common import (
     first_time,
     modifier_extension_error,
     read_quantity,
-    ref_of,
     to_unit,
 )
-from fhirtis.fhir.outcome import Issue
 from fhirtis.fhir.primitives import (
     PrimitiveError,
     parse_date_time,
@@ -164,15 +162,7 @@ class ObservationReader(ExtractorBase):
             if self._classify_observation(concept_codings(comp.get("code"), f"{cpath}.code")):
                 if comp.get("modifierExtension"):
                     error = modifier_extension_error(f"{cpath}.modifierExtension")
-                    data.issues.append(
-                        Issue(
-                            "error",
-                            error.issue_code,
-                            f"{ref_of(r)} component {i} excluded: {error.message}",
-                            error.path,
-                            ref_of(r),
-                        )
-                    )
+                    data.issues.append(error.as_issue(r, f"component {i}"))
                     continue
                 as_obs = {k: v for k, v in r.items() if k not in {"component", "hasMember"}}
                 as_obs["code"], as_obs["valueQuantity"] = comp.get("code"), comp["valueQuantity"]
