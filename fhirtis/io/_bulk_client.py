@@ -399,20 +399,16 @@ class BulkExportClient:
         fhir = self._fhir
         url, with_token = item.url, item.with_token
         for _ in range(MAX_FILE_REDIRECTS + 1):
-            if with_token:
-                response = await fhir._send(
-                    "GET", url, headers=FILE_HEADERS, idempotent=True, stream=True
-                )
-            else:
-                response = await fhir._send(
-                    "GET",
-                    url,
-                    headers=FILE_HEADERS,
-                    idempotent=True,
-                    stream=True,
-                    auth=_NO_CREDENTIALS,
-                    check_origin=False,
-                )
+            # with the token: the client's auth, on its origin; else no credential, any host
+            response = await fhir._send(
+                "GET",
+                url,
+                headers=FILE_HEADERS,
+                idempotent=True,
+                stream=True,
+                auth=None if with_token else _NO_CREDENTIALS,
+                check_origin=with_token,
+            )
             location = response.headers.get("Location")
             if response.status_code not in _REDIRECTS or not location:
                 return response

@@ -506,13 +506,13 @@ def file_target(
         raise ValueError("a bulk export file URL must be an absolute http(s) URL")
     if manifest.requires_access_token:
         url = _urls.onto_base(url, base, aliases)
-    if manifest.requires_access_token and not _urls.same_origin(url, base):
-        foreign = _urls.origin_text(url)
-        raise ForeignUrl(
-            f"refused to send the access token to {foreign} for a bulk export file: not the "
-            f"configured FHIR server {_urls.origin_text(base)}; no request was sent",
-            origin=foreign,
-        )
+        if not _urls.same_origin(url, base):
+            foreign = _urls.origin_text(url)
+            raise ForeignUrl(
+                f"refused to send the access token to {foreign} for a bulk export file: not "
+                f"the configured FHIR server {_urls.origin_text(base)}; no request was sent",
+                origin=foreign,
+            )
     return url
 
 
