@@ -183,6 +183,12 @@ def concept_names(concept: object) -> list[str]:
     return out
 
 
+def resolve_reference(resolve: Mapping[str, Json], reference: str) -> Json | None:
+    """The resource ``reference`` names in ``resolve``, as given or without its version (a
+    Bundle lists ``Medication/1``; a reference may say ``Medication/1/_history/2``)."""
+    return resolve.get(reference) or resolve.get(unversioned(reference))
+
+
 _COMPARATORS = frozenset({"<", "<=", ">=", ">"})  # R4 quantity-comparator
 
 
@@ -311,15 +317,17 @@ def fhir_time_of(value: str) -> FhirTime:
     return FhirTime(when.date()) if date_only else FhirTime.of(when)
 
 
-def modifier_extension_error(where: str) -> ExcludedError:
+def modifier_extension_error(where: str, holder: str = "") -> ExcludedError:
     """The exclusion of a resource with a modifier extension at ``where`` (on the resource, or
     on a backbone element fhirtis reads: a dosage, a reference range). R4
     (extensibility.html#modifierExtension): an application that does not know a modifier
     extension SHALL NOT process the element that holds it as if it were absent; fhirtis knows
-    none, so such a resource is not used."""
+    none, so such a resource is not used. ``holder``: what has it when not the resource
+    itself ("its Medication ")."""
     return ExcludedError(
         "not-supported",
-        "has a modifierExtension, which may change its meaning and fhirtis does not know; not used",
+        f"{holder}has a modifierExtension, which may change its meaning and fhirtis does not "
+        "know; not used",
         where,
     )
 

@@ -33,6 +33,7 @@ from fhirtis.fhir.extract.common import (
     first_fhir_time,
     first_time,
     ref_of,
+    resolve_reference,
     unversioned,
 )
 from fhirtis.fhir.extract.medications import MedicationReader, UnresolvedMedicationError
@@ -270,7 +271,7 @@ class EventReader(MedicationReader):
             ref = rc.get("reference") if isinstance(rc, dict) else None
             if not isinstance(ref, str):
                 continue
-            target = self._resolve.get(ref) or self._resolve.get(unversioned(ref))
+            target = resolve_reference(self._resolve, ref)
             if (ref_of(target) if target is not None else unversioned(ref)) in (
                 self._condition_refs()
             ):

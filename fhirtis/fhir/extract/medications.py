@@ -33,8 +33,8 @@ from fhirtis.fhir.extract.common import (
     modifier_extension_error,
     read_quantity,
     ref_of,
+    resolve_reference,
     to_unit,
-    unversioned,
     versioned,
 )
 from fhirtis.fhir.outcome import Issue
@@ -180,7 +180,7 @@ class MedicationReader(ExtractorBase):
                 if isinstance(c, dict) and c.get("id") == target[1:]:
                     med = c
         else:
-            med = resolve.get(target) or resolve.get(unversioned(target))
+            med = resolve_reference(resolve, target)
         if med is None or med.get("resourceType") != "Medication":
             raise UnresolvedMedicationError(
                 "not-found",
@@ -335,12 +335,7 @@ class MedicationReader(ExtractorBase):
             return
         self._require_id(r, path)
         if med is not None and med is not r and _modified(med):
-            raise ExcludedError(
-                "not-supported",
-                "its Medication has a modifierExtension, which may change its meaning and "
-                "fhirtis does not know; not used",
-                f"{path}.medicationReference",
-            )
+            raise modifier_extension_error(f"{path}.medicationReference", "its Medication ")
         shown = product.shown
         if kind == "scig":
             self._excluded_ig(
