@@ -12,9 +12,12 @@ import typer
 from rich.console import Console
 
 from fhirtis.cli._common import EXIT_BAD_INPUT, fhir_config, require_extra
+from fhirtis.fhir.needs import export_types
 from fhirtis.fhir.validation import enable as enable_validation
 from fhirtis.pipeline.jsonout import dumps
 from fhirtis.settings import load_settings
+
+EXPORT_TYPES = export_types()  # what a patient's evaluation reads (a Group export's _type)
 
 
 def cohort(
@@ -60,6 +63,15 @@ def cohort(
     since: Annotated[
         str | None, typer.Option("--since", help="Bulk _since (default: the ledger's last run).")
     ] = None,
+    rest_types: Annotated[
+        str | None,
+        typer.Option(
+            "--rest-types",
+            help="With --group: resource types read per patient over REST, not exported "
+            "(comma-separated; for a server whose Bulk export lacks them, e.g. "
+            "MedicationAdministration). Types the export refuses are added by themselves.",
+        ),
+    ] = None,
     summaries: Annotated[
         Path | None, typer.Option(help="Write this run's patients' summaries (NDJSON) here.")
     ] = None,
@@ -74,6 +86,7 @@ def cohort(
     require_extra("cohort", "registry")
     from fhirtis.registry import cohort as cohort_mod  # noqa: PLC0415 - the [registry] extra
     from fhirtis.registry.errors import CohortError  # noqa: PLC0415
+    from fhirtis.registry.options import CohortOptions  # noqa: PLC0415
 
     err = Console(stderr=True)
     sources = [x for x in (ndjson, group, patients, patient_file) if x is not None]
@@ -93,6 +106,15 @@ def cohort(
             ids = [p.strip() for p in patients.split(",") if p.strip()]
         if patient_file:
             ids = [line.strip() for line in patient_file.read_text().splitlines() if line.strip()]
+        rest = tuple(t.strip() for t in (rest_types or "").split(",") if t.strip())
+        if rest and group is None:
+            raise ValueError("--rest-types needs --group (a Bulk export)")
+        unknown = sorted(set(rest) - set(EXPORT_TYPES))
+        if unknown:
+            raise ValueError(
+                f"--rest-types: {', '.join(unknown)} is not read by the evaluation "
+                f"(it reads {', '.join(EXPORT_TYPES)})"
+            )
         if ndjson is not None and not ndjson.is_dir():
             raise ValueError(f"{ndjson} is not a folder")
         if fhir is not None:
@@ -102,7 +124,7 @@ def cohort(
     except (ValueError, FileNotFoundError) as exc:
         err.print(f"fhirtis cohort: {exc}", markup=False)
         raise typer.Exit(EXIT_BAD_INPUT) from None
-    options = cohort_mod.CohortOptions(
+    options = CohortOptions(
         write=write,
         concurrency=concurrency,
         ledger=ledger,
@@ -114,6 +136,7 @@ def cohort(
         progress=progress,
         since=since,
         validate=validate,
+        rest_types=rest,
     )
     if validate:
         enable_validation()
@@ -136,6 +159,8 @@ def cohort(
     )
     for file, where, why in result.problems[:20]:
         console.print(f"  input problem: {file} {where}: {why}", markup=False)
+    for note in result.notes:
+        console.print(f"  note: {note}", markup=False)
     for patient_ref, error in result.failed:
         console.print(f"  incomplete: {patient_ref}: {error}", markup=False)
     if result.failed or result.problems:

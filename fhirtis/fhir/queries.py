@@ -12,7 +12,7 @@ business identifier.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -70,12 +70,18 @@ def patient_read_urls(
     terminology: Terminology,
     count: int,
     choices: Mapping[str, SearchChoice | None] | None = None,
+    types: Collection[str] | None = None,
 ) -> list[tuple[Need | None, str]]:
     """(need, relative URL) of every read of one patient; the first is the Patient read (need
     None). ``choices``: per resource type, its shape on this server, or None to leave the type
-    out (the server lacks it); types not in ``choices`` get the default shape."""
-    urls: list[tuple[Need | None, str]] = [(None, f"{PATIENT}/{patient_id}")]
+    out (the server lacks it); types not in ``choices`` get the default shape. ``types``: only
+    the searches of these resource types, without the Patient read (None: everything)."""
+    urls: list[tuple[Need | None, str]] = (
+        [] if types is not None else [(None, f"{PATIENT}/{patient_id}")]
+    )
     for need in NEEDS:
+        if types is not None and need.resource_type not in types:
+            continue
         choice = (
             default_choice(need, count)
             if choices is None or need.resource_type not in choices

@@ -446,13 +446,49 @@ async def pull_patient(
 ) -> PatientResources:
     """Read everything of one patient the computation needs, as the server allows (its read
     plan: one batch or individual GETs, its parameters, ``_include`` or Medications by id)."""
+    unique, issues, skipped = await _pull(client, patient_id, settings, requests, None)
+    listed = [(key, r) for key, r in unique.items()]
+    patient_ref = f"Patient/{patient_id}"
+    others = patient_refs(r for _, r in listed) - {patient_ref}
+    if others:
+        issues.append(
+            Issue("warning", "business-rule", f"{len(others)} other patients referenced; ignored")
+        )
+    for rtype, why in sorted(skipped.items()):
+        issues.append(Issue("warning", "not-supported", f"{rtype} not read: {why}"))
+    return PatientResources(patient_ref, listed, dict(unique), issues)
+
+
+async def pull_types(
+    client: FhirClient, patient_id: str, settings: Settings, types: Collection[str]
+) -> tuple[list[Json], dict[str, str]]:
+    """One patient's resources of ``types`` only (searched as :func:`pull_patient` searches
+    them) and the Medications they reference, for a cohort whose Bulk export lacks those types.
+    Also returns the types the server cannot search at all, each with why."""
+    unique, issues, skipped = await _pull(client, patient_id, settings, {}, types)
+    if issues:
+        log.warning("%d medication reference(s) of %s could not be read", len(issues), patient_id)
+    return list(unique.values()), dict(skipped)
+
+
+async def _pull(
+    client: FhirClient,
+    patient_id: str,
+    settings: Settings,
+    requests: dict[str, int],
+    types: Collection[str] | None,
+) -> tuple[dict[str, Json], list[Issue], Mapping[str, str]]:
+    """The reads of :func:`pull_patient` (only ``types``' searches, when given): the resources
+    by "Type/id" (the first copy), the unresolved medications' issues, the skipped types."""
     extractor = extractor_for(settings)
     skipped: Mapping[str, str] = {}
     resources: list[Json] = []
     for _ in range(MAX_LEARN):
         caps = await client.capabilities()
         plan = read_plan(caps, client.config.page_size)
-        urls = patient_read_urls(patient_id, extractor.t, client.config.page_size, plan.choices)
+        urls = patient_read_urls(
+            patient_id, extractor.t, client.config.page_size, plan.choices, types
+        )
         try:
             resources = await _read_urls(client, urls, requests)
         except _Learned as learned:
@@ -468,7 +504,11 @@ async def pull_patient(
                     f"Patient/{patient_id} not found", status=404, url=f"Patient/{patient_id}"
                 ) from None
             raise
-        skipped = plan.skipped
+        skipped = (
+            plan.skipped
+            if types is None
+            else {t: plan.skipped[t] for t in types if t in plan.skipped}
+        )
         break
     else:
         raise PullError("the server kept refusing the reads the evaluation needs")
@@ -477,16 +517,7 @@ async def pull_patient(
         unique.setdefault(f"{r.get('resourceType')}/{r.get('id')}", r)
     ivig = extractor.t.value_sets.get("ivig-products")
     issues = await _resolve_medications(client, unique, requests, ivig.names if ivig else ())
-    listed = [(key, r) for key, r in unique.items()]
-    patient_ref = f"Patient/{patient_id}"
-    others = patient_refs(r for _, r in listed) - {patient_ref}
-    if others:
-        issues.append(
-            Issue("warning", "business-rule", f"{len(others)} other patients referenced; ignored")
-        )
-    for rtype, why in sorted(skipped.items()):
-        issues.append(Issue("warning", "not-supported", f"{rtype} not read: {why}"))
-    return PatientResources(patient_ref, listed, dict(unique), issues)
+    return unique, issues, skipped
 
 
 async def _find_existing(

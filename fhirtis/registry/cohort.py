@@ -35,7 +35,6 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from fhirtis import __version__
 from fhirtis.fhir.derive import ALGORITHM_VERSION
-from fhirtis.fhir.needs import export_types
 from fhirtis.fhir.queries import identifier_of
 from fhirtis.fhir.validation import enabled as validation_enabled
 from fhirtis.io import FhirClient, FhirClientConfig, FhirClientError, NotFound
@@ -50,8 +49,10 @@ from fhirtis.registry.evaluate import (
     evaluate_partition,
     evaluate_resources,
 )
+from fhirtis.registry.group_export import export_group
 from fhirtis.registry.ledger import Ledger, RunKey
 from fhirtis.registry.ndjson_store import NdjsonStore
+from fhirtis.registry.options import CohortOptions
 from fhirtis.registry.partition import (
     RangeResult,
     byte_ranges,
@@ -66,25 +67,8 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
 
     from fhirtis.fhir.bundle import PatientResources
-    from fhirtis.io import BulkExportClient, Manifest
 
 log = logging.getLogger("fhirtis.registry.cohort")
-
-
-@dataclass
-class CohortOptions:
-    write: bool = False
-    concurrency: int = 8
-    ledger: Path = Path("fhirtis-ledger.sqlite")
-    work_dir: Path = Path(".fhirtis-work")
-    keep_work_dir: bool = False
-    engine: str = "local"  # local | dask
-    scheduler: str | None = None  # a Dask scheduler address; None: a local cluster
-    workers: int | None = None  # worker processes of a local Dask cluster (None: the CPUs)
-    partitions: int | None = None  # hash partitions (None: from the input size and workers)
-    progress: bool | None = None  # None: on a TTY and not in CI
-    since: str | None = None
-    validate: bool = False  # validate every written resource with the R4B models
 
 
 @dataclass
@@ -97,6 +81,7 @@ class CohortResult:
     run: int = 0  # the ledger's number for this run (``Ledger.summaries(run)``)
     worker_pids: set[int] = field(default_factory=set)  # processes that evaluated partitions
     seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)  # said after the counts (no patient data)
 
     def count(self, status: str) -> None:
         self.statuses[status] = self.statuses.get(status, 0) + 1
@@ -418,9 +403,12 @@ async def _run(
     assert client is not None
     if group is None:
         return await run_patient_list(ids, settings, options, client)
-    folder, incremental = await export_group(client, group, options)
-    if not incremental:
-        return await run_ndjson(folder, settings, options, client)
+    export = await export_group(client, group, options, settings)
+    if not export.incremental:
+        result = await run_ndjson(export.folder, settings, options, client)
+        result.notes.extend(export.notes)
+        return result
+    folder = export.folder
     # A _since export holds only what changed: the patients it names are read whole from the
     # server; every other patient is unchanged.
     store = load_store(folder, options.work_dir)
@@ -431,89 +419,3 @@ async def _run(
     finally:
         store.close()
     return await run_patient_list(changed, settings, options, client)
-
-
-async def export_group(client: FhirClient, group: str, options: CohortOptions) -> tuple[Path, bool]:
-    """Bulk Data ``Group/[id]/$export`` into ``work_dir/export``; remembers the transaction
-    time so that the next run asks only for what changed since (``_since``). Returns the folder
-    and whether the export was incremental (a ``_since`` export that lists deleted resources
-    is followed by a full one)."""
-    from fhirtis.io import BulkExportClient  # noqa: PLC0415
-
-    with Ledger(options.ledger) as ledger:
-        since = options.since or ledger.get_value("bulk_transaction_time")
-    bulk = BulkExportClient(client)
-    status_url = await bulk.kick_off(
-        "group", group, types=EXPORT_TYPES, since=since, type_filters=None
-    )
-    manifest = await bulk.poll(status_url)
-    if since is not None and manifest.deleted:
-        # deleted files name ``Type/id`` only, not whose it was: a patient who only lost a
-        # resource would keep a stale result, so every member is exported and evaluated
-        log.warning(
-            "the _since export lists deleted resources (%d file(s)); exporting the whole "
-            "Group again",
-            len(manifest.deleted),
-        )
-        since = None
-        await _release(bulk, status_url)
-        status_url = await bulk.kick_off(
-            "group", group, types=EXPORT_TYPES, since=None, type_filters=None
-        )
-        manifest = await bulk.poll(status_url)
-    folder = options.work_dir / "export"
-    if folder.exists():
-        for old in folder.glob("*.ndjson"):
-            old.unlink()
-    private_dir(folder)
-    try:
-        await bulk.download_to(manifest, folder)
-        await _check_export_errors(bulk, manifest)
-    finally:
-        await _release(bulk, status_url)
-    with Ledger(options.ledger) as ledger:
-        ledger.set_value("bulk_transaction_time", str(manifest.transaction_time))
-    return folder, since is not None
-
-
-async def _release(bulk: BulkExportClient, status_url: str) -> None:
-    """``DELETE`` the export job once its files are read, so that the server removes them
-    (patient data; Oracle Health asks for it, the IG allows it). Best effort: a server that
-    refuses or fails it leaves the files to expire."""
-    try:
-        await bulk.cancel(status_url)
-    except FhirClientError as exc:
-        log.info("the bulk export's files were not released (%s)", type(exc).__name__)
-
-
-async def _check_export_errors(bulk: BulkExportClient, manifest: Manifest) -> None:
-    """Read the manifest's error files (NDJSON OperationOutcomes, Bulk Data IG v2): an issue
-    of severity error or fatal means some data was not exported, so the run stops before
-    anything is evaluated and the transaction time is not recorded (the next run exports the
-    same data again). Information and warnings are logged as counts. Only severities and issue
-    codes are reported: diagnostics may name a patient."""
-    if not manifest.error:
-        return
-    failed: dict[str, int] = {}
-    other = 0
-    async for _, outcome in bulk.download(manifest, manifest.error):
-        for issue in outcome.get("issue") or []:
-            if not isinstance(issue, dict):
-                continue
-            if issue.get("severity") in ("error", "fatal"):
-                code = str(issue.get("code") or "unknown")
-                failed[code] = failed.get(code, 0) + 1
-            else:
-                other += 1
-    if other:
-        log.warning("the bulk export reported %d warning or information issue(s)", other)
-    if failed:
-        count = sum(failed.values())
-        codes = ", ".join(f"{code} {n}" for code, n in sorted(failed.items()))
-        raise CohortError(
-            f"the bulk export reported {count} error(s) ({codes}): some data was not exported, "
-            "so nothing was evaluated; the next run exports the same data again"
-        )
-
-
-EXPORT_TYPES = export_types()  # fhirtis.fhir.needs: what a patient's evaluation reads

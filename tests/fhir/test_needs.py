@@ -7,7 +7,7 @@ from fhirtis.api.cds_hooks import prefetch_templates
 from fhirtis.fhir.codes import terminology
 from fhirtis.fhir.needs import NEEDS, export_types
 from fhirtis.fhir.queries import SearchChoice, patient_read_urls
-from fhirtis.registry.cohort import EXPORT_TYPES
+from fhirtis.registry.group_export import EXPORT_TYPES
 
 SEARCHED = {n.resource_type for n in NEEDS}
 

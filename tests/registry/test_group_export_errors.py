@@ -19,9 +19,10 @@ import pytest
 from pytest_httpx import HTTPXMock
 
 from fhirtis.io import FhirClient, FhirClientConfig
-from fhirtis.registry.cohort import CohortOptions, export_group
 from fhirtis.registry.errors import CohortError
+from fhirtis.registry.group_export import export_group
 from fhirtis.registry.ledger import Ledger
+from fhirtis.registry.options import CohortOptions
 from tests.io._support import BASE, FakeTime
 
 STATUS_URL = f"{BASE}/bulkstatus/job-1"
@@ -62,7 +63,8 @@ def _serve(httpx_mock: HTTPXMock, outcomes: list[dict[str, Any]], delete_status:
 async def _export(tmp_path: Path) -> tuple[Path, bool]:
     options = CohortOptions(ledger=tmp_path / "ledger.sqlite", work_dir=tmp_path / "work")
     async with FhirClient(FhirClientConfig(base_url=BASE), timing=FakeTime().timing()) as fhir:
-        return await export_group(fhir, "g1", options)
+        export = await export_group(fhir, "g1", options)
+        return export.folder, export.incremental
 
 
 def _deleted(httpx_mock: HTTPXMock) -> list[str]:

@@ -297,7 +297,7 @@ export function createApp(options) {
   };
 
   const routeOf = (method, url) => router.find(method, url);
-  const bulk = createBulkExport({ repo, serialize });
+  const bulk = createBulkExport({ repo, serialize, bulkTypes: () => profile.bulkTypes });
 
   /** Replaces the handler of one of Medplum's routes, returning the original handler. */
   const replaceRoute = (method, path, handler) => {

@@ -53,12 +53,14 @@ function localReference(reference, baseUrl) {
 
 /**
  * @param {{repo: import('./repository.mjs').HarnessRepository,
- *   serialize: <T>(fn: () => T | Promise<T>) => Promise<T>}} context - Store and request queue.
+ *   serialize: <T>(fn: () => T | Promise<T>) => Promise<T>,
+ *   bulkTypes?: () => Set<string> | undefined}} context - Store, request queue, and the types the
+ *   active profile's export offers (undefined: every type).
  * @returns {{handle: (req: import('node:http').IncomingMessage, res: import('node:http').ServerResponse,
  *   url: URL) => Promise<number | undefined>}} `handle` answers bulk requests (returning the
  *   status) and returns undefined for every other request.
  */
-export function createBulkExport({ repo, serialize }) {
+export function createBulkExport({ repo, serialize, bulkTypes = () => undefined }) {
   /** @type {Map<string, {polls: number, manifest: object, files: Map<string, string>}>} */
   const jobs = new Map();
 
@@ -75,6 +77,14 @@ export function createBulkExport({ repo, serialize }) {
     for (const type of types) {
       if (!isKnownResourceType(type)) return send(res, 400, outcome('invalid', `Unknown resource type "${type}" in _type`));
     }
+    // A profile's export offers some types only: asking for another is refused (Bulk Data IG v2,
+    // export.html, query parameters: an unsupported type "SHOULD" get an OperationOutcome in an
+    // error response); without _type, the offered types are exported ("all supported resources").
+    const offered = bulkTypes();
+    const unsupported = offered ? types.filter((t) => !offered.has(t)) : [];
+    if (unsupported.length > 0) {
+      return send(res, 400, outcome('not-supported', `Resource type(s) not supported by the bulk export: ${unsupported.join(', ')}`));
+    }
     const sinceParams = url.searchParams.getAll('_since');
     if (sinceParams.length > 1) return send(res, 400, outcome('invalid', '_since may be given once'));
     const since = sinceParams[0];
@@ -88,8 +98,10 @@ export function createBulkExport({ repo, serialize }) {
     // timestamps are strictly increasing and may run ahead of the clock).
     const transactionTime = new Date(Math.max(Date.now(), repo.lastTimestamp ?? 0)).toISOString();
     const sinceMs = since === undefined ? undefined : Date.parse(since);
+    const typeWanted = (resource) =>
+      types.length === 0 ? !offered || offered.has(resource.resourceType) : types.includes(resource.resourceType);
     const wanted = (resource) =>
-      (types.length === 0 || types.includes(resource.resourceType)) &&
+      typeWanted(resource) &&
       (sinceMs === undefined || Date.parse(resource.meta?.lastUpdated ?? '') > sinceMs);
 
     const patients = new Set();
@@ -113,6 +125,7 @@ export function createBulkExport({ repo, serialize }) {
         const subject = localReference(resource.subject?.reference, repo.baseUrl);
         const patient = localReference(resource.patient?.reference, repo.baseUrl);
         if (!patients.has(subject) && !patients.has(patient)) continue;
+        if (!typeWanted(resource)) continue; // nor the Medication it references
         add(resource);
         const med = localReference(resource.medicationReference?.reference, repo.baseUrl);
         if (med?.startsWith('Medication/')) medications.add(med.slice('Medication/'.length));

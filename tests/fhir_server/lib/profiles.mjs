@@ -45,6 +45,13 @@ const PROFILE_DEFINITIONS = {
     conditionalCreate: false,
     conditionalUpdate: false,
     absentTypes: ['Flag', 'DetectedIssue', 'AdverseEvent', 'MedicationStatement'],
+    // Group $export: the US Core 3.1.1 (USCDI v1) resource types only; any other type in _type
+    // is refused (400 not-supported), as the Bulk Data IG v2 advises for unsupported types.
+    bulkTypes: [
+      'AllergyIntolerance', 'CarePlan', 'CareTeam', 'Condition', 'Device', 'DiagnosticReport', 'DocumentReference',
+      'Encounter', 'Goal', 'Immunization', 'Location', 'Medication', 'MedicationRequest', 'Observation',
+      'Organization', 'Patient', 'Practitioner', 'PractitionerRole', 'Procedure', 'Provenance',
+    ],
     otherInteractions: ['read', 'search-type'],
     types: {
       Patient: { interactions: ['read', 'search-type', 'create', 'patch'] },
@@ -104,6 +111,7 @@ export const PROFILE_NAMES = Object.keys(PROFILE_DEFINITIONS);
  * @property {Map<string, Set<string>>} searchParams
  * @property {Map<string, number>} maxCount
  * @property {Map<string, number>} defaultCount
+ * @property {Set<string> | undefined} bulkTypes - types a Group $export offers (undefined = every type)
  */
 
 const profileCache = new Map();
@@ -135,6 +143,7 @@ export function getProfile(name) {
     searchParams: new Map(types.filter(([, t]) => t.searchParams).map(([type, t]) => [type, new Set(t.searchParams)])),
     maxCount: new Map(types.filter(([, t]) => t.maxCount).map(([type, t]) => [type, t.maxCount])),
     defaultCount: new Map(types.filter(([, t]) => t.defaultCount).map(([type, t]) => [type, t.defaultCount])),
+    bulkTypes: def.bulkTypes ? new Set(def.bulkTypes) : undefined,
   };
   profileCache.set(name, profile);
   return profile;

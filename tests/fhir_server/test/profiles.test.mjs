@@ -125,6 +125,41 @@ describe('profiles on one server (switched with POST /admin/profile)', () => {
     assert.equal(page.body.total, 1);
   });
 
+  test('oracle-like: the Group export offers the US Core types only', async () => {
+    const medication = await request(`${server.base}/Medication`, { method: 'POST', body: { resourceType: 'Medication', code: { text: 'IVIG' } } });
+    const administration = {
+      resourceType: 'MedicationAdministration',
+      status: 'completed',
+      medicationReference: { reference: `Medication/${medication.body.id}` },
+      subject: { reference: patientRef },
+      effectiveDateTime: '2025-01-01T10:00:00Z',
+    };
+    assert.equal((await request(`${server.base}/MedicationAdministration`, { method: 'POST', body: administration })).status, 201);
+    assert.equal((await request(`${server.base}/Observation`, { method: 'POST', body: observation(patientRef) })).status, 201);
+    const group = { resourceType: 'Group', type: 'person', actual: true, member: [{ entity: { reference: patientRef } }] };
+    const groupId = (await request(`${server.base}/Group`, { method: 'POST', body: group })).body.id;
+    await setProfile(server, 'oracle-like');
+    const kickOff = (query) =>
+      request(`${server.base}/Group/${groupId}/$export${query}`, { headers: { Prefer: 'respond-async' } });
+    const refused = await kickOff('?_type=Patient,Observation,MedicationAdministration');
+    assert.equal(refused.status, 400);
+    assert.equal(issueCode(refused.body), 'not-supported');
+    assert.match(refused.body.issue[0].details.text, /MedicationAdministration/);
+    assert.doesNotMatch(refused.body.issue[0].details.text, /Observation,|Patient/);
+    const accepted = await fetch(`${server.base}/Group/${groupId}/$export?_type=Patient,Observation`, { headers: { Prefer: 'respond-async', Accept: 'application/fhir+json' } });
+    assert.equal(accepted.status, 202);
+    const everything = await fetch(`${server.base}/Group/${groupId}/$export`, { headers: { Prefer: 'respond-async', Accept: 'application/fhir+json' } });
+    assert.equal(everything.status, 202);
+    const statusUrl = everything.headers.get('content-location');
+    let manifest;
+    for (let i = 0; i < 5 && manifest === undefined; i += 1) {
+      const poll = await fetch(statusUrl, { headers: { Accept: 'application/json' } });
+      if (poll.status === 200) manifest = await poll.json();
+    }
+    const types = manifest.output.map((o) => o.type).sort();
+    assert.deepEqual(types, ['Observation', 'Patient']); // no MedicationAdministration, nor its Medication
+  });
+
   test('google-like: searches inside a batch or transaction are refused, the rest of the Bundle works', async () => {
     await setProfile(server, 'google-like');
     const cs = (await request(`${server.base}/metadata`)).body;
