@@ -19,7 +19,7 @@ import re
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import orjson
 
@@ -161,8 +161,24 @@ async def read_over_rest(
     cannot search either, each with why."""
     patients = exported_patients(folder)
     sem = asyncio.Semaphore(max(1, concurrency))
-    found: dict[str, dict[str, bytes]] = {}
+    files: dict[str, BinaryIO] = {}
+    written: dict[str, int] = dict.fromkeys(types, 0)
+    seen: set[str] = set()  # "Type/id" written (a Medication is shared by patients)
     unread: dict[str, str] = {}
+
+    def write(resource: dict[str, Any]) -> None:
+        rtype = resource.get("resourceType")
+        key = f"{rtype}/{resource.get('id')}"
+        if not isinstance(rtype, str) or key in seen:
+            return
+        seen.add(key)
+        out = files.get(rtype)
+        if out is None:
+            path = folder / f"{REST_FILE_PREFIX}{rtype}.ndjson"
+            fd = os.open(path, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, PRIVATE_FILE)
+            out = files[rtype] = os.fdopen(fd, "wb")
+        out.write(orjson.dumps(resource) + b"\n")
+        written[rtype] = written.get(rtype, 0) + 1
 
     async def one(pid: str) -> None:
         async with sem:
@@ -174,25 +190,27 @@ async def read_over_rest(
                     f"({type(exc).__name__}: {exc}); nothing was evaluated"
                 ) from None
         unread.update(skipped)
-        for r in resources:
-            rtype = r.get("resourceType")
-            if isinstance(rtype, str):
-                key = f"{rtype}/{r.get('id')}"
-                found.setdefault(rtype, {}).setdefault(key, orjson.dumps(r))
+        for resource in resources:
+            write(resource)
 
-    await asyncio.gather(*(one(pid) for pid in patients))
-    try:
-        for rtype, lines in sorted(found.items()):
-            path = folder / f"{REST_FILE_PREFIX}{rtype}.ndjson"
-            fd = os.open(path, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, PRIVATE_FILE)
-            with os.fdopen(fd, "wb") as out:
-                out.write(b"".join(line + b"\n" for _, line in sorted(lines.items())))
-    except OSError as exc:
-        raise describe(exc, "cannot write the work folder") from None
+    try:  # the first failure cancels the other reads
+        async with asyncio.TaskGroup() as group:
+            for pid in patients:
+                group.create_task(one(pid))
+    except* CohortError as failed:
+        raise failed.exceptions[0] from None
+    except* OSError as failed:
+        first = failed.exceptions[0]
+        if isinstance(first, OSError):
+            raise describe(first, "cannot write the work folder") from None
+        raise CohortError("cannot write the work folder") from None
+    finally:
+        for out in files.values():
+            out.close()
     log.info(
         "read over REST for %d patient(s): %s",
         len(patients),
-        ", ".join(f"{t} {len(found.get(t, {}))}" for t in types),
+        ", ".join(f"{t} {written.get(t, 0)}" for t in types),
     )
     return unread
 

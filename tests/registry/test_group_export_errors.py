@@ -160,3 +160,45 @@ async def test_a_since_export_with_deleted_resources_exports_the_whole_group_aga
     assert _deleted(httpx_mock) == [STATUS_URL, full_status]  # both jobs' files released
     assert len(list(folder.glob("*.ndjson"))) == 1
     assert _transaction_time(tmp_path) == "2024-05-01T10:00:05Z"
+
+
+async def test_a_failed_rest_read_of_a_refused_type_stops_the_run(
+    httpx_mock: HTTPXMock, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The export refuses MedicationAdministration (named in its OperationOutcome), so it is
+    read per patient over REST; that read fails for good (HTTP 500 after the retries): the
+    patient's IVIG record would be missing, so the run stops with a plain message, evaluates
+    nothing and keeps the transaction time where it was."""
+    kickoff = re.escape(f"{BASE}/Group/g1/$export")
+    refusal = {
+        "resourceType": "OperationOutcome",
+        "issue": [
+            {
+                "severity": "error",
+                "code": "not-supported",
+                "diagnostics": "MedicationAdministration is not supported in _type",
+            }
+        ],
+    }
+    httpx_mock.add_response(
+        url=re.compile(kickoff + r"\?_type=[^&]*MedicationAdministration.*"),
+        status_code=400,
+        json=refusal,
+    )
+    _serve(httpx_mock, [])
+    httpx_mock.add_response(url=re.compile(re.escape(f"{BASE}/metadata")), status_code=404)
+    httpx_mock.add_response(
+        url=re.compile(re.escape(f"{BASE}/MedicationAdministration?") + r".*"),
+        status_code=500,
+        is_reusable=True,
+        is_optional=True,  # searched one by one, or in a batch (below), as the server allows
+    )
+    httpx_mock.add_response(
+        url=re.compile(re.escape(BASE) + r"/?$"), status_code=500, is_reusable=True
+    )
+    with pytest.raises(CohortError) as raised:
+        await _export(tmp_path)
+    message = str(raised.value)
+    assert "Patient/p1" in message and "MedicationAdministration" in message, message
+    assert "nothing was evaluated" in message
+    assert _transaction_time(tmp_path) is None
