@@ -124,7 +124,14 @@ def _collect(doc: Json, where: str, found: _Found, *, listed: bool) -> None:
         resource: Any = entry.get("resource") if isinstance(entry, dict) else None
         resource_type = resource.get("resourceType") if isinstance(resource, dict) else None
         if not isinstance(resource_type, str):
-            if listed:
+            # a transaction's DELETE or search request, a transaction-response's status: such an
+            # entry holds no resource by design (R4 bundle-response.json), so nothing is missing
+            holds_none = (
+                isinstance(entry, dict)
+                and "resource" not in entry
+                and ("request" in entry or "response" in entry)
+            )
+            if listed and not holds_none:
                 found.issues.append(
                     Issue(
                         "error",

@@ -217,3 +217,27 @@ def test_a_resource_listed_twice_is_read_and_referenced_as_its_first_copy() -> N
     )
     assert [r for _, r in read.resources if r["resourceType"] == "Medication"] == [first]
     assert read.resolve["Medication/m"] == first
+
+
+def test_entries_without_a_resource_are_errors_only_when_they_should_hold_one() -> None:
+    """A transaction-response's entries may carry only a ``response`` (R4
+    bundle-response.json: ``{"response": {"status": "200 OK"}}``), a transaction's a DELETE or a
+    search ``request``: no data is missing, so no error. An entry with neither is an error."""
+    patient = {"resourceType": "Patient", "id": "p"}
+    raw = orjson.dumps(
+        {
+            "resourceType": "Bundle",
+            "type": "transaction-response",
+            "entry": [
+                {"resource": patient, "response": {"status": "201 Created"}},
+                {"response": {"status": "200 OK"}},
+                {"request": {"method": "DELETE", "url": "Observation/1"}},
+                {"request": {"method": "GET", "url": "Patient?name=x"}},
+                {"fullUrl": "urn:uuid:lost"},
+            ],
+        }
+    )
+    found = read_patient_bundle(raw)
+    assert [(i.severity, i.diagnostics, i.expression) for i in found.issues] == [
+        ("error", "entry has no resource", "Bundle.entry[4].resource")
+    ]
