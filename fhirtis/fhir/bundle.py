@@ -54,6 +54,7 @@ class _Found:
     other_by_ref: dict[str, Json] = field(default_factory=dict)  # "Type/id": the first other
     by_full_url: dict[str, Json] = field(default_factory=dict)  # entry.fullUrl: the last
     patients: set[str] = field(default_factory=set)  # "Patient/id" of the listed Patients
+    patients_without_id: list[str] = field(default_factory=list)  # where a listed one is
     references: set[str] = field(default_factory=set)  # listed subject/patient references
 
     def resolve(self) -> dict[str, Json]:
@@ -188,6 +189,9 @@ def _collect(doc: Json, where: str, found: _Found, *, listed: bool) -> None:
                 continue
         else:
             resources.append((location, resource))
+            if resource_type == "Patient":  # e.g. a transaction's POST with a urn:uuid fullUrl
+                found.patients_without_id.append(location)
+                continue
         for key in _SUBJECT_KEYS:
             value = resource.get(key)
             if isinstance(value, dict):
@@ -272,6 +276,19 @@ def read_patient_bundle(raw: bytes | str, where: str = "(input)") -> PatientReso
     entries, issues = found.resources, found.issues
     refs = found.patient_refs()
     if not refs:
+        if found.patients_without_id:  # fhirtis names the patient by its id: it cannot here
+            raise InputError(
+                [
+                    *issues,
+                    Issue(
+                        "fatal",
+                        "required",
+                        "the Patient has no id: fhirtis names the patient by its id "
+                        "(Patient/<id>); give the Patient an id",
+                        f"{found.patients_without_id[0]}.id",
+                    ),
+                ]
+            )
         raise InputError(
             [*issues, Issue("fatal", "required", "no Patient and no subject reference", "Bundle")]
         )

@@ -9,6 +9,7 @@ import orjson
 import pytest
 
 from fhirtis.fhir.bundle import read_patient_bundle
+from fhirtis.fhir.outcome import InputError
 
 Json = dict[str, Any]
 SUBJECT = {"reference": "Patient/p"}
@@ -240,4 +241,44 @@ def test_entries_without_a_resource_are_errors_only_when_they_should_hold_one() 
     found = read_patient_bundle(raw)
     assert [(i.severity, i.diagnostics, i.expression) for i in found.issues] == [
         ("error", "entry has no resource", "Bundle.entry[4].resource")
+    ]
+
+
+def test_a_patient_without_an_id_is_named_as_the_reason_for_refusal() -> None:
+    """R4 bundle-transaction.json creates Patients by POST with a ``urn:uuid:`` fullUrl and no
+    id, their data referencing that fullUrl. fhirtis names a patient by its id, so such a Bundle
+    is refused, and the refusal says why (not "no Patient and no subject reference")."""
+    uuid = "urn:uuid:61ebe359-bfdc-4613-8bf2-c5e300945f0a"
+    weight = {
+        "resourceType": "Observation",
+        "status": "final",
+        "code": {"coding": [{"system": "http://loinc.org", "code": "29463-7"}]},
+        "subject": {"reference": uuid},
+        "effectiveDateTime": "2020-01-01",
+        "valueQuantity": {"value": 70, "system": "http://unitsofmeasure.org", "code": "kg"},
+    }
+    raw = orjson.dumps(
+        {
+            "resourceType": "Bundle",
+            "type": "transaction",
+            "entry": [
+                {
+                    "fullUrl": uuid,
+                    "resource": {"resourceType": "Patient"},
+                    "request": {"method": "POST", "url": "Patient"},
+                },
+                {"resource": weight, "request": {"method": "POST", "url": "Observation"}},
+            ],
+        }
+    )
+    with pytest.raises(InputError) as caught:
+        read_patient_bundle(raw)
+    assert [(i.severity, i.code, i.diagnostics, i.expression) for i in caught.value.issues] == [
+        (
+            "fatal",
+            "required",
+            "the Patient has no id: fhirtis names the patient by its id (Patient/<id>); "
+            "give the Patient an id",
+            "Bundle.entry[0].resource.id",
+        )
     ]
