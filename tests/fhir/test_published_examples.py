@@ -21,7 +21,9 @@ from typing import Any
 import orjson
 import pytest
 from fhir.resources.R4B.operationoutcome import OperationOutcome
+from typer.testing import CliRunner
 
+from fhirtis.cli import app
 from fhirtis.fhir.bundle import read_patient_bundle
 from fhirtis.fhir.extract.patient import patient_ref_in
 from fhirtis.fhir.outcome import InputError, operation_outcome
@@ -431,3 +433,27 @@ def test_synthea_breast_cancer_is_an_active_malignancy() -> None:
         ("malignancy", "Condition/fa940569-110a-5f84-6bfa-5f86c3da4fbc", date(1989, 4, 10), None)
     ]
     assert all(i.severity == "warning" and UNCLASSIFIED in i.diagnostics for i in result.issues)
+
+
+def test_fhirtis_evaluate_runs_the_published_bundles() -> None:
+    """`fhirtis evaluate --json` over the Synthea folder and the R4 Bundles: the one-patient
+    Bundles are evaluated, the two of several patients reported as errors (exit 1)."""
+    runner = CliRunner()
+    bundles = sorted(str(p) for p in (PUBLISHED / "r4").glob("bundle-*.json"))
+    result = runner.invoke(app, ["evaluate", "--json", str(PUBLISHED / "synthea"), *bundles])
+    assert result.exit_code == 1, result.output
+    doc = json.loads(result.stdout)
+    assert sorted(r["patient"] for r in doc["results"]) == [
+        "Patient/12423",
+        "Patient/129c6ac7-8d06-89de-ad63-0204a93e76c3",
+        "Patient/347",
+        "Patient/3af3708d-41f1-cd80-f3dd-ec5ac76072bf",
+        "Patient/example",
+        "Patient/example",
+    ]
+    assert sorted(Path(e["file"]).name for e in doc["errors"]) == [
+        "bundle-references.json",
+        "bundle-transaction.json",
+    ]
+    for r in doc["results"]:
+        assert r["ivig"]["cycle_count"] == 0 and r["thrombosis"]["rate_findings"] == []
