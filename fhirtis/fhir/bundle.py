@@ -130,7 +130,7 @@ def _collect(doc: Json, where: str, found: _Found, *, listed: bool) -> None:
             holds_none = (
                 isinstance(entry, dict)
                 and "resource" not in entry
-                and ("request" in entry or "response" in entry)
+                and ("response" in entry or _request_method(entry) in _NO_RESOURCE_METHODS)
             )
             if listed and not holds_none:
                 found.issues.append(
@@ -198,6 +198,16 @@ def _collect(doc: Json, where: str, found: _Found, *, listed: bool) -> None:
                 reference = value.get("reference")
                 if isinstance(reference, str):
                     references.add(reference)
+
+
+_NO_RESOURCE_METHODS = frozenset({"GET", "HEAD", "DELETE"})
+"""R4 Bundle.entry.request.method values whose entry has no resource (a POST, PUT or PATCH has)."""
+
+
+def _request_method(entry: Json) -> str | None:
+    request = entry.get("request")
+    method = request.get("method") if isinstance(request, dict) else None
+    return method if isinstance(method, str) else None  # a malformed one is no method
 
 
 _TOP_ENTRY_PATHS: list[str] = []

@@ -235,12 +235,16 @@ def test_entries_without_a_resource_are_errors_only_when_they_should_hold_one() 
                 {"request": {"method": "DELETE", "url": "Observation/1"}},
                 {"request": {"method": "GET", "url": "Patient?name=x"}},
                 {"fullUrl": "urn:uuid:lost"},
+                {"request": {"method": "POST", "url": "Observation"}},  # a POST needs one
+                {"request": {"method": {"not": "a code"}}},
             ],
         }
     )
     found = read_patient_bundle(raw)
     assert [(i.severity, i.diagnostics, i.expression) for i in found.issues] == [
-        ("error", "entry has no resource", "Bundle.entry[4].resource")
+        ("error", "entry has no resource", "Bundle.entry[4].resource"),
+        ("error", "entry has no resource", "Bundle.entry[5].resource"),
+        ("error", "entry has no resource", "Bundle.entry[6].resource"),
     ]
 
 
