@@ -54,6 +54,7 @@ class _Found:
     other_by_ref: dict[str, Json] = field(default_factory=dict)  # "Type/id": the first other
     by_full_url: dict[str, Json] = field(default_factory=dict)  # entry.fullUrl: the last
     patients: set[str] = field(default_factory=set)  # "Patient/id" of the listed Patients
+    patients_without_id: list[str] = field(default_factory=list)  # where a listed one is
     references: set[str] = field(default_factory=set)  # listed subject/patient references
 
     def resolve(self) -> dict[str, Json]:
@@ -124,7 +125,14 @@ def _collect(doc: Json, where: str, found: _Found, *, listed: bool) -> None:
         resource: Any = entry.get("resource") if isinstance(entry, dict) else None
         resource_type = resource.get("resourceType") if isinstance(resource, dict) else None
         if not isinstance(resource_type, str):
-            if listed:
+            # a transaction's DELETE or search request, a transaction-response's status: such an
+            # entry holds no resource by design (R4 bundle-response.json), so nothing is missing
+            holds_none = (
+                isinstance(entry, dict)
+                and "resource" not in entry
+                and ("response" in entry or _request_method(entry) in _NO_RESOURCE_METHODS)
+            )
+            if listed and not holds_none:
                 found.issues.append(
                     Issue(
                         "error",
@@ -181,12 +189,25 @@ def _collect(doc: Json, where: str, found: _Found, *, listed: bool) -> None:
                 continue
         else:
             resources.append((location, resource))
+            if resource_type == "Patient":  # e.g. a transaction's POST with a urn:uuid fullUrl
+                found.patients_without_id.append(location)
+                continue
         for key in _SUBJECT_KEYS:
             value = resource.get(key)
             if isinstance(value, dict):
                 reference = value.get("reference")
                 if isinstance(reference, str):
                     references.add(reference)
+
+
+_NO_RESOURCE_METHODS = frozenset({"GET", "HEAD", "DELETE"})
+"""R4 Bundle.entry.request.method values whose entry has no resource (a POST, PUT or PATCH has)."""
+
+
+def _request_method(entry: Json) -> str | None:
+    request = entry.get("request")
+    method = request.get("method") if isinstance(request, dict) else None
+    return method if isinstance(method, str) else None  # a malformed one is no method
 
 
 _TOP_ENTRY_PATHS: list[str] = []
@@ -265,6 +286,19 @@ def read_patient_bundle(raw: bytes | str, where: str = "(input)") -> PatientReso
     entries, issues = found.resources, found.issues
     refs = found.patient_refs()
     if not refs:
+        if found.patients_without_id:  # fhirtis names the patient by its id: it cannot here
+            raise InputError(
+                [
+                    *issues,
+                    Issue(
+                        "fatal",
+                        "required",
+                        "the Patient has no id: fhirtis names the patient by its id "
+                        "(Patient/<id>); give the Patient an id",
+                        f"{found.patients_without_id[0]}.id",
+                    ),
+                ]
+            )
         raise InputError(
             [*issues, Issue("fatal", "required", "no Patient and no subject reference", "Bundle")]
         )

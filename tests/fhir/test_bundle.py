@@ -9,6 +9,7 @@ import orjson
 import pytest
 
 from fhirtis.fhir.bundle import read_patient_bundle
+from fhirtis.fhir.outcome import InputError
 
 Json = dict[str, Any]
 SUBJECT = {"reference": "Patient/p"}
@@ -217,3 +218,71 @@ def test_a_resource_listed_twice_is_read_and_referenced_as_its_first_copy() -> N
     )
     assert [r for _, r in read.resources if r["resourceType"] == "Medication"] == [first]
     assert read.resolve["Medication/m"] == first
+
+
+def test_entries_without_a_resource_are_errors_only_when_they_should_hold_one() -> None:
+    """A transaction-response's entries may carry only a ``response`` (R4
+    bundle-response.json: ``{"response": {"status": "200 OK"}}``), a transaction's a DELETE or a
+    search ``request``: no data is missing, so no error. An entry with neither is an error."""
+    patient = {"resourceType": "Patient", "id": "p"}
+    raw = orjson.dumps(
+        {
+            "resourceType": "Bundle",
+            "type": "transaction-response",
+            "entry": [
+                {"resource": patient, "response": {"status": "201 Created"}},
+                {"response": {"status": "200 OK"}},
+                {"request": {"method": "DELETE", "url": "Observation/1"}},
+                {"request": {"method": "GET", "url": "Patient?name=x"}},
+                {"fullUrl": "urn:uuid:lost"},
+                {"request": {"method": "POST", "url": "Observation"}},  # a POST needs one
+                {"request": {"method": {"not": "a code"}}},
+            ],
+        }
+    )
+    found = read_patient_bundle(raw)
+    assert [(i.severity, i.diagnostics, i.expression) for i in found.issues] == [
+        ("error", "entry has no resource", "Bundle.entry[4].resource"),
+        ("error", "entry has no resource", "Bundle.entry[5].resource"),
+        ("error", "entry has no resource", "Bundle.entry[6].resource"),
+    ]
+
+
+def test_a_patient_without_an_id_is_named_as_the_reason_for_refusal() -> None:
+    """R4 bundle-transaction.json creates Patients by POST with a ``urn:uuid:`` fullUrl and no
+    id, their data referencing that fullUrl. fhirtis names a patient by its id, so such a Bundle
+    is refused, and the refusal says why (not "no Patient and no subject reference")."""
+    uuid = "urn:uuid:61ebe359-bfdc-4613-8bf2-c5e300945f0a"
+    weight = {
+        "resourceType": "Observation",
+        "status": "final",
+        "code": {"coding": [{"system": "http://loinc.org", "code": "29463-7"}]},
+        "subject": {"reference": uuid},
+        "effectiveDateTime": "2020-01-01",
+        "valueQuantity": {"value": 70, "system": "http://unitsofmeasure.org", "code": "kg"},
+    }
+    raw = orjson.dumps(
+        {
+            "resourceType": "Bundle",
+            "type": "transaction",
+            "entry": [
+                {
+                    "fullUrl": uuid,
+                    "resource": {"resourceType": "Patient"},
+                    "request": {"method": "POST", "url": "Patient"},
+                },
+                {"resource": weight, "request": {"method": "POST", "url": "Observation"}},
+            ],
+        }
+    )
+    with pytest.raises(InputError) as caught:
+        read_patient_bundle(raw)
+    assert [(i.severity, i.code, i.diagnostics, i.expression) for i in caught.value.issues] == [
+        (
+            "fatal",
+            "required",
+            "the Patient has no id: fhirtis names the patient by its id (Patient/<id>); "
+            "give the Patient an id",
+            "Bundle.entry[0].resource.id",
+        )
+    ]

@@ -46,6 +46,8 @@ K = TypeVar("K")
 
 _ONSET = TimeElements.of("onsetDateTime", "onsetPeriod.start")
 _ABATEMENT = TimeElements.of("abatementDateTime")
+# R4 Condition.abatement[x] other than dateTime (abatementBoolean is STU3's)
+_ABATEMENT_OTHER = ("abatementAge", "abatementPeriod", "abatementRange", "abatementString")
 _EVENT_DATE = TimeElements.of("date", "detected")
 _PERFORMED = TimeElements.of("performedDateTime", "performedPeriod.start")
 
@@ -245,7 +247,22 @@ class EventReader(MedicationReader):
         ended = bool(clinical & _CONDITION_ENDED)
         for kind in risks:
             if ended and end is None and kind is not RiskFactorKind.THROMBOSIS_HISTORY:
-                continue  # resolved, with no date: not active at any time we can name
+                # resolved, with no date: not active at any time we can name. An end recorded
+                # otherwise (abatementAge, a Period …) is not read: say so, not silently.
+                other = next((k for k in _ABATEMENT_OTHER if r.get(k) is not None), None)
+                if other is not None:
+                    data.issues.append(
+                        Issue(
+                            "warning",
+                            "not-supported",
+                            f"{ref_of(r)}: resolved, its end recorded as {other}, not "
+                            f"abatementDateTime: the {kind.value} risk factor is not counted "
+                            "(the time it was active cannot be dated)",
+                            f"{path}.{other}",
+                            ref_of(r),
+                        )
+                    )
+                continue
             source = self._use(data, r)
             start = onset.day if onset is not None else None
             data.evidence.append(
