@@ -509,3 +509,28 @@ def test_a_modifier_extension_on_the_ivig_medication_or_a_panel_component_is_ref
     assert by_resource["Observation/vs"].expression == (
         "Bundle.entry[3].resource.component[0].modifierExtension"
     )
+
+
+def test_a_resolved_condition_ends_at_its_abatement_period_end() -> None:
+    """R4 Condition.abatement[x] may be a Period: its end is when the condition resolved, read
+    as an abatementDateTime is (the malignancy counts as a risk factor up to that day)."""
+    resolved = {"coding": [{"code": "resolved"}]}
+    data = _extract(
+        patient(),
+        condition(
+            "ca",
+            ICD,
+            "C50.911",
+            "2019-01-01",
+            clinicalStatus=resolved,
+            abatementPeriod={"start": "2023-03-01", "end": "2023-06-30T10:00:00+02:00"},
+        ),
+        condition("ca2", ICD, "C50.912", "2019-01-01", clinicalStatus=resolved, abatementPeriod={}),
+    )
+    assert [(e.kind, e.source, e.start, e.end) for e in data.evidence] == [
+        (RiskFactorKind.MALIGNANCY, "Condition/ca", date(2019, 1, 1), date(2023, 6, 30))
+    ]
+    # without an end the resolution cannot be dated: not counted, and said at the element
+    assert [(i.severity, i.expression) for i in data.issues if i.resource == "Condition/ca2"] == [
+        ("warning", "Bundle.entry[2].resource.abatementPeriod")
+    ]

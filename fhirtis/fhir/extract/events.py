@@ -45,8 +45,8 @@ _CONDITION_ENDED = {"inactive", "remission", "resolved"}
 K = TypeVar("K")
 
 _ONSET = TimeElements.of("onsetDateTime", "onsetPeriod.start")
-_ABATEMENT = TimeElements.of("abatementDateTime")
-# R4 Condition.abatement[x] other than dateTime (abatementBoolean is STU3's)
+_ABATEMENT = TimeElements.of("abatementDateTime", "abatementPeriod.end")
+# R4 Condition.abatement[x] that give no date (abatementBoolean is STU3's); a Period without end
 _ABATEMENT_OTHER = ("abatementAge", "abatementPeriod", "abatementRange", "abatementString")
 _EVENT_DATE = TimeElements.of("date", "detected")
 _PERFORMED = TimeElements.of("performedDateTime", "performedPeriod.start")
@@ -221,7 +221,10 @@ class EventReader(MedicationReader):
             if exc.issue_code != "required":
                 raise
         end: date | None = None
-        if r.get("abatementDateTime") is not None:
+        period = r.get("abatementPeriod")
+        if r.get("abatementDateTime") is not None or (
+            isinstance(period, dict) and period.get("end") is not None
+        ):
             end = first_time(r, _ABATEMENT, path)[0].date()
         if is_dm:
             self._use(data, r)
@@ -248,7 +251,7 @@ class EventReader(MedicationReader):
         for kind in risks:
             if ended and end is None and kind is not RiskFactorKind.THROMBOSIS_HISTORY:
                 # resolved, with no date: not active at any time we can name. An end recorded
-                # otherwise (abatementAge, a Period …) is not read: say so, not silently.
+                # otherwise (abatementAge, a Period without end …) is not read: say so.
                 other = next((k for k in _ABATEMENT_OTHER if r.get(k) is not None), None)
                 if other is not None:
                     data.issues.append(
