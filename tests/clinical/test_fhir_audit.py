@@ -222,3 +222,155 @@ def test_example_d_exact_decimal() -> None:
     assert comps["improvement-pga"] == 15 and comps["score-pga"] == D("7.5")
     assert D(str(tis["valueQuantity"]["value"])) == D("7.5")
     assert _category(tis) == "none"
+
+
+# -- §2.2 every band edge of the score table, both sides, through FHIR ----------------------------
+
+_NEUTRAL: dict[str, Any] = {
+    "pga": 5,
+    "ptga": 5,
+    "mmt": ("mmt8-150", 100),
+    "haq": ("haq-di", 1),
+    "em": 5,
+    "ck": (500, 200),
+}
+
+
+def _one_measure(
+    measure: str, before: Any, after: Any, *, juvenile: bool = False
+) -> dict[str, Decimal | None]:
+    """Baseline and follow-up alike but for ``measure``; the TIS components."""
+    base = _visit("b", BASE_DAY, **{**_NEUTRAL, measure: before})
+    follow = _visit("f", FOLLOW_DAY, **{**_NEUTRAL, measure: after})
+    dx = (
+        condition("jdm", ICD, "M33.00", "2020-05-01")
+        if juvenile
+        else condition("dm", SCT, "396230008", "2023-06-01")
+    )
+    r = _evaluate(patient(birth="2012-03-01" if juvenile else "1970-03-01"), dx, *base, *follow, *_ivig())
+    (tis,) = _derived(r, "tis")
+    return _components(tis)
+
+
+# (measure key in the TIS, builder argument, baseline, follow-up, percent, score)
+_EDGES: list[tuple[str, str, Any, Any, str, str]] = [
+    # VAS 0–10 cm: improvement = (10 − follow-up) / 10 × 100
+    *(
+        (key, arg, 10, after, pct, score)
+        for key, arg, scores in (
+            ("pga", "pga", ("0", "7.5", "15", "17.5", "20")),
+            ("ptga", "ptga", ("0", "2.5", "5", "7.5", "10")),
+            ("extramuscular", "em", ("0", "7.5", "12.5", "15", "20")),
+        )
+        for after, pct, score in (
+            (9.5, "5", scores[0]),
+            (9.49, "5.1", scores[1]),
+            (8.5, "15", scores[1]),
+            (8.49, "15.1", scores[2]),
+            (7.5, "25", scores[2]),
+            (7.49, "25.1", scores[3]),
+            (6, "40", scores[3]),
+            (5.99, "40.1", scores[4]),
+        )
+    ),
+    # HAQ-DI 0–3: improvement = (3 − follow-up) / 3 × 100
+    *(
+        ("haq", "haq", ("haq-di", 3), ("haq-di", after), pct, score)
+        for after, pct, score in (
+            (2.85, "5", "0"),
+            (2.84, "5.3333", "5"),
+            (2.55, "15", "5"),
+            (2.54, "15.3333", "7.5"),
+            (2.25, "25", "7.5"),
+            (2.24, "25.3333", "7.5"),
+            (1.8, "40", "7.5"),
+            (1.79, "40.3333", "10"),
+        )
+    ),
+    # enzyme: relative, (1000 − follow-up) / 1000 × 100
+    *(
+        ("enzyme", "ck", (1000, 200), (after, 200), pct, score)
+        for after, pct, score in (
+            (950, "5", "0"),
+            (949, "5.1", "2.5"),
+            (850, "15", "2.5"),
+            (849, "15.1", "5"),
+            (750, "25", "5"),
+            (749, "25.1", "7.5"),
+            (600, "40", "7.5"),
+            (599, "40.1", "7.5"),
+        )
+    ),
+    # MMT-8 0–150 (edges 2/10/20/30 %: 3, 15, 30, 45 points): (follow-up − 50) / 150 × 100
+    *(
+        ("mmt8", "mmt", ("mmt8-150", 50), ("mmt8-150", after), pct, score)
+        for after, pct, score in (
+            (53, "2", "0"),
+            (53.1, "2.0667", "10"),
+            (65, "10", "10"),
+            (65.1, "10.0667", "20"),
+            (80, "20", "20"),
+            (80.1, "20.0667", "27.5"),
+            (95, "30", "27.5"),
+            (95.1, "30.0667", "32.5"),
+        )
+    ),
+    # MMT-8 0–80 (edges 1.6, 8, 16, 24 points): (follow-up − 40) / 80 × 100
+    *(
+        ("mmt8", "mmt", ("mmt8-80", 40), ("mmt8-80", after), pct, score)
+        for after, pct, score in (
+            (41.6, "2", "0"),
+            (41.7, "2.125", "10"),
+            (48, "10", "10"),
+            (48.1, "10.125", "20"),
+            (56, "20", "20"),
+            (56.1, "20.125", "27.5"),
+            (64, "30", "27.5"),
+            (64.1, "30.125", "32.5"),
+        )
+    ),
+    # worsening scores 0 (a negative percent is written as such)
+    ("pga", "pga", 5, 6, "-10", "0"),
+    ("mmt8", "mmt", ("mmt8-150", 100), ("mmt8-150", 97), "-2", "0"),
+    ("enzyme", "ck", (500, 200), (1000, 200), "-100", "0"),
+]
+
+
+def _pct(value: Decimal | None) -> str:
+    assert value is not None
+    # the written percent carries 4 decimals (the score is banded on the exact value)
+    return format(value.quantize(D("0.0001")).normalize(), "f")
+
+
+@pytest.mark.parametrize("juvenile", [False, True], ids=["adult", "juvenile"])
+@pytest.mark.parametrize(("key", "arg", "before", "after", "pct", "score"), _EDGES)
+def test_band_edges(
+    key: str, arg: str, before: Any, after: Any, pct: str, score: str, juvenile: bool
+) -> None:
+    comps = _one_measure(arg, before, after, juvenile=juvenile)
+    assert _pct(comps[f"improvement-{key}"]) == pct
+    assert comps[f"score-{key}"] == D(score)
+
+
+# juvenile PRINTO alternatives: CMAS 0–52 (edges 1.04, 5.2, 10.4, 15.6 points) and CHAQ 0–3
+@pytest.mark.parametrize(
+    ("arg", "before", "after", "key", "score"),
+    [
+        ("mmt", ("cmas", 20), ("cmas", 21.04), "mmt8", "0"),
+        ("mmt", ("cmas", 20), ("cmas", 21.05), "mmt8", "10"),
+        ("mmt", ("cmas", 20), ("cmas", 25.2), "mmt8", "10"),
+        ("mmt", ("cmas", 20), ("cmas", 25.21), "mmt8", "20"),
+        ("mmt", ("cmas", 20), ("cmas", 30.4), "mmt8", "20"),
+        ("mmt", ("cmas", 20), ("cmas", 30.41), "mmt8", "27.5"),
+        ("mmt", ("cmas", 20), ("cmas", 35.6), "mmt8", "27.5"),
+        ("mmt", ("cmas", 20), ("cmas", 35.61), "mmt8", "32.5"),
+        ("haq", ("chaq", 3), ("chaq", 2.85), "haq", "0"),
+        ("haq", ("chaq", 3), ("chaq", 2.84), "haq", "5"),
+        ("haq", ("chaq", 3), ("chaq", 1.79), "haq", "10"),
+    ],
+)
+def test_juvenile_instrument_edges(
+    arg: str, before: Any, after: Any, key: str, score: str
+) -> None:
+    comps = _one_measure(arg, before, after, juvenile=True)
+    assert comps[f"score-{key}"] == D(score)
