@@ -374,3 +374,204 @@ def test_juvenile_instrument_edges(
 ) -> None:
     comps = _one_measure(arg, before, after, juvenile=True)
     assert comps[f"score-{key}"] == D(score)
+
+
+# -- §1 instruments, ranges, units; most abnormal enzyme --------------------------------------------
+
+
+def _course(base: list[Json], follow: list[Json], *extra: Json, ivig_day: str = IVIG_DAY) -> PatientResult:
+    dm = condition("dm", SCT, "396230008", "2023-06-01")
+    return _evaluate(patient(), dm, *base, *follow, *extra, *_ivig(ivig_day))
+
+
+def _full(tag: str, day: str, **over: Any) -> list[Json]:
+    return _visit(tag, day, **{**_NEUTRAL, **over})
+
+
+def test_vas_in_mm_is_divided_by_ten() -> None:
+    # PGA 60 mm → 30 mm = 6 cm → 3 cm: 30 % → 17.5
+    base = [o for o in _full("b", BASE_DAY) if not o["id"].startswith("pga")]
+    follow = [o for o in _full("f", FOLLOW_DAY) if not o["id"].startswith("pga")]
+    base.append(obs("pga-b", "pga", 60, "mm", BASE_DAY))
+    follow.append(obs("pga-f", "pga", 30, "mm", FOLLOW_DAY))
+    (tis,) = _derived(_course(base, follow), "tis")
+    comps = _components(tis)
+    assert (comps["improvement-pga"], comps["score-pga"]) == (30, D("17.5"))
+
+
+@pytest.mark.parametrize(
+    ("over_b", "over_f", "missing"),
+    [
+        # §1: a value outside its instrument's range is excluded
+        ({"pga": 5}, {"pga": 10.5}, "pga"),
+        ({"mmt": ("mmt8-80", 60)}, {"mmt": ("mmt8-80", 81)}, "mmt8"),
+        ({"haq": ("haq-di", 1)}, {"haq": ("haq-di", 3.1)}, "haq"),
+        ({"em": 5}, {"em": -1}, "extramuscular"),
+        # §1: MMT-8 0–80 vs 0–150 is never compared
+        ({"mmt": ("mmt8-80", 60)}, {"mmt": ("mmt8-150", 130)}, "mmt8"),
+    ],
+)
+def test_impossible_or_mixed_values_leave_the_measure_missing(
+    over_b: dict[str, Any], over_f: dict[str, Any], missing: str
+) -> None:
+    (tis,) = _derived(_course(_full("b", BASE_DAY, **over_b), _full("f", FOLLOW_DAY, **over_f)), "tis")
+    assert "valueRange" in tis and "valueQuantity" not in tis
+    comps = _components(tis)
+    assert comps[f"score-{missing}"] is None
+    assert [k for k, v in comps.items() if v is None] == [f"improvement-{missing}", f"score-{missing}"]
+    assert any(missing in n["text"] for n in tis["note"])
+
+
+def test_most_abnormal_enzyme_is_chosen_at_baseline_and_never_switched() -> None:
+    # baseline CK 3000/200 = 15 × ULN, aldolase 16/8 = 2 × ULN → CK; at follow-up only
+    # aldolase: the enzyme is missing (never switch)
+    base = [
+        *_visit("b", BASE_DAY, **{**_NEUTRAL, "ck": (3000, 200)}),
+        enzyme("ald-b", "1761-6", 16, BASE_DAY, uln=8),
+    ]
+    follow = [o for o in _full("f", FOLLOW_DAY) if not o["id"].startswith("ck")]
+    follow.append(enzyme("ald-f", "1761-6", 4, FOLLOW_DAY, uln=8))
+    (tis,) = _derived(_course(base, follow), "tis")
+    comps = _components(tis)
+    assert comps["score-enzyme"] is None
+    assert D(str(tis["valueRange"]["high"]["value"])) - D(str(tis["valueRange"]["low"]["value"])) == D("7.5")
+
+
+def test_enzyme_tie_prefers_ck_then_aldolase() -> None:
+    # CK 400/200 = 2 and aldolase 16/8 = 2: CK first. CK 400 → 200 = 50 % → 7.5;
+    # aldolase 16 → 15 = 6.25 % → 2.5 (would be, were it chosen)
+    base = [*_full("b", BASE_DAY, ck=(400, 200)), enzyme("ald-b", "1761-6", 16, BASE_DAY, uln=8)]
+    follow = [*_full("f", FOLLOW_DAY, ck=(200, 200)), enzyme("ald-f", "1761-6", 15, FOLLOW_DAY, uln=8)]
+    (tis,) = _derived(_course(base, follow), "tis")
+    comps = _components(tis)
+    assert (comps["improvement-enzyme"], comps["score-enzyme"]) == (50, D("7.5"))
+
+
+def test_the_most_abnormal_enzyme_may_be_a_liver_enzyme() -> None:
+    # CK 300/200 = 1.5; AST 160/40 = 4 → AST; AST 160 → 100 = 37.5 % → 7.5; CK 300 → 290 would
+    # be 3.3 % → 0
+    base = [*_full("b", BASE_DAY, ck=(300, 200)), enzyme("ast-b", "1920-8", 160, BASE_DAY, uln=40)]
+    follow = [*_full("f", FOLLOW_DAY, ck=(290, 200)), enzyme("ast-f", "1920-8", 100, FOLLOW_DAY, uln=40)]
+    (tis,) = _derived(_course(base, follow), "tis")
+    comps = _components(tis)
+    assert (comps["improvement-enzyme"], comps["score-enzyme"]) == (D("37.5"), D("7.5"))
+
+
+def test_ukat_per_litre_is_converted() -> None:
+    # CK 50 µkat/L (3000 U/L), ULN 3.33 µkat/L → 20 µkat/L: 60 % → 7.5
+    base = [o for o in _full("b", BASE_DAY) if not o["id"].startswith("ck")]
+    follow = [o for o in _full("f", FOLLOW_DAY) if not o["id"].startswith("ck")]
+    base.append(enzyme("ck-b", "2157-6", 50, BASE_DAY, uln=3.33, unit="ukat/L"))
+    follow.append(enzyme("ck-f", "2157-6", 20, FOLLOW_DAY, uln=3.33, unit="ukat/L"))
+    (tis,) = _derived(_course(base, follow), "tis")
+    comps = _components(tis)
+    assert (comps["improvement-enzyme"], comps["score-enzyme"]) == (60, D("7.5"))
+
+
+def test_a_single_enzyme_without_uln_is_chosen() -> None:
+    base = _full("b", BASE_DAY, ck=(1000, None))
+    follow = _full("f", FOLLOW_DAY, ck=(500, None))
+    (tis,) = _derived(_course(base, follow), "tis")
+    assert _components(tis)["score-enzyme"] == D("7.5")
+    assert "valueQuantity" in tis
+
+
+# -- §2.5 assessments and baseline ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("ivig_day", "has_baseline"), [("2024-02-05", True), ("2024-02-06", False)])
+def test_baseline_lookback_is_28_days(ivig_day: str, has_baseline: bool) -> None:
+    # baseline visit 2024-01-08; IVIG on 2024-02-05 is 28 days later (baseline), 02-06 is 29
+    follow = _full("f", "2024-03-04")
+    r = _course(_full("b", BASE_DAY), follow, ivig_day=ivig_day)
+    tis = _derived(r, "tis")
+    assert bool(tis) is has_baseline
+    if has_baseline:
+        assert tis[0]["effectivePeriod"]["start"] == BASE_DAY
+
+
+def test_baseline_is_the_last_assessment_before_ivig() -> None:
+    # screening on 01-01, baseline visit 01-08, IVIG 01-09: baseline 01-08 (PGA 6 → 3: 30 %)
+    screening = _full("s", "2024-01-01", pga=9)
+    r = _course([*screening, *_full("b", BASE_DAY, pga=6)], _full("f", FOLLOW_DAY, pga=3))
+    (tis,) = _derived(r, "tis")
+    assert tis["effectivePeriod"]["start"] == BASE_DAY
+    assert _components(tis)["improvement-pga"] == 30
+
+
+def test_split_visit_and_a_lab_shared_with_screening() -> None:
+    # baseline PGA on 01-05, MMT on 01-08 (one visit over two days, dated 01-05); the CK drawn on
+    # 01-02 serves it (nearest within ±7 days). Follow-up complete on 02-05.
+    base = [
+        *_visit("b1", "2024-01-05", pga=6, ptga=7, haq=("haq-di", 1.5), em=4),
+        *_visit("b2", BASE_DAY, mmt=("mmt8-150", 100)),
+        *_visit("lab", "2024-01-02", ck=(3000, 200)),
+    ]
+    follow = _visit(
+        "f", FOLLOW_DAY, pga=3, ptga=5, mmt=("mmt8-150", 130), haq=("haq-di", 1.2), em=3,
+        ck=(1200, 200),
+    )
+    r = _course(base, follow)
+    (tis,) = _derived(r, "tis")
+    assert tis["effectivePeriod"]["start"] == "2024-01-05"
+    assert D(str(tis["valueQuantity"]["value"])) == D("62.5")
+
+
+def test_final_beats_preliminary_and_entered_in_error_is_ignored() -> None:
+    base = _full("b", BASE_DAY, pga=6)
+    prelim = obs("pga-b-pre", "pga", 9, "cm", BASE_DAY, status="preliminary")
+    void = obs("pga-f-void", "pga", 0, "cm", FOLLOW_DAY, status="entered-in-error")
+    r = _course([*base, prelim], [*_full("f", FOLLOW_DAY, pga=3), void])
+    (tis,) = _derived(r, "tis")
+    assert _components(tis)["improvement-pga"] == 30
+    refs = {x["reference"] for x in tis["derivedFrom"]}
+    assert "Observation/pga-b-pre" not in refs and "Observation/pga-f-void" not in refs
+
+
+# -- §3 deterioration --------------------------------------------------------------------------------
+
+
+def _deterioration(visits: list[list[Json]]) -> Json:
+    r = _course(visits[0], [o for v in visits[1:] for o in v])
+    (d,) = _derived(r, "confirmed-deterioration")
+    return d
+
+
+def test_confirmed_deterioration_needs_two_consecutive_assessments() -> None:
+    # rule 2: extramuscular worse by ≥ 2 cm (3 → 5) at weeks 4 and 8: confirmed at week 8
+    base = _full("b", BASE_DAY, em=3)
+    w4 = _full("w4", "2024-02-05", em=5)
+    w8 = _full("w8", "2024-03-04", em=5)
+    d = _deterioration([base, w4, w8])
+    assert d["valueBoolean"] is True and d["effectiveDateTime"] == "2024-03-04"
+    # not consecutive: week 4 worse, week 8 not, week 12 worse → not confirmed
+    w8ok = _full("w8", "2024-03-04", em=3)
+    w12 = _full("w12", "2024-04-01", em=5)
+    d = _deterioration([base, w4, w8ok, w12])
+    assert d["valueBoolean"] is False
+
+
+def test_deterioration_rule_1_pga_and_mmt_edges() -> None:
+    # pga 4 → 6 (worse by exactly 2 cm) and MMT 100 → 80 (worse by exactly 20 % relative): rule 1
+    base = _full("b", BASE_DAY, pga=4, mmt=("mmt8-150", 100))
+    worse = [_full(f"w{i}", d, pga=6, mmt=("mmt8-150", 80)) for i, d in enumerate(("2024-02-05", "2024-03-04"))]
+    assert _deterioration([base, *worse])["valueBoolean"] is True
+    # MMT 100 → 81 is 19 %: not rule 1
+    not_worse = [_full(f"w{i}", d, pga=6, mmt=("mmt8-150", 81)) for i, d in enumerate(("2024-02-05", "2024-03-04"))]
+    assert _deterioration([base, *not_worse])["valueBoolean"] is False
+
+
+def test_deterioration_rule_3_three_of_five_by_30_percent() -> None:
+    # pga 5 → 6.5 (30 %), ptga 5 → 6.5 (30 %), haq 1 → 1.3 (30 %): 3 of 5 → deterioration
+    base = _full("b", BASE_DAY)
+    worse = [
+        _full(f"w{i}", d, pga=6.5, ptga=6.5, haq=("haq-di", 1.3))
+        for i, d in enumerate(("2024-02-05", "2024-03-04"))
+    ]
+    assert _deterioration([base, *worse])["valueBoolean"] is True
+    # haq 1 → 1.29 (29 %): only 2 of 5
+    two = [
+        _full(f"w{i}", d, pga=6.5, ptga=6.5, haq=("haq-di", 1.29))
+        for i, d in enumerate(("2024-02-05", "2024-03-04"))
+    ]
+    assert _deterioration([base, *two])["valueBoolean"] is False
