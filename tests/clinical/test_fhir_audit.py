@@ -575,3 +575,112 @@ def test_deterioration_rule_3_three_of_five_by_30_percent() -> None:
         for i, d in enumerate(("2024-02-05", "2024-03-04"))
     ]
     assert _deterioration([base, *two])["valueBoolean"] is False
+
+
+# -- §4 IVIG exposure through FHIR ---------------------------------------------------------------------
+
+
+def _exposure(*resources: Json, birth: str = "1970-03-01") -> PatientResult:
+    dm = condition("dm", SCT, "396230008", "2023-06-01")
+    return _evaluate(patient(birth=birth), dm, medication(), *resources)
+
+
+def _value(o: Json) -> Decimal:
+    return D(str(o["valueQuantity"]["value"]))
+
+
+def _component(o: Json, code: str) -> Json:
+    (c,) = [c for c in o["component"] if c["code"]["coding"][0]["code"] == code]
+    return c
+
+
+def test_g_per_kg_per_cycle_each_on_its_own_weight_and_cumulative() -> None:
+    # cycle 1 (01-09, 70 kg): 4 × 35 g = 140 g → 2 g/kg; cycle 2 (02-06, 80 kg on 02-05):
+    # 4 × 35 g = 140 g → 1.75 g/kg. Cumulative 280 g, 3.75 g/kg, 2 cycles.
+    res: list[Json] = [
+        obs("w1", "29463-7", 70, "kg", "2024-01-08", system=LOINC),
+        obs("w2", "29463-7", 80, "kg", "2024-02-05", system=LOINC),
+    ]
+    for c, start in enumerate(("2024-01-09", "2024-02-06")):
+        day0 = int(start[-2:])
+        for k in range(4):
+            day = f"{start[:-2]}{day0 + k:02d}"
+            res.append(
+                administration(f"a{c}{k}", f"{day}T09:00:00Z", f"{day}T13:00:00Z", dose=qty(350, "mL"))
+            )
+    r = _exposure(*res)
+    cycles = _derived(r, "ivig-cycle-dose")
+    assert [_value(c) for c in cycles] == [D(2), D("1.75")]
+    assert [_value(_component(c, "ivig-grams")) for c in cycles] == [D(140), D(140)]
+    assert [_value(_component(c, "dosing-weight")) for c in cycles] == [D(70), D(80)]
+    assert [_component(c, "administration-count")["valueInteger"] for c in cycles] == [4, 4]
+    (cum,) = _derived(r, "ivig-cumulative-dose")
+    assert _value(cum) == D(280)
+    assert _value(_component(cum, "cumulative-g-per-kg")) == D("3.75")
+    assert _component(cum, "cycle-count")["valueInteger"] == 2
+
+
+@pytest.mark.parametrize(
+    ("dose", "grams"),
+    [
+        (qty(0.5, "g/kg"), "35"),  # 0.5 g/kg × 70 kg
+        (qty(500, "mg/kg"), "35"),
+        (qty(35000, "mg"), "35"),
+        (qty(35, "g"), "35"),
+        (qty(350, "mL"), "35"),  # 350 mL × 100 mg/mL
+    ],
+)
+def test_dose_forms(dose: Json, grams: str) -> None:
+    r = _exposure(
+        obs("w", "29463-7", 70, "kg", "2024-01-08", system=LOINC),
+        administration("a", "2024-01-09T09:00:00Z", "2024-01-09T13:00:00Z", dose=dose),
+    )
+    (cycle,) = _derived(r, "ivig-cycle-dose")
+    assert _value(_component(cycle, "ivig-grams")) == D(grams)
+    assert _value(cycle) == D(grams) / 70
+
+
+def test_stopped_infusion_counts_for_what_was_recorded() -> None:
+    r = _exposure(
+        obs("w", "29463-7", 70, "kg", "2024-01-08", system=LOINC),
+        administration("a", "2024-01-09T09:00:00Z", "2024-01-09T10:00:00Z", dose=qty(100, "mL"),
+                       status="stopped"),
+    )
+    (cycle,) = _derived(r, "ivig-cycle-dose")
+    assert _value(_component(cycle, "ivig-grams")) == D(10)
+
+
+# -- §5.2 rate limits, with and without a risk factor ---------------------------------------------------
+
+# 70 kg, 10 % product: mg/kg/min = mL/h × 100 / (60 × 70) = mL/h / 42
+@pytest.mark.parametrize(
+    ("rate", "risk", "flagged", "limit"),
+    [
+        (qty(168, "mL/h"), False, False, "4"),  # exactly 4
+        (qty(169, "mL/h"), False, True, "4"),  # 4.024
+        (qty(138.6, "mL/h"), True, False, "3.3"),  # exactly 3.3
+        (qty(139, "mL/h"), True, True, "3.3"),  # 3.310
+        (qty(0.04, "mL/kg/min"), False, False, "4"),  # per kg: 0.04 × 100 = 4
+        (qty(0.041, "mL/kg/min"), False, True, "4"),
+        (qty(3.3, "mg/kg/min"), True, False, "3.3"),
+        (qty(3.31, "mg/kg/min"), True, True, "3.3"),
+    ],
+)
+def test_rate_limit_edges(rate: Json, risk: bool, flagged: bool, limit: str) -> None:
+    extra = [condition("htn", ICD, "I10", "2015-01-01")] if risk else []
+    r = _exposure(
+        obs("w", "29463-7", 70, "kg", "2024-01-08", system=LOINC),
+        administration("a", "2024-01-09T09:00:00Z", "2024-01-09T13:00:00Z", dose=qty(350, "mL"),
+                       rate=rate),
+        *extra,
+    )
+    issues = [d.resource for d in r.derived if d.resource["resourceType"] == "DetectedIssue"]
+    assert bool(issues) is flagged
+    if flagged:
+        (issue,) = issues
+        assert issue["implicated"] == [{"reference": "MedicationAdministration/a"}]
+        lim = [e for e in issue["extension"] if e["url"].endswith("applicable-max-rate")]
+        assert D(str(lim[0]["valueQuantity"]["value"])) == D(limit)
+    (flag,) = [d.resource for d in r.derived if d.resource["resourceType"] == "Flag"]
+    lim = [e for e in flag["extension"] if e["url"].endswith("applicable-max-rate")]
+    assert D(str(lim[0]["valueQuantity"]["value"])) == D(limit)
