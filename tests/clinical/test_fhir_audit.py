@@ -684,3 +684,111 @@ def test_rate_limit_edges(rate: Json, risk: bool, flagged: bool, limit: str) -> 
     (flag,) = [d.resource for d in r.derived if d.resource["resourceType"] == "Flag"]
     lim = [e for e in flag["extension"] if e["url"].endswith("applicable-max-rate")]
     assert D(str(lim[0]["valueQuantity"]["value"])) == D(limit)
+
+
+# -- §5.1 each risk factor, from the FHIR a hospital sends ----------------------------------------------
+
+
+def _risk_kinds(*evidence: Json, birth: str = "1970-03-01", weight: float = 70) -> dict[str, list[str]]:
+    """The factors of the written Flag (kind → evidence references)."""
+    r = _exposure(
+        obs("w", "29463-7", weight, "kg", "2024-01-08", system=LOINC),
+        administration("a", "2024-01-09T09:00:00Z", "2024-01-09T13:00:00Z", dose=qty(350, "mL")),
+        *evidence,
+        birth=birth,
+    )
+    (flag,) = [d.resource for d in r.derived if d.resource["resourceType"] == "Flag"]
+    out: dict[str, list[str]] = {}
+    for e in flag["extension"]:
+        if not e["url"].endswith("tee-risk-factor"):
+            continue
+        sub = e["extension"]
+        kind = next(s["valueCodeableConcept"]["coding"][0]["code"] for s in sub if s["url"] == "factor")
+        out[kind] = [s["valueReference"]["reference"] for s in sub if s["url"] == "evidence"]
+    return out
+
+
+def _smoking_status(code: str, display: str) -> Json:
+    # US Core Smoking Status Observation: LOINC 72166-2 "Tobacco smoking status", a SNOMED CT
+    # value (https://hl7.org/fhir/us/core/StructureDefinition-us-core-smokingstatus.html)
+    return {
+        "resourceType": "Observation",
+        "id": "smoke",
+        "status": "final",
+        "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "social-history"}]}],
+        "code": {"coding": [{"system": LOINC, "code": "72166-2"}]},
+        "subject": {"reference": "Patient/p1"},
+        "effectiveDateTime": "2023-12-01",
+        "valueCodeableConcept": {"coding": [{"system": SCT, "code": code, "display": display}]},
+    }
+
+
+@pytest.mark.parametrize(
+    ("evidence", "kind", "source"),
+    [
+        (condition("htn", ICD, "I10", "2015-01-01"), "cardiovascular", "Condition/htn"),
+        (condition("smk", SCT, "77176002", "2000-01-01"), "cardiovascular", "Condition/smk"),
+        (condition("nic", ICD, "F17.210", "2000-01-01"), "cardiovascular", "Condition/nic"),
+        (_smoking_status("449868002", "Smokes tobacco daily"), "cardiovascular", "Observation/smoke"),
+        (obs("bmi", "39156-5", 30, "kg/m2", "2024-01-08", system=LOINC), "obesity", "Observation/bmi"),
+        (
+            {"resourceType": "Device", "id": "cvc", "status": "active",
+             "type": {"coding": [{"system": SCT, "code": "52124006"}]},
+             "patient": {"reference": "Patient/p1"}},
+            "central-venous-catheter",
+            "Device/cvc",
+        ),
+        (
+            {"resourceType": "Procedure", "id": "line", "status": "completed",
+             "code": {"coding": [{"system": SCT, "code": "233527006"}]},
+             "subject": {"reference": "Patient/p1"}, "performedDateTime": "2024-01-02"},
+            "central-venous-catheter",
+            "Procedure/line",
+        ),
+        (
+            {"resourceType": "MedicationStatement", "id": "e2", "status": "active",
+             "medicationCodeableConcept": {"coding": [{"system": "http://www.whocc.no/atc", "code": "G03CA03"}]},
+             "subject": {"reference": "Patient/p1"}, "effectivePeriod": {"start": "2023-01-01"}},
+            "estrogen",
+            "MedicationStatement/e2",
+        ),
+        (
+            {"resourceType": "MedicationRequest", "id": "coc", "status": "active", "intent": "order",
+             "medicationCodeableConcept": {"coding": [{"system": "http://www.whocc.no/atc", "code": "G03AA07"}]},
+             "subject": {"reference": "Patient/p1"}, "authoredOn": "2023-06-01"},
+            "estrogen",
+            "MedicationRequest/coc",
+        ),
+    ],
+    ids=["htn", "smoker-condition", "nicotine-icd", "smoking-status-obs", "bmi-30", "device-cvc",
+         "procedure-cvc", "estradiol-statement", "contraceptive-request"],
+)
+def test_risk_factor_from_fhir(evidence: Json, kind: str, source: str) -> None:
+    kinds = _risk_kinds(evidence)
+    assert kind in kinds
+    assert source in kinds[kind]
+
+
+def test_bmi_below_30_is_not_obesity_and_weight_height_give_bmi() -> None:
+    assert "obesity" not in _risk_kinds(obs("bmi", "39156-5", 29.9, "kg/m2", "2024-01-08", system=LOINC))
+    # 90 kg / 1.73² = 30.07 ≥ 30; 89 kg → 29.74 < 30 (weight and height, no BMI recorded)
+    h = obs("h", "8302-2", 173, "cm", "2024-01-08", system=LOINC)
+    assert "obesity" in _risk_kinds(h, weight=90)
+    assert "obesity" not in _risk_kinds(h, weight=89)
+
+
+@pytest.mark.parametrize(("birth", "old"), [("1959-01-09", True), ("1959-01-10", False)])
+def test_advanced_age_edge(birth: str, old: bool) -> None:
+    # the cycle starts 2024-01-09: born 1959-01-09 → 65 that day; 1959-01-10 → 64
+    assert ("advanced-age" in _risk_kinds(birth=birth)) is old
+
+
+@pytest.mark.parametrize(("pga", "inflamed"), [(7, True), (6.9, False), (70, True)])
+def test_pga_at_least_7_at_the_latest_assessment(pga: float, inflamed: bool) -> None:
+    unit = "mm" if pga == 70 else "cm"
+    earlier = obs("pga0", "pga", 9, "cm", "2023-12-01")  # an older, higher PGA does not count
+    latest = obs("pga1", "pga", pga, unit, "2024-01-08")
+    kinds = _risk_kinds(earlier, latest)
+    assert ("inflammation" in kinds) is inflamed
+    if inflamed:
+        assert kinds["inflammation"] == ["Observation/pga1"]
