@@ -114,7 +114,13 @@ def _example_a(*, juvenile: bool = False, haq_follow: bool = True) -> PatientRes
     dx = condition("jdm", ICD, "M33.00", "2020-05-01") if juvenile else None
     dm = condition("dm", SCT, "396230008", "2023-06-01")
     base = _visit(
-        "b", BASE_DAY, pga=6, ptga=7, mmt=("mmt8-150", 100), haq=("haq-di", 1.5), em=4,
+        "b",
+        BASE_DAY,
+        pga=6,
+        ptga=7,
+        mmt=("mmt8-150", 100),
+        haq=("haq-di", 1.5),
+        em=4,
         ck=(3000, 200),
     )
     follow = _visit(
@@ -161,7 +167,12 @@ def test_example_a_adult_major() -> None:
     assert tis["method"]["coding"][0]["code"] == "adult-criteria"
     assert tis["effectivePeriod"] == {"start": BASE_DAY, "end": FOLLOW_DAY}
     refs = {r["reference"] for r in tis["derivedFrom"]}
-    assert {"Observation/pga-b", "Observation/pga-f", "Observation/ck-b", "Observation/ck-f"} <= refs
+    assert {
+        "Observation/pga-b",
+        "Observation/pga-f",
+        "Observation/ck-b",
+        "Observation/ck-f",
+    } <= refs
 
 
 def test_example_c_juvenile_moderate() -> None:
@@ -193,10 +204,18 @@ def test_example_b_mmt80_none() -> None:
         "b", BASE_DAY, pga=5, ptga=5, mmt=("mmt8-80", 60), haq=("haq-di", 1), em=2, ck=(500, 200)
     )
     follow = _visit(
-        "f", FOLLOW_DAY, pga=4.5, ptga=5, mmt=("mmt8-80", 62), haq=("haq-di", 1), em=2,
+        "f",
+        FOLLOW_DAY,
+        pga=4.5,
+        ptga=5,
+        mmt=("mmt8-80", 62),
+        haq=("haq-di", 1),
+        em=2,
         ck=(450, 200),
     )
-    r = _evaluate(patient(), condition("dm", SCT, "396230008", "2023-06-01"), *base, *follow, *_ivig())
+    r = _evaluate(
+        patient(), condition("dm", SCT, "396230008", "2023-06-01"), *base, *follow, *_ivig()
+    )
     (tis,) = _derived(r, "tis")
     comps = _components(tis)
     # PGA 0.5/10 = 5 % → 0; MMT 2/80 = 2.5 % → 10; CK 50/500 = 10 % → 2.5
@@ -209,14 +228,28 @@ def test_example_b_mmt80_none() -> None:
 
 def test_example_d_exact_decimal() -> None:
     base = _visit(
-        "b", BASE_DAY, pga=2.2, ptga=5, mmt=("mmt8-150", 100), haq=("haq-di", 1), em=2,
+        "b",
+        BASE_DAY,
+        pga=2.2,
+        ptga=5,
+        mmt=("mmt8-150", 100),
+        haq=("haq-di", 1),
+        em=2,
         ck=(500, 200),
     )
     follow = _visit(
-        "f", FOLLOW_DAY, pga=0.7, ptga=5, mmt=("mmt8-150", 100), haq=("haq-di", 1), em=2,
+        "f",
+        FOLLOW_DAY,
+        pga=0.7,
+        ptga=5,
+        mmt=("mmt8-150", 100),
+        haq=("haq-di", 1),
+        em=2,
         ck=(500, 200),
     )
-    r = _evaluate(patient(), condition("dm", SCT, "396230008", "2023-06-01"), *base, *follow, *_ivig())
+    r = _evaluate(
+        patient(), condition("dm", SCT, "396230008", "2023-06-01"), *base, *follow, *_ivig()
+    )
     (tis,) = _derived(r, "tis")
     comps = _components(tis)
     assert comps["improvement-pga"] == 15 and comps["score-pga"] == D("7.5")
@@ -247,7 +280,9 @@ def _one_measure(
         if juvenile
         else condition("dm", SCT, "396230008", "2023-06-01")
     )
-    r = _evaluate(patient(birth="2012-03-01" if juvenile else "1970-03-01"), dx, *base, *follow, *_ivig())
+    r = _evaluate(
+        patient(birth="2012-03-01" if juvenile else "1970-03-01"), dx, *base, *follow, *_ivig()
+    )
     (tis,) = _derived(r, "tis")
     return _components(tis)
 
@@ -369,17 +404,17 @@ def test_band_edges(
         ("haq", ("chaq", 3), ("chaq", 1.79), "haq", "10"),
     ],
 )
-def test_juvenile_instrument_edges(
-    arg: str, before: Any, after: Any, key: str, score: str
-) -> None:
+def test_juvenile_instrument_edges(arg: str, before: Any, after: Any, key: str, score: str) -> None:
     comps = _one_measure(arg, before, after, juvenile=True)
     assert comps[f"score-{key}"] == D(score)
 
 
-# -- §1 instruments, ranges, units; most abnormal enzyme --------------------------------------------
+# -- §1 instruments, ranges, units; most abnormal enzyme ------------------------------------------
 
 
-def _course(base: list[Json], follow: list[Json], *extra: Json, ivig_day: str = IVIG_DAY) -> PatientResult:
+def _course(
+    base: list[Json], follow: list[Json], *extra: Json, ivig_day: str = IVIG_DAY
+) -> PatientResult:
     dm = condition("dm", SCT, "396230008", "2023-06-01")
     return _evaluate(patient(), dm, *base, *follow, *extra, *_ivig(ivig_day))
 
@@ -414,11 +449,16 @@ def test_vas_in_mm_is_divided_by_ten() -> None:
 def test_impossible_or_mixed_values_leave_the_measure_missing(
     over_b: dict[str, Any], over_f: dict[str, Any], missing: str
 ) -> None:
-    (tis,) = _derived(_course(_full("b", BASE_DAY, **over_b), _full("f", FOLLOW_DAY, **over_f)), "tis")
+    (tis,) = _derived(
+        _course(_full("b", BASE_DAY, **over_b), _full("f", FOLLOW_DAY, **over_f)), "tis"
+    )
     assert "valueRange" in tis and "valueQuantity" not in tis
     comps = _components(tis)
     assert comps[f"score-{missing}"] is None
-    assert [k for k, v in comps.items() if v is None] == [f"improvement-{missing}", f"score-{missing}"]
+    assert [k for k, v in comps.items() if v is None] == [
+        f"improvement-{missing}",
+        f"score-{missing}",
+    ]
     assert any(missing in n["text"] for n in tis["note"])
 
 
@@ -434,14 +474,19 @@ def test_most_abnormal_enzyme_is_chosen_at_baseline_and_never_switched() -> None
     (tis,) = _derived(_course(base, follow), "tis")
     comps = _components(tis)
     assert comps["score-enzyme"] is None
-    assert D(str(tis["valueRange"]["high"]["value"])) - D(str(tis["valueRange"]["low"]["value"])) == D("7.5")
+    assert D(str(tis["valueRange"]["high"]["value"])) - D(
+        str(tis["valueRange"]["low"]["value"])
+    ) == D("7.5")
 
 
 def test_enzyme_tie_prefers_ck_then_aldolase() -> None:
     # CK 400/200 = 2 and aldolase 16/8 = 2: CK first. CK 400 → 200 = 50 % → 7.5;
     # aldolase 16 → 15 = 6.25 % → 2.5 (would be, were it chosen)
     base = [*_full("b", BASE_DAY, ck=(400, 200)), enzyme("ald-b", "1761-6", 16, BASE_DAY, uln=8)]
-    follow = [*_full("f", FOLLOW_DAY, ck=(200, 200)), enzyme("ald-f", "1761-6", 15, FOLLOW_DAY, uln=8)]
+    follow = [
+        *_full("f", FOLLOW_DAY, ck=(200, 200)),
+        enzyme("ald-f", "1761-6", 15, FOLLOW_DAY, uln=8),
+    ]
     (tis,) = _derived(_course(base, follow), "tis")
     comps = _components(tis)
     assert (comps["improvement-enzyme"], comps["score-enzyme"]) == (50, D("7.5"))
@@ -451,7 +496,10 @@ def test_the_most_abnormal_enzyme_may_be_a_liver_enzyme() -> None:
     # CK 300/200 = 1.5; AST 160/40 = 4 → AST; AST 160 → 100 = 37.5 % → 7.5; CK 300 → 290 would
     # be 3.3 % → 0
     base = [*_full("b", BASE_DAY, ck=(300, 200)), enzyme("ast-b", "1920-8", 160, BASE_DAY, uln=40)]
-    follow = [*_full("f", FOLLOW_DAY, ck=(290, 200)), enzyme("ast-f", "1920-8", 100, FOLLOW_DAY, uln=40)]
+    follow = [
+        *_full("f", FOLLOW_DAY, ck=(290, 200)),
+        enzyme("ast-f", "1920-8", 100, FOLLOW_DAY, uln=40),
+    ]
     (tis,) = _derived(_course(base, follow), "tis")
     comps = _components(tis)
     assert (comps["improvement-enzyme"], comps["score-enzyme"]) == (D("37.5"), D("7.5"))
@@ -476,10 +524,12 @@ def test_a_single_enzyme_without_uln_is_chosen() -> None:
     assert "valueQuantity" in tis
 
 
-# -- §2.5 assessments and baseline ------------------------------------------------------------------
+# -- §2.5 assessments and baseline ----------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("ivig_day", "has_baseline"), [("2024-02-05", True), ("2024-02-06", False)])
+@pytest.mark.parametrize(
+    ("ivig_day", "has_baseline"), [("2024-02-05", True), ("2024-02-06", False)]
+)
 def test_baseline_lookback_is_28_days(ivig_day: str, has_baseline: bool) -> None:
     # baseline visit 2024-01-08; IVIG on 2024-02-05 is 28 days later (baseline), 02-06 is 29
     follow = _full("f", "2024-03-04")
@@ -508,7 +558,13 @@ def test_split_visit_and_a_lab_shared_with_screening() -> None:
         *_visit("lab", "2024-01-02", ck=(3000, 200)),
     ]
     follow = _visit(
-        "f", FOLLOW_DAY, pga=3, ptga=5, mmt=("mmt8-150", 130), haq=("haq-di", 1.2), em=3,
+        "f",
+        FOLLOW_DAY,
+        pga=3,
+        ptga=5,
+        mmt=("mmt8-150", 130),
+        haq=("haq-di", 1.2),
+        em=3,
         ck=(1200, 200),
     )
     r = _course(base, follow)
@@ -528,7 +584,7 @@ def test_final_beats_preliminary_and_entered_in_error_is_ignored() -> None:
     assert "Observation/pga-b-pre" not in refs and "Observation/pga-f-void" not in refs
 
 
-# -- §3 deterioration --------------------------------------------------------------------------------
+# -- §3 deterioration -----------------------------------------------------------------------------
 
 
 def _deterioration(visits: list[list[Json]]) -> Json:
@@ -554,10 +610,16 @@ def test_confirmed_deterioration_needs_two_consecutive_assessments() -> None:
 def test_deterioration_rule_1_pga_and_mmt_edges() -> None:
     # pga 4 → 6 (worse by exactly 2 cm) and MMT 100 → 80 (worse by exactly 20 % relative): rule 1
     base = _full("b", BASE_DAY, pga=4, mmt=("mmt8-150", 100))
-    worse = [_full(f"w{i}", d, pga=6, mmt=("mmt8-150", 80)) for i, d in enumerate(("2024-02-05", "2024-03-04"))]
+    worse = [
+        _full(f"w{i}", d, pga=6, mmt=("mmt8-150", 80))
+        for i, d in enumerate(("2024-02-05", "2024-03-04"))
+    ]
     assert _deterioration([base, *worse])["valueBoolean"] is True
     # MMT 100 → 81 is 19 %: not rule 1
-    not_worse = [_full(f"w{i}", d, pga=6, mmt=("mmt8-150", 81)) for i, d in enumerate(("2024-02-05", "2024-03-04"))]
+    not_worse = [
+        _full(f"w{i}", d, pga=6, mmt=("mmt8-150", 81))
+        for i, d in enumerate(("2024-02-05", "2024-03-04"))
+    ]
     assert _deterioration([base, *not_worse])["valueBoolean"] is False
 
 
@@ -577,7 +639,7 @@ def test_deterioration_rule_3_three_of_five_by_30_percent() -> None:
     assert _deterioration([base, *two])["valueBoolean"] is False
 
 
-# -- §4 IVIG exposure through FHIR ---------------------------------------------------------------------
+# -- §4 IVIG exposure through FHIR ----------------------------------------------------------------
 
 
 def _exposure(*resources: Json, birth: str = "1970-03-01") -> PatientResult:
@@ -606,7 +668,9 @@ def test_g_per_kg_per_cycle_each_on_its_own_weight_and_cumulative() -> None:
         for k in range(4):
             day = f"{start[:-2]}{day0 + k:02d}"
             res.append(
-                administration(f"a{c}{k}", f"{day}T09:00:00Z", f"{day}T13:00:00Z", dose=qty(350, "mL"))
+                administration(
+                    f"a{c}{k}", f"{day}T09:00:00Z", f"{day}T13:00:00Z", dose=qty(350, "mL")
+                )
             )
     r = _exposure(*res)
     cycles = _derived(r, "ivig-cycle-dose")
@@ -643,14 +707,20 @@ def test_dose_forms(dose: Json, grams: str) -> None:
 def test_stopped_infusion_counts_for_what_was_recorded() -> None:
     r = _exposure(
         obs("w", "29463-7", 70, "kg", "2024-01-08", system=LOINC),
-        administration("a", "2024-01-09T09:00:00Z", "2024-01-09T10:00:00Z", dose=qty(100, "mL"),
-                       status="stopped"),
+        administration(
+            "a",
+            "2024-01-09T09:00:00Z",
+            "2024-01-09T10:00:00Z",
+            dose=qty(100, "mL"),
+            status="stopped",
+        ),
     )
     (cycle,) = _derived(r, "ivig-cycle-dose")
     assert _value(_component(cycle, "ivig-grams")) == D(10)
 
 
-# -- §5.2 rate limits, with and without a risk factor ---------------------------------------------------
+# -- §5.2 rate limits, with and without a risk factor ---------------------------------------------
+
 
 # 70 kg, 10 % product: mg/kg/min = mL/h × 100 / (60 × 70) = mL/h / 42
 @pytest.mark.parametrize(
@@ -670,8 +740,9 @@ def test_rate_limit_edges(rate: Json, risk: bool, flagged: bool, limit: str) -> 
     extra = [condition("htn", ICD, "I10", "2015-01-01")] if risk else []
     r = _exposure(
         obs("w", "29463-7", 70, "kg", "2024-01-08", system=LOINC),
-        administration("a", "2024-01-09T09:00:00Z", "2024-01-09T13:00:00Z", dose=qty(350, "mL"),
-                       rate=rate),
+        administration(
+            "a", "2024-01-09T09:00:00Z", "2024-01-09T13:00:00Z", dose=qty(350, "mL"), rate=rate
+        ),
         *extra,
     )
     issues = [d.resource for d in r.derived if d.resource["resourceType"] == "DetectedIssue"]
@@ -686,10 +757,12 @@ def test_rate_limit_edges(rate: Json, risk: bool, flagged: bool, limit: str) -> 
     assert D(str(lim[0]["valueQuantity"]["value"])) == D(limit)
 
 
-# -- §5.1 each risk factor, from the FHIR a hospital sends ----------------------------------------------
+# -- §5.1 each risk factor, from the FHIR a hospital sends ----------------------------------------
 
 
-def _risk_kinds(*evidence: Json, birth: str = "1970-03-01", weight: float = 70) -> dict[str, list[str]]:
+def _risk_kinds(
+    *evidence: Json, birth: str = "1970-03-01", weight: float = 70
+) -> dict[str, list[str]]:
     """The factors of the written Flag (kind → evidence references)."""
     r = _exposure(
         obs("w", "29463-7", weight, "kg", "2024-01-08", system=LOINC),
@@ -703,7 +776,9 @@ def _risk_kinds(*evidence: Json, birth: str = "1970-03-01", weight: float = 70) 
         if not e["url"].endswith("tee-risk-factor"):
             continue
         sub = e["extension"]
-        kind = next(s["valueCodeableConcept"]["coding"][0]["code"] for s in sub if s["url"] == "factor")
+        kind = next(
+            s["valueCodeableConcept"]["coding"][0]["code"] for s in sub if s["url"] == "factor"
+        )
         out[kind] = [s["valueReference"]["reference"] for s in sub if s["url"] == "evidence"]
     return out
 
@@ -715,7 +790,16 @@ def _smoking_status(code: str, display: str) -> Json:
         "resourceType": "Observation",
         "id": "smoke",
         "status": "final",
-        "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "social-history"}]}],
+        "category": [
+            {
+                "coding": [
+                    {
+                        "system": "http://terminology.hl7.org/CodeSystem/observation-category",
+                        "code": "social-history",
+                    }
+                ]
+            }
+        ],
         "code": {"coding": [{"system": LOINC, "code": "72166-2"}]},
         "subject": {"reference": "Patient/p1"},
         "effectiveDateTime": "2023-12-01",
@@ -729,39 +813,80 @@ def _smoking_status(code: str, display: str) -> Json:
         (condition("htn", ICD, "I10", "2015-01-01"), "cardiovascular", "Condition/htn"),
         (condition("smk", SCT, "77176002", "2000-01-01"), "cardiovascular", "Condition/smk"),
         (condition("nic", ICD, "F17.210", "2000-01-01"), "cardiovascular", "Condition/nic"),
-        (_smoking_status("449868002", "Smokes tobacco daily"), "cardiovascular", "Observation/smoke"),
-        (obs("bmi", "39156-5", 30, "kg/m2", "2024-01-08", system=LOINC), "obesity", "Observation/bmi"),
         (
-            {"resourceType": "Device", "id": "cvc", "status": "active",
-             "type": {"coding": [{"system": SCT, "code": "52124006"}]},
-             "patient": {"reference": "Patient/p1"}},
+            _smoking_status("449868002", "Smokes tobacco daily"),
+            "cardiovascular",
+            "Observation/smoke",
+        ),
+        (
+            obs("bmi", "39156-5", 30, "kg/m2", "2024-01-08", system=LOINC),
+            "obesity",
+            "Observation/bmi",
+        ),
+        (
+            {
+                "resourceType": "Device",
+                "id": "cvc",
+                "status": "active",
+                "type": {"coding": [{"system": SCT, "code": "52124006"}]},
+                "patient": {"reference": "Patient/p1"},
+            },
             "central-venous-catheter",
             "Device/cvc",
         ),
         (
-            {"resourceType": "Procedure", "id": "line", "status": "completed",
-             "code": {"coding": [{"system": SCT, "code": "233527006"}]},
-             "subject": {"reference": "Patient/p1"}, "performedDateTime": "2024-01-02"},
+            {
+                "resourceType": "Procedure",
+                "id": "line",
+                "status": "completed",
+                "code": {"coding": [{"system": SCT, "code": "233527006"}]},
+                "subject": {"reference": "Patient/p1"},
+                "performedDateTime": "2024-01-02",
+            },
             "central-venous-catheter",
             "Procedure/line",
         ),
         (
-            {"resourceType": "MedicationStatement", "id": "e2", "status": "active",
-             "medicationCodeableConcept": {"coding": [{"system": "http://www.whocc.no/atc", "code": "G03CA03"}]},
-             "subject": {"reference": "Patient/p1"}, "effectivePeriod": {"start": "2023-01-01"}},
+            {
+                "resourceType": "MedicationStatement",
+                "id": "e2",
+                "status": "active",
+                "medicationCodeableConcept": {
+                    "coding": [{"system": "http://www.whocc.no/atc", "code": "G03CA03"}]
+                },
+                "subject": {"reference": "Patient/p1"},
+                "effectivePeriod": {"start": "2023-01-01"},
+            },
             "estrogen",
             "MedicationStatement/e2",
         ),
         (
-            {"resourceType": "MedicationRequest", "id": "coc", "status": "active", "intent": "order",
-             "medicationCodeableConcept": {"coding": [{"system": "http://www.whocc.no/atc", "code": "G03AA07"}]},
-             "subject": {"reference": "Patient/p1"}, "authoredOn": "2023-06-01"},
+            {
+                "resourceType": "MedicationRequest",
+                "id": "coc",
+                "status": "active",
+                "intent": "order",
+                "medicationCodeableConcept": {
+                    "coding": [{"system": "http://www.whocc.no/atc", "code": "G03AA07"}]
+                },
+                "subject": {"reference": "Patient/p1"},
+                "authoredOn": "2023-06-01",
+            },
             "estrogen",
             "MedicationRequest/coc",
         ),
     ],
-    ids=["htn", "smoker-condition", "nicotine-icd", "smoking-status-obs", "bmi-30", "device-cvc",
-         "procedure-cvc", "estradiol-statement", "contraceptive-request"],
+    ids=[
+        "htn",
+        "smoker-condition",
+        "nicotine-icd",
+        "smoking-status-obs",
+        "bmi-30",
+        "device-cvc",
+        "procedure-cvc",
+        "estradiol-statement",
+        "contraceptive-request",
+    ],
 )
 def test_risk_factor_from_fhir(evidence: Json, kind: str, source: str) -> None:
     kinds = _risk_kinds(evidence)
@@ -770,7 +895,9 @@ def test_risk_factor_from_fhir(evidence: Json, kind: str, source: str) -> None:
 
 
 def test_bmi_below_30_is_not_obesity_and_weight_height_give_bmi() -> None:
-    assert "obesity" not in _risk_kinds(obs("bmi", "39156-5", 29.9, "kg/m2", "2024-01-08", system=LOINC))
+    assert "obesity" not in _risk_kinds(
+        obs("bmi", "39156-5", 29.9, "kg/m2", "2024-01-08", system=LOINC)
+    )
     # 90 kg / 1.73² = 30.07 ≥ 30; 89 kg → 29.74 < 30 (weight and height, no BMI recorded)
     h = obs("h", "8302-2", 173, "cm", "2024-01-08", system=LOINC)
     assert "obesity" in _risk_kinds(h, weight=90)
@@ -792,3 +919,18 @@ def test_pga_at_least_7_at_the_latest_assessment(pga: float, inflamed: bool) -> 
     assert ("inflammation" in kinds) is inflamed
     if inflamed:
         assert kinds["inflammation"] == ["Observation/pga1"]
+
+
+def test_a_later_former_smoker_status_ends_the_smoking_factor() -> None:
+    # current smoker on 2023-12-01, former smoker (8517006 "Ex-smoker") on 2024-01-02, before
+    # the cycle of 2024-01-09: not a risk factor any more
+    quit_ = {
+        **_smoking_status("8517006", "Ex-smoker"),
+        "id": "quit",
+        "effectiveDateTime": "2024-01-02",
+    }
+    assert "cardiovascular" not in _risk_kinds(
+        _smoking_status("449868002", "Smokes tobacco daily"), quit_
+    )
+    # and a never-smoker status alone is nothing
+    assert "cardiovascular" not in _risk_kinds(_smoking_status("266919005", "Never smoked tobacco"))
