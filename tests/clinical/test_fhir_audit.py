@@ -934,3 +934,103 @@ def test_a_later_former_smoker_status_ends_the_smoking_factor() -> None:
     )
     # and a never-smoker status alone is nothing
     assert "cardiovascular" not in _risk_kinds(_smoking_status("266919005", "Never smoked tobacco"))
+
+
+# -- §5.3 events: the window, early tagging, the AdverseEvent ---------------------------------------
+
+_DVT = "128053003"
+
+
+def _cycle_with(*extra: Json, second_cycle: bool = False, rate: float = 150) -> PatientResult:
+    """Cycle 1: 4 × 35 g on 2024-01-09..12, 09:00–13:00Z (last ends 01-12 13:00Z; the window
+    ends 01-26). 70 kg, 10 %: 150 mL/h = 3.57 mg/kg/min. Optionally cycle 2 on 2024-02-06."""
+    res: list[Json] = [obs("w", "29463-7", 70, "kg", "2024-01-08", system=LOINC)]
+    days = ["2024-01-09", "2024-01-10", "2024-01-11", "2024-01-12"]
+    if second_cycle:
+        days += ["2024-02-06", "2024-02-07", "2024-02-08", "2024-02-09"]
+    for k, day in enumerate(days):
+        res.append(
+            administration(
+                f"a{k}",
+                f"{day}T09:00:00Z",
+                f"{day}T13:00:00Z",
+                dose=qty(350, "mL"),
+                rate=qty(rate, "mL/h"),
+            )
+        )
+    return _exposure(*res, *extra)
+
+
+def _events(r: PatientResult) -> list[Json]:
+    return [d.resource for d in r.derived if d.resource["resourceType"] == "AdverseEvent"]
+
+
+def _early(ae: Json) -> bool | None:
+    ext = [e for e in ae.get("extension", []) if e["url"].endswith("tee-early-onset")]
+    return ext[0]["valueBoolean"] if ext else None
+
+
+@pytest.mark.parametrize(
+    ("onset", "associated"),
+    [
+        ("2024-01-26T23:59:00Z", True),  # day 14 after the last administration
+        ("2024-01-27T00:01:00Z", False),  # day 15
+        ("2024-01-26", True),
+        ("2024-01-27", False),
+        # calendar dates in the record's own time zone: 01-27 in Tokyo is day 15 (16:00Z on 01-26)
+        ("2024-01-27T01:00:00+09:00", False),
+        # 01-26 in New York is day 14 (04:30Z on 01-27)
+        ("2024-01-26T23:30:00-05:00", True),
+        ("2024-01-09", True),  # the cycle's first day (a date-only onset on it)
+    ],
+)
+def test_tee_window_edges(onset: str, associated: bool) -> None:
+    r = _cycle_with(condition("dvt", SCT, _DVT, onset))
+    assert bool(_events(r)) is associated
+
+
+def test_tee_early_tagging_and_suspects() -> None:
+    # onset 2024-01-10 12:00Z: after a0 (01-09 09:00–13:00; 23 h after its end) and during a1
+    # (started 01-10 09:00): early; suspects a0 and a1 only (a2, a3 start after the onset)
+    r = _cycle_with(condition("dvt", SCT, _DVT, "2024-01-10T12:00:00Z"))
+    (ae,) = _events(r)
+    assert _early(ae) is True
+    assert [s["instance"]["reference"] for s in ae["suspectEntity"]] == [
+        "MedicationAdministration/a0",
+        "MedicationAdministration/a1",
+    ]
+    assert ae["event"]["coding"] == [{"system": SCT, "code": _DVT}]
+    assert ae["resultingCondition"] == [{"reference": "Condition/dvt"}]
+    assert ae["subject"] == {"reference": "Patient/p1"}
+
+
+@pytest.mark.parametrize(
+    ("onset", "early"),
+    [
+        ("2024-01-13T13:00:00Z", True),  # exactly 24 h after the last end
+        ("2024-01-13T13:01:00Z", False),
+        ("2024-01-20", False),  # a date-only onset no instant of which qualifies
+        ("2024-01-13", None),  # 00:00–13:00 qualifies, the rest not: unknown
+    ],
+)
+def test_tee_early_edges(onset: str, early: bool | None) -> None:
+    (ae,) = _events(_cycle_with(condition("dvt", SCT, _DVT, onset)))
+    assert _early(ae) is early
+
+
+def test_an_event_before_ivig_is_history_not_an_event() -> None:
+    r = _cycle_with(condition("dvt", SCT, _DVT, "2023-05-01"))
+    assert _events(r) == []
+    (flag,) = [d.resource for d in r.derived if d.resource["resourceType"] == "Flag"]
+    assert "thrombosis-history" in flag["code"]["text"]
+
+
+def test_an_event_outside_the_window_is_history_for_the_next_cycle() -> None:
+    # DVT on 2024-01-30 (day 18 after cycle 1): not associated; cycle 2 (02-06) then has a
+    # history risk factor: 3.57 mg/kg/min > 3.3 → a DetectedIssue per administration of cycle 2
+    r = _cycle_with(condition("dvt", SCT, _DVT, "2024-01-30T10:00:00Z"), second_cycle=True)
+    assert _events(r) == []
+    issues = [d.resource for d in r.derived if d.resource["resourceType"] == "DetectedIssue"]
+    assert sorted(i["implicated"][0]["reference"] for i in issues) == [
+        f"MedicationAdministration/a{k}" for k in (4, 5, 6, 7)
+    ]
