@@ -936,7 +936,7 @@ def test_a_later_former_smoker_status_ends_the_smoking_factor() -> None:
     assert "cardiovascular" not in _risk_kinds(_smoking_status("266919005", "Never smoked tobacco"))
 
 
-# -- §5.3 events: the window, early tagging, the AdverseEvent ---------------------------------------
+# -- §5.3 events: the window, early tagging, the AdverseEvent -----------------------------------
 
 _DVT = "128053003"
 
