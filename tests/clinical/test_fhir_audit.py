@@ -1034,3 +1034,97 @@ def test_an_event_outside_the_window_is_history_for_the_next_cycle() -> None:
     assert sorted(i["implicated"][0]["reference"] for i in issues) == [
         f"MedicationAdministration/a{k}" for k in (4, 5, 6, 7)
     ]
+
+
+# -- §2.3 category thresholds through FHIR (adult and juvenile) -----------------------------------
+
+# pga 10 → 5.9 (41 %: 20) or → 6 (40 %: 17.5); mmt8-150 50 → 66 (10.67 %: 20), 65 (10 %: 10), 96
+# (32.5); ptga 10 → 8.4 (16 %: 5), 5.9 (41 %: 10); haq 3 → 2.25 (25 %: 7.5), 2.55 (15 %: 5)
+_PGA = {20: 5.9, 17.5: 6}
+_MMT = {10: 65, 20: 66, 32.5: 96}
+
+
+@pytest.mark.parametrize(
+    ("pga", "mmt", "ptga", "haq", "tis", "adult", "juvenile"),
+    [
+        (17.5, None, None, None, "17.5", "none", "none"),
+        (20, None, None, None, "20", "minimal", "none"),
+        (17.5, 10, None, None, "27.5", "minimal", "none"),
+        (20, 10, None, None, "30", "minimal", "minimal"),
+        (17.5, 20, None, None, "37.5", "minimal", "minimal"),
+        (20, 20, None, None, "40", "moderate", "minimal"),
+        (20, 20, 5, None, "45", "moderate", "moderate"),
+        (20, 32.5, None, 5, "57.5", "moderate", "moderate"),
+        (20, 32.5, None, 7.5, "60", "major", "moderate"),
+        (20, 32.5, 10, 5, "67.5", "major", "moderate"),
+        (20, 32.5, 10, 7.5, "70", "major", "major"),
+    ],
+)
+def test_category_thresholds(
+    pga: float,
+    mmt: float | None,
+    ptga: float | None,
+    haq: float | None,
+    tis: str,
+    adult: str,
+    juvenile: str,
+) -> None:
+    before = {"pga": 10, "mmt": ("mmt8-150", 50), "ptga": 10, "haq": ("haq-di", 3)}
+    after: dict[str, Any] = {
+        "pga": _PGA[pga],
+        "mmt": ("mmt8-150", _MMT[mmt] if mmt else 50),
+        "ptga": {None: 10, 5: 8.4, 10: 5.9}[ptga],
+        "haq": ("haq-di", {None: 3, 5: 2.55, 7.5: 2.25}[haq]),
+    }
+    for juv, want in ((False, adult), (True, juvenile)):
+        dx = (
+            condition("jdm", ICD, "M33.00", "2020-05-01")
+            if juv
+            else condition("dm", SCT, "396230008", "2023-06-01")
+        )
+        base = _visit("b", BASE_DAY, **{**_NEUTRAL, **before})
+        follow = _visit("f", FOLLOW_DAY, **{**_NEUTRAL, **after})
+        (obs_tis,) = _derived(_evaluate(patient(), dx, *base, *follow, *_ivig()), "tis")
+        assert D(str(obs_tis["valueQuantity"]["value"])) == D(tis)
+        assert _category(obs_tis) == want
+
+
+def test_onset_before_18_makes_a_patient_juvenile_without_a_jdm_code() -> None:
+    # born 2008-03-01, dermatomyositis (396230008) since 2023-06-01: onset at 15 → juvenile
+    # criteria; 62.5 → moderate (not major)
+    dm = condition("dm", SCT, "396230008", "2023-06-01")
+    base = _visit(
+        "b", BASE_DAY, pga=6, ptga=7, mmt=("mmt8-150", 100), haq=("chaq", 1.5), em=4, ck=(3000, 200)
+    )
+    follow = _visit(
+        "f",
+        FOLLOW_DAY,
+        pga=3,
+        ptga=5,
+        mmt=("mmt8-150", 130),
+        haq=("chaq", 1.2),
+        em=3,
+        ck=(1200, 200),
+    )
+    (tis,) = _derived(_evaluate(patient(birth="2008-03-01"), dm, *base, *follow, *_ivig()), "tis")
+    assert tis["method"]["coding"][0]["code"] == "juvenile-criteria"
+    assert _category(tis) == "moderate"
+
+
+def test_an_implausible_weight_from_fhir_is_not_the_dosing_weight() -> None:
+    # 70 kg on 01-05, "700 kg" on 01-08 (outside 0.5–350): the cycle doses on 70 kg
+    r = _exposure(
+        obs("w1", "29463-7", 70, "kg", "2024-01-05", system=LOINC),
+        obs("w2", "29463-7", 700, "kg", "2024-01-08", system=LOINC),
+        administration("a", "2024-01-09T09:00:00Z", "2024-01-09T13:00:00Z", dose=qty(1400, "mL")),
+    )
+    (cycle,) = _derived(r, "ivig-cycle-dose")
+    assert _value(_component(cycle, "dosing-weight")) == 70
+    assert _value(cycle) == 2
+    # a weight in pounds: 154.32 [lb_av] = 70.0 kg (0.45359237 kg/lb) → 140 g / 70.0 kg
+    r = _exposure(
+        obs("w1", "29463-7", 154.3236, "[lb_av]", "2024-01-08", system=LOINC),
+        administration("a", "2024-01-09T09:00:00Z", "2024-01-09T13:00:00Z", dose=qty(1400, "mL")),
+    )
+    (cycle,) = _derived(r, "ivig-cycle-dose")
+    assert _value(_component(cycle, "dosing-weight")).quantize(D("0.01")) == D("70.00")
