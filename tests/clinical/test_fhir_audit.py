@@ -1128,3 +1128,97 @@ def test_an_implausible_weight_from_fhir_is_not_the_dosing_weight() -> None:
     )
     (cycle,) = _derived(r, "ivig-cycle-dose")
     assert _value(_component(cycle, "dosing-weight")).quantize(D("0.01")) == D("70.00")
+
+
+# -- §4 cycles, stale weight, rateRatio; §5.1 the remaining factor kinds --------------------------
+
+
+@pytest.mark.parametrize(("second", "cycles"), [("2024-01-16T09:00:00Z", 1), ("2024-01-17", 2)])
+def test_cycle_gap_edge(second: str, cycles: int) -> None:
+    # §4: an administration that starts more than 7 days after the previous one starts a cycle
+    r = _exposure(
+        obs("w", "29463-7", 70, "kg", "2024-01-08", system=LOINC),
+        administration("a", "2024-01-09T09:00:00Z", dose=qty(700, "mL")),
+        administration(
+            "b", second if "T" in second else f"{second}T09:00:00Z", dose=qty(700, "mL")
+        ),
+    )
+    assert len(_derived(r, "ivig-cycle-dose")) == cycles
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the stale-weight warning is in the summary's notes but not in the written cycle "
+    "Observation; writing it changes the output digests of 173 synthetic patients (for the lead)",
+)
+def test_stale_weight_is_used_with_a_warning() -> None:
+    # weight 31 days before the cycle: used (140 g / 70 kg = 2 g/kg), said stale in the written
+    # Observation (spec §4: "an older one is used with a 'stale weight' warning")
+    r = _exposure(
+        obs("w", "29463-7", 70, "kg", "2023-12-09", system=LOINC),
+        administration("a", "2024-01-09T09:00:00Z", dose=qty(1400, "mL")),
+    )
+    (cycle,) = _derived(r, "ivig-cycle-dose")
+    assert _value(cycle) == 2
+    assert any("31 days before the cycle start" in n["text"] for n in cycle["note"])
+
+
+def test_rate_ratio_is_read() -> None:
+    # rateRatio 300 mL / 1 h, 10 %, 70 kg: 300 × 100 / (60 × 70) = 7.142857 mg/kg/min > 4
+    a = administration("a", "2024-01-09T09:00:00Z", "2024-01-09T13:40:00Z", dose=qty(1400, "mL"))
+    a["dosage"]["rateRatio"] = {"numerator": qty(300, "mL"), "denominator": qty(1, "h")}
+    r = _exposure(obs("w", "29463-7", 70, "kg", "2024-01-08", system=LOINC), a)
+    (cycle,) = _derived(r, "ivig-cycle-dose")
+    rate = _value(_component(cycle, "max-infusion-rate"))
+    assert rate.quantize(D("0.01")) == D("7.14")
+    assert [d.resource["resourceType"] for d in r.derived].count("DetectedIssue") == 1
+
+
+@pytest.mark.parametrize(
+    ("code", "kind"),
+    [
+        ("441762006", "immobilisation"),
+        ("307091009", "hypercoagulable"),
+        ("93143009", "malignancy"),
+        ("109989006", "hyperviscosity"),
+        ("399211009", "thrombosis-history"),
+        ("22298006", "thrombosis-history"),  # an MI before any IVIG
+    ],
+)
+def test_condition_risk_factor_kinds(code: str, kind: str) -> None:
+    kinds = _risk_kinds(condition("c", SCT, code, "2020-01-01"))
+    assert kinds.get(kind) == ["Condition/c"]
+
+
+def test_resolved_or_refuted_conditions() -> None:
+    resolved = condition(
+        "c",
+        SCT,
+        "93143009",
+        "2015-01-01",
+        abatementDateTime="2016-01-01",
+        clinicalStatus={
+            "coding": [
+                {
+                    "system": "http://terminology.hl7.org/CodeSystem/condition-clinical",
+                    "code": "resolved",
+                }
+            ]
+        },
+    )
+    assert "malignancy" not in _risk_kinds(resolved)
+    refuted = condition(
+        "c",
+        SCT,
+        "93143009",
+        "2015-01-01",
+        verificationStatus={
+            "coding": [
+                {
+                    "system": "http://terminology.hl7.org/CodeSystem/condition-ver-status",
+                    "code": "refuted",
+                }
+            ]
+        },
+    )
+    assert "malignancy" not in _risk_kinds(refuted)
