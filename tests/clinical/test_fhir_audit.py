@@ -1222,3 +1222,33 @@ def test_resolved_or_refuted_conditions() -> None:
         },
     )
     assert "malignancy" not in _risk_kinds(refuted)
+
+
+def test_deterioration_from_a_zero_baseline_uses_the_range() -> None:
+    # ptga 0 → 3: relative undefined at 0, so absolute 3/10 = 30 % (≥ 30); with pga 5 → 6.5 and
+    # haq 1 → 1.3: 3 of 5 worse by ≥ 30 % → deterioration, confirmed at the second
+    base = _full("b", BASE_DAY, ptga=0)
+    worse = [
+        _full(f"w{i}", d, pga=6.5, ptga=3, haq=("haq-di", 1.3))
+        for i, d in enumerate(("2024-02-05", "2024-03-04"))
+    ]
+    assert _deterioration([base, *worse])["valueBoolean"] is True
+    # ptga 0 → 2.9: 29 %, only 2 of 5
+    two = [
+        _full(f"w{i}", d, pga=6.5, ptga=2.9, haq=("haq-di", 1.3))
+        for i, d in enumerate(("2024-02-05", "2024-03-04"))
+    ]
+    assert _deterioration([base, *two])["valueBoolean"] is False
+
+
+def test_same_day_values_latest_issued_wins() -> None:
+    # two final PGAs at the follow-up: 3 (issued 10:00) and 4 (issued 11:00, a correction):
+    # 4 is used: 6 → 4 = 20 % → 15
+    first = obs("pga-f", "pga", 3, "cm", FOLLOW_DAY, issued=f"{FOLLOW_DAY}T10:00:00Z")
+    later = obs("pga-f2", "pga", 4, "cm", FOLLOW_DAY, issued=f"{FOLLOW_DAY}T11:00:00Z")
+    follow = [o for o in _full("f", FOLLOW_DAY) if not o["id"].startswith("pga")]
+    r = _course(_full("b", BASE_DAY, pga=6), [*follow, first, later])
+    (tis,) = _derived(r, "tis")
+    assert _components(tis)["score-pga"] == 15
+    # "if the candidates disagree, say so in the result's warnings"
+    assert "conflicting-values" in [n.code for n in r.evaluation.course.notes]
