@@ -1252,3 +1252,53 @@ def test_same_day_values_latest_issued_wins() -> None:
     assert _components(tis)["score-pga"] == 15
     # "if the candidates disagree, say so in the result's warnings"
     assert "conflicting-values" in [n.code for n in r.evaluation.course.notes]
+
+
+def test_an_existing_adverse_event_in_the_window_is_associated() -> None:
+    ae = {
+        "resourceType": "AdverseEvent",
+        "id": "ae1",
+        "actuality": "actual",
+        "subject": {"reference": "Patient/p1"},
+        "event": {"coding": [{"system": SCT, "code": _DVT}]},
+        "date": "2024-01-15T10:00:00Z",
+    }
+    (out,) = _events(_cycle_with(ae))
+    assert out["event"]["coding"] == [{"system": SCT, "code": _DVT}]
+    assert len(out["suspectEntity"]) == 4  # every administration of cycle 1 started before
+    assert _early(out) is False  # 01-15 is 3 days after the last end
+
+
+def test_an_event_without_onset_is_reported_not_dropped() -> None:
+    r = _cycle_with(condition("dvt", SCT, _DVT, None, recordedDate="2024-01-15"))
+    assert _events(r) == []
+    assert [(i.code, i.resource) for i in r.issues] == [("required", "Condition/dvt")]
+
+
+def test_a_rate_per_kg_needs_no_weight() -> None:
+    # 5 mg/kg/min with no body weight recorded: above 4 → a DetectedIssue all the same
+    r = _exposure(
+        administration(
+            "a",
+            "2024-01-09T09:00:00Z",
+            "2024-01-09T13:00:00Z",
+            dose=qty(35, "g"),
+            rate=qty(5, "mg/kg/min"),
+        )
+    )
+    assert [d.resource["resourceType"] for d in r.derived].count("DetectedIssue") == 1
+
+
+def test_the_pga_rule_reads_the_latest_assessment_before_each_cycle() -> None:
+    # pga 8 before cycle 1 (limit 3.3), pga 3 before cycle 2 (limit 4); 145 mL/h = 3.45 mg/kg/min:
+    # above 3.3 in cycle 1 only
+    r = _cycle_with(
+        obs("p0", "pga", 8, "cm", "2024-01-08"),
+        obs("p1", "pga", 3, "cm", "2024-02-05"),
+        second_cycle=True,
+        rate=145,
+    )
+    issues = [d.resource for d in r.derived if d.resource["resourceType"] == "DetectedIssue"]
+    assert sorted(i["implicated"][0]["reference"] for i in issues) == [
+        f"MedicationAdministration/a{k}" for k in range(4)
+    ]
