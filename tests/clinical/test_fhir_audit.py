@@ -444,6 +444,7 @@ def test_vas_in_mm_is_divided_by_ten() -> None:
         ({"em": 5}, {"em": -1}, "extramuscular"),
         # §1: MMT-8 0–80 vs 0–150 is never compared
         ({"mmt": ("mmt8-80", 60)}, {"mmt": ("mmt8-150", 130)}, "mmt8"),
+        ({"mmt": ("cmas", 30)}, {"mmt": ("mmt8-80", 70)}, "mmt8"),
     ],
 )
 def test_impossible_or_mixed_values_leave_the_measure_missing(
@@ -732,6 +733,8 @@ def test_stopped_infusion_counts_for_what_was_recorded() -> None:
         (qty(139, "mL/h"), True, True, "3.3"),  # 3.310
         (qty(0.04, "mL/kg/min"), False, False, "4"),  # per kg: 0.04 × 100 = 4
         (qty(0.041, "mL/kg/min"), False, True, "4"),
+        (qty(2.4, "mL/kg/h"), False, False, "4"),  # 2.4 × 100 / 60 = 4
+        (qty(2.41, "mL/kg/h"), False, True, "4"),
         (qty(3.3, "mg/kg/min"), True, False, "3.3"),
         (qty(3.31, "mg/kg/min"), True, True, "3.3"),
     ],
