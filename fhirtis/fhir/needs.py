@@ -80,8 +80,15 @@ NEEDS: tuple[Need, ...] = (
     Need("adverseEvents", "AdverseEvent", ("subject",)),
 )
 
-#: Observation value sets read beside the core set (weight, height and BMI for dosing).
-OBSERVATION_VALUE_SETS = (*ENZYME_VALUE_SETS, "body-weight", "body-height", "body-mass-index")
+#: Observation value sets read beside the core set (weight, height and BMI for dosing; smoking
+#: status, a thrombosis risk factor).
+OBSERVATION_VALUE_SETS = (
+    *ENZYME_VALUE_SETS,
+    "body-weight",
+    "body-height",
+    "body-mass-index",
+    "smoking-status-observation",
+)
 
 # The CDS prefetch reads the latest few weights, heights and BMIs (newest first) and all
 # measures; the value set of each "latest" group and how many it keeps.

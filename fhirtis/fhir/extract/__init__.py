@@ -76,6 +76,7 @@ class Extractor(PatientReader, ObservationReader, EventReader):
         self._medication_codes = {}
         self._products = {}
         self._estrogen_codings = {}
+        self._smoking_statuses.clear()
         for path, resource in resources:
             kind = resource.get("resourceType")
             handler = handlers.get(kind if isinstance(kind, str) else str(kind))
@@ -91,6 +92,7 @@ class Extractor(PatientReader, ObservationReader, EventReader):
                 handler(data, path, resource, resolve)
             except ExcludedError as exc:
                 data.issues.append(exc.as_issue(resource))
+        self._finish_smoking(data)
         self._report_unclassified(data)
         return data
 

@@ -346,6 +346,10 @@ class ExtractorBase:
         self._weight = terminology.value_set("body-weight")
         self._height = terminology.value_set("body-height")
         self._bmi = terminology.value_set("body-mass-index")
+        self._smoking_status = terminology.value_set("smoking-status-observation")
+        # per patient: (date, source if a current smoker else None) of smoking status
+        # Observations, made evidence once all are read (ObservationReader._finish_smoking)
+        self._smoking_statuses: list[tuple[date, str | None]] = []
         self._tee = {TeeKind(k): v for k, v in terminology.with_value_sets("tee-").items()}
         self._risk = {RiskFactorKind(k): v for k, v in terminology.with_value_sets("risk-").items()}
         self._ivig = terminology.value_set("ivig-products")

@@ -1,9 +1,10 @@
-"""Observations → core set measures, enzymes, weights, heights and BMIs. Pure: no network."""
+"""Observations → core set measures, enzymes, weights, heights, BMIs and smoking status. Pure: no
+network."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -15,6 +16,8 @@ from fhirtis.clinical.facts import (
     Measure,
     MeasureValue,
     ResultStatus,
+    RiskEvidence,
+    RiskFactorKind,
 )
 from fhirtis.fhir.codes import (
     CORE_SET_SYSTEM,
@@ -98,6 +101,8 @@ class ObservationReader(ExtractorBase):
             return ("height", None)
         if self._bmi.matches_any(candidates):
             return ("bmi", None)
+        if self._smoking_status.matches_any(candidates):
+            return ("smoking", None)
         return None
 
     def _observation(
@@ -121,6 +126,9 @@ class ObservationReader(ExtractorBase):
             when = None  # first_time raises, saying so
         if when is None:
             when = first_time(r, _EFFECTIVE, path)[0]
+        if kind[0] == "smoking":
+            self._smoking(data, r, status, when, path)
+            return
         if "valueQuantity" not in r:
             reason = "dataAbsentReason given" if "dataAbsentReason" in r else "no valueQuantity"
             raise ExcludedError("required", reason, f"{path}.valueQuantity")
@@ -148,6 +156,38 @@ class ObservationReader(ExtractorBase):
             else:
                 bmi = to_unit(value, unit, "kg/m2", qpath)
                 data.bmis.append(BodyMassIndex(self._use(data, r, when), when, bmi))
+
+    def _smoking(
+        self, data: PatientData, r: Json, status: ResultStatus, when: datetime, path: str
+    ) -> None:
+        """A smoking status Observation (US Core: LOINC 72166-2): its value is a current smoker
+        (a cardiovascular risk factor, clinical spec §5.1) when ValueSet risk-cardiovascular
+        holds it. Kept until :meth:`_finish_smoking`, which ends a smoker status at a later
+        non-smoker one (a former smoker)."""
+        if status in {ResultStatus.ENTERED_IN_ERROR, ResultStatus.CANCELLED}:
+            return
+        vpath = f"{path}.valueCodeableConcept"
+        if "valueCodeableConcept" not in r:
+            raise ExcludedError("required", "smoking status without valueCodeableConcept", vpath)
+        codings = concept_codings(r["valueCodeableConcept"], vpath)
+        index = self._risk.get(RiskFactorKind.CARDIOVASCULAR)
+        smoker = index is not None and index.matches_any(codings)
+        source = self._use(data, r, when) if smoker else None
+        self._smoking_statuses.append((when.date(), source))
+
+    def _finish_smoking(self, data: PatientData) -> None:
+        """Each current-smoker status is evidence from its date to the day before the next
+        later status that is not a smoker's (or still, without one)."""
+        statuses = sorted(self._smoking_statuses, key=lambda s: s[0])
+        for i, (day, source) in enumerate(statuses):
+            if source is None:
+                continue
+            stop: date | None = next(
+                (d for d, other in statuses[i + 1 :] if other is None and d > day), None
+            )
+            end = None if stop is None else stop - timedelta(days=1)
+            data.evidence.append(RiskEvidence(RiskFactorKind.CARDIOVASCULAR, source, day, end))
+        self._smoking_statuses.clear()
 
     def _panel(self, data: PatientData, path: str, r: Json, resolve: Mapping[str, Json]) -> None:
         """A panel (e.g. vital signs 85353-1) whose values fhirtis uses are its ``component``s
