@@ -115,12 +115,13 @@ def observation_codes(terminology: Terminology) -> list[tuple[str, str]]:
 
 
 def observation_code_groups(terminology: Terminology) -> dict[str, set[tuple[str, str]]]:
-    """The same codes split into the CDS prefetch groups: weights, height, bmi and measures (a
-    site's local codes join the group of the code they map to)."""
+    """The same codes split into the CDS prefetch groups: weights, height, bmi and measures
+    (with the enzymes and smoking status; a site's local codes join the group of the code they
+    map to)."""
     sets = {key: terminology.value_set(vs) for key, vs, _ in _LATEST}
     groups: dict[str, set[tuple[str, str]]] = {key: set(vs.codes) for key, vs in sets.items()}
     groups["measures"] = {(CORE_SET_SYSTEM, c) for c in CORE_SET_CODES}
-    for vs in ENZYME_VALUE_SETS:
+    for vs in (*ENZYME_VALUE_SETS, "smoking-status-observation"):
         groups["measures"] |= terminology.value_set(vs).codes
     for source, target in terminology.concept_map.items():
         key = next((k for k, vs in sets.items() if vs.contains(*target)), "measures")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from fhirtis.api.cds_hooks import prefetch_templates
 from fhirtis.fhir.codes import terminology
-from fhirtis.fhir.needs import NEEDS, export_types
+from fhirtis.fhir.needs import NEEDS, export_types, observation_code_groups, observation_codes
 from fhirtis.fhir.queries import SearchChoice, patient_read_urls
 from fhirtis.registry.group_export import EXPORT_TYPES
 
@@ -47,3 +47,12 @@ def test_a_search_choice_shapes_the_search() -> None:
     assert ma == ["MedicationAdministration?patient=Patient/p1&_count=7"]
     assert not [u for u in urls if u.startswith("AdverseEvent")]
     assert "Condition?subject=Patient/p1&_count=50" in urls
+
+
+def test_the_prefetch_asks_for_every_observation_code_the_reads_ask_for() -> None:
+    """A CDS Hooks client that prefetches gives the service what a server read would fetch:
+    every Observation code (smoking status included, a risk factor) is in some prefetch group."""
+    terms = terminology()
+    grouped = set().union(*observation_code_groups(terms).values())
+    assert grouped == set(observation_codes(terms))
+    assert ("http://loinc.org", "72166-2") in grouped
