@@ -536,7 +536,10 @@ def _cycle_observation(
         obs["valueQuantity"] = _quantity(cycle.g_per_kg, "g/kg")
     else:
         obs["dataAbsentReason"] = _absent("g/kg unknown: grams or dosing weight unknown")
-    obs["note"] = [*({"text": n.message} for n in cycle.notes), note] if cycle.notes else [note]
+    # the dosing weight's notes (a stale weight, spec §4) where it is used; an unknown weight
+    # says them in its dataAbsentReason
+    notes = [*cycle.notes, *(dw.notes if dw.kg is not None else ())]
+    obs["note"] = [*({"text": n.message} for n in notes), note] if notes else [note]
     return Derived(obs, ident)
 
 

@@ -1149,11 +1149,6 @@ def test_cycle_gap_edge(second: str, cycles: int) -> None:
     assert len(_derived(r, "ivig-cycle-dose")) == cycles
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the stale-weight warning is in the summary's notes but not in the written cycle "
-    "Observation; writing it changes the output digests of 173 synthetic patients (for the lead)",
-)
 def test_stale_weight_is_used_with_a_warning() -> None:
     # weight 31 days before the cycle: used (140 g / 70 kg = 2 g/kg), said stale in the written
     # Observation (spec §4: "an older one is used with a 'stale weight' warning")
