@@ -73,6 +73,9 @@ READ: dict[str, str] = {
     "us-core/bmi.json": "bmi 16.2 1999-07-02",
     # SNOMED CT 422504002 "Ischemic stroke (disorder)", active, onset 2010-07-18
     "r4/condition-example-stroke.json": "event ischaemic-stroke 2010-07-18",
+    # US Core smoking status (LOINC 72166-2), SNOMED CT 428041000124106 "Current some day
+    # smoker", effectivePeriod.start 2016-03-18: a cardiovascular risk factor from that day
+    "us-core/some-day-smoker.json": "risk cardiovascular 2016-03-18",
 }
 # Examples passed over with a warning naming them, other than an unclassified code: the part of
 # the warning's text and the element it is at.
