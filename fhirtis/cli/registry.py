@@ -12,12 +12,9 @@ import typer
 from rich.console import Console
 
 from fhirtis.cli._common import EXIT_BAD_INPUT, fhir_config, require_extra
-from fhirtis.fhir.needs import export_types
 from fhirtis.fhir.validation import enable as enable_validation
 from fhirtis.pipeline.jsonout import dumps
 from fhirtis.settings import load_settings
-
-EXPORT_TYPES = export_types()  # what a patient's evaluation reads (a Group export's _type)
 
 
 def cohort(
@@ -86,6 +83,7 @@ def cohort(
     require_extra("cohort", "registry")
     from fhirtis.registry import cohort as cohort_mod  # noqa: PLC0415 - the [registry] extra
     from fhirtis.registry.errors import CohortError  # noqa: PLC0415
+    from fhirtis.registry.group_export import EXPORT_TYPES  # noqa: PLC0415
     from fhirtis.registry.options import CohortOptions  # noqa: PLC0415
 
     err = Console(stderr=True)

@@ -45,7 +45,6 @@ REST_FILE_PREFIX = "rest."  # rest.<Type>.ndjson: resources read over REST (sort
 class GroupExport:
     folder: Path  # the NDJSON files: the export's and those read over REST
     incremental: bool  # a ``_since`` export: only what changed
-    rest_types: tuple[str, ...]  # the types read over REST, not exported
     notes: tuple[str, ...]  # what the run should say (no patient data)
 
 
@@ -72,7 +71,6 @@ async def export_group(
             "Group again",
             len(manifest.deleted),
         )
-        since = None
         await _release(bulk, status_url)
         status_url, rest_types, since = await _kick_off(bulk, group, rest_types, None)
         manifest = await bulk.poll(status_url)
@@ -101,7 +99,7 @@ async def export_group(
         )
     with Ledger(options.ledger) as ledger:
         ledger.set_value("bulk_transaction_time", str(manifest.transaction_time))
-    return GroupExport(folder, since is not None, rest_types, tuple(notes))
+    return GroupExport(folder, since is not None, tuple(notes))
 
 
 async def _kick_off(

@@ -187,7 +187,6 @@ class ObservationReader(ExtractorBase):
             )
             end = None if stop is None else stop - timedelta(days=1)
             data.evidence.append(RiskEvidence(RiskFactorKind.CARDIOVASCULAR, source, day, end))
-        self._smoking_statuses.clear()
 
     def _panel(self, data: PatientData, path: str, r: Json, resolve: Mapping[str, Json]) -> None:
         """A panel (e.g. vital signs 85353-1) whose values fhirtis uses are its ``component``s
