@@ -311,3 +311,16 @@ describe('--profile on the command line', () => {
     assert.equal((await request(`${server.base}/Flag`)).status, 404);
   });
 });
+
+describe('--profile epic-like on the command line', () => {
+  let server;
+  before(async () => {
+    server = await startServer(['--profile', 'epic-like']);
+  });
+  after(async () => server.stop());
+
+  test('is accepted and active', async () => {
+    assert.equal((await request(`${server.root}/admin/profile`)).body.profile, 'epic-like');
+    assert.equal((await request(`${server.base}/Observation?patient=Patient/x`)).status, 400);
+  });
+});
