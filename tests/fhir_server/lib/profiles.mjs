@@ -233,6 +233,12 @@ export function checkInteraction(profile, interaction, req, inBatch) {
   if (interaction === 'create' && req.headers?.['if-none-exist'] && !profile.conditionalCreate) {
     return refusal(400, `Conditional create (If-None-Exist) is not supported by this server (profile ${profile.name})`);
   }
+  if (interaction === 'create' && req.headers?.['if-none-exist']) {
+    // The criteria are a search (R4 http.html#ccreate): the profile's search rules apply to them.
+    const criteria = String(req.headers['if-none-exist']).replace(/^[^?]*\?/, '');
+    const refused = checkSearch(profile, [type], [...new URLSearchParams(criteria)]);
+    if (refused) return refused;
+  }
   if ((interaction === 'update' || interaction === 'patch' || interaction === 'delete') && !req.params?.id && !profile.conditionalUpdate) {
     return refusal(400, `Conditional ${interaction} (Type?criteria) is not supported by this server (profile ${profile.name})`);
   }

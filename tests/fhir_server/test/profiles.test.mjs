@@ -170,6 +170,28 @@ describe('profiles on one server (switched with POST /admin/profile)', () => {
     assert.equal((await request(`${server.base}/Condition?subject=${patientRef}`)).status, 200);
   });
 
+  test('epic-like: conditional-create criteria follow the search rules', async () => {
+    await setProfile(server, 'epic-like');
+    const post = (headers) => request(`${server.base}/Observation`, { method: 'POST', body: observation(patientRef), headers });
+    const byIdentifier = await post({ 'If-None-Exist': 'identifier=urn:x|1' });
+    assert.equal(byIdentifier.status, 400);
+    assert.equal(issueCode(byIdentifier.body), 'not-supported');
+    const byPatientOnly = await post({ 'If-None-Exist': `patient=${patientRef}` });
+    assert.equal(byPatientOnly.status, 400);
+    assert.equal(issueCode(byPatientOnly.body), 'required');
+    assert.equal((await post({ 'If-None-Exist': `patient=${patientRef}&code=weight` })).status, 201);
+    const tx = await request(server.base, {
+      method: 'POST',
+      body: bundle('transaction', [{ request: { method: 'POST', url: 'Observation', ifNoneExist: 'identifier=urn:x|1' }, resource: observation(patientRef) }]),
+    });
+    assert.equal(tx.status, 400);
+    assert.equal(issueCode(tx.body), 'not-supported');
+    // other types keep their conditional create (no search rule emulated for them)
+    assert.equal((await request(`${server.base}/Flag`, { method: 'POST', body: flag(patientRef), headers: { 'If-None-Exist': 'identifier=urn:x|1' } })).status, 201);
+    const stats = (await request(`${server.root}/admin/stats`)).body;
+    assert.equal(stats.resources.Observation, 1);
+  });
+
   test('epic-like: server-assigned ids are shaped like Epic FHIR ids', async () => {
     await setProfile(server, 'epic-like');
     const created = await request(`${server.base}/Observation`, { method: 'POST', body: observation(patientRef) });
