@@ -7,7 +7,9 @@
   type the server lacks is left out.
 - :func:`write_plan`: one ``transaction`` where supported (and conditional create with it);
   else one ``batch`` of (conditional) creates and ``If-Match`` updates; else single requests in a
-  safe order (creates, updates, then the Provenance). Where conditional create is absent the
+  safe order (creates, updates, then the Provenance). Conditional create is used on a type
+  whose statement declares it and does not leave ``identifier`` out of its search parameters
+  (the If-None-Exist query is a search). Where conditional create is absent the
   create follows the search by identifier made just before (search-then-create; see
   :mod:`fhirtis.pipeline.server` for the race and how it is handled). A derived type the server
   lacks, or may not create, is not attempted: the plan says why, per type.
@@ -19,6 +21,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
+from fhirtis.fhir.derive import NO_IDENTIFIER_SEARCH
 from fhirtis.fhir.needs import NEEDS, PATIENT
 from fhirtis.fhir.queries import SearchChoice
 from fhirtis.io._capabilities import Capabilities
@@ -90,7 +93,14 @@ def write_plan(caps: Capabilities, types: Iterable[str]) -> WritePlanShape:
         elif not caps.allows(rtype, "create"):
             not_written[rtype] = f"the server does not allow creating {rtype}"
         else:
-            conditional[rtype] = caps.supports_conditional_create(rtype)
+            # a derived resource's If-None-Exist query is a search (R4 http.html#ccreate): by
+            # identifier, except for the types found by their own match query (the Provenance
+            # is posted without one)
+            conditional[rtype] = caps.supports_conditional_create(rtype) and (
+                rtype in NO_IDENTIFIER_SEARCH
+                or rtype == PROVENANCE
+                or caps.search_param(rtype, ("identifier",)) is not None
+            )
     mode: WriteMode
     derived_conditional = all(v for t, v in conditional.items() if t != PROVENANCE)
     if caps.supports_transaction() and derived_conditional:

@@ -25,6 +25,7 @@ LACKS: dict[str, set[str]] = {
     "no-transaction": set(),
     "read-only-for-derived-types": {"Flag", "DetectedIssue", "AdverseEvent", "Provenance"},
     "oracle-like": {"Flag", "DetectedIssue", "AdverseEvent"},
+    "epic-like": set(),
 }
 PROFILES = sorted(LACKS)
 WRITTEN = (*DERIVED_TYPES, "Provenance")

@@ -68,6 +68,7 @@ def _interactions(resource: Json) -> set[str]:
         ("no-transaction", set()),
         ("read-only-for-derived-types", {"batch", "transaction"}),
         ("oracle-like", set()),
+        ("epic-like", {"batch", "transaction"}),
     ],
 )
 def test_each_profile_declares_its_bundle_support(

@@ -22,7 +22,7 @@ const USAGE = `usage: node server.mjs [--port N] [options]
                        (per request: "Prefer: handling=strict|lenient")
   --watch-stdin        exit when stdin is closed (used by the pytest fixture)
   --log-requests       log one line per request to stderr
-  --profile NAME       capability profile: full (default), oracle-like, google-like,
+  --profile NAME       capability profile: full (default), oracle-like, epic-like, google-like,
                        no-transaction, read-only-for-derived-types (README "Server profiles")
   --capability-statement MODE
                        truthful (default), lie (declares batch/transaction, refuses both),
@@ -83,7 +83,7 @@ console.log = console.error;
 console.info = console.error;
 console.debug = console.error;
 
-const PROFILES = ['full', 'oracle-like', 'google-like', 'no-transaction', 'read-only-for-derived-types'];
+const PROFILES = ['full', 'oracle-like', 'epic-like', 'google-like', 'no-transaction', 'read-only-for-derived-types'];
 const CAPABILITY_MODES = ['truthful', 'lie', 'missing', 'malformed'];
 if (!PROFILES.includes(args.profile)) {
   process.stderr.write(`invalid --profile "${args.profile}" (expected one of ${PROFILES.join(', ')})\n${USAGE}\n`);

@@ -85,6 +85,37 @@ def test_oracle_like_statement_gives_gets_patient_and_single_writes() -> None:
     assert writes.not_written == {"Flag": "the server does not support Flag"}
 
 
+def test_no_conditional_create_by_identifier_where_identifier_is_not_searchable() -> None:
+    """An If-None-Exist query is a search (R4 http.html#ccreate): where the statement lists the
+    search parameters of a type without ``identifier`` (Epic's Observation), fhirtis's
+    ``identifier=…`` criteria cannot be evaluated, so that type is search-then-create (and, a
+    transaction being used only with conditional creates, the writes go in a batch)."""
+    caps = parse_statement(
+        statement(
+            interactions=("batch", "transaction"),
+            resources=[
+                resource(
+                    "Observation", "create", "search-type", params=("patient", "code"),
+                    conditionalCreate=True,
+                ),
+                resource("Flag", "create", "search-type", params=("patient", "identifier"),
+                         conditionalCreate=True),
+                resource("AdverseEvent", "create", "search-type", params=("subject",),
+                         conditionalCreate=True),
+                resource("Provenance", "create", params=("target",), conditionalCreate=True),
+            ],
+        )
+    )  # fmt: skip
+    writes = write_plan(caps, ["Observation", "Flag", "AdverseEvent"])
+    assert writes.conditional_create == {
+        "Observation": False,
+        "Flag": True,
+        "AdverseEvent": True,  # found by its own match query, not by identifier
+        "Provenance": True,  # posted without If-None-Exist: as declared
+    }
+    assert writes.mode == "batch"
+
+
 def test_a_lying_statement_is_corrected_by_the_refusal_and_remembered() -> None:
     caps = parse_statement(statement(interactions=("batch", "transaction")))
     assert read_plan(caps, 100).mode == "batch"

@@ -8,6 +8,7 @@
 // CapabilityStatement, Prefer handling, plus the /admin test-support endpoints.
 
 import { STATUS_CODES } from 'node:http';
+import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import {
   OperationOutcomeError,
@@ -38,6 +39,8 @@ import {
   checkBundle,
   checkInteraction,
   checkSearch,
+  emptySearchOutcome,
+  epicId,
   getProfile,
   pagingFor,
 } from './profiles.mjs';
@@ -278,6 +281,8 @@ export function createApp(options) {
   const stats = new Stats();
   const startup = { profile: options.profile ?? 'full', capabilityStatement: options.capabilityStatement ?? 'truthful' };
   let profile = getProfile(startup.profile);
+  // Server-assigned ids follow the active profile (epic-like: Epic-shaped ids).
+  repo.idGenerator = () => (profile.epicIds ? epicId(randomBytes) : undefined);
   let capabilityMode = startup.capabilityStatement;
   if (!CAPABILITY_MODES.includes(capabilityMode)) throw new Error(`Unknown capability statement mode "${capabilityMode}"`);
   /** CapabilityStatements per profile name (rebuilt when the base URL changes). */
@@ -434,6 +439,7 @@ export function createApp(options) {
       ...(first?.total === 'none' ? {} : { total }),
       link,
       ...(result.entry ? { entry: result.entry } : {}),
+      ...(!result.entry?.length && emptySearchOutcome(profile) ? { entry: [emptySearchOutcome(profile)] } : {}),
     };
   };
 

@@ -75,6 +75,26 @@ const PROFILE_DEFINITIONS = {
       },
     },
   },
+  'epic-like': {
+    description:
+      'Epic on FHIR R4 as documented: Observation searched by _id, patient, subject, code, category, date only, ' +
+      'and by patient (or subject) only together with code or category (else 400 "Required search parameter missing from request", Epic error 4111); ' +
+      'an empty searchset carries an OperationOutcome entry (search.mode outcome, warning "Resource request returns no results", Epic 4101); ' +
+      'server-assigned ids shaped like Epic FHIR ids ("e" + 43 characters of [A-Za-z0-9-]). Everything no Epic page read for this profile documents works as under full.',
+    emptySearchOutcome: true,
+    epicIds: true,
+    types: {
+      Observation: {
+        searchParams: ['_id', 'patient', 'subject', 'code', 'category', 'date'],
+        // each group: at least one of its parameters (unless searched by _id alone)
+        requiredSearch: [
+          ['patient', 'subject'],
+          ['code', 'category'],
+        ],
+        documentation: 'Search by _id, or by patient (or subject) together with code or category (Epic: "Both patient and code or category are required").',
+      },
+    },
+  },
   'google-like': {
     description: 'Google Cloud Healthcare API: batch and transaction Bundles, but no search inside them (a search entry is refused).',
     batchSearch: false,
@@ -112,6 +132,10 @@ export const PROFILE_NAMES = Object.keys(PROFILE_DEFINITIONS);
  * @property {Map<string, number>} maxCount
  * @property {Map<string, number>} defaultCount
  * @property {Set<string> | undefined} bulkTypes - types a Group $export offers (undefined = every type)
+ * @property {Map<string, string[][]>} requiredSearch - per type: groups of parameters, one of each needed (unless _id)
+ * @property {Map<string, string>} documentation - per type: CapabilityStatement rest.resource.documentation
+ * @property {boolean} emptySearchOutcome - an empty searchset carries a warning OperationOutcome entry
+ * @property {boolean} epicIds - server-assigned ids look like Epic FHIR ids
  */
 
 const profileCache = new Map();
@@ -144,6 +168,10 @@ export function getProfile(name) {
     maxCount: new Map(types.filter(([, t]) => t.maxCount).map(([type, t]) => [type, t.maxCount])),
     defaultCount: new Map(types.filter(([, t]) => t.defaultCount).map(([type, t]) => [type, t.defaultCount])),
     bulkTypes: def.bulkTypes ? new Set(def.bulkTypes) : undefined,
+    requiredSearch: new Map(types.filter(([, t]) => t.requiredSearch).map(([type, t]) => [type, t.requiredSearch])),
+    documentation: new Map(types.filter(([, t]) => t.documentation).map(([type, t]) => [type, t.documentation])),
+    emptySearchOutcome: def.emptySearchOutcome ?? false,
+    epicIds: def.epicIds ?? false,
   };
   profileCache.set(name, profile);
   return profile;
@@ -214,6 +242,12 @@ export function checkInteraction(profile, interaction, req, inBatch) {
   if (interaction === 'create' && req.headers?.['if-none-exist'] && !profile.conditionalCreate) {
     return refusal(400, `Conditional create (If-None-Exist) is not supported by this server (profile ${profile.name})`);
   }
+  if (interaction === 'create' && req.headers?.['if-none-exist']) {
+    // The criteria are a search (R4 http.html#ccreate): the profile's search rules apply to them.
+    const criteria = String(req.headers['if-none-exist']).replace(/^[^?]*\?/, '');
+    const refused = checkSearch(profile, [type], [...new URLSearchParams(criteria)]);
+    if (refused) return refused;
+  }
   if ((interaction === 'update' || interaction === 'patch' || interaction === 'delete') && !req.params?.id && !profile.conditionalUpdate) {
     return refusal(400, `Conditional ${interaction} (Type?criteria) is not supported by this server (profile ${profile.name})`);
   }
@@ -259,7 +293,54 @@ export function checkSearch(profile, types, pairs) {
       }
     }
   }
+  for (const type of types) {
+    const groups = profile.requiredSearch.get(type);
+    if (!groups) continue;
+    const names = new Set(pairs.map(([key]) => key.split(/[:.]/)[0]));
+    if (names.has('_id')) continue;
+    const missing = groups.find((group) => !group.some((name) => names.has(name)));
+    if (missing) {
+      const outcome = {
+        resourceType: 'OperationOutcome',
+        issue: [
+          {
+            severity: 'fatal',
+            code: 'required',
+            details: { text: 'Required search parameter missing from request.' },
+            diagnostics: `A search of ${type} needs one of ${missing.join(', ')} (profile ${profile.name})`,
+          },
+        ],
+      };
+      REFUSAL_STATUS.set(outcome, 400);
+      return outcome;
+    }
+  }
   return undefined;
+}
+
+/**
+ * @param {Profile} profile - Active profile.
+ * @returns {object | undefined} The entry an empty searchset carries under the profile.
+ */
+export function emptySearchOutcome(profile) {
+  if (!profile.emptySearchOutcome) return undefined;
+  return {
+    resource: {
+      resourceType: 'OperationOutcome',
+      issue: [{ severity: 'warning', code: 'processing', details: { text: 'Resource request returns no results.' } }],
+    },
+    search: { mode: 'outcome' },
+  };
+}
+
+const EPIC_ID_CHARS = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-';
+
+/**
+ * @param {(size: number) => Uint8Array} randomBytes - Random source.
+ * @returns {string} An id shaped like Epic's FHIR ids: "e" and 43 characters of [A-Za-z0-9-].
+ */
+export function epicId(randomBytes) {
+  return `e${[...randomBytes(43)].map((b) => EPIC_ID_CHARS[b % EPIC_ID_CHARS.length]).join('')}`;
 }
 
 /**
@@ -290,9 +371,11 @@ export function buildCapabilityStatement(profile, server) {
     const canCreate = interactions.includes('create');
     const canUpdate = interactions.includes('update');
     const { maxCount } = pagingFor(profile, type, server);
+    const documentation = profile.documentation.get(type);
     resources.push({
       extension: [{ url: MAX_COUNT_EXTENSION, valueUnsignedInt: maxCount }],
       type,
+      ...(documentation ? { documentation } : {}),
       interaction: interactions.map((code) => ({ code })),
       versioning: 'versioned-update',
       readHistory: interactions.includes('vread'),

@@ -207,7 +207,7 @@ export class HarnessRepository extends FhirRepository {
   }
 
   generateId() {
-    return randomUUID();
+    return this.idGenerator?.() ?? randomUUID();
   }
 
   // SearchContext ------------------------------------------------------------------------------

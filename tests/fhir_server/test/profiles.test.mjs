@@ -9,7 +9,8 @@ import { issueCode, request, reset, setProfile, startServer } from './helpers.mj
 
 const MAX_COUNT = 'http://fhirtis.org/fhir/StructureDefinition/max-count';
 const BATCH_SEARCH = 'http://fhirtis.org/fhir/StructureDefinition/batch-search-supported';
-const PROFILES = ['full', 'oracle-like', 'google-like', 'no-transaction', 'read-only-for-derived-types'];
+const PROFILES = ['full', 'oracle-like', 'epic-like', 'google-like', 'no-transaction', 'read-only-for-derived-types'];
+const EPIC_ID = /^e[A-Za-z0-9-]{43}$/;
 
 const patient = { resourceType: 'Patient', name: [{ family: 'Test' }] };
 const observation = (ref) => ({ resourceType: 'Observation', status: 'final', code: { text: 'weight' }, subject: { reference: ref } });
@@ -160,6 +161,87 @@ describe('profiles on one server (switched with POST /admin/profile)', () => {
     assert.deepEqual(types, ['Observation', 'Patient']); // no MedicationAdministration, nor its Medication
   });
 
+  test('epic-like: statement', async () => {
+    await setProfile(server, 'epic-like');
+    const cs = (await request(`${server.base}/metadata`)).body;
+    const types = resourcesByType(cs);
+    const obs = types.get('Observation');
+    assert.deepEqual(obs.searchParam.map((p) => p.name).sort(), ['_id', 'category', 'code', 'date', 'patient', 'subject']);
+    assert.match(obs.documentation, /patient.*code or category/);
+    // what no Epic page read here documents is left as under `full`
+    assert.deepEqual(restInteractions(cs).sort(), ['batch', 'search-system', 'transaction']);
+    assert.ok(types.get('MedicationAdministration').searchParam.some((p) => p.name === 'subject'));
+  });
+
+  test('epic-like: Observation needs patient plus code or category; empty searchsets carry a warning', async () => {
+    const created = await request(`${server.base}/Observation`, { method: 'POST', body: { ...observation(patientRef), code: { coding: [{ system: 'http://loinc.org', code: '29463-7' }] } } });
+    await setProfile(server, 'epic-like');
+    for (const query of [`patient=${patientRef}`, `subject=${patientRef}`, 'code=http://loinc.org|29463-7', `patient=${patientRef}&date=ge2000`]) {
+      const res = await request(`${server.base}/Observation?${query}`);
+      assert.equal(res.status, 400, query);
+      assert.equal(res.body.issue[0].severity, 'fatal');
+      assert.equal(issueCode(res.body), 'required');
+      assert.match(res.body.issue[0].details.text, /Required search parameter missing from request/);
+    }
+    const identifier = await request(`${server.base}/Observation?patient=${patientRef}&code=29463-7&identifier=urn:x|1`);
+    assert.equal(identifier.status, 400);
+    assert.equal(issueCode(identifier.body), 'not-supported');
+    const byCode = await request(`${server.base}/Observation?patient=${patientRef}&code=http://loinc.org|29463-7`);
+    assert.equal(byCode.status, 200);
+    assert.deepEqual(byCode.body.entry.map((e) => e.search.mode), ['match']);
+    for (const query of [`subject=${patientRef}&category=vital-signs`, `_id=${created.body.id}`]) {
+      assert.equal((await request(`${server.base}/Observation?${query}`)).status, 200, query);
+    }
+    const empty = await request(`${server.base}/Observation?patient=${patientRef}&code=http://loinc.org|8302-2`);
+    assert.equal(empty.status, 200);
+    assert.equal(empty.body.total, 0);
+    assert.equal(empty.body.entry.length, 1);
+    const [outcome] = empty.body.entry;
+    assert.equal(outcome.search.mode, 'outcome');
+    assert.equal(outcome.resource.resourceType, 'OperationOutcome');
+    assert.equal(outcome.resource.issue[0].severity, 'warning');
+    assert.match(outcome.resource.issue[0].details.text, /Resource request returns no results/);
+    // other types are searched as under full (no documented requirement was emulated)
+    assert.equal((await request(`${server.base}/Condition?subject=${patientRef}`)).status, 200);
+  });
+
+  test('epic-like: conditional-create criteria follow the search rules', async () => {
+    await setProfile(server, 'epic-like');
+    const post = (headers) => request(`${server.base}/Observation`, { method: 'POST', body: observation(patientRef), headers });
+    const byIdentifier = await post({ 'If-None-Exist': 'identifier=urn:x|1' });
+    assert.equal(byIdentifier.status, 400);
+    assert.equal(issueCode(byIdentifier.body), 'not-supported');
+    const byPatientOnly = await post({ 'If-None-Exist': `patient=${patientRef}` });
+    assert.equal(byPatientOnly.status, 400);
+    assert.equal(issueCode(byPatientOnly.body), 'required');
+    assert.equal((await post({ 'If-None-Exist': `patient=${patientRef}&code=weight` })).status, 201);
+    const tx = await request(server.base, {
+      method: 'POST',
+      body: bundle('transaction', [{ request: { method: 'POST', url: 'Observation', ifNoneExist: 'identifier=urn:x|1' }, resource: observation(patientRef) }]),
+    });
+    assert.equal(tx.status, 400);
+    assert.equal(issueCode(tx.body), 'not-supported');
+    // other types keep their conditional create (no search rule emulated for them)
+    assert.equal((await request(`${server.base}/Flag`, { method: 'POST', body: flag(patientRef), headers: { 'If-None-Exist': 'identifier=urn:x|1' } })).status, 201);
+    const stats = (await request(`${server.root}/admin/stats`)).body;
+    assert.equal(stats.resources.Observation, 1);
+  });
+
+  test('epic-like: server-assigned ids are shaped like Epic FHIR ids', async () => {
+    await setProfile(server, 'epic-like');
+    const created = await request(`${server.base}/Observation`, { method: 'POST', body: observation(patientRef) });
+    assert.equal(created.status, 201);
+    assert.match(created.body.id, EPIC_ID);
+    const read = await request(`${server.base}/Observation/${created.body.id}`);
+    assert.equal(read.status, 200);
+    const tx = await request(server.base, { method: 'POST', body: bundle('transaction', [{ request: { method: 'POST', url: 'Flag' }, resource: flag(patientRef) }]) });
+    assert.equal(tx.status, 200);
+    assert.match(tx.body.entry[0].response.location, /^Flag\/e[A-Za-z0-9-]{43}\/_history\/1$/);
+    await setProfile(server, 'full');
+    const plain = await request(`${server.base}/Observation`, { method: 'POST', body: observation(patientRef) });
+    assert.doesNotMatch(plain.body.id, EPIC_ID);
+  });
+
   test('google-like: searches inside a batch or transaction are refused, the rest of the Bundle works', async () => {
     await setProfile(server, 'google-like');
     const cs = (await request(`${server.base}/metadata`)).body;
@@ -264,7 +346,7 @@ describe('profiles on one server (switched with POST /admin/profile)', () => {
     const state = (await request(`${server.root}/admin/profile`)).body;
     assert.equal(state.profile, 'full');
     assert.equal(state.capabilityStatement, 'truthful');
-    const bad = await request(`${server.root}/admin/profile`, { method: 'POST', body: { profile: 'epic-like' } });
+    const bad = await request(`${server.root}/admin/profile`, { method: 'POST', body: { profile: 'no-such-profile' } });
     assert.equal(bad.status, 400);
   });
 });
@@ -284,5 +366,18 @@ describe('--profile on the command line', () => {
     await reset(server);
     assert.deepEqual((await request(`${server.root}/admin/profile`)).body.startup, { profile: 'oracle-like', capabilityStatement: 'missing' });
     assert.equal((await request(`${server.base}/Flag`)).status, 404);
+  });
+});
+
+describe('--profile epic-like on the command line', () => {
+  let server;
+  before(async () => {
+    server = await startServer(['--profile', 'epic-like']);
+  });
+  after(async () => server.stop());
+
+  test('is accepted and active', async () => {
+    assert.equal((await request(`${server.root}/admin/profile`)).body.profile, 'epic-like');
+    assert.equal((await request(`${server.base}/Observation?patient=Patient/x`)).status, 400);
   });
 });
