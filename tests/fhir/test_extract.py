@@ -330,6 +330,33 @@ def test_conditions_events_and_risk_factors() -> None:
     assert RiskFactorKind.MALIGNANCY not in kinds  # resolved, no abatement date
 
 
+@pytest.mark.parametrize("status", ["provisional", "differential", "unconfirmed"])
+def test_an_unconfirmed_thromboembolic_event_counts_and_says_it_is_unconfirmed(status: str) -> None:
+    """A DVT recorded as provisional (a working diagnosis), differential or unconfirmed
+    (condition-ver-status) is still an event: a suspected clot during IVIG is not dropped from a
+    safety watch. But the result must not present it as confirmed: a warning names the record
+    and its verification status (only refuted and entered-in-error are not events)."""
+    ver = {
+        "coding": [
+            {"system": "http://terminology.hl7.org/CodeSystem/condition-ver-status", "code": status}
+        ]
+    }
+    data = _extract(
+        patient(),
+        condition("dvt", SCT, "128053003", "2024-02-10T08:00:00Z", verificationStatus=ver),
+        condition("htn", ICD, "I10", "2015-01-01", verificationStatus=ver),
+    )
+    assert [(e.kind, e.source) for e in data.events] == [(TeeKind.DVT, "Condition/dvt")]
+    warnings = [i for i in data.issues if i.resource == "Condition/dvt"]
+    assert [(i.severity, i.code, i.expression) for i in warnings] == [
+        ("warning", "informational", "Bundle.entry[1].resource.verificationStatus")
+    ]
+    assert f"recorded as {status}" in warnings[0].diagnostics
+    assert "not confirmed" in warnings[0].diagnostics
+    # a risk factor is counted as recorded, with no warning (the stricter limit is the safe side)
+    assert not [i for i in data.issues if i.resource == "Condition/htn"]
+
+
 def test_own_adverse_events_are_not_read_back() -> None:
     own = {
         "resourceType": "AdverseEvent",

@@ -40,6 +40,9 @@ from fhirtis.fhir.extract.medications import MedicationReader, UnresolvedMedicat
 from fhirtis.fhir.outcome import Issue
 
 _CONDITION_VOID = {"entered-in-error", "refuted"}
+# condition-ver-status codes below "unconfirmed": a thromboembolic event so recorded still counts
+# (a suspected clot is not dropped from a safety watch) but the result says it is unconfirmed
+_CONDITION_UNCONFIRMED = ("unconfirmed", "provisional", "differential")
 _CONDITION_ENDED = {"inactive", "remission", "resolved"}
 
 K = TypeVar("K")
@@ -247,6 +250,22 @@ class EventReader(MedicationReader):
                     self._tee_coding(codings),
                 )
             )
+            unconfirmed = next(
+                (c for c in _CONDITION_UNCONFIRMED if any(code == c for _, code in verification)),
+                None,
+            )
+            if unconfirmed is not None:
+                data.issues.append(
+                    Issue(
+                        "warning",
+                        "informational",
+                        f"{source}: a thromboembolic event recorded as {unconfirmed}, not "
+                        "confirmed: it is counted as an event (and, from its onset, as a history "
+                        "of thrombosis) until the record confirms or refutes it",
+                        f"{path}.verificationStatus",
+                        source,
+                    )
+                )
         ended = bool(clinical & _CONDITION_ENDED)
         for kind in risks:
             if ended and end is None and kind is not RiskFactorKind.THROMBOSIS_HISTORY:
