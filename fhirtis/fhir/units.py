@@ -74,6 +74,9 @@ UNIT_TEXT_ALIASES: dict[str, str] = {
     "lbs": "[lb_av]",
     "pound": "[lb_av]",
     "pounds": "[lb_av]",
+    "oz": "[oz_av]",  # US systems record weights in ounces too (UCUM: 1/16 [lb_av])
+    "ounce": "[oz_av]",
+    "ounces": "[oz_av]",
     "centimeter": "cm",
     "centimeters": "cm",
     "in": "[in_i]",

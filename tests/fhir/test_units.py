@@ -7,7 +7,7 @@ from fractions import Fraction
 
 import pytest
 
-from fhirtis.fhir.units import UnitError, convert, factor, to_decimal
+from fhirtis.fhir.units import UnitError, convert, factor, to_decimal, unit_from_text
 
 D = Decimal
 
@@ -46,3 +46,17 @@ def test_non_decimal_factor_rounds_to_28_digits() -> None:
 def test_unknown_or_incompatible_units(src: str, dst: str) -> None:
     with pytest.raises(UnitError):
         convert(D(1), src, dst)
+
+
+@pytest.mark.parametrize(
+    ("text", "value", "kg"),
+    [
+        # US systems record weights in ounces ("oz"); a Quantity without its UCUM code must still
+        # convert: 1 [oz_av] = 28.349523125 g exactly (UCUM: 1/16 [lb_av])
+        ("oz", "2352", "66.678078390"),
+        ("ounces", "16", "0.453592370"),
+        ("lbs", "150", "68.0388555"),
+    ],
+)
+def test_body_weight_unit_text_without_a_code(text: str, value: str, kg: str) -> None:
+    assert convert(D(value), unit_from_text(text), "kg") == D(kg)
