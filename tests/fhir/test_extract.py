@@ -18,6 +18,7 @@ from fhirtis.pipeline.offline import evaluate_patient_resources
 from fhirtis.settings import Settings
 from tests.fhir.builders import (
     ATC,
+    CORE,
     ICD,
     LOINC,
     SCT,
@@ -66,6 +67,55 @@ def test_core_set_measures_and_units() -> None:
     assert [(i.resource, i.expression) for i in data.issues] == [
         ("Observation/e", "Bundle.entry[5].resource.valueQuantity.value")
     ]
+
+
+def test_a_score_recorded_as_value_integer() -> None:
+    """R4 Observation.value[x] allows ``valueInteger``, and systems record whole-number scores so
+    (an MMT-8 total, a CMAS, a Likert PGA, a DAS). For a measure on a scale without a unit (unit
+    1) the integer is the score; a VAS needs its unit (cm or mm) and an enzyme or a weight its
+    unit, so a bare integer there stays excluded, saying so. A boolean is not an integer."""
+
+    def integer(oid: str, code: str, value: object, **extra: Any) -> dict[str, Any]:
+        r = obs(oid, code, 0, "1", "2024-01-02", **extra)
+        del r["valueQuantity"]
+        r["valueInteger"] = value
+        return r
+
+    data = _extract(
+        patient(),
+        integer("mmt", "mmt8-150", 120),
+        integer("cmas", "cmas", 40),
+        integer("lik", "pga-likert", 2),
+        integer("vas", "pga", 5),  # cm or mm? not read
+        integer("bool", "das", True),
+    )
+    by = {m.source: m for m in data.measures}
+    assert by["Observation/mmt"].value == D(120)
+    assert by["Observation/mmt"].instrument is Instrument.MMT8_150
+    assert by["Observation/cmas"].value == D(40)
+    assert by["Observation/lik"].instrument is Instrument.LIKERT
+    assert set(by) == {"Observation/mmt", "Observation/cmas", "Observation/lik"}
+    where = {i.resource: i.expression for i in data.issues}
+    assert where["Observation/vas"] == "Bundle.entry[4].resource.valueQuantity"
+    assert where["Observation/bool"] == "Bundle.entry[5].resource.valueInteger"
+
+
+def test_a_panel_component_score_recorded_as_value_integer() -> None:
+    """A myositis assessment recorded as one panel whose components are the scores: a
+    component's ``valueInteger`` is read as the score, as an Observation's is (it was passed
+    over silently); a component with a quantity still reads as before."""
+    panel = obs("visit", "assessment-panel", 0, "1", "2024-01-02", system="urn:example:panel")
+    del panel["valueQuantity"]
+    panel["component"] = [
+        {"code": {"coding": [{"system": CORE, "code": "mmt8-150"}]}, "valueInteger": 131},
+        {"code": {"coding": [{"system": CORE, "code": "pga"}]}, "valueQuantity": qty(3, "cm")},
+    ]
+    data = _extract(patient(), panel)
+    assert sorted((m.instrument, m.value, m.source) for m in data.measures) == [
+        (Instrument.MMT8_150, D(131), "Observation/visit"),
+        (Instrument.VAS, D(3), "Observation/visit"),
+    ]
+    assert data.issues == []
 
 
 def test_versioned_sources_and_latest() -> None:

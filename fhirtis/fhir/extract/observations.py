@@ -49,6 +49,12 @@ _UNKNOWN = object()  # not in a memo
 _EFFECTIVE = TimeElements.of("effectiveDateTime", "effectivePeriod.start", "effectiveInstant")
 
 
+# the values a panel component may give fhirtis (valueInteger: a score without a unit)
+_COMPONENT_VALUES = ("valueQuantity", "valueInteger")
+# what of the panel itself is not part of a component read as an Observation
+_PANEL_OWN = frozenset({"component", "hasMember", *_COMPONENT_VALUES})
+
+
 class ObservationReader(ExtractorBase):
     # -- Observation -------------------------------------------------------------------------
 
@@ -129,13 +135,19 @@ class ObservationReader(ExtractorBase):
         if kind[0] == "smoking":
             self._smoking(data, r, status, when, path)
             return
+        tag, detail = kind
         if "valueQuantity" not in r:
+            if tag == "measure" and detail[2] == "1" and "valueInteger" in r:
+                # a score on a scale without a unit, as a whole number (R4 value[x])
+                measure, instrument, _ = detail
+                score = _score_integer(r["valueInteger"], f"{path}.valueInteger")
+                self._measure(data, r, status, when, measure, instrument, score, None)
+                return
             reason = "dataAbsentReason given" if "dataAbsentReason" in r else "no valueQuantity"
             raise ExcludedError("required", reason, f"{path}.valueQuantity")
         quantity = r["valueQuantity"]
         qpath = f"{path}.valueQuantity"
         value, unit = coded_quantity(quantity) or read_quantity(quantity, qpath)
-        tag, detail = kind
         if tag == "measure":
             measure, instrument, target = detail
             value = to_unit(value, unit, target, qpath)
@@ -195,7 +207,10 @@ class ObservationReader(ExtractorBase):
         if "component" not in r and "hasMember" not in r and "contained" not in r:
             return  # not a panel (most Observations fhirtis does not use): nothing to read
         for i, comp in enumerate(r.get("component", []) or []):
-            if not isinstance(comp, dict) or "valueQuantity" not in comp:
+            if not isinstance(comp, dict):
+                continue
+            value_key = next((k for k in _COMPONENT_VALUES if k in comp), None)
+            if value_key is None:
                 continue
             cpath = f"{path}.component[{i}]"
             if self._classify_observation(concept_codings(comp.get("code"), f"{cpath}.code")):
@@ -203,8 +218,8 @@ class ObservationReader(ExtractorBase):
                     error = modifier_extension_error(f"{cpath}.modifierExtension")
                     data.issues.append(error.as_issue(r, f"component {i}"))
                     continue
-                as_obs = {k: v for k, v in r.items() if k not in {"component", "hasMember"}}
-                as_obs["code"], as_obs["valueQuantity"] = comp.get("code"), comp["valueQuantity"]
+                as_obs = {k: v for k, v in r.items() if k not in _PANEL_OWN}
+                as_obs["code"], as_obs[value_key] = comp.get("code"), comp[value_key]
                 self._observation(data, cpath, as_obs, resolve)
         contained = {c.get("id"): c for c in r.get("contained", []) or [] if isinstance(c, dict)}
         for i, member in enumerate(r.get("hasMember", []) or []):
@@ -258,3 +273,10 @@ class ObservationReader(ExtractorBase):
                 value, unit = read_quantity(rr["high"], hpath)
                 return to_unit(value, unit, "U/L", hpath)
         return self.settings.default_uln_u_per_l.get(instrument)
+
+
+def _score_integer(value: object, path: str) -> Decimal:
+    """``valueInteger`` as a score: a JSON integer (a boolean is not one)."""
+    if type(value) is not int:
+        raise ExcludedError("value", "valueInteger is not an integer", path)
+    return Decimal(value)
