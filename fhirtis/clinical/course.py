@@ -86,10 +86,14 @@ def evaluate_course(
     baseline_values = baseline.for_tis()
     # without enzymes at baseline compute_tis would choose (none) afresh for every follow-up
     tis_enzyme = enzyme if enzyme is not None else choose_enzyme(baseline.enzymes, policy)
+    # every value of the grouping passed check_value (group_assessments drops the others)
     tis_results = [
-        compute_tis(baseline_values, a.for_tis(), population, policy, tis_enzyme) for a in later
+        compute_tis(baseline_values, a.for_tis(), population, policy, tis_enzyme, checked=True)
+        for a in later
     ]
-    deteriorations = [assess_deterioration(a.day, baseline.values, a.values, policy) for a in later]
+    deteriorations = [
+        assess_deterioration(a.day, baseline.values, a.values, policy, checked=True) for a in later
+    ]
     confirmation = confirm(deteriorations)
     followups = tuple(
         FollowUp(a, t, d, confirmed, is_responder(t, confirmed))

@@ -16,7 +16,7 @@ from fractions import Fraction
 from fhirtis.clinical.decimals import percent_of
 from fhirtis.clinical.facts import Instrument, Measure, MeasureValue
 from fhirtis.clinical.frozen import fast_frozen_init
-from fhirtis.clinical.measures import check_value, spec_for
+from fhirtis.clinical.measures import InstrumentSpec, check_value, spec_for
 from fhirtis.clinical.notes import Note, missing
 from fhirtis.clinical.policy import Policy, WorseningBasis
 from fhirtis.clinical.tis import THRESHOLDS, TisResult
@@ -60,12 +60,15 @@ def worsening(
     baseline: MeasureValue,
     followup: MeasureValue,
     policy: Policy,
+    checked: bool = False,
 ) -> Worsening | Note:
-    """Worsening of one measure, or the reason it cannot be computed."""
-    for value in (baseline, followup):
-        problem = check_value(value)
-        if problem is not None:
-            return problem
+    """Worsening of one measure, or the reason it cannot be computed. ``checked``: both values
+    are known to pass :func:`~fhirtis.clinical.measures.check_value`, not asked again."""
+    if not checked:
+        for value in (baseline, followup):
+            problem = check_value(value)
+            if problem is not None:
+                return problem
     if baseline.instrument is not followup.instrument:
         return missing(
             "instrument-mismatch",
@@ -78,15 +81,36 @@ def worsening(
         if spec.higher_is_better
         else followup.value - baseline.value
     )
-    basis = policy.worsening_basis
-    if basis is WorseningBasis.RELATIVE and baseline.value == 0:
+    key = (id(spec), baseline.value, followup.value, policy.worsening_basis)
+    known = _PERCENTS.get(key)
+    if known is None:
+        known = _percent(spec, amount, baseline.value, policy.worsening_basis)
+        if len(_PERCENTS) >= _PERCENTS_LIMIT:
+            _PERCENTS.clear()
+        _PERCENTS[key] = known
+    return Worsening(measure, baseline.instrument, amount, *known)
+
+
+def _percent(
+    spec: InstrumentSpec, amount: Decimal, baseline: Decimal, basis: WorseningBasis
+) -> tuple[Fraction, WorseningBasis]:
+    """The percent worsening of ``amount`` on the scale ``spec``, and the basis it is on."""
+    if basis is WorseningBasis.RELATIVE and baseline == 0:
         basis = WorseningBasis.ABSOLUTE  # clinical spec §3: a baseline of 0 uses the range basis
     if basis is WorseningBasis.RELATIVE:
-        percent = percent_of(amount, baseline.value)
-    else:
-        assert spec.span is not None
-        percent = percent_of(amount, spec.span)
-    return Worsening(measure, baseline.instrument, amount, percent, basis)
+        return percent_of(amount, baseline), basis
+    assert spec.span is not None
+    return percent_of(amount, spec.span), basis
+
+
+_PERCENTS: dict[tuple[int, Decimal, Decimal, WorseningBasis], tuple[Fraction, WorseningBasis]]
+_PERCENTS = {}
+""":func:`_percent` by (the scale's id, baseline value, follow-up value, policy basis), made
+once per distinct pair (a cohort's values repeat; a Fraction is immutable). The scales are the
+module constants of :mod:`fhirtis.clinical.measures`, alive as long as the process, so an id
+names one scale. Equal Decimals (2 and 2.0) give an equal amount, hence the same canonical
+Fraction; the amount itself (whose digits may differ) is computed each time."""
+_PERCENTS_LIMIT = 16_384
 
 
 def assess_deterioration(
@@ -94,8 +118,12 @@ def assess_deterioration(
     baseline: Mapping[Measure, MeasureValue],
     followup: Mapping[Measure, MeasureValue],
     policy: Policy,
+    *,
+    checked: bool = False,
 ) -> DeteriorationResult:
-    """Deterioration at one follow-up assessment versus baseline (clinical spec §3)."""
+    """Deterioration at one follow-up assessment versus baseline (clinical spec §3).
+    ``checked``: every value passes :func:`~fhirtis.clinical.measures.check_value` (the
+    values of a course, checked when grouped): the same answer without asking again."""
     notes: list[Note] = []
     worse: dict[Measure, Worsening] = {}
     for measure in NON_ENZYME:
@@ -103,7 +131,7 @@ def assess_deterioration(
         if b is None or f is None:
             notes.append(missing("missing", f"{measure.value} missing for deterioration"))
             continue
-        result = worsening(measure, b, f, policy)
+        result = worsening(measure, b, f, policy, checked)
         if isinstance(result, Note):
             notes.append(result)
         else:

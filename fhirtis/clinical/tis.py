@@ -190,15 +190,20 @@ def _check_pair(
     measure: Measure,
     baseline: MeasureValue | None,
     followup: MeasureValue | None,
+    checked: bool = False,
 ) -> Note | None:
+    """Why the pair cannot be compared, or None. ``checked``: both values are known to pass
+    :func:`~fhirtis.clinical.measures.check_value` (a course's values, see
+    :func:`compute_tis`), which is then not asked again."""
     if baseline is None:
         return missing("missing-baseline", f"{measure.value} missing at baseline")
     if followup is None:
         return missing("missing-followup", f"{measure.value} missing at follow-up")
-    for value in (baseline, followup):
-        problem = check_value(value)
-        if problem is not None:
-            return problem
+    if not checked:
+        for value in (baseline, followup):
+            problem = check_value(value)
+            if problem is not None:
+                return problem
     if baseline.instrument is not followup.instrument:
         return missing(
             "instrument-mismatch",
@@ -209,22 +214,29 @@ def _check_pair(
     return None
 
 
-_BOUNDED_SCALES: Mapping[tuple[Measure, Instrument], tuple[bool, int, int]] = {
-    (measure, instrument): (spec.higher_is_better, *spec.span.as_integer_ratio())
+_PairScores = dict[tuple[Decimal, Decimal], tuple[Fraction, Decimal]]
+
+_BOUNDED_SCALES: Mapping[tuple[Measure, Instrument], tuple[bool, int, int, _PairScores]] = {
+    (measure, instrument): (spec.higher_is_better, *spec.span.as_integer_ratio(), {})
     for measure, instruments in ALLOWED.items()
     for instrument in instruments
     if (spec := spec_for(measure, instrument)).span is not None
 }
-"""Per bounded scale: whether higher is better, and its span as an exact integer ratio (made
-once, not for every percent)."""
+"""Per bounded scale: whether higher is better, its span as an exact integer ratio (made once,
+not for every percent), and its scores: (percent improvement, level score) by (baseline value,
+follow-up value), made once per distinct pair (a cohort's scores repeat). Keyed on the values'
+equality, which is enough: equal Decimals have the same exact integer ratio, hence the same
+percent (a Fraction, immutable and canonical) and the same level score."""
+_PAIR_SCORES_LIMIT = 16_384
 
 
 def score_bounded(
     measure: Measure,
     baseline: MeasureValue | None,
     followup: MeasureValue | None,
+    checked: bool = False,
 ) -> MeasureScore:
-    problem = _check_pair(measure, baseline, followup)
+    problem = _check_pair(measure, baseline, followup, checked)
     if problem is not None:
         instrument = _instrument_of(baseline, followup)
         return _missing_score(measure, problem, instrument, baseline, followup)
@@ -235,13 +247,27 @@ def score_bounded(
             measure, baseline.instrument, baseline.value, followup.value
         )
     else:
-        # percent_of(change, span), with the span's integer ratio made once
-        higher_is_better, span_n, span_d = scale
-        change = (
-            followup.value - baseline.value if higher_is_better else baseline.value - followup.value
+        higher_is_better, span_n, span_d, scores = scale
+        pair = (baseline.value, followup.value)
+        known = scores.get(pair)
+        if known is None:
+            # percent_of(change, span), with the span's integer ratio made once
+            change = pair[1] - pair[0] if higher_is_better else pair[0] - pair[1]
+            change_n, change_d = change.as_integer_ratio()
+            pct = Fraction(change_n * 100 * span_d, change_d * span_n)
+            known = (pct, level_score(measure, pct))
+            if len(scores) >= _PAIR_SCORES_LIMIT:
+                scores.clear()
+            scores[pair] = known
+        return MeasureScore(
+            measure,
+            baseline.instrument,
+            baseline,
+            followup,
+            known[0],
+            known[1],
+            MAX_SCORE[measure],
         )
-        change_n, change_d = change.as_integer_ratio()
-        pct = Fraction(change_n * 100 * span_d, change_d * span_n)
     return MeasureScore(
         measure,
         baseline.instrument,
@@ -257,10 +283,11 @@ def score_enzyme(
     baseline: MeasureValue | None,
     followup: MeasureValue | None,
     policy: Policy,
+    checked: bool = False,
 ) -> MeasureScore:
     """Relative percent change of the chosen enzyme, with the enzyme [choice]s of the policy."""
     measure = Measure.ENZYME
-    problem = _check_pair(measure, baseline, followup)
+    problem = _check_pair(measure, baseline, followup, checked)
     if problem is not None:
         instrument = _instrument_of(baseline, followup)
         return _missing_score(measure, problem, instrument, baseline, followup)
@@ -323,22 +350,30 @@ def compute_tis(
     population: Population,
     policy: Policy,
     enzyme: EnzymeChoice | None = None,
+    *,
+    checked: bool = False,
 ) -> TisResult:
     """The TIS of ``followup`` against ``baseline``.
 
     ``enzyme`` is the most abnormal enzyme chosen once at baseline; when None it is chosen here
     from ``baseline.enzymes``. The chosen enzyme is followed at that enzyme only: if it is missing
     at follow-up the enzyme measure is missing (enzymes are never switched).
+
+    ``checked``: every value of both assessments passes
+    :func:`~fhirtis.clinical.measures.check_value` (an assessment of a course, whose values
+    are checked when grouped): the same answer without asking check_value again.
     """
     notes: list[Note] = []
     scores: list[MeasureScore] = []
     base_values, follow_values = baseline.values, followup.values
     for measure in MEASURES:
         if measure is Measure.ENZYME:
-            scores.append(_enzyme_measure(baseline, followup, policy, enzyme, notes))
+            scores.append(_enzyme_measure(baseline, followup, policy, enzyme, notes, checked))
         else:
             scores.append(
-                score_bounded(measure, base_values.get(measure), follow_values.get(measure))
+                score_bounded(
+                    measure, base_values.get(measure), follow_values.get(measure), checked
+                )
             )
     lower = sum((s.score for s in scores if s.score is not None), _D(0))
     upper = lower + sum((s.max_score for s in scores if s.score is None), _D(0))
@@ -362,12 +397,13 @@ def _enzyme_measure(
     policy: Policy,
     enzyme: EnzymeChoice | None,
     notes: list[Note],
+    checked: bool = False,
 ) -> MeasureScore:
     alt_b = baseline.values.get(Measure.ENZYME)
     alt_f = followup.values.get(Measure.ENZYME)
     if alt_b is not None or alt_f is not None:
         # The juvenile CHQ-PhS alternative (a bounded scale) in place of a lab enzyme.
-        result = score_bounded(Measure.ENZYME, alt_b, alt_f)
+        result = score_bounded(Measure.ENZYME, alt_b, alt_f, checked)
         if result.instrument is Instrument.CHQ_PHS:
             notes.append(
                 warning(
@@ -395,7 +431,7 @@ def _enzyme_measure(
             "follow-up; enzymes are never switched",
         )
         return _missing_score(Measure.ENZYME, reason, choice.instrument, b, None)
-    return score_enzyme(b, f, policy)
+    return score_enzyme(b, f, policy, checked)
 
 
 def percent_text(value: Fraction | None, places: int = 4) -> Decimal | None:

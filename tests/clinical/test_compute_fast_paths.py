@@ -4,14 +4,17 @@ where the two could differ (same-day ties, time zones, missing issued times, sev
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta, timezone
+from fractions import Fraction
+from typing import Any
 
 from hypothesis import given
 from hypothesis import strategies as st
 
 from fhirtis.clinical.decimals import format_decimal
+from fhirtis.clinical.deterioration import assess_deterioration
 from fhirtis.clinical.facts import Instrument, Measure, MeasureValue, ResultStatus
-from fhirtis.clinical.measures import _SPECS, check_value
-from fhirtis.clinical.policy import Policy
+from fhirtis.clinical.measures import _SPECS, check_value, spec_for
+from fhirtis.clinical.policy import Policy, Population, WorseningBasis
 from fhirtis.clinical.thrombosis import (
     RiskInputs,
     _latest_pga,
@@ -22,7 +25,8 @@ from fhirtis.clinical.thrombosis import (
     applicable_max_rate,
     risk_profile,
 )
-from tests.clinical.helpers import D
+from fhirtis.clinical.tis import compute_tis
+from tests.clinical.helpers import D, av
 
 from .test_thrombosis import PATIENT_SRC, YOUNG, at
 
@@ -134,3 +138,63 @@ def test_policy_records_follow_the_policy_object_and_are_fresh_dicts() -> None:
     other = Policy(target_dose_g_per_kg=D("1.5"))
     assert other.as_record()["target_dose_g_per_kg"] == "1.5"
     assert Policy().as_record() == second
+
+
+# -- a course's comparisons: checked values, remembered percents ------------------------------
+
+_COURSE_VALUES = st.fixed_dictionaries(
+    {
+        "pga": st.sampled_from(["0", "2", "2.0", "3.5", "9.9"]),
+        "ptga": st.sampled_from(["0", "1", "4", "10"]),
+        "mmt8_80": st.sampled_from(["0", "40", "40.0", "72", "80"]),
+        "haq": st.sampled_from(["0", "0.5", "1.25", "3"]),
+        "extramuscular": st.sampled_from(["0", "1", "5.5"]),
+        "ck": st.tuples(st.sampled_from(["90", "300", "1200.5"]), st.sampled_from(["200"])),
+    }
+)
+
+
+@given(_COURSE_VALUES, _COURSE_VALUES, st.sampled_from(list(WorseningBasis)))
+def test_checked_comparisons_agree_with_the_checking_ones(
+    base: dict[str, Any], follow: dict[str, Any], basis: WorseningBasis
+) -> None:
+    """For values that pass check_value (a course's), ``checked=True`` gives the same TIS and
+    deterioration, field by field; the remembered percents are those of the first call."""
+    policy = Policy(worsening_basis=basis)
+    b, f = av(**base), av(**follow)
+    for _ in range(2):  # the second time from the memos
+        fast_tis = compute_tis(b, f, Population.ADULT, policy, checked=True)
+        assert fast_tis == compute_tis(b, f, Population.ADULT, policy)
+        fast = assess_deterioration(DAY0, b.values, f.values, policy, checked=True)
+        plain = assess_deterioration(DAY0, b.values, f.values, policy)
+        assert fast == plain
+        for measure, w in fast.worsening.items():
+            # the definition (clinical spec §3), computed here without the memo
+            bv, fv = b.values[measure].value, f.values[measure].value
+            spec = spec_for(measure, w.instrument)
+            amount = bv - fv if spec.higher_is_better else fv - bv
+            relative = basis is WorseningBasis.RELATIVE and bv != 0
+            assert spec.span is not None
+            whole = bv if relative else spec.span
+            expected = Fraction(amount) * 100 / Fraction(whole)
+            assert (str(w.amount), w.percent, w.basis) == (
+                str(amount),  # its own digits (2.0 − 1 is 1.0): not shared by equal pairs
+                expected,
+                WorseningBasis.RELATIVE if relative else WorseningBasis.ABSOLUTE,
+            )
+        for score in fast_tis.measures:
+            if score.measure is not Measure.ENZYME and score.percent_improvement is not None:
+                bv, fv = b.values[score.measure].value, f.values[score.measure].value
+                spec = spec_for(score.measure, score.instrument)  # type: ignore[arg-type]
+                assert spec.span is not None
+                change = fv - bv if spec.higher_is_better else bv - fv
+                assert score.percent_improvement == Fraction(change) * 100 / Fraction(spec.span)
+
+
+def test_equal_values_with_other_digits_keep_their_own_amount() -> None:
+    policy = Policy()
+    first = assess_deterioration(DAY0, av(pga="2").values, av(pga="5").values, policy)
+    again = assess_deterioration(DAY0, av(pga="2.0").values, av(pga="5.00").values, policy)
+    assert str(first.worsening[Measure.PGA].amount) == "3"
+    assert str(again.worsening[Measure.PGA].amount) == "3.00"
+    assert first.worsening[Measure.PGA].percent == again.worsening[Measure.PGA].percent == 150
