@@ -268,6 +268,24 @@ def test_unknown_iss_never_leaves_for_its_authorization_server(
     assert not browsing.foreign_requests
 
 
+def test_a_smart_v2_only_server_is_asked_for_v2_scopes(
+    stack: Stack, browsing: Browsing, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An authorization server that advertises ``permission-v2`` and not ``permission-v1`` (SMART
+    App Launch 2.0, capabilities: https://hl7.org/fhir/smart-app-launch/STU2/conformance.html
+    #permissions; v2 scope syntax ``patient/*.rs``:
+    https://hl7.org/fhir/smart-app-launch/STU2/scopes-and-launch-context.html) is asked for v2
+    scopes; one that supports v1 keeps getting the v1 request (see the EHR launch test)."""
+    v2_only = stack.auth.smart_configuration()
+    v2_only["capabilities"] = [c for c in v2_only["capabilities"] if c != "permission-v1"] + [
+        "permission-v2"
+    ]
+    monkeypatch.setattr(stack.auth, "smart_configuration", lambda: v2_only)
+    launch(browsing, stack)
+    (auth_q,) = stack.auth.record.authorize_requests
+    assert auth_q["scope"] == "launch openid fhirUser patient/*.rs"
+
+
 def test_without_a_launch_the_page_says_how_to_open_it(stack: Stack, browsing: Browsing) -> None:
     browsing.page.goto(f"{stack.fhirtis}/app/")
     browsing.page.wait_for_selector("body[data-state=idle]", timeout=READY_TIMEOUT_MS)

@@ -220,6 +220,17 @@
     return body;
   }
 
+  // SMART 2.0: a server that advertises permission-v2 but not permission-v1 is asked for v2
+  // scopes (patient/*.rs); any other keeps the v1 request (patient/*.read).
+  function scopeFor(smart, scope) {
+    const caps = Array.isArray(smart.capabilities) ? smart.capabilities : [];
+    if (!caps.includes("permission-v2") || caps.includes("permission-v1")) return scope;
+    return scope
+      .split(" ")
+      .map((s) => s.replace(/^((?:patient|user|system)\/[^.]+)\.read$/, "$1.rs"))
+      .join(" ");
+  }
+
   async function startLaunch(iss, launch) {
     setStatus("Connecting to the EHR…");
     if (!window.crypto || !crypto.subtle) {
@@ -271,7 +282,7 @@
       client_id: config.client_id,
       redirect_uri: redirectUri,
       launch,
-      scope: config.scope || "launch openid fhirUser patient/*.read",
+      scope: scopeFor(smart, config.scope || "launch openid fhirUser patient/*.read"),
       state,
       aud: server,
       code_challenge: await pkceChallenge(verifier),
