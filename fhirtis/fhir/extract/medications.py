@@ -8,6 +8,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
+from functools import cache
 
 from fhirtis.clinical.facts import (
     FhirTime,
@@ -83,6 +84,37 @@ def _named(known: Sequence[str], names: Sequence[str]) -> bool:
             elif k in name:
                 return True
     return False
+
+
+@cache
+def _words_pattern(known: tuple[str, ...]) -> re.Pattern[str] | None:
+    """One pattern for the known names (lower case), each matched as a whole word (not inside
+    another word: "estradiol" matches "ethinyl estradiol" and "estradiol-valerate", not
+    "ethinylestradiol", which a ValueSet lists itself); None when there are none."""
+    words = sorted({k for k in known if k}, key=len, reverse=True)
+    if not words:
+        return None
+    alternatives = "|".join(re.escape(w) for w in words)
+    return re.compile(rf"(?<![a-z0-9])(?:{alternatives})(?![a-z0-9])")
+
+
+def _named_words(known: tuple[str, ...], names: Sequence[str]) -> bool:
+    """Whether a known name (lower case) is one of the words of one of ``names`` (lower case)."""
+    pattern = _words_pattern(known)
+    return pattern is not None and any(pattern.search(name) for name in names)
+
+
+def _medication_names(med: Json | None, r: Json) -> list[str]:
+    """Every name of a medication, lower case: its code's text and coding displays (the
+    Medication's, or the resource's medicationCodeableConcept) and its ingredients' names."""
+    if med is None:
+        return [n.lower() for n in concept_names(r.get("medicationCodeableConcept"))]
+    names = [n.lower() for n in concept_names(med.get("code"))]
+    ingredients = med.get("ingredient")
+    for ing in ingredients if isinstance(ingredients, list) else ():
+        if isinstance(ing, dict):
+            names += [n.lower() for n in concept_names(ing.get("itemCodeableConcept"))]
+    return names
 
 
 def _first_convertible(
@@ -327,7 +359,7 @@ class MedicationReader(ExtractorBase):
                     )
                 )
             return
-        if self._risk_medication(data, r, codings, path):
+        if self._risk_medication(data, r, codings, path, med):
             return
         product = self._product_facts(med, codings, text)
         kind = product.kind
@@ -551,23 +583,37 @@ class MedicationReader(ExtractorBase):
 
     # -- medications, devices and procedures as risk evidence ---------------------------------
 
-    def _is_estrogen(self, codings: list[Coding]) -> bool:
-        """Whether the risk ValueSet of estrogens holds one of ``codings``, once per codings
-        list of the patient: :meth:`_medication` gives the same list object for every
-        administration of one Medication (the list is kept with the answer, so its id is not
-        reused while the entry lives)."""
+    def _is_estrogen(
+        self, codings: list[Coding], names: Callable[[], list[str]] | None = None
+    ) -> bool:
+        """Whether the risk ValueSet of estrogens holds one of ``codings`` or, failing that,
+        one of the medication's ``names`` (lower case, asked for only then) holds an estrogen
+        ingredient's name (ValueSet estrogen-names, whole words), once per codings list of the
+        patient: :meth:`_medication` gives the same list object for every administration of
+        one Medication, and an inline medicationCodeableConcept a new list (the list is kept
+        with the answer, so its id is not reused while the entry lives)."""
         known = self._estrogen_codings.get(id(codings))
         if known is not None and known[0] is codings:
             return known[1]
         index = self._risk.get(RiskFactorKind.ESTROGEN)
         answer = index is not None and index.matches_any(codings)
+        if not answer and names is not None:
+            by_name = self.t.value_sets.get("estrogen-names")
+            answer = by_name is not None and _named_words(by_name.names, names())
         self._estrogen_codings[id(codings)] = (codings, answer)
         return answer
 
     def _risk_medication(
-        self, data: PatientData, r: Json, codings: list[tuple[str | None, str | None]], path: str
+        self,
+        data: PatientData,
+        r: Json,
+        codings: list[tuple[str | None, str | None]],
+        path: str,
+        med: Json | None = None,
     ) -> bool:
-        if not self._is_estrogen(codings):
+        """Estrogen use (a thrombosis risk factor) shown by a medication resource ``r`` whose
+        Medication (if it references one) is ``med``: by code, else by an estrogen's name."""
+        if not self._is_estrogen(codings, lambda: _medication_names(med, r)):
             return False
         if r.get("status") in _MED_VOID:
             return True
