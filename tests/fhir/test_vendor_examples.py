@@ -148,6 +148,22 @@ def test_oracle_provisional_encounter_diagnosis_and_resolved_pregnancy() -> None
     assert "77386006 could not be classified" in pregnancy.diagnostics
 
 
+def test_oracle_procedures_with_year_only_dates_are_excluded_by_name() -> None:
+    """Oracle's Procedure search gives `performedDateTime` as a year ("2002"): a central venous
+    catheter insertion (SNOMED CT 233527006, a risk factor) dated "2025" cannot be placed on a
+    day, so it is excluded with an error naming it and the element (never silently); the CPT
+    appendectomy (44950) is not a code fhirtis uses and is passed over."""
+    result = _bundle("oracle/procedures-searchset.json")
+    assert _read_facts(result) == [] and list(result.data.used) == [ORACLE_PT]
+    (issue,) = result.issues
+    assert (issue.severity, issue.resource, issue.expression) == (
+        "error",
+        "Procedure/2572990101",
+        "Bundle.entry[1].resource.performedDateTime",
+    )
+    assert "partial date" in issue.diagnostics
+
+
 # -- Epic R4 --------------------------------------------------------------------------------------
 
 
