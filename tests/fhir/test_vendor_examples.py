@@ -176,6 +176,19 @@ def test_epic_flowsheet_weight_and_lab_searchset() -> None:
     assert result.issues == []
 
 
+def test_epic_enzyme_labs_each_with_its_uln() -> None:
+    """LDH (2532-0), AST (1920-8), ALT (1742-6) and aldolase (1761-6) in Epic's lab shape, each
+    with referenceRange low/high/text: every value read in U/L with its high as the ULN."""
+    result = _bundle("epic/labs-enzymes-searchset.json")
+    assert [(m.instrument.value, m.value, m.uln) for m in result.data.measures] == [
+        ("ldh", Decimal(450), Decimal(220)),
+        ("ast", Decimal(96), Decimal(40)),
+        ("alt", Decimal(120), Decimal(56)),
+        ("aldolase", Decimal("14.2"), Decimal("7.6")),
+    ]
+    assert result.issues == []
+
+
 def test_epic_weight_with_unit_text_kg_upper_case() -> None:
     """Epic's Observation.Create (Vitals) example writes the value as {65, "KG"} (no system, no
     code). "KG" is kg (UCUM's case-insensitive symbol); it was excluded as an unknown unit."""
