@@ -162,6 +162,20 @@ def test_oracle_procedures_with_year_only_dates_are_excluded_by_name() -> None:
     assert "partial date" in issue.diagnostics
 
 
+def test_oracle_active_central_line_device_without_placement_date() -> None:
+    """Oracle's Device search: an active central venous catheter (SNOMED CT 52124006) with only
+    udiCarrier HRF, manufactureDate and expirationDate: a central venous catheter risk factor
+    with no start or end (its manufacture date is not when it was placed), cited by version
+    (meta.versionId 1). The Bundle holds no
+    Patient: the patient is the Device's `patient`."""
+    result = _bundle("oracle/device-searchset.json")
+    assert result.patient_ref == ORACLE_PT
+    assert [(e.kind.value, e.source, e.start, e.end) for e in result.data.evidence] == [
+        ("central-venous-catheter", "Device/31600101/_history/1", None, None)
+    ]
+    assert result.issues == []
+
+
 # -- Epic R4 --------------------------------------------------------------------------------------
 
 
