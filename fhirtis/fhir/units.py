@@ -70,6 +70,7 @@ UNIT_TEXT_ALIASES: dict[str, str] = {
     "kilogram": "kg",
     "kilograms": "kg",
     "kgs": "kg",
+    "kg": "kg",  # "KG", "Kg" (Epic's vitals example writes "KG"; UCUM's case-insensitive symbol)
     "lb": "[lb_av]",
     "lbs": "[lb_av]",
     "pound": "[lb_av]",

@@ -56,6 +56,10 @@ def test_unknown_or_incompatible_units(src: str, dst: str) -> None:
         ("oz", "2352", "66.678078390"),
         ("ounces", "16", "0.453592370"),
         ("lbs", "150", "68.0388555"),
+        # Epic's Observation.Create (Vitals) example writes a weight {65, "KG"}: upper case, no
+        # code (UCUM's case-insensitive symbol for the kilogram is "KG")
+        ("KG", "65", "65"),
+        ("Kg", "70.2", "70.2"),
     ],
 )
 def test_body_weight_unit_text_without_a_code(text: str, value: str, kg: str) -> None:
