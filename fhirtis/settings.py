@@ -25,6 +25,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -96,14 +97,21 @@ class ServiceSettings(BaseModel):
         "empty: none",
     )
 
-    @field_validator("frame_ancestors")
+    cors_origins: list[str] = Field(
+        default_factory=list,
+        description="the browser origins (browser-based CDS clients, SMART apps served "
+        "elsewhere) allowed to call the service cross-origin (CORS, answered to these origins "
+        "only, without credentials: callers send bearer tokens, not cookies); empty: none",
+    )
+
+    @field_validator("frame_ancestors", "cors_origins")
     @classmethod
-    def _origins(cls, values: list[str]) -> list[str]:
+    def _origins(cls, values: list[str], info: ValidationInfo) -> list[str]:
         for value in values:
             if not _ORIGIN.fullmatch(value):
                 raise ValueError(
-                    "frame_ancestors holds origins such as https://ehr.example.org (scheme, host "
-                    "and optional port; no path, spaces or quotes)"
+                    f"{info.field_name} holds origins such as https://ehr.example.org (scheme, "
+                    "host and optional port; no path, wildcard, spaces or quotes)"
                 )
         return values
 

@@ -11,6 +11,7 @@ from typing import Annotated, Any
 
 import httpx
 from fastapi import APIRouter, Body, FastAPI, Header, Query, Request
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from fastapi_offline import FastAPIOffline
 
@@ -133,7 +134,7 @@ def capability_statement(state: ServiceState) -> dict[str, Any]:
         "from the configured FHIR server; write=true writes the derived resources back.",
     }
     security: dict[str, Any] = {
-        "cors": False,
+        "cors": bool(state.settings.service.cors_origins),
         "service": [
             {
                 "coding": [
@@ -266,7 +267,8 @@ async def _evaluate_for(
     return JSONResponse(result_bundle(run, write=params.write), media_type=FHIR_JSON)
 
 
-_SERVER_HEADER = Header(alias="X-FHIR-Server", description="A FHIR base on the allow-list")
+_SERVER_HEADER_NAME = "X-FHIR-Server"
+_SERVER_HEADER = Header(alias=_SERVER_HEADER_NAME, description="A FHIR base on the allow-list")
 
 
 @router.get(f"/Patient/{{patient_id}}/${OPERATION}", summary="Evaluate a patient (dry run)")
@@ -357,4 +359,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(ops.router)
     cds_hooks.install(app)
     web.install(app, settings.service.frame_ancestors)
+    if settings.service.cors_origins:
+        # outermost, so refusals (401, 413, 429 ...) reach the browser readable too
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.service.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type", "Accept", _SERVER_HEADER_NAME],
+            expose_headers=["Location", "Content-Location", "ETag", "Retry-After"],
+            allow_credentials=False,
+            max_age=600,
+        )
     return app

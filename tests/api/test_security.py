@@ -771,6 +771,48 @@ async def test_the_page_names_the_ehr_origins_that_may_frame_it(fhir_base: str) 
         ServiceSettings(frame_ancestors=["https://ehr.test; script-src *"])
 
 
+async def test_browser_clients_of_listed_origins_may_call_the_service(fhir_base: str) -> None:
+    """CDS Hooks: "CDS Services ... will require CORS support" for browser-based CDS clients
+    (https://cds-hooks.hl7.org/2.0/#cross-origin-resource-sharing), and a SMART app served from
+    another origin calls $myositis-evaluate the same way. Off by default (the CapabilityStatement
+    says cors false); ``cors_origins`` lists the origins answered, and only they."""
+    ehr, rogue = "https://ehr.example.org", "https://rogue.example.net"
+    preflight = {
+        "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "authorization, content-type",
+    }
+    async with app_client(fhir_base) as client:
+        r = await client.options(SIGN, headers={"Origin": ehr, **preflight})
+        assert "access-control-allow-origin" not in r.headers
+        r = await client.get("/cds-services", headers={"Origin": ehr})
+        assert r.status_code == 200 and "access-control-allow-origin" not in r.headers
+        assert (await client.get("/metadata")).json()["rest"][0]["security"]["cors"] is False
+    load(fhir_base, responder())
+    async with app_client(fhir_base, cors_origins=[ehr]) as client:
+        r = await client.options(SIGN, headers={"Origin": ehr, **preflight})
+        assert r.status_code == 200
+        assert r.headers["access-control-allow-origin"] == ehr
+        assert "POST" in r.headers["access-control-allow-methods"]
+        allowed = r.headers["access-control-allow-headers"].lower()
+        assert "authorization" in allowed and "content-type" in allowed
+        r = await client.options(SIGN, headers={"Origin": rogue, **preflight})
+        assert r.headers.get("access-control-allow-origin") != rogue
+        for r in (
+            await client.get("/cds-services", headers={"Origin": ehr}),
+            await client.post(OP, headers={"Origin": ehr, **CALLER}),
+            await client.post(OP, headers={"Origin": ehr}),  # refused (no token): still readable
+        ):
+            assert r.headers["access-control-allow-origin"] == ehr, r.status_code
+            assert r.headers.get("access-control-allow-credentials") is None  # bearer, no cookies
+        assert (await client.post(OP, headers={"Origin": ehr})).status_code == 401
+        r = await client.get("/cds-services", headers={"Origin": rogue})
+        assert "access-control-allow-origin" not in r.headers
+        assert (await client.get("/metadata")).json()["rest"][0]["security"]["cors"] is True
+    for bad in ("*", "https://ehr.test/path", "null"):
+        with pytest.raises(ValueError, match="origins"):
+            ServiceSettings(cors_origins=[bad])
+
+
 async def test_docs_are_served_offline_and_can_be_disabled(fhir_base: str) -> None:
     async with app_client(fhir_base) as client:
         page = await client.get("/docs")
