@@ -21,6 +21,7 @@ from typing import Any, Literal
 __all__ = [
     "BATCH_SEARCH_EXTENSION",
     "MAX_COUNT_EXTENSION",
+    "SEARCH_MODE_EXTENSION",
     "Capabilities",
     "CapabilityCache",
     "Refused",
@@ -35,6 +36,9 @@ __all__ = [
 MAX_COUNT_EXTENSION = "http://fhirtis.org/fhir/StructureDefinition/max-count"
 #: ``valueBoolean false`` on ``rest.interaction`` batch/transaction: no searches inside Bundles.
 BATCH_SEARCH_EXTENSION = "http://fhirtis.org/fhir/StructureDefinition/batch-search-supported"
+#: ``valueCode`` GET | POST | both on ``rest.resource`` (FHIR Extensions Pack): how the server
+#: takes searches of that type; POST: only ``POST [type]/_search``.
+SEARCH_MODE_EXTENSION = "http://hl7.org/fhir/StructureDefinition/capabilitystatement-search-mode"
 
 RefusalKind = Literal[
     "batch",  # batch Bundles
@@ -45,6 +49,7 @@ RefusalKind = Literal[
     "conditional-create",  # If-None-Exist on a type
     "search-param",  # a search parameter (detail) of a type
     "include",  # _include (detail) on a type
+    "get-search",  # searches of a type by GET (it takes POST [type]/_search)
 ]
 
 
@@ -66,6 +71,7 @@ class Refused:
             "conditional-create": f"conditional create of {self.resource_type}",
             "search-param": f"search parameter {self.detail} of {self.resource_type}",
             "include": f"_include={self.detail}",
+            "get-search": f"searches of {self.resource_type} by GET (it takes POST _search)",
         }[self.kind]
         return f"refused {what}"
 
@@ -80,6 +86,7 @@ class TypeSupport:
     conditional_create: bool | None = None
     conditional_update: bool | None = None
     max_count: int | None = None
+    search_mode: str | None = None  # GET, POST or both (SEARCH_MODE_EXTENSION)
 
 
 @dataclass(frozen=True)
@@ -119,6 +126,8 @@ class Capabilities:
             return support is not None and r.detail in (support.search_params or ())
         if r.kind == "include":
             return support is not None and r.detail in (support.search_include or ())
+        if r.kind == "get-search":
+            return support is not None and support.search_mode in ("GET", "both")
         return False
 
     def _has(self, kind: RefusalKind, resource_type: str = "", detail: str = "") -> bool:
@@ -176,6 +185,14 @@ class Capabilities:
             support is None or support.search_include is None or include in support.search_include
         )
 
+    def searches_by_post(self, resource_type: str) -> bool:
+        """Whether searches of ``resource_type`` go as ``POST [type]/_search``: the statement
+        says search-mode POST, or a GET search was refused and the POST taken."""
+        if self._has("get-search", resource_type):
+            return True
+        support = self.type_support(resource_type)
+        return support is not None and support.search_mode == "POST"
+
     def supports_conditional_create(self, resource_type: str) -> bool:
         if self._has("conditional-create", resource_type):
             return False
@@ -222,6 +239,15 @@ def _bool(value: Any) -> bool | None:
     return value if isinstance(value, bool) else None
 
 
+def _search_mode(resource: Mapping[str, Any]) -> str | None:
+    for ext in resource.get("extension") or []:
+        if isinstance(ext, dict) and ext.get("url") == SEARCH_MODE_EXTENSION:
+            value = ext.get("valueCode")
+            if value in ("GET", "POST", "both"):
+                return str(value)
+    return None
+
+
 def _max_count(resource: Mapping[str, Any]) -> int | None:
     for ext in resource.get("extension") or []:
         if isinstance(ext, dict) and ext.get("url") == MAX_COUNT_EXTENSION:
@@ -244,6 +270,7 @@ def _type_support(resource: Mapping[str, Any]) -> TypeSupport:
         conditional_create=_bool(resource.get("conditionalCreate")),
         conditional_update=_bool(resource.get("conditionalUpdate")),
         max_count=_max_count(resource),
+        search_mode=_search_mode(resource),
     )
 
 

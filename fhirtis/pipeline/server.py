@@ -44,6 +44,7 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
+from urllib.parse import parse_qsl
 
 from fhirtis.fhir.bundle import PatientResources
 from fhirtis.fhir.derive import NO_IDENTIFIER_SEARCH, Derived
@@ -254,17 +255,49 @@ def _diagnose(need: Need | None, url: str, status: int | None) -> Refused:
 
 
 async def _get_search(client: FhirClient, need: Need | None, url: str) -> list[Json]:
-    """One search (every page) or, for ``need`` None, one read, as individual GETs."""
+    """One search (every page) or, for ``need`` None, one read, as individual requests: a
+    search by GET, or by ``POST [type]/_search`` on a server that takes searches of the type
+    that way only (it says so, or it refused the GET with 405 and took the POST: learned)."""
+    rtype = url.split("?", maxsplit=1)[0]
+    if need is not None and (await client.capabilities()).searches_by_post(rtype):
+        return await _post_search(client, need, url)
     try:
         response = await client.request("GET", url)
     except FhirServerError as exc:
         if need is not None and is_refusal(exc.status, exc.operation_outcome):
+            if exc.status == 405:
+                try:
+                    found = await _post_search(client, need, url)
+                except _Learned as learned:
+                    if learned.refused.kind != "interaction":  # POST taken, a parameter not
+                        client.learn(Refused("get-search", rtype))
+                    raise
+                client.learn(Refused("get-search", rtype))
+                return found
             raise _Learned(_diagnose(need, url, exc.status)) from exc
         raise
     body = response.body or {}
     if need is None:
         return [body]
     return await _all_matches(client, body)
+
+
+async def _post_search(client: FhirClient, need: Need, url: str) -> list[Json]:
+    """The search ``url`` (``Type?params``) as ``POST [type]/_search``, its parameters in the
+    body (never in a URL), every page; a refusal is diagnosed from the POST's answer (405: no
+    search of the type at all; 400 ``not-supported``: its ``_include`` or parameter)."""
+    rtype, _, query = url.partition("?")
+    out: list[Json] = []
+    try:
+        async for page in client.search_bundle_pages(
+            rtype, parse_qsl(query, keep_blank_values=True), use_post=True
+        ):
+            out.extend(_matches(page))
+    except FhirServerError as exc:
+        if is_refusal(exc.status, exc.operation_outcome):
+            raise _Learned(_diagnose(need, url, exc.status)) from exc
+        raise
+    return out
 
 
 async def _get_all(

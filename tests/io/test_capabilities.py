@@ -10,6 +10,7 @@ import pytest
 from fhirtis.io import ForeignNextLink
 from fhirtis.io._capabilities import (
     MAX_COUNT_EXTENSION,
+    SEARCH_MODE_EXTENSION,
     CapabilityCache,
     Refused,
     is_refusal,
@@ -127,6 +128,32 @@ def test_a_lying_statement_is_corrected_by_the_refusal_and_remembered() -> None:
     cache.learn("http://s/fhir", Refused("batch"))
     refreshed = cache.put("http://s/fhir", caps)  # the statement read again still lies
     assert not refreshed.supports_batch()
+
+
+def test_search_mode_post_is_read_from_the_statement_and_a_refused_get_is_learned() -> None:
+    """``capabilitystatement-search-mode`` on ``rest.resource`` (GET | POST | both; FHIR
+    Extensions Pack): POST means searches of that type go as ``POST [type]/_search``."""
+
+    def mode(code: str) -> list[Json]:
+        return [{"url": SEARCH_MODE_EXTENSION, "valueCode": code}]
+
+    caps = parse_statement(
+        statement(
+            resources=[
+                resource("Observation", "search-type", extension=mode("POST")),
+                resource("Condition", "search-type", extension=mode("both")),
+                resource("Patient", "read", extension=mode("SOMETIMES")),
+                resource("Device", "search-type"),
+            ]
+        )
+    )
+    assert caps.searches_by_post("Observation")
+    assert not any(caps.searches_by_post(t) for t in ("Condition", "Patient", "Device", "Flag"))
+    learned = caps.learn(Refused("get-search", "Condition"))
+    assert learned.searches_by_post("Condition") and not learned.searches_by_post("Device")
+    assert "searches of Condition by GET" in learned.notes[-1]
+    assert "the statement is wrong" in learned.notes[-1]  # it said both
+    assert "the statement is wrong" not in caps.learn(Refused("get-search", "Device")).notes[-1]
 
 
 def test_cache_expires() -> None:
