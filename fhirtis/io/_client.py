@@ -188,6 +188,10 @@ class FhirClient(AsyncClosing):
                 log.info("capabilities of %s: %s", _urls.origin_text(self._base), note)
             return cache.put(key, caps)
 
+    def cached_capabilities(self) -> Capabilities | None:
+        """What is known of this server without asking it (None: nothing yet, or expired)."""
+        return _capabilities.CACHE.get(self._config.base_url)
+
     def learn(self, refused: Refused) -> None:
         """Remember that this server refused something (for every client of the server)."""
         caps = _capabilities.CACHE.learn(self._config.base_url, refused)

@@ -587,6 +587,40 @@ async def test_everything_read_page_by_page(
     assert "tok-42" not in audit.getMessage() + json.dumps(audit.audit)  # type: ignore[attr-defined]
 
 
+@pytest.mark.parametrize("profile", ["oracle-like", "google-like", "epic-like"])
+async def test_what_prefetch_lacks_is_read_from_a_server_without_batch_searches(
+    fhir_base: str, fhir_server: FhirTestServer, profile: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Oracle Health has no batch (and no _include), Google's batch takes no searches, Epic's
+    searches have their own rules (tests/fhir_server/README.md): what prefetch lacks is read as
+    the server allows, as ``fhirtis run`` reads it, and the cards are those of a full read."""
+    load(fhir_base, responder(dvt_after_cycle=2))
+    fhir_server.set_profile(profile)
+    fhir_server.reset_stats()
+    caplog.set_level(logging.DEBUG)
+    body = call([ivig_order(rate=qty(150, "mL/h"))], None, server=fhir_base, token="tok-9")
+    async with cds(fhir_base, page_size=5) as api:
+        r = await api.post(SIGN, body)
+        assert r.status_code == 200, r.text
+        sent = list(api.sent)
+    cards = cards_of(r)
+    assert card_with(cards, "TIS")["summary"] == "Latest TIS 62.5 on 2024-03-31: major improvement"
+    risk = card_with(cards, "TEE risk")
+    assert "History of venous" in risk["summary"]
+    assert card_with(cards, "exceeds")["suggestions"][0]["label"] == (
+        "Lower the infusion rate to 138 mL/h"
+    )
+    # Oracle Health offers no AdverseEvent or MedicationStatement: said, not silently missed
+    unread = "the FHIR server offers no search of AdverseEvent, MedicationStatement"
+    assert (unread in risk["detail"]) is (profile == "oracle-like"), risk["detail"]
+    assert all(r.headers["authorization"] == "Bearer tok-9" for r in sent)
+    assert fhir_server.stats()["committed_writes"] == 0
+    ours = [r for r in caplog.records if r.name.startswith("fhirtis") and r.name != "fhirtis.audit"]
+    logged = "\n".join(r.getMessage() for r in ours)
+    for secret in ("tok-9", "patient=p1", "subject=p1", "70 kg", "138"):  # resource ids only
+        assert secret not in logged, secret
+
+
 async def test_patient_not_on_the_fhir_server_is_412(fhir_base: str) -> None:
     body = call([ivig_order(rate=qty(150, "mL/h"))], None, server=fhir_base, token="t")
     async with cds(fhir_base) as api:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -66,7 +67,9 @@ def _card(summary: str, indicator: str, detail: str, **extra: Any) -> Json:
     return card
 
 
-def risk_card(profile: RiskProfile, excluded: int) -> Json:
+def risk_card(profile: RiskProfile, excluded: int, not_read: Sequence[str] = ()) -> Json:
+    """The thrombosis risk factors; ``excluded``: resources that could not be read,
+    ``not_read``: resource types the FHIR server offers no search of (not read at all)."""
     factors = profile.factors
     if factors:
         names = ", ".join(_label(f.kind.value) for f in factors)
@@ -89,6 +92,12 @@ def risk_card(profile: RiskProfile, excluded: int) -> Json:
             "",
             f"{excluded} resource(s) could not be read and were not used; a risk factor they "
             "record would be missed.",
+        ]
+    if not_read:
+        lines += [
+            "",
+            f"Not read: the FHIR server offers no search of {', '.join(not_read)}; a risk factor "
+            "recorded only there would be missed.",
         ]
     return _card(summary, "warning" if factors else "info", "\n".join(lines))
 

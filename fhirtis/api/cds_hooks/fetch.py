@@ -11,8 +11,17 @@ from fastapi import Request
 
 from fhirtis.api.cds_hooks.request import CdsError, HookCall
 from fhirtis.api.errors import ApiError
-from fhirtis.io import BearerTokenAuth, FhirClient, FhirClientError
-from fhirtis.pipeline.server import status_for
+from fhirtis.io import (
+    BearerTokenAuth,
+    FhirClient,
+    FhirClientError,
+    FhirServerError,
+    NotFound,
+    Refused,
+    is_refusal,
+)
+from fhirtis.pipeline.server import pull_types, status_for
+from fhirtis.settings import Settings
 
 log = logging.getLogger("fhirtis.api.cds")
 Json = dict[str, Any]
@@ -35,42 +44,28 @@ def reader(request: Request, call: HookCall) -> tuple[str, str] | str:
 
 
 async def fetch_missing(
-    request: Request, server: str, token: str, urls: Sequence[tuple[str, bool]]
-) -> list[tuple[str, Json | None]]:
-    """GET each URL (one batch) with the caller's token; per URL its result (a resource, a
-    searchset with every wanted page merged into ``entry``, or None for a 404 read)."""
+    request: Request, server: str, token: str, urls: Sequence[tuple[str, bool]], patient_id: str
+) -> tuple[list[tuple[str, Json | None]], dict[str, str]]:
+    """Read each URL with the caller's token: per URL its result (a resource, a searchset with
+    every wanted page merged into ``entry``, or None for a 404 Medication read), and the types
+    the server offers no search of (each with why). One batch where the server takes searches
+    in a batch (or is not yet known not to); else, and when it refuses them, the searches'
+    types are read as ``fhirtis run`` reads them (individual searches, its parameters, no
+    ``_include``: :func:`pull_types`), the reads one by one."""
     state = request.app.state.fhirtis
     client = FhirClient(
         state.config_for(server), http=state.http, auth=BearerTokenAuth(token, base_url=server)
     )
-    out: list[tuple[str, Json | None]] = []
     try:
         async with asyncio.timeout(FETCH_BUDGET_SECONDS):
-            entries = [{"request": {"method": "GET", "url": url}} for url, _ in urls]
-            batch = await client.batch(entries)
-            responses = batch.get("entry") or []
-            if batch.get("resourceType") != "Bundle" or len(responses) != len(entries):
-                raise CdsError(502, "fhir-server-failed", "the FHIR server's batch is incomplete")
-            for (url, all_pages), entry in zip(urls, responses, strict=True):
-                status = str((entry.get("response") or {}).get("status", ""))
-                resource = entry.get("resource")
-                if status.startswith("404") and url.startswith("Medication/"):
-                    out.append((url, None))  # the order's medication stays unidentified
-                    continue
-                if not status.startswith("2") or not isinstance(resource, dict):
-                    code = int(status[:3]) if status[:3].isdigit() else 502
-                    raise CdsError(
-                        502 if code >= 500 else 412,
-                        "fhir-server-failed" if code >= 500 else "precondition-failed",
-                        f"the FHIR server answered {status or 'nothing'} to a read the service "
-                        "needs",
-                    )
-                if all_pages and resource.get("resourceType") == "Bundle":
-                    merged = list(resource.get("entry") or [])
-                    async for page in client.following_pages(resource):
-                        merged.extend(page.get("entry") or [])
-                    resource = {**resource, "entry": merged}
-                out.append((url, resource))
+            known = client.cached_capabilities()
+            if known is None or known.supports_batch_search():
+                try:
+                    return await _in_one_batch(client, urls), {}
+                except _BatchRefusedError as refused:
+                    await client.capabilities()  # the statement first: what it says still holds
+                    client.learn(refused.what)
+            return await _as_the_server_allows(client, urls, patient_id, state.settings)
     except TimeoutError:
         raise CdsError(
             504, "fhir-server-timeout", "the FHIR server did not answer in time"
@@ -85,4 +80,76 @@ async def fetch_missing(
         raise CdsError(code, "fhir-server-failed", "the FHIR server failed") from None
     finally:
         await client.aclose()
+
+
+class _BatchRefusedError(Exception):
+    """The server refused the batch, or the searches inside it (``what``)."""
+
+    def __init__(self, what: Refused) -> None:
+        super().__init__(what.describe())
+        self.what = what
+
+
+async def _in_one_batch(
+    client: FhirClient, urls: Sequence[tuple[str, bool]]
+) -> list[tuple[str, Json | None]]:
+    entries = [{"request": {"method": "GET", "url": url}} for url, _ in urls]
+    try:
+        batch = await client.batch(entries)
+    except FhirServerError as exc:
+        if is_refusal(exc.status, exc.operation_outcome):
+            raise _BatchRefusedError(Refused("batch")) from exc
+        raise
+    responses = batch.get("entry") or []
+    if batch.get("resourceType") != "Bundle" or len(responses) != len(entries):
+        raise CdsError(502, "fhir-server-failed", "the FHIR server's batch is incomplete")
+    out: list[tuple[str, Json | None]] = []
+    for (url, all_pages), entry in zip(urls, responses, strict=True):
+        answer = entry.get("response") if isinstance(entry, dict) else None
+        status = str((answer or {}).get("status", ""))
+        resource = entry.get("resource") if isinstance(entry, dict) else None
+        if status.startswith("404") and url.startswith("Medication/"):
+            out.append((url, None))  # the order's medication stays unidentified
+            continue
+        outcome = (answer or {}).get("outcome")
+        code = int(status[:3]) if status[:3].isdigit() else 502
+        if "?" in url and is_refusal(code, outcome if isinstance(outcome, dict) else None):
+            raise _BatchRefusedError(Refused("batch-search"))  # searched one by one instead
+        if not status.startswith("2") or not isinstance(resource, dict):
+            raise CdsError(
+                502 if code >= 500 else 412,
+                "fhir-server-failed" if code >= 500 else "precondition-failed",
+                f"the FHIR server answered {status or 'nothing'} to a read the service needs",
+            )
+        if all_pages and resource.get("resourceType") == "Bundle":
+            merged = list(resource.get("entry") or [])
+            async for page in client.following_pages(resource):
+                merged.extend(page.get("entry") or [])
+            resource = {**resource, "entry": merged}
+        out.append((url, resource))
     return out
+
+
+async def _as_the_server_allows(
+    client: FhirClient, urls: Sequence[tuple[str, bool]], patient_id: str, settings: Settings
+) -> tuple[list[tuple[str, Json | None]], dict[str, str]]:
+    """The searches' types read as ``fhirtis run`` reads them (every page: a "latest n" search
+    gets all its type's resources, of which the evaluation takes the latest), the reads one by
+    one; with the types the server offers no search of (as ``fhirtis run``, the evaluation
+    goes on without them, and the cards say so)."""
+    types = sorted({url.split("?", 1)[0] for url, _ in urls if "?" in url})
+    out: list[tuple[str, Json | None]] = []
+    skipped: dict[str, str] = {}
+    if types:
+        found, skipped = await pull_types(client, patient_id, settings, types)
+        out += [(f"{r.get('resourceType')}/{r.get('id')}", r) for r in found]
+    for url in (url for url, _ in urls if "?" not in url):
+        try:
+            response = await client.request("GET", url)
+        except NotFound:
+            if url.startswith("Medication/"):
+                out.append((url, None))  # the order's medication stays unidentified
+                continue
+            raise
+        out.append((url, response.body))
+    return out, skipped

@@ -153,6 +153,7 @@ async def _answer(
     call = parse_call(body, service)
     audit_to["patient"] = call.patient_id
     stats = {"orders": 0, "ivig": 0, "fetched": 0}
+    not_read: dict[str, str] = {}  # types the FHIR server offers no search of
     requests = draft_medication_requests(call.draft_orders, call.selections)
     stats["orders"] = len(requests)
     if not requests:
@@ -198,7 +199,10 @@ async def _answer(
             to_read = [(t.for_patient(call.patient_id, page), t.all_pages) for t in missing]
             to_read += [(ref, False) for ref in unresolved]
             server, token = source
-            for _, resource in await fetch_missing(request, server, token, to_read):
+            fetched, not_read = await fetch_missing(
+                request, server, token, to_read, call.patient_id
+            )
+            for _, resource in fetched:
                 if resource is None:
                     continue
                 if resource.get("resourceType") == "Bundle":
@@ -225,7 +229,7 @@ async def _answer(
     limit = thr.max_rate_now
     excluded = sum(1 for i in result.data.issues if i.severity in {"error", "fatal"})
 
-    cards = [risk_card(thr.current, excluded)]
+    cards = [risk_card(thr.current, excluded, sorted(not_read))]
     for order in orders:
         check = check_order(order, limit, result.weight)
         cards.append(max_rate_card(check, limit, result.weight, result.now))
