@@ -210,7 +210,7 @@ def _entry_outcome(entry: Mapping[str, Any]) -> Json | None:
     return None
 
 
-class _Learned(Exception):  # noqa: N818 - internal signal, not an error
+class Learned(Exception):  # noqa: N818 - a signal, not an error
     """A refusal taught something about the server: learn it and plan again."""
 
     def __init__(self, refused: Refused) -> None:
@@ -268,13 +268,13 @@ async def _get_search(client: FhirClient, need: Need | None, url: str) -> list[J
             if exc.status == 405:
                 try:
                     found = await _post_search(client, need, url)
-                except _Learned as learned:
+                except Learned as learned:
                     if learned.refused.kind != "interaction":  # POST taken, a parameter not
                         client.learn(Refused("get-search", rtype))
                     raise
                 client.learn(Refused("get-search", rtype))
                 return found
-            raise _Learned(_diagnose(need, url, exc.status)) from exc
+            raise Learned(_diagnose(need, url, exc.status)) from exc
         raise
     body = response.body or {}
     if need is None:
@@ -295,7 +295,7 @@ async def _post_search(client: FhirClient, need: Need, url: str) -> list[Json]:
             out.extend(_matches(page))
     except FhirServerError as exc:
         if is_refusal(exc.status, exc.operation_outcome):
-            raise _Learned(_diagnose(need, url, exc.status)) from exc
+            raise Learned(_diagnose(need, url, exc.status)) from exc
         raise
     return out
 
@@ -313,7 +313,7 @@ async def _get_all(
 
     results = await asyncio.gather(*(one(n, u) for n, u in urls), return_exceptions=True)
     for r in results:  # a learned refusal first: it changes the plan
-        if isinstance(r, _Learned):
+        if isinstance(r, Learned):
             raise r
     out: list[Json] = []
     for r in results:
@@ -323,28 +323,35 @@ async def _get_all(
     return out
 
 
+async def batch_of_reads(client: FhirClient, urls: Sequence[str]) -> list[Json]:
+    """GET ``urls`` in one batch: the batch-response's entries, one object per URL in order
+    (else :class:`PullError`). A refused batch raises :class:`Learned` ``Refused("batch")``."""
+    try:
+        batch = await client.batch([{"request": {"method": "GET", "url": url}} for url in urls])
+    except FhirServerError as exc:
+        if is_refusal(exc.status, exc.operation_outcome):
+            raise Learned(Refused("batch")) from exc
+        raise
+    responses = batch.get("entry") or []
+    if (
+        batch.get("resourceType") != "Bundle"
+        or not isinstance(responses, list)
+        or len(responses) != len(urls)
+        or not all(isinstance(e, dict) for e in responses)
+    ):
+        raise PullError("the server's batch response does not answer every request")
+    return responses
+
+
 async def _batch_all(
     client: FhirClient, urls: Sequence[tuple[Need | None, str]], requests: dict[str, int]
 ) -> list[Json]:
     """The searches as one batch, every page followed. A refused batch, or a search refused
     inside it that works as a GET, teaches the server's limits."""
-    entries = [{"request": {"method": "GET", "url": url}} for _, url in urls]
     try:
-        batch = await client.batch(entries)
-    except FhirServerError as exc:
-        if is_refusal(exc.status, exc.operation_outcome):
-            raise _Learned(Refused("batch")) from exc
-        raise
+        responses = await batch_of_reads(client, [url for _, url in urls])
     finally:
         requests["read"] = requests.get("read", 0) + 1
-    responses = batch.get("entry") or []
-    if (
-        batch.get("resourceType") != "Bundle"
-        or not isinstance(responses, list)
-        or len(responses) != len(entries)
-        or not all(isinstance(e, dict) for e in responses)
-    ):
-        raise PullError("the server's batch response does not answer every request")
     out: list[Json] = []
     for (need, url), entry in zip(urls, responses, strict=True):
         where = url.split("?")[0]
@@ -360,7 +367,7 @@ async def _batch_all(
                 # refused in the batch: as a GET too (a search limit), or only in a batch?
                 requests["read"] = requests.get("read", 0) + 1
                 await _get_search(client, need, url)
-                raise _Learned(Refused("batch-search"))
+                raise Learned(Refused("batch-search"))
             raise PullError(f"batch entry {where} failed with status {status or '?'}")
         resource = entry.get("resource")
         if not isinstance(resource, dict):
@@ -382,7 +389,7 @@ async def _read_urls(
             if caps.supports_batch_search():
                 return await _batch_all(client, urls, requests)
             return await _get_all(client, urls, requests)
-        except _Learned as learned:
+        except Learned as learned:
             if learned.refused.kind not in ("batch", "batch-search"):
                 raise
             client.learn(learned.refused)
@@ -434,7 +441,7 @@ async def _resolve_medications(
             [(MEDICATION_NEED, u) for u in medication_urls(ids, client.config.page_size)],
             requests,
         )
-    except _Learned:  # no search by _id: read them one by one
+    except Learned:  # no search by _id: read them one by one
         for mid in ids:
             requests["read"] = requests.get("read", 0) + 1
             try:
@@ -524,7 +531,7 @@ async def _pull(
         )
         try:
             resources = await _read_urls(client, urls, requests)
-        except _Learned as learned:
+        except Learned as learned:
             client.learn(learned.refused)
             continue
         except NotFound:
@@ -580,7 +587,7 @@ async def _find_existing(
             return []
         try:
             return await _read_urls(client, [(EXISTING_NEED, u) for u in urls], requests)
-        except _Learned as learned:
+        except Learned as learned:
             client.learn(learned.refused)
     raise PullError("the server kept refusing the searches for fhirtis's earlier output")
 
@@ -752,7 +759,7 @@ async def settle(
                 await _write_singles(
                     writer, writes, provenance, shape, requests, duplicates, naming
                 )
-        except _Learned as learned:
+        except Learned as learned:
             writer.learn(learned.refused)
             sent_before = sent_before or requests.get("write", 0) > writes_before
             continue
@@ -950,7 +957,7 @@ async def _write_transaction(
         )
     except FhirServerError as exc:
         if is_refusal(exc.status, exc.operation_outcome) and not isinstance(exc, NotFound):
-            raise _Learned(Refused("transaction")) from exc
+            raise Learned(Refused("transaction")) from exc
         raise
     if provenance is not None:
         naming.targets.clear()
@@ -983,7 +990,7 @@ async def _write_batch(
         response = await writer.batch(entries)
     except FhirServerError as exc:
         if is_refusal(exc.status, exc.operation_outcome):
-            raise _Learned(Refused("batch")) from exc
+            raise Learned(Refused("batch")) from exc
         raise
     except WriteOutcomeUnknown:
         naming.lost(writes)
@@ -1020,10 +1027,10 @@ async def _write_batch(
             continue
         elif is_refusal(status, outcome):
             if w.action is Action.CREATE and shape.conditional_create.get(rtype, False):
-                failure = _Learned(Refused("conditional-create", rtype))
+                failure = Learned(Refused("conditional-create", rtype))
             else:
                 action = "create" if w.action is Action.CREATE else "update"
-                failure = _Learned(Refused("interaction", rtype, action))
+                failure = Learned(Refused("interaction", rtype, action))
         else:
             failure = FhirServerError(
                 f"batch entry {rtype} failed with status {status or '?'}",
@@ -1071,7 +1078,7 @@ async def _write_singles(
                 except FhirServerError as exc:
                     if is_refusal(exc.status, exc.operation_outcome):
                         kind = Refused("conditional-create", rtype) if conditional else None
-                        raise _Learned(kind or Refused("interaction", rtype, "create")) from exc
+                        raise Learned(kind or Refused("interaction", rtype, "create")) from exc
                     raise
                 except WriteOutcomeUnknown:
                     naming.lost([w])
@@ -1097,7 +1104,7 @@ async def _write_singles(
                     raise
                 except FhirServerError as exc:
                     if is_refusal(exc.status, exc.operation_outcome):
-                        raise _Learned(Refused("interaction", rtype, "update")) from exc
+                        raise Learned(Refused("interaction", rtype, "update")) from exc
                     raise
                 except WriteOutcomeUnknown:
                     naming.lost([w])

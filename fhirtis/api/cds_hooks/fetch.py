@@ -15,12 +15,11 @@ from fhirtis.io import (
     BearerTokenAuth,
     FhirClient,
     FhirClientError,
-    FhirServerError,
     NotFound,
     Refused,
     is_refusal,
 )
-from fhirtis.pipeline.server import pull_types, status_for
+from fhirtis.pipeline.server import Learned, batch_of_reads, pull_types, status_for
 from fhirtis.settings import Settings
 
 log = logging.getLogger("fhirtis.api.cds")
@@ -62,9 +61,9 @@ async def fetch_missing(
             if known is None or known.supports_batch_search():
                 try:
                     return await _in_one_batch(client, urls), {}
-                except _BatchRefusedError as refused:
+                except Learned as learned:
                     await client.capabilities()  # the statement first: what it says still holds
-                    client.learn(refused.what)
+                    client.learn(learned.refused)
             return await _as_the_server_allows(client, urls, patient_id, state.settings)
     except TimeoutError:
         raise CdsError(
@@ -82,39 +81,25 @@ async def fetch_missing(
         await client.aclose()
 
 
-class _BatchRefusedError(Exception):
-    """The server refused the batch, or the searches inside it (``what``)."""
-
-    def __init__(self, what: Refused) -> None:
-        super().__init__(what.describe())
-        self.what = what
-
-
 async def _in_one_batch(
     client: FhirClient, urls: Sequence[tuple[str, bool]]
 ) -> list[tuple[str, Json | None]]:
-    entries = [{"request": {"method": "GET", "url": url}} for url, _ in urls]
-    try:
-        batch = await client.batch(entries)
-    except FhirServerError as exc:
-        if is_refusal(exc.status, exc.operation_outcome):
-            raise _BatchRefusedError(Refused("batch")) from exc
-        raise
-    responses = batch.get("entry") or []
-    if batch.get("resourceType") != "Bundle" or len(responses) != len(entries):
-        raise CdsError(502, "fhir-server-failed", "the FHIR server's batch is incomplete")
+    """The URLs in one batch, every wanted page followed. :class:`Learned`: the server
+    refused the batch, or a search inside it (then searched as the server allows)."""
+    responses = await batch_of_reads(client, [url for url, _ in urls])
     out: list[tuple[str, Json | None]] = []
     for (url, all_pages), entry in zip(urls, responses, strict=True):
-        answer = entry.get("response") if isinstance(entry, dict) else None
-        status = str((answer or {}).get("status", ""))
-        resource = entry.get("resource") if isinstance(entry, dict) else None
+        answer = entry.get("response")
+        answer = answer if isinstance(answer, dict) else {}
+        status = str(answer.get("status", ""))
+        resource = entry.get("resource")
         if status.startswith("404") and url.startswith("Medication/"):
             out.append((url, None))  # the order's medication stays unidentified
             continue
-        outcome = (answer or {}).get("outcome")
+        outcome = answer.get("outcome")
         code = int(status[:3]) if status[:3].isdigit() else 502
         if "?" in url and is_refusal(code, outcome if isinstance(outcome, dict) else None):
-            raise _BatchRefusedError(Refused("batch-search"))  # searched one by one instead
+            raise Learned(Refused("batch-search"))  # searched as the server allows instead
         if not status.startswith("2") or not isinstance(resource, dict):
             raise CdsError(
                 502 if code >= 500 else 412,
