@@ -59,14 +59,14 @@ class FaultyTransport(Forwarding):
         return response
 
 
-def run_with(base: str, transport: httpx.AsyncBaseTransport) -> PatientRun:
+def run_with(base: str, transport: httpx.AsyncBaseTransport, *, write: bool = True) -> PatientRun:
     async def go() -> PatientRun:
         config = FhirClientConfig(base_url=base, retry_budget_seconds=5)
         async with (
             httpx.AsyncClient(transport=transport) as http,
             FhirClient(config, http=http) as client,
         ):
-            return await run_patient(client, "p1", Settings(), write=True)
+            return await run_patient(client, "p1", Settings(), write=write)
 
     return asyncio.run(go())
 

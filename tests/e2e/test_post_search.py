@@ -7,18 +7,14 @@ say so. fhirtis reads such a server whole, by POST, and remembers it."""
 
 from __future__ import annotations
 
-import asyncio
-
 import httpx
 import orjson
 import pytest
 
 from fhirtis.fhir.plan import Action
-from fhirtis.io import FhirClient, FhirClientConfig
 from fhirtis.io._capabilities import CACHE
-from fhirtis.pipeline.server import PatientRun, RunStatus, run_patient
-from fhirtis.settings import Settings
-from tests.e2e.test_faults import Forwarding
+from fhirtis.pipeline.server import RunStatus
+from tests.e2e.test_faults import Forwarding, run_with
 from tests.e2e.test_run import load
 from tests.fhir.patients import responder
 
@@ -66,31 +62,14 @@ class PostSearchOnly(Forwarding):
         return await self.inner.handle_async_request(request)
 
 
-def run_through(base: str, transport: httpx.AsyncBaseTransport, *, write: bool) -> PatientRun:
-    async def go() -> PatientRun:
-        config = FhirClientConfig(base_url=base, retry_budget_seconds=5)
-        async with (
-            httpx.AsyncClient(transport=transport) as http,
-            FhirClient(config, http=http) as client,
-        ):
-            return await run_patient(client, "p1", Settings(), write=write)
-
-    return asyncio.run(go())
-
-
-@pytest.fixture(autouse=True)
-def _fresh_capabilities() -> None:
-    CACHE.forget()  # what one test's server taught must not carry over to the next
-
-
 @pytest.mark.parametrize("declare", [False, True], ids=["learned", "declared"])
 def test_a_server_that_searches_by_post_only_is_read_whole(fhir_base: str, declare: bool) -> None:
     load(fhir_base, responder(dvt_after_cycle=2))
-    expected = run_through(fhir_base, Forwarding(), write=False)
+    expected = run_with(fhir_base, Forwarding(), write=False)
     assert expected.status is RunStatus.DRY_RUN, expected.error
     CACHE.forget()
     transport = PostSearchOnly(declare)
-    first = run_through(fhir_base, transport, write=True)
+    first = run_with(fhir_base, transport, write=True)
     assert first.status is RunStatus.WRITTEN, first.error
     assert first.result == expected.result  # the same facts, hence the same evaluation
     assert transport.post_searches
@@ -100,7 +79,7 @@ def test_a_server_that_searches_by_post_only_is_read_whole(fhir_base: str, decla
     else:  # each type refused once, then searched by POST
         assert len(transport.get_searches) == len(set(transport.get_searches))
     asked = len(transport.post_searches)
-    again = run_through(fhir_base, transport, write=True)
+    again = run_with(fhir_base, transport, write=True)
     assert again.status is RunStatus.UNCHANGED, again.error
     assert not [a for _, _, a in again.planned if a is not Action.UNCHANGED]
     assert len(transport.post_searches) > asked
@@ -121,7 +100,7 @@ def test_a_type_refused_by_get_and_by_post_is_reported_not_read(fhir_base: str) 
     the evaluation goes on without it and says so), never a crash or a silent gap."""
     load(fhir_base, responder(dvt_after_cycle=2))
     transport = NoDeviceSearch(declare=False)
-    run = run_through(fhir_base, transport, write=False)
+    run = run_with(fhir_base, transport, write=False)
     assert run.status is RunStatus.DRY_RUN, run.error
     assert run.result is not None
     said = " ".join(i.diagnostics for i in run.result.issues)
