@@ -42,6 +42,18 @@ def _request(rid: str, medication: Json) -> Json:
     }
 
 
+def _statement(concept: Json) -> Json:
+    """An active MedicationStatement of ``concept`` (a medicationCodeableConcept)."""
+    return {
+        "resourceType": "MedicationStatement",
+        "id": "ms",
+        "status": "active",
+        "medicationCodeableConcept": concept,
+        "subject": {"reference": "Patient/p1"},
+        "effectivePeriod": {"start": "2023-01-01"},
+    }
+
+
 def _coded(text: str | None, *codings: tuple[str, str, str]) -> Json:
     concept: Json = {
         "coding": [{"system": s, "code": c, "display": d} for s, c, d in codings],
@@ -94,14 +106,7 @@ def test_an_estrogen_named_only_by_an_ingredient_is_estrogen_use() -> None:
     ],
 )
 def test_an_estrogen_ingredient_in_the_name_is_estrogen_use(name: str) -> None:
-    ms = {
-        "resourceType": "MedicationStatement",
-        "id": "ms",
-        "status": "active",
-        "medicationCodeableConcept": _coded(None, (RXNORM, "999999", name)),
-        "subject": {"reference": "Patient/p1"},
-        "effectivePeriod": {"start": "2023-01-01"},
-    }
+    ms = _statement(_coded(None, (RXNORM, "999999", name)))
     assert _estrogen_sources(_extract(patient(), ms)) == ["MedicationStatement/ms"]
 
 
@@ -123,14 +128,7 @@ def test_an_estrogen_ingredient_in_the_name_is_estrogen_use(name: str) -> None:
     ],
 )
 def test_other_hormones_and_look_alike_words_are_not_estrogen_use(name: str) -> None:
-    ms = {
-        "resourceType": "MedicationStatement",
-        "id": "ms",
-        "status": "active",
-        "medicationCodeableConcept": _coded(name, (RXNORM, "999999", name)),
-        "subject": {"reference": "Patient/p1"},
-        "effectivePeriod": {"start": "2023-01-01"},
-    }
+    ms = _statement(_coded(name, (RXNORM, "999999", name)))
     assert _estrogen_sources(_extract(patient(), ms)) == []
 
 
