@@ -239,21 +239,26 @@ def _bool(value: Any) -> bool | None:
     return value if isinstance(value, bool) else None
 
 
-def _search_mode(resource: Mapping[str, Any]) -> str | None:
+def _extensions(resource: Mapping[str, Any], url: str) -> Iterable[Mapping[str, Any]]:
+    """The extensions of ``resource`` with ``url`` (objects only)."""
     for ext in resource.get("extension") or []:
-        if isinstance(ext, dict) and ext.get("url") == SEARCH_MODE_EXTENSION:
-            value = ext.get("valueCode")
-            if value in ("GET", "POST", "both"):
-                return str(value)
+        if isinstance(ext, dict) and ext.get("url") == url:
+            yield ext
+
+
+def _search_mode(resource: Mapping[str, Any]) -> str | None:
+    for ext in _extensions(resource, SEARCH_MODE_EXTENSION):
+        value = ext.get("valueCode")
+        if value in ("GET", "POST", "both"):
+            return str(value)
     return None
 
 
 def _max_count(resource: Mapping[str, Any]) -> int | None:
-    for ext in resource.get("extension") or []:
-        if isinstance(ext, dict) and ext.get("url") == MAX_COUNT_EXTENSION:
-            value = ext.get("valueUnsignedInt", ext.get("valuePositiveInt"))
-            if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-                return value
+    for ext in _extensions(resource, MAX_COUNT_EXTENSION):
+        value = ext.get("valueUnsignedInt", ext.get("valuePositiveInt"))
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
     return None
 
 
@@ -303,8 +308,7 @@ def parse_statement(data: Any) -> Capabilities:
         flags = [
             ext.get("valueBoolean")
             for code in ("batch", "transaction")
-            for ext in (codes.get(code, {}).get("extension") or [])
-            if isinstance(ext, dict) and ext.get("url") == BATCH_SEARCH_EXTENSION
+            for ext in _extensions(codes.get(code, {}), BATCH_SEARCH_EXTENSION)
         ]
         batch_search = False if False in flags else None
     types: dict[str, TypeSupport] | None = None

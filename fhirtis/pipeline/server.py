@@ -187,7 +187,8 @@ def code_for(exc: FhirClientError) -> str | None:
     return None
 
 
-def _entry_ok(entry: Mapping[str, Any]) -> bool:
+def entry_ok(entry: Mapping[str, Any]) -> bool:
+    """Whether a batch-response entry's status is 2xx."""
     response = entry.get("response")
     status = str(response.get("status", "")) if isinstance(response, dict) else ""
     return status[:1] == "2"
@@ -198,12 +199,14 @@ def _response(entry: Mapping[str, Any]) -> Mapping[str, Any]:
     return response if isinstance(response, dict) else {}
 
 
-def _entry_status(entry: Mapping[str, Any]) -> int | None:
+def entry_status(entry: Mapping[str, Any]) -> int | None:
+    """A batch-response entry's HTTP status code, or None when it has none."""
     status = str(_response(entry).get("status", ""))[:3]
     return int(status) if status.isdigit() else None
 
 
-def _entry_outcome(entry: Mapping[str, Any]) -> Json | None:
+def entry_outcome(entry: Mapping[str, Any]) -> Json | None:
+    """A batch-response entry's OperationOutcome (``response.outcome``, or as its resource)."""
     outcome = _response(entry).get("outcome") or entry.get("resource")
     if isinstance(outcome, dict) and outcome.get("resourceType") == "OperationOutcome":
         return outcome
@@ -355,15 +358,15 @@ async def _batch_all(
     out: list[Json] = []
     for (need, url), entry in zip(urls, responses, strict=True):
         where = url.split("?")[0]
-        if not _entry_ok(entry):
-            status = _entry_status(entry)
+        if not entry_ok(entry):
+            status = entry_status(entry)
             if (
                 need is None
                 and status in (404, 410)
-                and not is_refusal(status, _entry_outcome(entry))
+                and not is_refusal(status, entry_outcome(entry))
             ):
                 raise NotFound(f"{where} not found", status=404, url=where)
-            if is_refusal(status, _entry_outcome(entry)):
+            if is_refusal(status, entry_outcome(entry)):
                 # refused in the batch: as a GET too (a search limit), or only in a batch?
                 requests["read"] = requests.get("read", 0) + 1
                 await _get_search(client, need, url)
@@ -1006,7 +1009,7 @@ async def _write_batch(
     failure: Exception | None = None  # the first entry that failed, raised once all is named
     plain: list[PlannedWrite] = []
     for w, entry in zip(writes, answers, strict=True):
-        status = _entry_status(entry)
+        status = entry_status(entry)
         if status is not None and 200 <= status < 300:
             location = (entry.get("response") or {}).get("location")
             plain_create = w.action is Action.CREATE and not shape.conditional_create.get(
@@ -1019,7 +1022,7 @@ async def _write_batch(
             if plain_create:
                 plain.append(w)
             continue
-        outcome = _entry_outcome(entry)
+        outcome = entry_outcome(entry)
         rtype = w.derived.resource_type
         if status == 412:
             conflict = True

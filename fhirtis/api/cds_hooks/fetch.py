@@ -19,7 +19,15 @@ from fhirtis.io import (
     Refused,
     is_refusal,
 )
-from fhirtis.pipeline.server import Learned, batch_of_reads, pull_types, status_for
+from fhirtis.pipeline.server import (
+    Learned,
+    batch_of_reads,
+    entry_ok,
+    entry_outcome,
+    entry_status,
+    pull_types,
+    status_for,
+)
 from fhirtis.settings import Settings
 
 log = logging.getLogger("fhirtis.api.cds")
@@ -89,18 +97,14 @@ async def _in_one_batch(
     responses = await batch_of_reads(client, [url for url, _ in urls])
     out: list[tuple[str, Json | None]] = []
     for (url, all_pages), entry in zip(urls, responses, strict=True):
-        answer = entry.get("response")
-        answer = answer if isinstance(answer, dict) else {}
-        status = str(answer.get("status", ""))
-        resource = entry.get("resource")
-        if status.startswith("404") and url.startswith("Medication/"):
+        status, resource = entry_status(entry), entry.get("resource")
+        if status == 404 and url.startswith("Medication/"):
             out.append((url, None))  # the order's medication stays unidentified
             continue
-        outcome = answer.get("outcome")
-        code = int(status[:3]) if status[:3].isdigit() else 502
-        if "?" in url and is_refusal(code, outcome if isinstance(outcome, dict) else None):
+        if "?" in url and is_refusal(status, entry_outcome(entry)):
             raise Learned(Refused("batch-search"))  # searched as the server allows instead
-        if not status.startswith("2") or not isinstance(resource, dict):
+        if not entry_ok(entry) or not isinstance(resource, dict):
+            code = status or 502
             raise CdsError(
                 502 if code >= 500 else 412,
                 "fhir-server-failed" if code >= 500 else "precondition-failed",
