@@ -13,16 +13,18 @@ from decimal import Decimal
 from typing import Any
 
 
-def _prepare(o: Any) -> Any:
+def _number(o: object) -> int | float:
+    """``json``'s ``default``: a Decimal as its JSON number (called by the encoder for each
+    Decimal it meets, so dicts and lists are walked by the C encoder, not by Python). A value
+    that is not finite is refused, as ``allow_nan=False`` refuses a float one; any other type is
+    refused as ``json`` refuses it."""
     if isinstance(o, Decimal):
+        if not o.is_finite():
+            raise ValueError(f"Out of range Decimal value not JSON compliant: {o}")
         return int(o) if o == o.to_integral_value() else float(o)
-    if isinstance(o, dict):
-        return {k: _prepare(v) for k, v in o.items()}
-    if isinstance(o, list | tuple):
-        return [_prepare(v) for v in o]
-    return o
+    raise TypeError(f"Object of type {type(o).__name__} is not JSON serializable")
 
 
 def dumps(obj: Any, *, indent: int | None = 2) -> str:
     """Serialise with Decimals as JSON numbers."""
-    return json.dumps(_prepare(obj), indent=indent, ensure_ascii=False, allow_nan=False)
+    return json.dumps(obj, indent=indent, ensure_ascii=False, allow_nan=False, default=_number)
