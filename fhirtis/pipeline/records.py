@@ -15,16 +15,15 @@ from __future__ import annotations
 from datetime import date, datetime
 from decimal import Decimal
 from functools import lru_cache
-from typing import Annotated, Any, ClassVar, Self
+from typing import Annotated, Any, Self
 
 from pydantic import (
     AfterValidator,
     BaseModel,
     ConfigDict,
+    Field,
     PlainSerializer,
-    SerializerFunctionWrapHandler,
     ValidationError,
-    model_serializer,
     model_validator,
 )
 
@@ -52,24 +51,25 @@ Time = Annotated[str, AfterValidator(_iso_time)]
 """A date-time (or date) as written: the text is kept, so that it reads back unchanged."""
 
 
+def _is_none(value: object) -> bool:
+    return value is None
+
+
+def _omitted_when_none() -> Any:
+    """A field left out of the record when it has no value (None), instead of written as null.
+    Checked field by field by pydantic's serializer (``exclude_if``): a wrap serializer around
+    every record would call back into Python once per record."""
+    return Field(default=None, exclude_if=_is_none)
+
+
 class _Record(BaseModel):
     model_config = ConfigDict(frozen=True, extra="ignore", use_enum_values=True)
-    _omit_none: ClassVar[frozenset[str]] = frozenset()
-
-    @model_serializer(mode="wrap")
-    def _drop_absent(self, handler: SerializerFunctionWrapHandler) -> Record:
-        out: Record = handler(self)
-        for key in self._omit_none:
-            if out.get(key) is None:
-                out.pop(key, None)
-        return out
 
 
 class MeasureRecord(_Record):
-    _omit_none = frozenset({"missing"})
     percent_improvement: Decimal | None
     score: Decimal | None
-    missing: str | None = None
+    missing: str | None = _omitted_when_none()
 
 
 class AssessmentRecord(_Record):
@@ -157,26 +157,23 @@ class ThrombosisRecord(_Record):
 
 
 class IssueRecord(_Record):
-    _omit_none = frozenset({"expression", "resource"})
     severity: str
     code: str
     diagnostics: str
-    expression: str | None = None
-    resource: str | None = None
+    expression: str | None = _omitted_when_none()
+    resource: str | None = _omitted_when_none()
 
 
 class NoteRecord(_Record):
-    _omit_none = frozenset({"source"})
     severity: str
     code: str
     message: str
-    source: str | None = None
+    source: str | None = _omitted_when_none()
 
 
 class PatientSummary(_Record):
     """One patient's evaluation: the summary record (version :data:`SCHEMA_VERSION`)."""
 
-    _omit_none = frozenset({"file", "output", "schema_version"})
     patient: str
     as_of: Time
     population: Population
@@ -189,9 +186,10 @@ class PatientSummary(_Record):
     issues: list[IssueRecord]
     notes: list[NoteRecord]
     policy: dict[str, str]
-    file: str | None = None  # `fhirtis evaluate`: the Bundle file read
-    output: str | None = None  # `fhirtis evaluate --out`: the transaction Bundle written
-    schema_version: int | None = None  # None: version 1 (what `fhirtis evaluate --json` prints)
+    file: str | None = _omitted_when_none()  # `fhirtis evaluate`: the Bundle file read
+    output: str | None = _omitted_when_none()  # `fhirtis evaluate --out`: the Bundle written
+    # None: version 1 (what `fhirtis evaluate --json` prints)
+    schema_version: int | None = _omitted_when_none()
 
     def record(self) -> Record:
         """The record as plain data (Decimals stay Decimals; ``jsonout.dumps`` writes it)."""
