@@ -22,7 +22,7 @@ from fhirtis.pipeline.batch_gc import batch_gc
 from fhirtis.pipeline.jsonout import dumps
 from fhirtis.pipeline.offline import Answers, ask_terminology, evaluate_patient_resources
 from fhirtis.pipeline.records import summarise
-from fhirtis.registry.ndjson_store import input_digest
+from fhirtis.registry.ndjson_store import input_digest, medication_refs_of
 from fhirtis.registry.partition import ByteRange, partition_patients, shared_resources
 from fhirtis.settings import Settings
 
@@ -104,15 +104,21 @@ def evaluate_resources(
     )
 
 
-def medication_refs(own: Iterable[tuple[str, bytes]]) -> list[str]:
-    """The Medications a patient's medication resources name (shared, not the patient's)."""
-    refs = []
-    for key, body in own:
-        if key.startswith(_MEDICATION_TYPES) and b"medicationReference" in body:
-            ref = (orjson.loads(body).get("medicationReference") or {}).get("reference")
-            if isinstance(ref, str) and ref.startswith("Medication/"):
-                refs.append(ref)
-    return refs
+def medication_uses(own: Iterable[tuple[str, bytes]]) -> dict[str, Json]:
+    """The patient's medication resources that name a Medication by reference, parsed, by key
+    (the Medications they name are shared, not the patient's: :func:`medication_refs`). Only
+    these rows are parsed before the input digest, so that an unchanged patient is skipped
+    without parsing the rest; the evaluation reuses them."""
+    return {
+        key: orjson.loads(body)
+        for key, body in own
+        if key.startswith(_MEDICATION_TYPES) and b"medicationReference" in body
+    }
+
+
+def medication_refs(uses: Mapping[str, Json]) -> list[str]:
+    """The "Medication/id" references of :func:`medication_uses`, in their order."""
+    return [ref for resource in uses.values() for ref in medication_refs_of(resource)]
 
 
 def evaluate_partition(
@@ -150,14 +156,14 @@ def _evaluate_patients(
     """The loop of :func:`evaluate_partition`: each patient's outcome into ``result``."""
     shared = shared_resources(out_dir)
     for patient, own in partition_patients(out_dir, bucket):
-        refs = medication_refs(own)
-        theirs = {k: shared[k] for k in refs if k in shared}
+        uses = medication_uses(own)
+        theirs = {k: shared[k] for k in medication_refs(uses) if k in shared}
         digest = input_digest(own, theirs)
         if done.get(patient) == digest:
             result.outcomes.append(Outcome(patient, digest))
             continue
         try:
-            listed = [(key, orjson.loads(body)) for key, body in own]
+            listed = [(key, uses[key] if key in uses else orjson.loads(body)) for key, body in own]
             resolve = dict(listed)
             resolve.update((k, orjson.loads(v)) for k, v in theirs.items())
             resources = PatientResources(patient, listed, resolve, [])

@@ -21,7 +21,9 @@ from typing import Any
 import orjson
 
 from fhirtis.fhir.bundle import PatientResources
+from fhirtis.fhir.extract.patient import patient_ref_in
 from fhirtis.fhir.outcome import Issue
+from fhirtis.fhir.primitives import is_id
 
 Json = dict[str, Any]
 _PATIENT_KEYS = ("subject", "patient")
@@ -41,24 +43,38 @@ class BadLineError(ValueError):
 
 
 def read_line(line: bytes | str) -> tuple[dict[str, Any], str]:
-    """One NDJSON line as a resource and its ``Type/id`` key, or :class:`BadLineError`."""
+    """One NDJSON line as a resource and its ``Type/id`` key, or :class:`BadLineError`. The id
+    must be a FHIR id (a tab or a newline in it would also cut the work folder's lines apart)."""
     try:
         resource = orjson.loads(line)
         if not isinstance(resource, dict):
             raise ValueError("not a JSON object")
-        return resource, f"{resource['resourceType']}/{resource['id']}"
+        key = f"{resource['resourceType']}/{resource['id']}"
     except (orjson.JSONDecodeError, ValueError, KeyError, TypeError) as exc:
         raise BadLineError(f"not a FHIR resource: {type(exc).__name__}") from None
+    kind = resource["resourceType"]
+    if not (isinstance(kind, str) and kind.isascii() and kind.isalpha()):
+        raise BadLineError("not a FHIR resource: the resourceType is not a resource type")
+    if not is_id(resource["id"]):
+        raise BadLineError("not a FHIR resource: the id is not a FHIR id")
+    return resource, key
 
 
 def patient_of(resource: Json) -> str | None:
+    """The "Patient/id" a resource belongs to (a Patient itself, or the patient its subject or
+    patient reference names, relative or absolute, version specific or not); None for a
+    resource of no patient (a Medication). :class:`BadLineError` when the reference names a
+    patient by something that is not a FHIR id (the text is not repeated: it names a patient)."""
     if resource.get("resourceType") == "Patient" and isinstance(resource.get("id"), str):
         return f"Patient/{resource['id']}"
     for key in _PATIENT_KEYS:
         value = resource.get(key)
         ref = value.get("reference") if isinstance(value, dict) else None
-        if isinstance(ref, str) and "Patient/" in ref:
-            return "Patient/" + ref.rsplit("Patient/", 1)[1]
+        patient = patient_ref_in(ref) if isinstance(ref, str) else None
+        if patient is not None:
+            if not is_id(patient.removeprefix("Patient/")):
+                raise BadLineError("the patient reference Patient/… does not name a FHIR id")
+            return patient
     return None
 
 
@@ -98,10 +114,11 @@ class NdjsonStore:
                 continue
             try:
                 resource, key = read_line(line)
+                patient = patient_of(resource)
             except BadLineError as exc:
                 self._db.execute("INSERT INTO problem VALUES (?, ?, ?)", (name, number, str(exc)))
                 continue
-            rows.append((key, patient_of(resource), orjson.dumps(resource)))
+            rows.append((key, patient, orjson.dumps(resource)))
             count += 1
             if len(rows) >= batch:
                 self._insert(rows)
@@ -158,7 +175,7 @@ class NdjsonStore:
         """One patient's resources ready for the pipeline, and a digest of exactly that input."""
         rows = self.resources_of(patient)
         listed = [(key, orjson.loads(body)) for key, body in rows]
-        refs = [ref for _, r in listed for ref in _medication_refs(r)]
+        refs = [ref for _, r in listed for ref in medication_refs_of(r)]
         shared = self.shared(refs)
         digest = input_digest(rows, {k: orjson.dumps(v) for k, v in shared.items()})
         resolve = {key: r for key, r in listed}
@@ -182,7 +199,9 @@ def input_digest(own: Iterable[tuple[str, bytes]], shared: dict[str, bytes]) -> 
     return h.hexdigest()
 
 
-def _medication_refs(resource: Json) -> Iterator[str]:
+def medication_refs_of(resource: Json) -> Iterator[str]:
+    """The Medication a medication resource names by reference ("Medication/id"), if any; a
+    malformed ``medicationReference`` names none (the evaluation excludes it, saying why)."""
     ref = resource.get("medicationReference")
     target = ref.get("reference") if isinstance(ref, dict) else None
     if isinstance(target, str) and target.startswith("Medication/"):

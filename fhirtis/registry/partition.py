@@ -105,10 +105,10 @@ def partition_range(r: ByteRange, out_dir: str, partitions: int) -> RangeResult:
                     continue
                 try:
                     resource, key = read_line(line)
+                    patient = patient_of(resource)
                 except BadLineError as exc:
                     result.problems.append((name, f"byte {offset}", str(exc)))
                     continue
-                patient = patient_of(resource)
                 target = SHARED if patient is None else str(bucket_of(patient, partitions))
                 buffers.setdefault(target, []).append(
                     b"\t".join(((patient or "").encode(), key.encode(), line))

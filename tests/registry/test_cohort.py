@@ -219,3 +219,43 @@ def test_cohort_asks_the_terminology_server_for_unlisted_codes(
     with_server = summary("with")
     assert "malignancy" in with_server and "thrombosis-history" in with_server
     assert "no terminology server" not in with_server
+
+
+@pytest.mark.parametrize("malformed", ["Medication/not-an-object", ["Medication/in-a-list"], 7])
+def test_a_malformed_medication_reference_excludes_that_administration_only(
+    tmp_path: Path, malformed: object
+) -> None:
+    """A MedicationAdministration whose medicationReference is not a Reference object is
+    malformed FHIR: that administration is excluded with an issue, the patient is evaluated and
+    the run goes on (before, reading the references for the input digest crashed the run)."""
+    folder = _export(tmp_path, 3)
+    path = folder / "MedicationAdministration.ndjson"
+    rows = path.read_bytes().splitlines()
+    broken = orjson.loads(rows[0])
+    broken["medicationReference"] = malformed
+    rows[0] = orjson.dumps(broken)
+    path.write_bytes(b"\n".join(rows) + b"\n")
+    summaries = tmp_path / "s.ndjson"
+    result = runner.invoke(
+        app,
+        [
+            "cohort",
+            "--ndjson",
+            str(folder),
+            "--ledger",
+            str(tmp_path / "ledger.sqlite"),
+            "--work-dir",
+            str(tmp_path / "work"),
+            "--summaries",
+            str(summaries),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "3 patients: evaluated 3" in result.stdout
+    records = {r["patient"]: r for r in map(orjson.loads, summaries.read_bytes().splitlines())}
+    patient = broken["subject"]["reference"]
+    issues = records[patient]["issues"]
+    administration = f"MedicationAdministration/{broken['id']}"
+    assert any(
+        i.get("resource") == administration and "excluded" in i["diagnostics"] for i in issues
+    ), issues

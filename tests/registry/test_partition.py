@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import orjson
+
 from fhirtis.registry.partition import (
     byte_ranges,
     partition_patients,
@@ -30,3 +32,55 @@ def test_small_ranges_give_the_same_partitions_as_whole_files(tmp_path: Path) ->
     assert cut == whole
     assert len(whole) == 6  # five patients and the shared Medications
     assert sum(len(rows) for rows in whole.values()) == sum(counts.values())  # type: ignore[arg-type]
+
+
+def _rewrite(path: Path, index: int, change: dict[str, object]) -> dict[str, object]:
+    rows = path.read_bytes().splitlines()
+    resource = {**orjson.loads(rows[index]), **change}
+    rows[index] = orjson.dumps(resource)
+    path.write_bytes(b"\n".join(rows) + b"\n")
+    return resource
+
+
+def test_ids_that_are_not_fhir_ids_are_bad_lines_not_a_broken_work_folder(
+    tmp_path: Path,
+) -> None:
+    """The work folder is tab-separated lines: an id (or a patient reference) holding a tab or
+    a newline, which no FHIR id may, would cut its line apart. Such a resource is a problem of
+    its file (where and why), and every other line is still partitioned."""
+    folder = tmp_path / "export"
+    write_ndjson(make_cohort(2, seed=3), folder)
+    observations = folder / "Observation.ndjson"
+    total = len(observations.read_bytes().splitlines())
+    _rewrite(observations, 0, {"id": "bad\nid"})
+    _rewrite(observations, 1, {"id": "tab\tid"})
+    _rewrite(observations, 2, {"subject": {"reference": "Patient/x\ty"}})
+    _rewrite(observations, 3, {"resourceType": "Obser\tvation"})
+    out = tmp_path / "work"
+    problems = []
+    for r in byte_ranges(folder):
+        problems += partition_range(r, str(out), 3).problems
+    assert sorted(why for _, _, why in problems) == [
+        "not a FHIR resource: the id is not a FHIR id",
+        "not a FHIR resource: the id is not a FHIR id",
+        "not a FHIR resource: the resourceType is not a resource type",
+        "the patient reference Patient/… does not name a FHIR id",
+    ]
+    assert {file for file, _, _ in problems} == {"Observation.ndjson"}
+    rows = {p: rows for b in range(3) for p, rows in partition_patients(str(out), b)}
+    kept = [k for p in rows for k, _ in rows[p] if k.startswith("Observation/")]
+    assert len(kept) == total - 4
+
+
+def test_a_version_specific_subject_is_grouped_with_its_patient(tmp_path: Path) -> None:
+    folder = tmp_path / "export"
+    write_ndjson(make_cohort(1, seed=3), folder)
+    observation = _rewrite(
+        folder / "Observation.ndjson", 0, {"subject": {"reference": "Patient/syn000000/_history/3"}}
+    )
+    out = tmp_path / "work"
+    for r in byte_ranges(folder):
+        partition_range(r, str(out), 3)
+    rows = {p: dict(rows) for b in range(3) for p, rows in partition_patients(str(out), b)}
+    assert list(rows) == ["Patient/syn000000"]
+    assert f"Observation/{observation['id']}" in rows["Patient/syn000000"]
