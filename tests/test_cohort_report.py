@@ -376,6 +376,17 @@ def test_no_unknown_stratum_when_every_rate_is_known() -> None:
     ]
 
 
+def test_an_event_of_unknown_earliness_is_counted_apart() -> None:
+    """A date-only onset partly within 24 h of an infusion: "early" is unknown (null in the
+    record, spec §5.3). It is neither early nor not early in the report: counted apart, and
+    said in the table and the JSON."""
+    unknown = record("a", [visit(8, 20)], rates=[3.0, 3.0], events=[[1], [2]])
+    unknown["thrombosis"]["associated_events"][1]["early"] = None
+    tee = build_report([unknown, record("b", [visit(8, 20)], rates=[3.0], events=[[1]])]).tee
+    assert (tee.events, tee.early_events, tee.early_unknown_events) == (3, 2, 1)
+    assert tee.as_record()["early_unknown_events"] == 1
+
+
 # --- input --------------------------------------------------------------------------------
 
 

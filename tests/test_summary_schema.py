@@ -7,12 +7,25 @@ import json
 from decimal import Decimal
 from pathlib import Path
 
+import orjson
 import pytest
 
+from fhirtis.fhir.bundle import read_patient_bundle
 from fhirtis.pipeline.jsonout import dumps
-from fhirtis.pipeline.offline import evaluate_bundle_file
+from fhirtis.pipeline.offline import evaluate_bundle_file, evaluate_patient_resources
 from fhirtis.pipeline.records import SCHEMA_VERSION, PatientSummary, summarise
 from fhirtis.settings import load_settings
+from tests.fhir.builders import (
+    LOINC,
+    SCT,
+    administration,
+    bundle,
+    condition,
+    medication,
+    obs,
+    patient,
+    qty,
+)
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -48,3 +61,32 @@ def test_an_inconsistent_record_is_refused_with_its_place() -> None:
         PatientSummary.read(bad)
     with pytest.raises(ValueError, match="as_of"):
         PatientSummary.read({**record, "as_of": "yesterday"})
+
+
+def test_an_event_whose_earliness_is_unknown_is_recorded_as_unknown() -> None:
+    """Clinical spec §5.3: a date-only onset on the day of an infusion that ran 10:00-14:00 is
+    early for part of that day only, so "early" is unknown. The record says so (null); it
+    neither refuses the patient (a ValidationError ended `fhirtis evaluate` before) nor guesses."""
+    raw = orjson.dumps(
+        bundle(
+            patient(),
+            medication(),
+            obs("w", "29463-7", 70, "kg", "2024-03-01", system=LOINC),
+            administration(
+                "a1",
+                "2024-03-04T10:00:00+01:00",
+                "2024-03-04T14:00:00+01:00",
+                dose=qty(140, "g"),
+            ),
+            condition("dvt", SCT, "128053003", "2024-03-04"),  # deep venous thrombosis
+        )
+    )
+    result = evaluate_patient_resources(read_patient_bundle(raw), load_settings())
+    [event] = result.evaluation.thrombosis.associated_events
+    assert event.early is None
+    written = dumps(summarise(result.patient_ref, result.evaluation, result.issues).record())
+    [recorded] = json.loads(written)["thrombosis"]["associated_events"]
+    assert recorded["early"] is None
+    assert PatientSummary.read(json.loads(written, parse_float=Decimal)).record() == (
+        summarise(result.patient_ref, result.evaluation, result.issues).record()
+    )

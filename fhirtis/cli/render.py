@@ -95,7 +95,9 @@ def print_patient(console: Console, s: dict[str, Any]) -> None:
             markup=False,
         )
     for e in thr["associated_events"]:
-        early = ", early (≤ 24 h)" if e["early"] else ""
+        early = {True: ", early (≤ 24 h)", None: ", early (≤ 24 h) unknown: date-only onset"}.get(
+            e["early"], ""
+        )
         console.print(
             f"  TEE temporally associated with cycle(s) {e['cycles']}: {e['kind']} "
             f"({e['event']}){early}",

@@ -142,7 +142,7 @@ class AssociatedEventRecord(_Record):
     event: str
     kind: str
     onset: Time
-    early: bool
+    early: bool | None  # None: unknown (a date-only onset of which only part is early, spec §5.3)
     cycles: list[int]
     suspects: list[str]
 

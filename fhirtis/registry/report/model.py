@@ -64,7 +64,7 @@ class _Cycle:
 @dataclass(frozen=True, slots=True)
 class _Event:
     kind: str
-    early: bool
+    early: bool | None  # None: unknown (a date-only onset of which only part is early)
     cycles: tuple[int, ...]
 
 
@@ -263,6 +263,7 @@ class TeeSummary:
     patients_with_event: Proportion  # of exposed patients
     events: int
     early_events: int
+    early_unknown_events: int  # a date-only onset of which only part is early (spec §5.3)
     events_by_kind: Mapping[str, int]
     events_per_patient: Mapping[int, int]  # events → exposed patients with that many
     per_100_cycles: Fraction | None
@@ -284,6 +285,7 @@ class TeeSummary:
             "patients_with_associated_tee": self.patients_with_event.as_record(),
             "events": self.events,
             "early_events": self.early_events,
+            "early_unknown_events": self.early_unknown_events,
             "events_by_kind": dict(self.events_by_kind),
             "events_per_exposed_patient": (None if mean is None else round_half_up(mean, 3)),
             "patients_by_event_count": {str(k): v for k, v in self.events_per_patient.items()},
@@ -653,7 +655,8 @@ def _tee_summary(
     return TeeSummary(
         patients_with_event=Proportion(sum(bool(p.events) for p in exposed), len(exposed)),
         events=total_events,
-        early_events=sum(e.early for p in patients for e in p.events),
+        early_events=sum(e.early is True for p in patients for e in p.events),
+        early_unknown_events=sum(e.early is None for p in patients for e in p.events),
         events_by_kind=dict(Counter(e.kind for p in patients for e in p.events).most_common()),
         events_per_patient=dict(sorted(by_count.items())),
         per_100_cycles=Fraction(100 * total_events, total_cycles) if total_cycles else None,

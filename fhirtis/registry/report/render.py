@@ -83,7 +83,8 @@ def print_report(console: Console, report: Report) -> None:
     table.add_column("")
     table.add_column("value", justify="right")
     table.add_row("patients with ≥1 TEE", _pct(tee.patients_with_event, ci=True))
-    table.add_row("events (early, ≤24 h)", f"{tee.events} ({tee.early_events})")
+    unknown = f", {tee.early_unknown_events} unknown" if tee.early_unknown_events else ""
+    table.add_row("events (early, ≤24 h)", f"{tee.events} ({tee.early_events}{unknown})")
     table.add_row(
         "events per exposed patient",
         "—" if mean is None else format(round_half_up(mean, 3), "f"),
