@@ -266,9 +266,10 @@ def _search_outcome(resource: Json, loc: str) -> Issue:
     """A search's own OperationOutcome → a warning on the result (its diagnostics are the
     server's words and may name the patient: they are not copied)."""
     name = f"OperationOutcome {resource['id']}" if is_id(resource.get("id")) else "OperationOutcome"
+    issues = resource.get("issue")
     found = [
         f"severity {i.get('severity')}, code {i.get('code')}"
-        for i in resource.get("issue", []) or []
+        for i in (issues if isinstance(issues, list) else ())
         if isinstance(i, dict)
     ]
     detail = f" ({name}, {'; '.join(found)})" if found else f" ({name})"

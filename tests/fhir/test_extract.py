@@ -611,3 +611,20 @@ def test_a_resolved_condition_ends_at_its_abatement_period_end() -> None:
     assert [(i.severity, i.expression) for i in data.issues if i.resource == "Condition/ca2"] == [
         ("warning", "Bundle.entry[2].resource.abatementPeriod")
     ]
+
+
+@pytest.mark.parametrize("issue", [7, "incomplete", {"severity": "warning"}, None])
+def test_a_search_outcome_with_malformed_issues_is_still_a_warning(issue: object) -> None:
+    """A searchset's OperationOutcome (search.mode outcome) whose ``issue`` is not an array is
+    malformed: the warning that the data may be incomplete is still given, never a crash."""
+    doc = bundle(patient(), obs("a", "pga", 5, "cm", "2024-01-02"))
+    doc["type"] = "searchset"
+    doc["entry"].append(
+        {
+            "resource": {"resourceType": "OperationOutcome", "id": "oo", "issue": issue},
+            "search": {"mode": "outcome"},
+        }
+    )
+    read = read_patient_bundle(orjson.dumps(doc))
+    assert [i.severity for i in read.issues] == ["warning"]
+    assert "may be incomplete (OperationOutcome oo)" in read.issues[0].diagnostics
