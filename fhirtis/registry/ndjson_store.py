@@ -12,6 +12,7 @@ with an index look-up. Memory stays bounded by the largest patient, not the coho
 from __future__ import annotations
 
 import hashlib
+import re
 import sqlite3
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -42,6 +43,10 @@ class BadLineError(ValueError):
     """An NDJSON line that is not a FHIR resource (the message says why, without its content)."""
 
 
+_KEY = re.compile(r"[A-Za-z]+/[A-Za-z0-9\-\.]{1,64}").fullmatch
+"""A "Type/id" key of a resource type (letters) and a FHIR id: one match per line checks both."""
+
+
 def read_line(line: bytes | str) -> tuple[dict[str, Any], str]:
     """One NDJSON line as a resource and its ``Type/id`` key, or :class:`BadLineError`. The id
     must be a FHIR id (a tab or a newline in it would also cut the work folder's lines apart)."""
@@ -49,15 +54,33 @@ def read_line(line: bytes | str) -> tuple[dict[str, Any], str]:
         resource = orjson.loads(line)
         if not isinstance(resource, dict):
             raise ValueError("not a JSON object")
-        key = f"{resource['resourceType']}/{resource['id']}"
+        kind, rid = resource["resourceType"], resource["id"]
     except (orjson.JSONDecodeError, ValueError, KeyError, TypeError) as exc:
         raise BadLineError(f"not a FHIR resource: {type(exc).__name__}") from None
-    kind = resource["resourceType"]
-    if not (isinstance(kind, str) and kind.isascii() and kind.isalpha()):
-        raise BadLineError("not a FHIR resource: the resourceType is not a resource type")
-    if not is_id(resource["id"]):
+    key = f"{kind}/{rid}"
+    if type(kind) is not str or type(rid) is not str or _KEY(key) is None:
+        if not (isinstance(kind, str) and kind.isascii() and kind.isalpha()):
+            raise BadLineError("not a FHIR resource: the resourceType is not a resource type")
         raise BadLineError("not a FHIR resource: the id is not a FHIR id")
     return resource, key
+
+
+_PATIENTS: dict[str, str | None] = {}
+""":func:`patient_of`'s reading of a reference text (every resource of a patient names it
+again): "Patient/id", None when it names no patient, "" when it names one by no FHIR id."""
+_PATIENTS_LIMIT = 65_536
+
+
+def _patient_named(reference: str) -> str | None:
+    patient = _PATIENTS.get(reference, _PATIENTS)  # the dict itself: not read yet
+    if patient is _PATIENTS:
+        patient = patient_ref_in(reference)
+        if patient is not None and not is_id(patient.removeprefix("Patient/")):
+            patient = ""
+        if len(_PATIENTS) >= _PATIENTS_LIMIT:
+            _PATIENTS.clear()
+        _PATIENTS[reference] = patient
+    return patient  # type: ignore[return-value]
 
 
 def patient_of(resource: Json) -> str | None:
@@ -70,10 +93,10 @@ def patient_of(resource: Json) -> str | None:
     for key in _PATIENT_KEYS:
         value = resource.get(key)
         ref = value.get("reference") if isinstance(value, dict) else None
-        patient = patient_ref_in(ref) if isinstance(ref, str) else None
+        patient = _patient_named(ref) if isinstance(ref, str) else None
+        if patient == "":
+            raise BadLineError("the patient reference Patient/… does not name a FHIR id")
         if patient is not None:
-            if not is_id(patient.removeprefix("Patient/")):
-                raise BadLineError("the patient reference Patient/… does not name a FHIR id")
             return patient
     return None
 
