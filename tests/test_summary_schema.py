@@ -15,17 +15,7 @@ from fhirtis.pipeline.jsonout import dumps
 from fhirtis.pipeline.offline import evaluate_bundle_file, evaluate_patient_resources
 from fhirtis.pipeline.records import SCHEMA_VERSION, PatientSummary, summarise
 from fhirtis.settings import load_settings
-from tests.fhir.builders import (
-    LOINC,
-    SCT,
-    administration,
-    bundle,
-    condition,
-    medication,
-    obs,
-    patient,
-    qty,
-)
+from tests.fhir import builders as b
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -68,17 +58,14 @@ def test_an_event_whose_earliness_is_unknown_is_recorded_as_unknown() -> None:
     early for part of that day only, so "early" is unknown. The record says so (null); it
     neither refuses the patient (a ValidationError ended `fhirtis evaluate` before) nor guesses."""
     raw = orjson.dumps(
-        bundle(
-            patient(),
-            medication(),
-            obs("w", "29463-7", 70, "kg", "2024-03-01", system=LOINC),
-            administration(
-                "a1",
-                "2024-03-04T10:00:00+01:00",
-                "2024-03-04T14:00:00+01:00",
-                dose=qty(140, "g"),
+        b.bundle(
+            b.patient(),
+            b.medication(),
+            b.obs("w", "29463-7", 70, "kg", "2024-03-01", system=b.LOINC),
+            b.administration(
+                "a1", "2024-03-04T10:00:00+01:00", "2024-03-04T14:00:00+01:00", dose=b.qty(140, "g")
             ),
-            condition("dvt", SCT, "128053003", "2024-03-04"),  # deep venous thrombosis
+            b.condition("dvt", b.SCT, "128053003", "2024-03-04"),  # deep venous thrombosis
         )
     )
     result = evaluate_patient_resources(read_patient_bundle(raw), load_settings())
