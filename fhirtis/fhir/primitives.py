@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import re
 from datetime import UTC, date, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from functools import lru_cache
 
 _DATE_TIME = re.compile(
@@ -84,15 +84,28 @@ def parse_date_bounds(value: object) -> tuple[date, date | None]:
     raise PrimitiveError("not a FHIR date")
 
 
+MAGNITUDE_LIMIT = 10**9
+"""No number fhirtis reads comes near this in its unit (a CK of 500,000 U/L is extreme, a dose of
+300,000 mg large), nor, other than 0, below its inverse. :func:`parse_decimal` refuses a number
+beyond either bound as a data error: such a number is no measurement, and products of such
+numbers (a rate from a dose and a concentration, a percent change) would exceed the 28 digits of
+the exact decimal arithmetic where the results are written."""
+_LARGEST, _SMALLEST = float(MAGNITUDE_LIMIT), 1 / MAGNITUDE_LIMIT
+_BEYOND = "beyond the magnitude of any value fhirtis reads (10^-9 to 10^9)"
+
+
 def parse_decimal(value: object) -> Decimal:
     """A JSON number (or a decimal string from a non-conformant sender) as an exact Decimal.
 
     orjson gives floats; ``repr`` of a float is the shortest text that reads back to it, which
-    is the number as written for every value of up to 15 significant digits.
+    is the number as written for every value of up to 15 significant digits. A number beyond
+    :data:`MAGNITUDE_LIMIT` is refused.
     """
     if isinstance(value, bool):
         raise PrimitiveError("a boolean is not a decimal")
     if isinstance(value, int):
+        if not -MAGNITUDE_LIMIT < value < MAGNITUDE_LIMIT:
+            raise PrimitiveError(_BEYOND)
         return Decimal(value)
     if isinstance(value, float):
         found = _FLOAT_DECIMALS.get(value) if type(value) is float else None
@@ -100,6 +113,9 @@ def parse_decimal(value: object) -> Decimal:
             return found
         if not math.isfinite(value):
             raise PrimitiveError("not a finite number")
+        magnitude = abs(value)
+        if magnitude >= _LARGEST or 0 < magnitude < _SMALLEST:
+            raise PrimitiveError(_BEYOND)
         exact = Decimal(repr(value))
         if (
             value and type(value) is float
@@ -117,13 +133,3 @@ Decimal is immutable). Keyed by the float itself (plain floats only, as orjson g
 floats have the same ``repr`` except 0.0 and -0.0, which are never kept; NaN is never kept (it is
 refused), so a hit is always the same finite value."""
 _FLOAT_DECIMALS_LIMIT = 65_536
-
-
-def parse_decimal_text(value: str) -> Decimal:
-    try:
-        d = Decimal(value)
-    except InvalidOperation:
-        raise PrimitiveError("not a decimal") from None
-    if not d.is_finite():
-        raise PrimitiveError("not a finite number")
-    return d
