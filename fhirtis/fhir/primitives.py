@@ -7,6 +7,7 @@ import re
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from functools import lru_cache
+from typing import Any
 
 _DATE_TIME = re.compile(
     r"([0-9]([0-9]([0-9][1-9]|[1-9]0)|[1-9]00)|[1-9]000)"
@@ -20,6 +21,13 @@ ID_FULLMATCH = _ID.fullmatch  # bound once: is_id runs twice per resource
 
 class PrimitiveError(ValueError):
     pass
+
+
+def json_array(value: object) -> list[Any]:
+    """``value`` when it is a JSON array, else an empty one: for reading an element that FHIR
+    makes an array leniently (absent, null, or malformed JSON of another type: nothing to read
+    there; the element's strict readers, where there are any, say why)."""
+    return value if isinstance(value, list) else []
 
 
 def is_id(value: object) -> bool:

@@ -52,7 +52,7 @@ from fhirtis.fhir.extract import patient_refs
 from fhirtis.fhir.needs import NEEDS, Need
 from fhirtis.fhir.outcome import Issue
 from fhirtis.fhir.plan import Action, PlannedWrite, WritePlan
-from fhirtis.fhir.primitives import is_id
+from fhirtis.fhir.primitives import is_id, json_array
 from fhirtis.fhir.queries import (
     existing_by_patient_urls,
     existing_urls,
@@ -152,9 +152,9 @@ def describe(exc: FhirClientError) -> str:
     outcome = getattr(exc, "operation_outcome", None)
     if isinstance(outcome, dict):
         parts = []
-        for issue in outcome.get("issue", [])[:5]:
+        for issue in json_array(outcome.get("issue"))[:5]:
             if isinstance(issue, dict):
-                where = ",".join(str(e) for e in issue.get("expression", []) or [])
+                where = ",".join(str(e) for e in json_array(issue.get("expression")))
                 parts.append(f"{issue.get('code', '?')}" + (f" at {where}" if where else ""))
         if parts:
             text += f" ({'; '.join(parts)})"

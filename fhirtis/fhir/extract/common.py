@@ -35,6 +35,7 @@ from fhirtis.fhir.outcome import Issue
 from fhirtis.fhir.primitives import (
     PrimitiveError,
     is_id,
+    json_array,
     parse_date_time,
     parse_decimal,
 )
@@ -133,7 +134,8 @@ def unversioned(reference: str) -> str:
 
 
 def versioned(resource: Json) -> str:
-    version = (resource.get("meta") or {}).get("versionId")
+    meta = resource.get("meta")
+    version = meta.get("versionId") if isinstance(meta, dict) else None
     base = ref_of(resource)
     return f"{base}/_history/{version}" if isinstance(version, str) and version else base
 
@@ -166,7 +168,7 @@ def concept_text(concept: object) -> str:
         text = concept.get("text")
         if isinstance(text, str):
             return text
-        for c in concept.get("coding", []) or []:
+        for c in json_array(concept.get("coding")):
             if isinstance(c, dict) and isinstance(c.get("display"), str):
                 return str(c["display"])
     return ""
@@ -177,7 +179,7 @@ def concept_names(concept: object) -> list[str]:
     if not isinstance(concept, dict):
         return []
     out = [concept["text"]] if isinstance(concept.get("text"), str) else []
-    for c in concept.get("coding", []) or []:
+    for c in json_array(concept.get("coding")):
         if isinstance(c, dict) and isinstance(c.get("display"), str):
             out.append(c["display"])
     return out

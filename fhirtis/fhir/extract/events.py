@@ -38,6 +38,7 @@ from fhirtis.fhir.extract.common import (
 )
 from fhirtis.fhir.extract.medications import MedicationReader, UnresolvedMedicationError
 from fhirtis.fhir.outcome import Issue
+from fhirtis.fhir.primitives import json_array
 
 _CONDITION_VOID = {"entered-in-error", "refuted"}
 # condition-ver-status codes below "unconfirmed": a thromboembolic event so recorded still counts
@@ -306,7 +307,7 @@ class EventReader(MedicationReader):
         self._require_id(r, path)
         if r.get("actuality") == "potential":
             return
-        for rc in r.get("resultingCondition", []) or []:
+        for rc in json_array(r.get("resultingCondition")):
             ref = rc.get("reference") if isinstance(rc, dict) else None
             if not isinstance(ref, str):
                 continue

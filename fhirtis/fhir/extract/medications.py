@@ -39,7 +39,7 @@ from fhirtis.fhir.extract.common import (
     versioned,
 )
 from fhirtis.fhir.outcome import Issue
-from fhirtis.fhir.primitives import PrimitiveError
+from fhirtis.fhir.primitives import PrimitiveError, json_array
 from fhirtis.fhir.units import convert, first_convertible
 
 _MA_USED = {"completed", "in-progress", "stopped"}
@@ -208,7 +208,7 @@ class MedicationReader(ExtractorBase):
             raise ExcludedError("required", "no medication[x]", f"{path}.medication[x]")
         med: Json | None = None
         if target.startswith("#"):
-            for c in r.get("contained", []) or []:
+            for c in json_array(r.get("contained")):
                 if isinstance(c, dict) and c.get("id") == target[1:]:
                     med = c
         else:
@@ -233,7 +233,7 @@ class MedicationReader(ExtractorBase):
         """Every coding and name of the product: its code, then its ingredients' codes."""
         all_codings = list(codings)
         names = [text.lower()] if text else []
-        for i, ing in enumerate((med or {}).get("ingredient", []) or []):
+        for i, ing in enumerate(json_array((med or {}).get("ingredient"))):
             item = ing.get("itemCodeableConcept") if isinstance(ing, dict) else None
             if item is not None:
                 all_codings += concept_codings(item, f"Medication.ingredient[{i}]")
@@ -554,7 +554,7 @@ class MedicationReader(ExtractorBase):
         simply the first ingredient listed; a diluent or a stabiliser is passed over). With no
         ingredient identified, a single active ingredient with a strength is taken."""
         with_strength: list[tuple[int, Json, bool]] = []
-        for i, ing in enumerate(med.get("ingredient", []) or []):
+        for i, ing in enumerate(json_array(med.get("ingredient"))):
             if not isinstance(ing, dict) or not isinstance(ing.get("strength"), dict):
                 continue
             item = ing.get("itemCodeableConcept")

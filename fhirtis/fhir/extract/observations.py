@@ -40,6 +40,7 @@ from fhirtis.fhir.extract.common import (
 )
 from fhirtis.fhir.primitives import (
     PrimitiveError,
+    json_array,
     parse_date_time,
     parse_date_time_text,
 )
@@ -119,7 +120,8 @@ class ObservationReader(ExtractorBase):
             self._panel(data, path, r, _resolve)
             return
         self._require_id(r, path)
-        status = _OBS_STATUS.get(r.get("status"))  # type: ignore[arg-type]
+        code = r.get("status")
+        status = _OBS_STATUS.get(code) if type(code) is str else None
         if status is None:
             raise ExcludedError(
                 "code-invalid", "status is not an Observation status", f"{path}.status"
@@ -206,7 +208,7 @@ class ObservationReader(ExtractorBase):
         (its source is the panel). Members that are resources of their own are read as such."""
         if "component" not in r and "hasMember" not in r and "contained" not in r:
             return  # not a panel (most Observations fhirtis does not use): nothing to read
-        for i, comp in enumerate(r.get("component", []) or []):
+        for i, comp in enumerate(json_array(r.get("component"))):
             if not isinstance(comp, dict):
                 continue
             value_key = next((k for k in _COMPONENT_VALUES if k in comp), None)
@@ -221,8 +223,12 @@ class ObservationReader(ExtractorBase):
                 as_obs = {k: v for k, v in r.items() if k not in _PANEL_OWN}
                 as_obs["code"], as_obs[value_key] = comp.get("code"), comp[value_key]
                 self._observation(data, cpath, as_obs, resolve)
-        contained = {c.get("id"): c for c in r.get("contained", []) or [] if isinstance(c, dict)}
-        for i, member in enumerate(r.get("hasMember", []) or []):
+        contained = {
+            c["id"]: c
+            for c in json_array(r.get("contained"))
+            if isinstance(c, dict) and isinstance(c.get("id"), str)
+        }
+        for i, member in enumerate(json_array(r.get("hasMember"))):
             ref = member.get("reference") if isinstance(member, dict) else None
             target = contained.get(ref[1:]) if isinstance(ref, str) and ref[:1] == "#" else None
             if target is None or target.get("resourceType") != "Observation":
