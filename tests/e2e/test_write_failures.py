@@ -17,6 +17,8 @@ import pytest
 from typer.testing import CliRunner
 
 from fhirtis.cli import app
+from fhirtis.io import FhirServerError
+from fhirtis.pipeline.server import describe
 from tests.api.test_evaluate_api import service
 from tests.e2e.test_run import load
 from tests.fhir.patients import responder
@@ -179,3 +181,21 @@ def test_next_links_on_an_alias_of_the_server(
     allowed = CliRunner().invoke(app, ["run", "--patient", "p1", "--json"])
     assert allowed.exit_code == 0, allowed.output
     assert json.loads(allowed.stdout)["runs"][0]["evaluation"]["assessments"]
+
+
+@pytest.mark.parametrize(
+    "outcome",
+    [
+        {"resourceType": "OperationOutcome", "issue": 5},
+        {"resourceType": "OperationOutcome", "issue": [{"code": "invalid", "expression": 3}]},
+        {"resourceType": "OperationOutcome", "issue": [{"code": "invalid", "expression": ["x"]}]},
+    ],
+)
+def test_a_malformed_server_outcome_is_still_described(outcome: dict[str, object]) -> None:
+    """A server's OperationOutcome whose issue or expression is not an array is malformed: the
+    error is still described (codes and places where readable), never a TypeError."""
+    exc = FhirServerError("HTTP 422", status=422, url="Observation", operation_outcome=outcome)
+    text = describe(exc)
+    assert text.startswith("HTTP 422")
+    if outcome["issue"] != 5:
+        assert "invalid" in text
