@@ -19,7 +19,7 @@ from fhirtis.pipeline.records import patient_summary
 from fhirtis.settings import Settings
 from tests.fhir import builders as b
 
-ABSURD: list[float | int] = [1e308, -1e300, 10**30, 1e20, 1e-300, -2e-10]
+ABSURD: list[float | int] = [1e308, -1e300, 10**30, 10**12, -(10**9), 1e20, 1e-300, -2e-10]
 
 
 def _evaluate(*resources: dict[str, Any]) -> tuple[Any, str]:
