@@ -129,19 +129,35 @@ def test_coded_amount_agrees_with_the_dose_and_rate_readers(what: str, quantity:
     assert (fast[0], str(fast[1])) == (general[0], str(general[1]))
 
 
-def test_the_estrogen_answer_is_kept_per_codings_list_not_per_address() -> None:
-
+def test_a_medication_is_read_once_per_resource_not_per_address() -> None:
+    """What a Medication is (codings, estrogen, product, strength) is kept per Medication
+    resource of the patient; a record left at a reused address is not taken for another."""
     reader = Extractor(terminology())
     index = reader._risk[next(k for k in reader._risk if k.value == "estrogen")]
-    estrogen = next(iter(index.codes))  # a coding the ValueSet lists
-    yes: list[tuple[str | None, str | None]] = [estrogen]
-    no: list[tuple[str | None, str | None]] = [("http://loinc.org", "2157-6")]
-    assert reader._is_estrogen(yes) is True
-    assert reader._is_estrogen(yes) is True  # remembered
-    assert reader._is_estrogen(no) is False
-    # a list at a reused address is not taken for the one remembered there
-    reader._estrogen_codings[id(no)] = (yes, True)
-    assert reader._is_estrogen(no) is False
+    system, code = next(iter(index.codes))  # a coding the ValueSet lists
+    estrogen: Json = {
+        "resourceType": "Medication",
+        "id": "e",
+        "code": {"coding": [{"system": system, "code": code}]},
+    }
+    other: Json = {"resourceType": "Medication", "id": "o", "code": {"text": "saline"}}
+    resolve = {"Medication/e": estrogen, "Medication/o": other}
+    use = {"medicationReference": {"reference": "Medication/e"}}
+    first = reader._read_medication(use, "MS", resolve)
+    assert reader._read_medication(use, "MS", resolve) is first  # remembered
+    assert first.codings == [(system, code)]
+    assert reader._is_estrogen(first.codings) is True
+    # a record at the address of another Medication is not taken for it
+    reader._medications[id(other)] = first
+    use_other = {"medicationReference": {"reference": "Medication/o"}}
+    read = reader._read_medication(use_other, "MS", resolve)
+    assert read is not first
+    assert (read.med, read.codings, read.text) == (other, [], "saline")
+    # an inline concept is read afresh each time
+    inline = {"medicationCodeableConcept": {"text": "estradiol"}}
+    assert reader._read_medication(inline, "MS", resolve) is not reader._read_medication(
+        inline, "MS", resolve
+    )
 
 
 _TIMES: list[object] = [

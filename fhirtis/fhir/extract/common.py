@@ -28,7 +28,6 @@ from fhirtis.clinical.facts import (
 from fhirtis.clinical.patient import PatientFactsBundle
 from fhirtis.fhir.codes import (
     UCUM,
-    Coding,
     Terminology,
 )
 from fhirtis.fhir.outcome import Issue
@@ -382,14 +381,9 @@ class ExtractorBase:
         # (system, code) not classifiable → (ValueSet families, first resource, path)
         self._unclassified: dict[tuple[str, str], tuple[set[str], str, str]] = {}
         self._recognised: set[tuple[str, str]] = set()  # codes of recognised concepts
-        # per patient: a Medication's strength, by the Medication resource read
-        self._strengths: dict[int, tuple[Json, Decimal | ExcludedError | None]] = {}
-        # per patient: a Medication's codings and text, and what it is as a product, by the
-        # Medication resource read (the administrations of one product share them)
-        self._medication_codes: dict[int, tuple[Json, list[Coding], str]] = {}
-        self._products: dict[int, tuple[Json, Any]] = {}
-        # per patient: whether a medication's codings are an estrogen's, by the codings list
-        self._estrogen_codings: dict[int, tuple[list[Coding], bool]] = {}
+        # per patient: what each Medication resource read is (medications._MedicationRead), by
+        # the resource read (the administrations of one product share it)
+        self._medications: dict[int, Any] = {}
         self._resolve: Mapping[str, Json] = {}
         self._path = "Bundle"  # where the resource being read is (set per resource)
 

@@ -182,6 +182,29 @@ class _Product:
     shown: str  # its name in messages
     route_unsure: bool  # given by more than one route: an unrecorded route is reported
     used: tuple[str, str] | None  # the Medication's reference and versioned reference
+    modified: bool  # its Medication has a modifierExtension (:func:`_modified`)
+
+
+_UNREAD = object()  # a :class:`_MedicationRead` part not worked out yet
+
+
+@dataclass(slots=True)
+class _MedicationRead:
+    """One medication as the readers of the resources that name it need it: the Medication
+    resource (None for an inline ``medicationCodeableConcept``), its codings and text, and, once
+    asked, whether it is an estrogen, what it is as a product and its strength.
+
+    A Medication resource is read once per patient (its administrations share it: a patient has
+    one or two products and dozens of administrations); the parts depend on the Medication
+    alone. An exclusion found working out a part is not kept: it is raised again (and looked for
+    again) for each resource that asks."""
+
+    med: Json | None
+    codings: list[Coding]
+    text: str
+    estrogen: bool | None = None  # :meth:`MedicationReader._is_estrogen`
+    product: _Product | None = None  # :meth:`MedicationReader._read_product`
+    strength: Decimal | ExcludedError | object | None = _UNREAD  # _medication_strength
 
 
 class UnresolvedMedicationError(ExcludedError):
@@ -195,9 +218,15 @@ class MedicationReader(ExtractorBase):
         self, r: Json, path: str, resolve: Mapping[str, Json]
     ) -> tuple[Json | None, list[tuple[str | None, str | None]], str]:
         """The Medication resource (if referenced), its codings and text."""
+        read = self._read_medication(r, path, resolve)
+        return read.med, read.codings, read.text
+
+    def _read_medication(self, r: Json, path: str, resolve: Mapping[str, Json]) -> _MedicationRead:
+        """``r``'s medication[x] (:class:`_MedicationRead`): a referenced Medication's once per
+        patient, an inline medicationCodeableConcept's afresh."""
         if "medicationCodeableConcept" in r:
             concept = r["medicationCodeableConcept"]
-            return (
+            return _MedicationRead(
                 None,
                 concept_codings(concept, f"{path}.medicationCodeableConcept"),
                 concept_text(concept),
@@ -219,13 +248,14 @@ class MedicationReader(ExtractorBase):
                 f"its Medication ({target}) cannot be resolved",
                 f"{path}.medicationReference",
             )
-        known = self._medication_codes.get(id(med))
-        if known is not None and known[0] is med:
-            return med, known[1], known[2]
+        # by the Medication resource itself: kept with its answer, so that its id is not reused
+        known: _MedicationRead | None = self._medications.get(id(med))
+        if known is not None and known.med is med:
+            return known
         code = med.get("code")
-        codings, text = concept_codings(code, "Medication.code"), concept_text(code)
-        self._medication_codes[id(med)] = (med, codings, text)
-        return med, codings, text
+        read = _MedicationRead(med, concept_codings(code, "Medication.code"), concept_text(code))
+        self._medications[id(med)] = read
+        return read
 
     def _product(
         self, med: Json | None, codings: list[Coding], text: str
@@ -240,24 +270,22 @@ class MedicationReader(ExtractorBase):
                 names += [n.lower() for n in concept_names(item)]
         return all_codings, names
 
-    def _product_facts(self, med: Json | None, codings: list[Coding], text: str) -> _Product:
+    def _product_facts(self, medication: _MedicationRead) -> _Product:
         """What the administrations of a product need to know of it (:class:`_Product`), once
-        per Medication resource of the patient: it depends on the Medication alone (an inline
-        medicationCodeableConcept is read each time). An exclusion is not kept: it is raised
-        again for each administration."""
-        if med is None:
-            return self._read_product(med, codings, text)
-        known = self._products.get(id(med))
-        if known is None or known[0] is not med:
-            known = (med, self._read_product(med, codings, text))
-            self._products[id(med)] = known
-        return known[1]
+        per Medication resource of the patient (see :class:`_MedicationRead`)."""
+        product = medication.product
+        if product is None:
+            product = self._read_product(medication.med, medication.codings, medication.text)
+            medication.product = product
+        return product
 
     def _read_product(self, med: Json | None, codings: list[Coding], text: str) -> _Product:
         product_codings, names = self._product(med, codings, text)
         kind = self._immune_globulin(product_codings, names)
         if kind is None:
-            return _Product(None, product_codings, names, "", route_unsure=False, used=None)
+            return _Product(
+                None, product_codings, names, "", route_unsure=False, used=None, modified=False
+            )
         shown = text or ", ".join(f"{s} {c}" for s, c in product_codings if c) or "immune globulin"
         route_unsure = (kind == "generic" and not any(_IV_WORDS.search(n) for n in names)) or (
             self._dual is not None
@@ -268,7 +296,16 @@ class MedicationReader(ExtractorBase):
             if med is not None and isinstance(med.get("id"), str)
             else None
         )
-        return _Product(kind, product_codings, names, shown, route_unsure=route_unsure, used=used)
+        modified = med is not None and _modified(med)
+        return _Product(
+            kind,
+            product_codings,
+            names,
+            shown,
+            route_unsure=route_unsure,
+            used=used,
+            modified=modified,
+        )
 
     def _immune_globulin(self, codings: list[Coding], names: list[str]) -> str | None:
         """What kind of immune globulin the product is: ``scig`` (a subcutaneous product),
@@ -341,7 +378,7 @@ class MedicationReader(ExtractorBase):
         self, data: PatientData, path: str, r: Json, resolve: Mapping[str, Json]
     ) -> None:
         try:
-            med, codings, text = self._medication(r, path, resolve)
+            medication = self._read_medication(r, path, resolve)
         except UnresolvedMedicationError as exc:
             # issue 11: not IVIG, silently, unless it looks like an immune globulin (spec §4:
             # reported, never ignored). A server read path that could not fetch the Medication
@@ -359,14 +396,15 @@ class MedicationReader(ExtractorBase):
                     )
                 )
             return
-        if self._risk_medication(data, r, codings, path, med):
+        if self._risk_medication(data, r, medication, path):
             return
-        product = self._product_facts(med, codings, text)
+        product = self._product_facts(medication)
         kind = product.kind
         if kind is None:
             return
         self._require_id(r, path)
-        if med is not None and med is not r and _modified(med):
+        med, text = medication.med, medication.text
+        if med is not None and med is not r and product.modified:
             raise modifier_extension_error(f"{path}.medicationReference", "its Medication ")
         shown = product.shown
         if kind == "scig":
@@ -445,7 +483,7 @@ class MedicationReader(ExtractorBase):
         elif "rateRatio" in dosage:
             rpath = f"{path}.dosage.rateRatio"
             self._value(data, r, "rate", self._rate_ratio, dosage["rateRatio"], rpath, amounts)
-        concentration = self._concentration(med, path) if med is not None else None
+        concentration = self._concentration(medication) if med is not None else None
         source = self._use(data, r, start)
         if product.used is not None and med is not r:
             data.used.setdefault(*product.used)
@@ -534,20 +572,21 @@ class MedicationReader(ExtractorBase):
         )
         return f"{unit}/h", amount / hours
 
-    def _concentration(self, med: Json, path: str) -> Decimal | None:
-        """:meth:`_medication_strength`, once per Medication of the patient (administrations
-        of one product share it); an exclusion is raised again for each administration."""
-        found = self._strengths.get(id(med))
-        if found is None or found[0] is not med:
+    def _concentration(self, medication: _MedicationRead) -> Decimal | None:
+        """:meth:`_medication_strength` of a Medication resource, once per patient
+        (administrations of one product share it); an exclusion is raised again for each
+        administration."""
+        strength = medication.strength
+        if strength is _UNREAD:
+            assert medication.med is not None  # an inline concept has no strength
             try:
-                found = (med, self._medication_strength(med))
+                strength = self._medication_strength(medication.med)
             except ExcludedError as exc:
-                found = (med, exc)
-            self._strengths[id(med)] = found
-        strength = found[1]
+                strength = exc
+            medication.strength = strength
         if isinstance(strength, ExcludedError):
             raise ExcludedError(strength.issue_code, strength.message, strength.path)
-        return strength
+        return strength  # type: ignore[return-value]
 
     def _medication_strength(self, med: Json) -> Decimal | None:
         """The strength of the immunoglobulin ingredient, identified by its code or name (never
@@ -588,32 +627,27 @@ class MedicationReader(ExtractorBase):
     ) -> bool:
         """Whether the risk ValueSet of estrogens holds one of ``codings`` or, failing that,
         one of the medication's ``names`` (lower case, asked for only then) holds an estrogen
-        ingredient's name (ValueSet estrogen-names, whole words), once per codings list of the
-        patient: :meth:`_medication` gives the same list object for every administration of
-        one Medication, and an inline medicationCodeableConcept a new list (the list is kept
-        with the answer, so its id is not reused while the entry lives)."""
-        known = self._estrogen_codings.get(id(codings))
-        if known is not None and known[0] is codings:
-            return known[1]
+        ingredient's name (ValueSet estrogen-names, whole words)."""
         index = self._risk.get(RiskFactorKind.ESTROGEN)
-        answer = index is not None and index.matches_any(codings)
-        if not answer and names is not None:
-            by_name = self.t.value_sets.get("estrogen-names")
-            answer = by_name is not None and _named_words(by_name.names, names())
-        self._estrogen_codings[id(codings)] = (codings, answer)
-        return answer
+        if index is not None and index.matches_any(codings):
+            return True
+        if names is None:
+            return False
+        by_name = self.t.value_sets.get("estrogen-names")
+        return by_name is not None and _named_words(by_name.names, names())
 
     def _risk_medication(
-        self,
-        data: PatientData,
-        r: Json,
-        codings: list[tuple[str | None, str | None]],
-        path: str,
-        med: Json | None = None,
+        self, data: PatientData, r: Json, medication: _MedicationRead, path: str
     ) -> bool:
-        """Estrogen use (a thrombosis risk factor) shown by a medication resource ``r`` whose
-        Medication (if it references one) is ``med``: by code, else by an estrogen's name."""
-        if not self._is_estrogen(codings, lambda: _medication_names(med, r)):
+        """Estrogen use (a thrombosis risk factor) shown by a medication resource ``r`` of
+        ``medication``: by code, else by an estrogen's name (:meth:`_is_estrogen`, once per
+        Medication resource of the patient: its names are the Medication's alone)."""
+        estrogen = medication.estrogen
+        if estrogen is None:
+            med = medication.med
+            estrogen = self._is_estrogen(medication.codings, lambda: _medication_names(med, r))
+            medication.estrogen = estrogen
+        if not estrogen:
             return False
         if r.get("status") in _MED_VOID:
             return True
