@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -23,7 +24,7 @@ from fhirtis.fhir.extract.medications import _DOSE_UNITS, _RATE_UNITS, _coded_am
 from fhirtis.fhir.extract.medications import _EFFECTIVE as _MA_EFFECTIVE
 from fhirtis.fhir.extract.medications import _EFFECTIVE_END as _MA_END
 from fhirtis.fhir.extract.observations import _EFFECTIVE as _OBSERVATION_EFFECTIVE
-from fhirtis.fhir.primitives import PrimitiveError, parse_decimal
+from fhirtis.fhir.primitives import PrimitiveError, parse_date_time_text, parse_decimal
 from tests.fhir.builders import administration, medication, obs, patient, qty
 
 Json = dict[str, Any]
@@ -228,3 +229,31 @@ def test_administration_times_read_directly_agree_with_first_fhir_time(
         assert fast == ([], [(f"MedicationAdministration/m excluded: {exc.message}", exc.path)])
         return
     assert fast[0] == [f"{first.isoformat()}..{last.isoformat() if last else None}"]
+
+
+def test_times_of_one_offset_share_one_zone_and_read_as_before() -> None:
+    """parse_date_time_text gives the times of one UTC offset one tzinfo object (they then
+    compare field by field); the times themselves are what fromisoformat reads."""
+    texts = [
+        "2024-01-02T10:00:00+01:00",
+        "2024-01-03T09:30:00.25+01:00",
+        "2024-01-02T10:00:00-05:30",
+        "2024-01-02T10:00:00Z",
+        "2024-01-02T10:00:00+00:00",
+        "2024-01-02",
+    ]
+    parsed = [parse_date_time_text(text)[0] for text in texts]
+    for text, when in zip(texts, parsed, strict=True):
+        plain = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        if len(text) == 10:
+            plain = plain.replace(tzinfo=UTC)
+        assert when == plain
+        assert (when.isoformat(), when.utcoffset(), when.tzname()) == (
+            plain.isoformat(),
+            plain.utcoffset(),
+            plain.tzname(),
+        )
+    assert parsed[0].tzinfo is parsed[1].tzinfo
+    assert parsed[3].tzinfo is parsed[4].tzinfo is parsed[5].tzinfo is UTC
+    assert parsed[2].tzinfo is not parsed[0].tzinfo
+    assert sorted(parsed) == sorted(parsed, key=lambda w: w.timestamp())
