@@ -257,3 +257,25 @@ def test_times_of_one_offset_share_one_zone_and_read_as_before() -> None:
     assert parsed[3].tzinfo is parsed[4].tzinfo is parsed[5].tzinfo is UTC
     assert parsed[2].tzinfo is not parsed[0].tzinfo
     assert sorted(parsed) == sorted(parsed, key=lambda w: w.timestamp())
+
+
+@pytest.mark.parametrize("first", ["2024-01-02T10:00:00+01:00", "2024-01-02T09:00:00Z"])
+def test_the_latest_time_is_the_first_of_equal_instants(first: str) -> None:
+    """``data.latest`` (the default "as of") keeps the first resource of the latest instant,
+    however its offset is written; one parsed time shared by several resources counts once."""
+    other = "2024-01-02T09:00:00Z" if first.endswith("+01:00") else "2024-01-02T10:00:00+01:00"
+    resources = [
+        patient(),
+        obs("a", "pga", 4, "cm", "2024-01-01T08:00:00+01:00"),
+        obs("b", "pga", 4, "cm", first),
+        obs("c", "pga", 4, "cm", first),
+        obs("d", "pga", 4, "cm", other),
+        obs("e", "pga", 4, "cm", "2024-01-01T23:00:00Z"),
+    ]
+    bundle = {"resourceType": "Bundle", "entry": [{"resource": r} for r in resources]}
+    read = read_patient_bundle(orjson.dumps(bundle))
+    data = Extractor(terminology()).extract(read.patient_ref, read.resources, read.resolve)
+    assert data.latest is not None
+    assert (
+        data.latest.isoformat() == datetime.fromisoformat(first.replace("Z", "+00:00")).isoformat()
+    )

@@ -398,13 +398,17 @@ class ExtractorBase:
         if resource.get("modifierExtension"):
             raise modifier_extension_error(f"{self._path}.modifierExtension")
         ref = f"{resource.get('resourceType')}/{resource.get('id')}"  # ref_of(resource)
-        version = (resource.get("meta") or {}).get("versionId")
+        meta = resource.get("meta")
+        version = meta.get("versionId") if meta else None
         used = f"{ref}/_history/{version}" if isinstance(version, str) and version else ref
-        if isinstance(when, FhirTime):  # a date-only time counts up to the end of its day
-            when = when.span(None)[1]
         data.used[ref] = used
-        if when is not None and (data.latest is None or when > data.latest):
-            data.latest = when
+        if when is not None:
+            if isinstance(when, FhirTime):  # a date-only time counts up to the end of its day
+                when = when.instant or when.span(None)[1]
+            latest = data.latest
+            # ``is``: the resources of one visit share one parsed time (parse_date_time_text)
+            if latest is None or (when is not latest and when > latest):
+                data.latest = when
         return used
 
     def _check_subject(self, data: PatientData, resource: Json, key: str, path: str) -> None:
