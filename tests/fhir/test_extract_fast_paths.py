@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -9,6 +10,7 @@ from typing import Any
 import orjson
 import pytest
 
+from fhirtis.clinical.facts import IvigAdministration
 from fhirtis.fhir.bundle import read_patient_bundle
 from fhirtis.fhir.codes import UCUM, terminology
 from fhirtis.fhir.extract import Extractor
@@ -20,11 +22,17 @@ from fhirtis.fhir.extract.common import (
     first_time,
     read_quantity,
 )
-from fhirtis.fhir.extract.medications import _DOSE_UNITS, _RATE_UNITS, _coded_amount
+from fhirtis.fhir.extract.medications import (
+    _DOSE_UNITS,
+    _RATE_UNITS,
+    ADMINISTRATION_FIELDS,
+    _coded_amount,
+)
 from fhirtis.fhir.extract.medications import _EFFECTIVE as _MA_EFFECTIVE
 from fhirtis.fhir.extract.medications import _EFFECTIVE_END as _MA_END
 from fhirtis.fhir.extract.observations import _EFFECTIVE as _OBSERVATION_EFFECTIVE
 from fhirtis.fhir.primitives import PrimitiveError, parse_date_time_text, parse_decimal
+from fhirtis.fhir.units import first_convertible
 from tests.fhir.builders import administration, medication, obs, patient, qty
 
 Json = dict[str, Any]
@@ -55,6 +63,14 @@ def test_float_decimals_keep_the_sign_of_zero_and_the_digits_written() -> None:
         {"value": "3", "code": "kg"},
         {"value": float("inf"), "code": "kg"},
         {"value": True, "code": "kg"},
+        {"value": False, "code": "kg"},
+        {"value": 0, "code": "kg"},
+        {"value": 10**30, "code": "kg"},
+        {"value": 80, "code": "kg", "system": None},
+        {"value": 80, "code": None, "unit": "kg"},
+        {"value": 80, "code": 5},
+        {"value": None, "code": "kg"},
+        {"value": 80, "code": "kg", "comparator": None},  # given as null: still refused
         {"value": 80, "code": "kg", "comparator": "<"},  # censored: refused
         {"code": "kg"},
         [1],
@@ -111,6 +127,12 @@ def test_time_elements_in_turn_and_at_their_precision() -> None:
         {"value": 5, "unit": "mL/hr"},  # text only: the general reader
         {"value": 5, "code": "mL", "system": "http://example.org/units"},
         {"value": "5", "code": "mL"},
+        {"value": 5, "code": "mL", "comparator": ">"},
+        {"value": True, "code": "g"},
+        {"value": 10**30, "code": "g"},
+        {"value": 1.5, "code": "mg/min"},
+        {"value": 2, "code": "L/h"},
+        {"value": float("nan"), "code": "g"},
         {"code": "mL"},
         [5],
     ],
@@ -279,3 +301,15 @@ def test_the_latest_time_is_the_first_of_equal_instants(first: str) -> None:
     assert (
         data.latest.isoformat() == datetime.fromisoformat(first.replace("Z", "+00:00")).isoformat()
     )
+
+
+def test_administrations_are_built_in_the_order_of_their_fields() -> None:
+    """The extraction builds an IvigAdministration by position (ADMINISTRATION_FIELDS)."""
+    assert tuple(f.name for f in fields(IvigAdministration)) == ADMINISTRATION_FIELDS
+
+
+def test_amount_units_remember_the_first_convertible_target_per_code() -> None:
+    for code in ("mL", "g", "g/kg", "mg/kg/min", "[lb_av]", "furlongs", "mL/h", "mg/min"):
+        for units in (_DOSE_UNITS, _RATE_UNITS):
+            assert units.first(code) == first_convertible(code, units.units)
+            assert units.first(code) == first_convertible(code, units.units)  # remembered

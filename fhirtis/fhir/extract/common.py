@@ -219,21 +219,23 @@ def read_quantity(q: object, path: str) -> tuple[Decimal, str | None]:
     return value, unit_from_text(unit) if isinstance(unit, str) and unit.strip() else None
 
 
-def coded_quantity(q: object) -> tuple[Decimal, str | None] | None:
+def coded_quantity(q: object) -> tuple[Decimal, str] | None:
     """:func:`read_quantity` of the usual Quantity (a JSON number, UCUM or no system, a UCUM
     ``code``) without the checks' function calls; None for anything else, which
     :func:`read_quantity` then reads (and refuses, saying where). Where this gives a result,
     read_quantity gives the same: every check it makes passes for such a Quantity."""
     if type(q) is not dict:
         return None
-    value, code, system = q.get("value"), q.get("code"), q.get("system")
-    if (
-        "comparator" not in q
-        and (type(value) is float or type(value) is int)
-        and type(code) is str
-        and code
-        and (system is None or system == UCUM)
-    ):
+    code = q.get("code")
+    if type(code) is not str or not code or "comparator" in q:
+        return None
+    system = q.get("system")
+    if system is not None and system != UCUM:
+        return None
+    value = q.get("value")
+    if type(value) is int:  # parse_decimal of a JSON integer (a boolean's type is bool)
+        return Decimal(value), code
+    if type(value) is float:
         try:
             return parse_decimal(value), code
         except PrimitiveError:  # not finite: read_quantity says so

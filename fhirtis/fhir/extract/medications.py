@@ -39,7 +39,7 @@ from fhirtis.fhir.extract.common import (
     versioned,
 )
 from fhirtis.fhir.outcome import Issue
-from fhirtis.fhir.primitives import PrimitiveError
+from fhirtis.fhir.primitives import ID_FULLMATCH, PrimitiveError
 from fhirtis.fhir.units import convert, first_convertible
 
 _MA_USED = {"completed", "in-progress", "stopped"}
@@ -52,8 +52,35 @@ _USE_STARTS = tuple(
 
 
 Coding = tuple[str | None, str | None]
-_RATE_UNITS = ("mg/h", "mL/h", "mg/kg/h", "mL/kg/h")
-_DOSE_UNITS = ("g", "mL", "g/kg")
+
+
+class AmountUnits:
+    """The canonical units a dose or a rate is read in, tried in turn, and the first of them
+    that each UCUM code met converts to (:func:`~fhirtis.fhir.units.first_convertible`), worked
+    out once per code: it depends on the units alone (bounded by MEMO_LIMIT)."""
+
+    __slots__ = ("_first", "units")
+
+    def __init__(self, *units: str) -> None:
+        self.units = units
+        self._first: dict[str, str | None] = {}
+
+    def first(self, code: str) -> str | None:
+        """The first of :attr:`units` that ``code`` converts to, or None."""
+        try:
+            return self._first[code]
+        except KeyError:
+            pass
+        target = first_convertible(code, self.units)
+        if len(self._first) >= MEMO_LIMIT:
+            self._first.clear()
+        self._first[code] = target
+        return target
+
+
+_RATE_UNITS = AmountUnits("mg/h", "mL/h", "mg/kg/h", "mL/kg/h")
+_DOSE_UNITS = AmountUnits("g", "mL", "g/kg")
+_RATIO_UNITS = AmountUnits("mg", "mL", "mg/kg", "mL/kg")  # a rateRatio's numerator
 _ROUTE_NAMES = {
     "sc": "subcutaneous (SNOMED CT 34206005)",
     "im": "intramuscular (SNOMED CT 78421000)",
@@ -118,17 +145,36 @@ def _medication_names(med: Json | None, r: Json) -> list[str]:
 
 
 def _first_convertible(
-    value: Decimal, unit: str, targets: Sequence[str], path: str
+    value: Decimal, unit: str, targets: AmountUnits, path: str
 ) -> tuple[str, Decimal]:
-    target = first_convertible(unit, tuple(targets))
+    target = targets.first(unit)
     if target is not None:
         return target, convert(value, unit, target)
     raise ExcludedError(
-        "value", f"unit {unit!r} is unknown or not one of {', '.join(targets)}", path
+        "value", f"unit {unit!r} is unknown or not one of {', '.join(targets.units)}", path
     )
 
 
 _IG_WORDS = ("globulin", "ivig", "igiv", "immunoglobulin")
+
+ADMINISTRATION_FIELDS = (
+    "source",
+    "start",
+    "end",
+    "in_progress",
+    "dose_g",
+    "dose_ml",
+    "concentration_mg_per_ml",
+    "rate_ml_per_h",
+    "rate_mg_per_h",
+    "product",
+    "dose_g_per_kg",
+    "rate_mg_per_kg_per_h",
+    "rate_ml_per_kg_per_h",
+    "stopped",
+)
+"""The fields of :class:`IvigAdministration` in the order it is built in (by position: a test
+checks the order against the class)."""
 
 
 def _modified(med: Json) -> bool:
@@ -152,22 +198,21 @@ def _fhir_time_or_none(value: object) -> FhirTime | None:
         return None
 
 
-def _coded_amount(q: object, targets: tuple[str, ...]) -> tuple[str, Decimal] | None:
+def _coded_amount(q: object, targets: AmountUnits) -> tuple[str, Decimal] | None:
     """:meth:`MedicationReader._dose` / :meth:`MedicationReader._rate` of the usual Quantity
     (see :func:`coded_quantity`) whose unit converts to one of ``targets``, without the path
     texts an issue would need; None for anything else, which the general reader then reads
     (and reports). Where this gives a result the general reader gives the same: its unit is a
-    non-empty code (never None) and the first convertible target converts without error."""
+    non-empty code (never None) and the first convertible target converts without error (a
+    value in the target unit itself is kept as it is, as ``convert`` keeps it)."""
     coded = coded_quantity(q)
     if coded is None:
         return None
     value, unit = coded
-    if unit is None:  # never: coded_quantity gives a non-empty code
-        return None
-    target = first_convertible(unit, targets)
+    target = targets.first(unit)
     if target is None:
         return None
-    return target, convert(value, unit, target)
+    return target, value if unit == target else convert(value, unit, target)
 
 
 @fast_frozen_init
@@ -396,13 +441,17 @@ class MedicationReader(ExtractorBase):
                     )
                 )
             return
-        if self._risk_medication(data, r, medication, path):
+        # a Medication known not to be an estrogen, and its product facts, are read from its
+        # record directly (the methods work them out once, and handle everything else)
+        if medication.estrogen is not False and self._risk_medication(data, r, medication, path):
             return
-        product = self._product_facts(medication)
+        product = medication.product or self._product_facts(medication)
         kind = product.kind
         if kind is None:
             return
-        self._require_id(r, path)
+        ident = r.get("id")  # the usual id here; _require_id says what is wrong with another
+        if type(ident) is not str or ID_FULLMATCH(ident) is None:
+            self._require_id(r, path)
         med, text = medication.med, medication.text
         if med is not None and med is not r and product.modified:
             raise modifier_extension_error(f"{path}.medicationReference", "its Medication ")
@@ -449,7 +498,9 @@ class MedicationReader(ExtractorBase):
                     ref_of(r),
                 )
             )
-        self._check_subject(data, r, "subject", path)
+        subject = r.get("subject")  # the usual subject here; _check_subject reads another
+        if type(subject) is not dict or subject.get("reference") != data.patient_ref:
+            self._check_subject(data, r, "subject", path)
         # the usual texts are read directly (fhir_time_of); anything else, or a text refused,
         # by first_fhir_time, which reads the same element and raises, saying so
         period = r.get("effectivePeriod")
@@ -497,22 +548,23 @@ class MedicationReader(ExtractorBase):
                     ref_of(r),
                 )
             )
+        # by position, in the order of ADMINISTRATION_FIELDS (keywords cost a third more)
         data.administrations.append(
             IvigAdministration(
                 source,
                 start,
                 end,
-                in_progress=status == "in-progress",
-                dose_g=amounts.get("g"),
-                dose_ml=amounts.get("mL"),
-                concentration_mg_per_ml=concentration,
-                rate_ml_per_h=amounts.get("mL/h"),
-                rate_mg_per_h=amounts.get("mg/h"),
-                product=text or None,
-                dose_g_per_kg=amounts.get("g/kg"),
-                rate_mg_per_kg_per_h=amounts.get("mg/kg/h"),
-                rate_ml_per_kg_per_h=amounts.get("mL/kg/h"),
-                stopped=status == "stopped",
+                status == "in-progress",  # in_progress
+                amounts.get("g"),  # dose_g
+                amounts.get("mL"),  # dose_ml
+                concentration,  # concentration_mg_per_ml
+                amounts.get("mL/h"),  # rate_ml_per_h
+                amounts.get("mg/h"),  # rate_mg_per_h
+                text or None,  # product
+                amounts.get("g/kg"),  # dose_g_per_kg
+                amounts.get("mg/kg/h"),  # rate_mg_per_kg_per_h
+                amounts.get("mL/kg/h"),  # rate_ml_per_kg_per_h
+                status == "stopped",  # stopped
             )
         )
 
@@ -567,9 +619,7 @@ class MedicationReader(ExtractorBase):
         hours = to_unit(den, den_unit, "h", f"{path}.denominator")
         if num_unit is None:
             raise ExcludedError("required", "rateRatio numerator has no unit", f"{path}.numerator")
-        unit, amount = _first_convertible(
-            num, num_unit, ("mg", "mL", "mg/kg", "mL/kg"), f"{path}.numerator"
-        )
+        unit, amount = _first_convertible(num, num_unit, _RATIO_UNITS, f"{path}.numerator")
         return f"{unit}/h", amount / hours
 
     def _concentration(self, medication: _MedicationRead) -> Decimal | None:
