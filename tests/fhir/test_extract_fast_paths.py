@@ -21,6 +21,7 @@ from fhirtis.fhir.extract.common import (
     first_fhir_time,
     first_time,
     read_quantity,
+    to_unit,
 )
 from fhirtis.fhir.extract.medications import (
     _DOSE_UNITS,
@@ -33,7 +34,17 @@ from fhirtis.fhir.extract.medications import _EFFECTIVE_END as _MA_END
 from fhirtis.fhir.extract.observations import _EFFECTIVE as _OBSERVATION_EFFECTIVE
 from fhirtis.fhir.primitives import PrimitiveError, parse_date_time_text, parse_decimal
 from fhirtis.fhir.units import first_convertible
-from tests.fhir.builders import administration, medication, obs, patient, qty
+from tests.fhir.builders import (
+    CORE,
+    LOINC,
+    PATIENT,
+    administration,
+    enzyme,
+    medication,
+    obs,
+    patient,
+    qty,
+)
 
 Json = dict[str, Any]
 
@@ -313,3 +324,145 @@ def test_amount_units_remember_the_first_convertible_target_per_code() -> None:
         for units in (_DOSE_UNITS, _RATE_UNITS):
             assert units.first(code) == first_convertible(code, units.units)
             assert units.first(code) == first_convertible(code, units.units)  # remembered
+
+
+# -- the handlers' fast paths against the general readers, resource by resource ----------------
+
+_BAD_IDS: list[object] = [5, "", "not an id!", "x" * 65, None]
+_SUBJECTS: list[object] = [
+    None,
+    "Patient/p1",
+    {},
+    {"reference": 5},
+    {"reference": "Patient/p1/_history/2"},
+    {"reference": "http://example.org/fhir/Patient/p1"},
+    {"reference": "Patient/p2"},
+]
+_QUANTITIES: list[object] = [
+    qty(45, "mm"),
+    qty(4.5, "cm"),
+    {"value": 4, "unit": "cm"},
+    {"value": 4, "code": "cm"},
+    {"value": 4, "code": "cm", "system": "http://example.org/units"},
+    {"value": 4, "code": "cm", "comparator": "<"},
+    {"value": True, "code": "cm"},
+    {"value": "4", "code": "cm"},
+    {"value": float("nan"), "code": "cm"},
+    {"value": 4, "code": "furlongs"},
+    {"value": 4, "code": "kg"},
+    {"value": 4, "code": ""},
+    {"code": "cm"},
+    "4 cm",
+]
+_HIGHS: list[object] = [
+    qty(200, "U/L"),
+    {"value": 200, "unit": "U/L"},
+    qty(3.3, "ukat/L"),
+    {"value": 200, "code": "U/L", "comparator": "<"},
+    {"value": "200", "code": "U/L"},
+    qty(200, "mg"),
+    "200",
+]
+
+
+def _general_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Switch the handlers' fast paths off: every id, Quantity and amount is read by the
+    general readers (_require_id, read_quantity, the dose and rate readers)."""
+    from fhirtis.fhir.extract import medications, observations  # noqa: PLC0415
+
+    monkeypatch.setattr(observations, "ID_FULLMATCH", lambda _: None)
+    monkeypatch.setattr(observations, "coded_quantity", lambda _: None)
+    monkeypatch.setattr(medications, "ID_FULLMATCH", lambda _: None)
+    monkeypatch.setattr(medications, "coded_quantity", lambda _: None)
+    monkeypatch.setattr(medications, "_coded_amount", lambda *_: None)
+
+
+def _extracted(resources: list[Json]) -> str:
+    """Everything extracted from ``resources`` (with a Patient and an IVIG Medication)."""
+    listed = [patient(), medication(), *resources]
+    pairs = [(f"Bundle.entry[{i}].resource", r) for i, r in enumerate(listed)]
+    resolve = {f"{r['resourceType']}/{r['id']}": r for r in listed[:2]}
+    return repr(Extractor(terminology()).extract(PATIENT, pairs, resolve))
+
+
+def _observation_variants() -> list[Json]:
+    out: list[Json] = []
+    for ident in _BAD_IDS:
+        out.append(obs("a", "pga", 4, "cm", "2024-01-02", id=ident))
+    for subject in _SUBJECTS:
+        out.append({**obs("a", "pga", 4, "cm", "2024-01-02"), "subject": subject})
+    for quantity in _QUANTITIES:
+        for code, system in (("pga", CORE), ("haq-di", CORE), ("2157-6", LOINC)):
+            out.append(obs("a", code, 4, "cm", "2024-01-02", system=system))
+            out[-1]["valueQuantity"] = quantity
+    for high in _HIGHS:
+        out.append(enzyme("a", "2157-6", 300, "2024-01-02"))
+        out[-1]["referenceRange"] = [{"high": high}]
+    return out
+
+
+def _administration_variants() -> list[Json]:
+    out: list[Json] = []
+    for ident in _BAD_IDS:
+        out.append(administration("m", "2024-01-02T10:00:00Z", dose=qty(20, "g"), id=ident))
+    for subject in _SUBJECTS:
+        r = administration("m", "2024-01-02T10:00:00Z", dose=qty(20, "g"))
+        out.append({**r, "subject": subject})
+    for quantity in [
+        *_QUANTITIES,
+        qty(20, "g"),
+        qty(500, "mL"),
+        qty(0.4, "g/kg"),
+        qty(2, "[lb_av]"),
+    ]:
+        out.append(administration("m", "2024-01-02T10:00:00Z", dose=quantity))
+        rate = quantity if not isinstance(quantity, dict) or quantity.get("code") != "cm" else None
+        out.append(administration("m", "2024-01-02T10:00:00Z", rate=rate or qty(60, "mL/h")))
+    return out
+
+
+@pytest.mark.parametrize("resource", _observation_variants() + _administration_variants())
+def test_the_fast_paths_extract_what_the_general_readers_do(
+    resource: Json, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An Observation or administration, well formed or not, gives the same facts, sources and
+    issues (same message, same location) with the fast paths as with the general readers."""
+    fast = _extracted([resource])
+    _general_only(monkeypatch)
+    assert _extracted([resource]) == fast
+
+
+def test_a_malformed_element_still_gets_its_issue() -> None:
+    bad_id = obs("a", "pga", 4, "cm", "2024-01-02", id="not an id!")
+    other = obs("b", "pga", 4, "cm", "2024-01-02", subject="Patient/p2")
+    censored = obs("c", "pga", 4, "cm", "2024-01-02")
+    censored["valueQuantity"]["comparator"] = ">"
+    dose = administration("m", "2024-01-02T10:00:00Z", dose={"value": 20, "code": "furlongs"})
+    listed = [patient(), medication(), bad_id, other, censored, dose]
+    pairs = [(f"Bundle.entry[{i}].resource", r) for i, r in enumerate(listed)]
+    resolve = {"Medication/octa": listed[1]}
+    data = Extractor(terminology()).extract(PATIENT, pairs, resolve)
+    assert [(i.diagnostics, i.expression) for i in data.issues] == [
+        (
+            "Observation/not an id! excluded: resource has no valid id",
+            "Bundle.entry[2].resource.id",
+        ),
+        ("Observation/b excluded: subject is another patient", "Bundle.entry[3].resource.subject"),
+        (
+            "Observation/c excluded: value with comparator '>' is not an exact value",
+            "Bundle.entry[4].resource.valueQuantity.comparator",
+        ),
+        (
+            "MedicationAdministration/m: its dose is unknown (unit 'furlongs' is unknown or not "
+            "one of g, mL, g/kg); the administration still counts",
+            "Bundle.entry[5].resource.dosage.dose",
+        ),
+    ]
+
+
+@pytest.mark.parametrize("unit", ["cm", "mm", "U/L", "kg", "1", "{score}", "g", "mL/h", "furlongs"])
+@pytest.mark.parametrize("value", [Decimal("4.50"), Decimal(0), Decimal("-0.0"), Decimal("1E+3")])
+def test_a_value_in_the_unit_wanted_is_kept_as_to_unit_keeps_it(unit: str, value: Decimal) -> None:
+    """The handlers skip to_unit when the unit is the one wanted: to_unit gives the value as is."""
+    kept = to_unit(value, unit, unit, "q")
+    assert kept is value
