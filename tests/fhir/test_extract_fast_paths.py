@@ -377,9 +377,9 @@ def _general_only(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(medications, "_coded_amount", lambda *_: None)
 
 
-def _extracted(resources: list[Json]) -> str:
+def _extracted(resources: list[Json], med: Json | None = None) -> str:
     """Everything extracted from ``resources`` (with a Patient and an IVIG Medication)."""
-    listed = [patient(), medication(), *resources]
+    listed = [patient(), med or medication(), *resources]
     pairs = [(f"Bundle.entry[{i}].resource", r) for i, r in enumerate(listed)]
     resolve = {f"{r['resourceType']}/{r['id']}": r for r in listed[:2]}
     return repr(Extractor(terminology()).extract(PATIENT, pairs, resolve))
@@ -430,6 +430,37 @@ def test_the_fast_paths_extract_what_the_general_readers_do(
     fast = _extracted([resource])
     _general_only(monkeypatch)
     assert _extracted([resource]) == fast
+
+
+_STRENGTHS: list[object] = [
+    qty(10, "g"),
+    qty(100, "mL"),
+    qty(0.1, "L"),
+    qty(0, "mL"),
+    {"value": 10, "unit": "g"},
+    {"value": 10, "code": "g", "comparator": "<"},
+    {"value": "10", "code": "g"},
+    {"value": 10, "code": "g", "system": "http://example.org/units"},
+    qty(10, "furlongs"),
+    qty(10, "kg"),
+    "10 g",
+]
+
+
+@pytest.mark.parametrize("part", ["numerator", "denominator"])
+@pytest.mark.parametrize("quantity", _STRENGTHS)
+def test_a_medication_strength_is_read_as_the_general_readers_read_it(
+    part: str, quantity: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    med = medication()
+    med["ingredient"][0]["strength"][part] = quantity
+    given = [
+        administration("m", "2024-01-02T10:00:00Z", dose=qty(500, "mL")),
+        administration("n", "2024-01-03T10:00:00Z", dose=qty(400, "mL")),
+    ]
+    fast = _extracted(given, med)
+    _general_only(monkeypatch)
+    assert _extracted(given, med) == fast
 
 
 def test_a_malformed_element_still_gets_its_issue() -> None:

@@ -662,12 +662,15 @@ class MedicationReader(ExtractorBase):
         spath = f"Medication.ingredient[{i}].strength"
         if "numerator" not in strength or "denominator" not in strength:
             raise ExcludedError("structure", "strength needs numerator and denominator", spath)
-        num, num_unit = read_quantity(strength["numerator"], f"{spath}.numerator")
-        den, den_unit = read_quantity(strength["denominator"], f"{spath}.denominator")
+        numerator, denominator = strength["numerator"], strength["denominator"]
+        num, num_unit = coded_quantity(numerator) or read_quantity(numerator, f"{spath}.numerator")
+        den, den_unit = coded_quantity(denominator) or read_quantity(
+            denominator, f"{spath}.denominator"
+        )
         if den <= 0:
             raise ExcludedError("value", "strength denominator must be positive", spath)
         mg = to_unit(num, num_unit, "mg", f"{spath}.numerator")
-        ml = to_unit(den, den_unit, "mL", f"{spath}.denominator")
+        ml = den if den_unit == "mL" else to_unit(den, den_unit, "mL", f"{spath}.denominator")
         return mg / ml
 
     # -- medications, devices and procedures as risk evidence ---------------------------------
