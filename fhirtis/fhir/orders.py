@@ -124,9 +124,10 @@ def read_ivig_order(
     # The extractor's own reading of medication[x] and its IVIG rule: an order is IVIG exactly
     # when an administration of it would be.
     try:
-        med, codings, text = extractor._medication(request, "MedicationRequest", resolve)
+        medication = extractor._read_medication(request, "MedicationRequest", resolve)
     except ExcludedError:
         return None
+    med, codings, text = medication.med, medication.codings, medication.text
     if not extractor.is_ivig_product(med, codings, text):
         return None
     concentration: Decimal | None = None
@@ -135,7 +136,7 @@ def read_ivig_order(
         problem = "the order names no Medication with an ingredient strength"
     else:
         try:
-            concentration = extractor._concentration(med, "MedicationRequest")
+            concentration = extractor._concentration(medication)
         except ExcludedError as exc:
             problem = f"the Medication's strength cannot be read ({exc.message})"
         else:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import re
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, tzinfo
 from decimal import Decimal
 from functools import lru_cache
 from typing import Any
@@ -60,7 +60,21 @@ def parse_date_time_text(value: str) -> tuple[datetime, bool]:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError as exc:
         raise PrimitiveError(f"not a valid dateTime ({exc})") from None
+    zone = parsed.tzinfo
+    if zone is not None:
+        shared = _ZONES.setdefault(zone, zone)
+        if shared is not zone:
+            parsed = parsed.replace(tzinfo=shared)
     return parsed, False
+
+
+_ZONES: dict[tzinfo, tzinfo] = {}
+"""One ``timezone`` object per UTC offset met (``fromisoformat`` makes a new one per text; UTC is
+already one). Two aware datetimes with the same tzinfo *object* compare field by field; with two
+equal but distinct ones CPython works out both offsets first, several times slower, and the
+extraction and the clinical core compare a patient's times all the time. The zones are equal
+(same offset, no name): nothing else changes. Bounded by the offsets there are (-24 h to +24 h,
+by the minute at most)."""
 
 
 def parse_date(value: object) -> date:

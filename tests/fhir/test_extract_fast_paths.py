@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
 import orjson
 import pytest
 
+from fhirtis.clinical.facts import IvigAdministration
 from fhirtis.fhir.bundle import read_patient_bundle
 from fhirtis.fhir.codes import UCUM, terminology
 from fhirtis.fhir.extract import Extractor
@@ -18,13 +21,30 @@ from fhirtis.fhir.extract.common import (
     first_fhir_time,
     first_time,
     read_quantity,
+    to_unit,
 )
-from fhirtis.fhir.extract.medications import _DOSE_UNITS, _RATE_UNITS, _coded_amount
+from fhirtis.fhir.extract.medications import (
+    _DOSE_UNITS,
+    _RATE_UNITS,
+    ADMINISTRATION_FIELDS,
+    _coded_amount,
+)
 from fhirtis.fhir.extract.medications import _EFFECTIVE as _MA_EFFECTIVE
 from fhirtis.fhir.extract.medications import _EFFECTIVE_END as _MA_END
 from fhirtis.fhir.extract.observations import _EFFECTIVE as _OBSERVATION_EFFECTIVE
-from fhirtis.fhir.primitives import PrimitiveError, parse_decimal
-from tests.fhir.builders import administration, medication, obs, patient, qty
+from fhirtis.fhir.primitives import PrimitiveError, parse_date_time_text, parse_decimal
+from fhirtis.fhir.units import first_convertible
+from tests.fhir.builders import (
+    CORE,
+    LOINC,
+    PATIENT,
+    administration,
+    enzyme,
+    medication,
+    obs,
+    patient,
+    qty,
+)
 
 Json = dict[str, Any]
 
@@ -54,6 +74,14 @@ def test_float_decimals_keep_the_sign_of_zero_and_the_digits_written() -> None:
         {"value": "3", "code": "kg"},
         {"value": float("inf"), "code": "kg"},
         {"value": True, "code": "kg"},
+        {"value": False, "code": "kg"},
+        {"value": 0, "code": "kg"},
+        {"value": 10**30, "code": "kg"},
+        {"value": 80, "code": "kg", "system": None},
+        {"value": 80, "code": None, "unit": "kg"},
+        {"value": 80, "code": 5},
+        {"value": None, "code": "kg"},
+        {"value": 80, "code": "kg", "comparator": None},  # given as null: still refused
         {"value": 80, "code": "kg", "comparator": "<"},  # censored: refused
         {"code": "kg"},
         [1],
@@ -110,6 +138,12 @@ def test_time_elements_in_turn_and_at_their_precision() -> None:
         {"value": 5, "unit": "mL/hr"},  # text only: the general reader
         {"value": 5, "code": "mL", "system": "http://example.org/units"},
         {"value": "5", "code": "mL"},
+        {"value": 5, "code": "mL", "comparator": ">"},
+        {"value": True, "code": "g"},
+        {"value": 10**30, "code": "g"},
+        {"value": 1.5, "code": "mg/min"},
+        {"value": 2, "code": "L/h"},
+        {"value": float("nan"), "code": "g"},
         {"code": "mL"},
         [5],
     ],
@@ -129,19 +163,35 @@ def test_coded_amount_agrees_with_the_dose_and_rate_readers(what: str, quantity:
     assert (fast[0], str(fast[1])) == (general[0], str(general[1]))
 
 
-def test_the_estrogen_answer_is_kept_per_codings_list_not_per_address() -> None:
-
+def test_a_medication_is_read_once_per_resource_not_per_address() -> None:
+    """What a Medication is (codings, estrogen, product, strength) is kept per Medication
+    resource of the patient; a record left at a reused address is not taken for another."""
     reader = Extractor(terminology())
     index = reader._risk[next(k for k in reader._risk if k.value == "estrogen")]
-    estrogen = next(iter(index.codes))  # a coding the ValueSet lists
-    yes: list[tuple[str | None, str | None]] = [estrogen]
-    no: list[tuple[str | None, str | None]] = [("http://loinc.org", "2157-6")]
-    assert reader._is_estrogen(yes) is True
-    assert reader._is_estrogen(yes) is True  # remembered
-    assert reader._is_estrogen(no) is False
-    # a list at a reused address is not taken for the one remembered there
-    reader._estrogen_codings[id(no)] = (yes, True)
-    assert reader._is_estrogen(no) is False
+    system, code = next(iter(index.codes))  # a coding the ValueSet lists
+    estrogen: Json = {
+        "resourceType": "Medication",
+        "id": "e",
+        "code": {"coding": [{"system": system, "code": code}]},
+    }
+    other: Json = {"resourceType": "Medication", "id": "o", "code": {"text": "saline"}}
+    resolve = {"Medication/e": estrogen, "Medication/o": other}
+    use = {"medicationReference": {"reference": "Medication/e"}}
+    first = reader._read_medication(use, "MS", resolve)
+    assert reader._read_medication(use, "MS", resolve) is first  # remembered
+    assert first.codings == [(system, code)]
+    assert reader._is_estrogen(first.codings) is True
+    # a record at the address of another Medication is not taken for it
+    reader._medications[id(other)] = first
+    use_other = {"medicationReference": {"reference": "Medication/o"}}
+    read = reader._read_medication(use_other, "MS", resolve)
+    assert read is not first
+    assert (read.med, read.codings, read.text) == (other, [], "saline")
+    # an inline concept is read afresh each time
+    inline = {"medicationCodeableConcept": {"text": "estradiol"}}
+    assert reader._read_medication(inline, "MS", resolve) is not reader._read_medication(
+        inline, "MS", resolve
+    )
 
 
 _TIMES: list[object] = [
@@ -212,3 +262,238 @@ def test_administration_times_read_directly_agree_with_first_fhir_time(
         assert fast == ([], [(f"MedicationAdministration/m excluded: {exc.message}", exc.path)])
         return
     assert fast[0] == [f"{first.isoformat()}..{last.isoformat() if last else None}"]
+
+
+def test_times_of_one_offset_share_one_zone_and_read_as_before() -> None:
+    """parse_date_time_text gives the times of one UTC offset one tzinfo object (they then
+    compare field by field); the times themselves are what fromisoformat reads."""
+    texts = [
+        "2024-01-02T10:00:00+01:00",
+        "2024-01-03T09:30:00.25+01:00",
+        "2024-01-02T10:00:00-05:30",
+        "2024-01-02T10:00:00Z",
+        "2024-01-02T10:00:00+00:00",
+        "2024-01-02",
+    ]
+    parsed = [parse_date_time_text(text)[0] for text in texts]
+    for text, when in zip(texts, parsed, strict=True):
+        plain = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        if len(text) == 10:
+            plain = plain.replace(tzinfo=UTC)
+        assert when == plain
+        assert (when.isoformat(), when.utcoffset(), when.tzname()) == (
+            plain.isoformat(),
+            plain.utcoffset(),
+            plain.tzname(),
+        )
+    assert parsed[0].tzinfo is parsed[1].tzinfo
+    assert parsed[3].tzinfo is parsed[4].tzinfo is parsed[5].tzinfo is UTC
+    assert parsed[2].tzinfo is not parsed[0].tzinfo
+    assert sorted(parsed) == sorted(parsed, key=lambda w: w.timestamp())
+
+
+@pytest.mark.parametrize("first", ["2024-01-02T10:00:00+01:00", "2024-01-02T09:00:00Z"])
+def test_the_latest_time_is_the_first_of_equal_instants(first: str) -> None:
+    """``data.latest`` (the default "as of") keeps the first resource of the latest instant,
+    however its offset is written; one parsed time shared by several resources counts once."""
+    other = "2024-01-02T09:00:00Z" if first.endswith("+01:00") else "2024-01-02T10:00:00+01:00"
+    resources = [
+        patient(),
+        obs("a", "pga", 4, "cm", "2024-01-01T08:00:00+01:00"),
+        obs("b", "pga", 4, "cm", first),
+        obs("c", "pga", 4, "cm", first),
+        obs("d", "pga", 4, "cm", other),
+        obs("e", "pga", 4, "cm", "2024-01-01T23:00:00Z"),
+    ]
+    bundle = {"resourceType": "Bundle", "entry": [{"resource": r} for r in resources]}
+    read = read_patient_bundle(orjson.dumps(bundle))
+    data = Extractor(terminology()).extract(read.patient_ref, read.resources, read.resolve)
+    assert data.latest is not None
+    assert (
+        data.latest.isoformat() == datetime.fromisoformat(first.replace("Z", "+00:00")).isoformat()
+    )
+
+
+def test_administrations_are_built_in_the_order_of_their_fields() -> None:
+    """The extraction builds an IvigAdministration by position (ADMINISTRATION_FIELDS)."""
+    assert tuple(f.name for f in fields(IvigAdministration)) == ADMINISTRATION_FIELDS
+
+
+def test_amount_units_remember_the_first_convertible_target_per_code() -> None:
+    for code in ("mL", "g", "g/kg", "mg/kg/min", "[lb_av]", "furlongs", "mL/h", "mg/min"):
+        for units in (_DOSE_UNITS, _RATE_UNITS):
+            assert units.first(code) == first_convertible(code, units.units)
+            assert units.first(code) == first_convertible(code, units.units)  # remembered
+
+
+# -- the handlers' fast paths against the general readers, resource by resource ----------------
+
+_BAD_IDS: list[object] = [5, "", "not an id!", "x" * 65, None]
+_SUBJECTS: list[object] = [
+    None,
+    "Patient/p1",
+    {},
+    {"reference": 5},
+    {"reference": "Patient/p1/_history/2"},
+    {"reference": "http://example.org/fhir/Patient/p1"},
+    {"reference": "Patient/p2"},
+]
+_QUANTITIES: list[object] = [
+    qty(45, "mm"),
+    qty(4.5, "cm"),
+    {"value": 4, "unit": "cm"},
+    {"value": 4, "code": "cm"},
+    {"value": 4, "code": "cm", "system": "http://example.org/units"},
+    {"value": 4, "code": "cm", "comparator": "<"},
+    {"value": True, "code": "cm"},
+    {"value": "4", "code": "cm"},
+    {"value": float("nan"), "code": "cm"},
+    {"value": 4, "code": "furlongs"},
+    {"value": 4, "code": "kg"},
+    {"value": 4, "code": ""},
+    {"code": "cm"},
+    "4 cm",
+]
+_HIGHS: list[object] = [
+    qty(200, "U/L"),
+    {"value": 200, "unit": "U/L"},
+    qty(3.3, "ukat/L"),
+    {"value": 200, "code": "U/L", "comparator": "<"},
+    {"value": "200", "code": "U/L"},
+    qty(200, "mg"),
+    "200",
+]
+
+
+def _general_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Switch the handlers' fast paths off: every id, Quantity and amount is read by the
+    general readers (_require_id, read_quantity, the dose and rate readers)."""
+    from fhirtis.fhir.extract import medications, observations  # noqa: PLC0415
+
+    monkeypatch.setattr(observations, "ID_FULLMATCH", lambda _: None)
+    monkeypatch.setattr(observations, "coded_quantity", lambda _: None)
+    monkeypatch.setattr(medications, "ID_FULLMATCH", lambda _: None)
+    monkeypatch.setattr(medications, "coded_quantity", lambda _: None)
+    monkeypatch.setattr(medications, "_coded_amount", lambda *_: None)
+
+
+def _extracted(resources: list[Json], med: Json | None = None) -> str:
+    """Everything extracted from ``resources`` (with a Patient and an IVIG Medication)."""
+    listed = [patient(), med or medication(), *resources]
+    pairs = [(f"Bundle.entry[{i}].resource", r) for i, r in enumerate(listed)]
+    resolve = {f"{r['resourceType']}/{r['id']}": r for r in listed[:2]}
+    return repr(Extractor(terminology()).extract(PATIENT, pairs, resolve))
+
+
+def _observation_variants() -> list[Json]:
+    out: list[Json] = []
+    for ident in _BAD_IDS:
+        out.append(obs("a", "pga", 4, "cm", "2024-01-02", id=ident))
+    for subject in _SUBJECTS:
+        out.append({**obs("a", "pga", 4, "cm", "2024-01-02"), "subject": subject})
+    for quantity in _QUANTITIES:
+        for code, system in (("pga", CORE), ("haq-di", CORE), ("2157-6", LOINC)):
+            out.append(obs("a", code, 4, "cm", "2024-01-02", system=system))
+            out[-1]["valueQuantity"] = quantity
+    for high in _HIGHS:
+        out.append(enzyme("a", "2157-6", 300, "2024-01-02"))
+        out[-1]["referenceRange"] = [{"high": high}]
+    return out
+
+
+def _administration_variants() -> list[Json]:
+    out: list[Json] = []
+    for ident in _BAD_IDS:
+        out.append(administration("m", "2024-01-02T10:00:00Z", dose=qty(20, "g"), id=ident))
+    for subject in _SUBJECTS:
+        r = administration("m", "2024-01-02T10:00:00Z", dose=qty(20, "g"))
+        out.append({**r, "subject": subject})
+    for quantity in [
+        *_QUANTITIES,
+        qty(20, "g"),
+        qty(500, "mL"),
+        qty(0.4, "g/kg"),
+        qty(2, "[lb_av]"),
+    ]:
+        out.append(administration("m", "2024-01-02T10:00:00Z", dose=quantity))
+        rate = quantity if not isinstance(quantity, dict) or quantity.get("code") != "cm" else None
+        out.append(administration("m", "2024-01-02T10:00:00Z", rate=rate or qty(60, "mL/h")))
+    return out
+
+
+@pytest.mark.parametrize("resource", _observation_variants() + _administration_variants())
+def test_the_fast_paths_extract_what_the_general_readers_do(
+    resource: Json, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An Observation or administration, well formed or not, gives the same facts, sources and
+    issues (same message, same location) with the fast paths as with the general readers."""
+    fast = _extracted([resource])
+    _general_only(monkeypatch)
+    assert _extracted([resource]) == fast
+
+
+_STRENGTHS: list[object] = [
+    qty(10, "g"),
+    qty(100, "mL"),
+    qty(0.1, "L"),
+    qty(0, "mL"),
+    {"value": 10, "unit": "g"},
+    {"value": 10, "code": "g", "comparator": "<"},
+    {"value": "10", "code": "g"},
+    {"value": 10, "code": "g", "system": "http://example.org/units"},
+    qty(10, "furlongs"),
+    qty(10, "kg"),
+    "10 g",
+]
+
+
+@pytest.mark.parametrize("part", ["numerator", "denominator"])
+@pytest.mark.parametrize("quantity", _STRENGTHS)
+def test_a_medication_strength_is_read_as_the_general_readers_read_it(
+    part: str, quantity: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    med = medication()
+    med["ingredient"][0]["strength"][part] = quantity
+    given = [
+        administration("m", "2024-01-02T10:00:00Z", dose=qty(500, "mL")),
+        administration("n", "2024-01-03T10:00:00Z", dose=qty(400, "mL")),
+    ]
+    fast = _extracted(given, med)
+    _general_only(monkeypatch)
+    assert _extracted(given, med) == fast
+
+
+def test_a_malformed_element_still_gets_its_issue() -> None:
+    bad_id = obs("a", "pga", 4, "cm", "2024-01-02", id="not an id!")
+    other = obs("b", "pga", 4, "cm", "2024-01-02", subject="Patient/p2")
+    censored = obs("c", "pga", 4, "cm", "2024-01-02")
+    censored["valueQuantity"]["comparator"] = ">"
+    dose = administration("m", "2024-01-02T10:00:00Z", dose={"value": 20, "code": "furlongs"})
+    listed = [patient(), medication(), bad_id, other, censored, dose]
+    pairs = [(f"Bundle.entry[{i}].resource", r) for i, r in enumerate(listed)]
+    resolve = {"Medication/octa": listed[1]}
+    data = Extractor(terminology()).extract(PATIENT, pairs, resolve)
+    assert [(i.diagnostics, i.expression) for i in data.issues] == [
+        (
+            "Observation/not an id! excluded: resource has no valid id",
+            "Bundle.entry[2].resource.id",
+        ),
+        ("Observation/b excluded: subject is another patient", "Bundle.entry[3].resource.subject"),
+        (
+            "Observation/c excluded: value with comparator '>' is not an exact value",
+            "Bundle.entry[4].resource.valueQuantity.comparator",
+        ),
+        (
+            "MedicationAdministration/m: its dose is unknown (unit 'furlongs' is unknown or not "
+            "one of g, mL, g/kg); the administration still counts",
+            "Bundle.entry[5].resource.dosage.dose",
+        ),
+    ]
+
+
+@pytest.mark.parametrize("unit", ["cm", "mm", "U/L", "kg", "1", "{score}", "g", "mL/h", "furlongs"])
+@pytest.mark.parametrize("value", [Decimal("4.50"), Decimal(0), Decimal("-0.0"), Decimal("1E+3")])
+def test_a_value_in_the_unit_wanted_is_kept_as_to_unit_keeps_it(unit: str, value: Decimal) -> None:
+    """The handlers skip to_unit when the unit is the one wanted: to_unit gives the value as is."""
+    kept = to_unit(value, unit, unit, "q")
+    assert kept is value

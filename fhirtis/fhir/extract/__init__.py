@@ -72,10 +72,7 @@ class Extractor(PatientReader, ObservationReader, EventReader):
         self._resolve = resolve
         self._unclassified.clear()
         self._recognised.clear()
-        self._strengths = {}
-        self._medication_codes = {}
-        self._products = {}
-        self._estrogen_codings = {}
+        self._medications = {}
         self._smoking_statuses.clear()
         for path, resource in resources:
             kind = resource.get("resourceType")

@@ -28,11 +28,11 @@ from fhirtis.clinical.facts import (
 from fhirtis.clinical.patient import PatientFactsBundle
 from fhirtis.fhir.codes import (
     UCUM,
-    Coding,
     Terminology,
 )
 from fhirtis.fhir.outcome import Issue
 from fhirtis.fhir.primitives import (
+    MAGNITUDE_LIMIT,
     PrimitiveError,
     is_id,
     json_array,
@@ -222,21 +222,25 @@ def read_quantity(q: object, path: str) -> tuple[Decimal, str | None]:
     return value, unit_from_text(unit) if isinstance(unit, str) and unit.strip() else None
 
 
-def coded_quantity(q: object) -> tuple[Decimal, str | None] | None:
+def coded_quantity(q: object) -> tuple[Decimal, str] | None:
     """:func:`read_quantity` of the usual Quantity (a JSON number, UCUM or no system, a UCUM
     ``code``) without the checks' function calls; None for anything else, which
     :func:`read_quantity` then reads (and refuses, saying where). Where this gives a result,
     read_quantity gives the same: every check it makes passes for such a Quantity."""
     if type(q) is not dict:
         return None
-    value, code, system = q.get("value"), q.get("code"), q.get("system")
-    if (
-        "comparator" not in q
-        and (type(value) is float or type(value) is int)
-        and type(code) is str
-        and code
-        and (system is None or system == UCUM)
-    ):
+    code = q.get("code")
+    if type(code) is not str or not code or "comparator" in q:
+        return None
+    system = q.get("system")
+    if system is not None and system != UCUM:
+        return None
+    value = q.get("value")
+    if type(value) is int:  # parse_decimal of a JSON integer (a boolean's type is bool)
+        if -MAGNITUDE_LIMIT < value < MAGNITUDE_LIMIT:
+            return Decimal(value), code
+        return None  # beyond the magnitude of any value read: read_quantity says so
+    if type(value) is float:
         try:
             return parse_decimal(value), code
         except PrimitiveError:  # not finite: read_quantity says so
@@ -384,14 +388,9 @@ class ExtractorBase:
         # (system, code) not classifiable → (ValueSet families, first resource, path)
         self._unclassified: dict[tuple[str, str], tuple[set[str], str, str]] = {}
         self._recognised: set[tuple[str, str]] = set()  # codes of recognised concepts
-        # per patient: a Medication's strength, by the Medication resource read
-        self._strengths: dict[int, tuple[Json, Decimal | ExcludedError | None]] = {}
-        # per patient: a Medication's codings and text, and what it is as a product, by the
-        # Medication resource read (the administrations of one product share them)
-        self._medication_codes: dict[int, tuple[Json, list[Coding], str]] = {}
-        self._products: dict[int, tuple[Json, Any]] = {}
-        # per patient: whether a medication's codings are an estrogen's, by the codings list
-        self._estrogen_codings: dict[int, tuple[list[Coding], bool]] = {}
+        # per patient: what each Medication resource read is (medications._MedicationRead), by
+        # the resource read (the administrations of one product share it)
+        self._medications: dict[int, Any] = {}
         self._resolve: Mapping[str, Json] = {}
         self._path = "Bundle"  # where the resource being read is (set per resource)
 
@@ -406,13 +405,17 @@ class ExtractorBase:
         if resource.get("modifierExtension"):
             raise modifier_extension_error(f"{self._path}.modifierExtension")
         ref = f"{resource.get('resourceType')}/{resource.get('id')}"  # ref_of(resource)
-        version = (resource.get("meta") or {}).get("versionId")
+        meta = resource.get("meta")
+        version = meta.get("versionId") if meta else None
         used = f"{ref}/_history/{version}" if isinstance(version, str) and version else ref
-        if isinstance(when, FhirTime):  # a date-only time counts up to the end of its day
-            when = when.span(None)[1]
         data.used[ref] = used
-        if when is not None and (data.latest is None or when > data.latest):
-            data.latest = when
+        if when is not None:
+            if isinstance(when, FhirTime):  # a date-only time counts up to the end of its day
+                when = when.instant or when.span(None)[1]
+            latest = data.latest
+            # ``is``: the resources of one visit share one parsed time (parse_date_time_text)
+            if latest is None or (when is not latest and when > latest):
+                data.latest = when
         return used
 
     def _check_subject(self, data: PatientData, resource: Json, key: str, path: str) -> None:

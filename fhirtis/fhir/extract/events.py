@@ -333,10 +333,10 @@ class EventReader(MedicationReader):
         self, data: PatientData, path: str, r: Json, resolve: Mapping[str, Json]
     ) -> None:
         try:
-            med, codings, _ = self._medication(r, path, resolve)
+            medication = self._read_medication(r, path, resolve)
         except UnresolvedMedicationError:
             return  # an unknown medication shows no risk factor
-        self._risk_medication(data, r, codings, path, med)
+        self._risk_medication(data, r, medication, path)
 
     def _device(self, data: PatientData, path: str, r: Json, _resolve: Mapping[str, Json]) -> None:
         index = self._risk.get(RiskFactorKind.CENTRAL_VENOUS_CATHETER)

@@ -39,7 +39,7 @@ from fhirtis.fhir.extract.common import (
     versioned,
 )
 from fhirtis.fhir.outcome import Issue
-from fhirtis.fhir.primitives import PrimitiveError, json_array
+from fhirtis.fhir.primitives import ID_FULLMATCH, PrimitiveError, json_array
 from fhirtis.fhir.units import convert, first_convertible
 
 _MA_USED = {"completed", "in-progress", "stopped"}
@@ -52,8 +52,35 @@ _USE_STARTS = tuple(
 
 
 Coding = tuple[str | None, str | None]
-_RATE_UNITS = ("mg/h", "mL/h", "mg/kg/h", "mL/kg/h")
-_DOSE_UNITS = ("g", "mL", "g/kg")
+
+
+class AmountUnits:
+    """The canonical units a dose or a rate is read in, tried in turn, and the first of them
+    that each UCUM code met converts to (:func:`~fhirtis.fhir.units.first_convertible`), worked
+    out once per code: it depends on the units alone (bounded by MEMO_LIMIT)."""
+
+    __slots__ = ("_first", "units")
+
+    def __init__(self, *units: str) -> None:
+        self.units = units
+        self._first: dict[str, str | None] = {}
+
+    def first(self, code: str) -> str | None:
+        """The first of :attr:`units` that ``code`` converts to, or None."""
+        try:
+            return self._first[code]
+        except KeyError:
+            pass
+        target = first_convertible(code, self.units)
+        if len(self._first) >= MEMO_LIMIT:
+            self._first.clear()
+        self._first[code] = target
+        return target
+
+
+_RATE_UNITS = AmountUnits("mg/h", "mL/h", "mg/kg/h", "mL/kg/h")
+_DOSE_UNITS = AmountUnits("g", "mL", "g/kg")
+_RATIO_UNITS = AmountUnits("mg", "mL", "mg/kg", "mL/kg")  # a rateRatio's numerator
 _ROUTE_NAMES = {
     "sc": "subcutaneous (SNOMED CT 34206005)",
     "im": "intramuscular (SNOMED CT 78421000)",
@@ -118,17 +145,36 @@ def _medication_names(med: Json | None, r: Json) -> list[str]:
 
 
 def _first_convertible(
-    value: Decimal, unit: str, targets: Sequence[str], path: str
+    value: Decimal, unit: str, targets: AmountUnits, path: str
 ) -> tuple[str, Decimal]:
-    target = first_convertible(unit, tuple(targets))
+    target = targets.first(unit)
     if target is not None:
         return target, convert(value, unit, target)
     raise ExcludedError(
-        "value", f"unit {unit!r} is unknown or not one of {', '.join(targets)}", path
+        "value", f"unit {unit!r} is unknown or not one of {', '.join(targets.units)}", path
     )
 
 
 _IG_WORDS = ("globulin", "ivig", "igiv", "immunoglobulin")
+
+ADMINISTRATION_FIELDS = (
+    "source",
+    "start",
+    "end",
+    "in_progress",
+    "dose_g",
+    "dose_ml",
+    "concentration_mg_per_ml",
+    "rate_ml_per_h",
+    "rate_mg_per_h",
+    "product",
+    "dose_g_per_kg",
+    "rate_mg_per_kg_per_h",
+    "rate_ml_per_kg_per_h",
+    "stopped",
+)
+"""The fields of :class:`IvigAdministration` in the order it is built in (by position: a test
+checks the order against the class)."""
 
 
 def _modified(med: Json) -> bool:
@@ -152,22 +198,21 @@ def _fhir_time_or_none(value: object) -> FhirTime | None:
         return None
 
 
-def _coded_amount(q: object, targets: tuple[str, ...]) -> tuple[str, Decimal] | None:
+def _coded_amount(q: object, targets: AmountUnits) -> tuple[str, Decimal] | None:
     """:meth:`MedicationReader._dose` / :meth:`MedicationReader._rate` of the usual Quantity
     (see :func:`coded_quantity`) whose unit converts to one of ``targets``, without the path
     texts an issue would need; None for anything else, which the general reader then reads
     (and reports). Where this gives a result the general reader gives the same: its unit is a
-    non-empty code (never None) and the first convertible target converts without error."""
+    non-empty code (never None) and the first convertible target converts without error (a
+    value in the target unit itself is kept as it is, as ``convert`` keeps it)."""
     coded = coded_quantity(q)
     if coded is None:
         return None
     value, unit = coded
-    if unit is None:  # never: coded_quantity gives a non-empty code
-        return None
-    target = first_convertible(unit, targets)
+    target = targets.first(unit)
     if target is None:
         return None
-    return target, convert(value, unit, target)
+    return target, value if unit == target else convert(value, unit, target)
 
 
 @fast_frozen_init
@@ -182,6 +227,29 @@ class _Product:
     shown: str  # its name in messages
     route_unsure: bool  # given by more than one route: an unrecorded route is reported
     used: tuple[str, str] | None  # the Medication's reference and versioned reference
+    modified: bool  # its Medication has a modifierExtension (:func:`_modified`)
+
+
+_UNREAD = object()  # a :class:`_MedicationRead` part not worked out yet
+
+
+@dataclass(slots=True)
+class _MedicationRead:
+    """One medication as the readers of the resources that name it need it: the Medication
+    resource (None for an inline ``medicationCodeableConcept``), its codings and text, and, once
+    asked, whether it is an estrogen, what it is as a product and its strength.
+
+    A Medication resource is read once per patient (its administrations share it: a patient has
+    one or two products and dozens of administrations); the parts depend on the Medication
+    alone. An exclusion found working out a part is not kept: it is raised again (and looked for
+    again) for each resource that asks."""
+
+    med: Json | None
+    codings: list[Coding]
+    text: str
+    estrogen: bool | None = None  # :meth:`MedicationReader._is_estrogen`
+    product: _Product | None = None  # :meth:`MedicationReader._read_product`
+    strength: Decimal | ExcludedError | object | None = _UNREAD  # _medication_strength
 
 
 class UnresolvedMedicationError(ExcludedError):
@@ -195,9 +263,15 @@ class MedicationReader(ExtractorBase):
         self, r: Json, path: str, resolve: Mapping[str, Json]
     ) -> tuple[Json | None, list[tuple[str | None, str | None]], str]:
         """The Medication resource (if referenced), its codings and text."""
+        read = self._read_medication(r, path, resolve)
+        return read.med, read.codings, read.text
+
+    def _read_medication(self, r: Json, path: str, resolve: Mapping[str, Json]) -> _MedicationRead:
+        """``r``'s medication[x] (:class:`_MedicationRead`): a referenced Medication's once per
+        patient, an inline medicationCodeableConcept's afresh."""
         if "medicationCodeableConcept" in r:
             concept = r["medicationCodeableConcept"]
-            return (
+            return _MedicationRead(
                 None,
                 concept_codings(concept, f"{path}.medicationCodeableConcept"),
                 concept_text(concept),
@@ -219,13 +293,14 @@ class MedicationReader(ExtractorBase):
                 f"its Medication ({target}) cannot be resolved",
                 f"{path}.medicationReference",
             )
-        known = self._medication_codes.get(id(med))
-        if known is not None and known[0] is med:
-            return med, known[1], known[2]
+        # by the Medication resource itself: kept with its answer, so that its id is not reused
+        known: _MedicationRead | None = self._medications.get(id(med))
+        if known is not None and known.med is med:
+            return known
         code = med.get("code")
-        codings, text = concept_codings(code, "Medication.code"), concept_text(code)
-        self._medication_codes[id(med)] = (med, codings, text)
-        return med, codings, text
+        read = _MedicationRead(med, concept_codings(code, "Medication.code"), concept_text(code))
+        self._medications[id(med)] = read
+        return read
 
     def _product(
         self, med: Json | None, codings: list[Coding], text: str
@@ -240,24 +315,22 @@ class MedicationReader(ExtractorBase):
                 names += [n.lower() for n in concept_names(item)]
         return all_codings, names
 
-    def _product_facts(self, med: Json | None, codings: list[Coding], text: str) -> _Product:
+    def _product_facts(self, medication: _MedicationRead) -> _Product:
         """What the administrations of a product need to know of it (:class:`_Product`), once
-        per Medication resource of the patient: it depends on the Medication alone (an inline
-        medicationCodeableConcept is read each time). An exclusion is not kept: it is raised
-        again for each administration."""
-        if med is None:
-            return self._read_product(med, codings, text)
-        known = self._products.get(id(med))
-        if known is None or known[0] is not med:
-            known = (med, self._read_product(med, codings, text))
-            self._products[id(med)] = known
-        return known[1]
+        per Medication resource of the patient (see :class:`_MedicationRead`)."""
+        product = medication.product
+        if product is None:
+            product = self._read_product(medication.med, medication.codings, medication.text)
+            medication.product = product
+        return product
 
     def _read_product(self, med: Json | None, codings: list[Coding], text: str) -> _Product:
         product_codings, names = self._product(med, codings, text)
         kind = self._immune_globulin(product_codings, names)
         if kind is None:
-            return _Product(None, product_codings, names, "", route_unsure=False, used=None)
+            return _Product(
+                None, product_codings, names, "", route_unsure=False, used=None, modified=False
+            )
         shown = text or ", ".join(f"{s} {c}" for s, c in product_codings if c) or "immune globulin"
         route_unsure = (kind == "generic" and not any(_IV_WORDS.search(n) for n in names)) or (
             self._dual is not None
@@ -268,7 +341,16 @@ class MedicationReader(ExtractorBase):
             if med is not None and isinstance(med.get("id"), str)
             else None
         )
-        return _Product(kind, product_codings, names, shown, route_unsure=route_unsure, used=used)
+        modified = med is not None and _modified(med)
+        return _Product(
+            kind,
+            product_codings,
+            names,
+            shown,
+            route_unsure=route_unsure,
+            used=used,
+            modified=modified,
+        )
 
     def _immune_globulin(self, codings: list[Coding], names: list[str]) -> str | None:
         """What kind of immune globulin the product is: ``scig`` (a subcutaneous product),
@@ -341,7 +423,7 @@ class MedicationReader(ExtractorBase):
         self, data: PatientData, path: str, r: Json, resolve: Mapping[str, Json]
     ) -> None:
         try:
-            med, codings, text = self._medication(r, path, resolve)
+            medication = self._read_medication(r, path, resolve)
         except UnresolvedMedicationError as exc:
             # issue 11: not IVIG, silently, unless it looks like an immune globulin (spec §4:
             # reported, never ignored). A server read path that could not fetch the Medication
@@ -359,14 +441,19 @@ class MedicationReader(ExtractorBase):
                     )
                 )
             return
-        if self._risk_medication(data, r, codings, path, med):
+        # a Medication known not to be an estrogen, and its product facts, are read from its
+        # record directly (the methods work them out once, and handle everything else)
+        if medication.estrogen is not False and self._risk_medication(data, r, medication, path):
             return
-        product = self._product_facts(med, codings, text)
+        product = medication.product or self._product_facts(medication)
         kind = product.kind
         if kind is None:
             return
-        self._require_id(r, path)
-        if med is not None and med is not r and _modified(med):
+        ident = r.get("id")  # the usual id here; _require_id says what is wrong with another
+        if type(ident) is not str or ID_FULLMATCH(ident) is None:
+            self._require_id(r, path)
+        med, text = medication.med, medication.text
+        if med is not None and med is not r and product.modified:
             raise modifier_extension_error(f"{path}.medicationReference", "its Medication ")
         shown = product.shown
         if kind == "scig":
@@ -411,7 +498,9 @@ class MedicationReader(ExtractorBase):
                     ref_of(r),
                 )
             )
-        self._check_subject(data, r, "subject", path)
+        subject = r.get("subject")  # the usual subject here; _check_subject reads another
+        if type(subject) is not dict or subject.get("reference") != data.patient_ref:
+            self._check_subject(data, r, "subject", path)
         # the usual texts are read directly (fhir_time_of); anything else, or a text refused,
         # by first_fhir_time, which reads the same element and raises, saying so
         period = r.get("effectivePeriod")
@@ -445,7 +534,7 @@ class MedicationReader(ExtractorBase):
         elif "rateRatio" in dosage:
             rpath = f"{path}.dosage.rateRatio"
             self._value(data, r, "rate", self._rate_ratio, dosage["rateRatio"], rpath, amounts)
-        concentration = self._concentration(med, path) if med is not None else None
+        concentration = self._concentration(medication) if med is not None else None
         source = self._use(data, r, start)
         if product.used is not None and med is not r:
             data.used.setdefault(*product.used)
@@ -459,22 +548,23 @@ class MedicationReader(ExtractorBase):
                     ref_of(r),
                 )
             )
+        # by position, in the order of ADMINISTRATION_FIELDS (keywords cost a third more)
         data.administrations.append(
             IvigAdministration(
                 source,
                 start,
                 end,
-                in_progress=status == "in-progress",
-                dose_g=amounts.get("g"),
-                dose_ml=amounts.get("mL"),
-                concentration_mg_per_ml=concentration,
-                rate_ml_per_h=amounts.get("mL/h"),
-                rate_mg_per_h=amounts.get("mg/h"),
-                product=text or None,
-                dose_g_per_kg=amounts.get("g/kg"),
-                rate_mg_per_kg_per_h=amounts.get("mg/kg/h"),
-                rate_ml_per_kg_per_h=amounts.get("mL/kg/h"),
-                stopped=status == "stopped",
+                status == "in-progress",  # in_progress
+                amounts.get("g"),  # dose_g
+                amounts.get("mL"),  # dose_ml
+                concentration,  # concentration_mg_per_ml
+                amounts.get("mL/h"),  # rate_ml_per_h
+                amounts.get("mg/h"),  # rate_mg_per_h
+                text or None,  # product
+                amounts.get("g/kg"),  # dose_g_per_kg
+                amounts.get("mg/kg/h"),  # rate_mg_per_kg_per_h
+                amounts.get("mL/kg/h"),  # rate_ml_per_kg_per_h
+                status == "stopped",  # stopped
             )
         )
 
@@ -529,25 +619,24 @@ class MedicationReader(ExtractorBase):
         hours = to_unit(den, den_unit, "h", f"{path}.denominator")
         if num_unit is None:
             raise ExcludedError("required", "rateRatio numerator has no unit", f"{path}.numerator")
-        unit, amount = _first_convertible(
-            num, num_unit, ("mg", "mL", "mg/kg", "mL/kg"), f"{path}.numerator"
-        )
+        unit, amount = _first_convertible(num, num_unit, _RATIO_UNITS, f"{path}.numerator")
         return f"{unit}/h", amount / hours
 
-    def _concentration(self, med: Json, path: str) -> Decimal | None:
-        """:meth:`_medication_strength`, once per Medication of the patient (administrations
-        of one product share it); an exclusion is raised again for each administration."""
-        found = self._strengths.get(id(med))
-        if found is None or found[0] is not med:
+    def _concentration(self, medication: _MedicationRead) -> Decimal | None:
+        """:meth:`_medication_strength` of a Medication resource, once per patient
+        (administrations of one product share it); an exclusion is raised again for each
+        administration."""
+        strength = medication.strength
+        if strength is _UNREAD:
+            assert medication.med is not None  # an inline concept has no strength
             try:
-                found = (med, self._medication_strength(med))
+                strength = self._medication_strength(medication.med)
             except ExcludedError as exc:
-                found = (med, exc)
-            self._strengths[id(med)] = found
-        strength = found[1]
+                strength = exc
+            medication.strength = strength
         if isinstance(strength, ExcludedError):
             raise ExcludedError(strength.issue_code, strength.message, strength.path)
-        return strength
+        return strength  # type: ignore[return-value]
 
     def _medication_strength(self, med: Json) -> Decimal | None:
         """The strength of the immunoglobulin ingredient, identified by its code or name (never
@@ -573,12 +662,15 @@ class MedicationReader(ExtractorBase):
         spath = f"Medication.ingredient[{i}].strength"
         if "numerator" not in strength or "denominator" not in strength:
             raise ExcludedError("structure", "strength needs numerator and denominator", spath)
-        num, num_unit = read_quantity(strength["numerator"], f"{spath}.numerator")
-        den, den_unit = read_quantity(strength["denominator"], f"{spath}.denominator")
+        numerator, denominator = strength["numerator"], strength["denominator"]
+        num, num_unit = coded_quantity(numerator) or read_quantity(numerator, f"{spath}.numerator")
+        den, den_unit = coded_quantity(denominator) or read_quantity(
+            denominator, f"{spath}.denominator"
+        )
         if den <= 0:
             raise ExcludedError("value", "strength denominator must be positive", spath)
         mg = to_unit(num, num_unit, "mg", f"{spath}.numerator")
-        ml = to_unit(den, den_unit, "mL", f"{spath}.denominator")
+        ml = den if den_unit == "mL" else to_unit(den, den_unit, "mL", f"{spath}.denominator")
         return mg / ml
 
     # -- medications, devices and procedures as risk evidence ---------------------------------
@@ -588,32 +680,27 @@ class MedicationReader(ExtractorBase):
     ) -> bool:
         """Whether the risk ValueSet of estrogens holds one of ``codings`` or, failing that,
         one of the medication's ``names`` (lower case, asked for only then) holds an estrogen
-        ingredient's name (ValueSet estrogen-names, whole words), once per codings list of the
-        patient: :meth:`_medication` gives the same list object for every administration of
-        one Medication, and an inline medicationCodeableConcept a new list (the list is kept
-        with the answer, so its id is not reused while the entry lives)."""
-        known = self._estrogen_codings.get(id(codings))
-        if known is not None and known[0] is codings:
-            return known[1]
+        ingredient's name (ValueSet estrogen-names, whole words)."""
         index = self._risk.get(RiskFactorKind.ESTROGEN)
-        answer = index is not None and index.matches_any(codings)
-        if not answer and names is not None:
-            by_name = self.t.value_sets.get("estrogen-names")
-            answer = by_name is not None and _named_words(by_name.names, names())
-        self._estrogen_codings[id(codings)] = (codings, answer)
-        return answer
+        if index is not None and index.matches_any(codings):
+            return True
+        if names is None:
+            return False
+        by_name = self.t.value_sets.get("estrogen-names")
+        return by_name is not None and _named_words(by_name.names, names())
 
     def _risk_medication(
-        self,
-        data: PatientData,
-        r: Json,
-        codings: list[tuple[str | None, str | None]],
-        path: str,
-        med: Json | None = None,
+        self, data: PatientData, r: Json, medication: _MedicationRead, path: str
     ) -> bool:
-        """Estrogen use (a thrombosis risk factor) shown by a medication resource ``r`` whose
-        Medication (if it references one) is ``med``: by code, else by an estrogen's name."""
-        if not self._is_estrogen(codings, lambda: _medication_names(med, r)):
+        """Estrogen use (a thrombosis risk factor) shown by a medication resource ``r`` of
+        ``medication``: by code, else by an estrogen's name (:meth:`_is_estrogen`, once per
+        Medication resource of the patient: its names are the Medication's alone)."""
+        estrogen = medication.estrogen
+        if estrogen is None:
+            med = medication.med
+            estrogen = self._is_estrogen(medication.codings, lambda: _medication_names(med, r))
+            medication.estrogen = estrogen
+        if not estrogen:
             return False
         if r.get("status") in _MED_VOID:
             return True

@@ -39,6 +39,7 @@ from fhirtis.fhir.extract.common import (
     to_unit,
 )
 from fhirtis.fhir.primitives import (
+    ID_FULLMATCH,
     PrimitiveError,
     json_array,
     parse_date_time,
@@ -119,14 +120,18 @@ class ObservationReader(ExtractorBase):
         if kind is None:
             self._panel(data, path, r, _resolve)
             return
-        self._require_id(r, path)
+        ident = r.get("id")  # the usual id here; _require_id says what is wrong with another
+        if type(ident) is not str or ID_FULLMATCH(ident) is None:
+            self._require_id(r, path)
         code = r.get("status")
         status = _OBS_STATUS.get(code) if type(code) is str else None
         if status is None:
             raise ExcludedError(
                 "code-invalid", "status is not an Observation status", f"{path}.status"
             )
-        self._check_subject(data, r, "subject", path)
+        subject = r.get("subject")  # the usual subject here; _check_subject reads another
+        if type(subject) is not dict or subject.get("reference") != data.patient_ref:
+            self._check_subject(data, r, "subject", path)
         effective = r.get("effectiveDateTime")
         try:  # the usual effectiveDateTime text, without first_time's search and tuples
             when = parse_date_time_text(effective)[0] if type(effective) is str else None
@@ -148,19 +153,26 @@ class ObservationReader(ExtractorBase):
             reason = "dataAbsentReason given" if "dataAbsentReason" in r else "no valueQuantity"
             raise ExcludedError("required", reason, f"{path}.valueQuantity")
         quantity = r["valueQuantity"]
-        qpath = f"{path}.valueQuantity"
-        value, unit = coded_quantity(quantity) or read_quantity(quantity, qpath)
+        coded: tuple[Decimal, str | None] | None = coded_quantity(quantity)
+        if coded is None:
+            coded = read_quantity(quantity, f"{path}.valueQuantity")
+        value, unit = coded
+        # a value in the unit wanted is kept as it is (as to_unit keeps it); any other unit is
+        # converted by to_unit, which says why it cannot be
         if tag == "measure":
             measure, instrument, target = detail
-            value = to_unit(value, unit, target, qpath)
+            if unit != target:
+                value = to_unit(value, unit, target, f"{path}.valueQuantity")
             self._measure(data, r, status, when, measure, instrument, value, None)
         elif tag == "enzyme":
-            value = to_unit(value, unit, "U/L", qpath)
+            if unit != "U/L":
+                value = to_unit(value, unit, "U/L", f"{path}.valueQuantity")
             uln = self._uln(r, path, detail)
             self._measure(data, r, status, when, Measure.ENZYME, detail, value, uln)
         else:
             if status in {ResultStatus.ENTERED_IN_ERROR, ResultStatus.CANCELLED}:
                 return
+            qpath = f"{path}.valueQuantity"
             if tag == "weight":
                 kg = to_unit(value, unit, "kg", qpath)
                 data.weights.append(BodyWeight(self._use(data, r, when), when, kg))
@@ -275,8 +287,12 @@ class ObservationReader(ExtractorBase):
             if isinstance(rr, dict) and rr.get("modifierExtension"):
                 raise modifier_extension_error(f"{path}.referenceRange[{i}].modifierExtension")
             if isinstance(rr, dict) and "high" in rr:
+                high = rr["high"]
+                coded = coded_quantity(high)  # the usual Quantity in U/L: as read_quantity reads it
+                if coded is not None and coded[1] == "U/L":
+                    return coded[0]
                 hpath = f"{path}.referenceRange[{i}].high"
-                value, unit = read_quantity(rr["high"], hpath)
+                value, unit = coded or read_quantity(high, hpath)
                 return to_unit(value, unit, "U/L", hpath)
         return self.settings.default_uln_u_per_l.get(instrument)
 
