@@ -9,7 +9,7 @@ evidence. Values are :class:`~decimal.Decimal` in the canonical unit named by th
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta, tzinfo
+from datetime import UTC, date, datetime, time, timedelta, timezone, tzinfo
 from decimal import Decimal
 from enum import StrEnum
 
@@ -46,9 +46,20 @@ class FhirTime:
         return self.instant.isoformat() if self.instant is not None else self.day.isoformat()
 
     def sort_key(self) -> tuple[date, datetime]:
-        """An order for sorting (by calendar date, then instant); not a clinical comparison."""
-        at = self.instant.astimezone(UTC) if self.instant is not None else _MIN_UTC
-        return (self.day, at)
+        """An order for sorting (by calendar date, then instant); not a clinical comparison.
+
+        The instant is compared as UTC. An instant with a fixed offset (a
+        :class:`~datetime.timezone`, as FHIR records give) is kept as it is: aware datetimes
+        compare as UTC already (with one tzinfo, a fixed offset, their wall times), so the key
+        orders and ties exactly as its UTC conversion would, without making it. Any other
+        time zone (whose offset may change, e.g. at a fold), and the years at the ends of the
+        range (where the conversion can overflow, as it then still does), are converted."""
+        instant = self.instant
+        if instant is None:
+            return (self.day, _MIN_UTC)
+        if type(instant.tzinfo) is timezone and 1 < instant.year < 9999:
+            return (self.day, instant)
+        return (self.day, instant.astimezone(UTC))
 
     def span(self, zone: tzinfo | None) -> tuple[datetime, datetime]:
         """The first and the last instant this time may stand for (equal for an instant); a
