@@ -406,7 +406,7 @@ class ExtractorBase:
             raise modifier_extension_error(f"{self._path}.modifierExtension")
         ref = f"{resource.get('resourceType')}/{resource.get('id')}"  # ref_of(resource)
         meta = resource.get("meta")
-        version = meta.get("versionId") if meta else None
+        version = meta.get("versionId") if type(meta) is dict else None
         used = f"{ref}/_history/{version}" if isinstance(version, str) and version else ref
         data.used[ref] = used
         if when is not None:
