@@ -116,3 +116,15 @@ def test_a_panel_member_with_a_list_as_status_is_excluded_naming_the_status() ->
     assert result.data.weights == []
     [issue] = [i for i in result.issues if i.severity == "error"]
     assert issue.expression is not None and issue.expression.endswith(".hasMember[0].status")
+
+
+@pytest.mark.parametrize("reference", ["Medication/octa", ["Medication/octa"], {"display": "x"}])
+def test_a_malformed_medication_reference_is_named_as_such(reference: object) -> None:
+    """A medicationReference that is not a Reference is malformed, and one without a reference
+    text cannot be resolved; neither is absent: the issue says which, at the element."""
+    result = _evaluate(b.medication(), _infusion(medicationReference=reference))
+    [issue] = [i for i in result.issues if i.resource == "MedicationAdministration/a1"]
+    assert issue.severity == "error"
+    assert issue.expression is not None and issue.expression.endswith(".medicationReference")
+    expected = "has no reference" if isinstance(reference, dict) else "is not a Reference"
+    assert f"medicationReference {expected}" in issue.diagnostics

@@ -279,7 +279,16 @@ class MedicationReader(ExtractorBase):
         ref = r.get("medicationReference")
         target = ref.get("reference") if isinstance(ref, dict) else None
         if not isinstance(target, str):
-            raise ExcludedError("required", "no medication[x]", f"{path}.medication[x]")
+            if ref is None:
+                raise ExcludedError("required", "no medication[x]", f"{path}.medication[x]")
+            if not isinstance(ref, dict):
+                message = "medicationReference is not a Reference (an object)"
+                raise ExcludedError("structure", message, f"{path}.medicationReference")
+            raise ExcludedError(
+                "required",
+                "medicationReference has no reference to resolve (a display or identifier only)",
+                f"{path}.medicationReference",
+            )
         med: Json | None = None
         if target.startswith("#"):
             for c in json_array(r.get("contained")):
