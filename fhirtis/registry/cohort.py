@@ -181,8 +181,14 @@ class _Recorder:
             self._slots.release()
 
     async def drain(self) -> None:
+        """Wait for every settle in flight. The finished ones are taken out here, not only by
+        their done callbacks: gather of tasks that are all done returns without yielding to the
+        loop (Python 3.12+), so a callback scheduled but not yet run would never run, and the
+        drain would spin for ever."""
         while self._tasks:
-            await asyncio.gather(*list(self._tasks))
+            tasks = list(self._tasks)
+            await asyncio.gather(*tasks)
+            self._tasks.difference_update(tasks)
 
 
 async def _local_partitions(
