@@ -628,3 +628,147 @@ def test_a_search_outcome_with_malformed_issues_is_still_a_warning(issue: object
     read = read_patient_bundle(orjson.dumps(doc))
     assert [i.severity for i in read.issues] == ["warning"]
     assert "may be incomplete (OperationOutcome oo)" in read.issues[0].diagnostics
+
+
+def _cvc_device(**extra: Any) -> dict[str, Any]:
+    return {
+        "resourceType": "Device",
+        "id": "cvc",
+        "type": {"coding": [{"system": SCT, "code": "52124006"}]},
+        "patient": {"reference": "Patient/p1"},
+        **extra,
+    }
+
+
+@pytest.mark.parametrize(
+    ("status", "counts"),
+    [
+        # R4 Device.status is 0..1 and a modifier only for what invalidates the record: a Device
+        # with no status (the QI-Core / NHSN dQM central line example has none) is present
+        (None, True),
+        ("active", True),
+        ("unknown", True),
+        ("inactive", False),  # no longer in use
+        ("entered-in-error", False),
+    ],
+)
+def test_cvc_device_status(status: str | None, counts: bool) -> None:
+    dev = _cvc_device() if status is None else _cvc_device(status=status)
+    data = _extract(patient(), dev)
+    found = [(e.kind, e.source) for e in data.evidence]
+    assert found == ([(RiskFactorKind.CENTRAL_VENOUS_CATHETER, "Device/cvc")] if counts else [])
+    assert not [i for i in data.issues if i.severity in ("error", "fatal")]
+
+
+# -- DeviceUseStatement (R4): a catheter recorded as in use by the patient, the Device itself
+# often carrying no patient (IPS, the R4 deviceusestatement-example) -------------------------
+
+
+def _line(**extra: Any) -> dict[str, Any]:
+    """A central venous catheter with no patient of its own (only the statement names one)."""
+    return {
+        "resourceType": "Device",
+        "id": "line",
+        "type": {"coding": [{"system": SCT, "code": "52124006"}], "text": "CVC"},
+        **extra,
+    }
+
+
+def _use_statement(status: str = "active", **extra: Any) -> dict[str, Any]:
+    return {
+        "resourceType": "DeviceUseStatement",
+        "id": "dus",
+        "status": status,
+        "subject": {"reference": "Patient/p1"},
+        "device": {"reference": "Device/line"},
+        **extra,
+    }
+
+
+def test_device_use_statement_shows_a_catheter_from_its_timing() -> None:
+    data = _extract(
+        patient(), _use_statement(timingPeriod={"start": "2024-01-05T10:00:00Z"}), _line()
+    )
+    assert [(e.kind, e.source, e.start, e.end, e.display) for e in data.evidence] == [
+        (
+            RiskFactorKind.CENTRAL_VENOUS_CATHETER,
+            "DeviceUseStatement/dus",
+            date(2024, 1, 5),
+            None,
+            "CVC",
+        )
+    ]
+    # the Device has no patient: it is read through the statement, not refused as unowned
+    assert not [i for i in data.issues if i.severity in ("error", "fatal")], data.issues
+    assert "DeviceUseStatement/dus" in data.used
+
+
+def test_device_use_statement_contained_device() -> None:
+    contained = {**_line(), "id": "d1"}
+    dus = _use_statement(device={"reference": "#d1"}, contained=[contained])
+    data = _extract(patient(), dus)
+    assert [(e.kind, e.source) for e in data.evidence] == [
+        (RiskFactorKind.CENTRAL_VENOUS_CATHETER, "DeviceUseStatement/dus")
+    ]
+
+
+@pytest.mark.parametrize("status", ["completed", "stopped"])
+def test_a_finished_device_use_counts_over_its_period(status: str) -> None:
+    period = {"start": "2024-01-05", "end": "2024-02-20"}
+    data = _extract(patient(), _use_statement(status, timingPeriod=period), _line())
+    assert [(e.start, e.end) for e in data.evidence] == [(date(2024, 1, 5), date(2024, 2, 20))]
+
+
+def test_a_finished_device_use_without_an_end_is_not_counted_and_said() -> None:
+    data = _extract(patient(), _use_statement("completed"), _line())
+    assert data.evidence == []
+    [warning] = [i for i in data.issues if i.severity == "warning"]
+    assert "DeviceUseStatement/dus" in warning.diagnostics
+    assert "cannot be dated" in warning.diagnostics
+
+
+@pytest.mark.parametrize("status", ["entered-in-error", "intended"])
+def test_a_device_use_not_in_place_is_not_counted(status: str) -> None:
+    data = _extract(patient(), _use_statement(status), _line())
+    assert data.evidence == []
+
+
+def test_a_device_entered_in_error_is_not_counted_through_a_statement() -> None:
+    data = _extract(patient(), _use_statement(), _line(status="entered-in-error"))
+    assert data.evidence == []
+
+
+@pytest.mark.parametrize(
+    "device",
+    [
+        {"reference": "Device/elsewhere"},  # not in the Bundle
+        {"display": "central line"},  # nothing to resolve
+        {"reference": "Device/other"},  # a device that is no catheter
+    ],
+)
+def test_a_device_use_of_an_unknown_or_other_device_shows_nothing(device: Any) -> None:
+    other = {**_line(), "id": "other", "type": {"coding": [{"system": SCT, "code": "14106009"}]}}
+    data = _extract(patient(), _use_statement(device=device), other)
+    assert data.evidence == []
+    assert not [i for i in data.issues if i.severity in ("error", "fatal")], data.issues
+
+
+def test_a_device_use_of_another_patient_is_excluded() -> None:
+    theirs = _use_statement(subject={"reference": "Patient/p2"})
+    pr = read_patient_bundle(orjson.dumps(bundle(patient(), _line())))
+    ex = Extractor(terminology(), ExtractSettings(default_uln_u_per_l={}))
+    data = ex.extract(
+        pr.patient_ref, [*pr.resources, ("Bundle.entry[9].resource", theirs)], {**pr.resolve}
+    )
+    assert data.evidence == []
+    assert [(i.severity, i.expression) for i in data.issues] == [
+        ("error", "Bundle.entry[9].resource.subject")
+    ]
+
+
+def test_a_device_with_no_patient_and_no_statement_is_still_refused() -> None:
+    data = _extract(patient(), _line())
+    assert data.evidence == []
+    assert [i.expression for i in data.issues if i.severity == "error"] == [
+        "Bundle.entry[1].resource.patient"
+    ]

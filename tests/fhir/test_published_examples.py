@@ -49,11 +49,12 @@ READ_TYPES = {
     "MedicationStatement",
     "MedicationRequest",
     "Device",
+    "DeviceUseStatement",
     "Procedure",
 }
 
 # Examples of types fhirtis does not read (a Medication is read through an administration).
-NOT_READ = {"Medication", "DeviceUseStatement", "MedicationDispense"}
+NOT_READ = {"Medication", "MedicationDispense"}
 
 # Every example fhirtis reads (uses as a source), with what it reads, worked by hand from the
 # file. Every other example must be passed over (a code fhirtis does not use, a type it does not

@@ -52,6 +52,7 @@ class Extractor(PatientReader, ObservationReader, EventReader):
             "MedicationStatement": self._medication_use,
             "MedicationRequest": self._medication_use,
             "Device": self._device,
+            "DeviceUseStatement": self._device_use,
             "Procedure": self._procedure,
         }
 
@@ -69,6 +70,7 @@ class Extractor(PatientReader, ObservationReader, EventReader):
         handlers = self._handlers
         self._listed = resources
         self._conditions = None  # found when an AdverseEvent asks (see _condition_refs)
+        self._device_uses = None  # found when a Device without patient asks
         self._resolve = resolve
         self._unclassified.clear()
         self._recognised.clear()

@@ -385,6 +385,7 @@ class ExtractorBase:
 
         self._listed: Sequence[tuple[str, Json]] = ()  # the patient's resources
         self._conditions: set[str] | None = None  # see _condition_refs
+        self._device_uses: set[int] | None = None  # see EventReader._used_devices
         # (system, code) not classifiable → (ValueSet families, first resource, path)
         self._unclassified: dict[tuple[str, str], tuple[set[str], str, str]] = {}
         self._recognised: set[tuple[str, str]] = set()  # codes of recognised concepts

@@ -54,6 +54,16 @@ _ABATEMENT = TimeElements.of("abatementDateTime", "abatementPeriod.end")
 _ABATEMENT_OTHER = ("abatementAge", "abatementPeriod", "abatementRange", "abatementString")
 _EVENT_DATE = TimeElements.of("date", "detected")
 _PERFORMED = TimeElements.of("performedDateTime", "performedPeriod.start")
+_DEVICE_NOT_IN_USE = frozenset({"inactive", "entered-in-error"})
+"""R4 Device.status values that say the device is not the patient's now. The element is 0..1
+and a modifier only for these: a Device with no status, or ``unknown``, is present (the QI-Core
+central line example of the NHSN dQM IG has no status)."""
+_USE_NOT_IN_PLACE = frozenset({"entered-in-error", "intended"})
+"""R4 DeviceUseStatement.status values that show no device in the patient (void, or not yet)."""
+_USE_ENDED = frozenset({"completed", "stopped"})
+"""R4 DeviceUseStatement.status values of a use that has ended: it counts over its timing."""
+_USE_TIMING = TimeElements.of("timingPeriod.start", "timingDateTime")
+_USE_END = TimeElements.of("timingPeriod.end")
 
 # the ValueSet families defined by hierarchy (clinical spec §6), as a report names them
 TEE_FAMILY = "thromboembolic events (ValueSets tee-*)"
@@ -338,19 +348,27 @@ class EventReader(MedicationReader):
             return  # an unknown medication shows no risk factor
         self._risk_medication(data, r, medication, path)
 
-    def _device(self, data: PatientData, path: str, r: Json, _resolve: Mapping[str, Json]) -> None:
+    def _is_catheter(self, device: Json, path: str) -> bool:
+        """``device`` (a Device) is coded as a central venous catheter."""
         index = self._risk.get(RiskFactorKind.CENTRAL_VENOUS_CATHETER)
-        if index is None or not self._members(
-            RISK_FAMILY,
-            {RiskFactorKind.CENTRAL_VENOUS_CATHETER: index},
-            concept_codings(r.get("type"), f"{path}.type"),
-            r,
-            f"{path}.type",
-        ):
+        return index is not None and bool(
+            self._members(
+                RISK_FAMILY,
+                {RiskFactorKind.CENTRAL_VENOUS_CATHETER: index},
+                concept_codings(device.get("type"), f"{path}.type"),
+                device,
+                f"{path}.type",
+            )
+        )
+
+    def _device(self, data: PatientData, path: str, r: Json, _resolve: Mapping[str, Json]) -> None:
+        if not self._is_catheter(r, path):
             return
         self._require_id(r, path)
-        if r.get("status") != "active":
+        if r.get("status") in _DEVICE_NOT_IN_USE:
             return
+        if r.get("patient") is None and id(r) in self._used_devices():
+            return  # a Device of nobody's, in use by the patient: read through the statement
         self._check_subject(data, r, "patient", path)
         source = self._use(data, r)
         data.evidence.append(
@@ -360,6 +378,64 @@ class EventReader(MedicationReader):
                 None,
                 None,
                 concept_text(r.get("type")) or None,
+            )
+        )
+
+    def _used_devices(self) -> set[int]:
+        """The Devices (by identity) that a listed DeviceUseStatement names, found once per
+        patient when first asked."""
+        if self._device_uses is None:
+            self._device_uses = {
+                id(device)
+                for _, r in self._listed
+                if r.get("resourceType") == "DeviceUseStatement"
+                and (device := _used_device(r, self._resolve)) is not None
+            }
+        return self._device_uses
+
+    def _device_use(
+        self, data: PatientData, path: str, r: Json, resolve: Mapping[str, Json]
+    ) -> None:
+        """A DeviceUseStatement of a central venous catheter: evidence over the statement's
+        timing. A device that cannot be resolved, or is no catheter, shows no risk factor (as an
+        unknown medication shows none)."""
+        device = _used_device(r, resolve)
+        if device is None or not self._is_catheter(device, f"{path}.device"):
+            return
+        self._require_id(r, path)
+        status = r.get("status")
+        if status in _USE_NOT_IN_PLACE or device.get("status") == "entered-in-error":
+            return
+        self._check_subject(data, r, "subject", path)
+        owner = device.get("patient")
+        if owner is not None:
+            self._check_subject(data, device, "patient", f"{path}.device")
+        start = _optional_date(r, _USE_TIMING, path)
+        end = _optional_date(r, _USE_END, path)
+        if end is None and status in _USE_ENDED:
+            if "timingDateTime" in r:
+                end = start  # in use at that time, ended since
+            else:
+                data.issues.append(
+                    Issue(
+                        "warning",
+                        "incomplete",
+                        f"{ref_of(r)}: a central venous catheter whose use is {status}, with no "
+                        "end in timingPeriod: the risk factor is not counted (the time it was in "
+                        "place cannot be dated)",
+                        f"{path}.timing[x]",
+                        ref_of(r),
+                    )
+                )
+                return
+        source = self._use(data, r)  # the Device is read through it, as a Medication is
+        data.evidence.append(
+            RiskEvidence(
+                RiskFactorKind.CENTRAL_VENOUS_CATHETER,
+                source,
+                start,
+                end,
+                concept_text(device.get("type")) or None,
             )
         )
 
@@ -380,3 +456,32 @@ class EventReader(MedicationReader):
             data.evidence.append(
                 RiskEvidence(kind, source, start, None, concept_text(r.get("code")) or None)
             )
+
+
+def _used_device(statement: Json, resolve: Mapping[str, Json]) -> Json | None:
+    """The Device a DeviceUseStatement names (contained, or by reference), or None."""
+    ref = statement.get("device")
+    target = ref.get("reference") if isinstance(ref, dict) else None
+    if not isinstance(target, str):
+        return None
+    device: object = None
+    if target.startswith("#"):
+        for c in json_array(statement.get("contained")):
+            if isinstance(c, dict) and c.get("id") == target[1:]:
+                device = c
+    else:
+        device = resolve_reference(resolve, target)
+    if isinstance(device, dict) and device.get("resourceType") == "Device":
+        return device
+    return None
+
+
+def _optional_date(resource: Json, elements: TimeElements, path: str) -> date | None:
+    """The date of the first present of ``elements``; None when none is present (a malformed
+    one is refused, naming it)."""
+    try:
+        return first_time(resource, elements, path)[0].date()
+    except ExcludedError as exc:
+        if exc.issue_code != "required":
+            raise
+        return None
