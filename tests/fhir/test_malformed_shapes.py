@@ -128,3 +128,17 @@ def test_a_malformed_medication_reference_is_named_as_such(reference: object) ->
     assert issue.expression is not None and issue.expression.endswith(".medicationReference")
     expected = "has no reference" if isinstance(reference, dict) else "is not a Reference"
     assert f"medicationReference {expected}" in issue.diagnostics
+
+
+@pytest.mark.parametrize("element", ["2024-03-04T09:00:00Z", ["2024-03-04T09:00:00Z"]])
+def test_a_period_that_is_not_an_object_is_refused_not_read_as_its_start(element: object) -> None:
+    """``effectivePeriod: "2024-03-04T…"`` is malformed FHIR (a Period is an object): guessing
+    that the text is the start (or the end) would be a silent guess about when a dose was
+    given. The administration is excluded, naming the element."""
+    infusion = _infusion()
+    del infusion["effectivePeriod"]
+    result = _evaluate(b.medication(), {**infusion, "effectivePeriod": element})
+    assert result.data.administrations == []
+    [issue] = [i for i in result.issues if i.severity == "error"]
+    assert issue.expression == "Bundle.entry[2].resource.effectivePeriod"
+    assert "not an object" in issue.diagnostics

@@ -276,10 +276,15 @@ class TimeElements:
         return cls(keys, parts, f"no {' or '.join(keys)}")  # type: ignore[arg-type]
 
 
-def _first_present(resource: Json, elements: TimeElements) -> tuple[object, str] | None:
+def _first_present(resource: Json, elements: TimeElements, path: str) -> tuple[object, str] | None:
+    """The first present of ``elements`` and its key. A Period (``effectivePeriod.start``'s
+    ``effectivePeriod``) that is not an object is malformed: refused, naming it, never read as
+    if its text were the start or the end."""
     for key, head, tail in elements.parts:
         value = resource.get(head)
-        if tail and isinstance(value, dict):
+        if tail and value is not None:
+            if not isinstance(value, dict):
+                raise ExcludedError("structure", f"{head} is not an object", f"{path}.{head}")
             value = value.get(tail)
         if value is not None:
             return value, key
@@ -289,7 +294,7 @@ def _first_present(resource: Json, elements: TimeElements) -> tuple[object, str]
 def first_time(resource: Json, elements: TimeElements, path: str) -> tuple[datetime, bool, str]:
     """The first present of the time ``elements`` as (aware datetime, date-only?, element
     path)."""
-    found = _first_present(resource, elements)
+    found = _first_present(resource, elements, path)
     if found is None:
         raise ExcludedError("required", elements.missing, path)
     value, key = found
@@ -302,7 +307,7 @@ def first_time(resource: Json, elements: TimeElements, path: str) -> tuple[datet
 
 def first_fhir_time(resource: Json, elements: TimeElements, path: str) -> FhirTime:
     """Like :func:`first_time`, at the precision recorded: a date-only value stays a date."""
-    found = _first_present(resource, elements)
+    found = _first_present(resource, elements, path)
     if found is None:
         raise ExcludedError("required", elements.missing, path)
     value, key = found
