@@ -191,6 +191,19 @@ def resolve_reference(resolve: Mapping[str, Json], reference: str) -> Json | Non
     return resolve.get(reference) or resolve.get(unversioned(reference))
 
 
+def referenced(resource: Json, target: str, resolve: Mapping[str, Json]) -> Json | None:
+    """The resource that ``target``, a reference text of ``resource``, names: a contained
+    resource of ``resource`` for ``#id`` (the last of that id), else as
+    :func:`resolve_reference` finds it."""
+    if not target.startswith("#"):
+        return resolve_reference(resolve, target)
+    found: Json | None = None
+    for c in json_array(resource.get("contained")):
+        if isinstance(c, dict) and c.get("id") == target[1:]:
+            found = c
+    return found
+
+
 _COMPARATORS = frozenset({"<", "<=", ">=", ">"})  # R4 quantity-comparator
 
 

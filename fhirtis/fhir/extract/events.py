@@ -33,6 +33,7 @@ from fhirtis.fhir.extract.common import (
     first_fhir_time,
     first_time,
     ref_of,
+    referenced,
     resolve_reference,
     unversioned,
 )
@@ -464,13 +465,7 @@ def _used_device(statement: Json, resolve: Mapping[str, Json]) -> Json | None:
     target = ref.get("reference") if isinstance(ref, dict) else None
     if not isinstance(target, str):
         return None
-    device: object = None
-    if target.startswith("#"):
-        for c in json_array(statement.get("contained")):
-            if isinstance(c, dict) and c.get("id") == target[1:]:
-                device = c
-    else:
-        device = resolve_reference(resolve, target)
+    device = referenced(statement, target, resolve)
     if isinstance(device, dict) and device.get("resourceType") == "Device":
         return device
     return None

@@ -34,7 +34,7 @@ from fhirtis.fhir.extract.common import (
     modifier_extension_error,
     read_quantity,
     ref_of,
-    resolve_reference,
+    referenced,
     to_unit,
     versioned,
 )
@@ -289,13 +289,7 @@ class MedicationReader(ExtractorBase):
                 "medicationReference has no reference to resolve (a display or identifier only)",
                 f"{path}.medicationReference",
             )
-        med: Json | None = None
-        if target.startswith("#"):
-            for c in json_array(r.get("contained")):
-                if isinstance(c, dict) and c.get("id") == target[1:]:
-                    med = c
-        else:
-            med = resolve_reference(resolve, target)
+        med = referenced(r, target, resolve)
         if med is None or med.get("resourceType") != "Medication":
             raise UnresolvedMedicationError(
                 "not-found",
