@@ -772,3 +772,17 @@ def test_a_device_with_no_patient_and_no_statement_is_still_refused() -> None:
     assert [i.expression for i in data.issues if i.severity == "error"] == [
         "Bundle.entry[1].resource.patient"
     ]
+
+
+def test_a_finished_device_use_at_one_time_counts_on_that_day() -> None:
+    dus = _use_statement("completed", timingDateTime="2024-02-01T10:00:00+01:00")
+    data = _extract(patient(), dus, _line())
+    assert [(e.start, e.end) for e in data.evidence] == [(date(2024, 2, 1), date(2024, 2, 1))]
+
+
+def test_a_device_use_with_a_malformed_period_is_refused_naming_it() -> None:
+    data = _extract(patient(), _use_statement(timingPeriod="2024-01-05"), _line())
+    assert data.evidence == []
+    assert [i.expression for i in data.issues if i.severity == "error"] == [
+        "Bundle.entry[1].resource.timingPeriod"
+    ]
