@@ -88,6 +88,9 @@ UNIT_TEXT_ALIASES: dict[str, str] = {
     "unit/l": "U/L",
     "iu/l": "U/L",
     "u/l": "U/L",
+    "ukat/l": "ukat/L",
+    "\u00b5kat/l": "ukat/L",  # MICRO SIGN
+    "\u03bckat/l": "ukat/L",  # GREEK SMALL LETTER MU (NFKC's form of the micro sign)
 }
 """Unit *text* (``Quantity.unit`` given without a UCUM ``code``) → the UCUM code it means
 (clinical spec §4, "units as EHRs write them"). Keys are lower case and matched after trimming and

@@ -64,3 +64,19 @@ def test_unknown_or_incompatible_units(src: str, dst: str) -> None:
 )
 def test_body_weight_unit_text_without_a_code(text: str, value: str, kg: str) -> None:
     assert convert(D(value), unit_from_text(text), "kg") == D(kg)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "µkat/L",  # MICRO SIGN, U+00B5
+        "μkat/L",  # GREEK SMALL LETTER MU, U+03BC: what NFKC makes of the micro sign, and
+        "μkat/l",  # what many keyboards and word processors type
+        "µkat/l",
+        "ukat/L",
+        " ukat/l ",
+    ],
+)
+def test_microkatal_per_litre_as_labs_write_it(text: str) -> None:
+    # 1 µkat/L = 60 U/L (clinical spec §1): 3.2 µkat/L = 192 U/L
+    assert convert(D("3.2"), unit_from_text(text), "U/L") == D("192")
