@@ -100,9 +100,18 @@ unit known to neither makes only that value unknown."""
 
 
 def unit_from_text(text: str) -> str:
-    """The UCUM code a ``Quantity.unit`` text means: the alias table first, else the text."""
+    """The UCUM code a ``Quantity.unit`` text means: the alias table first; else a text all in
+    capitals (``CM``, ``MG/ML``, ``[LB_AV]``: UCUM's case-insensitive symbols, as systems
+    bridged from HL7 v2 write them) in lower case, the case-sensitive symbol of every unit fhirtis
+    reads; else the text. A text of mixed case is taken as written (``Mg`` is a megagram)."""
     stripped = text.strip()
-    return UNIT_TEXT_ALIASES.get(stripped.lower(), stripped)
+    if stripped in _ALIASES:
+        return stripped
+    lower = stripped.lower()
+    found = UNIT_TEXT_ALIASES.get(lower)
+    if found is not None:
+        return found
+    return lower if stripped.isupper() else stripped
 
 
 _lock = threading.Lock()

@@ -80,3 +80,31 @@ def test_body_weight_unit_text_without_a_code(text: str, value: str, kg: str) ->
 def test_microkatal_per_litre_as_labs_write_it(text: str) -> None:
     # 1 µkat/L = 60 U/L (clinical spec §1): 3.2 µkat/L = 192 U/L
     assert convert(D("3.2"), unit_from_text(text), "U/L") == D("192")
+
+
+@pytest.mark.parametrize(
+    ("text", "dst", "expected"),
+    [
+        # UCUM's case-insensitive symbols, as systems bridged from HL7 v2 write unit text
+        ("CM", "cm", "1"),
+        ("MM", "cm", "0.1"),
+        ("MG", "g", "0.001"),
+        ("G", "g", "1"),
+        ("MG/ML", "mg/mL", "1"),
+        ("KG/M2", "kg/m2", "1"),
+        ("MG/KG/MIN", "mg/kg/min", "1"),
+        ("ML/H", "mL/h", "1"),
+        ("[LB_AV]", "kg", "0.45359237"),
+        ("U/L", "U/L", "1"),
+        ("[IU]/L", "U/L", "1"),  # the enzyme equivalence still applies
+    ],
+)
+def test_upper_case_unit_text(text: str, dst: str, expected: str) -> None:
+    assert convert(D(1), unit_from_text(text), dst) == D(expected)
+
+
+def test_mixed_case_unit_text_is_not_folded() -> None:
+    # "Mg" is UCUM's megagram: a text not all in capitals is taken as written, never folded
+    assert convert(D(1), unit_from_text("Mg"), "mg") == D(10) ** 9
+    with pytest.raises(UnitError):
+        convert(D(1), unit_from_text("mG"), "mg")
