@@ -49,6 +49,12 @@ UNIT_TEXT_ALIASES: dict[str, str] = {
     "ml/kg/hr": "mL/kg/h",
     "ml/kg/h": "mL/kg/h",
     "ml/kg/min": "mL/kg/min",
+    "mls": "mL",
+    "mls/hr": "mL/h",
+    "mls/h": "mL/h",
+    "cc": "mL",  # cubic centimetre (UCUM cm3), as US infusion records write mL
+    "cc/hr": "mL/h",
+    "cc/h": "mL/h",
     # time
     "hr": "h",
     "hrs": "h",
@@ -66,6 +72,10 @@ UNIT_TEXT_ALIASES: dict[str, str] = {
     "mg/hr": "mg/h",
     "mg/kg/hr": "mg/kg/h",
     "gm/kg": "g/kg",
+    "gm/dl": "g/dL",
+    # body mass index
+    "kg/m^2": "kg/m2",
+    "kg/m\u00b2": "kg/m2",  # SUPERSCRIPT TWO
     # body weight and height
     "kilogram": "kg",
     "kilograms": "kg",

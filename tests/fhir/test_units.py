@@ -108,3 +108,20 @@ def test_mixed_case_unit_text_is_not_folded() -> None:
     assert convert(D(1), unit_from_text("Mg"), "mg") == D(10) ** 9
     with pytest.raises(UnitError):
         convert(D(1), unit_from_text("mG"), "mg")
+
+
+@pytest.mark.parametrize(
+    ("text", "dst", "expected"),
+    [
+        ("cc", "mL", "1"),  # cubic centimetre: what US infusion records write for mL
+        ("cc/hr", "mL/h", "1"),
+        ("cc/h", "mL/h", "1"),
+        ("mls", "mL", "1"),
+        ("mls/hr", "mL/h", "1"),
+        ("gm/dl", "mg/mL", "10"),
+        ("kg/m^2", "kg/m2", "1"),
+        ("kg/m²", "kg/m2", "1"),
+    ],
+)
+def test_more_spellings_of_volumes_rates_and_bmi(text: str, dst: str, expected: str) -> None:
+    assert convert(D(1), unit_from_text(text), dst) == D(expected)
