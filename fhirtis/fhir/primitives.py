@@ -15,6 +15,22 @@ _DATE_TIME = re.compile(
     r"(T([01][0-9]|2[0-3]):[0-5][0-9]:([0-5][0-9]|60)(\.[0-9]+)?"
     r"(Z|(\+|-)((0[0-9]|1[0-3]):[0-5][0-9]|14:00)))?)?)?"
 )
+_NO_ZONE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?")
+_NO_SECONDS = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}(Z|[+-][0-9]{2}:[0-9]{2})?")
+
+
+def _why_not(value: str) -> str:
+    """What is wrong with a text that is not a FHIR dateTime, where a common mistake says."""
+    if _NO_ZONE.fullmatch(value):
+        return (
+            "not a FHIR dateTime: a time with no time zone (R4: with hours and minutes, a time "
+            "zone SHALL be given; the instant is unknown without it)"
+        )
+    if _NO_SECONDS.fullmatch(value):
+        return "not a FHIR dateTime: the seconds are missing (R4 requires hh:mm:ss)"
+    return "not a FHIR dateTime"
+
+
 _ID = re.compile(r"[A-Za-z0-9\-\.]{1,64}")
 ID_FULLMATCH = _ID.fullmatch  # bound once: is_id runs twice per resource
 
@@ -50,7 +66,7 @@ def parse_date_time_text(value: str) -> tuple[datetime, bool]:
     """:func:`parse_date_time` of a string, once per distinct text (a patient's records share
     their dates; the results are immutable). Errors are not cached: they are raised again."""
     if not _DATE_TIME.fullmatch(value):
-        raise PrimitiveError("not a FHIR dateTime")
+        raise PrimitiveError(_why_not(value))
     if len(value) == 10:
         d = date.fromisoformat(value)
         return datetime(d.year, d.month, d.day, tzinfo=UTC), True
