@@ -115,7 +115,7 @@ def unit_from_text(text: str) -> str:
     bridged from HL7 v2 write them) in lower case, the case-sensitive symbol of every unit fhirtis
     reads; else the text. A text of mixed case is taken as written (``Mg`` is a megagram)."""
     stripped = text.strip()
-    if stripped in _ALIASES:
+    if stripped in _ALIASES:  # [IU]/L and the like: applied as written, never folded
         return stripped
     lower = stripped.lower()
     found = UNIT_TEXT_ALIASES.get(lower)

@@ -318,6 +318,17 @@ def first_time(resource: Json, elements: TimeElements, path: str) -> tuple[datet
     return when, date_only, key
 
 
+def optional_date(resource: Json, elements: TimeElements, path: str) -> date | None:
+    """The date of the first present of ``elements``; None when none is present (a malformed
+    one is refused, naming it)."""
+    try:
+        return first_time(resource, elements, path)[0].date()
+    except ExcludedError as exc:
+        if exc.issue_code != "required":
+            raise
+        return None
+
+
 def first_fhir_time(resource: Json, elements: TimeElements, path: str) -> FhirTime:
     """Like :func:`first_time`, at the precision recorded: a date-only value stays a date."""
     found = _first_present(resource, elements, path)

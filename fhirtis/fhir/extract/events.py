@@ -32,6 +32,7 @@ from fhirtis.fhir.extract.common import (
     concept_text,
     first_fhir_time,
     first_time,
+    optional_date,
     ref_of,
     referenced,
     resolve_reference,
@@ -411,8 +412,8 @@ class EventReader(MedicationReader):
         owner = device.get("patient")
         if owner is not None:
             self._check_subject(data, device, "patient", f"{path}.device")
-        start = _optional_date(r, _USE_TIMING, path)
-        end = _optional_date(r, _USE_END, path)
+        start = optional_date(r, _USE_TIMING, path)
+        end = optional_date(r, _USE_END, path)
         if end is None and status in _USE_ENDED:
             if "timingDateTime" in r:
                 end = start  # in use at that time, ended since
@@ -469,14 +470,3 @@ def _used_device(statement: Json, resolve: Mapping[str, Json]) -> Json | None:
     if isinstance(device, dict) and device.get("resourceType") == "Device":
         return device
     return None
-
-
-def _optional_date(resource: Json, elements: TimeElements, path: str) -> date | None:
-    """The date of the first present of ``elements``; None when none is present (a malformed
-    one is refused, naming it)."""
-    try:
-        return first_time(resource, elements, path)[0].date()
-    except ExcludedError as exc:
-        if exc.issue_code != "required":
-            raise
-        return None

@@ -6,7 +6,6 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date
 from decimal import Decimal
 from functools import cache
 
@@ -30,8 +29,8 @@ from fhirtis.fhir.extract.common import (
     concept_text,
     fhir_time_of,
     first_fhir_time,
-    first_time,
     modifier_extension_error,
+    optional_date,
     read_quantity,
     ref_of,
     referenced,
@@ -46,9 +45,7 @@ _MA_USED = {"completed", "in-progress", "stopped"}
 _MED_VOID = {"entered-in-error", "not-taken", "cancelled", "draft"}
 _EFFECTIVE = TimeElements.of("effectiveDateTime", "effectivePeriod.start")
 _EFFECTIVE_END = TimeElements.of("effectivePeriod.end")
-_USE_STARTS = tuple(
-    TimeElements.of(key) for key in ("effectivePeriod.start", "effectiveDateTime", "authoredOn")
-)
+_USE_START = TimeElements.of("effectivePeriod.start", "effectiveDateTime", "authoredOn")
 
 
 Coding = tuple[str | None, str | None]
@@ -710,19 +707,9 @@ class MedicationReader(ExtractorBase):
         self._require_id(r, path)
         subject_key = "subject"
         self._check_subject(data, r, subject_key, path)
-        start: date | None = None
-        end: date | None = None
-        for key in _USE_STARTS:
-            try:
-                start = first_time(r, key, path)[0].date()
-                break
-            except ExcludedError as exc:
-                if exc.issue_code != "required":
-                    raise
-        period = r.get("effectivePeriod")
-        if isinstance(period, dict) and period.get("end") is not None:
-            end = first_time(r, _EFFECTIVE_END, path)[0].date()
-        elif r.get("status") in {"completed", "stopped"}:
+        start = optional_date(r, _USE_START, path)
+        end = optional_date(r, _EFFECTIVE_END, path)
+        if end is None and r.get("status") in {"completed", "stopped"}:
             end = start
         source = self._use(data, r)
         data.evidence.append(RiskEvidence(RiskFactorKind.ESTROGEN, source, start, end))
