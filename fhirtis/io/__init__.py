@@ -34,6 +34,7 @@ from fhirtis.io._errors import (
     Unauthorized,
     WriteOutcomeUnknown,
 )
+from fhirtis.io._paging import next_link, searchset_problem
 from fhirtis.io._plans import (
     ReadPlan,
     WritePlanShape,
@@ -86,8 +87,10 @@ __all__ = [
     "describe_writes",
     "is_refusal",
     "load_private_key",
+    "next_link",
     "normalize_base",
     "parse_statement",
     "read_plan",
+    "searchset_problem",
     "write_plan",
 ]

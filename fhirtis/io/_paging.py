@@ -134,9 +134,27 @@ def parse_page(content: bytes, url: httpx.URL, status: int) -> Bundle:
             status=status,
             url=where,
         )
-    entries = data.get("entry")
-    if entries is not None and not isinstance(entries, list):
-        raise MalformedResponse(
-            f"search page {where} has a malformed entry list", status=status, url=where
-        )
+    problem = searchset_problem(data)
+    if problem is not None:
+        raise MalformedResponse(f"search page {where} {problem}", status=status, url=where)
     return data
+
+
+def searchset_problem(bundle: Bundle) -> str | None:
+    """Why the entries of a searchset Bundle cannot be read, or None: ``entry`` is not an
+    array, or one of its entries is not an object, or holds a ``resource`` that is not one.
+    Such a page read as "no matches" would hide the patient's data (R4 Bundle.entry)."""
+    entries = bundle.get("entry")
+    if entries is None:
+        return None
+    if not isinstance(entries, list):
+        return "has a malformed entry list (not an array)"
+    for i, entry in enumerate(entries):
+        if not isinstance(entry, dict):
+            return f"has a malformed entry list (entry[{i}] is not an object)"
+        resource = entry.get("resource")
+        if resource is not None and not (
+            isinstance(resource, dict) and isinstance(resource.get("resourceType"), str)
+        ):
+            return f"has a malformed entry list (entry[{i}].resource is not a resource)"
+    return None

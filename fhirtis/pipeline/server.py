@@ -66,6 +66,7 @@ from fhirtis.io import (
     FhirClientError,
     FhirServerError,
     Forbidden,
+    MalformedResponse,
     NotFound,
     PreconditionFailed,
     Refused,
@@ -75,6 +76,7 @@ from fhirtis.io import (
     WritePlanShape,
     is_refusal,
     read_plan,
+    searchset_problem,
     write_plan,
 )
 from fhirtis.pipeline.offline import (
@@ -234,7 +236,11 @@ def _matches(page: Json) -> list[Json]:
 
 
 async def _all_matches(client: FhirClient, searchset: Json) -> list[Json]:
-    """The matches of a searchset and of every page after it."""
+    """The matches of a searchset and of every page after it. A first page in hand (a batch
+    entry's, or a GET's) is checked as later pages are (:func:`searchset_problem`)."""
+    problem = searchset_problem(searchset)
+    if problem is not None:
+        raise MalformedResponse(f"a search result {problem}", status=None, url="(search)")
     out = _matches(searchset)
     async for page in client.following_pages(searchset):
         out.extend(_matches(page))

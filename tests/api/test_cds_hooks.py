@@ -684,6 +684,45 @@ async def test_a_failed_prefetch_counts_as_missing() -> None:
     assert "prefetch lacks conditions" in r.json()["message"]
 
 
+def _first_page_of(base: str, resources: list[Json]) -> Json:
+    """One page of a searchset whose ``next`` link says that more follow (CDS Hooks 2.0: a
+    prefetch result may be a paged searchset Bundle)."""
+    page = searchset(resources) or {"resourceType": "Bundle", "type": "searchset", "entry": []}
+    page["link"] = [{"relation": "next", "url": f"{base}/Condition?patient=p1&_page=2"}]
+    return page
+
+
+async def test_a_prefetched_first_page_is_not_all_the_data(fhir_base: str) -> None:
+    """The conditions prefetch holds page 1 of several; the DVT is on a later page. With a
+    server to read from, the service reads the whole search (the DVT is found: 3.3 mg/kg/min,
+    138 mL/h); without one, it answers 412 as for a missing key, never "no risk factor"."""
+    load(fhir_base, bundle(*patient_70kg(DVT), medication()))
+    prefetch = full_prefetch(patient_70kg())
+    prefetch["conditions"] = _first_page_of(fhir_base, [])
+    order = ivig_order(rate=qty(150, "mL/h"))
+    async with cds(fhir_base) as api:
+        read = cards_of(await api.post(SIGN, call([order], prefetch, server=fhir_base, token="t")))
+        assert api.sent, "the conditions were read from the FHIR server"
+        unread = await api.post(SIGN, call([order], prefetch))
+    assert "History of venous" in card_with(read, "TEE risk")["summary"]
+    assert card_with(read, "exceeds")["suggestions"][0]["label"] == (
+        "Lower the infusion rate to 138 mL/h"
+    )
+    assert unread.status_code == 412, unread.text
+    message = unread.json()["message"]
+    assert "conditions" in message and "next" in message
+
+
+async def test_a_latest_n_prefetch_with_a_next_link_is_complete() -> None:
+    """A "latest n" template wants its first page only: a ``next`` link there is no gap."""
+    prefetch = full_prefetch(patient_70kg())
+    prefetch["weights"]["link"] = [{"relation": "next", "url": f"{ALLOWED}/Observation?p=2"}]
+    async with cds() as api:
+        cards = cards_of(await api.post(SIGN, call([ivig_order(rate=qty(300, "mL/h"))], prefetch)))
+        assert api.sent == []
+    assert card_with(cards, "exceeds")
+
+
 async def test_fhir_server_refusal_is_412(httpx_mock: HTTPXMock) -> None:
     httpx_mock.add_response(url=ALLOWED, method="POST", status_code=401, json={})
     async with cds() as api:
@@ -715,6 +754,13 @@ def _without(body: Json, *path: str) -> Json:
 
 
 GOOD = call([ivig_order(rate=qty(300, "mL/h"))], {"patient": patient()})
+_BAD_BUNDLE: Json = {"resourceType": "Bundle", "type": "searchset"}
+_ORDER_SELECT = call(
+    [ivig_order(rate=qty(300, "mL/h"))],
+    {"patient": patient()},
+    hook="order-select",
+    selections=["MedicationRequest/rx1"],
+)
 
 
 @pytest.mark.parametrize(
@@ -734,11 +780,25 @@ GOOD = call([ivig_order(rate=qty(300, "mL/h"))], {"patient": patient()})
         ({**GOOD, "prefetch": {"conditions": searchset([patient("p2")])}}, "another patient"),
         ({**GOOD, "prefetch": {"patient": {"resourceType": "Condition"}}}, "prefetch.patient"),
         ([1, 2], "JSON object"),
+        (
+            {**GOOD, "prefetch": {"conditions": {**_BAD_BUNDLE, "entry": {"resource": DVT}}}},
+            "prefetch.conditions.entry",
+        ),
+        (
+            {**GOOD, "prefetch": {"conditions": {**_BAD_BUNDLE, "entry": [{"resource": [DVT]}]}}},
+            "prefetch.conditions.entry[0].resource",
+        ),
+        (
+            {**GOOD, "prefetch": {"conditions": {**_BAD_BUNDLE, "entry": ["Condition/dvt"]}}},
+            "prefetch.conditions.entry[0]",
+        ),
+        (_without(_ORDER_SELECT, "context", "selections"), "context.selections"),
     ],
 )
 async def test_malformed_requests_are_400(body: Any, says: str) -> None:
+    hook = body.get("hook") if isinstance(body, dict) else None
     async with cds() as api:
-        r = await api.post(SIGN, body)
+        r = await api.post(SELECT if hook == "order-select" else SIGN, body)
     assert r.status_code == 400
     answer = r.json()
     assert "resourceType" not in answer

@@ -366,6 +366,14 @@ async def test_a_token_must_cover_every_type_read(
 # -- 4. bounded work ----------------------------------------------------------------------------
 
 
+_MALFORMED_SEARCHSETS: dict[str, Any] = {
+    "entry-object": {"resource": {"resourceType": "Condition", "id": "c1"}},
+    "entry-strings": ["Condition/c1"],
+    "resource-array": [{"resource": [{"resourceType": "Condition", "id": "c1"}]}],
+}
+"""Hostile modes whose batch-response holds searchsets with this malformed ``entry``."""
+
+
 class Hostile(BaseHTTPRequestHandler):
     """A FHIR server that misbehaves in one ``mode``: ``hang`` (never answers), ``endless``
     (every search has one more page), ``gone2`` (page 2 of a search answers 404), ``huge`` (a
@@ -387,6 +395,8 @@ class Hostile(BaseHTTPRequestHandler):
 
     def _page(self, n: int) -> Json:
         base = f"http://127.0.0.1:{self.server.server_address[1]}"
+        if self.mode in _MALFORMED_SEARCHSETS:  # one page, damaged in do_POST
+            return {"resourceType": "Bundle", "type": "searchset", "entry": []}
         return {
             "resourceType": "Bundle",
             "type": "searchset",
@@ -424,6 +434,10 @@ class Hostile(BaseHTTPRequestHandler):
             entries.append({"response": {"status": "200 OK"}, "resource": resource})
         if self.mode == "strings":
             entries = ["200 OK" for _ in entries]
+        if self.mode in _MALFORMED_SEARCHSETS:  # every searchset in the batch, damaged
+            for e in entries:
+                if e["resource"]["resourceType"] == "Bundle":
+                    e["resource"] = {**e["resource"], "entry": _MALFORMED_SEARCHSETS[self.mode]}
         self._json(200, {"resourceType": "Bundle", "type": "batch-response", "entry": entries})
 
     def do_GET(self) -> None:
@@ -558,6 +572,21 @@ async def test_a_batch_response_of_strings_is_502(hostile: str) -> None:
     async with app_client(hostile) as client:
         r = await client.post(OP, headers=CALLER)
     assert r.status_code == 502, r.text
+
+
+@pytest.mark.parametrize("mode", sorted(_MALFORMED_SEARCHSETS))
+async def test_a_malformed_searchset_in_a_batch_response_is_502(hostile: str, mode: str) -> None:
+    """A searchset whose entries cannot be read is a failed read (502), by the operation and by
+    the CDS service alike; it was read as a search with no matches (no risk factor, 4 mg/kg/min)."""
+    Hostile.mode = mode
+    async with app_client(hostile) as client:
+        r = await client.post(OP, headers=CALLER)
+        assert r.status_code == 502, r.text
+        assert "entr" in r.json()["issue"][0]["diagnostics"]
+        order = ivig_order(rate=qty(150, "mL/h"))
+        cds = await client.post(SIGN, json=call([order], None, server=hostile, token="tok"))
+        assert cds.status_code == 502, cds.text
+        assert cds.json()["error"] == "fhir-server-failed"
 
 
 async def test_a_gone_page_2_is_not_patient_not_found(hostile: str) -> None:

@@ -50,6 +50,9 @@ EXPECTED = {
     "build_auth",
     "load_private_key",
     "normalize_base",
+    # a searchset read inside a batch, or prefetched by a CDS client, is checked as a page is
+    "next_link",
+    "searchset_problem",
 }
 
 

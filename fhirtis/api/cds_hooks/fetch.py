@@ -18,6 +18,7 @@ from fhirtis.io import (
     NotFound,
     Refused,
     is_refusal,
+    searchset_problem,
 )
 from fhirtis.pipeline.server import (
     Learned,
@@ -110,6 +111,9 @@ async def _in_one_batch(
                 "fhir-server-failed" if code >= 500 else "precondition-failed",
                 f"the FHIR server answered {status or 'nothing'} to a read the service needs",
             )
+        if resource.get("resourceType") == "Bundle" and searchset_problem(resource) is not None:
+            # read as "no matches", it would hide the patient's data
+            raise CdsError(502, "fhir-server-failed", "the FHIR server answered a malformed Bundle")
         if all_pages and resource.get("resourceType") == "Bundle":
             merged = list(resource.get("entry") or [])
             async for page in client.following_pages(resource):

@@ -12,6 +12,7 @@ from fhirtis.api.access import is_b64token
 from fhirtis.fhir.codes import Terminology
 from fhirtis.fhir.needs import prefetch_queries
 from fhirtis.fhir.primitives import is_id
+from fhirtis.io import next_link
 
 Json = dict[str, Any]
 
@@ -140,10 +141,10 @@ def parse_call(body: Any, service: CdsService) -> HookCall:
     if not isinstance(draft.get("entry", []), list):
         raise bad("context.draftOrders.entry must be an array")
     selections: list[str] | None = None
-    if hook == "order-select" and "selections" in context:
-        raw = context["selections"]
+    if hook == "order-select":  # CDS Hooks order-select: selections is required
+        raw = context.get("selections")
         if not isinstance(raw, list) or not all(isinstance(s, str) for s in raw):
-            raise bad("context.selections must be an array of references")
+            raise bad("context.selections is required and must be an array of references")
         selections = list(raw)
     server = body.get("fhirServer")
     if server is not None and (not isinstance(server, str) or not server):
@@ -177,6 +178,7 @@ class Gathered:
 
     listed: dict[str, Json] = field(default_factory=dict)  # "Type/id" (or a fullUrl) → resource
     resolve: dict[str, Json] = field(default_factory=dict)
+    paged: list[str] = field(default_factory=list)  # prefetch keys given as one page of several
 
     def add(self, resource: Json, full_url: str | None = None) -> None:
         rtype, rid = resource.get("resourceType"), resource.get("id")
@@ -219,6 +221,14 @@ def take_prefetch(call: HookCall, templates: Sequence[Template], into: Gathered)
             continue
         if kind not in {"Bundle", t.resource_type}:
             raise bad(f"prefetch.{t.key} is a {kind}, not what its template asks for")
+        if kind == "Bundle":
+            _check_bundle(value, f"prefetch.{t.key}")
+            if t.all_pages and next_link(value) is not None:
+                # one page of a paged search (CDS Hooks 2.0 allows it): the rest may hold a
+                # risk factor, so the whole search is read, as for a key not prefetched
+                missing.append(t)
+                into.paged.append(t.key)
+                continue
         found = Gathered()
         if kind == "Bundle":
             found.add_bundle(value)
@@ -231,3 +241,19 @@ def take_prefetch(call: HookCall, templates: Sequence[Template], into: Gathered)
             raise bad(f"prefetch.{t.key} holds another patient than context.patientId")
         into.merge(found)
     return missing
+
+
+def _check_bundle(bundle: Mapping[str, Any], where: str) -> None:
+    """A prefetched Bundle whose entries cannot be read is refused (400): read as "no data",
+    it would hide the patient's risk factors."""
+    entries = bundle.get("entry", [])
+    if not isinstance(entries, list):
+        raise bad(f"{where}.entry must be an array")
+    for i, entry in enumerate(entries):
+        if not isinstance(entry, dict):
+            raise bad(f"{where}.entry[{i}] must be an object")
+        resource = entry.get("resource")
+        if resource is not None and not (
+            isinstance(resource, dict) and isinstance(resource.get("resourceType"), str)
+        ):
+            raise bad(f"{where}.entry[{i}].resource must be a FHIR resource")

@@ -189,8 +189,8 @@ async def _answer(
         source = reader(request, call)
         if isinstance(source, str):
             if missing and orders:
-                keys = ", ".join(t.key for t in missing)
-                raise CdsError(412, "precondition-failed", f"prefetch lacks {keys}, and {source}")
+                lacks = _lacking([t.key for t in missing], gathered.paged)
+                raise CdsError(412, "precondition-failed", f"{lacks}, and {source}")
             if missing:
                 return {"cards": []}, stats  # no order is known to be IVIG
             unresolved = []  # answer for the orders known; the others cannot be identified
@@ -240,6 +240,21 @@ async def _answer(
     if tis is not None:
         cards.append(tis)
     return {"cards": cards}, stats
+
+
+def _lacking(missing: list[str], paged: list[str]) -> str:
+    """What prefetch lacks, in words: the keys not given, and those given as one page of a
+    paged search (a ``next`` link)."""
+    parts = []
+    absent = [key for key in missing if key not in paged]
+    if absent:
+        parts.append(f"prefetch lacks {', '.join(absent)}")
+    if paged:
+        parts.append(
+            f"prefetch {', '.join(paged)} is one page of a paged search (it has a next link); "
+            "the other pages are needed"
+        )
+    return "; ".join(parts)
 
 
 def _is_medication_ref(ref: str) -> bool:
