@@ -28,10 +28,15 @@ Definitions and choices (what the code does; the policy used travels with every 
   - **history of thrombosis**: a thromboembolic event with onset strictly before ``t`` — an
     event before any IVIG is history; an event during treatment is history from its onset on,
     i.e. for every later administration (including later ones of the same cycle) and cycle.
+    At the evaluation's own time (``as_of``: the latest record, or a CDS call's now) an event
+    counts from its onset on, the onset included: one at that instant, or on that day with no
+    time, has happened (an administration keeps "surely before its start": whether a date-only
+    onset on its day came first is not known, and a rate finding would claim it did).
 
 * **Applicable maximum rate** at ``t``: ``max_rate_with_risk_mg_kg_min`` when any risk factor is
-  present, else ``max_rate_mg_kg_min``; the reason names the factors, and the factors that could
-  not be assessed (so a 4 mg/kg/min limit says what it rests on).
+  present, else ``max_rate_mg_kg_min``; the lower of the two when a site has set the maximum
+  below the with-risk one (a risk factor never raises the limit). The reason names the factors,
+  and the factors that could not be assessed (so a 4 mg/kg/min limit says what it rests on).
 * **Rate finding**: an administration whose rate (mg/kg/min, from the exposure) is strictly
   greater than the maximum applicable at its start. An administration with an unknown rate cannot
   be checked: a note says so.
@@ -395,8 +400,16 @@ def risk_profile(
 
 
 def _risk_profile(
-    at: datetime | FhirTime, inputs: RiskInputs, prepared: _Prepared, policy: Policy
+    at: datetime | FhirTime,
+    inputs: RiskInputs,
+    prepared: _Prepared,
+    policy: Policy,
+    *,
+    now: bool = False,
 ) -> RiskProfile:
+    """``now``: ``at`` is the evaluation's time (its as_of), when a thrombosis counts from its
+    onset on, an onset that may be at ``at`` included; else ``at`` is an administration's
+    start, before which the onset must surely lie (module docstring)."""
     if isinstance(at, datetime):
         at = FhirTime.of(at)
     on = at.day
@@ -486,7 +499,7 @@ def _risk_profile(
 
         # history of thrombosis
         for ev in prepared.events:
-            if surely_before(ev.onset, at):
+            if not surely_before(at, ev.onset) if now else surely_before(ev.onset, at):
                 add(
                     RiskFactorKind.THROMBOSIS_HISTORY,
                     (ev.source,),
@@ -522,12 +535,20 @@ def applicable_max_rate(profile: RiskProfile, policy: Policy = DEFAULT_POLICY) -
     """The maximum infusion rate (mg/kg/min) at the profile's time, with its reason."""
     texts = _texts_of(policy)
     if profile.factors:
-        limit = policy.max_rate_with_risk_mg_kg_min
         named = ", ".join(f"{f.kind.value} ({f.detail})" for f in profile.factors)
-        reason = (
-            f"{texts.max_rate_with_risk} mg/kg/min applicable with thrombosis risk factor(s): "
-            f"{named}"
-        )
+        if policy.max_rate_with_risk_mg_kg_min <= policy.max_rate_mg_kg_min:
+            limit = policy.max_rate_with_risk_mg_kg_min
+            reason = (
+                f"{texts.max_rate_with_risk} mg/kg/min applicable with thrombosis risk "
+                f"factor(s): {named}"
+            )
+        else:  # a site lowered the maximum below the with-risk one: a risk never raises it
+            limit = policy.max_rate_mg_kg_min
+            reason = (
+                f"{texts.max_rate} mg/kg/min applicable (the maximum, lower than the "
+                f"{texts.max_rate_with_risk} with a risk factor) with thrombosis risk "
+                f"factor(s): {named}"
+            )
     else:
         limit = policy.max_rate_mg_kg_min
         reason = f"{texts.max_rate} mg/kg/min applicable: no thrombosis risk factor found"
@@ -736,7 +757,7 @@ def assess_thrombosis(
         )
 
     prepared = _Prepared.of(inputs, policy)
-    current = _risk_profile(as_of, inputs, prepared, policy)
+    current = _risk_profile(as_of, inputs, prepared, policy, now=True)
     notes.extend(current.notes)
     max_rate_now = applicable_max_rate(current, policy)
 

@@ -418,6 +418,51 @@ def test_current_profile_as_of() -> None:
     assert b.policy == Policy().as_record()
 
 
+@pytest.mark.parametrize(
+    "onset",
+    [
+        T(at(10, hour=8)),  # the evaluation's time is the onset itself (its latest record)
+        T(date(2024, 3, 11)),  # date-only, on the evaluation's day (DAY0 + 10)
+    ],
+)
+def test_a_thrombosis_counts_now_from_its_onset_on(onset: FhirTime) -> None:
+    """Spec §5.3: an event is a history risk factor "from its onset on". At the evaluation's
+    time (as_of, or a CDS call's now) an onset at that instant, or on that day with no time, has
+    happened: the limit now is 3.3 mg/kg/min. It was 4 (history counted only strictly before)."""
+    dvt = TeeEvent(TeeKind.DVT, "Condition/dvt", onset)
+    a = assess(cycle(0), events=[dvt], as_of=at(10, hour=8))
+    assert kinds(a) == {RiskFactorKind.THROMBOSIS_HISTORY}
+    assert a.max_rate_now.limit_mg_kg_min == D("3.3")
+    later = TeeEvent(TeeKind.DVT, "Condition/dvt", T(at(10, hour=9)))
+    assert kinds(assess(cycle(0), events=[later], as_of=at(10, hour=8))) == set()
+
+
+def test_an_administration_on_the_onset_day_keeps_the_benefit_of_the_doubt() -> None:
+    """For an administration the rule stays "surely before its start": a date-only onset on
+    its day may be later that day, so it is no finding against 3.3 (spec §5.3 "for later
+    cycles"; a finding says the limit was exceeded, which is not known)."""
+    dvt = TeeEvent(TeeKind.DVT, "Condition/dvt", T(date(2024, 3, 2)))  # DAY0 + 1
+    a = assess(cycle(0, "245"), events=[dvt])
+    assert [f.administration_source for f in a.rate_findings] == [
+        "MedicationAdministration/2",
+        "MedicationAdministration/3",
+    ]
+
+
+@pytest.mark.parametrize("site_max", ["3", "2.5"])
+def test_a_risk_factor_never_raises_a_site_lowered_limit(site_max: str) -> None:
+    """Spec §5.2: 4 mg/kg/min, "with any thrombosis risk factor, not more than 3.3"; a site may
+    lower the limits. With the maximum lowered to 3 (below 3.3), a risk factor leaves it at 3:
+    the lower of the two applies. It became 3.3 (raised by the risk factor)."""
+    policy = Policy(max_rate_mg_kg_min=D(site_max))
+    old_dvt = TeeEvent(TeeKind.PE, "Condition/pe", T(at(-400)))
+    limit = applicable_max_rate(risk_profile(at(0), inputs(events=(old_dvt,)), policy), policy)
+    assert limit.limit_mg_kg_min == D(site_max) and limit.with_risk
+    assert limit.reason.startswith(f"{site_max} mg/kg/min applicable")
+    a = assess(cycle(0, "224"), events=[old_dvt], policy=policy)  # 3.2 mg/kg/min
+    assert len(a.rate_findings) == 4
+
+
 def test_policy_mismatch_is_said() -> None:
     a = assess_thrombosis(
         patient=YOUNG,
