@@ -534,7 +534,7 @@ class MedicationReader(ExtractorBase):
         elif "rateRatio" in dosage:
             rpath = f"{path}.dosage.rateRatio"
             self._value(data, r, "rate", self._rate_ratio, dosage["rateRatio"], rpath, amounts)
-        concentration = self._concentration(medication) if med is not None else None
+        concentration = self._concentration_of(data, r, medication) if med is not None else None
         source = self._use(data, r, start)
         if product.used is not None and med is not r:
             data.used.setdefault(*product.used)
@@ -621,6 +621,26 @@ class MedicationReader(ExtractorBase):
             raise ExcludedError("required", "rateRatio numerator has no unit", f"{path}.numerator")
         unit, amount = _first_convertible(num, num_unit, _RATIO_UNITS, f"{path}.numerator")
         return f"{unit}/h", amount / hours
+
+    def _concentration_of(
+        self, data: PatientData, r: Json, medication: _MedicationRead
+    ) -> Decimal | None:
+        """:meth:`_concentration`; a strength that cannot be read makes only the concentration
+        unknown, reported (spec §4: never the whole administration: a dose in grams needs none)."""
+        try:
+            return self._concentration(medication)
+        except ExcludedError as exc:
+            data.issues.append(
+                Issue(
+                    "warning",
+                    exc.issue_code,
+                    f"{ref_of(r)}: its product concentration is unknown ({exc.message}); the "
+                    "administration still counts",
+                    exc.path,
+                    ref_of(r),
+                )
+            )
+            return None
 
     def _concentration(self, medication: _MedicationRead) -> Decimal | None:
         """:meth:`_medication_strength` of a Medication resource, once per patient
