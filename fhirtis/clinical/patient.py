@@ -41,6 +41,7 @@ class PatientFactsBundle:
     events: Sequence[TeeEvent] = ()
     jdm_coded: bool = False
     dm_onset: date | None = None
+    dm_onset_age: int | None = None  # completed years, of an onset recorded as an age
 
 
 @fast_frozen_init
@@ -71,6 +72,7 @@ def evaluate_patient(
         birth_date=facts.patient.birth_date,
         birth_date_latest=facts.patient.birth_date_latest,
         dm_onset=facts.dm_onset,
+        dm_onset_age=facts.dm_onset_age,
         override=population,
     )
     exposure = compute_exposure(

@@ -48,18 +48,30 @@ def decide_population(
     dm_onset: date | None = None,
     override: Population | None = None,
     birth_date_latest: date | None = None,
+    dm_onset_age: int | None = None,
 ) -> PopulationDecision:
     """Juvenile when a Condition codes juvenile DM or the age at DM onset is below
     ``policy.juvenile_onset_age``; otherwise adult. A caller's override wins. A birth date
     recorded to the year or month only (``birth_date`` to ``birth_date_latest``) decides when
-    every day it may be gives the same answer; otherwise the age is unknown, as without one."""
+    every day it may be gives the same answer; otherwise the age is unknown, as without one.
+    ``dm_onset_age``: completed years at an onset recorded as an age (``onsetAge``); with a
+    dated onset too, the earlier onset (the lower age) decides."""
     if override is not None:
         return PopulationDecision(override, "override")
     if jdm_coded:
         return PopulationDecision(Population.JUVENILE, "jdm-coded")
     why = "birth date or onset missing"
+    bounds: tuple[int, int] | None = None
     if birth_date is not None and dm_onset is not None:
-        youngest, oldest = age_bounds(birth_date, birth_date_latest, dm_onset)
+        bounds = age_bounds(birth_date, birth_date_latest, dm_onset)
+    if dm_onset_age is not None:
+        bounds = (
+            (dm_onset_age, dm_onset_age)
+            if bounds is None
+            else (min(bounds[0], dm_onset_age), min(bounds[1], dm_onset_age))
+        )
+    if bounds is not None:
+        youngest, oldest = bounds
         if oldest < policy.juvenile_onset_age:
             return PopulationDecision(Population.JUVENILE, "onset-age")
         if youngest >= policy.juvenile_onset_age:

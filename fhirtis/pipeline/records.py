@@ -329,7 +329,10 @@ def summarise(
             history_events=[e.source for e in thr.history_events],
         ),
         issues=[_issue(i) for i in issues],
-        notes=_notes(course.notes) + _notes(exposure.all_notes()) + _notes(thr.notes),
+        notes=_notes(evaluation.population.notes)
+        + _notes(course.notes)
+        + _notes(exposure.all_notes())
+        + _notes(thr.notes),
         policy=_policy_record(evaluation.policy),
     )
 

@@ -86,6 +86,7 @@ class PatientData:
     events: list[TeeEvent] = field(default_factory=list)
     jdm_coded: bool = False
     dm_onset: date | None = None
+    dm_onset_age: int | None = None  # completed years, of an onset recorded as an age
     issues: list[Issue] = field(default_factory=list)
     used: dict[str, str] = field(default_factory=dict)  # ref → versioned ref, every source used
     existing_derived: list[Json] = field(default_factory=list)  # fhirtis's own earlier output

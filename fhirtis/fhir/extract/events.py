@@ -33,9 +33,11 @@ from fhirtis.fhir.extract.common import (
     first_fhir_time,
     first_time,
     optional_date,
+    read_quantity,
     ref_of,
     referenced,
     resolve_reference,
+    to_unit,
     unversioned,
 )
 from fhirtis.fhir.extract.medications import MedicationReader, UnresolvedMedicationError
@@ -199,6 +201,34 @@ class EventReader(MedicationReader):
         kinds = self._members(TEE_FAMILY, self._tee, codings, resource, path)
         return kinds[0] if kinds else None
 
+    def _dm_onset_age(self, data: PatientData, r: Json, path: str) -> None:
+        """A dermatomyositis onset recorded as an age (R4 ``onsetAge``, UCUM ``a``, ``mo``, …):
+        its completed years, the lowest of the patient's (spec §2.3). An age that cannot be read
+        is said, and the population is then decided without it."""
+        apath = f"{path}.onsetAge"
+        try:
+            value, unit = read_quantity(r["onsetAge"], apath)
+            years = to_unit(value, unit, "a", apath)
+        except ExcludedError as exc:
+            data.issues.append(
+                Issue(
+                    "warning",
+                    exc.issue_code,
+                    f"{ref_of(r)}: its onset age cannot be read ({exc.message}); not used",
+                    exc.path,
+                    ref_of(r),
+                )
+            )
+            return
+        if years < 0:
+            data.issues.append(
+                Issue("warning", "value", f"{ref_of(r)}: negative onset age; not used", apath)
+            )
+            return
+        completed = int(years)  # completed years: 17.9 years old is 17
+        if data.dm_onset_age is None or completed < data.dm_onset_age:
+            data.dm_onset_age = completed
+
     def _tee_coding(self, codings: list[Coding]) -> tuple[str, str] | None:
         """The event's own coding (the first that a TEE ValueSet holds), for the AdverseEvent."""
         for system, code in codings:
@@ -248,6 +278,8 @@ class EventReader(MedicationReader):
                 data.jdm_coded = True
             if onset is not None and (data.dm_onset is None or onset.day < data.dm_onset):
                 data.dm_onset = onset.day
+            elif onset is None and "onsetAge" in r:
+                self._dm_onset_age(data, r, path)
         if tee is not None and r.get("id"):
             if onset is None:
                 raise ExcludedError(
