@@ -3,7 +3,7 @@ network."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -15,12 +15,15 @@ from fhirtis.clinical.facts import (
     Instrument,
     Measure,
     MeasureValue,
+    PatientFacts,
     ResultStatus,
     RiskEvidence,
     RiskFactorKind,
 )
 from fhirtis.fhir.codes import (
     CORE_SET_SYSTEM,
+    SNOMED,
+    Membership,
 )
 from fhirtis.fhir.extract.common import (
     CORE_SET_CODES,
@@ -36,8 +39,11 @@ from fhirtis.fhir.extract.common import (
     first_time,
     modifier_extension_error,
     read_quantity,
+    ref_of,
     to_unit,
 )
+from fhirtis.fhir.extract.reference_ranges import is_normal, patient_facts, range_fits
+from fhirtis.fhir.outcome import Issue
 from fhirtis.fhir.primitives import (
     ID_FULLMATCH,
     PrimitiveError,
@@ -56,8 +62,13 @@ _COMPONENT_VALUES = ("valueQuantity", "valueInteger")
 # what of the panel itself is not part of a component read as an Observation
 _PANEL_OWN = frozenset({"component", "hasMember", *_COMPONENT_VALUES})
 
+_ULN_NOT_TAKEN = "ULN not taken from referenceRange ({}); the site's default ULN is used if set"
+
 
 class ObservationReader(ExtractorBase):
+    # (the listed resources, the facts of their Patient): see _range_patient
+    _listed_patient: tuple[Sequence[tuple[str, Json]], PatientFacts] | None = None
+
     # -- Observation -------------------------------------------------------------------------
 
     def _observation_kind(self, concept: object, path: str) -> tuple[str, Any] | None:
@@ -167,7 +178,7 @@ class ObservationReader(ExtractorBase):
         elif tag == "enzyme":
             if unit != "U/L":
                 value = to_unit(value, unit, "U/L", f"{path}.valueQuantity")
-            uln = self._uln(r, path, detail)
+            uln = self._uln(data, r, path, detail, unit, when)
             self._measure(data, r, status, when, Measure.ENZYME, detail, value, uln)
         else:
             if status in {ResultStatus.ENTERED_IN_ERROR, ResultStatus.CANCELLED}:
@@ -188,8 +199,11 @@ class ObservationReader(ExtractorBase):
     ) -> None:
         """A smoking status Observation (US Core: LOINC 72166-2): its value is a current smoker
         (a cardiovascular risk factor, clinical spec §5.1) when ValueSet risk-cardiovascular
-        holds it. Kept until :meth:`_finish_smoking`, which ends a smoker status at a later
-        non-smoker one (a former smoker)."""
+        holds it, a non-smoker (former, never) when that ValueSet's ``compose.exclude`` lists
+        it. Kept until :meth:`_finish_smoking`, which ends a smoker status at a later
+        non-smoker one. Any other value (unknown if ever smoked, a code no ValueSet lists) is
+        reported, and neither shows nor ends the risk factor: an unknown status is not a
+        non-smoker's."""
         if status in {ResultStatus.ENTERED_IN_ERROR, ResultStatus.CANCELLED}:
             return
         vpath = f"{path}.valueCodeableConcept"
@@ -197,13 +211,28 @@ class ObservationReader(ExtractorBase):
             raise ExcludedError("required", "smoking status without valueCodeableConcept", vpath)
         codings = concept_codings(r["valueCodeableConcept"], vpath)
         index = self._risk.get(RiskFactorKind.CARDIOVASCULAR)
-        smoker = index is not None and index.matches_any(codings)
-        source = self._use(data, r, when) if smoker else None
-        self._smoking_statuses.append((when.date(), source))
+        if index is not None and index.classify_any(codings, self.t.oracle) is Membership.MEMBER:
+            self._smoking_statuses.append((when.date(), self._use(data, r, when)))
+        elif index is not None and any(c in index.excluded for c in codings):
+            self._smoking_statuses.append((when.date(), None))  # a non-smoker
+        else:
+            ref = ref_of(r)
+            codes = ", ".join(_coding_name(s, c) for s, c in codings if s and c) or "no code"
+            data.issues.append(
+                Issue(
+                    "warning",
+                    "incomplete",
+                    f"{ref}: smoking status ({codes}) could not be classified as a current "
+                    "smoker (ValueSet risk-cardiovascular) or a non-smoker: not counted as a "
+                    "risk factor, and it does not end an earlier smoker status",
+                    vpath,
+                    ref,
+                )
+            )
 
     def _finish_smoking(self, data: PatientData) -> None:
         """Each current-smoker status is evidence from its date to the day before the next
-        later status that is not a smoker's (or still, without one)."""
+        later non-smoker status (or still, without one; an unclassified status is not kept)."""
         statuses = sorted(self._smoking_statuses, key=lambda s: s[0])
         for i, (day, source) in enumerate(statuses):
             if source is None:
@@ -277,24 +306,155 @@ class ObservationReader(ExtractorBase):
             MeasureValue(measure, instrument, value, day, source, status, issued, uln)
         )
 
-    def _uln(self, r: Json, path: str, instrument: Instrument) -> Decimal | None:
-        ranges = r.get("referenceRange") or []
+    def _uln(
+        self,
+        data: PatientData,
+        r: Json,
+        path: str,
+        instrument: Instrument,
+        unit: str | None,
+        when: datetime,
+    ) -> Decimal | None:
+        """The ULN in U/L: the ``high`` of the reference range that applies to this patient (see
+        :meth:`_chosen_uln`), else the configured default. ``unit``: the value's own unit, in
+        which a ``high`` without a unit is read. A single range for everyone in U/L (the usual
+        case) is read here directly."""
+        ranges = r.get("referenceRange")
+        if not ranges:
+            return self.settings.default_uln_u_per_l.get(instrument)
         if not isinstance(ranges, list):
             raise ExcludedError(
                 "structure", "referenceRange must be an array", f"{path}.referenceRange"
             )
-        for i, rr in enumerate(ranges):
-            if isinstance(rr, dict) and rr.get("modifierExtension"):
-                raise modifier_extension_error(f"{path}.referenceRange[{i}].modifierExtension")
-            if isinstance(rr, dict) and "high" in rr:
-                high = rr["high"]
-                coded = coded_quantity(high)  # the usual Quantity in U/L: as read_quantity reads it
+        if len(ranges) == 1:
+            rr = ranges[0]
+            if (
+                type(rr) is dict
+                and "type" not in rr
+                and "appliesTo" not in rr
+                and "age" not in rr
+                and not rr.get("modifierExtension")
+            ):
+                if "high" not in rr:
+                    return self.settings.default_uln_u_per_l.get(instrument)
+                coded = coded_quantity(rr["high"])  # the usual Quantity in U/L
                 if coded is not None and coded[1] == "U/L":
                     return coded[0]
-                hpath = f"{path}.referenceRange[{i}].high"
-                value, unit = coded or read_quantity(high, hpath)
-                return to_unit(value, unit, "U/L", hpath)
-        return self.settings.default_uln_u_per_l.get(instrument)
+        return self._chosen_uln(data, r, path, ranges, instrument, unit, when.date())
+
+    def _chosen_uln(
+        self,
+        data: PatientData,
+        r: Json,
+        path: str,
+        ranges: list[Any],
+        instrument: Instrument,
+        unit: str | None,
+        day: date,
+    ) -> Decimal | None:
+        """The ``high`` of the one normal range (``type`` normal or none) that applies to this
+        patient (``appliesTo`` sex, ``age`` on ``day``). Ranges that may apply but cannot be
+        told apart (several that apply, the patient's sex or age unknown, a population fhirtis
+        does not read) are not guessed between: unless their highs agree, the ULN is the
+        configured default, with a warning. A high that cannot be read is never the ULN."""
+        default = self.settings.default_uln_u_per_l.get(instrument)
+        rpath = f"{path}.referenceRange"
+        facts: PatientFacts | None = None
+        applying: list[Decimal | None] = []  # highs of the ranges that apply (None: unreadable)
+        unsure: list[Decimal | None] = []  # highs of the ranges that may apply
+        any_high = False
+        for i, rr in enumerate(ranges):
+            if not isinstance(rr, dict):
+                continue
+            if rr.get("modifierExtension"):
+                raise modifier_extension_error(f"{rpath}[{i}].modifierExtension")
+            if "high" not in rr:
+                continue
+            any_high = True
+            if not is_normal(rr.get("type")):
+                continue
+            fits: bool | None = True
+            if "appliesTo" in rr or "age" in rr:
+                if facts is None:
+                    facts = self._range_patient(data)
+                fits = range_fits(rr, facts, day)
+            if fits is False:
+                continue
+            high = self._range_high(data, r, rr["high"], f"{rpath}[{i}].high", unit)
+            (applying if fits else unsure).append(high)
+        highs = {*applying, *unsure}
+        if len(highs) == 1:  # one range, or ranges that agree
+            (high,) = highs
+            return default if high is None else high  # unreadable: said by _range_high
+        if not highs:
+            if any_high:
+                self._uln_warning(data, r, rpath, "no normal range applies to this patient")
+            return default
+        if len({h for h in applying if h is not None}) > 1:
+            why = "several ranges apply to this patient with different highs"
+        elif None in highs:
+            why = "a range that may apply has a high that cannot be read"
+        else:
+            why = (
+                "which range applies cannot be told: the patient's sex or birth date is not "
+                "known, or a range is for a population fhirtis does not read"
+            )
+        self._uln_warning(data, r, rpath, why)
+        return default
+
+    def _uln_warning(self, data: PatientData, r: Json, rpath: str, why: str) -> None:
+        ref = ref_of(r)
+        message = f"{ref}: {_ULN_NOT_TAKEN.format(why)}"
+        data.issues.append(Issue("warning", "incomplete", message, rpath, ref))
+
+    def _range_high(
+        self, data: PatientData, r: Json, high: object, hpath: str, unit: str | None
+    ) -> Decimal | None:
+        """A range's ``high`` in U/L; one without a unit in the value's ``unit`` (a reference
+        range is stated in the result's unit), with a warning. None, with a warning, when it
+        cannot be read: only the ULN is then unknown, never the value."""
+        ref = ref_of(r)
+        try:
+            value, high_unit = coded_quantity(high) or read_quantity(high, hpath)
+            if high_unit is None:
+                high_unit = unit
+                data.issues.append(
+                    Issue(
+                        "warning",
+                        "value",
+                        f"{ref}: the reference range's high has no unit; read in the unit of "
+                        "the Observation's valueQuantity",
+                        hpath,
+                        ref,
+                    )
+                )
+            return value if high_unit == "U/L" else to_unit(value, high_unit, "U/L", hpath)
+        except ExcludedError as exc:
+            message = f"{ref}: {_ULN_NOT_TAKEN.format(exc.message)}"
+            data.issues.append(Issue("warning", exc.issue_code, message, exc.path, ref))
+            return None
+
+    def _range_patient(self, data: PatientData) -> PatientFacts:
+        """The patient's sex and birth date, to choose a reference range: as read, or, when the
+        Patient comes later in the Bundle, from the Patient resource listed (once per
+        patient)."""
+        if data.patient_ref in data.used:  # the Patient is read
+            return data.patient
+        found = self._listed_patient
+        if found is None or found[0] is not self._listed:
+            facts = PatientFacts()
+            for _, resource in self._listed:
+                if resource.get("resourceType") == "Patient" and ref_of(resource) == (
+                    data.patient_ref
+                ):
+                    facts = patient_facts(resource)
+            found = self._listed_patient = (self._listed, facts)
+        return found[1]
+
+
+def _coding_name(system: str, code: str) -> str:
+    """A code as a report names it (as the unclassified-code warnings do)."""
+    return f"SNOMED CT {code}" if system == SNOMED else f"{system}|{code}"
 
 
 def _score_integer(value: object, path: str) -> Decimal:
