@@ -48,6 +48,7 @@ RISK_FACTOR_SYSTEM = f"{BASE}/CodeSystem/tee-risk-factor"
 IDENTIFIER_SYSTEM = f"{BASE}/identifier/derived"
 LOINC = "http://loinc.org"
 SNOMED = "http://snomed.info/sct"
+ICD10 = "http://hl7.org/fhir/sid/icd-10"  # WHO ICD-10 (international senders, IPS)
 ICD10CM = "http://hl7.org/fhir/sid/icd-10-cm"
 UCUM = "http://unitsofmeasure.org"
 

@@ -15,6 +15,8 @@ from fhirtis.clinical.facts import (
     TeeKind,
 )
 from fhirtis.fhir.codes import (
+    ICD10,
+    ICD10CM,
     IDENTIFIER_SYSTEM,
     SNOMED,
     Coding,
@@ -75,6 +77,11 @@ RISK_FAMILY = "thrombosis risk factors (ValueSets risk-*)"
 
 # codes recognised as dermatomyositis are neither asked about nor reported as unclassified
 _DM_VALUE_SETS = ("dermatomyositis", "juvenile-dermatomyositis")
+
+# the ICD-10 / ICD-10-CM ranges the TEE and risk-factor ValueSets draw on: a code there that none
+# of them holds is reported as unclassified (the ICD-10 counterpart of their is-a parents)
+REVIEW_VALUE_SET = "problem-list-review-icd10"
+_ICD_NAMES: Mapping[str, str] = {ICD10: "ICD-10", ICD10CM: "ICD-10-CM"}
 
 # where the codes classified by hierarchy are: resource type → CodeableConcept element
 _CODED: Mapping[str, str] = {
@@ -169,7 +176,23 @@ class EventReader(MedicationReader):
                     and not any(v.contains(s, c) for v in self._dm)
                     and index.classify(s, c, self.t.oracle) is Membership.UNCLASSIFIED
                 )
+        if not kinds:
+            pending.update(
+                (s, c)
+                for s, c in codings
+                if s is not None and c is not None and self._near_miss(s, c)
+            )
         return tuple(kinds), tuple(pending)
+
+    def _near_miss(self, system: str, code: str) -> bool:
+        """An ICD-10 code in a range the TEE and risk-factor ValueSets draw on (ValueSet
+        ``problem-list-review-icd10``) that none of them, nor a dermatomyositis ValueSet, holds:
+        it is reported as unclassified rather than ignored."""
+        review = self.t.value_sets.get(REVIEW_VALUE_SET)
+        if review is None or not review.contains(system, code):
+            return False
+        known = (*self._tee.values(), *self._risk.values(), *self._dm)
+        return not any(v.contains(system, code) for v in known)
 
     def _report_unclassified(self, data: PatientData) -> None:
         """One warning per code that could not be classified, naming its ValueSet families."""
@@ -178,16 +201,22 @@ class EventReader(MedicationReader):
             if self.t.oracle is not None
             else "no terminology server is configured (FHIRTIS_TERMINOLOGY__BASE_URL)"
         )
+        review = self.t.value_sets.get(REVIEW_VALUE_SET)
         for (system, code), (families, ref, path) in sorted(self._unclassified.items()):
             if (system, code) in self._recognised:
                 continue
-            name = f"SNOMED CT {code}" if system == SNOMED else f"{system}|{code}"
+            why = (
+                f"it lies in a range they draw on (ValueSet {REVIEW_VALUE_SET}) but none of them "
+                "lists it"
+                if review is not None and review.contains(system, code)
+                else f"the shipped expansions do not list it and {how}"
+            )
             data.issues.append(
                 Issue(
                     "warning",
                     "incomplete",
-                    f"{name} could not be classified for {' and '.join(sorted(families))}: "
-                    f"the shipped expansions do not list it and {how}; it is not counted there",
+                    f"{_code_name(system, code)} could not be classified for "
+                    f"{' and '.join(sorted(families))}: {why}; it is not counted there",
                     path,
                     ref,
                 )
@@ -490,6 +519,14 @@ class EventReader(MedicationReader):
             data.evidence.append(
                 RiskEvidence(kind, source, start, None, concept_text(r.get("code")) or None)
             )
+
+
+def _code_name(system: str, code: str) -> str:
+    """A code as a report names it: "SNOMED CT 123", "ICD-10-CM I82.811", else system|code."""
+    if system == SNOMED:
+        return f"SNOMED CT {code}"
+    label = _ICD_NAMES.get(system)
+    return f"{label} {code}" if label else f"{system}|{code}"
 
 
 def _used_device(statement: Json, resolve: Mapping[str, Json]) -> Json | None:
