@@ -7,6 +7,7 @@ from fractions import Fraction
 
 __all__ = [
     "DECIMAL_CONTEXT",
+    "beside",
     "format_beside",
     "format_decimal",
     "is_positive_finite",
@@ -71,6 +72,18 @@ def format_decimal(value: Decimal) -> str:
 
 
 _FOUR_PLACES = Decimal("0.0001")
+
+
+def beside(value: Decimal, limit: Decimal, places: int = 4) -> Decimal:
+    """``value`` to ``places`` decimals for writing beside ``limit`` (a rate beside the
+    maximum): half-even, unless that would show a value that differs from the limit as equal to
+    it (4.00004 beside 4), then rounded away from the limit (4.0001), so that what is written
+    never says "4 is above the maximum 4"."""
+    shown = quantize(value, places, ROUND_HALF_EVEN)
+    if shown != limit or value == limit:
+        return shown
+    rounding = ROUND_UP if value > limit else ROUND_DOWN  # positive values: away from the limit
+    return quantize(value, places, rounding)
 
 
 def format_beside(value: Decimal, limit: Decimal) -> str:

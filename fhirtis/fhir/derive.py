@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 from urllib.parse import quote
 
 from fhirtis import __version__
+from fhirtis.clinical.decimals import beside
 from fhirtis.clinical.facts import FhirTime, Measure
 from fhirtis.clinical.frozen import fast_frozen_init
 from fhirtis.clinical.ivig import Cycle, Exposure
@@ -624,7 +625,9 @@ def _rate_issue(patient_ref: str, finding: RateFinding) -> Derived:
         "extension": [
             {
                 "url": _INFUSION_RATE_URL,
-                "valueQuantity": _quantity(finding.rate_mg_kg_min, "mg/kg/min"),
+                "valueQuantity": _quantity(
+                    beside(finding.rate_mg_kg_min, finding.limit_mg_kg_min), "mg/kg/min"
+                ),
             },
             _max_rate_extension(finding.limit.limit_mg_kg_min),
         ],

@@ -27,6 +27,7 @@ from pydantic import (
     model_validator,
 )
 
+from fhirtis.clinical.decimals import beside
 from fhirtis.clinical.notes import Note
 from fhirtis.clinical.patient import PatientEvaluation
 from fhirtis.clinical.policy import Policy, Population
@@ -309,7 +310,7 @@ def summarise(
             rate_findings=[
                 RateFindingRecord(
                     administration=f.administration_source,
-                    rate=_q(f.rate_mg_kg_min),
+                    rate=_q(beside(f.rate_mg_kg_min, f.limit_mg_kg_min)),
                     limit=_q(f.limit_mg_kg_min),
                     cycle=f.cycle_index,
                 )

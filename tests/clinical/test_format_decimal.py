@@ -9,7 +9,12 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from fhirtis.clinical.decimals import _format_decimal_general, format_beside, format_decimal
+from fhirtis.clinical.decimals import (
+    _format_decimal_general,
+    beside,
+    format_beside,
+    format_decimal,
+)
 
 
 @given(st.integers(-(10**40), 10**40), st.integers(-45, 30))
@@ -62,3 +67,20 @@ def test_format_beside_never_shows_a_value_equal_to_a_limit_it_differs_from(
     value: str, limit: str, shown: str
 ) -> None:
     assert format_beside(Decimal(value), Decimal(limit)) == shown
+
+
+@given(
+    st.decimals(min_value=Decimal("0.0001"), max_value=Decimal(100), places=8),
+    st.sampled_from([Decimal(4), Decimal("3.3"), Decimal("2.5")]),
+)
+@example(Decimal("4.00004"), Decimal(4))
+@example(Decimal("3.29996"), Decimal("3.3"))
+def test_a_value_written_beside_a_limit_is_equal_to_it_only_when_it_is(
+    value: Decimal, limit: Decimal
+) -> None:
+    """:func:`beside`: 4 places; a value that differs from the limit is never written equal to
+    it, and it is within one unit of the 4th place of the value."""
+    written = beside(value, limit)
+    assert (written == limit) is (value == limit)
+    assert abs(written - value) <= Decimal("0.0001")
+    assert written.as_tuple().exponent >= -4

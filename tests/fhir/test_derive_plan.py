@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 import orjson
@@ -10,7 +11,9 @@ from fhirtis.fhir.bundle import read_patient_bundle
 from fhirtis.fhir.codes import IDENTIFIER_SYSTEM
 from fhirtis.fhir.queries import existing_entries
 from fhirtis.pipeline.offline import PatientResult, evaluate_patient_resources
+from fhirtis.pipeline.records import patient_summary
 from fhirtis.settings import Settings
+from tests.fhir.builders import LOINC, administration, bundle, medication, obs, patient, qty
 from tests.fhir.patients import responder
 
 Json = dict[str, Any]
@@ -173,3 +176,30 @@ def test_plan_against_existing_state() -> None:
     assert changed.bundle["entry"][-1]["resource"]["target"] == [
         {"reference": put["request"]["url"]}
     ]
+
+
+def test_a_rate_just_above_the_maximum_is_never_written_equal_to_it() -> None:
+    """Spec §5.2: a DetectedIssue "with the rate, the limit". A weight of 154.322 lb (69.99928
+    kg) and a 10 % product at 168 mL/h make 4.00004 mg/kg/min: above 4. Written to 4 places
+    half-even it read rate 4, maximum 4 (in the DetectedIssue and the summary); it is written
+    rounded away from the maximum, as the detail text shows it: 4.0001."""
+    doc = bundle(
+        patient(),
+        obs("w", "29463-7", 154.322, "[lb_av]", "2024-03-01T10:00:00Z", system=LOINC),
+        medication(),
+        administration(
+            "ma1",
+            "2024-03-04T09:00:00Z",
+            "2024-03-04T13:00:00Z",
+            dose=qty(350, "mL"),
+            rate=qty(168, "mL/h"),
+        ),
+    )
+    result = _evaluate(doc)
+    (issue,) = [d.resource for d in result.derived if d.resource_type == "DetectedIssue"]
+    values = {e["url"].rsplit("/", 1)[1]: e["valueQuantity"]["value"] for e in issue["extension"]}
+    assert values == {"infusion-rate": 4.0001, "applicable-max-rate": 4}
+    assert "rate 4.0001 mg/kg/min is above the maximum 4" in issue["detail"]
+    summary = patient_summary(result.patient_ref, result.evaluation, result.issues)
+    (finding,) = summary["thrombosis"]["rate_findings"]
+    assert (finding["rate"], finding["limit"]) == (Decimal("4.0001"), Decimal(4))
