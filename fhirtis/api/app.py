@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 import httpx
-from fastapi import APIRouter, Body, FastAPI, Header, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, Header, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from fastapi_offline import FastAPIOffline
@@ -18,11 +18,18 @@ from fastapi_offline import FastAPIOffline
 from fhirtis import __version__
 from fhirtis.api import cds_hooks, ops, web
 from fhirtis.api.access import Caller, TokenValidator, authorize, bearer_token
-from fhirtis.api.errors import FHIR_JSON, ApiError, install_error_handlers
+from fhirtis.api.cds_hooks.trust import CdsChallenge
+from fhirtis.api.errors import (
+    FHIR_JSON,
+    ApiError,
+    install_error_handlers,
+    require_json_answer,
+)
 from fhirtis.api.evaluate import (
     EvaluateParameters,
     check_policy_override_on_write,
-    parameters_from_resource,
+    parameters_from_body,
+    parameters_from_query,
     parse_parameters,
     result_bundle,
 )
@@ -122,7 +129,8 @@ def _state(request: Request) -> ServiceState:
     return state
 
 
-router = APIRouter()
+# FHIR's endpoints answer in JSON only: 406 when _format or Accept rules JSON out
+router = APIRouter(dependencies=[Depends(require_json_answer)])
 
 
 def capability_statement(state: ServiceState) -> dict[str, Any]:
@@ -271,47 +279,87 @@ _SERVER_HEADER_NAME = "X-FHIR-Server"
 _SERVER_HEADER = Header(alias=_SERVER_HEADER_NAME, description="A FHIR base on the allow-list")
 
 
-@router.get(f"/Patient/{{patient_id}}/${OPERATION}", summary="Evaluate a patient (dry run)")
-async def evaluate_get(
-    request: Request,
-    patient_id: str,
-    write: Annotated[bool, Query()] = False,
-    baseline_date: Annotated[str | None, Query(alias="baseline-date")] = None,
-    population: Annotated[str | None, Query()] = None,
-    x_fhir_server: Annotated[str | None, _SERVER_HEADER] = None,
-) -> JSONResponse:
-    if write:
-        raise ApiError(400, "write=true needs POST", expression="write")
-    pairs: list[tuple[str, Any]] = []
-    if baseline_date is not None:
-        pairs.append(("baseline-date", baseline_date))
-    if population is not None:
-        pairs.append(("population", population))
-    return await _evaluate(request, _patient_id(patient_id), parse_parameters(pairs), x_fhir_server)
+_PARAMETERS_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["resourceType"],
+    "properties": {
+        "resourceType": {"type": "string", "enum": ["Parameters"]},
+        "parameter": {"type": "array", "items": {"type": "object"}},
+    },
+}
+# the body is read by the operation itself (JSON only, 415 otherwise): documented here
+_BODY_DOC: dict[str, Any] = {
+    "requestBody": {
+        "required": False,
+        "content": {t: {"schema": _PARAMETERS_SCHEMA} for t in (FHIR_JSON, "application/json")},
+    }
+}
+# the query is read by the operation itself, as POST reads its Parameters: documented here
+_QUERY_DOC: dict[str, Any] = {
+    "parameters": [
+        {"name": name, "in": "query", "required": False, "schema": schema}
+        for name, schema in (
+            ("baseline-date", {"type": "string", "format": "date"}),
+            ("population", {"type": "string", "enum": ["adult", "juvenile"]}),
+            ("server", {"type": "string"}),
+            ("write", {"type": "string", "enum": ["false"]}),
+        )
+    ]
+}
 
 
-@router.post(f"/Patient/{{patient_id}}/${OPERATION}", summary="Evaluate a patient")
-async def evaluate_instance(
-    request: Request,
-    patient_id: str,
-    body: Annotated[dict[str, Any] | None, Body()] = None,
-    x_fhir_server: Annotated[str | None, _SERVER_HEADER] = None,
-) -> JSONResponse:
-    params = parse_parameters(parameters_from_resource(body))
+async def _body_parameters(request: Request) -> list[tuple[str, Any]]:
+    return parameters_from_body(await request.body(), request.headers.get("content-type"))
+
+
+def _instance_parameters(patient_id: str, pairs: list[tuple[str, Any]]) -> EvaluateParameters:
+    params = parse_parameters(pairs)
     if params.patient is not None and params.patient != patient_id:
         raise ApiError(
             400, "parameter patient differs from the Patient in the URL", expression="patient"
         )
+    return params
+
+
+@router.get(
+    f"/Patient/{{patient_id}}/${OPERATION}",
+    summary="Evaluate a patient (dry run)",
+    description="The parameters of POST (policy values by name included) in the query; "
+    "write=true needs POST.",
+    openapi_extra=_QUERY_DOC,
+)
+async def evaluate_get(
+    request: Request,
+    patient_id: str,
+    x_fhir_server: Annotated[str | None, _SERVER_HEADER] = None,
+) -> JSONResponse:
+    pairs = parameters_from_query(request.query_params.multi_items())
+    params = _instance_parameters(patient_id, pairs)
+    if params.write:
+        raise ApiError(400, "write=true needs POST", expression="write")
     return await _evaluate(request, _patient_id(patient_id), params, x_fhir_server)
 
 
-@router.post(f"/Patient/${OPERATION}", summary="Evaluate a patient (type level)")
-async def evaluate_type(
+@router.post(
+    f"/Patient/{{patient_id}}/${OPERATION}", summary="Evaluate a patient", openapi_extra=_BODY_DOC
+)
+async def evaluate_instance(
     request: Request,
-    body: Annotated[dict[str, Any] | None, Body()] = None,
+    patient_id: str,
     x_fhir_server: Annotated[str | None, _SERVER_HEADER] = None,
 ) -> JSONResponse:
-    params = parse_parameters(parameters_from_resource(body))
+    params = _instance_parameters(patient_id, await _body_parameters(request))
+    return await _evaluate(request, _patient_id(patient_id), params, x_fhir_server)
+
+
+@router.post(
+    f"/Patient/${OPERATION}", summary="Evaluate a patient (type level)", openapi_extra=_BODY_DOC
+)
+async def evaluate_type(
+    request: Request,
+    x_fhir_server: Annotated[str | None, _SERVER_HEADER] = None,
+) -> JSONResponse:
+    params = parse_parameters(await _body_parameters(request))
     if params.patient is None:
         raise ApiError(400, "parameter patient is required", expression="patient")
     return await _evaluate(request, params.patient, params, x_fhir_server)
@@ -352,22 +400,31 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         else FastAPI(docs_url=None, redoc_url=None, openapi_url=None, **about)
     )
     app.state.fhirtis_metrics = metrics
-    app.add_middleware(BodyLimit, max_bytes=settings.service.max_body_bytes)
-    app.add_middleware(SecurityHeaders, metrics=metrics)
     install_error_handlers(app)
     app.include_router(router)
     app.include_router(ops.router)
     cds_hooks.install(app)
     web.install(app, settings.service.frame_ancestors)
+    # the last added is the outermost: security headers, CORS, the CDS 401 challenge, body limit
+    app.add_middleware(BodyLimit, max_bytes=settings.service.max_body_bytes)
+    app.add_middleware(CdsChallenge)
     if settings.service.cors_origins:
-        # outermost, so refusals (401, 413, 429 ...) reach the browser readable too
+        # outside all but the security headers, so refusals (401, 413, 429 ...) reach the
+        # browser readable too, and its own preflight answers carry the security headers
         app.add_middleware(
             CORSMiddleware,
             allow_origins=settings.service.cors_origins,
             allow_methods=["GET", "POST"],
             allow_headers=["Authorization", "Content-Type", "Accept", _SERVER_HEADER_NAME],
-            expose_headers=["Location", "Content-Location", "ETag", "Retry-After"],
+            expose_headers=[
+                "Location",
+                "Content-Location",
+                "ETag",
+                "Retry-After",
+                "WWW-Authenticate",
+            ],
             allow_credentials=False,
             max_age=600,
         )
+    app.add_middleware(SecurityHeaders, metrics=metrics)
     return app

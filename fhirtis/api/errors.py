@@ -17,6 +17,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger("fhirtis.api")
 FHIR_JSON = "application/fhir+json"
+ONLY_JSON = "this service reads and answers JSON only (application/fhir+json or application/json)"
+_JSON_TYPES = frozenset({"application/json", FHIR_JSON})
+_ANY_JSON = frozenset({"*/*", "application/*"})
+_FORMAT_ALIASES = {"json": "application/json"}
 
 _ISSUE_CODE = {
     400: "invalid",
@@ -78,6 +82,56 @@ def outcome_response(
     status: int, body: dict[str, Any], headers: dict[str, str] | None = None
 ) -> JSONResponse:
     return JSONResponse(body, status_code=status, media_type=FHIR_JSON, headers=headers)
+
+
+def is_json_media_type(value: str) -> bool:
+    """Whether a media type (its parameters ignored) is JSON: ``application/json``,
+    ``application/fhir+json`` or another ``application/*+json``."""
+    media = value.split(";", 1)[0].strip().lower()
+    return media in _JSON_TYPES or (media.startswith("application/") and media.endswith("+json"))
+
+
+def _quality(params: list[str]) -> float:
+    for param in params:
+        name, _, value = param.partition("=")
+        if name.strip().lower() == "q":
+            try:
+                return float(value.strip())
+            except ValueError:
+                return 1.0
+    return 1.0
+
+
+def accepts_json(accept: str) -> bool:
+    """Whether an ``Accept`` header lets the answer be JSON: an empty one does, else one of its
+    media ranges with a quality above 0 must match a JSON type (``*/*``, ``application/*``)."""
+    ranges = [r for r in accept.split(",") if r.strip()]
+    for media_range in ranges:
+        media, *params = media_range.split(";")
+        media = media.strip().lower()
+        if _quality(params) > 0 and (media in _ANY_JSON or is_json_media_type(media)):
+            return True
+    return not ranges
+
+
+def format_is_json(value: str) -> bool:
+    """Whether a ``_format`` value (FHIR R4 http.html) names JSON: ``json``, ``application/json``
+    or ``application/fhir+json`` (a ``+`` sent unencoded in a query reads as a space)."""
+    media, sep, params = value.strip().partition(";")
+    media = media.strip().replace(" ", "+").lower()
+    return is_json_media_type(_FORMAT_ALIASES.get(media, media) + sep + params)
+
+
+def require_json_answer(request: Request) -> None:
+    """406 unless the caller may be answered in JSON: ``_format`` decides where given (it
+    overrides ``Accept``, FHIR R4 http.html), else the ``Accept`` header."""
+    formats = request.query_params.getlist("_format")
+    if formats:
+        acceptable = all(format_is_json(f) for f in formats)
+    else:
+        acceptable = accepts_json(",".join(request.headers.getlist("accept")))
+    if not acceptable:
+        raise ApiError(406, f"{ONLY_JSON}: the request's _format or Accept asks for another")
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -3,13 +3,16 @@ the derived resources (and, with ``write=true``, write them back idempotently)."
 
 from __future__ import annotations
 
+import json
+import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
 from pydantic import ValidationError
 
-from fhirtis.api.errors import ApiError
+from fhirtis.api.errors import ONLY_JSON, ApiError, is_json_media_type
 from fhirtis.clinical.policy import LABEL_LIMIT_FIELDS, Policy, Population
 from fhirtis.fhir.primitives import is_id
 from fhirtis.pipeline.offline import Options
@@ -17,6 +20,9 @@ from fhirtis.pipeline.server import PatientRun, RunStatus
 from fhirtis.settings import ServiceSettings
 
 _POLICY_FIELDS = frozenset(Policy.model_fields)
+#: FHIR's general parameters (R4 http.html), which a query may carry besides the operation's.
+GENERAL_PARAMETERS = frozenset({"_format", "_pretty", "_summary", "_elements"})
+_FHIR_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _VALUE_KEYS = (
     "valueBoolean",
     "valueInteger",
@@ -91,6 +97,18 @@ def _bool(value: Any, name: str) -> bool:
     raise ApiError(400, f"parameter {name} must be true or false", expression=name)
 
 
+def _date(value: Any, name: str) -> date:
+    """A full FHIR date, YYYY-MM-DD and a real day (not Python's ISO 8601 forms: 20240101,
+    2024-W01-1)."""
+    text = value if isinstance(value, str) else ""
+    try:
+        if _FHIR_DATE.fullmatch(text):
+            return date.fromisoformat(text)
+    except ValueError:
+        pass
+    raise ApiError(400, f"parameter {name} must be a date (YYYY-MM-DD)", expression=name)
+
+
 def parse_parameters(pairs: list[tuple[str, Any]]) -> EvaluateParameters:
     """(name, value) pairs from a Parameters resource or a query string."""
     out = EvaluateParameters()
@@ -112,12 +130,7 @@ def parse_parameters(pairs: list[tuple[str, Any]]) -> EvaluateParameters:
         elif name == "write":
             out.write = _bool(value, name)
         elif name == "baseline-date":
-            try:
-                out.baseline_date = date.fromisoformat(str(value))
-            except ValueError:
-                raise ApiError(
-                    400, "parameter baseline-date must be a date (YYYY-MM-DD)", expression=name
-                ) from None
+            out.baseline_date = _date(value, name)
         elif name == "population":
             try:
                 out.population = Population(str(value))
@@ -134,9 +147,28 @@ def parse_parameters(pairs: list[tuple[str, Any]]) -> EvaluateParameters:
     return out
 
 
-def parameters_from_resource(body: Any) -> list[tuple[str, Any]]:
-    if body is None:
+def parameters_from_query(items: Iterable[tuple[str, str]]) -> list[tuple[str, Any]]:
+    """The operation's parameters in a query string (FHIR R4 operations.html: an operation that
+    changes nothing may be invoked by GET), FHIR's general parameters left out."""
+    return [(name, value) for name, value in items if name not in GENERAL_PARAMETERS]
+
+
+def parameters_from_body(body: bytes, content_type: str | None) -> list[tuple[str, Any]]:
+    """The operation's parameters in a request body: none for an empty body, else a Parameters
+    resource in JSON (415 for another media type, 400 for anything else, JSON ``null``
+    included)."""
+    if not body:
         return []
+    if content_type and not is_json_media_type(content_type):
+        raise ApiError(415, f"{ONLY_JSON}: the body's Content-Type is another")
+    try:
+        resource = json.loads(body)
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
+        raise ApiError(400, "the body is not valid JSON") from None
+    return parameters_from_resource(resource)
+
+
+def parameters_from_resource(body: Any) -> list[tuple[str, Any]]:
     if not isinstance(body, dict) or body.get("resourceType") != "Parameters":
         raise ApiError(400, "the body must be a FHIR Parameters resource")
     params = body.get("parameter", [])

@@ -1,6 +1,7 @@
 """Bounded work: a request body larger than ``service.max_body_bytes`` is answered 413 without
 being read whole: a declared ``Content-Length`` over the limit before anything is read, a body
-without one (chunked) as soon as the bytes received pass the limit."""
+without one (chunked) as soon as the bytes received pass the limit. A ``Content-Length`` that is
+not a number of bytes (RFC 9110 §8.6: digits only) is a malformed request: 400, unread."""
 
 from __future__ import annotations
 
@@ -33,8 +34,15 @@ class BodyLimit:
             await self.app(scope, receive, send)
             return
         for name, value in scope.get("headers", ()):
-            if name == b"content-length" and (not value.isdigit() or int(value) > self.max_bytes):
-                await self._refuse(scope, receive, send)
+            if name != b"content-length":
+                continue
+            if not value.isdigit():  # bytes: ASCII digits only
+                await _refuse(
+                    scope, receive, send, 400, "the Content-Length header is not a number"
+                )
+                return
+            if int(value) > self.max_bytes:
+                await _refuse(scope, receive, send, 413, self._too_large())
                 return
         received = 0
 
@@ -49,12 +57,16 @@ class BodyLimit:
 
         await self.app(scope, limited, send)
 
-    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
-        message = f"the request body is larger than {self.max_bytes} bytes"
-        headers = {"Connection": "close"}
-        if str(scope.get("path", "")).startswith("/cds-services"):
-            body = {"error": "request-refused", "message": message}
-            response = JSONResponse(body, status_code=413, headers=headers)
-        else:
-            response = outcome_response(413, outcome(413, message), headers)
-        await response(scope, receive, send)
+    def _too_large(self) -> str:
+        return f"the request body is larger than {self.max_bytes} bytes"
+
+
+async def _refuse(scope: Scope, receive: Receive, send: Send, status: int, message: str) -> None:
+    """The refusal, unread: an OperationOutcome, or a CDS Hooks error under ``/cds-services``."""
+    headers = {"Connection": "close"}
+    if str(scope.get("path", "")).startswith("/cds-services"):
+        error = "invalid-request" if status == 400 else "request-refused"
+        response = JSONResponse({"error": error, "message": message}, status, headers=headers)
+    else:
+        response = outcome_response(status, outcome(status, message), headers)
+    await response(scope, receive, send)

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import httpx
+
 __all__ = [
     "BulkExportFailed",
     "BulkExportTimeout",
@@ -103,6 +105,13 @@ class TooManyRetries(FhirClientError):  # noqa: N818 - names fixed by the API
         self.url = url
         self.attempts = attempts
         self.last_status = last_status
+
+    @property
+    def timed_out(self) -> bool:
+        """Whether the last failure was a timeout (connect, read, write or pool), as the
+        client raises this error ``from`` the last transport error; a refused or dropped
+        connection, or an error status, is a failure of the server, not a timeout."""
+        return self.last_status is None and isinstance(self.__cause__, httpx.TimeoutException)
 
 
 class ForeignUrl(FhirClientError):  # noqa: N818 - names fixed by the API

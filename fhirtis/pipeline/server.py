@@ -173,8 +173,8 @@ def status_for(exc: FhirClientError) -> int:
         return 404
     if isinstance(exc, WriteOutcomeUnknown):
         return 504
-    if isinstance(exc, TooManyRetries):
-        return 504 if exc.last_status is None else 502
+    if isinstance(exc, TooManyRetries):  # a refused or dropped connection is no timeout
+        return 504 if exc.timed_out else 502
     return 502
 
 

@@ -11,9 +11,11 @@ service checks:
   skew); ``iat`` and ``nbf``, when given, finite numbers not in the future;
 - ``jti``: a string not seen before from that client while the token is valid (replay).
 
-Anything else is 401. ``GET /cds-services`` (discovery) stays public. A JWKS URL is read with
-the service's HTTP client and kept for 5 minutes (read again, at most every 30 s, when a token
-names a key it does not hold). Tokens are never logged.
+Anything else is 401, with ``WWW-Authenticate: Bearer realm="fhirtis-cds"`` (RFC 9110 §11.6.1:
+every 401 carries a challenge; :class:`CdsChallenge` adds it to the CDS error answer, whose
+body stays ``{"error", "message"}``). ``GET /cds-services`` (discovery) stays public. A JWKS
+URL is read with the service's HTTP client and kept for 5 minutes (read again, at most every
+30 s, when a token names a key it does not hold). Tokens are never logged.
 """
 
 from __future__ import annotations
@@ -30,11 +32,12 @@ import httpx
 from joserfc import jws, jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fhirtis.api.cds_hooks.request import CdsError
 from fhirtis.settings import TrustedCdsClient
 
-__all__ = ["ALGORITHMS", "CdsCaller", "CdsClientVerifier"]
+__all__ = ["ALGORITHMS", "CHALLENGE", "CdsCaller", "CdsChallenge", "CdsClientVerifier"]
 
 ALGORITHMS = ["ES384", "RS384"]
 MAX_LIFETIME_SECONDS = 300
@@ -42,6 +45,9 @@ SKEW_SECONDS = 30
 JWKS_TTL_SECONDS = 300.0
 JWKS_MIN_REFRESH_SECONDS = 30.0
 MAX_TOKEN_CHARS = 16_384
+#: The challenge of a CDS service call refused 401 (the CDS client's JWT is a bearer token).
+CHALLENGE = 'Bearer realm="fhirtis-cds"'
+_CDS_PREFIX = "/cds-services/"
 
 
 @dataclass(frozen=True)
@@ -54,6 +60,29 @@ class CdsCaller:
 
 def unauthorized(message: str) -> CdsError:
     return CdsError(401, "unauthorized", message)
+
+
+class CdsChallenge:
+    """ASGI middleware: a 401 answer to a CDS service call gets ``WWW-Authenticate``
+    (:data:`CHALLENGE`) unless it has one; nothing else changes."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not str(scope.get("path", "")).startswith(_CDS_PREFIX):
+            await self.app(scope, receive, send)
+            return
+
+        async def with_challenge(message: Message) -> None:
+            if message["type"] == "http.response.start" and message["status"] == 401:
+                headers = list(message.get("headers", []))
+                if all(k.lower() != b"www-authenticate" for k, _ in headers):
+                    headers.append((b"www-authenticate", CHALLENGE.encode()))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, with_challenge)
 
 
 @dataclass
