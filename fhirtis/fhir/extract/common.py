@@ -9,6 +9,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from functools import lru_cache
 from typing import Any
+from urllib.parse import parse_qsl
 
 from fhirtis.clinical.facts import (
     BodyHeight,
@@ -206,6 +207,30 @@ def referenced(resource: Json, target: str, resolve: Mapping[str, Json]) -> Json
 
 
 _COMPARATORS = frozenset({"<", "<=", ">=", ">"})  # R4 quantity-comparator
+
+
+def conditional_patient_problem(reference: str, patient: Json | None) -> str | None:
+    """Why a conditional reference (``Patient?identifier=system|value``, R4 http.html
+    "Conditional References", as a transaction may carry) does not name ``patient``, or None
+    when it does. Only ``identifier`` criteria are read (each must match one of the Patient's
+    identifiers; a value without ``system|`` matches any system); the reason never repeats the
+    criteria (they identify the patient)."""
+    criteria = parse_qsl(reference.partition("?")[2], keep_blank_values=True)
+    if not criteria or any(name != "identifier" for name, _ in criteria):
+        return "is a conditional reference that cannot be resolved (only identifier is read)"
+    identifiers = (
+        [i for i in json_array(patient.get("identifier")) if isinstance(i, dict)]
+        if patient is not None
+        else []
+    )
+    for _, token in criteria:
+        system, bar, value = token.rpartition("|")
+        if not any(
+            i.get("value") == value and (not bar or i.get("system") == (system or None))
+            for i in identifiers
+        ):
+            return "is a conditional reference that matches no Patient of the Bundle"
+    return None
 
 
 def read_quantity(q: object, path: str) -> tuple[Decimal, str | None]:
@@ -456,12 +481,24 @@ class ExtractorBase:
             return
         if not isinstance(ref, str):
             raise ExcludedError("required", f"no {key}.reference", f"{path}.{key}")
+        if ref.startswith("Patient?"):  # a transaction's conditional reference (R4 http.html)
+            problem = conditional_patient_problem(ref, self._patient_resource(data))
+            if problem is not None:
+                raise ExcludedError("invalid", f"{key} {problem}", f"{path}.{key}")
+            return
         ref = unversioned(ref)  # Patient/1/_history/2 is Patient/1
         if ref != data.patient_ref and not ref.endswith("/" + data.patient_ref):
             # a Bundle's entries may reference each other by fullUrl (urn:uuid:…, absolute URLs)
             target = self._resolve.get(ref)
             if target is None or ref_of(target) != data.patient_ref:
                 raise ExcludedError("invalid", f"{key} is another patient", f"{path}.{key}")
+
+    def _patient_resource(self, data: PatientData) -> Json | None:
+        """The patient's Patient resource among the listed ones, or None."""
+        for _, resource in self._listed:
+            if resource.get("resourceType") == "Patient" and ref_of(resource) == data.patient_ref:
+                return resource
+        return None
 
     def _condition_refs(self) -> set[str]:
         """The patient's Conditions ("Type/id"), found once per patient when first asked: a
