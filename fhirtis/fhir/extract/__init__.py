@@ -23,7 +23,7 @@ from fhirtis.fhir.extract.common import (
 )
 from fhirtis.fhir.extract.events import EventReader, hierarchy_questions
 from fhirtis.fhir.extract.observations import ObservationReader
-from fhirtis.fhir.extract.patient import PatientReader, patient_refs
+from fhirtis.fhir.extract.patient import PatientReader, check_deceased, patient_refs
 
 __all__ = [
     "CORE_SET_CODES",
@@ -93,6 +93,7 @@ class Extractor(PatientReader, ObservationReader, EventReader):
                 data.issues.append(exc.as_issue(resource))
         self._finish_smoking(data)
         self._report_unclassified(data)
+        check_deceased(data)
         return data
 
 

@@ -88,6 +88,8 @@ class PatientData:
     jdm_coded: bool = False
     dm_onset: date | None = None
     dm_onset_age: int | None = None  # completed years, of an onset recorded as an age
+    deceased: bool = False  # Patient.deceased[x] says the patient has died
+    deceased_on: FhirTime | None = None  # Patient.deceasedDateTime
     issues: list[Issue] = field(default_factory=list)
     used: dict[str, str] = field(default_factory=dict)  # ref → versioned ref, every source used
     existing_derived: list[Json] = field(default_factory=list)  # fhirtis's own earlier output

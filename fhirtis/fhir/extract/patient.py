@@ -9,10 +9,14 @@ from fhirtis.clinical.facts import (
     PatientFacts,
     Sex,
 )
+from fhirtis.clinical.thrombosis import surely_before
 from fhirtis.fhir.extract.common import (
+    ExcludedError,
     ExtractorBase,
     Json,
     PatientData,
+    TimeElements,
+    first_fhir_time,
     ref_of,
     unversioned,
 )
@@ -22,6 +26,7 @@ from fhirtis.fhir.primitives import (
     parse_date_bounds,
 )
 
+_DECEASED = TimeElements.of("deceasedDateTime")
 _GENDER = {"male": Sex.MALE, "female": Sex.FEMALE, "other": Sex.OTHER, "unknown": Sex.UNKNOWN}
 
 
@@ -47,7 +52,52 @@ class PatientReader(ExtractorBase):
         gender = r.get("gender")
         sex = _GENDER.get(gender, Sex.UNKNOWN) if isinstance(gender, str) else Sex.UNKNOWN
         data.patient_source = self._use(data, r)
+        if r.get("deceasedBoolean") is True:
+            data.deceased = True
+        elif "deceasedDateTime" in r:
+            data.deceased = True
+            try:
+                data.deceased_on = first_fhir_time(r, _DECEASED, path)
+            except ExcludedError as exc:
+                data.issues.append(
+                    Issue("warning", exc.issue_code, f"{ref_of(r)}: {exc.message}", exc.path)
+                )
         data.patient = PatientFacts(birth_date=birth, sex=sex, birth_date_latest=birth_latest)
+
+
+def check_deceased(data: PatientData) -> None:
+    """A patient recorded deceased is still evaluated (the record, for a registry), but the
+    result says so: "now" (the current risk factors, the maximum rate, the risk Flag) describes
+    the record, not future care; and an administration after the recorded death is reported
+    as contradictory data, never silently counted as if nothing were wrong."""
+    if not data.deceased:
+        return
+    when = f" on {data.deceased_on.day.isoformat()}" if data.deceased_on is not None else ""
+    data.issues.append(
+        Issue(
+            "warning",
+            "informational",
+            f"the patient is recorded deceased{when}: the current risk factors and maximum rate "
+            "describe the record, not future care",
+            "Patient.deceased[x]",
+            data.patient_source,
+        )
+    )
+    if data.deceased_on is None:
+        return
+    for admin in data.administrations:
+        if surely_before(data.deceased_on, admin.start):
+            ref = unversioned(admin.source)
+            data.issues.append(
+                Issue(
+                    "warning",
+                    "business-rule",
+                    f"{ref} is dated after the patient's recorded death: counted as recorded; "
+                    "check the record",
+                    "MedicationAdministration.effective[x]",
+                    ref,
+                )
+            )
 
 
 def patient_refs(resources: Iterable[Json]) -> set[str]:
