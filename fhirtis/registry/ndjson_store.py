@@ -11,13 +11,14 @@ with an index look-up. Memory stays bounded by the largest patient, not the coho
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import re
 import sqlite3
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, cast
 
 import orjson
 
@@ -25,9 +26,33 @@ from fhirtis.fhir.bundle import PatientResources
 from fhirtis.fhir.extract.patient import patient_ref_in
 from fhirtis.fhir.outcome import Issue
 from fhirtis.fhir.primitives import is_id
+from fhirtis.registry.errors import CohortError
 
 Json = dict[str, Any]
 _PATIENT_KEYS = ("subject", "patient")
+GZIP_SUFFIX = ".ndjson.gz"
+
+
+def is_ndjson(path: Path) -> bool:
+    """An NDJSON file of an export: ``*.ndjson``, or ``*.ndjson.gz`` (an export kept
+    compressed, as Bulk Data clients often store it)."""
+    return path.name.endswith((".ndjson", GZIP_SUFFIX))
+
+
+def open_ndjson(path: Path | str) -> IO[bytes]:
+    """The file's NDJSON bytes (a ``.ndjson.gz`` file decompressed as it is read)."""
+    if str(path).endswith(GZIP_SUFFIX):
+        return cast(IO[bytes], gzip.open(path, "rb"))  # a GzipFile reads bytes
+    return open(path, "rb")
+
+
+def unreadable(exc: OSError | EOFError, path: Path | str) -> str:
+    """Why an NDJSON file cannot be read, for a message that names the file."""
+    if isinstance(exc, gzip.BadGzipFile | EOFError):
+        return f"{path}: not a complete gzip file ({exc})"
+    return f"{path}: {exc.strerror or type(exc).__name__}"
+
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS resource (
     key TEXT PRIMARY KEY,          -- "Type/id"
@@ -159,11 +184,14 @@ class NdjsonStore:
         )
 
     def load_folder(self, folder: Path) -> LoadStats:
-        files = sorted(folder.glob("*.ndjson"))
+        files = sorted(p for p in folder.iterdir() if is_ndjson(p))
         total = 0
         for file in files:
-            with file.open("rb") as handle:
-                total += self.load_lines(file.name, handle)
+            try:
+                with open_ndjson(file) as handle:
+                    total += self.load_lines(file.name, handle)
+            except (gzip.BadGzipFile, EOFError) as exc:
+                raise CohortError(f"cannot read the NDJSON file {unreadable(exc, file)}") from None
         return LoadStats(len(files), total, len(self.patients()), len(self.problems()))
 
     def patients(self) -> list[str]:

@@ -21,6 +21,7 @@ Files are created 0600 in 0700 folders: they hold patient data.
 
 from __future__ import annotations
 
+import gzip
 import os
 import zlib
 from collections.abc import Iterator
@@ -28,7 +29,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fhirtis.registry.errors import CohortError, describe
-from fhirtis.registry.ndjson_store import BadLineError, patient_of, read_line
+from fhirtis.registry.ndjson_store import (
+    GZIP_SUFFIX,
+    BadLineError,
+    is_ndjson,
+    open_ndjson,
+    patient_of,
+    read_line,
+    unreadable,
+)
 
 RANGE_BYTES = 32 * 1024 * 1024
 SHARED = "shared"
@@ -55,14 +64,18 @@ class RangeResult:
 
 def byte_ranges(folder: Path, target: int = RANGE_BYTES) -> list[ByteRange]:
     """The NDJSON files of ``folder`` (sorted by name) cut into ranges of about ``target``
-    bytes. Raises CohortError when the folder or a file cannot be read."""
+    bytes; a ``.ndjson.gz`` file is one range (a compressed stream cannot be entered in the
+    middle). Raises CohortError when the folder or a file cannot be read."""
     try:
-        files = sorted(p for p in folder.iterdir() if p.suffix == ".ndjson")
+        files = sorted(p for p in folder.iterdir() if is_ndjson(p))
         sizes = [(p, p.stat().st_size) for p in files]
     except OSError as exc:
         raise describe(exc, "cannot read the NDJSON folder") from None
     out: list[ByteRange] = []
     for path, size in sizes:
+        if path.name.endswith(GZIP_SUFFIX):
+            out.append(ByteRange(str(path), 0, size, len(out)))
+            continue
         for start in range(0, max(size, 1), target):
             out.append(ByteRange(str(path), start, min(size, start + target), len(out)))
     return out
@@ -89,13 +102,16 @@ def partition_range(r: ByteRange, out_dir: str, partitions: int) -> RangeResult:
     result = RangeResult(r.index)
     name = os.path.basename(r.path)
     buffers: dict[str, list[bytes]] = {}
+    # a gzip file is one range, read to its end (its positions are those of the decompressed
+    # bytes, so a byte offset in a message is an offset in the NDJSON text)
+    end = float("inf") if r.path.endswith(GZIP_SUFFIX) else r.end
     try:
-        with open(r.path, "rb") as f:
+        with open_ndjson(r.path) as f:
             if r.start > 0:
                 f.seek(r.start - 1)
                 f.readline()  # the line that began before this range belongs to the previous one
             pos = f.tell()
-            while pos < r.end:
+            while pos < end:
                 line = f.readline()
                 if not line:
                     break
@@ -115,6 +131,8 @@ def partition_range(r: ByteRange, out_dir: str, partitions: int) -> RangeResult:
                 )
                 result.resources += 1
                 result.bytes += len(line)
+    except (gzip.BadGzipFile, EOFError) as exc:
+        raise CohortError(f"cannot read the NDJSON file {unreadable(exc, r.path)}") from None
     except OSError as exc:
         raise describe(exc, "cannot read the NDJSON file") from None
     root = Path(out_dir)

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import gzip
 from pathlib import Path
 
 import orjson
+import pytest
 
+from fhirtis.registry.errors import CohortError
+from fhirtis.registry.ndjson_store import NdjsonStore
 from fhirtis.registry.partition import (
     byte_ranges,
     partition_patients,
@@ -84,3 +88,35 @@ def test_a_version_specific_subject_is_grouped_with_its_patient(tmp_path: Path) 
     rows = {p: dict(rows) for b in range(3) for p, rows in partition_patients(str(out), b)}
     assert list(rows) == ["Patient/syn000000"]
     assert f"Observation/{observation['id']}" in rows["Patient/syn000000"]
+
+
+def test_gzipped_ndjson_files_are_read_as_their_plain_copies(tmp_path: Path) -> None:
+    """A Bulk Data export kept compressed (``*.ndjson.gz``) is read, by the byte ranges of the
+    Dask and local engines and by the store, exactly as its plain files are; it was skipped
+    silently (every patient evaluated without those resources, exit 0)."""
+    plain = tmp_path / "plain"
+    write_ndjson(make_cohort(4, seed=3), plain)
+    packed = tmp_path / "packed"
+    packed.mkdir()
+    for path in plain.iterdir():
+        if path.name.startswith("MedicationAdministration"):
+            (packed / f"{path.name}.gz").write_bytes(gzip.compress(path.read_bytes()))
+        else:
+            (packed / path.name).write_bytes(path.read_bytes())
+    expected, _ = _grouped(plain, tmp_path / "a", 1 << 30)
+    got, _ = _grouped(packed, tmp_path / "b", 997)
+    assert got == expected
+    with NdjsonStore(tmp_path / "p.sqlite") as a, NdjsonStore(tmp_path / "z.sqlite") as b:
+        assert a.load_folder(plain).resources == b.load_folder(packed).resources
+        assert [a.resources_of(p) for p in a.patients()] == [
+            b.resources_of(p) for p in b.patients()
+        ]
+
+
+def test_a_gzipped_file_that_is_not_gzip_is_a_clear_error(tmp_path: Path) -> None:
+    folder = tmp_path / "export"
+    folder.mkdir()
+    (folder / "Observation.ndjson.gz").write_bytes(b'{"resourceType": "Observation"}\n')
+    with pytest.raises(CohortError, match=r"Observation\.ndjson\.gz: not a complete gzip file"):
+        for r in byte_ranges(folder):
+            partition_range(r, str(tmp_path / "out"), 3)
