@@ -88,6 +88,14 @@ WARNED: dict[str, tuple[str, str]] = {
         "malignancy risk factor is not counted",
         "Bundle.entry[1].resource.abatementAge",
     ),
+    # deceased (deceasedDateTime, or deceasedBoolean true): evaluated as the record, and said
+    # (it was silent)
+    "r4/patient-example-c.json": ("recorded deceased on 2015-02-14", "Patient.deceased[x]"),
+    "r4/patient-example-d.json": ("recorded deceased", "Patient.deceased[x]"),
+    "us-core/patient-deceased-example.json": (
+        "recorded deceased on 2022-07-22",
+        "Patient.deceased[x]",
+    ),
 }
 # Patients: every Patient example is read (its sex and birth date, when given).
 PATIENTS: dict[str, tuple[str, date | None]] = {
@@ -423,10 +431,15 @@ def test_synthea_patient_everything_unclassified_is_said() -> None:
         "male",
         date(1960, 4, 13),
     )
-    assert result.issues and all(
-        i.severity == "warning" and UNCLASSIFIED in i.diagnostics for i in result.issues
-    )
-    assert len({i.diagnostics.split(" could")[0] for i in result.issues}) == len(result.issues)
+    # the patient died (deceasedDateTime 1971-10-01): said once; every other issue is a code
+    # not classified, each reported once
+    deceased = [i for i in result.issues if "recorded deceased" in i.diagnostics]
+    assert [(i.severity, i.resource) for i in deceased] == [
+        ("warning", "Patient/3af3708d-41f1-cd80-f3dd-ec5ac76072bf")
+    ]
+    codes = [i for i in result.issues if i not in deceased]
+    assert codes and all(i.severity == "warning" and UNCLASSIFIED in i.diagnostics for i in codes)
+    assert len({i.diagnostics.split(" could")[0] for i in codes}) == len(codes)
 
 
 def test_synthea_breast_cancer_is_an_active_malignancy() -> None:
@@ -436,7 +449,13 @@ def test_synthea_breast_cancer_is_an_active_malignancy() -> None:
     assert [(e.kind.value, e.source, e.start, e.end) for e in result.data.evidence] == [
         ("malignancy", "Condition/fa940569-110a-5f84-6bfa-5f86c3da4fbc", date(1989, 4, 10), None)
     ]
-    assert all(i.severity == "warning" and UNCLASSIFIED in i.diagnostics for i in result.issues)
+    assert all(
+        i.severity == "warning" and (UNCLASSIFIED in i.diagnostics or DECEASED in i.diagnostics)
+        for i in result.issues
+    )
+
+
+DECEASED = "recorded deceased"
 
 
 def test_fhirtis_evaluate_runs_the_published_bundles() -> None:

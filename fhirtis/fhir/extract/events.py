@@ -341,6 +341,18 @@ class EventReader(MedicationReader):
                     )
                 )
         ended = bool(clinical & _CONDITION_ENDED)
+        if risks and not clinical and isinstance(r.get("clinicalStatus"), dict):
+            # text only (R4: a required binding): its words are not guessed at; counted active
+            data.issues.append(
+                Issue(
+                    "warning",
+                    "code-invalid",
+                    f"{ref_of(r)}: clinicalStatus has no code (text only): counted as active; "
+                    "a condition that has ended needs a coded clinicalStatus",
+                    f"{path}.clinicalStatus",
+                    ref_of(r),
+                )
+            )
         for kind in risks:
             if ended and end is None and kind is not RiskFactorKind.THROMBOSIS_HISTORY:
                 # resolved, with no date: not active at any time we can name. An end recorded
