@@ -17,9 +17,11 @@ Definitions and choices (what the code does; the policy used travels with every 
   - **advanced age**: age in completed years on the date of ``t`` ≥ ``advanced_age_years``
     (from the birth date; cites the patient's source). Someone born on 29 February turns a year
     older on 1 March in common years. No birth date: not assessable, with a note;
-  - **obesity**: BMI ≥ ``obesity_bmi``. The BMI is the latest recorded one on or before the date
+  - **obesity**: an active coded obesity (coded evidence, ValueSet ``risk-obesity``), or a
+    BMI ≥ ``obesity_bmi``. The BMI is the latest recorded one on or before the date
     of ``t``, unless a body weight is more recent than it and a height is known, in which case it
-    is computed as kg / m² from the latest weight and height (citing both). None: not assessable;
+    is computed as kg / m² from the latest weight and height (citing both). A BMI below 30 does
+    not cancel an active diagnosis. Not assessable only when there is neither;
   - **poorly controlled inflammation**: the latest physician global activity on the VAS (cm) on
     or before the date of ``t`` is ≥ ``inflammation_pga_cm``. On a day with several values,
     final/amended/corrected beats preliminary, then the latest issued; ``entered-in-error`` and
@@ -461,11 +463,14 @@ def _risk_profile(
                     )
                 )
 
-        # obesity
+        # obesity: a coded obesity active at t (ValueSet risk-obesity, added above) is the
+        # factor whatever the BMI says; a BMI ≥ the limit is cited beside it. Obesity is not
+        # assessable only when there is neither a BMI nor an active coded obesity.
         bmi_value, bmi_sources, bmi_how = _bmi(prepared, on)
         if bmi_value is None:
-            unassessed.append(_OBESITY_UNASSESSED)
-            notes.append(_BMI_UNKNOWN)
+            if RiskFactorKind.OBESITY not in evidence:
+                unassessed.append(_OBESITY_UNASSESSED)
+                notes.append(_BMI_UNKNOWN)
         elif bmi_value >= policy.obesity_bmi:
             add(
                 RiskFactorKind.OBESITY,

@@ -444,10 +444,12 @@ def test_synthea_patient_everything_unclassified_is_said() -> None:
 
 def test_synthea_breast_cancer_is_an_active_malignancy() -> None:
     """Synthea 129c6ac7: SNOMED CT 254837009 "Malignant neoplasm of breast (disorder)", active,
-    onset 1989-04-10, is the malignancy risk factor from its onset."""
+    onset 1989-04-10, is the malignancy risk factor from its onset; Synthea's 162864005 "Body
+    mass index 30+ - obesity (finding)", active from 1955-07-30, the obesity risk factor."""
     result = _bundle("synthea/patient-129c6ac7-conditions-devices.json")
     assert [(e.kind.value, e.source, e.start, e.end) for e in result.data.evidence] == [
-        ("malignancy", "Condition/fa940569-110a-5f84-6bfa-5f86c3da4fbc", date(1989, 4, 10), None)
+        ("obesity", "Condition/5450f9df-f4fe-4855-f745-59cb986d0cf5", date(1955, 7, 30), None),
+        ("malignancy", "Condition/fa940569-110a-5f84-6bfa-5f86c3da4fbc", date(1989, 4, 10), None),
     ]
     assert all(
         i.severity == "warning" and (UNCLASSIFIED in i.diagnostics or DECEASED in i.diagnostics)

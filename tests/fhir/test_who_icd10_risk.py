@@ -116,7 +116,6 @@ def test_a_who_icd10_risk_factor_counts_as_its_icd10cm_counterpart(
         "D68.8",  # other specified coagulation defects (CM D68.8)
         "D89.0",  # polyclonal hypergammaglobulinaemia (CM D89.0)
         "C90.1",  # plasma cell leukaemia: a malignancy only, as CM C90.1x
-        "E66.0",  # obesity is read from the BMI, as CM E66 is in no risk ValueSet
         "F17.1",  # harmful use of tobacco: no CM nicotine dependence code
         "F17.2",  # dependence syndrome, abstinent states included: CM leaves out 'in remission'
         "Z72.0",  # tobacco use (CM Z72.0)
@@ -196,6 +195,7 @@ def test_the_risk_value_sets_list_who_codes_in_who_form_and_ship_them() -> None:
     assert holding_who == {
         "cardiovascular",
         "malignancy",
+        "obesity",
         "hyperviscosity",
         "hypercoagulable",
         "thrombosis-history",
