@@ -4,38 +4,25 @@ dual-route product Gammaked (clinical spec §4, §5.3, §6)."""
 
 from __future__ import annotations
 
-from typing import Any
-
-import orjson
 import pytest
 
 from fhirtis.clinical.facts import RiskFactorKind, TeeKind
-from fhirtis.fhir.bundle import read_patient_bundle
 from fhirtis.fhir.codes import ICD10, terminology
-from fhirtis.fhir.extract import Extractor, ExtractSettings, PatientData
+from fhirtis.fhir.extract import PatientData
 from fhirtis.fhir.outcome import Issue
 from tests.fhir.builders import (
     ICD,
     SCT,
     administration,
-    bundle,
     condition,
     medication,
     patient,
     qty,
 )
+from tests.fhir.reading import extract as _extract
+from tests.fhir.reading import unclassified as _unclassified
 
 WHO = ICD10
-
-
-def _extract(*resources: dict[str, Any]) -> PatientData:
-    pr = read_patient_bundle(orjson.dumps(bundle(*resources)))
-    ex = Extractor(terminology(), ExtractSettings())
-    return ex.extract(pr.patient_ref, pr.resources, pr.resolve)
-
-
-def _unclassified(data: PatientData) -> list[Issue]:
-    return [i for i in data.issues if "could not be classified" in i.diagnostics]
 
 
 # -- gap 1a: WHO ICD-10 codes of thromboembolic events ------------------------------------------

@@ -18,8 +18,6 @@ from fhirtis.clinical.facts import RiskFactorKind
 from fhirtis.clinical.thrombosis import RiskProfile, ThrombosisAssessment
 from fhirtis.fhir.bundle import read_patient_bundle
 from fhirtis.fhir.codes import ICD10, terminology
-from fhirtis.fhir.extract import Extractor, ExtractSettings, PatientData
-from fhirtis.fhir.outcome import Issue
 from fhirtis.pipeline.offline import PatientResult, evaluate_patient_resources
 from fhirtis.settings import Settings
 from tests.fhir.builders import (
@@ -34,6 +32,8 @@ from tests.fhir.builders import (
     patient,
     qty,
 )
+from tests.fhir.reading import extract as _extract
+from tests.fhir.reading import unclassified as _unclassified
 
 WHO = ICD10
 OBESITY = RiskFactorKind.OBESITY
@@ -90,16 +90,6 @@ OBESITY_CODES = [
 
 # one of each system for the whole pipeline
 PIPELINE_CODES = [(SCT, "162864005"), (SCT, "414916001"), (ICD, "E66.9"), (WHO, "E66.9")]
-
-
-def _extract(*resources: dict[str, Any]) -> PatientData:
-    pr = read_patient_bundle(orjson.dumps(bundle(*resources)))
-    ex = Extractor(terminology(), ExtractSettings())
-    return ex.extract(pr.patient_ref, pr.resources, pr.resolve)
-
-
-def _unclassified(data: PatientData) -> list[Issue]:
-    return [i for i in data.issues if "could not be classified" in i.diagnostics]
 
 
 def _evaluate(*extra: dict[str, Any]) -> PatientResult:

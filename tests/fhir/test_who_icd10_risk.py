@@ -6,30 +6,18 @@ is reported as unclassified), and the ICD-10-CM codes still count (clinical spec
 from __future__ import annotations
 
 import re
-from typing import Any
 
-import orjson
 import pytest
 
 from fhirtis.clinical.facts import RiskFactorKind
-from fhirtis.fhir.bundle import read_patient_bundle
 from fhirtis.fhir.codes import ICD10, terminology
-from fhirtis.fhir.extract import Extractor, ExtractSettings, PatientData
-from fhirtis.fhir.outcome import Issue
-from tests.fhir.builders import ICD, bundle, condition, patient
+from fhirtis.fhir.extract import PatientData
+from tests.fhir.builders import ICD, condition, patient
+from tests.fhir.reading import extract as _extract
+from tests.fhir.reading import unclassified as _unclassified
 
 WHO = ICD10
 K = RiskFactorKind
-
-
-def _extract(*resources: dict[str, Any]) -> PatientData:
-    pr = read_patient_bundle(orjson.dumps(bundle(*resources)))
-    ex = Extractor(terminology(), ExtractSettings())
-    return ex.extract(pr.patient_ref, pr.resources, pr.resolve)
-
-
-def _unclassified(data: PatientData) -> list[Issue]:
-    return [i for i in data.issues if "could not be classified" in i.diagnostics]
 
 
 def _kinds(system: str, code: str) -> tuple[set[RiskFactorKind], PatientData]:
