@@ -196,6 +196,25 @@ def test_wilson_interval_by_hand() -> None:
         wilson_interval(1, 0)
 
 
+def test_wilson_interval_ends_are_exact() -> None:
+    """0 of n has a lower bound of exactly 0 and n of n an upper bound of exactly 1 (the
+    floating-point formula misses them, e.g. 0/5 and 13/13, by an ulp)."""
+    for n in range(1, 200):
+        assert wilson_interval(0, n)[0] == 0.0, n
+        assert wilson_interval(n, n)[1] == 1.0, n
+
+
+@pytest.mark.parametrize("events", [0, 5])
+def test_tee_plot_of_no_event_or_an_event_every_cycle(events: int) -> None:
+    """A stratum of 5 cycles with no TEE (or a TEE in each) is plotted: its error bar reaches
+    the bar's own height (matplotlib refuses a negative error)."""
+    ref = "p"
+    patient = record(
+        ref, [visit(0, 10)], rates=[2.0] * 5, events=[[i] for i in range(1, 6)][:events]
+    )
+    figures(build_report([patient]))
+
+
 def test_rounding_and_spread_are_exact() -> None:
     assert round_half_up(Fraction(1, 8), 2) == Decimal("0.13")  # half-up, not half-even
     assert round_half_up(Fraction(100, 3), 1) == Decimal("33.3")

@@ -6,7 +6,7 @@ import asyncio
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -15,6 +15,9 @@ from fhirtis.cli._common import EXIT_BAD_INPUT, fhir_config, require_extra
 from fhirtis.fhir.validation import enable as enable_validation
 from fhirtis.pipeline.jsonout import dumps
 from fhirtis.settings import load_settings
+
+if TYPE_CHECKING:
+    from fhirtis.registry.report import Report
 
 
 def cohort(
@@ -169,9 +172,10 @@ def _write_summaries(ledger: Path, path: Path, run: int) -> None:
     """This run's patients' summary records, one a line, in a file only the user can read."""
     from fhirtis.registry.errors import describe  # noqa: PLC0415
     from fhirtis.registry.ledger import Ledger  # noqa: PLC0415
+    from fhirtis.registry.partition import private_tree  # noqa: PLC0415
 
     try:
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        private_tree(path.parent)
         fd = os.open(path, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
         os.fchmod(fd, 0o600)
         with Ledger(ledger) as book, os.fdopen(fd, "wb") as out:
@@ -215,8 +219,33 @@ def report(
     else:
         cohort_report.print_report(Console(), built)
     if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
-        cohort_report.write_csv(built, out / "patients.csv")
-        cohort_report.write_json(built, out / "summary.json")
-        for png in cohort_report.write_plots(built, out):
-            Console(stderr=True).print(f"wrote {png}", markup=False)
+        try:
+            for png in _write_report(built, out):
+                err.print(f"wrote {png}", markup=False)
+        except OSError as exc:
+            where = exc.filename or out
+            err.print(f"fhirtis report: cannot write {where}: {exc.strerror or exc}", markup=False)
+            raise typer.Exit(1) from None
+
+
+def _write_report(built: Report, out: Path) -> list[Path]:
+    """patients.csv, summary.json and the plots, in ``out``: patient data (ids, dates, scores,
+    risk factors), so the folders made are 0700 and the files 0600 (a file of an earlier
+    report made more open is made private too). Returns the plots' paths."""
+    from fhirtis.registry import report as cohort_report  # noqa: PLC0415 - [registry]
+    from fhirtis.registry.partition import (  # noqa: PLC0415
+        PRIVATE_FILE,
+        private_files,
+        private_tree,
+    )
+
+    with private_files():
+        private_tree(out)
+        written = [
+            cohort_report.write_csv(built, out / "patients.csv"),
+            cohort_report.write_json(built, out / "summary.json"),
+        ]
+        plots = list(cohort_report.write_plots(built, out))
+        for path in [*written, *plots]:
+            os.chmod(path, PRIVATE_FILE)
+    return plots

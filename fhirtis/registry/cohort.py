@@ -22,10 +22,11 @@ import hashlib
 import logging
 import os
 import shutil
+import sqlite3
 import sys
 import time
 from collections.abc import AsyncIterator, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -59,13 +60,12 @@ from fhirtis.registry.partition import (
     partition_count,
     partition_range,
     private_dir,
+    private_files,
     total_bytes,
 )
 from fhirtis.settings import Settings
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
-
     from fhirtis.fhir.bundle import PatientResources
 
 log = logging.getLogger("fhirtis.registry.cohort")
@@ -89,7 +89,9 @@ class CohortResult:
 
 def run_key(settings: Settings, server: str) -> RunKey:
     """The ledger's key besides the input: the server, a digest of every value that changes
-    results (the clinical policy, default ULNs, the concept map's content), the version."""
+    results (the clinical policy, default ULNs, the concept map's content, the terminology
+    server asked about unlisted codes), the version. How the terminology server is reached
+    (its token, timeout, concurrency) changes no answer and is not in the key."""
     h = hashlib.sha256(settings.policy.model_dump_json().encode())
     h.update(orjson.dumps({k: str(v) for k, v in sorted(settings.default_uln.items())}))
     if settings.concept_map is not None:
@@ -97,6 +99,8 @@ def run_key(settings: Settings, server: str) -> RunKey:
             h.update(settings.concept_map.read_bytes())
         except OSError as exc:
             raise describe(exc, "cannot read the concept map") from None
+    if settings.terminology is not None:  # none: the key of the runs before it was keyed
+        h.update(b"\0terminology\0" + settings.terminology.base_url.rstrip("/").encode())
     return RunKey(server, h.hexdigest(), f"{__version__}+algorithm.{ALGORITHM_VERSION}")
 
 
@@ -349,16 +353,6 @@ def load_store(folder: Path, work_dir: Path) -> NdjsonStore:
     return store
 
 
-@contextmanager
-def _private_files() -> Iterator[None]:
-    """Files and folders created meanwhile (SQLite's journals, downloads) are 0600 / 0700."""
-    old = os.umask(0o077)
-    try:
-        yield
-    finally:
-        os.umask(old)
-
-
 def _remove_work(work_dir: Path) -> None:
     """Remove what a run put in the work folder (patient data), and the folder when empty."""
     for name in ("partitions", "export"):
@@ -382,10 +376,12 @@ async def run_cohort(
     stops the run (unreadable input, full disk, a refused export): the ledger stays valid."""
     client = FhirClient(fhir) if fhir is not None else None
     try:
-        with _private_files():
+        with private_files():
             result = await _run(settings, options, client, ndjson, group, ids)
     except OSError as exc:
         raise describe(exc, "cannot go on") from None
+    except sqlite3.Error as exc:  # the ledger and the store say which file; this is a backstop
+        raise CohortError(f"cannot go on: {exc}") from None
     except FhirClientError as exc:
         raise CohortError(f"the FHIR server refused: {exc}") from None
     finally:
@@ -412,16 +408,25 @@ async def _run(
     export = await export_group(client, group, options, settings)
     if not export.incremental:
         result = await run_ndjson(export.folder, settings, options, client)
-        result.notes.extend(export.notes)
-        return result
-    folder = export.folder
-    # A _since export holds only what changed: the patients it names are read whole from the
-    # server; every other patient is unchanged.
-    store = load_store(folder, options.work_dir)
-    try:
-        changed = [
-            p.removeprefix("Patient/") for p in store.patients() if _has_source_data(store, p)
-        ]
-    finally:
-        store.close()
-    return await run_patient_list(changed, settings, options, client)
+    else:
+        # A _since export holds only what changed: the patients it names are read whole from
+        # the server; every other patient is unchanged.
+        store = load_store(export.folder, options.work_dir)
+        try:
+            problems = [(file, f"line {line}", why) for file, line, why in store.problems()]
+            changed = [
+                p.removeprefix("Patient/") for p in store.patients() if _has_source_data(store, p)
+            ]
+        finally:
+            store.close()
+        result = await run_patient_list(changed, settings, options, client)
+        result.problems[:0] = problems
+    result.notes.extend(export.notes)
+    if export.transaction_time is not None and not result.problems and not result.failed:
+        # Only now, every patient evaluated or skipped and no input lost: the next run asks
+        # for what changed since this export. After a bad line, a failed patient or a run
+        # that stopped, the same command exports the same data again (_since the export
+        # before, or in full), so nothing is lost for good.
+        with Ledger(options.ledger) as ledger:
+            ledger.set_value("bulk_transaction_time", export.transaction_time)
+    return result

@@ -29,11 +29,13 @@ from fhirtis.registry.evaluate import CohortJob, PartitionResult, evaluate_parti
 from fhirtis.registry.partition import RangeResult, partition_range
 
 PRELOAD = "fhirtis.registry.dask_worker"  # what every worker imports when it starts
+QUIET = "fhirtis.registry.dask_quiet"  # the local cluster's workers print no task traceback
 
 
 def local_cluster(workers: int) -> Any:
     """A local cluster of ``workers`` single-threaded worker processes, each made ready for
-    fhirtis when it starts (``dask_worker``), not on its first task."""
+    fhirtis when it starts (``dask_worker``), not on its first task. A task that fails is not
+    logged with its traceback on the run's terminal (``dask_quiet``): the driver says it."""
     from distributed import LocalCluster  # noqa: PLC0415 - the [registry] extra
 
     return LocalCluster(
@@ -41,7 +43,7 @@ def local_cluster(workers: int) -> Any:
         threads_per_worker=1,
         processes=True,
         dashboard_address=None,
-        preload=[PRELOAD],
+        preload=[PRELOAD, QUIET],
     )
 
 

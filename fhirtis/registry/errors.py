@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import errno
+import sqlite3
+from pathlib import Path
 
 
 class CohortError(Exception):
@@ -17,3 +19,13 @@ def describe(exc: OSError, doing: str) -> CohortError:
         reason = "no space left on the device"
     where = f" {exc.filename}" if exc.filename else ""
     return CohortError(f"{doing}{where}: {reason}")
+
+
+def describe_db(exc: sqlite3.Error, doing: str, path: Path | str) -> CohortError:
+    """A SQLite error (the ledger, the work folder's store) as a CohortError that says what was
+    being done, on which file, and why. SQLite's errors are not OSErrors: a full disk is
+    ``database or disk is full`` (SQLITE_FULL), a failed write ``disk I/O error``."""
+    reason = str(exc) or type(exc).__name__
+    if getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL or "disk is full" in reason:
+        reason = f"no space left on the device ({reason})"
+    return CohortError(f"{doing} {path}: {reason}")

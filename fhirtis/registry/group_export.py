@@ -46,13 +46,18 @@ class GroupExport:
     folder: Path  # the NDJSON files: the export's and those read over REST
     incremental: bool  # a ``_since`` export: only what changed
     notes: tuple[str, ...]  # what the run should say (no patient data)
+    # the export's transactionTime: recorded as the next run's ``_since`` by the run, once
+    # every patient is evaluated or skipped and the input had no problem (not before)
+    transaction_time: str | None = None
 
 
 async def export_group(
     client: FhirClient, group: str, options: CohortOptions, settings: Settings | None = None
 ) -> GroupExport:
-    """Bulk Data ``Group/[id]/$export`` into ``work_dir/export``; remembers the transaction
-    time so that the next run asks only for what changed since (``_since``). A ``_since``
+    """Bulk Data ``Group/[id]/$export`` into ``work_dir/export``, ``_since`` the transaction
+    time of the last run that completed cleanly (the ledger's ``bulk_transaction_time``; the
+    run records the returned ``transaction_time`` there once it has, so that the next run asks
+    only for what changed since, and a run that did not complete is exported again). A ``_since``
     export that lists deleted resources is followed by a full one. Types the export refuses
     (or ``options.rest_types``) are read over REST for each exported Patient."""
     from fhirtis.io import BulkExportClient  # noqa: PLC0415
@@ -97,9 +102,7 @@ async def export_group(
             f"{rtype}: neither exported nor read over REST ({why}); evaluated without it"
             for rtype, why in sorted(unread.items())
         )
-    with Ledger(options.ledger) as ledger:
-        ledger.set_value("bulk_transaction_time", str(manifest.transaction_time))
-    return GroupExport(folder, since is not None, tuple(notes))
+    return GroupExport(folder, since is not None, tuple(notes), str(manifest.transaction_time))
 
 
 async def _kick_off(

@@ -12,7 +12,13 @@ never duplicates anything.
 A later run skips a patient only when all four of its :class:`RunKey` are unchanged: the input
 digest, the server written to, the digest of the clinical policy in force and the fhirtis
 algorithm version. Every patient a run sees (evaluated or skipped) is stamped with the run's
-number, so that ``summaries(run)`` gives exactly the patients of one run.
+number, so that ``summaries(run)`` gives exactly the patients of one run; a run's number is
+taken in one write transaction, so two runs sharing a ledger never get the same one.
+
+SQLite's errors (a full disk: ``database or disk is full``; ``disk I/O error``; a file that is
+no database) are raised as :class:`~fhirtis.registry.errors.CohortError` naming the ledger: the
+run stops with a plain message, and what was committed stays valid (the batch that was not is
+done again by the next run).
 """
 
 from __future__ import annotations
@@ -21,11 +27,15 @@ import os
 import sqlite3
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import orjson
+
+from fhirtis.registry.errors import CohortError, describe_db
+from fhirtis.registry.partition import private_tree
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS patient (
@@ -79,35 +89,58 @@ def _private(path: Path) -> None:
 class Ledger:
     def __init__(self, path: Path) -> None:
         self.path = path
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        private_tree(path.parent)
         if not path.exists():
             os.close(os.open(path, os.O_CREAT | os.O_WRONLY, PRIVATE_FILE))
-        self._db = sqlite3.connect(path)
-        self._db.executescript(_SCHEMA)
-        columns = {row[1] for row in self._db.execute("PRAGMA table_info(patient)")}
-        for name, kind in _ADDED:
-            if name not in columns:
-                self._db.execute(f"ALTER TABLE patient ADD COLUMN {name} {kind}")
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.commit()
+        with self._fault("cannot open the ledger"):
+            self._db = sqlite3.connect(path)
+            try:
+                self._db.executescript(_SCHEMA)
+                columns = {row[1] for row in self._db.execute("PRAGMA table_info(patient)")}
+                for name, kind in _ADDED:
+                    if name not in columns:
+                        self._db.execute(f"ALTER TABLE patient ADD COLUMN {name} {kind}")
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.commit()
+            except BaseException:
+                self._db.close()
+                raise
         _private(path)
         self._pending = 0
         self._last_commit = time.monotonic()
         self.run = 0
 
+    @contextmanager
+    def _fault(self, doing: str = "cannot write the ledger") -> Iterator[None]:
+        try:
+            yield
+        except sqlite3.Error as exc:
+            raise describe_db(exc, doing, self.path) from None
+
     def close(self) -> None:
-        self.commit()
-        self._db.close()
-        _private(self.path)
+        """Commit what is recorded and close; the connection is closed even when the commit
+        fails (its batch is then lost, and done again by the next run)."""
+        try:
+            self.commit()
+        finally:
+            self._db.close()
+            _private(self.path)
 
     def __enter__(self) -> Ledger:
         return self
 
-    def __exit__(self, *_: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
+        if exc_type is None:
+            self.close()
+            return
+        # the run is stopping already: its own fault is the one to say (a commit that fails
+        # too, on the same full disk, would hide it)
+        with suppress(CohortError, OSError):
+            self.close()
 
     def commit(self) -> None:
-        self._db.commit()
+        with self._fault():
+            self._db.commit()
         self._pending = 0
         self._last_commit = time.monotonic()
 
@@ -117,16 +150,31 @@ class Ledger:
             self.commit()
 
     def start_run(self) -> int:
-        """A new run number: the patients this run sees are stamped with it."""
-        last = int(self.get_value("last_run") or 0)
+        """A new run number: the patients this run sees are stamped with it. Read and written
+        in one write transaction (``BEGIN IMMEDIATE``): a second run starting meanwhile on the
+        same ledger waits for it, and takes the next number."""
+        self.commit()  # nothing of this connection's may be in the transaction
+        with self._fault():
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                last = int(self.get_value("last_run") or 0)
+                self._db.execute(
+                    "INSERT INTO run VALUES ('last_run', ?) "
+                    "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                    (str(last + 1),),
+                )
+                self._db.commit()
+            except BaseException:
+                self._db.rollback()
+                raise
         self.run = last + 1
-        self.set_value("last_run", str(self.run))
         return self.run
 
     def get(self, patient: str) -> Entry | None:
-        row = self._db.execute(
-            "SELECT patient, digest, status, error FROM patient WHERE patient = ?", (patient,)
-        ).fetchone()
+        with self._fault("cannot read the ledger"):
+            row = self._db.execute(
+                "SELECT patient, digest, status, error FROM patient WHERE patient = ?", (patient,)
+            ).fetchone()
         return None if row is None else Entry(*row)
 
     def done(self, key: RunKey, *, write: bool) -> dict[str, str]:
@@ -134,20 +182,22 @@ class Ledger:
         new run (a success, and written if writing is asked)."""
         statuses = ("written", "unchanged") if write else tuple(FINAL_OK)
         marks = ",".join("?" * len(statuses))
-        rows = self._db.execute(
-            f"SELECT patient, digest FROM patient WHERE status IN ({marks}) "
-            "AND server = ? AND policy = ? AND version = ?",
-            (*statuses, key.server, key.policy, key.version),
-        )
-        return dict(rows)
+        with self._fault("cannot read the ledger"):
+            rows = self._db.execute(
+                f"SELECT patient, digest FROM patient WHERE status IN ({marks}) "
+                "AND server = ? AND policy = ? AND version = ?",
+                (*statuses, key.server, key.policy, key.version),
+            )
+            return dict(rows)
 
     def is_done(self, patient: str, digest: str, key: RunKey, *, write: bool) -> bool:
         """Done with this exact input, server, policy and version: a final success, and
         written if writing was asked."""
-        row = self._db.execute(
-            "SELECT digest, status, server, policy, version FROM patient WHERE patient = ?",
-            (patient,),
-        ).fetchone()
+        with self._fault("cannot read the ledger"):
+            row = self._db.execute(
+                "SELECT digest, status, server, policy, version FROM patient WHERE patient = ?",
+                (patient,),
+            ).fetchone()
         if row is None:
             return False
         d, status, server, policy, version = row
@@ -172,37 +222,40 @@ class Ledger:
         """One patient's final outcome (committed with its batch). ``summary``: the record as
         JSON bytes, or as a dict."""
         body = summary if isinstance(summary, bytes | None) else orjson.dumps(summary, default=str)
-        self._db.execute(
-            "INSERT INTO patient (patient, digest, status, recorded, error, summary, server, "
-            "policy, version, run) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-            "ON CONFLICT(patient) DO UPDATE SET digest = excluded.digest, "
-            "status = excluded.status, recorded = excluded.recorded, error = excluded.error, "
-            "summary = excluded.summary, server = excluded.server, policy = excluded.policy, "
-            "version = excluded.version, run = excluded.run",
-            (
-                patient,
-                digest,
-                status,
-                time.time(),
-                error,
-                body,
-                key.server,
-                key.policy,
-                key.version,
-                self.run,
-            ),
-        )
+        with self._fault():
+            self._db.execute(
+                "INSERT INTO patient (patient, digest, status, recorded, error, summary, server, "
+                "policy, version, run) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT(patient) DO UPDATE SET digest = excluded.digest, "
+                "status = excluded.status, recorded = excluded.recorded, error = excluded.error, "
+                "summary = excluded.summary, server = excluded.server, policy = excluded.policy, "
+                "version = excluded.version, run = excluded.run",
+                (
+                    patient,
+                    digest,
+                    status,
+                    time.time(),
+                    error,
+                    body,
+                    key.server,
+                    key.policy,
+                    key.version,
+                    self.run,
+                ),
+            )
         self._written()
 
     def seen(self, patients: list[str]) -> None:
         """Stamp patients skipped as unchanged with this run (their summary stays valid)."""
-        self._db.executemany(
-            "UPDATE patient SET run = ? WHERE patient = ?", [(self.run, p) for p in patients]
-        )
+        with self._fault():
+            self._db.executemany(
+                "UPDATE patient SET run = ? WHERE patient = ?", [(self.run, p) for p in patients]
+            )
         self._written(len(patients))
 
     def counts(self) -> dict[str, int]:
-        return dict(self._db.execute("SELECT status, count(*) FROM patient GROUP BY status"))
+        with self._fault("cannot read the ledger"):
+            return dict(self._db.execute("SELECT status, count(*) FROM patient GROUP BY status"))
 
     def summaries(self, run: int | None = None) -> Iterator[bytes]:
         """The summary records (JSON bytes), of one run's patients or (None) of all."""
@@ -211,23 +264,28 @@ class Ledger:
         if run is not None:
             sql += " AND run = ?"
             args = (run,)
-        for (body,) in self._db.execute(sql + " ORDER BY patient", args):
-            yield bytes(body)
+        with self._fault("cannot read the ledger"):
+            for (body,) in self._db.execute(sql + " ORDER BY patient", args):
+                yield bytes(body)
 
     def failed(self) -> list[Entry]:
-        rows = self._db.execute(
-            "SELECT patient, digest, status, error FROM patient "
-            "WHERE status NOT IN ('evaluated', 'written', 'unchanged') ORDER BY patient"
-        )
-        return [Entry(*r) for r in rows]
+        with self._fault("cannot read the ledger"):
+            rows = self._db.execute(
+                "SELECT patient, digest, status, error FROM patient "
+                "WHERE status NOT IN ('evaluated', 'written', 'unchanged') ORDER BY patient"
+            )
+            return [Entry(*r) for r in rows]
 
     def get_value(self, key: str) -> str | None:
-        row = self._db.execute("SELECT value FROM run WHERE key = ?", (key,)).fetchone()
+        with self._fault("cannot read the ledger"):
+            row = self._db.execute("SELECT value FROM run WHERE key = ?", (key,)).fetchone()
         return None if row is None else str(row[0])
 
     def set_value(self, key: str, value: str) -> None:
-        self._db.execute(
-            "INSERT INTO run VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-            (key, value),
-        )
+        with self._fault():
+            self._db.execute(
+                "INSERT INTO run VALUES (?, ?) "
+                "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                (key, value),
+            )
         self.commit()

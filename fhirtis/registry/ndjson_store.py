@@ -16,6 +16,7 @@ import hashlib
 import re
 import sqlite3
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, cast
@@ -26,7 +27,7 @@ from fhirtis.fhir.bundle import PatientResources
 from fhirtis.fhir.extract.patient import patient_ref_in
 from fhirtis.fhir.outcome import Issue
 from fhirtis.fhir.primitives import is_id
-from fhirtis.registry.errors import CohortError
+from fhirtis.registry.errors import CohortError, describe_db
 
 Json = dict[str, Any]
 _PATIENT_KEYS = ("subject", "patient")
@@ -135,14 +136,27 @@ class LoadStats:
 
 
 class NdjsonStore:
-    """An on-disk store of a cohort's resources, grouped by patient."""
+    """An on-disk store of a cohort's resources, grouped by patient. SQLite's errors (a full
+    work folder: ``database or disk is full``) are raised as CohortError naming the store."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._db = sqlite3.connect(path)
-        self._db.executescript(_SCHEMA)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
+        with self._fault():
+            self._db = sqlite3.connect(path)
+            try:
+                self._db.executescript(_SCHEMA)
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=NORMAL")
+            except BaseException:
+                self._db.close()
+                raise
+
+    @contextmanager
+    def _fault(self, doing: str = "cannot write the work folder") -> Iterator[None]:
+        try:
+            yield
+        except sqlite3.Error as exc:
+            raise describe_db(exc, doing, self.path) from None
 
     def close(self) -> None:
         self._db.close()
@@ -155,6 +169,10 @@ class NdjsonStore:
 
     def load_lines(self, name: str, lines: Iterable[bytes | str], batch: int = 2000) -> int:
         """Stream one NDJSON source in; a bad line is recorded (file and line), not fatal."""
+        with self._fault():
+            return self._load_lines(name, lines, batch)
+
+    def _load_lines(self, name: str, lines: Iterable[bytes | str], batch: int) -> int:
         rows: list[tuple[str, str | None, bytes]] = []
         count = 0
         for number, line in enumerate(lines, start=1):
@@ -195,19 +213,23 @@ class NdjsonStore:
         return LoadStats(len(files), total, len(self.patients()), len(self.problems()))
 
     def patients(self) -> list[str]:
-        rows = self._db.execute(
-            "SELECT DISTINCT patient FROM resource WHERE patient IS NOT NULL ORDER BY patient"
-        )
-        return [r[0] for r in rows]
+        with self._fault("cannot read the work folder"):
+            rows = self._db.execute(
+                "SELECT DISTINCT patient FROM resource WHERE patient IS NOT NULL ORDER BY patient"
+            )
+            return [r[0] for r in rows]
 
     def problems(self) -> list[tuple[str, int, str]]:
-        return [tuple(r) for r in self._db.execute("SELECT file, line, message FROM problem")]
+        with self._fault("cannot read the work folder"):
+            rows = self._db.execute("SELECT file, line, message FROM problem ORDER BY rowid")
+            return [(str(r[0]), int(r[1]), str(r[2])) for r in rows]
 
     def resources_of(self, patient: str) -> list[tuple[str, bytes]]:
-        rows = self._db.execute(
-            "SELECT key, body FROM resource WHERE patient = ? ORDER BY key", (patient,)
-        )
-        return [(r[0], r[1]) for r in rows]
+        with self._fault("cannot read the work folder"):
+            rows = self._db.execute(
+                "SELECT key, body FROM resource WHERE patient = ? ORDER BY key", (patient,)
+            )
+            return [(r[0], r[1]) for r in rows]
 
     def shared(self, keys: Iterable[str]) -> dict[str, Json]:
         """Resources by "Type/id" (the Medications a patient's resources reference)."""
@@ -216,9 +238,11 @@ class NdjsonStore:
         for i in range(0, len(wanted), 500):
             chunk = wanted[i : i + 500]
             marks = ",".join("?" * len(chunk))
-            for key, body in self._db.execute(
-                f"SELECT key, body FROM resource WHERE key IN ({marks})", chunk
-            ):
+            with self._fault("cannot read the work folder"):
+                rows = self._db.execute(
+                    f"SELECT key, body FROM resource WHERE key IN ({marks})", chunk
+                ).fetchall()
+            for key, body in rows:
                 out[key] = orjson.loads(body)
         return out
 

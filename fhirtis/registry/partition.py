@@ -25,6 +25,7 @@ import gzip
 import os
 import zlib
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -81,10 +82,40 @@ def byte_ranges(folder: Path, target: int = RANGE_BYTES) -> list[ByteRange]:
     return out
 
 
+def private_tree(path: Path) -> Path:
+    """``path`` and every missing folder above it created 0700, whatever the umask (``mkdir
+    -p`` would make the upper ones with the default mode); folders that exist are left as
+    they are."""
+    missing: list[Path] = []
+    folder = path
+    while not folder.exists() and folder.parent != folder:
+        missing.append(folder)
+        folder = folder.parent
+    for folder in reversed(missing):
+        try:
+            folder.mkdir(mode=PRIVATE_DIR)
+        except FileExistsError:  # made meanwhile by another process
+            continue
+        os.chmod(folder, PRIVATE_DIR)
+    return path
+
+
 def private_dir(path: Path) -> Path:
-    path.mkdir(mode=PRIVATE_DIR, parents=True, exist_ok=True)
+    """A folder for patient data, 0700 (and the missing folders above it)."""
+    private_tree(path)
     os.chmod(path, PRIVATE_DIR)
     return path
+
+
+@contextmanager
+def private_files() -> Iterator[None]:
+    """Files and folders created meanwhile (SQLite's journals, downloads, plots) are 0600 /
+    0700: the process's umask is 077 until the block ends."""
+    old = os.umask(0o077)
+    try:
+        yield
+    finally:
+        os.umask(old)
 
 
 def _open_private(path: Path) -> int:
@@ -208,5 +239,8 @@ __all__ = [
     "partition_count",
     "partition_patients",
     "partition_range",
+    "private_dir",
+    "private_files",
+    "private_tree",
     "shared_resources",
 ]

@@ -20,7 +20,7 @@ from pytest_httpx import HTTPXMock
 
 from fhirtis.io import FhirClient, FhirClientConfig
 from fhirtis.registry.errors import CohortError
-from fhirtis.registry.group_export import export_group
+from fhirtis.registry.group_export import GroupExport, export_group
 from fhirtis.registry.ledger import Ledger
 from fhirtis.registry.options import CohortOptions
 from tests.io._support import BASE, FakeTime
@@ -61,10 +61,14 @@ def _serve(httpx_mock: HTTPXMock, outcomes: list[dict[str, Any]], delete_status:
 
 
 async def _export(tmp_path: Path) -> tuple[Path, bool]:
+    export = await _group_export(tmp_path)
+    return export.folder, export.incremental
+
+
+async def _group_export(tmp_path: Path) -> GroupExport:
     options = CohortOptions(ledger=tmp_path / "ledger.sqlite", work_dir=tmp_path / "work")
     async with FhirClient(FhirClientConfig(base_url=BASE), timing=FakeTime().timing()) as fhir:
-        export = await export_group(fhir, "g1", options)
-        return export.folder, export.incremental
+        return await export_group(fhir, "g1", options)
 
 
 def _deleted(httpx_mock: HTTPXMock) -> list[str]:
@@ -93,10 +97,11 @@ async def test_export_warnings_alone_do_not_stop_the_run(
     httpx_mock: HTTPXMock, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     _serve(httpx_mock, [_outcome("warning", "not-supported")])
-    folder, incremental = await _export(tmp_path)
-    assert not incremental
-    assert [p.name.split(".")[0] for p in sorted(folder.glob("*.ndjson"))] == ["Patient"]
-    assert _transaction_time(tmp_path) == "2024-05-01T10:00:00Z"
+    export = await _group_export(tmp_path)
+    assert not export.incremental
+    assert [p.name.split(".")[0] for p in sorted(export.folder.glob("*.ndjson"))] == ["Patient"]
+    assert export.transaction_time == "2024-05-01T10:00:00Z"
+    assert _transaction_time(tmp_path) is None  # recorded by the run, once it completes
     assert SECRET not in caplog.text
     # Oracle Health: "After the appropriate ndjson files are downloaded, the delete request
     # should be called to clean up" (fhir.cerner.com, millennium/bulk-data/group-export.md)
@@ -107,8 +112,8 @@ async def test_a_refused_delete_does_not_fail_the_export(
     httpx_mock: HTTPXMock, tmp_path: Path
 ) -> None:
     _serve(httpx_mock, [], delete_status=405)
-    await _export(tmp_path)
-    assert _transaction_time(tmp_path) == "2024-05-01T10:00:00Z"
+    export = await _group_export(tmp_path)
+    assert export.transaction_time == "2024-05-01T10:00:00Z"
 
 
 async def test_a_since_export_with_deleted_resources_exports_the_whole_group_again(
@@ -155,11 +160,11 @@ async def test_a_since_export_with_deleted_resources_exports_the_whole_group_aga
     )
     httpx_mock.add_response(method="DELETE", url=STATUS_URL, status_code=202)
     httpx_mock.add_response(method="DELETE", url=full_status, status_code=202)
-    folder, incremental = await _export(tmp_path)
-    assert not incremental  # every exported patient is evaluated
+    export = await _group_export(tmp_path)
+    assert not export.incremental  # every exported patient is evaluated
     assert _deleted(httpx_mock) == [STATUS_URL, full_status]  # both jobs' files released
-    assert len(list(folder.glob("*.ndjson"))) == 1
-    assert _transaction_time(tmp_path) == "2024-05-01T10:00:05Z"
+    assert len(list(export.folder.glob("*.ndjson"))) == 1
+    assert export.transaction_time == "2024-05-01T10:00:05Z"  # the full export's
 
 
 async def test_a_failed_rest_read_of_a_refused_type_stops_the_run(

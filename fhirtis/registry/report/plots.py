@@ -241,7 +241,7 @@ def _plot_tee(report: Report) -> Figure:
             ax.errorbar(
                 x,
                 heights[i],
-                yerr=[[heights[i] - ci[0]], [ci[1] - heights[i]]],
+                yerr=[[max(0.0, heights[i] - ci[0])], [max(0.0, ci[1] - heights[i])]],
                 color="black",
                 capsize=6,
                 linewidth=1.2,
