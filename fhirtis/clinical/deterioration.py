@@ -142,6 +142,8 @@ def assess_deterioration(
         if w is None:
             return None
         if w.instrument is not Instrument.VAS:
+            if w.amount <= 0:
+                return False  # not worse at all (a DAS that held or improved): not by 2 cm
             notes.append(
                 missing(
                     "not-vas",

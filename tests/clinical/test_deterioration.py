@@ -119,3 +119,19 @@ def test_responder_rule() -> None:
     flat = compute_tis(base, base, Population.ADULT, P)
     assert flat.tis == Decimal(0)
     assert is_responder(flat, False) is False
+
+
+JUVENILE_BASE = dict(pga=3, ptga=3, cmas=40, chaq=1, das=10)
+
+
+@pytest.mark.parametrize(("das", "clause"), [(9, False), (10, False), (11, None)])
+def test_clause2_with_das_is_false_when_das_did_not_worsen(das: int, clause: bool | None) -> None:
+    """§3 clause 2 is "extramuscular worse by ≥ 2 cm", a VAS rule. A juvenile patient's DAS
+    (0–20, §1) that improved or held cannot be worse by 2 cm: the clause is false, and with
+    every other measure better, deterioration is false (it was unknown at every assessment, so
+    no juvenile scored with DAS was ever a responder). A DAS that worsened leaves it unknown,
+    with the note saying why."""
+    r = _det({**JUVENILE_BASE, "pga": 2, "das": das}, base=JUVENILE_BASE)
+    assert r.clauses["extramuscular"] is clause
+    assert (r.deteriorated is False) is (clause is False)
+    assert any(n.code == "not-vas" for n in r.notes) is (clause is None)
