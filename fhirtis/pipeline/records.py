@@ -12,6 +12,7 @@ absent when it has no value (``missing``, ``expression``, ``resource``, ``source
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import date, datetime
 from decimal import Decimal
 from functools import lru_cache
@@ -27,6 +28,7 @@ from pydantic import (
     model_validator,
 )
 
+from fhirtis.clinical.course import FollowUp
 from fhirtis.clinical.decimals import beside
 from fhirtis.clinical.notes import Note
 from fhirtis.clinical.patient import PatientEvaluation
@@ -239,6 +241,22 @@ def _notes(notes: tuple[Note, ...]) -> list[NoteRecord]:
     return [NoteRecord(**n.as_record()) for n in notes]
 
 
+# a measure missing from a comparison is said by the assessment's missing_measures
+_SAID_BY_MISSING_MEASURES = frozenset({"missing", "missing-baseline", "missing-followup"})
+
+
+def _followup_notes(followups: Iterable[FollowUp]) -> tuple[Note, ...]:
+    """The notes of the follow-ups' TIS and deterioration results (an enzyme left out for want
+    of a ULN, an assumed CHQ-PhS range, a 2 cm rule that cannot apply …), each once, in order:
+    a result that rests on them says so."""
+    out: dict[tuple[str, str, str, str | None], Note] = {}
+    for f in followups:
+        for n in (*f.tis.notes, *f.deterioration.notes):
+            if n.code not in _SAID_BY_MISSING_MEASURES:
+                out.setdefault((n.severity.value, n.code, n.message, n.source), n)
+    return tuple(out.values())
+
+
 def summarise(
     patient_ref: str, evaluation: PatientEvaluation, issues: list[Issue]
 ) -> PatientSummary:
@@ -332,6 +350,7 @@ def summarise(
         issues=[_issue(i) for i in issues],
         notes=_notes(evaluation.population.notes)
         + _notes(course.notes)
+        + _notes(_followup_notes(course.followups))
         + _notes(exposure.all_notes())
         + _notes(thr.notes),
         policy=_policy_record(evaluation.policy),
