@@ -676,11 +676,14 @@ def _adverse_event(patient_ref: str, assoc: AssociatedEvent) -> Derived:
     if assoc.early is not None:  # unknown (part of a date-only onset's day): no extension
         ae["extension"] = [{"url": _EARLY_ONSET_URL, "valueBoolean": assoc.early}]
     # R4 AdverseEvent has no identifier search parameter: match on patient, fhirtis's category,
-    # the onset and (when the event is a Condition) the resulting condition.
+    # the onset, the event's own coding (two events of one onset are two matches) and (when the
+    # event is a Condition) the resulting condition.
     match = (
         f"subject={patient_ref}&category={FHIRTIS_SYSTEM}|tee-temporally-associated"
         f"&date={ae['date']}"
     )
+    if assoc.event.coding is not None:
+        match += f"&event={assoc.event.coding[0]}|{assoc.event.coding[1]}"
     if event_ref.startswith("Condition/"):
         ae["resultingCondition"] = [{"reference": assoc.event.source}]
         match += f"&resultingcondition={event_ref}"

@@ -114,7 +114,7 @@ def test_adverse_events_are_matched_without_an_identifier_search() -> None:
     assert ae["request"]["ifNoneExist"] == (
         "subject=Patient/p1&category=http://fhirtis.org/fhir/CodeSystem/fhirtis"
         "|tee-temporally-associated&date=2024-02-13T10:00:00%2B00:00"
-        "&resultingcondition=Condition/dvt"
+        "&event=http://snomed.info/sct|128053003&resultingcondition=Condition/dvt"
     )
     lookups = existing_entries(result.derived, 50)
     assert any(
@@ -203,3 +203,43 @@ def test_a_rate_just_above_the_maximum_is_never_written_equal_to_it() -> None:
     summary = patient_summary(result.patient_ref, result.evaluation, result.issues)
     (finding,) = summary["thrombosis"]["rate_findings"]
     assert (finding["rate"], finding["limit"]) == (Decimal("4.0001"), Decimal(4))
+
+
+def test_distinct_adverse_events_of_one_onset_have_distinct_conditional_creates() -> None:
+    """R4 AdverseEvent has no identifier search, so its conditional create matches on patient,
+    category and date (and the resulting Condition). A myocardial infarction and a pulmonary
+    embolism recorded as AdverseEvents with the same onset got the same ``ifNoneExist``: one
+    match skips the second create, two make the transaction fail (412). The match names the
+    event's own coding too."""
+    onset = "2024-01-09T08:00:00+01:00"
+
+    def input_event(aid: str, code: str) -> Json:
+        return {
+            "resourceType": "AdverseEvent",
+            "id": aid,
+            "actuality": "actual",
+            "subject": {"reference": "Patient/p1"},
+            "event": {"coding": [{"system": "http://snomed.info/sct", "code": code}]},
+            "date": onset,
+        }
+
+    doc = bundle(
+        patient(),
+        obs("w", "29463-7", 70, "kg", "2024-01-06T08:00:00Z", system=LOINC),
+        medication(),
+        administration(
+            "ma0", "2024-01-08T09:00:00+01:00", "2024-01-08T20:00:00+01:00", dose=qty(140, "g")
+        ),
+        input_event("mi", "22298006"),
+        input_event("pe", "59282003"),
+    )
+    result = _evaluate(doc)
+    bundle_out = result.plan().bundle
+    assert bundle_out is not None
+    matches = [
+        e["request"]["ifNoneExist"]
+        for e in bundle_out["entry"]
+        if e["resource"]["resourceType"] == "AdverseEvent"
+    ]
+    assert len(matches) == 2 and len(set(matches)) == 2
+    assert all("event=http://snomed.info/sct|" in m for m in matches)
