@@ -52,7 +52,12 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal, localcontext
 
-from fhirtis.clinical.decimals import DECIMAL_CONTEXT, format_decimal, is_positive_finite
+from fhirtis.clinical.decimals import (
+    DECIMAL_CONTEXT,
+    format_beside,
+    format_decimal,
+    is_positive_finite,
+)
 from fhirtis.clinical.facts import (
     BodyHeight,
     BodyWeight,
@@ -447,11 +452,15 @@ def _cycle(
     if g_per_kg is not None:
         off = abs(g_per_kg - policy.target_dose_g_per_kg) * _HUNDRED / policy.target_dose_g_per_kg
         if off > policy.dose_tolerance_percent:
+            # shown with the places that tell them from the edge (never "10% off, tolerance 10%")
+            target = policy.target_dose_g_per_kg
+            margin = target * policy.dose_tolerance_percent / _HUNDRED
+            edge = target - margin if g_per_kg < target else target + margin
             cycle_notes.append(
                 warning(
                     "dose-off-target",
-                    f"cycle {index} dose {format_decimal(g_per_kg)} g/kg is "
-                    f"{format_decimal(off)}% off the target "
+                    f"cycle {index} dose {format_beside(g_per_kg, edge)} g/kg is "
+                    f"{format_beside(off, policy.dose_tolerance_percent)}% off the target "
                     f"{format_decimal(policy.target_dose_g_per_kg)} g/kg (tolerance "
                     f"{format_decimal(policy.dose_tolerance_percent)}%)",
                 )

@@ -535,3 +535,12 @@ def test_cumulative_grams_is_the_sum_of_known_grams(admins: list[IvigAdministrat
     assert e.cumulative_grams_known == sum((c.grams_known for c in e.cycles), D(0))
     gpk = [c.g_per_kg for c in e.cycles if c.g_per_kg is not None]
     assert e.cumulative_g_per_kg_known == sum(gpk, D(0))
+
+
+def test_a_dose_just_off_target_never_reads_as_within_the_tolerance() -> None:
+    """125.9999 g at 70 kg is 1.79999857 g/kg, 10.00007 % under 2: warned. Shown to 2 places it
+    read "1.8 g/kg is 10% off the target 2 g/kg (tolerance 10%)", a warning that contradicts
+    itself; the dose and the percent are shown with the places that tell them from the edge."""
+    c = exposure([admin(0, dose_g=D("125.9999"))]).cycles[0]
+    (note,) = [n for n in c.notes if n.code == "dose-off-target"]
+    assert "1.7999 g/kg is 10.0001% off the target 2 g/kg (tolerance 10%)" in note.message
