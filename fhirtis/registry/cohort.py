@@ -349,7 +349,11 @@ def load_store(folder: Path, work_dir: Path) -> NdjsonStore:
         path.unlink()
     os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
     store = NdjsonStore(path)
-    store.load_folder(folder)
+    try:
+        store.load_folder(folder)
+    except BaseException:
+        store.close()  # the run stops on this fault: its connection is not left open
+        raise
     return store
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import orjson
 import pytest
 
+from fhirtis.registry import cohort
 from fhirtis.registry.errors import CohortError
 from fhirtis.registry.ndjson_store import NdjsonStore
 from fhirtis.registry.partition import (
@@ -120,3 +121,24 @@ def test_a_gzipped_file_that_is_not_gzip_is_a_clear_error(tmp_path: Path) -> Non
     with pytest.raises(CohortError, match=r"Observation\.ndjson\.gz: not a complete gzip file"):
         for r in byte_ranges(folder):
             partition_range(r, str(tmp_path / "out"), 3)
+
+
+def test_a_store_whose_load_fails_is_closed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The run stops on a fault while loading the work store; its SQLite connection is closed,
+    not left to the collector (Python 3.13 warns of an unclosed database: a failing CI run)."""
+    closed: list[Path] = []
+    real = NdjsonStore.close
+
+    def close(self: NdjsonStore) -> None:
+        closed.append(self.path)
+        real(self)
+
+    monkeypatch.setattr(NdjsonStore, "close", close)
+    folder = tmp_path / "export"
+    folder.mkdir()
+    (folder / "Observation.ndjson.gz").write_bytes(b"not gzip")
+    with pytest.raises(CohortError):
+        cohort.load_store(folder, tmp_path / "work")
+    assert closed == [tmp_path / "work" / "store.sqlite"]
