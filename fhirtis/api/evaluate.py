@@ -14,6 +14,7 @@ from pydantic import ValidationError
 
 from fhirtis.api.errors import ONLY_JSON, ApiError, is_json_media_type
 from fhirtis.clinical.policy import LABEL_LIMIT_FIELDS, Policy, Population
+from fhirtis.fhir.plan import Action
 from fhirtis.fhir.primitives import is_id
 from fhirtis.pipeline.offline import Options
 from fhirtis.pipeline.server import PatientRun, RunStatus
@@ -182,17 +183,69 @@ def parameters_from_resource(body: Any) -> list[tuple[str, Any]]:
     return pairs
 
 
+_PAST = {
+    Action.CREATE: "created",
+    Action.UPDATE: "updated",
+    Action.WITHDRAW: "withdrawn",
+    Action.UNCHANGED: "unchanged",
+}
+
+
+def _outcome_issues(run: PatientRun) -> list[dict[str, Any]]:
+    """What a writing run did, as the server confirmed it (``run.written``, every attempt):
+    "created", "updated", "withdrawn"; "unchanged" for what the last plan left; a planned write
+    the server did not confirm (the write failed part-way) as a warning. What the server cannot
+    store is said by the ``not_written`` issues."""
+    done: dict[tuple[str, str], str] = {}
+    for w in run.written:
+        done.setdefault((w.resource_type, w.identifier), w.verb)  # created, then updated: created
+    unconfirmed = {(rtype, ident) for rtype, ident, _ in run.unconfirmed}
+    issues: list[dict[str, Any]] = []
+    said: set[tuple[str, str]] = set()
+
+    def info(key: tuple[str, str], what: str) -> None:
+        said.add(key)
+        issues.append(
+            {
+                "severity": "information",
+                "code": "informational",
+                "diagnostics": f"{key[0]} {key[1]}: {what}",
+            }
+        )
+
+    for rtype, ident, action in run.planned:
+        key = (rtype, ident)
+        if key in done:
+            info(key, done[key])
+        elif action is Action.UNCHANGED:
+            info(key, "unchanged")
+        elif key in unconfirmed:
+            said.add(key)
+            issues.append(
+                {
+                    "severity": "warning",
+                    "code": "incomplete",
+                    "diagnostics": f"{rtype} {ident}: not {_PAST[action]} "
+                    "(not confirmed by the server)",
+                }
+            )
+    for key, what in done.items():  # an earlier attempt's, no longer in the last plan
+        if key not in said:
+            info(key, what)
+    return issues
+
+
 def result_bundle(run: PatientRun, *, write: bool) -> dict[str, Any]:
     """The operation's answer: a collection Bundle with an OperationOutcome first (issues of the
-    input data, and what was created, updated or left), then the derived resources."""
+    input data, and what was created, updated, withdrawn or left: with ``write``, as the server
+    confirmed it), then the derived resources."""
     assert run.result is not None
     issues: list[dict[str, Any]] = [i.as_fhir() for i in run.result.issues]
-    if run.plan is not None:
-        verb = {"create": "created", "update": "updated", "unchanged": "unchanged"}
+    if run.plan is not None and write:
+        issues += _outcome_issues(run)
+    elif run.plan is not None:
         for rtype, ident, action in run.planned:
-            what = verb[action.value] if write else f"would be {verb[action.value]}"
-            if action.value == "unchanged":
-                what = "unchanged"
+            what = "unchanged" if action is Action.UNCHANGED else f"would be {_PAST[action]}"
             issues.append(
                 {
                     "severity": "information",

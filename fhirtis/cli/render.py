@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from fhirtis.pipeline.records import patient_summary
-from fhirtis.pipeline.server import PatientRun
+from fhirtis.pipeline.server import PatientRun, RunStatus
 
 
 def _n(value: Decimal | None) -> str:
@@ -134,7 +134,24 @@ def run_record(run: PatientRun) -> dict[str, Any]:
         ],
     }
     if run.plan is not None:
-        record["summary"] = dict(run.plan.summary)
+        record["summary"] = dict(run.plan.summary)  # the last plan's counts
+    if run.status in (RunStatus.WRITTEN, RunStatus.FAILED) and run.plan is not None:
+        # what the server confirmed this run wrote (every attempt), not the plan
+        record["written"] = [
+            {
+                "resourceType": w.resource_type,
+                "identifier": w.identifier,
+                "action": w.verb,
+                "reference": w.reference,
+            }
+            for w in run.written
+        ]
+        unconfirmed = run.unconfirmed
+        if unconfirmed:
+            record["unconfirmed"] = [
+                {"resourceType": rtype, "identifier": ident, "action": action.value}
+                for rtype, ident, action in unconfirmed
+            ]
     if run.not_written:
         record["not_written"] = [
             {"resourceType": n.resource_type, "identifier": n.identifier, "reason": n.reason}
@@ -166,6 +183,18 @@ def print_run(console: Console, record: dict[str, Any]) -> None:
             console.print(
                 f"  {item['action']:9} {item['resourceType']} {item['identifier']}", markup=False
             )
+    written = record.get("written")
+    if written is not None:
+        done: dict[str, int] = {}
+        for item in written:
+            done[item["action"]] = done.get(item["action"], 0) + 1
+        said = ", ".join(f"{k} {v}" for k, v in done.items()) or "nothing"
+        console.print(f"  confirmed by the server: {said}", markup=False)
+    for item in record.get("unconfirmed", []):
+        console.print(
+            f"  not confirmed: {item['action']} {item['resourceType']} {item['identifier']}",
+            markup=False,
+        )
     for item in record.get("not_written", []):
         what = f"{item['resourceType']} {item['identifier']}".strip()
         console.print(f"  {what}: not written: {item['reason']}", markup=False)

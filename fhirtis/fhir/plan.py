@@ -6,12 +6,16 @@ nothing the second time. With a server's current state (``existing``: identifier
 resource), only what is new is created and only what changed is updated (``PUT`` with
 ``ifMatch`` on the version read); an unchanged resource is left out. One Provenance covers
 exactly what is written; nothing to write → no Bundle at all.
+
+fhirtis's stored output that a new derivation no longer produces is *withdrawn*
+(:func:`withdrawal`, added to a plan by :func:`with_withdrawals`): marked ``entered-in-error``
+where the type has that status, else (R4 AdverseEvent) deleted.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -32,7 +36,14 @@ class Action(StrEnum):
     CREATE = "create"
     UPDATE = "update"
     UNCHANGED = "unchanged"
+    WITHDRAW = "withdraw"  # stored output that the derivation no longer produces
 
+
+#: The status that says a stored resource is void (fhirtis's withdrawn output, a race's copy).
+RETIRED = "entered-in-error"
+#: Derived types whose ``status`` can say a resource is void (R4 AdverseEvent has no status:
+#: withdrawn, it is deleted).
+RETIRABLE = frozenset({"Observation", "Flag", "DetectedIssue"})
 
 _CREATE = Action.CREATE  # (a module global: looking a member up on its enum class is slower)
 _CREATED, _UPDATED, _UNCHANGED = Action.CREATE.value, Action.UPDATE.value, Action.UNCHANGED.value
@@ -119,3 +130,31 @@ def plan_writes(
     )
     bundle = {"resourceType": "Bundle", "type": "transaction", "entry": entries}
     return WritePlan(writes, bundle, summary)
+
+
+def withdrawal(stored: Json, identifier: str) -> PlannedWrite:
+    """Withdrawing ``stored`` (fhirtis's earlier output with business identifier ``identifier``,
+    no longer derived): its ``derived`` is what it becomes, the stored resource marked
+    ``entered-in-error`` (an If-Match update), or as stored for a type without that status
+    (deleted)."""
+    rtype = str(stored.get("resourceType"))
+    resource = {**stored, "status": RETIRED} if rtype in RETIRABLE else dict(stored)
+    version = (stored.get("meta") or {}).get("versionId")
+    return PlannedWrite(
+        Derived(resource, identifier),
+        Action.WITHDRAW,
+        str(stored.get("id")),
+        version if isinstance(version, str) else None,
+    )
+
+
+def with_withdrawals(plan: WritePlan, withdrawals: Sequence[PlannedWrite]) -> WritePlan:
+    """``plan`` with ``withdrawals`` after its writes and counted in its summary (``withdraw``);
+    its Bundle (creates and updates) is left as it is."""
+    if not withdrawals:
+        return plan
+    return replace(
+        plan,
+        writes=[*plan.writes, *withdrawals],
+        summary={**plan.summary, Action.WITHDRAW.value: len(withdrawals)},
+    )

@@ -16,7 +16,7 @@ from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from fhirtis.fhir.codes import IDENTIFIER_SYSTEM, Terminology
+from fhirtis.fhir.codes import FHIRTIS_SYSTEM, IDENTIFIER_SYSTEM, Terminology
 from fhirtis.fhir.derive import NO_IDENTIFIER_SEARCH, Derived
 from fhirtis.fhir.needs import (
     NEEDS,
@@ -39,6 +39,8 @@ __all__ = [
     "identifier_of",
     "medication_urls",
     "observation_codes",
+    "own_output_narrowing",
+    "own_output_url",
     "patient_read_entries",
     "patient_read_urls",
 ]
@@ -171,6 +173,45 @@ def existing_by_patient_urls(
         for chunk in _chunks(sorted(codes), MAX_QUERY_VALUES):
             urls.append(f"{rtype}?{param}={ref}&code={','.join(chunk)}&_count={count}")
     return urls
+
+
+#: Per derived type, the search parameters naming the patient, best first.
+OWN_OUTPUT_PATIENT_PARAMS: Mapping[str, tuple[str, ...]] = {
+    "DetectedIssue": ("patient",),
+    "AdverseEvent": ("subject",),
+}
+DEFAULT_PATIENT_PARAMS = ("patient", "subject")
+#: Per derived type without an ``identifier`` search: the token every resource fhirtis derives
+#: of the type carries (AdverseEvent: fhirtis's category; the others: a code of fhirtis's
+#: system).
+_OWN_TOKEN: Mapping[str, tuple[str, str]] = {
+    "AdverseEvent": ("category", f"{FHIRTIS_SYSTEM}|tee-temporally-associated"),
+}
+_DEFAULT_OWN_TOKEN = ("code", f"{FHIRTIS_SYSTEM}|")
+
+
+def own_output_narrowing(
+    rtype: str, search_param: Callable[[str, tuple[str, ...]], str | None]
+) -> tuple[str, str] | None:
+    """How a search for all of fhirtis's earlier output of ``rtype`` for one patient is
+    narrowed: by any value of fhirtis's identifier system (``identifier=<system>|``) where the
+    server searches the type by identifier, else by fhirtis's code (or category) system, else
+    (None) not at all. ``search_param(rtype, candidates)``: the first candidate the server
+    searches the type by, or None."""
+    if rtype not in NO_IDENTIFIER_SEARCH and search_param(rtype, ("identifier",)) is not None:
+        return ("identifier", f"{IDENTIFIER_SYSTEM}|")
+    param, value = _OWN_TOKEN.get(rtype, _DEFAULT_OWN_TOKEN)
+    return (param, value) if search_param(rtype, (param,)) is not None else None
+
+
+def own_output_url(
+    rtype: str, patient_param: str, patient_ref: str, narrowing: tuple[str, str] | None, count: int
+) -> str:
+    """One search (paged) for all of fhirtis's earlier output of ``rtype`` for one patient (the
+    caller keeps the resources with fhirtis's identifier that name the patient). The narrowing
+    parameter comes first: a server that refuses the search is taken to refuse it."""
+    first = f"{narrowing[0]}={narrowing[1]}&" if narrowing is not None else ""
+    return f"{rtype}?{first}{patient_param}={patient_ref}&_count={count}"
 
 
 def existing_entries(derived: Sequence[Derived], count: int) -> list[Json]:

@@ -1,7 +1,9 @@
 """Evaluate a patient on a FHIR server and write the derived resources back, idempotently.
 
-pull → evaluate (pure) → look up what exists by business identifier → plan (creates, changed
-updates, nothing else) → write, with one Provenance. *How* each step talks to the server is
+pull → evaluate (pure) → look up fhirtis's earlier output for the patient (one search per
+derived type, by its identifier system) → plan (creates, changed updates, withdrawals of output
+no longer derived, nothing else) → write, with one Provenance; the run reports what the server
+confirmed (``PatientRun.written``), not the plan. *How* each step talks to the server is
 decided from its capabilities (:mod:`fhirtis.io`: its CapabilityStatement, then what it refused):
 one batch of searches or individual GETs, ``_include`` or Medications by id; one transaction, or
 one batch, or single requests (creates, If-Match updates, then the Provenance). A derived type
@@ -17,7 +19,8 @@ Millennium), a create follows the search by business identifier. Two writers of 
 patient (two ``fhirtis run --write``, a cohort run and ``$myositis-evaluate write=true``) that
 both search before either creates will both create. fhirtis handles it after the fact:
 
-- after its plain creates, the writer searches their identifiers again; where it finds several
+- after its plain creates (and after a transaction's conditional creates: a server may ignore
+  ``ifNoneExist``), the writer searches their identifiers again; where it finds several
   copies it keeps the one with the lowest id (every writer picks the same) and deletes the
   others where the server allows ``delete`` on the type;
 - where the server refuses delete but allows updates of the type (Observation, Flag,
@@ -47,17 +50,29 @@ from typing import Any, Protocol
 from urllib.parse import parse_qsl
 
 from fhirtis.fhir.bundle import PatientResources
-from fhirtis.fhir.derive import NO_IDENTIFIER_SEARCH, Derived
+from fhirtis.fhir.derive import DERIVED_TYPES, NO_IDENTIFIER_SEARCH, Derived
 from fhirtis.fhir.extract import patient_refs
 from fhirtis.fhir.needs import NEEDS, Need
 from fhirtis.fhir.outcome import Issue
-from fhirtis.fhir.plan import Action, PlannedWrite, WritePlan
+from fhirtis.fhir.plan import (
+    RETIRABLE,
+    RETIRED,
+    Action,
+    PlannedWrite,
+    WritePlan,
+    with_withdrawals,
+    withdrawal,
+)
 from fhirtis.fhir.primitives import is_id, json_array
 from fhirtis.fhir.queries import (
+    DEFAULT_PATIENT_PARAMS,
+    OWN_OUTPUT_PATIENT_PARAMS,
     existing_by_patient_urls,
     existing_urls,
     identifier_of,
     medication_urls,
+    own_output_narrowing,
+    own_output_url,
     patient_read_urls,
 )
 from fhirtis.io import (
@@ -102,15 +117,37 @@ IMMUNE_GLOBULIN_WORDS = ("globulin", "ivig", "igiv", "immunoglobulin")
 @dataclass(frozen=True)
 class NotWritten:
     """A derived resource the server cannot store (``reason``: "the server does not support
-    Flag")."""
+    Flag"); or (``verb`` "withdrawn") earlier output no longer derived that the server does not
+    let fhirtis withdraw; or (``verb`` "checked for output to withdraw") a type whose earlier
+    output the server does not let fhirtis find."""
 
     resource_type: str
     identifier: str
     reason: str
+    verb: str = "written"
 
     def message(self) -> str:
         what = f"{self.resource_type} {self.identifier}".strip()
-        return f"{what}: not written: {self.reason}"
+        return f"{what}: not {self.verb}: {self.reason}"
+
+
+_PAST = {Action.CREATE: "created", Action.UPDATE: "updated", Action.WITHDRAW: "withdrawn"}
+
+
+@dataclass(frozen=True)
+class Written:
+    """A write of this run that the server confirmed: what it did (``action``: create, update
+    or withdraw) to the derived resource ``identifier``, stored as ``reference`` (``Type/id``)."""
+
+    resource_type: str
+    identifier: str
+    action: Action
+    reference: str
+
+    @property
+    def verb(self) -> str:
+        """ "created", "updated" or "withdrawn"."""
+        return _PAST.get(self.action, self.action.value)
 
 
 class RunStatus(StrEnum):
@@ -135,12 +172,28 @@ class PatientRun:
     # derived resources stored more than once after a search-then-create race, on a server that
     # refuses delete ("Observation <identifier>: 2 copies …"); the next run updates the lowest id
     duplicates: list[str] = field(default_factory=list)
+    # what the server confirmed this run wrote (every attempt, re-plans included), in order
+    written: list[Written] = field(default_factory=list)
 
     @property
     def planned(self) -> list[tuple[str, str, Action]]:
         if self.plan is None:
             return []
         return [(w.derived.resource_type, w.derived.identifier, w.action) for w in self.plan.writes]
+
+    @property
+    def unconfirmed(self) -> list[tuple[str, str, Action]]:
+        """The last plan's writes (not "unchanged") that the server did not confirm and that
+        are not reported ``not_written``: of a writing run, what may not have been written."""
+        done = {(w.resource_type, w.identifier) for w in self.written}
+        skipped = {(n.resource_type, n.identifier) for n in self.not_written}
+        return [
+            (rtype, ident, action)
+            for rtype, ident, action in self.planned
+            if action is not Action.UNCHANGED
+            and (rtype, ident) not in done
+            and (rtype, ident) not in skipped
+        ]
 
 
 class PullError(FhirClientError):
@@ -601,23 +654,113 @@ async def _find_existing(
     raise PullError("the server kept refusing the searches for fhirtis's earlier output")
 
 
-async def existing_derived(
-    client: FhirClient, derived: Sequence[Derived], requests: dict[str, int]
-) -> dict[str, Json]:
-    """fhirtis's earlier output on the server, by business identifier."""
-    out: dict[str, Json] = {}
-    found = await _find_existing(client, derived, requests)
-    for r in sorted(found, key=lambda r: str(r.get("id"))):  # every writer keeps the same copy
+WITHDRAW_CHECK = "checked for output to withdraw"
+
+
+@dataclass
+class StoredOutput:
+    """fhirtis's earlier output on the write server for one patient: ``existing`` (business
+    identifier → the stored resource a write updates: the live copy with the lowest id, else a
+    withdrawn one, updated back), what is no longer derived (``withdraw``: every live copy), and
+    the types whose earlier output could not be searched for (``unchecked``)."""
+
+    existing: dict[str, Json]
+    withdraw: list[PlannedWrite]
+    unchecked: list[NotWritten]
+
+
+def _names_patient(resource: Json, patient_ref: str) -> bool:
+    """Whether ``resource``'s subject (or patient) is ``patient_ref`` (``Patient/id``)."""
+    for key in ("subject", "patient"):
+        ref = resource.get(key)
+        target = ref.get("reference") if isinstance(ref, dict) else None
+        if isinstance(target, str):
+            return _reference(target, target) == patient_ref
+    return False
+
+
+async def _find_own_output(
+    client: FhirClient, patient_ref: str, derived: Sequence[Derived], requests: dict[str, int]
+) -> tuple[list[Json], list[NotWritten]]:
+    """All of fhirtis's earlier output for the patient: one search per derived type (paged), by
+    patient and any value of fhirtis's identifier system, or (no identifier search) fhirtis's
+    code or category system; only resources with fhirtis's identifier naming the patient are
+    kept. A type the server lacks is not searched; one it cannot search by patient is looked up
+    by the identifiers of ``derived`` only, and said to be unchecked."""
+    for _ in range(MAX_LEARN):
+        caps = await client.capabilities()
+        urls: list[str] = []
+        unchecked: list[NotWritten] = []
+        by_identifier: list[Derived] = []
+        for rtype in DERIVED_TYPES:
+            if not caps.has_type(rtype):
+                continue
+            param = caps.search_param(
+                rtype, OWN_OUTPUT_PATIENT_PARAMS.get(rtype, DEFAULT_PATIENT_PARAMS)
+            )
+            if not caps.allows(rtype, "search-type") or param is None:
+                why = f"the server cannot search {rtype} by patient"
+                unchecked.append(NotWritten(rtype, "", why, WITHDRAW_CHECK))
+                by_identifier += [d for d in derived if d.resource_type == rtype]
+                continue
+            narrowing = own_output_narrowing(rtype, caps.search_param)
+            urls.append(
+                own_output_url(rtype, param, patient_ref, narrowing, client.config.page_size)
+            )
+        try:
+            found = (
+                await _read_urls(client, [(EXISTING_NEED, u) for u in urls], requests)
+                if urls
+                else []
+            )
+        except Learned as learned:
+            client.learn(learned.refused)
+            continue
+        own = [
+            r
+            for r in found
+            if r.get("resourceType") in DERIVED_TYPES
+            and identifier_of(r) is not None
+            and _names_patient(r, patient_ref)
+        ]
+        if by_identifier:
+            own += await _find_existing(client, by_identifier, requests)
+        return own, unchecked
+    raise PullError("the server kept refusing the searches for fhirtis's earlier output")
+
+
+async def stored_output(
+    client: FhirClient, patient_ref: str, derived: Sequence[Derived], requests: dict[str, int]
+) -> StoredOutput:
+    """fhirtis's earlier output for the patient, matched against ``derived`` (its business
+    identifiers): what each derived resource updates, and what is to be withdrawn."""
+    found, unchecked = await _find_own_output(client, patient_ref, derived, requests)
+    by_ident: dict[str, list[Json]] = {}
+    seen: set[str] = set()
+    for r in found:
         ident = identifier_of(r)
-        if ident is not None and r.get("status") != RETIRED:  # a race's retired copy is not it
-            if ident in out:
+        key = f"{r.get('resourceType')}/{r.get('id')}"
+        if ident is None or key in seen:
+            continue
+        seen.add(key)
+        by_ident.setdefault(ident, []).append(r)
+    wanted = {d.identifier for d in derived}
+    existing: dict[str, Json] = {}
+    withdraw: list[PlannedWrite] = []
+    for ident, copies in sorted(by_ident.items()):
+        copies.sort(key=lambda r: str(r.get("id")))  # every writer keeps the same copy
+        live = [c for c in copies if c.get("status") != RETIRED]
+        if ident in wanted:
+            if len(live) > 1:
                 log.warning(
-                    "two stored resources share a derived identifier (%s)", r.get("resourceType")
+                    "two stored resources share a derived identifier (%s)",
+                    live[0].get("resourceType"),
                 )
-                if str(r.get("id")) >= str(out[ident].get("id")):
-                    continue  # the copy with the lowest id is the one kept (see _check_duplicates)
-            out[ident] = r
-    return out
+            # a race's retired copy is not it; a withdrawn one derived again is updated back
+            existing[ident] = live[0] if live else copies[0]
+        else:
+            withdraw += [withdrawal(c, ident) for c in live]
+    return StoredOutput(existing, withdraw, unchecked)
 
 
 async def run_patient(
@@ -673,12 +816,20 @@ class _Naming:
     that refuses the Provenance (its statement said nothing, or was wrong) is learnt from, and
     the run reports the Provenance "not written"."""
 
-    identifiers: set[str] = field(default_factory=set)  # derived identifiers, outcome unknown
+    identifiers: dict[str, Action] = field(default_factory=dict)  # outcome unknown: what it was
     targets: list[str] = field(default_factory=list)  # ``Type/id`` found made, to be named
     refused: bool = False  # the server refused a Provenance of this run
+    written: list[Written] = field(default_factory=list)  # what the server confirmed
+    # writes of a transaction whose answer was lost (its Provenance names them if it was made)
+    unknown: dict[str, Action] = field(default_factory=dict)
 
     def lost(self, writes: Iterable[PlannedWrite]) -> None:
-        self.identifiers.update(w.derived.identifier for w in writes)
+        self.identifiers.update((w.derived.identifier, w.action) for w in writes)
+
+    def confirm(self, w: PlannedWrite, reference: str) -> None:
+        """The server confirmed ``w``, stored as ``reference``."""
+        d = w.derived
+        self.written.append(Written(d.resource_type, d.identifier, w.action, reference))
 
     def and_(self, changed: Iterable[str]) -> list[str]:
         """What a Provenance names: the lost writes found made, then ``changed`` (each once)."""
@@ -691,7 +842,14 @@ class _Naming:
                 target = f"{w.derived.resource_type}/{w.existing_id}"
                 if target not in self.targets:
                     self.targets.append(target)
+                    lost = self.identifiers[w.derived.identifier]
+                    self.confirm(PlannedWrite(w.derived, lost, w.existing_id), target)
+            elif w.action is Action.UNCHANGED and w.derived.identifier in self.unknown:
+                lost = self.unknown[w.derived.identifier]
+                target = f"{w.derived.resource_type}/{w.existing_id}"
+                self.confirm(PlannedWrite(w.derived, lost, w.existing_id), target)
         self.identifiers.clear()
+        self.unknown.clear()
 
 
 async def settle(
@@ -708,26 +866,45 @@ async def settle(
     outcome or a refusal that taught something. Types the server cannot store are not attempted
     (``not_written``). Stored output that no Provenance names (an earlier run was killed, or
     its Provenance failed, between its writes and its Provenance) is named by this run's: one
-    more search, only where output is stored (see :func:`_name_unnamed`). The returned run has
-    no ``result``; :func:`run_patient` sets it."""
+    more search, only where output is stored (see :func:`_name_unnamed`). Earlier output no
+    longer derived is withdrawn (see :func:`stored_output`). The returned run has no
+    ``result`` (:func:`run_patient` sets it) and lists in ``written`` what the server confirmed
+    this run wrote, in every attempt."""
+    naming = _Naming()
+    run = await _settle(client, patient_id, evaluated, write, requests, naming)
+    run.written = list(naming.written)
+    return run
+
+
+async def _settle(
+    client: FhirClient,
+    patient_id: str,
+    evaluated: Plannable,
+    write: bool,
+    requests: dict[str, int] | None,
+    naming: _Naming,
+) -> PatientRun:
+    """:func:`settle`, what the server confirmed recorded in ``naming``."""
     requests = {} if requests is None else requests
     writer = client.writer()
     sent_before = False  # a write was sent whose outcome we learn only by re-reading
-    naming = _Naming()
     plan: WritePlan | None = None
     duplicates: list[str] = []  # found after search-then-create, kept (delete refused)
     for attempt in range(MAX_REPLANS + MAX_LEARN + 1):
         try:
-            existing = await existing_derived(writer, evaluated.derived, requests)
+            stored = await stored_output(
+                writer, f"Patient/{patient_id}", evaluated.derived, requests
+            )
             caps = await writer.capabilities()
         except FhirClientError as exc:
             return _failed(patient_id, plan, exc, requests)
-        plan = evaluated.plan(existing)
+        plan = with_withdrawals(evaluated.plan(stored.existing), stored.withdraw)
         naming.found_in(plan)
         shape = write_plan(caps, {d.resource_type for d in evaluated.derived})
         if write and attempt == 0 and shape.provenance:
             await _name_unnamed(writer, plan, caps, requests, naming)
         writes, not_written = _writable(plan, caps, shape)
+        not_written += stored.unchecked
         if not writes and write and naming.targets and shape.provenance:
             try:
                 # nothing else to write: the plan has no Provenance; the one of a plan
@@ -757,11 +934,13 @@ async def settle(
                 requests=requests,
                 not_written=not_written,
             )
-        provenance = _provenance_of(plan) if shape.provenance else None
+        provenance = None
+        if shape.provenance:  # a plan that only withdraws has no Bundle: one against nothing
+            provenance = _provenance_of(plan) or _provenance_of(evaluated.plan(None))
         writes_before = requests.get("write", 0)
         try:
             if shape.mode == "transaction":
-                await _write_transaction(writer, writes, provenance, requests, naming)
+                await _write_transaction(writer, writes, provenance, requests, duplicates, naming)
             elif shape.mode == "batch":
                 await _write_batch(writer, writes, provenance, shape, requests, duplicates, naming)
             else:
@@ -893,6 +1072,14 @@ def _writable(
     not_written: list[NotWritten] = []
     for w in plan.writes:
         rtype = w.derived.resource_type
+        if w.action is Action.WITHDRAW:
+            how = "update" if rtype in RETIRABLE else "delete"
+            if not caps.allows(rtype, how):
+                why = f"the server does not allow {how.removesuffix('e')}ing {rtype}"
+                not_written.append(NotWritten(rtype, w.derived.identifier, why, "withdrawn"))
+                continue
+            writes.append(w)
+            continue
         reason = shape.not_written.get(rtype)
         if reason is None and w.action is Action.UPDATE and not caps.allows(rtype, "update"):
             reason = f"the server does not allow updating {rtype}"
@@ -922,22 +1109,74 @@ def _entry(w: PlannedWrite, conditional: bool) -> Json:
         if conditional:
             request["ifNoneExist"] = d.if_none_exist
         return {"fullUrl": d.full_url, "resource": d.resource, "request": request}
+    if _deletes(w):
+        return {"request": {"method": "DELETE", "url": f"{d.resource_type}/{w.existing_id}"}}
     request = {"method": "PUT", "url": f"{d.resource_type}/{w.existing_id}"}
     if w.existing_version:
         request["ifMatch"] = f'W/"{w.existing_version}"'
     return {"resource": {**d.resource, "id": w.existing_id}, "request": request}
 
 
-def _made(location: str | None, answered: object, w: PlannedWrite) -> str:
+def _deletes(w: PlannedWrite) -> bool:
+    """Whether ``w`` withdraws by deleting (a type without an ``entered-in-error`` status)."""
+    return w.action is Action.WITHDRAW and w.derived.resource_type not in RETIRABLE
+
+
+def _made(location: str | None, answered: object, w: PlannedWrite) -> str | None:
     """``Type/id`` of what a write made: from the answer's Location, else from the resource the
-    answer holds (a server or gateway that sent no Location), else :func:`_target`."""
+    answer holds (a server or gateway that sent no Location), else for an update or withdrawal
+    :func:`_target`; for a create None (never its ``urn:uuid:``): :func:`_locate` finds it."""
+    fallback = None if w.action is Action.CREATE else _target(w)
     if location:
-        return _reference(location, _target(w))
+        made = _reference(location, "")
+        if made:
+            return made
     if isinstance(answered, dict) and answered.get("resourceType") == w.derived.resource_type:
         made_id = answered.get("id")
         if is_id(made_id):
             return f"{w.derived.resource_type}/{made_id}"
-    return _target(w)
+    return fallback
+
+
+async def _locate(
+    writer: FhirClient,
+    unlocated: Sequence[PlannedWrite],
+    requests: dict[str, int],
+    naming: _Naming,
+    changed: list[str],
+) -> dict[str, str]:
+    """Creates the server answered without saying what they made (no Location, no resource):
+    looked up by business identifier (one search per type, as the duplicate check does); each
+    found is named (``changed``) and confirmed, the copy with the lowest id where there are
+    several. One not found is neither: the run reports it not confirmed. Returns identifier →
+    ``Type/id`` of those found."""
+    if not unlocated:
+        return {}
+    try:
+        found = await _find_existing(writer, [w.derived for w in unlocated], requests)
+    except FhirClientError as exc:  # the writes stand; they are reported not confirmed
+        log.warning("created resources could not be looked up (%s)", type(exc).__name__)
+        return {}
+    refs: dict[str, str] = {}
+    for r in sorted(found, key=lambda r: str(r.get("id"))):
+        ident = identifier_of(r)
+        if ident is not None and r.get("status") != RETIRED:
+            refs.setdefault(
+                f"{r.get('resourceType')} {ident}", f"{r.get('resourceType')}/{r.get('id')}"
+            )
+    out: dict[str, str] = {}
+    for w in unlocated:
+        ref = refs.get(f"{w.derived.resource_type} {w.derived.identifier}")
+        if ref is None:
+            log.warning(
+                "a created %s was not found by its identifier: not named", w.derived.resource_type
+            )
+            continue
+        if ref not in changed:
+            changed.append(ref)
+        naming.confirm(w, ref)
+        out[w.derived.identifier] = ref
+    return out
 
 
 def _target(w: PlannedWrite) -> str:
@@ -950,10 +1189,13 @@ async def _write_transaction(
     writes: Sequence[PlannedWrite],
     provenance: Json | None,
     requests: dict[str, int],
+    duplicates: list[str],
     naming: _Naming,
 ) -> None:
     """One transaction of the writes and their Provenance (all or nothing: a lost answer
-    leaves nothing unnamed)."""
+    leaves nothing unnamed). Its conditional creates are checked for duplicates as plain
+    creates are (:func:`_check_duplicates`): a server that ignores ``ifNoneExist`` creates a
+    resource another writer created meanwhile a second time."""
     entries = [_entry(w, conditional=True) for w in writes]
     if provenance is not None:
         targets = naming.and_(_target(w) for w in writes)
@@ -961,15 +1203,38 @@ async def _write_transaction(
         entries.append({"resource": prov, "request": {"method": "POST", "url": "Provenance"}})
     requests["write"] = requests.get("write", 0) + 1
     try:
-        await writer.transaction(
+        response = await writer.transaction(
             {"resourceType": "Bundle", "type": "transaction", "entry": entries}
         )
     except FhirServerError as exc:
         if is_refusal(exc.status, exc.operation_outcome) and not isinstance(exc, NotFound):
             raise Learned(Refused("transaction")) from exc
         raise
+    except WriteOutcomeUnknown:
+        naming.unknown.update((w.derived.identifier, w.action) for w in writes)  # named inside
+        raise
     if provenance is not None:
         naming.targets.clear()
+    answers = response.get("entry")
+    answers = answers if isinstance(answers, list) else []
+    created: list[PlannedWrite] = []
+    unlocated: list[PlannedWrite] = []
+    for i, w in enumerate(writes):  # all or nothing: every write was made
+        entry = answers[i] if i < len(answers) and isinstance(answers[i], dict) else {}
+        if w.action is Action.CREATE and entry_status(entry) == 200:
+            continue  # its ifNoneExist found it stored: another writer made it meanwhile
+        if w.action is Action.CREATE:
+            created.append(w)
+        location = _response(entry).get("location")
+        made = _made(location if isinstance(location, str) else None, entry.get("resource"), w)
+        if made is None:
+            unlocated.append(w)
+        else:
+            naming.confirm(w, made)
+    # the Provenance is written (naming the creates by fullUrl, which the server resolved):
+    # what these find is not named again
+    await _locate(writer, unlocated, requests, naming, [])
+    await _check_duplicates(writer, created, requests, duplicates, [])
 
 
 def _reference(location: str | None, fallback: str) -> str:
@@ -1014,6 +1279,7 @@ async def _write_batch(
     conflict = False
     failure: Exception | None = None  # the first entry that failed, raised once all is named
     plain: list[PlannedWrite] = []
+    unlocated: list[PlannedWrite] = []  # creates whose answer does not say what they made
     for w, entry in zip(writes, answers, strict=True):
         status = entry_status(entry)
         if status is not None and 200 <= status < 300:
@@ -1023,13 +1289,20 @@ async def _write_batch(
             )
             # a conditional create answers 200 when it found the resource; a plain create made
             # it whatever its 2xx (some servers answer 200)
-            if w.action is Action.UPDATE or status == 201 or plain_create:
-                changed.append(_made(location, entry.get("resource"), w))
+            if w.action is not Action.CREATE or status == 201 or plain_create:
+                made = _made(location, entry.get("resource"), w)
+                if made is None:
+                    unlocated.append(w)
+                else:
+                    changed.append(made)
+                    naming.confirm(w, made)
             if plain_create:
                 plain.append(w)
             continue
         outcome = entry_outcome(entry)
         rtype = w.derived.resource_type
+        if _deletes(w) and status in (404, 410) and not is_refusal(status, outcome):
+            continue  # gone already
         if status == 412:
             conflict = True
         elif failure is not None:
@@ -1039,7 +1312,9 @@ async def _write_batch(
                 failure = Learned(Refused("conditional-create", rtype))
             else:
                 action = "create" if w.action is Action.CREATE else "update"
-                failure = Learned(Refused("interaction", rtype, action))
+                failure = Learned(
+                    Refused("interaction", rtype, "delete" if _deletes(w) else action)
+                )
         else:
             failure = FhirServerError(
                 f"batch entry {rtype} failed with status {status or '?'}",
@@ -1048,6 +1323,7 @@ async def _write_batch(
                 operation_outcome=outcome,
             )
     # what the batch wrote is written: named by the Provenance even if other entries failed
+    await _locate(writer, unlocated, requests, naming, changed)
     await _check_duplicates(writer, plain, requests, duplicates, changed)
     await _post_provenance(writer, provenance, changed, requests, naming)
     if failure is not None:
@@ -1073,7 +1349,10 @@ async def _write_singles(
     changed: list[str] = []
     resent: list[str] = []  # what creates sent again made (their first try may have too)
     plain: list[PlannedWrite] = []
-    ordered = sorted(writes, key=lambda w: w.action is not Action.CREATE)
+    unlocated: list[PlannedWrite] = []  # creates whose answer does not say what they made
+    unlocated_resent: set[str] = set()
+    order = {Action.CREATE: 0, Action.UPDATE: 1, Action.WITHDRAW: 2}
+    ordered = sorted(writes, key=lambda w: order.get(w.action, 1))
     try:
         for w in ordered:
             d = w.derived
@@ -1098,9 +1377,28 @@ async def _write_singles(
                 # a conditional create answers 200 when it found the resource; a plain create
                 # made it whatever its 2xx (some servers answer 200)
                 if answer.status == 201 or answer.resent or not conditional:
-                    changed.append(_made(answer.location, answer.body, w))
-                    if answer.resent:
-                        resent.append(changed[-1])
+                    made = _made(answer.location, answer.body, w)
+                    if made is None:
+                        unlocated.append(w)
+                        if answer.resent:
+                            unlocated_resent.add(d.identifier)
+                    else:
+                        changed.append(made)
+                        naming.confirm(w, made)
+                        if answer.resent:
+                            resent.append(made)
+            elif _deletes(w):
+                url = f"{rtype}/{w.existing_id}"
+                try:
+                    await writer.request("DELETE", url)
+                except NotFound:
+                    continue  # gone already
+                except FhirServerError as exc:
+                    if is_refusal(exc.status, exc.operation_outcome):
+                        raise Learned(Refused("interaction", rtype, "delete")) from exc
+                    raise
+                changed.append(url)
+                naming.confirm(w, url)
             else:
                 headers = {"If-Match": f'W/"{w.existing_version}"'} if w.existing_version else {}
                 url = f"{rtype}/{w.existing_id}"
@@ -1119,8 +1417,11 @@ async def _write_singles(
                     naming.lost([w])
                     raise
                 changed.append(url)
+                naming.confirm(w, url)
     finally:
         # what was written is written: name it in the one Provenance even if a later write fails
+        located = await _locate(writer, unlocated, requests, naming, changed)
+        resent += [ref for ident, ref in located.items() if ident in unlocated_resent]
         if changed or naming.targets:
             await _check_duplicates(writer, plain, requests, duplicates, changed, resent)
             await _post_provenance(writer, provenance, changed, requests, naming)
@@ -1196,11 +1497,6 @@ def _name_kept(changed: list[str], copies: Sequence[Json], resent: Collection[st
         return
     if any(ref in resent and ref in changed for ref in refs[1:]):
         changed.append(refs[0])
-
-
-RETIRED = "entered-in-error"
-#: Derived types whose ``status`` can say a copy is void (R4 AdverseEvent has no such status).
-RETIRABLE = frozenset({"Observation", "Flag", "DetectedIssue"})
 
 
 async def _retire(writer: FhirClient, copy: Json, requests: dict[str, int]) -> None:

@@ -164,3 +164,66 @@ def test_concurrent_writers_leave_no_duplicate(fhir_server: FhirTestServer, fhir
     written = sum(r.status is RunStatus.WRITTEN for r in runs)
     assert 1 <= written <= 2
     assert len(search(fhir_base, "Provenance")) == written
+
+
+def _ignoring_if_none_exist(request: httpx.Request) -> httpx.Request:
+    """``request``, its transaction's ``ifNoneExist`` left out: a server that ignores them."""
+    if request.method == "POST" and request.url.path.rstrip("/").endswith("/fhir"):
+        body = orjson.loads(request.content)
+        if body.get("type") == "transaction":
+            for entry in body["entry"]:
+                entry["request"].pop("ifNoneExist", None)
+            headers = {k: v for k, v in request.headers.items() if k.lower() != "content-length"}
+            return httpx.Request("POST", request.url, headers=headers, content=orjson.dumps(body))
+    return request
+
+
+class IgnoresIfNoneExist(httpx.AsyncBaseTransport):
+    """A server whose transactions ignore ``ifNoneExist``; with ``second``, another writer of
+    the same patient runs to completion just before the first transaction (the race)."""
+
+    def __init__(self, second: Any = None) -> None:
+        self.inner = httpx.AsyncHTTPTransport()
+        self.second = second
+        self.second_run: PatientRun | None = None
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        await request.aread()
+        sent = _ignoring_if_none_exist(request)
+        if self.second is not None and self.second_run is None and sent is not request:
+            self.second_run = await self.second()
+        return await self.inner.handle_async_request(sent)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+@pytest.mark.parametrize("profile", ["full", "google-like"])
+def test_a_transaction_on_a_server_ignoring_if_none_exist_leaves_no_duplicate(
+    fhir_server: FhirTestServer, fhir_base: str, profile: str
+) -> None:
+    """The duplicate check runs after a transaction too: a server that ignores ``ifNoneExist``
+    creates the raced resources twice; the extra copies (higher id) are deleted."""
+    load(fhir_base, responder(dvt_after_cycle=2))
+    fhir_server.set_profile(profile)
+
+    async def second() -> PatientRun:
+        async with httpx.AsyncClient(transport=IgnoresIfNoneExist()) as http:
+            return await _writer(fhir_base, http)
+
+    async def race() -> tuple[PatientRun, PatientRun | None]:
+        transport = IgnoresIfNoneExist(second)
+        async with httpx.AsyncClient(transport=transport) as http:
+            first = await _writer(fhir_base, http)
+        return first, transport.second_run
+
+    first, other = asyncio.run(race())
+    assert other is not None and other.status is RunStatus.WRITTEN, other
+    assert first.status is RunStatus.WRITTEN, first.error
+    copies = _derived_copies(fhir_server, profile)
+    assert copies and set(copies.values()) == {1}, "a duplicate was left"
+
+    fhir_server.reset_stats()
+    third = asyncio.run(_writer(fhir_base))
+    assert third.status is RunStatus.UNCHANGED, (third.status, third.error)
+    assert fhir_server.stats()["committed_writes"] == 0
