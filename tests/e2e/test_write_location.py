@@ -5,7 +5,6 @@ reported as not confirmed (and named by nobody)."""
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import httpx
@@ -13,9 +12,8 @@ import orjson
 import pytest
 
 from fhirtis.fhir.plan import Action
-from fhirtis.io import FhirClient, FhirClientConfig, Refused
-from fhirtis.pipeline.server import PatientRun, RunStatus, run_patient
-from fhirtis.settings import Settings
+from fhirtis.io import Refused
+from fhirtis.pipeline.server import PatientRun, RunStatus
 from tests.e2e.test_run import load, search
 from tests.e2e.test_write_outcome import (
     _Hooked,
@@ -23,7 +21,7 @@ from tests.e2e.test_write_outcome import (
     _said,
     _stored_identifiers,
 )
-from tests.e2e.test_write_withdraw import DERIVED
+from tests.e2e.test_write_withdraw import DERIVED, run_once
 from tests.fhir.patients import responder
 from tests.fhir_test_server import FhirTestServer
 
@@ -34,19 +32,7 @@ NO_CONDITIONAL_CREATE = tuple(Refused("conditional-create", t) for t in DERIVED)
 def _run(
     base: str, transport: httpx.AsyncBaseTransport, learn: tuple[Refused, ...] = ()
 ) -> PatientRun:
-    async def go() -> PatientRun:
-        config = FhirClientConfig(base_url=base, retry_budget_seconds=5)
-        async with (
-            httpx.AsyncClient(transport=transport) as http,
-            FhirClient(config, http=http) as client,
-        ):
-            if learn:
-                await client.capabilities()
-                for refused in learn:
-                    client.learn(refused)
-            return await run_patient(client, "p1", Settings(), write=True)
-
-    return asyncio.run(go())
+    return run_once(base, transport=transport, learn=learn, retry_budget_seconds=5)
 
 
 def _named(base: str) -> list[str]:

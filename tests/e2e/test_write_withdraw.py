@@ -52,15 +52,21 @@ class _RefuseDelete(httpx.AsyncBaseTransport):
         await self.inner.aclose()
 
 
-def _run(
-    base: str, *, write: bool = True, learn: tuple[Refused, ...] = (), refuse_delete: bool = False
+def run_once(
+    base: str,
+    *,
+    transport: httpx.AsyncBaseTransport | None = None,
+    write: bool = True,
+    learn: tuple[Refused, ...] = (),
+    **config: Any,
 ) -> PatientRun:
+    """``run_patient`` of Patient/p1 on ``base`` through ``transport``, with what the client
+    has learnt of the server (``learn``) and the client ``config`` given."""
+
     async def go() -> PatientRun:
-        config = FhirClientConfig(base_url=base, page_size=5)  # paged: every page is read
-        transport = _RefuseDelete() if refuse_delete else None
         async with (
             httpx.AsyncClient(transport=transport) as http,
-            FhirClient(config, http=http) as client,
+            FhirClient(FhirClientConfig(base_url=base, **config), http=http) as client,
         ):
             if learn:
                 await client.capabilities()
@@ -69,6 +75,14 @@ def _run(
             return await run_patient(client, "p1", Settings(), write=write)
 
     return asyncio.run(go())
+
+
+def _run(
+    base: str, *, write: bool = True, learn: tuple[Refused, ...] = (), refuse_delete: bool = False
+) -> PatientRun:
+    transport = _RefuseDelete() if refuse_delete else None
+    # paged: every page is read
+    return run_once(base, transport=transport, write=write, learn=learn, page_size=5)
 
 
 def _stored(server: FhirTestServer, profile: str) -> dict[str, tuple[str, str | None]]:

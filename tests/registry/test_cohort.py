@@ -22,6 +22,20 @@ from tests.synthetic import make_cohort, write_ndjson
 runner = CliRunner()
 
 
+def export_of_bundle(name: str, folder: Path) -> Path:
+    """The resources of the corpus Bundle ``tests/data/<name>`` as a Bulk export in ``folder``
+    (one NDJSON file per type)."""
+    bundle = orjson.loads((Path(__file__).parents[1] / "data" / name).read_bytes())
+    folder.mkdir()
+    by_type: dict[str, list[bytes]] = {}
+    for entry in bundle["entry"]:
+        resource = entry["resource"]
+        by_type.setdefault(resource["resourceType"], []).append(orjson.dumps(resource))
+    for rtype, lines in by_type.items():
+        (folder / f"{rtype}.ndjson").write_bytes(b"\n".join(lines) + b"\n")
+    return folder
+
+
 def _export(tmp_path: Path, n: int, seed: int = 7) -> Path:
     folder = tmp_path / "export"
     write_ndjson(make_cohort(n, seed), folder)
@@ -188,17 +202,7 @@ def test_cohort_asks_the_terminology_server_for_unlisted_codes(
     """A registry run classifies the problem-list codes the shipped ValueSets lack through the
     configured terminology server (here the test FHIR server's $subsumes), as `evaluate` does;
     without one they are reported as unclassified and give no risk factor."""
-    bundle = orjson.loads(
-        (Path(__file__).parents[1] / "data" / "problem-list-snomed-descendants.json").read_bytes()
-    )
-    folder = tmp_path / "export"
-    folder.mkdir()
-    by_type: dict[str, list[bytes]] = {}
-    for entry in bundle["entry"]:
-        resource = entry["resource"]
-        by_type.setdefault(resource["resourceType"], []).append(orjson.dumps(resource))
-    for rtype, lines in by_type.items():
-        (folder / f"{rtype}.ndjson").write_bytes(b"\n".join(lines) + b"\n")
+    folder = export_of_bundle("problem-list-snomed-descendants.json", tmp_path / "export")
     monkeypatch.delenv("FHIRTIS_SETTINGS_FILE", raising=False)
 
     def summary(run: str) -> str:

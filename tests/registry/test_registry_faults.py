@@ -28,8 +28,9 @@ from fhirtis.registry.group_export import GroupExport
 from fhirtis.registry.ledger import Ledger, RunKey
 from fhirtis.registry.options import CohortOptions
 from fhirtis.settings import Settings
-from tests.registry.test_cohort import _export
+from tests.registry.test_cohort import _export, export_of_bundle
 from tests.registry.test_group_export import _load_group
+from tests.registry.test_ledger_keys import _cohort
 
 runner = CliRunner()
 FULL = "database or disk is full"
@@ -37,20 +38,6 @@ FULL = "database or disk is full"
 
 def _mode(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
-
-
-def _cohort(folder: Path, tmp_path: Path, *extra: str) -> list[str]:
-    return [
-        "cohort",
-        "--ndjson",
-        str(folder),
-        "--ledger",
-        str(tmp_path / "ledger" / "l.sqlite"),
-        "--work-dir",
-        str(tmp_path / "work"),
-        "--no-progress",
-        *extra,
-    ]
 
 
 class _Connection:
@@ -175,17 +162,7 @@ def test_the_terminology_server_is_part_of_the_run_key() -> None:
 def test_turning_on_a_terminology_server_re_evaluates_everyone(
     tmp_path: Path, fhir_base: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    bundle = orjson.loads(
-        (Path(__file__).parents[1] / "data" / "problem-list-snomed-descendants.json").read_bytes()
-    )
-    folder = tmp_path / "export"
-    folder.mkdir()
-    by_type: dict[str, list[bytes]] = {}
-    for entry in bundle["entry"]:
-        resource = entry["resource"]
-        by_type.setdefault(resource["resourceType"], []).append(orjson.dumps(resource))
-    for rtype, lines in by_type.items():
-        (folder / f"{rtype}.ndjson").write_bytes(b"\n".join(lines) + b"\n")
+    folder = export_of_bundle("problem-list-snomed-descendants.json", tmp_path / "export")
     monkeypatch.delenv("FHIRTIS_SETTINGS_FILE", raising=False)
     monkeypatch.delenv("FHIRTIS_TERMINOLOGY__BASE_URL", raising=False)
     out = tmp_path / "s.ndjson"
