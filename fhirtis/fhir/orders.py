@@ -29,7 +29,7 @@ from fhirtis.clinical.ivig import DECIMAL_CONTEXT, is_positive_finite
 from fhirtis.clinical.rates import RateKind, rate_mg_kg_min
 from fhirtis.fhir.codes import UCUM
 from fhirtis.fhir.extract import ExcludedError, Extractor, read_quantity
-from fhirtis.fhir.primitives import is_id
+from fhirtis.fhir.primitives import is_id, json_array
 from fhirtis.fhir.units import UnitError, convert
 
 Json = dict[str, Any]
@@ -128,7 +128,7 @@ def read_ivig_order(
     except ExcludedError:
         return None
     med, codings, text = medication.med, medication.codings, medication.text
-    if not extractor.is_ivig_product(med, codings, text):
+    if not extractor.is_ivig_product(med, codings, text) or not _intravenous(extractor, request):
         return None
     concentration: Decimal | None = None
     problem: str | None = None
@@ -154,6 +154,22 @@ def read_ivig_order(
         rates=tuple(rates),
         rate_problems=tuple(rate_problems),
     )
+
+
+def _intravenous(extractor: Extractor, request: Json) -> bool:
+    """Whether no dosage instruction gives a route other than intravenous (spec §4: a
+    subcutaneous or intramuscular route is not IVIG, whatever the product; no route: the
+    product decides)."""
+    for i, dosage in enumerate(json_array(request.get("dosageInstruction"))):
+        if not isinstance(dosage, dict):
+            continue
+        try:
+            route = extractor._route(dosage, f"MedicationRequest.dosageInstruction[{i}]")
+        except ExcludedError:
+            continue  # a malformed route is no route
+        if route is not None and route != "iv":
+            return False
+    return True
 
 
 def _classify(value: Decimal, unit: str | None) -> tuple[RateKind, Decimal] | None:

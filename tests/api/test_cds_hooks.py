@@ -491,6 +491,47 @@ async def test_non_ivig_order_has_no_cards(httpx_mock: HTTPXMock) -> None:
     assert httpx_mock.get_requests() == []
 
 
+@pytest.mark.parametrize(
+    ("route", "cards"),
+    [
+        ({"coding": [{"system": "http://snomed.info/sct", "code": "34206005"}]}, False),
+        ({"text": "Subcutaneous"}, False),
+        ({"coding": [{"system": "http://snomed.info/sct", "code": "47625008"}]}, True),  # IV
+    ],
+)
+async def test_an_order_given_under_the_skin_is_not_ivig(route: Json, cards: bool) -> None:
+    """Spec §4: a subcutaneous route is not IVIG, whatever the product (Gamunex-C, Privigen's
+    siblings labelled for both routes). An order so routed got the IVIG cards (an order is IVIG
+    exactly when an administration of it would be)."""
+    order = ivig_order(rate=qty(20, "mL/h"))
+    order["dosageInstruction"][0]["route"] = route
+    async with cds() as api:
+        got = cards_of(await api.post(SIGN, call([order], full_prefetch(patient_70kg()))))
+    assert bool(got) is cards
+
+
+async def test_a_newer_weight_that_is_not_used_is_said() -> None:
+    """Spec §1: an implausible weight is "excluded with the reason". A weight of 95 kg 3 days
+    ago, 25 % off the 70 kg of 8 days ago, is not used; the card used the 70 kg and said
+    nothing of the newer one. With only a 400 kg weight the summary said "no body weight"."""
+    jump = [
+        patient(),
+        obs("w1", "29463-7", 95, "kg", _day(3), system=LOINC),
+        obs("w0", "29463-7", 70, "kg", _day(8), system=LOINC),
+    ]
+    only_implausible = [patient(), obs("w1", "29463-7", 400, "kg", _day(3), system=LOINC)]
+    order = ivig_order(rate=qty(300, "mL/h"))
+    async with cds() as api:
+        used = card_with(cards_of(await api.post(SIGN, call([order], full_prefetch(jump)))), "Max")
+        none = card_with(
+            cards_of(await api.post(SIGN, call([order], full_prefetch(only_implausible)))), "Max"
+        )
+    assert "70 kg" in used["summary"]
+    assert "not used" in used["detail"] and "`Observation/w1`" in used["detail"]
+    assert "no body weight" not in none["summary"]
+    assert "implausible" in none["summary"]
+
+
 async def test_order_select_uses_the_selections() -> None:
     orders = [ivig_order(rate=qty(300, "mL/h")), other_order()]
     prefetch = full_prefetch(patient_70kg())

@@ -134,13 +134,28 @@ def _weight_text(weight: DosingWeight, now: datetime) -> str:
             f" **stale**: {weight.weight_age_days} days before {now.date().isoformat()}; "
             "weigh the patient before the infusion"
         )
+    # a weight excluded as implausible (spec §1) is said, not silently passed over
+    for n in weight.notes:
+        if n.code == _WEIGHT_IMPLAUSIBLE:
+            where = f" (`{n.source}`)" if n.source else ""
+            text += f"; not used: {n.message.removesuffix('; not used')}{where}"
     return text
 
 
+_WEIGHT_IMPLAUSIBLE = "weight-implausible"
+
+
 def _weight_unknown_reason(weight: DosingWeight) -> str:
+    implausible = any(n.code == _WEIGHT_IMPLAUSIBLE for n in weight.notes)
     for n in weight.notes:
         if n.code in {"weight-missing", "dosing-weight-basis-unavailable"}:
-            return "no body weight" if n.code == "weight-missing" else n.message
+            if n.code == "weight-missing":
+                return (
+                    "every body weight recorded is implausible"
+                    if implausible
+                    else ("no body weight")
+                )
+            return n.message
     return "the dosing weight is unknown"
 
 
