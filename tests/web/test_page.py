@@ -407,3 +407,31 @@ def test_the_authorization_server_is_honest(stack: Stack) -> None:
         assert client.get("/fhir/metadata").status_code == 401
         headers = {"Authorization": f"Bearer {ok.json()['access_token']}"}
         assert client.get("/fhir/metadata", headers=headers).status_code == 200
+
+
+def test_edges_are_drawn_as_the_service_judges_them(
+    stack: Stack, fhir_base: str, browsing: Browsing
+) -> None:
+    """Cycle 2 at exactly 2.2 g/kg (4 × 385 mL of 10 % at 70 kg: +10 %, within the tolerance,
+    spec §4 "more than 10 % off") and cycle 3 with one infusion at 168.17 mL/h (4.0040 mg/kg/min,
+    above 4). The page's float arithmetic coloured the 2.2 g/kg bar off target (|2.2 − 2| > 0.2
+    in binary), and showed the rate to 2 places as 4 beside the maximum 4 ("+0 %")."""
+    data = responder()
+    for entry in data["entry"]:
+        r = entry["resource"]
+        if r["resourceType"] == "MedicationAdministration":
+            if r["id"].startswith("ma1"):
+                r["dosage"]["dose"]["value"] = 385
+            if r["id"] == "ma20":
+                r["dosage"]["rateQuantity"]["value"] = 168.17
+    load(fhir_base, data)
+    page = browsing.page
+    launch(browsing, stack)
+    bars = page.eval_on_selector_all(
+        "#dose-chart .bar", "els => els.map(e => e.getAttribute('class'))"
+    )
+    assert "off-target" not in bars[1], bars
+    alerts = text(page, "#alerts")
+    assert "4.0041" in alerts and "+0 %" not in alerts, alerts
+    cycle3 = next(line for line in text(page, "table.cycles").splitlines() if "Cycle 3" in line)
+    assert "4.004\tabove 4" in cycle3, cycle3  # the cycle's highest rate, as written (4 places)

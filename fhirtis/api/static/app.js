@@ -110,6 +110,22 @@
     return String(rounded);
   }
 
+  // A value shown beside a limit it differs from (a rate beside its maximum): as num() gives
+  // it, or, where those places would show it equal to the limit (4.004 beside 4), to 4 places
+  // rounded away from the limit, as the service writes it: never "4, above the maximum 4".
+  function numBeside(value, limit, digits = 2) {
+    const shown = num(value, digits);
+    if (value === null || limit === null || value === limit || shown !== num(limit, digits)) return shown;
+    const away = value > limit ? Math.ceil : Math.floor;
+    return String(away(Math.round(value * 1e8) / 1e4) / 1e4);
+  }
+
+  // How far a rate is above its maximum, in percent: never "+0 %" for a rate above it.
+  function overBy(rate, max) {
+    const percent = (rate / max - 1) * 100;
+    return percent > 0 && percent < 0.5 ? "+<1 %" : `+${Math.round(percent)} %`;
+  }
+
   // A calendar date as recorded (the first 10 characters of a FHIR date or dateTime), so that
   // no time zone moves it to another day.
   function day(text) {
@@ -988,7 +1004,8 @@
         value: c.gPerKg,
         label: `C${c.number}`,
         sublabel: fmtDate(c.start, false),
-        className: c.gPerKg !== null && Math.abs(c.gPerKg - target) > target * tolerance / 100 ? "off-target" : "dose",
+        // the service's own judgement (exact decimal arithmetic), never a float comparison here
+        className: c.notes.some((n) => n.includes("off the target")) ? "off-target" : "dose",
         tooltip: `Cycle ${c.number}: ${c.gPerKg !== null ? `${num(c.gPerKg, 2)} g/kg` : "g/kg unknown"}`,
       })),
       max: target,
@@ -1036,7 +1053,7 @@
         h("td", { class: "num" }, c.weight !== null ? `${num(c.weight)} kg` : h("span", { class: "absent" }, "unknown"),
           c.basis && c.basis !== "actual" ? h("span", { class: "muted small" }, ` ${BASIS_LABEL[c.basis] || c.basis}`) : null),
         h("td", { class: "num strong" }, c.gPerKg !== null ? num(c.gPerKg, 2) : h("span", { class: "absent" }, "unknown")),
-        h("td", { class: "num" }, c.maxRate !== null ? num(c.maxRate, 2) : h("span", { class: "absent" }, "unknown")),
+        h("td", { class: "num" }, c.maxRate !== null ? numBeside(c.maxRate, applicable) : h("span", { class: "absent" }, "unknown")),
         h("td", null, over
           ? h("span", { class: "badge alert" }, `above ${num(applicable, 2)}`)
           : c.maxRate !== null ? h("span", { class: "ok" }, "within") : "—",
@@ -1127,9 +1144,9 @@
       h("th", { scope: "row", class: "nowrap" }, fmtRange(g.items[0].date, g.items[g.items.length - 1].date)),
       h("td", { class: "nowrap" }, g.cycle ? `Cycle ${g.cycle}` : "—"),
       h("td", { class: "num" }, String(g.items.length)),
-      h("td", { class: "num strong" }, num(g.rate, 2)),
+      h("td", { class: "num strong" }, numBeside(g.rate, g.max)),
       h("td", { class: "num" }, num(g.max, 2)),
-      h("td", { class: "num" }, g.rate !== null && g.max ? `+${Math.round((g.rate / g.max - 1) * 100)} %` : "—"),
+      h("td", { class: "num" }, g.rate !== null && g.max ? overBy(g.rate, g.max) : "—"),
       h("td", { class: "small", title: g.detail }, whyMaximum(g.detail))));
     root.append(h("div", { class: "table-scroll" }, table(
       `${plural(model.issues.length, "infusion", "infusions")} above the applicable maximum rate`,
