@@ -42,7 +42,8 @@ from fhirtis.fhir.extract.common import (
     ref_of,
     to_unit,
 )
-from fhirtis.fhir.extract.reference_ranges import is_normal, patient_facts, range_fits
+from fhirtis.fhir.extract.patient import patient_facts
+from fhirtis.fhir.extract.reference_ranges import is_normal, range_fits
 from fhirtis.fhir.outcome import Issue
 from fhirtis.fhir.primitives import (
     ID_FULLMATCH,
@@ -442,12 +443,8 @@ class ObservationReader(ExtractorBase):
             return data.patient
         found = self._listed_patient
         if found is None or found[0] is not self._listed:
-            facts = PatientFacts()
-            for _, resource in self._listed:
-                if resource.get("resourceType") == "Patient" and ref_of(resource) == (
-                    data.patient_ref
-                ):
-                    facts = patient_facts(resource)
+            resource = self._patient_resource(data)
+            facts = PatientFacts() if resource is None else patient_facts(resource)
             found = self._listed_patient = (self._listed, facts)
         return found[1]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable, Mapping
 from datetime import date
 
@@ -35,22 +36,16 @@ class PatientReader(ExtractorBase):
 
     def _patient(self, data: PatientData, path: str, r: Json, _resolve: Mapping[str, Json]) -> None:
         self._require_id(r, path)
-        birth: date | None = None
-        birth_latest: date | None = None  # a birth date recorded to the year or month only
-        if "birthDate" in r:
-            try:
-                birth, birth_latest = parse_date_bounds(r["birthDate"])
-            except PrimitiveError:
-                data.issues.append(
-                    Issue(
-                        "warning",
-                        "value",
-                        f"{ref_of(r)}: birthDate is not a FHIR date; age unknown",
-                        f"{path}.birthDate",
-                    )
+        facts = patient_facts(r)
+        if "birthDate" in r and facts.birth_date is None:
+            data.issues.append(
+                Issue(
+                    "warning",
+                    "value",
+                    f"{ref_of(r)}: birthDate is not a FHIR date; age unknown",
+                    f"{path}.birthDate",
                 )
-        gender = r.get("gender")
-        sex = _GENDER.get(gender, Sex.UNKNOWN) if isinstance(gender, str) else Sex.UNKNOWN
+            )
         data.patient_source = self._use(data, r)
         if r.get("deceasedBoolean") is True:
             data.deceased = True
@@ -62,7 +57,20 @@ class PatientReader(ExtractorBase):
                 data.issues.append(
                     Issue("warning", exc.issue_code, f"{ref_of(r)}: {exc.message}", exc.path)
                 )
-        data.patient = PatientFacts(birth_date=birth, sex=sex, birth_date_latest=birth_latest)
+        data.patient = facts
+
+
+def patient_facts(patient: Json) -> PatientFacts:
+    """A Patient's sex and birth date (a birth date recorded to the year or month only is its
+    first and last possible day); a birth date that is not a FHIR date is unknown (the reader
+    says so)."""
+    birth: date | None = None
+    latest: date | None = None
+    with contextlib.suppress(PrimitiveError):
+        birth, latest = parse_date_bounds(patient.get("birthDate"))
+    gender = patient.get("gender")
+    sex = _GENDER.get(gender, Sex.UNKNOWN) if isinstance(gender, str) else Sex.UNKNOWN
+    return PatientFacts(birth_date=birth, sex=sex, birth_date_latest=latest)
 
 
 def check_deceased(data: PatientData) -> None:

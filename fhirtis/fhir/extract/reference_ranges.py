@@ -8,7 +8,6 @@ and whether it applies to a patient of a known sex and birth date on a day: True
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Mapping
 from datetime import date
 
@@ -16,7 +15,6 @@ from fhirtis.clinical.facts import PatientFacts, Sex
 from fhirtis.clinical.population import age_in_years
 from fhirtis.fhir.codes import SNOMED
 from fhirtis.fhir.extract.common import ExcludedError, Json, concept_codings, read_quantity
-from fhirtis.fhir.primitives import PrimitiveError, parse_date_bounds
 
 _MEANING = "http://terminology.hl7.org/CodeSystem/referencerange-meaning"
 _NORMAL: tuple[str | None, str | None] = (_MEANING, "normal")
@@ -31,21 +29,8 @@ _RANGE_SEX: Mapping[tuple[str | None, str | None], Sex] = {
     ("http://hl7.org/fhir/administrative-gender", "male"): Sex.MALE,
     ("http://hl7.org/fhir/administrative-gender", "female"): Sex.FEMALE,
 }
-_SEXES = {s.value: s for s in Sex}
 # the UCUM units of age a range's age is read in, as completed units (years, months, weeks, days)
 _AGE_UNITS = frozenset({"a", "mo", "wk", "d"})
-
-
-def patient_facts(patient: Json) -> PatientFacts:
-    """A Patient's sex and birth date as :class:`PatientReader` reads them (a malformed birth
-    date is unknown here; the Patient's own reading says so)."""
-    birth: date | None = None
-    latest: date | None = None
-    with contextlib.suppress(PrimitiveError):
-        birth, latest = parse_date_bounds(patient.get("birthDate"))
-    gender = patient.get("gender")
-    sex = _SEXES.get(gender, Sex.UNKNOWN) if isinstance(gender, str) else Sex.UNKNOWN
-    return PatientFacts(birth_date=birth, sex=sex, birth_date_latest=latest)
 
 
 def is_normal(kind: object) -> bool:
