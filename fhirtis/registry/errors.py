@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import errno
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -29,3 +31,12 @@ def describe_db(exc: sqlite3.Error, doing: str, path: Path | str) -> CohortError
     if getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL or "disk is full" in reason:
         reason = f"no space left on the device ({reason})"
     return CohortError(f"{doing} {path}: {reason}")
+
+
+@contextmanager
+def db_faults(doing: str, path: Path | str) -> Iterator[None]:
+    """SQLite's errors within, raised as :func:`describe_db` says them."""
+    try:
+        yield
+    except sqlite3.Error as exc:
+        raise describe_db(exc, doing, path) from None

@@ -27,14 +27,14 @@ import os
 import sqlite3
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import AbstractContextManager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-from fhirtis.registry.errors import CohortError, describe_db
+from fhirtis.registry.errors import CohortError, db_faults
 from fhirtis.registry.partition import private_tree
 
 _SCHEMA = """
@@ -110,12 +110,8 @@ class Ledger:
         self._last_commit = time.monotonic()
         self.run = 0
 
-    @contextmanager
-    def _fault(self, doing: str = "cannot write the ledger") -> Iterator[None]:
-        try:
-            yield
-        except sqlite3.Error as exc:
-            raise describe_db(exc, doing, self.path) from None
+    def _fault(self, doing: str = "cannot write the ledger") -> AbstractContextManager[None]:
+        return db_faults(doing, self.path)
 
     def close(self) -> None:
         """Commit what is recorded and close; the connection is closed even when the commit

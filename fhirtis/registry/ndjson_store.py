@@ -16,7 +16,7 @@ import hashlib
 import re
 import sqlite3
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, cast
@@ -27,7 +27,7 @@ from fhirtis.fhir.bundle import PatientResources
 from fhirtis.fhir.extract.patient import patient_ref_in
 from fhirtis.fhir.outcome import Issue
 from fhirtis.fhir.primitives import is_id
-from fhirtis.registry.errors import CohortError, describe_db
+from fhirtis.registry.errors import CohortError, db_faults
 
 Json = dict[str, Any]
 _PATIENT_KEYS = ("subject", "patient")
@@ -47,11 +47,13 @@ def open_ndjson(path: Path | str) -> IO[bytes]:
     return open(path, "rb")
 
 
-def unreadable(exc: OSError | EOFError, path: Path | str) -> str:
-    """Why an NDJSON file cannot be read, for a message that names the file."""
-    if isinstance(exc, gzip.BadGzipFile | EOFError):
-        return f"{path}: not a complete gzip file ({exc})"
-    return f"{path}: {exc.strerror or type(exc).__name__}"
+GZIP_ERRORS = (gzip.BadGzipFile, EOFError)
+"""What reading a ``.ndjson.gz`` file that is not a complete gzip stream raises."""
+
+
+def not_gzip(exc: Exception, path: Path | str) -> CohortError:
+    """A file named ``.ndjson.gz`` that is not a complete gzip stream: the run stops, naming it."""
+    return CohortError(f"cannot read the NDJSON file {path}: not a complete gzip file ({exc})")
 
 
 _SCHEMA = """
@@ -151,12 +153,8 @@ class NdjsonStore:
                 self._db.close()
                 raise
 
-    @contextmanager
-    def _fault(self, doing: str = "cannot write the work folder") -> Iterator[None]:
-        try:
-            yield
-        except sqlite3.Error as exc:
-            raise describe_db(exc, doing, self.path) from None
+    def _fault(self, doing: str = "cannot write the work folder") -> AbstractContextManager[None]:
+        return db_faults(doing, self.path)
 
     def close(self) -> None:
         self._db.close()
@@ -208,8 +206,8 @@ class NdjsonStore:
             try:
                 with open_ndjson(file) as handle:
                     total += self.load_lines(file.name, handle)
-            except (gzip.BadGzipFile, EOFError) as exc:
-                raise CohortError(f"cannot read the NDJSON file {unreadable(exc, file)}") from None
+            except GZIP_ERRORS as exc:
+                raise not_gzip(exc, file) from None
         return LoadStats(len(files), total, len(self.patients()), len(self.problems()))
 
     def patients(self) -> list[str]:

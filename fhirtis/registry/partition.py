@@ -21,7 +21,6 @@ Files are created 0600 in 0700 folders: they hold patient data.
 
 from __future__ import annotations
 
-import gzip
 import os
 import zlib
 from collections.abc import Iterator
@@ -31,13 +30,14 @@ from pathlib import Path
 
 from fhirtis.registry.errors import CohortError, describe
 from fhirtis.registry.ndjson_store import (
+    GZIP_ERRORS,
     GZIP_SUFFIX,
     BadLineError,
     is_ndjson,
+    not_gzip,
     open_ndjson,
     patient_of,
     read_line,
-    unreadable,
 )
 
 RANGE_BYTES = 32 * 1024 * 1024
@@ -162,8 +162,8 @@ def partition_range(r: ByteRange, out_dir: str, partitions: int) -> RangeResult:
                 )
                 result.resources += 1
                 result.bytes += len(line)
-    except (gzip.BadGzipFile, EOFError) as exc:
-        raise CohortError(f"cannot read the NDJSON file {unreadable(exc, r.path)}") from None
+    except GZIP_ERRORS as exc:
+        raise not_gzip(exc, r.path) from None
     except OSError as exc:
         raise describe(exc, "cannot read the NDJSON file") from None
     root = Path(out_dir)
