@@ -125,6 +125,12 @@ class ExcludedError(Exception):
         what = f"{ref} {part}" if part else ref
         return Issue("error", self.issue_code, f"{what} excluded: {self.message}", self.path, ref)
 
+    def as_warning(self, resource: Json, said: str) -> Issue:
+        """This refusal as a warning about ``resource`` that stays in use without the element:
+        ``said`` tells what follows (it names :attr:`message` as it needs)."""
+        ref = ref_of(resource)
+        return Issue("warning", self.issue_code, f"{ref}: {said}", self.path, ref)
+
 
 def ref_of(resource: Json) -> str:
     return f"{resource.get('resourceType')}/{resource.get('id')}"

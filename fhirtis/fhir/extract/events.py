@@ -240,13 +240,7 @@ class EventReader(MedicationReader):
             years = to_unit(value, unit, "a", apath)
         except ExcludedError as exc:
             data.issues.append(
-                Issue(
-                    "warning",
-                    exc.issue_code,
-                    f"{ref_of(r)}: its onset age cannot be read ({exc.message}); not used",
-                    exc.path,
-                    ref_of(r),
-                )
+                exc.as_warning(r, f"its onset age cannot be read ({exc.message}); not used")
             )
             return
         if years < 0:

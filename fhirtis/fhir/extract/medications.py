@@ -582,16 +582,8 @@ class MedicationReader(ExtractorBase):
         try:
             unit, value = read(element, path)
         except ExcludedError as exc:
-            data.issues.append(
-                Issue(
-                    "warning",
-                    exc.issue_code,
-                    f"{ref_of(r)}: its {what} is unknown ({exc.message}); the administration "
-                    "still counts",
-                    exc.path,
-                    ref_of(r),
-                )
-            )
+            said = f"its {what} is unknown ({exc.message}); the administration still counts"
+            data.issues.append(exc.as_warning(r, said))
             return
         into[unit] = value
 
@@ -630,16 +622,11 @@ class MedicationReader(ExtractorBase):
         try:
             return self._concentration(medication)
         except ExcludedError as exc:
-            data.issues.append(
-                Issue(
-                    "warning",
-                    exc.issue_code,
-                    f"{ref_of(r)}: its product concentration is unknown ({exc.message}); the "
-                    "administration still counts",
-                    exc.path,
-                    ref_of(r),
-                )
+            said = (
+                f"its product concentration is unknown ({exc.message}); the administration "
+                "still counts"
             )
+            data.issues.append(exc.as_warning(r, said))
             return None
 
     def _concentration(self, medication: _MedicationRead) -> Decimal | None:

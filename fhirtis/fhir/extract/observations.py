@@ -431,8 +431,7 @@ class ObservationReader(ExtractorBase):
                 )
             return value if high_unit == "U/L" else to_unit(value, high_unit, "U/L", hpath)
         except ExcludedError as exc:
-            message = f"{ref}: {_ULN_NOT_TAKEN.format(exc.message)}"
-            data.issues.append(Issue("warning", exc.issue_code, message, exc.path, ref))
+            data.issues.append(exc.as_warning(r, _ULN_NOT_TAKEN.format(exc.message)))
             return None
 
     def _range_patient(self, data: PatientData) -> PatientFacts:
