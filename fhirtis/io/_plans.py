@@ -11,7 +11,7 @@
   whose statement declares it and does not leave ``identifier`` out of its search parameters
   (the If-None-Exist query is a search). Where conditional create is absent the
   create follows the search by identifier made just before (search-then-create; see
-  :mod:`fhirtis.pipeline.server` for the race and how it is handled). A derived type the server
+  :mod:`fhirtis.pipeline.write` for the race and how it is handled). A derived type the server
   lacks, or may not create, is not attempted: the plan says why, per type.
 """
 

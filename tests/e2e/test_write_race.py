@@ -1,6 +1,6 @@
 """The search-then-create race, run for real: a server without conditional create, and a second
 writer of the same patient that creates everything between the first writer's search by
-identifier and its first create. fhirtis's documented handling (``fhirtis.pipeline.server``):
+identifier and its first create. fhirtis's documented handling (``fhirtis.pipeline.write``):
 after its creates it searches their identifiers again, keeps the copy with the lowest id and
 deletes the others where the server allows delete, else reports the duplicates; each write that
 changed something ends with exactly one Provenance; the next run changes nothing."""

@@ -338,7 +338,7 @@ def test_unresolvable_medication_is_not_ivig_unless_it_looks_like_one() -> None:
 def test_a_medication_the_server_could_not_fetch_is_reported_once() -> None:
     igiv = administration("p3", "2024-01-03", med="Medication/gone3", dose=qty(1, "g"))
     igiv["medicationReference"]["display"] = "Gamunex-C"
-    # as pipeline/server.py marks a Medication it could not read
+    # as pipeline/pull.py marks a Medication it could not read
     server = Issue(
         "error",
         "not-found",

@@ -1,0 +1,113 @@
+"""What a FHIR server's answers and failures mean to a run: a failure's description (never its
+diagnostics, which may echo patient data), the HTTP status and FHIR issue code a caller of
+fhirtis should see, a batch-response entry's status and outcome, a Location's ``Type/id``, and
+:class:`Learned`, the signal that a refusal taught something about the server.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from fhirtis.fhir.primitives import json_array
+from fhirtis.io import (
+    FhirClientError,
+    FhirServerError,
+    Forbidden,
+    NotFound,
+    Refused,
+    TooManyRetries,
+    Unauthorized,
+    WriteOutcomeUnknown,
+    is_refusal,
+)
+
+Json = dict[str, Any]
+
+
+class PullError(FhirClientError):
+    """A read the evaluation needs failed; the patient is not evaluated."""
+
+
+def describe(exc: FhirClientError) -> str:
+    """The error, with the server's OperationOutcome issue codes and locations (not its
+    diagnostics, which may echo patient data)."""
+    text = str(exc)
+    outcome = getattr(exc, "operation_outcome", None)
+    if isinstance(outcome, dict):
+        parts = []
+        for issue in json_array(outcome.get("issue"))[:5]:
+            if isinstance(issue, dict):
+                where = ",".join(str(e) for e in json_array(issue.get("expression")))
+                parts.append(f"{issue.get('code', '?')}" + (f" at {where}" if where else ""))
+        if parts:
+            text += f" ({'; '.join(parts)})"
+    return text
+
+
+def status_for(exc: FhirClientError) -> int:
+    """The HTTP status a caller of fhirtis should see for a failure of the FHIR server."""
+    if isinstance(exc, Unauthorized):
+        return 401
+    if isinstance(exc, Forbidden):
+        return 403
+    if isinstance(exc, NotFound):
+        return 404
+    if isinstance(exc, WriteOutcomeUnknown):
+        return 504
+    if isinstance(exc, TooManyRetries):  # a refused or dropped connection is no timeout
+        return 504 if exc.timed_out else 502
+    return 502
+
+
+def code_for(exc: FhirClientError) -> str | None:
+    """The FHIR issue code of a failure of the FHIR server when the status alone would mislead:
+    a permanent refusal (405, 501, ``not-supported``) or another 4xx is never ``transient``."""
+    if isinstance(exc, FhirServerError) and exc.status is not None:
+        if is_refusal(exc.status, exc.operation_outcome):
+            return "not-supported"
+        if 400 <= exc.status < 500 and exc.status not in (401, 403, 404, 412):
+            return "processing"
+    return None
+
+
+def entry_ok(entry: Mapping[str, Any]) -> bool:
+    """Whether a batch-response entry's status is 2xx."""
+    response = entry.get("response")
+    status = str(response.get("status", "")) if isinstance(response, dict) else ""
+    return status[:1] == "2"
+
+
+def entry_response(entry: Mapping[str, Any]) -> Mapping[str, Any]:
+    response = entry.get("response")
+    return response if isinstance(response, dict) else {}
+
+
+def entry_status(entry: Mapping[str, Any]) -> int | None:
+    """A batch-response entry's HTTP status code, or None when it has none."""
+    status = str(entry_response(entry).get("status", ""))[:3]
+    return int(status) if status.isdigit() else None
+
+
+def entry_outcome(entry: Mapping[str, Any]) -> Json | None:
+    """A batch-response entry's OperationOutcome (``response.outcome``, or as its resource)."""
+    outcome = entry_response(entry).get("outcome") or entry.get("resource")
+    if isinstance(outcome, dict) and outcome.get("resourceType") == "OperationOutcome":
+        return outcome
+    return None
+
+
+class Learned(Exception):  # noqa: N818 - a signal, not an error
+    """A refusal taught something about the server: learn it and plan again."""
+
+    def __init__(self, refused: Refused) -> None:
+        super().__init__(refused.describe())
+        self.refused = refused
+
+
+def location_reference(location: str | None, fallback: str) -> str:
+    """``Type/id`` from a Location (``[base/]Type/id/_history/v``)."""
+    if not location:
+        return fallback
+    parts = location.split("/_history")[0].rstrip("/").split("/")
+    return "/".join(parts[-2:]) if len(parts) >= 2 else fallback

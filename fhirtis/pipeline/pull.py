@@ -1,0 +1,425 @@
+"""Read one patient's resources the way the server allows: its read plan (one batch of searches
+or individual GETs, by GET or ``POST _search``, ``_include`` or Medications by id), every page
+followed, learning from refusals and planning again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from typing import Any
+from urllib.parse import parse_qsl
+
+from fhirtis.fhir.bundle import PatientResources
+from fhirtis.fhir.derive import NO_IDENTIFIER_SEARCH, Derived
+from fhirtis.fhir.extract import patient_refs
+from fhirtis.fhir.needs import NEEDS, Need
+from fhirtis.fhir.outcome import Issue
+from fhirtis.fhir.queries import (
+    existing_by_patient_urls,
+    existing_urls,
+    medication_urls,
+    patient_read_urls,
+)
+from fhirtis.io import (
+    FhirClient,
+    FhirServerError,
+    MalformedResponse,
+    NotFound,
+    Refused,
+    is_refusal,
+    read_plan,
+    searchset_problem,
+)
+from fhirtis.pipeline.answers import Learned, PullError, entry_ok, entry_outcome, entry_status
+from fhirtis.pipeline.offline import extractor_for
+from fhirtis.settings import Settings
+
+Json = dict[str, Any]
+log = logging.getLogger("fhirtis.pipeline.pull")
+
+
+MAX_LEARN = 6  # refusals learned while reading or writing one patient (each changes the plan)
+MEDICATION_USERS = frozenset(n.resource_type for n in NEEDS if n.include is not None)
+MEDICATION_NEED = Need("medications", "Medication", ("_id",))
+EXISTING_NEED = Need("existing", "", ("identifier",))
+IMMUNE_GLOBULIN_WORDS = ("globulin", "ivig", "igiv", "immunoglobulin")
+
+
+def _matches(page: Json) -> list[Json]:
+    """The resources of a searchset page (entries that are not objects are ignored)."""
+    entries = page.get("entry")
+    if not isinstance(entries, list):
+        return []
+    return [
+        e["resource"]
+        for e in entries
+        if isinstance(e, dict) and isinstance(e.get("resource"), dict)
+    ]
+
+
+async def _all_matches(client: FhirClient, searchset: Json) -> list[Json]:
+    """The matches of a searchset and of every page after it. A first page in hand (a batch
+    entry's, or a GET's) is checked as later pages are (:func:`searchset_problem`)."""
+    problem = searchset_problem(searchset)
+    if problem is not None:
+        raise MalformedResponse(f"a search result {problem}", status=None, url="(search)")
+    out = _matches(searchset)
+    async for page in client.following_pages(searchset):
+        out.extend(_matches(page))
+    return out
+
+
+def _diagnose(need: Need | None, url: str, status: int | None) -> Refused:
+    """What a refused search taught: the type is absent (404), the search is not allowed (405),
+    else its ``_include``, else its patient parameter (400 ``not-supported``)."""
+    rtype = url.split("?", maxsplit=1)[0].split("/", maxsplit=1)[0]
+    if need is None:
+        return Refused("interaction", rtype, "read")
+    if status == 404:
+        return Refused("type", rtype)
+    if status in (405, 501):
+        return Refused("interaction", rtype, "search-type")
+    if need.include is not None and f"_include={need.include}" in url:
+        return Refused("include", rtype, need.include)
+    param = url.split("?", 1)[1].split("=", 1)[0]
+    return Refused("search-param", rtype, param)
+
+
+async def _get_search(client: FhirClient, need: Need | None, url: str) -> list[Json]:
+    """One search (every page) or, for ``need`` None, one read, as individual requests: a
+    search by GET, or by ``POST [type]/_search`` on a server that takes searches of the type
+    that way only (it says so, or it refused the GET with 405 and took the POST: learned)."""
+    rtype = url.split("?", maxsplit=1)[0]
+    if need is not None and (await client.capabilities()).searches_by_post(rtype):
+        return await _post_search(client, need, url)
+    try:
+        response = await client.request("GET", url)
+    except FhirServerError as exc:
+        if need is not None and is_refusal(exc.status, exc.operation_outcome):
+            if exc.status == 405:
+                try:
+                    found = await _post_search(client, need, url)
+                except Learned as learned:
+                    if learned.refused.kind != "interaction":  # POST taken, a parameter not
+                        client.learn(Refused("get-search", rtype))
+                    raise
+                client.learn(Refused("get-search", rtype))
+                return found
+            raise Learned(_diagnose(need, url, exc.status)) from exc
+        raise
+    body = response.body or {}
+    if need is None:
+        return [body]
+    return await _all_matches(client, body)
+
+
+async def _post_search(client: FhirClient, need: Need, url: str) -> list[Json]:
+    """The search ``url`` (``Type?params``) as ``POST [type]/_search``, its parameters in the
+    body (never in a URL), every page; a refusal is diagnosed from the POST's answer (405: no
+    search of the type at all; 400 ``not-supported``: its ``_include`` or parameter)."""
+    rtype, _, query = url.partition("?")
+    out: list[Json] = []
+    try:
+        async for page in client.search_bundle_pages(
+            rtype, parse_qsl(query, keep_blank_values=True), use_post=True
+        ):
+            out.extend(_matches(page))
+    except FhirServerError as exc:
+        if is_refusal(exc.status, exc.operation_outcome):
+            raise Learned(_diagnose(need, url, exc.status)) from exc
+        raise
+    return out
+
+
+async def _get_all(
+    client: FhirClient, urls: Sequence[tuple[Need | None, str]], requests: dict[str, int]
+) -> list[Json]:
+    """The searches as individual GETs, at most ``concurrency`` at a time."""
+    slots = asyncio.Semaphore(client.config.concurrency)
+
+    async def one(need: Need | None, url: str) -> list[Json]:
+        async with slots:
+            requests["read"] = requests.get("read", 0) + 1
+            return await _get_search(client, need, url)
+
+    results = await asyncio.gather(*(one(n, u) for n, u in urls), return_exceptions=True)
+    for r in results:  # a learned refusal first: it changes the plan
+        if isinstance(r, Learned):
+            raise r
+    out: list[Json] = []
+    for r in results:
+        if isinstance(r, BaseException):
+            raise r
+        out.extend(r)
+    return out
+
+
+async def batch_of_reads(client: FhirClient, urls: Sequence[str]) -> list[Json]:
+    """GET ``urls`` in one batch: the batch-response's entries, one object per URL in order
+    (else :class:`PullError`). A refused batch raises :class:`Learned` ``Refused("batch")``."""
+    try:
+        batch = await client.batch([{"request": {"method": "GET", "url": url}} for url in urls])
+    except FhirServerError as exc:
+        if is_refusal(exc.status, exc.operation_outcome):
+            raise Learned(Refused("batch")) from exc
+        raise
+    responses = batch.get("entry") or []
+    if (
+        batch.get("resourceType") != "Bundle"
+        or not isinstance(responses, list)
+        or len(responses) != len(urls)
+        or not all(isinstance(e, dict) for e in responses)
+    ):
+        raise PullError("the server's batch response does not answer every request")
+    return responses
+
+
+async def _batch_all(
+    client: FhirClient, urls: Sequence[tuple[Need | None, str]], requests: dict[str, int]
+) -> list[Json]:
+    """The searches as one batch, every page followed. A refused batch, or a search refused
+    inside it that works as a GET, teaches the server's limits."""
+    try:
+        responses = await batch_of_reads(client, [url for _, url in urls])
+    finally:
+        requests["read"] = requests.get("read", 0) + 1
+    out: list[Json] = []
+    for (need, url), entry in zip(urls, responses, strict=True):
+        where = url.split("?")[0]
+        if not entry_ok(entry):
+            status = entry_status(entry)
+            if (
+                need is None
+                and status in (404, 410)
+                and not is_refusal(status, entry_outcome(entry))
+            ):
+                raise NotFound(f"{where} not found", status=404, url=where)
+            if is_refusal(status, entry_outcome(entry)):
+                # refused in the batch: as a GET too (a search limit), or only in a batch?
+                requests["read"] = requests.get("read", 0) + 1
+                await _get_search(client, need, url)
+                raise Learned(Refused("batch-search"))
+            raise PullError(f"batch entry {where} failed with status {status or '?'}")
+        resource = entry.get("resource")
+        if not isinstance(resource, dict):
+            raise PullError(f"batch entry {where} has no resource")
+        if resource.get("resourceType") != "Bundle":
+            out.append(resource)
+            continue
+        out.extend(await _all_matches(client, resource))
+    return out
+
+
+async def read_urls(
+    client: FhirClient, urls: Sequence[tuple[Need | None, str]], requests: dict[str, int]
+) -> list[Json]:
+    """Execute reads the way the server's capabilities allow, learning from refusals."""
+    for _ in range(MAX_LEARN):
+        caps = await client.capabilities()
+        try:
+            if caps.supports_batch_search():
+                return await _batch_all(client, urls, requests)
+            return await _get_all(client, urls, requests)
+        except Learned as learned:
+            if learned.refused.kind not in ("batch", "batch-search"):
+                raise
+            client.learn(learned.refused)
+    raise PullError("the server kept refusing its reads")
+
+
+def _medication_refs(resources: Iterable[Json]) -> dict[str, list[Json]]:
+    """Medication references (``Medication/id``) of medication resources → who references."""
+    out: dict[str, list[Json]] = {}
+    for r in resources:
+        if r.get("resourceType") not in MEDICATION_USERS:
+            continue
+        ref = r.get("medicationReference")
+        target = ref.get("reference") if isinstance(ref, dict) else None
+        if isinstance(target, str) and target.startswith("Medication/"):
+            out.setdefault(target, []).append(r)
+    return out
+
+
+def _looks_like_immune_globulin(resource: Json, names: Sequence[str]) -> bool:
+    ref = resource.get("medicationReference")
+    text = str(ref.get("display") or "") if isinstance(ref, dict) else ""
+    lowered = text.lower()
+    return bool(lowered) and (
+        any(word in lowered for word in IMMUNE_GLOBULIN_WORDS)
+        or any(n and n in lowered for n in names)
+    )
+
+
+async def _resolve_medications(
+    client: FhirClient,
+    unique: dict[str, Json],
+    requests: dict[str, int],
+    ivig_names: Sequence[str],
+) -> list[Issue]:
+    """Medications the searches did not bring (no ``_include`` on this server): one
+    ``Medication?_id=a,b,…`` search per 40, else reads by id. What stays unresolved is an error
+    only where the medication looks like an immune globulin."""
+    wanted = {
+        ref: users for ref, users in _medication_refs(unique.values()).items() if ref not in unique
+    }
+    if not wanted:
+        return []
+    ids = [ref.split("/", 1)[1] for ref in wanted]
+    found: list[Json] = []
+    try:
+        found = await read_urls(
+            client,
+            [(MEDICATION_NEED, u) for u in medication_urls(ids, client.config.page_size)],
+            requests,
+        )
+    except Learned:  # no search by _id: read them one by one
+        for mid in ids:
+            requests["read"] = requests.get("read", 0) + 1
+            try:
+                found.append(await client.read("Medication", mid))
+            except NotFound:
+                continue
+    for m in found:
+        if m.get("resourceType") == "Medication":
+            unique.setdefault(f"Medication/{m.get('id')}", m)
+    issues: list[Issue] = []
+    for ref, users in wanted.items():
+        if ref in unique:
+            continue
+        for user in users:
+            where = f"{user.get('resourceType')}/{user.get('id')}"
+            if _looks_like_immune_globulin(user, ivig_names):
+                issues.append(
+                    Issue(
+                        "error",
+                        "not-found",
+                        f"{where}: its Medication ({ref}) could not be read from the server, and "
+                        "it looks like an immune globulin",
+                        "medicationReference",
+                        where,
+                    )
+                )
+            else:
+                issues.append(
+                    Issue(
+                        "information",
+                        "not-found",
+                        f"{where}: its Medication ({ref}) could not be read from the server",
+                        "medicationReference",
+                        where,
+                    )
+                )
+    return issues
+
+
+async def pull_patient(
+    client: FhirClient, patient_id: str, settings: Settings, requests: dict[str, int]
+) -> PatientResources:
+    """Read everything of one patient the computation needs, as the server allows (its read
+    plan: one batch or individual GETs, its parameters, ``_include`` or Medications by id)."""
+    unique, issues, skipped = await _pull(client, patient_id, settings, requests, None)
+    listed = [(key, r) for key, r in unique.items()]
+    patient_ref = f"Patient/{patient_id}"
+    others = patient_refs(r for _, r in listed) - {patient_ref}
+    if others:
+        issues.append(
+            Issue("warning", "business-rule", f"{len(others)} other patients referenced; ignored")
+        )
+    for rtype, why in sorted(skipped.items()):
+        issues.append(Issue("warning", "not-supported", f"{rtype} not read: {why}"))
+    return PatientResources(patient_ref, listed, dict(unique), issues)
+
+
+async def pull_types(
+    client: FhirClient, patient_id: str, settings: Settings, types: Collection[str]
+) -> tuple[list[Json], dict[str, str]]:
+    """One patient's resources of ``types`` only (searched as :func:`pull_patient` searches
+    them) and the Medications they reference, for a cohort whose Bulk export lacks those types.
+    Also returns the types the server cannot search at all, each with why."""
+    unique, issues, skipped = await _pull(client, patient_id, settings, {}, types)
+    if issues:
+        log.warning("%d medication reference(s) of %s could not be read", len(issues), patient_id)
+    return list(unique.values()), dict(skipped)
+
+
+async def _pull(
+    client: FhirClient,
+    patient_id: str,
+    settings: Settings,
+    requests: dict[str, int],
+    types: Collection[str] | None,
+) -> tuple[dict[str, Json], list[Issue], Mapping[str, str]]:
+    """The reads of :func:`pull_patient` (only ``types``' searches, when given): the resources
+    by "Type/id" (the first copy), the unresolved medications' issues, the skipped types."""
+    extractor = extractor_for(settings)
+    skipped: Mapping[str, str] = {}
+    resources: list[Json] = []
+    for _ in range(MAX_LEARN):
+        caps = await client.capabilities()
+        plan = read_plan(caps, client.config.page_size)
+        urls = patient_read_urls(
+            patient_id, extractor.t, client.config.page_size, plan.choices, types
+        )
+        try:
+            resources = await read_urls(client, urls, requests)
+        except Learned as learned:
+            client.learn(learned.refused)
+            continue
+        except NotFound:
+            raise
+        except FhirServerError as exc:
+            if exc.status in (404, 410) and exc.url.split("?")[0].endswith(
+                f"/Patient/{patient_id}"
+            ):
+                raise NotFound(
+                    f"Patient/{patient_id} not found", status=404, url=f"Patient/{patient_id}"
+                ) from None
+            raise
+        skipped = (
+            plan.skipped
+            if types is None
+            else {t: plan.skipped[t] for t in types if t in plan.skipped}
+        )
+        break
+    else:
+        raise PullError("the server kept refusing the reads the evaluation needs")
+    unique: dict[str, Json] = {}
+    for r in resources:
+        unique.setdefault(f"{r.get('resourceType')}/{r.get('id')}", r)
+    ivig = extractor.t.value_sets.get("ivig-products")
+    issues = await _resolve_medications(client, unique, requests, ivig.names if ivig else ())
+    return unique, issues, skipped
+
+
+async def find_existing(
+    client: FhirClient, derived: Sequence[Derived], requests: dict[str, int]
+) -> list[Json]:
+    """Stored resources that may be fhirtis's earlier output of ``derived`` (types the server
+    lacks are not searched; a type without an ``identifier`` search is searched by patient and
+    code). The caller matches them by identifier."""
+    for _ in range(MAX_LEARN):
+        caps = await client.capabilities()
+        absent = {d.resource_type for d in derived if not caps.has_type(d.resource_type)}
+        by_patient = {
+            d.resource_type
+            for d in derived
+            if d.resource_type not in absent
+            and d.resource_type not in NO_IDENTIFIER_SEARCH
+            and caps.search_param(d.resource_type, ("identifier",)) is None
+        }
+        known = caps
+        urls = existing_urls(derived, client.config.page_size, absent | by_patient)
+        urls += existing_by_patient_urls(
+            [d for d in derived if d.resource_type in by_patient],
+            lambda rtype, known=known: known.search_param(rtype, ("patient", "subject")),  # type: ignore[misc]
+            client.config.page_size,
+        )
+        if not urls:
+            return []
+        try:
+            return await read_urls(client, [(EXISTING_NEED, u) for u in urls], requests)
+        except Learned as learned:
+            client.learn(learned.refused)
+    raise PullError("the server kept refusing the searches for fhirtis's earlier output")

@@ -1,0 +1,296 @@
+"""Plan a patient's derived resources against what the write server holds and, when asked, write
+what changed, re-reading and re-planning on 412, an unknown outcome or a refusal that taught
+something; a run reports what the server confirmed (:func:`settle`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
+
+from fhirtis.fhir.derive import Derived
+from fhirtis.fhir.plan import RETIRABLE, Action, PlannedWrite, WritePlan, with_withdrawals
+from fhirtis.io import (
+    Capabilities,
+    FhirClient,
+    FhirClientError,
+    PreconditionFailed,
+    WriteOutcomeUnknown,
+    WritePlanShape,
+    write_plan,
+)
+from fhirtis.pipeline.answers import Learned, code_for, describe, location_reference, status_for
+from fhirtis.pipeline.patient_run import NotWritten, PatientRun, RunStatus
+from fhirtis.pipeline.pull import MAX_LEARN
+from fhirtis.pipeline.stored_output import stored_output
+from fhirtis.pipeline.write import (
+    Naming,
+    post_provenance,
+    write_batch,
+    write_singles,
+    write_transaction,
+)
+
+Json = dict[str, Any]
+log = logging.getLogger("fhirtis.pipeline.settle")
+
+
+MAX_REPLANS = 3
+
+
+class Plannable(Protocol):
+    """An evaluated patient whose derived resources can be planned against a server's state."""
+
+    @property
+    def derived(self) -> Sequence[Derived]: ...
+
+    def plan(self, existing: Mapping[str, Json] | None = None) -> WritePlan: ...
+
+
+async def settle(
+    client: FhirClient,
+    patient_id: str,
+    evaluated: Plannable,
+    *,
+    write: bool,
+    requests: dict[str, int] | None = None,
+) -> PatientRun:
+    """Plan the derived resources against what the write server holds (``client.writer()``:
+    ``write_base_url`` if set) and, with ``write``, write what changed the way the server allows
+    (transaction, batch, or single requests), re-reading and re-planning on 412, an unknown
+    outcome or a refusal that taught something. Types the server cannot store are not attempted
+    (``not_written``). Stored output that no Provenance names (an earlier run was killed, or
+    its Provenance failed, between its writes and its Provenance) is named by this run's: one
+    more search, only where output is stored (see :func:`_name_unnamed`). Earlier output no
+    longer derived is withdrawn (see :func:`stored_output`). The returned run has no
+    ``result`` (:func:`run_patient` sets it) and lists in ``written`` what the server confirmed
+    this run wrote, in every attempt."""
+    naming = Naming()
+    run = await _settle(client, patient_id, evaluated, write, requests, naming)
+    run.written = list(naming.written)
+    return run
+
+
+async def _settle(
+    client: FhirClient,
+    patient_id: str,
+    evaluated: Plannable,
+    write: bool,
+    requests: dict[str, int] | None,
+    naming: Naming,
+) -> PatientRun:
+    """:func:`settle`, what the server confirmed recorded in ``naming``."""
+    requests = {} if requests is None else requests
+    writer = client.writer()
+    sent_before = False  # a write was sent whose outcome we learn only by re-reading
+    plan: WritePlan | None = None
+    duplicates: list[str] = []  # found after search-then-create, kept (delete refused)
+    for attempt in range(MAX_REPLANS + MAX_LEARN + 1):
+        try:
+            stored = await stored_output(
+                writer, f"Patient/{patient_id}", evaluated.derived, requests
+            )
+            caps = await writer.capabilities()
+        except FhirClientError as exc:
+            return _failed(patient_id, plan, exc, requests)
+        plan = with_withdrawals(evaluated.plan(stored.existing), stored.withdraw)
+        naming.found_in(plan)
+        shape = write_plan(caps, {d.resource_type for d in evaluated.derived})
+        if write and attempt == 0 and shape.provenance:
+            await _name_unnamed(writer, plan, caps, requests, naming)
+        writes, not_written = _writable(plan, caps, shape)
+        not_written += stored.unchecked
+        if not writes and write and naming.targets and shape.provenance:
+            try:
+                # nothing else to write: the plan has no Provenance; the one of a plan
+                # against nothing has the same sources and time
+                provenance = _provenance_of(evaluated.plan(None))
+                await post_provenance(writer, provenance, [], requests, naming)
+            except FhirClientError as exc:
+                return _failed(patient_id, plan, exc, requests)
+            sent_before = sent_before or not naming.refused
+        if not writes:
+            status = RunStatus.WRITTEN if sent_before else RunStatus.UNCHANGED
+            return PatientRun(
+                patient_id,
+                status,
+                None,
+                plan,
+                requests=requests,
+                not_written=_with_refused_provenance(not_written, naming),
+                duplicates=duplicates,
+            )
+        if not write:
+            return PatientRun(
+                patient_id,
+                RunStatus.DRY_RUN,
+                None,
+                plan,
+                requests=requests,
+                not_written=not_written,
+            )
+        provenance = None
+        if shape.provenance:  # a plan that only withdraws has no Bundle: one against nothing
+            provenance = _provenance_of(plan) or _provenance_of(evaluated.plan(None))
+        writes_before = requests.get("write", 0)
+        try:
+            if shape.mode == "transaction":
+                await write_transaction(writer, writes, provenance, requests, duplicates, naming)
+            elif shape.mode == "batch":
+                await write_batch(writer, writes, provenance, shape, requests, duplicates, naming)
+            else:
+                await write_singles(writer, writes, provenance, shape, requests, duplicates, naming)
+        except Learned as learned:
+            writer.learn(learned.refused)
+            sent_before = sent_before or requests.get("write", 0) > writes_before
+            continue
+        except (PreconditionFailed, WriteOutcomeUnknown) as exc:
+            sent_before = sent_before or isinstance(exc, WriteOutcomeUnknown)
+            log.info(
+                "Patient/%s write attempt %d: %s; re-reading and re-planning",
+                patient_id,
+                attempt + 1,
+                type(exc).__name__,
+            )
+            continue
+        except FhirClientError as exc:
+            run = _failed(patient_id, plan, exc, requests)
+            run.not_written = _with_refused_provenance(not_written, naming)
+            run.duplicates = duplicates
+            return run
+        log.info(
+            "Patient/%s written (%s): %s",
+            patient_id,
+            shape.mode,
+            ", ".join(f"{k}={v}" for k, v in plan.summary.items()),
+        )
+        return PatientRun(
+            patient_id,
+            RunStatus.WRITTEN,
+            None,
+            plan,
+            requests=requests,
+            not_written=_with_refused_provenance(not_written, naming),
+            duplicates=duplicates,
+        )
+    return PatientRun(
+        patient_id,
+        RunStatus.FAILED,
+        None,
+        None,
+        error=f"still conflicting after {MAX_REPLANS} re-plans",
+        error_status=409,
+        requests=requests,
+    )
+
+
+def _failed(
+    patient_id: str, plan: WritePlan | None, exc: FhirClientError, requests: dict[str, int]
+) -> PatientRun:
+    return PatientRun(
+        patient_id,
+        RunStatus.FAILED,
+        None,
+        plan,
+        error=describe(exc),
+        requests=requests,
+        error_status=status_for(exc),
+        error_code=code_for(exc),
+    )
+
+
+_MAX_PROVENANCES_READ = 1000
+"""Provenances :func:`_name_unnamed` reads at most for one patient (each write of a patient's
+output posts one: a thousand is years of monthly runs; more means the search was not one)."""
+
+
+async def _name_unnamed(
+    writer: FhirClient,
+    plan: WritePlan,
+    caps: Capabilities,
+    requests: dict[str, int],
+    naming: Naming,
+) -> None:
+    """Derived resources found unchanged that no Provenance names (a run killed between its
+    writes and its Provenance, or one whose Provenance failed) go into this run's Provenance:
+    one search ``Provenance?target=…`` per run that finds stored output. A server that cannot
+    search Provenance by target, or a search that fails, leaves them as they are (said in the
+    log)."""
+    stored = [
+        f"{w.derived.resource_type}/{w.existing_id}"
+        for w in plan.writes
+        if w.action is Action.UNCHANGED and w.existing_id
+    ]
+    if (
+        not stored
+        or not caps.allows("Provenance", "search-type")
+        or caps.search_param("Provenance", ("target",)) is None
+    ):
+        return
+    named: set[str] = set()
+    seen = 0
+    try:
+        async for entry in writer.search("Provenance", {"target": ",".join(stored)}):
+            seen += 1
+            if seen > _MAX_PROVENANCES_READ:  # a server that ignored ``target`` lists them all
+                log.info("Provenance search by target gave too many: not checked")
+                return
+            resource = entry.get("resource") or {}
+            for target in resource.get("target") or []:
+                if isinstance(target, dict) and isinstance(target.get("reference"), str):
+                    named.add(location_reference(target["reference"], target["reference"]))
+    except FhirClientError as exc:  # best effort: the run goes on without the check
+        log.info("Provenance search by target failed (%s): not checked", type(exc).__name__)
+        return
+    finally:
+        requests["read"] = requests.get("read", 0) + 1
+    for ref in stored:
+        if ref not in named and ref not in naming.targets:
+            naming.targets.append(ref)
+
+
+def _with_refused_provenance(not_written: list[NotWritten], naming: Naming) -> list[NotWritten]:
+    """``not_written`` and, where the server refused a Provenance of this run, the Provenance."""
+    if naming.refused and all(n.resource_type != "Provenance" for n in not_written):
+        reason = "the server does not allow creating Provenance"
+        return [*not_written, NotWritten("Provenance", "", reason)]
+    return not_written
+
+
+def _writable(
+    plan: WritePlan, caps: Capabilities, shape: WritePlanShape
+) -> tuple[list[PlannedWrite], list[NotWritten]]:
+    """The changed writes the server can take, and the others with why they are not written."""
+    writes: list[PlannedWrite] = []
+    not_written: list[NotWritten] = []
+    for w in plan.writes:
+        rtype = w.derived.resource_type
+        if w.action is Action.WITHDRAW:
+            how = "update" if rtype in RETIRABLE else "delete"
+            if not caps.allows(rtype, how):
+                why = f"the server does not allow {how.removesuffix('e')}ing {rtype}"
+                not_written.append(NotWritten(rtype, w.derived.identifier, why, "withdrawn"))
+                continue
+            writes.append(w)
+            continue
+        reason = shape.not_written.get(rtype)
+        if reason is None and w.action is Action.UPDATE and not caps.allows(rtype, "update"):
+            reason = f"the server does not allow updating {rtype}"
+        if reason is not None:
+            if w.action is not Action.UNCHANGED:
+                not_written.append(NotWritten(rtype, w.derived.identifier, reason))
+            continue
+        if w.action is not Action.UNCHANGED:
+            writes.append(w)
+    if "Provenance" in shape.not_written and writes:
+        not_written.append(NotWritten("Provenance", "", shape.not_written["Provenance"]))
+    return writes, not_written
+
+
+def _provenance_of(plan: WritePlan) -> Json | None:
+    """The plan's Provenance (its sources and time), to be re-targeted at what is written."""
+    if plan.bundle is None:
+        return None
+    last = (plan.bundle.get("entry") or [{}])[-1].get("resource") or {}
+    return dict(last) if last.get("resourceType") == "Provenance" else None

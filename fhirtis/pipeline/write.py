@@ -1,0 +1,536 @@
+"""Write a patient's planned changes the way the server allows: one transaction, one batch, or
+single requests (creates, If-Match updates, withdrawals), then one Provenance naming what the
+server confirmed; creates the server answered without a Location are looked up by identifier.
+
+**The search-then-create race.** Where the server has no conditional create (its statement
+says ``conditionalCreate: false``, or it refused ``If-None-Exist``; e.g. Oracle Health
+Millennium), a create follows the search by business identifier. Two writers of the same
+patient (two ``fhirtis run --write``, a cohort run and ``$myositis-evaluate write=true``) that
+both search before either creates will both create. fhirtis handles it after the fact:
+
+- after its plain creates (and after a transaction's conditional creates: a server may ignore
+  ``ifNoneExist``), the writer searches their identifiers again; where it finds several
+  copies it keeps the one with the lowest id (every writer picks the same) and deletes the
+  others where the server allows ``delete`` on the type;
+- where the server refuses delete but allows updates of the type (Observation, Flag,
+  DetectedIssue), the other copies are marked ``entered-in-error`` and later runs ignore them;
+  otherwise every copy stays; either way the run reports each duplicated resource
+  (``PatientRun.duplicates``: ``fhirtis run --json`` "duplicates", a ``duplicate`` warning
+  issue in the HTTP answer); later runs match the copy with the lowest id, so they
+  update that one only and commit nothing while the result does not change;
+- each writer that changed something posts exactly one Provenance naming what *it* wrote (so
+  a race leaves two Provenances, one per write; a Provenance may name a copy the other writer
+  deleted).
+
+Tested in ``tests/e2e/test_write_race.py`` (a second writer run between the first's search
+and its first create, on the ``oracle-like``, ``no-transaction`` and ``full`` test-server
+profiles; and two writers started together).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Collection, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from fhirtis.fhir.plan import RETIRABLE, RETIRED, Action, PlannedWrite, WritePlan
+from fhirtis.fhir.primitives import is_id
+from fhirtis.fhir.queries import identifier_of
+from fhirtis.io import (
+    FhirClient,
+    FhirClientError,
+    FhirServerError,
+    NotFound,
+    PreconditionFailed,
+    Refused,
+    WriteOutcomeUnknown,
+    WritePlanShape,
+    is_refusal,
+)
+from fhirtis.pipeline.answers import (
+    Learned,
+    entry_outcome,
+    entry_response,
+    entry_status,
+    location_reference,
+)
+from fhirtis.pipeline.patient_run import Written
+from fhirtis.pipeline.pull import find_existing
+
+Json = dict[str, Any]
+log = logging.getLogger("fhirtis.pipeline.write")
+
+
+@dataclass
+class Naming:
+    """What the run's Provenances must still name, and whether the server refused them.
+
+    Writes of this run whose answer was lost (a plain create or a batch whose answer never
+    came, an If-Match update whose retry met 412) may have been made. Where the re-plan finds
+    one made (unchanged now), the run's next Provenance names it with what it writes, or on its
+    own when nothing else is to be written, so no derived resource is left unnamed. A server
+    that refuses the Provenance (its statement said nothing, or was wrong) is learnt from, and
+    the run reports the Provenance "not written"."""
+
+    identifiers: dict[str, Action] = field(default_factory=dict)  # outcome unknown: what it was
+    targets: list[str] = field(default_factory=list)  # ``Type/id`` found made, to be named
+    refused: bool = False  # the server refused a Provenance of this run
+    written: list[Written] = field(default_factory=list)  # what the server confirmed
+    # writes of a transaction whose answer was lost (its Provenance names them if it was made)
+    unknown: dict[str, Action] = field(default_factory=dict)
+
+    def lost(self, writes: Iterable[PlannedWrite]) -> None:
+        self.identifiers.update((w.derived.identifier, w.action) for w in writes)
+
+    def confirm(self, w: PlannedWrite, reference: str) -> None:
+        """The server confirmed ``w``, stored as ``reference``."""
+        d = w.derived
+        self.written.append(Written(d.resource_type, d.identifier, w.action, reference))
+
+    def and_(self, changed: Iterable[str]) -> list[str]:
+        """What a Provenance names: the lost writes found made, then ``changed`` (each once)."""
+        return [*self.targets, *(t for t in changed if t not in self.targets)]
+
+    def found_in(self, plan: WritePlan) -> None:
+        """The lost writes that ``plan`` finds made; the others are in it to write again."""
+        for w in plan.writes:
+            if w.action is Action.UNCHANGED and w.derived.identifier in self.identifiers:
+                target = f"{w.derived.resource_type}/{w.existing_id}"
+                if target not in self.targets:
+                    self.targets.append(target)
+                    lost = self.identifiers[w.derived.identifier]
+                    self.confirm(PlannedWrite(w.derived, lost, w.existing_id), target)
+            elif w.action is Action.UNCHANGED and w.derived.identifier in self.unknown:
+                lost = self.unknown[w.derived.identifier]
+                target = f"{w.derived.resource_type}/{w.existing_id}"
+                self.confirm(PlannedWrite(w.derived, lost, w.existing_id), target)
+        self.identifiers.clear()
+        self.unknown.clear()
+
+
+def _entry(w: PlannedWrite, conditional: bool) -> Json:
+    d = w.derived
+    if w.action is Action.CREATE:
+        request: Json = {"method": "POST", "url": d.resource_type}
+        if conditional:
+            request["ifNoneExist"] = d.if_none_exist
+        return {"fullUrl": d.full_url, "resource": d.resource, "request": request}
+    if _deletes(w):
+        return {"request": {"method": "DELETE", "url": f"{d.resource_type}/{w.existing_id}"}}
+    request = {"method": "PUT", "url": f"{d.resource_type}/{w.existing_id}"}
+    if w.existing_version:
+        request["ifMatch"] = f'W/"{w.existing_version}"'
+    return {"resource": {**d.resource, "id": w.existing_id}, "request": request}
+
+
+def _deletes(w: PlannedWrite) -> bool:
+    """Whether ``w`` withdraws by deleting (a type without an ``entered-in-error`` status)."""
+    return w.action is Action.WITHDRAW and w.derived.resource_type not in RETIRABLE
+
+
+def _made(location: str | None, answered: object, w: PlannedWrite) -> str | None:
+    """``Type/id`` of what a write made: from the answer's Location, else from the resource the
+    answer holds (a server or gateway that sent no Location), else for an update or withdrawal
+    :func:`_target`; for a create None (never its ``urn:uuid:``): :func:`_locate` finds it."""
+    fallback = None if w.action is Action.CREATE else _target(w)
+    if location:
+        made = location_reference(location, "")
+        if made:
+            return made
+    if isinstance(answered, dict) and answered.get("resourceType") == w.derived.resource_type:
+        made_id = answered.get("id")
+        if is_id(made_id):
+            return f"{w.derived.resource_type}/{made_id}"
+    return fallback
+
+
+async def _locate(
+    writer: FhirClient,
+    unlocated: Sequence[PlannedWrite],
+    requests: dict[str, int],
+    naming: Naming,
+    changed: list[str],
+) -> dict[str, str]:
+    """Creates the server answered without saying what they made (no Location, no resource):
+    looked up by business identifier (one search per type, as the duplicate check does); each
+    found is named (``changed``) and confirmed, the copy with the lowest id where there are
+    several. One not found is neither: the run reports it not confirmed. Returns identifier →
+    ``Type/id`` of those found."""
+    if not unlocated:
+        return {}
+    try:
+        found = await find_existing(writer, [w.derived for w in unlocated], requests)
+    except FhirClientError as exc:  # the writes stand; they are reported not confirmed
+        log.warning("created resources could not be looked up (%s)", type(exc).__name__)
+        return {}
+    refs: dict[str, str] = {}
+    for r in sorted(found, key=lambda r: str(r.get("id"))):
+        ident = identifier_of(r)
+        if ident is not None and r.get("status") != RETIRED:
+            refs.setdefault(
+                f"{r.get('resourceType')} {ident}", f"{r.get('resourceType')}/{r.get('id')}"
+            )
+    out: dict[str, str] = {}
+    for w in unlocated:
+        ref = refs.get(f"{w.derived.resource_type} {w.derived.identifier}")
+        if ref is None:
+            log.warning(
+                "a created %s was not found by its identifier: not named", w.derived.resource_type
+            )
+            continue
+        if ref not in changed:
+            changed.append(ref)
+        naming.confirm(w, ref)
+        out[w.derived.identifier] = ref
+    return out
+
+
+def _target(w: PlannedWrite) -> str:
+    d = w.derived
+    return d.full_url if w.action is Action.CREATE else f"{d.resource_type}/{w.existing_id}"
+
+
+async def write_transaction(
+    writer: FhirClient,
+    writes: Sequence[PlannedWrite],
+    provenance: Json | None,
+    requests: dict[str, int],
+    duplicates: list[str],
+    naming: Naming,
+) -> None:
+    """One transaction of the writes and their Provenance (all or nothing: a lost answer
+    leaves nothing unnamed). Its conditional creates are checked for duplicates as plain
+    creates are (:func:`_check_duplicates`): a server that ignores ``ifNoneExist`` creates a
+    resource another writer created meanwhile a second time."""
+    entries = [_entry(w, conditional=True) for w in writes]
+    if provenance is not None:
+        targets = naming.and_(_target(w) for w in writes)
+        prov = {**provenance, "target": [{"reference": t} for t in targets]}
+        entries.append({"resource": prov, "request": {"method": "POST", "url": "Provenance"}})
+    requests["write"] = requests.get("write", 0) + 1
+    try:
+        response = await writer.transaction(
+            {"resourceType": "Bundle", "type": "transaction", "entry": entries}
+        )
+    except FhirServerError as exc:
+        if is_refusal(exc.status, exc.operation_outcome) and not isinstance(exc, NotFound):
+            raise Learned(Refused("transaction")) from exc
+        raise
+    except WriteOutcomeUnknown:
+        naming.unknown.update((w.derived.identifier, w.action) for w in writes)  # named inside
+        raise
+    if provenance is not None:
+        naming.targets.clear()
+    answers = response.get("entry")
+    answers = answers if isinstance(answers, list) else []
+    created: list[PlannedWrite] = []
+    unlocated: list[PlannedWrite] = []
+    for i, w in enumerate(writes):  # all or nothing: every write was made
+        entry = answers[i] if i < len(answers) and isinstance(answers[i], dict) else {}
+        if w.action is Action.CREATE and entry_status(entry) == 200:
+            continue  # its ifNoneExist found it stored: another writer made it meanwhile
+        if w.action is Action.CREATE:
+            created.append(w)
+        location = entry_response(entry).get("location")
+        made = _made(location if isinstance(location, str) else None, entry.get("resource"), w)
+        if made is None:
+            unlocated.append(w)
+        else:
+            naming.confirm(w, made)
+    # the Provenance is written (naming the creates by fullUrl, which the server resolved):
+    # what these find is not named again
+    await _locate(writer, unlocated, requests, naming, [])
+    await _check_duplicates(writer, created, requests, duplicates, [])
+
+
+async def write_batch(
+    writer: FhirClient,
+    writes: Sequence[PlannedWrite],
+    provenance: Json | None,
+    shape: WritePlanShape,
+    requests: dict[str, int],
+    duplicates: list[str],
+    naming: Naming,
+) -> None:
+    """One batch of creates (conditional where the server has it) and If-Match updates, then
+    one Provenance naming what the batch changed."""
+    entries = [
+        _entry(w, shape.conditional_create.get(w.derived.resource_type, False)) for w in writes
+    ]
+    requests["write"] = requests.get("write", 0) + 1
+    try:
+        response = await writer.batch(entries)
+    except FhirServerError as exc:
+        if is_refusal(exc.status, exc.operation_outcome):
+            raise Learned(Refused("batch")) from exc
+        raise
+    except WriteOutcomeUnknown:
+        naming.lost(writes)
+        raise
+    answers = response.get("entry") or []
+    if len(answers) != len(entries):
+        naming.lost(writes)
+        raise WriteOutcomeUnknown(
+            "the server's batch response does not answer every entry", method="POST", url="(batch)"
+        )
+    changed: list[str] = []
+    conflict = False
+    failure: Exception | None = None  # the first entry that failed, raised once all is named
+    plain: list[PlannedWrite] = []
+    unlocated: list[PlannedWrite] = []  # creates whose answer does not say what they made
+    for w, entry in zip(writes, answers, strict=True):
+        status = entry_status(entry)
+        if status is not None and 200 <= status < 300:
+            location = (entry.get("response") or {}).get("location")
+            plain_create = w.action is Action.CREATE and not shape.conditional_create.get(
+                w.derived.resource_type, False
+            )
+            # a conditional create answers 200 when it found the resource; a plain create made
+            # it whatever its 2xx (some servers answer 200)
+            if w.action is not Action.CREATE or status == 201 or plain_create:
+                made = _made(location, entry.get("resource"), w)
+                if made is None:
+                    unlocated.append(w)
+                else:
+                    changed.append(made)
+                    naming.confirm(w, made)
+            if plain_create:
+                plain.append(w)
+            continue
+        outcome = entry_outcome(entry)
+        rtype = w.derived.resource_type
+        if _deletes(w) and status in (404, 410) and not is_refusal(status, outcome):
+            continue  # gone already
+        if status == 412:
+            conflict = True
+        elif failure is not None:
+            continue
+        elif is_refusal(status, outcome):
+            if w.action is Action.CREATE and shape.conditional_create.get(rtype, False):
+                failure = Learned(Refused("conditional-create", rtype))
+            else:
+                action = "create" if w.action is Action.CREATE else "update"
+                failure = Learned(
+                    Refused("interaction", rtype, "delete" if _deletes(w) else action)
+                )
+        else:
+            failure = FhirServerError(
+                f"batch entry {rtype} failed with status {status or '?'}",
+                status=status,
+                url=rtype,
+                operation_outcome=outcome,
+            )
+    # what the batch wrote is written: named by the Provenance even if other entries failed
+    await _locate(writer, unlocated, requests, naming, changed)
+    await _check_duplicates(writer, plain, requests, duplicates, changed)
+    await post_provenance(writer, provenance, changed, requests, naming)
+    if failure is not None:
+        raise failure
+    if conflict:
+        raise PreconditionFailed(
+            "a resource changed since it was read (If-Match)", status=412, url="(batch)"
+        )
+
+
+async def write_singles(
+    writer: FhirClient,
+    writes: Sequence[PlannedWrite],
+    provenance: Json | None,
+    shape: WritePlanShape,
+    requests: dict[str, int],
+    duplicates: list[str],
+    naming: Naming,
+) -> None:
+    """Single requests in a safe order: creates, then If-Match updates, then the Provenance
+    (last, so it names only what was written). A conditional create answered "exists" after a
+    try whose answer was lost names what that try created."""
+    changed: list[str] = []
+    resent: list[str] = []  # what creates sent again made (their first try may have too)
+    plain: list[PlannedWrite] = []
+    unlocated: list[PlannedWrite] = []  # creates whose answer does not say what they made
+    unlocated_resent: set[str] = set()
+    order = {Action.CREATE: 0, Action.UPDATE: 1, Action.WITHDRAW: 2}
+    ordered = sorted(writes, key=lambda w: order.get(w.action, 1))
+    try:
+        for w in ordered:
+            d = w.derived
+            rtype = d.resource_type
+            requests["write"] = requests.get("write", 0) + 1
+            if w.action is Action.CREATE:
+                conditional = shape.conditional_create.get(rtype, False)
+                headers = {"If-None-Exist": d.if_none_exist} if conditional else None
+                try:
+                    answer = await writer.request("POST", rtype, json=d.resource, headers=headers)
+                except FhirServerError as exc:
+                    if is_refusal(exc.status, exc.operation_outcome):
+                        kind = Refused("conditional-create", rtype) if conditional else None
+                        raise Learned(kind or Refused("interaction", rtype, "create")) from exc
+                    raise
+                except WriteOutcomeUnknown:
+                    naming.lost([w])
+                    raise
+                if not conditional or answer.resent:
+                    # resent: a server that ignores If-None-Exist created it twice
+                    plain.append(w)
+                # a conditional create answers 200 when it found the resource; a plain create
+                # made it whatever its 2xx (some servers answer 200)
+                if answer.status == 201 or answer.resent or not conditional:
+                    made = _made(answer.location, answer.body, w)
+                    if made is None:
+                        unlocated.append(w)
+                        if answer.resent:
+                            unlocated_resent.add(d.identifier)
+                    else:
+                        changed.append(made)
+                        naming.confirm(w, made)
+                        if answer.resent:
+                            resent.append(made)
+            elif _deletes(w):
+                url = f"{rtype}/{w.existing_id}"
+                try:
+                    await writer.request("DELETE", url)
+                except NotFound:
+                    continue  # gone already
+                except FhirServerError as exc:
+                    if is_refusal(exc.status, exc.operation_outcome):
+                        raise Learned(Refused("interaction", rtype, "delete")) from exc
+                    raise
+                changed.append(url)
+                naming.confirm(w, url)
+            else:
+                headers = {"If-Match": f'W/"{w.existing_version}"'} if w.existing_version else {}
+                url = f"{rtype}/{w.existing_id}"
+                try:
+                    answer = await writer.request(
+                        "PUT", url, json={**d.resource, "id": w.existing_id}, headers=headers
+                    )
+                except PreconditionFailed:
+                    naming.lost([w])  # a real change meanwhile, or our lost first try
+                    raise
+                except FhirServerError as exc:
+                    if is_refusal(exc.status, exc.operation_outcome):
+                        raise Learned(Refused("interaction", rtype, "update")) from exc
+                    raise
+                except WriteOutcomeUnknown:
+                    naming.lost([w])
+                    raise
+                changed.append(url)
+                naming.confirm(w, url)
+    finally:
+        # what was written is written: name it in the one Provenance even if a later write fails
+        located = await _locate(writer, unlocated, requests, naming, changed)
+        resent += [ref for ident, ref in located.items() if ident in unlocated_resent]
+        if changed or naming.targets:
+            await _check_duplicates(writer, plain, requests, duplicates, changed, resent)
+            await post_provenance(writer, provenance, changed, requests, naming)
+
+
+async def _check_duplicates(
+    writer: FhirClient,
+    created: Sequence[PlannedWrite],
+    requests: dict[str, int],
+    duplicates: list[str],
+    changed: list[str],
+    resent: Collection[str] = (),
+) -> None:
+    """Search-then-create (no conditional create on the server) has a race: another writer may
+    create the same resource between our search by identifier and our POST. After the creates,
+    one search per type by their identifiers finds such duplicates; the one with the lowest id
+    is kept (every writer picks the same) and the others are deleted where the server allows
+    it, else marked ``entered-in-error`` where it allows updates, else kept; each is reported in
+    ``duplicates`` (later runs update the kept one only). ``changed`` (what the Provenance will
+    name) names the kept copy too where a copy it names was made by a resent create
+    (``resent``): the kept one may be what the lost first try made. A kept copy that another
+    writer made is that writer's to name."""
+    if not created:
+        return
+    caps = await writer.capabilities()
+    found = await find_existing(writer, [w.derived for w in created], requests)
+    wanted = {w.derived.identifier for w in created}
+    by_ident: dict[str, list[Json]] = {}
+    for r in found:
+        ident = identifier_of(r)
+        if ident in wanted and r.get("status") != RETIRED:  # a copy already retired is settled
+            by_ident.setdefault(ident, []).append(r)
+    for ident, copies in sorted(by_ident.items()):
+        if len(copies) < 2:
+            continue
+        copies.sort(key=lambda r: str(r.get("id")))
+        rtype = str(copies[0].get("resourceType"))
+        if not caps.allows(rtype, "delete"):
+            if rtype in RETIRABLE and caps.allows(rtype, "update"):
+                for extra in copies[1:]:  # no delete: the extra copies are marked void
+                    await _retire(writer, extra, requests)
+                _name_kept(changed, copies, resent)
+                log.warning("a concurrent create duplicated a %s; the extra copies retired", rtype)
+                duplicates.append(
+                    f"{rtype} {ident}: {len(copies)} copies (a concurrent create); the server "
+                    "refuses delete, so the others were marked entered-in-error (the one with "
+                    "the lowest id is kept and updated)"
+                )
+                continue
+            log.warning(
+                "%d %s resources share a derived identifier (a concurrent create); kept all",
+                len(copies),
+                rtype,
+            )
+            duplicates.append(
+                f"{rtype} {ident}: {len(copies)} copies (a concurrent create); the server "
+                f"refuses delete, so all were kept (the one with the lowest id is updated)"
+            )
+            continue
+        for extra in copies[1:]:
+            requests["write"] = requests.get("write", 0) + 1
+            with contextlib.suppress(NotFound):
+                await writer.request("DELETE", f"{rtype}/{extra.get('id')}")
+        _name_kept(changed, copies, resent)
+        log.warning("a concurrent create duplicated a %s; the extra copies were deleted", rtype)
+
+
+def _name_kept(changed: list[str], copies: Sequence[Json], resent: Collection[str]) -> None:
+    """Where ``changed`` names an extra copy of ``copies`` (the first is kept) that a resent
+    create made, it names the kept one too: the create's lost first try may have made it."""
+    refs = [f"{c.get('resourceType')}/{c.get('id')}" for c in copies]
+    if not resent or refs[0] in changed:
+        return
+    if any(ref in resent and ref in changed for ref in refs[1:]):
+        changed.append(refs[0])
+
+
+async def _retire(writer: FhirClient, copy: Json, requests: dict[str, int]) -> None:
+    """Mark a duplicate that a race created ``entered-in-error`` (where delete is refused): the
+    kept copy (lowest id) stays the one every later run reads and updates."""
+    rtype, rid = copy.get("resourceType"), copy.get("id")
+    version = (copy.get("meta") or {}).get("versionId")
+    headers = {"If-Match": f'W/"{version}"'} if version else None
+    requests["write"] = requests.get("write", 0) + 1
+    with contextlib.suppress(NotFound, PreconditionFailed):  # gone, or the other writer did it
+        await writer.request(
+            "PUT", f"{rtype}/{rid}", json={**copy, "status": RETIRED}, headers=headers
+        )
+
+
+async def post_provenance(
+    writer: FhirClient,
+    provenance: Json | None,
+    changed: Sequence[str],
+    requests: dict[str, int],
+    naming: Naming,
+) -> None:
+    """One Provenance naming ``changed`` and the lost writes found made (then named)."""
+    targets = naming.and_(changed)
+    if provenance is None or not targets:
+        return
+    prov = {**provenance, "target": [{"reference": t} for t in targets]}
+    requests["write"] = requests.get("write", 0) + 1
+    try:
+        await writer.request("POST", "Provenance", json=prov)
+    except FhirServerError as exc:
+        if not is_refusal(exc.status, exc.operation_outcome):
+            raise
+        # what it names is written; the server keeps no Provenance: learnt, and reported
+        writer.learn(Refused("interaction", "Provenance", "create"))
+        naming.refused = True
+    naming.targets.clear()
