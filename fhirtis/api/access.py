@@ -45,7 +45,11 @@ def read_for_evaluate() -> tuple[str, ...]:
     return tuple(dict.fromkeys(found))
 
 
-_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="fhirtis"'}
+# RFC 6750 §3: every refusal of a request's token carries a challenge; its error code says why
+# (none when no token was sent)
+CHALLENGE = {"WWW-Authenticate": 'Bearer realm="fhirtis"'}
+INVALID_TOKEN = {"WWW-Authenticate": 'Bearer realm="fhirtis", error="invalid_token"'}
+INSUFFICIENT_SCOPE = {"WWW-Authenticate": 'Bearer realm="fhirtis", error="insufficient_scope"'}
 
 
 @dataclass(frozen=True)
@@ -61,9 +65,9 @@ def bearer_token(request: Request) -> str:
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
-        raise ApiError(401, "a bearer token is required", headers=_CHALLENGE)
+        raise ApiError(401, "a bearer token is required", headers=CHALLENGE)
     if not is_b64token(token.strip()):
-        raise ApiError(401, "the bearer token is not valid", headers=_CHALLENGE)
+        raise ApiError(401, "the bearer token is not valid", headers=INVALID_TOKEN)
     return token.strip()
 
 
@@ -117,7 +121,7 @@ class TokenValidator:
         try:
             decoded = jwt.decode(token, self._keys, algorithms=["RS256", "RS384", "ES256", "ES384"])
         except (JoseError, ValueError):
-            raise ApiError(401, "the bearer token is not valid", headers=_CHALLENGE) from None
+            raise ApiError(401, "the bearer token is not valid", headers=INVALID_TOKEN) from None
         claims = decoded.claims
         now = int(self._clock())
         problems = []
@@ -135,7 +139,9 @@ class TokenValidator:
             problems.append("not yet valid")
         if problems:
             raise ApiError(
-                401, f"the bearer token is not valid ({', '.join(problems)})", headers=_CHALLENGE
+                401,
+                f"the bearer token is not valid ({', '.join(problems)})",
+                headers=INVALID_TOKEN,
             )
         scope = claims.get("scope", "")
         scopes = frozenset(scope.split()) if isinstance(scope, str) else frozenset()
@@ -168,9 +174,14 @@ def authorize(caller: Caller, patient_id: str, *, write: bool) -> None:
             f"the token lacks the scopes: {', '.join(lacking)}. fhirtis reads every one of these "
             "types to evaluate a patient and refuses rather than give a result from part of the "
             "record",
+            headers=INSUFFICIENT_SCOPE,
         )
     patient_scoped = any(s.startswith("patient/") for s in caller.scopes)
     if caller.patient is not None and caller.patient != patient_id:
-        raise ApiError(403, "the token's patient context is another patient")
+        raise ApiError(
+            403, "the token's patient context is another patient", headers=INSUFFICIENT_SCOPE
+        )
     if patient_scoped and caller.patient is None:
-        raise ApiError(403, "patient-level scopes without a patient context")
+        raise ApiError(
+            403, "patient-level scopes without a patient context", headers=INSUFFICIENT_SCOPE
+        )

@@ -17,10 +17,11 @@ from fastapi_offline import FastAPIOffline
 
 from fhirtis import __version__
 from fhirtis.api import cds_hooks, ops, web
-from fhirtis.api.access import Caller, TokenValidator, authorize, bearer_token
+from fhirtis.api.access import INVALID_TOKEN, Caller, TokenValidator, authorize, bearer_token
 from fhirtis.api.cds_hooks.trust import CdsChallenge
 from fhirtis.api.errors import (
     FHIR_JSON,
+    FHIR_JSON_UTF8,
     ApiError,
     install_error_handlers,
     require_json_answer,
@@ -176,8 +177,9 @@ def capability_statement(state: ServiceState) -> dict[str, Any]:
             {
                 "mode": "server",
                 "security": security,
+                # a Patient operation only (OperationDefinition system false): never listed in
+                # rest.operation, which is for system-level operations (R4 CapabilityStatement)
                 "resource": [{"type": "Patient", "operation": [op]}],
-                "operation": [op],
             }
         ],
     }
@@ -185,13 +187,13 @@ def capability_statement(state: ServiceState) -> dict[str, Any]:
 
 @router.get("/metadata", summary="CapabilityStatement")
 async def metadata(request: Request) -> JSONResponse:
-    return JSONResponse(capability_statement(_state(request)), media_type=FHIR_JSON)
+    return JSONResponse(capability_statement(_state(request)), media_type=FHIR_JSON_UTF8)
 
 
 @router.get("/OperationDefinition/myositis-evaluate", summary="The operation's definition")
 async def operation_definition() -> JSONResponse:
     path = profiles_dir() / "OperationDefinition-myositis-evaluate.json"
-    return JSONResponse(json.loads(path.read_text()), media_type=FHIR_JSON)
+    return JSONResponse(json.loads(path.read_text()), media_type=FHIR_JSON_UTF8)
 
 
 async def _evaluate(
@@ -258,6 +260,7 @@ async def _evaluate_for(
             if status >= 500
             else f"the FHIR server refused: {run.error}",
             code=run.error_code,
+            headers=INVALID_TOKEN if status == 401 else None,  # the server refused the token
         )
     assert run.result is not None  # a failed write still returns the computed result
     evaluation = run.result.evaluation
@@ -272,7 +275,7 @@ async def _evaluate_for(
             *(i.as_fhir() for i in run.result.issues),
         ]
         raise ApiError(422, "this patient's data cannot be evaluated", issues=missing)
-    return JSONResponse(result_bundle(run, write=params.write), media_type=FHIR_JSON)
+    return JSONResponse(result_bundle(run, write=params.write), media_type=FHIR_JSON_UTF8)
 
 
 _SERVER_HEADER_NAME = "X-FHIR-Server"

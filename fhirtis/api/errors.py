@@ -17,6 +17,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger("fhirtis.api")
 FHIR_JSON = "application/fhir+json"
+#: The Content-Type of every FHIR answer: FHIR R4 http.html ("Content Types and encodings")
+#: requires the charset, HTTP's default being ISO-8859-1.
+FHIR_JSON_UTF8 = f"{FHIR_JSON}; charset=utf-8"
 ONLY_JSON = "this service reads and answers JSON only (application/fhir+json or application/json)"
 _JSON_TYPES = frozenset({"application/json", FHIR_JSON})
 _ANY_JSON = frozenset({"*/*", "application/*"})
@@ -81,7 +84,7 @@ def outcome(
 def outcome_response(
     status: int, body: dict[str, Any], headers: dict[str, str] | None = None
 ) -> JSONResponse:
-    return JSONResponse(body, status_code=status, media_type=FHIR_JSON, headers=headers)
+    return JSONResponse(body, status_code=status, media_type=FHIR_JSON_UTF8, headers=headers)
 
 
 def is_json_media_type(value: str) -> bool:

@@ -142,6 +142,12 @@ def parse_parameters(pairs: list[tuple[str, Any]]) -> EvaluateParameters:
         elif name == "server":
             out.server = str(value)
         elif name in _POLICY_FIELDS:
+            if isinstance(value, bool):  # no policy value is a boolean; never read as 0 or 1
+                raise ApiError(
+                    400,
+                    f"parameter {name} takes a number or a code, not a boolean",
+                    expression=name,
+                )
             out.policy[name] = value
         else:
             raise ApiError(400, f"unknown parameter {name}", expression=name)

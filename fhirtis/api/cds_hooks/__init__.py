@@ -12,6 +12,10 @@ IVIG in ``context.draftOrders`` (for ``order-select``: the selected ones):
    action) setting the draft order's rate to the maximum;
 4. the latest Total Improvement Score and response category, when a baseline exists.
 
+``POST /cds-services/{id}/feedback`` takes the client's feedback on the cards (CDS Hooks 2.0
+"Feedback": accepted or overridden), answered 200 ``{}`` and counted in the log, nothing else
+kept.
+
 Data come from ``prefetch`` when given (a resource, a searchset Bundle, or null for "none");
 what is missing is read from ``fhirServer`` with ``fhirAuthorization.access_token`` — only if
 that server is on the service's allow-list, and the token goes to that server only. When data

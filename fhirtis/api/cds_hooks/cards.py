@@ -30,6 +30,7 @@ from fhirtis.fhir.orders import (
     RateKind,
     with_rates,
 )
+from fhirtis.fhir.primitives import is_id
 
 Json = dict[str, Any]
 
@@ -277,6 +278,13 @@ def exceeded_card(check: _OrderCheck, limit: RateLimit) -> Json | None:
         "Thromboembolic events with IVIG are related to the infusion rate; ProDERM lowered its "
         "maximum rate after such events.",
     ]
+    if not is_id(order.resource.get("id")):
+        lines += [
+            "",
+            "This order has no id yet, so no change of its rate can be suggested; "
+            "set the rate by hand.",
+        ]
+        return _card(summary, "warning", "\n".join(lines))
     changes: dict[RateKind, list[tuple[int, int]]] = {}
     for rate, _ in exceeding:
         changes.setdefault(rate.kind, []).append(rate.location)

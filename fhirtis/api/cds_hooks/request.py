@@ -146,6 +146,12 @@ def parse_call(body: Any, service: CdsService) -> HookCall:
         if not isinstance(raw, list) or not all(isinstance(s, str) for s in raw):
             raise bad("context.selections is required and must be an array of references")
         selections = list(raw)
+        unknown = [s for s in selections if s not in _draft_references(draft)]
+        if unknown:  # read as "nothing selected", a selected IVIG order would get no card
+            raise bad(
+                f"context.selections names {len(unknown)} order(s) not in context.draftOrders "
+                "(a selection is a reference such as MedicationRequest/123)"
+            )
     server = body.get("fhirServer")
     if server is not None and (not isinstance(server, str) or not server):
         raise bad("fhirServer must be a URL")
@@ -164,12 +170,61 @@ def parse_call(body: Any, service: CdsService) -> HookCall:
         token_type = auth.get("token_type")
         if not isinstance(token_type, str) or token_type.lower() != "bearer":
             raise bad("fhirAuthorization.token_type must be Bearer")
+        # a token restricted to another patient could read that patient's record, or nothing
+        if auth.get("patient") is not None and auth.get("patient") != patient_id:
+            raise bad("fhirAuthorization.patient is another patient than context.patientId")
     prefetch = body.get("prefetch", {})
     if prefetch is None:
         prefetch = {}
     if not isinstance(prefetch, dict):
         raise bad("prefetch must be an object")
     return HookCall(hook, patient_id, draft, selections, server, token, prefetch)
+
+
+def _draft_references(draft: Mapping[str, Any]) -> set[str]:
+    """How a selection may name a draft order: ``Type/id``, or the entry's ``fullUrl``."""
+    refs: set[str] = set()
+    for entry in draft.get("entry", []):
+        if not isinstance(entry, dict):
+            continue
+        resource, full_url = entry.get("resource"), entry.get("fullUrl")
+        if isinstance(full_url, str):
+            refs.add(full_url)
+        if isinstance(resource, dict) and is_id(resource.get("id")):
+            refs.add(f"{resource.get('resourceType')}/{resource['id']}")
+    return refs
+
+
+FEEDBACK_OUTCOMES = ("accepted", "overridden")
+
+
+def parse_feedback(body: Any) -> list[str]:
+    """The outcomes of a feedback call (CDS Hooks 2.0 "Feedback": ``{"feedback": [{card,
+    outcome, acceptedSuggestions, overrideReason, outcomeTimestamp}]}``), checked; raises a
+    400 :class:`CdsError` naming what is wrong."""
+    items = body.get("feedback") if isinstance(body, dict) else None
+    if not isinstance(items, list):
+        raise bad("the request body must be an object with a feedback array")
+    outcomes: list[str] = []
+    for i, item in enumerate(items):
+        where = f"feedback[{i}]"
+        if not isinstance(item, dict):
+            raise bad(f"{where} must be an object")
+        for name in ("card", "outcomeTimestamp"):
+            if not isinstance(item.get(name), str) or not item[name]:
+                raise bad(f"{where}.{name} is required")
+        outcome = item.get("outcome")
+        if outcome not in FEEDBACK_OUTCOMES:
+            raise bad(f"{where}.outcome must be accepted or overridden")
+        accepted = item.get("acceptedSuggestions", [])
+        if not isinstance(accepted, list) or not all(
+            isinstance(a, dict) and isinstance(a.get("id"), str) for a in accepted
+        ):
+            raise bad(f"{where}.acceptedSuggestions must be an array of objects with an id")
+        if not isinstance(item.get("overrideReason", {}), dict):
+            raise bad(f"{where}.overrideReason must be an object")
+        outcomes.append(outcome)
+    return outcomes
 
 
 @dataclass

@@ -8,6 +8,7 @@ import contextlib
 import json
 import logging
 import time
+import uuid
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -37,6 +38,7 @@ from fhirtis.api.cds_hooks.request import (
     Template,
     bad,
     parse_call,
+    parse_feedback,
     prefetch_templates,
     take_prefetch,
 )
@@ -142,18 +144,22 @@ def _error(exc: CdsError) -> Response:
     return _json({"error": exc.error, "message": exc.message}, exc.status)
 
 
+async def _body(request: Request) -> Any:
+    try:
+        return json.loads(await request.body())
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        raise bad("the request body is not JSON") from None
+
+
 async def _answer(
     request: Request, service: CdsService, audit_to: dict[str, Any]
 ) -> tuple[Json, dict[str, int]]:
     ctx = _context(request)
-    try:
-        body = json.loads(await request.body())
-    except (ValueError, UnicodeDecodeError, RecursionError):
-        raise bad("the request body is not JSON") from None
-    call = parse_call(body, service)
+    call = parse_call(await _body(request), service)
     audit_to["patient"] = call.patient_id
     stats = {"orders": 0, "ivig": 0, "fetched": 0}
     not_read: dict[str, str] = {}  # types the FHIR server offers no search of
+    call.draft_orders = _referable(call.draft_orders)
     requests = draft_medication_requests(call.draft_orders, call.selections)
     stats["orders"] = len(requests)
     if not requests:
@@ -242,6 +248,28 @@ async def _answer(
     return {"cards": cards}, stats
 
 
+def _referable(draft: Json) -> Json:
+    """``draftOrders`` with a ``fullUrl`` (``urn:uuid:``) on each MedicationRequest entry that has
+    neither an id nor a fullUrl (an unsaved order: FHIR needs no id in a collection Bundle), so
+    that it is checked like any other order rather than passed over."""
+    entries = draft.get("entry")
+    if not isinstance(entries, list):
+        return draft
+    out = []
+    for entry in entries:
+        resource = entry.get("resource") if isinstance(entry, dict) else None
+        if (
+            isinstance(resource, dict)
+            and resource.get("resourceType") == "MedicationRequest"
+            and not is_id(resource.get("id"))
+            and not isinstance(entry.get("fullUrl"), str)
+        ):
+            out.append({**entry, "fullUrl": f"urn:uuid:{uuid.uuid4()}"})
+        else:
+            out.append(entry)
+    return {**draft, "entry": out}
+
+
 def _lacking(missing: list[str], paged: list[str]) -> str:
     """What prefetch lacks, in words: the keys not given, and those given as one page of a
     paged search (a ``next`` link)."""
@@ -294,6 +322,43 @@ def install(app: FastAPI) -> None:
         with Timer(metrics, "cds"):
             response = await _call(request, service, audit_to)
         audit("cds", audit_to["patient"], audit_to["who"], response.status_code, service=service.id)
+        return response
+
+    @app.post(
+        "/cds-services/{service_id}/feedback",
+        tags=["CDS Hooks"],
+        summary="Feedback on a CDS service's cards",
+    )
+    async def feedback(request: Request, service_id: str) -> Response:
+        """CDS Hooks 2.0 "Feedback": what the user did with the cards, counted in the log (never
+        the cards' ids, the override comments or anything else the client sent); 200 ``{}``."""
+        service = SERVICES.get(service_id)
+        if service is None:
+            return _error(CdsError(404, "unknown-service", "no CDS service has that id"))
+        who: dict[str, Any] = {"verified": False}
+        try:
+            verifier: CdsClientVerifier | None = request.app.state.fhirtis_cds_verifier
+            if verifier is not None:
+                here = str(request.url.replace(query=None, fragment=None))
+                audiences = (here, here.rstrip("/").removesuffix("/feedback"))
+                caller = await verifier.verify(request.headers.get("authorization"), audiences)
+                who = {"verified": True, "iss": caller.iss, "sub": caller.sub}
+            outcomes = parse_feedback(await _body(request))
+        except StarletteHTTPException as http_exc:  # 413 from the body limit
+            response = _error(
+                CdsError(http_exc.status_code, "request-refused", str(http_exc.detail))
+            )
+        except CdsError as exc:
+            response = _error(exc)
+        else:
+            log.info(
+                "cds %s feedback: %d accepted, %d overridden",
+                service.id,
+                outcomes.count("accepted"),
+                outcomes.count("overridden"),
+            )
+            response = _json({})
+        audit("cds-feedback", None, who, response.status_code, service=service.id)
         return response
 
     async def _call(request: Request, service: CdsService, audit_to: dict[str, Any]) -> Response:

@@ -6,7 +6,8 @@ service checks:
 
 - the signature, with a key of that client's JWKS, by an algorithm CDS Hooks names (ES384,
   RS384; ES256/RS256 are not accepted);
-- ``iss``: a trusted client; ``aud``: the URL of the service called (``/cds-services/{id}``);
+- ``iss``: a trusted client; ``aud``: the URL of the service called (``/cds-services/{id}``;
+  for its feedback endpoint, ``/cds-services/{id}/feedback`` or the service's URL);
 - ``exp``: a finite number, in the future and at most 5 minutes ahead (30 s allowed for clock
   skew); ``iat`` and ``nbf``, when given, finite numbers not in the future;
 - ``jti``: a string not seen before from that client while the token is valid (replay).
@@ -110,7 +111,8 @@ class CdsClientVerifier:
             if c.jwks_path is not None:
                 self._keys[c.iss] = _Keys(_key_set(c.jwks_path.read_text()), math.inf)
 
-    async def verify(self, authorization: str | None, audience: str) -> CdsCaller:
+    async def verify(self, authorization: str | None, audience: str | Sequence[str]) -> CdsCaller:
+        """The caller of a JWT whose ``aud`` is ``audience`` (or one of them), else 401."""
         scheme, _, token = (authorization or "").partition(" ")
         token = token.strip()
         if scheme.lower() != "bearer" or not token:
@@ -166,7 +168,7 @@ class CdsClientVerifier:
             return entry.keys
 
     def _check_claims(
-        self, client: TrustedCdsClient, claims: dict[str, Any], audience: str
+        self, client: TrustedCdsClient, claims: dict[str, Any], audience: str | Sequence[str]
     ) -> None:
         now = self._clock()
         problems = []
@@ -174,7 +176,8 @@ class CdsClientVerifier:
             problems.append("issuer")
         aud = claims.get("aud")
         audiences = aud if isinstance(aud, list) else [aud]
-        if audience.rstrip("/") not in [a.rstrip("/") for a in audiences if isinstance(a, str)]:
+        wanted = {a.rstrip("/") for a in ([audience] if isinstance(audience, str) else audience)}
+        if not wanted & {a.rstrip("/") for a in audiences if isinstance(a, str)}:
             problems.append("audience")
         exp: Any = claims.get("exp")
         if not _finite(exp) or exp <= now or exp > now + MAX_LIFETIME_SECONDS + SKEW_SECONDS:

@@ -300,7 +300,8 @@
       launch,
       scope: scopeFor(smart, config.scope || "launch openid fhirUser patient/*.read"),
       state,
-      aud: server,
+      // SMART App Launch: in an EHR launch, aud is the launch's iss value, as the EHR sent it
+      aud: iss,
       code_challenge: await pkceChallenge(verifier),
       code_challenge_method: "S256",
     };
