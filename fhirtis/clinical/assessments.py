@@ -4,7 +4,8 @@ Rules, in order:
 
 1. Values ``entered-in-error`` or ``cancelled`` are excluded; so are impossible values (outside
    their instrument's range).
-2. Several values of one measure on one day (one enzyme counts as its own measure here): a
+2. Several values of one measure on one instrument on one day (one enzyme counts as its own
+   measure here; two instruments of one measure, an MMT-8 and a CMAS say, are both kept): a
    ``final``/``amended``/``corrected`` one wins over ``preliminary`` (and ``registered``/
    ``unknown``); then the latest ``issued``. If the values of the winning tier disagree, the
    grouping warns.
@@ -12,11 +13,11 @@ Rules, in order:
    recorded on different days within ``assessment_window_days`` of each other, with no repeat of
    either, are one visit split over days: they make one assessment, dated at the first. (Without
    this rule one visit would count twice and could "confirm" a deterioration by itself.)
-4. Each assessment takes, for every other measure (and every enzyme), the value nearest its date
-   within ± ``assessment_window_days`` (ties: the earlier value). A value may serve several
-   assessments: laboratory values drawn between a screening visit and the baseline visit serve
-   the baseline too. A value that serves no assessment is noted (outside every window, or
-   another value was nearer).
+4. Each assessment takes, for every other measure on each instrument (and every enzyme), the
+   value nearest its date within ± ``assessment_window_days`` (ties: the earlier value). A value
+   may serve several assessments: laboratory values drawn between a screening visit and the
+   baseline visit serve the baseline too. A value that serves no assessment is noted (outside
+   every window, or another value was nearer).
 5. Baseline: the last assessment on or before the first IVIG administration and no more than
    ``baseline_lookback_days`` before it; or the assessment on the date a caller names. With
    neither an IVIG start nor a named date there is no baseline, and the result says so.
@@ -47,8 +48,25 @@ _BEST_STATUS = frozenset({ResultStatus.FINAL, ResultStatus.AMENDED, ResultStatus
 _VOID_STATUS = frozenset({ResultStatus.ENTERED_IN_ERROR, ResultStatus.CANCELLED})
 _ANCHORS = (Measure.PGA, Measure.MMT8)
 
-# A slot is what one assessment holds one value of: a measure, or a lab enzyme by name.
+# A slot names what one value is of: a measure, or a lab enzyme by name.
 Slot = Measure | Instrument
+
+# What one assessment holds one value of: a lab enzyme by name, or a measure on one instrument
+# (a juvenile visit may record MMT-8 and CMAS, an extramuscular VAS and DAS: each is kept, and
+# each comparison takes an instrument measured at both assessments, clinical spec §1).
+_Held = Instrument | tuple[Measure, Instrument]
+
+INSTRUMENT_PREFERENCE: Mapping[Measure, tuple[Instrument, ...]] = {
+    Measure.PGA: (Instrument.VAS, Instrument.LIKERT),
+    Measure.PTGA: (Instrument.VAS, Instrument.LIKERT),
+    Measure.MMT8: (Instrument.MMT8_150, Instrument.MMT8_80, Instrument.CMAS),
+    Measure.HAQ: (Instrument.HAQ_DI, Instrument.CHAQ),
+    Measure.ENZYME: (Instrument.CHQ_PHS,),
+    Measure.EXTRAMUSCULAR: (Instrument.VAS, Instrument.DAS),
+}
+"""Of several instruments of one measure at one assessment, the one an assessment's ``values``
+holds and a comparison prefers (when both assessments have it): the core set instrument before
+its alternative (VAS before Likert, MMT-8 before CMAS, the MDAAT VAS before DAS)."""
 
 
 def slot_of(value: MeasureValue) -> Slot:
@@ -57,19 +75,90 @@ def slot_of(value: MeasureValue) -> Slot:
     return value.measure
 
 
+def _held_of(value: MeasureValue) -> _Held:
+    if value.measure is Measure.ENZYME and value.instrument in ENZYMES:
+        return value.instrument
+    return (value.measure, value.instrument)
+
+
+def _held_order(held: _Held) -> tuple[str, str]:
+    """An order of held slots: by the slot's name (the measure, or the enzyme), then the
+    instrument."""
+    if isinstance(held, tuple):
+        return (str(held[0]), str(held[1]))
+    return (str(held), "")
+
+
+def _preferred(measure: Measure, held: Mapping[Instrument, MeasureValue]) -> MeasureValue:
+    order = INSTRUMENT_PREFERENCE[measure]
+    return min(
+        held.values(),
+        key=lambda v: order.index(v.instrument) if v.instrument in order else len(order),
+    )
+
+
 @fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class Assessment:
+    """One assessment. ``values`` holds one value per measure (of several instruments, the
+    preferred one, :data:`INSTRUMENT_PREFERENCE`); ``others`` the values of the other
+    instruments of a measure, where the assessment has more than one (:func:`comparable`)."""
+
     day: date
     values: Mapping[Measure, MeasureValue] = field(default_factory=dict)
     enzymes: Mapping[Instrument, MeasureValue] = field(default_factory=dict)
+    others: Mapping[Measure, tuple[MeasureValue, ...]] = field(default_factory=dict)
 
     def for_tis(self) -> AssessmentValues:
         return AssessmentValues(self.values, self.enzymes)
 
     @property
     def sources(self) -> tuple[str, ...]:
-        return tuple(v.source for v in (*self.values.values(), *self.enzymes.values()))
+        return tuple(
+            v.source
+            for v in (
+                *self.values.values(),
+                *self.enzymes.values(),
+                *(v for vs in self.others.values() for v in vs),
+            )
+        )
+
+
+def comparable(baseline: Assessment, followup: Assessment) -> tuple[Assessment, Assessment]:
+    """The two assessments with, for each measure, values of one instrument measured at both
+    where there is one (clinical spec §1: an instrument is never mixed across the two
+    assessments compared); the preferred such instrument when there are several. A juvenile
+    alternative to the enzyme (CHQ-PhS) measured at one of the two only gives way to the lab
+    enzymes when both have them. Without ``others`` on either side, the assessments as
+    they are."""
+    if (
+        not baseline.others
+        and not followup.others
+        and ((Measure.ENZYME in baseline.values) == (Measure.ENZYME in followup.values))
+    ):
+        return baseline, followup
+    base_values, follow_values = dict(baseline.values), dict(followup.values)
+    for measure in base_values.keys() & follow_values.keys():
+        b, f = base_values[measure], follow_values[measure]
+        if b.instrument is f.instrument:
+            continue
+        b_all = {v.instrument: v for v in (b, *baseline.others.get(measure, ()))}
+        f_all = {v.instrument: v for v in (f, *followup.others.get(measure, ()))}
+        shared = [i for i in INSTRUMENT_PREFERENCE[measure] if i in b_all and i in f_all]
+        if shared:
+            base_values[measure], follow_values[measure] = b_all[shared[0]], f_all[shared[0]]
+    # CHQ-PhS on one side only, lab enzymes on both: the lab enzymes are compared
+    if (
+        (Measure.ENZYME in base_values) != (Measure.ENZYME in follow_values)
+        and baseline.enzymes
+        and followup.enzymes
+    ):
+        base_values.pop(Measure.ENZYME, None)
+        follow_values.pop(Measure.ENZYME, None)
+    return (
+        Assessment(baseline.day, base_values, baseline.enzymes, baseline.others),
+        Assessment(followup.day, follow_values, followup.enzymes, followup.others),
+    )
 
 
 @fast_frozen_init
@@ -89,7 +178,7 @@ def _rank(value: MeasureValue) -> tuple[int, datetime, str]:
 
 def _one_per_day(values: Iterable[MeasureValue], notes: list[Note]) -> list[MeasureValue]:
     """Rules 1 and 2: drop void and impossible values; one value per slot and day."""
-    by_day: dict[tuple[Slot, date], list[MeasureValue]] = {}
+    by_day: dict[tuple[_Held, date], list[MeasureValue]] = {}
     for value in values:
         if value.status in _VOID_STATUS:
             notes.append(
@@ -100,16 +189,17 @@ def _one_per_day(values: Iterable[MeasureValue], notes: list[Note]) -> list[Meas
         if problem is not None:
             notes.append(problem)
             continue
-        by_day.setdefault((slot_of(value), value.day), []).append(value)
+        by_day.setdefault((_held_of(value), value.day), []).append(value)
     chosen: list[MeasureValue] = []
-    for (slot, _day), candidates in sorted(
-        by_day.items(), key=lambda kv: (kv[0][1], str(kv[0][0]))
+    for (_held, _day), candidates in sorted(
+        by_day.items(), key=lambda kv: (kv[0][1], *_held_order(kv[0][0]))
     ):
         if len(candidates) == 1:
             chosen.append(candidates[0])
             continue
         best = max(candidates, key=_rank)
         chosen.append(best)
+        slot = slot_of(best)
         tier = [
             c for c in candidates if (c.status in _BEST_STATUS) == (best.status in _BEST_STATUS)
         ]
@@ -140,19 +230,20 @@ def group_assessments(values: Iterable[MeasureValue], policy: Policy) -> Groupin
     window = policy.assessment_window_days
 
     # Rule 3: anchors.
-    anchor_days: dict[date, dict[Measure, MeasureValue]] = {}
+    anchor_days: dict[date, dict[_Held, MeasureValue]] = {}
     others: list[MeasureValue] = []
     for value in daily:
         if value.measure in _ANCHORS:
-            anchor_days.setdefault(value.day, {})[value.measure] = value
+            anchor_days.setdefault(value.day, {})[_held_of(value)] = value
         else:
             others.append(value)
-    groups: list[tuple[date, dict[Measure, MeasureValue]]] = []
+    groups: list[tuple[date, dict[_Held, MeasureValue]]] = []
     for day in sorted(anchor_days):
         found = anchor_days[day]
         if groups:
             first_day, held = groups[-1]
-            if (day - first_day).days <= window and not (found.keys() & held.keys()):
+            repeated = {v.measure for v in found.values()} & {v.measure for v in held.values()}
+            if (day - first_day).days <= window and not repeated:
                 held.update(found)
                 continue
         groups.append((day, dict(found)))
@@ -163,12 +254,12 @@ def group_assessments(values: Iterable[MeasureValue], policy: Policy) -> Groupin
     # the same order as a walk over all of them would.
     ordered = sorted(others, key=lambda v: (v.day, v.source))
     ordinals = [v.day.toordinal() for v in ordered]
-    slot_list = [slot_of(v) for v in ordered]
-    slots: list[dict[Slot, MeasureValue]] = []
+    slot_list = [_held_of(v) for v in ordered]
+    slots: list[dict[_Held, MeasureValue]] = []
     used: set[int] = set()
     for anchor, anchored in groups:
-        chosen: dict[Slot, MeasureValue] = {m: v for m, v in anchored.items()}  # keys: Slot
-        distances: dict[Slot, int] = {m: abs((v.day - anchor).days) for m, v in chosen.items()}
+        chosen: dict[_Held, MeasureValue] = dict(anchored)
+        distances: dict[_Held, int] = {m: abs((v.day - anchor).days) for m, v in chosen.items()}
         anchor_at = anchor.toordinal()
         first = bisect_left(ordinals, anchor_at - window)
         for k in range(first, bisect_right(ordinals, anchor_at + window)):
@@ -198,14 +289,20 @@ def group_assessments(values: Iterable[MeasureValue], policy: Policy) -> Groupin
 
     assessments = []
     for (day, _), slot_values in zip(groups, slots, strict=True):
-        measures: dict[Measure, MeasureValue] = {}
+        by_measure: dict[Measure, dict[Instrument, MeasureValue]] = {}
         enzymes: dict[Instrument, MeasureValue] = {}
         for v in slot_values.values():
             if v.measure is Measure.ENZYME and v.instrument in ENZYMES:  # slot_of(v): the enzyme
                 enzymes[v.instrument] = v
             else:
-                measures[v.measure] = v
-        assessments.append(Assessment(day, measures, enzymes))
+                by_measure.setdefault(v.measure, {})[v.instrument] = v
+        measures = {m: _preferred(m, held) for m, held in by_measure.items()}
+        alternatives = {
+            m: tuple(v for v in held.values() if v is not measures[m])
+            for m, held in by_measure.items()
+            if len(held) > 1
+        }
+        assessments.append(Assessment(day, measures, enzymes, alternatives))
     return Grouping(tuple(assessments), tuple(notes))
 
 

@@ -11,6 +11,7 @@ from fhirtis.clinical.assessments import (
     Assessment,
     BaselineChoice,
     choose_baseline,
+    comparable,
     group_assessments,
 )
 from fhirtis.clinical.deterioration import (
@@ -87,12 +88,20 @@ def evaluate_course(
     # without enzymes at baseline compute_tis would choose (none) afresh for every follow-up
     tis_enzyme = enzyme if enzyme is not None else choose_enzyme(baseline.enzymes, policy)
     # every value of the grouping passed check_value (group_assessments drops the others)
+    pairs = [comparable(baseline, a) for a in later]
     tis_results = [
-        compute_tis(baseline_values, a.for_tis(), population, policy, tis_enzyme, checked=True)
-        for a in later
+        compute_tis(
+            b.for_tis() if b is not baseline else baseline_values,
+            a.for_tis(),
+            population,
+            policy,
+            tis_enzyme,
+            checked=True,
+        )
+        for b, a in pairs
     ]
     deteriorations = [
-        assess_deterioration(a.day, baseline.values, a.values, policy, checked=True) for a in later
+        assess_deterioration(a.day, b.values, a.values, policy, checked=True) for b, a in pairs
     ]
     confirmation = confirm(deteriorations)
     followups = tuple(

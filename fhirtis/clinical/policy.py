@@ -15,9 +15,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from decimal import Decimal
 from enum import StrEnum
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 
 class Population(StrEnum):
@@ -185,6 +185,40 @@ class Policy(BaseModel):
         "temporally associated",
     )
     tee_early_hours: int = Field(24, ge=0, description="onset within this many hours is 'early'")
+
+    @field_validator(
+        "enzyme_tie_order", "weight_plausible_kg", "height_plausible_cm", mode="before"
+    )
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        """A list as a result reports it ("ck,aldolase,ldh,ast,alt", "0.5,350"), so that a
+        reported policy block, an operation's ``valueString`` or a calculator's "policy" can set
+        it again."""
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(","))
+        return value
+
+    @field_validator("enzyme_tie_order")
+    @classmethod
+    def _five_enzymes(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        """Any order of the five enzymes (names read case-insensitively), each once: a name
+        that is not one of them would silently move an enzyme to the end of the order."""
+        names = tuple(name.strip().lower() for name in value)
+        if sorted(names) != sorted(ENZYME_TIE_ORDER_DEFAULT):
+            raise ValueError(
+                "enzyme_tie_order must list ck, aldolase, ldh, ast and alt, each once, in any order"
+            )
+        return names
+
+    @field_validator("weight_plausible_kg", "height_plausible_cm")
+    @classmethod
+    def _low_to_high(
+        cls, value: tuple[Decimal, Decimal], info: ValidationInfo
+    ) -> tuple[Decimal, Decimal]:
+        low, high = value
+        if not low <= high:
+            raise ValueError(f"{info.field_name} must be [low, high] with low ≤ high")
+        return value
 
     def as_record(self) -> dict[str, str]:
         """The policy as flat strings, for results, reports and derived resources (a fresh

@@ -178,6 +178,18 @@ def infusion_rate_in_context(
             )
         )
     if admin.rate_mg_per_kg_per_h is not None or admin.rate_ml_per_kg_per_h is not None:
+        for per_kg_rate, what in (
+            (admin.rate_mg_per_kg_per_h, "mass"),
+            (admin.rate_ml_per_kg_per_h, "volume"),
+        ):
+            if per_kg_rate is not None and not is_positive_finite(per_kg_rate):
+                notes.append(
+                    excluded(
+                        "rate-implausible",
+                        f"{what} rate per kg is not a positive finite number; not used",
+                        src,
+                    )
+                )
         per_kg = _rate_per_kg(admin)  # None when neither is set
         if per_kg is not None:
             return per_kg, tuple(notes)
@@ -200,7 +212,11 @@ def infusion_rate_in_context(
             )
         mg_per_min = mass_mg_per_min
     if mg_per_min is None:
-        if volume_ok:
+        # a volume rate (per patient or per kg) that the concentration would have made a rate
+        volume_per_kg = admin.rate_ml_per_kg_per_h is not None and is_positive_finite(
+            admin.rate_ml_per_kg_per_h
+        )
+        if volume_ok or volume_per_kg:
             notes.append(
                 missing(
                     "rate-concentration-unknown",

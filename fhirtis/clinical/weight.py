@@ -13,6 +13,8 @@ plausibility. Pure rules over :mod:`fhirtis.clinical.facts`; no FHIR, no I/O.
   of male or female, and a height of at least 152.4 cm (60 in). When one is lacking, the basis
   is *unavailable*: the dosing weight is ``None`` with the reason; the code never falls back to
   the actual weight. The basis asked for is always reported (:attr:`DosingWeight.basis`).
+  The ideal basis needs no actual weight: none, or one older than ``weight_max_age_days``, is
+  then neither "missing" nor "stale" (it is still reported as ``actual_kg``).
   An adjusted weight below ideal (actual < ideal) is computed as the formula says, with a warning.
 """
 
@@ -258,17 +260,20 @@ def dosing_weight_from(
     actual: Decimal | None = None
     age_days: int | None = None
     stale = False
+    # the ideal body weight needs no actual weight: none, or an old one, is then not a problem
+    uses_actual = basis is not DosingWeightBasis.IDEAL
     if weight is None:
-        notes.append(
-            missing(
-                "weight-missing",
-                "no body weight on or before the cycle start; dosing weight unknown",
+        if uses_actual:
+            notes.append(
+                missing(
+                    "weight-missing",
+                    "no body weight on or before the cycle start; dosing weight unknown",
+                )
             )
-        )
     else:
         actual = weight.kg
         age_days = (on - weight.when.date()).days
-        if age_days > policy.weight_max_age_days:
+        if age_days > policy.weight_max_age_days and uses_actual:
             stale = True
             notes.append(
                 warning(
