@@ -29,8 +29,10 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
+    EnvSettingsSource,
     JsonConfigSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
@@ -206,6 +208,19 @@ class _FileRelativePaths(PydanticBaseSettingsSource):
         return _resolve_paths(self.settings_cls, self._inner(), self._folder)
 
 
+class _EnvListsAsText(EnvSettingsSource):
+    """The environment, where a list or tuple value that is not JSON is passed on as its text
+    for the model to read: ``FHIRTIS_POLICY__ENZYME_TIE_ORDER=ldh,ck,aldolase,ast,alt``, the
+    comma form a result's policy block reports (the policy splits it, and checks it as any
+    value). pydantic-settings would refuse it with "error parsing value for field policy"."""
+
+    def decode_complex_value(self, field_name: str, field: FieldInfo, value: Any) -> Any:
+        try:
+            return super().decode_complex_value(field_name, field, value)
+        except ValueError:
+            return value
+
+
 _settings_file: ContextVar[str | None] = ContextVar("fhirtis_settings_file", default=None)
 
 
@@ -237,11 +252,11 @@ class Settings(BaseSettings):
         cls,
         settings_cls: type[BaseSettings],
         init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,  # replaced by _EnvListsAsText
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        sources: list[PydanticBaseSettingsSource] = [init_settings, _EnvListsAsText(settings_cls)]
         file = _settings_file.get() or os.environ.get("FHIRTIS_SETTINGS_FILE")
         if file:
             path = Path(file)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from fhirtis.clinical.policy import DosingWeightBasis
-from fhirtis.settings import load_settings
+from fhirtis.settings import SettingsError, load_settings
 
 
 def test_environment_and_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -88,3 +88,32 @@ def test_readme_main_command_works_from_another_folder(
     )
     assert result.exit_code == 0, result.output
     assert '"mmt8"' in result.output
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "expected"),
+    [
+        # the comma form a result's policy block reports, and the JSON array form
+        ("ENZYME_TIE_ORDER", "ldh,ck,aldolase,ast,alt", ("ldh", "ck", "aldolase", "ast", "alt")),
+        (
+            "ENZYME_TIE_ORDER",
+            '["ALT","ast","ldh","aldolase","ck"]',
+            ("alt", "ast", "ldh", "aldolase", "ck"),
+        ),
+        ("WEIGHT_PLAUSIBLE_KG", "1,300", (Decimal(1), Decimal(300))),
+        ("HEIGHT_PLAUSIBLE_CM", "[30, 250]", (Decimal(30), Decimal(250))),
+    ],
+)
+def test_list_settings_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch, name: str, text: str, expected: tuple[object, ...]
+) -> None:
+    monkeypatch.setenv(f"FHIRTIS_POLICY__{name}", text)
+    assert getattr(load_settings().policy, name.lower()) == expected
+
+
+def test_a_list_setting_from_the_environment_is_still_checked(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("FHIRTIS_POLICY__ENZYME_TIE_ORDER", "ldh,ck,cpk,ast,alt")
+    with pytest.raises(SettingsError, match="enzyme_tie_order"):
+        load_settings()
