@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from decimal import ROUND_DOWN, ROUND_HALF_EVEN, ROUND_UP, Context, Decimal, localcontext
 from fractions import Fraction
 
@@ -84,6 +85,17 @@ def beside(value: Decimal, limit: Decimal, places: int = 4) -> Decimal:
         return shown
     rounding = ROUND_UP if value > limit else ROUND_DOWN  # positive values: away from the limit
     return quantize(value, places, rounding)
+
+
+def beside_any(value: Decimal, limits: Iterable[Decimal], places: int = 4) -> Decimal:
+    """:func:`beside` for a value compared with whichever of ``limits`` applied (a cycle's
+    maximum rate, beside the maximum with and without a risk factor): ``value`` to ``places``
+    decimals, rounded away from a limit it would otherwise show it equal to."""
+    shown = quantize(value, places, ROUND_HALF_EVEN)
+    for limit in limits:
+        if shown == limit:
+            return beside(value, limit, places)
+    return shown
 
 
 def format_beside(value: Decimal, limit: Decimal) -> str:

@@ -220,6 +220,12 @@ class Policy(BaseModel):
             raise ValueError(f"{info.field_name} must be [low, high] with low ≤ high")
         return value
 
+    @property
+    def rate_limits(self) -> tuple[Decimal, Decimal]:
+        """The maximum infusion rates a rate may be held against (mg/kg/min): without and with a
+        thromboembolism risk factor."""
+        return (self.max_rate_mg_kg_min, self.max_rate_with_risk_mg_kg_min)
+
     def as_record(self) -> dict[str, str]:
         """The policy as flat strings, for results, reports and derived resources (a fresh
         dict each time, made once per policy object: the policy is frozen). Kept by the

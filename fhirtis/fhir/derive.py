@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 from urllib.parse import quote
 
 from fhirtis import __version__
-from fhirtis.clinical.decimals import beside
+from fhirtis.clinical.decimals import beside, beside_any
 from fhirtis.clinical.facts import FhirTime, Measure
 from fhirtis.clinical.frozen import fast_frozen_init
 from fhirtis.clinical.ivig import Cycle, Exposure
@@ -484,9 +484,15 @@ def _deterioration_observation(
 
 
 def _cycle_observation(
-    note: Json, patient_ref: str, cycle: Cycle, period: Json, administrations: set[str]
+    note: Json,
+    patient_ref: str,
+    cycle: Cycle,
+    period: Json,
+    administrations: set[str],
+    limits: tuple[Decimal, ...],
 ) -> Derived:
-    """``period``: the cycle's start and end; ``administrations``: its sources."""
+    """``period``: the cycle's start and end; ``administrations``: its sources; ``limits``: the
+    maximum rates the cycle's maximum rate is written beside (never shown equal to one)."""
     day = _day(cycle.start.day)
     ident = _identifier("ivig-cycle-dose", f"ivig-cycle-dose|{patient_ref}|{day}|{_VERSION_PART}")
     dw = cycle.dosing_weight
@@ -509,7 +515,10 @@ def _cycle_observation(
     rate: Json
     if cycle.max_rate_mg_kg_min is not None:
         rate = _value_component(
-            _RATE_CODE, "max-infusion-rate", cycle.max_rate_mg_kg_min, "mg/kg/min"
+            _RATE_CODE,
+            "max-infusion-rate",
+            beside_any(cycle.max_rate_mg_kg_min, limits),
+            "mg/kg/min",
         )
     else:
         rate = {
@@ -725,13 +734,16 @@ def derive_resources(evaluation: PatientEvaluation, patient_ref: str) -> list[De
         # each cycle's times and sources are made once: the cumulative dose uses them too
         all_administrations: set[str] = set()
         periods: list[Json] = []
+        limits = evaluation.policy.rate_limits
         for cycle in exposure.cycles:
             period = {"start": _instant(cycle.start), "end": _instant(cycle.end)}
             # = set(cycle.sources), without the two properties per administration
             administrations = {a.administration.source for a in cycle.administrations}
             all_administrations |= administrations
             periods.append(period)
-            out.append(_cycle_observation(note, patient_ref, cycle, period, administrations))
+            out.append(
+                _cycle_observation(note, patient_ref, cycle, period, administrations, limits)
+            )
         whole = {"start": periods[0]["start"], "end": periods[-1]["end"]}
         out.append(_cumulative_observation(note, patient_ref, exposure, whole, all_administrations))
     thrombosis = evaluation.thrombosis

@@ -29,7 +29,7 @@ from pydantic import (
 )
 
 from fhirtis.clinical.course import FollowUp
-from fhirtis.clinical.decimals import beside
+from fhirtis.clinical.decimals import beside, beside_any
 from fhirtis.clinical.notes import Note
 from fhirtis.clinical.patient import PatientEvaluation
 from fhirtis.clinical.policy import Policy, Population
@@ -300,7 +300,11 @@ def summarise(
             g_per_kg=_q(c.g_per_kg),
             dosing_weight_kg=c.dosing_weight.kg,
             dosing_weight_basis=c.dosing_weight.basis.value,
-            max_rate_mg_kg_min=_q(c.max_rate_mg_kg_min),
+            max_rate_mg_kg_min=(
+                None
+                if c.max_rate_mg_kg_min is None
+                else _q(beside_any(c.max_rate_mg_kg_min, evaluation.policy.rate_limits))
+            ),
             warnings=[n.code for n in c.notes],
         )
         for c in exposure.cycles

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from fhirtis.clinical.decimals import (
     _format_decimal_general,
     beside,
+    beside_any,
     format_beside,
     format_decimal,
 )
@@ -84,3 +85,18 @@ def test_a_value_written_beside_a_limit_is_equal_to_it_only_when_it_is(
     assert (written == limit) is (value == limit)
     assert abs(written - value) <= Decimal("0.0001")
     assert written.as_tuple().exponent >= -4
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [
+        ("4.00004", "4.0001"),  # beside 4, up
+        ("3.99996", "3.9999"),  # beside 4, down
+        ("3.30004", "3.3001"),  # beside 3.3
+        ("4", "4"),  # equal to a limit: as it is
+        ("2.54321", "2.5432"),  # near no limit: half-even
+        ("4.00005", "4.0001"),  # half-even would give 4.0000
+    ],
+)
+def test_beside_any_keeps_a_value_off_every_limit(value: str, shown: str) -> None:
+    assert beside_any(Decimal(value), (Decimal(4), Decimal("3.3"))) == Decimal(shown)

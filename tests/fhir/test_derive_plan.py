@@ -205,6 +205,38 @@ def test_a_rate_just_above_the_maximum_is_never_written_equal_to_it() -> None:
     assert (finding["rate"], finding["limit"]) == (Decimal("4.0001"), Decimal(4))
 
 
+def test_a_cycles_maximum_rate_is_written_as_its_rate_finding_writes_it() -> None:
+    """The cycle of the administration above (4.00004 mg/kg/min, above 4) wrote its maximum
+    rate to 4 places half-even, 4, in the cycle Observation and the summary, beside a
+    DetectedIssue saying 4.0001 is above the maximum 4. A cycle's maximum rate is written
+    beside the policy's limits as a rate finding is beside its own."""
+    doc = bundle(
+        patient(),
+        obs("w", "29463-7", 154.322, "[lb_av]", "2024-03-01T10:00:00Z", system=LOINC),
+        medication(),
+        administration(
+            "ma1",
+            "2024-03-04T09:00:00Z",
+            "2024-03-04T13:00:00Z",
+            dose=qty(350, "mL"),
+            rate=qty(168, "mL/h"),
+        ),
+    )
+    result = _evaluate(doc)
+    (cycle,) = [
+        d.resource
+        for d in result.derived
+        if d.resource_type == "Observation" and "ivig-cycle-dose" in d.identifier
+    ]
+    (rate,) = [
+        c for c in cycle["component"] if c["code"]["coding"][0]["code"] == "max-infusion-rate"
+    ]
+    assert rate["valueQuantity"]["value"] == 4.0001
+    summary = patient_summary(result.patient_ref, result.evaluation, result.issues)
+    (cycle_record,) = summary["ivig"]["cycles"]
+    assert cycle_record["max_rate_mg_kg_min"] == Decimal("4.0001")
+
+
 def test_distinct_adverse_events_of_one_onset_have_distinct_conditional_creates() -> None:
     """R4 AdverseEvent has no identifier search, so its conditional create matches on patient,
     category and date (and the resulting Condition). A myocardial infarction and a pulmonary
