@@ -89,7 +89,7 @@ def cohort(
     from fhirtis.registry.group_export import EXPORT_TYPES  # noqa: PLC0415
     from fhirtis.registry.options import CohortOptions  # noqa: PLC0415
 
-    err = Console(stderr=True)
+    err = Console(stderr=True, soft_wrap=True)  # one line a message, whatever the width
     sources = [x for x in (ndjson, group, patients, patient_file) if x is not None]
     if len(sources) != 1 or engine not in {"local", "dask"}:
         err.print(
@@ -104,9 +104,9 @@ def cohort(
             raise ValueError("a FHIR server is needed: give --server or FHIRTIS_FHIR__BASE_URL")
         ids: list[str] = []
         if patients:
-            ids = [p.strip() for p in patients.split(",") if p.strip()]
+            ids = _patient_ids(patients.split(","))
         if patient_file:
-            ids = [line.strip() for line in patient_file.read_text().splitlines() if line.strip()]
+            ids = _patient_ids(patient_file.read_text(encoding="utf-8-sig").splitlines())
         rest = tuple(t.strip() for t in (rest_types or "").split(",") if t.strip())
         if rest and group is None:
             raise ValueError("--rest-types needs --group (a Bulk export)")
@@ -116,6 +116,15 @@ def cohort(
                 f"--rest-types: {', '.join(unknown)} is not read by the evaluation "
                 f"(it reads {', '.join(EXPORT_TYPES)})"
             )
+        if group is not None:
+            group = _resource_id(group, "Group", "--group")
+        if since is not None:
+            from fhirtis.io import BulkExportClient  # noqa: PLC0415
+
+            try:
+                since = BulkExportClient.since_value(since)
+            except ValueError as exc:
+                raise ValueError(f"--since: {exc}") from None
         if ndjson is not None and not ndjson.is_dir():
             raise ValueError(f"{ndjson} is not a folder")
         if fhir is not None:
@@ -139,6 +148,10 @@ def cohort(
         validate=validate,
         rest_types=rest,
     )
+    if group is not None and cohort_mod.show_progress(progress):
+        options.on_export_progress = lambda text: err.print(
+            f"fhirtis cohort: bulk export: {_printable(text)}", markup=False
+        )
     if validate:
         enable_validation()
     try:
@@ -151,7 +164,7 @@ def cohort(
         err.print(f"fhirtis cohort: {exc}", markup=False)
         err.print("fhirtis cohort: stopped; run the same command again to resume", markup=False)
         raise typer.Exit(1) from None
-    console = Console()
+    console = Console(soft_wrap=True)
     counts = ", ".join(f"{k} {v}" for k, v in sorted(result.statuses.items())) or "none"
     console.print(
         f"{result.patients} patients: {counts}; skipped (unchanged since the ledger) "
@@ -166,6 +179,32 @@ def cohort(
         console.print(f"  incomplete: {patient_ref}: {error}", markup=False)
     if result.failed or result.problems:
         raise typer.Exit(1)
+
+
+def _printable(text: str, limit: int = 200) -> str:
+    """A server's text for the terminal: printable characters only (no escape sequences)."""
+    return "".join(c for c in text if c.isprintable())[:limit]
+
+
+def _resource_id(text: str, resource_type: str, option: str) -> str:
+    """An id as given, or as the reference ``Type/id``; ValueError for one that is no FHIR id."""
+    from fhirtis.fhir.primitives import is_id  # noqa: PLC0415
+
+    rid = text.strip().removeprefix(f"{resource_type}/")
+    if not is_id(rid):
+        raise ValueError(f"{option}: {text!r} is not a FHIR id (letters, digits, '-', '.'; 1-64)")
+    return rid
+
+
+def _patient_ids(texts: list[str]) -> list[str]:
+    """Patient ids as people list them: blank entries left out, ``Patient/id`` read as ``id``,
+    each patient once (in the order first listed). ValueError for one that is no FHIR id."""
+    ids: dict[str, None] = {}
+    for text in texts:
+        entry = text.strip().removeprefix("\ufeff").strip()
+        if entry:
+            ids[_resource_id(entry, "Patient", "patient id")] = None
+    return list(ids)
 
 
 def _write_summaries(ledger: Path, path: Path, run: int) -> None:
@@ -207,7 +246,7 @@ def report(
     require_extra("report", "registry")
     from fhirtis.registry import report as cohort_report  # noqa: PLC0415 - [registry]
 
-    err = Console(stderr=True)
+    err = Console(stderr=True, soft_wrap=True)  # one line a message, whatever the width
     try:
         records = cohort_report.load_summaries(path)
         built = cohort_report.build_report(records, week=week)

@@ -48,6 +48,7 @@ from fhirtis.io._bulk_protocol import (
     encode_query,
     file_name,
     file_target,
+    format_since,
     kickoff_params,
     kickoff_url,
     parse_line,
@@ -103,6 +104,13 @@ class BulkExportClient:
     @property
     def fhir(self) -> FhirClient:
         return self._fhir
+
+    @staticmethod
+    def since_value(since: datetime | str) -> str:
+        """``since`` as :meth:`kick_off` sends it as ``_since`` (an aware datetime in UTC, a
+        string as given); ValueError, saying why, for what is not a FHIR instant with a time
+        zone (check a user's value, or a manifest's ``transactionTime``, before keeping it)."""
+        return format_since(since)
 
     # -- kick-off, status, cancel ------------------------------------------------------------
 

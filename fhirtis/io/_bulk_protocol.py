@@ -510,7 +510,9 @@ def file_target(
             foreign = _urls.origin_text(url)
             raise ForeignUrl(
                 f"refused to send the access token to {foreign} for a bulk export file: not "
-                f"the configured FHIR server {_urls.origin_text(base)}; no request was sent",
+                f"the configured FHIR server {_urls.origin_text(base)}; no request was sent (if "
+                "it is another origin of the same server, name it in "
+                "FHIRTIS_FHIR__EQUIVALENT_ORIGINS)",
                 origin=foreign,
             )
     return url

@@ -38,7 +38,13 @@ from fhirtis import __version__
 from fhirtis.fhir.derive import ALGORITHM_VERSION
 from fhirtis.fhir.queries import identifier_of
 from fhirtis.fhir.validation import enabled as validation_enabled
-from fhirtis.io import FhirClient, FhirClientConfig, FhirClientError, NotFound
+from fhirtis.io import (
+    FhirClient,
+    FhirClientConfig,
+    FhirClientError,
+    FhirServerError,
+    NotFound,
+)
 from fhirtis.pipeline.offline import ask_terminology
 from fhirtis.pipeline.server import RunStatus, pull_patient, settle
 from fhirtis.registry.errors import CohortError, describe
@@ -50,7 +56,7 @@ from fhirtis.registry.evaluate import (
     evaluate_partition,
     evaluate_resources,
 )
-from fhirtis.registry.group_export import export_group
+from fhirtis.registry.group_export import export_group, record_export_time
 from fhirtis.registry.ledger import Ledger, RunKey
 from fhirtis.registry.ndjson_store import NdjsonStore
 from fhirtis.registry.options import CohortOptions
@@ -104,7 +110,7 @@ def run_key(settings: Settings, server: str) -> RunKey:
     return RunKey(server, h.hexdigest(), f"{__version__}+algorithm.{ALGORITHM_VERSION}")
 
 
-def _show_progress(option: bool | None) -> bool:
+def show_progress(option: bool | None) -> bool:
     if option is not None:
         return option
     return sys.stderr.isatty() and not os.environ.get("CI")
@@ -236,7 +242,7 @@ async def run_ndjson(
     private_dir(out_dir)
     result = CohortResult()
     validate = options.validate or validation_enabled()
-    with Ledger(options.ledger) as ledger, _progress(_show_progress(options.progress)) as bar:
+    with Ledger(options.ledger) as ledger, _progress(show_progress(options.progress)) as bar:
         result.run = ledger.start_run()
         done = ledger.done(key, write=options.write)
         recorder = _Recorder(client, ledger, key, options, result)
@@ -258,13 +264,20 @@ async def run_ndjson(
             )
         else:
             stream = _local_partitions(job, result.problems)
+        without_patient = 0
         async for part in stream:
             result.worker_pids.add(part.pid)
             result.patients += len(part.outcomes)
+            without_patient += sum(not o.has_patient for o in part.outcomes)
             await recorder.add(part.outcomes)
             elapsed = max(time.perf_counter() - started, 1e-9)
             bar.update(task, advance=1, rate=f"{result.patients / elapsed:,.1f} patients/s")
         await recorder.drain()
+    if without_patient:
+        result.notes.append(
+            f"{without_patient} patient(s) evaluated with no Patient resource in the input "
+            "(no birth date or sex: adult criteria unless the onset age is known)"
+        )
     result.seconds = time.perf_counter() - started
     return result
 
@@ -286,11 +299,13 @@ async def run_patient_list(
     options: CohortOptions,
     client: FhirClient,
 ) -> CohortResult:
-    """Patients read from the server one by one (bounded concurrency), evaluated, written."""
+    """Patients read from the server one by one (bounded concurrency), evaluated, written;
+    a patient listed twice is read once (and counted once)."""
+    ids = list(dict.fromkeys(ids))
     result = CohortResult(patients=len(ids))
     key = run_key(settings, str(client.config.base_url))
     sem = asyncio.Semaphore(options.concurrency)
-    with Ledger(options.ledger) as ledger, _progress(_show_progress(options.progress)) as bar:
+    with Ledger(options.ledger) as ledger, _progress(show_progress(options.progress)) as bar:
         result.run = ledger.start_run()
         recorder = _Recorder(client, ledger, key, options, result)
         task = bar.add_task("patients", total=len(ids), rate="")
@@ -386,8 +401,10 @@ async def run_cohort(
         raise describe(exc, "cannot go on") from None
     except sqlite3.Error as exc:  # the ledger and the store say which file; this is a backstop
         raise CohortError(f"cannot go on: {exc}") from None
-    except FhirClientError as exc:
+    except FhirServerError as exc:
         raise CohortError(f"the FHIR server refused: {exc}") from None
+    except FhirClientError as exc:  # refused here (a foreign URL), timed out, unreachable
+        raise CohortError(f"cannot go on: {exc}") from None
     finally:
         if client is not None:
             await client.aclose()
@@ -425,6 +442,7 @@ async def _run(
             store.close()
         result = await run_patient_list(changed, settings, options, client)
         result.problems[:0] = problems
+    result.problems[:0] = export.problems
     result.notes.extend(export.notes)
     if export.transaction_time is not None and not result.problems and not result.failed:
         # Only now, every patient evaluated or skipped and no input lost: the next run asks
@@ -432,5 +450,5 @@ async def _run(
         # that stopped, the same command exports the same data again (_since the export
         # before, or in full), so nothing is lost for good.
         with Ledger(options.ledger) as ledger:
-            ledger.set_value("bulk_transaction_time", export.transaction_time)
+            record_export_time(ledger, str(client.config.base_url), group, export.transaction_time)
     return result

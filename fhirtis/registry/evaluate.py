@@ -53,6 +53,7 @@ class Outcome:
     digest: str
     evaluated: EvaluatedPatient | None = None
     error: str | None = None
+    has_patient: bool = True  # its Patient resource was in the input
 
     @property
     def skipped(self) -> bool:
@@ -162,6 +163,7 @@ def _evaluate_patients(
         if done.get(patient) == digest:
             result.outcomes.append(Outcome(patient, digest))
             continue
+        has_patient = any(key == patient for key, _ in own)
         try:
             listed = [(key, uses[key] if key in uses else orjson.loads(body)) for key, body in own]
             resolve = dict(listed)
@@ -175,8 +177,7 @@ def _evaluate_patients(
                 resources, digest, settings, keep_derived=keep_derived, answers=answers
             )
         except Exception as exc:
-            result.outcomes.append(
-                Outcome(patient, digest, error=f"evaluation failed: {type(exc).__name__}")
-            )
+            error = f"evaluation failed: {type(exc).__name__}"
+            result.outcomes.append(Outcome(patient, digest, error=error, has_patient=has_patient))
             continue
-        result.outcomes.append(Outcome(patient, digest, evaluated))
+        result.outcomes.append(Outcome(patient, digest, evaluated, has_patient=has_patient))

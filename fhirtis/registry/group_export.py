@@ -18,13 +18,20 @@ import os
 import re
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 import orjson
 
 from fhirtis.fhir.needs import export_types
-from fhirtis.io import BulkExportFailed, FhirClient, FhirClientError
+from fhirtis.io import (
+    BulkExportFailed,
+    FhirClient,
+    FhirClientError,
+    FhirServerError,
+    MalformedNdjson,
+)
 from fhirtis.pipeline.server import pull_types
 from fhirtis.registry.errors import CohortError, describe
 from fhirtis.registry.ledger import Ledger
@@ -49,47 +56,98 @@ class GroupExport:
     # the export's transactionTime: recorded as the next run's ``_since`` by the run, once
     # every patient is evaluated or skipped and the input had no problem (not before)
     transaction_time: str | None = None
+    # what the export lost on the way (file, where, why): bad lines, files shorter than the
+    # manifest's count; the run lists them with the input problems
+    problems: tuple[tuple[str, str, str], ...] = ()
 
 
 async def export_group(
     client: FhirClient, group: str, options: CohortOptions, settings: Settings | None = None
 ) -> GroupExport:
     """Bulk Data ``Group/[id]/$export`` into ``work_dir/export``, ``_since`` the transaction
-    time of the last run that completed cleanly (the ledger's ``bulk_transaction_time``; the
-    run records the returned ``transaction_time`` there once it has, so that the next run asks
-    only for what changed since, and a run that did not complete is exported again). A ``_since``
-    export that lists deleted resources is followed by a full one. Types the export refuses
-    (or ``options.rest_types``) are read over REST for each exported Patient."""
+    time of the last run of this Group on this server that completed cleanly
+    (:func:`last_export_time`; the run records the returned ``transaction_time`` with
+    :func:`record_export_time` once it has, so that the next run asks only for what changed
+    since, and a run that did not complete is exported again).
+
+    - An export a stopped run started and did not read is polled again (:class:`_Pending`),
+      unless ``options.since`` is given; one the server no longer knows is started anew.
+    - A ``_since`` export that lists deleted resources, or holds a Medication changed since
+      (it names no patient: those whose administrations use it are not in the export), is
+      followed by a full one.
+    - Bad lines are left out and, with files shorter than the manifest's ``count``, returned
+      as ``problems`` (the run lists them, exits non-zero and keeps the transaction time).
+    - Types the export refuses (or ``options.rest_types``) are read over REST for each
+      exported Patient."""
     from fhirtis.io import BulkExportClient  # noqa: PLC0415
 
     rest_types = tuple(t for t in EXPORT_TYPES if t in set(options.rest_types))
+    base = str(client.config.base_url)
+    pending = _Pending(options.ledger, base, group)
     with Ledger(options.ledger) as ledger:
-        since = options.since or ledger.get_value("bulk_transaction_time")
+        since = options.since or last_export_time(ledger, base, group)
+    resumed = None if options.since else pending.get()
     bulk = BulkExportClient(client)
-    status_url, rest_types, since = await _kick_off(bulk, group, rest_types, since)
-    manifest = await bulk.poll(status_url)
-    if since is not None and manifest.deleted:
-        # deleted files name ``Type/id`` only, not whose it was: a patient who only lost a
-        # resource would keep a stale result, so every member is exported and evaluated
-        log.warning(
-            "the _since export lists deleted resources (%d file(s)); exporting the whole "
-            "Group again",
-            len(manifest.deleted),
-        )
-        await _release(bulk, status_url)
-        status_url, rest_types, since = await _kick_off(bulk, group, rest_types, None)
-        manifest = await bulk.poll(status_url)
     folder = options.work_dir / "export"
-    if folder.exists():
-        for old in folder.glob("*.ndjson"):
-            old.unlink()
-    private_dir(folder)
-    try:
-        await bulk.download_to(manifest, folder)
-        await _check_export_errors(bulk, manifest)
-    finally:
+    while True:
+        if resumed is not None:  # an export a stopped run started: poll it again
+            status_url, job_since, job_rest = resumed
+            resumed = None
+            try:
+                manifest = await bulk.poll(status_url, on_progress=options.on_export_progress)
+            except FhirServerError as exc:  # expired, cancelled, failed, no longer ours
+                log.warning("the export a stopped run started is gone (%s)", type(exc).__name__)
+                pending.clear()
+                continue
+            since, rest_types = job_since, job_rest
+            log.info("resumed the export a stopped run started")
+        else:
+            status_url, rest_types, since = await _kick_off(bulk, group, rest_types, since)
+            pending.set(status_url, since, rest_types)
+            manifest = await bulk.poll(status_url, on_progress=options.on_export_progress)
+        if since is not None and manifest.deleted:
+            # deleted files name ``Type/id`` only, not whose it was: a patient who only lost a
+            # resource would keep a stale result, so every member is exported and evaluated
+            log.warning(
+                "the _since export lists deleted resources (%d file(s)); exporting the whole "
+                "Group again",
+                len(manifest.deleted),
+            )
+            await _release(bulk, status_url)
+            pending.clear()
+            since = None
+            continue
+        try:
+            paths, problems = await _download(bulk, manifest, folder)
+        except (FhirServerError, CohortError):  # refused, expired, or its data incomplete
+            await _release(bulk, status_url)
+            pending.clear()
+            raise
+        # any other fault (the network, the disk, a kill) keeps the job: the next run reads
+        # the same export's files again
         await _release(bulk, status_url)
+        pending.clear()
+        if since is not None and (changed := _changed_shared(manifest, paths, since)):
+            # a Medication names no patient: those whose administrations reference it are
+            # not in this export, and would keep results computed from the old one
+            log.warning(
+                "the _since export holds %d changed %s; exporting the whole Group again",
+                len(changed),
+                ", ".join(sorted(set(changed))),
+            )
+            since = None
+            continue
+        break
     notes: list[str] = []
+    next_since: str | None = manifest.transaction_time
+    try:
+        BulkExportClient.since_value(manifest.transaction_time)
+    except ValueError:
+        next_since = None  # it could not be sent back as _since: the next export is whole
+        notes.append(
+            "the server's transactionTime is not a FHIR instant with a time zone: the next "
+            "run exports the whole Group again"
+        )
     if rest_types:
         notes.append(
             f"read over REST, patient by patient (not in the server's Bulk export): "
@@ -102,7 +160,80 @@ async def export_group(
             f"{rtype}: neither exported nor read over REST ({why}); evaluated without it"
             for rtype, why in sorted(unread.items())
         )
-    return GroupExport(folder, since is not None, tuple(notes), str(manifest.transaction_time))
+    return GroupExport(folder, since is not None, tuple(notes), next_since, tuple(problems))
+
+
+_SINCE_KEY = "bulk_transaction_time"  # the last clean export's time (of the scope below)
+_SCOPE_KEY = "bulk_export_scope"  # its server and Group (absent in ledgers written before)
+
+
+def _export_scope(base: str, group: str) -> str:
+    return f"{base.rstrip('/')} Group/{group}"
+
+
+def last_export_time(ledger: Ledger, base: str, group: str) -> str | None:
+    """The transaction time of the last export of ``group`` on the server at ``base`` whose run
+    completed cleanly, or None (a full export). One ledger may serve several cohorts: another
+    Group's time (or the same Group id on another server) would make a ``_since`` export leave
+    out every member unchanged since then, never evaluated."""
+    from fhirtis.io import BulkExportClient  # noqa: PLC0415
+
+    scope = _export_scope(base, group)
+    time = ledger.get_value(f"{_SINCE_KEY} {scope}")
+    if time is None:
+        recorded = ledger.get_value(_SCOPE_KEY)
+        if recorded is not None and recorded != scope:
+            return None
+        time = ledger.get_value(_SINCE_KEY)  # a ledger that names no scope: its one cohort's
+    if time is None:
+        return None
+    try:  # an earlier fhirtis kept a server's transactionTime whatever its form
+        return BulkExportClient.since_value(time)
+    except ValueError:
+        return None
+
+
+def record_export_time(ledger: Ledger, base: str, group: str, time: str) -> None:
+    """Keep ``time`` as the next ``_since`` of ``group`` on ``base`` (and as the latest export's,
+    with its scope, under the keys ledgers have always had)."""
+    scope = _export_scope(base, group)
+    ledger.set_value(f"{_SINCE_KEY} {scope}", time)
+    ledger.set_value(_SINCE_KEY, time)
+    ledger.set_value(_SCOPE_KEY, scope)
+
+
+class _Pending:
+    """The export a run started and has not yet read, kept in the ledger (per server and
+    Group): a run that stops while the server is still exporting (its polling budget spent,
+    the network gone, killed) is resumed by polling the same export, not by starting another
+    (which would throw the server's work away, or be refused while one is running)."""
+
+    def __init__(self, path: Path, base: str, group: str) -> None:
+        self._path = path
+        self._key = f"bulk_pending_export {_export_scope(base, group)}"
+
+    def get(self) -> tuple[str, str | None, tuple[str, ...]] | None:
+        with Ledger(self._path) as ledger:
+            text = ledger.get_value(self._key)
+        if not text:
+            return None
+        try:
+            job = orjson.loads(text)
+            url, since, rest = job["url"], job["since"], tuple(job["rest_types"])
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            return None
+        if not isinstance(url, str) or not (since is None or isinstance(since, str)):
+            return None
+        return url, since, tuple(t for t in EXPORT_TYPES if t in rest)
+
+    def set(self, status_url: str, since: str | None, rest_types: tuple[str, ...]) -> None:
+        job = {"url": status_url, "since": since, "rest_types": list(rest_types)}
+        with Ledger(self._path) as ledger:
+            ledger.set_value(self._key, orjson.dumps(job).decode())
+
+    def clear(self) -> None:
+        with Ledger(self._path) as ledger:
+            ledger.set_value(self._key, "")
 
 
 async def _kick_off(
@@ -235,6 +366,84 @@ def exported_patients(folder: Path) -> list[str]:
     except OSError as exc:
         raise describe(exc, "cannot read the NDJSON file") from None
     return sorted(ids)
+
+
+async def _download(
+    bulk: BulkExportClient, manifest: Manifest, folder: Path
+) -> tuple[list[Path], list[tuple[str, str, str]]]:
+    """The manifest's output files into ``folder`` (emptied first), its error files checked.
+    Returns the files and what was lost on the way (bad lines, left out; files shorter than
+    their count)."""
+    if folder.exists():
+        for old in folder.glob("*.ndjson"):
+            old.unlink()
+    private_dir(folder)
+    problems: list[tuple[str, str, str]] = []
+
+    def bad_line(exc: MalformedNdjson) -> None:  # the line is left out; the run lists it
+        why = str(exc).rpartition(f"line {exc.line}: ")[2]
+        problems.append((f"{exc.url} ({exc.resource_type})", f"line {exc.line}", why))
+
+    paths = await bulk.download_to(manifest, folder, on_bad_line=bad_line)
+    await _check_export_errors(bulk, manifest)
+    problems.extend(_short_files(manifest, paths))
+    return paths, problems
+
+
+def _changed_shared(manifest: Manifest, paths: Sequence[Path], since: str) -> list[str]:
+    """The types of the resources of no patient (Medication) in a ``_since`` export that
+    changed after ``since``: ``meta.lastUpdated`` later, or not given. One sent only because a
+    changed resource references it (unchanged since) is not counted."""
+    cutoff = _instant(since)
+    changed: list[str] = []
+    for file, path in zip(manifest.output, paths, strict=True):
+        if file.type != "Medication":
+            continue
+        try:
+            with path.open("rb") as f:
+                for line in f:
+                    resource = orjson.loads(line)
+                    meta = resource.get("meta")
+                    updated = meta.get("lastUpdated") if isinstance(meta, dict) else None
+                    when = _instant(updated) if isinstance(updated, str) else None
+                    if when is None or cutoff is None or when > cutoff:
+                        changed.append(file.type)
+        except OSError as exc:
+            raise describe(exc, "cannot read the NDJSON file") from None
+    return changed
+
+
+def _instant(text: str) -> datetime | None:
+    """A FHIR instant as an aware datetime; None when it is not one."""
+    try:
+        value = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return value if value.tzinfo is not None else None
+
+
+def _short_files(manifest: Manifest, paths: Sequence[Path]) -> list[tuple[str, str, str]]:
+    """Output files holding fewer resources than the manifest's ``count`` (a download closed
+    early by a proxy; bad lines, left out, are listed on their own as well): resources lost.
+    ``paths`` are ``download_to``'s, one resource a line, in the order of the output."""
+    lost: list[tuple[str, str, str]] = []
+    for file, path in zip(manifest.output, paths, strict=True):
+        if file.count is None:
+            continue
+        try:
+            with path.open("rb") as f:
+                read = sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 20), b""))
+        except OSError as exc:
+            raise describe(exc, "cannot read the NDJSON file") from None
+        if read < file.count:
+            lost.append(
+                (
+                    f"{file.url.partition('?')[0]} ({file.type})",  # no signed query
+                    "whole file",
+                    f"the manifest announced {file.count} resource(s), {read} read",
+                )
+            )
+    return lost
 
 
 async def _release(bulk: BulkExportClient, status_url: str) -> None:

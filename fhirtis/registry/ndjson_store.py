@@ -32,6 +32,7 @@ from fhirtis.registry.errors import CohortError, db_faults
 Json = dict[str, Any]
 _PATIENT_KEYS = ("subject", "patient")
 GZIP_SUFFIX = ".ndjson.gz"
+UTF8_BOM = b"\xef\xbb\xbf"  # opens a file written by some Windows tools; not JSON (orjson)
 
 
 def is_ndjson(path: Path) -> bool:
@@ -67,6 +68,13 @@ CREATE TABLE IF NOT EXISTS problem (file TEXT, line INTEGER, message TEXT);
 """
 
 
+def _without_bom(line: bytes | str) -> bytes | str:
+    """The first line of a file without the UTF-8 byte order mark some tools write."""
+    if isinstance(line, bytes):
+        return line.removeprefix(UTF8_BOM)
+    return line.removeprefix("\ufeff")
+
+
 class BadLineError(ValueError):
     """An NDJSON line that is not a FHIR resource (the message says why, without its content)."""
 
@@ -95,8 +103,14 @@ def read_line(line: bytes | str) -> tuple[dict[str, Any], str]:
 
 _PATIENTS: dict[str, str | None] = {}
 """:func:`patient_of`'s reading of a reference text (every resource of a patient names it
-again): "Patient/id", None when it names no patient, "" when it names one by no FHIR id."""
+again): "Patient/id", None when it names no patient (a literal reference to a resource of
+another type), "" when it names one by no FHIR id, "#" when it is no literal reference."""
 _PATIENTS_LIMIT = 65_536
+_NOT_LITERAL = "#"
+_LITERAL = re.compile(
+    r"(?:https?://\S+/)?[A-Z][A-Za-z]+/[A-Za-z0-9\-.]{1,64}(?:/_history/[A-Za-z0-9\-.]{1,64})?"
+).fullmatch
+"""A literal reference (relative or absolute, version specific or not): ``Group/g1``."""
 
 
 def _patient_named(reference: str) -> str | None:
@@ -105,6 +119,8 @@ def _patient_named(reference: str) -> str | None:
         patient = patient_ref_in(reference)
         if patient is not None and not is_id(patient.removeprefix("Patient/")):
             patient = ""
+        elif patient is None and _LITERAL(reference.strip()) is None:
+            patient = _NOT_LITERAL  # urn:uuid:…, a contained "#id": it may name a patient
         if len(_PATIENTS) >= _PATIENTS_LIMIT:
             _PATIENTS.clear()
         _PATIENTS[reference] = patient
@@ -120,10 +136,24 @@ def patient_of(resource: Json) -> str | None:
         return f"Patient/{resource['id']}"
     for key in _PATIENT_KEYS:
         value = resource.get(key)
-        ref = value.get("reference") if isinstance(value, dict) else None
-        patient = _patient_named(ref) if isinstance(ref, str) else None
+        if not isinstance(value, dict):
+            continue
+        ref = value.get("reference")
+        if not isinstance(ref, str):
+            if value.get("identifier") is not None:
+                raise BadLineError(
+                    f"the {key} names its patient by identifier only, not by a reference "
+                    "to a Patient: the resource cannot be grouped with its patient"
+                )
+            continue
+        patient = _patient_named(ref)
         if patient == "":
             raise BadLineError("the patient reference Patient/… does not name a FHIR id")
+        if patient == _NOT_LITERAL:
+            raise BadLineError(
+                f"the {key} reference is not a literal reference (a urn:uuid: or a contained "
+                "'#' reference): the resource cannot be grouped with its patient"
+            )
         if patient is not None:
             return patient
     return None
@@ -173,7 +203,8 @@ class NdjsonStore:
     def _load_lines(self, name: str, lines: Iterable[bytes | str], batch: int) -> int:
         rows: list[tuple[str, str | None, bytes]] = []
         count = 0
-        for number, line in enumerate(lines, start=1):
+        for number, text in enumerate(lines, start=1):
+            line = _without_bom(text) if number == 1 else text
             if not line.strip():
                 continue
             try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,3 +24,5 @@ class CohortOptions:
     # A Group export: resource types read per patient over REST instead of exported (a server
     # whose Bulk export lacks them; types the export refuses are added when the run meets it)
     rest_types: tuple[str, ...] = ()
+    # A Group export: called with each ``X-Progress`` the server sends while it exports
+    on_export_progress: Callable[[str], object] | None = None

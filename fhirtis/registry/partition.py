@@ -32,6 +32,7 @@ from fhirtis.registry.errors import CohortError, describe
 from fhirtis.registry.ndjson_store import (
     GZIP_ERRORS,
     GZIP_SUFFIX,
+    UTF8_BOM,
     BadLineError,
     is_ndjson,
     not_gzip,
@@ -148,6 +149,8 @@ def partition_range(r: ByteRange, out_dir: str, partitions: int) -> RangeResult:
                     break
                 offset, pos = pos, pos + len(line)
                 line = line.strip()
+                if offset == 0:  # a file written with a UTF-8 byte order mark (Windows tools)
+                    line = line.removeprefix(UTF8_BOM).strip()
                 if not line:
                     continue
                 try:
