@@ -180,20 +180,31 @@ class SmartBackendAuth(httpx.Auth):
     # -- the algorithm, written once -------------------------------------------------------
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
-        token = self._valid_token()
-        if token is None:
-            token = yield from self._fetch_token()
-        _attach_bearer(request, token, self._base)
+        token = yield from self._authorize(request, None)
         response = yield request
         if response.status_code != 401:
             return
         log.info("401 from %s; refreshing the access token once", _urls.log_target(request.url))
-        current = self._valid_token()
-        if current is None or current == token:  # nobody refreshed it meanwhile
-            self._token = None
-            current = yield from self._fetch_token()
-        _attach_bearer(request, current, self._base)
+        yield from self._authorize(request, token)
         yield request
+
+    def _authorize(
+        self, request: httpx.Request, rejected: str | None
+    ) -> Generator[httpx.Request, httpx.Response, str]:
+        """Attach the cached token to ``request``, or a new one when there is none valid or
+        the cached one is ``rejected`` (the server answered 401 to it; a token another request
+        got meanwhile is used as is). Returns the token attached."""
+        token = self._usable(rejected)
+        if token is None:
+            self._token = None
+            token = yield from self._fetch_token()
+        _attach_bearer(request, token, self._base)
+        return token
+
+    def _usable(self, rejected: str | None) -> str | None:
+        """The cached token, unless it is missing, expired or ``rejected``."""
+        token = self._valid_token()
+        return None if token is None or token == rejected else token
 
     def _fetch_token(self) -> Generator[httpx.Request, httpx.Response, str]:
         """Discover the token endpoint if needed, then get and cache an access token."""
@@ -304,46 +315,54 @@ class SmartBackendAuth(httpx.Auth):
         log.debug("access token obtained from %s, expires in %.0f s", where, lifetime)
         return _Token(value=value, refresh_at=self._clock() + lifetime - margin)
 
-    # -- drivers: the same flow, with a lock so concurrent requests share one token fetch ----
+    # -- drivers: the same flow, with a lock so that concurrent requests share one token fetch
+    # (the first, and the refresh after a 401 that several requests in flight may meet) ------
 
     def sync_auth_flow(
         self, request: httpx.Request
     ) -> Generator[httpx.Request, httpx.Response, None]:
         request.read()
-        if self._valid_token() is None:
-            with self._thread_lock:
-                if self._valid_token() is None:
-                    yield from _drive_sync(self._fetch_token())
-        yield from _drive_sync(self.auth_flow(request), unread=request)
+        rejected: str | None = None
+        for attempt in (1, 2):
+            token = self._usable(rejected)
+            if token is None:
+                with self._thread_lock:
+                    token = yield from _drive_sync(self._authorize(request, rejected))
+            else:
+                _attach_bearer(request, token, self._base)
+            response = yield request  # the FHIR server's answer: left unread
+            if response.status_code != 401 or attempt == 2:
+                return
+            log.info("401 from %s; refreshing the access token once", _urls.log_target(request.url))
+            rejected = token
 
     async def async_auth_flow(
         self, request: httpx.Request
     ) -> AsyncGenerator[httpx.Request, httpx.Response]:
         await request.aread()
-        if self._valid_token() is None:
-            if self._async_lock is None:
-                self._async_lock = asyncio.Lock()
-            async with self._async_lock:
-                if self._valid_token() is None:
-                    token_flow = self._fetch_token()
-                    pending = next(token_flow)
-                    while True:
-                        response = yield pending
-                        await response.aread()
-                        try:
-                            pending = token_flow.send(response)
-                        except StopIteration:
-                            break
-        flow = self.auth_flow(request)
-        pending = next(flow)
-        while True:
-            response = yield pending
-            if pending is not request:  # a token request made after a 401: its body is needed
-                await response.aread()
-            try:
-                pending = flow.send(response)
-            except StopIteration:
-                break
+        rejected: str | None = None
+        for attempt in (1, 2):
+            token = self._usable(rejected)
+            if token is None:
+                if self._async_lock is None:
+                    self._async_lock = asyncio.Lock()
+                async with self._async_lock:
+                    flow = self._authorize(request, rejected)
+                    try:
+                        pending = next(flow)
+                        while True:
+                            response = yield pending
+                            await response.aread()
+                            pending = flow.send(response)
+                    except StopIteration as done:
+                        token = done.value
+            else:
+                _attach_bearer(request, token, self._base)
+            response = yield request  # the FHIR server's answer: left unread
+            if response.status_code != 401 or attempt == 2:
+                return
+            log.info("401 from %s; refreshing the access token once", _urls.log_target(request.url))
+            rejected = token
 
 
 def _lifetime(expires_in: Any) -> float:
@@ -356,20 +375,19 @@ def _lifetime(expires_in: Any) -> float:
 
 
 def _drive_sync(
-    flow: Generator[httpx.Request, httpx.Response, object],
-    *,
-    unread: httpx.Request | None = None,
-) -> Generator[httpx.Request, httpx.Response, None]:
-    """Drive ``flow``, reading each answer's body except the answer to ``unread``."""
-    pending = next(flow)
-    while True:
-        response = yield pending
-        if pending is not unread:
+    flow: Generator[httpx.Request, httpx.Response, str],
+) -> Generator[httpx.Request, httpx.Response, str]:
+    """Drive ``flow`` (discovery and token requests), reading each answer's body; returns what
+    ``flow`` returns."""
+    try:
+        pending = next(flow)
+        while True:
+            response = yield pending
             response.read()
-        try:
             pending = flow.send(response)
-        except StopIteration:
-            return
+    except StopIteration as done:
+        token: str = done.value
+        return token
 
 
 def _raise_for_auth_status(

@@ -41,10 +41,52 @@ log = logging.getLogger("fhirtis.pipeline.pull")
 
 
 MAX_LEARN = 6  # refusals learned while reading or writing one patient (each changes the plan)
+#: Statuses of a batch entry that was not run: throttled (429) or unavailable (503). Azure's FHIR
+#: server answers every entry after a throttled one 429 (microsoft/fhir-server PR #1658).
+NOT_RUN = frozenset({429, 503})
 MEDICATION_USERS = frozenset(n.resource_type for n in NEEDS if n.include is not None)
 MEDICATION_NEED = Need("medications", "Medication", ("_id",))
 EXISTING_NEED = Need("existing", "", ("identifier",))
 IMMUNE_GLOBULIN_WORDS = ("globulin", "ivig", "igiv", "immunoglobulin")
+
+
+#: IssueTypes of a searchset's outcome that say matches may be missing (R4 valueset-issue-type:
+#: the ``security`` and ``transient`` families, e.g. ``suppressed``: "not returned due to
+#: business rules, consent or privacy rules, or access permission constraints", and
+#: ``too-costly``). An outcome that only says nothing matched (Epic's 4101 "Resource request
+#: returns no results.", warning ``processing``; R4's example, ``not-found``) is not one.
+_PARTIAL_CODES = frozenset(
+    {
+        *("security", "login", "unknown", "expired", "forbidden", "suppressed"),
+        *("transient", "lock-error", "no-store", "exception", "timeout", "incomplete"),
+        *("throttled", "too-costly"),
+    }
+)
+
+
+def _partial_results(outcomes: Iterable[Json]) -> list[Issue]:
+    """Warnings for the searchsets' own OperationOutcomes (``search.mode = outcome``) that say
+    the server returned only part of the matches: an issue of severity error or fatal, or of
+    one of :data:`_PARTIAL_CODES`. One warning per distinct (severity, code); the server's
+    words are not copied (they may name the patient)."""
+    seen: dict[tuple[str, str], None] = {}
+    for outcome in outcomes:
+        issues = outcome.get("issue")
+        for issue in issues if isinstance(issues, list) else ():
+            if not isinstance(issue, dict):
+                continue
+            severity, code = str(issue.get("severity")), str(issue.get("code"))
+            if severity in ("error", "fatal") or code in _PARTIAL_CODES:
+                seen.setdefault((severity, code), None)
+    return [
+        Issue(
+            "warning",
+            "incomplete",
+            "search outcome: the server reported that some of the patient's data may not have "
+            f"been returned (severity {severity}, code {code}); the results may be incomplete",
+        )
+        for severity, code in seen
+    ]
 
 
 def _matches(page: Json) -> list[Json]:
@@ -190,6 +232,11 @@ async def _batch_all(
         where = url.split("?")[0]
         if not entry_ok(entry):
             status = entry_status(entry)
+            if status in NOT_RUN:
+                # not run: read it on its own, which waits and retries as any 429 or 503 does
+                requests["read"] = requests.get("read", 0) + 1
+                out.extend(await _get_search(client, need, url))
+                continue
             if (
                 need is None
                 and status in (404, 410)
@@ -339,8 +386,8 @@ async def pull_types(
     them) and the Medications they reference, for a cohort whose Bulk export lacks those types.
     Also returns the types the server cannot search at all, each with why."""
     unique, issues, skipped = await _pull(client, patient_id, settings, {}, types)
-    if issues:
-        log.warning("%d medication reference(s) of %s could not be read", len(issues), patient_id)
+    if issues:  # unread medication references, searches the server answered in part
+        log.warning("%d issue(s) reading %s from the server", len(issues), patient_id)
     return list(unique.values()), dict(skipped)
 
 
@@ -386,10 +433,15 @@ async def _pull(
     else:
         raise PullError("the server kept refusing the reads the evaluation needs")
     unique: dict[str, Json] = {}
+    outcomes: list[Json] = []  # a search can match no OperationOutcome: each is an outcome
     for r in resources:
+        if r.get("resourceType") == "OperationOutcome":
+            outcomes.append(r)
+            continue
         unique.setdefault(f"{r.get('resourceType')}/{r.get('id')}", r)
     ivig = extractor.t.value_sets.get("ivig-products")
-    issues = await _resolve_medications(client, unique, requests, ivig.names if ivig else ())
+    issues = _partial_results(outcomes)
+    issues += await _resolve_medications(client, unique, requests, ivig.names if ivig else ())
     return unique, issues, skipped
 
 

@@ -9,9 +9,11 @@ one batch of searches or individual GETs, ``_include`` or Medications by id; one
 one batch, or single requests (creates, If-Match updates, then the Provenance). A derived type
 the server lacks is not attempted and the run says so per resource (``not_written``).
 
-Re-running converges: a 412 on ``If-Match`` (someone changed a resource meanwhile) or a write
-whose outcome is unknown (the connection dropped after sending) re-reads what exists and
-re-plans, a bounded number of times. Conditional creates make a repeated create harmless.
+Re-running converges: a 412 on ``If-Match`` (someone changed a resource meanwhile; HAPI FHIR
+answers 409) or a write whose outcome is unknown (the connection dropped after sending) re-reads
+what exists and re-plans, a bounded number of times. Conditional creates make a repeated create
+harmless. A withdrawal by delete that the server refuses with 409 (HAPI: another resource, such
+as an earlier Provenance, references it) is left and reported not withdrawn; the rest is written.
 
 The steps live in their own modules: :mod:`~fhirtis.pipeline.pull` (reading a patient as the
 server allows), :mod:`~fhirtis.pipeline.stored_output` (fhirtis's earlier output on the write

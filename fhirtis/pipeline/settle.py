@@ -6,7 +6,7 @@ something; a run reports what the server confirmed (:func:`settle`).
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any, Protocol
 
 from fhirtis.fhir.derive import Derived
@@ -86,6 +86,7 @@ async def _settle(
     sent_before = False  # a write was sent whose outcome we learn only by re-reading
     plan: WritePlan | None = None
     duplicates: list[str] = []  # found after search-then-create, kept (delete refused)
+    conflict = ""  # the last conflict (412, or HAPI's 409) that made the run re-plan
     for attempt in range(MAX_REPLANS + MAX_LEARN + 1):
         try:
             stored = await stored_output(
@@ -99,7 +100,7 @@ async def _settle(
         shape = write_plan(caps, {d.resource_type for d in evaluated.derived})
         if write and attempt == 0 and shape.provenance:
             await _name_unnamed(writer, plan, caps, requests, naming)
-        writes, not_written = _writable(plan, caps, shape)
+        writes, not_written = _writable(plan, caps, shape, naming.undeletable)
         not_written += stored.unchecked
         if not writes and write and naming.targets and shape.provenance:
             try:
@@ -134,6 +135,8 @@ async def _settle(
         if shape.provenance:  # a plan that only withdraws has no Bundle: one against nothing
             provenance = _provenance_of(plan) or _provenance_of(evaluated.plan(None))
         writes_before = requests.get("write", 0)
+        confirmed_before = len(naming.written)
+        undeletable_before = len(naming.undeletable)
         try:
             if shape.mode == "transaction":
                 await write_transaction(writer, writes, provenance, requests, duplicates, naming)
@@ -146,7 +149,13 @@ async def _settle(
             sent_before = sent_before or requests.get("write", 0) > writes_before
             continue
         except (PreconditionFailed, WriteOutcomeUnknown) as exc:
-            sent_before = sent_before or isinstance(exc, WriteOutcomeUnknown)
+            sent_before = (
+                sent_before
+                or isinstance(exc, WriteOutcomeUnknown)
+                or len(naming.written) > confirmed_before
+            )
+            if isinstance(exc, PreconditionFailed):
+                conflict = describe(exc)
             log.info(
                 "Patient/%s write attempt %d: %s; re-reading and re-planning",
                 patient_id,
@@ -159,6 +168,11 @@ async def _settle(
             run.not_written = _with_refused_provenance(not_written, naming)
             run.duplicates = duplicates
             return run
+        if len(naming.undeletable) > undeletable_before:
+            # a delete refused as referenced (409): re-plan without it, which reports it not
+            # withdrawn (and says "unchanged" when the server confirmed nothing else)
+            sent_before = sent_before or len(naming.written) > confirmed_before
+            continue
         log.info(
             "Patient/%s written (%s): %s",
             patient_id,
@@ -179,7 +193,8 @@ async def _settle(
         RunStatus.FAILED,
         None,
         None,
-        error=f"still conflicting after {MAX_REPLANS} re-plans",
+        error=f"still conflicting after {MAX_REPLANS} re-plans"
+        + (f"; last: {conflict}" if conflict else ""),
         error_status=409,
         requests=requests,
     )
@@ -258,10 +273,20 @@ def _with_refused_provenance(not_written: list[NotWritten], naming: Naming) -> l
     return not_written
 
 
+_UNDELETABLE = (
+    "the server refused to delete it (HTTP 409 Conflict: another resource, such as the "
+    "Provenance of an earlier run, references it)"
+)
+
+
 def _writable(
-    plan: WritePlan, caps: Capabilities, shape: WritePlanShape
+    plan: WritePlan,
+    caps: Capabilities,
+    shape: WritePlanShape,
+    undeletable: Collection[str] = (),
 ) -> tuple[list[PlannedWrite], list[NotWritten]]:
-    """The changed writes the server can take, and the others with why they are not written."""
+    """The changed writes the server can take, and the others with why they are not written
+    (``undeletable``: identifiers of withdrawals whose delete the server refused with 409)."""
     writes: list[PlannedWrite] = []
     not_written: list[NotWritten] = []
     for w in plan.writes:
@@ -271,6 +296,11 @@ def _writable(
             if not caps.allows(rtype, how):
                 why = f"the server does not allow {how.removesuffix('e')}ing {rtype}"
                 not_written.append(NotWritten(rtype, w.derived.identifier, why, "withdrawn"))
+                continue
+            if how == "delete" and w.derived.identifier in undeletable:
+                not_written.append(
+                    NotWritten(rtype, w.derived.identifier, _UNDELETABLE, "withdrawn")
+                )
                 continue
             writes.append(w)
             continue

@@ -29,7 +29,6 @@ profiles; and two writers started together).
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -57,7 +56,7 @@ from fhirtis.pipeline.answers import (
     location_reference,
 )
 from fhirtis.pipeline.patient_run import Written
-from fhirtis.pipeline.pull import find_existing
+from fhirtis.pipeline.pull import NOT_RUN, find_existing
 
 Json = dict[str, Any]
 log = logging.getLogger("fhirtis.pipeline.write")
@@ -80,6 +79,9 @@ class Naming:
     written: list[Written] = field(default_factory=list)  # what the server confirmed
     # writes of a transaction whose answer was lost (its Provenance names them if it was made)
     unknown: dict[str, Action] = field(default_factory=dict)
+    # withdrawals whose delete the server refused with 409 (another resource, e.g. the
+    # Provenance of an earlier run, references it: HAPI's referential integrity on delete)
+    undeletable: set[str] = field(default_factory=set)
 
     def lost(self, writes: Iterable[PlannedWrite]) -> None:
         self.identifiers.update((w.derived.identifier, w.action) for w in writes)
@@ -123,6 +125,48 @@ def _entry(w: PlannedWrite, conditional: bool) -> Json:
     if w.existing_version:
         request["ifMatch"] = f'W/"{w.existing_version}"'
     return {"resource": {**d.resource, "id": w.existing_id}, "request": request}
+
+
+CONFLICT = 409
+"""HAPI FHIR (and Smile CDR) answer 409 Conflict both for an ``If-Match`` update of a version
+that is no longer current (``ResourceVersionConflictException``, "HAPI-0989 ... not the current
+version"; R4 says 412, STU3 said 409) and for a delete of a resource that another resource
+references ("HAPI-0550: Unable to delete ..."; a Provenance's target counts)."""
+
+
+def is_conflict(exc: FhirServerError) -> bool:
+    """A 409 Conflict that is not a refusal (``not-supported``): see :data:`CONFLICT`."""
+    return exc.status == CONFLICT and not is_refusal(exc.status, exc.operation_outcome)
+
+
+def _version_conflict(exc: FhirServerError) -> PreconditionFailed:
+    """A 409 on an ``If-Match`` write, as the 412 R4 prescribes (re-read and re-plan)."""
+    return PreconditionFailed(
+        str(exc), status=exc.status, url=exc.url, operation_outcome=exc.operation_outcome
+    )
+
+
+async def _delete_singly(
+    writer: FhirClient, w: PlannedWrite, requests: dict[str, int], naming: Naming
+) -> str | None:
+    """DELETE a withdrawal's resource (the caller counts the request): its ``Type/id`` when
+    deleted; None when gone already, or (noted in ``naming.undeletable``) when the server
+    answers 409 (the resource is referenced)."""
+    url = f"{w.derived.resource_type}/{w.existing_id}"
+    try:
+        await writer.request("DELETE", url)
+    except NotFound:
+        return None  # gone already
+    except FhirServerError as exc:
+        if is_refusal(exc.status, exc.operation_outcome):
+            raise Learned(Refused("interaction", w.derived.resource_type, "delete")) from exc
+        if is_conflict(exc):
+            log.info("the server refused to delete a %s: 409 (referenced)", w.derived.resource_type)
+            naming.undeletable.add(w.derived.identifier)
+            return None
+        raise
+    naming.confirm(w, url)
+    return url
 
 
 def _deletes(w: PlannedWrite) -> bool:
@@ -217,6 +261,17 @@ async def write_transaction(
     except FhirServerError as exc:
         if is_refusal(exc.status, exc.operation_outcome) and not isinstance(exc, NotFound):
             raise Learned(Refused("transaction")) from exc
+        if is_conflict(exc):
+            # nothing was stored: a delete of a referenced resource, or an If-Match version
+            # conflict. The deletes are sent singly (what the server refuses stays, reported
+            # not withdrawn; what it deletes the next Provenance names), then re-plan.
+            for w in writes:
+                if _deletes(w):
+                    requests["write"] = requests.get("write", 0) + 1
+                    deleted = await _delete_singly(writer, w, requests, naming)
+                    if deleted is not None:
+                        naming.targets.append(deleted)
+            raise _version_conflict(exc) from exc
         raise
     except WriteOutcomeUnknown:
         naming.unknown.update((w.derived.identifier, w.action) for w in writes)  # named inside
@@ -280,6 +335,7 @@ async def write_batch(
     failure: Exception | None = None  # the first entry that failed, raised once all is named
     plain: list[PlannedWrite] = []
     unlocated: list[PlannedWrite] = []  # creates whose answer does not say what they made
+    not_run: list[PlannedWrite] = []  # entries the server skipped (429, 503): not made
     for w, entry in zip(writes, answers, strict=True):
         status = entry_status(entry)
         if status is not None and 200 <= status < 300:
@@ -299,11 +355,17 @@ async def write_batch(
             if plain_create:
                 plain.append(w)
             continue
+        if status in NOT_RUN:
+            not_run.append(w)
+            continue
         outcome = entry_outcome(entry)
         rtype = w.derived.resource_type
         if _deletes(w) and status in (404, 410) and not is_refusal(status, outcome):
             continue  # gone already
-        if status == 412:
+        if _deletes(w) and status == CONFLICT and not is_refusal(status, outcome):
+            naming.undeletable.add(w.derived.identifier)  # referenced: reported not withdrawn
+            continue
+        if status in (412, CONFLICT) and not is_refusal(status, outcome):
             conflict = True
         elif failure is not None:
             continue
@@ -325,6 +387,15 @@ async def write_batch(
     # what the batch wrote is written: named by the Provenance even if other entries failed
     await _locate(writer, unlocated, requests, naming, changed)
     await _check_duplicates(writer, plain, requests, duplicates, changed)
+    if not_run and failure is None and not conflict:
+        # sent again one by one, each waiting and retrying as any 429 or 503 does; named by
+        # the batch's Provenance with the rest
+        confirmed = len(naming.written)
+        try:
+            await write_singles(writer, not_run, None, shape, requests, duplicates, naming)
+        except (FhirClientError, Learned) as exc:
+            failure = exc
+        changed += [w.reference for w in naming.written[confirmed:] if w.reference not in changed]
     await post_provenance(writer, provenance, changed, requests, naming)
     if failure is not None:
         raise failure
@@ -388,17 +459,9 @@ async def write_singles(
                         if answer.resent:
                             resent.append(made)
             elif _deletes(w):
-                url = f"{rtype}/{w.existing_id}"
-                try:
-                    await writer.request("DELETE", url)
-                except NotFound:
-                    continue  # gone already
-                except FhirServerError as exc:
-                    if is_refusal(exc.status, exc.operation_outcome):
-                        raise Learned(Refused("interaction", rtype, "delete")) from exc
-                    raise
-                changed.append(url)
-                naming.confirm(w, url)
+                deleted = await _delete_singly(writer, w, requests, naming)
+                if deleted is not None:
+                    changed.append(deleted)
             else:
                 headers = {"If-Match": f'W/"{w.existing_version}"'} if w.existing_version else {}
                 url = f"{rtype}/{w.existing_id}"
@@ -412,6 +475,9 @@ async def write_singles(
                 except FhirServerError as exc:
                     if is_refusal(exc.status, exc.operation_outcome):
                         raise Learned(Refused("interaction", rtype, "update")) from exc
+                    if is_conflict(exc) and w.existing_version:  # HAPI's 412
+                        naming.lost([w])
+                        raise _version_conflict(exc) from exc
                     raise
                 except WriteOutcomeUnknown:
                     naming.lost([w])
@@ -481,12 +547,31 @@ async def _check_duplicates(
                 f"refuses delete, so all were kept (the one with the lowest id is updated)"
             )
             continue
+        referenced: list[Json] = []  # copies the server refused to delete (409: referenced)
         for extra in copies[1:]:
             requests["write"] = requests.get("write", 0) + 1
-            with contextlib.suppress(NotFound):
+            try:
                 await writer.request("DELETE", f"{rtype}/{extra.get('id')}")
+            except NotFound:
+                continue
+            except FhirServerError as exc:
+                if not is_conflict(exc):
+                    raise
+                referenced.append(extra)  # e.g. the other writer's Provenance names it
         _name_kept(changed, copies, resent)
-        log.warning("a concurrent create duplicated a %s; the extra copies were deleted", rtype)
+        if not referenced:
+            log.warning("a concurrent create duplicated a %s; the extra copies were deleted", rtype)
+            continue
+        log.warning("a concurrent create duplicated a %s; a copy is referenced (409)", rtype)
+        retire = rtype in RETIRABLE and caps.allows(rtype, "update")
+        for extra in referenced if retire else ():
+            await _retire(writer, extra, requests)
+        duplicates.append(
+            f"{rtype} {ident}: {len(copies)} copies (a concurrent create); the server refused "
+            f"to delete {len(referenced)} of them (HTTP 409: referenced), so "
+            + ("they were marked entered-in-error" if retire else "they were kept")
+            + " (the one with the lowest id is kept and updated)"
+        )
 
 
 def _name_kept(changed: list[str], copies: Sequence[Json], resent: Collection[str]) -> None:
@@ -506,10 +591,15 @@ async def _retire(writer: FhirClient, copy: Json, requests: dict[str, int]) -> N
     version = (copy.get("meta") or {}).get("versionId")
     headers = {"If-Match": f'W/"{version}"'} if version else None
     requests["write"] = requests.get("write", 0) + 1
-    with contextlib.suppress(NotFound, PreconditionFailed):  # gone, or the other writer did it
+    try:
         await writer.request(
             "PUT", f"{rtype}/{rid}", json={**copy, "status": RETIRED}, headers=headers
         )
+    except (NotFound, PreconditionFailed):
+        return  # gone, or the other writer did it
+    except FhirServerError as exc:
+        if not (is_conflict(exc) and headers):  # HAPI answers a stale If-Match with 409
+            raise
 
 
 async def post_provenance(
