@@ -56,6 +56,7 @@ class _Found:
     patients: set[str] = field(default_factory=set)  # "Patient/id" of the listed Patients
     patients_without_id: list[str] = field(default_factory=list)  # where a listed one is
     references: set[str] = field(default_factory=set)  # listed subject/patient references
+    deleted: set[str] = field(default_factory=set)  # "Type/id" whose newest history entry deletes
 
     def resolve(self) -> dict[str, Json]:
         """Every resource by "Type/id" and by its entry's fullUrl (nested Bundles included).
@@ -112,6 +113,9 @@ def _collect(doc: Json, where: str, found: _Found, *, listed: bool) -> None:
         page = _next_page(doc, where)
         if page is not None:
             found.issues.append(page)
+    # a history lists each resource's versions newest first (R4 http.html#history): the first
+    # entry of a resource is its current state, a DELETE entry without resource included
+    history = listed and doc.get("type") == "history"
     # the top Bundle's resource locations are made once per process, not per entry
     top_paths = (
         _top_entry_paths(len(entries))
@@ -141,6 +145,10 @@ def _collect(doc: Json, where: str, found: _Found, *, listed: bool) -> None:
                         f"{where}.entry[{i}].resource",
                     )
                 )
+            elif history and _request_method(entry) == "DELETE":
+                key = _deleted_key(entry)
+                if key is not None and key not in listed_by_ref:
+                    found.deleted.add(key)
             continue
         resource_id = resource.get("id")
         full_url = entry.get("fullUrl")
@@ -179,9 +187,13 @@ def _collect(doc: Json, where: str, found: _Found, *, listed: bool) -> None:
         location = top_paths[i] if top_paths is not None else f"{where}.entry[{i}].resource"
         if isinstance(resource_id, str):
             key = f"{resource_type}/{resource_id}"
+            if history and key in found.deleted:
+                found.other_by_ref.setdefault(key, resource)
+                found.issues.append(_deleted(key, location))
+                continue
             first = listed_by_ref.setdefault(key, resource)
             if first is not resource:  # two searches (or pages) returned it: read once
-                found.issues.append(_duplicate(key, first == resource, location))
+                found.issues.append(_duplicate(key, first == resource or history, location))
                 continue
             resources.append((location, resource))
             if resource_type == "Patient":
@@ -210,6 +222,32 @@ def _request_method(entry: Json) -> str | None:
     return method if isinstance(method, str) else None  # a malformed one is no method
 
 
+def _deleted_key(entry: Json) -> str | None:
+    """The "Type/id" a history's DELETE entry deletes: from its ``request.url`` (``Type/id``,
+    perhaps absolute, versioned or with a query), else its ``fullUrl``; None if neither names
+    one."""
+    request = entry.get("request")
+    for url in (request.get("url") if isinstance(request, dict) else None, entry.get("fullUrl")):
+        if not isinstance(url, str):
+            continue
+        parts = url.split("?", 1)[0].partition("/_history/")[0].rstrip("/").split("/")
+        if len(parts) >= 2 and parts[-2][:1].isupper() and is_id(parts[-1]):
+            return f"{parts[-2]}/{parts[-1]}"
+    return None
+
+
+def _deleted(key: str, location: str) -> Issue:
+    """An older version of a resource whose newest history entry deletes it: not read."""
+    return Issue(
+        "information",
+        "deleted",
+        f"{key} is deleted (its newest entry in the history Bundle is a DELETE): its older "
+        "versions are not read",
+        location,
+        key,
+    )
+
+
 _TOP_ENTRY_PATHS: list[str] = []
 """``Bundle.entry[i].resource`` by i, made once per process and shared by every Bundle read
 (a str is immutable, so sharing the texts is invisible)."""
@@ -226,7 +264,9 @@ def _top_entry_paths(count: int) -> list[str]:
 
 def _duplicate(key: str, same: bool, location: str) -> Issue:
     """A resource listed again (two searches of a batch-response, two pages): only its first
-    copy is read, as the server read path does; counting it twice would double a dose."""
+    copy is read, as the server read path does; counting it twice would double a dose. ``same``
+    also for an older version in a history Bundle (its versions differ by design; the first,
+    the newest, is read)."""
     if same:
         return Issue(
             "information",

@@ -290,8 +290,8 @@ async def test_discovery_lists_one_service_per_hook() -> None:
         assert set(prefetch) == set(KEYS)
         assert prefetch["patient"] == "Patient/{{context.patientId}}"
         assert prefetch["weights"] == (
-            "Observation?patient={{context.patientId}}&code=http://loinc.org|29463-7"
-            "&_sort=-date&_count=5"
+            "Observation?patient={{context.patientId}}"
+            "&code=http://loinc.org|29463-7,http://loinc.org|3141-9&_sort=-date&_count=5"
         )
         assert "_include=MedicationAdministration:medication" in prefetch["administrations"]
         assert "myositis-core-set|pga" in prefetch["measures"]

@@ -402,6 +402,7 @@ def test_r4_batch_responses_read_their_nested_searchsets() -> None:
     assert _read_facts(summary) == ["event ischaemic-stroke 2010-07-18"]
     assert sorted((i.severity, str(i.resource)) for i in summary.issues) == [
         ("warning", "Condition/example"),  # SNOMED CT 39065001 "Burn of ear"
+        ("warning", "Condition/example2"),  # code text only: "Asthma", cannot be classified
         ("warning", "Condition/family-history"),  # 312824007 "Family history of cancer of colon"
     ]
 

@@ -4,7 +4,9 @@ Reading is the hot path of registry runs, so resources stay plain dicts (from ``
 only the elements the computation uses are validated — strictly: type, format, code system
 membership, unit. A resource that fails is excluded with an :class:`Issue` naming where; the
 rest still counts. Resources fhirtis does not use (a blood pressure, an antibiotic) are passed
-over without a word.
+over without a word; a Condition, AdverseEvent or Procedure coded in no code system the TEE and
+risk-factor ValueSets use (ICD-11, ICD-10-PCS, text only) cannot be told apart from one that
+matters, so it is reported as unclassified.
 """
 
 from __future__ import annotations

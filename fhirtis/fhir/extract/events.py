@@ -42,7 +42,11 @@ from fhirtis.fhir.extract.common import (
     to_unit,
     unversioned,
 )
-from fhirtis.fhir.extract.medications import MedicationReader, UnresolvedMedicationError
+from fhirtis.fhir.extract.medications import (
+    MEDICATION_VOID,
+    MedicationReader,
+    UnresolvedMedicationError,
+)
 from fhirtis.fhir.outcome import Issue
 from fhirtis.fhir.primitives import json_array
 
@@ -59,6 +63,7 @@ _ABATEMENT = TimeElements.of("abatementDateTime", "abatementPeriod.end")
 # R4 Condition.abatement[x] that give no date (abatementBoolean is STU3's); a Period without end
 _ABATEMENT_OTHER = ("abatementAge", "abatementPeriod", "abatementRange", "abatementString")
 _EVENT_DATE = TimeElements.of("date", "detected")
+_PROCEDURE_VOID = frozenset({"entered-in-error", "not-done", "preparation"})
 _PERFORMED = TimeElements.of("performedDateTime", "performedPeriod.start")
 _DEVICE_NOT_IN_USE = frozenset({"inactive", "entered-in-error"})
 """R4 Device.status values that say the device is not the patient's now. The element is 0..1
@@ -82,6 +87,7 @@ _DM_VALUE_SETS = ("dermatomyositis", "juvenile-dermatomyositis")
 # of them holds is reported as unclassified (the ICD-10 counterpart of their is-a parents)
 REVIEW_VALUE_SET = "problem-list-review-icd10"
 _ICD_NAMES: Mapping[str, str] = {ICD10: "ICD-10", ICD10CM: "ICD-10-CM"}
+_CPT = "http://www.ama-assn.org/go/cpt"  # US procedure codes (risk-central-venous-catheter)
 
 # where the codes classified by hierarchy are: resource type → CodeableConcept element
 _CODED: Mapping[str, str] = {
@@ -224,6 +230,38 @@ class EventReader(MedicationReader):
         self._unclassified.clear()
         self._recognised.clear()
 
+    def _report_unread(
+        self,
+        data: PatientData,
+        r: Json,
+        codings: Sequence[Coding],
+        path: str,
+        families: str = f"{TEE_FAMILY} and {RISK_FAMILY}",
+    ) -> None:
+        """A Condition, AdverseEvent or Procedure none of whose codings is in a code system the
+        TEE, risk-factor and dermatomyositis ValueSets use (ICD-11, ICD-10-PCS, MedDRA, a local
+        code, text only) cannot be classified at all: one warning says it is not counted for
+        ``families``, rather than passing it over as if it were known not to matter."""
+        read = _read_systems(self.t)
+        coded = [(s, c) for s, c in codings if s is not None and c is not None]
+        if any(s in read for s, _ in coded):
+            return  # classified (or reported as unclassified) by its code
+        if coded:
+            what = ", ".join(f"{s}|{c}" for s, c in coded)
+            why = f"coded only as {what}, in no code system fhirtis reads ({_read_names(read)})"
+        else:
+            why = "no coding with a system and a code (text only, or no code)"
+        data.issues.append(
+            Issue(
+                "warning",
+                "incomplete",
+                f"{ref_of(r)} could not be classified for {families}: {why}; it is not "
+                "counted there",
+                path,
+                ref_of(r),
+            )
+        )
+
     # -- Condition and AdverseEvent -----------------------------------------------------------
 
     def _tee_kind(self, codings: list[Coding], resource: Json, path: str) -> TeeKind | None:
@@ -274,6 +312,11 @@ class EventReader(MedicationReader):
         risks = self._members(RISK_FAMILY, self._risk, codings, r, f"{path}.code")
         is_dm = any(vs.matches_any(codings) for vs in self._dm)
         if tee is None and not risks and not is_dm:
+            verification = concept_codings(
+                r.get("verificationStatus"), f"{path}.verificationStatus"
+            )
+            if not any(code in _CONDITION_VOID for _, code in verification):
+                self._report_unread(data, r, codings, f"{path}.code")
             return
         self._require_id(r, path)
         verification = concept_codings(r.get("verificationStatus"), f"{path}.verificationStatus")
@@ -283,16 +326,25 @@ class EventReader(MedicationReader):
         clinical = {
             code for _, code in concept_codings(r.get("clinicalStatus"), f"{path}.clinicalStatus")
         }
+        # a diagnosis of dermatomyositis alone: its coding decides the population (clinical spec
+        # §2.3) whatever its dates say; an onset that cannot be placed on a day is not used
+        dm_only = is_dm and tee is None and not risks
         onset: FhirTime | None = None
         try:
             onset = first_fhir_time(r, _ONSET, path)
         except ExcludedError as exc:
-            if exc.issue_code != "required":
+            if exc.issue_code == "required":
+                pass
+            elif dm_only:
+                said = f"{exc.message}: the dermatomyositis diagnosis is read without its onset"
+                data.issues.append(exc.as_warning(r, said))
+            else:
                 raise
         end: date | None = None
         period = r.get("abatementPeriod")
-        if r.get("abatementDateTime") is not None or (
-            isinstance(period, dict) and period.get("end") is not None
+        if not dm_only and (
+            r.get("abatementDateTime") is not None
+            or (isinstance(period, dict) and period.get("end") is not None)
         ):
             end = first_time(r, _ABATEMENT, path)[0].date()
         if is_dm:
@@ -382,6 +434,8 @@ class EventReader(MedicationReader):
         event_codings = concept_codings(r.get("event"), f"{path}.event")
         tee = self._tee_kind(event_codings, r, f"{path}.event")
         if tee is None:
+            if r.get("actuality") != "potential":
+                self._report_unread(data, r, event_codings, f"{path}.event")
             return
         self._require_id(r, path)
         if r.get("actuality") == "potential":
@@ -415,7 +469,23 @@ class EventReader(MedicationReader):
             medication = self._read_medication(r, path, resolve)
         except UnresolvedMedicationError:
             return  # an unknown medication shows no risk factor
-        self._risk_medication(data, r, medication, path)
+        if (
+            not self._risk_medication(data, r, medication, path)
+            and r.get("resourceType") == "MedicationStatement"
+            and r.get("status") not in MEDICATION_VOID
+            and self.is_ivig_product(medication.med, medication.codings, medication.text)
+        ):
+            data.issues.append(
+                Issue(
+                    "information",
+                    "informational",
+                    f"{ref_of(r)} records immune globulin use as a statement: IVIG exposure is "
+                    "read from MedicationAdministrations (each infusion, its dose and rate), so "
+                    "it is not counted",
+                    path,
+                    ref_of(r),
+                )
+            )
 
     def _is_catheter(self, device: Json, path: str) -> bool:
         """``device`` (a Device) is coded as a central venous catheter."""
@@ -514,9 +584,11 @@ class EventReader(MedicationReader):
         codings = concept_codings(r.get("code"), f"{path}.code")
         kinds = self._members(RISK_FAMILY, self._risk, codings, r, f"{path}.code")
         if not kinds:
+            if r.get("status") not in _PROCEDURE_VOID:
+                self._report_unread(data, r, codings, f"{path}.code", RISK_FAMILY)
             return
         self._require_id(r, path)
-        if r.get("status") in {"entered-in-error", "not-done", "preparation"}:
+        if r.get("status") in _PROCEDURE_VOID:
             return
         self._check_subject(data, r, "subject", path)
         start = first_time(r, _PERFORMED, path)[0].date()
@@ -525,6 +597,32 @@ class EventReader(MedicationReader):
             data.evidence.append(
                 RiskEvidence(kind, source, start, None, concept_text(r.get("code")) or None)
             )
+
+
+def _read_systems(terminology: Terminology) -> frozenset[str]:
+    """The code systems of the TEE, risk-factor and dermatomyositis ValueSets (their concepts,
+    regex filters and hierarchies), worked out once per terminology."""
+    memo = terminology.memo_for("extract.condition-systems")
+    found: frozenset[str] | None = memo.get("systems")
+    if found is None:
+        indexes = [
+            v
+            for k, v in terminology.value_sets.items()
+            if k.startswith(("tee-", "risk-")) or k in _DM_VALUE_SETS or k == "polymyositis"
+        ]
+        found = frozenset(
+            {s for v in indexes for s, _ in v.codes}
+            | {s for v in indexes for s, _ in v.patterns}
+            | {h.system for v in indexes for h in v.hierarchies}
+        )
+        memo["systems"] = found
+    return found
+
+
+def _read_names(systems: Iterable[str]) -> str:
+    """The code systems a report names, e.g. "SNOMED CT, ICD-10-CM, ICD-10"."""
+    names = {SNOMED: "SNOMED CT", _CPT: "CPT", **_ICD_NAMES}
+    return ", ".join(sorted(names.get(s, s) for s in systems if s in names))
 
 
 def _code_name(system: str, code: str) -> str:

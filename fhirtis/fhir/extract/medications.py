@@ -42,7 +42,8 @@ from fhirtis.fhir.primitives import ID_FULLMATCH, PrimitiveError, json_array
 from fhirtis.fhir.units import convert, first_convertible
 
 _MA_USED = {"completed", "in-progress", "stopped"}
-_MED_VOID = {"entered-in-error", "not-taken", "cancelled", "draft"}
+MEDICATION_VOID = frozenset({"entered-in-error", "not-taken", "cancelled", "draft"})
+"""Statuses of a MedicationStatement or MedicationRequest that record no use of the medication."""
 _EFFECTIVE = TimeElements.of("effectiveDateTime", "effectivePeriod.start")
 _EFFECTIVE_END = TimeElements.of("effectivePeriod.end")
 _USE_START = TimeElements.of("effectivePeriod.start", "effectiveDateTime", "authoredOn")
@@ -709,7 +710,7 @@ class MedicationReader(ExtractorBase):
             medication.estrogen = estrogen
         if not estrogen:
             return False
-        if r.get("status") in _MED_VOID:
+        if r.get("status") in MEDICATION_VOID:
             return True
         self._require_id(r, path)
         subject_key = "subject"
