@@ -1,10 +1,11 @@
-"""Clinical consequences of extraction gaps found in session 24 (the fix is outside the clinical
-core: ``fhirtis/fhir/extract/events.py``; these tests are strict xfails until it is made).
+"""Clinical consequences of extraction gaps found in session 24 (fixed outside the clinical
+core, in ``fhirtis/fhir/extract/events.py``).
 
 A thromboembolic Condition with no ``onset[x]`` (R4 Condition.onset[x] is 0..1; US Core
 Condition requires neither it nor ``recordedDate``, and problem lists often carry only
 ``recordedDate``) was excluded entirely: the patient then had no history-of-thrombosis risk
-factor (clinical spec §5.1) and the maximum rate was 4 mg/kg/min instead of 3.3 (§5.2)."""
+factor (clinical spec §5.1) and the maximum rate was 4 mg/kg/min instead of 3.3 (§5.2). It is now
+a history of thrombosis from its ``recordedDate`` (at every time without one), with a warning."""
 
 from __future__ import annotations
 
@@ -26,10 +27,6 @@ from tests.fhir.builders import SCT, bundle, condition, patient
 DVT = "128053003"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="extract/events.py excludes a TEE Condition without onset[x] entirely (session 24)",
-)
 @pytest.mark.parametrize("recorded", ["2023-05-01", None])
 def test_a_dvt_recorded_without_an_onset_is_a_history_of_thrombosis(recorded: str | None) -> None:
     extra = {"recordedDate": recorded} if recorded else {}

@@ -59,6 +59,7 @@ _CONDITION_ENDED = {"inactive", "remission", "resolved"}
 K = TypeVar("K")
 
 _ONSET = TimeElements.of("onsetDateTime", "onsetPeriod.start")
+_RECORDED = TimeElements.of("recordedDate")
 _ABATEMENT = TimeElements.of("abatementDateTime", "abatementPeriod.end")
 # R4 Condition.abatement[x] that give no date (abatementBoolean is STU3's); a Period without end
 _ABATEMENT_OTHER = ("abatementAge", "abatementPeriod", "abatementRange", "abatementString")
@@ -264,6 +265,34 @@ class EventReader(MedicationReader):
 
     # -- Condition and AdverseEvent -----------------------------------------------------------
 
+    def _tee_without_onset(self, data: PatientData, r: Json, path: str) -> None:
+        """A thromboembolic Condition with no onset[x] (US Core makes it optional; problem lists
+        often leave it out): it cannot be placed in a cycle's window (§5.3), but the thrombosis
+        happened on or before the day it was recorded, so it is a history of thrombosis (§5.1)
+        from its ``recordedDate``, or at every time when it has none (the safe side)."""
+        recorded = optional_date(r, _RECORDED, path)
+        source = self._use(data, r)
+        data.evidence.append(
+            RiskEvidence(
+                RiskFactorKind.THROMBOSIS_HISTORY,
+                source,
+                recorded,
+                None,
+                concept_text(r.get("code")) or None,
+            )
+        )
+        since = f"from its recorded date {recorded.isoformat()}" if recorded else "at every time"
+        data.issues.append(
+            Issue(
+                "warning",
+                "required",
+                f"{source}: a thromboembolic event with no onset: not assessed for a temporal "
+                f"association with IVIG; counted as a history of thrombosis {since}",
+                f"{path}.onset[x]",
+                source,
+            )
+        )
+
     def _tee_kind(self, codings: list[Coding], resource: Json, path: str) -> TeeKind | None:
         kinds = self._members(TEE_FAMILY, self._tee, codings, resource, path)
         return kinds[0] if kinds else None
@@ -355,11 +384,9 @@ class EventReader(MedicationReader):
                 data.dm_onset = onset.day
             elif onset is None and "onsetAge" in r:
                 self._dm_onset_age(data, r, path)
-        if tee is not None and r.get("id"):
-            if onset is None:
-                raise ExcludedError(
-                    "required", "a thromboembolic event needs its onset", f"{path}.onset[x]"
-                )
+        if tee is not None and r.get("id") and onset is None:
+            self._tee_without_onset(data, r, path)
+        elif tee is not None and r.get("id") and onset is not None:
             source = self._use(data, r, onset)
             data.events.append(
                 TeeEvent(
