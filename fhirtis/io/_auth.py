@@ -177,16 +177,8 @@ class SmartBackendAuth(httpx.Auth):
             clock=clock,
         )
 
-    # -- the algorithm, written once -------------------------------------------------------
-
-    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
-        token = yield from self._authorize(request, None)
-        response = yield request
-        if response.status_code != 401:
-            return
-        log.info("401 from %s; refreshing the access token once", _urls.log_target(request.url))
-        yield from self._authorize(request, token)
-        yield request
+    # -- the algorithm: a token attached (fetched when none is usable), and fetched again once
+    # after a 401; the sync and async drivers below run it under their locks ----------------
 
     def _authorize(
         self, request: httpx.Request, rejected: str | None
