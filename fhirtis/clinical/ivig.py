@@ -96,6 +96,7 @@ __all__ = [
     "Exposure",
     "adjusted_body_weight",
     "compute_exposure",
+    "dose_tolerance_edges",
     "dosing_weight",
     "format_decimal",
     "grams_given",
@@ -207,6 +208,16 @@ class Exposure:
 
 # --------------------------------------------------------------------------------------------
 # building blocks
+
+
+def dose_tolerance_edges(policy: Policy) -> tuple[Decimal, Decimal]:
+    """The g/kg edges of the target's tolerance (1.8 and 2.2 for 2 g/kg ± 10 %): a cycle's g/kg
+    is shown beside them (:func:`~fhirtis.clinical.decimals.beside_any`), so that a dose off
+    target is never shown on the edge (1.79999857… as 1.8) beside its warning."""
+    with localcontext(DECIMAL_CONTEXT):
+        target = policy.target_dose_g_per_kg
+        margin = target * policy.dose_tolerance_percent / _HUNDRED
+        return target - margin, target + margin
 
 
 def grams_given(
@@ -453,9 +464,8 @@ def _cycle(
         off = abs(g_per_kg - policy.target_dose_g_per_kg) * _HUNDRED / policy.target_dose_g_per_kg
         if off > policy.dose_tolerance_percent:
             # shown with the places that tell them from the edge (never "10% off, tolerance 10%")
-            target = policy.target_dose_g_per_kg
-            margin = target * policy.dose_tolerance_percent / _HUNDRED
-            edge = target - margin if g_per_kg < target else target + margin
+            under, over = dose_tolerance_edges(policy)
+            edge = under if g_per_kg < policy.target_dose_g_per_kg else over
             cycle_notes.append(
                 warning(
                     "dose-off-target",

@@ -42,6 +42,8 @@ class PatientFactsBundle:
     jdm_coded: bool = False
     dm_onset: date | None = None
     dm_onset_age: int | None = None  # completed years, of an onset recorded as an age
+    # the earliest onset recorded to the year or month only: its first and last possible day
+    dm_onset_partial: tuple[date, date] | None = None
 
 
 @fast_frozen_init
@@ -55,6 +57,20 @@ class PatientEvaluation:
     policy: Policy
 
 
+def earliest_onset(
+    full: date | None, partial: tuple[date, date] | None
+) -> tuple[date | None, date | None]:
+    """The earliest dermatomyositis onset (clinical spec §2.3) of the onsets recorded to the day
+    (``full``, the earliest) and those recorded to the year or month (``partial``): its first
+    possible day and, when it is not known to the day, its last (else None)."""
+    if partial is None:
+        return full, None
+    first, last = partial
+    if full is not None:
+        first, last = min(first, full), min(last, full)
+    return first, (None if last == first else last)
+
+
 def evaluate_patient(
     facts: PatientFactsBundle,
     policy: Policy,
@@ -66,12 +82,14 @@ def evaluate_patient(
     """Evaluate one patient. ``as_of`` is the time "now" means for the current risk factors
     and the applicable maximum rate; pass a time derived from the data (not the wall clock)
     to keep results reproducible."""
+    onset, onset_latest = earliest_onset(facts.dm_onset, facts.dm_onset_partial)
     decision = decide_population(
         policy,
         jdm_coded=facts.jdm_coded,
         birth_date=facts.patient.birth_date,
         birth_date_latest=facts.patient.birth_date_latest,
-        dm_onset=facts.dm_onset,
+        dm_onset=onset,
+        dm_onset_latest=onset_latest,
         dm_onset_age=facts.dm_onset_age,
         override=population,
     )

@@ -26,12 +26,16 @@ def age_in_years(birth: date, on: date) -> int:
     return years
 
 
-def age_bounds(birth_date: date, birth_date_latest: date | None, on: date) -> tuple[int, int]:
+def age_bounds(
+    birth_date: date, birth_date_latest: date | None, on: date, on_latest: date | None = None
+) -> tuple[int, int]:
     """(youngest, oldest) completed years of age on ``on`` of someone born on ``birth_date``,
     or at some day from ``birth_date`` to ``birth_date_latest`` (a birth date recorded to the
-    year or month only); equal for a birth date recorded in full. Never below 0."""
-    oldest = age_in_years(birth_date, on)
-    youngest = oldest if birth_date_latest is None else age_in_years(birth_date_latest, on)
+    year or month only); equal for a birth date recorded in full. ``on_latest``: ``on`` is
+    itself known only to lie between ``on`` and ``on_latest`` (an onset recorded to the year or
+    month). Never below 0."""
+    oldest = age_in_years(birth_date, on if on_latest is None else on_latest)
+    youngest = age_in_years(birth_date if birth_date_latest is None else birth_date_latest, on)
     return max(youngest, 0), max(oldest, 0)
 
 
@@ -49,13 +53,16 @@ def decide_population(
     override: Population | None = None,
     birth_date_latest: date | None = None,
     dm_onset_age: int | None = None,
+    dm_onset_latest: date | None = None,
 ) -> PopulationDecision:
     """Juvenile when a Condition codes juvenile DM or the age at DM onset is below
     ``policy.juvenile_onset_age``; otherwise adult. A caller's override wins. A birth date
     recorded to the year or month only (``birth_date`` to ``birth_date_latest``) decides when
     every day it may be gives the same answer; otherwise the age is unknown, as without one.
     ``dm_onset_age``: completed years at an onset recorded as an age (``onsetAge``); with a
-    dated onset too, the earlier onset (the lower age) decides."""
+    dated onset too, the earlier onset (the lower age) decides. ``dm_onset_latest``: the onset
+    is recorded to the year or month only and lies between ``dm_onset`` and this day; like a
+    partial birth date, it decides when every day it may be gives the same answer."""
     if override is not None:
         return PopulationDecision(override, "override")
     if jdm_coded:
@@ -63,7 +70,7 @@ def decide_population(
     why = "birth date or onset missing"
     bounds: tuple[int, int] | None = None
     if birth_date is not None and dm_onset is not None:
-        bounds = age_bounds(birth_date, birth_date_latest, dm_onset)
+        bounds = age_bounds(birth_date, birth_date_latest, dm_onset, dm_onset_latest)
     if dm_onset_age is not None:
         bounds = (
             (dm_onset_age, dm_onset_age)
@@ -76,7 +83,10 @@ def decide_population(
             return PopulationDecision(Population.JUVENILE, "onset-age")
         if youngest >= policy.juvenile_onset_age:
             return PopulationDecision(Population.ADULT, "onset-age")
-        why = f"birth date not recorded in full: {age_text(youngest, oldest)} years at onset"
+        recorded = (("birth date", birth_date_latest), ("onset", dm_onset_latest))
+        partial = " and ".join(name for name, latest in recorded if latest is not None)
+        ages = age_text(youngest, oldest)
+        why = f"{partial or 'birth date'} not recorded in full: {ages} years at onset"
     note = missing(
         "onset-age-unknown",
         f"age at dermatomyositis onset unknown ({why}); adult criteria used",

@@ -23,7 +23,7 @@ from fhirtis import __version__
 from fhirtis.clinical.decimals import beside, beside_any
 from fhirtis.clinical.facts import FhirTime, Measure
 from fhirtis.clinical.frozen import fast_frozen_init
-from fhirtis.clinical.ivig import Cycle, Exposure
+from fhirtis.clinical.ivig import Cycle, Exposure, dose_tolerance_edges
 from fhirtis.clinical.patient import PatientEvaluation
 from fhirtis.clinical.policy import DosingWeightBasis, PerPolicy, Policy, Population
 from fhirtis.clinical.thrombosis import AssociatedEvent, RateFinding, ThrombosisAssessment
@@ -490,9 +490,11 @@ def _cycle_observation(
     period: Json,
     administrations: set[str],
     limits: tuple[Decimal, ...],
+    dose_edges: tuple[Decimal, Decimal],
 ) -> Derived:
     """``period``: the cycle's start and end; ``administrations``: its sources; ``limits``: the
-    maximum rates the cycle's maximum rate is written beside (never shown equal to one)."""
+    maximum rates the cycle's maximum rate is written beside (never shown equal to one);
+    ``dose_edges``: the g/kg edges of the target's tolerance, likewise for the g/kg."""
     day = _day(cycle.start.day)
     ident = _identifier("ivig-cycle-dose", f"ivig-cycle-dose|{patient_ref}|{day}|{_VERSION_PART}")
     dw = cycle.dosing_weight
@@ -543,7 +545,7 @@ def _cycle_observation(
         measured = sorted({s for s in (weight_source, height_source) if s})
         obs["derivedFrom"] = [{"reference": s} for s in measured]
     if cycle.g_per_kg is not None:
-        obs["valueQuantity"] = _quantity(cycle.g_per_kg, "g/kg")
+        obs["valueQuantity"] = _quantity(beside_any(cycle.g_per_kg, dose_edges), "g/kg")
     else:
         obs["dataAbsentReason"] = _absent("g/kg unknown: grams or dosing weight unknown")
     # the dosing weight's notes (a stale weight, spec §4) where it is used; an unknown weight
@@ -735,6 +737,7 @@ def derive_resources(evaluation: PatientEvaluation, patient_ref: str) -> list[De
         all_administrations: set[str] = set()
         periods: list[Json] = []
         limits = evaluation.policy.rate_limits
+        dose_edges = dose_tolerance_edges(evaluation.policy)
         for cycle in exposure.cycles:
             period = {"start": _instant(cycle.start), "end": _instant(cycle.end)}
             # = set(cycle.sources), without the two properties per administration
@@ -742,7 +745,9 @@ def derive_resources(evaluation: PatientEvaluation, patient_ref: str) -> list[De
             all_administrations |= administrations
             periods.append(period)
             out.append(
-                _cycle_observation(note, patient_ref, cycle, period, administrations, limits)
+                _cycle_observation(
+                    note, patient_ref, cycle, period, administrations, limits, dose_edges
+                )
             )
         whole = {"start": periods[0]["start"], "end": periods[-1]["end"]}
         out.append(_cumulative_observation(note, patient_ref, exposure, whole, all_administrations))

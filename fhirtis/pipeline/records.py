@@ -30,6 +30,7 @@ from pydantic import (
 
 from fhirtis.clinical.course import FollowUp
 from fhirtis.clinical.decimals import beside, beside_any
+from fhirtis.clinical.ivig import dose_tolerance_edges
 from fhirtis.clinical.notes import Note
 from fhirtis.clinical.patient import PatientEvaluation
 from fhirtis.clinical.policy import Policy, Population
@@ -227,6 +228,16 @@ def _q(value: Decimal | None, places: int = 4) -> Decimal | None:
     return value.quantize(Decimal(1).scaleb(-places)).normalize() + 0
 
 
+def cycle_g_per_kg_shown(g_per_kg: Decimal | None, policy: Policy) -> Decimal | None:
+    """A cycle's g/kg to 4 places, as the record shows it beside its dose warning: half-even,
+    but never on an edge of the target's tolerance that it is not on (125.9999 g at 70 kg is
+    1.79999857… g/kg, off target by more than 10 %: shown 1.7999, as the warning says, never
+    1.8, which is within it)."""
+    if g_per_kg is None:
+        return None
+    return _q(beside_any(g_per_kg, dose_tolerance_edges(policy)))
+
+
 def _issue(issue: Issue) -> IssueRecord:
     return IssueRecord(
         severity=issue.severity,
@@ -297,7 +308,7 @@ def summarise(
             administrations=c.administration_count,
             in_progress=c.in_progress_count,
             grams=_q(c.grams),
-            g_per_kg=_q(c.g_per_kg),
+            g_per_kg=cycle_g_per_kg_shown(c.g_per_kg, evaluation.policy),
             dosing_weight_kg=c.dosing_weight.kg,
             dosing_weight_basis=c.dosing_weight.basis.value,
             max_rate_mg_kg_min=(

@@ -88,6 +88,9 @@ class PatientData:
     jdm_coded: bool = False
     dm_onset: date | None = None
     dm_onset_age: int | None = None  # completed years, of an onset recorded as an age
+    # an onset recorded to the year or month only: the first and the last day it may be (the
+    # earliest of such onsets: the lowest first day, the lowest last day)
+    dm_onset_partial: tuple[date, date] | None = None
     deceased: bool = False  # Patient.deceased[x] says the patient has died
     deceased_on: FhirTime | None = None  # Patient.deceasedDateTime
     issues: list[Issue] = field(default_factory=list)

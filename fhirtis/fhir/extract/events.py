@@ -48,7 +48,7 @@ from fhirtis.fhir.extract.medications import (
     UnresolvedMedicationError,
 )
 from fhirtis.fhir.outcome import Issue
-from fhirtis.fhir.primitives import json_array
+from fhirtis.fhir.primitives import PrimitiveError, json_array, parse_date_bounds
 
 _CONDITION_VOID = {"entered-in-error", "refuted"}
 # condition-ver-status codes below "unconfirmed": a thromboembolic event so recorded still counts
@@ -57,6 +57,29 @@ _CONDITION_UNCONFIRMED = ("unconfirmed", "provisional", "differential")
 _CONDITION_ENDED = {"inactive", "remission", "resolved"}
 
 K = TypeVar("K")
+
+
+def _partial_onset(r: Json) -> tuple[date, date] | None:
+    """The first and last day of an onset recorded to the year or month only ("2019",
+    "2019-05", valid FHIR dateTimes); None for anything else."""
+    period = r.get("onsetPeriod")
+    value = r.get("onsetDateTime", period.get("start") if isinstance(period, dict) else None)
+    try:
+        first, last = parse_date_bounds(value)
+    except PrimitiveError:
+        return None
+    return None if last is None else (first, last)
+
+
+def _record_partial_onset(data: PatientData, partial: tuple[date, date]) -> None:
+    """The earliest dermatomyositis onset decides (clinical spec §2.3): of several onsets known
+    only to the year or month, it lies between the lowest first day and the lowest last day."""
+    if data.dm_onset_partial is None:
+        data.dm_onset_partial = partial
+    else:
+        first, last = data.dm_onset_partial
+        data.dm_onset_partial = (min(first, partial[0]), min(last, partial[1]))
+
 
 _ONSET = TimeElements.of("onsetDateTime", "onsetPeriod.start")
 _RECORDED = TimeElements.of("recordedDate")
@@ -365,7 +388,15 @@ class EventReader(MedicationReader):
             if exc.issue_code == "required":
                 pass
             elif dm_only:
-                said = f"{exc.message}: the dermatomyositis diagnosis is read without its onset"
+                partial = _partial_onset(r)
+                if partial is None:
+                    said = f"{exc.message}: the dermatomyositis diagnosis is read without its onset"
+                else:
+                    said = (
+                        f"{exc.message}: the dermatomyositis diagnosis is read with its onset "
+                        f"between {partial[0]} and {partial[1]}"
+                    )
+                    _record_partial_onset(data, partial)
                 data.issues.append(exc.as_warning(r, said))
             else:
                 raise
