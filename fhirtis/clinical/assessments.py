@@ -75,10 +75,10 @@ def slot_of(value: MeasureValue) -> Slot:
     return value.measure
 
 
-def _held_of(value: MeasureValue) -> _Held:
-    if value.measure is Measure.ENZYME and value.instrument in ENZYMES:
-        return value.instrument
-    return (value.measure, value.instrument)
+def _held(measure: Measure, instrument: Instrument) -> _Held:
+    if measure is Measure.ENZYME and instrument in ENZYMES:
+        return instrument
+    return (measure, instrument)
 
 
 def _held_order(held: _Held) -> tuple[str, str]:
@@ -89,7 +89,22 @@ def _held_order(held: _Held) -> tuple[str, str]:
     return (str(held), "")
 
 
+# Every slot and its order, made once: the grouping asks for them for every value of a patient.
+_HELD: Mapping[Measure, Mapping[Instrument, _Held]] = {
+    m: {i: _held(m, i) for i in Instrument} for m in Measure
+}
+_HELD_ORDER: Mapping[_Held, tuple[str, str]] = {
+    held: _held_order(held) for by_instrument in _HELD.values() for held in by_instrument.values()
+}
+
+
+def _held_of(value: MeasureValue) -> _Held:
+    return _HELD[value.measure][value.instrument]
+
+
 def _preferred(measure: Measure, held: Mapping[Instrument, MeasureValue]) -> MeasureValue:
+    if len(held) == 1:  # one instrument (the usual visit): nothing to prefer
+        return next(iter(held.values()))
     order = INSTRUMENT_PREFERENCE[measure]
     return min(
         held.values(),
@@ -114,6 +129,8 @@ class Assessment:
 
     @property
     def sources(self) -> tuple[str, ...]:
+        if not self.others:
+            return tuple(v.source for v in (*self.values.values(), *self.enzymes.values()))
         return tuple(
             v.source
             for v in (
@@ -192,7 +209,7 @@ def _one_per_day(values: Iterable[MeasureValue], notes: list[Note]) -> list[Meas
         by_day.setdefault((_held_of(value), value.day), []).append(value)
     chosen: list[MeasureValue] = []
     for (_held, _day), candidates in sorted(
-        by_day.items(), key=lambda kv: (kv[0][1], *_held_order(kv[0][0]))
+        by_day.items(), key=lambda kv: (kv[0][1], _HELD_ORDER[kv[0][0]])
     ):
         if len(candidates) == 1:
             chosen.append(candidates[0])

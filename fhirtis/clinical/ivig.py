@@ -67,7 +67,7 @@ from fhirtis.clinical.facts import (
 )
 from fhirtis.clinical.frozen import fast_frozen_init
 from fhirtis.clinical.notes import Note, excluded, missing, warning
-from fhirtis.clinical.policy import DEFAULT_POLICY, Policy
+from fhirtis.clinical.policy import DEFAULT_POLICY, PerPolicy, Policy
 from fhirtis.clinical.rates import infusion_rate_in_context, infusion_rate_mg_kg_min
 from fhirtis.clinical.weight import (
     ADJUSTED_WEIGHT_FACTOR,
@@ -210,14 +210,17 @@ class Exposure:
 # building blocks
 
 
-def dose_tolerance_edges(policy: Policy) -> tuple[Decimal, Decimal]:
-    """The g/kg edges of the target's tolerance (1.8 and 2.2 for 2 g/kg ± 10 %): a cycle's g/kg
-    is shown beside them (:func:`~fhirtis.clinical.decimals.beside_any`), so that a dose off
-    target is never shown on the edge (1.79999857… as 1.8) beside its warning."""
+def _dose_tolerance_edges(policy: Policy) -> tuple[Decimal, Decimal]:
     with localcontext(DECIMAL_CONTEXT):
         target = policy.target_dose_g_per_kg
         margin = target * policy.dose_tolerance_percent / _HUNDRED
         return target - margin, target + margin
+
+
+dose_tolerance_edges = PerPolicy(_dose_tolerance_edges)
+"""The g/kg edges of the target's tolerance (1.8 and 2.2 for 2 g/kg ± 10 %), made once per
+policy: a cycle's g/kg is shown beside them (:func:`~fhirtis.clinical.decimals.beside_any`), so
+that a dose off target is never shown on the edge (1.79999857… as 1.8) beside its warning."""
 
 
 def grams_given(

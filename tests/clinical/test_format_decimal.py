@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
+from decimal import ROUND_HALF_EVEN, ROUND_UP, Decimal
 
 import pytest
 from hypothesis import example, given
@@ -15,6 +15,7 @@ from fhirtis.clinical.decimals import (
     beside_any,
     format_beside,
     format_decimal,
+    quantize,
 )
 
 
@@ -100,3 +101,16 @@ def test_a_value_written_beside_a_limit_is_equal_to_it_only_when_it_is(
 )
 def test_beside_any_keeps_a_value_off_every_limit(value: str, shown: str) -> None:
     assert beside_any(Decimal(value), (Decimal(4), Decimal("3.3"))) == Decimal(shown)
+
+
+@given(st.integers(-(10**30), 10**30), st.integers(-30, 10))
+@example(400004, -5)  # 4.00004
+@example(10**25, 0)  # beyond the fast path
+def test_beside_any_fast_path_is_the_general_one(coefficient: int, exponent: int) -> None:
+    """``beside_any``'s one quantize in the shared context (values below 10^20) gives what the
+    general ``quantize`` gives, beside the limits or not."""
+    value = Decimal(coefficient).scaleb(exponent)
+    limits = (Decimal(4), Decimal("3.3"), quantize(value, 4, ROUND_UP))  # one it rounds onto
+    shown = quantize(value, 4, ROUND_HALF_EVEN)
+    expected = next((beside(value, lim) for lim in limits if shown == lim), shown)
+    assert beside_any(value, limits) == expected
