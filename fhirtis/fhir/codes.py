@@ -322,19 +322,35 @@ def index_concept_map(resource: Mapping[str, Any]) -> dict[tuple[str, str], tupl
     if resource.get("resourceType") != "ConceptMap":
         raise TerminologyError("the concept map is not a ConceptMap resource")
     out: dict[tuple[str, str], tuple[str, str]] = {}
-    for group in resource.get("group", []):
+    for i, group in enumerate(_objects(resource, "group", "ConceptMap")):
         source, target = group.get("source"), group.get("target")
         if not source or not target:
             raise TerminologyError("ConceptMap.group needs source and target systems")
-        for element in group.get("element", []):
-            for tgt in element.get("target", []):
+        for j, element in enumerate(_objects(group, "element", f"ConceptMap.group[{i}]")):
+            code = element.get("code")
+            if not isinstance(code, str) or not code:
+                raise TerminologyError(f"ConceptMap.group[{i}].element[{j}] needs a code")
+            for tgt in _objects(element, "target", f"ConceptMap.group[{i}].element[{j}]"):
                 if tgt.get("equivalence") in _MAPPED_EQUIVALENCE and tgt.get("code"):
-                    out[(source, element["code"])] = (target, tgt["code"])
+                    out[(source, code)] = (target, tgt["code"])
     return out
 
 
+def _objects(parent: Mapping[str, Any], name: str, where: str) -> list[Mapping[str, Any]]:
+    """``parent[name]``, a list of objects (absent: none); else a TerminologyError."""
+    items = parent.get(name, [])
+    if not isinstance(items, list) or not all(isinstance(x, dict) for x in items):
+        raise TerminologyError(f"{where}.{name} must be a list of objects")
+    return items
+
+
 def load_concept_map(path: Path) -> dict[str, Any]:
-    data = orjson.loads(path.read_bytes())
+    """A ConceptMap file's JSON; OSError when it cannot be read, TerminologyError when it is
+    not a JSON object."""
+    try:
+        data = orjson.loads(path.read_bytes())
+    except orjson.JSONDecodeError:
+        raise TerminologyError(f"{path.name} is not JSON") from None
     if not isinstance(data, dict):
         raise TerminologyError(f"{path.name} is not a FHIR resource")
     return data

@@ -16,7 +16,9 @@ from fhirtis.fhir.codes import (
     SubsumptionOracle,
     TerminologyError,
     ValueSetIndex,
+    index_concept_map,
     index_value_set,
+    load_concept_map,
     terminology,
 )
 
@@ -278,3 +280,41 @@ def test_immune_globulin_route_and_product_value_sets() -> None:
     generic = t.value_set("immune-globulin-names").names
     expected = {"ivig", "igiv", "immune globulin intravenous", "immunoglobulin g, human"}
     assert expected <= set(generic)
+
+
+@pytest.mark.parametrize(
+    "resource",
+    [
+        {"resourceType": "ConceptMap", "group": 5},
+        {"resourceType": "ConceptMap", "group": [5]},
+        {"resourceType": "ConceptMap", "group": [{"source": "a", "target": "b", "element": {}}]},
+        {"resourceType": "ConceptMap", "group": [{"source": "a", "target": "b", "element": [1]}]},
+        {  # an element without its code
+            "resourceType": "ConceptMap",
+            "group": [{"source": "a", "target": "b", "element": [{"target": []}]}],
+        },
+        {
+            "resourceType": "ConceptMap",
+            "group": [{"source": "a", "target": "b", "element": [{"code": "x", "target": "y"}]}],
+        },
+        {
+            "resourceType": "ConceptMap",
+            "group": [{"source": "a", "target": "b", "element": [{"code": "x", "target": ["y"]}]}],
+        },
+    ],
+)
+def test_a_concept_map_of_the_wrong_shape_is_a_terminology_error(
+    resource: dict[str, object],
+) -> None:
+    """A site's ConceptMap with a group, element or target that is not a list of objects, or an
+    element without a code, raised TypeError, AttributeError or KeyError at the first patient;
+    it is a TerminologyError naming what is wrong."""
+    with pytest.raises(TerminologyError):
+        index_concept_map(resource)
+
+
+def test_a_concept_map_file_that_is_not_json_is_a_terminology_error(tmp_path: Path) -> None:
+    path = tmp_path / "map.json"
+    path.write_bytes(b"<ConceptMap/>")
+    with pytest.raises(TerminologyError, match=r"map\.json"):
+        load_concept_map(path)
