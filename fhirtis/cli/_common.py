@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import sys
 from decimal import Decimal
 from pathlib import Path
 
 import typer
+from pydantic import ValidationError
+from rich.console import Console
 
+from fhirtis.fhir.primitives import is_id
 from fhirtis.io import FhirClientConfig
+from fhirtis.pipeline.offline import extractor_for
+from fhirtis.registry.partition import PRIVATE_FILE, private_tree
 from fhirtis.settings import Settings
 
 EXIT_BAD_INPUT = 2
@@ -31,6 +37,98 @@ def require_extra(command: str, extra: str) -> None:
             err=True,
         )
         raise typer.Exit(EXIT_BAD_INPUT)
+
+
+def err_console() -> Console:
+    """Standard error for messages: one line each, never wrapped at the terminal's width (a
+    message is read by logs and grep as well as by people)."""
+    return Console(stderr=True, soft_wrap=True)
+
+
+def report_console() -> Console:
+    """Standard output for the readable reports (tables fit the terminal; text lines are not
+    wrapped)."""
+    return Console(soft_wrap=True)
+
+
+def usage_error(command: str, message: str) -> typer.Exit:
+    """Print ``fhirtis COMMAND: message`` on standard error; the Exit to raise (status 2)."""
+    err_console().print(f"fhirtis {command}: {message}", markup=False, highlight=False)
+    return typer.Exit(EXIT_BAD_INPUT)
+
+
+def problem_text(exc: Exception) -> str:
+    """A settings or option error as plain text: a pydantic error's messages (without its
+    input echo and documentation links), else the exception's text."""
+    if isinstance(exc, ValidationError):
+        return "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}".lstrip(": ")
+            for e in exc.errors(include_url=False)
+        )
+    return str(exc)
+
+
+def check_settings(settings: Settings) -> None:
+    """Load what the settings name (the concept map) once, before any patient is read: a file
+    that is missing or is no ConceptMap is a usage error, not a failure at the first patient.
+    Raises ValueError naming the file."""
+    if settings.concept_map is None:
+        return
+    try:
+        extractor_for(settings)
+    except (OSError, ValueError) as exc:  # ValueError: TerminologyError, naming what is wrong
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ValueError(f"concept_map {settings.concept_map}: {why}") from None
+
+
+def resource_id(text: str, resource_type: str, option: str) -> str:
+    """An id as given, or as the reference ``Type/id``; ValueError for one that is no FHIR id."""
+    rid = text.strip().removeprefix(f"{resource_type}/")
+    if not is_id(rid):
+        raise ValueError(f"{option}: {text!r} is not a FHIR id (letters, digits, '-', '.'; 1-64)")
+    return rid
+
+
+def patient_ids(texts: list[str], option: str = "--patient") -> list[str]:
+    """Patient ids as people give them (``id`` or ``Patient/id``; a file's byte order mark and
+    blank entries left out), each once, in the order first given. ValueError for one that is
+    no FHIR id."""
+    ids: dict[str, None] = {}
+    for text in texts:
+        entry = text.strip().removeprefix("\ufeff").strip()
+        if entry:
+            ids[resource_id(entry, "Patient", option)] = None
+    return list(ids)
+
+
+def output_folder(path: Path) -> Path:
+    """A folder for files that hold patient data: it and the missing folders above it are
+    created 0700 (folders that exist are left as they are). ValueError when it cannot be
+    made or written."""
+    try:
+        if path.exists() and not path.is_dir():
+            raise ValueError(f"{path} is not a folder")
+        private_tree(path)
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise ValueError(f"{path}: cannot write there")
+    except OSError as exc:
+        raise ValueError(f"{path}: {exc.strerror or exc}") from None
+    return path
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """``data`` into ``path``, readable by its owner only (0600, whatever the umask), whole or
+    not at all: written beside it and renamed, so an interrupted run leaves no cut file."""
+    part = path.with_name(f".{path.name}.{os.getpid()}.part")
+    fd = os.open(part, os.O_CREAT | os.O_EXCL | os.O_WRONLY, PRIVATE_FILE)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            os.fchmod(out.fileno(), PRIVATE_FILE)
+            out.write(data)
+        os.replace(part, path)
+    except BaseException:
+        part.unlink(missing_ok=True)
+        raise
 
 
 def read_input(path: str) -> bytes:

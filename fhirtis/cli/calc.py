@@ -6,10 +6,9 @@ import sys
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
-from fhirtis.cli._common import EXIT_BAD_INPUT, fmt, read_input
+from fhirtis.cli._common import EXIT_BAD_INPUT, err_console, fmt, read_input, report_console
+from fhirtis.cli.render import print_table
 from fhirtis.pipeline.calculator import CalculatorInputError, calculate, parse_input, result_record
 from fhirtis.pipeline.jsonout import dumps
 
@@ -18,9 +17,12 @@ def calc(
     path: Annotated[str, typer.Argument(help="JSON input file, or - for standard input.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
-    """Compute the ACR/EULAR Total Improvement Score from baseline and follow-up values,
-    like the IMACS web calculators."""
-    err = Console(stderr=True)
+    """The ACR/EULAR Total Improvement Score of a JSON document (the IMACS calculators).
+
+    Reads baseline and follow-up values from FILE (or standard input with -) and prints the
+    TIS per measure, or one JSON object with --json. Exit 0, or 2 for bad input (each problem
+    named with its field)."""
+    err = err_console()
     try:
         raw = read_input(path)
     except OSError as exc:
@@ -41,21 +43,25 @@ def calc(
 
 
 def _print_table(record: dict[str, Any]) -> None:
-    out = Console()
-    table = Table(title=f"Total Improvement Score — {record['population']} criteria")
-    for col in ("measure", "instrument", "baseline", "follow-up", "% improvement", "score"):
-        table.add_column(col, justify="left" if col in {"measure", "instrument"} else "right")
-    for name, m in record["measures"].items():
-        score = fmt(m["score"]) if m["score"] is not None else f"missing ({m['missing']})"
-        table.add_row(
+    out = report_console()
+    rows = [
+        [
             name,
             m["instrument"] or "—",
             fmt(m["baseline"]),
             fmt(m["followup"]),
             fmt(m["percent_improvement"]),
-            score,
-        )
-    out.print(table)
+            "missing" if m["score"] is None else fmt(m["score"]),
+        ]
+        for name, m in record["measures"].items()
+    ]
+    columns = [("measure", False), ("instrument", False), ("baseline", True)]
+    columns += [("follow-up", True), ("% improvement", True), ("score", True)]
+    title = f"Total Improvement Score — {record['population']} criteria"
+    print_table(out, title, columns, rows, left=False)
+    for m in record["measures"].values():
+        if m["score"] is None:
+            out.print(f"{m['reason']} ({m['missing']})", markup=False, highlight=False)
     if record["partial"]:
         possible = " or ".join(record["possible_categories"])
         category = record["category"] or f"unknown ({possible})"

@@ -10,9 +10,14 @@ from typing import Annotated
 
 import orjson
 import typer
-from rich.console import Console
 
-from fhirtis.cli._common import EXIT_BAD_INPUT, fhir_config
+from fhirtis.cli._common import (
+    err_console,
+    fhir_config,
+    problem_text,
+    report_console,
+    usage_error,
+)
 from fhirtis.fhir.derive import DERIVED_TYPES
 from fhirtis.io import (
     FhirClient,
@@ -35,27 +40,26 @@ def capabilities(
         Path | None, typer.Option("--settings", help="Settings file (TOML or JSON).")
     ] = None,
 ) -> None:
-    """Read a FHIR server's CapabilityStatement and print what fhirtis will do with it: how it
-    reads a patient, how it writes derived resources, and what it cannot write there. Exit 0,
-    or 1 when the server cannot be reached."""
-    err = Console(stderr=True)
+    """What fhirtis will do with a FHIR server, from its CapabilityStatement.
+
+    How it reads a patient, how it writes derived resources, and what it cannot write there.
+    Exit 0, 1 when the server cannot be reached, 2 for bad usage."""
     try:
         config = fhir_config(load_settings(settings_file), server)
         if config is None:
             raise ValueError("no FHIR server: give --server or FHIRTIS_FHIR__BASE_URL")
     except (ValueError, FileNotFoundError) as exc:
-        err.print(f"fhirtis capabilities: {exc}", markup=False)
-        raise typer.Exit(EXIT_BAD_INPUT) from None
+        raise usage_error("capabilities", problem_text(exc)) from None
     try:
         lines, record = asyncio.run(_describe(config))
     except FhirClientError as exc:
-        err.print(f"fhirtis capabilities: {exc}", markup=False)
+        err_console().print(f"fhirtis capabilities: {exc}", markup=False)
         raise typer.Exit(1) from None
     if as_json:
         sys.stdout.write(orjson.dumps(record).decode() + "\n")
     else:
         for line in lines:
-            Console().print(line, markup=False, highlight=False)
+            report_console().print(line, markup=False, highlight=False)
 
 
 async def _describe(config: FhirClientConfig) -> tuple[list[str], dict[str, object]]:

@@ -10,12 +10,21 @@ from typing import Annotated, Any
 
 import orjson
 import typer
-from rich.console import Console
 
-from fhirtis.cli._common import EXIT_BAD_INPUT
+from fhirtis.cli._common import (
+    check_settings,
+    err_console,
+    fhir_config,
+    output_folder,
+    patient_ids,
+    problem_text,
+    report_console,
+    usage_error,
+    write_private,
+)
 from fhirtis.cli.render import print_failure, print_patient, print_run, run_record
 from fhirtis.clinical.policy import Population
-from fhirtis.fhir.outcome import InputError, operation_outcome
+from fhirtis.fhir.outcome import InputError, Issue, operation_outcome
 from fhirtis.fhir.validation import enable as enable_validation
 from fhirtis.io import FhirClient, FhirClientConfig
 from fhirtis.pipeline.jsonout import dumps
@@ -33,6 +42,18 @@ def _collect(paths: list[Path]) -> list[Path]:
         else:
             files.append(p)
     return files
+
+
+def _output_name(patient_ref: str, file: Path, taken: set[str]) -> str:
+    """``Patient-<id>.transaction.json``; a second input of the same patient in one run gets
+    its file's name too (``Patient-<id>.<file>.transaction.json``), so neither is lost."""
+    stem = patient_ref.replace("/", "-")
+    name = f"{stem}.transaction.json"
+    n = 1
+    while name in taken:
+        name = f"{stem}.{file.stem}{'' if n == 1 else f'-{n}'}.transaction.json"
+        n += 1
+    return name
 
 
 def evaluate(
@@ -60,44 +81,67 @@ def evaluate(
         typer.Option("--validate", help="Validate every derived resource with the R4B models."),
     ] = False,
 ) -> None:
-    """Evaluate patient Bundles offline: TIS per assessment, deterioration, IVIG cycles and
-    rates, thromboembolism risk and events. Exit 0 when all were evaluated, 1 when some inputs
-    had errors (reported), 2 for bad usage."""
-    err = Console(stderr=True)
+    """Evaluate patient Bundles on disk (TIS, deterioration, IVIG, thromboembolism).
+
+    TIS per assessment, deterioration, IVIG cycles and rates, thromboembolism risk and events.
+    Exit 0 when all were evaluated, 1 when some inputs had errors (reported), 2 for bad
+    usage."""
     try:
         settings = load_settings(settings_file)
-        baseline = date.fromisoformat(baseline_date) if baseline_date else None
+        check_settings(settings)
     except (ValueError, FileNotFoundError) as exc:
-        err.print(f"fhirtis evaluate: {exc}", markup=False)
-        raise typer.Exit(EXIT_BAD_INPUT) from None
+        raise usage_error("evaluate", problem_text(exc)) from None
+    try:
+        baseline = date.fromisoformat(baseline_date) if baseline_date else None
+    except ValueError:
+        raise usage_error(
+            "evaluate", f"--baseline-date: {baseline_date!r} is not a date (YYYY-MM-DD)"
+        ) from None
     files = _collect(paths)
     missing = [f for f in files if not f.is_file()]
-    if missing or not files:
-        err.print(
-            f"fhirtis evaluate: no such file: {missing[0] if missing else paths[0]}", markup=False
-        )
-        raise typer.Exit(EXIT_BAD_INPUT)
+    if missing:
+        raise usage_error("evaluate", f"no such file: {missing[0]}")
+    if not files:
+        raise usage_error("evaluate", f"no *.json file in {', '.join(map(str, paths))}")
+    if out is not None:
+        try:
+            output_folder(out)
+        except ValueError as exc:
+            raise usage_error("evaluate", f"--out {exc}") from None
     if validate:
         enable_validation()
     options = Options(population=population, baseline_day=baseline)
     summaries: list[dict[str, Any]] = []
     failures: list[dict[str, Any]] = []
+    written: set[str] = set()
     for file in files:
         try:
             result = evaluate_bundle_file(file, settings, options)
         except InputError as exc:
             failures.append({"file": str(file), "outcome": operation_outcome(exc.issues)})
             continue
+        except OSError as exc:  # permission denied, an I/O error: this input, not the run
+            why = f"cannot read the file: {exc.strerror or exc}"
+            issue = Issue("fatal", "exception", why, file.name)
+            failures.append({"file": str(file), "outcome": operation_outcome([issue])})
+            continue
         summary = patient_summary(result.patient_ref, result.evaluation, result.issues)
         summary["file"] = str(file)
         if out is not None:
-            out.mkdir(parents=True, exist_ok=True)
             plan = result.plan()
-            name = result.patient_ref.replace("/", "-") + ".transaction.json"
+            name = _output_name(result.patient_ref, file, written)
             if plan.bundle is not None:
-                (out / name).write_bytes(
-                    orjson.dumps(plan.bundle, option=orjson.OPT_INDENT_2) + b"\n"
-                )
+                written.add(name)
+                data = orjson.dumps(plan.bundle, option=orjson.OPT_INDENT_2) + b"\n"
+                try:
+                    write_private(out / name, data)
+                except OSError as exc:  # a full disk, the folder removed meanwhile
+                    err_console().print(
+                        f"fhirtis evaluate: cannot write {out / name}: {exc.strerror or exc}",
+                        markup=False,
+                        highlight=False,
+                    )
+                    raise typer.Exit(1) from None
                 summary["output"] = str(out / name)
         summaries.append(summary)
     partial_inputs = any(
@@ -107,15 +151,17 @@ def evaluate(
         sys.stdout.write(dumps({"results": summaries, "errors": failures}) + "\n")
     else:
         for summary in summaries:
-            print_patient(Console(), summary)
+            print_patient(report_console(), summary)
         for failure in failures:
-            print_failure(Console(), failure)
+            print_failure(report_console(), failure)
     if failures or partial_inputs:
         raise typer.Exit(1)
 
 
 def run(
-    patient: Annotated[list[str], typer.Option("--patient", help="Patient id (repeatable).")],
+    patient: Annotated[
+        list[str], typer.Option("--patient", help="Patient id or Patient/id (repeatable).")
+    ],
     server: Annotated[
         str | None, typer.Option("--server", help="FHIR base URL (else FHIRTIS_FHIR__BASE_URL).")
     ] = None,
@@ -130,34 +176,28 @@ def run(
         Path | None, typer.Option("--settings", help="Settings file (TOML or JSON).")
     ] = None,
 ) -> None:
-    """Evaluate patients on a FHIR server. Dry run by default: prints the plan (create /
-    update / unchanged per derived resource). With --write, writes back idempotently.
-    Exit 0 when every patient is done, 1 when some are incomplete (reported)."""
-    err = Console(stderr=True)
+    """Evaluate patients on a FHIR server (a dry run unless --write).
+
+    Dry run by default: prints the plan (create / update / unchanged per derived resource).
+    With --write, writes back idempotently. Exit 0 when every patient is done, 1 when some
+    are incomplete (reported), 2 for bad usage."""
     try:
+        ids = patient_ids(patient)
         settings = load_settings(settings_file)
-        fhir = settings.fhir
-        if server is not None:
-            fhir = (
-                FhirClientConfig(base_url=server)
-                if fhir is None
-                else fhir.model_copy(
-                    update={"base_url": FhirClientConfig(base_url=server).base_url}
-                )
-            )
+        check_settings(settings)
+        fhir = fhir_config(settings, server)
         if fhir is None:
             raise ValueError("no FHIR server: give --server or FHIRTIS_FHIR__BASE_URL")
     except (ValueError, FileNotFoundError) as exc:
-        err.print(f"fhirtis run: {exc}", markup=False)
-        raise typer.Exit(EXIT_BAD_INPUT) from None
+        raise usage_error("run", problem_text(exc)) from None
     options = Options(population=population)
-    runs = asyncio.run(_run_all(fhir, patient, settings, options, write))
+    runs = asyncio.run(_run_all(fhir, ids, settings, options, write))
     records = [run_record(r) for r in runs]
     if as_json:
         sys.stdout.write(dumps({"runs": records}) + "\n")
     else:
         for record in records:
-            print_run(Console(), record)
+            print_run(report_console(), record)
     if any(r.status in {RunStatus.FAILED, RunStatus.NOT_FOUND} for r in runs):
         raise typer.Exit(1)
 

@@ -11,7 +11,13 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.console import Console
 
-from fhirtis.cli._common import EXIT_BAD_INPUT, fhir_config, require_extra
+from fhirtis.cli._common import (
+    EXIT_BAD_INPUT,
+    fhir_config,
+    patient_ids,
+    require_extra,
+    resource_id,
+)
 from fhirtis.fhir.validation import enable as enable_validation
 from fhirtis.pipeline.jsonout import dumps
 from fhirtis.settings import load_settings
@@ -104,9 +110,11 @@ def cohort(
             raise ValueError("a FHIR server is needed: give --server or FHIRTIS_FHIR__BASE_URL")
         ids: list[str] = []
         if patients:
-            ids = _patient_ids(patients.split(","))
+            ids = patient_ids(patients.split(","), "patient id")
         if patient_file:
-            ids = _patient_ids(patient_file.read_text(encoding="utf-8-sig").splitlines())
+            ids = patient_ids(
+                patient_file.read_text(encoding="utf-8-sig").splitlines(), "patient id"
+            )
         rest = tuple(t.strip() for t in (rest_types or "").split(",") if t.strip())
         if rest and group is None:
             raise ValueError("--rest-types needs --group (a Bulk export)")
@@ -117,7 +125,7 @@ def cohort(
                 f"(it reads {', '.join(EXPORT_TYPES)})"
             )
         if group is not None:
-            group = _resource_id(group, "Group", "--group")
+            group = resource_id(group, "Group", "--group")
         if since is not None:
             from fhirtis.io import BulkExportClient  # noqa: PLC0415
 
@@ -184,27 +192,6 @@ def cohort(
 def _printable(text: str, limit: int = 200) -> str:
     """A server's text for the terminal: printable characters only (no escape sequences)."""
     return "".join(c for c in text if c.isprintable())[:limit]
-
-
-def _resource_id(text: str, resource_type: str, option: str) -> str:
-    """An id as given, or as the reference ``Type/id``; ValueError for one that is no FHIR id."""
-    from fhirtis.fhir.primitives import is_id  # noqa: PLC0415
-
-    rid = text.strip().removeprefix(f"{resource_type}/")
-    if not is_id(rid):
-        raise ValueError(f"{option}: {text!r} is not a FHIR id (letters, digits, '-', '.'; 1-64)")
-    return rid
-
-
-def _patient_ids(texts: list[str]) -> list[str]:
-    """Patient ids as people list them: blank entries left out, ``Patient/id`` read as ``id``,
-    each patient once (in the order first listed). ValueError for one that is no FHIR id."""
-    ids: dict[str, None] = {}
-    for text in texts:
-        entry = text.strip().removeprefix("\ufeff").strip()
-        if entry:
-            ids[_resource_id(entry, "Patient", "patient id")] = None
-    return list(ids)
 
 
 def _write_summaries(ledger: Path, path: Path, run: int) -> None:

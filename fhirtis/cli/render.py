@@ -3,13 +3,60 @@
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from fhirtis.pipeline.records import patient_summary
 from fhirtis.pipeline.server import PatientRun, RunStatus
+
+
+def print_table(
+    console: Console,
+    title: str,
+    columns: list[tuple[str, bool]],
+    rows: list[list[str]],
+    *,
+    left: bool = True,
+) -> None:
+    """A table whose values are never cut short ("4.…" could be misread; rich would cut): a
+    column marked whole (numbers, dates) keeps its widest value's width, the others wrap
+    between words and never inside one. Where that does not fit the terminal, each row is
+    one line of ``header: value`` pairs instead. Whole columns are right-aligned unless
+    ``left``."""
+    widths = [
+        max(
+            *(len(w) for w in header.split()),
+            *(len(row[i]) if whole else max(map(len, row[i].split()), default=0) for row in rows),
+        )
+        for i, (header, whole) in enumerate(columns)
+    ]
+    if sum(widths) + 3 * len(widths) + 1 > console.width:
+        console.print(title, markup=False, highlight=False)
+        for row in rows:
+            pairs = "; ".join(
+                f"{header}: {value}" for (header, _), value in zip(columns, row, strict=True)
+            )
+            console.print(f"  {pairs}", markup=False, highlight=False)
+        return
+    table = Table(title=title, title_justify="left" if left else "center")
+    for (header, whole), width in zip(columns, widths, strict=True):
+        justify: Literal["left", "right"] = "right" if whole and not left else "left"
+        table.add_column(header, min_width=width, no_wrap=whole, justify=justify)
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)
+
+
+def heading(console: Console, text: str) -> None:
+    """A section heading: a rule where it fits, else the text alone (a rule cuts its title,
+    and the title is the patient's id or the file's name)."""
+    if len(text) + 6 <= console.width:
+        console.rule(Text(text))
+    else:
+        console.print(text, markup=False, highlight=False)
 
 
 def _n(value: Decimal | None) -> str:
@@ -33,50 +80,48 @@ def _flag(value: bool | None) -> str:
 
 
 def print_patient(console: Console, s: dict[str, Any]) -> None:
-    console.rule(f"{s['patient']} — {s['population']} criteria ({s['population_reason']})")
+    heading(console, f"{s['patient']} — {s['population']} criteria ({s['population_reason']})")
     if s["baseline"] is None:
-        console.print("TIS: no baseline assessment (see notes)")
+        why = [n["message"] for n in s["notes"] if n["code"] == "no-baseline"]
+        console.print(f"TIS: no baseline assessment: {'; '.join(why) or 'see notes'}", markup=False)
     else:
-        table = Table(title=f"TIS against baseline {s['baseline']}", title_justify="left")
-        for col in (
-            "date",
-            "TIS",
-            "category",
-            "missing",
-            "deterioration",
-            "confirmed",
-            "responder",
-        ):
-            table.add_column(col)
-        for a in s["assessments"]:
-            table.add_row(
+        missing = any(a["missing_measures"] for a in s["assessments"])
+        rows = [
+            [
                 a["date"],
                 _tis_text(a),
                 _category_text(a),
-                ", ".join(a["missing_measures"]) or "—",
+                *([", ".join(a["missing_measures"]) or "—"] if missing else []),
                 _flag(a["deterioration"]),
                 _flag(a["confirmed_deterioration"]),
                 _flag(a["responder"]),
-            )
-        console.print(table)
+            ]
+            for a in s["assessments"]
+        ]
+        columns = [("date", True), ("TIS", True), ("category", False)]
+        columns += [("missing", False)] if missing else []
+        columns += [("deterioration", False), ("confirmed", False), ("responder", False)]
+        print_table(console, f"TIS against baseline {s['baseline']}", columns, rows)
     if s["confirmed_deterioration"]:
         console.print(f"Confirmed deterioration on {s['confirmed_deterioration']}")
     ivig = s["ivig"]
     if ivig["cycles"]:
-        table = Table(title="IVIG cycles", title_justify="left")
-        for col in ("#", "start", "doses", "grams", "g/kg", "weight kg (basis)", "max mg/kg/min"):
-            table.add_column(col)
-        for c in ivig["cycles"]:
-            table.add_row(
+        rows = [
+            [
                 str(c["index"]),
                 c["start"][:10],
                 str(c["administrations"]),
                 _n(c["grams"]),
                 _n(c["g_per_kg"]),
-                f"{_n(c['dosing_weight_kg'])} ({c['dosing_weight_basis']})",
+                _n(c["dosing_weight_kg"]),
+                str(c["dosing_weight_basis"]),
                 _n(c["max_rate_mg_kg_min"]),
-            )
-        console.print(table)
+            ]
+            for c in ivig["cycles"]
+        ]
+        whole = ("#", "start", "doses", "grams", "g/kg", "weight kg")
+        columns = [(h, True) for h in whole] + [("basis", False), ("max mg/kg/min", True)]
+        print_table(console, "IVIG cycles", columns, rows)
         console.print(
             f"Cumulative: {_n(ivig['cumulative_grams'])} g, {_n(ivig['cumulative_g_per_kg'])} "
             f"g/kg over {ivig['cycle_count']} cycles"
@@ -116,7 +161,7 @@ def print_patient(console: Console, s: dict[str, Any]) -> None:
 
 
 def print_failure(console: Console, failure: dict[str, Any]) -> None:
-    console.rule(f"{failure['file']}: not evaluated")
+    heading(console, f"{failure['file']}: not evaluated")
     for issue in failure["outcome"]["issue"]:
         where = f" at {', '.join(issue.get('expression', []))}" if issue.get("expression") else ""
         console.print(f"{issue['severity']}: {issue['diagnostics']}{where}", markup=False)
@@ -174,10 +219,10 @@ def print_run(console: Console, record: dict[str, Any]) -> None:
     if "evaluation" in record:
         print_patient(console, record["evaluation"])
     else:
-        console.rule(record["patient"])
+        heading(console, record["patient"])
     summary = record.get("summary")
-    counts = ", ".join(f"{k} {v}" for k, v in summary.items()) if summary else ""
-    console.print(f"{record['patient']}: {record['status']} ({counts})", markup=False)
+    counts = f" ({', '.join(f'{k} {v}' for k, v in summary.items())})" if summary else ""
+    console.print(f"{record['patient']}: {record['status']}{counts}", markup=False)
     if record["status"] == "dry-run":
         for item in record["plan"]:
             console.print(

@@ -6,9 +6,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
-from fhirtis.cli._common import EXIT_BAD_INPUT, require_extra
+from fhirtis.cli._common import check_settings, problem_text, require_extra, usage_error
 from fhirtis.settings import load_settings
 
 
@@ -16,7 +15,9 @@ def serve(
     host: Annotated[
         str | None, typer.Option(help="Interface (default: settings, 127.0.0.1).")
     ] = None,
-    port: Annotated[int | None, typer.Option(help="Port (default: settings, 8080).")] = None,
+    port: Annotated[
+        int | None, typer.Option(min=0, max=65535, help="Port (default: settings, 8080).")
+    ] = None,
     settings_file: Annotated[
         Path | None, typer.Option("--settings", help="Settings file (TOML or JSON).")
     ] = None,
@@ -30,14 +31,14 @@ def serve(
 
     try:
         settings = load_settings(settings_file)
+        check_settings(settings)
         application = create_app(settings)
     except (ValueError, FileNotFoundError) as exc:
-        Console(stderr=True).print(f"fhirtis serve: {exc}", markup=False)
-        raise typer.Exit(EXIT_BAD_INPUT) from None
+        raise usage_error("serve", problem_text(exc)) from None
     uvicorn.run(
         application,
-        host=host or settings.service.host,
-        port=port or settings.service.port,
+        host=settings.service.host if host is None else host,
+        port=settings.service.port if port is None else port,
         log_level="info",
         log_config=log_config("INFO"),  # JSON lines on stderr, with an audit line per access
         access_log=False,  # access lines carry query strings; fhirtis logs ids and counts itself

@@ -13,16 +13,22 @@ An assessment may give ``cmas`` instead of ``mmt8``, ``das`` instead of ``extram
 ``chq_phs`` instead of ``enzyme`` (the juvenile PRINTO alternatives), ``mmt8_max`` of its own,
 and ``enzyme`` as a list (the most abnormal at baseline is chosen). Enzymes may carry ``unit``:
 ``U/L`` (default), ``[IU]/L`` or ``ukat/L`` (× 60).
+
+Refused, each with its field: a key given twice in one object (JSON would keep the last
+silently), and a number no measurement has (10^9 or more, or other than 0 below 10^-9), as the
+FHIR readers refuse it.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from datetime import date
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -35,11 +41,23 @@ from fhirtis.clinical.facts import Instrument, Measure, MeasureValue
 from fhirtis.clinical.measures import UKAT_PER_L_TO_U_PER_L, spec_for
 from fhirtis.clinical.policy import Policy, Population
 from fhirtis.clinical.tis import AssessmentValues, TisResult, compute_tis, percent_text
+from fhirtis.fhir.primitives import MAGNITUDE_LIMIT
 
 _DAY = date(2000, 1, 1)  # the calculator has no dates; facts need one
 
-Number = Annotated[Decimal, Field(allow_inf_nan=False)]
-NonNegative = Annotated[Decimal, Field(ge=0, allow_inf_nan=False)]
+
+def _measurable(value: Decimal) -> Decimal:
+    """A number no measurement has (10^9 or more, or other than 0 below 10^-9) is refused, as
+    the FHIR readers refuse it (:data:`fhirtis.fhir.primitives.MAGNITUDE_LIMIT`)."""
+    magnitude = abs(value)
+    if magnitude >= MAGNITUDE_LIMIT or (magnitude and magnitude * MAGNITUDE_LIMIT < 1):
+        raise ValueError(f"{value} is beyond the magnitude of any measurement (10^-9 to 10^9)")
+    return value
+
+
+Number = Annotated[Decimal, Field(allow_inf_nan=False), AfterValidator(_measurable)]
+NonNegative = Annotated[Decimal, Field(ge=0, allow_inf_nan=False), AfterValidator(_measurable)]
+Positive = Annotated[Decimal, Field(gt=0, allow_inf_nan=False), AfterValidator(_measurable)]
 
 
 class CalculatorInputError(ValueError):
@@ -54,7 +72,7 @@ class EnzymeIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: Literal["ck", "aldolase", "ldh", "ast", "alt"]
     value: NonNegative
-    uln: Annotated[Decimal, Field(gt=0, allow_inf_nan=False)] | None = None
+    uln: Positive | None = None
     unit: Literal["U/L", "[IU]/L", "ukat/L"] = "U/L"
 
 
@@ -101,14 +119,51 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a number")
 
 
+class _Object(dict[str, Any]):
+    """A JSON object that remembers the keys it was given more than once."""
+
+    twice: tuple[str, ...] = ()
+
+
+def _object(pairs: list[tuple[str, Any]]) -> _Object:
+    obj = _Object(pairs)
+    if len(obj) != len(pairs):
+        keys = [key for key, _ in pairs]
+        obj.twice = tuple(key for i, key in enumerate(keys) if key in keys[:i])
+    return obj
+
+
+def _given_twice(value: Any, where: str = "") -> Iterator[str]:
+    """The field paths given twice in a parsed document (JSON keeps the last silently: a
+    follow-up PGA pasted twice would be scored from the second)."""
+    prefix = f"{where}." if where else ""
+    if isinstance(value, dict):
+        for key in getattr(value, "twice", ()):
+            yield prefix + key
+        for key, item in value.items():
+            yield from _given_twice(item, prefix + key)
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            yield from _given_twice(item, f"{prefix}{i}")
+
+
 def parse_input(text: str | bytes) -> CalculatorIn:
     """Parse and validate a calculator document; raise CalculatorInputError naming each field."""
     try:
         raw = json.loads(
-            text, parse_float=Decimal, parse_int=Decimal, parse_constant=_reject_constant
+            text,
+            parse_float=Decimal,
+            parse_int=Decimal,
+            parse_constant=_reject_constant,
+            object_pairs_hook=_object,
         )
     except (ValueError, UnicodeDecodeError) as exc:
         raise CalculatorInputError([("(document)", f"not valid JSON: {exc}")]) from None
+    twice = list(_given_twice(raw))
+    if twice:
+        raise CalculatorInputError(
+            [(where, "given twice (only one value may be given)") for where in twice]
+        )
     try:
         return CalculatorIn.model_validate(raw)
     except ValidationError as exc:
