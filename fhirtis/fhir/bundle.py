@@ -36,7 +36,26 @@ def parse_json(raw: bytes | str, where: str = "(input)") -> Any:
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
-        raise InputError([Issue("fatal", "structure", f"not JSON: {exc}", where)]) from None
+        why = _not_json(raw, exc)
+        raise InputError([Issue("fatal", "structure", why, where)]) from None
+
+
+def _not_json(raw: bytes | str, exc: orjson.JSONDecodeError) -> str:
+    """Why ``raw`` is no JSON document, said as what users hand over instead of a Bundle: a
+    gzip file, text in another encoding than UTF-8, NDJSON (one resource a line)."""
+    if isinstance(raw, bytes) and raw[:2] == b"\x1f\x8b":
+        return "not JSON: the file is gzip-compressed; decompress it first"
+    if isinstance(raw, bytes):
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError:
+            return "not JSON: the text is not UTF-8 (FHIR JSON is UTF-8)"
+    if "unexpected content after document" in str(exc) and raw.lstrip()[:1] in (b"{", "{"):
+        return (
+            f"not JSON: {exc}; one resource a line (NDJSON, a Bulk export)? "
+            "`fhirtis cohort --ndjson DIR` reads those"
+        )
+    return f"not JSON: {exc}"
 
 
 @dataclass

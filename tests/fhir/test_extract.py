@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
@@ -450,6 +451,13 @@ def test_estrogen_statement_and_cvc_device() -> None:
     ("raw", "expected"),
     [
         (b"{not json", "not JSON"),
+        # what users hand over instead of a Bundle: said as what it is, not as a parse error
+        (gzip.compress(b'{"resourceType": "Bundle"}'), "gzip-compressed"),
+        ('{"resourceType": "Bundle", "id": "é"}'.encode("latin-1"), "not UTF-8"),
+        (
+            b'{"resourceType": "Patient", "id": "a"}\n{"resourceType": "Patient", "id": "b"}\n',
+            "NDJSON",
+        ),
         (b"[1, 2, 3]", "expected a FHIR Bundle"),
         (orjson.dumps({"resourceType": "Patient", "id": "x"}), "expected a FHIR Bundle"),
         (
