@@ -17,16 +17,13 @@ matching patient for MRN 123456").
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import httpx
 import orjson
 
-from fhirtis.io import FhirClient, FhirClientConfig
-from fhirtis.pipeline.server import PatientRun, RunStatus, run_patient
-from fhirtis.settings import Settings
-from tests.e2e.test_faults import Forwarding
+from fhirtis.pipeline.server import PatientRun, RunStatus
+from tests.e2e.test_faults import Forwarding, run_with
 from tests.e2e.test_run import load
 from tests.fhir.patients import responder
 from tests.fhir_test_server import FhirTestServer
@@ -120,18 +117,6 @@ class AddOutcome(Forwarding):
                 self._add(inner)
 
 
-def _run(base: str, transport: httpx.AsyncBaseTransport, *, write: bool = False) -> PatientRun:
-    async def go() -> PatientRun:
-        config = FhirClientConfig(base_url=base, retry_budget_seconds=5)
-        async with (
-            httpx.AsyncClient(transport=transport) as http,
-            FhirClient(config, http=http) as client,
-        ):
-            return await run_patient(client, "p1", Settings(), write=write)
-
-    return asyncio.run(go())
-
-
 def _incomplete(run: PatientRun) -> list[Any]:
     assert run.result is not None, run.error
     return [i for i in run.result.issues if i.code == "incomplete"]
@@ -141,12 +126,12 @@ def test_a_search_that_says_matches_were_suppressed_is_reported_incomplete(
     fhir_server: FhirTestServer, fhir_base: str
 ) -> None:
     load(fhir_base, responder(dvt_after_cycle=2))
-    plain = _run(fhir_base, Forwarding())
+    plain = run_with(fhir_base, Forwarding(), write=False)
     assert plain.status is RunStatus.DRY_RUN, plain.error
     assert not _incomplete(plain)
 
     transport = AddOutcome("Condition", SUPPRESSED)
-    shaped = _run(fhir_base, transport)
+    shaped = run_with(fhir_base, transport, write=False)
     assert transport.added
     assert shaped.status is RunStatus.DRY_RUN, shaped.error
     assert shaped.result is not None and plain.result is not None
@@ -166,9 +151,9 @@ def test_an_outcome_that_only_says_no_results_is_not_a_warning(
     fhir_server: FhirTestServer, fhir_base: str
 ) -> None:
     load(fhir_base, responder(dvt_after_cycle=2))
-    plain = _run(fhir_base, Forwarding())
+    plain = run_with(fhir_base, Forwarding(), write=False)
     transport = AddOutcome("Device", NO_RESULTS)
-    shaped = _run(fhir_base, transport)
+    shaped = run_with(fhir_base, transport, write=False)
     assert transport.added
     assert shaped.result is not None and plain.result is not None
     assert shaped.result.issues == plain.result.issues

@@ -11,16 +11,14 @@ throttling; it must not fail the patient.
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import httpx
 import orjson
 
-from fhirtis.io import FhirClient, FhirClientConfig, Refused
-from fhirtis.pipeline.server import PatientRun, RunStatus, run_patient
-from fhirtis.settings import Settings
-from tests.e2e.test_faults import Forwarding
+from fhirtis.io import Refused
+from fhirtis.pipeline.server import RunStatus
+from tests.e2e.test_faults import Forwarding, run_with
 from tests.e2e.test_run import load
 from tests.e2e.test_vendor_shapes import _provenance_targets, _stored
 from tests.e2e.test_write_withdraw import run_once
@@ -76,26 +74,14 @@ class ThrottlesBatches(Forwarding):
         return httpx.Response(200, headers=headers, content=orjson.dumps(answer))
 
 
-def _run(base: str, transport: httpx.AsyncBaseTransport) -> PatientRun:
-    async def go() -> PatientRun:
-        config = FhirClientConfig(base_url=base, retry_budget_seconds=5)
-        async with (
-            httpx.AsyncClient(transport=transport) as http,
-            FhirClient(config, http=http) as client,
-        ):
-            return await run_patient(client, "p1", Settings(), write=False)
-
-    return asyncio.run(go())
-
-
 def test_throttled_entries_of_a_read_batch_are_read_again(
     fhir_server: FhirTestServer, fhir_base: str
 ) -> None:
     load(fhir_base, responder(dvt_after_cycle=2))
-    plain = _run(fhir_base, Forwarding())
+    plain = run_with(fhir_base, Forwarding(), write=False)
     assert plain.status is RunStatus.DRY_RUN, plain.error
     transport = ThrottlesBatches()
-    throttled = _run(fhir_base, transport)
+    throttled = run_with(fhir_base, transport, write=False)
     assert transport.throttled == 1
     assert throttled.status is RunStatus.DRY_RUN, throttled.error
     assert plain.result is not None and throttled.result is not None
