@@ -12,6 +12,7 @@ from fhirtis.cli import app
 from tests.fhir.patients import responder
 
 runner = CliRunner()
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "bundles"
 
 
 def _bundle(tmp_path: Path, name: str = "p1.json", **kwargs: bool) -> Path:
@@ -49,3 +50,25 @@ def test_evaluate_json_and_exit_codes(tmp_path: Path) -> None:
     assert doc["errors"][0]["outcome"]["resourceType"] == "OperationOutcome"
     assert runner.invoke(app, ["evaluate", str(tmp_path / "nope.json")]).exit_code == 2
     assert runner.invoke(app, ["evaluate", str(good), "--baseline-date", "soon"]).exit_code == 2
+
+
+def test_a_patient_with_a_baseline_and_no_follow_up_is_reported(tmp_path: Path) -> None:
+    """A baseline assessment and no follow-up yet (the first infusion just given): the report's
+    TIS table has no row. The narrow-terminal table writer crashed on a table without rows
+    (``max`` of one width), so `fhirtis evaluate` printed a traceback for such a patient."""
+    doc = json.loads((EXAMPLES / "adult-responder.json").read_text())
+    observations = [e for e in doc["entry"] if e["resource"]["resourceType"] == "Observation"]
+    first = min(str(e["resource"].get("effectiveDateTime"))[:10] for e in observations)
+    doc["entry"] = [
+        e
+        for e in doc["entry"]
+        if e["resource"]["resourceType"] != "Observation"
+        or str(e["resource"].get("effectiveDateTime"))[:10] == first
+        or "29463-7" in json.dumps(e["resource"]["code"])
+    ]
+    path = tmp_path / "baseline-only.json"
+    path.write_text(json.dumps(doc))
+    for columns in ("120", "40"):
+        result = runner.invoke(app, ["evaluate", str(path)], env={"COLUMNS": columns})
+        assert result.exit_code == 0, result.output
+        assert f"TIS against baseline {first}" in result.output

@@ -28,8 +28,14 @@ def print_table(
     ``left``."""
     widths = [
         max(
-            *(len(w) for w in header.split()),
-            *(len(row[i]) if whole else max(map(len, row[i].split()), default=0) for row in rows),
+            [
+                *(len(w) for w in header.split()),
+                *(
+                    len(row[i]) if whole else max(map(len, row[i].split()), default=0)
+                    for row in rows
+                ),
+            ],
+            default=0,
         )
         for i, (header, whole) in enumerate(columns)
     ]
