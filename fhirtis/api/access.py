@@ -31,6 +31,9 @@ from fhirtis.fhir.needs import export_types
 from fhirtis.settings import ServiceSettings
 
 WRITE_FOR_EVALUATE = ("Observation", "Flag", "DetectedIssue", "AdverseEvent", "Provenance")
+# SMART v2 permissions each write needs: writing back deletes (a withdrawn AdverseEvent, the extra
+# copies of a concurrent create), so every derived type needs d too; Provenance is only created
+_V2_WRITE = {t: frozenset("cud") for t in WRITE_FOR_EVALUATE} | {"Provenance": frozenset("cu")}
 _INCLUDE = re.compile(r"_include=[A-Za-z]+:([a-z]+)")
 _INCLUDED_TYPE = {"medication": "Medication"}
 
@@ -80,27 +83,38 @@ def is_b64token(token: str) -> bool:
     return len(token) <= 16_384 and _B64TOKEN.fullmatch(token) is not None
 
 
-def _grants(scope: str, resource: str, want: str) -> bool:
-    """SMART v1 (``patient/Observation.read``) and v2 (``patient/Observation.rs``) scopes."""
+_V1 = {"read": frozenset("rs"), "write": frozenset("cud"), "*": frozenset("cruds")}
+
+
+def _permissions(scope: str, resource: str) -> frozenset[str]:
+    """The SMART v2 permissions (``cruds``) ``scope`` grants on ``resource``: v1
+    (``patient/Observation.read``, ``.write`` = ``cud``, ``.*``) and v2 (``patient/Observation.rs``)
+    scopes; none for a granular v2 scope (``.rs?category=...``: part of the type only)."""
     context, _, rest = scope.partition("/")
     if context not in {"patient", "user", "system"} or not rest:
-        return False
+        return frozenset()
     rtype, _, perm = rest.partition(".")
     if rtype not in {resource, "*"}:
-        return False
-    if perm in {"*", want}:
-        return True
-    if want == "read":
-        return perm.isalpha() and "r" in perm and "s" in perm and set(perm) <= set("cruds")
-    return perm.isalpha() and "c" in perm and "u" in perm and set(perm) <= set("cruds")
+        return frozenset()
+    if perm in _V1:
+        return _V1[perm]
+    letters = frozenset(perm)
+    return letters if perm.isalpha() and letters <= _V1["*"] else frozenset()
 
 
 def missing_scopes(scopes: Iterable[str], *, write: bool) -> list[str]:
+    """``Type.read``/``Type.write`` for each type the token's scopes, together, do not cover
+    (``patient/Observation.r patient/Observation.s`` may search it as ``.rs`` may)."""
     have = list(scopes)
-    needed = [(r, "read") for r in read_for_evaluate()]
+    needed = [(r, "read", _V1["read"]) for r in read_for_evaluate()]
     if write:
-        needed += [(r, "write") for r in WRITE_FOR_EVALUATE]
-    return [f"{r}.{w}" for r, w in needed if not any(_grants(s, r, w) for s in have)]
+        needed += [(r, "write", _V2_WRITE[r]) for r in WRITE_FOR_EVALUATE]
+    lacking = []
+    for resource, want, letters in needed:
+        granted = frozenset().union(*(_permissions(s, resource) for s in have))
+        if not letters <= granted:
+            lacking.append(f"{resource}.{want}")
+    return lacking
 
 
 class TokenValidator:

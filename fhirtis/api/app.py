@@ -17,7 +17,14 @@ from fastapi_offline import FastAPIOffline
 
 from fhirtis import __version__
 from fhirtis.api import cds_hooks, ops, web
-from fhirtis.api.access import INVALID_TOKEN, Caller, TokenValidator, authorize, bearer_token
+from fhirtis.api.access import (
+    INSUFFICIENT_SCOPE,
+    INVALID_TOKEN,
+    Caller,
+    TokenValidator,
+    authorize,
+    bearer_token,
+)
 from fhirtis.api.cds_hooks.trust import CdsChallenge
 from fhirtis.api.errors import (
     FHIR_JSON,
@@ -229,6 +236,8 @@ async def _evaluate_for(
         raise ApiError(400, "server given twice, differently", expression="server")
     server = state.server_for(params.server or server_header)
     authorize(caller, patient_id, write=params.write)
+    if params.write and not caller.validated:
+        _check_pass_through_write(state.config_for(server))
     policy = params.policy_over(state.settings.policy)  # 400: invalid, or a raised label limit
     if params.write and params.policy:
         check_policy_override_on_write(params, state.settings.service)
@@ -276,6 +285,21 @@ async def _evaluate_for(
         ]
         raise ApiError(422, "this patient's data cannot be evaluated", issues=missing)
     return JSONResponse(result_bundle(run, write=params.write), media_type=FHIR_JSON_UTF8)
+
+
+def _check_pass_through_write(config: FhirClientConfig) -> None:
+    """403 when a pass-through caller's write would go to a separate write server
+    (``fhir.write_base_url``): it is written with the service's own credentials (the caller's
+    token never leaves the server it was issued for), so no one would check that the caller may
+    write; only validate mode, which checks the token's write scopes, writes there."""
+    if config.for_writes() is not config:
+        raise ApiError(
+            403,
+            "write=true sends the derived resources to a separate write server "
+            "(FHIRTIS_FHIR__WRITE_BASE_URL) with the service's own credentials; the service "
+            "checks a caller's write scopes only with FHIRTIS_SERVICE__AUTH_MODE=validate",
+            headers=INSUFFICIENT_SCOPE,
+        )
 
 
 _SERVER_HEADER_NAME = "X-FHIR-Server"

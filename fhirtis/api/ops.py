@@ -51,6 +51,9 @@ __all__ = [
 
 AUDIT = logging.getLogger("fhirtis.audit")
 _CACHEABLE_PREFIXES = ("/app", "/static-offline-docs")
+# the request counter's method label: any other method a caller makes up is counted as "other"
+# (a label value per made-up method would grow the registry without bound)
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE"})
 
 
 class Metrics:
@@ -134,7 +137,9 @@ class SecurityHeaders:
         finally:
             route = scope.get("route")
             template = getattr(route, "path", None) or "(unmatched)"
-            self.metrics.requests.labels(template, str(scope.get("method")), str(status)).inc()
+            method = str(scope.get("method"))
+            method = method if method in _METHODS else "other"
+            self.metrics.requests.labels(template, method, str(status)).inc()
 
 
 def audit(

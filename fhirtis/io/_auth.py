@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import re
 import secrets
 import threading
@@ -358,9 +359,12 @@ class SmartBackendAuth(httpx.Auth):
 
 
 def _lifetime(expires_in: Any) -> float:
-    """``expires_in`` in seconds (a number, or digits as some servers send); default 300."""
-    if isinstance(expires_in, str) and expires_in.strip().isdigit():
-        return float(expires_in)
+    """``expires_in`` in seconds (a number, or ASCII digits as some servers send); default 300
+    (also for digits too many to be a real lifetime)."""
+    if isinstance(expires_in, str):
+        text = expires_in.strip()
+        seconds = float(text) if text.isascii() and text.isdigit() else math.inf
+        return seconds if math.isfinite(seconds) else DEFAULT_TOKEN_LIFETIME_SECONDS
     if isinstance(expires_in, int | float) and not isinstance(expires_in, bool):
         return max(0.0, float(expires_in))
     return DEFAULT_TOKEN_LIFETIME_SECONDS

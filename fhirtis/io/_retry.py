@@ -65,8 +65,8 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
     if value is None:
         return None
     text = value.strip()
-    if text.isdigit():
-        return float(int(text))
+    if text.isdigit():  # delay-seconds is ASCII digits (RFC 9110 §10.2.3); float reads any
+        return float(text) if text.isascii() else None  # count of them (int stops at 4,300)
     try:
         when = email.utils.parsedate_to_datetime(text)
     except (TypeError, ValueError, IndexError):

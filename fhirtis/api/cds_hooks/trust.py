@@ -15,8 +15,9 @@ service checks:
 Anything else is 401, with ``WWW-Authenticate: Bearer realm="fhirtis-cds"`` (RFC 9110 §11.6.1:
 every 401 carries a challenge; :class:`CdsChallenge` adds it to the CDS error answer, whose
 body stays ``{"error", "message"}``). ``GET /cds-services`` (discovery) stays public. A JWKS
-URL is read with the service's HTTP client and kept for 5 minutes (read again, at most every
-30 s, when a token names a key it does not hold). Tokens are never logged.
+URL is read with the service's HTTP client (within 5 s and 1 MB, else 503) and kept for 5 minutes
+(read again, at most every 30 s, when a token names a key it does not hold). Tokens are never
+logged.
 """
 
 from __future__ import annotations
@@ -46,6 +47,10 @@ SKEW_SECONDS = 30
 JWKS_TTL_SECONDS = 300.0
 JWKS_MIN_REFRESH_SECONDS = 30.0
 MAX_TOKEN_CHARS = 16_384
+#: A JWKS URL's answer: read whole within this time, and no larger than this (a few keys are a
+#: few kB); else the keys cannot be read (503), as for a refused connection.
+JWKS_FETCH_SECONDS = 5.0
+MAX_JWKS_BYTES = 1_000_000
 #: The challenge of a CDS service call refused 401 (the CDS client's JWT is a bearer token).
 CHALLENGE = 'Bearer realm="fhirtis-cds"'
 _CDS_PREFIX = "/cds-services/"
@@ -154,10 +159,8 @@ class CdsClientVerifier:
                 if refresh and age <= JWKS_MIN_REFRESH_SECONDS:
                     return None
                 try:
-                    response = await self._http.get(client.jwks_url, timeout=5.0)
-                    response.raise_for_status()
-                    entry.keys = _key_set(response.text)
-                except (httpx.HTTPError, ValueError, JoseError):
+                    entry.keys = _key_set(await self._read_jwks(client.jwks_url))
+                except (httpx.HTTPError, ValueError, JoseError, TimeoutError):
                     if entry.keys is None:
                         raise CdsError(
                             503, "jwks-unavailable", "the CDS client's keys cannot be read"
@@ -166,6 +169,21 @@ class CdsClientVerifier:
             elif refresh:
                 return None
             return entry.keys
+
+    async def _read_jwks(self, url: str) -> bytes:
+        """The answer of ``url``, read whole in :data:`JWKS_FETCH_SECONDS` and at most
+        :data:`MAX_JWKS_BYTES` (ValueError beyond); TimeoutError when slower."""
+        async with (
+            asyncio.timeout(JWKS_FETCH_SECONDS),
+            self._http.stream("GET", url, timeout=JWKS_FETCH_SECONDS) as response,
+        ):
+            response.raise_for_status()
+            body = bytearray()
+            async for chunk in response.aiter_bytes():
+                body += chunk
+                if len(body) > MAX_JWKS_BYTES:
+                    raise ValueError("the JWKS is larger than MAX_JWKS_BYTES")
+            return bytes(body)
 
     def _check_claims(
         self, client: TrustedCdsClient, claims: dict[str, Any], audience: str | Sequence[str]
@@ -203,7 +221,7 @@ def _finite(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _key_set(text: str) -> KeySet:
+def _key_set(text: str | bytes) -> KeySet:
     data = json.loads(text)
     if not isinstance(data, dict) or not isinstance(data.get("keys"), list):
         raise ValueError("a JWKS must be a JSON object with keys")
