@@ -120,6 +120,15 @@
     return String(away(Math.round(value * 1e8) / 1e4) / 1e4);
   }
 
+  // A measure's improvement percent: to 1 place, or as the service wrote it (4 places) where 1
+  // place would show a whole number that it is not: the score bands' edges are whole percents
+  // (">5–15"), so 5.04 is never shown "5", the edge of the band below.
+  function percent(value) {
+    const shown = num(value);
+    if (shown === "—" || !Number.isInteger(Number(shown)) || Number(shown) === value) return shown;
+    return String(value);
+  }
+
   // How far a rate is above its maximum, in percent: never "+0 %" for a rate above it.
   function overBy(rate, max) {
     const percent = (rate / max - 1) * 100;
@@ -310,8 +319,15 @@
     window.location.assign(target.href);
   }
 
+  // The code and state (or the error) leave the address bar and the history at once, whatever
+  // comes of them: a reload or a copied link never carries a spent code.
+  function dropLaunchQuery() {
+    window.history.replaceState(null, "", appBase());
+  }
+
   async function finishLaunch(code, state) {
     setStatus("Signing in with the EHR…");
+    dropLaunchQuery();
     const key = LAUNCH_PREFIX + state;
     const saved = sessionStorage.getItem(key);
     sessionStorage.removeItem(key);
@@ -512,6 +528,12 @@
     };
   }
 
+  // The service's own judgement of a cycle's dose (exact decimal arithmetic), never a float
+  // comparison here.
+  function offTarget(cycle) {
+    return cycle.notes.some((n) => n.includes("off the target"));
+  }
+
   function readFlag(flag) {
     if (!flag) return null;
     const factors = ext(flag, "tee-risk-factor").map((e) => {
@@ -655,6 +677,19 @@
 
   function renderSummary(model) {
     const root = $("summary");
+    // What the service says of the record as a whole comes first, not only among the data
+    // warnings: the patient is recorded deceased ("now" describes the record, not future care),
+    // the record was read only in part, or part of it could not be used (the numbers below may
+    // be short).
+    for (const i of model.outcome) {
+      const whole = (i.expression || []).includes("Patient.deceased[x]") || i.code === "incomplete" ||
+        i.severity === "error" || i.severity === "fatal";
+      const words = i.diagnostics || (i.details && i.details.text);
+      if (whole && words) {
+        root.append(h("p", { class: `note ${i.severity === "warning" ? "warn" : "error"} record-note`, role: "note" },
+          words.charAt(0).toUpperCase() + words.slice(1) + (/[.!?]$/.test(words) ? "" : ".")));
+      }
+    }
     const latest = model.tis[model.tis.length - 1];
     const cards = [];
     if (latest) {
@@ -806,7 +841,16 @@
       svg.append(s("polyline", { points: mids.map((p) => p.join(",")).join(" "), class: "trend" }));
     }
 
-    // Points and intervals.
+    // Points and intervals; a follow-up's date under the axis where it does not run into the
+    // one before (a time axis of years of IVIG crowds its first weeks; the table lists all).
+    let lastTick = bx;
+    let lastValue = null;
+    // a point's value label where it does not overlap the last one drawn (the title has it)
+    const valueFits = (vx, vy) => {
+      const fits = !lastValue || vx - lastValue[0] >= 34 || Math.abs(vy - lastValue[1]) >= 16;
+      if (fits) lastValue = [vx, vy];
+      return fits;
+    };
     for (const p of points) {
       const px = x(dayValue(p.date));
       const cls = p.category || "undetermined";
@@ -819,17 +863,24 @@
           s("line", { x1: px - 11, x2: px + 11, y1: top, y2: top, class: "cap" }),
           s("line", { x1: px - 11, x2: px + 11, y1: bottom, y2: bottom, class: "cap" }),
         );
-        g.append(s("text", { x: px + 14, y: (top + bottom) / 2 + 4, class: "value-label" }, `${tisText(p)} (partial)`));
+        if (valueFits(px, (top + bottom) / 2)) {
+          g.append(s("text", { x: px + 14, y: (top + bottom) / 2 + 4, class: "value-label" }, `${tisText(p)} (partial)`));
+        }
       } else {
         g.append(s("circle", { cx: px, cy: y(p.value), r: 7, class: "dot" }));
-        g.append(s("text", { x: px, y: y(p.value) - 13, class: "value-label", "text-anchor": "middle" }, tisText(p)));
+        if (valueFits(px, y(p.value))) {
+          g.append(s("text", { x: px, y: y(p.value) - 13, class: "value-label", "text-anchor": "middle" }, tisText(p)));
+        }
       }
       const weeks = weeksBetween(p.baseline, p.date);
       g.append(s("title", null, `${fmtDate(p.date)}: TIS ${tisText(p)}, ${categoryText(p)}`));
       svg.append(g);
       svg.append(s("line", { x1: px, x2: px, y1: m.top + ph, y2: m.top + ph + 5, class: "axis" }));
-      svg.append(s("text", { x: px, y: m.top + ph + 18, class: "tick", "text-anchor": "middle" }, fmtDate(p.date, false)));
-      svg.append(s("text", { x: px, y: m.top + ph + 32, class: "tick muted", "text-anchor": "middle" }, weeks !== null ? `week ${weeks}` : ""));
+      if (px - lastTick >= 46) {
+        lastTick = px;
+        svg.append(s("text", { x: px, y: m.top + ph + 18, class: "tick", "text-anchor": "middle" }, fmtDate(p.date, false)));
+        svg.append(s("text", { x: px, y: m.top + ph + 32, class: "tick muted", "text-anchor": "middle" }, weeks !== null ? `week ${weeks}` : ""));
+      }
     }
     svg.append(s("line", { x1: m.left, x2: m.left + pw, y1: m.top + ph, y2: m.top + ph, class: "axis" }));
 
@@ -837,12 +888,15 @@
     const trackY = m.top + ph + 48;
     svg.append(s("text", { x: m.left - 8, y: trackY + 11, class: "tick", "text-anchor": "end" }, "IVIG"));
     svg.append(s("line", { x1: m.left, x2: m.left + pw, y1: trackY + 7, y2: trackY + 7, class: "track" }));
+    let lastCycleLabel = -Infinity;
     for (const c of model.cycles) {
       const cx0 = x(dayValue(c.start));
       const cx1 = Math.max(cx0 + 6, x(dayValue(c.end) + 86400000));
+      const labelled = cx0 - lastCycleLabel >= 8 + 7 * String(c.number).length;
+      if (labelled) lastCycleLabel = cx0;
       const g = s("g", { class: c.alerts.length ? "cycle cycle-alert" : "cycle" },
         s("rect", { x: cx0, y: trackY, width: cx1 - cx0, height: 14, rx: 2 }),
-        s("text", { x: cx0, y: trackY + 30, class: "tick", "text-anchor": "start" }, `C${c.number}`),
+        labelled ? s("text", { x: cx0, y: trackY + 30, class: "tick", "text-anchor": "start" }, `C${c.number}`) : null,
         s("title", null, `IVIG cycle ${c.number}: ${fmtRange(c.start, c.end)}`));
       svg.append(g);
     }
@@ -896,7 +950,7 @@
       return h("tr", { class: missing ? "missing" : null },
         h("th", { scope: "row" }, h("span", { class: "measure-abbr" }, m.abbr),
           h("span", { class: "measure-name" }, m.name)),
-        h("td", { class: "num" }, missing ? "—" : `${num(v.improvement)} %`),
+        h("td", { class: "num" }, missing ? "—" : `${percent(v.improvement)} %`),
         h("td", { class: "score-cell" }, missing
           ? h("span", { class: "absent small" }, `missing: ${v.absent || "no value"}`)
           : [
@@ -953,6 +1007,10 @@
     }
     const slot = pw / Math.max(bars.length, 1);
     const bw = Math.min(46, slot * 0.6);
+    // Many bars (years of cycles): the values are left to the table beside the chart, and the
+    // axis names every few bars, never one label over another.
+    const showValues = slot >= 30;
+    const every = Math.ceil(42 / slot);
     bars.forEach((b, i) => {
       const cx = m.left + slot * (i + 0.5);
       const g = s("g", { class: `bar ${b.className || ""}` });
@@ -963,19 +1021,23 @@
         if (b.marker !== undefined && b.marker !== null) {
           g.append(s("line", { x1: cx - bw / 2 - 4, x2: cx + bw / 2 + 4, y1: y(b.marker), y2: y(b.marker), class: "bar-marker" }));
         }
-        g.append(s("text", {
+        if (showValues) g.append(s("text", {
           x: cx,
           y: tall ? top + 15 : top - 5,
           class: tall ? "value-inside" : "value-label",
           "text-anchor": "middle",
-        }, num(b.value, digits)));
-      } else {
+        }, b.text ?? num(b.value, digits)));
+      } else if (showValues) {
         g.append(s("text", { x: cx, y: y(0) - 6, class: "tick", "text-anchor": "middle" }, "unknown"));
+      } else {
+        g.append(s("line", { x1: cx, x2: cx, y1: y(0) - 8, y2: y(0), class: "bar-unknown" }));
       }
       g.append(s("title", null, b.tooltip));
       svg.append(g);
-      svg.append(s("text", { x: cx, y: y(0) + 16, class: "tick", "text-anchor": "middle" }, b.label));
-      svg.append(s("text", { x: cx, y: y(0) + 30, class: "tick muted", "text-anchor": "middle" }, b.sublabel || ""));
+      if (i % every === 0) {
+        svg.append(s("text", { x: cx, y: y(0) + 16, class: "tick", "text-anchor": "middle" }, b.label));
+        svg.append(s("text", { x: cx, y: y(0) + 30, class: "tick muted", "text-anchor": "middle" }, b.sublabel || ""));
+      }
     });
     svg.append(s("line", { x1: m.left, x2: m.left + pw, y1: y(0), y2: y(0), class: "axis" }));
     return svg;
@@ -995,19 +1057,27 @@
     const standardMax = Number(policy.max_rate_mg_kg_min || service.max_rate_mg_kg_min);
     const riskMax = Number(policy.max_rate_with_risk_mg_kg_min || service.max_rate_with_risk_mg_kg_min);
     const nowMax = model.flag && model.flag.maxRate !== null ? model.flag.maxRate : null;
+    // A cycle's g/kg as the service wrote it beside the nearer edge of the target's tolerance
+    // (1.7998 off target, never "1.8", the edge itself), with "off target" in words.
+    const edges = [target * (1 - tolerance / 100), target * (1 + tolerance / 100)];
+    const dose = (c) => numBeside(c.gPerKg, c.gPerKg < target ? edges[0] : edges[1]);
+    const doseText = (c) => (c.gPerKg !== null ? `${dose(c)} g/kg` : "unknown") + (offTarget(c) ? ", off target" : "");
+    // A cycle's highest rate beside the maximum it went above (4.004, never "4 above 4").
+    const applicableMax = (c) => (c.alerts.length ? Math.min(...c.alerts.map((a) => a.max)) : null);
+    const rate = (c) => numBeside(c.maxRate, applicableMax(c));
 
     const doseChart = barChart({
       id: "dose-chart",
       title: "Dose per cycle",
       unit: "g/kg",
-      desc: cycles.map((c) => `cycle ${c.number}: ${c.gPerKg !== null ? `${num(c.gPerKg, 2)} g/kg` : "unknown"}`).join("; ") + `; target ${target} g/kg.`,
+      desc: cycles.map((c) => `cycle ${c.number}: ${doseText(c)}`).join("; ") + `; target ${target} g/kg (±${tolerance} %).`,
       bars: cycles.map((c) => ({
         value: c.gPerKg,
+        text: c.gPerKg !== null ? dose(c) : null,
         label: `C${c.number}`,
         sublabel: fmtDate(c.start, false),
-        // the service's own judgement (exact decimal arithmetic), never a float comparison here
-        className: c.notes.some((n) => n.includes("off the target")) ? "off-target" : "dose",
-        tooltip: `Cycle ${c.number}: ${c.gPerKg !== null ? `${num(c.gPerKg, 2)} g/kg` : "g/kg unknown"}`,
+        className: offTarget(c) ? "off-target" : "dose",
+        tooltip: `Cycle ${c.number}: ${doseText(c)}`,
       })),
       max: target,
       digits: 2,
@@ -1021,15 +1091,16 @@
       id: "rate-chart",
       title: "Maximum infusion rate",
       unit: "mg/kg/min",
-      desc: cycles.map((c) => `cycle ${c.number}: ${c.maxRate !== null ? `${num(c.maxRate, 2)} mg/kg/min` : "unknown"}${c.alerts.length ? `, above the applicable maximum ${num(c.alerts[0].max, 2)}` : ""}`).join("; ") +
+      desc: cycles.map((c) => `cycle ${c.number}: ${c.maxRate !== null ? `${rate(c)} mg/kg/min` : "unknown"}${c.alerts.length ? `, above the applicable maximum ${num(applicableMax(c), 2)}` : ""}`).join("; ") +
         `; maximum ${standardMax}, or ${riskMax} with thrombosis risk factors.`,
       bars: cycles.map((c) => ({
         value: c.maxRate,
+        text: c.maxRate !== null ? rate(c) : null,
         label: `C${c.number}`,
         sublabel: fmtDate(c.start, false),
         className: c.alerts.length ? "over" : "rate",
-        marker: c.alerts.length ? Math.min(...c.alerts.map((a) => a.max)) : null,
-        tooltip: `Cycle ${c.number}: ${c.maxRate !== null ? `${num(c.maxRate, 2)} mg/kg/min` : "rate unknown"}`,
+        marker: applicableMax(c),
+        tooltip: `Cycle ${c.number}: ${c.maxRate !== null ? `${rate(c)} mg/kg/min` : "rate unknown"}${c.alerts.length ? `, above the maximum ${num(applicableMax(c), 2)}` : ""}`,
       })),
       max: standardMax,
       digits: 2,
@@ -1045,7 +1116,7 @@
     const anyNotes = cycles.some((c) => c.notes.length);
     const rows = cycles.map((c) => {
       const over = c.alerts.length > 0;
-      const applicable = over ? Math.min(...c.alerts.map((a) => a.max)) : null;
+      const applicable = applicableMax(c);
       return h("tr", { class: over ? "alert-row" : null },
         h("th", { scope: "row", class: "nowrap" }, `Cycle ${c.number}`),
         h("td", { class: "nowrap" }, fmtRange(c.start, c.end)),
@@ -1053,8 +1124,9 @@
         h("td", { class: "num" }, c.grams !== null ? `${num(c.grams)} g` : h("span", { class: "absent" }, "unknown")),
         h("td", { class: "num" }, c.weight !== null ? `${num(c.weight)} kg` : h("span", { class: "absent" }, "unknown"),
           c.basis && c.basis !== "actual" ? h("span", { class: "muted small" }, ` ${BASIS_LABEL[c.basis] || c.basis}`) : null),
-        h("td", { class: "num strong" }, c.gPerKg !== null ? num(c.gPerKg, 2) : h("span", { class: "absent" }, "unknown")),
-        h("td", { class: "num" }, c.maxRate !== null ? numBeside(c.maxRate, applicable) : h("span", { class: "absent" }, "unknown")),
+        h("td", { class: "num strong" }, c.gPerKg !== null ? dose(c) : h("span", { class: "absent" }, "unknown"),
+          offTarget(c) ? [" ", h("span", { class: "badge off-target" }, "off target")] : null),
+        h("td", { class: "num" }, c.maxRate !== null ? rate(c) : h("span", { class: "absent" }, "unknown")),
         h("td", null, over
           ? h("span", { class: "badge alert" }, `above ${num(applicable, 2)}`)
           : c.maxRate !== null ? h("span", { class: "ok" }, "within") : "—",
@@ -1240,6 +1312,7 @@
       if (params.has("error")) {
         const state = params.get("state");
         if (state) sessionStorage.removeItem(LAUNCH_PREFIX + state);
+        dropLaunchQuery();
         throw new AppError(
           `The EHR did not authorize the app: ${params.get("error_description") || params.get("error")}.`,
           { relaunch: true },
