@@ -110,13 +110,13 @@ so one quantize in that context gives what :func:`quantize` gives, without a new
 def format_beside(value: Decimal, limit: Decimal) -> str:
     """``value`` for a message that compares it with ``limit`` (a rate beside a maximum): as
     :func:`format_decimal` gives it, or, where 2 places would show a value that differs from
-    the limit as equal to it (4.001 beside 4), to 4 places rounded away from the limit, so
-    that a message never reads "4 is above the maximum 4"."""
+    the limit as equal to it (4.001 beside 4), as :func:`beside` writes it (4 places, away from
+    the limit where half-even would show it), so that a message never reads "4 is above the
+    maximum 4" and says what the resource beside it holds."""
     shown = format_decimal(value)
     if value == limit or shown != format_decimal(limit):
         return shown
-    rounding = ROUND_UP if value > limit else ROUND_DOWN  # positive values: away from the limit
-    return plain(quantize(value, 4, rounding))
+    return plain(beside(value, limit))
 
 
 def _format_decimal_general(value: Decimal) -> str:

@@ -63,6 +63,11 @@ def test_format_decimal_of_values_outside_the_fast_path() -> None:
         ("3.99999", "4", "3.9999"),  # down, away from the limit
         ("3.2", "3.3", "3.2"),  # 2 places tell them apart
         ("3.304", "3.3", "3.304"),
+        # as the value written beside it (beside: half-even unless that shows the limit), so
+        # that an Observation's value and its note agree: they read 1.7999 and 1.7998
+        ("1.79989", "1.8", "1.7999"),
+        ("4.00404", "4", "4.004"),
+        ("4.00405", "4", "4.004"),  # half-even
     ],
 )
 def test_format_beside_never_shows_a_value_equal_to_a_limit_it_differs_from(
