@@ -98,13 +98,7 @@ _HELD_ORDER: Mapping[_Held, tuple[str, str]] = {
 }
 
 
-def _held_of(value: MeasureValue) -> _Held:
-    return _HELD[value.measure][value.instrument]
-
-
 def _preferred(measure: Measure, held: Mapping[Instrument, MeasureValue]) -> MeasureValue:
-    if len(held) == 1:  # one instrument (the usual visit): nothing to prefer
-        return next(iter(held.values()))
     order = INSTRUMENT_PREFERENCE[measure]
     return min(
         held.values(),
@@ -206,7 +200,7 @@ def _one_per_day(values: Iterable[MeasureValue], notes: list[Note]) -> list[Meas
         if problem is not None:
             notes.append(problem)
             continue
-        by_day.setdefault((_held_of(value), value.day), []).append(value)
+        by_day.setdefault((_HELD[value.measure][value.instrument], value.day), []).append(value)
     chosen: list[MeasureValue] = []
     for (_held, _day), candidates in sorted(
         by_day.items(), key=lambda kv: (kv[0][1], _HELD_ORDER[kv[0][0]])
@@ -251,7 +245,7 @@ def group_assessments(values: Iterable[MeasureValue], policy: Policy) -> Groupin
     others: list[MeasureValue] = []
     for value in daily:
         if value.measure in _ANCHORS:
-            anchor_days.setdefault(value.day, {})[_held_of(value)] = value
+            anchor_days.setdefault(value.day, {})[_HELD[value.measure][value.instrument]] = value
         else:
             others.append(value)
     groups: list[tuple[date, dict[_Held, MeasureValue]]] = []
@@ -259,8 +253,9 @@ def group_assessments(values: Iterable[MeasureValue], policy: Policy) -> Groupin
         found = anchor_days[day]
         if groups:
             first_day, held = groups[-1]
-            repeated = {v.measure for v in found.values()} & {v.measure for v in held.values()}
-            if (day - first_day).days <= window and not repeated:
+            if (day - first_day).days <= window and not (
+                {v.measure for v in found.values()} & {v.measure for v in held.values()}
+            ):  # within the window, and neither anchor measure repeated
                 held.update(found)
                 continue
         groups.append((day, dict(found)))
@@ -271,7 +266,7 @@ def group_assessments(values: Iterable[MeasureValue], policy: Policy) -> Groupin
     # the same order as a walk over all of them would.
     ordered = sorted(others, key=lambda v: (v.day, v.source))
     ordinals = [v.day.toordinal() for v in ordered]
-    slot_list = [_held_of(v) for v in ordered]
+    slot_list = [_HELD[v.measure][v.instrument] for v in ordered]
     slots: list[dict[_Held, MeasureValue]] = []
     used: set[int] = set()
     for anchor, anchored in groups:
@@ -306,19 +301,22 @@ def group_assessments(values: Iterable[MeasureValue], policy: Policy) -> Groupin
 
     assessments = []
     for (day, _), slot_values in zip(groups, slots, strict=True):
-        by_measure: dict[Measure, dict[Instrument, MeasureValue]] = {}
+        measures: dict[Measure, MeasureValue] = {}
         enzymes: dict[Instrument, MeasureValue] = {}
+        several: dict[Measure, dict[Instrument, MeasureValue]] = {}  # measures on 2+ instruments
         for v in slot_values.values():
             if v.measure is Measure.ENZYME and v.instrument in ENZYMES:  # slot_of(v): the enzyme
                 enzymes[v.instrument] = v
+            elif v.measure in measures:
+                seen = measures[v.measure]
+                several.setdefault(v.measure, {seen.instrument: seen})[v.instrument] = v
             else:
-                by_measure.setdefault(v.measure, {})[v.instrument] = v
-        measures = {m: _preferred(m, held) for m, held in by_measure.items()}
-        alternatives = {
-            m: tuple(v for v in held.values() if v is not measures[m])
-            for m, held in by_measure.items()
-            if len(held) > 1
-        }
+                measures[v.measure] = v
+        alternatives: dict[Measure, tuple[MeasureValue, ...]] = {}
+        for m in measures:  # in the order the measures came
+            if m in several:
+                measures[m] = best = _preferred(m, several[m])
+                alternatives[m] = tuple(v for v in several[m].values() if v is not best)
         assessments.append(Assessment(day, measures, enzymes, alternatives))
     return Grouping(tuple(assessments), tuple(notes))
 
