@@ -432,6 +432,8 @@ def test_edges_are_drawn_as_the_service_judges_them(
     )
     assert "off-target" not in bars[1], bars
     alerts = text(page, "#alerts")
-    assert "4.0041" in alerts and "+0 %" not in alerts, alerts
+    # the service's words, as its resources write the rate (beside: 4 places, never the limit)
+    assert "rate 4.004 mg/kg/min is above the maximum 4" in alerts, alerts
+    assert "+0 %" not in alerts, alerts
     cycle3 = next(line for line in text(page, "table.cycles").splitlines() if "Cycle 3" in line)
     assert "4.004\tabove 4" in cycle3, cycle3  # the cycle's highest rate, as written (4 places)

@@ -1058,7 +1058,7 @@
     const riskMax = Number(policy.max_rate_with_risk_mg_kg_min || service.max_rate_with_risk_mg_kg_min);
     const nowMax = model.flag && model.flag.maxRate !== null ? model.flag.maxRate : null;
     // A cycle's g/kg as the service wrote it beside the nearer edge of the target's tolerance
-    // (1.7998 off target, never "1.8", the edge itself), with "off target" in words.
+    // (1.7999 off target, never "1.8", the edge itself), with "off target" in words.
     const edges = [target * (1 - tolerance / 100), target * (1 + tolerance / 100)];
     const dose = (c) => numBeside(c.gPerKg, c.gPerKg < target ? edges[0] : edges[1]);
     const doseText = (c) => (c.gPerKg !== null ? `${dose(c)} g/kg` : "unknown") + (offTarget(c) ? ", off target" : "");
