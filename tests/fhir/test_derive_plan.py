@@ -178,12 +178,9 @@ def test_plan_against_existing_state() -> None:
     ]
 
 
-def test_a_rate_just_above_the_maximum_is_never_written_equal_to_it() -> None:
-    """Spec §5.2: a DetectedIssue "with the rate, the limit". A weight of 154.322 lb (69.99928
-    kg) and a 10 % product at 168 mL/h make 4.00004 mg/kg/min: above 4. Written to 4 places
-    half-even it read rate 4, maximum 4 (in the DetectedIssue and the summary); it is written
-    rounded away from the maximum, as the detail text shows it: 4.0001."""
-    doc = bundle(
+def _rate_just_above_four() -> Json:
+    """154.322 lb (69.99928 kg) and a 10 % product at 168 mL/h: 4.00004 mg/kg/min, above 4."""
+    return bundle(
         patient(),
         obs("w", "29463-7", 154.322, "[lb_av]", "2024-03-01T10:00:00Z", system=LOINC),
         medication(),
@@ -195,7 +192,14 @@ def test_a_rate_just_above_the_maximum_is_never_written_equal_to_it() -> None:
             rate=qty(168, "mL/h"),
         ),
     )
-    result = _evaluate(doc)
+
+
+def test_a_rate_just_above_the_maximum_is_never_written_equal_to_it() -> None:
+    """Spec §5.2: a DetectedIssue "with the rate, the limit". A weight of 154.322 lb (69.99928
+    kg) and a 10 % product at 168 mL/h make 4.00004 mg/kg/min: above 4. Written to 4 places
+    half-even it read rate 4, maximum 4 (in the DetectedIssue and the summary); it is written
+    rounded away from the maximum, as the detail text shows it: 4.0001."""
+    result = _evaluate(_rate_just_above_four())
     (issue,) = [d.resource for d in result.derived if d.resource_type == "DetectedIssue"]
     values = {e["url"].rsplit("/", 1)[1]: e["valueQuantity"]["value"] for e in issue["extension"]}
     assert values == {"infusion-rate": 4.0001, "applicable-max-rate": 4}
@@ -210,19 +214,7 @@ def test_a_cycles_maximum_rate_is_written_as_its_rate_finding_writes_it() -> Non
     rate to 4 places half-even, 4, in the cycle Observation and the summary, beside a
     DetectedIssue saying 4.0001 is above the maximum 4. A cycle's maximum rate is written
     beside the policy's limits as a rate finding is beside its own."""
-    doc = bundle(
-        patient(),
-        obs("w", "29463-7", 154.322, "[lb_av]", "2024-03-01T10:00:00Z", system=LOINC),
-        medication(),
-        administration(
-            "ma1",
-            "2024-03-04T09:00:00Z",
-            "2024-03-04T13:00:00Z",
-            dose=qty(350, "mL"),
-            rate=qty(168, "mL/h"),
-        ),
-    )
-    result = _evaluate(doc)
+    result = _evaluate(_rate_just_above_four())
     (cycle,) = [
         d.resource
         for d in result.derived

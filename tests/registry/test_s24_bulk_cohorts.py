@@ -38,6 +38,15 @@ runner = CliRunner()
 OTHER_BASE = "https://fhir2.example.org/r4"
 
 
+def _kick_off_to(httpx_mock: HTTPXMock, status: str) -> None:
+    """The Group g1's kick-off, answered 202 with ``status`` as its status URL."""
+    httpx_mock.add_response(
+        url=re.compile(re.escape(f"{BASE}/Group/g1/$export") + r".*"),
+        status_code=202,
+        headers={"Content-Location": status},
+    )
+
+
 def _serve_export(
     httpx_mock: HTTPXMock,
     base: str,
@@ -424,11 +433,7 @@ async def test_a_file_on_another_host_that_wants_the_token_stops_the_run_plainly
     the token is not sent there and nothing is requested from it. The run stops saying that
     fhirtis refused (not that the server did) and how to allow a host of the same server."""
     status = f"{BASE}/bulkstatus/job-9"
-    httpx_mock.add_response(
-        url=re.compile(re.escape(f"{BASE}/Group/g1/$export") + r".*"),
-        status_code=202,
-        headers={"Content-Location": status},
-    )
+    _kick_off_to(httpx_mock, status)
     foreign = "https://files.example.net/exports/Patient.ndjson?sig=SECRET"
     httpx_mock.add_response(
         url=status,
@@ -553,11 +558,7 @@ async def test_a_run_stopped_while_the_export_runs_polls_the_same_export_when_ru
     429 (Oracle Health: ``throttled``)."""
     monkeypatch.setattr(cohort, "run_ndjson", _clean_run)
     status = f"{BASE}/bulkstatus/long-1"
-    httpx_mock.add_response(
-        url=re.compile(re.escape(f"{BASE}/Group/g1/$export") + r".*"),
-        status_code=202,
-        headers={"Content-Location": status},
-    )
+    _kick_off_to(httpx_mock, status)
     httpx_mock.add_response(
         url=status,
         status_code=202,
@@ -600,11 +601,7 @@ async def test_an_export_that_expired_meanwhile_is_started_again(
 ) -> None:
     monkeypatch.setattr(cohort, "run_ndjson", _clean_run)
     status = f"{BASE}/bulkstatus/long-2"
-    httpx_mock.add_response(
-        url=re.compile(re.escape(f"{BASE}/Group/g1/$export") + r".*"),
-        status_code=202,
-        headers={"Content-Location": status},
-    )
+    _kick_off_to(httpx_mock, status)
     httpx_mock.add_response(url=status, status_code=202, headers={"Retry-After": "600"})
     options = CohortOptions(ledger=tmp_path / "ledger.sqlite", work_dir=tmp_path / "w")
     short = FhirClientConfig(base_url=BASE, bulk_budget_seconds=60)
@@ -625,11 +622,7 @@ def test_the_servers_progress_is_shown_while_it_exports(
     hours, so the run shows it (on stderr, with the progress display on)."""
     monkeypatch.setattr(cohort, "run_ndjson", _clean_run)
     status = f"{BASE}/bulkstatus/progress-1"
-    httpx_mock.add_response(
-        url=re.compile(re.escape(f"{BASE}/Group/g1/$export") + r".*"),
-        status_code=202,
-        headers={"Content-Location": status},
-    )
+    _kick_off_to(httpx_mock, status)
     httpx_mock.add_response(
         url=status, status_code=202, headers={"X-Progress": "42% complete", "Retry-After": "1"}
     )
@@ -664,11 +657,7 @@ async def test_a_download_broken_off_is_resumed_from_the_same_export(
         "output": [{"type": "Patient", "url": patient_file}],
         "error": [],
     }
-    httpx_mock.add_response(
-        url=re.compile(re.escape(f"{BASE}/Group/g1/$export") + r".*"),
-        status_code=202,
-        headers={"Content-Location": status},
-    )
+    _kick_off_to(httpx_mock, status)
     httpx_mock.add_response(url=status, json=manifest)
     httpx_mock.add_exception(httpx.ConnectError("network unreachable"), url=patient_file)
     options = CohortOptions(ledger=tmp_path / "ledger.sqlite", work_dir=tmp_path / "w")
