@@ -19,6 +19,7 @@ from contextvars import ContextVar
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin
+from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
@@ -120,6 +121,30 @@ class ServiceSettings(BaseModel):
     docs_enabled: bool = Field(
         True, description="serve /docs (its assets served by fhirtis itself) and /openapi.json"
     )
+    public_base_url: str | None = Field(
+        None,
+        description="the address callers reach the service at (e.g. https://cds.example.org/"
+        "fhirtis behind a reverse proxy): a CDS client's JWT must name a service under it in "
+        "aud; unset, the URL the request arrived at (its Host header) is used",
+    )
+
+    @field_validator("public_base_url")
+    @classmethod
+    def _public_base_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if (
+            parts.scheme not in {"http", "https"}
+            or not parts.netloc
+            or parts.query
+            or (parts.fragment or "#" in value or "?" in value)
+        ):
+            raise ValueError(
+                "public_base_url is an http(s) URL such as https://cds.example.org/fhirtis "
+                "(no query or fragment)"
+            )
+        return value.rstrip("/")
 
 
 class TrustedCdsClient(BaseModel):

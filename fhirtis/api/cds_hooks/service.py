@@ -305,6 +305,16 @@ def client_verifier(state: Any) -> CdsClientVerifier | None:
     return CdsClientVerifier(clients, state.http)
 
 
+def _called_url(request: Request) -> str:
+    """The URL the caller called, as a CDS client's JWT names it in ``aud``: under
+    ``service.public_base_url`` when set (the address behind a reverse proxy; the ``Host`` the
+    request carries is the caller's to choose), else the URL the request arrived at."""
+    public = ctx_settings(request).service.public_base_url
+    if public is None:
+        return str(request.url.replace(query=None, fragment=None))
+    return public + request.url.path.removeprefix(request.scope.get("root_path", ""))
+
+
 def install(app: FastAPI) -> None:
     """Add the CDS Hooks discovery and service endpoints to ``app``."""
 
@@ -339,7 +349,7 @@ def install(app: FastAPI) -> None:
         try:
             verifier: CdsClientVerifier | None = request.app.state.fhirtis_cds_verifier
             if verifier is not None:
-                here = str(request.url.replace(query=None, fragment=None))
+                here = _called_url(request)
                 audiences = (here, here.rstrip("/").removesuffix("/feedback"))
                 caller = await verifier.verify(request.headers.get("authorization"), audiences)
                 who = {"verified": True, "iss": caller.iss, "sub": caller.sub}
@@ -366,7 +376,7 @@ def install(app: FastAPI) -> None:
         try:
             verifier: CdsClientVerifier | None = request.app.state.fhirtis_cds_verifier
             if verifier is not None:
-                audience = str(request.url.replace(query=None, fragment=None))
+                audience = _called_url(request)
                 caller = await verifier.verify(request.headers.get("authorization"), audience)
                 audit_to["who"] = {"verified": True, "iss": caller.iss, "sub": caller.sub}
             budget = ctx_settings(request).service.evaluation_timeout_seconds
