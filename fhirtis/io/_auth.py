@@ -59,6 +59,8 @@ ASSERTION_LIFETIME_SECONDS = 240
 DEFAULT_TOKEN_LIFETIME_SECONDS = 300.0
 #: Refresh a token this long before it expires (at most a fifth of its lifetime).
 TOKEN_REFRESH_MARGIN_SECONDS = 60.0
+#: The most of a SMART configuration or token answer read (a real one is a few kB).
+AUTH_ANSWER_MAX_BYTES = 1_000_000
 
 _OAUTH_ERROR_CODE = re.compile(r"[a-z_]{1,64}")
 
@@ -345,7 +347,7 @@ class SmartBackendAuth(httpx.Auth):
                         pending = next(flow)
                         while True:
                             response = yield pending
-                            await response.aread()
+                            await _read_capped(response)
                             pending = flow.send(response)
                     except StopIteration as done:
                         token = done.value
@@ -360,13 +362,15 @@ class SmartBackendAuth(httpx.Auth):
 
 def _lifetime(expires_in: Any) -> float:
     """``expires_in`` in seconds (a number, or ASCII digits as some servers send); default 300
-    (also for digits too many to be a real lifetime)."""
+    (also for digits too many to be a real lifetime, and for 0 or less)."""
     if isinstance(expires_in, str):
         text = expires_in.strip()
         seconds = float(text) if text.isascii() and text.isdigit() else math.inf
         return seconds if math.isfinite(seconds) else DEFAULT_TOKEN_LIFETIME_SECONDS
-    if isinstance(expires_in, int | float) and not isinstance(expires_in, bool):
-        return max(0.0, float(expires_in))
+    if isinstance(expires_in, int | float) and not isinstance(expires_in, bool) and expires_in > 0:
+        return float(expires_in)
+    # 0 or less is no lifetime (RFC 6749 §5.1): taken as none given, not as a token to replace
+    # before every request (one that has really expired meets the refresh a 401 starts)
     return DEFAULT_TOKEN_LIFETIME_SECONDS
 
 
@@ -379,11 +383,47 @@ def _drive_sync(
         pending = next(flow)
         while True:
             response = yield pending
-            response.read()
+            try:
+                _refuse_if_too_large(response, response.headers.get("Content-Length", ""))
+                content = bytearray()
+                for chunk in response.iter_bytes():
+                    content += chunk
+                    _refuse_if_too_large(response, len(content))
+                response._content = bytes(content)  # what httpx's read() sets
+            finally:
+                response.close()
             pending = flow.send(response)
     except StopIteration as done:
         token: str = done.value
         return token
+
+
+async def _read_capped(response: httpx.Response) -> None:
+    """Read a discovery or token answer whole, refusing it past :data:`AUTH_ANSWER_MAX_BYTES`
+    as it arrives (the async twin of :func:`_drive_sync`'s read)."""
+    try:
+        _refuse_if_too_large(response, response.headers.get("Content-Length", ""))
+        content = bytearray()
+        async for chunk in response.aiter_bytes():
+            content += chunk
+            _refuse_if_too_large(response, len(content))
+        response._content = bytes(content)  # what httpx's aread() sets
+    finally:
+        await response.aclose()
+
+
+def _refuse_if_too_large(response: httpx.Response, size: int | str) -> None:
+    """MalformedResponse when ``size`` (bytes read, or a Content-Length header's text) passes
+    :data:`AUTH_ANSWER_MAX_BYTES`."""
+    if isinstance(size, str):
+        size = int(size) if size.isascii() and size.isdigit() else 0
+    if size > AUTH_ANSWER_MAX_BYTES:
+        where = _urls.redact(response.request.url)
+        raise MalformedResponse(
+            f"the answer of {where} is larger than {AUTH_ANSWER_MAX_BYTES} bytes; not read",
+            status=response.status_code,
+            url=where,
+        )
 
 
 def _raise_for_auth_status(

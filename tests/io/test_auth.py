@@ -467,7 +467,15 @@ def test_key_is_read_from_a_path(
 
 @pytest.mark.parametrize(
     ("expires_in", "seconds"),
-    [(3600, 3600.0), ("3600", 3600.0), (59.5, 59.5), (-5, 0.0), (None, 300.0), (True, 300.0)],
+    [
+        (3600, 3600.0),
+        ("3600", 3600.0),
+        (59.5, 59.5),
+        (-5, 300.0),  # no lifetime (RFC 6749 §5.1): the default, as for none given
+        (0, 300.0),
+        (None, 300.0),
+        (True, 300.0),
+    ],
 )
 def test_token_lifetime(expires_in: Any, seconds: float) -> None:
     assert _lifetime(expires_in) == seconds
