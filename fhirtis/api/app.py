@@ -49,6 +49,7 @@ from fhirtis.api.ops import (
     Timer,
     audit,
     who_of_claims,
+    who_of_unverified_token,
 )
 from fhirtis.fhir.codes import profiles_dir
 from fhirtis.io import BearerTokenAuth, FhirClient, FhirClientConfig, normalize_base
@@ -213,7 +214,11 @@ async def _evaluate(
     try:
         with Timer(state.metrics, "evaluate"):
             caller = state.caller(request)
-            who = who_of_claims(caller.claims, verified=caller.validated)
+            who = (
+                who_of_claims(caller.claims, verified=True)
+                if caller.validated
+                else who_of_unverified_token(caller.token)
+            )
             response = await _evaluate_for(request, caller, patient_id, params, server_header)
         status = response.status_code
         return response

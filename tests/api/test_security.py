@@ -4,6 +4,7 @@ the test FHIR server."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -336,6 +337,7 @@ READ_TYPES = (
     "MedicationStatement",
     "MedicationRequest",
     "Device",
+    "DeviceUseStatement",
     "Procedure",
     "AdverseEvent",
     "Flag",
@@ -343,7 +345,9 @@ READ_TYPES = (
 )
 
 
-@pytest.mark.parametrize("lacking", ["Device", "Procedure", "MedicationStatement", "Flag"])
+@pytest.mark.parametrize(
+    "lacking", ["Device", "DeviceUseStatement", "Procedure", "MedicationStatement", "Flag"]
+)
 async def test_a_token_must_cover_every_type_read(
     fhir_base: str, tmp_path: Path, lacking: str
 ) -> None:
@@ -889,7 +893,13 @@ def test_fhirtis_serve_logs_json_lines_with_an_audit_line(fhir_base: str) -> Non
     records = [json.loads(line) for line in stderr.splitlines() if line.strip()]
     assert all({"time", "level", "logger", "message"} <= set(r) for r in records)
     audits = [r["audit"] for r in records if r["logger"] == "fhirtis.audit"]
+    fingerprint = hashlib.sha256(b"caller-token").hexdigest()[:16]
     assert audits == [
-        {"action": "evaluate", "patient": "p1", "who": {"verified": False}, "status": 200}
+        {
+            "action": "evaluate",
+            "patient": "p1",
+            "who": {"verified": False, "token_sha256": fingerprint},
+            "status": 200,
+        }
     ]
     assert "caller-token" not in stderr
