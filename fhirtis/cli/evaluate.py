@@ -28,16 +28,21 @@ from fhirtis.fhir.outcome import InputError, Issue, operation_outcome
 from fhirtis.fhir.validation import enable as enable_validation
 from fhirtis.io import FhirClient, FhirClientConfig
 from fhirtis.pipeline.jsonout import dumps
-from fhirtis.pipeline.offline import Options, evaluate_bundle_file
+from fhirtis.pipeline.offline import Options, evaluate_bundle_bytes, evaluate_bundle_file
 from fhirtis.pipeline.records import patient_summary
 from fhirtis.pipeline.server import PatientRun, RunStatus, run_patient
 from fhirtis.settings import Settings, load_settings
+
+STDIN = Path("-")
+"""The path that names standard input, as Unix tools take it."""
 
 
 def _collect(paths: list[Path]) -> list[Path]:
     files: list[Path] = []
     for p in paths:
-        if p.is_dir():
+        if p == STDIN:
+            files.append(p)
+        elif p.is_dir():
             files.extend(sorted(p.glob("*.json")))
         else:
             files.append(p)
@@ -58,7 +63,10 @@ def _output_name(patient_ref: str, file: Path, taken: set[str]) -> str:
 
 def evaluate(
     paths: Annotated[
-        list[Path], typer.Argument(help="Patient Bundle files (one patient each), or folders.")
+        list[Path],
+        typer.Argument(
+            help="Patient Bundle files (one patient each), or folders; - reads standard input."
+        ),
     ],
     out: Annotated[
         Path | None,
@@ -98,7 +106,9 @@ def evaluate(
             "evaluate", f"--baseline-date: {baseline_date!r} is not a date (YYYY-MM-DD)"
         ) from None
     files = _collect(paths)
-    missing = [f for f in files if not f.is_file()]
+    if files.count(STDIN) > 1:
+        raise usage_error("evaluate", "standard input (-) can be given once")
+    missing = [f for f in files if f != STDIN and not f.is_file()]
     if missing:
         raise usage_error("evaluate", f"no such file: {missing[0]}")
     if not files:
@@ -116,7 +126,12 @@ def evaluate(
     written: set[str] = set()
     for file in files:
         try:
-            result = evaluate_bundle_file(file, settings, options)
+            if file == STDIN:
+                result = evaluate_bundle_bytes(
+                    sys.stdin.buffer.read(), "(stdin)", settings, options
+                )
+            else:
+                result = evaluate_bundle_file(file, settings, options)
         except InputError as exc:
             failures.append({"file": str(file), "outcome": operation_outcome(exc.issues)})
             continue

@@ -142,6 +142,14 @@ def evaluate_bundle_file(
     path: Path, settings: Settings, options: Options | None = None
 ) -> PatientResult:
     """One patient's Bundle file. Raises InputError when the file is not one patient's Bundle."""
-    resources = read_patient_bundle(path.read_bytes(), path.name)
+    return evaluate_bundle_bytes(path.read_bytes(), path.name, settings, options)
+
+
+def evaluate_bundle_bytes(
+    raw: bytes, where: str, settings: Settings, options: Options | None = None
+) -> PatientResult:
+    """One patient's Bundle as read (``where``: its name in messages). Raises InputError when it
+    is not one patient's Bundle."""
+    resources = read_patient_bundle(raw, where)
     answers = asyncio.run(ask_terminology(resources, settings)) if settings.terminology else None
     return evaluate_patient_resources(resources, settings, options, answers=answers)
