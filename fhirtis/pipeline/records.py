@@ -309,7 +309,7 @@ def summarise(
             in_progress=c.in_progress_count,
             grams=_q(c.grams),
             g_per_kg=cycle_g_per_kg_shown(c.g_per_kg, evaluation.policy),
-            dosing_weight_kg=c.dosing_weight.kg,
+            dosing_weight_kg=_q(c.dosing_weight.kg),
             dosing_weight_basis=c.dosing_weight.basis.value,
             max_rate_mg_kg_min=(
                 None
