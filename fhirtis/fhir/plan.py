@@ -77,14 +77,29 @@ def same_content(derived: Mapping[str, Any], stored: Mapping[str, Any]) -> bool:
     return _comparable(derived) == _comparable(stored)
 
 
+def update_full_url(d: Derived, existing_id: str | None, base: str | None) -> str:
+    """The ``fullUrl`` of a ``PUT`` entry (an update or a withdrawal) of ``d``, stored as
+    ``existing_id``: R4 Bundle.entry.fullUrl "SHALL have a value" but on a POST, and "if the
+    fullUrl is not a urn:uuid, the URL shall be version-independent URL consistent with the
+    Resource.id". With the write server's ``base``, the resource's absolute URL
+    ``[base]/Type/id``; without (a plan made without a server), ``d.full_url``, the
+    ``urn:uuid:`` of its business identifier (unique in the Bundle, as bdl-7 requires)."""
+    if base is None or existing_id is None:
+        return d.full_url
+    return f"{base.rstrip('/')}/{d.resource_type}/{existing_id}"
+
+
 def plan_writes(
     derived: Sequence[Derived],
     sources: Sequence[str],
     recorded: datetime,
     existing: Mapping[str, Json] | None = None,
+    *,
+    base: str | None = None,
 ) -> WritePlan:
     """The minimal transaction for ``derived`` given what exists (None: unknown → all
-    conditional creates)."""
+    conditional creates); ``base``: the server it is for, naming its updates (their
+    ``fullUrl``, see :func:`update_full_url`)."""
     writes: list[PlannedWrite] = []
     entries: list[Json] = []
     targets: list[str] = []
@@ -117,7 +132,13 @@ def plan_writes(
             request = {"method": "PUT", "url": ref}
             if version:
                 request["ifMatch"] = f'W/"{version}"'
-            entries.append({"resource": {**d.resource, "id": existing_id}, "request": request})
+            entries.append(
+                {
+                    "fullUrl": update_full_url(d, existing_id, base),
+                    "resource": {**d.resource, "id": existing_id},
+                    "request": request,
+                }
+            )
             targets.append(ref)
     summary = {_CREATED: created, _UPDATED: updated, _UNCHANGED: unchanged}
     if not entries:

@@ -32,9 +32,17 @@ from __future__ import annotations
 import logging
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
-from fhirtis.fhir.plan import RETIRABLE, RETIRED, Action, PlannedWrite, WritePlan
+from fhirtis.fhir.plan import (
+    RETIRABLE,
+    RETIRED,
+    Action,
+    PlannedWrite,
+    WritePlan,
+    update_full_url,
+)
 from fhirtis.fhir.primitives import is_id
 from fhirtis.fhir.queries import identifier_of
 from fhirtis.io import (
@@ -112,7 +120,9 @@ class Naming:
         self.unknown.clear()
 
 
-def _entry(w: PlannedWrite, conditional: bool) -> Json:
+def _entry(w: PlannedWrite, conditional: bool, base: str) -> Json:
+    """A transaction or batch entry of ``w``; a ``PUT`` has ``fullUrl`` ``[base]/Type/id``
+    (:func:`update_full_url`; a ``DELETE`` carries no resource, a ``POST`` its ``urn:uuid:``)."""
     d = w.derived
     if w.action is Action.CREATE:
         request: Json = {"method": "POST", "url": d.resource_type}
@@ -124,7 +134,23 @@ def _entry(w: PlannedWrite, conditional: bool) -> Json:
     request = {"method": "PUT", "url": f"{d.resource_type}/{w.existing_id}"}
     if w.existing_version:
         request["ifMatch"] = f'W/"{w.existing_version}"'
-    return {"resource": {**d.resource, "id": w.existing_id}, "request": request}
+    return {
+        "fullUrl": update_full_url(d, w.existing_id, base),
+        "resource": {**d.resource, "id": w.existing_id},
+        "request": request,
+    }
+
+
+def _as_written(provenance: Json, targets: Iterable[str]) -> Json:
+    """The planned Provenance naming ``targets``, recorded now: R4 Provenance.recorded is "the
+    instant of time at which the activity was recorded" (the write), not the evaluation's "as
+    of" (the data's latest clinical time) that the plan, made without a clock, carries."""
+    recorded = datetime.now(UTC).isoformat(timespec="seconds")
+    return {
+        **provenance,
+        "target": [{"reference": t} for t in targets],
+        "recorded": recorded,
+    }
 
 
 CONFLICT = 409
@@ -248,10 +274,11 @@ async def write_transaction(
     leaves nothing unnamed). Its conditional creates are checked for duplicates as plain
     creates are (:func:`_check_duplicates`): a server that ignores ``ifNoneExist`` creates a
     resource another writer created meanwhile a second time."""
-    entries = [_entry(w, conditional=True) for w in writes]
+    base = writer.config.base_url
+    entries = [_entry(w, True, base) for w in writes]
     if provenance is not None:
         targets = naming.and_(_target(w) for w in writes)
-        prov = {**provenance, "target": [{"reference": t} for t in targets]}
+        prov = _as_written(provenance, targets)
         entries.append({"resource": prov, "request": {"method": "POST", "url": "Provenance"}})
     requests["write"] = requests.get("write", 0) + 1
     try:
@@ -311,8 +338,10 @@ async def write_batch(
 ) -> None:
     """One batch of creates (conditional where the server has it) and If-Match updates, then
     one Provenance naming what the batch changed."""
+    base = writer.config.base_url
     entries = [
-        _entry(w, shape.conditional_create.get(w.derived.resource_type, False)) for w in writes
+        _entry(w, shape.conditional_create.get(w.derived.resource_type, False), base)
+        for w in writes
     ]
     requests["write"] = requests.get("write", 0) + 1
     try:
@@ -613,7 +642,7 @@ async def post_provenance(
     targets = naming.and_(changed)
     if provenance is None or not targets:
         return
-    prov = {**provenance, "target": [{"reference": t} for t in targets]}
+    prov = _as_written(provenance, targets)
     requests["write"] = requests.get("write", 0) + 1
     try:
         await writer.request("POST", "Provenance", json=prov)
