@@ -7,8 +7,8 @@ Rules, in order:
 2. Several values of one measure on one instrument on one day (one enzyme counts as its own
    measure here; two instruments of one measure, an MMT-8 and a CMAS say, are both kept): a
    ``final``/``amended``/``corrected`` one wins over ``preliminary`` (and ``registered``/
-   ``unknown``); then the latest ``issued``. If the values of the winning tier disagree, the
-   grouping warns.
+   ``unknown``); then the latest ``issued``. If the day's usable values disagree (within the
+   winning tier, or a final and a preliminary that differ), the grouping warns.
 3. An assessment is anchored on a date with a ``pga`` or ``mmt8`` value. A PGA and an MMT-8
    recorded on different days within ``assessment_window_days`` of each other, with no repeat of
    either, are one visit split over days: they make one assessment, dated at the first. (Without
@@ -39,7 +39,7 @@ from fhirtis.clinical.facts import (
     ResultStatus,
 )
 from fhirtis.clinical.frozen import fast_frozen_init
-from fhirtis.clinical.measures import check_value
+from fhirtis.clinical.measures import check_value, uln_problem
 from fhirtis.clinical.notes import Note, excluded, missing, warning
 from fhirtis.clinical.policy import Policy
 from fhirtis.clinical.tis import AssessmentValues
@@ -200,6 +200,10 @@ def _one_per_day(values: Iterable[MeasureValue], notes: list[Note]) -> list[Meas
         if problem is not None:
             notes.append(problem)
             continue
+        if value.uln is not None:
+            uln_note = uln_problem(value)
+            if uln_note is not None:
+                notes.append(uln_note)
         by_day.setdefault((_HELD[value.measure][value.instrument], value.day), []).append(value)
     chosen: list[MeasureValue] = []
     for (_held, _day), candidates in sorted(
@@ -219,6 +223,17 @@ def _one_per_day(values: Iterable[MeasureValue], notes: list[Note]) -> list[Meas
                 warning(
                     "conflicting-values",
                     f"{len(tier)} different {slot} values on one day; used the latest issued",
+                    best.source,
+                )
+            )
+        elif len({(c.instrument, c.value) for c in candidates}) > 1:
+            # clinical spec §2.5: "if the candidates disagree" — every usable value of the day,
+            # a final and a preliminary that differ included
+            notes.append(
+                warning(
+                    "conflicting-values",
+                    f"{len(candidates)} different {slot} values on one day; used the "
+                    f"{best.status.value} one",
                     best.source,
                 )
             )

@@ -146,9 +146,26 @@ def check_value(value: MeasureValue) -> Note | None:
             f"{value.measure.value} value outside {spec.label} range [{spec.low}, {upper}]",
             value.source,
         )
-    if value.uln is not None and value.uln <= 0:
-        return excluded("bad-uln", "upper limit of normal must be positive", value.source)
     return None
+
+
+def uln_problem(value: MeasureValue) -> Note | None:
+    """Why the value's upper limit of normal cannot be used (zero or negative), or None. The
+    value itself stays usable (clinical spec §1: only a value outside its instrument's range is
+    impossible; an enzyme without a usable ULN is handled as one without a ULN)."""
+    if value.uln is not None and value.uln <= 0:
+        return warning(
+            "bad-uln",
+            "upper limit of normal is not positive; the ULN is not used (the value is)",
+            value.source,
+        )
+    return None
+
+
+def usable_uln(value: MeasureValue) -> Decimal | None:
+    """The value's ULN when it can be used (positive), else None."""
+    uln = value.uln
+    return uln if uln is not None and uln > 0 else None
 
 
 def enzyme_ratio(value: MeasureValue) -> Fraction | None:

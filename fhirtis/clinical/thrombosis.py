@@ -42,13 +42,15 @@ Definitions and choices (what the code does; the policy used travels with every 
 * **Rate finding**: an administration whose rate (mg/kg/min, from the exposure) is strictly
   greater than the maximum applicable at its start. An administration with an unknown rate cannot
   be checked: a note says so.
-* **Temporal association**: a TEE is associated with a cycle when its onset is at or after the
-  cycle's first administration start and on or before the calendar day ``tee_window_days`` days
-  after the cycle's last administration (its end, or its start when no end is recorded) — both
-  ends inclusive. It is associated with every cycle whose window holds it; the suspects are the
+* **Temporal association**: a TEE is associated with a cycle when its onset is on or after the
+  calendar day of the cycle's first administration start and on or before the calendar day
+  ``tee_window_days`` days after the cycle's last administration (its end, or its start when no
+  end is recorded) — both ends inclusive; an onset on the first day but not after the first
+  start (hours before it, or at that instant) is not (no administration of the cycle started
+  before it). It is associated with every cycle whose window holds it; the suspects are the
   administrations of those cycles that started before the onset. Dates are compared as the
   calendar dates the records give (their own time zones).
-* **Early**: the onset is at or after the start of one of those administrations and no more
+* **Early**: the onset is after the start of one of those administrations and no more
   than ``tee_early_hours`` after its end (its start when no end is recorded). A date-only onset
   stands for its whole day (never midnight): early is ``True`` only when every instant of that
   day qualifies for some administration, ``False`` only when no instant does for any, and
@@ -585,25 +587,49 @@ def surely_before(a: FhirTime, b: FhirTime) -> bool:
 
 
 def _in_window(onset: FhirTime, cycle: Cycle, policy: Policy) -> bool:
-    """Calendar dates as the records give them, both ends inclusive (clinical spec §5.3)."""
+    """Calendar dates as the records give them, both ends inclusive (clinical spec §5.3); an
+    onset on the cycle's first day but not after its first start (hours before it, or at that
+    very instant) is not in it: it is not after "the start of a cycle", and none of the cycle's
+    administrations "started before the onset" to be its suspect (as an onset before the first
+    infusion on its day is history)."""
     last_day = cycle.end.day + timedelta(days=policy.tee_window_days)
-    return cycle.start.day <= onset.day <= last_day
+    if not cycle.start.day <= onset.day <= last_day:
+        return False
+    return onset.day != cycle.start.day or _may_start_before(cycle.start, onset)
+
+
+def _may_start_before(start: FhirTime, onset: FhirTime) -> bool:
+    """Whether an administration starting at ``start`` may have started before ``onset`` (the
+    suspects of an event, clinical spec §5.3): its first possible instant is before the
+    onset's last."""
+    zone = _zone(onset, start)
+    return start.span(zone)[0] < onset.span(zone)[1]
+
+
+def _end_or_start(start: FhirTime, end: FhirTime | None) -> FhirTime:
+    """What "early" is measured from: the end of an administration, or its start when no end
+    is recorded or the end recorded is surely before the start (FHIR's Period invariant
+    broken; the cycle's end, :attr:`~fhirtis.clinical.ivig.Cycle.end`, ignores it too)."""
+    if end is None or surely_before(end, start):
+        return start
+    return end
 
 
 def early_after(
     onset: FhirTime, start: FhirTime, end: FhirTime | None, policy: Policy
 ) -> bool | None:
-    """Whether an onset is early after one administration: at or after its start and no more
-    than ``tee_early_hours`` after its end (its start when no end is recorded). ``None`` when
-    only part of what the onset may stand for qualifies."""
-    last = end if end is not None else start
+    """Whether an onset is early after one administration: after its start (clinical spec
+    §5.3, the relation that makes the administration a suspect: it "started before the onset")
+    and no more than ``tee_early_hours`` after its end (its start when no end is recorded).
+    ``None`` when only part of what the onset may stand for qualifies."""
+    last = _end_or_start(start, end)
     zone = _zone(onset, last, start)
     onset_first, onset_last = onset.span(zone)
     start_first, start_last = start.span(zone)
     limit_first, limit_last = (t + timedelta(hours=policy.tee_early_hours) for t in last.span(zone))
-    if onset_first >= start_last and onset_last <= limit_first:
+    if onset_first > start_last and onset_last <= limit_first:
         return True
-    if onset_last < start_first or onset_first > limit_last:
+    if onset_last <= start_first or onset_first > limit_last:
         return False
     return None
 
@@ -612,25 +638,25 @@ def _early_throughout(
     onset: FhirTime, admins: Iterable[AdministrationExposure], policy: Policy
 ) -> bool:
     """Whether every instant ``onset`` may stand for is early after *some* administration:
-    the union of the spans surely early after each (from its start's last instant to
+    the union of the spans surely early after each (after its start's last instant, to
     ``tee_early_hours`` after its end's first) covers the onset's whole span (clinical spec
     §5.3: a date-only onset is early "only if every instant of that day qualifies", and an
     instant qualifies when it is early after any administration)."""
-    times = [(a.start, a.administration.end or a.start) for a in admins]
+    times = [(a.start, _end_or_start(a.start, a.administration.end)) for a in admins]
     zone = _zone(onset, *(t for pair in times for t in pair))
     first, last = onset.span(zone)
     hours = timedelta(hours=policy.tee_early_hours)
     spans = sorted((start.span(zone)[1], end.span(zone)[0] + hours) for start, end in times)
     reach = first  # every instant before ``reach`` is known to qualify
     for low, high in spans:
-        if low > reach:
+        if low >= reach:  # the span begins after ``low``: ``low`` itself does not qualify
             break
         reach = max(reach, high + timedelta(microseconds=1))
     return reach > last
 
 
 def _early_limit(admin: AdministrationExposure, zone: tzinfo | None, policy: Policy) -> str:
-    last = admin.administration.end or admin.start
+    last = _end_or_start(admin.start, admin.administration.end)
     limit = last.span(_zone(last) or zone)[1] + timedelta(hours=policy.tee_early_hours)
     return limit.isoformat(timespec="minutes") if last.instant else limit.date().isoformat()
 
@@ -672,12 +698,7 @@ def associate_events(
         if early is None and _early_throughout(ev.onset, admins, policy):
             early = True  # every instant of the onset qualifies, each by some administration
         zone = _zone(ev.onset)
-        suspects = tuple(
-            a.source
-            for a in admins
-            if a.start.span(_zone(ev.onset, a.start))[0]
-            < ev.onset.span(_zone(ev.onset, a.start))[1]
-        )
+        suspects = tuple(a.source for a in admins if _may_start_before(a.start, ev.onset))
         started = [a.start for a in admins if surely_before(a.start, ev.onset)]
         last_before = max(started, key=FhirTime.sort_key) if started else None
         hours: Decimal | None = None

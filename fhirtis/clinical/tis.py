@@ -16,7 +16,14 @@ from fractions import Fraction
 from fhirtis.clinical.decimals import percent_of
 from fhirtis.clinical.facts import ENZYMES, MEASURES, Instrument, Measure, MeasureValue
 from fhirtis.clinical.frozen import fast_frozen_init
-from fhirtis.clinical.measures import ALLOWED, EnzymeChoice, check_value, choose_enzyme, spec_for
+from fhirtis.clinical.measures import (
+    ALLOWED,
+    EnzymeChoice,
+    check_value,
+    choose_enzyme,
+    spec_for,
+    usable_uln,
+)
 from fhirtis.clinical.notes import Note, missing, warning
 from fhirtis.clinical.policy import EnzymeChange, EnzymeNormalBaseline, Policy, Population
 
@@ -297,7 +304,8 @@ def score_enzyme(
     # the same canonical numerator and denominator that Fraction arithmetic would.
     bn, bd = baseline.value.as_integer_ratio()
     fn, fd = followup.value.as_integer_ratio()
-    uln = None if baseline.uln is None else baseline.uln.as_integer_ratio()
+    usable = usable_uln(baseline)  # a ULN of 0 or less is no ULN (clinical spec §1)
+    uln = None if usable is None else usable.as_integer_ratio()
     normal_at_baseline = uln is not None and bn * uln[1] <= uln[0] * bd
     # (b − f) × 100 = drop / (bd × fd)
     drop = (bn * fd - fn * bd) * 100
