@@ -77,7 +77,10 @@ class Extractor(PatientReader, ObservationReader, EventReader):
         self._unclassified.clear()
         self._recognised.clear()
         self._medications = {}
+        self._med_containers = {}
         self._smoking_statuses.clear()
+        self._dm_onset_ranges.clear()
+        self._ivig_orders.clear()
         for path, resource in resources:
             kind = resource.get("resourceType")
             handler = handlers.get(kind if isinstance(kind, str) else str(kind))
@@ -94,6 +97,8 @@ class Extractor(PatientReader, ObservationReader, EventReader):
             except ExcludedError as exc:
                 data.issues.append(exc.as_issue(resource))
         self._finish_smoking(data)
+        self._finish_dm_onset_ranges(data)
+        self._finish_ivig_orders(data)
         self._report_unclassified(data)
         check_deceased(data)
         return data

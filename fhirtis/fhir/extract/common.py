@@ -422,6 +422,13 @@ class ExtractorBase:
         # per patient: (date, source if a current smoker else None) of smoking status
         # Observations, made evidence once all are read (ObservationReader._finish_smoking)
         self._smoking_statuses: list[tuple[date, str | None]] = []
+        # per patient: dermatomyositis onsets recorded as an age range (R4 onsetRange), as
+        # (resource, path, low, high) in completed years, placed once the birth date is read
+        # (EventReader._finish_dm_onset_ranges)
+        self._dm_onset_ranges: list[tuple[Json, str, int, int]] = []
+        # per patient: (source, path) of each MedicationRequest of an immune globulin, said
+        # when no administration was read (EventReader._finish_ivig_orders)
+        self._ivig_orders: list[tuple[str, str]] = []
         self._tee = {TeeKind(k): v for k, v in terminology.with_value_sets("tee-").items()}
         self._risk = {RiskFactorKind(k): v for k, v in terminology.with_value_sets("risk-").items()}
         self._ivig = terminology.value_set("ivig-products")
@@ -458,6 +465,9 @@ class ExtractorBase:
         # per patient: what each Medication resource read is (medications._MedicationRead), by
         # the resource read (the administrations of one product share it)
         self._medications: dict[int, Any] = {}
+        # per patient: the resource a contained Medication was read from (its container), by
+        # the Medication read: the Medication's own ``#id`` references name its siblings there
+        self._med_containers: dict[int, Json] = {}
         self._resolve: Mapping[str, Json] = {}
         self._path = "Bundle"  # where the resource being read is (set per resource)
 

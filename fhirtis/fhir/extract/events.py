@@ -4,7 +4,7 @@ and risk evidence. Pure: no network."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import date
+from datetime import date, timedelta
 from typing import TypeVar
 
 from fhirtis.clinical.facts import (
@@ -69,6 +69,14 @@ def _partial_onset(r: Json) -> tuple[date, date] | None:
     except PrimitiveError:
         return None
     return None if last is None else (first, last)
+
+
+def _plus_years(day: date, years: int) -> date:
+    """The day ``years`` calendar years after ``day`` (29 February → 28 February)."""
+    try:
+        return day.replace(year=day.year + years)
+    except ValueError:
+        return day.replace(year=day.year + years, day=28)
 
 
 def _record_partial_onset(data: PatientData, partial: tuple[date, date]) -> None:
@@ -342,6 +350,71 @@ class EventReader(MedicationReader):
         if data.dm_onset_age is None or completed < data.dm_onset_age:
             data.dm_onset_age = completed
 
+    def _dm_onset_range(self, data: PatientData, r: Json, path: str) -> None:
+        """A dermatomyositis onset recorded as an age range (R4 ``onsetRange``: the search
+        parameter ``onset-age`` reads ``Condition.onset.as(Range)`` as an age range): its ends in
+        completed years, placed on the calendar once the birth date is known
+        (:meth:`_finish_dm_onset_ranges`). A range without an upper end bounds nothing the
+        population needs below it, and one that cannot be read is said, not used."""
+        rpath = f"{path}.onsetRange"
+        rng = r.get("onsetRange")
+        years: dict[str, int | None] = {"low": None, "high": None}
+        try:
+            if not isinstance(rng, dict):
+                raise ExcludedError("structure", "onsetRange is not a Range", rpath)
+            for side in ("low", "high"):
+                if rng.get(side) is None:
+                    continue
+                value, unit = read_quantity(rng[side], f"{rpath}.{side}")
+                age = to_unit(value, unit, "a", f"{rpath}.{side}")
+                if age < 0:
+                    raise ExcludedError("value", "a negative age", f"{rpath}.{side}")
+                years[side] = int(age)  # completed years: 17.9 years old is 17
+        except ExcludedError as exc:
+            data.issues.append(
+                exc.as_warning(r, f"its onset age range cannot be read ({exc.message}); not used")
+            )
+            return
+        low, high = years["low"] or 0, years["high"]
+        if high is None or high < low:
+            data.issues.append(
+                Issue(
+                    "warning",
+                    "value",
+                    f"{ref_of(r)}: its onset age range has "
+                    f"{'no upper end' if high is None else 'its upper end below its lower end'}"
+                    ", so it bounds no age at onset; not used",
+                    rpath,
+                    ref_of(r),
+                )
+            )
+            return
+        self._dm_onset_ranges.append((r, rpath, low, high))
+
+    def _finish_dm_onset_ranges(self, data: PatientData) -> None:
+        """Each onset age range (:meth:`_dm_onset_range`) as the days the onset may lie
+        between: from the day the youngest birth date reaches ``low`` years to the day before
+        the earliest one reaches ``high + 1``, so that the population's age bounds at onset are
+        exactly ``low`` and ``high`` (clinical spec §2.3; several onsets: the earliest decides)."""
+        for r, rpath, low, high in self._dm_onset_ranges:
+            born = data.patient.birth_date
+            if born is None:
+                data.issues.append(
+                    Issue(
+                        "warning",
+                        "required",
+                        f"{ref_of(r)}: its onset is recorded as an age range, which cannot be "
+                        "placed without the patient's birth date; not used",
+                        rpath,
+                        ref_of(r),
+                    )
+                )
+                continue
+            youngest = data.patient.birth_date_latest or born
+            first = _plus_years(youngest, low)
+            last = _plus_years(born, high + 1) - timedelta(days=1)
+            _record_partial_onset(data, (first, max(first, last)))
+
     def _tee_coding(self, codings: list[Coding]) -> tuple[str, str] | None:
         """The event's own coding (the first that a TEE ValueSet holds), for the AdverseEvent."""
         for system, code in codings:
@@ -415,6 +488,20 @@ class EventReader(MedicationReader):
                 data.dm_onset = onset.day
             elif onset is None and "onsetAge" in r:
                 self._dm_onset_age(data, r, path)
+            elif onset is None and "onsetRange" in r:
+                self._dm_onset_range(data, r, path)
+            elif onset is None and "onsetString" in r:
+                data.issues.append(
+                    Issue(
+                        "warning",
+                        "not-supported",
+                        f"{ref_of(r)}: its onset is recorded as text (onsetString), from which "
+                        "no date or age is read; the age at dermatomyositis onset is decided "
+                        "without it",
+                        f"{path}.onsetString",
+                        ref_of(r),
+                    )
+                )
         if tee is not None and r.get("id") and onset is None:
             self._tee_without_onset(data, r, path)
         elif tee is not None and r.get("id") and onset is not None:
@@ -527,12 +614,13 @@ class EventReader(MedicationReader):
             medication = self._read_medication(r, path, resolve)
         except UnresolvedMedicationError:
             return  # an unknown medication shows no risk factor
-        if (
-            not self._risk_medication(data, r, medication, path)
-            and r.get("resourceType") == "MedicationStatement"
-            and r.get("status") not in MEDICATION_VOID
-            and self.is_ivig_product(medication.med, medication.codings, medication.text)
-        ):
+        if self._risk_medication(data, r, medication, path) or r.get("status") in MEDICATION_VOID:
+            return
+        if r.get("resourceType") == "MedicationRequest":
+            if self.is_ivig_product(medication.med, medication.codings, medication.text):
+                self._ivig_orders.append((ref_of(r), path))
+            return
+        if self.is_ivig_product(medication.med, medication.codings, medication.text):
             data.issues.append(
                 Issue(
                     "information",
@@ -542,6 +630,26 @@ class EventReader(MedicationReader):
                     "it is not counted",
                     path,
                     ref_of(r),
+                )
+            )
+
+    def _finish_ivig_orders(self, data: PatientData) -> None:
+        """IVIG orders (MedicationRequests of an immune globulin) of a patient of whom no IVIG
+        administration was read: exposure is read from administrations only (clinical spec §4),
+        so the 0 g shown is said to come from their absence (a server or export of the US Core
+        types, which have no MedicationAdministration), not from no IVIG being ordered."""
+        if data.administrations:
+            return
+        for source, path in self._ivig_orders:
+            data.issues.append(
+                Issue(
+                    "information",
+                    "informational",
+                    f"{source} orders immune globulin, but no IVIG administration of the "
+                    "patient was read: IVIG exposure is read from MedicationAdministrations "
+                    "(each infusion, its dose and rate), so none is counted",
+                    path,
+                    source,
                 )
             )
 

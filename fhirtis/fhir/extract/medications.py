@@ -294,6 +294,8 @@ class MedicationReader(ExtractorBase):
                 f"its Medication ({target}) cannot be resolved",
                 f"{path}.medicationReference",
             )
+        if target.startswith("#"):
+            self._med_containers[id(med)] = r
         # by the Medication resource itself: kept with its answer, so that its id is not reused
         known: _MedicationRead | None = self._medications.get(id(med))
         if known is not None and known.med is med:
@@ -310,11 +312,37 @@ class MedicationReader(ExtractorBase):
         all_codings = list(codings)
         names = [text.lower()] if text else []
         for i, ing in enumerate(json_array((med or {}).get("ingredient"))):
-            item = ing.get("itemCodeableConcept") if isinstance(ing, dict) else None
-            if item is not None:
+            if med is None or not isinstance(ing, dict):
+                continue
+            for item in self._ingredient_concepts(med, ing):
                 all_codings += concept_codings(item, f"Medication.ingredient[{i}]")
                 names += [n.lower() for n in concept_names(item)]
         return all_codings, names
+
+    def _ingredient_concepts(self, med: Json, ing: Json) -> list[object]:
+        """The concepts that name an ingredient (R4 ``item[x]``): its ``itemCodeableConcept``;
+        for an ``itemReference``, the reference's display (as a text) and the ``code`` of the
+        Substance or Medication it names, contained in the Medication, beside a contained
+        Medication in its container (R4 contained resources do not nest), or in the Bundle (the
+        R4 examples medicationexample0310, 0312 and 15 reference a contained Substance)."""
+        if "itemCodeableConcept" in ing:
+            return [ing["itemCodeableConcept"]]
+        ref = ing.get("itemReference")
+        if not isinstance(ref, dict):
+            return []
+        concepts: list[object] = []
+        display = ref.get("display")
+        if isinstance(display, str) and display.strip():
+            concepts.append({"text": display})
+        target = ref.get("reference")
+        if isinstance(target, str):
+            found = referenced(med, target, self._resolve)
+            container = self._med_containers.get(id(med))
+            if found is None and target.startswith("#") and container is not None:
+                found = referenced(container, target, self._resolve)
+            if isinstance(found, dict) and found.get("resourceType") in {"Substance", "Medication"}:
+                concepts.append(found.get("code"))
+        return concepts
 
     def _product_facts(self, medication: _MedicationRead) -> _Product:
         """What the administrations of a product need to know of it (:class:`_Product`), once
@@ -654,9 +682,10 @@ class MedicationReader(ExtractorBase):
         for i, ing in enumerate(json_array(med.get("ingredient"))):
             if not isinstance(ing, dict) or not isinstance(ing.get("strength"), dict):
                 continue
-            item = ing.get("itemCodeableConcept")
-            codings = concept_codings(item, f"Medication.ingredient[{i}].itemCodeableConcept")
-            names = [n.lower() for n in concept_names(item)]
+            codings, names = [], []
+            for item in self._ingredient_concepts(med, ing):
+                codings += concept_codings(item, f"Medication.ingredient[{i}].item[x]")
+                names += [n.lower() for n in concept_names(item)]
             is_ig = self._immune_globulin(codings, names) is not None
             with_strength.append((i, ing, is_ig))
         chosen = [(i, ing) for i, ing, is_ig in with_strength if is_ig]
