@@ -93,6 +93,7 @@ def cohort(
     from fhirtis.registry import cohort as cohort_mod  # noqa: PLC0415 - the [registry] extra
     from fhirtis.registry.errors import CohortError  # noqa: PLC0415
     from fhirtis.registry.group_export import EXPORT_TYPES  # noqa: PLC0415
+    from fhirtis.registry.ndjson_store import is_ndjson  # noqa: PLC0415
     from fhirtis.registry.options import CohortOptions  # noqa: PLC0415
 
     err = Console(stderr=True, soft_wrap=True)  # one line a message, whatever the width
@@ -135,11 +136,15 @@ def cohort(
                 raise ValueError(f"--since: {exc}") from None
         if ndjson is not None and not ndjson.is_dir():
             raise ValueError(f"{ndjson} is not a folder")
+        if ndjson is not None and not any(is_ndjson(p) for p in ndjson.iterdir()):
+            raise ValueError(f"{ndjson} holds no NDJSON file (*.ndjson or *.ndjson.gz)")
+        if ndjson is not None:
+            cohort_mod.check_input_folder(ndjson, work_dir)
         if fhir is not None:
             fhir = fhir.model_copy(
                 update={"concurrency": concurrency, "max_requests_per_second": max_rate}
             )
-    except (ValueError, FileNotFoundError) as exc:
+    except (ValueError, OSError, CohortError) as exc:  # OSError: a file or folder unreadable
         err.print(f"fhirtis cohort: {exc}", markup=False)
         raise typer.Exit(EXIT_BAD_INPUT) from None
     options = CohortOptions(
@@ -195,18 +200,26 @@ def _printable(text: str, limit: int = 200) -> str:
 
 
 def _write_summaries(ledger: Path, path: Path, run: int) -> None:
-    """This run's patients' summary records, one a line, in a file only the user can read."""
+    """This run's patients' summary records, one a line, in a file only the user can read;
+    whole or not at all (written beside it and renamed): a disk that fills part-way leaves the
+    last run's file, not a cut one that a report would take for the whole cohort."""
     from fhirtis.registry.errors import describe  # noqa: PLC0415
     from fhirtis.registry.ledger import Ledger  # noqa: PLC0415
     from fhirtis.registry.partition import private_tree  # noqa: PLC0415
 
+    part = path.with_name(f".{path.name}.{os.getpid()}.part")
     try:
         private_tree(path.parent)
-        fd = os.open(path, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
-        os.fchmod(fd, 0o600)
-        with Ledger(ledger) as book, os.fdopen(fd, "wb") as out:
-            for body in book.summaries(run):
-                out.write(body + b"\n")
+        fd = os.open(part, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+        try:
+            with os.fdopen(fd, "wb") as out, Ledger(ledger) as book:
+                os.fchmod(out.fileno(), 0o600)
+                for body in book.summaries(run):
+                    out.write(body + b"\n")
+            os.replace(part, path)
+        except BaseException:
+            part.unlink(missing_ok=True)
+            raise
     except OSError as exc:
         raise describe(exc, "cannot write the summaries") from None
 

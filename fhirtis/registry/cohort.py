@@ -34,8 +34,6 @@ from typing import TYPE_CHECKING
 import orjson
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from fhirtis import __version__
-from fhirtis.fhir.derive import ALGORITHM_VERSION
 from fhirtis.fhir.queries import identifier_of
 from fhirtis.fhir.validation import enabled as validation_enabled
 from fhirtis.io import (
@@ -56,7 +54,7 @@ from fhirtis.registry.evaluate import (
     evaluate_partition,
     evaluate_resources,
 )
-from fhirtis.registry.group_export import export_group, record_export_time
+from fhirtis.registry.group_export import export_group, export_key, record_export_time
 from fhirtis.registry.ledger import Ledger, RunKey
 from fhirtis.registry.ndjson_store import NdjsonStore
 from fhirtis.registry.options import CohortOptions
@@ -69,6 +67,7 @@ from fhirtis.registry.partition import (
     private_files,
     total_bytes,
 )
+from fhirtis.registry.run_key import run_key
 from fhirtis.settings import Settings
 
 if TYPE_CHECKING:
@@ -91,23 +90,6 @@ class CohortResult:
 
     def count(self, status: str) -> None:
         self.statuses[status] = self.statuses.get(status, 0) + 1
-
-
-def run_key(settings: Settings, server: str) -> RunKey:
-    """The ledger's key besides the input: the server, a digest of every value that changes
-    results (the clinical policy, default ULNs, the concept map's content, the terminology
-    server asked about unlisted codes), the version. How the terminology server is reached
-    (its token, timeout, concurrency) changes no answer and is not in the key."""
-    h = hashlib.sha256(settings.policy.model_dump_json().encode())
-    h.update(orjson.dumps({k: str(v) for k, v in sorted(settings.default_uln.items())}))
-    if settings.concept_map is not None:
-        try:
-            h.update(settings.concept_map.read_bytes())
-        except OSError as exc:
-            raise describe(exc, "cannot read the concept map") from None
-    if settings.terminology is not None:  # none: the key of the runs before it was keyed
-        h.update(b"\0terminology\0" + settings.terminology.base_url.rstrip("/").encode())
-    return RunKey(server, h.hexdigest(), f"{__version__}+algorithm.{ALGORITHM_VERSION}")
 
 
 def show_progress(option: bool | None) -> bool:
@@ -372,14 +354,26 @@ def load_store(folder: Path, work_dir: Path) -> NdjsonStore:
     return store
 
 
-def _remove_work(work_dir: Path) -> None:
-    """Remove what a run put in the work folder (patient data), and the folder when empty."""
-    for name in ("partitions", "export"):
+def _remove_work(work_dir: Path, *, group_export: bool) -> None:
+    """Remove what a run put in the work folder (patient data), and the folder when empty.
+    ``export`` is fhirtis's only in a Group run: in another it may be the user's own export,
+    the run's input."""
+    for name in ("partitions", "export") if group_export else ("partitions",):
         shutil.rmtree(work_dir / name, ignore_errors=True)
     for name in ("store.sqlite", "store.sqlite-wal", "store.sqlite-shm"):
         (work_dir / name).unlink(missing_ok=True)
     with suppress(OSError):  # not empty: something else lives there
         work_dir.rmdir()
+
+
+def check_input_folder(ndjson: Path, work_dir: Path) -> None:
+    """CohortError when the NDJSON folder is the work folder's ``partitions`` or inside it:
+    each run empties that folder before it reads its input."""
+    if ndjson.resolve().is_relative_to((work_dir / "partitions").resolve()):
+        raise CohortError(
+            f"the NDJSON folder {ndjson} is inside the work folder's partitions, which each run "
+            "empties: give another --work-dir"
+        )
 
 
 async def run_cohort(
@@ -393,6 +387,8 @@ async def run_cohort(
 ) -> CohortResult:
     """The whole run, from whichever source was given. Raises CohortError for a fault that
     stops the run (unreadable input, full disk, a refused export): the ledger stays valid."""
+    if ndjson is not None:
+        check_input_folder(ndjson, options.work_dir)
     client = FhirClient(fhir) if fhir is not None else None
     try:
         with private_files():
@@ -409,7 +405,7 @@ async def run_cohort(
         if client is not None:
             await client.aclose()
     if not options.keep_work_dir and not result.failed:
-        _remove_work(options.work_dir)
+        _remove_work(options.work_dir, group_export=group is not None)
     return result
 
 
@@ -426,6 +422,7 @@ async def _run(
     assert client is not None
     if group is None:
         return await run_patient_list(ids, settings, options, client)
+    key = run_key(settings, str(client.config.base_url))
     export = await export_group(client, group, options, settings)
     if not export.incremental:
         result = await run_ndjson(export.folder, settings, options, client)
@@ -450,5 +447,11 @@ async def _run(
         # that stopped, the same command exports the same data again (_since the export
         # before, or in full), so nothing is lost for good.
         with Ledger(options.ledger) as ledger:
-            record_export_time(ledger, str(client.config.base_url), group, export.transaction_time)
+            record_export_time(
+                ledger,
+                str(client.config.base_url),
+                group,
+                export.transaction_time,
+                export_key(key, write=options.write),
+            )
     return result

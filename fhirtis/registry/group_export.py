@@ -34,8 +34,18 @@ from fhirtis.io import (
 )
 from fhirtis.pipeline.server import pull_types
 from fhirtis.registry.errors import CohortError, describe
-from fhirtis.registry.ledger import Ledger
+from fhirtis.registry.ledger import Ledger, RunKey
+from fhirtis.registry.ndjson_store import (
+    GZIP_ERRORS,
+    UTF8_BOM,
+    BadLineError,
+    is_ndjson,
+    not_gzip,
+    open_ndjson,
+    patient_of,
+)
 from fhirtis.registry.partition import PRIVATE_FILE, private_dir
+from fhirtis.registry.run_key import run_key
 from fhirtis.settings import Settings
 
 if TYPE_CHECKING:
@@ -78,14 +88,21 @@ async def export_group(
     - Bad lines are left out and, with files shorter than the manifest's ``count``, returned
       as ``problems`` (the run lists them, exits non-zero and keeps the transaction time).
     - Types the export refuses (or ``options.rest_types``) are read over REST for each
-      exported Patient."""
+      exported Patient.
+    - With ``settings``, the last export's time serves as ``_since`` only when that run had
+      the same policy digest and version (and wrote, if this one writes): a ``_since`` export
+      lists changed data only, so a patient whose data did not change would keep the results
+      of another policy or version, or never be written."""
     from fhirtis.io import BulkExportClient  # noqa: PLC0415
 
     rest_types = tuple(t for t in EXPORT_TYPES if t in set(options.rest_types))
     base = str(client.config.base_url)
+    key = None if settings is None else run_key(settings, base)
     pending = _Pending(options.ledger, base, group)
     with Ledger(options.ledger) as ledger:
-        since = options.since or last_export_time(ledger, base, group)
+        since = options.since or last_export_time(
+            ledger, base, group, export_key(key, write=options.write)
+        )
     resumed = None if options.since else pending.get()
     bulk = BulkExportClient(client)
     folder = options.work_dir / "export"
@@ -165,20 +182,37 @@ async def export_group(
 
 _SINCE_KEY = "bulk_transaction_time"  # the last clean export's time (of the scope below)
 _SCOPE_KEY = "bulk_export_scope"  # its server and Group (absent in ledgers written before)
+_RUN_KEY = "bulk_export_key"  # that run's policy digest, version and mode (per scope)
+
+
+def export_key(key: RunKey | None, *, write: bool) -> str | None:
+    """What an export's run depended on besides the data: the policy digest, the version and
+    whether it wrote (None: not checked)."""
+    if key is None:
+        return None
+    return f"{key.policy} {key.version} {'write' if write else 'dry-run'}"
 
 
 def _export_scope(base: str, group: str) -> str:
     return f"{base.rstrip('/')} Group/{group}"
 
 
-def last_export_time(ledger: Ledger, base: str, group: str) -> str | None:
+def last_export_time(ledger: Ledger, base: str, group: str, key: str | None = None) -> str | None:
     """The transaction time of the last export of ``group`` on the server at ``base`` whose run
     completed cleanly, or None (a full export). One ledger may serve several cohorts: another
     Group's time (or the same Group id on another server) would make a ``_since`` export leave
-    out every member unchanged since then, never evaluated."""
+    out every member unchanged since then, never evaluated. With ``key`` (:func:`export_key`),
+    only the time of a run under the same policy and version is used, and a writing run does
+    not use a dry run's."""
     from fhirtis.io import BulkExportClient  # noqa: PLC0415
 
     scope = _export_scope(base, group)
+    if key is not None:
+        accepted = {key}
+        if key.endswith(" dry-run"):  # a dry run may follow a writing run
+            accepted.add(key.removesuffix(" dry-run") + " write")
+        if ledger.get_value(f"{_RUN_KEY} {scope}") not in accepted:
+            return None
     time = ledger.get_value(f"{_SINCE_KEY} {scope}")
     if time is None:
         recorded = ledger.get_value(_SCOPE_KEY)
@@ -193,10 +227,13 @@ def last_export_time(ledger: Ledger, base: str, group: str) -> str | None:
         return None
 
 
-def record_export_time(ledger: Ledger, base: str, group: str, time: str) -> None:
+def record_export_time(
+    ledger: Ledger, base: str, group: str, time: str, key: str | None = None
+) -> None:
     """Keep ``time`` as the next ``_since`` of ``group`` on ``base`` (and as the latest export's,
-    with its scope, under the keys ledgers have always had)."""
+    with its scope, under the keys ledgers have always had), with the run's :func:`export_key`."""
     scope = _export_scope(base, group)
+    ledger.set_value(f"{_RUN_KEY} {scope}", key or "")
     ledger.set_value(f"{_SINCE_KEY} {scope}", time)
     ledger.set_value(_SINCE_KEY, time)
     ledger.set_value(_SCOPE_KEY, scope)
@@ -348,21 +385,29 @@ async def read_over_rest(
 
 
 def exported_patients(folder: Path) -> list[str]:
-    """The ids of the Patients in the export's Patient files (``Patient.*.ndjson``)."""
+    """The ids of the export's patients: those of its Patients, and those its other resources
+    belong to (a member whose Patient resource the export lacks still has its data there, and
+    needs the REST-read types as much as any other). Lines that are not resources, or name no
+    patient by a FHIR id, are skipped here (reported when the file is partitioned)."""
     ids: set[str] = set()
     try:
-        for path in sorted(folder.glob("Patient.*.ndjson")):
-            with path.open("rb") as f:
-                for line in f:
-                    if not line.strip():
+        for path in sorted(p for p in folder.iterdir() if is_ndjson(p)):
+            if path.name.startswith(REST_FILE_PREFIX):
+                continue
+            with open_ndjson(path) as f:
+                for raw in f:
+                    line = raw.strip().removeprefix(UTF8_BOM)
+                    if not line:
                         continue
                     try:
                         resource = orjson.loads(line)
-                    except orjson.JSONDecodeError:
-                        continue  # reported when the file is partitioned
-                    pid = resource.get("id") if isinstance(resource, dict) else None
-                    if resource.get("resourceType") == "Patient" and isinstance(pid, str):
-                        ids.add(pid)
+                        patient = patient_of(resource) if isinstance(resource, dict) else None
+                    except (orjson.JSONDecodeError, BadLineError):
+                        continue
+                    if patient is not None:
+                        ids.add(patient.removeprefix("Patient/"))
+    except GZIP_ERRORS as exc:
+        raise not_gzip(exc, path) from None
     except OSError as exc:
         raise describe(exc, "cannot read the NDJSON file") from None
     return sorted(ids)

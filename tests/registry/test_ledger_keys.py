@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from fhirtis.cli import app
 from fhirtis.registry import cohort, partition
+from fhirtis.registry import run_key as run_key_module
 from tests.fhir_test_server import FhirTestServer
 from tests.registry.test_cohort import _export, _load
 
@@ -64,7 +65,7 @@ def test_policy_change_version_change_and_summaries_of_this_run(
     settings.write_text("[policy]\nmax_rate_mg_kg_min = 3\n")
     policy = runner.invoke(app, _cohort(folder, tmp_path, "--settings", str(settings)))
     assert "evaluated 3; skipped (unchanged since the ledger) 0" in policy.stdout, policy.output
-    monkeypatch.setattr(cohort, "__version__", "99.0")
+    monkeypatch.setattr(run_key_module, "__version__", "99.0")
     upgraded = runner.invoke(app, _cohort(folder, tmp_path))
     assert "evaluated 3; skipped (unchanged since the ledger) 0" in upgraded.stdout
     other = _export(tmp_path / "other", 2, seed=99)
