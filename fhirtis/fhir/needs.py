@@ -9,7 +9,8 @@ Three users derive their requests from it, so the list cannot drift:
 
 A :class:`Need` is one resource type searched by patient: the search parameters that name the
 patient (in order of preference: a server may support only some of them), the ``_include`` that
-brings the resources it references (the Medications), and for Observations the code groups.
+brings the resources it references (the Medications; a DeviceUseStatement's Device), and for
+Observations the code groups.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from fhirtis.fhir.codes import CORE_SET_SYSTEM, Terminology
 from fhirtis.fhir.extract import CORE_SET_CODES, ENZYME_VALUE_SETS
 
 __all__ = [
+    "INCLUDED_TYPES",
     "NEEDS",
     "OBSERVATION_VALUE_SETS",
     "PATIENT",
@@ -49,7 +51,20 @@ class Need:
     @property
     def included_type(self) -> str | None:
         """The resource type ``include`` brings (the target of the reference)."""
-        return None if self.include is None else "Medication"
+        return None if self.include is None else INCLUDED_TYPES[self.include.split(":")[1]]
+
+    @property
+    def reference_element(self) -> str | None:
+        """The element of a found resource holding the reference ``include`` follows
+        (``medicationReference`` of ``:medication``, R4 medication[x]; ``device``)."""
+        if self.include is None:
+            return None
+        name = self.include.split(":")[1]
+        return f"{name}Reference" if name == "medication" else name
+
+
+#: The target type of each ``_include`` search parameter fhirtis uses.
+INCLUDED_TYPES = {"medication": "Medication", "device": "Device"}
 
 
 #: Every search of one patient's record, in the order they are sent. The Patient itself is
@@ -76,6 +91,15 @@ NEEDS: tuple[Need, ...] = (
         "MedicationRequest:medication",
     ),
     Need("devices", "Device", ("patient",)),
+    # a catheter recorded as in use by the patient (IPS, R4 deviceusestatement-example): the
+    # statement names the patient, its Device often no one (R4 search parameters: device,
+    # identifier, patient, subject)
+    Need(
+        "deviceUseStatements",
+        "DeviceUseStatement",
+        ("subject", "patient"),
+        "DeviceUseStatement:device",
+    ),
     Need("procedures", "Procedure", ("subject", "patient")),
     Need("adverseEvents", "AdverseEvent", ("subject",)),
 )

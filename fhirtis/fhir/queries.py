@@ -2,7 +2,7 @@
 
 The searches come from :data:`fhirtis.fhir.needs.NEEDS`: the Patient read, then per needed type a
 search by patient (the Observations by the codes fhirtis maps), with the ``_include`` of the
-Medications they reference. How each search is shaped on a given server (which patient
+Medications (or Devices) they reference. How each search is shaped on a given server (which patient
 parameter, ``_include`` or not, which ``_count``, left out when the server lacks the type) is a
 :class:`SearchChoice` decided by the read plan of :mod:`fhirtis.io` from the server's
 capabilities; without one, every search has the default shape (the first patient parameter,
@@ -33,6 +33,7 @@ __all__ = [
     "MAX_QUERY_VALUES",
     "OBSERVATION_VALUE_SETS",
     "SearchChoice",
+    "by_id_urls",
     "existing_by_patient_urls",
     "existing_entries",
     "existing_urls",
@@ -119,9 +120,15 @@ def patient_read_entries(patient_id: str, terminology: Terminology, count: int) 
 
 def medication_urls(ids: Iterable[str], count: int) -> list[str]:
     """``Medication?_id=a,b,…`` searches (chunked) resolving referenced Medications."""
+    return by_id_urls("Medication", ids, count)
+
+
+def by_id_urls(resource_type: str, ids: Iterable[str], count: int) -> list[str]:
+    """``Type?_id=a,b,…`` searches (chunked) resolving referenced resources of one type (the
+    Medications, or a DeviceUseStatement's Devices, that no ``_include`` brought)."""
     unique = sorted(set(ids))
     return [
-        f"Medication?_id={','.join(chunk)}&_count={min(count, max(len(chunk), 1))}"
+        f"{resource_type}?_id={','.join(chunk)}&_count={min(count, max(len(chunk), 1))}"
         for chunk in _chunks(unique, MAX_QUERY_VALUES)
     ]
 

@@ -490,12 +490,20 @@ class FhirClient(AsyncClosing):
             chunks: list[bytes] = []
             size = 0
             if not too_large:
-                async for chunk in response.aiter_bytes():
-                    size += len(chunk)
-                    if size > cap:
-                        too_large = True
-                        break
-                    chunks.append(chunk)
+                try:
+                    async for chunk in response.aiter_bytes():
+                        size += len(chunk)
+                        if size > cap:
+                            too_large = True
+                            break
+                        chunks.append(chunk)
+                except httpx.DecodingError:
+                    # e.g. labelled Content-Encoding: gzip by a gateway, but not gzip
+                    raise MalformedResponse(
+                        f"{method} {where}: the answer's Content-Encoding could not be decoded",
+                        status=response.status_code,
+                        url=where,
+                    ) from None
             if too_large:
                 raise MalformedResponse(
                     f"{method} {where}: the answer is larger than {cap} bytes "
@@ -565,7 +573,11 @@ class FhirClient(AsyncClosing):
                         request, auth=send_auth, follow_redirects=False, stream=True
                     )
                     if not stream and response.status_code in RETRYABLE_STATUSES:
-                        await response.aread()  # a gateway's error page, read for the retry
+                        try:
+                            await response.aread()  # a gateway's error page, read for the retry
+                        except httpx.DecodingError:
+                            response._content = b""  # unreadable; its status is what counts
+                            await response.aclose()
                     elif not stream:
                         await self._read_capped(response, method, where)
             except TokenEndpointUnavailable as exc:

@@ -2,8 +2,9 @@
 
 - :func:`read_plan`: one ``batch`` of searches when the server takes searches in a batch, else
   the same searches as individual GETs (bounded concurrency); per type the patient parameter the
-  server declares (``subject`` or ``patient``), ``_include`` of the Medications where supported
-  (else one ``Medication?_id=a,b,…`` search, chunked), ``_count`` within the server's limit; a
+  server declares (``subject`` or ``patient``), ``_include`` of the Medications (a
+  DeviceUseStatement's Device) where supported (else one ``Medication?_id=a,b,…`` or
+  ``Device?_id=…`` search, chunked), ``_count`` within the server's limit; a
   type the server lacks is left out.
 - :func:`write_plan`: one ``transaction`` where supported (and conditional create with it);
   else one ``batch`` of (conditional) creates and ``If-Match`` updates; else single requests in a
@@ -77,7 +78,7 @@ def read_plan(caps: Capabilities, page_size: int) -> ReadPlan:
             )
             continue
         include = need.include is not None and caps.supports_include(rtype, need.include)
-        by_id = by_id or (need.include is not None and not include)
+        by_id = by_id or (need.included_type == "Medication" and not include)
         choices[rtype] = SearchChoice(param, include, caps.count(rtype, page_size))
     mode: ReadMode = "batch" if caps.supports_batch_search() else "get"
     return ReadPlan(mode, choices, skipped, by_id)
@@ -133,10 +134,9 @@ def describe_reads(caps: Capabilities, page_size: int) -> list[str]:
             continue
         extra = ""
         if need.include is not None:
+            target = need.included_type
             extra = (
-                f", _include={need.include}"
-                if choice.include
-                else ", Medications by Medication?_id="
+                f", _include={need.include}" if choice.include else f", {target}s by {target}?_id="
             )
         lines.append(
             f"  {need.resource_type}: by {choice.patient_param}, _count={choice.count}{extra}"

@@ -1,6 +1,6 @@
 """Read one patient's resources the way the server allows: its read plan (one batch of searches
-or individual GETs, by GET or ``POST _search``, ``_include`` or Medications by id), every page
-followed, learning from refusals and planning again.
+or individual GETs, by GET or ``POST _search``, ``_include`` or Medications and Devices by id),
+every page followed, learning from refusals and planning again.
 """
 
 from __future__ import annotations
@@ -17,12 +17,13 @@ from fhirtis.fhir.extract import patient_refs
 from fhirtis.fhir.needs import NEEDS, Need
 from fhirtis.fhir.outcome import Issue
 from fhirtis.fhir.queries import (
+    by_id_urls,
     existing_by_patient_urls,
     existing_urls,
-    medication_urls,
     patient_read_urls,
 )
 from fhirtis.io import (
+    Capabilities,
     FhirClient,
     FhirServerError,
     MalformedResponse,
@@ -44,8 +45,6 @@ MAX_LEARN = 6  # refusals learned while reading or writing one patient (each cha
 #: Statuses of a batch entry that was not run: throttled (429) or unavailable (503). Azure's FHIR
 #: server answers every entry after a throttled one 429 (microsoft/fhir-server PR #1658).
 NOT_RUN = frozenset({429, 503})
-MEDICATION_USERS = frozenset(n.resource_type for n in NEEDS if n.include is not None)
-MEDICATION_NEED = Need("medications", "Medication", ("_id",))
 EXISTING_NEED = Need("existing", "", ("identifier",))
 IMMUNE_GLOBULIN_WORDS = ("globulin", "ivig", "igiv", "immunoglobulin")
 
@@ -129,17 +128,54 @@ def _diagnose(need: Need | None, url: str, status: int | None) -> Refused:
     return Refused("search-param", rtype, param)
 
 
-async def _get_search(client: FhirClient, need: Need | None, url: str) -> list[Json]:
+def _search_refused(caps: Capabilities, rtype: str, status: int | None, outcome: Any) -> bool:
+    """A search the server refuses for good: :func:`is_refusal`, or a 404 where the server's
+    types are unknown (R4 http.html, search: "404 Not Found - resource type not supported";
+    HAPI answers a type it has no provider of 404 with issue code ``processing``). Where the
+    statement lists the type, a 404 is the server's error."""
+    return is_refusal(status, outcome) or (status == 404 and caps.types is None)
+
+
+def _alternatives(caps: Capabilities, need: Need, url: str) -> list[tuple[str, list[Refused]]]:
+    """The search ``url`` without what a server may refuse with a 400 of any issue code, each
+    with what its success teaches: without its ``_include``; by the next patient parameter of
+    ``need`` the server may search by (``subject`` → ``patient``); then without both."""
+    rtype, _, query = url.partition("?")
+    include = f"&_include={need.include}"
+    no_include = None
+    if need.include is not None and include in url:
+        no_include = (url.replace(include, ""), Refused("include", rtype, need.include))
+    param, _, rest = query.partition("=")
+    by_other = None
+    if param in need.patient_params:
+        later = need.patient_params[need.patient_params.index(param) + 1 :]
+        other = caps.search_param(rtype, later)
+        if other is not None:
+            by_other = (f"{rtype}?{other}={rest}", Refused("search-param", rtype, param))
+    out = [(alt[0], [alt[1]]) for alt in (no_include, by_other) if alt is not None]
+    if no_include is not None and by_other is not None:
+        out.append((by_other[0].replace(include, ""), [no_include[1], by_other[1]]))
+    return out
+
+
+async def _get_search(
+    client: FhirClient, need: Need | None, url: str, *, probe: bool = True
+) -> list[Json]:
     """One search (every page) or, for ``need`` None, one read, as individual requests: a
     search by GET, or by ``POST [type]/_search`` on a server that takes searches of the type
-    that way only (it says so, or it refused the GET with 405 and took the POST: learned)."""
+    that way only (it says so, or it refused the GET with 405 and took the POST: learned).
+    A search refused 400 or 422 whatever the issue code (HAPI: 'Unknown search parameter
+    "subject"', code ``processing``) is sent without its ``_include``, then by the next
+    patient parameter (:func:`_alternatives`); the first taken is used and what it left out
+    learned as refused. Where none is taken, the first answer is the server's error."""
     rtype = url.split("?", maxsplit=1)[0]
-    if need is not None and (await client.capabilities()).searches_by_post(rtype):
+    caps = await client.capabilities()
+    if need is not None and caps.searches_by_post(rtype):
         return await _post_search(client, need, url)
     try:
         response = await client.request("GET", url)
     except FhirServerError as exc:
-        if need is not None and is_refusal(exc.status, exc.operation_outcome):
+        if need is not None and _search_refused(caps, rtype, exc.status, exc.operation_outcome):
             if exc.status == 405:
                 try:
                     found = await _post_search(client, need, url)
@@ -150,6 +186,22 @@ async def _get_search(client: FhirClient, need: Need | None, url: str) -> list[J
                 client.learn(Refused("get-search", rtype))
                 return found
             raise Learned(_diagnose(need, url, exc.status)) from exc
+        if need is not None and probe and exc.status in (400, 422):
+            for other, refused in _alternatives(caps, need, url):
+                try:
+                    found = await _get_search(client, need, other, probe=False)
+                except FhirServerError:
+                    continue
+                for r in refused:
+                    client.learn(r)
+                return found
+        if need is not None and isinstance(exc, NotFound):  # the patient was read
+            raise FhirServerError(
+                f"a search of {rtype} answered {exc.status} (its CapabilityStatement lists it)",
+                status=exc.status,
+                url=exc.url,
+                operation_outcome=exc.operation_outcome,
+            ) from None
         raise
     body = response.body or {}
     if need is None:
@@ -187,6 +239,9 @@ async def _get_all(
             return await _get_search(client, need, url)
 
     results = await asyncio.gather(*(one(n, u) for n, u in urls), return_exceptions=True)
+    for (need, _), r in zip(urls, results, strict=True):
+        if need is None and isinstance(r, NotFound):
+            raise r  # no such patient: its searches' 404s teach nothing about the server
     for r in results:  # a learned refusal first: it changes the plan
         if isinstance(r, Learned):
             raise r
@@ -243,7 +298,21 @@ async def _batch_all(
                 and not is_refusal(status, entry_outcome(entry))
             ):
                 raise NotFound(f"{where} not found", status=404, url=where)
-            if is_refusal(status, entry_outcome(entry)):
+            caps = await client.capabilities()
+            if status in (400, 422) and need is not None:
+                # refused for its _include or its patient parameter? the search without, alone
+                for other, refused in _alternatives(caps, need, url):
+                    requests["read"] = requests.get("read", 0) + 1
+                    try:
+                        await _get_search(client, need, other, probe=False)
+                    except FhirServerError:
+                        continue  # refused too: the server's error (below)
+                    for r in refused[1:]:
+                        client.learn(r)
+                    raise Learned(refused[0])
+            if is_refusal(status, entry_outcome(entry)) or (
+                need is not None and _search_refused(caps, where, status, entry_outcome(entry))
+            ):
                 # refused in the batch: as a GET too (a search limit), or only in a batch?
                 requests["read"] = requests.get("read", 0) + 1
                 await _get_search(client, need, url)
@@ -276,15 +345,21 @@ async def read_urls(
     raise PullError("the server kept refusing its reads")
 
 
-def _medication_refs(resources: Iterable[Json]) -> dict[str, list[Json]]:
-    """Medication references (``Medication/id``) of medication resources → who references."""
+def _references(resources: Iterable[Json], target_type: str) -> dict[str, list[Json]]:
+    """References (``Type/id``) to ``target_type`` from the resources whose search includes
+    that type (a medication's ``medicationReference``, a DeviceUseStatement's ``device``) →
+    who references."""
+    elements = {
+        n.resource_type: n.reference_element for n in NEEDS if n.included_type == target_type
+    }
     out: dict[str, list[Json]] = {}
     for r in resources:
-        if r.get("resourceType") not in MEDICATION_USERS:
+        element = elements.get(str(r.get("resourceType")))
+        if element is None:
             continue
-        ref = r.get("medicationReference")
+        ref = r.get(element)
         target = ref.get("reference") if isinstance(ref, dict) else None
-        if isinstance(target, str) and target.startswith("Medication/"):
+        if isinstance(target, str) and target.startswith(f"{target_type}/"):
             out.setdefault(target, []).append(r)
     return out
 
@@ -299,6 +374,34 @@ def _looks_like_immune_globulin(resource: Json, names: Sequence[str]) -> bool:
     )
 
 
+async def _read_by_id(
+    client: FhirClient,
+    rtype: str,
+    wanted: Iterable[str],
+    unique: dict[str, Json],
+    requests: dict[str, int],
+) -> None:
+    """Resources of ``rtype`` by reference (``Type/id``) into ``unique``: one
+    ``Type?_id=a,b,…`` search per 40, else (no search by ``_id``) reads by id."""
+    ids = [ref.split("/", 1)[1] for ref in wanted]
+    need = Need(f"{rtype} by id", rtype, ("_id",))
+    found: list[Json] = []
+    try:
+        found = await read_urls(
+            client, [(need, u) for u in by_id_urls(rtype, ids, client.config.page_size)], requests
+        )
+    except Learned:  # no search by _id: read them one by one
+        for rid in ids:
+            requests["read"] = requests.get("read", 0) + 1
+            try:
+                found.append(await client.read(rtype, rid))
+            except NotFound:
+                continue
+    for r in found:
+        if r.get("resourceType") == rtype:
+            unique.setdefault(f"{rtype}/{r.get('id')}", r)
+
+
 async def _resolve_medications(
     client: FhirClient,
     unique: dict[str, Json],
@@ -309,28 +412,13 @@ async def _resolve_medications(
     ``Medication?_id=a,b,…`` search per 40, else reads by id. What stays unresolved is an error
     only where the medication looks like an immune globulin."""
     wanted = {
-        ref: users for ref, users in _medication_refs(unique.values()).items() if ref not in unique
+        ref: users
+        for ref, users in _references(unique.values(), "Medication").items()
+        if ref not in unique
     }
     if not wanted:
         return []
-    ids = [ref.split("/", 1)[1] for ref in wanted]
-    found: list[Json] = []
-    try:
-        found = await read_urls(
-            client,
-            [(MEDICATION_NEED, u) for u in medication_urls(ids, client.config.page_size)],
-            requests,
-        )
-    except Learned:  # no search by _id: read them one by one
-        for mid in ids:
-            requests["read"] = requests.get("read", 0) + 1
-            try:
-                found.append(await client.read("Medication", mid))
-            except NotFound:
-                continue
-    for m in found:
-        if m.get("resourceType") == "Medication":
-            unique.setdefault(f"Medication/{m.get('id')}", m)
+    await _read_by_id(client, "Medication", wanted, unique, requests)
     issues: list[Issue] = []
     for ref, users in wanted.items():
         if ref in unique:
@@ -359,6 +447,35 @@ async def _resolve_medications(
                     )
                 )
     return issues
+
+
+async def _resolve_devices(
+    client: FhirClient, unique: dict[str, Json], requests: dict[str, int]
+) -> list[Issue]:
+    """The Devices of DeviceUseStatements that the searches did not bring (no ``_include`` on
+    this server, or it left them out), read by id. A Device that cannot be read may be a
+    central venous catheter: a warning, not silence."""
+    wanted = {
+        ref: users
+        for ref, users in _references(unique.values(), "Device").items()
+        if ref not in unique
+    }
+    if not wanted:
+        return []
+    await _read_by_id(client, "Device", wanted, unique, requests)
+    return [
+        Issue(
+            "warning",
+            "not-found",
+            f"{where}: its Device ({ref}) could not be read from the server: a central venous "
+            "catheter it may record is not counted",
+            "device",
+            where,
+        )
+        for ref, users in wanted.items()
+        if ref not in unique
+        for where in (f"{u.get('resourceType')}/{u.get('id')}" for u in users)
+    ]
 
 
 async def pull_patient(
@@ -442,6 +559,7 @@ async def _pull(
     ivig = extractor.t.value_sets.get("ivig-products")
     issues = _partial_results(outcomes)
     issues += await _resolve_medications(client, unique, requests, ivig.names if ivig else ())
+    issues += await _resolve_devices(client, unique, requests)
     return unique, issues, skipped
 
 

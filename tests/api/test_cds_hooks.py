@@ -121,6 +121,7 @@ _TYPE_KEY = {
     "Condition": "conditions",
     "MedicationStatement": "medicationStatements",
     "Device": "devices",
+    "DeviceUseStatement": "deviceUseStatements",
     "Procedure": "procedures",
     "AdverseEvent": "adverseEvents",
 }
@@ -135,6 +136,7 @@ KEYS = (
     "medicationStatements",
     "medicationRequests",
     "devices",
+    "deviceUseStatements",
     "procedures",
     "adverseEvents",
 )

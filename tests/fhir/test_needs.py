@@ -28,6 +28,7 @@ def test_every_include_is_in_the_reads_and_the_prefetch() -> None:
         "MedicationAdministration:medication",
         "MedicationStatement:medication",
         "MedicationRequest:medication",
+        "DeviceUseStatement:device",
     }
     reads = " ".join(url for _, url in patient_read_urls("p1", terms, 50))
     prefetch = " ".join(t.query for t in prefetch_templates(terms))
