@@ -30,6 +30,7 @@ from fhirtis.fhir.outcome import InputError, operation_outcome
 from fhirtis.fhir.validation import validate
 from fhirtis.pipeline.offline import PatientResult, evaluate_bundle_file, evaluate_patient_resources
 from fhirtis.settings import Settings
+from tests.fhir.test_corpus_schema import _resources, _schema_errors
 
 Json = dict[str, Any]
 PUBLISHED = Path(__file__).parents[1] / "data" / "published"
@@ -158,6 +159,24 @@ def one_patient_bundle(name: str) -> Json:
 
 def evaluate(bundle: Json, where: str = "(test)") -> PatientResult:
     return evaluate_patient_resources(read_patient_bundle(orjson.dumps(bundle), where), Settings())
+
+
+def evaluate_fixture(path: Path) -> PatientResult:
+    """A fixture Bundle evaluated with the default settings, its output checked."""
+    result = evaluate_bundle_file(path, Settings())
+    check_output(result)
+    return result
+
+
+def check_fixture_folder(folder: Path, sources: str) -> None:
+    """Every fixture in ``folder`` is listed in its README, named in ``sources`` (the text of
+    the tests that use it) and valid R4 (the official JSON schema)."""
+    names = sorted(p.name for p in folder.glob("*.json"))
+    readme = (folder / "README.md").read_text()
+    assert names and all(f"`{n}`" in readme and n in sources for n in names), names
+    for name in names:
+        doc = json.loads((folder / name).read_text())
+        assert [e for r in _resources(doc) for e in _schema_errors(r)] == [], name
 
 
 def check_output(result: PatientResult) -> None:

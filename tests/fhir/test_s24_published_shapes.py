@@ -7,7 +7,6 @@ that cannot be read is reported."""
 
 from __future__ import annotations
 
-import json
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,7 @@ import pytest
 from fhirtis.clinical.policy import Population
 from fhirtis.fhir.bundle import read_patient_bundle
 from fhirtis.fhir.codes import ICD10
-from fhirtis.pipeline.offline import PatientResult, evaluate_bundle_file, evaluate_patient_resources
+from fhirtis.pipeline.offline import PatientResult, evaluate_patient_resources
 from fhirtis.settings import Settings
 from tests.fhir.builders import (
     ICD,
@@ -31,8 +30,7 @@ from tests.fhir.builders import (
     qty,
 )
 from tests.fhir.reading import extract
-from tests.fhir.test_corpus_schema import _resources, _schema_errors
-from tests.fhir.test_published_examples import check_output
+from tests.fhir.test_published_examples import check_fixture_folder, evaluate_fixture
 
 Json = dict[str, Any]
 DATA = Path(__file__).parents[1] / "data" / "s24_published"
@@ -42,19 +40,11 @@ UCUM = "http://unitsofmeasure.org"
 
 
 def _bundle(name: str) -> PatientResult:
-    result = evaluate_bundle_file(DATA / name, Settings())
-    check_output(result)
-    return result
+    return evaluate_fixture(DATA / name)
 
 
 def test_every_fixture_is_tested_listed_and_valid_r4() -> None:
-    names = sorted(p.name for p in DATA.glob("*.json"))
-    readme = (DATA / "README.md").read_text()
-    source = Path(__file__).read_text()
-    assert names and all(f"`{n}`" in readme and n in source for n in names), names
-    for name in names:
-        doc = json.loads((DATA / name).read_text())
-        assert [e for r in _resources(doc) for e in _schema_errors(r)] == [], name
+    check_fixture_folder(DATA, Path(__file__).read_text())
 
 
 # -- IVIG products named as on their labels -------------------------------------------------------

@@ -8,19 +8,16 @@ but cannot be used is reported)."""
 
 from __future__ import annotations
 
-import json
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from fhirtis.pipeline.offline import PatientResult, evaluate_bundle_file
-from fhirtis.settings import Settings
+from fhirtis.pipeline.offline import PatientResult
 from tests.fhir.builders import SCT, administration, patient, qty
 from tests.fhir.reading import extract
-from tests.fhir.test_corpus_schema import _resources, _schema_errors
-from tests.fhir.test_published_examples import check_output
+from tests.fhir.test_published_examples import check_fixture_folder, evaluate_fixture
 
 Json = dict[str, Any]
 DATA = Path(__file__).parents[1] / "data" / "s25-pub"
@@ -28,19 +25,13 @@ ROUTE_NOT_RECORDED = "route not recorded"
 
 
 def _bundle(name: str) -> PatientResult:
-    result = evaluate_bundle_file(DATA / name, Settings())
-    check_output(result)
-    return result
+    return evaluate_fixture(DATA / name)
 
 
 def test_every_fixture_is_tested_listed_and_valid_r4() -> None:
-    names = sorted(p.name for p in DATA.glob("*.json"))
-    readme = (DATA / "README.md").read_text()
-    sources = "".join(p.read_text() for p in Path(__file__).parent.glob("test_s25_pub_*.py"))
-    assert names and all(f"`{n}`" in readme and n in sources for n in names), names
-    for name in names:
-        doc = json.loads((DATA / name).read_text())
-        assert [e for r in _resources(doc) for e in _schema_errors(r)] == [], name
+    check_fixture_folder(
+        DATA, "".join(p.read_text() for p in Path(__file__).parent.glob("test_s25_pub_*.py"))
+    )
 
 
 def test_uk_dmd_generic_name_with_an_iv_route_is_counted() -> None:
