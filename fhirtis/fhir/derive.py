@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 from urllib.parse import quote
 
 from fhirtis import __version__
+from fhirtis.clinical.course import FollowUp
 from fhirtis.clinical.decimals import beside, beside_any
 from fhirtis.clinical.facts import FhirTime, Measure
 from fhirtis.clinical.frozen import fast_frozen_init
@@ -253,6 +254,11 @@ _BASIS_COMPONENT: Mapping[DosingWeightBasis, Json] = {
 
 _TIS_META = _meta("fhirtis-tis")
 _TIS_CODE = _fhirtis_code("tis", "Total Improvement Score (ACR/EULAR 2016)")
+_RESPONDER_CODE = _fhirtis_code("responder")
+_RESPONDER_KNOWN: Mapping[bool, Json] = {
+    b: {"code": _RESPONDER_CODE, "valueBoolean": b} for b in (True, False)
+}
+_DETERIORATION_UNDETERMINED = "missing measures leave confirmed deterioration undetermined"
 _DETERIORATION_META = _meta("fhirtis-confirmed-deterioration")
 _DETERIORATION_CODE = _fhirtis_code("confirmed-deterioration", "Confirmed deterioration")
 _CYCLE_META = _meta("fhirtis-ivig-cycle-dose")
@@ -410,6 +416,22 @@ def _tis_components(tis: TisResult) -> tuple[list[Json], list[MeasureScore]]:
     return out, missing
 
 
+def _responder_component(f: FollowUp) -> Json:
+    """The follow-up's ProDERM responder status (clinical spec §3) as the course computed it:
+    a boolean, or unknown with what leaves it open (a partial TIS that may or may not reach the
+    minimal threshold — it may be in category none and in a higher one —, an undetermined
+    confirmed deterioration)."""
+    if f.responder is not None:
+        return _RESPONDER_KNOWN[f.responder]
+    reasons = []
+    possible = f.tis.possible_categories
+    if Category.NONE in possible and len(possible) > 1:
+        reasons.append("the partial TIS may or may not reach the minimal improvement threshold")
+    if f.confirmed_deterioration is None:
+        reasons.append(_DETERIORATION_UNDETERMINED)
+    return {"code": _RESPONDER_CODE, "dataAbsentReason": _absent("; ".join(reasons) or "missing")}
+
+
 def _missing_text(m: MeasureScore) -> str:
     return f"{m.measure.value}: {m.reason.message if m.reason else 'missing'}"
 
@@ -418,17 +440,18 @@ def _tis_observation(
     note: Json,
     patient_ref: str,
     baseline_day: str,
-    day: date,
-    tis: TisResult,
+    followup: FollowUp,
     sources: Iterable[str],
 ) -> Derived:
-    end = _day(day)
+    tis = followup.tis
+    end = _day(followup.assessment.day)
     ident = _identifier("tis", f"tis|{patient_ref}|{baseline_day}|{end}|{_VERSION_PART}")
     obs: Json = _observation_head(_TIS_META, ident, _TIS_CODE, patient_ref)
     obs["effectivePeriod"] = {"start": baseline_day, "end": end}
     obs["method"] = _CRITERIA[tis.population]
     obs["derivedFrom"] = _references(sorted(set(sources)))
     obs["component"], missing = _tis_components(tis)
+    obs["component"].append(_responder_component(followup))
     if missing:
         obs["valueRange"] = {
             "low": _quantity(tis.lower, "{score}"),
@@ -474,9 +497,7 @@ def _deterioration_observation(
     elif last.confirmed_deterioration is False:
         obs["valueBoolean"] = False
     else:
-        obs["dataAbsentReason"] = _absent(
-            "missing measures leave confirmed deterioration undetermined"
-        )
+        obs["dataAbsentReason"] = _absent(_DETERIORATION_UNDETERMINED)
     return Derived(obs, ident)
 
 
@@ -720,8 +741,7 @@ def derive_resources(evaluation: PatientEvaluation, patient_ref: str) -> list[De
                     note,
                     patient_ref,
                     baseline_day,
-                    f.assessment.day,
-                    f.tis,
+                    f,
                     (*baseline_sources, *sources),
                 )
             )

@@ -54,6 +54,8 @@ def _components(tis: Json) -> dict[str, Decimal | None]:
     out: dict[str, Decimal | None] = {}
     for c in tis["component"]:
         key = c["code"]["coding"][0]["code"]
+        if key == "responder":  # a valueBoolean (or unknown), not a measure
+            continue
         q = c.get("valueQuantity")
         out[key] = None if q is None else D(str(q["value"]))
     return out

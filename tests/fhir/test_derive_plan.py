@@ -41,7 +41,9 @@ def test_derived_resources_of_a_responder() -> None:
     assert last["valueQuantity"]["value"] == 62.5
     assert last["interpretation"][0]["coding"][0]["code"] == "major"
     assert last["method"]["coding"][0]["code"] == "adult-criteria"
-    assert len(last["component"]) == 12
+    assert len(last["component"]) == 13  # 6 measures x (improvement, score), responder
+    assert last["component"][-1]["code"]["coding"][0]["code"] == "responder"
+    assert last["component"][-1]["valueBoolean"] is True  # 62.5 (major), no deterioration
     assert "Observation/pga0" in {r["reference"] for r in last["derivedFrom"]}
     assert by["confirmed-deterioration"][0]["valueBoolean"] is False
     cycles = by["ivig-cycle-dose"]

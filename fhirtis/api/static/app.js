@@ -486,6 +486,7 @@
       };
     }
     const range = obs.valueRange;
+    const responder = comps.responder;
     return {
       baseline: obs.effectivePeriod && obs.effectivePeriod.start,
       date: obs.effectivePeriod && obs.effectivePeriod.end,
@@ -497,6 +498,10 @@
       category: CATEGORIES.includes(category) ? category : null,
       undetermined: category ? null : interp.text || "undetermined",
       measures,
+      // ProDERM responder (clinical spec §3) as the service wrote it: true, false, or null
+      // (unknown: the reason in `responderAbsent`; absent from an older service's answer)
+      responder: responder && typeof responder.valueBoolean === "boolean" ? responder.valueBoolean : null,
+      responderAbsent: responder ? absentText(responder) : "not given by the service",
       notes: (obs.note || []).map((n) => n.text).filter((t) => !t.startsWith("fhirtis policy")),
     };
   }
@@ -646,6 +651,16 @@
   function categoryText(t) {
     if (t.category) return CATEGORY_LABEL[t.category];
     return `Category ${t.undetermined}`;
+  }
+
+  function responderCell(t) {
+    if (t.responder !== null) {
+      return h("span", { class: `responder responder-${t.responder ? "yes" : "no"}` }, t.responder ? "Yes" : "No");
+    }
+    return [
+      h("span", { class: "responder responder-unknown" }, "Unknown"),
+      t.responderAbsent ? h("span", { class: "small muted" }, ` (${t.responderAbsent})`) : null,
+    ];
   }
 
   function badge(category, text) {
@@ -925,10 +940,11 @@
       h("td", { class: "num" }, String(weeksBetween(p.baseline, p.date) ?? "—")),
       h("td", { class: "num" }, tisText(p)),
       h("td", null, badge(p.category, categoryText(p))),
+      h("td", null, responderCell(p)),
       h("td", { class: "small" }, p.partial ? missingText(p) : h("span", { class: "muted" }, "none"))));
     $("tis-table").append(h("div", { class: "table-scroll" }, table(
       `Total Improvement Score by follow-up (baseline ${fmtDate(baseline)}, ${population} criteria)`,
-      ["Follow-up", "Week", "TIS", "Category", "Missing measures"], rows)));
+      ["Follow-up", "Week", "TIS", "Category", "Responder (ProDERM)", "Missing measures"], rows)));
   }
 
   // -- rendering: measures ----------------------------------------------------------------
