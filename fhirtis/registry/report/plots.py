@@ -264,7 +264,8 @@ def _plot_tee(report: Report) -> Figure:
     ax.set_ylabel("temporally associated TEE per 100 infusion cycles")
     ax.set_xlabel("maximum infusion rate of the cycle (error bars: Wilson 95% CI)")
     ax.set_title(
-        f"TEE by infusion rate: {tee.events} events in {report.ivig.total_cycles} cycles "
+        f"TEE by infusion rate: {count_text(tee.events, 'event')} in "
+        f"{count_text(report.ivig.total_cycles, 'cycle')} "
         f"({rate_text(tee.per_100_cycles)} per 100)",
         fontsize=10,
     )
@@ -310,3 +311,8 @@ def write_plots(report: Report, directory: str | Path) -> list[Path]:
         fig.savefig(d / name, dpi=110)
         paths.append(d / name)
     return paths
+
+
+def count_text(n: int, noun: str) -> str:
+    """``n`` and ``noun``, in the plural unless ``n`` is 1 ("1 event", "0 events")."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"

@@ -90,8 +90,11 @@ class Spread:
     q1: Decimal
     q3: Decimal
 
-    def text(self) -> str:
-        median, q1, q3 = (number_text(v) for v in (self.median, self.q1, self.q3))
+    def text(self, places: int = 2) -> str:
+        """For people: to ``places`` decimals, half up (:meth:`as_record` keeps them exact)."""
+        median, q1, q3 = (
+            number_text(round_half_up(v, places)) for v in (self.median, self.q1, self.q3)
+        )
         return f"{median} ({q1}–{q3}), n={self.n}"
 
     def as_record(self) -> Json:
