@@ -9,8 +9,10 @@ Three users derive their requests from it, so the list cannot drift:
 
 A :class:`Need` is one resource type searched by patient: the search parameters that name the
 patient (in order of preference: a server may support only some of them), the ``_include`` that
-brings the resources it references (the Medications; a DeviceUseStatement's Device), and for
-Observations the code groups.
+brings the resources it references (the Medications; a DeviceUseStatement's Device), for
+Observations the code groups, and (:class:`AlsoBy`) a second search of the type narrowed by one
+parameter, for what some servers leave out of the plain search (the Conditions that are not
+active).
 """
 
 from __future__ import annotations
@@ -23,10 +25,12 @@ from fhirtis.fhir.codes import CORE_SET_SYSTEM, Terminology
 from fhirtis.fhir.extract import CORE_SET_CODES, ENZYME_VALUE_SETS
 
 __all__ = [
+    "CONDITIONS_NOT_ACTIVE",
     "INCLUDED_TYPES",
     "NEEDS",
     "OBSERVATION_VALUE_SETS",
     "PATIENT",
+    "AlsoBy",
     "Need",
     "export_types",
     "observation_code_groups",
@@ -39,6 +43,37 @@ PATIENT = "Patient"
 
 
 @dataclass(frozen=True)
+class AlsoBy:
+    """A second search of a :class:`Need`'s type by patient, narrowed by one token parameter
+    (its values joined: any of them), sent beside the plain search wherever the server may search
+    the type by ``param``; the two searches' results are merged by id. The narrowing parameter
+    comes first in the search: a server that refuses the search is taken to refuse it."""
+
+    key: str  # its CDS Hooks prefetch key
+    param: str
+    values: tuple[str, ...]
+
+    @property
+    def query(self) -> str:
+        return f"{self.param}={','.join(self.values)}"
+
+
+#: The Conditions some servers leave out of a search without ``clinical-status``: every R4
+#: condition-clinical code but ``active`` (valueset-condition-clinical: active | recurrence |
+#: relapse | inactive | remission | resolved). A resolved DVT or PE is a history of thrombosis
+#: (DOMAIN.md §5). Epic: "If no status is specified all active (confirmed) conditions will be
+#: returned" (condition.search, FHIR statuses active, resolved, inactive;
+#: https://docs.nerve.run/functions/condition-search; ``category`` is not required there, and
+#: Oracle Health's Condition search takes ``clinical-status`` and ``category`` as optional
+#: filters, cerner/fhir.cerner.com content/millennium/r4/clinical/summary/condition.md).
+CONDITIONS_NOT_ACTIVE = AlsoBy(
+    "conditionsNotActive",
+    "clinical-status",
+    ("recurrence", "relapse", "inactive", "remission", "resolved"),
+)
+
+
+@dataclass(frozen=True)
 class Need:
     """One resource type of a patient's record that the evaluation reads."""
 
@@ -47,6 +82,7 @@ class Need:
     patient_params: tuple[str, ...]  # search parameters naming the patient, preferred first
     include: str | None = None  # e.g. "MedicationAdministration:medication"
     by_code: bool = False  # searched with the Observation codes fhirtis maps
+    also: AlsoBy | None = None  # a second, narrowed search of the type (where the server may)
 
     @property
     def included_type(self) -> str | None:
@@ -77,7 +113,7 @@ NEEDS: tuple[Need, ...] = (
         ("subject", "patient"),
         "MedicationAdministration:medication",
     ),
-    Need("conditions", "Condition", ("subject", "patient")),
+    Need("conditions", "Condition", ("subject", "patient"), also=CONDITIONS_NOT_ACTIVE),
     Need(
         "medicationStatements",
         "MedicationStatement",
@@ -173,11 +209,16 @@ def prefetch_queries(terminology: Terminology, patient: str) -> list[tuple[str, 
         if need.include is not None:
             query += f"&_include={need.include}"
         out.append((need.key, query, True))
+        if need.also is not None:
+            also = need.also
+            out.append((also.key, f"{need.resource_type}?{also.query}&{who}", True))
     return out
 
 
 def export_types() -> tuple[str, ...]:
-    """The Bulk Data ``_type`` list: the Patient, every searched type and what they include."""
+    """The Bulk Data ``_type`` list: the Patient, every searched type and what they include (a
+    ``$export`` of a type has no default filter of status: a narrowed second search, such as
+    the Conditions not active, adds no type)."""
     out: list[str] = [PATIENT]
     for need in NEEDS:
         _add(out, (need.resource_type, need.included_type))

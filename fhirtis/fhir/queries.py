@@ -2,12 +2,13 @@
 
 The searches come from :data:`fhirtis.fhir.needs.NEEDS`: the Patient read, then per needed type a
 search by patient (the Observations by the codes fhirtis maps), with the ``_include`` of the
-Medications (or Devices) they reference. How each search is shaped on a given server (which patient
-parameter, ``_include`` or not, which ``_count``, left out when the server lacks the type) is a
-:class:`SearchChoice` decided by the read plan of :mod:`fhirtis.io` from the server's
-capabilities; without one, every search has the default shape (the first patient parameter,
-``_include``, ``count``). A second set of searches looks up fhirtis's own earlier output by
-business identifier.
+Medications (or Devices) they reference, and a need's narrowed second search (the Conditions not
+active: :data:`fhirtis.fhir.needs.CONDITIONS_NOT_ACTIVE`). How each search is shaped on a given
+server (which patient parameter, ``_include`` or not, which ``_count``, the narrowed search or
+not, left out when the server lacks the type) is a :class:`SearchChoice` decided by the read plan
+of :mod:`fhirtis.io` from the server's capabilities; without one, every search has the default
+shape (the first patient parameter, ``_include``, ``count``, the narrowed search). A second set
+of searches looks up fhirtis's own earlier output by business identifier.
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ class SearchChoice:
     patient_param: str
     include: bool
     count: int
+    also: bool = True  # the need's narrowed second search is sent too (Need.also)
 
 
 def _chunks(items: Sequence[str], size: int) -> Iterable[Sequence[str]]:
@@ -106,6 +108,14 @@ def patient_read_urls(
                 )
         else:
             urls.append((need, f"{need.resource_type}?{who}{include}&_count={choice.count}"))
+        if need.also is not None and choice.also:
+            # the narrowing first: a refusal of the search is read as a refusal of it
+            urls.append(
+                (
+                    need,
+                    f"{need.resource_type}?{need.also.query}&{who}{include}&_count={choice.count}",
+                )
+            )
     return urls
 
 

@@ -5,7 +5,9 @@
   server declares (``subject`` or ``patient``), ``_include`` of the Medications (a
   DeviceUseStatement's Device) where supported (else one ``Medication?_id=a,b,…`` or
   ``Device?_id=…`` search, chunked), ``_count`` within the server's limit; a
-  type the server lacks is left out.
+  type the server lacks is left out. A need's narrowed second search (the Conditions not active,
+  which Epic leaves out of a search without ``clinical-status``) is added where the server may
+  search the type by its parameter.
 - :func:`write_plan`: one ``transaction`` where supported (and conditional create with it);
   else one ``batch`` of (conditional) creates and ``If-Match`` updates; else single requests in a
   safe order (creates, updates, then the Provenance). Conditional create is used on a type
@@ -79,7 +81,11 @@ def read_plan(caps: Capabilities, page_size: int) -> ReadPlan:
             continue
         include = need.include is not None and caps.supports_include(rtype, need.include)
         by_id = by_id or (need.included_type == "Medication" and not include)
-        choices[rtype] = SearchChoice(param, include, caps.count(rtype, page_size))
+        # the narrowed second search (the Conditions not active, which Epic leaves out of a
+        # search without clinical-status) where the server declares its parameter, or does not
+        # list its parameters (tried; a refusal is learned)
+        also = need.also is not None and caps.search_param(rtype, (need.also.param,)) is not None
+        choices[rtype] = SearchChoice(param, include, caps.count(rtype, page_size), also)
     mode: ReadMode = "batch" if caps.supports_batch_search() else "get"
     return ReadPlan(mode, choices, skipped, by_id)
 
@@ -138,6 +144,8 @@ def describe_reads(caps: Capabilities, page_size: int) -> list[str]:
             extra = (
                 f", _include={need.include}" if choice.include else f", {target}s by {target}?_id="
             )
+        if need.also is not None and choice.also:
+            extra += f"; also {need.also.query}"
         lines.append(
             f"  {need.resource_type}: by {choice.patient_param}, _count={choice.count}{extra}"
         )

@@ -112,12 +112,21 @@ async def _all_matches(client: FhirClient, searchset: Json) -> list[Json]:
     return out
 
 
+def _narrowed(need: Need, url: str) -> bool:
+    """Whether ``url`` is ``need``'s narrowed second search (its narrowing parameter first)."""
+    return need.also is not None and url.partition("?")[2].startswith(f"{need.also.query}&")
+
+
 def _diagnose(need: Need | None, url: str, status: int | None) -> Refused:
-    """What a refused search taught: the type is absent (404), the search is not allowed (405),
-    else its ``_include``, else its patient parameter (400 ``not-supported``)."""
+    """What a refused search taught: a narrowed second search (the Conditions not active), its
+    narrowing parameter, unless no search of the type is allowed (405); else the type is absent
+    (404), the search is not allowed (405), else its ``_include``, else its patient parameter
+    (400 ``not-supported``)."""
     rtype = url.split("?", maxsplit=1)[0].split("/", maxsplit=1)[0]
     if need is None:
         return Refused("interaction", rtype, "read")
+    if need.also is not None and _narrowed(need, url) and status not in (405, 501):
+        return Refused("search-param", rtype, need.also.param)
     if status == 404:
         return Refused("type", rtype)
     if status in (405, 501):
@@ -139,8 +148,22 @@ def _search_refused(caps: Capabilities, rtype: str, status: int | None, outcome:
 def _alternatives(caps: Capabilities, need: Need, url: str) -> list[tuple[str, list[Refused]]]:
     """The search ``url`` without what a server may refuse with a 400 of any issue code, each
     with what its success teaches: without its ``_include``; by the next patient parameter of
-    ``need`` the server may search by (``subject`` → ``patient``); then without both."""
+    ``need`` the server may search by (``subject`` → ``patient``); then without both. A
+    narrowed second search (``Condition?clinical-status=…&subject=…``): still narrowed, the
+    plain search's alternatives; then without its narrowing, which teaches that the server
+    refuses the narrowing parameter (the plain search, sent anyway, brings what the server
+    returns; the results are merged by id), alone and with each of those alternatives."""
     rtype, _, query = url.partition("?")
+    if need.also is not None and _narrowed(need, url):
+        prefix = f"{need.also.query}&"
+        plain = f"{rtype}?{query[len(prefix) :]}"
+        narrowing = Refused("search-param", rtype, need.also.param)
+        inner = _alternatives(caps, need, plain)
+        return [
+            *((f"{rtype}?{prefix}{alt.partition('?')[2]}", taught) for alt, taught in inner),
+            (plain, [narrowing]),
+            *((alt, [narrowing, *taught]) for alt, taught in inner),
+        ]
     include = f"&_include={need.include}"
     no_include = None
     if need.include is not None and include in url:
@@ -230,7 +253,9 @@ async def _post_search(client: FhirClient, need: Need, url: str) -> list[Json]:
 async def _get_all(
     client: FhirClient, urls: Sequence[tuple[Need | None, str]], requests: dict[str, int]
 ) -> list[Json]:
-    """The searches as individual GETs, at most ``concurrency`` at a time."""
+    """The searches as individual GETs, at most ``concurrency`` at a time. A narrowed second
+    search (the Conditions not active) is sent after its plain search, so that what the plain
+    one taught (POST only, a refused patient parameter) shapes it."""
     slots = asyncio.Semaphore(client.config.concurrency)
 
     async def one(need: Need | None, url: str) -> list[Json]:
@@ -238,7 +263,23 @@ async def _get_all(
             requests["read"] = requests.get("read", 0) + 1
             return await _get_search(client, need, url)
 
-    results = await asyncio.gather(*(one(n, u) for n, u in urls), return_exceptions=True)
+    chains: list[list[tuple[Need | None, str]]] = []
+    for need, url in urls:
+        if need is not None and chains and chains[-1][-1][0] is need and _narrowed(need, url):
+            chains[-1].append((need, url))
+        else:
+            chains.append([(need, url)])
+
+    async def in_turn(chain: list[tuple[Need | None, str]]) -> list[list[Json] | Exception]:
+        done: list[list[Json] | Exception] = []
+        for need, url in chain:
+            try:
+                done.append(await one(need, url))
+            except Exception as exc:  # each search's outcome is weighed below
+                done.append(exc)
+        return done
+
+    results = [r for rs in await asyncio.gather(*(in_turn(c) for c in chains)) for r in rs]
     for (need, _), r in zip(urls, results, strict=True):
         if need is None and isinstance(r, NotFound):
             raise r  # no such patient: its searches' 404s teach nothing about the server

@@ -133,6 +133,7 @@ KEYS = (
     "measures",
     "administrations",
     "conditions",
+    "conditionsNotActive",
     "medicationStatements",
     "medicationRequests",
     "devices",

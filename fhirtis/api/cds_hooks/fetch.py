@@ -73,6 +73,8 @@ async def fetch_missing(
                 except Learned as learned:
                     await client.capabilities()  # the statement first: what it says still holds
                     client.learn(learned.refused)
+                except _SearchRefusedError:
+                    pass  # read as the server allows: what it refuses is learned there
             return await _as_the_server_allows(client, urls, patient_id, state.settings)
     except TimeoutError:
         raise CdsError(
@@ -90,11 +92,22 @@ async def fetch_missing(
         await client.aclose()
 
 
+class _SearchRefusedError(Exception):
+    """A search in the batch was refused 400 or 422 (any issue code): the searches are read as
+    the server allows (:func:`pull_types` tries each without what a server may refuse: its
+    ``_include``, its patient parameter, the ``clinical-status`` of the Conditions not active,
+    and learns what was refused)."""
+
+
 async def _in_one_batch(
     client: FhirClient, urls: Sequence[tuple[str, bool]]
 ) -> list[tuple[str, Json | None]]:
     """The URLs in one batch, every wanted page followed. :class:`Learned`: the server
-    refused the batch, or a search inside it (then searched as the server allows)."""
+    refused the batch, or a search inside it (then searched as the server allows); a search
+    answered a plain 404 where the server's types are unknown, or are known without the
+    searched one, teaches that the type is not supported (R4 http.html, search: "404 Not Found
+    - resource type not supported"; as ``fhirtis run`` reads it, pull.py ``_search_refused``).
+    :class:`_SearchRefusedError`: a search refused 400 or 422."""
     responses = await batch_of_reads(client, [url for url, _ in urls])
     out: list[tuple[str, Json | None]] = []
     for (url, all_pages), entry in zip(urls, responses, strict=True):
@@ -104,6 +117,13 @@ async def _in_one_batch(
             continue
         if "?" in url and is_refusal(status, entry_outcome(entry)):
             raise Learned(Refused("batch-search"))  # searched as the server allows instead
+        if "?" in url and status == 404:
+            rtype = url.split("?", maxsplit=1)[0]
+            caps = await client.capabilities()
+            if caps.types is None or not caps.has_type(rtype):
+                raise Learned(Refused("type", rtype))  # the others read as the server allows
+        if "?" in url and status in (400, 422):
+            raise _SearchRefusedError
         if not entry_ok(entry) or not isinstance(resource, dict):
             code = status or 502
             raise CdsError(

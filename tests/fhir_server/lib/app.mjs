@@ -40,6 +40,7 @@ import {
   checkInteraction,
   checkSearch,
   emptySearchOutcome,
+  withDefaultSearch,
   epicId,
   getProfile,
   pagingFor,
@@ -454,7 +455,8 @@ export function createApp(options) {
     }
     const refused = checkSearch(profile, [resourceType], pairs);
     if (refused) return [refused];
-    return [allOk, await executeSearch([resourceType], pairs, req.headers, resourceType)];
+    const searched = withDefaultSearch(profile, resourceType, pairs);
+    return [allOk, await executeSearch([resourceType], searched, req.headers, resourceType)];
   };
 
   const searchSystemHandler = async (req) => {

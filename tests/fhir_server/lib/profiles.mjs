@@ -80,6 +80,7 @@ const PROFILE_DEFINITIONS = {
       'Epic on FHIR R4 as documented: Observation searched by _id, patient, subject, code, category, date only, ' +
       'and by patient (or subject) only together with code or category (else 400 "Required search parameter missing from request", Epic error 4111); ' +
       'an empty searchset carries an OperationOutcome entry (search.mode outcome, warning "Resource request returns no results", Epic 4101); ' +
+      'a Condition search without clinical-status returns only active conditions (no inactive, remission or resolved ones); ' +
       'server-assigned ids shaped like Epic FHIR ids ("e" + 43 characters of [A-Za-z0-9-]). Everything no Epic page read for this profile documents works as under full.',
     emptySearchOutcome: true,
     epicIds: true,
@@ -92,6 +93,19 @@ const PROFILE_DEFINITIONS = {
           ['code', 'category'],
         ],
         documentation: 'Search by _id, or by patient (or subject) together with code or category (Epic: "Both patient and code or category are required").',
+      },
+      // Epic condition.search: "If no status is specified all active (confirmed) conditions will
+      // be returned" (FHIR statuses active, resolved, inactive); native parameters category,
+      // clinical-status, encounter, patient, subject; post-filters code, onset-date,
+      // recorded-date, severity, verification-status (https://docs.nerve.run/functions/condition-search).
+      // A Condition without clinicalStatus (Epic always sends one) is kept.
+      Condition: {
+        searchParams: [
+          '_id', 'patient', 'subject', 'category', 'clinical-status', 'encounter',
+          'code', 'onset-date', 'recorded-date', 'severity', 'verification-status',
+        ],
+        defaultSearch: { unless: 'clinical-status', add: [['clinical-status:not', 'inactive,remission,resolved']] },
+        documentation: 'Without clinical-status, only active conditions are returned (Epic: "If no status is specified all active (confirmed) conditions will be returned"); search clinical-status=inactive,resolved for the others.',
       },
     },
   },
@@ -134,6 +148,7 @@ export const PROFILE_NAMES = Object.keys(PROFILE_DEFINITIONS);
  * @property {Set<string> | undefined} bulkTypes - types a Group $export offers (undefined = every type)
  * @property {Map<string, string[][]>} requiredSearch - per type: groups of parameters, one of each needed (unless _id)
  * @property {Map<string, string>} documentation - per type: CapabilityStatement rest.resource.documentation
+ * @property {Map<string, {unless: string, add: [string, string][]}>} defaultSearch - per type: parameters a search without `unless` (and without _id) gets
  * @property {boolean} emptySearchOutcome - an empty searchset carries a warning OperationOutcome entry
  * @property {boolean} epicIds - server-assigned ids look like Epic FHIR ids
  */
@@ -170,6 +185,7 @@ export function getProfile(name) {
     bulkTypes: def.bulkTypes ? new Set(def.bulkTypes) : undefined,
     requiredSearch: new Map(types.filter(([, t]) => t.requiredSearch).map(([type, t]) => [type, t.requiredSearch])),
     documentation: new Map(types.filter(([, t]) => t.documentation).map(([type, t]) => [type, t.documentation])),
+    defaultSearch: new Map(types.filter(([, t]) => t.defaultSearch).map(([type, t]) => [type, t.defaultSearch])),
     emptySearchOutcome: def.emptySearchOutcome ?? false,
     epicIds: def.epicIds ?? false,
   };
@@ -316,6 +332,22 @@ export function checkSearch(profile, types, pairs) {
     }
   }
   return undefined;
+}
+
+/**
+ * The search parameters with the profile's default filter of the type added (epic-like: a
+ * Condition search without clinical-status returns active conditions only).
+ * @param {Profile} profile - Active profile.
+ * @param {string} type - Searched type.
+ * @param {[string, string][]} pairs - Search parameters.
+ * @returns {[string, string][]} The parameters the search runs with.
+ */
+export function withDefaultSearch(profile, type, pairs) {
+  const rule = profile.defaultSearch.get(type);
+  if (!rule) return pairs;
+  const names = new Set(pairs.map(([key]) => key.split(/[:.]/)[0]));
+  if (names.has('_id') || names.has(rule.unless)) return pairs;
+  return [...pairs, ...rule.add];
 }
 
 /**

@@ -227,6 +227,44 @@ describe('profiles on one server (switched with POST /admin/profile)', () => {
     assert.equal(stats.resources.Observation, 1);
   });
 
+  test('epic-like: Condition without clinical-status returns only the ones not inactive, remission or resolved', async () => {
+    // Epic: "If no status is specified all active (confirmed) conditions will be returned"
+    // (condition.search, https://docs.nerve.run/functions/condition-search)
+    const cond = (id, status) => ({
+      resourceType: 'Condition',
+      id,
+      code: { text: id },
+      subject: { reference: patientRef },
+      ...(status ? { clinicalStatus: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/condition-clinical', code: status }] } } : {}),
+    });
+    for (const [id, status] of [['c-active', 'active'], ['c-resolved', 'resolved'], ['c-inactive', 'inactive'], ['c-none', undefined]]) {
+      assert.equal((await request(`${server.base}/Condition/${id}`, { method: 'PUT', body: cond(id, status) })).status, 201);
+    }
+    const ids = async (query) => {
+      const res = await request(`${server.base}/Condition?${query}`);
+      assert.equal(res.status, 200, query);
+      return (res.body.entry ?? []).filter((e) => e.search?.mode === 'match').map((e) => e.resource.id).sort();
+    };
+    assert.deepEqual(await ids(`subject=${patientRef}`), ['c-active', 'c-inactive', 'c-none', 'c-resolved']); // full: all
+    await setProfile(server, 'epic-like');
+    const cs = (await request(`${server.base}/metadata`)).body;
+    const condition = resourcesByType(cs).get('Condition');
+    assert.ok(condition.searchParam.some((p) => p.name === 'clinical-status'));
+    assert.match(condition.documentation, /clinical-status/);
+    assert.deepEqual(await ids(`subject=${patientRef}`), ['c-active', 'c-none']);
+    assert.deepEqual(await ids(`patient=${patientRef}&_count=1`), ['c-active']); // paged: the next link keeps the filter
+    const first = await request(`${server.base}/Condition?patient=${patientRef}&_count=1`);
+    const next = first.body.link.find((l) => l.relation === 'next');
+    assert.deepEqual((await request(next.url)).body.entry.map((e) => e.resource.id), ['c-none']);
+    assert.deepEqual(await ids(`subject=${patientRef}&clinical-status=resolved,inactive`), ['c-inactive', 'c-resolved']);
+    assert.deepEqual(await ids(`_id=c-resolved`), ['c-resolved']); // a read by id is not filtered
+    const batch = await request(server.base, { method: 'POST', body: bundle('batch', [{ request: { method: 'GET', url: `Condition?subject=${patientRef}` } }]) });
+    assert.deepEqual(batch.body.entry[0].resource.entry.map((e) => e.resource.id).sort(), ['c-active', 'c-none']);
+    const byIdentifier = await request(`${server.base}/Condition?subject=${patientRef}&identifier=urn:x|1`);
+    assert.equal(byIdentifier.status, 400);
+    assert.equal(issueCode(byIdentifier.body), 'not-supported');
+  });
+
   test('epic-like: server-assigned ids are shaped like Epic FHIR ids', async () => {
     await setProfile(server, 'epic-like');
     const created = await request(`${server.base}/Observation`, { method: 'POST', body: observation(patientRef) });
