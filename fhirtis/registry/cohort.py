@@ -54,7 +54,13 @@ from fhirtis.registry.evaluate import (
     evaluate_partition,
     evaluate_resources,
 )
-from fhirtis.registry.group_export import export_group, export_key, record_export_time
+from fhirtis.registry.group_export import (
+    current_members,
+    export_group,
+    export_key,
+    record_export_time,
+    recorded_members,
+)
 from fhirtis.registry.ledger import Ledger, RunKey
 from fhirtis.registry.ndjson_store import NdjsonStore
 from fhirtis.registry.options import CohortOptions
@@ -280,15 +286,22 @@ async def run_patient_list(
     settings: Settings,
     options: CohortOptions,
     client: FhirClient,
+    unchanged: Sequence[str] = (),
 ) -> CohortResult:
     """Patients read from the server one by one (bounded concurrency), evaluated, written;
-    a patient listed twice is read once (and counted once)."""
+    a patient listed twice is read once (and counted once). ``unchanged``: patients (``Patient/
+    id``) known to be done and unchanged, not read: counted as skipped and stamped with this
+    run (their stored summaries are this run's), as a skipped patient of an NDJSON run is."""
     ids = list(dict.fromkeys(ids))
-    result = CohortResult(patients=len(ids))
+    listed = set(ids)
+    held = [p for p in dict.fromkeys(unchanged) if p.removeprefix("Patient/") not in listed]
+    result = CohortResult(patients=len(ids) + len(held), skipped=len(held))
     key = run_key(settings, str(client.config.base_url))
     sem = asyncio.Semaphore(options.concurrency)
     with Ledger(options.ledger) as ledger, _progress(show_progress(options.progress)) as bar:
         result.run = ledger.start_run()
+        if held:
+            ledger.seen(held)
         recorder = _Recorder(client, ledger, key, options, result)
         task = bar.add_task("patients", total=len(ids), rate="")
 
@@ -428,7 +441,8 @@ async def _run(
         result = await run_ndjson(export.folder, settings, options, client)
     else:
         # A _since export holds only what changed: the patients it names are read whole from
-        # the server; every other patient is unchanged.
+        # the server. The Group's other current members are unchanged: skipped (and in this
+        # run's summaries) when the ledger holds them done under this key, else read whole too.
         store = load_store(export.folder, options.work_dir)
         try:
             problems = [(file, f"line {line}", why) for file, line, why in store.problems()]
@@ -437,10 +451,16 @@ async def _run(
             ]
         finally:
             store.close()
-        result = await run_patient_list(changed, settings, options, client)
+        members = await current_members(client, group)
+        known, held, new, notes = _unchanged_members(members, changed, group, key, options)
+        result = await run_patient_list(changed + new, settings, options, client, held)
         result.problems[:0] = problems
+        result.notes.extend(notes)
     result.problems[:0] = export.problems
     result.notes.extend(export.notes)
+    if not export.incremental:
+        with Ledger(options.ledger) as ledger:  # the full export's patients: its members
+            known = [p.removeprefix("Patient/") for p in ledger.patients_of_run(result.run)]
     if export.transaction_time is not None and not result.problems and not result.failed:
         # Only now, every patient evaluated or skipped and no input lost: the next run asks
         # for what changed since this export. After a bad line, a failed patient or a run
@@ -453,5 +473,45 @@ async def _run(
                 group,
                 export.transaction_time,
                 export_key(key, write=options.write),
+                known,
             )
     return result
+
+
+def _unchanged_members(
+    members: list[str] | None,
+    changed: Sequence[str],
+    group: str,
+    key: RunKey,
+    options: CohortOptions,
+) -> tuple[list[str] | None, list[str], list[str], list[str]]:
+    """Of a ``_since`` run, the Group's members not in the export: ``members`` (the Group's
+    current ones, :func:`current_members`), or when unknown those the ledger recorded. Returns
+    the members to keep for the next run (None: the Group was not read), those the ledger
+    holds done under ``key`` (``Patient/id``: skipped), those it does not (ids: read whole and
+    evaluated, as a changed patient is: a ``_since`` export need not hold an added member's
+    older data) and the notes to say."""
+    notes: list[str] = []
+    with Ledger(options.ledger) as ledger:
+        cohort = members
+        if cohort is None:
+            cohort = recorded_members(ledger, key.server, group)
+            notes.append(
+                f"the Group's members could not be read (or it lists none): the {len(cohort)} "
+                "member(s) the ledger recorded at the last clean run of this Group (its last "
+                "full export, or Group read) are reported"
+                if cohort is not None
+                else "the Group's members could not be read (or it lists none) and the ledger "
+                "recorded none: only the members whose data changed are reported"
+            )
+        done = ledger.done(key, write=options.write)
+    exported = set(changed)
+    rest = [m for m in cohort or () if m not in exported]
+    held = [f"Patient/{m}" for m in rest if f"Patient/{m}" in done]
+    new = [m for m in rest if f"Patient/{m}" not in done]
+    if new:
+        notes.append(
+            f"{len(new)} member(s) not in the ledger under this run key and not in the _since "
+            "export (added to the Group, or not done before): read whole and evaluated"
+        )
+    return members, held, new, notes

@@ -18,7 +18,7 @@ import os
 import re
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
@@ -183,6 +183,7 @@ async def export_group(
 _SINCE_KEY = "bulk_transaction_time"  # the last clean export's time (of the scope below)
 _SCOPE_KEY = "bulk_export_scope"  # its server and Group (absent in ledgers written before)
 _RUN_KEY = "bulk_export_key"  # that run's policy digest, version and mode (per scope)
+_MEMBERS_KEY = "bulk_export_members"  # the Group's members at that run (JSON ids, per scope)
 
 
 def export_key(key: RunKey | None, *, write: bool) -> str | None:
@@ -228,15 +229,96 @@ def last_export_time(ledger: Ledger, base: str, group: str, key: str | None = No
 
 
 def record_export_time(
-    ledger: Ledger, base: str, group: str, time: str, key: str | None = None
+    ledger: Ledger,
+    base: str,
+    group: str,
+    time: str,
+    key: str | None = None,
+    members: Sequence[str] | None = None,
 ) -> None:
     """Keep ``time`` as the next ``_since`` of ``group`` on ``base`` (and as the latest export's,
-    with its scope, under the keys ledgers have always had), with the run's :func:`export_key`."""
+    with its scope, under the keys ledgers have always had), with the run's :func:`export_key`,
+    and ``members`` (patient ids; None: left as they are) as the Group's members for
+    :func:`recorded_members`. All in one commit."""
     scope = _export_scope(base, group)
-    ledger.set_value(f"{_RUN_KEY} {scope}", key or "")
-    ledger.set_value(f"{_SINCE_KEY} {scope}", time)
-    ledger.set_value(_SINCE_KEY, time)
-    ledger.set_value(_SCOPE_KEY, scope)
+    values = {
+        f"{_RUN_KEY} {scope}": key or "",
+        f"{_SINCE_KEY} {scope}": time,
+        _SINCE_KEY: time,
+        _SCOPE_KEY: scope,
+    }
+    if members is not None:
+        values[f"{_MEMBERS_KEY} {scope}"] = orjson.dumps(sorted(set(members))).decode()
+    ledger.set_values(values)
+
+
+def recorded_members(ledger: Ledger, base: str, group: str) -> list[str] | None:
+    """The patient ids :func:`record_export_time` kept for ``group`` on ``base`` (the members
+    of its last full export, or of the last clean run that read the Group), or None."""
+    text = ledger.get_value(f"{_MEMBERS_KEY} {_export_scope(base, group)}")
+    if not text:
+        return None
+    try:
+        ids = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(ids, list):
+        return None
+    return [i for i in ids if isinstance(i, str)]
+
+
+async def current_members(
+    client: FhirClient, group: str, now: datetime | None = None
+) -> list[str] | None:
+    """The ids of the Group's current Patient members (``GET Group/[id]``): R4 ``Group.member``
+    entries whose ``entity`` references a Patient on this server, less those ``inactive`` or
+    whose ``period.end`` is past. None when the read fails or the Group lists no member (some
+    servers leave ``member`` out of a large Group): the caller falls back to
+    :func:`recorded_members`."""
+    try:
+        resource = await client.read("Group", group)
+    except FhirClientError as exc:
+        log.warning("the Group could not be read (%s)", type(exc).__name__)
+        return None
+    entries = resource.get("member")
+    if not isinstance(entries, list) or not entries:
+        return None
+    now = now or datetime.now(UTC)
+    base = str(client.config.base_url).rstrip("/") + "/"
+    ids: list[str] = []
+    for entry in entries:
+        if not isinstance(entry, dict) or entry.get("inactive") is True:
+            continue
+        period = entry.get("period")
+        end = period.get("end") if isinstance(period, dict) else None
+        if isinstance(end, str) and _ended(end, now):
+            continue
+        entity = entry.get("entity")
+        ref = entity.get("reference") if isinstance(entity, dict) else None
+        if not isinstance(ref, str):
+            continue
+        ref = ref.removeprefix(base)
+        if match := _PATIENT_REF.fullmatch(ref):
+            ids.append(match[1])
+    return list(dict.fromkeys(ids))
+
+
+_PATIENT_REF = re.compile(r"Patient/([A-Za-z0-9\-.]{1,64})(?:/_history/[^/]+)?")
+
+
+def _ended(end: str, now: datetime) -> bool:
+    """Whether a FHIR dateTime ``period.end`` is past: a date (or year, year-month) ends with
+    its last day; a dateTime without a time zone is taken as UTC."""
+    text = end.strip()
+    if "T" not in text:  # YYYY, YYYY-MM or YYYY-MM-DD: compare at its own precision
+        return now.astimezone(UTC).strftime("%Y-%m-%d")[: len(text)] > text
+    when = _instant(text)
+    if when is None:
+        try:
+            when = datetime.fromisoformat(text).replace(tzinfo=UTC)
+        except ValueError:
+            return False  # not a dateTime: the member is kept
+    return when < now
 
 
 class _Pending:

@@ -278,10 +278,22 @@ class Ledger:
         return None if row is None else str(row[0])
 
     def set_value(self, key: str, value: str) -> None:
+        self.set_values({key: value})
+
+    def set_values(self, values: dict[str, str]) -> None:
+        """Keep every value, committed together (a run killed meanwhile keeps none of them)."""
         with self._fault():
-            self._db.execute(
+            self._db.executemany(
                 "INSERT INTO run VALUES (?, ?) "
                 "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-                (key, value),
+                list(values.items()),
             )
         self.commit()
+
+    def patients_of_run(self, run: int) -> list[str]:
+        """The patients a run saw (evaluated, failed or skipped), as recorded so far."""
+        with self._fault("cannot read the ledger"):
+            rows = self._db.execute(
+                "SELECT patient FROM patient WHERE run = ? ORDER BY patient", (run,)
+            )
+            return [str(r[0]) for r in rows]

@@ -81,11 +81,14 @@ def test_group_export_cohort_then_since(
 
     # Second run: `_since` = the first export's transactionTime. Nothing in the source data
     # changed; the export holds only fhirtis's own write-backs (newer than `_since`), which do
-    # not make a patient changed: no patient is read again, nothing is written.
+    # not make a patient changed: no patient is read again, nothing is written. The run still
+    # reports the whole Group: its three members are skipped as unchanged since the ledger.
     fhir_server.reset_stats()
     second = runner.invoke(app, args)
     assert second.exit_code == 0, second.output
-    assert second.stdout.startswith("0 patients:"), second.stdout
+    assert second.stdout.startswith("3 patients: none; skipped (unchanged since the ledger) 3;"), (
+        second.stdout
+    )
     assert fhir_server.stats()["committed_writes"] == 0
     changed = _exported(work)
     assert changed and all(r["resourceType"] != "Patient" for r in changed)
@@ -94,10 +97,12 @@ def test_group_export_cohort_then_since(
     assert _instant(since2) > _instant(since)
 
     # Third run: nothing changed on the server since the second export → an empty export,
-    # no patient read or evaluated.
+    # no patient read or evaluated; every member skipped.
     third = runner.invoke(app, args)
     assert third.exit_code == 0, third.output
-    assert third.stdout.startswith("0 patients:"), third.stdout
+    assert third.stdout.startswith("3 patients: none; skipped (unchanged since the ledger) 3;"), (
+        third.stdout
+    )
     assert _exported(work) == []
     assert _instant(_transaction_time(ledger)) >= _instant(since2)
 
@@ -118,7 +123,9 @@ def test_group_export_cohort_then_since(
     httpx.put(f"{fhir_base}/Observation/{pga['id']}", json=pga).raise_for_status()
     fourth = runner.invoke(app, args)
     assert fourth.exit_code == 0, fourth.output
-    assert fourth.stdout.startswith("1 patients: written 1;"), fourth.stdout
+    assert fourth.stdout.startswith(
+        "3 patients: written 1; skipped (unchanged since the ledger) 2;"
+    ), fourth.stdout
 
 
 def _transaction_time(ledger: Path) -> str:

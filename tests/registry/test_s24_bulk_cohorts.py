@@ -591,6 +591,10 @@ async def test_a_run_stopped_while_the_export_runs_polls_the_same_export_when_ru
     # done and released: the next run starts a new (_since) export
     httpx_mock.reset()
     _serve_export(httpx_mock, BASE, "g1", "2024-05-02T10:00:00Z", {"Patient.ndjson": b""})
+    # a _since run reads the Group's members (here none listed: the ledger's are used)
+    httpx_mock.add_response(
+        url=f"{BASE}/Group/g1", json={"resourceType": "Group", "id": "g1", "type": "person"}
+    )
     await cohort.run_cohort(Settings(), options, FhirClientConfig(base_url=BASE), group="g1")
     assert "_since=2024-05-01T10:00:00Z" in _kickoffs(httpx_mock)[-1]
 

@@ -55,7 +55,10 @@ def test_a_policy_change_re_evaluates_every_member_of_the_group(
         app, _args(group, fhir_base, tmp_path, "--write", "--settings", str(settings))
     )
     assert plain.exit_code == 0, plain.output
-    assert plain.stdout.startswith("0 patients:"), plain.stdout  # _since again: nothing changed
+    # _since again: nothing changed, every member skipped
+    assert plain.stdout.startswith("3 patients: none; skipped (unchanged since the ledger) 3;"), (
+        plain.stdout
+    )
     assert fhir_server.stats()["committed_writes"] == 0
 
 
