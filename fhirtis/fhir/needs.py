@@ -61,7 +61,7 @@ class AlsoBy:
 #: The Conditions some servers leave out of a search without ``clinical-status``: every R4
 #: condition-clinical code but ``active`` (valueset-condition-clinical: active | recurrence |
 #: relapse | inactive | remission | resolved). A resolved DVT or PE is a history of thrombosis
-#: (DOMAIN.md §5). Epic: "If no status is specified all active (confirmed) conditions will be
+#: (clinical spec §5.1). Epic: "If no status is specified all active (confirmed) conditions will be
 #: returned" (condition.search, FHIR statuses active, resolved, inactive;
 #: https://docs.nerve.run/functions/condition-search; ``category`` is not required there, and
 #: Oracle Health's Condition search takes ``clinical-status`` and ``category`` as optional
