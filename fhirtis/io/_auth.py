@@ -32,6 +32,7 @@ from joserfc.jwk import ECKey, RSAKey, import_key
 from pydantic import SecretStr
 
 from fhirtis.io import _responses, _urls
+from fhirtis.io._capped import aread_capped, read_capped
 from fhirtis.io._config import FhirClientConfig, SigningAlg
 from fhirtis.io._errors import (
     ForeignUrl,
@@ -347,7 +348,7 @@ class SmartBackendAuth(httpx.Auth):
                         pending = next(flow)
                         while True:
                             response = yield pending
-                            await _read_capped(response)
+                            await aread_capped(response, AUTH_ANSWER_MAX_BYTES)
                             pending = flow.send(response)
                     except StopIteration as done:
                         token = done.value
@@ -377,53 +378,17 @@ def _lifetime(expires_in: Any) -> float:
 def _drive_sync(
     flow: Generator[httpx.Request, httpx.Response, str],
 ) -> Generator[httpx.Request, httpx.Response, str]:
-    """Drive ``flow`` (discovery and token requests), reading each answer's body; returns what
-    ``flow`` returns."""
+    """Drive ``flow`` (discovery and token requests), reading each answer's body (capped at
+    :data:`AUTH_ANSWER_MAX_BYTES`); returns what ``flow`` returns."""
     try:
         pending = next(flow)
         while True:
             response = yield pending
-            try:
-                _refuse_if_too_large(response, response.headers.get("Content-Length", ""))
-                content = bytearray()
-                for chunk in response.iter_bytes():
-                    content += chunk
-                    _refuse_if_too_large(response, len(content))
-                response._content = bytes(content)  # what httpx's read() sets
-            finally:
-                response.close()
+            read_capped(response, AUTH_ANSWER_MAX_BYTES)
             pending = flow.send(response)
     except StopIteration as done:
         token: str = done.value
         return token
-
-
-async def _read_capped(response: httpx.Response) -> None:
-    """Read a discovery or token answer whole, refusing it past :data:`AUTH_ANSWER_MAX_BYTES`
-    as it arrives (the async twin of :func:`_drive_sync`'s read)."""
-    try:
-        _refuse_if_too_large(response, response.headers.get("Content-Length", ""))
-        content = bytearray()
-        async for chunk in response.aiter_bytes():
-            content += chunk
-            _refuse_if_too_large(response, len(content))
-        response._content = bytes(content)  # what httpx's aread() sets
-    finally:
-        await response.aclose()
-
-
-def _refuse_if_too_large(response: httpx.Response, size: int | str) -> None:
-    """MalformedResponse when ``size`` (bytes read, or a Content-Length header's text) passes
-    :data:`AUTH_ANSWER_MAX_BYTES`."""
-    if isinstance(size, str):
-        size = int(size) if size.isascii() and size.isdigit() else 0
-    if size > AUTH_ANSWER_MAX_BYTES:
-        where = _urls.redact(response.request.url)
-        raise MalformedResponse(
-            f"the answer of {where} is larger than {AUTH_ANSWER_MAX_BYTES} bytes; not read",
-            status=response.status_code,
-            url=where,
-        )
 
 
 def _raise_for_auth_status(

@@ -30,6 +30,7 @@ import orjson
 from fhirtis.io import _capabilities, _responses, _urls
 from fhirtis.io._auth import build_auth
 from fhirtis.io._capabilities import Capabilities, Refused
+from fhirtis.io._capped import aread_capped
 from fhirtis.io._closing import AsyncClosing
 from fhirtis.io._config import FhirClientConfig
 from fhirtis.io._errors import (
@@ -480,41 +481,6 @@ class FhirClient(AsyncClosing):
             response.content, what=what, method=method, url=url, status=response.status_code
         )
 
-    async def _read_capped(self, response: httpx.Response, method: str, where: str) -> None:
-        """Read ``response``'s body, refusing it as it arrives once it passes
-        ``config.max_response_bytes`` (a 200 MB answer is never held whole)."""
-        cap = self._config.max_response_bytes
-        try:
-            declared = response.headers.get("Content-Length", "")
-            too_large = declared.isdigit() and int(declared) > cap
-            chunks: list[bytes] = []
-            size = 0
-            if not too_large:
-                try:
-                    async for chunk in response.aiter_bytes():
-                        size += len(chunk)
-                        if size > cap:
-                            too_large = True
-                            break
-                        chunks.append(chunk)
-                except httpx.DecodingError:
-                    # e.g. labelled Content-Encoding: gzip by a gateway, but not gzip
-                    raise MalformedResponse(
-                        f"{method} {where}: the answer's Content-Encoding could not be decoded",
-                        status=response.status_code,
-                        url=where,
-                    ) from None
-            if too_large:
-                raise MalformedResponse(
-                    f"{method} {where}: the answer is larger than {cap} bytes "
-                    "(max_response_bytes); not read",
-                    status=response.status_code,
-                    url=where,
-                )
-            response._content = b"".join(chunks)  # what httpx's aread() sets
-        finally:
-            await response.aclose()
-
     async def _pace(self) -> None:
         """Keep to ``max_requests_per_second``: each request takes the next free time slot."""
         rate = self._config.max_requests_per_second
@@ -579,7 +545,8 @@ class FhirClient(AsyncClosing):
                             response._content = b""  # unreadable; its status is what counts
                             await response.aclose()
                     elif not stream:
-                        await self._read_capped(response, method, where)
+                        cap = self._config.max_response_bytes
+                        await aread_capped(response, cap, "max_response_bytes")
             except TokenEndpointUnavailable as exc:
                 # the FHIR request was not sent: safe to retry whatever it is
                 outcome = f"HTTP {exc.status} from the token endpoint"
