@@ -13,7 +13,13 @@ from fhirtis.io._auth import (
     load_private_key,
 )
 from fhirtis.io._bulk_client import BulkExportClient, Manifest, ManifestFile
-from fhirtis.io._capabilities import Capabilities, Refused, is_refusal, parse_statement
+from fhirtis.io._capabilities import (
+    Capabilities,
+    Refused,
+    is_refusal,
+    is_unsupported_type,
+    parse_statement,
+)
 from fhirtis.io._client import FhirClient, FhirResponse, SearchParams, Timing
 from fhirtis.io._config import AuthMode, FhirClientConfig, SigningAlg
 from fhirtis.io._errors import (
@@ -86,6 +92,7 @@ __all__ = [
     "describe_reads",
     "describe_writes",
     "is_refusal",
+    "is_unsupported_type",
     "load_private_key",
     "next_link",
     "normalize_base",

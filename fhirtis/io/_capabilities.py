@@ -224,6 +224,15 @@ def is_refusal(status: int | None, outcome: Mapping[str, Any] | None) -> bool:
     )
 
 
+def is_unsupported_type(caps: Capabilities, resource_type: str, status: int | None) -> bool:
+    """A search of ``resource_type`` answered a plain 404 where the server's types are unknown, or
+    are known without that type: the type is not supported (R4 http.html, search: "404 Not Found -
+    resource type not supported"; HAPI answers a type it has no provider of 404 with issue code
+    ``processing``). Where the statement lists the type, a 404 is the server's error. The one rule
+    of ``fhirtis run``'s searches and of the CDS service's prefetch batch."""
+    return status == 404 and (caps.types is None or not caps.has_type(resource_type))
+
+
 # -- the statement ---------------------------------------------------------------------------
 
 

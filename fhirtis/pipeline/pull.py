@@ -30,6 +30,7 @@ from fhirtis.io import (
     NotFound,
     Refused,
     is_refusal,
+    is_unsupported_type,
     read_plan,
     searchset_problem,
 )
@@ -138,11 +139,9 @@ def _diagnose(need: Need | None, url: str, status: int | None) -> Refused:
 
 
 def _search_refused(caps: Capabilities, rtype: str, status: int | None, outcome: Any) -> bool:
-    """A search the server refuses for good: :func:`is_refusal`, or a 404 where the server's
-    types are unknown (R4 http.html, search: "404 Not Found - resource type not supported";
-    HAPI answers a type it has no provider of 404 with issue code ``processing``). Where the
-    statement lists the type, a 404 is the server's error."""
-    return is_refusal(status, outcome) or (status == 404 and caps.types is None)
+    """A search the server refuses for good: :func:`is_refusal`, or :func:`is_unsupported_type`
+    (a 404 where the server's types are unknown)."""
+    return is_refusal(status, outcome) or is_unsupported_type(caps, rtype, status)
 
 
 def _alternatives(caps: Capabilities, need: Need, url: str) -> list[tuple[str, list[Refused]]]:

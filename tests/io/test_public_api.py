@@ -13,6 +13,7 @@ EXPECTED = {
     "describe_reads",
     "describe_writes",
     "is_refusal",
+    "is_unsupported_type",  # the one "404 search = no such type" rule (run and CDS)
     "parse_statement",
     "read_plan",
     "write_plan",

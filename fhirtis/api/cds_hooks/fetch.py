@@ -18,6 +18,7 @@ from fhirtis.io import (
     NotFound,
     Refused,
     is_refusal,
+    is_unsupported_type,
     searchset_problem,
 )
 from fhirtis.pipeline.server import (
@@ -105,8 +106,8 @@ async def _in_one_batch(
     """The URLs in one batch, every wanted page followed. :class:`Learned`: the server
     refused the batch, or a search inside it (then searched as the server allows); a search
     answered a plain 404 where the server's types are unknown, or are known without the
-    searched one, teaches that the type is not supported (R4 http.html, search: "404 Not Found
-    - resource type not supported"; as ``fhirtis run`` reads it, pull.py ``_search_refused``).
+    searched one, teaches that the type is not supported (:func:`is_unsupported_type`, as
+    ``fhirtis run`` reads it).
     :class:`_SearchRefusedError`: a search refused 400 or 422."""
     responses = await batch_of_reads(client, [url for url, _ in urls])
     out: list[tuple[str, Json | None]] = []
@@ -117,11 +118,13 @@ async def _in_one_batch(
             continue
         if "?" in url and is_refusal(status, entry_outcome(entry)):
             raise Learned(Refused("batch-search"))  # searched as the server allows instead
-        if "?" in url and status == 404:
-            rtype = url.split("?", maxsplit=1)[0]
-            caps = await client.capabilities()
-            if caps.types is None or not caps.has_type(rtype):
-                raise Learned(Refused("type", rtype))  # the others read as the server allows
+        rtype = url.split("?", maxsplit=1)[0]
+        if (
+            "?" in url
+            and status == 404
+            and is_unsupported_type(await client.capabilities(), rtype, status)
+        ):
+            raise Learned(Refused("type", rtype))  # the others read as the server allows
         if "?" in url and status in (400, 422):
             raise _SearchRefusedError
         if not entry_ok(entry) or not isinstance(resource, dict):
