@@ -6,18 +6,7 @@ from __future__ import annotations
 
 from fhirtis.io import Refused, is_unsupported_type, parse_statement
 from fhirtis.io._capabilities import unknown
-
-
-def _statement(*types: str) -> dict[str, object]:
-    resources = [{"type": t, "interaction": [{"code": "search-type"}]} for t in types]
-    return {
-        "resourceType": "CapabilityStatement",
-        "status": "active",
-        "kind": "instance",
-        "fhirVersion": "4.0.1",
-        "format": ["json"],
-        "rest": [{"mode": "server", "resource": resources}],
-    }
+from tests.io._s25_srv_fake import statement
 
 
 def test_a_404_where_the_types_are_unknown_is_an_unsupported_type() -> None:
@@ -29,13 +18,14 @@ def test_a_404_where_the_types_are_unknown_is_an_unsupported_type() -> None:
 
 
 def test_a_404_of_a_listed_type_is_the_servers_error_not_a_missing_type() -> None:
-    caps = parse_statement(_statement("Observation", "DeviceUseStatement"))
+    caps = parse_statement(statement())  # every needed type listed
     assert caps.types is not None and "DeviceUseStatement" in caps.types
     assert not is_unsupported_type(caps, "DeviceUseStatement", 404)
 
 
 def test_a_404_of_a_type_the_statement_lacks_or_that_was_refused_is_unsupported() -> None:
-    caps = parse_statement(_statement("Observation"))
+    caps = parse_statement(statement({"DeviceUseStatement": None}))
+    assert caps.types is not None and "DeviceUseStatement" not in caps.types
     assert is_unsupported_type(caps, "DeviceUseStatement", 404)
-    learned = parse_statement(_statement("Observation", "Device")).learn(Refused("type", "Device"))
+    learned = parse_statement(statement()).learn(Refused("type", "Device"))
     assert is_unsupported_type(learned, "Device", 404)

@@ -26,6 +26,7 @@ from fhirtis.pipeline.offline import evaluate_patient_resources
 from fhirtis.registry.group_export import refused_types
 from fhirtis.settings import Settings
 from tests.fhir_test_server import FhirTestServer
+from tests.registry.cohort_cli import group_args
 from tests.synthetic import make_cohort
 
 runner = CliRunner()
@@ -86,22 +87,6 @@ def _written_observations(base: str) -> set[str]:
     return found
 
 
-def _args(group: str, base: str, tmp_path: Path) -> list[str]:
-    return [
-        "cohort",
-        "--group",
-        group,
-        "--server",
-        base,
-        "--write",
-        "--ledger",
-        str(tmp_path / "ledger.sqlite"),
-        "--work-dir",
-        str(tmp_path / "work"),
-        "--no-progress",
-    ]
-
-
 def test_types_the_bulk_export_refuses_are_read_over_rest(
     fhir_server: FhirTestServer, fhir_base: str, tmp_path: Path
 ) -> None:
@@ -109,7 +94,7 @@ def test_types_the_bulk_export_refuses_are_read_over_rest(
     expected = _expected_observations(bundles)
     assert any(i.startswith("ivig-cycle-dose-") for i in expected)  # the data give IVIG results
     fhir_server.set_profile("oracle-like")
-    first = runner.invoke(app, _args(group, fhir_base, tmp_path))
+    first = runner.invoke(app, group_args(group, fhir_base, tmp_path, "--write"))
     assert first.exit_code == 0, first.output
     assert first.stdout.startswith("3 patients: written 3;"), first.stdout
     assert "MedicationAdministration" in first.output  # said: read over REST, not exported
@@ -120,7 +105,7 @@ def test_types_the_bulk_export_refuses_are_read_over_rest(
     # Nothing changed: the re-run exports again in full (no _since: the export would not list
     # a new administration), finds every result stored and writes nothing.
     fhir_server.reset_stats()
-    second = runner.invoke(app, _args(group, fhir_base, tmp_path))
+    second = runner.invoke(app, group_args(group, fhir_base, tmp_path, "--write"))
     assert second.exit_code == 0, second.output
     assert second.stdout.startswith("3 patients: unchanged 3;"), second.stdout
     assert fhir_server.stats()["committed_writes"] == 0
@@ -139,7 +124,7 @@ def test_types_the_bulk_export_refuses_are_read_over_rest(
         timeout=60,
     ).raise_for_status()
     fhir_server.set_profile("oracle-like")
-    third = runner.invoke(app, _args(group, fhir_base, tmp_path))
+    third = runner.invoke(app, group_args(group, fhir_base, tmp_path, "--write"))
     assert third.exit_code == 0, third.output
     assert third.stdout.startswith(
         "3 patients: written 1; skipped (unchanged since the ledger) 2;"
@@ -154,7 +139,7 @@ def test_rest_types_given_on_the_command_line(
     export and is read over REST; the results are those of a full export."""
     group, bundles = _load(fhir_base)
     expected = _expected_observations(bundles)
-    args = [*_args(group, fhir_base, tmp_path), "--keep-work-dir"]
+    args = [*group_args(group, fhir_base, tmp_path, "--write"), "--keep-work-dir"]
     result = runner.invoke(app, [*args, "--rest-types", "MedicationAdministration"])
     assert result.exit_code == 0, result.output
     assert result.stdout.startswith("3 patients: written 3;"), result.stdout

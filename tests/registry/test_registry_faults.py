@@ -28,6 +28,7 @@ from fhirtis.registry.group_export import GroupExport
 from fhirtis.registry.ledger import Ledger, RunKey
 from fhirtis.registry.options import CohortOptions
 from fhirtis.settings import Settings
+from tests.registry.cohort_cli import group_args
 from tests.registry.test_cohort import _export, export_of_bundle
 from tests.registry.test_group_export import _load_group
 from tests.registry.test_ledger_keys import _cohort
@@ -299,21 +300,6 @@ def test_bad_lines_of_an_incremental_group_export_are_input_problems(
     assert file == "Observation.ndjson" and "1" in where and "not a FHIR resource" in why
 
 
-def _group_args(group: str, base: str, tmp_path: Path) -> list[str]:
-    return [
-        "cohort",
-        "--group",
-        group,
-        "--server",
-        base,
-        "--ledger",
-        str(tmp_path / "ledger.sqlite"),
-        "--work-dir",
-        str(tmp_path / "work"),
-        "--no-progress",
-    ]
-
-
 def _transaction_time(tmp_path: Path) -> str | None:
     with Ledger(tmp_path / "ledger.sqlite") as ledger:
         return ledger.get_value("bulk_transaction_time")
@@ -341,7 +327,7 @@ def test_the_transaction_time_is_recorded_only_after_a_complete_clean_run(
 
     monkeypatch.setattr(bulk, "kick_off", kick_off)
     monkeypatch.setattr(bulk, "download_to", download_to)
-    args = _group_args(group, fhir_base, tmp_path)
+    args = group_args(group, fhir_base, tmp_path)
 
     bad = runner.invoke(app, args)
     assert bad.exit_code == 1 and "input problem: Observation" in bad.stdout, bad.output

@@ -20,29 +20,12 @@ import pytest
 from typer.testing import CliRunner
 
 from fhirtis.cli import app
-from fhirtis.io import FhirClient, FhirServerError
 from fhirtis.registry import group_export
 from tests.fhir_test_server import FhirTestServer
+from tests.registry.cohort_cli import group_args, refuse_group_reads
 from tests.registry.test_group_export import _load_group
 
 runner = CliRunner()
-
-
-def _args(group: str, base: str, tmp_path: Path, *extra: str) -> list[str]:
-    return [
-        "cohort",
-        "--group",
-        group,
-        "--server",
-        base,
-        "--write",
-        "--ledger",
-        str(tmp_path / "ledger.sqlite"),
-        "--work-dir",
-        str(tmp_path / "work"),
-        "--no-progress",
-        *extra,
-    ]
 
 
 def _put_group(base: str, group: str, members: list[dict[str, Any]]) -> None:
@@ -67,11 +50,13 @@ def test_an_unchanged_group_reports_every_member_as_skipped(
     fhir_server: FhirTestServer, fhir_base: str, tmp_path: Path
 ) -> None:
     group, patients = _load_group(fhir_base)
-    first = runner.invoke(app, _args(group, fhir_base, tmp_path))
+    first = runner.invoke(app, group_args(group, fhir_base, tmp_path, "--write"))
     assert first.stdout.startswith("3 patients: written 3;"), first.output
     fhir_server.reset_stats()
     out = tmp_path / "weekly.ndjson"
-    again = runner.invoke(app, _args(group, fhir_base, tmp_path, "--summaries", str(out)))
+    again = runner.invoke(
+        app, group_args(group, fhir_base, tmp_path, "--write", "--summaries", str(out))
+    )
     assert again.exit_code == 0, again.output
     assert again.stdout.startswith("3 patients: none; skipped (unchanged since the ledger) 3;"), (
         again.stdout
@@ -79,7 +64,9 @@ def test_an_unchanged_group_reports_every_member_as_skipped(
     assert fhir_server.stats()["committed_writes"] == 0  # nothing written for skipped members
     assert _summary_patients(out) == sorted(patients[:3])
     # and once more: the same (idempotent)
-    third = runner.invoke(app, _args(group, fhir_base, tmp_path, "--summaries", str(out)))
+    third = runner.invoke(
+        app, group_args(group, fhir_base, tmp_path, "--write", "--summaries", str(out))
+    )
     assert third.stdout.startswith("3 patients: none; skipped (unchanged since the ledger) 3;")
     assert _summary_patients(out) == sorted(patients[:3])
 
@@ -88,11 +75,13 @@ def test_a_new_member_without_new_data_is_evaluated_not_dropped(
     fhir_server: FhirTestServer, fhir_base: str, tmp_path: Path
 ) -> None:
     group, patients = _load_group(fhir_base)  # patients[3]'s data is on the server already
-    first = runner.invoke(app, _args(group, fhir_base, tmp_path))
+    first = runner.invoke(app, group_args(group, fhir_base, tmp_path, "--write"))
     assert first.stdout.startswith("3 patients: written 3;"), first.output
     _put_group(fhir_base, group, [_member(p) for p in patients])
     out = tmp_path / "weekly.ndjson"
-    added = runner.invoke(app, _args(group, fhir_base, tmp_path, "--summaries", str(out)))
+    added = runner.invoke(
+        app, group_args(group, fhir_base, tmp_path, "--write", "--summaries", str(out))
+    )
     assert added.exit_code == 0, added.output
     # the test server's _since export does not return the new member's older data (the IG
     # lets it); fhirtis reads that member whole and writes its results
@@ -108,7 +97,7 @@ def test_members_that_left_the_group_are_not_reported(
 ) -> None:
     group, patients = _load_group(fhir_base)
     _put_group(fhir_base, group, [_member(p) for p in patients])
-    first = runner.invoke(app, _args(group, fhir_base, tmp_path))
+    first = runner.invoke(app, group_args(group, fhir_base, tmp_path, "--write"))
     assert first.stdout.startswith("4 patients: written 4;"), first.output
     _put_group(
         fhir_base,
@@ -121,7 +110,9 @@ def test_members_that_left_the_group_are_not_reported(
         ],
     )
     out = tmp_path / "weekly.ndjson"
-    again = runner.invoke(app, _args(group, fhir_base, tmp_path, "--summaries", str(out)))
+    again = runner.invoke(
+        app, group_args(group, fhir_base, tmp_path, "--write", "--summaries", str(out))
+    )
     assert again.exit_code == 0, again.output
     assert again.stdout.startswith("1 patients: none; skipped (unchanged since the ledger) 1;"), (
         again.stdout
@@ -135,11 +126,13 @@ def test_a_group_that_lists_no_members_falls_back_to_the_last_full_export(
     """Some servers' Group read leaves ``member`` out (a large Group); then the members the
     ledger recorded at the last full export of this Group are the cohort, and the run says so."""
     group, patients = _load_group(fhir_base)
-    first = runner.invoke(app, _args(group, fhir_base, tmp_path))
+    first = runner.invoke(app, group_args(group, fhir_base, tmp_path, "--write"))
     assert first.stdout.startswith("3 patients: written 3;"), first.output
     _put_group(fhir_base, group, [])
     out = tmp_path / "weekly.ndjson"
-    again = runner.invoke(app, _args(group, fhir_base, tmp_path, "--summaries", str(out)))
+    again = runner.invoke(
+        app, group_args(group, fhir_base, tmp_path, "--write", "--summaries", str(out))
+    )
     assert again.exit_code == 0, again.output
     assert again.stdout.startswith("3 patients: none; skipped (unchanged since the ledger) 3;"), (
         again.stdout
@@ -152,18 +145,13 @@ def test_a_failed_group_read_falls_back_to_the_last_full_export(
     fhir_base: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     group, patients = _load_group(fhir_base)
-    first = runner.invoke(app, _args(group, fhir_base, tmp_path))
+    first = runner.invoke(app, group_args(group, fhir_base, tmp_path, "--write"))
     assert first.stdout.startswith("3 patients: written 3;"), first.output
-    read = FhirClient.read
-
-    async def refuse_group(self: FhirClient, resource_type: str, resource_id: str) -> Any:
-        if resource_type == "Group":
-            raise FhirServerError("GET Group refused", status=403, url="Group")
-        return await read(self, resource_type, resource_id)
-
-    monkeypatch.setattr(FhirClient, "read", refuse_group)
+    refuse_group_reads(monkeypatch)
     out = tmp_path / "weekly.ndjson"
-    again = runner.invoke(app, _args(group, fhir_base, tmp_path, "--summaries", str(out)))
+    again = runner.invoke(
+        app, group_args(group, fhir_base, tmp_path, "--write", "--summaries", str(out))
+    )
     assert again.exit_code == 0, again.output
     assert again.stdout.startswith("3 patients: none; skipped (unchanged since the ledger) 3;"), (
         again.stdout
@@ -180,10 +168,10 @@ def test_an_incremental_run_killed_mid_write_resumes_with_the_whole_group(
     time again (none was recorded), finds that member's results on the server (unchanged, not
     written twice) and reports the whole Group."""
     group, patients = _load_group(fhir_base)
-    first = runner.invoke(app, _args(group, fhir_base, tmp_path))
+    first = runner.invoke(app, group_args(group, fhir_base, tmp_path, "--write"))
     assert first.stdout.startswith("3 patients: written 3;"), first.output
     _put_group(fhir_base, group, [_member(p) for p in patients])
-    args = [*_args(group, fhir_base, tmp_path, "--concurrency", "1")]
+    args = [*group_args(group, fhir_base, tmp_path, "--write", "--concurrency", "1")]
     killer = [sys.executable, str(Path(__file__).with_name("kill_after_writes.py")), "1"]
     killed = subprocess.run([*killer, *args], capture_output=True, timeout=600, check=False)
     assert killed.returncode == -signal.SIGKILL, killed.stderr
@@ -223,21 +211,16 @@ def test_the_fallback_members_include_one_added_after_the_full_export(
     """The members kept for the fallback are those of the last clean run that knew them (a
     full export or a Group read), not only of the full export: a member added since is kept."""
     group, patients = _load_group(fhir_base)
-    first = runner.invoke(app, _args(group, fhir_base, tmp_path))
+    first = runner.invoke(app, group_args(group, fhir_base, tmp_path, "--write"))
     assert first.stdout.startswith("3 patients: written 3;"), first.output
     _put_group(fhir_base, group, [_member(p) for p in patients])
-    added = runner.invoke(app, _args(group, fhir_base, tmp_path))
+    added = runner.invoke(app, group_args(group, fhir_base, tmp_path, "--write"))
     assert added.stdout.startswith("4 patients: written 1;"), added.output
-    read = FhirClient.read
-
-    async def refuse_group(self: FhirClient, resource_type: str, resource_id: str) -> Any:
-        if resource_type == "Group":
-            raise FhirServerError("GET Group refused", status=403, url="Group")
-        return await read(self, resource_type, resource_id)
-
-    monkeypatch.setattr(FhirClient, "read", refuse_group)
+    refuse_group_reads(monkeypatch)
     out = tmp_path / "weekly.ndjson"
-    again = runner.invoke(app, _args(group, fhir_base, tmp_path, "--summaries", str(out)))
+    again = runner.invoke(
+        app, group_args(group, fhir_base, tmp_path, "--write", "--summaries", str(out))
+    )
     assert again.exit_code == 0, again.output
     assert again.stdout.startswith("4 patients: none; skipped (unchanged since the ledger) 4;"), (
         again.stdout

@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 
 from fhirtis.cli import app
 from fhirtis.registry.ledger import Ledger
+from tests.registry.cohort_cli import ndjson_args
 from tests.registry.test_cohort import _export
 from tests.synthetic import make_cohort, write_ndjson
 
@@ -32,20 +33,11 @@ def test_a_folder_without_ndjson_files_is_a_usage_error(tmp_path: Path, files: l
         (folder / name).write_text('{"resourceType": "Patient", "id": "p1"}\n')
     r = runner.invoke(
         app,
-        [
-            "cohort",
-            "--ndjson",
-            str(folder),
-            "--ledger",
-            str(tmp_path / "l.sqlite"),
-            "--work-dir",
-            str(tmp_path / "w"),
-            "--no-progress",
-        ],
+        ndjson_args(folder, tmp_path),
     )
     assert r.exit_code == 2, r.output
     assert "no NDJSON file" in r.stderr and "Traceback" not in r.output
-    assert not (tmp_path / "l.sqlite").exists()  # stopped before anything was written
+    assert not (tmp_path / "ledger.sqlite").exists()  # stopped before anything was written
 
 
 def test_a_disk_that_fills_while_the_summaries_are_written_keeps_the_last_ones(
@@ -56,18 +48,7 @@ def test_a_disk_that_fills_while_the_summaries_are_written_keeps_the_last_ones(
     cohort as if it were all of it), and the run says so and exits 1."""
     folder = _export(tmp_path, 3)
     out = tmp_path / "s" / "summaries.ndjson"
-    args = [
-        "cohort",
-        "--ndjson",
-        str(folder),
-        "--ledger",
-        str(tmp_path / "l.sqlite"),
-        "--work-dir",
-        str(tmp_path / "w"),
-        "--no-progress",
-        "--summaries",
-        str(out),
-    ]
+    args = ndjson_args(folder, tmp_path, "--summaries", str(out))
     first = runner.invoke(app, args)
     assert first.exit_code == 0, first.output
     before = out.read_bytes()
@@ -119,20 +100,11 @@ def test_an_ndjson_folder_inside_the_work_partitions_is_refused_not_emptied(
 ) -> None:
     """Each run empties ``<work-dir>/partitions`` before it reads its input: an export kept
     there would be deleted before it is read."""
-    folder = tmp_path / "w" / "partitions"
+    folder = tmp_path / "work" / "partitions"
     write_ndjson(make_cohort(1, seed=4), folder)
     r = runner.invoke(
         app,
-        [
-            "cohort",
-            "--ndjson",
-            str(folder),
-            "--ledger",
-            str(tmp_path / "l.sqlite"),
-            "--work-dir",
-            str(tmp_path / "w"),
-            "--no-progress",
-        ],
+        ndjson_args(folder, tmp_path),
     )
     assert r.exit_code == 2 and "give another --work-dir" in r.stderr, r.output
     assert "run the same command again" not in r.stderr  # a usage error, not a fault
