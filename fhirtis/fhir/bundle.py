@@ -19,7 +19,7 @@ from fhirtis.fhir.primitives import ID_FULLMATCH, is_id
 
 Json = dict[str, Any]
 
-_SUBJECT_KEYS = ("subject", "patient")
+_SUBJECT_KEYS = ("subject", "patient")  # the references that name the patient
 
 
 @dataclass(frozen=True)
@@ -143,44 +143,25 @@ def _collect(doc: Json, where: str, found: _Found, *, listed: bool) -> None:
     )
     # bound once: the loop below runs once per entry
     resources, by_full_url, listed_by_ref = found.resources, found.by_full_url, found.listed_by_ref
-    references = found.references
+    references, issues = found.references, found.issues
     for i, entry in enumerate(entries):
         resource: Any = entry.get("resource") if isinstance(entry, dict) else None
         resource_type = resource.get("resourceType") if isinstance(resource, dict) else None
         if not isinstance(resource_type, str):
-            # a transaction's DELETE or search request, a transaction-response's status: such an
-            # entry holds no resource by design (R4 bundle-response.json), so nothing is missing
-            holds_none = (
-                isinstance(entry, dict)
-                and "resource" not in entry
-                and ("response" in entry or _request_method(entry) in _NO_RESOURCE_METHODS)
-            )
-            if listed and not holds_none:
-                found.issues.append(
-                    Issue(
-                        "error",
-                        "structure",
-                        "entry has no resource",
-                        f"{where}.entry[{i}].resource",
-                    )
-                )
-            elif history and _request_method(entry) == "DELETE":
-                key = _deleted_key(entry)
-                if key is not None and key not in listed_by_ref:
-                    found.deleted.add(key)
+            _no_resource(entry, i, where, found, listed=listed, history=history)
             continue
         resource_id = resource.get("id")
         full_url = entry.get("fullUrl")
         if isinstance(full_url, str):
             by_full_url[full_url] = resource
         keep = listed
-        # is_id(resource_id), inlined
+        # is_id(resource_id), inlined; the usual id first
         if (
             keep
-            and "id" in resource
             and not (isinstance(resource_id, str) and ID_FULLMATCH(resource_id) is not None)
+            and "id" in resource
         ):
-            found.issues.append(
+            issues.append(
                 Issue(
                     "error",
                     "value",
@@ -189,10 +170,10 @@ def _collect(doc: Json, where: str, found: _Found, *, listed: bool) -> None:
                 )
             )
             keep = False
-        if keep:
-            search = entry.get("search")
+        if keep and "search" in entry:
+            search = entry["search"]
             if isinstance(search, dict) and search.get("mode") == "outcome":
-                found.issues.append(_search_outcome(resource, f"{where}.entry[{i}].resource"))
+                issues.append(_search_outcome(resource, f"{where}.entry[{i}].resource"))
                 keep = False
         if resource_type == "Bundle":
             if isinstance(resource_id, str):
@@ -208,11 +189,11 @@ def _collect(doc: Json, where: str, found: _Found, *, listed: bool) -> None:
             key = f"{resource_type}/{resource_id}"
             if history and key in found.deleted:
                 found.other_by_ref.setdefault(key, resource)
-                found.issues.append(_deleted(key, location))
+                issues.append(_deleted(key, location))
                 continue
             first = listed_by_ref.setdefault(key, resource)
             if first is not resource:  # two searches (or pages) returned it: read once
-                found.issues.append(_duplicate(key, first == resource or history, location))
+                issues.append(_duplicate(key, first == resource or history, location))
                 continue
             resources.append((location, resource))
             if resource_type == "Patient":
@@ -223,12 +204,45 @@ def _collect(doc: Json, where: str, found: _Found, *, listed: bool) -> None:
             if resource_type == "Patient":  # e.g. a transaction's POST with a urn:uuid fullUrl
                 found.patients_without_id.append(location)
                 continue
-        for key in _SUBJECT_KEYS:
-            value = resource.get(key)
+        # the subject/patient references (_SUBJECT_KEYS), the usual subject first
+        value = resource.get("subject")
+        if isinstance(value, dict):
+            reference = value.get("reference")
+            if isinstance(reference, str):
+                references.add(reference)
+        if "patient" in resource:
+            value = resource["patient"]
             if isinstance(value, dict):
                 reference = value.get("reference")
                 if isinstance(reference, str):
                     references.add(reference)
+
+
+def _no_resource(
+    entry: object, i: int, where: str, found: _Found, *, listed: bool, history: bool
+) -> None:
+    """An entry (at index ``i``) without a resource: an issue where one is missing (a listed
+    entry that should hold one), or, in a history, the record of a DELETE."""
+    # a transaction's DELETE or search request, a transaction-response's status: such an
+    # entry holds no resource by design (R4 bundle-response.json), so nothing is missing
+    holds_none = (
+        isinstance(entry, dict)
+        and "resource" not in entry
+        and ("response" in entry or _request_method(entry) in _NO_RESOURCE_METHODS)
+    )
+    if listed and not holds_none:
+        found.issues.append(
+            Issue(
+                "error",
+                "structure",
+                "entry has no resource",
+                f"{where}.entry[{i}].resource",
+            )
+        )
+    elif history and isinstance(entry, dict) and _request_method(entry) == "DELETE":
+        key = _deleted_key(entry)
+        if key is not None and key not in found.listed_by_ref:
+            found.deleted.add(key)
 
 
 _NO_RESOURCE_METHODS = frozenset({"GET", "HEAD", "DELETE"})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
 from datetime import UTC, date, datetime, tzinfo
 from decimal import Decimal
 from functools import lru_cache
@@ -171,3 +172,6 @@ Decimal is immutable). Keyed by the float itself (plain floats only, as orjson g
 floats have the same ``repr`` except 0.0 and -0.0, which are never kept; NaN is never kept (it is
 refused), so a hit is always the same finite value."""
 _FLOAT_DECIMALS_LIMIT = 65_536
+FLOAT_DECIMALS: Mapping[float, Decimal] = _FLOAT_DECIMALS
+"""The memo of :func:`parse_decimal`, for reading: a value found there is what parse_decimal
+gives that float (a reader of the usual number looks it up without the call)."""

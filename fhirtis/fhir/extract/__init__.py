@@ -78,6 +78,7 @@ class Extractor(PatientReader, ObservationReader, EventReader):
         self._recognised.clear()
         self._medications = {}
         self._med_containers = {}
+        self._med_refs = {}
         self._smoking_statuses.clear()
         self._dm_onset_ranges.clear()
         self._ivig_orders.clear()

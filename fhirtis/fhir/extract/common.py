@@ -33,6 +33,7 @@ from fhirtis.fhir.codes import (
 )
 from fhirtis.fhir.outcome import Issue
 from fhirtis.fhir.primitives import (
+    FLOAT_DECIMALS,
     MAGNITUDE_LIMIT,
     PrimitiveError,
     is_id,
@@ -286,15 +287,18 @@ def coded_quantity(q: object) -> tuple[Decimal, str] | None:
     if system is not None and system != UCUM:
         return None
     value = q.get("value")
-    if type(value) is int:  # parse_decimal of a JSON integer (a boolean's type is bool)
-        if -MAGNITUDE_LIMIT < value < MAGNITUDE_LIMIT:
-            return Decimal(value), code
-        return None  # beyond the magnitude of any value read: read_quantity says so
     if type(value) is float:
+        known = FLOAT_DECIMALS.get(value)  # parse_decimal of a float met before
+        if known is not None:
+            return known, code
         try:
             return parse_decimal(value), code
         except PrimitiveError:  # not finite: read_quantity says so
             return None
+    if type(value) is int:  # parse_decimal of a JSON integer (a boolean's type is bool)
+        if -MAGNITUDE_LIMIT < value < MAGNITUDE_LIMIT:
+            return Decimal(value), code
+        return None  # beyond the magnitude of any value read: read_quantity says so
     return None
 
 
@@ -453,6 +457,8 @@ class ExtractorBase:
 
         # answers that depend on the terminology only, shared by every extractor using it
         self._kinds: dict[Any, Any] = terminology.memo_for("extract.observation-kind")
+        # the same answers for a concept of one coding, by the coding's (system, code)
+        self._coding_kinds: dict[Any, Any] = terminology.memo_for("extract.coding-kind")
         self._ig_kinds: dict[Any, Any] = terminology.memo_for("extract.immune-globulin")
         self._members_memo: dict[Any, Any] = terminology.memo_for("extract.value-set-members")
 
@@ -468,6 +474,10 @@ class ExtractorBase:
         # per patient: the resource a contained Medication was read from (its container), by
         # the Medication read: the Medication's own ``#id`` references name its siblings there
         self._med_containers: dict[int, Json] = {}
+        # per patient: what a medicationReference's text names (medications._MedicationRead)
+        self._med_refs: dict[str, Any] = {}
+        # what the Medications of one content are (medications._MedicationRead), by content
+        self._med_contents: dict[Any, Any] = terminology.memo_for("extract.medication-content")
         self._resolve: Mapping[str, Json] = {}
         self._path = "Bundle"  # where the resource being read is (set per resource)
 

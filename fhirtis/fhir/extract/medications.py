@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 from functools import cache
 
+import orjson
+
 from fhirtis.clinical.facts import (
     FhirTime,
     IvigAdministration,
@@ -224,7 +226,6 @@ class _Product:
     names: list[str]  # lower case
     shown: str  # its name in messages
     route_unsure: bool  # given by more than one route: an unrecorded route is reported
-    used: tuple[str, str] | None  # the Medication's reference and versioned reference
     modified: bool  # its Medication has a modifierExtension (:func:`_modified`)
 
 
@@ -240,7 +241,12 @@ class _MedicationRead:
     A Medication resource is read once per patient (its administrations share it: a patient has
     one or two products and dozens of administrations); the parts depend on the Medication
     alone. An exclusion found working out a part is not kept: it is raised again (and looked for
-    again) for each resource that asks."""
+    again) for each resource that asks.
+
+    The parts are the same for every Medication of the same content (the patients of a registry
+    share their products; only the id and meta differ): a Medication whose ingredients name no
+    other resource starts from the parts of the first one read of its content (see
+    :meth:`MedicationReader._shared_read`)."""
 
     med: Json | None
     codings: list[Coding]
@@ -248,6 +254,30 @@ class _MedicationRead:
     estrogen: bool | None = None  # :meth:`MedicationReader._is_estrogen`
     product: _Product | None = None  # :meth:`MedicationReader._read_product`
     strength: Decimal | ExcludedError | object | None = _UNREAD  # _medication_strength
+    used: tuple[str, str] | None = None  # the Medication's reference and versioned reference
+    # the parts of every Medication of this content, worked out once (see _shared_read)
+    shared: _MedicationRead | None = None
+
+
+def _used_of(med: Json) -> tuple[str, str] | None:
+    """A Medication's reference and versioned reference, as a source (None without an id)."""
+    return (ref_of(med), versioned(med)) if isinstance(med.get("id"), str) else None
+
+
+def _content_key(med: Json) -> bytes | None:
+    """What a Medication's parts (:class:`_MedicationRead`) depend on, as one key: its code,
+    ingredients and modifierExtension, as JSON text (equal texts: equal values, of the same JSON
+    types). None when an ingredient names another resource (``itemReference``, read only
+    without an ``itemCodeableConcept``: what it names is the Bundle's, not the Medication's) or
+    the elements are no JSON text."""
+    ingredients = med.get("ingredient")
+    for ing in ingredients if isinstance(ingredients, list) else ():
+        if isinstance(ing, dict) and "itemReference" in ing and "itemCodeableConcept" not in ing:
+            return None
+    try:
+        return orjson.dumps((med.get("code"), ingredients, med.get("modifierExtension")))
+    except orjson.JSONEncodeError:
+        return None
 
 
 class UnresolvedMedicationError(ExcludedError):
@@ -276,6 +306,11 @@ class MedicationReader(ExtractorBase):
             )
         ref = r.get("medicationReference")
         target = ref.get("reference") if isinstance(ref, dict) else None
+        if resolve is self._resolve and type(target) is str:
+            # a patient's administrations name one or two Medications, by the same reference
+            named: _MedicationRead | None = self._med_refs.get(target)
+            if named is not None:
+                return named
         if not isinstance(target, str):
             if ref is None:
                 raise ExcludedError("required", "no medication[x]", f"{path}.medication[x]")
@@ -297,13 +332,36 @@ class MedicationReader(ExtractorBase):
         if target.startswith("#"):
             self._med_containers[id(med)] = r
         # by the Medication resource itself: kept with its answer, so that its id is not reused
-        known: _MedicationRead | None = self._medications.get(id(med))
-        if known is not None and known.med is med:
-            return known
-        code = med.get("code")
-        read = _MedicationRead(med, concept_codings(code, "Medication.code"), concept_text(code))
-        self._medications[id(med)] = read
-        return read
+        known = self._medications.get(id(med))
+        if known is None or known.med is not med:
+            known = self._medications[id(med)] = self._shared_read(med)
+        if resolve is self._resolve and not target.startswith("#"):
+            self._med_refs[target] = known
+        return known
+
+    def _shared_read(self, med: Json) -> _MedicationRead:
+        """A new :class:`_MedicationRead` of ``med``, with the parts already worked out for a
+        Medication of the same content (:func:`_content_key`), which it then shares."""
+        key = _content_key(med)
+        template: _MedicationRead | None = None if key is None else self._med_contents.get(key)
+        if template is None:
+            code = med.get("code")
+            codings = concept_codings(code, "Medication.code")
+            template = _MedicationRead(None, codings, concept_text(code))
+            if key is not None:
+                if len(self._med_contents) >= MEMO_LIMIT:
+                    self._med_contents.clear()
+                self._med_contents[key] = template
+        return _MedicationRead(
+            med,
+            template.codings,
+            template.text,
+            template.estrogen,
+            template.product,
+            template.strength,
+            _used_of(med),
+            template,
+        )
 
     def _product(
         self, med: Json | None, codings: list[Coding], text: str
@@ -351,24 +409,19 @@ class MedicationReader(ExtractorBase):
         if product is None:
             product = self._read_product(medication.med, medication.codings, medication.text)
             medication.product = product
+            if medication.shared is not None:
+                medication.shared.product = product
         return product
 
     def _read_product(self, med: Json | None, codings: list[Coding], text: str) -> _Product:
         product_codings, names = self._product(med, codings, text)
         kind = self._immune_globulin(product_codings, names)
         if kind is None:
-            return _Product(
-                None, product_codings, names, "", route_unsure=False, used=None, modified=False
-            )
+            return _Product(None, product_codings, names, "", route_unsure=False, modified=False)
         shown = text or ", ".join(f"{s} {c}" for s, c in product_codings if c) or "immune globulin"
         route_unsure = (kind == "generic" and not any(_IV_WORDS.search(n) for n in names)) or (
             self._dual is not None
             and (self._dual.matches_any(product_codings) or _named(self._dual.names, names))
-        )
-        used = (
-            (ref_of(med), versioned(med))
-            if med is not None and isinstance(med.get("id"), str)
-            else None
         )
         modified = med is not None and _modified(med)
         return _Product(
@@ -377,7 +430,6 @@ class MedicationReader(ExtractorBase):
             names,
             shown,
             route_unsure=route_unsure,
-            used=used,
             modified=modified,
         )
 
@@ -506,7 +558,7 @@ class MedicationReader(ExtractorBase):
             raise ExcludedError("structure", "dosage must be an object", f"{path}.dosage")
         if dosage.get("modifierExtension"):
             raise modifier_extension_error(f"{path}.dosage.modifierExtension")
-        route = self._route(dosage, path)
+        route = self._route(dosage, path) if "route" in dosage else None
         if route in {"sc", "im"}:
             word = _ROUTE_NAMES[route]
             self._excluded_ig(data, r, f"{path}.dosage.route", f"route {word}: not IVIG")
@@ -563,10 +615,17 @@ class MedicationReader(ExtractorBase):
         elif "rateRatio" in dosage:
             rpath = f"{path}.dosage.rateRatio"
             self._value(data, r, "rate", self._rate_ratio, dosage["rateRatio"], rpath, amounts)
-        concentration = self._concentration_of(data, r, medication) if med is not None else None
+        concentration: Decimal | None = None
+        if med is not None:
+            strength = medication.strength  # the usual strength, read for the product already
+            if type(strength) is Decimal:
+                concentration = strength
+            elif strength is not None:
+                concentration = self._concentration_of(data, r, medication)
         source = self._use(data, r, start)
-        if product.used is not None and med is not r:
-            data.used.setdefault(*product.used)
+        used = medication.used
+        if used is not None and med is not r:
+            data.used.setdefault(*used)
         if status == "stopped":
             data.issues.append(
                 Issue(
@@ -670,6 +729,8 @@ class MedicationReader(ExtractorBase):
             except ExcludedError as exc:
                 strength = exc
             medication.strength = strength
+            if medication.shared is not None:
+                medication.shared.strength = strength
         if isinstance(strength, ExcludedError):
             raise ExcludedError(strength.issue_code, strength.message, strength.path)
         return strength  # type: ignore[return-value]
@@ -737,6 +798,8 @@ class MedicationReader(ExtractorBase):
             med = medication.med
             estrogen = self._is_estrogen(medication.codings, lambda: _medication_names(med, r))
             medication.estrogen = estrogen
+            if medication.shared is not None:
+                medication.shared.estrogen = estrogen
         if not estrogen:
             return False
         if r.get("status") in MEDICATION_VOID:

@@ -80,11 +80,15 @@ class ObservationReader(ExtractorBase):
         if type(concept) is dict:
             codings = concept.get("coding")
             if type(codings) is list and len(codings) == 1 and type(codings[0]) is dict:
-                system, code = codings[0].get("system"), codings[0].get("code")
-                if (system is None or type(system) is str) and (code is None or type(code) is str):
-                    found = self._kinds.get(((system, code),), _UNKNOWN)
-                    if found is not _UNKNOWN:
-                        return found  # type: ignore[no-any-return]
+                coding = codings[0]
+                try:  # a key stored is (str or None, str or None): nothing else finds one
+                    found = self._coding_kinds.get(
+                        (coding.get("system"), coding.get("code")), _UNKNOWN
+                    )
+                except TypeError:  # an unhashable system or code: concept_codings refuses it
+                    found = _UNKNOWN
+                if found is not _UNKNOWN:
+                    return found  # type: ignore[no-any-return]
         return self._classify_observation(concept_codings(concept, f"{path}.code"))
 
     def _classify_observation(
@@ -99,6 +103,10 @@ class ObservationReader(ExtractorBase):
         if len(self._kinds) >= MEMO_LIMIT:
             self._kinds.clear()
         self._kinds[key] = kind
+        if len(codings) == 1:  # the usual concept, found by its coding (_observation_kind)
+            if len(self._coding_kinds) >= MEMO_LIMIT:
+                self._coding_kinds.clear()
+            self._coding_kinds[codings[0]] = kind
         return kind
 
     def _classify_codings(
@@ -151,11 +159,12 @@ class ObservationReader(ExtractorBase):
             when = None  # first_time raises, saying so
         if when is None:
             when = first_time(r, _EFFECTIVE, path)[0]
-        if kind[0] == "smoking":
+        tag, detail = kind
+        if tag == "smoking":
             self._smoking(data, r, status, when, path)
             return
-        tag, detail = kind
-        if "valueQuantity" not in r:
+        quantity = r.get("valueQuantity")
+        if quantity is None and "valueQuantity" not in r:
             if tag == "measure" and detail[2] == "1" and "valueInteger" in r:
                 # a score on a scale without a unit, as a whole number (R4 value[x])
                 measure, instrument, _ = detail
@@ -164,7 +173,6 @@ class ObservationReader(ExtractorBase):
                 return
             reason = "dataAbsentReason given" if "dataAbsentReason" in r else "no valueQuantity"
             raise ExcludedError("required", reason, f"{path}.valueQuantity")
-        quantity = r["valueQuantity"]
         coded: tuple[Decimal, str | None] | None = coded_quantity(quantity)
         if coded is None:
             coded = read_quantity(quantity, f"{path}.valueQuantity")
@@ -182,18 +190,32 @@ class ObservationReader(ExtractorBase):
             uln = self._uln(data, r, path, detail, unit, when)
             self._measure(data, r, status, when, Measure.ENZYME, detail, value, uln)
         else:
-            if status in {ResultStatus.ENTERED_IN_ERROR, ResultStatus.CANCELLED}:
-                return
-            qpath = f"{path}.valueQuantity"
-            if tag == "weight":
-                kg = to_unit(value, unit, "kg", qpath)
-                data.weights.append(BodyWeight(self._use(data, r, when), when, kg))
-            elif tag == "height":
-                cm = to_unit(value, unit, "cm", qpath)
-                data.heights.append(BodyHeight(self._use(data, r, when), when, cm))
-            else:
-                bmi = to_unit(value, unit, "kg/m2", qpath)
-                data.bmis.append(BodyMassIndex(self._use(data, r, when), when, bmi))
+            self._body_measure(data, r, path, tag, status, when, value, unit)
+
+    def _body_measure(
+        self,
+        data: PatientData,
+        r: Json,
+        path: str,
+        tag: str,
+        status: ResultStatus,
+        when: datetime,
+        value: Decimal,
+        unit: str | None,
+    ) -> None:
+        """A weight, height or BMI (``tag``) in its canonical unit."""
+        if status in {ResultStatus.ENTERED_IN_ERROR, ResultStatus.CANCELLED}:
+            return
+        qpath = f"{path}.valueQuantity"
+        if tag == "weight":
+            kg = to_unit(value, unit, "kg", qpath)
+            data.weights.append(BodyWeight(self._use(data, r, when), when, kg))
+        elif tag == "height":
+            cm = to_unit(value, unit, "cm", qpath)
+            data.heights.append(BodyHeight(self._use(data, r, when), when, cm))
+        else:
+            bmi = to_unit(value, unit, "kg/m2", qpath)
+            data.bmis.append(BodyMassIndex(self._use(data, r, when), when, bmi))
 
     def _smoking(
         self, data: PatientData, r: Json, status: ResultStatus, when: datetime, path: str
@@ -302,9 +324,8 @@ class ObservationReader(ExtractorBase):
                 raise ExcludedError("value", "issued is not an instant", "issued") from None
         source = self._use(data, r, when)
         # the date as recorded, in the offset it was recorded in
-        day = when.date()
         data.measures.append(
-            MeasureValue(measure, instrument, value, day, source, status, issued, uln)
+            MeasureValue(measure, instrument, value, when.date(), source, status, issued, uln)
         )
 
     def _uln(
