@@ -30,6 +30,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from enum import StrEnum
+from operator import attrgetter
 
 from fhirtis.clinical.facts import (
     ENZYMES,
@@ -47,6 +48,10 @@ from fhirtis.clinical.tis import AssessmentValues
 _BEST_STATUS = frozenset({ResultStatus.FINAL, ResultStatus.AMENDED, ResultStatus.CORRECTED})
 _VOID_STATUS = frozenset({ResultStatus.ENTERED_IN_ERROR, ResultStatus.CANCELLED})
 _ANCHORS = (Measure.PGA, Measure.MMT8)
+
+# Enum members read in hot code, as module constants: in Python 3.11 reading a member off
+# its class goes through EnumType.__getattr__, ten times the cost of reading a global.
+_ENZYME = Measure.ENZYME
 
 # A slot names what one value is of: a measure, or a lab enzyme by name.
 Slot = Measure | Instrument
@@ -70,7 +75,7 @@ its alternative (VAS before Likert, MMT-8 before CMAS, the MDAAT VAS before DAS)
 
 
 def slot_of(value: MeasureValue) -> Slot:
-    if value.measure is Measure.ENZYME and value.instrument in ENZYMES:
+    if value.measure is _ENZYME and value.instrument in ENZYMES:
         return value.instrument
     return value.measure
 
@@ -96,6 +101,14 @@ _HELD: Mapping[Measure, Mapping[Instrument, _Held]] = {
 _HELD_ORDER: Mapping[_Held, tuple[str, str]] = {
     held: _held_order(held) for by_instrument in _HELD.values() for held in by_instrument.values()
 }
+_HELD_PLACES = sorted(_HELD_ORDER, key=_HELD_ORDER.__getitem__)
+_HELD_PLACE: Mapping[Measure, Mapping[Instrument, int]] = {
+    m: {i: _HELD_PLACES.index(held) for i, held in by_instrument.items()}
+    for m, by_instrument in _HELD.items()
+}
+"""Each slot's place in the order of :func:`_held_order` (one place per slot; the orders are
+distinct): ``day.toordinal() * len(_HELD_PLACES) + place`` orders a patient's values by day,
+then slot, as one integer."""
 
 
 def _preferred(measure: Measure, held: Mapping[Instrument, MeasureValue]) -> MeasureValue:
@@ -124,7 +137,9 @@ class Assessment:
     @property
     def sources(self) -> tuple[str, ...]:
         if not self.others:
-            return tuple(v.source for v in (*self.values.values(), *self.enzymes.values()))
+            sources = [v.source for v in self.values.values()]
+            sources += [v.source for v in self.enzymes.values()]
+            return tuple(sources)
         return tuple(
             v.source
             for v in (
@@ -145,7 +160,7 @@ def comparable(baseline: Assessment, followup: Assessment) -> tuple[Assessment, 
     if (
         not baseline.others
         and not followup.others
-        and ((Measure.ENZYME in baseline.values) == (Measure.ENZYME in followup.values))
+        and ((_ENZYME in baseline.values) == (_ENZYME in followup.values))
     ):
         return baseline, followup
     base_values, follow_values = dict(baseline.values), dict(followup.values)
@@ -160,12 +175,12 @@ def comparable(baseline: Assessment, followup: Assessment) -> tuple[Assessment, 
             base_values[measure], follow_values[measure] = b_all[shared[0]], f_all[shared[0]]
     # CHQ-PhS on one side only, lab enzymes on both: the lab enzymes are compared
     if (
-        (Measure.ENZYME in base_values) != (Measure.ENZYME in follow_values)
+        (_ENZYME in base_values) != (_ENZYME in follow_values)
         and baseline.enzymes
         and followup.enzymes
     ):
-        base_values.pop(Measure.ENZYME, None)
-        follow_values.pop(Measure.ENZYME, None)
+        base_values.pop(_ENZYME, None)
+        follow_values.pop(_ENZYME, None)
     return (
         Assessment(baseline.day, base_values, baseline.enzymes, baseline.others),
         Assessment(followup.day, follow_values, followup.enzymes, followup.others),
@@ -188,8 +203,11 @@ def _rank(value: MeasureValue) -> tuple[int, datetime, str]:
 
 
 def _one_per_day(values: Iterable[MeasureValue], notes: list[Note]) -> list[MeasureValue]:
-    """Rules 1 and 2: drop void and impossible values; one value per slot and day."""
-    by_day: dict[tuple[_Held, date], list[MeasureValue]] = {}
+    """Rules 1 and 2: drop void and impossible values; one value per slot and day (in the
+    order of day, then slot)."""
+    # per slot and day (as one integer, see _HELD_PLACE): its value, or its values when several
+    by_day: dict[int, MeasureValue | list[MeasureValue]] = {}
+    places = len(_HELD_PLACES)
     for value in values:
         if value.status in _VOID_STATUS:
             notes.append(
@@ -204,13 +222,19 @@ def _one_per_day(values: Iterable[MeasureValue], notes: list[Note]) -> list[Meas
             uln_note = uln_problem(value)
             if uln_note is not None:
                 notes.append(uln_note)
-        by_day.setdefault((_HELD[value.measure][value.instrument], value.day), []).append(value)
+        key = value.day.toordinal() * places + _HELD_PLACE[value.measure][value.instrument]
+        held = by_day.get(key)
+        if held is None:
+            by_day[key] = value
+        elif isinstance(held, list):
+            held.append(value)
+        else:
+            by_day[key] = [held, value]
     chosen: list[MeasureValue] = []
-    for (_held, _day), candidates in sorted(
-        by_day.items(), key=lambda kv: (kv[0][1], _HELD_ORDER[kv[0][0]])
-    ):
-        if len(candidates) == 1:
-            chosen.append(candidates[0])
+    for key in sorted(by_day):
+        candidates = by_day[key]
+        if not isinstance(candidates, list):
+            chosen.append(candidates)
             continue
         best = max(candidates, key=_rank)
         chosen.append(best)
@@ -249,6 +273,9 @@ def _one_per_day(values: Iterable[MeasureValue], notes: list[Note]) -> list[Meas
     return chosen
 
 
+_BY_DAY_AND_SOURCE = attrgetter("day", "source")
+
+
 def group_assessments(values: Iterable[MeasureValue], policy: Policy) -> Grouping:
     """Group measure values into assessments (rules 1–4 of this module)."""
     notes: list[Note] = []
@@ -279,14 +306,16 @@ def group_assessments(values: Iterable[MeasureValue], policy: Policy) -> Groupin
     # Days as ordinals (their difference is the date difference in days); the values by day, so
     # that those within ±window of an anchor are one slice, found by bisection and visited in
     # the same order as a walk over all of them would.
-    ordered = sorted(others, key=lambda v: (v.day, v.source))
+    ordered = sorted(others, key=_BY_DAY_AND_SOURCE)
     ordinals = [v.day.toordinal() for v in ordered]
     slot_list = [_HELD[v.measure][v.instrument] for v in ordered]
     slots: list[dict[_Held, MeasureValue]] = []
     used: set[int] = set()
     for anchor, anchored in groups:
         chosen: dict[_Held, MeasureValue] = dict(anchored)
-        distances: dict[_Held, int] = {m: abs((v.day - anchor).days) for m, v in chosen.items()}
+        # the distances of the slots taken so far; the anchors' own slots (PGA, MMT-8) are
+        # never among the others' slots, so theirs are never asked for
+        distances: dict[_Held, int] = {}
         anchor_at = anchor.toordinal()
         first = bisect_left(ordinals, anchor_at - window)
         for k in range(first, bisect_right(ordinals, anchor_at + window)):
@@ -298,7 +327,7 @@ def group_assessments(values: Iterable[MeasureValue], policy: Policy) -> Groupin
                 chosen[slot] = ordered[k]
                 distances[slot] = distance
         slots.append(chosen)
-        used.update(id(v) for v in chosen.values())
+        used.update(map(id, chosen.values()))
     anchor_ordinals = [anchor.toordinal() for anchor, _ in groups]
     for value, value_at in zip(ordered, ordinals, strict=True):
         if id(value) in used:
@@ -320,7 +349,7 @@ def group_assessments(values: Iterable[MeasureValue], policy: Policy) -> Groupin
         enzymes: dict[Instrument, MeasureValue] = {}
         several: dict[Measure, dict[Instrument, MeasureValue]] = {}  # measures on 2+ instruments
         for v in slot_values.values():
-            if v.measure is Measure.ENZYME and v.instrument in ENZYMES:  # slot_of(v): the enzyme
+            if v.measure is _ENZYME and v.instrument in ENZYMES:  # slot_of(v): the enzyme
                 enzymes[v.instrument] = v
             elif v.measure in measures:
                 seen = measures[v.measure]

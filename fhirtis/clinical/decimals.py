@@ -21,9 +21,12 @@ DECIMAL_CONTEXT = Context(prec=28, rounding=ROUND_HALF_EVEN)
 """The arithmetic context of the IVIG and thrombosis rules (independent of the caller's)."""
 
 
+_ZERO = Decimal(0)  # compared with, a Decimal (an int would be converted at every comparison)
+
+
 def is_positive_finite(value: Decimal | None) -> bool:
     """A quantity that can be real: present, finite and positive."""
-    return value is not None and value.is_finite() and value > 0
+    return value is not None and value.is_finite() and value > _ZERO
 
 
 def percent_of(part: Decimal, whole: Decimal) -> Fraction:
@@ -72,7 +75,17 @@ def format_decimal(value: Decimal) -> str:
     return _format_decimal_general(value)
 
 
+def _half_even(value: Decimal, places: int) -> Decimal:
+    """``quantize(value, places, ROUND_HALF_EVEN)``; for the usual 4 places of a finite value
+    below 10^20, one quantize in :data:`DECIMAL_CONTEXT` (a value to 4 places then has at most
+    24 digits, which its 28 hold: the same result, without a new context)."""
+    if places == 4 and value.is_finite() and value.adjusted() < _FOUR_PLACES_FAST_MAX_ADJUSTED:
+        return value.quantize(_FOUR_PLACES, context=DECIMAL_CONTEXT)
+    return quantize(value, places, ROUND_HALF_EVEN)
+
+
 _FOUR_PLACES = Decimal("0.0001")
+_FOUR_PLACES_FAST_MAX_ADJUSTED = 20
 
 
 def beside(value: Decimal, limit: Decimal, places: int = 4) -> Decimal:
@@ -80,7 +93,7 @@ def beside(value: Decimal, limit: Decimal, places: int = 4) -> Decimal:
     maximum): half-even, unless that would show a value that differs from the limit as equal to
     it (4.00004 beside 4), then rounded away from the limit (4.0001), so that what is written
     never says "4 is above the maximum 4"."""
-    shown = quantize(value, places, ROUND_HALF_EVEN)
+    shown = _half_even(value, places)
     if shown != limit or value == limit:
         return shown
     rounding = ROUND_UP if value > limit else ROUND_DOWN  # positive values: away from the limit
@@ -91,20 +104,11 @@ def beside_any(value: Decimal, limits: Iterable[Decimal], places: int = 4) -> De
     """:func:`beside` for a value compared with whichever of ``limits`` applied (a cycle's
     maximum rate, beside the maximum with and without a risk factor): ``value`` to ``places``
     decimals, rounded away from a limit it would otherwise show it equal to."""
-    if places == 4 and value.is_finite() and value.adjusted() < _FOUR_PLACES_FAST_MAX_ADJUSTED:
-        shown = value.quantize(_FOUR_PLACES, context=DECIMAL_CONTEXT)  # what quantize gives
-    else:
-        shown = quantize(value, places, ROUND_HALF_EVEN)
+    shown = _half_even(value, places)
     for limit in limits:
         if shown == limit:
             return beside(value, limit, places)
     return shown
-
-
-_FOUR_PLACES = Decimal("0.0001")
-_FOUR_PLACES_FAST_MAX_ADJUSTED = 20
-"""Below 10^20 a value to 4 places has at most 24 digits: :data:`DECIMAL_CONTEXT`'s 28 hold it,
-so one quantize in that context gives what :func:`quantize` gives, without a new context."""
 
 
 def format_beside(value: Decimal, limit: Decimal) -> str:

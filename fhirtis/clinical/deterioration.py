@@ -32,6 +32,12 @@ VAS_WORSE_CM = Decimal(2)
 MMT_WORSE_PERCENT = Fraction(20)
 ANY_THREE_PERCENT = Fraction(30)
 
+# Enum members read in hot code, as module constants: in Python 3.11 reading a member off
+# its class goes through EnumType.__getattr__, ten times the cost of reading a global.
+_PGA, _MMT8, _EXTRAMUSCULAR = Measure.PGA, Measure.MMT8, Measure.EXTRAMUSCULAR
+_VAS = Instrument.VAS
+_RELATIVE, _ABSOLUTE = WorseningBasis.RELATIVE, WorseningBasis.ABSOLUTE
+
 
 @fast_frozen_init
 @dataclass(frozen=True, slots=True)
@@ -95,9 +101,9 @@ def _percent(
     spec: InstrumentSpec, amount: Decimal, baseline: Decimal, basis: WorseningBasis
 ) -> tuple[Fraction, WorseningBasis]:
     """The percent worsening of ``amount`` on the scale ``spec``, and the basis it is on."""
-    if basis is WorseningBasis.RELATIVE and baseline == 0:
-        basis = WorseningBasis.ABSOLUTE  # clinical spec §3: a baseline of 0 uses the range basis
-    if basis is WorseningBasis.RELATIVE:
+    if basis is _RELATIVE and baseline == 0:
+        basis = _ABSOLUTE  # clinical spec §3: a baseline of 0 uses the range basis
+    if basis is _RELATIVE:
         return percent_of(amount, baseline), basis
     assert spec.span is not None
     return percent_of(amount, spec.span), basis
@@ -129,7 +135,7 @@ def assess_deterioration(
     for measure in NON_ENZYME:
         b, f = baseline.get(measure), followup.get(measure)
         if b is None or f is None:
-            notes.append(missing("missing", f"{measure.value} missing for deterioration"))
+            notes.append(_MISSING[measure])
             continue
         result = worsening(measure, b, f, policy, checked)
         if isinstance(result, Note):
@@ -137,28 +143,15 @@ def assess_deterioration(
         else:
             worse[measure] = result
 
-    def vas_worse(measure: Measure) -> bool | None:
-        w = worse.get(measure)
-        if w is None:
-            return None
-        if w.instrument is not Instrument.VAS:
-            if w.amount <= 0:
-                return False  # not worse at all (a DAS that held or improved): not by 2 cm
-            notes.append(
-                missing(
-                    "not-vas",
-                    f"{measure.value} is not on a 0–10 cm VAS; the 2 cm rule cannot apply",
-                )
-            )
-            return None
-        return w.amount >= VAS_WORSE_CM
-
-    pga = vas_worse(Measure.PGA)
-    mmt = worse.get(Measure.MMT8)
-    mmt_worse = None if mmt is None else _at_least(mmt.percent, MMT_WORSE_PERCENT)
+    pga = _vas_worse(worse, _PGA, notes)
+    mmt = worse.get(_MMT8)
+    mmt_worse = None if mmt is None else _at_least(mmt.percent, _MMT_WORSE)
     clause1 = _and(pga, mmt_worse)
-    clause2 = vas_worse(Measure.EXTRAMUSCULAR)
-    n_worse = sum(1 for w in worse.values() if _at_least(w.percent, ANY_THREE_PERCENT))
+    clause2 = _vas_worse(worse, _EXTRAMUSCULAR, notes)
+    n_worse = 0
+    for w in worse.values():
+        if _at_least(w.percent, _ANY_THREE):
+            n_worse += 1
     n_unknown = len(NON_ENZYME) - len(worse)
     clause3: bool | None
     if n_worse >= 3:
@@ -171,10 +164,41 @@ def assess_deterioration(
     return DeteriorationResult(day, _or(clauses.values()), clauses, worse, tuple(notes))
 
 
-def _at_least(percent: Fraction, threshold: Fraction) -> bool:
-    """``percent >= threshold``, by exact integer cross-multiplication (denominators are
-    positive): what Fraction's comparison does, without its generic dispatch."""
-    return percent.numerator * threshold.denominator >= threshold.numerator * percent.denominator
+def _vas_worse(
+    worse: Mapping[Measure, Worsening], measure: Measure, notes: list[Note]
+) -> bool | None:
+    """Whether ``measure`` worsened by 2 cm on the VAS (None: unknown, with a note when it is
+    not on the VAS)."""
+    w = worse.get(measure)
+    if w is None:
+        return None
+    if w.instrument is not _VAS:
+        if w.amount <= 0:
+            return False  # not worse at all (a DAS that held or improved): not by 2 cm
+        notes.append(
+            missing(
+                "not-vas",
+                f"{measure.value} is not on a 0–10 cm VAS; the 2 cm rule cannot apply",
+            )
+        )
+        return None
+    return w.amount >= VAS_WORSE_CM
+
+
+def _at_least(percent: Fraction, threshold: tuple[int, int]) -> bool:
+    """``percent >= threshold`` (the threshold as its integer ratio), by exact integer
+    cross-multiplication (denominators are positive): what Fraction's comparison does, without
+    its generic dispatch."""
+    numerator, denominator = percent.as_integer_ratio()
+    return numerator * threshold[1] >= threshold[0] * denominator
+
+
+_MMT_WORSE = MMT_WORSE_PERCENT.as_integer_ratio()
+_ANY_THREE = ANY_THREE_PERCENT.as_integer_ratio()
+_MISSING: Mapping[Measure, Note] = {
+    m: missing("missing", f"{m.value} missing for deterioration") for m in NON_ENZYME
+}
+"""The note of a measure missing at either assessment (one per measure: a note is frozen)."""
 
 
 def _and(a: bool | None, b: bool | None) -> bool | None:
@@ -186,12 +210,13 @@ def _and(a: bool | None, b: bool | None) -> bool | None:
 
 
 def _or(values: Iterable[bool | None]) -> bool | None:
-    items = list(values)
-    if any(v is True for v in items):
-        return True
-    if all(v is False for v in items):
-        return False
-    return None
+    result: bool | None = False
+    for v in values:
+        if v is True:
+            return True
+        if v is not False:
+            result = None
+    return result
 
 
 @fast_frozen_init

@@ -109,6 +109,7 @@ __all__ = [
 _MG_PER_G = Decimal(1000)
 _MIN_PER_H = Decimal(60)
 _HUNDRED = Decimal(100)
+_ZERO = Decimal(0)
 
 
 # --------------------------------------------------------------------------------------------
@@ -335,11 +336,16 @@ def _keyed_cycles(
 ) -> list[list[tuple[IvigAdministration, _TimeKey]]]:
     """:func:`group_cycles`, each administration with its start's sort key (made once: the
     cycle's latest end compares them again)."""
-    keyed = [(admin, admin.start.sort_key()) for admin in administrations]
-    keyed.sort(key=lambda pair: (pair[1], pair[0].source))
+    # by (start, source), as a stable sort on them would order them (the position breaks ties)
+    ordered = sorted(
+        [
+            (admin.start.sort_key(), admin.source, i, admin)
+            for i, admin in enumerate(administrations)
+        ]
+    )
     cycles: list[list[tuple[IvigAdministration, _TimeKey]]] = []
     previous: IvigAdministration | None = None
-    for admin, key in keyed:
+    for key, _, _, admin in ordered:
         if previous is None or (
             (admin.start.day - previous.start.day).days > policy.cycle_gap_days
         ):
@@ -371,6 +377,24 @@ def _latest_end(admins: Iterable[tuple[IvigAdministration, _TimeKey]]) -> FhirTi
     return latest
 
 
+def _flag_notes(admin: IvigAdministration) -> tuple[Note, ...]:
+    """The warnings of an administration marked in progress or stopped (both counted)."""
+    notes: list[Note] = []
+    if admin.in_progress:
+        notes.append(
+            warning("in-progress", "administration still in progress; counted", admin.source)
+        )
+    if admin.stopped:
+        notes.append(
+            warning(
+                "stopped",
+                "administration stopped; counted for the dose and rate recorded",
+                admin.source,
+            )
+        )
+    return tuple(notes)
+
+
 def _cycle(
     index: int,
     keyed: list[tuple[IvigAdministration, _TimeKey]],
@@ -379,72 +403,62 @@ def _cycle(
     patient: PatientFacts,
     policy: Policy,
 ) -> Cycle:
-    admins = [admin for admin, _ in keyed]
-    start = admins[0].start
-    last_start = admins[-1].start
+    start = keyed[0][0].start
+    last_start = keyed[-1][0].start
     end = _latest_end(keyed)
     weight = dosing_weight_from(start.day, body, patient, policy)
+    kg = weight.kg
 
+    # one pass over the administrations: each one's grams, rate and notes, and the cycle's
+    # sums, counts and maximum as sum(), len() and max() over them would give (in this order)
     exposures: list[AdministrationExposure] = []
-    for admin in admins:
-        notes: list[Note] = []
-        if admin.in_progress:
-            notes.append(
-                warning("in-progress", "administration still in progress; counted", admin.source)
-            )
-        if admin.stopped:
-            notes.append(
-                warning(
-                    "stopped",
-                    "administration stopped; counted for the dose and rate recorded",
-                    admin.source,
-                )
-            )
+    grams_known = _ZERO
+    grams_unknown = rate_unknown = in_progress = 0
+    max_rate: Decimal | None = None
+    for admin, _ in keyed:
         # compute_exposure holds DECIMAL_CONTEXT around every cycle
-        admin_grams, gram_notes = _grams_given(admin, weight.kg)
-        rate, rate_notes = infusion_rate_in_context(admin, weight.kg)
-        notes.extend(gram_notes)
-        notes.extend(rate_notes)
-        exposures.append(
-            AdministrationExposure(
-                administration=admin,
-                cycle_index=index,
-                grams=admin_grams,
-                dosing_weight_kg=weight.kg,
-                rate_mg_kg_min=rate,
-                notes=tuple(notes),
-            )
-        )
+        admin_grams, gram_notes = _grams_given(admin, kg)
+        rate, rate_notes = infusion_rate_in_context(admin, kg)
+        notes = gram_notes + rate_notes if rate_notes else gram_notes
+        if admin.in_progress or admin.stopped:
+            notes = _flag_notes(admin) + notes
+            if admin.in_progress:
+                in_progress += 1
+        if admin_grams is None:
+            grams_unknown += 1
+        else:
+            grams_known += admin_grams
+        if rate is None:
+            rate_unknown += 1
+        elif max_rate is None or rate > max_rate:
+            max_rate = rate
+        exposures.append(AdministrationExposure(admin, index, admin_grams, kg, rate, notes))
 
     cycle_notes: list[Note] = []
-    known = [e.grams for e in exposures if e.grams is not None]
-    grams_known = sum(known, Decimal(0))
+    count = len(exposures)
     grams: Decimal | None = grams_known
-    if len(known) < len(exposures):
+    if grams_unknown:
         grams = None
         cycle_notes.append(
             missing(
                 "cycle-grams-unknown",
-                f"grams unknown for {len(exposures) - len(known)} of {len(exposures)} "
+                f"grams unknown for {grams_unknown} of {count} "
                 f"administrations of cycle {index}; cycle grams and g/kg unknown",
             )
         )
     g_per_kg: Decimal | None = None
-    if grams is not None and weight.kg is not None:
-        g_per_kg = grams / weight.kg
+    if grams is not None and kg is not None:
+        g_per_kg = grams / kg
     elif grams is not None:
         cycle_notes.append(
             missing("cycle-g-per-kg-unknown", f"no dosing weight for cycle {index}; g/kg unknown")
         )
 
-    rates = [e.rate_mg_kg_min for e in exposures if e.rate_mg_kg_min is not None]
-    max_rate = max(rates) if rates else None
-    rate_unknown = len(exposures) - len(rates)
-    if rate_unknown and rates:
+    if rate_unknown and max_rate is not None:
         cycle_notes.append(
             missing(
                 "cycle-max-rate-partial",
-                f"rate unknown for {rate_unknown} of {len(exposures)} administrations of cycle "
+                f"rate unknown for {rate_unknown} of {count} administrations of cycle "
                 f"{index}; maximum rate is over the known ones only",
             )
         )
@@ -499,8 +513,8 @@ def _cycle(
         last_start=last_start,
         end=end,
         administrations=tuple(exposures),
-        administration_count=len(exposures),
-        in_progress_count=sum(1 for a in admins if a.in_progress),
+        administration_count=count,
+        in_progress_count=in_progress,
         grams=grams,
         grams_known=grams_known,
         dosing_weight=weight,
@@ -519,16 +533,18 @@ def compute_exposure(
     heights: Iterable[BodyHeight],
     patient: PatientFacts,
     policy: Policy = DEFAULT_POLICY,
+    body: PlausibleBody | None = None,
 ) -> Exposure:
-    """Cycles, per-cycle dose and rates, and the cumulative dose of one patient's IVIG."""
+    """Cycles, per-cycle dose and rates, and the cumulative dose of one patient's IVIG.
+    ``body``: the plausible ``weights`` and ``heights`` under ``policy``
+    (:meth:`~fhirtis.clinical.weight.PlausibleBody.of`), when the caller has made them."""
     weight_list = tuple(weights)
     height_list = tuple(heights)
     with localcontext(DECIMAL_CONTEXT):
-        body: PlausibleBody | None = None  # checked once per patient (with a first cycle)
         cycles: list[Cycle] = []
         previous_start: FhirTime | None = None
         for i, keyed in enumerate(_keyed_cycles(administrations, policy), start=1):
-            if body is None:
+            if body is None:  # checked once per patient (with a first cycle)
                 body = PlausibleBody.of(weight_list, height_list, policy)
             cycle = _cycle(i, keyed, previous_start, body, patient, policy)
             cycles.append(cycle)

@@ -11,7 +11,9 @@ from fractions import Fraction
 from fhirtis.clinical.facts import ENZYMES, Instrument, Measure, MeasureValue
 from fhirtis.clinical.frozen import fast_frozen_init
 from fhirtis.clinical.notes import Note, excluded, missing, warning
-from fhirtis.clinical.policy import Policy
+from fhirtis.clinical.policy import PerPolicy, Policy
+
+_ZERO = Decimal(0)  # compared with as a Decimal (an int is converted at every comparison)
 
 UKAT_PER_L_TO_U_PER_L = Decimal(60)
 """1 µkat/L = 60 U/L (1 U = 1 µmol/min; 1 kat = 1 mol/s)."""
@@ -153,7 +155,7 @@ def uln_problem(value: MeasureValue) -> Note | None:
     """Why the value's upper limit of normal cannot be used (zero or negative), or None. The
     value itself stays usable (clinical spec §1: only a value outside its instrument's range is
     impossible; an enzyme without a usable ULN is handled as one without a ULN)."""
-    if value.uln is not None and value.uln <= 0:
+    if value.uln is not None and value.uln <= _ZERO:
         return warning(
             "bad-uln",
             "upper limit of normal is not positive; the ULN is not used (the value is)",
@@ -165,12 +167,12 @@ def uln_problem(value: MeasureValue) -> Note | None:
 def usable_uln(value: MeasureValue) -> Decimal | None:
     """The value's ULN when it can be used (positive), else None."""
     uln = value.uln
-    return uln if uln is not None and uln > 0 else None
+    return uln if uln is not None and uln > _ZERO else None
 
 
 def enzyme_ratio(value: MeasureValue) -> Fraction | None:
     """value ÷ ULN, exactly; None without a ULN."""
-    if value.uln is None or value.uln <= 0:
+    if value.uln is None or value.uln <= _ZERO:
         return None
     # Fraction(value) / Fraction(uln) from the two exact integer ratios, with one reduction
     vn, vd = value.value.as_integer_ratio()
@@ -188,6 +190,14 @@ class EnzymeChoice:
     notes: tuple[Note, ...]
 
 
+def _tie_order_of(policy: Policy) -> dict[str, int]:
+    return {name: i for i, name in enumerate(policy.enzyme_tie_order)}
+
+
+_tie_order = PerPolicy(_tie_order_of)
+"""Each enzyme's place in the policy's tie order, by name (made once per policy)."""
+
+
 def choose_enzyme(candidates: Mapping[Instrument, MeasureValue], policy: Policy) -> EnzymeChoice:
     """Choose, once at baseline, the enzyme with the highest value ÷ ULN.
 
@@ -197,16 +207,17 @@ def choose_enzyme(candidates: Mapping[Instrument, MeasureValue], policy: Policy)
     """
     notes: list[Note] = []
     ranked: list[tuple[Fraction, int, Instrument]] = []
-    order = {name: i for i, name in enumerate(policy.enzyme_tie_order)}
+    order = _tie_order(policy)
     for instrument, value in candidates.items():
         ratio = enzyme_ratio(value)
         if ratio is None:
             continue
-        ranked.append((ratio, -order.get(instrument.value, len(order)), instrument))
+        # an Instrument is a str enum: it finds its value's entry
+        ranked.append((ratio, -order.get(instrument, len(order)), instrument))
     if ranked:
         best = max(ranked)
         for instrument, value in candidates.items():
-            if value.uln is None or value.uln <= 0:  # enzyme_ratio(value) is None
+            if value.uln is None or value.uln <= _ZERO:  # enzyme_ratio(value) is None
                 notes.append(
                     warning(
                         "enzyme-uln-unknown",

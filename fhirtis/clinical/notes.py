@@ -19,6 +19,11 @@ class Severity(StrEnum):
     MISSING = "missing"  # a value the rule needs is not there
 
 
+# Enum members read in hot code, as module constants: in Python 3.11 reading a member off
+# its class goes through EnumType.__getattr__, ten times the cost of reading a global.
+_WARNING, _EXCLUDED, _MISSING = Severity.WARNING, Severity.EXCLUDED, Severity.MISSING
+
+
 @fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class Note:
@@ -35,12 +40,12 @@ class Note:
 
 
 def warning(code: str, message: str, source: str | None = None) -> Note:
-    return Note(Severity.WARNING, code, message, source)
+    return Note(_WARNING, code, message, source)
 
 
 def excluded(code: str, message: str, source: str | None = None) -> Note:
-    return Note(Severity.EXCLUDED, code, message, source)
+    return Note(_EXCLUDED, code, message, source)
 
 
 def missing(code: str, message: str, source: str | None = None) -> Note:
-    return Note(Severity.MISSING, code, message, source)
+    return Note(_MISSING, code, message, source)

@@ -23,6 +23,9 @@ from fhirtis.clinical.ivig import Exposure, compute_exposure
 from fhirtis.clinical.policy import Policy, Population
 from fhirtis.clinical.population import PopulationDecision, decide_population
 from fhirtis.clinical.thrombosis import ThrombosisAssessment, assess_thrombosis
+from fhirtis.clinical.weight import PlausibleBody
+
+_PGA = Measure.PGA  # a module constant: reading it off its class costs more in Python 3.11
 
 
 @fast_frozen_init
@@ -93,8 +96,10 @@ def evaluate_patient(
         dm_onset_age=facts.dm_onset_age,
         override=population,
     )
+    # the plausible weights and heights, checked once for the exposure and the thrombosis
+    body = PlausibleBody.of(facts.weights, facts.heights, policy)
     exposure = compute_exposure(
-        facts.administrations, facts.weights, facts.heights, facts.patient, policy
+        facts.administrations, facts.weights, facts.heights, facts.patient, policy, body
     )
     first_ivig = exposure.cycles[0].start.day if exposure.cycles else None
     course = evaluate_course(
@@ -111,10 +116,11 @@ def evaluate_patient(
         weights=facts.weights,
         heights=facts.heights,
         bmis=facts.bmis,
-        pga=[m for m in facts.measures if m.measure is Measure.PGA],
+        pga=[m for m in facts.measures if m.measure is _PGA],
         exposure=exposure,
         events=facts.events,
         as_of=as_of,
         policy=policy,
+        body=body,
     )
     return PatientEvaluation(decision, course, exposure, thrombosis, as_of, policy)

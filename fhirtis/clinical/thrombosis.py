@@ -119,6 +119,12 @@ __all__ = [
 _UNUSABLE_STATUS = frozenset({ResultStatus.ENTERED_IN_ERROR, ResultStatus.CANCELLED})
 _PREFERRED_STATUS = frozenset({ResultStatus.FINAL, ResultStatus.AMENDED, ResultStatus.CORRECTED})
 _KIND_ORDER = {kind: i for i, kind in enumerate(RiskFactorKind)}
+
+# Enum members read in hot code, as module constants: in Python 3.11 reading a member off
+# its class goes through EnumType.__getattr__, ten times the cost of reading a global.
+_PGA, _VAS = Measure.PGA, Instrument.VAS
+_ADVANCED_AGE, _OBESITY = RiskFactorKind.ADVANCED_AGE, RiskFactorKind.OBESITY
+_INFLAMMATION, _HISTORY = RiskFactorKind.INFLAMMATION, RiskFactorKind.THROMBOSIS_HISTORY
 _CM_PER_M = Decimal(100)
 _SECONDS_PER_HOUR = Decimal(3600)
 
@@ -312,7 +318,7 @@ def _active(e: RiskEvidence, on: date) -> bool:
     if e.start is not None and e.start > on:
         return False
     # a history of thrombosis does not end when the thrombosis resolves
-    return e.kind is RiskFactorKind.THROMBOSIS_HISTORY or e.end is None or e.end >= on
+    return e.kind is _HISTORY or e.end is None or e.end >= on
 
 
 def _usable_pga(values: Iterable[MeasureValue]) -> list[MeasureValue]:
@@ -320,8 +326,8 @@ def _usable_pga(values: Iterable[MeasureValue]) -> list[MeasureValue]:
     return [
         v
         for v in values
-        if v.measure is Measure.PGA
-        and v.instrument is Instrument.VAS
+        if v.measure is _PGA
+        and v.instrument is _VAS
         and v.status not in _UNUSABLE_STATUS
         and v.value.is_finite()
         and check_value(v) is None
@@ -383,11 +389,14 @@ class _Prepared:
     pga_best: dict[date, tuple[MeasureValue, bool]]  # :func:`_latest_pga` per day, when needed
 
     @classmethod
-    def of(cls, inputs: RiskInputs, policy: Policy) -> _Prepared:
+    def of(cls, inputs: RiskInputs, policy: Policy, body: PlausibleBody | None = None) -> _Prepared:
+        """``body``: the plausible weights and heights of ``inputs`` under ``policy``, when the
+        caller has them already (made here otherwise)."""
         evidence = sorted(inputs.evidence, key=lambda e: e.source)
         events = sorted(inputs.events, key=lambda e: (e.onset.sort_key(), e.source))
         bmis = dated(b for b in inputs.bmis if is_positive_finite(b.kg_per_m2))
-        body = PlausibleBody.of(inputs.weights, inputs.heights, policy)
+        if body is None:
+            body = PlausibleBody.of(inputs.weights, inputs.heights, policy)
         pga_by_day: dict[date, list[MeasureValue]] = {}
         for v in _usable_pga(inputs.pga):
             pga_by_day.setdefault(v.day, []).append(v)
@@ -424,100 +433,120 @@ def _risk_profile(
 
     texts = _texts_of(policy)
 
-    def add(kind: RiskFactorKind, sources: Iterable[str], detail: str) -> None:
-        ev = evidence.setdefault(kind, [])
-        ev.extend(s for s in sources if s not in ev)
-        details.setdefault(kind, []).append(detail)
+    # (no arithmetic here needs DECIMAL_CONTEXT but the BMI's, which _bmi computes in it)
+    for e in prepared.evidence:
+        if _active(e, on):
+            _add_factor(
+                evidence, details, e.kind, (e.source,), e.display or f"recorded {e.kind.value}"
+            )
 
-    with localcontext(DECIMAL_CONTEXT):
-        for e in prepared.evidence:
-            if _active(e, on):
-                add(e.kind, (e.source,), e.display or f"recorded {e.kind.value}")
-
-        # advanced age
-        birth = inputs.patient.birth_date
-        if birth is None:
-            reason = "no birth date"
-            unassessed.append(UnassessedRiskFactor(RiskFactorKind.ADVANCED_AGE, reason))
+    # advanced age
+    birth = inputs.patient.birth_date
+    if birth is None:
+        reason = "no birth date"
+        unassessed.append(UnassessedRiskFactor(_ADVANCED_AGE, reason))
+        notes.append(
+            missing(
+                "age-unknown",
+                "no birth date; advanced age not assessable",
+                inputs.patient_source,
+            )
+        )
+    else:
+        youngest, oldest = age_bounds(birth, inputs.patient.birth_date_latest, on)
+        if youngest >= policy.advanced_age_years:
+            _add_factor(
+                evidence,
+                details,
+                _ADVANCED_AGE,
+                (inputs.patient_source,),
+                f"age {age_text(youngest, oldest)} years (≥ {policy.advanced_age_years})",
+            )
+        elif oldest >= policy.advanced_age_years:
+            reason = f"birth date not recorded in full: age {age_text(youngest, oldest)} years"
+            unassessed.append(UnassessedRiskFactor(_ADVANCED_AGE, reason))
             notes.append(
                 missing(
-                    "age-unknown",
-                    "no birth date; advanced age not assessable",
+                    "age-uncertain",
+                    f"{reason}; advanced age (≥ {policy.advanced_age_years}) not assessable",
                     inputs.patient_source,
                 )
             )
-        else:
-            youngest, oldest = age_bounds(birth, inputs.patient.birth_date_latest, on)
-            if youngest >= policy.advanced_age_years:
-                add(
-                    RiskFactorKind.ADVANCED_AGE,
-                    (inputs.patient_source,),
-                    f"age {age_text(youngest, oldest)} years (≥ {policy.advanced_age_years})",
-                )
-            elif oldest >= policy.advanced_age_years:
-                reason = f"birth date not recorded in full: age {age_text(youngest, oldest)} years"
-                unassessed.append(UnassessedRiskFactor(RiskFactorKind.ADVANCED_AGE, reason))
-                notes.append(
-                    missing(
-                        "age-uncertain",
-                        f"{reason}; advanced age (≥ {policy.advanced_age_years}) not assessable",
-                        inputs.patient_source,
-                    )
-                )
 
-        # obesity: a coded obesity active at t (ValueSet risk-obesity, added above) is the
-        # factor whatever the BMI says; a BMI ≥ the limit is cited beside it. Obesity is not
-        # assessable only when there is neither a BMI nor an active coded obesity.
-        bmi_value, bmi_sources, bmi_how = _bmi(prepared, on)
-        if bmi_value is None:
-            if RiskFactorKind.OBESITY not in evidence:
-                unassessed.append(_OBESITY_UNASSESSED)
-                notes.append(_BMI_UNKNOWN)
-        elif bmi_value >= policy.obesity_bmi:
-            add(
-                RiskFactorKind.OBESITY,
-                bmi_sources,
-                f"BMI {format_decimal(bmi_value)} kg/m² {bmi_how} (≥ {texts.obesity_bmi})",
+    # obesity: a coded obesity active at t (ValueSet risk-obesity, added above) is the
+    # factor whatever the BMI says; a BMI ≥ the limit is cited beside it. Obesity is not
+    # assessable only when there is neither a BMI nor an active coded obesity.
+    bmi_value, bmi_sources, bmi_how = _bmi(prepared, on)
+    if bmi_value is None:
+        if _OBESITY not in evidence:
+            unassessed.append(_OBESITY_UNASSESSED)
+            notes.append(_BMI_UNKNOWN)
+    elif bmi_value >= policy.obesity_bmi:
+        _add_factor(
+            evidence,
+            details,
+            _OBESITY,
+            bmi_sources,
+            f"BMI {format_decimal(bmi_value)} kg/m² {bmi_how} (≥ {texts.obesity_bmi})",
+        )
+
+    # poorly controlled inflammation
+    pga, disagree = _latest_pga(prepared, on)
+    if pga is None:
+        unassessed.append(_INFLAMMATION_UNASSESSED)
+        notes.append(_PGA_UNKNOWN)
+    else:
+        if disagree:
+            notes.append(
+                warning(
+                    "pga-same-day-disagree",
+                    "several physician global "
+                    "activity values on the latest day disagree; the preferred "
+                    "one is used",
+                    pga.source,
+                )
+            )
+        if pga.value >= policy.inflammation_pga_cm:
+            _add_factor(
+                evidence,
+                details,
+                _INFLAMMATION,
+                (pga.source,),
+                f"PGA {format_decimal(pga.value)} cm on {pga.day.isoformat()} "
+                f"(≥ {texts.inflammation_pga_cm})",
             )
 
-        # poorly controlled inflammation
-        pga, disagree = _latest_pga(prepared, on)
-        if pga is None:
-            unassessed.append(_INFLAMMATION_UNASSESSED)
-            notes.append(_PGA_UNKNOWN)
-        else:
-            if disagree:
-                notes.append(
-                    warning(
-                        "pga-same-day-disagree",
-                        "several physician global "
-                        "activity values on the latest day disagree; the preferred "
-                        "one is used",
-                        pga.source,
-                    )
-                )
-            if pga.value >= policy.inflammation_pga_cm:
-                add(
-                    RiskFactorKind.INFLAMMATION,
-                    (pga.source,),
-                    f"PGA {format_decimal(pga.value)} cm on {pga.day.isoformat()} "
-                    f"(≥ {texts.inflammation_pga_cm})",
-                )
+    # history of thrombosis
+    for ev in prepared.events:
+        if not surely_before(at, ev.onset) if now else surely_before(ev.onset, at):
+            _add_factor(
+                evidence,
+                details,
+                _HISTORY,
+                (ev.source,),
+                f"{ev.display or ev.kind.value} with onset {ev.onset.day.isoformat()}",
+            )
 
-        # history of thrombosis
-        for ev in prepared.events:
-            if not surely_before(at, ev.onset) if now else surely_before(ev.onset, at):
-                add(
-                    RiskFactorKind.THROMBOSIS_HISTORY,
-                    (ev.source,),
-                    f"{ev.display or ev.kind.value} with onset {ev.onset.day.isoformat()}",
-                )
-
+    kinds = sorted(evidence, key=_KIND_ORDER.__getitem__) if len(evidence) > 1 else evidence
     factors = tuple(
-        RiskFactor(kind, tuple(evidence[kind]), "; ".join(details[kind]))
-        for kind in sorted(evidence, key=lambda k: _KIND_ORDER[k])
+        [RiskFactor(kind, tuple(evidence[kind]), "; ".join(details[kind])) for kind in kinds]
     )
     return RiskProfile(at=at, factors=factors, unassessed=tuple(unassessed), notes=tuple(notes))
+
+
+def _add_factor(
+    evidence: dict[RiskFactorKind, list[str]],
+    details: dict[RiskFactorKind, list[str]],
+    kind: RiskFactorKind,
+    sources: Iterable[str],
+    detail: str,
+) -> None:
+    """A factor of ``kind`` shown by ``sources`` (each cited once) and ``detail``."""
+    cited = evidence.setdefault(kind, [])
+    for source in sources:
+        if source not in cited:
+            cited.append(source)
+    details.setdefault(kind, []).append(detail)
 
 
 def _bmi(prepared: _Prepared, on: date) -> tuple[Decimal | None, tuple[str, ...], str]:
@@ -526,8 +555,9 @@ def _bmi(prepared: _Prepared, on: date) -> tuple[Decimal | None, tuple[str, ...]
     weight = latest_on_or_before(prepared.weights, on)
     height = latest_on_or_before(prepared.heights, on)
     if weight is not None and height is not None and (bmi is None or weight.when > bmi.when):
-        metres = height.cm / _CM_PER_M
-        value = weight.kg / (metres * metres)
+        with localcontext(DECIMAL_CONTEXT):
+            metres = height.cm / _CM_PER_M
+            value = weight.kg / (metres * metres)
         return value, (weight.source, height.source), "computed from weight and height"
     if bmi is not None:
         return bmi.kg_per_m2, (bmi.source,), "recorded"
@@ -760,8 +790,11 @@ def assess_thrombosis(
     events: Iterable[TeeEvent],
     as_of: datetime,
     policy: Policy = DEFAULT_POLICY,
+    body: PlausibleBody | None = None,
 ) -> ThrombosisAssessment:
-    """Risk factors now, the maximum rate now, rate findings, and events, for one patient."""
+    """Risk factors now, the maximum rate now, rate findings, and events, for one patient.
+    ``body``: the plausible ``weights`` and ``heights`` under ``policy``
+    (:meth:`~fhirtis.clinical.weight.PlausibleBody.of`), when the caller has made them."""
     inputs = RiskInputs(
         patient=patient,
         patient_source=patient_source,
@@ -782,7 +815,7 @@ def assess_thrombosis(
             )
         )
 
-    prepared = _Prepared.of(inputs, policy)
+    prepared = _Prepared.of(inputs, policy, body)
     current = _risk_profile(as_of, inputs, prepared, policy, now=True)
     notes.extend(current.notes)
     max_rate_now = applicable_max_rate(current, policy)
@@ -790,30 +823,33 @@ def assess_thrombosis(
     findings: list[RateFinding] = []
     lowest_limit = min(policy.max_rate_mg_kg_min, policy.max_rate_with_risk_mg_kg_min)
     unchecked: list[str] = []
-    for admin in exposure.administrations:
-        if admin.rate_mg_kg_min is None:
-            unchecked.append(admin.source)
-            notes.append(
-                missing(
-                    "rate-not-checked",
-                    "infusion rate in mg/kg/min unknown; not checked against the maximum rate",
-                    admin.source,
+    for cycle in exposure.cycles:  # = exposure.administrations, without the tuple of them all
+        for admin in cycle.administrations:
+            rate = admin.rate_mg_kg_min
+            if rate is None:
+                unchecked.append(admin.source)
+                notes.append(
+                    missing(
+                        "rate-not-checked",
+                        "infusion rate in mg/kg/min unknown; not checked against the maximum rate",
+                        admin.source,
+                    )
                 )
-            )
-            continue
-        if admin.rate_mg_kg_min <= lowest_limit:
-            continue  # within every limit that could apply: its risk profile cannot matter
-        limit = applicable_max_rate(_risk_profile(admin.start, inputs, prepared, policy), policy)
-        if admin.rate_mg_kg_min > limit.limit_mg_kg_min:
-            findings.append(
-                RateFinding(
-                    administration_source=admin.source,
-                    start=admin.start,
-                    cycle_index=admin.cycle_index,
-                    rate_mg_kg_min=admin.rate_mg_kg_min,
-                    limit=limit,
+                continue
+            if rate <= lowest_limit:
+                continue  # within every limit that could apply: its risk profile cannot matter
+            profile = _risk_profile(admin.start, inputs, prepared, policy)
+            limit = applicable_max_rate(profile, policy)
+            if rate > limit.limit_mg_kg_min:
+                findings.append(
+                    RateFinding(
+                        administration_source=admin.source,
+                        start=admin.start,
+                        cycle_index=admin.cycle_index,
+                        rate_mg_kg_min=rate,
+                        limit=limit,
+                    )
                 )
-            )
 
     associated, history, other = associate_events(inputs.events, exposure, policy)
     notes.extend(

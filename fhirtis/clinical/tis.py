@@ -28,6 +28,7 @@ from fhirtis.clinical.notes import Note, missing, warning
 from fhirtis.clinical.policy import EnzymeChange, EnzymeNormalBaseline, Policy, Population
 
 _D = Decimal
+_ZERO = _D(0)
 
 # Upper band edges, inclusive; the last band (above the last edge) is open. [2, Table 3]
 STANDARD_EDGES: tuple[Fraction, ...] = (Fraction(5), Fraction(15), Fraction(25), Fraction(40))
@@ -53,6 +54,13 @@ class Category(StrEnum):
 
 _CATEGORY_ORDER = (Category.NONE, Category.MINIMAL, Category.MODERATE, Category.MAJOR)
 
+# Enum members read in hot code, as module constants: in Python 3.11 reading a member off
+# its class goes through EnumType.__getattr__, ten times the cost of reading a global.
+_NONE, _MINIMAL, _MODERATE, _MAJOR = _CATEGORY_ORDER
+_ENZYME, _MMT8, _CHQ_PHS = Measure.ENZYME, Measure.MMT8, Instrument.CHQ_PHS
+_ENZYME_MAX = MAX_SCORE[_ENZYME]
+_NO_CREDIT, _ABOVE_ULN = EnzymeNormalBaseline.NO_CREDIT, EnzymeChange.ABOVE_ULN
+
 THRESHOLDS: Mapping[Population, tuple[Decimal, Decimal, Decimal]] = {
     Population.ADULT: (_D(20), _D(40), _D(60)),  # [1]
     Population.JUVENILE: (_D(30), _D(45), _D(70)),  # [2]
@@ -60,7 +68,7 @@ THRESHOLDS: Mapping[Population, tuple[Decimal, Decimal, Decimal]] = {
 
 
 def band_edges(measure: Measure) -> tuple[Fraction, ...]:
-    return MMT_EDGES if measure is Measure.MMT8 else STANDARD_EDGES
+    return MMT_EDGES if measure is _MMT8 else STANDARD_EDGES
 
 
 def _integer_edges(measure: Measure) -> tuple[int, ...]:
@@ -91,20 +99,26 @@ def level_score(measure: Measure, percent: Fraction) -> Decimal:
 def category_for(tis: Decimal, population: Population) -> Category:
     minimal, moderate, major = THRESHOLDS[population]
     if tis >= major:
-        return Category.MAJOR
+        return _MAJOR
     if tis >= moderate:
-        return Category.MODERATE
+        return _MODERATE
     if tis >= minimal:
-        return Category.MINIMAL
-    return Category.NONE
+        return _MINIMAL
+    return _NONE
 
 
 def categories_between(
     lower: Decimal, upper: Decimal, population: Population
 ) -> tuple[Category, ...]:
-    lo = _CATEGORY_ORDER.index(category_for(lower, population))
-    hi = _CATEGORY_ORDER.index(category_for(upper, population))
-    return _CATEGORY_ORDER[lo : hi + 1]
+    return _BETWEEN[category_for(lower, population), category_for(upper, population)]
+
+
+_BETWEEN: Mapping[tuple[Category, Category], tuple[Category, ...]] = {
+    (low, high): _CATEGORY_ORDER[i : j + 1]
+    for i, low in enumerate(_CATEGORY_ORDER)
+    for j, high in enumerate(_CATEGORY_ORDER)
+}
+""":func:`categories_between` by the categories of the two bounds (made once)."""
 
 
 @fast_frozen_init
@@ -286,6 +300,21 @@ def score_bounded(
     )
 
 
+def _enzyme_scored(
+    baseline: MeasureValue, followup: MeasureValue, pct: Fraction, score: Decimal | None = None
+) -> MeasureScore:
+    """The enzyme's score of percent improvement ``pct`` (its level score, unless given)."""
+    return MeasureScore(
+        _ENZYME,
+        baseline.instrument,
+        baseline,
+        followup,
+        pct,
+        level_score(_ENZYME, pct) if score is None else score,
+        _ENZYME_MAX,
+    )
+
+
 def score_enzyme(
     baseline: MeasureValue | None,
     followup: MeasureValue | None,
@@ -293,7 +322,7 @@ def score_enzyme(
     checked: bool = False,
 ) -> MeasureScore:
     """Relative percent change of the chosen enzyme, with the enzyme [choice]s of the policy."""
-    measure = Measure.ENZYME
+    measure = _ENZYME
     problem = _check_pair(measure, baseline, followup, checked)
     if problem is not None:
         instrument = _instrument_of(baseline, followup)
@@ -310,21 +339,12 @@ def score_enzyme(
     # (b − f) × 100 = drop / (bd × fd)
     drop = (bn * fd - fn * bd) * 100
 
-    def scored(pct: Fraction, score: Decimal | None = None) -> MeasureScore:
-        return MeasureScore(
-            measure,
-            baseline.instrument,
-            baseline,
-            followup,
-            pct,
-            level_score(measure, pct) if score is None else score,
-            MAX_SCORE[measure],
-        )
-
-    if normal_at_baseline and policy.enzyme_normal_baseline is EnzymeNormalBaseline.NO_CREDIT:
+    if normal_at_baseline and policy.enzyme_normal_baseline is _NO_CREDIT:
         # (b − f) × 100 / b
-        return scored(Fraction(drop, fd * bn) if bn else Fraction(0), _D(0))
-    if policy.enzyme_change is EnzymeChange.ABOVE_ULN:
+        return _enzyme_scored(
+            baseline, followup, Fraction(drop, fd * bn) if bn else Fraction(0), _D(0)
+        )
+    if policy.enzyme_change is _ABOVE_ULN:
         if uln is None:
             reason = missing(
                 "enzyme-uln-unknown",
@@ -341,7 +361,7 @@ def score_enzyme(
             return _missing_score(measure, reason, baseline.instrument, baseline, followup)
         # (b − f) × 100 / (b − ULN), where b − ULN = (bn × ud − un × bd) / (bd × ud) > 0
         un, ud = uln
-        return scored(Fraction(drop * ud, fd * (bn * ud - un * bd)))
+        return _enzyme_scored(baseline, followup, Fraction(drop * ud, fd * (bn * ud - un * bd)))
     if bn == 0:
         reason = missing(
             "enzyme-baseline-zero",
@@ -349,7 +369,7 @@ def score_enzyme(
             baseline.source,
         )
         return _missing_score(measure, reason, baseline.instrument, baseline, followup)
-    return scored(Fraction(drop, fd * bn))  # (b − f) × 100 / b
+    return _enzyme_scored(baseline, followup, Fraction(drop, fd * bn))  # (b − f) × 100 / b
 
 
 def compute_tis(
@@ -374,17 +394,21 @@ def compute_tis(
     notes: list[Note] = []
     scores: list[MeasureScore] = []
     base_values, follow_values = baseline.values, followup.values
+    # the sums of the scores and of the missing measures' maxima, in the order of MEASURES
+    lower = missing_max = _ZERO
     for measure in MEASURES:
-        if measure is Measure.ENZYME:
-            scores.append(_enzyme_measure(baseline, followup, policy, enzyme, notes, checked))
+        if measure is _ENZYME:
+            score = _enzyme_measure(baseline, followup, policy, enzyme, notes, checked)
         else:
-            scores.append(
-                score_bounded(
-                    measure, base_values.get(measure), follow_values.get(measure), checked
-                )
+            score = score_bounded(
+                measure, base_values.get(measure), follow_values.get(measure), checked
             )
-    lower = sum((s.score for s in scores if s.score is not None), _D(0))
-    upper = lower + sum((s.max_score for s in scores if s.score is None), _D(0))
+        scores.append(score)
+        if score.score is None:
+            missing_max += score.max_score
+        else:
+            lower += score.score
+    upper = lower + missing_max
     possible = categories_between(lower, upper, population)
     category = possible[0] if len(possible) == 1 else None
     return TisResult(
@@ -407,12 +431,12 @@ def _enzyme_measure(
     notes: list[Note],
     checked: bool = False,
 ) -> MeasureScore:
-    alt_b = baseline.values.get(Measure.ENZYME)
-    alt_f = followup.values.get(Measure.ENZYME)
+    alt_b = baseline.values.get(_ENZYME)
+    alt_f = followup.values.get(_ENZYME)
     if alt_b is not None or alt_f is not None:
         # The juvenile CHQ-PhS alternative (a bounded scale) in place of a lab enzyme.
-        result = score_bounded(Measure.ENZYME, alt_b, alt_f, checked)
-        if result.instrument is Instrument.CHQ_PHS:
+        result = score_bounded(_ENZYME, alt_b, alt_f, checked)
+        if result.instrument is _CHQ_PHS:
             notes.append(
                 warning(
                     "chq-phs-range-assumed",
@@ -428,7 +452,7 @@ def _enzyme_measure(
             (n for n in choice.notes if n.severity.value == "missing"),
             missing("enzyme-missing", "no muscle enzyme at baseline"),
         )
-        return _missing_score(Measure.ENZYME, reason)
+        return _missing_score(_ENZYME, reason)
     assert choice.instrument in ENZYMES
     b = baseline.enzymes.get(choice.instrument)
     f = followup.enzymes.get(choice.instrument)
@@ -438,7 +462,7 @@ def _enzyme_measure(
             f"{choice.instrument.value} (the most abnormal enzyme at baseline) missing at "
             "follow-up; enzymes are never switched",
         )
-        return _missing_score(Measure.ENZYME, reason, choice.instrument, b, None)
+        return _missing_score(_ENZYME, reason, choice.instrument, b, None)
     return score_enzyme(b, f, policy, checked)
 
 

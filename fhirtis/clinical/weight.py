@@ -24,6 +24,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal, localcontext
+from operator import attrgetter
 from typing import Protocol, TypeVar
 
 from fhirtis.clinical.decimals import DECIMAL_CONTEXT, format_decimal, is_positive_finite
@@ -31,6 +32,10 @@ from fhirtis.clinical.facts import BodyHeight, BodyWeight, PatientFacts, Sex
 from fhirtis.clinical.frozen import fast_frozen_init
 from fhirtis.clinical.notes import Note, excluded, missing, warning
 from fhirtis.clinical.policy import DEFAULT_POLICY, DosingWeightBasis, Policy
+
+# Enum members read in hot code, as module constants: in Python 3.11 reading a member off
+# its class goes through EnumType.__getattr__, ten times the cost of reading a global.
+_ACTUAL, _IDEAL = DosingWeightBasis.ACTUAL, DosingWeightBasis.IDEAL
 
 __all__ = [
     "ADJUSTED_WEIGHT_FACTOR",
@@ -92,7 +97,7 @@ class DosingWeight:
         out: list[str] = []
         if self.weight_source is not None:
             out.append(self.weight_source)
-        if self.basis is not DosingWeightBasis.ACTUAL and self.height_source is not None:
+        if self.basis is not _ACTUAL and self.height_source is not None:
             out.append(self.height_source)
         return tuple(out)
 
@@ -150,6 +155,8 @@ def latest_on_or_before(facts: Iterable[Dated[_F]], on: date) -> _F | None:
     return best
 
 
+_BY_TIME_AND_SOURCE = attrgetter("when", "source")
+
 JUMP_WINDOW_DAYS = 14  # clinical spec §1: a jump against the previous weight within 14 days
 
 
@@ -162,7 +169,7 @@ def plausible_weights(
     low, high = policy.weight_plausible_kg
     kept: list[BodyWeight] = []
     notes: list[tuple[Note, BodyWeight]] = []
-    for w in sorted(weights, key=lambda w: (w.when, w.source)):
+    for w in sorted(weights, key=_BY_TIME_AND_SOURCE):
         reason: str | None = None
         if not is_positive_finite(w.kg):
             reason = "body weight is not a positive finite number; not used"
@@ -252,8 +259,9 @@ def dosing_weight_from(
     on = at.date() if isinstance(at, datetime) else at
     notes: list[Note] = []
     basis = policy.dosing_weight
-    notes.extend(n for n, w in body.weight_notes if w.when.date() <= on)
-    if basis is not DosingWeightBasis.ACTUAL:
+    if body.weight_notes:
+        notes.extend(n for n, w in body.weight_notes if w.when.date() <= on)
+    if basis is not _ACTUAL and body.height_notes:
         notes.extend(n for n, h in body.height_notes if h.when.date() <= on)
 
     weight = latest_on_or_before(body.weights, on)
@@ -261,7 +269,7 @@ def dosing_weight_from(
     age_days: int | None = None
     stale = False
     # the ideal body weight needs no actual weight: none, or an old one, is then not a problem
-    uses_actual = basis is not DosingWeightBasis.IDEAL
+    uses_actual = basis is not _IDEAL
     if weight is None:
         if uses_actual:
             notes.append(
@@ -287,7 +295,7 @@ def dosing_weight_from(
     height = latest_on_or_before(body.heights, on)
     ideal: Decimal | None = None
     kg: Decimal | None = None
-    if basis is DosingWeightBasis.ACTUAL:
+    if basis is _ACTUAL:
         kg = actual
     else:
         reason: str | None = None
@@ -309,7 +317,7 @@ def dosing_weight_from(
         else:
             assert height is not None
             ideal = ideal_body_weight(height.cm, patient.sex)
-            if basis is DosingWeightBasis.IDEAL:
+            if basis is _IDEAL:
                 kg = ideal
             elif actual is not None:
                 kg = adjusted_body_weight(actual, ideal)

@@ -299,8 +299,9 @@ _EARLY_ONSET_URL = f"{EXT}/tee-early-onset"
 
 # -- parts determined by a value, made once per distinct value (read-only: see Derived) ----------
 
+
 _REFERENCES: dict[str, Json] = {}
-_IMPROVEMENTS: dict[tuple[Measure, int, int], Json] = {}
+_IMPROVEMENTS: dict[tuple[Measure, tuple[int, int]], Json] = {}
 _SCORES: dict[tuple[Measure, Decimal], Json] = {}
 _VALUE_COMPONENTS: dict[tuple[str, str], Json] = {}
 _MAX_RATE_EXTENSIONS: dict[Decimal, Json] = {}
@@ -323,7 +324,7 @@ def _references(sources: Iterable[str]) -> list[Json]:
 def _improvement_component(measure: Measure, percent: Fraction) -> Json:
     """The percent-improvement component (keyed on the exact fraction's integers: hashing a
     Fraction is slow; percent_text is a function of the fraction alone)."""
-    key = (measure, percent.numerator, percent.denominator)
+    key = (measure, percent.as_integer_ratio())
     component = _IMPROVEMENTS.get(key)
     if component is None:
         text = percent_text(percent)
@@ -410,7 +411,7 @@ def _tis_components(tis: TisResult) -> tuple[list[Json], list[MeasureScore]]:
             out.append({"code": _SCORE_CODE[measure], "dataAbsentReason": _absent(reason)})
         else:
             # the two caches looked up here (a TIS has 12 components): made on a miss only
-            improvement = _IMPROVEMENTS.get((measure, percent.numerator, percent.denominator))
+            improvement = _IMPROVEMENTS.get((measure, percent.as_integer_ratio()))
             out.append(improvement or _improvement_component(measure, percent))
             out.append(_SCORES.get((measure, score)) or _score_component(measure, score))
     return out, missing
@@ -562,9 +563,10 @@ def _cycle_observation(
     # events this Observation is part of (partOf allows MedicationAdministration).
     obs["partOf"] = _references(sorted(administrations))
     weight_source, height_source = dw.weight_source, dw.height_source
-    if weight_source or height_source:
-        measured = sorted({s for s in (weight_source, height_source) if s})
-        obs["derivedFrom"] = [{"reference": s} for s in measured]
+    if weight_source and height_source and weight_source != height_source:
+        obs["derivedFrom"] = [{"reference": s} for s in sorted((weight_source, height_source))]
+    elif weight_source or height_source:  # one source (or both the same)
+        obs["derivedFrom"] = [{"reference": weight_source or height_source}]
     if cycle.g_per_kg is not None:
         obs["valueQuantity"] = _quantity(beside_any(cycle.g_per_kg, dose_edges), "g/kg")
     else:
