@@ -297,9 +297,9 @@ def _top_entry_paths(count: int) -> list[str]:
 
 def _duplicate(key: str, same: bool, location: str) -> Issue:
     """A resource listed again (two searches of a batch-response, two pages): only its first
-    copy is read, as the server read path does; counting it twice would double a dose. ``same``
-    also for an older version in a history Bundle (its versions differ by design; the first,
-    the newest, is read)."""
+    copy is read (the server read path keeps the newest of differing versions); counting it
+    twice would double a dose. ``same`` also for an older version in a history Bundle (its
+    versions differ by design; the first, the newest, is read)."""
     if same:
         return Issue(
             "information",

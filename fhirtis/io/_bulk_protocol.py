@@ -33,7 +33,7 @@ from fhirtis.io._errors import (
     MalformedResponse,
     TooManyRetries,
 )
-from fhirtis.io._retry import RETRYABLE_STATUSES, RetryPolicy, parse_retry_after
+from fhirtis.io._retry import RETRYABLE_STATUSES, RetryPolicy, retry_after_of
 
 ExportLevel = Literal["group", "patient", "system"]
 
@@ -259,7 +259,8 @@ def poll_status(
       ``schedule.factor`` up to ``schedule.max_interval``.
     - 429, 502, 503, 504, and 5xx whose OperationOutcome has only transient issue codes: a
       passing failure. Back off with ``retry`` (exponential with full jitter, ``Retry-After``
-      honoured, ``retry.max_attempts`` in a row, then :class:`TooManyRetries`).
+      or Azure's ``x-ms-retry-after-ms`` honoured, ``retry.max_attempts`` in a row, then
+      :class:`TooManyRetries`).
     - any other 4xx/5xx: the export failed (:class:`BulkExportFailed`, or NotFound for a 404
       after a cancel or expiry, Unauthorized, Forbidden).
     - a wait that would end past ``schedule.budget`` raises :class:`BulkExportTimeout` at once
@@ -276,7 +277,7 @@ def poll_status(
         status = answer.status
         if status == 200:
             return parse_manifest(answer.content, status_url, status)
-        retry_after = parse_retry_after(answer.headers.get("Retry-After"), answer.now)
+        retry_after = retry_after_of(answer.headers, answer.now)
         if status == 202:
             failures = 0
             progress = _progress(answer.headers)

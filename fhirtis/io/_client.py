@@ -5,11 +5,12 @@ The decisions live in pure modules and are only driven here: the paging walk
 ``httpx.Auth`` flow). Resources are plain dicts parsed with orjson.
 
 Retries: 429, 502, 503, 504, timeouts and connection errors are retried with exponential backoff
-and full jitter (``Retry-After`` honoured), up to ``retry_max_attempts`` and within
-``retry_budget_seconds``, for idempotent requests. A non-idempotent request (plain create,
-transaction) is retried only when the server cannot have processed it: a connect error or pool
-timeout before sending, a failed token fetch, a 429 or a 503. After a read/write timeout, a
-dropped connection, a 502 or a 504 it raises :class:`WriteOutcomeUnknown` without re-sending.
+and full jitter (the server's ``Retry-After``, or Azure's ``x-ms-retry-after-ms``, honoured), up
+to ``retry_max_attempts`` and within ``retry_budget_seconds``, for idempotent requests. A
+non-idempotent request (plain create, transaction) is retried only when the server cannot have
+processed it: a connect error or pool timeout before sending, a failed token fetch, a 429 or a
+503. After a read/write timeout, a dropped connection, a 502 or a 504 it raises
+:class:`WriteOutcomeUnknown` without re-sending.
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ from fhirtis.io._retry import (
     is_retryable_transport_error,
     may_have_reached_server,
     parse_retry_after,
+    retry_after_of,
 )
 
 __all__ = ["FhirClient", "FhirResponse", "SearchParams", "Timing"]
@@ -531,7 +533,7 @@ class FhirClient(AsyncClosing):
             request = self._http.build_request(
                 method, url, content=content, headers=merged, timeout=self._config.timeout
             )
-            retry_after: str | None = None
+            retry_after: float | None = None
             try:
                 await self._pace()
                 async with self._in_flight:
@@ -551,7 +553,7 @@ class FhirClient(AsyncClosing):
                 # the FHIR request was not sent: safe to retry whatever it is
                 outcome = f"HTTP {exc.status} from the token endpoint"
                 last_status = exc.status
-                retry_after = exc.retry_after
+                retry_after = parse_retry_after(exc.retry_after, timing.time())
                 log.info("%s %s: token endpoint answered %s", method, target, exc.status)
                 cause: BaseException | None = exc
             except httpx.TransportError as exc:
@@ -588,11 +590,11 @@ class FhirClient(AsyncClosing):
                         url=where,
                     )
                 outcome, last_status, cause = f"HTTP {status}", status, None
-                retry_after = response.headers.get("Retry-After")
+                retry_after = retry_after_of(response.headers, timing.time())
             delay = retry_policy.next_delay(
                 attempt,
                 timing.monotonic() - started,
-                parse_retry_after(retry_after, timing.time()),
+                retry_after,
                 timing.random,
             )
             if delay is None:

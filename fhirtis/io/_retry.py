@@ -76,6 +76,22 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
     return max(0.0, when.timestamp() - now)
 
 
+#: Throttle headers in milliseconds, read before ``Retry-After``: Azure's FHIR server answers a
+#: 429 with ``x-ms-retry-after-ms`` only (microsoft/fhir-server ThrottlingMiddleware, "aligning
+#: with Cosmos DB"); Azure's SDKs read these two first (@azure/core-rest-pipeline).
+_MS_HEADERS = ("retry-after-ms", "x-ms-retry-after-ms")
+
+
+def retry_after_of(headers: httpx.Headers, now: float) -> float | None:
+    """The wait, in seconds, a throttled or unavailable answer asks for, or None: a
+    milliseconds header of :data:`_MS_HEADERS` (ASCII digits), else ``Retry-After``."""
+    for name in _MS_HEADERS:
+        text = (headers.get(name) or "").strip()
+        if text.isdigit() and text.isascii():
+            return float(text) / 1000.0
+    return parse_retry_after(headers.get("Retry-After"), now)
+
+
 def is_idempotent(
     method: str,
     url: httpx.URL,

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Collection, Iterable, Mapping, Sequence
+from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -16,6 +17,7 @@ from fhirtis.fhir.derive import NO_IDENTIFIER_SEARCH, Derived
 from fhirtis.fhir.extract import patient_refs
 from fhirtis.fhir.needs import NEEDS, Need
 from fhirtis.fhir.outcome import Issue
+from fhirtis.fhir.primitives import PrimitiveError, parse_date_time_text
 from fhirtis.fhir.queries import (
     by_id_urls,
     existing_by_patient_urls,
@@ -87,6 +89,44 @@ def _partial_results(outcomes: Iterable[Json]) -> list[Issue]:
         )
         for severity, code in seen
     ]
+
+
+def _newer(copy: Json, kept: Json) -> bool:
+    """Whether ``copy`` is a later version of the resource ``kept`` is a copy of (two pages, or
+    two searches, returned it; a search is only current at the instant each page is read, R4
+    search.html paging). The newer ``meta.lastUpdated`` wins; where both lack it or they tie,
+    the greater integer ``meta.versionId`` (HAPI, Azure, Oracle Health number versions).
+    Otherwise the copy met first is kept. Oracle Health asks clients to keep "the latest
+    version of that resource id" (Cerner FHIR Developers, paging notice)."""
+    new, old = _meta(copy), _meta(kept)
+    new_time, old_time = _instant(new.get("lastUpdated")), _instant(old.get("lastUpdated"))
+    if new_time is not None and old_time is not None and new_time != old_time:
+        return new_time > old_time
+    new_version, old_version = _version(new.get("versionId")), _version(old.get("versionId"))
+    return new_version is not None and old_version is not None and new_version > old_version
+
+
+def _meta(resource: Json) -> Json:
+    meta = resource.get("meta")
+    return meta if isinstance(meta, dict) else {}
+
+
+def _instant(value: object) -> datetime | None:
+    """A ``meta.lastUpdated`` (an instant: date, time and zone), or None."""
+    if not isinstance(value, str) or "T" not in value:
+        return None
+    try:
+        when, _ = parse_date_time_text(value)
+    except PrimitiveError:
+        return None
+    return when if when.tzinfo is not None else None
+
+
+def _version(value: object) -> int | None:
+    """A ``meta.versionId`` that is a decimal integer (at most 18 digits), or None."""
+    if isinstance(value, str) and 0 < len(value) <= 18 and value.isascii() and value.isdigit():
+        return int(value)
+    return None
 
 
 def _matches(page: Json) -> list[Json]:
@@ -595,7 +635,10 @@ async def _pull(
         if r.get("resourceType") == "OperationOutcome":
             outcomes.append(r)
             continue
-        unique.setdefault(f"{r.get('resourceType')}/{r.get('id')}", r)
+        key = f"{r.get('resourceType')}/{r.get('id')}"
+        kept = unique.get(key)
+        if kept is None or _newer(r, kept):
+            unique[key] = r
     ivig = extractor.t.value_sets.get("ivig-products")
     issues = _partial_results(outcomes)
     issues += await _resolve_medications(client, unique, requests, ivig.names if ivig else ())
