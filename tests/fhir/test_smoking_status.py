@@ -92,7 +92,7 @@ def test_a_non_smoker_answer_alone_is_nothing(code: str) -> None:
     [
         (SCT, "266927001"),  # US Core "Unknown if ever smoked"
         (SCT, "FAKE-smoking-finding"),  # made up: a SNOMED CT code no ValueSet lists
-        ("http://loinc.org", "LA18976-3"),  # a LOINC answer, not a code of the ValueSets
+        ("http://loinc.org", "LA18980-5"),  # LOINC "Unknown if ever smoked" (IPS answer list)
         ("http://example.org/local-smoking", "S1"),
     ],
 )

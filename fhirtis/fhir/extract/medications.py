@@ -462,7 +462,10 @@ class MedicationReader(ExtractorBase):
         return None
 
     def _route(self, dosage: Json, path: str) -> str | None:
-        """``iv``, ``sc``, ``im``, ``other`` (a route recorded but none of these), or None."""
+        """``iv``, ``sc``, ``im``, ``other`` (a route recorded but none of these), or None. A
+        route not coded in the route ValueSets is read from its ``text``, then from each
+        coding's display (CH EMED: ``text`` "intravenöse Anwendung" beside the EDQM display
+        "Intravenous use")."""
         route = dosage.get("route")
         if route is None:
             return None
@@ -470,10 +473,11 @@ class MedicationReader(ExtractorBase):
         for kind, index in self._routes.items():
             if index.matches_any(codings):
                 return kind
-        words = set(re.findall(r"[a-z]+", concept_text(route).lower()))
-        for kind, spelled in _ROUTE_WORDS.items():
-            if words & spelled:
-                return kind
+        for name in concept_names(route):
+            words = set(re.findall(r"[a-z]+", name.lower()))
+            for kind, spelled in _ROUTE_WORDS.items():
+                if words & spelled:
+                    return kind
         return "other"
 
     def is_ivig_product(self, med: Json | None, codings: list[Coding], text: str) -> bool:
