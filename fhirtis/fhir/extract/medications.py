@@ -287,13 +287,6 @@ class UnresolvedMedicationError(ExcludedError):
 class MedicationReader(ExtractorBase):
     # -- MedicationAdministration -----------------------------------------------------------
 
-    def _medication(
-        self, r: Json, path: str, resolve: Mapping[str, Json]
-    ) -> tuple[Json | None, list[tuple[str | None, str | None]], str]:
-        """The Medication resource (if referenced), its codings and text."""
-        read = self._read_medication(r, path, resolve)
-        return read.med, read.codings, read.text
-
     def _read_medication(self, r: Json, path: str, resolve: Mapping[str, Json]) -> _MedicationRead:
         """``r``'s medication[x] (:class:`_MedicationRead`): a referenced Medication's once per
         patient, an inline medicationCodeableConcept's afresh."""
