@@ -18,6 +18,7 @@ from fhirtis.clinical.facts import RiskFactorKind
 from tests.fhir.builders import LOINC, patient
 from tests.fhir.reading import extract
 from tests.fhir.test_published_examples import evaluate_fixture
+from tests.fhir.test_smoking_status import _status as smoking_status
 
 DATA = Path(__file__).parents[1] / "data" / "s26sb-pub"
 
@@ -35,15 +36,8 @@ UNKNOWN = "LA18980-5"  # Unknown if ever smoked (~ 266927001)
 
 
 def _status(sid: str, code: str, day: str) -> dict[str, Any]:
-    return {
-        "resourceType": "Observation",
-        "id": sid,
-        "status": "final",
-        "code": {"coding": [{"system": LOINC, "code": "72166-2"}]},
-        "subject": {"reference": "Patient/p1"},
-        "effectiveDateTime": day,
-        "valueCodeableConcept": {"coding": [{"system": LOINC, "code": code}]},
-    }
+    """A smoking status Observation (72166-2) answered in LOINC."""
+    return smoking_status(sid, code, day, system=LOINC)
 
 
 def _smoking(*resources: dict[str, Any]) -> list[tuple[str, date | None, date | None]]:
