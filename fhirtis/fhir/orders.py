@@ -29,6 +29,7 @@ from fhirtis.clinical.ivig import DECIMAL_CONTEXT, is_positive_finite
 from fhirtis.clinical.rates import RateKind, rate_mg_kg_min
 from fhirtis.fhir.codes import UCUM
 from fhirtis.fhir.extract import ExcludedError, Extractor, read_quantity
+from fhirtis.fhir.extract.medications import UnresolvedMedicationError
 from fhirtis.fhir.primitives import is_id, json_array
 from fhirtis.fhir.units import UnitError, convert
 
@@ -154,6 +155,36 @@ def read_ivig_order(
         rates=tuple(rates),
         rate_problems=tuple(rate_problems),
     )
+
+
+@dataclass(frozen=True)
+class UnreadOrder:
+    """A draft order whose Medication cannot be resolved but whose reference's ``display``
+    names an immune globulin: it may be IVIG, and its rate cannot be checked."""
+
+    ref: str  # the order: "MedicationRequest/id" or its fullUrl
+    medication: str  # the medicationReference.reference that resolves to nothing
+    shown: str  # the display that names an immune globulin
+
+
+def unread_ig_orders(
+    extractor: Extractor, requests: Iterable[tuple[str, Json]], resolve: Mapping[str, Json]
+) -> list[UnreadOrder]:
+    """The orders among ``requests`` whose ``medicationReference`` resolves to nothing in
+    ``resolve`` and whose display names an immune globulin (route intravenous or none): as
+    ``fhirtis run`` flags such an administration, they are said, never passed over."""
+    out: list[UnreadOrder] = []
+    for ref, request in requests:
+        try:
+            extractor._read_medication(request, "MedicationRequest", resolve)
+        except UnresolvedMedicationError:
+            shown = extractor._looks_like_immune_globulin(request)
+            if shown is not None and _intravenous(extractor, request):
+                target = request["medicationReference"]["reference"]
+                out.append(UnreadOrder(ref, str(target), shown))
+        except ExcludedError:
+            continue
+    return out
 
 
 def _intravenous(extractor: Extractor, request: Json) -> bool:

@@ -66,7 +66,7 @@ _PARTIAL_CODES = frozenset(
 )
 
 
-def _partial_results(outcomes: Iterable[Json]) -> list[Issue]:
+def partial_results(outcomes: Iterable[Json]) -> list[Issue]:
     """Warnings for the searchsets' own OperationOutcomes (``search.mode = outcome``) that say
     the server returned only part of the matches: an issue of severity error or fatal, or of
     one of :data:`_PARTIAL_CODES`. One warning per distinct (severity, code); the server's
@@ -640,7 +640,7 @@ async def _pull(
         if kept is None or _newer(r, kept):
             unique[key] = r
     ivig = extractor.t.value_sets.get("ivig-products")
-    issues = _partial_results(outcomes)
+    issues = partial_results(outcomes)
     issues += await _resolve_medications(client, unique, requests, ivig.names if ivig else ())
     issues += await _resolve_devices(client, unique, requests)
     return unique, issues, skipped

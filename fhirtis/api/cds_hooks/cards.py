@@ -28,6 +28,7 @@ from fhirtis.fhir.orders import (
     IvigOrder,
     OrderedRate,
     RateKind,
+    UnreadOrder,
     with_rates,
 )
 from fhirtis.fhir.primitives import is_id
@@ -68,16 +69,24 @@ def _card(summary: str, indicator: str, detail: str, **extra: Any) -> Json:
     return card
 
 
-def risk_card(profile: RiskProfile, excluded: int, not_read: Sequence[str] = ()) -> Json:
+def risk_card(
+    profile: RiskProfile,
+    excluded: int,
+    not_read: Sequence[str] = (),
+    incomplete: Sequence[str] = (),
+) -> Json:
     """The thrombosis risk factors; ``excluded``: resources that could not be read,
-    ``not_read``: resource types the FHIR server offers no search of (not read at all)."""
+    ``not_read``: resource types the FHIR server offers no search of (not read at all),
+    ``incomplete``: searches (prefetch keys or types) answered only in part."""
     factors = profile.factors
     if factors:
         names = ", ".join(_label(f.kind.value) for f in factors)
         summary = f"TEE risk with IVIG: {len(factors)} risk factor(s): {names}"
     else:
         summary = "TEE risk with IVIG: no thrombosis risk factor found"
-        if profile.unassessed:
+        if incomplete:
+            summary += " (data may be incomplete)"
+        elif profile.unassessed:
             summary += " (some could not be assessed)"
     lines = [f"Thrombosis risk factors for IVIG as of {profile.at.day.isoformat()}:", ""]
     for f in factors:
@@ -100,7 +109,13 @@ def risk_card(profile: RiskProfile, excluded: int, not_read: Sequence[str] = ())
             f"Not read: the FHIR server offers no search of {', '.join(not_read)}; a risk factor "
             "recorded only there would be missed.",
         ]
-    return _card(summary, "warning" if factors else "info", "\n".join(lines))
+    if incomplete:
+        lines += [
+            "",
+            f"Incomplete: the search for {', '.join(incomplete)} reported that only part of the "
+            "patient's data was returned; a risk factor recorded there may be missed.",
+        ]
+    return _card(summary, "warning" if factors or incomplete else "info", "\n".join(lines))
 
 
 @dataclass(frozen=True)
@@ -319,6 +334,25 @@ def exceeded_card(check: _OrderCheck, limit: RateLimit) -> Json | None:
         "\n".join(lines),
         suggestions=[suggestion],
         selectionBehavior="at-most-one",
+    )
+
+
+def unread_order_card(unread: UnreadOrder, limit: RateLimit) -> Json:
+    """An order that names an immune globulin whose Medication cannot be read: its product
+    and concentration are unknown, so its rate is not checked; said, with the maximum."""
+    mg = plain(limit.limit_mg_kg_min)
+    lines = [
+        f"The order `{unread.ref}` names `{unread.medication}` ({unread.shown}), which could not "
+        "be read (not in draftOrders or prefetch, and not readable from the FHIR server).",
+        "",
+        "Whether it is IVIG, and its concentration, are unknown: **its infusion rate was not "
+        f"checked**. If it is IVIG, the maximum infusion rate is {mg} mg/kg/min: "
+        f"{limit.reason}.",
+    ]
+    return _card(
+        f"IVIG rate not checked: the order's Medication could not be read ({unread.shown})",
+        "warning",
+        "\n".join(lines),
     )
 
 

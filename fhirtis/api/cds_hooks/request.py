@@ -13,6 +13,7 @@ from fhirtis.fhir.codes import Terminology
 from fhirtis.fhir.needs import prefetch_queries
 from fhirtis.fhir.primitives import is_id
 from fhirtis.io import next_link
+from fhirtis.pipeline.pull import partial_results
 
 Json = dict[str, Any]
 
@@ -234,6 +235,8 @@ class Gathered:
     listed: dict[str, Json] = field(default_factory=dict)  # "Type/id" (or a fullUrl) → resource
     resolve: dict[str, Json] = field(default_factory=dict)
     paged: list[str] = field(default_factory=list)  # prefetch keys given as one page of several
+    # prefetch keys (or types read) whose search said it returned only part of the matches
+    incomplete: list[str] = field(default_factory=list)
 
     def add(self, resource: Json, full_url: str | None = None) -> None:
         rtype, rid = resource.get("resourceType"), resource.get("id")
@@ -284,6 +287,8 @@ def take_prefetch(call: HookCall, templates: Sequence[Template], into: Gathered)
                 missing.append(t)
                 into.paged.append(t.key)
                 continue
+            if reports_partial(value):
+                into.incomplete.append(t.key)
         found = Gathered()
         if kind == "Bundle":
             found.add_bundle(value)
@@ -296,6 +301,22 @@ def take_prefetch(call: HookCall, templates: Sequence[Template], into: Gathered)
             raise bad(f"prefetch.{t.key} holds another patient than context.patientId")
         into.merge(found)
     return missing
+
+
+def reports_partial(bundle: Mapping[str, Any]) -> bool:
+    """Whether a searchset's own OperationOutcome (``search.mode = outcome``) says that only
+    part of the matches were returned (an error or fatal issue, or a code such as
+    ``too-costly``: :func:`partial_results`, as ``fhirtis run`` reads it). Such a search read
+    as complete would hide a risk factor behind "none found"."""
+    entries = bundle.get("entry")
+    outcomes = [
+        e["resource"]
+        for e in (entries if isinstance(entries, list) else [])
+        if isinstance(e, dict)
+        and isinstance(e.get("resource"), dict)
+        and e["resource"].get("resourceType") == "OperationOutcome"
+    ]
+    return bool(partial_results(outcomes))
 
 
 def _check_bundle(bundle: Mapping[str, Any], where: str) -> None:

@@ -27,6 +27,7 @@ from fhirtis.api.cds_hooks.cards import (
     risk_card,
     risk_labels,
     tis_card,
+    unread_order_card,
 )
 from fhirtis.api.cds_hooks.fetch import fetch_missing, reader
 from fhirtis.api.cds_hooks.request import (
@@ -40,6 +41,7 @@ from fhirtis.api.cds_hooks.request import (
     parse_call,
     parse_feedback,
     prefetch_templates,
+    reports_partial,
     take_prefetch,
 )
 from fhirtis.api.cds_hooks.trust import CdsClientVerifier
@@ -55,6 +57,7 @@ from fhirtis.fhir.orders import (
     draft_medication_requests,
     medication_reference,
     read_ivig_order,
+    unread_ig_orders,
 )
 from fhirtis.fhir.primitives import is_id
 from fhirtis.fhir.units import UnitError, convert
@@ -194,7 +197,7 @@ async def _answer(
     if missing or unresolved:
         source = reader(request, call)
         if isinstance(source, str):
-            if missing and orders:
+            if missing and (orders or unread_ig_orders(extractor, requests, draft_resolve)):
                 lacks = _lacking([t.key for t in missing], gathered.paged)
                 raise CdsError(412, "precondition-failed", f"{lacks}, and {source}")
             if missing:
@@ -208,17 +211,21 @@ async def _answer(
             fetched, not_read = await fetch_missing(
                 request, server, token, to_read, call.patient_id
             )
-            for _, resource in fetched:
+            for url, resource in fetched:
                 if resource is None:
                     continue
                 if resource.get("resourceType") == "Bundle":
+                    if reports_partial(resource):
+                        gathered.incomplete.append(url.split("?", 1)[0])
                     gathered.add_bundle(resource)
                 else:
                     gathered.add(resource)
             stats["fetched"] = len(to_read)
             orders = ivig_orders({**gathered.resolve, **drafts.resolve})
     stats["ivig"] = len(orders)
-    if not orders:
+    # orders naming an immune globulin whose Medication could not be read: said, not dropped
+    unread = unread_ig_orders(extractor, requests, {**gathered.resolve, **drafts.resolve})
+    if not orders and not unread:
         return {"cards": []}, stats
 
     patient_ref = f"Patient/{call.patient_id}"
@@ -235,13 +242,14 @@ async def _answer(
     limit = thr.max_rate_now
     excluded = sum(1 for i in result.data.issues if i.severity in {"error", "fatal"})
 
-    cards = [risk_card(thr.current, excluded, sorted(not_read))]
+    cards = [risk_card(thr.current, excluded, sorted(not_read), sorted(set(gathered.incomplete)))]
     for order in orders:
         check = check_order(order, limit, result.weight)
         cards.append(max_rate_card(check, limit, result.weight, result.now))
         exceeded = exceeded_card(check, limit)
         if exceeded is not None:
             cards.append(exceeded)
+    cards += [unread_order_card(u, limit) for u in unread]
     tis = tis_card(result.evaluation)
     if tis is not None:
         cards.append(tis)
