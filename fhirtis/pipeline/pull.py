@@ -444,7 +444,7 @@ def _references(resources: Iterable[Json], target_type: str) -> dict[str, list[J
     return out
 
 
-def _looks_like_immune_globulin(resource: Json, names: Sequence[str]) -> bool:
+def looks_like_immune_globulin(resource: Json, names: Sequence[str]) -> bool:
     ref = resource.get("medicationReference")
     text = str(ref.get("display") or "") if isinstance(ref, dict) else ""
     lowered = text.lower()
@@ -505,7 +505,7 @@ async def _resolve_medications(
             continue
         for user in users:
             where = f"{user.get('resourceType')}/{user.get('id')}"
-            if _looks_like_immune_globulin(user, ivig_names):
+            if looks_like_immune_globulin(user, ivig_names):
                 issues.append(
                     Issue(
                         "error",

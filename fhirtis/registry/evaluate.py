@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -16,18 +16,31 @@ import orjson
 
 from fhirtis.fhir.bundle import PatientResources
 from fhirtis.fhir.derive import Derived
+from fhirtis.fhir.outcome import Issue
 from fhirtis.fhir.plan import WritePlan, plan_writes
 from fhirtis.fhir.validation import enable as enable_validation
 from fhirtis.pipeline.batch_gc import batch_gc
 from fhirtis.pipeline.jsonout import dumps
-from fhirtis.pipeline.offline import Answers, ask_terminology, evaluate_patient_resources
+from fhirtis.pipeline.offline import (
+    Answers,
+    ask_terminology,
+    evaluate_patient_resources,
+    extractor_for,
+)
+from fhirtis.pipeline.pull import looks_like_immune_globulin
 from fhirtis.pipeline.records import summarise
-from fhirtis.registry.ndjson_store import input_digest, medication_refs_of
+from fhirtis.registry.ndjson_store import (
+    SHARED_ELEMENTS,
+    input_digest,
+    resolve_shared,
+    shared_keys,
+    shared_refs_of,
+)
 from fhirtis.registry.partition import ByteRange, partition_patients, shared_resources
 from fhirtis.settings import Settings
 
 Json = dict[str, Any]
-_MEDICATION_TYPES = ("MedicationAdministration/", "MedicationStatement/", "MedicationRequest/")
+_SHARED_NAMES = {rtype: f'"{name}"'.encode() for rtype, (name, _) in SHARED_ELEMENTS.items()}
 
 
 @dataclass(frozen=True)
@@ -105,21 +118,54 @@ def evaluate_resources(
     )
 
 
-def medication_uses(own: Iterable[tuple[str, bytes]]) -> dict[str, Json]:
-    """The patient's medication resources that name a Medication by reference, parsed, by key
-    (the Medications they name are shared, not the patient's: :func:`medication_refs`). Only
+def shared_uses(own: Iterable[tuple[str, bytes]]) -> dict[str, Json]:
+    """The patient's resources that may name a resource of no patient (a medication's
+    Medication, a DeviceUseStatement's Device: :data:`SHARED_ELEMENTS`), parsed, by key. Only
     these rows are parsed before the input digest, so that an unchanged patient is skipped
     without parsing the rest; the evaluation reuses them."""
     return {
         key: orjson.loads(body)
         for key, body in own
-        if key.startswith(_MEDICATION_TYPES) and b"medicationReference" in body
+        if (element := _SHARED_NAMES.get(key.partition("/")[0])) is not None and element in body
     }
 
 
-def medication_refs(uses: Mapping[str, Json]) -> list[str]:
-    """The "Medication/id" references of :func:`medication_uses`, in their order."""
-    return [ref for resource in uses.values() for ref in medication_refs_of(resource)]
+def shared_refs(uses: Mapping[str, Json]) -> list[tuple[str, str]]:
+    """The references (as written, and as ``Type/id``) of :func:`shared_uses`, in order."""
+    return [ref for resource in uses.values() for ref in shared_refs_of(resource)]
+
+
+def missing_shared(
+    uses: Mapping[str, Json], found: Container[str], ivig_names: Sequence[str]
+) -> list[Issue]:
+    """An issue for each Medication or Device that :func:`shared_uses` name and ``found``
+    (the patient's own resources and the shared ones, by key) lacks (a Bulk export need hold
+    only the Patient compartment), as ``fhirtis run`` reports one it cannot read: an error
+    where the medication looks like an immune globulin, else information; a warning for a
+    Device (a catheter it may record is not counted)."""
+    issues: list[Issue] = []
+    for where, resource in uses.items():
+        for text, key in shared_refs_of(resource):
+            if key in found:
+                continue
+            if key.startswith("Device/"):
+                message = (
+                    f"{where}: its Device ({text}) is not in the input: a central venous "
+                    "catheter it may record is not counted"
+                )
+                issues.append(Issue("warning", "not-found", message, "device", where))
+            elif looks_like_immune_globulin(resource, ivig_names):
+                message = (
+                    f"{where}: its Medication ({text}) is not in the input, and it looks like "
+                    "an immune globulin"
+                )
+                issues.append(Issue("error", "not-found", message, "medicationReference", where))
+            else:
+                message = f"{where}: its Medication ({text}) is not in the input"
+                issues.append(
+                    Issue("information", "not-found", message, "medicationReference", where)
+                )
+    return issues
 
 
 def evaluate_partition(
@@ -156,9 +202,12 @@ def _evaluate_patients(
 ) -> None:
     """The loop of :func:`evaluate_partition`: each patient's outcome into ``result``."""
     shared = shared_resources(out_dir)
+    ivig = extractor_for(settings).t.value_sets.get("ivig-products")
+    ivig_names = ivig.names if ivig else ()
     for patient, own in partition_patients(out_dir, bucket):
-        uses = medication_uses(own)
-        theirs = {k: shared[k] for k in medication_refs(uses) if k in shared}
+        uses = shared_uses(own)
+        named = shared_refs(uses)
+        theirs = {k: shared[k] for k in shared_keys(named) if k in shared}
         digest = input_digest(own, theirs)
         if done.get(patient) == digest:
             result.outcomes.append(Outcome(patient, digest))
@@ -167,8 +216,9 @@ def _evaluate_patients(
         try:
             listed = [(key, uses[key] if key in uses else orjson.loads(body)) for key, body in own]
             resolve = dict(listed)
-            resolve.update((k, orjson.loads(v)) for k, v in theirs.items())
-            resources = PatientResources(patient, listed, resolve, [])
+            resolve_shared(resolve, named, {k: orjson.loads(v) for k, v in theirs.items()})
+            missing = missing_shared(uses, resolve, ivig_names)
+            resources = PatientResources(patient, listed, resolve, missing)
             # a worker asks the terminology server itself (it needs no shared state for it)
             answers = (
                 asyncio.run(ask_terminology(resources, settings)) if settings.terminology else None

@@ -37,6 +37,7 @@ from fhirtis.registry.errors import CohortError, describe
 from fhirtis.registry.ledger import Ledger, RunKey
 from fhirtis.registry.ndjson_store import (
     GZIP_ERRORS,
+    SHARED_ELEMENTS,
     UTF8_BOM,
     BadLineError,
     is_ndjson,
@@ -55,6 +56,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("fhirtis.registry.group_export")
 
 EXPORT_TYPES = export_types()  # fhirtis.fhir.needs: what a patient's evaluation reads
+_SHARED_TYPES = frozenset(target for _, target in SHARED_ELEMENTS.values())
 REST_FILE_PREFIX = "rest."  # rest.<Type>.ndjson: resources read over REST (sorted after exports)
 
 
@@ -82,9 +84,9 @@ async def export_group(
 
     - An export a stopped run started and did not read is polled again (:class:`_Pending`),
       unless ``options.since`` is given; one the server no longer knows is started anew.
-    - A ``_since`` export that lists deleted resources, or holds a Medication changed since
-      (it names no patient: those whose administrations use it are not in the export), is
-      followed by a full one.
+    - A ``_since`` export that lists deleted resources, or holds a Medication (or a Device of
+      no patient) changed since (it names no patient: those whose administrations or
+      DeviceUseStatements use it are not in the export), is followed by a full one.
     - Bad lines are left out and, with files shorter than the manifest's ``count``, returned
       as ``problems`` (the run lists them, exits non-zero and keeps the transaction time).
     - Types the export refuses (or ``options.rest_types``) are read over REST for each
@@ -145,8 +147,8 @@ async def export_group(
         await _release(bulk, status_url)
         pending.clear()
         if since is not None and (changed := _changed_shared(manifest, paths, since)):
-            # a Medication names no patient: those whose administrations reference it are
-            # not in this export, and would keep results computed from the old one
+            # a Medication (a Device of no patient) names no patient: those whose resources
+            # reference it are not in this export, and would keep results from the old one
             log.warning(
                 "the _since export holds %d changed %s; exporting the whole Group again",
                 len(changed),
@@ -518,18 +520,25 @@ async def _download(
 
 
 def _changed_shared(manifest: Manifest, paths: Sequence[Path], since: str) -> list[str]:
-    """The types of the resources of no patient (Medication) in a ``_since`` export that
-    changed after ``since``: ``meta.lastUpdated`` later, or not given. One sent only because a
-    changed resource references it (unchanged since) is not counted."""
+    """The types of the resources of no patient (a Medication, a Device that names no patient:
+    :data:`SHARED_ELEMENTS`) in a ``_since`` export that changed after ``since``:
+    ``meta.lastUpdated`` later, or not given. One sent only because a changed resource
+    references it (unchanged since) is not counted, nor a Device of a patient (its patient is
+    in the export)."""
     cutoff = _instant(since)
     changed: list[str] = []
     for file, path in zip(manifest.output, paths, strict=True):
-        if file.type != "Medication":
+        if file.type not in _SHARED_TYPES:
             continue
         try:
             with path.open("rb") as f:
                 for line in f:
                     resource = orjson.loads(line)
+                    try:
+                        if patient_of(resource) is not None:
+                            continue
+                    except BadLineError:
+                        continue  # named by no literal reference: listed when partitioned
                     meta = resource.get("meta")
                     updated = meta.get("lastUpdated") if isinstance(meta, dict) else None
                     when = _instant(updated) if isinstance(updated, str) else None

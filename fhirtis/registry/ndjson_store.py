@@ -24,7 +24,9 @@ from typing import IO, Any, cast
 import orjson
 
 from fhirtis.fhir.bundle import PatientResources
+from fhirtis.fhir.extract.common import unversioned
 from fhirtis.fhir.extract.patient import patient_ref_in
+from fhirtis.fhir.needs import NEEDS
 from fhirtis.fhir.outcome import Issue
 from fhirtis.fhir.primitives import is_id
 from fhirtis.registry.errors import CohortError, db_faults
@@ -261,7 +263,8 @@ class NdjsonStore:
             return [(r[0], r[1]) for r in rows]
 
     def shared(self, keys: Iterable[str]) -> dict[str, Json]:
-        """Resources by "Type/id" (the Medications a patient's resources reference)."""
+        """Resources by "Type/id" (the Medications and Devices of no patient that a patient's
+        resources reference)."""
         wanted = list(dict.fromkeys(keys))
         out: dict[str, Json] = {}
         for i in range(0, len(wanted), 500):
@@ -279,11 +282,11 @@ class NdjsonStore:
         """One patient's resources ready for the pipeline, and a digest of exactly that input."""
         rows = self.resources_of(patient)
         listed = [(key, orjson.loads(body)) for key, body in rows]
-        refs = [ref for _, r in listed for ref in medication_refs_of(r)]
-        shared = self.shared(refs)
+        refs = [ref for _, r in listed for ref in shared_refs_of(r)]
+        shared = self.shared(shared_keys(refs))
         digest = input_digest(rows, {k: orjson.dumps(v) for k, v in shared.items()})
         resolve = {key: r for key, r in listed}
-        resolve.update(shared)
+        resolve_shared(resolve, refs, shared)
         issues: list[Issue] = []
         return PatientResources(patient, listed, resolve, issues), digest
 
@@ -303,10 +306,47 @@ def input_digest(own: Iterable[tuple[str, bytes]], shared: dict[str, bytes]) -> 
     return h.hexdigest()
 
 
-def medication_refs_of(resource: Json) -> Iterator[str]:
-    """The Medication a medication resource names by reference ("Medication/id"), if any; a
-    malformed ``medicationReference`` names none (the evaluation excludes it, saying why)."""
-    ref = resource.get("medicationReference")
+SHARED_ELEMENTS: dict[str, tuple[str, str]] = {
+    n.resource_type: (n.reference_element, n.included_type)
+    for n in NEEDS
+    if n.reference_element is not None and n.included_type is not None
+}
+"""The element of a patient's resource that names a resource of no patient, and that type, by
+the resource's type: a medication's ``medicationReference`` (Medication), a
+DeviceUseStatement's ``device`` (a Device that names no patient, R4's example)."""
+
+
+def shared_refs_of(resource: Json) -> Iterator[tuple[str, str]]:
+    """The resource of no patient that ``resource`` names (:data:`SHARED_ELEMENTS`), as the
+    reference is written and as its ``Type/id`` key: relative or absolute, version specific or
+    not (Bulk Data IG v2, export: references are resolved by type and id within the file set).
+    A malformed reference names none (the evaluation excludes its resource, saying why)."""
+    element = SHARED_ELEMENTS.get(str(resource.get("resourceType")))
+    if element is None:
+        return
+    name, target_type = element
+    ref = resource.get(name)
     target = ref.get("reference") if isinstance(ref, dict) else None
-    if isinstance(target, str) and target.startswith("Medication/"):
-        yield target
+    if not isinstance(target, str) or _LITERAL(target.strip()) is None:
+        return
+    parts = unversioned(target.strip()).rsplit("/", 2)
+    if len(parts) >= 2 and parts[-2] == target_type:
+        yield target, f"{target_type}/{parts[-1]}"
+
+
+def shared_keys(references: Iterable[tuple[str, str]]) -> list[str]:
+    """The ``Type/id`` keys of :func:`shared_refs_of`'s references, each once, in order."""
+    return list(dict.fromkeys(key for _, key in references))
+
+
+def resolve_shared(
+    resolve: dict[str, Json], references: Iterable[tuple[str, str]], shared: dict[str, Json]
+) -> None:
+    """Add the shared resources to ``resolve`` by key, and them or the patient's own (a Device
+    of the patient) by the reference text that names them (an absolute or version-specific
+    reference is looked up as written)."""
+    for text, key in references:
+        found = shared.get(key) or resolve.get(key)
+        if found is not None:
+            resolve[key] = found
+            resolve.setdefault(text, found)
