@@ -17,6 +17,7 @@ from fhirtis.registry.ledger import Ledger
 from fhirtis.registry.ndjson_store import NdjsonStore
 from tests.e2e.test_run import search
 from tests.fhir_test_server import FhirTestServer
+from tests.registry.cohort_cli import ndjson_args
 from tests.synthetic import make_cohort, write_ndjson
 
 runner = CliRunner()
@@ -242,17 +243,7 @@ def test_a_malformed_medication_reference_excludes_that_administration_only(
     summaries = tmp_path / "s.ndjson"
     result = runner.invoke(
         app,
-        [
-            "cohort",
-            "--ndjson",
-            str(folder),
-            "--ledger",
-            str(tmp_path / "ledger.sqlite"),
-            "--work-dir",
-            str(tmp_path / "work"),
-            "--summaries",
-            str(summaries),
-        ],
+        ndjson_args(folder, tmp_path, "--summaries", str(summaries)),
     )
     assert result.exit_code == 0, result.output
     assert "3 patients: evaluated 3" in result.stdout

@@ -26,6 +26,7 @@ from fhirtis.fhir.bundle import read_patient_bundle
 from fhirtis.pipeline.offline import evaluate_patient_resources
 from fhirtis.pipeline.records import summarise
 from fhirtis.settings import Settings
+from tests.registry.cohort_cli import ndjson_args
 
 runner = CliRunner()
 DATA = Path(__file__).parents[1] / "data"
@@ -60,17 +61,7 @@ def _cohort(tmp_path: Path, folder: Path) -> dict[str, Any]:
     summaries = tmp_path / "s.ndjson"
     result = runner.invoke(
         app,
-        [
-            "cohort",
-            "--ndjson",
-            str(folder),
-            "--ledger",
-            str(tmp_path / "ledger.sqlite"),
-            "--work-dir",
-            str(tmp_path / "work"),
-            "--summaries",
-            str(summaries),
-        ],
+        ndjson_args(folder, tmp_path, "--summaries", str(summaries)),
     )
     assert result.exit_code == 0, result.output
     assert "1 patients: evaluated 1" in result.stdout, result.stdout
