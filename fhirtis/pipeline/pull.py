@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -65,17 +66,34 @@ _PARTIAL_CODES = frozenset(
     }
 )
 
+#: A warning that only the ``_include``d resources were cut short, the matches all returned:
+#: Azure's FHIR service past its include limit (microsoft/fhir-server: warning ``incomplete``,
+#: "Included items are truncated. Use the related link in the response to retrieve all
+#: included items."). A server pull reads every referenced Medication and Device it lacks by
+#: id afterwards, reporting those it cannot read, so nothing is left unsaid by ignoring it.
+_TRUNCATED_INCLUDES = re.compile(r"\bincluded (?:items|resources)\b.*\btruncated\b", re.I | re.S)
+
+
+def _only_includes_truncated(issue: Json) -> bool:
+    details = issue.get("details")
+    texts = (issue.get("diagnostics"), details.get("text") if isinstance(details, dict) else None)
+    return str(issue.get("severity")) == "warning" and any(
+        isinstance(t, str) and _TRUNCATED_INCLUDES.search(t) is not None for t in texts
+    )
+
 
 def partial_results(outcomes: Iterable[Json]) -> list[Issue]:
     """Warnings for the searchsets' own OperationOutcomes (``search.mode = outcome``) that say
     the server returned only part of the matches: an issue of severity error or fatal, or of
-    one of :data:`_PARTIAL_CODES`. One warning per distinct (severity, code); the server's
-    words are not copied (they may name the patient)."""
+    one of :data:`_PARTIAL_CODES`, other than a warning that only included resources were
+    truncated (:data:`_TRUNCATED_INCLUDES`: the callers read those by id). One warning per
+    distinct (severity, code); the server's words are not copied (they may name the
+    patient)."""
     seen: dict[tuple[str, str], None] = {}
     for outcome in outcomes:
         issues = outcome.get("issue")
         for issue in issues if isinstance(issues, list) else ():
-            if not isinstance(issue, dict):
+            if not isinstance(issue, dict) or _only_includes_truncated(issue):
                 continue
             severity, code = str(issue.get("severity")), str(issue.get("code"))
             if severity in ("error", "fatal") or code in _PARTIAL_CODES:
