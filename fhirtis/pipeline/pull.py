@@ -472,16 +472,13 @@ def looks_like_immune_globulin(resource: Json, names: Sequence[str]) -> bool:
     )
 
 
-async def _read_by_id(
-    client: FhirClient,
-    rtype: str,
-    wanted: Iterable[str],
-    unique: dict[str, Json],
-    requests: dict[str, int],
-) -> None:
-    """Resources of ``rtype`` by reference (``Type/id``) into ``unique``: one
-    ``Type?_id=a,b,…`` search per 40, else (no search by ``_id``) reads by id."""
-    ids = [ref.split("/", 1)[1] for ref in wanted]
+async def read_by_id(
+    client: FhirClient, rtype: str, ids: Iterable[str], requests: dict[str, int]
+) -> list[Json]:
+    """The resources of ``rtype`` with these ids that the server holds: one
+    ``Type?_id=a,b,…`` search per 40, else (no search by ``_id``) reads by id. Ids the server
+    does not know are left out, and anything else it answers with."""
+    ids = list(dict.fromkeys(ids))
     need = Need(f"{rtype} by id", rtype, ("_id",))
     found: list[Json] = []
     try:
@@ -495,9 +492,21 @@ async def _read_by_id(
                 found.append(await client.read(rtype, rid))
             except NotFound:
                 continue
-    for r in found:
-        if r.get("resourceType") == rtype:
-            unique.setdefault(f"{rtype}/{r.get('id')}", r)
+    asked = set(ids)  # a server that ignores _id answers with others
+    return [r for r in found if r.get("resourceType") == rtype and r.get("id") in asked]
+
+
+async def _read_by_id(
+    client: FhirClient,
+    rtype: str,
+    wanted: Iterable[str],
+    unique: dict[str, Json],
+    requests: dict[str, int],
+) -> None:
+    """Resources of ``rtype`` by reference (``Type/id``) into ``unique`` (:func:`read_by_id`)."""
+    ids = [ref.split("/", 1)[1] for ref in wanted]
+    for r in await read_by_id(client, rtype, ids, requests):
+        unique.setdefault(f"{rtype}/{r.get('id')}", r)
 
 
 async def _resolve_medications(

@@ -41,7 +41,7 @@ from fhirtis.pipeline.answers import (
 )
 from fhirtis.pipeline.offline import Options, ask_terminology, evaluate_patient_resources
 from fhirtis.pipeline.patient_run import NotWritten, PatientRun, RunStatus, Written
-from fhirtis.pipeline.pull import batch_of_reads, pull_patient, pull_types
+from fhirtis.pipeline.pull import batch_of_reads, pull_patient, pull_types, read_by_id
 from fhirtis.pipeline.settle import settle
 from fhirtis.settings import Settings
 
@@ -60,6 +60,7 @@ __all__ = [
     "entry_status",
     "pull_patient",
     "pull_types",
+    "read_by_id",
     "run_patient",
     "settle",
     "status_for",

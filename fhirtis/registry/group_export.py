@@ -32,7 +32,7 @@ from fhirtis.io import (
     FhirServerError,
     MalformedNdjson,
 )
-from fhirtis.pipeline.server import pull_types
+from fhirtis.pipeline.server import pull_types, read_by_id
 from fhirtis.registry.errors import CohortError, describe
 from fhirtis.registry.ledger import Ledger, RunKey
 from fhirtis.registry.ndjson_store import (
@@ -44,6 +44,7 @@ from fhirtis.registry.ndjson_store import (
     not_gzip,
     open_ndjson,
     patient_of,
+    shared_refs_of,
 )
 from fhirtis.registry.partition import PRIVATE_FILE, private_dir
 from fhirtis.registry.run_key import run_key
@@ -179,6 +180,9 @@ async def export_group(
             f"{rtype}: neither exported nor read over REST ({why}); evaluated without it"
             for rtype, why in sorted(unread.items())
         )
+    files = [(f.type, p) for f, p in zip(manifest.output, paths, strict=True)]
+    files += [(p.name[len(REST_FILE_PREFIX) : -len(".ndjson")], p) for p in _rest_files(folder)]
+    notes.extend(await _read_missing_shared(client, folder, files))
     return GroupExport(folder, since is not None, tuple(notes), next_since, tuple(problems))
 
 
@@ -466,6 +470,87 @@ async def read_over_rest(
         ", ".join(f"{t} {written.get(t, 0)}" for t in types),
     )
     return unread
+
+
+SHARED_FILE = f"{REST_FILE_PREFIX}shared.ndjson"
+"""The resources of no patient the export named but lacked, read over REST by id."""
+
+
+def _rest_files(folder: Path) -> list[Path]:
+    """The ``rest.<Type>.ndjson`` files :func:`read_over_rest` wrote."""
+    return sorted(p for p in folder.glob(f"{REST_FILE_PREFIX}*.ndjson") if p.name != SHARED_FILE)
+
+
+def missing_shared(files: Sequence[tuple[str, Path]]) -> dict[str, list[str]]:
+    """The resources of no patient (a Medication, a Device: :data:`SHARED_ELEMENTS`) that the
+    resources of ``files`` (each with its resource type) name, whatever the reference form, and
+    that no file holds: their ids by type, in the order first named."""
+    named: dict[str, None] = {}
+    held: set[str] = set()
+    try:
+        for rtype, path in files:
+            if rtype not in _SHARED_TYPES and rtype not in SHARED_ELEMENTS:
+                continue
+            with open_ndjson(path) as f:
+                for line in f:
+                    try:
+                        resource = orjson.loads(line)
+                    except orjson.JSONDecodeError:
+                        continue  # blank, or left out and listed by the download
+                    if not isinstance(resource, dict):
+                        continue
+                    if rtype in _SHARED_TYPES:
+                        held.add(f"{resource.get('resourceType')}/{resource.get('id')}")
+                    else:
+                        named.update(dict.fromkeys(key for _, key in shared_refs_of(resource)))
+    except GZIP_ERRORS as exc:
+        raise not_gzip(exc, path) from None
+    except OSError as exc:
+        raise describe(exc, "cannot read the NDJSON file") from None
+    missing: dict[str, list[str]] = {}
+    for key in named:
+        if key not in held:
+            rtype, _, rid = key.partition("/")
+            missing.setdefault(rtype, []).append(rid)
+    return missing
+
+
+async def _read_missing_shared(
+    client: FhirClient, folder: Path, files: Sequence[tuple[str, Path]]
+) -> list[str]:
+    """Read over REST by id the resources of no patient that the export's resources name but
+    it lacks (:func:`missing_shared`: a server may leave Medications out of a Group export, and
+    a ``_since`` export holds only what changed), into :data:`SHARED_FILE` (0600), as ``fhirtis
+    run`` reads the ones a search did not include. Those the server does not hold either stay
+    missing: the evaluation reports them for each patient that uses one. A read that fails
+    stops the run (the patients' data would be incomplete). Returns what the run should say."""
+    missing = missing_shared(files)
+    if not missing:
+        return []
+    requests: dict[str, int] = {}
+    found: list[dict[str, Any]] = []
+    try:
+        for rtype, ids in missing.items():
+            found += await read_by_id(client, rtype, ids, requests)
+    except FhirClientError as exc:
+        raise CohortError(
+            f"reading the {', '.join(missing)} the export names but lacks over REST failed "
+            f"({type(exc).__name__}: {exc}); nothing was evaluated"
+        ) from None
+    try:
+        fd = os.open(folder / SHARED_FILE, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, PRIVATE_FILE)
+        with os.fdopen(fd, "wb") as out:
+            for resource in found:
+                out.write(orjson.dumps(resource) + b"\n")
+    except OSError as exc:
+        raise describe(exc, "cannot write the work folder") from None
+    asked = sum(len(ids) for ids in missing.values())
+    log.info("read %d of %d resource(s) the export named but lacked by id", len(found), asked)
+    return [
+        f"read over REST by id: {len(found)} of the {asked} {', '.join(missing)} resource(s) "
+        "the export's resources name but it does not hold"
+        + ("" if len(found) == asked else " (the others are reported for each patient)")
+    ]
 
 
 def exported_patients(folder: Path) -> list[str]:
