@@ -65,6 +65,19 @@ def patient() -> Json:
     return {"resourceType": "Patient", "id": "p1", "gender": "female", "birthDate": "1980-01-01"}
 
 
+def ivig_medication(medication_id: str = "med1") -> Json:
+    """An IVIG Medication coded in ATC (J06BA02, immunoglobulins normal human, for
+    intravascular administration)."""
+    return {
+        "resourceType": "Medication",
+        "id": medication_id,
+        "code": {
+            "coding": [{"system": "http://www.whocc.no/atc", "code": "J06BA02"}],
+            "text": "Immune globulin, intravenous",
+        },
+    }
+
+
 def catheter(device_id: str = "line") -> Json:
     """A central venous catheter with no patient of its own (IPS / R4 example shape)."""
     return {

@@ -25,7 +25,7 @@ from pytest_httpx import HTTPXMock
 from fhirtis.io import FhirClient, FhirClientConfig
 from fhirtis.pipeline.pull import pull_patient
 from fhirtis.settings import Settings
-from tests.io._s25_srv_fake import FakeServer, patient, statement
+from tests.io._s25_srv_fake import FakeServer, ivig_medication, patient, statement
 from tests.io._support import BASE
 
 Json = dict[str, Any]
@@ -33,14 +33,7 @@ AZURE_TRUNCATED = (
     "Included items are truncated. Use the related link in the response to retrieve all "
     "included items."
 )
-MEDICATION = {
-    "resourceType": "Medication",
-    "id": "med1",
-    "code": {
-        "coding": [{"system": "http://www.whocc.no/atc", "code": "J06BA02"}],
-        "text": "Immune globulin, intravenous",
-    },
-}
+MEDICATION = ivig_medication()
 
 
 def _administration() -> Json:

@@ -23,18 +23,11 @@ from fhirtis.io import FhirClient, FhirClientConfig
 from fhirtis.registry.group_export import export_group
 from fhirtis.registry.ndjson_store import is_ndjson, open_ndjson
 from fhirtis.registry.options import CohortOptions
-from tests.io._s25_srv_fake import statement
+from tests.io._s25_srv_fake import ivig_medication, statement
 from tests.io._support import BASE, FakeTime
 from tests.registry.test_s24_bulk_cohorts import _patients_file, _serve_export
 
-MEDICATION = {
-    "resourceType": "Medication",
-    "id": "med1",
-    "code": {
-        "coding": [{"system": "http://www.whocc.no/atc", "code": "J06BA02"}],
-        "text": "Immune globulin, intravenous",
-    },
-}
+MEDICATION = ivig_medication()
 
 
 def _administration(ma_id: str, medication: str) -> bytes:
