@@ -9,6 +9,7 @@ import asyncio
 import logging
 import re
 from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qsl
@@ -309,10 +310,10 @@ async def _post_search(client: FhirClient, need: Need, url: str) -> list[Json]:
 
 async def _get_all(
     client: FhirClient, urls: Sequence[tuple[Need | None, str]], requests: dict[str, int]
-) -> list[Json]:
-    """The searches as individual GETs, at most ``concurrency`` at a time. A narrowed second
-    search (the Conditions not active) is sent after its plain search, so that what the plain
-    one taught (POST only, a refused patient parameter) shapes it."""
+) -> list[list[Json]]:
+    """The searches as individual GETs (per URL, what it found), at most ``concurrency`` at a
+    time. A narrowed second search (the Conditions not active) is sent after its plain search,
+    so that what the plain one taught (POST only, a refused patient parameter) shapes it."""
     slots = asyncio.Semaphore(client.config.concurrency)
 
     async def one(need: Need | None, url: str) -> list[Json]:
@@ -343,11 +344,11 @@ async def _get_all(
     for r in results:  # a learned refusal first: it changes the plan
         if isinstance(r, Learned):
             raise r
-    out: list[Json] = []
+    out: list[list[Json]] = []
     for r in results:
         if isinstance(r, BaseException):
             raise r
-        out.extend(r)
+        out.append(r)
     return out
 
 
@@ -373,14 +374,14 @@ async def batch_of_reads(client: FhirClient, urls: Sequence[str]) -> list[Json]:
 
 async def _batch_all(
     client: FhirClient, urls: Sequence[tuple[Need | None, str]], requests: dict[str, int]
-) -> list[Json]:
-    """The searches as one batch, every page followed. A refused batch, or a search refused
-    inside it that works as a GET, teaches the server's limits."""
+) -> list[list[Json]]:
+    """The searches as one batch (per URL, what it found), every page followed. A refused
+    batch, or a search refused inside it that works as a GET, teaches the server's limits."""
     try:
         responses = await batch_of_reads(client, [url for _, url in urls])
     finally:
         requests["read"] = requests.get("read", 0) + 1
-    out: list[Json] = []
+    out: list[list[Json]] = []
     for (need, url), entry in zip(urls, responses, strict=True):
         where = url.split("?")[0]
         if not entry_ok(entry):
@@ -388,7 +389,7 @@ async def _batch_all(
             if status in NOT_RUN:
                 # not run: read it on its own, which waits and retries as any 429 or 503 does
                 requests["read"] = requests.get("read", 0) + 1
-                out.extend(await _get_search(client, need, url))
+                out.append(await _get_search(client, need, url))
                 continue
             if (
                 need is None
@@ -420,9 +421,9 @@ async def _batch_all(
         if not isinstance(resource, dict):
             raise PullError(f"batch entry {where} has no resource")
         if resource.get("resourceType") != "Bundle":
-            out.append(resource)
+            out.append([resource])
             continue
-        out.extend(await _all_matches(client, resource))
+        out.append(await _all_matches(client, resource))
     return out
 
 
@@ -430,6 +431,14 @@ async def read_urls(
     client: FhirClient, urls: Sequence[tuple[Need | None, str]], requests: dict[str, int]
 ) -> list[Json]:
     """Execute reads the way the server's capabilities allow, learning from refusals."""
+    return [r for found in await _read_each(client, urls, requests) for r in found]
+
+
+async def _read_each(
+    client: FhirClient, urls: Sequence[tuple[Need | None, str]], requests: dict[str, int]
+) -> list[list[Json]]:
+    """:func:`read_urls`, per URL (in order) what it found, a search's own OperationOutcomes
+    (``search.mode = outcome``) included."""
     for _ in range(MAX_LEARN):
         caps = await client.capabilities()
         try:
@@ -590,7 +599,8 @@ async def pull_patient(
 ) -> PatientResources:
     """Read everything of one patient the computation needs, as the server allows (its read
     plan: one batch or individual GETs, its parameters, ``_include`` or Medications by id)."""
-    unique, issues, skipped = await _pull(client, patient_id, settings, requests, None)
+    read = await _pull(client, patient_id, settings, requests, None)
+    unique, issues = read.unique, read.issues
     listed = [(key, r) for key, r in unique.items()]
     patient_ref = f"Patient/{patient_id}"
     others = patient_refs(r for _, r in listed) - {patient_ref}
@@ -598,21 +608,47 @@ async def pull_patient(
         issues.append(
             Issue("warning", "business-rule", f"{len(others)} other patients referenced; ignored")
         )
-    for rtype, why in sorted(skipped.items()):
+    for rtype, why in sorted(read.skipped.items()):
         issues.append(Issue("warning", "not-supported", f"{rtype} not read: {why}"))
     return PatientResources(patient_ref, listed, dict(unique), issues)
 
 
+@dataclass(frozen=True)
+class PulledTypes:
+    """What :func:`pull_types` read: the resources (the searched types' and the Medications
+    and Devices they reference), the types the server cannot search at all (each with why), the
+    types whose search said, in its own OperationOutcome (``search.mode = outcome``), that only
+    part of the matches came back (:func:`partial_results`), and every issue of the read (those
+    searches', unread references')."""
+
+    resources: list[Json]
+    skipped: dict[str, str] = field(default_factory=dict)
+    incomplete: list[str] = field(default_factory=list)
+    issues: list[Issue] = field(default_factory=list)
+
+
 async def pull_types(
     client: FhirClient, patient_id: str, settings: Settings, types: Collection[str]
-) -> tuple[list[Json], dict[str, str]]:
+) -> PulledTypes:
     """One patient's resources of ``types`` only (searched as :func:`pull_patient` searches
-    them) and the Medications they reference, for a cohort whose Bulk export lacks those types.
-    Also returns the types the server cannot search at all, each with why."""
-    unique, issues, skipped = await _pull(client, patient_id, settings, {}, types)
-    if issues:  # unread medication references, searches the server answered in part
-        log.warning("%d issue(s) reading %s from the server", len(issues), patient_id)
-    return list(unique.values()), dict(skipped)
+    them) and the Medications they reference, for a cohort whose Bulk export lacks those types
+    and for what a CDS call's prefetch lacked on a server without batch searches."""
+    read = await _pull(client, patient_id, settings, {}, types)
+    if read.issues:  # unread medication references, searches the server answered in part
+        log.warning("%d issue(s) reading a patient's data from the server", len(read.issues))
+    return PulledTypes(list(read.unique.values()), dict(read.skipped), read.incomplete, read.issues)
+
+
+@dataclass(frozen=True)
+class _Read:
+    """What :func:`_pull` read: the resources by "Type/id", the issues (searches answered in
+    part, unresolved references), the skipped types, and the types whose search said it
+    returned only part of the matches."""
+
+    unique: dict[str, Json]
+    issues: list[Issue]
+    skipped: Mapping[str, str]
+    incomplete: list[str]
 
 
 async def _pull(
@@ -621,12 +657,12 @@ async def _pull(
     settings: Settings,
     requests: dict[str, int],
     types: Collection[str] | None,
-) -> tuple[dict[str, Json], list[Issue], Mapping[str, str]]:
+) -> _Read:
     """The reads of :func:`pull_patient` (only ``types``' searches, when given): the resources
-    by "Type/id" (the first copy), the unresolved medications' issues, the skipped types."""
+    by "Type/id" (the newer copy), the issues, the skipped types, the types answered in part."""
     extractor = extractor_for(settings)
     skipped: Mapping[str, str] = {}
-    resources: list[Json] = []
+    found: list[tuple[str, list[Json]]] = []  # per search: its type, what it found
     for _ in range(MAX_LEARN):
         caps = await client.capabilities()
         plan = read_plan(caps, client.config.page_size)
@@ -634,7 +670,7 @@ async def _pull(
             patient_id, extractor.t, client.config.page_size, plan.choices, types
         )
         try:
-            resources = await read_urls(client, urls, requests)
+            each = await _read_each(client, urls, requests)
         except Learned as learned:
             client.learn(learned.refused)
             continue
@@ -648,6 +684,10 @@ async def _pull(
                     f"Patient/{patient_id} not found", status=404, url=f"Patient/{patient_id}"
                 ) from None
             raise
+        found = [
+            (url.split("?", 1)[0].split("/", 1)[0], rs)
+            for (_, url), rs in zip(urls, each, strict=True)
+        ]
         skipped = (
             plan.skipped
             if types is None
@@ -658,19 +698,23 @@ async def _pull(
         raise PullError("the server kept refusing the reads the evaluation needs")
     unique: dict[str, Json] = {}
     outcomes: list[Json] = []  # a search can match no OperationOutcome: each is an outcome
-    for r in resources:
-        if r.get("resourceType") == "OperationOutcome":
-            outcomes.append(r)
-            continue
-        key = f"{r.get('resourceType')}/{r.get('id')}"
-        kept = unique.get(key)
-        if kept is None or _newer(r, kept):
-            unique[key] = r
+    incomplete: dict[str, None] = {}  # the searched types whose outcome says "only part"
+    for rtype, resources in found:
+        for r in resources:
+            if r.get("resourceType") == "OperationOutcome":
+                outcomes.append(r)
+                if partial_results([r]):
+                    incomplete.setdefault(rtype, None)
+                continue
+            key = f"{r.get('resourceType')}/{r.get('id')}"
+            kept = unique.get(key)
+            if kept is None or _newer(r, kept):
+                unique[key] = r
     ivig = extractor.t.value_sets.get("ivig-products")
     issues = partial_results(outcomes)
     issues += await _resolve_medications(client, unique, requests, ivig.names if ivig else ())
     issues += await _resolve_devices(client, unique, requests)
-    return unique, issues, skipped
+    return _Read(unique, issues, skipped, sorted(incomplete))
 
 
 async def find_existing(

@@ -172,6 +172,47 @@ def _version_conflict(exc: FhirServerError) -> PreconditionFailed:
     )
 
 
+async def _create_race_lost(
+    writer: FhirClient, w: PlannedWrite, exc: FhirServerError, requests: dict[str, int]
+) -> FhirServerError:
+    """A conditional create answered 409: HAPI FHIR 6.6+ keeps a unique index of conditional
+    create match URLs, and answers the loser of two concurrent creates of the same resource
+    409, "HAPI-0550: ..." (a ``ResourceVersionConflictException``); nothing was created. The
+    identifier is searched again: one resource found → :func:`_version_conflict`, re-read and
+    re-planned as a transaction's or batch's 409 is (identical: nothing more to write;
+    different: an If-Match update of it); none, or several → a server error that says so."""
+    d = w.derived
+    try:
+        found = await find_existing(writer, [d], requests)
+    except FhirClientError as failed:
+        log.warning("a conditional create answered 409 could not be looked up")
+        return FhirServerError(
+            f"a conditional create of a {d.resource_type} answered 409 and the search for its "
+            f"identifier failed ({type(failed).__name__})",
+            status=exc.status,
+            url=exc.url,
+            operation_outcome=exc.operation_outcome,
+        )
+    matches = [
+        r
+        for r in found
+        if r.get("resourceType") == d.resource_type
+        and identifier_of(r) == d.identifier
+        and r.get("status") != RETIRED
+    ]
+    if len(matches) == 1:
+        log.info("a conditional create of a %s lost a race (409): re-planning", d.resource_type)
+        return _version_conflict(exc)
+    return FhirServerError(
+        f"a conditional create of a {d.resource_type} answered 409 (another writer's create?), "
+        f"but the search for its identifier found {len(matches) or 'none'}"
+        + (" (duplicates: not written)" if matches else " (not written)"),
+        status=exc.status,
+        url=exc.url,
+        operation_outcome=exc.operation_outcome,
+    )
+
+
 async def _delete_singly(
     writer: FhirClient, w: PlannedWrite, requests: dict[str, int], naming: Naming
 ) -> str | None:
@@ -467,6 +508,8 @@ async def write_singles(
                     if is_refusal(exc.status, exc.operation_outcome):
                         kind = Refused("conditional-create", rtype) if conditional else None
                         raise Learned(kind or Refused("interaction", rtype, "create")) from exc
+                    if conditional and is_conflict(exc):
+                        raise await _create_race_lost(writer, w, exc, requests) from exc
                     raise
                 except WriteOutcomeUnknown:
                     naming.lost([w])

@@ -173,13 +173,14 @@ async def export_group(
             f"read over REST, patient by patient (not in the server's Bulk export): "
             f"{', '.join(rest_types)}"
         )
-        unread = await read_over_rest(
+        read = await read_over_rest(
             client, folder, rest_types, settings or Settings(), options.concurrency
         )
         notes.extend(
             f"{rtype}: neither exported nor read over REST ({why}); evaluated without it"
-            for rtype, why in sorted(unread.items())
+            for rtype, why in sorted(read.unread.items())
         )
+        notes.extend(partial_notes(read.partial))
     files = [(f.type, p) for f, p in zip(manifest.output, paths, strict=True)]
     files += [(p.name[len(REST_FILE_PREFIX) : -len(".ndjson")], p) for p in _rest_files(folder)]
     notes.extend(await _read_missing_shared(client, folder, files))
@@ -405,23 +406,44 @@ def refused_types(outcome: dict[str, Any] | None, asked: Collection[str]) -> set
     return {t for t in asked if t in words and t != "Patient"}
 
 
+@dataclass(frozen=True)
+class RestRead:
+    """What :func:`read_over_rest` could not read: the types the server cannot search either
+    (each with why), and the types whose search said, in its own OperationOutcome
+    (``search.mode = outcome``), that only part of the matches came back, each with the number
+    of patients it said so for."""
+
+    unread: dict[str, str]
+    partial: dict[str, int]
+
+
+def partial_notes(partial: dict[str, int]) -> list[str]:
+    """What the run says of :attr:`RestRead.partial` (types and counts, no patient)."""
+    return [
+        f"{rtype}: the server answered the REST search in part for {count} patient(s) (its "
+        "own OperationOutcome says matches may be missing): their results may be incomplete"
+        for rtype, count in sorted(partial.items())
+    ]
+
+
 async def read_over_rest(
     client: FhirClient,
     folder: Path,
     types: Sequence[str],
     settings: Settings,
     concurrency: int,
-) -> dict[str, str]:
+) -> RestRead:
     """Each exported Patient's resources of ``types`` (and the Medications they reference),
     searched over REST, into ``rest.<Type>.ndjson`` files (0600) in ``folder``. A read that
-    fails stops the run (its patient's data would be incomplete). Returns the types the server
-    cannot search either, each with why."""
+    fails stops the run (its patient's data would be incomplete); a search answered in part is
+    counted (:class:`RestRead`)."""
     patients = exported_patients(folder)
     sem = asyncio.Semaphore(max(1, concurrency))
     files: dict[str, BinaryIO] = {}
     written: dict[str, int] = dict.fromkeys(types, 0)
     seen: set[str] = set()  # "Type/id" written (a Medication is shared by patients)
     unread: dict[str, str] = {}
+    partial: dict[str, int] = {}
 
     def write(resource: dict[str, Any]) -> None:
         rtype = resource.get("resourceType")
@@ -440,14 +462,16 @@ async def read_over_rest(
     async def one(pid: str) -> None:
         async with sem:
             try:
-                resources, skipped = await pull_types(client, pid, settings, types)
+                pulled = await pull_types(client, pid, settings, types)
             except FhirClientError as exc:
                 raise CohortError(
                     f"Patient/{pid}: reading {', '.join(types)} over REST failed "
                     f"({type(exc).__name__}: {exc}); nothing was evaluated"
                 ) from None
-        unread.update(skipped)
-        for resource in resources:
+        unread.update(pulled.skipped)
+        for rtype in dict.fromkeys(pulled.incomplete):
+            partial[rtype] = partial.get(rtype, 0) + 1
+        for resource in pulled.resources:
             write(resource)
 
     try:  # the first failure cancels the other reads
@@ -469,7 +493,7 @@ async def read_over_rest(
         len(patients),
         ", ".join(f"{t} {written.get(t, 0)}" for t in types),
     )
-    return unread
+    return RestRead(unread, partial)
 
 
 SHARED_FILE = f"{REST_FILE_PREFIX}shared.ndjson"

@@ -148,12 +148,12 @@ async def test_pull_types_reads_device_use_statements_with_their_devices(
     server = FakeServer(caps, [patient(), use_statement()], [catheter()])
     httpx_mock.add_callback(server, is_reusable=True)
     async with FhirClient(FhirClientConfig(base_url=BASE)) as client:
-        found, skipped = await pull_types(client, "p1", Settings(), ["DeviceUseStatement"])
-    assert sorted(f"{r['resourceType']}/{r['id']}" for r in found) == [
+        pulled = await pull_types(client, "p1", Settings(), ["DeviceUseStatement"])
+    assert sorted(f"{r['resourceType']}/{r['id']}" for r in pulled.resources) == [
         "Device/line",
         "DeviceUseStatement/dus",
     ]
-    assert skipped == {}
+    assert pulled.skipped == {} and pulled.incomplete == []
 
 
 @pytest.mark.parametrize("include", [True, False])

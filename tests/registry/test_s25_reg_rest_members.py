@@ -7,12 +7,12 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from pathlib import Path
-from typing import Any
 
 import orjson
 import pytest
 
 from fhirtis.io import FhirClient, FhirClientConfig
+from fhirtis.pipeline.pull import PulledTypes
 from fhirtis.registry import group_export
 from fhirtis.settings import Settings
 from tests.io._support import BASE
@@ -42,9 +42,9 @@ async def test_a_member_without_its_patient_resource_is_read_over_rest(
 
     async def pull_types(
         client: FhirClient, pid: str, settings: Settings, types: Collection[str]
-    ) -> tuple[list[dict[str, Any]], dict[str, str]]:
+    ) -> PulledTypes:
         read.append(pid)
-        return [], {}
+        return PulledTypes([])
 
     monkeypatch.setattr(group_export, "pull_types", pull_types)
     async with FhirClient(FhirClientConfig(base_url=BASE)) as client:

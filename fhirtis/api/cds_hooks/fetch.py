@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import Request
@@ -52,15 +53,27 @@ def reader(request: Request, call: HookCall) -> tuple[str, str] | str:
     return server, call.access_token
 
 
+@dataclass(frozen=True)
+class Fetched:
+    """What :func:`fetch_missing` read: per URL, or per resource where the searches' types were
+    read as the server allows, its result (a resource, a searchset with every wanted page
+    merged into ``entry``, or None for a 404 Medication read); the types the server offers no
+    search of (each with why); and the types read as the server allows whose search said, in
+    its own OperationOutcome, that only part of the matches came back (a searchset read in one
+    batch keeps its outcome: the caller checks it)."""
+
+    results: list[tuple[str, Json | None]]
+    not_read: dict[str, str] = field(default_factory=dict)
+    incomplete: list[str] = field(default_factory=list)
+
+
 async def fetch_missing(
     request: Request, server: str, token: str, urls: Sequence[tuple[str, bool]], patient_id: str
-) -> tuple[list[tuple[str, Json | None]], dict[str, str]]:
-    """Read each URL with the caller's token: per URL its result (a resource, a searchset with
-    every wanted page merged into ``entry``, or None for a 404 Medication read), and the types
-    the server offers no search of (each with why). One batch where the server takes searches
-    in a batch (or is not yet known not to); else, and when it refuses them, the searches'
-    types are read as ``fhirtis run`` reads them (individual searches, its parameters, no
-    ``_include``: :func:`pull_types`), the reads one by one."""
+) -> Fetched:
+    """Read each URL with the caller's token (:class:`Fetched`). One batch where the server
+    takes searches in a batch (or is not yet known not to); else, and when it refuses them, the
+    searches' types are read as ``fhirtis run`` reads them (individual searches, its
+    parameters, no ``_include``: :func:`pull_types`), the reads one by one."""
     state = request.app.state.fhirtis
     client = FhirClient(
         state.config_for(server), http=state.http, auth=BearerTokenAuth(token, base_url=server)
@@ -70,7 +83,7 @@ async def fetch_missing(
             known = client.cached_capabilities()
             if known is None or known.supports_batch_search():
                 try:
-                    return await _in_one_batch(client, urls), {}
+                    return Fetched(await _in_one_batch(client, urls))
                 except Learned as learned:
                     await client.capabilities()  # the statement first: what it says still holds
                     client.learn(learned.refused)
@@ -148,17 +161,19 @@ async def _in_one_batch(
 
 async def _as_the_server_allows(
     client: FhirClient, urls: Sequence[tuple[str, bool]], patient_id: str, settings: Settings
-) -> tuple[list[tuple[str, Json | None]], dict[str, str]]:
+) -> Fetched:
     """The searches' types read as ``fhirtis run`` reads them (every page: a "latest n" search
     gets all its type's resources, of which the evaluation takes the latest), the reads one by
     one; with the types the server offers no search of (as ``fhirtis run``, the evaluation
-    goes on without them, and the cards say so)."""
+    goes on without them, and the cards say so) and those whose search was answered in part."""
     types = sorted({url.split("?", 1)[0] for url, _ in urls if "?" in url})
     out: list[tuple[str, Json | None]] = []
     skipped: dict[str, str] = {}
+    incomplete: list[str] = []
     if types:
-        found, skipped = await pull_types(client, patient_id, settings, types)
-        out += [(f"{r.get('resourceType')}/{r.get('id')}", r) for r in found]
+        pulled = await pull_types(client, patient_id, settings, types)
+        out += [(f"{r.get('resourceType')}/{r.get('id')}", r) for r in pulled.resources]
+        skipped, incomplete = pulled.skipped, pulled.incomplete
     for url in (url for url, _ in urls if "?" not in url):
         try:
             response = await client.request("GET", url)
@@ -168,4 +183,4 @@ async def _as_the_server_allows(
                 continue
             raise
         out.append((url, response.body))
-    return out, skipped
+    return Fetched(out, skipped, incomplete)

@@ -208,10 +208,10 @@ async def _answer(
             to_read = [(t.for_patient(call.patient_id, page), t.all_pages) for t in missing]
             to_read += [(ref, False) for ref in unresolved]
             server, token = source
-            fetched, not_read = await fetch_missing(
-                request, server, token, to_read, call.patient_id
-            )
-            for url, resource in fetched:
+            fetched = await fetch_missing(request, server, token, to_read, call.patient_id)
+            not_read = fetched.not_read
+            gathered.incomplete += fetched.incomplete  # searched one at a time, answered in part
+            for url, resource in fetched.results:
                 if resource is None:
                     continue
                 if resource.get("resourceType") == "Bundle":
