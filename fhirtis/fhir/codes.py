@@ -25,6 +25,13 @@ lives in ``fhirtis.io``. This module does no I/O.
 
 A site's local codes reach these through a ConceptMap (R4) given in settings: only mappings
 whose ``equivalence`` is ``equivalent`` or ``equal`` are used.
+
+Some code systems are sent under more than one URI (German senders give ATC as
+``http://fhir.de/CodeSystem/bfarm/atc``, CDA-derived data the OID of a system). One table,
+:data:`SYSTEM_ALIASES`, says which URI is another name of which canonical one; every lookup here
+(ValueSet membership, exclusions, hierarchy questions, the site's ConceptMap, CodeSystem
+codes) reads a coding under an alias as the canonical system, so a ValueSet lists each concept
+once, under the canonical URI.
 """
 
 from __future__ import annotations
@@ -35,7 +42,8 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from functools import cache
 from pathlib import Path
-from typing import Any, Protocol
+from types import MappingProxyType
+from typing import Any, Protocol, overload
 
 import orjson
 
@@ -51,12 +59,37 @@ SNOMED = "http://snomed.info/sct"
 ICD10 = "http://hl7.org/fhir/sid/icd-10"  # WHO ICD-10 (international senders, IPS)
 ICD10CM = "http://hl7.org/fhir/sid/icd-10-cm"
 UCUM = "http://unitsofmeasure.org"
+ATC = "http://www.whocc.no/atc"
+EDQM = "http://standardterms.edqm.eu"  # EDQM Standard Terms (routes, dose forms)
+
+# alias system URI -> the canonical URI it names (sources: profiles/TERMINOLOGY.md, "Code
+# system aliases"). The canonical URI is the one FHIR R4 / HL7 Terminology gives the system.
+SYSTEM_ALIASES: Mapping[str, str] = MappingProxyType(
+    {
+        "http://fhir.de/CodeSystem/bfarm/atc": ATC,  # HL7 Deutschland basis profile "Coding ATC"
+        "urn:oid:2.16.840.1.113883.6.73": ATC,  # HL7 Terminology NamingSystem v3-WC
+        "urn:oid:0.4.0.127.0.16.1.1.2.1": EDQM,  # EDQM Standard Terms OID (CH EMED, HL7 Europe)
+    }
+)
 
 _MAPPED_EQUIVALENCE = frozenset({"equivalent", "equal"})
 # filter operators answered by subsumption; "is-a" includes the parent itself
 _HIERARCHY_OPS = frozenset({"is-a", "descendent-of"})
 
 Coding = tuple[str | None, str | None]
+
+
+@overload
+def canonical_system(system: str) -> str: ...
+@overload
+def canonical_system(system: None) -> None: ...
+@overload
+def canonical_system(system: str | None) -> str | None: ...
+def canonical_system(system: str | None) -> str | None:
+    """The canonical URI of ``system`` (itself unless :data:`SYSTEM_ALIASES` names it)."""
+    if system is None:
+        return None
+    return SYSTEM_ALIASES.get(system, system)
 
 
 class TerminologyError(ValueError):
@@ -122,9 +155,21 @@ class ValueSetIndex:
     hierarchies: tuple[Hierarchy, ...] = ()
     excluded: frozenset[tuple[str, str]] = frozenset()
 
+    # Systems in this index are canonical (see index_value_set); a coding's system is made
+    # canonical (canonical_system) before each lookup, so an alias finds the same concepts.
+
+    def excludes(self, system: str | None, code: str | None) -> bool:
+        """``compose.exclude`` lists this code (under its system or an alias of it)."""
+        if system is None or code is None:
+            return False
+        return (canonical_system(system), code) in self.excluded
+
     def contains(self, system: str | None, code: str | None) -> bool:
         """Member by the explicit concepts, regex filters and shipped expansion (no oracle)."""
-        if system is None or code is None or (system, code) in self.excluded:
+        if system is None or code is None:
+            return False
+        system = canonical_system(system)
+        if (system, code) in self.excluded:
             return False
         if (system, code) in self.codes:
             return True
@@ -146,7 +191,10 @@ class ValueSetIndex:
         A code the shipped content does not list is a non-member unless a hierarchy filter
         covers its system; then ``oracle`` (when given) decides, else it stays unclassified.
         """
-        if system is None or code is None or (system, code) in self.excluded:
+        if system is None or code is None:
+            return Membership.NOT_MEMBER
+        system = canonical_system(system)
+        if (system, code) in self.excluded:
             return Membership.NOT_MEMBER
         if self.contains(system, code):
             return Membership.MEMBER
@@ -172,6 +220,7 @@ class ValueSetIndex:
         """The ``(system, code, parent)`` questions :meth:`classify` would put to an oracle."""
         if system is None or code is None or self.contains(system, code):
             return []
+        system = canonical_system(system)
         if (system, code) in self.excluded:
             return []
         return [
@@ -205,7 +254,7 @@ def _concept_names(concept: Mapping[str, Any]) -> Iterator[str]:
 def _expansion(contains: Iterable[Mapping[str, Any]]) -> Iterator[tuple[str, str]]:
     for c in contains:
         if c.get("system") and c.get("code") and not c.get("abstract"):
-            yield str(c["system"]), str(c["code"])
+            yield canonical_system(str(c["system"])), str(c["code"])
         yield from _expansion(c.get("contains", []))
 
 
@@ -223,11 +272,13 @@ def index_value_set(resource: Mapping[str, Any]) -> ValueSetIndex:
             raise TerminologyError(
                 f"ValueSet {vs_id}: compose.exclude supports explicit concepts of a system only"
             )
+        system = canonical_system(system)
         excluded.update((system, c["code"]) for c in exclude.get("concept", []))
     for include in compose.get("include", []):
         system = include.get("system")
         if not system or include.get("valueSet"):
             raise TerminologyError(f"ValueSet {vs_id}: only include by system is supported")
+        system = canonical_system(system)
         for concept in include.get("concept", []):
             codes.add((system, concept["code"]))
             names.extend(_concept_names(concept))
@@ -296,12 +347,22 @@ class Terminology:
         return {k[len(prefix) :]: v for k, v in self.value_sets.items() if k.startswith(prefix)}
 
     def translate(self, system: str | None, code: str | None) -> tuple[str, str] | None:
+        """The site's exact mapping of a coding (its source system read through the aliases)."""
         if system is None or code is None:
             return None
-        return self.concept_map.get((system, code))
+        found = self.concept_map.get((system, code))
+        if found is not None or not self.concept_map:
+            return found
+        memo = self.memo_for("codes.concept-map-canonical")
+        canonical: dict[tuple[str, str], tuple[str, str]] | None = memo.get("map")
+        if canonical is None:
+            canonical = memo["map"] = {
+                (canonical_system(s), c): target for (s, c), target in self.concept_map.items()
+            }
+        return canonical.get((canonical_system(system), code))
 
     def defines(self, system: str, code: str) -> bool:
-        return code in self.code_systems.get(system, frozenset())
+        return code in self.code_systems.get(canonical_system(system), frozenset())
 
     def classify(self, vs_id: str, codings: Iterable[Coding]) -> Membership:
         """:meth:`ValueSetIndex.classify_any` on ``vs_id``, consulting this oracle if any."""
@@ -368,7 +429,9 @@ def terminology(directory: Path | None = None) -> Terminology:
         if kind == "ValueSet":
             value_sets[resource["id"]] = index_value_set(resource)
         elif kind == "CodeSystem":
-            code_systems[resource["url"]] = frozenset(_codes(resource.get("concept", [])))
+            code_systems[canonical_system(resource["url"])] = frozenset(
+                _codes(resource.get("concept", []))
+            )
     return Terminology(value_sets, code_systems)
 
 

@@ -182,6 +182,8 @@ async def _answer(
         return [o for o in found if o is not None]
 
     orders = ivig_orders(draft_resolve)
+    # orders naming an immune globulin whose Medication cannot be read: said, not dropped
+    unread = unread_ig_orders(extractor, requests, draft_resolve)
     # an order naming a Medication that is neither contained, in draftOrders nor prefetched
     unresolved = sorted(
         {
@@ -192,12 +194,12 @@ async def _answer(
             and _is_medication_ref(ref)
         }
     )
-    if not orders and not unresolved:
+    if not orders and not unread and not unresolved:
         return {"cards": []}, stats
     if missing or unresolved:
         source = reader(request, call)
         if isinstance(source, str):
-            if missing and (orders or unread_ig_orders(extractor, requests, draft_resolve)):
+            if missing and (orders or unread):
                 lacks = _lacking([t.key for t in missing], gathered.paged)
                 raise CdsError(412, "precondition-failed", f"{lacks}, and {source}")
             if missing:
@@ -221,10 +223,10 @@ async def _answer(
                 else:
                     gathered.add(resource)
             stats["fetched"] = len(to_read)
-            orders = ivig_orders({**gathered.resolve, **drafts.resolve})
+            resolve = {**gathered.resolve, **drafts.resolve}
+            orders = ivig_orders(resolve)
+            unread = unread_ig_orders(extractor, requests, resolve)
     stats["ivig"] = len(orders)
-    # orders naming an immune globulin whose Medication could not be read: said, not dropped
-    unread = unread_ig_orders(extractor, requests, {**gathered.resolve, **drafts.resolve})
     if not orders and not unread:
         return {"cards": []}, stats
 

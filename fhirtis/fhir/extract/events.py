@@ -23,6 +23,7 @@ from fhirtis.fhir.codes import (
     Membership,
     Terminology,
     ValueSetIndex,
+    canonical_system,
 )
 from fhirtis.fhir.extract.common import (
     MEMO_LIMIT,
@@ -276,7 +277,7 @@ class EventReader(MedicationReader):
         ``families``, rather than passing it over as if it were known not to matter."""
         read = _read_systems(self.t)
         coded = [(s, c) for s, c in codings if s is not None and c is not None]
-        if any(s in read for s, _ in coded):
+        if any(canonical_system(s) in read for s, _ in coded):
             return  # classified (or reported as unclassified) by its code
         if coded:
             what = ", ".join(f"{s}|{c}" for s, c in coded)

@@ -24,6 +24,7 @@ from fhirtis.fhir.codes import (
     CORE_SET_SYSTEM,
     SNOMED,
     Membership,
+    canonical_system,
 )
 from fhirtis.fhir.extract.common import (
     CORE_SET_CODES,
@@ -118,7 +119,11 @@ class ObservationReader(ExtractorBase):
             if mapped is not None:
                 candidates.append(mapped)
         for system, code in candidates:
-            if system == CORE_SET_SYSTEM and code is not None and code in CORE_SET_CODES:
+            if (
+                canonical_system(system) == CORE_SET_SYSTEM
+                and code is not None
+                and code in CORE_SET_CODES
+            ):
                 return ("measure", CORE_SET_CODES[code])
         for vs_id, index in self._enzymes.items():
             if index.matches_any(candidates):
@@ -236,7 +241,7 @@ class ObservationReader(ExtractorBase):
         index = self._risk.get(RiskFactorKind.CARDIOVASCULAR)
         if index is not None and index.classify_any(codings, self.t.oracle) is Membership.MEMBER:
             self._smoking_statuses.append((when.date(), self._use(data, r, when)))
-        elif index is not None and any(c in index.excluded for c in codings):
+        elif index is not None and any(index.excludes(*c) for c in codings):
             self._smoking_statuses.append((when.date(), None))  # a non-smoker
         else:
             ref = ref_of(r)
