@@ -33,23 +33,30 @@ from tests.fhir.builders import qty
 Json = dict[str, Any]
 
 
-def _with_outcome(severity: str, code: str) -> Json:
-    """An empty searchset page whose own OperationOutcome reports how the search went."""
+def outcome_of(severity: str, code: str) -> Json:
     return {
-        "resourceType": "Bundle",
-        "type": "searchset",
-        "total": 0,
-        "entry": [
+        "resourceType": "OperationOutcome",
+        "issue": [{"severity": severity, "code": code, "diagnostics": "x"}],
+    }
+
+
+def empty_searchset(outcome: Json | None = None) -> Json:
+    """A searchset page with no matches; with ``outcome``, the server's own OperationOutcome
+    entry (``search.mode = outcome``) reporting how the search went."""
+    page: Json = {"resourceType": "Bundle", "type": "searchset", "total": 0, "entry": []}
+    if outcome is not None:
+        page["entry"].append(
             {
                 "fullUrl": "urn:uuid:2f3c0a1e-8d0b-4a57-9b5e-5f4e1c2a7d11",
-                "resource": {
-                    "resourceType": "OperationOutcome",
-                    "issue": [{"severity": severity, "code": code, "diagnostics": "x"}],
-                },
+                "resource": outcome,
                 "search": {"mode": "outcome"},
             }
-        ],
-    }
+        )
+    return page
+
+
+def _with_outcome(severity: str, code: str) -> Json:
+    return empty_searchset(outcome_of(severity, code))
 
 
 @pytest.mark.parametrize(("severity", "code"), [("error", "processing"), ("warning", "too-costly")])

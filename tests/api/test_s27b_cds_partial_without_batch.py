@@ -36,32 +36,11 @@ from tests.api.test_cds_hooks import (
     ivig_order,
     patient_70kg,
 )
+from tests.api.test_s26sc_cds_partial_search import empty_searchset, outcome_of
 from tests.fhir.builders import qty
 from tests.io._s25_srv_fake import statement
 
 Json = dict[str, Any]
-
-
-def _searchset(outcome: Json | None) -> Json:
-    """A searchset page with no matches; with ``outcome``, the server's own OperationOutcome
-    entry (``search.mode = outcome``)."""
-    page: Json = {"resourceType": "Bundle", "type": "searchset", "entry": []}
-    if outcome is not None:
-        page["entry"].append(
-            {
-                "fullUrl": "urn:uuid:6b1f0c52-1d9e-4c1b-a0d4-0f6e0a9d2c31",
-                "resource": outcome,
-                "search": {"mode": "outcome"},
-            }
-        )
-    return page
-
-
-def _outcome(severity: str, code: str) -> Json:
-    return {
-        "resourceType": "OperationOutcome",
-        "issue": [{"severity": severity, "code": code, "diagnostics": "x"}],
-    }
 
 
 def _no_batch_server(
@@ -72,7 +51,7 @@ def _no_batch_server(
     batch; a batch is answered 405 not-supported) or "google" (batch, but each search inside
     it answered 400 not-supported). Every search answers an empty page; the searches of
     ``searched`` carry ``outcome`` as their own search outcome."""
-    refused = _outcome("error", "not-supported")
+    refused = outcome_of("error", "not-supported")
 
     def handle(request: httpx.Request) -> httpx.Response:
         path = str(request.url)[len(ALLOWED) :].lstrip("/")
@@ -92,7 +71,7 @@ def _no_batch_server(
         if request.method != "GET" or "?" not in path:
             return httpx.Response(405, json=refused)
         rtype = path.split("?", 1)[0]
-        return httpx.Response(200, json=_searchset(outcome if rtype == searched else None))
+        return httpx.Response(200, json=empty_searchset(outcome if rtype == searched else None))
 
     return handle
 
@@ -112,7 +91,7 @@ async def test_a_search_answered_in_part_without_batch_is_said(
     httpx_mock: HTTPXMock, how: str, key: str, searched: str, severity: str
 ) -> None:
     seen: list[str] = []
-    outcome = _outcome(severity, "incomplete")
+    outcome = outcome_of(severity, "incomplete")
     httpx_mock.add_callback(_no_batch_server(how, searched, outcome, seen), is_reusable=True)
     prefetch = full_prefetch(patient_70kg())
     del prefetch[key]
@@ -130,7 +109,7 @@ async def test_an_informational_search_outcome_without_batch_changes_nothing(
 ) -> None:
     """Epic's "no results" outcome (warning ``processing``) says nothing is missing."""
     seen: list[str] = []
-    outcome = _outcome("warning", "processing")
+    outcome = outcome_of("warning", "processing")
     httpx_mock.add_callback(_no_batch_server(how, "Condition", outcome, seen), is_reusable=True)
     prefetch = full_prefetch(patient_70kg())
     del prefetch["conditions"]
