@@ -182,17 +182,20 @@ async def _create_race_lost(
     re-planned as a transaction's or batch's 409 is (identical: nothing more to write;
     different: an If-Match update of it); none, or several → a server error that says so."""
     d = w.derived
-    try:
-        found = await find_existing(writer, [d], requests)
-    except FhirClientError as failed:
-        log.warning("a conditional create answered 409 could not be looked up")
+
+    def unsettled(message: str) -> FhirServerError:  # the 409, saying what was found
         return FhirServerError(
-            f"a conditional create of a {d.resource_type} answered 409 and the search for its "
-            f"identifier failed ({type(failed).__name__})",
+            f"a conditional create of a {d.resource_type} answered 409{message}",
             status=exc.status,
             url=exc.url,
             operation_outcome=exc.operation_outcome,
         )
+
+    try:
+        found = await find_existing(writer, [d], requests)
+    except FhirClientError as failed:
+        log.warning("a conditional create answered 409 could not be looked up")
+        return unsettled(f" and the search for its identifier failed ({type(failed).__name__})")
     matches = [
         r
         for r in found
@@ -203,13 +206,10 @@ async def _create_race_lost(
     if len(matches) == 1:
         log.info("a conditional create of a %s lost a race (409): re-planning", d.resource_type)
         return _version_conflict(exc)
-    return FhirServerError(
-        f"a conditional create of a {d.resource_type} answered 409 (another writer's create?), "
-        f"but the search for its identifier found {len(matches) or 'none'}"
-        + (" (duplicates: not written)" if matches else " (not written)"),
-        status=exc.status,
-        url=exc.url,
-        operation_outcome=exc.operation_outcome,
+    return unsettled(
+        f" (another writer's create?), but the search for its identifier found "
+        f"{len(matches) or 'none'}"
+        + (" (duplicates: not written)" if matches else " (not written)")
     )
 
 
