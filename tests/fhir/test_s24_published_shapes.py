@@ -7,6 +7,7 @@ that cannot be read is reported."""
 
 from __future__ import annotations
 
+from datetime import date
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -169,11 +170,20 @@ def test_dermatomyositis_with_a_partial_abatement_is_still_read() -> None:
     assert data.issues == []
 
 
-def test_a_thromboembolism_with_a_year_only_onset_is_still_excluded_by_name() -> None:
-    """An event needs its day (it is placed against infusions): unchanged, an error."""
+def test_a_thromboembolism_with_a_year_only_onset_is_no_event_but_a_history() -> None:
+    """An event needs its day (it is placed against infusions), so a year-only onset makes no
+    event; but the thrombosis happened on or before the year's last day: a history of
+    thrombosis from then, with a warning naming the onset (as a Condition with no onset is one
+    from its recordedDate; session 27c, tests/fhir/test_s27c_pub_partial_onset.py). It used to
+    be excluded with an error, and the maximum rate stayed 4 mg/kg/min."""
     data = extract(patient(), condition("dvt", SCT, "128053003", "2025"))
     assert data.events == []
-    assert [(i.severity, i.resource) for i in data.issues] == [("error", "Condition/dvt")]
+    assert [(e.kind.value, e.start) for e in data.evidence] == [
+        ("thrombosis-history", date(2025, 12, 31))
+    ]
+    assert [(i.severity, i.resource, i.expression) for i in data.issues] == [
+        ("warning", "Condition/dvt", "Bundle.entry[1].resource.onsetDateTime")
+    ]
 
 
 # -- Conditions coded only in a system fhirtis does not read --------------------------------------

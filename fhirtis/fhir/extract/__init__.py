@@ -81,6 +81,7 @@ class Extractor(PatientReader, ObservationReader, EventReader):
         self._med_refs = {}
         self._smoking_statuses.clear()
         self._dm_onset_ranges.clear()
+        self._tee_onset_ages.clear()
         self._ivig_orders.clear()
         for path, resource in resources:
             kind = resource.get("resourceType")
@@ -99,6 +100,7 @@ class Extractor(PatientReader, ObservationReader, EventReader):
                 data.issues.append(exc.as_issue(resource))
         self._finish_smoking(data)
         self._finish_dm_onset_ranges(data)
+        self._finish_tee_onset_ages(data)
         self._finish_ivig_orders(data)
         self._report_unclassified(data)
         check_deceased(data)

@@ -430,6 +430,10 @@ class ExtractorBase:
         # (resource, path, low, high) in completed years, placed once the birth date is read
         # (EventReader._finish_dm_onset_ranges)
         self._dm_onset_ranges: list[tuple[Json, str, int, int]] = []
+        # per patient: thromboembolic Conditions whose onset is an age (R4 onsetAge, or an
+        # onsetRange's high), as (resource, path of the age, completed years, recordedDate), made
+        # history evidence once the birth date is read (EventReader._finish_tee_onset_ages)
+        self._tee_onset_ages: list[tuple[Json, str, int, date | None]] = []
         # per patient: (source, path) of each MedicationRequest of an immune globulin, said
         # when no administration was read (EventReader._finish_ivig_orders)
         self._ivig_orders: list[tuple[str, str]] = []

@@ -49,7 +49,12 @@ from fhirtis.fhir.extract.medications import (
     UnresolvedMedicationError,
 )
 from fhirtis.fhir.outcome import Issue
-from fhirtis.fhir.primitives import PrimitiveError, json_array, parse_date_bounds
+from fhirtis.fhir.primitives import (
+    PrimitiveError,
+    json_array,
+    parse_date_bounds,
+    parse_date_time,
+)
 
 _CONDITION_VOID = {"entered-in-error", "refuted"}
 # condition-ver-status codes below "unconfirmed": a thromboembolic event so recorded still counts
@@ -72,6 +77,33 @@ def _partial_onset(r: Json) -> tuple[date, date] | None:
     return None if last is None else (first, last)
 
 
+def _last_day(value: object) -> date | None:
+    """The last day a dateTime (a day, or a year or month only) may name; None if it is none."""
+    try:
+        first, last = parse_date_bounds(value)
+    except PrimitiveError:
+        try:
+            return parse_date_time(value)[0].date()
+        except PrimitiveError:
+            return None
+    return first if last is None else last
+
+
+def _partial_of(value: object) -> tuple[date, date] | None:
+    """The first and last day of a dateTime recorded to the year or month only; None for any
+    other value."""
+    try:
+        first, last = parse_date_bounds(value)
+    except PrimitiveError:
+        return None
+    return None if last is None else (first, last)
+
+
+def _high(value: object) -> object:
+    """A Range's ``high`` (None when the value is no object)."""
+    return value.get("high") if isinstance(value, dict) else None
+
+
 def _plus_years(day: date, years: int) -> date:
     """The day ``years`` calendar years after ``day`` (29 February → 28 February)."""
     try:
@@ -92,6 +124,8 @@ def _record_partial_onset(data: PatientData, partial: tuple[date, date]) -> None
 
 _ONSET = TimeElements.of("onsetDateTime", "onsetPeriod.start")
 _RECORDED = TimeElements.of("recordedDate")
+# R4 Condition.onset[x] choices that give no calendar date (an onsetPeriod read only by its start)
+_ONSET_UNDATED = ("onsetAge", "onsetRange", "onsetString", "onsetPeriod")
 _ABATEMENT = TimeElements.of("abatementDateTime", "abatementPeriod.end")
 # R4 Condition.abatement[x] that give no date (abatementBoolean is STU3's); a Period without end
 _ABATEMENT_OTHER = ("abatementAge", "abatementPeriod", "abatementRange", "abatementString")
@@ -301,28 +335,132 @@ class EventReader(MedicationReader):
         """A thromboembolic Condition with no onset[x] (US Core makes it optional; problem lists
         often leave it out): it cannot be placed in a cycle's window (§5.3), but the thrombosis
         happened on or before the day it was recorded, so it is a history of thrombosis (§5.1)
-        from its ``recordedDate``, or at every time when it has none (the safe side)."""
+        from its ``recordedDate``, or at every time when it has none (the safe side). An onset
+        recorded as an age (R4 ``onsetAge``, or an ``onsetRange`` by its upper end) is placed
+        once the birth date is known (:meth:`_finish_tee_onset_ages`), an ``onsetPeriod`` with
+        only an end by that end; one recorded otherwise without a date (``onsetString``) is
+        named, and read as no onset."""
         recorded = optional_date(r, _RECORDED, path)
+        element = next((k for k in _ONSET_UNDATED if r.get(k) is not None), None)
+        if element in ("onsetAge", "onsetRange"):
+            # an age, or an age range's upper end: the oldest the patient was at the onset
+            apath = f"{path}.onsetAge" if element == "onsetAge" else f"{path}.onsetRange.high"
+            age = r.get("onsetAge") if element == "onsetAge" else _high(r.get("onsetRange"))
+            years = self._tee_onset_years(age, apath)
+            if years is not None:
+                self._tee_onset_ages.append((r, apath, years, recorded))
+                return
+        said = (
+            "a thromboembolic event with no onset"
+            if element is None
+            else f"a thromboembolic event whose onset ({element}) gives no date"
+        )
+        where = f"{path}.{element}" if element is not None else f"{path}.onset[x]"
+        period = r.get("onsetPeriod")
+        end = _last_day(period.get("end")) if isinstance(period, dict) else None
+        if end is not None and (recorded is None or end < recorded):
+            # an onset Period with only an end: the event began on or before that end
+            said = f"a thromboembolic event whose onset period has only an end ({end})"
+            self._tee_history(data, r, (end, False), said, f"{where}.end")
+            return
+        self._tee_history(data, r, (recorded, True), said, where)
+
+    def _tee_history(
+        self,
+        data: PatientData,
+        r: Json,
+        since: tuple[date | None, bool],
+        said: str,
+        where: str,
+        code: str = "required",
+    ) -> None:
+        """A thromboembolic Condition that no day places: a history of thrombosis from
+        ``since`` (its day, None for at every time; and whether that is its recordedDate), with
+        a warning (issue type ``code``) that begins with ``said``."""
+        day, is_recorded = since
         source = self._use(data, r)
         data.evidence.append(
             RiskEvidence(
                 RiskFactorKind.THROMBOSIS_HISTORY,
                 source,
-                recorded,
+                day,
                 None,
-                concept_text(r.get("code")) or None,
+                concept_text(r.get("code") if "code" in r else r.get("event")) or None,
             )
         )
-        since = f"from its recorded date {recorded.isoformat()}" if recorded else "at every time"
+        when = (
+            "at every time"
+            if day is None
+            else f"from its recorded date {day.isoformat()}"
+            if is_recorded
+            else f"from {day.isoformat()}"
+        )
         data.issues.append(
             Issue(
                 "warning",
-                "required",
-                f"{source}: a thromboembolic event with no onset: not assessed for a temporal "
-                f"association with IVIG; counted as a history of thrombosis {since}",
-                f"{path}.onset[x]",
+                code,
+                f"{source}: {said}: not assessed for a temporal association with IVIG; counted "
+                f"as a history of thrombosis {when}",
+                where,
                 source,
             )
+        )
+
+    def _tee_onset_years(self, age: object, apath: str) -> int | None:
+        """The completed years of a thromboembolic onset recorded as an age; None when there
+        is none or it cannot be read (it is then said as an onset that gives no date)."""
+        if age is None:
+            return None
+        try:
+            value, unit = read_quantity(age, apath)
+            years = to_unit(value, unit, "a", apath)
+        except ExcludedError:
+            return None
+        return int(years) if years >= 0 else None
+
+    def _finish_tee_onset_ages(self, data: PatientData) -> None:
+        """Each thromboembolic onset recorded as an age, placed by the birth date: it happened
+        before the (latest possible) birthday of the next year of age, so it is a history of
+        thrombosis from the day before that birthday, or from its ``recordedDate`` when that is
+        earlier; without a birth date, from its ``recordedDate`` (at every time without one)."""
+        for r, apath, years, recorded in self._tee_onset_ages:
+            born = data.patient.birth_date_latest or data.patient.birth_date
+            if born is None:
+                said = (
+                    f"a thromboembolic event whose onset is recorded as an age (at most {years} "
+                    "completed years), which cannot be placed without the patient's birth date"
+                )
+                self._tee_history(data, r, (recorded, True), said, apath)
+                continue
+            bound = _plus_years(born, years + 1) - timedelta(days=1)
+            earlier = recorded is not None and recorded <= bound
+            said = (
+                f"a thromboembolic event whose onset is recorded as an age (at most {years} "
+                f"completed years: on or before {bound.isoformat()})"
+            )
+            self._tee_history(data, r, (recorded if earlier else bound, earlier), said, apath)
+
+    def _tee_partial_onset(
+        self,
+        data: PatientData,
+        r: Json,
+        path: str,
+        partial: tuple[date, date, ExcludedError],
+    ) -> None:
+        """A thromboembolic Condition whose onset is recorded to the year or month only
+        ("2024-08", as problem lists publish it): no day places it in a cycle's window (§5.3),
+        but it happened on or before the last day it names, so it is a history of thrombosis
+        (§5.1) from that day, or from its ``recordedDate`` when that is earlier (as a Condition
+        with no onset at all is)."""
+        first, last, exc = partial
+        recorded = optional_date(r, _RECORDED, path)
+        earlier = recorded is not None and recorded <= last
+        said = (
+            "a thromboembolic event whose onset is recorded only to the year or month "
+            f"(between {first} and {last})"
+        )
+        self._tee_history(
+            data, r, (recorded if earlier else last, earlier), said, exc.path, exc.issue_code
         )
 
     def _tee_kind(self, codings: list[Coding], resource: Json, path: str) -> TeeKind | None:
@@ -456,11 +594,16 @@ class EventReader(MedicationReader):
         # §2.3) whatever its dates say; an onset that cannot be placed on a day is not used
         dm_only = is_dm and tee is None and not risks
         onset: FhirTime | None = None
+        # an onset recorded to the year or month only ("2011-08", a valid R4 dateTime): its first
+        # and last possible day, and the refusal that names the element
+        partial_onset: tuple[date, date, ExcludedError] | None = None
         try:
             onset = first_fhir_time(r, _ONSET, path)
         except ExcludedError as exc:
             if exc.issue_code == "required":
                 pass
+            elif not dm_only and (bounds := _partial_onset(r)) is not None:
+                partial_onset = (bounds[0], bounds[1], exc)
             elif dm_only:
                 partial = _partial_onset(r)
                 if partial is None:
@@ -487,6 +630,8 @@ class EventReader(MedicationReader):
                 data.jdm_coded = True
             if onset is not None and (data.dm_onset is None or onset.day < data.dm_onset):
                 data.dm_onset = onset.day
+            elif partial_onset is not None:
+                _record_partial_onset(data, (partial_onset[0], partial_onset[1]))
             elif onset is None and "onsetAge" in r:
                 self._dm_onset_age(data, r, path)
             elif onset is None and "onsetRange" in r:
@@ -503,7 +648,9 @@ class EventReader(MedicationReader):
                         ref_of(r),
                     )
                 )
-        if tee is not None and r.get("id") and onset is None:
+        if tee is not None and r.get("id") and partial_onset is not None:
+            self._tee_partial_onset(data, r, path, partial_onset)
+        elif tee is not None and r.get("id") and onset is None:
             self._tee_without_onset(data, r, path)
         elif tee is not None and r.get("id") and onset is not None:
             source = self._use(data, r, onset)
@@ -532,6 +679,17 @@ class EventReader(MedicationReader):
                         source,
                     )
                 )
+        if partial_onset is not None and risks and tee is None:
+            first, last, refusal = partial_onset
+            kinds = ", ".join(k.value for k in risks)
+            data.issues.append(
+                refusal.as_warning(
+                    r,
+                    f"its onset is recorded only to the year or month (between {first} and "
+                    f"{last}): the {kinds} risk factor is counted from {first}, the first day "
+                    "it may have begun",
+                )
+            )
         ended = bool(clinical & _CONDITION_ENDED)
         if risks and not clinical and isinstance(r.get("clinicalStatus"), dict):
             # text only (R4: a required binding): its words are not guessed at; counted active
@@ -564,7 +722,13 @@ class EventReader(MedicationReader):
                     )
                 continue
             source = self._use(data, r)
-            start = onset.day if onset is not None else None
+            start = (
+                onset.day
+                if onset is not None
+                else partial_onset[0]
+                if partial_onset is not None
+                else None
+            )
             data.evidence.append(
                 RiskEvidence(kind, source, start, end, concept_text(r.get("code")) or None)
             )
@@ -596,7 +760,27 @@ class EventReader(MedicationReader):
             ):
                 return  # the same event as a Condition read here: counted once, there
         self._check_subject(data, r, "subject", path)
-        onset = first_fhir_time(r, _EVENT_DATE, path)
+        try:
+            onset = first_fhir_time(r, _EVENT_DATE, path)
+        except ExcludedError as exc:
+            # R4 AdverseEvent.date is 0..1, and may be a year or month: no day places the event
+            # in a cycle's window, but it happened on or before its recordedDate (and the last
+            # day its date names): a history of thrombosis, as such a Condition is
+            recorded = optional_date(r, _RECORDED, path)
+            when = r.get("date", r.get("detected"))
+            partial = _partial_of(when)
+            if exc.issue_code != "required" and partial is None:
+                raise
+            last = partial[1] if partial is not None else None
+            said = "a thromboembolic event with no date"
+            if last is not None:
+                said = f"a thromboembolic event dated only to the year or month ({when})"
+            earlier = recorded is not None and (last is None or recorded <= last)
+            where = exc.path if last is not None else f"{path}.date"
+            self._tee_history(
+                data, r, (recorded if earlier else last, earlier), said, where, exc.issue_code
+            )
+            return
         source = self._use(data, r, onset)
         data.events.append(
             TeeEvent(
