@@ -146,20 +146,25 @@ def test_oracle_provisional_encounter_diagnosis_and_resolved_pregnancy() -> None
     assert "77386006 could not be classified" in pregnancy.diagnostics
 
 
-def test_oracle_procedures_with_year_only_dates_are_excluded_by_name() -> None:
+def test_oracle_procedures_with_year_only_dates_count_from_the_first_possible_day() -> None:
     """Oracle's Procedure search gives `performedDateTime` as a year ("2002"): a central venous
     catheter insertion (SNOMED CT 233527006, a risk factor) dated "2025" cannot be placed on a
-    day, so it is excluded with an error naming it and the element (never silently); the CPT
-    appendectomy (44950) is not a code fhirtis uses and is passed over."""
+    day, so it counts from the first day it may have been done (2025-01-01: the safe side for
+    the maximum rate, as a risk-factor Condition with such an onset does), with a warning naming
+    it and the element (it was excluded with an error); the CPT appendectomy (44950) is not a
+    code fhirtis uses and is passed over."""
     result = _bundle("oracle/procedures-searchset.json")
-    assert _read_facts(result) == [] and list(result.data.used) == [ORACLE_PT]
+    assert [(e.kind.value, e.source, e.start, e.end) for e in result.data.evidence] == [
+        ("central-venous-catheter", "Procedure/2572990101/_history/0", date(2025, 1, 1), None)
+    ]
     (issue,) = result.issues
     assert (issue.severity, issue.resource, issue.expression) == (
-        "error",
+        "warning",
         "Procedure/2572990101",
         "Bundle.entry[1].resource.performedDateTime",
     )
-    assert "partial date" in issue.diagnostics
+    assert "only to the year or month" in issue.diagnostics
+    assert "2025-01-01" in issue.diagnostics
 
 
 def test_oracle_active_central_line_device_without_placement_date() -> None:

@@ -99,6 +99,11 @@ def _partial_of(value: object) -> tuple[date, date] | None:
     return None if last is None else (first, last)
 
 
+def _start(period: object) -> object:
+    """A Period's ``start`` (None when the value is no object)."""
+    return period.get("start") if isinstance(period, dict) else None
+
+
 def _high(value: object) -> object:
     """A Range's ``high`` (None when the value is no object)."""
     return value.get("high") if isinstance(value, dict) else None
@@ -942,7 +947,26 @@ class EventReader(MedicationReader):
         if r.get("status") in _PROCEDURE_VOID:
             return
         self._check_subject(data, r, "subject", path)
-        start = first_time(r, _PERFORMED, path)[0].date()
+        try:
+            start = first_time(r, _PERFORMED, path)[0].date()
+        except ExcludedError as exc:
+            # performed only to the year or month (Oracle Health sends "2025"): counted from
+            # the first day it may have been done, as a risk-factor Condition's onset is
+            period = r.get("performedPeriod")
+            when = r.get("performedDateTime", _start(period))
+            bounds = _partial_of(when) if exc.issue_code != "required" else None
+            if bounds is None:
+                raise
+            start = bounds[0]
+            kinds_said = ", ".join(k.value for k in kinds)
+            data.issues.append(
+                exc.as_warning(
+                    r,
+                    f"performed only to the year or month (between {bounds[0]} and "
+                    f"{bounds[1]}): the {kinds_said} risk factor is counted from {bounds[0]}, "
+                    "the first day it may have begun",
+                )
+            )
         source = self._use(data, r)
         for kind in kinds:
             data.evidence.append(
