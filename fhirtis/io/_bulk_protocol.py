@@ -399,13 +399,22 @@ class Manifest:
         if not isinstance(transaction_time, str) or not transaction_time.strip():
             raise bad("no transactionTime")
         requires = data.get("requiresAccessToken")
+        if requires is None:
+            # HAPI FHIR left it out until 2022 (hapi-fhir#4051; its files are Binary reads that
+            # need the token): true is the safe reading, the token goes to the FHIR server's
+            # origin only and a file elsewhere is refused before any request
+            requires = True
+        elif isinstance(requires, str) and requires.strip().lower() in {"true", "false"}:
+            # Oracle Health Soarian Clinicals sends the JSON string "true" (its documented
+            # manifest): read as the boolean it spells
+            requires = requires.strip().lower() == "true"
         if not isinstance(requires, bool):
-            raise bad("requiresAccessToken is missing or not a boolean")
+            raise bad("requiresAccessToken is not a boolean")
         request = data.get("request")
         if request is not None and not isinstance(request, str):
             raise bad("request is not a string")
-        if not isinstance(data.get("output"), list):
-            raise bad("output is missing or not a list")
+        # a missing output: an export of nothing (IBM FHIR, LinuxForHealth/FHIR#2676; HAPI
+        # 6.10.3, hapi-fhir#5632), the IG's empty array; one that is not a list is refused below
         files: dict[str, tuple[ManifestFile, ...]] = {}
         for key in ("output", "error", "deleted"):
             items = data.get(key)

@@ -430,7 +430,7 @@ async def test_status_url_must_be_absolute_on_the_server_origin(
 
 async def test_malformed_manifest_is_refused(httpx_mock: HTTPXMock, fhir: FhirClient) -> None:
     body = manifest_json(True, [])
-    del body["requiresAccessToken"]
+    body["requiresAccessToken"] = "maybe"  # (a missing one reads true: s27e)
     httpx_mock.add_response(url=STATUS_URL, json=body)
     async with fhir:
         with pytest.raises(MalformedResponse) as caught:
@@ -850,10 +850,10 @@ async def test_download_to_leaves_no_partial_file(
 @pytest.mark.parametrize(
     ("change", "what"),
     [
-        ({"requiresAccessToken": None}, "requiresAccessToken"),
-        ({"requiresAccessToken": "true"}, "requiresAccessToken"),
+        ({"requiresAccessToken": 1}, "requiresAccessToken"),  # missing reads true: s27e
+        ({"requiresAccessToken": "yes"}, "requiresAccessToken"),  # "true" is read: s27e
         ({"transactionTime": None}, "transactionTime"),
-        ({"output": None}, "output"),
+        ({"output": {"type": "Patient"}}, "output"),  # missing reads empty: s27e
         ({"output": [{"type": "../etc", "url": f"{FILES}/x.ndjson"}]}, "resource type"),
         ({"output": [{"type": "Patient", "url": "/bulkfiles/x.ndjson"}]}, "absolute"),
         ({"output": [{"type": "Patient", "url": f"{FILES}/x", "count": -1}]}, "count"),
