@@ -27,6 +27,7 @@ import orjson
 from fhirtis.fhir.needs import export_types
 from fhirtis.io import (
     BulkExportFailed,
+    BulkExportTimeout,
     FhirClient,
     FhirClientError,
     FhirServerError,
@@ -119,6 +120,17 @@ async def export_group(
                 log.warning("the export a stopped run started is gone (%s)", type(exc).__name__)
                 pending.clear()
                 continue
+            except BulkExportTimeout as exc:
+                # a second run's whole budget and still not complete: HAPI and Medplum answer
+                # 202 for ever for a cancelled or failed job; released and forgotten, so that
+                # the next run does not poll it again but starts a new export
+                await _release(bulk, status_url)
+                pending.clear()
+                raise CohortError(
+                    f"{exc}; the export a stopped run started is still not complete after "
+                    "this run's polling budget too: released, and the next run starts a new "
+                    "export"
+                ) from None
             since, rest_types = job_since, job_rest
             log.info("resumed the export a stopped run started")
         else:
