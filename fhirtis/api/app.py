@@ -187,7 +187,11 @@ def capability_statement(state: ServiceState) -> dict[str, Any]:
                 "security": security,
                 # a Patient operation only (OperationDefinition system false): never listed in
                 # rest.operation, which is for system-level operations (R4 CapabilityStatement)
-                "resource": [{"type": "Patient", "operation": [op]}],
+                "resource": [
+                    {"type": "Patient", "operation": [op]},
+                    # the operation's definition, read at /OperationDefinition/myositis-evaluate
+                    {"type": "OperationDefinition", "interaction": [{"code": "read"}]},
+                ],
             }
         ],
     }
@@ -341,6 +345,17 @@ _QUERY_DOC: dict[str, Any] = {
 
 
 async def _body_parameters(request: Request) -> list[tuple[str, Any]]:
+    """A POST's parameters: its Parameters body only (FHIR R4 operations.html); one in the query
+    string is 400, never silently left out (FHIR's general parameters, ``_format`` ..., aside)."""
+    in_query = parameters_from_query(request.query_params.multi_items())
+    if in_query:
+        name = in_query[0][0]
+        raise ApiError(
+            400,
+            f"parameter {name} is in the query string: a POST takes the operation's parameters "
+            "in its Parameters body (the query only with GET)",
+            expression=name,
+        )
     return parameters_from_body(await request.body(), request.headers.get("content-type"))
 
 

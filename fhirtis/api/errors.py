@@ -14,6 +14,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match, Mount
 
 log = logging.getLogger("fhirtis.api")
 FHIR_JSON = "application/fhir+json"
@@ -24,6 +25,7 @@ ONLY_JSON = "this service reads and answers JSON only (application/fhir+json or 
 _JSON_TYPES = frozenset({"application/json", FHIR_JSON})
 _ANY_JSON = frozenset({"*/*", "application/*"})
 _FORMAT_ALIASES = {"json": "application/json"}
+_HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS")
 
 _ISSUE_CODE = {
     400: "invalid",
@@ -137,6 +139,20 @@ def require_json_answer(request: Request) -> None:
         raise ApiError(406, f"{ONLY_JSON}: the request's _format or Accept asks for another")
 
 
+def allowed_methods(request: Request) -> list[str]:
+    """Every method the request's URL serves, over all its routes (Starlette's 405 names those of
+    the first route for the path only: ``Allow: GET`` where GET and POST are served): RFC 9110
+    §15.5.6, a 405 lists the target resource's supported methods. Mounts (the page's files)
+    are left out: they take any method to their own handler."""
+    found = []
+    for method in _HTTP_METHODS:
+        scope = {**request.scope, "method": method}
+        routes = (r for r in request.app.router.routes if not isinstance(r, Mount))
+        if any(route.matches(scope)[0] is Match.FULL for route in routes):
+            found.append(method)
+    return found
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
@@ -162,11 +178,14 @@ def install_error_handlers(app: FastAPI) -> None:
         return outcome_response(400, body)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         detail = exc.detail if isinstance(exc.detail, str) else "request refused"
-        return outcome_response(
-            exc.status_code, outcome(exc.status_code, detail), dict(exc.headers or {})
-        )
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            allowed = allowed_methods(request)
+            if allowed:
+                headers["Allow"] = ", ".join(allowed)
+        return outcome_response(exc.status_code, outcome(exc.status_code, detail), headers)
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
