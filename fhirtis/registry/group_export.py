@@ -291,9 +291,10 @@ async def current_members(
 ) -> list[str] | None:
     """The ids of the Group's current Patient members (``GET Group/[id]``): R4 ``Group.member``
     entries whose ``entity`` references a Patient on this server, less those ``inactive`` or
-    whose ``period.end`` is past. None when the read fails or the Group lists no member (some
-    servers leave ``member`` out of a large Group): the caller falls back to
-    :func:`recorded_members`."""
+    whose ``period.end`` is past; a member named by identifier only (a logical reference) is
+    the one Patient the server finds with it. None when the read fails, the Group lists no
+    member (some servers leave ``member`` out of a large Group) or such an identifier finds no
+    single Patient: the caller falls back to :func:`recorded_members`."""
     try:
         resource = await client.read("Group", group)
     except FhirClientError as exc:
@@ -315,11 +316,57 @@ async def current_members(
         entity = entry.get("entity")
         ref = entity.get("reference") if isinstance(entity, dict) else None
         if not isinstance(ref, str):
+            token = _patient_identifier(entity)
+            if token is None:
+                continue
+            try:
+                found = await _patient_by_identifier(client, token)
+            except FhirClientError as exc:
+                log.warning("a Group member could not be looked up (%s)", type(exc).__name__)
+                return None
+            if found is None:
+                # no Patient, or several, has it: the member list is not known
+                log.warning("a Group member named by identifier matches no single Patient")
+                return None
+            ids.append(found)
             continue
         ref = ref.removeprefix(base)
         if match := _PATIENT_REF.fullmatch(ref):
             ids.append(match[1])
     return list(dict.fromkeys(ids))
+
+
+def _patient_identifier(entity: object) -> str | None:
+    """A member named by a logical reference only (R4 references.html: ``identifier``, no
+    ``reference``), of a Patient (its ``type``, when given): the ``system|value`` token."""
+    if not isinstance(entity, dict) or entity.get("type", "Patient") != "Patient":
+        return None
+    identifier = entity.get("identifier")
+    if not isinstance(identifier, dict):
+        return None
+    system, value = identifier.get("system"), identifier.get("value")
+    if not isinstance(value, str) or not value:
+        return None
+    return f"{system}|{value}" if isinstance(system, str) and system else value
+
+
+async def _patient_by_identifier(client: FhirClient, token: str) -> str | None:
+    """The id of the one Patient with this identifier (``Patient?identifier=``); None when
+    none, or several, match."""
+    ids: list[str] = []
+    async for entry in client.search("Patient", {"identifier": token}):
+        resource = entry.get("resource")
+        search = entry.get("search")
+        mode = search.get("mode") if isinstance(search, dict) else "match"
+        if (
+            isinstance(resource, dict)
+            and resource.get("resourceType") == "Patient"
+            and mode == "match"
+            and isinstance(resource.get("id"), str)
+        ):
+            ids.append(resource["id"])
+    unique = list(dict.fromkeys(ids))
+    return unique[0] if len(unique) == 1 else None
 
 
 _PATIENT_REF = re.compile(r"Patient/([A-Za-z0-9\-.]{1,64})(?:/_history/[^/]+)?")
