@@ -497,12 +497,14 @@ def _unchanged_members(
         if cohort is None:
             cohort = recorded_members(ledger, key.server, group)
             notes.append(
-                f"the Group's members could not be read (or it lists none): the {len(cohort)} "
+                f"the Group's members could not be read (or it lists none, or one by an "
+                f"identifier no single Patient has): the {len(cohort)} "
                 "member(s) the ledger recorded at the last clean run of this Group (its last "
                 "full export, or Group read) are reported"
                 if cohort is not None
-                else "the Group's members could not be read (or it lists none) and the ledger "
-                "recorded none: only the members whose data changed are reported"
+                else "the Group's members could not be read (or it lists none, or one by an "
+                "identifier no single Patient has) and the ledger recorded none: only the "
+                "members whose data changed are reported"
             )
         done = ledger.done(key, write=options.write)
     exported = set(changed)
