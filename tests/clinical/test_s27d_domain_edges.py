@@ -9,14 +9,11 @@ cases on and beside its edges (§3 deterioration; §5.3 "early" for a date-only 
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import random
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from fractions import Fraction
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
@@ -39,22 +36,11 @@ from fhirtis.pipeline.offline import evaluate_patient_resources
 from fhirtis.pipeline.records import patient_summary
 from fhirtis.settings import Settings
 from tests.clinical.helpers import av
+from tests.test_s24b_clinical_edges import M  # the s24b case builder (make_cases.py)
 
 D = Decimal
 P = Policy()
 UCUM = "http://unitsofmeasure.org"
-_MAKE = Path(__file__).resolve().parents[1] / "data" / "s24b_cases" / "make_cases.py"
-
-
-def _load_builder() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("s24b_make_cases", _MAKE)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-M = _load_builder()
 
 
 def _evaluate(case: Any) -> dict[str, Any]:
