@@ -104,6 +104,11 @@ def _start(period: object) -> object:
     return period.get("start") if isinstance(period, dict) else None
 
 
+def _end(period: object) -> object:
+    """A Period's ``end`` (None when the value is no object)."""
+    return period.get("end") if isinstance(period, dict) else None
+
+
 def _high(value: object) -> object:
     """A Range's ``high`` (None when the value is no object)."""
     return value.get("high") if isinstance(value, dict) else None
@@ -628,7 +633,26 @@ class EventReader(MedicationReader):
             r.get("abatementDateTime") is not None
             or (isinstance(period, dict) and period.get("end") is not None)
         ):
-            end = first_time(r, _ABATEMENT, path)[0].date()
+            try:
+                end = first_time(r, _ABATEMENT, path)[0].date()
+            except ExcludedError as exc:
+                # an end recorded to the year or month only (IPS: "2010", a valid R4 dateTime):
+                # it may have lasted until the last day named (the safe side for the rate)
+                ended_by = r.get("abatementDateTime", _end(period))
+                bounds = _partial_of(ended_by)
+                if bounds is None:
+                    raise
+                end = bounds[1]
+                lasting = [k for k in risks if k is not RiskFactorKind.THROMBOSIS_HISTORY]
+                if lasting:  # a history of thrombosis has no end: nothing to say
+                    kinds = ", ".join(k.value for k in lasting)
+                    data.issues.append(
+                        exc.as_warning(
+                            r,
+                            f"it ended on a day not recorded ({ended_by}): the {kinds} risk "
+                            f"factor is counted until {end}, the last day it may have lasted",
+                        )
+                    )
         if is_dm:
             self._use(data, r)
             if self._jdm is not None and self._jdm.matches_any(codings):
