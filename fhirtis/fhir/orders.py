@@ -95,7 +95,8 @@ def draft_medication_requests(
         resource = entry.get("resource") if isinstance(entry, dict) else None
         if not isinstance(resource, dict) or resource.get("resourceType") != "MedicationRequest":
             continue
-        if resource.get("status") in _VOID:
+        status = resource.get("status")
+        if isinstance(status, str) and status in _VOID:  # a status that is no code: not void
             continue
         own = f"MedicationRequest/{resource['id']}" if is_id(resource.get("id")) else None
         full_url = entry.get("fullUrl") if isinstance(entry.get("fullUrl"), str) else None
@@ -129,7 +130,11 @@ def read_ivig_order(
     except ExcludedError:
         return None
     med, codings, text = medication.med, medication.codings, medication.text
-    if not extractor.is_ivig_product(med, codings, text) or not _intravenous(extractor, request):
+    try:
+        ivig = extractor.is_ivig_product(med, codings, text)
+    except ExcludedError:  # an ingredient that cannot be read: the Medication's own code decides
+        ivig = extractor.is_ivig_product(None, codings, text)
+    if not ivig or not _intravenous(extractor, request):
         return None
     concentration: Decimal | None = None
     problem: str | None = None

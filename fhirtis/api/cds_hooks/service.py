@@ -174,6 +174,14 @@ async def _answer(
     drafts = Gathered()
     drafts.add_bundle(call.draft_orders)
     draft_resolve.update(drafts.resolve)
+    # a Medication named by its absolute URL on fhirServer: "Medication/id" there
+    on_server = {
+        ref: local
+        for _, r in requests
+        if (ref := medication_reference(r)) is not None
+        and (local := _on_server(ref, call.fhir_server)) is not None
+    }
+    _alias(draft_resolve, on_server)
 
     extractor = extractor_for(ctx.settings)
 
@@ -191,7 +199,7 @@ async def _answer(
             for _, r in requests
             if (ref := medication_reference(r)) is not None
             and ref not in draft_resolve
-            and _is_medication_ref(ref)
+            and (_is_medication_ref(ref) or ref in on_server)
         }
     )
     if not orders and not unread and not unresolved:
@@ -208,7 +216,7 @@ async def _answer(
         else:
             page = ctx.settings.fhir.page_size if ctx.settings.fhir else 100
             to_read = [(t.for_patient(call.patient_id, page), t.all_pages) for t in missing]
-            to_read += [(ref, False) for ref in unresolved]
+            to_read += [(on_server.get(ref, ref), False) for ref in unresolved]
             server, token = source
             fetched = await fetch_missing(request, server, token, to_read, call.patient_id)
             not_read = fetched.not_read
@@ -224,6 +232,7 @@ async def _answer(
                     gathered.add(resource)
             stats["fetched"] = len(to_read)
             resolve = {**gathered.resolve, **drafts.resolve}
+            _alias(resolve, on_server)
             orders = ivig_orders(resolve)
             unread = unread_ig_orders(extractor, requests, resolve)
     stats["ivig"] = len(orders)
@@ -298,6 +307,24 @@ def _lacking(missing: list[str], paged: list[str]) -> str:
 def _is_medication_ref(ref: str) -> bool:
     kind, _, rid = ref.partition("/")
     return kind == "Medication" and is_id(rid)
+
+
+def _on_server(ref: str, server: str | None) -> str | None:
+    """``Medication/id`` for a reference ``[fhirServer]/Medication/id`` (FHIR R4
+    references.html: an absolute URL ``[base]/[type]/[id]`` names that server's resource), else
+    None."""
+    base = server.rstrip("/") + "/" if server else None
+    if base is None or not ref.startswith(base):
+        return None
+    local = ref.removeprefix(base)
+    return local if _is_medication_ref(local) else None
+
+
+def _alias(resolve: dict[str, Json], on_server: Mapping[str, str]) -> None:
+    """Let each absolute reference of ``on_server`` resolve to what its ``Medication/id`` does."""
+    for ref, local in on_server.items():
+        if ref not in resolve and local in resolve:
+            resolve[ref] = resolve[local]
 
 
 def ctx_settings(request: Request) -> Settings:
