@@ -38,6 +38,7 @@ from fhirtis.fhir.primitives import (
     PrimitiveError,
     is_id,
     json_array,
+    parse_date_bounds,
     parse_date_time,
     parse_decimal,
 )
@@ -368,6 +369,49 @@ def optional_date(resource: Json, elements: TimeElements, path: str) -> date | N
         if exc.issue_code != "required":
             raise
         return None
+
+
+def use_days(
+    data: PatientData,
+    resource: Json,
+    elements: TimeElements,
+    path: str,
+    kind: RiskFactorKind,
+    *,
+    latest: bool,
+) -> tuple[date | None, date | None]:
+    """The first and last day the first present of ``elements`` names, for a use that shows
+    the risk factor ``kind`` (an estrogen, a catheter in place): a day twice; a year or month
+    only (IPS: ``effectivePeriod.start`` "2016-01", a valid R4 dateTime) as its first and last
+    day, with a warning saying which one the use is counted from (a start, ``latest`` False:
+    the first) or until (an end: the last), the safe side for the maximum rate. (None, None)
+    when none is present; anything else is refused, naming it."""
+    try:
+        day = optional_date(resource, elements, path)
+        return day, day
+    except ExcludedError as exc:
+        if exc.issue_code != "value":  # a malformed Period, say: refused as it was
+            raise
+        found = _first_present(resource, elements, path)
+        try:
+            first, last = parse_date_bounds(found[0] if found is not None else None)
+        except PrimitiveError:
+            raise exc from None
+        if last is None:
+            raise
+        said = (
+            f"counted until {last}, the last day it may have lasted"
+            if latest
+            else f"counted from {first}, the first day it may have begun"
+        )
+        data.issues.append(
+            exc.as_warning(
+                resource,
+                f"recorded only to the year or month ({found[0] if found else ''}): the "
+                f"{kind.value} risk factor is {said}",
+            )
+        )
+        return first, last
 
 
 def first_fhir_time(resource: Json, elements: TimeElements, path: str) -> FhirTime:

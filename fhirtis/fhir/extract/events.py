@@ -42,6 +42,7 @@ from fhirtis.fhir.extract.common import (
     resolve_reference,
     to_unit,
     unversioned,
+    use_days,
 )
 from fhirtis.fhir.extract.medications import (
     MEDICATION_VOID,
@@ -929,11 +930,12 @@ class EventReader(MedicationReader):
         owner = device.get("patient")
         if owner is not None:
             self._check_subject(data, device, "patient", f"{path}.device")
-        start = optional_date(r, _USE_TIMING, path)
-        end = optional_date(r, _USE_END, path)
+        catheter = RiskFactorKind.CENTRAL_VENOUS_CATHETER
+        start, start_last = use_days(data, r, _USE_TIMING, path, catheter, latest=False)
+        _, end = use_days(data, r, _USE_END, path, catheter, latest=True)
         if end is None and status in _USE_ENDED:
             if "timingDateTime" in r:
-                end = start  # in use at that time, ended since
+                end = start_last  # in use at that time (any day of its month or year), ended
             else:
                 data.issues.append(
                     Issue(

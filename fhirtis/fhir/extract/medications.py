@@ -6,7 +6,6 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date
 from decimal import Decimal
 from functools import cache
 
@@ -33,15 +32,15 @@ from fhirtis.fhir.extract.common import (
     fhir_time_of,
     first_fhir_time,
     modifier_extension_error,
-    optional_date,
     read_quantity,
     ref_of,
     referenced,
     to_unit,
+    use_days,
     versioned,
 )
 from fhirtis.fhir.outcome import Issue
-from fhirtis.fhir.primitives import ID_FULLMATCH, PrimitiveError, json_array, parse_date_bounds
+from fhirtis.fhir.primitives import ID_FULLMATCH, PrimitiveError, json_array
 from fhirtis.fhir.units import convert, first_convertible
 
 _MA_USED = {"completed", "in-progress", "stopped"}
@@ -805,52 +804,11 @@ class MedicationReader(ExtractorBase):
         self._require_id(r, path)
         subject_key = "subject"
         self._check_subject(data, r, subject_key, path)
-        start, start_last = _use_day(data, r, _USE_START, path, latest=False)
-        _, end = _use_day(data, r, _EFFECTIVE_END, path, latest=True)
+        kind = RiskFactorKind.ESTROGEN
+        start, start_last = use_days(data, r, _USE_START, path, kind, latest=False)
+        _, end = use_days(data, r, _EFFECTIVE_END, path, kind, latest=True)
         if end is None and r.get("status") in {"completed", "stopped"}:
             end = start_last  # in use at that time (a day, or any day of its month or year)
         source = self._use(data, r)
-        data.evidence.append(RiskEvidence(RiskFactorKind.ESTROGEN, source, start, end))
+        data.evidence.append(RiskEvidence(kind, source, start, end))
         return True
-
-
-def _use_day(
-    data: PatientData, r: Json, elements: TimeElements, path: str, *, latest: bool
-) -> tuple[date | None, date | None]:
-    """The first and last day that the first present of ``elements`` names: a day twice; a
-    year or month only (IPS: ``effectivePeriod.start`` "2016-01", a valid R4 dateTime) as its
-    first and last day, with a warning saying which one an estrogen use is counted from (a
-    start: the first, ``latest`` False) or until (an end: the last): the safe side for the
-    maximum rate. (None, None) when none is present; anything else is refused, naming it."""
-    try:
-        day = optional_date(r, elements, path)
-        return day, day
-    except ExcludedError as exc:
-        if exc.issue_code != "value":  # a malformed Period, say: refused as it was
-            raise
-        value: object = None
-        for _, head, tail in elements.parts:
-            value = r.get(head)
-            if tail and isinstance(value, dict):
-                value = value.get(tail)
-            if value is not None:
-                break
-        try:
-            first, last = parse_date_bounds(value)
-        except PrimitiveError:
-            raise exc from None
-        if last is None:
-            raise
-        said = (
-            f"counted until {last}, the last day it may have lasted"
-            if latest
-            else f"counted from {first}, the first day it may have begun"
-        )
-        data.issues.append(
-            exc.as_warning(
-                r,
-                f"recorded only to the year or month ({value}): the "
-                f"{RiskFactorKind.ESTROGEN.value} risk factor is {said}",
-            )
-        )
-        return first, last
