@@ -193,9 +193,10 @@ async def export_group(
             for rtype, why in sorted(read.unread.items())
         )
         notes.extend(partial_notes(read.partial))
-    files = [(f.type, p) for f, p in zip(manifest.output, paths, strict=True)]
-    files += [(p.name[len(REST_FILE_PREFIX) : -len(".ndjson")], p) for p in _rest_files(folder)]
-    notes.extend(await _read_missing_shared(client, folder, files))
+    if since is None:  # a _since run reads its changed patients whole over REST instead
+        files = [(f.type, p) for f, p in zip(manifest.output, paths, strict=True)]
+        files += [(p.name[len(REST_FILE_PREFIX) : -len(".ndjson")], p) for p in _rest_files(folder)]
+        notes.extend(await _read_missing_shared(client, folder, files))
     return GroupExport(folder, since is not None, tuple(notes), next_since, tuple(problems))
 
 
@@ -602,8 +603,8 @@ async def _read_missing_shared(
     client: FhirClient, folder: Path, files: Sequence[tuple[str, Path]]
 ) -> list[str]:
     """Read over REST by id the resources of no patient that the export's resources name but
-    it lacks (:func:`missing_shared`: a server may leave Medications out of a Group export, and
-    a ``_since`` export holds only what changed), into :data:`SHARED_FILE` (0600), as ``fhirtis
+    it lacks (:func:`missing_shared`: a server may leave Medications out of a Group export:
+    they are in no patient's compartment), into :data:`SHARED_FILE` (0600), as ``fhirtis
     run`` reads the ones a search did not include. Those the server does not hold either stay
     missing: the evaluation reports them for each patient that uses one. A read that fails
     stops the run (the patients' data would be incomplete). Returns what the run should say."""
