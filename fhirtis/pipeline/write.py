@@ -8,8 +8,9 @@ Millennium), a create follows the search by business identifier. Two writers of 
 patient (two ``fhirtis run --write``, a cohort run and ``$myositis-evaluate write=true``) that
 both search before either creates will both create. fhirtis handles it after the fact:
 
-- after its plain creates (and after a transaction's conditional creates: a server may ignore
-  ``ifNoneExist``), the writer searches their identifiers again; where it finds several
+- after its plain creates (and after conditional creates answered 201: a server may ignore
+  ``ifNoneExist``, and on HAPI FHIR before 6.6 and Azure API for FHIR two concurrent conditional
+  creates both create), the writer searches their identifiers again; where it finds several
   copies it keeps the one with the lowest id (every writer picks the same) and deletes the
   others where the server allows ``delete`` on the type;
 - where the server refuses delete but allows updates of the type (Observation, Flag,
@@ -422,8 +423,8 @@ async def write_batch(
                 else:
                     changed.append(made)
                     naming.confirm(w, made)
-            if plain_create:
-                plain.append(w)
+                if w.action is Action.CREATE:  # a 201 conditional create too: see below
+                    plain.append(w)
             continue
         if status in NOT_RUN:
             not_run.append(w)
@@ -514,12 +515,13 @@ async def write_singles(
                 except WriteOutcomeUnknown:
                     naming.lost([w])
                     raise
-                if not conditional or answer.resent:
-                    # resent: a server that ignores If-None-Exist created it twice
-                    plain.append(w)
                 # a conditional create answers 200 when it found the resource; a plain create
                 # made it whatever its 2xx (some servers answer 200)
                 if answer.status == 201 or answer.resent or not conditional:
+                    # checked for copies: a search-then-create, a conditional create resent (a
+                    # server that ignores If-None-Exist created it twice) or answered 201 (not
+                    # atomic on some servers: :func:`_check_duplicates`)
+                    plain.append(w)
                     made = _made(answer.location, answer.body, w)
                     if made is None:
                         unlocated.append(w)
@@ -574,10 +576,15 @@ async def _check_duplicates(
     resent: Collection[str] = (),
 ) -> None:
     """Search-then-create (no conditional create on the server) has a race: another writer may
-    create the same resource between our search by identifier and our POST. After the creates,
-    one search per type by their identifiers finds such duplicates; the one with the lowest id
-    is kept (every writer picks the same) and the others are deleted where the server allows
-    it, else marked ``entered-in-error`` where it allows updates, else kept; each is reported in
+    create the same resource between our search by identifier and our POST. So has a
+    conditional create answered 201 on some servers: on HAPI FHIR before 6.6 (hapifhir/hapi-fhir
+    issue #3141: parallel If-None-Exist creates each answered 201 Created; fixed by PR #4598's
+    unique index) and Azure API for FHIR (microsoft/fhir-server issue #1382, "Concurrent
+    conditional creates results in duplicate data") both writers' creates are made. After the
+    creates, one search per type by their identifiers finds such duplicates; the one with the
+    lowest id is kept (every writer picks the same) and the others are deleted where the server
+    allows it, else marked ``entered-in-error`` where it allows updates, else kept; each is
+    reported in
     ``duplicates`` (later runs update the kept one only). ``changed`` (what the Provenance will
     name) names the kept copy too where a copy it names was made by a resent create
     (``resent``): the kept one may be what the lost first try made. A kept copy that another
