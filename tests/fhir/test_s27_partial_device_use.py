@@ -54,9 +54,7 @@ def test_a_catheter_in_place_since_a_month_counts_from_its_first_day() -> None:
 
 
 def test_a_catheter_removed_in_a_year_counts_until_its_last_day() -> None:
-    result = _catheter_use(
-        status="completed", timingPeriod={"start": "2024-11-02", "end": "2025"}
-    )
+    result = _catheter_use(status="completed", timingPeriod={"start": "2024-11-02", "end": "2025"})
     assert [i for i in result.issues if i.severity == "error"] == []
     assert [(e.kind, e.start, e.end) for e in result.data.evidence] == [
         (RiskFactorKind.CENTRAL_VENOUS_CATHETER, date(2024, 11, 2), date(2025, 12, 31))

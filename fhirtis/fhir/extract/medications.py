@@ -7,6 +7,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+from fractions import Fraction
 from functools import cache
 
 import orjson
@@ -41,7 +42,7 @@ from fhirtis.fhir.extract.common import (
 )
 from fhirtis.fhir.outcome import Issue
 from fhirtis.fhir.primitives import ID_FULLMATCH, PrimitiveError, json_array
-from fhirtis.fhir.units import convert, first_convertible
+from fhirtis.fhir.units import UnitError, convert, factor, first_convertible, to_decimal
 
 _MA_USED = {"completed", "in-progress", "stopped"}
 MEDICATION_VOID = frozenset({"entered-in-error", "not-taken", "cancelled", "draft"})
@@ -693,11 +694,24 @@ class MedicationReader(ExtractorBase):
             raise ExcludedError(
                 "value", "rateRatio denominator must be positive", f"{path}.denominator"
             )
-        hours = to_unit(den, den_unit, "h", f"{path}.denominator")
+        if den_unit is None:
+            raise ExcludedError(
+                "required", "Quantity has no unit (expected h)", f"{path}.denominator"
+            )
+        try:
+            hours_each = factor(den_unit, "h")
+        except UnitError:
+            raise ExcludedError(
+                "value",
+                f"unit {den_unit!r} is unknown or cannot convert to 'h'",
+                f"{path}.denominator",
+            ) from None
         if num_unit is None:
             raise ExcludedError("required", "rateRatio numerator has no unit", f"{path}.numerator")
         unit, amount = _first_convertible(num, num_unit, _RATIO_UNITS, f"{path}.numerator")
-        return f"{unit}/h", amount / hours
+        # exact where a finite decimal (5 mL / 1 min is 300 mL/h, as rateQuantity 5 mL/min is):
+        # never divided by an hour already rounded (1/60 h), nor in the caller's Decimal context
+        return f"{unit}/h", to_decimal(Fraction(amount) / (Fraction(den) * hours_each))
 
     def _concentration_of(
         self, data: PatientData, r: Json, medication: _MedicationRead
@@ -735,19 +749,30 @@ class MedicationReader(ExtractorBase):
     def _medication_strength(self, med: Json) -> Decimal | None:
         """The strength of the immunoglobulin ingredient, identified by its code or name (never
         simply the first ingredient listed; a diluent or a stabiliser is passed over). With no
-        ingredient identified, a single active ingredient with a strength is taken."""
+        ingredient identified, a single active ingredient with a strength is taken; an
+        immunoglobulin ingredient identified without a strength leaves the strength unknown
+        (None: never a diluent's)."""
         with_strength: list[tuple[int, Json, bool]] = []
+        ig_named = False
         for i, ing in enumerate(json_array(med.get("ingredient"))):
-            if not isinstance(ing, dict) or not isinstance(ing.get("strength"), dict):
+            if not isinstance(ing, dict):
                 continue
+            has_strength = isinstance(ing.get("strength"), dict)
             codings, names = [], []
-            for item in self._ingredient_concepts(med, ing):
-                codings += concept_codings(item, f"Medication.ingredient[{i}].item[x]")
-                names += [n.lower() for n in concept_names(item)]
+            try:
+                for item in self._ingredient_concepts(med, ing):
+                    codings += concept_codings(item, f"Medication.ingredient[{i}].item[x]")
+                    names += [n.lower() for n in concept_names(item)]
+            except ExcludedError:
+                if has_strength:
+                    raise  # as before: a strength whose ingredient cannot be read
+                continue  # no strength to take: an unreadable item names no immunoglobulin
             is_ig = self._immune_globulin(codings, names) is not None
-            with_strength.append((i, ing, is_ig))
+            ig_named = ig_named or is_ig
+            if has_strength:
+                with_strength.append((i, ing, is_ig))
         chosen = [(i, ing) for i, ing, is_ig in with_strength if is_ig]
-        if not chosen:
+        if not chosen and not ig_named:
             active = [(i, ing) for i, ing, _ in with_strength if ing.get("isActive") is not False]
             chosen = active if len(active) == 1 else []
         if not chosen:
