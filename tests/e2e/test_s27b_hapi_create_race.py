@@ -46,7 +46,7 @@ HAPI_0550 = (
 )
 
 
-def _derived() -> Derived:
+def derived_observation() -> Derived:
     resource = {
         "resourceType": "Observation",
         "identifier": [{"system": IDENTIFIER_SYSTEM, "value": IDENT}],
@@ -61,22 +61,22 @@ def _derived() -> Derived:
 
 
 @dataclass
-class _Evaluated:
+class Evaluated:
     """One derived Observation, planned as an evaluation plans its output."""
 
-    derived: Sequence[Derived] = field(default_factory=lambda: [_derived()])
+    derived: Sequence[Derived] = field(default_factory=lambda: [derived_observation()])
 
     def plan(self, existing: Mapping[str, Json] | None = None) -> WritePlan:
         return plan_writes(self.derived, ["Observation/src"], RECORDED, existing)
 
 
-def _statement() -> Json:
-    """HAPI's statement, as far as this write goes: Observation with conditional create and
-    an identifier search; Provenance created; no batch, no transaction (single requests)."""
+def conditional_create_statement(*, batch: bool = False, delete: bool = False) -> Json:
+    """HAPI's statement, as far as this write goes: Observation with conditional create and an
+    identifier search (and ``delete``); Provenance created; no transaction; batch only with
+    ``batch`` (else single requests)."""
+    interactions = ("read", "search-type", "create", "update") + (("delete",) if delete else ())
     observation = resource_entry(
-        "Observation",
-        ("identifier", "subject", "patient"),
-        interactions=("read", "search-type", "create", "update"),
+        "Observation", ("identifier", "subject", "patient"), interactions=interactions
     )
     observation["conditionalCreate"] = True
     provenance = resource_entry("Provenance", ("target",), interactions=("create",))
@@ -86,13 +86,19 @@ def _statement() -> Json:
         "kind": "instance",
         "fhirVersion": "4.0.1",
         "format": ["json"],
-        "rest": [{"mode": "server", "interaction": [], "resource": [observation, provenance]}],
+        "rest": [
+            {
+                "mode": "server",
+                "interaction": [{"code": "batch"}] if batch else [],
+                "resource": [observation, provenance],
+            }
+        ],
     }
 
 
 def _copy(rid: str, value: float) -> Json:
     """The other writer's copy, as HAPI stores it (id, meta)."""
-    resource = _derived().resource
+    resource = derived_observation().resource
     return {
         **resource,
         "id": rid,
@@ -115,7 +121,7 @@ class _Hapi:
         self.sent.append(request)
         path = request.url.path.removeprefix(httpx.URL(BASE).path).strip("/")
         if path == "metadata":
-            return httpx.Response(200, json=_statement())
+            return httpx.Response(200, json=conditional_create_statement())
         if request.method == "GET" and path in ("Observation", "Provenance"):
             found = self.stored if path == "Observation" else []
             return httpx.Response(
@@ -171,7 +177,7 @@ class _Hapi:
 async def _settle(server: _Hapi, httpx_mock: HTTPXMock) -> PatientRun:
     httpx_mock.add_callback(server, is_reusable=True)
     async with FhirClient(FhirClientConfig(base_url=BASE)) as client:
-        return await settle(client, "p1", _Evaluated(), write=True)
+        return await settle(client, "p1", Evaluated(), write=True)
 
 
 async def test_the_race_lost_to_an_identical_resource_writes_nothing_more(

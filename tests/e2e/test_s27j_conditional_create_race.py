@@ -21,9 +21,7 @@ others where the server allows delete.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from collections.abc import Sequence
 from typing import Any
 
 import httpx
@@ -31,64 +29,16 @@ import pytest
 from pytest_httpx import HTTPXMock
 
 from fhirtis.fhir.codes import IDENTIFIER_SYSTEM
-from fhirtis.fhir.derive import Derived
-from fhirtis.fhir.plan import WritePlan, plan_writes
 from fhirtis.io import FhirClient, FhirClientConfig
 from fhirtis.pipeline.server import PatientRun, RunStatus, settle
-from tests.io._s25_srv_fake import resource_entry
+from tests.e2e.test_s27b_hapi_create_race import (
+    IDENT,
+    Evaluated,
+    conditional_create_statement,
+)
 
 Json = dict[str, Any]
 BASE = "https://hapi5.example.org/fhir"
-IDENT = "tis-00112233445566778899aabb"
-RECORDED = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
-
-
-def _derived() -> Derived:
-    resource = {
-        "resourceType": "Observation",
-        "identifier": [{"system": IDENTIFIER_SYSTEM, "value": IDENT}],
-        "status": "final",
-        "code": {
-            "coding": [{"system": "http://fhirtis.org/fhir/CodeSystem/fhirtis", "code": "tis"}]
-        },
-        "subject": {"reference": "Patient/p1"},
-        "valueQuantity": {"value": 62.5},
-    }
-    return Derived(resource, IDENT)
-
-
-@dataclass
-class _Evaluated:
-    derived: Sequence[Derived] = field(default_factory=lambda: [_derived()])
-
-    def plan(self, existing: Mapping[str, Json] | None = None) -> WritePlan:
-        return plan_writes(self.derived, ["Observation/src"], RECORDED, existing)
-
-
-def _statement(batch: bool) -> Json:
-    """Observation with conditional create, identifier search and delete; Provenance created;
-    no transaction; batch only with ``batch`` (else single requests)."""
-    observation = resource_entry(
-        "Observation",
-        ("identifier", "subject", "patient"),
-        interactions=("read", "search-type", "create", "update", "delete"),
-    )
-    observation["conditionalCreate"] = True
-    provenance = resource_entry("Provenance", ("target",), interactions=("create",))
-    return {
-        "resourceType": "CapabilityStatement",
-        "status": "active",
-        "kind": "instance",
-        "fhirVersion": "4.0.1",
-        "format": ["json"],
-        "rest": [
-            {
-                "mode": "server",
-                "interaction": [{"code": "batch"}] if batch else [],
-                "resource": [observation, provenance],
-            }
-        ],
-    }
 
 
 def _searchset(found: Sequence[Json]) -> Json:
@@ -119,7 +69,9 @@ class _RacyServer:
         self.sent.append(request)
         path = request.url.path.removeprefix(httpx.URL(BASE).path).strip("/")
         if path == "metadata":
-            return httpx.Response(200, json=_statement(self.batch))
+            return httpx.Response(
+                200, json=conditional_create_statement(batch=self.batch, delete=True)
+            )
         if request.method == "GET" and path in ("Observation", "Provenance"):
             found = self.stored if path == "Observation" else []
             return httpx.Response(200, json=_searchset(found))
@@ -175,7 +127,7 @@ class _RacyServer:
 async def _settle(server: _RacyServer, httpx_mock: HTTPXMock) -> PatientRun:
     httpx_mock.add_callback(server, is_reusable=True)
     async with FhirClient(FhirClientConfig(base_url=BASE)) as client:
-        return await settle(client, "p1", _Evaluated(), write=True)
+        return await settle(client, "p1", Evaluated(), write=True)
 
 
 @pytest.mark.parametrize("batch", [False, True], ids=["single", "batch"])
