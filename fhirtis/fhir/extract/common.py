@@ -371,6 +371,25 @@ def optional_date(resource: Json, elements: TimeElements, path: str) -> date | N
         return None
 
 
+def partial_days(
+    resource: Json, elements: TimeElements, path: str
+) -> tuple[object, date, date] | None:
+    """The first present of ``elements`` when it is recorded only to the year or month (a valid
+    R4 dateTime, "2016-01"): the value as recorded, its first and its last day. None when none
+    is present, or it is a day, or no date at all (its refusal stands)."""
+    try:
+        found = _first_present(resource, elements, path)
+    except ExcludedError:
+        return None
+    if found is None:
+        return None
+    try:
+        first, last = parse_date_bounds(found[0])
+    except PrimitiveError:
+        return None
+    return None if last is None else (found[0], first, last)
+
+
 def use_days(
     data: PatientData,
     resource: Json,
@@ -390,15 +409,10 @@ def use_days(
         day = optional_date(resource, elements, path)
         return day, day
     except ExcludedError as exc:
-        if exc.issue_code != "value":  # a malformed Period, say: refused as it was
+        partial = partial_days(resource, elements, path)
+        if exc.issue_code != "value" or partial is None:  # a malformed Period, say: refused
             raise
-        found = _first_present(resource, elements, path)
-        try:
-            first, last = parse_date_bounds(found[0] if found is not None else None)
-        except PrimitiveError:
-            raise exc from None
-        if last is None:
-            raise
+        value, first, last = partial
         said = (
             f"counted until {last}, the last day it may have lasted"
             if latest
@@ -407,7 +421,7 @@ def use_days(
         data.issues.append(
             exc.as_warning(
                 resource,
-                f"recorded only to the year or month ({found[0] if found else ''}): the "
+                f"recorded only to the year or month ({value}): the "
                 f"{kind.value} risk factor is {said}",
             )
         )

@@ -36,6 +36,7 @@ from fhirtis.fhir.extract.common import (
     first_fhir_time,
     first_time,
     optional_date,
+    partial_days,
     read_quantity,
     ref_of,
     referenced,
@@ -69,13 +70,8 @@ K = TypeVar("K")
 def _partial_onset(r: Json) -> tuple[date, date] | None:
     """The first and last day of an onset recorded to the year or month only ("2019",
     "2019-05", valid FHIR dateTimes); None for anything else."""
-    period = r.get("onsetPeriod")
-    value = r.get("onsetDateTime", period.get("start") if isinstance(period, dict) else None)
-    try:
-        first, last = parse_date_bounds(value)
-    except PrimitiveError:
-        return None
-    return None if last is None else (first, last)
+    partial = partial_days(r, _ONSET, "onset[x]")
+    return None if partial is None else (partial[1], partial[2])
 
 
 def _last_day(value: object) -> date | None:
@@ -88,26 +84,6 @@ def _last_day(value: object) -> date | None:
         except PrimitiveError:
             return None
     return first if last is None else last
-
-
-def _partial_of(value: object) -> tuple[date, date] | None:
-    """The first and last day of a dateTime recorded to the year or month only; None for any
-    other value."""
-    try:
-        first, last = parse_date_bounds(value)
-    except PrimitiveError:
-        return None
-    return None if last is None else (first, last)
-
-
-def _start(period: object) -> object:
-    """A Period's ``start`` (None when the value is no object)."""
-    return period.get("start") if isinstance(period, dict) else None
-
-
-def _end(period: object) -> object:
-    """A Period's ``end`` (None when the value is no object)."""
-    return period.get("end") if isinstance(period, dict) else None
 
 
 def _high(value: object) -> object:
@@ -639,11 +615,10 @@ class EventReader(MedicationReader):
             except ExcludedError as exc:
                 # an end recorded to the year or month only (IPS: "2010", a valid R4 dateTime):
                 # it may have lasted until the last day named (the safe side for the rate)
-                ended_by = r.get("abatementDateTime", _end(period))
-                bounds = _partial_of(ended_by)
-                if bounds is None:
+                abated = partial_days(r, _ABATEMENT, path)
+                if abated is None:
                     raise
-                end = bounds[1]
+                ended_by, _, end = abated
                 lasting = [k for k in risks if k is not RiskFactorKind.THROMBOSIS_HISTORY]
                 if lasting:  # a history of thrombosis has no end: nothing to say
                     kinds = ", ".join(k.value for k in lasting)
@@ -797,14 +772,13 @@ class EventReader(MedicationReader):
             # in a cycle's window, but it happened on or before its recordedDate (and the last
             # day its date names): a history of thrombosis, as such a Condition is
             recorded = optional_date(r, _RECORDED, path)
-            when = r.get("date", r.get("detected"))
-            partial = _partial_of(when)
+            partial = partial_days(r, _EVENT_DATE, path)
             if exc.issue_code != "required" and partial is None:
                 raise
-            last = partial[1] if partial is not None else None
+            last = partial[2] if partial is not None else None
             said = "a thromboembolic event with no date"
-            if last is not None:
-                said = f"a thromboembolic event dated only to the year or month ({when})"
+            if partial is not None:
+                said = f"a thromboembolic event dated only to the year or month ({partial[0]})"
             earlier = recorded is not None and (last is None or recorded <= last)
             where = exc.path if last is not None else f"{path}.date"
             self._tee_history(
@@ -978,18 +952,16 @@ class EventReader(MedicationReader):
         except ExcludedError as exc:
             # performed only to the year or month (Oracle Health sends "2025"): counted from
             # the first day it may have been done, as a risk-factor Condition's onset is
-            period = r.get("performedPeriod")
-            when = r.get("performedDateTime", _start(period))
-            bounds = _partial_of(when) if exc.issue_code != "required" else None
-            if bounds is None:
+            partial = partial_days(r, _PERFORMED, path) if exc.issue_code != "required" else None
+            if partial is None:
                 raise
-            start = bounds[0]
+            _, start, last = partial
             kinds_said = ", ".join(k.value for k in kinds)
             data.issues.append(
                 exc.as_warning(
                     r,
-                    f"performed only to the year or month (between {bounds[0]} and "
-                    f"{bounds[1]}): the {kinds_said} risk factor is counted from {bounds[0]}, "
+                    f"performed only to the year or month (between {start} and "
+                    f"{last}): the {kinds_said} risk factor is counted from {start}, "
                     "the first day it may have begun",
                 )
             )
