@@ -47,7 +47,7 @@ from fhirtis.registry.ndjson_store import (
     patient_of,
     shared_refs_of,
 )
-from fhirtis.registry.partition import PRIVATE_FILE, private_dir
+from fhirtis.registry.partition import open_private, private_dir
 from fhirtis.registry.run_key import run_key
 from fhirtis.settings import Settings
 
@@ -514,7 +514,7 @@ async def read_over_rest(
         out = files.get(rtype)
         if out is None:
             path = folder / f"{REST_FILE_PREFIX}{rtype}.ndjson"
-            fd = os.open(path, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, PRIVATE_FILE)
+            fd = open_private(path)
             out = files[rtype] = os.fdopen(fd, "wb")
         out.write(orjson.dumps(resource) + b"\n")
         written[rtype] = written.get(rtype, 0) + 1
@@ -622,7 +622,7 @@ async def _read_missing_shared(
             f"({type(exc).__name__}: {exc}); nothing was evaluated"
         ) from None
     try:
-        fd = os.open(folder / SHARED_FILE, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, PRIVATE_FILE)
+        fd = open_private(folder / SHARED_FILE)
         with os.fdopen(fd, "wb") as out:
             for resource in found:
                 out.write(orjson.dumps(resource) + b"\n")

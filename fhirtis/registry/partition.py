@@ -119,7 +119,8 @@ def private_files() -> Iterator[None]:
         os.umask(old)
 
 
-def _open_private(path: Path) -> int:
+def open_private(path: Path) -> int:
+    """A file descriptor of ``path`` created (or emptied) 0600 for writing."""
     return os.open(path, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, PRIVATE_FILE)
 
 
@@ -173,7 +174,7 @@ def partition_range(r: ByteRange, out_dir: str, partitions: int) -> RangeResult:
     try:
         for target, lines in buffers.items():
             folder = private_dir(root / target)
-            fd = _open_private(folder / f"r{r.index:06d}.tsv")
+            fd = open_private(folder / f"r{r.index:06d}.tsv")
             with os.fdopen(fd, "wb") as out:
                 out.write(b"\n".join(lines) + b"\n")
     except OSError as exc:

@@ -93,17 +93,17 @@ def test_vanished_file_full_disk_and_bad_lines(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     folder = _export(tmp_path, 3)
-    real_open = partition._open_private
+    real_open = partition.open_private
 
     def full(path: Path) -> int:
         raise OSError(errno.ENOSPC, "No space left on device", str(path))
 
-    monkeypatch.setattr(partition, "_open_private", full)
+    monkeypatch.setattr(partition, "open_private", full)
     r = runner.invoke(app, _cohort(folder, tmp_path))
     assert (r.exit_code == 1 and r.exception is None) or isinstance(r.exception, SystemExit)
     assert "no space left on the device" in r.stderr and "run the same command again" in r.stderr
     assert "Traceback" not in r.output
-    monkeypatch.setattr(partition, "_open_private", real_open)
+    monkeypatch.setattr(partition, "open_private", real_open)
 
     real_range = partition.partition_range
 
