@@ -156,6 +156,10 @@ class TrustedCdsClient(BaseModel):
     iss: str = Field(min_length=1)
     jwks_url: str | None = None
     jwks_path: Path | None = None
+    max_token_lifetime_seconds: int = Field(default=900, ge=1, le=86_400)
+    """The furthest ahead a JWT's ``exp`` may be when it arrives (30 s more for clock skew).
+    CDS Hooks 2.0 sets no maximum; Epic documents 15-minute tokens, hence 900. A JWT id is
+    remembered (replay) until its ``exp``: a shorter lifetime keeps that record shorter."""
 
     @model_validator(mode="after")
     def _one_key_source(self) -> TrustedCdsClient:

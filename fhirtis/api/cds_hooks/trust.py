@@ -8,8 +8,10 @@ service checks:
   RS384; ES256/RS256 are not accepted);
 - ``iss``: a trusted client; ``aud``: the URL of the service called (``/cds-services/{id}``;
   for its feedback endpoint, ``/cds-services/{id}/feedback`` or the service's URL);
-- ``exp``: a finite number, in the future and at most 5 minutes ahead (30 s allowed for clock
-  skew); ``iat`` and ``nbf``, when given, finite numbers not in the future;
+- ``exp``: a finite number, in the future and at most the client's
+  ``max_token_lifetime_seconds`` ahead (default 900: CDS Hooks 2.0 sets no maximum, and Epic
+  documents 15-minute tokens; 30 s allowed for clock skew); ``iat`` and ``nbf``, when given,
+  finite numbers not in the future;
 - ``jti``: a string not seen before from that client while the token is valid (replay).
 
 Anything else is 401, with ``WWW-Authenticate: Bearer realm="fhirtis-cds"`` (RFC 9110 §11.6.1:
@@ -42,7 +44,6 @@ from fhirtis.settings import TrustedCdsClient
 __all__ = ["ALGORITHMS", "CHALLENGE", "CdsCaller", "CdsChallenge", "CdsClientVerifier"]
 
 ALGORITHMS = ["ES384", "RS384"]
-MAX_LIFETIME_SECONDS = 300
 SKEW_SECONDS = 30
 JWKS_TTL_SECONDS = 300.0
 JWKS_MIN_REFRESH_SECONDS = 30.0
@@ -198,7 +199,8 @@ class CdsClientVerifier:
         if not wanted & {a.rstrip("/") for a in audiences if isinstance(a, str)}:
             problems.append("audience")
         exp: Any = claims.get("exp")
-        if not _finite(exp) or exp <= now or exp > now + MAX_LIFETIME_SECONDS + SKEW_SECONDS:
+        longest = client.max_token_lifetime_seconds + SKEW_SECONDS
+        if not _finite(exp) or exp <= now or exp > now + longest:
             problems.append("expiry")
         for name in ("iat", "nbf"):
             value: Any = claims.get(name)
