@@ -58,6 +58,9 @@ LOINC = "http://loinc.org"
 SNOMED = "http://snomed.info/sct"
 ICD10 = "http://hl7.org/fhir/sid/icd-10"  # WHO ICD-10 (international senders, IPS)
 ICD10CM = "http://hl7.org/fhir/sid/icd-10-cm"
+# ICD-10-GM, the German modification of WHO ICD-10 (HL7 Deutschland basis profile CodingICD10GM,
+# MII Diagnose): read as the WHO ICD-10 category it subdivides (see who_icd10_codes)
+ICD10GM = "http://fhir.de/CodeSystem/bfarm/icd-10-gm"
 UCUM = "http://unitsofmeasure.org"
 ATC = "http://www.whocc.no/atc"
 EDQM = "http://standardterms.edqm.eu"  # EDQM Standard Terms (routes, dose forms)
@@ -69,6 +72,8 @@ SYSTEM_ALIASES: Mapping[str, str] = MappingProxyType(
         "http://fhir.de/CodeSystem/bfarm/atc": ATC,  # HL7 Deutschland basis profile "Coding ATC"
         "urn:oid:2.16.840.1.113883.6.73": ATC,  # HL7 Terminology NamingSystem v3-WC
         "urn:oid:0.4.0.127.0.16.1.1.2.1": EDQM,  # EDQM Standard Terms OID (CH EMED, HL7 Europe)
+        # ICD-10-GM's URI before DIMDI became part of BfArM (2020; HL7 Deutschland basis 0.9)
+        "http://fhir.de/CodeSystem/dimdi/icd-10-gm": ICD10GM,
     }
 )
 
@@ -90,6 +95,24 @@ def canonical_system(system: str | None) -> str | None:
     if system is None:
         return None
     return SYSTEM_ALIASES.get(system, system)
+
+
+_GM_SUBDIVISION = re.compile(r"[A-Z][0-9]{2}\.[0-9]{2}")
+_GM_MARKS = "†*!+ "  # the cross, star and exclamation marks some senders leave on a code
+
+
+def who_icd10_codes(gm_code: str) -> tuple[str, ...]:
+    """The WHO ICD-10 codes an ICD-10-GM code is read as: the code itself, and for a code of
+    five characters (a GM subdivision, e.g. I80.20 of WHO I80.2) the four-character category
+    it subdivides. ICD-10-GM keeps WHO ICD-10's three- and four-character codes and their
+    meaning and adds five-character subdivisions below them (BfArM, ICD-10-GM); a GM code is
+    therefore a kind of its WHO category, and a ValueSet of WHO codes holds it when it holds
+    that category. A four-character code GM adds below a three-character WHO category (I10.0)
+    is read as itself: the ValueSets' WHO patterns hold such codes where they mean to."""
+    code = gm_code.strip().rstrip(_GM_MARKS)
+    if _GM_SUBDIVISION.fullmatch(code):
+        return (code, code[:5])
+    return (code,)
 
 
 class TerminologyError(ValueError):
@@ -173,7 +196,11 @@ class ValueSetIndex:
             return False
         if (system, code) in self.codes:
             return True
-        return any(s == system and p.fullmatch(code) for s, p in self.patterns)
+        if any(s == system and p.fullmatch(code) for s, p in self.patterns):
+            return True
+        if system == ICD10GM:  # as the WHO ICD-10 code(s) it is read as (who_icd10_codes)
+            return any(self.contains(ICD10, c) for c in who_icd10_codes(code))
+        return False
 
     def matches_any(self, codings: Iterable[Coding]) -> bool:
         return any(self.contains(s, c) for s, c in codings)

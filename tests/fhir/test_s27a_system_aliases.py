@@ -27,6 +27,7 @@ import pytest
 
 from fhirtis.clinical.facts import RiskFactorKind
 from fhirtis.fhir.codes import (
+    ICD10GM,
     SYSTEM_ALIASES,
     Membership,
     Terminology,
@@ -57,7 +58,12 @@ def _vs(system: str, code: str) -> dict[str, Any]:
 
 
 def test_the_table_names_the_aliases_and_their_canonical_systems() -> None:
-    assert SYSTEM_ALIASES == {ATC_DE: ATC, ATC_OID: ATC, EDQM_OID: EDQM}
+    assert SYSTEM_ALIASES == {
+        ATC_DE: ATC,
+        ATC_OID: ATC,
+        EDQM_OID: EDQM,
+        "http://fhir.de/CodeSystem/dimdi/icd-10-gm": ICD10GM,
+    }
     assert canonical_system(ATC_OID) == ATC
     assert canonical_system(ATC) == ATC
     assert canonical_system("http://snomed.info/sct") == "http://snomed.info/sct"

@@ -17,6 +17,7 @@ from fhirtis.clinical.facts import (
 from fhirtis.fhir.codes import (
     ICD10,
     ICD10CM,
+    ICD10GM,
     IDENTIFIER_SYSTEM,
     SNOMED,
     Coding,
@@ -63,6 +64,13 @@ _CONDITION_VOID = {"entered-in-error", "refuted"}
 # (a suspected clot is not dropped from a safety watch) but the result says it is unconfirmed
 _CONDITION_UNCONFIRMED = ("unconfirmed", "provisional", "differential")
 _CONDITION_ENDED = {"inactive", "remission", "resolved"}
+# ICD-10-GM's certainty of a diagnosis, an extension on its coding (HL7 Deutschland basis
+# profile; codes of KBV_CS_SFHIR_ICD_DIAGNOSESICHERHEIT), read as the R4 statuses it stands for:
+# A (ausgeschlossen, ruled out) is refuted, V (Verdacht, suspected) provisional, Z (Zustand nach,
+# status post) a condition that has ended (clinicalStatus resolved); G (gesichert) confirmed
+_GM_CERTAINTY = "http://fhir.de/StructureDefinition/icd-10-gm-diagnosesicherheit"
+_GM_VERIFICATION: Mapping[str, str] = {"A": "refuted", "V": "provisional"}
+_GM_STATUS_POST = "Z"
 
 K = TypeVar("K")
 
@@ -72,6 +80,24 @@ def _partial_onset(r: Json) -> tuple[date, date] | None:
     "2019-05", valid FHIR dateTimes); None for anything else."""
     partial = partial_days(r, _ONSET, "onset[x]")
     return None if partial is None else (partial[1], partial[2])
+
+
+def _gm_certainties(concept: object) -> set[str]:
+    """The ICD-10-GM certainty codes (A, G, V, Z) on the ICD-10-GM codings of ``concept``."""
+    found: set[str] = set()
+    codings = concept.get("coding") if isinstance(concept, dict) else None
+    for coding in codings if isinstance(codings, list) else ():
+        if not isinstance(coding, dict) or canonical_system(coding.get("system")) != ICD10GM:
+            continue
+        extensions = coding.get("extension")
+        for ext in extensions if isinstance(extensions, list) else ():
+            if not isinstance(ext, dict) or ext.get("url") != _GM_CERTAINTY:
+                continue
+            value = ext.get("valueCoding")
+            code = value.get("code") if isinstance(value, dict) else ext.get("valueCode")
+            if isinstance(code, str):
+                found.add(code.strip().upper())
+    return found
 
 
 def _last_day(value: object) -> date | None:
@@ -140,7 +166,7 @@ _DM_VALUE_SETS = ("dermatomyositis", "juvenile-dermatomyositis")
 # the ICD-10 / ICD-10-CM ranges the TEE and risk-factor ValueSets draw on: a code there that none
 # of them holds is reported as unclassified (the ICD-10 counterpart of their is-a parents)
 REVIEW_VALUE_SET = "problem-list-review-icd10"
-_ICD_NAMES: Mapping[str, str] = {ICD10: "ICD-10", ICD10CM: "ICD-10-CM"}
+_ICD_NAMES: Mapping[str, str] = {ICD10: "ICD-10", ICD10CM: "ICD-10-CM", ICD10GM: "ICD-10-GM"}
 _CPT = "http://www.ama-assn.org/go/cpt"  # US procedure codes (risk-central-venous-catheter)
 
 # where the codes classified by hierarchy are: resource type → CodeableConcept element
@@ -562,21 +588,26 @@ class EventReader(MedicationReader):
         tee = self._tee_kind(codings, r, f"{path}.code")
         risks = self._members(RISK_FAMILY, self._risk, codings, r, f"{path}.code")
         is_dm = any(vs.matches_any(codings) for vs in self._dm)
+        certainties = _gm_certainties(r.get("code"))
         if tee is None and not risks and not is_dm:
             verification = concept_codings(
                 r.get("verificationStatus"), f"{path}.verificationStatus"
             )
-            if not any(code in _CONDITION_VOID for _, code in verification):
+            void = any(code in _CONDITION_VOID for _, code in verification)
+            if not void and "A" not in certainties:
                 self._report_unread(data, r, codings, f"{path}.code")
             return
         self._require_id(r, path)
         verification = concept_codings(r.get("verificationStatus"), f"{path}.verificationStatus")
+        verification += [(None, _GM_VERIFICATION[c]) for c in certainties if c in _GM_VERIFICATION]
         if any(code in _CONDITION_VOID for _, code in verification):
             return
         self._check_subject(data, r, "subject", path)
         clinical = {
             code for _, code in concept_codings(r.get("clinicalStatus"), f"{path}.clinicalStatus")
         }
+        if _GM_STATUS_POST in certainties:
+            clinical.add("resolved")
         # a diagnosis of dermatomyositis alone: its coding decides the population (clinical spec
         # §2.3) whatever its dates say; an onset that cannot be placed on a day is not used
         dm_only = is_dm and tee is None and not risks
@@ -988,6 +1019,8 @@ def _read_systems(terminology: Terminology) -> frozenset[str]:
             | {s for v in indexes for s, _ in v.patterns}
             | {h.system for v in indexes for h in v.hierarchies}
         )
+        if ICD10 in found:  # ICD-10-GM codes are read as WHO ICD-10 ones (who_icd10_codes)
+            found |= {ICD10GM}
         memo["systems"] = found
     return found
 
