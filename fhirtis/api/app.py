@@ -30,6 +30,7 @@ from fhirtis.api.errors import (
     FHIR_JSON,
     FHIR_JSON_UTF8,
     ApiError,
+    GenericJsonAnswer,
     install_error_handlers,
     require_json_answer,
 )
@@ -44,6 +45,7 @@ from fhirtis.api.evaluate import (
 from fhirtis.api.limits import BodyLimit
 from fhirtis.api.ops import (
     CountingTransport,
+    HeadAsGet,
     Metrics,
     SecurityHeaders,
     Timer,
@@ -452,16 +454,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(ops.router)
     cds_hooks.install(app)
     web.install(app, settings.service.frame_ancestors)
-    # the last added is the outermost: security headers, CORS, the CDS 401 challenge, body limit
+    # the last added is the outermost: security headers, CORS, the FHIR JSON type asked for,
+    # the CDS 401 challenge, body limit, HEAD served as GET
+    app.add_middleware(HeadAsGet)
     app.add_middleware(BodyLimit, max_bytes=settings.service.max_body_bytes)
     app.add_middleware(CdsChallenge)
+    app.add_middleware(GenericJsonAnswer)
     if settings.service.cors_origins:
         # outside all but the security headers, so refusals (401, 413, 429 ...) reach the
         # browser readable too, and its own preflight answers carry the security headers
         app.add_middleware(
             CORSMiddleware,
             allow_origins=settings.service.cors_origins,
-            allow_methods=["GET", "POST"],
+            allow_methods=["GET", "HEAD", "POST"],
             allow_headers=["Authorization", "Content-Type", "Accept", _SERVER_HEADER_NAME],
             expose_headers=[
                 "Location",

@@ -8,13 +8,16 @@ patient's data, a token, or a stack trace. Unexpected errors are logged by type 
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
+from urllib.parse import parse_qsl
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match, Mount
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 log = logging.getLogger("fhirtis.api")
 FHIR_JSON = "application/fhir+json"
@@ -24,7 +27,14 @@ FHIR_JSON_UTF8 = f"{FHIR_JSON}; charset=utf-8"
 ONLY_JSON = "this service reads and answers JSON only (application/fhir+json or application/json)"
 _JSON_TYPES = frozenset({"application/json", FHIR_JSON})
 _ANY_JSON = frozenset({"*/*", "application/*"})
+#: Generic JSON types a client may accept (FHIR R4 http.html, "Content Types and encodings":
+#: answered with the type requested, in the JSON format)
+_GENERIC_JSON = frozenset({"application/json", "text/json"})
 _FORMAT_ALIASES = {"json": "application/json"}
+#: The FHIR versions served, as the ``fhirVersion`` MIME-type parameter names them: R4, as
+#: ``4.0`` (major.minor, FHIR R4 versioning.html) or a full ``4.0.x``.
+_R4 = re.compile(r"4\.0(?:\.\d+)?")
+ONLY_R4 = "this service implements FHIR R4 only (fhirVersion 4.0)"
 _HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS")
 
 _ISSUE_CODE = {
@@ -107,16 +117,86 @@ def _quality(params: list[str]) -> float:
     return 1.0
 
 
+def other_fhir_version(media_type: str) -> str | None:
+    """The FHIR version a media type's ``fhirVersion`` parameter names when it is not R4 (FHIR
+    R4 versioning.html, "Mime Type Parameter"), else None (R4, or no such parameter)."""
+    for param in media_type.split(";")[1:]:
+        name, _, value = param.partition("=")
+        if name.strip().lower() == "fhirversion":
+            version = value.strip().strip('"')
+            return None if _R4.fullmatch(version) else version
+    return None
+
+
 def accepts_json(accept: str) -> bool:
     """Whether an ``Accept`` header lets the answer be JSON: an empty one does, else one of its
-    media ranges with a quality above 0 must match a JSON type (``*/*``, ``application/*``)."""
+    media ranges with a quality above 0 must match a JSON type (``*/*``, ``application/*``)
+    and ask for no FHIR version but R4."""
     ranges = [r for r in accept.split(",") if r.strip()]
     for media_range in ranges:
-        media, *params = media_range.split(";")
-        media = media.strip().lower()
-        if _quality(params) > 0 and (media in _ANY_JSON or is_json_media_type(media)):
+        rank = _json_rank(media_range)
+        if rank is not None and rank[0] > 0:
             return True
     return not ranges
+
+
+def _json_rank(media_range: str) -> tuple[float, int] | None:
+    """A JSON ``Accept`` range's preference: (quality, 0 for a generic JSON type, 1 for FHIR's
+    or a wildcard), None for a range that rules JSON R4 out."""
+    media, *params = media_range.split(";")
+    media = media.strip().lower()
+    if other_fhir_version(media_range) is not None:
+        return None
+    if media in _GENERIC_JSON:
+        return (_quality(params), 0)
+    if media in _ANY_JSON or is_json_media_type(media):
+        return (_quality(params), 1)
+    return None
+
+
+def generic_json_asked(accept: str) -> str | None:
+    """The generic JSON type (``application/json``, ``text/json``) an ``Accept`` header prefers
+    to ``application/fhir+json``, if it does (a tie goes to FHIR's)."""
+    best: tuple[tuple[float, int], str] | None = None
+    for media_range in accept.split(","):
+        rank = _json_rank(media_range) if media_range.strip() else None
+        if rank is not None and rank[0] > 0 and (best is None or rank > best[0]):
+            best = (rank, media_range.split(";")[0].strip().lower())
+    return best[1] if best is not None and best[0][1] == 0 else None
+
+
+class GenericJsonAnswer:
+    """ASGI middleware: a FHIR JSON answer goes as the generic JSON type the request's
+    ``Accept`` prefers (``application/json``, ``text/json``; FHIR R4 http.html: the server
+    SHOULD respond with the requested mime type), unless ``_format`` names the format; FHIR
+    answers say ``Vary: Accept``."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        query = parse_qsl(scope.get("query_string", b"").decode("latin-1"))
+        accept = b",".join(v for k, v in scope.get("headers", ()) if k == b"accept")
+        generic = None
+        if not any(name == "_format" for name, _ in query):
+            generic = generic_json_asked(accept.decode("latin-1"))
+
+        async def negotiated(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                kinds = [v for k, v in headers if k.lower() == b"content-type"]
+                if kinds and kinds[0].lower().startswith(FHIR_JSON.encode()):
+                    headers = [(k, v) for k, v in headers if k.lower() != b"content-type"]
+                    kind = f"{generic}; charset=utf-8" if generic else FHIR_JSON_UTF8
+                    headers.append((b"content-type", kind.encode()))
+                    headers.append((b"vary", b"Accept"))
+                    message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, negotiated)
 
 
 def format_is_json(value: str) -> bool:
@@ -124,19 +204,29 @@ def format_is_json(value: str) -> bool:
     or ``application/fhir+json`` (a ``+`` sent unencoded in a query reads as a space)."""
     media, sep, params = value.strip().partition(";")
     media = media.strip().replace(" ", "+").lower()
-    return is_json_media_type(_FORMAT_ALIASES.get(media, media) + sep + params)
+    return is_json_media_type(_FORMAT_ALIASES.get(media, media) + sep + params) and (
+        other_fhir_version(value) is None
+    )
 
 
 def require_json_answer(request: Request) -> None:
-    """406 unless the caller may be answered in JSON: ``_format`` decides where given (it
-    overrides ``Accept``, FHIR R4 http.html), else the ``Accept`` header."""
+    """406 unless the caller may be answered in JSON, FHIR R4: ``_format`` decides where given
+    (it overrides ``Accept``, FHIR R4 http.html), else the ``Accept`` header. A ``fhirVersion``
+    other than 4.0 is refused, not answered in R4 regardless (FHIR R4 versioning.html: such a
+    client learns from an error that the server lacks the version it asked for)."""
     formats = request.query_params.getlist("_format")
+    asked = formats or ",".join(request.headers.getlist("accept")).split(",")
     if formats:
         acceptable = all(format_is_json(f) for f in formats)
     else:
-        acceptable = accepts_json(",".join(request.headers.getlist("accept")))
-    if not acceptable:
-        raise ApiError(406, f"{ONLY_JSON}: the request's _format or Accept asks for another")
+        acceptable = accepts_json(",".join(asked))
+    if acceptable:
+        return
+    versions = sorted({v for v in map(other_fhir_version, asked) if v is not None})
+    if versions:
+        names = ", ".join(f"fhirVersion={v}" for v in versions)
+        raise ApiError(406, f"{ONLY_R4}: the request's _format or Accept asks for {names}")
+    raise ApiError(406, f"{ONLY_JSON}: the request's _format or Accept asks for another")
 
 
 def allowed_methods(request: Request) -> list[str]:
@@ -150,6 +240,8 @@ def allowed_methods(request: Request) -> list[str]:
         routes = (r for r in request.app.router.routes if not isinstance(r, Mount))
         if any(route.matches(scope)[0] is Match.FULL for route in routes):
             found.append(method)
+    if "GET" in found and "HEAD" not in found:  # HEAD is served as GET (ops.HeadAsGet)
+        found.insert(found.index("GET") + 1, "HEAD")
     return found
 
 

@@ -12,7 +12,13 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from fhirtis.api.errors import ONLY_JSON, ApiError, is_json_media_type
+from fhirtis.api.errors import (
+    ONLY_JSON,
+    ONLY_R4,
+    ApiError,
+    is_json_media_type,
+    other_fhir_version,
+)
 from fhirtis.clinical.policy import LABEL_LIMIT_FIELDS, Policy, Population
 from fhirtis.fhir.plan import Action
 from fhirtis.fhir.primitives import is_id
@@ -162,12 +168,15 @@ def parameters_from_query(items: Iterable[tuple[str, str]]) -> list[tuple[str, A
 
 def parameters_from_body(body: bytes, content_type: str | None) -> list[tuple[str, Any]]:
     """The operation's parameters in a request body: none for an empty body, else a Parameters
-    resource in JSON (415 for another media type, 400 for anything else, JSON ``null``
-    included)."""
+    resource in JSON, FHIR R4 (415 for another media type or ``fhirVersion``, 400 for anything
+    else, JSON ``null`` included)."""
     if not body:
         return []
     if content_type and not is_json_media_type(content_type):
         raise ApiError(415, f"{ONLY_JSON}: the body's Content-Type is another")
+    version = other_fhir_version(content_type) if content_type else None
+    if version is not None:
+        raise ApiError(415, f"{ONLY_R4}: the body's Content-Type says fhirVersion={version}")
     try:
         resource = json.loads(body)
     except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError

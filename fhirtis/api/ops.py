@@ -44,6 +44,7 @@ from fhirtis.fhir.codes import terminology
 __all__ = [
     "AUDIT",
     "CountingTransport",
+    "HeadAsGet",
     "JsonFormatter",
     "Metrics",
     "SecurityHeaders",
@@ -128,6 +129,7 @@ class SecurityHeaders:
                     (k, v)
                     for k, v in message.get("headers", [])
                     if not (no_store and k.lower() == b"cache-control")
+                    and k.lower() != b"x-content-type-options"  # the page's own: once only
                 ]
                 headers.append((b"x-content-type-options", b"nosniff"))
                 if no_store:
@@ -143,6 +145,33 @@ class SecurityHeaders:
             method = str(scope.get("method"))
             method = method if method in _METHODS else "other"
             self.metrics.requests.labels(template, method, str(status)).inc()
+
+
+class HeadAsGet:
+    """ASGI middleware: HEAD is served as GET, without the body (RFC 9110 §9.3.2: the same
+    status and header fields as GET; load balancers and monitors send ``HEAD /metadata``).
+    FastAPI's GET routes do not take HEAD; a resource without GET still answers HEAD 405."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope.get("method") != "HEAD":
+            await self.app(scope, receive, send)
+            return
+
+        async def without_body(message: Message) -> None:
+            if message["type"] == "http.response.body":
+                message = {**message, "body": b""}
+            await send(message)
+
+        # in place, so that what routing adds to the scope (the route, for the request count)
+        # reaches the middleware outside; the count still says HEAD
+        scope["method"] = "GET"
+        try:
+            await self.app(scope, receive, without_body)
+        finally:
+            scope["method"] = "HEAD"
 
 
 def audit(
