@@ -176,10 +176,50 @@ def normalise(unit: str) -> str:
 
 def factor(from_unit: str, to_unit: str) -> Fraction:
     """The exact factor f such that x [from_unit] = x·f [to_unit]; UnitError if impossible."""
-    found = _factor(from_unit, to_unit)
+    found = _checked_factor(from_unit, to_unit)
     if isinstance(found, str):
         raise UnitError(found)
     return found
+
+
+def _checked_factor(from_unit: str, to_unit: str) -> Fraction | str:
+    """:func:`_factor`, except that a code in capitals whose case-insensitive reading means
+    another amount is refused (see :func:`case_refusal`), never read as written: ``ML`` is
+    UCUM's megalitre. Not cached itself: its callers are, and so is :func:`_factor`."""
+    refusal = case_refusal(from_unit, to_unit)
+    return _factor(from_unit, to_unit) if refusal is None else refusal
+
+
+def case_refusal(code: str, target: str) -> str | None:
+    """Why a UCUM code written in capitals is not read, or None. UCUM codes are case-sensitive
+    (``ML`` is the megalitre, ``MG`` no mass at all: ``G`` is the gauss), but HL7 v2 sends
+    units in capitals (``ML``, ``MG``: UCUM's case-insensitive symbols), and such a unit may
+    reach ``Quantity.code``. When its case-insensitive reading (its lower-case symbol, as
+    :func:`unit_from_text` reads a unit text in capitals) converts to ``target`` and the code
+    as written does not, or gives another amount, neither reading is guessed. A code whose
+    readings agree (``L``, ``U/L``) is read."""
+    stripped = code.strip()
+    if not stripped.isupper() or stripped == target.strip():
+        return None
+    reading = unit_from_text(stripped)
+    if reading == stripped:
+        return None
+    insensitive = _factor(reading, target)
+    if isinstance(insensitive, str):
+        return None
+    sensitive = _factor(stripped, target)
+    if sensitive == insensitive:
+        return None
+    as_written = (
+        f"cannot be read as {target!r}"
+        if isinstance(sensitive, str)
+        else f"means {to_decimal(sensitive / insensitive)} times as much"
+    )
+    return (
+        f"unit code {stripped!r} is not read: UCUM codes are case-sensitive, and {stripped!r} "
+        f"as written {as_written}; read case-insensitively it would be {reading!r}, which is "
+        f"not guessed (the case-sensitive code is {reading!r})"
+    )
 
 
 @lru_cache(maxsize=1024)
@@ -224,7 +264,7 @@ def _ratio_to_decimal(numerator: int, denominator: int) -> Decimal:
 @lru_cache(maxsize=1024)
 def _conversion(from_unit: str, to_unit: str) -> Fraction | str | None:
     """The factor, why there is none (str), or None when it is 1 (the value is kept as is)."""
-    found = _factor(from_unit, to_unit)
+    found = _checked_factor(from_unit, to_unit)
     return None if not isinstance(found, str) and found == 1 else found
 
 
@@ -245,4 +285,4 @@ def convert(value: Decimal, from_unit: str, to_unit: str) -> Decimal:
 @lru_cache(maxsize=1024)
 def first_convertible(from_unit: str, targets: tuple[str, ...]) -> str | None:
     """The first of ``targets`` that ``from_unit`` converts to, or None."""
-    return next((t for t in targets if not isinstance(_factor(from_unit, t), str)), None)
+    return next((t for t in targets if not isinstance(_checked_factor(from_unit, t), str)), None)

@@ -42,7 +42,7 @@ from fhirtis.fhir.primitives import (
     parse_date_time,
     parse_decimal,
 )
-from fhirtis.fhir.units import UnitError, convert, unit_from_text
+from fhirtis.fhir.units import UnitError, case_refusal, convert, unit_from_text
 
 Json = dict[str, Any]
 
@@ -311,9 +311,10 @@ def to_unit(value: Decimal, unit: str | None, target: str, path: str) -> Decimal
     try:
         return convert(value, unit, target)
     except UnitError:
-        raise ExcludedError(
-            "value", f"unit {unit!r} is unknown or cannot convert to {target!r}", path
-        ) from None
+        why = case_refusal(unit, target)
+        if why is None:
+            why = f"unit {unit!r} is unknown or cannot convert to {target!r}"
+        raise ExcludedError("value", why, path) from None
 
 
 @dataclass(frozen=True)

@@ -42,7 +42,14 @@ from fhirtis.fhir.extract.common import (
 )
 from fhirtis.fhir.outcome import Issue
 from fhirtis.fhir.primitives import ID_FULLMATCH, PrimitiveError, json_array
-from fhirtis.fhir.units import UnitError, convert, factor, first_convertible, to_decimal
+from fhirtis.fhir.units import (
+    UnitError,
+    case_refusal,
+    convert,
+    factor,
+    first_convertible,
+    to_decimal,
+)
 
 _MA_USED = {"completed", "in-progress", "stopped"}
 MEDICATION_VOID = frozenset({"entered-in-error", "not-taken", "cancelled", "draft"})
@@ -151,9 +158,10 @@ def _first_convertible(
     target = targets.first(unit)
     if target is not None:
         return target, convert(value, unit, target)
-    raise ExcludedError(
-        "value", f"unit {unit!r} is unknown or not one of {', '.join(targets.units)}", path
-    )
+    why = next(filter(None, (case_refusal(unit, t) for t in targets.units)), None)
+    if why is None:
+        why = f"unit {unit!r} is unknown or not one of {', '.join(targets.units)}"
+    raise ExcludedError("value", why, path)
 
 
 _IG_WORDS = ("globulin", "ivig", "igiv", "immunoglobulin")
@@ -701,11 +709,10 @@ class MedicationReader(ExtractorBase):
         try:
             hours_each = factor(den_unit, "h")
         except UnitError:
-            raise ExcludedError(
-                "value",
-                f"unit {den_unit!r} is unknown or cannot convert to 'h'",
-                f"{path}.denominator",
-            ) from None
+            why = case_refusal(den_unit, "h")
+            if why is None:
+                why = f"unit {den_unit!r} is unknown or cannot convert to 'h'"
+            raise ExcludedError("value", why, f"{path}.denominator") from None
         if num_unit is None:
             raise ExcludedError("required", "rateRatio numerator has no unit", f"{path}.numerator")
         unit, amount = _first_convertible(num, num_unit, _RATIO_UNITS, f"{path}.numerator")

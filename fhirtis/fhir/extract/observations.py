@@ -64,6 +64,23 @@ _COMPONENT_VALUES = ("valueQuantity", "valueInteger")
 # what of the panel itself is not part of a component read as an Observation
 _PANEL_OWN = frozenset({"component", "hasMember", *_COMPONENT_VALUES})
 
+_VOID = frozenset({ResultStatus.ENTERED_IN_ERROR, ResultStatus.CANCELLED})  # never used
+# statuses whose Observation may well have no value: never used, or no result yet (R4
+# observation-status "registered": "there is no result yet available")
+_NO_VALUE_YET = _VOID | {ResultStatus.REGISTERED}
+
+
+def _absent_reason(concept: object) -> str:
+    """How an issue names a ``dataAbsentReason``: its first coding's code (data-absent-reason
+    ``unknown``, ``masked`` …, or SNOMED CT's), quoted; never its free text."""
+    codings = concept.get("coding") if isinstance(concept, dict) else None
+    for coding in codings if isinstance(codings, list) else ():
+        code = coding.get("code") if isinstance(coding, dict) else None
+        if isinstance(code, str) and code:
+            return repr(code)
+    return "given without a code"
+
+
 _ULN_NOT_TAKEN = "ULN not taken from referenceRange ({}); the site's default ULN is used if set"
 
 
@@ -157,6 +174,11 @@ class ObservationReader(ExtractorBase):
         subject = r.get("subject")  # the usual subject here; _check_subject reads another
         if type(subject) is not dict or subject.get("reference") != data.patient_ref:
             self._check_subject(data, r, "subject", path)
+        if ("dataAbsentReason" in r or status in _NO_VALUE_YET) and not any(
+            k[:5] == "value" for k in r
+        ):
+            self._without_value(data, r, status, path)
+            return
         effective = r.get("effectiveDateTime")
         try:  # the usual effectiveDateTime text, without first_time's search and tuples
             when = parse_date_time_text(effective)[0] if type(effective) is str else None
@@ -196,6 +218,31 @@ class ObservationReader(ExtractorBase):
             self._measure(data, r, status, when, Measure.ENZYME, detail, value, uln)
         else:
             self._body_measure(data, r, path, tag, status, when, value, unit)
+
+    @staticmethod
+    def _without_value(data: PatientData, r: Json, status: ResultStatus, path: str) -> None:
+        """An Observation with no value[x] that is cancelled or entered in error (never used:
+        silent, as with a value), that has no result yet (``registered``), or that says why
+        its value is missing (R4 ``dataAbsentReason``, obs-6): honest missing data, kept out
+        of the computation and said as information, never as an error (it is not
+        malformed)."""
+        if status in _VOID:
+            return
+        ref = ref_of(r)
+        if "dataAbsentReason" in r:
+            reason = _absent_reason(r["dataAbsentReason"])
+            said, where = f"no value (dataAbsentReason {reason})", f"{path}.dataAbsentReason"
+        else:
+            said, where = "no result yet (status registered)", f"{path}.status"
+        data.issues.append(
+            Issue(
+                "information",
+                "informational",
+                f"{ref} has {said}: missing data, not used",
+                where,
+                ref,
+            )
+        )
 
     def _body_measure(
         self,
