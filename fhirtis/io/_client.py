@@ -368,7 +368,8 @@ class FhirClient(AsyncClosing):
 
         ``idempotent`` defaults to the rules of :func:`fhirtis.io._retry.is_idempotent`
         (GET, HEAD, DELETE, If-Match updates, If-None-Exist creates, ``_search``, read-only
-        batches). Raises a :class:`FhirServerError` subclass for statuses of 400 and above.
+        batches). Raises a :class:`FhirServerError` subclass for any status but 2xx (a 3xx
+        redirect is not followed).
         """
         method = method.upper()
         target = self._resolve(url)
@@ -386,8 +387,16 @@ class FhirClient(AsyncClosing):
         response = await self._send(
             method, target, content=content, headers=extra, idempotent=idempotent
         )
-        if response.status_code >= 400:
-            raise _responses.error_for(method, target, response.status_code, response.content)
+        if not response.is_success:
+            # a redirect (never followed: the token stays on this server) is no success either:
+            # Epic answers a merged Patient's read with one, a gateway http:// with 301/308
+            raise _responses.error_for(
+                method,
+                target,
+                response.status_code,
+                response.content,
+                prefix="" if response.status_code >= 400 else "a redirect, not followed: ",
+            )
         body = None
         if response.content:
             body = _responses.json_object(

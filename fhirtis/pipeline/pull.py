@@ -285,9 +285,35 @@ async def _get_search(
             ) from None
         raise
     body = response.body or {}
+    _check_answer(need, rtype, body, response.status)
     if need is None:
         return [body]
     return await _all_matches(client, body)
+
+
+def _check_answer(need: Need | None, rtype: str, body: Json, status: int) -> None:
+    """A 2xx answer to a search must be a searchset Bundle, to a read the resource (R4
+    http.html), as a later page's and :meth:`FhirClient.read`'s are. Redox's FHIR API answers a
+    query the EHR behind it failed with 200 and an OperationOutcome ("Responding to queries",
+    partial error): read as a search with no matches, it hid the patient's data."""
+    kind = body.get("resourceType")
+    wanted = rtype.split("/", maxsplit=1)[0]  # a read's ``Type/id``: its type
+    if need is None:
+        wrong = kind != wanted
+    else:
+        wrong = kind != "Bundle" or body.get("type") not in (None, "searchset")
+    if not wrong:
+        return
+    outcome = body if kind == "OperationOutcome" else None
+    expected = "a searchset Bundle" if need is not None else f"a {wanted}"
+    raise MalformedResponse(
+        f"a {'search' if need is not None else 'read'} of {wanted} answered {status} with "
+        + ("an OperationOutcome" if outcome is not None else "something else")
+        + f", not {expected}",
+        status=status,
+        url=wanted,
+        operation_outcome=outcome,
+    )
 
 
 async def _post_search(client: FhirClient, need: Need, url: str) -> list[Json]:
@@ -420,6 +446,7 @@ async def _batch_all(
         resource = entry.get("resource")
         if not isinstance(resource, dict):
             raise PullError(f"batch entry {where} has no resource")
+        _check_answer(need, where, resource, entry_status(entry) or 200)
         if resource.get("resourceType") != "Bundle":
             out.append([resource])
             continue
@@ -455,7 +482,9 @@ async def _read_each(
 def _references(resources: Iterable[Json], target_type: str) -> dict[str, list[Json]]:
     """References (``Type/id``) to ``target_type`` from the resources whose search includes
     that type (a medication's ``medicationReference``, a DeviceUseStatement's ``device``) →
-    who references."""
+    who references. A version-specific reference (``Medication/1/_history/2``, R4
+    references.html; HAPI FHIR's ``auto_version_reference_at_paths``) names ``Medication/1``,
+    as the evaluation resolves it."""
     elements = {
         n.resource_type: n.reference_element for n in NEEDS if n.included_type == target_type
     }
@@ -467,7 +496,7 @@ def _references(resources: Iterable[Json], target_type: str) -> dict[str, list[J
         ref = r.get(element)
         target = ref.get("reference") if isinstance(ref, dict) else None
         if isinstance(target, str) and target.startswith(f"{target_type}/"):
-            out.setdefault(target, []).append(r)
+            out.setdefault(target.partition("/_history/")[0], []).append(r)
     return out
 
 
