@@ -129,7 +129,9 @@ def _whole_day_within(start: FhirTime, end: FhirTime | None) -> bool:
     first_instant = datetime.combine(ONSET, time(0), zone)
     last_instant = first_instant + timedelta(days=1) - timedelta(microseconds=1)
     limit = last.instant + timedelta(hours=P.tee_early_hours)
-    return start.instant <= first_instant and last_instant <= limit
+    # strictly after the start (§5.3: the administration "started before the onset"); no more
+    # than the early hours after the end
+    return start.instant < first_instant and last_instant <= limit
 
 
 EXPLICIT = [
@@ -148,6 +150,9 @@ EXPLICIT = [
 @settings(max_examples=300, deadline=None)
 @given(admins=st.lists(administrations(), min_size=1, max_size=4))
 @example(admins=EXPLICIT)
+@example(
+    admins=[(FhirTime.of(datetime(2025, 3, 5, 0, tzinfo=timezone(timedelta(hours=10.5)))), None)]
+)
 def test_date_only_onset_is_early_only_when_the_whole_day_is(
     admins: list[tuple[FhirTime, FhirTime | None]],
 ) -> None:
