@@ -147,6 +147,7 @@ async def _in_one_batch(
                 "fhir-server-failed" if code >= 500 else "precondition-failed",
                 f"the FHIR server answered {status or 'nothing'} to a read the service needs",
             )
+        _check_answer(url, resource)
         if resource.get("resourceType") == "Bundle" and searchset_problem(resource) is not None:
             # read as "no matches", it would hide the patient's data
             raise CdsError(502, "fhir-server-failed", "the FHIR server answered a malformed Bundle")
@@ -182,5 +183,23 @@ async def _as_the_server_allows(
                 out.append((url, None))  # the order's medication stays unidentified
                 continue
             raise
+        _check_answer(url, response.body or {})
         out.append((url, response.body))
     return Fetched(out, skipped, incomplete)
+
+
+def _check_answer(url: str, resource: Json) -> None:
+    """A read must answer the resource read, a search a Bundle (R4 http.html): 502 for anything
+    else. Redox's FHIR API answers a query the EHR behind it failed with 200 and an
+    OperationOutcome ("Responding to queries", partial error); taken for the Patient, it left
+    the patient without a birth date, and the cards said nothing of the failed read."""
+    wanted = "Bundle" if "?" in url else url.split("/", maxsplit=1)[0]
+    kind = resource.get("resourceType")
+    if kind != wanted:
+        said = "an OperationOutcome" if kind == "OperationOutcome" else "something else"
+        what = "a search" if "?" in url else f"a {wanted} read"
+        raise CdsError(
+            502,
+            "fhir-server-failed",
+            f"the FHIR server answered {what} the service needs with {said}",
+        )
