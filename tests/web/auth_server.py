@@ -93,8 +93,11 @@ class SmartAuthServer:
         clients: dict[str, set[str]],
         launches: dict[str, str],
         app_origins: list[str],
+        need_patient_banner: bool | None = None,
     ) -> None:
         self.root_url = root_url.rstrip("/")
+        # SMART App Launch token response: said only when set (an EHR may leave it out)
+        self.need_patient_banner = need_patient_banner
         self.iss = f"{self.root_url}/fhir"
         self.upstream = upstream_fhir.rstrip("/")
         self.clients = clients
@@ -122,7 +125,7 @@ class SmartAuthServer:
             CORSMiddleware,
             allow_origins=app_origins,
             allow_methods=["GET", "POST"],
-            allow_headers=["Accept", "Content-Type"],
+            allow_headers=["Accept", "Content-Type", "Authorization"],  # the app reads /fhir
         )
 
         @app.get("/fhir/.well-known/smart-configuration")
@@ -253,13 +256,16 @@ class SmartAuthServer:
                 client_id, grant.scope, grant.patient, time.monotonic() + TOKEN_LIFETIME_S
             )
             self.record.issued_tokens.append(token)
-            return 200, {
+            answer: dict[str, Any] = {
                 "access_token": token,
                 "token_type": "Bearer",
                 "expires_in": TOKEN_LIFETIME_S,
                 "scope": grant.scope,
                 "patient": grant.patient,
             }
+            if self.need_patient_banner is not None:
+                answer["need_patient_banner"] = self.need_patient_banner
+            return 200, answer
 
     # -- /fhir proxy ---------------------------------------------------------------------------
 

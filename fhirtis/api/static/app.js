@@ -369,6 +369,8 @@
         accessToken: body.access_token,
         patient: String(body.patient),
         scope: body.scope || "",
+        // SMART App Launch: true (or not said) when the EHR shows no patient banner of its own
+        needPatientBanner: body.need_patient_banner !== false,
         expiresAt: Date.now() + expiresIn * 1000,
       }),
     );
@@ -1271,9 +1273,48 @@
     }
   }
 
+  // -- the patient banner (SMART App Launch: need_patient_banner) ------------------------------
+
+  function patientName(patient) {
+    const names = Array.isArray(patient.name) ? patient.name.filter((n) => n && typeof n === "object") : [];
+    const name = names.find((n) => n.use === "official") || names.find((n) => n.use === "usual") ||
+      names.find((n) => n.use !== "old" && n.use !== "maiden") || names[0];
+    if (!name) return "";
+    if (typeof name.text === "string" && name.text.trim()) return name.text.trim();
+    const given = Array.isArray(name.given) ? name.given.filter((g) => typeof g === "string") : [];
+    const parts = [...given, typeof name.family === "string" ? name.family : ""];
+    return parts.map((x) => x.trim()).filter(Boolean).join(" ");
+  }
+
+  // Who the record is, read from the EHR with the app's own token, when the EHR asks the app to
+  // show a banner; if it cannot be read, the banner says so rather than showing the id alone.
+  async function renderBanner(session) {
+    const who = $("ctx-who");
+    const shown = $("ctx-name");
+    if (!who || !shown || !session.needPatientBanner) return;
+    who.hidden = false;
+    const base = session.iss.replace(/\/+$/, "");
+    try {
+      const { response, body } = await fetchJson(
+        `${base}/Patient/${encodeURIComponent(session.patient)}`,
+        { headers: { Accept: "application/fhir+json", Authorization: `Bearer ${session.accessToken}` } },
+        "the EHR's FHIR server",
+      );
+      if (!response.ok || !body || body.resourceType !== "Patient") throw new Error("no Patient");
+      const parts = [patientName(body) || "(no name recorded)"];
+      if (typeof body.gender === "string") parts.push(body.gender);
+      if (typeof body.birthDate === "string") parts.push(`born ${body.birthDate}`);
+      shown.textContent = parts.join(" · ");
+    } catch {
+      shown.textContent = "name and birth date could not be read from the record";
+      shown.classList.add("unknown");
+    }
+  }
+
   function renderContext(model, session) {
     const latest = model.tis[model.tis.length - 1];
     $("ctx-patient").textContent = session.patient;
+    renderBanner(session);
     $("ctx-criteria").textContent = latest ? `${latest.population} (ACR/EULAR)` : "—";
     let host = session.iss;
     try {
