@@ -134,6 +134,11 @@ def cohort(
                 since = BulkExportClient.since_value(since)
             except ValueError as exc:
                 raise ValueError(f"--since: {exc}") from None
+        if summaries is not None and summaries.is_dir():  # found after the run otherwise
+            raise ValueError(
+                f"--summaries {summaries} is a folder: give the file to write "
+                f"(e.g. {summaries / 'summaries.ndjson'})"
+            )
         if ndjson is not None and not ndjson.is_dir():
             raise ValueError(f"{ndjson} is not a folder")
         if ndjson is not None and not any(is_ndjson(p) for p in ndjson.iterdir()):
@@ -175,7 +180,10 @@ def cohort(
             _write_summaries(ledger, summaries, result.run)
     except CohortError as exc:
         err.print(f"fhirtis cohort: {exc}", markup=False)
-        err.print("fhirtis cohort: stopped; run the same command again to resume", markup=False)
+        if exc.resumable:
+            err.print("fhirtis cohort: stopped; run the same command again to resume", markup=False)
+        else:
+            err.print("fhirtis cohort: stopped", markup=False)
         raise typer.Exit(1) from None
     console = Console(soft_wrap=True)
     counts = ", ".join(f"{k} {v}" for k, v in sorted(result.statuses.items())) or "none"

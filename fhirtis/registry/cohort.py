@@ -18,6 +18,7 @@ work folder's partitions (and a Group export's files) are removed after a succes
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import hashlib
 import logging
 import os
@@ -25,8 +26,8 @@ import shutil
 import sqlite3
 import sys
 import time
-from collections.abc import AsyncIterator, Sequence
-from contextlib import suppress
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -65,6 +66,7 @@ from fhirtis.registry.ledger import Ledger, RunKey
 from fhirtis.registry.ndjson_store import NdjsonStore
 from fhirtis.registry.options import CohortOptions
 from fhirtis.registry.partition import (
+    PRIVATE_FILE,
     RangeResult,
     byte_ranges,
     partition_count,
@@ -219,7 +221,7 @@ async def run_ndjson(
     """Evaluate every patient of an NDJSON export (and write back, with a client)."""
     started = time.perf_counter()
     ranges = byte_ranges(folder)
-    key = run_key(settings, "" if client is None else str(client.config.base_url))
+    key = run_key(settings, "" if client is None else written_to(client))
     workers = options.workers or os.cpu_count() or 1
     if options.engine == "dask" and len(ranges) < 4 * workers:  # enough reading tasks for all
         ranges = byte_ranges(folder, max(1 << 20, total_bytes(ranges) // (4 * workers)))
@@ -270,6 +272,13 @@ async def run_ndjson(
     return result
 
 
+def written_to(client: FhirClient) -> str:
+    """The server a run's derived resources go to (``write_base_url`` when set: a registry's
+    own store), the ledger's :attr:`RunKey.server`: a patient done on one server is not done
+    on another."""
+    return str(client.config.for_writes().base_url)
+
+
 def _has_source_data(store: NdjsonStore, patient: str) -> bool:
     """Whether a patient's exported resources include source data, not only fhirtis's own
     derived resources and Provenance (which change whenever fhirtis writes)."""
@@ -296,7 +305,7 @@ async def run_patient_list(
     listed = set(ids)
     held = [p for p in dict.fromkeys(unchanged) if p.removeprefix("Patient/") not in listed]
     result = CohortResult(patients=len(ids) + len(held), skipped=len(held))
-    key = run_key(settings, str(client.config.base_url))
+    key = run_key(settings, written_to(client))
     sem = asyncio.Semaphore(options.concurrency)
     with Ledger(options.ledger) as ledger, _progress(show_progress(options.progress)) as bar:
         result.run = ledger.start_run()
@@ -367,16 +376,53 @@ def load_store(folder: Path, work_dir: Path) -> NdjsonStore:
     return store
 
 
+LOCK_NAME = ".lock"  # in the work folder: held by the run that uses it
+
+
 def _remove_work(work_dir: Path, *, group_export: bool) -> None:
     """Remove what a run put in the work folder (patient data), and the folder when empty.
     ``export`` is fhirtis's only in a Group run: in another it may be the user's own export,
     the run's input."""
     for name in ("partitions", "export") if group_export else ("partitions",):
         shutil.rmtree(work_dir / name, ignore_errors=True)
-    for name in ("store.sqlite", "store.sqlite-wal", "store.sqlite-shm"):
-        (work_dir / name).unlink(missing_ok=True)
+    for name in ("store.sqlite", "store.sqlite-wal", "store.sqlite-shm", LOCK_NAME):
+        (work_dir / name).unlink(missing_ok=True)  # the lock: still held until the run ends
     with suppress(OSError):  # not empty: something else lives there
         work_dir.rmdir()
+
+
+@contextmanager
+def work_folder_lock(work_dir: Path) -> Iterator[None]:
+    """The work folder for this run alone: each run empties its ``partitions`` when it starts
+    and removes them when it ends, so a second run on the same folder (a scheduled run and a
+    manual one of one feed) would take the first one's partitions, and the first would report
+    fewer patients without a word. A second run stops at once (CohortError); the lock (``flock``
+    on ``.lock``) goes with the process, so a killed run never blocks the next one."""
+    path = work_dir / LOCK_NAME
+    while True:
+        private_dir(work_dir)  # again after a run that ended meanwhile removed it
+        fd = os.open(path, os.O_CREAT | os.O_RDWR, PRIVATE_FILE)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise CohortError(
+                f"the work folder {work_dir} is in use by another fhirtis cohort run: wait for "
+                "it to end, or give this run another --work-dir"
+            ) from None
+        except BaseException:
+            os.close(fd)
+            raise
+        with suppress(OSError):
+            if os.fstat(fd).st_ino == os.stat(path).st_ino:
+                break  # not removed by a run that ended meanwhile: this run holds it
+        os.close(fd)
+    try:
+        yield
+    finally:
+        with suppress(OSError):
+            path.unlink()  # still held: no run can take it between the unlink and the close
+        os.close(fd)
 
 
 def check_input_folder(ndjson: Path, work_dir: Path) -> None:
@@ -405,7 +451,13 @@ async def run_cohort(
     client = FhirClient(fhir) if fhir is not None else None
     try:
         with private_files():
-            result = await _run(settings, options, client, ndjson, group, ids)
+            if ndjson is None and group is None:  # a list of patients uses no work folder
+                result = await _run(settings, options, client, ndjson, group, ids)
+            else:
+                with work_folder_lock(options.work_dir):
+                    result = await _run(settings, options, client, ndjson, group, ids)
+                    if not options.keep_work_dir and not result.failed:
+                        _remove_work(options.work_dir, group_export=group is not None)
     except OSError as exc:
         raise describe(exc, "cannot go on") from None
     except sqlite3.Error as exc:  # the ledger and the store say which file; this is a backstop
@@ -417,8 +469,6 @@ async def run_cohort(
     finally:
         if client is not None:
             await client.aclose()
-    if not options.keep_work_dir and not result.failed:
-        _remove_work(options.work_dir, group_export=group is not None)
     return result
 
 
@@ -435,7 +485,7 @@ async def _run(
     assert client is not None
     if group is None:
         return await run_patient_list(ids, settings, options, client)
-    key = run_key(settings, str(client.config.base_url))
+    key = run_key(settings, written_to(client))
     export = await export_group(client, group, options, settings)
     if not export.incremental:
         result = await run_ndjson(export.folder, settings, options, client)
@@ -452,7 +502,9 @@ async def _run(
         finally:
             store.close()
         members = await current_members(client, group)
-        known, held, new, notes = _unchanged_members(members, changed, group, key, options)
+        known, held, new, notes = _unchanged_members(
+            members, changed, str(client.config.base_url), group, key, options
+        )
         result = await run_patient_list(changed + new, settings, options, client, held)
         result.problems[:0] = problems
         result.notes.extend(notes)
@@ -481,21 +533,23 @@ async def _run(
 def _unchanged_members(
     members: list[str] | None,
     changed: Sequence[str],
+    base: str,
     group: str,
     key: RunKey,
     options: CohortOptions,
 ) -> tuple[list[str] | None, list[str], list[str], list[str]]:
     """Of a ``_since`` run, the Group's members not in the export: ``members`` (the Group's
-    current ones, :func:`current_members`), or when unknown those the ledger recorded. Returns
-    the members to keep for the next run (None: the Group was not read), those the ledger
-    holds done under ``key`` (``Patient/id``: skipped), those it does not (ids: read whole and
+    current ones, :func:`current_members`), or when unknown those the ledger recorded for the
+    Group on ``base`` (the server read; ``key.server`` is the one written to). Returns the
+    members to keep for the next run (None: the Group was not read), those the ledger holds
+    done under ``key`` (``Patient/id``: skipped), those it does not (ids: read whole and
     evaluated, as a changed patient is: a ``_since`` export need not hold an added member's
     older data) and the notes to say."""
     notes: list[str] = []
     with Ledger(options.ledger) as ledger:
         cohort = members
         if cohort is None:
-            cohort = recorded_members(ledger, key.server, group)
+            cohort = recorded_members(ledger, base, group)
             notes.append(
                 f"the Group's members could not be read (or it lists none, or one by an "
                 f"identifier no single Patient has): the {len(cohort)} "

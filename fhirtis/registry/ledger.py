@@ -7,7 +7,8 @@ Records are committed in batches (every :data:`BATCH` records or :data:`BATCH_SE
 the end), so a run killed at any moment — even with SIGKILL mid-write — loses at most the
 patients in flight and the last uncommitted batch; the next run redoes those and, because writes
 are idempotent (conditional creates, identifiers, re-planning against what the server holds),
-never duplicates anything.
+never duplicates anything. A batch is held in memory and written in one short transaction, so
+that no write lock is held between commits: runs of other cohorts may share the ledger.
 
 A later run skips a patient only when all four of its :class:`RunKey` are unchanged: the input
 digest, the server written to, the digest of the clinical policy in force and the fhirtis
@@ -56,10 +57,23 @@ _ADDED = (
     ("version", "TEXT NOT NULL DEFAULT ''"),
     ("run", "INTEGER NOT NULL DEFAULT 0"),
 )
+_UPSERT = (
+    "INSERT INTO patient (patient, digest, status, recorded, error, summary, server, "
+    "policy, version, run) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT(patient) DO UPDATE SET digest = excluded.digest, "
+    "status = excluded.status, recorded = excluded.recorded, error = excluded.error, "
+    "summary = excluded.summary, server = excluded.server, policy = excluded.policy, "
+    "version = excluded.version, run = excluded.run"
+)
+_SEEN = "UPDATE patient SET run = ? WHERE patient = ?"
 FINAL_OK = frozenset({"evaluated", "written", "unchanged"})
 BATCH = 500
 BATCH_SECONDS = 2.0
 PRIVATE_FILE = 0o600
+DAMAGED = (
+    "the ledger is damaged: restore it from a backup or give a new --ledger (its patients "
+    "are then evaluated again; writes stay idempotent)"
+)
 
 
 @dataclass(frozen=True)
@@ -106,12 +120,16 @@ class Ledger:
                 self._db.close()
                 raise
         _private(path)
+        # a batch's statements, kept here until its commit: a transaction left open between
+        # records would hold SQLite's write lock while the run waits (for a partition, for the
+        # server), and another run on the ledger would stop on "database is locked"
+        self._batch: list[tuple[str, list[tuple[Any, ...]]]] = []
         self._pending = 0
         self._last_commit = time.monotonic()
         self.run = 0
 
     def _fault(self, doing: str = "cannot write the ledger") -> AbstractContextManager[None]:
-        return db_faults(doing, self.path)
+        return db_faults(doing, self.path, DAMAGED)
 
     def close(self) -> None:
         """Commit what is recorded and close; the connection is closed even when the commit
@@ -135,10 +153,25 @@ class Ledger:
             self.close()
 
     def commit(self) -> None:
+        """Write the batch in one short transaction. A batch that fails is dropped (the run
+        stops on the fault, and the next run does those patients again)."""
+        batch, self._batch = self._batch, []
         with self._fault():
-            self._db.commit()
+            try:
+                for sql, rows in batch:
+                    self._db.executemany(sql, rows)
+                self._db.commit()
+            except BaseException:
+                self._db.rollback()
+                raise
         self._pending = 0
         self._last_commit = time.monotonic()
+
+    def _read(self, doing: str = "cannot read the ledger") -> AbstractContextManager[None]:
+        """Reads see this run's records: a batch still held is committed first."""
+        if self._batch:
+            self.commit()
+        return self._fault(doing)
 
     def _written(self, n: int = 1) -> None:
         self._pending += n
@@ -167,7 +200,7 @@ class Ledger:
         return self.run
 
     def get(self, patient: str) -> Entry | None:
-        with self._fault("cannot read the ledger"):
+        with self._read():
             row = self._db.execute(
                 "SELECT patient, digest, status, error FROM patient WHERE patient = ?", (patient,)
             ).fetchone()
@@ -178,7 +211,7 @@ class Ledger:
         new run (a success, and written if writing is asked)."""
         statuses = ("written", "unchanged") if write else tuple(FINAL_OK)
         marks = ",".join("?" * len(statuses))
-        with self._fault("cannot read the ledger"):
+        with self._read():
             rows = self._db.execute(
                 f"SELECT patient, digest FROM patient WHERE status IN ({marks}) "
                 "AND server = ? AND policy = ? AND version = ?",
@@ -189,7 +222,7 @@ class Ledger:
     def is_done(self, patient: str, digest: str, key: RunKey, *, write: bool) -> bool:
         """Done with this exact input, server, policy and version: a final success, and
         written if writing was asked."""
-        with self._fault("cannot read the ledger"):
+        with self._read():
             row = self._db.execute(
                 "SELECT digest, status, server, policy, version FROM patient WHERE patient = ?",
                 (patient,),
@@ -218,39 +251,17 @@ class Ledger:
         """One patient's final outcome (committed with its batch). ``summary``: the record as
         JSON bytes, or as a dict."""
         body = summary if isinstance(summary, bytes | None) else orjson.dumps(summary, default=str)
-        with self._fault():
-            self._db.execute(
-                "INSERT INTO patient (patient, digest, status, recorded, error, summary, server, "
-                "policy, version, run) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-                "ON CONFLICT(patient) DO UPDATE SET digest = excluded.digest, "
-                "status = excluded.status, recorded = excluded.recorded, error = excluded.error, "
-                "summary = excluded.summary, server = excluded.server, policy = excluded.policy, "
-                "version = excluded.version, run = excluded.run",
-                (
-                    patient,
-                    digest,
-                    status,
-                    time.time(),
-                    error,
-                    body,
-                    key.server,
-                    key.policy,
-                    key.version,
-                    self.run,
-                ),
-            )
+        row = (patient, digest, status, time.time(), error, body, *_key_of(key), self.run)
+        self._batch.append((_UPSERT, [row]))
         self._written()
 
     def seen(self, patients: list[str]) -> None:
         """Stamp patients skipped as unchanged with this run (their summary stays valid)."""
-        with self._fault():
-            self._db.executemany(
-                "UPDATE patient SET run = ? WHERE patient = ?", [(self.run, p) for p in patients]
-            )
+        self._batch.append((_SEEN, [(self.run, p) for p in patients]))
         self._written(len(patients))
 
     def counts(self) -> dict[str, int]:
-        with self._fault("cannot read the ledger"):
+        with self._read():
             return dict(self._db.execute("SELECT status, count(*) FROM patient GROUP BY status"))
 
     def summaries(self, run: int | None = None) -> Iterator[bytes]:
@@ -260,12 +271,12 @@ class Ledger:
         if run is not None:
             sql += " AND run = ?"
             args = (run,)
-        with self._fault("cannot read the ledger"):
+        with self._read():
             for (body,) in self._db.execute(sql + " ORDER BY patient", args):
                 yield bytes(body)
 
     def failed(self) -> list[Entry]:
-        with self._fault("cannot read the ledger"):
+        with self._read():
             rows = self._db.execute(
                 "SELECT patient, digest, status, error FROM patient "
                 "WHERE status NOT IN ('evaluated', 'written', 'unchanged') ORDER BY patient"
@@ -273,7 +284,7 @@ class Ledger:
             return [Entry(*r) for r in rows]
 
     def get_value(self, key: str) -> str | None:
-        with self._fault("cannot read the ledger"):
+        with self._read():
             row = self._db.execute("SELECT value FROM run WHERE key = ?", (key,)).fetchone()
         return None if row is None else str(row[0])
 
@@ -282,7 +293,7 @@ class Ledger:
 
     def set_values(self, values: dict[str, str]) -> None:
         """Keep every value, committed together (a run killed meanwhile keeps none of them)."""
-        with self._fault():
+        with self._read("cannot write the ledger"):
             self._db.executemany(
                 "INSERT INTO run VALUES (?, ?) "
                 "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
@@ -292,8 +303,12 @@ class Ledger:
 
     def patients_of_run(self, run: int) -> list[str]:
         """The patients a run saw (evaluated, failed or skipped), as recorded so far."""
-        with self._fault("cannot read the ledger"):
+        with self._read():
             rows = self._db.execute(
                 "SELECT patient FROM patient WHERE run = ? ORDER BY patient", (run,)
             )
             return [str(r[0]) for r in rows]
+
+
+def _key_of(key: RunKey) -> tuple[str, str, str]:
+    return key.server, key.policy, key.version

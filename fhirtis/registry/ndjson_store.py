@@ -43,9 +43,22 @@ def is_ndjson(path: Path) -> bool:
     return path.name.endswith((".ndjson", GZIP_SUFFIX))
 
 
-def open_ndjson(path: Path | str) -> IO[bytes]:
-    """The file's NDJSON bytes (a ``.ndjson.gz`` file decompressed as it is read)."""
+GZIP_MAGIC = b"\x1f\x8b"  # a gzip stream's first bytes; no NDJSON line begins so (not JSON)
+
+
+def is_gzip(path: Path | str) -> bool:
+    """A ``.ndjson.gz`` file, or an ``.ndjson`` one that holds a gzip stream: the body of a
+    Bulk Data output file served with ``Content-Encoding: gzip`` (which a client SHOULD ask
+    for: Bulk Data IG, Output File Request) saved as it came. OSError if it cannot be read."""
     if str(path).endswith(GZIP_SUFFIX):
+        return True
+    with open(path, "rb") as f:
+        return f.read(2) == GZIP_MAGIC
+
+
+def open_ndjson(path: Path | str) -> IO[bytes]:
+    """The file's NDJSON bytes (a gzip file, :func:`is_gzip`, decompressed as it is read)."""
+    if is_gzip(path):
         return cast(IO[bytes], gzip.open(path, "rb"))  # a GzipFile reads bytes
     return open(path, "rb")
 

@@ -21,6 +21,7 @@ Files are created 0600 in 0700 folders: they hold patient data.
 
 from __future__ import annotations
 
+import gzip
 import os
 import zlib
 from collections.abc import Iterator
@@ -31,9 +32,9 @@ from pathlib import Path
 from fhirtis.registry.errors import CohortError, describe
 from fhirtis.registry.ndjson_store import (
     GZIP_ERRORS,
-    GZIP_SUFFIX,
     UTF8_BOM,
     BadLineError,
+    is_gzip,
     is_ndjson,
     not_gzip,
     open_ndjson,
@@ -66,7 +67,7 @@ class RangeResult:
 
 def byte_ranges(folder: Path, target: int = RANGE_BYTES) -> list[ByteRange]:
     """The NDJSON files of ``folder`` (sorted by name) cut into ranges of about ``target``
-    bytes; a ``.ndjson.gz`` file is one range (a compressed stream cannot be entered in the
+    bytes; a gzip file (:func:`is_gzip`) is one range (a compressed stream cannot be entered in the
     middle). Raises CohortError when the folder or a file cannot be read."""
     try:
         files = sorted(p for p in folder.iterdir() if is_ndjson(p))
@@ -75,12 +76,21 @@ def byte_ranges(folder: Path, target: int = RANGE_BYTES) -> list[ByteRange]:
         raise describe(exc, "cannot read the NDJSON folder") from None
     out: list[ByteRange] = []
     for path, size in sizes:
-        if path.name.endswith(GZIP_SUFFIX):
+        if _gzip(path):
             out.append(ByteRange(str(path), 0, size, len(out)))
             continue
         for start in range(0, max(size, 1), target):
             out.append(ByteRange(str(path), start, min(size, start + target), len(out)))
     return out
+
+
+def _gzip(path: Path) -> bool:
+    """:func:`is_gzip`; a file that cannot be read is left to the task that reads it (whose
+    fault names the file, on whichever worker)."""
+    try:
+        return is_gzip(path)
+    except OSError:
+        return False
 
 
 def private_tree(path: Path) -> Path:
@@ -135,11 +145,11 @@ def partition_range(r: ByteRange, out_dir: str, partitions: int) -> RangeResult:
     result = RangeResult(r.index)
     name = os.path.basename(r.path)
     buffers: dict[str, list[bytes]] = {}
-    # a gzip file is one range, read to its end (its positions are those of the decompressed
-    # bytes, so a byte offset in a message is an offset in the NDJSON text)
-    end = float("inf") if r.path.endswith(GZIP_SUFFIX) else r.end
     try:
         with open_ndjson(r.path) as f:
+            # a gzip file is one range, read to its end (its positions are those of the
+            # decompressed bytes, so a byte offset in a message is an offset in the NDJSON text)
+            end = float("inf") if isinstance(f, gzip.GzipFile) else r.end
             if r.start > 0:
                 f.seek(r.start - 1)
                 f.readline()  # the line that began before this range belongs to the previous one
