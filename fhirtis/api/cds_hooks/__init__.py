@@ -16,11 +16,13 @@ IVIG in ``context.draftOrders`` (for ``order-select``: the selected ones):
 "Feedback": accepted or overridden), answered 200 ``{}`` and counted in the log, nothing else
 kept.
 
-Data come from ``prefetch`` when given (a resource, a searchset Bundle, or null for "none");
-what is missing is read from ``fhirServer`` with ``fhirAuthorization.access_token`` — only if
-that server is on the service's allow-list, and the token goes to that server only. When data
-are missing and cannot be read, the answer is 412 (CDS Hooks' "Precondition Failed"). A call
-whose orders hold no IVIG is answered ``{"cards": []}`` without reading anything.
+Data come from ``prefetch`` when given (a resource, a searchset Bundle, or null for "none"); a
+value that does not hold its template's whole answer (one page of several, fewer matches than
+its ``total``, a ``batch-response`` Bundle) counts as missing. What is missing is read from
+``fhirServer`` with ``fhirAuthorization.access_token`` — only if that server is on the service's
+allow-list, and the token goes to that server only. When data are missing and cannot be read,
+the answer is 412 (CDS Hooks' "Precondition Failed"). A call whose orders hold no IVIG is
+answered ``{"cards": []}`` without reading anything.
 
 Callers: in ``validate`` mode (and in ``pass-through`` mode when ``cds.trusted_clients`` is set)
 every service call carries a JWT signed by a trusted CDS client (CDS Hooks 2.0 "Trusting CDS

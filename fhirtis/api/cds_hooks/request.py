@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import parse_qs, quote
 
 from fhirtis.api.access import is_b64token
 from fhirtis.fhir.codes import Terminology
@@ -234,7 +234,9 @@ class Gathered:
 
     listed: dict[str, Json] = field(default_factory=dict)  # "Type/id" (or a fullUrl) → resource
     resolve: dict[str, Json] = field(default_factory=dict)
-    paged: list[str] = field(default_factory=list)  # prefetch keys given as one page of several
+    # prefetch keys whose value does not hold its template's whole answer, and why (one page of
+    # several, fewer matches than its total, a batch-response): read as if not given
+    unsatisfied: dict[str, str] = field(default_factory=dict)
     # prefetch keys (or types read) whose search said it returned only part of the matches
     incomplete: list[str] = field(default_factory=list)
 
@@ -281,11 +283,11 @@ def take_prefetch(call: HookCall, templates: Sequence[Template], into: Gathered)
             raise bad(f"prefetch.{t.key} is a {kind}, not what its template asks for")
         if kind == "Bundle":
             _check_bundle(value, f"prefetch.{t.key}")
-            if t.all_pages and next_link(value) is not None:
-                # one page of a paged search (CDS Hooks 2.0 allows it): the rest may hold a
-                # risk factor, so the whole search is read, as for a key not prefetched
+            why = _not_the_answer(value, t)
+            if why is not None:
+                # the rest may hold a risk factor: read as for a key not prefetched
                 missing.append(t)
-                into.paged.append(t.key)
+                into.unsatisfied[t.key] = why
                 continue
             if reports_partial(value):
                 into.incomplete.append(t.key)
@@ -301,6 +303,54 @@ def take_prefetch(call: HookCall, templates: Sequence[Template], into: Gathered)
             raise bad(f"prefetch.{t.key} holds another patient than context.patientId")
         into.merge(found)
     return missing
+
+
+_ANSWERS = frozenset({"searchset", "collection"})  # the Bundles a template may be answered with
+
+
+def _not_the_answer(bundle: Mapping[str, Any], t: Template) -> str | None:
+    """Why a prefetched Bundle does not hold its template's whole answer (CDS Hooks 2.0
+    "Prefetch Template": the data "MUST be equivalent to the data the CDS Service would receive"
+    from the template's request; the service checks it against its template and reads what is
+    not satisfied), or None:
+
+    - a Bundle of another type (a ``batch-response`` of the client's own batch) or holding a
+      Bundle: its resources are not the search's matches, and would be read as none;
+    - one page of a paged search (a ``next`` link), where every page is wanted (a "latest n"
+      template wants its first page only);
+    - fewer matches than its ``total`` says (R4 bundle.html: "the total number of entries of
+      type 'match' across all pages"), up to the template's ``_count``."""
+    kind = bundle.get("type")
+    entries = [e for e in bundle.get("entry") or [] if isinstance(e.get("resource"), dict)]
+    if kind is not None and (not isinstance(kind, str) or kind not in _ANSWERS):
+        return f"is a {kind} Bundle, not the answer of its request (a searchset or the resource)"
+    if any(e["resource"].get("resourceType") == "Bundle" for e in entries):
+        return "holds Bundles, not the answer of its request (a searchset or the resource)"
+    if t.all_pages and next_link(dict(bundle)) is not None:
+        return "is one page of a paged search (it has a next link); the other pages are needed"
+    total = bundle.get("total")
+    if kind != "searchset" or not isinstance(total, int) or isinstance(total, bool):
+        return None
+    matches = sum(
+        1
+        for e in entries
+        if e["resource"].get("resourceType") != "OperationOutcome" and _mode(e) == "match"
+    )
+    wanted = total if t.all_pages else min(total, _count(t.query))
+    if matches < wanted:
+        return f"holds {matches} of the {total} matches its total says; the others are needed"
+    return None
+
+
+def _mode(entry: Mapping[str, Any]) -> Any:
+    search = entry.get("search")
+    return search.get("mode", "match") if isinstance(search, dict) else "match"
+
+
+def _count(query: str) -> int:
+    """A "latest n" template's ``_count`` (its first page is all that is wanted)."""
+    values = parse_qs(query.partition("?")[2]).get("_count", [])
+    return int(values[0]) if values and values[0].isdigit() else 0
 
 
 def reports_partial(bundle: Mapping[str, Any]) -> bool:

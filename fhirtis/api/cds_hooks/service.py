@@ -208,7 +208,7 @@ async def _answer(
         source = reader(request, call)
         if isinstance(source, str):
             if missing and (orders or unread):
-                lacks = _lacking([t.key for t in missing], gathered.paged)
+                lacks = _lacking([t.key for t in missing], gathered.unsatisfied)
                 raise CdsError(412, "precondition-failed", f"{lacks}, and {source}")
             if missing:
                 return {"cards": []}, stats  # no order is known to be IVIG
@@ -289,18 +289,14 @@ def _referable(draft: Json) -> Json:
     return {**draft, "entry": out}
 
 
-def _lacking(missing: list[str], paged: list[str]) -> str:
-    """What prefetch lacks, in words: the keys not given, and those given as one page of a
-    paged search (a ``next`` link)."""
+def _lacking(missing: list[str], unsatisfied: Mapping[str, str]) -> str:
+    """What prefetch lacks, in words: the keys not given, and those given without their
+    template's whole answer (one page of a paged search, fewer matches than its total, ...)."""
     parts = []
-    absent = [key for key in missing if key not in paged]
+    absent = [key for key in missing if key not in unsatisfied]
     if absent:
         parts.append(f"prefetch lacks {', '.join(absent)}")
-    if paged:
-        parts.append(
-            f"prefetch {', '.join(paged)} is one page of a paged search (it has a next link); "
-            "the other pages are needed"
-        )
+    parts += [f"prefetch {key} {why}" for key, why in unsatisfied.items()]
     return "; ".join(parts)
 
 
