@@ -289,13 +289,36 @@ def _rate_of(dr: Mapping[str, Any], where: str) -> tuple[str, Decimal, str | Non
 def with_rates(
     request: Json, locations: Iterable[tuple[int, int]], value: Decimal, unit: str
 ) -> Json:
-    """A copy of the order whose rate at each of ``locations`` is ``value`` ``unit`` (as a
-    ``rateQuantity``, replacing whatever rate[x] was there); nothing else changes."""
+    """A copy of the order whose rate at each of ``locations`` is ``value`` ``unit``; nothing
+    else changes. A ``rateQuantity`` or ``rateRatio`` becomes that ``rateQuantity``. A
+    ``rateRange`` (an infusion titrated up) stays a range: its ``high`` becomes ``value``, and
+    its ``low`` stays where it is at most that, else is left out (never a fixed rate at the
+    maximum, which would start the infusion there)."""
     updated = copy.deepcopy(request)
     quantity = {"value": value, "unit": unit, "system": UCUM, "code": unit}
     for i, j in locations:
         dr = updated["dosageInstruction"][i]["doseAndRate"][j]
+        rate_range = dr.get("rateRange")
         for key in ("rateQuantity", "rateRatio", "rateRange"):
             dr.pop(key, None)
-        dr["rateQuantity"] = dict(quantity)
+        if isinstance(rate_range, dict):
+            dr["rateRange"] = _lowered_range(rate_range, value, unit, dict(quantity))
+        else:
+            dr["rateQuantity"] = dict(quantity)
     return updated
+
+
+def _lowered_range(rate_range: Json, value: Decimal, unit: str, high: Json) -> Json:
+    """``rate_range`` with ``high`` as its end, and its ``low`` kept only if it is at most
+    ``value`` ``unit`` (compared exactly with UCUM; a low that cannot be compared is left out)."""
+    out = {k: v for k, v in rate_range.items() if k not in ("low", "high")}
+    low = rate_range.get("low")
+    if low is not None:
+        try:
+            low_value, low_unit = read_quantity(low, "rateRange.low")
+            if low_unit is not None and convert(low_value, low_unit, unit) <= value:
+                out["low"] = low
+        except (ExcludedError, UnitError):
+            pass
+    out["high"] = high
+    return out
