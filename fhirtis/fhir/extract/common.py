@@ -429,6 +429,21 @@ def use_days(
         return first, last
 
 
+def use_began(
+    resource: Json, elements: TimeElements, path: str, days: tuple[date | None, date | None]
+) -> FhirTime | None:
+    """When a use began, at the precision recorded, as a time of the record (the latest record
+    is the evaluation's own time): ``days`` are its first and last day (:func:`use_days`); a
+    start recorded only to a year or month (two days) or absent is no time of the record."""
+    first, last = days
+    if first is None or first != last:
+        return None
+    try:
+        return first_fhir_time(resource, elements, path)
+    except ExcludedError:
+        return None
+
+
 def first_fhir_time(resource: Json, elements: TimeElements, path: str) -> FhirTime:
     """Like :func:`first_time`, at the precision recorded: a date-only value stays a date."""
     found = _first_present(resource, elements, path)
@@ -517,6 +532,12 @@ class ExtractorBase:
             if v in terminology.value_sets
         ]
         self._jdm = terminology.value_sets.get("juvenile-dermatomyositis")
+        # the myositis diagnoses fhirtis knows (dermatomyositis, polymyositis): a code of theirs
+        # is known, never reported as one that could not be classified as a TEE or risk factor
+        self._myositis = [
+            *self._dm,
+            *(terminology.value_sets[v] for v in ("polymyositis",) if v in terminology.value_sets),
+        ]
 
         # answers that depend on the terminology only, shared by every extractor using it
         self._kinds: dict[Any, Any] = terminology.memo_for("extract.observation-kind")

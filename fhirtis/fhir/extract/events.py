@@ -44,6 +44,7 @@ from fhirtis.fhir.extract.common import (
     resolve_reference,
     to_unit,
     unversioned,
+    use_began,
     use_days,
 )
 from fhirtis.fhir.extract.medications import (
@@ -189,7 +190,8 @@ def hierarchy_questions(
         *terminology.with_value_sets("tee-").values(),
         *terminology.with_value_sets("risk-").values(),
     ]
-    dm = [terminology.value_sets[v] for v in _DM_VALUE_SETS if v in terminology.value_sets]
+    myositis = (*_DM_VALUE_SETS, "polymyositis")
+    dm = [terminology.value_sets[v] for v in myositis if v in terminology.value_sets]
     out: set[tuple[str, str, str]] = set()
     for path, r in resources:
         element = _CODED.get(str(r.get("resourceType")))
@@ -201,7 +203,7 @@ def hierarchy_questions(
             continue  # reported by the extraction itself
         for system, code in codings:
             if any(v.contains(system, code) for v in dm):
-                continue  # recognised as dermatomyositis: not a thromboembolism or risk factor
+                continue  # a myositis diagnosis: not a thromboembolism or risk factor
             for index in indexes:
                 out.update(index.questions(system, code))
     return out
@@ -259,7 +261,7 @@ class EventReader(MedicationReader):
                     for s, c in codings
                     if s is not None
                     and c is not None
-                    and not any(v.contains(s, c) for v in self._dm)
+                    and not any(v.contains(s, c) for v in self._myositis)
                     and index.classify(s, c, self.t.oracle) is Membership.UNCLASSIFIED
                 )
         if not kinds:
@@ -277,7 +279,7 @@ class EventReader(MedicationReader):
         review = self.t.value_sets.get(REVIEW_VALUE_SET)
         if review is None or not review.contains(system, code):
             return False
-        known = (*self._tee.values(), *self._risk.values(), *self._dm)
+        known = (*self._tee.values(), *self._risk.values(), *self._myositis)
         return not any(v.contains(system, code) for v in known)
 
     def _report_unclassified(self, data: PatientData) -> None:
@@ -391,7 +393,9 @@ class EventReader(MedicationReader):
         ``since`` (its day, None for at every time; and whether that is its recordedDate), with
         a warning (issue type ``code``) that begins with ``said``."""
         day, is_recorded = since
-        source = self._use(data, r)
+        # a recorded date is a time of the record, as an onset is: the evaluation's own time
+        # (the latest record) is not before it (a date counts to its end)
+        source = self._use(data, r, FhirTime(day) if is_recorded and day is not None else None)
         data.evidence.append(
             RiskEvidence(
                 RiskFactorKind.THROMBOSIS_HISTORY,
@@ -757,7 +761,9 @@ class EventReader(MedicationReader):
                         )
                     )
                 continue
-            source = self._use(data, r)
+            # its onset is a time of the record: the evaluation's own time (the latest record)
+            # is not before it, so a factor that began after the last infusion counts now
+            source = self._use(data, r, onset)
             start = (
                 onset.day
                 if onset is not None
@@ -954,7 +960,8 @@ class EventReader(MedicationReader):
                     )
                 )
                 return
-        source = self._use(data, r)  # the Device is read through it, as a Medication is
+        began = use_began(r, _USE_TIMING, path, (start, start_last))
+        source = self._use(data, r, began)  # the Device is read through it, as a Medication is
         data.evidence.append(
             RiskEvidence(
                 RiskFactorKind.CENTRAL_VENOUS_CATHETER,
@@ -978,8 +985,10 @@ class EventReader(MedicationReader):
         if r.get("status") in _PROCEDURE_VOID:
             return
         self._check_subject(data, r, "subject", path)
+        performed: FhirTime | None = None
         try:
-            start = first_time(r, _PERFORMED, path)[0].date()
+            performed = first_fhir_time(r, _PERFORMED, path)
+            start = performed.day
         except ExcludedError as exc:
             # performed only to the year or month (Oracle Health sends "2025"): counted from
             # the first day it may have been done, as a risk-factor Condition's onset is
@@ -996,7 +1005,7 @@ class EventReader(MedicationReader):
                     "the first day it may have begun",
                 )
             )
-        source = self._use(data, r)
+        source = self._use(data, r, performed)  # a time of the record, as an onset is
         for kind in kinds:
             data.evidence.append(
                 RiskEvidence(kind, source, start, None, concept_text(r.get("code")) or None)

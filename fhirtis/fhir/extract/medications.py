@@ -37,6 +37,7 @@ from fhirtis.fhir.extract.common import (
     ref_of,
     referenced,
     to_unit,
+    use_began,
     use_days,
     versioned,
 )
@@ -841,6 +842,6 @@ class MedicationReader(ExtractorBase):
         _, end = use_days(data, r, _EFFECTIVE_END, path, kind, latest=True)
         if end is None and r.get("status") in {"completed", "stopped"}:
             end = start_last  # in use at that time (a day, or any day of its month or year)
-        source = self._use(data, r)
+        source = self._use(data, r, use_began(r, _USE_START, path, (start, start_last)))
         data.evidence.append(RiskEvidence(kind, source, start, end))
         return True
