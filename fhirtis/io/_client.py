@@ -369,7 +369,8 @@ class FhirClient(AsyncClosing):
         ``idempotent`` defaults to the rules of :func:`fhirtis.io._retry.is_idempotent`
         (GET, HEAD, DELETE, If-Match updates, If-None-Exist creates, ``_search``, read-only
         batches). Raises a :class:`FhirServerError` subclass for any status but 2xx (a 3xx
-        redirect is not followed).
+        redirect is not followed); its ``resent`` says an earlier try may have reached the
+        server.
         """
         method = method.upper()
         target = self._resolve(url)
@@ -390,13 +391,15 @@ class FhirClient(AsyncClosing):
         if not response.is_success:
             # a redirect (never followed: the token stays on this server) is no success either:
             # Epic answers a merged Patient's read with one, a gateway http:// with 301/308
-            raise _responses.error_for(
+            error = _responses.error_for(
                 method,
                 target,
                 response.status_code,
                 response.content,
                 prefix="" if response.status_code >= 400 else "a redirect, not followed: ",
             )
+            error.resent = bool(response.extensions.get(_RESENT))
+            raise error
         body = None
         if response.content:
             body = _responses.json_object(
@@ -478,8 +481,13 @@ class FhirClient(AsyncClosing):
         result = self._json_body(response, "POST", self._base, what="Bundle response")
         if result.get("resourceType") != "Bundle":
             where = _urls.redact(self._base)
+            # Redox answers 200 with an OperationOutcome when the EHR behind it failed: kept
+            outcome = result if result.get("resourceType") == "OperationOutcome" else None
             raise MalformedResponse(
-                f"POST {where} did not return a Bundle", status=response.status_code, url=where
+                f"POST {where} did not return a Bundle",
+                status=response.status_code,
+                url=where,
+                operation_outcome=outcome,
             )
         return result
 

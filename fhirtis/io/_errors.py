@@ -41,7 +41,12 @@ class FhirServerError(FhirClientError):
     """A server answered with an error status or an unusable body.
 
     ``url`` is the redacted URL (query values replaced) of the request that failed.
+    ``resent``: the request was sent again after an earlier try that may have reached the
+    server (its answer lost, or a gateway's 502/504), so this answer may follow that try's
+    effect (a DELETE answered 404 after its first try deleted the resource).
     """
+
+    resent: bool = False
 
     def __init__(
         self,

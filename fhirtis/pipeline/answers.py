@@ -97,6 +97,26 @@ def entry_outcome(entry: Mapping[str, Any]) -> Json | None:
     return None
 
 
+FAILED_SEVERITIES = frozenset({"error", "fatal"})
+"""R4 IssueSeverity: ``fatal`` "the issue caused the action to fail, and no further checking
+could be performed"; ``error`` "the issue is sufficiently important to cause the action to
+fail"."""
+
+
+def failure_outcome(answered: object) -> Json | None:
+    """``answered`` (a 2xx answer's body, or a batch-response entry's outcome) when it is an
+    OperationOutcome saying the action failed (an ``error`` or ``fatal`` issue), else None.
+    Redox's FHIR API answers a request the EHR behind it failed with 200 and such an outcome
+    (docs.redoxengine.com, "Responding to queries", partial error: the ``issue`` array "present
+    for Redox FHIR API responses"); hints and warnings (``Prefer: return=OperationOutcome``,
+    R4 http.html) are no failure."""
+    if not isinstance(answered, dict) or answered.get("resourceType") != "OperationOutcome":
+        return None
+    issues = json_array(answered.get("issue"))
+    failed = any(isinstance(i, dict) and i.get("severity") in FAILED_SEVERITIES for i in issues)
+    return answered if failed else None
+
+
 class Learned(Exception):  # noqa: N818 - a signal, not an error
     """A refusal taught something about the server: learn it and plan again."""
 

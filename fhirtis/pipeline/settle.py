@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Collection, Mapping, Sequence
+from datetime import datetime
 from typing import Any, Protocol
 
 from fhirtis.fhir.derive import Derived
 from fhirtis.fhir.plan import RETIRABLE, Action, PlannedWrite, WritePlan, with_withdrawals
+from fhirtis.fhir.queries import MAX_QUERY_VALUES
 from fhirtis.io import (
     Capabilities,
     FhirClient,
@@ -98,7 +100,8 @@ async def _settle(
         plan = with_withdrawals(evaluated.plan(stored.existing), stored.withdraw)
         naming.found_in(plan)
         shape = write_plan(caps, {d.resource_type for d in evaluated.derived})
-        if write and attempt == 0 and shape.provenance:
+        if write and (attempt == 0 or naming.unsure) and shape.provenance:
+            # and after a Provenance whose answer was lost: what it named is named once
             await _name_unnamed(writer, plan, caps, requests, naming)
         writes, not_written = _writable(plan, caps, shape, naming.undeletable)
         not_written += stored.unchecked
@@ -108,6 +111,9 @@ async def _settle(
                 # against nothing has the same sources and time
                 provenance = _provenance_of(evaluated.plan(None))
                 await post_provenance(writer, provenance, [], requests, naming)
+            except WriteOutcomeUnknown:
+                sent_before = True  # made or not: its targets are checked after a re-plan
+                continue
             except FhirClientError as exc:
                 return _failed(patient_id, plan, exc, requests)
             sent_before = sent_before or not naming.refused
@@ -216,8 +222,9 @@ def _failed(
 
 
 _MAX_PROVENANCES_READ = 1000
-"""Provenances :func:`_name_unnamed` reads at most for one patient (each write of a patient's
-output posts one: a thousand is years of monthly runs; more means the search was not one)."""
+"""Provenances :func:`_name_unnamed` reads at most for one patient, all its searches together
+(each write of a patient's output posts one: a thousand is years of monthly runs; more means
+the search was not one)."""
 
 
 async def _name_unnamed(
@@ -229,7 +236,9 @@ async def _name_unnamed(
 ) -> None:
     """Derived resources found unchanged that no Provenance names (a run killed between its
     writes and its Provenance, or one whose Provenance failed) go into this run's Provenance:
-    one search ``Provenance?target=…`` per run that finds stored output. A server that cannot
+    one search ``Provenance?target=…`` per run that finds stored output, and one more after a
+    Provenance of this run whose answer was lost (made or not), checking what it named too
+    (``naming.unsure``: withdrawn resources are not in the plan). A server that cannot
     search Provenance by target, or a search that fails, leaves them as they are (said in the
     log)."""
     stored = [
@@ -237,6 +246,10 @@ async def _name_unnamed(
         for w in plan.writes
         if w.action is Action.UNCHANGED and w.existing_id
     ]
+    lost = {(_instant(recorded), targets) for recorded, targets in naming.unsure}
+    unsure = {ref for _, targets in lost for ref in targets}
+    stored += sorted(unsure - set(stored))
+    naming.unsure.clear()
     if (
         not stored
         or not caps.allows("Provenance", "search-type")
@@ -244,25 +257,48 @@ async def _name_unnamed(
     ):
         return
     named: set[str] = set()
+    named_then: set[str] = set()  # by a lost Provenance (its time and targets), made after all
     seen = 0
-    try:
-        async for entry in writer.search("Provenance", {"target": ",".join(stored)}):
-            seen += 1
-            if seen > _MAX_PROVENANCES_READ:  # a server that ignored ``target`` lists them all
-                log.info("Provenance search by target gave too many: not checked")
-                return
-            resource = entry.get("resource") or {}
-            for target in resource.get("target") or []:
-                if isinstance(target, dict) and isinstance(target.get("reference"), str):
-                    named.add(location_reference(target["reference"], target["reference"]))
-    except FhirClientError as exc:  # best effort: the run goes on without the check
-        log.info("Provenance search by target failed (%s): not checked", type(exc).__name__)
-        return
-    finally:
-        requests["read"] = requests.get("read", 0) + 1
+    # in searches of at most MAX_QUERY_VALUES targets, as every list fhirtis searches by: a
+    # patient's stored output can be hundreds of ``Type/id`` (URLs past a server's limit)
+    for start in range(0, len(stored), MAX_QUERY_VALUES):
+        chunk = stored[start : start + MAX_QUERY_VALUES]
+        try:
+            async for entry in writer.search("Provenance", {"target": ",".join(chunk)}):
+                seen += 1
+                if seen > _MAX_PROVENANCES_READ:  # a server that ignored ``target``: all
+                    log.info("Provenance search by target gave too many: not checked")
+                    return
+                resource = entry.get("resource") or {}
+                refs = frozenset(
+                    location_reference(t["reference"], t["reference"])
+                    for t in resource.get("target") or []
+                    if isinstance(t, dict) and isinstance(t.get("reference"), str)
+                )
+                named |= refs
+                if (_instant(resource.get("recorded")), refs) in lost:
+                    named_then |= refs
+        except FhirClientError as exc:  # best effort: the run goes on without the check
+            log.info("Provenance search by target failed (%s): not checked", type(exc).__name__)
+            return
+        finally:
+            requests["read"] = requests.get("read", 0) + 1
     for ref in stored:
-        if ref not in named and ref not in naming.targets:
+        # what a lost Provenance named is named only by it (an earlier run's names its create)
+        done = named_then if ref in unsure else named
+        if ref not in done and ref not in naming.targets:
             naming.targets.append(ref)
+
+
+def _instant(value: object) -> datetime | None:
+    """A Provenance's ``recorded`` as an instant (a server may write it otherwise: ``Z``,
+    milliseconds), or None."""
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        return None
 
 
 def _with_refused_provenance(not_written: list[NotWritten], naming: Naming) -> list[NotWritten]:

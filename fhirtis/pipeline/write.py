@@ -49,6 +49,7 @@ from fhirtis.fhir.queries import identifier_of
 from fhirtis.io import (
     FhirClient,
     FhirClientError,
+    FhirResponse,
     FhirServerError,
     NotFound,
     PreconditionFailed,
@@ -62,6 +63,7 @@ from fhirtis.pipeline.answers import (
     entry_outcome,
     entry_response,
     entry_status,
+    failure_outcome,
     location_reference,
 )
 from fhirtis.pipeline.patient_run import Written
@@ -76,11 +78,13 @@ class Naming:
     """What the run's Provenances must still name, and whether the server refused them.
 
     Writes of this run whose answer was lost (a plain create or a batch whose answer never
-    came, an If-Match update whose retry met 412) may have been made. Where the re-plan finds
-    one made (unchanged now), the run's next Provenance names it with what it writes, or on its
-    own when nothing else is to be written, so no derived resource is left unnamed. A server
-    that refuses the Provenance (its statement said nothing, or was wrong) is learnt from, and
-    the run reports the Provenance "not written"."""
+    came, an If-Match update whose retry met 412, a withdrawal) may have been made. Where the
+    re-plan finds one made (unchanged now; a withdrawal no longer planned), the run's next
+    Provenance names it with what it writes, or on its own when nothing else is to be written,
+    so no derived resource is left unnamed; so does a Provenance whose own answer was lost
+    where it was not made (``unsure``). A server that refuses the Provenance (its statement
+    said nothing, or was wrong) is learnt from, and the run reports the Provenance "not
+    written"."""
 
     identifiers: dict[str, Action] = field(default_factory=dict)  # outcome unknown: what it was
     targets: list[str] = field(default_factory=list)  # ``Type/id`` found made, to be named
@@ -91,9 +95,27 @@ class Naming:
     # withdrawals whose delete the server refused with 409 (another resource, e.g. the
     # Provenance of an earlier run, references it: HAPI's referential integrity on delete)
     undeletable: set[str] = field(default_factory=set)
+    # withdrawals whose answer was lost, by identifier: a re-plan no longer plans one that was
+    # made (a retired copy is not withdrawn again, a deleted one is gone): see found_in
+    withdrawals: dict[str, PlannedWrite] = field(default_factory=dict)
+    # the same, of a transaction whose answer was lost (its Provenance names them if made)
+    unknown_withdrawals: dict[str, PlannedWrite] = field(default_factory=dict)
+    # Provenances whose answer was lost (``recorded``, what they named): made or not, checked
+    # after the re-plan (``Provenance?target=``: one recorded then naming just those) and what
+    # they named is named again only where they were not made
+    unsure: list[tuple[str, frozenset[str]]] = field(default_factory=list)
 
     def lost(self, writes: Iterable[PlannedWrite]) -> None:
-        self.identifiers.update((w.derived.identifier, w.action) for w in writes)
+        for w in writes:
+            self.identifiers[w.derived.identifier] = w.action
+            if w.action is Action.WITHDRAW:
+                self.withdrawals[w.derived.identifier] = w
+
+    def lost_transaction(self, writes: Iterable[PlannedWrite]) -> None:
+        for w in writes:
+            self.unknown[w.derived.identifier] = w.action
+            if w.action is Action.WITHDRAW:
+                self.unknown_withdrawals[w.derived.identifier] = w
 
     def confirm(self, w: PlannedWrite, reference: str) -> None:
         """The server confirmed ``w``, stored as ``reference``."""
@@ -117,6 +139,18 @@ class Naming:
                 lost = self.unknown[w.derived.identifier]
                 target = f"{w.derived.resource_type}/{w.existing_id}"
                 self.confirm(PlannedWrite(w.derived, lost, w.existing_id), target)
+        # a lost withdrawal the plan no longer has was made (R4 http.html: the resource found
+        # just before is now retired or deleted); one the plan still has is written again
+        again = {_target(w) for w in plan.writes if w.action is Action.WITHDRAW}
+        for withdrawn, name in ((self.withdrawals, True), (self.unknown_withdrawals, False)):
+            for w in withdrawn.values():
+                target = _target(w)
+                if target in again:
+                    continue
+                if name and target not in self.targets:
+                    self.targets.append(target)
+                self.confirm(w, target)
+            withdrawn.clear()
         self.identifiers.clear()
         self.unknown.clear()
 
@@ -214,17 +248,51 @@ async def _create_race_lost(
     )
 
 
+async def _write(
+    writer: FhirClient,
+    method: str,
+    url: str,
+    *,
+    json: Json | None = None,
+    headers: dict[str, str] | None = None,
+) -> FhirResponse:
+    """``writer.request`` of a write (``url``: ``Type`` or ``Type/id``). A 2xx answer whose body
+    is an OperationOutcome saying it failed (:func:`failure_outcome`: Redox's 200 when the EHR
+    behind it failed) is that failure, a :class:`FhirServerError`: never a write made."""
+    answer = await writer.request(method, url, json=json, headers=headers)
+    outcome = failure_outcome(answer.body)
+    if outcome is None:
+        return answer
+    rtype = url.split("/", maxsplit=1)[0]
+    log.warning("%s %s answered %d with an outcome saying it failed", method, rtype, answer.status)
+    raise FhirServerError(
+        f"{method} {url} answered HTTP {answer.status} with an OperationOutcome saying it "
+        "failed: not written",
+        status=answer.status,
+        url=url,
+        operation_outcome=outcome,
+    )
+
+
 async def _delete_singly(
     writer: FhirClient, w: PlannedWrite, requests: dict[str, int], naming: Naming
 ) -> str | None:
     """DELETE a withdrawal's resource (the caller counts the request): its ``Type/id`` when
-    deleted; None when gone already, or (noted in ``naming.undeletable``) when the server
-    answers 409 (the resource is referenced)."""
+    deleted, or when a DELETE sent again after a lost answer is answered 404/410; None when
+    gone already (404/410 to the first try), or (noted in ``naming.undeletable``) when the
+    server answers 409 (the resource is referenced)."""
     url = f"{w.derived.resource_type}/{w.existing_id}"
     try:
-        await writer.request("DELETE", url)
-    except NotFound:
-        return None  # gone already
+        await _write(writer, "DELETE", url)
+    except NotFound as exc:
+        if not exc.resent:
+            return None  # gone already
+        # sent again after a try whose answer was lost (R4 http.html: a delete of a deleted
+        # resource may be answered 404): the resource found just before is gone, most likely
+        # by that try, which this run made; it is named, as a resent create's "exists" is
+        log.info(
+            "a resent delete of a %s answered %s: withdrawn", w.derived.resource_type, exc.status
+        )
     except FhirServerError as exc:
         if is_refusal(exc.status, exc.operation_outcome):
             raise Learned(Refused("interaction", w.derived.resource_type, "delete")) from exc
@@ -343,7 +411,7 @@ async def write_transaction(
             raise _version_conflict(exc) from exc
         raise
     except WriteOutcomeUnknown:
-        naming.unknown.update((w.derived.identifier, w.action) for w in writes)  # named inside
+        naming.lost_transaction(writes)  # named inside
         raise
     if provenance is not None:
         naming.targets.clear()
@@ -409,7 +477,9 @@ async def write_batch(
     not_run: list[PlannedWrite] = []  # entries the server skipped (429, 503): not made
     for w, entry in zip(writes, answers, strict=True):
         status = entry_status(entry)
-        if status is not None and 200 <= status < 300:
+        # a 2xx whose outcome says the entry failed (:func:`failure_outcome`) is a failure
+        failed_ok = failure_outcome(entry_outcome(entry)) is not None
+        if status is not None and 200 <= status < 300 and not failed_ok:
             location = (entry.get("response") or {}).get("location")
             plain_create = w.action is Action.CREATE and not shape.conditional_create.get(
                 w.derived.resource_type, False
@@ -504,7 +574,7 @@ async def write_singles(
                 conditional = shape.conditional_create.get(rtype, False)
                 headers = {"If-None-Exist": d.if_none_exist} if conditional else None
                 try:
-                    answer = await writer.request("POST", rtype, json=d.resource, headers=headers)
+                    answer = await _write(writer, "POST", rtype, json=d.resource, headers=headers)
                 except FhirServerError as exc:
                     if is_refusal(exc.status, exc.operation_outcome):
                         kind = Refused("conditional-create", rtype) if conditional else None
@@ -540,8 +610,12 @@ async def write_singles(
                 headers = {"If-Match": f'W/"{w.existing_version}"'} if w.existing_version else {}
                 url = f"{rtype}/{w.existing_id}"
                 try:
-                    answer = await writer.request(
-                        "PUT", url, json={**d.resource, "id": w.existing_id}, headers=headers
+                    answer = await _write(
+                        writer,
+                        "PUT",
+                        url,
+                        json={**d.resource, "id": w.existing_id},
+                        headers=headers,
                     )
                 except PreconditionFailed:
                     naming.lost([w])  # a real change meanwhile, or our lost first try
@@ -630,7 +704,7 @@ async def _check_duplicates(
         for extra in copies[1:]:
             requests["write"] = requests.get("write", 0) + 1
             try:
-                await writer.request("DELETE", f"{rtype}/{extra.get('id')}")
+                await _write(writer, "DELETE", f"{rtype}/{extra.get('id')}")
             except NotFound:
                 continue
             except FhirServerError as exc:
@@ -671,8 +745,8 @@ async def _retire(writer: FhirClient, copy: Json, requests: dict[str, int]) -> N
     headers = {"If-Match": f'W/"{version}"'} if version else None
     requests["write"] = requests.get("write", 0) + 1
     try:
-        await writer.request(
-            "PUT", f"{rtype}/{rid}", json={**copy, "status": RETIRED}, headers=headers
+        await _write(
+            writer, "PUT", f"{rtype}/{rid}", json={**copy, "status": RETIRED}, headers=headers
         )
     except (NotFound, PreconditionFailed):
         return  # gone, or the other writer did it
@@ -695,7 +769,11 @@ async def post_provenance(
     prov = _as_written(provenance, targets)
     requests["write"] = requests.get("write", 0) + 1
     try:
-        await writer.request("POST", "Provenance", json=prov)
+        await _write(writer, "POST", "Provenance", json=prov)
+    except WriteOutcomeUnknown:
+        naming.unsure.append((prov["recorded"], frozenset(targets)))
+        naming.targets.clear()
+        raise
     except FhirServerError as exc:
         if not is_refusal(exc.status, exc.operation_outcome):
             raise
