@@ -5,8 +5,6 @@ resource. The service took the OperationOutcome for the Patient (or the Medicati
 
 from __future__ import annotations
 
-from typing import Any
-
 import httpx
 import pytest
 from pytest_httpx import HTTPXMock
@@ -14,12 +12,7 @@ from pytest_httpx import HTTPXMock
 from tests.api.test_cds_hooks import DVT, SIGN, call, cds, full_prefetch, ivig_order, patient_70kg
 from tests.fhir.builders import qty
 from tests.io._s25_srv_fake import FakeServer, patient, statement
-from tests.io._support import BASE
-
-FAILED_DOWNSTREAM: dict[str, Any] = {
-    "resourceType": "OperationOutcome",
-    "issue": [{"severity": "error", "code": "exception", "diagnostics": "destination failed"}],
-}
+from tests.io._support import BASE, REDOX_FAILED
 
 
 @pytest.mark.parametrize("batch", [False, True])
@@ -28,14 +21,14 @@ async def test_a_patient_read_answered_with_an_outcome_is_502(
 ) -> None:
     def downstream_failed(request: httpx.Request) -> httpx.Response | None:
         if request.method == "GET" and request.url.path.endswith("/Patient/p1"):
-            return httpx.Response(200, json=FAILED_DOWNSTREAM)
+            return httpx.Response(200, json=REDOX_FAILED)
         if request.method == "POST" and request.url.path.rstrip("/") == httpx.URL(BASE).path:
             return httpx.Response(
                 200,
                 json={
                     "resourceType": "Bundle",
                     "type": "batch-response",
-                    "entry": [{"resource": FAILED_DOWNSTREAM, "response": {"status": "200 OK"}}],
+                    "entry": [{"resource": REDOX_FAILED, "response": {"status": "200 OK"}}],
                 },
             )
         return None

@@ -40,20 +40,9 @@ from tests.e2e.test_write_withdraw import (
 )
 from tests.fhir.patients import responder
 from tests.fhir_test_server import FhirTestServer
+from tests.io._support import REDOX_FAILED
 
 Json = dict[str, Any]
-
-# Redox's FHIR API when the destination EHR failed: 200 OK, the errors in ``issue``
-REDOX_FAILED: Json = {
-    "resourceType": "OperationOutcome",
-    "issue": [
-        {
-            "severity": "error",
-            "code": "exception",
-            "diagnostics": "The destination returned an error.",
-        }
-    ],
-}
 
 
 def _run(base: str, transport: httpx.AsyncBaseTransport | None = None) -> PatientRun:

@@ -11,6 +11,19 @@ TOKEN_URL = "https://auth.example.org/oauth2/token"
 WELL_KNOWN = f"{BASE}/.well-known/smart-configuration"
 START_WALL = 1_750_000_000.0
 
+# Redox's FHIR API when the EHR behind it failed: 200 OK, the errors in ``issue``
+# (docs.redoxengine.com, "Responding to queries", partial error)
+REDOX_FAILED: dict[str, Any] = {
+    "resourceType": "OperationOutcome",
+    "issue": [
+        {
+            "severity": "error",
+            "code": "exception",
+            "diagnostics": "The destination returned an error.",
+        }
+    ],
+}
+
 
 class FakeTime:
     """Records requested sleeps and advances both clocks by them; never really sleeps."""

@@ -22,19 +22,9 @@ from fhirtis.io import FhirClient, FhirClientConfig
 from fhirtis.pipeline.server import RunStatus, run_patient
 from fhirtis.settings import Settings
 from tests.io._s25_srv_fake import FakeServer, patient, statement
-from tests.io._support import BASE
+from tests.io._support import BASE, REDOX_FAILED
 
 Json = dict[str, Any]
-FAILED_DOWNSTREAM: Json = {
-    "resourceType": "OperationOutcome",
-    "issue": [
-        {
-            "severity": "error",
-            "code": "exception",
-            "diagnostics": "The destination returned an error.",
-        }
-    ],
-}
 DVT: Json = {
     "resourceType": "Condition",
     "id": "dvt",
@@ -55,7 +45,7 @@ async def test_a_search_answered_200_with_an_outcome_fails_the_patient(
 ) -> None:
     def downstream_failed(request: httpx.Request) -> httpx.Response | None:
         if request.url.path.endswith("/Condition"):
-            return httpx.Response(200, json=FAILED_DOWNSTREAM)
+            return httpx.Response(200, json=REDOX_FAILED)
         return None
 
     server = FakeServer(statement(), [patient(), DVT], [], [downstream_failed])
@@ -71,7 +61,7 @@ async def test_a_patient_read_answered_200_with_an_outcome_fails_the_patient(
 ) -> None:
     def downstream_failed(request: httpx.Request) -> httpx.Response | None:
         if request.url.path.endswith("/Patient/p1"):
-            return httpx.Response(200, json=FAILED_DOWNSTREAM)
+            return httpx.Response(200, json=REDOX_FAILED)
         return None
 
     server = FakeServer(statement(), [patient()], [], [downstream_failed])
@@ -88,7 +78,7 @@ async def test_a_batch_search_entry_answered_200_with_an_outcome_fails_the_patie
             return httpx.Response(
                 200,
                 json={
-                    **FAILED_DOWNSTREAM,
+                    **REDOX_FAILED,
                     "issue": [{"severity": "information", "code": "informational"}],
                 },
             )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,9 +41,12 @@ class Stack:
         return self.auth.iss
 
 
-@pytest.fixture
-def stack(fhir_server: FhirTestServer) -> Iterator[Stack]:
-    """fhirtis (allow-list: the test EHR's iss) and the test EHR, each in a uvicorn thread."""
+@contextmanager
+def serving_stack(
+    fhir_server: FhirTestServer, need_patient_banner: bool | None = None
+) -> Iterator[Stack]:
+    """fhirtis (allow-list: the test EHR's iss) and the test EHR, each in a uvicorn thread;
+    the EHR's token answer says ``need_patient_banner`` when it is not None."""
     fhirtis_sock = loopback_socket()
     auth_sock = loopback_socket()
     fhirtis_url = url_of(fhirtis_sock)
@@ -52,10 +56,18 @@ def stack(fhir_server: FhirTestServer) -> Iterator[Stack]:
         clients={DEFAULT_CLIENT_ID: {f"{fhirtis_url}/app/"}},
         launches={LAUNCH: PATIENT},
         app_origins=[fhirtis_url],
+        need_patient_banner=need_patient_banner,
     )
     app = create_app(Settings(service=ServiceSettings(allowed_fhir_servers=[auth.iss])))
     with serving(auth.app, auth_sock), serving(app, fhirtis_sock):
         yield Stack(fhirtis_url, auth)
+
+
+@pytest.fixture
+def stack(fhir_server: FhirTestServer) -> Iterator[Stack]:
+    """The test stack (:func:`serving_stack`), its EHR saying nothing of a patient banner."""
+    with serving_stack(fhir_server) as served:
+        yield served
 
 
 @pytest.fixture(scope="session")

@@ -13,14 +13,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from fhirtis.api.app import create_app
-from fhirtis.api.web import DEFAULT_CLIENT_ID
-from fhirtis.settings import ServiceSettings, Settings
 from tests.e2e.test_run import load
 from tests.fhir.patients import responder
 from tests.fhir_test_server import FhirTestServer
-from tests.web.auth_server import SmartAuthServer, loopback_socket, serving, url_of
-from tests.web.conftest import LAUNCH, PATIENT, Stack
+from tests.web.conftest import PATIENT, Stack, serving_stack
 from tests.web.test_page import Browsing, browsing, launch, text
 
 __all__ = ["browsing"]  # the fixture used here
@@ -28,20 +24,9 @@ __all__ = ["browsing"]  # the fixture used here
 
 @pytest.fixture(params=[True, False, None], ids=["banner", "no-banner", "not-said"])
 def stack(request: pytest.FixtureRequest, fhir_server: FhirTestServer) -> Iterator[Stack]:
-    """The test EHR of tests/web/conftest.py, saying ``need_patient_banner`` as the param."""
-    fhirtis_sock, auth_sock = loopback_socket(), loopback_socket()
-    fhirtis_url = url_of(fhirtis_sock)
-    auth = SmartAuthServer(
-        url_of(auth_sock),
-        fhir_server.base_url,
-        clients={DEFAULT_CLIENT_ID: {f"{fhirtis_url}/app/"}},
-        launches={LAUNCH: PATIENT},
-        app_origins=[fhirtis_url],
-        need_patient_banner=request.param,
-    )
-    app = create_app(Settings(service=ServiceSettings(allowed_fhir_servers=[auth.iss])))
-    with serving(auth.app, auth_sock), serving(app, fhirtis_sock):
-        yield Stack(fhirtis_url, auth)
+    """The test stack, its EHR saying ``need_patient_banner`` as the param."""
+    with serving_stack(fhir_server, need_patient_banner=request.param) as served:
+        yield served
 
 
 def _named_responder() -> dict[str, object]:
