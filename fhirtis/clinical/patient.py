@@ -43,6 +43,7 @@ class PatientFactsBundle:
     evidence: Sequence[RiskEvidence] = ()
     events: Sequence[TeeEvent] = ()
     jdm_coded: bool = False
+    pm_coded: bool = False  # a polymyositis diagnosis (adult criteria: clinical spec §2.3)
     dm_onset: date | None = None
     dm_onset_age: int | None = None  # completed years, of an onset recorded as an age
     # the earliest onset recorded to the year or month only: its first and last possible day
@@ -89,6 +90,7 @@ def evaluate_patient(
     decision = decide_population(
         policy,
         jdm_coded=facts.jdm_coded,
+        pm_coded=facts.pm_coded,
         birth_date=facts.patient.birth_date,
         birth_date_latest=facts.patient.birth_date_latest,
         dm_onset=onset,

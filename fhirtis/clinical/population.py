@@ -14,7 +14,7 @@ from fhirtis.clinical.policy import Policy, Population
 @dataclass(frozen=True, slots=True)
 class PopulationDecision:
     population: Population
-    reason: str  # "override", "jdm-coded", "onset-age", "adult-default"
+    reason: str  # "override", "jdm-coded", "onset-age", "polymyositis", "adult-default"
     notes: tuple[Note, ...] = ()
 
 
@@ -48,6 +48,7 @@ def decide_population(
     policy: Policy,
     *,
     jdm_coded: bool = False,
+    pm_coded: bool = False,
     birth_date: date | None = None,
     dm_onset: date | None = None,
     override: Population | None = None,
@@ -62,7 +63,10 @@ def decide_population(
     ``dm_onset_age``: completed years at an onset recorded as an age (``onsetAge``); with a
     dated onset too, the earlier onset (the lower age) decides. ``dm_onset_latest``: the onset
     is recorded to the year or month only and lies between ``dm_onset`` and this day; like a
-    partial birth date, it decides when every day it may be gives the same answer."""
+    partial birth date, it decides when every day it may be gives the same answer. ``pm_coded``:
+    a polymyositis diagnosis; with no dermatomyositis onset to decide by, the adult criteria (for
+    adult dermatomyositis and polymyositis; the juvenile ones are for juvenile dermatomyositis)
+    apply without a note asking for an onset the decision does not need."""
     if override is not None:
         return PopulationDecision(override, "override")
     if jdm_coded:
@@ -77,6 +81,8 @@ def decide_population(
             if bounds is None
             else (min(bounds[0], dm_onset_age), min(bounds[1], dm_onset_age))
         )
+    if bounds is None and pm_coded:
+        return PopulationDecision(Population.ADULT, "polymyositis")
     if bounds is not None:
         youngest, oldest = bounds
         if oldest < policy.juvenile_onset_age:

@@ -88,6 +88,7 @@ class PatientData:
     evidence: list[RiskEvidence] = field(default_factory=list)
     events: list[TeeEvent] = field(default_factory=list)
     jdm_coded: bool = False
+    pm_coded: bool = False  # a polymyositis diagnosis (ValueSet polymyositis)
     dm_onset: date | None = None
     dm_onset_age: int | None = None  # completed years, of an onset recorded as an age
     # an onset recorded to the year or month only: the first and the last day it may be (the
@@ -532,6 +533,7 @@ class ExtractorBase:
             if v in terminology.value_sets
         ]
         self._jdm = terminology.value_sets.get("juvenile-dermatomyositis")
+        self._pm = terminology.value_sets.get("polymyositis")
         # the myositis diagnoses fhirtis knows (dermatomyositis, polymyositis): a code of theirs
         # is known, never reported as one that could not be classified as a TEE or risk factor
         self._myositis = [

@@ -598,8 +598,16 @@ class EventReader(MedicationReader):
                 r.get("verificationStatus"), f"{path}.verificationStatus"
             )
             void = any(code in _CONDITION_VOID for _, code in verification)
-            if not void and "A" not in certainties:
-                self._report_unread(data, r, codings, f"{path}.code")
+            if void or "A" in certainties:
+                return
+            if self._pm is not None and self._pm.matches_any(codings):
+                # polymyositis: the adult criteria's population (clinical spec §2.3)
+                self._require_id(r, path)
+                self._check_subject(data, r, "subject", path)
+                self._use(data, r)
+                data.pm_coded = True
+                return
+            self._report_unread(data, r, codings, f"{path}.code")
             return
         self._require_id(r, path)
         verification = concept_codings(r.get("verificationStatus"), f"{path}.verificationStatus")
