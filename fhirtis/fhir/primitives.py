@@ -85,6 +85,18 @@ def parse_date_time_text(value: str) -> tuple[datetime, bool]:
     return parsed, False
 
 
+def instant_or_none(value: object) -> datetime | None:
+    """A FHIR instant (date, time and zone: ``meta.lastUpdated``, ``Provenance.recorded``, a Bulk
+    manifest's ``transactionTime``) as an aware datetime; None for anything else."""
+    if not isinstance(value, str) or "T" not in value:
+        return None
+    try:
+        when, _ = parse_date_time_text(value.strip())
+    except PrimitiveError:
+        return None
+    return when if when.tzinfo is not None else None
+
+
 _ZONES: dict[tzinfo, tzinfo] = {}
 """One ``timezone`` object per UTC offset met (``fromisoformat`` makes a new one per text; UTC is
 already one). Two aware datetimes with the same tzinfo *object* compare field by field; with two

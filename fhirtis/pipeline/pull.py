@@ -10,7 +10,6 @@ import logging
 import re
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -19,7 +18,7 @@ from fhirtis.fhir.derive import NO_IDENTIFIER_SEARCH, Derived
 from fhirtis.fhir.extract import patient_refs
 from fhirtis.fhir.needs import NEEDS, Need
 from fhirtis.fhir.outcome import Issue
-from fhirtis.fhir.primitives import PrimitiveError, parse_date_time_text
+from fhirtis.fhir.primitives import instant_or_none
 from fhirtis.fhir.queries import (
     by_id_urls,
     existing_by_patient_urls,
@@ -118,7 +117,8 @@ def _newer(copy: Json, kept: Json) -> bool:
     Otherwise the copy met first is kept. Oracle Health asks clients to keep "the latest
     version of that resource id" (Cerner FHIR Developers, paging notice)."""
     new, old = _meta(copy), _meta(kept)
-    new_time, old_time = _instant(new.get("lastUpdated")), _instant(old.get("lastUpdated"))
+    new_time = instant_or_none(new.get("lastUpdated"))
+    old_time = instant_or_none(old.get("lastUpdated"))
     if new_time is not None and old_time is not None and new_time != old_time:
         return new_time > old_time
     new_version, old_version = _version(new.get("versionId")), _version(old.get("versionId"))
@@ -128,17 +128,6 @@ def _newer(copy: Json, kept: Json) -> bool:
 def _meta(resource: Json) -> Json:
     meta = resource.get("meta")
     return meta if isinstance(meta, dict) else {}
-
-
-def _instant(value: object) -> datetime | None:
-    """A ``meta.lastUpdated`` (an instant: date, time and zone), or None."""
-    if not isinstance(value, str) or "T" not in value:
-        return None
-    try:
-        when, _ = parse_date_time_text(value)
-    except PrimitiveError:
-        return None
-    return when if when.tzinfo is not None else None
 
 
 def _version(value: object) -> int | None:

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Collection, Mapping, Sequence
-from datetime import datetime
 from typing import Any, Protocol
 
 from fhirtis.fhir.derive import Derived
 from fhirtis.fhir.plan import RETIRABLE, Action, PlannedWrite, WritePlan, with_withdrawals
+from fhirtis.fhir.primitives import instant_or_none
 from fhirtis.fhir.queries import MAX_QUERY_VALUES
 from fhirtis.io import (
     Capabilities,
@@ -246,7 +246,7 @@ async def _name_unnamed(
         for w in plan.writes
         if w.action is Action.UNCHANGED and w.existing_id
     ]
-    lost = {(_instant(recorded), targets) for recorded, targets in naming.unsure}
+    lost = {(instant_or_none(recorded), targets) for recorded, targets in naming.unsure}
     unsure = {ref for _, targets in lost for ref in targets}
     stored += sorted(unsure - set(stored))
     naming.unsure.clear()
@@ -276,7 +276,7 @@ async def _name_unnamed(
                     if isinstance(t, dict) and isinstance(t.get("reference"), str)
                 )
                 named |= refs
-                if (_instant(resource.get("recorded")), refs) in lost:
+                if (instant_or_none(resource.get("recorded")), refs) in lost:
                     named_then |= refs
         except FhirClientError as exc:  # best effort: the run goes on without the check
             log.info("Provenance search by target failed (%s): not checked", type(exc).__name__)
@@ -288,17 +288,6 @@ async def _name_unnamed(
         done = named_then if ref in unsure else named
         if ref not in done and ref not in naming.targets:
             naming.targets.append(ref)
-
-
-def _instant(value: object) -> datetime | None:
-    """A Provenance's ``recorded`` as an instant (a server may write it otherwise: ``Z``,
-    milliseconds), or None."""
-    if not isinstance(value, str):
-        return None
-    try:
-        return datetime.fromisoformat(value)
-    except ValueError:
-        return None
 
 
 def _with_refused_provenance(not_written: list[NotWritten], naming: Naming) -> list[NotWritten]:

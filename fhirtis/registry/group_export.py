@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 import orjson
 
 from fhirtis.fhir.needs import export_types
+from fhirtis.fhir.primitives import instant_or_none
 from fhirtis.io import (
     BulkExportFailed,
     BulkExportTimeout,
@@ -379,7 +380,7 @@ def _ended(end: str, now: datetime) -> bool:
     text = end.strip()
     if "T" not in text:  # YYYY, YYYY-MM or YYYY-MM-DD: compare at its own precision
         return now.astimezone(UTC).strftime("%Y-%m-%d")[: len(text)] > text
-    when = _instant(text)
+    when = instant_or_none(text)
     if when is None:
         try:
             when = datetime.fromisoformat(text).replace(tzinfo=UTC)
@@ -694,7 +695,7 @@ def _changed_shared(manifest: Manifest, paths: Sequence[Path], since: str) -> li
     ``meta.lastUpdated`` later, or not given. One sent only because a changed resource
     references it (unchanged since) is not counted, nor a Device of a patient (its patient is
     in the export)."""
-    cutoff = _instant(since)
+    cutoff = instant_or_none(since)
     changed: list[str] = []
     for file, path in zip(manifest.output, paths, strict=True):
         if file.type not in _SHARED_TYPES:
@@ -710,21 +711,12 @@ def _changed_shared(manifest: Manifest, paths: Sequence[Path], since: str) -> li
                         continue  # named by no literal reference: listed when partitioned
                     meta = resource.get("meta")
                     updated = meta.get("lastUpdated") if isinstance(meta, dict) else None
-                    when = _instant(updated) if isinstance(updated, str) else None
+                    when = instant_or_none(updated) if isinstance(updated, str) else None
                     if when is None or cutoff is None or when > cutoff:
                         changed.append(file.type)
         except OSError as exc:
             raise describe(exc, "cannot read the NDJSON file") from None
     return changed
-
-
-def _instant(text: str) -> datetime | None:
-    """A FHIR instant as an aware datetime; None when it is not one."""
-    try:
-        value = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return value if value.tzinfo is not None else None
 
 
 def _short_files(manifest: Manifest, paths: Sequence[Path]) -> list[tuple[str, str, str]]:

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from fhirtis.fhir.primitives import PrimitiveError, parse_date_time
+from fhirtis.fhir.primitives import PrimitiveError, instant_or_none, parse_date_time
 
 
 @pytest.mark.parametrize(
@@ -41,3 +41,22 @@ def test_refused_texts_say_why(text: str, says: str) -> None:
     with pytest.raises(PrimitiveError) as info:
         parse_date_time(text)
     assert says in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("2024-03-01T10:00:00Z", datetime(2024, 3, 1, 10, tzinfo=UTC)),
+        (" 2024-03-01T10:00:00.123+02:00 ", datetime(2024, 3, 1, 8, 0, 0, 123000, tzinfo=UTC)),
+        ("2024-03-01", None),  # a date: no instant
+        ("2024-03-01T10:00:00", None),  # no zone
+        ("2024-03-01 10:00:00Z", None),  # not FHIR's form
+        ("yesterday", None),
+        (1709287200, None),
+        (None, None),
+    ],
+)
+def test_instant_or_none(value: object, expected: datetime | None) -> None:
+    """One reading of an instant (meta.lastUpdated, Provenance.recorded, transactionTime) for
+    the pull, the write settlement and the Group export, which each had their own."""
+    assert instant_or_none(value) == expected
