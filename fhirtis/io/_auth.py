@@ -13,6 +13,7 @@ anywhere else raises :class:`~fhirtis.io._errors.ForeignUrl` before it is sent.
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 import math
 import re
@@ -23,6 +24,7 @@ from collections.abc import AsyncGenerator, Callable, Generator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote_plus
 
 import httpx
 import orjson
@@ -45,6 +47,7 @@ from fhirtis.io._retry import RETRYABLE_STATUSES
 __all__ = [
     "CLIENT_ASSERTION_TYPE",
     "BearerTokenAuth",
+    "ClientSecretAuth",
     "NoAuth",
     "SmartBackendAuth",
     "build_auth",
@@ -60,10 +63,19 @@ ASSERTION_LIFETIME_SECONDS = 240
 DEFAULT_TOKEN_LIFETIME_SECONDS = 300.0
 #: Refresh a token this long before it expires (at most a fifth of its lifetime).
 TOKEN_REFRESH_MARGIN_SECONDS = 60.0
+#: How long a token endpoint's refusal of the client (400/401, invalid_client...) is repeated to
+#: the requests that need a token without asking it again.
+TOKEN_REFUSAL_HOLD_SECONDS = 60.0
 #: The most of a SMART configuration or token answer read (a real one is a few kB).
 AUTH_ANSWER_MAX_BYTES = 1_000_000
+#: The most of a CapabilityStatement read for its oauth-uris (one listing every type and search
+#: parameter runs to several hundred kB).
+STATEMENT_MAX_BYTES = 20_000_000
 
 _OAUTH_ERROR_CODE = re.compile(r"[a-z_]{1,64}")
+#: The CapabilityStatement extension declaring a server's OAuth endpoints (SMART App Launch 1.0).
+OAUTH_URIS = "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris"
+_FHIR_JSON = "application/fhir+json"
 
 
 def _attach_bearer(request: httpx.Request, token: str, base: httpx.URL) -> None:
@@ -103,18 +115,33 @@ class BearerTokenAuth(httpx.Auth):
 class _Token:
     value: str
     refresh_at: float
+    #: fetched after a 401 and refused 401 again: the 401s are not about the token's age, so
+    #: they are final (no new token per request) until this one expires
+    futile: bool = False
 
 
-class SmartBackendAuth(httpx.Auth):
-    """SMART Backend Services: ``client_credentials`` with a ``private_key_jwt`` assertion.
+@dataclass(frozen=True)
+class _Refusal:
+    """The token endpoint's last refusal of the client, repeated without asking until ``until``."""
+
+    until: float
+    message: str
+    status: int | None
+    url: str
+
+
+class _ClientCredentialsAuth(httpx.Auth):
+    """OAuth 2.0 ``client_credentials`` (RFC 6749 §4.4), the flow shared by the client
+    authentications below (each builds its own token request):
 
     - the token endpoint comes from ``token_url`` or, once, from
-      ``{base}/.well-known/smart-configuration``;
-    - each assertion is a fresh JWT (alg RS384/ES384, ``kid`` header; iss = sub = client_id,
-      aud = token endpoint, exp in 4 minutes, a random ``jti``);
-    - the access token is cached until shortly before ``expires_in``;
+      ``{base}/.well-known/smart-configuration`` (where that answers 4xx, from the
+      CapabilityStatement's oauth-uris extension, as SMART App Launch 1.0 servers declare it);
+    - the access token is cached until shortly before ``expires_in``; a refusal of the client
+      by the token endpoint is repeated for :data:`TOKEN_REFUSAL_HOLD_SECONDS` without asking;
     - on a 401 from the FHIR server the token is refreshed once and the request sent once more;
-      a second 401 is returned to the caller.
+      a second 401 is returned to the caller, and while that new token lasts a 401 is final
+      (no token request per FHIR request when the server refuses every token).
 
     ``clock`` is a Unix-time source (``time.time``), injectable for tests.
     """
@@ -129,57 +156,30 @@ class SmartBackendAuth(httpx.Auth):
         *,
         base_url: str | httpx.URL,
         client_id: str,
-        private_key: RSAKey | ECKey,
-        kid: str,
-        alg: SigningAlg,
         scope: str,
         token_url: str | None = None,
         timeout: httpx.Timeout | None = None,
         user_agent: str | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        _check_key(private_key, alg)
         self._base = httpx.URL(str(base_url))
         self._client_id = client_id
-        self._key = private_key
-        self._kid = kid
-        self._alg = alg
         self._scope = scope
         self._token_url = token_url
         self._timeout = timeout if timeout is not None else httpx.Timeout(30.0)
         self._user_agent = user_agent
         self._clock = clock
         self._token: _Token | None = None
+        self._refusal: _Refusal | None = None
         self._thread_lock = threading.Lock()
         self._async_lock: asyncio.Lock | None = None
 
     def __repr__(self) -> str:
-        return f"SmartBackendAuth(base_url={str(self._base)!r}, client_id={self._client_id!r})"
+        return f"{type(self).__name__}(base_url={str(self._base)!r}, client_id={self._client_id!r})"
 
-    @classmethod
-    def from_config(
-        cls, config: FhirClientConfig, *, clock: Callable[[], float] = time.time
-    ) -> SmartBackendAuth:
-        if config.client_id is None or config.kid is None or config.scope is None:
-            raise ValueError("SMART backend auth needs client_id, kid and scope")
-        if config.private_key_pem is not None:
-            pem: bytes = config.private_key_pem.get_secret_value().encode()
-        elif config.private_key_path is not None:
-            pem = Path(config.private_key_path).read_bytes()
-        else:
-            raise ValueError("SMART backend auth needs a private key")
-        return cls(
-            base_url=config.base,
-            client_id=config.client_id,
-            private_key=load_private_key(pem, config.alg),
-            kid=config.kid,
-            alg=config.alg,
-            scope=config.scope,
-            token_url=config.token_url,
-            timeout=config.timeout,
-            user_agent=config.user_agent,
-            clock=clock,
-        )
+    def _token_request(self, token_url: httpx.URL) -> httpx.Request:
+        """The request for an access token at ``token_url``, with the client's credentials."""
+        raise NotImplementedError
 
     # -- the algorithm: a token attached (fetched when none is usable), and fetched again once
     # after a 401; the sync and async drivers below run it under their locks ----------------
@@ -207,31 +207,41 @@ class SmartBackendAuth(httpx.Auth):
         if self._token_url is None:
             url = _urls.join(self._base, ".well-known", "smart-configuration")
             response = yield self._build_request("GET", url)
-            self._token_url = self._accept_discovery(response, url)
+            status = response.status_code
+            if 400 <= status < 500 and status not in RETRYABLE_STATUSES:
+                # a server of SMART App Launch 1.0's time: the token endpoint is declared in the
+                # CapabilityStatement only (oauth-uris)
+                log.info(
+                    "no SMART configuration at %s (HTTP %d); reading the CapabilityStatement",
+                    _urls.log_target(url),
+                    status,
+                )
+                metadata = _urls.join(self._base, "metadata")
+                statement = yield self._build_request("GET", metadata, accept=_FHIR_JSON)
+                self._token_url = self._accept_statement(statement, metadata, url, status)
+            else:
+                self._token_url = self._accept_discovery(response, url)
+        refusal = self._refusal
+        if refusal is not None and self._clock() < refusal.until:
+            raise Unauthorized(refusal.message, status=refusal.status, url=refusal.url)
         token_url = httpx.URL(self._token_url)
-        form = {
-            "grant_type": "client_credentials",
-            "scope": self._scope,
-            "client_assertion_type": CLIENT_ASSERTION_TYPE,
-            "client_assertion": self.make_assertion(str(token_url)),
-        }
-        response = yield self._build_request("POST", token_url, form=form)
-        token = self._accept_token(response, token_url)
+        response = yield self._token_request(token_url)
+        try:
+            token = self._accept_token(response, token_url)
+        except Unauthorized as refused:
+            # the client itself refused (RFC 6749 §5.2: 400 or 401, invalid_client,
+            # unauthorized_client, invalid_scope): not asked again for every request meanwhile
+            if refused.status in (400, 401, 403):
+                self._refusal = _Refusal(
+                    until=self._clock() + TOKEN_REFUSAL_HOLD_SECONDS,
+                    message=str(refused),
+                    status=refused.status,
+                    url=refused.url,
+                )
+            raise
+        self._refusal = None
         self._token = token
         return token.value
-
-    def make_assertion(self, audience: str) -> str:
-        """A signed client-authentication JWT for the token endpoint ``audience``."""
-        now = int(self._clock())
-        claims: dict[str, Any] = {
-            "iss": self._client_id,
-            "sub": self._client_id,
-            "aud": audience,
-            "exp": now + ASSERTION_LIFETIME_SECONDS,
-            "jti": secrets.token_urlsafe(32),
-        }
-        header = {"alg": self._alg, "kid": self._kid, "typ": "JWT"}
-        return jwt.encode(header, claims, self._key, algorithms=[self._alg])
 
     def _valid_token(self) -> str | None:
         token = self._token
@@ -240,9 +250,13 @@ class SmartBackendAuth(httpx.Auth):
         return token.value
 
     def _build_request(
-        self, method: str, url: httpx.URL, form: dict[str, str] | None = None
+        self,
+        method: str,
+        url: httpx.URL,
+        form: dict[str, str] | None = None,
+        accept: str = "application/json",
     ) -> httpx.Request:
-        headers = {"Accept": "application/json"}
+        headers = {"Accept": accept}
         if self._user_agent:
             headers["User-Agent"] = self._user_agent
         return httpx.Request(
@@ -266,18 +280,54 @@ class SmartBackendAuth(httpx.Auth):
                 status=response.status_code,
                 url=where,
             )
-        token_url = _urls.absolute_http(endpoint)
-        if token_url is None:
+        return self._checked_endpoint(endpoint, f"SMART configuration {where}", response, where)
+
+    def _accept_statement(
+        self, response: httpx.Response, url: httpx.URL, well_known: httpx.URL, status: int
+    ) -> str:
+        """The token endpoint of the CapabilityStatement's oauth-uris extension."""
+        found = response.status_code
+        if 400 <= found < 500 and found not in RETRYABLE_STATUSES:
+            # a setup error, never a 4xx of the FHIR request it came before ("no such patient")
             raise MalformedResponse(
-                f"SMART configuration {where} has an invalid token_endpoint",
+                f"no token endpoint: SMART configuration {_urls.redact(well_known)} answered "
+                f"HTTP {status} and CapabilityStatement {_urls.redact(url)} HTTP {found}; "
+                "set token_url",
+                status=found,
+                url=_urls.redact(url),
+            )
+        _raise_for_auth_status(response, url, "GET", "CapabilityStatement")
+        data = _responses.json_object(
+            response.content,
+            what="CapabilityStatement",
+            method="GET",
+            url=url,
+            status=response.status_code,
+        )
+        where = _urls.redact(url)
+        endpoint = _oauth_token_uri(data)
+        if endpoint is None:
+            raise MalformedResponse(
+                f"no token endpoint: SMART configuration {_urls.redact(well_known)} answered "
+                f"HTTP {status} and CapabilityStatement {where} has no oauth-uris token; "
+                "set token_url",
                 status=response.status_code,
                 url=where,
             )
+        return self._checked_endpoint(endpoint, f"CapabilityStatement {where}", response, where)
+
+    def _checked_endpoint(
+        self, endpoint: str, source: str, response: httpx.Response, where: str
+    ) -> str:
+        """``endpoint`` if it is an absolute http(s) URL, https for an https FHIR server."""
+        token_url = _urls.absolute_http(endpoint)
+        if token_url is None:
+            raise MalformedResponse(
+                f"{source} has an invalid token_endpoint", status=response.status_code, url=where
+            )
         if self._base.scheme == "https" and token_url.scheme != "https":
             raise MalformedResponse(
-                f"SMART configuration {where} has a non-https token_endpoint",
-                status=response.status_code,
-                url=where,
+                f"{source} has a non-https token_endpoint", status=response.status_code, url=where
             )
         log.debug("token endpoint discovered at %s", _urls.origin_text(token_url))
         return endpoint
@@ -311,6 +361,29 @@ class SmartBackendAuth(httpx.Auth):
         log.debug("access token obtained from %s, expires in %.0f s", where, lifetime)
         return _Token(value=value, refresh_at=self._clock() + lifetime - margin)
 
+    def _refresh_after(
+        self, response: httpx.Response, token: str, attempt: int, url: httpx.URL
+    ) -> bool:
+        """Whether ``response`` to a request sent with ``token`` calls for a new token and the
+        request sent again: a 401, on the first attempt, unless ``token`` is futile. A 401 on
+        the second attempt makes the token sent then futile."""
+        if response.status_code != 401:
+            return False
+        cached = self._token if self._token is not None and self._token.value == token else None
+        if attempt == 2:
+            if cached is not None and not cached.futile:
+                cached.futile = True
+                log.warning(
+                    "401 from %s with a new access token too; the token is not the cause: "
+                    "401s are final until it expires",
+                    _urls.log_target(url),
+                )
+            return False
+        if cached is not None and cached.futile:
+            return False
+        log.info("401 from %s; refreshing the access token once", _urls.log_target(url))
+        return True
+
     # -- drivers: the same flow, with a lock so that concurrent requests share one token fetch
     # (the first, and the refresh after a 401 that several requests in flight may meet) ------
 
@@ -327,9 +400,8 @@ class SmartBackendAuth(httpx.Auth):
             else:
                 _attach_bearer(request, token, self._base)
             response = yield request  # the FHIR server's answer: left unread
-            if response.status_code != 401 or attempt == 2:
+            if not self._refresh_after(response, token, attempt, request.url):
                 return
-            log.info("401 from %s; refreshing the access token once", _urls.log_target(request.url))
             rejected = token
 
     async def async_auth_flow(
@@ -348,17 +420,164 @@ class SmartBackendAuth(httpx.Auth):
                         pending = next(flow)
                         while True:
                             response = yield pending
-                            await aread_capped(response, AUTH_ANSWER_MAX_BYTES)
+                            await aread_capped(response, _cap(response))
                             pending = flow.send(response)
                     except StopIteration as done:
                         token = done.value
             else:
                 _attach_bearer(request, token, self._base)
             response = yield request  # the FHIR server's answer: left unread
-            if response.status_code != 401 or attempt == 2:
+            if not self._refresh_after(response, token, attempt, request.url):
                 return
-            log.info("401 from %s; refreshing the access token once", _urls.log_target(request.url))
             rejected = token
+
+
+class SmartBackendAuth(_ClientCredentialsAuth):
+    """SMART Backend Services: ``client_credentials`` with a ``private_key_jwt`` assertion;
+    each assertion is a fresh JWT (alg RS384/ES384, ``kid`` header; iss = sub = client_id,
+    aud = token endpoint, exp in 4 minutes, a random ``jti``)."""
+
+    def __init__(
+        self,
+        *,
+        base_url: str | httpx.URL,
+        client_id: str,
+        private_key: RSAKey | ECKey,
+        kid: str,
+        alg: SigningAlg,
+        scope: str,
+        token_url: str | None = None,
+        timeout: httpx.Timeout | None = None,
+        user_agent: str | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        _check_key(private_key, alg)
+        super().__init__(
+            base_url=base_url,
+            client_id=client_id,
+            scope=scope,
+            token_url=token_url,
+            timeout=timeout,
+            user_agent=user_agent,
+            clock=clock,
+        )
+        self._key = private_key
+        self._kid = kid
+        self._alg = alg
+
+    @classmethod
+    def from_config(
+        cls, config: FhirClientConfig, *, clock: Callable[[], float] = time.time
+    ) -> SmartBackendAuth:
+        if config.client_id is None or config.kid is None or config.scope is None:
+            raise ValueError("SMART backend auth needs client_id, kid and scope")
+        if config.private_key_pem is not None:
+            pem: bytes = config.private_key_pem.get_secret_value().encode()
+        elif config.private_key_path is not None:
+            pem = Path(config.private_key_path).read_bytes()
+        else:
+            raise ValueError("SMART backend auth needs a private key")
+        return cls(
+            base_url=config.base,
+            client_id=config.client_id,
+            private_key=load_private_key(pem, config.alg),
+            kid=config.kid,
+            alg=config.alg,
+            scope=config.scope,
+            token_url=config.token_url,
+            timeout=config.timeout,
+            user_agent=config.user_agent,
+            clock=clock,
+        )
+
+    def _token_request(self, token_url: httpx.URL) -> httpx.Request:
+        form = {
+            "grant_type": "client_credentials",
+            "scope": self._scope,
+            "client_assertion_type": CLIENT_ASSERTION_TYPE,
+            "client_assertion": self.make_assertion(str(token_url)),
+        }
+        return self._build_request("POST", token_url, form=form)
+
+    def make_assertion(self, audience: str) -> str:
+        """A signed client-authentication JWT for the token endpoint ``audience``."""
+        now = int(self._clock())
+        claims: dict[str, Any] = {
+            "iss": self._client_id,
+            "sub": self._client_id,
+            "aud": audience,
+            "exp": now + ASSERTION_LIFETIME_SECONDS,
+            "jti": secrets.token_urlsafe(32),
+        }
+        header = {"alg": self._alg, "kid": self._kid, "typ": "JWT"}
+        return jwt.encode(header, claims, self._key, algorithms=[self._alg])
+
+
+class ClientSecretAuth(_ClientCredentialsAuth):
+    """``client_credentials`` with a client secret, sent as HTTP Basic with the id and secret
+    form-urlencoded first (RFC 6749 §2.3.1): Microsoft Entra ID for Azure Health Data Services,
+    Medplum, Oracle Health system accounts. The request's form is ``grant_type`` and
+    ``scope`` only."""
+
+    def __init__(
+        self,
+        *,
+        base_url: str | httpx.URL,
+        client_id: str,
+        client_secret: SecretStr,
+        scope: str,
+        token_url: str | None = None,
+        timeout: httpx.Timeout | None = None,
+        user_agent: str | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        super().__init__(
+            base_url=base_url,
+            client_id=client_id,
+            scope=scope,
+            token_url=token_url,
+            timeout=timeout,
+            user_agent=user_agent,
+            clock=clock,
+        )
+        self._secret = client_secret
+
+    @classmethod
+    def from_config(
+        cls, config: FhirClientConfig, *, clock: Callable[[], float] = time.time
+    ) -> ClientSecretAuth:
+        if config.client_id is None or config.scope is None:
+            raise ValueError("client-secret auth needs client_id and scope")
+        if config.client_secret is not None:
+            secret = config.client_secret
+        elif config.client_secret_path is not None:
+            # a secret store's file (systemd credentials, a mounted secret): its line end is
+            # no part of the secret
+            text = Path(config.client_secret_path).read_text(encoding="utf-8")
+            secret = SecretStr(text.rstrip("\r\n"))
+        else:
+            raise ValueError("client-secret auth needs a client secret")
+        if not secret.get_secret_value():
+            raise ValueError("the client secret is empty")
+        return cls(
+            base_url=config.base,
+            client_id=config.client_id,
+            client_secret=secret,
+            scope=config.scope,
+            token_url=config.token_url,
+            timeout=config.timeout,
+            user_agent=config.user_agent,
+            clock=clock,
+        )
+
+    def _token_request(self, token_url: httpx.URL) -> httpx.Request:
+        form = {"grant_type": "client_credentials", "scope": self._scope}
+        request = self._build_request("POST", token_url, form=form)
+        user = quote_plus(self._client_id, safe="")
+        password = quote_plus(self._secret.get_secret_value(), safe="")
+        basic = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
+        request.headers["Authorization"] = f"Basic {basic}"
+        return request
 
 
 def _lifetime(expires_in: Any) -> float:
@@ -375,16 +594,49 @@ def _lifetime(expires_in: Any) -> float:
     return DEFAULT_TOKEN_LIFETIME_SECONDS
 
 
+def _oauth_token_uri(statement: dict[str, Any]) -> str | None:
+    """The ``token`` of a CapabilityStatement's ``rest.security`` extension oauth-uris (SMART App
+    Launch 1.0.0; ``valueUri``, or ``valueUrl``/``valueString`` as some servers write it)."""
+    for rest in _dicts(statement.get("rest")):
+        security = rest.get("security")
+        if not isinstance(security, dict):
+            continue
+        for extension in _dicts(security.get("extension")):
+            if extension.get("url") != OAUTH_URIS:
+                continue
+            for part in _dicts(extension.get("extension")):
+                if part.get("url") != "token":
+                    continue
+                for key in ("valueUri", "valueUrl", "valueString"):
+                    value = part.get(key)
+                    if isinstance(value, str) and value:
+                        return value
+    return None
+
+
+def _dicts(value: Any) -> list[dict[str, Any]]:
+    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
+
+
+def _cap(response: httpx.Response) -> int:
+    """How much of an answer in the token flow is read: the CapabilityStatement (the one
+    request asking for FHIR JSON) may be larger than a SMART configuration or token answer."""
+    if response.request.headers.get("Accept") == _FHIR_JSON:
+        return STATEMENT_MAX_BYTES
+    return AUTH_ANSWER_MAX_BYTES
+
+
 def _drive_sync(
     flow: Generator[httpx.Request, httpx.Response, str],
 ) -> Generator[httpx.Request, httpx.Response, str]:
     """Drive ``flow`` (discovery and token requests), reading each answer's body (capped at
-    :data:`AUTH_ANSWER_MAX_BYTES`); returns what ``flow`` returns."""
+    :data:`AUTH_ANSWER_MAX_BYTES`, a CapabilityStatement at :data:`STATEMENT_MAX_BYTES`); returns
+    what ``flow`` returns."""
     try:
         pending = next(flow)
         while True:
             response = yield pending
-            read_capped(response, AUTH_ANSWER_MAX_BYTES)
+            read_capped(response, _cap(response))
             pending = flow.send(response)
     except StopIteration as done:
         token: str = done.value
@@ -458,4 +710,6 @@ def build_auth(config: FhirClientConfig, *, clock: Callable[[], float] = time.ti
         return BearerTokenAuth(config.bearer_token, base_url=config.base)
     if config.auth_mode == "smart-backend":
         return SmartBackendAuth.from_config(config, clock=clock)
+    if config.auth_mode == "client-secret":
+        return ClientSecretAuth.from_config(config, clock=clock)
     return NoAuth()

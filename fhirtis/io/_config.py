@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 from fhirtis import __version__
 from fhirtis.io import _urls
 
-AuthMode = Literal["none", "bearer", "smart-backend"]
+AuthMode = Literal["none", "bearer", "smart-backend", "client-secret"]
 SigningAlg = Literal["RS384", "ES384"]
 
 
@@ -23,7 +23,11 @@ class FhirClientConfig(BaseModel):
     - ``bearer``: a static ``bearer_token`` (e.g. passed through from a caller);
     - ``smart-backend``: SMART Backend Services (client_credentials + private_key_jwt), needing
       ``client_id``, ``kid``, ``scope`` and one of ``private_key_pem`` / ``private_key_path``;
-      ``token_url`` is discovered from ``{base_url}/.well-known/smart-configuration`` if unset.
+      ``token_url`` is discovered from ``{base_url}/.well-known/smart-configuration`` if unset;
+    - ``client-secret``: OAuth 2.0 client credentials with a client secret sent as HTTP Basic
+      (RFC 6749 §2.3.1, §4.4; Azure Health Data Services through Microsoft Entra ID, Medplum,
+      Oracle Health system accounts), needing ``client_id``, ``scope`` and one of
+      ``client_secret`` / ``client_secret_path``; ``token_url`` discovered as above if unset.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -35,6 +39,8 @@ class FhirClientConfig(BaseModel):
     client_id: str | None = None
     private_key_pem: SecretStr | None = None
     private_key_path: Path | None = None
+    client_secret: SecretStr | None = None
+    client_secret_path: Path | None = None
     kid: str | None = None
     alg: SigningAlg = "RS384"
     scope: str | None = None
@@ -137,6 +143,15 @@ class FhirClientConfig(BaseModel):
                 raise ValueError(
                     "auth_mode 'smart-backend' needs exactly one of private_key_pem, "
                     "private_key_path"
+                )
+        if self.auth_mode == "client-secret":
+            missing = [name for name in ("client_id", "scope") if not getattr(self, name)]
+            if missing:
+                raise ValueError(f"auth_mode 'client-secret' needs {', '.join(missing)}")
+            if (self.client_secret is None) == (self.client_secret_path is None):
+                raise ValueError(
+                    "auth_mode 'client-secret' needs exactly one of client_secret, "
+                    "client_secret_path"
                 )
         return self
 
