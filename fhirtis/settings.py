@@ -299,14 +299,27 @@ class Settings(BaseSettings):
 
 
 def load_settings(settings_file: Path | None = None, **overrides: Any) -> Settings:
-    """Settings from the environment, the settings file and explicit overrides (which win)."""
+    """Settings from the environment, the settings file and explicit overrides (which win).
+
+    The settings file (``settings_file``, else ``FHIRTIS_SETTINGS_FILE``) must be there: one
+    that is not is FileNotFoundError, never the defaults in its place. A file that cannot be
+    read or parsed is ValueError naming it."""
     if settings_file is not None and not settings_file.is_file():
         raise FileNotFoundError(f"settings file {settings_file} not found")
+    named = os.environ.get("FHIRTIS_SETTINGS_FILE")
+    if settings_file is None and named and not Path(named).is_file():
+        raise FileNotFoundError(f"settings file {named} not found (FHIRTIS_SETTINGS_FILE)")
+    file = str(settings_file) if settings_file is not None else named or None
     token = _settings_file.set(str(settings_file) if settings_file is not None else None)
     try:
         return Settings(**overrides)
     except ValidationError as exc:
         raise SettingsError(exc) from None
+    except (OSError, ValueError) as exc:  # the file's bytes: TOML, JSON, UTF-8; unreadable
+        if file is None:
+            raise
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ValueError(f"settings file {file}: {why}") from None
     finally:
         _settings_file.reset(token)
 

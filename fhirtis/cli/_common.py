@@ -16,7 +16,7 @@ from fhirtis.fhir.primitives import is_id
 from fhirtis.io import FhirClientConfig
 from fhirtis.pipeline.offline import extractor_for
 from fhirtis.registry.partition import PRIVATE_FILE, private_tree
-from fhirtis.settings import Settings
+from fhirtis.settings import Settings, load_settings
 
 EXIT_BAD_INPUT = 2
 
@@ -140,6 +140,16 @@ def read_input(path: str) -> bytes:
 
 def fmt(value: Decimal | None) -> str:
     return "—" if value is None else format(value.normalize(), "f")
+
+
+def settings_for_server(settings_file: Path | None, server: str | None) -> Settings:
+    """The settings, with ``--server`` as the FHIR base URL: the other ``fhir`` settings (auth,
+    paging, a write server: environment or file) are kept, and need no base URL of their own.
+    ValueError for a ``--server`` that is no FHIR base URL, or for invalid settings."""
+    if server is None:
+        return load_settings(settings_file)
+    base = FhirClientConfig(base_url=server)  # one line naming what is wrong with it
+    return load_settings(settings_file, fhir={"base_url": base.base_url})
 
 
 def fhir_config(settings: Settings, server: str | None) -> FhirClientConfig | None:

@@ -16,9 +16,11 @@ from fhirtis.cli._common import (
     fhir_config,
     problem_text,
     report_console,
+    settings_for_server,
     usage_error,
 )
 from fhirtis.fhir.derive import DERIVED_TYPES
+from fhirtis.fhir.needs import NEEDS
 from fhirtis.io import (
     FhirClient,
     FhirClientConfig,
@@ -28,7 +30,6 @@ from fhirtis.io import (
     read_plan,
     write_plan,
 )
-from fhirtis.settings import load_settings
 
 
 def capabilities(
@@ -45,7 +46,7 @@ def capabilities(
     How it reads a patient, how it writes derived resources, and what it cannot write there.
     Exit 0, 1 when the server cannot be reached, 2 for bad usage."""
     try:
-        config = fhir_config(load_settings(settings_file), server)
+        config = fhir_config(settings_for_server(settings_file, server), server)
         if config is None:
             raise ValueError("no FHIR server: give --server or FHIRTIS_FHIR__BASE_URL")
     except (ValueError, FileNotFoundError) as exc:
@@ -72,6 +73,7 @@ async def _describe(config: FhirClientConfig) -> tuple[list[str], dict[str, obje
         lines.append(f"writes go to {config.write_base_url} (capabilities: from {caps.source})")
     lines += describe_writes(caps, DERIVED_TYPES)
     reads = read_plan(reader, config.page_size)
+    also = {n.resource_type: n.also.query for n in NEEDS if n.also is not None}
     writes = write_plan(caps, DERIVED_TYPES)
     record: dict[str, object] = {
         "server": config.base_url,
@@ -83,7 +85,13 @@ async def _describe(config: FhirClientConfig) -> tuple[list[str], dict[str, obje
             "searches": {
                 t: None
                 if c is None
-                else {"patient": c.patient_param, "include": c.include, "count": c.count}
+                else {
+                    "patient": c.patient_param,
+                    "include": c.include,
+                    "count": c.count,
+                    # the second, narrowed search of the type (the Conditions not active)
+                    "also": also[t] if c.also and also.get(t) else None,
+                }
                 for t, c in reads.choices.items()
             },
             "not_read": dict(reads.skipped),

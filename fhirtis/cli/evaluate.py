@@ -19,6 +19,7 @@ from fhirtis.cli._common import (
     patient_ids,
     problem_text,
     report_console,
+    settings_for_server,
     usage_error,
     write_private,
 )
@@ -198,7 +199,7 @@ def run(
     are incomplete (reported), 2 for bad usage."""
     try:
         ids = patient_ids(patient)
-        settings = load_settings(settings_file)
+        settings = settings_for_server(settings_file, server)
         check_settings(settings)
         fhir = fhir_config(settings, server)
         if fhir is None:

@@ -13,14 +13,16 @@ from rich.console import Console
 
 from fhirtis.cli._common import (
     EXIT_BAD_INPUT,
+    check_settings,
     fhir_config,
     patient_ids,
+    problem_text,
     require_extra,
     resource_id,
+    settings_for_server,
 )
 from fhirtis.fhir.validation import enable as enable_validation
 from fhirtis.pipeline.jsonout import dumps
-from fhirtis.settings import load_settings
 
 if TYPE_CHECKING:
     from fhirtis.registry.report import Report
@@ -105,7 +107,8 @@ def cohort(
         )
         raise typer.Exit(EXIT_BAD_INPUT)
     try:
-        settings = load_settings(settings_file)
+        settings = settings_for_server(settings_file, server)
+        check_settings(settings)  # a concept map that cannot be used: before the ledger is made
         fhir = fhir_config(settings, server)
         if (write or group or patients or patient_file) and fhir is None:
             raise ValueError("a FHIR server is needed: give --server or FHIRTIS_FHIR__BASE_URL")
@@ -150,7 +153,7 @@ def cohort(
                 update={"concurrency": concurrency, "max_requests_per_second": max_rate}
             )
     except (ValueError, OSError, CohortError) as exc:  # OSError: a file or folder unreadable
-        err.print(f"fhirtis cohort: {exc}", markup=False)
+        err.print(f"fhirtis cohort: {problem_text(exc)}", markup=False)
         raise typer.Exit(EXIT_BAD_INPUT) from None
     options = CohortOptions(
         write=write,
@@ -244,7 +247,8 @@ def report(
         Path | None, typer.Option("--out", help="Write patients.csv, summary.json and PNG plots.")
     ] = None,
     week: Annotated[
-        int | None, typer.Option(help="Also report response at this week after baseline.")
+        int | None,
+        typer.Option(min=0, help="Also report response at this week after baseline."),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:

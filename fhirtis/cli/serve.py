@@ -6,9 +6,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from joserfc.errors import JoseError
 
 from fhirtis.cli._common import check_settings, problem_text, require_extra, usage_error
-from fhirtis.settings import load_settings
+from fhirtis.settings import ServiceSettings, load_settings
 
 
 def serve(
@@ -32,6 +33,7 @@ def serve(
     try:
         settings = load_settings(settings_file)
         check_settings(settings)
+        _check_token_keys(settings.service)
         application = create_app(settings)
     except (ValueError, FileNotFoundError) as exc:
         raise usage_error("serve", problem_text(exc)) from None
@@ -46,3 +48,28 @@ def serve(
         # more processes behind the proxy (docs/operations.md)
         workers=1,
     )
+
+
+def _check_token_keys(service: ServiceSettings) -> None:
+    """In ``validate`` mode, the keys, issuer and audience the service checks tokens against,
+    read as the service will read them at start (uvicorn would fail its start-up with a
+    traceback). Raises ValueError naming the setting."""
+    if service.auth_mode != "validate":
+        return
+    from fhirtis.api.access import TokenValidator  # noqa: PLC0415 - the [serve] extra
+
+    try:
+        TokenValidator(service)
+    except OSError as exc:
+        why = exc.strerror or str(exc)
+        raise ValueError(f"service.jwks_path {service.jwks_path}: {why}") from None
+    except (ValueError, KeyError, JoseError) as exc:
+        keys = service.jwks is not None or service.jwks_path is not None
+        if keys and service.issuer and service.audience:  # they are there, but are no JWKS
+            where = (
+                "service.jwks"
+                if service.jwks is not None
+                else f"service.jwks_path {service.jwks_path}"
+            )
+            raise ValueError(f"{where}: not a JWKS ({exc})") from None
+        raise ValueError(str(exc)) from None  # what validate mode needs

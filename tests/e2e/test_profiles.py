@@ -142,7 +142,7 @@ def test_capabilities_command_on_oracle_like(fhir_server: FhirTestServer, fhir_b
     record = json.loads(result.stdout)
     assert record["read"]["mode"] == "get"
     ma = record["read"]["searches"]["MedicationAdministration"]
-    assert ma == {"patient": "patient", "include": False, "count": 100}
+    assert ma == {"patient": "patient", "include": False, "count": 100, "also": None}
     assert record["read"]["searches"]["Observation"]["count"] == 100
     assert record["read"]["searches"]["AdverseEvent"] is None
     assert record["write"]["mode"] == "single"
