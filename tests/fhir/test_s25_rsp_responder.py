@@ -164,7 +164,7 @@ CASES: list[tuple[str, Callable[[Json], None], str | None]] = [
         _replace_responder({"code": RESPONDER, "dataAbsentReason": _UNKNOWN}),
         None,
     ),
-    ("without-responder", _drop_responder, "component:responder: minimum 1"),
+    ("without-responder", _drop_responder, "fhirtis-tis-4"),
     (
         "responder-as-quantity",
         _replace_responder({"code": RESPONDER, "valueQuantity": {"value": 1}}),

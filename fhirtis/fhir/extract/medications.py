@@ -631,7 +631,9 @@ class MedicationReader(ExtractorBase):
                 concentration = self._concentration_of(data, r, medication)
         source = self._use(data, r, start)
         used = medication.used
-        if used is not None and med is not r:
+        # a contained Medication (``#id``) has no [type]/[id] of its own (R4 references.html,
+        # Contained Resources): the administration that contains it is the source, not it
+        if used is not None and med is not r and id(med) not in self._med_containers:
             data.used.setdefault(*used)
         if status == "stopped":
             data.issues.append(
