@@ -23,7 +23,7 @@ import time
 from collections.abc import AsyncGenerator, Callable, Generator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NotRequired, TypedDict, Unpack
 from urllib.parse import quote_plus
 
 import httpx
@@ -130,6 +130,34 @@ class _Refusal:
     url: str
 
 
+class ClientFlow(TypedDict):
+    """Where and how the client-credentials flow runs (:class:`_ClientCredentialsAuth`): the
+    arguments its authentications share."""
+
+    base_url: str | httpx.URL
+    client_id: str
+    scope: str
+    token_url: NotRequired[str | None]
+    timeout: NotRequired[httpx.Timeout | None]
+    user_agent: NotRequired[str | None]
+    clock: NotRequired[Callable[[], float]]
+
+
+def _flow_of(config: FhirClientConfig, clock: Callable[[], float]) -> ClientFlow:
+    """The flow of a configuration whose ``client_id`` and ``scope`` are set (checked by it)."""
+    if config.client_id is None or config.scope is None:
+        raise ValueError(f"auth_mode {config.auth_mode!r} needs client_id and scope")
+    return ClientFlow(
+        base_url=config.base,
+        client_id=config.client_id,
+        scope=config.scope,
+        token_url=config.token_url,
+        timeout=config.timeout,
+        user_agent=config.user_agent,
+        clock=clock,
+    )
+
+
 class _ClientCredentialsAuth(httpx.Auth):
     """OAuth 2.0 ``client_credentials`` (RFC 6749 §4.4), the flow shared by the client
     authentications below (each builds its own token request):
@@ -151,24 +179,15 @@ class _ClientCredentialsAuth(httpx.Auth):
     # server's answer unread: a streamed response (a Bulk Data file) stays streamed.
     requires_response_body = False
 
-    def __init__(
-        self,
-        *,
-        base_url: str | httpx.URL,
-        client_id: str,
-        scope: str,
-        token_url: str | None = None,
-        timeout: httpx.Timeout | None = None,
-        user_agent: str | None = None,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        self._base = httpx.URL(str(base_url))
-        self._client_id = client_id
-        self._scope = scope
-        self._token_url = token_url
+    def __init__(self, **flow: Unpack[ClientFlow]) -> None:
+        self._base = httpx.URL(str(flow["base_url"]))
+        self._client_id = flow["client_id"]
+        self._scope = flow["scope"]
+        self._token_url = flow.get("token_url")
+        timeout = flow.get("timeout")
         self._timeout = timeout if timeout is not None else httpx.Timeout(30.0)
-        self._user_agent = user_agent
-        self._clock = clock
+        self._user_agent = flow.get("user_agent")
+        self._clock = flow.get("clock", time.time)
         self._token: _Token | None = None
         self._refusal: _Refusal | None = None
         self._thread_lock = threading.Lock()
@@ -440,27 +459,13 @@ class SmartBackendAuth(_ClientCredentialsAuth):
     def __init__(
         self,
         *,
-        base_url: str | httpx.URL,
-        client_id: str,
         private_key: RSAKey | ECKey,
         kid: str,
         alg: SigningAlg,
-        scope: str,
-        token_url: str | None = None,
-        timeout: httpx.Timeout | None = None,
-        user_agent: str | None = None,
-        clock: Callable[[], float] = time.time,
+        **flow: Unpack[ClientFlow],
     ) -> None:
         _check_key(private_key, alg)
-        super().__init__(
-            base_url=base_url,
-            client_id=client_id,
-            scope=scope,
-            token_url=token_url,
-            timeout=timeout,
-            user_agent=user_agent,
-            clock=clock,
-        )
+        super().__init__(**flow)
         self._key = private_key
         self._kid = kid
         self._alg = alg
@@ -469,8 +474,9 @@ class SmartBackendAuth(_ClientCredentialsAuth):
     def from_config(
         cls, config: FhirClientConfig, *, clock: Callable[[], float] = time.time
     ) -> SmartBackendAuth:
-        if config.client_id is None or config.kid is None or config.scope is None:
+        if config.kid is None:
             raise ValueError("SMART backend auth needs client_id, kid and scope")
+        flow = _flow_of(config, clock)
         if config.private_key_pem is not None:
             pem: bytes = config.private_key_pem.get_secret_value().encode()
         elif config.private_key_path is not None:
@@ -478,16 +484,7 @@ class SmartBackendAuth(_ClientCredentialsAuth):
         else:
             raise ValueError("SMART backend auth needs a private key")
         return cls(
-            base_url=config.base,
-            client_id=config.client_id,
-            private_key=load_private_key(pem, config.alg),
-            kid=config.kid,
-            alg=config.alg,
-            scope=config.scope,
-            token_url=config.token_url,
-            timeout=config.timeout,
-            user_agent=config.user_agent,
-            clock=clock,
+            private_key=load_private_key(pem, config.alg), kid=config.kid, alg=config.alg, **flow
         )
 
     def _token_request(self, token_url: httpx.URL) -> httpx.Request:
@@ -519,35 +516,15 @@ class ClientSecretAuth(_ClientCredentialsAuth):
     Medplum, Oracle Health system accounts. The request's form is ``grant_type`` and
     ``scope`` only."""
 
-    def __init__(
-        self,
-        *,
-        base_url: str | httpx.URL,
-        client_id: str,
-        client_secret: SecretStr,
-        scope: str,
-        token_url: str | None = None,
-        timeout: httpx.Timeout | None = None,
-        user_agent: str | None = None,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        super().__init__(
-            base_url=base_url,
-            client_id=client_id,
-            scope=scope,
-            token_url=token_url,
-            timeout=timeout,
-            user_agent=user_agent,
-            clock=clock,
-        )
+    def __init__(self, *, client_secret: SecretStr, **flow: Unpack[ClientFlow]) -> None:
+        super().__init__(**flow)
         self._secret = client_secret
 
     @classmethod
     def from_config(
         cls, config: FhirClientConfig, *, clock: Callable[[], float] = time.time
     ) -> ClientSecretAuth:
-        if config.client_id is None or config.scope is None:
-            raise ValueError("client-secret auth needs client_id and scope")
+        flow = _flow_of(config, clock)
         if config.client_secret is not None:
             secret = config.client_secret
         elif config.client_secret_path is not None:
@@ -559,16 +536,7 @@ class ClientSecretAuth(_ClientCredentialsAuth):
             raise ValueError("client-secret auth needs a client secret")
         if not secret.get_secret_value():
             raise ValueError("the client secret is empty")
-        return cls(
-            base_url=config.base,
-            client_id=config.client_id,
-            client_secret=secret,
-            scope=config.scope,
-            token_url=config.token_url,
-            timeout=config.timeout,
-            user_agent=config.user_agent,
-            clock=clock,
-        )
+        return cls(client_secret=secret, **flow)
 
     def _token_request(self, token_url: httpx.URL) -> httpx.Request:
         form = {"grant_type": "client_credentials", "scope": self._scope}
