@@ -49,6 +49,7 @@ from fhirtis.io._plans import (
     read_plan,
     write_plan,
 )
+from fhirtis.io._responses import answer_problem
 from fhirtis.io._terminology import TerminologyClient, TerminologyConfig
 from fhirtis.io._urls import normalize_base
 
@@ -88,6 +89,7 @@ __all__ = [
     "Unauthorized",
     "WriteOutcomeUnknown",
     "WritePlanShape",
+    "answer_problem",
     "build_auth",
     "describe_reads",
     "describe_writes",

@@ -23,7 +23,7 @@ import time
 from collections.abc import AsyncGenerator, Callable, Generator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NotRequired, TypedDict, Unpack
+from typing import Any, NamedTuple, NotRequired, TypedDict, Unpack
 from urllib.parse import quote_plus
 
 import httpx
@@ -109,6 +109,15 @@ class BearerTokenAuth(httpx.Auth):
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
         _attach_bearer(request, self._token.get_secret_value(), self._base)
         yield request
+
+
+class _Ask(NamedTuple):
+    """A request of the token flow (discovery, token) and how much of its answer is read: the
+    flow says which answer it asks for (:data:`AUTH_ANSWER_MAX_BYTES`,
+    :data:`STATEMENT_MAX_BYTES`); the drivers read it to that limit."""
+
+    request: httpx.Request
+    max_bytes: int
 
 
 @dataclass
@@ -205,7 +214,7 @@ class _ClientCredentialsAuth(httpx.Auth):
 
     def _authorize(
         self, request: httpx.Request, rejected: str | None
-    ) -> Generator[httpx.Request, httpx.Response, str]:
+    ) -> Generator[_Ask, httpx.Response, str]:
         """Attach the cached token to ``request``, or a new one when there is none valid or
         the cached one is ``rejected`` (the server answered 401 to it; a token another request
         got meanwhile is used as is). Returns the token attached."""
@@ -221,11 +230,11 @@ class _ClientCredentialsAuth(httpx.Auth):
         token = self._valid_token()
         return None if token is None or token == rejected else token
 
-    def _fetch_token(self) -> Generator[httpx.Request, httpx.Response, str]:
+    def _fetch_token(self) -> Generator[_Ask, httpx.Response, str]:
         """Discover the token endpoint if needed, then get and cache an access token."""
         if self._token_url is None:
             url = _urls.join(self._base, ".well-known", "smart-configuration")
-            response = yield self._build_request("GET", url)
+            response = yield _Ask(self._build_request("GET", url), AUTH_ANSWER_MAX_BYTES)
             status = response.status_code
             if 400 <= status < 500 and status not in RETRYABLE_STATUSES:
                 # a server of SMART App Launch 1.0's time: the token endpoint is declared in the
@@ -236,7 +245,9 @@ class _ClientCredentialsAuth(httpx.Auth):
                     status,
                 )
                 metadata = _urls.join(self._base, "metadata")
-                statement = yield self._build_request("GET", metadata, accept=_FHIR_JSON)
+                # a statement listing every type may be larger than a token answer
+                ask = self._build_request("GET", metadata, accept=_FHIR_JSON)
+                statement = yield _Ask(ask, STATEMENT_MAX_BYTES)
                 self._token_url = self._accept_statement(statement, metadata, url, status)
             else:
                 self._token_url = self._accept_discovery(response, url)
@@ -244,7 +255,7 @@ class _ClientCredentialsAuth(httpx.Auth):
         if refusal is not None and self._clock() < refusal.until:
             raise Unauthorized(refusal.message, status=refusal.status, url=refusal.url)
         token_url = httpx.URL(self._token_url)
-        response = yield self._token_request(token_url)
+        response = yield _Ask(self._token_request(token_url), AUTH_ANSWER_MAX_BYTES)
         try:
             token = self._accept_token(response, token_url)
         except Unauthorized as refused:
@@ -283,14 +294,7 @@ class _ClientCredentialsAuth(httpx.Auth):
         )
 
     def _accept_discovery(self, response: httpx.Response, url: httpx.URL) -> str:
-        _raise_for_auth_status(response, url, "GET", "SMART configuration")
-        data = _responses.json_object(
-            response.content,
-            what="SMART configuration",
-            method="GET",
-            url=url,
-            status=response.status_code,
-        )
+        data = _json_answer(response, url, "GET", "SMART configuration")
         endpoint = data.get("token_endpoint")
         where = _urls.redact(url)
         if not isinstance(endpoint, str):
@@ -315,14 +319,7 @@ class _ClientCredentialsAuth(httpx.Auth):
                 status=found,
                 url=_urls.redact(url),
             )
-        _raise_for_auth_status(response, url, "GET", "CapabilityStatement")
-        data = _responses.json_object(
-            response.content,
-            what="CapabilityStatement",
-            method="GET",
-            url=url,
-            status=response.status_code,
-        )
+        data = _json_answer(response, url, "GET", "CapabilityStatement")
         where = _urls.redact(url)
         endpoint = _oauth_token_uri(data)
         if endpoint is None:
@@ -352,14 +349,7 @@ class _ClientCredentialsAuth(httpx.Auth):
         return endpoint
 
     def _accept_token(self, response: httpx.Response, url: httpx.URL) -> _Token:
-        _raise_for_auth_status(response, url, "POST", "token request")
-        data = _responses.json_object(
-            response.content,
-            what="token response",
-            method="POST",
-            url=url,
-            status=response.status_code,
-        )
+        data = _json_answer(response, url, "POST", "token request", answer="token response")
         where = _urls.redact(url)
         value = data.get("access_token")
         token_type = data.get("token_type", "bearer")
@@ -438,8 +428,8 @@ class _ClientCredentialsAuth(httpx.Auth):
                     try:
                         pending = next(flow)
                         while True:
-                            response = yield pending
-                            await aread_capped(response, _cap(response))
+                            response = yield pending.request
+                            await aread_capped(response, pending.max_bytes)
                             pending = flow.send(response)
                     except StopIteration as done:
                         token = done.value
@@ -586,29 +576,32 @@ def _dicts(value: Any) -> list[dict[str, Any]]:
     return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
 
 
-def _cap(response: httpx.Response) -> int:
-    """How much of an answer in the token flow is read: the CapabilityStatement (the one
-    request asking for FHIR JSON) may be larger than a SMART configuration or token answer."""
-    if response.request.headers.get("Accept") == _FHIR_JSON:
-        return STATEMENT_MAX_BYTES
-    return AUTH_ANSWER_MAX_BYTES
-
-
 def _drive_sync(
-    flow: Generator[httpx.Request, httpx.Response, str],
+    flow: Generator[_Ask, httpx.Response, str],
 ) -> Generator[httpx.Request, httpx.Response, str]:
-    """Drive ``flow`` (discovery and token requests), reading each answer's body (capped at
-    :data:`AUTH_ANSWER_MAX_BYTES`, a CapabilityStatement at :data:`STATEMENT_MAX_BYTES`); returns
-    what ``flow`` returns."""
+    """Drive ``flow`` (discovery and token requests), reading each answer's body to the limit
+    its request was yielded with (:class:`_Ask`); returns what ``flow`` returns."""
     try:
         pending = next(flow)
         while True:
-            response = yield pending
-            read_capped(response, _cap(response))
+            response = yield pending.request
+            read_capped(response, pending.max_bytes)
             pending = flow.send(response)
     except StopIteration as done:
         token: str = done.value
         return token
+
+
+def _json_answer(
+    response: httpx.Response, url: httpx.URL, method: str, what: str, *, answer: str = ""
+) -> dict[str, Any]:
+    """The JSON object of an answer in the token flow, once its status is a success
+    (:func:`_raise_for_auth_status`, ``what`` naming the request); ``answer`` (else ``what``)
+    names the body where it is no JSON object."""
+    _raise_for_auth_status(response, url, method, what)
+    return _responses.json_object(
+        response.content, what=answer or what, method=method, url=url, status=response.status_code
+    )
 
 
 def _raise_for_auth_status(

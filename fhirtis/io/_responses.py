@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import httpx
@@ -76,3 +77,26 @@ def json_object(
             f"{what} from {method} {where} is not a JSON object", status=status, url=where
         )
     return data
+
+
+def answer_problem(body: Mapping[str, Any], read_of: str | None) -> str | None:
+    """Why a 2xx answer is not what was asked, or None. A search (``read_of`` None) answers a
+    Bundle of type ``searchset`` (``type`` absent is taken as one), a read of the type
+    ``read_of`` that resource (R4 http.html), as a later page and ``FhirClient.read`` must.
+    Redox's FHIR API answers a query the EHR behind it failed with 200 and an OperationOutcome
+    ("Responding to queries", partial error): read as a search with no matches, or as the
+    resource, it hid the patient's data.
+
+    The reason, for the caller's own error: "an OperationOutcome, not a searchset Bundle",
+    "something else, not a Patient"."""
+    kind = body.get("resourceType")
+    if read_of is None:
+        if kind == "Bundle" and body.get("type") in (None, "searchset"):
+            return None
+        wanted = "a searchset Bundle"
+    elif kind == read_of:
+        return None
+    else:
+        wanted = f"a {read_of}"
+    said = "an OperationOutcome" if kind == "OperationOutcome" else "something else"
+    return f"{said}, not {wanted}"

@@ -32,6 +32,7 @@ from fhirtis.io import (
     MalformedResponse,
     NotFound,
     Refused,
+    answer_problem,
     is_refusal,
     is_unsupported_type,
     read_plan,
@@ -281,27 +282,18 @@ async def _get_search(
 
 
 def _check_answer(need: Need | None, rtype: str, body: Json, status: int) -> None:
-    """A 2xx answer to a search must be a searchset Bundle, to a read the resource (R4
-    http.html), as a later page's and :meth:`FhirClient.read`'s are. Redox's FHIR API answers a
-    query the EHR behind it failed with 200 and an OperationOutcome ("Responding to queries",
-    partial error): read as a search with no matches, it hid the patient's data."""
-    kind = body.get("resourceType")
+    """A 2xx answer to a search must be a searchset Bundle, to a read the resource
+    (:func:`~fhirtis.io.answer_problem`); a 200 OperationOutcome (Redox) is kept on the error."""
     wanted = rtype.split("/", maxsplit=1)[0]  # a read's ``Type/id``: its type
-    if need is None:
-        wrong = kind != wanted
-    else:
-        wrong = kind != "Bundle" or body.get("type") not in (None, "searchset")
-    if not wrong:
+    problem = answer_problem(body, None if need is not None else wanted)
+    if problem is None:
         return
-    outcome = body if kind == "OperationOutcome" else None
-    expected = "a searchset Bundle" if need is not None else f"a {wanted}"
     raise MalformedResponse(
         f"a {'search' if need is not None else 'read'} of {wanted} answered {status} with "
-        + ("an OperationOutcome" if outcome is not None else "something else")
-        + f", not {expected}",
+        + problem,
         status=status,
         url=wanted,
-        operation_outcome=outcome,
+        operation_outcome=body if body.get("resourceType") == "OperationOutcome" else None,
     )
 
 

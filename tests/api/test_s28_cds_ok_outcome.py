@@ -41,4 +41,8 @@ async def test_a_patient_read_answered_with_an_outcome_is_502(
     async with cds(BASE) as api:
         r = await api.post(SIGN, body)
     assert r.status_code == 502, r.text
-    assert "OperationOutcome" in r.json()["message"]
+    # worded by fhirtis.io answer_problem, as `fhirtis run` words it (s29c: ", not a Patient")
+    assert r.json()["message"] == (
+        "the FHIR server answered a Patient read the service needs with an OperationOutcome, "
+        "not a Patient"
+    )

@@ -20,114 +20,67 @@ others where the server allows delete.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Sequence
 from typing import Any
 
 import httpx
 import pytest
 from pytest_httpx import HTTPXMock
 
-from fhirtis.fhir.codes import IDENTIFIER_SYSTEM
-from fhirtis.io import FhirClient, FhirClientConfig
-from fhirtis.pipeline.server import PatientRun, RunStatus, settle
-from tests.e2e.test_s27b_hapi_create_race import (
-    IDENT,
-    Evaluated,
+from fhirtis.pipeline.server import RunStatus
+from tests.e2e._s29c_create_race import (
+    IF_NONE_EXIST,
+    RaceServer,
     conditional_create_statement,
+    searchset,
+    settle_on,
 )
 
 Json = dict[str, Any]
 BASE = "https://hapi5.example.org/fhir"
 
 
-def _searchset(found: Sequence[Json]) -> Json:
-    return {
-        "resourceType": "Bundle",
-        "type": "searchset",
-        "entry": [{"resource": r, "search": {"mode": "match"}} for r in found],
-    }
-
-
-class _RacyServer:
+class _RacyServer(RaceServer):
     """HAPI 5.x / Azure: the other writer's conditional create of the same resource runs at the
     same time as ours; both are answered 201 Created and both copies are stored (``a1``, the
     other writer's, and ``b2``, ours)."""
 
     def __init__(self, batch: bool) -> None:
-        self.batch = batch
-        self.stored: list[Json] = []
-        self.sent: list[httpx.Request] = []
+        super().__init__(BASE, conditional_create_statement(batch=batch, delete=True))
 
-    def _create(self, body: Json) -> Json:
+    def _both(self, body: Json) -> Json:
         theirs = {**body, "id": "a1", "meta": {"versionId": "1"}}
         ours = {**body, "id": "b2", "meta": {"versionId": "1"}}
         self.stored += [theirs, ours]
         return ours
 
-    def __call__(self, request: httpx.Request) -> httpx.Response:
-        self.sent.append(request)
-        path = request.url.path.removeprefix(httpx.URL(BASE).path).strip("/")
-        if path == "metadata":
-            return httpx.Response(
-                200, json=conditional_create_statement(batch=self.batch, delete=True)
-            )
-        if request.method == "GET" and path in ("Observation", "Provenance"):
-            found = self.stored if path == "Observation" else []
-            return httpx.Response(200, json=_searchset(found))
-        if request.method == "POST" and path == "Observation":
-            assert request.headers.get("If-None-Exist") == f"identifier={IDENTIFIER_SYSTEM}|{IDENT}"
-            made = self._create(json.loads(request.content))
-            return httpx.Response(
-                201, json=made, headers={"Location": f"{BASE}/Observation/b2/_history/1"}
-            )
-        if request.method == "POST" and path == "":
-            bundle = json.loads(request.content)
-            assert bundle["type"] == "batch"
-            answers: list[Json] = []
-            for entry in bundle["entry"]:
-                if entry["request"]["method"] == "GET":  # the batch of searches
-                    found = self.stored if entry["request"]["url"].startswith("Obs") else []
-                    answers.append({"resource": _searchset(found), "response": {"status": "200"}})
-                    continue
-                assert entry["request"]["ifNoneExist"] == f"identifier={IDENTIFIER_SYSTEM}|{IDENT}"
-                made = self._create(entry["resource"])
-                answers.append(
-                    {
-                        "response": {
-                            "status": "201 Created",
-                            "location": f"Observation/{made['id']}/_history/1",
-                            "etag": "1",
-                        }
+    def create(self, body: Json) -> httpx.Response:
+        made = self._both(body)
+        return httpx.Response(
+            201, json=made, headers={"Location": f"{BASE}/Observation/b2/_history/1"}
+        )
+
+    def batch(self, bundle: Json) -> httpx.Response:
+        assert bundle["type"] == "batch"
+        answers: list[Json] = []
+        for entry in bundle["entry"]:
+            if entry["request"]["method"] == "GET":  # the batch of searches
+                found = self.stored if entry["request"]["url"].startswith("Obs") else []
+                answers.append({"resource": searchset(found), "response": {"status": "200"}})
+                continue
+            assert entry["request"]["ifNoneExist"] == IF_NONE_EXIST
+            made = self._both(entry["resource"])
+            answers.append(
+                {
+                    "response": {
+                        "status": "201 Created",
+                        "location": f"Observation/{made['id']}/_history/1",
+                        "etag": "1",
                     }
-                )
-            return httpx.Response(
-                200, json={"resourceType": "Bundle", "type": "batch-response", "entry": answers}
+                }
             )
-        if request.method == "DELETE" and path.startswith("Observation/"):
-            rid = path.split("/")[1]
-            self.stored = [r for r in self.stored if r["id"] != rid]
-            return httpx.Response(204)
-        if request.method == "POST" and path == "Provenance":
-            return httpx.Response(
-                201,
-                json={**json.loads(request.content), "id": "prov"},
-                headers={"Location": f"{BASE}/Provenance/prov/_history/1"},
-            )
-        return httpx.Response(404, json={"resourceType": "OperationOutcome", "issue": []})
-
-    def writes(self, method: str, path: str) -> list[httpx.Request]:
-        return [
-            r
-            for r in self.sent
-            if r.method == method and r.url.path.removeprefix("/fhir/").startswith(path)
-        ]
-
-
-async def _settle(server: _RacyServer, httpx_mock: HTTPXMock) -> PatientRun:
-    httpx_mock.add_callback(server, is_reusable=True)
-    async with FhirClient(FhirClientConfig(base_url=BASE)) as client:
-        return await settle(client, "p1", Evaluated(), write=True)
+        return httpx.Response(
+            200, json={"resourceType": "Bundle", "type": "batch-response", "entry": answers}
+        )
 
 
 @pytest.mark.parametrize("batch", [False, True], ids=["single", "batch"])
@@ -135,9 +88,11 @@ async def test_a_conditional_create_answered_201_is_checked_for_a_concurrent_cop
     httpx_mock: HTTPXMock, batch: bool
 ) -> None:
     server = _RacyServer(batch)
-    run = await _settle(server, httpx_mock)
+    run = await settle_on(server, httpx_mock)
     assert run.status is RunStatus.WRITTEN, run.error
     # the copy with the lowest id (the other writer's) is kept; ours is deleted
     assert [r["id"] for r in server.stored] == ["a1"]
     (deleted,) = server.writes("DELETE", "Observation")
     assert deleted.url.path.endswith("/Observation/b2")
+    # the copy kept holds what this run wrote: nothing to update (the shared server takes PUTs)
+    assert server.writes("PUT", "Observation") == []

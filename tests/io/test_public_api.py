@@ -54,6 +54,8 @@ EXPECTED = {
     # a searchset read inside a batch, or prefetched by a CDS client, is checked as a page is
     "next_link",
     "searchset_problem",
+    # whether a read answered its resource, a search a searchset (run and the CDS service)
+    "answer_problem",
 }
 
 

@@ -18,6 +18,7 @@ from fhirtis.io import (
     FhirClientError,
     NotFound,
     Refused,
+    answer_problem,
     is_refusal,
     is_unsupported_type,
     searchset_problem,
@@ -189,17 +190,16 @@ async def _as_the_server_allows(
 
 
 def _check_answer(url: str, resource: Json) -> None:
-    """A read must answer the resource read, a search a Bundle (R4 http.html): 502 for anything
-    else. Redox's FHIR API answers a query the EHR behind it failed with 200 and an
-    OperationOutcome ("Responding to queries", partial error); taken for the Patient, it left
-    the patient without a birth date, and the cards said nothing of the failed read."""
-    wanted = "Bundle" if "?" in url else url.split("/", maxsplit=1)[0]
-    kind = resource.get("resourceType")
-    if kind != wanted:
-        said = "an OperationOutcome" if kind == "OperationOutcome" else "something else"
-        what = "a search" if "?" in url else f"a {wanted} read"
+    """A read must answer the resource read, a search a searchset Bundle
+    (:func:`~fhirtis.io.answer_problem`): 502 for anything else. Redox's 200 OperationOutcome,
+    taken for the Patient, left the patient without a birth date, and the cards said nothing of
+    the failed read."""
+    read_of = None if "?" in url else url.split("/", maxsplit=1)[0]
+    problem = answer_problem(resource, read_of)
+    if problem is not None:
+        what = "a search" if read_of is None else f"a {read_of} read"
         raise CdsError(
             502,
             "fhir-server-failed",
-            f"the FHIR server answered {what} the service needs with {said}",
+            f"the FHIR server answered {what} the service needs with {problem}",
         )
