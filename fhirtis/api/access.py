@@ -102,6 +102,30 @@ def _permissions(scope: str, resource: str) -> frozenset[str]:
     return letters if perm.isalpha() and letters <= _V1["*"] else frozenset()
 
 
+_RESOURCE_SCOPE = re.compile(r"(?:patient|user|system)/([A-Za-z]+|\*)\.(\S+)")
+_NO_READ = re.compile(r"c?u?d?")  # v2 permissions without r or s (in cruds order)
+
+
+def read_not_granted(scope: str, resource: str) -> bool:
+    """Whether the SMART scopes ``scope`` (space-separated, as OAuth's ``scope`` and CDS Hooks
+    2.0 ``fhirAuthorization.scope`` give them) clearly do not let their token read or search
+    ``resource``: they hold at least one resource scope (``patient/``, ``user/``, ``system/``),
+    and each that names ``resource`` or ``*`` is write-only (v1 ``.write``, v2 ``c``/``u``/``d``
+    alone). Anything else may grant it: v1 ``.read`` or ``.*``, v2 permissions with ``r`` or
+    ``s``, a granular v2 scope (``.rs?category=…``: part of the type), a spelling SMART does
+    not define, or no resource scope at all (nothing can be concluded)."""
+    found = [m for s in scope.split() if (m := _RESOURCE_SCOPE.fullmatch(s)) is not None]
+    if not found:
+        return False
+    for m in found:
+        if m.group(1) not in {resource, "*"}:
+            continue
+        perm = m.group(2).partition("?")[0]
+        if perm != "write" and not (perm and _NO_READ.fullmatch(perm)):
+            return False
+    return True
+
+
 def missing_scopes(scopes: Iterable[str], *, write: bool) -> list[str]:
     """``Type.read``/``Type.write`` for each type the token's scopes, together, do not cover
     (``patient/Observation.r patient/Observation.s`` may search it as ``.rs`` may)."""

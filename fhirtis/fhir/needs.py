@@ -25,6 +25,7 @@ from fhirtis.fhir.codes import CORE_SET_SYSTEM, Terminology
 from fhirtis.fhir.extract import CORE_SET_CODES, ENZYME_VALUE_SETS
 
 __all__ = [
+    "CAN_GO_WITHOUT",
     "CONDITIONS_NOT_ACTIVE",
     "INCLUDED_TYPES",
     "NEEDS",
@@ -138,6 +139,24 @@ NEEDS: tuple[Need, ...] = (
     ),
     Need("procedures", "Procedure", ("subject", "patient")),
     Need("adverseEvents", "AdverseEvent", ("subject",)),
+)
+
+#: The searched types that are sources of thrombosis risk factors (clinical spec §5.1; the
+#: Conditions also say juvenile or adult criteria, §2.3): a CDS call can be answered without
+#: them, naming them as not read (a risk factor recorded only there is missed), as it is on a
+#: server that offers no search of them. Not among them: the Patient (age, sex), the
+#: Observations (the dosing weight, the TIS measures), the MedicationAdministrations (the IVIG
+#: given) and their Medications, without which nothing the cards say holds.
+CAN_GO_WITHOUT: frozenset[str] = frozenset(
+    {
+        "Condition",
+        "MedicationStatement",
+        "MedicationRequest",
+        "Device",
+        "DeviceUseStatement",
+        "Procedure",
+        "AdverseEvent",
+    }
 )
 
 #: Observation value sets read beside the core set (weight, height and BMI for dosing; smoking

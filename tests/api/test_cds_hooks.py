@@ -207,7 +207,8 @@ def call(
             "access_token": token,
             "token_type": "Bearer",
             "expires_in": 300,
-            "scope": "patient/Patient.read patient/Observation.read",
+            # every type the service reads (a narrower scope is not asked beyond: s29b)
+            "scope": "launch patient/*.read",
             "subject": "fhirtis-cds",
         }
     return body
@@ -725,7 +726,8 @@ async def test_a_failed_prefetch_counts_as_missing() -> None:
     async with cds() as api:
         r = await api.post(SIGN, call([ivig_order(rate=qty(300, "mL/h"))], prefetch))
     assert r.status_code == 412
-    assert "prefetch lacks conditions" in r.json()["message"]
+    # sent, as an OperationOutcome: said so (s29b), not "prefetch lacks conditions"
+    assert "prefetch conditions is an OperationOutcome" in r.json()["message"]
 
 
 def _first_page_of(base: str, resources: list[Json]) -> Json:

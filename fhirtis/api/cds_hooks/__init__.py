@@ -21,7 +21,11 @@ value that does not hold its template's whole answer (one page of several, fewer
 its ``total``, a ``batch-response`` Bundle) counts as missing. What is missing is read from
 ``fhirServer`` with ``fhirAuthorization.access_token`` — only if that server is on the service's
 allow-list, and the token goes to that server only. When data are missing and cannot be read,
-the answer is 412 (CDS Hooks' "Precondition Failed"). A call whose orders hold no IVIG is
+the answer is 412 (CDS Hooks' "Precondition Failed"), except for a type the evaluation can go
+without (a risk-factor source, :data:`fhirtis.fhir.needs.CAN_GO_WITHOUT`) that fhirtis is not
+allowed to read (the server refuses it 403, ``fhirAuthorization.scope`` clearly does not grant
+it, or the client's prefetch is an OperationOutcome refusing access): the cards come, and the
+risk card names it. A call whose orders hold no IVIG is
 answered ``{"cards": []}`` without reading anything.
 
 Callers: in ``validate`` mode (and in ``pass-through`` mode when ``cds.trusted_clients`` is set)

@@ -74,17 +74,20 @@ def risk_card(
     excluded: int,
     not_read: Sequence[str] = (),
     incomplete: Sequence[str] = (),
+    forbidden: Sequence[str] = (),
 ) -> Json:
     """The thrombosis risk factors; ``excluded``: resources that could not be read,
     ``not_read``: resource types the FHIR server offers no search of (not read at all),
-    ``incomplete``: searches (prefetch keys or types) answered only in part."""
+    ``incomplete``: searches (prefetch keys or types) answered only in part, ``forbidden``:
+    resource types the access token may not read (not read at all: the patient's data there
+    were withheld, as a search answered in part withholds them)."""
     factors = profile.factors
     if factors:
         names = ", ".join(_label(f.kind.value) for f in factors)
         summary = f"TEE risk with IVIG: {len(factors)} risk factor(s): {names}"
     else:
         summary = "TEE risk with IVIG: no thrombosis risk factor found"
-        if incomplete:
+        if incomplete or forbidden:
             summary += " (data may be incomplete)"
         elif profile.unassessed:
             summary += " (some could not be assessed)"
@@ -109,13 +112,21 @@ def risk_card(
             f"Not read: the FHIR server offers no search of {', '.join(not_read)}; a risk factor "
             "recorded only there would be missed.",
         ]
+    if forbidden:
+        lines += [
+            "",
+            f"Not read: fhirtis is not allowed to read {', '.join(forbidden)} (the FHIR server "
+            "refused it, to the CDS client's prefetch or to fhirtis, or the access token's scope "
+            "does not grant it); a risk factor recorded only there would be missed.",
+        ]
     if incomplete:
         lines += [
             "",
             f"Incomplete: the search for {', '.join(incomplete)} reported that only part of the "
             "patient's data was returned; a risk factor recorded there may be missed.",
         ]
-    return _card(summary, "warning" if factors or incomplete else "info", "\n".join(lines))
+    warn = factors or incomplete or forbidden
+    return _card(summary, "warning" if warn else "info", "\n".join(lines))
 
 
 @dataclass(frozen=True)
@@ -356,7 +367,9 @@ def unread_order_card(unread: UnreadOrder, limit: RateLimit) -> Json:
     )
 
 
-def tis_card(evaluation: PatientEvaluation) -> Json | None:
+def tis_card(evaluation: PatientEvaluation, conditions_not_read: bool = False) -> Json | None:
+    """The latest TIS; ``conditions_not_read``: the patient's Conditions, which say whether the
+    juvenile criteria apply (clinical spec §2.3), could not be read."""
     course = evaluation.course
     if course.baseline is None or not course.followups:
         return None
@@ -386,4 +399,9 @@ def tis_card(evaluation: PatientEvaluation) -> Json | None:
     if confirmed is not None:
         lines.append(f"Confirmed deterioration on {confirmed.isoformat()}.")
     lines.append(f"{len(course.followups)} follow-up assessment(s) since baseline.")
+    if conditions_not_read:
+        lines.append(
+            "The patient's Conditions could not be read: a juvenile dermatomyositis recorded "
+            "there, which calls for the juvenile criteria, would be missed."
+        )
     return _card(summary, "info", "\n".join(lines))

@@ -12,10 +12,13 @@ from fastapi import Request
 
 from fhirtis.api.cds_hooks.request import CdsError, HookCall
 from fhirtis.api.errors import ApiError
+from fhirtis.fhir.needs import CAN_GO_WITHOUT, NEEDS
 from fhirtis.io import (
     BearerTokenAuth,
     FhirClient,
     FhirClientError,
+    FhirServerError,
+    Forbidden,
     NotFound,
     Refused,
     answer_problem,
@@ -59,13 +62,16 @@ class Fetched:
     """What :func:`fetch_missing` read: per URL, or per resource where the searches' types were
     read as the server allows, its result (a resource, a searchset with every wanted page
     merged into ``entry``, or None for a 404 Medication read); the types the server offers no
-    search of (each with why); and the types read as the server allows whose search said, in
+    search of (each with why); the types read as the server allows whose search said, in
     its own OperationOutcome, that only part of the matches came back (a searchset read in one
-    batch keeps its outcome: the caller checks it)."""
+    batch keeps its outcome: the caller checks it); and the types the evaluation can go
+    without (:data:`~fhirtis.fhir.needs.CAN_GO_WITHOUT`) that the server refused to the token
+    (403: its scope does not cover them), not read."""
 
     results: list[tuple[str, Json | None]]
     not_read: dict[str, str] = field(default_factory=dict)
     incomplete: list[str] = field(default_factory=list)
+    forbidden: list[str] = field(default_factory=list)
 
 
 async def fetch_missing(
@@ -74,23 +80,36 @@ async def fetch_missing(
     """Read each URL with the caller's token (:class:`Fetched`). One batch where the server
     takes searches in a batch (or is not yet known not to); else, and when it refuses them, the
     searches' types are read as ``fhirtis run`` reads them (individual searches, its
-    parameters, no ``_include``: :func:`pull_types`), the reads one by one."""
+    parameters, no ``_include``: :func:`pull_types`), the reads one by one. A search the
+    server refuses 403 of a type the evaluation can go without is left out (``forbidden``);
+    any other refusal is 412 (CDS Hooks 2.0, "HTTP Status Codes": the service "is unable to
+    retrieve the necessary FHIR data ... directly calling the FHIR server")."""
     state = request.app.state.fhirtis
     client = FhirClient(
         state.config_for(server), http=state.http, auth=BearerTokenAuth(token, base_url=server)
     )
+    forbidden: set[str] = set()
     try:
         async with asyncio.timeout(FETCH_BUDGET_SECONDS):
             known = client.cached_capabilities()
             if known is None or known.supports_batch_search():
                 try:
-                    return Fetched(await _in_one_batch(client, urls))
+                    results = await _in_one_batch(client, urls, forbidden)
+                    return Fetched(results, forbidden=sorted(forbidden))
                 except Learned as learned:
                     await client.capabilities()  # the statement first: what it says still holds
                     client.learn(learned.refused)
                 except _SearchRefusedError:
                     pass  # read as the server allows: what it refuses is learned there
-            return await _as_the_server_allows(client, urls, patient_id, state.settings)
+                except Forbidden as exc:
+                    if _type_in(exc, server) is not None:
+                        raise
+                    # the batch itself refused (HAPI's AuthorizationInterceptor refuses a whole
+                    # batch 403 without a transaction rule, or for one entry it denies): the
+                    # searches one by one, each refusal weighed on its own
+                    await client.capabilities()
+                    client.learn(Refused("batch-search"))
+            return await _as_the_server_allows(client, urls, patient_id, state.settings, forbidden)
     except TimeoutError:
         raise CdsError(
             504, "fhir-server-timeout", "the FHIR server did not answer in time"
@@ -99,12 +118,33 @@ async def fetch_missing(
         log.warning("cds: reading from the FHIR server failed: %s", type(exc).__name__)
         code = status_for(exc)
         if code < 500:  # 401, 403, 404: the data cannot be obtained
+            rtype = _type_in(exc, server)
+            what = "the reads" if rtype is None else f"the read of {rtype}"
             raise CdsError(
-                412, "precondition-failed", "the FHIR server refused the reads the service needs"
+                412,
+                "precondition-failed",
+                f"the FHIR server refused ({code}) {what} the service needs",
             ) from None
         raise CdsError(code, "fhir-server-failed", "the FHIR server failed") from None
     finally:
         await client.aclose()
+
+
+def _type_in(exc: FhirClientError, server: str) -> str | None:
+    """The resource type of the request a FHIR server refused (its URL is ``[base]/Type…``;
+    a page of a search, ``[base]?_getpages=…``, names none)."""
+    url = exc.url if isinstance(exc, FhirServerError) else ""
+    base = server.rstrip("/") + "/"
+    if not url.startswith(base):
+        return None
+    rtype = url[len(base) :].split("?", 1)[0].split("/", 1)[0]
+    return rtype if rtype.isalpha() and rtype[:1].isupper() else None
+
+
+def _can_go_without(url: str) -> str | None:
+    """The type of a search the evaluation can go without, else None."""
+    rtype = url.split("?", 1)[0]
+    return rtype if "?" in url and rtype in CAN_GO_WITHOUT else None
 
 
 class _SearchRefusedError(Exception):
@@ -115,17 +155,25 @@ class _SearchRefusedError(Exception):
 
 
 async def _in_one_batch(
-    client: FhirClient, urls: Sequence[tuple[str, bool]]
+    client: FhirClient, urls: Sequence[tuple[str, bool]], forbidden: set[str]
 ) -> list[tuple[str, Json | None]]:
     """The URLs in one batch, every wanted page followed. :class:`Learned`: the server
     refused the batch, or a search inside it (then searched as the server allows); a search
     answered a plain 404 where the server's types are unknown, or are known without the
     searched one, teaches that the type is not supported (:func:`is_unsupported_type`, as
     ``fhirtis run`` reads it).
-    :class:`_SearchRefusedError`: a search refused 400 or 422."""
+    :class:`_SearchRefusedError`: a search refused 400 or 422. A search answered 403 of a
+    type the evaluation can go without is left out, its type added to ``forbidden`` (also
+    when the batch is then read as the server allows)."""
     responses = await batch_of_reads(client, [url for url, _ in urls])
+    for (url, _), entry in zip(urls, responses, strict=True):
+        rtype = _can_go_without(url)
+        if rtype is not None and entry_status(entry) == 403:
+            forbidden.add(rtype)
     out: list[tuple[str, Json | None]] = []
     for (url, all_pages), entry in zip(urls, responses, strict=True):
+        if _can_go_without(url) in forbidden:
+            continue
         status, resource = entry_status(entry), entry.get("resource")
         if status == 404 and url.startswith("Medication/"):
             out.append((url, None))  # the order's medication stays unidentified
@@ -146,7 +194,8 @@ async def _in_one_batch(
             raise CdsError(
                 502 if code >= 500 else 412,
                 "fhir-server-failed" if code >= 500 else "precondition-failed",
-                f"the FHIR server answered {status or 'nothing'} to a read the service needs",
+                f"the FHIR server answered {status or 'nothing'} to the read of "
+                f"{url.split('?', 1)[0].split('/', 1)[0]} the service needs",
             )
         _check_answer(url, resource)
         if resource.get("resourceType") == "Bundle" and searchset_problem(resource) is not None:
@@ -162,20 +211,41 @@ async def _in_one_batch(
 
 
 async def _as_the_server_allows(
-    client: FhirClient, urls: Sequence[tuple[str, bool]], patient_id: str, settings: Settings
+    client: FhirClient,
+    urls: Sequence[tuple[str, bool]],
+    patient_id: str,
+    settings: Settings,
+    forbidden: set[str],
 ) -> Fetched:
     """The searches' types read as ``fhirtis run`` reads them (every page: a "latest n" search
     gets all its type's resources, of which the evaluation takes the latest), the reads one by
     one; with the types the server offers no search of (as ``fhirtis run``, the evaluation
-    goes on without them, and the cards say so) and those whose search was answered in part."""
-    types = sorted({url.split("?", 1)[0] for url, _ in urls if "?" in url})
+    goes on without them, and the cards say so) and those whose search was answered in part.
+    A type the evaluation can go without that the server refuses 403 (``forbidden``: known
+    from the batch, or learned here) is left out, and the others read again; so is a type whose
+    search brings it (a DeviceUseStatement's Device, read by id)."""
+    types = sorted({url.split("?", 1)[0] for url, _ in urls if "?" in url} - forbidden)
     out: list[tuple[str, Json | None]] = []
     skipped: dict[str, str] = {}
     incomplete: list[str] = []
-    if types:
-        pulled = await pull_types(client, patient_id, settings, types)
+    while types:
+        try:
+            pulled = await pull_types(client, patient_id, settings, types)
+        except Forbidden as exc:
+            refused = _type_in(exc, client.config.base_url)
+            dropped = {
+                n.resource_type
+                for n in NEEDS
+                if refused in CAN_GO_WITHOUT and refused in (n.resource_type, n.included_type)
+            } & set(types)
+            if refused is None or not dropped:
+                raise
+            forbidden.update({refused, *dropped})
+            types = [t for t in types if t not in dropped]
+            continue
         out += [(f"{r.get('resourceType')}/{r.get('id')}", r) for r in pulled.resources]
         skipped, incomplete = pulled.skipped, pulled.incomplete
+        break
     for url in (url for url, _ in urls if "?" not in url):
         try:
             response = await client.request("GET", url)
@@ -186,7 +256,7 @@ async def _as_the_server_allows(
             raise
         _check_answer(url, response.body or {})
         out.append((url, response.body))
-    return Fetched(out, skipped, incomplete)
+    return Fetched(out, skipped, incomplete, sorted(forbidden))
 
 
 def _check_answer(url: str, resource: Json) -> None:

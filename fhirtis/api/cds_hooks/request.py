@@ -10,7 +10,7 @@ from urllib.parse import parse_qs, quote
 
 from fhirtis.api.access import is_b64token
 from fhirtis.fhir.codes import Terminology
-from fhirtis.fhir.needs import prefetch_queries
+from fhirtis.fhir.needs import CAN_GO_WITHOUT, export_types, prefetch_queries
 from fhirtis.fhir.primitives import is_id
 from fhirtis.io import next_link
 from fhirtis.pipeline.pull import partial_results
@@ -51,11 +51,16 @@ SERVICES: Mapping[str, CdsService] = {
     )
 }
 
+_NEEDED = [t for t in export_types() if t not in CAN_GO_WITHOUT]
 USAGE_REQUIREMENTS = (
     "Provide every prefetch key (null where there are no data), or fhirServer with "
     "fhirAuthorization for a FHIR server on this service's allow-list so that the service can "
-    "read what is missing; otherwise the service answers 412. Draft IVIG orders should name "
-    "a Medication with ingredient.strength so that rates can be given in mL/h."
+    "read what is missing; otherwise the service answers 412. The access token (and the "
+    f"prefetch) must be allowed to read and search {', '.join(_NEEDED[:-1])} and "
+    f"{_NEEDED[-1]} (without them the answer is 412), and should be allowed "
+    f"{', '.join(sorted(CAN_GO_WITHOUT))} (the risk card names any it may not read: a risk "
+    "factor recorded there is missed). Draft IVIG orders should name a Medication with "
+    "ingredient.strength so that rates can be given in mL/h."
 )
 
 
@@ -115,6 +120,8 @@ class HookCall:
     fhir_server: str | None
     access_token: str | None
     prefetch: dict[str, Any]
+    # fhirAuthorization.scope: "The scopes the access token grants the CDS Service" (SMART)
+    scope: str | None = None
 
 
 def parse_call(body: Any, service: CdsService) -> HookCall:
@@ -158,6 +165,7 @@ def parse_call(body: Any, service: CdsService) -> HookCall:
         raise bad("fhirServer must be a URL")
     auth = body.get("fhirAuthorization")
     token: str | None = None
+    scope: str | None = None
     if auth is not None:
         if not isinstance(auth, dict):
             raise bad("fhirAuthorization must be an object")
@@ -174,12 +182,14 @@ def parse_call(body: Any, service: CdsService) -> HookCall:
         # a token restricted to another patient could read that patient's record, or nothing
         if auth.get("patient") is not None and auth.get("patient") != patient_id:
             raise bad("fhirAuthorization.patient is another patient than context.patientId")
+        granted = auth.get("scope")
+        scope = granted if isinstance(granted, str) else None
     prefetch = body.get("prefetch", {})
     if prefetch is None:
         prefetch = {}
     if not isinstance(prefetch, dict):
         raise bad("prefetch must be an object")
-    return HookCall(hook, patient_id, draft, selections, server, token, prefetch)
+    return HookCall(hook, patient_id, draft, selections, server, token, prefetch, scope)
 
 
 def _draft_references(draft: Mapping[str, Any]) -> set[str]:
@@ -239,6 +249,8 @@ class Gathered:
     unsatisfied: dict[str, str] = field(default_factory=dict)
     # prefetch keys (or types read) whose search said it returned only part of the matches
     incomplete: list[str] = field(default_factory=list)
+    # types the evaluation can go without whose prefetch the client was refused (not read)
+    forbidden: list[str] = field(default_factory=list)
 
     def add(self, resource: Json, full_url: str | None = None) -> None:
         rtype, rid = resource.get("resourceType"), resource.get("id")
@@ -277,7 +289,13 @@ def take_prefetch(call: HookCall, templates: Sequence[Template], into: Gathered)
             raise bad(f"prefetch.{t.key} must be a FHIR resource, a Bundle or null")
         kind = value["resourceType"]
         if kind == "OperationOutcome":
+            if t.resource_type in CAN_GO_WITHOUT and _access_refused(value):
+                # CDS Hooks 2.0: the outcome is sent "to prevent the CDS Service from incurring
+                # an unneeded follow-up query"; the evaluation goes on without the type
+                into.forbidden.append(t.resource_type)
+                continue
             missing.append(t)  # the client failed to prefetch; read it if possible
+            into.unsatisfied[t.key] = "is an OperationOutcome (the CDS client's prefetch failed)"
             continue
         if kind not in {"Bundle", t.resource_type}:
             raise bad(f"prefetch.{t.key} is a {kind}, not what its template asks for")
@@ -303,6 +321,20 @@ def take_prefetch(call: HookCall, templates: Sequence[Template], into: Gathered)
             raise bad(f"prefetch.{t.key} holds another patient than context.patientId")
         into.merge(found)
     return missing
+
+
+#: R4 IssueType codes of a refused access (the ``security`` family, less those of a failed
+#: login or an expired session, which another token may not meet): "forbidden" (Oracle
+#: Health's 403 to a missing scope), "security", "suppressed" (withheld by access rules).
+_REFUSED_ACCESS = frozenset({"forbidden", "security", "suppressed"})
+
+
+def _access_refused(outcome: Mapping[str, Any]) -> bool:
+    """Whether a prefetched OperationOutcome says the client was not allowed the search."""
+    issues = outcome.get("issue")
+    return isinstance(issues, list) and any(
+        isinstance(i, dict) and i.get("code") in _REFUSED_ACCESS for i in issues
+    )
 
 
 _ANSWERS = frozenset({"searchset", "collection"})  # the Bundles a template may be answered with

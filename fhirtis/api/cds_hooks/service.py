@@ -20,6 +20,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from fhirtis.api.access import read_not_granted
 from fhirtis.api.cds_hooks.cards import (
     check_order,
     exceeded_card,
@@ -29,7 +30,7 @@ from fhirtis.api.cds_hooks.cards import (
     tis_card,
     unread_order_card,
 )
-from fhirtis.api.cds_hooks.fetch import fetch_missing, reader
+from fhirtis.api.cds_hooks.fetch import Fetched, fetch_missing, reader
 from fhirtis.api.cds_hooks.request import (
     SERVICES,
     USAGE_REQUIREMENTS,
@@ -51,6 +52,7 @@ from fhirtis.clinical.patient import PatientEvaluation, evaluate_patient
 from fhirtis.fhir.bundle import PatientResources
 from fhirtis.fhir.codes import terminology
 from fhirtis.fhir.extract import PatientData
+from fhirtis.fhir.needs import CAN_GO_WITHOUT
 from fhirtis.fhir.orders import (
     IvigOrder,
     RateKind,
@@ -162,6 +164,7 @@ async def _answer(
     audit_to["patient"] = call.patient_id
     stats = {"orders": 0, "ivig": 0, "fetched": 0}
     not_read: dict[str, str] = {}  # types the FHIR server offers no search of
+    forbidden: list[str] = []  # types the evaluation can go without that the token may not read
     call.draft_orders = _referable(call.draft_orders)
     requests = draft_medication_requests(call.draft_orders, call.selections)
     stats["orders"] = len(requests)
@@ -214,12 +217,32 @@ async def _answer(
                 return {"cards": []}, stats  # no order is known to be IVIG
             unresolved = []  # answer for the orders known; the others cannot be identified
         else:
+            # a type the token's scope clearly does not grant is not asked for (CDS Hooks 2.0
+            # fhirAuthorization.scope: "The scopes the access token grants the CDS Service")
+            forbidden = sorted(
+                {
+                    t.resource_type
+                    for t in missing
+                    if t.resource_type in CAN_GO_WITHOUT
+                    and call.scope is not None
+                    and read_not_granted(call.scope, t.resource_type)
+                }
+            )
             page = ctx.settings.fhir.page_size if ctx.settings.fhir else 100
-            to_read = [(t.for_patient(call.patient_id, page), t.all_pages) for t in missing]
+            to_read = [
+                (t.for_patient(call.patient_id, page), t.all_pages)
+                for t in missing
+                if t.resource_type not in forbidden
+            ]
             to_read += [(on_server.get(ref, ref), False) for ref in unresolved]
             server, token = source
-            fetched = await fetch_missing(request, server, token, to_read, call.patient_id)
+            fetched = (
+                await fetch_missing(request, server, token, to_read, call.patient_id)
+                if to_read
+                else Fetched([])
+            )
             not_read = fetched.not_read
+            forbidden += fetched.forbidden
             gathered.incomplete += fetched.incomplete  # searched one at a time, answered in part
             for url, resource in fetched.results:
                 if resource is None:
@@ -253,7 +276,20 @@ async def _answer(
     limit = thr.max_rate_now
     excluded = sum(1 for i in result.data.issues if i.severity in {"error", "fatal"})
 
-    cards = [risk_card(thr.current, excluded, sorted(not_read), sorted(set(gathered.incomplete)))]
+    forbidden = sorted({*gathered.forbidden, *forbidden})
+    if forbidden:  # for the operator: the token's scope (types only, never patient data)
+        log.warning(
+            "cds %s: answered without %s: not allowed to read", service.id, ", ".join(forbidden)
+        )
+    cards = [
+        risk_card(
+            thr.current,
+            excluded,
+            sorted(not_read),
+            sorted(set(gathered.incomplete)),
+            forbidden,
+        )
+    ]
     for order in orders:
         check = check_order(order, limit, result.weight)
         cards.append(max_rate_card(check, limit, result.weight, result.now))
@@ -261,7 +297,7 @@ async def _answer(
         if exceeded is not None:
             cards.append(exceeded)
     cards += [unread_order_card(u, limit) for u in unread]
-    tis = tis_card(result.evaluation)
+    tis = tis_card(result.evaluation, "Condition" in {*not_read, *forbidden})
     if tis is not None:
         cards.append(tis)
     return {"cards": cards}, stats
