@@ -29,6 +29,27 @@ class PullError(FhirClientError):
     """A read the evaluation needs failed; the patient is not evaluated."""
 
 
+class SeveralMatches(FhirServerError):  # noqa: N818 - as NotFound, PreconditionFailed
+    """A conditional create answered 412 Precondition Failed because its condition matches
+    several resources on the server, none of them the one it would create (R4
+    http.html#ccreate, "Multiple matches": the criteria "were not selective enough"). Nothing
+    was created, and sending it again changes nothing while those resources stay: no version
+    conflict to re-read and re-plan, but a resource not written. ``creates``: the type and
+    fhirtis's identifier of each such create."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        creates: tuple[tuple[str, str], ...],
+        status: int | None,
+        url: str,
+        operation_outcome: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message, status=status, url=url, operation_outcome=operation_outcome)
+        self.creates = creates
+
+
 def describe(exc: FhirClientError) -> str:
     """The error, with the server's OperationOutcome issue codes and locations (not its
     diagnostics, which may echo patient data)."""
@@ -62,7 +83,10 @@ def status_for(exc: FhirClientError) -> int:
 
 def code_for(exc: FhirClientError) -> str | None:
     """The FHIR issue code of a failure of the FHIR server when the status alone would mislead:
-    a permanent refusal (405, 501, ``not-supported``) or another 4xx is never ``transient``."""
+    a permanent refusal (405, 501, ``not-supported``) or another 4xx is never ``transient``;
+    a conditional create that matched several resources is ``multiple-matches``."""
+    if isinstance(exc, SeveralMatches):
+        return "multiple-matches"  # R4 issue-type: "Multiple matching records were found"
     if isinstance(exc, FhirServerError) and exc.status is not None:
         if is_refusal(exc.status, exc.operation_outcome):
             return "not-supported"

@@ -22,11 +22,19 @@ from fhirtis.io import (
     WritePlanShape,
     write_plan,
 )
-from fhirtis.pipeline.answers import Learned, code_for, describe, location_reference, status_for
+from fhirtis.pipeline.answers import (
+    Learned,
+    SeveralMatches,
+    code_for,
+    describe,
+    location_reference,
+    status_for,
+)
 from fhirtis.pipeline.patient_run import NotWritten, PatientRun, RunStatus
 from fhirtis.pipeline.pull import MAX_LEARN
 from fhirtis.pipeline.stored_output import stored_output
 from fhirtis.pipeline.write import (
+    SEVERAL_MATCHES,
     Naming,
     post_provenance,
     write_batch,
@@ -89,6 +97,9 @@ async def _settle(
     plan: WritePlan | None = None
     duplicates: list[str] = []  # found after search-then-create, kept (delete refused)
     conflict = ""  # the last conflict (412, or HAPI's 409) that made the run re-plan
+    # conditional creates answered 412 as matching several resources: never sent again; the
+    # rest is written (re-planned without them) and the run fails naming them
+    several: list[SeveralMatches] = []
     for attempt in range(MAX_REPLANS + MAX_LEARN + 1):
         try:
             stored = await stored_output(
@@ -103,7 +114,7 @@ async def _settle(
         if write and (attempt == 0 or naming.unsure) and shape.provenance:
             # and after a Provenance whose answer was lost: what it named is named once
             await _name_unnamed(writer, plan, caps, requests, naming)
-        writes, not_written = _writable(plan, caps, shape, naming.undeletable)
+        writes, not_written = _writable(plan, caps, shape, naming.undeletable, several)
         not_written += stored.unchecked
         if not writes and write and naming.targets and shape.provenance:
             try:
@@ -117,6 +128,8 @@ async def _settle(
             except FhirClientError as exc:
                 return _failed(patient_id, plan, exc, requests)
             sent_before = sent_before or not naming.refused
+        if not writes and several and write:
+            return _not_all_written(patient_id, plan, several, requests, not_written, naming)
         if not writes:
             status = RunStatus.WRITTEN if sent_before else RunStatus.UNCHANGED
             return PatientRun(
@@ -154,6 +167,10 @@ async def _settle(
             writer.learn(learned.refused)
             sent_before = sent_before or requests.get("write", 0) > writes_before
             continue
+        except SeveralMatches as exc:
+            several.append(exc)  # re-planned without it
+            sent_before = sent_before or len(naming.written) > confirmed_before
+            continue
         except (PreconditionFailed, WriteOutcomeUnknown) as exc:
             sent_before = (
                 sent_before
@@ -179,6 +196,8 @@ async def _settle(
             # withdrawn (and says "unchanged" when the server confirmed nothing else)
             sent_before = sent_before or len(naming.written) > confirmed_before
             continue
+        if several:
+            return _not_all_written(patient_id, plan, several, requests, not_written, naming)
         log.info(
             "Patient/%s written (%s): %s",
             patient_id,
@@ -204,6 +223,22 @@ async def _settle(
         error_status=409,
         requests=requests,
     )
+
+
+def _not_all_written(
+    patient_id: str,
+    plan: WritePlan,
+    several: Sequence[SeveralMatches],
+    requests: dict[str, int],
+    not_written: list[NotWritten],
+    naming: Naming,
+) -> PatientRun:
+    """A run that wrote what it could but not the conditional creates answered 412 as matching
+    several resources (``several``, also in ``not_written``): failed, saying which and why."""
+    run = _failed(patient_id, plan, several[0], requests)
+    run.error = "; ".join(describe(exc) for exc in several)
+    run.not_written = _with_refused_provenance(not_written, naming)
+    return run
 
 
 def _failed(
@@ -309,13 +344,19 @@ def _writable(
     caps: Capabilities,
     shape: WritePlanShape,
     undeletable: Collection[str] = (),
+    several: Sequence[SeveralMatches] = (),
 ) -> tuple[list[PlannedWrite], list[NotWritten]]:
     """The changed writes the server can take, and the others with why they are not written
-    (``undeletable``: identifiers of withdrawals whose delete the server refused with 409)."""
+    (``undeletable``: identifiers of withdrawals whose delete the server refused with 409;
+    ``several``: conditional creates answered 412, matching several resources)."""
     writes: list[PlannedWrite] = []
     not_written: list[NotWritten] = []
+    matched = {c for exc in several for c in exc.creates}
     for w in plan.writes:
         rtype = w.derived.resource_type
+        if w.action is Action.CREATE and (rtype, w.derived.identifier) in matched:
+            not_written.append(NotWritten(rtype, w.derived.identifier, SEVERAL_MATCHES))
+            continue
         if w.action is Action.WITHDRAW:
             how = "update" if rtype in RETIRABLE else "delete"
             if not caps.allows(rtype, how):

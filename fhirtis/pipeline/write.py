@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from fhirtis.fhir.derive import Derived
 from fhirtis.fhir.plan import (
     RETIRABLE,
     RETIRED,
@@ -60,6 +61,7 @@ from fhirtis.io import (
 )
 from fhirtis.pipeline.answers import (
     Learned,
+    SeveralMatches,
     entry_outcome,
     entry_response,
     entry_status,
@@ -68,6 +70,13 @@ from fhirtis.pipeline.answers import (
 )
 from fhirtis.pipeline.patient_run import Written
 from fhirtis.pipeline.pull import NOT_RUN, find_existing
+from fhirtis.pipeline.write_order import (
+    batch_order,
+    deletes,
+    in_the_way,
+    makes_way,
+    single_order,
+)
 
 Json = dict[str, Any]
 log = logging.getLogger("fhirtis.pipeline.write")
@@ -164,7 +173,7 @@ def _entry(w: PlannedWrite, conditional: bool, base: str) -> Json:
         if conditional:
             request["ifNoneExist"] = d.if_none_exist
         return {"fullUrl": d.full_url, "resource": d.resource, "request": request}
-    if _deletes(w):
+    if deletes(w):
         return {"request": {"method": "DELETE", "url": f"{d.resource_type}/{w.existing_id}"}}
     request = {"method": "PUT", "url": f"{d.resource_type}/{w.existing_id}"}
     if w.existing_version:
@@ -248,6 +257,92 @@ async def _create_race_lost(
     )
 
 
+SEVERAL_MATCHES = (
+    "its conditional create was answered 412 Precondition Failed: its condition (If-None-Exist) "
+    "matches several resources already on the server, duplicates another system or person "
+    "stored (R4 http.html#ccreate); remove or correct them and run again"
+)
+
+
+def _stored_now(found: Iterable[Json], d: Derived) -> bool:
+    """Whether ``found`` holds ``d`` (its type and identifier, not retired)."""
+    return any(
+        r.get("resourceType") == d.resource_type
+        and identifier_of(r) == d.identifier
+        and r.get("status") != RETIRED
+        for r in found
+    )
+
+
+def _several(creates: Sequence[Derived], exc: FhirServerError) -> SeveralMatches:
+    """The :class:`SeveralMatches` of ``creates`` (named by type and fhirtis's identifier: no
+    patient data), from the 412 ``exc``."""
+    log.warning(
+        "a conditional create of %s matched several resources (412): not written",
+        ", ".join(sorted({d.resource_type for d in creates})),
+    )
+    named = "; ".join(f"{d.resource_type} {d.identifier}" for d in creates)
+    return SeveralMatches(
+        f"{named} not written: {SEVERAL_MATCHES}",
+        creates=tuple((d.resource_type, d.identifier) for d in creates),
+        status=exc.status,
+        url=exc.url,
+        operation_outcome=exc.operation_outcome,
+    )
+
+
+async def _create_matched_several(
+    writer: FhirClient, w: PlannedWrite, exc: FhirServerError, requests: dict[str, int]
+) -> FhirServerError:
+    """A conditional create answered 412: R4 http.html#ccreate, "Multiple matches: The server
+    returns a 412 Precondition Failed error indicating the client's criteria were not selective
+    enough"; nothing was created. Its identifier is searched: where the resource is stored now
+    (another writer made it meanwhile, and a copy with it), a :class:`PreconditionFailed`,
+    re-read and re-planned; else (or where the search fails) a :class:`SeveralMatches` naming
+    it: not written, and not sent again."""
+    try:
+        found = await find_existing(writer, [w.derived], requests)
+    except FhirClientError as failed:
+        log.warning("a create answered 412 could not be looked up (%s)", type(failed).__name__)
+        found = []
+    if _stored_now(found, w.derived):
+        log.info("a create of a %s answered 412, now stored: re-planning", w.derived.resource_type)
+        return PreconditionFailed(
+            str(exc), status=exc.status, url=exc.url, operation_outcome=exc.operation_outcome
+        )
+    return _several([w.derived], exc)
+
+
+async def _transaction_matched_several(
+    writer: FhirClient,
+    writes: Sequence[PlannedWrite],
+    exc: PreconditionFailed,
+    requests: dict[str, int],
+) -> FhirServerError:
+    """A transaction answered 412 (nothing was stored): a stale ``ifMatch``, or a conditional
+    create whose condition matches several resources (R4 http.html#ccreate), which the status
+    does not tell apart. The conditional creates of ``writes`` whose condition is not
+    fhirtis's identifier (:attr:`Derived.match`; one on the identifier matches only fhirtis's
+    own copies, which a re-plan finds) are searched by it, each: where one now finds its own
+    resource, or none finds several, a re-plan (``exc``); else a :class:`SeveralMatches`
+    naming those that find several (the re-plan leaves them out)."""
+    culprits: list[Derived] = []
+    for w in writes:
+        d = w.derived
+        if w.action is not Action.CREATE or d.match is None:
+            continue
+        try:
+            found = await find_existing(writer, [d], requests)
+        except FhirClientError as failed:
+            log.warning("a create answered 412 could not be looked up (%s)", type(failed).__name__)
+            return exc
+        if _stored_now(found, d):
+            return exc
+        if len([r for r in found if r.get("resourceType") == d.resource_type]) > 1:
+            culprits.append(d)
+    return _several(culprits, exc) if culprits else exc
+
+
 async def _write(
     writer: FhirClient,
     method: str,
@@ -303,11 +398,6 @@ async def _delete_singly(
         raise
     naming.confirm(w, url)
     return url
-
-
-def _deletes(w: PlannedWrite) -> bool:
-    """Whether ``w`` withdraws by deleting (a type without an ``entered-in-error`` status)."""
-    return w.action is Action.WITHDRAW and w.derived.resource_type not in RETIRABLE
 
 
 def _made(location: str | None, answered: object, w: PlannedWrite) -> str | None:
@@ -385,7 +475,10 @@ async def write_transaction(
     creates are (:func:`_check_duplicates`): a server that ignores ``ifNoneExist`` creates a
     resource another writer created meanwhile a second time."""
     base = writer.config.base_url
-    entries = [_entry(w, True, base) for w in writes]
+    # a create that a DELETE of this transaction makes way for is a plain one (see
+    # :func:`~fhirtis.pipeline.write_order.in_the_way`); every other create is conditional
+    plain_creates = in_the_way(writes)
+    entries = [_entry(w, w not in plain_creates, base) for w in writes]
     if provenance is not None:
         targets = naming.and_(_target(w) for w in writes)
         prov = _as_written(provenance, targets)
@@ -398,12 +491,18 @@ async def write_transaction(
     except FhirServerError as exc:
         if is_refusal(exc.status, exc.operation_outcome) and not isinstance(exc, NotFound):
             raise Learned(Refused("transaction")) from exc
+        if isinstance(exc, PreconditionFailed):
+            several = await _transaction_matched_several(
+                writer, [w for w in writes if w not in plain_creates], exc, requests
+            )
+            if several is not exc:
+                raise several from exc
         if is_conflict(exc):
             # nothing was stored: a delete of a referenced resource, or an If-Match version
             # conflict. The deletes are sent singly (what the server refuses stays, reported
             # not withdrawn; what it deletes the next Provenance names), then re-plan.
             for w in writes:
-                if _deletes(w):
+                if deletes(w):
                     requests["write"] = requests.get("write", 0) + 1
                     deleted = await _delete_singly(writer, w, requests, naming)
                     if deleted is not None:
@@ -421,7 +520,7 @@ async def write_transaction(
     unlocated: list[PlannedWrite] = []
     for i, w in enumerate(writes):  # all or nothing: every write was made
         entry = answers[i] if i < len(answers) and isinstance(answers[i], dict) else {}
-        if w.action is Action.CREATE and entry_status(entry) == 200:
+        if w.action is Action.CREATE and entry_status(entry) == 200 and w not in plain_creates:
             continue  # its ifNoneExist found it stored: another writer made it meanwhile
         if w.action is Action.CREATE:
             created.append(w)
@@ -446,9 +545,11 @@ async def write_batch(
     duplicates: list[str],
     naming: Naming,
 ) -> None:
-    """One batch of creates (conditional where the server has it) and If-Match updates, then
-    one Provenance naming what the batch changed."""
+    """One batch of creates (conditional where the server has it), If-Match updates and
+    withdrawals (in :func:`~fhirtis.pipeline.write_order.batch_order`), then one Provenance
+    naming what the batch changed."""
     base = writer.config.base_url
+    writes = batch_order(writes, shape)
     entries = [
         _entry(w, shape.conditional_create.get(w.derived.resource_type, False), base)
         for w in writes
@@ -501,12 +602,25 @@ async def write_batch(
             continue
         outcome = entry_outcome(entry)
         rtype = w.derived.resource_type
-        if _deletes(w) and status in (404, 410) and not is_refusal(status, outcome):
+        if deletes(w) and status in (404, 410) and not is_refusal(status, outcome):
             continue  # gone already
-        if _deletes(w) and status == CONFLICT and not is_refusal(status, outcome):
+        if deletes(w) and status == CONFLICT and not is_refusal(status, outcome):
             naming.undeletable.add(w.derived.identifier)  # referenced: reported not withdrawn
             continue
-        if status in (412, CONFLICT) and not is_refusal(status, outcome):
+        ccreate = w.action is Action.CREATE and shape.conditional_create.get(rtype, False)
+        if ccreate and status == 412 and not is_refusal(status, outcome):
+            answered = FhirServerError(
+                f"batch entry {rtype} failed with status 412",
+                status=status,
+                url=rtype,
+                operation_outcome=outcome,
+            )
+            matched = await _create_matched_several(writer, w, answered, requests)
+            if not isinstance(matched, SeveralMatches):
+                conflict = True
+            elif failure is None:
+                failure = matched  # not sent again: the run fails saying so
+        elif status in (412, CONFLICT) and not is_refusal(status, outcome):
             conflict = True
         elif failure is not None:
             continue
@@ -515,9 +629,7 @@ async def write_batch(
                 failure = Learned(Refused("conditional-create", rtype))
             else:
                 action = "create" if w.action is Action.CREATE else "update"
-                failure = Learned(
-                    Refused("interaction", rtype, "delete" if _deletes(w) else action)
-                )
+                failure = Learned(Refused("interaction", rtype, "delete" if deletes(w) else action))
         else:
             failure = FhirServerError(
                 f"batch entry {rtype} failed with status {status or '?'}",
@@ -555,18 +667,21 @@ async def write_singles(
     duplicates: list[str],
     naming: Naming,
 ) -> None:
-    """Single requests in a safe order: creates, then If-Match updates, then the Provenance
-    (last, so it names only what was written). A conditional create answered "exists" after a
-    try whose answer was lost names what that try created."""
+    """Single requests in a safe order (:func:`~fhirtis.pipeline.write_order.single_order`),
+    then the Provenance (last, so it names only what was written). A conditional create
+    answered "exists" after a try whose answer was lost names what that try created."""
     changed: list[str] = []
     resent: list[str] = []  # what creates sent again made (their first try may have too)
     plain: list[PlannedWrite] = []
     unlocated: list[PlannedWrite] = []  # creates whose answer does not say what they made
     unlocated_resent: set[str] = set()
-    order = {Action.CREATE: 0, Action.UPDATE: 1, Action.WITHDRAW: 2}
-    ordered = sorted(writes, key=lambda w: order.get(w.action, 1))
+    several: SeveralMatches | None = None  # a conditional create that matched several
+    # a delete that makes way for a create (write_order.single_order) and failed (made or not:
+    # retries of a lost answer ran out): the creates are sent all the same, then it is raised
+    way_failed: FhirClientError | None = None
+    ahead = makes_way(writes, shape)
     try:
-        for w in ordered:
+        for w in single_order(writes, shape):
             d = w.derived
             rtype = d.resource_type
             requests["write"] = requests.get("write", 0) + 1
@@ -575,6 +690,14 @@ async def write_singles(
                 headers = {"If-None-Exist": d.if_none_exist} if conditional else None
                 try:
                     answer = await _write(writer, "POST", rtype, json=d.resource, headers=headers)
+                except PreconditionFailed as exc:
+                    if not conditional:
+                        raise
+                    matched = await _create_matched_several(writer, w, exc, requests)
+                    if not isinstance(matched, SeveralMatches):
+                        raise matched from exc
+                    several = several or matched  # the rest is written, then the run fails
+                    continue
                 except FhirServerError as exc:
                     if is_refusal(exc.status, exc.operation_outcome):
                         kind = Refused("conditional-create", rtype) if conditional else None
@@ -602,8 +725,14 @@ async def write_singles(
                         naming.confirm(w, made)
                         if answer.resent:
                             resent.append(made)
-            elif _deletes(w):
-                deleted = await _delete_singly(writer, w, requests, naming)
+            elif deletes(w):
+                try:
+                    deleted = await _delete_singly(writer, w, requests, naming)
+                except FhirClientError as exc:
+                    if rtype not in ahead:
+                        raise
+                    way_failed = way_failed or exc  # the replacement is still attempted
+                    continue
                 if deleted is not None:
                     changed.append(deleted)
             else:
@@ -632,6 +761,10 @@ async def write_singles(
                     raise
                 changed.append(url)
                 naming.confirm(w, url)
+        if way_failed is not None:
+            raise way_failed
+        if several is not None:
+            raise several
     finally:
         # what was written is written: name it in the one Provenance even if a later write fails
         located = await _locate(writer, unlocated, requests, naming, changed)
