@@ -75,6 +75,9 @@ READ: dict[str, str] = {
     "us-core/bmi.json": "bmi 16.2 1999-07-02",
     # SNOMED CT 422504002 "Ischemic stroke (disorder)", active, onset 2010-07-18
     "r4/condition-example-stroke.json": "event ischaemic-stroke 2010-07-18",
+    # an active "NSCLC - Non-small cell lung cancer" (SNOMED CT 254637007, in VSAC "Malignant
+    # Neoplasms"): the malignancy risk factor from its onset
+    "r4/condition-example-f002-lung.json": "risk malignancy 2011-05-05",
     # US Core smoking status (LOINC 72166-2), SNOMED CT 428041000124106 "Current some day
     # smoker", effectivePeriod.start 2016-03-18: a cardiovascular risk factor from that day
     "us-core/some-day-smoker.json": "risk cardiovascular 2016-03-18",
@@ -465,10 +468,14 @@ def test_synthea_patient_everything_unclassified_is_said() -> None:
 def test_synthea_breast_cancer_is_an_active_malignancy() -> None:
     """Synthea 129c6ac7: SNOMED CT 254837009 "Malignant neoplasm of breast (disorder)", active,
     onset 1989-04-10, is the malignancy risk factor from its onset; Synthea's 162864005 "Body
-    mass index 30+ - obesity (finding)", active from 1955-07-30, the obesity risk factor."""
+    mass index 30+ - obesity (finding)", active from 1955-07-30, the obesity risk factor. Its
+    active lung cancers (254637007 "Non-small cell lung cancer", 424132000 "Non-small cell
+    carcinoma of lung, TNM stage 1": VSAC "Malignant Neoplasms") are the malignancy too."""
     result = _bundle("synthea/patient-129c6ac7-conditions-devices.json")
     assert [(e.kind.value, e.source, e.start, e.end) for e in result.data.evidence] == [
+        ("malignancy", "Condition/0c46bc9f-a5e2-193f-9d7c-cb66c9cd5ef6", date(1984, 10, 31), None),
         ("obesity", "Condition/5450f9df-f4fe-4855-f745-59cb986d0cf5", date(1955, 7, 30), None),
+        ("malignancy", "Condition/864227c1-ef70-0af7-711a-32e2d6bdbf1d", date(1984, 11, 1), None),
         ("malignancy", "Condition/fa940569-110a-5f84-6bfa-5f86c3da4fbc", date(1989, 4, 10), None),
     ]
     assert all(

@@ -19,6 +19,7 @@ from fhirtis.clinical.facts import (
     RiskFactorKind,
 )
 from fhirtis.clinical.frozen import fast_frozen_init
+from fhirtis.fhir.codes import Terminology, canonical_system
 from fhirtis.fhir.extract.common import (
     MEMO_LIMIT,
     ExcludedError,
@@ -290,6 +291,33 @@ def _content_key(med: Json) -> bytes | None:
         return None
 
 
+_PRODUCT_VALUE_SETS = (
+    "ivig-products",
+    "scig-products",
+    "ivig-dual-route-products",
+    "risk-estrogen",
+)
+
+
+def _medication_systems(terminology: Terminology) -> frozenset[str]:
+    """The code systems of the ValueSets that identify an administered product (IVIG, SCIG,
+    estrogen: their concepts, regex filters and hierarchies), worked out once per
+    terminology."""
+    memo = terminology.memo_for("extract.medication-systems")
+    found: frozenset[str] | None = memo.get("systems")
+    if found is None:
+        indexes = [
+            terminology.value_sets[k] for k in _PRODUCT_VALUE_SETS if k in terminology.value_sets
+        ]
+        found = frozenset(
+            {s for v in indexes for s, _ in v.codes}
+            | {s for v in indexes for s, _ in v.patterns}
+            | {h.system for v in indexes for h in v.hierarchies}
+        )
+        memo["systems"] = found
+    return found
+
+
 class UnresolvedMedicationError(ExcludedError):
     """A medicationReference that resolves to no Medication."""
 
@@ -507,6 +535,44 @@ class MedicationReader(ExtractorBase):
                 return text
         return None
 
+    def _report_unidentified(
+        self, data: PatientData, r: Json, codings: Sequence[Coding], path: str
+    ) -> None:
+        """An administration of a product named nowhere (no text, display or ingredient name)
+        and coded in no code system the medication ValueSets use (an NDC only, a local code):
+        it cannot be told from an immune globulin, so one warning says it is not counted,
+        rather than passing it over as if it were known not to be IVIG (clinical spec §4)."""
+        read = _medication_systems(self.t)
+        coded = [(s, c) for s, c in codings if s is not None and c is not None]
+        if any(canonical_system(s) in read for s, _ in coded):
+            return  # identified by its code: a code the ValueSets do not list is not IVIG
+        if coded:
+            what = ", ".join(f"{s}|{c}" for s, c in coded)
+            why = f"is coded only as {what}, in no code system fhirtis reads for products"
+        else:
+            why = "has no coding with a system and a code"
+        inline = "medicationCodeableConcept" in r
+        data.issues.append(
+            Issue(
+                "warning",
+                "incomplete",
+                f"{ref_of(r)} could not be identified: its medication has no name and {why}; "
+                "an immune globulin so recorded is not counted as IVIG",
+                f"{path}.medicationCodeableConcept" if inline else f"{path}.medicationReference",
+                ref_of(r),
+            )
+        )
+
+    def _unnamed(self, r: Json) -> bool:
+        """Whether an administration of a product named nowhere in its Medication names it
+        nowhere else either: a ``medicationReference.display`` is a name, unless it names an
+        immune globulin (then it is as unidentified as without one)."""
+        ref = r.get("medicationReference")
+        display = ref.get("display") if isinstance(ref, dict) else None
+        if not isinstance(display, str) or not display.strip():
+            return True
+        return self._looks_like_immune_globulin(r) is not None
+
     def _administration(
         self, data: PatientData, path: str, r: Json, resolve: Mapping[str, Json]
     ) -> None:
@@ -536,6 +602,8 @@ class MedicationReader(ExtractorBase):
         product = medication.product or self._product_facts(medication)
         kind = product.kind
         if kind is None:
+            if not product.names and r.get("status") in _MA_USED and self._unnamed(r):
+                self._report_unidentified(data, r, product.codings, path)
             return
         ident = r.get("id")  # the usual id here; _require_id says what is wrong with another
         if type(ident) is not str or ID_FULLMATCH(ident) is None:
