@@ -31,6 +31,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import parse_qs, urlsplit
 
 import orjson
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -63,7 +64,7 @@ from fhirtis.registry.group_export import (
     recorded_members,
 )
 from fhirtis.registry.ledger import Ledger, RunKey
-from fhirtis.registry.ndjson_store import NdjsonStore
+from fhirtis.registry.ndjson_store import NdjsonStore, is_ndjson
 from fhirtis.registry.options import CohortOptions
 from fhirtis.registry.partition import (
     PRIVATE_FILE,
@@ -426,13 +427,48 @@ def work_folder_lock(work_dir: Path) -> Iterator[None]:
 
 
 def check_input_folder(ndjson: Path, work_dir: Path) -> None:
-    """CohortError when the NDJSON folder is the work folder's ``partitions`` or inside it:
-    each run empties that folder before it reads its input."""
+    """CohortError when the NDJSON folder is the work folder's ``partitions`` or inside it
+    (each run empties that folder before it reads its input), or when it is the download of a
+    ``_since`` export (:func:`since_export_mark`)."""
     if ndjson.resolve().is_relative_to((work_dir / "partitions").resolve()):
         raise CohortError(
             f"the NDJSON folder {ndjson} is inside the work folder's partitions, which each run "
             "empties: give another --work-dir"
         )
+    mark = since_export_mark(ndjson)
+    if mark is not None:
+        raise CohortError(
+            f"the NDJSON folder {ndjson} is an incremental (_since) Bulk export: {mark}. It "
+            "holds only the resources changed since, not each patient's whole record, which "
+            "the evaluation needs: give a full export (or use --group, which exports changes "
+            "and reads the changed patients whole)"
+        )
+
+
+DELETED_FOLDER = "deleted"
+"""Where a Bulk Data client keeps the manifest's ``deleted`` files (smart-on-fhir/
+bulk-data-client, the IG's reference client)."""
+
+
+def since_export_mark(ndjson: Path) -> str | None:
+    """What shows that a folder holds a ``_since`` export, or None: a ``deleted`` folder of
+    NDJSON files (the Bulk Data IG lists deleted resources only for a ``_since`` export), or a
+    saved ``manifest.json`` whose ``request`` (the kick-off it answers) has ``_since``. A
+    manifest that cannot be read says nothing."""
+    deleted = ndjson / DELETED_FOLDER
+    if deleted.is_dir() and any(is_ndjson(p) for p in deleted.iterdir()):
+        return (
+            f"it holds {DELETED_FOLDER}/, files of deleted resources, which a Bulk Data server "
+            "lists only for an export _since a time"
+        )
+    try:
+        manifest = orjson.loads((ndjson / "manifest.json").read_bytes())
+    except (OSError, orjson.JSONDecodeError):
+        return None
+    request = manifest.get("request") if isinstance(manifest, dict) else None
+    if isinstance(request, str) and "_since" in parse_qs(urlsplit(request).query):
+        return "its manifest.json answers a kick-off with _since"
+    return None
 
 
 async def run_cohort(

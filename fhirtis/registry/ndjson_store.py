@@ -116,6 +116,139 @@ def read_line(line: bytes | str) -> tuple[dict[str, Any], str]:
     return resource, key
 
 
+OUTCOME_TYPE = "OperationOutcome"
+ERROR_FOLDER = "error"
+"""Where a Bulk Data client keeps the manifest's ``error`` files (NDJSON OperationOutcomes):
+smart-on-fhir/bulk-data-client, the IG's reference client, saves them in ``error/``."""
+
+
+def export_framing(line: bytes | str) -> Json | None:
+    """A line without an ``id`` (which :func:`read_line` requires of a resource) that an export
+    writes beside its resources, or None: an OperationOutcome (an error file's, Bulk Data IG:
+    what the server could not export), a ``deleted`` file's Bundle (:func:`is_deletion_bundle`;
+    smart-on-fhir/bulk-data-server writes them without an id), or the ``Parameters`` header
+    that opens each patient's block of an export ``organizeOutputBy`` Patient (IG 3.0.0; every
+    parameter a ``header`` naming the patient by ``valueReference``)."""
+    try:
+        resource = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(resource, dict):
+        return None
+    kind = resource.get("resourceType")
+    if kind == OUTCOME_TYPE or is_deletion_bundle(resource):
+        return resource
+    parameters = resource.get("parameter")
+    if (
+        kind == "Parameters"
+        and isinstance(parameters, list)
+        and bool(parameters)
+        and all(
+            isinstance(p, dict) and p.get("name") == "header" and "valueReference" in p
+            for p in parameters
+        )
+    ):
+        return resource
+    return None
+
+
+def export_error(outcome: Json) -> str | None:
+    """Why an export's OperationOutcome means lost data (an issue of severity ``error`` or
+    ``fatal``: the server could not export something), by severity and issue code only (its
+    text and diagnostics may name a patient); None for one that only informs or warns (IG
+    v2.0.0: error files may hold informational outcomes)."""
+    issues = outcome.get("issue")
+    found: dict[str, int] = {}
+    for issue in issues if isinstance(issues, list) else ():
+        if isinstance(issue, dict) and issue.get("severity") in ("error", "fatal"):
+            code = issue.get("code")
+            name = f"{issue['severity']}: {code if isinstance(code, str) else 'no code'}"
+            found[name] = found.get(name, 0) + 1
+    if not found:
+        return None
+    said = ", ".join(f"{name}" + (f" ×{n}" if n > 1 else "") for name, n in sorted(found.items()))
+    return (
+        f"the export's OperationOutcome says the server could not export some data ({said}); "
+        "the patients it concerns are evaluated without it"
+    )
+
+
+DELETED_NOTE = (
+    "a Bundle of deleted resources (a Bulk Data deleted file, listed only for an export _since "
+    "a time): this input looks like an incremental export, which holds only what changed since, "
+    "not each patient's whole record"
+)
+
+
+def is_deletion_bundle(resource: Json) -> bool:
+    """A Bulk Data ``deleted`` file's line: a ``transaction`` Bundle whose entries are all
+    ``DELETE`` requests (Bulk Data IG, "Response - Output Manifest")."""
+    if resource.get("resourceType") != "Bundle" or resource.get("type") != "transaction":
+        return False
+    entries = resource.get("entry")
+    return (
+        isinstance(entries, list)
+        and bool(entries)
+        and all(
+            isinstance(e, dict)
+            and isinstance(e.get("request"), dict)
+            and e["request"].get("method") == "DELETE"
+            for e in entries
+        )
+    )
+
+
+SUBSETTED = b"SUBSETTED"
+SUBSETTED_NOTE = (
+    "marked SUBSETTED (meta.tag: exported with _elements, elements left out; R4 search.html "
+    "_elements, Bulk Data IG): what the left-out elements held (a dose, a rate, a value) is "
+    "missing from these patients' results"
+)
+
+
+def is_subsetted(resource: Json) -> bool:
+    """Whether ``meta.tag`` holds v3-ObservationValue ``SUBSETTED``: a server left elements out
+    (``_elements``, ``_summary``), so the resource is not the whole record."""
+    meta = resource.get("meta")
+    tags = meta.get("tag") if isinstance(meta, dict) else None
+    return isinstance(tags, list) and any(
+        isinstance(t, dict)
+        and t.get("code") == "SUBSETTED"
+        and t.get("system") in (None, "http://terminology.hl7.org/CodeSystem/v3-ObservationValue")
+        for t in tags
+    )
+
+
+ExportLine = tuple[str, str | None, bool]
+"""A resource line of an export: its ``Type/id``, its ``Patient/id`` (None: of no patient) and
+whether it is subsetted (:func:`is_subsetted`)."""
+
+
+def read_export_line(line: bytes) -> ExportLine | str | None:
+    """One NDJSON line of an export: a resource (:data:`ExportLine`), an input problem (why,
+    without the line's content: a line that is no FHIR resource, an OperationOutcome reporting
+    an error, a ``deleted`` file's Bundle), or None for a line that is neither data nor a
+    problem (an informational OperationOutcome, an ``organizeOutputBy`` header)."""
+    try:
+        resource, key = read_line(line)
+    except BadLineError as exc:
+        framing = export_framing(line)
+        if framing is None:
+            return str(exc)
+        resource, key = framing, ""
+    if resource["resourceType"] == OUTCOME_TYPE:
+        return export_error(resource)
+    if is_deletion_bundle(resource):
+        return DELETED_NOTE
+    if not key:
+        return None  # a patient block's header (organizeOutputBy): the export's framing
+    try:
+        patient = patient_of(resource)
+    except BadLineError as exc:
+        return str(exc)
+    return key, patient, SUBSETTED in line and is_subsetted(resource)
+
+
 _PATIENTS: dict[str, str | None] = {}
 """:func:`patient_of`'s reading of a reference text (every resource of a patient names it
 again): "Patient/id", None when it names no patient (a literal reference to a resource of

@@ -31,15 +31,15 @@ from pathlib import Path
 
 from fhirtis.registry.errors import CohortError, describe
 from fhirtis.registry.ndjson_store import (
+    ERROR_FOLDER,
     GZIP_ERRORS,
+    SUBSETTED_NOTE,
     UTF8_BOM,
-    BadLineError,
     is_gzip,
     is_ndjson,
     not_gzip,
     open_ndjson,
-    patient_of,
-    read_line,
+    read_export_line,
 )
 
 RANGE_BYTES = 32 * 1024 * 1024
@@ -55,6 +55,11 @@ class ByteRange:
     start: int
     end: int
     index: int  # the range's place among all ranges: later ranges win for a repeated key
+    name: str = ""  # the file as input problems name it (``error/…`` for an error file)
+
+    @property
+    def label(self) -> str:
+        return self.name or os.path.basename(self.path)
 
 
 @dataclass
@@ -66,21 +71,28 @@ class RangeResult:
 
 
 def byte_ranges(folder: Path, target: int = RANGE_BYTES) -> list[ByteRange]:
-    """The NDJSON files of ``folder`` (sorted by name) cut into ranges of about ``target``
-    bytes; a gzip file (:func:`is_gzip`) is one range (a compressed stream cannot be entered in the
-    middle). Raises CohortError when the folder or a file cannot be read."""
+    """The NDJSON files of ``folder`` (sorted by name), then those of its ``error`` folder (an
+    export's error files, as the Bulk Data reference client saves them: their OperationOutcomes
+    are input problems, never data), cut into ranges of about ``target`` bytes; a gzip file
+    (:func:`is_gzip`) is one range (a compressed stream cannot be entered in the middle).
+    Raises CohortError when the folder or a file cannot be read."""
+    errors = folder / ERROR_FOLDER
     try:
-        files = sorted(p for p in folder.iterdir() if is_ndjson(p))
-        sizes = [(p, p.stat().st_size) for p in files]
+        files = [(p, "") for p in sorted(folder.iterdir()) if is_ndjson(p)]
+        if errors.is_dir():
+            files += [
+                (p, f"{ERROR_FOLDER}/{p.name}") for p in sorted(errors.iterdir()) if is_ndjson(p)
+            ]
+        sizes = [(p, name, p.stat().st_size) for p, name in files]
     except OSError as exc:
         raise describe(exc, "cannot read the NDJSON folder") from None
     out: list[ByteRange] = []
-    for path, size in sizes:
+    for path, name, size in sizes:
         if _gzip(path):
-            out.append(ByteRange(str(path), 0, size, len(out)))
+            out.append(ByteRange(str(path), 0, size, len(out), name))
             continue
         for start in range(0, max(size, 1), target):
-            out.append(ByteRange(str(path), start, min(size, start + target), len(out)))
+            out.append(ByteRange(str(path), start, min(size, start + target), len(out), name))
     return out
 
 
@@ -140,11 +152,15 @@ def bucket_of(patient: str, partitions: int) -> int:
 
 def partition_range(r: ByteRange, out_dir: str, partitions: int) -> RangeResult:
     """One range of one NDJSON file → its lines, tagged ``patient\\tkey\\tline``, appended to
-    one file per partition. A bad line is a problem (file, byte offset, why), not fatal; a file
-    that cannot be read, or a work folder that cannot be written, stops the run (CohortError)."""
+    one file per partition. A bad line is a problem (file, byte offset, why), not fatal, and so
+    are an export's OperationOutcome that reports an error and a Bulk ``deleted`` file's Bundle
+    (neither is data, nor is the header of a patient's block: :func:`read_export_line`), and
+    resources marked SUBSETTED (kept, one problem per range). A file that
+    cannot be read, or a work folder that cannot be written, stops the run (CohortError)."""
     result = RangeResult(r.index)
-    name = os.path.basename(r.path)
+    name = r.label
     buffers: dict[str, list[bytes]] = {}
+    subset_count = first_subsetted = 0
     try:
         with open_ndjson(r.path) as f:
             # a gzip file is one range, read to its end (its positions are those of the
@@ -164,12 +180,15 @@ def partition_range(r: ByteRange, out_dir: str, partitions: int) -> RangeResult:
                     line = line.removeprefix(UTF8_BOM).strip()
                 if not line:
                     continue
-                try:
-                    resource, key = read_line(line)
-                    patient = patient_of(resource)
-                except BadLineError as exc:
-                    result.problems.append((name, f"byte {offset}", str(exc)))
+                read = read_export_line(line)
+                if not isinstance(read, tuple):
+                    if read is not None:
+                        result.problems.append((name, f"byte {offset}", read))
                     continue
+                key, patient, subsetted = read
+                if subsetted:
+                    first_subsetted = offset if not subset_count else first_subsetted
+                    subset_count += 1
                 target = SHARED if patient is None else str(bucket_of(patient, partitions))
                 buffers.setdefault(target, []).append(
                     b"\t".join(((patient or "").encode(), key.encode(), line))
@@ -180,6 +199,9 @@ def partition_range(r: ByteRange, out_dir: str, partitions: int) -> RangeResult:
         raise not_gzip(exc, r.path) from None
     except OSError as exc:
         raise describe(exc, "cannot read the NDJSON file") from None
+    if subset_count:  # one problem per range: an _elements export marks every resource
+        where = f"{subset_count} resource(s) from byte {first_subsetted}"
+        result.problems.append((name, where, SUBSETTED_NOTE))
     root = Path(out_dir)
     try:
         for target, lines in buffers.items():
