@@ -258,8 +258,9 @@ def poll_status(
       ``schedule.min_interval``) or, without one, ``schedule.interval`` growing by
       ``schedule.factor`` up to ``schedule.max_interval``.
     - 429, 502, 503, 504, and 5xx whose OperationOutcome has only transient issue codes: a
-      passing failure. Back off with ``retry`` (exponential with full jitter, ``Retry-After``
-      or Azure's ``x-ms-retry-after-ms`` honoured, ``retry.max_attempts`` in a row, then
+      passing failure. Back off with ``retry`` (exponential with full jitter, ``Retry-After``,
+      Azure's ``x-ms-retry-after-ms`` or a 429's ``RateLimit`` reset honoured,
+      ``retry.max_attempts`` in a row, then
       :class:`TooManyRetries`).
     - any other 4xx/5xx: the export failed (:class:`BulkExportFailed`, or NotFound for a 404
       after a cancel or expiry, Unauthorized, Forbidden).
@@ -277,7 +278,7 @@ def poll_status(
         status = answer.status
         if status == 200:
             return parse_manifest(answer.content, status_url, status)
-        retry_after = retry_after_of(answer.headers, answer.now)
+        retry_after = retry_after_of(answer.headers, answer.now, status)
         if status == 202:
             failures = 0
             progress = _progress(answer.headers)

@@ -5,8 +5,9 @@ The decisions live in pure modules and are only driven here: the paging walk
 ``httpx.Auth`` flow). Resources are plain dicts parsed with orjson.
 
 Retries: 429, 502, 503, 504, timeouts and connection errors are retried with exponential backoff
-and full jitter (the server's ``Retry-After``, or Azure's ``x-ms-retry-after-ms``, honoured), up
-to ``retry_max_attempts`` and within ``retry_budget_seconds``, for idempotent requests. A
+and full jitter (the server's ``Retry-After``, Azure's ``x-ms-retry-after-ms`` or the reset in
+a ``RateLimit`` header, Medplum's, honoured), up to ``retry_max_attempts`` and within
+``retry_budget_seconds``, for idempotent requests. A
 non-idempotent request (plain create, transaction) is retried only when the server cannot have
 processed it: a connect error or pool timeout before sending, a failed token fetch, a 429 or a
 503. After a read/write timeout, a dropped connection, a 502 or a 504 it raises
@@ -607,7 +608,7 @@ class FhirClient(AsyncClosing):
                         url=where,
                     )
                 outcome, last_status, cause = f"HTTP {status}", status, None
-                retry_after = retry_after_of(response.headers, timing.time())
+                retry_after = retry_after_of(response.headers, timing.time(), status)
             delay = retry_policy.next_delay(
                 attempt,
                 timing.monotonic() - started,

@@ -82,14 +82,50 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
 _MS_HEADERS = ("retry-after-ms", "x-ms-retry-after-ms")
 
 
-def retry_after_of(headers: httpx.Headers, now: float) -> float | None:
+def retry_after_of(headers: httpx.Headers, now: float, status: int | None = None) -> float | None:
     """The wait, in seconds, a throttled or unavailable answer asks for, or None: a
-    milliseconds header of :data:`_MS_HEADERS` (ASCII digits), else ``Retry-After``."""
+    milliseconds header of :data:`_MS_HEADERS` (ASCII digits), else ``Retry-After``, else, for
+    a 429 (``status``), the reset of a ``RateLimit`` header (:func:`rate_limit_reset`). That
+    header comes on every answer of a server that sends it, so on any other answer it asks
+    for no wait (a Bulk export's 202 is polled as usual)."""
     for name in _MS_HEADERS:
         text = (headers.get(name) or "").strip()
-        if text.isdigit() and text.isascii():
+        if _digits(text):
             return float(text) / 1000.0
-    return parse_retry_after(headers.get("Retry-After"), now)
+    wait = parse_retry_after(headers.get("Retry-After"), now)
+    if wait is None and status == 429:
+        return rate_limit_reset(headers)
+    return wait
+
+
+def _digits(text: str) -> bool:
+    return text.isdigit() and text.isascii()
+
+
+def rate_limit_reset(headers: httpx.Headers) -> float | None:
+    """Seconds until the limit that throttled the request resets, from the IETF HTTPAPI
+    ``RateLimit`` header (draft-ietf-httpapi-ratelimit-headers: one item per limit,
+    ``"name";r=<remaining>;t=<seconds to reset>``), as Medplum answers a 429 without
+    ``Retry-After`` (medplum/medplum packages/server/src/ratelimit.ts, fhirquota.ts:
+    ``"requests";r=0;t=42``, ``"fhirInteractions";r=0;t=60``); or ``RateLimit-Reset: <seconds>``
+    of the draft's earlier versions. Of several limits, the latest reset of those with no
+    units remaining (where none is at 0, the request cost more than remains: the latest of
+    all). None when no item can be read."""
+    items: list[tuple[bool, float]] = []  # (no units remaining, seconds to reset)
+    for field_value in headers.get_list("RateLimit"):
+        for member in field_value.split(","):
+            params = dict(
+                (key.strip().lower(), value.strip())
+                for key, _, value in (p.partition("=") for p in member.split(";")[1:])
+            )
+            t, r = params.get("t", ""), params.get("r", "")
+            if _digits(t):
+                items.append((_digits(r) and not r.strip("0"), float(t)))
+    if items:
+        exhausted = [t for spent, t in items if spent]
+        return max(exhausted) if exhausted else max(t for _, t in items)
+    reset = (headers.get("RateLimit-Reset") or "").strip()
+    return float(reset) if _digits(reset) else None
 
 
 def is_idempotent(

@@ -230,7 +230,7 @@ def _alternatives(caps: Capabilities, need: Need, url: str) -> list[tuple[str, l
 
 
 async def _get_search(
-    client: FhirClient, need: Need | None, url: str, *, probe: bool = True
+    client: FhirClient, need: Need | None, url: str, *, probe: bool = True, again: bool = True
 ) -> list[Json]:
     """One search (every page) or, for ``need`` None, one read, as individual requests: a
     search by GET, or by ``POST [type]/_search`` on a server that takes searches of the type
@@ -238,11 +238,13 @@ async def _get_search(
     A search refused 400 or 422 whatever the issue code (HAPI: 'Unknown search parameter
     "subject"', code ``processing``) is sent without its ``_include``, then by the next
     patient parameter (:func:`_alternatives`); the first taken is used and what it left out
-    learned as refused. Where none is taken, the first answer is the server's error."""
+    learned as refused. Where none is taken, the first answer is the server's error. A later
+    page gone (:func:`_page_gone`) sends the search again from its first page, once
+    (``again``)."""
     rtype = url.split("?", maxsplit=1)[0]
     caps = await client.capabilities()
     if need is not None and caps.searches_by_post(rtype):
-        return await _post_search(client, need, url)
+        return await _post_search(client, need, url, again=again)
     try:
         response = await client.request("GET", url)
     except FhirServerError as exc:
@@ -278,7 +280,32 @@ async def _get_search(
     _check_answer(need, rtype, body, response.status)
     if need is None:
         return [body]
-    return await _all_matches(client, body)
+    return await _all_or_again(client, need, url, body, again=again)
+
+
+def _page_gone(exc: FhirServerError) -> bool:
+    """A later page of a search answered 404 or 410: the server dropped the search's paging
+    session (HAPI FHIR: 410 "Search ID[…] does not exist and may have expired", its plain
+    server's ``FifoMemoryPagingProvider`` keeping a fixed number of searches). The client
+    raises a first page's 404/410 as :class:`NotFound`, a later page's as a plain error."""
+    return exc.status in (404, 410) and not isinstance(exc, NotFound)
+
+
+async def _all_or_again(
+    client: FhirClient, need: Need | None, url: str, searchset: Json, *, again: bool
+) -> list[Json]:
+    """:func:`_all_matches` of the search ``url``, whose first page ``searchset`` is in hand;
+    where a later page is gone (:func:`_page_gone`), the search sent again (``again``), once,
+    from its first page, as a GET; the pages read before are dropped (no mixed copies)."""
+    try:
+        return await _all_matches(client, searchset)
+    except FhirServerError as exc:
+        if not (again and _page_gone(exc)):
+            raise
+        log.info(
+            "a later page of a search was gone (HTTP %s): the search is sent again", exc.status
+        )
+    return await _get_search(client, need, url, again=False)
 
 
 def _check_answer(need: Need | None, rtype: str, body: Json, status: int) -> None:
@@ -297,10 +324,13 @@ def _check_answer(need: Need | None, rtype: str, body: Json, status: int) -> Non
     )
 
 
-async def _post_search(client: FhirClient, need: Need, url: str) -> list[Json]:
+async def _post_search(
+    client: FhirClient, need: Need, url: str, *, again: bool = True
+) -> list[Json]:
     """The search ``url`` (``Type?params``) as ``POST [type]/_search``, its parameters in the
     body (never in a URL), every page; a refusal is diagnosed from the POST's answer (405: no
-    search of the type at all; 400 ``not-supported``: its ``_include`` or parameter)."""
+    search of the type at all; 400 ``not-supported``: its ``_include`` or parameter). A later
+    page gone (:func:`_page_gone`) sends the search again, once (``again``)."""
     rtype, _, query = url.partition("?")
     out: list[Json] = []
     try:
@@ -309,6 +339,9 @@ async def _post_search(client: FhirClient, need: Need, url: str) -> list[Json]:
         ):
             out.extend(_matches(page))
     except FhirServerError as exc:
+        if again and _page_gone(exc):
+            log.info("a later page of a search was gone (HTTP %s): sent again", exc.status)
+            return await _post_search(client, need, url, again=False)
         if is_refusal(exc.status, exc.operation_outcome):
             raise Learned(_diagnose(need, url, exc.status)) from exc
         raise
@@ -431,7 +464,7 @@ async def _batch_all(
         if resource.get("resourceType") != "Bundle":
             out.append([resource])
             continue
-        out.append(await _all_matches(client, resource))
+        out.append(await _all_or_again(client, need, url, resource, again=True))
     return out
 
 
@@ -495,21 +528,39 @@ async def read_by_id(
     client: FhirClient, rtype: str, ids: Iterable[str], requests: dict[str, int]
 ) -> list[Json]:
     """The resources of ``rtype`` with these ids that the server holds: one
-    ``Type?_id=a,b,…`` search per 40, else (no search by ``_id``) reads by id. Ids the server
-    does not know are left out, and anything else it answers with."""
+    ``Type?_id=a,b,…`` search per 40 (each a GET, so that a refusal has its status), else reads
+    by id. Read by id where the statement lists the type without ``search-type`` (HAPI FHIR's
+    plain server lists a provider that has no ``@Search`` so), where the search was refused
+    before, or where it is refused now: 405/501, ``not-supported``, or 400/422 whatever the
+    issue code (HAPI's plain server: ``processing``, "does not know how to handle GET
+    operation[Medication] with parameters [[_id, _count]]", hapifhir/hapi-fhir#1935), which is
+    learned. Ids the server does not know are left out, and anything else it answers with."""
     ids = list(dict.fromkeys(ids))
     need = Need(f"{rtype} by id", rtype, ("_id",))
-    found: list[Json] = []
-    try:
-        found = await read_urls(
-            client, [(need, u) for u in by_id_urls(rtype, ids, client.config.page_size)], requests
-        )
-    except Learned:  # no search by _id: read them one by one
+    caps = await client.capabilities()
+    by_search = caps.allows(rtype, "search-type") and (
+        Refused("search-param", rtype, "_id") not in caps.refused
+    )
+    found: list[Json] | None = None
+    if by_search:
+        urls = [(need, u) for u in by_id_urls(rtype, ids, client.config.page_size)]
+        try:
+            found = [r for rs in await _get_all(client, urls, requests) for r in rs]
+        except Learned as learned:
+            client.learn(learned.refused)
+        except FhirServerError as exc:
+            if exc.status not in (400, 422):
+                raise
+            client.learn(Refused("search-param", rtype, "_id"))
+    if found is None:  # no search by _id: read them one by one
+        found = []
         for rid in ids:
             requests["read"] = requests.get("read", 0) + 1
             try:
                 found.append(await client.read(rtype, rid))
             except NotFound:
+                continue
+            except ValueError:  # not a FHIR id: no server holds it (reported as unread)
                 continue
     asked = set(ids)  # a server that ignores _id answers with others
     return [r for r in found if r.get("resourceType") == rtype and r.get("id") in asked]
@@ -611,6 +662,12 @@ async def pull_patient(
     plan: one batch or individual GETs, its parameters, ``_include`` or Medications by id)."""
     read = await _pull(client, patient_id, settings, requests, None)
     unique, issues = read.unique, read.issues
+    replaced_by = _replaced_by(unique.get(f"Patient/{patient_id}"))
+    if replaced_by is not None:
+        raise PullError(
+            f"Patient/{patient_id} is a merged record (Patient.link replaced-by {replaced_by}): "
+            f"it must no longer be used; evaluate {replaced_by} instead"
+        )
     listed = [(key, r) for key, r in unique.items()]
     patient_ref = f"Patient/{patient_id}"
     others = patient_refs(r for _, r in listed) - {patient_ref}
@@ -621,6 +678,26 @@ async def pull_patient(
     for rtype, why in sorted(read.skipped.items()):
         issues.append(Issue("warning", "not-supported", f"{rtype} not read: {why}"))
     return PatientResources(patient_ref, listed, dict(unique), issues)
+
+
+def _replaced_by(patient: Json | None) -> str | None:
+    """The record a Patient says replaced it (``link`` of type ``replaced-by``: "must no longer
+    be used", R4 patient.html), as its reference or "another record"; None where it says none.
+    Oracle Health answers the read of a combined patient with such an inactive Patient, its
+    data moved to the surviving record (cerner/fhir.cerner.com, Patient Combine Example)."""
+    links = patient.get("link") if patient is not None else None
+    for link in links if isinstance(links, list) else ():
+        if isinstance(link, dict) and link.get("type") == "replaced-by":
+            other = link.get("other")
+            ref = other.get("reference") if isinstance(other, dict) else None
+            text = ref.partition("/_history/")[0] if isinstance(ref, str) else ""
+            named = _PATIENT_REF.search(text)
+            return named.group(0) if named is not None else "another record"
+    return None
+
+
+#: ``Patient/[id]`` at the end of a reference (relative or absolute, R4 references.html).
+_PATIENT_REF = re.compile(r"(?<![A-Za-z])Patient/[A-Za-z0-9\-.]{1,64}\Z")
 
 
 @dataclass(frozen=True)
