@@ -236,8 +236,8 @@ def test_codes_no_terminology_server_classifies_are_reported(
         for i in result.issues
         if "could not be classified" in i.diagnostics
     }
-    assert set(unclassified) == {"Condition/plist-sclc", "Condition/plist-olddvt"}
-    assert "SNOMED CT 254632001" in unclassified["Condition/plist-sclc"]
+    assert set(unclassified) == {"Condition/plist-lungca", "Condition/plist-olddvt"}
+    assert "SNOMED CT 93993007" in unclassified["Condition/plist-lungca"]
     assert "SNOMED CT 132281000119108" in unclassified["Condition/plist-olddvt"]
     for message in unclassified.values():
         assert "thromboembolic events" in message and "risk factors" in message

@@ -862,9 +862,10 @@ async def test_not_json_and_unknown_service() -> None:
 
 
 async def test_a_problem_list_code_is_classified_by_the_terminology_server(fhir_base: str) -> None:
-    """A small cell lung carcinoma (SNOMED CT 254632001, below 'malignant neoplastic disease',
-    absent from the shipped expansion) is a risk factor when a terminology server says so."""
-    cancer = condition("sclc", SCT, "254632001", "2024-01-10T10:00:00Z")
+    """A primary malignant neoplasm of the right upper lobe (SNOMED CT 93993007, below 'malignant
+    neoplastic disease', absent from the shipped expansion; tests/data/README.md [MAL-SCT]) is a
+    risk factor when a terminology server says so."""
+    cancer = condition("lungca", SCT, "93993007", "2024-01-10T10:00:00Z")
     body = call([ivig_order(rate=qty(300, "mL/h"))], full_prefetch(patient_70kg(cancer)))
     async with cds() as api:
         without = card_with(cards_of(await api.post(SIGN, body)), "TEE risk")

@@ -13,6 +13,9 @@ const DVT = '128053003';
 const POPLITEAL_DVT = '132251000119101';
 const MALIGNANCY = '363346000';
 const SCLC = '254632001';
+// Primary malignant neoplasm of upper lobe of right lung: below 363346000, not in the shipped
+// risk-malignancy expansion (tests/data/README.md [MAL-SCT]).
+const RUL_LUNG_CANCER = '93993007';
 const PE = '233935004';
 
 const valueSets = {
@@ -134,6 +137,7 @@ describe('terminology operations', () => {
     assert.equal(await outcome(DVT, DVT), 'equivalent');
     assert.equal(await outcome(DVT, POPLITEAL_DVT), 'subsumes');
     assert.equal(await outcome(SCLC, MALIGNANCY), 'subsumed-by');
+    assert.equal(await outcome(MALIGNANCY, RUL_LUNG_CANCER), 'subsumes');
     assert.equal(await outcome(DVT, SCLC), 'not-subsumed');
     assert.equal(await outcome(PE, DVT), 'not-subsumed');
   });
@@ -168,5 +172,15 @@ describe('terminology operations on the repository ValueSets (profiles/)', () =>
     );
     assert.equal(res.status, 200);
     assert.equal(res.body.parameter.find((p) => p.name === 'result').valueBoolean, true);
+  });
+
+  test('risk-malignancy: a listed code and a fixture descendant of its is-a parent validate', async () => {
+    for (const code of [SCLC, RUL_LUNG_CANCER]) {
+      const res = await request(
+        `${server.base}/ValueSet/$validate-code?url=${encodeURIComponent('http://fhirtis.org/fhir/ValueSet/risk-malignancy')}&system=${encodeURIComponent(SCT)}&code=${code}`
+      );
+      assert.equal(res.status, 200);
+      assert.equal(res.body.parameter.find((p) => p.name === 'result').valueBoolean, true, code);
+    }
   });
 });
