@@ -274,11 +274,15 @@ async def _evaluate_for(
         raise ApiError(404, f"Patient/{patient_id} not found on the FHIR server")
     if run.status is RunStatus.FAILED and run.result is None:
         status = run.error_status or 502
+        if status >= 500:
+            why = f"the FHIR server failed: {run.error}"
+        elif status == 422:  # a merged Patient record: the server answered as it should
+            why = f"{run.error}"
+        else:
+            why = f"the FHIR server refused: {run.error}"
         raise ApiError(
             status,
-            f"the FHIR server failed: {run.error}"
-            if status >= 500
-            else f"the FHIR server refused: {run.error}",
+            why,
             code=run.error_code,
             headers=INVALID_TOKEN if status == 401 else None,  # the server refused the token
         )

@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 
-from fhirtis.fhir.extract.patient import patient_ref_in
+from fhirtis.fhir.extract.patient import merged_message, patient_ref_in, replaced_by
 from fhirtis.fhir.outcome import InputError, Issue
 from fhirtis.fhir.primitives import ID_FULLMATCH, is_id
 
@@ -388,4 +388,13 @@ def read_patient_bundle(raw: bytes | str, where: str = "(input)") -> PatientReso
                 ),
             ]
         )
-    return PatientResources(refs.pop(), entries, found.resolve(), issues)
+    ref = refs.pop()
+    successor = replaced_by(found.listed_by_ref.get(ref))
+    if successor is not None:  # as a server's read of it fails (``fhirtis run``, the service)
+        raise InputError(
+            [
+                *issues,
+                Issue("fatal", "business-rule", merged_message(ref, successor), "Patient.link"),
+            ]
+        )
+    return PatientResources(ref, entries, found.resolve(), issues)

@@ -29,6 +29,11 @@ class PullError(FhirClientError):
     """A read the evaluation needs failed; the patient is not evaluated."""
 
 
+class MergedPatient(PullError):  # noqa: N818 - as NotFound
+    """The Patient read is a merged record (``link`` ``replaced-by``, :func:`~fhirtis.fhir.extract.
+    replaced_by`): the server answered as it should, but the record must no longer be used."""
+
+
 class SeveralMatches(FhirServerError):  # noqa: N818 - as NotFound, PreconditionFailed
     """A conditional create answered 412 Precondition Failed because its condition matches
     several resources on the server, none of them the one it would create (R4
@@ -74,6 +79,8 @@ def status_for(exc: FhirClientError) -> int:
         return 403
     if isinstance(exc, NotFound):
         return 404
+    if isinstance(exc, MergedPatient):  # the server answered well: the record is retired
+        return 422
     if isinstance(exc, WriteOutcomeUnknown):
         return 504
     if isinstance(exc, TooManyRetries):  # a refused or dropped connection is no timeout
@@ -85,6 +92,8 @@ def code_for(exc: FhirClientError) -> str | None:
     """The FHIR issue code of a failure of the FHIR server when the status alone would mislead:
     a permanent refusal (405, 501, ``not-supported``) or another 4xx is never ``transient``;
     a conditional create that matched several resources is ``multiple-matches``."""
+    if isinstance(exc, MergedPatient):
+        return "business-rule"  # R4 issue-type: "violates a business rule" (not transient)
     if isinstance(exc, SeveralMatches):
         return "multiple-matches"  # R4 issue-type: "Multiple matching records were found"
     if isinstance(exc, FhirServerError) and exc.status is not None:

@@ -15,7 +15,7 @@ from urllib.parse import parse_qsl
 
 from fhirtis.fhir.bundle import PatientResources
 from fhirtis.fhir.derive import NO_IDENTIFIER_SEARCH, Derived
-from fhirtis.fhir.extract import patient_refs
+from fhirtis.fhir.extract import merged_message, patient_refs, replaced_by
 from fhirtis.fhir.needs import NEEDS, Need
 from fhirtis.fhir.outcome import Issue
 from fhirtis.fhir.primitives import instant_or_none
@@ -38,7 +38,14 @@ from fhirtis.io import (
     read_plan,
     searchset_problem,
 )
-from fhirtis.pipeline.answers import Learned, PullError, entry_ok, entry_outcome, entry_status
+from fhirtis.pipeline.answers import (
+    Learned,
+    MergedPatient,
+    PullError,
+    entry_ok,
+    entry_outcome,
+    entry_status,
+)
 from fhirtis.pipeline.offline import extractor_for
 from fhirtis.settings import Settings
 
@@ -662,12 +669,9 @@ async def pull_patient(
     plan: one batch or individual GETs, its parameters, ``_include`` or Medications by id)."""
     read = await _pull(client, patient_id, settings, requests, None)
     unique, issues = read.unique, read.issues
-    replaced_by = _replaced_by(unique.get(f"Patient/{patient_id}"))
-    if replaced_by is not None:
-        raise PullError(
-            f"Patient/{patient_id} is a merged record (Patient.link replaced-by {replaced_by}): "
-            f"it must no longer be used; evaluate {replaced_by} instead"
-        )
+    successor = replaced_by(unique.get(f"Patient/{patient_id}"))
+    if successor is not None:
+        raise MergedPatient(merged_message(f"Patient/{patient_id}", successor))
     listed = [(key, r) for key, r in unique.items()]
     patient_ref = f"Patient/{patient_id}"
     others = patient_refs(r for _, r in listed) - {patient_ref}
@@ -678,26 +682,6 @@ async def pull_patient(
     for rtype, why in sorted(read.skipped.items()):
         issues.append(Issue("warning", "not-supported", f"{rtype} not read: {why}"))
     return PatientResources(patient_ref, listed, dict(unique), issues)
-
-
-def _replaced_by(patient: Json | None) -> str | None:
-    """The record a Patient says replaced it (``link`` of type ``replaced-by``: "must no longer
-    be used", R4 patient.html), as its reference or "another record"; None where it says none.
-    Oracle Health answers the read of a combined patient with such an inactive Patient, its
-    data moved to the surviving record (cerner/fhir.cerner.com, Patient Combine Example)."""
-    links = patient.get("link") if patient is not None else None
-    for link in links if isinstance(links, list) else ():
-        if isinstance(link, dict) and link.get("type") == "replaced-by":
-            other = link.get("other")
-            ref = other.get("reference") if isinstance(other, dict) else None
-            text = ref.partition("/_history/")[0] if isinstance(ref, str) else ""
-            named = _PATIENT_REF.search(text)
-            return named.group(0) if named is not None else "another record"
-    return None
-
-
-#: ``Patient/[id]`` at the end of a reference (relative or absolute, R4 references.html).
-_PATIENT_REF = re.compile(r"(?<![A-Za-z])Patient/[A-Za-z0-9\-.]{1,64}\Z")
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ import orjson
 
 from fhirtis.fhir.bundle import PatientResources
 from fhirtis.fhir.derive import Derived
+from fhirtis.fhir.extract import merged_message, replaced_by
 from fhirtis.fhir.outcome import Issue
 from fhirtis.fhir.plan import WritePlan, plan_writes
 from fhirtis.fhir.validation import enable as enable_validation
@@ -216,6 +217,17 @@ def _evaluate_patients(
         try:
             listed = [(key, uses[key] if key in uses else orjson.loads(body)) for key, body in own]
             resolve = dict(listed)
+            successor = replaced_by(resolve.get(patient))
+            if successor is not None:  # a merge's retired record: as fhirtis run fails it
+                result.outcomes.append(
+                    Outcome(
+                        patient,
+                        digest,
+                        error=merged_message(patient, successor),
+                        has_patient=has_patient,
+                    )
+                )
+                continue
             resolve_shared(resolve, named, {k: orjson.loads(v) for k, v in theirs.items()})
             missing = missing_shared(uses, resolve, ivig_names)
             resources = PatientResources(patient, listed, resolve, missing)

@@ -367,6 +367,25 @@ def unread_order_card(unread: UnreadOrder, limit: RateLimit) -> Json:
     )
 
 
+def merged_card(patient_ref: str, successor: str) -> Json:
+    """The record of the call is a merged one (Patient.link ``replaced-by``, R4 patient.html:
+    "must no longer be used"): its data may have moved to ``successor``, so no rate is advised
+    from what is left here."""
+    lines = [
+        f"This patient record (`{patient_ref}`) says it was replaced by `{successor}` "
+        "(Patient.link `replaced-by`: a merged or combined record, which must no longer be "
+        "used). Its clinical data may have moved to that record.",
+        "",
+        "The thrombosis risk factors and the maximum IVIG infusion rate were **not evaluated**: "
+        "what is left on this record would understate them. Order on the current record.",
+    ]
+    return _card(
+        f"Record merged into {successor}: no IVIG rate advice for this record",
+        "warning",
+        "\n".join(lines),
+    )
+
+
 def tis_card(evaluation: PatientEvaluation, conditions_not_read: bool = False) -> Json | None:
     """The latest TIS; ``conditions_not_read``: the patient's Conditions, which say whether the
     juvenile criteria apply (clinical spec §2.3), could not be read."""

@@ -25,6 +25,7 @@ from fhirtis.api.cds_hooks.cards import (
     check_order,
     exceeded_card,
     max_rate_card,
+    merged_card,
     risk_card,
     risk_labels,
     tis_card,
@@ -51,7 +52,7 @@ from fhirtis.clinical.ivig import DosingWeight, dosing_weight, format_decimal
 from fhirtis.clinical.patient import PatientEvaluation, evaluate_patient
 from fhirtis.fhir.bundle import PatientResources
 from fhirtis.fhir.codes import terminology
-from fhirtis.fhir.extract import PatientData
+from fhirtis.fhir.extract import PatientData, replaced_by
 from fhirtis.fhir.needs import CAN_GO_WITHOUT
 from fhirtis.fhir.orders import (
     IvigOrder,
@@ -207,6 +208,10 @@ async def _answer(
     )
     if not orders and not unread and not unresolved:
         return {"cards": []}, stats
+    merged = _merged(gathered, call.patient_id)
+    if merged is not None and (orders or unread):  # whatever the missing data would hold
+        stats["ivig"] = len(orders)
+        return {"cards": [merged]}, stats
     if missing or unresolved:
         source = reader(request, call)
         if isinstance(source, str):
@@ -261,6 +266,9 @@ async def _answer(
     stats["ivig"] = len(orders)
     if not orders and not unread:
         return {"cards": []}, stats
+    merged = _merged(gathered, call.patient_id)
+    if merged is not None:
+        return {"cards": [merged]}, stats
 
     patient_ref = f"Patient/{call.patient_id}"
     listed = [
@@ -301,6 +309,13 @@ async def _answer(
     if tis is not None:
         cards.append(tis)
     return {"cards": cards}, stats
+
+
+def _merged(gathered: Gathered, patient_id: str) -> Json | None:
+    """The card for a merged record (:func:`~fhirtis.fhir.extract.replaced_by`), as ``fhirtis
+    run`` fails it: never cards computed from the retired record's data."""
+    successor = replaced_by(gathered.listed.get(f"Patient/{patient_id}"))
+    return None if successor is None else merged_card(f"Patient/{patient_id}", successor)
 
 
 def _referable(draft: Json) -> Json:

@@ -25,7 +25,13 @@ from fhirtis.fhir.extract.common import (
 )
 from fhirtis.fhir.extract.events import EventReader, hierarchy_questions
 from fhirtis.fhir.extract.observations import ObservationReader
-from fhirtis.fhir.extract.patient import PatientReader, check_deceased, patient_refs
+from fhirtis.fhir.extract.patient import (
+    PatientReader,
+    check_deceased,
+    merged_message,
+    patient_refs,
+    replaced_by,
+)
 
 __all__ = [
     "CORE_SET_CODES",
@@ -35,8 +41,10 @@ __all__ = [
     "Extractor",
     "PatientData",
     "hierarchy_questions",
+    "merged_message",
     "patient_refs",
     "read_quantity",
+    "replaced_by",
 ]
 
 

@@ -1,8 +1,11 @@
-"""Patient → the patient's facts; which patients a set of resources is about. Pure: no network."""
+"""Patient → the patient's facts; which patients a set of resources is about; whether a Patient
+is a merged record that another replaced (:func:`replaced_by`, read by every path that
+evaluates a patient). Pure: no network."""
 
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Iterable, Mapping
 from datetime import date
 
@@ -131,3 +134,38 @@ def patient_ref_in(reference: str) -> str | None:
     if reference.startswith("Patient/") or "/Patient/" in reference:
         return "Patient/" + reference.rsplit("Patient/", 1)[1]
     return None
+
+
+#: ``Patient/[id]`` at the end of a reference (relative or absolute, R4 references.html).
+_PATIENT_REF = re.compile(r"(?<![A-Za-z])Patient/[A-Za-z0-9\-.]{1,64}\Z")
+
+#: What :func:`replaced_by` answers for a ``replaced-by`` link whose ``other`` names no Patient
+#: (an identifier-only or a contained reference).
+ANOTHER_RECORD = "another record"
+
+
+def replaced_by(patient: Mapping[str, object] | None) -> str | None:
+    """The record a Patient says replaced it (``link`` of type ``replaced-by``: "The patient
+    resource containing this link must no longer be used", R4 patient.html), as its reference
+    ``Patient/[id]`` or :data:`ANOTHER_RECORD`; None where it says none (``replaces``,
+    ``refer`` and ``seealso`` leave the record in use). Oracle Health answers the read of a
+    combined patient with such an inactive Patient, its data moved to the surviving record
+    (cerner/fhir.cerner.com, Patient Combine Example); HAPI's ``$merge`` leaves the source
+    Patient so."""
+    links = patient.get("link") if patient is not None else None
+    for link in links if isinstance(links, list) else ():
+        if isinstance(link, dict) and link.get("type") == "replaced-by":
+            other = link.get("other")
+            ref = other.get("reference") if isinstance(other, dict) else None
+            text = ref.partition("/_history/")[0] if isinstance(ref, str) else ""
+            named = _PATIENT_REF.search(text)
+            return named.group(0) if named is not None else ANOTHER_RECORD
+    return None
+
+
+def merged_message(patient_ref: str, successor: str) -> str:
+    """The one sentence every path gives for a merged record (no patient data but the ids)."""
+    return (
+        f"{patient_ref} is a merged record (Patient.link replaced-by {successor}): "
+        f"it must no longer be used; evaluate {successor} instead"
+    )
