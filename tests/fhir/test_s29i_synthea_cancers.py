@@ -10,6 +10,9 @@ stage:
   67821000119109, 67831000119107, 67841000119103 "Primary small cell malignant neoplasm of lung,
   TNM stage 2/3/4 (disorder)" (stage 1, 424132000 and 67811000119102, were listed in session 29
   "d");
+- `lung_cancer.json`, state "SCLC": 254632001 "Small cell carcinoma of lung (disorder)", which
+  the shipped expansion had left out as the tests' example of a code only a terminology server
+  classifies (session 29 "g": that example is now 93993007);
 - `colorectal_cancer.json`, state "Colorectal_Cancer_Stage_I": 93761005 "Primary malignant
   neoplasm of colon" (stages II-IV, 109838007, 363406005, 94260004, were listed in session 29
   "d").
@@ -41,6 +44,10 @@ DATA = Path(__file__).parents[1] / "data"
 CONDITION_URL = "urn:uuid:3f0b7c52-9a1d-4e8b-b6c4-8d2e5a719c03"
 
 SYNTHEA_CANCERS = [
+    # lung_cancer.json, "SCLC" (session 29 "g"): as in the published Synthea R4 patient
+    # R4/SYNTHEA/Sherman_McGlynn_8ef2ef98-48c5-427e-80d4-5e8f30ac8bf5.json of repository
+    # smart-on-fhir/generated-sample-data (commit 25ac8089f0464b8673c7669509dc0bb8f4883773)
+    ("254632001", "Small cell carcinoma of lung (disorder)"),
     # lung_cancer.json, "NSCLC II", "NSCLC III", "NSCLC IV"
     ("425048006", "Non-small cell carcinoma of lung, TNM stage 2 (disorder)"),
     ("422968005", "Non-small cell carcinoma of lung, TNM stage 3 (disorder)"),
