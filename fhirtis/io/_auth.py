@@ -617,6 +617,7 @@ def _raise_for_auth_status(
             status=status,
             url=where,
             retry_after=response.headers.get("Retry-After"),
+            headers=response.headers,
         )
     if what == "token request":
         code = _oauth_error_code(response.content)

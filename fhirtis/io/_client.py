@@ -571,7 +571,12 @@ class FhirClient(AsyncClosing):
                 # the FHIR request was not sent: safe to retry whatever it is
                 outcome = f"HTTP {exc.status} from the token endpoint"
                 last_status = exc.status
-                retry_after = parse_retry_after(exc.retry_after, timing.time())
+                # the one rule of a throttled answer, a FHIR server's or the token endpoint's
+                retry_after = (
+                    retry_after_of(exc.headers, timing.time(), exc.status)
+                    if exc.headers is not None
+                    else parse_retry_after(exc.retry_after, timing.time())
+                )
                 log.info("%s %s: token endpoint answered %s", method, target, exc.status)
                 cause: BaseException | None = exc
             except httpx.TransportError as exc:

@@ -87,7 +87,9 @@ class TokenEndpointUnavailable(FhirServerError):  # noqa: N818 - names fixed by 
     """The SMART discovery or token endpoint answered 429/502/503/504.
 
     The FHIR request itself was not sent, so the client may retry it whatever its method.
-    ``retry_after`` is the raw ``Retry-After`` header, if any.
+    ``retry_after`` is the raw ``Retry-After`` header, if any; ``headers`` all the answer's
+    headers (the client reads the wait from them as from a FHIR answer's: a 429's
+    ``RateLimit`` too), never its body.
     """
 
     def __init__(
@@ -97,9 +99,11 @@ class TokenEndpointUnavailable(FhirServerError):  # noqa: N818 - names fixed by 
         status: int | None,
         url: str,
         retry_after: str | None = None,
+        headers: httpx.Headers | None = None,
     ) -> None:
         super().__init__(message, status=status, url=url)
         self.retry_after = retry_after
+        self.headers = headers
 
 
 class TooManyRetries(FhirClientError):  # noqa: N818 - names fixed by the API
