@@ -117,3 +117,18 @@ def test_a_list_setting_from_the_environment_is_still_checked(
     monkeypatch.setenv("FHIRTIS_POLICY__ENZYME_TIE_ORDER", "ldh,ck,cpk,ast,alt")
     with pytest.raises(SettingsError, match="enzyme_tie_order"):
         load_settings()
+
+
+def test_max_bundle_entries_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``FHIRTIS_FHIR__MAX_BUNDLE_ENTRIES``: the most entries of a write Bundle (FHIR Works on
+    AWS takes 25 a transaction); unset, no limit; 0 is refused."""
+    monkeypatch.delenv("FHIRTIS_SETTINGS_FILE", raising=False)
+    monkeypatch.setenv("FHIRTIS_FHIR__BASE_URL", "https://ehr.example.org/fhir")
+    settings = load_settings()
+    assert settings.fhir is not None and settings.fhir.max_bundle_entries is None
+    monkeypatch.setenv("FHIRTIS_FHIR__MAX_BUNDLE_ENTRIES", "25")
+    settings = load_settings()
+    assert settings.fhir is not None and settings.fhir.max_bundle_entries == 25
+    monkeypatch.setenv("FHIRTIS_FHIR__MAX_BUNDLE_ENTRIES", "0")
+    with pytest.raises(ValueError, match="max_bundle_entries"):
+        load_settings()

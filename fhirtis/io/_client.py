@@ -148,6 +148,7 @@ class FhirClient(AsyncClosing):
         self._in_flight = asyncio.Semaphore(config.concurrency)
         self._capabilities_lock = asyncio.Lock()
         self._writer: FhirClient | None = None
+        self._bundle_limit = config.max_bundle_entries
         self._next_slot = 0.0  # the earliest monotonic time the next request may start
         self._pace_lock = asyncio.Lock()
 
@@ -207,6 +208,24 @@ class FhirClient(AsyncClosing):
         log.info(
             "capabilities of %s: learned %s", _urls.origin_text(self._base), refused.describe()
         )
+
+    @property
+    def max_bundle_entries(self) -> int | None:
+        """The most entries a Bundle of writes may have: ``max_bundle_entries``, or fewer where
+        this server refused a larger Bundle (:meth:`learn_bundle_limit`); None: no limit."""
+        return self._bundle_limit
+
+    def learn_bundle_limit(self, entries: int) -> None:
+        """The server refused a Bundle for its number of entries: from now on at most
+        ``entries`` (at least 1) a Bundle, for this client's life."""
+        entries = max(1, entries)
+        if self._bundle_limit is None or entries < self._bundle_limit:
+            self._bundle_limit = entries
+            log.warning(
+                "%s refused a Bundle for its size: writing at most %d entries a Bundle",
+                _urls.origin_text(self._base),
+                entries,
+            )
 
     def writer(self) -> FhirClient:
         """The client derived resources are written with: this one, or one for

