@@ -9,9 +9,11 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import unquote
 
 from fhirtis.fhir.derive import DERIVED_TYPES, Derived
-from fhirtis.fhir.plan import RETIRED, PlannedWrite, withdrawal
+from fhirtis.fhir.plan import RETIRABLE, RETIRED, PlannedWrite, withdrawal
+from fhirtis.fhir.primitives import instant_or_none, json_array
 from fhirtis.fhir.queries import (
     DEFAULT_PATIENT_PARAMS,
     OWN_OUTPUT_PATIENT_PARAMS,
@@ -103,6 +105,72 @@ async def _find_own_output(
     raise PullError("the server kept refusing the searches for fhirtis's earlier output")
 
 
+#: the elements that the search parameters of a derived resource's conditional create
+#: (:attr:`Derived.match`, R4 AdverseEvent's subject, category, date, event and
+#: resultingcondition search parameters) search
+_MATCHED_ELEMENTS = {
+    "subject": "subject",
+    "category": "category",
+    "date": "date",
+    "event": "event",
+    "resultingcondition": "resultingCondition",
+}
+
+
+def _found_by_condition(d: Derived, stored: Json) -> bool:
+    """Whether ``d``'s conditional create would find ``stored``: the same type, and every
+    element its condition searches equal as the search compares it (:func:`_same_for_search`);
+    False for a condition naming another parameter (never guessed)."""
+    if d.match is None or stored.get("resourceType") != d.resource_type:
+        return False
+    names = [unquote(part.split("=", 1)[0]) for part in d.match.split("&")]
+    elements = [_MATCHED_ELEMENTS.get(name) for name in names]
+    return all(
+        e is not None and _same_for_search(e, d.resource.get(e), stored.get(e)) for e in elements
+    )
+
+
+def _same_for_search(element: str, ours: object, stored: object) -> bool:
+    """Whether the stored value of ``element`` is the one fhirtis sent, as a server's search
+    compares it, though the server may hold it in another form: a dateTime as its instant
+    (``Z`` or ``+00:00``: R4 datatypes.html#dateTime), a CodeableConcept by its codings'
+    system and code (a token search, R4 search.html#token: a ``display`` added is the same
+    concept); references as written."""
+    if ours == stored:
+        return True
+    if element == "date":
+        when = instant_or_none(ours)
+        return when is not None and when == instant_or_none(stored)
+    if element in ("category", "event"):
+        tokens = _tokens(ours)
+        return bool(tokens) and tokens == _tokens(stored)
+    return False
+
+
+def _tokens(concepts: object) -> frozenset[tuple[object, object]]:
+    """The (system, code) of every coding of a CodeableConcept or a list of them."""
+    found: set[tuple[object, object]] = set()
+    for concept in concepts if isinstance(concepts, list) else [concepts]:
+        if isinstance(concept, dict):
+            for coding in json_array(concept.get("coding")):
+                if isinstance(coding, dict):
+                    found.add((coding.get("system"), coding.get("code")))
+    return frozenset(found)
+
+
+def _successor(copy: Json, ident: str, unstored: list[Derived], wanted: set[str]) -> Derived | None:
+    """The derived resource, not stored yet, whose conditional create would find ``copy``
+    (earlier output no longer derived, of a type withdrawn by delete): the same event
+    re-recorded by the EHR under a new id (fhirtis's identifier names its source). ``copy`` is
+    updated in place to it (R4 http.html#update keeps the logical id) rather than deleted and
+    created again: HAPI FHIR refuses that delete (409, referential integrity on delete: an
+    earlier Provenance names it), and the create is then answered "exists" by it (R4
+    http.html#ccreate), on every run."""
+    if ident in wanted or copy.get("resourceType") in RETIRABLE:
+        return None
+    return next((d for d in unstored if _found_by_condition(d, copy)), None)
+
+
 async def stored_output(
     client: FhirClient, patient_ref: str, derived: Sequence[Derived], requests: dict[str, int]
 ) -> StoredOutput:
@@ -119,11 +187,18 @@ async def stored_output(
         seen.add(key)
         by_ident.setdefault(ident, []).append(r)
     wanted = {d.identifier for d in derived}
+    unstored = [d for d in derived if d.match is not None and d.identifier not in by_ident]
     existing: dict[str, Json] = {}
     withdraw: list[PlannedWrite] = []
     for ident, copies in sorted(by_ident.items()):
         copies.sort(key=lambda r: str(r.get("id")))  # every writer keeps the same copy
         live = [c for c in copies if c.get("status") != RETIRED]
+        successor = _successor(live[0], ident, unstored, wanted) if live else None
+        if successor is not None:  # updated in place: see _successor
+            unstored.remove(successor)
+            existing[successor.identifier] = live[0]
+            withdraw += [withdrawal(c, ident) for c in live[1:]]
+            continue
         if ident in wanted:
             if len(live) > 1:
                 log.warning(
