@@ -72,10 +72,30 @@ async def test_another_unresolved_medication_still_gets_no_card(reference: str) 
 async def test_without_the_data_an_unresolved_immune_globulin_order_is_412(
     reference: str,
 ) -> None:
-    """Prefetch lacks a key and nothing can be read: the service cannot check the order
-    (CDS Hooks 2.0: 412), rather than 200 with no card."""
+    """Prefetch lacks a key the evaluation cannot do without (the weights) and nothing can be
+    read: the service cannot check the order (CDS Hooks 2.0: 412), rather than 200 with no
+    card."""
+    prefetch = full_prefetch(patient_70kg())
+    del prefetch["weights"]
+    async with cds() as api:
+        r = await api.post(SIGN, call([_order(reference)], prefetch))
+    assert r.status_code == 412, r.text
+
+
+@UNRESOLVED
+async def test_without_risk_factor_data_an_unresolved_immune_globulin_order_is_not_checked(
+    reference: str,
+) -> None:
+    """Prefetch lacks only a risk-factor key (Conditions) and nothing can be read (s30: the
+    cards come, the risk card naming the type): the order still gets its warning card that
+    its rate was not checked, never 200 with no card."""
     prefetch = full_prefetch(patient_70kg())
     del prefetch["conditions"]
     async with cds() as api:
         r = await api.post(SIGN, call([_order(reference)], prefetch))
-    assert r.status_code == 412, r.text
+    assert r.status_code == 200, r.text
+    summaries = [c["summary"] for c in cards_of(r)]
+    assert any(s.startswith("IVIG rate not checked") for s in summaries), summaries
+    risk = next(c for c in cards_of(r) if c["summary"].startswith("TEE risk"))
+    assert risk["indicator"] == "warning"
+    assert "no prefetch of Condition" in risk["detail"]

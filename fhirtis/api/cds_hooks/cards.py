@@ -75,19 +75,23 @@ def risk_card(
     not_read: Sequence[str] = (),
     incomplete: Sequence[str] = (),
     forbidden: Sequence[str] = (),
+    unprefetched: Sequence[str] = (),
 ) -> Json:
     """The thrombosis risk factors; ``excluded``: resources that could not be read,
     ``not_read``: resource types the FHIR server offers no search of (not read at all),
     ``incomplete``: searches (prefetch keys or types) answered only in part, ``forbidden``:
     resource types the access token may not read (not read at all: the patient's data there
-    were withheld, as a search answered in part withholds them)."""
+    were withheld, as a search answered in part withholds them), ``unprefetched``: resource
+    types the CDS client did not prefetch and gave no FHIR server to read (withheld as
+    ``forbidden`` ones are: CDS Hooks 2.0 lets a client honour only some prefetch templates)."""
+    withheld = bool(incomplete or forbidden or unprefetched)
     factors = profile.factors
     if factors:
         names = ", ".join(_label(f.kind.value) for f in factors)
         summary = f"TEE risk with IVIG: {len(factors)} risk factor(s): {names}"
     else:
         summary = "TEE risk with IVIG: no thrombosis risk factor found"
-        if incomplete or forbidden:
+        if withheld:
             summary += " (data may be incomplete)"
         elif profile.unassessed:
             summary += " (some could not be assessed)"
@@ -107,26 +111,31 @@ def risk_card(
             "record would be missed.",
         ]
     if not_read:
-        lines += [
-            "",
-            f"Not read: the FHIR server offers no search of {', '.join(not_read)}; a risk factor "
-            "recorded only there would be missed.",
-        ]
+        lines += _not_read(f"the FHIR server offers no search of {', '.join(not_read)}")
     if forbidden:
-        lines += [
-            "",
-            f"Not read: fhirtis is not allowed to read {', '.join(forbidden)} (the FHIR server "
+        lines += _not_read(
+            f"fhirtis is not allowed to read {', '.join(forbidden)} (the FHIR server "
             "refused it, to the CDS client's prefetch or to fhirtis, or the access token's scope "
-            "does not grant it); a risk factor recorded only there would be missed.",
-        ]
+            "does not grant it)"
+        )
+    if unprefetched:
+        lines += _not_read(
+            f"the CDS client sent no prefetch of {', '.join(unprefetched)} and no FHIR server "
+            "to read it from"
+        )
     if incomplete:
         lines += [
             "",
             f"Incomplete: the search for {', '.join(incomplete)} reported that only part of the "
             "patient's data was returned; a risk factor recorded there may be missed.",
         ]
-    warn = factors or incomplete or forbidden
+    warn = factors or withheld
     return _card(summary, "warning" if warn else "info", "\n".join(lines))
+
+
+def _not_read(why: str) -> list[str]:
+    """The risk card's lines for resource types not read at all, ``why`` saying which."""
+    return ["", f"Not read: {why}; a risk factor recorded only there would be missed."]
 
 
 @dataclass(frozen=True)

@@ -55,7 +55,9 @@ _NEEDED = [t for t in export_types() if t not in CAN_GO_WITHOUT]
 USAGE_REQUIREMENTS = (
     "Provide every prefetch key (null where there are no data), or fhirServer with "
     "fhirAuthorization for a FHIR server on this service's allow-list so that the service can "
-    "read what is missing; otherwise the service answers 412. The access token (and the "
+    "read what is missing; otherwise the service answers 412 for a missing Patient, "
+    "Observation or MedicationAdministration key, and the risk card names any other type "
+    "left unread. The access token (and the "
     f"prefetch) must be allowed to read and search {', '.join(_NEEDED[:-1])} and "
     f"{_NEEDED[-1]} (without them the answer is 412), and should be allowed "
     f"{', '.join(sorted(CAN_GO_WITHOUT))} (the risk card names any it may not read: a risk "

@@ -166,6 +166,7 @@ async def _answer(
     stats = {"orders": 0, "ivig": 0, "fetched": 0}
     not_read: dict[str, str] = {}  # types the FHIR server offers no search of
     forbidden: list[str] = []  # types the evaluation can go without that the token may not read
+    unprefetched: list[str] = []  # such types neither prefetched nor readable (no fhirServer)
     call.draft_orders = _referable(call.draft_orders)
     requests = draft_medication_requests(call.draft_orders, call.selections)
     stats["orders"] = len(requests)
@@ -215,10 +216,20 @@ async def _answer(
     if missing or unresolved:
         source = reader(request, call)
         if isinstance(source, str):
-            if missing and (orders or unread):
-                lacks = _lacking([t.key for t in missing], gathered.unsatisfied)
+            # CDS Hooks 2.0 Prefetch Template: a client "MAY choose to honor some or all of the
+            # desired prefetch templates"; 412 is for data the service cannot do without. A
+            # risk-factor key left out is withheld, as a type refused 403 is; one sent without
+            # its template's whole answer (gathered.unsatisfied) is not "left out"
+            needed = [
+                t
+                for t in missing
+                if t.resource_type not in CAN_GO_WITHOUT or t.key in gathered.unsatisfied
+            ]
+            if needed and (orders or unread):
+                lacks = _lacking([t.key for t in needed], gathered.unsatisfied)
                 raise CdsError(412, "precondition-failed", f"{lacks}, and {source}")
-            if missing:
+            unprefetched = sorted({t.resource_type for t in missing if t not in needed})
+            if missing and not (orders or unread):
                 return {"cards": []}, stats  # no order is known to be IVIG
             unresolved = []  # answer for the orders known; the others cannot be identified
         else:
@@ -289,6 +300,12 @@ async def _answer(
         log.warning(
             "cds %s: answered without %s: not allowed to read", service.id, ", ".join(forbidden)
         )
+    if unprefetched:  # for the operator: the client's prefetch configuration (types only)
+        log.warning(
+            "cds %s: answered without %s: not prefetched, no fhirServer",
+            service.id,
+            ", ".join(unprefetched),
+        )
     cards = [
         risk_card(
             thr.current,
@@ -296,6 +313,7 @@ async def _answer(
             sorted(not_read),
             sorted(set(gathered.incomplete)),
             forbidden,
+            unprefetched,
         )
     ]
     for order in orders:
@@ -305,7 +323,7 @@ async def _answer(
         if exceeded is not None:
             cards.append(exceeded)
     cards += [unread_order_card(u, limit) for u in unread]
-    tis = tis_card(result.evaluation, "Condition" in {*not_read, *forbidden})
+    tis = tis_card(result.evaluation, "Condition" in {*not_read, *forbidden, *unprefetched})
     if tis is not None:
         cards.append(tis)
     return {"cards": cards}, stats
