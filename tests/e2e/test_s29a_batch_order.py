@@ -131,15 +131,24 @@ class _SequentialBatch:
         return httpx.Response(200, json=response)
 
 
-async def test_a_batch_deletes_what_a_successor_create_would_match_first(
+def replaced_event_writes(
     httpx_mock: HTTPXMock,
-) -> None:
+) -> tuple[_SequentialBatch, list[PlannedWrite], WritePlanShape]:
+    """An old AdverseEvent stored on a server that runs batches in order, and the writes of a
+    re-recorded event: its successor's create (whose condition matches the old one) planned
+    before the old one's withdrawal, in batches."""
     old = {**_event("tee-old", "AdverseEvent/ehr-ae-1"), "id": "old", "meta": {"versionId": "1"}}
     server = _SequentialBatch([old])
     httpx_mock.add_callback(server, is_reusable=True)
     successor = Derived(_event("tee-new", "AdverseEvent/ehr-ae-2"), "tee-new", _match())
     writes = [PlannedWrite(successor, Action.CREATE), withdrawal(old, "tee-old")]
-    shape = WritePlanShape("batch", {"AdverseEvent": True}, {}, provenance=False)
+    return server, writes, WritePlanShape("batch", {"AdverseEvent": True}, {}, provenance=False)
+
+
+async def test_a_batch_deletes_what_a_successor_create_would_match_first(
+    httpx_mock: HTTPXMock,
+) -> None:
+    server, writes, shape = replaced_event_writes(httpx_mock)
     naming = Naming()
     async with FhirClient(FhirClientConfig(base_url=BASE)) as client:
         await write_batch(client, writes, None, shape, {}, [], naming)

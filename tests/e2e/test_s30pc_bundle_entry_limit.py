@@ -37,16 +37,14 @@ import orjson
 import pytest
 from pytest_httpx import HTTPXMock
 
-from fhirtis.fhir.derive import Derived
-from fhirtis.fhir.plan import Action, PlannedWrite, withdrawal
-from fhirtis.io import FhirClient, FhirClientConfig, FhirServerError, Refused, WritePlanShape
+from fhirtis.io import FhirClient, FhirClientConfig, FhirServerError, Refused
 from fhirtis.pipeline.answers import bundle_entry_limit
 from fhirtis.pipeline.server import RunStatus
 from fhirtis.pipeline.write import Naming, write_in_parts
 from tests.e2e.test_faults import Forwarding
 from tests.e2e.test_run import load, search
 from tests.e2e.test_s29a_batch_order import BASE as BATCH_BASE
-from tests.e2e.test_s29a_batch_order import _event, _match, _SequentialBatch
+from tests.e2e.test_s29a_batch_order import replaced_event_writes
 from tests.e2e.test_vendor_shapes import _provenance_targets, _stored
 from tests.e2e.test_write_withdraw import run_once
 from tests.fhir.patients import responder
@@ -217,12 +215,7 @@ async def test_parts_delete_what_a_successor_create_would_match_first(
     """Split into Bundles of one entry each (a server that takes one), the withdrawal of an old
     AdverseEvent still goes before its successor's conditional create, whose condition matches
     it (the HAPI-like fake of tests/e2e/test_s29a_batch_order.py, batches run in order)."""
-    old = {**_event("tee-old", "AdverseEvent/ehr-ae-1"), "id": "old", "meta": {"versionId": "1"}}
-    server = _SequentialBatch([old])
-    httpx_mock.add_callback(server, is_reusable=True)
-    successor = Derived(_event("tee-new", "AdverseEvent/ehr-ae-2"), "tee-new", _match())
-    writes = [PlannedWrite(successor, Action.CREATE), withdrawal(old, "tee-old")]
-    shape = WritePlanShape("batch", {"AdverseEvent": True}, {}, provenance=False)
+    server, writes, shape = replaced_event_writes(httpx_mock)
     naming = Naming()
     async with FhirClient(FhirClientConfig(base_url=BATCH_BASE)) as client:
         await write_in_parts(client, writes, None, shape, 1, {}, [], naming)
