@@ -721,13 +721,26 @@ async def test_missing_prefetch_without_a_server_is_412() -> None:
 
 
 async def test_a_failed_prefetch_counts_as_missing() -> None:
+    """A prefetch the client failed (an OperationOutcome that is no refusal, CDS Hooks 2.0
+    "Prefetch Template"), with no fhirServer: for data the evaluation needs (weights), 412
+    saying so (s29b), not "prefetch lacks weights"; for a risk-factor type (Conditions, s30:
+    as a key left out) the cards come, the risk card a warning naming it."""
     failed = {"resourceType": "OperationOutcome", "issue": []}
-    prefetch = {**full_prefetch(patient_70kg()), "conditions": failed}
+    prefetch = {**full_prefetch(patient_70kg()), "weights": failed}
     async with cds() as api:
         r = await api.post(SIGN, call([ivig_order(rate=qty(300, "mL/h"))], prefetch))
     assert r.status_code == 412
-    # sent, as an OperationOutcome: said so (s29b), not "prefetch lacks conditions"
-    assert "prefetch conditions is an OperationOutcome" in r.json()["message"]
+    assert "prefetch weights is an OperationOutcome" in r.json()["message"]
+
+    prefetch = {**full_prefetch(patient_70kg()), "conditions": failed}
+    async with cds() as api:
+        r = await api.post(SIGN, call([ivig_order(rate=qty(300, "mL/h"))], prefetch))
+    assert r.status_code == 200, r.text
+    risk = card_with(cards_of(r), "TEE risk")
+    assert risk["indicator"] == "warning", risk
+    assert "data may be incomplete" in risk["summary"], risk
+    assert "prefetch of Condition (its prefetch failed)" in risk["detail"], risk
+    assert card_with(cards_of(r), "exceeds")  # the rate is still checked
 
 
 def _first_page_of(base: str, resources: list[Json]) -> Json:
@@ -741,7 +754,9 @@ def _first_page_of(base: str, resources: list[Json]) -> Json:
 async def test_a_prefetched_first_page_is_not_all_the_data(fhir_base: str) -> None:
     """The conditions prefetch holds page 1 of several; the DVT is on a later page. With a
     server to read from, the service reads the whole search (the DVT is found: 3.3 mg/kg/min,
-    138 mL/h); without one, it answers 412 as for a missing key, never "no risk factor"."""
+    138 mL/h); without one (s30: a risk-factor key, not needed) the cards come, the risk card a
+    warning that the conditions prefetch was only part of the data, never plain "no risk
+    factor"."""
     load(fhir_base, bundle(*patient_70kg(DVT), medication()))
     prefetch = full_prefetch(patient_70kg())
     prefetch["conditions"] = _first_page_of(fhir_base, [])
@@ -754,9 +769,10 @@ async def test_a_prefetched_first_page_is_not_all_the_data(fhir_base: str) -> No
     assert card_with(read, "exceeds")["suggestions"][0]["label"] == (
         "Lower the infusion rate to 138 mL/h"
     )
-    assert unread.status_code == 412, unread.text
-    message = unread.json()["message"]
-    assert "conditions" in message and "next" in message
+    risk = card_with(cards_of(unread), "TEE risk")
+    assert risk["indicator"] == "warning", risk
+    assert "data may be incomplete" in risk["summary"], risk
+    assert "prefetch of Condition was only part of the data" in risk["detail"], risk
 
 
 async def test_a_latest_n_prefetch_with_a_next_link_is_complete() -> None:

@@ -98,4 +98,4 @@ async def test_without_risk_factor_data_an_unresolved_immune_globulin_order_is_n
     assert any(s.startswith("IVIG rate not checked") for s in summaries), summaries
     risk = next(c for c in cards_of(r) if c["summary"].startswith("TEE risk"))
     assert risk["indicator"] == "warning"
-    assert "no prefetch of Condition" in risk["detail"]
+    assert "no usable prefetch of Condition" in risk["detail"]

@@ -20,7 +20,8 @@ Two shapes a CDS client can send that the service read as "the patient has no su
   read as absent.
 
 Either is now a template not satisfied: read from ``fhirServer`` when the call allows it, else
-412 naming the key and why.
+412 naming the key and why (s30: for a key the evaluation needs; a risk-factor key gives the
+cards, the risk card saying its prefetch was only part of the data).
 """
 
 from __future__ import annotations
@@ -83,18 +84,20 @@ NOT_THE_WHOLE_ANSWER: list[tuple[str, Json]] = [
 ]
 
 
-@pytest.mark.parametrize(("why", "conditions"), NOT_THE_WHOLE_ANSWER)
-async def test_a_prefetch_that_lacks_part_of_its_answer_is_412_without_a_server(
-    why: str, conditions: Json
+@pytest.mark.parametrize(("why", "value"), NOT_THE_WHOLE_ANSWER)
+async def test_a_needed_prefetch_that_lacks_part_of_its_answer_is_412_without_a_server(
+    why: str, value: Json
 ) -> None:
-    """Never "no thrombosis risk factor" and 4 mg/kg/min from a value that lacks the matches."""
+    """Never an answer from a value that lacks the matches of a key the evaluation needs (the
+    MedicationAdministrations; a risk-factor key such as conditions gives the cards, the risk
+    card saying its prefetch was only part of the data: test_s30pe_cds_partial_prefetch.py)."""
     order = ivig_order(rate=qty(150, "mL/h"))
     async with cds() as api:
-        r = await api.post(SIGN, call([order], _prefetch_with("conditions", conditions)))
+        r = await api.post(SIGN, call([order], _prefetch_with("administrations", value)))
         assert api.sent == []
     assert r.status_code == 412, r.text
     message = r.json()["message"]
-    assert "conditions" in message and why in message
+    assert "administrations" in message and why in message
 
 
 @pytest.mark.parametrize(("why", "conditions"), NOT_THE_WHOLE_ANSWER)

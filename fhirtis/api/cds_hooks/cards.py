@@ -76,6 +76,7 @@ def risk_card(
     incomplete: Sequence[str] = (),
     forbidden: Sequence[str] = (),
     unprefetched: Sequence[str] = (),
+    partly_prefetched: Sequence[str] = (),
 ) -> Json:
     """The thrombosis risk factors; ``excluded``: resources that could not be read,
     ``not_read``: resource types the FHIR server offers no search of (not read at all),
@@ -83,8 +84,10 @@ def risk_card(
     resource types the access token may not read (not read at all: the patient's data there
     were withheld, as a search answered in part withholds them), ``unprefetched``: resource
     types the CDS client did not prefetch and gave no FHIR server to read (withheld as
-    ``forbidden`` ones are: CDS Hooks 2.0 lets a client honour only some prefetch templates)."""
-    withheld = bool(incomplete or forbidden or unprefetched)
+    ``forbidden`` ones are: CDS Hooks 2.0 lets a client honour only some prefetch templates),
+    ``partly_prefetched``: resource types whose prefetch did not hold its whole search (one
+    page of several, ...) and no FHIR server to read the rest (what it held is used)."""
+    withheld = bool(incomplete or forbidden or unprefetched or partly_prefetched)
     factors = profile.factors
     if factors:
         names = ", ".join(_label(f.kind.value) for f in factors)
@@ -120,15 +123,20 @@ def risk_card(
         )
     if unprefetched:
         lines += _not_read(
-            f"the CDS client sent no prefetch of {', '.join(unprefetched)} and no FHIR server "
-            "to read it from"
+            f"the CDS client sent no usable prefetch of {', '.join(unprefetched)} and no FHIR "
+            "server to read it from"
+        )
+    if partly_prefetched:
+        lines += _incomplete(
+            f"the CDS client's prefetch of {', '.join(partly_prefetched)} was only part of the "
+            "data (one page of several, fewer matches than its total, or not the search's "
+            "answer) and there is no FHIR server to read the rest"
         )
     if incomplete:
-        lines += [
-            "",
-            f"Incomplete: the search for {', '.join(incomplete)} reported that only part of the "
-            "patient's data was returned; a risk factor recorded there may be missed.",
-        ]
+        lines += _incomplete(
+            f"the search for {', '.join(incomplete)} reported that only part of the "
+            "patient's data was returned"
+        )
     warn = factors or withheld
     return _card(summary, "warning" if warn else "info", "\n".join(lines))
 
@@ -136,6 +144,11 @@ def risk_card(
 def _not_read(why: str) -> list[str]:
     """The risk card's lines for resource types not read at all, ``why`` saying which."""
     return ["", f"Not read: {why}; a risk factor recorded only there would be missed."]
+
+
+def _incomplete(why: str) -> list[str]:
+    """The risk card's lines for searches read only in part, ``why`` saying which."""
+    return ["", f"Incomplete: {why}; a risk factor recorded there may be missed."]
 
 
 @dataclass(frozen=True)
@@ -429,7 +442,7 @@ def tis_card(evaluation: PatientEvaluation, conditions_not_read: bool = False) -
     lines.append(f"{len(course.followups)} follow-up assessment(s) since baseline.")
     if conditions_not_read:
         lines.append(
-            "The patient's Conditions could not be read: a juvenile dermatomyositis recorded "
+            "The patient's Conditions could not all be read: a juvenile dermatomyositis recorded "
             "there, which calls for the juvenile criteria, would be missed."
         )
     return _card(summary, "info", "\n".join(lines))

@@ -249,6 +249,9 @@ class Gathered:
     # prefetch keys whose value does not hold its template's whole answer, and why (one page of
     # several, fewer matches than its total, a batch-response): read as if not given
     unsatisfied: dict[str, str] = field(default_factory=dict)
+    # those of them that are Bundles (not a failed prefetch): what they hold is taken (a page
+    # of the search, or none of it), the rest read where it can be
+    partial: list[str] = field(default_factory=list)
     # prefetch keys (or types read) whose search said it returned only part of the matches
     incomplete: list[str] = field(default_factory=list)
     # types the evaluation can go without whose prefetch the client was refused (not read)
@@ -308,8 +311,11 @@ def take_prefetch(call: HookCall, templates: Sequence[Template], into: Gathered)
                 # the rest may hold a risk factor: read as for a key not prefetched
                 missing.append(t)
                 into.unsatisfied[t.key] = why
-                continue
-            if reports_partial(value):
+                into.partial.append(t.key)
+                if _not_an_answer(value) is not None:
+                    continue  # its resources are not the search's matches
+                # one page, or fewer matches than its total: real data, taken with the rest
+            elif reports_partial(value):
                 into.incomplete.append(t.key)
         found = Gathered()
         if kind == "Bundle":
@@ -354,12 +360,11 @@ def _not_the_answer(bundle: Mapping[str, Any], t: Template) -> str | None:
       template wants its first page only);
     - fewer matches than its ``total`` says (R4 bundle.html: "the total number of entries of
       type 'match' across all pages"), up to the template's ``_count``."""
+    why = _not_an_answer(bundle)
+    if why is not None:
+        return why
     kind = bundle.get("type")
-    entries = [e for e in bundle.get("entry") or [] if isinstance(e.get("resource"), dict)]
-    if kind is not None and (not isinstance(kind, str) or kind not in _ANSWERS):
-        return f"is a {kind} Bundle, not the answer of its request (a searchset or the resource)"
-    if any(e["resource"].get("resourceType") == "Bundle" for e in entries):
-        return "holds Bundles, not the answer of its request (a searchset or the resource)"
+    entries = _entries(bundle)
     if t.all_pages and next_link(dict(bundle)) is not None:
         return "is one page of a paged search (it has a next link); the other pages are needed"
     total = bundle.get("total")
@@ -373,6 +378,21 @@ def _not_the_answer(bundle: Mapping[str, Any], t: Template) -> str | None:
     wanted = total if t.all_pages else min(total, _count(t.query))
     if matches < wanted:
         return f"holds {matches} of the {total} matches its total says; the others are needed"
+    return None
+
+
+def _entries(bundle: Mapping[str, Any]) -> list[Json]:
+    return [e for e in bundle.get("entry") or [] if isinstance(e.get("resource"), dict)]
+
+
+def _not_an_answer(bundle: Mapping[str, Any]) -> str | None:
+    """Why a prefetched Bundle is not a search's answer at all (its resources are not the
+    search's matches), or None."""
+    kind = bundle.get("type")
+    if kind is not None and (not isinstance(kind, str) or kind not in _ANSWERS):
+        return f"is a {kind} Bundle, not the answer of its request (a searchset or the resource)"
+    if any(e["resource"].get("resourceType") == "Bundle" for e in _entries(bundle)):
+        return "holds Bundles, not the answer of its request (a searchset or the resource)"
     return None
 
 

@@ -167,6 +167,8 @@ async def _answer(
     not_read: dict[str, str] = {}  # types the FHIR server offers no search of
     forbidden: list[str] = []  # types the evaluation can go without that the token may not read
     unprefetched: list[str] = []  # such types neither prefetched nor readable (no fhirServer)
+    partly: list[str] = []  # such types prefetched in part (gathered.partial), the rest unread
+    withheld_types: set[str] = set()  # the types of those two lists
     call.draft_orders = _referable(call.draft_orders)
     requests = draft_medication_requests(call.draft_orders, call.selections)
     stats["orders"] = len(requests)
@@ -218,17 +220,29 @@ async def _answer(
         if isinstance(source, str):
             # CDS Hooks 2.0 Prefetch Template: a client "MAY choose to honor some or all of the
             # desired prefetch templates"; 412 is for data the service cannot do without. A
-            # risk-factor key left out is withheld, as a type refused 403 is; one sent without
-            # its template's whole answer (gathered.unsatisfied) is not "left out"
-            needed = [
-                t
-                for t in missing
-                if t.resource_type not in CAN_GO_WITHOUT or t.key in gathered.unsatisfied
-            ]
+            # risk-factor key left out or failed (an OperationOutcome) is withheld, as a type
+            # refused 403 is, and one sent without its template's whole answer (one page of
+            # several, ...) is used, said to be only part of the data
+            needed = [t for t in missing if t.resource_type not in CAN_GO_WITHOUT]
             if needed and (orders or unread):
-                lacks = _lacking([t.key for t in needed], gathered.unsatisfied)
+                unsatisfied = {
+                    k: why
+                    for k, why in gathered.unsatisfied.items()
+                    if k in {t.key for t in needed}
+                }
+                lacks = _lacking([t.key for t in needed], unsatisfied)
                 raise CdsError(412, "precondition-failed", f"{lacks}, and {source}")
-            unprefetched = sorted({t.resource_type for t in missing if t not in needed})
+            withheld = [t for t in missing if t not in needed]
+            unused = [t for t in withheld if t.key not in gathered.partial]
+            failed = {t.resource_type for t in unused if t.key in gathered.unsatisfied}
+            unprefetched = sorted(
+                {
+                    f"{r} (its prefetch failed)" if r in failed else r
+                    for r in (t.resource_type for t in unused)
+                }
+            )
+            partly = sorted({t.resource_type for t in withheld if t.key in gathered.partial})
+            withheld_types = {t.resource_type for t in withheld}
             if missing and not (orders or unread):
                 return {"cards": []}, stats  # no order is known to be IVIG
             unresolved = []  # answer for the orders known; the others cannot be identified
@@ -306,6 +320,12 @@ async def _answer(
             service.id,
             ", ".join(unprefetched),
         )
+    if partly:  # for the operator: the client's prefetch (types only)
+        log.warning(
+            "cds %s: answered with part of %s: prefetched in part, no fhirServer",
+            service.id,
+            ", ".join(partly),
+        )
     cards = [
         risk_card(
             thr.current,
@@ -314,6 +334,7 @@ async def _answer(
             sorted(set(gathered.incomplete)),
             forbidden,
             unprefetched,
+            partly,
         )
     ]
     for order in orders:
@@ -323,7 +344,7 @@ async def _answer(
         if exceeded is not None:
             cards.append(exceeded)
     cards += [unread_order_card(u, limit) for u in unread]
-    tis = tis_card(result.evaluation, "Condition" in {*not_read, *forbidden, *unprefetched})
+    tis = tis_card(result.evaluation, "Condition" in {*not_read, *forbidden, *withheld_types})
     if tis is not None:
         cards.append(tis)
     return {"cards": cards}, stats
