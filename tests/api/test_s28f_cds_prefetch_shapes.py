@@ -137,7 +137,9 @@ async def test_a_prefetch_holding_all_its_matches_is_used_as_given() -> None:
     ]
     prefetch = full_prefetch(patient_70kg())
     prefetch["administrations"] = administrations
-    prefetch["weights"] = {**(searchset(patient_70kg()[1:2] + weights[:4]) or {}), "total": 9}
+    # newest first, as _sort=-date asks (a page that is not may not hold the latest: s30pf)
+    latest = sorted(patient_70kg()[1:2] + weights[:4], key=lambda o: o["effectiveDateTime"])[::-1]
+    prefetch["weights"] = {**(searchset(latest) or {}), "total": 9}
     async with cds() as api:
         cards = cards_of(await api.post(SIGN, call([ivig_order(rate=qty(300, "mL/h"))], prefetch)))
         assert api.sent == []

@@ -7,10 +7,11 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import parse_qsl
 
 from fastapi import Request
 
-from fhirtis.api.cds_hooks.request import CdsError, HookCall
+from fhirtis.api.cds_hooks.request import CdsError, HookCall, not_the_latest
 from fhirtis.api.errors import ApiError
 from fhirtis.fhir.needs import CAN_GO_WITHOUT, NEEDS
 from fhirtis.io import (
@@ -157,11 +158,12 @@ class _SearchRefusedError(Exception):
 async def _in_one_batch(
     client: FhirClient, urls: Sequence[tuple[str, bool]], forbidden: set[str]
 ) -> list[tuple[str, Json | None]]:
-    """The URLs in one batch, every wanted page followed. :class:`Learned`: the server
-    refused the batch, or a search inside it (then searched as the server allows); a search
-    answered a plain 404 where the server's types are unknown, or are known without the
-    searched one, teaches that the type is not supported (:func:`is_unsupported_type`, as
-    ``fhirtis run`` reads it).
+    """The URLs in one batch, every wanted page followed (a "latest n" search whose first page
+    may not be the latest, the server having ignored its ``_sort``, is read whole:
+    :func:`_whole_search`). :class:`Learned`: the server refused the batch, or a search
+    inside it (then searched as the server allows); a search answered a plain 404 where the
+    server's types are unknown, or are known without the searched one, teaches that the type
+    is not supported (:func:`is_unsupported_type`, as ``fhirtis run`` reads it).
     :class:`_SearchRefusedError`: a search refused 400 or 422. A search answered 403 of a
     type the evaluation can go without is left out, its type added to ``forbidden`` (also
     when the batch is then read as the server allows)."""
@@ -201,13 +203,34 @@ async def _in_one_batch(
         if resource.get("resourceType") == "Bundle" and searchset_problem(resource) is not None:
             # read as "no matches", it would hide the patient's data
             raise CdsError(502, "fhir-server-failed", "the FHIR server answered a malformed Bundle")
-        if all_pages and resource.get("resourceType") == "Bundle":
+        if (
+            not all_pages
+            and resource.get("resourceType") == "Bundle"
+            and not_the_latest(resource) is not None
+        ):
+            resource = await _whole_search(client, url, resource)
+        elif all_pages and resource.get("resourceType") == "Bundle":
             merged = list(resource.get("entry") or [])
             async for page in client.following_pages(resource):
                 merged.extend(page.get("entry") or [])
             resource = {**resource, "entry": merged}
         out.append((url, resource))
     return out
+
+
+async def _whole_search(client: FhirClient, url: str, first: Json) -> Json:
+    """A "latest n" search whose first page may not be the latest (:func:`not_the_latest`),
+    read whole, in pages of the configured size rather than its ``_count`` of n: the evaluation
+    takes the latest of every match."""
+    rtype, _, query = url.partition("?")
+    params = [(name, value) for name, value in parse_qsl(query) if name != "_count"]
+    entries: list[Json] = []
+    async for page in client.search_bundle_pages(rtype, params):
+        entries.extend(page.get("entry") or [])
+    links = [
+        x for x in first.get("link") or [] if isinstance(x, dict) and x.get("relation") != "next"
+    ]
+    return {**first, "link": links, "entry": entries}  # every page: no next
 
 
 async def _as_the_server_allows(

@@ -5,13 +5,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import pairwise
 from typing import Any
-from urllib.parse import parse_qs, quote
+from urllib.parse import parse_qs, quote, urlsplit
 
 from fhirtis.api.access import is_b64token
+from fhirtis.clinical.facts import FhirTime
 from fhirtis.fhir.codes import Terminology
+from fhirtis.fhir.extract.common import fhir_time_of
 from fhirtis.fhir.needs import CAN_GO_WITHOUT, export_types, prefetch_queries
-from fhirtis.fhir.primitives import is_id
+from fhirtis.fhir.primitives import PrimitiveError, is_id
 from fhirtis.io import next_link
 from fhirtis.pipeline.pull import partial_results
 
@@ -357,7 +360,7 @@ def _not_the_answer(bundle: Mapping[str, Any], t: Template) -> str | None:
     - a Bundle of another type (a ``batch-response`` of the client's own batch) or holding a
       Bundle: its resources are not the search's matches, and would be read as none;
     - one page of a paged search (a ``next`` link), where every page is wanted (a "latest n"
-      template wants its first page only);
+      template wants its first page only, if it is the latest: :func:`not_the_latest`);
     - fewer matches than its ``total`` says (R4 bundle.html: "the total number of entries of
       type 'match' across all pages"), up to the template's ``_count``."""
     why = _not_an_answer(bundle)
@@ -367,6 +370,9 @@ def _not_the_answer(bundle: Mapping[str, Any], t: Template) -> str | None:
     entries = _entries(bundle)
     if t.all_pages and next_link(dict(bundle)) is not None:
         return "is one page of a paged search (it has a next link); the other pages are needed"
+    latest = None if t.all_pages else not_the_latest(bundle)
+    if latest is not None:
+        return latest
     total = bundle.get("total")
     if kind != "searchset" or not isinstance(total, int) or isinstance(total, bool):
         return None
@@ -378,6 +384,65 @@ def _not_the_answer(bundle: Mapping[str, Any], t: Template) -> str | None:
     wanted = total if t.all_pages else min(total, _count(t.query))
     if matches < wanted:
         return f"holds {matches} of the {total} matches its total says; the others are needed"
+    return None
+
+
+def not_the_latest(bundle: Mapping[str, Any]) -> str | None:
+    """Why the first page of a "latest n" search (``_sort=-date&_count=n``) may not hold the
+    latest matches, or None. Only where the search has more matches than the page (a ``next``
+    link, or a ``total`` above its matches): a server that does not support ``_sort`` ignores it
+    (R4 search.html, "Handling Errors": unknown or unsupported parameters are ignored unless the
+    client asks for strict handling), and its first page is then the oldest (or any) n: the
+    dosing weight would be an older one. Matches that are not newest first say so; where the
+    page has too few dated matches to show its order, a ``self`` link (which holds the
+    parameters actually used) without ``_sort`` does. A page newest first is taken whatever
+    its ``self`` link says (Oracle Health returns Observations newest first without ``_sort``)."""
+    matches = [
+        e["resource"]
+        for e in _entries(bundle)
+        if e["resource"].get("resourceType") != "OperationOutcome" and _mode(e) == "match"
+    ]
+    total = bundle.get("total")
+    more = isinstance(total, int) and not isinstance(total, bool) and total > len(matches)
+    if not more and next_link(dict(bundle)) is None:
+        return None  # every match is here: the evaluation takes the latest of them
+    spans = [when.span(None) for when in map(_effective, matches) if when is not None]
+    if any(later[0] > earlier[1] for earlier, later in pairwise(spans)):
+        return "is the first page of several, not newest first: the latest may be on another page"
+    if len(spans) >= 2:
+        return None  # newest first, as sorted (or as Oracle Health's default order, unsorted)
+    used = _self_link(bundle)  # too few dates to show the order: the parameters used say it
+    if used is not None and "_sort" not in parse_qs(urlsplit(used).query):
+        return (
+            "is the first page of several and its self link has no _sort (the server did not "
+            "sort it newest first): the latest may be on another page"
+        )
+    return None
+
+
+def _self_link(bundle: Mapping[str, Any]) -> str | None:
+    links = bundle.get("link")
+    for link in links if isinstance(links, list) else []:
+        if isinstance(link, dict) and link.get("relation") == "self":
+            url = link.get("url")
+            return url if isinstance(url, str) else None
+    return None
+
+
+def _effective(resource: Mapping[str, Any]) -> FhirTime | None:
+    """An Observation's ``effective[x]`` (what its ``date`` search parameter, and so
+    ``_sort=date``, orders by), the start of a Period; None where absent or unreadable."""
+    period = resource.get("effectivePeriod")
+    for value in (
+        resource.get("effectiveDateTime"),
+        resource.get("effectiveInstant"),
+        period.get("start") if isinstance(period, dict) else None,
+    ):
+        if isinstance(value, str):
+            try:
+                return fhir_time_of(value)
+            except PrimitiveError:
+                return None
     return None
 
 
