@@ -56,9 +56,70 @@ class SeveralMatches(FhirServerError):  # noqa: N818 - as NotFound, Precondition
         self.creates = creates
 
 
+def _outcome_texts(outcome: object) -> list[str]:
+    """An OperationOutcome's issue ``diagnostics`` and ``details.text``: to be read, never
+    logged or shown (servers echo data there)."""
+    if not isinstance(outcome, dict):
+        return []
+    texts: list[str] = []
+    for issue in json_array(outcome.get("issue")):
+        if not isinstance(issue, dict):
+            continue
+        details = issue.get("details")
+        for text in (
+            issue.get("diagnostics"),
+            details.get("text") if isinstance(details, dict) else None,
+        ):
+            if isinstance(text, str):
+                texts.append(text)
+    return texts
+
+
+#: HAPI FHIR JPA's (and Smile CDR's) words for a write whose reference names a resource it does
+#: not hold, refused when ``enforce_referential_integrity_on_write`` is on (the default):
+#: "HAPI-1094: Resource Patient/p1 not found, specified in path: Observation.subject" (400),
+#: "HAPI-1096: Resource Patient/p1 is deleted, specified in path: …" (400), "HAPI-1095: Resource
+#: contains reference to unknown resource ID Patient/p1" (422) (hapifhir/hapi-fhir,
+#: hapi-fhir-storage ca/uhn/fhir/jpa/dao/index/DaoResourceLinkResolver.java; the setting is
+#: ``hapi.fhir.enforce_referential_integrity_on_write`` in hapifhir/hapi-fhir-jpaserver-starter
+#: AppProperties). Only the ``Type/id`` is taken (FHIR id characters).
+_UNHELD_REFERENCE = re.compile(
+    r"\bResource ([A-Z][A-Za-z]{1,63}/[A-Za-z0-9\-.]{1,64}) (?:not found|is deleted), "
+    r"specified in path\b|"
+    r"\breference to unknown resource ID (?:\S*/)?([A-Z][A-Za-z]{1,63}/[A-Za-z0-9\-.]{1,64})\b"
+)
+_UNHELD_STATUSES = frozenset({400, 404, 409, 422})
+
+
+def unheld_references(status: int | None, outcome: object) -> list[str]:
+    """The ``Type/id`` a write server refused a write for referencing without holding it
+    (referential integrity on write, :data:`_UNHELD_REFERENCE`), at most three, or none: a
+    permanent refusal while the server lacks them, not a conflict to re-plan."""
+    if status not in _UNHELD_STATUSES:
+        return []
+    refs: list[str] = []
+    for text in _outcome_texts(outcome):
+        for match in _UNHELD_REFERENCE.finditer(text):
+            ref = match[1] or match[2]
+            if ref not in refs:
+                refs.append(ref)
+    return refs[:3]
+
+
+def _unheld_text(refs: list[str]) -> str:
+    named = ", ".join(refs)
+    return (
+        f": the write server does not hold {named}, which the derived resources reference; a "
+        "server that enforces referential integrity on write (HAPI FHIR's default) needs the "
+        "patient and the sources read on the EHR there, or must allow references to resources "
+        "it does not hold (HAPI FHIR: hapi.fhir.enforce_referential_integrity_on_write=false)"
+    )
+
+
 def describe(exc: FhirClientError) -> str:
     """The error, with the server's OperationOutcome issue codes and locations (not its
-    diagnostics, which may echo patient data)."""
+    diagnostics, which may echo patient data), and what to do when the write server refused
+    a reference to a resource it does not hold (:func:`unheld_references`)."""
     text = str(exc)
     outcome = getattr(exc, "operation_outcome", None)
     if isinstance(outcome, dict):
@@ -69,6 +130,10 @@ def describe(exc: FhirClientError) -> str:
                 parts.append(f"{issue.get('code', '?')}" + (f" at {where}" if where else ""))
         if parts:
             text += f" ({'; '.join(parts)})"
+    if isinstance(exc, FhirServerError):
+        refs = unheld_references(exc.status, exc.operation_outcome)
+        if refs:
+            text += _unheld_text(refs)
     return text
 
 
@@ -92,12 +157,15 @@ def status_for(exc: FhirClientError) -> int:
 def code_for(exc: FhirClientError) -> str | None:
     """The FHIR issue code of a failure of the FHIR server when the status alone would mislead:
     a permanent refusal (405, 501, ``not-supported``) or another 4xx is never ``transient``;
+    a write refused for a reference the write server does not hold is ``not-found``;
     a conditional create that matched several resources is ``multiple-matches``."""
     if isinstance(exc, MergedPatient):
         return "business-rule"  # R4 issue-type: "violates a business rule" (not transient)
     if isinstance(exc, SeveralMatches):
         return "multiple-matches"  # R4 issue-type: "Multiple matching records were found"
     if isinstance(exc, FhirServerError) and exc.status is not None:
+        if unheld_references(exc.status, exc.operation_outcome):
+            return "not-found"  # R4 issue-type: "The reference provided was not found"
         if is_refusal(exc.status, exc.operation_outcome):
             return "not-supported"
         if 400 <= exc.status < 500 and exc.status not in (401, 403, 404, 412):
@@ -184,19 +252,7 @@ def bundle_entry_limit(exc: FhirClientError, sent: int) -> int | None:
         return None
     if exc.status not in (400, 422, TOO_LARGE):
         return None
-    outcome = exc.operation_outcome if isinstance(exc.operation_outcome, dict) else {}
-    texts: list[str] = []
-    for issue in json_array(outcome.get("issue")):
-        if not isinstance(issue, dict):
-            continue
-        details = issue.get("details")
-        for text in (
-            issue.get("diagnostics"),
-            (details or {}).get("text") if isinstance(details, dict) else None,
-        ):
-            if isinstance(text, str):
-                texts.append(text)
-    said = " ".join(texts)
+    said = " ".join(_outcome_texts(exc.operation_outcome))
     about_entries = _ENTRY_LIMIT.search(said) is not None
     if exc.status != TOO_LARGE and not about_entries:
         return None

@@ -67,6 +67,7 @@ from fhirtis.pipeline.answers import (
     entry_status,
     failure_outcome,
     location_reference,
+    unheld_references,
 )
 from fhirtis.pipeline.patient_run import Written
 from fhirtis.pipeline.pull import NOT_RUN, find_existing
@@ -205,8 +206,14 @@ references ("HAPI-0550: Unable to delete ..."; a Provenance's target counts)."""
 
 
 def is_conflict(exc: FhirServerError) -> bool:
-    """A 409 Conflict that is not a refusal (``not-supported``): see :data:`CONFLICT`."""
-    return exc.status == CONFLICT and not is_refusal(exc.status, exc.operation_outcome)
+    """A 409 Conflict that is not a refusal (``not-supported``, or a reference to a resource
+    the server does not hold: :func:`~fhirtis.pipeline.answers.unheld_references`): see
+    :data:`CONFLICT`."""
+    return (
+        exc.status == CONFLICT
+        and not is_refusal(exc.status, exc.operation_outcome)
+        and not unheld_references(exc.status, exc.operation_outcome)
+    )
 
 
 def _version_conflict(exc: FhirServerError) -> PreconditionFailed:
@@ -620,7 +627,11 @@ async def write_batch(
                 conflict = True
             elif failure is None:
                 failure = matched  # not sent again: the run fails saying so
-        elif status in (412, CONFLICT) and not is_refusal(status, outcome):
+        elif (
+            status in (412, CONFLICT)
+            and not is_refusal(status, outcome)
+            and not unheld_references(status, outcome)
+        ):
             conflict = True
         elif failure is not None:
             continue
