@@ -27,7 +27,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -40,7 +39,7 @@ from fhirtis.settings import Settings
 from tests.e2e.test_faults import Forwarding
 from tests.e2e.test_run import load
 from tests.fhir.patients import responder
-from tests.fhir_test_server import FhirTestServer, start_fhir_test_server
+from tests.fhir_test_server import FhirTestServer
 
 Json = dict[str, Any]
 _RELATIVE = re.compile(r"^([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})(?:/_history/.*)?$")
@@ -179,15 +178,6 @@ def _run(
             return await run_patient(client, "p1", Settings(), write=True)
 
     return asyncio.run(go())
-
-
-@pytest.fixture(scope="module")
-def registry_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FhirTestServer]:
-    server = start_fhir_test_server(tmp_path_factory.mktemp("s30pg_registry"))
-    try:
-        yield server
-    finally:
-        server.close()
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +18,7 @@ from fhirtis.cli import app
 from fhirtis.fhir.derive import DERIVED_TYPES
 from tests.e2e.test_run import load
 from tests.fhir.patients import responder
-from tests.fhir_test_server import FhirTestServer, start_fhir_test_server
+from tests.fhir_test_server import FhirTestServer
 
 Json = dict[str, Any]
 WRITTEN = (*DERIVED_TYPES, "Provenance")
@@ -36,16 +35,6 @@ def _cli_run(*args: str) -> tuple[int, Json]:
 
 
 # -- FHIRTIS_FHIR__WRITE_BASE_URL ---------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def registry_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FhirTestServer]:
-    """A second test-server process: the registry's own store the derived resources go to."""
-    server = start_fhir_test_server(tmp_path_factory.mktemp("registry_server"))
-    try:
-        yield server
-    finally:
-        server.close()
 
 
 @pytest.mark.parametrize("write_profile", ["full", "no-transaction"])
