@@ -21,18 +21,13 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.api.test_cds_hooks import SIGN, call, card_with, cards_of, cds, ivig_order
+from tests.api.test_cds_hooks import card_with, cards_of
 from tests.api.test_s29b_cds_forbidden_types import _prefetch_without
-from tests.fhir.builders import qty
+from tests.api.test_s30pe_cds_partial_prefetch import sign_without_server
 
 
 async def _sign_without_server(*left_out: str) -> httpx.Response:
-    body = call([ivig_order(rate=qty(150, "mL/h"))], _prefetch_without(*left_out))
-    assert "fhirServer" not in body
-    async with cds() as api:
-        answer = await api.post(SIGN, body)
-        assert api.sent == []  # nothing to read from
-    return answer
+    return await sign_without_server(_prefetch_without(*left_out))
 
 
 @pytest.mark.parametrize(

@@ -49,7 +49,8 @@ Json = dict[str, Any]
 PART_OF_THE_DATA = "prefetch of Condition was only part of the data"
 
 
-async def _sign_without_server(prefetch: Json) -> httpx.Response:
+async def sign_without_server(prefetch: Json) -> httpx.Response:
+    """The order-sign call with ``prefetch`` and no fhirServer (nothing is read)."""
     body = call([ivig_order(rate=qty(150, "mL/h"))], prefetch)
     assert "fhirServer" not in body
     async with cds() as api:
@@ -66,7 +67,7 @@ async def _sign_without_server(prefetch: Json) -> httpx.Response:
 async def test_a_risk_factor_key_not_all_the_data_gives_the_cards_saying_so(
     conditions: Json,
 ) -> None:
-    r = await _sign_without_server(_prefetch_with("conditions", conditions))
+    r = await sign_without_server(_prefetch_with("conditions", conditions))
     cards = cards_of(r)  # 200, not 412
     assert card_with(cards, "Max IVIG rate")
     risk = card_with(cards, "TEE risk")
@@ -83,7 +84,7 @@ async def test_a_risk_factor_key_not_all_the_data_gives_the_cards_saying_so(
 )
 async def test_the_matches_that_were_prefetched_are_used(conditions: Json) -> None:
     """The DVT on the page sent is a risk factor: 3.3 mg/kg/min = 138 mL/h for 70 kg of 10 %."""
-    cards = cards_of(await _sign_without_server(_prefetch_with("conditions", conditions)))
+    cards = cards_of(await sign_without_server(_prefetch_with("conditions", conditions)))
     risk = card_with(cards, "TEE risk")
     assert "History of venous" in risk["summary"], risk
     assert PART_OF_THE_DATA in risk["detail"], risk["detail"]
@@ -118,7 +119,7 @@ def _paged(key: str) -> Json:
 async def test_a_needed_key_not_all_the_data_is_still_412(
     key: str, prefetch: Json, why: str
 ) -> None:
-    r = await _sign_without_server(prefetch)
+    r = await sign_without_server(prefetch)
     assert r.status_code == 412, r.text
     message = r.json()["message"]
     assert key in message and why in message, message
@@ -137,6 +138,6 @@ async def test_the_tis_card_says_the_conditions_were_not_all_read(conditions: Js
     del prefetch["conditions"], prefetch["conditionsNotActive"]
     if conditions is not None:
         prefetch["conditions"] = conditions
-    r = await _sign_without_server(prefetch)
+    r = await sign_without_server(prefetch)
     tis = card_with(cards_of(r), "TIS")
     assert "Conditions could not all be read" in tis["detail"], tis["detail"]

@@ -62,6 +62,21 @@ def _conflict(diagnostics: str) -> httpx.Response:
     )
 
 
+async def forward_entries(
+    inner: httpx.AsyncBaseTransport, request: httpx.Request, body: Json, kept: list[Json]
+) -> tuple[httpx.Response, Json]:
+    """The batch ``body`` with only the entries ``kept`` sent on to the server behind
+    ``inner``: its response and its parsed batch-response."""
+    forward = httpx.Request(
+        "POST",
+        request.url,
+        headers={"Content-Type": "application/fhir+json", "Accept": "application/fhir+json"},
+        content=orjson.dumps({**body, "entry": kept}),
+    )
+    response = await inner.handle_async_request(forward)
+    return response, orjson.loads(await response.aread())
+
+
 class HapiLike(Forwarding):
     """Forwards to the test server, answering as HAPI JPA does: a delete of a resource that a
     Provenance names → 409 (a transaction holding one → 409, nothing stored); a 412 → 409."""
@@ -120,14 +135,7 @@ class HapiLike(Forwarding):
         entry answered 409."""
         entries = body.get("entry") or []
         kept = [e for i, e in enumerate(entries) if i not in refused]
-        forward = httpx.Request(
-            "POST",
-            request.url,
-            headers={"Content-Type": "application/fhir+json", "Accept": "application/fhir+json"},
-            content=orjson.dumps({**body, "entry": kept}),
-        )
-        response = await self.inner.handle_async_request(forward)
-        answer = orjson.loads(await response.aread())
+        response, answer = await forward_entries(self.inner, request, body, kept)
         answers = iter(answer.get("entry") or [])
         out: list[Json] = []
         conflict = {

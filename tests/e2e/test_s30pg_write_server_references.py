@@ -38,6 +38,7 @@ from fhirtis.pipeline.server import PatientRun, RunStatus, code_for, describe, r
 from fhirtis.settings import Settings
 from tests.e2e.test_faults import Forwarding
 from tests.e2e.test_run import load
+from tests.e2e.test_s24_hapi_conflicts import forward_entries
 from tests.fhir.patients import responder
 from tests.fhir_test_server import FhirTestServer
 
@@ -135,14 +136,7 @@ class EnforcesReferences(Forwarding):
                 return _answer(self.status, _refused(first))
             return await self.inner.handle_async_request(request)
         kept = [e for e, m in zip(entries, missing, strict=True) if m is None]
-        forward = httpx.Request(
-            "POST",
-            request.url,
-            headers={"Content-Type": "application/fhir+json", "Accept": "application/fhir+json"},
-            content=orjson.dumps({**body, "entry": kept}),
-        )
-        response = await self.inner.handle_async_request(forward)
-        answer = orjson.loads(await response.aread())
+        response, answer = await forward_entries(self.inner, request, body, kept)
         answers = iter(answer.get("entry") or [])
         out = [
             next(answers)
