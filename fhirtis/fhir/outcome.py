@@ -48,3 +48,14 @@ class InputError(Exception):
     def __init__(self, issues: list[Issue]) -> None:
         self.issues = issues
         super().__init__("; ".join(i.diagnostics for i in issues))
+
+
+def issue_texts(issue: Any) -> list[str]:
+    """An OperationOutcome issue's free text, ``diagnostics`` and ``details.text`` (those
+    present): to be read (what a server's answer means), never logged or shown, since servers
+    echo data there."""
+    if not isinstance(issue, dict):
+        return []
+    details = issue.get("details")
+    texts = (issue.get("diagnostics"), details.get("text") if isinstance(details, dict) else None)
+    return [text for text in texts if isinstance(text, str)]

@@ -40,7 +40,7 @@ from fhirtis.io._errors import (
     Unauthorized,
     WriteOutcomeUnknown,
 )
-from fhirtis.io._paging import next_link, searchset_problem
+from fhirtis.io._paging import link_of, next_link, searchset_problem
 from fhirtis.io._plans import (
     ReadPlan,
     WritePlanShape,
@@ -95,6 +95,7 @@ __all__ = [
     "describe_writes",
     "is_refusal",
     "is_unsupported_type",
+    "link_of",
     "load_private_key",
     "next_link",
     "normalize_base",

@@ -60,11 +60,16 @@ def _loop_key(request: PageRequest) -> str:
 
 
 def next_link(bundle: Bundle) -> str | None:
+    return link_of(bundle, "next")
+
+
+def link_of(bundle: Bundle, relation: str) -> str | None:
+    """The URL of ``bundle``'s first link of ``relation`` (``next``, ``self``) that has one."""
     links = bundle.get("link") or []
     if not isinstance(links, list):
         return None
     for link in links:
-        if isinstance(link, dict) and link.get("relation") == "next":
+        if isinstance(link, dict) and link.get("relation") == relation:
             url = link.get("url")
             if isinstance(url, str) and url.strip():
                 return url.strip()

@@ -10,6 +10,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from fhirtis.fhir.outcome import issue_texts
 from fhirtis.fhir.primitives import json_array
 from fhirtis.io import (
     FhirClientError,
@@ -61,18 +62,7 @@ def _outcome_texts(outcome: object) -> list[str]:
     logged or shown (servers echo data there)."""
     if not isinstance(outcome, dict):
         return []
-    texts: list[str] = []
-    for issue in json_array(outcome.get("issue")):
-        if not isinstance(issue, dict):
-            continue
-        details = issue.get("details")
-        for text in (
-            issue.get("diagnostics"),
-            details.get("text") if isinstance(details, dict) else None,
-        ):
-            if isinstance(text, str):
-                texts.append(text)
-    return texts
+    return [text for issue in json_array(outcome.get("issue")) for text in issue_texts(issue)]
 
 
 #: HAPI FHIR JPA's (and Smile CDR's) words for a write whose reference names a resource it does

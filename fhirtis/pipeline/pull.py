@@ -17,7 +17,7 @@ from fhirtis.fhir.bundle import PatientResources
 from fhirtis.fhir.derive import NO_IDENTIFIER_SEARCH, Derived
 from fhirtis.fhir.extract import merged_message, patient_refs, replaced_by
 from fhirtis.fhir.needs import NEEDS, Need
-from fhirtis.fhir.outcome import Issue
+from fhirtis.fhir.outcome import Issue, issue_texts
 from fhirtis.fhir.primitives import instant_or_none
 from fhirtis.fhir.queries import (
     by_id_urls,
@@ -83,10 +83,8 @@ _TRUNCATED_INCLUDES = re.compile(r"\bincluded (?:items|resources)\b.*\btruncated
 
 
 def _only_includes_truncated(issue: Json) -> bool:
-    details = issue.get("details")
-    texts = (issue.get("diagnostics"), details.get("text") if isinstance(details, dict) else None)
     return str(issue.get("severity")) == "warning" and any(
-        isinstance(t, str) and _TRUNCATED_INCLUDES.search(t) is not None for t in texts
+        _TRUNCATED_INCLUDES.search(t) is not None for t in issue_texts(issue)
     )
 
 

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 import orjson
 
 from fhirtis.fhir.needs import export_types
+from fhirtis.fhir.outcome import issue_texts
 from fhirtis.fhir.primitives import instant_or_none
 from fhirtis.io import (
     BulkExportFailed,
@@ -457,11 +458,7 @@ def refused_types(outcome: dict[str, Any] | None, asked: Collection[str]) -> set
     for issue in (outcome or {}).get("issue") or []:
         if not isinstance(issue, dict):
             continue
-        details = issue.get("details")
-        if isinstance(details, dict) and isinstance(details.get("text"), str):
-            texts.append(details["text"])
-        if isinstance(issue.get("diagnostics"), str):
-            texts.append(issue["diagnostics"])
+        texts.extend(issue_texts(issue))
         texts.extend(e for e in issue.get("expression") or [] if isinstance(e, str))
     words = set(re.findall(r"[A-Za-z]+", " ".join(texts)))
     return {t for t in asked if t in words and t != "Patient"}

@@ -31,7 +31,7 @@ from fhirtis.fhir.extract.medications import (
 )
 from fhirtis.fhir.extract.medications import _EFFECTIVE as _MA_EFFECTIVE
 from fhirtis.fhir.extract.medications import _EFFECTIVE_END as _MA_END
-from fhirtis.fhir.extract.observations import _EFFECTIVE as _OBSERVATION_EFFECTIVE
+from fhirtis.fhir.extract.observations import OBSERVATION_TIME as _OBSERVATION_EFFECTIVE
 from fhirtis.fhir.primitives import PrimitiveError, parse_date_time_text, parse_decimal
 from fhirtis.fhir.units import first_convertible
 from tests.fhir.builders import (

@@ -52,6 +52,7 @@ EXPECTED = {
     "load_private_key",
     "normalize_base",
     # a searchset read inside a batch, or prefetched by a CDS client, is checked as a page is
+    "link_of",
     "next_link",
     "searchset_problem",
     # whether a read answered its resource, a search a searchset (run and the CDS service)

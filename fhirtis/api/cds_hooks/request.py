@@ -12,10 +12,11 @@ from urllib.parse import parse_qs, quote, urlsplit
 from fhirtis.api.access import is_b64token
 from fhirtis.clinical.facts import FhirTime
 from fhirtis.fhir.codes import Terminology
-from fhirtis.fhir.extract.common import fhir_time_of
+from fhirtis.fhir.extract.common import ExcludedError, first_fhir_time
+from fhirtis.fhir.extract.observations import OBSERVATION_TIME
 from fhirtis.fhir.needs import CAN_GO_WITHOUT, export_types, prefetch_queries
-from fhirtis.fhir.primitives import PrimitiveError, is_id
-from fhirtis.io import next_link
+from fhirtis.fhir.primitives import is_id
+from fhirtis.io import link_of, next_link
 from fhirtis.pipeline.pull import partial_results
 
 Json = dict[str, Any]
@@ -411,7 +412,8 @@ def not_the_latest(bundle: Mapping[str, Any]) -> str | None:
         return "is the first page of several, not newest first: the latest may be on another page"
     if len(spans) >= 2:
         return None  # newest first, as sorted (or as Oracle Health's default order, unsorted)
-    used = _self_link(bundle)  # too few dates to show the order: the parameters used say it
+    # too few dates to show the order: the parameters used (its self link) say it
+    used = link_of(dict(bundle), "self")
     if used is not None and "_sort" not in parse_qs(urlsplit(used).query):
         return (
             "is the first page of several and its self link has no _sort (the server did not "
@@ -420,30 +422,13 @@ def not_the_latest(bundle: Mapping[str, Any]) -> str | None:
     return None
 
 
-def _self_link(bundle: Mapping[str, Any]) -> str | None:
-    links = bundle.get("link")
-    for link in links if isinstance(links, list) else []:
-        if isinstance(link, dict) and link.get("relation") == "self":
-            url = link.get("url")
-            return url if isinstance(url, str) else None
-    return None
-
-
-def _effective(resource: Mapping[str, Any]) -> FhirTime | None:
+def _effective(resource: Json) -> FhirTime | None:
     """An Observation's ``effective[x]`` (what its ``date`` search parameter, and so
     ``_sort=date``, orders by), the start of a Period; None where absent or unreadable."""
-    period = resource.get("effectivePeriod")
-    for value in (
-        resource.get("effectiveDateTime"),
-        resource.get("effectiveInstant"),
-        period.get("start") if isinstance(period, dict) else None,
-    ):
-        if isinstance(value, str):
-            try:
-                return fhir_time_of(value)
-            except PrimitiveError:
-                return None
-    return None
+    try:
+        return first_fhir_time(resource, OBSERVATION_TIME, "Observation")
+    except ExcludedError:
+        return None
 
 
 def _entries(bundle: Mapping[str, Any]) -> list[Json]:

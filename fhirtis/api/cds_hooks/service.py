@@ -225,12 +225,9 @@ async def _answer(
             # several, ...) is used, said to be only part of the data
             needed = [t for t in missing if t.resource_type not in CAN_GO_WITHOUT]
             if needed and (orders or unread):
-                unsatisfied = {
-                    k: why
-                    for k, why in gathered.unsatisfied.items()
-                    if k in {t.key for t in needed}
-                }
-                lacks = _lacking([t.key for t in needed], unsatisfied)
+                keys = [t.key for t in needed]
+                unsatisfied = {k: why for k, why in gathered.unsatisfied.items() if k in keys}
+                lacks = _lacking(keys, unsatisfied)
                 raise CdsError(412, "precondition-failed", f"{lacks}, and {source}")
             withheld = [t for t in missing if t not in needed]
             unused = [t for t in withheld if t.key not in gathered.partial]

@@ -56,7 +56,8 @@ from fhirtis.fhir.primitives import (
 
 _OBS_STATUS = {s.value: s for s in ResultStatus}
 _UNKNOWN = object()  # not in a memo
-_EFFECTIVE = TimeElements.of("effectiveDateTime", "effectivePeriod.start", "effectiveInstant")
+#: an Observation's time: its ``effective[x]`` (what its ``date`` search parameter orders by)
+OBSERVATION_TIME = TimeElements.of("effectiveDateTime", "effectivePeriod.start", "effectiveInstant")
 
 
 # the values a panel component may give fhirtis (valueInteger: a score without a unit)
@@ -185,7 +186,7 @@ class ObservationReader(ExtractorBase):
         except PrimitiveError:
             when = None  # first_time raises, saying so
         if when is None:
-            when = first_time(r, _EFFECTIVE, path)[0]
+            when = first_time(r, OBSERVATION_TIME, path)[0]
         tag, detail = kind
         if tag == "smoking":
             self._smoking(data, r, status, when, path)
