@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import UTC, date, datetime
 from enum import StrEnum
 from operator import attrgetter
@@ -39,7 +39,7 @@ from fhirtis.clinical.facts import (
     MeasureValue,
     ResultStatus,
 )
-from fhirtis.clinical.frozen import fast_frozen_init
+from fhirtis.clinical.frozen import record
 from fhirtis.clinical.measures import check_value, uln_problem
 from fhirtis.clinical.notes import Note, excluded, missing, warning
 from fhirtis.clinical.policy import Policy
@@ -119,8 +119,7 @@ def _preferred(measure: Measure, held: Mapping[Instrument, MeasureValue]) -> Mea
     )
 
 
-@fast_frozen_init
-@dataclass(frozen=True, slots=True)
+@record
 class Assessment:
     """One assessment. ``values`` holds one value per measure (of several instruments, the
     preferred one, :data:`INSTRUMENT_PREFERENCE`); ``others`` the values of the other
@@ -187,8 +186,7 @@ def comparable(baseline: Assessment, followup: Assessment) -> tuple[Assessment, 
     )
 
 
-@fast_frozen_init
-@dataclass(frozen=True, slots=True)
+@record
 class Grouping:
     assessments: tuple[Assessment, ...]
     notes: tuple[Note, ...]
@@ -378,8 +376,7 @@ class BaselineRule(StrEnum):
     BEFORE_FIRST_IVIG = "before-first-ivig"
 
 
-@fast_frozen_init
-@dataclass(frozen=True, slots=True)
+@record
 class BaselineChoice:
     index: int | None
     rule: BaselineRule | None

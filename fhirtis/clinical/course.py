@@ -4,7 +4,6 @@ status over time — the core set measure half of the clinical spec (§1–§3) 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 from datetime import date
 
 from fhirtis.clinical.assessments import (
@@ -22,15 +21,14 @@ from fhirtis.clinical.deterioration import (
     is_responder,
 )
 from fhirtis.clinical.facts import MeasureValue
-from fhirtis.clinical.frozen import fast_frozen_init
+from fhirtis.clinical.frozen import record
 from fhirtis.clinical.measures import EnzymeChoice, choose_enzyme
 from fhirtis.clinical.notes import Note
 from fhirtis.clinical.policy import Policy, Population
 from fhirtis.clinical.tis import TisResult, compute_tis
 
 
-@fast_frozen_init
-@dataclass(frozen=True, slots=True)
+@record
 class FollowUp:
     assessment: Assessment
     tis: TisResult
@@ -39,8 +37,7 @@ class FollowUp:
     responder: bool | None
 
 
-@fast_frozen_init
-@dataclass(frozen=True, slots=True)
+@record
 class Course:
     population: Population
     assessments: tuple[Assessment, ...]

@@ -8,14 +8,13 @@ is True, False when every clause is False, else None (unknown) — never guessed
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 from fractions import Fraction
 
 from fhirtis.clinical.decimals import percent_of
 from fhirtis.clinical.facts import Instrument, Measure, MeasureValue
-from fhirtis.clinical.frozen import fast_frozen_init
+from fhirtis.clinical.frozen import record
 from fhirtis.clinical.measures import InstrumentSpec, check_value, spec_for
 from fhirtis.clinical.notes import Note, missing
 from fhirtis.clinical.policy import Policy, WorseningBasis
@@ -39,8 +38,7 @@ _VAS = Instrument.VAS
 _RELATIVE, _ABSOLUTE = WorseningBasis.RELATIVE, WorseningBasis.ABSOLUTE
 
 
-@fast_frozen_init
-@dataclass(frozen=True, slots=True)
+@record
 class Worsening:
     """How much one measure worsened: in its own units and in percent (per the policy basis)."""
 
@@ -51,8 +49,7 @@ class Worsening:
     basis: WorseningBasis
 
 
-@fast_frozen_init
-@dataclass(frozen=True, slots=True)
+@record
 class DeteriorationResult:
     day: date
     deteriorated: bool | None
@@ -219,8 +216,7 @@ def _or(values: Iterable[bool | None]) -> bool | None:
     return result
 
 
-@fast_frozen_init
-@dataclass(frozen=True, slots=True)
+@record
 class Confirmation:
     """Confirmed deterioration over a sequence of follow-up assessments: ``confirmed_on`` is the
     date of the second of the first two consecutive deteriorations; ``status`` per assessment is

@@ -8,16 +8,14 @@ evidence. Values are :class:`~decimal.Decimal` in the canonical unit named by th
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, timezone, tzinfo
 from decimal import Decimal
 from enum import StrEnum
 
-from fhirtis.clinical.frozen import fast_frozen_init
+from fhirtis.clinical.frozen import record
 
 
-@fast_frozen_init
-@dataclass(frozen=True, slots=True)
+@record
 class FhirTime:
     """A FHIR ``date`` or ``dateTime`` kept at the precision it was recorded (clinical spec §5.3).
 
@@ -130,8 +128,7 @@ class ResultStatus(StrEnum):
     UNKNOWN = "unknown"
 
 
-@fast_frozen_init
-@dataclass(frozen=True, slots=True)
+@record
 class MeasureValue:
     """One recorded value of a core set measure, already in the instrument's canonical unit
     (cm for VAS, U/L for enzymes, score points otherwise)."""
@@ -146,8 +143,7 @@ class MeasureValue:
     uln: Decimal | None = None  # enzymes: upper limit of normal in U/L, if the result gave one
 
 
-@fast_frozen_init
-@dataclass(frozen=True, slots=True)
+@record
 class IvigAdministration:
     """One intravenous immune globulin administration (a MedicationAdministration).
 
@@ -173,24 +169,21 @@ class IvigAdministration:
     stopped: bool = False  # a stopped infusion: counted for the dose and rate recorded
 
 
-@fast_frozen_init
-@dataclass(frozen=True, slots=True)
+@record
 class BodyWeight:
     source: str
     when: datetime
     kg: Decimal
 
 
-@fast_frozen_init
-@dataclass(frozen=True, slots=True)
+@record
 class BodyHeight:
     source: str
     when: datetime
     cm: Decimal
 
 
-@fast_frozen_init
-@dataclass(frozen=True, slots=True)
+@record
 class BodyMassIndex:
     source: str
     when: datetime
@@ -220,8 +213,7 @@ class RiskFactorKind(StrEnum):
     INFLAMMATION = "inflammation"
 
 
-@fast_frozen_init
-@dataclass(frozen=True, slots=True)
+@record
 class RiskEvidence:
     """A coded finding that shows a risk factor (a Condition, a medication, a device, a
     procedure), active from ``start`` (None: since before any record) to ``end`` (None: still)."""
@@ -251,8 +243,7 @@ ARTERIAL_TEE: frozenset[TeeKind] = frozenset(
 )
 
 
-@fast_frozen_init
-@dataclass(frozen=True, slots=True)
+@record
 class TeeEvent:
     """A thromboembolic event (a Condition or an existing AdverseEvent) with its onset."""
 
@@ -263,8 +254,7 @@ class TeeEvent:
     coding: tuple[str, str] | None = None  # (system, code) of the event as recorded
 
 
-@fast_frozen_init
-@dataclass(frozen=True, slots=True)
+@record
 class PatientFacts:
     """What the core needs to know of the patient themself.
 

@@ -48,7 +48,6 @@ result as :attr:`Exposure.policy`):
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal, localcontext
 
@@ -65,7 +64,7 @@ from fhirtis.clinical.facts import (
     IvigAdministration,
     PatientFacts,
 )
-from fhirtis.clinical.frozen import fast_frozen_init
+from fhirtis.clinical.frozen import record
 from fhirtis.clinical.notes import Note, excluded, missing, warning
 from fhirtis.clinical.policy import DEFAULT_POLICY, PerPolicy, Policy
 from fhirtis.clinical.rates import infusion_rate_in_context, infusion_rate_mg_kg_min
@@ -116,8 +115,7 @@ _ZERO = Decimal(0)
 # results
 
 
-@fast_frozen_init
-@dataclass(frozen=True, slots=True)
+@record
 class AdministrationExposure:
     """One administration with what was computed for it."""
 
@@ -141,8 +139,7 @@ class AdministrationExposure:
         return self.administration.in_progress
 
 
-@fast_frozen_init
-@dataclass(frozen=True, slots=True)
+@record
 class Cycle:
     """One IVIG cycle (course day 1 to its last administration)."""
 
@@ -168,8 +165,7 @@ class Cycle:
         return tuple(a.source for a in self.administrations)
 
 
-@fast_frozen_init
-@dataclass(frozen=True, slots=True)
+@record
 class Exposure:
     """The IVIG exposure of one patient: cycles and cumulative dose."""
 

@@ -4,12 +4,11 @@ choice of the most abnormal muscle enzyme (clinical spec §1)."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from decimal import Decimal
 from fractions import Fraction
 
 from fhirtis.clinical.facts import ENZYMES, Instrument, Measure, MeasureValue
-from fhirtis.clinical.frozen import fast_frozen_init
+from fhirtis.clinical.frozen import record
 from fhirtis.clinical.notes import Note, excluded, missing, warning
 from fhirtis.clinical.policy import PerPolicy, Policy
 
@@ -19,8 +18,7 @@ UKAT_PER_L_TO_U_PER_L = Decimal(60)
 """1 µkat/L = 60 U/L (1 U = 1 µmol/min; 1 kat = 1 mol/s)."""
 
 
-@fast_frozen_init
-@dataclass(frozen=True, slots=True)
+@record
 class InstrumentSpec:
     """An instrument's scale. ``high`` is None for open-ended scales (the enzymes)."""
 
@@ -180,8 +178,7 @@ def enzyme_ratio(value: MeasureValue) -> Fraction | None:
     return Fraction(vn * ud, vd * un)
 
 
-@fast_frozen_init
-@dataclass(frozen=True, slots=True)
+@record
 class EnzymeChoice:
     """The most abnormal enzyme at baseline (clinical spec §1), or None with the reason."""
 

@@ -7,10 +7,9 @@ beyond the clinical quantity in question, and the ``source`` of the fact it is a
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from enum import StrEnum
 
-from fhirtis.clinical.frozen import fast_frozen_init
+from fhirtis.clinical.frozen import record
 
 
 class Severity(StrEnum):
@@ -24,8 +23,7 @@ class Severity(StrEnum):
 _WARNING, _EXCLUDED, _MISSING = Severity.WARNING, Severity.EXCLUDED, Severity.MISSING
 
 
-@fast_frozen_init
-@dataclass(frozen=True, slots=True)
+@record
 class Note:
     severity: Severity
     code: str

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import date, datetime
 
 from fhirtis.clinical.course import Course, evaluate_course
@@ -18,7 +17,7 @@ from fhirtis.clinical.facts import (
     RiskEvidence,
     TeeEvent,
 )
-from fhirtis.clinical.frozen import fast_frozen_init
+from fhirtis.clinical.frozen import record
 from fhirtis.clinical.ivig import Exposure, compute_exposure
 from fhirtis.clinical.policy import Policy, Population
 from fhirtis.clinical.population import PopulationDecision, decide_population
@@ -28,8 +27,7 @@ from fhirtis.clinical.weight import PlausibleBody
 _PGA = Measure.PGA  # a module constant: reading it off its class costs more in Python 3.11
 
 
-@fast_frozen_init
-@dataclass(frozen=True, slots=True)
+@record
 class PatientFactsBundle:
     """Everything known of one patient, as facts (what ``fhirtis.fhir.extract`` produces)."""
 
@@ -50,8 +48,7 @@ class PatientFactsBundle:
     dm_onset_partial: tuple[date, date] | None = None
 
 
-@fast_frozen_init
-@dataclass(frozen=True, slots=True)
+@record
 class PatientEvaluation:
     population: PopulationDecision
     course: Course

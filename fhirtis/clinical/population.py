@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import date
 
-from fhirtis.clinical.frozen import fast_frozen_init
+from fhirtis.clinical.frozen import record
 from fhirtis.clinical.notes import Note, missing
 from fhirtis.clinical.policy import Policy, Population
 
 
-@fast_frozen_init
-@dataclass(frozen=True, slots=True)
+@record
 class PopulationDecision:
     population: Population
     reason: str  # "override", "jdm-coded", "onset-age", "polymyositis", "adult-default"

@@ -66,7 +66,6 @@ from __future__ import annotations
 
 from bisect import bisect_right
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from decimal import Decimal, localcontext
 
@@ -86,7 +85,7 @@ from fhirtis.clinical.facts import (
     RiskFactorKind,
     TeeEvent,
 )
-from fhirtis.clinical.frozen import fast_frozen_init
+from fhirtis.clinical.frozen import record
 from fhirtis.clinical.ivig import (
     DECIMAL_CONTEXT,
     AdministrationExposure,
@@ -142,8 +141,7 @@ def _hours(delta: timedelta) -> Decimal:
 # results
 
 
-@fast_frozen_init
-@dataclass(frozen=True, slots=True)
+@record
 class RiskFactor:
     """A thrombosis risk factor present at some time, with the facts that show it."""
 
@@ -152,8 +150,7 @@ class RiskFactor:
     detail: str  # why, in words (e.g. "age 67 years (≥ 65)")
 
 
-@fast_frozen_init
-@dataclass(frozen=True, slots=True)
+@record
 class UnassessedRiskFactor:
     """A computed risk factor that could not be assessed for lack of data."""
 
@@ -161,8 +158,7 @@ class UnassessedRiskFactor:
     reason: str
 
 
-@fast_frozen_init
-@dataclass(frozen=True, slots=True)
+@record
 class RiskProfile:
     """The risk factors present at ``at``."""
 
@@ -180,8 +176,7 @@ class RiskProfile:
         return tuple(f.kind for f in self.factors)
 
 
-@fast_frozen_init
-@dataclass(frozen=True, slots=True)
+@record
 class RateLimit:
     """The maximum infusion rate applicable at ``at``, and why."""
 
@@ -193,8 +188,7 @@ class RateLimit:
     reason: str
 
 
-@fast_frozen_init
-@dataclass(frozen=True, slots=True)
+@record
 class RateFinding:
     """An administration infused faster than the maximum applicable at its start."""
 
@@ -217,8 +211,7 @@ class RateFinding:
         )
 
 
-@fast_frozen_init
-@dataclass(frozen=True, slots=True)
+@record
 class AssociatedEvent:
     """A TEE temporally associated with one or more IVIG cycles."""
 
@@ -236,8 +229,7 @@ class AssociatedEvent:
         return self.event.onset
 
 
-@fast_frozen_init
-@dataclass(frozen=True, slots=True)
+@record
 class ThrombosisAssessment:
     """Everything §5 says about one patient as of ``as_of``."""
 
@@ -257,8 +249,7 @@ class ThrombosisAssessment:
         return self.current.factors
 
 
-@fast_frozen_init
-@dataclass(frozen=True, slots=True)
+@record
 class RiskInputs:
     """The patient's facts that risk factors are computed from."""
 
@@ -290,8 +281,7 @@ _PGA_UNKNOWN = missing(
 )
 
 
-@fast_frozen_init
-@dataclass(frozen=True, slots=True)
+@record
 class _PolicyTexts:
     """The policy's limits as :func:`format_decimal` shows them in details and reasons."""
 
@@ -373,8 +363,7 @@ def _latest_pga(prepared: _Prepared, on: date) -> tuple[MeasureValue | None, boo
     return chosen
 
 
-@fast_frozen_init
-@dataclass(frozen=True, slots=True)
+@record
 class _Prepared:
     """What of :class:`RiskInputs` does not depend on the time judged: made once per
     assessment, not once per administration (with each fact's date and sort key)."""

@@ -8,14 +8,14 @@ Nothing is rounded before banding; rounding happens only when a percent is shown
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from decimal import Decimal
 from enum import StrEnum
 from fractions import Fraction
 
 from fhirtis.clinical.decimals import percent_of
 from fhirtis.clinical.facts import ENZYMES, MEASURES, Instrument, Measure, MeasureValue
-from fhirtis.clinical.frozen import fast_frozen_init
+from fhirtis.clinical.frozen import record
 from fhirtis.clinical.measures import (
     ALLOWED,
     EnzymeChoice,
@@ -121,8 +121,7 @@ _BETWEEN: Mapping[tuple[Category, Category], tuple[Category, ...]] = {
 """:func:`categories_between` by the categories of the two bounds (made once)."""
 
 
-@fast_frozen_init
-@dataclass(frozen=True, slots=True)
+@record
 class AssessmentValues:
     """The values of one assessment, one per measure. ``enzymes`` holds every lab enzyme of the
     assessment (the most abnormal is chosen at baseline); ``values[Measure.ENZYME]`` is used only
@@ -132,8 +131,7 @@ class AssessmentValues:
     enzymes: Mapping[Instrument, MeasureValue] = field(default_factory=dict)
 
 
-@fast_frozen_init
-@dataclass(frozen=True, slots=True)
+@record
 class MeasureScore:
     """One measure's contribution. ``score`` is None when the measure is missing; then
     ``reason`` says why, and the measure counts 0 in ``lower`` and its maximum in ``upper``."""
@@ -152,8 +150,7 @@ class MeasureScore:
         return self.score is None
 
 
-@fast_frozen_init
-@dataclass(frozen=True, slots=True)
+@record
 class TisResult:
     population: Population
     measures: tuple[MeasureScore, ...]

@@ -21,7 +21,6 @@ plausibility. Pure rules over :mod:`fhirtis.clinical.facts`; no FHIR, no I/O.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal, localcontext
 from operator import attrgetter
@@ -29,7 +28,7 @@ from typing import Protocol, TypeVar
 
 from fhirtis.clinical.decimals import DECIMAL_CONTEXT, format_decimal, is_positive_finite
 from fhirtis.clinical.facts import BodyHeight, BodyWeight, PatientFacts, Sex
-from fhirtis.clinical.frozen import fast_frozen_init
+from fhirtis.clinical.frozen import record
 from fhirtis.clinical.notes import Note, excluded, missing, warning
 from fhirtis.clinical.policy import DEFAULT_POLICY, DosingWeightBasis, Policy
 
@@ -64,8 +63,7 @@ DEVINE_MIN_HEIGHT_CM = Decimal("152.4")  # 60 in × 2.54 cm/in
 ADJUSTED_WEIGHT_FACTOR = Decimal("0.4")
 
 
-@fast_frozen_init
-@dataclass(frozen=True, slots=True)
+@record
 class DosingWeight:
     """The weight a cycle's g/kg and mg/kg/min are expressed with, and where it came from.
 
@@ -218,8 +216,7 @@ def plausible_heights(
     return kept, notes
 
 
-@fast_frozen_init
-@dataclass(frozen=True, slots=True)
+@record
 class PlausibleBody:
     """A patient's plausible weights and heights (:func:`dated`), with a note for each one
     excluded: what every cycle's dosing weight is chosen from, so they are sorted and checked

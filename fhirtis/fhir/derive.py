@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import uuid
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 from fractions import Fraction
@@ -23,7 +22,7 @@ from fhirtis import __version__
 from fhirtis.clinical.course import FollowUp
 from fhirtis.clinical.decimals import beside, beside_any
 from fhirtis.clinical.facts import FhirTime, Measure
-from fhirtis.clinical.frozen import fast_frozen_init
+from fhirtis.clinical.frozen import record
 from fhirtis.clinical.ivig import Cycle, Exposure, dose_tolerance_edges
 from fhirtis.clinical.patient import PatientEvaluation
 from fhirtis.clinical.policy import DosingWeightBasis, PerPolicy, Policy, Population
@@ -63,8 +62,7 @@ IF_NONE_EXIST_PREFIX = f"identifier={IDENTIFIER_SYSTEM}|"
 """What a conditional create's query starts with, before the business identifier."""
 
 
-@fast_frozen_init
-@dataclass(frozen=True, slots=True)
+@record
 class Derived:
     """One derived resource, its business identifier value, and (for types without an
     ``identifier`` search parameter) the search that finds it.

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from decimal import Decimal, localcontext
 from typing import Any
 
-from fhirtis.clinical.frozen import fast_frozen_init
+from fhirtis.clinical.frozen import record
 from fhirtis.clinical.ivig import DECIMAL_CONTEXT, is_positive_finite
 from fhirtis.clinical.rates import RateKind, rate_mg_kg_min
 from fhirtis.fhir.codes import UCUM
@@ -49,8 +49,7 @@ _MIN_PER_H = Decimal(60)
 _VOID = {"entered-in-error", "cancelled", "revoked"}
 
 
-@fast_frozen_init
-@dataclass(frozen=True, slots=True)
+@record
 class OrderedRate:
     """One rate of an order, in its kind's canonical unit."""
 
@@ -70,8 +69,7 @@ class OrderedRate:
         return rate_mg_kg_min(self.kind, self.value, concentration, kg)
 
 
-@fast_frozen_init
-@dataclass(frozen=True, slots=True)
+@record
 class IvigOrder:
     """A draft MedicationRequest of IVIG, as read."""
 

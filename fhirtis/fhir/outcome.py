@@ -7,16 +7,14 @@ clinical values of a patient.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Any, Literal
 
-from fhirtis.clinical.frozen import fast_frozen_init
+from fhirtis.clinical.frozen import record
 
 Severity = Literal["fatal", "error", "warning", "information"]
 
 
-@fast_frozen_init
-@dataclass(frozen=True, slots=True)
+@record
 class Issue:
     severity: Severity
     code: str  # FHIR IssueType: invalid, structure, required, value, code-invalid, not-supported …

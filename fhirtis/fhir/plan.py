@@ -20,7 +20,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from fhirtis.clinical.frozen import fast_frozen_init
+from fhirtis.clinical.frozen import record
 from fhirtis.fhir.derive import IF_NONE_EXIST_PREFIX, Derived, full_url_of, provenance
 
 Json = dict[str, Any]
@@ -49,8 +49,7 @@ _CREATE = Action.CREATE  # (a module global: looking a member up on its enum cla
 _CREATED, _UPDATED, _UNCHANGED = Action.CREATE.value, Action.UPDATE.value, Action.UNCHANGED.value
 
 
-@fast_frozen_init
-@dataclass(frozen=True, slots=True)
+@record
 class PlannedWrite:
     derived: Derived
     action: Action

@@ -18,7 +18,7 @@ from fhirtis.clinical.facts import (
     RiskEvidence,
     RiskFactorKind,
 )
-from fhirtis.clinical.frozen import fast_frozen_init
+from fhirtis.clinical.frozen import record
 from fhirtis.fhir.codes import Terminology, canonical_system
 from fhirtis.fhir.extract.common import (
     MEMO_LIMIT,
@@ -226,8 +226,7 @@ def _coded_amount(q: object, targets: AmountUnits) -> tuple[str, Decimal] | None
     return target, value if unit == target else convert(value, unit, target)
 
 
-@fast_frozen_init
-@dataclass(frozen=True, slots=True)
+@record
 class _Product:
     """An administered product as the IVIG rules read it (see
     :meth:`MedicationReader._product_facts`)."""

@@ -6,14 +6,13 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, Literal
 
-from fhirtis.clinical.frozen import fast_frozen_init
+from fhirtis.clinical.frozen import record
 from fhirtis.clinical.policy import Population
 from fhirtis.clinical.tis import THRESHOLDS, categories_between
 from fhirtis.pipeline.records import AssessmentRecord, PatientSummary
@@ -40,8 +39,7 @@ class ReportInputError(ValueError):
     """The summaries cannot be read or are not summary records."""
 
 
-@fast_frozen_init
-@dataclass(frozen=True, slots=True)
+@record
 class _Assessment:
     day: date
     tis: Decimal | None
@@ -53,23 +51,20 @@ class _Assessment:
     recorded_responder: bool | None
 
 
-@fast_frozen_init
-@dataclass(frozen=True, slots=True)
+@record
 class _Cycle:
     index: int
     max_rate: Decimal | None
 
 
-@fast_frozen_init
-@dataclass(frozen=True, slots=True)
+@record
 class _Event:
     kind: str
     early: bool | None  # None: unknown (a date-only onset of which only part is early)
     cycles: tuple[int, ...]
 
 
-@fast_frozen_init
-@dataclass(frozen=True, slots=True)
+@record
 class _Patient:
     ref: str
     population: Population
@@ -167,8 +162,7 @@ def load_summaries(path: str | Path) -> list[Json]:
     )
 
 
-@fast_frozen_init
-@dataclass(frozen=True, slots=True)
+@record
 class ResponseSummary:
     """Response at one chosen assessment per patient (the last one, or the one at a week)."""
 
@@ -201,8 +195,7 @@ class ResponseSummary:
         }
 
 
-@fast_frozen_init
-@dataclass(frozen=True, slots=True)
+@record
 class IvigSummary:
     exposed: Proportion  # patients with ≥ 1 cycle, of all patients
     total_cycles: int
@@ -224,8 +217,7 @@ class IvigSummary:
         }
 
 
-@fast_frozen_init
-@dataclass(frozen=True, slots=True)
+@record
 class RateStratum:
     """Cycles whose maximum infusion rate falls in one stratum, and the TEEs attributed to them."""
 
@@ -257,8 +249,7 @@ class RateStratum:
         }
 
 
-@fast_frozen_init
-@dataclass(frozen=True, slots=True)
+@record
 class TeeSummary:
     patients_with_event: Proportion  # of exposed patients
     events: int
@@ -301,8 +292,7 @@ class TeeSummary:
         }
 
 
-@fast_frozen_init
-@dataclass(frozen=True, slots=True)
+@record
 class TrajectoryPoint:
     days: int  # since baseline
     lower: Decimal
@@ -314,16 +304,14 @@ class TrajectoryPoint:
         return Fraction(self.days, 7)
 
 
-@fast_frozen_init
-@dataclass(frozen=True, slots=True)
+@record
 class Trajectory:
     patient: str
     population: str
     points: tuple[TrajectoryPoint, ...]
 
 
-@fast_frozen_init
-@dataclass(frozen=True, slots=True)
+@record
 class PatientRow:
     """One patient's line of the CSV."""
 
@@ -355,8 +343,7 @@ class PatientRow:
     rate_findings: int
 
 
-@fast_frozen_init
-@dataclass(frozen=True, slots=True)
+@record
 class ReportOptions:
     partial_policy: PartialPolicy = "interval"
     week: int | None = None
@@ -376,8 +363,7 @@ class ReportOptions:
         }
 
 
-@fast_frozen_init
-@dataclass(frozen=True, slots=True)
+@record
 class Report:
     patients: int
     adult: int

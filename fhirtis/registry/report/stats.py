@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass
 from decimal import Decimal
 from fractions import Fraction
 from statistics import NormalDist, median, quantiles
 from typing import Any
 
-from fhirtis.clinical.frozen import fast_frozen_init
+from fhirtis.clinical.frozen import record
 
 Json = dict[str, Any]
 _Z95 = NormalDist().inv_cdf(0.975)
@@ -41,8 +40,7 @@ def round_half_up(value: Fraction | Decimal | int, places: int) -> Decimal:
     return -out if f < 0 else out
 
 
-@fast_frozen_init
-@dataclass(frozen=True, slots=True)
+@record
 class Proportion:
     """``count`` of ``total``; the percentage is exact, the Wilson 95 % CI a float pair."""
 
@@ -80,8 +78,7 @@ class Proportion:
         }
 
 
-@fast_frozen_init
-@dataclass(frozen=True, slots=True)
+@record
 class Spread:
     """Median and interquartile range (exact; quartiles by ``method="inclusive"``)."""
 
