@@ -101,11 +101,37 @@ _ROUTE_WORDS = {
     "im": {"im", "intramuscular", "intramuscularly"},
 }
 _IV_WORDS = re.compile(r"\b(intravenous|ivig|igiv|iv)\b")
+# A product named generically as given under the skin or into a muscle only (clinical spec §4:
+# subcutaneous and intramuscular immune globulins are not IVIG): "Immune Globulin Subcutaneous
+# (Human)", "Human normal immunoglobulin (SCIg)", "Immune Globulin Intramuscular (Human)".
+_SC_WORDS = re.compile(r"\b(subcutaneous|subcutaneously|subcut|subq|scig)\b")
+_IM_WORDS = re.compile(r"\b(intramuscular|intramuscularly)\b")
+# Names that look like an immune globulin (clinical spec §4: reported, never ignored silently,
+# when not recognised; German "Immunglobulin" too), but not antithymocyte or antilymphocyte
+# immunoglobulin.
+_LOOKS_IG = re.compile(r"immunoglobulin|immunglobulin|immune globulin")
+_NOT_NORMAL_IG = re.compile(r"thymocyte|lymphocyte")
 # Antigen-specific (hyperimmune) globulins are not normal human immune globulin (ATC J06BB).
 _HYPERIMMUNE = re.compile(
     r"\b(hepatitis|rho|anti-d|tetanus|rabies|cytomegalovirus|cmv|varicella|zoster|botulism|"
     r"vaccinia|anthrax|rsv)\b"
 )
+
+
+def _by_named_route(kind: str, names: Sequence[str]) -> tuple[str, bool]:
+    """An immune globulin named generically (``kind`` "generic") by the routes its names give:
+    ``scig`` or ``imig`` when they name only the subcutaneous or only the intramuscular route
+    (not IVIG, clinical spec §4); and whether an unrecorded route is to be reported (its names
+    give no route, or more than one). Any other ``kind`` is returned as it is."""
+    if kind != "generic":
+        return kind, False
+    iv = any(_IV_WORDS.search(n) for n in names)
+    sc = any(_SC_WORDS.search(n) for n in names)
+    if not iv and sc:
+        return "scig", True
+    if not iv and any(_IM_WORDS.search(n) for n in names):
+        return "imig", True
+    return kind, not iv or sc
 
 
 def _named(known: Sequence[str], names: Sequence[str]) -> bool:
@@ -231,10 +257,10 @@ class _Product:
     """An administered product as the IVIG rules read it (see
     :meth:`MedicationReader._product_facts`)."""
 
-    kind: str | None  # :meth:`MedicationReader._immune_globulin`
+    kind: str | None  # :meth:`MedicationReader._immune_globulin`, or ``imig`` (_by_named_route)
     codings: list[Coding]  # its code's codings, then its ingredients'
     names: list[str]  # lower case
-    shown: str  # its name in messages
+    shown: str  # its name in messages ("" for kind None, unless it looks like an immune globulin)
     route_unsure: bool  # given by more than one route: an unrecorded route is reported
     modified: bool  # its Medication has a modifierExtension (:func:`_modified`)
 
@@ -447,9 +473,16 @@ class MedicationReader(ExtractorBase):
         product_codings, names = self._product(med, codings, text)
         kind = self._immune_globulin(product_codings, names)
         if kind is None:
-            return _Product(None, product_codings, names, "", route_unsure=False, modified=False)
+            # shown only when it looks like an immune globulin (reported, never ignored silently)
+            looks = any(
+                _LOOKS_IG.search(n) and not _NOT_NORMAL_IG.search(n) and not _HYPERIMMUNE.search(n)
+                for n in names
+            )
+            shown = (text or names[0]) if looks else ""
+            return _Product(None, product_codings, names, shown, route_unsure=False, modified=False)
         shown = text or ", ".join(f"{s} {c}" for s, c in product_codings if c) or "immune globulin"
-        route_unsure = (kind == "generic" and not any(_IV_WORDS.search(n) for n in names)) or (
+        kind, generic_unsure = _by_named_route(kind, names)
+        route_unsure = generic_unsure or (
             self._dual is not None
             and (self._dual.matches_any(product_codings) or _named(self._dual.names, names))
         )
@@ -485,8 +518,11 @@ class MedicationReader(ExtractorBase):
             return "scig"
         if self._ivig.matches_any(codings) or _named(self._ivig.names, names):
             return "ivig"
-        if any(_HYPERIMMUNE.search(n) for n in names):
-            return None  # an antigen-specific (hyperimmune) globulin, not normal immune globulin
+        if any(_HYPERIMMUNE.search(n) or _NOT_NORMAL_IG.search(n) for n in names):
+            # an antigen-specific (hyperimmune) globulin, or an antithymocyte or antilymphocyte
+            # globulin (Atgam: "lymphocyte immune globulin, anti-thymocyte globulin"): not
+            # normal human immune globulin
+            return None
         if self._ig_names is not None and _named(self._ig_names.names, names):
             return "generic"
         return None
@@ -514,7 +550,8 @@ class MedicationReader(ExtractorBase):
         """Whether a medication (as :meth:`_medication` reads it) is an intravenous immune
         globulin or an immune globulin by a generic name (its route then decides)."""
         product_codings, names = self._product(med, codings, text)
-        return self._immune_globulin(product_codings, names) in {"ivig", "generic"}
+        kind = self._immune_globulin(product_codings, names)
+        return kind is not None and _by_named_route(kind, names)[0] in {"ivig", "generic"}
 
     def _excluded_ig(self, data: PatientData, r: Json, path: str, reason: str) -> None:
         message = f"{ref_of(r)} not counted: {reason}"
@@ -601,8 +638,19 @@ class MedicationReader(ExtractorBase):
         product = medication.product or self._product_facts(medication)
         kind = product.kind
         if kind is None:
-            if not product.names and r.get("status") in _MA_USED and self._unnamed(r):
-                self._report_unidentified(data, r, product.codings, path)
+            if r.get("status") not in _MA_USED:
+                return
+            if not product.names:
+                if self._unnamed(r):
+                    self._report_unidentified(data, r, product.codings, path)
+            elif product.shown:  # it looks like an immune globulin
+                self._excluded_ig(
+                    data,
+                    r,
+                    path,
+                    f"its product ({product.shown}) looks like an immune globulin but is not "
+                    "recognised as an intravenous immune globulin product",
+                )
             return
         ident = r.get("id")  # the usual id here; _require_id says what is wrong with another
         if type(ident) is not str or ID_FULLMATCH(ident) is None:
@@ -611,10 +659,9 @@ class MedicationReader(ExtractorBase):
         if med is not None and med is not r and product.modified:
             raise modifier_extension_error(f"{path}.medicationReference", "its Medication ")
         shown = product.shown
-        if kind == "scig":
-            self._excluded_ig(
-                data, r, path, f"subcutaneous immune globulin product ({shown}), not IVIG"
-            )
+        if kind in {"scig", "imig"}:
+            way = "subcutaneous" if kind == "scig" else "intramuscular"
+            self._excluded_ig(data, r, path, f"{way} immune globulin product ({shown}), not IVIG")
             return
         status = r.get("status")
         if status not in _MA_USED:
