@@ -16,10 +16,14 @@ Rules, in order:
 4. Each assessment takes, for every other measure on each instrument (and every enzyme), the
    value nearest its date within ± ``assessment_window_days`` (ties: the earlier value). A value
    may serve several assessments: laboratory values drawn between a screening visit and the
-   baseline visit serve the baseline too. A value that serves no assessment is noted (outside
-   every window, or another value was nearer).
+   baseline visit serve the baseline too. An anchor measure the assessment lacks is one of its
+   other measures: an assessment anchored on a PGA alone takes the nearest MMT-8 within the
+   window (one anchored on an MMT-8 alone, the nearest PGA), though that value anchors another
+   assessment too (a baseline visit without an MMT-8 takes the screening visit's). A value
+   that serves no assessment is noted (outside every window, or another value was nearer).
 5. Baseline: the last assessment on or before the first IVIG administration and no more than
-   ``baseline_lookback_days`` before it; or the assessment on the date a caller names. With
+   ``baseline_lookback_days`` before it; or the assessment on the date a caller names (the
+   second day of a visit split over two days names that visit too). With
    neither an IVIG start nor a named date there is no baseline, and the result says so.
 """
 
@@ -48,6 +52,7 @@ from fhirtis.clinical.tis import AssessmentValues
 _BEST_STATUS = frozenset({ResultStatus.FINAL, ResultStatus.AMENDED, ResultStatus.CORRECTED})
 _VOID_STATUS = frozenset({ResultStatus.ENTERED_IN_ERROR, ResultStatus.CANCELLED})
 _ANCHORS = (Measure.PGA, Measure.MMT8)
+_ANCHOR_SET = frozenset(_ANCHORS)
 
 # Enum members read in hot code, as module constants: in Python 3.11 reading a member off
 # its class goes through EnumType.__getattr__, ten times the cost of reading a global.
@@ -129,6 +134,9 @@ class Assessment:
     values: Mapping[Measure, MeasureValue] = field(default_factory=dict)
     enzymes: Mapping[Instrument, MeasureValue] = field(default_factory=dict)
     others: Mapping[Measure, tuple[MeasureValue, ...]] = field(default_factory=dict)
+    anchor_days: tuple[date, ...] = ()
+    """The days of its own PGA and MMT-8 values (two for a visit split over two days), not of
+    those it takes from another assessment's day; empty: ``day`` alone."""
 
     def for_tis(self) -> AssessmentValues:
         return AssessmentValues(self.values, self.enzymes)
@@ -181,8 +189,12 @@ def comparable(baseline: Assessment, followup: Assessment) -> tuple[Assessment, 
         base_values.pop(_ENZYME, None)
         follow_values.pop(_ENZYME, None)
     return (
-        Assessment(baseline.day, base_values, baseline.enzymes, baseline.others),
-        Assessment(followup.day, follow_values, followup.enzymes, followup.others),
+        Assessment(
+            baseline.day, base_values, baseline.enzymes, baseline.others, baseline.anchor_days
+        ),
+        Assessment(
+            followup.day, follow_values, followup.enzymes, followup.others, followup.anchor_days
+        ),
     )
 
 
@@ -307,14 +319,32 @@ def group_assessments(values: Iterable[MeasureValue], policy: Policy) -> Groupin
     ordered = sorted(others, key=_BY_DAY_AND_SOURCE)
     ordinals = [v.day.toordinal() for v in ordered]
     slot_list = [_HELD[v.measure][v.instrument] for v in ordered]
+    # the anchor values, likewise: an assessment that lacks one anchor measure takes its nearest
+    anchor_values = sorted(
+        (v for found in anchor_days.values() for v in found.values()), key=_BY_DAY_AND_SOURCE
+    )
+    anchor_value_days = [v.day.toordinal() for v in anchor_values]
     slots: list[dict[_Held, MeasureValue]] = []
     used: set[int] = set()
     for anchor, anchored in groups:
         chosen: dict[_Held, MeasureValue] = dict(anchored)
-        # the distances of the slots taken so far; the anchors' own slots (PGA, MMT-8) are
-        # never among the others' slots, so theirs are never asked for
+        # the distances of the slots taken so far (an anchor measure's taken from another day
+        # included); the anchors' slots (PGA, MMT-8) are never among the others' slots
         distances: dict[_Held, int] = {}
         anchor_at = anchor.toordinal()
+        lacking = _ANCHOR_SET.difference(v.measure for v in anchored.values())
+        if lacking:
+            low = bisect_left(anchor_value_days, anchor_at - window)
+            for k in range(low, bisect_right(anchor_value_days, anchor_at + window)):
+                value = anchor_values[k]
+                if value.measure not in lacking:
+                    continue
+                distance = abs(anchor_value_days[k] - anchor_at)
+                slot = _HELD[value.measure][value.instrument]
+                held_distance = distances.get(slot)
+                if held_distance is None or distance < held_distance:  # ties: the earlier
+                    chosen[slot] = value
+                    distances[slot] = distance
         first = bisect_left(ordinals, anchor_at - window)
         for k in range(first, bisect_right(ordinals, anchor_at + window)):
             distance = abs(ordinals[k] - anchor_at)
@@ -342,7 +372,7 @@ def group_assessments(values: Iterable[MeasureValue], policy: Policy) -> Groupin
             )
 
     assessments = []
-    for (day, _), slot_values in zip(groups, slots, strict=True):
+    for (day, own), slot_values in zip(groups, slots, strict=True):
         measures: dict[Measure, MeasureValue] = {}
         enzymes: dict[Instrument, MeasureValue] = {}
         several: dict[Measure, dict[Instrument, MeasureValue]] = {}  # measures on 2+ instruments
@@ -359,7 +389,8 @@ def group_assessments(values: Iterable[MeasureValue], policy: Policy) -> Groupin
             if m in several:
                 measures[m] = best = _preferred(m, several[m])
                 alternatives[m] = tuple(v for v in several[m].values() if v is not best)
-        assessments.append(Assessment(day, measures, enzymes, alternatives))
+        own_days = tuple(sorted({v.day for v in own.values()}))
+        assessments.append(Assessment(day, measures, enzymes, alternatives, own_days))
     return Grouping(tuple(assessments), tuple(notes))
 
 
@@ -393,6 +424,10 @@ def choose_baseline(
     if named is not None:
         for i, a in enumerate(assessments):
             if a.day == named:
+                return BaselineChoice(i, BaselineRule.NAMED, ())
+        # the second day of a visit split over two days (dated at its first) names that visit
+        for i, a in enumerate(assessments):
+            if named in a.anchor_days:
                 return BaselineChoice(i, BaselineRule.NAMED, ())
         return BaselineChoice(
             None,
