@@ -41,15 +41,20 @@ Definitions and choices (what the code does; the policy used travels with every 
   and the factors that could not be assessed (so a 4 mg/kg/min limit says what it rests on).
 * **Rate finding**: an administration whose rate (mg/kg/min, from the exposure) is strictly
   greater than the maximum applicable at its start. An administration with an unknown rate cannot
-  be checked: a note says so.
+  be checked: a note says so. One within the maximum at its start but above the lowest maximum,
+  on the day of a thrombosis whose order with its start the dates recorded leave open (a
+  date-only time), is not a finding either way: a note (``rate-limit-uncertain``) says so.
 * **Temporal association**: a TEE is associated with a cycle when its onset is on or after the
   calendar day of the cycle's first administration start and on or before the calendar day
   ``tee_window_days`` days after the cycle's last administration (its end, or its start when no
-  end is recorded) — both ends inclusive; an onset on the first day but not after the first
-  start (hours before it, or at that instant) is not (no administration of the cycle started
-  before it). It is associated with every cycle whose window holds it; the suspects are the
-  administrations of those cycles that started before the onset. Dates are compared as the
-  calendar dates the records give (their own time zones).
+  end is recorded) — both ends inclusive; an onset not after the first start (hours before it,
+  or at that instant) is not (no administration of the cycle started before it). At the start
+  edge the times decide where both are instants, whatever offsets they were recorded in (their
+  calendar dates alone could misorder them); the calendar date decides where they cannot order
+  the two (a date-only time on the other's day: in the window). It is associated with every
+  cycle whose window holds it; the suspects are the administrations of those cycles that started
+  before the onset. Dates are compared as the calendar dates the records give (their own time
+  zones).
 * **Early**: the onset is after the start of one of those administrations and no more
   than ``tee_early_hours`` after its end (its start when no end is recorded). A date-only onset
   stands for its whole day (never midnight): early is ``True`` only when every instant of that
@@ -605,16 +610,28 @@ def surely_before(a: FhirTime, b: FhirTime) -> bool:
     return a.span(zone)[1] < b.span(zone)[0]
 
 
+def _order_unknown(onset: FhirTime, start: FhirTime) -> bool:
+    """Whether the dates recorded leave open if ``onset`` came before ``start`` (a date-only
+    time on the other's day); two instants are always in a known order (equal: not before)."""
+    return (
+        (onset.date_only or start.date_only)
+        and not surely_before(onset, start)
+        and not surely_before(start, onset)
+    )
+
+
 def _in_window(onset: FhirTime, cycle: Cycle, policy: Policy) -> bool:
     """Calendar dates as the records give them, both ends inclusive (clinical spec §5.3); an
-    onset on the cycle's first day but not after its first start (hours before it, or at that
-    very instant) is not in it: it is not after "the start of a cycle", and none of the cycle's
-    administrations "started before the onset" to be its suspect (as an onset before the first
-    infusion on its day is history)."""
+    onset not after the cycle's start (hours before it, or at that very instant) is not in it:
+    it is not after "the start of a cycle", and none of the cycle's administrations "started
+    before the onset" to be its suspect (as an onset before the first infusion on its day is
+    history). The start edge is decided by the times where they order the two (an onset and a
+    start recorded in different offsets, whose calendar dates alone would misorder them), by the
+    calendar date where they cannot (a date-only time on the other's day: in the window)."""
     last_day = cycle.end.day + timedelta(days=policy.tee_window_days)
-    if not cycle.start.day <= onset.day <= last_day:
+    if onset.day > last_day:
         return False
-    return onset.day != cycle.start.day or _may_start_before(cycle.start, onset)
+    return any(_may_start_before(a.start, onset) for a in cycle.administrations)
 
 
 def _may_start_before(start: FhirTime, onset: FhirTime) -> bool:
@@ -693,10 +710,12 @@ def associate_events(
     history: list[TeeEvent] = []
     other: list[TeeEvent] = []
     for ev in ordered:
-        if (
-            first_ivig is None
-            or ev.onset.day < first_ivig.day
-            or (ev.onset.day == first_ivig.day and surely_before(ev.onset, first_ivig))
+        # before any IVIG: no administration may have started before the onset (its time
+        # orders them where both have one, whatever the offsets recorded; a date-only onset on
+        # the first infusion's day may come after it: not history)
+        if first_ivig is None or not (
+            _may_start_before(first_ivig, ev.onset)
+            or any(_may_start_before(start, ev.onset) for start in starts)
         ):
             history.append(ev)
             continue
@@ -837,6 +856,25 @@ def assess_thrombosis(
                         cycle_index=admin.cycle_index,
                         rate_mg_kg_min=rate,
                         limit=limit,
+                    )
+                )
+                continue
+            # within the limit without a thrombosis whose onset may, or may not, have come
+            # before this start (a date-only time on its day): with it, the limit would be the
+            # lowest, which this rate is above. Not a finding, but not silently within either.
+            unsure = next(
+                (ev for ev in prepared.events if _order_unknown(ev.onset, admin.start)), None
+            )
+            if unsure is not None:
+                notes.append(
+                    warning(
+                        "rate-limit-uncertain",
+                        f"a thromboembolic event with onset {unsure.onset.isoformat()} may have "
+                        f"begun before this administration's start ({admin.start.isoformat()}): "
+                        "the dates recorded do not tell; if it did, the maximum was "
+                        f"{format_decimal(lowest_limit)} mg/kg/min, below this rate of "
+                        f"{format_beside(rate, lowest_limit)} mg/kg/min",
+                        admin.source,
                     )
                 )
 

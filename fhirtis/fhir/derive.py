@@ -630,6 +630,12 @@ def _risk_flag(evaluation: PatientEvaluation, patient_ref: str, t: ThrombosisAss
     limit = t.max_rate_now.limit_mg_kg_min
     extensions.append(_max_rate_extension(limit))
     kinds = ", ".join(f.kind.value for f in t.risk_factors) or "none found"
+    if not t.risk_factors and t.current.unassessed:
+        # the 4 mg/kg/min rests on what could be assessed: say what could not (clinical spec:
+        # where data does not allow a rule to run, the result says so)
+        kinds += ", not assessable: " + ", ".join(
+            f"{u.kind.value} ({u.reason})" for u in t.current.unassessed
+        )
     flag: Json = {
         "resourceType": "Flag",
         "meta": _FLAG_META,
