@@ -111,6 +111,16 @@ _IM_WORDS = re.compile(r"\b(intramuscular|intramuscularly)\b")
 # immunoglobulin.
 _LOOKS_IG = re.compile(r"immunoglobulin|immunglobulin|immune globulin")
 _NOT_NORMAL_IG = re.compile(r"thymocyte|lymphocyte")
+# The stabilisers, excipients and diluents IVIG labels list with their amounts (US prescribing
+# information, "Description": glycine in Gamunex-C and Gammagard Liquid, L-proline in Privigen,
+# maltose in Octagam, D-sorbitol in Flebogamma DIF, polysorbate 80 in Gammaplex and Panzyga,
+# sucrose, glucose, albumin, sodium chloride, water): an ingredient named so is never the
+# immunoglobulin, whose strength is the concentration (clinical spec §4), even as the only one.
+_STABILISER = re.compile(
+    r"\b(glycine|(?:l-)?proline|maltose|(?:d-)?sorbitol|polysorbate|sucrose|glucose|dextrose|"
+    r"mannitol|albumin|sodium chloride|saline|water for injections?|sodium acetate|"
+    r"polyethylene glycol|nicotinamide)\b"
+)
 # Antigen-specific (hyperimmune) globulins are not normal human immune globulin (ATC J06BB).
 _HYPERIMMUNE = re.compile(
     r"\b(hepatitis|rho|anti-d|tetanus|rabies|cytomegalovirus|cmv|varicella|zoster|botulism|"
@@ -893,7 +903,9 @@ class MedicationReader(ExtractorBase):
                 continue  # no strength to take: an unreadable item names no immunoglobulin
             is_ig = self._immune_globulin(codings, names) is not None
             ig_named = ig_named or is_ig
-            if has_strength:
+            # a stabiliser (glycine, …) by name is never the immunoglobulin: its strength is no
+            # candidate, even as the only one (the concentration is then unknown)
+            if has_strength and (is_ig or not any(_STABILISER.search(n) for n in names)):
                 with_strength.append((i, ing, is_ig))
         chosen = [(i, ing) for i, ing, is_ig in with_strength if is_ig]
         if not chosen and not ig_named:
