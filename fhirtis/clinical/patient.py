@@ -24,7 +24,8 @@ from fhirtis.clinical.population import PopulationDecision, decide_population
 from fhirtis.clinical.thrombosis import ThrombosisAssessment, assess_thrombosis
 from fhirtis.clinical.weight import PlausibleBody
 
-_PGA = Measure.PGA  # a module constant: reading it off its class costs more in Python 3.11
+# module constants: reading a member off its class costs more in Python 3.11
+_PGA, _MMT8 = Measure.PGA, Measure.MMT8
 
 
 @record
@@ -116,6 +117,7 @@ def evaluate_patient(
         heights=facts.heights,
         bmis=facts.bmis,
         pga=[m for m in facts.measures if m.measure is _PGA],
+        mmt8=[m for m in facts.measures if m.measure is _MMT8],
         exposure=exposure,
         events=facts.events,
         as_of=as_of,

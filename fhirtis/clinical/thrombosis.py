@@ -22,8 +22,10 @@ Definitions and choices (what the code does; the policy used travels with every 
     of ``t``, unless a body weight is more recent than it and a height is known, in which case it
     is computed as kg / m² from the latest weight and height (citing both). A BMI below 30 does
     not cancel an active diagnosis. Not assessable only when there is neither;
-  - **poorly controlled inflammation**: the latest physician global activity on the VAS (cm) on
-    or before the date of ``t`` is ≥ ``inflammation_pga_cm``. On a day with several values,
+  - **poorly controlled inflammation**: the physician global activity on the VAS (cm) at the
+    latest assessment on or before the date of ``t`` is ≥ ``inflammation_pga_cm``: the latest
+    VAS PGA, unless a later assessment (an MMT-8 or CMAS, or a Likert PGA) lies more than
+    ``assessment_window_days`` after it (then not assessable). On a day with several values,
     final/amended/corrected beats preliminary, then the latest issued; ``entered-in-error`` and
     ``cancelled`` values, and values outside 0–10 cm, are never used. Likert PGA values are
     not on this scale and not used;
@@ -126,7 +128,7 @@ _KIND_ORDER = {kind: i for i, kind in enumerate(RiskFactorKind)}
 
 # Enum members read in hot code, as module constants: in Python 3.11 reading a member off
 # its class goes through EnumType.__getattr__, ten times the cost of reading a global.
-_PGA, _VAS = Measure.PGA, Instrument.VAS
+_PGA, _VAS, _MMT8 = Measure.PGA, Instrument.VAS, Measure.MMT8
 _ADVANCED_AGE, _OBESITY = RiskFactorKind.ADVANCED_AGE, RiskFactorKind.OBESITY
 _INFLAMMATION, _HISTORY = RiskFactorKind.INFLAMMATION, RiskFactorKind.THROMBOSIS_HISTORY
 _CM_PER_M = Decimal(100)
@@ -266,6 +268,7 @@ class RiskInputs:
     bmis: tuple[BodyMassIndex, ...] = ()
     pga: tuple[MeasureValue, ...] = ()
     events: tuple[TeeEvent, ...] = ()
+    mmt8: tuple[MeasureValue, ...] = ()  # MMT-8 (or CMAS) values: they anchor assessments too
 
 
 # --------------------------------------------------------------------------------------------
@@ -314,6 +317,21 @@ def _active(e: RiskEvidence, on: date) -> bool:
         return False
     # a history of thrombosis does not end when the thrombosis resolves
     return e.kind is _HISTORY or e.end is None or e.end >= on
+
+
+def _anchor_days(pga: Iterable[MeasureValue], mmt8: Iterable[MeasureValue]) -> list[date]:
+    """The days of the assessments (clinical spec §2.5: anchored on a PGA, on any scale, or an
+    MMT-8), ascending, each once: the usable values' days (never a void or impossible one)."""
+    days = {
+        v.day
+        for values, measure in ((pga, _PGA), (mmt8, _MMT8))
+        for v in values
+        if v.measure is measure
+        and v.status not in _UNUSABLE_STATUS
+        and v.value.is_finite()
+        and check_value(v) is None
+    }
+    return sorted(days)
 
 
 def _usable_pga(values: Iterable[MeasureValue]) -> list[MeasureValue]:
@@ -381,6 +399,7 @@ class _Prepared:
     pga_days: list[date]  # the days of the usable VAS PGA values, ascending, each once
     pga_by_day: dict[date, list[MeasureValue]]  # usable VAS PGA values by day, in their order
     pga_best: dict[date, tuple[MeasureValue, bool]]  # :func:`_latest_pga` per day, when needed
+    anchor_days: list[date]  # the assessments' days (:func:`_anchor_days`)
 
     @classmethod
     def of(cls, inputs: RiskInputs, policy: Policy, body: PlausibleBody | None = None) -> _Prepared:
@@ -395,7 +414,15 @@ class _Prepared:
         for v in _usable_pga(inputs.pga):
             pga_by_day.setdefault(v.day, []).append(v)
         return cls(
-            evidence, events, bmis, body.weights, body.heights, sorted(pga_by_day), pga_by_day, {}
+            evidence,
+            events,
+            bmis,
+            body.weights,
+            body.heights,
+            sorted(pga_by_day),
+            pga_by_day,
+            {},
+            _anchor_days(inputs.pga, inputs.mmt8),
         )
 
 
@@ -484,11 +511,24 @@ def _risk_profile(
             f"BMI {format_decimal(bmi_value)} kg/m² {bmi_how} (≥ {texts.obesity_bmi})",
         )
 
-    # poorly controlled inflammation
+    # poorly controlled inflammation: the PGA of the latest assessment (clinical spec §5.1)
     pga, disagree = _latest_pga(prepared, on)
+    latest_at = bisect_right(prepared.anchor_days, on)
+    latest = prepared.anchor_days[latest_at - 1] if latest_at else None
     if pga is None:
         unassessed.append(_INFLAMMATION_UNASSESSED)
         notes.append(_PGA_UNKNOWN)
+    elif latest is not None and (latest - pga.day).days > policy.assessment_window_days:
+        # a later assessment (an MMT-8) with no VAS PGA within its window: the latest PGA is
+        # an earlier assessment's, and cannot tell how controlled the inflammation is now
+        said = (
+            f"no physician global activity (VAS) at the latest assessment ({latest.isoformat()}; "
+            f"none within {policy.assessment_window_days} days of it)"
+        )
+        unassessed.append(UnassessedRiskFactor(_INFLAMMATION, said))
+        notes.append(
+            missing("pga-unknown", f"{said}; poorly controlled inflammation not assessable")
+        )
     else:
         if disagree:
             notes.append(
@@ -799,10 +839,13 @@ def assess_thrombosis(
     as_of: datetime,
     policy: Policy = DEFAULT_POLICY,
     body: PlausibleBody | None = None,
+    mmt8: Iterable[MeasureValue] = (),
 ) -> ThrombosisAssessment:
     """Risk factors now, the maximum rate now, rate findings, and events, for one patient.
     ``body``: the plausible ``weights`` and ``heights`` under ``policy``
-    (:meth:`~fhirtis.clinical.weight.PlausibleBody.of`), when the caller has made them."""
+    (:meth:`~fhirtis.clinical.weight.PlausibleBody.of`), when the caller has made them.
+    ``mmt8``: the MMT-8 (or CMAS) values, which date assessments as PGA values do: inflammation
+    is judged on the PGA at the latest assessment."""
     inputs = RiskInputs(
         patient=patient,
         patient_source=patient_source,
@@ -812,6 +855,7 @@ def assess_thrombosis(
         bmis=tuple(bmis),
         pga=tuple(pga),
         events=tuple(events),
+        mmt8=tuple(mmt8),
     )
     notes: list[Note] = []
     record = policy.as_record()
