@@ -63,6 +63,7 @@ ICD10CM = "http://hl7.org/fhir/sid/icd-10-cm"
 ICD10GM = "http://fhir.de/CodeSystem/bfarm/icd-10-gm"
 UCUM = "http://unitsofmeasure.org"
 ATC = "http://www.whocc.no/atc"
+RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
 EDQM = "http://standardterms.edqm.eu"  # EDQM Standard Terms (routes, dose forms)
 
 # alias system URI -> the canonical URI it names (sources: profiles/TERMINOLOGY.md, "Code
@@ -71,6 +72,13 @@ SYSTEM_ALIASES: Mapping[str, str] = MappingProxyType(
     {
         "http://fhir.de/CodeSystem/bfarm/atc": ATC,  # HL7 Deutschland basis profile "Coding ATC"
         "urn:oid:2.16.840.1.113883.6.73": ATC,  # HL7 Terminology NamingSystem v3-WC
+        # the OIDs FHIR R4 gives the terminologies (namingsystem-terminologies.html,
+        # terminologies-systems.html): CDA codes by OID, and FHIR converted from it keeps them
+        "urn:oid:2.16.840.1.113883.6.96": SNOMED,
+        "urn:oid:2.16.840.1.113883.6.1": LOINC,
+        "urn:oid:2.16.840.1.113883.6.88": RXNORM,
+        "urn:oid:2.16.840.1.113883.6.90": ICD10CM,
+        "urn:oid:2.16.840.1.113883.6.3": ICD10,
         "urn:oid:0.4.0.127.0.16.1.1.2.1": EDQM,  # EDQM Standard Terms OID (CH EMED, HL7 Europe)
         # ICD-10-GM's URI before DIMDI became part of BfArM (2020; HL7 Deutschland basis 0.9)
         "http://fhir.de/CodeSystem/dimdi/icd-10-gm": ICD10GM,

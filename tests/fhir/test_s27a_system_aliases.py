@@ -63,6 +63,12 @@ def test_the_table_names_the_aliases_and_their_canonical_systems() -> None:
         ATC_OID: ATC,
         EDQM_OID: EDQM,
         "http://fhir.de/CodeSystem/dimdi/icd-10-gm": ICD10GM,
+        # the OIDs of FHIR R4's terminologies (session 31, tests/fhir/test_s31g_oid_systems.py)
+        "urn:oid:2.16.840.1.113883.6.96": "http://snomed.info/sct",
+        "urn:oid:2.16.840.1.113883.6.1": "http://loinc.org",
+        "urn:oid:2.16.840.1.113883.6.88": "http://www.nlm.nih.gov/research/umls/rxnorm",
+        "urn:oid:2.16.840.1.113883.6.90": "http://hl7.org/fhir/sid/icd-10-cm",
+        "urn:oid:2.16.840.1.113883.6.3": "http://hl7.org/fhir/sid/icd-10",
     }
     assert canonical_system(ATC_OID) == ATC
     assert canonical_system(ATC) == ATC
@@ -119,14 +125,18 @@ def test_every_shipped_value_set_lists_each_concept_once_and_reads_it_under_ever
         used = {i["system"] for i in resource.get("compose", {}).get("include", [])}
         assert not used & set(SYSTEM_ALIASES), f"{path.name} includes an alias system"
     t = terminology()
-    checked = 0
+    checked = dict.fromkeys(SYSTEM_ALIASES, 0)
     for index in t.value_sets.values():
         for system, code in index.codes:
             for alias, canonical in SYSTEM_ALIASES.items():
                 if canonical == system:
                     assert index.contains(alias, code), (index.id, alias, code)
-                    checked += 1
-    assert checked == 2 * 82 + 3  # 82 ATC codes (two aliases each), 3 EDQM routes
+                    checked[alias] += 1
+    # 82 ATC codes (under two aliases), 3 EDQM routes; the OIDs of SNOMED CT, LOINC, RxNorm,
+    # ICD-10-CM and ICD-10 (session 31) each reach the codes listed under their system
+    assert (checked[ATC_DE], checked[ATC_OID], checked[EDQM_OID]) == (82, 82, 3)
+    for oid in ("6.96", "6.1", "6.88", "6.90", "6.3"):
+        assert checked[f"urn:oid:2.16.840.1.113883.{oid}"] > 0, oid
 
 
 def _statement(system: str, code: str, text: str) -> dict[str, Any]:
