@@ -728,6 +728,26 @@ def _adverse_event(patient_ref: str, assoc: AssociatedEvent) -> Derived:
     return Derived(ae, ident, quote(match, safe="=&|:/"))
 
 
+def _distinct_events(events: Iterable[Derived]) -> list[Derived]:
+    """The derived AdverseEvents that their conditions (:attr:`Derived.match`) tell apart, in
+    their order. R4 AdverseEvent has no identifier search: a condition whose search parameters
+    are a subset of another's matches that one's resource too (one DVT on the problem list and
+    as an AdverseEvent; one event as two AdverseEvents of one coding and onset), and the server
+    would store one of them while fhirtis counted, and its Provenance named, both. Such an
+    event is derived once: the more specific one (the Condition's, naming its resulting
+    Condition) is kept, else the first."""
+    derived = list(events)
+    if len(derived) < 2:
+        return derived
+    params = [frozenset((d.match or "").split("&")) for d in derived]
+    kept: list[int] = []
+    # the most specific conditions first (more parameters), each in its order
+    for i in sorted(range(len(derived)), key=lambda k: -len(params[k])):
+        if not any(params[i] <= params[k] for k in kept):
+            kept.append(i)
+    return [derived[i] for i in sorted(kept)]
+
+
 # -- all of it ---------------------------------------------------------------------------------
 
 
@@ -780,7 +800,9 @@ def derive_resources(evaluation: PatientEvaluation, patient_ref: str) -> list[De
     thrombosis = evaluation.thrombosis
     out.append(_risk_flag(evaluation, patient_ref, thrombosis))
     out.extend(_rate_issue(patient_ref, f) for f in thrombosis.rate_findings)
-    out.extend(_adverse_event(patient_ref, a) for a in thrombosis.associated_events)
+    out.extend(
+        _distinct_events(_adverse_event(patient_ref, a) for a in thrombosis.associated_events)
+    )
     if validation_enabled():
         for d in out:
             validate(d.resource)
