@@ -213,11 +213,23 @@ def _printable(text: str, limit: int = 200) -> str:
 def _write_summaries(ledger: Path, path: Path, run: int) -> None:
     """This run's patients' summary records, one a line, in a file only the user can read;
     whole or not at all (written beside it and renamed): a disk that fills part-way leaves the
-    last run's file, not a cut one that a report would take for the whole cohort."""
+    last run's file, not a cut one that a report would take for the whole cohort. A path
+    through a symbolic link writes the link's target (the link is kept); a named pipe or a
+    device (``/dev/stdout``) is written in place: nothing may be renamed over it."""
     from fhirtis.registry.errors import describe  # noqa: PLC0415
     from fhirtis.registry.ledger import Ledger  # noqa: PLC0415
     from fhirtis.registry.partition import private_tree  # noqa: PLC0415
 
+    try:
+        if path.exists() and not path.is_file():  # a pipe, a terminal, a device
+            with open(path, "wb") as out, Ledger(ledger) as book:
+                for body in book.summaries(run):
+                    out.write(body + b"\n")
+            return
+        path = Path(os.path.realpath(path))
+    except OSError as exc:
+        exc.filename = exc.filename or str(path)  # a failed write names no file
+        raise describe(exc, "cannot write the summaries") from None
     part = path.with_name(f".{path.name}.{os.getpid()}.part")
     try:
         private_tree(path.parent)
