@@ -201,6 +201,14 @@ def cohort(
         console.print(f"  note: {note}", markup=False)
     for patient_ref, error in result.failed:
         console.print(f"  incomplete: {patient_ref}: {error}", markup=False)
+    if result.failed and not keep_work_dir and (ndjson is not None or group is not None):
+        # removed only after a successful run (its partitions show what failed): say so, it
+        # holds every patient's data
+        console.print(
+            f"  work folder kept: {work_dir} (patient data, readable only by you; the next "
+            "run replaces it, or remove it)",
+            markup=False,
+        )
     if result.failed or result.problems:
         raise typer.Exit(1)
 
