@@ -88,3 +88,43 @@ def test_an_ingredient_naming_nothing_else_still_gives_the_strength() -> None:
     data = extract(patient(), WEIGHT, _medication("active substance", 10, "g", active=None), _ma())
     (a,) = data.administrations
     assert a.concentration_mg_per_ml == Decimal(100)
+
+
+def _percent_medication(percent: float, denominator: Json) -> Json:
+    return {
+        "resourceType": "Medication",
+        "id": "m1",
+        "code": {"text": "Privigen 10% liquid"},
+        "ingredient": [
+            {
+                "itemCodeableConcept": {"text": "human normal immunoglobulin"},
+                "strength": {"numerator": qty(percent, "%"), "denominator": denominator},
+            }
+        ],
+    }
+
+
+@pytest.mark.parametrize(
+    ("percent", "denominator", "mg_per_ml"),
+    [
+        (10, {"value": 1}, 100),
+        (5, {"value": 1, "system": "http://unitsofmeasure.org", "code": "1"}, 50),
+        (12, {"value": 1, "unit": "1"}, 120),
+    ],
+)
+def test_a_percentage_strength_is_weight_per_volume(
+    percent: float, denominator: Json, mg_per_ml: int
+) -> None:
+    """Clinical spec §4: "10% = 100 mg/mL, 5% = 50 mg/mL". A strength written as a percentage
+    (UCUM ``%`` over a unitless 1) was left unknown: the grams of a dose in mL and the rate
+    could not be computed."""
+    med = _percent_medication(percent, denominator)
+    (a,) = extract(patient(), WEIGHT, med, _ma()).administrations
+    assert a.concentration_mg_per_ml == Decimal(mg_per_ml)
+
+
+def test_a_percentage_over_a_volume_is_not_read_as_a_concentration() -> None:
+    """Control: "10 % per 100 mL" says nothing exact: the concentration stays unknown."""
+    med = _percent_medication(10, qty(100, "mL"))
+    data = extract(patient(), WEIGHT, med, _ma())
+    assert [a.concentration_mg_per_ml for a in data.administrations] in ([None], [])

@@ -925,6 +925,10 @@ class MedicationReader(ExtractorBase):
         )
         if den <= 0:
             raise ExcludedError("value", "strength denominator must be positive", spath)
+        if num_unit == "%" and den_unit in (None, "1"):
+            # a percentage strength (10 % over 1): weight per volume, g per 100 mL (clinical
+            # spec §4: "10% = 100 mg/mL, 5% = 50 mg/mL")
+            return num * 10 / den
         mg = to_unit(num, num_unit, "mg", f"{spath}.numerator")
         ml = den if den_unit == "mL" else to_unit(den, den_unit, "mL", f"{spath}.denominator")
         return mg / ml
