@@ -55,6 +55,15 @@ UNIT_TEXT_ALIASES: dict[str, str] = {
     "cc": "mL",  # cubic centimetre (UCUM cm3), as US infusion records write mL
     "cc/hr": "mL/h",
     "cc/h": "mL/h",
+    # rate names written out, as Oracle Health's rateQuantity.unit "milliliter per hour"
+    "milliliter per hour": "mL/h",
+    "milliliters per hour": "mL/h",
+    "millilitre per hour": "mL/h",
+    "millilitres per hour": "mL/h",
+    "milliliter per minute": "mL/min",
+    "milliliters per minute": "mL/min",
+    "millilitre per minute": "mL/min",
+    "millilitres per minute": "mL/min",
     # time
     "hr": "h",
     "hrs": "h",
@@ -69,6 +78,10 @@ UNIT_TEXT_ALIASES: dict[str, str] = {
     "milligram": "mg",
     "milligrams": "mg",
     "g/hr": "g/h",
+    "gram per hour": "g/h",
+    "grams per hour": "g/h",
+    "milligram per hour": "mg/h",
+    "milligrams per hour": "mg/h",
     "mg/hr": "mg/h",
     "mg/kg/hr": "mg/kg/h",
     "gm/kg": "g/kg",
