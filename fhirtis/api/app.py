@@ -30,6 +30,7 @@ from fhirtis.api.errors import (
     FHIR_JSON,
     FHIR_JSON_UTF8,
     ApiError,
+    FhirJSONResponse,
     GenericJsonAnswer,
     install_error_handlers,
     require_json_answer,
@@ -201,7 +202,7 @@ def capability_statement(state: ServiceState) -> dict[str, Any]:
 
 @router.get("/metadata", summary="CapabilityStatement")
 async def metadata(request: Request) -> JSONResponse:
-    return JSONResponse(capability_statement(_state(request)), media_type=FHIR_JSON_UTF8)
+    return FhirJSONResponse(capability_statement(_state(request)), media_type=FHIR_JSON_UTF8)
 
 
 @router.get("/OperationDefinition/myositis-evaluate", summary="The operation's definition")
@@ -299,7 +300,7 @@ async def _evaluate_for(
             *(i.as_fhir() for i in run.result.issues),
         ]
         raise ApiError(422, "this patient's data cannot be evaluated", issues=missing)
-    return JSONResponse(result_bundle(run, write=params.write), media_type=FHIR_JSON_UTF8)
+    return FhirJSONResponse(result_bundle(run, write=params.write), media_type=FHIR_JSON_UTF8)
 
 
 def _check_pass_through_write(config: FhirClientConfig) -> None:

@@ -7,6 +7,7 @@ patient's data, a token, or a stack trace. Unexpected errors are logged by type 
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from typing import Any
@@ -93,10 +94,22 @@ def outcome(
     return {"resourceType": "OperationOutcome", "issue": [issue, *(extra or [])]}
 
 
+class FhirJSONResponse(JSONResponse):
+    """JSON whose strings may hold a lone surrogate, as JSON's ``"\\ud800"`` escape parses to
+    (an unknown parameter's name echoed back, a display read from a server): written back as the
+    same escape, never a failure to encode (a 500)."""
+
+    def render(self, content: Any) -> bytes:
+        text = json.dumps(
+            content, ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":")
+        )
+        return text.encode("utf-8", "backslashreplace")
+
+
 def outcome_response(
     status: int, body: dict[str, Any], headers: dict[str, str] | None = None
 ) -> JSONResponse:
-    return JSONResponse(body, status_code=status, media_type=FHIR_JSON_UTF8, headers=headers)
+    return FhirJSONResponse(body, status_code=status, media_type=FHIR_JSON_UTF8, headers=headers)
 
 
 def is_json_media_type(value: str) -> bool:

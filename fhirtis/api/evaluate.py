@@ -19,6 +19,7 @@ from fhirtis.api.errors import (
     is_json_media_type,
     other_fhir_version,
 )
+from fhirtis.api.limits import MAX_JSON_DEPTH, nested_deeper_than
 from fhirtis.clinical.policy import LABEL_LIMIT_FIELDS, Policy, Population
 from fhirtis.fhir.plan import Action
 from fhirtis.fhir.primitives import is_id
@@ -181,6 +182,8 @@ def parameters_from_body(body: bytes, content_type: str | None) -> list[tuple[st
         resource = json.loads(body)
     except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
         raise ApiError(400, "the body is not valid JSON") from None
+    if nested_deeper_than(resource):
+        raise ApiError(400, f"the body nests more than {MAX_JSON_DEPTH} levels deep")
     return parameters_from_resource(resource)
 
 

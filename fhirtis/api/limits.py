@@ -11,7 +11,29 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fhirtis.api.errors import outcome, outcome_response
 
-__all__ = ["BodyLimit", "BodyTooLarge"]
+__all__ = ["MAX_JSON_DEPTH", "BodyLimit", "BodyTooLarge", "nested_deeper_than"]
+
+MAX_JSON_DEPTH = 100
+"""The deepest nesting of objects and arrays a request body may have. FHIR resources, even in a
+Bundle inside a CDS Hooks prefetch, are a few dozen levels deep at most; far deeper JSON parses
+but exhausts Python's recursion when it is copied or walked later (a 500)."""
+
+
+def nested_deeper_than(value: object, limit: int = MAX_JSON_DEPTH) -> bool:
+    """Whether parsed JSON nests objects and arrays more than ``limit`` levels (iteratively)."""
+    stack: list[tuple[object, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: list[object] = list(item.values())
+        elif isinstance(item, list):
+            children = list(item)
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
 
 
 class BodyTooLarge(HTTPException):

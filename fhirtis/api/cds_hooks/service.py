@@ -47,6 +47,7 @@ from fhirtis.api.cds_hooks.request import (
     take_prefetch,
 )
 from fhirtis.api.cds_hooks.trust import CdsClientVerifier
+from fhirtis.api.limits import MAX_JSON_DEPTH, nested_deeper_than
 from fhirtis.api.ops import Metrics, Timer, audit
 from fhirtis.clinical.ivig import DosingWeight, dosing_weight, format_decimal
 from fhirtis.clinical.patient import PatientEvaluation, evaluate_patient
@@ -143,7 +144,9 @@ def evaluate(
 
 
 def _json(body: Any, status: int = 200) -> Response:
-    return Response(dumps(body, indent=None), status_code=status, media_type="application/json")
+    # a lone surrogate (JSON's "\\ud800" parses to one) is written back as that escape
+    text = dumps(body, indent=None).encode("utf-8", "backslashreplace")
+    return Response(text, status_code=status, media_type="application/json")
 
 
 def _error(exc: CdsError) -> Response:
@@ -152,9 +155,12 @@ def _error(exc: CdsError) -> Response:
 
 async def _body(request: Request) -> Any:
     try:
-        return json.loads(await request.body())
+        body = json.loads(await request.body())
     except (ValueError, UnicodeDecodeError, RecursionError):
         raise bad("the request body is not JSON") from None
+    if nested_deeper_than(body):
+        raise bad(f"the request body nests more than {MAX_JSON_DEPTH} levels deep")
+    return body
 
 
 async def _answer(
