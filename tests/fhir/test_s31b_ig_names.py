@@ -27,11 +27,13 @@ WEIGHT = obs("w1", "29463-7", 70, "kg", "2025-03-01", system=LOINC)
 IV = {"coding": [{"system": "http://snomed.info/sct", "code": "47625008"}]}
 
 
-def _medication(text: str) -> Json:
+def named_medication(text: str) -> Json:
+    """A Medication known only by its text (``Medication/m1``)."""
     return {"resourceType": "Medication", "id": "m1", "code": {"text": text}}
 
 
-def _ma(route: Json | None) -> Json:
+def administered(route: Json | None) -> Json:
+    """140 g of ``Medication/m1`` on 2025-03-02, by ``route`` (None: not recorded)."""
     ma = administration("a1", "2025-03-02T09:00:00Z", dose=qty(140, "g"), med="Medication/m1")
     if route is not None:
         ma["dosage"]["route"] = route
@@ -49,7 +51,7 @@ def _ma(route: Json | None) -> Json:
     ],
 )
 def test_an_unrecognised_immune_globulin_is_reported_not_ignored(text: str) -> None:
-    data = extract(patient(), WEIGHT, _medication(text), _ma(IV))
+    data = extract(patient(), WEIGHT, named_medication(text), administered(IV))
     counted = len(data.administrations)
     said = [i for i in data.issues if i.resource == "MedicationAdministration/a1"]
     # either counted as IVIG, or reported as not counted: never passed over without a word
@@ -69,7 +71,7 @@ def test_an_unrecognised_immune_globulin_is_reported_not_ignored(text: str) -> N
 def test_a_globulin_known_not_to_be_ivig_is_not_counted_nor_reported(text: str) -> None:
     """Control: an antigen-specific (hyperimmune) or antithymocyte globulin is known not to be
     IVIG: not counted, and not reported as an unrecognised immune globulin."""
-    data = extract(patient(), WEIGHT, _medication(text), _ma(IV))
+    data = extract(patient(), WEIGHT, named_medication(text), administered(IV))
     assert data.administrations == []
     assert not [i for i in data.issues if "looks like an immune globulin" in i.diagnostics]
 
@@ -83,7 +85,7 @@ def test_a_globulin_known_not_to_be_ivig_is_not_counted_nor_reported(text: str) 
     ],
 )
 def test_a_product_named_subcutaneous_or_intramuscular_is_not_ivig(text: str) -> None:
-    data = extract(patient(), WEIGHT, _medication(text), _ma(None))
+    data = extract(patient(), WEIGHT, named_medication(text), administered(None))
     assert data.administrations == []
     said = [i for i in data.issues if i.resource == "MedicationAdministration/a1"]
     assert any("not counted" in i.diagnostics for i in said)
@@ -100,6 +102,6 @@ def test_a_generic_name_without_a_route_is_still_counted_with_a_warning(text: st
     """A generic name giving no route (control), or both routes (before: counted with no
     warning, though the product is labelled for both), is counted with the "route not recorded"
     warning when no route is recorded."""
-    data = extract(patient(), WEIGHT, _medication(text), _ma(None))
+    data = extract(patient(), WEIGHT, named_medication(text), administered(None))
     assert len(data.administrations) == 1
     assert any("route not recorded" in i.diagnostics for i in data.issues)

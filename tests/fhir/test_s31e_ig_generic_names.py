@@ -26,23 +26,11 @@ from typing import Any
 
 import pytest
 
-from tests.fhir.builders import LOINC, administration, obs, patient, qty
+from tests.fhir.builders import patient
 from tests.fhir.reading import extract
-
-Json = dict[str, Any]
-WEIGHT = obs("w1", "29463-7", 70, "kg", "2025-03-01", system=LOINC)
-IV = {"coding": [{"system": "http://snomed.info/sct", "code": "47625008"}]}
-
-
-def _medication(text: str) -> Json:
-    return {"resourceType": "Medication", "id": "m1", "code": {"text": text}}
-
-
-def _ma(route: Json | None) -> Json:
-    ma = administration("a1", "2025-03-02T09:00:00Z", dose=qty(140, "g"), med="Medication/m1")
-    if route is not None:
-        ma["dosage"]["route"] = route
-    return ma
+from tests.fhir.test_s31b_ig_names import IV, WEIGHT
+from tests.fhir.test_s31b_ig_names import administered as _ma
+from tests.fhir.test_s31b_ig_names import named_medication as _medication
 
 
 def _route_warned(data: Any) -> bool:
