@@ -37,8 +37,9 @@ WITHDRAW_CHECK = "checked for output to withdraw"
 class StoredOutput:
     """fhirtis's earlier output on the write server for one patient: ``existing`` (business
     identifier → the stored resource a write updates: the live copy with the lowest id, else a
-    withdrawn one, updated back), what is no longer derived (``withdraw``: every live copy), and
-    the types whose earlier output could not be searched for (``unchecked``)."""
+    withdrawn one, updated back), what is to be withdrawn (``withdraw``: every live copy of what
+    is no longer derived, and the live copies beside the one kept of what is), and the types
+    whose earlier output could not be searched for (``unchecked``)."""
 
     existing: dict[str, Json]
     withdraw: list[PlannedWrite]
@@ -201,10 +202,15 @@ async def stored_output(
             continue
         if ident in wanted:
             if len(live) > 1:
+                # copies a create made that no check after it saw (a search index that lags,
+                # AWS HealthLake's default; a run stopped before its check): the others are
+                # withdrawn, as the check does, so none keeps an old value beside the update
                 log.warning(
-                    "two stored resources share a derived identifier (%s)",
+                    "%d stored %s resources share a derived identifier: the others withdrawn",
+                    len(live),
                     live[0].get("resourceType"),
                 )
+                withdraw += [withdrawal(c, ident) for c in live[1:]]
             # a race's retired copy is not it; a withdrawn one derived again is updated back
             existing[ident] = live[0] if live else copies[0]
         else:

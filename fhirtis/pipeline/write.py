@@ -17,8 +17,10 @@ both search before either creates will both create. fhirtis handles it after the
   DetectedIssue), the other copies are marked ``entered-in-error`` and later runs ignore them;
   otherwise every copy stays; either way the run reports each duplicated resource
   (``PatientRun.duplicates``: ``fhirtis run --json`` "duplicates", a ``duplicate`` warning
-  issue in the HTTP answer); later runs match the copy with the lowest id, so they
-  update that one only and commit nothing while the result does not change;
+  issue in the HTTP answer); later runs match the copy with the lowest id and update that
+  one; another live copy they find (one this check did not see: a search index that lags, as
+  AWS HealthLake's does by default) is withdrawn, where the server allows it, else reported
+  not withdrawn (``fhirtis.pipeline.stored_output``);
 - each writer that changed something posts exactly one Provenance naming what *it* wrote (so
   a race leaves two Provenances, one per write; a Provenance may name a copy the other writer
   deleted).
