@@ -82,6 +82,25 @@ _PARTIAL_CODES = frozenset(
 _TRUNCATED_INCLUDES = re.compile(r"\bincluded (?:items|resources)\b.*\btruncated\b", re.I | re.S)
 
 
+#: Epic's own outcome codes (``details.coding`` under an Epic OID, ``urn:oid:1.2.840.114350.``)
+#: that say the answer may lack part of the record, whatever its IssueType: 4119, "Additional
+#: data may be present for patient" (api.enablemyhealth.com/Errors; sent as a warning of code
+#: ``processing``: "It may not contain the entire record available in the system.").
+_EPIC_OID = "urn:oid:1.2.840.114350."
+_EPIC_PARTIAL = frozenset({"4119"})
+
+
+def _epic_partial(issue: Json) -> bool:
+    details = issue.get("details")
+    codings = details.get("coding") if isinstance(details, dict) else None
+    return any(
+        isinstance(c, dict)
+        and str(c.get("system")).startswith(_EPIC_OID)
+        and c.get("code") in _EPIC_PARTIAL
+        for c in (codings if isinstance(codings, list) else ())
+    )
+
+
 def _only_includes_truncated(issue: Json) -> bool:
     return str(issue.get("severity")) == "warning" and any(
         _TRUNCATED_INCLUDES.search(t) is not None for t in issue_texts(issue)
@@ -91,7 +110,8 @@ def _only_includes_truncated(issue: Json) -> bool:
 def partial_results(outcomes: Iterable[Json]) -> list[Issue]:
     """Warnings for the searchsets' own OperationOutcomes (``search.mode = outcome``) that say
     the server returned only part of the matches: an issue of severity error or fatal, or of
-    one of :data:`_PARTIAL_CODES`, other than a warning that only included resources were
+    one of :data:`_PARTIAL_CODES`, or coded as Epic's "additional data may be present"
+    (:data:`_EPIC_PARTIAL`), other than a warning that only included resources were
     truncated (:data:`_TRUNCATED_INCLUDES`: the callers read those by id). One warning per
     distinct (severity, code); the server's words are not copied (they may name the
     patient)."""
@@ -102,7 +122,7 @@ def partial_results(outcomes: Iterable[Json]) -> list[Issue]:
             if not isinstance(issue, dict) or _only_includes_truncated(issue):
                 continue
             severity, code = str(issue.get("severity")), str(issue.get("code"))
-            if severity in ("error", "fatal") or code in _PARTIAL_CODES:
+            if severity in ("error", "fatal") or code in _PARTIAL_CODES or _epic_partial(issue):
                 seen.setdefault((severity, code), None)
     return [
         Issue(
@@ -498,12 +518,25 @@ async def _read_each(
     raise PullError("the server kept refusing its reads")
 
 
-def _references(resources: Iterable[Json], target_type: str) -> dict[str, list[Json]]:
+def _on_base(reference: str, base: str | None) -> str:
+    """``Type/id`` for an absolute reference on the FHIR base read, ``[base]/Type/id`` (R4
+    Reference.reference: "a relative reference, in which case it is relative to the service
+    base URL, or an absolute URL"; both name that server's resource), else ``reference``."""
+    if base:
+        prefix = base.rstrip("/") + "/"
+        if reference.startswith(prefix):
+            return reference[len(prefix) :]
+    return reference
+
+
+def _references(
+    resources: Iterable[Json], target_type: str, base: str | None = None
+) -> dict[str, list[Json]]:
     """References (``Type/id``) to ``target_type`` from the resources whose search includes
     that type (a medication's ``medicationReference``, a DeviceUseStatement's ``device``) →
     who references. A version-specific reference (``Medication/1/_history/2``, R4
     references.html; HAPI FHIR's ``auto_version_reference_at_paths``) names ``Medication/1``,
-    as the evaluation resolves it."""
+    as the evaluation resolves it; so does ``[base]/Medication/1`` on the server's ``base``."""
     elements = {
         n.resource_type: n.reference_element for n in NEEDS if n.included_type == target_type
     }
@@ -514,8 +547,29 @@ def _references(resources: Iterable[Json], target_type: str) -> dict[str, list[J
             continue
         ref = r.get(element)
         target = ref.get("reference") if isinstance(ref, dict) else None
+        if isinstance(target, str):
+            target = _on_base(target, base)
         if isinstance(target, str) and target.startswith(f"{target_type}/"):
             out.setdefault(target.partition("/_history/")[0], []).append(r)
+    return out
+
+
+def _base_aliases(unique: Mapping[str, Json], base: str) -> dict[str, Json]:
+    """The Medications and Devices read, by the absolute references on ``base`` that name
+    them (``[base]/Medication/1`` → ``Medication/1``'s resource): the evaluation resolves a
+    reference by its text, and the pull keys what it read as ``Type/id``."""
+    elements = {n.resource_type: n.reference_element for n in NEEDS if n.included_type}
+    out: dict[str, Json] = {}
+    for r in unique.values():
+        element = elements.get(str(r.get("resourceType")))
+        ref = r.get(element) if element is not None else None
+        target = ref.get("reference") if isinstance(ref, dict) else None
+        if not isinstance(target, str):
+            continue
+        written = target.partition("/_history/")[0]
+        local = _on_base(written, base)
+        if local != written and local in unique:
+            out[written] = unique[local]
     return out
 
 
@@ -595,7 +649,7 @@ async def _resolve_medications(
     only where the medication looks like an immune globulin."""
     wanted = {
         ref: users
-        for ref, users in _references(unique.values(), "Medication").items()
+        for ref, users in _references(unique.values(), "Medication", client.config.base_url).items()
         if ref not in unique
     }
     if not wanted:
@@ -639,7 +693,7 @@ async def _resolve_devices(
     central venous catheter: a warning, not silence."""
     wanted = {
         ref: users
-        for ref, users in _references(unique.values(), "Device").items()
+        for ref, users in _references(unique.values(), "Device", client.config.base_url).items()
         if ref not in unique
     }
     if not wanted:
@@ -679,7 +733,8 @@ async def pull_patient(
         )
     for rtype, why in sorted(read.skipped.items()):
         issues.append(Issue("warning", "not-supported", f"{rtype} not read: {why}"))
-    return PatientResources(patient_ref, listed, dict(unique), issues)
+    resolve = {**unique, **_base_aliases(unique, client.config.base_url)}
+    return PatientResources(patient_ref, listed, resolve, issues)
 
 
 @dataclass(frozen=True)
