@@ -32,6 +32,24 @@ class PatientResources:
     issues: Sequence[Issue]
 
 
+def on_base(reference: str, base: str | None) -> str | None:
+    """The ``Type/id`` (version included) of an absolute reference on the FHIR base ``base``,
+    ``[base]/Type/id`` (R4 references.html: an absolute URL names that server's resource, as
+    the relative ``Type/id`` does), else None."""
+    if not base:
+        return None
+    prefix = base.rstrip("/") + "/"
+    return reference.removeprefix(prefix) if reference.startswith(prefix) else None
+
+
+def alias_references(resolve: dict[str, Json], aliases: Mapping[str, str]) -> None:
+    """Let each reference of ``aliases`` (absolute, :func:`on_base`) resolve to what its
+    ``Type/id`` does in ``resolve``, where it does not resolve already (in place)."""
+    for ref, local in aliases.items():
+        if ref not in resolve and local in resolve:
+            resolve[ref] = resolve[local]
+
+
 def parse_json(raw: bytes | str, where: str = "(input)") -> Any:
     try:
         return orjson.loads(raw)

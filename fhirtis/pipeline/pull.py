@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
 
-from fhirtis.fhir.bundle import PatientResources
+from fhirtis.fhir.bundle import PatientResources, alias_references, on_base
 from fhirtis.fhir.derive import NO_IDENTIFIER_SEARCH, Derived
 from fhirtis.fhir.extract import merged_message, patient_refs, replaced_by
 from fhirtis.fhir.needs import NEEDS, Need
@@ -518,17 +518,6 @@ async def _read_each(
     raise PullError("the server kept refusing its reads")
 
 
-def _on_base(reference: str, base: str | None) -> str:
-    """``Type/id`` for an absolute reference on the FHIR base read, ``[base]/Type/id`` (R4
-    Reference.reference: "a relative reference, in which case it is relative to the service
-    base URL, or an absolute URL"; both name that server's resource), else ``reference``."""
-    if base:
-        prefix = base.rstrip("/") + "/"
-        if reference.startswith(prefix):
-            return reference[len(prefix) :]
-    return reference
-
-
 def _references(
     resources: Iterable[Json], target_type: str, base: str | None = None
 ) -> dict[str, list[Json]]:
@@ -548,18 +537,19 @@ def _references(
         ref = r.get(element)
         target = ref.get("reference") if isinstance(ref, dict) else None
         if isinstance(target, str):
-            target = _on_base(target, base)
+            target = on_base(target, base) or target
         if isinstance(target, str) and target.startswith(f"{target_type}/"):
             out.setdefault(target.partition("/_history/")[0], []).append(r)
     return out
 
 
-def _base_aliases(unique: Mapping[str, Json], base: str) -> dict[str, Json]:
-    """The Medications and Devices read, by the absolute references on ``base`` that name
-    them (``[base]/Medication/1`` → ``Medication/1``'s resource): the evaluation resolves a
-    reference by its text, and the pull keys what it read as ``Type/id``."""
+def _base_aliases(unique: Mapping[str, Json], base: str) -> dict[str, str]:
+    """The absolute references on ``base`` (:func:`~fhirtis.fhir.bundle.on_base`) that the
+    resources read make to their Medications and Devices → the ``Type/id`` they name: the
+    evaluation resolves a reference by its text, and the pull keys what it read as ``Type/id``
+    (:func:`~fhirtis.fhir.bundle.alias_references`)."""
     elements = {n.resource_type: n.reference_element for n in NEEDS if n.included_type}
-    out: dict[str, Json] = {}
+    out: dict[str, str] = {}
     for r in unique.values():
         element = elements.get(str(r.get("resourceType")))
         ref = r.get(element) if element is not None else None
@@ -567,9 +557,9 @@ def _base_aliases(unique: Mapping[str, Json], base: str) -> dict[str, Json]:
         if not isinstance(target, str):
             continue
         written = target.partition("/_history/")[0]
-        local = _on_base(written, base)
-        if local != written and local in unique:
-            out[written] = unique[local]
+        local = on_base(written, base)
+        if local is not None:
+            out[written] = local
     return out
 
 
@@ -733,7 +723,8 @@ async def pull_patient(
         )
     for rtype, why in sorted(read.skipped.items()):
         issues.append(Issue("warning", "not-supported", f"{rtype} not read: {why}"))
-    resolve = {**unique, **_base_aliases(unique, client.config.base_url)}
+    resolve = dict(unique)
+    alias_references(resolve, _base_aliases(unique, client.config.base_url))
     return PatientResources(patient_ref, listed, resolve, issues)
 
 

@@ -51,7 +51,7 @@ from fhirtis.api.limits import MAX_JSON_DEPTH, nested_deeper_than
 from fhirtis.api.ops import Metrics, Timer, audit
 from fhirtis.clinical.ivig import DosingWeight, dosing_weight, format_decimal
 from fhirtis.clinical.patient import PatientEvaluation, evaluate_patient
-from fhirtis.fhir.bundle import PatientResources
+from fhirtis.fhir.bundle import PatientResources, alias_references, on_base
 from fhirtis.fhir.codes import terminology
 from fhirtis.fhir.extract import PatientData, replaced_by
 from fhirtis.fhir.needs import CAN_GO_WITHOUT
@@ -194,7 +194,7 @@ async def _answer(
         if (ref := medication_reference(r)) is not None
         and (local := _on_server(ref, call.fhir_server)) is not None
     }
-    _alias(draft_resolve, on_server)
+    alias_references(draft_resolve, on_server)
 
     extractor = extractor_for(ctx.settings)
 
@@ -288,7 +288,7 @@ async def _answer(
                     gathered.add(resource)
             stats["fetched"] = len(to_read)
             resolve = {**gathered.resolve, **drafts.resolve}
-            _alias(resolve, on_server)
+            alias_references(resolve, on_server)
             orders = ivig_orders(resolve)
             unread = unread_ig_orders(extractor, requests, resolve)
     stats["ivig"] = len(orders)
@@ -399,21 +399,10 @@ def _is_medication_ref(ref: str) -> bool:
 
 
 def _on_server(ref: str, server: str | None) -> str | None:
-    """``Medication/id`` for a reference ``[fhirServer]/Medication/id`` (FHIR R4
-    references.html: an absolute URL ``[base]/[type]/[id]`` names that server's resource), else
-    None."""
-    base = server.rstrip("/") + "/" if server else None
-    if base is None or not ref.startswith(base):
-        return None
-    local = ref.removeprefix(base)
-    return local if _is_medication_ref(local) else None
-
-
-def _alias(resolve: dict[str, Json], on_server: Mapping[str, str]) -> None:
-    """Let each absolute reference of ``on_server`` resolve to what its ``Medication/id`` does."""
-    for ref, local in on_server.items():
-        if ref not in resolve and local in resolve:
-            resolve[ref] = resolve[local]
+    """``Medication/id`` for a reference ``[fhirServer]/Medication/id``
+    (:func:`~fhirtis.fhir.bundle.on_base`), else None."""
+    local = on_base(ref, server)
+    return local if local is not None and _is_medication_ref(local) else None
 
 
 def ctx_settings(request: Request) -> Settings:
