@@ -319,32 +319,27 @@ def _active(e: RiskEvidence, on: date) -> bool:
     return e.kind is _HISTORY or e.end is None or e.end >= on
 
 
+def _usable(v: MeasureValue) -> bool:
+    """Whether a value may be read at all: never a void status or an impossible value."""
+    return v.status not in _UNUSABLE_STATUS and v.value.is_finite() and check_value(v) is None
+
+
 def _anchor_days(pga: Iterable[MeasureValue], mmt8: Iterable[MeasureValue]) -> list[date]:
     """The days of the assessments (clinical spec §2.5: anchored on a PGA, on any scale, or an
-    MMT-8), ascending, each once: the usable values' days (never a void or impossible one)."""
+    MMT-8), ascending, each once: the usable values' days (:func:`_usable`)."""
     days = {
         v.day
         for values, measure in ((pga, _PGA), (mmt8, _MMT8))
         for v in values
-        if v.measure is measure
-        and v.status not in _UNUSABLE_STATUS
-        and v.value.is_finite()
-        and check_value(v) is None
+        if v.measure is measure and _usable(v)
     }
     return sorted(days)
 
 
 def _usable_pga(values: Iterable[MeasureValue]) -> list[MeasureValue]:
-    """The VAS PGA values that can judge inflammation, on any day, in their order."""
-    return [
-        v
-        for v in values
-        if v.measure is _PGA
-        and v.instrument is _VAS
-        and v.status not in _UNUSABLE_STATUS
-        and v.value.is_finite()
-        and check_value(v) is None
-    ]
+    """The VAS PGA values that can judge inflammation (:func:`_usable`), on any day, in their
+    order."""
+    return [v for v in values if v.measure is _PGA and v.instrument is _VAS and _usable(v)]
 
 
 _PgaRank = tuple[date, bool, bool, datetime | None, str]
