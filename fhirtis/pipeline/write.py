@@ -45,6 +45,7 @@ from fhirtis.fhir.plan import (
     Action,
     PlannedWrite,
     WritePlan,
+    same_content,
     update_full_url,
 )
 from fhirtis.fhir.primitives import is_id
@@ -280,6 +281,37 @@ def _stored_now(found: Iterable[Json], d: Derived) -> bool:
         and identifier_of(r) == d.identifier
         and r.get("status") != RETIRED
         for r in found
+    )
+
+
+def _found_as_sent(answered: object, w: PlannedWrite) -> bool:
+    """Whether a conditional create answered 200 (R4 http.html#ccreate, "One Match: The server
+    ignores the post and returns 200 OK") shows the resource it found (``answered``: the body,
+    or a batch- or transaction-response entry's resource) holding what ``w`` would have
+    created. Where it does not say (no body: ``Prefer: return=minimal``; HAPI FHIR's batch
+    entries) or the content differs (another writer stored it meanwhile, from other data), the
+    run re-reads and re-plans (:func:`_found_other`): nothing of the POST was stored."""
+    return (
+        isinstance(answered, dict)
+        and answered.get("resourceType") == w.derived.resource_type
+        and identifier_of(answered) == w.derived.identifier
+        and same_content(w.derived.resource, answered)
+    )
+
+
+def _found_other(found: Sequence[PlannedWrite]) -> PreconditionFailed:
+    """Conditional creates answered 200 whose resource found may not hold what fhirtis derived
+    (:func:`_found_as_sent`): re-read and re-planned as a 412 is, so that the resource found is
+    updated in place (``If-Match``) where it differs, and left where it is the same."""
+    log.info(
+        "a conditional create of %s found a stored resource: re-reading and re-planning",
+        ", ".join(sorted({w.derived.resource_type for w in found})),
+    )
+    return PreconditionFailed(
+        "a conditional create found a stored resource (another writer's, made meanwhile): "
+        "re-read and re-planned",
+        status=200,
+        url=found[0].derived.resource_type,
     )
 
 
@@ -527,10 +559,14 @@ async def write_transaction(
     answers = answers if isinstance(answers, list) else []
     created: list[PlannedWrite] = []
     unlocated: list[PlannedWrite] = []
+    found: list[PlannedWrite] = []  # conditional creates that found a resource stored
     for i, w in enumerate(writes):  # all or nothing: every write was made
         entry = answers[i] if i < len(answers) and isinstance(answers[i], dict) else {}
         if w.action is Action.CREATE and entry_status(entry) == 200 and w not in plain_creates:
-            continue  # its ifNoneExist found it stored: another writer made it meanwhile
+            # its ifNoneExist found it stored: another writer made it meanwhile
+            if not _found_as_sent(entry.get("resource"), w):
+                found.append(w)
+            continue
         if w.action is Action.CREATE:
             created.append(w)
         location = entry_response(entry).get("location")
@@ -543,6 +579,8 @@ async def write_transaction(
     # what these find is not named again
     await _locate(writer, unlocated, requests, naming, [])
     await _check_duplicates(writer, created, requests, duplicates, [])
+    if found:
+        raise _found_other(found)
 
 
 async def write_batch(
@@ -585,6 +623,7 @@ async def write_batch(
     plain: list[PlannedWrite] = []
     unlocated: list[PlannedWrite] = []  # creates whose answer does not say what they made
     not_run: list[PlannedWrite] = []  # entries the server skipped (429, 503): not made
+    found: list[PlannedWrite] = []  # conditional creates that found a resource stored
     for w, entry in zip(writes, answers, strict=True):
         status = entry_status(entry)
         # a 2xx whose outcome says the entry failed (:func:`failure_outcome`) is a failure
@@ -605,6 +644,8 @@ async def write_batch(
                     naming.confirm(w, made)
                 if w.action is Action.CREATE:  # a 201 conditional create too: see below
                     plain.append(w)
+            elif not _found_as_sent(entry.get("resource"), w):
+                found.append(w)
             continue
         if status in NOT_RUN:
             not_run.append(w)
@@ -653,6 +694,7 @@ async def write_batch(
     # what the batch wrote is written: named by the Provenance even if other entries failed
     await _locate(writer, unlocated, requests, naming, changed)
     await _check_duplicates(writer, plain, requests, duplicates, changed)
+    conflict = conflict or bool(found)
     if not_run and failure is None and not conflict:
         # sent again one by one, each waiting and retrying as any 429 or 503 does; named by
         # the batch's Provenance with the rest
@@ -665,6 +707,8 @@ async def write_batch(
     await post_provenance(writer, provenance, changed, requests, naming)
     if failure is not None:
         raise failure
+    if conflict and found:
+        raise _found_other(found)
     if conflict:
         raise PreconditionFailed(
             "a resource changed since it was read (If-Match)", status=412, url="(batch)"
@@ -748,6 +792,7 @@ async def write_singles(
     unlocated: list[PlannedWrite] = []  # creates whose answer does not say what they made
     unlocated_resent: set[str] = set()
     several: SeveralMatches | None = None  # a conditional create that matched several
+    found: list[PlannedWrite] = []  # conditional creates that found a resource stored
     # a delete that makes way for a create (write_order.single_order) and failed (made or not:
     # retries of a lost answer ran out): the creates are sent all the same, then it is raised
     way_failed: FhirClientError | None = None
@@ -797,6 +842,8 @@ async def write_singles(
                         naming.confirm(w, made)
                         if answer.resent:
                             resent.append(made)
+                elif not _found_as_sent(answer.body, w):
+                    found.append(w)  # the rest is written, then re-read and re-planned
             elif deletes(w):
                 try:
                     deleted = await _delete_singly(writer, w, requests, naming)
@@ -837,6 +884,8 @@ async def write_singles(
             raise way_failed
         if several is not None:
             raise several
+        if found:
+            raise _found_other(found)
     finally:
         # what was written is written: name it in the one Provenance even if a later write fails
         located = await _locate(writer, unlocated, requests, naming, changed)
