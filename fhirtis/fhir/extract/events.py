@@ -48,9 +48,9 @@ from fhirtis.fhir.extract.common import (
     use_days,
 )
 from fhirtis.fhir.extract.medications import (
-    MEDICATION_VOID,
     MedicationReader,
     UnresolvedMedicationError,
+    records_no_use,
 )
 from fhirtis.fhir.outcome import Issue
 from fhirtis.fhir.primitives import (
@@ -848,7 +848,7 @@ class EventReader(MedicationReader):
             medication = self._read_medication(r, path, resolve)
         except UnresolvedMedicationError:
             return  # an unknown medication shows no risk factor
-        if self._risk_medication(data, r, medication, path) or r.get("status") in MEDICATION_VOID:
+        if self._risk_medication(data, r, medication, path) or records_no_use(r):
             return
         if r.get("resourceType") == "MedicationRequest":
             if self.is_ivig_product(medication.med, medication.codings, medication.text):

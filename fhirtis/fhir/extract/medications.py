@@ -54,8 +54,19 @@ from fhirtis.fhir.units import (
 )
 
 _MA_USED = {"completed", "in-progress", "stopped"}
-MEDICATION_VOID = frozenset({"entered-in-error", "not-taken", "cancelled", "draft"})
-"""Statuses of a MedicationStatement or MedicationRequest that record no use of the medication."""
+MEDICATION_VOID = frozenset({"entered-in-error", "not-taken", "cancelled", "draft", "intended"})
+"""Statuses of a MedicationStatement or MedicationRequest that record no use of the medication
+(a MedicationStatement ``intended``: "may be taken at some time in the future", R4)."""
+
+
+def records_no_use(r: Json) -> bool:
+    """A MedicationStatement or MedicationRequest that records no use of its medication: a
+    status of :data:`MEDICATION_VOID`, or a request that prohibits it (R4
+    ``MedicationRequest.doNotPerform`` true, a modifier: "True if request is prohibiting
+    action"; QI-Core's ``qicore-medicationprohibited``)."""
+    return r.get("status") in MEDICATION_VOID or r.get("doNotPerform") is True
+
+
 _EFFECTIVE = TimeElements.of("effectiveDateTime", "effectivePeriod.start")
 _EFFECTIVE_END = TimeElements.of("effectivePeriod.end")
 _USE_START = TimeElements.of("effectivePeriod.start", "effectiveDateTime", "authoredOn")
@@ -964,7 +975,7 @@ class MedicationReader(ExtractorBase):
                 medication.shared.estrogen = estrogen
         if not estrogen:
             return False
-        if r.get("status") in MEDICATION_VOID:
+        if records_no_use(r):
             return True
         self._require_id(r, path)
         subject_key = "subject"
