@@ -77,6 +77,7 @@ def risk_card(
     forbidden: Sequence[str] = (),
     unprefetched: Sequence[str] = (),
     partly_prefetched: Sequence[str] = (),
+    unresolved: Sequence[str] = (),
 ) -> Json:
     """The thrombosis risk factors; ``excluded``: resources that could not be read,
     ``not_read``: resource types the FHIR server offers no search of (not read at all),
@@ -86,8 +87,11 @@ def risk_card(
     types the CDS client did not prefetch and gave no FHIR server to read (withheld as
     ``forbidden`` ones are: CDS Hooks 2.0 lets a client honour only some prefetch templates),
     ``partly_prefetched``: resource types whose prefetch did not hold its whole search (one
-    page of several, ...) and no FHIR server to read the rest (what it held is used)."""
-    withheld = bool(incomplete or forbidden or unprefetched or partly_prefetched)
+    page of several, ...) and no FHIR server to read the rest (what it held is used);
+    ``unresolved``: what the patient's resources name that their search should have included
+    but that could not be read (``Medication of MedicationStatement``: an estrogen so recorded
+    is not seen)."""
+    withheld = bool(incomplete or forbidden or unprefetched or partly_prefetched or unresolved)
     factors = profile.factors
     if factors:
         names = ", ".join(_label(f.kind.value) for f in factors)
@@ -131,6 +135,11 @@ def risk_card(
             f"the CDS client's prefetch of {', '.join(partly_prefetched)} was only part of the "
             "data (one page of several, fewer matches than its total, or not the search's "
             "answer) and there is no FHIR server to read the rest"
+        )
+    if unresolved:
+        lines += _not_read(
+            f"the {', '.join(unresolved)} (named by the patient's records, not included with "
+            "them and not readable from a FHIR server)"
         )
     if incomplete:
         lines += _incomplete(

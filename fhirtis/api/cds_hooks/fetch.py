@@ -34,6 +34,7 @@ from fhirtis.pipeline.server import (
     entry_outcome,
     entry_status,
     pull_types,
+    read_by_id,
     status_for,
 )
 from fhirtis.settings import Settings
@@ -112,23 +113,67 @@ async def fetch_missing(
                     client.learn(Refused("batch-search"))
             return await _as_the_server_allows(client, urls, patient_id, state.settings, forbidden)
     except TimeoutError:
-        raise CdsError(
-            504, "fhir-server-timeout", "the FHIR server did not answer in time"
-        ) from None
+        raise _timed_out() from None
     except FhirClientError as exc:
-        log.warning("cds: reading from the FHIR server failed: %s", type(exc).__name__)
-        code = status_for(exc)
-        if code < 500:  # 401, 403, 404: the data cannot be obtained
-            rtype = _type_in(exc, server)
-            what = "the reads" if rtype is None else f"the read of {rtype}"
-            raise CdsError(
-                412,
-                "precondition-failed",
-                f"the FHIR server refused ({code}) {what} the service needs",
-            ) from None
-        raise CdsError(code, "fhir-server-failed", "the FHIR server failed") from None
+        raise _failed(exc, server) from None
     finally:
         await client.aclose()
+
+
+def _timed_out() -> CdsError:
+    return CdsError(504, "fhir-server-timeout", "the FHIR server did not answer in time")
+
+
+def _failed(exc: FhirClientError, server: str) -> CdsError:
+    """The answer to a read of the FHIR server that failed: 412 where it refused (401, 403,
+    404: the data cannot be obtained), else the server's failure (502, 504)."""
+    log.warning("cds: reading from the FHIR server failed: %s", type(exc).__name__)
+    code = status_for(exc)
+    if code < 500:
+        rtype = _type_in(exc, server)
+        what = "the reads" if rtype is None else f"the read of {rtype}"
+        return CdsError(
+            412, "precondition-failed", f"the FHIR server refused ({code}) {what} the service needs"
+        )
+    return CdsError(code, "fhir-server-failed", "the FHIR server failed")
+
+
+async def fetch_referenced(
+    request: Request, server: str, token: str, refs: Sequence[str]
+) -> tuple[list[Json], list[str]]:
+    """The resources that ``refs`` (``Type/id``: the Medications and Devices that the patient's
+    resources name but that a search's ``_include`` did not bring, CDS Hooks 2.0 "Prefetch
+    Template": the service retrieves "any additional necessary data") that ``server`` holds,
+    read by id with the caller's token (:func:`~fhirtis.pipeline.pull.read_by_id`, as
+    ``fhirtis run`` reads the ones its searches did not include); and the types among them that
+    the evaluation can go without that the server refused 403 (not read). Ids the server does
+    not know are left out; any other failure is answered as :func:`fetch_missing`'s."""
+    state = request.app.state.fhirtis
+    client = FhirClient(
+        state.config_for(server), http=state.http, auth=BearerTokenAuth(token, base_url=server)
+    )
+    by_type: dict[str, list[str]] = {}
+    for ref in refs:
+        rtype, _, rid = ref.partition("/")
+        by_type.setdefault(rtype, []).append(rid)
+    found: list[Json] = []
+    forbidden: list[str] = []
+    try:
+        async with asyncio.timeout(FETCH_BUDGET_SECONDS):
+            for rtype, ids in sorted(by_type.items()):
+                try:
+                    found += await read_by_id(client, rtype, ids, {})
+                except Forbidden:
+                    if rtype not in CAN_GO_WITHOUT:
+                        raise
+                    forbidden.append(rtype)
+    except TimeoutError:
+        raise _timed_out() from None
+    except FhirClientError as exc:
+        raise _failed(exc, server) from None
+    finally:
+        await client.aclose()
+    return found, forbidden
 
 
 def _type_in(exc: FhirClientError, server: str) -> str | None:

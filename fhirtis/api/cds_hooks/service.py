@@ -31,13 +31,14 @@ from fhirtis.api.cds_hooks.cards import (
     tis_card,
     unread_order_card,
 )
-from fhirtis.api.cds_hooks.fetch import Fetched, fetch_missing, reader
+from fhirtis.api.cds_hooks.fetch import Fetched, fetch_missing, fetch_referenced, reader
 from fhirtis.api.cds_hooks.request import (
     SERVICES,
     USAGE_REQUIREMENTS,
     CdsError,
     CdsService,
     Gathered,
+    HookCall,
     Template,
     bad,
     parse_call,
@@ -54,7 +55,8 @@ from fhirtis.clinical.patient import PatientEvaluation, evaluate_patient
 from fhirtis.fhir.bundle import PatientResources, alias_references, on_base
 from fhirtis.fhir.codes import terminology
 from fhirtis.fhir.extract import PatientData, replaced_by
-from fhirtis.fhir.needs import CAN_GO_WITHOUT
+from fhirtis.fhir.extract.common import resolve_reference
+from fhirtis.fhir.needs import CAN_GO_WITHOUT, NEEDS
 from fhirtis.fhir.orders import (
     IvigOrder,
     RateKind,
@@ -298,6 +300,10 @@ async def _answer(
     if merged is not None:
         return {"cards": [merged]}, stats
 
+    # what a search's _include should have brought (the client's FHIR server ignored it, or a
+    # server fhirtis read did): read by id where it can be, else said
+    unresolved_targets = await _read_referenced(request, call, gathered, forbidden, stats)
+
     patient_ref = f"Patient/{call.patient_id}"
     listed = [
         (key, r)
@@ -338,6 +344,7 @@ async def _answer(
             forbidden,
             unprefetched,
             partly,
+            unresolved_targets,
         )
     ]
     for order in orders:
@@ -351,6 +358,86 @@ async def _answer(
     if tis is not None:
         cards.append(tis)
     return {"cards": cards}, stats
+
+
+#: The resource types whose search includes what they reference (a medication's Medication, a
+#: DeviceUseStatement's Device): (the element holding the reference, the type it names).
+_INCLUDING: dict[str, tuple[str, str]] = {
+    n.resource_type: (element, target)
+    for n in NEEDS
+    if (element := n.reference_element) is not None and (target := n.included_type) is not None
+}
+
+
+def _unresolved_targets(
+    gathered: Gathered, server: str | None
+) -> dict[str, tuple[str | None, str, set[str]]]:
+    """The references of the patient's resources to what their search includes (``_include``)
+    that resolve to nothing gathered: each as written → (the ``Type/id`` it names on
+    ``server``, None where it names nothing readable there: another server, a ``urn:uuid:``;
+    the type it should name; the types of the resources naming it). A contained ``#id`` is the
+    resource's own."""
+    out: dict[str, tuple[str | None, str, set[str]]] = {}
+    for r in gathered.listed.values():
+        rtype = r.get("resourceType")
+        found = _INCLUDING.get(rtype) if isinstance(rtype, str) else None
+        if found is None or not isinstance(rtype, str):
+            continue
+        element, target_type = found
+        ref = r.get(element)
+        written = ref.get("reference") if isinstance(ref, dict) else None
+        if (
+            not isinstance(written, str)
+            or written.startswith("#")
+            or resolve_reference(gathered.resolve, written) is not None
+        ):
+            continue
+        local = (on_base(written, server) or written).partition("/_history/")[0]
+        kind, _, rid = local.partition("/")
+        readable = local if kind == target_type and is_id(rid) else None
+        out.setdefault(written, (readable, target_type, set()))[2].add(rtype)
+    return out
+
+
+async def _read_referenced(
+    request: Request,
+    call: HookCall,
+    gathered: Gathered,
+    forbidden: list[str],
+    stats: dict[str, int],
+) -> list[str]:
+    """Read from ``fhirServer`` the Medications and Devices that the patient's resources name
+    but that were neither prefetched nor read (CDS Hooks 2.0 "Prefetch Template": the service
+    checks the prefetched data "against its template" and retrieves "any additional necessary
+    data"; a FHIR server that does not support ``_include`` ignores it, R4 search.html), into
+    ``gathered``; the types refused 403 go to ``forbidden``. Returns what stays unresolved, in
+    words (``Medication of MedicationStatement``) for the risk card: an estrogen or a catheter
+    recorded there is not seen, and the card must not say "no risk factor found" as if it were."""
+    targets = _unresolved_targets(gathered, call.fhir_server)
+    if not targets:
+        return []
+    source = reader(request, call)
+    wanted = sorted({local for local, _, _ in targets.values() if local is not None})
+    if wanted and not isinstance(source, str):
+        server, token = source
+        found, refused = await fetch_referenced(request, server, token, wanted)
+        stats["fetched"] += len(wanted)
+        forbidden += refused
+        for resource in found:
+            gathered.add(resource)
+        alias_references(
+            gathered.resolve,
+            {written: local for written, (local, _, _) in targets.items() if local is not None},
+        )
+    missing = {
+        f"{target_type} of {user}"
+        for written, (_, target_type, users) in targets.items()
+        if resolve_reference(gathered.resolve, written) is None
+        for user in users
+    }
+    if missing:  # for the operator: types only, never ids
+        log.warning("cds: answered without %s: not included, not read", ", ".join(sorted(missing)))
+    return sorted(missing)
 
 
 def _merged(gathered: Gathered, patient_id: str) -> Json | None:
