@@ -336,11 +336,22 @@ def score_enzyme(
     # (b − f) × 100 = drop / (bd × fd)
     drop = (bn * fd - fn * bd) * 100
 
-    if normal_at_baseline and policy.enzyme_normal_baseline is _NO_CREDIT:
-        # (b − f) × 100 / b
-        return _enzyme_scored(
-            baseline, followup, Fraction(drop, fd * bn) if bn else Fraction(0), _D(0)
-        )
+    if policy.enzyme_normal_baseline is _NO_CREDIT:
+        # a baseline of 0 is at or below every usable ULN (> 0): normal, with or without one
+        if normal_at_baseline or bn == 0:
+            # (b − f) × 100 / b
+            return _enzyme_scored(
+                baseline, followup, Fraction(drop, fd * bn) if bn else Fraction(0), _D(0)
+            )
+        if uln is None:
+            # whether it was normal decides between 0 and its score: never guessed (spec §2.1)
+            reason = missing(
+                "enzyme-uln-unknown",
+                "enzyme_normal_baseline=no_credit needs the upper limit of normal at baseline "
+                "(an enzyme normal at baseline scores 0)",
+                baseline.source,
+            )
+            return _missing_score(measure, reason, baseline.instrument, baseline, followup)
     if policy.enzyme_change is _ABOVE_ULN:
         if uln is None:
             reason = missing(

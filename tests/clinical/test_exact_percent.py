@@ -70,12 +70,11 @@ def _fraction_percent(
     """The enzyme percent improvement as plain Fraction arithmetic (clinical spec §2.1)."""
     fb, ff = Fraction(b), Fraction(f)
     fu = None if uln is None else Fraction(uln)
-    if (
-        fu is not None
-        and fb <= fu
-        and policy.enzyme_normal_baseline is EnzymeNormalBaseline.NO_CREDIT
-    ):
-        return (fb - ff) * 100 / fb if fb else Fraction(0)
+    if policy.enzyme_normal_baseline is EnzymeNormalBaseline.NO_CREDIT:
+        if (fu is not None and fb <= fu) or fb == 0:  # 0 is ≤ every usable ULN
+            return (fb - ff) * 100 / fb if fb else Fraction(0)
+        if fu is None:  # normal or not cannot be told: missing (session s32)
+            return None
     if policy.enzyme_change is EnzymeChange.ABOVE_ULN:
         if fu is None or fb <= fu:
             return None
