@@ -175,16 +175,60 @@ def _matches(page: Json) -> list[Json]:
     ]
 
 
+class _ShortOfTotal(dict[str, Any]):
+    """The OperationOutcome (a warning ``incomplete``) :func:`short_of_total` adds to a search's
+    results; ``found`` and ``total`` are what it compares. Its own type, which no answer of a
+    server parses to: only fhirtis makes one."""
+
+    def __init__(self, found: int, total: int) -> None:
+        said = f"{found} of the {total} matches its Bundle.total says were returned"
+        issue = {"severity": "warning", "code": "incomplete", "diagnostics": said}
+        super().__init__(resourceType="OperationOutcome", issue=[issue])
+        self.found, self.total = found, total
+
+
+def short_of_total(pages: Sequence[Json]) -> _ShortOfTotal | None:
+    """A :class:`_ShortOfTotal` where a search's pages, all read (the last has no ``next``
+    link), hold fewer entries than the ``total`` its last page states (R4 Bundle.total: "the
+    total number of entries of type 'match' across all pages in the search"): the server
+    stopped paging early (HAPI FHIR's fetch-size maximum), or dropped matches it counted (a
+    consent filter). Else None.
+
+    Lenient where servers differ: the total of the last page that states one (Google Cloud
+    Healthcare's is an estimate until the last page); every entry but an OperationOutcome
+    counted, a repeated one or an included one too (HAPI FHIR counted ``_include``d resources
+    in ``total`` before hapifhir/hapi-fhir#7153)."""
+    total: int | None = None
+    for page in pages:
+        stated = page.get("total")
+        if isinstance(stated, int) and not isinstance(stated, bool):
+            total = stated
+    if total is None:
+        return None
+    found = sum(
+        1 for page in pages for r in _matches(page) if r.get("resourceType") != "OperationOutcome"
+    )
+    return None if found >= total else _ShortOfTotal(found, total)
+
+
+def _with_short_of_total(pages: Sequence[Json]) -> list[Json]:
+    """The resources of a search's ``pages``, and :func:`short_of_total`'s outcome, if any."""
+    out = [r for page in pages for r in _matches(page)]
+    short = short_of_total(pages)
+    return out if short is None else [*out, short]
+
+
 async def _all_matches(client: FhirClient, searchset: Json) -> list[Json]:
-    """The matches of a searchset and of every page after it. A first page in hand (a batch
-    entry's, or a GET's) is checked as later pages are (:func:`searchset_problem`)."""
+    """The matches of a searchset and of every page after it (and, where they hold fewer than
+    its total, :func:`short_of_total`'s outcome). A first page in hand (a batch entry's, or a
+    GET's) is checked as later pages are (:func:`searchset_problem`)."""
     problem = searchset_problem(searchset)
     if problem is not None:
         raise MalformedResponse(f"a search result {problem}", status=None, url="(search)")
-    out = _matches(searchset)
+    pages = [searchset]
     async for page in client.following_pages(searchset):
-        out.extend(_matches(page))
-    return out
+        pages.append(page)
+    return _with_short_of_total(pages)
 
 
 def _narrowed(need: Need, url: str) -> bool:
@@ -264,7 +308,7 @@ async def _get_search(
     "subject"', code ``processing``) is sent without its ``_include``, then by the next
     patient parameter (:func:`_alternatives`); the first taken is used and what it left out
     learned as refused. Where none is taken, the first answer is the server's error. A later
-    page gone (:func:`_page_gone`) sends the search again from its first page, once
+    page gone (:func:`page_gone`) sends the search again from its first page, once
     (``again``)."""
     rtype = url.split("?", maxsplit=1)[0]
     caps = await client.capabilities()
@@ -308,7 +352,7 @@ async def _get_search(
     return await _all_or_again(client, need, url, body, again=again)
 
 
-def _page_gone(exc: FhirServerError) -> bool:
+def page_gone(exc: FhirServerError) -> bool:
     """A later page of a search answered 404 or 410: the server dropped the search's paging
     session (HAPI FHIR: 410 "Search ID[…] does not exist and may have expired", its plain
     server's ``FifoMemoryPagingProvider`` keeping a fixed number of searches). The client
@@ -320,12 +364,12 @@ async def _all_or_again(
     client: FhirClient, need: Need | None, url: str, searchset: Json, *, again: bool
 ) -> list[Json]:
     """:func:`_all_matches` of the search ``url``, whose first page ``searchset`` is in hand;
-    where a later page is gone (:func:`_page_gone`), the search sent again (``again``), once,
+    where a later page is gone (:func:`page_gone`), the search sent again (``again``), once,
     from its first page, as a GET; the pages read before are dropped (no mixed copies)."""
     try:
         return await _all_matches(client, searchset)
     except FhirServerError as exc:
-        if not (again and _page_gone(exc)):
+        if not (again and page_gone(exc)):
             raise
         log.info(
             "a later page of a search was gone (HTTP %s): the search is sent again", exc.status
@@ -355,22 +399,22 @@ async def _post_search(
     """The search ``url`` (``Type?params``) as ``POST [type]/_search``, its parameters in the
     body (never in a URL), every page; a refusal is diagnosed from the POST's answer (405: no
     search of the type at all; 400 ``not-supported``: its ``_include`` or parameter). A later
-    page gone (:func:`_page_gone`) sends the search again, once (``again``)."""
+    page gone (:func:`page_gone`) sends the search again, once (``again``)."""
     rtype, _, query = url.partition("?")
-    out: list[Json] = []
+    pages: list[Json] = []
     try:
         async for page in client.search_bundle_pages(
             rtype, parse_qsl(query, keep_blank_values=True), use_post=True
         ):
-            out.extend(_matches(page))
+            pages.append(page)
     except FhirServerError as exc:
-        if again and _page_gone(exc):
+        if again and page_gone(exc):
             log.info("a later page of a search was gone (HTTP %s): sent again", exc.status)
             return await _post_search(client, need, url, again=False)
         if is_refusal(exc.status, exc.operation_outcome):
             raise Learned(_diagnose(need, url, exc.status)) from exc
         raise
-    return out
+    return _with_short_of_total(pages)
 
 
 async def _get_all(
@@ -814,9 +858,22 @@ async def _pull(
     unique: dict[str, Json] = {}
     outcomes: list[Json] = []  # a search can match no OperationOutcome: each is an outcome
     incomplete: dict[str, None] = {}  # the searched types whose outcome says "only part"
+    short: list[Issue] = []  # searches whose pages ended before their total
     for rtype, resources in found:
         for r in resources:
             if r.get("resourceType") == "OperationOutcome":
+                if isinstance(r, _ShortOfTotal):
+                    short.append(
+                        Issue(
+                            "warning",
+                            "incomplete",
+                            f"a search of {rtype} ended (no next link) after {r.found} of the "
+                            f"{r.total} matches its Bundle.total says: the results may be "
+                            "incomplete",
+                        )
+                    )
+                    incomplete.setdefault(rtype, None)
+                    continue
                 outcomes.append(r)
                 if partial_results([r]):
                     incomplete.setdefault(rtype, None)
@@ -826,7 +883,7 @@ async def _pull(
             if kept is None or _newer(r, kept):
                 unique[key] = r
     ivig = extractor.t.value_sets.get("ivig-products")
-    issues = partial_results(outcomes)
+    issues = partial_results(outcomes) + short
     issues += await _resolve_medications(client, unique, requests, ivig.names if ivig else ())
     issues += await _resolve_devices(client, unique, requests)
     return _Read(unique, issues, skipped, sorted(incomplete))

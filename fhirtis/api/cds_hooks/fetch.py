@@ -27,6 +27,7 @@ from fhirtis.io import (
     is_unsupported_type,
     searchset_problem,
 )
+from fhirtis.pipeline.pull import NOT_RUN, page_gone, short_of_total
 from fhirtis.pipeline.server import (
     Learned,
     batch_of_reads,
@@ -213,6 +214,16 @@ async def _in_one_batch(
     type the evaluation can go without is left out, its type added to ``forbidden`` (also
     when the batch is then read as the server allows)."""
     responses = await batch_of_reads(client, [url for url, _ in urls])
+    # entries the server skipped (429/503: Azure answers every entry after a throttled one so),
+    # each read on its own, with the client's retries, as ``fhirtis run`` reads them
+    responses = list(
+        await asyncio.gather(
+            *(
+                _again_if_not_run(client, url, entry)
+                for (url, _), entry in zip(urls, responses, strict=True)
+            )
+        )
+    )
     for (url, _), entry in zip(urls, responses, strict=True):
         rtype = _can_go_without(url)
         if rtype is not None and entry_status(entry) == 403:
@@ -255,12 +266,55 @@ async def _in_one_batch(
         ):
             resource = await _whole_search(client, url, resource)
         elif all_pages and resource.get("resourceType") == "Bundle":
-            merged = list(resource.get("entry") or [])
-            async for page in client.following_pages(resource):
-                merged.extend(page.get("entry") or [])
+            pages = await _every_page(client, url, resource)
+            merged = [e for page in pages for e in page.get("entry") or []]
+            short = short_of_total(pages)
+            if short is not None:  # pages that ended before their total: said as partial
+                merged.append({"resource": short, "search": {"mode": "outcome"}})
             resource = {**resource, "entry": merged}
         out.append((url, resource))
     return out
+
+
+async def _again_if_not_run(client: FhirClient, url: str, entry: Json) -> Json:
+    """``entry`` of a batch-response, or, where the server did not run it (answered 429 or 503:
+    microsoft/fhir-server PR #1658, "all subsequent actions will be skipped and will have the
+    same 429 response"), ``url`` read on its own (retried as any 429 or 503 is), as an entry:
+    its answer, or the status and OperationOutcome it was refused with."""
+    if entry_status(entry) not in NOT_RUN:
+        return entry
+    try:
+        response = await client.request("GET", url)
+    except FhirServerError as exc:
+        if exc.status is None:
+            raise
+        refused: Json = {"status": str(exc.status)}
+        if exc.operation_outcome is not None:
+            refused["outcome"] = exc.operation_outcome
+        return {"response": refused}
+    answered: Json = {"response": {"status": str(response.status)}}
+    if response.body is not None:
+        answered["resource"] = response.body
+    return answered
+
+
+async def _every_page(client: FhirClient, url: str, first: Json) -> list[Json]:
+    """The pages of the search ``url``: ``first`` (a batch entry's) and every page after it;
+    where a later page is gone (:func:`~fhirtis.pipeline.pull.page_gone`: HAPI FHIR answers 410
+    a ``next`` link of a paging session it dropped), the search sent again, once, as a GET,
+    every page (as ``fhirtis run`` does); the pages read before are dropped."""
+    pages = [first]
+    try:
+        async for page in client.following_pages(first):
+            pages.append(page)
+    except FhirServerError as exc:
+        if not page_gone(exc):
+            raise
+        log.info("cds: a later page of a search was gone (HTTP %s): sent again", exc.status)
+        rtype, _, query = url.partition("?")
+        params = parse_qsl(query, keep_blank_values=True)
+        pages = [page async for page in client.search_bundle_pages(rtype, params)]
+    return pages
 
 
 async def _whole_search(client: FhirClient, url: str, first: Json) -> Json:
