@@ -114,9 +114,11 @@ _ROUTE_WORDS = {
 _IV_WORDS = re.compile(r"\b(intravenous|ivig|igiv|iv)\b")
 # A product named generically as given under the skin or into a muscle only (clinical spec §4:
 # subcutaneous and intramuscular immune globulins are not IVIG): "Immune Globulin Subcutaneous
-# (Human)", "Human normal immunoglobulin (SCIg)", "Immune Globulin Intramuscular (Human)".
-_SC_WORDS = re.compile(r"\b(subcutaneous|subcutaneously|subcut|subq|scig)\b")
-_IM_WORDS = re.compile(r"\b(intramuscular|intramuscularly)\b")
+# (Human)", "Human normal immunoglobulin (SCIg)", "Immune Globulin Intramuscular (Human)", and
+# as drug references abbreviate them: "immune globulin SC", "immune globulin IM (IGIM)",
+# "Immu globulin,gamma (igg) intramusc." (profiles/TERMINOLOGY.md).
+_SC_WORDS = re.compile(r"\b(subcutaneous|subcutaneously|subcut|subq|scig|sc)\b")
+_IM_WORDS = re.compile(r"\b(intramuscular|intramuscularly|intramusc|igim|imig)\b")
 # Names that look like an immune globulin (clinical spec §4: reported, never ignored silently,
 # when not recognised; German "Immunglobulin" too), but not antithymocyte or antilymphocyte
 # immunoglobulin.
@@ -132,10 +134,13 @@ _STABILISER = re.compile(
     r"mannitol|albumin|sodium chloride|saline|water for injections?|sodium acetate|"
     r"polyethylene glycol|nicotinamide)\b"
 )
-# Antigen-specific (hyperimmune) globulins are not normal human immune globulin (ATC J06BB).
+# Antigen-specific (hyperimmune) globulins are not normal human immune globulin (ATC J06BB):
+# anti-D as "Rho(D)", "Rh0(D)", "Rh o (D)", "Rh immune globulin", "anti-RhD", "Rhesus"; RSV
+# immune globulin as CVX 71 names it ("respiratory syncytial virus immune globulin,
+# intravenous"); and any globulin called "hyperimmune" (profiles/TERMINOLOGY.md).
 _HYPERIMMUNE = re.compile(
-    r"\b(hepatitis|rho|anti-d|tetanus|rabies|cytomegalovirus|cmv|varicella|zoster|botulism|"
-    r"vaccinia|anthrax|rsv)\b"
+    r"\b(hepatitis|rho|rh|rh0|rhd|rhesus|anti-d|tetanus|rabies|cytomegalovirus|cmv|varicella|"
+    r"zoster|botulism|vaccinia|anthrax|rsv|syncytial|hyperimmune)\b"
 )
 
 
