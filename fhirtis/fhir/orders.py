@@ -86,7 +86,8 @@ def draft_medication_requests(
     draft_orders: Mapping[str, Any], selections: Sequence[str] | None = None
 ) -> list[tuple[str, Json]]:
     """The MedicationRequests of a ``draftOrders`` Bundle as (reference, resource); with
-    ``selections`` (order-select), only the selected ones."""
+    ``selections`` (order-select), only the selected ones. A void one, or one that prohibits
+    its medication (``doNotPerform`` true), orders nothing to check."""
     out: list[tuple[str, Json]] = []
     entries = draft_orders.get("entry")
     for entry in entries if isinstance(entries, list) else []:
@@ -95,6 +96,8 @@ def draft_medication_requests(
             continue
         status = resource.get("status")
         if isinstance(status, str) and status in _VOID:  # a status that is no code: not void
+            continue
+        if resource.get("doNotPerform") is True:  # R4 modifier: the order prohibits it
             continue
         own = f"MedicationRequest/{resource['id']}" if is_id(resource.get("id")) else None
         full_url = entry.get("fullUrl") if isinstance(entry.get("fullUrl"), str) else None
