@@ -21,7 +21,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from urllib.parse import quote
 
-from fhirtis.fhir.codes import CORE_SET_SYSTEM, Terminology
+from fhirtis.fhir.codes import CORE_SET_SYSTEM, SYSTEM_ALIASES, Terminology
 from fhirtis.fhir.extract import CORE_SET_CODES, ENZYME_VALUE_SETS
 
 __all__ = [
@@ -30,6 +30,7 @@ __all__ = [
     "INCLUDED_TYPES",
     "NEEDS",
     "OBSERVATION_VALUE_SETS",
+    "PANEL_CODES",
     "PATIENT",
     "AlsoBy",
     "Need",
@@ -169,6 +170,14 @@ OBSERVATION_VALUE_SETS = (
     "smoking-status-observation",
 )
 
+#: Panels whose members fhirtis reads (weight and height as a ``component`` or a contained
+#: ``hasMember``, :mod:`fhirtis.fhir.extract.observations`): LOINC 85353-1, the code the R4 vital
+#: signs panel profile fixes (http://hl7.org/fhir/R4/observation-vitalspanel.html). A search by
+#: ``code`` matches ``Observation.code`` only (R4 search parameter ``code``), so the panel's own
+#: code is searched too: without it a weight recorded only in a panel, read from a Bundle or a
+#: Bulk export, was not read from a server (no dosing weight, g/kg and rates unknown).
+PANEL_CODES: tuple[tuple[str, str], ...] = (("http://loinc.org", "85353-1"),)
+
 # The CDS prefetch reads the latest few weights, heights and BMIs (newest first) and all
 # measures; the value set of each "latest" group and how many it keeps.
 _LATEST: tuple[tuple[str, str, int], ...] = (
@@ -183,13 +192,28 @@ def token(system: str, code: str) -> str:
     return quote(f"{system}|{code}", safe="|:/")
 
 
+def _aliased(codes: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The same codes under the other names of their systems (:data:`SYSTEM_ALIASES`, e.g.
+    LOINC's OID, as FHIR converted from CDA carries it). The extraction reads a coding under an
+    alias as its canonical system; a search by token matches the system as stored (R4
+    search.html#token), so a server is asked for both."""
+    return [
+        (alias, code)
+        for system, code in codes
+        for alias in sorted(a for a, canonical in SYSTEM_ALIASES.items() if canonical == system)
+    ]
+
+
 def observation_codes(terminology: Terminology) -> list[tuple[str, str]]:
     """Every Observation code the evaluation reads: the core set, the enzymes, weight, height,
-    BMI, and a site's mapped local codes."""
+    BMI, the vital-signs panels that may hold them, a site's mapped local codes, and each of
+    them under the other names of its system (:func:`_aliased`)."""
     codes = [(CORE_SET_SYSTEM, c) for c in CORE_SET_CODES]
     for vs in OBSERVATION_VALUE_SETS:
         codes.extend(sorted(terminology.value_set(vs).codes))
+    codes.extend(PANEL_CODES)
     codes.extend(source for source in sorted(terminology.concept_map))
+    codes.extend(c for c in _aliased(codes) if c not in codes)
     return codes
 
 
@@ -202,9 +226,16 @@ def observation_code_groups(terminology: Terminology) -> dict[str, set[tuple[str
     groups["measures"] = {(CORE_SET_SYSTEM, c) for c in CORE_SET_CODES}
     for vs in (*ENZYME_VALUE_SETS, "smoking-status-observation"):
         groups["measures"] |= terminology.value_set(vs).codes
+    # panels are read whole (every page): a panel without a weight among the "latest n" weights
+    # would push a weight out
+    groups["measures"] |= set(PANEL_CODES)
     for source, target in terminology.concept_map.items():
         key = next((k for k, vs in sets.items() if vs.contains(*target)), "measures")
         groups[key].add(source)
+    # the codes under another name of their system (LOINC's OID) are read whole with the
+    # measures: the "latest n" templates stay as clients know them
+    every = set().union(*groups.values())
+    groups["measures"] |= set(_aliased(sorted(every))) - every
     return groups
 
 
