@@ -135,7 +135,7 @@ def partial_results(outcomes: Iterable[Json]) -> list[Issue]:
     ]
 
 
-def _newer(copy: Json, kept: Json) -> bool:
+def newer_version(copy: Json, kept: Json) -> bool:
     """Whether ``copy`` is a later version of the resource ``kept`` is a copy of (two pages, or
     two searches, returned it; a search is only current at the instant each page is read, R4
     search.html paging). The newer ``meta.lastUpdated`` wins; where both lack it or they tie,
@@ -880,7 +880,7 @@ async def _pull(
                 continue
             key = f"{r.get('resourceType')}/{r.get('id')}"
             kept = unique.get(key)
-            if kept is None or _newer(r, kept):
+            if kept is None or newer_version(r, kept):
                 unique[key] = r
     ivig = extractor.t.value_sets.get("ivig-products")
     issues = partial_results(outcomes) + short

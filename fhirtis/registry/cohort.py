@@ -70,10 +70,12 @@ from fhirtis.registry.partition import (
     PRIVATE_FILE,
     RangeResult,
     byte_ranges,
+    merge_stale,
     partition_count,
     partition_range,
     private_dir,
     private_files,
+    stale_copies,
     total_bytes,
 )
 from fhirtis.registry.run_key import run_key
@@ -201,6 +203,9 @@ async def _local_partitions(
     for r in job.ranges:
         part: RangeResult = await asyncio.to_thread(partition_range, r, out_dir, job.partitions)
         problems.extend(part.problems)
+    stale = merge_stale(
+        [await asyncio.to_thread(stale_copies, out_dir, b) for b in range(job.partitions)]
+    )
     for bucket in range(job.partitions):
         yield await asyncio.to_thread(
             evaluate_partition,
@@ -210,6 +215,7 @@ async def _local_partitions(
             job.done,
             keep_derived=job.keep_derived,
             validate=job.validate,
+            stale=stale,
         )
 
 

@@ -26,7 +26,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from fhirtis.registry.evaluate import CohortJob, PartitionResult, evaluate_partition
-from fhirtis.registry.partition import RangeResult, partition_range
+from fhirtis.registry.partition import RangeResult, merge_stale, partition_range, stale_copies
 
 PRELOAD = "fhirtis.registry.dask_worker"  # what every worker imports when it starts
 QUIET = "fhirtis.registry.dask_quiet"  # the local cluster's workers print no task traceback
@@ -69,8 +69,13 @@ async def evaluate_on_dask(
         parts: list[RangeResult] = await asyncio.to_thread(client.gather, mapped)
         for part in sorted(parts, key=lambda p: p.index):
             problems.extend(part.problems)
+        buckets = range(job.partitions)
+        found = client.map(stale_copies, [out_dir] * len(buckets), buckets, pure=False)
+        stale = merge_stale(await asyncio.to_thread(client.gather, found))
         # a list of one: a dict given to scatter would be taken as many named values
-        [done_on_workers] = await asyncio.to_thread(client.scatter, [job.done], broadcast=True)
+        [done_on_workers, stale_on_workers] = await asyncio.to_thread(
+            client.scatter, [job.done, stale], broadcast=True
+        )
         futures = [
             client.submit(
                 evaluate_partition,
@@ -80,6 +85,7 @@ async def evaluate_on_dask(
                 done_on_workers,
                 keep_derived=job.keep_derived,
                 validate=job.validate,
+                stale=stale_on_workers,
                 pure=False,
             )
             for bucket in range(job.partitions)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Container, Iterable, Mapping, Sequence
+from collections.abc import Collection, Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -169,6 +169,23 @@ def missing_shared(
     return issues
 
 
+def moved_issues(rows: Iterable[tuple[str, bytes]], moved: Collection[str]) -> list[Issue]:
+    """One ``information`` issue for each of a patient's resources that is not read for it:
+    the export also holds a newer version of it, which names another patient."""
+    return [
+        Issue(
+            "information",
+            "informational",
+            f"{key} is not read for this patient: the export also holds a newer version of "
+            "it, which names another patient (the resource was moved to that patient's record)",
+            None,
+            key,
+        )
+        for key, _ in rows
+        if key in moved
+    ]
+
+
 def evaluate_partition(
     out_dir: str,
     bucket: int,
@@ -177,17 +194,22 @@ def evaluate_partition(
     *,
     keep_derived: bool,
     validate: bool = False,
+    stale: Mapping[str, Collection[str]] | None = None,
 ) -> PartitionResult:
     """Every patient of one partition: skipped when ``done`` holds its input digest, else
     evaluated; a patient whose evaluation fails is an outcome with the reason, never a crash of
-    the partition. ``keep_derived``: keep the derived resources (to write them)."""
+    the partition. ``keep_derived``: keep the derived resources (to write them). ``stale``: by
+    patient, the resources not read for it, a newer copy naming another patient
+    (:func:`~fhirtis.registry.partition.stale_copies`)."""
     started = time.perf_counter()
     if validate:
         enable_validation()
     settings = Settings.model_validate_json(settings_json)
     result = PartitionResult(bucket, pid=os.getpid())
     with batch_gc():
-        _evaluate_patients(out_dir, bucket, settings, done, result, keep_derived=keep_derived)
+        _evaluate_patients(
+            out_dir, bucket, settings, done, result, keep_derived=keep_derived, stale=stale or {}
+        )
     result.seconds = time.perf_counter() - started
     return result
 
@@ -200,12 +222,17 @@ def _evaluate_patients(
     result: PartitionResult,
     *,
     keep_derived: bool,
+    stale: Mapping[str, Collection[str]],
 ) -> None:
     """The loop of :func:`evaluate_partition`: each patient's outcome into ``result``."""
     shared = shared_resources(out_dir)
     ivig = extractor_for(settings).t.value_sets.get("ivig-products")
     ivig_names = ivig.names if ivig else ()
-    for patient, own in partition_patients(out_dir, bucket):
+    for patient, rows in partition_patients(out_dir, bucket):
+        moved = stale.get(patient, ())
+        own = [(key, body) for key, body in rows if key not in moved] if moved else rows
+        if not own:
+            continue  # its every resource names another patient in its newest version
         uses = shared_uses(own)
         named = shared_refs(uses)
         theirs = {k: shared[k] for k in shared_keys(named) if k in shared}
@@ -229,7 +256,7 @@ def _evaluate_patients(
                 )
                 continue
             resolve_shared(resolve, named, {k: orjson.loads(v) for k, v in theirs.items()})
-            missing = missing_shared(uses, resolve, ivig_names)
+            missing = missing_shared(uses, resolve, ivig_names) + moved_issues(rows, moved)
             resources = PatientResources(patient, listed, resolve, missing)
             # a worker asks the terminology server itself (it needs no shared state for it)
             answers = (

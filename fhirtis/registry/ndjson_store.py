@@ -219,9 +219,55 @@ def is_subsetted(resource: Json) -> bool:
     )
 
 
-ExportLine = tuple[str, str | None, bool]
-"""A resource line of an export: its ``Type/id``, its ``Patient/id`` (None: of no patient) and
-whether it is subsetted (:func:`is_subsetted`)."""
+ExportLine = tuple[str, str | None, bool, bytes]
+"""A resource line of an export: its ``Type/id``, its ``Patient/id`` (None: of no patient),
+whether it is subsetted (:func:`is_subsetted`) and its version (:func:`version_of`)."""
+
+
+def version_of(resource: Json) -> bytes:
+    """The resource's ``meta.lastUpdated`` and ``meta.versionId`` as one JSON line (no tab, no
+    newline), which :func:`version_meta` reads back: what tells its copies apart by version."""
+    meta = resource.get("meta")
+    if type(meta) is not dict:
+        return _NO_VERSION
+    updated, version_id = meta.get("lastUpdated"), meta.get("versionId")
+    if updated is None and version_id is None:
+        return _NO_VERSION
+    return orjson.dumps([updated, version_id])
+
+
+_NO_VERSION = b"[null,null]"
+
+
+SOFT_DELETED_URL = "http://azurehealthcareapis.com/data-extensions/deleted-state"
+"""The ``meta.extension`` by which the Microsoft FHIR server's export with
+``includeAssociatedData=_deleted`` marks a deleted resource (``valueString`` ``soft-deleted``;
+microsoft/fhir-server, KnownFhirPaths.AzureSoftDeletedExtensionUrl)."""
+
+
+DELETED_MARK = b"deleted-state"
+"""Bytes every line that :func:`is_soft_deleted` holds contains (checked before parsing it)."""
+
+
+def is_soft_deleted(body: bytes) -> bool:
+    """Whether a resource's NDJSON line is a deleted one (:data:`SOFT_DELETED_URL`): no longer
+    part of the patient's record, as a server no longer returns it."""
+    if DELETED_MARK not in body:
+        return False
+    meta = orjson.loads(body).get("meta")
+    extensions = meta.get("extension") if isinstance(meta, dict) else None
+    return isinstance(extensions, list) and any(
+        isinstance(e, dict)
+        and e.get("url") == SOFT_DELETED_URL
+        and e.get("valueString") == "soft-deleted"
+        for e in extensions
+    )
+
+
+def version_meta(version: bytes) -> Json:
+    """A ``meta`` of :func:`version_of`'s line (what ``newer_version`` compares)."""
+    updated, version_id = orjson.loads(version)
+    return {"meta": {"lastUpdated": updated, "versionId": version_id}}
 
 
 def read_export_line(line: bytes) -> ExportLine | str | None:
@@ -246,7 +292,7 @@ def read_export_line(line: bytes) -> ExportLine | str | None:
         patient = patient_of(resource)
     except BadLineError as exc:
         return str(exc)
-    return key, patient, SUBSETTED in line and is_subsetted(resource)
+    return key, patient, SUBSETTED in line and is_subsetted(resource), version_of(resource)
 
 
 _PATIENTS: dict[str, str | None] = {}

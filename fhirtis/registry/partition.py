@@ -24,26 +24,33 @@ from __future__ import annotations
 import gzip
 import os
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import orjson
+
+from fhirtis.pipeline.pull import newer_version
 from fhirtis.registry.errors import CohortError, describe
 from fhirtis.registry.ndjson_store import (
+    DELETED_MARK,
     ERROR_FOLDER,
     GZIP_ERRORS,
     SUBSETTED_NOTE,
     UTF8_BOM,
     is_gzip,
     is_ndjson,
+    is_soft_deleted,
     not_gzip,
     open_ndjson,
     read_export_line,
+    version_meta,
 )
 
 RANGE_BYTES = 32 * 1024 * 1024
 SHARED = "shared"
+VERSIONS = "versions"  # versions/<crc32(key) mod N>/: each patient's resource, its version
 PRIVATE_DIR = 0o700
 PRIVATE_FILE = 0o600
 Rows = list[tuple[str, bytes]]  # ("Type/id", the resource's NDJSON line), sorted by key
@@ -54,7 +61,7 @@ class ByteRange:
     path: str
     start: int
     end: int
-    index: int  # the range's place among all ranges: later ranges win for a repeated key
+    index: int  # the range's place: a later range wins for a repeated key of no newer version
     name: str = ""  # the file as input problems name it (``error/…`` for an error file)
 
     @property
@@ -160,6 +167,8 @@ def partition_range(r: ByteRange, out_dir: str, partitions: int) -> RangeResult:
     result = RangeResult(r.index)
     name = r.label
     buffers: dict[str, list[bytes]] = {}
+    targets = [str(b) for b in range(partitions)]
+    version_targets = [f"{VERSIONS}/{b}" for b in range(partitions)]
     subset_count = first_subsetted = 0
     try:
         with open_ndjson(r.path) as f:
@@ -185,14 +194,22 @@ def partition_range(r: ByteRange, out_dir: str, partitions: int) -> RangeResult:
                     if read is not None:
                         result.problems.append((name, f"byte {offset}", read))
                     continue
-                key, patient, subsetted = read
+                key, patient, subsetted, version = read
                 if subsetted:
                     first_subsetted = offset if not subset_count else first_subsetted
                     subset_count += 1
-                target = SHARED if patient is None else str(bucket_of(patient, partitions))
-                buffers.setdefault(target, []).append(
-                    b"\t".join(((patient or "").encode(), key.encode(), line))
-                )
+                key_bytes = key.encode()
+                if patient is None:
+                    buffers.setdefault(SHARED, []).append(b"\t".join((b"", key_bytes, line)))
+                else:  # bucket_of(patient), and the line that finds a copy under another one
+                    patient_bytes = patient.encode()
+                    target = targets[zlib.crc32(patient_bytes) % partitions]
+                    buffers.setdefault(target, []).append(
+                        b"\t".join((patient_bytes, key_bytes, line))
+                    )
+                    buffers.setdefault(
+                        version_targets[zlib.crc32(key_bytes) % partitions], []
+                    ).append(b"\t".join((key_bytes, patient_bytes, version)))
                 result.resources += 1
                 result.bytes += len(line)
     except GZIP_ERRORS as exc:
@@ -217,11 +234,24 @@ def partition_range(r: ByteRange, out_dir: str, partitions: int) -> RangeResult:
 def _lines(folder: Path) -> Iterator[bytes]:
     if not folder.is_dir():
         return
-    for file in sorted(folder.iterdir()):  # in range order: a later range wins for a key
+    for file in sorted(folder.iterdir()):  # in range order (see :func:`_keep`)
         with file.open("rb") as f:
             for line in f:
                 if line.strip():
                     yield line.rstrip(b"\n")
+
+
+def _keep(rows: dict[str, bytes], key: str, body: bytes) -> None:
+    """``body`` as the copy of ``key`` in ``rows``, unless the copy there is a newer version.
+    An export may hold a resource more than once (a type split over files whose names do not
+    sort in the manifest's order, a patient block's repeated Medication, the Microsoft FHIR
+    server's ``includeAssociatedData=_history``): as ``fhirtis run`` reads a resource returned
+    twice, the newest copy is read (``meta.lastUpdated``, else an integer ``meta.versionId``:
+    :func:`~fhirtis.pipeline.pull.newer_version`); where neither says, the later range's."""
+    kept = rows.get(key)  # both copies are resources (objects): read_export_line read them
+    if kept is not None and kept != body and newer_version(orjson.loads(kept), orjson.loads(body)):
+        return
+    rows[key] = body
 
 
 def shared_resources(out_dir: str) -> dict[str, bytes]:
@@ -229,22 +259,76 @@ def shared_resources(out_dir: str) -> dict[str, bytes]:
     out: dict[str, bytes] = {}
     for line in _lines(Path(out_dir) / SHARED):
         _, key, body = line.split(b"\t", 2)
-        out[key.decode()] = body
-    return out
+        _keep(out, key.decode(), body)
+    return {key: body for key, body in out.items() if not is_soft_deleted(body)}
+
+
+Stale = dict[str, set[str]]
+"""By patient (``Patient/id``), the keys of the resources that are not read for it
+(:func:`stale_copies`)."""
+
+
+def stale_copies(out_dir: str, bucket: int) -> Stale:
+    """Of the resources whose key falls in ``bucket``, the copies that name another patient
+    than the copy :func:`_keep` reads (the newest): a resource charted on one patient and
+    then moved to another, both versions exported, belongs to the one its newest version
+    names, and is not read for the other (each copy is grouped with the patient it names, in
+    another partition, so that only this pass over every key sees both)."""
+    # one pass, in bytes; a set of patients only for a key that more than one names (rare)
+    newest: dict[bytes, tuple[bytes, bytes]] = {}
+    named: dict[bytes, set[bytes]] = {}
+    try:
+        for line in _lines(Path(out_dir) / VERSIONS / str(bucket)):
+            key, patient, version = line.split(b"\t", 2)
+            kept = newest.get(key)
+            if kept is None:
+                newest[key] = (patient, version)
+                continue
+            if patient != kept[0]:  # every copy before named kept[0], else the set exists
+                named.setdefault(key, {kept[0]}).add(patient)
+            if not newer_version(version_meta(kept[1]), version_meta(version)):
+                newest[key] = (patient, version)
+    except OSError as exc:
+        raise describe(exc, "cannot read the work folder") from None
+    stale: Stale = {}
+    for key, patients in named.items():
+        for patient in patients - {newest[key][0]}:
+            stale.setdefault(patient.decode(), set()).add(key.decode())
+    return stale
+
+
+def merge_stale(found: Iterable[Stale]) -> Stale:
+    """:func:`stale_copies` of every bucket, as one."""
+    stale: Stale = {}
+    for part in found:
+        for patient, keys in part.items():
+            stale.setdefault(patient, set()).update(keys)
+    return stale
 
 
 def partition_patients(out_dir: str, bucket: int) -> Iterator[tuple[str, Rows]]:
-    """The patients of one partition, each with its resources sorted by key, patients in order."""
+    """The patients of one partition, each with its resources sorted by key, patients in order:
+    of a resource held more than once its newest copy (:func:`_keep`), and none that the export
+    marks deleted (:func:`~fhirtis.registry.ndjson_store.is_soft_deleted`)."""
     grouped: dict[str, dict[str, bytes]] = {}
     try:
         for line in _lines(Path(out_dir) / str(bucket)):
-            ref, key, body = line.split(b"\t", 2)
-            grouped.setdefault(ref.decode(), {})[key.decode()] = body
+            ref, raw_key, body = line.split(b"\t", 2)
+            copies, key = grouped.setdefault(ref.decode(), {}), raw_key.decode()
+            if key in copies:  # the usual key is met once: _keep only for a repeated one
+                _keep(copies, key, body)
+            else:
+                copies[key] = body
     except OSError as exc:
         raise describe(exc, "cannot read the work folder") from None
     for patient in sorted(grouped):
-        rows = grouped.pop(patient)
-        yield patient, sorted(rows.items())
+        rows = [
+            (key, body)
+            for key, body in grouped.pop(patient).items()
+            if DELETED_MARK not in body or not is_soft_deleted(body)
+        ]
+        if rows:  # a patient whose every resource is deleted is none of the export's
+            yield patient, sorted(rows)
 
 
 def partition_count(total_bytes: int, workers: int) -> int:
@@ -272,6 +356,7 @@ __all__ = [
     "CohortError",
     "RangeResult",
     "byte_ranges",
+    "merge_stale",
     "partition_count",
     "partition_patients",
     "partition_range",
@@ -279,4 +364,5 @@ __all__ = [
     "private_files",
     "private_tree",
     "shared_resources",
+    "stale_copies",
 ]
