@@ -35,7 +35,7 @@ from pydantic import SecretStr
 
 from fhirtis.io import _responses, _urls
 from fhirtis.io._capped import aread_capped, read_capped
-from fhirtis.io._config import FhirClientConfig, SigningAlg
+from fhirtis.io._config import UNSENDABLE_TOKEN, FhirClientConfig, SigningAlg, sendable_token
 from fhirtis.io._errors import (
     ForeignUrl,
     MalformedResponse,
@@ -100,7 +100,11 @@ class BearerTokenAuth(httpx.Auth):
     """A static bearer token, sent to the FHIR server's origin only. A 401 is final."""
 
     def __init__(self, token: SecretStr | str, *, base_url: str | httpx.URL) -> None:
-        self._token = token if isinstance(token, SecretStr) else SecretStr(token)
+        text = token.get_secret_value() if isinstance(token, SecretStr) else token
+        sendable = sendable_token(text)
+        if sendable is None:  # never sent: httpx's error would quote it
+            raise ValueError(f"the bearer token {UNSENDABLE_TOKEN}")
+        self._token = SecretStr(sendable)
         self._base = httpx.URL(str(base_url))
 
     def __repr__(self) -> str:
@@ -365,6 +369,14 @@ class _ClientCredentialsAuth(httpx.Auth):
                 status=response.status_code,
                 url=where,
             )
+        sendable = sendable_token(value)
+        if sendable is None:  # never sent: httpx's error for the header would quote it
+            raise MalformedResponse(
+                f"token response from {where}: its access_token {UNSENDABLE_TOKEN}",
+                status=response.status_code,
+                url=where,
+            )
+        value = sendable
         lifetime = _lifetime(data.get("expires_in"))
         margin = min(TOKEN_REFRESH_MARGIN_SECONDS, lifetime / 5)
         log.debug("access token obtained from %s, expires in %.0f s", where, lifetime)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal, Self
 
@@ -13,6 +14,34 @@ from fhirtis.io import _urls
 
 AuthMode = Literal["none", "bearer", "smart-backend", "client-secret"]
 SigningAlg = Literal["RS384", "ES384"]
+
+_SENDABLE_TOKEN = re.compile(r"[\x21-\x7e]+").fullmatch
+UNSENDABLE_TOKEN = (
+    "is not a token that can be sent in an Authorization header (visible ASCII characters "
+    "only, RFC 6750)"
+)
+
+
+def sendable_token(token: str) -> str | None:
+    """``token`` as it is sent (``Authorization: Bearer``): without the whitespace around it
+    (the final newline of a secret file, or of an environment variable set from one); None
+    where what is left cannot be sent in an HTTP header. Such a token must be refused before
+    it is sent: httpx's error for an illegal header value quotes the whole header, token
+    included, into every traceback and log that shows the error."""
+    stripped = token.strip()
+    return stripped if _SENDABLE_TOKEN(stripped) else None
+
+
+def checked_token(value: SecretStr | None) -> SecretStr | None:
+    """A configured bearer token, :func:`sendable_token`; None for an empty one (an environment
+    variable set to nothing); ValueError (which never carries the token) for one that cannot be
+    sent."""
+    if value is None or not value.get_secret_value().strip():
+        return None
+    token = sendable_token(value.get_secret_value())
+    if token is None:
+        raise ValueError(UNSENDABLE_TOKEN)
+    return SecretStr(token)
 
 
 class FhirClientConfig(BaseModel):
@@ -30,7 +59,8 @@ class FhirClientConfig(BaseModel):
       ``client_secret`` / ``client_secret_path``; ``token_url`` discovered as above if unset.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # an invalid value is never echoed in an error: it may be a token, a secret or a key
+    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
 
     base_url: str
 
@@ -105,6 +135,11 @@ class FhirClientConfig(BaseModel):
     capabilities_ttl_seconds: float = Field(
         default=3600.0, ge=0, description="how long a server's CapabilityStatement is cached"
     )
+
+    @field_validator("bearer_token")
+    @classmethod
+    def _check_bearer_token(cls, value: SecretStr | None) -> SecretStr | None:
+        return checked_token(value)
 
     @field_validator("write_base_url")
     @classmethod

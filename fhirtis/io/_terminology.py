@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from fhirtis import __version__
 from fhirtis.io import _urls
 from fhirtis.io._closing import AsyncClosing
+from fhirtis.io._config import checked_token
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +36,7 @@ _IS_A = {"subsumes": True, "equivalent": True, "subsumed-by": False, "not-subsum
 class TerminologyConfig(BaseModel):
     """The terminology server a site asks about codes its shipped expansions do not list."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
 
     base_url: str = Field(description="FHIR base URL of the terminology server")
     bearer_token: SecretStr | None = Field(None, description="sent as Authorization: Bearer")
@@ -47,6 +48,11 @@ class TerminologyConfig(BaseModel):
     def _valid_base(cls, value: str) -> str:
         _urls.normalize_base(value)
         return value
+
+    @field_validator("bearer_token")
+    @classmethod
+    def _check_bearer_token(cls, value: SecretStr | None) -> SecretStr | None:
+        return checked_token(value)
 
 
 class TerminologyClient(AsyncClosing):

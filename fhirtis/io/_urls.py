@@ -84,9 +84,10 @@ def redact(url: httpx.URL) -> str:
 
     Search parameters (``identifier=...``, ``patient=...``, ``name=...``) may carry patient
     identifiers; paging tokens are opaque. Neither belongs in a message. Path segments (resource
-    type, resource id) are kept: they are what the caller needs to act on the error.
+    type, resource id) are kept: they are what the caller needs to act on the error. Credentials
+    in the URL (``https://client:secret@host/token``) are left out.
     """
-    base = str(url.copy_with(query=None, fragment=None))
+    base = str(url.copy_with(userinfo=b"", query=None, fragment=None))
     names = list(dict.fromkeys(url.params.keys()))
     if not names:
         return base

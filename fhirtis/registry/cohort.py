@@ -55,6 +55,7 @@ from fhirtis.registry.evaluate import (
     PartitionResult,
     evaluate_partition,
     evaluate_resources,
+    settings_for_partitions,
 )
 from fhirtis.registry.group_export import (
     current_members,
@@ -248,7 +249,7 @@ async def run_ndjson(
             ranges,
             out_dir,
             partitions,
-            settings.model_dump_json(),
+            settings_for_partitions(settings),
             done,
             keep_derived=client is not None,
             validate=validate,

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from pydantic import SecretStr
 
 from fhirtis.fhir.bundle import PatientResources
 from fhirtis.fhir.derive import Derived
@@ -83,7 +84,7 @@ class CohortJob:
     ranges: list[ByteRange]
     out_dir: Path
     partitions: int
-    settings_json: str
+    settings_json: SecretStr  # :func:`settings_for_partitions`
     done: dict[str, str]
     keep_derived: bool
     validate: bool
@@ -186,10 +187,23 @@ def moved_issues(rows: Iterable[tuple[str, bytes]], moved: Collection[str]) -> l
     ]
 
 
+def settings_for_partitions(settings: Settings) -> SecretStr:
+    """``settings`` as the JSON :func:`evaluate_partition` reads, with the terminology server's
+    token, which the evaluation sends (``model_dump_json`` writes every secret as
+    ``**********``: the partitions sent ``Bearer **********`` and every question was refused).
+    The FHIR server's credentials stay masked: partitions do not talk to it. In a SecretStr, so
+    that what shows a task's arguments (a Dask worker's ``Compute Failed`` log) shows no token."""
+    data = orjson.loads(settings.model_dump_json())
+    terminology = settings.terminology
+    if terminology is not None and terminology.bearer_token is not None:
+        data["terminology"]["bearer_token"] = terminology.bearer_token.get_secret_value()
+    return SecretStr(orjson.dumps(data).decode())
+
+
 def evaluate_partition(
     out_dir: str,
     bucket: int,
-    settings_json: str,
+    settings_json: SecretStr | str,
     done: Mapping[str, str],
     *,
     keep_derived: bool,
@@ -204,6 +218,8 @@ def evaluate_partition(
     started = time.perf_counter()
     if validate:
         enable_validation()
+    if isinstance(settings_json, SecretStr):
+        settings_json = settings_json.get_secret_value()
     settings = Settings.model_validate_json(settings_json)
     result = PartitionResult(bucket, pid=os.getpid())
     with batch_gc():
