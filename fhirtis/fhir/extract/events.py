@@ -51,6 +51,7 @@ from fhirtis.fhir.extract.medications import (
     MedicationReader,
     UnresolvedMedicationError,
     records_no_use,
+    unresolved_medication,
 )
 from fhirtis.fhir.outcome import Issue
 from fhirtis.fhir.primitives import (
@@ -846,8 +847,12 @@ class EventReader(MedicationReader):
     ) -> None:
         try:
             medication = self._read_medication(r, path, resolve)
-        except UnresolvedMedicationError:
-            return  # an unknown medication shows no risk factor
+        except UnresolvedMedicationError as exc:
+            if not records_no_use(r):  # an unknown medication shows no risk factor: said
+                unresolved_medication(
+                    data, r, exc, "an estrogen it may record is not counted as a risk factor"
+                )
+            return
         if self._risk_medication(data, r, medication, path) or records_no_use(r):
             return
         if r.get("resourceType") == "MedicationRequest":

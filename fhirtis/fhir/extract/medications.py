@@ -373,6 +373,23 @@ class UnresolvedMedicationError(ExcludedError):
     """A medicationReference that resolves to no Medication."""
 
 
+def unresolved_medication(
+    data: PatientData, r: Json, exc: UnresolvedMedicationError, consequence: str
+) -> None:
+    """The information issue for a record ``r`` whose Medication cannot be resolved and that
+    names no immune globulin (clinical spec §4: never ignored silently; ``fhirtis cohort`` and
+    ``fhirtis run`` say the same of a Medication not in their input, and keep one issue)."""
+    data.issues.append(
+        Issue(
+            "information",
+            exc.issue_code,
+            f"{ref_of(r)}: {exc.message}: {consequence}",
+            exc.path,
+            ref_of(r),
+        )
+    )
+
+
 class MedicationReader(ExtractorBase):
     # -- MedicationAdministration -----------------------------------------------------------
 
@@ -656,6 +673,8 @@ class MedicationReader(ExtractorBase):
                         ref_of(r),
                     )
                 )
+            elif r.get("status") in _MA_USED:  # said, as the registry and server reads say it
+                unresolved_medication(data, r, exc, "not counted as an IVIG administration")
             return
         # a Medication known not to be an estrogen, and its product facts, are read from its
         # record directly (the methods work them out once, and handle everything else)
