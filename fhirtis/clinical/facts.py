@@ -216,13 +216,16 @@ class RiskFactorKind(StrEnum):
 @record
 class RiskEvidence:
     """A coded finding that shows a risk factor (a Condition, a medication, a device, a
-    procedure), active from ``start`` (None: since before any record) to ``end`` (None: still)."""
+    procedure), active from ``start`` (None: since before any record) to ``end`` (None: still).
+    ``began``: the instant of the start, when one was recorded (a start on a later calendar
+    date than a time *t* recorded in another offset may still be before *t*)."""
 
     kind: RiskFactorKind
     source: str
     start: date | None = None
     end: date | None = None
     display: str | None = None
+    began: datetime | None = None  # the instant it began, when its start has a time
 
 
 class TeeKind(StrEnum):

@@ -358,14 +358,18 @@ def _keyed_cycles(
 
 def _latest_end(admins: Iterable[tuple[IvigAdministration, _TimeKey]]) -> FhirTime:
     """The latest end (or start, when no end is recorded or it is not after the start) of the
-    administrations, by sort key; of equal ones the first (as ``max`` picks)."""
+    administrations, by sort key; of equal ones the first (as ``max`` picks). Whether an end is
+    after its start is decided by the times where both have one, whatever the offsets they are
+    recorded in (an end at 00:30+05:45 on the 11th is before a start at 20:00Z on the 10th),
+    by the sort key otherwise."""
     latest: FhirTime | None = None
     latest_key: _TimeKey | None = None
     for admin, start_key in admins:
         end, end_key = admin.start, start_key
         if admin.end is not None:
             key = admin.end.sort_key()
-            if key > start_key:
+            began, ended = admin.start.instant, admin.end.instant
+            if ended > began if began is not None and ended is not None else key > start_key:
                 end, end_key = admin.end, key
         if latest_key is None or end_key > latest_key:
             latest, latest_key = end, end_key

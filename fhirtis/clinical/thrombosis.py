@@ -312,8 +312,12 @@ _texts_of = PerPolicy(_make_texts)
 """:class:`_PolicyTexts` of a policy, made once per policy object."""
 
 
-def _active(e: RiskEvidence, on: date) -> bool:
-    if e.start is not None and e.start > on:
+def _active(e: RiskEvidence, on: date, at: datetime | None) -> bool:
+    """Whether ``e`` counts at a time *t* on the date ``on`` (its instant ``at``, if any): its
+    start on or before that date, or, where both have a time, at or before *t* whatever the
+    offsets they are recorded in (an onset at 01:00Z on the 11th is before an infusion at
+    21:00-05:00 on the 10th, though its date is later)."""
+    if e.start is not None and e.start > on and (at is None or e.began is None or e.began > at):
         return False
     # a history of thrombosis does not end when the thrombosis resolves
     return e.kind is _HISTORY or e.end is None or e.end >= on
@@ -451,7 +455,7 @@ def _risk_profile(
 
     # (no arithmetic here needs DECIMAL_CONTEXT but the BMI's, which _bmi computes in it)
     for e in prepared.evidence:
-        if _active(e, on):
+        if _active(e, on, at.instant):
             _add_factor(
                 evidence, details, e.kind, (e.source,), e.display or f"recorded {e.kind.value}"
             )
@@ -663,7 +667,9 @@ def _in_window(onset: FhirTime, cycle: Cycle, policy: Policy) -> bool:
     history). The start edge is decided by the times where they order the two (an onset and a
     start recorded in different offsets, whose calendar dates alone would misorder them), by the
     calendar date where they cannot (a date-only time on the other's day: in the window)."""
-    last_day = cycle.end.day + timedelta(days=policy.tee_window_days)
+    # the end's date, or the last start's when that is later (an end recorded in another
+    # offset may fall on an earlier calendar date than its start)
+    last_day = max(cycle.end.day, cycle.last_start.day) + timedelta(days=policy.tee_window_days)
     if onset.day > last_day:
         return False
     return any(_may_start_before(a.start, onset) for a in cycle.administrations)

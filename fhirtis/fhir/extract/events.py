@@ -781,7 +781,14 @@ class EventReader(MedicationReader):
                 else None
             )
             data.evidence.append(
-                RiskEvidence(kind, source, start, end, concept_text(r.get("code")) or None)
+                RiskEvidence(
+                    kind,
+                    source,
+                    start,
+                    end,
+                    concept_text(r.get("code")) or None,
+                    onset.instant if onset is not None else None,
+                )
             )
 
     def _adverse_event(
@@ -982,6 +989,7 @@ class EventReader(MedicationReader):
                 start,
                 end,
                 concept_text(device.get("type")) or None,
+                began.instant if began is not None else None,
             )
         )
 
@@ -1021,7 +1029,14 @@ class EventReader(MedicationReader):
         source = self._use(data, r, performed)  # a time of the record, as an onset is
         for kind in kinds:
             data.evidence.append(
-                RiskEvidence(kind, source, start, None, concept_text(r.get("code")) or None)
+                RiskEvidence(
+                    kind,
+                    source,
+                    start,
+                    None,
+                    concept_text(r.get("code")) or None,
+                    performed.instant if performed is not None else None,
+                )
             )
 
 

@@ -1009,6 +1009,8 @@ class MedicationReader(ExtractorBase):
         _, end = use_days(data, r, _EFFECTIVE_END, path, kind, latest=True)
         if end is None and r.get("status") in {"completed", "stopped"}:
             end = start_last  # in use at that time (a day, or any day of its month or year)
-        source = self._use(data, r, use_began(r, _USE_START, path, (start, start_last)))
-        data.evidence.append(RiskEvidence(kind, source, start, end))
+        began = use_began(r, _USE_START, path, (start, start_last))
+        source = self._use(data, r, began)
+        instant = began.instant if began is not None else None
+        data.evidence.append(RiskEvidence(kind, source, start, end, began=instant))
         return True
