@@ -15,7 +15,7 @@ def test_a_concept_map_is_not_hidden_by_an_earlier_cached_answer() -> None:
     plain = Extractor(base)
     assert plain._classify_observation([LOCAL]) is None  # cached as "not used"
     assert plain._classify_observation([LOCAL]) is None  # from the memo, same answer
-    mapped = Extractor(replace(base, concept_map={LOCAL: (CORE_SET_SYSTEM, "pga")}))
+    mapped = Extractor(replace(base, concept_map={LOCAL: ((CORE_SET_SYSTEM, "pga"),)}))
     kind = mapped._classify_observation([LOCAL])
     assert kind is not None and kind[0] == "measure"
     assert plain._classify_observation([LOCAL]) is None

@@ -24,7 +24,12 @@ implementation (a FHIR terminology server's ``$subsumes`` / ``$validate-code``, 
 lives in ``fhirtis.io``. This module does no I/O.
 
 A site's local codes reach these through a ConceptMap (R4) given in settings: only mappings
-whose ``equivalence`` is ``equivalent`` or ``equal`` are used.
+whose ``equivalence`` is ``equivalent`` or ``equal`` are used, every such target of a code (one
+per target system: several groups may map a code to LOINC and to SNOMED CT). A map fhirtis
+cannot apply as written is refused when it is loaded (a TerminologyError), never read as less
+than it says: a target without an R4 ``equivalence`` (an R5 ``relationship``), an exact target
+that ``dependsOn`` other elements or carries a ``modifierExtension``, two different exact targets
+of one code in one system, or a target code that fhirtis's own CodeSystem does not define.
 
 Some code systems are sent under more than one URI (German senders give ATC as
 ``http://fhir.de/CodeSystem/bfarm/atc``, CDA-derived data the OID of a system). One table,
@@ -86,6 +91,17 @@ SYSTEM_ALIASES: Mapping[str, str] = MappingProxyType(
 )
 
 _MAPPED_EQUIVALENCE = frozenset({"equivalent", "equal"})
+# R4 ConceptMap.group.element.target.equivalence (1..1, required binding concept-map-equivalence)
+_R4_EQUIVALENCE = _MAPPED_EQUIVALENCE | {
+    "relatedto",
+    "wider",
+    "subsumes",
+    "narrower",
+    "specializes",
+    "inexact",
+    "unmatched",
+    "disjoint",
+}
 # filter operators answered by subsumption; "is-a" includes the parent itself
 _HIERARCHY_OPS = frozenset({"is-a", "descendent-of"})
 
@@ -356,7 +372,8 @@ def index_value_set(resource: Mapping[str, Any]) -> ValueSetIndex:
 class Terminology:
     value_sets: Mapping[str, ValueSetIndex]
     code_systems: Mapping[str, frozenset[str]]  # url → codes
-    concept_map: Mapping[tuple[str, str], tuple[str, str]] = field(default_factory=dict)
+    # (source system, code) → its exact targets (target system, code), one per target system
+    concept_map: Mapping[tuple[str, str], tuple[tuple[str, str], ...]] = field(default_factory=dict)
     oracle: SubsumptionOracle | None = None  # asked for codes the shipped expansions lack
     # answers derived from this content alone (e.g. "which kind of Observation is this
     # coding?"), kept by their users so that one terminology answers each question once
@@ -382,19 +399,28 @@ class Terminology:
         return {k[len(prefix) :]: v for k, v in self.value_sets.items() if k.startswith(prefix)}
 
     def translate(self, system: str | None, code: str | None) -> tuple[str, str] | None:
-        """The site's exact mapping of a coding (its source system read through the aliases)."""
+        """The site's first exact mapping of a coding (:meth:`translations` gives them all)."""
+        found = self.translations(system, code)
+        return found[0] if found else None
+
+    def translations(self, system: str | None, code: str | None) -> tuple[tuple[str, str], ...]:
+        """The site's exact mappings of a coding (its source system read through the aliases)."""
         if system is None or code is None:
-            return None
+            return ()
         found = self.concept_map.get((system, code))
         if found is not None or not self.concept_map:
-            return found
+            return found or ()
         memo = self.memo_for("codes.concept-map-canonical")
-        canonical: dict[tuple[str, str], tuple[str, str]] | None = memo.get("map")
+        canonical: dict[tuple[str, str], tuple[tuple[str, str], ...]] | None = memo.get("map")
         if canonical is None:
-            canonical = memo["map"] = {
-                (canonical_system(s), c): target for (s, c), target in self.concept_map.items()
-            }
-        return canonical.get((canonical_system(system), code))
+            canonical = {}
+            for (s, c), targets in self.concept_map.items():
+                key = (canonical_system(s), c)
+                canonical[key] = canonical.get(key, ()) + tuple(
+                    t for t in targets if t not in canonical.get(key, ())
+                )
+            memo["map"] = canonical
+        return canonical.get((canonical_system(system), code), ())
 
     def defines(self, system: str, code: str) -> bool:
         return code in self.code_systems.get(canonical_system(system), frozenset())
@@ -406,30 +432,79 @@ class Terminology:
     def with_concept_map(self, concept_map: Mapping[str, Any] | None) -> Terminology:
         if concept_map is None:
             return self
-        return replace(self, concept_map=index_concept_map(concept_map))
+        index = index_concept_map(concept_map)
+        for (_, source_code), targets in index.items():
+            for system, code in targets:
+                known = self.code_systems.get(canonical_system(system))
+                if known is not None and code not in known:
+                    raise TerminologyError(
+                        f"ConceptMap maps {source_code!r} to {code!r}, which {system} does not "
+                        "define"
+                    )
+        return replace(self, concept_map=index)
 
     def with_oracle(self, oracle: SubsumptionOracle | None) -> Terminology:
         """The same terminology, asking ``oracle`` about codes the expansions do not list."""
         return replace(self, oracle=oracle)
 
 
-def index_concept_map(resource: Mapping[str, Any]) -> dict[tuple[str, str], tuple[str, str]]:
-    """(source system, code) → (target system, code), for exact mappings only."""
+def index_concept_map(
+    resource: Mapping[str, Any],
+) -> dict[tuple[str, str], tuple[tuple[str, str], ...]]:
+    """(source system, code) → its exact targets (target system, code), one per target system.
+    TerminologyError for a map that cannot be applied as written (see the module's text)."""
     if resource.get("resourceType") != "ConceptMap":
         raise TerminologyError("the concept map is not a ConceptMap resource")
-    out: dict[tuple[str, str], tuple[str, str]] = {}
+    _no_modifier(resource, "ConceptMap")
+    out: dict[tuple[str, str], tuple[tuple[str, str], ...]] = {}
     for i, group in enumerate(_objects(resource, "group", "ConceptMap")):
         source, target = group.get("source"), group.get("target")
         if not source or not target:
             raise TerminologyError("ConceptMap.group needs source and target systems")
+        _no_modifier(group, f"ConceptMap.group[{i}]")
         for j, element in enumerate(_objects(group, "element", f"ConceptMap.group[{i}]")):
             code = element.get("code")
+            where = f"ConceptMap.group[{i}].element[{j}]"
             if not isinstance(code, str) or not code:
-                raise TerminologyError(f"ConceptMap.group[{i}].element[{j}] needs a code")
-            for tgt in _objects(element, "target", f"ConceptMap.group[{i}].element[{j}]"):
-                if tgt.get("equivalence") in _MAPPED_EQUIVALENCE and tgt.get("code"):
-                    out[(source, code)] = (target, tgt["code"])
+                raise TerminologyError(f"{where} needs a code")
+            _no_modifier(element, where)
+            for k, tgt in enumerate(_objects(element, "target", where)):
+                at = f"{where}.target[{k}]"
+                equivalence = tgt.get("equivalence")
+                if not isinstance(equivalence, str) or equivalence not in _R4_EQUIVALENCE:
+                    raise TerminologyError(
+                        f"{at} ({code!r}) needs an R4 equivalence (equivalent, equal, wider, "
+                        "…): a ConceptMap of FHIR R4"
+                    )
+                if equivalence not in _MAPPED_EQUIVALENCE:
+                    continue
+                if not isinstance(tgt.get("code"), str) or not tgt["code"]:
+                    raise TerminologyError(f"{at} ({code!r}) is {equivalence} to no code")
+                if tgt.get("dependsOn"):
+                    raise TerminologyError(
+                        f"{at} ({code!r}) holds only under its dependsOn, which fhirtis "
+                        "cannot evaluate"
+                    )
+                _no_modifier(tgt, at)
+                mapped = (target, tgt["code"])
+                known = out.get((source, code), ())
+                if mapped in known:
+                    continue
+                clash = [t for t in known if canonical_system(t[0]) == canonical_system(target)]
+                if clash:
+                    raise TerminologyError(
+                        f"{at}: {code!r} is mapped exactly to both {clash[0][1]!r} and "
+                        f"{tgt['code']!r} of {target}"
+                    )
+                out[(source, code)] = (*known, mapped)
     return out
+
+
+def _no_modifier(item: Mapping[str, Any], where: str) -> None:
+    if item.get("modifierExtension"):
+        raise TerminologyError(
+            f"{where} has a modifierExtension, which may change what the map means"
+        )
 
 
 def _objects(parent: Mapping[str, Any], name: str, where: str) -> list[Mapping[str, Any]]:

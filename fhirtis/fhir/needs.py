@@ -188,8 +188,16 @@ _LATEST: tuple[tuple[str, str, int], ...] = (
 
 
 def token(system: str, code: str) -> str:
-    """A ``system|code`` token for a search URL."""
-    return quote(f"{system}|{code}", safe="|:/")
+    """A ``system|code`` token for a search URL. A ``\\``, ``,``, ``|`` or ``$`` in the system
+    or the code (a site's local code may hold one) is escaped with a backslash (R4
+    search.html#escaping): unescaped, a server reads ``LOCAL|MMT8,BILAT`` as two codes."""
+    return quote(f"{_escaped(system)}|{_escaped(code)}", safe="|:/")
+
+
+def _escaped(value: str) -> str:
+    if not any(c in value for c in "\\,|$"):
+        return value
+    return "".join("\\" + c if c in "\\,|$" else c for c in value)
 
 
 def _aliased(codes: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
@@ -229,8 +237,10 @@ def observation_code_groups(terminology: Terminology) -> dict[str, set[tuple[str
     # panels are read whole (every page): a panel without a weight among the "latest n" weights
     # would push a weight out
     groups["measures"] |= set(PANEL_CODES)
-    for source, target in terminology.concept_map.items():
-        key = next((k for k, vs in sets.items() if vs.contains(*target)), "measures")
+    for source, targets in terminology.concept_map.items():
+        key = next(
+            (k for k, vs in sets.items() if any(vs.contains(*t) for t in targets)), "measures"
+        )
         groups[key].add(source)
     # the codes under another name of their system (LOINC's OID) are read whole with the
     # measures: the "latest n" templates stay as clients know them

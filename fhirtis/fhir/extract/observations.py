@@ -133,9 +133,7 @@ class ObservationReader(ExtractorBase):
     ) -> tuple[str, Any] | None:
         candidates = list(codings)
         for system, code in codings:
-            mapped = self.t.translate(system, code)
-            if mapped is not None:
-                candidates.append(mapped)
+            candidates.extend(self.t.translations(system, code))
         for system, code in candidates:
             if (
                 canonical_system(system) == CORE_SET_SYSTEM
