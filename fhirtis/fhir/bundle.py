@@ -42,6 +42,27 @@ def on_base(reference: str, base: str | None) -> str | None:
     return reference.removeprefix(prefix) if reference.startswith(prefix) else None
 
 
+def substance_refs_of(medication: Json) -> list[tuple[str, str]]:
+    """The Substances a Medication's ingredients name by a reference to a resource outside it
+    (R4 ``Medication.ingredient.item[x]``: ``itemReference``, Reference(Substance |
+    Medication)), each as written and as its ``Substance/id`` key: relative or absolute,
+    version specific or not. A contained ``#id`` is the Medication's own and names none here;
+    so does a malformed reference (the evaluation reads the ingredient by its display)."""
+    out: list[tuple[str, str]] = []
+    if medication.get("resourceType") != "Medication":
+        return out
+    ingredients = medication.get("ingredient")
+    for ing in ingredients if isinstance(ingredients, list) else ():
+        ref = ing.get("itemReference") if isinstance(ing, dict) else None
+        target = ref.get("reference") if isinstance(ref, dict) else None
+        if not isinstance(target, str) or target.startswith("#"):
+            continue
+        parts = target.strip().partition("/_history/")[0].rsplit("/", 2)
+        if len(parts) >= 2 and parts[-2] == "Substance" and is_id(parts[-1]):
+            out.append((target, f"Substance/{parts[-1]}"))
+    return out
+
+
 def alias_references(resolve: dict[str, Json], aliases: Mapping[str, str]) -> None:
     """Let each reference of ``aliases`` (absolute, :func:`on_base`) resolve to what its
     ``Type/id`` does in ``resolve``, where it does not resolve already (in place)."""

@@ -132,7 +132,7 @@ def read_ivig_order(
         return None
     med, codings, text = medication.med, medication.codings, medication.text
     try:
-        ivig = extractor.is_ivig_product(med, codings, text)
+        ivig = extractor.is_ivig_product(med, codings, text, resolve)
     except ExcludedError:  # an ingredient that cannot be read: the Medication's own code decides
         ivig = extractor.is_ivig_product(None, codings, text)
     if not ivig or not _intravenous(extractor, request):
@@ -143,7 +143,7 @@ def read_ivig_order(
         problem = "the order names no Medication with an ingredient strength"
     else:
         try:
-            concentration = extractor._concentration(medication)
+            concentration = extractor._concentration(medication, resolve)
         except ExcludedError as exc:
             problem = f"the Medication's strength cannot be read ({exc.message})"
         else:

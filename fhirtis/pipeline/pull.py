@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
 
-from fhirtis.fhir.bundle import PatientResources, alias_references, on_base
+from fhirtis.fhir.bundle import PatientResources, alias_references, on_base, substance_refs_of
 from fhirtis.fhir.derive import NO_IDENTIFIER_SEARCH, Derived
 from fhirtis.fhir.extract import merged_message, patient_refs, replaced_by
 from fhirtis.fhir.needs import NEEDS, Need
@@ -604,6 +604,11 @@ def _base_aliases(unique: Mapping[str, Json], base: str) -> dict[str, str]:
         local = on_base(written, base)
         if local is not None:
             out[written] = local
+    for r in unique.values():  # a Medication's ingredient Substance (_resolve_substances)
+        for written, _ in substance_refs_of(r):
+            local = on_base(written.partition("/_history/")[0], base)
+            if local is not None:
+                out[written.partition("/_history/")[0]] = local
     return out
 
 
@@ -717,6 +722,51 @@ async def _resolve_medications(
                     )
                 )
     return issues
+
+
+def _substance_references(unique: Mapping[str, Json], base: str) -> dict[str, list[str]]:
+    """The Substances (``Substance/id``) that the Medications read name by an ingredient's
+    ``itemReference`` outside them (:func:`~fhirtis.fhir.bundle.substance_refs_of`; a reference
+    on another server's base names none here) → the Medications (``Medication/id``) naming it."""
+    out: dict[str, list[str]] = {}
+    for key, r in unique.items():
+        for written, local in substance_refs_of(r):
+            on_server = on_base(written, base)
+            if "://" in written and on_server is None:
+                continue
+            out.setdefault(local, []).append(key)
+    return out
+
+
+async def _resolve_substances(
+    client: FhirClient, unique: dict[str, Json], requests: dict[str, int]
+) -> list[Issue]:
+    """The Substances that the Medications read name as an ingredient (R4
+    ``Medication.ingredient.itemReference``, Reference(Substance)), read by id, as the
+    Medications that no ``_include`` brought are: an immune globulin named only by its
+    ingredient's Substance (ATC J06BA02 on the Substance) is recognised as ``fhirtis evaluate``
+    recognises it in a Bundle. One that cannot be read is said, never passed over in silence."""
+    wanted = {
+        ref: users
+        for ref, users in _substance_references(unique, client.config.base_url).items()
+        if ref not in unique
+    }
+    if not wanted:
+        return []
+    await _read_by_id(client, "Substance", wanted, unique, requests)
+    return [
+        Issue(
+            "information",
+            "not-found",
+            f"{where}: its ingredient's Substance ({ref}) could not be read from the server: "
+            "an immune globulin it may name is not recognised",
+            "ingredient.itemReference",
+            where,
+        )
+        for ref, users in wanted.items()
+        if ref not in unique
+        for where in dict.fromkeys(users)
+    ]
 
 
 async def _resolve_devices(
@@ -885,6 +935,7 @@ async def _pull(
     ivig = extractor.t.value_sets.get("ivig-products")
     issues = partial_results(outcomes) + short
     issues += await _resolve_medications(client, unique, requests, ivig.names if ivig else ())
+    issues += await _resolve_substances(client, unique, requests)
     issues += await _resolve_devices(client, unique, requests)
     return _Read(unique, issues, skipped, sorted(incomplete))
 

@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 from pydantic import SecretStr
 
-from fhirtis.fhir.bundle import PatientResources
+from fhirtis.fhir.bundle import PatientResources, substance_refs_of
 from fhirtis.fhir.derive import Derived
 from fhirtis.fhir.extract import merged_message, replaced_by
 from fhirtis.fhir.outcome import Issue
@@ -170,6 +170,40 @@ def missing_shared(
     return issues
 
 
+def substance_refs(shared: Mapping[str, bytes]) -> list[tuple[str, str, str]]:
+    """The Substances that the shared Medications of a patient (by key) name as an ingredient
+    (R4 ``Medication.ingredient.itemReference``: :func:`~fhirtis.fhir.bundle.substance_refs_of`),
+    each as (the Medication's key, the reference as written, its ``Substance/id`` key). A
+    Substance belongs to no patient, as a Medication does: it is a shared resource of the export.
+    Only a Medication whose text holds an ``itemReference`` is parsed."""
+    return [
+        (key, text, substance)
+        for key, body in shared.items()
+        if key.startswith("Medication/") and b'"itemReference"' in body
+        for text, substance in substance_refs_of(orjson.loads(body))
+    ]
+
+
+def missing_substances(
+    ingredients: Iterable[tuple[str, str, str]], found: Container[str]
+) -> list[Issue]:
+    """An issue for each Substance of :func:`substance_refs` that ``found`` lacks (an export
+    need not hold the resources of no patient), once per Medication: an immune globulin named
+    only there is not recognised (clinical spec §4: reported, never ignored silently)."""
+    issues: list[Issue] = []
+    for medication, text, key in dict.fromkeys(ingredients):
+        if key in found:
+            continue
+        message = (
+            f"{medication}: its ingredient's Substance ({text}) is not in the input: an immune "
+            "globulin it may name is not recognised"
+        )
+        issues.append(
+            Issue("information", "not-found", message, "ingredient.itemReference", medication)
+        )
+    return issues
+
+
 def moved_issues(rows: Iterable[tuple[str, bytes]], moved: Collection[str]) -> list[Issue]:
     """One ``information`` issue for each of a patient's resources that is not read for it:
     the export also holds a newer version of it, which names another patient."""
@@ -252,6 +286,8 @@ def _evaluate_patients(
         uses = shared_uses(own)
         named = shared_refs(uses)
         theirs = {k: shared[k] for k in shared_keys(named) if k in shared}
+        ingredients = substance_refs(theirs)
+        theirs.update({k: shared[k] for _, _, k in ingredients if k in shared})
         digest = input_digest(own, theirs)
         if done.get(patient) == digest:
             result.outcomes.append(Outcome(patient, digest))
@@ -271,8 +307,14 @@ def _evaluate_patients(
                     )
                 )
                 continue
-            resolve_shared(resolve, named, {k: orjson.loads(v) for k, v in theirs.items()})
-            missing = missing_shared(uses, resolve, ivig_names) + moved_issues(rows, moved)
+            parsed = {k: orjson.loads(v) for k, v in theirs.items()}
+            resolve_shared(resolve, named, parsed)
+            resolve_shared(resolve, [(text, key) for _, text, key in ingredients], parsed)
+            missing = (
+                missing_shared(uses, resolve, ivig_names)
+                + missing_substances(ingredients, resolve)
+                + moved_issues(rows, moved)
+            )
             resources = PatientResources(patient, listed, resolve, missing)
             # a worker asks the terminology server itself (it needs no shared state for it)
             answers = (

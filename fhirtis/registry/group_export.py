@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 import orjson
 
+from fhirtis.fhir.bundle import substance_refs_of
 from fhirtis.fhir.needs import export_types
 from fhirtis.fhir.outcome import issue_texts
 from fhirtis.fhir.primitives import instant_or_none
@@ -61,6 +62,9 @@ log = logging.getLogger("fhirtis.registry.group_export")
 
 EXPORT_TYPES = export_types()  # fhirtis.fhir.needs: what a patient's evaluation reads
 _SHARED_TYPES = frozenset(target for _, target in SHARED_ELEMENTS.values())
+#: The resources of no patient an export may hold: those :data:`SHARED_ELEMENTS` name, and the
+#: Substances a Medication names as an ingredient (R4 ``ingredient.itemReference``).
+_HELD_TYPES = _SHARED_TYPES | {"Substance"}
 REST_FILE_PREFIX = "rest."  # rest.<Type>.ndjson: resources read over REST (sorted after exports)
 
 
@@ -564,14 +568,26 @@ def _rest_files(folder: Path) -> list[Path]:
 
 
 def missing_shared(files: Sequence[tuple[str, Path]]) -> dict[str, list[str]]:
-    """The resources of no patient (a Medication, a Device: :data:`SHARED_ELEMENTS`) that the
-    resources of ``files`` (each with its resource type) name, whatever the reference form, and
-    that no file holds: their ids by type, in the order first named."""
+    """The resources of no patient (a Medication, a Device: :data:`SHARED_ELEMENTS`; a
+    Substance a Medication names as an ingredient) that the resources of ``files`` (each with
+    its resource type) name, whatever the reference form, and that no file holds: their ids by
+    type, in the order first named."""
+    named, held = _named_and_held(files)
+    missing: dict[str, list[str]] = {}
+    for key in named:
+        if key not in held:
+            rtype, _, rid = key.partition("/")
+            missing.setdefault(rtype, []).append(rid)
+    return missing
+
+
+def _named_and_held(files: Sequence[tuple[str, Path]]) -> tuple[dict[str, None], set[str]]:
+    """What :func:`missing_shared` finds: the keys named, in order, and the keys held."""
     named: dict[str, None] = {}
     held: set[str] = set()
     try:
         for rtype, path in files:
-            if rtype not in _SHARED_TYPES and rtype not in SHARED_ELEMENTS:
+            if rtype not in _HELD_TYPES and rtype not in SHARED_ELEMENTS:
                 continue
             with open_ndjson(path) as f:
                 for line in f:
@@ -581,20 +597,16 @@ def missing_shared(files: Sequence[tuple[str, Path]]) -> dict[str, list[str]]:
                         continue  # blank, or left out and listed by the download
                     if not isinstance(resource, dict):
                         continue
-                    if rtype in _SHARED_TYPES:
+                    if rtype in _HELD_TYPES:
                         held.add(f"{resource.get('resourceType')}/{resource.get('id')}")
+                        named.update(dict.fromkeys(k for _, k in substance_refs_of(resource)))
                     else:
                         named.update(dict.fromkeys(key for _, key in shared_refs_of(resource)))
     except GZIP_ERRORS as exc:
         raise not_gzip(exc, path) from None
     except OSError as exc:
         raise describe(exc, "cannot read the NDJSON file") from None
-    missing: dict[str, list[str]] = {}
-    for key in named:
-        if key not in held:
-            rtype, _, rid = key.partition("/")
-            missing.setdefault(rtype, []).append(rid)
-    return missing
+    return named, held
 
 
 async def _read_missing_shared(
@@ -614,6 +626,16 @@ async def _read_missing_shared(
     try:
         for rtype, ids in missing.items():
             found += await read_by_id(client, rtype, ids, requests)
+        # the Substances that the Medications just read name as an ingredient
+        substances = {f"Substance/{rid}" for rid in missing.get("Substance", ())}
+        more = dict.fromkeys(key for r in found for _, key in substance_refs_of(r))
+        wanted = [key for key in more if key not in substances]
+        if wanted:
+            held = _named_and_held(files)[1]
+            ids = [key.partition("/")[2] for key in wanted if key not in held]
+            if ids:
+                missing.setdefault("Substance", []).extend(ids)
+                found += await read_by_id(client, "Substance", ids, requests)
     except FhirClientError as exc:
         raise CohortError(
             f"reading the {', '.join(missing)} the export names but lacks over REST failed "

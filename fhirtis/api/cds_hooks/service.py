@@ -52,7 +52,7 @@ from fhirtis.api.limits import MAX_JSON_DEPTH, nested_deeper_than
 from fhirtis.api.ops import Metrics, Timer, audit
 from fhirtis.clinical.ivig import DosingWeight, dosing_weight, format_decimal
 from fhirtis.clinical.patient import PatientEvaluation, evaluate_patient
-from fhirtis.fhir.bundle import PatientResources, alias_references, on_base
+from fhirtis.fhir.bundle import PatientResources, alias_references, on_base, substance_refs_of
 from fhirtis.fhir.codes import terminology
 from fhirtis.fhir.extract import PatientData, replaced_by
 from fhirtis.fhir.extract.common import resolve_reference
@@ -197,6 +197,9 @@ async def _answer(
         and (local := _on_server(ref, call.fhir_server)) is not None
     }
     alias_references(draft_resolve, on_server)
+    # the Substances that the Medications known so far name as an ingredient
+    unread_substances: set[str] = set()
+    await _read_substances(request, call, draft_resolve, gathered, unread_substances, stats)
 
     extractor = extractor_for(ctx.settings)
 
@@ -291,6 +294,7 @@ async def _answer(
             stats["fetched"] = len(to_read)
             resolve = {**gathered.resolve, **drafts.resolve}
             alias_references(resolve, on_server)
+            await _read_substances(request, call, resolve, gathered, unread_substances, stats)
             orders = ivig_orders(resolve)
             unread = unread_ig_orders(extractor, requests, resolve)
     stats["ivig"] = len(orders)
@@ -303,6 +307,9 @@ async def _answer(
     # what a search's _include should have brought (the client's FHIR server ignored it, or a
     # server fhirtis read did): read by id where it can be, else said
     unresolved_targets = await _read_referenced(request, call, gathered, forbidden, stats)
+    await _read_substances(request, call, gathered.resolve, gathered, unread_substances, stats)
+    if unread_substances:  # an immune globulin named only by it is not seen
+        unresolved_targets = sorted({*unresolved_targets, "Substance of Medication"})
 
     patient_ref = f"Patient/{call.patient_id}"
     listed = [
@@ -438,6 +445,51 @@ async def _read_referenced(
     if missing:  # for the operator: types only, never ids
         log.warning("cds: answered without %s: not included, not read", ", ".join(sorted(missing)))
     return sorted(missing)
+
+
+async def _read_substances(
+    request: Request,
+    call: HookCall,
+    resolve: dict[str, Json],
+    gathered: Gathered,
+    unread: set[str],
+    stats: dict[str, int],
+) -> None:
+    """Read from ``fhirServer`` the Substances that the Medications in ``resolve`` name as an
+    ingredient (R4 ``Medication.ingredient.itemReference``, Reference(Substance)) and that
+    resolve to nothing, as ``fhirtis run`` reads them: an immune globulin named only by its
+    ingredient's Substance (ATC J06BA02) is recognised. Each read goes into ``gathered`` and
+    ``resolve`` (by the reference as written too); one that stays unresolved into ``unread`` (as
+    written), said on the risk card. A reference on another server is not read."""
+    wanted: dict[str, str] = {}  # as written → Substance/id on fhirServer
+    for med in list(resolve.values()):
+        for written, key in substance_refs_of(med):
+            if resolve_reference(resolve, written) is not None:
+                continue
+            local = on_base(written, call.fhir_server)
+            if "://" in written and local is None:
+                unread.add(written)
+                continue
+            wanted[written] = key
+    if not wanted:
+        return
+    source = reader(request, call)
+    if not isinstance(source, str):
+        server, token = source
+        keys = sorted(set(wanted.values()))
+        found, _ = await fetch_referenced(request, server, token, keys)
+        stats["fetched"] += len(keys)
+        for resource in found:
+            gathered.add(resource)
+            resolve.setdefault(f"{resource.get('resourceType')}/{resource.get('id')}", resource)
+    for written, key in wanted.items():
+        if key in resolve:
+            resolve.setdefault(written, resolve[key])
+            gathered.resolve.setdefault(written, resolve[key])
+        else:
+            unread.add(written)
+    if unread:  # for the operator: the type only, never ids
+        log.warning("cds: answered without Substance of Medication: not read")
 
 
 def _merged(gathered: Gathered, patient_id: str) -> Json | None:

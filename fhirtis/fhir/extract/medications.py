@@ -463,20 +463,27 @@ class MedicationReader(ExtractorBase):
         )
 
     def _product(
-        self, med: Json | None, codings: list[Coding], text: str
+        self,
+        med: Json | None,
+        codings: list[Coding],
+        text: str,
+        resolve: Mapping[str, Json] | None = None,
     ) -> tuple[list[Coding], list[str]]:
-        """Every coding and name of the product: its code, then its ingredients' codes."""
+        """Every coding and name of the product: its code, then its ingredients' codes (an
+        ingredient's Substance found in ``resolve``, else in the patient's resources)."""
         all_codings = list(codings)
         names = [text.lower()] if text else []
         for i, ing in enumerate(json_array((med or {}).get("ingredient"))):
             if med is None or not isinstance(ing, dict):
                 continue
-            for item in self._ingredient_concepts(med, ing):
+            for item in self._ingredient_concepts(med, ing, resolve):
                 all_codings += concept_codings(item, f"Medication.ingredient[{i}]")
                 names += [n.lower() for n in concept_names(item)]
         return all_codings, names
 
-    def _ingredient_concepts(self, med: Json, ing: Json) -> list[object]:
+    def _ingredient_concepts(
+        self, med: Json, ing: Json, resolve: Mapping[str, Json] | None = None
+    ) -> list[object]:
         """The concepts that name an ingredient (R4 ``item[x]``): its ``itemCodeableConcept``;
         for an ``itemReference``, the reference's display (as a text) and the ``code`` of the
         Substance or Medication it names, contained in the Medication, beside a contained
@@ -493,10 +500,11 @@ class MedicationReader(ExtractorBase):
             concepts.append({"text": display})
         target = ref.get("reference")
         if isinstance(target, str):
-            found = referenced(med, target, self._resolve)
+            where = self._resolve if resolve is None else resolve
+            found = referenced(med, target, where)
             container = self._med_containers.get(id(med))
             if found is None and target.startswith("#") and container is not None:
-                found = referenced(container, target, self._resolve)
+                found = referenced(container, target, where)
             if isinstance(found, dict) and found.get("resourceType") in {"Substance", "Medication"}:
                 concepts.append(found.get("code"))
         return concepts
@@ -589,10 +597,18 @@ class MedicationReader(ExtractorBase):
                     return kind
         return "other"
 
-    def is_ivig_product(self, med: Json | None, codings: list[Coding], text: str) -> bool:
+    def is_ivig_product(
+        self,
+        med: Json | None,
+        codings: list[Coding],
+        text: str,
+        resolve: Mapping[str, Json] | None = None,
+    ) -> bool:
         """Whether a medication (as :meth:`_medication` reads it) is an intravenous immune
-        globulin or an immune globulin by a generic name (its route then decides)."""
-        product_codings, names = self._product(med, codings, text)
+        globulin or an immune globulin by a generic name (its route then decides); an
+        ingredient's Substance is looked up in ``resolve`` (an order's), else in the patient's
+        resources."""
+        product_codings, names = self._product(med, codings, text, resolve)
         kind = self._immune_globulin(product_codings, names)
         return kind is not None and _by_named_route(kind, names)[0] in {"ivig", "generic"}
 
@@ -897,7 +913,9 @@ class MedicationReader(ExtractorBase):
             data.issues.append(exc.as_warning(r, said))
             return None
 
-    def _concentration(self, medication: _MedicationRead) -> Decimal | None:
+    def _concentration(
+        self, medication: _MedicationRead, resolve: Mapping[str, Json] | None = None
+    ) -> Decimal | None:
         """:meth:`_medication_strength` of a Medication resource, once per patient
         (administrations of one product share it); an exclusion is raised again for each
         administration."""
@@ -905,7 +923,7 @@ class MedicationReader(ExtractorBase):
         if strength is _UNREAD:
             assert medication.med is not None  # an inline concept has no strength
             try:
-                strength = self._medication_strength(medication.med)
+                strength = self._medication_strength(medication.med, resolve)
             except ExcludedError as exc:
                 strength = exc
             medication.strength = strength
@@ -915,7 +933,9 @@ class MedicationReader(ExtractorBase):
             raise ExcludedError(strength.issue_code, strength.message, strength.path)
         return strength  # type: ignore[return-value]
 
-    def _medication_strength(self, med: Json) -> Decimal | None:
+    def _medication_strength(
+        self, med: Json, resolve: Mapping[str, Json] | None = None
+    ) -> Decimal | None:
         """The strength of the immunoglobulin ingredient, identified by its code or name (never
         simply the first ingredient listed; a diluent or a stabiliser is passed over). With no
         ingredient identified, a single active ingredient with a strength is taken; an
@@ -929,7 +949,7 @@ class MedicationReader(ExtractorBase):
             has_strength = isinstance(ing.get("strength"), dict)
             codings, names = [], []
             try:
-                for item in self._ingredient_concepts(med, ing):
+                for item in self._ingredient_concepts(med, ing, resolve):
                     codings += concept_codings(item, f"Medication.ingredient[{i}].item[x]")
                     names += [n.lower() for n in concept_names(item)]
             except ExcludedError:
