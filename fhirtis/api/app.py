@@ -55,8 +55,9 @@ from fhirtis.api.ops import (
     who_of_unverified_token,
 )
 from fhirtis.fhir.codes import profiles_dir
+from fhirtis.fhir.plan import Action
 from fhirtis.io import BearerTokenAuth, FhirClient, FhirClientConfig, normalize_base
-from fhirtis.pipeline.server import RunStatus, run_patient
+from fhirtis.pipeline.server import PatientRun, RunStatus, run_patient
 from fhirtis.settings import Settings, load_settings
 
 log = logging.getLogger("fhirtis.api")
@@ -289,18 +290,35 @@ async def _evaluate_for(
         )
     assert run.result is not None  # a failed write still returns the computed result
     evaluation = run.result.evaluation
-    if not evaluation.course.assessments and not evaluation.exposure.cycles:
+    nothing_read = not evaluation.course.assessments and not evaluation.exposure.cycles
+    if nothing_read and not _changes_something(run):
         missing = [
-            {
-                "severity": "error",
-                "code": "required",
-                "diagnostics": "no core set measure (PGA, PtGA, MMT-8, HAQ, enzymes, "
-                "extramuscular) and no IVIG administration could be read",
-            },
+            {"severity": "error", "code": "required", "diagnostics": _NOTHING_READ},
             *(i.as_fhir() for i in run.result.issues),
         ]
         raise ApiError(422, "this patient's data cannot be evaluated", issues=missing)
-    return FhirJSONResponse(result_bundle(run, write=params.write), media_type=FHIR_JSON_UTF8)
+    answer = result_bundle(run, write=params.write)
+    if nothing_read:  # answered all the same: the run changed (or, dry, would change) output
+        outcome = answer["entry"][0]["resource"]
+        outcome["issue"].insert(
+            1, {"severity": "warning", "code": "required", "diagnostics": _NOTHING_READ}
+        )
+    return FhirJSONResponse(answer, media_type=FHIR_JSON_UTF8)
+
+
+_NOTHING_READ = (
+    "no core set measure (PGA, PtGA, MMT-8, HAQ, enzymes, extramuscular) and no IVIG "
+    "administration could be read"
+)
+
+
+def _changes_something(run: PatientRun) -> bool:
+    """Whether the run wrote anything, or finds earlier output to withdraw or update (its
+    records entered-in-error since): such a run did (or, dry, would do) the operation's work and
+    is answered with what it did, never 422, which would say that nothing changed."""
+    return bool(run.written) or any(
+        action in (Action.WITHDRAW, Action.UPDATE) for _, _, action in run.planned
+    )
 
 
 def _check_pass_through_write(config: FhirClientConfig) -> None:

@@ -97,6 +97,28 @@ def _value(param: dict[str, Any], name: str) -> Any:
     return param[present[0]]
 
 
+def _only_a_value(param: dict[str, Any], name: str) -> None:
+    """400 for a parameter that carries more than a value: a ``modifierExtension``, which may
+    change its meaning (R4 BackboneElement: applications are required to check for them), or
+    a ``resource`` or ``part`` (R4 Parameters inv-1: one and only one of value, resource and
+    part; every parameter of this operation is a value), never read as if absent."""
+    if param.get("modifierExtension"):
+        raise ApiError(
+            400,
+            f"parameter {name} has a modifierExtension, which may change its meaning and "
+            "this service does not know",
+            expression=name,
+        )
+    for other in ("resource", "part"):
+        if other in param:
+            raise ApiError(
+                400,
+                f"parameter {name} takes a value, not a {other} "
+                "(Parameters: one of value, resource and part)",
+                expression=name,
+            )
+
+
 def _bool(value: Any, name: str) -> bool:
     if isinstance(value, bool):
         return value
@@ -197,6 +219,7 @@ def parameters_from_resource(body: Any) -> list[tuple[str, Any]]:
     for i, p in enumerate(params):
         if not isinstance(p, dict) or not isinstance(p.get("name"), str):
             raise ApiError(400, "each parameter needs a name", expression=f"parameter[{i}]")
+        _only_a_value(p, p["name"])
         pairs.append((p["name"], _value(p, p["name"])))
     return pairs
 
