@@ -103,6 +103,13 @@ UNIT_TEXT_ALIASES: dict[str, str] = {
     "ounces": "[oz_av]",
     "centimeter": "cm",
     "centimeters": "cm",
+    "centimetre": "cm",
+    "centimetres": "cm",
+    # lengths on a visual analogue scale (clinical spec §1, §6: a VAS in cm or mm)
+    "millimeter": "mm",
+    "millimeters": "mm",
+    "millimetre": "mm",
+    "millimetres": "mm",
     "in": "[in_i]",
     "inch": "[in_i]",
     "inches": "[in_i]",
