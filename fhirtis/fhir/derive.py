@@ -493,6 +493,18 @@ def _deterioration_observation(
     obs["note"] = [note]
     if confirmed_on is not None:
         obs["valueBoolean"] = True
+        # confirmed for certain here; missing measures at an earlier assessment may hide an
+        # earlier confirmation (clinical spec §3: dated at the second of the first two
+        # consecutive deteriorations; never guessed silently): say from when it may date
+        earliest = next((day for day, status in course.confirmation.status if status is None), None)
+        if earliest is not None and earliest < confirmed_on:
+            obs["note"] = [
+                {
+                    "text": f"confirmed on {_day(confirmed_on)} at the latest: missing measures "
+                    f"leave open whether it was confirmed earlier, from {_day(earliest)} on"
+                },
+                note,
+            ]
     elif last.confirmed_deterioration is False:
         obs["valueBoolean"] = False
     else:
@@ -503,6 +515,27 @@ def _deterioration_observation(
 # -- IVIG exposure -----------------------------------------------------------------------------
 
 
+def _administration_marks(cycle: Cycle) -> tuple[list[Json], bool]:
+    """The notes that mark the cycle's administrations counted while ``in-progress`` or
+    ``stopped`` (clinical spec §4: counted, but marked), each naming its administration, and
+    whether any is still in progress (then the cycle is not over: its dose is preliminary)."""
+    marks: list[Json] = []
+    running = False
+    for a in cycle.administrations:
+        admin = a.administration
+        if admin.in_progress:
+            running = True
+            marks.append({"text": f"{admin.source}: administration still in progress; counted"})
+        if admin.stopped:
+            marks.append(
+                {
+                    "text": f"{admin.source}: administration stopped; counted for the dose and "
+                    "rate recorded"
+                }
+            )
+    return marks, running
+
+
 def _cycle_observation(
     note: Json,
     patient_ref: str,
@@ -511,10 +544,12 @@ def _cycle_observation(
     administrations: set[str],
     limits: tuple[Decimal, ...],
     dose_edges: tuple[Decimal, Decimal],
+    marks: tuple[list[Json], bool],
 ) -> Derived:
     """``period``: the cycle's start and end; ``administrations``: its sources; ``limits``: the
     maximum rates the cycle's maximum rate is written beside (never shown equal to one);
-    ``dose_edges``: the g/kg edges of the target's tolerance, likewise for the g/kg."""
+    ``dose_edges``: the g/kg edges of the target's tolerance, likewise for the g/kg;
+    ``marks``: :func:`_administration_marks` of the cycle."""
     day = _day(cycle.start.day)
     ident = _identifier("ivig-cycle-dose", f"ivig-cycle-dose|{patient_ref}|{day}|{_VERSION_PART}")
     dw = cycle.dosing_weight
@@ -555,6 +590,9 @@ def _cycle_observation(
         {"code": _COUNT_CODE, "valueInteger": cycle.administration_count},
     ]
     obs: Json = _observation_head(_CYCLE_META, ident, _CYCLE_CODE, patient_ref)
+    marked, running = marks
+    if running:  # an infusion still running: the cycle, and its dose, are not over
+        obs["status"] = "preliminary"
     obs["effectivePeriod"] = period
     obs["component"] = components
     # R4: derivedFrom may name Observations only; the administrations the dose sums are the
@@ -572,15 +610,23 @@ def _cycle_observation(
     # the dosing weight's notes (a stale weight, spec §4) where it is used; an unknown weight
     # says them in its dataAbsentReason
     notes = [*cycle.notes, *(dw.notes if dw.kg is not None else ())]
-    obs["note"] = [*({"text": n.message} for n in notes), note] if notes else [note]
+    if notes or marked:
+        obs["note"] = [*({"text": n.message} for n in notes), *marked, note]
+    else:
+        obs["note"] = [note]
     return Derived(obs, ident)
 
 
 def _cumulative_observation(
-    note: Json, patient_ref: str, exposure: Exposure, period: Json, administrations: set[str]
+    note: Json,
+    patient_ref: str,
+    exposure: Exposure,
+    period: Json,
+    administrations: set[str],
+    marks: tuple[list[Json], bool],
 ) -> Derived:
     """``period``: from the first cycle's start to the last one's end; ``administrations``: the
-    sources of every cycle."""
+    sources of every cycle; ``marks``: :func:`_administration_marks` of every cycle, together."""
     ident = identifier_value("ivig-cumulative-dose", patient_ref)
     per_kg: Json
     if exposure.cumulative_g_per_kg is not None:
@@ -597,13 +643,16 @@ def _cumulative_observation(
             ),
         }
     obs: Json = _observation_head(_CUMULATIVE_META, ident, _CUMULATIVE_CODE, patient_ref)
+    marked, running = marks
+    if running:
+        obs["status"] = "preliminary"
     obs["effectivePeriod"] = period
     obs["partOf"] = _references(sorted(administrations))
     obs["component"] = [
         per_kg,
         {"code": _CYCLE_COUNT_CODE, "valueInteger": exposure.cycle_count},
     ]
-    obs["note"] = [note]
+    obs["note"] = [*marked, note]
     if exposure.cumulative_grams is not None:
         obs["valueQuantity"] = _quantity(exposure.cumulative_grams, "g")
     else:
@@ -781,6 +830,8 @@ def derive_resources(evaluation: PatientEvaluation, patient_ref: str) -> list[De
     if exposure.cycles:
         # each cycle's times and sources are made once: the cumulative dose uses them too
         all_administrations: set[str] = set()
+        all_marks: list[Json] = []
+        any_running = False
         periods: list[Json] = []
         limits = evaluation.policy.rate_limits
         dose_edges = dose_tolerance_edges(evaluation.policy)
@@ -790,13 +841,25 @@ def derive_resources(evaluation: PatientEvaluation, patient_ref: str) -> list[De
             administrations = {a.administration.source for a in cycle.administrations}
             all_administrations |= administrations
             periods.append(period)
+            marks = _administration_marks(cycle)
+            all_marks += marks[0]
+            any_running = any_running or marks[1]
             out.append(
                 _cycle_observation(
-                    note, patient_ref, cycle, period, administrations, limits, dose_edges
+                    note, patient_ref, cycle, period, administrations, limits, dose_edges, marks
                 )
             )
         whole = {"start": periods[0]["start"], "end": periods[-1]["end"]}
-        out.append(_cumulative_observation(note, patient_ref, exposure, whole, all_administrations))
+        out.append(
+            _cumulative_observation(
+                note,
+                patient_ref,
+                exposure,
+                whole,
+                all_administrations,
+                (all_marks, any_running),
+            )
+        )
     thrombosis = evaluation.thrombosis
     out.append(_risk_flag(evaluation, patient_ref, thrombosis))
     out.extend(_rate_issue(patient_ref, f) for f in thrombosis.rate_findings)
