@@ -91,9 +91,12 @@ class DosingWeight:
 
     @property
     def sources(self) -> tuple[str, ...]:
-        """The facts the dosing weight was computed from (weight, then height if used)."""
+        """The facts the dosing weight is computed from, weight then height: the weight on the
+        actual and adjusted bases, the height on the ideal and adjusted ones (clinical spec §4:
+        the actual basis needs no height, Devine's ideal weight no weight). What the derived
+        cycle dose cites as ``derivedFrom``."""
         out: list[str] = []
-        if self.weight_source is not None:
+        if self.basis is not _IDEAL and self.weight_source is not None:
             out.append(self.weight_source)
         if self.basis is not _ACTUAL and self.height_source is not None:
             out.append(self.height_source)

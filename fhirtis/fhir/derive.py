@@ -598,11 +598,13 @@ def _cycle_observation(
     # R4: derivedFrom may name Observations only; the administrations the dose sums are the
     # events this Observation is part of (partOf allows MedicationAdministration).
     obs["partOf"] = _references(sorted(administrations))
-    weight_source, height_source = dw.weight_source, dw.height_source
-    if weight_source and height_source and weight_source != height_source:
-        obs["derivedFrom"] = [{"reference": s} for s in sorted((weight_source, height_source))]
-    elif weight_source or height_source:  # one source (or both the same)
-        obs["derivedFrom"] = [{"reference": weight_source or height_source}]
+    # the body measurements the dosing weight is computed from on its basis (the weight, the
+    # height, or both: clinical spec §4), never one that plays no part in it
+    measured = dw.sources
+    if len(measured) == 2 and measured[0] != measured[1]:
+        obs["derivedFrom"] = [{"reference": s} for s in sorted(measured)]
+    elif measured:  # one source (or both the same)
+        obs["derivedFrom"] = [{"reference": measured[0]}]
     if cycle.g_per_kg is not None:
         obs["valueQuantity"] = _quantity(beside_any(cycle.g_per_kg, dose_edges), "g/kg")
     else:

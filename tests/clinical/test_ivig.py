@@ -294,7 +294,7 @@ def test_ideal_basis_uses_devine_for_dose_and_rate() -> None:
     assert close(c.dosing_weight.kg, exact_ideal)
     assert c.dosing_weight.actual_kg == D(90)
     assert c.dosing_weight.height_source == "Observation/h-100"
-    assert c.dosing_weight.sources == ("Observation/w-1", "Observation/h-100")
+    assert c.dosing_weight.sources == ("Observation/h-100",)  # the weight plays no part
     assert close(c.g_per_kg, 150 / exact_ideal)
     assert close(c.max_rate_mg_kg_min, 300 / exact_ideal)
 

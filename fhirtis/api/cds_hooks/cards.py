@@ -14,6 +14,7 @@ from typing import Any
 from fhirtis.clinical.decimals import format_beside
 from fhirtis.clinical.ivig import DosingWeight
 from fhirtis.clinical.patient import PatientEvaluation
+from fhirtis.clinical.policy import DosingWeightBasis
 from fhirtis.clinical.rates import (
     DISPLAY,
     format_decimal,
@@ -182,10 +183,16 @@ def _weight_text(weight: DosingWeight, now: datetime) -> str:
         reasons = "; ".join(n.message for n in weight.notes) or "no body weight"
         return f"unknown ({reasons})"
     text = f"{format_decimal(weight.kg)} kg ({weight.basis.value} body weight"
-    if weight.weight_when is not None:
-        text += f", weighed {weight.weight_when.date().isoformat()}"
-    if weight.weight_source is not None:
+    # what it is computed from on its basis (spec §4): the weight (actual, adjusted), the
+    # height (ideal, adjusted); never a measurement that plays no part in it
+    if weight.basis is not DosingWeightBasis.IDEAL and weight.weight_source is not None:
+        if weight.weight_when is not None:
+            text += f", weighed {weight.weight_when.date().isoformat()}"
         text += f", `{weight.weight_source}`"
+    if weight.basis is not DosingWeightBasis.ACTUAL and weight.height_source is not None:
+        if weight.height_when is not None:
+            text += f", height measured {weight.height_when.date().isoformat()}"
+        text += f", `{weight.height_source}`"
     text += ")"
     if weight.stale:
         text += (
