@@ -37,6 +37,11 @@ Some code systems are sent under more than one URI (German senders give ATC as
 (ValueSet membership, exclusions, hierarchy questions, the site's ConceptMap, CodeSystem
 codes) reads a coding under an alias as the canonical system, so a ValueSet lists each concept
 once, under the canonical URI.
+
+ICD-10 codes (WHO, CM, GM) are sent with and without their dot (``M33.10``, ``M3310``: claims
+data drop it). The ValueSets hold the dotted form; every lookup reads a coding's code through
+one function, :func:`matching_code`, which gives an ICD-10 code its dot (trimmed, in capitals)
+and returns the code of any other system as sent.
 """
 
 from __future__ import annotations
@@ -124,6 +129,29 @@ def canonical_system(system: str | None) -> str | None:
 _GM_SUBDIVISION = re.compile(r"[A-Z][0-9]{2}\.[0-9]{2}")
 _GM_MARKS = "†*!+ "  # the cross, star and exclamation marks some senders leave on a code
 
+# the ICD-10 systems whose codes are read in their dotted form (matching_code)
+_ICD10_SYSTEMS = frozenset({ICD10, ICD10CM, ICD10GM})
+# an ICD-10 code without its dot: a letter, two characters (the category), then one to four
+_ICD10_UNDOTTED = re.compile(r"([A-Z][0-9][0-9A-Z])([0-9A-Z]{1,4})")
+
+
+def matching_code(system: str | None, code: str) -> str:
+    """``code`` as the ValueSets in ``profiles/`` hold codes of ``system``: every lookup of a
+    coding here (membership, exclusions, hierarchy questions) reads its code through this.
+
+    ICD-10, ICD-10-CM and ICD-10-GM (under their URIs or an alias) are held in the dotted form
+    HL7 uses (``M33.10``). Claims-derived data and some EHR exports send them without the dot
+    (``M3310``): an ICD-10 code is a letter, two characters, then optionally a dot and up to
+    four more, so the dot goes after the third character. Such a code is also read trimmed and
+    in capitals (ICD-10 codes are written in capitals; case tells no two apart). A code of any
+    other system (SNOMED CT, LOINC, ATC's ``J06BA02``, which has the same shape) is returned
+    as sent."""
+    if canonical_system(system) not in _ICD10_SYSTEMS:
+        return code
+    read = code.strip().upper()
+    undotted = _ICD10_UNDOTTED.fullmatch(read)
+    return f"{undotted[1]}.{undotted[2]}" if undotted else read
+
 
 def who_icd10_codes(gm_code: str) -> tuple[str, ...]:
     """The WHO ICD-10 codes an ICD-10-GM code is read as: the code itself, and for a code of
@@ -133,7 +161,7 @@ def who_icd10_codes(gm_code: str) -> tuple[str, ...]:
     therefore a kind of its WHO category, and a ValueSet of WHO codes holds it when it holds
     that category. A four-character code GM adds below a three-character WHO category (I10.0)
     is read as itself: the ValueSets' WHO patterns hold such codes where they mean to."""
-    code = gm_code.strip().rstrip(_GM_MARKS)
+    code = matching_code(ICD10GM, gm_code.strip().rstrip(_GM_MARKS))
     if _GM_SUBDIVISION.fullmatch(code):
         return (code, code[:5])
     return (code,)
@@ -203,19 +231,23 @@ class ValueSetIndex:
     excluded: frozenset[tuple[str, str]] = frozenset()
 
     # Systems in this index are canonical (see index_value_set); a coding's system is made
-    # canonical (canonical_system) before each lookup, so an alias finds the same concepts.
+    # canonical (canonical_system) before each lookup, so an alias finds the same concepts, and
+    # its code is read through matching_code (an ICD-10 code in its dotted form), so an
+    # undotted ICD-10 code finds the same concepts and regex patterns.
 
     def excludes(self, system: str | None, code: str | None) -> bool:
         """``compose.exclude`` lists this code (under its system or an alias of it)."""
         if system is None or code is None:
             return False
-        return (canonical_system(system), code) in self.excluded
+        system = canonical_system(system)
+        return (system, matching_code(system, code)) in self.excluded
 
     def contains(self, system: str | None, code: str | None) -> bool:
         """Member by the explicit concepts, regex filters and shipped expansion (no oracle)."""
         if system is None or code is None:
             return False
         system = canonical_system(system)
+        code = matching_code(system, code)
         if (system, code) in self.excluded:
             return False
         if (system, code) in self.codes:
@@ -245,6 +277,7 @@ class ValueSetIndex:
         if system is None or code is None:
             return Membership.NOT_MEMBER
         system = canonical_system(system)
+        code = matching_code(system, code)
         if (system, code) in self.excluded:
             return Membership.NOT_MEMBER
         if self.contains(system, code):
@@ -272,6 +305,7 @@ class ValueSetIndex:
         if system is None or code is None or self.contains(system, code):
             return []
         system = canonical_system(system)
+        code = matching_code(system, code)
         if (system, code) in self.excluded:
             return []
         return [
