@@ -42,12 +42,21 @@ def on_base(reference: str, base: str | None) -> str | None:
     return reference.removeprefix(prefix) if reference.startswith(prefix) else None
 
 
-def substance_refs_of(medication: Json) -> list[tuple[str, str]]:
+def names_elsewhere(reference: str, base: str | None) -> bool:
+    """Whether ``reference`` is absolute (``scheme://…``) but not on the FHIR base ``base``
+    (:func:`on_base`; any absolute reference where ``base`` is None): it names another server's
+    resource, nothing that ``base`` holds under its ``Type/id``."""
+    return "://" in reference and on_base(reference, base) is None
+
+
+def substance_refs_of(medication: Json, base: str | None = None) -> list[tuple[str, str]]:
     """The Substances a Medication's ingredients name by a reference to a resource outside it
     (R4 ``Medication.ingredient.item[x]``: ``itemReference``, Reference(Substance |
     Medication)), each as written and as its ``Substance/id`` key: relative or absolute,
     version specific or not. A contained ``#id`` is the Medication's own and names none here;
-    so does a malformed reference (the evaluation reads the ingredient by its display)."""
+    so does a malformed reference (the evaluation reads the ingredient by its display). Given
+    the FHIR ``base`` the Medication was read from, a reference on another server's base
+    (:func:`names_elsewhere`) names none there either; without one, every base's is kept."""
     out: list[tuple[str, str]] = []
     if medication.get("resourceType") != "Medication":
         return out
@@ -56,6 +65,8 @@ def substance_refs_of(medication: Json) -> list[tuple[str, str]]:
         ref = ing.get("itemReference") if isinstance(ing, dict) else None
         target = ref.get("reference") if isinstance(ref, dict) else None
         if not isinstance(target, str) or target.startswith("#"):
+            continue
+        if base is not None and names_elsewhere(target, base):
             continue
         parts = target.strip().partition("/_history/")[0].rsplit("/", 2)
         if len(parts) >= 2 and parts[-2] == "Substance" and is_id(parts[-1]):

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
@@ -175,24 +175,28 @@ def _matches(page: Json) -> list[Json]:
     ]
 
 
-class _ShortOfTotal(dict[str, Any]):
-    """The OperationOutcome (a warning ``incomplete``) :func:`short_of_total` adds to a search's
-    results; ``found`` and ``total`` are what it compares. Its own type, which no answer of a
-    server parses to: only fhirtis makes one."""
-
-    def __init__(self, found: int, total: int) -> None:
-        said = f"{found} of the {total} matches its Bundle.total says were returned"
-        issue = {"severity": "warning", "code": "incomplete", "diagnostics": said}
-        super().__init__(resourceType="OperationOutcome", issue=[issue])
-        self.found, self.total = found, total
+#: What one search (every page) or read found: its resources, and (found, total) where its
+#: pages ended before the total they state (:func:`_shortfall`), else None.
+_Found = tuple[list[Json], tuple[int, int] | None]
 
 
-def short_of_total(pages: Sequence[Json]) -> _ShortOfTotal | None:
-    """A :class:`_ShortOfTotal` where a search's pages, all read (the last has no ``next``
-    link), hold fewer entries than the ``total`` its last page states (R4 Bundle.total: "the
-    total number of entries of type 'match' across all pages in the search"): the server
-    stopped paging early (HAPI FHIR's fetch-size maximum), or dropped matches it counted (a
-    consent filter). Else None.
+def short_of_total(pages: Sequence[Json]) -> Json | None:
+    """An OperationOutcome (a warning ``incomplete``) where a search's pages end before their
+    total (:func:`_shortfall`), else None."""
+    short = _shortfall(pages)
+    if short is None:
+        return None
+    said = f"{short[0]} of the {short[1]} matches its Bundle.total says were returned"
+    issue = {"severity": "warning", "code": "incomplete", "diagnostics": said}
+    return {"resourceType": "OperationOutcome", "issue": [issue]}
+
+
+def _shortfall(pages: Sequence[Json]) -> tuple[int, int] | None:
+    """(found, total) where a search's pages, all read (the last has no ``next`` link), hold
+    fewer entries than the ``total`` its last page states (R4 Bundle.total: "the total number
+    of entries of type 'match' across all pages in the search"): the server stopped paging
+    early (HAPI FHIR's fetch-size maximum), or dropped matches it counted (a consent filter).
+    Else None.
 
     Lenient where servers differ: the total of the last page that states one (Google Cloud
     Healthcare's is an estimate until the last page); every entry but an OperationOutcome
@@ -208,19 +212,17 @@ def short_of_total(pages: Sequence[Json]) -> _ShortOfTotal | None:
     found = sum(
         1 for page in pages for r in _matches(page) if r.get("resourceType") != "OperationOutcome"
     )
-    return None if found >= total else _ShortOfTotal(found, total)
+    return None if found >= total else (found, total)
 
 
-def _with_short_of_total(pages: Sequence[Json]) -> list[Json]:
-    """The resources of a search's ``pages``, and :func:`short_of_total`'s outcome, if any."""
-    out = [r for page in pages for r in _matches(page)]
-    short = short_of_total(pages)
-    return out if short is None else [*out, short]
+def _found_in(pages: Sequence[Json]) -> _Found:
+    """The resources of a search's ``pages``, and its :func:`_shortfall`."""
+    return [r for page in pages for r in _matches(page)], _shortfall(pages)
 
 
-async def _all_matches(client: FhirClient, searchset: Json) -> list[Json]:
-    """The matches of a searchset and of every page after it (and, where they hold fewer than
-    its total, :func:`short_of_total`'s outcome). A first page in hand (a batch entry's, or a
+async def _all_matches(client: FhirClient, searchset: Json) -> _Found:
+    """The matches of a searchset and of every page after it, and where they hold fewer than
+    its total, by how many (:func:`_shortfall`). A first page in hand (a batch entry's, or a
     GET's) is checked as later pages are (:func:`searchset_problem`)."""
     problem = searchset_problem(searchset)
     if problem is not None:
@@ -228,7 +230,7 @@ async def _all_matches(client: FhirClient, searchset: Json) -> list[Json]:
     pages = [searchset]
     async for page in client.following_pages(searchset):
         pages.append(page)
-    return _with_short_of_total(pages)
+    return _found_in(pages)
 
 
 def _narrowed(need: Need, url: str) -> bool:
@@ -300,7 +302,7 @@ def _alternatives(caps: Capabilities, need: Need, url: str) -> list[tuple[str, l
 
 async def _get_search(
     client: FhirClient, need: Need | None, url: str, *, probe: bool = True, again: bool = True
-) -> list[Json]:
+) -> _Found:
     """One search (every page) or, for ``need`` None, one read, as individual requests: a
     search by GET, or by ``POST [type]/_search`` on a server that takes searches of the type
     that way only (it says so, or it refused the GET with 405 and took the POST: learned).
@@ -348,7 +350,7 @@ async def _get_search(
     body = response.body or {}
     _check_answer(need, rtype, body, response.status)
     if need is None:
-        return [body]
+        return [body], None
     return await _all_or_again(client, need, url, body, again=again)
 
 
@@ -362,7 +364,7 @@ def page_gone(exc: FhirServerError) -> bool:
 
 async def _all_or_again(
     client: FhirClient, need: Need | None, url: str, searchset: Json, *, again: bool
-) -> list[Json]:
+) -> _Found:
     """:func:`_all_matches` of the search ``url``, whose first page ``searchset`` is in hand;
     where a later page is gone (:func:`page_gone`), the search sent again (``again``), once,
     from its first page, as a GET; the pages read before are dropped (no mixed copies)."""
@@ -393,9 +395,7 @@ def _check_answer(need: Need | None, rtype: str, body: Json, status: int) -> Non
     )
 
 
-async def _post_search(
-    client: FhirClient, need: Need, url: str, *, again: bool = True
-) -> list[Json]:
+async def _post_search(client: FhirClient, need: Need, url: str, *, again: bool = True) -> _Found:
     """The search ``url`` (``Type?params``) as ``POST [type]/_search``, its parameters in the
     body (never in a URL), every page; a refusal is diagnosed from the POST's answer (405: no
     search of the type at all; 400 ``not-supported``: its ``_include`` or parameter). A later
@@ -414,18 +414,18 @@ async def _post_search(
         if is_refusal(exc.status, exc.operation_outcome):
             raise Learned(_diagnose(need, url, exc.status)) from exc
         raise
-    return _with_short_of_total(pages)
+    return _found_in(pages)
 
 
 async def _get_all(
     client: FhirClient, urls: Sequence[tuple[Need | None, str]], requests: dict[str, int]
-) -> list[list[Json]]:
+) -> list[_Found]:
     """The searches as individual GETs (per URL, what it found), at most ``concurrency`` at a
     time. A narrowed second search (the Conditions not active) is sent after its plain search,
     so that what the plain one taught (POST only, a refused patient parameter) shapes it."""
     slots = asyncio.Semaphore(client.config.concurrency)
 
-    async def one(need: Need | None, url: str) -> list[Json]:
+    async def one(need: Need | None, url: str) -> _Found:
         async with slots:
             requests["read"] = requests.get("read", 0) + 1
             return await _get_search(client, need, url)
@@ -437,8 +437,8 @@ async def _get_all(
         else:
             chains.append([(need, url)])
 
-    async def in_turn(chain: list[tuple[Need | None, str]]) -> list[list[Json] | Exception]:
-        done: list[list[Json] | Exception] = []
+    async def in_turn(chain: list[tuple[Need | None, str]]) -> list[_Found | Exception]:
+        done: list[_Found | Exception] = []
         for need, url in chain:
             try:
                 done.append(await one(need, url))
@@ -453,7 +453,7 @@ async def _get_all(
     for r in results:  # a learned refusal first: it changes the plan
         if isinstance(r, Learned):
             raise r
-    out: list[list[Json]] = []
+    out: list[_Found] = []
     for r in results:
         if isinstance(r, BaseException):
             raise r
@@ -483,14 +483,14 @@ async def batch_of_reads(client: FhirClient, urls: Sequence[str]) -> list[Json]:
 
 async def _batch_all(
     client: FhirClient, urls: Sequence[tuple[Need | None, str]], requests: dict[str, int]
-) -> list[list[Json]]:
+) -> list[_Found]:
     """The searches as one batch (per URL, what it found), every page followed. A refused
     batch, or a search refused inside it that works as a GET, teaches the server's limits."""
     try:
         responses = await batch_of_reads(client, [url for _, url in urls])
     finally:
         requests["read"] = requests.get("read", 0) + 1
-    out: list[list[Json]] = []
+    out: list[_Found] = []
     for (need, url), entry in zip(urls, responses, strict=True):
         where = url.split("?")[0]
         if not entry_ok(entry):
@@ -531,7 +531,7 @@ async def _batch_all(
             raise PullError(f"batch entry {where} has no resource")
         _check_answer(need, where, resource, entry_status(entry) or 200)
         if resource.get("resourceType") != "Bundle":
-            out.append([resource])
+            out.append(([resource], None))
             continue
         out.append(await _all_or_again(client, need, url, resource, again=True))
     return out
@@ -541,14 +541,14 @@ async def read_urls(
     client: FhirClient, urls: Sequence[tuple[Need | None, str]], requests: dict[str, int]
 ) -> list[Json]:
     """Execute reads the way the server's capabilities allow, learning from refusals."""
-    return [r for found in await _read_each(client, urls, requests) for r in found]
+    return [r for found, _ in await _read_each(client, urls, requests) for r in found]
 
 
 async def _read_each(
     client: FhirClient, urls: Sequence[tuple[Need | None, str]], requests: dict[str, int]
-) -> list[list[Json]]:
+) -> list[_Found]:
     """:func:`read_urls`, per URL (in order) what it found, a search's own OperationOutcomes
-    (``search.mode = outcome``) included."""
+    (``search.mode = outcome``) included, and its :func:`_shortfall`."""
     for _ in range(MAX_LEARN):
         caps = await client.capabilities()
         try:
@@ -604,11 +604,12 @@ def _base_aliases(unique: Mapping[str, Json], base: str) -> dict[str, str]:
         local = on_base(written, base)
         if local is not None:
             out[written] = local
-    for r in unique.values():  # a Medication's ingredient Substance (_resolve_substances)
-        for written, _ in substance_refs_of(r):
-            local = on_base(written.partition("/_history/")[0], base)
+    for r in unique.values():  # a Medication's ingredient Substance (read by _pull)
+        for target, _ in substance_refs_of(r):
+            written = target.partition("/_history/")[0]
+            local = on_base(written, base)
             if local is not None:
-                out[written.partition("/_history/")[0]] = local
+                out[written] = local
     return out
 
 
@@ -643,7 +644,7 @@ async def read_by_id(
     if by_search:
         urls = [(need, u) for u in by_id_urls(rtype, ids, client.config.page_size)]
         try:
-            found = [r for rs in await _get_all(client, urls, requests) for r in rs]
+            found = [r for rs, _ in await _get_all(client, urls, requests) for r in rs]
         except Learned as learned:
             client.learn(learned.refused)
         except FhirServerError as exc:
@@ -677,125 +678,90 @@ async def _read_by_id(
         unique.setdefault(f"{rtype}/{r.get('id')}", r)
 
 
-async def _resolve_medications(
+#: The issue for a resource read by id that stays unread: (its reference, ``Type/id`` of a
+#: resource naming it, that resource) → the issue.
+_Unread = Callable[[str, str, Json], Issue]
+
+
+async def _read_missing(
     client: FhirClient,
+    rtype: str,
+    named: Mapping[str, Sequence[Json]],
     unique: dict[str, Json],
     requests: dict[str, int],
-    ivig_names: Sequence[str],
+    unread: _Unread,
 ) -> list[Issue]:
-    """Medications the searches did not bring (no ``_include`` on this server): one
-    ``Medication?_id=a,b,…`` search per 40, else reads by id. What stays unresolved is an error
-    only where the medication looks like an immune globulin."""
-    wanted = {
-        ref: users
-        for ref, users in _references(unique.values(), "Medication", client.config.base_url).items()
-        if ref not in unique
-    }
+    """The resources of ``rtype`` that ``named`` names (``Type/id`` → the resources naming it)
+    and the read lacks, read by id into ``unique`` (:func:`read_by_id`: one
+    ``Type?_id=a,b,…`` search per 40, else reads by id); for each that stays unread, ``unread``'s
+    issue for each resource naming it: never passed over in silence."""
+    wanted = {ref: users for ref, users in named.items() if ref not in unique}
     if not wanted:
         return []
-    await _read_by_id(client, "Medication", wanted, unique, requests)
-    issues: list[Issue] = []
-    for ref, users in wanted.items():
-        if ref in unique:
-            continue
-        for user in users:
-            where = f"{user.get('resourceType')}/{user.get('id')}"
-            if looks_like_immune_globulin(user, ivig_names):
-                issues.append(
-                    Issue(
-                        "error",
-                        "not-found",
-                        f"{where}: its Medication ({ref}) could not be read from the server, and "
-                        "it looks like an immune globulin",
-                        "medicationReference",
-                        where,
-                    )
-                )
-            else:
-                issues.append(
-                    Issue(
-                        "information",
-                        "not-found",
-                        f"{where}: its Medication ({ref}) could not be read from the server",
-                        "medicationReference",
-                        where,
-                    )
-                )
-    return issues
+    await _read_by_id(client, rtype, wanted, unique, requests)
+    return [
+        unread(ref, f"{user.get('resourceType')}/{user.get('id')}", user)
+        for ref, users in wanted.items()
+        if ref not in unique
+        for user in users
+    ]
 
 
-def _substance_references(unique: Mapping[str, Json], base: str) -> dict[str, list[str]]:
+def _unread_medication(ivig_names: Sequence[str]) -> _Unread:
+    """A Medication that cannot be read: an error only where the medication looks like an
+    immune globulin (:func:`looks_like_immune_globulin`)."""
+
+    def unread(ref: str, where: str, user: Json) -> Issue:
+        ivig = looks_like_immune_globulin(user, ivig_names)
+        return Issue(
+            "error" if ivig else "information",
+            "not-found",
+            f"{where}: its Medication ({ref}) could not be read from the server"
+            + (", and it looks like an immune globulin" if ivig else ""),
+            "medicationReference",
+            where,
+        )
+
+    return unread
+
+
+def _unread_substance(ref: str, where: str, _: Json) -> Issue:
+    """A Medication's ingredient Substance (R4 ``Medication.ingredient.itemReference``,
+    Reference(Substance)) that cannot be read: an immune globulin named only by its
+    ingredient's Substance (ATC J06BA02 on the Substance), as ``fhirtis evaluate`` recognises it
+    in a Bundle, is not recognised."""
+    return Issue(
+        "information",
+        "not-found",
+        f"{where}: its ingredient's Substance ({ref}) could not be read from the server: "
+        "an immune globulin it may name is not recognised",
+        "ingredient.itemReference",
+        where,
+    )
+
+
+def _unread_device(ref: str, where: str, _: Json) -> Issue:
+    """The Device of a DeviceUseStatement that cannot be read: it may be a central venous
+    catheter, a warning, not silence."""
+    return Issue(
+        "warning",
+        "not-found",
+        f"{where}: its Device ({ref}) could not be read from the server: a central venous "
+        "catheter it may record is not counted",
+        "device",
+        where,
+    )
+
+
+def _substance_references(unique: Mapping[str, Json], base: str) -> dict[str, list[Json]]:
     """The Substances (``Substance/id``) that the Medications read name by an ingredient's
     ``itemReference`` outside them (:func:`~fhirtis.fhir.bundle.substance_refs_of`; a reference
-    on another server's base names none here) → the Medications (``Medication/id``) naming it."""
-    out: dict[str, list[str]] = {}
+    on another server's base names none here) → the Medications naming it (each once)."""
+    out: dict[str, dict[str, Json]] = {}
     for key, r in unique.items():
-        for written, local in substance_refs_of(r):
-            on_server = on_base(written, base)
-            if "://" in written and on_server is None:
-                continue
-            out.setdefault(local, []).append(key)
-    return out
-
-
-async def _resolve_substances(
-    client: FhirClient, unique: dict[str, Json], requests: dict[str, int]
-) -> list[Issue]:
-    """The Substances that the Medications read name as an ingredient (R4
-    ``Medication.ingredient.itemReference``, Reference(Substance)), read by id, as the
-    Medications that no ``_include`` brought are: an immune globulin named only by its
-    ingredient's Substance (ATC J06BA02 on the Substance) is recognised as ``fhirtis evaluate``
-    recognises it in a Bundle. One that cannot be read is said, never passed over in silence."""
-    wanted = {
-        ref: users
-        for ref, users in _substance_references(unique, client.config.base_url).items()
-        if ref not in unique
-    }
-    if not wanted:
-        return []
-    await _read_by_id(client, "Substance", wanted, unique, requests)
-    return [
-        Issue(
-            "information",
-            "not-found",
-            f"{where}: its ingredient's Substance ({ref}) could not be read from the server: "
-            "an immune globulin it may name is not recognised",
-            "ingredient.itemReference",
-            where,
-        )
-        for ref, users in wanted.items()
-        if ref not in unique
-        for where in dict.fromkeys(users)
-    ]
-
-
-async def _resolve_devices(
-    client: FhirClient, unique: dict[str, Json], requests: dict[str, int]
-) -> list[Issue]:
-    """The Devices of DeviceUseStatements that the searches did not bring (no ``_include`` on
-    this server, or it left them out), read by id. A Device that cannot be read may be a
-    central venous catheter: a warning, not silence."""
-    wanted = {
-        ref: users
-        for ref, users in _references(unique.values(), "Device", client.config.base_url).items()
-        if ref not in unique
-    }
-    if not wanted:
-        return []
-    await _read_by_id(client, "Device", wanted, unique, requests)
-    return [
-        Issue(
-            "warning",
-            "not-found",
-            f"{where}: its Device ({ref}) could not be read from the server: a central venous "
-            "catheter it may record is not counted",
-            "device",
-            where,
-        )
-        for ref, users in wanted.items()
-        if ref not in unique
-        for where in (f"{u.get('resourceType')}/{u.get('id')}" for u in users)
-    ]
+        for _, local in substance_refs_of(r, base):
+            out.setdefault(local, {})[key] = r
+    return {local: list(users.values()) for local, users in out.items()}
 
 
 async def pull_patient(
@@ -871,7 +837,7 @@ async def _pull(
     by "Type/id" (the newer copy), the issues, the skipped types, the types answered in part."""
     extractor = extractor_for(settings)
     skipped: Mapping[str, str] = {}
-    found: list[tuple[str, list[Json]]] = []  # per search: its type, what it found
+    found: list[tuple[str, _Found]] = []  # per search: its type, what it found
     for _ in range(MAX_LEARN):
         caps = await client.capabilities()
         plan = read_plan(caps, client.config.page_size)
@@ -909,21 +875,9 @@ async def _pull(
     outcomes: list[Json] = []  # a search can match no OperationOutcome: each is an outcome
     incomplete: dict[str, None] = {}  # the searched types whose outcome says "only part"
     short: list[Issue] = []  # searches whose pages ended before their total
-    for rtype, resources in found:
+    for rtype, (resources, shortfall) in found:
         for r in resources:
             if r.get("resourceType") == "OperationOutcome":
-                if isinstance(r, _ShortOfTotal):
-                    short.append(
-                        Issue(
-                            "warning",
-                            "incomplete",
-                            f"a search of {rtype} ended (no next link) after {r.found} of the "
-                            f"{r.total} matches its Bundle.total says: the results may be "
-                            "incomplete",
-                        )
-                    )
-                    incomplete.setdefault(rtype, None)
-                    continue
                 outcomes.append(r)
                 if partial_results([r]):
                     incomplete.setdefault(rtype, None)
@@ -932,11 +886,34 @@ async def _pull(
             kept = unique.get(key)
             if kept is None or newer_version(r, kept):
                 unique[key] = r
+        if shortfall is not None:
+            short.append(
+                Issue(
+                    "warning",
+                    "incomplete",
+                    f"a search of {rtype} ended (no next link) after {shortfall[0]} of the "
+                    f"{shortfall[1]} matches its Bundle.total says: the results may be "
+                    "incomplete",
+                )
+            )
+            incomplete.setdefault(rtype, None)
     ivig = extractor.t.value_sets.get("ivig-products")
     issues = partial_results(outcomes) + short
-    issues += await _resolve_medications(client, unique, requests, ivig.names if ivig else ())
-    issues += await _resolve_substances(client, unique, requests)
-    issues += await _resolve_devices(client, unique, requests)
+    # what the searches did not bring (no _include on this server, or it left them out), read
+    # by id: the Medications, then the Substances they name as an ingredient, the Devices
+    base = client.config.base_url
+    unread_issue = {
+        "Medication": _unread_medication(ivig.names if ivig else ()),
+        "Substance": _unread_substance,
+        "Device": _unread_device,
+    }
+    for rtype, unread in unread_issue.items():
+        named = (
+            _substance_references(unique, base)
+            if rtype == "Substance"
+            else _references(unique.values(), rtype, base)
+        )
+        issues += await _read_missing(client, rtype, named, unique, requests, unread)
     return _Read(unique, issues, skipped, sorted(incomplete))
 
 

@@ -9,7 +9,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Collection, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -52,7 +52,13 @@ from fhirtis.api.limits import MAX_JSON_DEPTH, nested_deeper_than
 from fhirtis.api.ops import Metrics, Timer, audit
 from fhirtis.clinical.ivig import DosingWeight, dosing_weight, format_decimal
 from fhirtis.clinical.patient import PatientEvaluation, evaluate_patient
-from fhirtis.fhir.bundle import PatientResources, alias_references, on_base, substance_refs_of
+from fhirtis.fhir.bundle import (
+    PatientResources,
+    alias_references,
+    names_elsewhere,
+    on_base,
+    substance_refs_of,
+)
 from fhirtis.fhir.codes import terminology
 from fhirtis.fhir.extract import PatientData, replaced_by
 from fhirtis.fhir.extract.common import resolve_reference
@@ -197,9 +203,12 @@ async def _answer(
         and (local := _on_server(ref, call.fhir_server)) is not None
     }
     alias_references(draft_resolve, on_server)
-    # the Substances that the Medications known so far name as an ingredient
-    unread_substances: set[str] = set()
-    await _read_substances(request, call, draft_resolve, gathered, unread_substances, stats)
+    # the Substances that the Medications known so far name as an ingredient; what stays
+    # unresolved, in words, for the risk card
+    unresolved_targets: set[str] = set()
+    await _read_referenced(
+        request, call, gathered, _INGREDIENTS, unresolved_targets, stats, draft_resolve
+    )
 
     extractor = extractor_for(ctx.settings)
 
@@ -294,7 +303,9 @@ async def _answer(
             stats["fetched"] = len(to_read)
             resolve = {**gathered.resolve, **drafts.resolve}
             alias_references(resolve, on_server)
-            await _read_substances(request, call, resolve, gathered, unread_substances, stats)
+            await _read_referenced(
+                request, call, gathered, _INGREDIENTS, unresolved_targets, stats, resolve
+            )
             orders = ivig_orders(resolve)
             unread = unread_ig_orders(extractor, requests, resolve)
     stats["ivig"] = len(orders)
@@ -305,11 +316,12 @@ async def _answer(
         return {"cards": [merged]}, stats
 
     # what a search's _include should have brought (the client's FHIR server ignored it, or a
-    # server fhirtis read did): read by id where it can be, else said
-    unresolved_targets = await _read_referenced(request, call, gathered, forbidden, stats)
-    await _read_substances(request, call, gathered.resolve, gathered, unread_substances, stats)
-    if unread_substances:  # an immune globulin named only by it is not seen
-        unresolved_targets = sorted({*unresolved_targets, "Substance of Medication"})
+    # server fhirtis read did): read by id where it can be, else said; then the Substances that
+    # the Medications read name (an immune globulin named only by an unread one is not seen)
+    forbidden += await _read_referenced(
+        request, call, gathered, _INCLUDED, unresolved_targets, stats
+    )
+    await _read_referenced(request, call, gathered, _INGREDIENTS, unresolved_targets, stats)
 
     patient_ref = f"Patient/{call.patient_id}"
     listed = [
@@ -351,7 +363,7 @@ async def _answer(
             forbidden,
             unprefetched,
             partly,
-            unresolved_targets,
+            sorted(unresolved_targets),
         )
     ]
     for order in orders:
@@ -376,19 +388,27 @@ _INCLUDING: dict[str, tuple[str, str]] = {
 }
 
 
+#: What :func:`_read_referenced` reads: the types the searches include, and the Substances that
+#: Medications name as an ingredient (R4 ``Medication.ingredient.itemReference``,
+#: Reference(Substance): :func:`~fhirtis.fhir.bundle.substance_refs_of`).
+_INCLUDED = frozenset(target for _, target in _INCLUDING.values())
+_INGREDIENTS = frozenset({"Substance"})
+
+
 def _unresolved_targets(
-    gathered: Gathered, server: str | None
-) -> dict[str, tuple[str | None, str, set[str]]]:
-    """The references of the patient's resources to what their search includes (``_include``)
-    that resolve to nothing gathered: each as written → (the ``Type/id`` it names on
-    ``server``, None where it names nothing readable there: another server, a ``urn:uuid:``;
-    the type it should name; the types of the resources naming it). A contained ``#id`` is the
-    resource's own."""
-    out: dict[str, tuple[str | None, str, set[str]]] = {}
+    gathered: Gathered, resolve: Mapping[str, Json], server: str | None, types: Collection[str]
+) -> dict[tuple[str, str], tuple[str | None, set[str]]]:
+    """The references to ``types`` that resolve to nothing in ``resolve``: those of the
+    patient's resources to what their search includes (``_include``), and those of the
+    Medications in ``resolve`` to their ingredients' Substances. Each as (written, the type it
+    should name) → (the ``Type/id`` it names on ``server``, None where it names nothing
+    readable there: another server, a ``urn:uuid:``; the types of the resources naming it). A
+    contained ``#id`` is the resource's own."""
+    out: dict[tuple[str, str], tuple[str | None, set[str]]] = {}
     for r in gathered.listed.values():
         rtype = r.get("resourceType")
         found = _INCLUDING.get(rtype) if isinstance(rtype, str) else None
-        if found is None or not isinstance(rtype, str):
+        if found is None or not isinstance(rtype, str) or found[1] not in types:
             continue
         element, target_type = found
         ref = r.get(element)
@@ -396,13 +416,19 @@ def _unresolved_targets(
         if (
             not isinstance(written, str)
             or written.startswith("#")
-            or resolve_reference(gathered.resolve, written) is not None
+            or resolve_reference(resolve, written) is not None
         ):
             continue
         local = (on_base(written, server) or written).partition("/_history/")[0]
         kind, _, rid = local.partition("/")
         readable = local if kind == target_type and is_id(rid) else None
-        out.setdefault(written, (readable, target_type, set()))[2].add(rtype)
+        out.setdefault((written, target_type), (readable, set()))[1].add(rtype)
+    if "Substance" in types:
+        for med in list(resolve.values()):
+            for written, key in substance_refs_of(med):
+                if resolve_reference(resolve, written) is None:
+                    readable = None if names_elsewhere(written, server) else key
+                    out.setdefault((written, "Substance"), (readable, set()))[1].add("Medication")
     return out
 
 
@@ -410,86 +436,56 @@ async def _read_referenced(
     request: Request,
     call: HookCall,
     gathered: Gathered,
-    forbidden: list[str],
+    types: Collection[str],
+    unresolved: set[str],
     stats: dict[str, int],
+    resolve: dict[str, Json] | None = None,
 ) -> list[str]:
-    """Read from ``fhirServer`` the Medications and Devices that the patient's resources name
-    but that were neither prefetched nor read (CDS Hooks 2.0 "Prefetch Template": the service
-    checks the prefetched data "against its template" and retrieves "any additional necessary
-    data"; a FHIR server that does not support ``_include`` ignores it, R4 search.html), into
-    ``gathered``; the types refused 403 go to ``forbidden``. Returns what stays unresolved, in
-    words (``Medication of MedicationStatement``) for the risk card: an estrogen or a catheter
-    recorded there is not seen, and the card must not say "no risk factor found" as if it were."""
-    targets = _unresolved_targets(gathered, call.fhir_server)
+    """Read from ``fhirServer`` what the patient's resources, or the Medications in
+    ``resolve`` (``gathered.resolve`` unless given), name of ``types`` but that resolves to
+    nothing there (:func:`_unresolved_targets`): the Medications and Devices neither prefetched
+    nor read (CDS Hooks 2.0 "Prefetch Template": the service checks the prefetched data
+    "against its template" and retrieves "any additional necessary data"; a FHIR server that
+    does not support ``_include`` ignores it, R4 search.html), and the Substances named as an
+    ingredient, as ``fhirtis run`` reads them (an immune globulin named only by its
+    ingredient's Substance, ATC J06BA02, is recognised). Each read goes into ``gathered`` and
+    ``resolve``, by the reference as written too. What stays unresolved goes into
+    ``unresolved`` in words (``Medication of MedicationStatement``) for the risk card: an
+    estrogen or a catheter recorded there is not seen, and the card must not say "no risk
+    factor found" as if it were. Returns the types refused 403."""
+    resolve = gathered.resolve if resolve is None else resolve
+    targets = _unresolved_targets(gathered, resolve, call.fhir_server, types)
     if not targets:
         return []
     source = reader(request, call)
-    wanted = sorted({local for local, _, _ in targets.values() if local is not None})
+    wanted = sorted({local for local, _ in targets.values() if local is not None})
+    refused: list[str] = []
+    read = False
     if wanted and not isinstance(source, str):
         server, token = source
         found, refused = await fetch_referenced(request, server, token, wanted)
         stats["fetched"] += len(wanted)
-        forbidden += refused
-        for resource in found:
-            gathered.add(resource)
-        alias_references(
-            gathered.resolve,
-            {written: local for written, (local, _, _) in targets.items() if local is not None},
-        )
-    missing = {
-        f"{target_type} of {user}"
-        for written, (_, target_type, users) in targets.items()
-        if resolve_reference(gathered.resolve, written) is None
-        for user in users
-    }
-    if missing:  # for the operator: types only, never ids
-        log.warning("cds: answered without %s: not included, not read", ", ".join(sorted(missing)))
-    return sorted(missing)
-
-
-async def _read_substances(
-    request: Request,
-    call: HookCall,
-    resolve: dict[str, Json],
-    gathered: Gathered,
-    unread: set[str],
-    stats: dict[str, int],
-) -> None:
-    """Read from ``fhirServer`` the Substances that the Medications in ``resolve`` name as an
-    ingredient (R4 ``Medication.ingredient.itemReference``, Reference(Substance)) and that
-    resolve to nothing, as ``fhirtis run`` reads them: an immune globulin named only by its
-    ingredient's Substance (ATC J06BA02) is recognised. Each read goes into ``gathered`` and
-    ``resolve`` (by the reference as written too); one that stays unresolved into ``unread`` (as
-    written), said on the risk card. A reference on another server is not read."""
-    wanted: dict[str, str] = {}  # as written → Substance/id on fhirServer
-    for med in list(resolve.values()):
-        for written, key in substance_refs_of(med):
-            if resolve_reference(resolve, written) is not None:
-                continue
-            local = on_base(written, call.fhir_server)
-            if "://" in written and local is None:
-                unread.add(written)
-                continue
-            wanted[written] = key
-    if not wanted:
-        return
-    source = reader(request, call)
-    if not isinstance(source, str):
-        server, token = source
-        keys = sorted(set(wanted.values()))
-        found, _ = await fetch_referenced(request, server, token, keys)
-        stats["fetched"] += len(keys)
+        read = True
         for resource in found:
             gathered.add(resource)
             resolve.setdefault(f"{resource.get('resourceType')}/{resource.get('id')}", resource)
-    for written, key in wanted.items():
-        if key in resolve:
-            resolve.setdefault(written, resolve[key])
-            gathered.resolve.setdefault(written, resolve[key])
-        else:
-            unread.add(written)
-    if unread:  # for the operator: the type only, never ids
-        log.warning("cds: answered without Substance of Medication: not read")
+    for (written, target_type), (local, _) in targets.items():
+        # a Substance is found by its Type/id whether read now or not (a draft's, a prefetched
+        # one); a Medication or Device once read
+        if local is not None and local in resolve and (read or target_type == "Substance"):
+            resolve.setdefault(written, resolve[local])
+            gathered.resolve.setdefault(written, resolve[local])
+    missing = {
+        f"{target_type} of {user}"
+        for (written, target_type), (_, users) in targets.items()
+        if resolve_reference(resolve, written) is None
+        for user in users
+    }
+    if missing:  # for the operator: types only, never ids
+        why = "not included, not read" if types == _INCLUDED else "not read"
+        log.warning("cds: answered without %s: %s", ", ".join(sorted(missing)), why)
+    unresolved.update(missing)
+    return refused
 
 
 def _merged(gathered: Gathered, patient_id: str) -> Json | None:
