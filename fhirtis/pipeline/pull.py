@@ -506,6 +506,12 @@ async def _batch_all(
                 and not is_refusal(status, entry_outcome(entry))
             ):
                 raise NotFound(f"{where} not found", status=404, url=where)
+            if need is not None and await _taken_alone(client, need, url, requests):
+                # the server runs the search, but not in a batch, whatever its entry said
+                # (Google Cloud Healthcare's executeBundle: "Supports all interactions within
+                # a bundle, except search"; a search URL read as a resource address, 404):
+                # nothing else is blamed
+                raise Learned(Refused("batch-search"))
             caps = await client.capabilities()
             if status in (400, 422) and need is not None:
                 # refused for its _include or its patient parameter? the search without, alone
@@ -535,6 +541,28 @@ async def _batch_all(
             continue
         out.append(await _all_or_again(client, need, url, resource, again=True))
     return out
+
+
+async def _taken_alone(client: FhirClient, need: Need, url: str, requests: dict[str, int]) -> bool:
+    """Whether the search ``url``, which a batch answered with an error, is taken alone, as it
+    is (its first page: the batch is then read again as the server allows). A refusal alone
+    too is left to the caller's diagnosis (False); one that teaches something for good (a
+    ``not-supported`` parameter or ``_include``, a type) is raised (:class:`Learned`)."""
+    rtype = url.split("?", maxsplit=1)[0]
+    caps = await client.capabilities()
+    if caps.searches_by_post(rtype):
+        return False  # searched by POST only: the caller's diagnosis
+    requests["read"] = requests.get("read", 0) + 1
+    try:
+        response = await client.request("GET", url)
+    except FhirServerError as exc:
+        if _search_refused(caps, rtype, exc.status, exc.operation_outcome):
+            if exc.status == 405:
+                return False  # by POST only? the caller's diagnosis finds out
+            raise Learned(_diagnose(need, url, exc.status)) from exc
+        return False
+    body = response.body or {}
+    return answer_problem(body, None) is None
 
 
 async def read_urls(

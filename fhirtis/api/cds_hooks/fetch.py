@@ -195,10 +195,11 @@ def _can_go_without(url: str) -> str | None:
 
 
 class _SearchRefusedError(Exception):
-    """A search in the batch was refused 400 or 422 (any issue code): the searches are read as
-    the server allows (:func:`pull_types` tries each without what a server may refuse: its
-    ``_include``, its patient parameter, the ``clinical-status`` of the Conditions not active,
-    and learns what was refused)."""
+    """A search in the batch was refused 400 or 422 (any issue code), or answered 404 on a type
+    the server lists (a batch that runs no searches): the searches are read as the server
+    allows (:func:`pull_types` sends a search its batch refuses alone first, then each without
+    what a server may refuse: its ``_include``, its patient parameter, the ``clinical-status``
+    of the Conditions not active, and learns what was refused)."""
 
 
 async def _in_one_batch(
@@ -245,7 +246,9 @@ async def _in_one_batch(
             and is_unsupported_type(await client.capabilities(), rtype, status)
         ):
             raise Learned(Refused("type", rtype))  # the others read as the server allows
-        if "?" in url and status in (400, 422):
+        if "?" in url and status in (400, 404, 422):
+            # a 404 on a type the server lists: a search its batch does not run (a search URL
+            # read as a resource address, HeliosSoftware/hfs#478) or that it refuses alone too
             raise _SearchRefusedError
         if not entry_ok(entry) or not isinstance(resource, dict):
             code = status or 502
