@@ -81,6 +81,42 @@ def _category_text(a: dict[str, Any]) -> str:
     return "undetermined (" + " or ".join(a["possible_categories"]) + ")"
 
 
+# the notes (severity missing) of a thrombosis risk factor that could not be assessed, and the
+# factor: the tee-risk Flag names them beside "none found" (the 4 mg/kg/min rests on them)
+_UNASSESSED_FACTOR = {
+    "age-unknown": "advanced-age",
+    "age-uncertain": "advanced-age",
+    "bmi-unknown": "obesity",
+    "pga-unknown": "inflammation",
+}
+# missing data the report says elsewhere: the TIS line of a patient without a baseline
+_SAID_ELSEWHERE = frozenset({"no-baseline"})
+
+
+def _risk_text(s: dict[str, Any]) -> str:
+    """The risk factors found, or "none found" with those that could not be assessed, as the
+    tee-risk Flag says it."""
+    found = s["thrombosis"]["risk_factors"]
+    if found:
+        return ", ".join(found)
+    unassessed = dict.fromkeys(
+        _UNASSESSED_FACTOR[n["code"]]
+        for n in s["notes"]
+        if n["severity"] == "missing" and n["code"] in _UNASSESSED_FACTOR
+    )
+    if unassessed:
+        return "none found, not assessable: " + ", ".join(unassessed)
+    return "none found"
+
+
+def _max_rate_text(c: dict[str, Any]) -> str:
+    """A cycle's maximum rate; over the infusions of known rate only: never as a plain number."""
+    shown = _n(c["max_rate_mg_kg_min"])
+    if c["max_rate_mg_kg_min"] is not None and "cycle-max-rate-partial" in c["warnings"]:
+        return f"{shown} (partial)"
+    return shown
+
+
 def _flag(value: bool | None) -> str:
     return {True: "yes", False: "no", None: "unknown"}[value]
 
@@ -121,7 +157,7 @@ def print_patient(console: Console, s: dict[str, Any]) -> None:
                 _n(c["g_per_kg"]),
                 _n(c["dosing_weight_kg"]),
                 str(c["dosing_weight_basis"]),
-                _n(c["max_rate_mg_kg_min"]),
+                _max_rate_text(c),
             ]
             for c in ivig["cycles"]
         ]
@@ -135,9 +171,9 @@ def print_patient(console: Console, s: dict[str, Any]) -> None:
     else:
         console.print("IVIG: no administrations")
     thr = s["thrombosis"]
-    factors = ", ".join(thr["risk_factors"]) or "none found"
     console.print(
-        f"TEE risk factors: {factors}; maximum rate now {_n(thr['max_rate_now'])} mg/kg/min"
+        f"TEE risk factors: {_risk_text(s)}; maximum rate now {_n(thr['max_rate_now'])} mg/kg/min",
+        markup=False,
     )
     for f in thr["rate_findings"]:
         console.print(
@@ -157,10 +193,12 @@ def print_patient(console: Console, s: dict[str, Any]) -> None:
     for issue in s["issues"]:
         where = f" at {issue['expression']}" if issue.get("expression") else ""
         console.print(f"issue ({issue['severity']}): {issue['diagnostics']}{where}", markup=False)
-    warnings = [n for n in s["notes"] if n["severity"] != "missing"]
-    if warnings:
-        console.print(f"{len(warnings)} warnings/exclusions:")
-        for n in warnings:
+    # every note, missing data included (a rate not checked, a partial cumulative dose, a risk
+    # factor not assessable): the derived resources say them, and so does the report
+    notes = [n for n in s["notes"] if n["code"] not in _SAID_ELSEWHERE]
+    if notes:
+        console.print(f"{len(notes)} warnings/exclusions/missing data:")
+        for n in notes:
             console.print(f"  {n['severity']}: {n['message']}", markup=False)
     if s.get("output"):
         console.print(f"derived resources: {s['output']}", markup=False)

@@ -559,9 +559,15 @@
       };
     });
     const max = ext(flag, "applicable-max-rate")[0];
+    // With no factor found, the factors that could not be assessed, as the Flag's text names
+    // them ("none found, not assessable: obesity (no BMI, …); maximum rate 4 mg/kg/min"): the
+    // maximum rests on them (clinical spec: where data does not allow a rule to run, say so).
+    const said = flag.code && typeof flag.code.text === "string" ? flag.code.text : "";
+    const hit = factors.length ? null : /, not assessable: (.+); maximum rate [^;]*$/.exec(said);
     return {
       active: flag.status === "active",
       factors,
+      unassessed: hit ? hit[1] : null,
       maxRate: max ? qty(max) : null,
       asOf: flag.period && flag.period.start,
     };
@@ -586,7 +592,9 @@
       what: humanize((ae.event && (ae.event.text || (ae.event.coding && ae.event.coding[0].display))) ||
         "thromboembolic event"),
       date: ae.date,
-      early: early ? early.valueBoolean === true : false,
+      // true, false, or null: unknown (a date-only onset of which only part of the day is
+      // early, clinical spec §5.3), written by the service as no tee-early-onset extension
+      early: early && typeof early.valueBoolean === "boolean" ? early.valueBoolean : null,
       suspects: (ae.suspectEntity || []).map((e) => stripHistory(e.instance.reference)),
       condition: ae.resultingCondition && ae.resultingCondition[0]
         ? ae.resultingCondition[0].reference
@@ -748,9 +756,9 @@
       const n = flag.factors.length;
       cards.push(card(
         "Thromboembolism risk",
-        n ? plural(n, "risk factor", "risk factors") : "No risk factors",
+        n ? plural(n, "risk factor", "risk factors") : flag.unassessed ? "None found, some not assessable" : "No risk factors",
         flag.maxRate !== null ? `Maximum rate now ${num(flag.maxRate, 2)} mg/kg/min` : "",
-        n ? "warn" : "good",
+        n || flag.unassessed ? "warn" : "good",
       ));
     }
     const nEvents = model.events.length;
@@ -1176,10 +1184,12 @@
     const flag = model.flag;
     if (flag) {
       const max = flag.maxRate !== null ? `${num(flag.maxRate, 2)} mg/kg/min` : "unknown";
-      root.append(h("p", { class: `risk-status ${flag.factors.length ? "warn" : "good"}` },
+      root.append(h("p", { class: `risk-status ${flag.factors.length || flag.unassessed ? "warn" : "good"}` },
         flag.factors.length
           ? `${plural(flag.factors.length, "risk factor", "risk factors")} found. Maximum infusion rate now ${max}.`
-          : `No thromboembolism risk factors found in the record. Maximum infusion rate now ${max}.`));
+          : flag.unassessed
+            ? `No thromboembolism risk factors found in the record, but some could not be assessed: ${flag.unassessed}. Maximum infusion rate now ${max}.`
+            : `No thromboembolism risk factors found in the record. Maximum infusion rate now ${max}.`));
       if (flag.factors.length) {
         root.append(h("h3", null, "Risk factors"));
         root.append(h("ul", { class: "factors" }, flag.factors.map((f) => h("li", null,
@@ -1193,13 +1203,20 @@
     }
     root.append(h("h3", null, "Events temporally associated with IVIG"));
     if (!model.events.length) {
-      root.append(h("p", { class: "good-text" }, "None recorded within 14 days of a cycle."));
+      // the window the service used (clinical spec §5.3 tee_window_days, a setting), as the
+      // result's policy note says it
+      const days = model.policy.tee_window_days;
+      root.append(h("p", { class: "good-text" }, days
+        ? `None recorded within ${days} days of a cycle.`
+        : "None recorded within the window after a cycle."));
       return;
     }
     const rows = model.events.map((e) => h("tr", { class: "alert-row" },
       h("th", { scope: "row" }, e.what),
       h("td", null, fmtDate(e.date)),
-      h("td", null, e.early ? h("span", { class: "badge alert" }, "within 24 h") : "no"),
+      h("td", null, e.early === true
+        ? h("span", { class: "badge alert" }, `within ${model.policy.tee_early_hours || 24} h`)
+        : e.early === false ? "no" : "unknown (date-only onset)"),
       h("td", { class: "small" }, `${plural(e.suspects.length, "infusion", "infusions")}: ${e.suspects.map((r) => r.split("/").pop()).join(", ")}`)));
     root.append(h("div", { class: "table-scroll" }, table("Thromboembolic events and suspect infusions",
       ["Event", "Onset", "Early onset", "Suspect IVIG"], rows, { className: "events" })));

@@ -55,6 +55,7 @@ class _Assessment:
 class _Cycle:
     index: int
     max_rate: Decimal | None
+    max_rate_partial: bool  # over the infusions of known rate only (others' rates unknown)
 
 
 @record
@@ -94,6 +95,20 @@ def _assessment(a: AssessmentRecord) -> _Assessment:
     )
 
 
+_MAX_RATE_PARTIAL = "cycle-max-rate-partial"
+"""A cycle's warning: its maximum rate is over the infusions of known rate only."""
+
+
+def _rate_stratum(c: _Cycle, threshold: Decimal) -> bool | None:
+    """Whether the cycle's maximum rate is above ``threshold``; None when unknown: no rate
+    known, or only some rates known and none of them above it (an unknown one may be)."""
+    if c.max_rate is None:
+        return None
+    if c.max_rate > threshold:
+        return True
+    return None if c.max_rate_partial else False
+
+
 def _patient(record: Any, position: int) -> _Patient:
     """A summary record (validated by :class:`PatientSummary`) as the report needs it."""
     if not isinstance(record, dict):
@@ -112,7 +127,10 @@ def _patient(record: Any, position: int) -> _Patient:
         cycle_count=s.ivig.cycle_count,
         cumulative_grams=s.ivig.cumulative_grams,
         cumulative_g_per_kg=s.ivig.cumulative_g_per_kg,
-        cycles=tuple(_Cycle(c.index, c.max_rate_mg_kg_min) for c in s.ivig.cycles),
+        cycles=tuple(
+            _Cycle(c.index, c.max_rate_mg_kg_min, _MAX_RATE_PARTIAL in c.warnings)
+            for c in s.ivig.cycles
+        ),
         risk_factors=tuple(s.thrombosis.risk_factors),
         rate_findings=len(s.thrombosis.rate_findings),
         events=tuple(
@@ -610,7 +628,7 @@ def _tee_summary(
     for p in patients:
         stratum_of: dict[int, bool | None] = {}
         for c in p.cycles:
-            key = None if c.max_rate is None else c.max_rate > threshold
+            key = _rate_stratum(c, threshold)
             stratum_of[c.index] = key
             cycles[key] += 1
         for e in p.events:
