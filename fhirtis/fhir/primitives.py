@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from datetime import UTC, date, datetime, tzinfo
 from decimal import Decimal
 from functools import lru_cache
-from typing import Any
+from typing import Any, NoReturn
 
 _DATE_TIME = re.compile(
     r"([0-9]([0-9]([0-9][1-9]|[1-9]0)|[1-9]00)|[1-9]000)"
@@ -69,7 +69,12 @@ def parse_date_time_text(value: str) -> tuple[datetime, bool]:
     if not _DATE_TIME.fullmatch(value):
         raise PrimitiveError(_why_not(value))
     if len(value) == 10:
-        d = date.fromisoformat(value)
+        try:
+            d = date.fromisoformat(value)  # the regex lets 2023-02-29 and 2024-04-31 through
+        except ValueError as exc:
+            raise PrimitiveError(f"not a valid date ({exc})") from None
+        if not FIRST_YEAR <= d.year <= LAST_YEAR:
+            _refuse_year(d.year)
         return datetime(d.year, d.month, d.day, tzinfo=UTC), True
     if len(value) < 10:
         raise PrimitiveError("a partial date (year or year-month); the day is needed")
@@ -77,12 +82,28 @@ def parse_date_time_text(value: str) -> tuple[datetime, bool]:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError as exc:
         raise PrimitiveError(f"not a valid dateTime ({exc})") from None
+    if not FIRST_YEAR <= parsed.year <= LAST_YEAR:  # inlined: once per time read
+        _refuse_year(parsed.year)
     zone = parsed.tzinfo
     if zone is not None:
         shared = _ZONES.setdefault(zone, zone)
         if shared is not zone:
             parsed = parsed.replace(tzinfo=shared)
     return parsed, False
+
+
+FIRST_YEAR, LAST_YEAR = 2, 9998
+"""The years a date or time fhirtis reads may have. The calendar's end years (0001, 9999: the
+"no end" placeholder 9999-12-31 among them) are refused: their day's last instant, their UTC
+time or a window after them (a TEE's 14 days) lies outside the dates Python can represent, and no
+clinical record is dated there."""
+
+
+def _refuse_year(year: int) -> NoReturn:
+    raise PrimitiveError(
+        f"year {year:04d} is at the end of the calendar: no clinical date (an open-end "
+        "placeholder such as 9999-12-31 is no date)"
+    )
 
 
 def instant_or_none(value: object) -> datetime | None:
@@ -128,6 +149,8 @@ def parse_date_bounds(value: object) -> tuple[date, date | None]:
             return parse_date(value), None
         year, month = int(partial[1]), int(partial[2]) if partial[2] else None
         if year >= 1:
+            if not FIRST_YEAR <= year <= LAST_YEAR:
+                _refuse_year(year)
             if month is None:
                 return date(year, 1, 1), date(year, 12, 31)
             after = date(year + 1, 1, 1) if month == 12 else date(year, month + 1, 1)

@@ -326,11 +326,21 @@ class TimeElements:
     keys: tuple[str, ...]
     parts: tuple[tuple[str, str, str], ...]  # (key, element, part or "")
     missing: str  # the message when none is present
+    # the end of a use or a condition: the "no end" placeholder (:func:`is_open_end`) is no end
+    open_end: bool = False
 
     @classmethod
-    def of(cls, *keys: str) -> TimeElements:
+    def of(cls, *keys: str, open_end: bool = False) -> TimeElements:
         parts = tuple((key, *key.split(".", 1)) if "." in key else (key, key, "") for key in keys)
-        return cls(keys, parts, f"no {' or '.join(keys)}")  # type: ignore[arg-type]
+        return cls(keys, parts, f"no {' or '.join(keys)}", open_end)  # type: ignore[arg-type]
+
+
+def is_open_end(value: object) -> bool:
+    """Whether ``value`` is the "no end" placeholder some converters and EHR exports write as
+    a Period's end (``9999-12-31``, at any precision or zone): a date in the calendar's last
+    year, which no clinical record has (:data:`~fhirtis.fhir.primitives.LAST_YEAR`). On the end
+    of a use or a condition it means what an absent end means: not ended."""
+    return isinstance(value, str) and value.startswith("9999")
 
 
 def _first_present(resource: Json, elements: TimeElements, path: str) -> tuple[object, str] | None:
@@ -343,7 +353,7 @@ def _first_present(resource: Json, elements: TimeElements, path: str) -> tuple[o
             if not isinstance(value, dict):
                 raise ExcludedError("structure", f"{head} is not an object", f"{path}.{head}")
             value = value.get(tail)
-        if value is not None:
+        if value is not None and not (elements.open_end and is_open_end(value)):
             return value, key
     return None
 

@@ -36,6 +36,7 @@ from fhirtis.fhir.extract.common import (
     concept_text,
     first_fhir_time,
     first_time,
+    is_open_end,
     optional_date,
     partial_days,
     read_quantity,
@@ -141,7 +142,7 @@ _ONSET = TimeElements.of("onsetDateTime", "onsetPeriod.start")
 _RECORDED = TimeElements.of("recordedDate")
 # R4 Condition.onset[x] choices that give no calendar date (an onsetPeriod read only by its start)
 _ONSET_UNDATED = ("onsetAge", "onsetRange", "onsetString", "onsetPeriod")
-_ABATEMENT = TimeElements.of("abatementDateTime", "abatementPeriod.end")
+_ABATEMENT = TimeElements.of("abatementDateTime", "abatementPeriod.end", open_end=True)
 # R4 Condition.abatement[x] that give no date (abatementBoolean is STU3's); a Period without end
 _ABATEMENT_OTHER = ("abatementAge", "abatementPeriod", "abatementRange", "abatementString")
 _EVENT_DATE = TimeElements.of("date", "detected")
@@ -156,7 +157,13 @@ _USE_NOT_IN_PLACE = frozenset({"entered-in-error", "intended"})
 _USE_ENDED = frozenset({"completed", "stopped"})
 """R4 DeviceUseStatement.status values of a use that has ended: it counts over its timing."""
 _USE_TIMING = TimeElements.of("timingPeriod.start", "timingDateTime")
-_USE_END = TimeElements.of("timingPeriod.end")
+_USE_END = TimeElements.of("timingPeriod.end", open_end=True)
+
+
+def _ended(value: object) -> bool:
+    """An abatement given, other than the "no end" placeholder (:func:`is_open_end`)."""
+    return value is not None and not is_open_end(value)
+
 
 # the ValueSet families defined by hierarchy (clinical spec §6), as a report names them
 TEE_FAMILY = "thromboembolic events (ValueSets tee-*)"
@@ -651,8 +658,8 @@ class EventReader(MedicationReader):
         end: date | None = None
         period = r.get("abatementPeriod")
         if not dm_only and (
-            r.get("abatementDateTime") is not None
-            or (isinstance(period, dict) and period.get("end") is not None)
+            _ended(r.get("abatementDateTime"))
+            or (isinstance(period, dict) and _ended(period.get("end")))
         ):
             try:
                 end = first_time(r, _ABATEMENT, path)[0].date()
@@ -808,15 +815,29 @@ class EventReader(MedicationReader):
         self._require_id(r, path)
         if r.get("actuality") == "potential":
             return
-        for rc in json_array(r.get("resultingCondition")):
+        cited = r.get("resultingCondition")
+        unread = cited is not None and not isinstance(cited, list)
+        for rc in json_array(cited):
             ref = rc.get("reference") if isinstance(rc, dict) else None
             if not isinstance(ref, str):
+                unread = True
                 continue
             target = resolve_reference(self._resolve, ref)
             if (ref_of(target) if target is not None else unversioned(ref)) in (
                 self._condition_refs()
             ):
                 return  # the same event as a Condition read here: counted once, there
+        if unread:  # it may cite a Condition of this event, which then counts it too
+            data.issues.append(
+                Issue(
+                    "warning",
+                    "structure",
+                    f"{ref_of(r)}: resultingCondition is not a list of literal references; "
+                    "the event is counted on its own, and twice if a Condition records it too",
+                    f"{path}.resultingCondition",
+                    ref_of(r),
+                )
+            )
         self._check_subject(data, r, "subject", path)
         try:
             onset = first_fhir_time(r, _EVENT_DATE, path)

@@ -68,7 +68,9 @@ def records_no_use(r: Json) -> bool:
 
 
 _EFFECTIVE = TimeElements.of("effectiveDateTime", "effectivePeriod.start")
-_EFFECTIVE_END = TimeElements.of("effectivePeriod.end")
+_EFFECTIVE_END = TimeElements.of("effectivePeriod.end")  # an infusion's: a date
+# a use's (an estrogen statement, order): the "no end" placeholder is no end
+_USE_EFFECTIVE_END = TimeElements.of("effectivePeriod.end", open_end=True)
 _USE_START = TimeElements.of("effectivePeriod.start", "effectiveDateTime", "authoredOn")
 
 
@@ -1026,7 +1028,7 @@ class MedicationReader(ExtractorBase):
         self._check_subject(data, r, subject_key, path)
         kind = RiskFactorKind.ESTROGEN
         start, start_last = use_days(data, r, _USE_START, path, kind, latest=False)
-        _, end = use_days(data, r, _EFFECTIVE_END, path, kind, latest=True)
+        _, end = use_days(data, r, _USE_EFFECTIVE_END, path, kind, latest=True)
         if end is None and r.get("status") in {"completed", "stopped"}:
             end = start_last  # in use at that time (a day, or any day of its month or year)
         began = use_began(r, _USE_START, path, (start, start_last))
