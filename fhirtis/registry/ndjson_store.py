@@ -325,12 +325,18 @@ def patient_of(resource: Json) -> str | None:
     """The "Patient/id" a resource belongs to (a Patient itself, or the patient its subject or
     patient reference names, relative or absolute, version specific or not); None for a
     resource of no patient (a Medication). :class:`BadLineError` when the reference names a
-    patient by something that is not a FHIR id (the text is not repeated: it names a patient)."""
-    if resource.get("resourceType") == "Patient" and isinstance(resource.get("id"), str):
+    patient by something that is not a FHIR id (the text is not repeated: it names a patient),
+    and when a resource of a type that always belongs to a patient (:data:`_OF_A_PATIENT`)
+    names none by a reference (no ``subject``/``patient``, or one that is no Reference)."""
+    kind = resource.get("resourceType")
+    if kind == "Patient" and isinstance(resource.get("id"), str):
         return f"Patient/{resource['id']}"
+    of_a_patient = kind in _OF_A_PATIENT
     for key in _PATIENT_KEYS:
         value = resource.get(key)
         if not isinstance(value, dict):
+            if value is not None and of_a_patient:  # a string, a list: no Reference
+                raise BadLineError(f"the {key} is not a Reference: {_UNGROUPED}")
             continue
         ref = value.get("reference")
         if not isinstance(ref, str):
@@ -339,6 +345,8 @@ def patient_of(resource: Json) -> str | None:
                     f"the {key} names its patient by identifier only, not by a reference "
                     "to a Patient: the resource cannot be grouped with its patient"
                 )
+            if of_a_patient:  # no reference, or one that is no string
+                raise BadLineError(f"the {key} has no reference text: {_UNGROUPED}")
             continue
         patient = _patient_named(ref)
         if patient == "":
@@ -350,7 +358,22 @@ def patient_of(resource: Json) -> str | None:
             )
         if patient is not None:
             return patient
+    if kind in _SUBJECT_REQUIRED and all(resource.get(key) is None for key in _PATIENT_KEYS):
+        raise BadLineError(f"the {kind} names no subject or patient: {_UNGROUPED}")
     return None
+
+
+_OF_A_PATIENT = frozenset(need.resource_type for need in NEEDS) - {"Device"}
+"""The types the evaluation reads that always belong to a patient (a Device may be no one's,
+as a Medication is): one whose ``subject``/``patient`` is absent or no Reference with a
+reference text cannot be grouped with its patient, and is an input problem rather than a
+resource of no patient, which no patient would read (a dropped IVIG administration, a dropped
+risk factor: a result that looks whole and is not)."""
+_SUBJECT_REQUIRED = _OF_A_PATIENT - {"Observation"}
+"""Of those, the types whose R4 ``subject`` is required (1..1): one without is malformed. An
+Observation's is optional (0..1: one of a device or a location in a system-level export), so
+an Observation without one stays a resource of no patient."""
+_UNGROUPED = "the resource cannot be grouped with its patient"
 
 
 @dataclass(frozen=True)

@@ -42,10 +42,12 @@ def test_batch_settings_hold_inside_and_the_old_ones_come_back(nothing_frozen: N
 def test_a_freeze_made_by_someone_else_is_left_as_it_is(nothing_frozen: None) -> None:
     gc.freeze()  # e.g. a server process after its start-up
     frozen = gc.get_freeze_count()
+    # neither frozen again nor unfrozen (0); a frozen object that its last reference leaves is
+    # freed all the same, so the count may fall by a few between two reads
     with batch_gc():
-        assert gc.get_freeze_count() == frozen
+        assert 0 < gc.get_freeze_count() <= frozen
         assert gc.get_threshold()[0] == BATCH_GEN0_THRESHOLD
-    assert gc.get_freeze_count() == frozen
+    assert 0 < gc.get_freeze_count() <= frozen
 
 
 def test_overlapping_batches_in_threads_restore_once_the_last_ends() -> None:

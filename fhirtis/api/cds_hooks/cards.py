@@ -91,8 +91,11 @@ def risk_card(
     page of several, ...) and no FHIR server to read the rest (what it held is used);
     ``unresolved``: what the patient's resources name that their search should have included
     but that could not be read (``Medication of MedicationStatement``: an estrogen so recorded
-    is not seen)."""
-    withheld = bool(incomplete or forbidden or unprefetched or partly_prefetched or unresolved)
+    is not seen). A resource that could not be read withholds its data as these do: "no risk
+    factor found" then says the data may be incomplete, and the card is a warning."""
+    withheld = bool(
+        excluded or incomplete or forbidden or unprefetched or partly_prefetched or unresolved
+    )
     factors = profile.factors
     if factors:
         names = ", ".join(_label(f.kind.value) for f in factors)
@@ -255,8 +258,10 @@ def check_order(order: IvigOrder, limit: RateLimit, weight: DosingWeight) -> _Or
 
 
 def max_rate_card(
-    check: _OrderCheck, limit: RateLimit, weight: DosingWeight, now: datetime
+    check: _OrderCheck, limit: RateLimit, weight: DosingWeight, now: datetime, excluded: int = 0
 ) -> Json:
+    """The maximum rate of one order; ``excluded``: the patient's resources that could not be
+    read (:func:`risk_card`'s), which the maximum and the dosing weight cannot have used."""
     order, limits = check.order, check.limits
     product = order.product or "IVIG"
     conc = limits.concentration
@@ -308,12 +313,19 @@ def max_rate_card(
         )
     for problem in order.rate_problems:
         lines.append(f"- A rate could not be read: {problem}")
+    if excluded:  # a DVT or the latest weight among them would change the numbers above
+        lines += [
+            "",
+            f"**Data not read**: {excluded} of the patient's resource(s) could not be read and "
+            "were not used: a thrombosis risk factor or a newer body weight they record is not "
+            "part of this maximum.",
+        ]
     lines += [
         "",
         "mL/h = mg/kg/min × kg × 60 / (mg/mL); the maximum is rounded down so that it is never "
         "exceeded.",
     ]
-    cannot_check = bool(check.unchecked or order.rate_problems)
+    cannot_check = bool(check.unchecked or order.rate_problems or excluded)
     return _card(summary, "warning" if cannot_check else "info", "\n".join(lines))
 
 

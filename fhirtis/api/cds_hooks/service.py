@@ -368,7 +368,7 @@ async def _answer(
     ]
     for order in orders:
         check = check_order(order, limit, result.weight)
-        cards.append(max_rate_card(check, limit, result.weight, result.now))
+        cards.append(max_rate_card(check, limit, result.weight, result.now, excluded))
         exceeded = exceeded_card(check, limit)
         if exceeded is not None:
             cards.append(exceeded)
