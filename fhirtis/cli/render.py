@@ -81,14 +81,6 @@ def _category_text(a: dict[str, Any]) -> str:
     return "undetermined (" + " or ".join(a["possible_categories"]) + ")"
 
 
-# the notes (severity missing) of a thrombosis risk factor that could not be assessed, and the
-# factor: the tee-risk Flag names them beside "none found" (the 4 mg/kg/min rests on them)
-_UNASSESSED_FACTOR = {
-    "age-unknown": "advanced-age",
-    "age-uncertain": "advanced-age",
-    "bmi-unknown": "obesity",
-    "pga-unknown": "inflammation",
-}
 # missing data the report says elsewhere: the TIS line of a patient without a baseline
 _SAID_ELSEWHERE = frozenset({"no-baseline"})
 
@@ -99,11 +91,8 @@ def _risk_text(s: dict[str, Any]) -> str:
     found = s["thrombosis"]["risk_factors"]
     if found:
         return ", ".join(found)
-    unassessed = dict.fromkeys(
-        _UNASSESSED_FACTOR[n["code"]]
-        for n in s["notes"]
-        if n["severity"] == "missing" and n["code"] in _UNASSESSED_FACTOR
-    )
+    # the factors the data did not allow to assess: the 4 mg/kg/min rests on them
+    unassessed = [u["factor"] for u in s["thrombosis"]["unassessed"]]
     if unassessed:
         return "none found, not assessable: " + ", ".join(unassessed)
     return "none found"

@@ -292,6 +292,7 @@ _PROVENANCE_AGENT = [
 _INFUSION_RATE_URL = f"{EXT}/infusion-rate"
 _MAX_RATE_URL = f"{EXT}/applicable-max-rate"
 _RISK_FACTOR_URL = f"{EXT}/tee-risk-factor"
+_UNASSESSED_URL = f"{EXT}/tee-risk-unassessed"
 _EARLY_ONSET_URL = f"{EXT}/tee-early-onset"
 
 
@@ -680,6 +681,20 @@ def _risk_flag(evaluation: PatientEvaluation, patient_ref: str, t: ThrombosisAss
         extensions.append({"url": _RISK_FACTOR_URL, "extension": sub})
     limit = t.max_rate_now.limit_mg_kg_min
     extensions.append(_max_rate_extension(limit))
+    # the factors the data did not allow to assess, as data (whether or not one was found)
+    for u in t.current.unassessed:
+        extensions.append(
+            {
+                "url": _UNASSESSED_URL,
+                "extension": [
+                    {
+                        "url": "factor",
+                        "valueCodeableConcept": _code(RISK_FACTOR_SYSTEM, u.kind.value),
+                    },
+                    {"url": "reason", "valueString": u.reason},
+                ],
+            }
+        )
     kinds = ", ".join(f.kind.value for f in t.risk_factors) or "none found"
     if not t.risk_factors and t.current.unassessed:
         # the 4 mg/kg/min rests on what could be assessed: say what could not (clinical spec:

@@ -151,6 +151,13 @@ class AssociatedEventRecord(_Record):
     suspects: list[str]
 
 
+class UnassessedRecord(_Record):
+    """A risk factor the data did not allow to assess (clinical spec §5.1), and why."""
+
+    factor: str
+    reason: str
+
+
 class ThrombosisRecord(_Record):
     risk_factors: list[str]
     risk_evidence: dict[str, list[str]]
@@ -158,6 +165,9 @@ class ThrombosisRecord(_Record):
     rate_findings: list[RateFindingRecord]
     associated_events: list[AssociatedEventRecord]
     history_events: list[str]
+    # the factors not assessable at as_of (the tee-risk Flag's tee-risk-unassessed); absent
+    # from records written before it was recorded
+    unassessed: list[UnassessedRecord] = []
 
 
 class IssueRecord(_Record):
@@ -339,6 +349,10 @@ def summarise(
         thrombosis=ThrombosisRecord(
             risk_factors=[f.kind.value for f in thr.risk_factors],
             risk_evidence={f.kind.value: list(f.evidence) for f in thr.risk_factors},
+            unassessed=[
+                UnassessedRecord(factor=u.kind.value, reason=u.reason)
+                for u in thr.current.unassessed
+            ],
             max_rate_now=_q(thr.max_rate_now.limit_mg_kg_min),
             rate_findings=[
                 RateFindingRecord(

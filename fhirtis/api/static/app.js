@@ -559,15 +559,28 @@
       };
     });
     const max = ext(flag, "applicable-max-rate")[0];
-    // With no factor found, the factors that could not be assessed, as the Flag's text names
-    // them ("none found, not assessable: obesity (no BMI, …); maximum rate 4 mg/kg/min"): the
+    // With no factor found, the factors that could not be assessed ("obesity (no BMI, …)"): the
     // maximum rests on them (clinical spec: where data does not allow a rule to run, say so).
+    // The Flag names each in a tee-risk-unassessed extension; one written before those
+    // extensions existed says them in its text only ("none found, not assessable: …; maximum
+    // rate 4 mg/kg/min").
+    const unassessed = ext(flag, "tee-risk-unassessed").map((e) => {
+      const sub = e.extension || [];
+      const factor = sub.find((x) => x.url === "factor");
+      const code = factor && factor.valueCodeableConcept && factor.valueCodeableConcept.coding
+        ? factor.valueCodeableConcept.coding[0].code
+        : "unknown";
+      const reason = (sub.find((x) => x.url === "reason") || {}).valueString;
+      return reason ? `${code} (${reason})` : code;
+    });
     const said = flag.code && typeof flag.code.text === "string" ? flag.code.text : "";
-    const hit = factors.length ? null : /, not assessable: (.+); maximum rate [^;]*$/.exec(said);
+    const hit = factors.length || unassessed.length
+      ? null
+      : /, not assessable: (.+); maximum rate [^;]*$/.exec(said);
     return {
       active: flag.status === "active",
       factors,
-      unassessed: hit ? hit[1] : null,
+      unassessed: factors.length ? null : unassessed.length ? unassessed.join(", ") : hit ? hit[1] : null,
       maxRate: max ? qty(max) : null,
       asOf: flag.period && flag.period.start,
     };
