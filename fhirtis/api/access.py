@@ -126,6 +126,30 @@ def read_not_granted(scope: str, resource: str) -> bool:
     return True
 
 
+def read_limited(scope: str, resource: str) -> list[str]:
+    """The SMART v2 granular scopes (``patient/Condition.rs?category=…``) through which alone the
+    scopes ``scope`` may let their token read or search ``resource``, or none: where a scope
+    that may grant it names the whole type (v1 ``.read`` or ``.*``, v2 ``r`` or ``s`` without a
+    query, a spelling SMART does not define: :func:`read_not_granted`'s rule), or none may
+    grant it. SMART App Launch 2.x, "Finer-grained resource constraints using search
+    parameters": ``patient/Observation.rs?category=…|laboratory`` grants "laboratory
+    observations but not other observations", and a search may answer "200 OK … where results
+    have been omitted from the response Bundle": what such a token reads is only part of the
+    patient's resources of that type."""
+    limited = []
+    for s in scope.split():
+        m = _RESOURCE_SCOPE.fullmatch(s)
+        if m is None or m.group(1) not in {resource, "*"}:
+            continue
+        perm, query, _ = m.group(2).partition("?")
+        if perm == "write" or (perm and _NO_READ.fullmatch(perm)):
+            continue  # grants no read
+        if not query:
+            return []  # the whole type
+        limited.append(s)
+    return limited
+
+
 def missing_scopes(scopes: Iterable[str], *, write: bool) -> list[str]:
     """``Type.read``/``Type.write`` for each type the token's scopes, together, do not cover
     (``patient/Observation.r patient/Observation.s`` may search it as ``.rs`` may)."""

@@ -247,7 +247,17 @@ async def _evaluate_for(
     state = _state(request)
     if params.server is not None and server_header is not None and params.server != server_header:
         raise ApiError(400, "server given twice, differently", expression="server")
-    server = state.server_for(params.server or server_header)
+    requested = params.server or server_header
+    if params.patient_server is not None:  # an absolute reference names the Patient's server
+        named = state.server_for(params.patient_server)  # 403 off the allow-list
+        if requested is not None and state.server_for(requested) != named:
+            raise ApiError(
+                400,
+                "parameter patient is a Patient on another FHIR server than the server named",
+                expression="patient",
+            )
+        requested = named
+    server = state.server_for(requested)
     authorize(caller, patient_id, write=params.write)
     if params.write and not caller.validated:
         _check_pass_through_write(state.config_for(server))

@@ -31,6 +31,13 @@ _POLICY_FIELDS = frozenset(Policy.model_fields)
 #: FHIR's general parameters (R4 http.html), which a query may carry besides the operation's.
 GENERAL_PARAMETERS = frozenset({"_format", "_pretty", "_summary", "_elements"})
 _FHIR_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+#: A literal reference to a Patient (R4 references.html): relative, ``Patient/[id]``, or absolute,
+#: ``[base]/Patient/[id]`` ("an absolute URL that resolves to the location where the resource is
+#: found": the EHR's server, not fhirtis's base), either version-specific (``/_history/[vid]``).
+_PATIENT_REFERENCE = re.compile(
+    r"(?:(?P<base>https?://[^\s?#]+?)/)?Patient/(?P<id>[A-Za-z0-9\-.]{1,64})"
+    r"(?:/_history/[A-Za-z0-9\-.]{1,64})?"
+)
 _VALUE_KEYS = (
     "valueBoolean",
     "valueInteger",
@@ -47,6 +54,8 @@ _VALUE_KEYS = (
 @dataclass
 class EvaluateParameters:
     patient: str | None = None
+    # the FHIR base of an absolute ``patient`` reference: the server the Patient is on
+    patient_server: str | None = None
     write: bool = False
     baseline_date: date | None = None
     population: Population | None = None
@@ -153,10 +162,11 @@ def parse_parameters(pairs: list[tuple[str, Any]]) -> EvaluateParameters:
                 raise ApiError(
                     400, "parameter patient must be a Patient reference or id", expression=name
                 )
-            pid = ref.removeprefix("Patient/")
-            if not is_id(pid):
+            found = None if is_id(ref) else _PATIENT_REFERENCE.fullmatch(ref)
+            if not is_id(ref) and found is None:
                 raise ApiError(400, "parameter patient is not a valid Patient id", expression=name)
-            out.patient = pid
+            out.patient = ref if found is None else found["id"]
+            out.patient_server = None if found is None else found["base"]
         elif name == "write":
             out.write = _bool(value, name)
         elif name == "baseline-date":

@@ -25,7 +25,9 @@ the answer is 412 (CDS Hooks' "Precondition Failed"), except for a type the eval
 without (a risk-factor source, :data:`fhirtis.fhir.needs.CAN_GO_WITHOUT`) that fhirtis is not
 allowed to read (the server refuses it 403, ``fhirAuthorization.scope`` clearly does not grant
 it, or the client's prefetch is an OperationOutcome refusing access): the cards come, and the
-risk card names it. A call whose orders hold no IVIG is
+risk card names it. A type that ``fhirAuthorization.scope`` grants only through SMART v2
+granular scopes (``patient/Condition.rs?category=…``) is read, and the risk card says it is
+only part of the type (a warning). A call whose orders hold no IVIG is
 answered ``{"cards": []}`` without reading anything.
 
 Callers: in ``validate`` mode (and in ``pass-through`` mode when ``cds.trusted_clients`` is set)

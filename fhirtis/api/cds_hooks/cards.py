@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -79,6 +79,7 @@ def risk_card(
     unprefetched: Sequence[str] = (),
     partly_prefetched: Sequence[str] = (),
     unresolved: Sequence[str] = (),
+    scope_limited: Mapping[str, Sequence[str]] | None = None,
 ) -> Json:
     """The thrombosis risk factors; ``excluded``: resources that could not be read,
     ``not_read``: resource types the FHIR server offers no search of (not read at all),
@@ -91,10 +92,21 @@ def risk_card(
     page of several, ...) and no FHIR server to read the rest (what it held is used);
     ``unresolved``: what the patient's resources name that their search should have included
     but that could not be read (``Medication of MedicationStatement``: an estrogen so recorded
-    is not seen). A resource that could not be read withholds its data as these do: "no risk
-    factor found" then says the data may be incomplete, and the card is a warning."""
+    is not seen); ``scope_limited``: resource types that ``fhirAuthorization.scope`` grants only
+    through SMART v2 granular scopes (``patient/Condition.rs?category=…``), each with those
+    scopes: what was read of them (or prefetched, which CDS Hooks 2.0 makes equivalent) may
+    leave out the rest of the type. A resource that could not be read withholds its data as
+    these do: "no risk factor found" then says the data may be incomplete, and the card is a
+    warning."""
+    scope_limited = scope_limited or {}
     withheld = bool(
-        excluded or incomplete or forbidden or unprefetched or partly_prefetched or unresolved
+        excluded
+        or incomplete
+        or forbidden
+        or unprefetched
+        or partly_prefetched
+        or unresolved
+        or scope_limited
     )
     factors = profile.factors
     if factors:
@@ -145,6 +157,15 @@ def risk_card(
             f"the {', '.join(unresolved)} (named by the patient's records, not included with "
             "them and not readable from a FHIR server)"
         )
+    if scope_limited:
+        granted = "; ".join(
+            f"only part of {rtype} ({', '.join(f'`{_plain_scope(s)}`' for s in scopes)})"
+            for rtype, scopes in scope_limited.items()
+        )
+        lines += _incomplete(
+            f"the access token's scope grants fhirtis {granted}: SMART scopes restricted by "
+            "search parameters, so the FHIR server may leave the rest out of what was read"
+        )
     if incomplete:
         lines += _incomplete(
             f"the search for {', '.join(incomplete)} reported that only part of the "
@@ -152,6 +173,12 @@ def risk_card(
         )
     warn = factors or withheld
     return _card(summary, "warning" if warn else "info", "\n".join(lines))
+
+
+def _plain_scope(scope: str) -> str:
+    """A scope as the card's Markdown shows it in code: no backtick, at most 200 characters."""
+    text = scope.replace("`", "'")
+    return text if len(text) <= 200 else text[:199] + "…"
 
 
 def _not_read(why: str) -> list[str]:

@@ -20,7 +20,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from fhirtis.api.access import read_not_granted
+from fhirtis.api.access import read_limited, read_not_granted
 from fhirtis.api.cds_hooks.cards import (
     check_order,
     exceeded_card,
@@ -354,6 +354,21 @@ async def _answer(
             service.id,
             ", ".join(partly),
         )
+    # types the token's scope grants only through granular scopes (SMART 2.x: a search of
+    # them may answer 200 without the rest): what was read or prefetched is part of the type
+    limited = {
+        rtype: scopes
+        for rtype in sorted({t.resource_type for t in ctx.templates} | _INCLUDED)
+        if call.scope is not None
+        and rtype not in {*forbidden, *not_read, *(withheld_types - set(partly))}  # unread
+        and (scopes := read_limited(call.scope, rtype))
+    }
+    if limited:  # for the operator: the token's scope (types only)
+        log.warning(
+            "cds %s: answered with part of %s: the token's scope grants only part of them",
+            service.id,
+            ", ".join(limited),
+        )
     cards = [
         risk_card(
             thr.current,
@@ -364,6 +379,7 @@ async def _answer(
             unprefetched,
             partly,
             sorted(unresolved_targets),
+            limited,
         )
     ]
     for order in orders:
@@ -373,7 +389,9 @@ async def _answer(
         if exceeded is not None:
             cards.append(exceeded)
     cards += [unread_order_card(u, limit) for u in unread]
-    tis = tis_card(result.evaluation, "Condition" in {*not_read, *forbidden, *withheld_types})
+    tis = tis_card(
+        result.evaluation, "Condition" in {*not_read, *forbidden, *withheld_types, *limited}
+    )
     if tis is not None:
         cards.append(tis)
     return {"cards": cards}, stats
