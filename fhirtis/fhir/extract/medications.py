@@ -113,6 +113,38 @@ _ROUTE_WORDS = {
     "sc": {"sc", "sq", "subq", "subcut", "subcutaneous", "subcutaneously"},
     "im": {"im", "intramuscular", "intramuscularly"},
 }
+# The route adjectives of European records by their stems (profiles/TERMINOLOGY.md, route
+# ValueSets): German "intravenös", "subcutan"/"subkutan", "intramuskulär" (CHMED CDTYP61, CH
+# EMED), Norwegian "intravenøs" (LMDI, Volven 7477), Dutch "intraveneus", French
+# "intraveineuse", "sous-cutanée", "intramusculaire", Italian "endovenosa", "sottocutanea",
+# "intramuscolare". "intraven" alone is no stem: "intraventrikulär" is another route.
+_ROUTE_STEMS = {
+    "iv": ("intraveno", "intravenö", "intravenø", "intravene", "intravei", "endoveno"),
+    "sc": ("subcut", "subkut", "souscut", "sottocut"),
+    "im": ("intramusc", "intramusk", "intramusco"),
+}
+# The Latin abbreviations written with points ("i.v.", "s.c.", "i.m.", "I. V."), read as the
+# letters they join ("iv", "sc", "im")
+_DOTTED_ABBREVIATION = re.compile(r"\b([a-z])\.\s?([a-z])\b\.?")
+# a word of any alphabet; a hyphenated one is read whole ("sous-cutanée" → "souscutanée") and
+# by its parts ("IV-Infusion" → "iv", "infusion")
+_ROUTE_WORD = re.compile(r"[^\W\d_]+(?:-[^\W\d_]+)*")
+
+
+def _route_kind(name: str) -> str | None:
+    """``iv``, ``sc`` or ``im`` when a route's text or display names that route (in this order
+    when it names several), else None."""
+    lower = _DOTTED_ABBREVIATION.sub(r"\1\2", name.lower())
+    words: set[str] = set()
+    for word in _ROUTE_WORD.findall(lower):
+        words.add(word.replace("-", ""))
+        words.update(word.split("-"))
+    for kind, spelled in _ROUTE_WORDS.items():
+        if words & spelled or any(w.startswith(_ROUTE_STEMS[kind]) for w in words):
+            return kind
+    return None
+
+
 _IV_WORDS = re.compile(r"\b(intravenous|ivig|igiv|iv)\b")
 # A product named generically as given under the skin or into a muscle only (clinical spec §4:
 # subcutaneous and intramuscular immune globulins are not IVIG): "Immune Globulin Subcutaneous
@@ -131,10 +163,15 @@ _NOT_NORMAL_IG = re.compile(r"thymocyte|lymphocyte")
 # maltose in Octagam, D-sorbitol in Flebogamma DIF, polysorbate 80 in Gammaplex and Panzyga,
 # sucrose, glucose, albumin, sodium chloride, water): an ingredient named so is never the
 # immunoglobulin, whose strength is the concentration (clinical spec §4), even as the only one.
+# Session 34: their German, Nordic and Latin names as European product information and German
+# substance codes (ASK) give them: "L-Prolin", "Wasser für Injektionszwecke" (Privigen's EU
+# SmPC in German; MII KDS Medication example, ASK 00343), "prolinum", "Wasser ad iniectabilia"
+# (Swissmedic), "Glycin", "Polysorbat", "Saccharose" (docs/clinical-specification.md).
 _STABILISER = re.compile(
     r"\b(glycine|(?:l-)?proline|maltose|(?:d-)?sorbitol|polysorbate|sucrose|glucose|dextrose|"
     r"mannitol|albumin|sodium chloride|saline|water for injections?|sodium acetate|"
-    r"polyethylene glycol|nicotinamide)\b"
+    r"polyethylene glycol|nicotinamide|"
+    r"glycin|glycinum|(?:l-)?prolin|prolinum|polysorbat|saccharose|natriumchlorid|wasser)\b"
 )
 # Antigen-specific (hyperimmune) globulins are not normal human immune globulin (ATC J06BB):
 # anti-D as "Rho(D)", "Rh0(D)", "Rh o (D)", "Rh immune globulin", "anti-RhD", "Rhesus"; RSV
@@ -144,6 +181,16 @@ _HYPERIMMUNE = re.compile(
     r"\b(hepatitis|rho|rh|rh0|rhd|rhesus|anti-d|tetanus|rabies|cytomegalovirus|cmv|varicella|"
     r"zoster|botulism|vaccinia|anthrax|rsv|syncytial|hyperimmune)\b"
 )
+
+
+def _looks_ig(names: Sequence[str]) -> bool:
+    """One of ``names`` (lower case) looks like a normal immune globulin in any of the
+    languages :data:`_LOOKS_IG` reads: not an antithymocyte, antilymphocyte or antigen-specific
+    (hyperimmune) one."""
+    return any(
+        _LOOKS_IG.search(n) and not _NOT_NORMAL_IG.search(n) and not _HYPERIMMUNE.search(n)
+        for n in names
+    )
 
 
 def _by_named_route(kind: str, names: Sequence[str]) -> tuple[str, bool]:
@@ -527,11 +574,7 @@ class MedicationReader(ExtractorBase):
         kind = self._immune_globulin(product_codings, names)
         if kind is None:
             # shown only when it looks like an immune globulin (reported, never ignored silently)
-            looks = any(
-                _LOOKS_IG.search(n) and not _NOT_NORMAL_IG.search(n) and not _HYPERIMMUNE.search(n)
-                for n in names
-            )
-            shown = (text or names[0]) if looks else ""
+            shown = (text or names[0]) if _looks_ig(names) else ""
             return _Product(None, product_codings, names, shown, route_unsure=False, modified=False)
         shown = text or ", ".join(f"{s} {c}" for s, c in product_codings if c) or "immune globulin"
         kind, generic_unsure = _by_named_route(kind, names)
@@ -593,10 +636,9 @@ class MedicationReader(ExtractorBase):
             if index.matches_any(codings):
                 return kind
         for name in concept_names(route):
-            words = set(re.findall(r"[a-z]+", name.lower()))
-            for kind, spelled in _ROUTE_WORDS.items():
-                if words & spelled:
-                    return kind
+            named = _route_kind(name)
+            if named is not None:
+                return named
         return "other"
 
     def is_ivig_product(
@@ -958,7 +1000,10 @@ class MedicationReader(ExtractorBase):
                 if has_strength:
                     raise  # as before: a strength whose ingredient cannot be read
                 continue  # no strength to take: an unreadable item names no immunoglobulin
-            is_ig = self._immune_globulin(codings, names) is not None
+            # the immunoglobulin by a recognised code or name, or by a name in another language
+            # ("Normales Immunglobulin vom Menschen", "immunoglobulinum humanum normale"): the
+            # product is an immune globulin, so such an ingredient is its immunoglobulin
+            is_ig = self._immune_globulin(codings, names) is not None or _looks_ig(names)
             ig_named = ig_named or is_ig
             # a stabiliser (glycine, …) by name is never the immunoglobulin: its strength is no
             # candidate, even as the only one (the concentration is then unknown)
