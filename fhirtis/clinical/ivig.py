@@ -31,6 +31,9 @@ result as :attr:`Exposure.policy`):
   A cycle's grams are unknown when any of its administrations' grams are; the sum of the known
   grams is still reported (:attr:`Cycle.grams_known`) as a lower bound, never as the total.
 * **Dosing weight** of a cycle, on the policy's basis: :mod:`fhirtis.clinical.weight`.
+* **g/kg** of a cycle: its grams ÷ its dosing weight, where a dose recorded per kg
+  (``dose_g_per_kg``) counts as recorded: 5 × 0.44 g/kg is 2.2 g/kg exactly on any basis, even
+  an ideal weight that is not a terminating decimal.
 * **Rate** of an administration in mg/kg/min, with its cycle's dosing weight:
   ``rate_mg_per_h / (60 × kg)`` when a mass rate is given; otherwise
   ``rate_ml_per_h × concentration_mg_per_ml / (60 × kg)``.
@@ -413,6 +416,12 @@ def _cycle(
     # sums, counts and maximum as sum(), len() and max() over them would give (in this order)
     exposures: list[AdministrationExposure] = []
     grams_known = _ZERO
+    # the doses recorded per kg of the dosing weight, and the grams of the others: the cycle's
+    # g/kg is the per-kg doses as recorded plus the others' grams ÷ kg (clinical spec §4), never
+    # (dose per kg × kg) ÷ kg, which a dosing weight that is not a terminating decimal (most
+    # ideal and adjusted weights: cm ÷ 2.54) rounds off the dose (2.2 g/kg as 2.2000…01)
+    per_kg_known = _ZERO
+    grams_not_per_kg = _ZERO
     grams_unknown = rate_unknown = in_progress = 0
     max_rate: Decimal | None = None
     for admin, _ in keyed:
@@ -428,6 +437,10 @@ def _cycle(
             grams_unknown += 1
         else:
             grams_known += admin_grams
+            if admin.dose_g is None and admin.dose_ml is None and admin.dose_g_per_kg is not None:
+                per_kg_known += admin.dose_g_per_kg  # grams_given used the dose per kg
+            else:
+                grams_not_per_kg += admin_grams
         if rate is None:
             rate_unknown += 1
         elif max_rate is None or rate > max_rate:
@@ -448,7 +461,12 @@ def _cycle(
         )
     g_per_kg: Decimal | None = None
     if grams is not None and kg is not None:
-        g_per_kg = grams / kg
+        if not per_kg_known:
+            g_per_kg = grams / kg
+        elif grams_not_per_kg:
+            g_per_kg = grams_not_per_kg / kg + per_kg_known
+        else:
+            g_per_kg = per_kg_known
     elif grams is not None:
         cycle_notes.append(
             missing("cycle-g-per-kg-unknown", f"no dosing weight for cycle {index}; g/kg unknown")

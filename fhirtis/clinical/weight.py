@@ -5,7 +5,9 @@ plausibility. Pure rules over :mod:`fhirtis.clinical.facts`; no FHIR, no I/O.
   *date* (a weight taken later on the start day counts). It is "stale", and used with a
   ``stale-weight`` warning, when it is more than ``weight_max_age_days`` days older than the cycle
   start date. No weight at all → no dosing weight, and g/kg and rates are unknown, with the reason.
-  Weights measured after the cycle start are never used for it.
+  Weights measured after the cycle start are never used for it. Plausible weights recorded at
+  the same time as the latest that disagree with it (two date-only weights on one day) are
+  equally latest: the last in source order is used, with a ``weight-conflict`` warning.
 * **Basis** (``dosing_weight``): ``actual`` is the weight itself; ``ideal`` is Devine's ideal
   body weight, 50 kg (male) or 45.5 kg (female) + 2.3 kg per inch above 60 inches (1 in =
   2.54 cm exactly); ``adjusted`` = ideal + 0.4 × (actual − ideal). Ideal and adjusted need a
@@ -240,6 +242,24 @@ class PlausibleBody:
         return cls(dated(usable_weights), weight_notes, dated(usable_heights), height_notes)
 
 
+def _same_time_conflict(weights: Iterable[Dated[BodyWeight]], chosen: BodyWeight) -> Note | None:
+    """A warning when other plausible weights recorded at the same time as ``chosen`` (the
+    latest) disagree with it: equally latest, one is used (the last in source order) and the
+    result says so, never silently (clinical spec: "never guess silently"; §2.5)."""
+    others = sorted(
+        {w.kg.normalize() for _, _, w in weights if w.when == chosen.when and w.kg != chosen.kg}
+    )
+    if not others:
+        return None
+    values = ", ".join(f"{format_decimal(kg)} kg" for kg in others)
+    return warning(
+        "weight-conflict",
+        f"body weights recorded at the same time disagree ({format_decimal(chosen.kg)} kg used; "
+        f"also {values})",
+        chosen.source,
+    )
+
+
 def dosing_weight(
     at: date,
     weights: Iterable[BodyWeight],
@@ -281,6 +301,10 @@ def dosing_weight_from(
     else:
         actual = weight.kg
         age_days = (on - weight.when.date()).days
+        if uses_actual:
+            conflict = _same_time_conflict(body.weights, weight)
+            if conflict is not None:
+                notes.append(conflict)
         if age_days > policy.weight_max_age_days and uses_actual:
             stale = True
             notes.append(
