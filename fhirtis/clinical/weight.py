@@ -23,8 +23,10 @@ plausibility. Pure rules over :mod:`fhirtis.clinical.facts`; no FHIR, no I/O.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import field
 from datetime import date, datetime
 from decimal import Decimal, localcontext
+from itertools import pairwise
 from operator import attrgetter
 from typing import Protocol, TypeVar
 
@@ -232,6 +234,9 @@ class PlausibleBody:
     weight_notes: list[tuple[Note, BodyWeight]]
     heights: list[Dated[BodyHeight]]
     height_notes: list[tuple[Note, BodyHeight]]
+    # the times at which plausible weights that disagree were recorded, each with their values
+    # (:func:`same_time_conflicts`): found once per patient, usually none
+    weight_conflicts: dict[datetime, frozenset[Decimal]] = field(default_factory=dict)
 
     @classmethod
     def of(
@@ -239,19 +244,30 @@ class PlausibleBody:
     ) -> PlausibleBody:
         usable_weights, weight_notes = plausible_weights(weights, policy)
         usable_heights, height_notes = plausible_heights(heights, policy)
-        return cls(dated(usable_weights), weight_notes, dated(usable_heights), height_notes)
+        return cls(
+            dated(usable_weights),
+            weight_notes,
+            dated(usable_heights),
+            height_notes,
+            same_time_conflicts(usable_weights),
+        )
 
 
-def _same_time_conflict(weights: Iterable[Dated[BodyWeight]], chosen: BodyWeight) -> Note | None:
-    """A warning when other plausible weights recorded at the same time as ``chosen`` (the
-    latest) disagree with it: equally latest, one is used (the last in source order) and the
-    result says so, never silently (clinical spec: "never guess silently"; §2.5)."""
-    others = sorted(
-        {w.kg.normalize() for _, _, w in weights if w.when == chosen.when and w.kg != chosen.kg}
-    )
-    if not others:
-        return None
-    values = ", ".join(f"{format_decimal(kg)} kg" for kg in others)
+def same_time_conflicts(weights: list[BodyWeight]) -> dict[datetime, frozenset[Decimal]]:
+    """Of ``weights`` in (time, source) order (:func:`plausible_weights`), the times at which
+    weights that disagree were recorded, each with the values recorded then (normalised)."""
+    out: dict[datetime, frozenset[Decimal]] = {}
+    for previous, w in pairwise(weights):
+        if w.when == previous.when and w.kg != previous.kg:
+            out[w.when] = out.get(w.when, frozenset()) | {previous.kg.normalize(), w.kg.normalize()}
+    return out
+
+
+def _same_time_conflict(chosen: BodyWeight, recorded: frozenset[Decimal]) -> Note:
+    """The warning that other plausible weights ``recorded`` at the same time as ``chosen``
+    (the latest) disagree with it: equally latest, one is used (the last in source order) and
+    the result says so, never silently (clinical spec: "never guess silently"; §2.5)."""
+    values = ", ".join(f"{format_decimal(kg)} kg" for kg in sorted(recorded) if kg != chosen.kg)
     return warning(
         "weight-conflict",
         f"body weights recorded at the same time disagree ({format_decimal(chosen.kg)} kg used; "
@@ -301,10 +317,10 @@ def dosing_weight_from(
     else:
         actual = weight.kg
         age_days = (on - weight.when.date()).days
-        if uses_actual:
-            conflict = _same_time_conflict(body.weights, weight)
-            if conflict is not None:
-                notes.append(conflict)
+        if uses_actual and body.weight_conflicts:
+            recorded = body.weight_conflicts.get(weight.when)
+            if recorded is not None:
+                notes.append(_same_time_conflict(weight, recorded))
         if age_days > policy.weight_max_age_days and uses_actual:
             stale = True
             notes.append(
