@@ -14,7 +14,7 @@ from typing import Any
 from fhirtis.clinical.decimals import format_beside
 from fhirtis.clinical.ivig import DosingWeight
 from fhirtis.clinical.patient import PatientEvaluation
-from fhirtis.clinical.policy import DosingWeightBasis
+from fhirtis.clinical.policy import DosingWeightBasis, Population
 from fhirtis.clinical.rates import (
     DISPLAY,
     format_decimal,
@@ -482,6 +482,8 @@ def tis_card(evaluation: PatientEvaluation, conditions_not_read: bool = False) -
         span = cats[0] if len(cats) == 1 else f"{cats[0]} to {cats[-1]}"
         score = f"{format_decimal(t.lower)}–{format_decimal(t.upper)} (partial)"
         summary = f"Latest TIS {score} on {day}: {span} improvement"
+    if t.population is Population.JUVENILE:  # its thresholds are not the adult ones (§2.4)
+        summary += " (juvenile criteria)"
     lines = [
         f"Total Improvement Score ({population} criteria) on {day}, against the baseline of "
         f"{course.baseline.day.isoformat()}: **{score}**.",
