@@ -247,7 +247,11 @@ class ValueSetIndex:
         if system is None or code is None:
             return False
         system = canonical_system(system)
-        code = matching_code(system, code)
+        return self._contains(system, matching_code(system, code))
+
+    def _contains(self, system: str, code: str) -> bool:
+        """:meth:`contains` of a system made canonical and a code read as it matches
+        (:func:`canonical_system`, :func:`matching_code`)."""
         if (system, code) in self.excluded:
             return False
         if (system, code) in self.codes:
@@ -280,7 +284,7 @@ class ValueSetIndex:
         code = matching_code(system, code)
         if (system, code) in self.excluded:
             return Membership.NOT_MEMBER
-        if self.contains(system, code):
+        if self._contains(system, code):
             return Membership.MEMBER
         parents = [h for h in self.hierarchies if h.system == system]
         if not parents:
@@ -302,11 +306,11 @@ class ValueSetIndex:
 
     def questions(self, system: str | None, code: str | None) -> list[tuple[str, str, str]]:
         """The ``(system, code, parent)`` questions :meth:`classify` would put to an oracle."""
-        if system is None or code is None or self.contains(system, code):
+        if system is None or code is None:
             return []
         system = canonical_system(system)
         code = matching_code(system, code)
-        if (system, code) in self.excluded:
+        if (system, code) in self.excluded or self._contains(system, code):
             return []
         return [
             (system, code, h.parent)

@@ -491,8 +491,10 @@ async def _read_referenced(
         # a Substance is found by its Type/id whether read now or not (a draft's, a prefetched
         # one); a Medication or Device once read
         if local is not None and local in resolve and (read or target_type == "Substance"):
-            resolve.setdefault(written, resolve[local])
-            gathered.resolve.setdefault(written, resolve[local])
+            target = resolve[local]
+            resolve.setdefault(written, target)
+            if resolve is not gathered.resolve:  # the evaluation reads gathered.resolve
+                gathered.resolve.setdefault(written, target)
     missing = {
         f"{target_type} of {user}"
         for (written, target_type), (_, users) in targets.items()
