@@ -77,6 +77,7 @@ class _Patient:
     cumulative_g_per_kg: Decimal | None
     cycles: tuple[_Cycle, ...]
     risk_factors: tuple[str, ...]
+    unassessed: tuple[str, ...]  # factors the data did not allow to assess (spec §5.1)
     rate_findings: int
     events: tuple[_Event, ...]
 
@@ -132,6 +133,7 @@ def _patient(record: Any, position: int) -> _Patient:
             for c in s.ivig.cycles
         ),
         risk_factors=tuple(s.thrombosis.risk_factors),
+        unassessed=tuple(dict.fromkeys(u.factor for u in s.thrombosis.unassessed)),
         rate_findings=len(s.thrombosis.rate_findings),
         events=tuple(
             _Event(e.kind, e.early, tuple(e.cycles)) for e in s.thrombosis.associated_events
@@ -280,6 +282,9 @@ class TeeSummary:
     events_in_several_strata: int
     risk_factors: Mapping[str, int]  # factor → patients
     patients_with_risk_factor: Proportion  # of all patients
+    risk_factors_unassessed: Mapping[str, int]  # factor → patients it could not be assessed in
+    # patients with no factor found and some not assessable: "none found" is not "none"
+    patients_none_found_some_unassessed: int
     rate_findings: int  # DetectedIssues: administrations above the applicable maximum
     patients_with_rate_findings: Proportion  # of exposed patients
 
@@ -305,6 +310,8 @@ class TeeSummary:
             "events_in_several_strata": self.events_in_several_strata,
             "risk_factors": dict(self.risk_factors),
             "patients_with_risk_factor": self.patients_with_risk_factor.as_record(),
+            "risk_factors_unassessed": dict(self.risk_factors_unassessed),
+            "patients_none_found_some_unassessed": self.patients_none_found_some_unassessed,
             "rate_findings": self.rate_findings,
             "patients_with_rate_findings": self.patients_with_rate_findings.as_record(),
         }
@@ -355,9 +362,13 @@ class PatientRow:
     ivig_cycles: int
     cumulative_grams: Decimal | None
     cumulative_g_per_kg: Decimal | None
+    # the maximum over every infusion; None when some rate is unknown (never a plain number)
     max_rate_mg_kg_min: Decimal | None
+    max_rate_lower_mg_kg_min: Decimal | None  # the largest known rate: the maximum is ≥ it
+    max_rate_partial: bool | None  # some rates unknown; None when none is known
     associated_tee: int
     risk_factors: str  # "; "-joined
+    risk_factors_unassessed: str  # "; "-joined: not assessable (an empty risk_factors is not none)
     rate_findings: int
 
 
@@ -655,6 +666,9 @@ def _tee_summary(
     factors: Counter[str] = Counter()
     for p in patients:
         factors.update(set(p.risk_factors))
+    unassessed: Counter[str] = Counter()
+    for p in patients:
+        unassessed.update(set(p.unassessed))
     by_count = Counter(len(p.events) for p in exposed)
     return TeeSummary(
         patients_with_event=Proportion(sum(bool(p.events) for p in exposed), len(exposed)),
@@ -670,6 +684,10 @@ def _tee_summary(
         patients_with_risk_factor=Proportion(
             sum(bool(p.risk_factors) for p in patients), len(patients)
         ),
+        risk_factors_unassessed=dict(sorted(unassessed.items(), key=lambda kv: (-kv[1], kv[0]))),
+        patients_none_found_some_unassessed=sum(
+            not p.risk_factors and bool(p.unassessed) for p in patients
+        ),
         rate_findings=sum(p.rate_findings for p in patients),
         patients_with_rate_findings=Proportion(
             sum(p.rate_findings > 0 for p in exposed), len(exposed)
@@ -680,6 +698,10 @@ def _tee_summary(
 def _row(p: _Patient, policy: PartialPolicy, at_week: _Assessment | None) -> PatientRow:
     last = p.assessments[-1] if p.assessments else None
     rates = [c.max_rate for c in p.cycles if c.max_rate is not None]
+    known_max = max(rates) if rates else None
+    # a cycle with no rate known, or its maximum over some infusions only, leaves the
+    # patient's maximum open above the largest known rate (as a partial TIS is an interval)
+    partial = any(c.max_rate is None or c.max_rate_partial for c in p.cycles)
     return PatientRow(
         patient=p.ref,
         population=p.population.value,
@@ -705,8 +727,11 @@ def _row(p: _Patient, policy: PartialPolicy, at_week: _Assessment | None) -> Pat
         ivig_cycles=p.cycle_count,
         cumulative_grams=p.cumulative_grams,
         cumulative_g_per_kg=p.cumulative_g_per_kg,
-        max_rate_mg_kg_min=max(rates) if rates else None,
+        max_rate_mg_kg_min=None if partial else known_max,
+        max_rate_lower_mg_kg_min=known_max,
+        max_rate_partial=None if known_max is None else partial,
         associated_tee=len(p.events),
         risk_factors="; ".join(p.risk_factors),
+        risk_factors_unassessed="; ".join(p.unassessed),
         rate_findings=p.rate_findings,
     )

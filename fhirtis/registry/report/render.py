@@ -97,6 +97,13 @@ def print_report(console: Console, report: Report) -> None:
     table.add_row("patients with ≥1 risk factor", _pct(tee.patients_with_risk_factor))
     for factor, n in tee.risk_factors.items():
         table.add_row(f"  {factor}", str(n))
+    if tee.risk_factors_unassessed:
+        table.add_row(
+            "none found but not all assessable",
+            str(tee.patients_none_found_some_unassessed),
+        )
+        for factor, n in tee.risk_factors_unassessed.items():
+            table.add_row(f"  not assessable: {factor}", str(n))
     console.print(table)
 
     table = Table(title="TEE by maximum infusion rate of the cycle", title_justify="left")
