@@ -20,7 +20,7 @@ from fhirtis.clinical.facts import (
 from fhirtis.clinical.frozen import record
 from fhirtis.clinical.ivig import Exposure, compute_exposure
 from fhirtis.clinical.policy import Policy, Population
-from fhirtis.clinical.population import PopulationDecision, decide_population
+from fhirtis.clinical.population import MyositisDiagnosis, PopulationDecision, decide_population
 from fhirtis.clinical.thrombosis import ThrombosisAssessment, assess_thrombosis
 from fhirtis.clinical.weight import PlausibleBody
 
@@ -47,6 +47,8 @@ class PatientFactsBundle:
     dm_onset_age: int | None = None  # completed years, of an onset recorded as an age
     # the earliest onset recorded to the year or month only: its first and last possible day
     dm_onset_partial: tuple[date, date] | None = None
+    # the myositis diagnoses read, with the verification status each was recorded with
+    diagnoses: Sequence[MyositisDiagnosis] = ()
 
 
 @record
@@ -95,6 +97,7 @@ def evaluate_patient(
         dm_onset_latest=onset_latest,
         dm_onset_age=facts.dm_onset_age,
         override=population,
+        diagnoses=facts.diagnoses,
     )
     # the plausible weights and heights, checked once for the exposure and the thrombosis
     body = PlausibleBody.of(facts.weights, facts.heights, policy)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import date
 
 from fhirtis.clinical.frozen import record
-from fhirtis.clinical.notes import Note, missing
+from fhirtis.clinical.notes import Note, missing, warning
 from fhirtis.clinical.policy import Policy, Population
 
 
@@ -14,6 +15,51 @@ class PopulationDecision:
     population: Population
     reason: str  # "override", "jdm-coded", "onset-age", "polymyositis", "adult-default"
     notes: tuple[Note, ...] = ()
+
+
+@record
+class MyositisDiagnosis:
+    """A myositis diagnosis read from a Condition: ``kind`` ``jdm`` (juvenile dermatomyositis),
+    ``dm`` (dermatomyositis) or ``pm`` (polymyositis); ``unconfirmed`` the verification status
+    below confirmed it was recorded with (``provisional``, ``differential``, ``unconfirmed``;
+    an ICD-10-GM certainty "V", suspected, is ``provisional``), None when it is confirmed or
+    says nothing of it."""
+
+    source: str
+    kind: str
+    unconfirmed: str | None = None
+
+
+# what the population decision rests on, by its reason: the diagnoses of these kinds
+_RESTS_ON: dict[str, tuple[tuple[str, ...], str]] = {
+    "jdm-coded": (("jdm",), "a juvenile dermatomyositis diagnosis"),
+    "onset-age": (("dm",), "the age at onset of a dermatomyositis diagnosis"),
+    "polymyositis": (("pm",), "a polymyositis diagnosis"),
+}
+
+
+def _unconfirmed_note(
+    decision: PopulationDecision, diagnoses: Sequence[MyositisDiagnosis]
+) -> PopulationDecision:
+    """``decision`` with a warning when every diagnosis it rests on is recorded as suspected
+    (provisional, differential, unconfirmed): the criteria are chosen on it (a Condition codes
+    it, clinical spec §2.3), and the result says so (the spec's "never guess silently")."""
+    rests = _RESTS_ON.get(decision.reason)
+    if rests is None:
+        return decision
+    kinds, what = rests
+    basis = [d for d in diagnoses if d.kind in kinds]
+    if not basis or any(d.unconfirmed is None for d in basis):
+        return decision
+    statuses = " or ".join(sorted({d.unconfirmed for d in basis if d.unconfirmed}))
+    note = warning(
+        "diagnosis-unconfirmed",
+        f"{decision.population.value} criteria chosen on {what} recorded as {statuses}, not "
+        "confirmed; a confirmed or refuted diagnosis, or a population given by the caller, "
+        "may change them",
+        basis[0].source,
+    )
+    return PopulationDecision(decision.population, decision.reason, (*decision.notes, note))
 
 
 def age_in_years(birth: date, on: date) -> int:
@@ -53,6 +99,7 @@ def decide_population(
     birth_date_latest: date | None = None,
     dm_onset_age: int | None = None,
     dm_onset_latest: date | None = None,
+    diagnoses: Sequence[MyositisDiagnosis] = (),
 ) -> PopulationDecision:
     """Juvenile when a Condition codes juvenile DM or the age at DM onset is below
     ``policy.juvenile_onset_age``; otherwise adult. A caller's override wins. A birth date
@@ -64,9 +111,38 @@ def decide_population(
     partial birth date, it decides when every day it may be gives the same answer. ``pm_coded``:
     a polymyositis diagnosis; with no dermatomyositis onset to decide by, the adult criteria (for
     adult dermatomyositis and polymyositis; the juvenile ones are for juvenile dermatomyositis)
-    apply without a note asking for an onset the decision does not need."""
+    apply without a note asking for an onset the decision does not need. ``diagnoses``: the
+    myositis diagnoses read; when all those the decision rests on are recorded as suspected
+    (provisional, differential, unconfirmed), a warning says so."""
     if override is not None:
         return PopulationDecision(override, "override")
+    return _unconfirmed_note(
+        _decide(
+            policy,
+            jdm_coded=jdm_coded,
+            pm_coded=pm_coded,
+            birth_date=birth_date,
+            dm_onset=dm_onset,
+            birth_date_latest=birth_date_latest,
+            dm_onset_age=dm_onset_age,
+            dm_onset_latest=dm_onset_latest,
+        ),
+        diagnoses,
+    )
+
+
+def _decide(
+    policy: Policy,
+    *,
+    jdm_coded: bool,
+    pm_coded: bool,
+    birth_date: date | None,
+    dm_onset: date | None,
+    birth_date_latest: date | None,
+    dm_onset_age: int | None,
+    dm_onset_latest: date | None,
+) -> PopulationDecision:
+    """:func:`decide_population` without an override, before the note on suspected diagnoses."""
     if jdm_coded:
         return PopulationDecision(Population.JUVENILE, "jdm-coded")
     why = "birth date or onset missing"

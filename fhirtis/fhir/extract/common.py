@@ -27,6 +27,7 @@ from fhirtis.clinical.facts import (
     TeeKind,
 )
 from fhirtis.clinical.patient import PatientFactsBundle
+from fhirtis.clinical.population import MyositisDiagnosis
 from fhirtis.fhir.codes import (
     UCUM,
     Terminology,
@@ -94,6 +95,8 @@ class PatientData:
     # an onset recorded to the year or month only: the first and the last day it may be (the
     # earliest of such onsets: the lowest first day, the lowest last day)
     dm_onset_partial: tuple[date, date] | None = None
+    # the myositis diagnoses read, each with the verification status it was recorded with
+    diagnoses: list[MyositisDiagnosis] = field(default_factory=list)
     deceased: bool = False  # Patient.deceased[x] says the patient has died
     deceased_on: FhirTime | None = None  # Patient.deceasedDateTime
     issues: list[Issue] = field(default_factory=list)

@@ -14,6 +14,7 @@ from fhirtis.clinical.facts import (
     TeeEvent,
     TeeKind,
 )
+from fhirtis.clinical.population import MyositisDiagnosis
 from fhirtis.fhir.codes import (
     ICD10,
     ICD10CM,
@@ -76,6 +77,14 @@ _GM_VERIFICATION: Mapping[str, str] = {"A": "refuted", "V": "provisional"}
 _GM_STATUS_POST = "Z"
 
 K = TypeVar("K")
+
+
+def _unconfirmed(verification: list[Coding]) -> str | None:
+    """The verification status below confirmed (:data:`_CONDITION_UNCONFIRMED`) a Condition's
+    codes give, or None (confirmed, or not said)."""
+    return next(
+        (c for c in _CONDITION_UNCONFIRMED if any(code == c for _, code in verification)), None
+    )
 
 
 def _partial_onset(r: Json) -> tuple[date, date] | None:
@@ -612,8 +621,12 @@ class EventReader(MedicationReader):
                 # polymyositis: the adult criteria's population (clinical spec §2.3)
                 self._require_id(r, path)
                 self._check_subject(data, r, "subject", path)
-                self._use(data, r)
+                source = self._use(data, r)
                 data.pm_coded = True
+                verification += [
+                    (None, _GM_VERIFICATION[c]) for c in certainties if c in _GM_VERIFICATION
+                ]
+                data.diagnoses.append(MyositisDiagnosis(source, "pm", _unconfirmed(verification)))
                 return
             self._report_unread(data, r, codings, f"{path}.code")
             return
@@ -681,9 +694,15 @@ class EventReader(MedicationReader):
                         )
                     )
         if is_dm:
-            self._use(data, r)
-            if self._jdm is not None and self._jdm.matches_any(codings):
+            source = self._use(data, r)
+            juvenile = self._jdm is not None and self._jdm.matches_any(codings)
+            if juvenile:
                 data.jdm_coded = True
+            # a suspected diagnosis still codes it (clinical spec §2.3); the population
+            # decision says when it rests on suspected diagnoses only
+            data.diagnoses.append(
+                MyositisDiagnosis(source, "jdm" if juvenile else "dm", _unconfirmed(verification))
+            )
             if onset is not None and (data.dm_onset is None or onset.day < data.dm_onset):
                 data.dm_onset = onset.day
             elif partial_onset is not None:
@@ -719,10 +738,7 @@ class EventReader(MedicationReader):
                     self._tee_coding(codings),
                 )
             )
-            unconfirmed = next(
-                (c for c in _CONDITION_UNCONFIRMED if any(code == c for _, code in verification)),
-                None,
-            )
+            unconfirmed = _unconfirmed(verification)
             if unconfirmed is not None:
                 data.issues.append(
                     Issue(

@@ -124,21 +124,35 @@ _ROUTE_STEMS = {
     "im": ("intramusc", "intramusk", "intramusco"),
 }
 # The Latin abbreviations written with points ("i.v.", "s.c.", "i.m.", "I. V."), read as the
-# letters they join ("iv", "sc", "im")
-_DOTTED_ABBREVIATION = re.compile(r"\b([a-z])\.\s?([a-z])\b\.?")
+# letters they join, in capitals ("IV", "SC", "IM": abbreviations, see _PREPOSITION_IM)
+_DOTTED_ABBREVIATION = re.compile(r"\b([a-z])\.\s?([a-z])\b\.?", re.IGNORECASE)
 # a word of any alphabet; a hyphenated one is read whole ("sous-cutanée" → "souscutanée") and
 # by its parts ("IV-Infusion" → "iv", "infusion")
 _ROUTE_WORD = re.compile(r"[^\W\d_]+(?:-[^\W\d_]+)*")
+# "im" is also the German preposition ("in the": "Kurzinfusion im Port", "Infusion im
+# Portsystem"): within a longer text it names the intramuscular route only as the abbreviation
+# is written, in capitals (HL7 v2 table 0162 "IM", the route text EHR exports send beside
+# SNOMED CT 78421000) or with points ("i.m."); alone ("im", "Im") it is the abbreviation
+_PREPOSITION_IM = frozenset({"im", "Im"})
 
 
 def _route_kind(name: str) -> str | None:
     """``iv``, ``sc`` or ``im`` when a route's text or display names that route (in this order
     when it names several), else None."""
-    lower = _DOTTED_ABBREVIATION.sub(r"\1\2", name.lower())
+    spelled_words = _ROUTE_WORD.findall(
+        _DOTTED_ABBREVIATION.sub(lambda m: (m[1] + m[2]).upper(), name)
+    )
+    alone = len(spelled_words) == 1 and "-" not in spelled_words[0]
     words: set[str] = set()
-    for word in _ROUTE_WORD.findall(lower):
-        words.add(word.replace("-", ""))
-        words.update(word.split("-"))
+    for spelled in spelled_words:
+        if "-" in spelled:
+            words.add(spelled.replace("-", "").lower())
+        words.update(
+            part.lower()
+            for part in spelled.split("-")
+            # the German preposition, not the route's abbreviation
+            if alone or part not in _PREPOSITION_IM
+        )
     for kind, spelled in _ROUTE_WORDS.items():
         if words & spelled or any(w.startswith(_ROUTE_STEMS[kind]) for w in words):
             return kind
@@ -200,13 +214,22 @@ def _by_named_route(kind: str, names: Sequence[str]) -> tuple[str, bool]:
     give no route, or more than one). Any other ``kind`` is returned as it is."""
     if kind != "generic":
         return kind, False
-    iv = any(_IV_WORDS.search(n) for n in names)
-    sc = any(_SC_WORDS.search(n) for n in names)
+    iv = any(_IV_WORDS.search(n) or _names_route_stem(n, "iv") for n in names)
+    sc = any(_SC_WORDS.search(n) or _names_route_stem(n, "sc") for n in names)
     if not iv and sc:
         return "scig", True
-    if not iv and any(_IM_WORDS.search(n) for n in names):
+    if not iv and any(_IM_WORDS.search(n) or _names_route_stem(n, "im") for n in names):
         return "imig", True
     return kind, not iv or sc
+
+
+def _names_route_stem(name: str, kind: str) -> bool:
+    """A word of ``name`` (lower case) begins with a European route adjective's stem
+    (:data:`_ROUTE_STEMS`): a generic name in another language that names its route ("normales
+    Immunglobulin vom Menschen zur subkutanen Anwendung", "... zur intravenösen Anwendung")."""
+    return any(
+        word.replace("-", "").startswith(_ROUTE_STEMS[kind]) for word in _ROUTE_WORD.findall(name)
+    )
 
 
 def _named(known: Sequence[str], names: Sequence[str]) -> bool:
