@@ -38,6 +38,7 @@ from fhirtis.io._bulk_protocol import (
     FILE_HEADERS,
     KICKOFF_HEADERS,
     STATUS_HEADERS,
+    UTF8_BOM,
     ExportLevel,
     Manifest,
     ManifestFile,
@@ -291,10 +292,11 @@ class BulkExportClient:
         """Stream each file to ``directory`` (created if needed); return the paths in order.
 
         Each line is checked as in :meth:`download` and written as one line (``\\n``-ended,
-        blank and reported bad lines left out). A file is written to ``*.part`` and renamed
-        when complete, named ``[type].[index].[digest].ndjson`` (see ``_bulk.file_name``), so
-        that with ``resume`` a repeated call for the same manifest keeps the files already
-        complete and fetches only the rest.
+        blank and reported bad lines left out, and a byte order mark before the first). A file
+        is written to ``*.part`` and renamed when complete, named
+        ``[type].[index].[digest].ndjson`` (see ``_bulk.file_name``), so that with ``resume`` a
+        repeated call for the same manifest keeps the files already complete and fetches only
+        the rest.
         """
         folder = Path(directory)
         folder.mkdir(parents=True, exist_ok=True)
@@ -313,7 +315,8 @@ class BulkExportClient:
                     async for number, raw in self._lines(item):
                         if self._parse(item, number, raw, on_bad_line) is None:
                             continue
-                        out.write(raw)
+                        # written as read: without a byte order mark (readers refuse it)
+                        out.write(raw.removeprefix(UTF8_BOM) if number == 1 else raw)
                         out.write(b"\n")
                         count += 1
                 part.replace(final)
@@ -353,10 +356,11 @@ class BulkExportClient:
             response = await self._open(item)
             try:
                 if not response.is_success:
-                    await response.aread()
-                    raise _responses.error_for(
-                        "GET", item.url, response.status_code, response.content
-                    )
+                    try:
+                        content = await response.aread()
+                    except httpx.DecodingError:
+                        content = b""  # an error page labelled gzip that is not: the status counts
+                    raise _responses.error_for("GET", item.url, response.status_code, content)
                 lines = NdjsonLines(
                     url=item.url, resource_type=item.file.type, max_line_bytes=self._max_line_bytes
                 )
@@ -366,6 +370,17 @@ class BulkExportClient:
                             if number > delivered:
                                 delivered = number
                                 yield number, raw
+                except httpx.DecodingError:
+                    # labelled Content-Encoding: gzip (an object stored uncompressed under gzip
+                    # metadata, a proxy that unpacked it), but not: a malformed answer, not a
+                    # raw httpx error (only FhirClientErrors leave fhirtis.io)
+                    where = _urls.redact(item.url)
+                    raise MalformedResponse(
+                        f"GET {where}: the file's Content-Encoding could not be decoded "
+                        f"(after line {delivered})",
+                        status=response.status_code,
+                        url=where,
+                    ) from None
                 except httpx.TransportError as exc:
                     if not is_retryable_transport_error(exc):
                         raise

@@ -52,6 +52,8 @@ POLL_BACKOFF_FACTOR = 1.5
 MIN_POLL_SECONDS = 1.0
 #: NDJSON lines longer than this are refused (a file without newlines must not fill memory).
 DEFAULT_MAX_LINE_BYTES = 64 * 1024 * 1024
+#: A UTF-8 byte order mark, read (and left out) before the first line of a file.
+UTF8_BOM = b"\xef\xbb\xbf"
 
 #: IssueType codes under ``transient``: "retry later", not "the export failed".
 TRANSIENT_ISSUE_CODES = frozenset(
@@ -599,8 +601,8 @@ def parse_line(
 
     Raises :class:`MalformedNdjson` with the file and line number, never the line's content.
     """
-    if line == 1 and raw.startswith(b"\xef\xbb\xbf"):  # a UTF-8 byte order mark
-        raw = raw[3:]
+    if line == 1:
+        raw = raw.removeprefix(UTF8_BOM)
     if not raw.strip():
         return None
     where = _urls.redact(url)

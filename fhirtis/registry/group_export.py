@@ -91,7 +91,8 @@ async def export_group(
     since, and a run that did not complete is exported again).
 
     - An export a stopped run started and did not read is polled again (:class:`_Pending`),
-      unless ``options.since`` is given; one the server no longer knows is started anew.
+      unless ``options.since`` asks for another ``_since`` than it did: then it is released
+      (DELETE) before the new kick-off; one the server no longer knows is started anew.
     - A ``_since`` export that lists deleted resources, or holds a Medication (or a Device of
       no patient) changed since (it names no patient: those whose administrations or
       DeviceUseStatements use it are not in the export), is followed by a full one.
@@ -113,8 +114,16 @@ async def export_group(
         since = options.since or last_export_time(
             ledger, base, group, export_key(key, write=options.write)
         )
-    resumed = None if options.since else pending.get()
+    resumed = pending.get()
     bulk = BulkExportClient(client)
+    if resumed is not None and options.since and resumed[1] != options.since:
+        # another _since than the pending export's: not that export, which is released (the
+        # server drops its files; Oracle Health allows one export a client at a time and
+        # refuses a second kick-off with 429 while it runs) and forgotten
+        log.info("releasing the pending export: this run asks for another _since")
+        await _release(bulk, resumed[0])
+        pending.clear()
+        resumed = None
     folder = options.work_dir / "export"
     while True:
         if resumed is not None:  # an export a stopped run started: poll it again
