@@ -19,6 +19,7 @@ kind                      canonical      e.g.
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal, localcontext
@@ -29,6 +30,7 @@ from fhirtis.clinical.ivig import DECIMAL_CONTEXT, is_positive_finite
 from fhirtis.clinical.rates import RateKind, rate_mg_kg_min
 from fhirtis.fhir.codes import UCUM
 from fhirtis.fhir.extract import ExcludedError, Extractor, read_quantity
+from fhirtis.fhir.extract.common import read_amount
 from fhirtis.fhir.extract.medications import UnresolvedMedicationError
 from fhirtis.fhir.primitives import is_id, json_array
 from fhirtis.fhir.units import UnitError, convert
@@ -80,6 +82,9 @@ class IvigOrder:
     concentration_problem: str | None  # why the concentration is unknown, when it is
     rates: tuple[OrderedRate, ...]
     rate_problems: tuple[str, ...]  # rates that could not be read, and why
+    # where an order with no coded rate gives one in words ("0.5 mL/kg/h, increase to
+    # 4 mL/kg/h"): the paths of those texts, never the text (it cannot be checked)
+    rate_texts: tuple[str, ...] = ()
 
 
 def draft_medication_requests(
@@ -160,7 +165,39 @@ def read_ivig_order(
         concentration_problem=problem,
         rates=tuple(rates),
         rate_problems=tuple(rate_problems),
+        rate_texts=() if rates or rate_problems else _rate_texts(request),
     )
+
+
+# A rate in words as IVIG orders write them: a number, then a volume or mass (per kg or lb),
+# per hour or minute: "100 mL/h", "0.5 mL/kg/hr", "4 mg/kg/min", "1 ml per kg per hour"
+_RATE_IN_WORDS = re.compile(
+    r"\d\s*(?:ml|cc|mg|g)\s*(?:(?:/|per)\s*(?:kg|lbs?)\s*)?(?:/|per)\s*"
+    r"(?:h|hr|hrs|hour|min|minute)\b",
+    re.IGNORECASE,
+)
+
+
+def _rate_texts(request: Mapping[str, Any]) -> tuple[str, ...]:
+    """The paths of the order's dosage texts that give an infusion rate in words (its
+    ``dosageInstruction[].text``, ``patientInstruction``, ``additionalInstruction[].text``):
+    a rate so written is not coded, so it cannot be checked, and is said (clinical spec §4:
+    reported, never ignored silently)."""
+    found: list[str] = []
+    for i, dosage in enumerate(json_array(request.get("dosageInstruction"))):
+        if not isinstance(dosage, dict):
+            continue
+        texts = [
+            ("text", dosage.get("text")),
+            ("patientInstruction", dosage.get("patientInstruction")),
+        ]
+        for k, extra in enumerate(json_array(dosage.get("additionalInstruction"))):
+            if isinstance(extra, dict):
+                texts.append((f"additionalInstruction[{k}].text", extra.get("text")))
+        for where, text in texts:
+            if isinstance(text, str) and _RATE_IN_WORDS.search(text):
+                found.append(f"dosageInstruction[{i}].{where}")
+    return tuple(found)
 
 
 @dataclass(frozen=True)
@@ -263,21 +300,21 @@ def _rates(request: Mapping[str, Any]) -> tuple[list[OrderedRate], list[str]]:
 def _rate_of(dr: Mapping[str, Any], where: str) -> tuple[str, Decimal, str | None] | None:
     """(element, value, UCUM unit) of one doseAndRate's rate[x], or None when it has none."""
     if "rateQuantity" in dr:
-        value, unit = read_quantity(dr["rateQuantity"], f"{where}.rateQuantity")
+        value, unit = read_amount(dr["rateQuantity"], f"{where}.rateQuantity")
         return "rateQuantity", value, unit
     if "rateRange" in dr:
         rng = dr["rateRange"]
         if not isinstance(rng, dict) or "high" not in rng:
             raise ExcludedError("required", "rateRange has no high", f"{where}.rateRange")
-        value, unit = read_quantity(rng["high"], f"{where}.rateRange.high")
+        value, unit = read_amount(rng["high"], f"{where}.rateRange.high")
         return "rateRange", value, unit
     if "rateRatio" in dr:
         ratio = dr["rateRatio"]
         path = f"{where}.rateRatio"
         if not isinstance(ratio, dict) or "numerator" not in ratio or "denominator" not in ratio:
             raise ExcludedError("structure", "rateRatio needs numerator and denominator", path)
-        num, num_unit = read_quantity(ratio["numerator"], f"{path}.numerator")
-        den, den_unit = read_quantity(ratio["denominator"], f"{path}.denominator")
+        num, num_unit = read_amount(ratio["numerator"], f"{path}.numerator")
+        den, den_unit = read_amount(ratio["denominator"], f"{path}.denominator")
         if not is_positive_finite(den):
             raise ExcludedError("value", "rateRatio denominator must be positive", path)
         if num_unit is None or den_unit is None:

@@ -266,6 +266,20 @@ def _factor(from_unit: str, to_unit: str) -> Fraction | str:
     return magnitude if isinstance(magnitude, Fraction) else Fraction(magnitude)
 
 
+@lru_cache(maxsize=1024)
+def is_ucum(unit: str) -> bool:
+    """Whether ``unit`` (after the alias table's :func:`normalise`) is a UCUM code fhirtis
+    reads: a display text such as "milliliters per hour" is not."""
+    a = normalise(unit)
+    if a == "1":
+        return True
+    try:
+        _ucum().from_ucum(a)
+    except Exception:  # ucumvert raises lark and pint errors of many kinds
+        return False
+    return True
+
+
 def to_decimal(value: Fraction) -> Decimal:
     """A Fraction as a Decimal: exact when it is a finite decimal, else 28 significant digits."""
     return _ratio_to_decimal(value.numerator, value.denominator)

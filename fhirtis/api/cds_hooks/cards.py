@@ -326,7 +326,13 @@ def max_rate_card(
     if ml_h is None:
         lines.append("- Maximum as mL/h: **cannot be computed** without the missing value above")
     lines.append("")
-    if not order.rates and not order.rate_problems:
+    if order.rate_texts:
+        where = ", ".join(f"`{t}`" for t in order.rate_texts)
+        lines.append(
+            f"The order gives its infusion rate only in words ({where}): it is not coded, so it "
+            "**cannot be checked**; compare it with the maximum above."
+        )
+    elif not order.rates and not order.rate_problems:
         lines.append("The order gives no infusion rate; the maximum applies when it is set.")
     for rate, value in check.checked:
         verdict = "above the maximum" if value > limits.mg_kg_min else "within the maximum"
@@ -352,7 +358,7 @@ def max_rate_card(
         "mL/h = mg/kg/min × kg × 60 / (mg/mL); the maximum is rounded down so that it is never "
         "exceeded.",
     ]
-    cannot_check = bool(check.unchecked or order.rate_problems or excluded)
+    cannot_check = bool(check.unchecked or order.rate_problems or order.rate_texts or excluded)
     return _card(summary, "warning" if cannot_check else "info", "\n".join(lines))
 
 

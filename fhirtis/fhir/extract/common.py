@@ -43,7 +43,7 @@ from fhirtis.fhir.primitives import (
     parse_date_time,
     parse_decimal,
 )
-from fhirtis.fhir.units import UnitError, case_refusal, convert, unit_from_text
+from fhirtis.fhir.units import UnitError, case_refusal, convert, is_ucum, unit_from_text
 
 Json = dict[str, Any]
 
@@ -276,6 +276,65 @@ def read_quantity(q: object, path: str) -> tuple[Decimal, str | None]:
         return value, code
     # unit text only: the documented alias table (mL/hr, lbs, Units/L …), else the text as UCUM
     return value, unit_from_text(unit) if isinstance(unit, str) and unit.strip() else None
+
+
+def unit_agrees(q: object) -> bool:
+    """Cheap test that :func:`read_amount` would read ``q`` as :func:`read_quantity` does: no
+    ``unit`` text, or one that is its ``code`` (the usual Quantity)."""
+    if type(q) is not dict:
+        return True
+    unit = q.get("unit")
+    return unit is None or unit == q.get("code")
+
+
+def _per_weight(unit: str) -> bool:
+    """Whether a unit (a UCUM code, or a display text in lower case: "mL/kg/hr", "milliliter
+    per kilogram per hour", "mL/lb/h") is per body weight."""
+    return any(w in unit for w in _PER_WEIGHT)
+
+
+_PER_WEIGHT = ("kg", "lb", "kilo", "pound")
+
+
+@lru_cache(maxsize=256)
+def _disagree(text: str, code: str) -> bool:
+    """Whether a Quantity's ``unit`` text and its UCUM ``code`` say different things: one per
+    body weight and the other not ("mL/kg/h" shown, "mL/h" coded), or a text UCUM reads that
+    converts to the code by another factor or not at all ("mL/min" shown, "mL/h" coded). A text
+    that is no UCUM unit (after the alias table: "milliliters per hour") leaves the code."""
+    shown = unit_from_text(text)
+    if _per_weight(shown.lower()) != _per_weight(code):
+        return True
+    if not is_ucum(shown):
+        return False
+    try:
+        return convert(Decimal(1), shown, code) != 1
+    except UnitError:
+        return True
+
+
+def read_amount(q: object, path: str) -> tuple[Decimal, str | None]:
+    """:func:`read_quantity` of a dose or a rate, refused when its ``unit`` text and UCUM
+    ``code`` disagree (:func:`_disagree`): the code alone would misread it (4 mL/kg/h as
+    4 mL/h, 2 g/kg as 2 g), and which of the two is right cannot be told (clinical spec §4:
+    reported, never misread)."""
+    value, unit = read_quantity(q, path)
+    if unit is None or unit_agrees(q):
+        return value, unit
+    assert isinstance(q, dict)
+    shown = q.get("unit")
+    if q.get("code") != unit or not isinstance(shown, str) or not shown.strip():
+        return value, unit
+    if unit.strip().isupper():  # "ML", "ML/H": the case-sensitive reading decides (case_refusal)
+        return value, unit
+    if _disagree(shown.strip(), unit):
+        raise ExcludedError(
+            "value",
+            f"its unit {shown.strip()!r} and UCUM code {unit!r} disagree; not read "
+            "(the unit must be corrected)",
+            path,
+        )
+    return value, unit
 
 
 def coded_quantity(q: object) -> tuple[Decimal, str] | None:
