@@ -105,7 +105,13 @@ from fhirtis.clinical.measures import check_value
 from fhirtis.clinical.notes import Note, missing, warning
 from fhirtis.clinical.policy import DEFAULT_POLICY, PerPolicy, Policy
 from fhirtis.clinical.population import age_bounds, age_text
-from fhirtis.clinical.weight import Dated, PlausibleBody, dated, latest_on_or_before
+from fhirtis.clinical.weight import (
+    Dated,
+    PlausibleBody,
+    dated,
+    latest_on_or_before,
+    recorded_order,
+)
 
 __all__ = [
     "AssociatedEvent",
@@ -587,7 +593,13 @@ def _bmi(prepared: _Prepared, on: date) -> tuple[Decimal | None, tuple[str, ...]
     bmi = latest_on_or_before(prepared.bmis, on)
     weight = latest_on_or_before(prepared.weights, on)
     height = latest_on_or_before(prepared.heights, on)
-    if weight is not None and height is not None and (bmi is None or weight.when > bmi.when):
+    # a weight recorded after the BMI (on a later recorded date, else later in time; at the
+    # same time the recorded BMI stands) computes it
+    if (
+        weight is not None
+        and height is not None
+        and (bmi is None or recorded_order(weight)[:2] > recorded_order(bmi)[:2])
+    ):
         with localcontext(DECIMAL_CONTEXT):
             metres = height.cm / _CM_PER_M
             value = weight.kg / (metres * metres)

@@ -26,8 +26,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import field
 from datetime import date, datetime
 from decimal import Decimal, localcontext
-from itertools import pairwise
-from operator import attrgetter
 from typing import Protocol, TypeVar
 
 from fhirtis.clinical.decimals import DECIMAL_CONTEXT, format_decimal, is_positive_finite
@@ -139,28 +137,36 @@ class _Timed(Protocol):
 
 _F = TypeVar("_F", bound=_Timed)
 
-Dated = tuple[date, tuple[datetime, str], _F]
-"""A fact with its date and its order among facts of its kind (time, then source): made once
-per patient, so that choosing the latest on a date reads no datetime again."""
+Dated = tuple[date, tuple[date, datetime, str], _F]
+"""A fact with its date and its order among facts of its kind (:func:`recorded_order`): made
+once per patient, so that choosing the latest on a date reads no datetime again."""
+
+
+def recorded_order(fact: _Timed) -> tuple[date, datetime, str]:
+    """The order of a patient's measurements of one kind: the calendar date as recorded (in the
+    record's own offset; a date-only value is its day, kept as midnight UTC), then the time,
+    then the source. As every day rule reads that date, a value recorded on a later day is
+    later, whatever the offsets: a weight at 20:00-05:00 on the 9th (01:00Z on the 10th) comes
+    before one recorded on the 10th, date only."""
+    when = fact.when
+    return (when.date(), when, fact.source)
 
 
 def dated(facts: Iterable[_F]) -> list[Dated[_F]]:
-    """Each fact with its date and its (time, source) order, in the order given."""
-    return [(f.when.date(), (f.when, f.source), f) for f in facts]
+    """Each fact with its date and its :func:`recorded_order`, in the order given."""
+    return [(f.when.date(), recorded_order(f), f) for f in facts]
 
 
 def latest_on_or_before(facts: Iterable[Dated[_F]], on: date) -> _F | None:
-    """Of the facts dated on or before ``on``, the one latest in (time, source) order; of equal
-    ones the first (as ``max`` picks); None when there is none."""
+    """Of the facts dated on or before ``on``, the one latest in :func:`recorded_order`; of
+    equal ones the first (as ``max`` picks); None when there is none."""
     best: _F | None = None
-    best_order: tuple[datetime, str] | None = None
+    best_order: tuple[date, datetime, str] | None = None
     for day, order, fact in facts:
         if day <= on and (best_order is None or order > best_order):
             best, best_order = fact, order
     return best
 
-
-_BY_TIME_AND_SOURCE = attrgetter("when", "source")
 
 JUMP_WINDOW_DAYS = 14  # clinical spec §1: a jump against the previous weight within 14 days
 
@@ -174,7 +180,7 @@ def plausible_weights(
     low, high = policy.weight_plausible_kg
     kept: list[BodyWeight] = []
     notes: list[tuple[Note, BodyWeight]] = []
-    for w in sorted(weights, key=_BY_TIME_AND_SOURCE):
+    for w in sorted(weights, key=recorded_order):
         reason: str | None = None
         if not is_positive_finite(w.kg):
             reason = "body weight is not a positive finite number; not used"
@@ -254,13 +260,14 @@ class PlausibleBody:
 
 
 def same_time_conflicts(weights: list[BodyWeight]) -> dict[datetime, frozenset[Decimal]]:
-    """Of ``weights`` in (time, source) order (:func:`plausible_weights`), the times at which
-    weights that disagree were recorded, each with the values recorded then (normalised)."""
-    out: dict[datetime, frozenset[Decimal]] = {}
-    for previous, w in pairwise(weights):
-        if w.when == previous.when and w.kg != previous.kg:
-            out[w.when] = out.get(w.when, frozenset()) | {previous.kg.normalize(), w.kg.normalize()}
-    return out
+    """Of ``weights`` (:func:`plausible_weights`), the times at which weights that disagree
+    were recorded, each with the values recorded then (normalised). Grouped by instant, not by
+    neighbours in :func:`recorded_order`: one instant written in two offsets may fall on two
+    recorded dates."""
+    recorded: dict[datetime, set[Decimal]] = {}
+    for w in weights:
+        recorded.setdefault(w.when, set()).add(w.kg.normalize())
+    return {when: frozenset(kgs) for when, kgs in recorded.items() if len(kgs) > 1}
 
 
 def _same_time_conflict(chosen: BodyWeight, recorded: frozenset[Decimal]) -> Note:

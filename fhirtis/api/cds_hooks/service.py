@@ -134,6 +134,18 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+def on_records_calendar(now: datetime, data: PatientData) -> datetime:
+    """``now`` (the same instant) in the UTC offset of the patient's latest record: the day
+    rules (a weight "on or before" now, the latest PGA, a risk factor's day) compare calendar
+    dates as the records give them (clinical spec §4, §5.3), and in UTC "now" may lie on
+    another date than the records' (09:00+10:00 on the 11th is 23:00Z on the 10th: a weight
+    taken an hour before would be dated after it). The offset is the latest record's with a
+    time of day (a date-only one gives none); unchanged without one."""
+    latest = data.latest_instant
+    zone = latest.tzinfo if latest is not None else None
+    return now.astimezone(zone) if zone is not None else now
+
+
 def evaluate(
     resources: PatientResources, settings: Settings, now: datetime, answers: Answers | None = None
 ) -> _Evaluated:
@@ -142,6 +154,7 @@ def evaluate(
     terminology server's, for codes the shipped ValueSets leave unclassified."""
     extractor = extractor_for(settings, answers)
     data = extractor.extract(resources.patient_ref, resources.resources, resources.resolve)
+    now = on_records_calendar(now, data)
     evaluation = evaluate_patient(data.facts(), settings.policy, as_of=now)
     weight = dosing_weight(now, data.weights, data.heights, data.patient, settings.policy)
     return _Evaluated(data, evaluation, weight, now)

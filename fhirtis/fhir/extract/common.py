@@ -103,6 +103,10 @@ class PatientData:
     used: dict[str, str] = field(default_factory=dict)  # ref → versioned ref, every source used
     existing_derived: list[Json] = field(default_factory=list)  # fhirtis's own earlier output
     latest: datetime | None = None  # the latest clinical time seen (the default "as of")
+    # the latest time recorded with a time of day (its offset: the records' calendar), and the
+    # latest day of a time recorded as a date only
+    latest_instant: datetime | None = None
+    latest_day: date | None = None
 
     def facts(self) -> PatientFactsBundle:
         """What the clinical core reads of this patient."""
@@ -656,7 +660,18 @@ class ExtractorBase:
         data.used[ref] = used
         if when is not None:
             if isinstance(when, FhirTime):  # a date-only time counts up to the end of its day
-                when = when.instant or when.span(None)[1]
+                instant = when.instant
+                if instant is None:
+                    day = data.latest_day
+                    if day is None or when.day > day:
+                        data.latest_day = when.day
+                when = instant or when.span(None)[1]
+            else:
+                instant = when
+            if instant is not None:
+                timed = data.latest_instant
+                if timed is None or (instant is not timed and instant > timed):
+                    data.latest_instant = instant
             latest = data.latest
             # ``is``: the resources of one visit share one parsed time (parse_date_time_text)
             if latest is None or (when is not latest and when > latest):

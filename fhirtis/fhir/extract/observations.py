@@ -12,6 +12,7 @@ from fhirtis.clinical.facts import (
     BodyHeight,
     BodyMassIndex,
     BodyWeight,
+    FhirTime,
     Instrument,
     Measure,
     MeasureValue,
@@ -179,15 +180,22 @@ class ObservationReader(ExtractorBase):
             self._without_value(data, r, status, path)
             return
         effective = r.get("effectiveDateTime")
+        parsed: tuple[datetime, bool] | None
         try:  # the usual effectiveDateTime text, without first_time's search and tuples
-            when = parse_date_time_text(effective)[0] if type(effective) is str else None
+            parsed = parse_date_time_text(effective) if type(effective) is str else None
         except PrimitiveError:
-            when = None  # first_time raises, saying so
-        if when is None:
-            when = first_time(r, OBSERVATION_TIME, path)[0]
+            parsed = None  # first_time raises, saying so
+        if parsed is None:
+            when, date_only, _ = first_time(r, OBSERVATION_TIME, path)
+        else:
+            when, date_only = parsed
+        # the time of the record (the evaluation's "now", data.latest): a date-only value
+        # counts up to the end of its day, as every other date-only record does, never at
+        # its midnight (UTC), before an evening time of the day before in another offset
+        at: datetime | FhirTime = FhirTime(when.date()) if date_only else when
         tag, detail = kind
         if tag == "smoking":
-            self._smoking(data, r, status, when, path)
+            self._smoking(data, r, status, when, at, path)
             return
         quantity = r.get("valueQuantity")
         if quantity is None and "valueQuantity" not in r:
@@ -195,7 +203,7 @@ class ObservationReader(ExtractorBase):
                 # a score on a scale without a unit, as a whole number (R4 value[x])
                 measure, instrument, _ = detail
                 score = _score_integer(r["valueInteger"], f"{path}.valueInteger")
-                self._measure(data, r, status, when, measure, instrument, score, None)
+                self._measure(data, r, status, when, at, measure, instrument, score, None)
                 return
             reason = "dataAbsentReason given" if "dataAbsentReason" in r else "no valueQuantity"
             raise ExcludedError("required", reason, f"{path}.valueQuantity")
@@ -209,14 +217,14 @@ class ObservationReader(ExtractorBase):
             measure, instrument, target = detail
             if unit != target:
                 value = to_unit(value, unit, target, f"{path}.valueQuantity")
-            self._measure(data, r, status, when, measure, instrument, value, None)
+            self._measure(data, r, status, when, at, measure, instrument, value, None)
         elif tag == "enzyme":
             if unit != "U/L":
                 value = to_unit(value, unit, "U/L", f"{path}.valueQuantity")
             uln = self._uln(data, r, path, detail, unit, when)
-            self._measure(data, r, status, when, Measure.ENZYME, detail, value, uln)
+            self._measure(data, r, status, when, at, Measure.ENZYME, detail, value, uln)
         else:
-            self._body_measure(data, r, path, tag, status, when, value, unit)
+            self._body_measure(data, r, path, tag, status, when, at, value, unit)
 
     @staticmethod
     def _without_value(data: PatientData, r: Json, status: ResultStatus, path: str) -> None:
@@ -251,25 +259,33 @@ class ObservationReader(ExtractorBase):
         tag: str,
         status: ResultStatus,
         when: datetime,
+        at: datetime | FhirTime,
         value: Decimal,
         unit: str | None,
     ) -> None:
-        """A weight, height or BMI (``tag``) in its canonical unit."""
+        """A weight, height or BMI (``tag``) in its canonical unit (``at``: the time of the
+        record, as :meth:`_use` reads it)."""
         if status in {ResultStatus.ENTERED_IN_ERROR, ResultStatus.CANCELLED}:
             return
         qpath = f"{path}.valueQuantity"
         if tag == "weight":
             kg = to_unit(value, unit, "kg", qpath)
-            data.weights.append(BodyWeight(self._use(data, r, when), when, kg))
+            data.weights.append(BodyWeight(self._use(data, r, at), when, kg))
         elif tag == "height":
             cm = to_unit(value, unit, "cm", qpath)
-            data.heights.append(BodyHeight(self._use(data, r, when), when, cm))
+            data.heights.append(BodyHeight(self._use(data, r, at), when, cm))
         else:
             bmi = to_unit(value, unit, "kg/m2", qpath)
-            data.bmis.append(BodyMassIndex(self._use(data, r, when), when, bmi))
+            data.bmis.append(BodyMassIndex(self._use(data, r, at), when, bmi))
 
     def _smoking(
-        self, data: PatientData, r: Json, status: ResultStatus, when: datetime, path: str
+        self,
+        data: PatientData,
+        r: Json,
+        status: ResultStatus,
+        when: datetime,
+        at: datetime | FhirTime,
+        path: str,
     ) -> None:
         """A smoking status Observation (US Core: LOINC 72166-2): its value is a current smoker
         (a cardiovascular risk factor, clinical spec §5.1) when ValueSet risk-cardiovascular
@@ -286,7 +302,7 @@ class ObservationReader(ExtractorBase):
         codings = concept_codings(r["valueCodeableConcept"], vpath)
         index = self._risk.get(RiskFactorKind.CARDIOVASCULAR)
         if index is not None and index.classify_any(codings, self.t.oracle) is Membership.MEMBER:
-            self._smoking_statuses.append((when.date(), self._use(data, r, when)))
+            self._smoking_statuses.append((when.date(), self._use(data, r, at)))
         elif index is not None and any(index.excludes(*c) for c in codings):
             self._smoking_statuses.append((when.date(), None))  # a non-smoker
         else:
@@ -359,6 +375,7 @@ class ObservationReader(ExtractorBase):
         r: Json,
         status: ResultStatus,
         when: datetime,
+        at: datetime | FhirTime,
         measure: Measure,
         instrument: Instrument,
         value: Decimal,
@@ -373,7 +390,7 @@ class ObservationReader(ExtractorBase):
                 )[0]
             except PrimitiveError:
                 raise ExcludedError("value", "issued is not an instant", "issued") from None
-        source = self._use(data, r, when)
+        source = self._use(data, r, at)
         # the date as recorded, in the offset it was recorded in
         data.measures.append(
             MeasureValue(measure, instrument, value, when.date(), source, status, issued, uln)
