@@ -102,11 +102,20 @@ class PatientData:
     issues: list[Issue] = field(default_factory=list)
     used: dict[str, str] = field(default_factory=dict)  # ref → versioned ref, every source used
     existing_derived: list[Json] = field(default_factory=list)  # fhirtis's own earlier output
-    latest: datetime | None = None  # the latest clinical time seen (the default "as of")
     # the latest time recorded with a time of day (its offset: the records' calendar), and the
-    # latest day of a time recorded as a date only
+    # latest day of a time recorded as a date only (:func:`~fhirtis.pipeline.offline.as_of_for`)
     latest_instant: datetime | None = None
     latest_day: date | None = None
+
+    @property
+    def latest(self) -> datetime | None:
+        """The latest clinical time seen: the latest time recorded with a time of day, or the
+        end (in UTC) of the latest day recorded as a date only where that is later."""
+        day, instant = self.latest_day, self.latest_instant
+        if day is None:
+            return instant
+        end = FhirTime(day).span(None)[1]
+        return end if instant is None or end > instant else instant
 
     def facts(self) -> PatientFactsBundle:
         """What the clinical core reads of this patient."""
@@ -648,7 +657,7 @@ class ExtractorBase:
     def _use(
         self, data: PatientData, resource: Json, when: datetime | FhirTime | None = None
     ) -> str:
-        """Record ``resource`` as a source of the computation (``data.used``, ``data.latest``)
+        """Record ``resource`` as a source of the computation (``data.used``, ``data.latest_*``)
         and return its versioned reference. A resource that carries a modifier extension is
         refused here, where it would be used (see :func:`modifier_extension_error`)."""
         if resource.get("modifierExtension"):
@@ -659,23 +668,18 @@ class ExtractorBase:
         used = f"{ref}/_history/{version}" if isinstance(version, str) and version else ref
         data.used[ref] = used
         if when is not None:
-            if isinstance(when, FhirTime):  # a date-only time counts up to the end of its day
+            if isinstance(when, FhirTime):
                 instant = when.instant
-                if instant is None:
+                if instant is None:  # a date only: its day (it counts up to the day's end)
                     day = data.latest_day
                     if day is None or when.day > day:
                         data.latest_day = when.day
-                when = instant or when.span(None)[1]
-            else:
-                instant = when
-            if instant is not None:
-                timed = data.latest_instant
-                if timed is None or (instant is not timed and instant > timed):
-                    data.latest_instant = instant
-            latest = data.latest
+                    return used
+                when = instant
+            timed = data.latest_instant
             # ``is``: the resources of one visit share one parsed time (parse_date_time_text)
-            if latest is None or (when is not latest and when > latest):
-                data.latest = when
+            if timed is None or (when is not timed and when > timed):
+                data.latest_instant = when
         return used
 
     def _check_subject(self, data: PatientData, resource: Json, key: str, path: str) -> None:
