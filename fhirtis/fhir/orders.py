@@ -30,7 +30,6 @@ from fhirtis.clinical.ivig import DECIMAL_CONTEXT, is_positive_finite
 from fhirtis.clinical.rates import RateKind, rate_mg_kg_min
 from fhirtis.fhir.codes import UCUM
 from fhirtis.fhir.extract import ExcludedError, Extractor, read_quantity
-from fhirtis.fhir.extract.common import read_amount
 from fhirtis.fhir.extract.medications import UnresolvedMedicationError
 from fhirtis.fhir.primitives import is_id, json_array
 from fhirtis.fhir.units import UnitError, convert
@@ -300,21 +299,21 @@ def _rates(request: Mapping[str, Any]) -> tuple[list[OrderedRate], list[str]]:
 def _rate_of(dr: Mapping[str, Any], where: str) -> tuple[str, Decimal, str | None] | None:
     """(element, value, UCUM unit) of one doseAndRate's rate[x], or None when it has none."""
     if "rateQuantity" in dr:
-        value, unit = read_amount(dr["rateQuantity"], f"{where}.rateQuantity")
+        value, unit = read_quantity(dr["rateQuantity"], f"{where}.rateQuantity")
         return "rateQuantity", value, unit
     if "rateRange" in dr:
         rng = dr["rateRange"]
         if not isinstance(rng, dict) or "high" not in rng:
             raise ExcludedError("required", "rateRange has no high", f"{where}.rateRange")
-        value, unit = read_amount(rng["high"], f"{where}.rateRange.high")
+        value, unit = read_quantity(rng["high"], f"{where}.rateRange.high")
         return "rateRange", value, unit
     if "rateRatio" in dr:
         ratio = dr["rateRatio"]
         path = f"{where}.rateRatio"
         if not isinstance(ratio, dict) or "numerator" not in ratio or "denominator" not in ratio:
             raise ExcludedError("structure", "rateRatio needs numerator and denominator", path)
-        num, num_unit = read_amount(ratio["numerator"], f"{path}.numerator")
-        den, den_unit = read_amount(ratio["denominator"], f"{path}.denominator")
+        num, num_unit = read_quantity(ratio["numerator"], f"{path}.numerator")
+        den, den_unit = read_quantity(ratio["denominator"], f"{path}.denominator")
         if not is_positive_finite(den):
             raise ExcludedError("value", "rateRatio denominator must be positive", path)
         if num_unit is None or den_unit is None:

@@ -113,6 +113,10 @@ UNIT_TEXT_ALIASES: dict[str, str] = {
     "in": "[in_i]",
     "inch": "[in_i]",
     "inches": "[in_i]",
+    # a height in feet ("5.5 ft"): UCUM's "ft" is a femtotonne, which no record means
+    "ft": "[ft_i]",
+    "foot": "[ft_i]",
+    "feet": "[ft_i]",
     # scores (clinical spec §6: MMT-8, CMAS, HAQ-DI, CHAQ … in {score}, the unit 1). The
     # instrument comes from the Observation's code, never from this unit, and a score converts
     # to no length: a VAS (cm, mm) in "points" is refused, as any unit it cannot convert from

@@ -266,7 +266,10 @@ def conditional_patient_problem(reference: str, patient: Json | None) -> str | N
 def read_quantity(q: object, path: str) -> tuple[Decimal, str | None]:
     """(value, UCUM unit or None). The UCUM ``code`` is preferred; a bare ``unit`` text is used
     only when no system is given or the system is UCUM, read through the unit alias table. A
-    value with a ``comparator`` (``>1200``) is censored, not exact: refused."""
+    value with a ``comparator`` (``>1200``) is censored, not exact: refused. A ``unit`` text
+    and ``code`` that disagree (:func:`_unit_conflict`: "70 kg" coded ``[lb_av]``, "4 mL/kg/h"
+    coded ``mL/h``) are refused too: the code alone would misread the value, and which of the
+    two is right cannot be told (clinical spec §4: reported, never misread)."""
     if not isinstance(q, dict):
         raise ExcludedError("structure", "Quantity must be an object", path)
     if "value" not in q:
@@ -286,18 +289,16 @@ def read_quantity(q: object, path: str) -> tuple[Decimal, str | None]:
     if system is not None and system != UCUM:
         raise ExcludedError("code-invalid", "Quantity unit is not a UCUM unit", f"{path}.system")
     if isinstance(code, str) and code:
+        if isinstance(unit, str) and unit != code and _unit_conflict(unit.strip(), code):
+            raise ExcludedError(
+                "value",
+                f"its unit {unit.strip()!r} and UCUM code {code!r} disagree; not read "
+                "(the unit must be corrected)",
+                path,
+            )
         return value, code
     # unit text only: the documented alias table (mL/hr, lbs, Units/L …), else the text as UCUM
     return value, unit_from_text(unit) if isinstance(unit, str) and unit.strip() else None
-
-
-def unit_agrees(q: object) -> bool:
-    """Cheap test that :func:`read_amount` would read ``q`` as :func:`read_quantity` does: no
-    ``unit`` text, or one that is its ``code`` (the usual Quantity)."""
-    if type(q) is not dict:
-        return True
-    unit = q.get("unit")
-    return unit is None or unit == q.get("code")
 
 
 def _per_weight(unit: str) -> bool:
@@ -326,39 +327,30 @@ def _disagree(text: str, code: str) -> bool:
         return True
 
 
-def read_amount(q: object, path: str) -> tuple[Decimal, str | None]:
-    """:func:`read_quantity` of a dose or a rate, refused when its ``unit`` text and UCUM
-    ``code`` disagree (:func:`_disagree`): the code alone would misread it (4 mL/kg/h as
-    4 mL/h, 2 g/kg as 2 g), and which of the two is right cannot be told (clinical spec §4:
-    reported, never misread)."""
-    value, unit = read_quantity(q, path)
-    if unit is None or unit_agrees(q):
-        return value, unit
-    assert isinstance(q, dict)
-    shown = q.get("unit")
-    if q.get("code") != unit or not isinstance(shown, str) or not shown.strip():
-        return value, unit
-    if unit.strip().isupper():  # "ML", "ML/H": the case-sensitive reading decides (case_refusal)
-        return value, unit
-    if _disagree(shown.strip(), unit):
-        raise ExcludedError(
-            "value",
-            f"its unit {shown.strip()!r} and UCUM code {unit!r} disagree; not read "
-            "(the unit must be corrected)",
-            path,
-        )
-    return value, unit
+def _unit_conflict(shown: str, code: str) -> bool:
+    """Whether a Quantity's ``unit`` text ``shown`` (trimmed) says another thing than its UCUM
+    ``code`` (:func:`_disagree`). A code in capitals ("ML", "ML/H": the case-sensitive reading
+    decides, :func:`~fhirtis.fhir.units.case_refusal`) and a dimensionless code (``{score}``,
+    ``1``: a score's scale written as its unit, "/150"; the instrument comes from the
+    Observation's code, clinical spec §6) are left to the code."""
+    if not shown or shown == code or code.startswith("{") or code == "1":
+        return False
+    return not code.strip().isupper() and _disagree(shown, code)
 
 
 def coded_quantity(q: object) -> tuple[Decimal, str] | None:
     """:func:`read_quantity` of the usual Quantity (a JSON number, UCUM or no system, a UCUM
-    ``code``) without the checks' function calls; None for anything else, which
-    :func:`read_quantity` then reads (and refuses, saying where). Where this gives a result,
-    read_quantity gives the same: every check it makes passes for such a Quantity."""
+    ``code``, no ``unit`` text or the code itself) without the checks' function calls; None for
+    anything else, which :func:`read_quantity` then reads (and refuses, saying where). Where
+    this gives a result, read_quantity gives the same: every check it makes passes for such a
+    Quantity."""
     if type(q) is not dict:
         return None
     code = q.get("code")
     if type(code) is not str or not code or "comparator" in q:
+        return None
+    unit = q.get("unit")
+    if unit is not None and unit != code:  # a unit text of its own: read_quantity compares
         return None
     system = q.get("system")
     if system is not None and system != UCUM:

@@ -34,12 +34,10 @@ from fhirtis.fhir.extract.common import (
     fhir_time_of,
     first_fhir_time,
     modifier_extension_error,
-    read_amount,
     read_quantity,
     ref_of,
     referenced,
     to_unit,
-    unit_agrees,
     use_began,
     use_days,
     versioned,
@@ -850,14 +848,14 @@ class MedicationReader(ExtractorBase):
         amounts: dict[str, Decimal] = {}
         if "dose" in dosage:
             dose = dosage["dose"]
-            found = _coded_amount(dose, _DOSE_UNITS) if unit_agrees(dose) else None
+            found = _coded_amount(dose, _DOSE_UNITS)
             if found is not None:
                 amounts[found[0]] = found[1]
             else:
                 self._value(data, r, "dose", self._dose, dose, f"{path}.dosage.dose", amounts)
         if "rateQuantity" in dosage:
             rate = dosage["rateQuantity"]
-            found = _coded_amount(rate, _RATE_UNITS) if unit_agrees(rate) else None
+            found = _coded_amount(rate, _RATE_UNITS)
             if found is not None:
                 amounts[found[0]] = found[1]
             else:
@@ -929,13 +927,13 @@ class MedicationReader(ExtractorBase):
         into[unit] = value
 
     def _dose(self, q: object, path: str) -> tuple[str, Decimal]:
-        value, unit = read_amount(q, path)
+        value, unit = read_quantity(q, path)
         if unit is None:
             raise ExcludedError("required", "dose has no unit", path)
         return _first_convertible(value, unit, _DOSE_UNITS, path)
 
     def _rate(self, q: object, path: str) -> tuple[str, Decimal]:
-        value, unit = read_amount(q, path)
+        value, unit = read_quantity(q, path)
         if unit is None:
             raise ExcludedError("required", "rate has no unit", path)
         return _first_convertible(value, unit, _RATE_UNITS, path)
@@ -943,8 +941,8 @@ class MedicationReader(ExtractorBase):
     def _rate_ratio(self, ratio: object, path: str) -> tuple[str, Decimal]:
         if not isinstance(ratio, dict) or "numerator" not in ratio or "denominator" not in ratio:
             raise ExcludedError("structure", "rateRatio needs numerator and denominator", path)
-        num, num_unit = read_amount(ratio["numerator"], f"{path}.numerator")
-        den, den_unit = read_amount(ratio["denominator"], f"{path}.denominator")
+        num, num_unit = read_quantity(ratio["numerator"], f"{path}.numerator")
+        den, den_unit = read_quantity(ratio["denominator"], f"{path}.denominator")
         if den <= 0:
             raise ExcludedError(
                 "value", "rateRatio denominator must be positive", f"{path}.denominator"
