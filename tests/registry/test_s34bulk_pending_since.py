@@ -61,14 +61,11 @@ async def _stop_while_exporting(
     httpx_mock.reset()
 
 
-def _serve_new_export(httpx_mock: HTTPXMock) -> None:
+def _serve_complete_export(httpx_mock: HTTPXMock, status_url: str) -> None:
+    """The export at ``status_url`` complete (one Patient file), released after its download,
+    and the Group a ``_since`` run reads for its members."""
     httpx_mock.add_response(
-        url=re.compile(re.escape(f"{BASE}/Group/g1/$export") + r".*"),
-        status_code=202,
-        headers={"Content-Location": NEW},
-    )
-    httpx_mock.add_response(
-        url=NEW,
+        url=status_url,
         json={
             "transactionTime": "2024-05-02T10:00:00Z",
             "requiresAccessToken": True,
@@ -77,19 +74,32 @@ def _serve_new_export(httpx_mock: HTTPXMock) -> None:
         },
     )
     httpx_mock.add_response(url=f"{BASE}/bulkfiles/Patient.ndjson", content=_patients_file("p1"))
-    httpx_mock.add_response(method="DELETE", url=NEW, status_code=202)
-    # a _since run reads the Group's members
+    httpx_mock.add_response(method="DELETE", url=status_url, status_code=202)
     httpx_mock.add_response(
         url=f"{BASE}/Group/g1", json={"resourceType": "Group", "id": "g1", "type": "person"}
     )
 
 
-async def test_a_since_run_releases_the_pending_export_before_starting_its_own(
-    httpx_mock: HTTPXMock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def _serve_new_export(httpx_mock: HTTPXMock) -> None:
+    httpx_mock.add_response(
+        url=re.compile(re.escape(f"{BASE}/Group/g1/$export") + r".*"),
+        status_code=202,
+        headers={"Content-Location": NEW},
+    )
+    _serve_complete_export(httpx_mock, NEW)
+
+
+@pytest.fixture
+def options(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> CohortOptions:
+    """A cohort's options whose evaluation of the downloaded files is a clean run."""
     monkeypatch.setattr(cohort, "run_ndjson", _clean_run)
     monkeypatch.setattr(cohort, "run_patient_list", _clean_run)
-    options = CohortOptions(ledger=tmp_path / "ledger.sqlite", work_dir=tmp_path / "w")
+    return CohortOptions(ledger=tmp_path / "ledger.sqlite", work_dir=tmp_path / "w")
+
+
+async def test_a_since_run_releases_the_pending_export_before_starting_its_own(
+    httpx_mock: HTTPXMock, options: CohortOptions
+) -> None:
     await _stop_while_exporting(httpx_mock, options)
 
     httpx_mock.add_response(method="DELETE", url=OLD, status_code=202)
@@ -112,29 +122,13 @@ async def test_a_since_run_releases_the_pending_export_before_starting_its_own(
 
 
 async def test_a_since_run_resumes_the_pending_export_of_the_same_since(
-    httpx_mock: HTTPXMock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    httpx_mock: HTTPXMock, options: CohortOptions
 ) -> None:
     """The same command run again (``--since`` the same instant) polls the export it started:
     a second kick-off would be refused (Oracle Health) or throw the server's work away."""
-    monkeypatch.setattr(cohort, "run_ndjson", _clean_run)
-    monkeypatch.setattr(cohort, "run_patient_list", _clean_run)
-    options = CohortOptions(ledger=tmp_path / "ledger.sqlite", work_dir=tmp_path / "w")
     await _stop_while_exporting(httpx_mock, options, since=SINCE)
 
-    httpx_mock.add_response(
-        url=OLD,
-        json={
-            "transactionTime": "2024-05-02T10:00:00Z",
-            "requiresAccessToken": True,
-            "output": [{"type": "Patient", "url": f"{BASE}/bulkfiles/Patient.ndjson"}],
-            "error": [],
-        },
-    )
-    httpx_mock.add_response(url=f"{BASE}/bulkfiles/Patient.ndjson", content=_patients_file("p1"))
-    httpx_mock.add_response(method="DELETE", url=OLD, status_code=202)
-    httpx_mock.add_response(
-        url=f"{BASE}/Group/g1", json={"resourceType": "Group", "id": "g1", "type": "person"}
-    )
+    _serve_complete_export(httpx_mock, OLD)
     options.since = SINCE
     await cohort.run_cohort(Settings(), options, FhirClientConfig(base_url=BASE), group="g1")
     assert _kickoff_count(httpx_mock) == 0  # the same export, polled again
