@@ -15,7 +15,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from fhirtis.clinical.facts import FhirTime, Instrument
+from fhirtis.clinical.facts import Instrument
 from fhirtis.clinical.patient import PatientEvaluation, evaluate_patient
 from fhirtis.clinical.policy import Policy, Population
 from fhirtis.fhir.bundle import PatientResources, read_patient_bundle
@@ -91,16 +91,11 @@ def as_of_for(data: PatientData) -> datetime:
     """ "Now" for the current risk factors: the latest clinical time in the data, so that the
     same data always gives the same results. Without any, the start of today (UTC).
 
-    A date-only record counts up to the end of its day on the records' calendar (the offset of
-    the latest record with a time of day, UTC without one), so that no record dated on a later
-    day comes after "now": a PGA at 08:00+10:00 on the 12th is later than a weight of the 11th,
-    date only (whose end in UTC, 09:59+10:00 on the 12th, is not)."""
-    instant, day = data.latest_instant, data.latest_day
-    if day is not None:
-        end = FhirTime(day).span(instant.tzinfo if instant is not None else None)[1]
-        return end if instant is None or end > instant else instant
-    if instant is not None:
-        return instant
+    A date-only record counts up to the end of its day on the records' calendar
+    (:attr:`~fhirtis.fhir.extract.common.PatientData.latest`)."""
+    latest = data.latest
+    if latest is not None:
+        return latest
     today = datetime.now(UTC).date()
     return datetime(today.year, today.month, today.day, tzinfo=UTC)
 

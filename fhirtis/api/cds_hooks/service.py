@@ -141,8 +141,7 @@ def on_records_calendar(now: datetime, data: PatientData) -> datetime:
     another date than the records' (09:00+10:00 on the 11th is 23:00Z on the 10th: a weight
     taken an hour before would be dated after it). The offset is the latest record's with a
     time of day (a date-only one gives none); unchanged without one."""
-    latest = data.latest_instant
-    zone = latest.tzinfo if latest is not None else None
+    zone = data.records_zone
     return now.astimezone(zone) if zone is not None else now
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
-from datetime import date, datetime
+from datetime import date, datetime, tzinfo
 from decimal import Decimal
 from functools import lru_cache
 from typing import Any
@@ -108,13 +108,24 @@ class PatientData:
     latest_day: date | None = None
 
     @property
+    def records_zone(self) -> tzinfo | None:
+        """The records' calendar: the UTC offset of the latest time recorded with a time of day;
+        None without one (a date-only record gives no offset). Day rules compare calendar dates
+        as the records give them (clinical spec §4, §5.3)."""
+        instant = self.latest_instant
+        return instant.tzinfo if instant is not None else None
+
+    @property
     def latest(self) -> datetime | None:
         """The latest clinical time seen: the latest time recorded with a time of day, or the
-        end (in UTC) of the latest day recorded as a date only where that is later."""
+        end of the latest day recorded as a date only, on the records' calendar
+        (:attr:`records_zone`, UTC without one), where that is later. So no record dated on a
+        later day comes before it: a PGA at 08:00+10:00 on the 12th is later than a weight of
+        the 11th, date only (whose end in UTC, 09:59+10:00 on the 12th, is not)."""
         day, instant = self.latest_day, self.latest_instant
         if day is None:
             return instant
-        end = FhirTime(day).span(None)[1]
+        end = FhirTime(day).span(self.records_zone)[1]
         return end if instant is None or end > instant else instant
 
     def facts(self) -> PatientFactsBundle:
