@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -52,6 +53,31 @@ def risk_labels() -> dict[str, str]:
 
 def _label(kind: str) -> str:
     return risk_labels().get(kind, kind)
+
+
+# Text from the patient's record (a Condition's or a Medication's name, a unit as ordered, a
+# reference) goes into a card's ``detail``, which CDS Hooks 2.0 makes GitHub Flavored Markdown,
+# raw HTML included: unescaped, ``![](https://…)`` would make the EHR fetch another site while
+# the clinician reads the card, ``[…](…)`` or a bare ``https://…`` would be a link fhirtis never
+# wrote, ``<img onerror=…>`` is HTML, and a line break would start a line of its own. So it is
+# shown as literal text: the characters that start Markdown or HTML backslash-escaped
+# (CommonMark 0.30 §2.4, any ASCII punctuation may be), GFM's autolinks broken up (``www\.``,
+# ``\://``, ``\@``), and line breaks made spaces; in a code span, backticks become quotes.
+_MD_SPECIAL = re.compile(r"[\\`*_~\[\]<>&|!]")
+_MD_AUTOLINK = re.compile(r"(?i)(?<=www)\.|:(?=//)|@")
+_LINE_BREAKS = re.compile(r"[\x00-\x1f\x7f\x85\u2028\u2029]+")
+
+
+def md_text(text: str) -> str:
+    """``text`` as literal text inside a card's Markdown ``detail``: no markup of its own."""
+    text = _LINE_BREAKS.sub(" ", text)
+    text = _MD_SPECIAL.sub(lambda m: "\\" + m.group(0), text)
+    return _MD_AUTOLINK.sub(lambda m: "\\" + m.group(0), text)
+
+
+def md_code(text: str) -> str:
+    """``text`` as a code span of a card's Markdown ``detail`` (a reference, a path)."""
+    return "`" + _LINE_BREAKS.sub(" ", text).replace("`", "'") + "`"
 
 
 def _summary(text: str) -> str:
@@ -120,13 +146,13 @@ def risk_card(
             summary += " (some could not be assessed)"
     lines = [f"Thrombosis risk factors for IVIG as of {profile.at.day.isoformat()}:", ""]
     for f in factors:
-        evidence = ", ".join(f"`{e}`" for e in f.evidence)
-        lines.append(f"- **{_label(f.kind.value)}**: {f.detail} (evidence: {evidence})")
+        evidence = ", ".join(md_code(e) for e in f.evidence)
+        lines.append(f"- **{_label(f.kind.value)}**: {md_text(f.detail)} (evidence: {evidence})")
     if not factors:
         lines.append("- none found in the data available")
     if profile.unassessed:
         lines += ["", "Not assessable:"]
-        lines += [f"- {_label(u.kind.value)}: {u.reason}" for u in profile.unassessed]
+        lines += [f"- {_label(u.kind.value)}: {md_text(u.reason)}" for u in profile.unassessed]
     if excluded:
         lines += [
             "",
@@ -159,7 +185,7 @@ def risk_card(
         )
     if scope_limited:
         granted = "; ".join(
-            f"only part of {rtype} ({', '.join(f'`{_plain_scope(s)}`' for s in scopes)})"
+            f"only part of {rtype} ({', '.join(md_code(_plain_scope(s)) for s in scopes)})"
             for rtype, scopes in scope_limited.items()
         )
         lines += _incomplete(
@@ -210,7 +236,7 @@ def _max_text(limits: _Limits, kind: RateKind) -> str | None:
 
 def _weight_text(weight: DosingWeight, now: datetime) -> str:
     if weight.kg is None:
-        reasons = "; ".join(n.message for n in weight.notes) or "no body weight"
+        reasons = "; ".join(md_text(n.message) for n in weight.notes) or "no body weight"
         return f"unknown ({reasons})"
     text = f"{format_decimal(weight.kg)} kg ({weight.basis.value} body weight"
     # what it is computed from on its basis (spec §4): the weight (actual, adjusted), the
@@ -218,11 +244,11 @@ def _weight_text(weight: DosingWeight, now: datetime) -> str:
     if weight.basis is not DosingWeightBasis.IDEAL and weight.weight_source is not None:
         if weight.weight_when is not None:
             text += f", weighed {weight.weight_when.date().isoformat()}"
-        text += f", `{weight.weight_source}`"
+        text += f", {md_code(weight.weight_source)}"
     if weight.basis is not DosingWeightBasis.ACTUAL and weight.height_source is not None:
         if weight.height_when is not None:
             text += f", height measured {weight.height_when.date().isoformat()}"
-        text += f", `{weight.height_source}`"
+        text += f", {md_code(weight.height_source)}"
     text += ")"
     if weight.stale:
         text += (
@@ -232,8 +258,8 @@ def _weight_text(weight: DosingWeight, now: datetime) -> str:
     # a weight excluded as implausible (spec §1) is said, not silently passed over
     for n in weight.notes:
         if n.code == _WEIGHT_IMPLAUSIBLE:
-            where = f" (`{n.source}`)" if n.source else ""
-            text += f"; not used: {n.message.removesuffix('; not used')}{where}"
+            where = f" ({md_code(n.source)})" if n.source else ""
+            text += f"; not used: {md_text(n.message.removesuffix('; not used'))}{where}"
     return text
 
 
@@ -308,15 +334,15 @@ def max_rate_card(
             why.append("product concentration unknown")
         summary = f"Max IVIG rate {mg} mg/kg/min; mL/h cannot be computed: {', '.join(why)}"
     lines = [
-        f"**Maximum infusion rate: {mg} mg/kg/min**: {limit.reason}.",
+        f"**Maximum infusion rate: {mg} mg/kg/min**: {md_text(limit.reason)}.",
         "",
-        f"- Order: `{order.ref}`, {product}",
+        f"- Order: {md_code(order.ref)}, {md_text(product)}",
         f"- Dosing weight now: {_weight_text(weight, now)}",
         "- Concentration: "
         + (
             f"{format_decimal(conc)} mg/mL (Medication ingredient strength)"
             if conc is not None
-            else f"unknown: {order.concentration_problem}; never assumed"
+            else f"unknown: {md_text(order.concentration_problem or '')}; never assumed"
         ),
     ]
     for kind in RateKind:
@@ -327,7 +353,7 @@ def max_rate_card(
         lines.append("- Maximum as mL/h: **cannot be computed** without the missing value above")
     lines.append("")
     if order.rate_texts:
-        where = ", ".join(f"`{t}`" for t in order.rate_texts)
+        where = ", ".join(md_code(t) for t in order.rate_texts)
         lines.append(
             f"The order gives its infusion rate only in words ({where}): it is not coded, so it "
             "**cannot be checked**; compare it with the maximum above."
@@ -337,15 +363,16 @@ def max_rate_card(
     for rate, value in check.checked:
         verdict = "above the maximum" if value > limits.mg_kg_min else "within the maximum"
         lines.append(
-            f"- Ordered {rate.text} = {format_beside(value, limits.mg_kg_min)} mg/kg/min: "
-            f"{verdict} (`{rate.path}`)"
+            f"- Ordered {md_text(rate.text)} = {format_beside(value, limits.mg_kg_min)} "
+            f"mg/kg/min: {verdict} ({md_code(rate.path)})"
         )
     for rate, needs in check.unchecked:
         lines.append(
-            f"- Ordered {rate.text}: **cannot be checked** — {needs} unknown (`{rate.path}`)"
+            f"- Ordered {md_text(rate.text)}: **cannot be checked** — {needs} unknown "
+            f"({md_code(rate.path)})"
         )
     for problem in order.rate_problems:
-        lines.append(f"- A rate could not be read: {problem}")
+        lines.append(f"- A rate could not be read: {md_text(problem)}")
     if excluded:  # a DVT or the latest weight among them would change the numbers above
         lines += [
             "",
@@ -375,11 +402,12 @@ def exceeded_card(check: _OrderCheck, limit: RateLimit) -> Json | None:
         f"the max {plain(limits.mg_kg_min)} mg/kg/min" + (f" ({max_here})" if max_here else "")
     )
     lines = [
-        f"The ordered rate is above the maximum infusion rate: {limit.reason}.",
+        f"The ordered rate is above the maximum infusion rate: {md_text(limit.reason)}.",
         "",
     ]
     lines += [
-        f"- {rate.text} = {format_beside(v, limits.mg_kg_min)} mg/kg/min (`{rate.path}`)"
+        f"- {md_text(rate.text)} = {format_beside(v, limits.mg_kg_min)} mg/kg/min "
+        f"({md_code(rate.path)})"
         for rate, v in exceeding
     ]
     lines += [
@@ -436,12 +464,13 @@ def unread_order_card(unread: UnreadOrder, limit: RateLimit) -> Json:
     and concentration are unknown, so its rate is not checked; said, with the maximum."""
     mg = plain(limit.limit_mg_kg_min)
     lines = [
-        f"The order `{unread.ref}` names `{unread.medication}` ({unread.shown}), which could not "
-        "be read (not in draftOrders or prefetch, and not readable from the FHIR server).",
+        f"The order {md_code(unread.ref)} names {md_code(unread.medication)} "
+        f"({md_text(unread.shown)}), which could not be read (not in draftOrders or prefetch, "
+        "and not readable from the FHIR server).",
         "",
         "Whether it is IVIG, and its concentration, are unknown: **its infusion rate was not "
         f"checked**. If it is IVIG, the maximum infusion rate is {mg} mg/kg/min: "
-        f"{limit.reason}.",
+        f"{md_text(limit.reason)}.",
     ]
     return _card(
         f"IVIG rate not checked: the order's Medication could not be read ({unread.shown})",
@@ -455,7 +484,8 @@ def merged_card(patient_ref: str, successor: str) -> Json:
     "must no longer be used"): its data may have moved to ``successor``, so no rate is advised
     from what is left here."""
     lines = [
-        f"This patient record (`{patient_ref}`) says it was replaced by `{successor}` "
+        f"This patient record ({md_code(patient_ref)}) says it was replaced by "
+        f"{md_code(successor)} "
         "(Patient.link `replaced-by`: a merged or combined record, which must no longer be "
         "used). Its clinical data may have moved to that record.",
         "",
