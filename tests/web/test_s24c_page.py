@@ -14,6 +14,7 @@ from tests.fhir.builders import administration
 from tests.fhir.patients import _day, responder
 from tests.web.conftest import Stack
 from tests.web.test_page import READY_TIMEOUT_MS, Browsing, browsing, launch, text
+from tests.web.test_s35sec_error_state import started_here
 
 __all__ = ["browsing"]  # the fixture used here
 
@@ -111,6 +112,7 @@ def test_a_refused_authorization_leaves_no_state_in_the_address_bar(
     stack: Stack, browsing: Browsing
 ) -> None:
     page = browsing.page
+    started_here(browsing, stack, "s1")
     page.goto(
         f"{stack.fhirtis}/app/?error=access_denied&error_description=%3Cb%3Eno%3C%2Fb%3E&state=s1"
     )

@@ -325,15 +325,24 @@
     window.history.replaceState(null, "", appBase());
   }
 
-  async function finishLaunch(code, state) {
-    setStatus("Signing in with the EHR…");
-    dropLaunchQuery();
+  const NOT_STARTED_HERE = "This sign-in was not started here or has expired.";
+
+  // The launch this tab started under ``state`` (single use: removed whatever comes of it), or
+  // null when it started none under it or it has expired.
+  function takeLaunch(state) {
     const key = LAUNCH_PREFIX + state;
     const saved = sessionStorage.getItem(key);
     sessionStorage.removeItem(key);
     const launch = saved ? JSON.parse(saved) : null;
-    if (!launch || Date.now() - launch.created > LAUNCH_MAX_AGE_MS) {
-      throw new AppError("This sign-in was not started here or has expired.", { relaunch: true });
+    return launch && Date.now() - launch.created <= LAUNCH_MAX_AGE_MS ? launch : null;
+  }
+
+  async function finishLaunch(code, state) {
+    setStatus("Signing in with the EHR…");
+    dropLaunchQuery();
+    const launch = takeLaunch(state);
+    if (!launch) {
+      throw new AppError(NOT_STARTED_HERE, { relaunch: true });
     }
     const form = new URLSearchParams({
       grant_type: "authorization_code",
@@ -1397,9 +1406,15 @@
         return;
       }
       if (params.has("error")) {
+        // The answer's words are shown only for a sign-in this tab started (its state): any
+        // link can carry ?error=…&error_description=…, and the page would show its text as the
+        // EHR's (RFC 6749 §10.12: the state binds the answer to the request).
         const state = params.get("state");
-        if (state) sessionStorage.removeItem(LAUNCH_PREFIX + state);
+        const ours = state ? takeLaunch(state) : null;
         dropLaunchQuery();
+        if (!ours) {
+          throw new AppError(NOT_STARTED_HERE, { relaunch: true });
+        }
         throw new AppError(
           `The EHR did not authorize the app: ${params.get("error_description") || params.get("error")}.`,
           { relaunch: true },
