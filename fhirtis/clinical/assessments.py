@@ -157,17 +157,23 @@ class Assessment:
         )
 
 
-def comparable(baseline: Assessment, followup: Assessment) -> tuple[Assessment, Assessment]:
+def comparable(
+    baseline: Assessment, followup: Assessment, enzyme: Instrument | None = None
+) -> tuple[Assessment, Assessment]:
     """The two assessments with, for each measure, values of one instrument measured at both
     where there is one (clinical spec §1: an instrument is never mixed across the two
     assessments compared); the preferred such instrument when there are several. A juvenile
     alternative to the enzyme (CHQ-PhS) measured at one of the two only gives way to the lab
-    enzymes when both have them. Without ``others`` on either side, the assessments as
-    they are."""
+    enzymes when both have them; measured at both, it gives way to the core set's enzyme when
+    ``enzyme`` (the lab enzyme chosen at baseline) is measured at both too. Without
+    ``others`` on either side, the assessments as they are."""
+    chq_at_both = _ENZYME in baseline.values and _ENZYME in followup.values
+    lab_at_both = enzyme is not None and enzyme in baseline.enzymes and enzyme in followup.enzymes
     if (
         not baseline.others
         and not followup.others
         and ((_ENZYME in baseline.values) == (_ENZYME in followup.values))
+        and not (chq_at_both and lab_at_both)
     ):
         return baseline, followup
     base_values, follow_values = dict(baseline.values), dict(followup.values)
@@ -180,12 +186,13 @@ def comparable(baseline: Assessment, followup: Assessment) -> tuple[Assessment, 
         shared = [i for i in INSTRUMENT_PREFERENCE[measure] if i in b_all and i in f_all]
         if shared:
             base_values[measure], follow_values[measure] = b_all[shared[0]], f_all[shared[0]]
-    # CHQ-PhS on one side only, lab enzymes on both: the lab enzymes are compared
+    # CHQ-PhS on one side only, lab enzymes on both: the lab enzymes are compared; CHQ-PhS on
+    # both and the chosen lab enzyme on both: the core set's enzyme is compared
     if (
         (_ENZYME in base_values) != (_ENZYME in follow_values)
         and baseline.enzymes
         and followup.enzymes
-    ):
+    ) or (chq_at_both and lab_at_both):
         base_values.pop(_ENZYME, None)
         follow_values.pop(_ENZYME, None)
     return (

@@ -85,7 +85,8 @@ def evaluate_course(
     # without enzymes at baseline compute_tis would choose (none) afresh for every follow-up
     tis_enzyme = enzyme if enzyme is not None else choose_enzyme(baseline.enzymes, policy)
     # every value of the grouping passed check_value (group_assessments drops the others)
-    pairs = [comparable(baseline, a) for a in later]
+    chosen = enzyme.instrument if enzyme is not None else None
+    pairs = [comparable(baseline, a, chosen) for a in later]
     tis_results = [
         compute_tis(
             b.for_tis() if b is not baseline else baseline_values,

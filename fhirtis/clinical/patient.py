@@ -47,6 +47,9 @@ class PatientFactsBundle:
     dm_onset_age: int | None = None  # completed years, of an onset recorded as an age
     # the earliest onset recorded to the year or month only: its first and last possible day
     dm_onset_partial: tuple[date, date] | None = None
+    # the earliest recordedDate of a dermatomyositis diagnosis recorded with no onset (the onset
+    # was on or before it)
+    dm_recorded_by: date | None = None
     # the myositis diagnoses read, with the verification status each was recorded with
     diagnoses: Sequence[MyositisDiagnosis] = ()
 
@@ -96,6 +99,7 @@ def evaluate_patient(
         dm_onset=onset,
         dm_onset_latest=onset_latest,
         dm_onset_age=facts.dm_onset_age,
+        dm_recorded_by=facts.dm_recorded_by,
         override=population,
         diagnoses=facts.diagnoses,
     )

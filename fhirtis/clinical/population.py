@@ -100,6 +100,7 @@ def decide_population(
     dm_onset_age: int | None = None,
     dm_onset_latest: date | None = None,
     diagnoses: Sequence[MyositisDiagnosis] = (),
+    dm_recorded_by: date | None = None,
 ) -> PopulationDecision:
     """Juvenile when a Condition codes juvenile DM or the age at DM onset is below
     ``policy.juvenile_onset_age``; otherwise adult. A caller's override wins. A birth date
@@ -113,7 +114,12 @@ def decide_population(
     adult dermatomyositis and polymyositis; the juvenile ones are for juvenile dermatomyositis)
     apply without a note asking for an onset the decision does not need. ``diagnoses``: the
     myositis diagnoses read; when all those the decision rests on are recorded as suspected
-    (provisional, differential, unconfirmed), a warning says so."""
+    (provisional, differential, unconfirmed), a warning says so. ``dm_recorded_by``: the
+    earliest day a dermatomyositis diagnosis with no onset was recorded (``recordedDate``); a
+    condition has begun by the time it is recorded, so the earliest onset is on or before that
+    day: when the patient was younger than ``policy.juvenile_onset_age`` on every day it may
+    be, the age at onset is below it (juvenile, whatever the other onsets say: the earliest
+    decides); otherwise it decides nothing, as an onset not recorded."""
     if override is not None:
         return PopulationDecision(override, "override")
     return _unconfirmed_note(
@@ -126,6 +132,7 @@ def decide_population(
             birth_date_latest=birth_date_latest,
             dm_onset_age=dm_onset_age,
             dm_onset_latest=dm_onset_latest,
+            dm_recorded_by=dm_recorded_by,
         ),
         diagnoses,
     )
@@ -141,10 +148,16 @@ def _decide(
     birth_date_latest: date | None,
     dm_onset_age: int | None,
     dm_onset_latest: date | None,
+    dm_recorded_by: date | None = None,
 ) -> PopulationDecision:
     """:func:`decide_population` without an override, before the note on suspected diagnoses."""
     if jdm_coded:
         return PopulationDecision(Population.JUVENILE, "jdm-coded")
+    if birth_date is not None and dm_recorded_by is not None and dm_recorded_by >= birth_date:
+        # the onset was on or before the day the diagnosis was recorded: at most this old
+        oldest = age_in_years(birth_date, dm_recorded_by)
+        if oldest < policy.juvenile_onset_age:
+            return PopulationDecision(Population.JUVENILE, "onset-age")
     why = "birth date or onset missing"
     bounds: tuple[int, int] | None = None
     if birth_date is not None and dm_onset is not None:

@@ -34,10 +34,7 @@ def _read(*resources: dict[str, Any]) -> PatientData:
 
 
 def _said(data: PatientData, source: str) -> bool:
-    return any(
-        "disagree" in i.diagnostics and source == i.resource
-        for i in data.issues
-    )
+    return any("disagree" in i.diagnostics and source == i.resource for i in data.issues)
 
 
 def _weight(quantity: dict[str, Any]) -> dict[str, Any]:

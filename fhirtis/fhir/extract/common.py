@@ -95,6 +95,9 @@ class PatientData:
     # an onset recorded to the year or month only: the first and the last day it may be (the
     # earliest of such onsets: the lowest first day, the lowest last day)
     dm_onset_partial: tuple[date, date] | None = None
+    # the earliest recordedDate (its last possible day) of a dermatomyositis diagnosis recorded
+    # with no onset: its onset was on or before it (EventReader._dm_recorded)
+    dm_recorded_by: date | None = None
     # the myositis diagnoses read, each with the verification status it was recorded with
     diagnoses: list[MyositisDiagnosis] = field(default_factory=list)
     deceased: bool = False  # Patient.deceased[x] says the patient has died

@@ -501,6 +501,20 @@ class EventReader(MedicationReader):
         kinds = self._members(TEE_FAMILY, self._tee, codings, resource, path)
         return kinds[0] if kinds else None
 
+    def _dm_recorded(self, data: PatientData, r: Json, path: str) -> None:
+        """A dermatomyositis diagnosis with no onset that can be read (none recorded, or only
+        as text): it had begun by the day it was recorded (``recordedDate``; recorded to the
+        year or month only, its last possible day), which bounds the age at onset from above
+        (spec §2.3; the earliest such day is kept). A recordedDate that is no date is left out
+        (the diagnosis is read without it, as before)."""
+        try:
+            day = optional_date(r, _RECORDED, path)
+        except ExcludedError:
+            bounds = partial_days(r, _RECORDED, path)
+            day = bounds[2] if bounds is not None else None
+        if day is not None and (data.dm_recorded_by is None or day < data.dm_recorded_by):
+            data.dm_recorded_by = day
+
     def _dm_onset_age(self, data: PatientData, r: Json, path: str) -> None:
         """A dermatomyositis onset recorded as an age (R4 ``onsetAge``, UCUM ``a``, ``mo``, …):
         its completed years, the lowest of the patient's (spec §2.3). An age that cannot be read
@@ -705,6 +719,8 @@ class EventReader(MedicationReader):
             )
             if onset is not None and (data.dm_onset is None or onset.day < data.dm_onset):
                 data.dm_onset = onset.day
+            elif not any(key.startswith("onset") for key in r):
+                self._dm_recorded(data, r, path)
             elif partial_onset is not None:
                 _record_partial_onset(data, (partial_onset[0], partial_onset[1]))
             elif onset is None and "onsetAge" in r:
@@ -712,6 +728,7 @@ class EventReader(MedicationReader):
             elif onset is None and "onsetRange" in r:
                 self._dm_onset_range(data, r, path)
             elif onset is None and "onsetString" in r:
+                self._dm_recorded(data, r, path)
                 data.issues.append(
                     Issue(
                         "warning",
