@@ -21,7 +21,11 @@ from fhirtis.clinical.frozen import record
 from fhirtis.clinical.ivig import Exposure, compute_exposure
 from fhirtis.clinical.policy import Policy, Population
 from fhirtis.clinical.population import MyositisDiagnosis, PopulationDecision, decide_population
-from fhirtis.clinical.thrombosis import ThrombosisAssessment, assess_thrombosis
+from fhirtis.clinical.thrombosis import (
+    ThrombosisAssessment,
+    UnassessedRiskFactor,
+    assess_thrombosis,
+)
 from fhirtis.clinical.weight import PlausibleBody
 
 # module constants: reading a member off its class costs more in Python 3.11
@@ -52,6 +56,8 @@ class PatientFactsBundle:
     dm_recorded_by: date | None = None
     # the myositis diagnoses read, with the verification status each was recorded with
     diagnoses: Sequence[MyositisDiagnosis] = ()
+    # risk factors whose records were read only in part (a search answered in part), with why
+    unread_risks: Sequence[UnassessedRiskFactor] = ()
 
 
 @record
@@ -130,5 +136,6 @@ def evaluate_patient(
         as_of=as_of,
         policy=policy,
         body=body,
+        unread=facts.unread_risks,
     )
     return PatientEvaluation(decision, course, exposure, thrombosis, as_of, policy)

@@ -275,6 +275,9 @@ class RiskInputs:
     pga: tuple[MeasureValue, ...] = ()
     events: tuple[TeeEvent, ...] = ()
     mmt8: tuple[MeasureValue, ...] = ()  # MMT-8 (or CMAS) values: they anchor assessments too
+    # factors the records that would show them were read only in part (each with why): not
+    # assessable where not found
+    unread: tuple[UnassessedRiskFactor, ...] = ()
 
 
 # --------------------------------------------------------------------------------------------
@@ -566,6 +569,11 @@ def _risk_profile(
                 f"{ev.display or ev.kind.value} with onset {ev.onset.day.isoformat()}",
             )
 
+    # a factor whose records were read only in part cannot be ruled out by their absence
+    for u in inputs.unread:
+        if u.kind not in evidence and all(x.kind is not u.kind for x in unassessed):
+            unassessed.append(u)
+
     kinds = sorted(evidence, key=_KIND_ORDER.__getitem__) if len(evidence) > 1 else evidence
     factors = tuple(
         [RiskFactor(kind, tuple(evidence[kind]), "; ".join(details[kind])) for kind in kinds]
@@ -853,12 +861,15 @@ def assess_thrombosis(
     policy: Policy = DEFAULT_POLICY,
     body: PlausibleBody | None = None,
     mmt8: Iterable[MeasureValue] = (),
+    unread: Iterable[UnassessedRiskFactor] = (),
 ) -> ThrombosisAssessment:
     """Risk factors now, the maximum rate now, rate findings, and events, for one patient.
     ``body``: the plausible ``weights`` and ``heights`` under ``policy``
     (:meth:`~fhirtis.clinical.weight.PlausibleBody.of`), when the caller has made them.
     ``mmt8``: the MMT-8 (or CMAS) values, which date assessments as PGA values do: inflammation
-    is judged on the PGA at the latest assessment."""
+    is judged on the PGA at the latest assessment. ``unread``: the factors whose records were
+    read only in part (a search the server answered in part), each with why: not assessable
+    where no factor of that kind is found."""
     inputs = RiskInputs(
         patient=patient,
         patient_source=patient_source,
@@ -869,6 +880,7 @@ def assess_thrombosis(
         pga=tuple(pga),
         events=tuple(events),
         mmt8=tuple(mmt8),
+        unread=tuple(unread),
     )
     notes: list[Note] = []
     record = policy.as_record()

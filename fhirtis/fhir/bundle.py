@@ -30,6 +30,9 @@ class PatientResources:
     resources: Sequence[tuple[str, Json]]
     resolve: Mapping[str, Json]
     issues: Sequence[Issue]
+    # the resource types a server returned only in part (its search said matches were
+    # withheld, or ended before its Bundle.total): a server read's, never a Bundle's
+    read_in_part: Sequence[str] = ()
 
 
 def on_base(reference: str, base: str | None) -> str | None:

@@ -21,6 +21,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from urllib.parse import quote
 
+from fhirtis.clinical.facts import RiskFactorKind
+from fhirtis.clinical.thrombosis import UnassessedRiskFactor
 from fhirtis.fhir.codes import CORE_SET_SYSTEM, SYSTEM_ALIASES, Terminology
 from fhirtis.fhir.extract import CORE_SET_CODES, ENZYME_VALUE_SETS
 
@@ -39,6 +41,7 @@ __all__ = [
     "observation_codes",
     "prefetch_queries",
     "token",
+    "unread_risks",
 ]
 
 PATIENT = "Patient"
@@ -273,6 +276,41 @@ def prefetch_queries(terminology: Terminology, patient: str) -> list[tuple[str, 
             also = need.also
             out.append((also.key, f"{need.resource_type}?{also.query}&{who}", True))
     return out
+
+
+_K = RiskFactorKind
+#: The thrombosis risk factors (clinical spec §5.1) each searched type may record: coded
+#: Conditions (and Procedures) any but age, estrogen use and inflammation; an AdverseEvent a
+#: thrombosis; medication records estrogen use; Devices a central venous catheter; Observations
+#: the BMI (obesity), the PGA (inflammation) and smoking (cardiovascular).
+_CODED = tuple(k for k in _K if k not in (_K.ADVANCED_AGE, _K.ESTROGEN, _K.INFLAMMATION))
+RISK_KINDS_BY_TYPE: dict[str, tuple[RiskFactorKind, ...]] = {
+    "Condition": _CODED,
+    "Procedure": _CODED,
+    "AdverseEvent": (_K.THROMBOSIS_HISTORY,),
+    "MedicationStatement": (_K.ESTROGEN,),
+    "MedicationRequest": (_K.ESTROGEN,),
+    "MedicationAdministration": (_K.ESTROGEN,),
+    "Device": (_K.CENTRAL_VENOUS_CATHETER,),
+    "DeviceUseStatement": (_K.CENTRAL_VENOUS_CATHETER,),
+    "Observation": (_K.OBESITY, _K.INFLAMMATION, _K.CARDIOVASCULAR),
+}
+
+
+def unread_risks(types: Iterable[str]) -> list[UnassessedRiskFactor]:
+    """The risk factors that the records of ``types``, read only in part, may hold, each
+    with why: not assessable where not found (the tee-risk Flag names them)."""
+    by_kind: dict[RiskFactorKind, list[str]] = {}
+    for rtype in sorted(set(types)):
+        for kind in RISK_KINDS_BY_TYPE.get(rtype, ()):
+            by_kind.setdefault(kind, []).append(rtype)
+    return [
+        UnassessedRiskFactor(
+            kind,
+            f"the server returned the patient's {', '.join(rtypes)} records only in part",
+        )
+        for kind, rtypes in by_kind.items()
+    ]
 
 
 def export_types() -> tuple[str, ...]:

@@ -22,6 +22,7 @@ from fhirtis.fhir.bundle import PatientResources, read_patient_bundle
 from fhirtis.fhir.codes import AnsweredOracle, Terminology, load_concept_map, terminology
 from fhirtis.fhir.derive import Derived, derive_resources
 from fhirtis.fhir.extract import Extractor, ExtractSettings, PatientData, hierarchy_questions
+from fhirtis.fhir.needs import unread_risks
 from fhirtis.fhir.outcome import Issue
 from fhirtis.fhir.plan import WritePlan, plan_writes
 from fhirtis.io import TerminologyClient
@@ -129,6 +130,7 @@ def evaluate_patient_resources(
         )
     ]
     data.issues[:0] = resources.issues
+    data.unread_risks[:] = unread_risks(resources.read_in_part)
     facts = data.facts()
     policy: Policy = settings.policy
     evaluation = evaluate_patient(

@@ -90,6 +90,18 @@ _EPIC_OID = "urn:oid:1.2.840.114350."
 _EPIC_PARTIAL = frozenset({"4119"})
 
 
+#: Words of a searchset issue that says matches were left out, whatever its IssueType: InteliChart's
+#: warning ``required`` "Additional search results were found but could not be compliantly
+#: expressed and have been suppressed." (fhirqa.intelichart.com/Help/ErrorCodes); Oracle Health's
+#: inline outcome "about the omitted resources" of a search Bundle it left noncompliant ones out
+#: of (Oracle Health AI Application Suite FHIR change log, "Search Bundle Error Handling").
+_WITHHELD_WORDS = re.compile(r"\b(?:suppressed|withheld|omitted)\b", re.I)
+
+
+def _says_withheld(issue: Json) -> bool:
+    return any(_WITHHELD_WORDS.search(t) is not None for t in issue_texts(issue))
+
+
 def _epic_partial(issue: Json) -> bool:
     details = issue.get("details")
     codings = details.get("coding") if isinstance(details, dict) else None
@@ -111,7 +123,8 @@ def partial_results(outcomes: Iterable[Json]) -> list[Issue]:
     """Warnings for the searchsets' own OperationOutcomes (``search.mode = outcome``) that say
     the server returned only part of the matches: an issue of severity error or fatal, or of
     one of :data:`_PARTIAL_CODES`, or coded as Epic's "additional data may be present"
-    (:data:`_EPIC_PARTIAL`), other than a warning that only included resources were
+    (:data:`_EPIC_PARTIAL`), or whose text says results were suppressed, withheld or omitted
+    (:data:`_WITHHELD_WORDS`), other than a warning that only included resources were
     truncated (:data:`_TRUNCATED_INCLUDES`: the callers read those by id). One warning per
     distinct (severity, code); the server's words are not copied (they may name the
     patient)."""
@@ -122,7 +135,12 @@ def partial_results(outcomes: Iterable[Json]) -> list[Issue]:
             if not isinstance(issue, dict) or _only_includes_truncated(issue):
                 continue
             severity, code = str(issue.get("severity")), str(issue.get("code"))
-            if severity in ("error", "fatal") or code in _PARTIAL_CODES or _epic_partial(issue):
+            if (
+                severity in ("error", "fatal")
+                or code in _PARTIAL_CODES
+                or _epic_partial(issue)
+                or _says_withheld(issue)
+            ):
                 seen.setdefault((severity, code), None)
     return [
         Issue(
@@ -133,6 +151,21 @@ def partial_results(outcomes: Iterable[Json]) -> list[Issue]:
         )
         for severity, code in seen
     ]
+
+
+#: Why earlier output no longer derived is not withdrawn after a read in part
+#: (:func:`read_in_part`; :func:`fhirtis.pipeline.settle.hold_withdrawals`).
+READ_IN_PART = (
+    "the server returned the patient's data only in part (a search said matches were "
+    "withheld, or ended before its Bundle.total): what it no longer shows is not taken as gone"
+)
+
+
+def read_in_part(issues: Iterable[Issue]) -> str | None:
+    """:data:`READ_IN_PART` where the issues of a pull say the server returned only part of the
+    patient's data (an ``incomplete`` warning: :func:`partial_results`, or a search's pages
+    that ended before its total), else None."""
+    return READ_IN_PART if any(i.code == "incomplete" for i in issues) else None
 
 
 def newer_version(copy: Json, kept: Json) -> bool:
@@ -813,7 +846,7 @@ async def pull_patient(
         issues.append(Issue("warning", "not-supported", f"{rtype} not read: {why}"))
     resolve = dict(unique)
     alias_references(resolve, _base_aliases(unique, client.config.base_url))
-    return PatientResources(patient_ref, listed, resolve, issues)
+    return PatientResources(patient_ref, listed, resolve, issues, read.incomplete)
 
 
 @dataclass(frozen=True)

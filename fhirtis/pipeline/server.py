@@ -41,7 +41,13 @@ from fhirtis.pipeline.answers import (
 )
 from fhirtis.pipeline.offline import Options, ask_terminology, evaluate_patient_resources
 from fhirtis.pipeline.patient_run import NotWritten, PatientRun, RunStatus, Written
-from fhirtis.pipeline.pull import batch_of_reads, pull_patient, pull_types, read_by_id
+from fhirtis.pipeline.pull import (
+    batch_of_reads,
+    pull_patient,
+    pull_types,
+    read_by_id,
+    read_in_part,
+)
 from fhirtis.pipeline.settle import settle
 from fhirtis.settings import Settings
 
@@ -97,6 +103,8 @@ async def run_patient(
         )
     answers = await ask_terminology(resources, settings)  # before the pure evaluation
     result = evaluate_patient_resources(resources, settings, options, answers=answers)
-    run = await settle(client, patient_id, result, write=write, requests=requests)
+    # a read the server said was partial withdraws nothing: what it lacks is not gone
+    partial = read_in_part(resources.issues)
+    run = await settle(client, patient_id, result, write=write, requests=requests, partial=partial)
     run.result = result
     return run

@@ -68,6 +68,7 @@ async def settle(
     *,
     write: bool,
     requests: dict[str, int] | None = None,
+    partial: str | None = None,
 ) -> PatientRun:
     """Plan the derived resources against what the write server holds (``client.writer()``:
     ``write_base_url`` if set) and, with ``write``, write what changed the way the server allows
@@ -76,11 +77,12 @@ async def settle(
     (``not_written``). Stored output that no Provenance names (an earlier run was killed, or
     its Provenance failed, between its writes and its Provenance) is named by this run's: one
     more search, only where output is stored (see :func:`_name_unnamed`). Earlier output no
-    longer derived is withdrawn (see :func:`stored_output`). The returned run has no
+    longer derived is withdrawn (see :func:`stored_output`), except where ``partial`` says why
+    the patient's data was read only in part (:func:`hold_withdrawals`). The returned run has no
     ``result`` (:func:`run_patient` sets it) and lists in ``written`` what the server confirmed
     this run wrote, in every attempt."""
     naming = Naming()
-    run = await _settle(client, patient_id, evaluated, write, requests, naming)
+    run = await _settle(client, patient_id, evaluated, write, requests, naming, partial)
     run.written = list(naming.written)
     return run
 
@@ -92,6 +94,7 @@ async def _settle(
     write: bool,
     requests: dict[str, int] | None,
     naming: Naming,
+    partial: str | None = None,
 ) -> PatientRun:
     """:func:`settle`, what the server confirmed recorded in ``naming``."""
     requests = {} if requests is None else requests
@@ -111,14 +114,15 @@ async def _settle(
             caps = await writer.capabilities()
         except FhirClientError as exc:
             return _failed(patient_id, plan, exc, requests)
-        plan = with_withdrawals(evaluated.plan(stored.existing), stored.withdraw)
+        withdraw, held = hold_withdrawals(stored.withdraw, evaluated.derived, partial)
+        plan = with_withdrawals(evaluated.plan(stored.existing), withdraw)
         naming.found_in(plan)
         shape = write_plan(caps, {d.resource_type for d in evaluated.derived})
         if write and (attempt == 0 or naming.unsure) and shape.provenance:
             # and after a Provenance whose answer was lost: what it named is named once
             await _name_unnamed(writer, plan, caps, requests, naming)
         writes, not_written = _writable(plan, caps, shape, naming.undeletable, several)
-        not_written += stored.unchecked
+        not_written += stored.unchecked + held
         if not writes and write and naming.targets and shape.provenance:
             try:
                 # nothing else to write: the plan has no Provenance; the one of a plan
@@ -240,6 +244,27 @@ async def _settle(
         error_status=409,
         requests=requests,
     )
+
+
+def hold_withdrawals(
+    withdraw: Sequence[PlannedWrite], derived: Sequence[Derived], partial: str | None
+) -> tuple[list[PlannedWrite], list[NotWritten]]:
+    """The withdrawals to plan, and those held back (each a :class:`NotWritten`, verb
+    "withdrawn"). Where the patient's data was read only in part (``partial``, why: a search's
+    own OperationOutcome said matches were withheld, Epic's ``suppressed``; its pages ended
+    before its ``Bundle.total``), a conclusion no longer drawn may rest on data the server did
+    not return, not on a changed input (clinical spec §7): it is left as stored and said to be
+    not withdrawn. The other copies of what is still derived are withdrawn all the same."""
+    if partial is None:
+        return list(withdraw), []
+    wanted = {d.identifier for d in derived}
+    kept = [w for w in withdraw if w.derived.identifier in wanted]
+    held = [
+        NotWritten(w.derived.resource_type, w.derived.identifier, partial, "withdrawn")
+        for w in withdraw
+        if w.derived.identifier not in wanted
+    ]
+    return kept, held
 
 
 def _bundle_refused(exc: FhirClientError, writer: FhirClient) -> bool:

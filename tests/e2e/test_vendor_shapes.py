@@ -31,14 +31,17 @@ from tests.e2e.test_run import load, search
 from tests.fhir.patients import responder
 from tests.fhir_test_server import FhirTestServer
 
+# Epic's 4101 (api.enablemyhealth.com/Errors): a warning that withholds nothing. One that
+# withholds matches (``suppressed``) changes what the run may conclude: see
+# tests/e2e/test_s24_search_outcomes.py and tests/e2e/test_s35pull_partial_read_withdraw.py
 OUTCOME_ENTRY = {
     "resource": {
         "resourceType": "OperationOutcome",
         "issue": [
             {
                 "severity": "warning",
-                "code": "suppressed",
-                "details": {"text": "Some results may be hidden"},
+                "code": "processing",
+                "details": {"text": "Resource request returns no results."},
             }
         ],
     },
@@ -164,10 +167,8 @@ def test_vendor_searchsets_give_the_same_run(fhir_server: FhirTestServer, fhir_b
     assert plain.result is not None and shaped.result is not None
     assert shaped.result.evaluation == plain.result.evaluation
     assert [d.resource for d in shaped.result.derived] == [d.resource for d in plain.result.derived]
-    # its outcome entries say "suppressed: some results may be hidden": the run says so, once
-    incomplete = [i for i in shaped.result.issues if i.code == "incomplete"]
-    assert len(incomplete) == 1 and "suppressed" in incomplete[0].diagnostics, incomplete
-    assert [i for i in shaped.result.issues if i.code != "incomplete"] == plain.result.issues
+    # its outcome entries withhold nothing: no data, and nothing more to say
+    assert shaped.result.issues == plain.result.issues
     assert _stored(fhir_base) == expected
     again = _run(fhir_base, VendorSearchsets(fhir_base), page_size=3)
     assert again.status is RunStatus.UNCHANGED, again.error

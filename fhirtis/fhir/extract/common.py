@@ -28,6 +28,7 @@ from fhirtis.clinical.facts import (
 )
 from fhirtis.clinical.patient import PatientFactsBundle
 from fhirtis.clinical.population import MyositisDiagnosis
+from fhirtis.clinical.thrombosis import UnassessedRiskFactor
 from fhirtis.fhir.codes import (
     UCUM,
     Terminology,
@@ -100,6 +101,9 @@ class PatientData:
     dm_recorded_by: date | None = None
     # the myositis diagnoses read, each with the verification status it was recorded with
     diagnoses: list[MyositisDiagnosis] = field(default_factory=list)
+    # risk factors whose records the server returned only in part, with why (set by the caller
+    # from its read: :func:`fhirtis.fhir.needs.unread_risks`)
+    unread_risks: list[UnassessedRiskFactor] = field(default_factory=list)
     deceased: bool = False  # Patient.deceased[x] says the patient has died
     deceased_on: FhirTime | None = None  # Patient.deceasedDateTime
     issues: list[Issue] = field(default_factory=list)
