@@ -26,7 +26,7 @@ import shutil
 import sqlite3
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,6 +46,7 @@ from fhirtis.io import (
     NotFound,
 )
 from fhirtis.pipeline.offline import ask_terminology
+from fhirtis.pipeline.pull import READ_IN_PART
 from fhirtis.pipeline.server import RunStatus, pull_patient, settle
 from fhirtis.registry.errors import CohortError, describe
 from fhirtis.registry.evaluate import (
@@ -168,6 +169,8 @@ class _Recorder:
                 evaluated.patient.removeprefix("Patient/"),
                 evaluated,
                 write=self.options.write,
+                # a read the server answered in part withdraws nothing: what it lacks is not gone
+                partial=READ_IN_PART if evaluated.read_in_part else None,
             )
             status = {RunStatus.DRY_RUN: "evaluated"}.get(run.status, run.status.value)
             if run.status is RunStatus.FAILED:
@@ -217,6 +220,7 @@ async def _local_partitions(
             keep_derived=job.keep_derived,
             validate=job.validate,
             stale=stale,
+            read_in_part=job.read_in_part,
         )
 
 
@@ -225,8 +229,10 @@ async def run_ndjson(
     settings: Settings,
     options: CohortOptions,
     client: FhirClient | None,
+    read_in_part: Mapping[str, tuple[str, ...]] | None = None,
 ) -> CohortResult:
-    """Evaluate every patient of an NDJSON export (and write back, with a client)."""
+    """Evaluate every patient of an NDJSON export (and write back, with a client).
+    ``read_in_part``: by patient, the types read over REST that the server answered in part."""
     started = time.perf_counter()
     ranges = byte_ranges(folder)
     key = run_key(settings, "" if client is None else written_to(client))
@@ -253,6 +259,7 @@ async def run_ndjson(
             done,
             keep_derived=client is not None,
             validate=validate,
+            read_in_part=dict(read_in_part or {}),
         )
         if options.engine == "dask":
             from fhirtis.registry.dask_engine import evaluate_on_dask  # noqa: PLC0415
@@ -531,7 +538,7 @@ async def _run(
     key = run_key(settings, written_to(client))
     export = await export_group(client, group, options, settings)
     if not export.incremental:
-        result = await run_ndjson(export.folder, settings, options, client)
+        result = await run_ndjson(export.folder, settings, options, client, export.read_in_part)
     else:
         # A _since export holds only what changed: the patients it names are read whole from
         # the server. The Group's other current members are unchanged: skipped (and in this

@@ -73,8 +73,8 @@ async def evaluate_on_dask(
         found = client.map(stale_copies, [out_dir] * len(buckets), buckets, pure=False)
         stale = merge_stale(await asyncio.to_thread(client.gather, found))
         # a list of one: a dict given to scatter would be taken as many named values
-        [done_on_workers, stale_on_workers] = await asyncio.to_thread(
-            client.scatter, [job.done, stale], broadcast=True
+        [done_on_workers, stale_on_workers, in_part_on_workers] = await asyncio.to_thread(
+            client.scatter, [job.done, stale, job.read_in_part], broadcast=True
         )
         futures = [
             client.submit(
@@ -86,6 +86,7 @@ async def evaluate_on_dask(
                 keep_derived=job.keep_derived,
                 validate=job.validate,
                 stale=stale_on_workers,
+                read_in_part=in_part_on_workers,
                 pure=False,
             )
             for bucket in range(job.partitions)

@@ -55,6 +55,9 @@ class EvaluatedPatient:
     derived: Sequence[Derived]
     sources: Sequence[str]
     as_of: datetime
+    # the resource types the server returned only in part for this patient (a search said
+    # matches were withheld, or ended before its Bundle.total): earlier output is not withdrawn
+    read_in_part: tuple[str, ...] = ()
 
     def plan(self, existing: Mapping[str, Json] | None = None) -> WritePlan:
         return plan_writes(self.derived, self.sources, self.as_of, existing)
@@ -88,6 +91,8 @@ class CohortJob:
     done: dict[str, str]
     keep_derived: bool
     validate: bool
+    # by patient ("Patient/id"), the types read over REST that the server answered in part
+    read_in_part: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 @dataclass
@@ -117,6 +122,18 @@ def evaluate_resources(
         tuple(result.derived) if keep_derived else (),
         tuple(sorted(result.data.used.values())),
         result.evaluation.as_of,
+        tuple(resources.read_in_part),
+    )
+
+
+def read_in_part_issue(types: Sequence[str]) -> Issue:
+    """The patient's warning that the server answered its REST search of ``types`` in part
+    (code ``incomplete``, as :func:`fhirtis.pipeline.pull.partial_results` says it)."""
+    return Issue(
+        "warning",
+        "incomplete",
+        f"the server answered the REST search of {', '.join(types)} only in part (its own "
+        "OperationOutcome, or pages ending before Bundle.total): the results may be incomplete",
     )
 
 
@@ -243,12 +260,14 @@ def evaluate_partition(
     keep_derived: bool,
     validate: bool = False,
     stale: Mapping[str, Collection[str]] | None = None,
+    read_in_part: Mapping[str, Sequence[str]] | None = None,
 ) -> PartitionResult:
     """Every patient of one partition: skipped when ``done`` holds its input digest, else
     evaluated; a patient whose evaluation fails is an outcome with the reason, never a crash of
     the partition. ``keep_derived``: keep the derived resources (to write them). ``stale``: by
     patient, the resources not read for it, a newer copy naming another patient
-    (:func:`~fhirtis.registry.partition.stale_copies`)."""
+    (:func:`~fhirtis.registry.partition.stale_copies`). ``read_in_part``: by patient, the types
+    read over REST that the server answered only in part (:attr:`CohortJob.read_in_part`)."""
     started = time.perf_counter()
     if validate:
         enable_validation()
@@ -258,7 +277,14 @@ def evaluate_partition(
     result = PartitionResult(bucket, pid=os.getpid())
     with batch_gc():
         _evaluate_patients(
-            out_dir, bucket, settings, done, result, keep_derived=keep_derived, stale=stale or {}
+            out_dir,
+            bucket,
+            settings,
+            done,
+            result,
+            keep_derived=keep_derived,
+            stale=stale or {},
+            read_in_part=read_in_part or {},
         )
     result.seconds = time.perf_counter() - started
     return result
@@ -273,6 +299,7 @@ def _evaluate_patients(
     *,
     keep_derived: bool,
     stale: Mapping[str, Collection[str]],
+    read_in_part: Mapping[str, Sequence[str]],
 ) -> None:
     """The loop of :func:`evaluate_partition`: each patient's outcome into ``result``."""
     shared = shared_resources(out_dir)
@@ -315,7 +342,10 @@ def _evaluate_patients(
                 + missing_substances(ingredients, resolve)
                 + moved_issues(rows, moved)
             )
-            resources = PatientResources(patient, listed, resolve, missing)
+            in_part = tuple(read_in_part.get(patient, ()))
+            if in_part:
+                missing.append(read_in_part_issue(in_part))
+            resources = PatientResources(patient, listed, resolve, missing, in_part)
             # a worker asks the terminology server itself (it needs no shared state for it)
             answers = (
                 asyncio.run(ask_terminology(resources, settings)) if settings.terminology else None

@@ -17,7 +17,7 @@ import logging
 import os
 import re
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
@@ -79,6 +79,8 @@ class GroupExport:
     # what the export lost on the way (file, where, why): bad lines, files shorter than the
     # manifest's count; the run lists them with the input problems
     problems: tuple[tuple[str, str, str], ...] = ()
+    # by patient ("Patient/id"), the types read over REST that the server answered in part
+    read_in_part: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 async def export_group(
@@ -195,6 +197,7 @@ async def export_group(
             "the server's transactionTime is not a FHIR instant with a time zone: the next "
             "run exports the whole Group again"
         )
+    in_part: dict[str, tuple[str, ...]] = {}
     if rest_types:
         notes.append(
             f"read over REST, patient by patient (not in the server's Bulk export): "
@@ -208,11 +211,14 @@ async def export_group(
             for rtype, why in sorted(read.unread.items())
         )
         notes.extend(partial_notes(read.partial))
+        in_part = read.partial_patients
     if since is None:  # a _since run reads its changed patients whole over REST instead
         files = [(f.type, p) for f, p in zip(manifest.output, paths, strict=True)]
         files += [(p.name[len(REST_FILE_PREFIX) : -len(".ndjson")], p) for p in _rest_files(folder)]
         notes.extend(await _read_missing_shared(client, folder, files))
-    return GroupExport(folder, since is not None, tuple(notes), next_since, tuple(problems))
+    return GroupExport(
+        folder, since is not None, tuple(notes), next_since, tuple(problems), in_part
+    )
 
 
 _SINCE_KEY = "bulk_transaction_time"  # the last clean export's time (of the scope below)
@@ -486,6 +492,8 @@ class RestRead:
 
     unread: dict[str, str]
     partial: dict[str, int]
+    # by patient ("Patient/id"): the types its search answered in part
+    partial_patients: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 def partial_notes(partial: dict[str, int]) -> list[str]:
@@ -515,6 +523,7 @@ async def read_over_rest(
     seen: set[str] = set()  # "Type/id" written (a Medication is shared by patients)
     unread: dict[str, str] = {}
     partial: dict[str, int] = {}
+    partial_patients: dict[str, tuple[str, ...]] = {}
 
     def write(resource: dict[str, Any]) -> None:
         rtype = resource.get("resourceType")
@@ -542,6 +551,8 @@ async def read_over_rest(
         unread.update(pulled.skipped)
         for rtype in dict.fromkeys(pulled.incomplete):
             partial[rtype] = partial.get(rtype, 0) + 1
+        if pulled.incomplete:
+            partial_patients[f"Patient/{pid}"] = tuple(dict.fromkeys(pulled.incomplete))
         for resource in pulled.resources:
             write(resource)
 
@@ -564,7 +575,7 @@ async def read_over_rest(
         len(patients),
         ", ".join(f"{t} {written.get(t, 0)}" for t in types),
     )
-    return RestRead(unread, partial)
+    return RestRead(unread, partial, partial_patients)
 
 
 SHARED_FILE = f"{REST_FILE_PREFIX}shared.ndjson"
