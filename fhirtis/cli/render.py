@@ -232,7 +232,12 @@ def run_record(run: PatientRun) -> dict[str, Any]:
             ]
     if run.not_written:
         record["not_written"] = [
-            {"resourceType": n.resource_type, "identifier": n.identifier, "reason": n.reason}
+            {
+                "resourceType": n.resource_type,
+                "identifier": n.identifier,
+                "action": n.verb,
+                "reason": n.reason,
+            }
             for n in run.not_written
         ]
     if run.duplicates:
@@ -275,7 +280,8 @@ def print_run(console: Console, record: dict[str, Any]) -> None:
         )
     for item in record.get("not_written", []):
         what = f"{item['resourceType']} {item['identifier']}".strip()
-        console.print(f"  {what}: not written: {item['reason']}", markup=False)
+        verb = item.get("action", "written")
+        console.print(f"  {what}: not {verb}: {item['reason']}", markup=False)
     for item in record.get("duplicates", []):
         console.print(f"  duplicate: {item}", markup=False)
     if record.get("error"):
