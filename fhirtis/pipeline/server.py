@@ -11,9 +11,11 @@ the server lacks is not attempted and the run says so per resource (``not_writte
 
 Re-running converges: a 412 on ``If-Match`` (someone changed a resource meanwhile; HAPI FHIR
 answers 409) or a write whose outcome is unknown (the connection dropped after sending) re-reads
-what exists and re-plans, a bounded number of times. Conditional creates make a repeated create
-harmless. A withdrawal by delete that the server refuses with 409 (HAPI: another resource, such
-as an earlier Provenance, references it) is left and reported not withdrawn; the rest is written.
+what exists and re-plans, a bounded number of times; after a conflict the patient is read and
+evaluated again first (another writer may have written from newer data). Conditional creates
+make a repeated create harmless. A withdrawal by delete that the server refuses with 409 (HAPI:
+another resource, such as an earlier Provenance, references it) is left and reported not
+withdrawn; the rest is written.
 
 The steps live in their own modules: :mod:`~fhirtis.pipeline.pull` (reading a patient as the
 server allows), :mod:`~fhirtis.pipeline.stored_output` (fhirtis's earlier output on the write
@@ -39,7 +41,12 @@ from fhirtis.pipeline.answers import (
     entry_status,
     status_for,
 )
-from fhirtis.pipeline.offline import Options, ask_terminology, evaluate_patient_resources
+from fhirtis.pipeline.offline import (
+    Options,
+    PatientResult,
+    ask_terminology,
+    evaluate_patient_resources,
+)
 from fhirtis.pipeline.patient_run import NotWritten, PatientRun, RunStatus, Written
 from fhirtis.pipeline.pull import (
     batch_of_reads,
@@ -105,6 +112,25 @@ async def run_patient(
     result = evaluate_patient_resources(resources, settings, options, answers=answers)
     # a read the server said was partial withdraws nothing: what it lacks is not gone
     partial = read_in_part(resources.issues)
-    run = await settle(client, patient_id, result, write=write, requests=requests, partial=partial)
+
+    async def reevaluate() -> tuple[PatientResult, str | None]:
+        """The patient read and evaluated again: after a version conflict, another writer
+        may have written from newer data (see :func:`settle`); with whether that read was
+        partial."""
+        nonlocal result
+        again = await pull_patient(client, patient_id, settings, requests)
+        answered = await ask_terminology(again, settings)
+        result = evaluate_patient_resources(again, settings, options, answers=answered)
+        return result, read_in_part(again.issues)
+
+    run = await settle(
+        client,
+        patient_id,
+        result,
+        write=write,
+        requests=requests,
+        partial=partial,
+        reevaluate=reevaluate,
+    )
     run.result = result
     return run

@@ -6,7 +6,7 @@ something; a run reports what the server confirmed (:func:`settle`).
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from typing import Any, Protocol
 
 from fhirtis.fhir.derive import Derived
@@ -61,6 +61,11 @@ class Plannable(Protocol):
     def plan(self, existing: Mapping[str, Json] | None = None) -> WritePlan: ...
 
 
+Reevaluate = Callable[[], Awaitable[tuple[Plannable, str | None]]]
+"""Reads the patient again and evaluates anew (:func:`settle`'s ``reevaluate``), with why that
+read was only part of the patient's data, or None (:func:`settle`'s ``partial``)."""
+
+
 async def settle(
     client: FhirClient,
     patient_id: str,
@@ -69,6 +74,7 @@ async def settle(
     write: bool,
     requests: dict[str, int] | None = None,
     partial: str | None = None,
+    reevaluate: Reevaluate | None = None,
 ) -> PatientRun:
     """Plan the derived resources against what the write server holds (``client.writer()``:
     ``write_base_url`` if set) and, with ``write``, write what changed the way the server allows
@@ -80,9 +86,19 @@ async def settle(
     longer derived is withdrawn (see :func:`stored_output`), except where ``partial`` says why
     the patient's data was read only in part (:func:`hold_withdrawals`). The returned run has no
     ``result`` (:func:`run_patient` sets it) and lists in ``written`` what the server confirmed
-    this run wrote, in every attempt."""
+    this run wrote, in every attempt.
+
+    A version conflict (412, HAPI's 409, a conditional create that found another writer's
+    resource) says another writer changed the patient's output since this run read it, maybe
+    from data newer than this run's evaluation: re-planning that evaluation against the new
+    state would overwrite the newer output with older conclusions (and withdraw what only the
+    newer data shows, such as a thromboembolic event's AdverseEvent), a lost update (R4
+    http.html#concurrency: the client re-reads and applies its change to the current state).
+    With ``reevaluate`` (which reads the patient again and evaluates anew), the re-plan after a
+    conflict is of that fresh evaluation; without it (a Bulk Data snapshot, which cannot be
+    read again), of the one given."""
     naming = Naming()
-    run = await _settle(client, patient_id, evaluated, write, requests, naming, partial)
+    run = await _settle(client, patient_id, evaluated, write, requests, naming, partial, reevaluate)
     run.written = list(naming.written)
     return run
 
@@ -95,6 +111,7 @@ async def _settle(
     requests: dict[str, int] | None,
     naming: Naming,
     partial: str | None = None,
+    reevaluate: Reevaluate | None = None,
 ) -> PatientRun:
     """:func:`settle`, what the server confirmed recorded in ``naming``."""
     requests = {} if requests is None else requests
@@ -199,6 +216,13 @@ async def _settle(
                 attempt + 1,
                 type(exc).__name__,
             )
+            if isinstance(exc, PreconditionFailed) and reevaluate is not None:
+                # another writer changed the output meanwhile, maybe from newer data: the
+                # re-plan is of the patient as the server holds it now (see settle)
+                try:
+                    evaluated, partial = await reevaluate()
+                except FhirClientError as failed:
+                    return _failed(patient_id, plan, failed, requests)
             continue
         except FhirClientError as exc:
             fewer = bundle_entry_limit(exc, sent) if _bundle_refused(exc, writer) else None

@@ -865,14 +865,16 @@ async def write_singles(
                         json={**d.resource, "id": w.existing_id},
                         headers=headers,
                     )
-                except PreconditionFailed:
-                    naming.lost([w])  # a real change meanwhile, or our lost first try
-                    raise
+                except PreconditionFailed as exc:
+                    if exc.resent:  # after a lost answer: maybe our first try, found by the re-plan
+                        naming.lost([w])
+                    raise  # else another writer's change: nothing of this PUT was stored
                 except FhirServerError as exc:
                     if is_refusal(exc.status, exc.operation_outcome):
                         raise Learned(Refused("interaction", rtype, "update")) from exc
                     if is_conflict(exc) and w.existing_version:  # HAPI's 412
-                        naming.lost([w])
+                        if exc.resent:
+                            naming.lost([w])
                         raise _version_conflict(exc) from exc
                     raise
                 except WriteOutcomeUnknown:
