@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import re
 import types
+from collections.abc import Mapping
 from contextvars import ContextVar
 from decimal import Decimal
 from pathlib import Path
@@ -309,6 +310,9 @@ def load_settings(settings_file: Path | None = None, **overrides: Any) -> Settin
     named = os.environ.get("FHIRTIS_SETTINGS_FILE")
     if settings_file is None and named and not Path(named).is_file():
         raise FileNotFoundError(f"settings file {named} not found (FHIRTIS_SETTINGS_FILE)")
+    unknown = unknown_environment(os.environ)
+    if unknown:
+        raise ValueError("; ".join(unknown))
     file = str(settings_file) if settings_file is not None else named or None
     token = _settings_file.set(str(settings_file) if settings_file is not None else None)
     try:
@@ -322,6 +326,38 @@ def load_settings(settings_file: Path | None = None, **overrides: Any) -> Settin
         raise ValueError(f"settings file {file}: {why}") from None
     finally:
         _settings_file.reset(token)
+
+
+#: ``FHIRTIS_`` variables that are not settings: the settings file's name, the clinician's
+#: page's client id (fhirtis.api.web), the switch that validates every written resource
+#: (fhirtis.fhir.validation)
+NOT_SETTINGS = frozenset({"FHIRTIS_SETTINGS_FILE", "FHIRTIS_APP_CLIENT_ID", "FHIRTIS_VALIDATE"})
+
+
+def unknown_environment(environ: Mapping[str, str]) -> list[str]:
+    """A line for each ``FHIRTIS_`` variable of ``environ`` that names no setting section
+    (``FHIRTIS_POLICY_CYCLE_GAP_DAYS``, one underscore where two are needed; ``FHIRTIS_POLCY__…``),
+    which pydantic-settings passes over without a word: the run would go on with the default
+    in its place (a site's lower maximum infusion rate among them). A misspelt name inside a
+    section is already refused (``extra="forbid"``). Names only, never values."""
+    fields = set(Settings.model_fields)
+    lines = []
+    for name in sorted(environ):
+        upper = name.upper()
+        if not upper.startswith("FHIRTIS_") or upper in NOT_SETTINGS:
+            continue
+        rest = upper.removeprefix("FHIRTIS_")
+        head = rest.split("__", 1)[0].lower()
+        if head in fields:
+            continue
+        line = f"{name}: not a setting (FHIRTIS_SECTION__NAME, two underscores between"
+        section = next((f for f in sorted(fields) if head.startswith(f + "_")), None)
+        if section is not None and "__" not in rest:
+            line += f"; did you mean FHIRTIS_{section.upper()}__{rest[len(section) + 1 :]}?)"
+        else:
+            line += ", e.g. FHIRTIS_POLICY__CYCLE_GAP_DAYS)"
+        lines.append(line)
+    return lines
 
 
 class SettingsError(ValueError):

@@ -283,7 +283,8 @@ async def _evaluate_for(
             await client.aclose()
     log.info("evaluate Patient/%s: %s", patient_id, run.status.value)
     if run.status is RunStatus.NOT_FOUND:
-        raise ApiError(404, f"Patient/{patient_id} not found on the FHIR server")
+        hint = run.error.removeprefix("patient not found") if run.error else ""
+        raise ApiError(404, f"Patient/{patient_id} not found on the FHIR server{hint}")
     if run.status is RunStatus.FAILED and run.result is None:
         status = run.error_status or 502
         if status >= 500:

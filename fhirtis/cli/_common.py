@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from rich.console import Console
 
 from fhirtis.fhir.primitives import is_id
-from fhirtis.io import FhirClientConfig
+from fhirtis.io import FhirClientConfig, build_auth
 from fhirtis.pipeline.offline import extractor_for
 from fhirtis.registry.partition import PRIVATE_FILE, private_tree
 from fhirtis.settings import Settings, load_settings
@@ -153,9 +153,23 @@ def settings_for_server(settings_file: Path | None, server: str | None) -> Setti
 
 
 def fhir_config(settings: Settings, server: str | None) -> FhirClientConfig | None:
-    """The settings' FHIR client configuration, with ``--server`` replacing the base URL."""
+    """The settings' FHIR client configuration, with ``--server`` replacing the base URL.
+    ValueError naming the setting when its credentials cannot be used
+    (:func:`check_credentials`)."""
     fhir = settings.fhir
     if server is None:
-        return fhir
-    base = FhirClientConfig(base_url=server)
-    return base if fhir is None else fhir.model_copy(update={"base_url": base.base_url})
+        config = fhir
+    else:
+        base = FhirClientConfig(base_url=server)
+        config = base if fhir is None else fhir.model_copy(update={"base_url": base.base_url})
+    if config is not None:
+        check_credentials(config)
+    return config
+
+
+def check_credentials(config: FhirClientConfig) -> None:
+    """Read the credentials ``config`` names (a private key file, a client secret file) as the
+    client will, before anything is read or a ledger is made: a file that is missing, unreadable
+    or no usable key is a usage error naming the setting, not a traceback at the first request.
+    Nothing is sent anywhere. Raises ValueError."""
+    build_auth(config)

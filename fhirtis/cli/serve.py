@@ -8,7 +8,13 @@ from typing import Annotated
 import typer
 from joserfc.errors import JoseError
 
-from fhirtis.cli._common import check_settings, problem_text, require_extra, usage_error
+from fhirtis.cli._common import (
+    check_credentials,
+    check_settings,
+    problem_text,
+    require_extra,
+    usage_error,
+)
 from fhirtis.settings import ServiceSettings, load_settings
 
 
@@ -33,6 +39,8 @@ def serve(
     try:
         settings = load_settings(settings_file)
         check_settings(settings)
+        if settings.fhir is not None:
+            check_credentials(settings.fhir)
         _check_token_keys(settings.service)
         application = create_app(settings)
     except (ValueError, FileNotFoundError) as exc:

@@ -482,12 +482,16 @@ class SmartBackendAuth(_ClientCredentialsAuth):
         if config.private_key_pem is not None:
             pem: bytes = config.private_key_pem.get_secret_value().encode()
         elif config.private_key_path is not None:
-            pem = Path(config.private_key_path).read_bytes()
+            pem = _read_credential(config.private_key_path, "private_key_path")
         else:
             raise ValueError("SMART backend auth needs a private key")
-        return cls(
-            private_key=load_private_key(pem, config.alg), kid=config.kid, alg=config.alg, **flow
-        )
+        try:
+            key = load_private_key(pem, config.alg)
+        except ValueError as exc:
+            if config.private_key_path is None:
+                raise
+            raise ValueError(f"fhir.private_key_path {config.private_key_path}: {exc}") from None
+        return cls(private_key=key, kid=config.kid, alg=config.alg, **flow)
 
     def _token_request(self, token_url: httpx.URL) -> httpx.Request:
         form = {
@@ -532,7 +536,13 @@ class ClientSecretAuth(_ClientCredentialsAuth):
         elif config.client_secret_path is not None:
             # a secret store's file (systemd credentials, a mounted secret): its line end is
             # no part of the secret
-            text = Path(config.client_secret_path).read_text(encoding="utf-8")
+            raw = _read_credential(config.client_secret_path, "client_secret_path")
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                raise ValueError(
+                    f"fhir.client_secret_path {config.client_secret_path}: not UTF-8 text"
+                ) from None
             secret = SecretStr(text.rstrip("\r\n"))
         else:
             raise ValueError("client-secret auth needs a client secret")
@@ -650,6 +660,17 @@ def _oauth_error_code(content: bytes) -> str | None:
     if isinstance(code, str) and _OAUTH_ERROR_CODE.fullmatch(code):
         return code
     return None
+
+
+def _read_credential(path: Path, setting: str) -> bytes:
+    """The bytes of a credential file (a private key, a client secret); ValueError naming the
+    setting and the file, never its content, when it cannot be read (missing, a folder, no
+    permission), so that a misconfigured path is one line, not a traceback."""
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        why = exc.strerror or type(exc).__name__
+        raise ValueError(f"fhir.{setting} {path}: {why}") from None
 
 
 def load_private_key(pem: bytes | str, alg: SigningAlg) -> RSAKey | ECKey:

@@ -101,6 +101,9 @@ class Capabilities:
     refused: frozenset[Refused] = frozenset()
     notes: tuple[str, ...] = ()
     software: str | None = None
+    #: the HTTP status ``GET [base]/metadata`` answered where it gave no statement (a 404 there
+    #: and for the patient too: the base URL is likely wrong, not the patient id)
+    metadata_status: int | None = None
 
     # -- learning --------------------------------------------------------------------------------
 
@@ -206,9 +209,13 @@ class Capabilities:
         return wanted if limit is None else max(1, min(wanted, limit))
 
 
-def unknown(source: Literal["missing", "malformed", "assumed"], note: str) -> Capabilities:
+def unknown(
+    source: Literal["missing", "malformed", "assumed"],
+    note: str,
+    metadata_status: int | None = None,
+) -> Capabilities:
     """Nothing known: every capability is tried and learned from refusals."""
-    return Capabilities(source=source, notes=(note,))
+    return Capabilities(source=source, notes=(note,), metadata_status=metadata_status)
 
 
 def is_refusal(status: int | None, outcome: Mapping[str, Any] | None) -> bool:

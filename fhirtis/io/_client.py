@@ -55,6 +55,7 @@ from fhirtis.io._retry import (
     may_have_reached_server,
     parse_retry_after,
     retry_after_of,
+    transport_outcome,
 )
 
 __all__ = ["FhirClient", "FhirResponse", "SearchParams", "Timing"]
@@ -188,6 +189,7 @@ class FhirClient(AsyncClosing):
                 caps = _capabilities.unknown(
                     "missing",
                     f"no CapabilityStatement (HTTP {exc.status} for /metadata): assumed nothing",
+                    exc.status,
                 )
             for note in caps.notes:
                 log.info("capabilities of %s: %s", _urls.origin_text(self._base), note)
@@ -611,7 +613,7 @@ class FhirClient(AsyncClosing):
                         url=where,
                     ) from exc
                 log.info("%s %s: %s", method, target, kind)
-                outcome, last_status, cause = kind, None, exc
+                outcome, last_status, cause = transport_outcome(exc), None, exc
                 reached = reached or may_have_reached_server(exc, request)
             else:
                 status = response.status_code

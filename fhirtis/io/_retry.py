@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import email.utils
 import math
+import os
+import socket
+import ssl
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -178,6 +181,38 @@ def is_read_only_batch(body: Any) -> bool:
 def is_retryable_transport_error(exc: httpx.TransportError) -> bool:
     """Network failures and timeouts; not protocol misuse (bad scheme, local protocol error)."""
     return isinstance(exc, httpx.TimeoutException | httpx.NetworkError | httpx.RemoteProtocolError)
+
+
+def transport_outcome(exc: httpx.TransportError) -> str:
+    """A transport failure for a message: its kind, and for a connection that could not be made
+    what stopped it, which the kind alone (``ConnectError``) does not tell: a host name that does
+    not resolve, a refused connection, a TLS certificate the trust store does not accept (a
+    hospital's own CA: give its PEM bundle in ``SSL_CERT_FILE``), https to a plain-HTTP port.
+    Only the connection's own failure is described (nothing was exchanged with the server, so
+    nothing of a request or an answer can be in it)."""
+    kind = type(exc).__name__
+    if not isinstance(exc, httpx.ConnectError):
+        return kind
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            why = getattr(cause, "verify_message", None) or "certificate verify failed"
+            return (
+                f"{kind} (the server's TLS certificate is not trusted: {why}; a site CA is "
+                "given as a PEM bundle in SSL_CERT_FILE)"
+            )
+        if isinstance(cause, ssl.SSLError):
+            return f"{kind} (TLS failed: {cause.reason or 'no handshake'}; is that port https?)"
+        if isinstance(cause, socket.gaierror):
+            return f"{kind} (the host name does not resolve: {cause.strerror or 'unknown host'})"
+        if isinstance(cause, OSError) and (cause.errno or cause.strerror):
+            # asyncio's "Connect call failed ('10.0.0.5', 443)" says less than its errno
+            errno = cause.errno if isinstance(cause.errno, int) and cause.errno > 0 else None
+            return f"{kind} ({os.strerror(errno) if errno else cause.strerror})"
+        cause = cause.__cause__ or cause.__context__
+    return kind
 
 
 def may_have_reached_server(exc: httpx.TransportError, request: httpx.Request) -> bool:

@@ -58,7 +58,18 @@ def normalize_base(base_url: str) -> httpx.URL:
         raise ValueError("the FHIR base URL must not have a query or a fragment")
     if url.userinfo:
         raise ValueError("the FHIR base URL must not carry credentials; configure auth instead")
-    return url.copy_with(path=url.path.rstrip("/") or "/")
+    path = url.path.rstrip("/") or "/"
+    pasted = "metadata" if path.endswith("/metadata") else None
+    if "/.well-known/" in path + "/":
+        pasted = ".well-known/" + path.split("/.well-known/", 1)[1]
+    if pasted is not None:
+        # the address of the CapabilityStatement or of the SMART configuration, pasted as the
+        # base: every request would go under it, and every patient would be "not found"
+        raise ValueError(
+            f"the FHIR base URL must not end in /{pasted} (an address under the base): give "
+            "the base without it, e.g. https://host/fhir for https://host/fhir/metadata"
+        )
+    return url.copy_with(path=path)
 
 
 def join(base: httpx.URL, *segments: str) -> httpx.URL:

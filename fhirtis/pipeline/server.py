@@ -71,6 +71,7 @@ __all__ = [
     "entry_ok",
     "entry_outcome",
     "entry_status",
+    "not_found_text",
     "pull_patient",
     "pull_types",
     "read_by_id",
@@ -80,6 +81,21 @@ __all__ = [
 ]
 
 log = logging.getLogger("fhirtis.pipeline.server")
+
+
+def not_found_text(client: FhirClient) -> str:
+    """Why a patient was not found: "patient not found", and where the server answered 404 for
+    ``[base]/metadata`` too (R4 http.html#capabilities: every server has one), that the base URL
+    is likely wrong: a base with ``/metadata`` pasted onto it, or without the path prefix a vendor
+    gives (Epic's ``…/api/FHIR/R4``) answers 404 for every patient id."""
+    caps = client.cached_capabilities()
+    if caps is None or caps.metadata_status != 404:
+        return "patient not found"
+    return (
+        f"patient not found, and {client.config.base_url.rstrip('/')}/metadata answered 404 "
+        "too: check the FHIR base URL (the address the server's /metadata is under, e.g. "
+        "https://host/api/FHIR/R4)"
+    )
 
 
 async def run_patient(
@@ -96,7 +112,7 @@ async def run_patient(
         resources = await pull_patient(client, patient_id, settings, requests)
     except NotFound:
         return PatientRun(
-            patient_id, RunStatus.NOT_FOUND, error="patient not found", requests=requests
+            patient_id, RunStatus.NOT_FOUND, error=not_found_text(client), requests=requests
         )
     except FhirClientError as exc:
         log.warning("pull failed for Patient/%s: %s", patient_id, type(exc).__name__)

@@ -47,7 +47,7 @@ from fhirtis.io import (
 )
 from fhirtis.pipeline.offline import ask_terminology
 from fhirtis.pipeline.pull import READ_IN_PART
-from fhirtis.pipeline.server import RunStatus, pull_patient, settle
+from fhirtis.pipeline.server import RunStatus, not_found_text, pull_patient, settle
 from fhirtis.registry.errors import CohortError, describe
 from fhirtis.registry.evaluate import (
     CohortJob,
@@ -335,9 +335,10 @@ async def run_patient_list(
                 try:
                     resources = await pull_patient(client, pid, settings, {})
                 except NotFound:
-                    ledger.record(ref, "", "not-found", key, None, "patient not found")
+                    why = not_found_text(client)
+                    ledger.record(ref, "", "not-found", key, None, why)
                     result.count("not-found")
-                    result.failed.append((ref, "not found"))
+                    result.failed.append((ref, why.removeprefix("patient ")))
                     return
                 except FhirClientError as exc:
                     ledger.record(ref, "", "failed", key, None, str(exc))
