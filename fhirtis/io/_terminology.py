@@ -85,8 +85,9 @@ class TerminologyClient(AsyncClosing):
     async def is_a(self, system: str, code: str, parent: str) -> bool | None:
         """Is ``code`` ``parent`` or a descendant of it in ``system``? ``None``: cannot tell."""
         key = (system, code, parent)
-        if key in self.cache:
-            return self.cache[key]
+        known = self.cache.get(key)  # one look-up: a shared cache may be emptied meanwhile
+        if known is not None:
+            return known
         if code == parent:
             return True
         async with self._limit:

@@ -31,8 +31,24 @@ from fhirtis.settings import Settings
 Json = dict[str, Any]
 Answers = Mapping[tuple[str, str, str], bool | None]
 
+TERMINOLOGY_CACHE_LIMIT = 65_536
+"""Answers kept per terminology server before they are forgotten (every distinct code the
+shipped expansions lack adds one per SNOMED CT hierarchy: a long-running service or registry
+run would otherwise keep every code it was ever shown)."""
+
+
+class _KeptAnswers(dict[tuple[str, str, str], bool]):
+    """Definite ``$subsumes`` answers of one server, emptied when a new answer would make more
+    than :data:`TERMINOLOGY_CACHE_LIMIT` (a forgotten answer is asked again)."""
+
+    def __setitem__(self, key: tuple[str, str, str], value: bool) -> None:
+        if key not in self and len(self) >= TERMINOLOGY_CACHE_LIMIT:
+            self.clear()
+        super().__setitem__(key, value)
+
+
 # definite $subsumes answers per terminology server, shared by the patients of a process
-_TERMINOLOGY_CACHES: dict[str, dict[tuple[str, str, str], bool]] = {}
+_TERMINOLOGY_CACHES: dict[str, _KeptAnswers] = {}
 
 
 @dataclass(frozen=True)
@@ -83,7 +99,7 @@ async def ask_terminology(resources: PatientResources, settings: Settings) -> An
     questions = hierarchy_questions(_terminology_for(settings.concept_map), resources.resources)
     if not questions:
         return {}
-    cache = _TERMINOLOGY_CACHES.setdefault(config.base_url, {})
+    cache = _TERMINOLOGY_CACHES.setdefault(config.base_url, _KeptAnswers())
     async with TerminologyClient(config, cache=cache) as client:
         return await client.answer_all(questions)
 

@@ -257,6 +257,10 @@
   }
 
   async function startLaunch(iss, launch) {
+    // A new launch ends the session this tab held (an EHR may open the next chart's launch in
+    // the same tab or frame): should this one not complete, a reload must never show the
+    // earlier patient.
+    sessionStorage.removeItem(SESSION_KEY);
     setStatus("Connecting to the EHR…");
     if (!window.crypto || !crypto.subtle) {
       throw new AppError("This page must be served over HTTPS (the browser's crypto is needed).");
