@@ -33,6 +33,31 @@ class Forwarding(httpx.AsyncBaseTransport):
         await self.inner.aclose()
 
 
+class BundleRewriting(Forwarding):
+    """Forwards every request to the real server and lets :meth:`rewrite` change each Bundle
+    it answers (a searchset, a batch response), as a vendor's server would shape it."""
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        response = await self.inner.handle_async_request(request)
+        body = await response.aread()
+        try:
+            data = orjson.loads(body) if body else None
+        except orjson.JSONDecodeError:
+            data = None
+        if not isinstance(data, dict) or data.get("resourceType") != "Bundle":
+            return httpx.Response(response.status_code, headers=response.headers, content=body)
+        self.rewrite(data)
+        headers = {
+            k: v
+            for k, v in response.headers.items()
+            if k.lower() not in {"content-length", "content-encoding"}
+        }
+        return httpx.Response(response.status_code, headers=headers, content=orjson.dumps(data))
+
+    def rewrite(self, bundle: dict[str, object]) -> None:
+        """Change ``bundle`` in place (nothing here)."""
+
+
 class FaultyTransport(Forwarding):
     """Forwards to the real server; ``before``/``after`` may interfere with transactions."""
 

@@ -19,11 +19,8 @@ from __future__ import annotations
 
 from typing import Any
 
-import httpx
-import orjson
-
 from fhirtis.pipeline.server import PatientRun, RunStatus
-from tests.e2e.test_faults import Forwarding, run_with
+from tests.e2e.test_faults import BundleRewriting, Forwarding, run_with
 from tests.e2e.test_run import load
 from tests.fhir.patients import responder
 from tests.fhir_test_server import FhirTestServer
@@ -75,7 +72,7 @@ NO_RESULTS = {  # Epic's 4101, as the epic-like profile sends it
 }
 
 
-class AddOutcome(Forwarding):
+class AddOutcome(BundleRewriting):
     """Adds ``outcome`` as a ``search.mode = outcome`` entry to every searchset of ``rtype``
     (alone, or inside a batch response)."""
 
@@ -85,24 +82,7 @@ class AddOutcome(Forwarding):
         self.outcome = outcome
         self.added = 0
 
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        response = await self.inner.handle_async_request(request)
-        body = await response.aread()
-        try:
-            data = orjson.loads(body) if body else None
-        except orjson.JSONDecodeError:
-            data = None
-        if not isinstance(data, dict) or data.get("resourceType") != "Bundle":
-            return httpx.Response(response.status_code, headers=response.headers, content=body)
-        self._add(data)
-        headers = {
-            k: v
-            for k, v in response.headers.items()
-            if k.lower() not in {"content-length", "content-encoding"}
-        }
-        return httpx.Response(response.status_code, headers=headers, content=orjson.dumps(data))
-
-    def _add(self, bundle: Json) -> None:
+    def rewrite(self, bundle: Json) -> None:
         if bundle.get("type") == "searchset":
             self_link = next(
                 (x["url"] for x in bundle.get("link") or [] if x.get("relation") == "self"), ""
@@ -114,7 +94,7 @@ class AddOutcome(Forwarding):
         for entry in bundle.get("entry") or []:
             inner = entry.get("resource")
             if isinstance(inner, dict) and inner.get("resourceType") == "Bundle":
-                self._add(inner)
+                self.rewrite(inner)
 
 
 def _incomplete(run: PatientRun) -> list[Any]:

@@ -25,13 +25,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import httpx
-import orjson
 import pytest
 
 from fhirtis.fhir.plan import Action
 from fhirtis.pipeline.server import RunStatus
-from tests.e2e.test_faults import Forwarding, run_with
+from tests.e2e.test_faults import BundleRewriting, Forwarding, run_with
 from tests.e2e.test_run import load, search
 from tests.e2e.test_s24_search_outcomes import SUPPRESSED
 from tests.fhir.patients import responder
@@ -40,7 +38,7 @@ from tests.fhir_test_server import FhirTestServer
 Json = dict[str, Any]
 
 
-class HideDvt(Forwarding):
+class HideDvt(BundleRewriting):
     """Leaves ``Condition/dvt`` out of every Condition searchset (the server's ``total`` still
     counts it), and with ``outcome`` adds Epic's 59204 ``suppressed`` outcome entry."""
 
@@ -49,24 +47,7 @@ class HideDvt(Forwarding):
         self.outcome = outcome
         self.hidden = 0
 
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        response = await self.inner.handle_async_request(request)
-        body = await response.aread()
-        try:
-            data = orjson.loads(body) if body else None
-        except orjson.JSONDecodeError:
-            data = None
-        if not isinstance(data, dict) or data.get("resourceType") != "Bundle":
-            return httpx.Response(response.status_code, headers=response.headers, content=body)
-        self._hide(data)
-        headers = {
-            k: v
-            for k, v in response.headers.items()
-            if k.lower() not in {"content-length", "content-encoding"}
-        }
-        return httpx.Response(response.status_code, headers=headers, content=orjson.dumps(data))
-
-    def _hide(self, bundle: Json) -> None:
+    def rewrite(self, bundle: Json) -> None:
         entries = bundle.get("entry") or []
         if bundle.get("type") == "searchset" and "/Condition" in str(bundle.get("link")):
             kept = [e for e in entries if (e.get("resource") or {}).get("id") != "dvt"]
@@ -77,7 +58,7 @@ class HideDvt(Forwarding):
         for entry in bundle.get("entry") or []:
             inner = entry.get("resource")
             if isinstance(inner, dict) and inner.get("resourceType") == "Bundle":
-                self._hide(inner)
+                self.rewrite(inner)
 
 
 def _live(base: str, rtype: str) -> list[str]:

@@ -22,9 +22,11 @@ from fhirtis.settings import Settings
 from tests.io._support import BASE
 
 
-async def test_searches_answered_in_part_are_said_with_their_types_and_counts(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def _read_with_a_and_b_in_part(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, rtype: str
+) -> group_export.RestRead:
+    """An export of Patients a, b and c (in ``tmp_path/export``) whose REST search of
+    ``rtype`` the server answers in part for a and b, as its own OperationOutcome says."""
     folder = tmp_path / "export"
     folder.mkdir()
     (folder / "Patient.ndjson").write_bytes(
@@ -37,13 +39,17 @@ async def test_searches_answered_in_part_are_said_with_their_types_and_counts(
         if pid == "c":
             return PulledTypes([])
         partial = Issue("warning", "incomplete", "search outcome: … may be incomplete")
-        return PulledTypes([], incomplete=["MedicationAdministration"], issues=[partial])
+        return PulledTypes([], incomplete=[rtype], issues=[partial])
 
     monkeypatch.setattr(group_export, "pull_types", pull_types)
     async with FhirClient(FhirClientConfig(base_url=BASE)) as client:
-        read = await group_export.read_over_rest(
-            client, folder, ["MedicationAdministration"], Settings(), 4
-        )
+        return await group_export.read_over_rest(client, folder, [rtype], Settings(), 4)
+
+
+async def test_searches_answered_in_part_are_said_with_their_types_and_counts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    read = await _read_with_a_and_b_in_part(tmp_path, monkeypatch, "MedicationAdministration")
     assert read.unread == {}
     assert read.partial == {"MedicationAdministration": 2}
     (note,) = group_export.partial_notes(read.partial)
@@ -56,22 +62,8 @@ async def test_the_patients_answered_in_part_are_named_for_their_evaluation(
 ) -> None:
     """Which patients' searches came back in part, by type (s35): their evaluation says so
     and their earlier output is not withdrawn (tests/e2e/test_s35reg_partial_read_cohort.py)."""
+    read = await _read_with_a_and_b_in_part(tmp_path, monkeypatch, "Condition")
     folder = tmp_path / "export"
-    folder.mkdir()
-    (folder / "Patient.ndjson").write_bytes(
-        b"".join(orjson.dumps({"resourceType": "Patient", "id": p}) + b"\n" for p in "abc")
-    )
-
-    async def pull_types(
-        client: FhirClient, pid: str, settings: Settings, types: Collection[str]
-    ) -> PulledTypes:
-        if pid == "c":
-            return PulledTypes([])
-        return PulledTypes([], incomplete=["Condition"], issues=[])
-
-    monkeypatch.setattr(group_export, "pull_types", pull_types)
-    async with FhirClient(FhirClientConfig(base_url=BASE)) as client:
-        read = await group_export.read_over_rest(client, folder, ["Condition"], Settings(), 4)
     assert read.partial_patients == {"Patient/a": ("Condition",), "Patient/b": ("Condition",)}
 
     # the evaluation of a patient answered in part: a warning, and its risk factors that
