@@ -622,7 +622,12 @@ def _json_answer(
     names the body where it is no JSON object."""
     _raise_for_auth_status(response, url, method, what)
     return _responses.json_object(
-        response.content, what=answer or what, method=method, url=url, status=response.status_code
+        response.content,
+        what=answer or what,
+        method=method,
+        url=url,
+        status=response.status_code,
+        media_type=response.headers.get("content-type"),
     )
 
 

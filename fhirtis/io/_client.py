@@ -430,6 +430,7 @@ class FhirClient(AsyncClosing):
                 method=method,
                 url=target,
                 status=response.status_code,
+                media_type=response.headers.get("content-type"),
             )
         return FhirResponse(
             status=response.status_code,
@@ -519,7 +520,12 @@ class FhirClient(AsyncClosing):
         if not response.is_success:
             raise _responses.error_for(method, url, response.status_code, response.content)
         return _responses.json_object(
-            response.content, what=what, method=method, url=url, status=response.status_code
+            response.content,
+            what=what,
+            method=method,
+            url=url,
+            status=response.status_code,
+            media_type=response.headers.get("content-type"),
         )
 
     async def _pace(self) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -64,9 +65,17 @@ def operation_outcome(content: bytes) -> dict[str, Any] | None:
 
 
 def json_object(
-    content: bytes, *, what: str, method: str, url: httpx.URL, status: int
+    content: bytes,
+    *,
+    what: str,
+    method: str,
+    url: httpx.URL,
+    status: int,
+    media_type: str | None = None,
 ) -> dict[str, Any]:
-    """A 2xx body that must be a JSON object."""
+    """A 2xx body that must be a JSON object. ``media_type``: the answer's ``Content-Type``,
+    named (with a hint, :func:`_media_hint`) where the body is no JSON object and the type says
+    it is not JSON: what the integrator has to fix is often there, never in the body."""
     where = _urls.redact(url)
     try:
         data = orjson.loads(content)
@@ -74,9 +83,28 @@ def json_object(
         data = None  # the decode error holds the body: do not chain it
     if not isinstance(data, dict):
         raise MalformedResponse(
-            f"{what} from {method} {where} is not a JSON object", status=status, url=where
+            f"{what} from {method} {where} is not a JSON object{_media_hint(media_type)}",
+            status=status,
+            url=where,
         )
     return data
+
+
+def _media_hint(media_type: str | None) -> str:
+    """Why a body may be no JSON, from its ``Content-Type`` (a header: no patient data; its
+    parameters are dropped): HTML is a sign-in page or a wrong address, XML a server that
+    answered FHIR XML (fhirtis asks for ``application/fhir+json``)."""
+    media = (media_type or "").partition(";")[0].strip().lower()
+    if not media or "json" in media or not _MEDIA_TYPE.fullmatch(media):
+        return ""
+    if media in ("text/html", "application/xhtml+xml"):
+        return f" (the server answered {media}: a sign-in page of a proxy, or a wrong base URL?)"
+    if "xml" in media:
+        return f" (the server answered {media}: fhirtis reads FHIR JSON only)"
+    return f" (the server answered {media})"
+
+
+_MEDIA_TYPE = re.compile(r"[a-z0-9!#$&^_.+-]{1,64}/[a-z0-9!#$&^_.+-]{1,64}")
 
 
 def answer_problem(body: Mapping[str, Any], read_of: str | None) -> str | None:
