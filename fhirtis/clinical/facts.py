@@ -167,6 +167,9 @@ class IvigAdministration:
     rate_mg_per_kg_per_h: Decimal | None = None  # a rate already per kg: needs no weight
     rate_ml_per_kg_per_h: Decimal | None = None
     stopped: bool = False  # a stopped infusion: counted for the dose and rate recorded
+    # the administration (``Type/id``) this one is a step of (R4 ``partOf``: a rate change of a
+    # titrated bag): with no dose of its own, its dose is the one recorded there
+    part_of: str | None = None
 
 
 @record

@@ -30,6 +30,11 @@ result as :attr:`Exposure.policy`):
   concentration are given, the mass is used and a disagreement between the two is warned.
   A cycle's grams are unknown when any of its administrations' grams are; the sum of the known
   grams is still reported (:attr:`Cycle.grams_known`) as a lower bound, never as the total.
+* **Steps** — an administration that is part of another counted one (R4 ``partOf``: a rate
+  change of a titrated bag, :attr:`IvigAdministration.part_of`) and records no dose of its own
+  adds 0 g, with a ``dose-in-parent`` note: the bag's dose is recorded once, where it is part of.
+  Its rate counts like any other (the highest step is the cycle's maximum). A step that records
+  a dose counts it as recorded.
 * **Dosing weight** of a cycle, on the policy's basis: :mod:`fhirtis.clinical.weight`.
 * **g/kg** of a cycle: its grams ÷ its dosing weight, where a dose recorded per kg
   (``dose_g_per_kg``) counts as recorded: 5 × 0.44 g/kg is 2.2 g/kg exactly on any basis, even
@@ -398,6 +403,33 @@ def _flag_notes(admin: IvigAdministration) -> tuple[Note, ...]:
     return tuple(notes)
 
 
+def _unversioned(source: str) -> str:
+    """``Type/id`` of a source reference (``Type/id/_history/v`` → ``Type/id``)."""
+    return source.partition("/_history/")[0]
+
+
+def _step_grams(
+    admin: IvigAdministration, counted: frozenset[str]
+) -> tuple[Decimal, tuple[Note, ...]] | None:
+    """0 g, said, for a step (R4 ``partOf``) with no dose of its own of another counted
+    administration, whose dose is the one recorded; None for any other administration."""
+    parent = admin.part_of
+    if (
+        parent is None
+        or parent not in counted
+        or admin.dose_g is not None
+        or admin.dose_ml is not None
+        or admin.dose_g_per_kg is not None
+        or parent == _unversioned(admin.source)
+    ):
+        return None
+    said = (
+        f"a step of {parent} (partOf) with no dose of its own: its dose is the one recorded "
+        "there (0 g added)"
+    )
+    return _ZERO, (warning("dose-in-parent", said, admin.source),)
+
+
 def _cycle(
     index: int,
     keyed: list[tuple[IvigAdministration, _TimeKey]],
@@ -405,6 +437,7 @@ def _cycle(
     body: PlausibleBody,
     patient: PatientFacts,
     policy: Policy,
+    counted: frozenset[str] = frozenset(),
 ) -> Cycle:
     start = keyed[0][0].start
     last_start = keyed[-1][0].start
@@ -426,7 +459,8 @@ def _cycle(
     max_rate: Decimal | None = None
     for admin, _ in keyed:
         # compute_exposure holds DECIMAL_CONTEXT around every cycle
-        admin_grams, gram_notes = _grams_given(admin, kg)
+        step = _step_grams(admin, counted) if admin.part_of is not None else None
+        admin_grams, gram_notes = step if step is not None else _grams_given(admin, kg)
         rate, rate_notes = infusion_rate_in_context(admin, kg)
         notes = gram_notes + rate_notes if rate_notes else gram_notes
         if admin.in_progress or admin.stopped:
@@ -558,13 +592,20 @@ def compute_exposure(
     (:meth:`~fhirtis.clinical.weight.PlausibleBody.of`), when the caller has made them."""
     weight_list = tuple(weights)
     height_list = tuple(heights)
+    admin_list = tuple(administrations)
+    # the administrations counted (Type/id), that a step (partOf) may be part of
+    counted = (
+        frozenset(_unversioned(a.source) for a in admin_list)
+        if any(a.part_of is not None for a in admin_list)
+        else frozenset()
+    )
     with localcontext(DECIMAL_CONTEXT):
         cycles: list[Cycle] = []
         previous_start: FhirTime | None = None
-        for i, keyed in enumerate(_keyed_cycles(administrations, policy), start=1):
+        for i, keyed in enumerate(_keyed_cycles(admin_list, policy), start=1):
             if body is None:  # checked once per patient (with a first cycle)
                 body = PlausibleBody.of(weight_list, height_list, policy)
-            cycle = _cycle(i, keyed, previous_start, body, patient, policy)
+            cycle = _cycle(i, keyed, previous_start, body, patient, policy, counted)
             cycles.append(cycle)
             previous_start = cycle.start
 

@@ -113,6 +113,13 @@ class PatientData:
     # latest day of a time recorded as a date only (:func:`~fhirtis.pipeline.offline.as_of_for`)
     latest_instant: datetime | None = None
     latest_day: date | None = None
+    # the IVIG administrations counted, by business identifier (system, value) and start: the
+    # copy counted, what it recorded, its meta.lastUpdated and its index in ``administrations``
+    # (a second resource with the same key is the same administration sent again: counted once,
+    # clinical spec §4)
+    ivig_identified: dict[
+        tuple[str, str, FhirTime], tuple[str, tuple[object, ...], datetime | None, int]
+    ] = field(default_factory=dict)
 
     @property
     def records_zone(self) -> tzinfo | None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 from fractions import Fraction
 from functools import cache
@@ -37,13 +38,14 @@ from fhirtis.fhir.extract.common import (
     read_quantity,
     ref_of,
     referenced,
+    resolve_reference,
     to_unit,
     use_began,
     use_days,
     versioned,
 )
 from fhirtis.fhir.outcome import Issue
-from fhirtis.fhir.primitives import ID_FULLMATCH, PrimitiveError, json_array
+from fhirtis.fhir.primitives import ID_FULLMATCH, PrimitiveError, instant_or_none, json_array
 from fhirtis.fhir.units import (
     UnitError,
     case_refusal,
@@ -307,6 +309,7 @@ ADMINISTRATION_FIELDS = (
     "rate_mg_per_kg_per_h",
     "rate_ml_per_kg_per_h",
     "stopped",
+    "part_of",
 )
 """The fields of :class:`IvigAdministration` in the order it is built in (by position: a test
 checks the order against the class)."""
@@ -321,6 +324,46 @@ def _modified(med: Json) -> bool:
     return isinstance(ingredients, list) and any(
         isinstance(i, dict) and i.get("modifierExtension") for i in ingredients
     )
+
+
+def _identifier_keys(identifiers: object, start: FhirTime) -> list[tuple[str, str, FhirTime]]:
+    """The (system, value, start) of each identifier that has a system and a value (one without
+    a system identifies nothing across systems)."""
+    if not isinstance(identifiers, list):
+        return []
+    return [
+        (system, value, start)
+        for ident in identifiers
+        if isinstance(ident, dict)
+        and isinstance(system := ident.get("system"), str)
+        and isinstance(value := ident.get("value"), str)
+        and system
+        and value
+    ]
+
+
+def _last_updated(r: Json) -> datetime | None:
+    """``meta.lastUpdated`` of ``r`` as an instant; None without a valid one."""
+    meta = r.get("meta")
+    return instant_or_none(meta.get("lastUpdated")) if isinstance(meta, dict) else None
+
+
+def _step_of(r: Json, resolve: Mapping[str, Json]) -> str | None:
+    """The MedicationAdministration (``Type/id``) that ``r`` is part of (R4 ``partOf``: "a
+    larger event of which this particular event is a component or step"), where a reference
+    names one in the record other than ``r``; None otherwise."""
+    for part in json_array(r.get("partOf")):
+        target = part.get("reference") if isinstance(part, dict) else None
+        if not isinstance(target, str) or target.startswith("#"):
+            continue
+        found = resolve_reference(resolve, target)
+        if (
+            isinstance(found, dict)
+            and found is not r
+            and found.get("resourceType") == "MedicationAdministration"
+        ):
+            return ref_of(found)
+    return None
 
 
 def _fhir_time_or_none(value: object) -> FhirTime | None:
@@ -871,6 +914,13 @@ class MedicationReader(ExtractorBase):
                 concentration = strength
             elif strength is not None:
                 concentration = self._concentration_of(data, r, medication)
+        recorded = (end, status, tuple(sorted(amounts.items())), concentration, text)
+        keys = _identifier_keys(r.get("identifier"), start)
+        replaces: int | None = None
+        if keys:
+            replaces = self._sent_again(data, r, path, keys, recorded)
+            if replaces == -1:
+                return
         source = self._use(data, r, start)
         used = medication.used
         # a contained Medication (``#id``) has no [type]/[id] of its own (R4 references.html,
@@ -888,24 +938,86 @@ class MedicationReader(ExtractorBase):
                 )
             )
         # by position, in the order of ADMINISTRATION_FIELDS (keywords cost a third more)
-        data.administrations.append(
-            IvigAdministration(
-                source,
-                start,
-                end,
-                status == "in-progress",  # in_progress
-                amounts.get("g"),  # dose_g
-                amounts.get("mL"),  # dose_ml
-                concentration,  # concentration_mg_per_ml
-                amounts.get("mL/h"),  # rate_ml_per_h
-                amounts.get("mg/h"),  # rate_mg_per_h
-                text or None,  # product
-                amounts.get("g/kg"),  # dose_g_per_kg
-                amounts.get("mg/kg/h"),  # rate_mg_per_kg_per_h
-                amounts.get("mL/kg/h"),  # rate_ml_per_kg_per_h
-                status == "stopped",  # stopped
-            )
+        admin = IvigAdministration(
+            source,
+            start,
+            end,
+            status == "in-progress",  # in_progress
+            amounts.get("g"),  # dose_g
+            amounts.get("mL"),  # dose_ml
+            concentration,  # concentration_mg_per_ml
+            amounts.get("mL/h"),  # rate_ml_per_h
+            amounts.get("mg/h"),  # rate_mg_per_h
+            text or None,  # product
+            amounts.get("g/kg"),  # dose_g_per_kg
+            amounts.get("mg/kg/h"),  # rate_mg_per_kg_per_h
+            amounts.get("mL/kg/h"),  # rate_ml_per_kg_per_h
+            status == "stopped",  # stopped
+            _step_of(r, resolve),  # part_of
         )
+        if replaces is None:
+            replaces = len(data.administrations)
+            data.administrations.append(admin)
+        else:
+            data.administrations[replaces] = admin
+        if keys:
+            updated = _last_updated(r)
+            for key in keys:
+                data.ivig_identified[key] = (ref_of(r), recorded, updated, replaces)
+
+    def _sent_again(
+        self,
+        data: PatientData,
+        r: Json,
+        path: str,
+        keys: list[tuple[str, str, FhirTime]],
+        recorded: tuple[object, ...],
+    ) -> int | None:
+        """Whether ``r`` is an IVIG administration already counted, sent again under another
+        id: the same business identifier (system and value) and the same start (an interface
+        that resends a MAR event, a second feed of the same MAR). It is one administration,
+        counted once, with a warning that names both; counting both would double its dose.
+        Copies that differ: the one updated later (``meta.lastUpdated``) is counted, else the
+        first read, and the warning says so. The same identifier with another start is not
+        merged (a feed that puts an order's number there keeps every day).
+
+        None: not seen before; -1: not counted (the copy counted stays); otherwise the index in
+        ``data.administrations`` of the copy that ``r`` replaces."""
+        for key in keys:
+            first = data.ivig_identified.get(key)
+            if first is None:
+                continue
+            kept, facts, kept_updated, index = first
+            updated = _last_updated(r)
+            newer = (
+                facts != recorded
+                and updated is not None
+                and kept_updated is not None
+                and updated > kept_updated
+            )
+            if facts == recorded:
+                how = ""
+            elif newer:
+                how = f"; the copies differ: {ref_of(r)}, updated later, is counted"
+            elif updated is not None and kept_updated is not None and kept_updated > updated:
+                how = f"; the copies differ: {kept}, updated later, is counted"
+            else:
+                how = f"; the copies differ: {kept}, read first, is counted"
+            data.issues.append(
+                Issue(
+                    "warning",
+                    "duplicate",
+                    f"{ref_of(r)} has the identifier and start of {kept}: the same "
+                    f"administration sent again, counted once{how}",
+                    f"{path}.identifier",
+                    kept if newer else ref_of(r),
+                )
+            )
+            if not newer:
+                return -1
+            data.used.pop(kept, None)
+            return index
+        return None
 
     def _value(
         self,
