@@ -64,7 +64,9 @@ OBSERVATION_TIME = TimeElements.of("effectiveDateTime", "effectivePeriod.start",
 # the values a panel component may give fhirtis (valueInteger: a score without a unit)
 _COMPONENT_VALUES = ("valueQuantity", "valueInteger")
 # what of the panel itself is not part of a component read as an Observation
-_PANEL_OWN = frozenset({"component", "hasMember", *_COMPONENT_VALUES})
+# the panel's own elements, never a component's: its value and its reference range (R4: a range
+# is for the value it is on; a component has its own component.referenceRange)
+_PANEL_OWN = frozenset({"component", "hasMember", "referenceRange", *_COMPONENT_VALUES})
 
 _VOID = frozenset({ResultStatus.ENTERED_IN_ERROR, ResultStatus.CANCELLED})  # never used
 # statuses whose Observation may well have no value: never used, or no result yet (R4
@@ -353,7 +355,9 @@ class ObservationReader(ExtractorBase):
                     continue
                 as_obs = {k: v for k, v in r.items() if k not in _PANEL_OWN}
                 as_obs["code"], as_obs[value_key] = comp.get("code"), comp[value_key]
-                self._observation(data, cpath, as_obs, resolve)
+                if "referenceRange" in comp:
+                    as_obs["referenceRange"] = comp["referenceRange"]
+                self._member(data, r, f"component {i}", cpath, as_obs, resolve)
         contained = {
             c["id"]: c
             for c in json_array(r.get("contained"))
@@ -367,7 +371,25 @@ class ObservationReader(ExtractorBase):
             as_obs = dict(target)
             as_obs["id"], as_obs["meta"] = r.get("id"), r.get("meta")
             as_obs.setdefault("subject", r.get("subject"))
-            self._observation(data, f"{path}.hasMember[{i}]", as_obs, resolve)
+            self._member(data, r, f"hasMember {i}", f"{path}.hasMember[{i}]", as_obs, resolve)
+
+    def _member(
+        self,
+        data: PatientData,
+        panel: Json,
+        part: str,
+        path: str,
+        as_obs: Json,
+        resolve: Mapping[str, Json],
+    ) -> None:
+        """One value of a panel, read as an Observation: one that cannot be used (a censored
+        ``<6 U/L``, an unknown unit) is excluded by itself, saying which, never the panel's
+        other values (an exclusion of the whole panel kept the values read before it and
+        dropped those after it)."""
+        try:
+            self._observation(data, path, as_obs, resolve)
+        except ExcludedError as exc:
+            data.issues.append(exc.as_issue(panel, part))
 
     def _measure(
         self,
