@@ -45,12 +45,12 @@ from fhirtis.api.evaluate import (
 )
 from fhirtis.api.limits import BodyLimit
 from fhirtis.api.ops import (
-    CountingTransport,
     HeadAsGet,
     Metrics,
     SecurityHeaders,
     Timer,
     audit,
+    counting_client,
     who_of_claims,
     who_of_unverified_token,
 )
@@ -77,9 +77,8 @@ class ServiceState:
             allowed = [settings.fhir.base_url]
         self.allowed = [str(normalize_base(u)) for u in allowed]
         self.validator = TokenValidator(service) if service.auth_mode == "validate" else None
-        self.http = httpx.AsyncClient(
-            timeout=(settings.fhir.timeout if settings.fhir else httpx.Timeout(30.0)),
-            transport=CountingTransport(self.metrics),
+        self.http = counting_client(
+            self.metrics, settings.fhir.timeout if settings.fhir else httpx.Timeout(30.0)
         )
         self._backend_clients: dict[str, FhirClient] = {}
 

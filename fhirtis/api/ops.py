@@ -49,6 +49,7 @@ __all__ = [
     "Metrics",
     "SecurityHeaders",
     "audit",
+    "counting_client",
     "log_config",
     "router",
 ]
@@ -104,6 +105,22 @@ class CountingTransport(httpx.AsyncBaseTransport):
 
     async def aclose(self) -> None:
         await self._inner.aclose()
+
+
+def counting_client(metrics: Metrics, timeout: httpx.Timeout) -> httpx.AsyncClient:
+    """The service's HTTP client to FHIR servers (and token endpoints, CDS clients' JWKS), each
+    request counted (:class:`CountingTransport`). It takes the outgoing proxy (``HTTPS_PROXY``,
+    ``HTTP_PROXY``, ``ALL_PROXY``; ``NO_PROXY``) and the trusted CAs (``SSL_CERT_FILE``,
+    ``SSL_CERT_DIR``) from the environment as every other client of fhirtis: httpx takes no
+    proxy from the environment for a client given its own transport, so the transports it made
+    (the direct one and one per proxy) are wrapped instead."""
+    client = httpx.AsyncClient(timeout=timeout)
+    client._transport = CountingTransport(metrics, client._transport)
+    client._mounts = {
+        pattern: None if transport is None else CountingTransport(metrics, transport)
+        for pattern, transport in client._mounts.items()
+    }
+    return client
 
 
 class SecurityHeaders:
