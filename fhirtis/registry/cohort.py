@@ -26,7 +26,7 @@ import shutil
 import sqlite3
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -123,6 +123,10 @@ def _progress(enabled: bool) -> Progress:
     )
 
 
+Reread = Callable[[str], Awaitable[EvaluatedPatient]]
+"""Reads a patient (its id) from the server again and evaluates it (:class:`_Recorder`)."""
+
+
 class _Recorder:
     """Settles evaluated patients with the server (bounded concurrency) and records outcomes in
     the ledger (batched commits)."""
@@ -134,9 +138,13 @@ class _Recorder:
         key: RunKey,
         options: CohortOptions,
         result: CohortResult,
+        reread: Reread | None = None,
     ) -> None:
         self.client, self.ledger, self.key = client, ledger, key
         self.options, self.result = options, result
+        # patients read over REST can be read again after a version conflict (see _settle); a
+        # Bulk export's snapshot cannot
+        self.reread = reread
         self._slots = asyncio.Semaphore(options.concurrency)
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -163,6 +171,16 @@ class _Recorder:
                 task.add_done_callback(self._tasks.discard)
 
     async def _settle(self, client: FhirClient, evaluated: EvaluatedPatient) -> None:
+        reread = self.reread
+
+        async def reevaluate() -> tuple[EvaluatedPatient, str | None]:
+            """After a version conflict (another writer, maybe of newer data): the patient
+            read and evaluated again, whose evaluation the ledger then records."""
+            nonlocal evaluated
+            assert reread is not None
+            evaluated = await reread(evaluated.patient.removeprefix("Patient/"))
+            return evaluated, READ_IN_PART if evaluated.read_in_part else None
+
         try:
             run = await settle(
                 client,
@@ -171,6 +189,7 @@ class _Recorder:
                 write=self.options.write,
                 # a read the server answered in part withdraws nothing: what it lacks is not gone
                 partial=READ_IN_PART if evaluated.read_in_part else None,
+                reevaluate=reevaluate if reread is not None else None,
             )
             status = {RunStatus.DRY_RUN: "evaluated"}.get(run.status, run.status.value)
             if run.status is RunStatus.FAILED:
@@ -326,7 +345,15 @@ async def run_patient_list(
         result.run = ledger.start_run()
         if held:
             ledger.seen(held)
-        recorder = _Recorder(client, ledger, key, options, result)
+
+        async def reread(pid: str) -> EvaluatedPatient:
+            """The patient read and evaluated again (after a version conflict)."""
+            resources = await pull_patient(client, pid, settings, {})
+            answers = await ask_terminology(resources, settings) if settings.terminology else None
+            digest = _resources_digest(resources)
+            return evaluate_resources(resources, digest, settings, answers=answers)
+
+        recorder = _Recorder(client, ledger, key, options, result, reread)
         task = bar.add_task("patients", total=len(ids), rate="")
 
         async def one(pid: str) -> None:
