@@ -177,8 +177,8 @@ class _Recorder:
             """After a version conflict (another writer, maybe of newer data): the patient
             read and evaluated again, whose evaluation the ledger then records."""
             nonlocal evaluated
-            assert reread is not None
-            evaluated = await reread(evaluated.patient.removeprefix("Patient/"))
+            if reread is not None:
+                evaluated = await reread(evaluated.patient.removeprefix("Patient/"))
             return evaluated, READ_IN_PART if evaluated.read_in_part else None
 
         try:
