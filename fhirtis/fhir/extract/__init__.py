@@ -91,6 +91,7 @@ class Extractor(PatientReader, ObservationReader, EventReader):
         self._dm_onset_ranges.clear()
         self._tee_onset_ages.clear()
         self._ivig_orders.clear()
+        self._ivig_identified.clear()
         for path, resource in resources:
             kind = resource.get("resourceType")
             handler = handlers.get(kind if isinstance(kind, str) else str(kind))

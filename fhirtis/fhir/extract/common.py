@@ -113,13 +113,6 @@ class PatientData:
     # latest day of a time recorded as a date only (:func:`~fhirtis.pipeline.offline.as_of_for`)
     latest_instant: datetime | None = None
     latest_day: date | None = None
-    # the IVIG administrations counted, by business identifier (system, value) and start: the
-    # copy counted, what it recorded, its meta.lastUpdated and its index in ``administrations``
-    # (a second resource with the same key is the same administration sent again: counted once,
-    # clinical spec §4)
-    ivig_identified: dict[
-        tuple[str, str, FhirTime], tuple[str, tuple[object, ...], datetime | None, int]
-    ] = field(default_factory=dict)
 
     @property
     def records_zone(self) -> tzinfo | None:
@@ -614,6 +607,13 @@ class ExtractorBase:
         # per patient: (source, path) of each MedicationRequest of an immune globulin, said
         # when no administration was read (EventReader._finish_ivig_orders)
         self._ivig_orders: list[tuple[str, str]] = []
+        # per patient: the IVIG administrations counted, by business identifier (system, value)
+        # and start: the copy counted, what it recorded, its meta.lastUpdated and its index in
+        # data.administrations (a second resource with the same key is the same administration
+        # sent again: counted once, clinical spec §4; MedicationReader._sent_again)
+        self._ivig_identified: dict[
+            tuple[str, str, FhirTime], tuple[str, tuple[object, ...], datetime | None, int]
+        ] = {}
         self._tee = {TeeKind(k): v for k, v in terminology.with_value_sets("tee-").items()}
         self._risk = {RiskFactorKind(k): v for k, v in terminology.with_value_sets("risk-").items()}
         self._ivig = terminology.value_set("ivig-products")

@@ -963,7 +963,7 @@ class MedicationReader(ExtractorBase):
         if keys:
             updated = _last_updated(r)
             for key in keys:
-                data.ivig_identified[key] = (ref_of(r), recorded, updated, replaces)
+                self._ivig_identified[key] = (ref_of(r), recorded, updated, replaces)
 
     def _sent_again(
         self,
@@ -984,7 +984,7 @@ class MedicationReader(ExtractorBase):
         None: not seen before; -1: not counted (the copy counted stays); otherwise the index in
         ``data.administrations`` of the copy that ``r`` replaces."""
         for key in keys:
-            first = data.ivig_identified.get(key)
+            first = self._ivig_identified.get(key)
             if first is None:
                 continue
             kept, facts, kept_updated, index = first
