@@ -286,6 +286,17 @@ async def _evaluate_for(
         raise ApiError(404, f"Patient/{patient_id} not found on the FHIR server{hint}")
     if run.status is RunStatus.FAILED and run.result is None:
         status = run.error_status or 502
+        if status == 401 and caller.validated:
+            # validate mode reads with fhirtis's own credentials: their refusal (a token
+            # endpoint's invalid_client, a FHIR server's 401 to fhirtis's token) is a failure
+            # upstream, not an invalid caller token (RFC 6750 §3.1: the caller would fetch a
+            # new one and call again, to the same refusal)
+            raise ApiError(
+                502,
+                f"the FHIR server refused fhirtis's own credentials (FHIRTIS_FHIR__AUTH_MODE "
+                f"and its client settings): {run.error}",
+                code="security",
+            )
         if status >= 500:
             why = f"the FHIR server failed: {run.error}"
         elif status == 422:  # a merged Patient record: the server answered as it should

@@ -678,13 +678,26 @@ def _read_credential(path: Path, setting: str) -> bytes:
         raise ValueError(f"fhir.{setting} {path}: {why}") from None
 
 
+#: A PEM private key written with a passphrase: PKCS#8 (``ENCRYPTED PRIVATE KEY``) or OpenSSL's
+#: traditional form (``Proc-Type: 4,ENCRYPTED``)
+_ENCRYPTED_PEM = re.compile(rb"-----BEGIN ENCRYPTED PRIVATE KEY-----|Proc-Type:\s*4,\s*ENCRYPTED")
+
+
 def load_private_key(pem: bytes | str, alg: SigningAlg) -> RSAKey | ECKey:
     """A PEM private key for ``alg``: RSA (2048 bits or more) for RS384, P-384 for ES384."""
     key: RSAKey | ECKey
+    kind = "RSA" if alg == "RS384" else "EC"
     try:
         key = import_key(pem, "RSA") if alg == "RS384" else import_key(pem, "EC")
-    except (JoseError, ValueError) as exc:
-        kind = "RSA" if alg == "RS384" else "EC"
+    except (JoseError, ValueError, TypeError) as exc:
+        # TypeError: cryptography's "Password was not given but private key is encrypted", for
+        # a key written with a passphrase (openssl genpkey -aes256, openssl pkcs8 -topk8)
+        if _ENCRYPTED_PEM.search(pem.encode() if isinstance(pem, str) else pem):
+            raise ValueError(
+                f"the private key is encrypted with a passphrase, which fhirtis cannot use: "
+                f"give the PEM {kind} key unencrypted (openssl pkey -in KEY -out PLAIN_KEY), "
+                "readable by fhirtis only"
+            ) from None
         raise ValueError(f"the private key is not a PEM {kind} key usable for {alg}") from exc
     _check_key(key, alg)
     return key
