@@ -320,6 +320,45 @@ def _references(sources: Iterable[str]) -> list[Json]:
     return [get(s) or _new_reference(s) for s in sources]
 
 
+#: The types R4 Observation.derivedFrom may reference. A value read from a result contained in
+#: a DiagnosticReport has the report as its source (a contained resource cannot be referenced
+#: from outside its container), which derivedFrom cannot name: the Provenance names it (entity
+#: ``what``: Reference(Any)), and the derived Observation says so in a note.
+_DERIVED_FROM_TYPES = frozenset(
+    {
+        "DocumentReference",
+        "ImagingStudy",
+        "Media",
+        "QuestionnaireResponse",
+        "Observation",
+        "MolecularSequence",
+    }
+)
+
+
+def _derived_from(obs: Json, sources: list[str]) -> list[str]:
+    """Set ``obs["derivedFrom"]`` to the ``sources`` (sorted, distinct) it may name (none: no
+    element); return the others, for :func:`_note_other_sources`."""
+    others = [s for s in sources if s[:12] != "Observation/"]
+    if others:  # rare: most sources are Observations
+        others = [s for s in others if s.split("/", 1)[0] not in _DERIVED_FROM_TYPES]
+        if others:
+            sources = [s for s in sources if s not in set(others)]
+    if sources:
+        obs["derivedFrom"] = _references(sources)
+    return others
+
+
+def _note_other_sources(obs: Json, others: list[str]) -> None:
+    """A note, before the last one (the settings), naming the sources derivedFrom cannot."""
+    if others:
+        text = (
+            f"also derived from results contained in {', '.join(others)} (named by the "
+            "Provenance: R4 derivedFrom cannot reference a DiagnosticReport)"
+        )
+        obs["note"].insert(len(obs["note"]) - 1, {"text": text})
+
+
 def _improvement_component(measure: Measure, percent: Fraction) -> Json:
     """The percent-improvement component (keyed on the exact fraction's integers: hashing a
     Fraction is slow; percent_text is a function of the fraction alone)."""
@@ -449,7 +488,7 @@ def _tis_observation(
     obs: Json = _observation_head(_TIS_META, ident, _TIS_CODE, patient_ref)
     obs["effectivePeriod"] = {"start": baseline_day, "end": end}
     obs["method"] = _CRITERIA[tis.population]
-    obs["derivedFrom"] = _references(sorted(set(sources)))
+    others = _derived_from(obs, sorted(set(sources)))
     obs["component"], missing = _tis_components(tis)
     obs["component"].append(_responder_component(followup))
     if missing:
@@ -472,6 +511,7 @@ def _tis_observation(
         ]
     else:
         obs["note"] = [note]
+    _note_other_sources(obs, others)
     return Derived(obs, ident)
 
 
@@ -490,7 +530,7 @@ def _deterioration_observation(
     last = course.followups[-1]
     obs: Json = _observation_head(_DETERIORATION_META, ident, _DETERIORATION_CODE, patient_ref)
     obs["effectiveDateTime"] = _day(confirmed_on or last.assessment.day)
-    obs["derivedFrom"] = _references(sorted(set(baseline_sources).union(*followup_sources)))
+    others = _derived_from(obs, sorted(set(baseline_sources).union(*followup_sources)))
     obs["note"] = [note]
     if confirmed_on is not None:
         obs["valueBoolean"] = True
@@ -510,6 +550,7 @@ def _deterioration_observation(
         obs["valueBoolean"] = False
     else:
         obs["dataAbsentReason"] = _absent(_DETERIORATION_UNDETERMINED)
+    _note_other_sources(obs, others)
     return Derived(obs, ident)
 
 
@@ -602,10 +643,7 @@ def _cycle_observation(
     # the body measurements the dosing weight is computed from on its basis (the weight, the
     # height, or both: clinical spec §4), never one that plays no part in it
     measured = dw.sources
-    if len(measured) == 2 and measured[0] != measured[1]:
-        obs["derivedFrom"] = [{"reference": s} for s in sorted(measured)]
-    elif measured:  # one source (or both the same)
-        obs["derivedFrom"] = [{"reference": measured[0]}]
+    others = _derived_from(obs, sorted(set(measured)))
     if cycle.g_per_kg is not None:
         obs["valueQuantity"] = _quantity(beside_any(cycle.g_per_kg, dose_edges), "g/kg")
     else:
@@ -617,6 +655,7 @@ def _cycle_observation(
         obs["note"] = [*({"text": n.message} for n in notes), *marked, note]
     else:
         obs["note"] = [note]
+    _note_other_sources(obs, others)
     return Derived(obs, ident)
 
 

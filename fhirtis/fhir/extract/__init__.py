@@ -56,6 +56,7 @@ class Extractor(PatientReader, ObservationReader, EventReader):
         self._handlers: dict[str, Callable[[PatientData, str, Json, Mapping[str, Json]], None]] = {
             "Patient": self._patient,
             "Observation": self._observation,
+            "DiagnosticReport": self._diagnostic_report,
             "MedicationAdministration": self._administration,
             "Condition": self._condition,
             "AdverseEvent": self._adverse_event,

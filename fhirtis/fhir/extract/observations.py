@@ -8,6 +8,8 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+import orjson
+
 from fhirtis.clinical.facts import (
     BodyHeight,
     BodyMassIndex,
@@ -87,10 +89,33 @@ def _absent_reason(concept: object) -> str:
 
 _ULN_NOT_TAKEN = "ULN not taken from referenceRange ({}); the site's default ULN is used if set"
 
+# R4 diagnostic-report-status → the observation-status a contained result without a status of
+# its own is read with: ``partial`` ("some results are available") is not yet final;
+# ``appended`` is a kind of ``amended`` in R4's status hierarchy
+_REPORT_STATUS = {
+    "registered": "registered",
+    "partial": "preliminary",
+    "preliminary": "preliminary",
+    "final": "final",
+    "amended": "amended",
+    "corrected": "corrected",
+    "appended": "amended",
+    "cancelled": "cancelled",
+    "entered-in-error": "entered-in-error",
+    "unknown": "unknown",
+}
+_VOID_REPORT = frozenset({"cancelled", "entered-in-error"})
+_NOT_AN_OBJECT = object()  # what a result that is no JSON object references
+# a DiagnosticReport's time (R4 effective[x]: dateTime or Period), given to a contained result
+# without an effective[x] of its own
+_REPORT_TIME = ("effectiveDateTime", "effectivePeriod")
+
 
 class ObservationReader(ExtractorBase):
     # (the listed resources, the facts of their Patient): see _range_patient
     _listed_patient: tuple[Sequence[tuple[str, Json]], PatientFacts] | None = None
+    # (the listed resources, the result keys of their Observations): see _standalone_results
+    _standalone: tuple[Sequence[tuple[str, Json]], set[tuple[object, ...]]] | None = None
 
     # -- Observation -------------------------------------------------------------------------
 
@@ -372,6 +397,137 @@ class ObservationReader(ExtractorBase):
             as_obs["id"], as_obs["meta"] = r.get("id"), r.get("meta")
             as_obs.setdefault("subject", r.get("subject"))
             self._member(data, r, f"hasMember {i}", f"{path}.hasMember[{i}]", as_obs, resolve)
+
+    def _diagnostic_report(
+        self, data: PatientData, path: str, r: Json, resolve: Mapping[str, Json]
+    ) -> None:
+        """A DiagnosticReport whose ``result``s are contained Observations (``"#r1"``: R4
+        diagnosticreport-example.json, lab messages converted to FHIR): each is read as an
+        Observation of the report, as a panel's contained members are. Its subject, time
+        (``effective[x]``) and ``issued`` are the report's where it has none; its status is its
+        own, else the report's; a report ``entered-in-error`` or ``cancelled`` voids them all.
+        The report is the source (R4: a contained resource cannot be referenced from outside
+        its container). A result also listed as an Observation of its own with the same code,
+        time and value is that Observation, read once. Results that are resources of their own
+        are read as such; a ``#`` reference that names no contained Observation is reported."""
+        results = r.get("result")
+        if not isinstance(results, list):
+            if results is not None and "contained" in r:
+                raise ExcludedError("structure", "result must be an array", f"{path}.result")
+            return
+        # the results this reads: each a contained one ("#id"), or a malformed entry that may
+        # have been one; a report with neither (results of their own, an imaging report) is
+        # not read, nor checked, here
+        local = 0
+        for entry in results:
+            ref = entry.get("reference") if isinstance(entry, dict) else _NOT_AN_OBJECT
+            if ref is not None and (not isinstance(ref, str) or ref[:1] == "#"):
+                local += 1
+        if not local:
+            return
+        code = r.get("status")
+        report_status = _REPORT_STATUS.get(code) if type(code) is str else None
+        if report_status is None:
+            raise ExcludedError(
+                "code-invalid", "status is not a DiagnosticReport status", f"{path}.status"
+            )
+        if r.get("modifierExtension"):
+            raise modifier_extension_error(f"{path}.modifierExtension")
+        self._require_id(r, path)
+        if "subject" in r:
+            self._check_subject(data, r, "subject", path)
+        contained = {
+            c["id"]: (j, c)
+            for j, c in enumerate(json_array(r.get("contained")))
+            if isinstance(c, dict) and isinstance(c.get("id"), str)
+        }
+        unread = 0
+        for i, entry in enumerate(results):
+            ref = entry.get("reference") if isinstance(entry, dict) else _NOT_AN_OBJECT
+            if not isinstance(ref, str):
+                unread += ref is not None  # malformed: no Reference to follow
+                continue
+            if ref[:1] != "#":
+                continue  # a resource of its own: read as listed
+            found = contained.get(ref[1:])
+            if found is None or found[1].get("resourceType") != "Observation":
+                unread += 1
+                continue
+            j, target = found
+            as_obs = dict(target)
+            # the report is the resource that can be cited (its type, id and version)
+            as_obs["resourceType"], as_obs["id"] = "DiagnosticReport", r.get("id")
+            as_obs["meta"] = r.get("meta")
+            if report_status in _VOID_REPORT or "status" not in as_obs:
+                as_obs["status"] = report_status
+            if "subject" not in as_obs and "subject" in r:
+                as_obs["subject"] = r["subject"]
+            if not any(k[:9] == "effective" for k in as_obs):
+                for key in _REPORT_TIME:
+                    if key in r:
+                        as_obs[key] = r[key]
+            if "issued" not in as_obs and "issued" in r:
+                as_obs["issued"] = r["issued"]
+            rpath = f"{path}.contained[{j}]"
+            result = self._result_key(as_obs, rpath)
+            if result is not None and result in self._standalone_results(data):
+                continue  # also sent as an Observation of its own: read as that one
+            self._member(data, r, f"result {i}", rpath, as_obs, resolve)
+        if unread:
+            report = ref_of(r)
+            plural = "result names" if unread == 1 else "results name"
+            data.issues.append(
+                Issue(
+                    "warning",
+                    "incomplete",
+                    f"{report}: {unread} {plural} no Observation contained in the report: not read",
+                    f"{path}.result",
+                    report,
+                )
+            )
+
+    def _result_key(self, r: Json, path: str) -> tuple[object, ...] | None:
+        """What makes two Observations one result: what fhirtis reads their code as, their
+        time and their value (a number and its unit); None for one fhirtis does not use or
+        cannot read (its own reading says why)."""
+        try:
+            kind = self._observation_kind(r.get("code"), path)
+            if kind is None:
+                return None
+            when, date_only, _ = first_time(r, OBSERVATION_TIME, path)
+            if "valueQuantity" in r:
+                q = r["valueQuantity"]
+                value: object = coded_quantity(q) or read_quantity(q, f"{path}.valueQuantity")
+            else:  # another value[x] (an integer score, a smoking status), as given
+                value = tuple(
+                    sorted(
+                        (k, orjson.dumps(v, option=orjson.OPT_SORT_KEYS))
+                        for k, v in r.items()
+                        if k[:5] == "value"
+                    )
+                )
+            return (kind, when, date_only, value)
+        except (ExcludedError, TypeError, orjson.JSONEncodeError):
+            return None
+
+    def _standalone_results(self, data: PatientData) -> set[tuple[object, ...]]:
+        """The :meth:`_result_key` of each Observation of the patient listed as a resource of
+        its own (never one entered in error or cancelled), found once per patient when a
+        report first asks."""
+        found = self._standalone
+        if found is None or found[0] is not self._listed:
+            keys: set[tuple[object, ...]] = set()
+            for path, resource in self._listed:
+                if resource.get("resourceType") != "Observation":
+                    continue
+                status = resource.get("status")
+                if type(status) is str and status in _VOID_REPORT:
+                    continue  # never used: the contained result is read
+                key = self._result_key(resource, path)
+                if key is not None:
+                    keys.add(key)
+            found = self._standalone = (self._listed, keys)
+        return found[1]
 
     def _member(
         self,
