@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from fhirtis.fhir.derive import Derived
@@ -80,13 +81,13 @@ async def settle(
     ``write_base_url`` if set) and, with ``write``, write what changed the way the server allows
     (transaction, batch, or single requests), re-reading and re-planning on 412, an unknown
     outcome or a refusal that taught something. Types the server cannot store are not attempted
-    (``not_written``). Stored output that no Provenance names (an earlier run was killed, or
-    its Provenance failed, between its writes and its Provenance) is named by this run's: one
-    more search, only where output is stored (see :func:`_name_unnamed`). Earlier output no
-    longer derived is withdrawn (see :func:`stored_output`), except where ``partial`` says why
-    the patient's data was read only in part (:func:`hold_withdrawals`). The returned run has no
-    ``result`` (:func:`run_patient` sets it) and lists in ``written`` what the server confirmed
-    this run wrote, in every attempt.
+    (``not_written``). Stored output whose current version no Provenance names (an earlier run
+    was killed, or its Provenance failed, between its writes and its Provenance) is named by
+    this run's: one more search, only where output is stored (see :func:`_name_unnamed`).
+    Earlier output no longer derived is withdrawn (see :func:`stored_output`), except where
+    ``partial`` says why the patient's data was read only in part (:func:`hold_withdrawals`).
+    The returned run has no ``result`` (:func:`run_patient` sets it) and lists in ``written``
+    what the server confirmed this run wrote, in every attempt.
 
     A version conflict (412, HAPI's 409, a conditional create that found another writer's
     resource) says another writer changed the patient's output since this run read it, maybe
@@ -137,7 +138,16 @@ async def _settle(
         shape = write_plan(caps, {d.resource_type for d in evaluated.derived})
         if write and (attempt == 0 or naming.unsure) and shape.provenance:
             # and after a Provenance whose answer was lost: what it named is named once
-            await _name_unnamed(writer, plan, caps, requests, naming)
+            await _name_unnamed(
+                writer,
+                plan,
+                caps,
+                requests,
+                naming,
+                stored.existing,
+                stored.retired,
+                _TRANSACTION_SPAN if shape.mode == "transaction" else timedelta(0),
+            )
         writes, not_written = _writable(plan, caps, shape, naming.undeletable, several)
         not_written += stored.unchecked + held
         if not writes and write and naming.targets and shape.provenance:
@@ -341,19 +351,44 @@ async def _name_unnamed(
     caps: Capabilities,
     requests: dict[str, int],
     naming: Naming,
+    existing: Mapping[str, Json] | None = None,
+    retired: Sequence[Json] = (),
+    span: timedelta = timedelta(0),
 ) -> None:
-    """Derived resources found unchanged that no Provenance names (a run killed between its
-    writes and its Provenance, or one whose Provenance failed) go into this run's Provenance:
-    one search ``Provenance?target=…`` per run that finds stored output, and one more after a
-    Provenance of this run whose answer was lost (made or not), checking what it named too
-    (``naming.unsure``: withdrawn resources are not in the plan). A server that cannot
-    search Provenance by target, or a search that fails, leaves them as they are (said in the
-    log)."""
-    stored = [
-        f"{w.derived.resource_type}/{w.existing_id}"
-        for w in plan.writes
-        if w.action is Action.UNCHANGED and w.existing_id
-    ]
+    """Derived resources found unchanged whose current version no Provenance names (a run
+    killed between its writes and its Provenance, or one whose Provenance failed) go into this
+    run's Provenance: one search ``Provenance?target=…`` per run that finds stored output, and
+    one more after a Provenance of this run whose answer was lost (made or not), checking what
+    it named too (``naming.unsure``: withdrawn resources are not in the plan). A server that
+    cannot search Provenance by target, or a search that fails, leaves them as they are (said
+    in the log).
+
+    A Provenance names the *current version* of a resource (``existing``: identifier → the
+    stored resource, as read) where it names that version (``Type/id/_history/v``) or, naming
+    it without a version as fhirtis does, where the server stored it no earlier than that
+    version, less ``span`` (:func:`_covers`; :data:`_TRANSACTION_SPAN` where the server takes
+    transactions): an update (or a withdrawal) whose Provenance failed is named by the next
+    run, which an earlier run's Provenance of the resource's create does not hide.
+    The withdrawn copies of what is no longer derived (``retired``) are checked the same way
+    where a Provenance names an earlier version of them (their withdrawal's failed); one that
+    no Provenance names at all is left as it is. A deleted resource (a withdrawn AdverseEvent)
+    is gone and is not named afterwards."""
+    current: dict[str, Json] = {}  # ``Type/id`` → the stored resource (its version)
+    stored: list[str] = []
+    for w in plan.writes:
+        if w.action is Action.UNCHANGED and w.existing_id:
+            ref = f"{w.derived.resource_type}/{w.existing_id}"
+            stored.append(ref)
+            found = (existing or {}).get(w.derived.identifier)
+            if found is not None and found.get("id") == w.existing_id:
+                current[ref] = found
+    withdrawn: set[str] = set()
+    for copy in retired:
+        ref = f"{copy.get('resourceType')}/{copy.get('id')}"
+        if ref not in current and ref not in withdrawn:
+            stored.append(ref)
+            current[ref] = copy
+            withdrawn.add(ref)
     lost = {(instant_or_none(recorded), targets) for recorded, targets in naming.unsure}
     unsure = {ref for _, targets in lost for ref in targets}
     stored += sorted(unsure - set(stored))
@@ -364,7 +399,8 @@ async def _name_unnamed(
         or caps.search_param("Provenance", ("target",)) is None
     ):
         return
-    named: set[str] = set()
+    named: set[str] = set()  # by any Provenance, of any version
+    covered: set[str] = set()  # by a Provenance of the current version (_covers)
     named_then: set[str] = set()  # by a lost Provenance (its time and targets), made after all
     seen = 0
     # in searches of at most MAX_QUERY_VALUES targets, as every list fhirtis searches by: a
@@ -378,12 +414,18 @@ async def _name_unnamed(
                     log.info("Provenance search by target gave too many: not checked")
                     return
                 resource = entry.get("resource") or {}
-                refs = frozenset(
-                    location_reference(t["reference"], t["reference"])
+                stored_at = instant_or_none((resource.get("meta") or {}).get("lastUpdated"))
+                references = [
+                    t["reference"]
                     for t in resource.get("target") or []
                     if isinstance(t, dict) and isinstance(t.get("reference"), str)
-                )
+                ]
+                refs = frozenset(location_reference(r, r) for r in references)
                 named |= refs
+                for reference in references:
+                    ref = location_reference(reference, reference)
+                    if _covers(reference, stored_at, current.get(ref), span):
+                        covered.add(ref)
                 if (instant_or_none(resource.get("recorded")), refs) in lost:
                     named_then |= refs
         except FhirClientError as exc:  # best effort: the run goes on without the check
@@ -392,10 +434,58 @@ async def _name_unnamed(
         finally:
             requests["read"] = requests.get("read", 0) + 1
     for ref in stored:
-        # what a lost Provenance named is named only by it (an earlier run's names its create)
-        done = named_then if ref in unsure else named
-        if ref not in done and ref not in naming.targets:
+        if ref in unsure:
+            # what a lost Provenance named is named only by it (an earlier run's names its create)
+            done = ref in named_then
+        elif ref in withdrawn:
+            done = ref in covered or ref not in named
+        else:
+            done = ref in covered
+        if not done and ref not in naming.targets:
             naming.targets.append(ref)
+
+
+_TRANSACTION_SPAN = timedelta(minutes=5)
+"""How much earlier than a resource's current version a Provenance naming it may have been
+stored and still name it, where the server takes transactions: a transaction's Provenance is
+stored with its writes, in whatever order the server runs its entries (R4 http.html#trules:
+POSTs before PUTs, so the Provenance may be stamped before the updates it names; the test
+server does so, each entry with its own instant), and no transaction runs this long. Writes in
+single requests or batches are followed by their Provenance (no span). A Provenance that failed
+after writes in parts (:func:`~fhirtis.pipeline.write.write_in_parts`) within this time of an
+earlier one naming the same resources is left as before (not named again)."""
+
+
+def _covers(
+    reference: str,
+    stored_at: datetime | None,
+    target: Json | None,
+    span: timedelta = timedelta(0),
+) -> bool:
+    """Whether a Provenance stored at ``stored_at`` (its ``meta.lastUpdated``) whose target is
+    ``reference`` names the current version of ``target`` (the resource as read now; None:
+    not one whose version is checked). A versioned reference (``Type/id/_history/v``, as
+    another writer, or a server that versions references, may store it) names that version
+    only. An unversioned one, as fhirtis writes, names the version current when the Provenance
+    was stored: the server's own clock on both sides (never the client's ``recorded``), a
+    Provenance stored at the same instant covering it (a transaction's resources share one on
+    HAPI FHIR; a server that keeps whole seconds), or up to ``span`` earlier (a transaction's
+    entries stamped one by one: :data:`_TRANSACTION_SPAN`). Whether
+    ``Provenance?target=Type/id`` finds Provenances naming ``Type/id/_history/v`` depends on
+    the server, so fhirtis never relies on versioned targets. Where the server gives no
+    ``meta.lastUpdated`` (or the version no ``versionId``), any Provenance naming the resource
+    covers it, as before."""
+    if target is None:
+        return True
+    meta = target.get("meta") or {}
+    version = meta.get("versionId")
+    _, has_version, named = reference.partition("/_history/")
+    if has_version:
+        return not isinstance(version, str) or named.strip("/") == version
+    written_at = instant_or_none(meta.get("lastUpdated"))
+    if written_at is None or stored_at is None:
+        return True
+    return stored_at + span >= written_at
 
 
 def _with_refused_provenance(not_written: list[NotWritten], naming: Naming) -> list[NotWritten]:

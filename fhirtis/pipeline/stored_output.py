@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote
 
@@ -38,12 +38,14 @@ class StoredOutput:
     """fhirtis's earlier output on the write server for one patient: ``existing`` (business
     identifier → the stored resource a write updates: the live copy with the lowest id, else a
     withdrawn one, updated back), what is to be withdrawn (``withdraw``: every live copy of what
-    is no longer derived, and the live copies beside the one kept of what is), and the types
-    whose earlier output could not be searched for (``unchecked``)."""
+    is no longer derived, and the live copies beside the one kept of what is), the types
+    whose earlier output could not be searched for (``unchecked``), and the withdrawn copies
+    of what is no longer derived (``retired``: their withdrawal's Provenance is checked for)."""
 
     existing: dict[str, Json]
     withdraw: list[PlannedWrite]
     unchecked: list[NotWritten]
+    retired: list[Json] = field(default_factory=list)
 
 
 def _names_patient(resource: Json, patient_ref: str) -> bool:
@@ -191,6 +193,7 @@ async def stored_output(
     unstored = [d for d in derived if d.match is not None and d.identifier not in by_ident]
     existing: dict[str, Json] = {}
     withdraw: list[PlannedWrite] = []
+    retired: list[Json] = []
     for ident, copies in sorted(by_ident.items()):
         copies.sort(key=lambda r: str(r.get("id")))  # every writer keeps the same copy
         live = [c for c in copies if c.get("status") != RETIRED]
@@ -215,4 +218,5 @@ async def stored_output(
             existing[ident] = live[0] if live else copies[0]
         else:
             withdraw += [withdrawal(c, ident) for c in live]
-    return StoredOutput(existing, withdraw, unchecked)
+            retired += [c for c in copies if c.get("status") == RETIRED]
+    return StoredOutput(existing, withdraw, unchecked, retired)
