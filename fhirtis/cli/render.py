@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from decimal import Decimal
 from typing import Any, Literal
 
@@ -83,6 +84,10 @@ def _category_text(a: dict[str, Any]) -> str:
 
 # missing data the report says elsewhere: the TIS line of a patient without a baseline
 _SAID_ELSEWHERE = frozenset({"no-baseline"})
+# notes that the input's issue of the same resource says, naming it and where: a stopped
+# administration ("MedicationAdministration/x is stopped: counted for the dose and rate
+# recorded" at its status) is one statement, not two
+_SAID_BY_ISSUE = frozenset({"stopped"})
 
 
 def _risk_text(s: dict[str, Any]) -> str:
@@ -108,6 +113,26 @@ def _max_rate_text(c: dict[str, Any]) -> str:
 
 def _flag(value: bool | None) -> str:
     return {True: "yes", False: "no", None: "unknown"}[value]
+
+
+def _said_once(notes: Iterable[dict[str, Any]]) -> list[tuple[str, str, str]]:
+    """Each note's severity and message once, in order, with how many resources it is said of
+    when more than one (" (16 MedicationAdministrations)"): the report names no resource in a
+    note, so a note said of each of 16 administrations ("no usable infusion rate recorded")
+    read as the same line 16 times. The summary's ``notes`` keep each one with its source."""
+    said: dict[tuple[str, str], dict[str, None]] = {}
+    for n in notes:
+        sources = said.setdefault((n["severity"], n["message"]), {})
+        if n.get("source"):
+            sources[n["source"]] = None
+    out: list[tuple[str, str, str]] = []
+    for (severity, message), sources in said.items():
+        of = ""
+        if len(sources) > 1:
+            kinds = {source.partition("/")[0] for source in sources}
+            of = f" ({len(sources)} {kinds.pop() + 's' if len(kinds) == 1 else 'resources'})"
+        out.append((severity, message, of))
+    return out
 
 
 def print_patient(console: Console, s: dict[str, Any]) -> None:
@@ -184,11 +209,21 @@ def print_patient(console: Console, s: dict[str, Any]) -> None:
         console.print(f"issue ({issue['severity']}): {issue['diagnostics']}{where}", markup=False)
     # every note, missing data included (a rate not checked, a partial cumulative dose, a risk
     # factor not assessable): the derived resources say them, and so does the report
-    notes = [n for n in s["notes"] if n["code"] not in _SAID_ELSEWHERE]
+    # a note that an issue printed above says of the same resource is not said again
+    issued = {i["resource"] for i in s["issues"] if i.get("resource")}
+    notes = _said_once(
+        n
+        for n in s["notes"]
+        if n["code"] not in _SAID_ELSEWHERE
+        and not (
+            n["code"] in _SAID_BY_ISSUE
+            and (n.get("source") or "").partition("/_history/")[0] in issued
+        )
+    )
     if notes:
         console.print(f"{len(notes)} warnings/exclusions/missing data:")
-        for n in notes:
-            console.print(f"  {n['severity']}: {n['message']}", markup=False)
+        for severity, message, of in notes:
+            console.print(f"  {severity}: {message}{of}", markup=False)
     if s.get("output"):
         console.print(f"derived resources: {s['output']}", markup=False)
 

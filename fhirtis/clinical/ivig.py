@@ -9,7 +9,8 @@ result as :attr:`Exposure.policy`):
 
 * **Administrations** are sorted by start (then by source, for a stable order). An administration
   marked ``in_progress`` is counted like a completed one, and marked: it carries an
-  ``in-progress`` warning and its cycle counts it in :attr:`Cycle.in_progress_count`.
+  ``in-progress`` warning and its cycle counts it in :attr:`Cycle.in_progress_count` (a bag
+  whose step is in progress counts there once, as the bag).
 * **Cycles** — day granularity: an administration whose start *date* is more than
   ``cycle_gap_days`` calendar days after the start date of the *previous administration* starts a
   new cycle. With the default 7: exactly 7 days apart → same cycle; 8 days → new cycle.
@@ -34,7 +35,10 @@ result as :attr:`Exposure.policy`):
   change of a titrated bag, :attr:`IvigAdministration.part_of`) and records no dose of its own
   adds 0 g, with a ``dose-in-parent`` note: the bag's dose is recorded once, where it is part of.
   Its rate counts like any other (the highest step is the cycle's maximum). A step that records
-  a dose counts it as recorded.
+  a dose counts it as recorded. A step is no administration of its own: the number of
+  administrations (:attr:`Cycle.administration_count`, :attr:`Exposure.administration_count`)
+  is of those given (the bags), and a count of records (grams or rates unknown for *n* of *m*)
+  says how many of them are steps.
 * **Dosing weight** of a cycle, on the policy's basis: :mod:`fhirtis.clinical.weight`.
 * **g/kg** of a cycle: its grams ÷ its dosing weight, where a dose recorded per kg
   (``dose_g_per_kg``) counts as recorded: 5 × 0.44 g/kg is 2.2 g/kg exactly on any basis, even
@@ -155,9 +159,9 @@ class Cycle:
     start: FhirTime
     last_start: FhirTime
     end: FhirTime  # the latest end (or start) of its administrations, at its recorded precision
-    administrations: tuple[AdministrationExposure, ...]
-    administration_count: int
-    in_progress_count: int
+    administrations: tuple[AdministrationExposure, ...]  # every record, steps included
+    administration_count: int  # the administrations given: steps (partOf) are not counted
+    in_progress_count: int  # of those given, the ones in progress (or with a step in progress)
     grams: Decimal | None  # None when any administration's grams is unknown
     grams_known: Decimal  # the sum of the known grams (equals ``grams`` when complete)
     dosing_weight: DosingWeight
@@ -179,7 +183,7 @@ class Exposure:
 
     cycles: tuple[Cycle, ...]
     cycle_count: int
-    administration_count: int
+    administration_count: int  # the administrations given (the cycles' counts): steps not counted
     cumulative_grams: Decimal | None  # None when any administration's grams is unknown
     cumulative_grams_known: Decimal
     cumulative_g_per_kg: Decimal | None  # sum of per-cycle g/kg; None when any is unknown
@@ -200,14 +204,17 @@ class Exposure:
         return tuple(a for c in self.cycles for a in c.administrations)
 
     def all_notes(self) -> tuple[Note, ...]:
-        """Every note: administrations', dosing weights', cycles', then the overall ones."""
-        out: list[Note] = []
+        """Every note: administrations', dosing weights', cycles', then the overall ones, each
+        once: a note on the patient's body measurements (an excluded weight, a weight conflict)
+        bears on every cycle dosed on or after it and is in each cycle's dosing weight, but it
+        is one statement about the record."""
+        out: dict[Note, None] = {}
         for cycle in self.cycles:
             for admin in cycle.administrations:
-                out.extend(admin.notes)
-            out.extend(cycle.dosing_weight.notes)
-            out.extend(cycle.notes)
-        out.extend(self.notes)
+                out.update(dict.fromkeys(admin.notes))
+            out.update(dict.fromkeys(cycle.dosing_weight.notes))
+            out.update(dict.fromkeys(cycle.notes))
+        out.update(dict.fromkeys(self.notes))
         return tuple(out)
 
 
@@ -408,6 +415,22 @@ def _unversioned(source: str) -> str:
     return source.partition("/_history/")[0]
 
 
+def _step_of(admin: IvigAdministration, counted: frozenset[str]) -> str | None:
+    """The counted administration (``Type/id``) that ``admin`` is a step of (R4 ``partOf``),
+    or None when it is an administration given of its own."""
+    parent = admin.part_of
+    if parent is None or parent not in counted or parent == _unversioned(admin.source):
+        return None
+    return parent
+
+
+def _records(count: int, steps: int) -> str:
+    """``count`` administration records, saying how many of them are steps (``partOf``)."""
+    if not steps:
+        return f"{count} administrations"
+    return f"{count} administration records ({steps} of them steps of another, partOf)"
+
+
 def _step_grams(
     admin: IvigAdministration, counted: frozenset[str]
 ) -> tuple[Decimal, tuple[Note, ...]] | None:
@@ -455,18 +478,25 @@ def _cycle(
     # ideal and adjusted weights: cm ÷ 2.54) rounds off the dose (2.2 g/kg as 2.2000…01)
     per_kg_known = _ZERO
     grams_not_per_kg = _ZERO
-    grams_unknown = rate_unknown = in_progress = 0
+    grams_unknown = rate_unknown = 0
     max_rate: Decimal | None = None
+    # the administrations given, in progress: a bag's own Type/id, or the bag a running step is
+    # part of (one infusion running, counted once); the steps (partOf a counted one)
+    running: set[str] = set()
+    steps = 0
     for admin, _ in keyed:
         # compute_exposure holds DECIMAL_CONTEXT around every cycle
-        step = _step_grams(admin, counted) if admin.part_of is not None else None
+        parent = _step_of(admin, counted) if admin.part_of is not None else None
+        if parent is not None:
+            steps += 1
+        step = _step_grams(admin, counted) if parent is not None else None
         admin_grams, gram_notes = step if step is not None else _grams_given(admin, kg)
         rate, rate_notes = infusion_rate_in_context(admin, kg)
         notes = gram_notes + rate_notes if rate_notes else gram_notes
         if admin.in_progress or admin.stopped:
             notes = _flag_notes(admin) + notes
             if admin.in_progress:
-                in_progress += 1
+                running.add(parent if parent is not None else _unversioned(admin.source))
         if admin_grams is None:
             grams_unknown += 1
         else:
@@ -482,15 +512,15 @@ def _cycle(
         exposures.append(AdministrationExposure(admin, index, admin_grams, kg, rate, notes))
 
     cycle_notes: list[Note] = []
-    count = len(exposures)
+    records = _records(len(exposures), steps)
     grams: Decimal | None = grams_known
     if grams_unknown:
         grams = None
         cycle_notes.append(
             missing(
                 "cycle-grams-unknown",
-                f"grams unknown for {grams_unknown} of {count} "
-                f"administrations of cycle {index}; cycle grams and g/kg unknown",
+                f"grams unknown for {grams_unknown} of {records} of cycle {index}; cycle "
+                "grams and g/kg unknown",
             )
         )
     g_per_kg: Decimal | None = None
@@ -510,8 +540,8 @@ def _cycle(
         cycle_notes.append(
             missing(
                 "cycle-max-rate-partial",
-                f"rate unknown for {rate_unknown} of {count} administrations of cycle "
-                f"{index}; maximum rate is over the known ones only",
+                f"rate unknown for {rate_unknown} of {records} of cycle {index}; maximum "
+                "rate is over the known ones only",
             )
         )
     elif rate_unknown:
@@ -565,8 +595,8 @@ def _cycle(
         last_start=last_start,
         end=end,
         administrations=tuple(exposures),
-        administration_count=count,
-        in_progress_count=in_progress,
+        administration_count=len(exposures) - steps,
+        in_progress_count=len(running),
         grams=grams,
         grams_known=grams_known,
         dosing_weight=weight,
@@ -611,6 +641,8 @@ def compute_exposure(
 
         notes: list[Note] = []
         all_admins = [a for c in cycles for a in c.administrations]
+        given = sum(c.administration_count for c in cycles)
+        steps = len(all_admins) - given
         known_grams = [a.grams for a in all_admins if a.grams is not None]
         grams_known = sum(known_grams, Decimal(0))
         cumulative_grams: Decimal | None = grams_known
@@ -619,8 +651,8 @@ def compute_exposure(
             notes.append(
                 missing(
                     "cumulative-grams-partial",
-                    f"grams unknown for {len(all_admins) - len(known_grams)} of {len(all_admins)} "
-                    f"administrations; cumulative grams is partial (known sum "
+                    f"grams unknown for {len(all_admins) - len(known_grams)} of "
+                    f"{_records(len(all_admins), steps)}; cumulative grams is partial (known sum "
                     f"{format_decimal(grams_known)} g is a lower bound)",
                 )
             )
@@ -641,7 +673,7 @@ def compute_exposure(
     return Exposure(
         cycles=tuple(cycles),
         cycle_count=len(cycles),
-        administration_count=len(all_admins),
+        administration_count=given,
         cumulative_grams=cumulative_grams,
         cumulative_grams_known=grams_known,
         cumulative_g_per_kg=cumulative_gpk,

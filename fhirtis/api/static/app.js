@@ -1292,8 +1292,19 @@
     const root = $("warnings-body");
     const serious = model.outcome.filter((i) => i.severity !== "information");
     const info = model.outcome.filter((i) => i.severity === "information");
-    const notes = [];
-    for (const c of model.cycles) for (const n of c.notes) notes.push({ severity: "warning", diagnostics: `Cycle ${c.number}: ${n}` });
+    // a note several cycles' dose Observations carry (a body weight excluded before them all)
+    // is one statement: said once, with the cycles it is said of
+    const cyclesOf = new Map();
+    for (const c of model.cycles) {
+      for (const n of c.notes) {
+        if (!cyclesOf.has(n)) cyclesOf.set(n, []);
+        if (!cyclesOf.get(n).includes(c.number)) cyclesOf.get(n).push(c.number);
+      }
+    }
+    const notes = [...cyclesOf].map(([n, numbers]) => ({
+      severity: "warning",
+      diagnostics: `${numbers.length > 1 ? "Cycles" : "Cycle"} ${numbers.join(", ")}: ${n}`,
+    }));
     const all = [...serious, ...notes];
     if (!all.length) {
       root.append(h("p", { class: "good-text" }, "No problems were found in the data used."));
