@@ -29,7 +29,10 @@ per target system: several groups may map a code to LOINC and to SNOMED CT). A m
 cannot apply as written is refused when it is loaded (a TerminologyError), never read as less
 than it says: a target without an R4 ``equivalence`` (an R5 ``relationship``), an exact target
 that ``dependsOn`` other elements or carries a ``modifierExtension``, two different exact targets
-of one code in one system, or a target code that fhirtis's own CodeSystem does not define.
+of one code in one system, a target code that fhirtis's own CodeSystem does not define, or a
+target system in fhirtis's namespace that it does not define (a misspelt one). Exact targets
+that fhirtis would read as different things (CK and the PGA) are refused by the extractor
+(``ObservationReader.check_concept_map``), which knows what each code is read as.
 
 Some code systems are sent under more than one URI (German senders give ATC as
 ``http://fhir.de/CodeSystem/bfarm/atc``, CDA-derived data the OID of a system). One table,
@@ -474,6 +477,13 @@ class Terminology:
         for (_, source_code), targets in index.items():
             for system, code in targets:
                 known = self.code_systems.get(canonical_system(system))
+                if known is None and _in_own_namespace(system):
+                    # fhirtis's namespace holds only the code systems it defines: another
+                    # system there is a misspelt one (mapping to nothing, silently)
+                    raise TerminologyError(
+                        f"ConceptMap maps {source_code!r} to {code!r} of {system}, which is not "
+                        f"a code system fhirtis defines (the core set is {CORE_SET_SYSTEM})"
+                    )
                 if known is not None and code not in known:
                     raise TerminologyError(
                         f"ConceptMap maps {source_code!r} to {code!r}, which {system} does not "
@@ -484,6 +494,12 @@ class Terminology:
     def with_oracle(self, oracle: SubsumptionOracle | None) -> Terminology:
         """The same terminology, asking ``oracle`` about codes the expansions do not list."""
         return replace(self, oracle=oracle)
+
+
+def _in_own_namespace(system: str) -> bool:
+    """Whether ``system`` is a URI in fhirtis's namespace (``fhirtis.org``, any scheme or case)."""
+    _, sep, rest = system.partition("://")
+    return bool(sep) and rest.split("/", 1)[0].lower().removeprefix("www.") == "fhirtis.org"
 
 
 def index_concept_map(

@@ -23,7 +23,7 @@ from urllib.parse import quote
 
 from fhirtis.clinical.facts import RiskFactorKind
 from fhirtis.clinical.thrombosis import UnassessedRiskFactor
-from fhirtis.fhir.codes import CORE_SET_SYSTEM, SYSTEM_ALIASES, Terminology
+from fhirtis.fhir.codes import CORE_SET_SYSTEM, SYSTEM_ALIASES, Terminology, canonical_system
 from fhirtis.fhir.extract import CORE_SET_CODES, ENZYME_VALUE_SETS
 
 __all__ = [
@@ -207,12 +207,15 @@ def _aliased(codes: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
     """The same codes under the other names of their systems (:data:`SYSTEM_ALIASES`, e.g.
     LOINC's OID, as FHIR converted from CDA carries it). The extraction reads a coding under an
     alias as its canonical system; a search by token matches the system as stored (R4
-    search.html#token), so a server is asked for both."""
-    return [
-        (alias, code)
-        for system, code in codes
-        for alias in sorted(a for a, canonical in SYSTEM_ALIASES.items() if canonical == system)
-    ]
+    search.html#token), so a server is asked for both. A code given under an alias (a site's
+    ConceptMap whose group.source is LOINC's OID) is also asked for under the canonical URI
+    and the other aliases: the extraction maps a coding of either."""
+    out: list[tuple[str, str]] = []
+    for system, code in codes:
+        canonical = canonical_system(system)
+        names = [canonical, *sorted(a for a, c in SYSTEM_ALIASES.items() if c == canonical)]
+        out.extend((name, code) for name in names if name != system)
+    return out
 
 
 def observation_codes(terminology: Terminology) -> list[tuple[str, str]]:

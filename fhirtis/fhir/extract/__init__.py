@@ -53,6 +53,7 @@ class Extractor(PatientReader, ObservationReader, EventReader):
 
     def __init__(self, terminology: Terminology, settings: ExtractSettings | None = None) -> None:
         super().__init__(terminology, settings)
+        self.check_concept_map()  # a contradictory map is refused before any patient is read
         self._handlers: dict[str, Callable[[PatientData, str, Json, Mapping[str, Json]], None]] = {
             "Patient": self._patient,
             "Observation": self._observation,

@@ -27,6 +27,7 @@ from fhirtis.fhir.codes import (
     CORE_SET_SYSTEM,
     SNOMED,
     Membership,
+    TerminologyError,
     canonical_system,
 )
 from fhirtis.fhir.extract.common import (
@@ -162,6 +163,41 @@ class ObservationReader(ExtractorBase):
         candidates = list(codings)
         for system, code in codings:
             candidates.extend(self.t.translations(system, code))
+        return self._kind_of(candidates)
+
+    def check_concept_map(self) -> None:
+        """TerminologyError for a site's ConceptMap that makes one code two different things
+        fhirtis reads: a local code mapped exactly to a core set measure in one group and to an
+        enzyme's (or a weight's) LOINC code in another, or a code fhirtis reads itself (an
+        enzyme's LOINC code, a core set code) mapped to another measure. The reading would
+        depend on which fhirtis looks at first (a CK read as a PGA, in U/L), and the CDS
+        prefetch would fetch the code with the other; R4 "equivalent" and "equal" say the
+        concepts mean the same, so such a map contradicts itself. Checked once per
+        terminology."""
+        memo = self.t.memo_for("extract.concept-map-checked")
+        if memo or not self.t.concept_map:
+            return
+        # the targets of a code under every name of its system (LOINC and LOINC's OID)
+        merged: dict[tuple[str, str], list[tuple[str, str]]] = {}
+        for (source, local), targets in self.t.concept_map.items():
+            merged.setdefault((canonical_system(source), local), []).extend(targets)
+        for (system, code), mapped in merged.items():
+            kinds = {
+                kind: coding
+                for coding in ((system, code), *mapped)
+                if (kind := self._kind_of([coding])) is not None
+            }
+            if len(kinds) > 1:
+                named = " and ".join(f"{c!r} of {s}" for s, c in kinds.values())
+                raise TerminologyError(
+                    f"ConceptMap maps {code!r} of {system} exactly to codes that fhirtis reads "
+                    f"as different things ({named}): say which one it is"
+                )
+        memo["checked"] = True
+
+    def _kind_of(self, candidates: list[tuple[str | None, str | None]]) -> tuple[str, Any] | None:
+        """What fhirtis reads an Observation coded with any of ``candidates`` as (the core set
+        first), without the site's ConceptMap."""
         for system, code in candidates:
             if (
                 canonical_system(system) == CORE_SET_SYSTEM
