@@ -67,6 +67,9 @@ class PatientResult:
     evaluation: PatientEvaluation
     derived: list[Derived]
     issues: list[Issue] = field(default_factory=list)
+    # the resource types the server returned only in part (a search said matches were
+    # withheld, or ended before its Bundle.total): earlier output is not withdrawn
+    read_in_part: tuple[str, ...] = ()
 
     def plan(self, existing: Mapping[str, Json] | None = None) -> WritePlan:
         sources = sorted(self.data.used.values())
@@ -157,7 +160,14 @@ def evaluate_patient_resources(
         baseline_day=options.baseline_day,
     )
     derived = derive_resources(evaluation, data.patient_ref)
-    return PatientResult(data.patient_ref, data, evaluation, derived, list(data.issues))
+    return PatientResult(
+        data.patient_ref,
+        data,
+        evaluation,
+        derived,
+        list(data.issues),
+        tuple(resources.read_in_part),
+    )
 
 
 def evaluate_bundle_file(

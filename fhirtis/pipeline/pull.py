@@ -153,21 +153,6 @@ def partial_results(outcomes: Iterable[Json]) -> list[Issue]:
     ]
 
 
-#: Why earlier output no longer derived is not withdrawn after a read in part
-#: (:func:`read_in_part`; :func:`fhirtis.pipeline.settle.hold_withdrawals`).
-READ_IN_PART = (
-    "the server returned the patient's data only in part (a search said matches were "
-    "withheld, or ended before its Bundle.total): what it no longer shows is not taken as gone"
-)
-
-
-def read_in_part(issues: Iterable[Issue]) -> str | None:
-    """:data:`READ_IN_PART` where the issues of a pull say the server returned only part of the
-    patient's data (an ``incomplete`` warning: :func:`partial_results`, or a search's pages
-    that ended before its total), else None."""
-    return READ_IN_PART if any(i.code == "incomplete" for i in issues) else None
-
-
 def newer_version(copy: Json, kept: Json) -> bool:
     """Whether ``copy`` is a later version of the resource ``kept`` is a copy of (two pages, or
     two searches, returned it; a search is only current at the instant each page is read, R4

@@ -53,7 +53,6 @@ from fhirtis.pipeline.pull import (
     pull_patient,
     pull_types,
     read_by_id,
-    read_in_part,
 )
 from fhirtis.pipeline.settle import settle
 from fhirtis.settings import Settings
@@ -108,8 +107,20 @@ async def run_patient(
 ) -> PatientRun:
     """Evaluate one patient on the server; with ``write``, write back what changed."""
     requests: dict[str, int] = {}
-    try:
+    result: PatientResult | None = None
+
+    async def read_and_evaluate() -> PatientResult:
+        """The patient read from the server and evaluated (the terminology server asked first:
+        the evaluation is pure), the run's result; again after a version conflict, when another
+        writer may have written from newer data (see :func:`settle`)."""
+        nonlocal result
         resources = await pull_patient(client, patient_id, settings, requests)
+        answers = await ask_terminology(resources, settings)
+        result = evaluate_patient_resources(resources, settings, options, answers=answers)
+        return result
+
+    try:
+        evaluated = await read_and_evaluate()
     except NotFound:
         return PatientRun(
             patient_id, RunStatus.NOT_FOUND, error=not_found_text(client), requests=requests
@@ -124,29 +135,8 @@ async def run_patient(
             error_status=status_for(exc),
             error_code=code_for(exc),
         )
-    answers = await ask_terminology(resources, settings)  # before the pure evaluation
-    result = evaluate_patient_resources(resources, settings, options, answers=answers)
-    # a read the server said was partial withdraws nothing: what it lacks is not gone
-    partial = read_in_part(resources.issues)
-
-    async def reevaluate() -> tuple[PatientResult, str | None]:
-        """The patient read and evaluated again: after a version conflict, another writer
-        may have written from newer data (see :func:`settle`); with whether that read was
-        partial."""
-        nonlocal result
-        again = await pull_patient(client, patient_id, settings, requests)
-        answered = await ask_terminology(again, settings)
-        result = evaluate_patient_resources(again, settings, options, answers=answered)
-        return result, read_in_part(again.issues)
-
     run = await settle(
-        client,
-        patient_id,
-        result,
-        write=write,
-        requests=requests,
-        partial=partial,
-        reevaluate=reevaluate,
+        client, patient_id, evaluated, write=write, requests=requests, reevaluate=read_and_evaluate
     )
     run.result = result
     return run

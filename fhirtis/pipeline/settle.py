@@ -59,12 +59,16 @@ class Plannable(Protocol):
     @property
     def derived(self) -> Sequence[Derived]: ...
 
+    @property
+    def read_in_part(self) -> Sequence[str]:
+        """The resource types the server returned only in part (:func:`hold_withdrawals`)."""
+        ...
+
     def plan(self, existing: Mapping[str, Json] | None = None) -> WritePlan: ...
 
 
-Reevaluate = Callable[[], Awaitable[tuple[Plannable, str | None]]]
-"""Reads the patient again and evaluates anew (:func:`settle`'s ``reevaluate``), with why that
-read was only part of the patient's data, or None (:func:`settle`'s ``partial``)."""
+Reevaluate = Callable[[], Awaitable[Plannable]]
+"""Reads the patient again and evaluates anew (:func:`settle`'s ``reevaluate``)."""
 
 
 async def settle(
@@ -74,7 +78,6 @@ async def settle(
     *,
     write: bool,
     requests: dict[str, int] | None = None,
-    partial: str | None = None,
     reevaluate: Reevaluate | None = None,
 ) -> PatientRun:
     """Plan the derived resources against what the write server holds (``client.writer()``:
@@ -84,10 +87,10 @@ async def settle(
     (``not_written``). Stored output whose current version no Provenance names (an earlier run
     was killed, or its Provenance failed, between its writes and its Provenance) is named by
     this run's: one more search, only where output is stored (see :func:`_name_unnamed`).
-    Earlier output no longer derived is withdrawn (see :func:`stored_output`), except where
-    ``partial`` says why the patient's data was read only in part (:func:`hold_withdrawals`).
-    The returned run has no ``result`` (:func:`run_patient` sets it) and lists in ``written``
-    what the server confirmed this run wrote, in every attempt.
+    Earlier output no longer derived is withdrawn (see :func:`stored_output`), except where the
+    evaluation says its data was read only in part (its ``read_in_part``:
+    :func:`hold_withdrawals`). The returned run has no ``result`` (:func:`run_patient` sets it)
+    and lists in ``written`` what the server confirmed this run wrote, in every attempt.
 
     A version conflict (412, HAPI's 409, a conditional create that found another writer's
     resource) says another writer changed the patient's output since this run read it, maybe
@@ -99,7 +102,7 @@ async def settle(
     conflict is of that fresh evaluation; without it (a Bulk Data snapshot, which cannot be
     read again), of the one given."""
     naming = Naming()
-    run = await _settle(client, patient_id, evaluated, write, requests, naming, partial, reevaluate)
+    run = await _settle(client, patient_id, evaluated, write, requests, naming, reevaluate)
     run.written = list(naming.written)
     return run
 
@@ -111,7 +114,6 @@ async def _settle(
     write: bool,
     requests: dict[str, int] | None,
     naming: Naming,
-    partial: str | None = None,
     reevaluate: Reevaluate | None = None,
 ) -> PatientRun:
     """:func:`settle`, what the server confirmed recorded in ``naming``."""
@@ -132,7 +134,7 @@ async def _settle(
             caps = await writer.capabilities()
         except FhirClientError as exc:
             return _failed(patient_id, plan, exc, requests)
-        withdraw, held = hold_withdrawals(stored.withdraw, evaluated.derived, partial)
+        withdraw, held = hold_withdrawals(stored.withdraw, evaluated)
         plan = with_withdrawals(evaluated.plan(stored.existing), withdraw)
         naming.found_in(plan)
         shape = write_plan(caps, {d.resource_type for d in evaluated.derived})
@@ -230,7 +232,7 @@ async def _settle(
                 # another writer changed the output meanwhile, maybe from newer data: the
                 # re-plan is of the patient as the server holds it now (see settle)
                 try:
-                    evaluated, partial = await reevaluate()
+                    evaluated = await reevaluate()
                 except FhirClientError as failed:
                     return _failed(patient_id, plan, failed, requests)
             continue
@@ -280,21 +282,30 @@ async def _settle(
     )
 
 
+#: Why earlier output no longer derived is not withdrawn after a read in part
+#: (:func:`hold_withdrawals`).
+READ_IN_PART = (
+    "the server returned the patient's data only in part (a search said matches were "
+    "withheld, or ended before its Bundle.total): what it no longer shows is not taken as gone"
+)
+
+
 def hold_withdrawals(
-    withdraw: Sequence[PlannedWrite], derived: Sequence[Derived], partial: str | None
+    withdraw: Sequence[PlannedWrite], evaluated: Plannable
 ) -> tuple[list[PlannedWrite], list[NotWritten]]:
     """The withdrawals to plan, and those held back (each a :class:`NotWritten`, verb
-    "withdrawn"). Where the patient's data was read only in part (``partial``, why: a search's
-    own OperationOutcome said matches were withheld, Epic's ``suppressed``; its pages ended
-    before its ``Bundle.total``), a conclusion no longer drawn may rest on data the server did
-    not return, not on a changed input (clinical spec §7): it is left as stored and said to be
-    not withdrawn. The other copies of what is still derived are withdrawn all the same."""
-    if partial is None:
+    "withdrawn", why :data:`READ_IN_PART`). Where the evaluation's data was read only in part
+    (its ``read_in_part``: a search's own OperationOutcome said matches were withheld, Epic's
+    ``suppressed``; its pages ended before its ``Bundle.total``), a conclusion no longer drawn
+    may rest on data the server did not return, not on a changed input (clinical spec §7): it
+    is left as stored and said to be not withdrawn. The other copies of what is still derived
+    are withdrawn all the same."""
+    if not evaluated.read_in_part:
         return list(withdraw), []
-    wanted = {d.identifier for d in derived}
+    wanted = {d.identifier for d in evaluated.derived}
     kept = [w for w in withdraw if w.derived.identifier in wanted]
     held = [
-        NotWritten(w.derived.resource_type, w.derived.identifier, partial, "withdrawn")
+        NotWritten(w.derived.resource_type, w.derived.identifier, READ_IN_PART, "withdrawn")
         for w in withdraw
         if w.derived.identifier not in wanted
     ]

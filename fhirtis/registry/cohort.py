@@ -46,7 +46,6 @@ from fhirtis.io import (
     NotFound,
 )
 from fhirtis.pipeline.offline import ask_terminology
-from fhirtis.pipeline.pull import READ_IN_PART
 from fhirtis.pipeline.server import RunStatus, not_found_text, pull_patient, settle
 from fhirtis.registry.errors import CohortError, describe
 from fhirtis.registry.evaluate import (
@@ -173,13 +172,13 @@ class _Recorder:
     async def _settle(self, client: FhirClient, evaluated: EvaluatedPatient) -> None:
         reread = self.reread
 
-        async def reevaluate() -> tuple[EvaluatedPatient, str | None]:
+        async def reevaluate() -> EvaluatedPatient:
             """After a version conflict (another writer, maybe of newer data): the patient
             read and evaluated again, whose evaluation the ledger then records."""
             nonlocal evaluated
             if reread is not None:
                 evaluated = await reread(evaluated.patient.removeprefix("Patient/"))
-            return evaluated, READ_IN_PART if evaluated.read_in_part else None
+            return evaluated
 
         try:
             run = await settle(
@@ -187,8 +186,6 @@ class _Recorder:
                 evaluated.patient.removeprefix("Patient/"),
                 evaluated,
                 write=self.options.write,
-                # a read the server answered in part withdraws nothing: what it lacks is not gone
-                partial=READ_IN_PART if evaluated.read_in_part else None,
                 reevaluate=reevaluate if reread is not None else None,
             )
             status = {RunStatus.DRY_RUN: "evaluated"}.get(run.status, run.status.value)
@@ -346,21 +343,30 @@ async def run_patient_list(
         if held:
             ledger.seen(held)
 
-        async def reread(pid: str) -> EvaluatedPatient:
-            """The patient read and evaluated again (after a version conflict)."""
+        async def read_and_evaluate(pid: str, *, first: bool = False) -> EvaluatedPatient:
+            """The patient read from the server and evaluated: ``first`` by :func:`one`, and
+            again after a version conflict (the recorder's ``reread``). A first read of input
+            the ledger holds done raises :class:`_Done`, before the terminology server is
+            asked anything."""
             resources = await pull_patient(client, pid, settings, {})
-            answers = await ask_terminology(resources, settings) if settings.terminology else None
             digest = _resources_digest(resources)
+            if first and ledger.is_done(f"Patient/{pid}", digest, key, write=options.write):
+                raise _Done
+            answers = await ask_terminology(resources, settings)
             return evaluate_resources(resources, digest, settings, answers=answers)
 
-        recorder = _Recorder(client, ledger, key, options, result, reread)
+        recorder = _Recorder(client, ledger, key, options, result, read_and_evaluate)
         task = bar.add_task("patients", total=len(ids), rate="")
 
         async def one(pid: str) -> None:
             async with sem:
                 ref = f"Patient/{pid}"
                 try:
-                    resources = await pull_patient(client, pid, settings, {})
+                    evaluated = await read_and_evaluate(pid, first=True)
+                except _Done:
+                    ledger.seen([ref])
+                    result.skipped += 1
+                    return
                 except NotFound:
                     why = not_found_text(client)
                     ledger.record(ref, "", "not-found", key, None, why)
@@ -372,16 +378,7 @@ async def run_patient_list(
                     result.count("failed")
                     result.failed.append((ref, str(exc)))
                     return
-                digest = _resources_digest(resources)
-                if ledger.is_done(ref, digest, key, write=options.write):
-                    ledger.seen([ref])
-                    result.skipped += 1
-                    return
-                answers = (
-                    await ask_terminology(resources, settings) if settings.terminology else None
-                )
-                evaluated = evaluate_resources(resources, digest, settings, answers=answers)
-            await recorder.add([Outcome(ref, digest, evaluated)])
+            await recorder.add([Outcome(ref, evaluated.digest, evaluated)])
 
         async def tracked(pid: str) -> None:
             try:
@@ -392,6 +389,10 @@ async def run_patient_list(
         await asyncio.gather(*(tracked(p) for p in ids))
         await recorder.drain()
     return result
+
+
+class _Done(Exception):  # noqa: N818 - a signal, not an error
+    """A patient read whose input the ledger holds done (:func:`run_patient_list`)."""
 
 
 def _resources_digest(resources: PatientResources) -> str:

@@ -122,7 +122,7 @@ def evaluate_resources(
         tuple(result.derived) if keep_derived else (),
         tuple(sorted(result.data.used.values())),
         result.evaluation.as_of,
-        tuple(resources.read_in_part),
+        result.read_in_part,
     )
 
 

@@ -49,6 +49,7 @@ class Evaluated:
     """One derived Observation, planned as an evaluation plans its output."""
 
     derived: Sequence[Derived] = field(default_factory=lambda: [derived_observation()])
+    read_in_part: Sequence[str] = ()  # read whole: what is no longer derived is withdrawn
 
     def plan(self, existing: Mapping[str, Json] | None = None) -> WritePlan:
         return plan_writes(self.derived, ["Observation/src"], RECORDED, existing)

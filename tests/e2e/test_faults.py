@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
 from collections import Counter
 from collections.abc import Callable
 
@@ -34,11 +35,15 @@ class Forwarding(httpx.AsyncBaseTransport):
 
 
 class BundleRewriting(Forwarding):
-    """Forwards every request to the real server and lets :meth:`rewrite` change each Bundle
-    it answers (a searchset, a batch response), as a vendor's server would shape it."""
+    """Forwards every request to the real server (as :meth:`forwarded` makes it) and lets
+    :meth:`rewrite` change each Bundle it answers (a searchset, a batch response), as a vendor's
+    server would shape it; with ``compress``, the Bundle is sent gzip-compressed and typed
+    ``application/json; charset=utf-8``."""
+
+    compress = False
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        response = await self.inner.handle_async_request(request)
+        response = await self.inner.handle_async_request(self.forwarded(request))
         body = await response.aread()
         try:
             data = orjson.loads(body) if body else None
@@ -47,12 +52,20 @@ class BundleRewriting(Forwarding):
         if not isinstance(data, dict) or data.get("resourceType") != "Bundle":
             return httpx.Response(response.status_code, headers=response.headers, content=body)
         self.rewrite(data)
-        headers = {
-            k: v
-            for k, v in response.headers.items()
-            if k.lower() not in {"content-length", "content-encoding"}
-        }
-        return httpx.Response(response.status_code, headers=headers, content=orjson.dumps(data))
+        replaced = {"content-length", "content-encoding"}
+        if self.compress:
+            replaced.add("content-type")
+        headers = {k: v for k, v in response.headers.items() if k.lower() not in replaced}
+        content = orjson.dumps(data)
+        if self.compress:
+            headers["Content-Type"] = "application/json; charset=utf-8"
+            headers["Content-Encoding"] = "gzip"
+            content = gzip.compress(content)
+        return httpx.Response(response.status_code, headers=headers, content=content)
+
+    def forwarded(self, request: httpx.Request) -> httpx.Request:
+        """The request sent to the real server for ``request`` (itself here)."""
+        return request
 
     def rewrite(self, bundle: dict[str, object]) -> None:
         """Change ``bundle`` in place (nothing here)."""

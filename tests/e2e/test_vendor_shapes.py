@@ -16,7 +16,6 @@ second run must commit nothing.
 from __future__ import annotations
 
 import asyncio
-import gzip
 import itertools
 from typing import Any
 
@@ -26,7 +25,7 @@ import orjson
 from fhirtis.io import FhirClient, FhirClientConfig
 from fhirtis.pipeline.server import PatientRun, RunStatus, run_patient
 from fhirtis.settings import Settings
-from tests.e2e.test_faults import Forwarding
+from tests.e2e.test_faults import BundleRewriting, Forwarding
 from tests.e2e.test_run import load, search
 from tests.fhir.patients import responder
 from tests.fhir_test_server import FhirTestServer
@@ -49,8 +48,10 @@ OUTCOME_ENTRY = {
 }
 
 
-class VendorSearchsets(Forwarding):
+class VendorSearchsets(BundleRewriting):
     """Rewrites every searchset (alone or inside a batch response) as described above."""
+
+    compress = True
 
     def __init__(self, base: str) -> None:
         super().__init__()
@@ -59,31 +60,13 @@ class VendorSearchsets(Forwarding):
         self.tokens = (f"tok{n}" for n in itertools.count())
         self.outcomes = 0
 
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+    def forwarded(self, request: httpx.Request) -> httpx.Request:
         token = request.url.params.get("_getpages")
-        if token is not None:
-            request = httpx.Request("GET", self.pages[token], headers=request.headers)
-        response = await self.inner.handle_async_request(request)
-        body = await response.aread()
-        try:
-            data = orjson.loads(body) if body else None
-        except orjson.JSONDecodeError:
-            data = None
-        if not isinstance(data, dict) or data.get("resourceType") != "Bundle":
-            return httpx.Response(response.status_code, headers=response.headers, content=body)
-        self._rewrite(data)
-        headers = {
-            k: v
-            for k, v in response.headers.items()
-            if k.lower() not in {"content-length", "content-type", "content-encoding"}
-        }
-        headers["Content-Type"] = "application/json; charset=utf-8"
-        headers["Content-Encoding"] = "gzip"
-        return httpx.Response(
-            response.status_code, headers=headers, content=gzip.compress(orjson.dumps(data))
-        )
+        if token is None:
+            return request
+        return httpx.Request("GET", self.pages[token], headers=request.headers)
 
-    def _rewrite(self, bundle: dict[str, Any]) -> None:
+    def rewrite(self, bundle: dict[str, Any]) -> None:
         if bundle.get("type") == "searchset":
             bundle.pop("total", None)
             bundle.setdefault("entry", []).append(OUTCOME_ENTRY)
@@ -99,7 +82,7 @@ class VendorSearchsets(Forwarding):
         for entry in bundle.get("entry") or []:
             inner = entry.get("resource")
             if isinstance(inner, dict) and inner.get("resourceType") == "Bundle":
-                self._rewrite(inner)
+                self.rewrite(inner)
 
 
 class MinimalWrites(Forwarding):
