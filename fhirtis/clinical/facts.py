@@ -221,7 +221,10 @@ class RiskEvidence:
     """A coded finding that shows a risk factor (a Condition, a medication, a device, a
     procedure), active from ``start`` (None: since before any record) to ``end`` (None: still).
     ``began``: the instant of the start, when one was recorded (a start on a later calendar
-    date than a time *t* recorded in another offset may still be before *t*)."""
+    date than a time *t* recorded in another offset may still be before *t*). ``bounded``: the
+    start is only the last day it may have begun (a thromboembolic event recorded to the month,
+    by an age or an onset period's end: "on or before"), ``earliest`` the first (None: any day
+    before it)."""
 
     kind: RiskFactorKind
     source: str
@@ -229,6 +232,8 @@ class RiskEvidence:
     end: date | None = None
     display: str | None = None
     began: datetime | None = None  # the instant it began, when its start has a time
+    bounded: bool = False
+    earliest: date | None = None
 
 
 class TeeKind(StrEnum):

@@ -35,7 +35,10 @@ Definitions and choices (what the code does; the policy used travels with every 
     At the evaluation's own time (``as_of``: the latest record, or a CDS call's now) an event
     counts from its onset on, the onset included: one at that instant, or on that day with no
     time, has happened (an administration keeps "surely before its start": whether a date-only
-    onset on its day came first is not known, and a rate finding would claim it did).
+    onset on its day came first is not known, and a rate finding would claim it did). So does
+    one recorded without a day (to the month, by an age, by an onset period's end: evidence
+    ``bounded`` by the last day it may have begun) whose first possible day is on or before the
+    evaluation's date; at an administration it counts from that last day.
 
 * **Applicable maximum rate** at ``t``: ``max_rate_with_risk_mg_kg_min`` when any risk factor is
   present, else ``max_rate_mg_kg_min``; the lower of the two when a site has set the maximum
@@ -321,12 +324,19 @@ _texts_of = PerPolicy(_make_texts)
 """:class:`_PolicyTexts` of a policy, made once per policy object."""
 
 
-def _active(e: RiskEvidence, on: date, at: datetime | None) -> bool:
+def _active(e: RiskEvidence, on: date, at: datetime | None, now: bool = False) -> bool:
     """Whether ``e`` counts at a time *t* on the date ``on`` (its instant ``at``, if any): its
     start on or before that date, or, where both have a time, at or before *t* whatever the
     offsets they are recorded in (an onset at 01:00Z on the 11th is before an infusion at
-    21:00-05:00 on the 10th, though its date is later)."""
-    if e.start is not None and e.start > on and (at is None or e.began is None or e.began > at):
+    21:00-05:00 on the 10th, though its date is later). ``now``: *t* is the evaluation's time,
+    when a start known only as "on or before" a day (:attr:`RiskEvidence.bounded`) counts if it
+    may have come by then, as an event's onset does there (module docstring)."""
+    if (
+        e.start is not None
+        and e.start > on
+        and (at is None or e.began is None or e.began > at)
+        and not (now and e.bounded and (e.earliest is None or e.earliest <= on))
+    ):
         return False
     # a history of thrombosis does not end when the thrombosis resolves
     return e.kind is _HISTORY or e.end is None or e.end >= on
@@ -464,7 +474,7 @@ def _risk_profile(
 
     # (no arithmetic here needs DECIMAL_CONTEXT but the BMI's, which _bmi computes in it)
     for e in prepared.evidence:
-        if _active(e, on, at.instant):
+        if _active(e, on, at.instant, now):
             _add_factor(
                 evidence, details, e.kind, (e.source,), e.display or f"recorded {e.kind.value}"
             )

@@ -727,8 +727,9 @@ class ExtractorBase:
 
     def _condition_refs(self) -> set[str]:
         """The patient's Conditions ("Type/id"), found once per patient when first asked: a
-        Condition an AdverseEvent cites as its resultingCondition is the same event, carried
-        by the Condition, and the AdverseEvent is not counted a second time."""
+        Condition an AdverseEvent cites as its resultingCondition may be the same event, carried
+        by the Condition (``EventReader._carries_event``), and the AdverseEvent is then not
+        counted a second time."""
         if self._conditions is None:
             self._conditions = {
                 ref_of(r) for _, r in self._listed if r.get("resourceType") == "Condition"

@@ -405,10 +405,14 @@ class EventReader(MedicationReader):
         said: str,
         where: str,
         code: str = "required",
+        earliest: date | None = None,
     ) -> None:
         """A thromboembolic Condition that no day places: a history of thrombosis from
         ``since`` (its day, None for at every time; and whether that is its recordedDate), with
-        a warning (issue type ``code``) that begins with ``said``."""
+        a warning (issue type ``code``) that begins with ``said``. A day other than the
+        recordedDate is the last the event may have begun, ``earliest`` the first (None: any
+        before): at the evaluation's time, which may lie before that last day (it is no time of
+        the record), the event counts if it may have begun by then (``RiskEvidence.bounded``)."""
         day, is_recorded = since
         # a recorded date is a time of the record, as an onset is: the evaluation's own time
         # (the latest record) is not before it (a date counts to its end)
@@ -420,6 +424,8 @@ class EventReader(MedicationReader):
                 day,
                 None,
                 concept_text(r.get("code") if "code" in r else r.get("event")) or None,
+                bounded=day is not None and not is_recorded,
+                earliest=earliest,
             )
         )
         when = (
@@ -427,7 +433,8 @@ class EventReader(MedicationReader):
             if day is None
             else f"from its recorded date {day.isoformat()}"
             if is_recorded
-            else f"from {day.isoformat()}"
+            else f"from {day.isoformat()} (and at the evaluation's time if it may have begun "
+            "by then)"
         )
         data.issues.append(
             Issue(
@@ -472,7 +479,21 @@ class EventReader(MedicationReader):
                 f"a thromboembolic event whose onset is recorded as an age (at most {years} "
                 f"completed years: on or before {bound.isoformat()})"
             )
-            self._tee_history(data, r, (recorded if earlier else bound, earlier), said, apath)
+            # an age (not a range's upper end) is reached on that birthday, at the earliest
+            first = data.patient.birth_date
+            reached = (
+                _plus_years(first, years)
+                if first is not None and apath.endswith(".onsetAge")
+                else None
+            )
+            self._tee_history(
+                data,
+                r,
+                (recorded if earlier else bound, earlier),
+                said,
+                apath,
+                earliest=reached,
+            )
 
     def _tee_partial_onset(
         self,
@@ -494,7 +515,13 @@ class EventReader(MedicationReader):
             f"(between {first} and {last})"
         )
         self._tee_history(
-            data, r, (recorded if earlier else last, earlier), said, exc.path, exc.issue_code
+            data,
+            r,
+            (recorded if earlier else last, earlier),
+            said,
+            exc.path,
+            exc.issue_code,
+            earliest=first,
         )
 
     def _tee_kind(self, codings: list[Coding], resource: Json, path: str) -> TeeKind | None:
@@ -858,7 +885,7 @@ class EventReader(MedicationReader):
             target = resolve_reference(self._resolve, ref)
             if (ref_of(target) if target is not None else unversioned(ref)) in (
                 self._condition_refs()
-            ):
+            ) and (target is None or self._carries_event(target, tee)):
                 return  # the same event as a Condition read here: counted once, there
         if unread:  # it may cite a Condition of this event, which then counts it too
             data.issues.append(
@@ -889,7 +916,13 @@ class EventReader(MedicationReader):
             earlier = recorded is not None and (last is None or recorded <= last)
             where = exc.path if last is not None else f"{path}.date"
             self._tee_history(
-                data, r, (recorded if earlier else last, earlier), said, where, exc.issue_code
+                data,
+                r,
+                (recorded if earlier else last, earlier),
+                said,
+                where,
+                exc.issue_code,
+                earliest=partial[1] if partial is not None else None,
             )
             return
         source = self._use(data, r, onset)
@@ -902,6 +935,36 @@ class EventReader(MedicationReader):
                 self._tee_coding(event_codings),
             )
         )
+
+    def _carries_event(self, condition: Json, tee: TeeKind) -> bool:
+        """Whether a Condition an AdverseEvent cites as its ``resultingCondition`` carries the
+        AdverseEvent's thromboembolism of kind ``tee``, which is then counted there only: a
+        Condition of the same kind that places it on a day, or withdraws it (entered in error,
+        refuted). R4 ``resultingCondition`` is what the event led to ("hives due to the exposure
+        to a substance"): a Condition of something else (the hypoxaemia a pulmonary embolism
+        caused), of another thromboembolism, or one no onset of which places it on a day leaves
+        the AdverseEvent to count on its own (clinical spec §5.3), by its own date."""
+        try:
+            codings = concept_codings(condition.get("code"), "Condition.code")
+        except ExcludedError:
+            return False  # the Condition is excluded (and said so): it carries nothing
+        if tee not in self._classify_members(self._tee, codings)[0]:
+            return False
+        try:
+            verification = concept_codings(
+                condition.get("verificationStatus"), "Condition.verificationStatus"
+            )
+        except ExcludedError:
+            verification = []
+        if any(code in _CONDITION_VOID for _, code in verification) or "A" in _gm_certainties(
+            condition.get("code")
+        ):
+            return True
+        try:
+            first_fhir_time(condition, _ONSET, "Condition")
+        except ExcludedError:
+            return False  # no onset on a day: the AdverseEvent's date places the event
+        return True
 
     def _medication_use(
         self, data: PatientData, path: str, r: Json, resolve: Mapping[str, Json]

@@ -26,7 +26,9 @@ How each figure is counted (clinical spec §2.3, §2.4, §3, §4, §5):
   :func:`statistics.median` and :func:`statistics.quantiles` with ``method="inclusive"`` (the
   linear interpolation of R type 7 / numpy's default) over exact decimals. A cumulative dose that
   is partial (``None`` in the record: some grams or g/kg unknown) is left out and counted.
-* **TEE**: temporally associated events (``thrombosis.associated_events``). Per 100 infusion
+* **TEE**: temporally associated events (``thrombosis.associated_events``); records of one kind
+  and one onset are one event (one thromboembolism on the problem list, as an encounter
+  diagnosis or in another system's safety report), counted once, with a warning. Per 100 infusion
   cycles = events × 100 / cycles. By infusion-rate stratum, each cycle falls in ``≤ limit`` or
   ``> limit`` by its maximum rate (``rate_threshold``, default 4 mg/kg/min; unknown rate: its own
   stratum) and an event counts once in each stratum holding a cycle it is associated with (an

@@ -80,6 +80,7 @@ class _Patient:
     unassessed: tuple[str, ...]  # factors the data did not allow to assess (spec §5.1)
     rate_findings: int
     events: tuple[_Event, ...]
+    merged_events: int = 0  # event records counted as another of the same kind and onset
 
 
 def _assessment(a: AssessmentRecord) -> _Assessment:
@@ -119,6 +120,13 @@ def _patient(record: Any, position: int) -> _Patient:
         s = PatientSummary.read(record)
     except ValueError as exc:
         raise ReportInputError(f"{ref}: not a summary record: {exc}") from None
+    # one thromboembolism recorded more than once (a problem-list entry, an encounter diagnosis,
+    # another system's safety report) is one event: records of one kind and one onset count
+    # once (the cycles and earliness of one onset are the same)
+    events: dict[tuple[str, str, tuple[int, ...], bool | None], _Event] = {}
+    for e in s.thrombosis.associated_events:
+        cycles = tuple(e.cycles)
+        events.setdefault((e.kind, e.onset, cycles, e.early), _Event(e.kind, e.early, cycles))
     return _Patient(
         ref=s.patient,
         population=Population(s.population),
@@ -135,9 +143,8 @@ def _patient(record: Any, position: int) -> _Patient:
         risk_factors=tuple(s.thrombosis.risk_factors),
         unassessed=tuple(dict.fromkeys(u.factor for u in s.thrombosis.unassessed)),
         rate_findings=len(s.thrombosis.rate_findings),
-        events=tuple(
-            _Event(e.kind, e.early, tuple(e.cycles)) for e in s.thrombosis.associated_events
-        ),
+        events=tuple(events.values()),
+        merged_events=len(s.thrombosis.associated_events) - len(events),
     )
 
 
@@ -543,6 +550,12 @@ def build_report(
     warnings: list[str] = []
     for p in patients:
         warnings.extend(_check_consistency(p))
+        if p.merged_events:
+            warnings.append(
+                f"{p.ref}: {p.merged_events} temporally associated event record(s) of the same "
+                "kind and onset as another counted as that event (one thromboembolism recorded "
+                "more than once)"
+            )
 
     last_choice = [
         (p, p.assessments[-1] if p.assessments else None, _no_assessment_reason(p))
