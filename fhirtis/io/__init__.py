@@ -6,6 +6,7 @@ The public API is this module's ``__all__``; modules starting with ``_`` are pri
 """
 
 from fhirtis.io._auth import (
+    Authorization,
     BearerTokenAuth,
     NoAuth,
     SmartBackendAuth,
@@ -55,6 +56,7 @@ from fhirtis.io._urls import normalize_base
 
 __all__ = [
     "AuthMode",
+    "Authorization",
     "BearerTokenAuth",
     "BulkExportClient",
     "BulkExportFailed",

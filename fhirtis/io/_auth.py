@@ -20,7 +20,7 @@ import re
 import secrets
 import threading
 import time
-from collections.abc import AsyncGenerator, Callable, Generator
+from collections.abc import AsyncGenerator, Callable, Generator, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple, NotRequired, TypedDict, Unpack
@@ -43,13 +43,23 @@ from fhirtis.io._errors import (
     Unauthorized,
 )
 from fhirtis.io._retry import RETRYABLE_STATUSES
+from fhirtis.io._scopes import (
+    grants,
+    is_resource_scope,
+    not_granted,
+    scope_syntax,
+    scope_tokens,
+    v1_equivalent,
+)
 
 __all__ = [
     "CLIENT_ASSERTION_TYPE",
+    "Authorization",
     "BearerTokenAuth",
     "ClientSecretAuth",
     "NoAuth",
     "SmartBackendAuth",
+    "authorization_of",
     "build_auth",
     "load_private_key",
 ]
@@ -73,6 +83,9 @@ AUTH_ANSWER_MAX_BYTES = 1_000_000
 STATEMENT_MAX_BYTES = 20_000_000
 
 _OAUTH_ERROR_CODE = re.compile(r"[a-z_]{1,64}")
+_CONTEXTS = ("system", "user", "patient")
+#: The most of a server's ``scopes_supported`` named in a message.
+SCOPES_NAMED = 12
 #: The CapabilityStatement extension declaring a server's OAuth endpoints (SMART App Launch 1.0).
 OAUTH_URIS = "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris"
 _FHIR_JSON = "application/fhir+json"
@@ -131,6 +144,37 @@ class _Token:
     #: fetched after a 401 and refused 401 again: the 401s are not about the token's age, so
     #: they are final (no new token per request) until this one expires
     futile: bool = False
+
+
+@dataclass(frozen=True)
+class Authorization:
+    """What fhirtis's own client-credentials flow knows of a server's authorization (no token,
+    no secret): where its token endpoint came from, the SMART scope syntax the server advertises
+    (``v1``, ``v2``, ``v1 and v2``, ``not advertised``; ``unknown`` where its SMART
+    configuration was not read), its ``scopes_supported``, the scopes asked, and those granted
+    by the last token (None before one, or where the token response did not say) with the
+    SMART resource scopes asked and not granted."""
+
+    token_endpoint: str | None
+    source: str
+    scope_syntax: str
+    scopes_supported: tuple[str, ...] | None
+    scopes_asked: str
+    scopes_granted: str | None
+    not_granted: tuple[str, ...]
+
+    def types_not_granted(self, types: Iterable[str], permissions: str) -> list[str]:
+        """The resource types of ``types`` on which the granted scopes do not give all of the
+        SMART v2 ``permissions`` (``rs`` to read and search, ``cud``; in any context), where
+        the token response named SMART resource scopes at all (Entra, for one, names none)."""
+        granted = (self.scopes_granted or "").split()
+        if not any(is_resource_scope(g) for g in granted):
+            return []
+        return [
+            t
+            for t in types
+            if not any(grants(granted, f"{c}/{t}.{permissions}") for c in _CONTEXTS)
+        ]
 
 
 @dataclass(frozen=True)
@@ -203,6 +247,12 @@ class _ClientCredentialsAuth(httpx.Auth):
         self._clock = flow.get("clock", time.time)
         self._token: _Token | None = None
         self._refusal: _Refusal | None = None
+        # what discovery read: the SMART configuration's capabilities and scopes_supported
+        self._source = "token_url" if self._token_url is not None else "not read yet"
+        self._capabilities: tuple[str, ...] | None = None
+        self._scopes_supported: tuple[str, ...] | None = None
+        self._granted: str | None = None
+        self._not_granted: tuple[str, ...] = ()
         self._thread_lock = threading.Lock()
         self._async_lock: asyncio.Lock | None = None
 
@@ -253,8 +303,10 @@ class _ClientCredentialsAuth(httpx.Auth):
                 ask = self._build_request("GET", metadata, accept=_FHIR_JSON)
                 statement = yield _Ask(ask, STATEMENT_MAX_BYTES)
                 self._token_url = self._accept_statement(statement, metadata, url, status)
+                self._source = "CapabilityStatement (oauth-uris)"
             else:
                 self._token_url = self._accept_discovery(response, url)
+                self._source = "SMART configuration"
         refusal = self._refusal
         if refusal is not None and self._clock() < refusal.until:
             raise Unauthorized(refusal.message, status=refusal.status, url=refusal.url)
@@ -263,6 +315,10 @@ class _ClientCredentialsAuth(httpx.Auth):
         try:
             token = self._accept_token(response, token_url)
         except Unauthorized as refused:
+            if _oauth_error_code(response.content) == "invalid_scope":
+                refused = Unauthorized(
+                    f"{refused}: {self._scope_advice()}", status=refused.status, url=refused.url
+                )
             # the client itself refused (RFC 6749 §5.2: 400 or 401, invalid_client,
             # unauthorized_client, invalid_scope): not asked again for every request meanwhile
             if refused.status in (400, 401, 403):
@@ -272,10 +328,63 @@ class _ClientCredentialsAuth(httpx.Auth):
                     status=refused.status,
                     url=refused.url,
                 )
-            raise
+            raise refused from None
         self._refusal = None
         self._token = token
         return token.value
+
+    def authorization(self) -> Authorization:
+        """What is known of the server's authorization (:class:`Authorization`)."""
+        return Authorization(
+            token_endpoint=self._token_url,
+            source=self._source,
+            scope_syntax=scope_syntax(self._capabilities),
+            scopes_supported=self._scopes_supported,
+            scopes_asked=self._scope,
+            scopes_granted=self._granted,
+            not_granted=self._not_granted,
+        )
+
+    def _scope_advice(self) -> str:
+        """For a token request refused ``invalid_scope``: the scopes asked (no secret) and what
+        the server advertises, with the v1 spelling where it takes v1 scopes only."""
+        parts = [f"the scopes asked (setting scope) were {self._scope!r}"]
+        syntax = scope_syntax(self._capabilities)
+        if syntax == "v1":
+            parts.append(
+                "the server's SMART configuration advertises SMART v1 scopes only "
+                "(permission-v1, not permission-v2): ask for "
+                f"{v1_equivalent(self._scope)!r}"
+            )
+        elif syntax == "v2":
+            parts.append(
+                "the server's SMART configuration advertises SMART v2 scopes only "
+                "(permission-v2: system/Observation.rs, not .read)"
+            )
+        elif syntax == "v1 and v2":
+            parts.append(
+                "the server's SMART configuration advertises SMART v1 and v2 scopes "
+                "(permission-v1, permission-v2): ask only for scopes registered for the client"
+            )
+        elif syntax == "not advertised":
+            parts.append(
+                "the server's SMART configuration advertises neither permission-v1 nor "
+                f"permission-v2; in SMART v1 syntax the scopes are {v1_equivalent(self._scope)!r}"
+            )
+        else:
+            parts.append(
+                f"the server's SMART configuration was not read (token endpoint from "
+                f"{self._source}); in SMART v1 syntax the scopes are "
+                f"{v1_equivalent(self._scope)!r}"
+            )
+        supported = self._scopes_supported
+        if supported:
+            named = " ".join(supported[:SCOPES_NAMED])
+            more = len(supported) - SCOPES_NAMED
+            parts.append(
+                f"its scopes_supported: {named}" + (f" and {more} more" if more > 0 else "")
+            )
+        return "; ".join(parts)
 
     def _valid_token(self) -> str | None:
         token = self._token
@@ -299,6 +408,8 @@ class _ClientCredentialsAuth(httpx.Auth):
 
     def _accept_discovery(self, response: httpx.Response, url: httpx.URL) -> str:
         data = _json_answer(response, url, "GET", "SMART configuration")
+        self._capabilities = _strings(data.get("capabilities"))
+        self._scopes_supported = _strings(data.get("scopes_supported"))
         endpoint = data.get("token_endpoint")
         where = _urls.redact(url)
         if not isinstance(endpoint, str):
@@ -377,10 +488,32 @@ class _ClientCredentialsAuth(httpx.Auth):
                 url=where,
             )
         value = sendable
+        self._note_granted(data.get("scope"))
         lifetime = _lifetime(data.get("expires_in"))
         margin = min(TOKEN_REFRESH_MARGIN_SECONDS, lifetime / 5)
         log.debug("access token obtained from %s, expires in %.0f s", where, lifetime)
         return _Token(value=value, refresh_at=self._clock() + lifetime - margin)
+
+    def _note_granted(self, granted: Any) -> None:
+        """Record the scopes a token response granted (SMART Backend Services: ``scope`` is
+        required, and "can be different from the scopes requested"); say, before anything is
+        read with the token, which SMART resource scopes asked were not granted: what they
+        cover will be refused (403) or answered in part. Once per change."""
+        if not isinstance(granted, str):
+            self._granted = None
+            self._not_granted = ()
+            return
+        self._granted = " ".join(scope_tokens(granted.split()))
+        missing = not_granted(self._scope, self._granted)
+        if missing and missing != self._not_granted:
+            # the scopes asked come from the settings; the server's own words are not logged
+            log.warning(
+                "the token endpoint granted fewer scopes than asked: not granted %s; the "
+                "resources they cover will not be read or written (fhirtis capabilities "
+                "shows the scopes granted)",
+                " ".join(missing),
+            )
+        self._not_granted = missing
 
     def _refresh_after(
         self, response: httpx.Response, token: str, attempt: int, url: httpx.URL
@@ -594,6 +727,14 @@ def _oauth_token_uri(statement: dict[str, Any]) -> str | None:
     return None
 
 
+def _strings(value: Any) -> tuple[str, ...] | None:
+    """The scope-tokens of a JSON list (a SMART configuration's ``capabilities``,
+    ``scopes_supported``), never anything else a server writes there; None if absent."""
+    if not isinstance(value, list):
+        return None
+    return scope_tokens(v for v in value if isinstance(v, str))
+
+
 def _dicts(value: Any) -> list[dict[str, Any]]:
     return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
 
@@ -713,6 +854,12 @@ def _check_key(key: RSAKey | ECKey, alg: SigningAlg) -> None:
             raise ValueError("RS384 needs an RSA key of at least 2048 bits")
     elif not isinstance(key, ECKey) or key.curve_name != "P-384":
         raise ValueError("ES384 needs an EC key on curve P-384")
+
+
+def authorization_of(auth: httpx.Auth) -> Authorization | None:
+    """What ``auth`` knows of the server's authorization; None where it fetches no token
+    (``none``, ``bearer``, a caller's token passed through)."""
+    return auth.authorization() if isinstance(auth, _ClientCredentialsAuth) else None
 
 
 def build_auth(config: FhirClientConfig, *, clock: Callable[[], float] = time.time) -> httpx.Auth:

@@ -30,7 +30,7 @@ import httpx
 import orjson
 
 from fhirtis.io import _capabilities, _responses, _urls
-from fhirtis.io._auth import build_auth
+from fhirtis.io._auth import Authorization, authorization_of, build_auth
 from fhirtis.io._capabilities import Capabilities, Refused
 from fhirtis.io._capped import aread_capped
 from fhirtis.io._closing import AsyncClosing
@@ -194,6 +194,11 @@ class FhirClient(AsyncClosing):
             for note in caps.notes:
                 log.info("capabilities of %s: %s", _urls.origin_text(self._base), note)
             return cache.put(key, caps)
+
+    def authorization(self) -> Authorization | None:
+        """What fhirtis's own client-credentials flow knows of this server's authorization (the
+        SMART scope syntax it advertises, the scopes asked and granted); None without one."""
+        return authorization_of(self._auth)
 
     def cached_capabilities(self) -> Capabilities | None:
         """What is known of this server without asking it (None: nothing yet, or expired)."""

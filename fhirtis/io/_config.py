@@ -7,7 +7,16 @@ from pathlib import Path
 from typing import Literal, Self
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from fhirtis import __version__
 from fhirtis.io import _urls
@@ -42,6 +51,33 @@ def checked_token(value: SecretStr | None) -> SecretStr | None:
     if token is None:
         raise ValueError(UNSENDABLE_TOKEN)
     return SecretStr(token)
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]").search
+
+
+def checked_identifier(value: str | None, name: str) -> str | None:
+    """A client id or key id as it is sent: without the whitespace around it (the final
+    newline of a secret file, or of an environment variable set from one, as a Kubernetes
+    Secret made from a file gives it); None when nothing is left. ValueError naming the setting,
+    never the value, for a control character inside it (a line break between two values)."""
+    if value is None:
+        return None
+    stripped = value.strip()
+    if _CONTROL(stripped):
+        raise ValueError(
+            f"{name} holds a control character (a line break?) inside it; give the value alone"
+        )
+    return stripped or None
+
+
+def checked_scope(value: str | None) -> str | None:
+    """OAuth scopes as they are sent: scope-tokens separated by single spaces (RFC 6749 §3.3),
+    so a line end, or a line break between scopes (a TOML multi-line string), is no part of a
+    scope; None when there is none."""
+    if value is None:
+        return None
+    return " ".join(value.split()) or None
 
 
 class FhirClientConfig(BaseModel):
@@ -114,7 +150,23 @@ class FhirClientConfig(BaseModel):
         default=None,
         description="send derived resources to this FHIR server instead of base_url (e.g. a "
         "registry's own store); reads stay on base_url. Same idempotence; the same auth settings "
-        "are used against it",
+        "are used against it, unless write_auth_mode, write_scope or write_token_url say otherwise",
+    )
+    write_auth_mode: AuthMode | None = Field(
+        default=None,
+        description="how fhirtis authenticates to write_base_url (e.g. none for a registry store "
+        "that takes no credentials); unset: auth_mode. The client (client_id, key, secret) is "
+        "the same",
+    )
+    write_scope: str | None = Field(
+        default=None,
+        description="the scopes asked for write_base_url's token (e.g. {write fhirurl}/.default "
+        "for a second Azure FHIR service, its own audience); unset: scope",
+    )
+    write_token_url: str | None = Field(
+        default=None,
+        description="write_base_url's token endpoint; unset: discovered from write_base_url "
+        "(its .well-known/smart-configuration), never base_url's token_url",
     )
     equivalent_origins: list[str] = Field(
         default_factory=list,
@@ -141,6 +193,16 @@ class FhirClientConfig(BaseModel):
     def _check_bearer_token(cls, value: SecretStr | None) -> SecretStr | None:
         return checked_token(value)
 
+    @field_validator("client_id", "kid")
+    @classmethod
+    def _check_identifier(cls, value: str | None, info: ValidationInfo) -> str | None:
+        return checked_identifier(value, str(info.field_name))
+
+    @field_validator("scope", "write_scope")
+    @classmethod
+    def _check_scope(cls, value: str | None) -> str | None:
+        return checked_scope(value)
+
     @field_validator("write_base_url")
     @classmethod
     def _check_write_base_url(cls, value: str | None) -> str | None:
@@ -156,14 +218,14 @@ class FhirClientConfig(BaseModel):
     def _check_base_url(cls, value: str) -> str:
         return str(_urls.normalize_base(value))
 
-    @field_validator("token_url")
+    @field_validator("token_url", "write_token_url")
     @classmethod
     def _check_token_url(cls, value: str | None) -> str | None:
         if value is None:
             return None
         url = httpx.URL(value)
         if url.scheme not in {"http", "https"} or not url.host:
-            raise ValueError("token_url must be an absolute http(s) URL")
+            raise ValueError("a token URL must be an absolute http(s) URL")
         return value
 
     @model_validator(mode="after")
@@ -198,6 +260,30 @@ class FhirClientConfig(BaseModel):
                 )
         return self
 
+    @model_validator(mode="after")
+    def _check_write_auth(self) -> Self:
+        settings = ("write_auth_mode", "write_scope", "write_token_url")
+        named = [n for n in settings if getattr(self, n)]
+        if not named:
+            return self
+        if self.write_base_url is None or self.write_base_url == self.base_url:
+            raise ValueError(
+                f"{', '.join(named)}: the settings of a separate write server, which needs "
+                "write_base_url (another server than base_url)"
+            )
+        try:
+            FhirClientConfig.model_validate(self.for_writes().model_dump())
+        except ValidationError as exc:
+            why = "; ".join(
+                str(e["msg"]).removeprefix("Value error, ")
+                for e in exc.errors(include_url=False, include_input=False, include_context=False)
+            )
+            raise ValueError(
+                f"the write server (write_base_url, auth_mode {self.for_writes().auth_mode!r}): "
+                f"{why} (its scope is write_scope, else scope)"
+            ) from None
+        return self
+
     @property
     def base(self) -> httpx.URL:
         return httpx.URL(self.base_url)
@@ -211,9 +297,19 @@ class FhirClientConfig(BaseModel):
         """The configuration of the server derived resources go to."""
         if self.write_base_url is None or self.write_base_url == self.base_url:
             return self
-        return self.model_copy(
-            update={"base_url": self.write_base_url, "write_base_url": None, "token_url": None}
-        )
+        update: dict[str, object] = {
+            "base_url": self.write_base_url,
+            "write_base_url": None,
+            "token_url": self.write_token_url,
+            "write_auth_mode": None,
+            "write_scope": None,
+            "write_token_url": None,
+        }
+        if self.write_auth_mode is not None:
+            update["auth_mode"] = self.write_auth_mode
+        if self.write_scope is not None:
+            update["scope"] = self.write_scope
+        return self.model_copy(update=update)
 
     @property
     def timeout(self) -> httpx.Timeout:

@@ -18,6 +18,7 @@ EXPECTED = {
     "read_plan",
     "write_plan",
     "AuthMode",
+    "Authorization",  # what fhirtis's own token flow knows of a server's scopes (s36)
     "BearerTokenAuth",
     "BulkExportClient",
     "BulkExportFailed",
