@@ -80,8 +80,9 @@ class ServiceSettings(BaseModel):
         gt=0,
         le=600,
         description="the longest the service waits on the FHIR server for one request, retries "
-        "included (it caps fhir.read_timeout_seconds and fhir.retry_budget_seconds for the "
-        "service): a hanging FHIR server is answered 504 within 30 s by default",
+        "included (it caps fhir.read_timeout_seconds, fhir.retry_budget_seconds and "
+        "fhir.request_deadline_seconds for the service): a hanging FHIR server is answered 504 "
+        "within 30 s by default",
     )
     evaluation_timeout_seconds: float = Field(
         60.0,

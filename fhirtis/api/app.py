@@ -100,7 +100,9 @@ class ServiceState:
     def config_for(self, server: str) -> FhirClientConfig:
         """The client configuration for ``server``: the settings' for the configured server,
         else the defaults; either way waiting on one request, retries included, is capped by
-        ``service.fhir_wait_seconds`` (a caller is answered, 504, rather than kept waiting)."""
+        ``service.fhir_wait_seconds`` (a caller is answered, 504, rather than kept waiting): the
+        read timeout, the retry budget and the request's deadline (an answer trickling in
+        passes no read timeout)."""
         fhir = self.settings.fhir
         config = fhir if fhir is not None and fhir.base_url == server else None
         config = config or FhirClientConfig(base_url=server)
@@ -109,6 +111,7 @@ class ServiceState:
             update={
                 "read_timeout_seconds": min(config.read_timeout_seconds, wait),
                 "retry_budget_seconds": min(config.retry_budget_seconds, wait),
+                "request_deadline_seconds": min(config.request_deadline_seconds or wait, wait),
             }
         )
 

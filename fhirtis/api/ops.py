@@ -18,6 +18,7 @@ the audit line per access, structured JSON logs, and the headers every answer ca
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import json
@@ -55,6 +56,10 @@ __all__ = [
 ]
 
 AUDIT = logging.getLogger("fhirtis.audit")
+#: ``/readyz``: the FHIR server's ``/metadata`` answered whole within this time, else not
+#: ready (httpx's timeout is per read: a statement trickling in would keep the check, and the
+#: connection it holds, long after the prober gave up)
+READY_CHECK_SECONDS = 5.0
 _CACHEABLE_PREFIXES = ("/app", "/static-offline-docs")
 # the request counter's method label: any other method a caller makes up is counted as "other"
 # (a label value per made-up method would grow the registry without bound)
@@ -262,15 +267,18 @@ async def readyz(request: Request) -> JSONResponse:
     else:
         server = state.allowed[0]
         try:
-            response = await state.http.get(
-                server.rstrip("/") + "/metadata",
-                headers={"Accept": "application/fhir+json"},
-                timeout=5.0,
-            )
+            async with asyncio.timeout(READY_CHECK_SECONDS):
+                response = await state.http.get(
+                    server.rstrip("/") + "/metadata",
+                    headers={"Accept": "application/fhir+json"},
+                    timeout=READY_CHECK_SECONDS,
+                )
             ok = response.is_success
             checks["fhir_server"] = "ok" if ok else f"failed: HTTP {response.status_code}"
         except httpx.HTTPError as exc:
             checks["fhir_server"] = f"failed: {type(exc).__name__}"
+        except TimeoutError:
+            checks["fhir_server"] = f"failed: no answer within {READY_CHECK_SECONDS:g} s"
     ready = all(v == "ok" for v in checks.values())
     body = {"status": "ready" if ready else "not ready", "checks": checks}
     return JSONResponse(body, status_code=200 if ready else 503)

@@ -21,7 +21,8 @@ import copy
 import logging
 import random
 import time
-from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
@@ -576,6 +577,7 @@ class FhirClient(AsyncClosing):
         where = _urls.redact(url)
         timing = self._timing
         started = timing.monotonic()
+        deadline = self._config.request_deadline_seconds
         attempt = 0
         reached = False  # an earlier try may have reached the server
         while True:
@@ -585,20 +587,22 @@ class FhirClient(AsyncClosing):
             )
             retry_after: float | None = None
             try:
-                await self._pace()
-                async with self._in_flight:
-                    response = await self._http.send(
-                        request, auth=send_auth, follow_redirects=False, stream=True
-                    )
-                    if not stream and response.status_code in RETRYABLE_STATUSES:
-                        try:
-                            await response.aread()  # a gateway's error page, read for the retry
-                        except httpx.DecodingError:
-                            response._content = b""  # unreadable; its status is what counts
-                            await response.aclose()
-                    elif not stream:
-                        cap = self._config.max_response_bytes
-                        await aread_capped(response, cap, "max_response_bytes")
+                left = None if deadline is None else deadline - (timing.monotonic() - started)
+                async with _within(left, request):
+                    await self._pace()
+                    async with self._in_flight:
+                        response = await self._http.send(
+                            request, auth=send_auth, follow_redirects=False, stream=True
+                        )
+                        if not stream and response.status_code in RETRYABLE_STATUSES:
+                            try:
+                                await response.aread()  # a gateway's error page, for the retry
+                            except httpx.DecodingError:
+                                response._content = b""  # unreadable; its status is what counts
+                                await response.aclose()
+                        elif not stream:
+                            cap = self._config.max_response_bytes
+                            await aread_capped(response, cap, "max_response_bytes")
             except TokenEndpointUnavailable as exc:
                 # the FHIR request was not sent: safe to retry whatever it is
                 outcome = f"HTTP {exc.status} from the token endpoint"
@@ -646,12 +650,10 @@ class FhirClient(AsyncClosing):
                     )
                 outcome, last_status, cause = f"HTTP {status}", status, None
                 retry_after = retry_after_of(response.headers, timing.time(), status)
-            delay = retry_policy.next_delay(
-                attempt,
-                timing.monotonic() - started,
-                retry_after,
-                timing.random,
-            )
+            elapsed = timing.monotonic() - started
+            delay = retry_policy.next_delay(attempt, elapsed, retry_after, timing.random)
+            if delay is not None and deadline is not None and elapsed + delay >= deadline:
+                delay = None  # no time left for another try
             if delay is None:
                 raise TooManyRetries(
                     f"{method} {where} failed after {attempt} attempt(s); last: {outcome}",
@@ -669,6 +671,25 @@ class FhirClient(AsyncClosing):
                 delay,
             )
             await timing.sleep(delay)
+
+
+@asynccontextmanager
+async def _within(seconds: float | None, request: httpx.Request) -> AsyncIterator[None]:
+    """An attempt of ``request`` limited to ``seconds`` (None: no limit) in all, however its
+    answer comes (httpx's read timeout is per read: an answer trickling in never passes it).
+    Past it, :class:`httpx.ReadTimeout`, as for any answer that did not come in time: the
+    request may have reached the server."""
+    if seconds is None:
+        yield
+        return
+    try:
+        async with asyncio.timeout(max(seconds, 0.0)):
+            yield
+    except TimeoutError:
+        raise httpx.ReadTimeout(
+            "no whole answer within the request's deadline (request_deadline_seconds)",
+            request=request,
+        ) from None
 
 
 def _param_items(params: SearchParams) -> list[tuple[str, str]]:

@@ -129,6 +129,15 @@ class FhirClientConfig(BaseModel):
     retry_backoff_base_seconds: float = Field(default=0.5, gt=0)
     retry_backoff_max_seconds: float = Field(default=30.0, gt=0)
     retry_budget_seconds: float = Field(default=120.0, ge=0)
+    request_deadline_seconds: float | None = Field(
+        default=None,
+        gt=0,
+        description="the longest one request may take, retries included: its connection, token, "
+        "waits and answer (a stream's until its headers). The timeouts alone bound no request: "
+        "an answer trickling in never passes the read timeout, and a retry started within the "
+        "budget may then wait its whole read timeout. Unset: no deadline (the service sets it "
+        "to service.fhir_wait_seconds)",
+    )
 
     concurrency: int = Field(default=8, ge=1, le=256)
     max_requests_per_second: float | None = Field(

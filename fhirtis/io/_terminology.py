@@ -40,7 +40,9 @@ class TerminologyConfig(BaseModel):
 
     base_url: str = Field(description="FHIR base URL of the terminology server")
     bearer_token: SecretStr | None = Field(None, description="sent as Authorization: Bearer")
-    timeout_seconds: float = Field(10.0, gt=0, description="per request")
+    timeout_seconds: float = Field(
+        10.0, gt=0, description="per request, the whole answer (else: cannot tell)"
+    )
     concurrency: int = Field(8, ge=1, le=64, description="requests in flight at once")
 
     @field_validator("base_url")
@@ -108,10 +110,13 @@ class TerminologyClient(AsyncClosing):
     async def _subsumes(self, system: str, code: str, parent: str) -> bool | None:
         params = {"system": system, "codeA": parent, "codeB": code}
         try:
-            response = await self._http.get(
-                _urls.join(self._base, "CodeSystem", "$subsumes"), params=params
-            )
-        except httpx.HTTPError as exc:
+            # the whole request within timeout_seconds: httpx's timeout is per read, and an
+            # answer trickling in passes it however long it takes
+            async with asyncio.timeout(self.config.timeout_seconds):
+                response = await self._http.get(
+                    _urls.join(self._base, "CodeSystem", "$subsumes"), params=params
+                )
+        except (httpx.HTTPError, TimeoutError) as exc:
             log.warning("terminology server unreachable: %s", type(exc).__name__)
             return None
         if response.status_code != 200:

@@ -29,7 +29,7 @@ import json
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -96,6 +96,10 @@ class CdsChallenge:
 class _Keys:
     keys: KeySet | None = None
     fetched_at: float = -math.inf
+    #: how many fetches of the key set have ended, read or failed: a call that waited on the
+    #: lock while one ended takes its outcome instead of fetching again
+    fetches: int = 0
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
 class CdsClientVerifier:
@@ -112,7 +116,6 @@ class CdsClientVerifier:
         self._clock = clock
         self._keys: dict[str, _Keys] = {}
         self._seen: dict[tuple[str, str], float] = {}  # (iss, jti) → exp
-        self._lock = asyncio.Lock()
         for c in clients:  # a missing or broken key file stops the service at start
             if c.jwks_path is not None:
                 self._keys[c.iss] = _Keys(_key_set(c.jwks_path.read_text()), math.inf)
@@ -152,8 +155,16 @@ class CdsClientVerifier:
     async def _key_set(self, client: TrustedCdsClient, *, refresh: bool) -> KeySet | None:
         if client.jwks_url is None:
             return None if refresh else self._keys[client.iss].keys
-        async with self._lock:
-            entry = self._keys.setdefault(client.iss, _Keys())
+        # one lock per client: a key server that hangs keeps no other client's calls waiting;
+        # the calls that waited while a fetch ended share its outcome (a hanging key server
+        # answers them all 503 at once, not one fetch time after another)
+        entry = self._keys.setdefault(client.iss, _Keys())
+        before = entry.fetches
+        async with entry.lock:
+            if entry.fetches != before:  # fetched (or failed) while this call waited
+                if entry.keys is None:
+                    raise _jwks_unavailable()
+                return entry.keys  # new keys, or on a refresh still the old ones: tried again
             age = time.monotonic() - entry.fetched_at
             stale = age > JWKS_TTL_SECONDS or (refresh and age > JWKS_MIN_REFRESH_SECONDS)
             if entry.keys is None or stale:
@@ -163,9 +174,9 @@ class CdsClientVerifier:
                     entry.keys = _key_set(await self._read_jwks(client.jwks_url))
                 except (httpx.HTTPError, ValueError, JoseError, TimeoutError):
                     if entry.keys is None:
-                        raise CdsError(
-                            503, "jwks-unavailable", "the CDS client's keys cannot be read"
-                        ) from None
+                        raise _jwks_unavailable() from None
+                finally:
+                    entry.fetches += 1
                 entry.fetched_at = time.monotonic()
             elif refresh:
                 return None
@@ -217,6 +228,10 @@ class CdsClientVerifier:
         if key in self._seen:
             raise unauthorized("the JWT was used before (jti replayed)")
         self._seen[key] = float(exp)
+
+
+def _jwks_unavailable() -> CdsError:
+    return CdsError(503, "jwks-unavailable", "the CDS client's keys cannot be read")
 
 
 def _finite(value: Any) -> bool:
