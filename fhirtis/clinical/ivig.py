@@ -465,7 +465,8 @@ def _cycle(
     start = keyed[0][0].start
     last_start = keyed[-1][0].start
     end = _latest_end(keyed)
-    weight = dosing_weight_from(start.day, body, patient, policy)
+    since = previous_start.day if previous_start is not None else None
+    weight = dosing_weight_from(start.day, body, patient, policy, since)
     kg = weight.kg
 
     # one pass over the administrations: each one's grams, rate and notes, and the cycle's

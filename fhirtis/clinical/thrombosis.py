@@ -111,9 +111,9 @@ from fhirtis.clinical.population import age_bounds, age_text
 from fhirtis.clinical.weight import (
     Dated,
     PlausibleBody,
-    dated,
-    latest_on_or_before,
+    latest_in_order,
     recorded_order,
+    sorted_dated,
 )
 
 __all__ = [
@@ -411,6 +411,7 @@ class _Prepared:
 
     evidence: list[RiskEvidence]  # by source
     events: list[TeeEvent]  # by onset, then source
+    # in recorded order (:func:`~fhirtis.clinical.weight.latest_in_order`)
     bmis: list[Dated[BodyMassIndex]]  # positive finite
     weights: list[Dated[BodyWeight]]  # plausible
     heights: list[Dated[BodyHeight]]  # plausible
@@ -425,7 +426,7 @@ class _Prepared:
         caller has them already (made here otherwise)."""
         evidence = sorted(inputs.evidence, key=lambda e: e.source)
         events = sorted(inputs.events, key=lambda e: (e.onset.sort_key(), e.source))
-        bmis = dated(b for b in inputs.bmis if is_positive_finite(b.kg_per_m2))
+        bmis = sorted_dated(b for b in inputs.bmis if is_positive_finite(b.kg_per_m2))
         if body is None:
             body = PlausibleBody.of(inputs.weights, inputs.heights, policy)
         pga_by_day: dict[date, list[MeasureValue]] = {}
@@ -465,8 +466,13 @@ def _risk_profile(
     if isinstance(at, datetime):
         at = FhirTime.of(at)
     on = at.day
-    evidence: dict[RiskFactorKind, list[str]] = {}
-    details: dict[RiskFactorKind, list[str]] = {}
+    # each factor's sources, each once, in the order found (a dict as an ordered set: a
+    # problem list that codes hypertension at every visit cites hundreds of Conditions, and a
+    # list's membership test made each profile quadratic in them)
+    evidence: dict[RiskFactorKind, dict[str, None]] = {}
+    # and its details, each once: N Conditions named alike ("Essential hypertension" at every
+    # encounter) said it N times in every finding's reason
+    details: dict[RiskFactorKind, dict[str, None]] = {}
     unassessed: list[UnassessedRiskFactor] = []
     notes: list[Note] = []
 
@@ -592,25 +598,25 @@ def _risk_profile(
 
 
 def _add_factor(
-    evidence: dict[RiskFactorKind, list[str]],
-    details: dict[RiskFactorKind, list[str]],
+    evidence: dict[RiskFactorKind, dict[str, None]],
+    details: dict[RiskFactorKind, dict[str, None]],
     kind: RiskFactorKind,
     sources: Iterable[str],
     detail: str,
 ) -> None:
-    """A factor of ``kind`` shown by ``sources`` (each cited once) and ``detail``."""
-    cited = evidence.setdefault(kind, [])
+    """A factor of ``kind`` shown by ``sources`` and ``detail`` (each source and each detail
+    once, in the order first given)."""
+    cited = evidence.setdefault(kind, {})
     for source in sources:
-        if source not in cited:
-            cited.append(source)
-    details.setdefault(kind, []).append(detail)
+        cited.setdefault(source)
+    details.setdefault(kind, {}).setdefault(detail)
 
 
 def _bmi(prepared: _Prepared, on: date) -> tuple[Decimal | None, tuple[str, ...], str]:
     """The BMI to judge obesity on ``on``: value, sources and how it was obtained."""
-    bmi = latest_on_or_before(prepared.bmis, on)
-    weight = latest_on_or_before(prepared.weights, on)
-    height = latest_on_or_before(prepared.heights, on)
+    bmi = latest_in_order(prepared.bmis, on)
+    weight = latest_in_order(prepared.weights, on)
+    height = latest_in_order(prepared.heights, on)
     # a weight recorded after the BMI (on a later recorded date, else later in time; at the
     # same time the recorded BMI stands) computes it
     if (

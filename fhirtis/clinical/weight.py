@@ -22,7 +22,8 @@ plausibility. Pure rules over :mod:`fhirtis.clinical.facts`; no FHIR, no I/O.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from bisect import bisect_left, bisect_right
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import field
 from datetime import date, datetime
 from decimal import Decimal, localcontext
@@ -52,7 +53,9 @@ __all__ = [
     "dosing_weight",
     "dosing_weight_from",
     "ideal_body_weight",
+    "latest_in_order",
     "latest_on_or_before",
+    "passed_over",
     "plausible_heights",
     "plausible_weights",
 ]
@@ -168,6 +171,32 @@ def latest_on_or_before(facts: Iterable[Dated[_F]], on: date) -> _F | None:
     return best
 
 
+def _day_of(item: Dated[_F]) -> date:
+    return item[0]
+
+
+def _order_of(item: Dated[_F]) -> tuple[date, datetime, str]:
+    return item[1]
+
+
+def latest_in_order(facts: Sequence[Dated[_F]], on: date) -> _F | None:
+    """:func:`latest_on_or_before` of ``facts`` sorted by :func:`recorded_order` (a stable
+    sort: equal ones in the order given), found by bisection: a lookup per administration
+    reads no other weight (an ICU record weighs its patient every hour, and a long course has
+    thousands of administrations)."""
+    end = bisect_right(facts, on, key=_day_of)  # the dates lead the order: a prefix
+    if not end:
+        return None
+    # of the equal latest ones, the first, as latest_on_or_before (and max) picks
+    return facts[bisect_left(facts, facts[end - 1][1], hi=end, key=_order_of)][2]
+
+
+def sorted_dated(facts: Iterable[_F]) -> list[Dated[_F]]:
+    """:func:`dated`, sorted by :func:`recorded_order` (equal ones in the order given): what
+    :func:`latest_in_order` reads."""
+    return sorted(dated(facts), key=_order_of)
+
+
 JUMP_WINDOW_DAYS = 14  # clinical spec §1: a jump against the previous weight within 14 days
 
 
@@ -231,9 +260,9 @@ def plausible_heights(
 
 @record
 class PlausibleBody:
-    """A patient's plausible weights and heights (:func:`dated`), with a note for each one
-    excluded: what every cycle's dosing weight is chosen from, so they are sorted and checked
-    once per patient, not once per cycle (:func:`plausible_weights` and
+    """A patient's plausible weights and heights (:func:`sorted_dated`: in recorded order),
+    with a note for each one excluded: what every cycle's dosing weight is chosen from, so they
+    are sorted and checked once per patient, not once per cycle (:func:`plausible_weights` and
     :func:`plausible_heights` read no date)."""
 
     weights: list[Dated[BodyWeight]]
@@ -251,9 +280,9 @@ class PlausibleBody:
         usable_weights, weight_notes = plausible_weights(weights, policy)
         usable_heights, height_notes = plausible_heights(heights, policy)
         return cls(
-            dated(usable_weights),
+            dated(usable_weights),  # plausible_weights keeps them in recorded order
             weight_notes,
-            dated(usable_heights),
+            sorted_dated(usable_heights),
             height_notes,
             same_time_conflicts(usable_weights),
         )
@@ -283,6 +312,38 @@ def _same_time_conflict(chosen: BodyWeight, recorded: frozenset[Decimal]) -> Not
     )
 
 
+def _excluded_day(item: tuple[Note, BodyWeight]) -> date:
+    return item[1].when.date()
+
+
+def _excluded_time(item: tuple[Note, BodyWeight]) -> tuple[date, datetime]:
+    when = item[1].when
+    return (when.date(), when)
+
+
+def passed_over(
+    excluded: Sequence[tuple[Note, BodyWeight]],
+    used: BodyWeight | None,
+    on: date,
+    since: date | None = None,
+) -> list[Note]:
+    """Of ``excluded`` (:func:`plausible_weights`' notes, in recorded order), those a dosing
+    weight on ``on`` names: of the implausible weights recorded on or before ``on``, those
+    recorded after ``since`` (the previous cycle's start date: each is named once, on the first
+    cycle after it) and those the weight ``used`` passed over (recorded at its time or later;
+    every one when none is used). ``since`` None: every one up to ``on``. Named on every cycle
+    of a long record, they were each cycle dose's notes many times over (an ICU record weighs
+    every hour: hundreds of notes on each of a hundred cycles)."""
+    end = bisect_right(excluded, on, key=_excluded_day)
+    start = 0
+    if since is not None and used is not None:
+        start = min(
+            bisect_right(excluded, since, hi=end, key=_excluded_day),
+            bisect_left(excluded, recorded_order(used)[:2], hi=end, key=_excluded_time),
+        )
+    return [note for note, _ in excluded[start:end]]
+
+
 def dosing_weight(
     at: date,
     weights: Iterable[BodyWeight],
@@ -296,18 +357,24 @@ def dosing_weight(
 
 
 def dosing_weight_from(
-    at: date, body: PlausibleBody, patient: PatientFacts, policy: Policy = DEFAULT_POLICY
+    at: date,
+    body: PlausibleBody,
+    patient: PatientFacts,
+    policy: Policy = DEFAULT_POLICY,
+    since: date | None = None,
 ) -> DosingWeight:
-    """:func:`dosing_weight` from the patient's plausible weights and heights."""
+    """:func:`dosing_weight` from the patient's plausible weights and heights. ``since``: the
+    previous cycle's start date, whose dosing weight named the implausible weights recorded up
+    to it (:func:`passed_over`)."""
     on = at.date() if isinstance(at, datetime) else at
     notes: list[Note] = []
     basis = policy.dosing_weight
+    weight = latest_in_order(body.weights, on)
     if body.weight_notes:
-        notes.extend(n for n, w in body.weight_notes if w.when.date() <= on)
+        notes.extend(passed_over(body.weight_notes, weight, on, since))
     if basis is not _ACTUAL and body.height_notes:
         notes.extend(n for n, h in body.height_notes if h.when.date() <= on)
 
-    weight = latest_on_or_before(body.weights, on)
     actual: Decimal | None = None
     age_days: int | None = None
     stale = False
@@ -339,7 +406,7 @@ def dosing_weight_from(
                 )
             )
 
-    height = latest_on_or_before(body.heights, on)
+    height = latest_in_order(body.heights, on)
     ideal: Decimal | None = None
     kg: Decimal | None = None
     if basis is _ACTUAL:
