@@ -199,9 +199,11 @@ def print_patient(console: Console, s: dict[str, Any]) -> None:
         early = {True: ", early (≤ 24 h)", None: ", early (≤ 24 h) unknown: date-only onset"}.get(
             e["early"], ""
         )
+        # one event recorded as several Conditions: one line naming each
+        records = ", ".join([e["event"], *(e.get("also") or [])])
         console.print(
             f"  TEE temporally associated with cycle(s) {e['cycles']}: {e['kind']} "
-            f"({e['event']}){early}",
+            f"({records}){early}",
             markup=False,
         )
     for issue in s["issues"]:

@@ -263,6 +263,14 @@ class TeeEvent:
     onset: FhirTime
     display: str | None = None
     coding: tuple[str, str] | None = None  # (system, code) of the event as recorded
+    # the other records of this one event: Conditions of its kind and onset day (a problem-list
+    # entry and an encounter diagnosis of one clot; thrombosis.one_event_per_clot)
+    also: tuple[str, ...] = ()
+
+    @property
+    def sources(self) -> tuple[str, ...]:
+        """Every record of this event: :attr:`source` (whose onset it carries) first."""
+        return (self.source, *self.also)
 
 
 @record

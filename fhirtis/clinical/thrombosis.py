@@ -76,6 +76,7 @@ from __future__ import annotations
 
 from bisect import bisect_right
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from decimal import Decimal, localcontext
 
@@ -774,6 +775,56 @@ def _early_limit(admin: AdministrationExposure, zone: tzinfo | None, policy: Pol
     return limit.isoformat(timespec="minutes") if last.instant else limit.date().isoformat()
 
 
+def _one_clot(a: TeeEvent, b: TeeEvent) -> bool:
+    """Whether ``a`` and ``b`` record one thromboembolism: Conditions of one kind whose onsets
+    are one instant (whatever offsets they are recorded in), or fall on one calendar day (each
+    in the time zone its record gives) where one of them gives no time. Two different times,
+    even on one day, are two events as recorded (a crescendo of TIAs; one early, one not)."""
+    if a.kind is not b.kind:
+        return False
+    if a.onset.instant is not None and b.onset.instant is not None:
+        return a.onset.instant == b.onset.instant
+    return a.onset.day == b.onset.day
+
+
+def _onset_rank(e: TeeEvent) -> tuple[bool, tuple[date, datetime], str]:
+    """The record whose onset one event carries: a time over a date alone (it places the event
+    in its day: early, suspects), then the earliest, then by reference."""
+    return (e.onset.date_only, e.onset.sort_key(), e.source)
+
+
+def one_event_per_clot(events: Iterable[TeeEvent]) -> tuple[TeeEvent, ...]:
+    """The events, each thromboembolism once: Conditions of one TEE kind whose onsets are one
+    instant, or one day where a record gives no time (:func:`_one_clot`), are one event (EHRs
+    record one DVT as a problem-list entry and as the encounter diagnosis of the visit that
+    found it). The event carries the onset, text and coding of the record with the most
+    precise, then earliest, onset (:func:`_onset_rank`), and names the others in
+    :attr:`TeeEvent.also`. Records of another kind, day or time, and existing AdverseEvents
+    (counted with the Condition they cite, or on their own), stay as they are."""
+    groups: list[list[TeeEvent]] = []
+    out: list[TeeEvent | list[TeeEvent]] = []
+    for e in sorted(events, key=lambda e: (e.onset.sort_key(), e.source)):
+        if not e.source.startswith("Condition/"):
+            out.append(e)
+            continue
+        # one of every record there (a date alone between two times joins the first)
+        group = next((g for g in groups if all(_one_clot(e, o) for o in g)), None)
+        if group is None:
+            group = []
+            groups.append(group)
+            out.append(group)
+        group.append(e)
+    merged: list[TeeEvent] = []
+    for item in out:
+        if isinstance(item, TeeEvent):
+            merged.append(item)
+            continue
+        first = min(item, key=_onset_rank)
+        others = tuple(sorted(e.source for e in item if e is not first))
+        merged.append(replace(first, also=others) if others else first)
+    return tuple(merged)
+
+
 def associate_events(
     events: Iterable[TeeEvent], exposure: Exposure, policy: Policy = DEFAULT_POLICY
 ) -> tuple[tuple[AssociatedEvent, ...], tuple[TeeEvent, ...], tuple[TeeEvent, ...]]:
@@ -963,7 +1014,11 @@ def assess_thrombosis(
                     )
                 )
 
-    associated, history, other = associate_events(inputs.events, exposure, policy)
+    # one thromboembolism recorded as several Conditions is one event (clinical spec §5.3): one
+    # AdverseEvent naming each; its records stay risk evidence (and history) each
+    associated, history, other = associate_events(
+        one_event_per_clot(inputs.events), exposure, policy
+    )
     notes.extend(
         warning(
             "tee-not-associated",

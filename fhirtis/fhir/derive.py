@@ -796,7 +796,10 @@ def _event_concept(assoc: AssociatedEvent) -> Json:
 
 
 def _adverse_event(patient_ref: str, assoc: AssociatedEvent) -> Derived:
-    event_ref = assoc.event.source.split("/_history")[0]
+    # one event recorded as several Conditions (TeeEvent.also): named by the first of them in
+    # sorted order, whichever gives the onset, so that a record added later, or an onset made
+    # more precise, updates the same AdverseEvent in place
+    event_ref = min(s.split("/_history")[0] for s in assoc.event.sources)
     ident = identifier_value("tee-temporally-associated", patient_ref, event_ref)
     ae: Json = {
         "resourceType": "AdverseEvent",
@@ -828,7 +831,11 @@ def _adverse_event(patient_ref: str, assoc: AssociatedEvent) -> Derived:
     if assoc.event.coding is not None:
         match += f"&event={assoc.event.coding[0]}|{assoc.event.coding[1]}"
     if event_ref.startswith("Condition/"):
-        ae["resultingCondition"] = [{"reference": assoc.event.source}]
+        # every Condition record of the event (clinical spec §5.3; R4 resultingCondition 0..*)
+        ae["resultingCondition"] = [
+            {"reference": s}
+            for s in sorted(assoc.event.sources, key=lambda s: s.split("/_history")[0])
+        ]
         match += f"&resultingcondition={event_ref}"
     return Derived(ae, ident, quote(match, safe="=&|:/"))
 

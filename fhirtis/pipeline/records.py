@@ -149,6 +149,9 @@ class AssociatedEventRecord(_Record):
     early: bool | None  # None: unknown (a date-only onset of which only part is early, spec §5.3)
     cycles: list[int]
     suspects: list[str]
+    # the event's other records (Conditions of its kind and onset day: one clot on the problem
+    # list and as an encounter diagnosis), when it has any
+    also: list[str] | None = _omitted_when_none()
 
 
 class UnassessedRecord(_Record):
@@ -371,10 +374,11 @@ def summarise(
                     early=a.early,
                     cycles=list(a.cycle_indexes),
                     suspects=list(a.suspects),
+                    also=list(a.event.also) or None,
                 )
                 for a in thr.associated_events
             ],
-            history_events=[e.source for e in thr.history_events],
+            history_events=[s for e in thr.history_events for s in e.sources],
         ),
         issues=[_issue(i) for i in issues],
         notes=_notes(evaluation.population.notes)

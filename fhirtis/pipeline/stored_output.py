@@ -147,6 +147,10 @@ def _same_for_search(element: str, ours: object, stored: object) -> bool:
     if element in ("category", "event"):
         tokens = _tokens(ours)
         return bool(tokens) and tokens == _tokens(stored)
+    if element == "resultingCondition" and isinstance(ours, list) and isinstance(stored, list):
+        # the condition searches the first Condition of the event (derive._adverse_event: the
+        # AdverseEvent of one event recorded as several names each): any of the stored ones
+        return bool(ours) and ours[0] in stored
     return False
 
 
