@@ -300,7 +300,9 @@ async def _evaluate_for(
                 f"and its client settings): {run.error}",
                 code="security",
             )
-        if status >= 500:
+        if status >= 500 and run.error_code == "not-supported":  # another FHIR release
+            why = f"{run.error}"
+        elif status >= 500:
             why = f"the FHIR server failed: {run.error}"
         elif status == 422:  # a merged Patient record: the server answered as it should
             why = f"{run.error}"

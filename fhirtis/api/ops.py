@@ -3,7 +3,8 @@ the audit line per access, structured JSON logs, and the headers every answer ca
 
 - ``/livez``: the process serves HTTP (200). No authentication.
 - ``/readyz``: settings valid (the app exists), profiles loaded, the default FHIR server's
-  ``/metadata`` answered 2xx within 5 s: 200, else 503 naming the failed check. No
+  ``/metadata`` answered 2xx within 5 s and says no other FHIR release than R4 (its
+  ``fhirVersion``): 200, else 503 naming the failed check. No
   authentication; no patient data.
 - ``/metrics``: Prometheus text format (``prometheus-client``, one registry per app):
   ``fhirtis_http_requests_total{route,method,status}`` (the route *template*, never a patient
@@ -41,6 +42,7 @@ from prometheus_client import (
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fhirtis.fhir.codes import terminology
+from fhirtis.io import parse_statement
 
 __all__ = [
     "AUDIT",
@@ -275,6 +277,9 @@ async def readyz(request: Request) -> JSONResponse:
                 )
             ok = response.is_success
             checks["fhir_server"] = "ok" if ok else f"failed: HTTP {response.status_code}"
+            other = _other_release(response) if ok else None
+            if other is not None:  # every evaluation would be refused (UnsupportedFhirVersion)
+                checks["fhir_server"] = f"failed: FHIR {other}, not R4 (4.0.x)"
         except httpx.HTTPError as exc:
             checks["fhir_server"] = f"failed: {type(exc).__name__}"
         except TimeoutError:
@@ -282,6 +287,17 @@ async def readyz(request: Request) -> JSONResponse:
     ready = all(v == "ok" for v in checks.values())
     body = {"status": "ready" if ready else "not ready", "checks": checks}
     return JSONResponse(body, status_code=200 if ready else 503)
+
+
+def _other_release(response: httpx.Response) -> str | None:
+    """The FHIR version a ``/metadata`` answer says where it is another release than R4 (and
+    R4B, read as R4); None for R4, a version not said, or a body that is no statement."""
+    try:
+        body = orjson.loads(response.content)
+    except orjson.JSONDecodeError:
+        return None
+    caps = parse_statement(body, response.headers.get("Content-Type"))
+    return caps.fhir_version if caps.release == "other" else None
 
 
 @router.get("/metrics")

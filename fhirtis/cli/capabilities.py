@@ -47,7 +47,8 @@ def capabilities(
     How it reads a patient, how it writes derived resources, and what it cannot write there;
     with fhirtis's own credentials, the SMART scope syntax the server advertises and the
     scopes its token was granted.
-    Exit 0, 1 when the server cannot be reached, 2 for bad usage."""
+    Exit 0, 1 when the server cannot be reached or serves another FHIR release than R4, 2 for
+    bad usage."""
     try:
         config = fhir_config(settings_for_server(settings_file, server), server)
         if config is None:
@@ -75,7 +76,8 @@ async def _describe(config: FhirClientConfig) -> tuple[list[str], dict[str, obje
         caps = reader if writer is client else await writer.capabilities(refresh=True)
         read_auth = client.authorization()
         write_auth = read_auth if writer is client else writer.authorization()
-    lines = describe_reads(reader, config.page_size)
+    version = reader.fhir_version or "not said (FHIR R4 assumed)"
+    lines = [f"FHIR version: {version}", *describe_reads(reader, config.page_size)]
     if writer is not client:
         lines.append(f"writes go to {config.write_base_url} (capabilities: from {caps.source})")
     lines += describe_writes(caps, DERIVED_TYPES)
@@ -89,6 +91,7 @@ async def _describe(config: FhirClientConfig) -> tuple[list[str], dict[str, obje
         "server": config.base_url,
         "write_server": config.write_base_url or config.base_url,
         "source": reader.source,
+        "fhir_version": reader.fhir_version,
         "notes": list(reader.notes),
         "read": {
             "mode": reads.mode,

@@ -39,6 +39,7 @@ from fhirtis.io._errors import (
     TokenEndpointUnavailable,
     TooManyRetries,
     Unauthorized,
+    UnsupportedFhirVersion,
     WriteOutcomeUnknown,
 )
 from fhirtis.io._paging import link_of, next_link, searchset_problem
@@ -89,6 +90,7 @@ __all__ = [
     "TokenEndpointUnavailable",
     "TooManyRetries",
     "Unauthorized",
+    "UnsupportedFhirVersion",
     "WriteOutcomeUnknown",
     "WritePlanShape",
     "answer_problem",

@@ -13,6 +13,7 @@ single writes) are in :mod:`fhirtis.io._plans`; the client only executes them.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
@@ -26,8 +27,10 @@ __all__ = [
     "CapabilityCache",
     "Refused",
     "TypeSupport",
+    "fhir_release",
     "is_refusal",
     "parse_statement",
+    "r4_base_hint",
     "unknown",
 ]
 
@@ -39,6 +42,69 @@ BATCH_SEARCH_EXTENSION = "http://fhirtis.org/fhir/StructureDefinition/batch-sear
 #: ``valueCode`` GET | POST | both on ``rest.resource`` (FHIR Extensions Pack): how the server
 #: takes searches of that type; POST: only ``POST [type]/_search``.
 SEARCH_MODE_EXTENSION = "http://hl7.org/fhir/StructureDefinition/capabilitystatement-search-mode"
+
+Release = Literal["R4", "R4B", "other"]
+
+#: The names of FHIR releases by major.minor version (R4 versions.html#versions; the
+#: pre-releases between them are ballots, connectathon snapshots or previews).
+RELEASE_NAMES = {
+    "0.0": "DSTU1",
+    "1.0": "DSTU2",
+    "3.0": "STU3",
+    "4.0": "R4",
+    "4.3": "R4B",
+    "5.0": "R5",
+}
+_VERSION = re.compile(r"(\d+)\.(\d+)(?:\.\d+)?(?:-[0-9A-Za-z.-]+)?")
+
+
+def fhir_release(version: str) -> Release | None:
+    """A FHIR version code (``CapabilityStatement.fhirVersion``, R4 codesystem FHIR-version:
+    ``4.0.1``; or the ``major.minor`` of the ``fhirVersion`` MIME-type parameter, R4 http.html
+    #version-parameter: ``4.0``) → ``R4`` (4.0.x), ``R4B`` (4.3.x), ``other`` (any other
+    release or pre-release); None where ``version`` is no version code."""
+    text = version.strip()
+    if text.upper() == "DSTU2":  # a DSTU2 Conformance resource that names no version
+        return "other"
+    match = _VERSION.fullmatch(text)
+    if match is None:
+        return None
+    major_minor = f"{match[1]}.{match[2]}"
+    return "R4" if major_minor == "4.0" else "R4B" if major_minor == "4.3" else "other"
+
+
+def release_name(version: str) -> str:
+    """``3.0.1`` → ``3.0.1 (STU3)``; a pre-release or unknown version as it is."""
+    match = _VERSION.fullmatch(version.strip())
+    name = RELEASE_NAMES.get(f"{match[1]}.{match[2]}") if match else None
+    exact = match is not None and "-" not in version
+    return f"{version} ({name})" if name and exact and name != version else version
+
+
+#: Path segments that name another FHIR release than R4 in a base URL, and the R4 segment the
+#: same vendor uses: Epic serves ``…/api/FHIR/DSTU2/``, ``…/api/FHIR/STU3/`` and
+#: ``…/api/FHIR/R4/`` side by side; Oracle Health (Cerner) ``…/dstu2/{tenant}/`` beside
+#: ``…/r4/{tenant}/``; HAPI's public servers ``baseDstu2``, ``baseDstu3``, ``baseR4B``, ``baseR5``
+#: beside ``baseR4``.
+_RELEASE_SEGMENT = re.compile(r"(?i)^(base)?(dstu1|dstu2|dstu3|stu3|r3|r4b|r5|r6)$")
+
+
+def r4_base_hint(base_url: str) -> str | None:
+    """``base_url`` with the path segment that names another release replaced by the R4 one
+    (in the same case: ``DSTU2`` → ``R4``, ``dstu2`` → ``r4``, ``baseDstu3`` → ``baseR4``);
+    None where no segment names a release."""
+    head, sep, query = base_url.partition("?")
+    parts = head.split("/")
+    for i in range(len(parts) - 1, 2, -1):  # after scheme://host
+        match = _RELEASE_SEGMENT.match(parts[i])
+        if match is None:
+            continue
+        word = match[2]
+        r4 = "r4" if word.islower() else "R4"
+        parts[i] = (match[1] or "") + r4
+        return "/".join(parts) + sep + query
+    return None
+
 
 RefusalKind = Literal[
     "batch",  # batch Bundles
@@ -104,6 +170,15 @@ class Capabilities:
     #: the HTTP status ``GET [base]/metadata`` answered where it gave no statement (a 404 there
     #: and for the patient too: the base URL is likely wrong, not the patient id)
     metadata_status: int | None = None
+    #: the FHIR version the server says it serves: its statement's ``fhirVersion``, else the
+    #: ``fhirVersion`` parameter of the statement's ``Content-Type``; ``DSTU2`` for a DSTU2
+    #: ``Conformance`` resource that names none; None: not said (R4 assumed)
+    fhir_version: str | None = None
+
+    @property
+    def release(self) -> Release | None:
+        """R4, R4B or another release (:func:`fhir_release`); None: not said or not a version."""
+        return None if self.fhir_version is None else fhir_release(self.fhir_version)
 
     # -- learning --------------------------------------------------------------------------------
 
@@ -295,11 +370,58 @@ def _type_support(resource: Mapping[str, Any]) -> TypeSupport:
     )
 
 
-def parse_statement(data: Any) -> Capabilities:
-    """A CapabilityStatement (any JSON value) → Capabilities; never raises."""
+def media_type_version(content_type: str | None) -> str | None:
+    """The ``fhirVersion`` parameter of a media type (``application/fhir+json;
+    fhirVersion=3.0``, R4 http.html#version-parameter), if any."""
+    for param in (content_type or "").split(";")[1:]:
+        name, _, value = param.partition("=")
+        if name.strip().lower() == "fhirversion" and value.strip().strip('"'):
+            return value.strip().strip('"')
+    return None
+
+
+def _fhir_version(data: Mapping[str, Any], content_type: str | None) -> tuple[str | None, str]:
+    """The version a statement (or a DSTU2 Conformance) says, and a note where it says none."""
+    version = data.get("fhirVersion")
+    if isinstance(version, str) and version.strip():
+        return version.strip(), ""
+    said = media_type_version(content_type)
+    if said is not None:
+        return said, f"the statement gives no fhirVersion; its Content-Type says fhirVersion={said}"
+    if data.get("resourceType") == "Conformance":
+        return "DSTU2", ""
+    return None, "the CapabilityStatement gives no fhirVersion: FHIR R4 assumed"
+
+
+def parse_statement(data: Any, content_type: str | None = None) -> Capabilities:
+    """A CapabilityStatement (any JSON value) → Capabilities; never raises. ``content_type``:
+    the answer's ``Content-Type``, whose ``fhirVersion`` parameter is read where the statement
+    gives no ``fhirVersion``. A DSTU2 ``Conformance`` (the resource's name before STU3) gives its
+    version only (``DSTU2`` where it names none): fhirtis reads R4 (4.0.x) and R4B (4.3.x) only."""
+    if isinstance(data, dict) and data.get("resourceType") == "Conformance":
+        version, _ = _fhir_version(data, content_type)
+        return replace(
+            unknown("malformed", "the server's /metadata is a DSTU2 Conformance resource"),
+            fhir_version=version,
+        )
     if not isinstance(data, dict) or data.get("resourceType") != "CapabilityStatement":
         return unknown(
             "malformed", "the server's /metadata is not a CapabilityStatement: assumed nothing"
+        )
+    fhir_version, version_note = _fhir_version(data, content_type)
+    release = None if fhir_version is None else fhir_release(fhir_version)
+    if fhir_version is not None and release is None:
+        version_note = f"its fhirVersion {fhir_version!r} is no FHIR version: FHIR R4 assumed"
+    elif release == "R4B":
+        version_note = (
+            f"the server is FHIR {release_name(fhir_version or '')}: read as R4 (R4B changed no "
+            "element of the resources fhirtis reads and writes)"
+        )
+    if fhir_version is not None and release == "other":  # refused by the client: nothing else
+        return replace(
+            unknown("malformed", f"the server is FHIR {release_name(fhir_version)}"),
+            source="statement",
+            fhir_version=fhir_version,
         )
     rests = data.get("rest")
     rest = (
@@ -309,9 +431,13 @@ def parse_statement(data: Any) -> Capabilities:
         if isinstance(rests, list)
         else None
     )
+    notes: list[str] = [version_note] if version_note else []
     if rest is None:
-        return unknown("malformed", "the CapabilityStatement has no rest entry for a server")
-    notes: list[str] = []
+        return replace(
+            unknown("malformed", "the CapabilityStatement has no rest entry for a server"),
+            notes=(*notes, "the CapabilityStatement has no rest entry for a server"),
+            fhir_version=fhir_version,
+        )
     interactions = rest.get("interaction")
     codes: dict[str, dict[str, Any]] = {}
     if isinstance(interactions, list):
@@ -346,6 +472,7 @@ def parse_statement(data: Any) -> Capabilities:
         types=types,
         notes=tuple(notes),
         software=name if isinstance(name, str) else None,
+        fhir_version=fhir_version,
     )
 
 

@@ -43,6 +43,7 @@ from fhirtis.io._errors import (
     NotFound,
     TokenEndpointUnavailable,
     TooManyRetries,
+    UnsupportedFhirVersion,
     WriteOutcomeUnknown,
 )
 from fhirtis.io._paging import PageRequest, next_link, parse_page, resolve_next, walk_pages
@@ -174,14 +175,16 @@ class FhirClient(AsyncClosing):
         cache = _capabilities.CACHE
         found = None if refresh else cache.get(key)
         if found is not None:
-            return found
+            return self._r4(found)
         async with self._capabilities_lock:
             found = None if refresh else cache.get(key)
             if found is not None:
-                return found
+                return self._r4(found)
             try:
                 response = await self.request("GET", "metadata")
-                caps = _capabilities.parse_statement(response.body)
+                caps = _capabilities.parse_statement(
+                    response.body, response.headers.get("Content-Type")
+                )
             except MalformedResponse:
                 caps = _capabilities.unknown(
                     "malformed", "the server's /metadata is not JSON: assumed nothing"
@@ -193,8 +196,29 @@ class FhirClient(AsyncClosing):
                     exc.status,
                 )
             for note in caps.notes:
-                log.info("capabilities of %s: %s", _urls.origin_text(self._base), note)
-            return cache.put(key, caps)
+                level = logging.WARNING if caps.release == "R4B" else logging.INFO
+                log.log(level, "capabilities of %s: %s", _urls.origin_text(self._base), note)
+            return self._r4(cache.put(key, caps))
+
+    def _r4(self, caps: Capabilities) -> Capabilities:
+        """``caps``, or :class:`UnsupportedFhirVersion` where the server said it serves another
+        FHIR release than R4 (or R4B): before any patient is read from it or written to it. A
+        statement that says no version, or none that could be read, is taken as R4 (logged)."""
+        if caps.fhir_version is None or caps.release != "other":
+            return caps
+        base = _urls.redact(self._base).rstrip("/")
+        hint = _capabilities.r4_base_hint(base)
+        found = _capabilities.release_name(caps.fhir_version)
+        message = (
+            f"the FHIR server at {base} serves FHIR {found} (its "
+            "/metadata says so); fhirtis reads and writes FHIR R4 (4.0.x) only: "
+        )
+        message += (
+            f"use the server's R4 base URL, {hint}"
+            if hint is not None
+            else "give the server's R4 base URL (vendors serve each FHIR version under its own)"
+        )
+        raise UnsupportedFhirVersion(message, version=caps.fhir_version, base_url=base, hint=hint)
 
     def authorization(self) -> Authorization | None:
         """What fhirtis's own client-credentials flow knows of this server's authorization (the

@@ -29,6 +29,7 @@ __all__ = [
     "TokenEndpointUnavailable",
     "TooManyRetries",
     "Unauthorized",
+    "UnsupportedFhirVersion",
     "WriteOutcomeUnknown",
 ]
 
@@ -121,6 +122,21 @@ class TooManyRetries(FhirClientError):  # noqa: N818 - names fixed by the API
         client raises this error ``from`` the last transport error; a refused or dropped
         connection, or an error status, is a failure of the server, not a timeout."""
         return self.last_status is None and isinstance(self.__cause__, httpx.TimeoutException)
+
+
+class UnsupportedFhirVersion(FhirClientError):  # noqa: N818 - names fixed by the API
+    """The server's CapabilityStatement (``GET [base]/metadata``) says it serves another FHIR
+    release than R4 (``fhirVersion`` not 4.0.x nor R4B's 4.3.x; a DSTU2 ``Conformance``): its
+    resources have another shape (DSTU2 ``MedicationAdministration.effectiveTimeDateTime``, R5
+    ``occurence[x]``), so nothing is read from it nor written to it. ``version`` is the version
+    it said; ``base_url`` the configured base; ``hint`` the R4 base URL where the base names a
+    release (Epic's ``…/api/FHIR/DSTU2`` → ``…/api/FHIR/R4``), else None."""
+
+    def __init__(self, message: str, *, version: str, base_url: str, hint: str | None) -> None:
+        super().__init__(message)
+        self.version = version
+        self.base_url = base_url
+        self.hint = hint
 
 
 class ForeignUrl(FhirClientError):  # noqa: N818 - names fixed by the API

@@ -20,6 +20,7 @@ from fhirtis.io import (
     Refused,
     TooManyRetries,
     Unauthorized,
+    UnsupportedFhirVersion,
     WriteOutcomeUnknown,
     is_refusal,
 )
@@ -151,6 +152,8 @@ def code_for(exc: FhirClientError) -> str | None:
     a conditional create that matched several resources is ``multiple-matches``."""
     if isinstance(exc, MergedPatient):
         return "business-rule"  # R4 issue-type: "violates a business rule" (not transient)
+    if isinstance(exc, UnsupportedFhirVersion):  # another FHIR release: running again won't help
+        return "not-supported"
     if isinstance(exc, SeveralMatches):
         return "multiple-matches"  # R4 issue-type: "Multiple matching records were found"
     if isinstance(exc, FhirServerError) and exc.status is not None:

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import logging
 
-from fhirtis.io import FhirClient, FhirClientError, NotFound
+from fhirtis.io import FhirClient, FhirClientError, NotFound, UnsupportedFhirVersion
 from fhirtis.pipeline.answers import (
     Learned,
     PullError,
@@ -97,6 +97,23 @@ def not_found_text(client: FhirClient) -> str:
     )
 
 
+async def _other_release_writer(client: FhirClient) -> UnsupportedFhirVersion | None:
+    """Where derived resources go to another server (``write_base_url``) whose statement says
+    another FHIR release than R4: the refusal, before the patient is read (the read server's own
+    statement is checked by the first read). A write server whose statement cannot be read is
+    met where it is used, as before."""
+    writer = client.writer()
+    if writer is client:
+        return None
+    try:
+        await writer.capabilities()
+    except UnsupportedFhirVersion as exc:
+        return exc
+    except FhirClientError:
+        return None
+    return None
+
+
 async def run_patient(
     client: FhirClient,
     patient_id: str,
@@ -107,6 +124,16 @@ async def run_patient(
 ) -> PatientRun:
     """Evaluate one patient on the server; with ``write``, write back what changed."""
     requests: dict[str, int] = {}
+    refused = await _other_release_writer(client)
+    if refused is not None:  # a write server of another FHIR release: nothing read from either
+        return PatientRun(
+            patient_id,
+            RunStatus.FAILED,
+            error=describe(refused),
+            requests=requests,
+            error_status=status_for(refused),
+            error_code=code_for(refused),
+        )
     result: PatientResult | None = None
 
     async def read_and_evaluate() -> PatientResult:

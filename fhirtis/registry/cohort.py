@@ -44,6 +44,7 @@ from fhirtis.io import (
     FhirClientError,
     FhirServerError,
     NotFound,
+    UnsupportedFhirVersion,
 )
 from fhirtis.pipeline.offline import ask_terminology
 from fhirtis.pipeline.server import RunStatus, not_found_text, pull_patient, settle
@@ -529,6 +530,8 @@ async def run_cohort(
         check_input_folder(ndjson, options.work_dir)
     client = FhirClient(fhir) if fhir is not None else None
     try:
+        if client is not None and (group is not None or ids or options.write):
+            await _check_fhir_version(client)
         with private_files():
             if ndjson is None and group is None:  # a list of patients uses no work folder
                 result = await _run(settings, options, client, ndjson, group, ids)
@@ -549,6 +552,21 @@ async def run_cohort(
         if client is not None:
             await client.aclose()
     return result
+
+
+async def _check_fhir_version(client: FhirClient) -> None:
+    """Refuse a server whose CapabilityStatement says another FHIR release than R4 before
+    anything is exported, read or written (:class:`UnsupportedFhirVersion`: not resumable, the
+    base URL must change). A statement that cannot be read changes nothing here: the run goes on
+    as before, and what the server cannot do is learned from its answers."""
+    writer = client.writer()
+    for server in (client,) if writer is client else (client, writer):  # write_base_url too
+        try:
+            await server.capabilities()
+        except UnsupportedFhirVersion as exc:
+            raise CohortError(str(exc), resumable=False) from None
+        except FhirClientError as exc:
+            log.info("cohort: a CapabilityStatement was not read: %s", type(exc).__name__)
 
 
 async def _run(

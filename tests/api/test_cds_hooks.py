@@ -682,7 +682,10 @@ async def test_fhir_server_failures(
 ) -> None:
     if isinstance(failure, Exception):
         httpx_mock.add_exception(failure, is_reusable=True)
-    else:
+    else:  # its /metadata (read first, for the FHIR version) fails as well
+        httpx_mock.add_response(
+            url=f"{ALLOWED}/metadata", status_code=failure.status_code, json={}, is_reusable=True
+        )
         httpx_mock.add_response(
             url=ALLOWED, method="POST", status_code=failure.status_code, json={}, is_reusable=True
         )
@@ -786,6 +789,7 @@ async def test_a_latest_n_prefetch_with_a_next_link_is_complete() -> None:
 
 
 async def test_fhir_server_refusal_is_412(httpx_mock: HTTPXMock) -> None:
+    httpx_mock.add_response(url=f"{ALLOWED}/metadata", status_code=401, json={})
     httpx_mock.add_response(url=ALLOWED, method="POST", status_code=401, json={})
     async with cds() as api:
         r = await api.post(

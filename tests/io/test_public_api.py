@@ -48,6 +48,7 @@ EXPECTED = {
     "TokenEndpointUnavailable",
     "TooManyRetries",
     "Unauthorized",
+    "UnsupportedFhirVersion",  # s36: a server of another FHIR release than R4, refused
     "WriteOutcomeUnknown",
     "build_auth",
     "load_private_key",
@@ -87,6 +88,7 @@ def test_error_hierarchy() -> None:
         errors.PagingLoop,
         errors.WriteOutcomeUnknown,
         errors.BulkExportTimeout,
+        errors.UnsupportedFhirVersion,
     ]:
         assert issubclass(cls, errors.FhirClientError)
     assert issubclass(errors.ForeignNextLink, errors.ForeignUrl)

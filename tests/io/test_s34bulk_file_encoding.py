@@ -96,6 +96,8 @@ async def test_a_group_run_says_so_and_stops(
     httpx_mock: HTTPXMock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     status = f"{BASE}/bulkstatus/gz-1"
+    # no CapabilityStatement (cohort reads it first, for the FHIR version: s36): as before
+    httpx_mock.add_response(url=f"{BASE}/metadata", status_code=404, json={})
     httpx_mock.add_response(
         url=re.compile(re.escape(f"{BASE}/Group/g1/$export") + r".*"),
         status_code=202,

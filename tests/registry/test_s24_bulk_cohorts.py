@@ -38,8 +38,17 @@ runner = CliRunner()
 OTHER_BASE = "https://fhir2.example.org/r4"
 
 
+def _no_statement(httpx_mock: HTTPXMock, base: str) -> None:
+    """``[base]/metadata`` answers 404, whenever asked: ``cohort`` reads the statement first, for
+    the server's FHIR version (s36), and one it cannot read changes nothing."""
+    httpx_mock.add_response(
+        url=f"{base}/metadata", status_code=404, json={}, is_optional=True, is_reusable=True
+    )
+
+
 def _kick_off_to(httpx_mock: HTTPXMock, status: str) -> None:
     """The Group g1's kick-off, answered 202 with ``status`` as its status URL."""
+    _no_statement(httpx_mock, BASE)
     httpx_mock.add_response(
         url=re.compile(re.escape(f"{BASE}/Group/g1/$export") + r".*"),
         status_code=202,
@@ -59,6 +68,7 @@ def _serve_export(
     """One Group export on ``base``: the kick-off (any query), the manifest, the files, and
     the DELETE that releases them. Returns the status URL."""
     status = f"{base}/bulkstatus/{group}-{len(httpx_mock.get_requests())}"
+    _no_statement(httpx_mock, base)
     httpx_mock.add_response(
         url=re.compile(re.escape(f"{base}/Group/{group}/$export") + r".*"),
         status_code=202,

@@ -22,6 +22,7 @@ from fhirtis.io import (
     Forbidden,
     NotFound,
     Refused,
+    UnsupportedFhirVersion,
     answer_problem,
     is_refusal,
     is_unsupported_type,
@@ -94,6 +95,7 @@ async def fetch_missing(
     forbidden: set[str] = set()
     try:
         async with asyncio.timeout(FETCH_BUDGET_SECONDS):
+            await _check_fhir_version(client)
             known = client.cached_capabilities()
             if known is None or known.supports_batch_search():
                 try:
@@ -121,6 +123,19 @@ async def fetch_missing(
         await client.aclose()
 
 
+async def _check_fhir_version(client: FhirClient) -> None:
+    """Refuse a ``fhirServer`` whose CapabilityStatement says another FHIR release than R4
+    (:class:`UnsupportedFhirVersion`, answered 412 by :func:`_failed`) before any of the
+    patient's data is read from it. A statement that cannot be read changes nothing: the reads
+    go on as before (what the server cannot do is learned from its answers)."""
+    try:
+        await client.capabilities()
+    except UnsupportedFhirVersion:
+        raise
+    except FhirClientError as exc:
+        log.info("cds: the FHIR server's CapabilityStatement was not read: %s", type(exc).__name__)
+
+
 def _timed_out() -> CdsError:
     return CdsError(504, "fhir-server-timeout", "the FHIR server did not answer in time")
 
@@ -129,6 +144,8 @@ def _failed(exc: FhirClientError, server: str) -> CdsError:
     """The answer to a read of the FHIR server that failed: 412 where it refused (401, 403,
     404: the data cannot be obtained), else the server's failure (502, 504)."""
     log.warning("cds: reading from the FHIR server failed: %s", type(exc).__name__)
+    if isinstance(exc, UnsupportedFhirVersion):  # CDS Hooks 2.0: the data cannot be obtained
+        return CdsError(412, "precondition-failed", str(exc))
     code = status_for(exc)
     if code < 500:
         rtype = _type_in(exc, server)
@@ -161,6 +178,7 @@ async def fetch_referenced(
     forbidden: list[str] = []
     try:
         async with asyncio.timeout(FETCH_BUDGET_SECONDS):
+            await _check_fhir_version(client)
             for rtype, ids in sorted(by_type.items()):
                 try:
                     found += await read_by_id(client, rtype, ids, {})
