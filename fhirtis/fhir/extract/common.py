@@ -563,6 +563,39 @@ def fhir_time_of(value: str) -> FhirTime:
     return FhirTime(when.date()) if date_only else FhirTime.of(when)
 
 
+#: The "not done" flags of earlier FHIR releases, modifier elements there, that R4 says with a
+#: status instead (``not-done``, ``not-taken``), by resource type: each with the values that
+#: say "done". STU3 MedicationAdministration ``notGiven``, DSTU2 ``wasNotGiven``; STU3
+#: MedicationStatement ``taken`` (y | n | unk | na), DSTU2 ``wasNotTaken``; STU3 Procedure
+#: ``notDone``, DSTU2 ``notPerformed``. Data converted from those releases (a Bundle or NDJSON
+#: says no version) may keep them: read as R4 they were unknown and ignored, and a 35 g infusion
+#: "NOT administered" counted as given.
+EARLIER_RELEASE_NEGATIONS: dict[str, tuple[tuple[str, tuple[object, ...]], ...]] = {
+    "MedicationAdministration": (("notGiven", (False,)), ("wasNotGiven", (False,))),
+    "MedicationStatement": (("taken", ("y",)), ("wasNotTaken", (False,))),
+    "Procedure": (("notDone", (False,)), ("notPerformed", (False,))),
+}
+
+
+def earlier_release_negation(resource: Json, path: str) -> ExcludedError | None:
+    """The exclusion of a resource that carries an earlier release's "not done" flag
+    (:data:`EARLIER_RELEASE_NEGATIONS`) with a value other than "done": a modifier element
+    there, which R4 (extensibility.html#modifierExtension) forbids processing as if absent."""
+    flags = EARLIER_RELEASE_NEGATIONS.get(resource.get("resourceType"))  # type: ignore[arg-type]
+    if flags is None:
+        return None
+    for name, done in flags:
+        if name in resource and resource[name] not in done:
+            return ExcludedError(
+                "not-supported",
+                f"{name} is an element of an earlier FHIR release (STU3/DSTU2) saying it was "
+                f"not done or not known to be done; fhirtis reads FHIR R4, where the status "
+                "says it: not used",
+                f"{path}.{name}",
+            )
+    return None
+
+
 def modifier_extension_error(where: str, holder: str = "") -> ExcludedError:
     """The exclusion of a resource with a modifier extension at ``where`` (on the resource, or
     on a backbone element fhirtis reads: a dosage, a reference range). R4
@@ -679,7 +712,12 @@ class ExtractorBase:
         refused here, where it would be used (see :func:`modifier_extension_error`)."""
         if resource.get("modifierExtension"):
             raise modifier_extension_error(f"{self._path}.modifierExtension")
-        ref = f"{resource.get('resourceType')}/{resource.get('id')}"  # ref_of(resource)
+        rtype = resource.get("resourceType")
+        if rtype in EARLIER_RELEASE_NEGATIONS:
+            refused = earlier_release_negation(resource, self._path)
+            if refused is not None:
+                raise refused
+        ref = f"{rtype}/{resource.get('id')}"  # ref_of(resource)
         meta = resource.get("meta")
         version = meta.get("versionId") if type(meta) is dict else None
         used = f"{ref}/_history/{version}" if isinstance(version, str) and version else ref
