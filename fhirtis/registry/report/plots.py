@@ -33,6 +33,19 @@ def _populations(report: Report) -> list[Population]:
     return present or [Population.ADULT]
 
 
+NO_FOLLOWUP = "no patient has a follow-up assessment"
+
+
+def _without_followup(report: Report, population: str) -> int:
+    """Patients of the population with no follow-up assessment (no baseline, or no visit after
+    it): not evaluable, in no category, drawn nowhere; each figure says how many."""
+    return sum(1 for r in report.rows if r.population == population and r.last_date is None)
+
+
+def _without_text(n: int) -> str:
+    return f"{n} without a follow-up"
+
+
 def _histogram(ax: Axes, report: Report, population: Population) -> None:
     """Last-visit TIS of one population, coloured by category, against its own thresholds."""
     n_bins = 100 // _BIN
@@ -82,9 +95,11 @@ def _histogram(ax: Axes, report: Report, population: Population) -> None:
     ax.set_xlabel("TIS at last follow-up (bins of 5; left edge included)")
     ax.set_ylabel("patients")
     limits = "/".join(number_text(t) for t in THRESHOLDS[population])
+    without = _without_followup(report, population.value)
     ax.set_title(
         f"{population.value} (thresholds {limits}): n={complete} complete, "
-        f"{partial} partial TIS not shown as a number",
+        f"{partial} partial TIS not shown as a number"
+        + (f", {_without_text(without)}" if without else ""),
         fontsize=10,
     )
 
@@ -105,13 +120,31 @@ def _plot_categories(report: Report) -> Figure:
         for p in pops_present
     ]
     fig.legend(handles=handles, loc="outside lower center", ncol=len(handles), fontsize=8)
-    pops = [("adult", report.adult), ("juvenile", report.juvenile)]
-    pops = [(name, n) for name, n in pops if n]
-    labels = [f"{name}\n(n={n})" for name, n in pops]
-    base = [0] * len(pops)
-    for c in CATEGORY_COLUMNS:
-        heights = [
+    _category_shares(bx, report)
+    return fig
+
+
+def _category_shares(bx: Axes, report: Report) -> None:
+    """Each population's last-visit categories as shares of its evaluable patients (100 % a
+    bar, each segment labelled with its count), so that a small population beside a large one
+    stays readable; the tick label says how many are evaluable and how many have no follow-up."""
+    pops = [(name, n) for name, n in (("adult", report.adult), ("juvenile", report.juvenile)) if n]
+    counts = {
+        name: [
             sum(1 for r in report.rows if r.population == name and r.last_category == c)
+            for c in CATEGORY_COLUMNS
+        ]
+        for name, _ in pops
+    }
+    labels = []
+    for name, n in pops:
+        evaluable, without = sum(counts[name]), _without_followup(report, name)
+        text = f"{name}\nn={evaluable} evaluable" if without else f"{name}\n(n={n})"
+        labels.append(text + (f"\n{_without_text(without)}" if without else ""))
+    base = [0.0] * len(pops)
+    for k, c in enumerate(CATEGORY_COLUMNS):
+        heights = [
+            100 * counts[name][k] / sum(counts[name]) if sum(counts[name]) else 0.0
             for name, _ in pops
         ]
         bars = bx.bar(
@@ -123,20 +156,19 @@ def _plot_categories(report: Report) -> Figure:
             label=c,
             hatch="//" if c == UNDETERMINED else None,
         )
-        for rect, h, b in zip(bars, heights, base, strict=True):
-            if h >= 0.035 * max(n for _, n in pops):
+        for rect, h, b, (name, _) in zip(bars, heights, base, pops, strict=True):
+            if counts[name][k] and h >= 3:
                 bx.text(
                     rect.get_x() + rect.get_width() / 2,
                     b + h / 2,
-                    str(h),
+                    str(counts[name][k]),
                     ha="center",
                     va="center",
                     fontsize=8,
                     color="white" if c in {"moderate", "major"} else "black",
                 )
         base = [b + h for b, h in zip(base, heights, strict=True)]
-    bx.yaxis.set_major_locator(MaxNLocator(integer=True))
-    bx.set_ylabel("patients")
+    bx.set_ylabel("% of evaluable patients (count in each segment)")
     bx.set_title(
         f"Category at last follow-up\n(own thresholds; partial: {report.options.partial_policy})",
         fontsize=10,
@@ -155,11 +187,14 @@ def _plot_categories(report: Report) -> Figure:
         loc="upper right",
         framealpha=0.9,
     )
-    bx.set_ylim(0, (max(base, default=0) or 1) * 1.3)
+    bx.set_ylim(0, 130)
+    bx.set_yticks(range(0, 101, 20))
     if not pops:
         bx.set_xticks([])
         bx.text(0.5, 0.5, "no patients", transform=bx.transAxes, ha="center", va="center")
-    return fig
+    elif not any(sum(v) for v in counts.values()):
+        bx.text(0.5, 0.5, NO_FOLLOWUP, transform=bx.transAxes, ha="center", va="center",
+                fontsize=9)  # fmt: skip
 
 
 def _trajectories(ax: Axes, report: Report, population: Population, max_weeks: float) -> None:
@@ -190,12 +225,17 @@ def _trajectories(ax: Axes, report: Report, population: Population, max_weeks: f
                     linewidth=0.8,
                     alpha=0.3,
                 )
+    without = _without_followup(report, population.value)
+    n_text = f"n={len(mine)}" + (f"; {_without_text(without)}" if without else "")
     handles: list[Any] = [
-        Line2D([], [], color=colour, linewidth=1.2, label=f"{population.value} (n={len(mine)})"),
+        Line2D([], [], color=colour, linewidth=1.2, label=f"{population.value} ({n_text})"),
         Line2D([], [], color="grey", linewidth=0, marker="|", markersize=12,
                label="partial TIS: interval [lower, upper]"),
     ]  # fmt: skip
     ax.legend(handles=handles, loc="upper left", fontsize=8, framealpha=0.9)
+    if not mine:
+        ax.text(0.5, 0.5, NO_FOLLOWUP, transform=ax.transAxes, ha="center", va="center",
+                fontsize=9)  # fmt: skip
     ax.set_xlim(0, max_weeks * 1.2)
     ax.set_ylim(0, 100)
     ax.set_xlabel("weeks since baseline")
@@ -281,7 +321,11 @@ def _plot_tee(report: Report) -> Figure:
         cx.annotate(f"{n}", (max(n, 1), y), xytext=(3, 0), textcoords="offset points",
                     va="center", fontsize=9)  # fmt: skip
     cx.invert_yaxis()
-    cx.set_xlabel("cycles (log scale)")
+    cx.set_xlabel("cycles (log scale)" if any(cycles) else "cycles")
+    if not any(cycles):
+        cx.set_xticks([])
+        cx.text(0.5, 0.5, "no infusion cycles", transform=cx.transAxes, ha="center",
+                va="center", fontsize=9)  # fmt: skip
     cx.set_title("cycles per stratum", fontsize=10)
     return fig
 
