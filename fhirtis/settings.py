@@ -88,8 +88,8 @@ class ServiceSettings(BaseModel):
         60.0,
         gt=0,
         le=3600,
-        description="reading and evaluating one patient (or a CDS call) longer than this is "
-        "answered 504, and fetching stops",
+        description="reading and evaluating one patient ($myositis-evaluate) longer than this "
+        "is answered 504, and fetching stops (a CDS call has its own cds.deadline_seconds)",
     )
     allow_policy_override_on_write: bool = Field(
         False,
@@ -180,6 +180,18 @@ class CdsSettings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     trusted_clients: list[TrustedCdsClient] = Field(default_factory=list)
+    deadline_seconds: float = Field(
+        10.0,
+        gt=0,
+        le=300,
+        description="the longest one CDS service call may take, from its arrival: the reads "
+        "of what prefetch lacked (every stage: the searches, the Medications and Devices "
+        "their _include did not bring, the ingredients' Substances), the terminology server "
+        "and the start of the evaluation. At the deadline the reads in flight are cancelled "
+        "and the call is answered 504 (fhir-server-timeout while waiting on the FHIR server, "
+        "else timeout); an evaluation is not started after it. CDS Hooks 2.0: services SHOULD "
+        "respond on the order of 500 ms; set it to the EHR's own CDS timeout, or just under",
+    )
 
 
 def _is_path(annotation: Any) -> bool:

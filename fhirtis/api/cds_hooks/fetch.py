@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
@@ -44,7 +45,19 @@ from fhirtis.settings import Settings
 log = logging.getLogger("fhirtis.api.cds")
 Json = dict[str, Any]
 
-FETCH_BUDGET_SECONDS = 10.0  # reading what prefetch lacked; a CDS client will not wait longer
+# How long the reads may take: the call's own deadline (``cds.deadline_seconds``), one for every
+# stage of a call together (service.py); each FHIR request is bounded by
+# ``service.fhir_wait_seconds`` too.
+
+
+@contextmanager
+def waiting_on_the_fhir_server(request: Request) -> Iterator[None]:
+    """Marks the call as waiting on the FHIR server while inside: a deadline met there is the
+    FHIR server's (504 ``fhir-server-timeout``); the mark stays when the reads raise."""
+    request.state.cds_waiting_on_fhir = True
+    yield
+    request.state.cds_waiting_on_fhir = False
+
 
 # --------------------------------------------------------------------------------------------
 # reading what prefetch lacked
@@ -94,7 +107,7 @@ async def fetch_missing(
     )
     forbidden: set[str] = set()
     try:
-        async with asyncio.timeout(FETCH_BUDGET_SECONDS):
+        with waiting_on_the_fhir_server(request):
             await _check_fhir_version(client)
             known = client.cached_capabilities()
             if known is None or known.supports_batch_search():
@@ -137,6 +150,7 @@ async def _check_fhir_version(client: FhirClient) -> None:
 
 
 def _timed_out() -> CdsError:
+    """A FHIR request that passed its own bound (``service.fhir_wait_seconds``)."""
     return CdsError(504, "fhir-server-timeout", "the FHIR server did not answer in time")
 
 
@@ -177,7 +191,7 @@ async def fetch_referenced(
     found: list[Json] = []
     forbidden: list[str] = []
     try:
-        async with asyncio.timeout(FETCH_BUDGET_SECONDS):
+        with waiting_on_the_fhir_server(request):
             await _check_fhir_version(client)
             for rtype, ids in sorted(by_type.items()):
                 try:

@@ -343,7 +343,9 @@ async def _answer(
         and (r.get("resourceType") != "Patient" or r.get("id") == call.patient_id)
     ]
     resources = PatientResources(patient_ref, listed, gathered.resolve, [])
+    _before_the_deadline(request)
     answers = await ask_terminology(resources, ctx.settings)  # None without a server
+    _before_the_deadline(request)  # the evaluation runs to its end once started
     result = evaluate(resources, ctx.settings, _now(), answers)
     thr = result.evaluation.thrombosis
     limit = thr.max_rate_now
@@ -572,6 +574,31 @@ def _on_server(ref: str, server: str | None) -> str | None:
     return local if local is not None and _is_medication_ref(local) else None
 
 
+def _past_the_deadline(request: Request, budget: float) -> CdsError:
+    """The answer to a call that met its deadline (``cds.deadline_seconds``): 504, as a FHIR
+    request that passed its own bound is answered (CDS Hooks 2.0 "HTTP Status Codes": a service
+    "MAY return other HTTP statuses, specifically 4xx and 5xx"); no card from part of the data."""
+    if getattr(request.state, "cds_waiting_on_fhir", False):
+        return CdsError(
+            504,
+            "fhir-server-timeout",
+            f"the FHIR server did not answer within the call's deadline ({budget:g} s, "
+            "cds.deadline_seconds); stopped",
+        )
+    return CdsError(
+        504, "timeout", f"the answer took longer than {budget:g} s (cds.deadline_seconds); stopped"
+    )
+
+
+def _before_the_deadline(request: Request) -> None:
+    """TimeoutError where the call's deadline has passed: a step that runs without yielding
+    (the evaluation) is not started after it (the deadline's own cancellation reaches only a
+    call that waits)."""
+    deadline = getattr(request.state, "cds_deadline", None)
+    if deadline is not None and asyncio.get_running_loop().time() >= deadline:
+        raise TimeoutError
+
+
 def ctx_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.fhirtis.settings
     return settings
@@ -655,17 +682,22 @@ def install(app: FastAPI) -> None:
 
     async def _call(request: Request, service: CdsService, audit_to: dict[str, Any]) -> Response:
         started = time.perf_counter()
+        # one deadline for the whole call, from its arrival: every read of the FHIR server (the
+        # searches, then the Medications, Devices and Substances read by id), the terminology
+        # server and the evaluation's start; the reads in flight at the deadline are cancelled
+        budget = ctx_settings(request).cds.deadline_seconds
+        deadline = asyncio.get_running_loop().time() + budget
+        request.state.cds_deadline = deadline
         try:
             verifier: CdsClientVerifier | None = request.app.state.fhirtis_cds_verifier
-            if verifier is not None:
+            if verifier is not None:  # bounded on its own (JWKS_FETCH_SECONDS), shared by calls
                 audience = _called_url(request)
                 caller = await verifier.verify(request.headers.get("authorization"), audience)
                 audit_to["who"] = {"verified": True, "iss": caller.iss, "sub": caller.sub}
-            budget = ctx_settings(request).service.evaluation_timeout_seconds
-            async with asyncio.timeout(budget):
+            async with asyncio.timeout_at(deadline):
                 answer, stats = await _answer(request, service, audit_to)
         except TimeoutError:
-            exc = CdsError(504, "timeout", f"the answer took longer than {budget:g} s; stopped")
+            exc = _past_the_deadline(request, budget)
             log.info("cds %s: %d %s", service.id, exc.status, exc.error)
             return _error(exc)
         except StarletteHTTPException as http_exc:  # 413 from the body limit
