@@ -264,7 +264,8 @@ class TeeEvent:
     display: str | None = None
     coding: tuple[str, str] | None = None  # (system, code) of the event as recorded
     # the other records of this one event: Conditions of its kind and onset day (a problem-list
-    # entry and an encounter diagnosis of one clot; thrombosis.one_event_per_clot)
+    # entry and an encounter diagnosis of one clot), and another system's AdverseEvent of it
+    # (thrombosis.one_event_per_clot)
     also: tuple[str, ...] = ()
 
     @property

@@ -776,7 +776,7 @@ def _early_limit(admin: AdministrationExposure, zone: tzinfo | None, policy: Pol
 
 
 def _one_clot(a: TeeEvent, b: TeeEvent) -> bool:
-    """Whether ``a`` and ``b`` record one thromboembolism: Conditions of one kind whose onsets
+    """Whether ``a`` and ``b`` record one thromboembolism: records of one kind whose onsets
     are one instant (whatever offsets they are recorded in), or fall on one calendar day (each
     in the time zone its record gives) where one of them gives no time. Two different times,
     even on one day, are two events as recorded (a crescendo of TIAs; one early, one not)."""
@@ -787,33 +787,58 @@ def _one_clot(a: TeeEvent, b: TeeEvent) -> bool:
     return a.onset.day == b.onset.day
 
 
-def _onset_rank(e: TeeEvent) -> tuple[bool, tuple[date, datetime], str]:
+def _is_condition(e: TeeEvent) -> bool:
+    return e.source.startswith("Condition/")
+
+
+def _onset_rank(e: TeeEvent) -> tuple[bool, tuple[date, datetime], bool, str]:
     """The record whose onset one event carries: a time over a date alone (it places the event
-    in its day: early, suspects), then the earliest, then by reference."""
-    return (e.onset.date_only, e.onset.sort_key(), e.source)
+    in its day: early, suspects), then the earliest, then a Condition over a safety report of
+    one onset, then by reference."""
+    return (e.onset.date_only, e.onset.sort_key(), not _is_condition(e), e.source)
 
 
 def one_event_per_clot(events: Iterable[TeeEvent]) -> tuple[TeeEvent, ...]:
     """The events, each thromboembolism once: Conditions of one TEE kind whose onsets are one
     instant, or one day where a record gives no time (:func:`_one_clot`), are one event (EHRs
     record one DVT as a problem-list entry and as the encounter diagnosis of the visit that
-    found it). The event carries the onset, text and coding of the record with the most
-    precise, then earliest, onset (:func:`_onset_rank`), and names the others in
-    :attr:`TeeEvent.also`. Records of another kind, day or time, and existing AdverseEvents
-    (counted with the Condition they cite, or on their own), stay as they are."""
+    found it), and an existing AdverseEvent (another system's safety report) of one with such
+    a Condition's event joins it under the same rule (clinical spec §5.3: a TEE is "a Condition
+    (or an existing AdverseEvent)"). The event carries the onset, text and coding of the record
+    with the most precise, then earliest, onset (:func:`_onset_rank`), and names the others in
+    :attr:`TeeEvent.also`; its derived AdverseEvent is still the Conditions' (identifier,
+    ``resultingCondition``: fhir.derive). Records of another kind, day or time, and existing
+    AdverseEvents that join no Condition (counted with the Condition they cite, or on their
+    own), stay as they are."""
+    ordered = sorted(events, key=lambda e: (e.onset.sort_key(), e.source))
     groups: list[list[TeeEvent]] = []
-    out: list[TeeEvent | list[TeeEvent]] = []
-    for e in sorted(events, key=lambda e: (e.onset.sort_key(), e.source)):
-        if not e.source.startswith("Condition/"):
-            out.append(e)
+    group_of: dict[int, list[TeeEvent]] = {}  # id of a Condition's record → its event's records
+    for e in ordered:
+        if not _is_condition(e):
             continue
         # one of every record there (a date alone between two times joins the first)
         group = next((g for g in groups if all(_one_clot(e, o) for o in g)), None)
         if group is None:
             group = []
             groups.append(group)
-            out.append(group)
         group.append(e)
+        group_of[id(e)] = group
+    # each event in order: a Condition's where its first Condition is, any other record there
+    out: list[TeeEvent | list[TeeEvent]] = []
+    placed: set[int] = set()
+    for e in ordered:
+        group = group_of.get(id(e))
+        if group is None:
+            # another system's AdverseEvent: one of a Condition's event where it is one clot
+            # with every record there (the first such event), else an event of its own
+            joins = next((g for g in groups if all(_one_clot(e, o) for o in g)), None)
+            if joins is None:
+                out.append(e)
+            else:
+                joins.append(e)
+        elif id(group) not in placed:
+            placed.add(id(group))
+            out.append(group)
     merged: list[TeeEvent] = []
     for item in out:
         if isinstance(item, TeeEvent):
@@ -1014,8 +1039,9 @@ def assess_thrombosis(
                     )
                 )
 
-    # one thromboembolism recorded as several Conditions is one event (clinical spec §5.3): one
-    # AdverseEvent naming each; its records stay risk evidence (and history) each
+    # one thromboembolism recorded as several Conditions (and another system's AdverseEvent of
+    # it) is one event (clinical spec §5.3): one AdverseEvent naming each Condition; its records
+    # stay risk evidence (and history) each
     associated, history, other = associate_events(
         one_event_per_clot(inputs.events), exposure, policy
     )

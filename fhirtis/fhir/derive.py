@@ -796,10 +796,13 @@ def _event_concept(assoc: AssociatedEvent) -> Json:
 
 
 def _adverse_event(patient_ref: str, assoc: AssociatedEvent) -> Derived:
-    # one event recorded as several Conditions (TeeEvent.also): named by the first of them in
-    # sorted order, whichever gives the onset, so that a record added later, or an onset made
-    # more precise, updates the same AdverseEvent in place
-    event_ref = min(s.split("/_history")[0] for s in assoc.event.sources)
+    # one event recorded as several Conditions (TeeEvent.also; with another system's
+    # AdverseEvent of it): named by the first Condition in sorted order, whichever record gives
+    # the onset, so that a record added later, or an onset made more precise, updates the same
+    # AdverseEvent in place; an existing AdverseEvent alone names it
+    records = sorted(s.split("/_history")[0] for s in assoc.event.sources)
+    conditions = [s for s in records if s.startswith("Condition/")]
+    event_ref = (conditions or records)[0]
     ident = identifier_value("tee-temporally-associated", patient_ref, event_ref)
     ae: Json = {
         "resourceType": "AdverseEvent",
@@ -831,10 +834,13 @@ def _adverse_event(patient_ref: str, assoc: AssociatedEvent) -> Derived:
     if assoc.event.coding is not None:
         match += f"&event={assoc.event.coding[0]}|{assoc.event.coding[1]}"
     if event_ref.startswith("Condition/"):
-        # every Condition record of the event (clinical spec §5.3; R4 resultingCondition 0..*)
+        # every Condition record of the event (clinical spec §5.3; R4 resultingCondition 0..*);
+        # another system's AdverseEvent of it is no Condition (R4 AdverseEvent has no element
+        # that references another: the write's Provenance names it among its sources)
         ae["resultingCondition"] = [
             {"reference": s}
             for s in sorted(assoc.event.sources, key=lambda s: s.split("/_history")[0])
+            if s.startswith("Condition/")
         ]
         match += f"&resultingcondition={event_ref}"
     return Derived(ae, ident, quote(match, safe="=&|:/"))

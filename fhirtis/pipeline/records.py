@@ -150,7 +150,7 @@ class AssociatedEventRecord(_Record):
     cycles: list[int]
     suspects: list[str]
     # the event's other records (Conditions of its kind and onset day: one clot on the problem
-    # list and as an encounter diagnosis), when it has any
+    # list and as an encounter diagnosis; another system's AdverseEvent of it), when it has any
     also: list[str] | None = _omitted_when_none()
 
 

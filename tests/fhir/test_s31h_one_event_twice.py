@@ -82,8 +82,10 @@ def _no_condition_matches_another(entries: list[Json]) -> None:
 
 def test_a_dvt_on_the_problem_list_and_as_an_adverse_event_is_one_derived_event() -> None:
     result = _evaluate(condition("dvt", SCT, DVT, ONSET), _event("ae-dvt"))
-    # both are read, and both are temporally associated (the clinical result keeps them)
-    assert len(result.evaluation.thrombosis.associated_events) == 2
+    # both are read, as one temporally associated event (s36ae2: the safety report joins the
+    # Condition's event, thrombosis.one_event_per_clot)
+    (event,) = result.evaluation.thrombosis.associated_events
+    assert event.event.sources == ("Condition/dvt", "AdverseEvent/ae-dvt")
     entries = _adverse_events(result)
     _no_condition_matches_another(entries)
     (ae,) = [e["resource"] for e in entries]
