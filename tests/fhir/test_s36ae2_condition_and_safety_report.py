@@ -18,76 +18,22 @@ another kind stays another event; AdverseEvents with no Condition are as before.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-import orjson
-
-from fhirtis.fhir.bundle import read_patient_bundle
 from fhirtis.fhir.derive import IDENTIFIER_SYSTEM, identifier_value
-from fhirtis.pipeline.jsonout import dumps
-from fhirtis.pipeline.offline import PatientResult, evaluate_patient_resources
-from fhirtis.pipeline.records import patient_summary
 from fhirtis.registry.report import build_report
-from fhirtis.settings import Settings
-from tests.fhir.builders import (
-    LOINC,
-    SCT,
-    administration,
-    bundle,
-    condition,
-    medication,
-    obs,
-    patient,
-    qty,
-)
+from tests.fhir.builders import SCT, condition
+from tests.fhir.tee_course import DVT, ONSET, PE
+from tests.fhir.tee_course import derived_adverse_events as _adverse_events
+from tests.fhir.tee_course import evaluate_course as _evaluate
+from tests.fhir.tee_course import safety_report as _safety_report
+from tests.fhir.tee_course import summary_record as _summary
 
 Json = dict[str, Any]
-ONSET = "2024-01-10T08:00:00+01:00"
-DVT = "128053003"
-PE = "59282003"
-
-
-def _safety_report(aid: str = "ae1", date: str = "2024-01-10", code: str = DVT) -> Json:
-    return {
-        "resourceType": "AdverseEvent",
-        "id": aid,
-        "actuality": "actual",
-        "subject": {"reference": "Patient/p1"},
-        "event": {"coding": [{"system": SCT, "code": code}], "text": "DVT"},
-        "date": date,
-    }
 
 
 def _dvt(cid: str = "c2", onset: str = ONSET, code: str = DVT) -> Json:
     return condition(cid, SCT, code, onset)
-
-
-def _evaluate(*resources: Json) -> PatientResult:
-    doc = bundle(
-        patient(),
-        obs("w", "29463-7", 70, "kg", "2024-01-06T08:00:00Z", system=LOINC),
-        medication(),
-        administration(
-            "ma1", "2024-01-08T09:00:00+01:00", "2024-01-08T15:00:00+01:00", dose=qty(70, "g")
-        ),
-        administration(
-            "ma2", "2024-01-09T09:00:00+01:00", "2024-01-09T15:00:00+01:00", dose=qty(70, "g")
-        ),
-        *resources,
-    )
-    return evaluate_patient_resources(read_patient_bundle(orjson.dumps(doc)), Settings())
-
-
-def _adverse_events(result: PatientResult) -> list[Json]:
-    return [d.resource for d in result.derived if d.resource["resourceType"] == "AdverseEvent"]
-
-
-def _summary(result: PatientResult) -> Json:
-    record: Json = json.loads(
-        dumps(patient_summary(result.patient_ref, result.evaluation, result.issues))
-    )
-    return record
 
 
 def _identifier(ref: str) -> Json:

@@ -19,42 +19,23 @@ event."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-import orjson
 from rich.console import Console
 
 from fhirtis.cli.render import print_patient
-from fhirtis.fhir.bundle import read_patient_bundle
 from fhirtis.fhir.derive import IDENTIFIER_SYSTEM, identifier_value
-from fhirtis.pipeline.jsonout import dumps
-from fhirtis.pipeline.offline import PatientResult, evaluate_patient_resources
 from fhirtis.pipeline.records import patient_summary
 from fhirtis.pipeline.stored_output import _found_by_condition
 from fhirtis.registry.report import build_report
-from fhirtis.settings import Settings
-from tests.fhir.builders import (
-    LOINC,
-    SCT,
-    administration,
-    bundle,
-    condition,
-    medication,
-    obs,
-    patient,
-    qty,
-)
+from tests.fhir.builders import SCT, condition
+from tests.fhir.tee_course import DVT, ONSET, PE
+from tests.fhir.tee_course import derived_adverse_events as _adverse_events
+from tests.fhir.tee_course import evaluate_course as _evaluate
+from tests.fhir.tee_course import in_category as _in
+from tests.fhir.tee_course import summary_record as _summary
 
 Json = dict[str, Any]
-ONSET = "2024-01-10T08:00:00+01:00"
-DVT = "128053003"
-PE = "59282003"
-CATEGORY = "http://terminology.hl7.org/CodeSystem/condition-category"
-
-
-def _in(category: str) -> Json:
-    return {"category": [{"coding": [{"system": CATEGORY, "code": category}]}]}
 
 
 def _problem(onset: str = "2024-01-10", code: str = DVT) -> Json:
@@ -63,33 +44,6 @@ def _problem(onset: str = "2024-01-10", code: str = DVT) -> Json:
 
 def _diagnosis(onset: str = ONSET, code: str = DVT, cid: str = "c2") -> Json:
     return condition(cid, SCT, code, onset, **_in("encounter-diagnosis"))
-
-
-def _evaluate(*resources: Json) -> PatientResult:
-    doc = bundle(
-        patient(),
-        obs("w", "29463-7", 70, "kg", "2024-01-06T08:00:00Z", system=LOINC),
-        medication(),
-        administration(
-            "ma1", "2024-01-08T09:00:00+01:00", "2024-01-08T15:00:00+01:00", dose=qty(70, "g")
-        ),
-        administration(
-            "ma2", "2024-01-09T09:00:00+01:00", "2024-01-09T15:00:00+01:00", dose=qty(70, "g")
-        ),
-        *resources,
-    )
-    return evaluate_patient_resources(read_patient_bundle(orjson.dumps(doc)), Settings())
-
-
-def _adverse_events(result: PatientResult) -> list[Json]:
-    return [d.resource for d in result.derived if d.resource["resourceType"] == "AdverseEvent"]
-
-
-def _summary(result: PatientResult) -> Json:
-    record: Json = json.loads(
-        dumps(patient_summary(result.patient_ref, result.evaluation, result.issues))
-    )
-    return record
 
 
 def test_a_problem_list_dvt_and_its_encounter_diagnosis_are_one_adverse_event() -> None:

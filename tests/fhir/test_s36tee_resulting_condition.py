@@ -21,27 +21,12 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-import orjson
-
-from fhirtis.fhir.bundle import read_patient_bundle
-from fhirtis.pipeline.offline import PatientResult, evaluate_patient_resources
-from fhirtis.settings import Settings
-from tests.fhir.builders import (
-    LOINC,
-    SCT,
-    administration,
-    bundle,
-    condition,
-    medication,
-    obs,
-    patient,
-    qty,
-)
+from tests.fhir.builders import SCT, condition
+from tests.fhir.tee_course import DVT, ONSET, PE
+from tests.fhir.tee_course import derived_adverse_events as _derived_events
+from tests.fhir.tee_course import evaluate_course as _evaluate
 
 Json = dict[str, Any]
-ONSET = "2024-01-10T08:00:00+01:00"
-PE = "59282003"
-DVT = "128053003"
 HYPOXAEMIA = "389087006"
 
 
@@ -57,26 +42,6 @@ def _report(code: str = PE, cites: str = "Condition/c1") -> Json:
         "suspectEntity": [{"instance": {"reference": "MedicationAdministration/ma2"}}],
         "resultingCondition": [{"reference": cites}],
     }
-
-
-def _evaluate(*resources: Json) -> PatientResult:
-    doc = bundle(
-        patient(),
-        obs("w", "29463-7", 70, "kg", "2024-01-06T08:00:00Z", system=LOINC),
-        medication(),
-        administration(
-            "ma1", "2024-01-08T09:00:00+01:00", "2024-01-08T15:00:00+01:00", dose=qty(70, "g")
-        ),
-        administration(
-            "ma2", "2024-01-09T09:00:00+01:00", "2024-01-09T15:00:00+01:00", dose=qty(70, "g")
-        ),
-        *resources,
-    )
-    return evaluate_patient_resources(read_patient_bundle(orjson.dumps(doc)), Settings())
-
-
-def _derived_events(result: PatientResult) -> list[Json]:
-    return [d.resource for d in result.derived if d.resource["resourceType"] == "AdverseEvent"]
 
 
 def test_a_pe_that_led_to_another_condition_is_a_temporally_associated_event() -> None:

@@ -15,60 +15,22 @@ events of another kind or onset stay distinct."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-import orjson
-
-from fhirtis.fhir.bundle import read_patient_bundle
-from fhirtis.pipeline.jsonout import dumps
-from fhirtis.pipeline.offline import evaluate_patient_resources
-from fhirtis.pipeline.records import patient_summary
 from fhirtis.registry.report import build_report
-from fhirtis.settings import Settings
-from tests.fhir.builders import (
-    LOINC,
-    SCT,
-    administration,
-    bundle,
-    condition,
-    medication,
-    obs,
-    patient,
-    qty,
-)
+from tests.fhir.builders import SCT, condition
+from tests.fhir.tee_course import DVT, ONSET, PE, evaluate_course, summary_record
+from tests.fhir.tee_course import in_category as _in
 
 Json = dict[str, Any]
-ONSET = "2024-01-10T08:00:00+01:00"
-DVT = "128053003"
-PE = "59282003"
-CATEGORY = "http://terminology.hl7.org/CodeSystem/condition-category"
 
 
 def _summary(*events: Json) -> Json:
-    doc = bundle(
-        patient(),
-        obs("w", "29463-7", 70, "kg", "2024-01-06T08:00:00Z", system=LOINC),
-        medication(),
-        administration(
-            "ma1", "2024-01-08T09:00:00+01:00", "2024-01-08T15:00:00+01:00", dose=qty(70, "g")
-        ),
-        administration(
-            "ma2", "2024-01-09T09:00:00+01:00", "2024-01-09T15:00:00+01:00", dose=qty(70, "g")
-        ),
-        *events,
-    )
-    r = evaluate_patient_resources(read_patient_bundle(orjson.dumps(doc)), Settings())
-    record: Json = json.loads(dumps(patient_summary(r.patient_ref, r.evaluation, r.issues)))
-    return record
+    return summary_record(evaluate_course(*events))
 
 
 def _report_of(*events: Json) -> Any:
     return build_report([_summary(*events)])
-
-
-def _in(category: str) -> Json:
-    return {"category": [{"coding": [{"system": CATEGORY, "code": category}]}]}
 
 
 def test_a_dvt_on_the_problem_list_and_as_an_encounter_diagnosis_is_one_event() -> None:
