@@ -122,7 +122,8 @@ _MATCHED_ELEMENTS = {
 
 def _found_by_condition(d: Derived, stored: Json) -> bool:
     """Whether ``d``'s conditional create would find ``stored``: the same type, and every
-    element its condition searches equal as the search compares it (:func:`_same_for_search`);
+    element its condition searches equal as the search compares it (:func:`_same_for_search`;
+    a ``resultingCondition`` naming any Condition of the event);
     False for a condition naming another parameter (never guessed)."""
     if d.match is None or stored.get("resourceType") != d.resource_type:
         return False
@@ -149,9 +150,22 @@ def _same_for_search(element: str, ours: object, stored: object) -> bool:
         return bool(tokens) and tokens == _tokens(stored)
     if element == "resultingCondition" and isinstance(ours, list) and isinstance(stored, list):
         # the condition searches the first Condition of the event (derive._adverse_event: the
-        # AdverseEvent of one event recorded as several names each): any of the stored ones
-        return bool(ours) and ours[0] in stored
+        # AdverseEvent of one event recorded as several names each), which a stored one of the
+        # event may not name: the event's Condition recorded later under an id that sorts
+        # first (HAPI's Condition/10 before Condition/9) changes the event's identifier, and
+        # its AdverseEvent naming an earlier record of the event is still the event's, updated
+        # in place (_successor), never deleted and made again beside it (clinical spec §7)
+        return bool(_referenced(ours) & _referenced(stored))
     return False
+
+
+def _referenced(references: list[object]) -> set[str]:
+    """The resources (``Type/id``, any version) a list of References names."""
+    return {
+        r["reference"].partition("/_history/")[0]
+        for r in references
+        if isinstance(r, dict) and isinstance(r.get("reference"), str)
+    }
 
 
 def _tokens(concepts: object) -> frozenset[tuple[object, object]]:
