@@ -112,10 +112,15 @@ def as_of_for(data: PatientData) -> datetime:
     same data always gives the same results. Without any, the start of today (UTC).
 
     A date-only record counts up to the end of its day on the records' calendar
-    (:attr:`~fhirtis.fhir.extract.common.PatientData.latest`)."""
+    (:attr:`~fhirtis.fhir.extract.common.PatientData.latest`). A patient recorded deceased
+    (``deceasedDateTime``) without any such record is evaluated as of the death, not today: the
+    patient ages no further (a child who died is never of advanced age, clinical spec §5.1)."""
     latest = data.latest
     if latest is not None:
         return latest
+    died = data.deceased_on
+    if died is not None:
+        return died.span(None)[1]
     today = datetime.now(UTC).date()
     return datetime(today.year, today.month, today.day, tzinfo=UTC)
 

@@ -103,11 +103,15 @@ def read_line(line: bytes | str) -> tuple[dict[str, Any], str]:
     must be a FHIR id (a tab or a newline in it would also cut the work folder's lines apart)."""
     try:
         resource = orjson.loads(line)
-        if not isinstance(resource, dict):
-            raise ValueError("not a JSON object")
-        kind, rid = resource["resourceType"], resource["id"]
-    except (orjson.JSONDecodeError, ValueError, KeyError, TypeError) as exc:
-        raise BadLineError(f"not a FHIR resource: {type(exc).__name__}") from None
+    except orjson.JSONDecodeError:
+        raise BadLineError("not a FHIR resource: not valid JSON") from None
+    if not isinstance(resource, dict):
+        raise BadLineError("not a FHIR resource: not a JSON object")
+    if "resourceType" not in resource:
+        raise BadLineError("not a FHIR resource: no resourceType")
+    if "id" not in resource:
+        raise BadLineError("not a FHIR resource: no id")
+    kind, rid = resource["resourceType"], resource["id"]
     key = f"{kind}/{rid}"
     if type(kind) is not str or type(rid) is not str or _KEY(key) is None:
         if not (isinstance(kind, str) and kind.isascii() and kind.isalpha()):
@@ -150,6 +154,26 @@ def export_framing(line: bytes | str) -> Json | None:
     ):
         return resource
     return None
+
+
+_LOG_EVENT_KEYS = ("exportId", "timestamp", "eventId")
+
+
+def is_export_log_event(line: bytes | str) -> bool:
+    """A line of a Bulk Export log, which smart-on-fhir's Bulk Data clients write into the
+    folder they download an export to (``log.ndjson``: smart-on-fhir/smart-fetch,
+    smart-on-fhir/sample-bulk-fhir-datasets): a JSON object with ``exportId``, ``timestamp``
+    and ``eventId`` (``kickoff``, ``download_complete``, ``export_complete``, ...) and no
+    ``resourceType``. The client's account of its work, not the export's data: passed over."""
+    try:
+        event = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return False
+    return (
+        isinstance(event, dict)
+        and "resourceType" not in event
+        and all(isinstance(event.get(k), str) for k in _LOG_EVENT_KEYS)
+    )
 
 
 def export_error(outcome: Json) -> str | None:
@@ -280,7 +304,7 @@ def read_export_line(line: bytes) -> ExportLine | str | None:
     except BadLineError as exc:
         framing = export_framing(line)
         if framing is None:
-            return str(exc)
+            return None if is_export_log_event(line) else str(exc)
         resource, key = framing, ""
     if resource["resourceType"] == OUTCOME_TYPE:
         return export_error(resource)
@@ -428,7 +452,10 @@ class NdjsonStore:
                 resource, key = read_line(line)
                 patient = patient_of(resource)
             except BadLineError as exc:
-                self._db.execute("INSERT INTO problem VALUES (?, ?, ?)", (name, number, str(exc)))
+                if not is_export_log_event(line):
+                    self._db.execute(
+                        "INSERT INTO problem VALUES (?, ?, ?)", (name, number, str(exc))
+                    )
                 continue
             rows.append((key, patient, orjson.dumps(resource)))
             count += 1

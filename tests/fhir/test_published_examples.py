@@ -470,10 +470,18 @@ def test_synthea_breast_cancer_is_an_active_malignancy() -> None:
     onset 1989-04-10, is the malignancy risk factor from its onset; Synthea's 162864005 "Body
     mass index 30+ - obesity (finding)", active from 1955-07-30, the obesity risk factor. Its
     active lung cancers (254637007 "Non-small cell lung cancer", 424132000 "Non-small cell
-    carcinoma of lung, TNM stage 1": VSAC "Malignant Neoplasms") are the malignancy too."""
+    carcinoma of lung, TNM stage 1": VSAC "Malignant Neoplasms") are the malignancy too; its
+    414545008 "Ischemic heart disease (disorder)", active from 1977-05-21, is coronary disease,
+    the cardiovascular risk factor (session s36)."""
     result = _bundle("synthea/patient-129c6ac7-conditions-devices.json")
     assert [(e.kind.value, e.source, e.start, e.end) for e in result.data.evidence] == [
         ("malignancy", "Condition/0c46bc9f-a5e2-193f-9d7c-cb66c9cd5ef6", date(1984, 10, 31), None),
+        (
+            "cardiovascular",
+            "Condition/1201ae3d-b3fd-4773-1c39-aca32d9b9cd8",
+            date(1977, 5, 21),
+            None,
+        ),
         ("obesity", "Condition/5450f9df-f4fe-4855-f745-59cb986d0cf5", date(1955, 7, 30), None),
         ("malignancy", "Condition/864227c1-ef70-0af7-711a-32e2d6bdbf1d", date(1984, 11, 1), None),
         ("malignancy", "Condition/fa940569-110a-5f84-6bfa-5f86c3da4fbc", date(1989, 4, 10), None),
