@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import signal
 import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
+from types import FrameType
 
 import typer
 from pydantic import ValidationError
@@ -19,6 +24,7 @@ from fhirtis.registry.partition import PRIVATE_FILE, private_tree
 from fhirtis.settings import Settings, load_settings
 
 EXIT_BAD_INPUT = 2
+EXIT_TERMINATED = 128 + signal.SIGTERM  # 143: what shells, cron and Kubernetes report for SIGTERM
 
 #: The optional extras and the modules each brings (``pip install 'fhirtis[NAME]'``).
 EXTRAS: dict[str, tuple[str, ...]] = {
@@ -37,6 +43,31 @@ def require_extra(command: str, extra: str) -> None:
             err=True,
         )
         raise typer.Exit(EXIT_BAD_INPUT)
+
+
+@contextmanager
+def stopping_on_sigterm(command: str) -> Iterator[None]:
+    """While a command runs, SIGTERM (``docker stop``, Kubernetes stopping a pod, systemd)
+    ends it at once, as Python's default action does, with one line on standard error and exit
+    status 143. What was written stays as a kill leaves it, which the next run settles (the
+    ledger's transactions, the Provenance catch-up). Python's default action does not reach a
+    process that is PID 1 of its container (``docker run --entrypoint fhirtis IMAGE cohort``,
+    a Kubernetes CronJob): the kernel ignores a signal with no handler sent to it, and the run
+    went on until the SIGKILL at the end of the grace period (exit 137)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        line = f"fhirtis {command}: stopped by SIGTERM; run the same command again to resume\n"
+        os.write(2, line.encode())
+        os._exit(EXIT_TERMINATED)
+
+    before = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, before)
 
 
 def err_console() -> Console:

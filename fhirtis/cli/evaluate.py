@@ -20,6 +20,7 @@ from fhirtis.cli._common import (
     problem_text,
     report_console,
     settings_for_server,
+    stopping_on_sigterm,
     usage_error,
     write_private,
 )
@@ -207,7 +208,8 @@ def run(
     except (ValueError, FileNotFoundError) as exc:
         raise usage_error("run", problem_text(exc)) from None
     options = Options(population=population)
-    runs = asyncio.run(_run_all(fhir, ids, settings, options, write))
+    with stopping_on_sigterm("run"):
+        runs = asyncio.run(_run_all(fhir, ids, settings, options, write))
     records = [run_record(r) for r in runs]
     if as_json:
         sys.stdout.write(dumps({"runs": records}) + "\n")

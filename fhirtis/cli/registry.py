@@ -20,6 +20,7 @@ from fhirtis.cli._common import (
     require_extra,
     resource_id,
     settings_for_server,
+    stopping_on_sigterm,
 )
 from fhirtis.fhir.validation import enable as enable_validation
 from fhirtis.pipeline.jsonout import dumps
@@ -176,11 +177,12 @@ def cohort(
     if validate:
         enable_validation()
     try:
-        result = asyncio.run(
-            cohort_mod.run_cohort(settings, options, fhir, ndjson=ndjson, group=group, ids=ids)
-        )
-        if summaries is not None:
-            _write_summaries(ledger, summaries, result.run)
+        with stopping_on_sigterm("cohort"):
+            result = asyncio.run(
+                cohort_mod.run_cohort(settings, options, fhir, ndjson=ndjson, group=group, ids=ids)
+            )
+            if summaries is not None:
+                _write_summaries(ledger, summaries, result.run)
     except CohortError as exc:
         err.print(f"fhirtis cohort: {exc}", markup=False)
         if exc.resumable:
