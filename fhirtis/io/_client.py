@@ -610,13 +610,14 @@ class FhirClient(AsyncClosing):
                 method, url, content=content, headers=merged, timeout=self._config.timeout
             )
             retry_after: float | None = None
+            handing = _Handing(send_auth, request)
             try:
                 left = None if deadline is None else deadline - (timing.monotonic() - started)
-                async with _within(left, request):
+                async with _within(left, request, handing):
                     await self._pace()
                     async with self._in_flight:
                         response = await self._http.send(
-                            request, auth=send_auth, follow_redirects=False, stream=True
+                            request, auth=handing, follow_redirects=False, stream=True
                         )
                         if not stream and response.status_code in RETRYABLE_STATUSES:
                             try:
@@ -697,12 +698,43 @@ class FhirClient(AsyncClosing):
             await timing.sleep(delay)
 
 
+class _Handing(httpx.Auth):
+    """``auth`` for one attempt of ``request``, noting when its flow hands ``request`` itself
+    to the transport (``sent``): before that (its turn under ``max_requests_per_second``, a
+    free slot of ``concurrency``, the access token's own requests) the server cannot have it."""
+
+    def __init__(self, auth: httpx.Auth, request: httpx.Request) -> None:
+        self.requires_request_body = auth.requires_request_body
+        self.requires_response_body = auth.requires_response_body
+        self._auth = auth
+        self._request = request
+        self.sent = False
+
+    async def async_auth_flow(
+        self, request: httpx.Request
+    ) -> AsyncGenerator[httpx.Request, httpx.Response]:
+        flow = self._auth.async_auth_flow(request)
+        try:
+            out = await anext(flow)
+            while True:
+                self.sent = self.sent or out is self._request
+                response = yield out
+                out = await flow.asend(response)
+        except StopAsyncIteration:
+            return
+        finally:
+            await flow.aclose()
+
+
 @asynccontextmanager
-async def _within(seconds: float | None, request: httpx.Request) -> AsyncIterator[None]:
+async def _within(
+    seconds: float | None, request: httpx.Request, handing: _Handing
+) -> AsyncIterator[None]:
     """An attempt of ``request`` limited to ``seconds`` (None: no limit) in all, however its
     answer comes (httpx's read timeout is per read: an answer trickling in never passes it).
     Past it, :class:`httpx.ReadTimeout`, as for any answer that did not come in time: the
-    request may have reached the server."""
+    request may have reached the server; or, where ``request`` was never handed to the
+    transport (``handing``), :class:`httpx.PoolTimeout`: it was not sent."""
     if seconds is None:
         yield
         return
@@ -710,6 +742,12 @@ async def _within(seconds: float | None, request: httpx.Request) -> AsyncIterato
         async with asyncio.timeout(max(seconds, 0.0)):
             yield
     except TimeoutError:
+        if not handing.sent:
+            raise httpx.PoolTimeout(
+                "not sent within the request's deadline (request_deadline_seconds): waiting "
+                "for its turn, a free connection slot or the access token",
+                request=request,
+            ) from None
         raise httpx.ReadTimeout(
             "no whole answer within the request's deadline (request_deadline_seconds)",
             request=request,

@@ -218,8 +218,9 @@ async def _answer(
     # the Substances that the Medications known so far name as an ingredient; what stays
     # unresolved, in words, for the risk card
     unresolved_targets: set[str] = set()
+    asked: set[str] = set()  # the Type/ids read by id in this call: none is asked for twice
     await _read_referenced(
-        request, call, gathered, _INGREDIENTS, unresolved_targets, stats, draft_resolve
+        request, call, gathered, _INGREDIENTS, unresolved_targets, stats, asked, draft_resolve
     )
 
     extractor = extractor_for(ctx.settings)
@@ -316,7 +317,7 @@ async def _answer(
             resolve = {**gathered.resolve, **drafts.resolve}
             alias_references(resolve, on_server)
             await _read_referenced(
-                request, call, gathered, _INGREDIENTS, unresolved_targets, stats, resolve
+                request, call, gathered, _INGREDIENTS, unresolved_targets, stats, asked, resolve
             )
             orders = ivig_orders(resolve)
             unread = unread_ig_orders(extractor, requests, resolve)
@@ -331,9 +332,9 @@ async def _answer(
     # server fhirtis read did): read by id where it can be, else said; then the Substances that
     # the Medications read name (an immune globulin named only by an unread one is not seen)
     forbidden += await _read_referenced(
-        request, call, gathered, _INCLUDED, unresolved_targets, stats
+        request, call, gathered, _INCLUDED, unresolved_targets, stats, asked
     )
-    await _read_referenced(request, call, gathered, _INGREDIENTS, unresolved_targets, stats)
+    await _read_referenced(request, call, gathered, _INGREDIENTS, unresolved_targets, stats, asked)
 
     patient_ref = f"Patient/{call.patient_id}"
     listed = [
@@ -471,6 +472,7 @@ async def _read_referenced(
     types: Collection[str],
     unresolved: set[str],
     stats: dict[str, int],
+    asked: set[str],
     resolve: dict[str, Json] | None = None,
 ) -> list[str]:
     """Read from ``fhirServer`` what the patient's resources, or the Medications in
@@ -484,27 +486,32 @@ async def _read_referenced(
     ``resolve``, by the reference as written too. What stays unresolved goes into
     ``unresolved`` in words (``Medication of MedicationStatement``) for the risk card: an
     estrogen or a catheter recorded there is not seen, and the card must not say "no risk
-    factor found" as if it were. Returns the types refused 403."""
+    factor found" as if it were. What ``asked`` holds (``Type/id``) was read by id earlier in
+    the call and is not asked for again (a resource the server had not got is still missing);
+    what is read now is added to it. Returns the types refused 403."""
     resolve = gathered.resolve if resolve is None else resolve
     targets = _unresolved_targets(gathered, resolve, call.fhir_server, types)
     if not targets:
         return []
     source = reader(request, call)
-    wanted = sorted({local for local, _ in targets.values() if local is not None})
+    wanted = sorted({local for local, _ in targets.values() if local is not None} - asked)
     refused: list[str] = []
-    read = False
     if wanted and not isinstance(source, str):
         server, token = source
+        asked.update(wanted)
         found, refused = await fetch_referenced(request, server, token, wanted)
         stats["fetched"] += len(wanted)
-        read = True
         for resource in found:
             gathered.add(resource)
             resolve.setdefault(f"{resource.get('resourceType')}/{resource.get('id')}", resource)
     for (written, target_type), (local, _) in targets.items():
-        # a Substance is found by its Type/id whether read now or not (a draft's, a prefetched
-        # one); a Medication or Device once read
-        if local is not None and local in resolve and (read or target_type == "Substance"):
+        # a Substance is found by its Type/id whether read or not (a draft's, a prefetched
+        # one); a Medication or Device once read (now or earlier in the call)
+        if (
+            local is not None
+            and local in resolve
+            and (local in asked or target_type == "Substance")
+        ):
             target = resolve[local]
             resolve.setdefault(written, target)
             if resolve is not gathered.resolve:  # the evaluation reads gathered.resolve
