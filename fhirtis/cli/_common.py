@@ -5,10 +5,11 @@ from __future__ import annotations
 import importlib.util
 import os
 import signal
+import stat
 import sys
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from decimal import Decimal
 from pathlib import Path
 from types import FrameType
@@ -147,10 +148,45 @@ def output_folder(path: Path) -> Path:
     return path
 
 
+def part_path(path: Path) -> Path:
+    """Where ``path`` is written before it is renamed into place: ``.{name}.{pid}.part`` beside
+    it. The parts of ``path`` that a killed run left (SIGKILL, a power cut: no handler ran),
+    those of a process that no longer exists, are removed first; nothing else is touched (not
+    another name's part, not a live process's, not what is no plain file)."""
+    prefix, own = f".{path.name}.", os.getpid()
+    try:
+        names = os.listdir(path.parent)
+    except OSError:
+        names = []
+    for name in names:
+        pid = name[len(prefix) : -len(".part")]
+        if not (name.startswith(prefix) and name.endswith(".part") and pid.isdigit()):
+            continue
+        if int(pid) == own or _alive(int(pid)):
+            continue
+        stale = path.parent / name
+        with suppress(OSError):
+            if stat.S_ISREG(stale.lstat().st_mode):
+                stale.unlink()
+    return path.with_name(f"{prefix}{own}.part")
+
+
+def _alive(pid: int) -> bool:
+    """Whether a process ``pid`` exists (one of another user's counts: it is not ours to judge)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True
+    return True
+
+
 def write_private(path: Path, data: bytes) -> None:
     """``data`` into ``path``, readable by its owner only (0600, whatever the umask), whole or
-    not at all: written beside it and renamed, so an interrupted run leaves no cut file."""
-    part = path.with_name(f".{path.name}.{os.getpid()}.part")
+    not at all: written beside it and renamed, so an interrupted run leaves no cut file (and a
+    killed run's part is removed by the next: :func:`part_path`)."""
+    part = part_path(path)
     fd = os.open(part, os.O_CREAT | os.O_EXCL | os.O_WRONLY, PRIVATE_FILE)
     try:
         with os.fdopen(fd, "wb") as out:

@@ -196,8 +196,9 @@ def run(
     """Evaluate patients on a FHIR server (a dry run unless --write).
 
     Dry run by default: prints the plan (create / update / unchanged per derived resource).
-    With --write, writes back idempotently. Exit 0 when every patient is done, 1 when some
-    are incomplete (reported), 2 for bad usage."""
+    With --write, writes back idempotently. Exit 0 when every patient is done (a read the
+    server said was partial is done, with an incomplete warning), 1 when some patient failed
+    or was not found (reported), 2 for bad usage."""
     try:
         ids = patient_ids(patient)
         settings = settings_for_server(settings_file, server)

@@ -15,6 +15,7 @@ from fhirtis.cli._common import (
     EXIT_BAD_INPUT,
     check_settings,
     fhir_config,
+    part_path,
     patient_ids,
     problem_text,
     require_extra,
@@ -240,9 +241,9 @@ def _write_summaries(ledger: Path, path: Path, run: int) -> None:
     except OSError as exc:
         exc.filename = exc.filename or str(path)  # a failed write names no file
         raise describe(exc, "cannot write the summaries") from None
-    part = path.with_name(f".{path.name}.{os.getpid()}.part")
     try:
         private_tree(path.parent)
+        part = part_path(path)  # a killed run's part of this file removed
         fd = os.open(part, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
         try:
             with os.fdopen(fd, "wb") as out, Ledger(ledger) as book:

@@ -285,3 +285,6 @@ class PatientFacts:
     birth_date: date | None = None
     sex: Sex = Sex.UNKNOWN
     birth_date_latest: date | None = None  # None: the birth date is recorded in full
+    # recorded deceased with no date of death, and no dated record shows when the patient was
+    # alive: the age at the evaluation's time is unknown (it may be long after the death)
+    death_undated: bool = False

@@ -500,7 +500,18 @@ def _risk_profile(
         )
     else:
         youngest, oldest = age_bounds(birth, inputs.patient.birth_date_latest, on)
-        if youngest >= policy.advanced_age_years:
+        if inputs.patient.death_undated and oldest >= policy.advanced_age_years:
+            # died at some unknown time: the age then is anywhere from birth up to this
+            reason = "recorded deceased with no date of death: age at death unknown"
+            unassessed.append(UnassessedRiskFactor(_ADVANCED_AGE, reason))
+            notes.append(
+                missing(
+                    "age-unknown",
+                    f"{reason}; advanced age (≥ {policy.advanced_age_years}) not assessable",
+                    inputs.patient_source,
+                )
+            )
+        elif youngest >= policy.advanced_age_years:
             _add_factor(
                 evidence,
                 details,

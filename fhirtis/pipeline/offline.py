@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from functools import cache
@@ -114,7 +114,9 @@ def as_of_for(data: PatientData) -> datetime:
     A date-only record counts up to the end of its day on the records' calendar
     (:attr:`~fhirtis.fhir.extract.common.PatientData.latest`). A patient recorded deceased
     (``deceasedDateTime``) without any such record is evaluated as of the death, not today: the
-    patient ages no further (a child who died is never of advanced age, clinical spec §5.1)."""
+    patient ages no further (a child who died is never of advanced age, clinical spec §5.1).
+    One recorded deceased with no date (``deceasedBoolean``) and no such record is evaluated as
+    of today, but of an unknown age: advanced age is not assessable (``death_undated``)."""
     latest = data.latest
     if latest is not None:
         return latest
@@ -155,6 +157,9 @@ def evaluate_patient_resources(
     ]
     data.issues[:0] = resources.issues
     data.unread_risks[:] = unread_risks(resources.read_in_part)
+    if data.deceased and data.deceased_on is None and data.latest is None:
+        # no date of death and no dated record: the age "now" is unknown, not today's
+        data.patient = replace(data.patient, death_undated=True)
     facts = data.facts()
     policy: Policy = settings.policy
     evaluation = evaluate_patient(

@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
+import httpx
 import orjson
 
 from fhirtis.fhir.bundle import substance_refs_of
@@ -35,7 +36,9 @@ from fhirtis.io import (
     FhirClientError,
     FhirServerError,
     MalformedNdjson,
+    NotFound,
 )
+from fhirtis.io._urls import redact
 from fhirtis.pipeline.server import pull_types, read_by_id
 from fhirtis.registry.errors import CohortError, describe
 from fhirtis.registry.ledger import Ledger, RunKey
@@ -151,7 +154,15 @@ async def export_group(
             since, rest_types = job_since, job_rest
             log.info("resumed the export a stopped run started")
         else:
-            status_url, rest_types, since = await _kick_off(bulk, group, rest_types, since)
+            try:
+                status_url, rest_types, since = await _kick_off(bulk, group, rest_types, since)
+            except NotFound:  # running again asks for the same Group: said so, not resumable
+                where = redact(httpx.URL(base)).rstrip("/")
+                raise CohortError(
+                    f"Group/{group} was not found on the FHIR server at {where} (its $export "
+                    "answered 404): check --group, and that this server offers Group export",
+                    resumable=False,
+                ) from None
             pending.set(status_url, since, rest_types)
             manifest = await bulk.poll(status_url, on_progress=options.on_export_progress)
         if since is not None and manifest.deleted:
