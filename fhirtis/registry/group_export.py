@@ -22,7 +22,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-import httpx
 import orjson
 
 from fhirtis.fhir.bundle import substance_refs_of
@@ -38,7 +37,6 @@ from fhirtis.io import (
     MalformedNdjson,
     NotFound,
 )
-from fhirtis.io._urls import redact
 from fhirtis.pipeline.server import pull_types, read_by_id
 from fhirtis.registry.errors import CohortError, describe
 from fhirtis.registry.ledger import Ledger, RunKey
@@ -156,11 +154,10 @@ async def export_group(
         else:
             try:
                 status_url, rest_types, since = await _kick_off(bulk, group, rest_types, since)
-            except NotFound:  # running again asks for the same Group: said so, not resumable
-                where = redact(httpx.URL(base)).rstrip("/")
+            except NotFound as exc:  # running again asks for the same Group: not resumable
                 raise CohortError(
-                    f"Group/{group} was not found on the FHIR server at {where} (its $export "
-                    "answered 404): check --group, and that this server offers Group export",
+                    f"Group/{group} was not found on the FHIR server ({exc.url} answered "
+                    "404): check --group, and that this server offers Group export",
                     resumable=False,
                 ) from None
             pending.set(status_url, since, rest_types)

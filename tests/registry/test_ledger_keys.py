@@ -144,5 +144,7 @@ def test_refused_bulk_export_is_a_plain_message(tmp_path: Path, fhir_base: str) 
         ],
     )
     assert r.exit_code == 1, r.output
-    assert "fhirtis cohort: the FHIR server refused" in r.stderr
+    # a Group the server does not have (404): said so, never "resume" (s36)
+    assert "fhirtis cohort: Group/no-such-group was not found on the FHIR server" in r.stderr
+    assert "run the same command again" not in r.stderr
     assert "Traceback" not in r.output
