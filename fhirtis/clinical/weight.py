@@ -179,16 +179,29 @@ def _order_of(item: Dated[_F]) -> tuple[date, datetime, str]:
     return item[1]
 
 
+#: Up to this many facts, :func:`latest_in_order` walks back from the newest (a child's few
+#: weights: cheaper than a bisection's key calls); beyond, it bisects.
+_WALK_AT_MOST = 32
+
+
 def latest_in_order(facts: Sequence[Dated[_F]], on: date) -> _F | None:
     """:func:`latest_on_or_before` of ``facts`` sorted by :func:`recorded_order` (a stable
     sort: equal ones in the order given), found by bisection: a lookup per administration
     reads no other weight (an ICU record weighs its patient every hour, and a long course has
-    thousands of administrations)."""
-    end = bisect_right(facts, on, key=_day_of)  # the dates lead the order: a prefix
+    thousands of administrations). A short list is walked back from its newest fact instead."""
+    end = len(facts)
+    if end > _WALK_AT_MOST:
+        end = bisect_right(facts, on, key=_day_of)  # the dates lead the order: a prefix
+    else:
+        while end and facts[end - 1][0] > on:
+            end -= 1
     if not end:
         return None
     # of the equal latest ones, the first, as latest_on_or_before (and max) picks
-    return facts[bisect_left(facts, facts[end - 1][1], hi=end, key=_order_of)][2]
+    first, last = end - 1, facts[end - 1][1]
+    while first and facts[first - 1][1] == last:
+        first -= 1
+    return facts[first][2]
 
 
 def sorted_dated(facts: Iterable[_F]) -> list[Dated[_F]]:

@@ -339,7 +339,12 @@ _DERIVED_FROM_TYPES = frozenset(
 def _derived_from(obs: Json, sources: list[str]) -> list[str]:
     """Set ``obs["derivedFrom"]`` to the ``sources`` (sorted, distinct) it may name (none: no
     element); return the others, for :func:`_note_other_sources`."""
-    others = [s for s in sources if s[:12] != "Observation/"]
+    # sorted: every source lies between the first and the last, so when both are Observations
+    # all are (the common case, checked without a walk)
+    if not sources or (sources[0][:12] == "Observation/" and sources[-1][:12] == "Observation/"):
+        others: list[str] = []
+    else:
+        others = [s for s in sources if s[:12] != "Observation/"]
     if others:  # rare: most sources are Observations
         others = [s for s in others if s.split("/", 1)[0] not in _DERIVED_FROM_TYPES]
         if others:
@@ -642,8 +647,15 @@ def _cycle_observation(
     obs["partOf"] = _references(sorted(administrations))
     # the body measurements the dosing weight is computed from on its basis (the weight, the
     # height, or both: clinical spec §4), never one that plays no part in it
-    measured = dw.sources
-    others = _derived_from(obs, sorted(set(measured)))
+    measured = dw.sources  # one or two (the weight, the height)
+    others: list[str] = []
+    if all(m[:12] == "Observation/" for m in measured):  # as nearly always: named as they are
+        if len(measured) == 2 and measured[0] != measured[1]:
+            obs["derivedFrom"] = [{"reference": s} for s in sorted(measured)]
+        elif measured:  # one source (or both the same)
+            obs["derivedFrom"] = [{"reference": measured[0]}]
+    else:  # a weight read from a DiagnosticReport's contained result
+        others = _derived_from(obs, sorted(set(measured)))
     if cycle.g_per_kg is not None:
         obs["valueQuantity"] = _quantity(beside_any(cycle.g_per_kg, dose_edges), "g/kg")
     else:
