@@ -97,21 +97,20 @@ def not_found_text(client: FhirClient) -> str:
     )
 
 
-async def _other_release_writer(client: FhirClient) -> UnsupportedFhirVersion | None:
+async def _check_writer_release(client: FhirClient) -> None:
     """Where derived resources go to another server (``write_base_url``) whose statement says
-    another FHIR release than R4: the refusal, before the patient is read (the read server's own
-    statement is checked by the first read). A write server whose statement cannot be read is
-    met where it is used, as before."""
+    another FHIR release than R4: :class:`UnsupportedFhirVersion`, before the patient is read
+    (the read server's own statement is checked by the first read). A write server whose
+    statement cannot be read is met where it is used, as before."""
     writer = client.writer()
     if writer is client:
-        return None
+        return
     try:
         await writer.capabilities()
-    except UnsupportedFhirVersion as exc:
-        return exc
+    except UnsupportedFhirVersion:
+        raise
     except FhirClientError:
-        return None
-    return None
+        return
 
 
 async def run_patient(
@@ -124,16 +123,6 @@ async def run_patient(
 ) -> PatientRun:
     """Evaluate one patient on the server; with ``write``, write back what changed."""
     requests: dict[str, int] = {}
-    refused = await _other_release_writer(client)
-    if refused is not None:  # a write server of another FHIR release: nothing read from either
-        return PatientRun(
-            patient_id,
-            RunStatus.FAILED,
-            error=describe(refused),
-            requests=requests,
-            error_status=status_for(refused),
-            error_code=code_for(refused),
-        )
     result: PatientResult | None = None
 
     async def read_and_evaluate() -> PatientResult:
@@ -147,6 +136,8 @@ async def run_patient(
         return result
 
     try:
+        # a write server of another FHIR release: nothing read from either
+        await _check_writer_release(client)
         evaluated = await read_and_evaluate()
     except NotFound:
         return PatientRun(
