@@ -65,8 +65,10 @@ OPERATION = "myositis-evaluate"
 
 
 class ServiceState:
-    """What the service shares between requests: settings, one HTTP connection pool, the token
-    validator, and (validate mode) one FHIR client per server with its cached backend token."""
+    """What the service shares between requests: settings, HTTP connection pools (one per
+    allow-listed FHIR server, so that a server that hangs holds only its own connections, and
+    one for everything else: CDS clients' JWKS, the readiness check), the token validator, and
+    (validate mode) one FHIR client per server with its cached backend token."""
 
     def __init__(self, settings: Settings, metrics: Metrics | None = None) -> None:
         self.settings = settings
@@ -77,10 +79,21 @@ class ServiceState:
             allowed = [settings.fhir.base_url]
         self.allowed = [str(normalize_base(u)) for u in allowed]
         self.validator = TokenValidator(service) if service.auth_mode == "validate" else None
-        self.http = counting_client(
-            self.metrics, settings.fhir.timeout if settings.fhir else httpx.Timeout(30.0)
-        )
+        self._timeout = settings.fhir.timeout if settings.fhir else httpx.Timeout(30.0)
+        self.http = counting_client(self.metrics, self._timeout)
+        self._server_http: dict[str, httpx.AsyncClient] = {}
         self._backend_clients: dict[str, FhirClient] = {}
+
+    def http_for(self, server: str) -> httpx.AsyncClient:
+        """The connection pool for the allow-listed FHIR ``server`` (its token endpoint's
+        requests included): made on first use, kept for the service's life. One pool for all
+        servers let one that accepts connections and never answers take every connection while
+        its callers waited, and the calls to the other servers then waited too."""
+        http = self._server_http.get(server)
+        if http is None:
+            http = counting_client(self.metrics, self._timeout)
+            self._server_http[server] = http
+        return http
 
     def server_for(self, requested: str | None) -> str:
         if not self.allowed:
@@ -120,10 +133,10 @@ class ServiceState:
         config = self.config_for(server)
         if self.validator is None:
             auth = BearerTokenAuth(caller.token, base_url=server)
-            return FhirClient(config, http=self.http, auth=auth), True
+            return FhirClient(config, http=self.http_for(server), auth=auth), True
         client = self._backend_clients.get(server)
         if client is None:
-            client = FhirClient(config, http=self.http)
+            client = FhirClient(config, http=self.http_for(server))
             self._backend_clients[server] = client
         return client, False
 
@@ -136,6 +149,8 @@ class ServiceState:
     async def aclose(self) -> None:
         for client in self._backend_clients.values():
             await client.aclose()
+        for http in self._server_http.values():
+            await http.aclose()
         await self.http.aclose()
 
 

@@ -270,7 +270,7 @@ async def readyz(request: Request) -> JSONResponse:
         server = state.allowed[0]
         try:
             async with asyncio.timeout(READY_CHECK_SECONDS):
-                response = await state.http.get(
+                response = await state.http_for(server).get(
                     server.rstrip("/") + "/metadata",
                     headers={"Accept": "application/fhir+json"},
                     timeout=READY_CHECK_SECONDS,

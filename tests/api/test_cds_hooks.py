@@ -253,7 +253,9 @@ async def cds(
         async def record(request: httpx.Request) -> None:
             api.sent.append(request)
 
-        app.state.fhirtis.http.event_hooks = {"request": [record], "response": []}
+        state = app.state.fhirtis
+        for http in [state.http, *(state.http_for(server) for server in state.allowed)]:
+            http.event_hooks = {"request": [record], "response": []}
         yield api
 
 

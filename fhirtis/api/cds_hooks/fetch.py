@@ -7,7 +7,7 @@ import logging
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
 from fastapi import Request
@@ -41,6 +41,9 @@ from fhirtis.pipeline.server import (
     status_for,
 )
 from fhirtis.settings import Settings
+
+if TYPE_CHECKING:
+    from fhirtis.api.app import ServiceState
 
 log = logging.getLogger("fhirtis.api.cds")
 Json = dict[str, Any]
@@ -102,9 +105,7 @@ async def fetch_missing(
     any other refusal is 412 (CDS Hooks 2.0, "HTTP Status Codes": the service "is unable to
     retrieve the necessary FHIR data ... directly calling the FHIR server")."""
     state = request.app.state.fhirtis
-    client = FhirClient(
-        state.config_for(server), http=state.http, auth=BearerTokenAuth(token, base_url=server)
-    )
+    client = _with_token(state, server, token)
     forbidden: set[str] = set()
     try:
         with waiting_on_the_fhir_server(request):
@@ -181,9 +182,7 @@ async def fetch_referenced(
     the evaluation can go without that the server refused 403 (not read). Ids the server does
     not know are left out; any other failure is answered as :func:`fetch_missing`'s."""
     state = request.app.state.fhirtis
-    client = FhirClient(
-        state.config_for(server), http=state.http, auth=BearerTokenAuth(token, base_url=server)
-    )
+    client = _with_token(state, server, token)
     by_type: dict[str, list[str]] = {}
     for ref in refs:
         rtype, _, rid = ref.partition("/")
@@ -430,3 +429,12 @@ def _check_answer(url: str, resource: Json) -> None:
             "fhir-server-failed",
             f"the FHIR server answered {what} the service needs with {problem}",
         )
+
+
+def _with_token(state: ServiceState, server: str, token: str) -> FhirClient:
+    """A client of ``server`` that sends the CDS client's token (``fhirAuthorization``)."""
+    return FhirClient(
+        state.config_for(server),
+        http=state.http_for(server),
+        auth=BearerTokenAuth(token, base_url=server),
+    )
