@@ -198,7 +198,7 @@ def run(
     Dry run by default: prints the plan (create / update / unchanged per derived resource).
     With --write, writes back idempotently. Exit 0 when every patient is done (a read the
     server said was partial is done, with an incomplete warning), 1 when some patient failed
-    or was not found (reported), 2 for bad usage."""
+    or was not found (reported), 2 for bad usage, 143 when stopped by SIGTERM."""
     try:
         ids = patient_ids(patient)
         settings = settings_for_server(settings_file, server)

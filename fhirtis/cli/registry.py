@@ -91,8 +91,10 @@ def cohort(
     ] = None,
 ) -> None:
     """Evaluate a cohort: resumable (a ledger), bounded concurrency, optional Dask engine.
+
     Exit 0 when every patient is done, 1 when some failed or the input had problems (listed) or
-    the run stopped on a fault (said plainly; run again to resume), 2 for bad usage."""
+    the run stopped on a fault (said plainly; run again to resume), 2 for bad usage, 143 when
+    stopped by SIGTERM (run again to resume)."""
     require_extra("cohort", "registry")
     from fhirtis.registry import cohort as cohort_mod  # noqa: PLC0415 - the [registry] extra
     from fhirtis.registry.errors import CohortError  # noqa: PLC0415
