@@ -28,11 +28,21 @@ How each figure is counted (clinical spec §2.3, §2.4, §3, §4, §5):
   is partial (``None`` in the record: some grams or g/kg unknown) is left out and counted.
 * **TEE**: temporally associated events (``thrombosis.associated_events``); records of one kind
   and one onset are one event (one thromboembolism on the problem list, as an encounter
-  diagnosis or in another system's safety report), counted once, with a warning. Per 100 infusion
+  diagnosis or in another system's safety report), counted once, with a warning: onsets are
+  compared as instants whatever their UTC offsets, and as days where one gives no time (as
+  fhirtis merges them); records naming other cycles stay apart. Per 100 infusion
   cycles = events × 100 / cycles. By infusion-rate stratum, each cycle falls in ``≤ limit`` or
   ``> limit`` by its maximum rate (``rate_threshold``, default 4 mg/kg/min; unknown rate: its own
   stratum) and an event counts once in each stratum holding a cycle it is associated with (an
   event associated with cycles of two strata counts in both; how often that happened is reported).
+* **Risk factors** are those at each patient's last record (``thrombosis.risk_factors``), not at
+  the infusions. A TEE is a history risk factor from its onset on (clinical spec §5.3), so a
+  thrombosis history that only the patient's own associated TEEs show (every record in
+  ``risk_evidence["thrombosis-history"]`` is one of them) is the outcome, not a factor before
+  it: it is tabulated as ``thrombosis-history-from-associated-tee``, apart from
+  ``thrombosis-history`` (shown by another record: an event before IVIG, a coded history, an
+  event outside every window), and not counted in ``patients_with_risk_factor``. The clinical
+  rule (the Flag, the rate limit, the summary record) is unchanged.
 
 Numbers are exact (:class:`~fractions.Fraction`, :class:`~decimal.Decimal`) until output, where
 percentages are rounded half-up to 1 decimal place and rates to 2; the Wilson interval is the

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from fractions import Fraction
 from pathlib import Path
@@ -15,7 +15,7 @@ from typing import Any, Literal
 from fhirtis.clinical.frozen import record
 from fhirtis.clinical.policy import Population
 from fhirtis.clinical.tis import THRESHOLDS, categories_between
-from fhirtis.pipeline.records import AssessmentRecord, PatientSummary
+from fhirtis.pipeline.records import AssessmentRecord, AssociatedEventRecord, PatientSummary
 from fhirtis.registry.report.stats import (
     Proportion,
     Spread,
@@ -33,6 +33,11 @@ CATEGORIES: tuple[str, ...] = ("none", "minimal", "moderate", "major")
 UNDETERMINED = "undetermined"
 CATEGORY_COLUMNS: tuple[str, ...] = (*CATEGORIES, UNDETERMINED)
 DEFAULT_RATE_THRESHOLD = Decimal(4)  # mg/kg/min, clinical spec §5.2
+THROMBOSIS_HISTORY = "thrombosis-history"
+OWN_TEE_HISTORY = "thrombosis-history-from-associated-tee"
+"""The report's name for a thrombosis history that only the patient's own temporally associated
+TEE shows (clinical spec §5.3: an event is a history risk factor from its onset on): tabulated
+apart from a history shown by another record, and not counted as a risk factor of the patient."""
 
 
 class ReportInputError(ValueError):
@@ -82,6 +87,11 @@ class _Patient:
     events: tuple[_Event, ...]
     merged_events: int = 0  # event records counted as another of the same kind and onset
 
+    @property
+    def prior_factors(self) -> tuple[str, ...]:
+        """The risk factors other than a thrombosis history only its own TEE shows."""
+        return tuple(f for f in self.risk_factors if f != OWN_TEE_HISTORY)
+
 
 def _assessment(a: AssessmentRecord) -> _Assessment:
     lower, upper = a.bounds
@@ -120,13 +130,17 @@ def _patient(record: Any, position: int) -> _Patient:
         s = PatientSummary.read(record)
     except ValueError as exc:
         raise ReportInputError(f"{ref}: not a summary record: {exc}") from None
-    # one thromboembolism recorded more than once (a problem-list entry, an encounter diagnosis,
-    # another system's safety report) is one event: records of one kind and one onset count
-    # once (the cycles and earliness of one onset are the same)
-    events: dict[tuple[str, str, tuple[int, ...], bool | None], _Event] = {}
-    for e in s.thrombosis.associated_events:
-        cycles = tuple(e.cycles)
-        events.setdefault((e.kind, e.onset, cycles, e.early), _Event(e.kind, e.early, cycles))
+    thrombosis = s.thrombosis
+    events = _one_event_per_clot(thrombosis.associated_events)
+    # a thrombosis history that only the patient's own associated TEEs show (spec §5.3: from
+    # its onset on) is the outcome, not a factor present before it: named apart
+    own = {r for e in thrombosis.associated_events for r in (e.event, *(e.also or ()))}
+    shown_by = set(thrombosis.risk_evidence.get(THROMBOSIS_HISTORY, ()))
+    own_only = bool(shown_by) and shown_by <= own
+    factors = (
+        OWN_TEE_HISTORY if f == THROMBOSIS_HISTORY and own_only else f
+        for f in thrombosis.risk_factors
+    )
     return _Patient(
         ref=s.patient,
         population=Population(s.population),
@@ -140,12 +154,58 @@ def _patient(record: Any, position: int) -> _Patient:
             _Cycle(c.index, c.max_rate_mg_kg_min, _MAX_RATE_PARTIAL in c.warnings)
             for c in s.ivig.cycles
         ),
-        risk_factors=tuple(s.thrombosis.risk_factors),
+        risk_factors=tuple(factors),
         unassessed=tuple(dict.fromkeys(u.factor for u in s.thrombosis.unassessed)),
         rate_findings=len(s.thrombosis.rate_findings),
-        events=tuple(events.values()),
-        merged_events=len(s.thrombosis.associated_events) - len(events),
+        events=events,
+        merged_events=len(thrombosis.associated_events) - len(events),
     )
+
+
+_Onset = tuple[str, tuple[int, ...], date, datetime | str | None]
+"""An event record's kind, cycles, onset day as recorded and onset instant (:func:`_onset`)."""
+
+
+def _onset(r: AssociatedEventRecord) -> _Onset:
+    """The record's kind, cycles, calendar day as recorded and instant: an aware datetime
+    (they compare and hash as instants, whatever their offsets); None for a date alone; the
+    text for a time without an offset (no instant: equal only to itself)."""
+    when = datetime.fromisoformat(r.onset)
+    instant: datetime | str | None = None
+    if len(r.onset) > len("2024-01-01"):
+        instant = when if when.tzinfo is not None else r.onset
+    return r.kind, tuple(r.cycles), when.date(), instant
+
+
+def _one_clot(a: _Onset, b: _Onset) -> bool:
+    """Records of one kind whose onsets are one instant, or one day where one gives no time
+    (as :func:`fhirtis.clinical.thrombosis.one_event_per_clot` merges them), that name the
+    same cycles (records naming other cycles are kept apart, as they were)."""
+    if a[:2] != b[:2]:
+        return False
+    if a[3] is not None and b[3] is not None:
+        return a[3] == b[3]
+    return a[2] == b[2]
+
+
+def _one_event_per_clot(records: Sequence[AssociatedEventRecord]) -> tuple[_Event, ...]:
+    """One thromboembolism recorded more than once (a problem-list entry, an encounter
+    diagnosis, another system's safety report; one instant written in two UTC offsets) is one
+    event: records of one clot (:func:`_one_clot`) count once, with the earliness of the first
+    record with a time (it places the event in its day), else of the first."""
+    groups: list[list[tuple[_Onset, AssociatedEventRecord]]] = []
+    for r in records:
+        key = _onset(r)
+        group = next((g for g in groups if all(_one_clot(key, k) for k, _ in g)), None)
+        if group is None:
+            groups.append([(key, r)])
+        else:
+            group.append((key, r))
+    out = []
+    for group in groups:
+        first = next((r for k, r in group if k[3] is not None), group[0][1])
+        out.append(_Event(first.kind, first.early, tuple(first.cycles)))
+    return tuple(out)
 
 
 def _ndjson(text: str, p: Path) -> list[Json]:
@@ -287,8 +347,10 @@ class TeeSummary:
     per_100_cycles: Fraction | None
     strata: tuple[RateStratum, ...]
     events_in_several_strata: int
-    risk_factors: Mapping[str, int]  # factor → patients
-    patients_with_risk_factor: Proportion  # of all patients
+    # factor → patients, at the evaluation's time; a thrombosis history only the patient's own
+    # associated TEE shows is OWN_TEE_HISTORY, apart from THROMBOSIS_HISTORY
+    risk_factors: Mapping[str, int]
+    patients_with_risk_factor: Proportion  # of all patients; OWN_TEE_HISTORY is not counted
     risk_factors_unassessed: Mapping[str, int]  # factor → patients it could not be assessed in
     # patients with no factor found and some not assessable: "none found" is not "none"
     patients_none_found_some_unassessed: int
@@ -695,11 +757,11 @@ def _tee_summary(
         events_in_several_strata=several,
         risk_factors=dict(sorted(factors.items(), key=lambda kv: (-kv[1], kv[0]))),
         patients_with_risk_factor=Proportion(
-            sum(bool(p.risk_factors) for p in patients), len(patients)
+            sum(bool(p.prior_factors) for p in patients), len(patients)
         ),
         risk_factors_unassessed=dict(sorted(unassessed.items(), key=lambda kv: (-kv[1], kv[0]))),
         patients_none_found_some_unassessed=sum(
-            not p.risk_factors and bool(p.unassessed) for p in patients
+            not p.prior_factors and bool(p.unassessed) for p in patients
         ),
         rate_findings=sum(p.rate_findings for p in patients),
         patients_with_rate_findings=Proportion(

@@ -25,6 +25,13 @@ COLOURS: Mapping[str, str] = {
     UNDETERMINED: "#fdd49e",
 }
 _POP_COLOURS = {"adult": "#2b2b2b", "juvenile": "#d95f02"}
+_SINGLE: dict[str, Any] = {
+    "marker": "o",
+    "markersize": 5.5,
+    "markerfacecolor": "white",
+    "markeredgewidth": 1.2,
+    "alpha": 0.85,
+}
 _BIN = 5
 
 
@@ -211,9 +218,17 @@ def _trajectories(ax: Axes, report: Report, population: Population, max_weeks: f
         ax.text(max_weeks * 1.025, (low + high) / 2, label, fontsize=8, va="center", ha="left")
     colour = _POP_COLOURS[population.value]
     mine = [t for t in report.trajectories if t.population == population.value]
+    singles = 0
     for t in mine:
         xs = [float(pt.weeks) for pt in t.points if not pt.partial]
         ys = [float(pt.lower) for pt in t.points if not pt.partial]
+        if len(xs) == 1:
+            # one complete TIS: no line to draw, so a marker of its own (a 1.5-point dot at 35 %
+            # was lost among the lines' joints, or invisible alone), above the lines
+            singles += 1
+            ax.plot(xs, ys, linestyle="none", **_SINGLE, markeredgecolor=colour, zorder=3,
+                    clip_on=False)  # fmt: skip
+            continue
         ax.plot(xs, ys, color=colour, linewidth=0.6, alpha=0.35, marker="o", markersize=1.5)
         for pt in t.points:
             if pt.partial:
@@ -232,6 +247,11 @@ def _trajectories(ax: Axes, report: Report, population: Population, max_weeks: f
         Line2D([], [], color="grey", linewidth=0, marker="|", markersize=12,
                label="partial TIS: interval [lower, upper]"),
     ]  # fmt: skip
+    if singles:
+        handles.append(
+            Line2D([], [], linestyle="none", **_SINGLE, markeredgecolor=colour,
+                   label=f"one complete TIS, no line ({count_text(singles, 'patient')})"),
+        )  # fmt: skip
     ax.legend(handles=handles, loc="upper left", fontsize=8, framealpha=0.9)
     if not mine:
         ax.text(0.5, 0.5, NO_FOLLOWUP, transform=ax.transAxes, ha="center", va="center",

@@ -14,6 +14,7 @@ from rich.table import Table
 from fhirtis.pipeline.jsonout import dumps
 from fhirtis.registry.report.model import (
     CATEGORIES,
+    OWN_TEE_HISTORY,
     UNDETERMINED,
     PatientRow,
     Report,
@@ -94,9 +95,18 @@ def print_report(console: Console, report: Report) -> None:
         table.add_row(f"  {kind}", str(n))
     table.add_row("rate findings (DetectedIssue)", str(tee.rate_findings))
     table.add_row("patients with a rate finding", _pct(tee.patients_with_rate_findings))
-    table.add_row("patients with ≥1 risk factor", _pct(tee.patients_with_risk_factor))
+    table.add_row(
+        "patients with ≥1 risk factor (at the last record)", _pct(tee.patients_with_risk_factor)
+    )
     for factor, n in tee.risk_factors.items():
-        table.add_row(f"  {factor}", str(n))
+        if factor != OWN_TEE_HISTORY:
+            table.add_row(f"  {factor}", str(n))
+    own = tee.risk_factors.get(OWN_TEE_HISTORY)
+    if own:
+        table.add_row(
+            "thrombosis history only from own associated TEE (not above)",
+            str(own),
+        )
     if tee.risk_factors_unassessed:
         table.add_row(
             "none found but not all assessable",
