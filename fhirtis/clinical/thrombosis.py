@@ -20,8 +20,10 @@ Definitions and choices (what the code does; the policy used travels with every 
   - **obesity**: an active coded obesity (coded evidence, ValueSet ``risk-obesity``), or a
     BMI ≥ ``obesity_bmi``. The BMI is the latest recorded one on or before the date
     of ``t``, unless a body weight is more recent than it and a height is known, in which case it
-    is computed as kg / m² from the latest weight and height (citing both). A BMI below 30 does
-    not cancel an active diagnosis. Not assessable only when there is neither;
+    is computed as kg / m² from the latest weight and height (citing both; a child's height
+    measured long before the weight is used with a ``stale-height-juvenile`` warning, also
+    named in the factor's detail: :func:`~fhirtis.clinical.weight.old_juvenile_height`). A BMI
+    below 30 does not cancel an active diagnosis. Not assessable only when there is neither;
   - **poorly controlled inflammation**: the physician global activity on the VAS (cm) at the
     latest assessment on or before the date of ``t`` is ≥ ``inflammation_pga_cm``: the latest
     VAS PGA, unless a later assessment (an MMT-8 or CMAS, or a Likert PGA) lies more than
@@ -113,6 +115,7 @@ from fhirtis.clinical.weight import (
     Dated,
     PlausibleBody,
     latest_in_order,
+    old_juvenile_height,
     recorded_order,
     sorted_dated,
 )
@@ -533,7 +536,9 @@ def _risk_profile(
     # obesity: a coded obesity active at t (ValueSet risk-obesity, added above) is the
     # factor whatever the BMI says; a BMI ≥ the limit is cited beside it. Obesity is not
     # assessable only when there is neither a BMI nor an active coded obesity.
-    bmi_value, bmi_sources, bmi_how = _bmi(prepared, on)
+    bmi_value, bmi_sources, bmi_how, old_height = _bmi(prepared, on, inputs.patient, policy)
+    if old_height is not None:
+        notes.append(old_height)
     if bmi_value is None:
         if _OBESITY not in evidence:
             unassessed.append(_OBESITY_UNASSESSED)
@@ -624,8 +629,12 @@ def _add_factor(
     details.setdefault(kind, {}).setdefault(detail)
 
 
-def _bmi(prepared: _Prepared, on: date) -> tuple[Decimal | None, tuple[str, ...], str]:
-    """The BMI to judge obesity on ``on``: value, sources and how it was obtained."""
+def _bmi(
+    prepared: _Prepared, on: date, patient: PatientFacts, policy: Policy
+) -> tuple[Decimal | None, tuple[str, ...], str, Note | None]:
+    """The BMI to judge obesity on ``on``: value, sources, how it was obtained, and the
+    warning that the height it was computed from is a child's, measured long before the
+    weight (:func:`~fhirtis.clinical.weight.old_juvenile_height`)."""
     bmi = latest_in_order(prepared.bmis, on)
     weight = latest_in_order(prepared.weights, on)
     height = latest_in_order(prepared.heights, on)
@@ -639,10 +648,16 @@ def _bmi(prepared: _Prepared, on: date) -> tuple[Decimal | None, tuple[str, ...]
         with localcontext(DECIMAL_CONTEXT):
             metres = height.cm / _CM_PER_M
             value = weight.kg / (metres * metres)
-        return value, (weight.source, height.source), "computed from weight and height"
+        how = "computed from weight and height"
+        weighed = weight.when.date()
+        old = old_juvenile_height(height, weighed, "the weight", patient, policy)
+        if old is not None:
+            days = (weighed - height.when.date()).days
+            how += f" (height measured {days} days before the weight, in a juvenile patient)"
+        return value, (weight.source, height.source), how, old
     if bmi is not None:
-        return bmi.kg_per_m2, (bmi.source,), "recorded"
-    return None, (), ""
+        return bmi.kg_per_m2, (bmi.source,), "recorded", None
+    return None, (), "", None
 
 
 def _unassessed_text(unassessed: tuple[UnassessedRiskFactor, ...]) -> str:

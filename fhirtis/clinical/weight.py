@@ -18,6 +18,13 @@ plausibility. Pure rules over :mod:`fhirtis.clinical.facts`; no FHIR, no I/O.
   The ideal basis needs no actual weight: none, or one older than ``weight_max_age_days``, is
   then neither "missing" nor "stale" (it is still reported as ``actual_kg``).
   An adjusted weight below ideal (actual < ideal) is computed as the formula says, with a warning.
+* **A child's old height**: the specification sets no age limit for a height, and none is
+  applied. But a growing child's height changes: where the height used (for the ideal or
+  adjusted weight here, for a BMI in :mod:`~fhirtis.clinical.thrombosis`) was measured more than
+  :data:`JUVENILE_HEIGHT_MAX_AGE_DAYS` days before the weight it is paired with (the ideal
+  basis, which uses no weight: before the cycle start), in a patient under
+  ``juvenile_onset_age`` on that day (or possibly, a birth date recorded in part), it is used
+  with a ``stale-height-juvenile`` warning (:func:`old_juvenile_height`).
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ from fhirtis.clinical.facts import BodyHeight, BodyWeight, PatientFacts, Sex
 from fhirtis.clinical.frozen import record
 from fhirtis.clinical.notes import Note, excluded, missing, warning
 from fhirtis.clinical.policy import DEFAULT_POLICY, DosingWeightBasis, Policy
+from fhirtis.clinical.population import age_bounds
 
 # Enum members read in hot code, as module constants: in Python 3.11 reading a member off
 # its class goes through EnumType.__getattr__, ten times the cost of reading a global.
@@ -45,6 +53,7 @@ __all__ = [
     "DEVINE_BASE_KG",
     "DEVINE_KG_PER_INCH",
     "DEVINE_MIN_HEIGHT_CM",
+    "JUVENILE_HEIGHT_MAX_AGE_DAYS",
     "Dated",
     "DosingWeight",
     "PlausibleBody",
@@ -55,6 +64,7 @@ __all__ = [
     "ideal_body_weight",
     "latest_in_order",
     "latest_on_or_before",
+    "old_juvenile_height",
     "passed_over",
     "plausible_heights",
     "plausible_weights",
@@ -66,6 +76,10 @@ DEVINE_KG_PER_INCH = Decimal("2.3")
 DEVINE_BASE_INCHES = Decimal(60)
 DEVINE_MIN_HEIGHT_CM = Decimal("152.4")  # 60 in × 2.54 cm/in
 ADJUSTED_WEIGHT_FACTOR = Decimal("0.4")
+# a height measured more than this many days before the weight it is paired with, in a patient
+# under juvenile_onset_age, is used with a warning (an implementation decision: the clinical
+# specification sets no age limit for heights; docs/clinical-specification.md)
+JUVENILE_HEIGHT_MAX_AGE_DAYS = 365
 
 
 @record
@@ -357,6 +371,31 @@ def passed_over(
     return [note for note, _ in excluded[start:end]]
 
 
+def old_juvenile_height(
+    height: BodyHeight, on: date, paired_with: str, patient: PatientFacts, policy: Policy
+) -> Note | None:
+    """The warning that ``height``, paired on ``on`` with ``paired_with`` ("the weight", "the
+    cycle start"), was measured more than :data:`JUVENILE_HEIGHT_MAX_AGE_DAYS` days before it
+    in a patient under ``juvenile_onset_age`` then (a growing child's height); None otherwise,
+    or where the birth date is not recorded."""
+    days = (on - height.when.date()).days
+    birth = patient.birth_date
+    if days <= JUVENILE_HEIGHT_MAX_AGE_DAYS or birth is None:
+        return None
+    youngest, oldest = age_bounds(birth, patient.birth_date_latest, on)
+    limit = policy.juvenile_onset_age
+    if youngest >= limit:
+        return None
+    under = f"under {limit}" if oldest < limit else f"possibly under {limit}"
+    return warning(
+        "stale-height-juvenile",
+        f"body height measured {days} days before {paired_with} (more than "
+        f"{JUVENILE_HEIGHT_MAX_AGE_DAYS}), in a patient {under} then, who may have grown "
+        "since; used",
+        height.source,
+    )
+
+
 def dosing_weight(
     at: date,
     weights: Iterable[BodyWeight],
@@ -444,6 +483,17 @@ def dosing_weight_from(
         else:
             assert height is not None
             ideal = ideal_body_weight(height.cm, patient.sex)
+            # a growing child's old height, beside the weight it is paired with (the ideal
+            # weight uses none: beside the cycle start), where a dosing weight is computed
+            old = (
+                old_juvenile_height(height, on, "the cycle start", patient, policy)
+                if basis is _IDEAL
+                else None
+                if weight is None
+                else old_juvenile_height(height, weight.when.date(), "the weight", patient, policy)
+            )
+            if old is not None:
+                notes.append(old)
             if basis is _IDEAL:
                 kg = ideal
             elif actual is not None:

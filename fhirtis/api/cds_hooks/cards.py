@@ -255,15 +255,19 @@ def _weight_text(weight: DosingWeight, now: datetime) -> str:
             f" **stale**: {weight.weight_age_days} days before {now.date().isoformat()}; "
             "weigh the patient before the infusion"
         )
-    # a weight excluded as implausible (spec §1) is said, not silently passed over
+    # a weight excluded as implausible (spec §1) is said, not silently passed over; a growing
+    # child's height measured long before the weight beside it is said, as used
     for n in weight.notes:
         if n.code == _WEIGHT_IMPLAUSIBLE:
             where = f" ({md_code(n.source)})" if n.source else ""
             text += f"; not used: {md_text(n.message.removesuffix('; not used'))}{where}"
+        elif n.code == _HEIGHT_OLD_JUVENILE:
+            text += f"; **{md_text(n.message)}**"
     return text
 
 
 _WEIGHT_IMPLAUSIBLE = "weight-implausible"
+_HEIGHT_OLD_JUVENILE = "stale-height-juvenile"
 
 
 def _weight_unknown_reason(weight: DosingWeight) -> str:

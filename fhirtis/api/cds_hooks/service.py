@@ -631,6 +631,20 @@ def _called_url(request: Request) -> str:
     return public + request.url.path.removeprefix(request.scope.get("root_path", ""))
 
 
+def warn_host_audience(settings: Settings) -> None:
+    """At start-up, where CDS clients' JWTs are checked against trusted clients and
+    ``service.public_base_url`` is unset: a warning for the operator that the JWT ``aud`` is
+    compared with a URL built from the request's ``Host`` header, which the caller chooses (no
+    patient data; the setting's name only)."""
+    if settings.cds.trusted_clients and settings.service.public_base_url is None:
+        log.warning(
+            "cds: service.public_base_url is not set: a CDS client's JWT aud is compared with "
+            "the URL built from each request's Host header, which the caller chooses; set "
+            "FHIRTIS_SERVICE__PUBLIC_BASE_URL to the address CDS clients call (e.g. "
+            "https://cds.example.org/fhirtis)"
+        )
+
+
 def install(app: FastAPI) -> None:
     """Add the CDS Hooks discovery and service endpoints to ``app``."""
 
@@ -736,6 +750,7 @@ def install(app: FastAPI) -> None:
     async def lifespan(app_: Any) -> AsyncIterator[Any]:
         async with inner(app_) as state:
             app_.state.fhirtis_cds_verifier = client_verifier(app_.state.fhirtis)
+            warn_host_audience(app_.state.fhirtis.settings)
             await asyncio.to_thread(warm_up)
             yield state
 
