@@ -137,6 +137,9 @@ class AdministrationExposure:
     dosing_weight_kg: Decimal | None
     rate_mg_kg_min: Decimal | None
     notes: tuple[Note, ...]
+    # the counted administration (``Type/id``) this record is a step of (R4 ``partOf``: a rate
+    # change of a titrated bag); None for an administration given of its own
+    step_of: str | None = None
 
     @property
     def source(self) -> str:
@@ -510,7 +513,7 @@ def _cycle(
             rate_unknown += 1
         elif max_rate is None or rate > max_rate:
             max_rate = rate
-        exposures.append(AdministrationExposure(admin, index, admin_grams, kg, rate, notes))
+        exposures.append(AdministrationExposure(admin, index, admin_grams, kg, rate, notes, parent))
 
     cycle_notes: list[Note] = []
     records = _records(len(exposures), steps)

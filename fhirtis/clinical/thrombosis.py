@@ -217,6 +217,9 @@ class RateFinding:
     cycle_index: int
     rate_mg_kg_min: Decimal
     limit: RateLimit
+    # the infusion (bag) the administration is a rate step of (R4 ``partOf``), or None: a
+    # titrated bag's steps are findings of their own, of one infusion
+    step_of: str | None = None
 
     @property
     def limit_mg_kg_min(self) -> Decimal:
@@ -1043,6 +1046,7 @@ def assess_thrombosis(
                         cycle_index=admin.cycle_index,
                         rate_mg_kg_min=rate,
                         limit=limit,
+                        step_of=admin.step_of,
                     )
                 )
                 continue

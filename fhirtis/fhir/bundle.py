@@ -9,13 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import orjson
 
 from fhirtis.fhir.extract.patient import merged_message, patient_ref_in, replaced_by
 from fhirtis.fhir.outcome import InputError, Issue
-from fhirtis.fhir.primitives import ID_FULLMATCH, is_id
+from fhirtis.fhir.primitives import ID_FULLMATCH, instant_or_none, is_id
 
 Json = dict[str, Any]
 
@@ -197,7 +198,8 @@ def _collect(doc: Json, where: str, found: _Found, *, listed: bool) -> None:
     # bound once: the loop below runs once per entry
     resources, by_full_url, listed_by_ref = found.resources, found.by_full_url, found.listed_by_ref
     references, issues = found.references, found.issues
-    for i, entry in enumerate(entries):
+    for i in _newest_first(entries) if history else range(len(entries)):
+        entry = entries[i]
         resource: Any = entry.get("resource") if isinstance(entry, dict) else None
         resource_type = resource.get("resourceType") if isinstance(resource, dict) else None
         if not isinstance(resource_type, str):
@@ -300,6 +302,73 @@ def _no_resource(
 
 _NO_RESOURCE_METHODS = frozenset({"GET", "HEAD", "DELETE"})
 """R4 Bundle.entry.request.method values whose entry has no resource (a POST, PUT or PATCH has)."""
+
+
+def _newest_first(entries: list[Any]) -> list[int]:
+    """The indexes of a history Bundle's ``entries`` in the order to read them: each resource's
+    versions newest first. R4 (http.html#history) lists them newest first, and the first entry
+    of a resource is read as its current state; some servers list them oldest first. Where every
+    entry of a resource carries an integer version (``meta.versionId``, a DELETE's
+    ``response.etag`` W/"n"), else an instant (``meta.lastUpdated``, a DELETE's
+    ``response.lastModified``), its entries are read by it, newest first, in the places they
+    hold; otherwise, and for every other entry, in the order listed."""
+    order = list(range(len(entries)))
+    groups: dict[str, list[int]] = {}
+    for i, entry in enumerate(entries):
+        key = _history_key(entry)
+        if key is not None:
+            groups.setdefault(key, []).append(i)
+    for places in groups.values():
+        if len(places) < 2:
+            continue
+        marks = [_version_marks(entries[i]) for i in places]
+        versions = [(v, i) for (v, _), i in zip(marks, places, strict=True) if v is not None]
+        times = [(t, i) for (_, t), i in zip(marks, places, strict=True) if t is not None]
+        ranked: list[int]
+        if len(versions) == len(places):
+            ranked = [i for _, i in sorted(versions, key=lambda m: -m[0])]  # stable: ties listed
+        elif len(times) == len(places):
+            ranked = [i for _, i in sorted(times, key=lambda m: m[0], reverse=True)]
+        else:
+            continue  # not every version says when: as listed
+        for place, i in zip(places, ranked, strict=True):
+            order[place] = i
+    return order
+
+
+def _history_key(entry: object) -> str | None:
+    """The "Type/id" of a history Bundle's entry: its resource's, or the one a DELETE deletes."""
+    if not isinstance(entry, dict):
+        return None
+    resource = entry.get("resource")
+    if isinstance(resource, dict):
+        rtype, rid = resource.get("resourceType"), resource.get("id")
+        return f"{rtype}/{rid}" if isinstance(rtype, str) and isinstance(rid, str) else None
+    return _deleted_key(entry) if _request_method(entry) == "DELETE" else None
+
+
+def _version_marks(entry: Json) -> tuple[int | None, datetime | None]:
+    """An entry's integer version and instant: its resource's ``meta.versionId`` and
+    ``meta.lastUpdated``, else (a DELETE, no resource) its ``response.etag`` and
+    ``response.lastModified``."""
+    resource = entry.get("resource")
+    if isinstance(resource, dict):
+        meta = resource.get("meta")
+        meta = meta if isinstance(meta, dict) else {}
+        return _integer_version(meta.get("versionId")), instant_or_none(meta.get("lastUpdated"))
+    response = entry.get("response")
+    response = response if isinstance(response, dict) else {}
+    etag = response.get("etag")
+    if isinstance(etag, str):  # W/"3" (R4 http.html#versioning)
+        etag = etag.removeprefix("W/").strip('"')
+    return _integer_version(etag), instant_or_none(response.get("lastModified"))
+
+
+def _integer_version(value: object) -> int | None:
+    """A version id that is a decimal integer (at most 18 digits), or None."""
+    if isinstance(value, str) and 0 < len(value) <= 18 and value.isascii() and value.isdigit():
+        return int(value)
+    return None
 
 
 def _request_method(entry: Json) -> str | None:

@@ -272,6 +272,11 @@ _CYCLE_COUNT_CODE = _fhirtis_code("cycle-count")
 _FLAG_META = _meta("fhirtis-tee-risk")
 _RATE_ISSUE_META = _meta("fhirtis-infusion-rate-above-max")
 _RATE_ISSUE_CODE = _fhirtis_code("infusion-rate-above-max", "IVIG infusion rate above the maximum")
+# evidence.code of a rate issue whose implicated administration is a step (R4 partOf) of a bag's
+# administration: its detail names the bag, so that two steps of one bag read as one infusion
+_STEP_OF_CONCEPT: Json = {
+    "text": "the infusion the implicated administration is a rate step of (partOf)"
+}
 _EVENT_META = _meta("fhirtis-tee-temporally-associated")
 _EVENT_CATEGORY = [_fhirtis_code("tee-temporally-associated")]
 _TEMPORAL_ASSOCIATION = "temporally associated with IVIG"
@@ -795,6 +800,10 @@ def _rate_issue(patient_ref: str, finding: RateFinding) -> Derived:
         "implicated": [{"reference": finding.administration_source}],
         "detail": finding.reason,
     }
+    if finding.step_of is not None:  # a rate step of a titrated bag: the infusion it is part of
+        issue["evidence"] = [
+            {"code": [_STEP_OF_CONCEPT], "detail": [{"reference": finding.step_of}]}
+        ]
     return Derived(issue, ident)
 
 

@@ -609,7 +609,20 @@
       detail: issue.detail || "",
       severity: issue.severity || "",
       administrations: (issue.implicated || []).map((r) => stripHistory(r.reference)),
+      // the infusion (bag) it is a rate step of (partOf), which the service names in evidence:
+      // two steps of one titrated bag are two alerts of one infusion
+      stepOf: stepOf(issue),
     };
+  }
+
+  function stepOf(issue) {
+    const detail = (issue.evidence || []).flatMap((e) => e.detail || []).find((d) => d && d.reference);
+    return detail ? stripHistory(detail.reference) : null;
+  }
+
+  // The infusions (bags) the rate alerts are of: a step counts as the bag it is part of.
+  function infusionCount(issues) {
+    return new Set(issues.map((i) => i.stepOf || i.administrations[0] || i)).size;
   }
 
   function readEvent(ae) {
@@ -791,7 +804,7 @@
     const nIssues = model.issues.length;
     const alerts = [];
     if (nEvents) alerts.push(`${plural(nEvents, "thromboembolic event", "thromboembolic events")} after IVIG`);
-    if (nIssues) alerts.push(`${plural(nIssues, "infusion", "infusions")} above the maximum rate`);
+    if (nIssues) alerts.push(`${plural(infusionCount(model.issues), "infusion", "infusions")} above the maximum rate`);
     cards.push(card(
       "Safety alerts",
       nEvents
@@ -1258,6 +1271,13 @@
     return hit[1].charAt(0).toUpperCase() + hit[1].slice(1);
   }
 
+  // "1 (2 rate steps)": the infusions of a row, and how many of its alerts are rate steps of one
+  function infusionsText(items) {
+    const steps = items.filter((i) => i.stepOf).length;
+    const n = String(infusionCount(items));
+    return steps ? `${n} (${plural(steps, "rate step", "rate steps")})` : n;
+  }
+
   function renderAlerts(model) {
     const root = $("alerts-body");
     if (!model.issues.length) {
@@ -1277,13 +1297,13 @@
     const rows = groups.map((g) => h("tr", null,
       h("th", { scope: "row", class: "nowrap" }, fmtRange(g.items[0].date, g.items[g.items.length - 1].date)),
       h("td", { class: "nowrap" }, g.cycle ? `Cycle ${g.cycle}` : "—"),
-      h("td", { class: "num" }, String(g.items.length)),
+      h("td", { class: "num" }, infusionsText(g.items)),
       h("td", { class: "num strong" }, numBeside(g.rate, g.max)),
       h("td", { class: "num" }, num(g.max, 2)),
       h("td", { class: "num" }, g.rate !== null && g.max ? overBy(g.rate, g.max) : "—"),
       h("td", { class: "small", title: g.detail }, whyMaximum(g.detail))));
     root.append(h("div", { class: "table-scroll" }, table(
-      `${plural(model.issues.length, "infusion", "infusions")} above the applicable maximum rate`,
+      `${plural(infusionCount(model.issues), "infusion", "infusions")} above the applicable maximum rate`,
       ["Dates", "Cycle", "Infusions", "Rate mg/kg/min", "Maximum", "Over by", "Why this maximum"],
       rows, { className: "alerts" })));
   }
