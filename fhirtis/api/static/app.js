@@ -1413,7 +1413,11 @@
     renderWarnings(model);
     const version = $("version");
     if (version && model.status) version.title = model.status;
-    $("status").hidden = true;
+    // The live region that said "Evaluating patient …" says the results are there (a screen
+    // reader announces it; hiding the region said nothing), out of sight: the page looks as before.
+    const status = $("status");
+    status.className = "visually-hidden";
+    status.textContent = `The results for patient ${session.patient} are shown.`;
     $("results").hidden = false;
     document.body.dataset.state = "ready";
   }
