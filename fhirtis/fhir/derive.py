@@ -10,6 +10,7 @@ The same evaluation always gives the same resources, byte for byte: nothing here
 from __future__ import annotations
 
 import hashlib
+import re
 import uuid
 from collections.abc import Iterable, Mapping
 from datetime import date, datetime
@@ -37,6 +38,7 @@ from fhirtis.fhir.codes import (
     RISK_FACTOR_SYSTEM,
     UCUM,
 )
+from fhirtis.fhir.security import Label, codings, high_water, labelled
 from fhirtis.fhir.validation import enabled as validation_enabled
 from fhirtis.fhir.validation import validate
 
@@ -890,8 +892,15 @@ def _distinct_events(events: Iterable[Derived]) -> list[Derived]:
 # -- all of it ---------------------------------------------------------------------------------
 
 
-def derive_resources(evaluation: PatientEvaluation, patient_ref: str) -> list[Derived]:
-    """Every derived resource of one patient's evaluation, in a stable order."""
+def derive_resources(
+    evaluation: PatientEvaluation,
+    patient_ref: str,
+    labels: Mapping[str, frozenset[Label]] | None = None,
+) -> list[Derived]:
+    """Every derived resource of one patient's evaluation, in a stable order; ``labels``: the
+    security labels of the labelled sources (by versioned reference,
+    :attr:`~fhirtis.fhir.extract.common.PatientData.labels`), which each resource derived from
+    them carries (:mod:`fhirtis.fhir.security`)."""
     out: list[Derived] = []
     note = _policy_note(evaluation.policy)
     course = evaluation.course
@@ -956,10 +965,65 @@ def derive_resources(evaluation: PatientEvaluation, patient_ref: str) -> list[De
     out.extend(
         _distinct_events(_adverse_event(patient_ref, a) for a in thrombosis.associated_events)
     )
+    if labels:
+        _label(out, labels, patient_ref, thrombosis)
     if validation_enabled():
         for d in out:
             validate(d.resource)
     return out
+
+
+_WORDS = re.compile(r"[\s,;()]+")
+
+
+def _cited(resource: Json) -> set[str]:
+    """Every string of ``resource`` and every word of its texts (a note names the results
+    contained in a DiagnosticReport that derivedFrom cannot reference), but those of its
+    ``subject`` or ``patient``: the references to the sources it is derived from, among others."""
+    out: set[str] = set()
+    stack: list[object] = [v for k, v in resource.items() if k not in ("subject", "patient")]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, str):
+            out.add(value)
+            if " " in value:
+                out.update(_WORDS.split(value))
+        elif isinstance(value, dict):
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
+    return out
+
+
+def _label(
+    out: list[Derived],
+    labels: Mapping[str, frozenset[Label]],
+    patient_ref: str,
+    thrombosis: ThrombosisAssessment,
+) -> None:
+    """Give each resource of ``out`` the security labels of the labelled sources it is derived
+    from (:mod:`fhirtis.fhir.security`): those it cites, and those it does not cite: an
+    AdverseEvent's other records of its event (another system's AdverseEvent), a DetectedIssue's
+    evidence of the risk factors that set its limit (its maximum rate says they are present)."""
+    also: dict[str, set[str]] = {}  # business identifier → its sources it does not cite
+    for a in thrombosis.associated_events:
+        # the AdverseEvent's identifier, as _adverse_event makes it
+        records = sorted(s.split("/_history")[0] for s in a.event.sources)
+        conditions = [s for s in records if s.startswith("Condition/")]
+        ident = identifier_value(
+            "tee-temporally-associated", patient_ref, (conditions or records)[0]
+        )
+        also.setdefault(ident, set()).update(a.event.sources)
+    for f in thrombosis.rate_findings:
+        ident = identifier_value(
+            "infusion-rate-above-max", patient_ref, f.administration_source.split("/_history")[0]
+        )
+        also.setdefault(ident, set()).update(e for r in f.limit.factors for e in r.evidence)
+    for d in out:
+        sources = _cited(d.resource) | also.get(d.identifier, set())
+        found = [labels[s] for s in sources if s in labels]
+        if found:
+            labelled(d.resource, high_water(found))
 
 
 def _sorted_unique(values: Iterable[str]) -> list[str]:
@@ -970,18 +1034,29 @@ def _sorted_unique(values: Iterable[str]) -> list[str]:
     return list(dict.fromkeys(sorted(values)))
 
 
-def provenance(targets: Iterable[str], sources: Iterable[str], recorded: datetime) -> Json:
+def provenance(
+    targets: Iterable[str],
+    sources: Iterable[str],
+    recorded: datetime,
+    labels: Mapping[str, frozenset[Label]] | None = None,
+) -> Json:
     """One Provenance: the derived resources as targets (references or urn:uuids), the source
-    resources with versions as entities, fhirtis as the agent, activity derivation."""
+    resources with versions as entities, fhirtis as the agent, activity derivation; with the
+    security labels of the labelled ``sources`` it names (``labels``, by versioned reference:
+    :mod:`fhirtis.fhir.security`)."""
+    named = _sorted_unique(sources)
+    meta = _PROVENANCE_META
+    if labels:
+        found = [labels[s] for s in named if s in labels]
+        if found:
+            meta = {**meta, "security": codings(high_water(found))}
     prov: Json = {
         "resourceType": "Provenance",
-        "meta": _PROVENANCE_META,
+        "meta": meta,
         "target": [{"reference": t} for t in targets],
         "recorded": _instant(recorded),
         "activity": _PROVENANCE_ACTIVITY,
         "agent": _PROVENANCE_AGENT,
-        "entity": [
-            {"role": "source", "what": what} for what in _references(_sorted_unique(sources))
-        ],
+        "entity": [{"role": "source", "what": what} for what in _references(named)],
     }
     return validate(prov) if validation_enabled() else prov

@@ -22,6 +22,7 @@ from typing import Any
 
 from fhirtis.clinical.frozen import record
 from fhirtis.fhir.derive import IF_NONE_EXIST_PREFIX, Derived, full_url_of, provenance
+from fhirtis.fhir.security import Label, covers, kept_on_update, labels_of
 
 Json = dict[str, Any]
 
@@ -73,7 +74,16 @@ def _comparable(resource: Mapping[str, Any]) -> Json:
 
 
 def same_content(derived: Mapping[str, Any], stored: Mapping[str, Any]) -> bool:
-    return _comparable(derived) == _comparable(stored)
+    """Whether ``stored`` holds what ``derived`` says: the same content, and (where ``derived``
+    carries security labels) every label of it, or a higher confidentiality
+    (:func:`fhirtis.fhir.security.covers`: the labels a server or a person added are not a
+    difference, and fhirtis never lowers one)."""
+    if _comparable(derived) != _comparable(stored):
+        return False
+    meta = derived.get("meta")
+    if type(meta) is dict and "security" in meta:
+        return covers(labels_of(stored.get("meta")), labels_of(meta))
+    return True
 
 
 def update_full_url(d: Derived, existing_id: str | None, base: str | None) -> str:
@@ -95,10 +105,13 @@ def plan_writes(
     existing: Mapping[str, Json] | None = None,
     *,
     base: str | None = None,
+    labels: Mapping[str, frozenset[Label]] | None = None,
 ) -> WritePlan:
     """The minimal transaction for ``derived`` given what exists (None: unknown → all
     conditional creates); ``base``: the server it is for, naming its updates (their
-    ``fullUrl``, see :func:`update_full_url`)."""
+    ``fullUrl``, see :func:`update_full_url`); ``labels``: the security labels of the labelled
+    ``sources`` (by versioned reference), which the Provenance naming them carries. An update
+    keeps the labels the stored resource has (:func:`fhirtis.fhir.security.kept_on_update`)."""
     writes: list[PlannedWrite] = []
     entries: list[Json] = []
     targets: list[str] = []
@@ -125,7 +138,10 @@ def plan_writes(
         else:
             existing_id = stored.get("id")
             version = (stored.get("meta") or {}).get("versionId")
-            writes.append(PlannedWrite(d, Action.UPDATE, existing_id, version))
+            body = kept_on_update(d.resource, stored)
+            # the stored labels kept, in every way the PUT is sent (the plan's write too)
+            sent = d if body is d.resource else replace(d, resource=body)
+            writes.append(PlannedWrite(sent, Action.UPDATE, existing_id, version))
             updated += 1
             ref = f"{d.resource_type}/{existing_id}"
             request = {"method": "PUT", "url": ref}
@@ -134,7 +150,7 @@ def plan_writes(
             entries.append(
                 {
                     "fullUrl": update_full_url(d, existing_id, base),
-                    "resource": {**d.resource, "id": existing_id},
+                    "resource": {**body, "id": existing_id},
                     "request": request,
                 }
             )
@@ -144,7 +160,7 @@ def plan_writes(
         return WritePlan(writes, None, summary)
     entries.append(
         {
-            "resource": provenance(targets, sources, recorded),
+            "resource": provenance(targets, sources, recorded, labels),
             "request": _PROVENANCE_REQUEST,
         }
     )

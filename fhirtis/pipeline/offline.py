@@ -73,7 +73,9 @@ class PatientResult:
 
     def plan(self, existing: Mapping[str, Json] | None = None) -> WritePlan:
         sources = sorted(self.data.used.values())
-        return plan_writes(self.derived, sources, self.evaluation.as_of, existing)
+        return plan_writes(
+            self.derived, sources, self.evaluation.as_of, existing, labels=self.data.labels
+        )
 
 
 @cache
@@ -169,7 +171,7 @@ def evaluate_patient_resources(
         population=options.population,
         baseline_day=options.baseline_day,
     )
-    derived = derive_resources(evaluation, data.patient_ref)
+    derived = derive_resources(evaluation, data.patient_ref, data.labels)
     return PatientResult(
         data.patient_ref,
         data,

@@ -20,6 +20,7 @@ from fhirtis.fhir.derive import Derived
 from fhirtis.fhir.extract import merged_message, replaced_by
 from fhirtis.fhir.outcome import Issue
 from fhirtis.fhir.plan import WritePlan, plan_writes
+from fhirtis.fhir.security import Label
 from fhirtis.fhir.validation import enable as enable_validation
 from fhirtis.pipeline.batch_gc import batch_gc
 from fhirtis.pipeline.jsonout import dumps
@@ -58,9 +59,12 @@ class EvaluatedPatient:
     # the resource types the server returned only in part for this patient (a search said
     # matches were withheld, or ended before its Bundle.total): earlier output is not withdrawn
     read_in_part: tuple[str, ...] = ()
+    # the security labels of the labelled sources (by versioned reference), which the
+    # Provenance naming them carries
+    labels: Mapping[str, frozenset[Label]] = field(default_factory=dict)
 
     def plan(self, existing: Mapping[str, Json] | None = None) -> WritePlan:
-        return plan_writes(self.derived, self.sources, self.as_of, existing)
+        return plan_writes(self.derived, self.sources, self.as_of, existing, labels=self.labels)
 
 
 @dataclass(frozen=True)
@@ -123,6 +127,7 @@ def evaluate_resources(
         tuple(sorted(result.data.used.values())),
         result.evaluation.as_of,
         result.read_in_part,
+        dict(result.data.labels),
     )
 
 

@@ -44,6 +44,7 @@ from fhirtis.fhir.primitives import (
     parse_date_time,
     parse_decimal,
 )
+from fhirtis.fhir.security import Label, labels_of
 from fhirtis.fhir.units import UnitError, case_refusal, convert, is_ucum, unit_from_text
 
 Json = dict[str, Any]
@@ -108,6 +109,9 @@ class PatientData:
     deceased_on: FhirTime | None = None  # Patient.deceasedDateTime
     issues: list[Issue] = field(default_factory=list)
     used: dict[str, str] = field(default_factory=dict)  # ref → versioned ref, every source used
+    # versioned ref → the security labels it carries forward (fhirtis.fhir.security), of the
+    # sources used that have any
+    labels: dict[str, frozenset[Label]] = field(default_factory=dict)
     existing_derived: list[Json] = field(default_factory=list)  # fhirtis's own earlier output
     # the latest time recorded with a time of day (its offset: the records' calendar), and the
     # latest day of a time recorded as a date only (:func:`~fhirtis.pipeline.offline.as_of_for`)
@@ -722,6 +726,10 @@ class ExtractorBase:
         version = meta.get("versionId") if type(meta) is dict else None
         used = f"{ref}/_history/{version}" if isinstance(version, str) and version else ref
         data.used[ref] = used
+        if type(meta) is dict and "security" in meta:
+            labels = labels_of(meta)
+            if labels:
+                data.labels[used] = labels
         if when is not None:
             if isinstance(when, FhirTime):
                 instant = when.instant
