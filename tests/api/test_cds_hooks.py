@@ -20,6 +20,7 @@ from fhirtis.fhir.bundle import PatientResources
 from fhirtis.io import FhirClientConfig
 from fhirtis.pipeline.offline import Options, evaluate_patient_resources
 from fhirtis.settings import ServiceSettings, Settings
+from tests.api.app_setup import serving
 from tests.e2e.test_run import load
 from tests.fhir.builders import (
     LOINC,
@@ -242,12 +243,7 @@ async def cds(
         service=ServiceSettings(**service),
     )
     app = create_app(settings)
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://fhirtis.test"
-        ) as client,
-    ):
+    async with serving(app) as client:
         api = Api(client)
 
         async def record(request: httpx.Request) -> None:

@@ -14,9 +14,9 @@ from joserfc import jwt
 from joserfc.jwk import RSAKey
 from pytest_httpx import HTTPXMock
 
-from fhirtis.api.app import create_app
 from fhirtis.io import FhirClientConfig
 from fhirtis.settings import ServiceSettings, Settings
+from tests.api.app_setup import served
 from tests.api.test_security import READ_TYPES
 from tests.e2e.test_run import load
 from tests.fhir.builders import bundle, patient
@@ -37,13 +37,7 @@ async def service(base: str, **service: Any) -> AsyncIterator[httpx.AsyncClient]
         ),
         service=ServiceSettings(**service),
     )
-    app = create_app(settings)
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://fhirtis.test"
-        ) as client,
-    ):
+    async with served(settings) as client:
         yield client
 
 

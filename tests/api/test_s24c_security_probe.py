@@ -21,6 +21,7 @@ from fhirtis.api.access import missing_scopes
 from fhirtis.api.app import create_app
 from fhirtis.io import FhirClientConfig
 from fhirtis.settings import ServiceSettings, Settings
+from tests.api.app_setup import serving
 from tests.api.test_evaluate_api import AUTH, KEY, OP, SCOPES, service, token
 from tests.e2e.test_run import load
 from tests.fhir.patients import responder
@@ -165,11 +166,7 @@ async def test_a_pass_through_token_cannot_write_to_the_separate_write_server(
         ),
         service=ServiceSettings(),
     )
-    app = create_app(settings)
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client,
-    ):
+    async with serving(create_app(settings), base_url="http://t") as client:
         r = await client.post(OP, headers=AUTH, json=WRITE)
         read_only = await client.post(OP, headers=AUTH)
     assert r.status_code == 403, r.status_code

@@ -42,8 +42,9 @@ from tests.api.test_cds_hooks import (
     patient_70kg,
 )
 from tests.e2e.test_run import load
-from tests.fhir.builders import ATC, SCT, bundle, qty
+from tests.fhir.builders import ATC, bundle, qty
 from tests.fhir_test_server import FhirTestServer
+from tests.io._s25_srv_fake import catheter, use_statement
 
 Json = dict[str, Any]
 
@@ -60,19 +61,8 @@ STATEMENT: Json = {
     "subject": {"reference": "Patient/p1"},
     "effectivePeriod": {"start": "2023-01-01"},
 }
-LINE: Json = {  # a central venous catheter with no patient of its own (R4 DeviceUseStatement)
-    "resourceType": "Device",
-    "id": "line",
-    "type": {"coding": [{"system": SCT, "code": "52124006"}], "text": "CVC"},
-}
-USE: Json = {
-    "resourceType": "DeviceUseStatement",
-    "id": "dus",
-    "status": "active",
-    "subject": {"reference": "Patient/p1"},
-    "device": {"reference": "Device/line"},
-    "timingPeriod": {"start": "2024-01-05"},
-}
+LINE = catheter()  # a central venous catheter with no patient of its own (R4 DeviceUseStatement)
+USE = use_statement(timingPeriod={"start": "2024-01-05"})
 
 
 def _searchset(matches: list[Json], included: list[Json]) -> Json:

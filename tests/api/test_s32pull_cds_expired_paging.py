@@ -20,39 +20,12 @@ from pytest_httpx import HTTPXMock
 
 from tests.api.test_cds_hooks import ALLOWED, DVT, card_with, cards_of, full_prefetch, patient_70kg
 from tests.api.test_s25_cond_fetch import _sign
-from tests.io._s25_srv_fake import SCT
+from tests.io.test_s29e_expired_paging import GONE, _condition, _page
 
 Json = dict[str, Any]
 
-GONE: Json = {
-    "resourceType": "OperationOutcome",
-    "issue": [
-        {
-            "severity": "error",
-            "code": "processing",
-            "diagnostics": 'Search ID "3b5e7f1c" does not exist and may have expired',
-        }
-    ],
-}
-DERMATOMYOSITIS: Json = {
-    "resourceType": "Condition",
-    "id": "dm",
-    "subject": {"reference": "Patient/p1"},
-    "code": {"coding": [{"system": SCT, "code": "396230008"}]},
-    "onsetDateTime": "2023-03-01",
-}
+DERMATOMYOSITIS = _condition("dm", "396230008")
 NEXT = f"{ALLOWED}?_getpages=3b5e7f1c&_getpagesoffset=1&_count=1&_bundletype=searchset"
-
-
-def _page(resources: list[Json], next_url: str | None = None) -> Json:
-    bundle: Json = {
-        "resourceType": "Bundle",
-        "type": "searchset",
-        "entry": [{"resource": r, "search": {"mode": "match"}} for r in resources],
-    }
-    if next_url is not None:
-        bundle["link"] = [{"relation": "next", "url": next_url}]
-    return bundle
 
 
 class Hapi:

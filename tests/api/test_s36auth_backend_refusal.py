@@ -19,9 +19,9 @@ from joserfc.jwk import RSAKey
 from pydantic import SecretStr
 from pytest_httpx import HTTPXMock
 
-from fhirtis.api.app import create_app
 from fhirtis.io import FhirClientConfig
 from fhirtis.settings import ServiceSettings, Settings
+from tests.api.app_setup import served
 from tests.api.test_security import READ_TYPES
 
 BASE = "http://fhir.test/fhir"
@@ -66,13 +66,7 @@ async def _validating() -> AsyncIterator[httpx.AsyncClient]:
             jwks=json.dumps({"keys": [KEY.as_dict(private=False)]}),
         ),
     )
-    app = create_app(settings)
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://fhirtis.test"
-        ) as client,
-    ):
+    async with served(settings) as client:
         yield client
 
 

@@ -23,10 +23,10 @@ import pytest
 from pydantic import ValidationError
 from pytest_httpx import HTTPXMock
 
-from fhirtis.api.app import create_app
 from fhirtis.api.cds_hooks import service as cds_service
 from fhirtis.io import FhirClientConfig
 from fhirtis.settings import Settings
+from tests.api.app_setup import served
 from tests.api.test_cds_hooks import (
     ALLOWED,
     SIGN,
@@ -49,13 +49,7 @@ async def cds(deadline: float) -> AsyncIterator[httpx.AsyncClient]:
         fhir=FhirClientConfig(base_url=ALLOWED, retry_max_attempts=1, read_timeout_seconds=5),
         cds={"deadline_seconds": deadline},
     )
-    app = create_app(settings)
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://fhirtis.test"
-        ) as client,
-    ):
+    async with served(settings) as client:
         yield client
 
 

@@ -23,7 +23,8 @@ import pytest
 
 from fhirtis.io import FhirClient, FhirClientConfig, TooManyRetries, WriteOutcomeUnknown
 from fhirtis.settings import ServiceSettings, Settings
-from tests.api.test_security import CALLER, OP, served
+from tests.api.app_setup import served
+from tests.api.test_security import CALLER, OP
 
 Handler = Callable[[str, str, asyncio.StreamWriter], Awaitable[None]]
 BUNDLE = json.dumps({"resourceType": "Bundle", "type": "batch-response", "entry": []}).encode()

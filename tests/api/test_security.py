@@ -28,6 +28,7 @@ from joserfc.jwk import ECKey, RSAKey
 from fhirtis.api.app import create_app
 from fhirtis.io import FhirClientConfig
 from fhirtis.settings import CdsSettings, ServiceSettings, Settings, TrustedCdsClient
+from tests.api.app_setup import served
 from tests.api.test_cds_hooks import (
     DVT,
     SIGN,
@@ -108,17 +109,6 @@ async def app_client(
         cds=cds or CdsSettings(),
     )
     async with served(settings) as client:
-        yield client
-
-
-@asynccontextmanager
-async def served(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    """A client of the service made with ``settings``, its lifespan started."""
-    app = create_app(settings)
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=BASE) as client,
-    ):
         yield client
 
 

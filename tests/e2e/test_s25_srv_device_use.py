@@ -15,23 +15,11 @@ from fhirtis.pipeline.server import RunStatus
 from tests.e2e.test_run import load, run
 from tests.fhir.patients import responder
 from tests.fhir_test_server import FhirTestServer
+from tests.io._s25_srv_fake import catheter, use_statement
 
 Json = dict[str, Any]
-SCT = "http://snomed.info/sct"
-
-LINE: Json = {
-    "resourceType": "Device",
-    "id": "line",
-    "type": {"coding": [{"system": SCT, "code": "52124006"}], "text": "CVC"},
-}
-USE: Json = {
-    "resourceType": "DeviceUseStatement",
-    "id": "dus",
-    "status": "active",
-    "subject": {"reference": "Patient/p1"},
-    "device": {"reference": "Device/line"},
-    "timingPeriod": {"start": "2023-06-01T10:00:00Z"},
-}
+LINE = catheter()
+USE = use_statement(timingPeriod={"start": "2023-06-01T10:00:00Z"})
 
 
 @pytest.mark.parametrize("profile", ["full", "oracle-like"])

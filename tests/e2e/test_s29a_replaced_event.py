@@ -60,6 +60,21 @@ def _ours(base: str) -> list[Json]:
     ]
 
 
+def _load_with_ehr_event(base: str) -> None:
+    """``responder``'s patient and the EHR's AdverseEvent ``ehr-ae-1`` on the server."""
+    patient = responder()
+    patient["entry"].append({"resource": _ehr_event("ehr-ae-1")})
+    load(base, patient)
+
+
+def _replace_ehr_event(fhir_server: FhirTestServer, base: str) -> None:
+    """The EHR's record deleted and the same event entered again as ``ehr-ae-2`` (the server
+    left on its ``full`` profile)."""
+    fhir_server.set_profile("full")
+    httpx.delete(f"{base}/AdverseEvent/ehr-ae-1").raise_for_status()
+    httpx.put(f"{base}/AdverseEvent/ehr-ae-2", json=_ehr_event("ehr-ae-2")).raise_for_status()
+
+
 def refuse_transactions(request: httpx.Request) -> httpx.Response | None:
     """A server with batch but no transaction (R4 CapabilityStatement.rest.interaction): a
     transaction Bundle is answered 405 ``not-supported``, so fhirtis learns it and writes in a
@@ -97,18 +112,14 @@ def test_a_replaced_ehr_event_keeps_its_adverse_event_after_one_run(
     fhir_server: FhirTestServer, fhir_base: str, case: str
 ) -> None:
     profile = CASES[case][0]
-    patient = responder()
-    patient["entry"].append({"resource": _ehr_event("ehr-ae-1")})
-    load(fhir_base, patient)
+    _load_with_ehr_event(fhir_base)
     fhir_server.set_profile(profile)
     first = run_case(fhir_base, case)
     assert first.status is RunStatus.WRITTEN, first.error
     (old,) = _ours(fhir_base)
 
     # the EHR replaces its record: the old one deleted, the same event entered again
-    fhir_server.set_profile("full")
-    httpx.delete(f"{fhir_base}/AdverseEvent/ehr-ae-1").raise_for_status()
-    httpx.put(f"{fhir_base}/AdverseEvent/ehr-ae-2", json=_ehr_event("ehr-ae-2")).raise_for_status()
+    _replace_ehr_event(fhir_server, fhir_base)
     fhir_server.set_profile(profile)
 
     sent: list[str] = []
@@ -146,23 +157,28 @@ def _not_taken_for_its_successor(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(stored_output, "_successor", lambda *_: None)
 
 
+def _written_then_replaced(
+    fhir_server: FhirTestServer, base: str, monkeypatch: pytest.MonkeyPatch
+) -> Json:
+    """fhirtis's AdverseEvent written with single requests, then the EHR's event replaced, the
+    old AdverseEvent not taken for its successor, and the server back on single requests."""
+    _load_with_ehr_event(base)
+    fhir_server.set_profile("no-transaction")
+    assert run_once(base).status is RunStatus.WRITTEN
+    (old,) = _ours(base)
+    _replace_ehr_event(fhir_server, base)
+    _not_taken_for_its_successor(monkeypatch)
+    fhir_server.set_profile("no-transaction")
+    return old
+
+
 def test_a_create_failing_after_the_delete_that_made_way_for_it_is_said(
     fhir_server: FhirTestServer, fhir_base: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The delete goes first; when the create after it fails (422, a validating server), the
     run fails, reports the withdrawal written and the create unconfirmed, its Provenance names
     the withdrawal, and the next run writes the new AdverseEvent."""
-    patient = responder()
-    patient["entry"].append({"resource": _ehr_event("ehr-ae-1")})
-    load(fhir_base, patient)
-    fhir_server.set_profile("no-transaction")
-    assert run_once(fhir_base).status is RunStatus.WRITTEN
-    (old,) = _ours(fhir_base)
-    fhir_server.set_profile("full")
-    httpx.delete(f"{fhir_base}/AdverseEvent/ehr-ae-1").raise_for_status()
-    httpx.put(f"{fhir_base}/AdverseEvent/ehr-ae-2", json=_ehr_event("ehr-ae-2")).raise_for_status()
-    _not_taken_for_its_successor(monkeypatch)
-    fhir_server.set_profile("no-transaction")
+    old = _written_then_replaced(fhir_server, fhir_base, monkeypatch)
 
     def refuse_event_create(request: httpx.Request) -> httpx.Response | None:
         if request.method == "POST" and request.url.path.endswith("/AdverseEvent"):
@@ -201,17 +217,7 @@ def test_a_delete_whose_answers_are_lost_still_lets_its_successor_be_created(
     DELETE is sent again until the retries run out): the run fails saying the delete failed,
     yet the successor's create is still sent (and made: the old one is gone), so the server is
     never left without the AdverseEvent; the withdrawal is reported unconfirmed."""
-    patient = responder()
-    patient["entry"].append({"resource": _ehr_event("ehr-ae-1")})
-    load(fhir_base, patient)
-    fhir_server.set_profile("no-transaction")
-    assert run_once(fhir_base).status is RunStatus.WRITTEN
-    (old,) = _ours(fhir_base)
-    fhir_server.set_profile("full")
-    httpx.delete(f"{fhir_base}/AdverseEvent/ehr-ae-1").raise_for_status()
-    httpx.put(f"{fhir_base}/AdverseEvent/ehr-ae-2", json=_ehr_event("ehr-ae-2")).raise_for_status()
-    _not_taken_for_its_successor(monkeypatch)
-    fhir_server.set_profile("no-transaction")
+    old = _written_then_replaced(fhir_server, fhir_base, monkeypatch)
 
     def lose_delete(request: httpx.Request, response: httpx.Response) -> httpx.Response | None:
         if request.method == "DELETE" and request.url.path.endswith(f"/AdverseEvent/{old['id']}"):

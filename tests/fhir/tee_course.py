@@ -23,26 +23,30 @@ PE = "59282003"  # SNOMED CT pulmonary embolism
 CATEGORY = "http://terminology.hl7.org/CodeSystem/condition-category"
 
 
-def course(*resources: Json) -> Json:
-    """The course's Bundle, with ``resources`` after it."""
-    return bundle(
-        patient(),
-        obs("w", "29463-7", 70, "kg", "2024-01-06T08:00:00Z", system=LOINC),
-        medication(),
+def course(*resources: Json, infusions: int = 2) -> Json:
+    """The course's Bundle (its first ``infusions`` administrations: 1 is the one on 8 January
+    alone), with ``resources`` after it."""
+    given = [
         administration(
             "ma1", "2024-01-08T09:00:00+01:00", "2024-01-08T15:00:00+01:00", dose=qty(70, "g")
         ),
         administration(
             "ma2", "2024-01-09T09:00:00+01:00", "2024-01-09T15:00:00+01:00", dose=qty(70, "g")
         ),
+    ]
+    return bundle(
+        patient(),
+        obs("w", "29463-7", 70, "kg", "2024-01-06T08:00:00Z", system=LOINC),
+        medication(),
+        *given[:infusions],
         *resources,
     )
 
 
-def evaluate_course(*resources: Json) -> PatientResult:
+def evaluate_course(*resources: Json, infusions: int = 2) -> PatientResult:
     """The course with ``resources``, evaluated with the default settings."""
     return evaluate_patient_resources(
-        read_patient_bundle(orjson.dumps(course(*resources))), Settings()
+        read_patient_bundle(orjson.dumps(course(*resources, infusions=infusions))), Settings()
     )
 
 

@@ -171,6 +171,20 @@ def evaluate_fixture(path: Path) -> PatientResult:
     return result
 
 
+def assert_two_infusions_of_70_g(
+    result: PatientResult, ids: tuple[str, str], max_rate_mg_kg_min: Decimal
+) -> None:
+    """The MedicationAdministrations ``ids`` are counted, as one cycle of 140 g = 2 g/kg (at
+    70 kg) whose fastest rate is ``max_rate_mg_kg_min`` (to 3 decimals)."""
+    assert [a.source for a in result.data.administrations] == [
+        f"MedicationAdministration/{i}" for i in ids
+    ]
+    (cycle,) = result.evaluation.exposure.cycles
+    assert cycle.grams == Decimal(140)
+    assert cycle.g_per_kg == Decimal(2)
+    assert round(cycle.max_rate_mg_kg_min or 0, 3) == round(max_rate_mg_kg_min, 3)
+
+
 def check_fixture_folder(folder: Path, sources: str) -> None:
     """Every fixture in ``folder`` is listed in its README, named in ``sources`` (the text of
     the tests that use it) and valid R4 (the official JSON schema)."""

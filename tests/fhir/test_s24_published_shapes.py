@@ -31,7 +31,11 @@ from tests.fhir.builders import (
     qty,
 )
 from tests.fhir.reading import extract
-from tests.fhir.test_published_examples import check_fixture_folder, evaluate_fixture
+from tests.fhir.test_published_examples import (
+    assert_two_infusions_of_70_g,
+    check_fixture_folder,
+    evaluate_fixture,
+)
 
 Json = dict[str, Any]
 DATA = Path(__file__).parents[1] / "data" / "s24_published"
@@ -59,14 +63,7 @@ def test_flebogamma_named_as_on_its_label_is_counted() -> None:
     ("10% DIF" between the words) matched no product name, and both infusions were passed over
     without a word (0 g)."""
     result = _bundle("ivig-flebogamma-label-name.json")
-    assert [a.source for a in result.data.administrations] == [
-        "MedicationAdministration/ivig-fleb-1",
-        "MedicationAdministration/ivig-fleb-2",
-    ]
-    (cycle,) = result.evaluation.exposure.cycles
-    assert cycle.grams == Decimal(140)
-    assert cycle.g_per_kg == Decimal(2)
-    assert round(cycle.max_rate_mg_kg_min or 0, 3) == round(Decimal(12000) / 4200, 3)
+    assert_two_infusions_of_70_g(result, ("ivig-fleb-1", "ivig-fleb-2"), Decimal(12000) / 4200)
     assert result.issues == []
 
 

@@ -17,7 +17,11 @@ import pytest
 from fhirtis.pipeline.offline import PatientResult
 from tests.fhir.builders import SCT, administration, patient, qty
 from tests.fhir.reading import extract
-from tests.fhir.test_published_examples import check_fixture_folder, evaluate_fixture
+from tests.fhir.test_published_examples import (
+    assert_two_infusions_of_70_g,
+    check_fixture_folder,
+    evaluate_fixture,
+)
 
 Json = dict[str, Any]
 DATA = Path(__file__).parents[1] / "data" / "s25-pub"
@@ -40,14 +44,7 @@ def test_uk_dmd_generic_name_with_an_iv_route_is_counted() -> None:
     ("ml/hour") on two days, 70 kg: 2 x 700 mL x 100 mg/mL = 140 g; 140 / 70 = 2.0 g/kg;
     120 x 100 / (60 x 70) = 2.857 mg/kg/min; no issue. Before: 0 g, no issue."""
     result = _bundle("uk-dmd-normal-immunoglobulin-human.json")
-    assert [a.source for a in result.data.administrations] == [
-        "MedicationAdministration/uk-ma-1",
-        "MedicationAdministration/uk-ma-2",
-    ]
-    (cycle,) = result.evaluation.exposure.cycles
-    assert cycle.grams == Decimal(140)
-    assert cycle.g_per_kg == Decimal(2)
-    assert round(cycle.max_rate_mg_kg_min or 0, 3) == round(Decimal(12000) / 4200, 3)
+    assert_two_infusions_of_70_g(result, ("uk-ma-1", "uk-ma-2"), Decimal(12000) / 4200)
     assert result.issues == []
 
 
@@ -58,14 +55,7 @@ def test_au_artg_brand_name_of_an_iv_only_product_needs_no_route() -> None:
     150 x 100 / (60 x 70) = 3.571 mg/kg/min (< 4: no finding); an IV-only brand, so no
     "route not recorded" warning. Before: 0 g, no issue."""
     result = _bundle("au-artg-intragam-10.json")
-    assert [a.source for a in result.data.administrations] == [
-        "MedicationAdministration/au-ma-1",
-        "MedicationAdministration/au-ma-2",
-    ]
-    (cycle,) = result.evaluation.exposure.cycles
-    assert cycle.grams == Decimal(140)
-    assert cycle.g_per_kg == Decimal(2)
-    assert round(cycle.max_rate_mg_kg_min or 0, 3) == round(Decimal(15000) / 4200, 3)
+    assert_two_infusions_of_70_g(result, ("au-ma-1", "au-ma-2"), Decimal(15000) / 4200)
     assert result.evaluation.thrombosis.rate_findings == ()
     assert result.issues == []
 

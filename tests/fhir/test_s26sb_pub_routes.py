@@ -16,7 +16,11 @@ import pytest
 
 from tests.fhir.builders import LOINC, administration, medication, obs, patient, qty
 from tests.fhir.reading import extract
-from tests.fhir.test_published_examples import check_fixture_folder, evaluate_fixture
+from tests.fhir.test_published_examples import (
+    assert_two_infusions_of_70_g,
+    check_fixture_folder,
+    evaluate_fixture,
+)
 
 Json = dict[str, Any]
 DATA = Path(__file__).parents[1] / "data" / "s26sb-pub"
@@ -39,14 +43,7 @@ def test_ch_emed_edqm_route_with_german_text_is_intravenous() -> None:
     2 x 700 mL x 100 mg/mL = 140 g; 140 / 70 = 2.0 g/kg; 120 x 100 / (60 x 70) = 2.857
     mg/kg/min; no issue. Before: 0 g, both "not counted: route recorded is not intravenous"."""
     result = evaluate_fixture(DATA / "ch-emed-edqm-oid-route-ivig.json")
-    assert [a.source for a in result.data.administrations] == [
-        "MedicationAdministration/ivig-1",
-        "MedicationAdministration/ivig-2",
-    ]
-    (cycle,) = result.evaluation.exposure.cycles
-    assert cycle.grams == Decimal(140)
-    assert cycle.g_per_kg == Decimal(2)
-    assert round(cycle.max_rate_mg_kg_min or 0, 3) == round(Decimal(12000) / 4200, 3)
+    assert_two_infusions_of_70_g(result, ("ivig-1", "ivig-2"), Decimal(12000) / 4200)
     assert result.issues == []
 
 

@@ -16,53 +16,27 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import orjson
 import pytest
 
-from fhirtis.fhir.bundle import read_patient_bundle
 from fhirtis.fhir.derive import Derived
 from fhirtis.pipeline import stored_output as stored_module
-from fhirtis.pipeline.offline import evaluate_patient_resources
 from fhirtis.pipeline.stored_output import _found_by_condition, stored_output
-from fhirtis.settings import Settings
-from tests.fhir.builders import (
-    LOINC,
-    SCT,
-    administration,
-    bundle,
-    condition,
-    medication,
-    obs,
-    patient,
-    qty,
-)
+from tests.fhir.builders import SCT, condition
+from tests.fhir.tee_course import DVT, evaluate_course, in_category
 
 Json = dict[str, Any]
-DVT = "128053003"
-CATEGORY = "http://terminology.hl7.org/CodeSystem/condition-category"
-
-
-def _in(category: str) -> Json:
-    return {"category": [{"coding": [{"system": CATEGORY, "code": category}]}]}
 
 
 def _adverse_event(*conditions: Json) -> Derived:
-    doc = bundle(
-        patient(),
-        obs("w", "29463-7", 70, "kg", "2024-01-06T08:00:00Z", system=LOINC),
-        medication(),
-        administration(
-            "ma1", "2024-01-08T09:00:00+01:00", "2024-01-08T15:00:00+01:00", dose=qty(70, "g")
-        ),
-        *conditions,
-    )
-    result = evaluate_patient_resources(read_patient_bundle(orjson.dumps(doc)), Settings())
+    result = evaluate_course(*conditions, infusions=1)
     (found,) = [d for d in result.derived if d.resource["resourceType"] == "AdverseEvent"]
     return found
 
 
-DIAGNOSIS = condition("c2", SCT, DVT, "2024-01-10T08:00:00+01:00", **_in("encounter-diagnosis"))
-PROBLEM = condition("c1", SCT, DVT, "2024-01-10", **_in("problem-list-item"))
+DIAGNOSIS = condition(
+    "c2", SCT, DVT, "2024-01-10T08:00:00+01:00", **in_category("encounter-diagnosis")
+)
+PROBLEM = condition("c1", SCT, DVT, "2024-01-10", **in_category("problem-list-item"))
 
 
 def test_the_stored_adverse_event_of_the_event_is_found_by_the_write_condition() -> None:

@@ -40,27 +40,10 @@ from tests.fhir.builders import (
     patient,
     qty,
 )
+from tests.fhir.tee_course import DVT, PE, evaluate_course
 
 Json = dict[str, Any]
-PE = "59282003"
-DVT = "128053003"
 HISTORY = "thrombosis-history"
-
-
-def _evaluate(*resources: Json, birth: str = "1970-03-01") -> PatientResult:
-    doc = bundle(
-        patient(birth=birth),
-        obs("w", "29463-7", 70, "kg", "2024-01-06T08:00:00Z", system=LOINC),
-        medication(),
-        administration(
-            "ma1", "2024-01-08T09:00:00+01:00", "2024-01-08T15:00:00+01:00", dose=qty(70, "g")
-        ),
-        administration(
-            "ma2", "2024-01-09T09:00:00+01:00", "2024-01-09T15:00:00+01:00", dose=qty(70, "g")
-        ),
-        *resources,
-    )
-    return evaluate_patient_resources(read_patient_bundle(orjson.dumps(doc)), Settings())
 
 
 def _flag(result: PatientResult) -> Json:
@@ -86,27 +69,27 @@ def test_an_adverse_event_dated_to_the_month_counts_now() -> None:
         "event": {"coding": [{"system": SCT, "code": PE}]},
         "date": "2024-01",
     }
-    _assert_history_now(_evaluate(report), "AdverseEvent/ae1")
+    _assert_history_now(evaluate_course(report), "AdverseEvent/ae1")
 
 
 def test_a_condition_with_onset_to_the_month_counts_now() -> None:
-    _assert_history_now(_evaluate(condition("c1", SCT, DVT, "2024-01")), "Condition/c1")
+    _assert_history_now(evaluate_course(condition("c1", SCT, DVT, "2024-01")), "Condition/c1")
 
 
 def test_a_condition_whose_onset_period_has_only_an_end_counts_now() -> None:
     c = condition("c1", SCT, DVT, None, onsetPeriod={"end": "2024-01-10"})
-    _assert_history_now(_evaluate(c), "Condition/c1")
+    _assert_history_now(evaluate_course(c), "Condition/c1")
 
 
 def test_a_condition_with_an_onset_age_counts_now() -> None:
     age = {"value": 53, "unit": "a", "system": UCUM, "code": "a"}
     c = condition("c1", SCT, DVT, None, onsetAge=age)
-    _assert_history_now(_evaluate(c), "Condition/c1")
+    _assert_history_now(evaluate_course(c), "Condition/c1")
 
 
 def test_an_onset_that_cannot_have_begun_by_the_evaluation_does_not_count() -> None:
     """Control: recorded to a month after the data's latest time, the event surely came later."""
-    result = _evaluate(condition("c1", SCT, DVT, "2024-03"))
+    result = evaluate_course(condition("c1", SCT, DVT, "2024-03"))
     assert result.evaluation.thrombosis.risk_factors == ()
 
 

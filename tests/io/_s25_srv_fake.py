@@ -65,6 +65,25 @@ def patient() -> Json:
     return {"resourceType": "Patient", "id": "p1", "gender": "female", "birthDate": "1980-01-01"}
 
 
+def active_dvt() -> Json:
+    """An active deep venous thrombosis (SNOMED CT 128053003) with its onset time."""
+    return {
+        "resourceType": "Condition",
+        "id": "dvt",
+        "subject": {"reference": "Patient/p1"},
+        "code": {"coding": [{"system": SCT, "code": "128053003"}]},
+        "clinicalStatus": {
+            "coding": [
+                {
+                    "system": "http://terminology.hl7.org/CodeSystem/condition-clinical",
+                    "code": "active",
+                }
+            ]
+        },
+        "onsetDateTime": "2024-02-13T10:00:00Z",
+    }
+
+
 def ivig_medication(medication_id: str = "med1") -> Json:
     """An IVIG Medication coded in ATC (J06BA02, immunoglobulins normal human, for
     intravascular administration)."""

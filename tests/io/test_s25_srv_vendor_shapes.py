@@ -28,6 +28,7 @@ from fhirtis.pipeline.pull import pull_patient
 from fhirtis.settings import Settings
 from tests.io._s25_srv_fake import (
     FakeServer,
+    active_dvt,
     catheter,
     outcome,
     patient,
@@ -38,22 +39,7 @@ from tests.io._s25_srv_fake import (
 from tests.io._support import BASE
 
 Json = dict[str, Any]
-SCT = "http://snomed.info/sct"
-DVT: Json = {
-    "resourceType": "Condition",
-    "id": "dvt",
-    "subject": {"reference": "Patient/p1"},
-    "code": {"coding": [{"system": SCT, "code": "128053003"}]},
-    "clinicalStatus": {
-        "coding": [
-            {
-                "system": "http://terminology.hl7.org/CodeSystem/condition-clinical",
-                "code": "active",
-            }
-        ]
-    },
-    "onsetDateTime": "2024-02-13T10:00:00Z",
-}
+DVT = active_dvt()
 
 
 def _unknown_type(rtype: str) -> Any:

@@ -39,26 +39,11 @@ from fhirtis.io import FhirClient, FhirClientConfig
 from fhirtis.pipeline.answers import PullError
 from fhirtis.pipeline.pull import EXISTING_NEED, pull_patient, read_urls
 from fhirtis.settings import Settings
-from tests.io._s25_srv_fake import FakeServer, patient, statement
+from tests.io._s25_srv_fake import FakeServer, active_dvt, patient, statement
 from tests.io._support import BASE
 
 Json = dict[str, Any]
-SCT = "http://snomed.info/sct"
-DVT: Json = {
-    "resourceType": "Condition",
-    "id": "dvt",
-    "subject": {"reference": "Patient/p1"},
-    "code": {"coding": [{"system": SCT, "code": "128053003"}]},
-    "clinicalStatus": {
-        "coding": [
-            {
-                "system": "http://terminology.hl7.org/CodeSystem/condition-clinical",
-                "code": "active",
-            }
-        ]
-    },
-    "onsetDateTime": "2024-02-13T10:00:00Z",
-}
+DVT = active_dvt()
 
 
 def _hfs_entry(url: str) -> Json:

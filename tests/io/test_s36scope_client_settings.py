@@ -34,6 +34,18 @@ def _form(request: httpx.Request) -> dict[str, list[str]]:
     return parse_qs(request.content.decode(), keep_blank_values=True)
 
 
+async def _token_request(
+    httpx_mock: HTTPXMock, config: FhirClientConfig, fake_time: FakeTime
+) -> httpx.Request:
+    """The token request a client made with ``config`` sends to read ``Patient/p1``."""
+    httpx_mock.add_response(method="POST", url=TOKEN_URL, json=token_response("at-1"))
+    httpx_mock.add_response(url=f"{BASE}/Patient/p1", json=patient(1))
+    async with FhirClient(config, timing=fake_time.timing()) as fhir:
+        await fhir.read("Patient", "p1")
+    token_request = httpx_mock.get_requests(method="POST")[0]
+    return token_request
+
+
 async def test_smart_backend_sends_the_client_id_kid_and_scope_without_surrounding_whitespace(
     httpx_mock: HTTPXMock, smart_config: Callable[..., FhirClientConfig], fake_time: FakeTime
 ) -> None:
@@ -43,11 +55,7 @@ async def test_smart_backend_sends_the_client_id_kid_and_scope_without_surroundi
         scope="system/Observation.rs\n  system/Observation.cu\n",
         token_url=TOKEN_URL,
     )
-    httpx_mock.add_response(method="POST", url=TOKEN_URL, json=token_response("at-1"))
-    httpx_mock.add_response(url=f"{BASE}/Patient/p1", json=patient(1))
-    async with FhirClient(config, timing=fake_time.timing()) as fhir:
-        await fhir.read("Patient", "p1")
-    token_request = httpx_mock.get_requests(method="POST")[0]
+    token_request = await _token_request(httpx_mock, config, fake_time)
     form = _form(token_request)
     assert form["scope"] == [SCOPES]
     assertion = form["client_assertion"][0]
@@ -68,11 +76,7 @@ async def test_client_secret_sends_the_client_id_without_its_line_end(
         scope="https://myfhir.example.org/.default\n",
         token_url=TOKEN_URL,
     )
-    httpx_mock.add_response(method="POST", url=TOKEN_URL, json=token_response("at-1"))
-    httpx_mock.add_response(url=f"{BASE}/Patient/p1", json=patient(1))
-    async with FhirClient(config, timing=fake_time.timing()) as fhir:
-        await fhir.read("Patient", "p1")
-    token_request = httpx_mock.get_requests(method="POST")[0]
+    token_request = await _token_request(httpx_mock, config, fake_time)
     basic = token_request.headers["Authorization"].partition(" ")[2]
     user = base64.b64decode(basic).decode().partition(":")[0]
     assert user == "c0ffee00-1111-2222-3333-444455556666"

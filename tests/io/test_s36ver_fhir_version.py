@@ -42,6 +42,7 @@ from typer.testing import CliRunner
 from fhirtis.cli import app
 from fhirtis.io import FhirClient, FhirClientConfig, UnsupportedFhirVersion
 from fhirtis.io._capabilities import fhir_release, parse_statement, r4_base_hint
+from tests.registry.cohort_cli import group_args, patients_args
 
 runner = CliRunner()
 EPIC = "https://fhir.epic.com/interconnect-fhir-oauth/api/FHIR"
@@ -251,21 +252,7 @@ def test_cohort_of_patients_on_stu3_stops_before_any_read(
 ) -> None:
     pytest.importorskip("distributed")
     httpx_mock.add_response(url=f"{EPIC}/STU3/metadata", json=statement("3.0.1"))
-    result = runner.invoke(
-        app,
-        [
-            "cohort",
-            "--patients",
-            "p1,p2",
-            "--server",
-            f"{EPIC}/STU3",
-            "--ledger",
-            str(tmp_path / "ledger.sqlite"),
-            "--work-dir",
-            str(tmp_path / "work"),
-            "--no-progress",
-        ],
-    )
+    result = runner.invoke(app, patients_args("p1,p2", f"{EPIC}/STU3", tmp_path))
     assert result.exit_code == 1, result.output
     assert "FHIR 3.0.1 (STU3)" in result.stderr and f"{EPIC}/R4" in result.stderr
     assert "run the same command again" not in result.stderr  # not resumable as it is
@@ -276,21 +263,7 @@ def test_cohort_group_export_on_r5_is_not_kicked_off(httpx_mock: HTTPXMock, tmp_
     pytest.importorskip("distributed")
     base = "http://hapi.fhir.org/baseR5"
     httpx_mock.add_response(url=f"{base}/metadata", json=statement("5.0.0"))
-    result = runner.invoke(
-        app,
-        [
-            "cohort",
-            "--group",
-            "g1",
-            "--server",
-            base,
-            "--ledger",
-            str(tmp_path / "ledger.sqlite"),
-            "--work-dir",
-            str(tmp_path / "work"),
-            "--no-progress",
-        ],
-    )
+    result = runner.invoke(app, group_args("g1", base, tmp_path))
     assert result.exit_code == 1, result.output
     assert "FHIR 5.0.0 (R5)" in result.stderr and "http://hapi.fhir.org/baseR4" in result.stderr
     assert len(httpx_mock.get_requests()) == 1
@@ -382,21 +355,7 @@ def test_cohort_with_a_write_server_of_another_release_stops_before_any_read(
     monkeypatch.setenv("FHIRTIS_FHIR__WRITE_BASE_URL", f"{EPIC}/DSTU2")
     httpx_mock.add_response(url=f"{HOST}/metadata", json=statement("4.0.1"))
     httpx_mock.add_response(url=f"{EPIC}/DSTU2/metadata", json=statement("1.0.2", "Conformance"))
-    result = runner.invoke(
-        app,
-        [
-            "cohort",
-            "--patients",
-            "p1",
-            "--server",
-            HOST,
-            "--ledger",
-            str(tmp_path / "ledger.sqlite"),
-            "--work-dir",
-            str(tmp_path / "work"),
-            "--no-progress",
-        ],
-    )
+    result = runner.invoke(app, patients_args("p1", HOST, tmp_path))
     assert result.exit_code == 1, result.output
     assert "FHIR 1.0.2 (DSTU2)" in result.stderr and f"{EPIC}/R4" in result.stderr
     assert all(str(r.url).endswith("/metadata") for r in httpx_mock.get_requests())

@@ -27,6 +27,11 @@ def group_args(group: str, base: str, tmp_path: Path, *extra: str) -> list[str]:
     return ["cohort", "--group", group, "--server", base, *_common(tmp_path), *extra]
 
 
+def patients_args(patients: str, base: str, tmp_path: Path, *extra: str) -> list[str]:
+    """``cohort --patients`` (ids joined by commas) on the server at ``base``."""
+    return ["cohort", "--patients", patients, "--server", base, *_common(tmp_path), *extra]
+
+
 def ndjson_args(folder: Path, tmp_path: Path, *extra: str) -> list[str]:
     """``cohort --ndjson`` of the export in ``folder``."""
     return ["cohort", "--ndjson", str(folder), *_common(tmp_path), *extra]

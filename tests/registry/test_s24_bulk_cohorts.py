@@ -25,7 +25,7 @@ from fhirtis.io import FhirClient, FhirClientConfig
 from fhirtis.registry import cohort
 from fhirtis.registry.cohort import CohortResult
 from fhirtis.registry.errors import CohortError
-from fhirtis.registry.group_export import export_group, record_export_time
+from fhirtis.registry.group_export import GroupExport, export_group, record_export_time
 from fhirtis.registry.ledger import Ledger
 from fhirtis.registry.options import CohortOptions
 from fhirtis.settings import Settings
@@ -102,6 +102,25 @@ def _kickoffs(httpx_mock: HTTPXMock) -> list[str]:
 
 def _patients_file(*ids: str) -> bytes:
     return b"".join(orjson.dumps({"resourceType": "Patient", "id": i}) + b"\n" for i in ids)
+
+
+async def _export_since(
+    httpx_mock: HTTPXMock,
+    tmp_path: Path,
+    files: dict[str, bytes],
+    whole_files: dict[str, bytes] | None = None,
+) -> GroupExport:
+    """Group ``g1`` exported from ``BASE`` after a clean run recorded on 1 April 2024: the
+    ``_since`` export answers ``files``; ``whole_files``, where given, are those of a whole
+    export served after it."""
+    with Ledger(tmp_path / "ledger.sqlite") as ledger:
+        record_export_time(ledger, BASE, "g1", "2024-04-01T00:00:00Z")
+    _serve_export(httpx_mock, BASE, "g1", "2024-05-01T10:00:00Z", files)
+    if whole_files is not None:
+        _serve_export(httpx_mock, BASE, "g1", "2024-05-01T10:00:05Z", whole_files)
+    options = CohortOptions(ledger=tmp_path / "ledger.sqlite", work_dir=tmp_path / "work")
+    async with FhirClient(FhirClientConfig(base_url=BASE), timing=FakeTime().timing()) as fhir:
+        return await export_group(fhir, "g1", options)
 
 
 async def _clean_run(*_: Any, **__: Any) -> CohortResult:
@@ -405,22 +424,16 @@ async def test_a_medication_changed_since_the_last_export_exports_the_whole_grou
     Medication (e.g. a product now coded as IVIG). A Medication changed since the last export
     makes the export a whole one; one only sent along because it is referenced (the IG lets a
     server add referenced resources), unchanged since, does not."""
-    with Ledger(tmp_path / "ledger.sqlite") as ledger:
-        record_export_time(ledger, BASE, "g1", "2024-04-01T00:00:00Z")
-    _serve_export(
-        httpx_mock, BASE, "g1", "2024-05-01T10:00:00Z", {"Medication.ndjson": _medication(updated)}
+    whole_files = {
+        "Patient.ndjson": _patients_file("p1"),
+        "Medication.ndjson": _medication(updated),
+    }
+    export = await _export_since(
+        httpx_mock,
+        tmp_path,
+        {"Medication.ndjson": _medication(updated)},
+        whole_files if whole else None,
     )
-    if whole:
-        _serve_export(
-            httpx_mock,
-            BASE,
-            "g1",
-            "2024-05-01T10:00:05Z",
-            {"Patient.ndjson": _patients_file("p1"), "Medication.ndjson": _medication(updated)},
-        )
-    options = CohortOptions(ledger=tmp_path / "ledger.sqlite", work_dir=tmp_path / "work")
-    async with FhirClient(FhirClientConfig(base_url=BASE), timing=FakeTime().timing()) as fhir:
-        export = await export_group(fhir, "g1", options)
     kickoffs = _kickoffs(httpx_mock)
     assert "_since=2024-04-01T00:00:00Z" in kickoffs[0]
     assert export.incremental is not whole

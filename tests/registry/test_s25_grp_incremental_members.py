@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from fhirtis.cli import app
 from fhirtis.registry import group_export
@@ -46,18 +46,31 @@ def _summary_patients(path: Path) -> list[str]:
     )
 
 
-def test_an_unchanged_group_reports_every_member_as_skipped(
-    fhir_server: FhirTestServer, fhir_base: str, tmp_path: Path
-) -> None:
+def _written_once(fhir_base: str, tmp_path: Path) -> tuple[str, list[str]]:
+    """The Group of three members (a fourth patient's data on the server too) and its first,
+    full run, written."""
     group, patients = _load_group(fhir_base)
     first = runner.invoke(app, group_args(group, fhir_base, tmp_path, "--write"))
     assert first.stdout.startswith("3 patients: written 3;"), first.output
-    fhir_server.reset_stats()
+    return group, patients
+
+
+def _weekly(group: str, fhir_base: str, tmp_path: Path) -> tuple[Result, Path]:
+    """The next run of the Group, written, with its ``--summaries`` file; it exits 0."""
     out = tmp_path / "weekly.ndjson"
-    again = runner.invoke(
+    result = runner.invoke(
         app, group_args(group, fhir_base, tmp_path, "--write", "--summaries", str(out))
     )
-    assert again.exit_code == 0, again.output
+    assert result.exit_code == 0, result.output
+    return result, out
+
+
+def test_an_unchanged_group_reports_every_member_as_skipped(
+    fhir_server: FhirTestServer, fhir_base: str, tmp_path: Path
+) -> None:
+    group, patients = _written_once(fhir_base, tmp_path)
+    fhir_server.reset_stats()
+    again, out = _weekly(group, fhir_base, tmp_path)
     assert again.stdout.startswith("3 patients: none; skipped (unchanged since the ledger) 3;"), (
         again.stdout
     )
@@ -74,15 +87,10 @@ def test_an_unchanged_group_reports_every_member_as_skipped(
 def test_a_new_member_without_new_data_is_evaluated_not_dropped(
     fhir_server: FhirTestServer, fhir_base: str, tmp_path: Path
 ) -> None:
-    group, patients = _load_group(fhir_base)  # patients[3]'s data is on the server already
-    first = runner.invoke(app, group_args(group, fhir_base, tmp_path, "--write"))
-    assert first.stdout.startswith("3 patients: written 3;"), first.output
+    # patients[3]'s data is on the server already
+    group, patients = _written_once(fhir_base, tmp_path)
     _put_group(fhir_base, group, [_member(p) for p in patients])
-    out = tmp_path / "weekly.ndjson"
-    added = runner.invoke(
-        app, group_args(group, fhir_base, tmp_path, "--write", "--summaries", str(out))
-    )
-    assert added.exit_code == 0, added.output
+    added, out = _weekly(group, fhir_base, tmp_path)
     # the test server's _since export does not return the new member's older data (the IG
     # lets it); fhirtis reads that member whole and writes its results
     assert added.stdout.startswith(
@@ -109,11 +117,7 @@ def test_members_that_left_the_group_are_not_reported(
             _member(patients[3], period={"start": "2019-01-01", "end": "2999-12-31"}),
         ],
     )
-    out = tmp_path / "weekly.ndjson"
-    again = runner.invoke(
-        app, group_args(group, fhir_base, tmp_path, "--write", "--summaries", str(out))
-    )
-    assert again.exit_code == 0, again.output
+    again, out = _weekly(group, fhir_base, tmp_path)
     assert again.stdout.startswith("1 patients: none; skipped (unchanged since the ledger) 1;"), (
         again.stdout
     )
@@ -131,18 +135,12 @@ def test_a_group_read_without_members_falls_back_to_the_last_full_export(
     """Some servers' Group read leaves ``member`` out (a large Group), or the read fails: then
     the members the ledger recorded at the last full export of this Group are the cohort, and
     the run says so."""
-    group, patients = _load_group(fhir_base)
-    first = runner.invoke(app, group_args(group, fhir_base, tmp_path, "--write"))
-    assert first.stdout.startswith("3 patients: written 3;"), first.output
+    group, patients = _written_once(fhir_base, tmp_path)
     if group_read == "lists-no-members":
         _put_group(fhir_base, group, [])
     else:
         refuse_group_reads(monkeypatch)
-    out = tmp_path / "weekly.ndjson"
-    again = runner.invoke(
-        app, group_args(group, fhir_base, tmp_path, "--write", "--summaries", str(out))
-    )
-    assert again.exit_code == 0, again.output
+    again, out = _weekly(group, fhir_base, tmp_path)
     assert again.stdout.startswith("3 patients: none; skipped (unchanged since the ledger) 3;"), (
         again.stdout
     )
@@ -157,9 +155,7 @@ def test_an_incremental_run_killed_mid_write_resumes_with_the_whole_group(
     recorded it (tests/registry/kill_after_writes.py): the next run exports _since the same
     time again (none was recorded), finds that member's results on the server (unchanged, not
     written twice) and reports the whole Group."""
-    group, patients = _load_group(fhir_base)
-    first = runner.invoke(app, group_args(group, fhir_base, tmp_path, "--write"))
-    assert first.stdout.startswith("3 patients: written 3;"), first.output
+    group, patients = _written_once(fhir_base, tmp_path)
     _put_group(fhir_base, group, [_member(p) for p in patients])
     args = [*group_args(group, fhir_base, tmp_path, "--write", "--concurrency", "1")]
     killer = [sys.executable, str(Path(__file__).with_name("kill_after_writes.py")), "1"]
@@ -200,18 +196,12 @@ def test_the_fallback_members_include_one_added_after_the_full_export(
 ) -> None:
     """The members kept for the fallback are those of the last clean run that knew them (a
     full export or a Group read), not only of the full export: a member added since is kept."""
-    group, patients = _load_group(fhir_base)
-    first = runner.invoke(app, group_args(group, fhir_base, tmp_path, "--write"))
-    assert first.stdout.startswith("3 patients: written 3;"), first.output
+    group, patients = _written_once(fhir_base, tmp_path)
     _put_group(fhir_base, group, [_member(p) for p in patients])
     added = runner.invoke(app, group_args(group, fhir_base, tmp_path, "--write"))
     assert added.stdout.startswith("4 patients: written 1;"), added.output
     refuse_group_reads(monkeypatch)
-    out = tmp_path / "weekly.ndjson"
-    again = runner.invoke(
-        app, group_args(group, fhir_base, tmp_path, "--write", "--summaries", str(out))
-    )
-    assert again.exit_code == 0, again.output
+    again, out = _weekly(group, fhir_base, tmp_path)
     assert again.stdout.startswith("4 patients: none; skipped (unchanged since the ledger) 4;"), (
         again.stdout
     )

@@ -20,12 +20,7 @@ import orjson
 import pytest
 from pytest_httpx import HTTPXMock
 
-from fhirtis.io import FhirClient, FhirClientConfig
-from fhirtis.registry.group_export import export_group, record_export_time
-from fhirtis.registry.ledger import Ledger
-from fhirtis.registry.options import CohortOptions
-from tests.io._support import BASE, FakeTime
-from tests.registry.test_s24_bulk_cohorts import _kickoffs, _patients_file, _serve_export
+from tests.registry.test_s24_bulk_cohorts import _export_since, _kickoffs, _patients_file
 
 
 def _device(patient: str | None) -> bytes:
@@ -50,23 +45,11 @@ async def test_a_device_of_no_patient_changed_since_exports_the_whole_group(
 ) -> None:
     """A Device of no patient changed since the last export makes the export a whole one; a
     changed Device of a patient does not (its patient is in the export and is read whole)."""
-    with Ledger(tmp_path / "ledger.sqlite") as ledger:
-        record_export_time(ledger, BASE, "g1", "2024-04-01T00:00:00Z")
     files = {"Device.ndjson": _device(patient)}
     if patient is not None:
         files["Patient.ndjson"] = _patients_file("p1")
-    _serve_export(httpx_mock, BASE, "g1", "2024-05-01T10:00:00Z", files)
-    if whole:
-        _serve_export(
-            httpx_mock,
-            BASE,
-            "g1",
-            "2024-05-01T10:00:05Z",
-            {"Patient.ndjson": _patients_file("p1"), "Device.ndjson": _device(patient)},
-        )
-    options = CohortOptions(ledger=tmp_path / "ledger.sqlite", work_dir=tmp_path / "work")
-    async with FhirClient(FhirClientConfig(base_url=BASE), timing=FakeTime().timing()) as fhir:
-        export = await export_group(fhir, "g1", options)
+    whole_files = {"Patient.ndjson": _patients_file("p1"), "Device.ndjson": _device(patient)}
+    export = await _export_since(httpx_mock, tmp_path, files, whole_files if whole else None)
     kickoffs = _kickoffs(httpx_mock)
     assert "_since=2024-04-01T00:00:00Z" in kickoffs[0]
     assert export.incremental is not whole

@@ -21,9 +21,9 @@ from tests.synthetic import make_cohort, write_ndjson
 runner = CliRunner()
 
 
-def test_a_merged_patient_in_an_export_fails_naming_its_successor(tmp_path: Path) -> None:
-    folder = tmp_path / "export"
-    write_ndjson(make_cohort(2, seed=29), folder)
+def append_merged_patient(folder: Path) -> str:
+    """A retired record (``Patient/merged-source``, inactive, ``replaced-by`` the export's first
+    patient) appended to the export's Patient file; the id of the patient that replaced it."""
     survivor = orjson.loads((folder / "Patient.ndjson").read_bytes().splitlines()[0])["id"]
     retired = {
         "resourceType": "Patient",
@@ -33,6 +33,13 @@ def test_a_merged_patient_in_an_export_fails_naming_its_successor(tmp_path: Path
     }
     with (folder / "Patient.ndjson").open("ab") as f:
         f.write(orjson.dumps(retired) + b"\n")
+    return str(survivor)
+
+
+def test_a_merged_patient_in_an_export_fails_naming_its_successor(tmp_path: Path) -> None:
+    folder = tmp_path / "export"
+    write_ndjson(make_cohort(2, seed=29), folder)
+    survivor = append_merged_patient(folder)
     summaries = tmp_path / "summaries.ndjson"
     result = runner.invoke(app, ndjson_args(folder, tmp_path, "--summaries", str(summaries)))
     assert result.exit_code == 1, result.output

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import orjson
 from typer.testing import CliRunner
 
 from fhirtis.cli import app
 from tests.registry.cohort_cli import ndjson_args
+from tests.registry.test_s29_merged_patient import append_merged_patient
 from tests.synthetic import make_cohort, write_ndjson
 
 runner = CliRunner()
@@ -22,15 +22,7 @@ def _export(tmp_path: Path, *, failing: bool) -> Path:
     folder = tmp_path / "export"
     write_ndjson(make_cohort(2, seed=31), folder)
     if failing:  # a merged patient's retired record fails (tests/registry/test_s29_merged_patient)
-        survivor = orjson.loads((folder / "Patient.ndjson").read_bytes().splitlines()[0])["id"]
-        retired = {
-            "resourceType": "Patient",
-            "id": "merged-source",
-            "active": False,
-            "link": [{"other": {"reference": f"Patient/{survivor}"}, "type": "replaced-by"}],
-        }
-        with (folder / "Patient.ndjson").open("ab") as f:
-            f.write(orjson.dumps(retired) + b"\n")
+        append_merged_patient(folder)
     return folder
 
 

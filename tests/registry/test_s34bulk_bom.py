@@ -17,15 +17,12 @@ from pathlib import Path
 from pytest_httpx import HTTPXMock
 
 from fhirtis.io import BulkExportClient, FhirClient, FhirClientConfig, Manifest
-from fhirtis.registry.group_export import export_group, record_export_time
-from fhirtis.registry.ledger import Ledger
-from fhirtis.registry.options import CohortOptions
-from tests.io._support import BASE, FakeTime
+from tests.io._support import BASE
 from tests.registry.test_s24_bulk_cohorts import (
+    _export_since,
     _kickoffs,
     _medication,
     _patients_file,
-    _serve_export,
 )
 
 BOM = b"\xef\xbb\xbf"
@@ -52,25 +49,12 @@ async def test_a_downloaded_file_is_written_without_the_bom(
 async def test_a_since_export_whose_medication_file_starts_with_a_bom_is_read(
     httpx_mock: HTTPXMock, tmp_path: Path
 ) -> None:
-    with Ledger(tmp_path / "ledger.sqlite") as ledger:
-        record_export_time(ledger, BASE, "g1", "2024-04-01T00:00:00Z")
-    _serve_export(
+    export = await _export_since(
         httpx_mock,
-        BASE,
-        "g1",
-        "2024-05-01T10:00:00Z",
+        tmp_path,
         {"Medication.ndjson": BOM + _medication(CHANGED) + b"\r\n"},
-    )
-    _serve_export(
-        httpx_mock,
-        BASE,
-        "g1",
-        "2024-05-01T10:00:05Z",
         {"Patient.ndjson": _patients_file("p1"), "Medication.ndjson": _medication(CHANGED)},
     )
-    options = CohortOptions(ledger=tmp_path / "ledger.sqlite", work_dir=tmp_path / "work")
-    async with FhirClient(FhirClientConfig(base_url=BASE), timing=FakeTime().timing()) as fhir:
-        export = await export_group(fhir, "g1", options)
     # the changed Medication was seen: the whole Group is exported
     kickoffs = _kickoffs(httpx_mock)
     assert len(kickoffs) == 2 and "_since" not in kickoffs[1]

@@ -16,6 +16,7 @@ from pytest_httpx import HTTPXMock
 from typer.testing import CliRunner
 
 from fhirtis.cli import app
+from tests.registry.cohort_cli import group_args
 
 runner = CliRunner()
 HOST = "https://fhir.example.org/fhir"
@@ -39,21 +40,7 @@ def test_a_group_the_server_does_not_have_is_said_not_found_not_resumable(
         },
         is_reusable=True,
     )
-    result = runner.invoke(
-        app,
-        [
-            "cohort",
-            "--group",
-            "nosuch",
-            "--server",
-            HOST,
-            "--ledger",
-            str(tmp_path / "ledger.sqlite"),
-            "--work-dir",
-            str(tmp_path / "work"),
-            "--no-progress",
-        ],
-    )
+    result = runner.invoke(app, group_args("nosuch", HOST, tmp_path))
     assert result.exit_code == 1, result.output
     assert "Group/nosuch was not found" in result.stderr, result.stderr
     assert HOST in result.stderr, result.stderr
