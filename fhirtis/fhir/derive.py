@@ -966,7 +966,7 @@ def derive_resources(
         _distinct_events(_adverse_event(patient_ref, a) for a in thrombosis.associated_events)
     )
     if labels:
-        _label(out, labels, patient_ref, thrombosis)
+        _label(out, labels, patient_ref, exposure, thrombosis)
     if validation_enabled():
         for d in out:
             validate(d.resource)
@@ -999,13 +999,24 @@ def _label(
     out: list[Derived],
     labels: Mapping[str, frozenset[Label]],
     patient_ref: str,
+    exposure: Exposure,
     thrombosis: ThrombosisAssessment,
 ) -> None:
     """Give each resource of ``out`` the security labels of the labelled sources it is derived
     from (:mod:`fhirtis.fhir.security`): those it cites, and those it does not cite: an
     AdverseEvent's other records of its event (another system's AdverseEvent), a DetectedIssue's
-    evidence of the risk factors that set its limit (its maximum rate says they are present)."""
+    evidence of the risk factors that set its limit (its maximum rate says they are present)
+    and its cycle's dosing weight (its rate in mg/kg/min is computed with it), the cumulative
+    dose's every cycle's dosing weight (its g/kg is the sum of theirs: clinical spec §4)."""
     also: dict[str, set[str]] = {}  # business identifier → its sources it does not cite
+    weighed = {c.index: c.dosing_weight.sources for c in exposure.cycles}
+    if exposure.cycles:
+        also[identifier_value("ivig-cumulative-dose", patient_ref)] = {
+            s for sources in weighed.values() for s in sources
+        }
+    # a labelled source by its unversioned reference: a rate step's bag is named unversioned
+    # (RateFinding.step_of, evidence.detail) and labelled by its versioned one
+    versioned = {s.split("/_history")[0]: s for s in labels}
     for a in thrombosis.associated_events:
         # the AdverseEvent's identifier, as _adverse_event makes it
         records = sorted(s.split("/_history")[0] for s in a.event.sources)
@@ -1019,6 +1030,9 @@ def _label(
             "infusion-rate-above-max", patient_ref, f.administration_source.split("/_history")[0]
         )
         also.setdefault(ident, set()).update(e for r in f.limit.factors for e in r.evidence)
+        also[ident].update(weighed.get(f.cycle_index, ()))
+        if f.step_of is not None and f.step_of in versioned:
+            also[ident].add(versioned[f.step_of])
     for d in out:
         sources = _cited(d.resource) | also.get(d.identifier, set())
         found = [labels[s] for s in sources if s in labels]

@@ -49,7 +49,8 @@ def labels_of(meta: object) -> frozenset[Label]:
     for coding in security:
         if not isinstance(coding, dict):
             continue
-        system = _SYSTEMS.get(coding.get("system"))  # type: ignore[arg-type]
+        given = coding.get("system")  # a list or an object in damaged JSON: passed over
+        system = _SYSTEMS.get(given) if isinstance(given, str) else None
         code = coding.get("code")
         if system is None or not isinstance(code, str) or not code:
             continue
@@ -106,11 +107,12 @@ def kept_on_update(resource: Json, stored: Mapping[str, Any]) -> Json:
     stored_meta = stored.get("meta")
     if not (type(stored_meta) is dict and stored_meta.get("security")):
         return resource
-    kept = [c for c in stored_meta["security"] if isinstance(c, dict)]
+    security = stored_meta["security"]  # a list of Codings; anything else kept is nothing
+    kept = [c for c in security if isinstance(c, dict)] if isinstance(security, list) else []
     ours = labels_of(resource.get("meta"))
     merged = high_water((ours, labels_of(stored_meta)))
     # stored labels fhirtis does not carry (a site's own, the server's) are kept as stored
     others = [c for c in kept if not labels_of({"security": [c]})]
     meta = resource.get("meta")
-    security = [*codings(merged), *others]
-    return {**resource, "meta": {**(meta if isinstance(meta, dict) else {}), "security": security}}
+    labels = [*codings(merged), *others]
+    return {**resource, "meta": {**(meta if isinstance(meta, dict) else {}), "security": labels}}
