@@ -189,7 +189,9 @@ class CdsSettings(BaseModel):
         "their _include did not bring, the ingredients' Substances), the terminology server "
         "and the start of the evaluation. At the deadline the reads in flight are cancelled "
         "and the call is answered 504 (fhir-server-timeout while waiting on the FHIR server, "
-        "else timeout); an evaluation is not started after it. CDS Hooks 2.0: services SHOULD "
+        "else timeout), also while the evaluation runs (it runs off the event loop; its "
+        "result is then dropped); an evaluation is not started after it. CDS Hooks 2.0: "
+        "services SHOULD "
         "respond on the order of 500 ms; set it to the EHR's own CDS timeout, or just under",
     )
 

@@ -7,6 +7,7 @@ no patient, two patients) raise :class:`InputError` listing every problem with i
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -409,11 +410,19 @@ _TOP_ENTRY_PATHS: list[str] = []
 _TOP_ENTRY_PATHS_LIMIT = 100_000  # a larger Bundle formats the locations past this itself
 
 
+_TOP_ENTRY_PATHS_LOCK = threading.Lock()
+
+
 def _top_entry_paths(count: int) -> list[str]:
-    """:data:`_TOP_ENTRY_PATHS`, holding at least ``min(count, limit)`` locations."""
+    """:data:`_TOP_ENTRY_PATHS`, holding at least ``min(count, limit)`` locations. Grown under a
+    lock: two threads growing it at once would each append from the length they saw, and the
+    text at an index would name another entry."""
     paths = _TOP_ENTRY_PATHS
-    for i in range(len(paths), min(count, _TOP_ENTRY_PATHS_LIMIT)):
-        paths.append(f"Bundle.entry[{i}].resource")
+    wanted = min(count, _TOP_ENTRY_PATHS_LIMIT)
+    if len(paths) < wanted:
+        with _TOP_ENTRY_PATHS_LOCK:
+            for i in range(len(paths), wanted):
+                paths.append(f"Bundle.entry[{i}].resource")
     return paths
 
 

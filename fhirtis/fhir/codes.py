@@ -425,8 +425,8 @@ class Terminology:
     def memo_for(self, name: str) -> dict[Any, Any]:
         """A cache of answers that depend on this terminology only (bounded by its user)."""
         found = self.memo.get(name)
-        if found is None:
-            found = self.memo[name] = {}
+        if found is None:  # one dict for all users, even two made at once in two threads
+            found = self.memo.setdefault(name, {})
         return found
 
     def value_set(self, vs_id: str) -> ValueSetIndex:

@@ -157,6 +157,11 @@ def unit_from_text(text: str) -> str:
 
 _lock = threading.Lock()
 _registry: Any = None
+# pint's registry and ucumvert's parser are not documented as thread-safe (pint builds its
+# parse and conversion caches as it goes): the conversions the results below are cached from
+# are worked out one at a time (the evaluations of the service run in threads, see
+# fhirtis.pipeline.off_loop); a conversion already cached takes no lock
+_pint_lock = threading.Lock()
 
 
 class UnitError(ValueError):
@@ -263,7 +268,8 @@ def _factor(from_unit: str, to_unit: str) -> Fraction | str:
         return f"cannot convert {from_unit!r} to {to_unit!r}"
     ureg = _ucum()
     try:
-        q = ureg.Quantity(Fraction(1), ureg.from_ucum(a)).to(ureg.from_ucum(b))
+        with _pint_lock:
+            q = ureg.Quantity(Fraction(1), ureg.from_ucum(a)).to(ureg.from_ucum(b))
     except Exception as exc:  # ucumvert raises lark and pint errors of many kinds
         return f"cannot convert {from_unit!r} to {to_unit!r}: {type(exc).__name__}"
     magnitude = q.magnitude
@@ -277,8 +283,10 @@ def is_ucum(unit: str) -> bool:
     a = normalise(unit)
     if a == "1":
         return True
+    ureg = _ucum()
     try:
-        _ucum().from_ucum(a)
+        with _pint_lock:
+            ureg.from_ucum(a)
     except Exception:  # ucumvert raises lark and pint errors of many kinds
         return False
     return True

@@ -41,6 +41,7 @@ from fhirtis.pipeline.answers import (
     entry_status,
     status_for,
 )
+from fhirtis.pipeline.off_loop import off_the_loop
 from fhirtis.pipeline.offline import (
     Options,
     PatientResult,
@@ -128,11 +129,15 @@ async def run_patient(
     async def read_and_evaluate() -> PatientResult:
         """The patient read from the server and evaluated (the terminology server asked first:
         the evaluation is pure), the run's result; again after a version conflict, when another
-        writer may have written from newer data (see :func:`settle`)."""
+        writer may have written from newer data (see :func:`settle`). The evaluation runs off
+        the event loop (:func:`off_the_loop`): a caller that stops waiting (a deadline) gets no
+        result, and nothing is written from it."""
         nonlocal result
         resources = await pull_patient(client, patient_id, settings, requests)
         answers = await ask_terminology(resources, settings)
-        result = evaluate_patient_resources(resources, settings, options, answers=answers)
+        result = await off_the_loop(
+            evaluate_patient_resources, resources, settings, options, answers=answers
+        )
         return result
 
     try:
