@@ -8,7 +8,7 @@ no patient, two patients) raise :class:`InputError` listing every problem with i
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -77,6 +77,36 @@ def substance_refs_of(medication: Json, base: str | None = None) -> list[tuple[s
         if len(parts) >= 2 and parts[-2] == "Substance" and is_id(parts[-1]):
             out.append((target, f"Substance/{parts[-1]}"))
     return out
+
+
+def absolute_step_refs(resource: Json) -> list[tuple[str, str]]:
+    """The absolute references (``scheme://…``) by which a MedicationAdministration's
+    ``partOf`` names another MedicationAdministration (a titration step's bag, followed by the
+    extraction), each without its version and as its ``Type/id`` key. A server's read and a
+    Bulk export (Bulk Data IG v2: references may be absolute) name the bag so; the evaluation
+    resolves a reference by its text (:func:`alias_references`)."""
+    out: list[tuple[str, str]] = []
+    if resource.get("resourceType") != "MedicationAdministration":
+        return out
+    parts = resource.get("partOf")
+    for part in parts if isinstance(parts, list) else ():
+        target = part.get("reference") if isinstance(part, dict) else None
+        if not isinstance(target, str) or "://" not in target:
+            continue
+        written = target.partition("/_history/")[0]
+        head = written.rsplit("/", 2)
+        if len(head) == 3 and head[1] == "MedicationAdministration" and is_id(head[2]):
+            out.append((written, f"MedicationAdministration/{head[2]}"))
+    return out
+
+
+def alias_steps_by_id(resolve: dict[str, Json], resources: Iterable[Json]) -> None:
+    """Let each absolute ``partOf`` reference of ``resources`` (:func:`absolute_step_refs`)
+    resolve to what its ``Type/id`` does in ``resolve``, whatever its base (a Bulk export's
+    references are resolved by type and id within its files), in place."""
+    alias_references(
+        resolve, {written: key for r in resources for written, key in absolute_step_refs(r)}
+    )
 
 
 def alias_references(resolve: dict[str, Json], aliases: Mapping[str, str]) -> None:

@@ -13,7 +13,13 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
 
-from fhirtis.fhir.bundle import PatientResources, alias_references, on_base, substance_refs_of
+from fhirtis.fhir.bundle import (
+    PatientResources,
+    absolute_step_refs,
+    alias_references,
+    on_base,
+    substance_refs_of,
+)
 from fhirtis.fhir.derive import NO_IDENTIFIER_SEARCH, Derived
 from fhirtis.fhir.extract import merged_message, patient_refs, replaced_by
 from fhirtis.fhir.needs import NEEDS, Need
@@ -635,7 +641,8 @@ def _references(
 
 def _base_aliases(unique: Mapping[str, Json], base: str) -> dict[str, str]:
     """The absolute references on ``base`` (:func:`~fhirtis.fhir.bundle.on_base`) that the
-    resources read make to their Medications and Devices → the ``Type/id`` they name: the
+    resources read make to their Medications and Devices, and a titration step to its bag → the
+    ``Type/id`` they name: the
     evaluation resolves a reference by its text, and the pull keys what it read as ``Type/id``
     (:func:`~fhirtis.fhir.bundle.alias_references`)."""
     elements = {n.resource_type: n.reference_element for n in NEEDS if n.included_type}
@@ -650,6 +657,11 @@ def _base_aliases(unique: Mapping[str, Json], base: str) -> dict[str, str]:
         local = on_base(written, base)
         if local is not None:
             out[written] = local
+    for r in unique.values():  # a titration step's bag, the patient's own record
+        for written, _ in absolute_step_refs(r):
+            local = on_base(written, base)
+            if local is not None:
+                out[written] = local
     for r in unique.values():  # a Medication's ingredient Substance (read by _pull)
         for target, _ in substance_refs_of(r):
             written = target.partition("/_history/")[0]

@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 from pydantic import SecretStr
 
-from fhirtis.fhir.bundle import PatientResources, substance_refs_of
+from fhirtis.fhir.bundle import PatientResources, alias_steps_by_id, substance_refs_of
 from fhirtis.fhir.derive import Derived
 from fhirtis.fhir.extract import merged_message, replaced_by
 from fhirtis.fhir.outcome import Issue
@@ -342,6 +342,7 @@ def _evaluate_patients(
             parsed = {k: orjson.loads(v) for k, v in theirs.items()}
             resolve_shared(resolve, named, parsed)
             resolve_shared(resolve, [(text, key) for _, text, key in ingredients], parsed)
+            alias_steps_by_id(resolve, (r for _, r in listed))
             missing = (
                 missing_shared(uses, resolve, ivig_names)
                 + missing_substances(ingredients, resolve)

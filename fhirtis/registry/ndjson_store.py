@@ -23,7 +23,7 @@ from typing import IO, Any, cast
 
 import orjson
 
-from fhirtis.fhir.bundle import PatientResources
+from fhirtis.fhir.bundle import PatientResources, alias_steps_by_id
 from fhirtis.fhir.extract.common import unversioned
 from fhirtis.fhir.extract.patient import patient_ref_in
 from fhirtis.fhir.needs import NEEDS
@@ -529,6 +529,7 @@ class NdjsonStore:
         digest = input_digest(rows, {k: orjson.dumps(v) for k, v in shared.items()})
         resolve = {key: r for key, r in listed}
         resolve_shared(resolve, refs, shared)
+        alias_steps_by_id(resolve, (r for _, r in listed))
         issues: list[Issue] = []
         return PatientResources(patient, listed, resolve, issues), digest
 

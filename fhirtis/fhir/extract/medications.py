@@ -46,6 +46,7 @@ from fhirtis.fhir.extract.common import (
 )
 from fhirtis.fhir.outcome import Issue
 from fhirtis.fhir.primitives import ID_FULLMATCH, PrimitiveError, instant_or_none, json_array
+from fhirtis.fhir.security import labels_of
 from fhirtis.fhir.units import (
     UnitError,
     case_refusal,
@@ -927,6 +928,10 @@ class MedicationReader(ExtractorBase):
         # Contained Resources): the administration that contains it is the source, not it
         if used is not None and med is not r and id(med) not in self._med_containers:
             data.used.setdefault(*used)
+            # its security labels, as :meth:`_use` records a source's (the Provenance names it)
+            labels = labels_of(med.get("meta")) if med is not None else frozenset()
+            if labels:
+                data.labels.setdefault(used[1], labels)
         if status == "stopped":
             data.issues.append(
                 Issue(
