@@ -43,6 +43,17 @@ async def off_the_loop(fn: Callable[_P, _T], /, *args: _P.args, **kwargs: _P.kwa
     """``fn(*args, **kwargs)`` in the pool, with the caller's context variables (as
     :func:`asyncio.to_thread`); cancelling the wait drops the step if it has not started."""
     loop = asyncio.get_running_loop()
-    context = contextvars.copy_context()
-    call = functools.partial(context.run, fn, *args, **kwargs)
+    call = functools.partial(_in_context, contextvars.copy_context(), fn, *args, **kwargs)
     return await loop.run_in_executor(_pool, call)
+
+
+def _in_context(
+    context: contextvars.Context, fn: Callable[_P, _T], /, *args: _P.args, **kwargs: _P.kwargs
+) -> _T:
+    """``fn(*args, **kwargs)`` in ``context``; a StopIteration it raises as a RuntimeError (as
+    PEP 479 makes it in a coroutine): an asyncio Future refuses StopIteration, so the loop
+    would drop it (logged) and the caller would wait for ever."""
+    try:
+        return context.run(fn, *args, **kwargs)
+    except StopIteration as exc:
+        raise RuntimeError(f"{getattr(fn, '__qualname__', fn)!s} raised StopIteration") from exc
