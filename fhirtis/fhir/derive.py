@@ -777,10 +777,15 @@ def _risk_flag(evaluation: PatientEvaluation, patient_ref: str, t: ThrombosisAss
     return Derived(flag, ident)
 
 
-def _rate_issue(patient_ref: str, finding: RateFinding) -> Derived:
-    ident = identifier_value(
+def _rate_issue_identifier(patient_ref: str, finding: RateFinding) -> str:
+    """The business identifier of ``finding``'s DetectedIssue: one per rate record."""
+    return identifier_value(
         "infusion-rate-above-max", patient_ref, finding.administration_source.split("/_history")[0]
     )
+
+
+def _rate_issue(patient_ref: str, finding: RateFinding) -> Derived:
+    ident = _rate_issue_identifier(patient_ref, finding)
     issue: Json = {
         "resourceType": "DetectedIssue",
         "meta": _RATE_ISSUE_META,
@@ -818,15 +823,20 @@ def _event_concept(assoc: AssociatedEvent) -> Json:
     return concept
 
 
-def _adverse_event(patient_ref: str, assoc: AssociatedEvent) -> Derived:
-    # one event recorded as several Conditions (TeeEvent.also; with another system's
-    # AdverseEvent of it): named by the first Condition in sorted order, whichever record gives
-    # the onset, so that a record added later, or an onset made more precise, updates the same
-    # AdverseEvent in place; an existing AdverseEvent alone names it
+def _event_identifier(patient_ref: str, assoc: AssociatedEvent) -> tuple[str, str]:
+    """The business identifier of ``assoc``'s AdverseEvent, and the record (unversioned) that
+    names it. One event recorded as several Conditions (TeeEvent.also; with another system's
+    AdverseEvent of it) is named by the first Condition in sorted order, whichever record gives
+    the onset, so that a record added later, or an onset made more precise, updates the same
+    AdverseEvent in place; an existing AdverseEvent alone names it."""
     records = sorted(s.split("/_history")[0] for s in assoc.event.sources)
     conditions = [s for s in records if s.startswith("Condition/")]
     event_ref = (conditions or records)[0]
-    ident = identifier_value("tee-temporally-associated", patient_ref, event_ref)
+    return identifier_value("tee-temporally-associated", patient_ref, event_ref), event_ref
+
+
+def _adverse_event(patient_ref: str, assoc: AssociatedEvent) -> Derived:
+    ident, event_ref = _event_identifier(patient_ref, assoc)
     ae: Json = {
         "resourceType": "AdverseEvent",
         "meta": _EVENT_META,
@@ -1018,17 +1028,10 @@ def _label(
     # (RateFinding.step_of, evidence.detail) and labelled by its versioned one
     versioned = {s.split("/_history")[0]: s for s in labels}
     for a in thrombosis.associated_events:
-        # the AdverseEvent's identifier, as _adverse_event makes it
-        records = sorted(s.split("/_history")[0] for s in a.event.sources)
-        conditions = [s for s in records if s.startswith("Condition/")]
-        ident = identifier_value(
-            "tee-temporally-associated", patient_ref, (conditions or records)[0]
-        )
+        ident, _ = _event_identifier(patient_ref, a)
         also.setdefault(ident, set()).update(a.event.sources)
     for f in thrombosis.rate_findings:
-        ident = identifier_value(
-            "infusion-rate-above-max", patient_ref, f.administration_source.split("/_history")[0]
-        )
+        ident = _rate_issue_identifier(patient_ref, f)
         also.setdefault(ident, set()).update(e for r in f.limit.factors for e in r.evidence)
         also[ident].update(weighed.get(f.cycle_index, ()))
         if f.step_of is not None and f.step_of in versioned:
