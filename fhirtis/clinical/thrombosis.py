@@ -114,6 +114,7 @@ from fhirtis.clinical.population import age_bounds, age_text
 from fhirtis.clinical.weight import (
     Dated,
     PlausibleBody,
+    height_age_days,
     latest_in_order,
     old_juvenile_height,
     recorded_order,
@@ -655,7 +656,7 @@ def _bmi(
         weighed = weight.when.date()
         old = old_juvenile_height(height, weighed, "the weight", patient, policy)
         if old is not None:
-            days = (weighed - height.when.date()).days
+            days = height_age_days(height, weighed)
             how += f" (height measured {days} days before the weight, in a juvenile patient)"
         return value, (weight.source, height.source), how, old
     if bmi is not None:

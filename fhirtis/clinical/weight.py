@@ -61,6 +61,7 @@ __all__ = [
     "dated",
     "dosing_weight",
     "dosing_weight_from",
+    "height_age_days",
     "ideal_body_weight",
     "latest_in_order",
     "latest_on_or_before",
@@ -371,6 +372,11 @@ def passed_over(
     return [note for note, _ in excluded[start:end]]
 
 
+def height_age_days(height: BodyHeight, on: date) -> int:
+    """How many days before ``on`` ``height`` was measured (by its date)."""
+    return (on - height.when.date()).days
+
+
 def old_juvenile_height(
     height: BodyHeight, on: date, paired_with: str, patient: PatientFacts, policy: Policy
 ) -> Note | None:
@@ -378,7 +384,7 @@ def old_juvenile_height(
     cycle start"), was measured more than :data:`JUVENILE_HEIGHT_MAX_AGE_DAYS` days before it
     in a patient under ``juvenile_onset_age`` then (a growing child's height); None otherwise,
     or where the birth date is not recorded."""
-    days = (on - height.when.date()).days
+    days = height_age_days(height, on)
     birth = patient.birth_date
     if days <= JUVENILE_HEIGHT_MAX_AGE_DAYS or birth is None:
         return None
@@ -485,13 +491,11 @@ def dosing_weight_from(
             ideal = ideal_body_weight(height.cm, patient.sex)
             # a growing child's old height, beside the weight it is paired with (the ideal
             # weight uses none: beside the cycle start), where a dosing weight is computed
-            old = (
-                old_juvenile_height(height, on, "the cycle start", patient, policy)
-                if basis is _IDEAL
-                else None
-                if weight is None
-                else old_juvenile_height(height, weight.when.date(), "the weight", patient, policy)
-            )
+            old: Note | None = None
+            if basis is _IDEAL:
+                old = old_juvenile_height(height, on, "the cycle start", patient, policy)
+            elif weight is not None:
+                old = old_juvenile_height(height, weight.when.date(), "the weight", patient, policy)
             if old is not None:
                 notes.append(old)
             if basis is _IDEAL:

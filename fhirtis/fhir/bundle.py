@@ -73,10 +73,20 @@ def substance_refs_of(medication: Json, base: str | None = None) -> list[tuple[s
             continue
         if base is not None and names_elsewhere(target, base):
             continue
-        parts = target.strip().partition("/_history/")[0].rsplit("/", 2)
-        if len(parts) >= 2 and parts[-2] == "Substance" and is_id(parts[-1]):
-            out.append((target, f"Substance/{parts[-1]}"))
+        key = _key_naming(target.strip(), "Substance")
+        if key is not None:
+            out.append((target, key))
     return out
+
+
+def _key_naming(reference: str, type_: str) -> str | None:
+    """The ``Type/id`` key of a literal reference (relative or absolute, version specific or
+    not) that names a resource of ``type_``; None for one that names another type or is
+    malformed."""
+    parts = reference.partition("/_history/")[0].rsplit("/", 2)
+    if len(parts) >= 2 and parts[-2] == type_ and is_id(parts[-1]):
+        return f"{type_}/{parts[-1]}"
+    return None
 
 
 def absolute_step_refs(resource: Json) -> list[tuple[str, str]]:
@@ -93,10 +103,9 @@ def absolute_step_refs(resource: Json) -> list[tuple[str, str]]:
         target = part.get("reference") if isinstance(part, dict) else None
         if not isinstance(target, str) or "://" not in target:
             continue
-        written = target.partition("/_history/")[0]
-        head = written.rsplit("/", 2)
-        if len(head) == 3 and head[1] == "MedicationAdministration" and is_id(head[2]):
-            out.append((written, f"MedicationAdministration/{head[2]}"))
+        key = _key_naming(target, "MedicationAdministration")
+        if key is not None:
+            out.append((target.partition("/_history/")[0], key))
     return out
 
 

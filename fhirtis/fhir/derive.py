@@ -38,6 +38,7 @@ from fhirtis.fhir.codes import (
     RISK_FACTOR_SYSTEM,
     UCUM,
 )
+from fhirtis.fhir.extract.common import unversioned
 from fhirtis.fhir.security import Label, codings, high_water, labelled
 from fhirtis.fhir.validation import enabled as validation_enabled
 from fhirtis.fhir.validation import validate
@@ -780,7 +781,7 @@ def _risk_flag(evaluation: PatientEvaluation, patient_ref: str, t: ThrombosisAss
 def _rate_issue_identifier(patient_ref: str, finding: RateFinding) -> str:
     """The business identifier of ``finding``'s DetectedIssue: one per rate record."""
     return identifier_value(
-        "infusion-rate-above-max", patient_ref, finding.administration_source.split("/_history")[0]
+        "infusion-rate-above-max", patient_ref, unversioned(finding.administration_source)
     )
 
 
@@ -829,7 +830,7 @@ def _event_identifier(patient_ref: str, assoc: AssociatedEvent) -> tuple[str, st
     AdverseEvent of it) is named by the first Condition in sorted order, whichever record gives
     the onset, so that a record added later, or an onset made more precise, updates the same
     AdverseEvent in place; an existing AdverseEvent alone names it."""
-    records = sorted(s.split("/_history")[0] for s in assoc.event.sources)
+    records = sorted(unversioned(s) for s in assoc.event.sources)
     conditions = [s for s in records if s.startswith("Condition/")]
     event_ref = (conditions or records)[0]
     return identifier_value("tee-temporally-associated", patient_ref, event_ref), event_ref
@@ -872,7 +873,7 @@ def _adverse_event(patient_ref: str, assoc: AssociatedEvent) -> Derived:
         # that references another: the write's Provenance names it among its sources)
         ae["resultingCondition"] = [
             {"reference": s}
-            for s in sorted(assoc.event.sources, key=lambda s: s.split("/_history")[0])
+            for s in sorted(assoc.event.sources, key=unversioned)
             if s.startswith("Condition/")
         ]
         match += f"&resultingcondition={event_ref}"
@@ -1026,7 +1027,7 @@ def _label(
         }
     # a labelled source by its unversioned reference: a rate step's bag is named unversioned
     # (RateFinding.step_of, evidence.detail) and labelled by its versioned one
-    versioned = {s.split("/_history")[0]: s for s in labels}
+    versioned = {unversioned(s): s for s in labels}
     for a in thrombosis.associated_events:
         ident, _ = _event_identifier(patient_ref, a)
         also.setdefault(ident, set()).update(a.event.sources)
