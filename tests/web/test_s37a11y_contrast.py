@@ -16,6 +16,8 @@ from __future__ import annotations
 from itertools import pairwise
 from typing import Any
 
+from playwright.sync_api import Page
+
 from tests.e2e.test_run import load
 from tests.fhir.patients import responder
 from tests.web.conftest import PATIENT, Stack
@@ -146,13 +148,19 @@ def _off_target_patient() -> dict[str, Any]:
     return data
 
 
-def test_every_text_and_bar_has_aa_contrast(
-    stack: Stack, fhir_base: str, browsing: Browsing
-) -> None:
+def off_target_page(stack: Stack, fhir_base: str, browsing: Browsing) -> Page:
+    """The page of :func:`_off_target_patient`, launched and drawn."""
     load(fhir_base, _off_target_patient())
     page = browsing.page
     launch(browsing, stack)
     assert page.locator("body").get_attribute("data-state") == "ready", text(page, "#status")
+    return page
+
+
+def test_every_text_and_bar_has_aa_contrast(
+    stack: Stack, fhir_base: str, browsing: Browsing
+) -> None:
+    page = off_target_page(stack, fhir_base, browsing)
     assert page.locator("#dose-chart .bar.off-target").count() == 1  # the case is drawn
     assert page.locator("#dose-chart .bar.off-target .value-inside").count() == 1
 

@@ -13,10 +13,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.e2e.test_run import load
 from tests.web.conftest import Stack
-from tests.web.test_page import Browsing, browsing, launch, text
-from tests.web.test_s37a11y_contrast import _COLOUR_JS, _off_target_patient
+from tests.web.test_page import Browsing, browsing
+from tests.web.test_s37a11y_contrast import _COLOUR_JS, off_target_page
 
 __all__ = ["browsing"]  # the fixture used here
 
@@ -63,10 +62,7 @@ LINE_CONTRAST = (
 def test_every_chart_line_stands_3_to_1_from_what_it_is_drawn_on(
     stack: Stack, fhir_base: str, browsing: Browsing
 ) -> None:
-    load(fhir_base, _off_target_patient())
-    page = browsing.page
-    launch(browsing, stack)
-    assert page.locator("body").get_attribute("data-state") == "ready", text(page, "#status")
+    page = off_target_page(stack, fhir_base, browsing)
     found: list[dict[str, Any]] = page.evaluate(LINE_CONTRAST)
     thresholds = [f for f in found if f["line"] == "line.threshold"]
     # three thresholds, each on the chart and on the four bands: measured
