@@ -907,11 +907,13 @@ def derive_resources(
     evaluation: PatientEvaluation,
     patient_ref: str,
     labels: Mapping[str, frozenset[Label]] | None = None,
+    patient_source: str | None = None,
 ) -> list[Derived]:
     """Every derived resource of one patient's evaluation, in a stable order; ``labels``: the
     security labels of the labelled sources (by versioned reference,
     :attr:`~fhirtis.fhir.extract.common.PatientData.labels`), which each resource derived from
-    them carries (:mod:`fhirtis.fhir.security`)."""
+    them carries (:mod:`fhirtis.fhir.security`); ``patient_source``: the Patient resource's
+    versioned reference, whose labels every resource carries (all are about the patient)."""
     out: list[Derived] = []
     note = _policy_note(evaluation.policy)
     course = evaluation.course
@@ -977,7 +979,7 @@ def derive_resources(
         _distinct_events(_adverse_event(patient_ref, a) for a in thrombosis.associated_events)
     )
     if labels:
-        _label(out, labels, patient_ref, exposure, thrombosis)
+        _label(out, labels, patient_ref, exposure, thrombosis, patient_source)
     if validation_enabled():
         for d in out:
             validate(d.resource)
@@ -1012,9 +1014,13 @@ def _label(
     patient_ref: str,
     exposure: Exposure,
     thrombosis: ThrombosisAssessment,
+    patient_source: str | None,
 ) -> None:
     """Give each resource of ``out`` the security labels of the labelled sources it is derived
-    from (:mod:`fhirtis.fhir.security`): those it cites, and those it does not cite: an
+    from (:mod:`fhirtis.fhir.security`): the Patient's, to every one (each is about the patient,
+    who is its ``subject`` or ``patient``, and the Patient's birth date, sex and death are read
+    by every evaluation: the juvenile criteria, the age factor that sets each rate limit, the
+    ideal dosing weight); those it cites, and those it does not cite: an
     AdverseEvent's other records of its event (another system's AdverseEvent), a DetectedIssue's
     evidence of the risk factors that set its limit (its maximum rate says they are present)
     and its cycle's dosing weight (its rate in mg/kg/min is computed with it), the cumulative
@@ -1037,9 +1043,14 @@ def _label(
         also[ident].update(weighed.get(f.cycle_index, ()))
         if f.step_of is not None and f.step_of in versioned:
             also[ident].add(versioned[f.step_of])
+    if patient_source is None:
+        patient_source = versioned.get(patient_ref)
+    about = labels.get(patient_source) if patient_source is not None else None
     for d in out:
         sources = _cited(d.resource) | also.get(d.identifier, set())
         found = [labels[s] for s in sources if s in labels]
+        if about:
+            found.append(about)
         if found:
             labelled(d.resource, high_water(found))
 

@@ -10,6 +10,13 @@ value is not written back readable by users cleared for normal data only:
 - every ``v3-ActCode`` label of the sources (sensitivity such as PSY, ETH, HIV; policies such as
   42CFRPart2; obligations and refrain policies such as NORDSCLCD), each once.
 
+Both are read also in their STU3 URIs and their HL7 OIDs (``urn:oid:2.16.840.1.113883.5.25``,
+``urn:oid:2.16.840.1.113883.5.4``), and written in their R4 URLs. A source's labels are its own
+and those of the contained resources read with it (a contained Medication or Device, a report's
+or panel's contained results: part of their container, which is what is cited). The Patient's
+labels are carried to every derived resource (each is about the patient, and the Patient's
+birth date, sex and death are read by every evaluation).
+
 Other labels (integrity and provenance marks of the source itself, such as v3-ObservationValue
 REDACTED or SUBSETTED, and site-local systems) describe the source, not its information: not
 carried. Without any carried label among the sources, nothing is added (the output of unlabelled
@@ -28,12 +35,16 @@ Label = tuple[str, str]
 
 CONFIDENTIALITY = "http://terminology.hl7.org/CodeSystem/v3-Confidentiality"
 ACT_CODE = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
-# the R4 canonical systems, and the STU3 and earlier URIs of the same code systems
+# the R4 canonical systems, the STU3 and earlier URIs of the same code systems, and their HL7
+# OIDs (R4 terminologies-systems.html lists the URL, which "SHALL be used in preference", yet
+# data converted from HL7 v2 or CDA sends the OID): each read as, and written in, its R4 URL
 _SYSTEMS = {
     CONFIDENTIALITY: CONFIDENTIALITY,
     "http://hl7.org/fhir/v3/Confidentiality": CONFIDENTIALITY,
+    "urn:oid:2.16.840.1.113883.5.25": CONFIDENTIALITY,
     ACT_CODE: ACT_CODE,
     "http://hl7.org/fhir/v3/ActCode": ACT_CODE,
+    "urn:oid:2.16.840.1.113883.5.4": ACT_CODE,
 }
 _RANK = {code: rank for rank, code in enumerate("ULMNRV")}
 

@@ -171,7 +171,9 @@ def evaluate_patient_resources(
         population=options.population,
         baseline_day=options.baseline_day,
     )
-    derived = derive_resources(evaluation, data.patient_ref, data.labels)
+    derived = derive_resources(
+        evaluation, data.patient_ref, data.labels, patient_source=data.patient_source
+    )
     return PatientResult(
         data.patient_ref,
         data,

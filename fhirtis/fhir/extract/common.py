@@ -727,9 +727,7 @@ class ExtractorBase:
         used = f"{ref}/_history/{version}" if isinstance(version, str) and version else ref
         data.used[ref] = used
         if type(meta) is dict and "security" in meta:
-            labels = labels_of(meta)
-            if labels:
-                data.labels[used] = labels
+            self._add_labels(data, used, labels_of(meta))
         if when is not None:
             if isinstance(when, FhirTime):
                 instant = when.instant
@@ -744,6 +742,28 @@ class ExtractorBase:
             if timed is None or (when is not timed and when > timed):
                 data.latest_instant = when
         return used
+
+    @staticmethod
+    def _add_labels(data: PatientData, used: str, labels: frozenset[Label]) -> None:
+        """Add ``labels`` to those the source ``used`` (a versioned reference) carries forward:
+        its own and those of the resources it contains that were read (a report's results)."""
+        if labels:
+            known = data.labels.get(used)
+            data.labels[used] = labels if known is None else known | labels
+
+    def _contained_labels(
+        self, data: PatientData, used: str, container: Json, part: object
+    ) -> None:
+        """The security labels of ``part``, read with ``container`` (the source ``used``), added
+        to the container's when ``part`` is one of its contained resources: a contained resource
+        is part of its container (R4 references.html), which is what is cited and named."""
+        if type(part) is not dict or part is container:
+            return
+        meta = part.get("meta")
+        if type(meta) is not dict or "security" not in meta:
+            return
+        if any(c is part for c in json_array(container.get("contained"))):
+            self._add_labels(data, used, labels_of(meta))
 
     def _check_subject(self, data: PatientData, resource: Json, key: str, path: str) -> None:
         subject = resource.get(key)

@@ -1099,6 +1099,7 @@ class EventReader(MedicationReader):
                 return
         began = use_began(r, _USE_TIMING, path, (start, start_last))
         source = self._use(data, r, began)  # the Device is read through it, as a Medication is
+        self._contained_labels(data, source, r, device)  # a contained Device's labels
         data.evidence.append(
             RiskEvidence(
                 RiskFactorKind.CENTRAL_VENOUS_CATHETER,

@@ -923,6 +923,8 @@ class MedicationReader(ExtractorBase):
             if replaces == -1:
                 return
         source = self._use(data, r, start)
+        # a contained Medication is part of the administration: its labels are the source's
+        self._contained_labels(data, source, r, med)
         used = medication.used
         # a contained Medication (``#id``) has no [type]/[id] of its own (R4 references.html,
         # Contained Resources): the administration that contains it is the source, not it
@@ -1218,6 +1220,7 @@ class MedicationReader(ExtractorBase):
             end = start_last  # in use at that time (a day, or any day of its month or year)
         began = use_began(r, _USE_START, path, (start, start_last))
         source = self._use(data, r, began)
+        self._contained_labels(data, source, r, medication.med)  # a contained Medication's
         instant = began.instant if began is not None else None
         data.evidence.append(RiskEvidence(kind, source, start, end, began=instant))
         return True

@@ -90,6 +90,24 @@ def _absent_reason(concept: object) -> str:
 
 _ULN_NOT_TAKEN = "ULN not taken from referenceRange ({}); the site's default ULN is used if set"
 
+
+def _with_labels(meta: object, part: Json) -> object:
+    """The ``meta`` of a contained result read as its container (a report, a panel): the
+    container's, with the result's own ``meta.security`` added (a contained resource is part of
+    its container, R4 references.html, and carries no version of its own, dom-4); ``meta``
+    itself when the result has none."""
+    own = part.get("meta")
+    if type(own) is not dict or "security" not in own:
+        return meta
+    base: Json = meta if type(meta) is dict else {}
+    theirs, added = base.get("security"), own["security"]
+    security = [
+        *(theirs if isinstance(theirs, list) else []),
+        *(added if isinstance(added, list) else []),
+    ]
+    return {**base, "security": security}
+
+
 # R4 diagnostic-report-status → the observation-status a contained result without a status of
 # its own is read with: ``partial`` ("some results are available") is not yet final;
 # ``appended`` is a kind of ``amended`` in R4's status hierarchy
@@ -430,7 +448,7 @@ class ObservationReader(ExtractorBase):
             if target is None or target.get("resourceType") != "Observation":
                 continue
             as_obs = dict(target)
-            as_obs["id"], as_obs["meta"] = r.get("id"), r.get("meta")
+            as_obs["id"], as_obs["meta"] = r.get("id"), _with_labels(r.get("meta"), target)
             as_obs.setdefault("subject", r.get("subject"))
             self._member(data, r, f"hasMember {i}", f"{path}.hasMember[{i}]", as_obs, resolve)
 
@@ -493,7 +511,7 @@ class ObservationReader(ExtractorBase):
             as_obs = dict(target)
             # the report is the resource that can be cited (its type, id and version)
             as_obs["resourceType"], as_obs["id"] = "DiagnosticReport", r.get("id")
-            as_obs["meta"] = r.get("meta")
+            as_obs["meta"] = _with_labels(r.get("meta"), target)
             if report_status in _VOID_REPORT or "status" not in as_obs:
                 as_obs["status"] = report_status
             if "subject" not in as_obs and "subject" in r:
