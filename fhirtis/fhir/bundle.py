@@ -169,6 +169,7 @@ class _Found:
     patients: set[str] = field(default_factory=set)  # "Patient/id" of the listed Patients
     patients_without_id: list[str] = field(default_factory=list)  # where a listed one is
     references: set[str] = field(default_factory=set)  # listed subject/patient references
+    named_by_uuid: int = 0  # listed resources without an id, named by their urn:uuid fullUrl
     deleted: set[str] = field(default_factory=set)  # "Type/id" whose newest history entry deletes
 
     def resolve(self) -> dict[str, Json]:
@@ -196,6 +197,12 @@ class _Found:
         return refs
 
 
+# not named by a urn:uuid fullUrl: a Patient without an id is refused (read_patient_bundle:
+# fhirtis names the patient by its id); a Bundle, Parameters or OperationOutcome (an operation's
+# answer in a transaction-response) is no record of the patient's
+_NAMED_BY_OWN_ID = frozenset({"Patient", "Bundle", "Parameters", "OperationOutcome"})
+
+
 def _read_entries(doc: Any) -> _Found:
     if not isinstance(doc, dict) or doc.get("resourceType") != "Bundle":
         kind = doc.get("resourceType") if isinstance(doc, dict) else type(doc).__name__
@@ -208,6 +215,16 @@ def _read_entries(doc: Any) -> _Found:
         )
     found = _Found()
     _collect(doc, "Bundle", found, listed=True)
+    if found.named_by_uuid:
+        found.issues.append(
+            Issue(
+                "information",
+                "informational",
+                f"{found.named_by_uuid} resource(s) without an id are named by the uuid of their "
+                "urn:uuid fullUrl (Type/<uuid>)",
+                "Bundle.entry",
+            )
+        )
     return found
 
 
@@ -247,6 +264,20 @@ def _collect(doc: Json, where: str, found: _Found, *, listed: bool) -> None:
             continue
         resource_id = resource.get("id")
         full_url = entry.get("fullUrl")
+        if (
+            listed
+            and "id" not in resource
+            and resource_type not in _NAMED_BY_OWN_ID
+            and isinstance(full_url, str)
+            and full_url.startswith("urn:uuid:")
+            and is_id(full_url[9:])
+        ):
+            # R4 documents and transactions list resources by a urn:uuid fullUrl with no id
+            # (HL7 R4 document-example-dischargesummary.json, bundle-transaction.json): the
+            # resource is named by that uuid, as a server names what it stores
+            resource_id = full_url[9:]
+            resource = {**resource, "id": resource_id}
+            found.named_by_uuid += 1
         if isinstance(full_url, str):
             by_full_url[full_url] = resource
         keep = listed

@@ -310,6 +310,13 @@ class EventReader(MedicationReader):
         for (system, code), (families, ref, path) in sorted(self._unclassified.items()):
             if (system, code) in self._recognised:
                 continue
+            if (system, code) in IPS_NONE_KNOWN:
+                data.issues.append(
+                    _records_none(
+                        ref, _code_name(system, code), " and ".join(sorted(families)), path
+                    )
+                )
+                continue
             why = (
                 f"it lies in a range they draw on (ValueSet {REVIEW_VALUE_SET}) but none of them "
                 "lists it"
@@ -345,6 +352,12 @@ class EventReader(MedicationReader):
         coded = [(s, c) for s, c in codings if s is not None and c is not None]
         if any(canonical_system(s) in read for s, _ in coded):
             return  # classified (or reported as unclassified) by its code
+        if coded and all(s == IPS_ABSENT_UNKNOWN for s, _ in coded):
+            # an IPS "no known problems" / "no information about problems" entry states that
+            # there is nothing (known) to record: no diagnosis or procedure to classify
+            said = ", ".join(sorted({c for _, c in coded}))
+            data.issues.append(_records_none(ref_of(r), said, families, path))
+            return
         if coded:
             what = ", ".join(f"{s}|{c}" for s, c in coded)
             why = f"coded only as {what}, in no code system fhirtis reads ({_read_names(read)})"
@@ -1156,6 +1169,28 @@ class EventReader(MedicationReader):
                     performed.instant if performed is not None else None,
                 )
             )
+
+
+# HL7 International Patient Summary 1.x: the codes of an entry that says a section has nothing
+# ("no-known-problems", "no-problem-info", "no-known-procedures", ...; IPS 2.0 moved to SNOMED CT)
+IPS_ABSENT_UNKNOWN = "http://hl7.org/fhir/uv/ips/CodeSystem/absent-unknown-uv-ips"
+# ... and the SNOMED CT concepts IPS 2.0 puts in their place (HL7/fhir-ips ValueSets
+# problems-uv-ips, procedures-uv-ips, medical-devices-uv-ips): 160245001 "No current problems or
+# disability", 787480003 "No known procedures", 787483001 "No known device use" (situations)
+IPS_NONE_KNOWN = frozenset((SNOMED, c) for c in ("160245001", "787480003", "787483001"))
+
+
+def _records_none(ref: str, said: str, families: str, path: str) -> Issue:
+    """An entry that records that there is nothing (known) of its kind: information, not a code
+    that could not be classified."""
+    return Issue(
+        "information",
+        "informational",
+        f"{ref} records no item, only {said} (an International Patient Summary absent/unknown "
+        f"code): nothing to classify for {families}",
+        path,
+        ref,
+    )
 
 
 def _read_systems(terminology: Terminology) -> frozenset[str]:
