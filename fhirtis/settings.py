@@ -75,6 +75,14 @@ class ServiceSettings(BaseModel):
     max_body_bytes: int = Field(
         10_000_000, ge=1, description="larger request bodies are answered 413, unread"
     )
+    max_requests_in_flight: int = Field(
+        32,
+        ge=1,
+        le=10_000,
+        description="requests held at once (each holds its body while it waits for the FHIR "
+        "server or an evaluation thread); past it a request is answered 503 with Retry-After, "
+        "unread. /livez, /readyz and /metrics are never refused",
+    )
     fhir_wait_seconds: float = Field(
         25.0,
         gt=0,

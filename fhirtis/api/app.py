@@ -43,7 +43,7 @@ from fhirtis.api.evaluate import (
     parse_parameters,
     result_bundle,
 )
-from fhirtis.api.limits import BodyLimit
+from fhirtis.api.limits import BodyLimit, InFlightLimit
 from fhirtis.api.ops import (
     HeadAsGet,
     Metrics,
@@ -519,9 +519,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     cds_hooks.install(app)
     web.install(app, settings.service.frame_ancestors)
     # the last added is the outermost: security headers, CORS, the FHIR JSON type asked for,
-    # the CDS 401 challenge, body limit, HEAD served as GET
+    # the CDS 401 challenge, requests in flight, body limit, HEAD served as GET
     app.add_middleware(HeadAsGet)
     app.add_middleware(BodyLimit, max_bytes=settings.service.max_body_bytes)
+    # outside the body limit: a request refused for the service being busy is never read
+    app.add_middleware(InFlightLimit, limit=settings.service.max_requests_in_flight)
     app.add_middleware(CdsChallenge)
     app.add_middleware(GenericJsonAnswer)
     if settings.service.cors_origins:

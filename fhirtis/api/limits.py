@@ -1,7 +1,13 @@
 """Bounded work: a request body larger than ``service.max_body_bytes`` is answered 413 without
 being read whole: a declared ``Content-Length`` over the limit before anything is read, a body
 without one (chunked) as soon as the bytes received pass the limit. A ``Content-Length`` that is
-not a number of bytes (RFC 9110 §8.6: digits only) is a malformed request: 400, unread."""
+not a number of bytes (RFC 9110 §8.6: digits only) is a malformed request: 400, unread.
+
+Past ``service.max_requests_in_flight`` requests held at once, another is answered 503 at once,
+unread, with ``Retry-After`` (:class:`InFlightLimit`): each request in flight holds its parsed
+body while it waits for an evaluation thread (:mod:`fhirtis.pipeline.off_loop`) or the FHIR
+server, so the process's memory is bounded by the limit times the body limit, not by the
+callers."""
 
 from __future__ import annotations
 
@@ -11,7 +17,15 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fhirtis.api.errors import outcome, outcome_response
 
-__all__ = ["MAX_JSON_DEPTH", "BodyLimit", "BodyTooLarge", "nested_deeper_than"]
+__all__ = [
+    "MAX_JSON_DEPTH",
+    "NEVER_REFUSED",
+    "RETRY_AFTER_SECONDS",
+    "BodyLimit",
+    "BodyTooLarge",
+    "InFlightLimit",
+    "nested_deeper_than",
+]
 
 MAX_JSON_DEPTH = 100
 """The deepest nesting of objects and arrays a request body may have. FHIR resources, even in a
@@ -83,12 +97,59 @@ class BodyLimit:
         return f"the request body is larger than {self.max_bytes} bytes"
 
 
-async def _refuse(scope: Scope, receive: Receive, send: Send, status: int, message: str) -> None:
-    """The refusal, unread: an OperationOutcome, or a CDS Hooks error under ``/cds-services``."""
-    headers = {"Connection": "close"}
+NEVER_REFUSED = frozenset({"/livez", "/readyz", "/metrics"})
+"""Paths answered however many requests are in flight: the probes (a busy service is not a dead
+one to restart) and the metrics that show it busy."""
+
+RETRY_AFTER_SECONDS = 1
+
+
+class InFlightLimit:
+    """ASGI middleware: at most ``limit`` requests in flight (from their arrival to their
+    answer's end, whether it ends well, fails or the caller goes away); another is answered
+    503 at once, unread, with ``Retry-After``: an OperationOutcome (``throttled``), or a CDS
+    Hooks error under ``/cds-services``. :data:`NEVER_REFUSED` paths are not counted."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+        self.in_flight = 0  # changed on the event loop only, with no await between test and set
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope.get("path") in NEVER_REFUSED:
+            await self.app(scope, receive, send)
+            return
+        if self.in_flight >= self.limit:
+            message = (
+                f"the service is busy: {self.limit} requests are in progress "
+                "(service.max_requests_in_flight); retry shortly"
+            )
+            retry = {"Retry-After": str(RETRY_AFTER_SECONDS)}
+            await _refuse(scope, receive, send, 503, message, code="throttled", headers=retry)
+            return
+        self.in_flight += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.in_flight -= 1
+
+
+async def _refuse(
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+    status: int,
+    message: str,
+    *,
+    code: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> None:
+    """The refusal, unread: an OperationOutcome (its issue ``code``, else the status's), or a
+    CDS Hooks error under ``/cds-services``; the connection is closed (the body is unread)."""
+    sent = {"Connection": "close", **(headers or {})}
     if str(scope.get("path", "")).startswith("/cds-services"):
-        error = "invalid-request" if status == 400 else "request-refused"
-        response = JSONResponse({"error": error, "message": message}, status, headers=headers)
+        error = {400: "invalid-request", 503: "busy"}.get(status, "request-refused")
+        response = JSONResponse({"error": error, "message": message}, status, headers=sent)
     else:
-        response = outcome_response(status, outcome(status, message), headers)
+        response = outcome_response(status, outcome(status, message, code=code), sent)
     await response(scope, receive, send)
