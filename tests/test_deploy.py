@@ -132,7 +132,7 @@ def test_dockerignore_admits_only_the_package_sources() -> None:
     ]
     assert lines[0] == "*"
     admitted = {line[1:].rstrip("/") for line in lines if line.startswith("!")}
-    assert admitted == {"pyproject.toml", "uv.lock", "README.md", "fhirtis", "profiles"}
+    assert admitted == {"pyproject.toml", "uv.lock", "README.md", "LICENSE", "fhirtis", "profiles"}
     # Everything the Dockerfile copies from the context is admitted.
     runtime_context = {
         path.rstrip("/").removeprefix("./")

@@ -29,7 +29,7 @@ EXIT_TERMINATED = 128 + signal.SIGTERM  # 143: what shells, cron and Kubernetes 
 
 #: The optional extras and the modules each brings (``pip install 'fhirtis[NAME]'``).
 EXTRAS: dict[str, tuple[str, ...]] = {
-    "serve": ("fastapi", "uvicorn", "prometheus_client"),
+    "serve": ("fastapi", "uvicorn", "prometheus_client", "fastapi_offline"),
     "registry": ("distributed", "matplotlib"),
 }
 
