@@ -751,6 +751,20 @@ class ExtractorBase:
             known = data.labels.get(used)
             data.labels[used] = labels if known is None else known | labels
 
+    @staticmethod
+    def _name_read(data: PatientData, resource: Json) -> None:
+        """A resource read by id through a source (a Medication through an administration, a
+        catheter Device through its use statement): the Provenance names it (versioned) among
+        the sources, with its security labels. Not a contained one (part of its container, the
+        source) nor one without an id."""
+        if not isinstance(resource.get("id"), str):
+            return
+        used = versioned(resource)
+        data.used.setdefault(ref_of(resource), used)
+        labels = labels_of(resource.get("meta"))
+        if labels:
+            data.labels.setdefault(used, labels)
+
     def _contained_labels(
         self, data: PatientData, used: str, container: Json, part: object
     ) -> None:

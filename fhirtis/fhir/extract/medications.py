@@ -42,11 +42,9 @@ from fhirtis.fhir.extract.common import (
     to_unit,
     use_began,
     use_days,
-    versioned,
 )
 from fhirtis.fhir.outcome import Issue
 from fhirtis.fhir.primitives import ID_FULLMATCH, PrimitiveError, instant_or_none, json_array
-from fhirtis.fhir.security import labels_of
 from fhirtis.fhir.units import (
     UnitError,
     case_refusal,
@@ -432,14 +430,8 @@ class _MedicationRead:
     estrogen: bool | None = None  # :meth:`MedicationReader._is_estrogen`
     product: _Product | None = None  # :meth:`MedicationReader._read_product`
     strength: Decimal | ExcludedError | object | None = _UNREAD  # _medication_strength
-    used: tuple[str, str] | None = None  # the Medication's reference and versioned reference
     # the parts of every Medication of this content, worked out once (see _shared_read)
     shared: _MedicationRead | None = None
-
-
-def _used_of(med: Json) -> tuple[str, str] | None:
-    """A Medication's reference and versioned reference, as a source (None without an id)."""
-    return (ref_of(med), versioned(med)) if isinstance(med.get("id"), str) else None
 
 
 def _content_key(med: Json) -> bytes | None:
@@ -574,7 +566,6 @@ class MedicationReader(ExtractorBase):
             template.estrogen,
             template.product,
             template.strength,
-            _used_of(med),
             template,
         )
 
@@ -925,15 +916,10 @@ class MedicationReader(ExtractorBase):
         source = self._use(data, r, start)
         # a contained Medication is part of the administration: its labels are the source's
         self._contained_labels(data, source, r, med)
-        used = medication.used
         # a contained Medication (``#id``) has no [type]/[id] of its own (R4 references.html,
         # Contained Resources): the administration that contains it is the source, not it
-        if used is not None and med is not r and id(med) not in self._med_containers:
-            data.used.setdefault(*used)
-            # its security labels, as :meth:`_use` records a source's (the Provenance names it)
-            labels = labels_of(med.get("meta")) if med is not None else frozenset()
-            if labels:
-                data.labels.setdefault(used[1], labels)
+        if med is not None and med is not r and id(med) not in self._med_containers:
+            self._name_read(data, med)
         if status == "stopped":
             data.issues.append(
                 Issue(
