@@ -155,6 +155,12 @@ class ExtractSettings:
     default_uln_u_per_l: Mapping[Instrument, Decimal] = field(default_factory=dict)
 
 
+def _article(resource_type: object) -> str:
+    """ "an Observation", "a MedicationAdministration": a resource type with its article."""
+    name = resource_type if isinstance(resource_type, str) else "resource"
+    return f"{'an' if name[:1] in set('AEIOU') else 'a'} {name}"
+
+
 class ExcludedError(Exception):
     """A resource (or the element at ``path``) cannot be used; becomes an :class:`Issue`."""
 
@@ -165,8 +171,11 @@ class ExcludedError(Exception):
     def as_issue(self, resource: Json, part: str = "") -> Issue:
         """This exclusion as an error about ``resource`` (``part``: what of it is excluded,
         e.g. "component 2"; the whole resource when empty)."""
-        ref = ref_of(resource)
-        what = f"{ref} {part}" if part else ref
+        ref: str | None = ref_of(resource)
+        named = ref
+        if not isinstance(resource.get("id"), str):  # not "Observation/None": the path says which
+            ref, named = None, f"{_article(resource.get('resourceType'))} without an id"
+        what = f"{named} {part}" if part else named
         return Issue("error", self.issue_code, f"{what} excluded: {self.message}", self.path, ref)
 
     def as_warning(self, resource: Json, said: str) -> Issue:
