@@ -177,6 +177,9 @@ class BodyWeight:
     source: str
     when: datetime
     kg: Decimal
+    # recorded with a time of day; a date-only weight (``when`` its midnight UTC) stands for its
+    # whole day: on a cycle's start day it may have been taken before the start, and counts
+    timed: bool = False
 
 
 @record

@@ -469,7 +469,7 @@ def _cycle(
     last_start = keyed[-1][0].start
     end = _latest_end(keyed)
     since = previous_start.day if previous_start is not None else None
-    weight = dosing_weight_from(start.day, body, patient, policy, since)
+    weight = dosing_weight_from(start.day, body, patient, policy, since, start.instant)
     kg = weight.kg
 
     # one pass over the administrations: each one's grams, rate and notes, and the cycle's

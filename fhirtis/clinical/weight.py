@@ -414,20 +414,44 @@ def dosing_weight(
     return dosing_weight_from(at, PlausibleBody.of(weights, heights, policy), patient, policy)
 
 
+def _before_start(
+    weights: Sequence[Dated[BodyWeight]], on: date, start: datetime | None
+) -> BodyWeight | None:
+    """The latest of ``weights`` on or before ``on`` that was not recorded after ``start`` (the
+    cycle's start instant, None when it has no time): a weight taken later on the start day,
+    after the first bag ran, is not one "before the cycle starts" (clinical spec §4). A
+    date-only weight may have been taken before the start: it counts for its whole day."""
+    weight = latest_in_order(weights, on)
+    if start is None or weight is None or not _after(weight, start):
+        return weight
+    # those recorded after the start are the last of the start day's (recorded order): walked
+    # back from there, not scanned (an ICU record weighs its patient every hour)
+    end = bisect_right(weights, on, key=_day_of)
+    while end and _after(weights[end - 1][2], start):
+        end -= 1
+    return latest_in_order(weights[:end], on) if end else None
+
+
+def _after(weight: BodyWeight, start: datetime) -> bool:
+    return weight.timed and weight.when > start
+
+
 def dosing_weight_from(
     at: date,
     body: PlausibleBody,
     patient: PatientFacts,
     policy: Policy = DEFAULT_POLICY,
     since: date | None = None,
+    start: datetime | None = None,
 ) -> DosingWeight:
     """:func:`dosing_weight` from the patient's plausible weights and heights. ``since``: the
     previous cycle's start date, whose dosing weight named the implausible weights recorded up
-    to it (:func:`passed_over`)."""
+    to it (:func:`passed_over`). ``start``: the cycle's start instant (None: date only), after
+    which no weight recorded with a time is its dosing weight."""
     on = at.date() if isinstance(at, datetime) else at
     notes: list[Note] = []
     basis = policy.dosing_weight
-    weight = latest_in_order(body.weights, on)
+    weight = _before_start(body.weights, on, start)
     if body.weight_notes:
         notes.extend(passed_over(body.weight_notes, weight, on, since))
     if basis is not _ACTUAL and body.height_notes:

@@ -351,7 +351,8 @@ class ObservationReader(ExtractorBase):
         qpath = f"{path}.valueQuantity"
         if tag == "weight":
             kg = to_unit(value, unit, "kg", qpath)
-            data.weights.append(BodyWeight(self._use(data, r, at), when, kg))
+            timed = not isinstance(at, FhirTime)
+            data.weights.append(BodyWeight(self._use(data, r, at), when, kg, timed))
         elif tag == "height":
             cm = to_unit(value, unit, "cm", qpath)
             data.heights.append(BodyHeight(self._use(data, r, at), when, cm))
