@@ -914,12 +914,7 @@ class MedicationReader(ExtractorBase):
             if replaces == -1:
                 return
         source = self._use(data, r, start)
-        # a contained Medication is part of the administration: its labels are the source's
-        self._contained_labels(data, source, r, med)
-        # a contained Medication (``#id``) has no [type]/[id] of its own (R4 references.html,
-        # Contained Resources): the administration that contains it is the source, not it
-        if med is not None and med is not r and id(med) not in self._med_containers:
-            self._name_read(data, med)
+        self._medication_of(data, source, r, med)
         if status == "stopped":
             data.issues.append(
                 Issue(
@@ -1179,6 +1174,15 @@ class MedicationReader(ExtractorBase):
         by_name = self.t.value_sets.get("estrogen-names")
         return by_name is not None and _named_words(by_name.names, names())
 
+    def _medication_of(self, data: PatientData, source: str, r: Json, med: Json | None) -> None:
+        """The Medication ``med`` that the source ``r`` (recorded as ``source``) names: a
+        contained one is part of it (its labels are the source's; it has no [type]/[id] of its
+        own, R4 references.html); one read by id is named by the Provenance among the sources,
+        with its labels."""
+        self._contained_labels(data, source, r, med)
+        if med is not None and med is not r and id(med) not in self._med_containers:
+            self._name_read(data, med)
+
     def _risk_medication(
         self, data: PatientData, r: Json, medication: _MedicationRead, path: str
     ) -> bool:
@@ -1206,7 +1210,7 @@ class MedicationReader(ExtractorBase):
             end = start_last  # in use at that time (a day, or any day of its month or year)
         began = use_began(r, _USE_START, path, (start, start_last))
         source = self._use(data, r, began)
-        self._contained_labels(data, source, r, medication.med)  # a contained Medication's
+        self._medication_of(data, source, r, medication.med)
         instant = began.instant if began is not None else None
         data.evidence.append(RiskEvidence(kind, source, start, end, began=instant))
         return True
