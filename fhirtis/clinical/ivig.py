@@ -434,6 +434,16 @@ def _records(count: int, steps: int) -> str:
     return f"{count} administration records ({steps} of them steps of another, partOf)"
 
 
+def _per_kg_dose(admin: IvigAdministration) -> bool:
+    """Whether ``admin``'s dose is recorded per kg only (no grams, no volume), and plausible."""
+    return (
+        admin.dose_g is None
+        and admin.dose_ml is None
+        and admin.dose_g_per_kg is not None
+        and is_positive_finite(admin.dose_g_per_kg)
+    )
+
+
 def _step_grams(
     admin: IvigAdministration, counted: frozenset[str]
 ) -> tuple[Decimal, tuple[Note, ...]] | None:
@@ -483,6 +493,10 @@ def _cycle(
     per_kg_known = _ZERO
     grams_not_per_kg = _ZERO
     grams_unknown = rate_unknown = 0
+    # without a dosing weight, the plausible doses recorded per kg (their grams unknown): the
+    # cycle's g/kg when every administration is one of them (or a step adding 0 g)
+    per_kg_unweighed = _ZERO
+    unweighed = 0
     max_rate: Decimal | None = None
     # the administrations given, in progress: a bag's own Type/id, or the bag a running step is
     # part of (one infusion running, counted once); the steps (partOf a counted one)
@@ -503,6 +517,10 @@ def _cycle(
                 running.add(parent if parent is not None else _unversioned(admin.source))
         if admin_grams is None:
             grams_unknown += 1
+            if kg is None and step is None and _per_kg_dose(admin):
+                assert admin.dose_g_per_kg is not None
+                per_kg_unweighed += admin.dose_g_per_kg
+                unweighed += 1
         else:
             grams_known += admin_grams
             if admin.dose_g is None and admin.dose_ml is None and admin.dose_g_per_kg is not None:
@@ -518,24 +536,28 @@ def _cycle(
     cycle_notes: list[Note] = []
     records = _records(len(exposures), steps)
     grams: Decimal | None = grams_known
+    g_per_kg: Decimal | None = None
     if grams_unknown:
         grams = None
+        # every dose recorded per kg, none in grams or mL, no dosing weight: the g/kg is the
+        # doses as recorded (spec §4, as a rate per kg needs no weight), the grams unknown
+        if unweighed == grams_unknown and not grams_not_per_kg:
+            g_per_kg = per_kg_unweighed
+        what = "cycle grams unknown" if g_per_kg is not None else "cycle grams and g/kg unknown"
         cycle_notes.append(
             missing(
                 "cycle-grams-unknown",
-                f"grams unknown for {grams_unknown} of {records} of cycle {index}; cycle "
-                "grams and g/kg unknown",
+                f"grams unknown for {grams_unknown} of {records} of cycle {index}; {what}",
             )
         )
-    g_per_kg: Decimal | None = None
-    if grams is not None and kg is not None:
+    elif kg is not None:
         if not per_kg_known:
-            g_per_kg = grams / kg
+            g_per_kg = grams_known / kg
         elif grams_not_per_kg:
             g_per_kg = grams_not_per_kg / kg + per_kg_known
         else:
             g_per_kg = per_kg_known
-    elif grams is not None:
+    else:
         cycle_notes.append(
             missing("cycle-g-per-kg-unknown", f"no dosing weight for cycle {index}; g/kg unknown")
         )
