@@ -42,7 +42,9 @@ def local_cluster(workers: int) -> Any:
         n_workers=workers,
         threads_per_worker=1,
         processes=True,
-        dashboard_address=None,
+        # the scheduler serves HTTP even without a dashboard, by default on 8787 (a warning,
+        # and another port, where that is taken): any free port, on the loopback only
+        dashboard_address="127.0.0.1:0",
         preload=[PRELOAD, QUIET],
     )
 
