@@ -285,7 +285,7 @@ def report(
 
     err = Console(stderr=True, soft_wrap=True)  # one line a message, whatever the width
     try:
-        records = cohort_report.load_summaries(path)
+        records = cohort_report.iter_summaries(path)  # one at a time: never the whole file
         built = cohort_report.build_report(records, week=week)
     except (cohort_report.ReportInputError, OSError) as exc:
         err.print(f"fhirtis report: {exc}", markup=False)

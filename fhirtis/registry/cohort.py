@@ -379,7 +379,10 @@ async def run_patient_list(
                     result.count("failed")
                     result.failed.append((ref, str(exc)))
                     return
-            await recorder.add([Outcome(ref, evaluated.digest, evaluated)])
+                # the read's slot is held until a write slot takes the patient: while the
+                # writes lag, at most ``concurrency`` evaluated patients (their derived
+                # resources) wait in memory, not the rest of the list
+                await recorder.add([Outcome(ref, evaluated.digest, evaluated)])
 
         async def tracked(pid: str) -> None:
             try:

@@ -69,11 +69,13 @@ async def evaluate_on_dask(
             partition_range, job.ranges, out_dir=out_dir, partitions=job.partitions, pure=False
         )
         parts: list[RangeResult] = await asyncio.to_thread(client.gather, mapped)
+        del mapped  # gathered: the workers need not hold them any longer
         for part in sorted(parts, key=lambda p: p.index):
             problems.extend(part.problems)
         buckets = range(job.partitions)
         found = client.map(stale_copies, [out_dir] * len(buckets), buckets, pure=False)
         stale = merge_stale(await asyncio.to_thread(client.gather, found))
+        del found
         # a list of one: a dict given to scatter would be taken as many named values
         [done_on_workers, stale_on_workers, in_part_on_workers] = await asyncio.to_thread(
             client.scatter, [job.done, stale, job.read_in_part], broadcast=True
@@ -93,12 +95,29 @@ async def evaluate_on_dask(
             )
             for bucket in range(job.partitions)
         ]
+        # A worker keeps a task's result while the client holds its future: only
+        # ``as_completed`` holds them, each until it is yielded, and the future is dropped once
+        # its result is here, so a worker holds the partitions not yet received, not every
+        # partition's outcomes (summaries, and the derived resources to write) until the run
+        # ends (:func:`_released`).
+        count = len(futures)
         pending = as_completed(futures)
-        for _ in range(len(futures)):
-            future = await asyncio.to_thread(next, pending)
-            result: PartitionResult = future.result()
+        del futures
+        for _ in range(count):
+            result = await asyncio.to_thread(_released, pending)
             yield result
     finally:
         await asyncio.to_thread(client.close)
         if cluster is not None:
             await asyncio.to_thread(cluster.close)
+
+
+def _released(pending: Any) -> PartitionResult:
+    """The next partition's result to finish (``pending``: ``as_completed``), its future
+    released: the worker that computed it frees it."""
+    future = next(pending)
+    try:
+        result: PartitionResult = future.result()
+    finally:
+        future.release()
+    return result

@@ -3,7 +3,8 @@
 Input: the per-patient summary records (:class:`fhirtis.pipeline.records.PatientSummary`), as
 `fhirtis evaluate --json` prints them (``{"results": [...]}``) or as NDJSON (one record a line,
 what `fhirtis cohort --summaries` writes). No FHIR is read here: :func:`load_summaries` reads
-the records, :func:`build_report` computes the :class:`Report`, and the writers print it
+the records (:func:`iter_summaries` one at a time), :func:`build_report` computes the
+:class:`Report`, and the writers print it
 (:func:`print_report`), save it (:func:`write_csv`, :func:`write_json`) and plot it
 (:func:`write_plots`).
 
@@ -65,6 +66,7 @@ from fhirtis.registry.report.model import (
     Trajectory,
     TrajectoryPoint,
     build_report,
+    iter_summaries,
     load_summaries,
 )
 from fhirtis.registry.report.plots import PLOT_FILES, figures, write_plots
@@ -98,6 +100,7 @@ __all__ = [
     "TrajectoryPoint",
     "build_report",
     "figures",
+    "iter_summaries",
     "load_summaries",
     "print_report",
     "round_half_up",

@@ -3,9 +3,10 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from fractions import Fraction
@@ -208,36 +209,26 @@ def _one_event_per_clot(records: Sequence[AssociatedEventRecord]) -> tuple[_Even
     return tuple(out)
 
 
-def _ndjson(text: str, p: Path) -> list[Json]:
-    records: list[Json] = []
-    for number, line in enumerate(text.splitlines(), start=1):
+def _record(item: Any, p: Path, number: int) -> Json:
+    if not isinstance(item, dict):
+        raise ReportInputError(f"{p}:{number}: not a JSON object")
+    return item
+
+
+def _ndjson(lines: Iterable[tuple[int, str]], p: Path) -> Iterator[Json]:
+    """The records of NDJSON lines (numbered from 1), one at a time."""
+    for number, line in lines:
         if not line.strip():
             continue
         try:
             item = json.loads(line, parse_float=Decimal)
         except json.JSONDecodeError as exc:
             raise ReportInputError(f"{p}:{number}: not JSON: {exc.msg}") from None
-        if not isinstance(item, dict):
-            raise ReportInputError(f"{p}:{number}: not a JSON object")
-        records.append(item)
-    return records
+        yield _record(item, p, number)
 
 
-def load_summaries(path: str | Path) -> list[Json]:
-    """Summary records from the JSON of `fhirtis evaluate --json` (``{"results": [...]}``), a
-    JSON list of records, one record, or NDJSON (one record a line). Numbers are read as
-    :class:`~decimal.Decimal`, so nothing is rounded on the way in."""
-    p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ReportInputError(f"cannot read {p}: {exc.strerror or exc}") from None
-    if not text.strip():
-        return []
-    try:
-        whole = json.loads(text, parse_float=Decimal)
-    except json.JSONDecodeError:
-        return _ndjson(text, p)
+def _whole(whole: Any, p: Path) -> list[Json]:
+    """The records of a file that is one JSON value."""
     if isinstance(whole, dict) and isinstance(whole.get("results"), list):
         return [r for r in whole["results"] if isinstance(r, dict)]
     if isinstance(whole, dict) and "patient" in whole:
@@ -247,6 +238,58 @@ def load_summaries(path: str | Path) -> list[Json]:
     raise ReportInputError(
         f"{p}: expected {{'results': [...]}}, a list of summary records, or NDJSON"
     )
+
+
+def load_summaries(path: str | Path) -> list[Json]:
+    """Summary records from the JSON of `fhirtis evaluate --json` (``{"results": [...]}``), a
+    JSON list of records, one record, or NDJSON (one record a line). Numbers are read as
+    :class:`~decimal.Decimal`, so nothing is rounded on the way in. All in a list:
+    :func:`iter_summaries` reads them one at a time."""
+    return list(iter_summaries(path))
+
+
+def iter_summaries(path: str | Path) -> Iterator[Json]:
+    """The records :func:`load_summaries` reads, one at a time: NDJSON (what `fhirtis cohort
+    --summaries` writes, a line a patient) is read line by line, so that a report of a large
+    registry (100,000 patients: 500 MB of summaries) never holds the file's text nor every
+    record at once (:func:`build_report` keeps only what it needs of each). A file whose first
+    line is not a whole JSON value (indented JSON), or that holds one value, is read whole."""
+    p = Path(path)
+    try:
+        f = p.open(encoding="utf-8")
+    except OSError as exc:
+        raise ReportInputError(f"cannot read {p}: {exc.strerror or exc}") from None
+    with f:
+        try:
+            lines = enumerate(f, start=1)
+            first = next(((n, line) for n, line in lines if line.strip()), None)
+            if first is None:
+                return
+            try:
+                item = json.loads(first[1], parse_float=Decimal)
+            except json.JSONDecodeError:
+                f.seek(0)
+                yield from _text(f.read(), p)
+                return
+            second = next(((n, line) for n, line in lines if line.strip()), None)
+            if second is None:  # one JSON value on one line
+                yield from _whole(item, p)
+                return
+            yield _record(item, p, first[0])
+            yield from _ndjson(itertools.chain((second,), lines), p)
+        except OSError as exc:
+            raise ReportInputError(f"cannot read {p}: {exc.strerror or exc}") from None
+
+
+def _text(text: str, p: Path) -> list[Json] | Iterator[Json]:
+    """The records of a file's whole text: one JSON value, else NDJSON."""
+    if not text.strip():
+        return []
+    try:
+        whole = json.loads(text, parse_float=Decimal)
+    except json.JSONDecodeError:
+        return _ndjson(enumerate(text.split("\n"), start=1), p)
+    return _whole(whole, p)
 
 
 @record
