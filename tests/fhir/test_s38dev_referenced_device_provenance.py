@@ -41,17 +41,20 @@ def _with_catheter(device_meta: Json | None) -> Json:
     return doc
 
 
-def _provenance(doc: Json) -> Json:
+def provenance_of(doc: Json, factor: str) -> Json:
+    """The write's Provenance of ``doc``, whose evaluation reads the risk ``factor``."""
     result = evaluate_patient_resources(read_patient_bundle(orjson.dumps(doc)), Settings())
-    assert any("central-venous-catheter" in str(d.resource) for d in result.derived), (
-        "the catheter is read as a risk factor"
-    )
+    assert any(factor in str(d.resource) for d in result.derived), f"{factor} read"
     bundle = result.plan().bundle
     assert bundle is not None
     [prov] = [
         e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Provenance"
     ]
     return prov
+
+
+def _provenance(doc: Json) -> Json:
+    return provenance_of(doc, "central-venous-catheter")
 
 
 def test_the_provenance_names_the_referenced_device() -> None:

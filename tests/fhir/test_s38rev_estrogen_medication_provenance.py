@@ -9,14 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
 import pytest
 
-from fhirtis.fhir.bundle import read_patient_bundle
-from fhirtis.pipeline.offline import evaluate_patient_resources
-from fhirtis.settings import Settings
 from tests.fhir.patients import responder
 from tests.fhir.test_s37seclab_security_labels import CONF, R, _security
+from tests.fhir.test_s38dev_referenced_device_provenance import provenance_of
 
 Json = dict[str, Any]
 
@@ -59,16 +56,7 @@ def _with_estrogen(kind: str, medication_meta: Json | None, *, contained: bool =
 
 
 def _provenance(doc: Json) -> Json:
-    result = evaluate_patient_resources(read_patient_bundle(orjson.dumps(doc)), Settings())
-    assert any("estrogen" in str(d.resource) for d in result.derived), (
-        "the estrogen is read as a risk factor"
-    )
-    bundle = result.plan().bundle
-    assert bundle is not None
-    [prov] = [
-        e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Provenance"
-    ]
-    return prov
+    return provenance_of(doc, "estrogen")
 
 
 @pytest.mark.parametrize("kind", _KINDS)
