@@ -254,8 +254,9 @@ def _grams_given(
     :data:`DECIMAL_CONTEXT` (:func:`compute_exposure` holds it around every cycle)."""
     notes: list[Note] = []
     src = admin.source
-    if admin.dose_g is None and admin.dose_ml is None and admin.dose_g_per_kg is not None:
-        if not is_positive_finite(admin.dose_g_per_kg):
+    per_kg = _dose_per_kg_only(admin)
+    if per_kg is not None:
+        if not is_positive_finite(per_kg):
             return None, (
                 excluded("dose-implausible", "dose per kg is not a positive finite number", src),
             )
@@ -267,7 +268,7 @@ def _grams_given(
                     src,
                 ),
             )
-        return admin.dose_g_per_kg * kg, ()
+        return per_kg * kg, ()
     by_volume: Decimal | None = None
     # ``x is not None and is_positive_finite(x)``: is_positive_finite(x) without a call for an
     # absent field
@@ -434,14 +435,13 @@ def _records(count: int, steps: int) -> str:
     return f"{count} administration records ({steps} of them steps of another, partOf)"
 
 
-def _per_kg_dose(admin: IvigAdministration) -> bool:
-    """Whether ``admin``'s dose is recorded per kg only (no grams, no volume), and plausible."""
-    return (
-        admin.dose_g is None
-        and admin.dose_ml is None
-        and admin.dose_g_per_kg is not None
-        and is_positive_finite(admin.dose_g_per_kg)
-    )
+def _dose_per_kg_only(admin: IvigAdministration) -> Decimal | None:
+    """``admin``'s dose per kg when its dose is recorded per kg only (no grams, no volume);
+    ``None`` otherwise. The one test of "a dose per kg" for the grams, the g/kg and the cycle
+    without a dosing weight."""
+    if admin.dose_g is None and admin.dose_ml is None:
+        return admin.dose_g_per_kg
+    return None
 
 
 def _step_grams(
@@ -515,16 +515,16 @@ def _cycle(
             notes = _flag_notes(admin) + notes
             if admin.in_progress:
                 running.add(parent if parent is not None else _unversioned(admin.source))
+        per_kg = _dose_per_kg_only(admin) if step is None else None
         if admin_grams is None:
             grams_unknown += 1
-            if kg is None and step is None and _per_kg_dose(admin):
-                assert admin.dose_g_per_kg is not None
-                per_kg_unweighed += admin.dose_g_per_kg
+            if kg is None and per_kg is not None and is_positive_finite(per_kg):
+                per_kg_unweighed += per_kg
                 unweighed += 1
         else:
             grams_known += admin_grams
-            if admin.dose_g is None and admin.dose_ml is None and admin.dose_g_per_kg is not None:
-                per_kg_known += admin.dose_g_per_kg  # grams_given used the dose per kg
+            if per_kg is not None:
+                per_kg_known += per_kg  # grams_given used the dose per kg
             else:
                 grams_not_per_kg += admin_grams
         if rate is None:
