@@ -66,9 +66,20 @@ def cohort(
         bool,
         typer.Option("--validate", help="Validate every written resource with the R4B models."),
     ] = False,
-    concurrency: Annotated[int, typer.Option(min=1, max=256)] = 8,
+    concurrency: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=256,
+            help="Requests to the FHIR server at once (default: FHIRTIS_FHIR__CONCURRENCY, 8).",
+        ),
+    ] = None,
     max_rate: Annotated[
-        float | None, typer.Option(help="Never send more than this many requests per second.")
+        float | None,
+        typer.Option(
+            help="Never send more than this many requests per second (default: "
+            "FHIRTIS_FHIR__MAX_REQUESTS_PER_SECOND, none)."
+        ),
     ] = None,
     since: Annotated[
         str | None, typer.Option("--since", help="Bulk _since (default: the ledger's last run).")
@@ -85,7 +96,14 @@ def cohort(
     summaries: Annotated[
         Path | None, typer.Option(help="Write this run's patients' summaries (NDJSON) here.")
     ] = None,
-    progress: Annotated[bool | None, typer.Option("--progress/--no-progress")] = None,
+    progress: Annotated[
+        bool | None,
+        typer.Option(
+            "--progress/--no-progress",
+            help="Show a progress bar (default: when standard error is a terminal and CI is "
+            "not set).",
+        ),
+    ] = None,
     settings_file: Annotated[
         Path | None, typer.Option("--settings", help="Settings file (TOML or JSON).")
     ] = None,
@@ -123,6 +141,8 @@ def cohort(
             ids = patient_ids(
                 patient_file.read_text(encoding="utf-8-sig").splitlines(), "patient id"
             )
+        if max_rate is not None and not max_rate > 0:  # the setting's own bound (nan too)
+            raise ValueError("--max-rate must be more than 0 (requests per second)")
         rest = tuple(t.strip() for t in (rest_types or "").split(",") if t.strip())
         if rest and group is None:
             raise ValueError("--rest-types needs --group (a Bulk export)")
@@ -152,16 +172,20 @@ def cohort(
             raise ValueError(f"{ndjson} holds no NDJSON file (*.ndjson or *.ndjson.gz)")
         if ndjson is not None:
             cohort_mod.check_input_folder(ndjson, work_dir)
-        if fhir is not None:
-            fhir = fhir.model_copy(
-                update={"concurrency": concurrency, "max_requests_per_second": max_rate}
-            )
+        if fhir is not None:  # an option given wins; else the FHIR settings' own values
+            update: dict[str, object] = {}
+            if concurrency is not None:
+                update["concurrency"] = concurrency
+            if max_rate is not None:
+                update["max_requests_per_second"] = max_rate
+            fhir = fhir.model_copy(update=update)
+            concurrency = fhir.concurrency
     except (ValueError, OSError, CohortError) as exc:  # OSError: a file or folder unreadable
         err.print(f"fhirtis cohort: {problem_text(exc)}", markup=False)
         raise typer.Exit(EXIT_BAD_INPUT) from None
     options = CohortOptions(
         write=write,
-        concurrency=concurrency,
+        concurrency=concurrency or CohortOptions.concurrency,
         ledger=ledger,
         work_dir=work_dir,
         keep_work_dir=keep_work_dir,
