@@ -105,6 +105,7 @@ __all__ = [
     "Cycle",
     "DosingWeight",
     "Exposure",
+    "OrderWeight",
     "adjusted_body_weight",
     "compute_exposure",
     "dose_tolerance_edges",
@@ -115,6 +116,7 @@ __all__ = [
     "ideal_body_weight",
     "infusion_rate_mg_kg_min",
     "is_positive_finite",
+    "order_dosing_weight",
 ]
 
 _MG_PER_G = Decimal(1000)
@@ -707,3 +709,39 @@ def compute_exposure(
         policy=policy.as_record(),
         notes=tuple(notes),
     )
+
+
+# --------------------------------------------------------------------------------------------
+# an order's dosing weight
+
+
+@record
+class OrderWeight:
+    """The dosing weight of the cycle an infusion given at a time belongs to
+    (:func:`order_dosing_weight`)."""
+
+    weight: DosingWeight
+    cycle: Cycle | None  # the cycle it continues; None: a new cycle starting then
+
+
+def order_dosing_weight(
+    at: datetime,
+    exposure: Exposure,
+    weights: Iterable[BodyWeight],
+    heights: Iterable[BodyHeight],
+    patient: PatientFacts,
+    policy: Policy = DEFAULT_POLICY,
+) -> OrderWeight:
+    """The dosing weight of the cycle an infusion starting at ``at`` (an order signed now)
+    would belong to, as :func:`compute_exposure` computes it once the infusion is recorded
+    (clinical spec §4): when ``at``'s date is at most ``cycle_gap_days`` days after the start
+    date of the last administration of ``exposure``, it continues the last cycle, and its dosing
+    weight is that cycle's (the latest weight before the cycle started, not one taken since);
+    else it starts a new cycle at ``at``, whose dosing weight is the latest weight on or before
+    ``at``'s date that was not recorded after ``at``."""
+    last = exposure.cycles[-1] if exposure.cycles else None
+    if last is not None and (at.date() - last.last_start.day).days <= policy.cycle_gap_days:
+        return OrderWeight(last.dosing_weight, last)
+    since = last.start.day if last is not None else None
+    body = PlausibleBody.of(weights, heights, policy)
+    return OrderWeight(dosing_weight_from(at, body, patient, policy, since, at), None)

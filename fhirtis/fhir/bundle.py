@@ -15,6 +15,7 @@ from typing import Any
 
 import orjson
 
+from fhirtis.fhir.extract.common import unversioned
 from fhirtis.fhir.extract.patient import merged_message, patient_ref_in, replaced_by
 from fhirtis.fhir.outcome import InputError, Issue
 from fhirtis.fhir.primitives import ID_FULLMATCH, instant_or_none, is_id
@@ -83,7 +84,7 @@ def _key_naming(reference: str, type_: str) -> str | None:
     """The ``Type/id`` key of a literal reference (relative or absolute, version specific or
     not) that names a resource of ``type_``; None for one that names another type or is
     malformed."""
-    parts = reference.partition("/_history/")[0].rsplit("/", 2)
+    parts = unversioned(reference).rsplit("/", 2)
     if len(parts) >= 2 and parts[-2] == type_ and is_id(parts[-1]):
         return f"{type_}/{parts[-1]}"
     return None
@@ -105,7 +106,7 @@ def absolute_step_refs(resource: Json) -> list[tuple[str, str]]:
             continue
         key = _key_naming(target, "MedicationAdministration")
         if key is not None:
-            out.append((target.partition("/_history/")[0], key))
+            out.append((unversioned(target), key))
     return out
 
 

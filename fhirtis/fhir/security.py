@@ -11,9 +11,18 @@ value is not written back readable by users cleared for normal data only:
   42CFRPart2; obligations and refrain policies such as NORDSCLCD), each once.
 
 Both are read also in their STU3 URIs and their HL7 OIDs (``urn:oid:2.16.840.1.113883.5.25``,
-``urn:oid:2.16.840.1.113883.5.4``), and written in their R4 URLs. A source's labels are its own
-and those of the contained resources read with it (a contained Medication or Device, a report's
-or panel's contained results: part of their container, which is what is cited). The Patient's
+``urn:oid:2.16.840.1.113883.5.4``), and written in their R4 URLs. A code under the
+Confidentiality system that is no level is never dropped: v3 Confidentiality once held sensitivity
+codes, retired there and each "replaced by" one ActCode (ETH, HIV, PSY, SDV as themselves, C by
+CEL, T by TBOO), which older data (DS4P, CDA and v2 conversions) still sends so: such a code is
+carried as that ActCode label; any other (S, D, I, B, a code fhirtis does not know) is carried as
+it is, under the Confidentiality URL, and takes no part in the high water mark.
+
+A source's labels are its own, those of the contained resources read with it (a contained
+Medication or Device, a report's or panel's contained results: part of their container, which
+is what is cited) and those of a resource read by id through it (an administration's or a
+statement's Medication, a use statement's Device: what is derived from the source is computed
+from it too: the product, its concentration, the estrogen, the catheter). The Patient's
 labels are carried to every derived resource (each is about the patient, and the Patient's
 birth date, sex and death are read by every evaluation).
 
@@ -47,6 +56,14 @@ _SYSTEMS = {
     "urn:oid:2.16.840.1.113883.5.4": ACT_CODE,
 }
 _RANK = {code: rank for rank, code in enumerate("ULMNRV")}
+# v3 Confidentiality's retired sensitivity codes, each "replaced by ActCode.<code>" there (the
+# code system's deprecation comments): carried as that ActCode label
+_RETIRED = {"ETH": "ETH", "HIV": "HIV", "PSY": "PSY", "SDV": "SDV", "C": "CEL", "T": "TBOO"}
+
+
+def _level(label: Label) -> bool:
+    """Whether ``label`` is a confidentiality level (U L M N R V), ranked in the high water."""
+    return label[0] == CONFIDENTIALITY and label[1] in _RANK
 
 
 def labels_of(meta: object) -> frozenset[Label]:
@@ -65,8 +82,8 @@ def labels_of(meta: object) -> frozenset[Label]:
         code = coding.get("code")
         if system is None or not isinstance(code, str) or not code:
             continue
-        if system == CONFIDENTIALITY and code not in _RANK:
-            continue
+        if system == CONFIDENTIALITY and code in _RETIRED:
+            system, code = ACT_CODE, _RETIRED[code]
         out.add((system, code))
     return frozenset(out)
 
@@ -75,18 +92,21 @@ def high_water(label_sets: Iterable[frozenset[Label]]) -> frozenset[Label]:
     """The labels of something derived from sources of ``label_sets``: the highest
     confidentiality among them and every other label."""
     union: set[Label] = set().union(*label_sets)
-    levels = [code for system, code in union if system == CONFIDENTIALITY]
+    levels = [label[1] for label in union if _level(label)]
     if len(levels) > 1:
         top = max(levels, key=_RANK.__getitem__)
-        union = {label for label in union if label[0] != CONFIDENTIALITY or label[1] == top}
+        union = {label for label in union if not _level(label) or label[1] == top}
     return frozenset(union)
 
 
 def codings(labels: frozenset[Label]) -> list[Json]:
-    """``meta.security`` of ``labels``: the confidentiality first, then the others by code."""
+    """``meta.security`` of ``labels``: the confidentiality level first, then the other codes
+    kept under the Confidentiality system, then the others, each by code."""
     return [
         {"system": system, "code": code}
-        for system, code in sorted(labels, key=lambda s: (s[0] != CONFIDENTIALITY, s[1], s[0]))
+        for system, code in sorted(
+            labels, key=lambda s: (not _level(s), s[0] != CONFIDENTIALITY, s[1], s[0])
+        )
     ]
 
 
@@ -104,9 +124,9 @@ def covers(stored: frozenset[Label], derived: frozenset[Label]) -> bool:
     """Whether a stored resource with ``stored`` labels has every label of ``derived`` (a higher
     confidentiality than the derived one counts: fhirtis never lowers a label)."""
     for label in derived - stored:
-        if label[0] != CONFIDENTIALITY:
+        if not _level(label):
             return False
-        if not any(s == CONFIDENTIALITY and _RANK[c] >= _RANK[label[1]] for s, c in stored):
+        if not any(_level(s) and _RANK[s[1]] >= _RANK[label[1]] for s in stored):
             return False
     return True
 

@@ -2,7 +2,8 @@
 tee-risk Flag's catheter factor, read by id as a Medication is; the Provenance of the write
 named the administrations' Medications but not the Device, and so carried none of its labels
 (s38: the lbl audit's remaining gap). It now names the Device (versioned) like a Medication,
-and carries its security labels; the Flag, which cites the statement, is unchanged."""
+and carries its security labels. (The Flag, which cites the statement, carries the Device's
+labels too since s39: tests/fhir/test_s39left_security_labels.py.)"""
 
 from __future__ import annotations
 

@@ -7,13 +7,13 @@ import re
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from functools import cache
 from typing import Any
 
 from fhirtis.clinical.decimals import format_beside
-from fhirtis.clinical.ivig import DosingWeight
+from fhirtis.clinical.ivig import DosingWeight, OrderWeight
 from fhirtis.clinical.patient import PatientEvaluation
 from fhirtis.clinical.policy import DosingWeightBasis, Population
 from fhirtis.clinical.rates import (
@@ -234,7 +234,8 @@ def _max_text(limits: _Limits, kind: RateKind) -> str | None:
     return max_rate_text(kind, limits.mg_kg_min, limits.kg, limits.concentration)
 
 
-def _weight_text(weight: DosingWeight, now: datetime) -> str:
+def _weight_text(weight: DosingWeight, start: date) -> str:
+    """The dosing weight of a cycle starting on ``start`` (its age is counted to that day)."""
     if weight.kg is None:
         reasons = "; ".join(md_text(n.message) for n in weight.notes) or "no body weight"
         return f"unknown ({reasons})"
@@ -252,7 +253,7 @@ def _weight_text(weight: DosingWeight, now: datetime) -> str:
     text += ")"
     if weight.stale:
         text += (
-            f" **stale**: {weight.weight_age_days} days before {now.date().isoformat()}; "
+            f" **stale**: {weight.weight_age_days} days before {start.isoformat()}; "
             "weigh the patient before the infusion"
         )
     # a weight excluded as implausible (spec §1) is said, not silently passed over; a growing
@@ -314,11 +315,25 @@ def check_order(order: IvigOrder, limit: RateLimit, weight: DosingWeight) -> _Or
     return _OrderCheck(order, limits, checked, unchecked)
 
 
+def _order_weight_line(ordered: OrderWeight, now: datetime) -> str:
+    """The card's dosing weight: the one of the cycle the order's infusion belongs to (clinical
+    spec §4), saying which cycle: the ongoing one the order continues, or a new one."""
+    cycle = ordered.cycle
+    if cycle is None:
+        which, start = f"a new cycle starting now ({now.date().isoformat()})", now.date()
+    else:
+        start = cycle.start.day
+        which = f"cycle {cycle.index} (started {start.isoformat()}), which this order continues"
+    return f"- Dosing weight of {which}: {_weight_text(ordered.weight, start)}"
+
+
 def max_rate_card(
-    check: _OrderCheck, limit: RateLimit, weight: DosingWeight, now: datetime, excluded: int = 0
+    check: _OrderCheck, limit: RateLimit, ordered: OrderWeight, now: datetime, excluded: int = 0
 ) -> Json:
-    """The maximum rate of one order; ``excluded``: the patient's resources that could not be
-    read (:func:`risk_card`'s), which the maximum and the dosing weight cannot have used."""
+    """The maximum rate of one order, on the dosing weight of the cycle it belongs to
+    (``ordered``); ``excluded``: the patient's resources that could not be read
+    (:func:`risk_card`'s), which the maximum and the dosing weight cannot have used."""
+    weight = ordered.weight
     order, limits = check.order, check.limits
     product = order.product or "IVIG"
     conc = limits.concentration
@@ -341,7 +356,7 @@ def max_rate_card(
         f"**Maximum infusion rate: {mg} mg/kg/min**: {md_text(limit.reason)}.",
         "",
         f"- Order: {md_code(order.ref)}, {md_text(product)}",
-        f"- Dosing weight now: {_weight_text(weight, now)}",
+        _order_weight_line(ordered, now),
         "- Concentration: "
         + (
             f"{format_decimal(conc)} mg/mL (Medication ingredient strength)"

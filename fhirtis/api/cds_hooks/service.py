@@ -50,7 +50,7 @@ from fhirtis.api.cds_hooks.request import (
 from fhirtis.api.cds_hooks.trust import CdsClientVerifier
 from fhirtis.api.limits import MAX_JSON_DEPTH, nested_deeper_than
 from fhirtis.api.ops import Metrics, Timer, audit
-from fhirtis.clinical.ivig import DosingWeight, dosing_weight, format_decimal
+from fhirtis.clinical.ivig import DosingWeight, OrderWeight, format_decimal, order_dosing_weight
 from fhirtis.clinical.patient import PatientEvaluation, evaluate_patient
 from fhirtis.fhir.bundle import (
     PatientResources,
@@ -127,8 +127,13 @@ def _context(request: Request) -> _CdsContext:
 class _Evaluated:
     data: PatientData
     evaluation: PatientEvaluation
-    weight: DosingWeight
+    order_weight: OrderWeight  # the dosing weight of the cycle an order given now belongs to
     now: datetime
+
+    @property
+    def weight(self) -> DosingWeight:
+        """The dosing weight of an order given now (:attr:`order_weight`'s)."""
+        return self.order_weight.weight
 
 
 def _now() -> datetime:
@@ -150,13 +155,18 @@ def evaluate(
     resources: PatientResources, settings: Settings, now: datetime, answers: Answers | None = None
 ) -> _Evaluated:
     """What :func:`fhirtis.pipeline.offline.evaluate_patient_resources` computes "as of" ``now``,
-    minus the derived resources; and the dosing weight now (clinical spec §4). ``answers``: the
-    terminology server's, for codes the shipped ValueSets leave unclassified."""
+    minus the derived resources; and the dosing weight of an order given now: that of the
+    cycle its infusion belongs to, the ongoing one it continues or a new one starting now, as the
+    pipeline computes it once the infusion is recorded (clinical spec §4,
+    :func:`~fhirtis.clinical.ivig.order_dosing_weight`). ``answers``: the terminology server's,
+    for codes the shipped ValueSets leave unclassified."""
     extractor = extractor_for(settings, answers)
     data = extractor.extract(resources.patient_ref, resources.resources, resources.resolve)
     now = on_records_calendar(now, data)
     evaluation = evaluate_patient(data.facts(), settings.policy, as_of=now)
-    weight = dosing_weight(now, data.weights, data.heights, data.patient, settings.policy)
+    weight = order_dosing_weight(
+        now, evaluation.exposure, data.weights, data.heights, data.patient, settings.policy
+    )
     return _Evaluated(data, evaluation, weight, now)
 
 
@@ -407,8 +417,8 @@ async def _answer(
         )
     ]
     for order in orders:
-        check = check_order(order, limit, result.weight)
-        cards.append(max_rate_card(check, limit, result.weight, result.now, excluded))
+        check = check_order(order, limit, result.order_weight.weight)
+        cards.append(max_rate_card(check, limit, result.order_weight, result.now, excluded))
         exceeded = exceeded_card(check, limit)
         if exceeded is not None:
             cards.append(exceeded)

@@ -760,11 +760,14 @@ class ExtractorBase:
             known = data.labels.get(used)
             data.labels[used] = labels if known is None else known | labels
 
-    @staticmethod
-    def _name_read(data: PatientData, resource: Json) -> None:
-        """A resource read by id through a source (a Medication through an administration, a
-        catheter Device through its use statement): the Provenance names it (versioned) among
-        the sources, with its security labels. Not a contained one (part of its container, the
+    @classmethod
+    def _name_read(cls, data: PatientData, resource: Json, source: str) -> None:
+        """A resource read by id through the source ``source`` (a versioned reference: a
+        Medication through an administration or statement, a catheter Device through its use
+        statement): the Provenance names it (versioned) among the sources, with its security
+        labels; and what is derived from ``source`` is derived from it too (the product, its
+        concentration, the estrogen or the catheter it records), so its labels are also
+        ``source``'s, as a contained one's are. Not a contained one (part of its container, the
         source) nor one without an id."""
         if not isinstance(resource.get("id"), str):
             return
@@ -773,6 +776,7 @@ class ExtractorBase:
         labels = labels_of(resource.get("meta"))
         if labels:
             data.labels.setdefault(used, labels)
+            cls._add_labels(data, source, labels)
 
     def _contained_labels(
         self, data: PatientData, used: str, container: Json, part: object

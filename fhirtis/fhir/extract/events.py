@@ -1114,7 +1114,7 @@ class EventReader(MedicationReader):
         source = self._use(data, r, began)  # the Device is read through it, as a Medication is
         self._contained_labels(data, source, r, device)  # a contained Device's labels
         if not any(c is device for c in json_array(r.get("contained"))):
-            self._name_read(data, device)  # a Device read by id, named as a Medication is
+            self._name_read(data, device, source)  # read by id, as a Medication is
         data.evidence.append(
             RiskEvidence(
                 RiskFactorKind.CENTRAL_VENOUS_CATHETER,

@@ -1178,10 +1178,11 @@ class MedicationReader(ExtractorBase):
         """The Medication ``med`` that the source ``r`` (recorded as ``source``) names: a
         contained one is part of it (its labels are the source's; it has no [type]/[id] of its
         own, R4 references.html); one read by id is named by the Provenance among the sources,
-        with its labels."""
+        with its labels, which are also the source's (what is derived from the source is
+        computed from the Medication too)."""
         self._contained_labels(data, source, r, med)
         if med is not None and med is not r and id(med) not in self._med_containers:
-            self._name_read(data, med)
+            self._name_read(data, med, source)
 
     def _risk_medication(
         self, data: PatientData, r: Json, medication: _MedicationRead, path: str
