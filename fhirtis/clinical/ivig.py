@@ -722,6 +722,7 @@ class OrderWeight:
 
     weight: DosingWeight
     cycle: Cycle | None  # the cycle it continues; None: a new cycle starting then
+    at: datetime  # when the infusion starts, as counted
 
 
 def order_dosing_weight(
@@ -741,7 +742,7 @@ def order_dosing_weight(
     ``at``'s date that was not recorded after ``at``."""
     last = exposure.cycles[-1] if exposure.cycles else None
     if last is not None and (at.date() - last.last_start.day).days <= policy.cycle_gap_days:
-        return OrderWeight(last.dosing_weight, last)
+        return OrderWeight(last.dosing_weight, last, at)
     since = last.start.day if last is not None else None
     body = PlausibleBody.of(weights, heights, policy)
-    return OrderWeight(dosing_weight_from(at, body, patient, policy, since, at), None)
+    return OrderWeight(dosing_weight_from(at, body, patient, policy, since, at), None, at)

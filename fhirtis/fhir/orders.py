@@ -22,6 +22,7 @@ import copy
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal, localcontext
 from typing import Any
 
@@ -31,7 +32,7 @@ from fhirtis.clinical.rates import RateKind, rate_mg_kg_min
 from fhirtis.fhir.codes import UCUM
 from fhirtis.fhir.extract import ExcludedError, Extractor, read_quantity
 from fhirtis.fhir.extract.medications import UnresolvedMedicationError
-from fhirtis.fhir.primitives import is_id, json_array
+from fhirtis.fhir.primitives import PrimitiveError, is_id, json_array, parse_date_time
 from fhirtis.fhir.units import UnitError, convert
 
 Json = dict[str, Any]
@@ -42,6 +43,7 @@ __all__ = [
     "RateKind",
     "draft_medication_requests",
     "medication_reference",
+    "order_start",
     "read_ivig_order",
     "with_rates",
 ]
@@ -84,6 +86,9 @@ class IvigOrder:
     # where an order with no coded rate gives one in words ("0.5 mL/kg/h, increase to
     # 4 mL/kg/h"): the paths of those texts, never the text (it cannot be checked)
     rate_texts: tuple[str, ...] = ()
+    # when the order says its infusion starts (:func:`order_start`): the earliest, as the
+    # instant and whether it was a date only; None when it says none
+    start: tuple[datetime, bool] | None = None
 
 
 def draft_medication_requests(
@@ -165,7 +170,33 @@ def read_ivig_order(
         rates=tuple(rates),
         rate_problems=tuple(rate_problems),
         rate_texts=() if rates or rate_problems else _rate_texts(request),
+        start=order_start(request),
     )
+
+
+def order_start(request: Mapping[str, Any]) -> tuple[datetime, bool] | None:
+    """When the order's infusion is to start: the earliest of its dosage instructions'
+    ``timing.event`` and ``timing.repeat.boundsPeriod.start`` (R4 Timing), as an instant and
+    whether it was a date only (the start of that day, UTC); None when it gives none that can be
+    read (an unreadable one is passed over: the order is then checked as given now)."""
+    starts: list[tuple[datetime, bool]] = []
+    for dosage in json_array(request.get("dosageInstruction")):
+        timing = dosage.get("timing") if isinstance(dosage, dict) else None
+        if not isinstance(timing, dict):
+            continue
+        values = list(json_array(timing.get("event")))
+        repeat = timing.get("repeat")
+        bounds = repeat.get("boundsPeriod") if isinstance(repeat, dict) else None
+        if isinstance(bounds, dict):
+            values.append(bounds.get("start"))
+        for value in values:
+            try:
+                parsed = parse_date_time(value)
+            except PrimitiveError:
+                continue
+            if parsed[0].tzinfo is not None:
+                starts.append(parsed)
+    return min(starts, key=lambda s: s[0]) if starts else None
 
 
 # A rate in words as IVIG orders write them: a number, then a volume or mass (per kg or lb),

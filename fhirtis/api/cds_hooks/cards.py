@@ -320,7 +320,12 @@ def _order_weight_line(ordered: OrderWeight, now: datetime) -> str:
     spec §4), saying which cycle: the ongoing one the order continues, or a new one."""
     cycle = ordered.cycle
     if cycle is None:
-        which, start = f"a new cycle starting now ({now.date().isoformat()})", now.date()
+        start = ordered.at.date()
+        which = (
+            f"a new cycle starting {start.isoformat()} (the order's start)"
+            if start > now.date()
+            else f"a new cycle starting now ({start.isoformat()})"
+        )
     else:
         start = cycle.start.day
         which = f"cycle {cycle.index} (started {start.isoformat()}), which this order continues"

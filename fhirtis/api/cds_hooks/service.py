@@ -52,6 +52,7 @@ from fhirtis.api.limits import MAX_JSON_DEPTH, nested_deeper_than
 from fhirtis.api.ops import Metrics, Timer, audit
 from fhirtis.clinical.ivig import DosingWeight, OrderWeight, format_decimal, order_dosing_weight
 from fhirtis.clinical.patient import PatientEvaluation, evaluate_patient
+from fhirtis.clinical.policy import Policy
 from fhirtis.fhir.bundle import (
     PatientResources,
     alias_references,
@@ -129,6 +130,29 @@ class _Evaluated:
     evaluation: PatientEvaluation
     order_weight: OrderWeight  # the dosing weight of the cycle an order given now belongs to
     now: datetime
+    policy: Policy
+
+    def weight_of(self, order: IvigOrder) -> OrderWeight:
+        """The dosing weight of the cycle ``order``'s infusion belongs to: counted from the
+        start the order gives (:attr:`IvigOrder.start`) when that lies on a later day than now
+        (an order signed ahead, for next month's cycle), else from now (clinical spec §4)."""
+        if order.start is None:
+            return self.order_weight
+        at, date_only = order.start
+        zone = self.now.tzinfo
+        day = at.date() if date_only else at.astimezone(zone).date()
+        if day <= self.now.date():
+            return self.order_weight
+        # a date only: the start of that day on the records' calendar
+        at = (
+            datetime(day.year, day.month, day.day, tzinfo=zone)
+            if date_only
+            else at.astimezone(zone)
+        )
+        data = self.data
+        return order_dosing_weight(
+            at, self.evaluation.exposure, data.weights, data.heights, data.patient, self.policy
+        )
 
     @property
     def weight(self) -> DosingWeight:
@@ -167,7 +191,7 @@ def evaluate(
     weight = order_dosing_weight(
         now, evaluation.exposure, data.weights, data.heights, data.patient, settings.policy
     )
-    return _Evaluated(data, evaluation, weight, now)
+    return _Evaluated(data, evaluation, weight, now, settings.policy)
 
 
 # --------------------------------------------------------------------------------------------
@@ -417,8 +441,9 @@ async def _answer(
         )
     ]
     for order in orders:
-        check = check_order(order, limit, result.order_weight.weight)
-        cards.append(max_rate_card(check, limit, result.order_weight, result.now, excluded))
+        ordered = result.weight_of(order)
+        check = check_order(order, limit, ordered.weight)
+        cards.append(max_rate_card(check, limit, ordered, result.now, excluded))
         exceeded = exceeded_card(check, limit)
         if exceeded is not None:
             cards.append(exceeded)
