@@ -73,14 +73,18 @@ def stopping_on_sigterm(command: str) -> Iterator[None]:
 
 def err_console() -> Console:
     """Standard error for messages: one line each, never wrapped at the terminal's width (a
-    message is read by logs and grep as well as by people)."""
-    return Console(stderr=True, soft_wrap=True)
+    message is read by logs and grep as well as by people). Never highlighted: rich's
+    highlighter takes time that grows with the square of a long word's length, and messages
+    echo what an input holds."""
+    return Console(stderr=True, soft_wrap=True, highlight=False)
 
 
 def report_console() -> Console:
     """Standard output for the readable reports (tables fit the terminal; text lines are not
-    wrapped)."""
-    return Console(soft_wrap=True)
+    wrapped). Plain text, never highlighted: the reports echo what an input holds (a status, a
+    reference), and rich's highlighter takes time that grows with the square of a long word's
+    length (a 100,000-character status took minutes)."""
+    return Console(soft_wrap=True, highlight=False)
 
 
 def usage_error(command: str, message: str) -> typer.Exit:

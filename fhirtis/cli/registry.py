@@ -14,10 +14,12 @@ from rich.console import Console
 from fhirtis.cli._common import (
     EXIT_BAD_INPUT,
     check_settings,
+    err_console,
     fhir_config,
     part_path,
     patient_ids,
     problem_text,
+    report_console,
     require_extra,
     resource_id,
     settings_for_server,
@@ -120,7 +122,7 @@ def cohort(
     from fhirtis.registry.ndjson_store import is_ndjson  # noqa: PLC0415
     from fhirtis.registry.options import CohortOptions  # noqa: PLC0415
 
-    err = Console(stderr=True, soft_wrap=True)  # one line a message, whatever the width
+    err = err_console()  # one line a message, whatever the width; never highlighted
     sources = [x for x in (ndjson, group, patients, patient_file) if x is not None]
     if len(sources) != 1 or engine not in {"local", "dask"}:
         err.print(
@@ -217,7 +219,7 @@ def cohort(
         else:
             err.print("fhirtis cohort: stopped", markup=False)
         raise typer.Exit(1) from None
-    console = Console(soft_wrap=True)
+    console = report_console()  # plain text: input problems echo the input
     counts = ", ".join(f"{k} {v}" for k, v in sorted(result.statuses.items())) or "none"
     console.print(
         f"{result.patients} patients: {counts}; skipped (unchanged since the ledger) "
@@ -307,7 +309,7 @@ def report(
     require_extra("report", "registry")
     from fhirtis.registry import report as cohort_report  # noqa: PLC0415 - [registry]
 
-    err = Console(stderr=True, soft_wrap=True)  # one line a message, whatever the width
+    err = err_console()  # one line a message, whatever the width; never highlighted
     try:
         records = cohort_report.iter_summaries(path)  # one at a time: never the whole file
         built = cohort_report.build_report(records, week=week)

@@ -24,7 +24,7 @@ from fhirtis.fhir.derive import NO_IDENTIFIER_SEARCH, Derived
 from fhirtis.fhir.extract import merged_message, patient_refs, replaced_by
 from fhirtis.fhir.needs import NEEDS, Need
 from fhirtis.fhir.outcome import Issue, issue_texts
-from fhirtis.fhir.primitives import instant_or_none
+from fhirtis.fhir.primitives import instant_or_none, is_id
 from fhirtis.fhir.queries import (
     by_id_urls,
     existing_by_patient_urls,
@@ -691,8 +691,11 @@ async def read_by_id(
     before, or where it is refused now: 405/501, ``not-supported``, or 400/422 whatever the
     issue code (HAPI's plain server: ``processing``, "does not know how to handle GET
     operation[Medication] with parameters [[_id, _count]]", hapifhir/hapi-fhir#1935), which is
-    learned. Ids the server does not know are left out, and anything else it answers with."""
-    ids = list(dict.fromkeys(ids))
+    learned. Ids the server does not know are left out, and anything else it answers with. An
+    id that is no FHIR id (a control character, a comma, a slash: R4 datatypes.html#id) is
+    never asked for (no server holds it, and it has no place in a URL): it stays unread, as
+    the caller reports."""
+    ids = [i for i in dict.fromkeys(ids) if is_id(i)]
     need = Need(f"{rtype} by id", rtype, ("_id",))
     caps = await client.capabilities()
     by_search = caps.allows(rtype, "search-type") and (

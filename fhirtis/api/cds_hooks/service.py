@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import time
 import uuid
 from collections.abc import AsyncIterator, Collection, Mapping
@@ -214,9 +215,30 @@ async def _body(request: Request) -> Any:
     return await off_the_loop(_parsed, await request.body())
 
 
+class _NotAJsonNumberError(ValueError):
+    """A number JSON does not have: ``NaN``, ``Infinity``, ``-Infinity`` (RFC 8259 §6), or one
+    past a double's range (``1e400``), which Python's ``json`` would read as ``nan``/``inf``."""
+
+
+def _no_constant(text: str) -> Any:
+    raise _NotAJsonNumberError(text)
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise _NotAJsonNumberError(text)
+    return value
+
+
 def _parsed(raw: bytes) -> Any:
     try:
-        body = json.loads(raw)
+        body = json.loads(raw, parse_constant=_no_constant, parse_float=_finite_float)
+    except _NotAJsonNumberError:
+        raise bad(
+            "the request body is not JSON: it has a number JSON does not have (NaN, Infinity) "
+            "or one too large to be read"
+        ) from None
     except (ValueError, UnicodeDecodeError, RecursionError):
         raise bad("the request body is not JSON") from None
     if nested_deeper_than(body):
