@@ -18,15 +18,14 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-import orjson
-
 from fhirtis.api.cds_hooks.cards import check_order, max_rate_card
 from fhirtis.api.cds_hooks.service import evaluate, extractor_for
-from fhirtis.fhir.bundle import PatientResources, read_patient_bundle
 from fhirtis.fhir.orders import read_ivig_order
 from fhirtis.pipeline.offline import Options, evaluate_patient_resources
 from fhirtis.settings import Settings
-from tests.fhir.builders import LOINC, administration, bundle, medication, obs, patient, qty
+from tests.api.test_s39left_cds_order_cycle_weight import _order as _order_signed_now
+from tests.api.test_s39left_cds_order_cycle_weight import _resources
+from tests.fhir.builders import LOINC, administration, obs, qty
 
 Json = dict[str, Any]
 NOW = datetime(2024, 5, 10, 12, 0, tzinfo=UTC)  # the order is signed
@@ -37,23 +36,11 @@ CYCLE_1 = administration(
 )  # yesterday, on 70 kg
 
 
-def _resources(*resources: Json) -> PatientResources:
-    return read_patient_bundle(orjson.dumps(bundle(patient(), medication(), *resources)))
-
-
 def _order(timing: Json | None) -> Json:
-    dosage: Json = {"doseAndRate": [{"rateQuantity": qty(300, "mL/h")}]}
+    order = _order_signed_now()  # 300 mL/h of the 10% product
     if timing is not None:
-        dosage["timing"] = timing
-    return {
-        "resourceType": "MedicationRequest",
-        "id": "rx1",
-        "status": "draft",
-        "intent": "order",
-        "subject": {"reference": "Patient/p1"},
-        "medicationReference": {"reference": "Medication/octa"},
-        "dosageInstruction": [dosage],
-    }
+        order["dosageInstruction"][0]["timing"] = timing
+    return order
 
 
 def _card(timing: Json | None) -> Json:
@@ -102,8 +89,9 @@ def test_an_order_for_tomorrow_continues_the_cycle() -> None:
     assert _pipeline_weight("2024-05-11T09:00:00Z") == Decimal(70)
     card = _card({"repeat": {"boundsPeriod": {"start": "2024-05-11T09:00:00Z"}}})
     assert card["summary"] == "Max IVIG rate 4 mg/kg/min = 168 mL/h for 70 kg of 100 mg/mL"
-    assert "- Dosing weight of cycle 1 (started 2024-05-09), which this order continues" in (
-        card["detail"]
+    assert (
+        "- Dosing weight of cycle 1 (started 2024-05-09), which this order continues"
+        in (card["detail"])
     )
 
 
