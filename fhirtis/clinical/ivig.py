@@ -736,12 +736,25 @@ def order_dosing_weight(
     """The dosing weight of the cycle an infusion starting at ``at`` (an order signed now)
     would belong to, as :func:`compute_exposure` computes it once the infusion is recorded
     (clinical spec §4): when ``at``'s date is at most ``cycle_gap_days`` days after the start
-    date of the last administration of ``exposure``, it continues the last cycle, and its dosing
-    weight is that cycle's (the latest weight before the cycle started, not one taken since);
-    else it starts a new cycle at ``at``, whose dosing weight is the latest weight on or before
-    ``at``'s date that was not recorded after ``at``."""
-    last = exposure.cycles[-1] if exposure.cycles else None
-    if last is not None and (at.date() - last.last_start.day).days <= policy.cycle_gap_days:
+    date of the latest administration of ``exposure`` that started on or before ``at``, it
+    continues that one's cycle, and its dosing weight is that cycle's (the latest weight before
+    the cycle started, not one taken since); else it starts a new cycle at ``at``, whose dosing
+    weight is the latest weight on or before ``at``'s date that was not recorded after ``at``.
+    An administration recorded with a start after ``at`` is no cycle it continues: sorted by
+    start, the infusion given at ``at`` comes before it (it joins the new cycle, which starts at
+    ``at``)."""
+    key = (at.date(), at)  # as FhirTime.sort_key() orders the recorded infusion's start
+    last: Cycle | None = None
+    previous: date | None = None  # the start date of the latest administration up to ``at``
+    for cycle in exposure.cycles:
+        for given in cycle.administrations:
+            if given.start.sort_key() <= key:
+                last, previous = cycle, given.start.day
+    if (
+        last is not None
+        and previous is not None
+        and (at.date() - previous).days <= policy.cycle_gap_days
+    ):
         return OrderWeight(last.dosing_weight, last, at)
     since = last.start.day if last is not None else None
     body = PlausibleBody.of(weights, heights, policy)

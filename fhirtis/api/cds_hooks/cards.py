@@ -271,16 +271,19 @@ _WEIGHT_IMPLAUSIBLE = "weight-implausible"
 _HEIGHT_OLD_JUVENILE = "stale-height-juvenile"
 
 
-def _weight_unknown_reason(weight: DosingWeight) -> str:
+def _weight_unknown_reason(ordered: OrderWeight) -> str:
+    """Why the order's dosing weight is unknown. The cycle an order continues weighs on the
+    weights before it began: one recorded since is not "no body weight"."""
+    weight = ordered.weight
     implausible = any(n.code == _WEIGHT_IMPLAUSIBLE for n in weight.notes)
     for n in weight.notes:
         if n.code in {"weight-missing", "dosing-weight-basis-unavailable"}:
             if n.code == "weight-missing":
-                return (
-                    "every body weight recorded is implausible"
-                    if implausible
-                    else ("no body weight")
-                )
+                if implausible:
+                    return "every body weight recorded is implausible"
+                if ordered.cycle is not None:
+                    return f"no body weight before cycle {ordered.cycle.index} started"
+                return "no body weight"
             return n.message
     return "the dosing weight is unknown"
 
@@ -338,7 +341,6 @@ def max_rate_card(
     """The maximum rate of one order, on the dosing weight of the cycle it belongs to
     (``ordered``); ``excluded``: the patient's resources that could not be read
     (:func:`risk_card`'s), which the maximum and the dosing weight cannot have used."""
-    weight = ordered.weight
     order, limits = check.order, check.limits
     product = order.product or "IVIG"
     conc = limits.concentration
@@ -353,7 +355,7 @@ def max_rate_card(
     else:
         why = []
         if limits.kg is None:
-            why.append(_weight_unknown_reason(weight))
+            why.append(_weight_unknown_reason(ordered))
         if conc is None:
             why.append("product concentration unknown")
         summary = f"Max IVIG rate {mg} mg/kg/min; mL/h cannot be computed: {', '.join(why)}"
