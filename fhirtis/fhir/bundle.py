@@ -19,6 +19,7 @@ from fhirtis.fhir.extract.common import unversioned
 from fhirtis.fhir.extract.patient import merged_message, patient_ref_in, replaced_by
 from fhirtis.fhir.outcome import InputError, Issue
 from fhirtis.fhir.primitives import ID_FULLMATCH, instant_or_none, is_id
+from fhirtis.fhir.resource_types import KNOWN_RESOURCE_TYPES, NOT_A_RESOURCE_TYPE
 
 Json = dict[str, Any]
 
@@ -263,6 +264,10 @@ def _collect(doc: Json, where: str, found: _Found, *, listed: bool) -> None:
         if not isinstance(resource_type, str):
             _no_resource(entry, i, where, found, listed=listed, history=history)
             continue
+        if resource_type not in KNOWN_RESOURCE_TYPES:  # OBSERVATION: no resource of a type
+            if listed:  # not read, as a type not needed is not, but said: it may be data
+                issues.append(_not_a_resource_type(i, where))
+            continue
         resource_id = resource.get("id")
         full_url = entry.get("fullUrl")
         if (
@@ -370,6 +375,18 @@ def _no_resource(
         key = _deleted_key(entry)
         if key is not None and key not in found.listed_by_ref:
             found.deleted.add(key)
+
+
+def _not_a_resource_type(i: int, where: str) -> Issue:
+    """A listed entry whose ``resourceType`` names no FHIR resource type (``OBSERVATION``):
+    not read, as a resource of a type the evaluation does not read is not, but said (it may
+    hold a measurement or a risk factor, spelt wrong). Its content is not repeated."""
+    return Issue(
+        "warning",
+        "value",
+        f"entry {i} has {NOT_A_RESOURCE_TYPE}: it is not read",
+        f"{where}.entry[{i}].resource.resourceType",
+    )
 
 
 _NO_RESOURCE_METHODS = frozenset({"GET", "HEAD", "DELETE"})

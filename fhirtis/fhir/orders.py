@@ -96,8 +96,10 @@ def draft_medication_requests(
 ) -> list[tuple[str, Json]]:
     """The MedicationRequests of a ``draftOrders`` Bundle as (reference, resource); with
     ``selections`` (order-select), only the selected ones. A void one, or one that prohibits
-    its medication (``doNotPerform`` true), orders nothing to check."""
+    its medication (``doNotPerform`` true), orders nothing to check; one listed again (by
+    the same reference) is read once."""
     out: list[tuple[str, Json]] = []
+    taken: set[str] = set()  # an order listed twice (the same copy) is one order
     entries = draft_orders.get("entry")
     for entry in entries if isinstance(entries, list) else []:
         resource = entry.get("resource") if isinstance(entry, dict) else None
@@ -111,10 +113,11 @@ def draft_medication_requests(
         own = f"MedicationRequest/{resource['id']}" if is_id(resource.get("id")) else None
         full_url = entry.get("fullUrl") if isinstance(entry.get("fullUrl"), str) else None
         ref = own or full_url
-        if ref is None:
+        if ref is None or ref in taken:
             continue
         if selections is not None and not {own, full_url} & set(selections):
             continue
+        taken.add(ref)
         out.append((ref, resource))
     return out
 

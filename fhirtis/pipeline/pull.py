@@ -31,6 +31,7 @@ from fhirtis.fhir.queries import (
     existing_urls,
     patient_read_urls,
 )
+from fhirtis.fhir.resource_types import KNOWN_RESOURCE_TYPES, NOT_A_RESOURCE_TYPE
 from fhirtis.io import (
     Capabilities,
     FhirClient,
@@ -786,6 +787,17 @@ def _unread_medication(ivig_names: Sequence[str]) -> _Unread:
     return unread
 
 
+def _not_resources(rtype: str, count: int) -> Issue:
+    """``count`` matches of the ``rtype`` search (every page) whose ``resourceType`` is no FHIR
+    resource type: not read, but said (they may hold the patient's data, spelt wrong); their
+    content is not repeated."""
+    return Issue(
+        "warning",
+        "value",
+        f"{count} match(es) of the {rtype} search have {NOT_A_RESOURCE_TYPE}: not read",
+    )
+
+
 def _unread_substance(ref: str, where: str, _: Json) -> Issue:
     """A Medication's ingredient Substance (R4 ``Medication.ingredient.itemReference``,
     Reference(Substance)) that cannot be read: an immune globulin named only by its
@@ -936,8 +948,13 @@ async def _pull(
     outcomes: list[Json] = []  # a search can match no OperationOutcome: each is an outcome
     incomplete: dict[str, None] = {}  # the searched types whose outcome says "only part"
     short: list[Issue] = []  # searches whose pages ended before their total
+    odd: dict[str, int] = {}  # by searched type: matches of no FHIR resource type (OBSERVATION)
     for rtype, (resources, shortfall) in found:
         for r in resources:
+            if r.get("resourceType") not in KNOWN_RESOURCE_TYPES:
+                odd[rtype] = odd.get(rtype, 0) + 1
+                incomplete.setdefault(rtype, None)  # what it holds is not read: in part
+                continue
             if r.get("resourceType") == "OperationOutcome":
                 outcomes.append(r)
                 if partial_results([r]):
@@ -959,7 +976,7 @@ async def _pull(
             )
             incomplete.setdefault(rtype, None)
     ivig = extractor.t.value_sets.get("ivig-products")
-    issues = partial_results(outcomes) + short
+    issues = partial_results(outcomes) + short + [_not_resources(t, n) for t, n in odd.items()]
     # what the searches did not bring (no _include on this server, or it left them out), read
     # by id: the Medications, then the Substances they name as an ingredient, the Devices
     base = client.config.base_url

@@ -29,6 +29,7 @@ from fhirtis.fhir.extract.patient import patient_ref_in
 from fhirtis.fhir.needs import NEEDS
 from fhirtis.fhir.outcome import Issue
 from fhirtis.fhir.primitives import is_id
+from fhirtis.fhir.resource_types import KNOWN_RESOURCE_TYPES, NOT_A_RESOURCE_TYPE
 from fhirtis.registry.errors import CohortError, db_faults
 
 Json = dict[str, Any]
@@ -117,6 +118,8 @@ def read_line(line: bytes | str) -> tuple[dict[str, Any], str]:
         if not (isinstance(kind, str) and kind.isascii() and kind.isalpha()):
             raise BadLineError("not a FHIR resource: the resourceType is not a resource type")
         raise BadLineError("not a FHIR resource: the id is not a FHIR id")
+    if kind not in KNOWN_RESOURCE_TYPES:  # OBSERVATION: stored, it would be read by no one
+        raise BadLineError(f"not a FHIR resource: it has {NOT_A_RESOURCE_TYPE}")
     return resource, key
 
 
@@ -351,7 +354,9 @@ def patient_of(resource: Json) -> str | None:
     resource of no patient (a Medication). :class:`BadLineError` when the reference names a
     patient by something that is not a FHIR id (the text is not repeated: it names a patient),
     and when a resource of a type that always belongs to a patient (:data:`_OF_A_PATIENT`)
-    names none by a reference (no ``subject``/``patient``, or one that is no Reference)."""
+    names none by a reference (no ``subject``/``patient``, or one that is no Reference), or,
+    of a type whose subject is required (:data:`_SUBJECT_REQUIRED`), names by it no Patient
+    (``Group/g1``, ``Medication/m1``, a reference with spaces around it)."""
     kind = resource.get("resourceType")
     if kind == "Patient" and isinstance(resource.get("id"), str):
         return f"Patient/{resource['id']}"
@@ -382,6 +387,8 @@ def patient_of(resource: Json) -> str | None:
             )
         if patient is not None:
             return patient
+        if kind in _SUBJECT_REQUIRED:  # Medication/…, Group/…: the offline path excludes it
+            raise BadLineError(f"the {key} reference names no Patient: {_UNGROUPED}")
     if kind in _SUBJECT_REQUIRED and all(resource.get(key) is None for key in _PATIENT_KEYS):
         raise BadLineError(f"the {kind} names no subject or patient: {_UNGROUPED}")
     return None

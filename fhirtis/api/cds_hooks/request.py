@@ -16,6 +16,7 @@ from fhirtis.fhir.extract.common import ExcludedError, first_fhir_time
 from fhirtis.fhir.extract.observations import OBSERVATION_TIME
 from fhirtis.fhir.needs import CAN_GO_WITHOUT, export_types, prefetch_queries
 from fhirtis.fhir.primitives import is_id
+from fhirtis.fhir.resource_types import KNOWN_RESOURCE_TYPES
 from fhirtis.io import link_of, next_link
 from fhirtis.pipeline.pull import partial_results
 
@@ -154,6 +155,7 @@ def parse_call(body: Any, service: CdsService) -> HookCall:
         raise bad("context.draftOrders is required and must be a Bundle")
     if not isinstance(draft.get("entry", []), list):
         raise bad("context.draftOrders.entry must be an array")
+    _check_draft_orders(draft.get("entry", []))
     selections: list[str] | None = None
     if hook == "order-select":  # CDS Hooks order-select: selections is required
         raw = context.get("selections")
@@ -461,8 +463,16 @@ def reports_partial(bundle: Mapping[str, Any]) -> bool:
     """Whether a searchset's own OperationOutcome (``search.mode = outcome``) says that only
     part of the matches were returned (an error or fatal issue, or a code such as
     ``too-costly``: :func:`partial_results`, as ``fhirtis run`` reads it). Such a search read
-    as complete would hide a risk factor behind "none found"."""
+    as complete would hide a risk factor behind "none found". So does a match whose
+    ``resourceType`` is no FHIR resource type (``CONDITION``): what it holds is not read."""
     entries = bundle.get("entry")
+    if any(
+        isinstance(e, dict)
+        and isinstance(e.get("resource"), dict)
+        and e["resource"].get("resourceType") not in KNOWN_RESOURCE_TYPES
+        for e in (entries if isinstance(entries, list) else [])
+    ):
+        return True
     outcomes = [
         e["resource"]
         for e in (entries if isinstance(entries, list) else [])
@@ -487,3 +497,32 @@ def _check_bundle(bundle: Mapping[str, Any], where: str) -> None:
             isinstance(resource, dict) and isinstance(resource.get("resourceType"), str)
         ):
             raise bad(f"{where}.entry[{i}].resource must be a FHIR resource")
+        if resource is not None and resource["resourceType"] not in KNOWN_RESOURCE_TYPES:
+            raise bad(f"{where}.entry[{i}].resource.resourceType is no FHIR R4 resource type")
+
+
+def _check_draft_orders(entries: list[Any]) -> None:
+    """Draft orders that cannot be read as given are refused (400): one whose
+    ``resourceType`` is no FHIR resource type (``MEDICATIONREQUEST``: an IVIG order passed over
+    would get no card), and two differing copies of one ``Type/id`` (which of them is signed
+    is not known). The same copy twice is one order (``draft_medication_requests`` of
+    :mod:`fhirtis.fhir.orders` reads it once)."""
+    seen: dict[str, Any] = {}
+    for i, entry in enumerate(entries):
+        resource = entry.get("resource") if isinstance(entry, dict) else None
+        if not isinstance(resource, dict) or not isinstance(resource.get("resourceType"), str):
+            continue  # no resource: nothing ordered (draft_medication_requests)
+        rtype = resource["resourceType"]
+        if rtype not in KNOWN_RESOURCE_TYPES:
+            raise bad(
+                f"context.draftOrders.entry[{i}].resource.resourceType is no FHIR R4 resource type"
+            )
+        if not is_id(resource.get("id")):
+            continue
+        key = f"{rtype}/{resource['id']}"
+        first = seen.setdefault(key, resource)
+        if first is not resource and first != resource:
+            raise bad(
+                f"context.draftOrders.entry[{i}] lists {key} again with other content: which "
+                "of the two orders is meant is not known"
+            )

@@ -68,6 +68,21 @@ def records_no_use(r: Json) -> bool:
     return r.get("status") in MEDICATION_VOID or r.get("doNotPerform") is True
 
 
+def _malformed_do_not_perform(r: Json, path: str) -> Issue:
+    """A request whose ``doNotPerform`` (a boolean modifier) is none: JSON null (FHIR JSON
+    allows no null, R4 json.html) or another type. Whether it prohibits its estrogen is not
+    known; it is read as an order (estrogen use: the lower IVIG rate limit), and said."""
+    return Issue(
+        "warning",
+        "value",
+        f"{ref_of(r)} has a doNotPerform that is not a boolean (null is not allowed in FHIR "
+        "JSON): whether it prohibits the medication is unknown, so it is read as an order and "
+        "its estrogen is counted as a risk factor",
+        f"{path}.doNotPerform",
+        ref_of(r),
+    )
+
+
 _EFFECTIVE = TimeElements.of("effectiveDateTime", "effectivePeriod.start")
 _EFFECTIVE_END = TimeElements.of("effectivePeriod.end")  # an infusion's: a date
 # a use's (an estrogen statement, order): the "no end" placeholder is no end
@@ -1202,6 +1217,8 @@ class MedicationReader(ExtractorBase):
         if records_no_use(r):
             return True
         self._require_id(r, path)
+        if "doNotPerform" in r and not isinstance(r["doNotPerform"], bool):
+            data.issues.append(_malformed_do_not_perform(r, path))
         subject_key = "subject"
         self._check_subject(data, r, subject_key, path)
         kind = RiskFactorKind.ESTROGEN
