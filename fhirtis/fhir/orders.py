@@ -43,7 +43,7 @@ __all__ = [
     "RateKind",
     "draft_medication_requests",
     "medication_reference",
-    "order_start",
+    "order_starts",
     "read_ivig_order",
     "with_rates",
 ]
@@ -86,9 +86,9 @@ class IvigOrder:
     # where an order with no coded rate gives one in words ("0.5 mL/kg/h, increase to
     # 4 mL/kg/h"): the paths of those texts, never the text (it cannot be checked)
     rate_texts: tuple[str, ...] = ()
-    # when the order says its infusion starts (:func:`order_start`): the earliest, as the
-    # instant and whether it was a date only; None when it says none
-    start: tuple[datetime, bool] | None = None
+    # when the order says its infusion starts (:func:`order_starts`): each start it gives, as
+    # the instant and whether it was a date only; none when it says none
+    starts: tuple[tuple[datetime, bool], ...] = ()
 
 
 def draft_medication_requests(
@@ -173,15 +173,17 @@ def read_ivig_order(
         rates=tuple(rates),
         rate_problems=tuple(rate_problems),
         rate_texts=() if rates or rate_problems else _rate_texts(request),
-        start=order_start(request),
+        starts=order_starts(request),
     )
 
 
-def order_start(request: Mapping[str, Any]) -> tuple[datetime, bool] | None:
-    """When the order's infusion is to start: the earliest of its dosage instructions'
+def order_starts(request: Mapping[str, Any]) -> tuple[tuple[datetime, bool], ...]:
+    """When the order's infusion is to start: each of its dosage instructions'
     ``timing.event`` and ``timing.repeat.boundsPeriod.start`` (R4 Timing), as an instant and
-    whether it was a date only (the start of that day, UTC); None when it gives none that can be
-    read (an unreadable one is passed over: the order is then checked as given now)."""
+    whether it was a date only (the start of that day, UTC); none when it gives none that can be
+    read (an unreadable one is passed over: the order is then checked as given now). Which is
+    the earliest is a matter of the records' calendar (a date and a dateTime in another offset
+    are ordered by their day on it), so all are kept."""
     starts: list[tuple[datetime, bool]] = []
     for dosage in json_array(request.get("dosageInstruction")):
         timing = dosage.get("timing") if isinstance(dosage, dict) else None
@@ -199,7 +201,7 @@ def order_start(request: Mapping[str, Any]) -> tuple[datetime, bool] | None:
                 continue
             if parsed[0].tzinfo is not None:
                 starts.append(parsed)
-    return min(starts, key=lambda s: s[0]) if starts else None
+    return tuple(starts)
 
 
 # A rate in words as IVIG orders write them: a number, then a volume or mass (per kg or lb),

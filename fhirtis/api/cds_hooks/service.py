@@ -135,21 +135,24 @@ class _Evaluated:
 
     def weight_of(self, order: IvigOrder) -> OrderWeight:
         """The dosing weight of the cycle ``order``'s infusion belongs to: counted from the
-        start the order gives (:attr:`IvigOrder.start`) when that lies on a later day than now
-        (an order signed ahead, for next month's cycle), else from now (clinical spec §4)."""
-        if order.start is None:
+        earliest start the order gives (:attr:`IvigOrder.starts`, on the records' calendar: a
+        date only is the start of that day there) when that lies on a later day than now (an
+        order signed ahead, for next month's cycle), else from now (clinical spec §4)."""
+        if not order.starts:
             return self.order_weight
-        at, date_only = order.start
         zone = self.now.tzinfo
-        day = at.date() if date_only else at.astimezone(zone).date()
-        if day <= self.now.date():
+
+        def on_calendar(start: tuple[datetime, bool]) -> datetime:
+            at, date_only = start
+            if date_only:  # the start of that day on the records' calendar
+                return datetime(at.year, at.month, at.day, tzinfo=zone)
+            return at.astimezone(zone)
+
+        # the earliest day on the records' calendar: a date and a dateTime in another offset
+        # are not ordered by their UTC instants (2024-05-17 before 2024-05-16T20:00-05:00)
+        at = min(on_calendar(start) for start in order.starts)
+        if at.date() <= self.now.date():
             return self.order_weight
-        # a date only: the start of that day on the records' calendar
-        at = (
-            datetime(day.year, day.month, day.day, tzinfo=zone)
-            if date_only
-            else at.astimezone(zone)
-        )
         data = self.data
         return order_dosing_weight(
             at, self.evaluation.exposure, data.weights, data.heights, data.patient, self.policy
